@@ -1,0 +1,205 @@
+//! `seal_page` / `open_page`: the only code that turns a page's plaintext into the bytes on
+//! disk and back. SPEC.md §3 (layout, AAD) and §6 (keys, nonces, epochs).
+//!
+//! Invariants: a fresh 96-bit nonce from the thread-local CSPRNG (ChaCha12 seeded and
+//! periodically reseeded from the OS) for every seal; the AAD binds the file id, the page number,
+//! the key epoch and the format version, so a page cannot be moved to another position, another
+//! file or another epoch; a page that fails to open is reported as `Corrupt { page,
+//! SealMismatch }` and its bytes are never returned.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rand::RngCore;
+
+use super::cipher::{Aead, CipherBackend, CipherId, new_aead};
+use super::keys::{SecretKey, context};
+use crate::error::{CorruptReason, Error, PageNo, Result};
+use crate::format::PAGE_SIZE;
+use crate::format::page::{
+    EPOCH_OFFSET, NONCE_OFFSET, NONCE_SIZE, PAYLOAD_SIZE, SealTag, TAG_OFFSET, TAG_SIZE, aad,
+};
+
+/// A page-sized buffer.
+pub type PageBuf = [u8; PAGE_SIZE];
+
+/// What a seal is for: tree/overflow/free-list pages, or commit records. Each purpose has its
+/// own subkey per epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum KeyPurpose {
+    Page,
+    Commit,
+}
+
+/// The data keys of a file: normally one; two while a rekey moves pages from the old to the new.
+/// Epochs `>= first_epoch` of an entry derive from that entry's key.
+pub(crate) struct DataKeys {
+    /// Sorted by `first_epoch`, ascending.
+    pub(crate) keys: Vec<(u32, SecretKey)>,
+}
+
+impl DataKeys {
+    pub(crate) fn single(k: SecretKey) -> DataKeys {
+        DataKeys { keys: vec![(0, k)] }
+    }
+    fn for_epoch(&self, epoch: u32) -> Option<&SecretKey> {
+        self.keys.iter().rev().find(|(first, _)| *first <= epoch).map(|(_, k)| k)
+    }
+    /// The key the file's current (newest) epochs derive from.
+    pub(crate) fn newest(&self) -> Option<&SecretKey> {
+        self.keys.last().map(|(_, k)| k)
+    }
+}
+
+enum Mode {
+    Plain,
+    Aead { cipher: CipherId, backend: CipherBackend, keys: RwLock<DataKeys> },
+}
+
+/// Seals and opens pages of one file.
+pub(crate) struct PageSealer {
+    file_id: [u8; 16],
+    mode: Mode,
+    /// Keyed AEADs per (purpose, epoch), built on first use.
+    aeads: RwLock<HashMap<(KeyPurpose, u32), Arc<dyn Aead>>>,
+    /// Epochs above this are refused without deriving a key (a hostile epoch field would
+    /// otherwise make us derive keys without bound).
+    max_epoch: std::sync::atomic::AtomicU32,
+}
+
+impl PageSealer {
+    pub(crate) fn plaintext(file_id: [u8; 16]) -> PageSealer {
+        PageSealer {
+            file_id,
+            mode: Mode::Plain,
+            aeads: RwLock::new(HashMap::new()),
+            max_epoch: u32::MAX.into(),
+        }
+    }
+
+    pub(crate) fn encrypted(file_id: [u8; 16], cipher: CipherId, backend: CipherBackend, keys: DataKeys, max_epoch: u32) -> PageSealer {
+        PageSealer {
+            file_id,
+            mode: Mode::Aead { cipher, backend, keys: RwLock::new(keys) },
+            aeads: RwLock::new(HashMap::new()),
+            max_epoch: max_epoch.into(),
+        }
+    }
+
+    pub(crate) fn is_encrypted(&self) -> bool {
+        matches!(self.mode, Mode::Aead { .. })
+    }
+
+    pub(crate) fn file_id(&self) -> &[u8; 16] {
+        &self.file_id
+    }
+
+    pub(crate) fn set_max_epoch(&self, e: u32) {
+        self.max_epoch.store(e, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Runs `f` with the newest data key (None in plaintext mode).
+    pub(crate) fn with_data_key<T>(&self, f: impl FnOnce(Option<&SecretKey>) -> T) -> T {
+        match &self.mode {
+            Mode::Plain => f(None),
+            Mode::Aead { keys, .. } => f(keys.read().newest()),
+        }
+    }
+
+    /// Replaces the data keys (rekey), dropping cached AEADs.
+    pub(crate) fn set_data_keys(&self, new: DataKeys) {
+        if let Mode::Aead { keys, .. } = &self.mode {
+            *keys.write() = new;
+            self.aeads.write().clear();
+        }
+    }
+
+    fn aead(&self, purpose: KeyPurpose, epoch: u32, page: PageNo) -> Result<Arc<dyn Aead>> {
+        if let Some(a) = self.aeads.read().get(&(purpose, epoch)) {
+            return Ok(a.clone());
+        }
+        let Mode::Aead { cipher, backend, keys } = &self.mode else {
+            return Err(Error::ReportableBug("AEAD requested in plaintext mode".into()));
+        };
+        if epoch > self.max_epoch.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::corrupt(page, CorruptReason::UnknownEpoch));
+        }
+        let keys = keys.read();
+        let dk = keys.for_epoch(epoch).ok_or_else(|| Error::corrupt(page, CorruptReason::UnknownEpoch))?;
+        let ctx = match purpose {
+            KeyPurpose::Page => context::PAGE_KEY,
+            KeyPurpose::Commit => context::COMMIT_KEY,
+        };
+        let sub = dk.derive(ctx, &epoch.to_le_bytes());
+        let a: Arc<dyn Aead> = Arc::from(new_aead(*cipher, *backend, &sub)?);
+        self.aeads.write().insert((purpose, epoch), a.clone());
+        Ok(a)
+    }
+
+    /// Seals `buf[..PAYLOAD_SIZE]` in place as page `page` under `epoch`, filling the trailer.
+    pub(crate) fn seal(&self, purpose: KeyPurpose, page: PageNo, epoch: u32, buf: &mut PageBuf) -> Result<SealTag> {
+        let mut nonce = [0u8; NONCE_SIZE];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let ad = aad(&self.file_id, page, epoch);
+        let tag = match &self.mode {
+            Mode::Plain => crc_tag(&ad, &nonce, &buf[..PAYLOAD_SIZE]),
+            Mode::Aead { .. } => {
+                let a = self.aead(purpose, epoch, page)?;
+                a.seal(&nonce, &ad, &mut buf[..PAYLOAD_SIZE])?
+            }
+        };
+        buf[TAG_OFFSET..TAG_OFFSET + TAG_SIZE].copy_from_slice(&tag);
+        buf[NONCE_OFFSET..NONCE_OFFSET + NONCE_SIZE].copy_from_slice(&nonce);
+        buf[EPOCH_OFFSET..EPOCH_OFFSET + 4].copy_from_slice(&epoch.to_le_bytes());
+        Ok(SealTag(tag))
+    }
+
+    /// Opens page `page` in place; on success `buf[..PAYLOAD_SIZE]` is the plaintext payload.
+    /// Returns the page's tag and epoch.
+    pub(crate) fn open(&self, purpose: KeyPurpose, page: PageNo, buf: &mut PageBuf) -> Result<(SealTag, u32)> {
+        let (tag, nonce, epoch) = trailer(buf);
+        let ad = aad(&self.file_id, page, epoch);
+        let ok = match &self.mode {
+            Mode::Plain => {
+                let expect = crc_tag(&ad, &nonce, &buf[..PAYLOAD_SIZE]);
+                SealTag(expect).ct_eq(&SealTag(tag))
+            }
+            Mode::Aead { .. } => {
+                let a = self.aead(purpose, epoch, page)?;
+                a.open(&nonce, &ad, &mut buf[..PAYLOAD_SIZE], &tag)
+            }
+        };
+        if ok {
+            Ok((SealTag(tag), epoch))
+        } else {
+            buf[..PAYLOAD_SIZE].fill(0);
+            Err(Error::corrupt(page, CorruptReason::SealMismatch))
+        }
+    }
+}
+
+/// Reads the trailer fields of a sealed page (public bytes).
+pub(crate) fn trailer(buf: &PageBuf) -> ([u8; TAG_SIZE], [u8; NONCE_SIZE], u32) {
+    let mut tag = [0u8; TAG_SIZE];
+    tag.copy_from_slice(&buf[TAG_OFFSET..TAG_OFFSET + TAG_SIZE]);
+    let mut nonce = [0u8; NONCE_SIZE];
+    nonce.copy_from_slice(&buf[NONCE_OFFSET..NONCE_OFFSET + NONCE_SIZE]);
+    let mut e = [0u8; 4];
+    e.copy_from_slice(&buf[EPOCH_OFFSET..EPOCH_OFFSET + 4]);
+    (tag, nonce, u32::from_le_bytes(e))
+}
+
+fn crc_tag(ad: &[u8], nonce: &[u8], payload: &[u8]) -> [u8; TAG_SIZE] {
+    let mut h = crc32fast::Hasher::new();
+    h.update(ad);
+    h.update(nonce);
+    h.update(payload);
+    let mut t = [0u8; TAG_SIZE];
+    t[..4].copy_from_slice(&h.finalize().to_le_bytes());
+    t
+}
+
+#[cfg(test)]
+#[path = "seal_tests.rs"]
+mod tests;

@@ -1,0 +1,158 @@
+//! The sealed page: 4096 bytes = payload ‖ trailer. SPEC.md §3.
+//!
+//! ```text
+//! 0            4064       4080          4092       4096
+//! | payload    | tag (16) | nonce (12)  | epoch u32 |
+//! ```
+//! Encrypted mode: payload is AES-256-GCM (or ChaCha20-Poly1305) ciphertext, tag its AEAD tag,
+//! AAD = file id (16) ‖ page number u64 LE ‖ epoch u32 LE ‖ format version u16 LE (30 bytes).
+//! Plaintext mode: payload in clear, nonce random, tag = CRC32 (LE) of AAD ‖ nonce ‖ payload in
+//! its first four bytes and zeros after.
+//!
+//! Every payload starts with the common page header:
+//! ```text
+//! 0 kind u8 | 1 reserved u8 | 2 count u16 | 4 reserved u32 | 8 generation u64 | 16 ...
+//! ```
+//! where `generation` is the commit sequence number of the transaction that wrote the page.
+
+use super::{PAGE_SIZE, get_u16, get_u64};
+use crate::error::{CorruptReason, Error, PageNo, Result};
+
+pub const PAYLOAD_SIZE: usize = 4064;
+/// The tag follows the ciphertext directly (so backends that want `ciphertext ‖ tag` in one
+/// buffer, like aws-lc's `open_in_place`, need no copy).
+pub const TAG_OFFSET: usize = PAYLOAD_SIZE;
+pub const TAG_SIZE: usize = 16;
+pub const NONCE_OFFSET: usize = TAG_OFFSET + TAG_SIZE;
+pub const NONCE_SIZE: usize = 12;
+pub const EPOCH_OFFSET: usize = NONCE_OFFSET + NONCE_SIZE;
+pub const EPOCH_SIZE: usize = 4;
+pub const TRAILER_END: usize = EPOCH_OFFSET + EPOCH_SIZE;
+const _: () = assert!(TRAILER_END == PAGE_SIZE);
+
+/// Size of the associated data bound to every seal.
+pub const AAD_SIZE: usize = 16 + 8 + 4 + 2;
+
+/// Common page header fields (offsets within the payload).
+pub const KIND_OFFSET: usize = 0;
+pub const COUNT_OFFSET: usize = 2;
+pub const GENERATION_OFFSET: usize = 8;
+pub const PAGE_HEADER_SIZE: usize = 16;
+
+/// The kind byte of a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PageKind {
+    Branch = 1,
+    Leaf = 2,
+    Overflow = 3,
+    FreeList = 4,
+    Commit = 5,
+}
+
+impl PageKind {
+    pub fn from_byte(b: u8) -> Option<PageKind> {
+        Some(match b {
+            1 => PageKind::Branch,
+            2 => PageKind::Leaf,
+            3 => PageKind::Overflow,
+            4 => PageKind::FreeList,
+            5 => PageKind::Commit,
+            _ => return None,
+        })
+    }
+}
+
+/// A seal tag: the AEAD tag of a page (or its CRC32 in plaintext mode). Tags are public (they
+/// sit in the file in clear), but are compared in constant time all the same, and have no
+/// `PartialEq` so that nobody compares them with `==` by accident.
+#[derive(Clone, Copy, Default)]
+pub struct SealTag(pub [u8; TAG_SIZE]);
+
+impl SealTag {
+    pub const ZERO: SealTag = SealTag([0; TAG_SIZE]);
+    /// Constant-time equality.
+    pub fn ct_eq(&self, other: &SealTag) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.0.ct_eq(&other.0))
+    }
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl std::fmt::Debug for SealTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealTag({})", self.to_hex())
+    }
+}
+
+/// Lower-case hex of public bytes (tags, nonces, file ids). Never used on secrets.
+pub fn hex(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for &x in b {
+        s.push(DIGITS[(x >> 4) as usize] as char);
+        s.push(DIGITS[(x & 15) as usize] as char);
+    }
+    s
+}
+
+/// A reference from a parent to a child page: the child's number and the tag it was sealed
+/// with. Reading the child checks both (SPEC.md §4, the Merkle argument).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageRef {
+    pub page: PageNo,
+    pub tag: SealTag,
+}
+
+pub const PAGE_REF_SIZE: usize = 8 + TAG_SIZE;
+
+impl PageRef {
+    pub const NONE: PageRef = PageRef { page: 0, tag: SealTag::ZERO };
+    pub fn is_none(&self) -> bool {
+        self.page == 0
+    }
+    pub fn encode(&self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&self.page.to_le_bytes());
+        out[8..PAGE_REF_SIZE].copy_from_slice(&self.tag.0);
+    }
+    pub fn decode(b: &[u8], off: usize) -> Option<PageRef> {
+        Some(PageRef { page: get_u64(b, off)?, tag: SealTag(super::get_array(b, off + 8)?) })
+    }
+}
+
+/// The associated data of a page seal.
+pub fn aad(file_id: &[u8; 16], page: PageNo, epoch: u32) -> [u8; AAD_SIZE] {
+    let mut a = [0u8; AAD_SIZE];
+    a[..16].copy_from_slice(file_id);
+    a[16..24].copy_from_slice(&page.to_le_bytes());
+    a[24..28].copy_from_slice(&epoch.to_le_bytes());
+    a[28..30].copy_from_slice(&super::FORMAT_VERSION.to_le_bytes());
+    a
+}
+
+/// Reads the kind and generation of an opened payload, checking the kind.
+pub fn check_kind(payload: &[u8], page: PageNo, want: PageKind) -> Result<()> {
+    match payload.get(KIND_OFFSET).copied().and_then(PageKind::from_byte) {
+        Some(k) if k == want => Ok(()),
+        _ => Err(Error::corrupt(page, CorruptReason::WrongPageKind)),
+    }
+}
+
+pub fn generation(payload: &[u8]) -> u64 {
+    get_u64(payload, GENERATION_OFFSET).unwrap_or(0)
+}
+
+pub fn count(payload: &[u8]) -> u16 {
+    get_u16(payload, COUNT_OFFSET).unwrap_or(0)
+}
+
+/// Writes the common header.
+pub fn write_header(payload: &mut [u8], kind: PageKind, count: u16, generation: u64) {
+    payload[KIND_OFFSET] = kind as u8;
+    payload[1] = 0;
+    super::put_u16(payload, COUNT_OFFSET, count);
+    super::put_u32(payload, 4, 0);
+    super::put_u64(payload, GENERATION_OFFSET, generation);
+}

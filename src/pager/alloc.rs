@@ -1,0 +1,107 @@
+//! Page allocation. SPEC.md §7 (free space).
+//!
+//! Invariant (after LMDB): every page in `FIRST_DATA_PAGE..page_count` is, at every durable
+//! commit, exactly one of: reachable from the commit record (tree, overflow or free-list page),
+//! or recorded in its free list. In memory a freed page goes through `pending` first: pages
+//! freed by commit K are handed out again only once K is durable *and* no live snapshot is
+//! older than K (a snapshot at K-1 may still read them).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::error::PageNo;
+
+#[derive(Debug, Default)]
+pub(crate) struct Allocator {
+    free: BTreeSet<PageNo>,
+    /// (commit sequence that freed them, pages), ascending by sequence.
+    pending: VecDeque<(u64, Vec<PageNo>)>,
+    /// High-water mark: pages at or above are unused and not recorded anywhere.
+    pub(crate) page_count: u64,
+}
+
+impl Allocator {
+    pub(crate) fn new(page_count: u64, free: impl IntoIterator<Item = PageNo>) -> Allocator {
+        Allocator { free: free.into_iter().collect(), pending: VecDeque::new(), page_count }
+    }
+
+    /// A page no durable or readable state references. Lowest free page first, so the file
+    /// stays compact; otherwise the next page past the high-water mark.
+    pub(crate) fn alloc(&mut self) -> PageNo {
+        if let Some(p) = self.free.pop_first() {
+            return p;
+        }
+        let p = self.page_count;
+        self.page_count += 1;
+        p
+    }
+
+    /// Returns a page that no committed state ever referenced (allocated and dropped within one
+    /// transaction, or by an aborted one): reusable at once.
+    pub(crate) fn give_back(&mut self, page: PageNo) {
+        self.free.insert(page);
+    }
+
+    /// Records pages freed by commit `seq`.
+    pub(crate) fn release(&mut self, seq: u64, pages: Vec<PageNo>) {
+        if pages.is_empty() {
+            return;
+        }
+        match self.pending.back_mut() {
+            Some((s, v)) if *s == seq => v.extend(pages),
+            _ => self.pending.push_back((seq, pages)),
+        }
+    }
+
+    /// Moves to `free` the pages freed by commits `<= min(durable_seq, oldest_live_seq)`.
+    pub(crate) fn promote(&mut self, durable_seq: u64, oldest_live_seq: u64) {
+        let limit = durable_seq.min(oldest_live_seq);
+        while let Some((s, _)) = self.pending.front() {
+            if *s > limit {
+                break;
+            }
+            if let Some((_, pages)) = self.pending.pop_front() {
+                self.free.extend(pages);
+            }
+        }
+    }
+
+    /// Every page not in use by the newest state: free and pending, sorted. This is what the
+    /// durable free list records (after a reopen no snapshot is alive).
+    pub(crate) fn all_unused(&self) -> Vec<PageNo> {
+        let mut v: Vec<PageNo> = self.free.iter().copied().collect();
+        for (_, p) in &self.pending {
+            v.extend_from_slice(p);
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    pub(crate) fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
+    pub(crate) fn pending_count(&self) -> usize {
+        self.pending.iter().map(|(_, v)| v.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_waits_for_durability_and_readers() {
+        let mut a = Allocator::new(10, [5]);
+        assert_eq!(a.alloc(), 5);
+        assert_eq!(a.alloc(), 10);
+        a.release(3, vec![6, 7]);
+        a.promote(2, 100);
+        assert_eq!(a.alloc(), 11, "not durable yet");
+        a.promote(3, 2);
+        assert_eq!(a.alloc(), 12, "a reader at 2 may still see them");
+        a.promote(3, 3);
+        assert_eq!(a.alloc(), 6);
+        assert_eq!(a.all_unused(), vec![7]);
+    }
+}

@@ -1,0 +1,63 @@
+//! Counters the engine keeps as it runs: cheap relaxed atomics, read by `Db::metrics()`.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub pages_sealed: AtomicU64,
+    pub pages_opened: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub crypto_nanos: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub cache_evictions: AtomicU64,
+    pub commits: AtomicU64,
+    pub durable_commits: AtomicU64,
+    pub syncs: AtomicU64,
+}
+
+/// A snapshot of the engine's counters (`Db::metrics()`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Metrics {
+    pub pages_sealed: u64,
+    pub pages_opened: u64,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    /// Time spent sealing and opening pages, in nanoseconds.
+    pub crypto_nanos: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_evictions: u64,
+    pub commits: u64,
+    pub durable_commits: u64,
+    pub syncs: u64,
+    /// Pages currently held in the cache.
+    pub cached_pages: u64,
+    /// The key epoch new pages are sealed under.
+    pub key_epoch: u32,
+    /// Seals made under the current epoch.
+    pub seals_in_epoch: u64,
+}
+
+impl Counters {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+    pub(crate) fn snapshot(&self) -> Metrics {
+        Metrics {
+            pages_sealed: self.pages_sealed.load(Relaxed),
+            pages_opened: self.pages_opened.load(Relaxed),
+            bytes_written: self.bytes_written.load(Relaxed),
+            bytes_read: self.bytes_read.load(Relaxed),
+            crypto_nanos: self.crypto_nanos.load(Relaxed),
+            cache_hits: self.cache_hits.load(Relaxed),
+            cache_misses: self.cache_misses.load(Relaxed),
+            cache_evictions: self.cache_evictions.load(Relaxed),
+            commits: self.commits.load(Relaxed),
+            durable_commits: self.durable_commits.load(Relaxed),
+            syncs: self.syncs.load(Relaxed),
+            ..Metrics::default()
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The pager: pages in and out of storage, sealed on the way out and opened on the way in,
+//! through a bounded cache of opened pages; page allocation; the durable commit.
+//!
+//! Layer: pager, above `storage`, `crypto` and `format`; below `btree`. It knows the page
+//! trailer and the commit record, not what B-tree pages contain.
+//!
+//! ```text
+//!            open()                         write error / sync error
+//!  [closed] --------> [open: reads+writes] --------------------------> [poisoned: reads only]
+//!                        |     ^                                               |
+//!      write_page() ... |     | sync() returns: commit record N durable       | drop, reopen
+//!                        v     |                                               v
+//!                    [pages of commit N written, unsynced] -----------> [closed]
+//! ```
+//! Invariants (numbered as SQLite's pager.c):
+//! 1. A page reachable from the last durable commit record is never written (copy-on-write;
+//!    the allocator hands out only pages that no durable or readable state references).
+//! 2. A page is returned only after it opened under its seal and matched the tag its parent
+//!    holds (or it is in the cache, which holds only such pages, keyed with their tag).
+//! 3. The commit record of a durable commit goes to the slot *not* holding the previous durable
+//!    record; pages and record reach the disk with one `sync`; recovery verifies the pages
+//!    written since the previous durable commit before it trusts the newer record.
+//! 4. After any write or sync fails, the handle is poisoned: further writes fail with
+//!    `Error::Poisoned` until the database is reopened (we do not guess what reached the disk).
+
+pub(crate) mod alloc;
+pub(crate) mod cache;
+pub(crate) mod freelist;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::crypto::seal::{KeyPurpose, PageBuf, PageSealer};
+use crate::error::{CorruptReason, Error, PageNo, Result};
+use crate::format::commit::CommitRecord;
+use crate::format::page::{PageKind, PageRef, SealTag, check_kind};
+use crate::format::{FIRST_DATA_PAGE, PAGE_SIZE};
+use crate::storage::Storage;
+use cache::{CacheEvent, CachedPage, PageCache};
+use metrics::Counters;
+
+pub(crate) struct Pager {
+    storage: Arc<dyn Storage>,
+    pub(crate) sealer: PageSealer,
+    cache: PageCache,
+    pub(crate) counters: Counters,
+    poisoned: AtomicBool,
+    /// Pages `0..page_limit` may be referenced; anything above is out of range.
+    page_limit: AtomicU64,
+}
+
+impl Pager {
+    pub(crate) fn new(storage: Arc<dyn Storage>, sealer: PageSealer, cache_bytes: usize) -> Pager {
+        Pager {
+            storage,
+            sealer,
+            cache: PageCache::new(cache_bytes),
+            counters: Counters::default(),
+            poisoned: AtomicBool::new(false),
+            page_limit: AtomicU64::new(FIRST_DATA_PAGE),
+        }
+    }
+
+    pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub(crate) fn set_page_limit(&self, n: u64) {
+        self.page_limit.store(n, Ordering::Release);
+    }
+
+    pub(crate) fn page_limit(&self) -> u64 {
+        self.page_limit.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.is_poisoned() { Err(Error::Poisoned) } else { Ok(()) }
+    }
+
+    fn poison<T>(&self, e: std::io::Error) -> Result<T> {
+        self.poisoned.store(true, Ordering::Release);
+        tracing::error!(target: "foldvault::audit", error = %e, "write failed; handle poisoned until reopened");
+        Err(Error::Io(e))
+    }
+
+    /// Reads the raw (sealed) bytes of a page. A short file is `Truncated`.
+    pub(crate) fn read_raw(&self, page: PageNo) -> Result<Box<PageBuf>> {
+        let mut buf = Box::new([0u8; PAGE_SIZE]);
+        let off = page * PAGE_SIZE as u64;
+        match self.storage.read_at(off, &mut buf[..]) {
+            Ok(()) => {
+                Counters::add(&self.counters.bytes_read, PAGE_SIZE as u64);
+                Ok(buf)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                let found = self.storage.len().unwrap_or(0);
+                Err(Error::Truncated { expected: off + PAGE_SIZE as u64, found })
+            }
+            Err(e) => Err(Error::Io(e)),
+        }
+    }
+
+    /// Writes raw bytes of a page (headers, restore). Poisons on failure.
+    pub(crate) fn write_raw(&self, page: PageNo, buf: &PageBuf) -> Result<()> {
+        self.check_writable()?;
+        match self.storage.write_at(page * PAGE_SIZE as u64, &buf[..]) {
+            Ok(()) => {
+                Counters::add(&self.counters.bytes_written, PAGE_SIZE as u64);
+                Ok(())
+            }
+            Err(e) => self.poison(e),
+        }
+    }
+
+    /// Reads and opens page `r.page`, checking that it was sealed with `r.tag` and is of `kind`.
+    pub(crate) fn read(&self, r: PageRef, kind: PageKind) -> Result<Arc<CachedPage>> {
+        if r.page < FIRST_DATA_PAGE || r.page >= self.page_limit() {
+            return Err(Error::corrupt(r.page, CorruptReason::PageOutOfRange));
+        }
+        let (hit, ev) = self.cache.get(r.page, &r.tag);
+        if let Some(p) = hit {
+            Counters::add(&self.counters.cache_hits, 1);
+            return Ok(p);
+        }
+        debug_assert!(matches!(ev, CacheEvent::Miss));
+        Counters::add(&self.counters.cache_misses, 1);
+        let p = Arc::new(self.open_from_disk(r.page, KeyPurpose::Page)?);
+        if !p.tag.ct_eq(&r.tag) {
+            return Err(Error::corrupt(r.page, CorruptReason::TagMismatch));
+        }
+        check_kind(p.payload(), r.page, kind)?;
+        let ev = self.cache.insert(r.page, p.clone());
+        Counters::add(&self.counters.cache_evictions, ev);
+        Ok(p)
+    }
+
+    /// Opens a page without a parent tag to compare with (diagnostics, salvage). Not cached.
+    pub(crate) fn read_unanchored(&self, page: PageNo) -> Result<CachedPage> {
+        self.open_from_disk(page, KeyPurpose::Page)
+    }
+
+    fn open_from_disk(&self, page: PageNo, purpose: KeyPurpose) -> Result<CachedPage> {
+        let mut buf = self.read_raw(page)?;
+        let t = Instant::now();
+        let (tag, _epoch) = self.sealer.open(purpose, page, &mut buf)?;
+        Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
+        Counters::add(&self.counters.pages_opened, 1);
+        Ok(CachedPage { tag, buf })
+    }
+
+    /// Seals `buf` (whose payload the caller filled) as page `page` under `epoch`, writes it and
+    /// caches the plaintext. Returns the tag for the parent to hold.
+    pub(crate) fn write(&self, page: PageNo, epoch: u32, buf: Box<PageBuf>) -> Result<SealTag> {
+        self.check_writable()?;
+        let mut sealed = buf.clone();
+        let t = Instant::now();
+        let tag = self.sealer.seal(KeyPurpose::Page, page, epoch, &mut sealed)?;
+        Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
+        Counters::add(&self.counters.pages_sealed, 1);
+        self.write_raw(page, &sealed)?;
+        let ev = self.cache.insert(page, Arc::new(CachedPage { tag, buf }));
+        Counters::add(&self.counters.cache_evictions, ev);
+        Ok(tag)
+    }
+
+    /// Seals and writes a batch of pages, in parallel when the batch is large. Returns their
+    /// tags in order.
+    pub(crate) fn write_batch(&self, epoch: u32, pages: Vec<(PageNo, Box<PageBuf>)>) -> Result<Vec<SealTag>> {
+        const PARALLEL_FROM: usize = 32;
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+        if pages.len() < PARALLEL_FROM || threads < 2 {
+            return pages.into_iter().map(|(p, b)| self.write(p, epoch, b)).collect();
+        }
+        let chunk = pages.len().div_ceil(threads);
+        let mut pages = pages;
+        let mut parts = Vec::new();
+        while !pages.is_empty() {
+            let rest = pages.split_off(chunk.min(pages.len()));
+            parts.push(std::mem::replace(&mut pages, rest));
+        }
+        let results: Vec<Result<Vec<SealTag>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|part| s.spawn(move || part.into_iter().map(|(p, b)| self.write(p, epoch, b)).collect()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::ReportableBug("sealing thread panicked".into()))))
+                .collect()
+        });
+        let mut out = Vec::new();
+        for r in results {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
+    /// Drops a page from the cache (it was freed).
+    pub(crate) fn forget(&self, page: PageNo) {
+        self.cache.remove(page);
+    }
+
+    pub(crate) fn clear_cache(&self) {
+        self.cache.clear();
+    }
+
+    pub(crate) fn cached_pages(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Reads commit slot `slot_page` (2 or 3).
+    pub(crate) fn read_commit(&self, slot_page: PageNo) -> Result<CommitRecord> {
+        let p = self.open_from_disk(slot_page, KeyPurpose::Commit)?;
+        CommitRecord::decode(p.payload(), slot_page)
+    }
+
+    /// Seals and writes a commit record into `slot_page` (not synced).
+    pub(crate) fn write_commit(&self, slot_page: PageNo, rec: &CommitRecord) -> Result<()> {
+        self.check_writable()?;
+        let mut buf = Box::new([0u8; PAGE_SIZE]);
+        rec.encode(&mut buf[..crate::format::page::PAYLOAD_SIZE]);
+        self.sealer.seal(KeyPurpose::Commit, slot_page, rec.key_epoch, &mut buf)?;
+        Counters::add(&self.counters.pages_sealed, 1);
+        self.write_raw(slot_page, &buf)
+    }
+
+    /// Makes every earlier write durable. Poisons on failure.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.check_writable()?;
+        Counters::add(&self.counters.syncs, 1);
+        match self.storage.sync() {
+            Ok(()) => Ok(()),
+            Err(e) => self.poison(e),
+        }
+    }
+
+    pub(crate) fn file_len(&self) -> Result<u64> {
+        Ok(self.storage.len()?)
+    }
+
+    /// Extends the file to hold `pages` pages if it is shorter (pages allocated but never
+    /// written, e.g. by an aborted transaction, must still exist below the page count).
+    pub(crate) fn ensure_pages(&self, pages: u64) -> Result<()> {
+        self.check_writable()?;
+        let want = pages * PAGE_SIZE as u64;
+        if self.storage.len()? < want {
+            if let Err(e) = self.storage.set_len(want) {
+                return self.poison(e);
+            }
+        }
+        Ok(())
+    }
+}

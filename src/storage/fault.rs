@@ -1,0 +1,522 @@
+//! Fault-injecting storage: an in-memory file that fails, loses power, and tears or reorders
+//! unsynced writes on demand, for crash tests and fuzzers.
+//!
+//! Layer: storage (bottom). May call only `std`, `parking_lot`, `crate::error` and the byte
+//! helpers of its sibling `memory`; nothing in the crate sits below it.
+//!
+//! Invariants:
+//! - the *live* image is what reads see: every successful write and `set_len` is applied to it;
+//! - the *durable* image is the live image as of the last successful `sync`; the operations
+//!   since then are kept, in order, in a pending list that `sync` clears;
+//! - an operation that fails by injection (fault or power loss) changes nothing but the
+//!   operation counter; operations are numbered from 1 after each [`FaultyStorage::set_plan`];
+//! - power loss is sticky: once crashed, every later operation fails until the test builds a
+//!   new device with [`FaultyStorage::reboot`];
+//! - [`FaultyStorage::crash_image`] is a pure function of (durable image, pending list, model):
+//!   the same seed always gives the same bytes;
+//! - clones share one state, so a clone held by a test observes the database's device;
+//! - as in `MemoryStorage`, no end offset above 2^40 bytes is ever allocated.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::Storage;
+use super::memory::{read_vec, set_len_vec, write_vec};
+
+const FAULT_MSG: &str = "injected I/O fault";
+const POWER_LOSS_MSG: &str = "injected power loss";
+
+/// The granularity at which unsynced writes may be torn (a disk sector).
+const SECTOR: usize = 512;
+
+/// What a power loss does to the operations that were not yet synced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CrashModel {
+    /// Every unsynced write and length change is lost: the durable image survives as is.
+    LoseUnsynced,
+    /// Every unsynced write, in order, survives only as a prefix cut at a 512-byte boundary
+    /// (anything from nothing to all of it), chosen independently per write from `seed`.
+    /// Unsynced length changes are applied in order.
+    TearUnsynced {
+        /// Seeds the choice of cut points.
+        seed: u64,
+    },
+    /// The unsynced writes are shuffled, a prefix of the shuffled list (possibly empty or
+    /// complete) is applied in that order, and the last applied write may be torn at a
+    /// 512-byte boundary; all choices come from `seed`. Unsynced length changes are applied in
+    /// order first (bytes a later length change cut off are never brought back).
+    ReorderUnsynced {
+        /// Seeds the shuffle, the prefix length and the tear.
+        seed: u64,
+    },
+}
+
+/// Which operations fail. Operations (`read_at`, `write_at`, `sync`, `len`, `set_len`) are
+/// numbered from 1, counting every call, failed or not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultPlan {
+    /// Operation number `N` fails with an `io::Error` of kind `Other` and message
+    /// "injected I/O fault" (and is not applied).
+    pub fail_at: Option<u64>,
+    /// If true, every operation numbered `fail_at` or later fails, not only that one.
+    pub persistent: bool,
+    /// When operation number `N` is reached the device loses power: that operation (not
+    /// applied) and every later one fail with "injected power loss", and
+    /// [`FaultyStorage::crashed`] turns true.
+    pub crash_at: Option<u64>,
+    /// If true, `read_at` and `len` are never failed by `fail_at` (they are still counted, so a
+    /// `fail_at` that lands on a read injects nothing unless `persistent`). Power loss still
+    /// fails them.
+    pub spare_reads: bool,
+}
+
+/// One unsynced operation. A write holds only what the live image still has of it.
+enum Pending {
+    Write { offset: u64, data: Vec<u8> },
+    SetLen(u64),
+}
+
+#[derive(Default)]
+struct State {
+    live: Vec<u8>,
+    durable: Vec<u8>,
+    pending: Vec<Pending>,
+    plan: FaultPlan,
+    ops: u64,
+    syncs: u64,
+    crashed: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OpKind {
+    Read,
+    Mutate,
+}
+
+impl State {
+    /// Counts one operation and decides whether the plan fails it.
+    fn begin(&mut self, kind: OpKind) -> io::Result<()> {
+        self.ops += 1;
+        let n = self.ops;
+        if let Some(at) = self.plan.crash_at
+            && n >= at
+        {
+            self.crashed = true;
+        }
+        if self.crashed {
+            return Err(io::Error::other(POWER_LOSS_MSG));
+        }
+        if let Some(at) = self.plan.fail_at {
+            let hit = n == at || (self.plan.persistent && n > at);
+            let spared = kind == OpKind::Read && self.plan.spare_reads;
+            if hit && !spared {
+                return Err(io::Error::other(FAULT_MSG));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An in-memory device with injected faults and power loss. Clones share the same device.
+#[derive(Clone, Default)]
+pub struct FaultyStorage {
+    state: Arc<Mutex<State>>,
+}
+
+impl FaultyStorage {
+    /// An empty device with no faults planned.
+    pub fn new() -> FaultyStorage {
+        FaultyStorage::default()
+    }
+
+    /// A device whose live and durable images are both `bytes`.
+    pub fn from_bytes(bytes: Vec<u8>) -> FaultyStorage {
+        let state = State {
+            durable: bytes.clone(),
+            live: bytes,
+            ..State::default()
+        };
+        FaultyStorage {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// Replaces the fault plan and restarts operation numbering at 1. Does not undo a power
+    /// loss that already happened.
+    pub fn set_plan(&self, plan: FaultPlan) {
+        let mut st = self.state.lock();
+        st.plan = plan;
+        st.ops = 0;
+    }
+
+    /// How many operations were attempted since creation or the last `set_plan`.
+    pub fn op_count(&self) -> u64 {
+        self.state.lock().ops
+    }
+
+    /// True once a planned power loss has happened.
+    pub fn crashed(&self) -> bool {
+        self.state.lock().crashed
+    }
+
+    /// How many `sync` calls succeeded since creation.
+    pub fn sync_count(&self) -> u64 {
+        self.state.lock().syncs
+    }
+
+    /// A copy of what reads see now.
+    pub fn live_image(&self) -> Vec<u8> {
+        self.state.lock().live.clone()
+    }
+
+    /// A copy of the image as of the last successful `sync`.
+    pub fn durable_image(&self) -> Vec<u8> {
+        self.state.lock().durable.clone()
+    }
+
+    /// The bytes a reboot after a power loss now would find under `model`. Changes nothing.
+    pub fn crash_image(&self, model: &CrashModel) -> Vec<u8> {
+        let st = self.state.lock();
+        let mut img = st.durable.clone();
+        match *model {
+            CrashModel::LoseUnsynced => {}
+            CrashModel::TearUnsynced { seed } => {
+                let mut rng = SplitMix64(seed);
+                for op in &st.pending {
+                    match op {
+                        Pending::Write { offset, data } => {
+                            let cut = rng.cut(data.len());
+                            apply_write(&mut img, *offset, &data[..cut]);
+                        }
+                        Pending::SetLen(len) => apply_set_len(&mut img, *len),
+                    }
+                }
+            }
+            CrashModel::ReorderUnsynced { seed } => {
+                let mut rng = SplitMix64(seed);
+                let mut writes: Vec<(u64, &[u8])> = Vec::new();
+                for op in &st.pending {
+                    match op {
+                        Pending::Write { offset, data } => writes.push((*offset, data)),
+                        Pending::SetLen(len) => apply_set_len(&mut img, *len),
+                    }
+                }
+                // Fisher-Yates shuffle.
+                for i in (1..writes.len()).rev() {
+                    let j = rng.below(i as u64 + 1) as usize;
+                    writes.swap(i, j);
+                }
+                let applied = rng.below(writes.len() as u64 + 1) as usize;
+                for (i, (offset, data)) in writes[..applied].iter().enumerate() {
+                    let cut = if i + 1 == applied {
+                        rng.cut(data.len())
+                    } else {
+                        data.len()
+                    };
+                    apply_write(&mut img, *offset, &data[..cut]);
+                }
+            }
+        }
+        img
+    }
+
+    /// A new, independent device holding [`FaultyStorage::crash_image`] as both its live and
+    /// durable image, with no plan, no pending operations and counters at 0.
+    pub fn reboot(&self, model: &CrashModel) -> FaultyStorage {
+        FaultyStorage::from_bytes(self.crash_image(model))
+    }
+}
+
+impl fmt::Debug for FaultyStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.state.lock();
+        f.debug_struct("FaultyStorage")
+            .field("live_len", &st.live.len())
+            .field("pending_ops", &st.pending.len())
+            .field("plan", &st.plan)
+            .field("ops", &st.ops)
+            .field("crashed", &st.crashed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Storage for FaultyStorage {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.begin(OpKind::Read)?;
+        read_vec(&st.live, offset, buf)
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.begin(OpKind::Mutate)?;
+        write_vec(&mut st.live, offset, buf)?;
+        if !buf.is_empty() {
+            st.pending.push(Pending::Write {
+                offset,
+                data: buf.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.begin(OpKind::Mutate)?;
+        let State { live, durable, .. } = &mut *st;
+        durable.clone_from(live);
+        st.pending.clear();
+        st.syncs += 1;
+        Ok(())
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        let mut st = self.state.lock();
+        st.begin(OpKind::Read)?;
+        Ok(st.live.len() as u64)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.begin(OpKind::Mutate)?;
+        set_len_vec(&mut st.live, len)?;
+        // Clip pending writes to what the live image still holds of them, so that no crash
+        // model can bring back bytes this length change cut off.
+        st.pending.retain_mut(|op| match op {
+            Pending::Write { offset, data } => {
+                let room = usize::try_from(len.saturating_sub(*offset)).unwrap_or(usize::MAX);
+                data.truncate(room);
+                !data.is_empty()
+            }
+            Pending::SetLen(_) => true,
+        });
+        st.pending.push(Pending::SetLen(len));
+        Ok(())
+    }
+}
+
+/// Applies a write that already succeeded on the live image (so its bounds are valid).
+fn apply_write(img: &mut Vec<u8>, offset: u64, data: &[u8]) {
+    let r = write_vec(img, offset, data);
+    debug_assert!(r.is_ok(), "replayed write was valid when recorded");
+}
+
+/// Applies a length change that already succeeded on the live image.
+fn apply_set_len(img: &mut Vec<u8>, len: u64) {
+    let r = set_len_vec(img, len);
+    debug_assert!(r.is_ok(), "replayed set_len was valid when recorded");
+}
+
+/// A small deterministic PRNG (SplitMix64): enough for reproducible crash choices.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `0..n` (`n > 0`).
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// A cut point for a write of `len` bytes: a multiple of 512 in `0..=len`, or `len`.
+    fn cut(&mut self, len: usize) -> usize {
+        let steps = len.div_ceil(SECTOR);
+        let k = self.below(steps as u64 + 1) as usize;
+        (k * SECTOR).min(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device with `base` durable, then `writes` (offset, length, byte) not yet synced.
+    fn device(base: Vec<u8>, writes: &[(usize, usize, u8)]) -> FaultyStorage {
+        let s = FaultyStorage::from_bytes(base);
+        for &(off, len, byte) in writes {
+            s.write_at(off as u64, &vec![byte; len]).unwrap();
+        }
+        s
+    }
+
+    /// Length of the run of `byte` starting at `off` in `img`.
+    fn run(img: &[u8], off: usize, byte: u8) -> usize {
+        img[off.min(img.len())..]
+            .iter()
+            .take_while(|&&b| b == byte)
+            .count()
+    }
+
+    fn kind(r: io::Result<()>) -> io::ErrorKind {
+        r.unwrap_err().kind()
+    }
+
+    fn plan(fail_at: Option<u64>, persistent: bool, spare_reads: bool) -> FaultPlan {
+        let crash_at = None;
+        FaultPlan {
+            fail_at,
+            persistent,
+            crash_at,
+            spare_reads,
+        }
+    }
+
+    const TEAR7: CrashModel = CrashModel::TearUnsynced { seed: 7 };
+
+    #[test]
+    fn round_trip_sync_and_clones() {
+        let s = FaultyStorage::new();
+        let other = s.clone();
+        s.write_at(3, b"abc").unwrap();
+        let mut buf = [9u8; 6];
+        other.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"\0\0\0abc");
+        assert_eq!(kind(s.read_at(4, &mut buf)), io::ErrorKind::UnexpectedEof);
+        assert_eq!((s.live_image().len(), s.durable_image().len()), (6, 0));
+        s.sync().unwrap();
+        assert_eq!(s.durable_image(), b"\0\0\0abc");
+        s.set_len(2).unwrap();
+        assert_eq!(s.len().unwrap(), 2);
+        assert_eq!(s.durable_image().len(), 6);
+        assert_eq!((other.sync_count(), other.op_count()), (1, 6));
+        assert_eq!(kind(s.write_at(1 << 40, b"x")), io::ErrorKind::InvalidInput);
+        assert_eq!(kind(s.set_len(u64::MAX)), io::ErrorKind::InvalidInput);
+        assert_eq!(s.crash_image(&TEAR7).len(), 2);
+    }
+
+    #[test]
+    fn lose_unsynced_returns_durable_image() {
+        let s = device(vec![1; 4096], &[(0, 1024, 2), (8192, 512, 3)]);
+        s.set_len(100).unwrap();
+        assert_eq!(s.crash_image(&CrashModel::LoseUnsynced), vec![1; 4096]);
+        let r = s.reboot(&CrashModel::LoseUnsynced);
+        assert_eq!(r.live_image(), vec![1; 4096]);
+        assert_eq!(r.durable_image(), vec![1; 4096]);
+        assert_eq!((r.op_count(), r.crashed()), (0, false));
+    }
+
+    #[test]
+    fn tear_cuts_each_write_at_sector_boundaries() {
+        let writes = [(100, 2000, 0xAA), (3000, 1536, 0xBB), (8192, 1024, 0xCC)];
+        let s = device(vec![0; 8192], &writes);
+        let (mut saw_none, mut saw_all) = (false, false);
+        for seed in 0..200 {
+            let img = s.crash_image(&CrashModel::TearUnsynced { seed });
+            assert_eq!(img, s.crash_image(&CrashModel::TearUnsynced { seed }));
+            for &(off, len, byte) in &writes {
+                let cut = run(&img, off, byte);
+                assert!(cut.is_multiple_of(SECTOR) || cut == len, "{cut} at {off}");
+                let rest = img.iter().skip(off + cut).take(len - cut);
+                assert!(rest.into_iter().all(|&b| b == 0));
+                saw_none |= cut == 0;
+                saw_all |= cut == len;
+            }
+            assert_eq!(img.len(), 8192 + run(&img, 8192, 0xCC));
+        }
+        assert!(saw_none && saw_all);
+        // Length changes are replayed in order.
+        s.set_len(1024).unwrap();
+        assert_eq!(s.crash_image(&TEAR7).len(), 1024);
+    }
+
+    #[test]
+    fn reorder_applies_some_none_or_all_in_any_order() {
+        let writes = [(0, 1024, 1), (2048, 1024, 2), (4096, 1024, 3)];
+        let s = device(vec![0; 8192], &writes);
+        let (mut none, mut some, mut all) = (0, 0, 0);
+        for seed in 0..300 {
+            let img = s.crash_image(&CrashModel::ReorderUnsynced { seed });
+            assert_eq!(img.len(), 8192);
+            let cuts: Vec<usize> = writes.iter().map(|w| run(&img, w.0, w.2)).collect();
+            assert!(cuts.iter().all(|c| c.is_multiple_of(SECTOR)));
+            assert!(cuts.iter().filter(|&&c| c != 0 && c != 1024).count() <= 1);
+            match cuts.iter().filter(|&&c| c > 0).count() {
+                0 => none += 1,
+                3 => all += 1,
+                _ => some += 1,
+            }
+        }
+        assert!(none > 0 && some > 0 && all > 0, "{none} {some} {all}");
+
+        // Overlapping writes: either one may end up on top.
+        let s = device(vec![0; 512], &[(0, 512, 0xA), (0, 512, 0xB)]);
+        let imgs: Vec<u8> = (0..100)
+            .map(|seed| s.crash_image(&CrashModel::ReorderUnsynced { seed })[0])
+            .collect();
+        assert!(imgs.contains(&0xA) && imgs.contains(&0xB) && imgs.contains(&0));
+
+        // A write later truncated away never comes back; the truncation always applies.
+        let s = device(vec![1; 4096], &[(2048, 2048, 2)]);
+        s.set_len(1024).unwrap();
+        s.write_at(0, &[3; 512]).unwrap();
+        for seed in 0..50 {
+            let img = s.crash_image(&CrashModel::ReorderUnsynced { seed });
+            assert_eq!(img.len(), 1024);
+            assert!(img.iter().all(|&b| b == 1 || b == 3));
+        }
+    }
+
+    fn is_fault(r: io::Result<()>, msg: &str) -> bool {
+        r.is_err_and(|e| e.kind() == io::ErrorKind::Other && e.to_string() == msg)
+    }
+
+    #[test]
+    fn fail_at_once_and_persistent() {
+        let s = FaultyStorage::new();
+        s.set_plan(plan(Some(2), false, false));
+        s.write_at(0, b"a").unwrap();
+        assert!(is_fault(s.write_at(0, b"b"), FAULT_MSG));
+        s.sync().unwrap();
+        assert_eq!(
+            (s.live_image(), s.durable_image()),
+            (b"a".to_vec(), b"a".to_vec())
+        );
+
+        s.set_plan(plan(Some(2), true, false));
+        s.write_at(0, b"c").unwrap();
+        assert!(is_fault(s.sync(), FAULT_MSG));
+        assert!(is_fault(s.set_len(0), FAULT_MSG));
+        assert!(is_fault(s.read_at(0, &mut [0]), FAULT_MSG));
+        assert!(s.len().is_err());
+        assert_eq!((s.op_count(), s.sync_count()), (5, 1));
+        assert_eq!(s.durable_image(), b"a");
+
+        s.set_plan(plan(Some(1), true, true));
+        s.read_at(0, &mut [0]).unwrap();
+        assert_eq!(s.len().unwrap(), 1);
+        assert!(is_fault(s.write_at(0, b"d"), FAULT_MSG));
+        assert!(!s.crashed());
+    }
+
+    #[test]
+    fn crash_at_loses_power() {
+        let s = FaultyStorage::new();
+        s.set_plan(FaultPlan {
+            crash_at: Some(4),
+            ..plan(None, false, false)
+        });
+        s.write_at(0, &[1; 512]).unwrap();
+        s.sync().unwrap();
+        s.write_at(512, &[2; 512]).unwrap();
+        assert!(!s.crashed());
+        assert!(is_fault(s.write_at(1024, &[3; 512]), POWER_LOSS_MSG));
+        assert!(s.crashed());
+        assert!(is_fault(s.read_at(0, &mut [0]), POWER_LOSS_MSG));
+        s.set_plan(FaultPlan::default());
+        assert!(s.crashed() && s.sync().is_err());
+        assert_eq!(s.live_image().len(), 1024);
+        let r = s.reboot(&CrashModel::LoseUnsynced);
+        assert_eq!(r.live_image(), vec![1; 512]);
+        r.write_at(512, b"ok").unwrap();
+        assert_eq!((r.crashed(), s.live_image().len()), (false, 1024));
+    }
+}

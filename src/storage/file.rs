@@ -1,0 +1,225 @@
+//! File storage: one real file, positioned I/O, guarded by an advisory lock.
+//!
+//! Layer: storage (bottom). May call only `std`, `parking_lot` and `crate::error`; nothing in
+//! the crate sits below it. Contains no `unsafe`.
+//!
+//! Invariants:
+//! - a read-write handle holds an exclusive advisory lock (`flock`) on the file, a read-only
+//!   handle a shared one, for the handle's whole life; a conflicting open fails with
+//!   [`Error::Locked`] instead of waiting;
+//! - the lock lives on the one `File` this struct owns (std opens it close-on-exec and never
+//!   duplicates it), so dropping the `FileStorage` closes the descriptor and releases the lock;
+//! - all I/O is positioned (`pread`/`pwrite`), so concurrent readers never race on a cursor;
+//! - a read-only handle refuses `write_at` and `set_len` with `PermissionDenied`;
+//! - `sync` is `fdatasync`: it makes every earlier write and length change durable.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::Storage;
+use crate::error::Error;
+
+/// A database file on disk.
+#[derive(Debug)]
+pub struct FileStorage {
+    file: File,
+    path: PathBuf,
+    read_only: bool,
+}
+
+impl FileStorage {
+    /// Opens `path` for reading and writing (creating it if `create`) and takes an exclusive
+    /// lock on it. Fails with [`Error::Locked`] if another handle, in this process or another,
+    /// holds any lock on the file.
+    pub fn open(path: &Path, create: bool) -> crate::Result<FileStorage> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .open(path)?;
+        lock_result(file.try_lock())?;
+        Ok(FileStorage {
+            file,
+            path: path.to_path_buf(),
+            read_only: false,
+        })
+    }
+
+    /// Opens an existing `path` read-only and takes a shared lock on it, for inspection tools.
+    /// Fails with [`Error::Locked`] if a read-write handle holds the file. Writes through the
+    /// returned handle fail with `PermissionDenied`.
+    pub fn open_read_only(path: &Path) -> crate::Result<FileStorage> {
+        let file = OpenOptions::new().read(true).open(path)?;
+        lock_result(file.try_lock_shared())?;
+        Ok(FileStorage {
+            file,
+            path: path.to_path_buf(),
+            read_only: true,
+        })
+    }
+
+    /// The path this storage was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when this handle was opened with [`FileStorage::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn check_writable(&self) -> io::Result<()> {
+        if self.read_only {
+            Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "storage was opened read-only",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn lock_result(r: Result<(), TryLockError>) -> crate::Result<()> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(Error::Locked),
+        Err(TryLockError::Error(e)) => Err(Error::Io(e)),
+    }
+}
+
+impl Storage for FileStorage {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.check_writable()?;
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        if self.read_only {
+            // Nothing written through this handle; nothing to make durable.
+            return Ok(());
+        }
+        self.file.sync_data()
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.check_writable()?;
+        self.file.set_len(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.fv");
+        (dir, path)
+    }
+
+    #[test]
+    fn round_trip() {
+        let (_dir, path) = temp_path();
+        let s = FileStorage::open(&path, true).unwrap();
+        assert_eq!(s.path(), path.as_path());
+        assert!(!s.is_read_only());
+        assert_eq!(s.len().unwrap(), 0);
+        s.write_at(4096, b"page one").unwrap();
+        s.write_at(0, b"header").unwrap();
+        assert_eq!(s.len().unwrap(), 4096 + 8);
+        let mut buf = [0u8; 8];
+        s.read_at(4096, &mut buf).unwrap();
+        assert_eq!(&buf, b"page one");
+        let mut buf = [0xffu8; 8];
+        s.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"header\0\0");
+        s.sync().unwrap();
+        s.set_len(6).unwrap();
+        assert_eq!(s.len().unwrap(), 6);
+        drop(s);
+
+        let s = FileStorage::open(&path, false).unwrap();
+        let mut buf = [0u8; 6];
+        s.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"header");
+    }
+
+    #[test]
+    fn open_without_create_fails_on_missing_file() {
+        let (_dir, path) = temp_path();
+        let err = FileStorage::open(&path, false).unwrap_err();
+        match err {
+            Error::Io(e) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
+            other => panic!("unexpected error {other:?}"),
+        }
+    }
+
+    #[test]
+    fn read_past_end_is_unexpected_eof() {
+        let (_dir, path) = temp_path();
+        let s = FileStorage::open(&path, true).unwrap();
+        s.write_at(0, &[7u8; 100]).unwrap();
+        let mut buf = [0u8; 10];
+        let err = s.read_at(95, &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        let err = s.read_at(1000, &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn second_open_is_locked_until_first_dropped() {
+        let (_dir, path) = temp_path();
+        let first = FileStorage::open(&path, true).unwrap();
+        assert!(matches!(FileStorage::open(&path, true), Err(Error::Locked)));
+        assert!(matches!(
+            FileStorage::open(&path, false),
+            Err(Error::Locked)
+        ));
+        assert!(matches!(
+            FileStorage::open_read_only(&path),
+            Err(Error::Locked)
+        ));
+        drop(first);
+        let second = FileStorage::open(&path, false).unwrap();
+        second.write_at(0, b"x").unwrap();
+    }
+
+    #[test]
+    fn read_only_handles_share_and_refuse_writes() {
+        let (_dir, path) = temp_path();
+        {
+            let s = FileStorage::open(&path, true).unwrap();
+            s.write_at(0, b"data").unwrap();
+            s.sync().unwrap();
+        }
+        let r1 = FileStorage::open_read_only(&path).unwrap();
+        let r2 = FileStorage::open_read_only(&path).unwrap();
+        assert!(r1.is_read_only());
+        assert!(matches!(
+            FileStorage::open(&path, false),
+            Err(Error::Locked)
+        ));
+        let mut buf = [0u8; 4];
+        r2.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"data");
+        let err = r1.write_at(0, b"no").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        let err = r1.set_len(0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        r1.sync().unwrap();
+        drop(r1);
+        drop(r2);
+        FileStorage::open(&path, false).unwrap();
+    }
+}

@@ -1,0 +1,39 @@
+//! Storage layer (the VFS): the only code that touches bytes on a device.
+//!
+//! Layer: bottom. Calls nothing else in the crate but `error`. Every other layer reaches the
+//! file only through [`Storage`].
+//!
+//! Contract (as redb's `StorageBackend`, five methods, `u64` offsets):
+//! - `read_at` fills the whole buffer or fails; reading past the end fails with
+//!   `io::ErrorKind::UnexpectedEof`.
+//! - `write_at` may extend the file; a write is *not* durable until a later `sync` returns.
+//!   Until then it may be lost, torn at any 512-byte boundary, or reordered with other unsynced
+//!   writes (the fault-injecting backend models exactly this).
+//! - `sync` makes every earlier write and `set_len` durable (`fdatasync`).
+//! - `len` is the current (not necessarily durable) length.
+//! - implementations are `Send + Sync`; callers serialise writes themselves (one writer),
+//!   while reads may run concurrently with writes to *other* offsets.
+
+use std::io;
+
+mod fault;
+mod file;
+mod memory;
+
+pub use fault::{CrashModel, FaultPlan, FaultyStorage};
+pub use file::FileStorage;
+pub use memory::MemoryStorage;
+
+/// Positioned, page-aligned I/O over one file. See the module documentation for the contract.
+pub trait Storage: Send + Sync + 'static {
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`, extending the file if needed.
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Makes all earlier writes and length changes durable.
+    fn sync(&self) -> io::Result<()>;
+    /// The current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Truncates or extends the file to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
