@@ -107,6 +107,9 @@ pub enum Error {
     /// The file is older than the commit sequence or digest the application anchored.
     #[error("database rolled back: commit sequence {found} is older than the anchored {expected}")]
     RolledBack { expected: u64, found: u64 },
+    /// The file's root digest is not the one the application anchored.
+    #[error("database root digest differs from the anchored digest (rolled back or replaced)")]
+    RootDigestMismatch,
     /// A restore or migration target exists and overwriting was not requested.
     #[error("target already exists: {0}")]
     AlreadyExists(String),
@@ -167,6 +170,7 @@ impl Clone for Error {
             Error::CollectionNotFound => Error::CollectionNotFound,
             Error::RolledBack { expected, found } => Error::RolledBack { expected: *expected, found: *found },
             Error::AlreadyExists(s) => Error::AlreadyExists(s.clone()),
+            Error::RootDigestMismatch => Error::RootDigestMismatch,
             Error::Corrupt { page, reason } => Error::Corrupt { page: *page, reason: *reason },
             Error::Truncated { expected, found } => Error::Truncated { expected: *expected, found: *found },
             Error::NotADatabase => Error::NotADatabase,

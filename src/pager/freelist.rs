@@ -75,7 +75,7 @@ pub(crate) fn read(pager: &Pager, head: PageRef, page_count: u64) -> Result<(Vec
         if chain.len() as u64 >= page_count {
             return Err(Error::corrupt(at.page, CorruptReason::FreeList));
         }
-        let p = pager.read(at, PageKind::FreeList)?;
+        let p = pager.read(at, Some(PageKind::FreeList))?;
         let payload = p.payload();
         let n = count(payload) as usize;
         if n > EXTENTS_PER_PAGE {

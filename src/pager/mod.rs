@@ -49,6 +49,7 @@ pub(crate) struct Pager {
     poisoned: AtomicBool,
     /// Pages `0..page_limit` may be referenced; anything above is out of range.
     page_limit: AtomicU64,
+    seals_in_epoch: AtomicU64,
 }
 
 impl Pager {
@@ -60,6 +61,7 @@ impl Pager {
             counters: Counters::default(),
             poisoned: AtomicBool::new(false),
             page_limit: AtomicU64::new(FIRST_DATA_PAGE),
+            seals_in_epoch: AtomicU64::new(0),
         }
     }
 
@@ -69,6 +71,20 @@ impl Pager {
 
     pub(crate) fn set_page_limit(&self, n: u64) {
         self.page_limit.store(n, Ordering::Release);
+    }
+
+    /// Raises the page limit to at least `n` (pages just allocated by the writer).
+    pub(crate) fn raise_page_limit(&self, n: u64) {
+        self.page_limit.fetch_max(n, Ordering::AcqRel);
+    }
+
+    /// Seals made under the current epoch (the nonce budget's counter).
+    pub(crate) fn seals_in_epoch(&self) -> u64 {
+        self.seals_in_epoch.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_seals_in_epoch(&self, n: u64) {
+        self.seals_in_epoch.store(n, Ordering::Release);
     }
 
     pub(crate) fn page_limit(&self) -> u64 {
@@ -119,7 +135,7 @@ impl Pager {
     }
 
     /// Reads and opens page `r.page`, checking that it was sealed with `r.tag` and is of `kind`.
-    pub(crate) fn read(&self, r: PageRef, kind: PageKind) -> Result<Arc<CachedPage>> {
+    pub(crate) fn read(&self, r: PageRef, kind: Option<PageKind>) -> Result<Arc<CachedPage>> {
         if r.page < FIRST_DATA_PAGE || r.page >= self.page_limit() {
             return Err(Error::corrupt(r.page, CorruptReason::PageOutOfRange));
         }
@@ -134,7 +150,9 @@ impl Pager {
         if !p.tag.ct_eq(&r.tag) {
             return Err(Error::corrupt(r.page, CorruptReason::TagMismatch));
         }
-        check_kind(p.payload(), r.page, kind)?;
+        if let Some(kind) = kind {
+            check_kind(p.payload(), r.page, kind)?;
+        }
         let ev = self.cache.insert(r.page, p.clone());
         Counters::add(&self.counters.cache_evictions, ev);
         Ok(p)
@@ -163,6 +181,7 @@ impl Pager {
         let tag = self.sealer.seal(KeyPurpose::Page, page, epoch, &mut sealed)?;
         Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
         Counters::add(&self.counters.pages_sealed, 1);
+        self.seals_in_epoch.fetch_add(1, Ordering::AcqRel);
         self.write_raw(page, &sealed)?;
         let ev = self.cache.insert(page, Arc::new(CachedPage { tag, buf }));
         Counters::add(&self.counters.cache_evictions, ev);
@@ -227,6 +246,7 @@ impl Pager {
         rec.encode(&mut buf[..crate::format::page::PAYLOAD_SIZE]);
         self.sealer.seal(KeyPurpose::Commit, slot_page, rec.key_epoch, &mut buf)?;
         Counters::add(&self.counters.pages_sealed, 1);
+        self.seals_in_epoch.fetch_add(1, Ordering::AcqRel);
         self.write_raw(slot_page, &buf)
     }
 

@@ -1,0 +1,415 @@
+//! B+tree page layouts, and the decoded nodes a write transaction edits. SPEC.md §4.
+//!
+//! Leaf payload:
+//! ```text
+//! 0   common header: kind = 2, count = n entries, generation
+//! 16  n × u16 entry offsets (ascending key order)
+//! ..  entries: key_len u16 | value_kind u8 | value_len u32 | key | value
+//!     value_kind 0: value_len inline bytes follow
+//!     value_kind 1: an overflow reference follows: first page PageRef (24) ‖ total length u64
+//! ```
+//! Branch payload:
+//! ```text
+//! 0   common header: kind = 1, count = n separator keys, generation
+//! 16  (n + 1) × child PageRef (page u64 ‖ seal tag 16)     -- the Merkle links
+//! ..  n × u16 key offsets
+//! ..  keys: key_len u16 | key
+//! ```
+//! Child `i` holds keys `k` with `keys[i-1] <= k < keys[i]`.
+//!
+//! Invariants: an encoded node never exceeds `PAYLOAD_SIZE`; any entry is at most
+//! `MAX_ENTRY_SIZE`, which is under half of the usable space, so a split of an overfull node
+//! always yields two nodes that fit. Raw-page accessors check every offset and length against
+//! the page and report `Corrupt { page, BadLayout }` instead of panicking.
+
+use crate::error::{CorruptReason, Error, PageNo, Result};
+use crate::format::page::{PAGE_HEADER_SIZE, PAGE_REF_SIZE, PAYLOAD_SIZE, PageKind, PageRef, count, write_header};
+use crate::format::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
+
+/// The longest key accepted.
+pub const MAX_KEY_LEN: usize = 1024;
+/// Values up to this size (with their key) are stored in the leaf; longer ones in overflow pages.
+pub const MAX_INLINE_ENTRY: usize = 1900;
+/// Entry header in a leaf.
+pub const LEAF_ENTRY_HEADER: usize = 2 + 1 + 4;
+pub const OVERFLOW_REF_SIZE: usize = PAGE_REF_SIZE + 8;
+const SLOT: usize = 2;
+/// Largest encoded size of one leaf entry, slot included.
+pub const MAX_ENTRY_SIZE: usize = SLOT + LEAF_ENTRY_HEADER + MAX_INLINE_ENTRY;
+const _: () = assert!(2 * MAX_ENTRY_SIZE <= PAYLOAD_SIZE - PAGE_HEADER_SIZE);
+const _: () = assert!(2 * (SLOT + 2 + MAX_KEY_LEN + PAGE_REF_SIZE) + PAGE_REF_SIZE <= PAYLOAD_SIZE - PAGE_HEADER_SIZE);
+const _: () = assert!(SLOT + LEAF_ENTRY_HEADER + MAX_KEY_LEN + OVERFLOW_REF_SIZE <= MAX_ENTRY_SIZE);
+
+/// A value as a leaf holds it.
+#[derive(Clone, Debug)]
+pub(crate) enum Value {
+    Inline(Vec<u8>),
+    Overflow { first: PageRef, len: u64 },
+}
+
+impl Value {
+    fn encoded_len(&self) -> usize {
+        match self {
+            Value::Inline(v) => v.len(),
+            Value::Overflow { .. } => OVERFLOW_REF_SIZE,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct LeafEntry {
+    pub key: Vec<u8>,
+    pub value: Value,
+}
+
+impl LeafEntry {
+    pub(crate) fn size(&self) -> usize {
+        SLOT + LEAF_ENTRY_HEADER + self.key.len() + self.value.encoded_len()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Leaf {
+    pub entries: Vec<LeafEntry>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Branch {
+    pub keys: Vec<Vec<u8>>,
+    pub children: Vec<PageRef>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Node {
+    Leaf(Leaf),
+    Branch(Branch),
+}
+
+impl Leaf {
+    pub(crate) fn size(&self) -> usize {
+        PAGE_HEADER_SIZE + self.entries.iter().map(|e| e.size()).sum::<usize>()
+    }
+    pub(crate) fn search(&self, key: &[u8]) -> std::result::Result<usize, usize> {
+        self.entries.binary_search_by(|e| e.key.as_slice().cmp(key))
+    }
+    /// Splits off an upper part so that both halves fit (the split point minimises the larger
+    /// half); returns the right half. Needs at least two entries.
+    pub(crate) fn split(&mut self) -> Leaf {
+        let sizes: Vec<usize> = self.entries.iter().map(|e| e.size()).collect();
+        let total: usize = sizes.iter().sum();
+        let (mut best, mut best_max, mut left) = (1, usize::MAX, 0);
+        for (i, s) in sizes.iter().enumerate().take(sizes.len().saturating_sub(1)) {
+            left += s;
+            let m = left.max(total - left);
+            if m < best_max {
+                best_max = m;
+                best = i + 1;
+            }
+        }
+        Leaf { entries: self.entries.split_off(best.min(self.entries.len())) }
+    }
+}
+
+impl Branch {
+    pub(crate) fn size(&self) -> usize {
+        PAGE_HEADER_SIZE
+            + self.children.len() * PAGE_REF_SIZE
+            + self.keys.iter().map(|k| SLOT + 2 + k.len()).sum::<usize>()
+    }
+    /// Index of the child that holds `key`.
+    pub(crate) fn child_index(&self, key: &[u8]) -> usize {
+        self.keys.partition_point(|k| k.as_slice() <= key)
+    }
+    /// Splits into two branches; returns (separator moved up, right half). The key at the split
+    /// point moves up; the point minimises the larger half. Needs at least two keys.
+    pub(crate) fn split(&mut self) -> (Vec<u8>, Branch) {
+        let sizes: Vec<usize> = self.keys.iter().map(|k| SLOT + 2 + k.len() + PAGE_REF_SIZE).collect();
+        let total: usize = sizes.iter().sum();
+        let (mut best, mut best_max, mut left) = (0, usize::MAX, 0);
+        for (i, s) in sizes.iter().enumerate() {
+            // keys[i] moves up: left holds keys[..i], right keys[i+1..].
+            let right = total - left - s;
+            let m = left.max(right);
+            if m < best_max {
+                best_max = m;
+                best = i;
+            }
+            left += s;
+        }
+        let right_keys = self.keys.split_off(best + 1);
+        let sep = self.keys.pop().unwrap_or_default();
+        let right_children = self.children.split_off(best + 1);
+        (sep, Branch { keys: right_keys, children: right_children })
+    }
+}
+
+impl Node {
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Node::Leaf(l) => l.size(),
+            Node::Branch(b) => b.size(),
+        }
+    }
+
+    /// Encodes into a payload buffer (`PAYLOAD_SIZE` bytes, zeroed by the caller).
+    pub(crate) fn encode(&self, generation: u64, out: &mut [u8]) -> Result<()> {
+        if self.size() > PAYLOAD_SIZE || out.len() < PAYLOAD_SIZE {
+            return Err(Error::ReportableBug(format!("node of {} bytes does not fit a page", self.size())));
+        }
+        match self {
+            Node::Leaf(l) => {
+                write_header(out, PageKind::Leaf, l.entries.len() as u16, generation);
+                let mut pos = PAGE_HEADER_SIZE + SLOT * l.entries.len();
+                for (i, e) in l.entries.iter().enumerate() {
+                    put_u16(out, PAGE_HEADER_SIZE + SLOT * i, pos as u16);
+                    put_u16(out, pos, e.key.len() as u16);
+                    match &e.value {
+                        Value::Inline(v) => {
+                            out[pos + 2] = 0;
+                            put_u32(out, pos + 3, v.len() as u32);
+                            pos += LEAF_ENTRY_HEADER;
+                            out[pos..pos + e.key.len()].copy_from_slice(&e.key);
+                            pos += e.key.len();
+                            out[pos..pos + v.len()].copy_from_slice(v);
+                            pos += v.len();
+                        }
+                        Value::Overflow { first, len } => {
+                            out[pos + 2] = 1;
+                            put_u32(out, pos + 3, OVERFLOW_REF_SIZE as u32);
+                            pos += LEAF_ENTRY_HEADER;
+                            out[pos..pos + e.key.len()].copy_from_slice(&e.key);
+                            pos += e.key.len();
+                            first.encode(&mut out[pos..]);
+                            put_u64(out, pos + PAGE_REF_SIZE, *len);
+                            pos += OVERFLOW_REF_SIZE;
+                        }
+                    }
+                }
+            }
+            Node::Branch(b) => {
+                write_header(out, PageKind::Branch, b.keys.len() as u16, generation);
+                let mut pos = PAGE_HEADER_SIZE;
+                for c in &b.children {
+                    c.encode(&mut out[pos..]);
+                    pos += PAGE_REF_SIZE;
+                }
+                let slots = pos;
+                pos += SLOT * b.keys.len();
+                for (i, k) in b.keys.iter().enumerate() {
+                    put_u16(out, slots + SLOT * i, pos as u16);
+                    put_u16(out, pos, k.len() as u16);
+                    out[pos + 2..pos + 2 + k.len()].copy_from_slice(k);
+                    pos += 2 + k.len();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes a raw payload (already opened and kind-checked or not).
+    pub(crate) fn decode(payload: &[u8], page: PageNo) -> Result<Node> {
+        let raw = RawNode::new(payload, page)?;
+        if raw.is_leaf() {
+            let n = raw.len();
+            let mut entries = Vec::with_capacity(n);
+            for i in 0..n {
+                let (k, v) = raw.leaf_entry(i)?;
+                entries.push(LeafEntry { key: k.to_vec(), value: v.to_owned_value() });
+            }
+            Ok(Node::Leaf(Leaf { entries }))
+        } else {
+            let n = raw.len();
+            let mut keys = Vec::with_capacity(n);
+            for i in 0..n {
+                keys.push(raw.branch_key(i)?.to_vec());
+            }
+            let mut children = Vec::with_capacity(n + 1);
+            for i in 0..=n {
+                children.push(raw.child(i)?);
+            }
+            Ok(Node::Branch(Branch { keys, children }))
+        }
+    }
+}
+
+/// A value as read from a raw leaf, borrowing the page.
+pub(crate) enum RawValue<'a> {
+    Inline(&'a [u8]),
+    Overflow { first: PageRef, len: u64 },
+}
+
+impl RawValue<'_> {
+    pub(crate) fn to_owned_value(&self) -> Value {
+        match self {
+            RawValue::Inline(v) => Value::Inline(v.to_vec()),
+            RawValue::Overflow { first, len } => Value::Overflow { first: *first, len: *len },
+        }
+    }
+}
+
+/// Checked accessors over an opened leaf or branch payload.
+#[derive(Clone, Copy)]
+pub(crate) struct RawNode<'a> {
+    p: &'a [u8],
+    page: PageNo,
+    leaf: bool,
+    n: usize,
+}
+
+impl<'a> RawNode<'a> {
+    pub(crate) fn new(p: &'a [u8], page: PageNo) -> Result<RawNode<'a>> {
+        let leaf = match p.first().copied().and_then(PageKind::from_byte) {
+            Some(PageKind::Leaf) => true,
+            Some(PageKind::Branch) => false,
+            _ => return Err(Error::corrupt(page, CorruptReason::WrongPageKind)),
+        };
+        let n = count(p) as usize;
+        let fixed = if leaf { PAGE_HEADER_SIZE + SLOT * n } else { PAGE_HEADER_SIZE + (n + 1) * PAGE_REF_SIZE + SLOT * n };
+        if fixed > PAYLOAD_SIZE.min(p.len()) {
+            return Err(Error::corrupt(page, CorruptReason::BadLayout));
+        }
+        Ok(RawNode { p, page, leaf, n })
+    }
+    pub(crate) fn is_leaf(&self) -> bool {
+        self.leaf
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.n
+    }
+    fn bad(&self) -> Error {
+        Error::corrupt(self.page, CorruptReason::BadLayout)
+    }
+    fn slice(&self, off: usize, len: usize) -> Result<&'a [u8]> {
+        let end = off.checked_add(len).ok_or_else(|| self.bad())?;
+        if end > PAYLOAD_SIZE {
+            return Err(self.bad());
+        }
+        self.p.get(off..end).ok_or_else(|| self.bad())
+    }
+
+    pub(crate) fn leaf_entry(&self, i: usize) -> Result<(&'a [u8], RawValue<'a>)> {
+        if !self.leaf || i >= self.n {
+            return Err(self.bad());
+        }
+        let off = get_u16(self.p, PAGE_HEADER_SIZE + SLOT * i).ok_or_else(|| self.bad())? as usize;
+        let klen = get_u16(self.p, off).ok_or_else(|| self.bad())? as usize;
+        let kind = *self.p.get(off + 2).ok_or_else(|| self.bad())?;
+        let vlen = get_u32(self.p, off + 3).ok_or_else(|| self.bad())? as usize;
+        let key = self.slice(off + LEAF_ENTRY_HEADER, klen)?;
+        let voff = off + LEAF_ENTRY_HEADER + klen;
+        let v = match kind {
+            0 => RawValue::Inline(self.slice(voff, vlen)?),
+            1 => {
+                let b = self.slice(voff, OVERFLOW_REF_SIZE)?;
+                RawValue::Overflow {
+                    first: PageRef::decode(b, 0).ok_or_else(|| self.bad())?,
+                    len: get_u64(b, PAGE_REF_SIZE).ok_or_else(|| self.bad())?,
+                }
+            }
+            _ => return Err(self.bad()),
+        };
+        Ok((key, v))
+    }
+
+    pub(crate) fn leaf_key(&self, i: usize) -> Result<&'a [u8]> {
+        Ok(self.leaf_entry(i)?.0)
+    }
+
+    /// Binary search for `key` among the leaf's entries.
+    pub(crate) fn leaf_search(&self, key: &[u8]) -> Result<std::result::Result<usize, usize>> {
+        let (mut lo, mut hi) = (0usize, self.n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.leaf_key(mid)?.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(Ok(mid)),
+            }
+        }
+        Ok(Err(lo))
+    }
+
+    pub(crate) fn child(&self, i: usize) -> Result<PageRef> {
+        if self.leaf || i > self.n {
+            return Err(self.bad());
+        }
+        PageRef::decode(self.p, PAGE_HEADER_SIZE + i * PAGE_REF_SIZE).ok_or_else(|| self.bad())
+    }
+
+    pub(crate) fn branch_key(&self, i: usize) -> Result<&'a [u8]> {
+        if self.leaf || i >= self.n {
+            return Err(self.bad());
+        }
+        let slots = PAGE_HEADER_SIZE + (self.n + 1) * PAGE_REF_SIZE;
+        let off = get_u16(self.p, slots + SLOT * i).ok_or_else(|| self.bad())? as usize;
+        let klen = get_u16(self.p, off).ok_or_else(|| self.bad())? as usize;
+        self.slice(off + 2, klen)
+    }
+
+    /// Index of the child that holds `key` (number of separator keys `<= key`).
+    pub(crate) fn child_index(&self, key: &[u8]) -> Result<usize> {
+        let (mut lo, mut hi) = (0usize, self.n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.branch_key(mid)? <= key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(n: usize, vlen: usize) -> Leaf {
+        Leaf {
+            entries: (0..n)
+                .map(|i| LeafEntry { key: format!("key{i:05}").into_bytes(), value: Value::Inline(vec![i as u8; vlen]) })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn leaf_round_trip_and_search() {
+        let l = leaf(30, 100);
+        let mut buf = vec![0u8; PAYLOAD_SIZE];
+        Node::Leaf(l.clone()).encode(7, &mut buf).unwrap();
+        let raw = RawNode::new(&buf, 9).unwrap();
+        assert_eq!(raw.len(), 30);
+        assert_eq!(raw.leaf_search(b"key00010").unwrap(), Ok(10));
+        assert_eq!(raw.leaf_search(b"key00010x").unwrap(), Err(11));
+        let Node::Leaf(d) = Node::decode(&buf, 9).unwrap() else { panic!() };
+        assert_eq!(d.entries.len(), 30);
+        assert_eq!(d.entries[3].key, l.entries[3].key);
+    }
+
+    #[test]
+    fn split_halves_fit() {
+        let mut l = leaf(40, 1800);
+        let r = l.split();
+        assert!(!l.entries.is_empty() && !r.entries.is_empty());
+        let mut b = Branch {
+            keys: (0..200).map(|i| vec![i as u8; 1000]).collect(),
+            children: vec![PageRef::NONE; 201],
+        };
+        let (_, rb) = b.split();
+        assert_eq!(b.children.len(), b.keys.len() + 1);
+        assert_eq!(rb.children.len(), rb.keys.len() + 1);
+    }
+
+    #[test]
+    fn garbage_pages_give_errors_not_panics() {
+        let mut buf = vec![0xFFu8; PAYLOAD_SIZE];
+        buf[0] = 2;
+        let raw = RawNode::new(&buf, 1);
+        assert!(raw.is_err() || raw.unwrap().leaf_entry(0).is_err());
+        buf[2] = 1;
+        buf[3] = 0;
+        let raw = RawNode::new(&buf, 1).unwrap();
+        assert!(raw.leaf_entry(0).is_err());
+    }
+}

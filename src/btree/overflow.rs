@@ -1,0 +1,96 @@
+//! Overflow chains: values too large for a leaf. SPEC.md §4.3.
+//!
+//! ```text
+//! payload: common header (kind = 3, count = 0, generation)
+//!          16  next PageRef (NONE on the last page)
+//!          40  chunk length u32
+//!          44  chunk bytes (at most OVERFLOW_CHUNK)
+//! ```
+//! Written from the last chunk to the first so each page holds its successor's seal tag; the
+//! leaf holds the first page's. Reading checks every tag, every chunk length, and that the
+//! chain holds exactly the length the leaf states (no more pages, no fewer bytes).
+
+use super::tx::TxPages;
+use crate::error::{CorruptReason, Error, PageNo, Result};
+use crate::format::page::{PAGE_HEADER_SIZE, PAGE_REF_SIZE, PAYLOAD_SIZE, PageKind, PageRef, write_header};
+use crate::format::{PAGE_SIZE, get_u32, put_u32};
+use crate::pager::Pager;
+
+pub const NEXT_OFFSET: usize = PAGE_HEADER_SIZE;
+pub const CHUNK_LEN_OFFSET: usize = NEXT_OFFSET + PAGE_REF_SIZE;
+pub const CHUNK_OFFSET: usize = CHUNK_LEN_OFFSET + 4;
+pub const OVERFLOW_CHUNK: usize = PAYLOAD_SIZE - CHUNK_OFFSET;
+
+/// Writes `value` as a chain of new pages; returns the first page's reference.
+pub(crate) fn write(tx: &mut TxPages, value: &[u8]) -> Result<PageRef> {
+    let n = value.len().div_ceil(OVERFLOW_CHUNK).max(1);
+    let pages: Vec<PageNo> = (0..n).map(|_| tx.alloc_page()).collect();
+    let mut next = PageRef::NONE;
+    for i in (0..n).rev() {
+        let chunk = &value[i * OVERFLOW_CHUNK..((i + 1) * OVERFLOW_CHUNK).min(value.len())];
+        let mut buf = Box::new([0u8; PAGE_SIZE]);
+        write_header(&mut buf[..], PageKind::Overflow, 0, tx.seq);
+        next.encode(&mut buf[NEXT_OFFSET..]);
+        put_u32(&mut buf[..], CHUNK_LEN_OFFSET, chunk.len() as u32);
+        buf[CHUNK_OFFSET..CHUNK_OFFSET + chunk.len()].copy_from_slice(chunk);
+        let tag = tx.pager.write(pages[i], tx.epoch, buf)?;
+        next = PageRef { page: pages[i], tag };
+    }
+    Ok(next)
+}
+
+/// Visits each page of the chain in order: `f(page, chunk)`; checks the total length.
+pub(crate) fn walk(pager: &Pager, first: PageRef, len: u64, mut f: impl FnMut(PageNo, &[u8]) -> Result<()>) -> Result<()> {
+    let max_pages = len.div_ceil(OVERFLOW_CHUNK as u64).max(1);
+    let mut at = first;
+    let mut seen = 0u64;
+    let mut pages = 0u64;
+    while !at.is_none() {
+        pages += 1;
+        if pages > max_pages {
+            return Err(Error::corrupt(at.page, CorruptReason::OverflowLength));
+        }
+        let p = pager.read(at, Some(PageKind::Overflow))?;
+        let payload = p.payload();
+        let bad = || Error::corrupt(at.page, CorruptReason::BadLayout);
+        let clen = get_u32(payload, CHUNK_LEN_OFFSET).ok_or_else(bad)? as usize;
+        if clen > OVERFLOW_CHUNK {
+            return Err(bad());
+        }
+        let chunk = payload.get(CHUNK_OFFSET..CHUNK_OFFSET + clen).ok_or_else(bad)?;
+        seen += clen as u64;
+        if seen > len {
+            return Err(Error::corrupt(at.page, CorruptReason::OverflowLength));
+        }
+        f(at.page, chunk)?;
+        at = PageRef::decode(payload, NEXT_OFFSET).ok_or_else(bad)?;
+    }
+    if seen != len {
+        return Err(Error::corrupt(first.page, CorruptReason::OverflowLength));
+    }
+    Ok(())
+}
+
+/// Reads a whole value. The allocation is bounded by what the file can hold.
+pub(crate) fn read(pager: &Pager, first: PageRef, len: u64) -> Result<Vec<u8>> {
+    let limit = pager.page_limit().saturating_mul(OVERFLOW_CHUNK as u64);
+    if len > limit || len > crate::MAX_VALUE_LEN {
+        return Err(Error::corrupt(first.page, CorruptReason::OverflowLength));
+    }
+    let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
+    walk(pager, first, len, |_, chunk| {
+        out.extend_from_slice(chunk);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The pages of a chain (to free them).
+pub(crate) fn pages(pager: &Pager, first: PageRef, len: u64) -> Result<Vec<PageNo>> {
+    let mut v = Vec::new();
+    walk(pager, first, len, |p, _| {
+        v.push(p);
+        Ok(())
+    })?;
+    Ok(v)
+}

@@ -1,0 +1,305 @@
+//! Reading trees: point lookups and cursors. Reads go through the pager, which checks every
+//! page's seal and its parent-held tag; within a write transaction the dirty set is consulted
+//! first.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use super::MAX_DEPTH;
+use super::node::{Node, RawNode, RawValue, Value};
+use crate::error::{CorruptReason, Error, PageNo, Result};
+use crate::format::page::PageRef;
+use crate::pager::Pager;
+use crate::pager::cache::CachedPage;
+
+pub(crate) type Dirty = HashMap<PageNo, Node>;
+
+/// Point lookup.
+pub(crate) fn get(pager: &Pager, dirty: Option<&Dirty>, root: PageRef, key: &[u8]) -> Result<Option<Value>> {
+    let mut at = root;
+    for _ in 0..=MAX_DEPTH {
+        if at.is_none() {
+            return Ok(None);
+        }
+        if let Some(node) = dirty.and_then(|d| d.get(&at.page)) {
+            match node {
+                Node::Leaf(l) => return Ok(l.search(key).ok().map(|i| l.entries[i].value.clone())),
+                Node::Branch(b) => {
+                    at = b.children[b.child_index(key)];
+                    continue;
+                }
+            }
+        }
+        let p = pager.read(at, None)?;
+        let raw = RawNode::new(p.payload(), at.page)?;
+        if raw.is_leaf() {
+            return match raw.leaf_search(key)? {
+                Ok(i) => Ok(Some(raw.leaf_entry(i)?.1.to_owned_value())),
+                Err(_) => Ok(None),
+            };
+        }
+        at = raw.child(raw.child_index(key)?)?;
+    }
+    Err(Error::corrupt(at.page, CorruptReason::TooDeep))
+}
+
+/// Collects the entries of `[lo, hi]` in key order (dirty-aware; used inside write
+/// transactions, where results are materialised).
+pub(crate) fn collect_range(
+    pager: &Pager,
+    dirty: Option<&Dirty>,
+    root: PageRef,
+    lo: Bound<&[u8]>,
+    hi: Bound<&[u8]>,
+    out: &mut Vec<(Vec<u8>, Value)>,
+) -> Result<()> {
+    fn above_lo(k: &[u8], lo: Bound<&[u8]>) -> bool {
+        match lo {
+            Bound::Included(l) => k >= l,
+            Bound::Excluded(l) => k > l,
+            Bound::Unbounded => true,
+        }
+    }
+    fn below_hi(k: &[u8], hi: Bound<&[u8]>) -> bool {
+        match hi {
+            Bound::Included(h) => k <= h,
+            Bound::Excluded(h) => k < h,
+            Bound::Unbounded => true,
+        }
+    }
+    fn rec(pager: &Pager, dirty: Option<&Dirty>, at: PageRef, lo: Bound<&[u8]>, hi: Bound<&[u8]>, out: &mut Vec<(Vec<u8>, Value)>, depth: usize) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(Error::corrupt(at.page, CorruptReason::TooDeep));
+        }
+        if at.is_none() {
+            return Ok(());
+        }
+        let owned;
+        let node = match dirty.and_then(|d| d.get(&at.page)) {
+            Some(n) => n,
+            None => {
+                owned = Node::decode(pager.read(at, None)?.payload(), at.page)?;
+                &owned
+            }
+        };
+        match node {
+            Node::Leaf(l) => {
+                for e in &l.entries {
+                    if above_lo(&e.key, lo) && below_hi(&e.key, hi) {
+                        out.push((e.key.clone(), e.value.clone()));
+                    }
+                }
+            }
+            Node::Branch(b) => {
+                for (i, c) in b.children.iter().enumerate() {
+                    // child i holds keys in [keys[i-1], keys[i])
+                    if i > 0 && !below_hi(&b.keys[i - 1], hi) {
+                        break;
+                    }
+                    if i < b.keys.len() && !above_lo_strict(&b.keys[i], lo) {
+                        continue;
+                    }
+                    rec(pager, dirty, *c, lo, hi, out, depth + 1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+    /// Whether a child whose keys are all `< upper` can hold keys satisfying `lo`.
+    fn above_lo_strict(upper: &[u8], lo: Bound<&[u8]>) -> bool {
+        match lo {
+            Bound::Included(l) | Bound::Excluded(l) => upper > l,
+            Bound::Unbounded => true,
+        }
+    }
+    rec(pager, dirty, root, lo, hi, out, 0)
+}
+
+/// A position in a tree of clean pages: the path from the root to a leaf entry.
+pub(crate) struct Cursor {
+    /// (page, its number, index): for branches the child followed, for the leaf the entry.
+    stack: Vec<(Arc<CachedPage>, PageNo, usize)>,
+}
+
+impl Cursor {
+    fn raw(&self, level: usize) -> Result<RawNode<'_>> {
+        let (p, n, _) = &self.stack[level];
+        RawNode::new(p.payload(), *n)
+    }
+
+    fn descend(&mut self, pager: &Pager, mut at: PageRef, leftmost: bool) -> Result<()> {
+        loop {
+            if self.stack.len() > MAX_DEPTH {
+                return Err(Error::corrupt(at.page, CorruptReason::TooDeep));
+            }
+            let p = pager.read(at, None)?;
+            let raw = RawNode::new(p.payload(), at.page)?;
+            let n = raw.len();
+            let leaf = raw.is_leaf();
+            let idx = match (leaf, leftmost) {
+                (_, true) => 0,
+                (true, false) => n.saturating_sub(1),
+                (false, false) => n,
+            };
+            let child = if leaf { None } else { Some(raw.child(idx)?) };
+            self.stack.push((p, at.page, idx));
+            match child {
+                Some(c) => at = c,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Positions at the first entry `>= key` (or `> key` if `exclusive`); `None` key = first.
+    pub(crate) fn seek_ge(pager: &Pager, root: PageRef, key: Option<&[u8]>, exclusive: bool) -> Result<Option<Cursor>> {
+        if root.is_none() {
+            return Ok(None);
+        }
+        let mut c = Cursor { stack: Vec::new() };
+        let Some(key) = key else {
+            c.descend(pager, root, true)?;
+            return c.settle_forward(pager);
+        };
+        let mut at = root;
+        loop {
+            if c.stack.len() > MAX_DEPTH {
+                return Err(Error::corrupt(at.page, CorruptReason::TooDeep));
+            }
+            let p = pager.read(at, None)?;
+            let raw = RawNode::new(p.payload(), at.page)?;
+            if raw.is_leaf() {
+                let i = match raw.leaf_search(key)? {
+                    Ok(i) if exclusive => i + 1,
+                    Ok(i) | Err(i) => i,
+                };
+                c.stack.push((p, at.page, i));
+                return c.settle_forward(pager);
+            }
+            let i = raw.child_index(key)?;
+            let child = raw.child(i)?;
+            c.stack.push((p, at.page, i));
+            at = child;
+        }
+    }
+
+    /// Positions at the last entry `<= key` (or `< key` if `exclusive`); `None` key = last.
+    pub(crate) fn seek_le(pager: &Pager, root: PageRef, key: Option<&[u8]>, exclusive: bool) -> Result<Option<Cursor>> {
+        if root.is_none() {
+            return Ok(None);
+        }
+        let mut c = Cursor { stack: Vec::new() };
+        let Some(key) = key else {
+            c.descend(pager, root, false)?;
+            return c.settle_backward(pager);
+        };
+        let mut at = root;
+        loop {
+            if c.stack.len() > MAX_DEPTH {
+                return Err(Error::corrupt(at.page, CorruptReason::TooDeep));
+            }
+            let p = pager.read(at, None)?;
+            let raw = RawNode::new(p.payload(), at.page)?;
+            if raw.is_leaf() {
+                // index of the entry to stand on, +1 (0 = before the first)
+                let after = match raw.leaf_search(key)? {
+                    Ok(i) if exclusive => i,
+                    Ok(i) => i + 1,
+                    Err(i) => i,
+                };
+                if after == 0 {
+                    c.stack.push((p, at.page, 0));
+                    return c.step_back_from_start(pager);
+                }
+                c.stack.push((p, at.page, after - 1));
+                return c.settle_backward(pager);
+            }
+            let i = raw.child_index(key)?;
+            let child = raw.child(i)?;
+            c.stack.push((p, at.page, i));
+            at = child;
+        }
+    }
+
+    /// If the leaf index is past the end, moves to the next leaf (skipping empty ones).
+    fn settle_forward(mut self, pager: &Pager) -> Result<Option<Cursor>> {
+        loop {
+            let top = self.stack.len() - 1;
+            let len = self.raw(top)?.len();
+            if self.stack[top].2 < len {
+                return Ok(Some(self));
+            }
+            // climb to a branch with a next child
+            self.stack.pop();
+            loop {
+                let Some(level) = self.stack.len().checked_sub(1) else { return Ok(None) };
+                let n = self.raw(level)?.len();
+                if self.stack[level].2 < n {
+                    self.stack[level].2 += 1;
+                    let child = self.raw(level)?.child(self.stack[level].2)?;
+                    self.descend(pager, child, true)?;
+                    break;
+                }
+                self.stack.pop();
+            }
+        }
+    }
+
+    /// If the leaf is empty, moves to the previous leaf's last entry.
+    fn settle_backward(self, pager: &Pager) -> Result<Option<Cursor>> {
+        let top = self.stack.len() - 1;
+        if self.raw(top)?.len() > 0 {
+            return Ok(Some(self));
+        }
+        self.step_back_from_start(pager)
+    }
+
+    fn step_back_from_start(mut self, pager: &Pager) -> Result<Option<Cursor>> {
+        loop {
+            self.stack.pop();
+            loop {
+                let Some(level) = self.stack.len().checked_sub(1) else { return Ok(None) };
+                if self.stack[level].2 > 0 {
+                    self.stack[level].2 -= 1;
+                    let child = self.raw(level)?.child(self.stack[level].2)?;
+                    self.descend(pager, child, false)?;
+                    break;
+                }
+                self.stack.pop();
+            }
+            let top = self.stack.len() - 1;
+            if self.raw(top)?.len() > 0 {
+                return Ok(Some(self));
+            }
+        }
+    }
+
+    /// The entry under the cursor.
+    pub(crate) fn current(&self) -> Result<(Vec<u8>, Value)> {
+        let top = self.stack.len() - 1;
+        let (k, v) = self.raw(top)?.leaf_entry(self.stack[top].2)?;
+        Ok((k.to_vec(), v.to_owned_value()))
+    }
+
+    /// Runs `f` on the current entry without copying it.
+    pub(crate) fn with_current<T>(&self, f: impl FnOnce(&[u8], RawValue<'_>) -> T) -> Result<T> {
+        let top = self.stack.len() - 1;
+        let (k, v) = self.raw(top)?.leaf_entry(self.stack[top].2)?;
+        Ok(f(k, v))
+    }
+
+    pub(crate) fn next(mut self, pager: &Pager) -> Result<Option<Cursor>> {
+        let top = self.stack.len() - 1;
+        self.stack[top].2 += 1;
+        self.settle_forward(pager)
+    }
+
+    pub(crate) fn prev(mut self, pager: &Pager) -> Result<Option<Cursor>> {
+        let top = self.stack.len() - 1;
+        if self.stack[top].2 > 0 {
+            self.stack[top].2 -= 1;
+            return Ok(Some(self));
+        }
+        self.step_back_from_start(pager)
+    }
+}

@@ -1,0 +1,398 @@
+//! Mutation of trees inside one write transaction: the dirty set of decoded nodes, page
+//! allocation for it, and the bottom-up sealing of the dirty set at commit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::node::{Branch, Leaf, LeafEntry, MAX_INLINE_ENTRY, MAX_KEY_LEN, Node, Value};
+use super::{MAX_DEPTH, TreeRoot, overflow, read};
+use crate::error::{CorruptReason, Error, PageNo, Result};
+use crate::format::PAGE_SIZE;
+use crate::format::page::{PAYLOAD_SIZE, PageRef, SealTag};
+use crate::pager::Pager;
+use crate::pager::alloc::Allocator;
+
+/// A node below this size after a removal is merged with a sibling when the two fit one page.
+const UNDERFLOW: usize = PAYLOAD_SIZE / 4;
+
+/// The pages a write transaction has touched.
+pub(crate) struct TxPages {
+    pub(crate) pager: Arc<Pager>,
+    pub(crate) alloc: Allocator,
+    /// Nodes edited by this transaction, by their new page number.
+    pub(crate) dirty: HashMap<PageNo, Node>,
+    /// Pages allocated by this transaction (dirty nodes and overflow pages written already).
+    pub(crate) new_pages: HashSet<PageNo>,
+    /// Committed pages this transaction stopped referencing.
+    pub(crate) freed: Vec<PageNo>,
+    /// The sequence number this transaction commits as (the generation of its pages).
+    pub(crate) seq: u64,
+    pub(crate) epoch: u32,
+}
+
+impl TxPages {
+    pub(crate) fn new(pager: Arc<Pager>, alloc: Allocator, seq: u64, epoch: u32) -> TxPages {
+        TxPages { pager, alloc, dirty: HashMap::new(), new_pages: HashSet::new(), freed: Vec::new(), seq, epoch }
+    }
+
+    pub(crate) fn alloc_page(&mut self) -> PageNo {
+        let p = self.alloc.alloc();
+        self.pager.raise_page_limit(self.alloc.page_count);
+        self.new_pages.insert(p);
+        p
+    }
+
+    /// Drops a page from the tree being built: a page of this transaction is reusable at once,
+    /// a committed page is freed when this transaction commits.
+    pub(crate) fn discard(&mut self, page: PageNo) {
+        self.dirty.remove(&page);
+        if self.new_pages.remove(&page) {
+            self.pager.forget(page);
+            self.alloc.give_back(page);
+        } else {
+            self.freed.push(page);
+        }
+    }
+
+    /// Returns the page number of an editable copy of the node at `r`.
+    fn make_dirty(&mut self, r: PageRef) -> Result<PageNo> {
+        if self.dirty.contains_key(&r.page) {
+            return Ok(r.page);
+        }
+        let p = self.pager.read(r, None)?;
+        let node = Node::decode(p.payload(), r.page)?;
+        let np = self.alloc_page();
+        self.freed.push(r.page);
+        self.dirty.insert(np, node);
+        Ok(np)
+    }
+
+    fn node_mut(&mut self, p: PageNo) -> Result<&mut Node> {
+        self.dirty.get_mut(&p).ok_or_else(|| Error::ReportableBug(format!("page {p} not dirty")))
+    }
+
+    fn node_size(&self, r: PageRef) -> Result<usize> {
+        if let Some(n) = self.dirty.get(&r.page) {
+            return Ok(n.size());
+        }
+        let p = self.pager.read(r, None)?;
+        Ok(Node::decode(p.payload(), r.page)?.size())
+    }
+
+    /// Reads a value (dirty nodes first).
+    pub(crate) fn get(&self, root: &TreeRoot, key: &[u8]) -> Result<Option<Value>> {
+        read::get(&self.pager, Some(&self.dirty), root.root, key)
+    }
+
+    /// Turns user bytes into a leaf value, writing an overflow chain for a large one.
+    fn make_value(&mut self, key: &[u8], value: &[u8]) -> Result<Value> {
+        if key.len() > MAX_KEY_LEN {
+            return Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN });
+        }
+        if value.len() as u64 > crate::MAX_VALUE_LEN {
+            return Err(Error::ValueTooLarge { len: value.len() as u64, max: crate::MAX_VALUE_LEN });
+        }
+        if key.len() + value.len() <= MAX_INLINE_ENTRY {
+            Ok(Value::Inline(value.to_vec()))
+        } else {
+            let first = overflow::write(self, value)?;
+            Ok(Value::Overflow { first, len: value.len() as u64 })
+        }
+    }
+
+    /// Resolves a leaf value to bytes.
+    pub(crate) fn value_bytes(&self, v: &Value) -> Result<Vec<u8>> {
+        match v {
+            Value::Inline(b) => Ok(b.clone()),
+            Value::Overflow { first, len } => overflow::read(&self.pager, *first, *len),
+        }
+    }
+
+    /// Frees the pages of an overflow value.
+    fn free_value(&mut self, v: &Value) -> Result<()> {
+        if let Value::Overflow { first, len } = v {
+            for p in overflow::pages(&self.pager, *first, *len)? {
+                self.discard(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces; returns the previous value's bytes if `want_old`.
+    pub(crate) fn insert(&mut self, root: &mut TreeRoot, key: &[u8], value: &[u8], want_old: bool) -> Result<Option<Vec<u8>>> {
+        let v = self.make_value(key, value)?;
+        let entry = LeafEntry { key: key.to_vec(), value: v };
+        if root.root.is_none() {
+            let p = self.alloc_page();
+            self.dirty.insert(p, Node::Leaf(Leaf { entries: vec![entry] }));
+            root.root = PageRef { page: p, tag: SealTag::ZERO };
+            root.count = 1;
+            return Ok(None);
+        }
+        let (p, old, split) = self.insert_rec(root.root, entry, 0)?;
+        root.root = PageRef { page: p, tag: SealTag::ZERO };
+        if let Some((sep, right)) = split {
+            let np = self.alloc_page();
+            self.dirty.insert(
+                np,
+                Node::Branch(Branch {
+                    keys: vec![sep],
+                    children: vec![PageRef { page: p, tag: SealTag::ZERO }, PageRef { page: right, tag: SealTag::ZERO }],
+                }),
+            );
+            root.root = PageRef { page: np, tag: SealTag::ZERO };
+        }
+        match old {
+            None => {
+                root.count += 1;
+                Ok(None)
+            }
+            Some(old) => {
+                let bytes = if want_old { Some(self.value_bytes(&old)?) } else { None };
+                self.free_value(&old)?;
+                Ok(Some(bytes.unwrap_or_default()))
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn insert_rec(&mut self, r: PageRef, entry: LeafEntry, depth: usize) -> Result<(PageNo, Option<Value>, Option<(Vec<u8>, PageNo)>)> {
+        if depth > MAX_DEPTH {
+            return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
+        }
+        let p = self.make_dirty(r)?;
+        let (idx, child) = match self.node_mut(p)? {
+            Node::Leaf(l) => {
+                let old = match l.search(&entry.key) {
+                    Ok(i) => Some(std::mem::replace(&mut l.entries[i].value, entry.value)),
+                    Err(i) => {
+                        l.entries.insert(i, entry);
+                        None
+                    }
+                };
+                if l.size() <= PAYLOAD_SIZE {
+                    return Ok((p, old, None));
+                }
+                let right = l.split();
+                let sep = right.entries.first().map(|e| e.key.clone()).unwrap_or_default();
+                let rp = self.alloc_page();
+                self.dirty.insert(rp, Node::Leaf(right));
+                return Ok((p, old, Some((sep, rp))));
+            }
+            Node::Branch(b) => {
+                let i = b.child_index(&entry.key);
+                (i, b.children[i])
+            }
+        };
+        let (cp, old, split) = self.insert_rec(child, entry, depth + 1)?;
+        let Node::Branch(b) = self.node_mut(p)? else {
+            return Err(Error::ReportableBug("branch became leaf".into()));
+        };
+        b.children[idx] = PageRef { page: cp, tag: SealTag::ZERO };
+        if let Some((sep, rp)) = split {
+            b.keys.insert(idx, sep);
+            b.children.insert(idx + 1, PageRef { page: rp, tag: SealTag::ZERO });
+        }
+        if b.size() <= PAYLOAD_SIZE {
+            return Ok((p, old, None));
+        }
+        let (sep, right) = b.split();
+        let rp = self.alloc_page();
+        self.dirty.insert(rp, Node::Branch(right));
+        Ok((p, old, Some((sep, rp))))
+    }
+
+    /// Removes `key`; returns its value's bytes if it was present (empty if `!want_old`).
+    pub(crate) fn remove(&mut self, root: &mut TreeRoot, key: &[u8], want_old: bool) -> Result<Option<Vec<u8>>> {
+        if root.root.is_none() || key.len() > MAX_KEY_LEN || self.get(root, key)?.is_none() {
+            return Ok(None);
+        }
+        let (p, old) = self.remove_rec(root.root, key, 0)?;
+        root.root = PageRef { page: p, tag: SealTag::ZERO };
+        self.collapse_root(root)?;
+        let Some(old) = old else { return Ok(None) };
+        root.count = root.count.saturating_sub(1);
+        let bytes = if want_old { self.value_bytes(&old)? } else { Vec::new() };
+        self.free_value(&old)?;
+        Ok(Some(bytes))
+    }
+
+    fn collapse_root(&mut self, root: &mut TreeRoot) -> Result<()> {
+        loop {
+            let p = root.root.page;
+            match self.dirty.get(&p) {
+                Some(Node::Leaf(l)) if l.entries.is_empty() => {
+                    self.discard(p);
+                    root.root = PageRef::NONE;
+                    return Ok(());
+                }
+                Some(Node::Branch(b)) if b.keys.is_empty() => {
+                    let child = b.children.first().copied().unwrap_or(PageRef::NONE);
+                    self.discard(p);
+                    root.root = child;
+                    if child.is_none() {
+                        return Ok(());
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn remove_rec(&mut self, r: PageRef, key: &[u8], depth: usize) -> Result<(PageNo, Option<Value>)> {
+        if depth > MAX_DEPTH {
+            return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
+        }
+        let p = self.make_dirty(r)?;
+        let (idx, child) = match self.node_mut(p)? {
+            Node::Leaf(l) => {
+                let old = match l.search(key) {
+                    Ok(i) => Some(l.entries.remove(i).value),
+                    Err(_) => None,
+                };
+                return Ok((p, old));
+            }
+            Node::Branch(b) => {
+                let i = b.child_index(key);
+                (i, b.children[i])
+            }
+        };
+        let (cp, old) = self.remove_rec(child, key, depth + 1)?;
+        if let Node::Branch(b) = self.node_mut(p)? {
+            b.children[idx] = PageRef { page: cp, tag: SealTag::ZERO };
+        }
+        self.rebalance(p, idx)?;
+        Ok((p, old))
+    }
+
+    /// After a removal under child `idx` of branch `p`: merges that child with a sibling when
+    /// it is small and the two fit one page.
+    fn rebalance(&mut self, p: PageNo, idx: usize) -> Result<()> {
+        let (left_i, left, right, sep_len) = {
+            let Node::Branch(b) = self.node_mut(p)? else { return Ok(()) };
+            if b.children.len() < 2 {
+                return Ok(());
+            }
+            let li = if idx > 0 { idx - 1 } else { 0 };
+            (li, b.children[li], b.children[li + 1], b.keys[li].len())
+        };
+        let child_size = self.node_size(if idx == left_i { left } else { right })?;
+        if child_size >= UNDERFLOW {
+            return Ok(());
+        }
+        let (ls, rs) = (self.node_size(left)?, self.node_size(right)?);
+        // A merged branch gains the separator (slot + length + key); a merged leaf loses one header.
+        if ls + rs + 4 + sep_len > PAYLOAD_SIZE + crate::format::page::PAGE_HEADER_SIZE {
+            return Ok(());
+        }
+        let lp = self.make_dirty(left)?;
+        let rp = self.make_dirty(right)?;
+        let right_node = self.dirty.remove(&rp);
+        let sep = {
+            let Node::Branch(b) = self.node_mut(p)? else { return Ok(()) };
+            b.children[left_i] = PageRef { page: lp, tag: SealTag::ZERO };
+            b.children.remove(left_i + 1);
+            b.keys.remove(left_i)
+        };
+        match (self.node_mut(lp)?, right_node) {
+            (Node::Leaf(l), Some(Node::Leaf(r))) => l.entries.extend(r.entries),
+            (Node::Branch(l), Some(Node::Branch(r))) => {
+                l.keys.push(sep);
+                l.keys.extend(r.keys);
+                l.children.extend(r.children);
+            }
+            _ => return Err(Error::corrupt(right.page, CorruptReason::WrongPageKind)),
+        }
+        if self.node_mut(lp)?.size() > PAYLOAD_SIZE {
+            return Err(Error::ReportableBug("merge overflowed a page".into()));
+        }
+        self.discard(rp);
+        Ok(())
+    }
+
+    /// Frees every page of a tree (for `clear` and `drop_tree`).
+    pub(crate) fn free_tree(&mut self, root: PageRef) -> Result<()> {
+        if root.is_none() {
+            return Ok(());
+        }
+        let mut stack = vec![(root, 0usize)];
+        while let Some((r, depth)) = stack.pop() {
+            if depth > MAX_DEPTH {
+                return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
+            }
+            let node = match self.dirty.get(&r.page) {
+                Some(n) => n.clone(),
+                None => Node::decode(self.pager.read(r, None)?.payload(), r.page)?,
+            };
+            match &node {
+                Node::Leaf(l) => {
+                    for e in &l.entries {
+                        self.free_value(&e.value)?;
+                    }
+                }
+                Node::Branch(b) => stack.extend(b.children.iter().map(|c| (*c, depth + 1))),
+            }
+            self.discard(r.page);
+        }
+        Ok(())
+    }
+
+    /// Seals every dirty node reachable from `roots`, children first, and fills in each root's
+    /// tag. Nodes at the same height are sealed as one batch (in parallel when large).
+    pub(crate) fn flush(&mut self, roots: &mut [&mut PageRef]) -> Result<()> {
+        let mut level_of: HashMap<PageNo, usize> = HashMap::new();
+        let mut order: Vec<PageNo> = Vec::new();
+        for r in roots.iter() {
+            if self.dirty.contains_key(&r.page) {
+                self.levels(r.page, &mut level_of, &mut order, 0)?;
+            }
+        }
+        let max_level = level_of.values().copied().max().unwrap_or(0);
+        let mut tags: HashMap<PageNo, SealTag> = HashMap::new();
+        for level in 0..=max_level {
+            let mut batch = Vec::new();
+            for &p in order.iter().filter(|p| level_of.get(p) == Some(&level)) {
+                let Some(mut node) = self.dirty.remove(&p) else { continue };
+                if let Node::Branch(b) = &mut node {
+                    for c in b.children.iter_mut() {
+                        if let Some(t) = tags.get(&c.page) {
+                            c.tag = *t;
+                        }
+                    }
+                }
+                let mut buf = Box::new([0u8; PAGE_SIZE]);
+                node.encode(self.seq, &mut buf[..PAYLOAD_SIZE])?;
+                batch.push((p, buf));
+            }
+            let pages: Vec<PageNo> = batch.iter().map(|(p, _)| *p).collect();
+            let t = self.pager.write_batch(self.epoch, batch)?;
+            tags.extend(pages.into_iter().zip(t));
+        }
+        for r in roots.iter_mut() {
+            if let Some(t) = tags.get(&r.page) {
+                r.tag = *t;
+            }
+        }
+        Ok(())
+    }
+
+    fn levels(&self, p: PageNo, level_of: &mut HashMap<PageNo, usize>, order: &mut Vec<PageNo>, depth: usize) -> Result<usize> {
+        if depth > MAX_DEPTH {
+            return Err(Error::corrupt(p, CorruptReason::TooDeep));
+        }
+        if let Some(l) = level_of.get(&p) {
+            return Ok(*l);
+        }
+        let mut level = 0;
+        if let Some(Node::Branch(b)) = self.dirty.get(&p) {
+            for c in &b.children {
+                if self.dirty.contains_key(&c.page) {
+                    level = level.max(1 + self.levels(c.page, level_of, order, depth + 1)?);
+                }
+            }
+        }
+        level_of.insert(p, level);
+        order.push(p);
+        Ok(level)
+    }
+}

@@ -1,0 +1,178 @@
+//! Walks over whole trees: recovery verification of the pages a commit wrote, and the full
+//! structural check (`Db::check`).
+
+use super::node::RawNode;
+use super::node::RawValue;
+use super::{MAX_DEPTH, overflow};
+use crate::error::{CorruptReason, Error, PageNo, Result};
+use crate::format::page::{PageKind, PageRef, generation};
+use crate::pager::Pager;
+
+/// Verifies every page reachable from `root` that was written after commit `since` (its
+/// generation is above it): each opens under its seal and matches its parent-held tag. Pages
+/// of older generations were made durable by an earlier sync and are not descended into.
+pub(crate) fn verify_since(pager: &Pager, root: PageRef, since: u64) -> Result<u64> {
+    let mut checked = 0u64;
+    if root.is_none() {
+        return Ok(0);
+    }
+    let mut stack = vec![(root, 0usize)];
+    while let Some((r, depth)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
+        }
+        let p = pager.read(r, None)?;
+        checked += 1;
+        if generation(p.payload()) <= since {
+            continue;
+        }
+        let raw = RawNode::new(p.payload(), r.page)?;
+        if raw.is_leaf() {
+            for i in 0..raw.len() {
+                if let (_, RawValue::Overflow { first, len }) = raw.leaf_entry(i)? {
+                    let fp = pager.read(first, Some(PageKind::Overflow))?;
+                    if generation(fp.payload()) > since {
+                        overflow::walk(pager, first, len, |_, _| {
+                            checked += 1;
+                            Ok(())
+                        })?;
+                    }
+                }
+            }
+        } else {
+            for i in 0..=raw.len() {
+                stack.push((raw.child(i)?, depth + 1));
+            }
+        }
+    }
+    Ok(checked)
+}
+
+/// One problem found by a full check.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// The tree it was found in (its name, lossily as text), or a structure name.
+    pub tree: String,
+    pub page: PageNo,
+    pub reason: CorruptReason,
+}
+
+/// Walks a whole tree, recording every page it uses (tree and overflow pages) and every
+/// problem, without stopping at the first: a damaged subtree is skipped, the rest is checked.
+/// Returns the number of records seen.
+pub(crate) fn check_tree(
+    pager: &Pager,
+    tree: &str,
+    root: PageRef,
+    used: &mut dyn FnMut(PageNo) -> bool,
+    problems: &mut Vec<Problem>,
+) -> u64 {
+    let mut records = 0u64;
+    if root.is_none() {
+        return 0;
+    }
+    // (ref, depth, lower bound, upper bound)
+    let mut stack: Vec<(PageRef, usize, Option<Vec<u8>>, Option<Vec<u8>>)> = vec![(root, 0, None, None)];
+    let mut leaf_depth: Option<usize> = None;
+    while let Some((r, depth, lo, hi)) = stack.pop() {
+        let mut report = |page: PageNo, reason: CorruptReason| problems.push(Problem { tree: tree.to_string(), page, reason });
+        if depth > MAX_DEPTH {
+            report(r.page, CorruptReason::TooDeep);
+            continue;
+        }
+        if !used(r.page) {
+            report(r.page, CorruptReason::DoubleReference);
+            continue;
+        }
+        let p = match pager.read(r, None) {
+            Ok(p) => p,
+            Err(Error::Corrupt { page, reason }) => {
+                report(page, reason);
+                continue;
+            }
+            Err(Error::Truncated { .. }) => {
+                report(r.page, CorruptReason::PageOutOfRange);
+                continue;
+            }
+            Err(_) => {
+                report(r.page, CorruptReason::SealMismatch);
+                continue;
+            }
+        };
+        let raw = match RawNode::new(p.payload(), r.page) {
+            Ok(raw) => raw,
+            Err(_) => {
+                report(r.page, CorruptReason::WrongPageKind);
+                continue;
+            }
+        };
+        let in_range = |k: &[u8]| lo.as_deref().is_none_or(|l| k >= l) && hi.as_deref().is_none_or(|h| k < h);
+        if raw.is_leaf() {
+            match leaf_depth {
+                None => leaf_depth = Some(depth),
+                Some(d) if d != depth => report(r.page, CorruptReason::BadLayout),
+                _ => {}
+            }
+            let mut prev: Option<&[u8]> = None;
+            for i in 0..raw.len() {
+                let (k, v) = match raw.leaf_entry(i) {
+                    Ok(e) => e,
+                    Err(_) => {
+                        report(r.page, CorruptReason::BadLayout);
+                        break;
+                    }
+                };
+                if prev.is_some_and(|pk| pk >= k) || !in_range(k) {
+                    report(r.page, CorruptReason::KeyOrder);
+                }
+                prev = Some(k);
+                records += 1;
+                if let RawValue::Overflow { first, len } = v {
+                    let mut pages = Vec::new();
+                    match overflow::walk(pager, first, len, |pg, _| {
+                        pages.push(pg);
+                        Ok(())
+                    }) {
+                        Ok(()) => {
+                            for pg in pages {
+                                if !used(pg) {
+                                    report(pg, CorruptReason::DoubleReference);
+                                }
+                            }
+                        }
+                        Err(Error::Corrupt { page, reason }) => report(page, reason),
+                        Err(_) => report(first.page, CorruptReason::SealMismatch),
+                    }
+                }
+            }
+        } else {
+            let n = raw.len();
+            let mut keys = Vec::with_capacity(n);
+            for i in 0..n {
+                match raw.branch_key(i) {
+                    Ok(k) => keys.push(k.to_vec()),
+                    Err(_) => {
+                        report(r.page, CorruptReason::BadLayout);
+                        break;
+                    }
+                }
+            }
+            if keys.len() != n {
+                continue;
+            }
+            if keys.windows(2).any(|w| w[0] >= w[1]) || keys.iter().any(|k| !in_range(k)) {
+                report(r.page, CorruptReason::KeyOrder);
+            }
+            for i in 0..=n {
+                let Ok(c) = raw.child(i) else {
+                    report(r.page, CorruptReason::BadLayout);
+                    break;
+                };
+                let clo = if i == 0 { lo.clone() } else { Some(keys[i - 1].clone()) };
+                let chi = if i == n { hi.clone() } else { Some(keys[i].clone()) };
+                stack.push((c, depth + 1, clo, chi));
+            }
+        }
+    }
+    records
+}

@@ -1,0 +1,745 @@
+//! The sled-compatible API: `Db`, `Tree`, `Iter`, `Batch`, `open`.
+//!
+//! Each single-call write (`insert`, `remove`, `apply_batch`, ...) is its own atomic
+//! transaction with the configured durability (default, as in sled: eventual, durable after
+//! `flush`). Reads see the newest commit. Differences from sled 0.34 are listed in the crate
+//! documentation (`lib.rs`).
+
+use std::collections::BTreeSet;
+use std::ops::{Bound, RangeBounds};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::config::{Config, DB_FILE_NAME, Location};
+use super::engine::{Engine, RESERVED_PREFIX, Snapshot};
+use super::ivec::IVec;
+use super::txn::{ReadTransaction, WriteTransaction};
+use crate::btree::TreeRoot;
+use crate::btree::node::{RawValue, Value};
+use crate::btree::read::{self, Cursor};
+use crate::btree::tx::TxPages;
+use crate::btree::overflow;
+use crate::error::{Error, Result};
+use crate::format::page::PageRef;
+use crate::storage::{FileStorage, Storage};
+
+/// The name of the default tree (as sled names it).
+pub const DEFAULT_TREE: &[u8] = b"__sled__default";
+
+struct FlushSignal {
+    stop: Mutex<bool>,
+    cv: Condvar,
+}
+
+/// What every public handle shares. Dropping the last one stops the background flusher,
+/// flushes, closes the file (releasing its lock at once) and removes a temporary database.
+pub(crate) struct Handle {
+    pub(crate) engine: Arc<Engine>,
+    flusher: Mutex<Option<(JoinHandle<()>, Arc<FlushSignal>)>>,
+    temporary: Option<(PathBuf, Option<PathBuf>)>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Some((join, sig)) = self.flusher.lock().take() {
+            *sig.stop.lock() = true;
+            sig.cv.notify_all();
+            let _ = join.join();
+        }
+        if self.temporary.is_none() {
+            if let Err(e) = self.engine.flush() {
+                tracing::error!(target: "foldvault::audit", error = %e, "flush on close failed");
+            }
+        }
+        if let Some((file, dir)) = self.temporary.take() {
+            // The engine (and with it the file and its lock) goes first.
+            let engine = std::mem::replace(&mut self.engine, Arc::new(placeholder_engine()));
+            drop(engine);
+            let _ = std::fs::remove_file(&file);
+            if let Some(d) = dir {
+                let _ = std::fs::remove_dir(&d);
+            }
+        }
+    }
+}
+
+fn placeholder_engine() -> Engine {
+    let storage: Arc<dyn Storage> = Arc::new(crate::storage::MemoryStorage::new());
+    let cfg = Config::new().plaintext().use_env(false);
+    // Creating in memory cannot fail short of allocation failure; fall back to a bug report.
+    match super::open::create(storage, &cfg, &crate::crypto::slots::Credentials::none()) {
+        Ok(e) => e,
+        Err(e) => panic!("in-memory engine: {e}"),
+    }
+}
+
+/// Opens a database directory with default settings (as `sled::open`).
+pub fn open<P: AsRef<std::path::Path>>(path: P) -> Result<Db> {
+    Config::new().path(path).open()
+}
+
+pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
+    cfg.validate()?;
+    let creds = cfg.effective_credentials()?;
+    let (storage, temporary): (Arc<dyn Storage>, Option<(PathBuf, Option<PathBuf>)>) = match &cfg.location {
+        Location::Storage(s) => (s.clone(), None),
+        loc => {
+            let (file, dir) = match loc {
+                Location::File(f) => (f.clone(), None),
+                Location::Dir(d) => (d.join(DB_FILE_NAME), Some(d.clone())),
+                _ if cfg.temporary => {
+                    let mut name = [0u8; 8];
+                    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut name);
+                    let d = std::env::temp_dir().join(format!("foldvault-{}", crate::format::page::hex(&name)));
+                    (d.join(DB_FILE_NAME), Some(d))
+                }
+                _ => {
+                    let d = PathBuf::from("default.foldvault");
+                    (d.join(DB_FILE_NAME), Some(d))
+                }
+            };
+            if let Some(d) = &dir {
+                std::fs::create_dir_all(d)?;
+            }
+            let exists = file.exists() && std::fs::metadata(&file)?.len() > 0;
+            if exists && (cfg.create_new || cfg.temporary) {
+                if cfg.create_new {
+                    return Err(Error::AlreadyExists(file.display().to_string()));
+                }
+            }
+            let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(&file, true)?);
+            if cfg.temporary && exists {
+                storage.set_len(0)?;
+            }
+            (storage, cfg.temporary.then_some((file, dir)))
+        }
+    };
+    let engine = if storage.len()? == 0 {
+        super::open::create(storage, cfg, &creds)?
+    } else {
+        super::open::open(storage, cfg, &creds, true)?
+    };
+    let engine = Arc::new(engine);
+    let flusher = match cfg.flush_every_ms {
+        Some(ms) if engine.durability == super::config::Durability::Eventual => {
+            let sig = Arc::new(FlushSignal { stop: Mutex::new(false), cv: Condvar::new() });
+            let (e, s) = (engine.clone(), sig.clone());
+            let join = std::thread::Builder::new()
+                .name("foldvault-flusher".into())
+                .spawn(move || flusher_loop(e, s, Duration::from_millis(ms.max(1))))?;
+            Some((join, sig))
+        }
+        _ => None,
+    };
+    let handle = Arc::new(Handle { engine, flusher: Mutex::new(flusher), temporary });
+    Ok(Db { default: Tree { handle: handle.clone(), name: Arc::from(DEFAULT_TREE) }, handle })
+}
+
+fn flusher_loop(engine: Arc<Engine>, sig: Arc<FlushSignal>, every: Duration) {
+    loop {
+        {
+            let mut stop = sig.stop.lock();
+            if !*stop {
+                sig.cv.wait_for(&mut stop, every);
+            }
+            if *stop {
+                return;
+            }
+        }
+        if let Err(e) = engine.flush() {
+            tracing::error!(target: "foldvault::audit", error = %e, "background flush failed");
+        }
+    }
+}
+
+/// Names visible to users (reserved internal trees hidden).
+pub(crate) fn visible_names<'a>(names: impl Iterator<Item = &'a Vec<u8>>) -> Vec<IVec> {
+    let mut v: Vec<IVec> = names.filter(|n| !n.starts_with(RESERVED_PREFIX)).map(|n| IVec::from(n.as_slice())).collect();
+    if !v.iter().any(|n| n == DEFAULT_TREE) {
+        v.insert(0, IVec::from(DEFAULT_TREE));
+    }
+    v
+}
+
+pub(crate) fn bound_to_vec<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<Vec<u8>> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.as_ref().to_vec()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_ref().to_vec()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+pub(crate) fn value_of(engine: &Engine, v: RawValue<'_>) -> Result<IVec> {
+    match v {
+        RawValue::Inline(b) => Ok(IVec::from(b)),
+        RawValue::Overflow { first, len } => Ok(IVec::from(overflow::read(&engine.pager, first, len)?)),
+    }
+}
+
+pub(crate) fn get_in(engine: &Engine, root: PageRef, key: &[u8]) -> Result<Option<IVec>> {
+    match read::get(&engine.pager, None, root, key)? {
+        None => Ok(None),
+        Some(Value::Inline(b)) => Ok(Some(IVec::from(b))),
+        Some(Value::Overflow { first, len }) => Ok(Some(IVec::from(overflow::read(&engine.pager, first, len)?))),
+    }
+}
+
+/// A database: a set of named trees in one file. Derefs to its default tree.
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) handle: Arc<Handle>,
+    default: Tree,
+}
+
+impl std::ops::Deref for Db {
+    type Target = Tree;
+    fn deref(&self) -> &Tree {
+        &self.default
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("encrypted", &self.handle.engine.pager.sealer.is_encrypted()).finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Opens (creating on first use) a named tree.
+    pub fn open_tree<V: AsRef<[u8]>>(&self, name: V) -> Result<Tree> {
+        let name = name.as_ref();
+        if name.starts_with(RESERVED_PREFIX) {
+            return Err(Error::Unsupported("tree names starting with \\0foldvault. are reserved".into()));
+        }
+        if !self.handle.engine.snapshot().trees.contains_key(name) && name != DEFAULT_TREE {
+            let tx = self.begin_write()?;
+            tx.open_tree(name)?;
+            tx.commit()?;
+        }
+        Ok(Tree { handle: self.handle.clone(), name: Arc::from(name) })
+    }
+
+    /// Removes a tree and frees every page of it. Returns whether it existed. The default tree
+    /// cannot be dropped (as in sled): it is cleared instead and `Unsupported` is returned.
+    pub fn drop_tree<V: AsRef<[u8]>>(&self, name: V) -> Result<bool> {
+        if name.as_ref() == DEFAULT_TREE {
+            return Err(Error::Unsupported("cannot remove the default tree".into()));
+        }
+        let tx = self.begin_write()?;
+        let existed = tx.drop_tree(name)?;
+        tx.commit()?;
+        Ok(existed)
+    }
+
+    /// The names of all trees, the default tree included.
+    pub fn tree_names(&self) -> Vec<IVec> {
+        visible_names(self.handle.engine.snapshot().trees.keys())
+    }
+
+    /// A unique, monotonically increasing id (unique across restarts).
+    pub fn generate_id(&self) -> Result<u64> {
+        self.handle.engine.generate_id()
+    }
+
+    /// Starts a write transaction (waits for the current writer to finish).
+    pub fn begin_write(&self) -> Result<WriteTransaction> {
+        WriteTransaction::begin(self.handle.clone())
+    }
+
+    /// A read snapshot of the newest commit.
+    pub fn begin_read(&self) -> Result<ReadTransaction> {
+        Ok(ReadTransaction { handle: self.handle.clone(), snap: self.handle.engine.snapshot() })
+    }
+
+    /// The sequence number of the newest commit (for anchoring against rollback).
+    pub fn commit_seq(&self) -> u64 {
+        self.handle.engine.snapshot().seq
+    }
+
+    /// The sequence number of the newest durable commit.
+    pub fn durable_commit_seq(&self) -> u64 {
+        self.handle.engine.durable_seq.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A digest naming the newest commit (file id, sequence, catalog root and its tag). Store it
+    /// outside the file and pass it to `Config::expected_root_digest` to detect a rolled-back file.
+    pub fn root_digest(&self) -> [u8; 32] {
+        let snap = self.handle.engine.snapshot();
+        self.handle.engine.root_digest(&snap)
+    }
+
+    /// What recovery found at open.
+    pub fn recovery_report(&self) -> super::engine::RecoveryReport {
+        self.handle.engine.recovery.clone()
+    }
+
+    /// True if the newest commit record was rejected at open and an older one used.
+    pub fn was_recovered(&self) -> bool {
+        self.handle.engine.recovery.fell_back
+    }
+
+    /// The engine's counters.
+    pub fn metrics(&self) -> crate::Metrics {
+        let e = &self.handle.engine;
+        let mut m = e.pager.counters.snapshot();
+        m.cached_pages = e.pager.cached_pages() as u64;
+        m.key_epoch = e.writer.lock().epoch;
+        m.seals_in_epoch = e.pager.seals_in_epoch();
+        m
+    }
+
+    /// Bytes the file occupies.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.handle.engine.pager.file_len()
+    }
+
+    /// Whether the file is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.handle.engine.pager.sealer.is_encrypted()
+    }
+}
+
+/// A named tree of key-value pairs. Cheap to clone; keeps working after its `Db` is dropped.
+#[derive(Clone)]
+pub struct Tree {
+    pub(crate) handle: Arc<Handle>,
+    pub(crate) name: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tree").field("name_len", &self.name.len()).finish_non_exhaustive()
+    }
+}
+
+/// The outcome of a failed `compare_and_swap`: the value found and the one proposed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompareAndSwapError {
+    pub current: Option<IVec>,
+    pub proposed: Option<IVec>,
+}
+
+impl std::fmt::Display for CompareAndSwapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("compare and swap conflict")
+    }
+}
+impl std::error::Error for CompareAndSwapError {}
+
+pub type CompareAndSwapResult = std::result::Result<(), CompareAndSwapError>;
+
+/// A set of inserts and removals applied atomically by `Tree::apply_batch`.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub(crate) ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    pub fn insert<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, key: K, value: V) {
+        self.ops.push((key.as_ref().to_vec(), Some(value.as_ref().to_vec())));
+    }
+    pub fn remove<K: AsRef<[u8]>>(&mut self, key: K) {
+        self.ops.push((key.as_ref().to_vec(), None));
+    }
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+impl Tree {
+    fn root(&self, snap: &Snapshot) -> PageRef {
+        snap.trees.get(&*self.name).map(|r| r.root).unwrap_or(PageRef::NONE)
+    }
+
+    /// Runs `f` as one write transaction on this tree.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut TxPages, &mut TreeRoot) -> Result<T>) -> Result<T> {
+        let engine = &self.handle.engine;
+        let (mut ws, mut tx, base) = engine.begin()?;
+        let mut root = base.trees.get(&*self.name).copied().unwrap_or_default();
+        let existed = base.trees.contains_key(&*self.name);
+        let out = match f(&mut tx, &mut root) {
+            Ok(v) => v,
+            Err(e) => {
+                engine.abort(&mut ws, tx);
+                return Err(e);
+            }
+        };
+        if tx.new_pages.is_empty() && tx.freed.is_empty() && existed {
+            engine.abort(&mut ws, tx);
+            return Ok(out);
+        }
+        let mut trees = base.trees.clone();
+        trees.insert(self.name.to_vec(), root);
+        let changed: BTreeSet<Vec<u8>> = [self.name.to_vec()].into();
+        engine.commit(&mut ws, tx, &base, trees, &changed, &BTreeSet::new(), engine.durability)?;
+        Ok(out)
+    }
+
+    /// Inserts a key, returning the previous value.
+    pub fn insert<K: AsRef<[u8]>, V: Into<IVec>>(&self, key: K, value: V) -> Result<Option<IVec>> {
+        let value: IVec = value.into();
+        self.write(|tx, r| Ok(tx.insert(r, key.as_ref(), &value, true)?.map(IVec::from)))
+    }
+
+    pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
+        let snap = self.handle.engine.snapshot();
+        get_in(&self.handle.engine, self.root(&snap), key.as_ref())
+    }
+
+    pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
+        self.write(|tx, r| Ok(tx.remove(r, key.as_ref(), true)?.map(IVec::from)))
+    }
+
+    pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool> {
+        let snap = self.handle.engine.snapshot();
+        Ok(read::get(&self.handle.engine.pager, None, self.root(&snap), key.as_ref())?.is_some())
+    }
+
+    /// Sets `key` to `new` only if its current value is `old` (`None` = absent).
+    pub fn compare_and_swap<K, OV, NV>(&self, key: K, old: Option<OV>, new: Option<NV>) -> Result<CompareAndSwapResult>
+    where
+        K: AsRef<[u8]>,
+        OV: AsRef<[u8]>,
+        NV: Into<IVec>,
+    {
+        let new: Option<IVec> = new.map(Into::into);
+        let key = key.as_ref();
+        self.write(|tx, r| {
+            let cur = match tx.get(r, key)? {
+                Some(v) => Some(IVec::from(tx.value_bytes(&v)?)),
+                None => None,
+            };
+            let matches = match (&cur, &old) {
+                (None, None) => true,
+                (Some(c), Some(o)) => c.as_ref() == o.as_ref(),
+                _ => false,
+            };
+            if !matches {
+                return Ok(Err(CompareAndSwapError { current: cur, proposed: new.clone() }));
+            }
+            match &new {
+                Some(v) => tx.insert(r, key, v, false)?,
+                None => tx.remove(r, key, false)?,
+            };
+            Ok(Ok(()))
+        })
+    }
+
+    fn update<V: Into<IVec>>(&self, key: &[u8], mut f: impl FnMut(Option<&[u8]>) -> Option<V>) -> Result<(Option<IVec>, Option<IVec>)> {
+        self.write(|tx, r| {
+            let old = match tx.get(r, key)? {
+                Some(v) => Some(IVec::from(tx.value_bytes(&v)?)),
+                None => None,
+            };
+            let new: Option<IVec> = f(old.as_deref()).map(Into::into);
+            match &new {
+                Some(v) => tx.insert(r, key, v, false)?,
+                None => tx.remove(r, key, false)?,
+            };
+            Ok((old, new))
+        })
+    }
+
+    /// Replaces the value with `f(old)` atomically; returns the new value.
+    pub fn update_and_fetch<K: AsRef<[u8]>, V: Into<IVec>, F: FnMut(Option<&[u8]>) -> Option<V>>(&self, key: K, f: F) -> Result<Option<IVec>> {
+        Ok(self.update(key.as_ref(), f)?.1)
+    }
+
+    /// Replaces the value with `f(old)` atomically; returns the old value.
+    pub fn fetch_and_update<K: AsRef<[u8]>, V: Into<IVec>, F: FnMut(Option<&[u8]>) -> Option<V>>(&self, key: K, f: F) -> Result<Option<IVec>> {
+        Ok(self.update(key.as_ref(), f)?.0)
+    }
+
+    /// Applies every operation of `batch` in one atomic transaction.
+    pub fn apply_batch(&self, batch: Batch) -> Result<()> {
+        self.write(|tx, r| {
+            for (k, v) in &batch.ops {
+                match v {
+                    Some(v) => tx.insert(r, k, v, false)?,
+                    None => tx.remove(r, k, false)?,
+                };
+            }
+            Ok(())
+        })
+    }
+
+    /// Entries in `range`, in key order, from the snapshot current when the iterator is made.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
+        let snap = self.handle.engine.snapshot();
+        let root = self.root(&snap);
+        Iter::new(self.handle.clone(), snap, root, bound_to_vec(range.start_bound()), bound_to_vec(range.end_bound()))
+    }
+
+    pub fn iter(&self) -> Iter {
+        self.range::<&[u8], _>(..)
+    }
+
+    /// Entries whose key starts with `prefix`.
+    pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Iter {
+        let snap = self.handle.engine.snapshot();
+        let root = self.root(&snap);
+        Iter::prefix(self.handle.clone(), snap, root, prefix.as_ref())
+    }
+
+    pub fn first(&self) -> Result<Option<(IVec, IVec)>> {
+        self.iter().next().transpose()
+    }
+
+    pub fn last(&self) -> Result<Option<(IVec, IVec)>> {
+        self.iter().next_back().transpose()
+    }
+
+    /// The entry with the greatest key below `key`.
+    pub fn get_lt<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<(IVec, IVec)>> {
+        self.range::<&[u8], _>((Bound::Unbounded, Bound::Excluded(key.as_ref()))).next_back().transpose()
+    }
+
+    /// The entry with the least key above `key`.
+    pub fn get_gt<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<(IVec, IVec)>> {
+        self.range::<&[u8], _>((Bound::Excluded(key.as_ref()), Bound::Unbounded)).next().transpose()
+    }
+
+    fn pop(&self, max: bool) -> Result<Option<(IVec, IVec)>> {
+        self.write(|tx, r| {
+            let mut all = Vec::new();
+            // The first/last key of the transaction's view; cursors need clean pages, so use
+            // the dirty-aware collector bounded to one side.
+            read::collect_range(&tx.pager, Some(&tx.dirty), r.root, Bound::Unbounded, Bound::Unbounded, &mut all)?;
+            let pick = if max { all.pop() } else { all.into_iter().next() };
+            let Some((k, v)) = pick else { return Ok(None) };
+            let bytes = tx.value_bytes(&v)?;
+            tx.remove(r, &k, false)?;
+            Ok(Some((IVec::from(k), IVec::from(bytes))))
+        })
+    }
+
+    /// Removes and returns the entry with the least key.
+    pub fn pop_min(&self) -> Result<Option<(IVec, IVec)>> {
+        self.pop(false)
+    }
+
+    /// Removes and returns the entry with the greatest key.
+    pub fn pop_max(&self) -> Result<Option<(IVec, IVec)>> {
+        self.pop(true)
+    }
+
+    /// Number of entries (kept in the catalog: O(1), unlike sled's O(n)).
+    pub fn len(&self) -> usize {
+        let snap = self.handle.engine.snapshot();
+        snap.trees.get(&*self.name).map(|r| r.count as usize).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every entry and frees their pages.
+    pub fn clear(&self) -> Result<()> {
+        self.write(|tx, r| {
+            tx.free_tree(r.root)?;
+            *r = TreeRoot::default();
+            Ok(())
+        })
+    }
+
+    /// Makes every earlier commit durable. Returns the bytes written; costs almost nothing when
+    /// nothing is pending.
+    pub fn flush(&self) -> Result<usize> {
+        self.handle.engine.flush()
+    }
+
+    /// `flush` on a blocking thread (tokio feature) or inline.
+    pub async fn flush_async(&self) -> Result<usize> {
+        #[cfg(feature = "tokio")]
+        {
+            let e = self.handle.engine.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(_) => tokio::task::spawn_blocking(move || e.flush())
+                    .await
+                    .map_err(|_| Error::ReportableBug("flush task panicked".into()))?,
+                Err(_) => e.flush(),
+            }
+        }
+        #[cfg(not(feature = "tokio"))]
+        {
+            self.handle.engine.flush()
+        }
+    }
+
+    /// The tree's name.
+    pub fn name(&self) -> IVec {
+        IVec::from(&*self.name)
+    }
+}
+
+/// An iterator over a snapshot's entries; double-ended. Holds its snapshot (and so the pages
+/// it reads) alive while it exists.
+pub struct Iter {
+    handle: Arc<Handle>,
+    _snap: Arc<Snapshot>,
+    root: PageRef,
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    front: Option<Cursor>,
+    back: Option<Cursor>,
+    front_started: bool,
+    back_started: bool,
+    last_front: Option<Vec<u8>>,
+    last_back: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl Iter {
+    pub(crate) fn new(handle: Arc<Handle>, snap: Arc<Snapshot>, root: PageRef, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Iter {
+        Iter {
+            handle,
+            _snap: snap,
+            root,
+            lo,
+            hi,
+            front: None,
+            back: None,
+            front_started: false,
+            back_started: false,
+            last_front: None,
+            last_back: None,
+            done: false,
+        }
+    }
+
+    pub(crate) fn prefix(handle: Arc<Handle>, snap: Arc<Snapshot>, root: PageRef, prefix: &[u8]) -> Iter {
+        let hi = match prefix_successor(prefix) {
+            Some(s) => Bound::Excluded(s),
+            None => Bound::Unbounded,
+        };
+        Iter::new(handle, snap, root, Bound::Included(prefix.to_vec()), hi)
+    }
+
+    /// Keys only.
+    pub fn keys(self) -> impl DoubleEndedIterator<Item = Result<IVec>> {
+        self.map(|r| r.map(|(k, _)| k))
+    }
+
+    /// Values only.
+    pub fn values(self) -> impl DoubleEndedIterator<Item = Result<IVec>> {
+        self.map(|r| r.map(|(_, v)| v))
+    }
+
+    fn step(&mut self, forward: bool) -> Result<Option<(IVec, IVec)>> {
+        let pager = &self.handle.engine.pager;
+        let cur = if forward {
+            if !self.front_started {
+                self.front_started = true;
+                match &self.lo {
+                    Bound::Included(k) => Cursor::seek_ge(pager, self.root, Some(k), false)?,
+                    Bound::Excluded(k) => Cursor::seek_ge(pager, self.root, Some(k), true)?,
+                    Bound::Unbounded => Cursor::seek_ge(pager, self.root, None, false)?,
+                }
+            } else {
+                match self.front.take() {
+                    Some(c) => c.next(pager)?,
+                    None => None,
+                }
+            }
+        } else if !self.back_started {
+            self.back_started = true;
+            match &self.hi {
+                Bound::Included(k) => Cursor::seek_le(pager, self.root, Some(k), false)?,
+                Bound::Excluded(k) => Cursor::seek_le(pager, self.root, Some(k), true)?,
+                Bound::Unbounded => Cursor::seek_le(pager, self.root, None, false)?,
+            }
+        } else {
+            match self.back.take() {
+                Some(c) => c.prev(pager)?,
+                None => None,
+            }
+        };
+        let Some(c) = cur else { return Ok(None) };
+        let (key, value) = c.with_current(|k, v| (k.to_vec(), value_of(&self.handle.engine, v)))?;
+        let in_range = if forward {
+            let below_hi = match &self.hi {
+                Bound::Included(h) => key <= *h,
+                Bound::Excluded(h) => key < *h,
+                Bound::Unbounded => true,
+            };
+            below_hi && self.last_back.as_ref().is_none_or(|b| key < *b)
+        } else {
+            let above_lo = match &self.lo {
+                Bound::Included(l) => key >= *l,
+                Bound::Excluded(l) => key > *l,
+                Bound::Unbounded => true,
+            };
+            above_lo && self.last_front.as_ref().is_none_or(|f| key > *f)
+        };
+        if !in_range {
+            return Ok(None);
+        }
+        let value = value?;
+        if forward {
+            self.front = Some(c);
+            self.last_front = Some(key.clone());
+        } else {
+            self.back = Some(c);
+            self.last_back = Some(key.clone());
+        }
+        Ok(Some((IVec::from(key), value)))
+    }
+}
+
+/// The smallest byte string greater than every string starting with `prefix`.
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut s = prefix.to_vec();
+    while let Some(last) = s.pop() {
+        if last < 0xFF {
+            s.push(last + 1);
+            return Some(s);
+        }
+    }
+    None
+}
+
+impl Iterator for Iter {
+    type Item = Result<(IVec, IVec)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step(true) {
+            Ok(Some(kv)) => Some(Ok(kv)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl DoubleEndedIterator for Iter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step(false) {
+            Ok(Some(kv)) => Some(Ok(kv)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! `Config`: how a database is opened (sled 0.34's builder, plus keys and encryption).
+//!
+//! Transparent encryption: when no key is set in code, `open` takes one from the environment —
+//! `FOLDVAULT_KEY_FILE` (a file holding a 32-byte master key, raw or as 64 hex characters) or
+//! `FOLDVAULT_PASSPHRASE`. New databases are then created encrypted; existing ones open per
+//! their header. With neither, new databases are plaintext, and an encrypted one fails with
+//! `WrongKey` naming both variables.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::crypto::slots::Credentials;
+use crate::crypto::{CipherBackend, CipherId, KdfParams, MasterKey, Passphrase};
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+
+/// The environment variable naming a master-key file.
+pub const ENV_KEY_FILE: &str = "FOLDVAULT_KEY_FILE";
+/// The environment variable holding a passphrase.
+pub const ENV_PASSPHRASE: &str = "FOLDVAULT_PASSPHRASE";
+/// The file name used inside a database directory.
+pub const DB_FILE_NAME: &str = "db.foldvault";
+
+/// When a commit is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Synced to disk before `commit` returns.
+    Immediate,
+    /// Visible at once; durable after the next `flush()` or background flush (sled's default).
+    #[default]
+    Eventual,
+}
+
+/// Whether a *new* database is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encryption {
+    /// Encrypted if a key is given (in code or in the environment), else plaintext.
+    #[default]
+    Auto,
+    /// Always plaintext (CRC32-checked pages); keys given are ignored for creation.
+    Plaintext,
+    /// Always encrypted; opening fails if no key is given.
+    Required,
+}
+
+#[derive(Clone)]
+pub(crate) enum Location {
+    Unset,
+    Dir(PathBuf),
+    File(PathBuf),
+    Storage(Arc<dyn Storage>),
+}
+
+/// Database configuration. `Debug` never shows keys or passphrases.
+pub struct Config {
+    pub(crate) location: Location,
+    pub(crate) temporary: bool,
+    pub(crate) create_new: bool,
+    pub(crate) credentials: Credentials,
+    pub(crate) use_env: bool,
+    pub(crate) encryption: Encryption,
+    pub(crate) cipher: CipherId,
+    pub(crate) backend: CipherBackend,
+    pub(crate) kdf: KdfParams,
+    pub(crate) cache_capacity: usize,
+    pub(crate) durability: Durability,
+    pub(crate) flush_every_ms: Option<u64>,
+    pub(crate) seal_budget: u64,
+    pub(crate) min_commit_seq: Option<u64>,
+    pub(crate) expected_root_digest: Option<[u8; 32]>,
+}
+
+/// Seals per key epoch before the engine moves to the next epoch: 2^30, a quarter of NIST's
+/// 2^32 bound for random 96-bit GCM nonces (SPEC.md §6 argues the margin).
+pub const DEFAULT_SEAL_BUDGET: u64 = 1 << 30;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            location: Location::Unset,
+            temporary: false,
+            create_new: false,
+            credentials: Credentials::none(),
+            use_env: true,
+            encryption: Encryption::Auto,
+            cipher: CipherId::Aes256Gcm,
+            backend: CipherBackend::default(),
+            kdf: KdfParams::default(),
+            cache_capacity: 32 << 20,
+            durability: Durability::Eventual,
+            flush_every_ms: Some(500),
+            seal_budget: DEFAULT_SEAL_BUDGET,
+            min_commit_seq: None,
+            expected_root_digest: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let loc = match &self.location {
+            Location::Unset => "unset".to_string(),
+            Location::Dir(p) => format!("dir {}", p.display()),
+            Location::File(p) => format!("file {}", p.display()),
+            Location::Storage(_) => "custom storage".to_string(),
+        };
+        f.debug_struct("Config")
+            .field("location", &loc)
+            .field("temporary", &self.temporary)
+            .field("credentials", &self.credentials)
+            .field("encryption", &self.encryption)
+            .field("cipher", &self.cipher)
+            .field("kdf", &self.kdf)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("durability", &self.durability)
+            .field("flush_every_ms", &self.flush_every_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for Config {
+    fn clone(&self) -> Self {
+        Config {
+            location: self.location.clone(),
+            credentials: self.credentials.duplicate(),
+            ..*self.shallow()
+        }
+    }
+}
+
+impl Config {
+    fn shallow(&self) -> Box<Config> {
+        Box::new(Config {
+            location: Location::Unset,
+            temporary: self.temporary,
+            create_new: self.create_new,
+            credentials: Credentials::none(),
+            use_env: self.use_env,
+            encryption: self.encryption,
+            cipher: self.cipher,
+            backend: self.backend,
+            kdf: self.kdf,
+            cache_capacity: self.cache_capacity,
+            durability: self.durability,
+            flush_every_ms: self.flush_every_ms,
+            seal_budget: self.seal_budget,
+            min_commit_seq: self.min_commit_seq,
+            expected_root_digest: self.expected_root_digest,
+        })
+    }
+
+    pub fn new() -> Config {
+        Config::default()
+    }
+    /// A database directory, as in sled: the file `db.foldvault` inside it (created if missing).
+    pub fn path<P: AsRef<Path>>(mut self, p: P) -> Config {
+        self.location = Location::Dir(p.as_ref().to_path_buf());
+        self
+    }
+    /// A single database file.
+    pub fn file<P: AsRef<Path>>(mut self, p: P) -> Config {
+        self.location = Location::File(p.as_ref().to_path_buf());
+        self
+    }
+    /// Custom storage (in-memory, fault-injecting, ...).
+    pub fn storage(mut self, s: Arc<dyn Storage>) -> Config {
+        self.location = Location::Storage(s);
+        self
+    }
+    /// Removes the database when the last handle drops (a fresh one is created at `path`, or in
+    /// the system's temporary directory when no path is set).
+    pub fn temporary(mut self, t: bool) -> Config {
+        self.temporary = t;
+        self
+    }
+    /// Fails if a database already exists at the path.
+    pub fn create_new(mut self, c: bool) -> Config {
+        self.create_new = c;
+        self
+    }
+    /// Bytes of opened pages to keep in memory (default 32 MiB).
+    pub fn cache_capacity(mut self, bytes: u64) -> Config {
+        self.cache_capacity = bytes.min(usize::MAX as u64) as usize;
+        self
+    }
+    /// Background flush interval for eventual durability (`None` = only explicit `flush`).
+    pub fn flush_every_ms(mut self, ms: Option<u64>) -> Config {
+        self.flush_every_ms = ms;
+        self
+    }
+    /// Accepted for sled compatibility; foldvault does not compress (SPEC.md §9 says why).
+    pub fn use_compression(self, _c: bool) -> Config {
+        self
+    }
+    pub fn durability(mut self, d: Durability) -> Config {
+        self.durability = d;
+        self
+    }
+    pub fn passphrase(mut self, p: impl Into<Passphrase>) -> Config {
+        self.credentials.passphrase = Some(p.into());
+        self
+    }
+    pub fn master_key(mut self, k: MasterKey) -> Config {
+        self.credentials.master = Some(k);
+        self
+    }
+    /// Unlocks with a recovery key (see `Db::add_recovery_key`).
+    pub fn recovery_key(mut self, k: MasterKey) -> Config {
+        self.credentials.recovery = Some(k);
+        self
+    }
+    pub fn credentials(mut self, c: Credentials) -> Config {
+        self.credentials = c;
+        self
+    }
+    /// Whether to read keys from `FOLDVAULT_KEY_FILE` / `FOLDVAULT_PASSPHRASE` when none is
+    /// given in code (default true).
+    pub fn use_env(mut self, u: bool) -> Config {
+        self.use_env = u;
+        self
+    }
+    pub fn encryption(mut self, e: Encryption) -> Config {
+        self.encryption = e;
+        self
+    }
+    pub fn plaintext(self) -> Config {
+        self.encryption(Encryption::Plaintext)
+    }
+    pub fn cipher(mut self, c: CipherId) -> Config {
+        self.cipher = c;
+        self
+    }
+    pub fn cipher_backend(mut self, b: CipherBackend) -> Config {
+        self.backend = b;
+        self
+    }
+    pub fn kdf(mut self, k: KdfParams) -> Config {
+        self.kdf = k;
+        self
+    }
+    /// Seals per key epoch before rolling to a new epoch (tests lower it).
+    pub fn seal_budget(mut self, n: u64) -> Config {
+        self.seal_budget = n.max(16);
+        self
+    }
+    /// Refuses to open a file whose newest commit is older than `seq` (whole-file rollback).
+    pub fn min_commit_seq(mut self, seq: u64) -> Config {
+        self.min_commit_seq = Some(seq);
+        self
+    }
+    /// Refuses to open a file whose root digest differs (see `Db::root_digest`).
+    pub fn expected_root_digest(mut self, d: [u8; 32]) -> Config {
+        self.expected_root_digest = Some(d);
+        self
+    }
+    pub fn open(&self) -> Result<crate::Db> {
+        crate::db::api::open_config(self)
+    }
+
+    /// Credentials from code, else from the environment.
+    pub(crate) fn effective_credentials(&self) -> Result<Credentials> {
+        if !self.credentials.is_empty() || !self.use_env {
+            return Ok(self.credentials.duplicate());
+        }
+        let mut c = Credentials::none();
+        if let Some(path) = std::env::var_os(ENV_KEY_FILE) {
+            let bytes = zeroize::Zeroizing::new(std::fs::read(&path)?);
+            c.master = Some(MasterKey::from_key_file_bytes(&bytes)?);
+        }
+        if let Some(p) = std::env::var_os(ENV_PASSPHRASE) {
+            use std::os::unix::ffi::OsStringExt;
+            c.passphrase = Some(Passphrase::new(p.into_vec()));
+        }
+        Ok(c)
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.cache_capacity > (1usize << 40) {
+            return Err(Error::InvalidConfig("cache capacity above 1 TiB"));
+        }
+        self.kdf.validate()
+    }
+}

@@ -1,0 +1,274 @@
+//! The engine: snapshots, the single writer, commits and durability. SPEC.md §5, §8.
+//!
+//! Layer: db, above `btree` and `pager`. Invariants:
+//! - readers take an `Arc<Snapshot>` of the newest commit and never block the writer; pages a
+//!   snapshot can reach are not reused while it lives (the writer keeps `Weak`s of replaced
+//!   snapshots and hands freed pages out only when every older snapshot is gone);
+//! - one write transaction at a time (the writer mutex); it owns the allocator while it runs
+//!   and gives it back on commit or abort, with every page it allocated returned on abort;
+//! - a commit publishes a new snapshot; a durable commit additionally writes the free list and
+//!   a commit record and syncs once (`durable_commit`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
+
+use super::config::Durability;
+use crate::btree::TreeRoot;
+use crate::btree::tx::TxPages;
+use crate::error::{Error, PageNo, Result};
+use crate::format::commit::CommitRecord;
+use crate::format::header::FileHeader;
+use crate::format::page::PageRef;
+use crate::format::{COMMIT_PAGE_A, COMMIT_PAGE_B};
+use crate::pager::Pager;
+use crate::pager::alloc::Allocator;
+use crate::pager::freelist;
+
+/// Reserved catalog names start with this byte sequence and are hidden from `tree_names`.
+pub(crate) const RESERVED_PREFIX: &[u8] = b"\0foldvault.";
+pub(crate) const IDS_TREE: &[u8] = b"\0foldvault.ids";
+
+/// One committed state of the database.
+pub(crate) struct Snapshot {
+    pub(crate) seq: u64,
+    pub(crate) catalog: PageRef,
+    pub(crate) trees: BTreeMap<Vec<u8>, TreeRoot>,
+}
+
+pub(crate) struct WriterState {
+    pub(crate) alloc: Allocator,
+    pub(crate) durable: CommitRecord,
+    pub(crate) durable_slot: PageNo,
+    pub(crate) freelist_pages: Vec<PageNo>,
+    pub(crate) retained: Vec<(u64, Weak<Snapshot>)>,
+    pub(crate) epoch: u32,
+}
+
+impl WriterState {
+    /// The oldest sequence number any live snapshot reads.
+    fn oldest_live(&mut self, current: u64) -> u64 {
+        self.retained.retain(|(_, w)| w.strong_count() > 0);
+        self.retained.iter().map(|(s, _)| *s).min().unwrap_or(current).min(current)
+    }
+}
+
+/// What recovery at open found.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    /// The commit sequence number the database opened at.
+    pub seq: u64,
+    /// True when the newest commit record did not verify and an older one was used (a commit
+    /// interrupted by a crash before its sync returned, or tampering).
+    pub fell_back: bool,
+    /// Pages verified at open.
+    pub pages_verified: u64,
+    /// The header copy that was damaged or stale and was repaired, if any.
+    pub header_repaired: Option<PageNo>,
+}
+
+pub(crate) struct Engine {
+    pub(crate) pager: Arc<Pager>,
+    pub(crate) header: Mutex<FileHeader>,
+    pub(crate) current: RwLock<Arc<Snapshot>>,
+    pub(crate) writer: Arc<Mutex<WriterState>>,
+    pub(crate) durability: Durability,
+    pub(crate) seal_budget: u64,
+    /// True while commits exist that are not yet durable.
+    pub(crate) undurable: AtomicBool,
+    pub(crate) recovery: RecoveryReport,
+    pub(crate) ids: Mutex<(u64, u64)>,
+    pub(crate) durable_seq: AtomicU64,
+}
+
+impl Engine {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().clone()
+    }
+
+    /// Starts a write transaction: takes the writer lock and the allocator.
+    pub(crate) fn begin(&self) -> Result<(parking_lot::ArcMutexGuard<parking_lot::RawMutex, WriterState>, TxPages, Arc<Snapshot>)> {
+        let mut ws = self.writer.lock_arc();
+        if self.pager.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        let base = self.snapshot();
+        let oldest = ws.oldest_live(base.seq);
+        let durable = ws.durable.seq;
+        ws.alloc.promote(durable, oldest);
+        if self.pager.seals_in_epoch() >= self.seal_budget {
+            ws.epoch = ws.epoch.checked_add(1).ok_or(Error::NonceBudgetExhausted)?;
+            self.pager.sealer.set_max_epoch(ws.epoch);
+            self.pager.set_seals_in_epoch(0);
+            tracing::info!(target: "foldvault::audit", epoch = ws.epoch, "seal budget reached: moved to a new key epoch");
+        }
+        let alloc = std::mem::take(&mut ws.alloc);
+        let tx = TxPages::new(self.pager.clone(), alloc, base.seq + 1, ws.epoch);
+        Ok((ws, tx, base))
+    }
+
+    /// Gives back every page a failed or abandoned transaction allocated.
+    pub(crate) fn abort(&self, ws: &mut WriterState, mut tx: TxPages) {
+        for p in tx.new_pages.drain() {
+            self.pager.forget(p);
+            tx.alloc.give_back(p);
+        }
+        ws.alloc = tx.alloc;
+    }
+
+    /// Commits a transaction's changes. `changed` names trees whose roots changed (created
+    /// included); `dropped` names trees to remove from the catalog (their pages already freed).
+    pub(crate) fn commit(
+        &self,
+        ws: &mut WriterState,
+        mut tx: TxPages,
+        base: &Arc<Snapshot>,
+        mut trees: BTreeMap<Vec<u8>, TreeRoot>,
+        changed: &BTreeSet<Vec<u8>>,
+        dropped: &BTreeSet<Vec<u8>>,
+        durability: Durability,
+    ) -> Result<()> {
+        if changed.is_empty() && dropped.is_empty() {
+            self.abort(ws, tx);
+            return Ok(());
+        }
+        let seq = tx.seq;
+        let result = (|| -> Result<PageRef> {
+            {
+                let mut roots: Vec<&mut PageRef> =
+                    trees.iter_mut().filter(|(n, _)| changed.contains(*n)).map(|(_, r)| &mut r.root).collect();
+                tx.flush(&mut roots)?;
+            }
+            let mut cat = TreeRoot { root: base.catalog, count: base.trees.len() as u64 };
+            for name in dropped {
+                tx.remove(&mut cat, name, false)?;
+            }
+            for name in changed {
+                if let Some(r) = trees.get(name) {
+                    tx.insert(&mut cat, name, &r.encode(), false)?;
+                }
+            }
+            tx.flush(&mut [&mut cat.root])?;
+            Ok(cat.root)
+        })();
+        let catalog = match result {
+            Ok(c) => c,
+            Err(e) => {
+                self.abort(ws, tx);
+                return Err(e);
+            }
+        };
+        let freed = std::mem::take(&mut tx.freed);
+        ws.alloc = tx.alloc;
+        ws.alloc.release(seq, freed);
+        self.pager.raise_page_limit(ws.alloc.page_count);
+        let snap = Arc::new(Snapshot { seq, catalog, trees });
+        {
+            let mut cur = self.current.write();
+            let old = std::mem::replace(&mut *cur, snap);
+            ws.retained.push((old.seq, Arc::downgrade(&old)));
+        }
+        crate::pager::metrics::Counters::add(&self.pager.counters.commits, 1);
+        self.undurable.store(true, Ordering::Release);
+        if durability == Durability::Immediate {
+            self.durable_commit(ws)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the newest commit durable: free list, commit record, one sync.
+    pub(crate) fn durable_commit(&self, ws: &mut WriterState) -> Result<usize> {
+        if !self.undurable.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        if self.pager.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        let snap = self.snapshot();
+        let seq = snap.seq;
+        let old_fl = std::mem::take(&mut ws.freelist_pages);
+        ws.alloc.release(seq, old_fl);
+        let (fl, fl_pages) = freelist::write(&self.pager, &mut ws.alloc, seq, ws.epoch)?;
+        self.pager.raise_page_limit(ws.alloc.page_count);
+        self.pager.ensure_pages(ws.alloc.page_count)?;
+        let header_generation = self.header.lock().generation;
+        let rec = CommitRecord {
+            seq,
+            prev_durable_seq: ws.durable.seq,
+            catalog: snap.catalog,
+            freelist: fl,
+            page_count: ws.alloc.page_count,
+            key_epoch: ws.epoch,
+            oldest_epoch: ws.durable.oldest_epoch.min(ws.epoch),
+            seals_in_epoch: self.pager.seals_in_epoch() + 1,
+            header_generation,
+            rekey_cursor: ws.durable.rekey_cursor,
+        };
+        let slot = if ws.durable_slot == COMMIT_PAGE_A { COMMIT_PAGE_B } else { COMMIT_PAGE_A };
+        self.pager.write_commit(slot, &rec)?;
+        self.pager.sync()?;
+        let pages = fl_pages.len() + 1;
+        ws.durable = rec;
+        ws.durable_slot = slot;
+        ws.freelist_pages = fl_pages;
+        self.durable_seq.store(seq, Ordering::Release);
+        crate::pager::metrics::Counters::add(&self.pager.counters.durable_commits, 1);
+        // Only clear the flag if no commit slipped in (commits hold the writer lock, as we do).
+        self.undurable.store(false, Ordering::Release);
+        Ok(pages * crate::format::PAGE_SIZE)
+    }
+
+    /// `flush()`: durable commit of whatever is pending; nearly free when nothing is.
+    pub(crate) fn flush(&self) -> Result<usize> {
+        if !self.undurable.load(Ordering::Acquire) {
+            if self.pager.is_poisoned() {
+                return Err(Error::Poisoned);
+            }
+            return Ok(0);
+        }
+        let mut ws = self.writer.lock();
+        self.durable_commit(&mut ws)
+    }
+
+    /// A public digest of the newest commit, for anchoring against whole-file rollback.
+    pub(crate) fn root_digest(&self, snap: &Snapshot) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("foldvault 2026-11-28 v1 root digest");
+        h.update(self.pager.sealer.file_id());
+        h.update(&snap.seq.to_le_bytes());
+        h.update(&snap.catalog.page.to_le_bytes());
+        h.update(&snap.catalog.tag.0);
+        *h.finalize().as_bytes()
+    }
+
+    /// Unique, monotonic ids across restarts (ranges reserved durably in a hidden tree).
+    pub(crate) fn generate_id(&self) -> Result<u64> {
+        const RESERVE: u64 = 1_000_000;
+        let mut ids = self.ids.lock();
+        if ids.0 >= ids.1 {
+            let (mut ws, mut tx, base) = self.begin()?;
+            let mut trees = base.trees.clone();
+            let mut root = trees.get(IDS_TREE).copied().unwrap_or_default();
+            let start = match tx.get(&root, b"next")? {
+                Some(v) => {
+                    let b = tx.value_bytes(&v)?;
+                    u64::from_le_bytes(b.get(..8).and_then(|s| s.try_into().ok()).unwrap_or([0; 8])).max(ids.0)
+                }
+                None => ids.0,
+            };
+            let end = start + RESERVE;
+            if let Err(e) = tx.insert(&mut root, b"next", &end.to_le_bytes(), false) {
+                self.abort(&mut ws, tx);
+                return Err(e);
+            }
+            trees.insert(IDS_TREE.to_vec(), root);
+            let changed: BTreeSet<Vec<u8>> = [IDS_TREE.to_vec()].into();
+            self.commit(&mut ws, tx, &base, trees, &changed, &BTreeSet::new(), Durability::Immediate)?;
+            *ids = (start, end);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+}

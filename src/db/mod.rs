@@ -1,0 +1,11 @@
+//! The database layer: configuration, opening and recovery, the engine (snapshots, writer,
+//! commits), explicit transactions, and the sled-compatible API on top.
+//!
+//! Layer: db, above `btree` and `pager`.
+
+pub(crate) mod api;
+pub(crate) mod config;
+pub(crate) mod engine;
+pub(crate) mod ivec;
+pub(crate) mod open;
+pub(crate) mod txn;

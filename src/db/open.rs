@@ -1,0 +1,288 @@
+//! Creating and opening a database file: header, key slots, recovery. SPEC.md §2, §5.2.
+//!
+//! Recovery at open: the valid header copy with the highest generation is the header; in
+//! encrypted mode a key slot must unwrap (else `WrongKey`) and the header MAC verify (else
+//! `Corrupt { page, HeaderMac }`). Then the commit records are tried newest first; one is
+//! accepted when it opens and every page written since the durable commit before it verifies
+//! (`btree::verify::verify_since`) along with its free list. A rejected newer record is the
+//! signature of a commit whose sync never returned; it is logged to `foldvault::audit`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use parking_lot::{Mutex, RwLock};
+use rand::RngCore;
+
+use super::config::{Config, Encryption};
+use super::engine::{Engine, RecoveryReport, Snapshot, WriterState};
+use crate::btree::{TreeRoot, read, verify};
+use crate::crypto::cipher::CipherId;
+use crate::crypto::keys::SecretKey;
+use crate::crypto::seal::{DataKeys, PageSealer};
+use crate::crypto::slots::{self, Credentials};
+use crate::error::{CorruptReason, Error, PageNo, Result};
+use crate::format::commit::CommitRecord;
+use crate::format::header::{FLAG_ENCRYPTED, FileHeader, KeySlot, MAX_SLOTS};
+use crate::format::page::PageRef;
+use crate::format::{COMMIT_PAGE_A, COMMIT_PAGE_B, FIRST_DATA_PAGE, FORMAT_VERSION, HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE};
+use crate::pager::Pager;
+use crate::pager::alloc::Allocator;
+use crate::pager::freelist;
+use crate::storage::Storage;
+
+/// Creates a new database in empty `storage`.
+pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials) -> Result<Engine> {
+    let encrypt = match cfg.encryption {
+        Encryption::Plaintext => false,
+        Encryption::Required => {
+            if creds.is_empty() {
+                return Err(Error::WrongKey { hint: "encryption is required but no key or passphrase was given" });
+            }
+            true
+        }
+        Encryption::Auto => !creds.is_empty(),
+    };
+    let mut file_id = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut file_id);
+    let mut header = FileHeader {
+        version: FORMAT_VERSION,
+        cipher: if encrypt { cfg.cipher } else { CipherId::None },
+        file_id,
+        generation: 1,
+        flags: if encrypt { FLAG_ENCRYPTED } else { 0 },
+        next_key: None,
+        slots: Default::default(),
+        mac: [0; 32],
+    };
+    let sealer = if encrypt {
+        if cfg.cipher == CipherId::None {
+            return Err(Error::InvalidConfig("an encrypted database needs a cipher"));
+        }
+        let dk = SecretKey::random();
+        let kind = creds.natural_kind().ok_or(Error::InvalidConfig("no credentials"))?;
+        header.slots[0] = Some(slots::make_slot(kind, cfg.kdf, creds, &dk, &file_id, 0)?);
+        header.mac = slots::header_mac(&dk, &header.encode_body()[..]);
+        // Fail early if the backend is missing (e.g. a cipher whose feature is off).
+        crate::crypto::cipher::new_aead(cfg.cipher, cfg.backend, &dk)?;
+        PageSealer::encrypted(file_id, cfg.cipher, cfg.backend, DataKeys::single(dk), 0)
+    } else {
+        PageSealer::plaintext(file_id)
+    };
+    let pager = Arc::new(Pager::new(storage, sealer, cfg.cache_capacity));
+    let bytes = header.encode();
+    pager.write_raw(HEADER_PAGE_A, &bytes)?;
+    pager.write_raw(HEADER_PAGE_B, &bytes)?;
+    let rec = CommitRecord {
+        seq: 0,
+        prev_durable_seq: 0,
+        catalog: PageRef::NONE,
+        freelist: PageRef::NONE,
+        page_count: FIRST_DATA_PAGE,
+        key_epoch: 0,
+        oldest_epoch: 0,
+        seals_in_epoch: 1,
+        header_generation: 1,
+        rekey_cursor: 0,
+    };
+    pager.write_commit(COMMIT_PAGE_A, &rec)?;
+    pager.write_raw(COMMIT_PAGE_B, &[0u8; PAGE_SIZE])?;
+    pager.sync()?;
+    tracing::info!(target: "foldvault::audit", encrypted = encrypt, "database created");
+    Ok(assemble(pager, header, rec, COMMIT_PAGE_A, Vec::new(), BTreeMap::new(), cfg, RecoveryReport::default()))
+}
+
+fn assemble(
+    pager: Arc<Pager>,
+    header: FileHeader,
+    rec: CommitRecord,
+    slot: PageNo,
+    free_chain: Vec<PageNo>,
+    trees: BTreeMap<Vec<u8>, TreeRoot>,
+    cfg: &Config,
+    recovery: RecoveryReport,
+) -> Engine {
+    pager.set_page_limit(rec.page_count);
+    pager.set_seals_in_epoch(rec.seals_in_epoch);
+    pager.sealer.set_max_epoch(rec.key_epoch);
+    Engine {
+        header: Mutex::new(header),
+        current: RwLock::new(Arc::new(Snapshot { seq: rec.seq, catalog: rec.catalog, trees })),
+        writer: Arc::new(Mutex::new(WriterState {
+            alloc: Allocator::default(),
+            durable: rec,
+            durable_slot: slot,
+            freelist_pages: free_chain,
+            retained: Vec::new(),
+            epoch: rec.key_epoch,
+        })),
+        durability: cfg.durability,
+        seal_budget: cfg.seal_budget,
+        undurable: AtomicBool::new(false),
+        recovery,
+        ids: Mutex::new((0, 0)),
+        durable_seq: AtomicU64::new(rec.seq),
+        pager,
+    }
+}
+
+/// Reads both header copies; returns the chosen one, its page, and whether the other needs repair.
+pub(crate) fn read_header(storage: &dyn Storage) -> Result<(FileHeader, PageNo, bool)> {
+    let len = storage.len()?;
+    if len < 2 * PAGE_SIZE as u64 {
+        return Err(if len < 8 { Error::NotADatabase } else { Error::Truncated { expected: 2 * PAGE_SIZE as u64, found: len } });
+    }
+    let mut copies = Vec::new();
+    let mut first_err = None;
+    for page in [HEADER_PAGE_A, HEADER_PAGE_B] {
+        let mut buf = vec![0u8; PAGE_SIZE];
+        storage.read_at(page * PAGE_SIZE as u64, &mut buf)?;
+        match FileHeader::decode(&buf, page) {
+            Ok(h) => copies.push((h, page)),
+            Err(e) => {
+                tracing::warn!(target: "foldvault::audit", page, error = %e, "header copy rejected");
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    let repair = copies.len() < 2 || copies[0].0.generation != copies[1].0.generation;
+    copies.sort_by_key(|(h, _)| std::cmp::Reverse(h.generation));
+    match copies.into_iter().next() {
+        Some((h, p)) => Ok((h, p, repair)),
+        None => Err(first_err.unwrap_or(Error::NotADatabase)),
+    }
+}
+
+/// Unlocks an encrypted header: the data key, or `WrongKey`; then checks the header MAC.
+pub(crate) fn unlock(header: &FileHeader, page: PageNo, creds: &Credentials) -> Result<(SecretKey, usize)> {
+    let (dk, slot) = slots::unlock(header, creds)?;
+    if !slots::verify_header_mac(&dk, header) {
+        return Err(Error::corrupt(page, CorruptReason::HeaderMac));
+    }
+    Ok((dk, slot))
+}
+
+/// Opens an existing database.
+pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials, writable: bool) -> Result<Engine> {
+    let (header, header_page, repair) = read_header(&*storage)?;
+    let sealer = if header.is_encrypted() {
+        let (dk, _slot) = unlock(&header, header_page, creds)?;
+        PageSealer::encrypted(header.file_id, header.cipher, cfg.backend, DataKeys::single(dk), u32::MAX)
+    } else {
+        if cfg.encryption == Encryption::Required {
+            return Err(Error::Unsupported("the database is plaintext but encryption is required".into()));
+        }
+        PageSealer::plaintext(header.file_id)
+    };
+    let pager = Arc::new(Pager::new(storage.clone(), sealer, cfg.cache_capacity));
+    let file_len = storage.len()?;
+    let mut candidates: Vec<(CommitRecord, PageNo)> = Vec::new();
+    for slot in [COMMIT_PAGE_A, COMMIT_PAGE_B] {
+        match pager.read_commit(slot) {
+            Ok(r) => candidates.push((r, slot)),
+            Err(e @ Error::Io(_)) => return Err(e),
+            Err(e) => tracing::debug!(target: "foldvault::audit", slot, error = %e, "commit slot does not open"),
+        }
+    }
+    candidates.sort_by_key(|(r, _)| std::cmp::Reverse(r.seq));
+    let mut report = RecoveryReport::default();
+    let mut chosen = None;
+    for (rec, slot) in candidates {
+        let need = rec.page_count.saturating_mul(PAGE_SIZE as u64);
+        if file_len < need {
+            return Err(Error::Truncated { expected: need, found: file_len });
+        }
+        pager.set_page_limit(rec.page_count);
+        pager.sealer.set_max_epoch(rec.key_epoch);
+        match verify_commit(&pager, &rec) {
+            Ok((trees, free, chain, verified)) => {
+                report.pages_verified = verified;
+                chosen = Some((rec, slot, trees, free, chain));
+                break;
+            }
+            Err(Error::Corrupt { page, reason }) => {
+                tracing::warn!(target: "foldvault::audit", seq = rec.seq, page, reason = ?reason,
+                    "newest commit does not verify; falling back to the previous durable commit");
+                pager.clear_cache();
+                report.fell_back = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let Some((rec, slot, trees, free, chain)) = chosen else {
+        return Err(Error::corrupt(COMMIT_PAGE_A, CorruptReason::NoValidCommit));
+    };
+    report.seq = rec.seq;
+    if let Some(min) = cfg.min_commit_seq {
+        if rec.seq < min {
+            return Err(Error::RolledBack { expected: min, found: rec.seq });
+        }
+    }
+    if writable && repair {
+        let other = if header_page == HEADER_PAGE_A { HEADER_PAGE_B } else { HEADER_PAGE_A };
+        pager.write_raw(other, &header.encode())?;
+        pager.sync()?;
+        report.header_repaired = Some(other);
+    }
+    let engine = assemble(pager, header, rec, slot, chain, trees, cfg, report);
+    {
+        let mut ws = engine.writer.lock();
+        ws.alloc = Allocator::new(rec.page_count, free);
+    }
+    if let Some(d) = cfg.expected_root_digest {
+        let snap = engine.snapshot();
+        let have = engine.root_digest(&snap);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&have[..], &d[..])) {
+            return Err(Error::RootDigestMismatch);
+        }
+    }
+    Ok(engine)
+}
+
+type Verified = (BTreeMap<Vec<u8>, TreeRoot>, Vec<PageNo>, Vec<PageNo>, u64);
+
+/// Verifies a commit record's new pages; returns the catalog, the free pages, the free-list
+/// chain and the number of pages verified.
+fn verify_commit(pager: &Pager, rec: &CommitRecord) -> Result<Verified> {
+    let since = rec.prev_durable_seq;
+    let mut verified = verify::verify_since(pager, rec.catalog, since)?;
+    let trees = load_catalog(pager, rec.catalog)?;
+    for root in trees.values() {
+        verified += verify::verify_since(pager, root.root, since)?;
+    }
+    let (free, chain) = freelist::read(pager, rec.freelist, rec.page_count)?;
+    verified += chain.len() as u64;
+    Ok((trees, free, chain, verified))
+}
+
+/// Reads the whole catalog (tree name → root).
+pub(crate) fn load_catalog(pager: &Pager, catalog: PageRef) -> Result<BTreeMap<Vec<u8>, TreeRoot>> {
+    let mut entries = Vec::new();
+    read::collect_range(pager, None, catalog, Bound::Unbounded, Bound::Unbounded, &mut entries)?;
+    let mut trees = BTreeMap::new();
+    for (name, v) in entries {
+        let bytes = match v {
+            crate::btree::node::Value::Inline(b) => b,
+            crate::btree::node::Value::Overflow { first, .. } => {
+                return Err(Error::corrupt(first.page, CorruptReason::BadLayout));
+            }
+        };
+        let root = TreeRoot::decode(&bytes).ok_or_else(|| Error::corrupt(catalog.page, CorruptReason::BadLayout))?;
+        trees.insert(name, root);
+    }
+    Ok(trees)
+}
+
+/// Unused-slot index for a new key slot.
+pub(crate) fn free_slot(header: &FileHeader) -> Option<usize> {
+    (0..MAX_SLOTS).find(|i| header.slots[*i].is_none())
+}
+
+#[allow(dead_code)]
+pub(crate) fn slot_kinds(header: &FileHeader) -> Vec<(usize, &KeySlot)> {
+    header.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s))).collect()
+}
+
+#[allow(dead_code)]
+fn _unused(_: BTreeSet<u8>) {}

@@ -1,0 +1,275 @@
+//! Explicit transactions, in the style of redb: `Db::begin_write()` and `Db::begin_read()`.
+//!
+//! A `WriteTransaction` holds the writer lock for its whole life; it spans any number of trees
+//! and commits atomically (`commit`) or not at all (`abort`, or drop). Ranges read inside a
+//! write transaction are returned as vectors (they see the transaction's own writes).
+//! A `ReadTransaction` is a snapshot: it sees the commit that was newest when it began,
+//! unaffected by later commits, for as long as it lives.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use super::api::{Handle, Iter, bound_to_vec};
+use super::config::Durability;
+use super::engine::{Snapshot, WriterState};
+use super::ivec::IVec;
+use crate::btree::TreeRoot;
+use crate::btree::node::Value;
+use crate::btree::read;
+use crate::btree::tx::TxPages;
+use crate::error::{Error, Result};
+
+pub(crate) struct TxInner {
+    pub(crate) guard: parking_lot::ArcMutexGuard<parking_lot::RawMutex, WriterState>,
+    pub(crate) pages: TxPages,
+    pub(crate) base: Arc<Snapshot>,
+    pub(crate) trees: BTreeMap<Vec<u8>, TreeRoot>,
+    pub(crate) changed: BTreeSet<Vec<u8>>,
+    pub(crate) dropped: BTreeSet<Vec<u8>>,
+}
+
+/// A read-write transaction over any number of trees.
+pub struct WriteTransaction {
+    pub(crate) handle: Arc<Handle>,
+    pub(crate) inner: RefCell<Option<TxInner>>,
+    durability: Cell<Durability>,
+}
+
+impl WriteTransaction {
+    pub(crate) fn begin(handle: Arc<Handle>) -> Result<WriteTransaction> {
+        let (guard, pages, base) = handle.engine.begin()?;
+        let trees = base.trees.clone();
+        let durability = Cell::new(handle.engine.durability);
+        Ok(WriteTransaction {
+            handle,
+            inner: RefCell::new(Some(TxInner { guard, pages, base, trees, changed: BTreeSet::new(), dropped: BTreeSet::new() })),
+            durability,
+        })
+    }
+
+    /// Durability of this transaction's commit (default: the database's).
+    pub fn set_durability(&self, d: Durability) {
+        self.durability.set(d);
+    }
+
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut TxInner) -> Result<T>) -> Result<T> {
+        let mut b = self.inner.borrow_mut();
+        let inner = b.as_mut().ok_or_else(|| Error::ReportableBug("transaction already finished".into()))?;
+        f(inner)
+    }
+
+    /// Opens (creating if missing) a tree in this transaction.
+    pub fn open_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<TxTree<'_>> {
+        let name = name.as_ref().to_vec();
+        self.with(|t| {
+            if !t.trees.contains_key(&name) {
+                t.trees.insert(name.clone(), TreeRoot::default());
+                t.changed.insert(name.clone());
+            }
+            Ok(())
+        })?;
+        Ok(TxTree { tx: self, name })
+    }
+
+    /// Removes a tree and frees its pages. Returns whether it existed.
+    pub fn drop_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<bool> {
+        let name = name.as_ref();
+        self.with(|t| {
+            let Some(root) = t.trees.remove(name) else { return Ok(false) };
+            t.pages.free_tree(root.root)?;
+            t.changed.remove(name);
+            if t.base.trees.contains_key(name) {
+                t.dropped.insert(name.to_vec());
+            }
+            Ok(true)
+        })
+    }
+
+    /// Names of the trees as this transaction sees them.
+    pub fn tree_names(&self) -> Vec<IVec> {
+        self.with(|t| Ok(super::api::visible_names(t.trees.keys()))).unwrap_or_default()
+    }
+
+    /// Commits every change atomically.
+    pub fn commit(self) -> Result<()> {
+        let inner = self.inner.borrow_mut().take();
+        let Some(mut t) = inner else { return Err(Error::ReportableBug("transaction already finished".into())) };
+        self.handle.engine.commit(&mut t.guard, t.pages, &t.base, t.trees, &t.changed, &t.dropped, self.durability.get())
+    }
+
+    /// Discards every change (dropping the transaction does the same).
+    pub fn abort(self) {
+        drop(self)
+    }
+}
+
+impl Drop for WriteTransaction {
+    fn drop(&mut self) {
+        if let Some(mut t) = self.inner.borrow_mut().take() {
+            self.handle.engine.abort(&mut t.guard, t.pages);
+        }
+    }
+}
+
+/// A tree inside a write transaction.
+pub struct TxTree<'t> {
+    pub(crate) tx: &'t WriteTransaction,
+    pub(crate) name: Vec<u8>,
+}
+
+impl TxTree<'_> {
+    fn read<T>(&self, f: impl FnOnce(&TxPages, &TreeRoot) -> Result<T>) -> Result<T> {
+        self.tx.with(|t| {
+            let root = t.trees.get(&self.name).copied().ok_or(Error::CollectionNotFound)?;
+            f(&t.pages, &root)
+        })
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut TxPages, &mut TreeRoot) -> Result<T>) -> Result<T> {
+        self.tx.with(|t| {
+            let mut root = t.trees.get(&self.name).copied().unwrap_or_default();
+            let out = f(&mut t.pages, &mut root)?;
+            t.trees.insert(self.name.clone(), root);
+            t.changed.insert(self.name.clone());
+            t.dropped.remove(&self.name);
+            Ok(out)
+        })
+    }
+
+    pub fn insert<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, key: K, value: V) -> Result<Option<IVec>> {
+        self.write(|p, r| Ok(p.insert(r, key.as_ref(), value.as_ref(), true)?.map(IVec::from)))
+    }
+
+    pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
+        self.write(|p, r| Ok(p.remove(r, key.as_ref(), true)?.map(IVec::from)))
+    }
+
+    pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
+        self.read(|p, r| match p.get(r, key.as_ref())? {
+            Some(v) => Ok(Some(IVec::from(p.value_bytes(&v)?))),
+            None => Ok(None),
+        })
+    }
+
+    pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool> {
+        self.read(|p, r| Ok(p.get(r, key.as_ref())?.is_some()))
+    }
+
+    /// The entries in `range`, in key order, as this transaction sees them.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<Vec<(IVec, IVec)>> {
+        let lo = bound_to_vec(range.start_bound());
+        let hi = bound_to_vec(range.end_bound());
+        self.read(|p, r| {
+            let mut out = Vec::new();
+            read::collect_range(&p.pager, Some(&p.dirty), r.root, as_ref_bound(&lo), as_ref_bound(&hi), &mut out)?;
+            out.into_iter()
+                .map(|(k, v)| Ok((IVec::from(k), IVec::from(resolve(p, &v)?))))
+                .collect()
+        })
+    }
+
+    pub fn iter(&self) -> Result<Vec<(IVec, IVec)>> {
+        self.range::<&[u8], _>(..)
+    }
+
+    pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Result<Vec<(IVec, IVec)>> {
+        let prefix = prefix.as_ref();
+        let all = self.range::<&[u8], _>((Bound::Included(prefix), Bound::Unbounded))?;
+        Ok(all.into_iter().take_while(|(k, _)| k.starts_with(prefix)).collect())
+    }
+
+    pub fn len(&self) -> Result<usize> {
+        self.read(|_, r| Ok(r.count as usize))
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> Result<()> {
+        self.write(|p, r| {
+            p.free_tree(r.root)?;
+            *r = TreeRoot::default();
+            Ok(())
+        })
+    }
+
+    pub fn apply_batch(&self, batch: &super::api::Batch) -> Result<()> {
+        self.write(|p, r| {
+            for (k, v) in &batch.ops {
+                match v {
+                    Some(v) => p.insert(r, k, v, false)?,
+                    None => p.remove(r, k, false)?,
+                };
+            }
+            Ok(())
+        })
+    }
+}
+
+fn resolve(p: &TxPages, v: &Value) -> Result<Vec<u8>> {
+    p.value_bytes(v)
+}
+
+fn as_ref_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(v) => Bound::Included(v.as_slice()),
+        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// A read-only snapshot of the whole database.
+pub struct ReadTransaction {
+    pub(crate) handle: Arc<Handle>,
+    pub(crate) snap: Arc<Snapshot>,
+}
+
+impl ReadTransaction {
+    /// The snapshot's commit sequence number.
+    pub fn commit_seq(&self) -> u64 {
+        self.snap.seq
+    }
+    /// A tree of this snapshot; `CollectionNotFound` if it does not exist in it.
+    pub fn open_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<ReadTree> {
+        let root = self.snap.trees.get(name.as_ref()).copied().ok_or(Error::CollectionNotFound)?;
+        Ok(ReadTree { handle: self.handle.clone(), snap: self.snap.clone(), root })
+    }
+    pub fn tree_names(&self) -> Vec<IVec> {
+        super::api::visible_names(self.snap.trees.keys())
+    }
+}
+
+/// A tree of a read snapshot.
+pub struct ReadTree {
+    handle: Arc<Handle>,
+    snap: Arc<Snapshot>,
+    root: TreeRoot,
+}
+
+impl ReadTree {
+    pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
+        super::api::get_in(&self.handle.engine, self.root.root, key.as_ref())
+    }
+    pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool> {
+        Ok(read::get(&self.handle.engine.pager, None, self.root.root, key.as_ref())?.is_some())
+    }
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
+        Iter::new(self.handle.clone(), self.snap.clone(), self.root.root, bound_to_vec(range.start_bound()), bound_to_vec(range.end_bound()))
+    }
+    pub fn iter(&self) -> Iter {
+        self.range::<&[u8], _>(..)
+    }
+    pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Iter {
+        Iter::prefix(self.handle.clone(), self.snap.clone(), self.root.root, prefix.as_ref())
+    }
+    pub fn len(&self) -> usize {
+        self.root.count as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.root.count == 0
+    }
+}
