@@ -90,15 +90,17 @@ pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credential
     pager.write_raw(COMMIT_PAGE_B, &[0u8; PAGE_SIZE])?;
     pager.sync()?;
     tracing::info!(target: "foldvault::audit", encrypted = encrypt, "database created");
-    Ok(assemble(pager, header, rec, COMMIT_PAGE_A, Vec::new(), BTreeMap::new(), cfg, RecoveryReport::default()))
+    Ok(assemble(pager, header, rec, COMMIT_PAGE_A, Vec::new(), Vec::new(), BTreeMap::new(), cfg, RecoveryReport::default()))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn assemble(
     pager: Arc<Pager>,
     header: FileHeader,
     rec: CommitRecord,
     slot: PageNo,
     free_chain: Vec<PageNo>,
+    free: Vec<PageNo>,
     trees: BTreeMap<Vec<u8>, TreeRoot>,
     cfg: &Config,
     recovery: RecoveryReport,
@@ -110,7 +112,7 @@ fn assemble(
         header: Mutex::new(header),
         current: RwLock::new(Arc::new(Snapshot { seq: rec.seq, catalog: rec.catalog, trees })),
         writer: Arc::new(Mutex::new(WriterState {
-            alloc: Allocator::default(),
+            alloc: Allocator::new(rec.page_count, free),
             durable: rec,
             durable_slot: slot,
             freelist_pages: free_chain,
@@ -225,11 +227,7 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         pager.sync()?;
         report.header_repaired = Some(other);
     }
-    let engine = assemble(pager, header, rec, slot, chain, trees, cfg, report);
-    {
-        let mut ws = engine.writer.lock();
-        ws.alloc = Allocator::new(rec.page_count, free);
-    }
+    let engine = assemble(pager, header, rec, slot, chain, free, trees, cfg, report);
     if let Some(d) = cfg.expected_root_digest {
         let snap = engine.snapshot();
         let have = engine.root_digest(&snap);
