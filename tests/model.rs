@@ -1,0 +1,257 @@
+//! Model test: random operations over several trees against a `BTreeMap` per tree, for an
+//! encrypted and a plaintext database, with keys and values from 0 bytes to past one page,
+//! transactions, aborts, flushes and reopens.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use common::*;
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert { tree: u8, key: Vec<u8>, value: Vec<u8> },
+    Remove { tree: u8, key: Vec<u8> },
+    RemoveExisting { tree: u8, index: usize },
+    Range { tree: u8, lo: Vec<u8>, hi: Vec<u8>, rev: bool },
+    Batch { tree: u8, ops: Vec<(Vec<u8>, Option<Vec<u8>>)> },
+    Tx { ops: Vec<(u8, Vec<u8>, Option<Vec<u8>>)>, commit: bool },
+    Clear { tree: u8 },
+    Flush,
+    Reopen,
+    PopMin { tree: u8 },
+}
+
+fn key() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => prop::collection::vec(0u8..4, 0..4),
+        4 => prop::collection::vec(any::<u8>(), 0..24),
+        1 => prop::collection::vec(any::<u8>(), 0..1100),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        6 => prop::collection::vec(any::<u8>(), 0..120),
+        2 => prop::collection::vec(any::<u8>(), 1000..2500),
+        1 => prop::collection::vec(any::<u8>(), 4000..13000),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let tree = 0u8..3;
+    prop_oneof![
+        30 => (tree.clone(), key(), value()).prop_map(|(tree, key, value)| Op::Insert { tree, key, value }),
+        8 => (tree.clone(), key()).prop_map(|(tree, key)| Op::Remove { tree, key }),
+        10 => (tree.clone(), any::<usize>()).prop_map(|(tree, index)| Op::RemoveExisting { tree, index }),
+        4 => (tree.clone(), key(), key(), any::<bool>()).prop_map(|(tree, lo, hi, rev)| Op::Range { tree, lo, hi, rev }),
+        3 => (tree.clone(), prop::collection::vec((key(), prop::option::of(value())), 0..20))
+            .prop_map(|(tree, ops)| Op::Batch { tree, ops }),
+        3 => (prop::collection::vec((0u8..3, key(), prop::option::of(value())), 0..10), any::<bool>())
+            .prop_map(|(ops, commit)| Op::Tx { ops, commit }),
+        1 => tree.clone().prop_map(|tree| Op::Clear { tree }),
+        2 => Just(Op::Flush),
+        2 => Just(Op::Reopen),
+        1 => tree.prop_map(|tree| Op::PopMin { tree }),
+    ]
+}
+
+const NAMES: [&str; 3] = ["atoms", "schemas", "metadata"];
+
+fn run(ops: Vec<Op>, encrypted: bool) {
+    let (mut db, m) = mem_db(encrypted);
+    let mut model: Vec<BTreeMap<Vec<u8>, Vec<u8>>> = vec![BTreeMap::new(); 3];
+    let mut durable = model.clone();
+    for op in ops {
+        match op {
+            Op::Insert { tree, key, value } => {
+                let t = db.open_tree(NAMES[tree as usize]).unwrap();
+                let r = t.insert(&key, value.clone());
+                if key.len() > foldvault::MAX_KEY_LEN {
+                    assert!(matches!(r, Err(foldvault::Error::KeyTooLarge { .. })));
+                    continue;
+                }
+                let old = r.unwrap();
+                assert_eq!(old.map(|v| v.to_vec()), model[tree as usize].insert(key, value));
+            }
+            Op::Remove { tree, key } => {
+                let t = db.open_tree(NAMES[tree as usize]).unwrap();
+                let old = t.remove(&key).unwrap();
+                assert_eq!(old.map(|v| v.to_vec()), model[tree as usize].remove(&key));
+            }
+            Op::RemoveExisting { tree, index } => {
+                let m = &mut model[tree as usize];
+                if m.is_empty() {
+                    continue;
+                }
+                let key = m.keys().nth(index % m.len()).unwrap().clone();
+                let t = db.open_tree(NAMES[tree as usize]).unwrap();
+                assert_eq!(t.remove(&key).unwrap().map(|v| v.to_vec()), m.remove(&key));
+            }
+            Op::Range { tree, lo, hi, rev } => {
+                let t = db.open_tree(NAMES[tree as usize]).unwrap();
+                let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
+                let want: Vec<(Vec<u8>, Vec<u8>)> = model[tree as usize]
+                    .range::<Vec<u8>, _>((Bound::Included(&lo), Bound::Excluded(&hi)))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let it = t.range(lo.clone()..hi.clone());
+                let mut got: Vec<(Vec<u8>, Vec<u8>)> = if rev {
+                    it.rev().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect()
+                } else {
+                    it.map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect()
+                };
+                if rev {
+                    got.reverse();
+                }
+                assert_eq!(got, want);
+                // both ends at once
+                let mut it = t.range(lo..hi);
+                let mut front = Vec::new();
+                let mut back = Vec::new();
+                loop {
+                    match it.next() {
+                        Some(r) => front.push(r.unwrap().0.to_vec()),
+                        None => break,
+                    }
+                    match it.next_back() {
+                        Some(r) => back.push(r.unwrap().0.to_vec()),
+                        None => break,
+                    }
+                }
+                back.reverse();
+                front.extend(back);
+                assert_eq!(front, want.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>());
+            }
+            Op::Batch { tree, ops } => {
+                let t = db.open_tree(NAMES[tree as usize]).unwrap();
+                let mut b = foldvault::Batch::default();
+                if ops.iter().any(|(k, _)| k.len() > foldvault::MAX_KEY_LEN) {
+                    continue;
+                }
+                for (k, v) in &ops {
+                    match v {
+                        Some(v) => b.insert(k, v),
+                        None => b.remove(k),
+                    }
+                }
+                t.apply_batch(b).unwrap();
+                for (k, v) in ops {
+                    match v {
+                        Some(v) => model[tree as usize].insert(k, v),
+                        None => model[tree as usize].remove(&k),
+                    };
+                }
+            }
+            Op::Tx { ops, commit } => {
+                if ops.iter().any(|(_, k, _)| k.len() > foldvault::MAX_KEY_LEN) {
+                    continue;
+                }
+                let tx = db.begin_write().unwrap();
+                let mut shadow = model.clone();
+                for (tree, k, v) in &ops {
+                    let t = tx.open_tree(NAMES[*tree as usize]).unwrap();
+                    match v {
+                        Some(v) => {
+                            let old = t.insert(k, v).unwrap();
+                            assert_eq!(old.map(|x| x.to_vec()), shadow[*tree as usize].insert(k.clone(), v.clone()));
+                        }
+                        None => {
+                            let old = t.remove(k).unwrap();
+                            assert_eq!(old.map(|x| x.to_vec()), shadow[*tree as usize].remove(k));
+                        }
+                    }
+                    assert_eq!(t.get(k).unwrap().map(|x| x.to_vec()), shadow[*tree as usize].get(k).cloned());
+                }
+                if commit {
+                    tx.commit().unwrap();
+                    model = shadow;
+                } else {
+                    tx.abort();
+                }
+            }
+            Op::Clear { tree } => {
+                db.open_tree(NAMES[tree as usize]).unwrap().clear().unwrap();
+                model[tree as usize].clear();
+            }
+            Op::Flush => {
+                db.flush().unwrap();
+                durable = model.clone();
+            }
+            Op::Reopen => {
+                db.flush().unwrap();
+                durable = model.clone();
+                drop(db);
+                db = reopen(&m, encrypted);
+            }
+            Op::PopMin { tree } => {
+                let t = db.open_tree(NAMES[tree as usize]).unwrap();
+                let got = t.pop_min().unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));
+                assert_eq!(got, model[tree as usize].pop_first());
+            }
+        }
+    }
+    let _ = durable;
+    for (i, name) in NAMES.iter().enumerate() {
+        let t = db.open_tree(name).unwrap();
+        assert_eq!(t.len(), model[i].len());
+        let got: Vec<(Vec<u8>, Vec<u8>)> = t.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = model[i].iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(got, want);
+    }
+    db.flush().unwrap();
+    drop(db);
+    let db = reopen(&m, encrypted);
+    for (i, name) in NAMES.iter().enumerate() {
+        let t = db.open_tree(name).unwrap();
+        let got: Vec<(Vec<u8>, Vec<u8>)> = t.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = model[i].iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(got, want, "after reopen");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #[test]
+    fn model_encrypted(ops in prop::collection::vec(op(), 1..300)) {
+        run(ops, true);
+    }
+    #[test]
+    fn model_plaintext(ops in prop::collection::vec(op(), 1..300)) {
+        run(ops, false);
+    }
+}
+
+/// Many keys: forces deep trees, splits and merges.
+#[test]
+fn many_keys_split_and_merge() {
+    for encrypted in [true, false] {
+        let (db, m) = mem_db(encrypted);
+        let t = db.open_tree("t").unwrap();
+        let mut model = BTreeMap::new();
+        let mut x: u64 = 1;
+        for i in 0..20_000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let k = (x >> 20).to_be_bytes().to_vec();
+            let v = vec![(i % 251) as u8; (x % 300) as usize];
+            t.insert(&k, v.clone()).unwrap();
+            model.insert(k, v);
+        }
+        let keys: Vec<_> = model.keys().cloned().collect();
+        for k in keys.iter().step_by(3) {
+            t.remove(k).unwrap();
+            model.remove(k);
+        }
+        db.flush().unwrap();
+        drop(t);
+        drop(db);
+        let db = reopen(&m, encrypted);
+        let t = db.open_tree("t").unwrap();
+        let got: Vec<_> = t.iter().map(|r| r.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        let want: Vec<_> = model.into_iter().collect();
+        assert_eq!(got.len(), want.len());
+        assert_eq!(got, want);
+    }
+}
