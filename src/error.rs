@@ -151,10 +151,7 @@ impl Error {
 
     /// True when the error says the data on disk is damaged or tampered with.
     pub fn is_corruption(&self) -> bool {
-        matches!(
-            self,
-            Error::Corrupt { .. } | Error::Truncated { .. } | Error::NotADatabase
-        )
+        matches!(self, Error::Corrupt { .. } | Error::Truncated { .. } | Error::NotADatabase)
     }
 }
 
@@ -174,7 +171,9 @@ impl Clone for Error {
             Error::Corrupt { page, reason } => Error::Corrupt { page: *page, reason: *reason },
             Error::Truncated { expected, found } => Error::Truncated { expected: *expected, found: *found },
             Error::NotADatabase => Error::NotADatabase,
-            Error::UnsupportedVersion { found, supported } => Error::UnsupportedVersion { found: *found, supported: *supported },
+            Error::UnsupportedVersion { found, supported } => {
+                Error::UnsupportedVersion { found: *found, supported: *supported }
+            }
             Error::NonceBudgetExhausted => Error::NonceBudgetExhausted,
             Error::Io(e) => Error::Io(std::io::Error::new(e.kind(), e.to_string())),
             Error::Poisoned => Error::Poisoned,

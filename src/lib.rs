@@ -1,22 +1,26 @@
 //! foldvault
-mod error;
-pub mod storage;
+pub mod admin;
+pub(crate) mod btree;
 pub mod crypto;
+pub(crate) mod db;
+mod error;
 pub mod format;
 pub(crate) mod pager;
-pub(crate) mod btree;
-pub(crate) mod db;
+pub mod storage;
 
 pub use btree::node::MAX_KEY_LEN;
-pub use db::api::{open, Batch, CompareAndSwapError, CompareAndSwapResult, Db, Iter, Tree, DEFAULT_TREE};
-pub use db::config::{Config, Durability, Encryption, ENV_KEY_FILE, ENV_PASSPHRASE};
+pub use crypto::slots::Credentials;
+pub use crypto::{CipherBackend, CipherId, KdfParams, MasterKey, Passphrase};
+pub use db::api::{Batch, CompareAndSwapError, CompareAndSwapResult, DEFAULT_TREE, Db, Iter, Tree, open};
+pub use db::config::{Config, Durability, ENV_KEY_FILE, ENV_PASSPHRASE, Encryption};
 pub use db::engine::RecoveryReport;
 pub use db::ivec::IVec;
 pub use db::txn::{ReadTransaction, ReadTree, TxTree, WriteTransaction};
 pub use error::{CorruptReason, Error, PageNo, Result};
 pub use pager::metrics::Metrics;
-pub use crypto::{CipherBackend, CipherId, KdfParams, MasterKey, Passphrase};
-pub use crypto::slots::Credentials;
 
 /// The longest value accepted: 4 GiB - 1.
 pub const MAX_VALUE_LEN: u64 = u32::MAX as u64;
+pub use btree::salvage::LostRange;
+pub use btree::verify::Problem;
+pub use db::check::{CheckReport, PageRole, SalvageReport, TreeReport, salvage};

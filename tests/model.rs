@@ -197,7 +197,8 @@ fn run(ops: Vec<Op>, encrypted: bool) {
     for (i, name) in NAMES.iter().enumerate() {
         let t = db.open_tree(name).unwrap();
         assert_eq!(t.len(), model[i].len());
-        let got: Vec<(Vec<u8>, Vec<u8>)> = t.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+        let got: Vec<(Vec<u8>, Vec<u8>)> =
+            t.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
         let want: Vec<(Vec<u8>, Vec<u8>)> = model[i].iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         assert_eq!(got, want);
     }
@@ -206,7 +207,8 @@ fn run(ops: Vec<Op>, encrypted: bool) {
     let db = reopen(&m, encrypted);
     for (i, name) in NAMES.iter().enumerate() {
         let t = db.open_tree(name).unwrap();
-        let got: Vec<(Vec<u8>, Vec<u8>)> = t.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+        let got: Vec<(Vec<u8>, Vec<u8>)> =
+            t.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
         let want: Vec<(Vec<u8>, Vec<u8>)> = model[i].iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         assert_eq!(got, want, "after reopen");
     }

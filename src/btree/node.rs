@@ -264,7 +264,8 @@ impl<'a> RawNode<'a> {
             _ => return Err(Error::corrupt(page, CorruptReason::WrongPageKind)),
         };
         let n = count(p) as usize;
-        let fixed = if leaf { PAGE_HEADER_SIZE + SLOT * n } else { PAGE_HEADER_SIZE + (n + 1) * PAGE_REF_SIZE + SLOT * n };
+        let fixed =
+            if leaf { PAGE_HEADER_SIZE + SLOT * n } else { PAGE_HEADER_SIZE + (n + 1) * PAGE_REF_SIZE + SLOT * n };
         if fixed > PAYLOAD_SIZE.min(p.len()) {
             return Err(Error::corrupt(page, CorruptReason::BadLayout));
         }
@@ -368,7 +369,10 @@ mod tests {
     fn leaf(n: usize, vlen: usize) -> Leaf {
         Leaf {
             entries: (0..n)
-                .map(|i| LeafEntry { key: format!("key{i:05}").into_bytes(), value: Value::Inline(vec![i as u8; vlen]) })
+                .map(|i| LeafEntry {
+                    key: format!("key{i:05}").into_bytes(),
+                    value: Value::Inline(vec![i as u8; vlen]),
+                })
                 .collect(),
         }
     }
@@ -392,10 +396,8 @@ mod tests {
         let mut l = leaf(40, 1800);
         let r = l.split();
         assert!(!l.entries.is_empty() && !r.entries.is_empty());
-        let mut b = Branch {
-            keys: (0..200).map(|i| vec![i as u8; 1000]).collect(),
-            children: vec![PageRef::NONE; 201],
-        };
+        let mut b =
+            Branch { keys: (0..200).map(|i| vec![i as u8; 1000]).collect(), children: vec![PageRef::NONE; 201] };
         let (_, rb) = b.split();
         assert_eq!(b.children.len(), b.keys.len() + 1);
         assert_eq!(rb.children.len(), rb.keys.len() + 1);

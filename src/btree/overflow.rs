@@ -40,7 +40,12 @@ pub(crate) fn write(tx: &mut TxPages, value: &[u8]) -> Result<PageRef> {
 }
 
 /// Visits each page of the chain in order: `f(page, chunk)`; checks the total length.
-pub(crate) fn walk(pager: &Pager, first: PageRef, len: u64, mut f: impl FnMut(PageNo, &[u8]) -> Result<()>) -> Result<()> {
+pub(crate) fn walk(
+    pager: &Pager,
+    first: PageRef,
+    len: u64,
+    mut f: impl FnMut(PageNo, &[u8]) -> Result<()>,
+) -> Result<()> {
     let max_pages = len.div_ceil(OVERFLOW_CHUNK as u64).max(1);
     let mut at = first;
     let mut seen = 0u64;

@@ -68,7 +68,15 @@ pub(crate) fn collect_range(
             Bound::Unbounded => true,
         }
     }
-    fn rec(pager: &Pager, dirty: Option<&Dirty>, at: PageRef, lo: Bound<&[u8]>, hi: Bound<&[u8]>, out: &mut Vec<(Vec<u8>, Value)>, depth: usize) -> Result<()> {
+    fn rec(
+        pager: &Pager,
+        dirty: Option<&Dirty>,
+        at: PageRef,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        out: &mut Vec<(Vec<u8>, Value)>,
+        depth: usize,
+    ) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(at.page, CorruptReason::TooDeep));
         }

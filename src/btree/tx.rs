@@ -119,7 +119,13 @@ impl TxPages {
     }
 
     /// Inserts or replaces; returns the previous value's bytes if `want_old`.
-    pub(crate) fn insert(&mut self, root: &mut TreeRoot, key: &[u8], value: &[u8], want_old: bool) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn insert(
+        &mut self,
+        root: &mut TreeRoot,
+        key: &[u8],
+        value: &[u8],
+        want_old: bool,
+    ) -> Result<Option<Vec<u8>>> {
         let v = self.make_value(key, value)?;
         let entry = LeafEntry { key: key.to_vec(), value: v };
         if root.root.is_none() {
@@ -137,7 +143,10 @@ impl TxPages {
                 np,
                 Node::Branch(Branch {
                     keys: vec![sep],
-                    children: vec![PageRef { page: p, tag: SealTag::ZERO }, PageRef { page: right, tag: SealTag::ZERO }],
+                    children: vec![
+                        PageRef { page: p, tag: SealTag::ZERO },
+                        PageRef { page: right, tag: SealTag::ZERO },
+                    ],
                 }),
             );
             root.root = PageRef { page: np, tag: SealTag::ZERO };
@@ -156,7 +165,12 @@ impl TxPages {
     }
 
     #[allow(clippy::type_complexity)]
-    fn insert_rec(&mut self, r: PageRef, entry: LeafEntry, depth: usize) -> Result<(PageNo, Option<Value>, Option<(Vec<u8>, PageNo)>)> {
+    fn insert_rec(
+        &mut self,
+        r: PageRef,
+        entry: LeafEntry,
+        depth: usize,
+    ) -> Result<(PageNo, Option<Value>, Option<(Vec<u8>, PageNo)>)> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
         }
@@ -376,7 +390,13 @@ impl TxPages {
         Ok(())
     }
 
-    fn levels(&self, p: PageNo, level_of: &mut HashMap<PageNo, usize>, order: &mut Vec<PageNo>, depth: usize) -> Result<usize> {
+    fn levels(
+        &self,
+        p: PageNo,
+        level_of: &mut HashMap<PageNo, usize>,
+        order: &mut Vec<PageNo>,
+        depth: usize,
+    ) -> Result<usize> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(p, CorruptReason::TooDeep));
         }

@@ -75,7 +75,8 @@ pub(crate) fn check_tree(
     let mut stack: Vec<(PageRef, usize, Option<Vec<u8>>, Option<Vec<u8>>)> = vec![(root, 0, None, None)];
     let mut leaf_depth: Option<usize> = None;
     while let Some((r, depth, lo, hi)) = stack.pop() {
-        let mut report = |page: PageNo, reason: CorruptReason| problems.push(Problem { tree: tree.to_string(), page, reason });
+        let mut report =
+            |page: PageNo, reason: CorruptReason| problems.push(Problem { tree: tree.to_string(), page, reason });
         if depth > MAX_DEPTH {
             report(r.page, CorruptReason::TooDeep);
             continue;

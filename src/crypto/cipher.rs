@@ -166,9 +166,7 @@ mod aws {
         }
         fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
             let ct = buf.to_vec();
-            self.0
-                .open_separate_gather(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), &ct, tag, buf)
-                .is_ok()
+            self.0.open_separate_gather(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), &ct, tag, buf).is_ok()
         }
     }
 }

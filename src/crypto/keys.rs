@@ -11,8 +11,7 @@ use crate::error::{Error, Result};
 pub(crate) mod context {
     pub const KEK_PASSPHRASE: &str = "foldvault 2026-11-28 v1 key-encryption key from passphrase";
     pub const KEK_MASTER: &str = "foldvault 2026-11-28 v1 key-encryption key from master key";
-    pub const KEK_MASTER_PASSPHRASE: &str =
-        "foldvault 2026-11-28 v1 key-encryption key from master key and passphrase";
+    pub const KEK_MASTER_PASSPHRASE: &str = "foldvault 2026-11-28 v1 key-encryption key from master key and passphrase";
     pub const KEK_RECOVERY: &str = "foldvault 2026-11-28 v1 key-encryption key from recovery key";
     pub const PAGE_KEY: &str = "foldvault 2026-11-28 v1 page key";
     pub const COMMIT_KEY: &str = "foldvault 2026-11-28 v1 commit record key";
@@ -77,9 +76,7 @@ impl MasterKey {
         }
         let text = trim_ascii(data);
         if text.len() != 64 {
-            return Err(Error::InvalidConfig(
-                "key file must hold 32 raw bytes or 64 hexadecimal characters",
-            ));
+            return Err(Error::InvalidConfig("key file must hold 32 raw bytes or 64 hexadecimal characters"));
         }
         let mut b = Zeroizing::new([0u8; 32]);
         for (i, pair) in text.chunks_exact(2).enumerate() {

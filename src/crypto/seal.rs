@@ -17,9 +17,7 @@ use super::cipher::{Aead, CipherBackend, CipherId, new_aead};
 use super::keys::{SecretKey, context};
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::PAGE_SIZE;
-use crate::format::page::{
-    EPOCH_OFFSET, NONCE_OFFSET, NONCE_SIZE, PAYLOAD_SIZE, SealTag, TAG_OFFSET, TAG_SIZE, aad,
-};
+use crate::format::page::{EPOCH_OFFSET, NONCE_OFFSET, NONCE_SIZE, PAYLOAD_SIZE, SealTag, TAG_OFFSET, TAG_SIZE, aad};
 
 /// A page-sized buffer.
 pub type PageBuf = [u8; PAGE_SIZE];
@@ -70,15 +68,16 @@ pub(crate) struct PageSealer {
 
 impl PageSealer {
     pub(crate) fn plaintext(file_id: [u8; 16]) -> PageSealer {
-        PageSealer {
-            file_id,
-            mode: Mode::Plain,
-            aeads: RwLock::new(HashMap::new()),
-            max_epoch: u32::MAX.into(),
-        }
+        PageSealer { file_id, mode: Mode::Plain, aeads: RwLock::new(HashMap::new()), max_epoch: u32::MAX.into() }
     }
 
-    pub(crate) fn encrypted(file_id: [u8; 16], cipher: CipherId, backend: CipherBackend, keys: DataKeys, max_epoch: u32) -> PageSealer {
+    pub(crate) fn encrypted(
+        file_id: [u8; 16],
+        cipher: CipherId,
+        backend: CipherBackend,
+        keys: DataKeys,
+        max_epoch: u32,
+    ) -> PageSealer {
         PageSealer {
             file_id,
             mode: Mode::Aead { cipher, backend, keys: RwLock::new(keys) },

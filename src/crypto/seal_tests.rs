@@ -7,18 +7,36 @@ fn sealers() -> Vec<(&'static str, PageSealer)> {
         ("plain", PageSealer::plaintext(fid)),
         (
             "aes-gcm",
-            PageSealer::encrypted(fid, CipherId::Aes256Gcm, CipherBackend::RustCrypto, DataKeys::single(SecretKey::from_bytes([3; 32])), 10),
+            PageSealer::encrypted(
+                fid,
+                CipherId::Aes256Gcm,
+                CipherBackend::RustCrypto,
+                DataKeys::single(SecretKey::from_bytes([3; 32])),
+                10,
+            ),
         ),
     ];
     #[cfg(feature = "aws-lc")]
     v.push((
         "aws-lc",
-        PageSealer::encrypted(fid, CipherId::Aes256Gcm, CipherBackend::AwsLc, DataKeys::single(SecretKey::from_bytes([3; 32])), 10),
+        PageSealer::encrypted(
+            fid,
+            CipherId::Aes256Gcm,
+            CipherBackend::AwsLc,
+            DataKeys::single(SecretKey::from_bytes([3; 32])),
+            10,
+        ),
     ));
     #[cfg(feature = "chacha")]
     v.push((
         "chacha",
-        PageSealer::encrypted(fid, CipherId::ChaCha20Poly1305, CipherBackend::RustCrypto, DataKeys::single(SecretKey::from_bytes([3; 32])), 10),
+        PageSealer::encrypted(
+            fid,
+            CipherId::ChaCha20Poly1305,
+            CipherBackend::RustCrypto,
+            DataKeys::single(SecretKey::from_bytes([3; 32])),
+            10,
+        ),
     ));
     v
 }
@@ -68,18 +86,33 @@ fn page_bound_to_position_file_and_purpose() {
         let mut b = sample();
         s.seal(KeyPurpose::Page, 5, 0, &mut b).unwrap();
         let mut moved = b.clone();
-        assert!(matches!(
-            s.open(KeyPurpose::Page, 6, &mut moved),
-            Err(Error::Corrupt { page: 6, reason: CorruptReason::SealMismatch })
-        ), "{name}");
+        assert!(
+            matches!(
+                s.open(KeyPurpose::Page, 6, &mut moved),
+                Err(Error::Corrupt { page: 6, reason: CorruptReason::SealMismatch })
+            ),
+            "{name}"
+        );
         if s.is_encrypted() {
             let mut c = b.clone();
             assert!(s.open(KeyPurpose::Commit, 5, &mut c).is_err(), "{name}");
         }
     }
     // Same key, different file id: a page from file A does not open in file B.
-    let a = PageSealer::encrypted([1; 16], CipherId::Aes256Gcm, CipherBackend::RustCrypto, DataKeys::single(SecretKey::from_bytes([3; 32])), 0);
-    let b = PageSealer::encrypted([2; 16], CipherId::Aes256Gcm, CipherBackend::RustCrypto, DataKeys::single(SecretKey::from_bytes([3; 32])), 0);
+    let a = PageSealer::encrypted(
+        [1; 16],
+        CipherId::Aes256Gcm,
+        CipherBackend::RustCrypto,
+        DataKeys::single(SecretKey::from_bytes([3; 32])),
+        0,
+    );
+    let b = PageSealer::encrypted(
+        [2; 16],
+        CipherId::Aes256Gcm,
+        CipherBackend::RustCrypto,
+        DataKeys::single(SecretKey::from_bytes([3; 32])),
+        0,
+    );
     let mut p = sample();
     a.seal(KeyPurpose::Page, 5, 0, &mut p).unwrap();
     assert!(b.open(KeyPurpose::Page, 5, &mut p).is_err());
@@ -87,11 +120,20 @@ fn page_bound_to_position_file_and_purpose() {
 
 #[test]
 fn hostile_epoch_is_refused_without_deriving() {
-    let s = PageSealer::encrypted([1; 16], CipherId::Aes256Gcm, CipherBackend::RustCrypto, DataKeys::single(SecretKey::from_bytes([3; 32])), 2);
+    let s = PageSealer::encrypted(
+        [1; 16],
+        CipherId::Aes256Gcm,
+        CipherBackend::RustCrypto,
+        DataKeys::single(SecretKey::from_bytes([3; 32])),
+        2,
+    );
     let mut p = sample();
     s.seal(KeyPurpose::Page, 5, 2, &mut p).unwrap();
     p[EPOCH_OFFSET..EPOCH_OFFSET + 4].copy_from_slice(&999u32.to_le_bytes());
-    assert!(matches!(s.open(KeyPurpose::Page, 5, &mut p), Err(Error::Corrupt { reason: CorruptReason::UnknownEpoch, .. })));
+    assert!(matches!(
+        s.open(KeyPurpose::Page, 5, &mut p),
+        Err(Error::Corrupt { reason: CorruptReason::UnknownEpoch, .. })
+    ));
 }
 
 /// 1,000,000 seals never repeat a nonce.

@@ -204,13 +204,21 @@ mod tests {
         let fast = KdfParams::insecure_fast();
         let cases: Vec<(SlotKind, Credentials, Credentials)> = vec![
             (SlotKind::Passphrase, Credentials::passphrase("right"), Credentials::passphrase("wrong")),
-            (SlotKind::MasterKey, Credentials::master_key(MasterKey::from_bytes([1; 32])), Credentials::master_key(MasterKey::from_bytes([2; 32]))),
+            (
+                SlotKind::MasterKey,
+                Credentials::master_key(MasterKey::from_bytes([1; 32])),
+                Credentials::master_key(MasterKey::from_bytes([2; 32])),
+            ),
             (
                 SlotKind::MasterKeyAndPassphrase,
                 Credentials::master_key(MasterKey::from_bytes([1; 32])).with_passphrase("p"),
                 Credentials::master_key(MasterKey::from_bytes([1; 32])).with_passphrase("q"),
             ),
-            (SlotKind::RecoveryKey, Credentials::recovery_key(MasterKey::from_bytes([5; 32])), Credentials::recovery_key(MasterKey::from_bytes([6; 32]))),
+            (
+                SlotKind::RecoveryKey,
+                Credentials::recovery_key(MasterKey::from_bytes([5; 32])),
+                Credentials::recovery_key(MasterKey::from_bytes([6; 32])),
+            ),
         ];
         for (kind, good, bad) in cases {
             let slot = make_slot(kind, fast, &good, &dk, &[8; 16], 3).unwrap();

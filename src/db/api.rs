@@ -20,9 +20,9 @@ use super::ivec::IVec;
 use super::txn::{ReadTransaction, WriteTransaction};
 use crate::btree::TreeRoot;
 use crate::btree::node::{RawValue, Value};
+use crate::btree::overflow;
 use crate::btree::read::{self, Cursor};
 use crate::btree::tx::TxPages;
-use crate::btree::overflow;
 use crate::error::{Error, Result};
 use crate::format::page::PageRef;
 use crate::storage::{FileStorage, Storage};
@@ -158,7 +158,8 @@ fn flusher_loop(engine: Arc<Engine>, sig: Arc<FlushSignal>, every: Duration) {
 
 /// Names visible to users (reserved internal trees hidden).
 pub(crate) fn visible_names<'a>(names: impl Iterator<Item = &'a Vec<u8>>) -> Vec<IVec> {
-    let mut v: Vec<IVec> = names.filter(|n| !n.starts_with(RESERVED_PREFIX)).map(|n| IVec::from(n.as_slice())).collect();
+    let mut v: Vec<IVec> =
+        names.filter(|n| !n.starts_with(RESERVED_PREFIX)).map(|n| IVec::from(n.as_slice())).collect();
     if !v.iter().any(|n| n == DEFAULT_TREE) {
         v.insert(0, IVec::from(DEFAULT_TREE));
     }
@@ -432,7 +433,11 @@ impl Tree {
         })
     }
 
-    fn update<V: Into<IVec>>(&self, key: &[u8], mut f: impl FnMut(Option<&[u8]>) -> Option<V>) -> Result<(Option<IVec>, Option<IVec>)> {
+    fn update<V: Into<IVec>>(
+        &self,
+        key: &[u8],
+        mut f: impl FnMut(Option<&[u8]>) -> Option<V>,
+    ) -> Result<(Option<IVec>, Option<IVec>)> {
         self.write(|tx, r| {
             let old = match tx.get(r, key)? {
                 Some(v) => Some(IVec::from(tx.value_bytes(&v)?)),
@@ -448,12 +453,20 @@ impl Tree {
     }
 
     /// Replaces the value with `f(old)` atomically; returns the new value.
-    pub fn update_and_fetch<K: AsRef<[u8]>, V: Into<IVec>, F: FnMut(Option<&[u8]>) -> Option<V>>(&self, key: K, f: F) -> Result<Option<IVec>> {
+    pub fn update_and_fetch<K: AsRef<[u8]>, V: Into<IVec>, F: FnMut(Option<&[u8]>) -> Option<V>>(
+        &self,
+        key: K,
+        f: F,
+    ) -> Result<Option<IVec>> {
         Ok(self.update(key.as_ref(), f)?.1)
     }
 
     /// Replaces the value with `f(old)` atomically; returns the old value.
-    pub fn fetch_and_update<K: AsRef<[u8]>, V: Into<IVec>, F: FnMut(Option<&[u8]>) -> Option<V>>(&self, key: K, f: F) -> Result<Option<IVec>> {
+    pub fn fetch_and_update<K: AsRef<[u8]>, V: Into<IVec>, F: FnMut(Option<&[u8]>) -> Option<V>>(
+        &self,
+        key: K,
+        f: F,
+    ) -> Result<Option<IVec>> {
         Ok(self.update(key.as_ref(), f)?.0)
     }
 
@@ -597,7 +610,13 @@ pub struct Iter {
 }
 
 impl Iter {
-    pub(crate) fn new(handle: Arc<Handle>, snap: Arc<Snapshot>, root: PageRef, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Iter {
+    pub(crate) fn new(
+        handle: Arc<Handle>,
+        snap: Arc<Snapshot>,
+        root: PageRef,
+        lo: Bound<Vec<u8>>,
+        hi: Bound<Vec<u8>>,
+    ) -> Iter {
         Iter {
             handle,
             _snap: snap,

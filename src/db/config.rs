@@ -120,11 +120,7 @@ impl std::fmt::Debug for Config {
 
 impl Clone for Config {
     fn clone(&self) -> Self {
-        Config {
-            location: self.location.clone(),
-            credentials: self.credentials.duplicate(),
-            ..*self.shallow()
-        }
+        Config { location: self.location.clone(), credentials: self.credentials.duplicate(), ..*self.shallow() }
     }
 }
 

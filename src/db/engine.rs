@@ -89,7 +89,9 @@ impl Engine {
     }
 
     /// Starts a write transaction: takes the writer lock and the allocator.
-    pub(crate) fn begin(&self) -> Result<(parking_lot::ArcMutexGuard<parking_lot::RawMutex, WriterState>, TxPages, Arc<Snapshot>)> {
+    pub(crate) fn begin(
+        &self,
+    ) -> Result<(parking_lot::ArcMutexGuard<parking_lot::RawMutex, WriterState>, TxPages, Arc<Snapshot>)> {
         let mut ws = self.writer.lock_arc();
         if self.pager.is_poisoned() {
             return Err(Error::Poisoned);

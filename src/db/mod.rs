@@ -4,6 +4,7 @@
 //! Layer: db, above `btree` and `pager`.
 
 pub(crate) mod api;
+pub(crate) mod check;
 pub(crate) mod config;
 pub(crate) mod engine;
 pub(crate) mod ivec;

@@ -26,7 +26,9 @@ use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::commit::CommitRecord;
 use crate::format::header::{FLAG_ENCRYPTED, FileHeader, KeySlot, MAX_SLOTS};
 use crate::format::page::PageRef;
-use crate::format::{COMMIT_PAGE_A, COMMIT_PAGE_B, FIRST_DATA_PAGE, FORMAT_VERSION, HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE};
+use crate::format::{
+    COMMIT_PAGE_A, COMMIT_PAGE_B, FIRST_DATA_PAGE, FORMAT_VERSION, HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE,
+};
 use crate::pager::Pager;
 use crate::pager::alloc::Allocator;
 use crate::pager::freelist;
@@ -90,7 +92,17 @@ pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credential
     pager.write_raw(COMMIT_PAGE_B, &[0u8; PAGE_SIZE])?;
     pager.sync()?;
     tracing::info!(target: "foldvault::audit", encrypted = encrypt, "database created");
-    Ok(assemble(pager, header, rec, COMMIT_PAGE_A, Vec::new(), Vec::new(), BTreeMap::new(), cfg, RecoveryReport::default()))
+    Ok(assemble(
+        pager,
+        header,
+        rec,
+        COMMIT_PAGE_A,
+        Vec::new(),
+        Vec::new(),
+        BTreeMap::new(),
+        cfg,
+        RecoveryReport::default(),
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -133,7 +145,11 @@ fn assemble(
 pub(crate) fn read_header(storage: &dyn Storage) -> Result<(FileHeader, PageNo, bool)> {
     let len = storage.len()?;
     if len < 2 * PAGE_SIZE as u64 {
-        return Err(if len < 8 { Error::NotADatabase } else { Error::Truncated { expected: 2 * PAGE_SIZE as u64, found: len } });
+        return Err(if len < 8 {
+            Error::NotADatabase
+        } else {
+            Error::Truncated { expected: 2 * PAGE_SIZE as u64, found: len }
+        });
     }
     let mut copies = Vec::new();
     let mut first_err = None;
@@ -190,30 +206,36 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
     candidates.sort_by_key(|(r, _)| std::cmp::Reverse(r.seq));
     let mut report = RecoveryReport::default();
     let mut chosen = None;
+    let mut first_err: Option<Error> = None;
     for (rec, slot) in candidates {
         let need = rec.page_count.saturating_mul(PAGE_SIZE as u64);
-        if file_len < need {
-            return Err(Error::Truncated { expected: need, found: file_len });
-        }
-        pager.set_page_limit(rec.page_count);
-        pager.sealer.set_max_epoch(rec.key_epoch);
-        match verify_commit(&pager, &rec) {
+        let attempt = if file_len < need {
+            // A commit whose sync never returned may have reached the disk without the
+            // file's new length; a truncated file looks the same. Either way: fall back.
+            Err(Error::Truncated { expected: need, found: file_len })
+        } else {
+            pager.set_page_limit(rec.page_count);
+            pager.sealer.set_max_epoch(rec.key_epoch);
+            verify_commit(&pager, &rec)
+        };
+        match attempt {
             Ok((trees, free, chain, verified)) => {
                 report.pages_verified = verified;
                 chosen = Some((rec, slot, trees, free, chain));
                 break;
             }
-            Err(Error::Corrupt { page, reason }) => {
-                tracing::warn!(target: "foldvault::audit", seq = rec.seq, page, reason = ?reason,
+            Err(e @ (Error::Corrupt { .. } | Error::Truncated { .. })) => {
+                tracing::warn!(target: "foldvault::audit", seq = rec.seq, error = %e,
                     "newest commit does not verify; falling back to the previous durable commit");
                 pager.clear_cache();
                 report.fell_back = true;
+                first_err.get_or_insert(e);
             }
             Err(e) => return Err(e),
         }
     }
     let Some((rec, slot, trees, free, chain)) = chosen else {
-        return Err(Error::corrupt(COMMIT_PAGE_A, CorruptReason::NoValidCommit));
+        return Err(first_err.unwrap_or_else(|| Error::corrupt(COMMIT_PAGE_A, CorruptReason::NoValidCommit)));
     };
     report.seq = rec.seq;
     if let Some(min) = cfg.min_commit_seq {

@@ -44,7 +44,14 @@ impl WriteTransaction {
         let durability = Cell::new(handle.engine.durability);
         Ok(WriteTransaction {
             handle,
-            inner: RefCell::new(Some(TxInner { guard, pages, base, trees, changed: BTreeSet::new(), dropped: BTreeSet::new() })),
+            inner: RefCell::new(Some(TxInner {
+                guard,
+                pages,
+                base,
+                trees,
+                changed: BTreeSet::new(),
+                dropped: BTreeSet::new(),
+            })),
             durability,
         })
     }
@@ -96,7 +103,15 @@ impl WriteTransaction {
     pub fn commit(self) -> Result<()> {
         let inner = self.inner.borrow_mut().take();
         let Some(mut t) = inner else { return Err(Error::ReportableBug("transaction already finished".into())) };
-        self.handle.engine.commit(&mut t.guard, t.pages, &t.base, t.trees, &t.changed, &t.dropped, self.durability.get())
+        self.handle.engine.commit(
+            &mut t.guard,
+            t.pages,
+            &t.base,
+            t.trees,
+            &t.changed,
+            &t.dropped,
+            self.durability.get(),
+        )
     }
 
     /// Discards every change (dropping the transaction does the same).
@@ -164,9 +179,7 @@ impl TxTree<'_> {
         self.read(|p, r| {
             let mut out = Vec::new();
             read::collect_range(&p.pager, Some(&p.dirty), r.root, as_ref_bound(&lo), as_ref_bound(&hi), &mut out)?;
-            out.into_iter()
-                .map(|(k, v)| Ok((IVec::from(k), IVec::from(resolve(p, &v)?))))
-                .collect()
+            out.into_iter().map(|(k, v)| Ok((IVec::from(k), IVec::from(resolve(p, &v)?)))).collect()
         })
     }
 
@@ -258,7 +271,13 @@ impl ReadTree {
         Ok(read::get(&self.handle.engine.pager, None, self.root.root, key.as_ref())?.is_some())
     }
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
-        Iter::new(self.handle.clone(), self.snap.clone(), self.root.root, bound_to_vec(range.start_bound()), bound_to_vec(range.end_bound()))
+        Iter::new(
+            self.handle.clone(),
+            self.snap.clone(),
+            self.root.root,
+            bound_to_vec(range.start_bound()),
+            bound_to_vec(range.end_bound()),
+        )
     }
     pub fn iter(&self) -> Iter {
         self.range::<&[u8], _>(..)

@@ -124,7 +124,12 @@ impl State {
 #[derive(Clone, Default)]
 pub struct FaultyStorage {
     state: Arc<Mutex<State>>,
+    observer: Arc<Mutex<Option<Observer>>>,
 }
+
+/// Called before every mutating operation (`write_at`, `sync`, `set_len`) with the number that
+/// operation will get. Crash tests use it to take `crash_image`s at every point of one run.
+pub type Observer = Arc<dyn Fn(u64) + Send + Sync>;
 
 impl FaultyStorage {
     /// An empty device with no faults planned.
@@ -134,14 +139,8 @@ impl FaultyStorage {
 
     /// A device whose live and durable images are both `bytes`.
     pub fn from_bytes(bytes: Vec<u8>) -> FaultyStorage {
-        let state = State {
-            durable: bytes.clone(),
-            live: bytes,
-            ..State::default()
-        };
-        FaultyStorage {
-            state: Arc::new(Mutex::new(state)),
-        }
+        let state = State { durable: bytes.clone(), live: bytes, ..State::default() };
+        FaultyStorage { state: Arc::new(Mutex::new(state)), observer: Arc::default() }
     }
 
     /// Replaces the fault plan and restarts operation numbering at 1. Does not undo a power
@@ -211,11 +210,7 @@ impl FaultyStorage {
                 }
                 let applied = rng.below(writes.len() as u64 + 1) as usize;
                 for (i, (offset, data)) in writes[..applied].iter().enumerate() {
-                    let cut = if i + 1 == applied {
-                        rng.cut(data.len())
-                    } else {
-                        data.len()
-                    };
+                    let cut = if i + 1 == applied { rng.cut(data.len()) } else { data.len() };
                     apply_write(&mut img, *offset, &data[..cut]);
                 }
             }
@@ -243,6 +238,21 @@ impl fmt::Debug for FaultyStorage {
     }
 }
 
+impl FaultyStorage {
+    /// Installs (or removes) the observer of mutating operations.
+    pub fn set_observer(&self, f: Option<Observer>) {
+        *self.observer.lock() = f;
+    }
+
+    fn observe(&self) {
+        let f = self.observer.lock().clone();
+        if let Some(f) = f {
+            let next = self.state.lock().ops + 1;
+            f(next);
+        }
+    }
+}
+
 impl Storage for FaultyStorage {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let mut st = self.state.lock();
@@ -251,19 +261,18 @@ impl Storage for FaultyStorage {
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.observe();
         let mut st = self.state.lock();
         st.begin(OpKind::Mutate)?;
         write_vec(&mut st.live, offset, buf)?;
         if !buf.is_empty() {
-            st.pending.push(Pending::Write {
-                offset,
-                data: buf.to_vec(),
-            });
+            st.pending.push(Pending::Write { offset, data: buf.to_vec() });
         }
         Ok(())
     }
 
     fn sync(&self) -> io::Result<()> {
+        self.observe();
         let mut st = self.state.lock();
         st.begin(OpKind::Mutate)?;
         let State { live, durable, .. } = &mut *st;
@@ -280,6 +289,7 @@ impl Storage for FaultyStorage {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        self.observe();
         let mut st = self.state.lock();
         st.begin(OpKind::Mutate)?;
         set_len_vec(&mut st.live, len)?;
@@ -350,10 +360,7 @@ mod tests {
 
     /// Length of the run of `byte` starting at `off` in `img`.
     fn run(img: &[u8], off: usize, byte: u8) -> usize {
-        img[off.min(img.len())..]
-            .iter()
-            .take_while(|&&b| b == byte)
-            .count()
+        img[off.min(img.len())..].iter().take_while(|&&b| b == byte).count()
     }
 
     fn kind(r: io::Result<()>) -> io::ErrorKind {
@@ -362,12 +369,7 @@ mod tests {
 
     fn plan(fail_at: Option<u64>, persistent: bool, spare_reads: bool) -> FaultPlan {
         let crash_at = None;
-        FaultPlan {
-            fail_at,
-            persistent,
-            crash_at,
-            spare_reads,
-        }
+        FaultPlan { fail_at, persistent, crash_at, spare_reads }
     }
 
     const TEAR7: CrashModel = CrashModel::TearUnsynced { seed: 7 };
@@ -449,9 +451,7 @@ mod tests {
 
         // Overlapping writes: either one may end up on top.
         let s = device(vec![0; 512], &[(0, 512, 0xA), (0, 512, 0xB)]);
-        let imgs: Vec<u8> = (0..100)
-            .map(|seed| s.crash_image(&CrashModel::ReorderUnsynced { seed })[0])
-            .collect();
+        let imgs: Vec<u8> = (0..100).map(|seed| s.crash_image(&CrashModel::ReorderUnsynced { seed })[0]).collect();
         assert!(imgs.contains(&0xA) && imgs.contains(&0xB) && imgs.contains(&0));
 
         // A write later truncated away never comes back; the truncation always applies.
@@ -476,10 +476,7 @@ mod tests {
         s.write_at(0, b"a").unwrap();
         assert!(is_fault(s.write_at(0, b"b"), FAULT_MSG));
         s.sync().unwrap();
-        assert_eq!(
-            (s.live_image(), s.durable_image()),
-            (b"a".to_vec(), b"a".to_vec())
-        );
+        assert_eq!((s.live_image(), s.durable_image()), (b"a".to_vec(), b"a".to_vec()));
 
         s.set_plan(plan(Some(2), true, false));
         s.write_at(0, b"c").unwrap();
@@ -500,10 +497,7 @@ mod tests {
     #[test]
     fn crash_at_loses_power() {
         let s = FaultyStorage::new();
-        s.set_plan(FaultPlan {
-            crash_at: Some(4),
-            ..plan(None, false, false)
-        });
+        s.set_plan(FaultPlan { crash_at: Some(4), ..plan(None, false, false) });
         s.write_at(0, &[1; 512]).unwrap();
         s.sync().unwrap();
         s.write_at(512, &[2; 512]).unwrap();

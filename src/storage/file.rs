@@ -34,17 +34,9 @@ impl FileStorage {
     /// lock on it. Fails with [`Error::Locked`] if another handle, in this process or another,
     /// holds any lock on the file.
     pub fn open(path: &Path, create: bool) -> crate::Result<FileStorage> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create(create).open(path)?;
         lock_result(file.try_lock())?;
-        Ok(FileStorage {
-            file,
-            path: path.to_path_buf(),
-            read_only: false,
-        })
+        Ok(FileStorage { file, path: path.to_path_buf(), read_only: false })
     }
 
     /// Opens an existing `path` read-only and takes a shared lock on it, for inspection tools.
@@ -53,11 +45,7 @@ impl FileStorage {
     pub fn open_read_only(path: &Path) -> crate::Result<FileStorage> {
         let file = OpenOptions::new().read(true).open(path)?;
         lock_result(file.try_lock_shared())?;
-        Ok(FileStorage {
-            file,
-            path: path.to_path_buf(),
-            read_only: true,
-        })
+        Ok(FileStorage { file, path: path.to_path_buf(), read_only: true })
     }
 
     /// The path this storage was opened with.
@@ -72,10 +60,7 @@ impl FileStorage {
 
     fn check_writable(&self) -> io::Result<()> {
         if self.read_only {
-            Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "storage was opened read-only",
-            ))
+            Err(io::Error::new(io::ErrorKind::PermissionDenied, "storage was opened read-only"))
         } else {
             Ok(())
         }
@@ -182,14 +167,8 @@ mod tests {
         let (_dir, path) = temp_path();
         let first = FileStorage::open(&path, true).unwrap();
         assert!(matches!(FileStorage::open(&path, true), Err(Error::Locked)));
-        assert!(matches!(
-            FileStorage::open(&path, false),
-            Err(Error::Locked)
-        ));
-        assert!(matches!(
-            FileStorage::open_read_only(&path),
-            Err(Error::Locked)
-        ));
+        assert!(matches!(FileStorage::open(&path, false), Err(Error::Locked)));
+        assert!(matches!(FileStorage::open_read_only(&path), Err(Error::Locked)));
         drop(first);
         let second = FileStorage::open(&path, false).unwrap();
         second.write_at(0, b"x").unwrap();
@@ -206,10 +185,7 @@ mod tests {
         let r1 = FileStorage::open_read_only(&path).unwrap();
         let r2 = FileStorage::open_read_only(&path).unwrap();
         assert!(r1.is_read_only());
-        assert!(matches!(
-            FileStorage::open(&path, false),
-            Err(Error::Locked)
-        ));
+        assert!(matches!(FileStorage::open(&path, false), Err(Error::Locked)));
         let mut buf = [0u8; 4];
         r2.read_at(0, &mut buf).unwrap();
         assert_eq!(&buf, b"data");

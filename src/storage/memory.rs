@@ -39,9 +39,7 @@ impl MemoryStorage {
 
     /// An in-memory file holding `bytes`.
     pub fn from_bytes(bytes: Vec<u8>) -> MemoryStorage {
-        MemoryStorage {
-            data: Arc::new(RwLock::new(bytes)),
-        }
+        MemoryStorage { data: Arc::new(RwLock::new(bytes)) }
     }
 
     /// A copy of the current bytes.
@@ -52,9 +50,7 @@ impl MemoryStorage {
 
 impl fmt::Debug for MemoryStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStorage")
-            .field("len", &self.data.read().len())
-            .finish()
+        f.debug_struct("MemoryStorage").field("len", &self.data.read().len()).finish()
     }
 }
 
@@ -87,13 +83,9 @@ fn invalid(msg: &'static str) -> io::Error {
 /// Checks that `offset + len` neither overflows nor exceeds [`MAX_STORAGE_LEN`]; returns the
 /// end offset as a `usize`.
 pub(super) fn checked_end(offset: u64, len: usize) -> io::Result<usize> {
-    let end = offset
-        .checked_add(len as u64)
-        .ok_or_else(|| invalid("offset + length overflows"))?;
+    let end = offset.checked_add(len as u64).ok_or_else(|| invalid("offset + length overflows"))?;
     if end > MAX_STORAGE_LEN {
-        return Err(invalid(
-            "offset + length exceeds the in-memory storage limit",
-        ));
+        return Err(invalid("offset + length exceeds the in-memory storage limit"));
     }
     usize::try_from(end).map_err(|_| invalid("offset + length does not fit in memory"))
 }
@@ -108,10 +100,7 @@ pub(super) fn read_vec(data: &[u8], offset: u64, buf: &mut [u8]) -> io::Result<(
             buf.copy_from_slice(&data[start..end as usize]);
             Ok(())
         }
-        _ => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "read past the end of the storage",
-        )),
+        _ => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the storage")),
     }
 }
 

@@ -20,7 +20,7 @@ mod fault;
 mod file;
 mod memory;
 
-pub use fault::{CrashModel, FaultPlan, FaultyStorage};
+pub use fault::{CrashModel, FaultPlan, FaultyStorage, Observer};
 pub use file::FileStorage;
 pub use memory::MemoryStorage;
 

@@ -1,0 +1,396 @@
+//! One adapter per engine, all behind `Kv`: the same five operations, each engine used the way
+//! its documentation recommends for that operation.
+//!
+//! Settings (BENCHMARKS.md repeats them):
+//! - every cache that can be sized is given the same bytes (32 MiB, foldvault's default), except
+//!   `sqlcipher`, which keeps SQLCipher's default (2,000 KiB);
+//! - every write is durable before `write` or `remove` returns: foldvault and redb commit with
+//!   `Durability::Immediate`, sled flushes, SQLite runs WAL with `synchronous=FULL`;
+//! - reads: foldvault and sled through their sled-style `Tree`, redb in one read transaction,
+//!   SQLite in one `BEGIN`..`COMMIT` with a cached prepared statement;
+//! - keys: foldvault encrypted and SQLCipher take a passphrase through their default KDFs
+//!   (Argon2id 32 MiB x 3 passes; PBKDF2-SHA512 x 256,000), so `open` includes key derivation.
+
+use std::path::Path;
+
+/// The five operations every workload is made of.
+pub trait Kv {
+    /// Inserts `pairs` in one transaction, durable before returning.
+    fn write(&mut self, pairs: &[(&[u8], &[u8])], durable: bool);
+    /// Removes `keys` in one durable transaction.
+    fn remove(&mut self, keys: &[&[u8]]);
+    /// Looks every key up; returns how many were found.
+    fn reads(&mut self, keys: &[&[u8]]) -> usize;
+    /// For each start, reads up to `len` entries from it on; returns the entries read.
+    fn scans(&mut self, starts: &[&[u8]], len: usize) -> usize;
+    /// The engine's own counters, where it keeps any (foldvault's `Db::metrics`).
+    fn counters(&self) -> Option<Counters> {
+        None
+    }
+}
+
+/// foldvault's counters that explain a workload's cost.
+#[derive(Clone, Copy, Default)]
+pub struct Counters {
+    pub sealed: u64,
+    pub opened: u64,
+    pub written: u64,
+    pub syncs: u64,
+    pub crypto_nanos: u64,
+    pub misses: u64,
+}
+
+impl std::ops::Sub for Counters {
+    type Output = Counters;
+    fn sub(self, o: Counters) -> Counters {
+        Counters {
+            sealed: self.sealed - o.sealed,
+            opened: self.opened - o.opened,
+            written: self.written - o.written,
+            syncs: self.syncs - o.syncs,
+            crypto_nanos: self.crypto_nanos - o.crypto_nanos,
+            misses: self.misses - o.misses,
+        }
+    }
+}
+
+/// The engines compared (columns of the table).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Engine {
+    FvEnc,
+    #[cfg(feature = "aws-lc")]
+    FvAwsLc,
+    FvPlain,
+    Redb,
+    Sled,
+    Sqlite,
+    #[cfg(feature = "peers-sqlcipher")]
+    SqlCipher,
+    #[cfg(feature = "peers-sqlcipher")]
+    SqlCipher32,
+}
+
+/// The passphrase given to every encrypting engine.
+const PASSPHRASE: &str = "correct horse battery staple";
+
+impl Engine {
+    /// Every engine this build includes, in column order.
+    pub fn all() -> Vec<Engine> {
+        let mut v = vec![Engine::FvEnc];
+        #[cfg(feature = "aws-lc")]
+        v.push(Engine::FvAwsLc);
+        v.extend([Engine::FvPlain, Engine::Redb, Engine::Sled, Engine::Sqlite]);
+        #[cfg(feature = "peers-sqlcipher")]
+        v.extend([Engine::SqlCipher, Engine::SqlCipher32]);
+        v
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::FvEnc => "fv-aesgcm",
+            #[cfg(feature = "aws-lc")]
+            Engine::FvAwsLc => "fv-awslc",
+            Engine::FvPlain => "fv-plain",
+            Engine::Redb => "redb",
+            Engine::Sled => "sled",
+            Engine::Sqlite => "sqlite",
+            #[cfg(feature = "peers-sqlcipher")]
+            Engine::SqlCipher => "sqlcipher",
+            #[cfg(feature = "peers-sqlcipher")]
+            Engine::SqlCipher32 => "sqlcipher-32M",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Engine> {
+        Engine::all().into_iter().find(|e| e.name() == s)
+    }
+
+    /// Opens (creating if missing) this engine's database in `dir`, with `cache` bytes of cache
+    /// where the engine lets it be set.
+    pub fn open(self, dir: &Path, cache: u64) -> Box<dyn Kv> {
+        match self {
+            Engine::FvEnc => Box::new(Foldvault::open(dir, cache, FvMode::AesGcm)),
+            #[cfg(feature = "aws-lc")]
+            Engine::FvAwsLc => Box::new(Foldvault::open(dir, cache, FvMode::AwsLc)),
+            Engine::FvPlain => Box::new(Foldvault::open(dir, cache, FvMode::Plain)),
+            Engine::Redb => Box::new(Redb::open(dir, cache)),
+            Engine::Sled => Box::new(Sled::open(dir, cache)),
+            Engine::Sqlite => Box::new(Sqlite::open(dir, Some(cache), None)),
+            #[cfg(feature = "peers-sqlcipher")]
+            Engine::SqlCipher => {
+                Box::new(Sqlite::open(dir, (cache != super::CACHE_BYTES).then_some(cache), Some(PASSPHRASE)))
+            }
+            #[cfg(feature = "peers-sqlcipher")]
+            Engine::SqlCipher32 => Box::new(Sqlite::open(dir, Some(cache), Some(PASSPHRASE))),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum FvMode {
+    AesGcm,
+    #[cfg(feature = "aws-lc")]
+    AwsLc,
+    Plain,
+}
+
+struct Foldvault {
+    db: foldvault::Db,
+    tree: foldvault::Tree,
+}
+
+impl Foldvault {
+    fn open(dir: &Path, cache: u64, mode: FvMode) -> Foldvault {
+        let cfg = foldvault::Config::new()
+            .file(dir.join("db.foldvault"))
+            .use_env(false)
+            .flush_every_ms(None)
+            .cache_capacity(cache);
+        let cfg = match mode {
+            FvMode::AesGcm => cfg.passphrase(PASSPHRASE),
+            #[cfg(feature = "aws-lc")]
+            FvMode::AwsLc => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::AwsLc),
+            FvMode::Plain => cfg.plaintext(),
+        };
+        let db = cfg.open().expect("foldvault open");
+        let tree = db.open_tree("t").expect("foldvault open_tree");
+        Foldvault { db, tree }
+    }
+}
+
+impl Kv for Foldvault {
+    fn write(&mut self, pairs: &[(&[u8], &[u8])], durable: bool) {
+        let tx = self.db.begin_write().expect("begin_write");
+        {
+            let t = tx.open_tree("t").expect("open_tree");
+            for (k, v) in pairs {
+                t.insert(k, v).expect("insert");
+            }
+        }
+        if durable && pairs.len() > 1 {
+            // A bulk load: commit, then flush (the sled-style way to make it durable).
+            tx.commit().expect("commit");
+            self.db.flush().expect("flush");
+        } else {
+            tx.set_durability(foldvault::Durability::Immediate);
+            tx.commit().expect("commit");
+        }
+    }
+    fn remove(&mut self, keys: &[&[u8]]) {
+        let tx = self.db.begin_write().expect("begin_write");
+        {
+            let t = tx.open_tree("t").expect("open_tree");
+            for k in keys {
+                t.remove(k).expect("remove");
+            }
+        }
+        tx.set_durability(foldvault::Durability::Immediate);
+        tx.commit().expect("commit");
+    }
+    fn reads(&mut self, keys: &[&[u8]]) -> usize {
+        keys.iter().filter(|k| self.tree.get(k).expect("get").is_some()).count()
+    }
+    fn scans(&mut self, starts: &[&[u8]], len: usize) -> usize {
+        starts
+            .iter()
+            .map(|s| self.tree.range(*s..).take(len).map(|r| r.expect("range").1.len().min(1)).sum::<usize>())
+            .sum()
+    }
+    fn counters(&self) -> Option<Counters> {
+        let m = self.db.metrics();
+        Some(Counters {
+            sealed: m.pages_sealed,
+            opened: m.pages_opened,
+            written: m.bytes_written,
+            syncs: m.syncs,
+            crypto_nanos: m.crypto_nanos,
+            misses: m.cache_misses,
+        })
+    }
+}
+
+const REDB_TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("t");
+
+struct Redb {
+    db: redb::Database,
+}
+
+impl Redb {
+    fn open(dir: &Path, cache: u64) -> Redb {
+        let db = redb::Builder::new().set_cache_size(cache as usize).create(dir.join("db.redb")).expect("redb open");
+        Redb { db }
+    }
+}
+
+impl Kv for Redb {
+    fn write(&mut self, pairs: &[(&[u8], &[u8])], _durable: bool) {
+        // redb's default durability is Immediate: one fsync'd commit.
+        let tx = self.db.begin_write().expect("begin_write");
+        {
+            let mut t = tx.open_table(REDB_TABLE).expect("open_table");
+            for (k, v) in pairs {
+                t.insert(*k, *v).expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    fn remove(&mut self, keys: &[&[u8]]) {
+        let tx = self.db.begin_write().expect("begin_write");
+        {
+            let mut t = tx.open_table(REDB_TABLE).expect("open_table");
+            for k in keys {
+                t.remove(*k).expect("remove");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    fn reads(&mut self, keys: &[&[u8]]) -> usize {
+        use redb::ReadableDatabase;
+        let tx = self.db.begin_read().expect("begin_read");
+        let t = tx.open_table(REDB_TABLE).expect("open_table");
+        keys.iter().filter(|k| t.get(**k).expect("get").is_some()).count()
+    }
+    fn scans(&mut self, starts: &[&[u8]], len: usize) -> usize {
+        use redb::ReadableDatabase;
+        let tx = self.db.begin_read().expect("begin_read");
+        let t = tx.open_table(REDB_TABLE).expect("open_table");
+        starts
+            .iter()
+            .map(|s| {
+                t.range::<&[u8]>(*s..)
+                    .expect("range")
+                    .take(len)
+                    .map(|r| r.expect("entry").1.value().len().min(1))
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+struct Sled {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl Sled {
+    fn open(dir: &Path, cache: u64) -> Sled {
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .cache_capacity(cache)
+            .flush_every_ms(None)
+            .open()
+            .expect("sled open");
+        let tree = db.open_tree("t").expect("sled open_tree");
+        Sled { db, tree }
+    }
+}
+
+impl Kv for Sled {
+    fn write(&mut self, pairs: &[(&[u8], &[u8])], _durable: bool) {
+        if let [(k, v)] = pairs {
+            self.tree.insert(k, *v).expect("insert");
+        } else {
+            let mut b = sled::Batch::default();
+            for (k, v) in pairs {
+                b.insert(*k, *v);
+            }
+            self.tree.apply_batch(b).expect("apply_batch");
+        }
+        self.db.flush().expect("flush");
+    }
+    fn remove(&mut self, keys: &[&[u8]]) {
+        let mut b = sled::Batch::default();
+        for k in keys {
+            b.remove(*k);
+        }
+        self.tree.apply_batch(b).expect("apply_batch");
+        self.db.flush().expect("flush");
+    }
+    fn reads(&mut self, keys: &[&[u8]]) -> usize {
+        keys.iter().filter(|k| self.tree.get(k).expect("get").is_some()).count()
+    }
+    fn scans(&mut self, starts: &[&[u8]], len: usize) -> usize {
+        starts
+            .iter()
+            .map(|s| self.tree.range(*s..).take(len).map(|r| r.expect("range").1.len().min(1)).sum::<usize>())
+            .sum()
+    }
+}
+
+struct Sqlite {
+    conn: rusqlite::Connection,
+}
+
+impl Sqlite {
+    /// `cache`: bytes of page cache (`None`: SQLite's default); `key`: a SQLCipher passphrase.
+    fn open(dir: &Path, cache: Option<u64>, key: Option<&str>) -> Sqlite {
+        let conn = rusqlite::Connection::open(dir.join("db.sqlite")).expect("sqlite open");
+        if let Some(k) = key {
+            conn.pragma_update(None, "key", k).expect("pragma key");
+        }
+        if let Some(c) = cache {
+            conn.pragma_update(None, "cache_size", -((c / 1024) as i64)).expect("cache_size");
+        }
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).expect("journal_mode");
+        assert_eq!(mode, "wal");
+        conn.pragma_update(None, "synchronous", "FULL").expect("synchronous");
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS t (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
+            .expect("create table");
+        Sqlite { conn }
+    }
+}
+
+impl Kv for Sqlite {
+    fn write(&mut self, pairs: &[(&[u8], &[u8])], _durable: bool) {
+        let tx = self.conn.transaction().expect("begin");
+        {
+            let mut st = tx.prepare_cached("INSERT OR REPLACE INTO t (k, v) VALUES (?1, ?2)").expect("prepare");
+            for (k, v) in pairs {
+                st.execute((k, v)).expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    fn remove(&mut self, keys: &[&[u8]]) {
+        let tx = self.conn.transaction().expect("begin");
+        {
+            let mut st = tx.prepare_cached("DELETE FROM t WHERE k = ?1").expect("prepare");
+            for k in keys {
+                st.execute([k]).expect("delete");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    fn reads(&mut self, keys: &[&[u8]]) -> usize {
+        let tx = self.conn.transaction().expect("begin");
+        let mut found = 0;
+        {
+            let mut st = tx.prepare_cached("SELECT v FROM t WHERE k = ?1").expect("prepare");
+            for k in keys {
+                let mut rows = st.query([k]).expect("query");
+                if let Some(r) = rows.next().expect("row") {
+                    // Copy the value out, as the other engines' `get` does.
+                    found += r.get::<_, Vec<u8>>(0).expect("v").len().min(1);
+                }
+            }
+        }
+        tx.commit().expect("commit");
+        found
+    }
+    fn scans(&mut self, starts: &[&[u8]], len: usize) -> usize {
+        let tx = self.conn.transaction().expect("begin");
+        let mut n = 0;
+        {
+            let mut st = tx.prepare_cached("SELECT k, v FROM t WHERE k >= ?1 ORDER BY k LIMIT ?2").expect("prepare");
+            for s in starts {
+                let mut rows = st.query((s, len as i64)).expect("query");
+                while let Some(r) = rows.next().expect("row") {
+                    let v = r.get_ref(1).expect("v").as_blob().expect("blob");
+                    n += v.len().min(1);
+                }
+            }
+        }
+        tx.commit().expect("commit");
+        n
+    }
+}

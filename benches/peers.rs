@@ -1,0 +1,409 @@
+//! foldvault beside redb, sled 0.34, SQLite and SQLCipher on the same workloads (after redb's
+//! benchmark), printed as one table and written to BENCHMARKS.md.
+//!
+//! ```text
+//! cargo bench --bench peers --features peers -- --quick          # smoke run, N = 5,000
+//! cargo bench --bench peers --features peers                     # N = 100,000, median of 3
+//! cargo bench --bench peers --features peers-sqlcipher,aws-lc    # + SQLCipher, + aws-lc column
+//! ```
+//!
+//! Options: `--n N`, `--quick`, `--reps R`, `--engines a,b`, `--datasets random16,atoms`,
+//! `--no-write` (print only). Each engine and dataset runs in a child process of this binary
+//! (`--child ENGINE DATASET`), so each peak RSS is that engine's alone. The workloads and the
+//! engines' settings are described in `common/mod.rs` and `common/engines.rs`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+
+use common::engines::Engine;
+use common::{Dataset, Sizes};
+
+struct Args {
+    n: usize,
+    quick: bool,
+    reps: usize,
+    seed: u64,
+    engines: Vec<Engine>,
+    datasets: Vec<Dataset>,
+    write: bool,
+    child: Option<(Engine, Dataset)>,
+    /// The options as given (for the command line shown in BENCHMARKS.md).
+    shown: Vec<String>,
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("peers: {msg}");
+    eprintln!("options: --n N | --quick | --reps R | --engines a,b | --datasets a,b | --no-write");
+    eprintln!("engines: {}", Engine::all().iter().map(|e| e.name()).collect::<Vec<_>>().join(", "));
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        n: 0,
+        quick: false,
+        reps: 0,
+        seed: 0x466f_6c64_5661_756c,
+        engines: Engine::all(),
+        datasets: Dataset::ALL.to_vec(),
+        write: true,
+        child: None,
+        shown: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    let value = |it: &mut dyn Iterator<Item = String>, name: &str| {
+        it.next().unwrap_or_else(|| usage(&format!("{name} needs a value")))
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            // cargo bench passes --bench to every harness = false target.
+            "--bench" => continue,
+            "--quick" => a.quick = true,
+            "--no-write" => a.write = false,
+            "--n" => a.n = value(&mut it, "--n").parse().unwrap_or_else(|_| usage("--n takes a number")),
+            "--reps" => a.reps = value(&mut it, "--reps").parse().unwrap_or_else(|_| usage("--reps takes a number")),
+            "--seed" => a.seed = value(&mut it, "--seed").parse().unwrap_or_else(|_| usage("--seed takes a number")),
+            "--engines" => {
+                let v = value(&mut it, "--engines");
+                a.engines = v
+                    .split(',')
+                    .map(|s| Engine::parse(s).unwrap_or_else(|| usage(&format!("unknown engine {s}"))))
+                    .collect();
+            }
+            "--datasets" => {
+                let v = value(&mut it, "--datasets");
+                a.datasets = v
+                    .split(',')
+                    .map(|s| Dataset::parse(s).unwrap_or_else(|| usage(&format!("unknown dataset {s}"))))
+                    .collect();
+            }
+            "--child" => {
+                let e = value(&mut it, "--child");
+                let d = value(&mut it, "--child");
+                let e = Engine::parse(&e).unwrap_or_else(|| usage(&format!("unknown engine {e}")));
+                let d = Dataset::parse(&d).unwrap_or_else(|| usage(&format!("unknown dataset {d}")));
+                a.child = Some((e, d));
+                continue;
+            }
+            other => usage(&format!("unknown option {other}")),
+        }
+        a.shown.push(arg.clone());
+        if matches!(arg.as_str(), "--n" | "--reps" | "--seed" | "--engines" | "--datasets") {
+            // The value was consumed above; show the parsed form.
+            let v = match arg.as_str() {
+                "--n" => a.n.to_string(),
+                "--reps" => a.reps.to_string(),
+                "--seed" => a.seed.to_string(),
+                "--engines" => a.engines.iter().map(|e| e.name()).collect::<Vec<_>>().join(","),
+                _ => a.datasets.iter().map(|d| d.name()).collect::<Vec<_>>().join(","),
+            };
+            a.shown.push(v);
+        }
+    }
+    if a.n == 0 {
+        a.n = if a.quick { 5_000 } else { 100_000 };
+    }
+    if a.reps == 0 {
+        a.reps = if a.quick { 1 } else { 3 };
+    }
+    a
+}
+
+/// One table row: a workload result reported by the children.
+struct Row {
+    id: &'static str,
+    label: String,
+    unit: &'static str,
+}
+
+fn rows(s: &Sizes) -> Vec<Row> {
+    let n = s.n;
+    let row = |id, label: String, unit| Row { id, label, unit };
+    vec![
+        row("load", format!("bulk load {} (1 commit)", group(n)), "ms"),
+        row("single", format!("{} durable commits of 1", group(s.single_commits)), "ms"),
+        row("batches", format!("{} durable commits of {}", s.batches, group(s.batch_len)), "ms"),
+        row("reads", format!("{} random reads", group(n)), "ms"),
+        row("scans", format!("{} range scans of 10", group(n / 10)), "ms"),
+        row("remove", format!("remove {} (1 commit)", group(n / 2)), "ms"),
+        row("open", "reopen + 1 read".to_string(), "ms"),
+        row("cold_reads", format!("{} reads, cache = live data / 10", group(n)), "ms"),
+        row("rss_peak", "peak RSS (VmHWM)".to_string(), "MB"),
+        row("size_load", "file size after load".to_string(), "MB"),
+        row("size_end", "file size at end".to_string(), "MB"),
+    ]
+}
+
+/// `12345` as `12,345`.
+fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn fmt_value(v: f64) -> String {
+    if v >= 1000.0 {
+        group(v.round() as usize)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().filter(|_| !v.is_empty())
+}
+
+type Results = BTreeMap<(&'static str, &'static str, String), Vec<f64>>;
+/// foldvault's counters per (dataset, engine, workload), from the first run.
+type Notes = BTreeMap<(&'static str, &'static str, String), String>;
+
+fn run_children(a: &Args) -> (Results, Notes) {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut results = Results::new();
+    let mut notes = Notes::new();
+    let total = a.reps * a.datasets.len() * a.engines.len();
+    let mut done = 0;
+    for rep in 0..a.reps {
+        for &d in &a.datasets {
+            for &e in &a.engines {
+                done += 1;
+                eprintln!("peers: [{done}/{total}] run {} of {}: {} on {}", rep + 1, a.reps, e.name(), d.name());
+                let mut cmd = Command::new(&exe);
+                cmd.args([
+                    "--child",
+                    e.name(),
+                    d.name(),
+                    "--n",
+                    &a.n.to_string(),
+                    "--seed",
+                    &(a.seed + rep as u64).to_string(),
+                ]);
+                if a.quick {
+                    cmd.arg("--quick");
+                }
+                let out = cmd.stderr(Stdio::inherit()).output().expect("spawn child");
+                if !out.status.success() {
+                    eprintln!("peers: {} on {} failed ({})", e.name(), d.name(), out.status);
+                }
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    let mut f = line.split_whitespace();
+                    if let (Some("RESULT"), Some(id), Some(Ok(v))) =
+                        (f.next(), f.next(), f.next().map(str::parse::<f64>))
+                    {
+                        results.entry((d.name(), e.name(), id.to_string())).or_default().push(v);
+                    }
+                    if let Some((id, text)) = line.strip_prefix("NOTE ").and_then(|l| l.split_once(' ')) {
+                        notes.entry((d.name(), e.name(), id.to_string())).or_insert_with(|| text.to_string());
+                    }
+                }
+            }
+        }
+    }
+    (results, notes)
+}
+
+fn cell(r: &Results, d: Dataset, e: Engine, id: &str) -> Option<f64> {
+    r.get(&(d.name(), e.name(), id.to_string())).and_then(|v| median(v))
+}
+
+/// The ratios shown: (column title, numerator, denominator).
+fn ratio_columns(engines: &[Engine]) -> Vec<(String, Engine, Engine)> {
+    let has = |e: Engine| engines.contains(&e);
+    let mut out = Vec::new();
+    for enc in engines.iter().copied().filter(|e| matches!(e.name(), "fv-aesgcm" | "fv-awslc")) {
+        for other in engines.iter().copied().filter(|o| !matches!(o.name(), "fv-aesgcm" | "fv-awslc")) {
+            if has(other) {
+                out.push((format!("{} / {}", enc.name(), other.name()), enc, other));
+            }
+        }
+        if enc.name() == "fv-awslc" {
+            break;
+        }
+    }
+    // aws-lc only against plaintext and the first encrypted backend: keep the table narrow.
+    out.retain(|(_, n, d)| n.name() == "fv-aesgcm" || d.name() == "fv-plain");
+    out
+}
+
+fn render(a: &Args, sizes: &Sizes, r: &Results, counters: &Notes) -> String {
+    let rows = rows(sizes);
+    let mut s = String::new();
+    let head: Vec<&str> = a.engines.iter().map(|e| e.name()).collect();
+    let _ = writeln!(s, "| workload | unit | {} |", head.join(" | "));
+    let _ = writeln!(s, "|---|---|{}", "---:|".repeat(head.len()));
+    for &d in &a.datasets {
+        let _ = writeln!(s, "| **{}** ({}) | | {}", d.name(), d.describe(), "|".repeat(head.len()));
+        for row in &rows {
+            let cells: Vec<String> =
+                a.engines.iter().map(|&e| cell(r, d, e, row.id).map_or("err".into(), fmt_value)).collect();
+            let _ = writeln!(s, "| {} | {} | {} |", row.label, row.unit, cells.join(" | "));
+        }
+    }
+    let ratios = ratio_columns(&a.engines);
+    if !ratios.is_empty() {
+        let _ = writeln!(s, "\nRatios (foldvault / other; above 1 means foldvault takes longer or more):\n");
+        let titles: Vec<&str> = ratios.iter().map(|(t, _, _)| t.as_str()).collect();
+        let _ = writeln!(s, "| workload | {} |", titles.join(" | "));
+        let _ = writeln!(s, "|---|{}", "---:|".repeat(titles.len()));
+        let mut worst: BTreeMap<&str, Vec<(f64, String)>> = BTreeMap::new();
+        for &d in &a.datasets {
+            let _ = writeln!(s, "| **{}** | {}", d.name(), "|".repeat(titles.len()));
+            for row in &rows {
+                let cells: Vec<String> = ratios
+                    .iter()
+                    .map(|(t, num, den)| match (cell(r, d, *num, row.id), cell(r, d, *den, row.id)) {
+                        (Some(x), Some(y)) if y > 0.0 => {
+                            worst.entry(t.as_str()).or_default().push((x / y, format!("{} {}", d.name(), row.label)));
+                            format!("{:.2}", x / y)
+                        }
+                        _ => "-".into(),
+                    })
+                    .collect();
+                let _ = writeln!(s, "| {} | {} |", row.label, cells.join(" | "));
+            }
+        }
+        let _ = writeln!(s, "\nLargest ratios:\n");
+        for (t, mut v) in worst {
+            v.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let top: Vec<String> = v.iter().take(3).map(|(x, w)| format!("{w} {x:.2}x")).collect();
+            let _ = writeln!(s, "- {t}: {}", top.join("; "));
+        }
+    }
+    let mut notes = Vec::new();
+    for &d in &a.datasets {
+        let first = a.engines.first().copied();
+        if let Some(e) = first {
+            let h = cell(r, d, e, "harness_rss").unwrap_or(0.0);
+            let c = cell(r, d, e, "cold_cache_mb").unwrap_or(0.0);
+            notes.push(format!("{}: the harness holds {h:.1} MB before opening an engine (included in peak RSS); cold-read cache {c:.2} MB", d.name()));
+        }
+    }
+    let _ = writeln!(s, "\n{}", notes.iter().map(|n| format!("- {n}")).collect::<Vec<_>>().join("\n"));
+    if !counters.is_empty() {
+        let _ = writeln!(s, "\nfoldvault's own counters (`Db::metrics`, first run):\n");
+        for ((d, e, id), text) in counters {
+            let label = rows.iter().find(|r| r.id == id).map_or(id.as_str(), |r| r.label.as_str());
+            let _ = writeln!(s, "- {e}, {d}, {label}: {text}");
+        }
+    }
+    s
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let flags = field("flags");
+    let has = |f: &str| {
+        if flags.split_whitespace().any(|x| x == f) { "yes" } else { "no" }
+    };
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    // The machine is shared: the load (1, 5, 15 min) tells how quiet it was.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!(
+        "{nproc} CPUs ({}), AES-NI: {}, VAES: {}, PCLMULQDQ: {}; Linux {}; data in {}; load average {}",
+        field("model name"),
+        has("aes"),
+        has("vaes"),
+        has("pclmulqdq"),
+        kernel.trim(),
+        std::env::temp_dir().display(),
+        load.join(" ")
+    )
+}
+
+fn command(a: &Args) -> String {
+    let mut feats = vec!["peers"];
+    if cfg!(feature = "peers-sqlcipher") {
+        feats.push("peers-sqlcipher");
+    }
+    if cfg!(feature = "aws-lc") {
+        feats.push("aws-lc");
+    }
+    let mut c = format!("cargo bench --bench peers --features {}", feats.join(","));
+    if !a.shown.is_empty() {
+        let _ = write!(c, " -- {}", a.shown.join(" "));
+    }
+    c
+}
+
+fn now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Replaces (or appends) this mode's section of BENCHMARKS.md, leaving the rest as it is.
+fn write_report(a: &Args, table: &str) {
+    let key = if a.quick { "quick" } else { "full" };
+    let (begin, end) = (format!("<!-- peers:{key}:begin -->"), format!("<!-- peers:{key}:end -->"));
+    let sqlite_note = if cfg!(feature = "peers-sqlcipher") {
+        "\n`sqlite` here is SQLCipher's build with no key (this build links SQLCipher in place of SQLite)."
+    } else {
+        ""
+    };
+    let mut section = String::new();
+    let _ = writeln!(section, "{begin}");
+    let _ = writeln!(section, "### Peers, {key} run (N = {}), {}\n", group(a.n), now());
+    let _ = writeln!(section, "- command: `{}`", command(a));
+    let _ = writeln!(section, "- machine: {}", machine());
+    let _ = writeln!(
+        section,
+        "- each cell: median of {} run(s); every engine and dataset in its own child process{sqlite_note}\n",
+        a.reps
+    );
+    section.push_str(table);
+    section.push_str(&end);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
+    let new = match (old.find(&begin), old.find(&end)) {
+        (Some(b), Some(e)) if b < e => format!("{}{section}{}", &old[..b], &old[e + end.len()..]),
+        _ => format!("{}\n{section}\n", old.trim_end()),
+    };
+    match std::fs::write(path, new) {
+        Ok(()) => eprintln!("peers: wrote {path}"),
+        Err(e) => eprintln!("peers: could not write {path}: {e}"),
+    }
+}
+
+fn main() {
+    let a = parse_args();
+    let sizes = Sizes::new(a.n, a.quick);
+    if let Some((e, d)) = a.child {
+        common::run_child(e, d, sizes, a.seed);
+        return;
+    }
+    eprintln!("peers: N = {}, {} run(s) per cell; {}", a.n, a.reps, machine());
+    let (results, counters) = run_children(&a);
+    let table = render(&a, &sizes, &results, &counters);
+    println!("\n{}\n\n{table}", command(&a));
+    if a.write {
+        write_report(&a, &table);
+    }
+}

@@ -1,0 +1,352 @@
+//! The data commands of `foldvault`: init, put, get, del, scan, load, dump, stats; and how
+//! every command opens a database.
+//!
+//! Layer: admin; public API only (`Config`, `Db`, `WriteTransaction`, `ReadTransaction`).
+//! Invariants: a command other than `init` never creates a database (a missing file is an I/O
+//! error, an empty one is not a database); writing commands commit with
+//! `Durability::Immediate`; `dump` reads one snapshot, so its output is one consistent state.
+
+use std::ffi::OsString;
+use std::io::{BufRead, Read, Write};
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+
+use super::cli::{DumpArgs, InitArgs, KeyCmdArgs, LoadArgs, PutArgs, ScanArgs, StatsArgs};
+use super::jsonl::{Obj, Record};
+use super::keys::{KeyArgs, Prompt};
+use super::{At, CliError};
+use crate::{Config, Db, Durability, Encryption, Error, KdfParams, ReadTransaction};
+
+/// The name of the file inside a database directory (as `Config::path` uses it).
+const DB_FILE_IN_DIR: &str = "db.foldvault";
+
+/// Where a DB argument points.
+pub struct Target {
+    /// The argument as given (used in messages).
+    pub arg: PathBuf,
+    /// The database file itself.
+    pub file: PathBuf,
+    /// True when the argument is a directory holding `db.foldvault`.
+    pub is_dir: bool,
+}
+
+impl Target {
+    pub fn resolve(arg: &Path) -> Target {
+        if arg.is_dir() {
+            Target { arg: arg.to_path_buf(), file: arg.join(DB_FILE_IN_DIR), is_dir: true }
+        } else {
+            Target { arg: arg.to_path_buf(), file: arg.to_path_buf(), is_dir: false }
+        }
+    }
+
+    /// The base configuration: location, no background flusher, no environment lookups.
+    pub fn config(&self) -> Config {
+        let c = if self.is_dir { Config::new().path(&self.arg) } else { Config::new().file(&self.file) };
+        c.flush_every_ms(None).use_env(false)
+    }
+
+    /// Fails unless the database file exists and is not empty.
+    pub fn must_exist(&self) -> Result<(), CliError> {
+        let meta = std::fs::metadata(&self.file).at(&self.file)?;
+        if meta.len() == 0 {
+            return Err(CliError::db(Error::NotADatabase, &self.file));
+        }
+        Ok(())
+    }
+}
+
+/// How a command uses the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Opens an existing database with the key options; prompts for a passphrase only when the
+/// header says the file is encrypted and no key was given.
+pub fn open_db(arg: &Path, keys: &KeyArgs, access: Access) -> Result<(Db, PathBuf), CliError> {
+    let t = Target::resolve(arg);
+    t.must_exist()?;
+    let encrypted = super::read_header(&t.file).at(&t.file)?.header.is_encrypted();
+    let creds = keys.credentials(if encrypted { Prompt::Unlock } else { Prompt::Never })?;
+    if encrypted && creds.is_empty() {
+        return Err(CliError::db(
+            Error::WrongKey {
+                hint: "the database is encrypted and no key was given (use --passphrase-file, FOLDVAULT_PASSPHRASE or --key-file)",
+            },
+            &t.file,
+        ));
+    }
+    let durability = if access == Access::Write { Durability::Immediate } else { Durability::Eventual };
+    let db = t.config().credentials(creds).durability(durability).open().at(&t.file)?;
+    if db.was_recovered() {
+        eprintln!(
+            "foldvault: warning: the newest commit did not verify; opened at the previous durable commit {} ({})",
+            db.commit_seq(),
+            t.file.display()
+        );
+    }
+    Ok((db, t.file))
+}
+
+fn bytes(s: OsString) -> Vec<u8> {
+    s.into_vec()
+}
+
+/// Refuses tree names in the engine's reserved namespace (`Db::open_tree` refuses them too;
+/// a write transaction's `open_tree` does not, so the command line checks before writing).
+fn writable_tree(name: &[u8]) -> Result<&[u8], CliError> {
+    if name.starts_with(crate::db::engine::RESERVED_PREFIX) {
+        return Err(CliError::Usage(format!(
+            "tree names starting with {} are reserved",
+            printable(crate::db::engine::RESERVED_PREFIX)
+        )));
+    }
+    Ok(name)
+}
+
+fn out() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock())
+}
+
+pub fn init(a: InitArgs) -> Result<(), CliError> {
+    let t = Target::resolve(&a.db);
+    if t.file.exists() && std::fs::metadata(&t.file).at(&t.file)?.len() > 0 {
+        return Err(CliError::db(Error::AlreadyExists(t.file.display().to_string()), &t.file));
+    }
+    let mut cfg = t.config().create_new(true).durability(Durability::Immediate);
+    if a.plaintext {
+        if a.keys.any_given() {
+            return Err(CliError::Usage("--plaintext takes no --passphrase-file or --key-file".into()));
+        }
+        cfg = cfg.plaintext();
+    } else {
+        let memory_kib = a
+            .kdf_memory_mib
+            .checked_mul(1024)
+            .ok_or_else(|| CliError::Usage("--kdf-memory-mib is too large".into()))?;
+        let creds = a.keys.credentials(Prompt::Create)?;
+        if creds.is_empty() {
+            return Err(CliError::Usage(
+                "an encrypted database needs a key: use --passphrase-file, FOLDVAULT_PASSPHRASE or --key-file (or --plaintext)".into(),
+            ));
+        }
+        cfg = cfg
+            .encryption(Encryption::Required)
+            .cipher(a.cipher.into())
+            .kdf(KdfParams { memory_kib, iterations: a.kdf_iterations, parallelism: 1 })
+            .credentials(creds);
+    }
+    let existed = t.file.exists();
+    let db = match cfg.open() {
+        Ok(db) => db,
+        Err(e) => {
+            // Do not leave behind the empty file a failed creation made.
+            if !existed && std::fs::metadata(&t.file).is_ok_and(|m| m.len() == 0) {
+                let _ = std::fs::remove_file(&t.file);
+            }
+            return Err(CliError::db(e, &t.file));
+        }
+    };
+    db.flush().at(&t.file)?;
+    let mode = if db.is_encrypted() {
+        format!("encrypted ({})", crate::CipherId::from(a.cipher).name())
+    } else {
+        "plaintext".into()
+    };
+    drop(db);
+    let mut o = out();
+    writeln!(o, "created {} database {}", mode, t.file.display()).map_err(CliError::stdout)?;
+    o.flush().map_err(CliError::stdout)
+}
+
+pub fn put(a: PutArgs) -> Result<(), CliError> {
+    let (db, file) = open_db(&a.db, &a.keys, Access::Write)?;
+    let value = if a.value == "-" {
+        let mut v = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut v).at(Path::new("<stdin>"))?;
+        v
+    } else {
+        bytes(a.value)
+    };
+    let tx = db.begin_write().at(&file)?;
+    tx.open_tree(writable_tree(&bytes(a.tree))?).at(&file)?.insert(bytes(a.key), value).at(&file)?;
+    tx.commit().at(&file)
+}
+
+/// The tree of a read snapshot, or `None` when it does not exist.
+fn read_tree(rt: &ReadTransaction, name: &[u8], file: &Path) -> Result<Option<crate::ReadTree>, CliError> {
+    match rt.open_tree(name) {
+        Ok(t) => Ok(Some(t)),
+        Err(Error::CollectionNotFound) => Ok(None),
+        Err(e) => Err(CliError::db(e, file)),
+    }
+}
+
+pub fn get(a: KeyCmdArgs) -> Result<(), CliError> {
+    let (db, file) = open_db(&a.db, &a.keys, Access::Read)?;
+    let rt = db.begin_read().at(&file)?;
+    let Some(tree) = read_tree(&rt, &bytes(a.tree), &file)? else {
+        return Err(CliError::NotFound { what: "tree not found", file });
+    };
+    let Some(v) = tree.get(bytes(a.key)).at(&file)? else {
+        return Err(CliError::NotFound { what: "key not found", file });
+    };
+    let mut o = out();
+    o.write_all(&v).map_err(CliError::stdout)?;
+    o.flush().map_err(CliError::stdout)
+}
+
+pub fn del(a: KeyCmdArgs) -> Result<(), CliError> {
+    let (db, file) = open_db(&a.db, &a.keys, Access::Write)?;
+    let name = bytes(a.tree);
+    let tx = db.begin_write().at(&file)?;
+    if !tx.tree_names().iter().any(|n| n == name.as_slice()) {
+        return Ok(());
+    }
+    tx.open_tree(&name).at(&file)?.remove(bytes(a.key)).at(&file)?;
+    tx.commit().at(&file)
+}
+
+/// Bytes for a text line: as they are when UTF-8 without control characters, else escaped
+/// (`\n`, `\t`, `\xNN`, ...).
+pub fn printable(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) if !s.chars().any(|c| c.is_control()) => s.to_string(),
+        _ => b.escape_ascii().to_string(),
+    }
+}
+
+pub fn scan(a: ScanArgs) -> Result<(), CliError> {
+    let (db, file) = open_db(&a.db, &a.keys, Access::Read)?;
+    let rt = db.begin_read().at(&file)?;
+    let Some(tree) = read_tree(&rt, &bytes(a.tree), &file)? else {
+        return Ok(());
+    };
+    let iter = match a.prefix {
+        Some(p) => tree.scan_prefix(bytes(p)),
+        None => tree.iter(),
+    };
+    let mut o = out();
+    for item in iter {
+        let (k, v) = item.at(&file)?;
+        let line = if a.json {
+            Record { tree: None, key: k.to_vec(), value: v.to_vec() }.to_line()
+        } else {
+            format!("{}\t{}", printable(&k), printable(&v))
+        };
+        writeln!(o, "{line}").map_err(CliError::stdout)?;
+    }
+    o.flush().map_err(CliError::stdout)
+}
+
+pub fn load(a: LoadArgs) -> Result<(), CliError> {
+    let (db, file) = open_db(&a.db, &a.keys, Access::Write)?;
+    let forced_tree = a.tree.map(bytes);
+    let batch = a.batch.unwrap_or(u64::MAX);
+    let stdin_path = Path::new("<stdin>");
+    let mut input = std::io::stdin().lock();
+    let bar = super::progress(None, "loading");
+    let mut tx = db.begin_write().at(&file)?;
+    let (mut line_no, mut loaded, mut in_tx, mut committed) = (0u64, 0u64, 0u64, 0u64);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line).at(stdin_path)? == 0 {
+            break;
+        }
+        line_no += 1;
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let rec = super::jsonl::parse_record(&line).map_err(|e| {
+            let done =
+                if committed > 0 { format!("; {committed} records before it were committed") } else { String::new() };
+            CliError::Usage(format!("line {line_no}, {e}{done} (<stdin>)"))
+        })?;
+        let tree = match (&forced_tree, &rec.tree) {
+            (Some(t), _) | (None, Some(t)) => t.as_slice(),
+            (None, None) => {
+                return Err(CliError::Usage(format!(
+                    "line {line_no}: no tree named (give TREE or a \"tree\" field) (<stdin>)"
+                )));
+            }
+        };
+        let tree = writable_tree(tree)
+            .map_err(|e| CliError::Usage(format!("line {line_no}: {}", e.message().unwrap_or_default())))?;
+        tx.open_tree(tree).at(&file)?.insert(&rec.key, &rec.value).at(&file)?;
+        loaded += 1;
+        in_tx += 1;
+        bar.inc(1);
+        if in_tx >= batch {
+            tx.commit().at(&file)?;
+            committed = loaded;
+            in_tx = 0;
+            tx = db.begin_write().at(&file)?;
+        }
+    }
+    tx.commit().at(&file)?;
+    bar.finish_and_clear();
+    let mut o = out();
+    writeln!(o, "loaded {loaded} records into {}", file.display()).map_err(CliError::stdout)?;
+    o.flush().map_err(CliError::stdout)
+}
+
+pub fn dump(a: DumpArgs) -> Result<(), CliError> {
+    let (db, file) = open_db(&a.db, &a.keys, Access::Read)?;
+    let rt = db.begin_read().at(&file)?;
+    let mut names: Vec<Vec<u8>> = rt.tree_names().iter().map(|n| n.to_vec()).collect();
+    names.sort();
+    names.dedup();
+    if let Some(only) = a.tree {
+        let only = bytes(only);
+        names.retain(|n| *n == only);
+    }
+    let mut o = out();
+    for name in names {
+        let Some(tree) = read_tree(&rt, &name, &file)? else {
+            continue;
+        };
+        for item in tree.iter() {
+            let (k, v) = item.at(&file)?;
+            let line = Record { tree: Some(name.clone()), key: k.to_vec(), value: v.to_vec() }.to_line();
+            writeln!(o, "{line}").map_err(CliError::stdout)?;
+        }
+    }
+    o.flush().map_err(CliError::stdout)
+}
+
+pub fn stats(a: StatsArgs) -> Result<(), CliError> {
+    let (db, file) = open_db(&a.db, &a.keys, Access::Read)?;
+    let m = db.metrics();
+    let size = db.size_on_disk().at(&file)?;
+    let fields: [(&str, u64); 16] = [
+        ("pages_sealed", m.pages_sealed),
+        ("pages_opened", m.pages_opened),
+        ("bytes_written", m.bytes_written),
+        ("bytes_read", m.bytes_read),
+        ("crypto_nanos", m.crypto_nanos),
+        ("cache_hits", m.cache_hits),
+        ("cache_misses", m.cache_misses),
+        ("cache_evictions", m.cache_evictions),
+        ("commits", m.commits),
+        ("durable_commits", m.durable_commits),
+        ("syncs", m.syncs),
+        ("cached_pages", m.cached_pages),
+        ("key_epoch", u64::from(m.key_epoch)),
+        ("seals_in_epoch", m.seals_in_epoch),
+        ("commit_seq", db.commit_seq()),
+        ("size_on_disk", size),
+    ];
+    let mut o = out();
+    if a.json {
+        let obj = fields.iter().fold(Obj::new().str("file", &file.display().to_string()), |o, (k, v)| o.num(k, *v));
+        writeln!(o, "{}", obj.finish()).map_err(CliError::stdout)?;
+    } else {
+        writeln!(o, "file: {}", file.display()).map_err(CliError::stdout)?;
+        for (k, v) in fields {
+            writeln!(o, "{k}: {v}").map_err(CliError::stdout)?;
+        }
+    }
+    o.flush().map_err(CliError::stdout)
+}

@@ -1,0 +1,249 @@
+//! `foldvault demo`: a guided tour for operators. It writes FoldDB-shaped records (trees
+//! `metadata`, `schemas`, `schema_states`; `atom:{uuid}` and `ref:{uuid}` keys in the default
+//! tree, atoms holding JSON of 300–2000 bytes) into an encrypted database, reads them back and
+//! compares, searches the raw file for a marker that every atom carries, prints the status,
+//! and measures the cost of encryption against plaintext mode on the same records.
+//!
+//! Layer: admin; public API only. The key is a random master key held in memory, never shown.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use super::cli::DemoArgs;
+use super::status::{DbInfo, read_header, write_status};
+use super::{At, CliError};
+use crate::{Config, DEFAULT_TREE, Encryption, Error, MasterKey};
+
+/// Records per write transaction.
+const RECORDS_PER_COMMIT: usize = 100;
+/// Schemas in the demo data.
+const SCHEMAS: usize = 8;
+
+struct Rec {
+    tree: &'static [u8],
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+fn uuid_v4(rng: &mut impl Rng) -> String {
+    let mut b: [u8; 16] = rng.r#gen();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = crate::format::page::hex(&b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+const WORDS: &[&str] =
+    &["ledger", "schema", "atom", "mutation", "field", "range", "molecule", "transform", "query", "node"];
+
+/// FoldDB-shaped records; every atom's JSON carries `marker`.
+fn make_records(atoms: usize, marker: &str) -> Vec<Rec> {
+    let mut rng = rand::thread_rng();
+    let mut recs = Vec::with_capacity(2 * atoms + 2 * SCHEMAS + 3);
+    recs.push(Rec { tree: b"metadata", key: b"node_id".to_vec(), value: uuid_v4(&mut rng).into_bytes() });
+    recs.push(Rec { tree: b"metadata", key: b"created_at".to_vec(), value: b"2026-01-01T00:00:00Z".to_vec() });
+    recs.push(Rec { tree: b"metadata", key: b"format".to_vec(), value: b"folddb-demo-1".to_vec() });
+    for i in 0..SCHEMAS {
+        let name = format!("schema_{i}");
+        let def = format!(
+            r#"{{"name":"{name}","fields":{{"title":"Single","body":"Single","tags":"Collection"}},"payment":"none"}}"#
+        );
+        recs.push(Rec { tree: b"schemas", key: name.clone().into_bytes(), value: def.into_bytes() });
+        recs.push(Rec { tree: b"schema_states", key: name.into_bytes(), value: b"\"Approved\"".to_vec() });
+    }
+    for _ in 0..atoms {
+        let id = uuid_v4(&mut rng);
+        let target = rng.gen_range(300..=2000usize);
+        let mut v = format!(
+            r#"{{"uuid":"{id}","schema_name":"schema_{}","source_pub_key":"{}","created_at":"2026-01-01T00:00:00Z","marker":"{marker}","content":""#,
+            rng.gen_range(0..SCHEMAS),
+            crate::format::page::hex(&rng.r#gen::<[u8; 32]>()),
+        );
+        while v.len() + 3 < target {
+            v.push_str(WORDS[rng.gen_range(0..WORDS.len())]);
+            v.push(' ');
+        }
+        v.truncate(target - 3);
+        v.push_str("\"}}");
+        recs.push(Rec { tree: DEFAULT_TREE, key: format!("atom:{id}").into_bytes(), value: v.into_bytes() });
+        let r = format!(r#"{{"atom_uuid":"{id}"}}"#);
+        recs.push(Rec {
+            tree: DEFAULT_TREE,
+            key: format!("ref:{}", uuid_v4(&mut rng)).into_bytes(),
+            value: r.into_bytes(),
+        });
+    }
+    recs
+}
+
+struct Timing {
+    write: Duration,
+    read: Duration,
+}
+
+/// Writes every record (a transaction per `RECORDS_PER_COMMIT`, then one flush), reopens,
+/// reads each back and compares. A mismatch is a `Verify` error.
+fn round_trip(cfg: &Config, file: &Path, recs: &[Rec], label: &str) -> Result<Timing, CliError> {
+    let bar = super::progress(Some(2 * recs.len() as u64), label);
+    let t0 = Instant::now();
+    let db = cfg.open().at(file)?;
+    for chunk in recs.chunks(RECORDS_PER_COMMIT) {
+        let tx = db.begin_write().at(file)?;
+        for r in chunk {
+            tx.open_tree(r.tree).at(file)?.insert(&r.key, &r.value).at(file)?;
+        }
+        tx.commit().at(file)?;
+        bar.inc(chunk.len() as u64);
+    }
+    db.flush().at(file)?;
+    drop(db);
+    let write = t0.elapsed();
+    let t1 = Instant::now();
+    let db = cfg.open().at(file)?;
+    let rt = db.begin_read().at(file)?;
+    let mut mismatches = 0usize;
+    for r in recs {
+        let got = rt.open_tree(r.tree).at(file)?.get(&r.key).at(file)?;
+        if got.as_deref() != Some(r.value.as_slice()) {
+            mismatches += 1;
+        }
+        bar.inc(1);
+    }
+    let read = t1.elapsed();
+    bar.finish_and_clear();
+    if mismatches > 0 {
+        return Err(CliError::Verify(format!(
+            "{mismatches} records read back differ from what was written ({})",
+            file.display()
+        )));
+    }
+    Ok(Timing { write, read })
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    if needle.is_empty() {
+        return 0;
+    }
+    haystack.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The backup step of the tour: a placeholder until `backup` / `verify-backup` / `restore` exist.
+pub fn demo_backup_step(o: &mut dyn Write, _db_file: &Path) -> std::io::Result<()> {
+    writeln!(o, "backup: not yet available")
+}
+
+fn tour(o: &mut dyn Write, enc_file: &Path, plain_file: &Path, atoms: usize) -> Result<(), CliError> {
+    let w = |e| CliError::stdout(e);
+    let marker = format!("FOLDVAULT-DEMO-{}", crate::format::page::hex(&rand::thread_rng().r#gen::<[u8; 6]>()));
+    let recs = make_records(atoms, &marker);
+    let total: usize = recs.iter().map(|r| r.key.len() + r.value.len()).sum();
+    writeln!(
+        o,
+        "foldvault demo: {} records ({atoms} atoms, {atoms} refs, metadata, {SCHEMAS} schemas), {total} bytes",
+        recs.len()
+    )
+    .map_err(w)?;
+
+    writeln!(o, "\n1. write and read back, encrypted ({})", enc_file.display()).map_err(w)?;
+    let key = MasterKey::generate();
+    writeln!(o, "   key: a random 256-bit master key, held in memory only").map_err(w)?;
+    let base = |f: &Path| Config::new().file(f).flush_every_ms(None).use_env(false);
+    let enc_cfg = base(enc_file).encryption(Encryption::Required).master_key(key.duplicate());
+    let enc = round_trip(&enc_cfg, enc_file, &recs, "encrypted")?;
+    writeln!(
+        o,
+        "   all {} records read back equal (write {:.1} ms, read {:.1} ms)",
+        recs.len(),
+        ms(enc.write),
+        ms(enc.read)
+    )
+    .map_err(w)?;
+
+    writeln!(o, "\n2. the raw file bytes").map_err(w)?;
+    let raw = std::fs::read(enc_file).at(enc_file)?;
+    let first_atom = recs.iter().find(|r| r.key.starts_with(b"atom:")).map(|r| r.key.clone()).unwrap_or_default();
+    let probes: [(&str, &[u8]); 4] = [
+        ("marker", marker.as_bytes()),
+        ("\"atom:\"", b"atom:"),
+        ("first atom key", &first_atom),
+        ("\"schema_name\"", b"schema_name"),
+    ];
+    let mut leaked = 0;
+    for (name, needle) in probes {
+        let n = count(&raw, needle);
+        leaked += n;
+        writeln!(o, "   {name}: found {n} times in {} bytes", raw.len()).map_err(w)?;
+    }
+    if leaked > 0 {
+        return Err(CliError::Verify(format!("record bytes found in the encrypted file ({})", enc_file.display())));
+    }
+    writeln!(o, "   none of the records is visible in the file").map_err(w)?;
+
+    writeln!(o, "\n3. status").map_err(w)?;
+    let info = read_header(enc_file).at(enc_file)?;
+    let db = enc_cfg.open().at(enc_file)?;
+    let dbi = DbInfo::of(&db, enc_file)?;
+    drop(db);
+    let mut status = Vec::new();
+    write_status(&mut status, enc_file, &info, Some(&dbi), false).map_err(w)?;
+    for line in String::from_utf8_lossy(&status).lines() {
+        writeln!(o, "   {line}").map_err(w)?;
+    }
+
+    writeln!(o, "\n4. overhead against plaintext mode ({})", plain_file.display()).map_err(w)?;
+    let plain_cfg = base(plain_file).plaintext();
+    let plain = round_trip(&plain_cfg, plain_file, &recs, "plaintext")?;
+    let plain_raw = std::fs::read(plain_file).at(plain_file)?;
+    writeln!(
+        o,
+        "   (for contrast, the plaintext file shows the marker {} times)",
+        count(&plain_raw, marker.as_bytes())
+    )
+    .map_err(w)?;
+    let (e, p) = (enc.write + enc.read, plain.write + plain.read);
+    writeln!(o, "   encrypted: write {:.1} ms + read {:.1} ms = {:.1} ms", ms(enc.write), ms(enc.read), ms(e))
+        .map_err(w)?;
+    writeln!(o, "   plaintext: write {:.1} ms + read {:.1} ms = {:.1} ms", ms(plain.write), ms(plain.read), ms(p))
+        .map_err(w)?;
+    let ratio = if p.is_zero() { f64::NAN } else { e.as_secs_f64() / p.as_secs_f64() };
+    writeln!(o, "   ratio encrypted / plaintext: {ratio:.2}x").map_err(w)?;
+
+    writeln!(o, "\n5. backup, verify, restore").map_err(w)?;
+    demo_backup_step(o, enc_file).map_err(w)?;
+    Ok(())
+}
+
+pub fn demo(a: DemoArgs) -> Result<(), CliError> {
+    let (dir, temporary): (PathBuf, bool) = match a.dir {
+        Some(d) => (d, false),
+        None => {
+            let tag = crate::format::page::hex(&rand::thread_rng().r#gen::<[u8; 8]>());
+            (std::env::temp_dir().join(format!("foldvault-demo-{tag}")), true)
+        }
+    };
+    std::fs::create_dir_all(&dir).at(&dir)?;
+    let enc_file = dir.join("demo.foldvault");
+    let plain_file = dir.join("demo-plaintext.foldvault");
+    for f in [&enc_file, &plain_file] {
+        if f.exists() {
+            return Err(CliError::db(Error::AlreadyExists(f.display().to_string()), f));
+        }
+    }
+    let mut o = std::io::stdout().lock();
+    let result = tour(&mut o, &enc_file, &plain_file, a.records as usize);
+    if temporary {
+        let _ = std::fs::remove_file(&enc_file);
+        let _ = std::fs::remove_file(&plain_file);
+        let _ = std::fs::remove_dir(&dir);
+    } else if result.is_ok() {
+        let _ = writeln!(o, "\nfiles kept in {}", dir.display());
+    }
+    result
+}

@@ -1,0 +1,201 @@
+//! The operator's tools as library code: the `foldvault` command line (`cli`, `commands`,
+//! `status`, `demo`) and the `pagedump` debugging tool (`pagedump`). The binaries in `src/bin/`
+//! only call [`foldvault_main`] and [`pagedump_main`].
+//!
+//! Layer: admin, on top of everything: it uses the public API (`Config`, `Db`, transactions)
+//! for all commands, and the crate-private pager only in `pagedump`, to open single pages.
+//!
+//! Invariants:
+//! - exit codes are stable (see [`EXIT_CODES`]): 0 success, 1 key not found, 2 usage error,
+//!   3 wrong key or passphrase, 4 corruption or failed verification, 5 I/O error or locked file;
+//! - an error is one line on standard error, `foldvault: <what> (<file>)`, never a backtrace,
+//!   never a key or passphrase;
+//! - writing commands open with `Durability::Immediate`: exit 0 means every write is durable;
+//! - progress bars only when standard error is a terminal.
+
+pub mod cli;
+pub mod commands;
+pub mod demo;
+pub mod jsonl;
+pub mod keys;
+pub mod pagedump;
+mod pagetree;
+mod pageview;
+pub mod status;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+pub use status::{HeaderInfo, read_header};
+
+use crate::Error;
+
+/// Success.
+pub const EXIT_OK: i32 = 0;
+/// `get`: the tree or key does not exist.
+pub const EXIT_NOT_FOUND: i32 = 1;
+/// Bad arguments, bad input, or a request this build or file cannot serve.
+pub const EXIT_USAGE: i32 = 2;
+/// No key slot opens with the key or passphrase given (or none was given).
+pub const EXIT_WRONG_KEY: i32 = 3;
+/// The file is damaged or tampered with, or a check or verification failed.
+pub const EXIT_CORRUPT: i32 = 4;
+/// An I/O error, or the file is locked by another process.
+pub const EXIT_IO: i32 = 5;
+
+/// The exit-code table printed by `foldvault --help`.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  key not found (get)
+  2  usage error: bad arguments or input, a file or option this build cannot serve,
+     a command not yet available
+  3  wrong key or passphrase (or none given for an encrypted database)
+  4  corruption: a page, header or commit record failed its check, or a check or
+     verification failed
+  5  I/O error, or the database file is locked by another process";
+
+/// A failed command: what to print and which exit code to return.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad arguments or input (exit 2).
+    Usage(String),
+    /// A subcommand that is declared but not implemented yet (exit 2).
+    NotYetAvailable(&'static str),
+    /// `get`: no such tree or key (exit 1).
+    NotFound { what: &'static str, file: PathBuf },
+    /// A library error about `file` (exit code by kind).
+    Db { err: Error, file: PathBuf },
+    /// An I/O error outside the library about `file` (exit 5).
+    Io { err: std::io::Error, file: PathBuf },
+    /// A verification the tool itself made failed (exit 4).
+    Verify(String),
+    /// Standard output was closed by its reader (`| head`): stop quietly with exit 0.
+    BrokenPipe,
+}
+
+impl CliError {
+    pub fn db(err: Error, file: &Path) -> CliError {
+        CliError::Db { err, file: file.to_path_buf() }
+    }
+    pub fn io(err: std::io::Error, file: &Path) -> CliError {
+        CliError::Io { err, file: file.to_path_buf() }
+    }
+    /// An error writing to standard output.
+    pub fn stdout(err: std::io::Error) -> CliError {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            CliError::BrokenPipe
+        } else {
+            CliError::Io { err, file: PathBuf::from("<stdout>") }
+        }
+    }
+
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) | CliError::NotYetAvailable(_) => EXIT_USAGE,
+            CliError::NotFound { .. } => EXIT_NOT_FOUND,
+            CliError::Db { err, .. } => exit_code_of(err),
+            CliError::Io { .. } => EXIT_IO,
+            CliError::Verify(_) => EXIT_CORRUPT,
+            CliError::BrokenPipe => EXIT_OK,
+        }
+    }
+
+    /// The one-line message (without the program name); `None` for a quiet stop.
+    pub fn message(&self) -> Option<String> {
+        Some(match self {
+            CliError::Usage(m) | CliError::Verify(m) => m.clone(),
+            CliError::NotYetAvailable(cmd) => format!("{cmd}: not yet available in this version"),
+            CliError::NotFound { what, file } => format!("{what} ({})", file.display()),
+            CliError::Db { err, file } => {
+                format!("{} ({})", one_line(&err.to_string()), file.display())
+            }
+            CliError::Io { err, file } => {
+                format!("{} ({})", one_line(&err.to_string()), file.display())
+            }
+            CliError::BrokenPipe => return None,
+        })
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+/// The exit code for a library error (the table in [`EXIT_CODES`]).
+pub fn exit_code_of(e: &Error) -> i32 {
+    match e {
+        Error::WrongKey { .. } => EXIT_WRONG_KEY,
+        e if e.is_corruption() => EXIT_CORRUPT,
+        Error::Corrupt { .. } | Error::RolledBack { .. } | Error::RootDigestMismatch => EXIT_CORRUPT,
+        Error::Io(_) | Error::Locked | Error::Poisoned => EXIT_IO,
+        Error::KeyTooLarge { .. }
+        | Error::ValueTooLarge { .. }
+        | Error::Unsupported(_)
+        | Error::InvalidConfig(_)
+        | Error::AlreadyExists(_)
+        | Error::CollectionNotFound
+        | Error::UnsupportedVersion { .. } => EXIT_USAGE,
+        _ => EXIT_IO,
+    }
+}
+
+/// Attaches the file a library or I/O error is about.
+pub trait At<T> {
+    fn at(self, file: &Path) -> Result<T, CliError>;
+}
+
+impl<T> At<T> for crate::Result<T> {
+    fn at(self, file: &Path) -> Result<T, CliError> {
+        self.map_err(|e| CliError::db(e, file))
+    }
+}
+
+impl<T> At<T> for std::io::Result<T> {
+    fn at(self, file: &Path) -> Result<T, CliError> {
+        self.map_err(|e| CliError::io(e, file))
+    }
+}
+
+/// A progress bar on standard error when it is a terminal, else a hidden one.
+pub fn progress(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let template =
+        if len.is_some() { "{msg} {bar:40} {pos}/{len} ({per_sec})" } else { "{spinner} {msg} {pos} ({per_sec})" };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Prints the error (if any) as `<program>: <message>` and returns the exit code.
+pub fn report(program: &str, result: Result<(), CliError>) -> i32 {
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            if let Some(m) = e.message() {
+                eprintln!("{program}: {m}");
+            }
+            e.exit_code()
+        }
+    }
+}
+
+/// The `foldvault` program: parses the process arguments, runs the command, returns the exit
+/// code.
+pub fn foldvault_main() -> i32 {
+    cli::run(std::env::args_os())
+}
+
+/// The `pagedump` program.
+pub fn pagedump_main() -> i32 {
+    pagedump::run(std::env::args_os())
+}

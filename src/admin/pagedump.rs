@@ -1,0 +1,270 @@
+//! `pagedump`: a page-level view of a foldvault file, for debugging.
+//!
+//! Without a key (encrypted file) it shows the header fields, the key slots' kinds, and for each
+//! page only its public trailer (tag, nonce, epoch): nothing else is readable. With a key, or
+//! for a plaintext file, it opens each page on its own (`Pager::read_unanchored`, no parent tag
+//! to compare with) and decodes it: branch keys and children with their tags, leaf entries,
+//! overflow and free-list links, commit records. A page that fails to open is reported and the
+//! dump goes on; the exit code is then 4.
+//!
+//! Layer: admin, the one place in it that uses crate-private internals (`pager`, `crypto::seal`,
+//! `btree::node`, `db::open`), read-only: the file is opened with a shared lock and nothing is
+//! ever written.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+
+use super::commands::Target;
+use super::jsonl::{Obj, array};
+use super::keys::{KeyArgs, Prompt};
+use super::pageview::{Desc, commit_desc, describe_payload};
+use super::{At, CliError, EXIT_CODES, HeaderInfo};
+use crate::crypto::seal::{DataKeys, PageSealer};
+use crate::error::PageNo;
+use crate::format::header::FileHeader;
+use crate::format::page::{EPOCH_OFFSET, NONCE_OFFSET, NONCE_SIZE, TAG_OFFSET, TAG_SIZE, hex};
+use crate::format::{COMMIT_PAGE_A, FIRST_DATA_PAGE, PAGE_SIZE, get_u32};
+use crate::pager::Pager;
+use crate::storage::{FileStorage, Storage};
+use crate::{CipherBackend, Error};
+
+/// Bytes of opened pages the dump's pager may cache.
+const CACHE_BYTES: usize = 4 << 20;
+
+/// Show the pages of a foldvault file (header, commit records, tree pages).
+///
+/// Without a key, an encrypted file shows only its header and each page's public trailer
+/// (tag, nonce, epoch). With a key (--passphrase-file, FOLDVAULT_PASSPHRASE, --key-file,
+/// FOLDVAULT_KEY_FILE), or for a plaintext file, pages are opened and decoded. pagedump never
+/// writes and never prompts. Exit code 4 when a page fails to open.
+#[derive(Parser, Debug)]
+#[command(name = "pagedump", version, after_long_help = EXIT_CODES)]
+pub struct PagedumpCli {
+    /// The database file (or a database directory)
+    pub db: PathBuf,
+    /// Only page N
+    #[arg(long, value_name = "N", conflicts_with_all = ["all", "tree"])]
+    pub page: Option<u64>,
+    /// Every page of the file (default: the header and commit pages 0-3)
+    #[arg(long, conflicts_with = "tree")]
+    pub all: bool,
+    /// Draw the B-tree of the named tree level by level (needs the key for an encrypted file)
+    #[arg(long, value_name = "NAME")]
+    pub tree: Option<OsString>,
+    /// One JSON object per page (or per level) instead of text
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+/// What the dump works with.
+pub(crate) struct Dumper {
+    /// The database file (for messages).
+    pub(crate) file: PathBuf,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) info: HeaderInfo,
+    /// `None` when the file is encrypted and no key was given.
+    pub(crate) pager: Option<Pager>,
+    pub(crate) json: bool,
+    /// Pages that failed to open.
+    pub(crate) failures: u64,
+}
+
+impl Dumper {
+    pub(crate) fn open(cli: &PagedumpCli) -> Result<Dumper, CliError> {
+        let t = Target::resolve(&cli.db);
+        t.must_exist()?;
+        let storage: Arc<dyn Storage> = Arc::new(FileStorage::open_read_only(&t.file).at(&t.file)?);
+        let info = super::read_header(&t.file).at(&t.file)?;
+        let h = &info.header;
+        let pager = if !h.is_encrypted() {
+            Some(Pager::new(storage.clone(), PageSealer::plaintext(h.file_id), CACHE_BYTES))
+        } else {
+            let creds = cli.keys.credentials(Prompt::Never)?;
+            if creds.is_empty() {
+                None
+            } else {
+                let (dk, _slot) = crate::db::open::unlock(h, info.header_page, &creds).at(&t.file)?;
+                let sealer = PageSealer::encrypted(
+                    h.file_id,
+                    h.cipher,
+                    CipherBackend::default(),
+                    DataKeys::single(dk),
+                    u32::MAX,
+                );
+                Some(Pager::new(storage.clone(), sealer, CACHE_BYTES))
+            }
+        };
+        Ok(Dumper { file: t.file, storage, info, pager, json: cli.json, failures: 0 })
+    }
+
+    fn header_desc(&self) -> Desc {
+        let h: &FileHeader = &self.info.header;
+        let copy = if self.info.header_page == 0 { "A" } else { "B" };
+        let mut d = Desc {
+            lines: vec![format!("file header: copy {copy} (the newest valid copy)")],
+            obj: Obj::new().str("kind", "file"),
+        };
+        let cipher = if h.is_encrypted() { h.cipher.name() } else { "none" };
+        d.line(format!(
+            "format version {}, cipher {cipher}, generation {}, file id {}",
+            h.version,
+            h.generation,
+            hex(&h.file_id)
+        ));
+        d.line(format!(
+            "file size {} bytes = {} pages; key given: {}",
+            self.info.file_size,
+            self.info.page_count,
+            self.pager.is_some()
+        ));
+        let mut slots = Vec::new();
+        for (i, s) in h.slots.iter().enumerate() {
+            if let Some(s) = s {
+                d.line(format!("slot {i}: {}", s.kind.name()));
+                slots.push(Obj::new().num("slot", i as u64).str("kind", s.kind.name()).finish());
+            }
+        }
+        if h.next_key.is_some() {
+            d.line("rekey in progress (next key present)".into());
+        }
+        d.obj = d
+            .obj
+            .num("header_page", self.info.header_page)
+            .num("format_version", h.version)
+            .str("cipher", cipher)
+            .num("generation", h.generation)
+            .str("file_id", &hex(&h.file_id))
+            .num("file_size", self.info.file_size)
+            .num("page_count", self.info.page_count)
+            .raw("slots", &array(slots));
+        d
+    }
+
+    /// Describes page `p`.
+    pub(crate) fn describe(&mut self, p: PageNo) -> Desc {
+        let mut raw = vec![0u8; PAGE_SIZE];
+        if let Err(e) = self.storage.read_at(p * PAGE_SIZE as u64, &mut raw) {
+            self.failures += 1;
+            let mut d = Desc::new(p, format!("cannot read: {e}"));
+            d.obj = d.obj.str("error", &e.to_string());
+            return d;
+        }
+        if p < COMMIT_PAGE_A {
+            let mut d = Desc::new(p, format!("header copy {}", if p == 0 { "A" } else { "B" }));
+            let (state, ok) = match FileHeader::decode(&raw, p) {
+                Ok(h) => (format!("valid, generation {}", h.generation), true),
+                Err(e) => (format!("INVALID: {e}"), false),
+            };
+            d.line(state.clone());
+            d.obj = d.obj.str("kind", "header").bool("valid", ok).str("state", &state);
+            return d;
+        }
+        if raw.iter().all(|b| *b == 0) {
+            let mut d = Desc::new(p, "unwritten (all zeros)".into());
+            d.obj = d.obj.str("kind", "unwritten");
+            return d;
+        }
+        let tag = hex(&raw[TAG_OFFSET..TAG_OFFSET + TAG_SIZE]);
+        let nonce = hex(&raw[NONCE_OFFSET..NONCE_OFFSET + NONCE_SIZE]);
+        let epoch = get_u32(&raw, EPOCH_OFFSET).unwrap_or(0);
+        let trailer = format!("trailer: tag {tag}, nonce {nonce}, epoch {epoch}");
+        let with_trailer = |mut d: Desc| {
+            d.lines.insert(1, format!("  {trailer}"));
+            d.obj = d.obj.str("tag", &tag).str("nonce", &nonce).num("epoch", epoch);
+            d
+        };
+        let Some(pager) = &self.pager else {
+            let what = if p < FIRST_DATA_PAGE { "commit record" } else { "data page" };
+            let mut d = Desc::new(p, format!("{what}, sealed (no key: nothing but the trailer is readable)"));
+            d.obj = d.obj.str("kind", "sealed");
+            return with_trailer(d);
+        };
+        let result = if p < FIRST_DATA_PAGE {
+            pager.read_commit(p).map(|r| commit_desc(p, &r))
+        } else {
+            pager.read_unanchored(p).and_then(|cp| describe_payload(p, cp.payload()))
+        };
+        let d = match result {
+            Ok(d) => d,
+            Err(e) => self.failed(p, e),
+        };
+        with_trailer(d)
+    }
+
+    fn failed(&mut self, p: PageNo, e: Error) -> Desc {
+        self.failures += 1;
+        let mut d = Desc::new(p, format!("FAILS TO OPEN: {e}"));
+        d.obj = d.obj.str("kind", "error").str("error", &e.to_string());
+        d
+    }
+
+    pub(crate) fn emit(&self, o: &mut dyn Write, d: Desc) -> std::io::Result<()> {
+        if self.json {
+            writeln!(o, "{}", d.obj.finish())
+        } else {
+            for l in d.lines {
+                writeln!(o, "{l}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn dump(cli: PagedumpCli) -> Result<(), CliError> {
+    let mut dumper = Dumper::open(&cli)?;
+    let mut o = std::io::BufWriter::new(std::io::stdout().lock());
+    if let Some(name) = &cli.tree {
+        use std::os::unix::ffi::OsStrExt;
+        super::pagetree::draw(&mut dumper, name.as_bytes(), &mut o)?;
+    } else {
+        let pages: Vec<PageNo> = match (cli.page, cli.all) {
+            (Some(n), _) => vec![n],
+            (None, true) => (0..dumper.info.page_count).collect(),
+            (None, false) => (0..FIRST_DATA_PAGE.min(dumper.info.page_count)).collect(),
+        };
+        let header = dumper.header_desc();
+        dumper.emit(&mut o, header).map_err(CliError::stdout)?;
+        for p in pages {
+            let d = dumper.describe(p);
+            dumper.emit(&mut o, d).map_err(CliError::stdout)?;
+        }
+        if cli.page.is_none() && !cli.all && !cli.json {
+            writeln!(o, "(pages 0-3 only: --all for every page, --page N for one, --tree NAME for a tree)")
+                .map_err(CliError::stdout)?;
+        }
+    }
+    o.flush().map_err(CliError::stdout)?;
+    if dumper.failures > 0 {
+        return Err(CliError::Verify(format!("{} pages failed to open ({})", dumper.failures, cli.db.display())));
+    }
+    Ok(())
+}
+
+/// Parses `args` (program name first), runs the dump and returns the exit code.
+pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
+    let cli = match PagedumpCli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    super::report("pagedump", dump(cli))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        PagedumpCli::command().debug_assert();
+    }
+}

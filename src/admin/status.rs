@@ -1,0 +1,253 @@
+//! `foldvault status`: what a database file is, read from its header without a key; with a key
+//! (or for a plaintext file) also its trees, record counts and commit counters.
+//!
+//! Layer: admin. [`read_header`] reads only pages 0 and 1 through `std::fs` (no lock, no key, no
+//! writes) and decodes them with the public `FileHeader::decode`; everything it returns is
+//! public in the file already (no key material: slots hold only wrapped keys, which are not
+//! shown).
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::cli::StatusArgs;
+use super::commands::Target;
+use super::jsonl::{Obj, array};
+use super::keys::Prompt;
+use super::{At, CliError};
+use crate::error::PageNo;
+use crate::format::header::FileHeader;
+use crate::format::{HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE};
+use crate::{Db, Error};
+
+/// The header of a database file, as read without a key.
+#[derive(Debug, Clone)]
+pub struct HeaderInfo {
+    /// The valid copy with the highest generation.
+    pub header: FileHeader,
+    /// The page that copy was read from (0 or 1).
+    pub header_page: PageNo,
+    /// Whether copies A (page 0) and B (page 1) decode.
+    pub copies_valid: [bool; 2],
+    /// File size in bytes.
+    pub file_size: u64,
+    /// `file_size / 4096`.
+    pub page_count: u64,
+}
+
+/// Reads and decodes both header copies of the file at `path` and keeps the valid one with the
+/// highest generation. Needs no key and takes no lock. Errors: `Io`, `NotADatabase`,
+/// `Truncated`, or the first copy's decode error when neither copy is valid.
+pub fn read_header(path: &Path) -> crate::Result<HeaderInfo> {
+    let file = std::fs::File::open(path)?;
+    let file_size = file.metadata()?.len();
+    if file_size < 2 * PAGE_SIZE as u64 {
+        let mut magic = [0u8; 8];
+        if file_size < 8 || file.read_exact_at(&mut magic, 0).is_err() || magic != crate::format::MAGIC {
+            return Err(Error::NotADatabase);
+        }
+        return Err(Error::Truncated { expected: 2 * PAGE_SIZE as u64, found: file_size });
+    }
+    let mut best: Option<(FileHeader, PageNo)> = None;
+    let mut first_err = None;
+    let mut copies_valid = [false; 2];
+    for (i, page) in [HEADER_PAGE_A, HEADER_PAGE_B].into_iter().enumerate() {
+        let mut buf = vec![0u8; PAGE_SIZE];
+        file.read_exact_at(&mut buf, page * PAGE_SIZE as u64)?;
+        match FileHeader::decode(&buf, page) {
+            Ok(h) => {
+                copies_valid[i] = true;
+                if best.as_ref().is_none_or(|(b, _)| h.generation > b.generation) {
+                    best = Some((h, page));
+                }
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match best {
+        Some((header, header_page)) => {
+            Ok(HeaderInfo { header, header_page, copies_valid, file_size, page_count: file_size / PAGE_SIZE as u64 })
+        }
+        None => Err(first_err.unwrap_or(Error::NotADatabase)),
+    }
+}
+
+fn slot_text(s: &crate::format::header::KeySlot) -> String {
+    if s.kind.uses_passphrase() {
+        format!(
+            "{} (argon2id: {} KiB, {} passes, {} lanes)",
+            s.kind.name(),
+            s.kdf.memory_kib,
+            s.kdf.iterations,
+            s.kdf.parallelism
+        )
+    } else {
+        s.kind.name().to_string()
+    }
+}
+
+fn slots_json(h: &FileHeader) -> String {
+    array(h.slots.iter().enumerate().filter_map(|(i, s)| {
+        let s = s.as_ref()?;
+        let mut o = Obj::new().num("slot", i as u64).str("kind", s.kind.name());
+        if s.kind.uses_passphrase() {
+            o = o.raw(
+                "kdf",
+                &Obj::new()
+                    .str("algorithm", "argon2id")
+                    .num("memory_kib", s.kdf.memory_kib)
+                    .num("iterations", s.kdf.iterations)
+                    .num("parallelism", s.kdf.parallelism)
+                    .finish(),
+            );
+        }
+        Some(o.finish())
+    }))
+}
+
+/// What an opened database adds to the header.
+pub struct DbInfo {
+    pub trees: Vec<(Vec<u8>, u64)>,
+    pub commit_seq: u64,
+    pub durable_commit_seq: u64,
+    pub key_epoch: u32,
+    pub seals_in_epoch: u64,
+    pub recovered: bool,
+}
+
+impl DbInfo {
+    pub fn of(db: &Db, file: &Path) -> Result<DbInfo, CliError> {
+        let mut trees = Vec::new();
+        // One snapshot, so the names and counts agree with each other and with `commit_seq`.
+        let rt = db.begin_read().at(file)?;
+        let mut names: Vec<Vec<u8>> = rt.tree_names().iter().map(|n| n.to_vec()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let count = match rt.open_tree(&name) {
+                Ok(t) => t.len() as u64,
+                Err(_) => 0,
+            };
+            trees.push((name, count));
+        }
+        let m = db.metrics();
+        Ok(DbInfo {
+            trees,
+            commit_seq: rt.commit_seq(),
+            durable_commit_seq: db.durable_commit_seq(),
+            key_epoch: m.key_epoch,
+            seals_in_epoch: m.seals_in_epoch,
+            recovered: db.was_recovered(),
+        })
+    }
+}
+
+/// Writes the status as text or one JSON object.
+pub fn write_status(
+    o: &mut dyn Write,
+    file: &Path,
+    info: &HeaderInfo,
+    db: Option<&DbInfo>,
+    json: bool,
+) -> std::io::Result<()> {
+    let h = &info.header;
+    let cipher = if h.is_encrypted() { h.cipher.name() } else { "none" };
+    if json {
+        let mut obj = Obj::new()
+            .str("file", &file.display().to_string())
+            .bool("encrypted", h.is_encrypted())
+            .str("cipher", cipher)
+            .num("format_version", h.version)
+            .num("header_generation", h.generation)
+            .num("header_page", info.header_page)
+            .bool("header_a_valid", info.copies_valid[0])
+            .bool("header_b_valid", info.copies_valid[1])
+            .str("file_id", &crate::format::page::hex(&h.file_id))
+            .bool("rekey_pending", h.next_key.is_some())
+            .raw("slots", &slots_json(h))
+            .num("file_size", info.file_size)
+            .num("page_count", info.page_count)
+            .bool("opened", db.is_some());
+        if let Some(d) = db {
+            obj = obj
+                .num("commit_seq", d.commit_seq)
+                .num("durable_commit_seq", d.durable_commit_seq)
+                .num("key_epoch", d.key_epoch)
+                .num("seals_in_epoch", d.seals_in_epoch)
+                .bool("recovered", d.recovered)
+                .raw(
+                    "trees",
+                    &array(d.trees.iter().map(|(n, c)| Obj::new().bytes("name", n).num("records", *c).finish())),
+                );
+        }
+        return writeln!(o, "{}", obj.finish());
+    }
+    writeln!(o, "file:            {}", file.display())?;
+    writeln!(o, "encryption:      {}", if h.is_encrypted() { "encrypted" } else { "plaintext (CRC32-checked pages)" })?;
+    writeln!(o, "cipher:          {cipher}")?;
+    writeln!(o, "format version:  {}", h.version)?;
+    let copies = |v: bool| if v { "valid" } else { "INVALID" };
+    writeln!(
+        o,
+        "header:          generation {} (copy A {}, copy B {})",
+        h.generation,
+        copies(info.copies_valid[0]),
+        copies(info.copies_valid[1])
+    )?;
+    writeln!(o, "file id:         {}", crate::format::page::hex(&h.file_id))?;
+    writeln!(o, "file size:       {} bytes ({} pages)", info.file_size, info.page_count)?;
+    if h.is_encrypted() {
+        writeln!(o, "key slots:")?;
+        for (i, s) in h.slots.iter().enumerate() {
+            if let Some(s) = s {
+                writeln!(o, "  slot {i}: {}", slot_text(s))?;
+            }
+        }
+        if h.next_key.is_some() {
+            writeln!(o, "rekey:           in progress")?;
+        }
+    }
+    match db {
+        None => writeln!(o, "(no key given: trees and counters need the key)")?,
+        Some(d) => {
+            writeln!(o, "commit sequence: {} (durable {})", d.commit_seq, d.durable_commit_seq)?;
+            if h.is_encrypted() {
+                writeln!(o, "key epoch:       {} ({} seals in epoch)", d.key_epoch, d.seals_in_epoch)?;
+            }
+            if d.recovered {
+                writeln!(o, "recovery:        the newest commit did not verify; opened at the previous one")?;
+            }
+            writeln!(o, "trees:")?;
+            for (name, count) in &d.trees {
+                writeln!(o, "  {}  {} records", super::commands::printable(name), count)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn status(a: StatusArgs) -> Result<(), CliError> {
+    let t = Target::resolve(&a.db);
+    t.must_exist()?;
+    let info = read_header(&t.file).at(&t.file)?;
+    let creds = a.keys.credentials(Prompt::Never)?;
+    let mut opened = None;
+    let mut open_err = None;
+    if !info.header.is_encrypted() || !creds.is_empty() {
+        match t.config().credentials(creds).open() {
+            Ok(db) => opened = Some(DbInfo::of(&db, &t.file)?),
+            Err(e) => open_err = Some(CliError::db(e, &t.file)),
+        }
+    }
+    let mut o = std::io::BufWriter::new(std::io::stdout().lock());
+    if open_err.is_none() || !a.json {
+        write_status(&mut o, &t.file, &info, opened.as_ref(), a.json).map_err(CliError::stdout)?;
+    }
+    o.flush().map_err(CliError::stdout)?;
+    match open_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

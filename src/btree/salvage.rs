@@ -1,0 +1,117 @@
+//! Salvage walk: every record of a tree that still authenticates, and the key ranges that do
+//! not. Used by `foldvault::salvage`.
+
+use super::node::{RawNode, RawValue};
+use super::{MAX_DEPTH, overflow};
+use crate::error::{Error, PageNo, Result};
+use crate::format::page::PageRef;
+use crate::pager::Pager;
+
+/// A key range lost to damage: `[lo, hi)` (`None` = unbounded), and the page that failed.
+#[derive(Debug, Clone)]
+pub struct LostRange {
+    pub lo: Option<Vec<u8>>,
+    pub hi: Option<Vec<u8>>,
+    pub page: PageNo,
+    pub error: String,
+}
+
+/// Calls `record(key, value)` for every readable record in key order and `lost` for every
+/// subtree or value that fails to authenticate. Only `record`'s own errors stop the walk.
+pub(crate) fn walk(
+    pager: &Pager,
+    root: PageRef,
+    record: &mut dyn FnMut(&[u8], Vec<u8>) -> Result<()>,
+    lost: &mut dyn FnMut(LostRange),
+) -> Result<()> {
+    fn rec(
+        pager: &Pager,
+        at: PageRef,
+        lo: Option<&[u8]>,
+        hi: Option<&[u8]>,
+        depth: usize,
+        record: &mut dyn FnMut(&[u8], Vec<u8>) -> Result<()>,
+        lost: &mut dyn FnMut(LostRange),
+    ) -> Result<()> {
+        let range = |e: Error| LostRange {
+            lo: lo.map(|s| s.to_vec()),
+            hi: hi.map(|s| s.to_vec()),
+            page: at.page,
+            error: e.to_string(),
+        };
+        if depth > MAX_DEPTH {
+            lost(range(Error::corrupt(at.page, crate::error::CorruptReason::TooDeep)));
+            return Ok(());
+        }
+        let page = match pager.read(at, None) {
+            Ok(p) => p,
+            Err(e) => {
+                lost(range(e));
+                return Ok(());
+            }
+        };
+        let raw = match RawNode::new(page.payload(), at.page) {
+            Ok(r) => r,
+            Err(e) => {
+                lost(range(e));
+                return Ok(());
+            }
+        };
+        if raw.is_leaf() {
+            for i in 0..raw.len() {
+                let (k, v) = match raw.leaf_entry(i) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        lost(range(e));
+                        return Ok(());
+                    }
+                };
+                let value = match v {
+                    RawValue::Inline(b) => b.to_vec(),
+                    RawValue::Overflow { first, len } => match overflow::read(pager, first, len) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            lost(LostRange {
+                                lo: Some(k.to_vec()),
+                                hi: Some(k.to_vec()),
+                                page: first.page,
+                                error: e.to_string(),
+                            });
+                            continue;
+                        }
+                    },
+                };
+                record(k, value)?;
+            }
+            return Ok(());
+        }
+        let n = raw.len();
+        let mut keys = Vec::with_capacity(n);
+        for i in 0..n {
+            match raw.branch_key(i) {
+                Ok(k) => keys.push(k.to_vec()),
+                Err(e) => {
+                    lost(range(e));
+                    return Ok(());
+                }
+            }
+        }
+        for i in 0..=n {
+            let child = match raw.child(i) {
+                Ok(c) => c,
+                Err(e) => {
+                    lost(range(e));
+                    return Ok(());
+                }
+            };
+            let clo = if i == 0 { lo } else { Some(keys[i - 1].as_slice()) };
+            let chi = if i == n { hi } else { Some(keys[i].as_slice()) };
+            rec(pager, child, clo, chi, depth + 1, record, lost)?;
+        }
+        Ok(())
+    }
+    if root.is_none() {
+        return Ok(());
+    }
+    rec(pager, root, None, None, 0, record, lost)
+}

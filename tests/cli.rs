@@ -1,0 +1,493 @@
+//! The `foldvault` and `pagedump` binaries, run as an operator would: round trips, every exit
+//! code, output without a terminal, and that no command ever prints a key or passphrase (every
+//! run's stdout and stderr are searched for them).
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const PASS: &str = "pass-Zq8-correct-horse-battery-7d1f";
+const FAST_KDF: [&str; 4] = ["--kdf-memory-mib", "1", "--kdf-iterations", "1"];
+
+struct Out {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Out {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    fn err(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+    #[track_caller]
+    fn ok(self) -> Out {
+        assert_eq!(self.code, 0, "stdout: {}\nstderr: {}", self.text(), self.err());
+        self
+    }
+    #[track_caller]
+    fn code(self, want: i32) -> Out {
+        assert_eq!(self.code, want, "stdout: {}\nstderr: {}", self.text(), self.err());
+        self
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A temporary directory with a passphrase file and a key file.
+struct Env {
+    dir: tempfile::TempDir,
+    key_raw: [u8; 32],
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pass"), format!("{PASS}\n")).unwrap();
+        let mut key_raw = [0u8; 32];
+        for (i, b) in key_raw.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37).wrapping_add(0x5A);
+        }
+        let hex: String = key_raw.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(dir.path().join("key"), hex).unwrap();
+        Env { dir, key_raw }
+    }
+    fn p(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+    fn pass(&self) -> String {
+        self.p("pass")
+    }
+    fn key_hex(&self) -> String {
+        self.key_raw.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Runs a binary with `args`, `stdin` piped in and extra environment; checks that no
+    /// secret appears in its output.
+    fn run(&self, bin: &str, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Out {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .env_remove("FOLDVAULT_PASSPHRASE")
+            .env_remove("FOLDVAULT_KEY_FILE")
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        let o = Out { code: out.status.code().unwrap_or(-1), stdout: out.stdout, stderr: out.stderr };
+        let hex = self.key_hex();
+        for s in [&o.stdout, &o.stderr] {
+            assert!(!contains(s, PASS.as_bytes()), "passphrase printed by {args:?}");
+            assert!(!contains(s, hex.as_bytes()), "key printed by {args:?}");
+            assert!(!contains(s, hex.to_uppercase().as_bytes()), "key printed by {args:?}");
+            assert!(!contains(s, &self.key_raw), "raw key printed by {args:?}");
+        }
+        o
+    }
+    fn fv(&self, args: &[&str]) -> Out {
+        self.run(env!("CARGO_BIN_EXE_foldvault"), args, b"", &[])
+    }
+    fn fv_in(&self, args: &[&str], stdin: &[u8]) -> Out {
+        self.run(env!("CARGO_BIN_EXE_foldvault"), args, stdin, &[])
+    }
+    fn pd(&self, args: &[&str]) -> Out {
+        self.run(env!("CARGO_BIN_EXE_pagedump"), args, b"", &[])
+    }
+    /// `init` of an encrypted database with the passphrase file and cheap KDF parameters.
+    fn init_encrypted(&self, name: &str) -> String {
+        let db = self.p(name);
+        let pass = self.pass();
+        let mut args = vec!["init", &db, "--passphrase-file", &pass];
+        args.extend(FAST_KDF);
+        self.fv(&args).ok();
+        db
+    }
+}
+
+fn flip_byte(path: &str, offset: u64) {
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).unwrap();
+    b[0] ^= 0x01;
+    f.write_all_at(&b, offset).unwrap();
+}
+
+#[test]
+fn init_encrypted_and_plaintext() {
+    let e = Env::new();
+    let enc = e.init_encrypted("enc.db");
+    let s = e.fv(&["status", &enc]).ok().text();
+    assert!(s.contains("encryption:      encrypted") && s.contains("aes-256-gcm"), "{s}");
+    assert!(s.contains("passphrase (argon2id: 1024 KiB, 1 passes"), "{s}");
+    // Initialising again refuses to overwrite.
+    let pass = e.pass();
+    e.fv(&["init", &enc, "--passphrase-file", &pass]).code(2);
+
+    // ChaCha20-Poly1305 works when built in, else it is refused without leaving a file.
+    let cc = e.p("chacha.db");
+    let mut args = vec!["init", &cc, "--cipher", "chacha20-poly1305", "--passphrase-file", &pass];
+    args.extend(FAST_KDF);
+    let o = e.fv(&args);
+    if o.code == 0 {
+        assert!(e.fv(&["status", &cc]).ok().text().contains("chacha20-poly1305"));
+    } else {
+        assert_eq!(o.code, 2, "{}", o.err());
+        assert!(!Path::new(&cc).exists());
+    }
+
+    let plain = e.p("plain.db");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    let s = e.fv(&["status", &plain]).ok().text();
+    assert!(s.contains("plaintext") && s.contains("__sled__default"), "{s}");
+
+    // A directory is a sled-style database directory.
+    let dir = e.p("dirdb");
+    std::fs::create_dir(&dir).unwrap();
+    e.fv(&["init", &dir, "--plaintext"]).ok();
+    assert!(Path::new(&dir).join("db.foldvault").exists());
+    e.fv(&["put", &dir, "t", "k", "v"]).ok();
+    assert_eq!(e.fv(&["get", &dir, "t", "k"]).ok().stdout, b"v");
+}
+
+#[test]
+fn put_get_del_scan_round_trip() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    let k = ["--passphrase-file", pass.as_str()];
+    let with = |args: &[&str]| -> Vec<String> { args.iter().chain(k.iter()).map(|s| s.to_string()).collect() };
+    let run = |args: &[&str]| {
+        let v = with(args);
+        e.fv(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    run(&["put", &db, "metadata", "node_id", "abc"]).ok();
+    run(&["put", &db, "metadata", "name", "x\ty"]).ok();
+    let binary: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    let v = with(&["put", &db, "metadata", "blob", "-"]);
+    e.fv_in(&v.iter().map(String::as_str).collect::<Vec<_>>(), &binary).ok();
+
+    assert_eq!(run(&["get", &db, "metadata", "node_id"]).ok().stdout, b"abc");
+    assert_eq!(run(&["get", &db, "metadata", "blob"]).ok().stdout, binary);
+    run(&["get", &db, "metadata", "missing"]).code(1);
+    run(&["get", &db, "no-such-tree", "node_id"]).code(1);
+
+    let scan = run(&["scan", &db, "metadata"]).ok().text();
+    let lines: Vec<&str> = scan.lines().collect();
+    assert_eq!(lines.len(), 3, "{scan}");
+    assert!(lines[0].starts_with("blob\t") && lines[1] == "name\tx\\ty" && lines[2] == "node_id\tabc", "{scan}");
+    let prefixed = run(&["scan", &db, "metadata", "--prefix", "n"]).ok().text();
+    assert_eq!(prefixed.lines().count(), 2);
+    let json = run(&["scan", &db, "metadata", "--prefix", "node", "--json"]).ok().text();
+    assert_eq!(json, "{\"key\": \"node_id\", \"value\": \"abc\"}\n");
+    assert_eq!(run(&["scan", &db, "no-such-tree"]).ok().stdout, b"");
+
+    run(&["del", &db, "metadata", "node_id"]).ok();
+    run(&["del", &db, "metadata", "node_id"]).ok();
+    run(&["get", &db, "metadata", "node_id"]).code(1);
+    assert_eq!(run(&["get", &db, "metadata", "name"]).ok().stdout, b"x\ty");
+}
+
+const RECORDS: &str = r#"{"tree": "schemas", "key": "b", "value": "{\"quoted\": \"json\\n\"}"}
+{"tree": "metadata", "key": "node_id", "value": "é ✓ \u0001"}
+
+{"tree_b64": "AP8=", "key": "k", "value": "binary tree name"}
+{"tree": "metadata", "key_b64": "gIGC", "value_b64": "/w=="}
+{"tree": "schemas", "key": "a", "value": ""}
+{"tree": "__sled__default", "key": "atom:1", "value": "v1"}
+"#;
+
+#[test]
+fn load_and_dump_round_trip_is_byte_identical() {
+    let e = Env::new();
+    let db = e.init_encrypted("a.db");
+    let pass = e.pass();
+    e.fv_in(&["load", &db, "--passphrase-file", &pass], RECORDS.as_bytes()).ok();
+    let dump1 = e.fv(&["dump", &db, "--passphrase-file", &pass]).ok().stdout;
+    let text = String::from_utf8(dump1.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    // Trees in name order (bytes), keys in key order; non-UTF-8 as _b64.
+    assert!(lines[0].starts_with(r#"{"tree_b64": "AP8=""#), "{text}");
+    assert!(lines[1].starts_with(r#"{"tree": "__sled__default""#), "{text}");
+    assert_eq!(lines[2], r#"{"tree": "metadata", "key": "node_id", "value": "é ✓ \u0001"}"#);
+    assert_eq!(lines[3], r#"{"tree": "metadata", "key_b64": "gIGC", "value_b64": "/w=="}"#);
+    assert_eq!(lines[4], r#"{"tree": "schemas", "key": "a", "value": ""}"#);
+    assert_eq!(lines[5], r#"{"tree": "schemas", "key": "b", "value": "{\"quoted\": \"json\\n\"}"}"#);
+    assert_eq!(
+        e.fv(&["get", &db, "schemas", "b", "--passphrase-file", &pass]).ok().stdout,
+        b"{\"quoted\": \"json\\n\"}"
+    );
+
+    // Into a plaintext database, committing every two lines, and back out: identical bytes.
+    let b = e.p("b.db");
+    e.fv(&["init", &b, "--plaintext"]).ok();
+    e.fv_in(&["load", &b, "--batch", "2"], &dump1).ok();
+    assert_eq!(e.fv(&["dump", &b]).ok().stdout, dump1);
+
+    // Into a database unlocked by a key file.
+    let c = e.p("c.db");
+    let key = e.p("key");
+    e.fv(&["init", &c, "--key-file", &key]).ok();
+    e.fv_in(&["load", &c, "--key-file", &key], &dump1).ok();
+    assert_eq!(e.fv(&["dump", &c, "--key-file", &key]).ok().stdout, dump1);
+
+    // One tree only, and loading it into a named tree.
+    let only = e.fv(&["dump", &b, "--tree", "schemas"]).ok().text();
+    assert_eq!(only.lines().count(), 2);
+    e.fv_in(&["load", &b, "copy"], only.as_bytes()).ok();
+    assert_eq!(e.fv(&["get", &b, "copy", "a"]).ok().stdout, b"");
+    e.fv(&["get", &b, "copy", "b"]).ok();
+}
+
+#[test]
+fn load_is_one_transaction_and_rejects_bad_lines() {
+    let e = Env::new();
+    let db = e.p("db");
+    e.fv(&["init", &db, "--plaintext"]).ok();
+    let input =
+        "{\"key\": \"k1\", \"value\": \"v\"}\n{\"key\": \"k2\", \"value\": \"v\"}\n{\"key\": \"k3\", \"value\": 5}\n";
+    let o = e.fv_in(&["load", &db, "t"], input.as_bytes()).code(2);
+    assert!(o.err().contains("line 3"), "{}", o.err());
+    e.fv(&["get", &db, "t", "k1"]).code(1);
+    // The engine's reserved tree names are refused.
+    e.fv_in(&["load", &db], b"{\"tree\": \"\\u0000foldvault.ids\", \"key\": \"k\", \"value\": \"v\"}\n").code(2);
+    // No tree named anywhere.
+    e.fv_in(&["load", &db], b"{\"key\": \"k\", \"value\": \"v\"}\n").code(2);
+    // Hostile bytes: errors, never a crash.
+    for bad in [
+        &b"\xff\xfe{"[..],
+        b"{\"key\": \"\\ud800\", \"value\": \"\"}",
+        b"[[[[[[",
+        b"{\"key_b64\": \"!!\", \"value\": \"\"}",
+    ] {
+        e.fv_in(&["load", &db, "t"], bad).code(2);
+    }
+    // With --batch, the batches before a bad line stay committed.
+    let o = e.fv_in(&["load", &db, "t", "--batch", "1"], input.as_bytes()).code(2);
+    assert!(o.err().contains("2 records before it were committed"), "{}", o.err());
+    e.fv(&["get", &db, "t", "k2"]).ok();
+}
+
+#[test]
+fn every_exit_code() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    // 0 and 1
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
+    e.fv(&["get", &db, "t", "nope", "--passphrase-file", &pass]).code(1);
+    // 2: usage errors, stubs, encrypted init without a key
+    e.fv(&[]).code(2);
+    e.fv(&["get", &db]).code(2);
+    e.fv(&["frobnicate"]).code(2);
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase", PASS]).code(2);
+    let o = e.fv(&["check", &db]).code(2);
+    assert!(o.err().contains("not yet available"), "{}", o.err());
+    for stub in ["salvage", "backup", "verify-backup", "restore", "passwd", "slots", "rekey", "encrypt", "import-sled"]
+    {
+        e.fv(&[stub, &db]).code(2);
+    }
+    e.fv(&["decrypt", &db, "--i-understand-this-writes-plaintext"]).code(2);
+    e.fv(&["init", &e.p("nokey.db")]).code(2);
+    // 3: wrong passphrase, or none
+    let wrong = e.p("wrong");
+    std::fs::write(&wrong, "not the passphrase").unwrap();
+    let o = e.fv(&["get", &db, "t", "k", "--passphrase-file", &wrong]).code(3);
+    assert!(o.err().starts_with("foldvault: wrong key or passphrase"), "{}", o.err());
+    assert_eq!(o.err().lines().count(), 1);
+    e.fv(&["get", &db, "t", "k"]).code(3);
+    let key = e.p("key");
+    e.fv(&["get", &db, "t", "k", "--key-file", &key]).code(3);
+    // 5: a path in a directory that does not exist, and a locked file
+    let o = e.fv(&["init", "/nonexistent-dir-foldvault/x.db", "--plaintext"]).code(5);
+    assert!(o.err().contains("No such file or directory"), "{}", o.err());
+    e.fv(&["get", "/nonexistent-dir-foldvault/x.db", "t", "k"]).code(5);
+    {
+        let _held =
+            foldvault::Config::new().file(&db).passphrase(PASS).use_env(false).flush_every_ms(None).open().unwrap();
+        let o = e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).code(5);
+        assert!(o.err().contains("locked"), "{}", o.err());
+    }
+    e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).ok();
+}
+
+#[test]
+fn corruption_exits_4() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    let lines: String = (0..10).map(|i| format!("{{\"key\": \"k{i}\", \"value\": \"value {i}\"}}\n")).collect();
+    e.fv_in(&["load", &db, "t", "--passphrase-file", &pass], lines.as_bytes()).ok();
+    e.fv(&["put", &db, "other", "a", "b", "--passphrase-file", &pass]).ok();
+    flip_byte(&db, 4 * 4096 + 100);
+    let o = e.fv(&["get", &db, "t", "k1", "--passphrase-file", &pass]).code(4);
+    assert!(o.err().contains("corrupt page 4"), "{}", o.err());
+    e.fv(&["scan", &db, "t", "--passphrase-file", &pass]).code(4);
+    e.fv(&["dump", &db, "--passphrase-file", &pass]).code(4);
+    // pagedump reports the page and goes on.
+    let o = e.pd(&[&db, "--all", "--passphrase-file", &pass]).code(4);
+    assert!(o.text().contains("page 4: FAILS TO OPEN") && o.text().contains("page 5:"), "{}", o.text());
+
+    // A larger tree: the damaged leaf is found when it is read, not at open.
+    let big = e.p("big");
+    e.fv(&["init", &big, "--plaintext"]).ok();
+    let lines: String =
+        (0..500).map(|i| format!("{{\"key\": \"k{i:04}\", \"value\": \"value number {i} with padding\"}}\n")).collect();
+    e.fv_in(&["load", &big, "t"], lines.as_bytes()).ok();
+    e.fv(&["put", &big, "other", "a", "b"]).ok();
+    flip_byte(&big, 4 * 4096 + 100);
+    e.fv(&["get", &big, "other", "a"]).ok();
+    e.fv(&["scan", &big, "t"]).code(4);
+
+    // Not a database at all.
+    let junk = e.p("junk");
+    std::fs::write(&junk, vec![7u8; 9000]).unwrap();
+    e.fv(&["status", &junk]).code(4);
+    e.fv(&["get", &junk, "t", "k"]).code(4);
+}
+
+#[test]
+fn no_progress_output_without_a_terminal() {
+    let e = Env::new();
+    let db = e.p("db");
+    e.fv(&["init", &db, "--plaintext"]).ok();
+    let lines: String = (0..3000).map(|i| format!("{{\"key\": \"k{i}\", \"value\": \"v{i}\"}}\n")).collect();
+    let o = e.fv_in(&["load", &db, "t"], lines.as_bytes()).ok();
+    assert!(o.stderr.is_empty(), "{}", o.err());
+    assert!(!contains(&o.stdout, b"\r") && !contains(&o.stdout, b"\x1b["));
+    let o = e.fv(&["demo", &e.p("demo"), "--records", "20"]).ok();
+    assert!(o.stderr.is_empty(), "{}", o.err());
+    assert!(!contains(&o.stdout, b"\r") && !contains(&o.stdout, b"\x1b["));
+}
+
+#[test]
+fn status_without_key_reads_only_the_header() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv(&["put", &db, "secret-tree", "k", "secret-value", "--passphrase-file", &pass]).ok();
+    let o = e.fv(&["status", &db]).ok();
+    let t = o.text();
+    assert!(t.contains("encrypted") && t.contains("slot 0: passphrase") && t.contains("pages)"), "{t}");
+    assert!(!t.contains("secret-tree") && !t.contains("secret-value"), "{t}");
+    let j = e.fv(&["status", &db, "--json"]).ok().text();
+    assert!(j.starts_with('{') && j.trim_end().ends_with('}') && j.lines().count() == 1, "{j}");
+    assert!(
+        j.contains("\"encrypted\": true") && j.contains("\"opened\": false") && j.contains("\"memory_kib\": 1024"),
+        "{j}"
+    );
+    assert!(!j.contains("secret-tree"));
+    // With the key: trees, counts, commit sequence, epoch.
+    let t = e.fv(&["status", &db, "--passphrase-file", &pass]).ok().text();
+    assert!(t.contains("secret-tree  1 records") && t.contains("commit sequence:") && t.contains("key epoch:"), "{t}");
+    let j = e.fv(&["status", &db, "--json", "--passphrase-file", &pass]).ok().text();
+    assert!(j.contains("{\"name\": \"secret-tree\", \"records\": 1}") && j.contains("\"commit_seq\": "), "{j}");
+    // With a wrong key: the header, then exit 3.
+    let wrong = e.p("wrong");
+    std::fs::write(&wrong, "nope").unwrap();
+    let o = e.fv(&["status", &db, "--passphrase-file", &wrong]).code(3);
+    assert!(o.text().contains("encrypted"));
+    // stats after opening.
+    let s = e.fv(&["stats", &db, "--json", "--passphrase-file", &pass]).ok().text();
+    assert!(s.contains("\"pages_opened\": ") && s.contains("\"key_epoch\": 0"), "{s}");
+}
+
+#[test]
+fn pagedump_with_and_without_key() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv(&["put", &db, "metadata", "visible-key", "visible-value", "--passphrase-file", &pass]).ok();
+    let o = e.pd(&[&db, "--all"]).ok();
+    let t = o.text();
+    assert!(t.contains("page 4: data page, sealed") && t.contains("trailer: tag "), "{t}");
+    assert!(!t.contains("visible-key") && !t.contains("visible-value") && !t.contains("metadata"), "{t}");
+    let o = e.pd(&[&db, "--all", "--passphrase-file", &pass]).ok();
+    let t = o.text();
+    assert!(t.contains("\"visible-key\" = \"visible-value\"") && t.contains("commit record A"), "{t}");
+    let j = e.pd(&[&db, "--page", "4", "--json", "--passphrase-file", &pass]).ok().text();
+    assert!(j.lines().all(|l| l.starts_with('{') && l.ends_with('}')), "{j}");
+    assert!(j.contains("\"key\": \"visible-key\""), "{j}");
+    let tree = e.pd(&[&db, "--tree", "metadata", "--passphrase-file", &pass]).ok().text();
+    assert!(tree.contains("level 0: 1 pages") && tree.contains("leaf, 1 entries"), "{tree}");
+    e.pd(&[&db, "--tree", "metadata"]).code(3);
+    e.pd(&[&db, "--tree", "missing", "--passphrase-file", &pass]).code(1);
+    // A plaintext file decodes without a key.
+    let plain = e.p("plain");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    e.fv(&["put", &plain, "t", "hello", "world"]).ok();
+    assert!(e.pd(&[&plain, "--all"]).ok().text().contains("\"hello\" = \"world\""));
+    e.pd(&[&plain, "--page", "99"]).code(4);
+}
+
+#[test]
+fn key_file_and_environment() {
+    let e = Env::new();
+    let db = e.p("db");
+    let key = e.p("key");
+    e.fv(&["init", &db, "--key-file", &key]).ok();
+    e.fv(&["put", &db, "t", "k", "v", "--key-file", &key]).ok();
+    let bin = env!("CARGO_BIN_EXE_foldvault");
+    assert_eq!(e.run(bin, &["get", &db, "t", "k"], b"", &[("FOLDVAULT_KEY_FILE", &key)]).ok().stdout, b"v");
+    let raw = e.p("raw-key");
+    std::fs::write(&raw, e.key_raw).unwrap();
+    assert_eq!(e.fv(&["get", &db, "t", "k", "--key-file", &raw]).ok().stdout, b"v");
+    // A malformed key file is a usage error that does not echo the file.
+    let bad = e.p("bad-key");
+    std::fs::write(&bad, "zz").unwrap();
+    e.fv(&["get", &db, "t", "k", "--key-file", &bad]).code(2);
+
+    let db2 = e.p("db2");
+    let mut args = vec!["init", &db2];
+    args.extend(FAST_KDF);
+    e.run(bin, &args, b"", &[("FOLDVAULT_PASSPHRASE", PASS)]).ok();
+    e.run(bin, &["put", &db2, "t", "k", "v"], b"", &[("FOLDVAULT_PASSPHRASE", PASS)]).ok();
+    e.fv(&["get", &db2, "t", "k"]).code(3);
+    // An explicit option wins over the environment: a key-file init makes a master-key slot.
+    let db3 = e.p("db3");
+    e.run(bin, &["init", &db3, "--key-file", &key], b"", &[("FOLDVAULT_PASSPHRASE", PASS)]).ok();
+    let s = e.fv(&["status", &db3]).ok().text();
+    assert!(s.contains("slot 0: master-key\n"), "{s}");
+    assert_eq!(e.fv(&["get", &db2, "t", "k", "--passphrase-file", &e.pass()]).ok().stdout, b"v");
+}
+
+#[test]
+fn demo_shows_no_record_in_the_file() {
+    let e = Env::new();
+    let dir = e.p("demo");
+    let t = e.fv(&["demo", &dir, "--records", "50"]).ok().text();
+    assert!(t.contains("marker: found 0 times"), "{t}");
+    assert!(t.contains("ratio encrypted / plaintext:") && t.contains("backup: not yet available"), "{t}");
+    assert!(t.contains("metadata") && t.contains("schema_states"), "{t}");
+    assert!(PathBuf::from(&dir).join("demo.foldvault").exists());
+    // Running again into the same directory refuses to overwrite.
+    e.fv(&["demo", &dir, "--records", "5"]).code(2);
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let e = Env::new();
+    let t = e.fv(&["--help"]).ok().text();
+    for line in ["0  success", "1  key not found", "2  usage error", "3  wrong key", "4  corruption", "5  I/O error"] {
+        assert!(t.contains(line), "{t}");
+    }
+    for cmd in ["init", "put", "get", "del", "scan", "load", "dump", "status", "stats", "demo", "check", "decrypt"] {
+        e.fv(&[cmd, "--help"]).ok();
+    }
+    assert!(e.pd(&["--help"]).ok().text().contains("Exit codes"));
+}
