@@ -110,7 +110,6 @@ fn workload(
     for _ in 0..txns {
         let mut next = model.clone();
         let immediate = rng.below(10) < 8;
-        progress.lock().upper = states.len();
         let tx = db.begin_write()?;
         tx.set_durability(if immediate { Durability::Immediate } else { Durability::Eventual });
         if rng.below(50) == 0 {
@@ -147,9 +146,11 @@ fn workload(
                 e.insert(key, v);
             }
         }
+        // The state this commit produces may reach the disk from here on.
+        states.push(hash_model(&next));
+        progress.lock().upper = states.len() - 1;
         tx.commit()?;
         *model = next;
-        states.push(hash_model(model));
         if immediate {
             progress.lock().acked = states.len() - 1;
         } else if rng.below(3) == 0 {
@@ -294,9 +295,10 @@ fn crash_during_recovery() {
     let mut model = Model::new();
     workload(&db, 200, 11, &mut states, &progress, &mut model).unwrap();
     // Crash in the middle of a further commit.
-    let base = dev.op_count();
-    dev.set_plan(FaultPlan { crash_at: Some(base + 7), ..FaultPlan::default() });
-    let _ = workload(&db, 5, 12, &mut states.clone(), &Mutex::new(Progress::default()), &mut model.clone());
+    // (`set_plan` numbers operations from 1 again.)
+    dev.set_plan(FaultPlan { crash_at: Some(7), ..FaultPlan::default() });
+    let r = workload(&db, 5, 12, &mut states, &Mutex::new(Progress::default()), &mut model.clone());
+    assert!(r.is_err() && dev.crashed());
     drop(db);
     let first = dev.crash_image(&CrashModel::TearUnsynced { seed: 3 });
     let acceptable_first = {

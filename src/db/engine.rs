@@ -180,7 +180,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Makes the newest commit durable: free list, commit record, one sync.
+    /// Makes the newest commit durable: free list, commit record, one sync. Any failure part
+    /// way leaves the writer state inconsistent with the disk, so it poisons the handle.
     pub(crate) fn durable_commit(&self, ws: &mut WriterState) -> Result<usize> {
         if !self.undurable.load(Ordering::Acquire) {
             return Ok(0);
@@ -188,6 +189,14 @@ impl Engine {
         if self.pager.is_poisoned() {
             return Err(Error::Poisoned);
         }
+        let r = self.durable_commit_inner(ws);
+        if r.is_err() {
+            self.pager.poison_now();
+        }
+        r
+    }
+
+    fn durable_commit_inner(&self, ws: &mut WriterState) -> Result<usize> {
         let snap = self.snapshot();
         let seq = snap.seq;
         let old_fl = std::mem::take(&mut ws.freelist_pages);

@@ -220,6 +220,7 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         };
         match attempt {
             Ok((trees, free, chain, verified)) => {
+                if std::env::var_os("FVDBG").is_some() { eprintln!("OPEN rec={rec:?} free={free:?} chain={chain:?}"); }
                 report.pages_verified = verified;
                 chosen = Some((rec, slot, trees, free, chain));
                 break;

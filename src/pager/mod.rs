@@ -95,6 +95,13 @@ impl Pager {
         self.poisoned.load(Ordering::Acquire)
     }
 
+    /// Refuses further writes until the database is reopened.
+    pub(crate) fn poison_now(&self) {
+        if !self.poisoned.swap(true, Ordering::AcqRel) {
+            tracing::error!(target: "foldvault::audit", "commit failed part way; handle poisoned until reopened");
+        }
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.is_poisoned() { Err(Error::Poisoned) } else { Ok(()) }
     }
