@@ -148,14 +148,17 @@ fn workload(
             }
         }
         eprintln!("commit start ops");
-        let r = tx.commit(); eprintln!("commit -> {:?} seq={}", r, db.commit_seq()); r?;
+        let r = tx.commit();
+        eprintln!("commit -> {:?} seq={}", r, db.commit_seq());
+        r?;
         *model = next;
         states.push(hash_model(model));
         if immediate {
             progress.lock().acked = states.len() - 1;
         } else if rng.below(3) == 0 {
             progress.lock().upper = states.len() - 1;
-            eprintln!("flush"); db.flush()?;
+            eprintln!("flush");
+            db.flush()?;
             progress.lock().acked = states.len() - 1;
         }
     }

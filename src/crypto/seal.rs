@@ -58,6 +58,8 @@ enum Mode {
 /// Seals and opens pages of one file.
 pub(crate) struct PageSealer {
     file_id: [u8; 16],
+    /// The file's format version, bound into every AAD.
+    version: u16,
     mode: Mode,
     /// Keyed AEADs per (purpose, epoch), built on first use.
     aeads: RwLock<HashMap<(KeyPurpose, u32), Arc<dyn Aead>>>,
@@ -68,7 +70,13 @@ pub(crate) struct PageSealer {
 
 impl PageSealer {
     pub(crate) fn plaintext(file_id: [u8; 16]) -> PageSealer {
-        PageSealer { file_id, mode: Mode::Plain, aeads: RwLock::new(HashMap::new()), max_epoch: u32::MAX.into() }
+        PageSealer {
+            file_id,
+            version: crate::format::FORMAT_VERSION,
+            mode: Mode::Plain,
+            aeads: RwLock::new(HashMap::new()),
+            max_epoch: u32::MAX.into(),
+        }
     }
 
     pub(crate) fn encrypted(
@@ -80,10 +88,17 @@ impl PageSealer {
     ) -> PageSealer {
         PageSealer {
             file_id,
+            version: crate::format::FORMAT_VERSION,
             mode: Mode::Aead { cipher, backend, keys: RwLock::new(keys) },
             aeads: RwLock::new(HashMap::new()),
             max_epoch: max_epoch.into(),
         }
+    }
+
+    /// Seals and opens as format version `v` (the version in the file's header).
+    pub(crate) fn with_version(mut self, v: u16) -> PageSealer {
+        self.version = v;
+        self
     }
 
     pub(crate) fn is_encrypted(&self) -> bool {
@@ -140,7 +155,7 @@ impl PageSealer {
     pub(crate) fn seal(&self, purpose: KeyPurpose, page: PageNo, epoch: u32, buf: &mut PageBuf) -> Result<SealTag> {
         let mut nonce = [0u8; NONCE_SIZE];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let ad = aad(&self.file_id, page, epoch);
+        let ad = aad(&self.file_id, page, epoch, self.version);
         let tag = match &self.mode {
             Mode::Plain => crc_tag(&ad, &nonce, &buf[..PAYLOAD_SIZE]),
             Mode::Aead { .. } => {
@@ -158,7 +173,7 @@ impl PageSealer {
     /// Returns the page's tag and epoch.
     pub(crate) fn open(&self, purpose: KeyPurpose, page: PageNo, buf: &mut PageBuf) -> Result<(SealTag, u32)> {
         let (tag, nonce, epoch) = trailer(buf);
-        let ad = aad(&self.file_id, page, epoch);
+        let ad = aad(&self.file_id, page, epoch, self.version);
         let ok = match &self.mode {
             Mode::Plain => {
                 let expect = crc_tag(&ad, &nonce, &buf[..PAYLOAD_SIZE]);

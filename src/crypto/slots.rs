@@ -152,7 +152,9 @@ pub(crate) fn unlock(header: &FileHeader, creds: &Credentials) -> Result<(Secret
     for (index, slot) in header.slots.iter().enumerate().take(MAX_SLOTS) {
         let Some(slot) = slot else { continue };
         let Some(kek) = creds.kek(slot.kind, &slot.kdf, &slot.salt) else { continue };
-        let kek = kek?;
+        // A slot whose KDF parameters are out of range cannot be ours: skip it (WrongKey if
+        // none opens), never run a hostile cost.
+        let Ok(kek) = kek else { continue };
         let aead = super::cipher::new_aead(super::CipherId::Aes256Gcm, super::CipherBackend::RustCrypto, &kek)?;
         let aad = slot_aad(&header.file_id, index, &slot.bound_bytes());
         let mut buf = Zeroizing::new(slot.wrapped);
@@ -172,8 +174,11 @@ pub(crate) fn header_mac(data_key: &SecretKey, body: &[u8]) -> [u8; MAC_SIZE] {
 
 /// Verifies the header MAC in constant time.
 pub(crate) fn verify_header_mac(data_key: &SecretKey, header: &FileHeader) -> bool {
-    let body = header.encode_body();
-    let mac = header_mac(data_key, &body[..]);
+    let mac = if header.raw_body.0.len() == MAC_OFFSET {
+        header_mac(data_key, &header.raw_body.0)
+    } else {
+        header_mac(data_key, &header.encode_body()[..])
+    };
     bool::from(subtle::ConstantTimeEq::ct_eq(&mac[..], &header.mac[..]))
 }
 
@@ -195,6 +200,7 @@ mod tests {
             next_key: None,
             slots,
             mac: [0; 32],
+            raw_body: Default::default(),
         }
     }
 

@@ -67,6 +67,9 @@ pub struct RecoveryReport {
     pub pages_verified: u64,
     /// The header copy that was damaged or stale and was repaired, if any.
     pub header_repaired: Option<PageNo>,
+    /// Commit-record slots holding bytes that do not open (a record torn by a crash, or
+    /// tampered with).
+    pub rejected_slots: Vec<PageNo>,
 }
 
 pub(crate) struct Engine {
@@ -221,6 +224,7 @@ impl Engine {
         self.pager.write_commit(slot, &rec)?;
         self.pager.sync()?;
         let pages = fl_pages.len() + 1;
+        ws.alloc.mark_durable();
         ws.durable = rec;
         ws.durable_slot = slot;
         ws.freelist_pages = fl_pages;

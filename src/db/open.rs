@@ -57,6 +57,7 @@ pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credential
         next_key: None,
         slots: Default::default(),
         mac: [0; 32],
+        raw_body: Default::default(),
     };
     let sealer = if encrypt {
         if cfg.cipher == CipherId::None {
@@ -187,24 +188,32 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
     let sealer = if header.is_encrypted() {
         let (dk, _slot) = unlock(&header, header_page, creds)?;
         PageSealer::encrypted(header.file_id, header.cipher, cfg.backend, DataKeys::single(dk), u32::MAX)
+            .with_version(header.version)
     } else {
         if cfg.encryption == Encryption::Required {
             return Err(Error::Unsupported("the database is plaintext but encryption is required".into()));
         }
-        PageSealer::plaintext(header.file_id)
+        PageSealer::plaintext(header.file_id).with_version(header.version)
     };
     let pager = Arc::new(Pager::new(storage.clone(), sealer, cfg.cache_capacity));
     let file_len = storage.len()?;
     let mut candidates: Vec<(CommitRecord, PageNo)> = Vec::new();
+    let mut rejected = Vec::new();
     for slot in [COMMIT_PAGE_A, COMMIT_PAGE_B] {
         match pager.read_commit(slot) {
             Ok(r) => candidates.push((r, slot)),
             Err(e @ Error::Io(_)) => return Err(e),
-            Err(e) => tracing::debug!(target: "foldvault::audit", slot, error = %e, "commit slot does not open"),
+            Err(e) => {
+                let raw = pager.read_raw(slot)?;
+                if raw.iter().any(|&b| b != 0) {
+                    tracing::warn!(target: "foldvault::audit", slot, error = %e, "commit record does not open");
+                    rejected.push(slot);
+                }
+            }
         }
     }
     candidates.sort_by_key(|(r, _)| std::cmp::Reverse(r.seq));
-    let mut report = RecoveryReport::default();
+    let mut report = RecoveryReport { rejected_slots: rejected, ..RecoveryReport::default() };
     let mut chosen = None;
     let mut first_err: Option<Error> = None;
     for (rec, slot) in candidates {
@@ -220,7 +229,6 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         };
         match attempt {
             Ok((trees, free, chain, verified)) => {
-                if std::env::var_os("FVDBG").is_some() { eprintln!("OPEN rec={rec:?} free={free:?} chain={chain:?}"); }
                 report.pages_verified = verified;
                 chosen = Some((rec, slot, trees, free, chain));
                 break;
@@ -239,6 +247,10 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         return Err(first_err.unwrap_or_else(|| Error::corrupt(COMMIT_PAGE_A, CorruptReason::NoValidCommit)));
     };
     report.seq = rec.seq;
+    if rec.header_generation > header.generation {
+        // The header is older than the commits made under it: an old header was put back.
+        return Err(Error::corrupt(header_page, CorruptReason::HeaderField));
+    }
     if let Some(min) = cfg.min_commit_seq {
         if rec.seq < min {
             return Err(Error::RolledBack { expected: min, found: rec.seq });

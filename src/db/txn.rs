@@ -70,6 +70,9 @@ impl WriteTransaction {
     /// Opens (creating if missing) a tree in this transaction.
     pub fn open_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<TxTree<'_>> {
         let name = name.as_ref().to_vec();
+        if name.starts_with(super::engine::RESERVED_PREFIX) {
+            return Err(Error::Unsupported("tree names starting with \\0foldvault. are reserved".into()));
+        }
         self.with(|t| {
             if !t.trees.contains_key(&name) {
                 t.trees.insert(name.clone(), TreeRoot::default());

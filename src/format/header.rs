@@ -177,6 +177,19 @@ pub struct FileHeader {
     pub slots: [Option<KeySlot>; MAX_SLOTS],
     /// Keyed BLAKE3 MAC (zeros in plaintext mode).
     pub mac: [u8; MAC_SIZE],
+    /// The bytes `0..MAC_OFFSET` exactly as read (empty for a header built in memory): the MAC
+    /// is checked over these, so reserved bytes are authenticated too.
+    pub raw_body: RawBody,
+}
+
+/// Header bytes as read from disk (public data; `Debug` shows only the length).
+#[derive(Clone, Default)]
+pub struct RawBody(pub Vec<u8>);
+
+impl std::fmt::Debug for RawBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawBody(len={})", self.0.len())
+    }
 }
 
 impl FileHeader {
@@ -272,6 +285,7 @@ impl FileHeader {
             next_key,
             slots,
             mac: get_array(b, MAC_OFFSET).ok_or_else(bad)?,
+            raw_body: RawBody(b[..MAC_OFFSET].to_vec()),
         })
     }
 }
@@ -299,6 +313,7 @@ mod tests {
             next_key: None,
             slots,
             mac: [6; 32],
+            raw_body: RawBody::default(),
         }
     }
 

@@ -122,13 +122,13 @@ impl PageRef {
     }
 }
 
-/// The associated data of a page seal.
-pub fn aad(file_id: &[u8; 16], page: PageNo, epoch: u32) -> [u8; AAD_SIZE] {
+/// The associated data of a page seal; `version` is the file's format version (from its header).
+pub fn aad(file_id: &[u8; 16], page: PageNo, epoch: u32, version: u16) -> [u8; AAD_SIZE] {
     let mut a = [0u8; AAD_SIZE];
     a[..16].copy_from_slice(file_id);
     a[16..24].copy_from_slice(&page.to_le_bytes());
     a[24..28].copy_from_slice(&epoch.to_le_bytes());
-    a[28..30].copy_from_slice(&super::FORMAT_VERSION.to_le_bytes());
+    a[28..30].copy_from_slice(&version.to_le_bytes());
     a
 }
 

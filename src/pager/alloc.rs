@@ -15,24 +15,44 @@ pub(crate) struct Allocator {
     free: BTreeSet<PageNo>,
     /// (commit sequence that freed them, pages), ascending by sequence.
     pending: VecDeque<(u64, Vec<PageNo>)>,
+    /// Pages handed out since the last durable commit: the durable state does not reference
+    /// them, so once freed they wait only for readers, not for durability.
+    fresh: std::collections::HashSet<PageNo>,
+    /// Freed fresh pages: (commit that freed them, pages).
+    pending_fresh: VecDeque<(u64, Vec<PageNo>)>,
     /// High-water mark: pages at or above are unused and not recorded anywhere.
     pub(crate) page_count: u64,
 }
 
 impl Allocator {
     pub(crate) fn new(page_count: u64, free: impl IntoIterator<Item = PageNo>) -> Allocator {
-        Allocator { free: free.into_iter().collect(), pending: VecDeque::new(), page_count }
+        Allocator { free: free.into_iter().collect(), page_count, ..Allocator::default() }
     }
 
     /// A page no durable or readable state references. Lowest free page first, so the file
     /// stays compact; otherwise the next page past the high-water mark.
     pub(crate) fn alloc(&mut self) -> PageNo {
-        if let Some(p) = self.free.pop_first() {
-            return p;
-        }
-        let p = self.page_count;
-        self.page_count += 1;
+        let p = match self.free.pop_first() {
+            Some(p) => p,
+            None => {
+                self.page_count += 1;
+                self.page_count - 1
+            }
+        };
+        self.fresh.insert(p);
         p
+    }
+
+    /// The newest commit became durable: nothing allocated so far is fresh any more.
+    pub(crate) fn mark_durable(&mut self) {
+        self.fresh.clear();
+        for (seq, pages) in self.pending_fresh.drain(..) {
+            match self.pending.iter_mut().find(|(s, _)| *s == seq) {
+                Some((_, v)) => v.extend(pages),
+                None => self.pending.push_back((seq, pages)),
+            }
+        }
+        self.pending.make_contiguous().sort_by_key(|(s, _)| *s);
     }
 
     /// Returns a page that no committed state ever referenced (allocated and dropped within one
@@ -43,17 +63,28 @@ impl Allocator {
 
     /// Records pages freed by commit `seq`.
     pub(crate) fn release(&mut self, seq: u64, pages: Vec<PageNo>) {
-        if pages.is_empty() {
-            return;
-        }
-        match self.pending.back_mut() {
-            Some((s, v)) if *s == seq => v.extend(pages),
-            _ => self.pending.push_back((seq, pages)),
+        let (fresh, old): (Vec<PageNo>, Vec<PageNo>) = pages.into_iter().partition(|p| self.fresh.contains(p));
+        for (list, pages) in [(&mut self.pending_fresh, fresh), (&mut self.pending, old)] {
+            if pages.is_empty() {
+                continue;
+            }
+            match list.back_mut() {
+                Some((s, v)) if *s == seq => v.extend(pages),
+                _ => list.push_back((seq, pages)),
+            }
         }
     }
 
     /// Moves to `free` the pages freed by commits `<= min(durable_seq, oldest_live_seq)`.
     pub(crate) fn promote(&mut self, durable_seq: u64, oldest_live_seq: u64) {
+        while let Some((s, _)) = self.pending_fresh.front() {
+            if *s > oldest_live_seq {
+                break;
+            }
+            if let Some((_, pages)) = self.pending_fresh.pop_front() {
+                self.free.extend(pages);
+            }
+        }
         let limit = durable_seq.min(oldest_live_seq);
         while let Some((s, _)) = self.pending.front() {
             if *s > limit {
@@ -69,7 +100,7 @@ impl Allocator {
     /// durable free list records (after a reopen no snapshot is alive).
     pub(crate) fn all_unused(&self) -> Vec<PageNo> {
         let mut v: Vec<PageNo> = self.free.iter().copied().collect();
-        for (_, p) in &self.pending {
+        for (_, p) in self.pending.iter().chain(self.pending_fresh.iter()) {
             v.extend_from_slice(p);
         }
         v.sort_unstable();
@@ -82,7 +113,7 @@ impl Allocator {
     }
 
     pub(crate) fn pending_count(&self) -> usize {
-        self.pending.iter().map(|(_, v)| v.len()).sum()
+        self.pending.iter().chain(self.pending_fresh.iter()).map(|(_, v)| v.len()).sum()
     }
 }
 
@@ -95,6 +126,7 @@ mod tests {
         let mut a = Allocator::new(10, [5]);
         assert_eq!(a.alloc(), 5);
         assert_eq!(a.alloc(), 10);
+        a.mark_durable();
         a.release(3, vec![6, 7]);
         a.promote(2, 100);
         assert_eq!(a.alloc(), 11, "not durable yet");
@@ -103,5 +135,23 @@ mod tests {
         a.promote(3, 3);
         assert_eq!(a.alloc(), 6);
         assert_eq!(a.all_unused(), vec![7]);
+    }
+}
+
+#[cfg(test)]
+mod fresh_tests {
+    use super::*;
+
+    /// Pages written and freed between two durable commits are reused without waiting for a
+    /// sync (else eventual durability grows the file by every copy-on-write).
+    #[test]
+    fn fresh_pages_wait_only_for_readers() {
+        let mut a = Allocator::new(10, []);
+        let p = a.alloc();
+        a.release(5, vec![p]);
+        a.promote(0, 4);
+        assert_eq!(a.alloc(), 11, "a reader at 4 may see it");
+        a.promote(0, 5);
+        assert_eq!(a.alloc(), p, "not durable, but never referenced by a durable state");
     }
 }
