@@ -121,6 +121,9 @@ pub enum Error {
     /// The file is shorter than its header or commit record says.
     #[error("file truncated: expected at least {expected} bytes, found {found}")]
     Truncated { expected: u64, found: u64 },
+    /// A backup stream failed a check: at byte `offset`, in chunk `chunk` if known.
+    #[error("backup damaged at byte {offset}{}: {what}", chunk.map(|c| format!(" (chunk {c})")).unwrap_or_default())]
+    BackupCorrupt { offset: u64, chunk: Option<u64>, what: &'static str },
     /// Not a foldvault file at all (bad magic).
     #[error("not a foldvault file (bad magic)")]
     NotADatabase,
@@ -151,7 +154,10 @@ impl Error {
 
     /// True when the error says the data on disk is damaged or tampered with.
     pub fn is_corruption(&self) -> bool {
-        matches!(self, Error::Corrupt { .. } | Error::Truncated { .. } | Error::NotADatabase)
+        matches!(
+            self,
+            Error::Corrupt { .. } | Error::Truncated { .. } | Error::NotADatabase | Error::BackupCorrupt { .. }
+        )
     }
 }
 
@@ -171,6 +177,9 @@ impl Clone for Error {
             Error::Corrupt { page, reason } => Error::Corrupt { page: *page, reason: *reason },
             Error::Truncated { expected, found } => Error::Truncated { expected: *expected, found: *found },
             Error::NotADatabase => Error::NotADatabase,
+            Error::BackupCorrupt { offset, chunk, what } => {
+                Error::BackupCorrupt { offset: *offset, chunk: *chunk, what }
+            }
             Error::UnsupportedVersion { found, supported } => {
                 Error::UnsupportedVersion { found: *found, supported: *supported }
             }

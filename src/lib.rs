@@ -1,5 +1,6 @@
 //! foldvault
 pub mod admin;
+pub mod backup;
 pub(crate) mod btree;
 pub mod crypto;
 pub(crate) mod db;

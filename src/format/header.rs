@@ -234,6 +234,19 @@ impl FileHeader {
         b
     }
 
+    /// The page as read (raw body, MAC, checksum) when it came from disk, else freshly encoded.
+    pub fn to_page(&self) -> Box<[u8; PAGE_SIZE]> {
+        if self.raw_body.0.len() != MAC_OFFSET {
+            return self.encode();
+        }
+        let mut b = Box::new([0u8; PAGE_SIZE]);
+        b[..MAC_OFFSET].copy_from_slice(&self.raw_body.0);
+        b[MAC_OFFSET..MAC_OFFSET + MAC_SIZE].copy_from_slice(&self.mac);
+        let sum = blake3::hash(&b[..CHECKSUM_OFFSET]);
+        b[CHECKSUM_OFFSET..CHECKSUM_OFFSET + CHECKSUM_SIZE].copy_from_slice(sum.as_bytes());
+        b
+    }
+
     /// Decodes one header copy read from page `page`.
     pub fn decode(b: &[u8], page: PageNo) -> Result<FileHeader> {
         if b.len() < PAGE_SIZE {

@@ -1,0 +1,201 @@
+//! Byte layout of the backup stream (SPEC.md §13).
+
+use std::io::{self, Read, Write};
+
+use crate::error::{CorruptReason, Error, Result};
+use crate::format::page::{PAGE_REF_SIZE, PageRef};
+use crate::format::{PAGE_SIZE, get_array, get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
+
+pub const BACKUP_MAGIC: [u8; 8] = *b"FVBACKUP";
+pub const TRAILER_MAGIC: [u8; 8] = *b"FVBKEND\x01";
+pub const BACKUP_VERSION: u16 = 1;
+
+pub const B_MAGIC_OFFSET: usize = 0;
+pub const B_VERSION_OFFSET: usize = B_MAGIC_OFFSET + 8;
+pub const B_FLAGS_OFFSET: usize = B_VERSION_OFFSET + 2;
+pub const B_PAGE_SIZE_OFFSET: usize = B_FLAGS_OFFSET + 2;
+pub const B_FILE_ID_OFFSET: usize = B_PAGE_SIZE_OFFSET + 4;
+pub const B_BACKUP_ID_OFFSET: usize = B_FILE_ID_OFFSET + 16;
+pub const B_SEQ_OFFSET: usize = B_BACKUP_ID_OFFSET + 16;
+pub const B_ROOT_DIGEST_OFFSET: usize = B_SEQ_OFFSET + 8;
+pub const B_CREATED_OFFSET: usize = B_ROOT_DIGEST_OFFSET + 32;
+pub const B_PAGE_COUNT_OFFSET: usize = B_CREATED_OFFSET + 8;
+pub const B_CHUNK_PAGES_OFFSET: usize = B_PAGE_COUNT_OFFSET + 8;
+pub const B_KEY_EPOCH_OFFSET: usize = B_CHUNK_PAGES_OFFSET + 4;
+pub const B_CATALOG_OFFSET: usize = B_KEY_EPOCH_OFFSET + 4;
+pub const B_SEALS_OFFSET: usize = B_CATALOG_OFFSET + PAGE_REF_SIZE;
+pub const B_LIVE_PAGES_OFFSET: usize = B_SEALS_OFFSET + 8;
+pub const B_FIELDS_END: usize = B_LIVE_PAGES_OFFSET + 8;
+pub const B_CHECKSUM_OFFSET: usize = PAGE_SIZE - 32;
+const _: () = assert!(B_FIELDS_END <= B_CHECKSUM_OFFSET);
+
+/// Chunk header: index u64, page count u32, nonce 12 (zeros for a plaintext source).
+pub const CHUNK_HEADER_SIZE: usize = 8 + 4 + 12;
+pub const CHUNK_ENTRY_SIZE: usize = 8 + PAGE_SIZE;
+pub const CHUNK_TAG_SIZE: usize = 16;
+pub const CHUNK_HASH_SIZE: usize = 32;
+/// Pages per chunk (at most; the last may hold fewer).
+pub const CHUNK_PAGES: u32 = 64;
+pub const TRAILER_SIZE: usize = 8 + 8 + 8 + 8 + 32;
+
+pub const FLAG_ENCRYPTED: u16 = 1;
+
+/// The backup header.
+#[derive(Debug, Clone)]
+pub struct BackupHeader {
+    pub version: u16,
+    pub encrypted: bool,
+    pub file_id: [u8; 16],
+    pub backup_id: [u8; 16],
+    pub seq: u64,
+    pub root_digest: [u8; 32],
+    pub created_unix: u64,
+    pub page_count: u64,
+    pub chunk_pages: u32,
+    pub key_epoch: u32,
+    pub catalog: PageRef,
+    pub seals_in_epoch: u64,
+    pub live_pages: u64,
+}
+
+impl BackupHeader {
+    pub fn encode(&self) -> Box<[u8; PAGE_SIZE]> {
+        let mut b = Box::new([0u8; PAGE_SIZE]);
+        b[..8].copy_from_slice(&BACKUP_MAGIC);
+        put_u16(&mut b[..], B_VERSION_OFFSET, self.version);
+        put_u16(&mut b[..], B_FLAGS_OFFSET, if self.encrypted { FLAG_ENCRYPTED } else { 0 });
+        put_u32(&mut b[..], B_PAGE_SIZE_OFFSET, PAGE_SIZE as u32);
+        b[B_FILE_ID_OFFSET..B_FILE_ID_OFFSET + 16].copy_from_slice(&self.file_id);
+        b[B_BACKUP_ID_OFFSET..B_BACKUP_ID_OFFSET + 16].copy_from_slice(&self.backup_id);
+        put_u64(&mut b[..], B_SEQ_OFFSET, self.seq);
+        b[B_ROOT_DIGEST_OFFSET..B_ROOT_DIGEST_OFFSET + 32].copy_from_slice(&self.root_digest);
+        put_u64(&mut b[..], B_CREATED_OFFSET, self.created_unix);
+        put_u64(&mut b[..], B_PAGE_COUNT_OFFSET, self.page_count);
+        put_u32(&mut b[..], B_CHUNK_PAGES_OFFSET, self.chunk_pages);
+        put_u32(&mut b[..], B_KEY_EPOCH_OFFSET, self.key_epoch);
+        self.catalog.encode(&mut b[B_CATALOG_OFFSET..]);
+        put_u64(&mut b[..], B_SEALS_OFFSET, self.seals_in_epoch);
+        put_u64(&mut b[..], B_LIVE_PAGES_OFFSET, self.live_pages);
+        let sum = blake3::hash(&b[..B_CHECKSUM_OFFSET]);
+        b[B_CHECKSUM_OFFSET..].copy_from_slice(sum.as_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<BackupHeader> {
+        let bad = || Error::Corrupt { page: 0, reason: CorruptReason::BackupFormat };
+        if b.len() < PAGE_SIZE || b[..8] != BACKUP_MAGIC {
+            return Err(Error::NotADatabase);
+        }
+        let sum = blake3::hash(&b[..B_CHECKSUM_OFFSET]);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&b[B_CHECKSUM_OFFSET..PAGE_SIZE], &sum.as_bytes()[..])) {
+            return Err(bad());
+        }
+        let version = get_u16(b, B_VERSION_OFFSET).ok_or_else(bad)?;
+        if version != BACKUP_VERSION {
+            return Err(Error::UnsupportedVersion { found: version, supported: BACKUP_VERSION });
+        }
+        let h = BackupHeader {
+            version,
+            encrypted: get_u16(b, B_FLAGS_OFFSET).ok_or_else(bad)? & FLAG_ENCRYPTED != 0,
+            file_id: get_array(b, B_FILE_ID_OFFSET).ok_or_else(bad)?,
+            backup_id: get_array(b, B_BACKUP_ID_OFFSET).ok_or_else(bad)?,
+            seq: get_u64(b, B_SEQ_OFFSET).ok_or_else(bad)?,
+            root_digest: get_array(b, B_ROOT_DIGEST_OFFSET).ok_or_else(bad)?,
+            created_unix: get_u64(b, B_CREATED_OFFSET).ok_or_else(bad)?,
+            page_count: get_u64(b, B_PAGE_COUNT_OFFSET).ok_or_else(bad)?,
+            chunk_pages: get_u32(b, B_CHUNK_PAGES_OFFSET).ok_or_else(bad)?,
+            key_epoch: get_u32(b, B_KEY_EPOCH_OFFSET).ok_or_else(bad)?,
+            catalog: PageRef::decode(b, B_CATALOG_OFFSET).ok_or_else(bad)?,
+            seals_in_epoch: get_u64(b, B_SEALS_OFFSET).ok_or_else(bad)?,
+            live_pages: get_u64(b, B_LIVE_PAGES_OFFSET).ok_or_else(bad)?,
+        };
+        if get_u32(b, B_PAGE_SIZE_OFFSET) != Some(PAGE_SIZE as u32)
+            || h.chunk_pages == 0
+            || h.chunk_pages > CHUNK_PAGES
+            || h.live_pages > h.page_count
+        {
+            return Err(bad());
+        }
+        Ok(h)
+    }
+}
+
+/// AAD of a chunk: backup id ‖ chunk index ‖ page count.
+pub fn chunk_aad(backup_id: &[u8; 16], index: u64, pages: u32) -> [u8; 28] {
+    let mut a = [0u8; 28];
+    a[..16].copy_from_slice(backup_id);
+    a[16..24].copy_from_slice(&index.to_le_bytes());
+    a[24..28].copy_from_slice(&pages.to_le_bytes());
+    a
+}
+
+/// A writer that counts and hashes what passes through.
+pub struct HashingWriter<W: Write> {
+    pub inner: W,
+    pub hasher: blake3::Hasher,
+    pub bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter { inner, hasher: blake3::Hasher::new(), bytes: 0 }
+    }
+    pub fn put(&mut self, b: &[u8]) -> io::Result<()> {
+        self.inner.write_all(b)?;
+        self.hasher.update(b);
+        self.bytes += b.len() as u64;
+        Ok(())
+    }
+}
+
+/// A reader that counts and hashes what it reads, reporting a short stream as `Truncated`.
+pub struct HashingReader<R: Read> {
+    pub inner: R,
+    pub hasher: blake3::Hasher,
+    pub bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader { inner, hasher: blake3::Hasher::new(), bytes: 0 }
+    }
+    /// Fills `buf` exactly; a stream that ends early is `Truncated`.
+    pub fn take(&mut self, buf: &mut [u8]) -> Result<()> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.inner.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    return Err(Error::Truncated {
+                        expected: self.bytes + buf.len() as u64,
+                        found: self.bytes + filled as u64,
+                    });
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+        self.hasher.update(buf);
+        self.bytes += buf.len() as u64;
+        Ok(())
+    }
+    /// True if the stream has no more bytes.
+    pub fn at_end(&mut self) -> Result<bool> {
+        let mut one = [0u8; 1];
+        loop {
+            match self.inner.read(&mut one) {
+                Ok(0) => return Ok(true),
+                Ok(_) => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+    }
+}
+
+/// Where in the stream a check failed (for error messages and reports).
+#[derive(Debug, Clone)]
+pub struct StreamPosition {
+    pub offset: u64,
+    pub chunk: Option<u64>,
+}

@@ -1,0 +1,340 @@
+//! Reading a backup stream: the structure and hashes (no key needed), and with a key the
+//! pages themselves, their Merkle links and the trees they form.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+use super::Progress;
+use super::format::{
+    BackupHeader, CHUNK_ENTRY_SIZE, CHUNK_HASH_SIZE, CHUNK_HEADER_SIZE, CHUNK_TAG_SIZE, HashingReader, TRAILER_MAGIC,
+    chunk_aad,
+};
+use crate::btree::TreeRoot;
+use crate::btree::node::{RawNode, RawValue};
+use crate::crypto::cipher::Aead;
+use crate::crypto::keys::{SecretKey, context};
+use crate::crypto::seal::{DataKeys, KeyPurpose, PageBuf, PageSealer};
+use crate::crypto::slots::Credentials;
+use crate::error::{Error, PageNo, Result};
+use crate::format::header::FileHeader;
+use crate::format::page::{PageKind, PageRef, SealTag};
+use crate::format::{FIRST_DATA_PAGE, PAGE_SIZE, get_u32, get_u64};
+
+/// What a verify (or restore) found.
+#[derive(Debug, Clone, Default)]
+pub struct BackupSummary {
+    pub seq: u64,
+    pub root_digest: [u8; 32],
+    pub created_unix: u64,
+    pub encrypted: bool,
+    pub bytes: u64,
+    pub chunks: u64,
+    pub pages: u64,
+    /// True when pages were opened and the trees checked (a key was given or the source was
+    /// plaintext).
+    pub deep: bool,
+    /// Records per tree (deep verify only).
+    pub trees: BTreeMap<String, u64>,
+}
+
+fn corrupt(offset: u64, chunk: Option<u64>, what: &'static str) -> Error {
+    tracing::warn!(target: "foldvault::audit", offset, chunk, what, "backup check failed");
+    Error::BackupCorrupt { offset, chunk, what }
+}
+
+/// A backup being read, chunk by chunk.
+pub(crate) struct BackupReader<R: Read> {
+    r: HashingReader<R>,
+    pub(crate) header: BackupHeader,
+    pub(crate) file_header: FileHeader,
+    pub(crate) file_header_page: Box<PageBuf>,
+    chunks_read: u64,
+    pages_read: u64,
+}
+
+impl<R: Read> BackupReader<R> {
+    pub(crate) fn open(inner: R) -> Result<BackupReader<R>> {
+        let mut r = HashingReader::new(inner);
+        let mut b = Box::new([0u8; PAGE_SIZE]);
+        r.take(&mut b[..])?;
+        let header = BackupHeader::decode(&b[..]).map_err(|e| match e {
+            Error::Corrupt { .. } => corrupt(0, None, "backup header checksum"),
+            e => e,
+        })?;
+        let mut fh = Box::new([0u8; PAGE_SIZE]);
+        r.take(&mut fh[..])?;
+        let file_header = FileHeader::decode(&fh[..], 0).map_err(|e| match e {
+            Error::Corrupt { .. } | Error::NotADatabase => corrupt(PAGE_SIZE as u64, None, "source header"),
+            e => e,
+        })?;
+        if file_header.file_id != header.file_id || file_header.is_encrypted() != header.encrypted {
+            return Err(corrupt(PAGE_SIZE as u64, None, "source header does not match the backup header"));
+        }
+        Ok(BackupReader { r, header, file_header, file_header_page: fh, chunks_read: 0, pages_read: 0 })
+    }
+
+    fn expected_chunks(&self) -> u64 {
+        self.header.live_pages.div_ceil(self.header.chunk_pages as u64)
+    }
+
+    /// The next chunk's pages (decrypted if `aead`), or `None` after the last chunk.
+    pub(crate) fn next_chunk(&mut self, aead: Option<&dyn Aead>) -> Result<Option<Vec<(PageNo, Box<PageBuf>)>>> {
+        if self.chunks_read >= self.expected_chunks() {
+            return Ok(None);
+        }
+        let start = self.r.bytes;
+        let index = self.chunks_read;
+        let mut head = [0u8; CHUNK_HEADER_SIZE];
+        self.r.take(&mut head)?;
+        let got_index = get_u64(&head, 0).unwrap_or(u64::MAX);
+        let n = get_u32(&head, 8).unwrap_or(0) as u64;
+        let remaining = self.header.live_pages - self.pages_read;
+        if got_index != index || n == 0 || n > self.header.chunk_pages as u64 || n > remaining {
+            return Err(corrupt(start, Some(index), "chunk header"));
+        }
+        let mut body = vec![0u8; n as usize * CHUNK_ENTRY_SIZE];
+        self.r.take(&mut body)?;
+        let mut tag = [0u8; CHUNK_TAG_SIZE];
+        self.r.take(&mut tag)?;
+        let mut hash = [0u8; CHUNK_HASH_SIZE];
+        let mut h = blake3::Hasher::new();
+        h.update(&head);
+        h.update(&body);
+        h.update(&tag);
+        self.r.take(&mut hash)?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&hash[..], &h.finalize().as_bytes()[..])) {
+            return Err(corrupt(start, Some(index), "chunk hash mismatch"));
+        }
+        self.chunks_read += 1;
+        self.pages_read += n;
+        if let Some(a) = aead {
+            let mut nonce = [0u8; 12];
+            nonce.copy_from_slice(&head[12..24]);
+            if !a.open(&nonce, &chunk_aad(&self.header.backup_id, index, n as u32), &mut body, &tag) {
+                return Err(corrupt(start, Some(index), "chunk does not authenticate"));
+            }
+        } else if self.header.encrypted {
+            return Ok(Some(Vec::new()));
+        }
+        let mut out = Vec::with_capacity(n as usize);
+        for e in body.chunks_exact(CHUNK_ENTRY_SIZE) {
+            let page = get_u64(e, 0).unwrap_or(0);
+            if page < FIRST_DATA_PAGE || page >= self.header.page_count {
+                return Err(corrupt(start, Some(index), "page number out of range"));
+            }
+            let mut buf = Box::new([0u8; PAGE_SIZE]);
+            buf.copy_from_slice(&e[8..]);
+            out.push((page, buf));
+        }
+        Ok(Some(out))
+    }
+
+    /// Checks the trailer and the stream hash; the stream must end there.
+    pub(crate) fn finish(mut self) -> Result<(u64, u64, u64)> {
+        let start = self.r.bytes;
+        let mut t = [0u8; 32];
+        self.r.take(&mut t)?;
+        let digest = self.r.hasher.finalize();
+        let mut stored = [0u8; 32];
+        self.r.take(&mut stored)?;
+        if t[..8] != TRAILER_MAGIC
+            || get_u64(&t, 8) != Some(self.chunks_read)
+            || get_u64(&t, 16) != Some(self.pages_read)
+            || get_u64(&t, 24) != Some(start)
+        {
+            return Err(corrupt(start, None, "trailer"));
+        }
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&stored[..], &digest.as_bytes()[..])) {
+            return Err(corrupt(start, None, "stream hash mismatch"));
+        }
+        if !self.r.at_end()? {
+            return Err(corrupt(self.r.bytes, None, "bytes after the trailer"));
+        }
+        Ok((self.r.bytes, self.chunks_read, self.pages_read))
+    }
+}
+
+/// Unlocks the data key of the backup's source header; `None` for a plaintext source.
+pub(crate) fn unlock_backup(fh: &FileHeader, creds: &Credentials) -> Result<Option<SecretKey>> {
+    if !fh.is_encrypted() {
+        return Ok(None);
+    }
+    let (dk, _) = crate::db::open::unlock(fh, 0, creds)?;
+    Ok(Some(dk))
+}
+
+/// The chunk AEAD for a data key.
+pub(crate) fn backup_aead(dk: &SecretKey) -> Result<Box<dyn Aead>> {
+    let k = dk.derive(context::BACKUP_KEY, &[]);
+    crate::crypto::cipher::new_aead(crate::crypto::CipherId::Aes256Gcm, crate::crypto::CipherBackend::RustCrypto, &k)
+}
+
+pub(crate) fn sealer_for(fh: &FileHeader, dk: Option<&SecretKey>) -> PageSealer {
+    match dk {
+        Some(dk) => PageSealer::encrypted(
+            fh.file_id,
+            fh.cipher,
+            crate::crypto::CipherBackend::RustCrypto,
+            DataKeys::single(dk.duplicate()),
+            u32::MAX,
+        )
+        .with_version(fh.version),
+        None => PageSealer::plaintext(fh.file_id).with_version(fh.version),
+    }
+}
+
+/// What one opened page says about the tree structure.
+#[derive(Default)]
+struct PageFacts {
+    tag: Option<SealTag>,
+    kind: Option<PageKind>,
+    /// Pages this one references, with the tags it expects.
+    children: Vec<PageRef>,
+    records: u64,
+    /// Catalog leaves: (tree name, root).
+    trees: Vec<(Vec<u8>, TreeRoot)>,
+}
+
+/// Verifies a backup. Without credentials (or `None`) only the structure and hashes of an
+/// encrypted backup are checked; with them every page is opened, every Merkle link checked,
+/// and records are counted per tree. Wrong credentials give `WrongKey`.
+pub fn verify<R: Read>(r: R, creds: Option<&Credentials>, progress: &mut dyn FnMut(Progress)) -> Result<BackupSummary> {
+    let mut br = BackupReader::open(r)?;
+    let dk = match creds {
+        Some(c) => unlock_backup(&br.file_header, c)?,
+        None => None,
+    };
+    let deep = dk.is_some() || !br.header.encrypted;
+    let aead = match &dk {
+        Some(k) => Some(backup_aead(k)?),
+        None => None,
+    };
+    let sealer = sealer_for(&br.file_header, dk.as_ref());
+    let mut facts: HashMap<PageNo, PageFacts> = HashMap::new();
+    let mut pages = 0u64;
+    let total = br.header.live_pages;
+    while let Some(chunk) = br.next_chunk(aead.as_deref())? {
+        for (page, mut buf) in chunk {
+            pages += 1;
+            if deep {
+                facts.insert(page, page_facts(&sealer, page, &mut buf));
+            }
+        }
+        if !deep {
+            pages = br.pages_read;
+        }
+        progress(Progress { bytes: br.r.bytes, pages, total_pages: total });
+    }
+    let header = br.header.clone();
+    let (bytes, chunks, pages) = br.finish()?;
+    let mut summary = BackupSummary {
+        seq: header.seq,
+        root_digest: header.root_digest,
+        created_unix: header.created_unix,
+        encrypted: header.encrypted,
+        bytes,
+        chunks,
+        pages,
+        deep,
+        trees: BTreeMap::new(),
+    };
+    if deep {
+        summary.trees = check_structure(&facts, header.catalog)?;
+    }
+    Ok(summary)
+}
+
+fn page_facts(sealer: &PageSealer, page: PageNo, buf: &mut PageBuf) -> PageFacts {
+    let mut f = PageFacts::default();
+    let Ok((tag, _)) = sealer.open(KeyPurpose::Page, page, buf) else { return f };
+    f.tag = Some(tag);
+    let payload = &buf[..crate::format::page::PAYLOAD_SIZE];
+    f.kind = payload.first().copied().and_then(PageKind::from_byte);
+    match f.kind {
+        Some(PageKind::Branch) | Some(PageKind::Leaf) => {
+            let Ok(raw) = RawNode::new(payload, page) else { return f };
+            if raw.is_leaf() {
+                for i in 0..raw.len() {
+                    let Ok((k, v)) = raw.leaf_entry(i) else { break };
+                    f.records += 1;
+                    match v {
+                        RawValue::Overflow { first, .. } => f.children.push(first),
+                        RawValue::Inline(b) => {
+                            if let Some(root) = TreeRoot::decode(b) {
+                                f.trees.push((k.to_vec(), root));
+                            }
+                        }
+                    }
+                }
+            } else {
+                for i in 0..=raw.len() {
+                    if let Ok(c) = raw.child(i) {
+                        f.children.push(c);
+                    }
+                }
+            }
+        }
+        Some(PageKind::Overflow) => {
+            if let Some(next) = PageRef::decode(payload, crate::btree::overflow::NEXT_OFFSET)
+                && !next.is_none()
+            {
+                f.children.push(next);
+            }
+        }
+        _ => {}
+    }
+    f
+}
+
+/// Walks the page graph from the catalog: every link must name a page in the backup with the
+/// tag the parent holds. Returns records per tree.
+fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Result<BTreeMap<String, u64>> {
+    let link = |r: PageRef| -> Result<&PageFacts> {
+        let f = facts.get(&r.page).ok_or(Error::BackupCorrupt {
+            offset: 0,
+            chunk: None,
+            what: "a referenced page is missing",
+        })?;
+        match f.tag {
+            Some(t) if t.ct_eq(&r.tag) => Ok(f),
+            Some(_) => Err(Error::corrupt(r.page, crate::error::CorruptReason::TagMismatch)),
+            None => Err(Error::corrupt(r.page, crate::error::CorruptReason::SealMismatch)),
+        }
+    };
+    let walk = |root: PageRef, catalog: bool| -> Result<(u64, Vec<(Vec<u8>, TreeRoot)>)> {
+        let mut records = 0;
+        let mut trees = Vec::new();
+        let mut stack = vec![(root, 0usize)];
+        let mut seen = 0usize;
+        while let Some((r, depth)) = stack.pop() {
+            if r.is_none() {
+                continue;
+            }
+            seen += 1;
+            if depth > crate::btree::MAX_DEPTH || seen > facts.len() {
+                return Err(Error::corrupt(r.page, crate::error::CorruptReason::TooDeep));
+            }
+            let f = link(r)?;
+            if f.kind == Some(PageKind::Leaf) {
+                records += f.records;
+                if catalog {
+                    trees.extend(f.trees.iter().cloned());
+                }
+            }
+            stack.extend(f.children.iter().map(|c| (*c, depth + 1)));
+        }
+        Ok((records, trees))
+    };
+    let (_, trees) = walk(catalog, true)?;
+    let mut out = BTreeMap::new();
+    for (name, root) in trees {
+        let (n, _) = walk(root.root, false)?;
+        if n != root.count {
+            return Err(Error::corrupt(root.root.page, crate::error::CorruptReason::CountMismatch));
+        }
+        if !name.starts_with(crate::db::engine::RESERVED_PREFIX) {
+            out.insert(crate::db::check::tree_label(&name), n);
+        }
+    }
+    Ok(out)
+}

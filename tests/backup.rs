@@ -1,0 +1,228 @@
+//! Encrypted backup, verify and restore.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use foldvault::backup::{self, RestoreOptions};
+use foldvault::{Config, Credentials, Db, Error, KdfParams};
+
+const PASS: &str = "backup test passphrase";
+
+fn cfg(path: &std::path::Path) -> Config {
+    Config::new().file(path).passphrase(PASS).kdf(KdfParams::insecure_fast()).use_env(false).flush_every_ms(None)
+}
+
+fn creds() -> Credentials {
+    Credentials::passphrase(PASS)
+}
+
+type Contents = BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>>;
+
+fn contents(db: &Db) -> Contents {
+    let mut out = Contents::new();
+    for name in db.tree_names() {
+        let t = db.open_tree(&name).unwrap();
+        out.insert(name.to_vec(), t.iter().map(|r| r.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect());
+    }
+    out
+}
+
+fn populate(db: &Db) {
+    for (ti, name) in ["metadata", "schemas", "atoms"].iter().enumerate() {
+        let t = db.open_tree(name).unwrap();
+        let mut b = foldvault::Batch::default();
+        for i in 0..800u32 {
+            b.insert(
+                format!("{name}:{i:05}"),
+                format!("{{\"i\":{i},\"marker\":\"SECRETMARKER\"}}").repeat(1 + (i as usize % 5)),
+            );
+        }
+        t.apply_batch(b).unwrap();
+        t.insert("big", vec![ti as u8; 30_000]).unwrap();
+    }
+    db.insert("atom:00000000-0000-0000-0000-000000000000", &b"{}"[..]).unwrap();
+    for i in (0..800u32).step_by(3) {
+        db.open_tree("schemas").unwrap().remove(format!("schemas:{i:05}")).unwrap();
+    }
+    db.flush().unwrap();
+}
+
+fn make_backup() -> (tempfile::TempDir, Vec<u8>, Contents) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = cfg(&dir.path().join("src.fv")).open().unwrap();
+    populate(&db);
+    let mut out = Vec::new();
+    let stats = db.backup_to(&mut out, &mut |_| {}).unwrap();
+    assert_eq!(stats.bytes as usize, out.len());
+    let c = contents(&db);
+    (dir, out, c)
+}
+
+#[test]
+fn backup_verify_restore_round_trip() {
+    let (dir, bytes, want) = make_backup();
+    assert!(!bytes.windows(12).any(|w| w == b"SECRETMARKER"), "plaintext in the backup");
+    assert!(!bytes.windows(8).any(|w| w == b"metadata"), "tree name in the backup");
+    let shallow = backup::verify(Cursor::new(&bytes), None, &mut |_| {}).unwrap();
+    assert!(!shallow.deep);
+    let deep = backup::verify(Cursor::new(&bytes), Some(&creds()), &mut |_| {}).unwrap();
+    assert!(deep.deep);
+    assert_eq!(deep.trees.get("metadata"), Some(&801));
+    let dst = dir.path().join("restored.fv");
+    let mut calls = 0;
+    let mut p = |_: backup::Progress| calls += 1;
+    let s =
+        backup::restore(Cursor::new(&bytes), &dst, &creds(), RestoreOptions { force: false, progress: Some(&mut p) })
+            .unwrap();
+    assert!(calls > 0);
+    assert_eq!(s.seq, deep.seq);
+    let db = cfg(&dst).open().unwrap();
+    assert!(db.check().unwrap().is_ok());
+    assert_eq!(contents(&db), want);
+    drop(db);
+    // Refuses to overwrite unless forced.
+    assert!(matches!(
+        backup::restore(Cursor::new(&bytes), &dst, &creds(), RestoreOptions::default()),
+        Err(Error::AlreadyExists(_))
+    ));
+    backup::restore(Cursor::new(&bytes), &dst, &creds(), RestoreOptions { force: true, progress: None }).unwrap();
+}
+
+#[test]
+fn wrong_key_is_wrong_key() {
+    let (dir, bytes, _) = make_backup();
+    let bad = Credentials::passphrase("nope");
+    assert!(matches!(backup::verify(Cursor::new(&bytes), Some(&bad), &mut |_| {}), Err(Error::WrongKey { .. })));
+    let dst = dir.path().join("x.fv");
+    assert!(matches!(
+        backup::restore(Cursor::new(&bytes), &dst, &bad, RestoreOptions::default()),
+        Err(Error::WrongKey { .. })
+    ));
+    assert!(!dst.exists());
+}
+
+/// Any single flipped byte (sampled over every region) fails verify without a key, and
+/// restore refuses; every truncation is detected.
+#[test]
+fn flipped_bytes_and_truncation_are_detected() {
+    let (dir, bytes, _) = make_backup();
+    let n = bytes.len();
+    let mut offsets: Vec<usize> = (0..n).step_by(997).collect();
+    // every region: headers, first chunk header, a page body, a chunk tag and hash, the trailer
+    offsets.extend([0, 8, 4095, 4096, 4096 + 100, 8192, 8192 + 30, n - 70, n - 64, n - 40, n - 32, n - 1]);
+    let dst = dir.path().join("never.fv");
+    for (i, &off) in offsets.iter().enumerate() {
+        let mut b = bytes.clone();
+        b[off] ^= 0x20;
+        let r = backup::verify(Cursor::new(&b), None, &mut |_| {});
+        assert!(r.is_err(), "flip at {off} not detected without a key");
+        let e = r.unwrap_err();
+        assert!(e.is_corruption() || matches!(e, Error::UnsupportedVersion { .. }), "flip at {off}: {e}");
+        if i % 10 == 0 {
+            assert!(backup::restore(Cursor::new(&b), &dst, &creds(), RestoreOptions::default()).is_err());
+            assert!(!dst.exists());
+        }
+    }
+    for cut in (0..n).step_by(1499).chain([n - 1, n - 32, n - 64]) {
+        let r = backup::verify(Cursor::new(&bytes[..cut]), None, &mut |_| {});
+        assert!(matches!(r, Err(Error::Truncated { .. }) | Err(Error::NotADatabase)), "cut at {cut}: {r:?}");
+    }
+    // Junk after the end is also refused.
+    let mut b = bytes.clone();
+    b.push(0);
+    assert!(backup::verify(Cursor::new(&b), None, &mut |_| {}).is_err());
+}
+
+/// A backup taken while another thread commits equals the snapshot it started from.
+#[test]
+fn online_backup_is_a_consistent_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = cfg(&dir.path().join("live.fv")).open().unwrap();
+    populate(&db);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let t = db.open_tree("metadata").unwrap();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                t.insert(format!("live:{i:08}"), vec![7u8; 200]).unwrap();
+                if i % 2 == 0 {
+                    t.remove("metadata:00001").unwrap();
+                    t.insert("metadata:00001", vec![i as u8; 50]).unwrap();
+                }
+                i += 1;
+            }
+            i
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let rt = db.begin_read().unwrap();
+    let mut snapshot = Contents::new();
+    for name in rt.tree_names() {
+        if let Ok(t) = rt.open_tree(&name) {
+            snapshot
+                .insert(name.to_vec(), t.iter().map(|r| r.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect());
+        }
+    }
+    let mut out = Vec::new();
+    rt.backup_to(&mut out, &mut |_| {}).unwrap();
+    drop(rt);
+    stop.store(true, Ordering::Relaxed);
+    let n = writer.join().unwrap();
+    assert!(n > 0);
+    let dst = dir.path().join("snap.fv");
+    backup::restore(Cursor::new(&out), &dst, &creds(), RestoreOptions::default()).unwrap();
+    let restored = cfg(&dst).open().unwrap();
+    let mut got = contents(&restored);
+    got.retain(|_, t| !t.is_empty() || snapshot.contains_key(&b"x"[..]));
+    snapshot.retain(|_, t| !t.is_empty());
+    assert_eq!(got, snapshot);
+}
+
+/// The checked-in backup (format v1) restores forever.
+#[test]
+fn checked_in_v1_backup_restores() {
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/backup-v1.fvbk")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("v1.fv");
+    let creds = Credentials::passphrase("foldvault v1 fixture");
+    backup::restore(Cursor::new(&bytes), &dst, &creds, RestoreOptions::default()).unwrap();
+    let db = Config::new().file(&dst).passphrase("foldvault v1 fixture").use_env(false).open().unwrap();
+    let t = db.open_tree("metadata").unwrap();
+    assert_eq!(t.len(), 100);
+    for i in 0..100u32 {
+        assert_eq!(t.get(format!("key{i:03}")).unwrap().unwrap(), format!("value {i}").as_bytes());
+    }
+    assert_eq!(db.get("atom:fixture").unwrap().unwrap().len(), 9000);
+}
+
+/// Writes the fixture (run by hand: `cargo test --test backup make_fixtures -- --ignored`).
+#[test]
+#[ignore]
+fn make_fixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    let kdf = KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 };
+    let db = Config::new()
+        .file(dir.path().join("v1.foldvault"))
+        .passphrase("foldvault v1 fixture")
+        .kdf(kdf)
+        .use_env(false)
+        .open()
+        .unwrap();
+    let t = db.open_tree("metadata").unwrap();
+    for i in 0..100u32 {
+        t.insert(format!("key{i:03}"), format!("value {i}").into_bytes()).unwrap();
+    }
+    db.insert("atom:fixture", vec![b'x'; 9000]).unwrap();
+    db.flush().unwrap();
+    let mut out = Vec::new();
+    db.backup_to(&mut out, &mut |_| {}).unwrap();
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    std::fs::write(format!("{data}/backup-v1.fvbk"), out).unwrap();
+    drop(t);
+    drop(db);
+    std::fs::copy(dir.path().join("v1.foldvault"), format!("{data}/v1.foldvault")).unwrap();
+}
