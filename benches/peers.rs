@@ -217,6 +217,13 @@ fn run_children(a: &Args) -> (Results, Notes) {
     (results, notes)
 }
 
+/// A cell's runs spread by more than half their median (the shared disk's fsync latency varies).
+fn noisy(r: &Results, d: Dataset, e: Engine, id: &str) -> bool {
+    let Some(v) = r.get(&(d.name(), e.name(), id.to_string())) else { return false };
+    let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    median(v).is_some_and(|m| m > 0.0 && (hi - lo) / m > 0.5)
+}
+
 fn cell(r: &Results, d: Dataset, e: Engine, id: &str) -> Option<f64> {
     r.get(&(d.name(), e.name(), id.to_string())).and_then(|v| median(v))
 }
@@ -249,8 +256,14 @@ fn render(a: &Args, sizes: &Sizes, r: &Results, counters: &Notes) -> String {
     for &d in &a.datasets {
         let _ = writeln!(s, "| **{}** ({}) | | {}", d.name(), d.describe(), "|".repeat(head.len()));
         for row in &rows {
-            let cells: Vec<String> =
-                a.engines.iter().map(|&e| cell(r, d, e, row.id).map_or("err".into(), fmt_value)).collect();
+            let cells: Vec<String> = a
+                .engines
+                .iter()
+                .map(|&e| {
+                    let mark = if noisy(r, d, e, row.id) { "~" } else { "" };
+                    cell(r, d, e, row.id).map_or("err".into(), |v| format!("{mark}{}", fmt_value(v)))
+                })
+                .collect();
             let _ = writeln!(s, "| {} | {} | {} |", row.label, row.unit, cells.join(" | "));
         }
     }
@@ -292,6 +305,9 @@ fn render(a: &Args, sizes: &Sizes, r: &Results, counters: &Notes) -> String {
             let c = cell(r, d, e, "cold_cache_mb").unwrap_or(0.0);
             notes.push(format!("{}: the harness holds {h:.1} MB before opening an engine (included in peak RSS); cold-read cache {c:.2} MB", d.name()));
         }
+    }
+    if a.reps > 1 {
+        notes.push("`~` marks a cell whose runs spread by more than half their median".to_string());
     }
     let _ = writeln!(s, "\n{}", notes.iter().map(|n| format!("- {n}")).collect::<Vec<_>>().join("\n"));
     if !counters.is_empty() {

@@ -106,8 +106,9 @@ impl Engine {
     }
 
     /// Opens (creating if missing) this engine's database in `dir`, with `cache` bytes of cache
-    /// where the engine lets it be set.
-    pub fn open(self, dir: &Path, cache: u64) -> Box<dyn Kv> {
+    /// where the engine lets it be set. `small_rows`: every record is under a twentieth of a
+    /// page, where SQLite recommends a `WITHOUT ROWID` table.
+    pub fn open(self, dir: &Path, cache: u64, small_rows: bool) -> Box<dyn Kv> {
         match self {
             Engine::FvEnc => Box::new(Foldvault::open(dir, cache, FvMode::AesGcm)),
             #[cfg(feature = "aws-lc")]
@@ -115,13 +116,16 @@ impl Engine {
             Engine::FvPlain => Box::new(Foldvault::open(dir, cache, FvMode::Plain)),
             Engine::Redb => Box::new(Redb::open(dir, cache)),
             Engine::Sled => Box::new(Sled::open(dir, cache)),
-            Engine::Sqlite => Box::new(Sqlite::open(dir, Some(cache), None)),
+            Engine::Sqlite => Box::new(Sqlite::open(dir, Some(cache), None, small_rows)),
             #[cfg(feature = "peers-sqlcipher")]
-            Engine::SqlCipher => {
-                Box::new(Sqlite::open(dir, (cache != super::CACHE_BYTES).then_some(cache), Some(PASSPHRASE)))
-            }
+            Engine::SqlCipher => Box::new(Sqlite::open(
+                dir,
+                (cache != super::CACHE_BYTES).then_some(cache),
+                Some(PASSPHRASE),
+                small_rows,
+            )),
             #[cfg(feature = "peers-sqlcipher")]
-            Engine::SqlCipher32 => Box::new(Sqlite::open(dir, Some(cache), Some(PASSPHRASE))),
+            Engine::SqlCipher32 => Box::new(Sqlite::open(dir, Some(cache), Some(PASSPHRASE), small_rows)),
         }
     }
 }
@@ -323,7 +327,7 @@ struct Sqlite {
 
 impl Sqlite {
     /// `cache`: bytes of page cache (`None`: SQLite's default); `key`: a SQLCipher passphrase.
-    fn open(dir: &Path, cache: Option<u64>, key: Option<&str>) -> Sqlite {
+    fn open(dir: &Path, cache: Option<u64>, key: Option<&str>, small_rows: bool) -> Sqlite {
         let conn = rusqlite::Connection::open(dir.join("db.sqlite")).expect("sqlite open");
         if let Some(k) = key {
             conn.pragma_update(None, "key", k).expect("pragma key");
@@ -334,8 +338,15 @@ impl Sqlite {
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).expect("journal_mode");
         assert_eq!(mode, "wal");
         conn.pragma_update(None, "synchronous", "FULL").expect("synchronous");
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS t (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
-            .expect("create table");
+        // SQLite's advice (sqlite.org/withoutrowid.html): WITHOUT ROWID when rows are under a
+        // twentieth of a page; larger rows (the atoms) spill to overflow pages in such a table,
+        // so they get a rowid table with a unique index on the key (redb's benchmark's schema).
+        let create = if small_rows {
+            "CREATE TABLE IF NOT EXISTS t (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID"
+        } else {
+            "CREATE TABLE IF NOT EXISTS t (k BLOB PRIMARY KEY, v BLOB NOT NULL)"
+        };
+        conn.execute_batch(create).expect("create table");
         Sqlite { conn }
     }
 }

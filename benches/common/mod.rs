@@ -288,7 +288,8 @@ pub fn run_child(engine: Engine, d: Dataset, sizes: Sizes, seed: u64) {
     rng.shuffle(&mut cold_keys);
     report("harness_rss", rss().1 as f64 / 1e6);
 
-    let mut db: Box<dyn Kv> = engine.open(dir.path(), CACHE_BYTES);
+    let small_rows = d == Dataset::Random16;
+    let mut db: Box<dyn Kv> = engine.open(dir.path(), CACHE_BYTES, small_rows);
     timed_db("load", 1, &mut db, |db| db.write(&load, true));
     report("size_load", dir_size(dir.path()) as f64 / 1e6);
     timed_db("single", singles.len(), &mut db, |db| {
@@ -312,7 +313,7 @@ pub fn run_child(engine: Engine, d: Dataset, sizes: Sizes, seed: u64) {
 
     let probe = loaded_order[n / 2..].first().map(|&i| rec.loaded.get(i)).expect("a live key");
     let db = timed("open", || {
-        let mut db = engine.open(dir.path(), CACHE_BYTES);
+        let mut db = engine.open(dir.path(), CACHE_BYTES, small_rows);
         assert_eq!(db.reads(&[probe]), 1, "{}: probe after reopen", engine.name());
         db
     });
@@ -327,7 +328,7 @@ pub fn run_child(engine: Engine, d: Dataset, sizes: Sizes, seed: u64) {
     drop(db);
 
     let cold_cache = (live_bytes / 10).max(64 << 10);
-    let mut db = engine.open(dir.path(), cold_cache);
+    let mut db = engine.open(dir.path(), cold_cache, small_rows);
     let found = timed_db("cold_reads", n, &mut db, |db| db.reads(&cold_keys));
     assert_eq!(found, n, "{}: cold reads found {found} of {n}", engine.name());
     report("cold_cache_mb", cold_cache as f64 / 1e6);

@@ -8,5 +8,7 @@ pub(crate) mod check;
 pub(crate) mod config;
 pub(crate) mod engine;
 pub(crate) mod ivec;
+pub(crate) mod keys;
+pub mod migrate;
 pub(crate) mod open;
 pub(crate) mod txn;

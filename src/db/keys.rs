@@ -1,0 +1,183 @@
+//! Key lifecycle on an open database: key slots (list, add, remove, change a passphrase, a
+//! recovery key) and the encryption status. SPEC.md §6.
+//!
+//! Every change rewrites the header only — never a data page — with the two-copy protocol of
+//! SPEC.md §2: copy B is written with generation + 1 and synced, then copy A, synced. A power
+//! loss at any point leaves a valid header with either the old or the new slots, never neither.
+//! The writer lock is held throughout, so no commit interleaves.
+
+use super::api::Db;
+use crate::crypto::keys::{MasterKey, SecretKey};
+use crate::crypto::slots::{self, Credentials};
+use crate::crypto::{CipherBackend, CipherId, KdfParams, Passphrase};
+use crate::error::{Error, Result};
+use crate::format::header::{FileHeader, MAX_SLOTS, SlotKind};
+use crate::format::{FORMAT_VERSION, HEADER_PAGE_A, HEADER_PAGE_B};
+
+/// One key slot, as `Db::slots` lists it (no secret in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub index: usize,
+    pub kind: SlotKind,
+    /// Argon2id parameters (passphrase kinds only).
+    pub kdf: Option<KdfParams>,
+}
+
+/// What `Db::encryption_status` reports.
+#[derive(Debug, Clone)]
+pub struct EncryptionStatus {
+    pub encrypted: bool,
+    pub cipher: CipherId,
+    pub format_version: u16,
+    pub slots: Vec<SlotInfo>,
+    pub header_generation: u64,
+    /// The epoch new pages are sealed under.
+    pub key_epoch: u32,
+    /// Seals made under the current epoch, and the budget before the next epoch.
+    pub seals_in_epoch: u64,
+    pub seal_budget: u64,
+    pub commit_seq: u64,
+    /// Whether the CPU's AES instructions are in use (else a constant-time software AES).
+    pub hardware_aes: bool,
+    pub backend: CipherBackend,
+    /// True while a data-key rotation is in progress.
+    pub rekey_in_progress: bool,
+}
+
+pub(crate) fn slot_infos(h: &FileHeader) -> Vec<SlotInfo> {
+    h.slots
+        .iter()
+        .enumerate()
+        .filter_map(|(index, s)| {
+            s.as_ref().map(|s| SlotInfo { index, kind: s.kind, kdf: s.kind.uses_passphrase().then_some(s.kdf) })
+        })
+        .collect()
+}
+
+impl Db {
+    /// The key slots (kinds and KDF parameters only).
+    pub fn slots(&self) -> Vec<SlotInfo> {
+        slot_infos(&self.handle.engine.header.lock())
+    }
+
+    /// Encryption state, cipher, slots, format version, key epoch, nonce budget used.
+    pub fn encryption_status(&self) -> EncryptionStatus {
+        let e = &self.handle.engine;
+        let h = e.header.lock();
+        EncryptionStatus {
+            encrypted: h.is_encrypted(),
+            cipher: h.cipher,
+            format_version: h.version,
+            slots: slot_infos(&h),
+            header_generation: h.generation,
+            key_epoch: e.writer.lock().epoch,
+            seals_in_epoch: e.pager.seals_in_epoch(),
+            seal_budget: e.seal_budget,
+            commit_seq: e.snapshot().seq,
+            hardware_aes: CipherBackend::hardware_aes(),
+            backend: CipherBackend::default(),
+            rekey_in_progress: h.next_key.is_some(),
+        }
+    }
+
+    /// Rewrites the header after `f` edits a copy of it (with the data key at hand).
+    pub(crate) fn update_header(&self, f: impl FnOnce(&mut FileHeader, &SecretKey) -> Result<()>) -> Result<()> {
+        let e = &self.handle.engine;
+        let _ws = e.writer.lock();
+        if e.pager.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        let mut h = e.header.lock().clone();
+        if !h.is_encrypted() {
+            return Err(Error::Unsupported("a plaintext database has no key slots".into()));
+        }
+        e.pager.sealer.with_data_key(|dk| -> Result<()> {
+            let dk = dk.ok_or_else(|| Error::ReportableBug("no data key".into()))?;
+            f(&mut h, dk)?;
+            h.version = FORMAT_VERSION;
+            h.generation += 1;
+            h.raw_body = Default::default();
+            h.mac = slots::header_mac(dk, &h.encode_body()[..]);
+            Ok(())
+        })?;
+        if h.slots.iter().all(|s| s.is_none()) {
+            return Err(Error::Unsupported("refusing to remove the last key slot".into()));
+        }
+        let page = h.encode();
+        e.pager.write_raw(HEADER_PAGE_B, &page)?;
+        e.pager.sync()?;
+        e.pager.write_raw(HEADER_PAGE_A, &page)?;
+        e.pager.sync()?;
+        let decoded = FileHeader::decode(&page[..], HEADER_PAGE_A)?;
+        *e.header.lock() = decoded;
+        tracing::info!(target: "foldvault::audit", generation = h.generation, "header rewritten (key slots changed)");
+        Ok(())
+    }
+
+    /// Adds a key slot opened by `creds` (master key + passphrase if both are given). Returns
+    /// its index.
+    pub fn add_slot(&self, creds: &Credentials, kdf: KdfParams) -> Result<usize> {
+        let kind = creds.natural_kind().ok_or(Error::InvalidConfig("no credentials given for the new slot"))?;
+        self.add_slot_of_kind(kind, creds, kdf)
+    }
+
+    fn add_slot_of_kind(&self, kind: SlotKind, creds: &Credentials, kdf: KdfParams) -> Result<usize> {
+        let mut index = None;
+        self.update_header(|h, dk| {
+            let i = (0..MAX_SLOTS)
+                .find(|i| h.slots[*i].is_none())
+                .ok_or(Error::Unsupported(format!("all {MAX_SLOTS} key slots are in use")))?;
+            h.slots[i] = Some(slots::make_slot(kind, kdf, creds, dk, &h.file_id, i)?);
+            index = Some(i);
+            Ok(())
+        })?;
+        index.ok_or_else(|| Error::ReportableBug("slot not added".into()))
+    }
+
+    /// Adds a recovery-key slot and returns the new random key (print it once, keep it safe).
+    pub fn add_recovery_key(&self) -> Result<(usize, MasterKey)> {
+        let key = MasterKey::generate();
+        let i = self.add_slot_of_kind(
+            SlotKind::RecoveryKey,
+            &Credentials::recovery_key(key.duplicate()),
+            KdfParams::default(),
+        )?;
+        Ok((i, key))
+    }
+
+    /// Removes slot `index`. Removing the last slot is refused.
+    pub fn remove_slot(&self, index: usize) -> Result<()> {
+        self.update_header(|h, _| {
+            match h.slots.get_mut(index) {
+                Some(s @ Some(_)) => *s = None,
+                _ => return Err(Error::InvalidConfig("no such key slot")),
+            }
+            if h.slots.iter().all(|s| s.is_none()) {
+                return Err(Error::Unsupported("refusing to remove the last key slot".into()));
+            }
+            Ok(())
+        })
+    }
+
+    /// Changes a passphrase: the slot that `old` opens is rewritten in place for `new` (same
+    /// kind; a master-key + passphrase slot keeps `old`'s master key). Only the header changes.
+    pub fn change_passphrase(&self, old: &Credentials, new: Passphrase, kdf: KdfParams) -> Result<()> {
+        let index = {
+            let h = self.handle.engine.header.lock().clone();
+            let (_, i) = slots::unlock(&h, old)?;
+            i
+        };
+        self.update_header(|h, dk| {
+            let kind = h.slots[index].as_ref().map(|s| s.kind).ok_or(Error::InvalidConfig("slot vanished"))?;
+            if !kind.uses_passphrase() {
+                return Err(Error::InvalidConfig("the slot these credentials open has no passphrase"));
+            }
+            let mut c = Credentials::none().with_passphrase(new);
+            if let Some(m) = &old.master {
+                c = c.with_master_key(m.duplicate());
+            }
+            h.slots[index] = Some(slots::make_slot(kind, kdf, &c, dk, &h.file_id, index)?);
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,216 @@
+//! Migration between plaintext and encrypted mode, and import from sled 0.34.
+//!
+//! A copy goes through one read snapshot of the source into a temporary file beside the
+//! target, which is synced and then renamed into place: a crash leaves either no target or a
+//! complete one. In-place conversion writes the new file beside the old, syncs, and renames it
+//! over the old name.
+
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+
+use super::api::{Batch, Db};
+use super::config::{Config, Encryption};
+use crate::error::{Error, Result};
+
+/// Progress of a copy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CopyProgress {
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// What a copy did: records per tree, and a BLAKE3 digest of each tree's contents (keys and
+/// values in key order) taken from the source and checked against the copy.
+#[derive(Debug, Clone, Default)]
+pub struct CopyReport {
+    pub trees: Vec<(String, u64, [u8; 32])>,
+}
+
+const BATCH: usize = 10_000;
+
+fn digest_tree(t: &super::api::Tree) -> Result<(u64, [u8; 32])> {
+    let mut h = blake3::Hasher::new();
+    let mut n = 0;
+    for kv in t.iter() {
+        let (k, v) = kv?;
+        digest_entry(&mut h, &k, &v);
+        n += 1;
+    }
+    Ok((n, *h.finalize().as_bytes()))
+}
+
+pub(crate) fn digest_entry(h: &mut blake3::Hasher, k: &[u8], v: &[u8]) {
+    h.update(&(k.len() as u64).to_le_bytes());
+    h.update(k);
+    h.update(&(v.len() as u64).to_le_bytes());
+    h.update(v);
+}
+
+fn temp_beside(dst: &Path) -> PathBuf {
+    let mut r = [0u8; 6];
+    rand::rngs::OsRng.fill_bytes(&mut r);
+    let name = dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "db".into());
+    dst.with_file_name(format!(".{name}.copy-{}", crate::format::page::hex(&r)))
+}
+
+/// Copies every tree of `src` (opened by `src_cfg`) into a new database at `dst` made with
+/// `dst_cfg` (whose location is replaced by `dst`), through a temporary file and a rename.
+pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(CopyProgress)) -> Result<CopyReport> {
+    if dst.exists() && std::fs::metadata(dst)?.len() > 0 {
+        return Err(Error::AlreadyExists(dst.display().to_string()));
+    }
+    let tmp = temp_beside(dst);
+    let result = (|| -> Result<CopyReport> {
+        let out = dst_cfg.clone().file(&tmp).create_new(true).flush_every_ms(None).open()?;
+        let rt = src.begin_read()?;
+        let mut report = CopyReport::default();
+        let mut p = CopyProgress::default();
+        for name in rt.tree_names() {
+            let Ok(t) = rt.open_tree(&name) else { continue };
+            let dt = out.open_tree(&name)?;
+            let mut h = blake3::Hasher::new();
+            let mut n = 0u64;
+            let mut batch = Batch::default();
+            for kv in t.iter() {
+                let (k, v) = kv?;
+                digest_entry(&mut h, &k, &v);
+                p.records += 1;
+                p.bytes += (k.len() + v.len()) as u64;
+                n += 1;
+                batch.insert(&k, &v);
+                if batch.len() >= BATCH {
+                    dt.apply_batch(std::mem::take(&mut batch))?;
+                    progress(p);
+                }
+            }
+            dt.apply_batch(batch)?;
+            let src_digest = *h.finalize().as_bytes();
+            let (m, d) = digest_tree(&dt)?;
+            if m != n || d != src_digest {
+                return Err(Error::ReportableBug(format!(
+                    "copy of tree {} does not match its source",
+                    String::from_utf8_lossy(&name)
+                )));
+            }
+            report.trees.push((String::from_utf8_lossy(&name).into_owned(), n, src_digest));
+            progress(p);
+        }
+        out.flush()?;
+        let check = out.check()?;
+        if let Some(p) = check.problems.first() {
+            return Err(Error::corrupt(p.page, p.reason));
+        }
+        Ok(report)
+    })();
+    match result {
+        Ok(r) => {
+            std::fs::rename(&tmp, dst)?;
+            if let Some(d) = dst.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(d)?.sync_all()?;
+            }
+            Ok(r)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Copies a database into a new *encrypted* one. `dst_cfg` carries the key or passphrase.
+pub fn encrypt(
+    src_cfg: &Config,
+    dst: &Path,
+    dst_cfg: &Config,
+    progress: &mut dyn FnMut(CopyProgress),
+) -> Result<CopyReport> {
+    let src = src_cfg.open()?;
+    copy_to(&src, dst, &dst_cfg.clone().encryption(Encryption::Required), progress)
+}
+
+/// Copies a database into a new *plaintext* one (the command line asks for an explicit
+/// confirmation before calling this).
+pub fn decrypt(src_cfg: &Config, dst: &Path, progress: &mut dyn FnMut(CopyProgress)) -> Result<CopyReport> {
+    let src = src_cfg.open()?;
+    copy_to(&src, dst, &Config::new().plaintext().use_env(false), progress)
+}
+
+/// Converts the database file at `path` in place: the new file is written beside it, synced,
+/// and renamed over the old name. The source must not be open elsewhere.
+pub fn convert_in_place(
+    path: &Path,
+    src_cfg: &Config,
+    dst_cfg: &Config,
+    progress: &mut dyn FnMut(CopyProgress),
+) -> Result<CopyReport> {
+    let src = src_cfg.clone().file(path).open()?;
+    let tmp = temp_beside(path);
+    let report = copy_to(&src, &tmp, dst_cfg, progress)?;
+    drop(src);
+    std::fs::rename(&tmp, path)?;
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(d)?.sync_all()?;
+    }
+    Ok(report)
+}
+
+/// Imports every tree of a sled 0.34 database directory into a new foldvault database,
+/// verifying the record count and a digest per tree.
+#[cfg(feature = "sled-import")]
+pub fn from_sled(
+    sled_path: &Path,
+    dst: &Path,
+    dst_cfg: &Config,
+    progress: &mut dyn FnMut(CopyProgress),
+) -> Result<CopyReport> {
+    let sdb = sled::Config::new().path(sled_path).open().map_err(|e| Error::Unsupported(format!("sled: {e}")))?;
+    if dst.exists() && std::fs::metadata(dst)?.len() > 0 {
+        return Err(Error::AlreadyExists(dst.display().to_string()));
+    }
+    let tmp = temp_beside(dst);
+    let result = (|| -> Result<CopyReport> {
+        let out = dst_cfg.clone().file(&tmp).create_new(true).flush_every_ms(None).open()?;
+        let mut report = CopyReport::default();
+        let mut p = CopyProgress::default();
+        for name in sdb.tree_names() {
+            let st = sdb.open_tree(&name).map_err(|e| Error::Unsupported(format!("sled: {e}")))?;
+            let dt = out.open_tree(&*name)?;
+            let mut h = blake3::Hasher::new();
+            let mut n = 0u64;
+            let mut batch = Batch::default();
+            for kv in st.iter() {
+                let (k, v) = kv.map_err(|e| Error::Unsupported(format!("sled: {e}")))?;
+                digest_entry(&mut h, &k, &v);
+                n += 1;
+                p.records += 1;
+                p.bytes += (k.len() + v.len()) as u64;
+                batch.insert(&*k, &*v);
+                if batch.len() >= BATCH {
+                    dt.apply_batch(std::mem::take(&mut batch))?;
+                    progress(p);
+                }
+            }
+            dt.apply_batch(batch)?;
+            let d = *h.finalize().as_bytes();
+            let (m, got) = digest_tree(&dt)?;
+            if m != n || got != d {
+                return Err(Error::ReportableBug("imported tree does not match its sled source".into()));
+            }
+            report.trees.push((String::from_utf8_lossy(&name).into_owned(), n, d));
+            progress(p);
+        }
+        out.flush()?;
+        Ok(report)
+    })();
+    match result {
+        Ok(r) => {
+            std::fs::rename(&tmp, dst)?;
+            Ok(r)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Key lifecycle: slots, passphrase change (crash-safe, header only), recovery keys,
+//! migration between modes.
+
+use std::sync::Arc;
+
+use foldvault::storage::{CrashModel, FaultyStorage, Storage};
+use foldvault::{Config, Credentials, Error, KdfParams, MasterKey, Passphrase, SlotKind};
+use parking_lot::Mutex;
+
+fn fast() -> KdfParams {
+    KdfParams::insecure_fast()
+}
+
+fn with(s: Arc<dyn Storage>, creds: Credentials) -> Config {
+    Config::new().storage(s).credentials(creds).kdf(fast()).use_env(false).flush_every_ms(None)
+}
+
+#[test]
+fn passphrase_change_rewrites_only_the_header() {
+    let dev = FaultyStorage::new();
+    let db = with(Arc::new(dev.clone()), Credentials::passphrase("old")).open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    for i in 0..500u32 {
+        t.insert(format!("k{i}"), vec![i as u8; 100]).unwrap();
+    }
+    db.flush().unwrap();
+    let before = dev.live_image();
+    db.change_passphrase(&Credentials::passphrase("old"), Passphrase::from("new"), fast()).unwrap();
+    let after = dev.live_image();
+    assert_eq!(before.len(), after.len());
+    assert_ne!(before[..8192], after[..8192], "the header changed");
+    assert_eq!(before[8192..], after[8192..], "no commit record or data page changed");
+    drop(t);
+    drop(db);
+    let s: Arc<dyn Storage> = Arc::new(FaultyStorage::from_bytes(after.clone()));
+    assert!(matches!(with(s.clone(), Credentials::passphrase("old")).open(), Err(Error::WrongKey { .. })));
+    let db = with(s, Credentials::passphrase("new")).open().unwrap();
+    assert_eq!(db.open_tree("t").unwrap().len(), 500);
+    // The old passphrase's slot is gone from both header copies.
+    assert_eq!(db.slots().len(), 1);
+}
+
+/// A power loss at every write of a passphrase change leaves the old or the new passphrase
+/// working, never neither, and the data intact.
+#[test]
+fn passphrase_change_is_crash_safe() {
+    let dev = FaultyStorage::new();
+    let db = with(Arc::new(dev.clone()), Credentials::passphrase("old")).open().unwrap();
+    db.open_tree("t").unwrap().insert("k", &b"v"[..]).unwrap();
+    db.flush().unwrap();
+    let outcomes: Arc<Mutex<Vec<(u64, bool, bool)>>> = Arc::default();
+    {
+        let (d, o) = (dev.clone(), outcomes.clone());
+        dev.set_observer(Some(Arc::new(move |op| {
+            for model in [
+                CrashModel::LoseUnsynced,
+                CrashModel::TearUnsynced { seed: op },
+                CrashModel::ReorderUnsynced { seed: op },
+            ] {
+                let img = d.crash_image(&model);
+                let try_open = |p: &str| {
+                    let s: Arc<dyn Storage> = Arc::new(FaultyStorage::from_bytes(img.clone()));
+                    with(s, Credentials::passphrase(p))
+                        .open()
+                        .map(|db| db.open_tree("t").unwrap().get("k").unwrap().as_deref() == Some(&b"v"[..]))
+                };
+                let old = matches!(try_open("old"), Ok(true));
+                let new = matches!(try_open("new"), Ok(true));
+                o.lock().push((op, old, new));
+            }
+        })));
+    }
+    db.change_passphrase(&Credentials::passphrase("old"), Passphrase::from("new"), fast()).unwrap();
+    dev.set_observer(None);
+    let outcomes = outcomes.lock();
+    assert!(outcomes.len() >= 9, "crash points: {}", outcomes.len());
+    for (op, old, new) in outcomes.iter() {
+        assert!(*old || *new, "power loss before op {op}: neither passphrase opens");
+    }
+    println!("passphrase change: {} crash images, all open with the old or the new passphrase", outcomes.len());
+}
+
+#[test]
+fn slots_add_remove_and_recovery_key() {
+    let m = foldvault::storage::MemoryStorage::new();
+    let s: Arc<dyn Storage> = Arc::new(m.clone());
+    let db = with(s.clone(), Credentials::passphrase("pw")).open().unwrap();
+    db.insert("x", &b"1"[..]).unwrap();
+    let mk = MasterKey::from_bytes([9; 32]);
+    let i = db.add_slot(&Credentials::master_key(mk.duplicate()), fast()).unwrap();
+    let both = db.add_slot(&Credentials::master_key(mk.duplicate()).with_passphrase("second"), fast()).unwrap();
+    let (ri, recovery) = db.add_recovery_key().unwrap();
+    let kinds: Vec<SlotKind> = db.slots().iter().map(|s| s.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![SlotKind::Passphrase, SlotKind::MasterKey, SlotKind::MasterKeyAndPassphrase, SlotKind::RecoveryKey]
+    );
+    assert_eq!((i, both, ri), (1, 2, 3));
+    db.flush().unwrap();
+    drop(db);
+    for creds in [
+        Credentials::passphrase("pw"),
+        Credentials::master_key(mk.duplicate()),
+        Credentials::master_key(mk.duplicate()).with_passphrase("second"),
+        Credentials::recovery_key(recovery.duplicate()),
+    ] {
+        let db = with(s.clone(), creds).open().unwrap();
+        assert_eq!(db.get("x").unwrap().unwrap(), &b"1"[..]);
+    }
+    let db = with(s.clone(), Credentials::passphrase("pw")).open().unwrap();
+    db.remove_slot(3).unwrap();
+    db.remove_slot(2).unwrap();
+    db.remove_slot(1).unwrap();
+    assert!(matches!(db.remove_slot(0), Err(Error::Unsupported(_))), "the last slot cannot go");
+    drop(db);
+    assert!(matches!(with(s.clone(), Credentials::recovery_key(recovery)).open(), Err(Error::WrongKey { .. })));
+    let status = with(s, Credentials::passphrase("pw")).open().unwrap().encryption_status();
+    assert!(status.encrypted && status.slots.len() == 1 && !status.rekey_in_progress);
+    assert!(!format!("{status:?}").contains("pw\""));
+}
+
+#[test]
+fn encrypt_and_decrypt_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain_path = dir.path().join("plain.fv");
+    let db = Config::new().file(&plain_path).plaintext().use_env(false).open().unwrap();
+    let t = db.open_tree("schemas").unwrap();
+    for i in 0..3000u32 {
+        t.insert(format!("atom:{i:08}"), format!("{{\"MIGRATEMARK\":{i}}}").into_bytes()).unwrap();
+    }
+    db.insert("big", vec![3u8; 50_000]).unwrap();
+    db.flush().unwrap();
+    drop(t);
+    drop(db);
+    assert!(std::fs::read(&plain_path).unwrap().windows(11).any(|w| w == b"MIGRATEMARK"));
+    let enc_path = dir.path().join("enc.fv");
+    let src_cfg = Config::new().file(&plain_path).use_env(false);
+    let dst_cfg = Config::new().passphrase("m").kdf(fast()).use_env(false);
+    let report = foldvault::migrate::encrypt(&src_cfg, &enc_path, &dst_cfg, &mut |_| {}).unwrap();
+    assert!(report.trees.iter().any(|(n, c, _)| n == "schemas" && *c == 3000));
+    let raw = std::fs::read(&enc_path).unwrap();
+    assert!(!raw.windows(11).any(|w| w == b"MIGRATEMARK"), "plaintext survived encryption");
+    let enc = Config::new().file(&enc_path).passphrase("m").use_env(false).open().unwrap();
+    assert!(enc.is_encrypted());
+    assert_eq!(enc.open_tree("schemas").unwrap().len(), 3000);
+    assert_eq!(enc.get("big").unwrap().unwrap().len(), 50_000);
+    drop(enc);
+    let back = dir.path().join("back.fv");
+    foldvault::migrate::decrypt(&Config::new().file(&enc_path).passphrase("m").use_env(false), &back, &mut |_| {})
+        .unwrap();
+    let b = Config::new().file(&back).use_env(false).open().unwrap();
+    assert!(!b.is_encrypted());
+    assert_eq!(b.open_tree("schemas").unwrap().get("atom:00000042").unwrap().unwrap(), &b"{\"MIGRATEMARK\":42}"[..]);
+    drop(b);
+    // In place: the file keeps its name and becomes encrypted.
+    foldvault::migrate::convert_in_place(
+        &back,
+        &Config::new().use_env(false),
+        &Config::new().passphrase("p2").kdf(fast()).encryption(foldvault::Encryption::Required).use_env(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let c = Config::new().file(&back).passphrase("p2").use_env(false).open().unwrap();
+    assert!(c.is_encrypted());
+    assert_eq!(c.open_tree("schemas").unwrap().len(), 3000);
+}
+
+#[cfg(feature = "sled-import")]
+#[test]
+fn import_from_sled_folddb_shaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_path = dir.path().join("sled");
+    let mut want = std::collections::BTreeMap::new();
+    {
+        let s = sled::open(&sled_path).unwrap();
+        let meta = s.open_tree("metadata").unwrap();
+        let schemas = s.open_tree("schemas").unwrap();
+        for i in 0..200u32 {
+            let k = format!("atom:{:08x}-0000-4000-8000-{:012x}", i, i);
+            let v = format!("{{\"content\":\"value {i}\",\"n\":{i}}}");
+            s.insert(k.as_bytes(), v.as_bytes()).unwrap();
+            want.insert(k, v);
+        }
+        meta.insert("node_id", "abc").unwrap();
+        schemas.insert("Schema1", "{\"fields\":[]}").unwrap();
+        s.flush().unwrap();
+    }
+    let dst = dir.path().join("imported.fv");
+    let report = foldvault::import::from_sled(
+        &sled_path,
+        &dst,
+        &Config::new().passphrase("i").kdf(fast()).use_env(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(report.trees.iter().any(|(n, c, _)| n == "__sled__default" && *c == 200));
+    let db = Config::new().file(&dst).passphrase("i").use_env(false).open().unwrap();
+    for (k, v) in want {
+        assert_eq!(db.get(&k).unwrap().unwrap(), v.as_bytes());
+    }
+    assert_eq!(db.open_tree("metadata").unwrap().get("node_id").unwrap().unwrap(), &b"abc"[..]);
+    assert_eq!(db.open_tree("schemas").unwrap().len(), 1);
+}
