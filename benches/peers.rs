@@ -380,7 +380,7 @@ fn write_report(a: &Args, table: &str) {
     let key = if a.quick { "quick" } else { "full" };
     let (begin, end) = (format!("<!-- peers:{key}:begin -->"), format!("<!-- peers:{key}:end -->"));
     let sqlite_note = if cfg!(feature = "peers-sqlcipher") {
-        "\n`sqlite` here is SQLCipher's build with no key (this build links SQLCipher in place of SQLite)."
+        "\n- `sqlite` here is SQLCipher's build with no key (this build links SQLCipher in place of SQLite)."
     } else {
         ""
     };

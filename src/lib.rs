@@ -6,6 +6,8 @@ pub mod crypto;
 pub(crate) mod db;
 mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod pager;
 pub mod storage;
 
@@ -34,3 +36,16 @@ pub use format::header::SlotKind;
 pub mod import {
     pub use crate::db::migrate::from_sled;
 }
+#[cfg(feature = "tokio")]
+pub use db::async_api::{AsyncDb, AsyncTree};
+pub use db::sledtx::Transactional;
+
+/// sled 0.34's `transaction` module: `Tree::transaction`, [`Transactional`] and their types.
+pub mod transaction {
+    pub use crate::db::sledtx::{
+        ConflictableTransactionError, ConflictableTransactionResult, TransactionError, TransactionResult,
+        Transactional, TransactionalTree, TransactionalTrees, UnabortableTransactionError,
+        UnabortableTransactionResult, abort,
+    };
+}
+pub use db::rekey::RekeyProgress;

@@ -296,13 +296,18 @@ fn every_exit_code() {
     e.fv(&["get", &db]).code(2);
     e.fv(&["frobnicate"]).code(2);
     e.fv(&["put", &db, "t", "k", "v", "--passphrase", PASS]).code(2);
-    let o = e.fv(&["check", &db]).code(2);
+    let o = e.fv(&["rekey", &db]).code(2);
     assert!(o.err().contains("not yet available"), "{}", o.err());
-    for stub in ["salvage", "backup", "verify-backup", "restore", "passwd", "slots", "rekey", "encrypt", "import-sled"]
-    {
-        e.fv(&[stub, &db]).code(2);
+    let other = e.p("other");
+    for stub in [&["passwd", &db][..], &["slots", &db], &["slots", &db, "remove", "1"], &["encrypt", &db, &other]] {
+        let o = e.fv(stub).code(2);
+        assert!(o.err().contains("not yet available"), "{}", o.err());
     }
-    e.fv(&["decrypt", &db, "--i-understand-this-writes-plaintext"]).code(2);
+    e.fv(&["import-sled", &db, &other]).code(2);
+    let o = e.fv(&["decrypt", &db, &other, "--i-understand-this-writes-plaintext"]).code(2);
+    assert!(o.err().contains("not yet available"), "{}", o.err());
+    e.fv(&["decrypt", &db, &other]).code(2);
+    assert!(!Path::new(&other).exists());
     e.fv(&["init", &e.p("nokey.db")]).code(2);
     // 3: wrong passphrase, or none
     let wrong = e.p("wrong");
@@ -472,7 +477,10 @@ fn demo_shows_no_record_in_the_file() {
     let dir = e.p("demo");
     let t = e.fv(&["demo", &dir, "--records", "50"]).ok().text();
     assert!(t.contains("marker: found 0 times"), "{t}");
-    assert!(t.contains("ratio encrypted / plaintext:") && t.contains("backup: not yet available"), "{t}");
+    assert!(t.contains("ratio encrypted / plaintext:"), "{t}");
+    assert!(t.contains("verify without key: ") && t.contains("verify with key: "), "{t}");
+    assert!(t.contains("records of the restored database equal the original") && t.contains("MB/s"), "{t}");
+    assert!(PathBuf::from(&dir).join("demo.backup").exists());
     assert!(t.contains("metadata") && t.contains("schema_states"), "{t}");
     assert!(PathBuf::from(&dir).join("demo.foldvault").exists());
     // Running again into the same directory refuses to overwrite.
@@ -489,5 +497,353 @@ fn help_documents_exit_codes() {
     for cmd in ["init", "put", "get", "del", "scan", "load", "dump", "status", "stats", "demo", "check", "decrypt"] {
         e.fv(&[cmd, "--help"]).ok();
     }
+    for cmd in ["check", "salvage", "backup", "verify-backup", "restore"] {
+        let t = e.fv(&[cmd, "--help"]).ok().text();
+        assert!(t.contains("Exit codes: 0"), "{cmd}: {t}");
+    }
+    for cmd in ["passwd", "slots", "rekey", "encrypt", "import-sled"] {
+        e.fv(&[cmd, "--help"]).ok();
+    }
     assert!(e.pd(&["--help"]).ok().text().contains("Exit codes"));
+}
+
+/// True when some line of `t` has the words of `words`, however spaced.
+fn has_line(t: &str, words: &str) -> bool {
+    let want: Vec<&str> = words.split_whitespace().collect();
+    t.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == want)
+}
+
+/// An encrypted database with a two-level tree `t` (2000 records over many leaves) and a
+/// one-record tree `other`; returns its path and the page number of a leaf of `t`.
+fn multi_leaf_db(e: &Env, name: &str) -> (String, u64) {
+    let db = e.init_encrypted(name);
+    let pass = e.pass();
+    let lines: String = (0..2000)
+        .map(|i| format!("{{\"key\": \"k{i:05}\", \"value\": \"value number {i} with some padding to fill pages\"}}\n"))
+        .collect();
+    e.fv_in(&["load", &db, "t", "--passphrase-file", &pass], lines.as_bytes()).ok();
+    e.fv(&["put", &db, "other", "a", "b", "--passphrase-file", &pass]).ok();
+    let tree = e.pd(&[&db, "--tree", "t", "--passphrase-file", &pass]).ok().text();
+    let leaves: Vec<u64> = tree
+        .lines()
+        .filter(|l| l.contains(" leaf, "))
+        .filter_map(|l| l.trim().strip_prefix("page ")?.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(leaves.len() > 10, "{tree}");
+    (db, leaves[5])
+}
+
+#[test]
+fn check_reports_every_problem_with_its_page() {
+    let e = Env::new();
+    let (db, leaf) = multi_leaf_db(&e, "db");
+    let pass = e.pass();
+    let o = e.fv(&["check", &db, "--passphrase-file", &pass]).ok();
+    let t = o.text();
+    assert!(t.contains("problems:        none") && has_line(&t, "t 2000 records, 63 pages"), "{t}");
+    assert!(t.contains("trailing bytes:  0") && t.lines().last().unwrap().starts_with("check: ok"), "{t}");
+    assert!(o.stderr.is_empty(), "{}", o.err());
+    let j = e.fv(&["check", &db, "--json", "--passphrase-file", &pass]).ok().text();
+    assert!(j.lines().count() == 1 && j.contains("\"ok\": true") && j.contains("\"problems\": []"), "{j}");
+    assert!(j.contains("{\"name\": \"t\", \"records\": 2000, \"pages\": "), "{j}");
+    // Without the key: exit 3.
+    e.fv(&["check", &db]).code(3);
+
+    flip_byte(&db, leaf * 4096 + 100);
+    let o = e.fv(&["check", &db, "--passphrase-file", &pass]).code(4);
+    let t = o.text();
+    assert!(t.contains(&format!("  page {leaf} (t): seal does not verify")), "{t}");
+    assert!(t.lines().last().unwrap().starts_with("check: FAILED"), "{t}");
+    assert!(o.err().starts_with("foldvault: check found ") && o.err().lines().count() == 1, "{}", o.err());
+    let j = e.fv(&["check", &db, "--json", "--passphrase-file", &pass]).code(4).text();
+    assert!(j.contains("\"ok\": false") && j.contains(&format!("{{\"page\": {leaf}, \"tree\": \"t\"")), "{j}");
+}
+
+#[test]
+fn salvage_copies_what_authenticates() {
+    let e = Env::new();
+    let (db, leaf) = multi_leaf_db(&e, "db");
+    let pass = e.pass();
+    // An undamaged database: everything copied, exit 0.
+    let whole = e.p("whole");
+    let t = e.fv(&["salvage", &db, &whole, "--passphrase-file", &pass]).ok().text();
+    assert!(t.contains("t: 2000 records copied") && t.contains("nothing lost"), "{t}");
+    assert_eq!(
+        e.fv(&["dump", &whole, "--passphrase-file", &pass]).ok().stdout,
+        e.fv(&["dump", &db, "--passphrase-file", &pass]).ok().stdout
+    );
+    // The copy keeps the source's cipher and KDF cost.
+    assert!(e.fv(&["status", &whole]).ok().text().contains("passphrase (argon2id: 1024 KiB, 1 passes"));
+    // DST must be new.
+    let o = e.fv(&["salvage", &db, &whole, "--passphrase-file", &pass]).code(2);
+    assert!(o.err().contains("already exists"), "{}", o.err());
+
+    flip_byte(&db, leaf * 4096 + 100);
+    let out = e.p("salvaged");
+    let o = e.fv(&["salvage", &db, &out, "--passphrase-file", &pass]).code(4);
+    let t = o.text();
+    let copied: u64 = t
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("t: ")?.strip_suffix(" records copied")?.parse().ok())
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(copied > 1000 && copied < 2000, "{t}");
+    assert!(t.contains("other: 1 record copied"), "{t}");
+    let lost = t.lines().find(|l| l.trim().starts_with("lost: keys from \"k0")).unwrap_or_else(|| panic!("{t}"));
+    assert!(lost.contains(&format!("page {leaf}")) && !lost.contains("value number"), "{t}");
+    assert!(o.err().contains("salvage lost 1 key range"), "{}", o.err());
+    // The salvaged database opens, checks clean and holds what was reported.
+    e.fv(&["check", &out, "--passphrase-file", &pass]).ok();
+    assert_eq!(e.fv(&["get", &out, "other", "a", "--passphrase-file", &pass]).ok().stdout, b"b");
+    let dump = e.fv(&["dump", &out, "--passphrase-file", &pass]).ok().text();
+    assert_eq!(dump.lines().count() as u64, copied + 1);
+    // Wrong or no key: exit 3, and no DST is left behind.
+    let wrong = e.p("wrong");
+    std::fs::write(&wrong, "nope").unwrap();
+    let none = e.p("none");
+    e.fv(&["salvage", &db, &none, "--passphrase-file", &wrong]).code(3);
+    e.fv(&["salvage", &db, &none]).code(3);
+    assert!(!Path::new(&none).exists());
+
+    // A plaintext source gives a plaintext copy.
+    let plain = e.p("plain");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    e.fv(&["put", &plain, "t", "k", "v"]).ok();
+    let plain2 = e.p("plain2");
+    e.fv(&["salvage", &plain, &plain2]).ok();
+    assert!(e.fv(&["status", &plain2]).ok().text().contains("plaintext"));
+}
+
+#[test]
+fn backup_verify_restore_round_trip() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv_in(&["load", &db, "--passphrase-file", &pass], RECORDS.as_bytes()).ok();
+    let dump = e.fv(&["dump", &db, "--passphrase-file", &pass]).ok().stdout;
+    let bk = e.p("db.backup");
+    let o = e.fv(&["backup", &db, &bk, "--passphrase-file", &pass]).ok();
+    assert!(o.stdout.is_empty(), "{}", o.text());
+    let err = o.err();
+    assert!(err.lines().count() == 1 && err.starts_with("backup: commit "), "{err}");
+    assert!(
+        err.contains(" bytes, ") && err.contains(" pages, ") && err.contains("chunk") && err.contains("MB/s"),
+        "{err}"
+    );
+    let bytes = std::fs::read(&bk).unwrap();
+    assert!(bytes.starts_with(b"FVBACKUP"));
+    assert!(!contains(&bytes, b"node_id") && !contains(&bytes, b"schemas"));
+
+    // Without a key: structure and hashes only.
+    let t = e.fv(&["verify-backup", &bk]).ok().text();
+    assert!(t.contains("encryption:      encrypted") && t.contains("no key: pages not opened"), "{t}");
+    assert!(!t.contains("trees:") && t.lines().last().unwrap().starts_with("verify-backup: ok (without key)"), "{t}");
+    // With the key: every page, and the records per tree.
+    let t = e.fv(&["verify-backup", &bk, "--passphrase-file", &pass]).ok().text();
+    assert!(t.contains("every page opened") && t.contains("verify-backup: ok (full)"), "{t}");
+    assert!(has_line(&t, "metadata 2 records") && has_line(&t, "schemas 2 records"), "{t}");
+    assert!(has_line(&t, "__sled__default 1 record"), "{t}");
+    // --no-key wins over a passphrase in the environment.
+    let bin = env!("CARGO_BIN_EXE_foldvault");
+    let t = e.run(bin, &["verify-backup", &bk, "--no-key"], b"", &[("FOLDVAULT_PASSPHRASE", PASS)]).ok().text();
+    assert!(t.contains("no key: pages not opened"), "{t}");
+    let t = e.run(bin, &["verify-backup", &bk], b"", &[("FOLDVAULT_PASSPHRASE", PASS)]).ok().text();
+    assert!(t.contains("every page opened"), "{t}");
+    e.fv(&["verify-backup", &bk, "--no-key", "--passphrase-file", &pass]).code(2);
+
+    // Restore, then the dump is byte for byte the original's.
+    let restored = e.p("restored");
+    let t = e.fv(&["restore", &bk, &restored, "--passphrase-file", &pass]).ok().text();
+    assert!(t.lines().last().unwrap().starts_with("restore: commit "), "{t}");
+    assert_eq!(e.fv(&["dump", &restored, "--passphrase-file", &pass]).ok().stdout, dump);
+    e.fv(&["check", &restored, "--passphrase-file", &pass]).ok();
+
+    // Into a database directory, and a plaintext database's backup.
+    let dir = e.p("dir");
+    std::fs::create_dir(&dir).unwrap();
+    e.fv(&["restore", &bk, &dir, "--passphrase-file", &pass]).ok();
+    assert_eq!(e.fv(&["dump", &dir, "--passphrase-file", &pass]).ok().stdout, dump);
+    let plain = e.p("plain");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    e.fv_in(&["load", &plain], &dump).ok();
+    let pbk = e.p("plain.backup");
+    e.fv(&["backup", &plain, &pbk]).ok();
+    let t = e.fv(&["verify-backup", &pbk]).ok().text();
+    assert!(t.contains("plaintext") && t.contains("every page opened"), "{t}");
+    let plain2 = e.p("plain2");
+    e.fv(&["restore", &pbk, &plain2]).ok();
+    assert_eq!(e.fv(&["dump", &plain2]).ok().stdout, dump);
+
+    // A second backup replaces the first only when it is complete.
+    e.fv(&["put", &db, "metadata", "more", "x", "--passphrase-file", &pass]).ok();
+    e.fv(&["backup", &db, &bk, "--passphrase-file", &pass]).ok();
+    let leftovers: Vec<_> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .filter_map(|d| d.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let restored2 = e.p("restored2");
+    e.fv(&["restore", &bk, &restored2, "--passphrase-file", &pass]).ok();
+    assert_eq!(e.fv(&["get", &restored2, "metadata", "more", "--passphrase-file", &pass]).ok().stdout, b"x");
+}
+
+#[test]
+fn backup_through_a_pipe() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv_in(&["load", &db, "--passphrase-file", &pass], RECORDS.as_bytes()).ok();
+    let dump = e.fv(&["dump", &db, "--passphrase-file", &pass]).ok().stdout;
+    let o = e.fv(&["backup", &db, "-", "--passphrase-file", &pass]).ok();
+    // Standard output holds the backup and nothing else.
+    assert!(o.stdout.starts_with(b"FVBACKUP"), "{}", o.err());
+    assert!(o.err().contains("to standard output") && o.err().lines().count() == 1, "{}", o.err());
+    let file = e.p("file.backup");
+    e.fv(&["backup", &db, &file, "--passphrase-file", &pass]).ok();
+    assert_eq!(o.stdout.len() as u64, std::fs::metadata(&file).unwrap().len());
+
+    let t = e.fv_in(&["verify-backup", "-"], &o.stdout).ok().text();
+    assert!(t.contains("backup:          <stdin>") && t.contains("verify-backup: ok (without key)"), "{t}");
+    let t = e.fv_in(&["verify-backup", "-", "--passphrase-file", &pass], &o.stdout).ok().text();
+    assert!(t.contains("verify-backup: ok (full)"), "{t}");
+    let restored = e.p("restored");
+    e.fv_in(&["restore", "-", &restored, "--passphrase-file", &pass], &o.stdout).ok();
+    assert_eq!(e.fv(&["dump", &restored, "--passphrase-file", &pass]).ok().stdout, dump);
+
+    // A real pipe between two processes.
+    let bin = env!("CARGO_BIN_EXE_foldvault");
+    let mut producer = Command::new(bin)
+        .args(["backup", &db, "-", "--passphrase-file", &pass])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let consumer = Command::new(bin)
+        .args(["verify-backup", "-", "--passphrase-file", &pass])
+        .stdin(producer.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(producer.wait().unwrap().success());
+    assert!(consumer.status.success(), "{}", String::from_utf8_lossy(&consumer.stderr));
+    assert!(String::from_utf8_lossy(&consumer.stdout).contains("verify-backup: ok (full)"));
+}
+
+#[test]
+fn damaged_backups_exit_4_and_name_the_place() {
+    let e = Env::new();
+    let (db, _) = multi_leaf_db(&e, "db");
+    let pass = e.pass();
+    let bk = e.p("db.backup");
+    e.fv(&["backup", &db, &bk, "--passphrase-file", &pass]).ok();
+    let good = std::fs::read(&bk).unwrap();
+    assert!(good.len() > 3 * 8192, "{}", good.len());
+
+    // A flipped byte inside the chunks: found without the key, named by chunk and offset.
+    let bad = e.p("bad.backup");
+    let mut b = good.clone();
+    b[good.len() / 2] ^= 0x01;
+    std::fs::write(&bad, &b).unwrap();
+    for args in [&["verify-backup", &bad][..], &["verify-backup", &bad, "--passphrase-file", &pass]] {
+        let o = e.fv(args).code(4);
+        let err = o.err();
+        assert!(err.contains("chunk ") && err.contains("byte ") && err.lines().count() == 1, "{err}");
+    }
+    let target = e.p("target");
+    let o = e.fv(&["restore", &bad, &target, "--passphrase-file", &pass]).code(4);
+    assert!(o.err().contains("chunk "), "{}", o.err());
+    assert!(!Path::new(&target).exists());
+    // In the header, and in the trailer.
+    for off in [100, good.len() - 10] {
+        let mut b = good.clone();
+        b[off] ^= 0x01;
+        std::fs::write(&bad, &b).unwrap();
+        let o = e.fv(&["verify-backup", &bad]).code(4);
+        assert!(o.err().contains("byte "), "{}", o.err());
+    }
+    // Truncated, through a pipe too.
+    let short = &good[..good.len() - 100];
+    let o = e.fv_in(&["verify-backup", "-"], short).code(4);
+    assert!(o.err().contains("truncated"), "{}", o.err());
+    e.fv_in(&["restore", "-", &target, "--passphrase-file", &pass], short).code(4);
+    assert!(!Path::new(&target).exists());
+    // Not a backup at all.
+    let o = e.fv(&["verify-backup", &db]).code(4);
+    assert!(o.err().contains("not a foldvault backup"), "{}", o.err());
+    // A damaged database is not backed up.
+    let (db2, leaf) = multi_leaf_db(&e, "db2");
+    flip_byte(&db2, leaf * 4096 + 100);
+    let out = e.p("db2.backup");
+    let o = e.fv(&["backup", &db2, &out, "--passphrase-file", &pass]).code(4);
+    assert!(o.err().contains(&format!("corrupt page {leaf}")), "{}", o.err());
+    assert!(!Path::new(&out).exists());
+}
+
+#[test]
+fn backup_keys_and_existing_targets() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv(&["put", &db, "t", "k", "v1", "--passphrase-file", &pass]).ok();
+    let bk = e.p("db.backup");
+    e.fv(&["backup", &db, &bk, "--passphrase-file", &pass]).ok();
+    let wrong = e.p("wrong");
+    std::fs::write(&wrong, "not the passphrase").unwrap();
+    let key = e.p("key");
+    let target = e.p("target");
+    // Wrong key: 3 for verify-backup and restore, and nothing restored.
+    let o = e.fv(&["verify-backup", &bk, "--passphrase-file", &wrong]).code(3);
+    assert!(o.err().starts_with("foldvault: wrong key or passphrase") && o.err().lines().count() == 1);
+    e.fv(&["verify-backup", &bk, "--key-file", &key]).code(3);
+    e.fv(&["restore", &bk, &target, "--passphrase-file", &wrong]).code(3);
+    e.fv(&["restore", &bk, &target]).code(3);
+    assert!(!Path::new(&target).exists());
+    e.fv(&["backup", &db, &target, "--passphrase-file", &wrong]).code(3);
+    assert!(!Path::new(&target).exists());
+
+    // An existing database is not replaced without --force.
+    let other = e.init_encrypted("other");
+    e.fv(&["put", &other, "t", "k", "other", "--passphrase-file", &pass]).ok();
+    let o = e.fv(&["restore", &bk, &other, "--passphrase-file", &pass]).code(2);
+    assert!(o.err().contains("already exists") && o.err().contains("--force"), "{}", o.err());
+    assert_eq!(e.fv(&["get", &other, "t", "k", "--passphrase-file", &pass]).ok().stdout, b"other");
+    // Nor while it is open elsewhere, even with --force.
+    {
+        let _held =
+            foldvault::Config::new().file(&other).passphrase(PASS).use_env(false).flush_every_ms(None).open().unwrap();
+        let o = e.fv(&["restore", &bk, &other, "--force", "--passphrase-file", &pass]).code(5);
+        assert!(o.err().contains("locked"), "{}", o.err());
+    }
+    e.fv(&["restore", &bk, &other, "--force", "--passphrase-file", &pass]).ok();
+    assert_eq!(e.fv(&["get", &other, "t", "k", "--passphrase-file", &pass]).ok().stdout, b"v1");
+    // Missing files.
+    e.fv(&["verify-backup", &e.p("missing")]).code(5);
+    e.fv(&["backup", &e.p("missing"), &e.p("out"), "--passphrase-file", &pass]).code(5);
+}
+
+#[test]
+fn maintenance_commands_show_no_progress_without_a_terminal() {
+    let e = Env::new();
+    let (db, _) = multi_leaf_db(&e, "db");
+    let pass = e.pass();
+    let bk = e.p("bk");
+    let clean = |o: &Out| {
+        for s in [&o.stdout, &o.stderr] {
+            assert!(!contains(s, b"\r") && !contains(s, b"\x1b["), "{}", o.err());
+        }
+    };
+    let o = e.fv(&["check", &db, "--passphrase-file", &pass]).ok();
+    assert!(o.stderr.is_empty(), "{}", o.err());
+    clean(&o);
+    let o = e.fv(&["salvage", &db, &e.p("s"), "--passphrase-file", &pass]).ok();
+    assert!(o.stderr.is_empty(), "{}", o.err());
+    clean(&o);
+    let o = e.fv(&["backup", &db, &bk, "--passphrase-file", &pass]).ok();
+    assert_eq!(o.err().lines().count(), 1, "{}", o.err());
+    clean(&o);
+    let o = e.fv(&["verify-backup", &bk, "--passphrase-file", &pass]).ok();
+    assert!(o.stderr.is_empty(), "{}", o.err());
+    clean(&o);
+    let o = e.fv(&["restore", &bk, &e.p("r"), "--passphrase-file", &pass]).ok();
+    assert!(o.stderr.is_empty(), "{}", o.err());
+    clean(&o);
 }

@@ -2,7 +2,8 @@
 //! `metadata`, `schemas`, `schema_states`; `atom:{uuid}` and `ref:{uuid}` keys in the default
 //! tree, atoms holding JSON of 300–2000 bytes) into an encrypted database, reads them back and
 //! compares, searches the raw file for a marker that every atom carries, prints the status,
-//! and measures the cost of encryption against plaintext mode on the same records.
+//! measures the cost of encryption against plaintext mode on the same records, and backs the
+//! database up, verifies the backup (without and with the key), restores it and compares.
 //!
 //! Layer: admin; public API only. The key is a random master key held in memory, never shown.
 
@@ -13,9 +14,11 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use super::cli::DemoArgs;
+use super::maintain::{mb_per_s, plural};
 use super::status::{DbInfo, read_header, write_status};
 use super::{At, CliError};
-use crate::{Config, DEFAULT_TREE, Encryption, Error, MasterKey};
+use crate::backup::RestoreOptions;
+use crate::{Config, Credentials, DEFAULT_TREE, Db, Encryption, Error, MasterKey};
 
 /// Records per write transaction.
 const RECORDS_PER_COMMIT: usize = 100;
@@ -134,12 +137,122 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The backup step of the tour: a placeholder until `backup` / `verify-backup` / `restore` exist.
-pub fn demo_backup_step(o: &mut dyn Write, _db_file: &Path) -> std::io::Result<()> {
-    writeln!(o, "backup: not yet available")
+/// The files of the backup step.
+pub struct BackupFiles<'a> {
+    pub backup: &'a Path,
+    pub restored: &'a Path,
 }
 
-fn tour(o: &mut dyn Write, enc_file: &Path, plain_file: &Path, atoms: usize) -> Result<(), CliError> {
+/// Every record of every tree of `db`, trees in name order and keys in key order.
+fn all_records(db: &Db, file: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>, CliError> {
+    let rt = db.begin_read().at(file)?;
+    let mut names: Vec<Vec<u8>> = rt.tree_names().iter().map(|n| n.to_vec()).collect();
+    names.sort();
+    names.dedup();
+    let mut out = Vec::new();
+    for name in names {
+        let tree = rt.open_tree(&name).at(file)?;
+        for item in tree.iter() {
+            let (k, v) = item.at(file)?;
+            out.push((name.clone(), k.to_vec(), v.to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+/// The backup step of the tour: backs the demo database up to a file, verifies the backup
+/// without the key and with it, restores it to a new file, and compares every record of the
+/// restored database with the original.
+pub fn demo_backup_step(
+    o: &mut dyn Write,
+    db_cfg: &Config,
+    db_file: &Path,
+    key: &MasterKey,
+    files: BackupFiles<'_>,
+) -> Result<(), CliError> {
+    let w = |e| CliError::stdout(e);
+    let (backup_file, restored_file) = (files.backup, files.restored);
+    let db_size = std::fs::metadata(db_file).at(db_file)?.len();
+
+    let db = db_cfg.open().at(db_file)?;
+    let original = all_records(&db, db_file)?;
+    let t0 = Instant::now();
+    let f = std::fs::File::create(backup_file).at(backup_file)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
+    let stats = db.backup_to(&mut out, &mut |_| {}).at(db_file)?;
+    let f = out.into_inner().map_err(|e| CliError::io(e.into_error(), backup_file))?;
+    f.sync_all().at(backup_file)?;
+    let backup_time = t0.elapsed();
+    drop(db);
+    writeln!(
+        o,
+        "   backup: commit {} of the {db_size}-byte database: {} bytes ({}, {}) in {:.1} ms, {} ({})",
+        stats.seq,
+        stats.bytes,
+        plural(stats.pages, "page"),
+        plural(stats.chunks, "chunk"),
+        ms(backup_time),
+        mb_per_s(stats.bytes, backup_time),
+        backup_file.display()
+    )
+    .map_err(w)?;
+
+    let read = || -> Result<std::io::BufReader<std::fs::File>, CliError> {
+        Ok(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(backup_file).at(backup_file)?))
+    };
+    let t1 = Instant::now();
+    let shallow = crate::backup::verify(read()?, None, &mut |_| {}).at(backup_file)?;
+    writeln!(
+        o,
+        "   verify without key: structure, chunk hashes and stream hash ok ({}) in {:.1} ms",
+        plural(shallow.chunks, "chunk"),
+        ms(t1.elapsed())
+    )
+    .map_err(w)?;
+    let creds = Credentials::master_key(key.duplicate());
+    let t2 = Instant::now();
+    let deep = crate::backup::verify(read()?, Some(&creds), &mut |_| {}).at(backup_file)?;
+    let in_trees: u64 = deep.trees.values().sum();
+    writeln!(
+        o,
+        "   verify with key: {} pages opened, every link checked, {in_trees} records in {} trees, in {:.1} ms",
+        deep.pages,
+        deep.trees.len(),
+        ms(t2.elapsed())
+    )
+    .map_err(w)?;
+
+    let t3 = Instant::now();
+    let restored = crate::backup::restore(read()?, restored_file, &creds, RestoreOptions::default()).at(backup_file)?;
+    let restore_time = t3.elapsed();
+    let restored_size = std::fs::metadata(restored_file).at(restored_file)?.len();
+    writeln!(
+        o,
+        "   restore: commit {} into a {restored_size}-byte database in {:.1} ms, {} ({})",
+        restored.seq,
+        ms(restore_time),
+        mb_per_s(stats.bytes, restore_time),
+        restored_file.display()
+    )
+    .map_err(w)?;
+
+    let rcfg = Config::new().file(restored_file).flush_every_ms(None).use_env(false).master_key(key.duplicate());
+    let rdb = rcfg.open().at(restored_file)?;
+    let copy = all_records(&rdb, restored_file)?;
+    drop(rdb);
+    if copy != original {
+        let differ = original.iter().zip(&copy).filter(|(a, b)| a != b).count() + original.len().abs_diff(copy.len());
+        return Err(CliError::Verify(format!(
+            "{differ} records of the restored database differ from the original ({})",
+            restored_file.display()
+        )));
+    }
+    writeln!(o, "   all {} records of the restored database equal the original", original.len()).map_err(w)?;
+    Ok(())
+}
+
+fn tour(o: &mut dyn Write, files: &DemoFiles, atoms: usize) -> Result<(), CliError> {
+    let (enc_file, plain_file) = (files.enc.as_path(), files.plain.as_path());
     let w = |e| CliError::stdout(e);
     let marker = format!("FOLDVAULT-DEMO-{}", crate::format::page::hex(&rand::thread_rng().r#gen::<[u8; 6]>()));
     let recs = make_records(atoms, &marker);
@@ -216,8 +329,23 @@ fn tour(o: &mut dyn Write, enc_file: &Path, plain_file: &Path, atoms: usize) -> 
     writeln!(o, "   ratio encrypted / plaintext: {ratio:.2}x").map_err(w)?;
 
     writeln!(o, "\n5. backup, verify, restore").map_err(w)?;
-    demo_backup_step(o, enc_file).map_err(w)?;
+    let bf = BackupFiles { backup: &files.backup, restored: &files.restored };
+    demo_backup_step(o, &enc_cfg, enc_file, &key, bf)?;
     Ok(())
+}
+
+/// The files the tour writes.
+struct DemoFiles {
+    enc: PathBuf,
+    plain: PathBuf,
+    backup: PathBuf,
+    restored: PathBuf,
+}
+
+impl DemoFiles {
+    fn all(&self) -> [&Path; 4] {
+        [&self.enc, &self.plain, &self.backup, &self.restored]
+    }
 }
 
 pub fn demo(a: DemoArgs) -> Result<(), CliError> {
@@ -229,18 +357,23 @@ pub fn demo(a: DemoArgs) -> Result<(), CliError> {
         }
     };
     std::fs::create_dir_all(&dir).at(&dir)?;
-    let enc_file = dir.join("demo.foldvault");
-    let plain_file = dir.join("demo-plaintext.foldvault");
-    for f in [&enc_file, &plain_file] {
+    let files = DemoFiles {
+        enc: dir.join("demo.foldvault"),
+        plain: dir.join("demo-plaintext.foldvault"),
+        backup: dir.join("demo.backup"),
+        restored: dir.join("demo-restored.foldvault"),
+    };
+    for f in files.all() {
         if f.exists() {
             return Err(CliError::db(Error::AlreadyExists(f.display().to_string()), f));
         }
     }
     let mut o = std::io::stdout().lock();
-    let result = tour(&mut o, &enc_file, &plain_file, a.records as usize);
+    let result = tour(&mut o, &files, a.records as usize);
     if temporary {
-        let _ = std::fs::remove_file(&enc_file);
-        let _ = std::fs::remove_file(&plain_file);
+        for f in files.all() {
+            let _ = std::fs::remove_file(f);
+        }
         let _ = std::fs::remove_dir(&dir);
     } else if result.is_ok() {
         let _ = writeln!(o, "\nfiles kept in {}", dir.display());

@@ -1,5 +1,5 @@
 //! The operator's tools as library code: the `foldvault` command line (`cli`, `commands`,
-//! `status`, `demo`) and the `pagedump` debugging tool (`pagedump`). The binaries in `src/bin/`
+//! `maintain`, `status`, `demo`) and the `pagedump` debugging tool (`pagedump`). The binaries in `src/bin/`
 //! only call [`foldvault_main`] and [`pagedump_main`].
 //!
 //! Layer: admin, on top of everything: it uses the public API (`Config`, `Db`, transactions)
@@ -18,6 +18,7 @@ pub mod commands;
 pub mod demo;
 pub mod jsonl;
 pub mod keys;
+pub mod maintain;
 pub mod pagedump;
 mod pagetree;
 mod pageview;

@@ -169,18 +169,18 @@ pub(crate) fn backup_aead(dk: &SecretKey) -> Result<Box<dyn Aead>> {
     crate::crypto::cipher::new_aead(crate::crypto::CipherId::Aes256Gcm, crate::crypto::CipherBackend::RustCrypto, &k)
 }
 
-pub(crate) fn sealer_for(fh: &FileHeader, dk: Option<&SecretKey>) -> PageSealer {
-    match dk {
+pub(crate) fn sealer_for(fh: &FileHeader, dk: Option<&SecretKey>) -> Result<PageSealer> {
+    Ok(match dk {
         Some(dk) => PageSealer::encrypted(
             fh.file_id,
             fh.cipher,
             crate::crypto::CipherBackend::RustCrypto,
-            DataKeys::single(dk.duplicate()),
+            DataKeys::with_next(dk.duplicate(), &fh.file_id, fh.next_key.as_ref())?,
             u32::MAX,
         )
         .with_version(fh.version),
         None => PageSealer::plaintext(fh.file_id).with_version(fh.version),
-    }
+    })
 }
 
 /// What one opened page says about the tree structure.
@@ -209,7 +209,7 @@ pub fn verify<R: Read>(r: R, creds: Option<&Credentials>, progress: &mut dyn FnM
         Some(k) => Some(backup_aead(k)?),
         None => None,
     };
-    let sealer = sealer_for(&br.file_header, dk.as_ref());
+    let sealer = sealer_for(&br.file_header, dk.as_ref())?;
     let mut facts: HashMap<PageNo, PageFacts> = HashMap::new();
     let mut pages = 0u64;
     let total = br.header.live_pages;

@@ -15,6 +15,7 @@
 pub(crate) mod node;
 pub(crate) mod overflow;
 pub(crate) mod read;
+pub(crate) mod reseal;
 pub(crate) mod salvage;
 pub(crate) mod tx;
 pub(crate) mod verify;

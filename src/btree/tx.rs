@@ -28,11 +28,23 @@ pub(crate) struct TxPages {
     /// The sequence number this transaction commits as (the generation of its pages).
     pub(crate) seq: u64,
     pub(crate) epoch: u32,
+    /// A catalog root this transaction already edited directly (rekey re-sealing), used by the
+    /// commit instead of the base snapshot's.
+    pub(crate) catalog_root: Option<PageRef>,
 }
 
 impl TxPages {
     pub(crate) fn new(pager: Arc<Pager>, alloc: Allocator, seq: u64, epoch: u32) -> TxPages {
-        TxPages { pager, alloc, dirty: HashMap::new(), new_pages: HashSet::new(), freed: Vec::new(), seq, epoch }
+        TxPages {
+            pager,
+            alloc,
+            dirty: HashMap::new(),
+            new_pages: HashSet::new(),
+            freed: Vec::new(),
+            seq,
+            epoch,
+            catalog_root: None,
+        }
     }
 
     pub(crate) fn alloc_page(&mut self) -> PageNo {
@@ -55,7 +67,7 @@ impl TxPages {
     }
 
     /// Returns the page number of an editable copy of the node at `r`.
-    fn make_dirty(&mut self, r: PageRef) -> Result<PageNo> {
+    pub(crate) fn make_dirty(&mut self, r: PageRef) -> Result<PageNo> {
         if self.dirty.contains_key(&r.page) {
             return Ok(r.page);
         }

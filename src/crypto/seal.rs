@@ -44,9 +44,53 @@ impl DataKeys {
     fn for_epoch(&self, epoch: u32) -> Option<&SecretKey> {
         self.keys.iter().rev().find(|(first, _)| *first <= epoch).map(|(_, k)| k)
     }
-    /// The key the file's current (newest) epochs derive from.
-    pub(crate) fn newest(&self) -> Option<&SecretKey> {
-        self.keys.last().map(|(_, k)| k)
+    /// The key the header's slots wrap (the oldest while a rekey runs).
+    pub(crate) fn slot_key(&self) -> Option<&SecretKey> {
+        self.keys.first().map(|(_, k)| k)
+    }
+
+    /// The key the newest epochs derive from, and its first epoch.
+    pub(crate) fn newest(&self) -> Option<(u32, &SecretKey)> {
+        self.keys.last().map(|(e, k)| (*e, k))
+    }
+
+    /// Unwraps a rekey's next data key from the header (SPEC.md §6.4): AES-256-GCM under
+    /// BLAKE3 `derive_key(REKEY_WRAP, slot key ‖ file id)`, AAD = file id ‖ first epoch.
+    pub(crate) fn with_next(
+        slot_key: SecretKey,
+        file_id: &[u8; 16],
+        next: Option<&crate::format::header::NextKey>,
+    ) -> Result<DataKeys> {
+        let Some(n) = next else { return Ok(DataKeys::single(slot_key)) };
+        let wrap = slot_key.derive(super::keys::context::REKEY_WRAP, file_id);
+        let aead = new_aead(CipherId::Aes256Gcm, CipherBackend::RustCrypto, &wrap)?;
+        let mut ad = [0u8; 20];
+        ad[..16].copy_from_slice(file_id);
+        ad[16..].copy_from_slice(&n.first_epoch.to_le_bytes());
+        let mut k = zeroize::Zeroizing::new(n.wrapped);
+        if !aead.open(&n.nonce, &ad, &mut k[..], &n.tag) {
+            return Err(Error::corrupt(0, CorruptReason::HeaderMac));
+        }
+        Ok(DataKeys { keys: vec![(0, slot_key), (n.first_epoch, SecretKey::from_bytes(*k))] })
+    }
+
+    /// Wraps `next` for the header's next-key block.
+    pub(crate) fn wrap_next(
+        slot_key: &SecretKey,
+        file_id: &[u8; 16],
+        first_epoch: u32,
+        next: &SecretKey,
+    ) -> Result<crate::format::header::NextKey> {
+        let wrap = slot_key.derive(super::keys::context::REKEY_WRAP, file_id);
+        let aead = new_aead(CipherId::Aes256Gcm, CipherBackend::RustCrypto, &wrap)?;
+        let mut ad = [0u8; 20];
+        ad[..16].copy_from_slice(file_id);
+        ad[16..].copy_from_slice(&first_epoch.to_le_bytes());
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let mut wrapped = *next.expose();
+        let tag = aead.seal(&nonce, &ad, &mut wrapped)?;
+        Ok(crate::format::header::NextKey { first_epoch, nonce, wrapped, tag })
     }
 }
 
@@ -113,11 +157,19 @@ impl PageSealer {
         self.max_epoch.store(e, std::sync::atomic::Ordering::Release);
     }
 
-    /// Runs `f` with the newest data key (None in plaintext mode).
+    /// Runs `f` with the data key the header's slots wrap (None in plaintext mode).
     pub(crate) fn with_data_key<T>(&self, f: impl FnOnce(Option<&SecretKey>) -> T) -> T {
         match &self.mode {
             Mode::Plain => f(None),
-            Mode::Aead { keys, .. } => f(keys.read().newest()),
+            Mode::Aead { keys, .. } => f(keys.read().slot_key()),
+        }
+    }
+
+    /// Runs `f` with all data keys (None in plaintext mode).
+    pub(crate) fn with_keys<T>(&self, f: impl FnOnce(Option<&DataKeys>) -> T) -> T {
+        match &self.mode {
+            Mode::Plain => f(None),
+            Mode::Aead { keys, .. } => f(Some(&keys.read())),
         }
     }
 

@@ -135,7 +135,7 @@ impl Engine {
         dropped: &BTreeSet<Vec<u8>>,
         durability: Durability,
     ) -> Result<()> {
-        if changed.is_empty() && dropped.is_empty() {
+        if changed.is_empty() && dropped.is_empty() && tx.catalog_root.is_none() {
             self.abort(ws, tx);
             return Ok(());
         }
@@ -146,7 +146,7 @@ impl Engine {
                     trees.iter_mut().filter(|(n, _)| changed.contains(*n)).map(|(_, r)| &mut r.root).collect();
                 tx.flush(&mut roots)?;
             }
-            let mut cat = TreeRoot { root: base.catalog, count: base.trees.len() as u64 };
+            let mut cat = TreeRoot { root: tx.catalog_root.unwrap_or(base.catalog), count: base.trees.len() as u64 };
             for name in dropped {
                 tx.remove(&mut cat, name, false)?;
             }

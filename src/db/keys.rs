@@ -82,6 +82,16 @@ impl Db {
 
     /// Rewrites the header after `f` edits a copy of it (with the data key at hand).
     pub(crate) fn update_header(&self, f: impl FnOnce(&mut FileHeader, &SecretKey) -> Result<()>) -> Result<()> {
+        self.update_header_with(None, f)
+    }
+
+    /// As `update_header`; the MAC is made with `mac_key` when given (the new data key at the
+    /// end of a rekey), else with the key the slots wrap now.
+    pub(crate) fn update_header_with(
+        &self,
+        mac_key: Option<&SecretKey>,
+        f: impl FnOnce(&mut FileHeader, &SecretKey) -> Result<()>,
+    ) -> Result<()> {
         let e = &self.handle.engine;
         let _ws = e.writer.lock();
         if e.pager.is_poisoned() {
@@ -97,7 +107,7 @@ impl Db {
             h.version = FORMAT_VERSION;
             h.generation += 1;
             h.raw_body = Default::default();
-            h.mac = slots::header_mac(dk, &h.encode_body()[..]);
+            h.mac = slots::header_mac(mac_key.unwrap_or(dk), &h.encode_body()[..]);
             Ok(())
         })?;
         if h.slots.iter().all(|s| s.is_none()) {

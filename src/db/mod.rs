@@ -4,6 +4,8 @@
 //! Layer: db, above `btree` and `pager`.
 
 pub(crate) mod api;
+#[cfg(feature = "tokio")]
+pub(crate) mod async_api;
 pub(crate) mod check;
 pub(crate) mod config;
 pub(crate) mod engine;
@@ -11,4 +13,6 @@ pub(crate) mod ivec;
 pub(crate) mod keys;
 pub mod migrate;
 pub(crate) mod open;
+pub(crate) mod rekey;
+pub(crate) mod sledtx;
 pub(crate) mod txn;

@@ -187,8 +187,8 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
     let (header, header_page, repair) = read_header(&*storage)?;
     let sealer = if header.is_encrypted() {
         let (dk, _slot) = unlock(&header, header_page, creds)?;
-        PageSealer::encrypted(header.file_id, header.cipher, cfg.backend, DataKeys::single(dk), u32::MAX)
-            .with_version(header.version)
+        let keys = DataKeys::with_next(dk, &header.file_id, header.next_key.as_ref())?;
+        PageSealer::encrypted(header.file_id, header.cipher, cfg.backend, keys, u32::MAX).with_version(header.version)
     } else {
         if cfg.encryption == Encryption::Required {
             return Err(Error::Unsupported("the database is plaintext but encryption is required".into()));

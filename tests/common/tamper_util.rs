@@ -231,10 +231,8 @@ pub fn run_stage(db: &Db, m: &mut Model, stage: u32) -> u64 {
             }
             rng.shuffle(&mut order);
             for chunk in order.chunks(25) {
-                let ops = chunk
-                    .iter()
-                    .map(|&i| (small_key(i), Some(value("s", i, 1, 20 + (i as usize % 30)))))
-                    .collect();
+                let ops =
+                    chunk.iter().map(|&i| (small_key(i), Some(value("s", i, 1, 20 + (i as usize % 30))))).collect();
                 batch(db, m, SMALL, ops);
             }
             for i in 0..12 {
@@ -283,7 +281,11 @@ pub fn run_stage(db: &Db, m: &mut Model, stage: u32) -> u64 {
             for i in [0, 2] {
                 put(db, m, BLOBS, blob_key(i), blob_value(i, 3));
             }
-            let ops = (0..2000).filter(|i| i % 11 != 0).step_by(13).map(|i| (wide_key(i), Some(value("w", i, 3, 40)))).collect();
+            let ops = (0..2000)
+                .filter(|i| i % 11 != 0)
+                .step_by(13)
+                .map(|i| (wide_key(i), Some(value("w", i, 3, 40))))
+                .collect();
             batch(db, m, WIDE, ops);
         }
         4 => {
@@ -615,14 +617,17 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn read_error_pages(&self) -> BTreeSet<(u64, CorruptReason)> {
-        self.read_errors
-            .iter()
-            .filter_map(|r| match r.err {
-                Error::Corrupt { page, reason } => Some((page, reason)),
-                _ => None,
-            })
-            .collect()
+    /// Distinct (page, reason) of the `Corrupt` read errors, in order of appearance.
+    pub fn read_error_pages(&self) -> Vec<(u64, CorruptReason)> {
+        let mut v: Vec<(u64, CorruptReason)> = Vec::new();
+        for r in &self.read_errors {
+            if let Error::Corrupt { page, reason } = r.err {
+                if !v.contains(&(page, reason)) {
+                    v.push((page, reason));
+                }
+            }
+        }
+        v
     }
     /// Read errors that are not a typed integrity error.
     pub fn untyped_read_errors(&self) -> Vec<String> {
@@ -738,7 +743,7 @@ fn label(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
 }
 
-fn show_key(k: &[u8]) -> String {
+pub fn show_key(k: &[u8]) -> String {
     let s = String::from_utf8_lossy(k);
     s.trim_end_matches('k').to_string()
 }

@@ -1,0 +1,264 @@
+//! The async API (feature `tokio`): `AsyncDb` and `AsyncTree`, thin wrappers of `Db` and `Tree`
+//! whose every operation runs on tokio's blocking pool (`spawn_blocking`), so a caller on the
+//! runtime never waits for a page read, a seal or an `fsync` on a worker thread.
+//!
+//! Layer: db, on top of the sled-style API (`api.rs`) and nothing else. Invariants:
+//! - no method blocks the calling task's thread: arguments are turned into owned values when
+//!   the method is called (a key becomes a `Vec<u8>`, a value an `IVec`), and the returned
+//!   future, `Send + 'static` (it can be `tokio::spawn`ed, even for borrowed keys), only waits
+//!   for the call on the blocking pool. Each method is used as an `async fn`: `t.get(k).await`;
+//! - each method is exactly one call of the synchronous API (or one `Batch`), so it keeps that
+//!   call's atomicity: `batch_put` and `batch_delete` are one atomic commit each;
+//! - a panic inside a blocking call is resumed in the caller (as if the call had been made
+//!   inline); a call cancelled by a shutting-down runtime returns an `Error::Io`.
+//!
+//! Besides sled's names (`insert`, `remove`, `contains_key`, ...) `AsyncTree` has the names of
+//! FoldDB's `KvStore` trait: `put`, `delete`, `exists`, `batch_put`, `batch_delete`.
+//! Iteration (`iter`, `range`, `scan_prefix`) collects into a `Vec`: an iterator cannot hop
+//! between the runtime and the blocking pool for each entry at a sensible cost.
+
+use std::future::Future;
+use std::ops::{Bound, RangeBounds};
+
+use super::api::{Batch, Db, Tree, bound_to_vec};
+use super::config::Config;
+use super::ivec::IVec;
+use crate::error::{Error, Result};
+
+/// Runs `f` on tokio's blocking pool and waits for it without blocking the runtime.
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::Io(std::io::Error::other("blocking task cancelled: the runtime is shutting down"))),
+    }
+}
+
+/// Entries as owned pairs.
+pub type Entries = Vec<(IVec, IVec)>;
+
+/// A database whose operations are `async`. Derefs to its default tree, as `Db` does.
+#[derive(Clone, Debug)]
+pub struct AsyncDb {
+    db: Db,
+    default: AsyncTree,
+}
+
+impl From<Db> for AsyncDb {
+    fn from(db: Db) -> AsyncDb {
+        AsyncDb::new(db)
+    }
+}
+
+impl std::ops::Deref for AsyncDb {
+    type Target = AsyncTree;
+    fn deref(&self) -> &AsyncTree {
+        &self.default
+    }
+}
+
+impl AsyncDb {
+    /// Wraps an open database.
+    pub fn new(db: Db) -> AsyncDb {
+        let default = AsyncTree { tree: (*db).clone() };
+        AsyncDb { db, default }
+    }
+
+    /// Opens a database (key derivation and recovery run on the blocking pool).
+    pub fn open(config: Config) -> impl Future<Output = Result<AsyncDb>> + Send + 'static {
+        let f = blocking(move || config.open());
+        async move { f.await.map(AsyncDb::new) }
+    }
+
+    /// The synchronous database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Opens (creating on first use) a named tree.
+    pub fn open_tree<N: AsRef<[u8]>>(&self, name: N) -> impl Future<Output = Result<AsyncTree>> + Send + 'static {
+        let (db, name) = (self.db.clone(), name.as_ref().to_vec());
+        let f = blocking(move || db.open_tree(name));
+        async move { f.await.map(AsyncTree::from) }
+    }
+
+    /// Removes a tree and frees its pages; whether it existed.
+    pub fn drop_tree<N: AsRef<[u8]>>(&self, name: N) -> impl Future<Output = Result<bool>> + Send + 'static {
+        let (db, name) = (self.db.clone(), name.as_ref().to_vec());
+        blocking(move || db.drop_tree(name))
+    }
+
+    /// The names of all trees, the default tree included.
+    pub fn tree_names(&self) -> impl Future<Output = Result<Vec<IVec>>> + Send + 'static {
+        let db = self.db.clone();
+        blocking(move || Ok(db.tree_names()))
+    }
+
+    /// A unique, monotonically increasing id.
+    pub fn generate_id(&self) -> impl Future<Output = Result<u64>> + Send + 'static {
+        let db = self.db.clone();
+        blocking(move || db.generate_id())
+    }
+}
+
+/// A tree whose operations are `async`. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AsyncTree {
+    tree: Tree,
+}
+
+impl From<Tree> for AsyncTree {
+    fn from(tree: Tree) -> AsyncTree {
+        AsyncTree { tree }
+    }
+}
+
+impl AsyncTree {
+    /// The synchronous tree.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// Runs `f` with a clone of the tree on the blocking pool.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Tree) -> Result<T> + Send + 'static,
+    ) -> impl Future<Output = Result<T>> + Send + 'static {
+        let tree = self.tree.clone();
+        blocking(move || f(tree))
+    }
+
+    // --- sled's names ---
+
+    /// The value of `key`.
+    pub fn get<K: AsRef<[u8]>>(&self, key: K) -> impl Future<Output = Result<Option<IVec>>> + Send + 'static {
+        let key = key.as_ref().to_vec();
+        self.run(move |t| t.get(key))
+    }
+
+    /// Inserts `key`, returning the previous value.
+    pub fn insert<K: AsRef<[u8]>, V: Into<IVec>>(
+        &self,
+        key: K,
+        value: V,
+    ) -> impl Future<Output = Result<Option<IVec>>> + Send + 'static {
+        let (key, value) = (key.as_ref().to_vec(), value.into());
+        self.run(move |t| t.insert(key, value))
+    }
+
+    /// Removes `key`, returning the previous value.
+    pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> impl Future<Output = Result<Option<IVec>>> + Send + 'static {
+        let key = key.as_ref().to_vec();
+        self.run(move |t| t.remove(key))
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> impl Future<Output = Result<bool>> + Send + 'static {
+        let key = key.as_ref().to_vec();
+        self.run(move |t| t.contains_key(key))
+    }
+
+    /// Every entry whose key starts with `prefix`, in key order.
+    pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> impl Future<Output = Result<Entries>> + Send + 'static {
+        let prefix = prefix.as_ref().to_vec();
+        self.run(move |t| t.scan_prefix(prefix).collect())
+    }
+
+    /// Every entry, in key order.
+    pub fn iter(&self) -> impl Future<Output = Result<Entries>> + Send + 'static {
+        self.run(|t| t.iter().collect())
+    }
+
+    /// The entries in `range`, in key order.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(
+        &self,
+        range: R,
+    ) -> impl Future<Output = Result<Entries>> + Send + 'static {
+        let bounds: (Bound<Vec<u8>>, Bound<Vec<u8>>) =
+            (bound_to_vec(range.start_bound()), bound_to_vec(range.end_bound()));
+        self.run(move |t| t.range::<Vec<u8>, _>(bounds).collect())
+    }
+
+    /// The first entry (least key).
+    pub fn first(&self) -> impl Future<Output = Result<Option<(IVec, IVec)>>> + Send + 'static {
+        self.run(|t| t.first())
+    }
+
+    /// The last entry (greatest key).
+    pub fn last(&self) -> impl Future<Output = Result<Option<(IVec, IVec)>>> + Send + 'static {
+        self.run(|t| t.last())
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> impl Future<Output = Result<usize>> + Send + 'static {
+        self.run(|t| Ok(t.len()))
+    }
+
+    /// Whether the tree has no entries.
+    pub fn is_empty(&self) -> impl Future<Output = Result<bool>> + Send + 'static {
+        self.run(|t| Ok(t.is_empty()))
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> impl Future<Output = Result<()>> + Send + 'static {
+        self.run(|t| t.clear())
+    }
+
+    /// Applies `batch` in one atomic commit.
+    pub fn apply_batch(&self, batch: Batch) -> impl Future<Output = Result<()>> + Send + 'static {
+        self.run(move |t| t.apply_batch(batch))
+    }
+
+    /// Makes every earlier commit durable; the bytes written.
+    pub fn flush(&self) -> impl Future<Output = Result<usize>> + Send + 'static {
+        self.run(|t| t.flush())
+    }
+
+    // --- FoldDB's `KvStore` names ---
+
+    /// Sets `key` to `value`.
+    pub fn put<K: AsRef<[u8]>, V: Into<IVec>>(
+        &self,
+        key: K,
+        value: V,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let f = self.insert(key, value);
+        async move { f.await.map(drop) }
+    }
+
+    /// Removes `key`; whether it was present.
+    pub fn delete<K: AsRef<[u8]>>(&self, key: K) -> impl Future<Output = Result<bool>> + Send + 'static {
+        let f = self.remove(key);
+        async move { f.await.map(|old| old.is_some()) }
+    }
+
+    /// Whether `key` is present.
+    pub fn exists<K: AsRef<[u8]>>(&self, key: K) -> impl Future<Output = Result<bool>> + Send + 'static {
+        self.contains_key(key)
+    }
+
+    /// Sets every pair in one atomic commit.
+    pub fn batch_put<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        items: Vec<(K, V)>,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let mut batch = Batch::default();
+        for (k, v) in items {
+            batch.insert(k, v);
+        }
+        self.apply_batch(batch)
+    }
+
+    /// Removes every key in one atomic commit.
+    pub fn batch_delete<K: AsRef<[u8]>>(&self, keys: Vec<K>) -> impl Future<Output = Result<()>> + Send + 'static {
+        let mut batch = Batch::default();
+        for k in keys {
+            batch.remove(k);
+        }
+        self.apply_batch(batch)
+    }
+}

@@ -1,0 +1,174 @@
+//! Data-key rotation (rekey), online and resumable. SPEC.md §6.4.
+//!
+//! 1. A new random data key is wrapped under a key derived from the current one and written to
+//!    the header's next-key block, with the first epoch it serves; from then on every seal uses
+//!    the new key (epochs at or above that first epoch derive from it).
+//! 2. Batches of copy-on-write transactions re-seal every page still under an older epoch;
+//!    readers and writers go on between batches. A crash loses nothing: at open the next-key
+//!    block restores both keys, and calling `rekey` again resumes (pages already re-sealed
+//!    carry the new epoch and are skipped).
+//! 3. When no live page needs the old key, every key slot is re-wrapped around the new key
+//!    (with the credentials given, fresh salts), the next-key block is cleared, and the old key
+//!    is dropped (zeroized): no page opens under it any more.
+
+use std::collections::BTreeSet;
+
+use super::api::Db;
+use super::config::Durability;
+use crate::btree::TreeRoot;
+use crate::crypto::keys::SecretKey;
+use crate::crypto::seal::DataKeys;
+use crate::crypto::slots::{self, Credentials};
+use crate::error::{Error, Result};
+use crate::format::header::KeySlot;
+
+/// Progress of a rekey.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RekeyProgress {
+    /// Pages re-sealed so far.
+    pub pages: u64,
+    /// Batches committed.
+    pub batches: u64,
+}
+
+/// Pages copied per batch (one durable commit each).
+const BATCH_PAGES: usize = 2048;
+
+impl Db {
+    /// Rotates the data key. `creds` must open every key slot (each slot is re-wrapped with the
+    /// credentials that open it); nothing changes if one cannot be opened.
+    pub fn rekey(&self, creds: &[Credentials], progress: &mut dyn FnMut(RekeyProgress)) -> Result<()> {
+        let e = self.handle.engine.clone();
+        let header = e.header.lock().clone();
+        if !header.is_encrypted() {
+            return Err(Error::Unsupported("a plaintext database has no data key".into()));
+        }
+        // Which credentials open which slot (checked before anything is written).
+        let mut per_slot: Vec<(usize, &Credentials)> = Vec::new();
+        for (i, s) in header.slots.iter().enumerate() {
+            let Some(s) = s else { continue };
+            let mut one = header.clone();
+            one.slots = Default::default();
+            one.slots[i] = Some(s.clone());
+            let c = creds
+                .iter()
+                .find(|c| slots::unlock(&one, c).is_ok())
+                .ok_or(Error::InvalidConfig("rekey needs credentials that open every key slot"))?;
+            per_slot.push((i, c));
+        }
+        // 1. Start (unless resuming).
+        let first_epoch = match &header.next_key {
+            Some(n) => n.first_epoch,
+            None => {
+                let next = SecretKey::random();
+                let first = {
+                    let ws = e.writer.lock();
+                    ws.epoch.checked_add(1).ok_or(Error::NonceBudgetExhausted)?
+                };
+                let wrapped = e.pager.sealer.with_data_key(|dk| {
+                    let dk = dk.ok_or_else(|| Error::ReportableBug("no data key".into()))?;
+                    DataKeys::wrap_next(dk, &header.file_id, first, &next)
+                })?;
+                self.update_header(|h, _| {
+                    h.next_key = Some(wrapped);
+                    Ok(())
+                })?;
+                let keys = e.pager.sealer.with_keys(|k| {
+                    let k = k.and_then(|k| k.slot_key()).ok_or_else(|| Error::ReportableBug("no data key".into()))?;
+                    Ok::<_, Error>(DataKeys { keys: vec![(0, k.duplicate()), (first, next)] })
+                })?;
+                e.pager.sealer.set_data_keys(keys);
+                let mut ws = e.writer.lock();
+                ws.epoch = first;
+                e.pager.sealer.set_max_epoch(first);
+                e.pager.set_seals_in_epoch(0);
+                tracing::info!(target: "foldvault::audit", first_epoch = first, "data-key rotation started");
+                first
+            }
+        };
+        {
+            let mut ws = e.writer.lock();
+            if ws.epoch < first_epoch {
+                ws.epoch = first_epoch;
+                e.pager.sealer.set_max_epoch(first_epoch);
+            }
+        }
+        // 2. Re-seal in batches until a pass finds nothing under an older epoch.
+        let mut p = RekeyProgress::default();
+        let mut quiet_commits = 0;
+        loop {
+            let (mut ws, mut tx, base) = e.begin()?;
+            let mut trees = base.trees.clone();
+            let mut changed = BTreeSet::new();
+            let mut budget = BATCH_PAGES;
+            let mut result = Ok(());
+            for (name, root) in trees.iter_mut() {
+                let mut r: TreeRoot = *root;
+                match tx.reseal_older(&mut r.root, first_epoch, &mut budget) {
+                    Ok(true) => {
+                        *root = r;
+                        changed.insert(name.clone());
+                    }
+                    Ok(false) => {}
+                    Err(err) => {
+                        result = Err(err);
+                        break;
+                    }
+                }
+                if budget == 0 {
+                    break;
+                }
+            }
+            if result.is_ok() && budget > 0 {
+                let mut cat = base.catalog;
+                match tx.reseal_older(&mut cat, first_epoch, &mut budget) {
+                    Ok(true) => tx.catalog_root = Some(cat),
+                    Ok(false) => {}
+                    Err(err) => result = Err(err),
+                }
+            }
+            if let Err(err) = result {
+                e.abort(&mut ws, tx);
+                return Err(err);
+            }
+            let copied = (BATCH_PAGES - budget) as u64;
+            // With nothing left in the trees, two more durable commits seal the free list and
+            // both commit records under the new key.
+            if changed.is_empty() && tx.catalog_root.is_none() {
+                e.abort(&mut ws, tx);
+                if quiet_commits >= 2 {
+                    break;
+                }
+                // A no-op durable commit: mark undurable so the free list and record are rewritten.
+                e.undurable.store(true, std::sync::atomic::Ordering::Release);
+                e.durable_commit(&mut ws)?;
+                quiet_commits += 1;
+                continue;
+            }
+            e.commit(&mut ws, tx, &base, trees, &changed, &BTreeSet::new(), Durability::Immediate)?;
+            drop(ws);
+            p.pages += copied;
+            p.batches += 1;
+            progress(p);
+        }
+        // 3. Finish: re-wrap every slot around the new key, clear the next-key block, drop the old key.
+        let new_key = e.pager.sealer.with_keys(|k| {
+            k.and_then(|k| k.newest()).map(|(_, k)| k.duplicate()).ok_or_else(|| Error::ReportableBug("no key".into()))
+        })?;
+        let mut rewrapped: Vec<(usize, KeySlot)> = Vec::new();
+        for (i, c) in &per_slot {
+            let old = header.slots[*i].as_ref().ok_or_else(|| Error::ReportableBug("slot vanished".into()))?;
+            rewrapped.push((*i, slots::make_slot(old.kind, old.kdf, c, &new_key, &header.file_id, *i)?));
+        }
+        self.update_header_with(Some(&new_key), |h, _| {
+            for (i, s) in rewrapped {
+                h.slots[i] = Some(s);
+            }
+            h.next_key = None;
+            Ok(())
+        })?;
+        e.pager.sealer.set_data_keys(DataKeys::single(new_key));
+        tracing::info!(target: "foldvault::audit", pages = p.pages, "data-key rotation finished; old key destroyed");
+        Ok(())
+    }
+}

@@ -1,0 +1,519 @@
+//! sled 0.34-style transactions: `Tree::transaction`, the `Transactional` trait (one tree,
+//! slices and tuples of trees), `TransactionalTree` and sled's error types, so code written for
+//! `sled::transaction` compiles against `foldvault::transaction` unchanged.
+//!
+//! Layer: db, on top of the explicit transactions of `txn.rs` (and nothing below them except
+//! the engine's id counter). Invariants:
+//! - one call of `transaction` runs the closure against exactly one [`WriteTransaction`]; it
+//!   commits (with the database's configured durability) when the closure returns `Ok`, and
+//!   discards every change otherwise, so an `Abort` or a storage error leaves nothing behind;
+//! - the write transaction holds the single writer lock for the closure's whole run, so there
+//!   are never conflicts between transactions: the `Conflict` variants and the retry loop exist
+//!   for sled's shape, and for the one case below;
+//! - every tree of one transaction belongs to one database (`Arc::ptr_eq` of their handles),
+//!   else `Error::Unsupported`, as sled does;
+//! - `TransactionalTree::generate_id` never waits for a lock while holding the writer lock
+//!   (`Db::generate_id` takes the id lock and then the writer lock): if the id lock is busy for
+//!   long, the attempt is treated as a conflict, rolled back and the closure run again.
+//!
+//! # Differences from sled 0.34 (known)
+//!
+//! Transactions and errors:
+//! - `ConflictableTransactionError`, `TransactionError` and `UnabortableTransactionError`
+//!   derive `Debug` and `Clone` but not `PartialEq` (foldvault's `Error` is not `PartialEq`).
+//! - `TransactionalTree` also has `contains_key`; it is `!Send` and `Clone`, as in sled.
+//! - Reads inside a transaction see the transaction's own writes and the commit that was newest
+//!   when it began; since transactions run one at a time, the closure runs once (unless it
+//!   returns `Conflict` itself, which sled would also retry, forever).
+//! - A transaction's changes are durable per the database's `Durability` (sled: after `flush`),
+//!   or at once if the closure calls `TransactionalTree::flush`.
+//! - A transaction blocks other writers (single `insert`s included) while its closure runs;
+//!   keep closures short. Readers never block.
+//! - Ids from `TransactionalTree::generate_id` in a transaction that aborts are not reused in
+//!   this process, but may be generated again after a crash (sled gives no stronger promise).
+//! - A transaction over an empty slice of trees returns `Storage(Error::Unsupported)` (sled
+//!   panics).
+//!
+//! Elsewhere in the sled-style API:
+//! - `Error` has other variants (`Corrupt { page, reason }`, `WrongKey`, `KeyTooLarge`, ...);
+//!   `CollectionNotFound` carries no name; there is no `Error::Corruption { at, bt }`; there is no
+//!   `From<Error> for std::io::Error`.
+//! - `CompareAndSwapResult` is the inner `Result<(), CompareAndSwapError>`
+//!   (`compare_and_swap` returns `Result<CompareAndSwapResult>`; sled's alias is the outer
+//!   result), and `CompareAndSwapError` is not `Ord`/`Hash`.
+//! - Keys are at most `MAX_KEY_LEN` (1,024) bytes (`Error::KeyTooLarge`); values at most
+//!   `MAX_VALUE_LEN` (4 GiB - 1).
+//! - Not provided: merge operators (`merge`, `set_merge_operator`), `watch_prefix` /
+//!   `Subscriber` / `Event`, `Db::export` / `import`, `checksum`, `Config::mode`,
+//!   `compression_factor`, `segment_size`, `print_profile_on_drop`, `idgen_persist_interval`.
+//!   `Config::use_compression` is accepted and ignored.
+//! - `Config::path` names a directory holding one file, `db.foldvault`; the file is locked
+//!   while open and the lock is released when the last handle (`Db`, `Tree`, `Iter`) drops.
+//! - `Tree::len` is O(1); `IVec`'s `Debug` shows only the length, never the bytes.
+//! - `Batch::insert` takes `AsRef<[u8]>` values (sled: `Into<IVec>`), a superset for callers.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::api::{Batch, Tree};
+use super::config::Durability;
+use super::engine::IDS_TREE;
+use super::ivec::IVec;
+use super::txn::{TxTree, WriteTransaction};
+use crate::error::{Error, Result};
+
+/// Ids reserved at once by `TransactionalTree::generate_id` (as `Db::generate_id` does).
+const ID_RESERVE: u64 = 1_000_000;
+
+/// How long `generate_id` inside a transaction waits for the id lock before it treats the
+/// attempt as a conflict (the lock's holder may be waiting for this transaction's writer lock).
+const ID_LOCK_PATIENCE: Duration = Duration::from_millis(20);
+
+// ------------------------------------------------------------------------------------------
+// Errors and results (sled's shapes).
+
+/// The error a transaction's closure returns: abort with a user error, a storage failure, or a
+/// conflict (the transaction is then run again).
+#[derive(Debug, Clone)]
+pub enum ConflictableTransactionError<E = Error> {
+    /// Abort the transaction; `transaction` returns `TransactionError::Abort(e)`.
+    Abort(E),
+    /// The storage failed.
+    Storage(Error),
+    #[doc(hidden)]
+    /// Run the transaction again (never produced by foldvault except as documented above).
+    Conflict,
+}
+
+/// The error `transaction` returns.
+#[derive(Debug, Clone)]
+pub enum TransactionError<E = Error> {
+    /// The closure aborted with this error; nothing was written.
+    Abort(E),
+    /// The storage failed; nothing was written.
+    Storage(Error),
+}
+
+/// The error of an operation on a `TransactionalTree` (cannot be an abort).
+#[derive(Debug, Clone)]
+pub enum UnabortableTransactionError {
+    #[doc(hidden)]
+    /// Run the transaction again.
+    Conflict,
+    /// The storage failed.
+    Storage(Error),
+}
+
+/// What a transaction's closure returns.
+pub type ConflictableTransactionResult<T, E = ()> = std::result::Result<T, ConflictableTransactionError<E>>;
+/// What `transaction` returns.
+pub type TransactionResult<T, E = ()> = std::result::Result<T, TransactionError<E>>;
+/// What an operation on a `TransactionalTree` returns.
+pub type UnabortableTransactionResult<T> = std::result::Result<T, UnabortableTransactionError>;
+
+/// `Err(ConflictableTransactionError::Abort(t))`, as `sled::transaction::abort`.
+pub fn abort<A, T>(t: T) -> ConflictableTransactionResult<A, T> {
+    Err(ConflictableTransactionError::Abort(t))
+}
+
+impl From<Error> for UnabortableTransactionError {
+    fn from(e: Error) -> Self {
+        UnabortableTransactionError::Storage(e)
+    }
+}
+
+impl<E> From<UnabortableTransactionError> for ConflictableTransactionError<E> {
+    fn from(e: UnabortableTransactionError) -> Self {
+        match e {
+            UnabortableTransactionError::Conflict => ConflictableTransactionError::Conflict,
+            UnabortableTransactionError::Storage(e) => ConflictableTransactionError::Storage(e),
+        }
+    }
+}
+
+impl<E> From<Error> for ConflictableTransactionError<E> {
+    fn from(e: Error) -> Self {
+        ConflictableTransactionError::Storage(e)
+    }
+}
+
+impl<E> From<Error> for TransactionError<E> {
+    fn from(e: Error) -> Self {
+        TransactionError::Storage(e)
+    }
+}
+
+impl fmt::Display for UnabortableTransactionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnabortableTransactionError::Conflict => f.write_str("Conflict during transaction"),
+            UnabortableTransactionError::Storage(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for ConflictableTransactionError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConflictableTransactionError::Abort(e) => e.fmt(f),
+            ConflictableTransactionError::Conflict => f.write_str("Conflict during transaction"),
+            ConflictableTransactionError::Storage(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for TransactionError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransactionError::Abort(e) => e.fmt(f),
+            TransactionError::Storage(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for UnabortableTransactionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UnabortableTransactionError::Storage(e) => Some(e),
+            UnabortableTransactionError::Conflict => None,
+        }
+    }
+}
+
+impl<E: std::error::Error> std::error::Error for ConflictableTransactionError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConflictableTransactionError::Storage(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl<E: std::error::Error> std::error::Error for TransactionError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TransactionError::Storage(e) => Some(e),
+            TransactionError::Abort(_) => None,
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The overlay: one write transaction shared by the views of one attempt.
+
+/// One attempt of a transaction: the write transaction and what the closure asked for.
+struct Overlay {
+    /// `None` once committed or rolled back (a view that outlives its transaction then fails).
+    tx: RefCell<Option<WriteTransaction>>,
+    /// `TransactionalTree::flush` was called: flush after committing.
+    flush: Cell<bool>,
+    /// The attempt must be rolled back and run again.
+    conflict: Cell<bool>,
+    /// Ids reserved inside this transaction: the next one and the end of the range.
+    ids: Cell<(u64, u64)>,
+}
+
+fn finished() -> Error {
+    Error::Unsupported("the transaction this TransactionalTree belongs to has finished".into())
+}
+
+/// The trees of one transaction attempt (sled's name; its methods are internal).
+pub struct TransactionalTrees {
+    overlay: Rc<Overlay>,
+    inner: Vec<TransactionalTree>,
+}
+
+impl TransactionalTrees {
+    fn begin(trees: &[&Tree]) -> Result<TransactionalTrees> {
+        let Some(first) = trees.first() else {
+            return Err(Error::Unsupported("a transaction needs at least one tree".into()));
+        };
+        if !trees.iter().all(|t| Arc::ptr_eq(&t.handle, &first.handle)) {
+            return Err(Error::Unsupported("cannot use trees from multiple databases in the same transaction".into()));
+        }
+        let tx = WriteTransaction::begin(first.handle.clone())?;
+        let overlay = Rc::new(Overlay {
+            tx: RefCell::new(Some(tx)),
+            flush: Cell::new(false),
+            conflict: Cell::new(false),
+            ids: Cell::new((0, 0)),
+        });
+        let inner =
+            trees.iter().map(|t| TransactionalTree { overlay: overlay.clone(), name: t.name.clone() }).collect();
+        Ok(TransactionalTrees { overlay, inner })
+    }
+
+    /// Commits or rolls back per the closure's result. `None` means: run the closure again.
+    fn finish<A, E>(self, ret: ConflictableTransactionResult<A, E>) -> Option<TransactionResult<A, E>> {
+        let TransactionalTrees { overlay, inner } = self;
+        drop(inner);
+        let Some(tx) = overlay.tx.borrow_mut().take() else {
+            return Some(Err(TransactionError::Storage(finished())));
+        };
+        if overlay.conflict.get() {
+            drop(tx);
+            // Let the lock holder that caused the conflict go first.
+            std::thread::sleep(Duration::from_millis(1));
+            return None;
+        }
+        match ret {
+            Ok(r) => {
+                let handle = tx.handle.clone();
+                if let Err(e) = tx.commit() {
+                    return Some(Err(TransactionError::Storage(e)));
+                }
+                if overlay.flush.get() {
+                    if let Err(e) = handle.engine.flush() {
+                        return Some(Err(TransactionError::Storage(e)));
+                    }
+                }
+                Some(Ok(r))
+            }
+            Err(ConflictableTransactionError::Abort(e)) => Some(Err(TransactionError::Abort(e))),
+            Err(ConflictableTransactionError::Storage(e)) => Some(Err(TransactionError::Storage(e))),
+            Err(ConflictableTransactionError::Conflict) => None,
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// TransactionalTree.
+
+/// A tree inside a transaction (the view a transaction's closure receives).
+#[derive(Clone)]
+pub struct TransactionalTree {
+    overlay: Rc<Overlay>,
+    name: Arc<[u8]>,
+}
+
+impl fmt::Debug for TransactionalTree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransactionalTree").field("name_len", &self.name.len()).finish_non_exhaustive()
+    }
+}
+
+impl TransactionalTree {
+    fn with<T>(&self, f: impl FnOnce(TxTree<'_>) -> Result<T>) -> Result<T> {
+        let guard = self.overlay.tx.borrow();
+        let tx = guard.as_ref().ok_or_else(finished)?;
+        f(TxTree { tx, name: self.name.to_vec() })
+    }
+
+    /// Sets `key` to `value`; returns the previous value.
+    pub fn insert<K, V>(&self, key: K, value: V) -> UnabortableTransactionResult<Option<IVec>>
+    where
+        K: AsRef<[u8]> + Into<IVec>,
+        V: Into<IVec>,
+    {
+        let value: IVec = value.into();
+        Ok(self.with(|t| t.insert(key.as_ref(), &value))?)
+    }
+
+    /// Removes `key`; returns the previous value.
+    pub fn remove<K>(&self, key: K) -> UnabortableTransactionResult<Option<IVec>>
+    where
+        K: AsRef<[u8]> + Into<IVec>,
+    {
+        Ok(self.with(|t| t.remove(key.as_ref()))?)
+    }
+
+    /// The value of `key` as this transaction sees it (its own writes included).
+    pub fn get<K: AsRef<[u8]>>(&self, key: K) -> UnabortableTransactionResult<Option<IVec>> {
+        match self.with(|t| t.get(key.as_ref())) {
+            // The tree has no entry in the catalog yet (a default tree never written to).
+            Err(Error::CollectionNotFound) => Ok(None),
+            r => Ok(r?),
+        }
+    }
+
+    /// Whether `key` is present as this transaction sees it (not in sled).
+    pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> UnabortableTransactionResult<bool> {
+        match self.with(|t| t.contains_key(key.as_ref())) {
+            Err(Error::CollectionNotFound) => Ok(false),
+            r => Ok(r?),
+        }
+    }
+
+    /// Applies every insert and removal of `batch` inside this transaction.
+    pub fn apply_batch(&self, batch: &Batch) -> UnabortableTransactionResult<()> {
+        Ok(self.with(|t| t.apply_batch(batch))?)
+    }
+
+    /// Makes the transaction durable (flushes) once it has committed.
+    pub fn flush(&self) {
+        self.overlay.flush.set(true);
+    }
+
+    /// A unique, monotonically increasing id, as `Db::generate_id`. Ids are not contiguous;
+    /// reserving a new range makes this transaction's commit durable.
+    pub fn generate_id(&self) -> Result<u64> {
+        let ov = &self.overlay;
+        let (next, end) = ov.ids.get();
+        if next < end {
+            ov.ids.set((next + 1, end));
+            return Ok(next);
+        }
+        let guard = ov.tx.borrow();
+        let tx = guard.as_ref().ok_or_else(finished)?;
+        // `Db::generate_id` holds this lock while it waits for the writer lock we hold.
+        let Some(mut ids) = tx.handle.engine.ids.try_lock_for(ID_LOCK_PATIENCE) else {
+            ov.conflict.set(true);
+            return Err(Error::Unsupported("generate_id met a concurrent Db::generate_id: retrying".into()));
+        };
+        if ids.0 < ids.1 {
+            let id = ids.0;
+            ids.0 += 1;
+            return Ok(id);
+        }
+        // Reserve a range in this transaction. Whatever becomes of it, the engine's range moves
+        // past it, so no id handed out here is handed out again in this process.
+        let floor = ids.0;
+        let start = tx.with(|t| {
+            let mut root = t.trees.get(IDS_TREE).copied().unwrap_or_default();
+            let stored = match t.pages.get(&root, b"next")? {
+                Some(v) => {
+                    let b = t.pages.value_bytes(&v)?;
+                    b.get(..8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0)
+                }
+                None => 0,
+            };
+            let start = stored.max(floor);
+            let end = start.checked_add(ID_RESERVE).ok_or_else(|| Error::Unsupported("ids exhausted".into()))?;
+            t.pages.insert(&mut root, b"next", &end.to_le_bytes(), false)?;
+            t.trees.insert(IDS_TREE.to_vec(), root);
+            t.changed.insert(IDS_TREE.to_vec());
+            Ok(start)
+        })?;
+        let end = start + ID_RESERVE;
+        *ids = (end, end);
+        tx.set_durability(Durability::Immediate);
+        ov.ids.set((start + 1, end));
+        Ok(start)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Transactional.
+
+/// Something a transaction can run on: a tree, a slice of trees, or a tuple of tree references.
+pub trait Transactional<E = ()> {
+    /// What the closure receives: a `TransactionalTree`, a `Vec` or a tuple of them.
+    type View;
+
+    #[doc(hidden)]
+    /// Begins the write transaction (internal).
+    fn make_overlay(&self) -> Result<TransactionalTrees>;
+
+    #[doc(hidden)]
+    /// The closure's view of an overlay (internal).
+    fn view_overlay(overlay: &TransactionalTrees) -> Self::View;
+
+    /// Runs `f` in one atomic transaction: commits if it returns `Ok`, writes nothing if it
+    /// returns `Err` (`Abort(e)` becomes `TransactionError::Abort(e)`).
+    fn transaction<F, A>(&self, f: F) -> TransactionResult<A, E>
+    where
+        F: Fn(&Self::View) -> ConflictableTransactionResult<A, E>,
+    {
+        loop {
+            let overlay = self.make_overlay()?;
+            let view = Self::view_overlay(&overlay);
+            let ret = f(&view);
+            drop(view);
+            if let Some(r) = overlay.finish(ret) {
+                return r;
+            }
+        }
+    }
+}
+
+impl<E> Transactional<E> for &Tree {
+    type View = TransactionalTree;
+    fn make_overlay(&self) -> Result<TransactionalTrees> {
+        TransactionalTrees::begin(&[*self])
+    }
+    fn view_overlay(overlay: &TransactionalTrees) -> TransactionalTree {
+        overlay.inner[0].clone()
+    }
+}
+
+impl<E> Transactional<E> for &&Tree {
+    type View = TransactionalTree;
+    fn make_overlay(&self) -> Result<TransactionalTrees> {
+        TransactionalTrees::begin(&[**self])
+    }
+    fn view_overlay(overlay: &TransactionalTrees) -> TransactionalTree {
+        overlay.inner[0].clone()
+    }
+}
+
+impl<E> Transactional<E> for Tree {
+    type View = TransactionalTree;
+    fn make_overlay(&self) -> Result<TransactionalTrees> {
+        TransactionalTrees::begin(&[self])
+    }
+    fn view_overlay(overlay: &TransactionalTrees) -> TransactionalTree {
+        overlay.inner[0].clone()
+    }
+}
+
+impl<E> Transactional<E> for [Tree] {
+    type View = Vec<TransactionalTree>;
+    fn make_overlay(&self) -> Result<TransactionalTrees> {
+        TransactionalTrees::begin(&self.iter().collect::<Vec<_>>())
+    }
+    fn view_overlay(overlay: &TransactionalTrees) -> Vec<TransactionalTree> {
+        overlay.inner.clone()
+    }
+}
+
+impl<E> Transactional<E> for [&Tree] {
+    type View = Vec<TransactionalTree>;
+    fn make_overlay(&self) -> Result<TransactionalTrees> {
+        TransactionalTrees::begin(self)
+    }
+    fn view_overlay(overlay: &TransactionalTrees) -> Vec<TransactionalTree> {
+        overlay.inner.clone()
+    }
+}
+
+/// `Transactional` for tuples of `&Tree`: `$ix` are the tuple indices, `$t` one ident each.
+macro_rules! impl_transactional_tuple {
+    (@ref $t:ident) => { &Tree };
+    (@view $t:ident) => { TransactionalTree };
+    ($($ix:tt $t:ident),+) => {
+        impl<E> Transactional<E> for ($(impl_transactional_tuple!(@ref $t),)+) {
+            type View = ($(impl_transactional_tuple!(@view $t),)+);
+            fn make_overlay(&self) -> Result<TransactionalTrees> {
+                TransactionalTrees::begin(&[$(self.$ix),+])
+            }
+            fn view_overlay(overlay: &TransactionalTrees) -> Self::View {
+                ($(overlay.inner[$ix].clone(),)+)
+            }
+        }
+    };
+}
+
+impl_transactional_tuple!(0 A);
+impl_transactional_tuple!(0 A, 1 B);
+impl_transactional_tuple!(0 A, 1 B, 2 C);
+impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D);
+impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F);
+impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F, 5 G);
+impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F, 5 G, 6 H);
+impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F, 5 G, 6 H, 7 I);
+impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F, 5 G, 6 H, 7 I, 8 J);
+impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F, 5 G, 6 H, 7 I, 8 J, 9 K);
+
+impl Tree {
+    /// Runs `f` as one atomic transaction on this tree (sled's `Tree::transaction`). For several
+    /// trees use [`Transactional`] on a tuple or slice: `(&a, &b).transaction(|(a, b)| ...)`.
+    pub fn transaction<F, A, E>(&self, f: F) -> TransactionResult<A, E>
+    where
+        F: Fn(&TransactionalTree) -> ConflictableTransactionResult<A, E>,
+    {
+        Transactional::transaction(&self, f)
+    }
+}

@@ -1,0 +1,802 @@
+//! The sled 0.34 surface, method by method, as FoldDB-like code calls it: every `Tree` method,
+//! sled-style transactions, `IVec` conversions, errors, `Config` (temporary databases, reopening)
+//! and the limits (key length, large values, space reuse under overwrites and dropped trees).
+//!
+//! Databases here are plaintext and ignore `FOLDVAULT_*` variables (`use_env(false)`) so the
+//! suite does not depend on the caller's environment; the encrypted paths are covered by
+//! `encryption_at_rest.rs` and `folddb_style.rs`.
+
+use std::path::Path;
+
+use foldvault::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionError, TransactionResult,
+    TransactionalTree, UnabortableTransactionError, abort,
+};
+use foldvault::{Batch, CompareAndSwapError, Config, Db, Error, IVec, MAX_KEY_LEN, Transactional, Tree};
+
+fn config(dir: &Path) -> Config {
+    Config::new().path(dir).use_env(false)
+}
+
+fn open(dir: &Path) -> Db {
+    config(dir).open().expect("open")
+}
+
+fn temp_db() -> Db {
+    Config::new().temporary(true).use_env(false).open().expect("open temporary")
+}
+
+fn kv(pair: (IVec, IVec)) -> (Vec<u8>, Vec<u8>) {
+    (pair.0.to_vec(), pair.1.to_vec())
+}
+
+fn entries(it: impl Iterator<Item = foldvault::Result<(IVec, IVec)>>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    it.map(|r| kv(r.expect("entry"))).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single-key operations and key/value argument types.
+
+#[test]
+fn insert_get_remove_contains_with_every_key_type() {
+    let db = temp_db();
+    let t = db.open_tree("kinds").unwrap();
+
+    let slice: &[u8] = b"slice";
+    assert_eq!(t.insert(slice, b"v1").unwrap(), None);
+    assert_eq!(t.insert(slice, &b"v2"[..]).unwrap().unwrap(), b"v1");
+    assert_eq!(t.get(slice).unwrap().unwrap(), b"v2");
+    assert!(t.contains_key(slice).unwrap());
+
+    t.insert("str", "from &str").unwrap();
+    assert_eq!(t.get("str").unwrap().unwrap(), "from &str");
+
+    let owned = String::from("string");
+    t.insert(&owned, &owned).unwrap();
+    assert_eq!(t.get(&owned).unwrap().unwrap(), owned.as_str());
+    t.insert(owned.clone(), owned.clone()).unwrap();
+    assert_eq!(t.get(owned.clone()).unwrap().unwrap(), owned.as_bytes());
+
+    let vec_key: Vec<u8> = vec![0, 1, 2, 255];
+    t.insert(vec_key.clone(), vec![9u8; 3]).unwrap();
+    assert_eq!(t.get(&vec_key).unwrap().unwrap(), vec![9u8; 3]);
+    assert!(t.contains_key(vec_key.clone()).unwrap());
+
+    let ivec_key = IVec::from("ivec");
+    t.insert(&ivec_key, IVec::from(&b"ivalue"[..])).unwrap();
+    assert_eq!(t.get(&ivec_key).unwrap().unwrap(), b"ivalue");
+
+    assert_eq!(t.len(), 5);
+    assert_eq!(t.remove("str").unwrap().unwrap(), "from &str");
+    assert_eq!(t.remove("str").unwrap(), None);
+    assert!(!t.contains_key("str").unwrap());
+    assert_eq!(t.remove(&owned).unwrap().unwrap(), owned.as_bytes());
+    assert_eq!(t.remove(vec_key).unwrap().unwrap(), vec![9u8; 3]);
+    assert_eq!(t.remove(slice).unwrap().unwrap(), b"v2");
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.get("missing").unwrap(), None);
+}
+
+#[test]
+fn default_tree_is_the_db_itself() {
+    let db = temp_db();
+    db.insert("k", "v").unwrap();
+    let default = db.open_tree(foldvault::DEFAULT_TREE).unwrap();
+    assert_eq!(default.get("k").unwrap().unwrap(), "v");
+    assert_eq!(db.name(), foldvault::DEFAULT_TREE);
+    assert!(db.tree_names().iter().any(|n| n == foldvault::DEFAULT_TREE));
+    assert!(matches!(db.drop_tree(foldvault::DEFAULT_TREE), Err(Error::Unsupported(_))));
+}
+
+#[test]
+fn empty_key_and_empty_value() {
+    let db = temp_db();
+    db.insert(b"", b"empty key").unwrap();
+    db.insert(b"empty value", b"").unwrap();
+    assert_eq!(db.get(b"").unwrap().unwrap(), b"empty key");
+    assert_eq!(db.get(b"empty value").unwrap().unwrap(), b"");
+    assert!(db.get(b"empty value").unwrap().unwrap().is_empty());
+    assert_eq!(db.first().unwrap().map(kv), Some((vec![], b"empty key".to_vec())));
+    assert_eq!(db.get_gt(b"").unwrap().map(kv), Some((b"empty value".to_vec(), vec![])));
+    assert_eq!(db.remove(b"").unwrap().unwrap(), b"empty key");
+    assert_eq!(db.len(), 1);
+}
+
+#[test]
+fn key_too_large_and_ten_mib_value() {
+    let db = temp_db();
+    assert_eq!(MAX_KEY_LEN, 1024);
+    let ok = vec![b'k'; MAX_KEY_LEN];
+    db.insert(&ok, b"max").unwrap();
+    assert_eq!(db.get(&ok).unwrap().unwrap(), b"max");
+    let too_long = vec![b'k'; MAX_KEY_LEN + 1];
+    match db.insert(&too_long, b"v") {
+        Err(Error::KeyTooLarge { len, max }) => assert_eq!((len, max), (1025, 1024)),
+        other => panic!("expected KeyTooLarge, got {other:?}"),
+    }
+    assert_eq!(db.len(), 1);
+
+    let big: Vec<u8> = (0..10 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    db.insert(b"big", big.clone()).unwrap();
+    db.flush().unwrap();
+    let back = db.get(b"big").unwrap().unwrap();
+    assert_eq!(back.len(), big.len());
+    assert!(back == big);
+    assert_eq!(db.remove(b"big").unwrap().unwrap().len(), 10 << 20);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ordered access.
+
+fn filled(db: &Db) -> Tree {
+    let t = db.open_tree("ordered").unwrap();
+    for i in 0..100u32 {
+        t.insert(format!("k{i:03}"), format!("v{i}").into_bytes()).unwrap();
+    }
+    t
+}
+
+#[test]
+fn range_and_iter_are_double_ended() {
+    let db = temp_db();
+    let t = filled(&db);
+
+    let all = entries(t.iter());
+    assert_eq!(all.len(), 100);
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+    let mut rev = entries(t.iter().rev());
+    rev.reverse();
+    assert_eq!(rev, all);
+
+    let r = entries(t.range("k010".."k020"));
+    assert_eq!(r.len(), 10);
+    assert_eq!(r[0].0, b"k010");
+    assert_eq!(r[9].0, b"k019");
+    assert_eq!(entries(t.range("k010"..="k020")).len(), 11);
+    assert_eq!(entries(t.range(.."k005")).len(), 5);
+    assert_eq!(entries(t.range("k095"..)).len(), 5);
+    let r_rev = entries(t.range("k010".."k020").rev());
+    assert_eq!(r_rev[0].0, b"k019");
+
+    // Both ends of one iterator meet without repeating an entry.
+    let mut it = t.range("k040".."k050");
+    let mut seen = Vec::new();
+    loop {
+        match (it.next(), it.next_back()) {
+            (Some(a), Some(b)) => {
+                seen.push(a.unwrap().0);
+                seen.push(b.unwrap().0);
+            }
+            (Some(a), None) | (None, Some(a)) => seen.push(a.unwrap().0),
+            (None, None) => break,
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 10);
+
+    let keys: Vec<IVec> = t.range("k000".."k003").keys().map(Result::unwrap).collect();
+    assert_eq!(keys, vec![IVec::from("k000"), IVec::from("k001"), IVec::from("k002")]);
+    let values: Vec<IVec> = t.range("k000".."k002").values().rev().map(Result::unwrap).collect();
+    assert_eq!(values, vec![IVec::from("v1"), IVec::from("v0")]);
+
+    // An iterator keeps its snapshot.
+    let it = t.iter();
+    t.clear().unwrap();
+    assert_eq!(it.count(), 100);
+    assert_eq!(t.iter().count(), 0);
+}
+
+#[test]
+fn scan_prefix_forward_and_back() {
+    let db = temp_db();
+    for (k, v) in [("atom:1", "a1"), ("atom:2", "a2"), ("atoms", "x"), ("ref:1", "r1"), ("atom", "bare")] {
+        db.insert(k, v).unwrap();
+    }
+    let atoms: Vec<_> = db.scan_prefix("atom:").flatten().map(|(k, _)| k).collect();
+    assert_eq!(atoms, vec![IVec::from("atom:1"), IVec::from("atom:2")]);
+    assert_eq!(db.scan_prefix("atom").count(), 4);
+    assert_eq!(db.scan_prefix("atom:").rev().next().unwrap().unwrap().0, "atom:2");
+    assert_eq!(db.scan_prefix("").count(), 5);
+    assert_eq!(db.scan_prefix("zzz").count(), 0);
+
+    let t = db.open_tree("bytes").unwrap();
+    t.insert([0xFFu8, 0xFF, 1], b"a").unwrap();
+    t.insert([0xFFu8, 0xFF], b"b").unwrap();
+    t.insert([0xFEu8], b"c").unwrap();
+    assert_eq!(t.scan_prefix([0xFFu8, 0xFF]).count(), 2);
+}
+
+#[test]
+fn first_last_neighbours_and_pops() {
+    let db = temp_db();
+    let t = db.open_tree("pop").unwrap();
+    assert_eq!(t.first().unwrap(), None);
+    assert_eq!(t.last().unwrap(), None);
+    assert_eq!(t.pop_min().unwrap(), None);
+    assert_eq!(t.pop_max().unwrap(), None);
+    for k in ["b", "d", "f", "h"] {
+        t.insert(k, k.to_uppercase().as_str()).unwrap();
+    }
+    assert_eq!(t.first().unwrap().unwrap().0, "b");
+    assert_eq!(t.last().unwrap().unwrap().0, "h");
+    assert_eq!(t.get_lt("d").unwrap().unwrap().0, "b");
+    assert_eq!(t.get_lt("e").unwrap().unwrap().0, "d");
+    assert_eq!(t.get_lt("b").unwrap(), None);
+    assert_eq!(t.get_gt("d").unwrap().unwrap().0, "f");
+    assert_eq!(t.get_gt("a").unwrap().unwrap().0, "b");
+    assert_eq!(t.get_gt("h").unwrap(), None);
+    assert_eq!(t.pop_min().unwrap().map(kv), Some((b"b".to_vec(), b"B".to_vec())));
+    assert_eq!(t.pop_max().unwrap().map(kv), Some((b"h".to_vec(), b"H".to_vec())));
+    assert_eq!(t.len(), 2);
+    assert_eq!(t.first().unwrap().unwrap().0, "d");
+}
+
+#[test]
+fn len_is_empty_clear() {
+    let db = temp_db();
+    let t = db.open_tree("counts").unwrap();
+    assert!(t.is_empty());
+    assert_eq!(t.len(), 0);
+    for i in 0..1000u32 {
+        t.insert(i.to_be_bytes(), &b"x"[..]).unwrap();
+    }
+    t.insert(5u32.to_be_bytes(), &b"overwrite"[..]).unwrap();
+    assert_eq!(t.len(), 1000);
+    assert!(!t.is_empty());
+    t.remove(5u32.to_be_bytes()).unwrap();
+    t.remove(5u32.to_be_bytes()).unwrap();
+    assert_eq!(t.len(), 999);
+    t.clear().unwrap();
+    assert!(t.is_empty());
+    assert_eq!(t.iter().count(), 0);
+    t.insert("again", "1").unwrap();
+    assert_eq!(t.len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Atomic single-key updates and batches.
+
+#[test]
+fn compare_and_swap_outcomes() {
+    let db = temp_db();
+    // Absent -> present.
+    assert_eq!(db.compare_and_swap("k", None as Option<&[u8]>, Some("v1")).unwrap(), Ok(()));
+    assert_eq!(db.get("k").unwrap().unwrap(), "v1");
+    // Present and matching -> new value.
+    assert_eq!(db.compare_and_swap("k", Some("v1"), Some("v2")).unwrap(), Ok(()));
+    // Mismatch: the current and proposed values come back and nothing changes.
+    let err = db.compare_and_swap("k", Some("wrong"), Some("v3")).unwrap().unwrap_err();
+    assert_eq!(err, CompareAndSwapError { current: Some(IVec::from("v2")), proposed: Some(IVec::from("v3")) });
+    assert!(err.to_string().contains("compare and swap"));
+    assert_eq!(db.get("k").unwrap().unwrap(), "v2");
+    // Expecting absent while present.
+    let err = db.compare_and_swap("k", None as Option<&[u8]>, Some("v4")).unwrap().unwrap_err();
+    assert_eq!(err.current, Some(IVec::from("v2")));
+    // Present and matching -> removed.
+    assert_eq!(db.compare_and_swap("k", Some("v2"), None as Option<&[u8]>).unwrap(), Ok(()));
+    assert_eq!(db.get("k").unwrap(), None);
+    // Expecting a value while absent.
+    let err = db.compare_and_swap("k", Some("v2"), Some("v5")).unwrap().unwrap_err();
+    assert_eq!((err.current, err.proposed), (None, Some(IVec::from("v5"))));
+}
+
+#[test]
+fn update_and_fetch_and_fetch_and_update() {
+    let db = temp_db();
+    fn incr(old: Option<&[u8]>) -> Option<Vec<u8>> {
+        let n = old.map(|b| u64::from_be_bytes(b.try_into().unwrap())).unwrap_or(0);
+        Some((n + 1).to_be_bytes().to_vec())
+    }
+    assert_eq!(db.update_and_fetch("ctr", incr).unwrap().unwrap(), 1u64.to_be_bytes());
+    assert_eq!(db.update_and_fetch("ctr", incr).unwrap().unwrap(), 2u64.to_be_bytes());
+    assert_eq!(db.fetch_and_update("ctr", incr).unwrap().unwrap(), 2u64.to_be_bytes());
+    assert_eq!(db.get("ctr").unwrap().unwrap(), 3u64.to_be_bytes());
+    assert_eq!(db.fetch_and_update("new", incr).unwrap(), None);
+    // Returning None removes the key.
+    assert_eq!(db.update_and_fetch("ctr", |_| None::<Vec<u8>>).unwrap(), None);
+    assert!(!db.contains_key("ctr").unwrap());
+}
+
+#[test]
+fn apply_batch_is_atomic_and_ordered() {
+    let db = temp_db();
+    db.insert("gone", "x").unwrap();
+    let mut batch = Batch::default();
+    batch.insert("a", "1");
+    batch.insert(b"b", b"2");
+    batch.remove("gone");
+    batch.insert("a", "3"); // later operations win
+    batch.insert(String::from("c"), vec![4u8]);
+    batch.remove("c");
+    assert_eq!(batch.len(), 6);
+    db.apply_batch(batch).unwrap();
+    assert_eq!(entries(db.iter()), vec![(b"a".to_vec(), b"3".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
+    db.apply_batch(Batch::default()).unwrap();
+    assert_eq!(db.len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// sled-style transactions.
+
+#[test]
+fn transaction_on_one_tree_commits_and_aborts() {
+    let db = temp_db();
+    let t = db.open_tree("a").unwrap();
+    t.insert(b"k1", b"cats").unwrap();
+    t.insert(b"k2", b"dogs").unwrap();
+
+    // sled's own doc example: swap two items.
+    let r: TransactionResult<()> = t.transaction(|tx| {
+        let v1 = tx.remove(b"k1")?.unwrap();
+        let v2 = tx.remove(b"k2")?.unwrap();
+        tx.insert(b"k1", v2)?;
+        tx.insert(b"k2", v1)?;
+        Ok(())
+    });
+    r.unwrap();
+    assert_eq!(t.get(b"k1").unwrap().unwrap(), b"dogs");
+    assert_eq!(t.get(b"k2").unwrap().unwrap(), b"cats");
+
+    // Reads see the transaction's own writes; the result comes back.
+    let n = t
+        .transaction(|tx| {
+            tx.insert("n", "1")?;
+            assert_eq!(tx.get("n")?.unwrap(), "1");
+            assert!(tx.contains_key("n")?);
+            tx.remove("n")?;
+            assert_eq!(tx.get("n")?, None);
+            Ok::<_, ConflictableTransactionError>(42)
+        })
+        .unwrap();
+    assert_eq!(n, 42);
+
+    // An abort leaves nothing and hands back the user's error.
+    let before = t.len();
+    let err = t
+        .transaction(|tx| {
+            tx.insert(b"k1", b"changed")?;
+            tx.insert(b"new", b"x")?;
+            tx.remove(b"k2")?;
+            abort::<(), _>("nope")
+        })
+        .unwrap_err();
+    assert!(matches!(err, TransactionError::Abort("nope")));
+    assert_eq!(err.to_string(), "nope");
+    assert_eq!(t.len(), before);
+    assert_eq!(t.get(b"k1").unwrap().unwrap(), b"dogs");
+    assert_eq!(t.get(b"new").unwrap(), None);
+
+    // Explicit enum form and a typed error.
+    #[derive(Debug, PartialEq)]
+    struct Insufficient(u64);
+    let r: TransactionResult<(), Insufficient> = t.transaction(|tx| {
+        tx.insert("x", "y")?;
+        Err(ConflictableTransactionError::Abort(Insufficient(7)))
+    });
+    match r {
+        Err(TransactionError::Abort(e)) => assert_eq!(e, Insufficient(7)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(t.get("x").unwrap(), None);
+
+    // The default tree, through Db's deref, before anything was ever written to it.
+    let fresh = temp_db();
+    assert_eq!(fresh.transaction(|tx| Ok::<_, ConflictableTransactionError>(tx.get("k")?)).unwrap(), None);
+    fresh.transaction(|tx| tx.insert("k", "v").map(drop).map_err(Into::into)).map_err(|e: TransactionError| e).unwrap();
+    assert_eq!(fresh.get("k").unwrap().unwrap(), "v");
+}
+
+#[test]
+fn transaction_storage_errors_roll_back() {
+    let db = temp_db();
+    let err = db
+        .transaction(|tx| {
+            tx.insert("ok", "1")?;
+            tx.insert(vec![0u8; MAX_KEY_LEN + 1], "too long")?;
+            Ok(())
+        })
+        .map_err(|e: TransactionError| e)
+        .unwrap_err();
+    assert!(matches!(err, TransactionError::Storage(Error::KeyTooLarge { .. })), "{err:?}");
+    assert!(err.to_string().contains("exceeds"));
+    assert_eq!(db.get("ok").unwrap(), None);
+}
+
+#[test]
+fn transaction_on_several_trees() {
+    let db = temp_db();
+    let unprocessed = db.open_tree(b"unprocessed items").unwrap();
+    let processed = db.open_tree(b"processed items").unwrap();
+    unprocessed.insert(b"k3", b"ligers").unwrap();
+
+    // sled's doc example with a tuple.
+    (&unprocessed, &processed)
+        .transaction(|(unprocessed, processed)| {
+            let item = unprocessed.remove(b"k3")?.unwrap();
+            let mut done = b"yappin' ".to_vec();
+            done.extend_from_slice(&item);
+            processed.insert(b"k3", done)?;
+            Ok::<_, ConflictableTransactionError>(())
+        })
+        .unwrap();
+    assert_eq!(unprocessed.get(b"k3").unwrap(), None);
+    assert_eq!(processed.get(b"k3").unwrap().unwrap(), b"yappin' ligers");
+
+    // Abort across three trees leaves all three as they were.
+    let third = db.open_tree("third").unwrap();
+    let r: TransactionResult<(), String> = (&unprocessed, &processed, &third).transaction(|(a, b, c)| {
+        a.insert("a", "1")?;
+        b.remove(b"k3")?;
+        c.insert("c", "3")?;
+        abort("changed my mind".to_string())
+    });
+    assert!(matches!(r, Err(TransactionError::Abort(ref s)) if s == "changed my mind"));
+    assert!(unprocessed.is_empty());
+    assert_eq!(processed.len(), 1);
+    assert!(third.is_empty());
+
+    // Four trees, slices and vectors.
+    let fourth = db.open_tree("fourth").unwrap();
+    (&unprocessed, &processed, &third, &fourth)
+        .transaction(|(a, b, c, d)| {
+            for (i, t) in [a, b, c, d].into_iter().enumerate() {
+                t.insert("tuple", vec![i as u8])?;
+            }
+            Ok::<_, ConflictableTransactionError>(())
+        })
+        .unwrap();
+    let trees = vec![unprocessed.clone(), processed.clone(), third.clone()];
+    trees
+        .transaction(|views: &Vec<TransactionalTree>| {
+            for v in views {
+                v.insert("vec", "x")?;
+            }
+            Ok::<_, ConflictableTransactionError>(())
+        })
+        .unwrap();
+    let refs: [&Tree; 2] = [&third, &fourth];
+    let r: TransactionResult<()> = refs[..].transaction(|views| {
+        views[0].remove("vec")?;
+        views[1].remove("tuple")?;
+        abort(())
+    });
+    assert!(matches!(r, Err(TransactionError::Abort(()))));
+    assert_eq!(third.get("vec").unwrap().unwrap(), "x");
+    assert_eq!(fourth.get("tuple").unwrap().unwrap(), [3u8]);
+    for t in [&unprocessed, &processed, &third] {
+        assert_eq!(t.get("vec").unwrap().unwrap(), "x");
+    }
+
+    // A batch applied to two trees atomically.
+    let mut batch = Batch::default();
+    batch.insert("b1", "x");
+    batch.insert("b2", "y");
+    (&third, &fourth)
+        .transaction(|(c, d)| {
+            c.apply_batch(&batch)?;
+            d.apply_batch(&batch)?;
+            c.flush();
+            Ok::<_, ConflictableTransactionError>(())
+        })
+        .unwrap();
+    assert_eq!((third.get("b2").unwrap().unwrap(), fourth.get("b1").unwrap().unwrap()), ("y".into(), "x".into()));
+    assert_eq!(db.durable_commit_seq(), db.commit_seq(), "flush() in a transaction makes it durable");
+}
+
+#[test]
+fn transaction_trees_of_two_databases_are_refused() {
+    let (db1, db2) = (temp_db(), temp_db());
+    let (a, b) = (db1.open_tree("a").unwrap(), db2.open_tree("b").unwrap());
+    let r: TransactionResult<()> = (&a, &b).transaction(|(a, _)| {
+        a.insert("x", "y")?;
+        Ok(())
+    });
+    assert!(matches!(r, Err(TransactionError::Storage(Error::Unsupported(_)))), "{r:?}");
+    assert!(a.is_empty());
+    let empty: Vec<Tree> = Vec::new();
+    let r: TransactionResult<()> = empty.transaction(|_| Ok(()));
+    assert!(matches!(r, Err(TransactionError::Storage(Error::Unsupported(_)))));
+}
+
+#[test]
+fn transaction_error_types_convert_as_in_sled() {
+    fn inner(tx: &TransactionalTree) -> ConflictableTransactionResult<u32, String> {
+        let v: Option<IVec> = tx.get("k")?; // UnabortableTransactionError -> ConflictableTransactionError
+        let e: foldvault::Result<()> = Ok(());
+        e?; // Error -> ConflictableTransactionError
+        Ok(v.map(|v| v.len() as u32).unwrap_or(0))
+    }
+    let db = temp_db();
+    let n = db.transaction(inner).unwrap();
+    assert_eq!(n, 0);
+
+    let storage: TransactionError<String> = Error::Unsupported("x".into()).into();
+    assert!(matches!(storage, TransactionError::Storage(_)));
+    let c: ConflictableTransactionError<()> = UnabortableTransactionError::Storage(Error::Locked).into();
+    assert!(matches!(c, ConflictableTransactionError::Storage(Error::Locked)));
+    let c: ConflictableTransactionError<()> = UnabortableTransactionError::Conflict.into();
+    assert!(matches!(c, ConflictableTransactionError::Conflict));
+    let u: UnabortableTransactionError = Error::Locked.into();
+    assert_eq!(u.to_string(), Error::Locked.to_string());
+    // Boxed as std errors.
+    let boxed: Box<dyn std::error::Error> = Box::new(TransactionError::<Error>::Storage(Error::Locked));
+    assert!(boxed.source().is_some());
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(u);
+    assert!(boxed.to_string().contains("locked"));
+}
+
+#[test]
+fn transaction_generate_id_does_not_deadlock_and_stays_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    {
+        let db = open(dir.path());
+        // A fresh handle has no id range reserved: the transaction reserves one itself.
+        let ids = db
+            .transaction(|tx| {
+                let a = tx.generate_id()?;
+                let b = tx.generate_id()?;
+                tx.insert("id", &a.to_be_bytes())?;
+                Ok::<_, ConflictableTransactionError>((a, b))
+            })
+            .unwrap();
+        assert!(ids.0 < ids.1);
+        seen.extend([ids.0, ids.1]);
+        seen.push(db.generate_id().unwrap());
+        // Ids drawn in an aborted transaction are not handed out again.
+        let aborted: TransactionResult<(), u64> = db.transaction(|tx| abort(tx.generate_id()?));
+        let Err(TransactionError::Abort(id)) = aborted else { panic!() };
+        seen.push(id);
+        seen.push(db.generate_id().unwrap());
+    }
+    let db = open(dir.path());
+    seen.push(db.generate_id().unwrap());
+    seen.push(db.transaction(|tx| Ok::<_, ConflictableTransactionError>(tx.generate_id()?)).unwrap());
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+}
+
+#[test]
+fn generate_id_is_monotonic_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut last = None;
+    for _ in 0..3 {
+        let db = open(dir.path());
+        for _ in 0..100 {
+            let id = db.generate_id().unwrap();
+            assert!(last.is_none_or(|l| id > l), "{id} after {last:?}");
+            last = Some(id);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trees.
+
+#[test]
+fn drop_tree_frees_pages_and_tree_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = config(dir.path()).flush_every_ms(None).open().unwrap();
+    let value = vec![0x5Au8; 1000];
+    let mut sizes = Vec::new();
+    for round in 0..6 {
+        let t = db.open_tree("big").unwrap();
+        let mut batch = Batch::default();
+        for i in 0..3000u32 {
+            batch.insert(format!("{round}-{i:05}"), &value);
+        }
+        t.apply_batch(batch).unwrap();
+        db.flush().unwrap();
+        assert!(db.tree_names().iter().any(|n| n == "big"));
+        drop(t);
+        assert!(db.drop_tree("big").unwrap());
+        assert!(!db.drop_tree("big").unwrap());
+        db.flush().unwrap();
+        assert!(!db.tree_names().iter().any(|n| n == "big"));
+        sizes.push(db.size_on_disk().unwrap());
+    }
+    // About 3 MB per round; without reuse six rounds would take 18 MB.
+    let first = sizes[0];
+    assert!(sizes.iter().all(|&s| s <= first + first / 2), "file grew across drop_tree rounds: {sizes:?}");
+
+    let names: Vec<IVec> = db.tree_names();
+    assert_eq!(names, vec![IVec::from(foldvault::DEFAULT_TREE)]);
+    db.open_tree("x").unwrap();
+    db.open_tree("y").unwrap();
+    let mut names: Vec<Vec<u8>> = db.tree_names().into_iter().map(|n| n.to_vec()).collect();
+    names.sort();
+    assert_eq!(names, vec![foldvault::DEFAULT_TREE.to_vec(), b"x".to_vec(), b"y".to_vec()]);
+}
+
+#[test]
+fn tree_outlives_its_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = {
+        let db = open(dir.path());
+        let t = db.open_tree("survivor").unwrap();
+        t.insert("before", "1").unwrap();
+        t
+    };
+    tree.insert("after", "2").unwrap();
+    assert_eq!(tree.get("before").unwrap().unwrap(), "1");
+    assert_eq!(tree.iter().count(), 2);
+    tree.flush().unwrap();
+    // Still locked while the tree lives.
+    assert!(matches!(config(dir.path()).open(), Err(Error::Locked)));
+    drop(tree);
+    let db = open(dir.path());
+    assert_eq!(db.open_tree("survivor").unwrap().get("after").unwrap().unwrap(), "2");
+}
+
+// ---------------------------------------------------------------------------------------------
+// IVec and errors.
+
+#[test]
+fn ivec_conversions() {
+    let from_vec = IVec::from(vec![1u8, 2, 3]);
+    let from_slice = IVec::from(&[1u8, 2, 3][..]);
+    let from_array_ref = IVec::from(&[1u8, 2, 3]);
+    assert_eq!(from_vec, from_slice);
+    assert_eq!(from_vec, from_array_ref);
+    assert_eq!(IVec::from("abc"), IVec::from(String::from("abc")));
+    assert_eq!(IVec::from("abc"), b"abc");
+    assert_eq!(IVec::from("abc"), &b"abc"[..]);
+    assert_eq!(IVec::from("abc"), *b"abc".as_slice());
+    assert_eq!(IVec::from("abc"), "abc");
+    assert_eq!(IVec::from("abc"), vec![b'a', b'b', b'c']);
+    assert_eq!(from_vec.to_vec(), vec![1u8, 2, 3]);
+    assert_eq!(Vec::<u8>::from(from_vec.clone()), vec![1u8, 2, 3]);
+    assert_eq!(&*from_vec, &[1u8, 2, 3]);
+    assert_eq!(from_vec.as_ref(), &[1u8, 2, 3]);
+    assert_eq!(from_vec.len(), 3);
+    assert!(IVec::default().is_empty());
+    assert!(IVec::from("a") < IVec::from("b"));
+    assert_eq!(std::str::from_utf8(&IVec::from("json")).unwrap(), "json");
+    let mut map = std::collections::BTreeMap::new();
+    map.insert(IVec::from("k"), 1);
+    assert_eq!(map.get(&b"k"[..]), Some(&1));
+    // Debug never prints the bytes.
+    assert!(!format!("{:?}", IVec::from("secret")).contains("secret"));
+}
+
+#[test]
+fn errors_display_and_construct_like_sled() {
+    let e = Error::Unsupported("tree names must be UTF-8".to_string());
+    assert!(e.to_string().contains("tree names must be UTF-8"));
+    let boxed: Box<dyn std::error::Error> = Box::new(e.clone());
+    assert!(boxed.to_string().contains("tree names must be UTF-8"));
+
+    let err = Config::new().file("/nonexistent/dir/x").use_env(false).open().unwrap_err();
+    assert!(matches!(err, Error::Io(_)), "{err:?}");
+    assert!(err.to_string().contains("No such file or directory"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config: temporary databases and reopening.
+
+fn dir_is_gone_or_empty(p: &Path) -> bool {
+    !p.exists() || std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(false)
+}
+
+/// The file of a temporary plaintext database, found by a marker it holds (its directory has
+/// a random name in the system's temporary directory).
+fn find_temporary_file(marker: &[u8]) -> std::path::PathBuf {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        let file = entry.path().join("db.foldvault");
+        if entry.file_name().to_string_lossy().starts_with("foldvault-")
+            && std::fs::read(&file).is_ok_and(|b| b.windows(marker.len()).any(|w| w == marker))
+        {
+            found.push(file);
+        }
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.pop().unwrap()
+}
+
+#[test]
+fn temporary_without_path_is_removed_on_drop() {
+    let db = Config::new().temporary(true).use_env(false).open().unwrap();
+    let db2 = Config::new().temporary(true).use_env(false).open().unwrap();
+    let marker = format!("temporary-marker-{}", std::process::id());
+    db.insert(&marker, "v").unwrap();
+    db2.insert("k", "other").unwrap();
+    db.flush().unwrap();
+    assert_eq!(db.get(&marker).unwrap().unwrap(), "v");
+    assert_eq!(db2.get(&marker).unwrap(), None);
+    let file = find_temporary_file(marker.as_bytes());
+    let dir = file.parent().unwrap().to_path_buf();
+    let tree = db.open_tree("t").unwrap();
+    drop(db);
+    tree.insert("still", "works").unwrap();
+    assert!(file.exists(), "removed while a tree still uses it");
+    drop(tree);
+    assert!(!file.exists());
+    assert!(!dir.exists());
+    assert_eq!(db2.get("k").unwrap().unwrap(), "other");
+}
+
+#[test]
+fn temporary_with_existing_empty_dir_is_removed_on_drop() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("empty");
+    std::fs::create_dir(&dir).unwrap();
+    {
+        let db = Config::new().path(&dir).temporary(true).use_env(false).open().unwrap();
+        db.insert("k", "v").unwrap();
+        db.flush().unwrap();
+        assert!(dir.join("db.foldvault").exists());
+    }
+    assert!(dir_is_gone_or_empty(&dir));
+    assert!(!dir.join("db.foldvault").exists());
+}
+
+#[test]
+fn temporary_inside_another_databases_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = open(dir.path());
+    main.insert("main", "data").unwrap();
+    main.flush().unwrap();
+    let nested = dir.path().join("scratch");
+    {
+        let tmp = Config::new().path(&nested).temporary(true).use_env(false).open().unwrap();
+        tmp.insert("tmp", "x").unwrap();
+        tmp.flush().unwrap();
+        assert_eq!(tmp.get("main").unwrap(), None);
+    }
+    assert!(dir_is_gone_or_empty(&nested));
+    // The same folder as the open database: refused, and the database is untouched.
+    let clash = Config::new().path(dir.path()).temporary(true).use_env(false).open();
+    assert!(matches!(clash, Err(Error::Locked)), "{clash:?}");
+    assert_eq!(main.get("main").unwrap().unwrap(), "data");
+    main.insert("more", "1").unwrap();
+    drop(main);
+    let main = open(dir.path());
+    assert_eq!(main.get("main").unwrap().unwrap(), "data");
+    assert_eq!(main.get("more").unwrap().unwrap(), "1");
+}
+
+#[test]
+fn close_and_reopen_immediately() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..20u32 {
+        let db = foldvault::Config::new().path(dir.path()).use_env(false).open().expect("reopen");
+        assert_eq!(db.len(), i as usize);
+        db.insert(i.to_be_bytes(), &b"v"[..]).unwrap();
+        let t = db.open_tree("side").unwrap();
+        t.insert("n", &i.to_be_bytes()).unwrap();
+        // Dropping the last handle flushes, closes and unlocks.
+    }
+    let db = open(dir.path());
+    assert_eq!(db.len(), 20);
+    assert_eq!(db.open_tree("side").unwrap().get("n").unwrap().unwrap(), 19u32.to_be_bytes());
+    // A second handle while the first lives is refused rather than sharing the file.
+    assert!(matches!(config(dir.path()).open(), Err(Error::Locked)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Space reuse.
+
+/// File size bound after 100,000 overwrites of 1,000 keys (about 160 KB of live data).
+/// Measured: see `overwrites_keep_the_file_small`'s output (`--nocapture`).
+const OVERWRITE_FILE_BOUND: u64 = 8 << 20;
+
+#[test]
+fn overwrites_keep_the_file_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = config(dir.path()).flush_every_ms(None).open().unwrap();
+    let t = db.open_tree("hot").unwrap();
+    for i in 0..100_000u32 {
+        let k = i % 1000;
+        t.insert(format!("key-{k:04}"), format!("{{\"version\":{i},\"pad\":\"{:0>100}\"}}", k).into_bytes()).unwrap();
+        if (i + 1) % 1000 == 0 {
+            db.flush().unwrap();
+        }
+    }
+    let size = db.size_on_disk().unwrap();
+    let file = std::fs::metadata(dir.path().join("db.foldvault")).unwrap().len();
+    println!("file after 100,000 overwrites of 1,000 keys: {size} bytes ({file} on disk)");
+    assert_eq!(t.len(), 1000);
+    assert!(size < OVERWRITE_FILE_BOUND, "{size} bytes");
+    assert!(file < OVERWRITE_FILE_BOUND, "{file} bytes");
+}
