@@ -22,7 +22,8 @@
 #[path = "common/tamper_util.rs"]
 mod tamper_util;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound::{Excluded, Included, Unbounded};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -1103,15 +1104,22 @@ fn one_damaged_leaf_does_not_poison_the_rest() {
     }
     assert_eq!(bad, in_leaf.len());
     assert_eq!(ok + bad, small.len());
-    // Iteration up to the damaged leaf, and from just after it, works.
+    // Ranges on either side of the damaged leaf return every one of their records, correct.
+    // (Today a forward range that ends just before the leaf then reports the leaf's error
+    // instead of ending: the cursor steps into the next leaf before it checks the bound; see
+    // `range_ending_before_a_damaged_leaf_does_not_read_it`.)
     let first_bad = in_leaf.iter().next().unwrap().clone();
     let last_bad = in_leaf.iter().next_back().unwrap().clone();
-    let before: Vec<_> = t.range(..first_bad.clone()).collect::<Result<_, _>>().expect("range before the leaf");
-    let after: Vec<_> = t
-        .range::<Vec<u8>, _>((std::ops::Bound::Excluded(last_bad.clone()), std::ops::Bound::Unbounded))
-        .collect::<Result<_, _>>()
-        .expect("range after the leaf");
-    assert_eq!(before.len() + after.len() + in_leaf.len(), small.len());
+    let first_after = small.range::<Vec<u8>, _>((Excluded(last_bad.clone()), Unbounded)).next().unwrap().0.clone();
+    let want_before = small.range::<Vec<u8>, _>(..first_bad.clone()).count();
+    let want_after = small.range::<Vec<u8>, _>(first_after.clone()..).count();
+    let (before, before_err) = drain(t.range(..first_bad.clone()), small);
+    let (after, after_err) = drain(t.range(first_after.clone()..), small);
+    assert_eq!((before, after), (want_before, want_after), "records on either side of the damaged leaf");
+    for e in before_err.iter().chain(after_err.iter()) {
+        assert!(matches!(e, Error::Corrupt { page, .. } if *page == pk.small_leaf), "{e:?}");
+    }
+    assert!(after_err.is_none(), "a range starting after the damaged leaf never needs it");
     let across: Vec<_> = t.iter().collect();
     assert!(matches!(across.last(), Some(Err(Error::Corrupt { page, .. })) if *page == pk.small_leaf));
     // Every other tree reads in full.
@@ -1137,13 +1145,13 @@ fn one_damaged_leaf_does_not_poison_the_rest() {
     assert_eq!(&marker.get("after-damage").unwrap().unwrap()[..], b"ok");
     println!(
         "\nISOLATION: leaf {} of 'small' damaged: {ok}/{} keys of 'small' still readable by get ({bad} in the \
-         damaged leaf fail with Corrupt{{{}, SealMismatch}}); range before/after it: {}+{} records; {others} \
-         records of other trees all readable; writes and flush on the same handle still work",
+         damaged leaf fail with Corrupt{{{}, SealMismatch}}); ranges before/after it return all {before}+{after} \
+         of their records (the range before then ends with {}); {others} records of other trees all readable; \
+         writes and flush on the same handle still work",
         pk.small_leaf,
         small.len(),
         pk.small_leaf,
-        before.len(),
-        after.len()
+        before_err.map_or("no error".to_string(), |e| short_err(&e)),
     );
 }
 
@@ -1225,5 +1233,92 @@ fn file_truncated_to_zero_is_an_error() {
         Err(Error::Truncated { .. } | Error::NotADatabase) => {}
         Err(e) => panic!("unexpected error {e:?}"),
         Ok(db) => panic!("a zero-length file opened as a database with {} trees", db.tree_names().len()),
+    }
+}
+
+/// Reads an iterator to its end or its first error, checking every record against `model`.
+/// Returns the records read and the error, if any.
+fn drain(
+    it: impl Iterator<Item = foldvault::Result<(foldvault::IVec, foldvault::IVec)>>,
+    model: &BTreeMap<Vec<u8>, Vec<u8>>,
+) -> (usize, Option<Error>) {
+    let mut n = 0;
+    for item in it {
+        match item {
+            Ok((k, v)) => {
+                assert_eq!(model.get(&k[..]).map(|v| &v[..]), Some(&v[..]), "wrong data for {}", show_key(&k));
+                n += 1;
+            }
+            Err(e) => return (n, Some(e)),
+        }
+    }
+    (n, None)
+}
+
+/// A range whose records all lie outside a damaged leaf must end normally. Today, when the
+/// range ends at the last key before the damaged leaf (forward) or starts at the first key after
+/// it (backward), the iterator yields every record of the range and then, asked for the next
+/// one, steps into the damaged neighbour leaf and returns its `Corrupt` error instead of `None`.
+/// `Iter::step` (src/db/api.rs) calls `Cursor::next`/`prev` — which descends into the next
+/// leaf (src/btree/read.rs `settle_forward` / `step_back_from_start`) — before checking the
+/// bound, even after it has returned the key equal to an inclusive bound. Reads of undamaged
+/// key ranges (`range`, `scan_prefix`, `get_lt`/`get_gt`) therefore fail near a damaged page.
+#[test]
+#[ignore = "bug: a range ending just before a damaged leaf returns Corrupt after its last record"]
+fn range_ending_before_a_damaged_leaf_does_not_read_it() {
+    let f = fixture();
+    let pk = picks(f);
+    let dir = tempfile::tempdir().unwrap();
+    let path = f.copy(dir.path(), "overread");
+    xor_byte(&path, pk.small_leaf * PAGE as u64 + 77, 0x10);
+    let keys = &f.layout.pages[pk.small_leaf as usize].keys;
+    let small = &f.final_model()[SMALL.as_bytes()];
+    let last_before = small.range::<Vec<u8>, _>(..keys[0].clone()).next_back().unwrap().0.clone();
+    let first_after =
+        small.range::<Vec<u8>, _>((Excluded(keys[keys.len() - 1].clone()), Unbounded)).next().unwrap().0.clone();
+    let db = master_cfg(&path).open().unwrap();
+    let t = db.open_tree(SMALL).unwrap();
+    let want = small.range::<Vec<u8>, _>(..=last_before.clone()).count();
+    let (n, e) = drain(t.range(..=last_before.clone()), small);
+    assert_eq!(n, want);
+    assert!(e.is_none(), "forward range ending at the last key before the damaged leaf: {e:?}");
+    let want = small.range::<Vec<u8>, _>(first_after.clone()..).count();
+    let (n, e) = drain(t.range(first_after.clone()..).rev(), small);
+    assert_eq!(n, want);
+    assert!(e.is_none(), "backward range ending at the first key after the damaged leaf: {e:?}");
+    let want = small.range::<Vec<u8>, _>((Included(last_before.clone()), Included(last_before.clone()))).count();
+    let (n, e) = drain(t.range(last_before.clone()..=last_before.clone()), small);
+    assert_eq!(n, want);
+    assert!(e.is_none(), "a one-key range next to the damaged leaf: {e:?}");
+    assert!(t.get_gt(&keys[0]).is_err(), "(control: this one does need the damaged leaf)");
+}
+
+/// One damaged tree root makes open fail for the whole database (both commit records'
+/// recovery reads every tree root — documented, SPEC.md §12). `foldvault::salvage` is the tool
+/// for exactly that, but it opens its source through the same `Config::open`
+/// (src/db/check.rs, `salvage`: `let src_db = src.open()?;`) and so fails with the same error:
+/// none of the undamaged trees can be recovered.
+#[test]
+#[ignore = "bug: salvage fails outright when a tree root is damaged (it needs a source that opens)"]
+fn salvage_recovers_the_other_trees_when_a_tree_root_is_damaged() {
+    let f = fixture();
+    let pk = picks(f);
+    let dir = tempfile::tempdir().unwrap();
+    let path = f.copy(dir.path(), "salvage-src");
+    xor_byte(&path, pk.small_root * PAGE as u64 + 100, 1);
+    assert!(matches!(master_cfg(&path).open(), Err(Error::Corrupt { page, .. }) if page == pk.small_root));
+    let dst = dir.path().join("salvage-dst.db");
+    let report = foldvault::salvage(&master_cfg(&path), &master_cfg(&dst)).expect("salvage runs");
+    assert!(report.lost_anything());
+    let db = master_cfg(&dst).open().unwrap();
+    for (name, kv) in f.final_model() {
+        if name == SMALL.as_bytes() {
+            continue;
+        }
+        let t = if name == DEFAULT { (*db).clone() } else { db.open_tree(name).unwrap() };
+        assert_eq!(t.len(), kv.len(), "tree {}", String::from_utf8_lossy(name));
+        for (k, v) in kv {
+            assert_eq!(&t.get(k).unwrap().unwrap()[..], &v[..]);
+        }
     }
 }

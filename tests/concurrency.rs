@@ -1,0 +1,365 @@
+//! Concurrency: readers running during a stream of commits never see a partial commit;
+//! snapshots are unaffected by later commits; an abandoned write transaction changes nothing;
+//! sled-style transactions from many threads are serializable; `generate_id` inside and
+//! outside transactions, from many threads, neither deadlocks nor repeats an id.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::Duration;
+
+use foldvault::transaction::{ConflictableTransactionError, abort};
+use foldvault::{Config, Db, IVec, Transactional};
+
+const ACCOUNTS: u32 = 64;
+const INITIAL: u64 = 1_000;
+const TOTAL: u64 = 2 * ACCOUNTS as u64 * INITIAL;
+
+fn temp_db() -> Db {
+    Config::new().temporary(true).use_env(false).open().expect("open temporary")
+}
+
+fn num(v: &IVec) -> u64 {
+    u64::from_be_bytes(v.as_ref().try_into().expect("8-byte balance"))
+}
+
+fn account(i: u32) -> String {
+    format!("acct-{i:03}")
+}
+
+/// Runs `f` on a thread and fails the test if it has not finished after `secs` (a deadlock).
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let worker = thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(v) => {
+            worker.join().unwrap();
+            v
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            worker.join().unwrap();
+            unreachable!("the worker panicked")
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("not finished after {secs} s: deadlock?"),
+    }
+}
+
+/// Tiny deterministic generator (xorshift) so runs are reproducible per thread.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn readers_never_see_a_partial_transfer() {
+    let db = temp_db();
+    let (a, b) = (db.open_tree("A").unwrap(), db.open_tree("B").unwrap());
+    {
+        let tx = db.begin_write().unwrap();
+        let (ta, tb) = (tx.open_tree("A").unwrap(), tx.open_tree("B").unwrap());
+        for i in 0..ACCOUNTS {
+            ta.insert(account(i), INITIAL.to_be_bytes()).unwrap();
+            tb.insert(account(i), INITIAL.to_be_bytes()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let snapshots = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (db, stop, snapshots) = (db.clone(), stop.clone(), snapshots.clone());
+            thread::spawn(move || {
+                let mut seqs = Vec::new();
+                while !stop.load(Ordering::Acquire) {
+                    let r = db.begin_read().unwrap();
+                    let mut sum = 0;
+                    for name in ["A", "B"] {
+                        let t = r.open_tree(name).unwrap();
+                        let mut n = 0;
+                        for kv in t.iter() {
+                            sum += num(&kv.unwrap().1);
+                            n += 1;
+                        }
+                        assert_eq!(n, ACCOUNTS, "snapshot {} of tree {name}", r.commit_seq());
+                        assert_eq!(t.len(), ACCOUNTS as usize);
+                    }
+                    assert_eq!(sum, TOTAL, "snapshot at commit {} is not balanced", r.commit_seq());
+                    seqs.push(r.commit_seq());
+                    snapshots.fetch_add(1, Ordering::Relaxed);
+                }
+                seqs
+            })
+        })
+        .collect();
+
+    // Writer 1: explicit transactions, A -> B.
+    let w1 = {
+        let db = db.clone();
+        thread::spawn(move || {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+            for _ in 0..400 {
+                let (from, to) =
+                    (account(rng.below(ACCOUNTS as u64) as u32), account(rng.below(ACCOUNTS as u64) as u32));
+                let tx = db.begin_write().unwrap();
+                let (ta, tb) = (tx.open_tree("A").unwrap(), tx.open_tree("B").unwrap());
+                let have = num(&ta.get(&from).unwrap().unwrap());
+                let amount = rng.below(have + 1);
+                ta.insert(&from, (have - amount).to_be_bytes()).unwrap();
+                let there = num(&tb.get(&to).unwrap().unwrap());
+                tb.insert(&to, (there + amount).to_be_bytes()).unwrap();
+                tx.commit().unwrap();
+            }
+        })
+    };
+    // Writer 2: sled-style transactions, B -> A, some of them aborted half way.
+    let w2 = {
+        let (a, b) = (a.clone(), b.clone());
+        thread::spawn(move || {
+            let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+            let mut aborted = 0;
+            for round in 0..400u32 {
+                let (from, to) =
+                    (account(rng.below(ACCOUNTS as u64) as u32), account(rng.below(ACCOUNTS as u64) as u32));
+                let r = (&b, &a).transaction(|(tb, ta)| {
+                    let have = num(&tb.get(&from)?.unwrap());
+                    let amount = have / 3;
+                    tb.insert(from.as_str(), &(have - amount).to_be_bytes())?;
+                    if round % 7 == 0 {
+                        return abort("half way");
+                    }
+                    let there = num(&ta.get(&to)?.unwrap());
+                    ta.insert(to.as_str(), &(there + amount).to_be_bytes())?;
+                    Ok(())
+                });
+                match r {
+                    Ok(()) => {}
+                    Err(foldvault::transaction::TransactionError::Abort("half way")) => aborted += 1,
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            aborted
+        })
+    };
+    w1.join().unwrap();
+    let aborted = w2.join().unwrap();
+    stop.store(true, Ordering::Release);
+    let mut distinct = std::collections::BTreeSet::new();
+    for r in readers {
+        distinct.extend(r.join().unwrap());
+    }
+    assert_eq!(aborted, 58);
+    let total: u64 = a.iter().chain(b.iter()).map(|kv| num(&kv.unwrap().1)).sum();
+    assert_eq!(total, TOTAL);
+    assert!(snapshots.load(Ordering::Relaxed) > 0);
+    println!("{} balanced snapshots over {} distinct commits", snapshots.load(Ordering::Relaxed), distinct.len());
+    assert!(distinct.len() > 1, "readers saw only one commit");
+}
+
+#[test]
+fn snapshot_is_unaffected_by_later_commits() {
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    t.insert("k", "v1").unwrap();
+    t.insert("other", "o1").unwrap();
+
+    let snap = db.begin_read().unwrap();
+    let st = snap.open_tree("t").unwrap();
+    assert_eq!(st.get("k").unwrap().unwrap(), "v1");
+
+    t.insert("k", "v2").unwrap();
+    t.remove("other").unwrap();
+    t.insert("new", "n").unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.open_tree("t").unwrap().insert("k", "v3").unwrap();
+    tx.open_tree("created-later").unwrap().insert("x", "y").unwrap();
+    tx.commit().unwrap();
+    db.flush().unwrap();
+
+    // The same key read again through the old snapshot: unchanged.
+    assert_eq!(st.get("k").unwrap().unwrap(), "v1");
+    assert_eq!(st.get("other").unwrap().unwrap(), "o1");
+    assert_eq!(st.get("new").unwrap(), None);
+    assert_eq!(st.len(), 2);
+    assert_eq!(st.iter().count(), 2);
+    assert!(snap.open_tree("created-later").is_err());
+    // The live tree and a new snapshot see the newest commit.
+    assert_eq!(t.get("k").unwrap().unwrap(), "v3");
+    let now = db.begin_read().unwrap();
+    assert!(now.commit_seq() > snap.commit_seq());
+    assert_eq!(now.open_tree("t").unwrap().get("k").unwrap().unwrap(), "v3");
+    assert_eq!(now.open_tree("created-later").unwrap().get("x").unwrap().unwrap(), "y");
+
+    // Many commits that overwrite and free the snapshot's pages do not disturb it.
+    for i in 0..2000u32 {
+        t.insert(format!("fill-{i:05}"), vec![i as u8; 200]).unwrap();
+        if i % 500 == 0 {
+            db.flush().unwrap();
+        }
+    }
+    t.clear().unwrap();
+    db.flush().unwrap();
+    assert_eq!(st.get("k").unwrap().unwrap(), "v1");
+    assert_eq!(st.iter().map(|kv| kv.unwrap().0).collect::<Vec<_>>(), vec![IVec::from("k"), IVec::from("other")]);
+}
+
+#[test]
+fn dropped_write_transaction_aborts() {
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    t.insert("keep", "1").unwrap();
+    let seq = db.commit_seq();
+    {
+        let tx = db.begin_write().unwrap();
+        let tt = tx.open_tree("t").unwrap();
+        tt.insert("keep", "changed").unwrap();
+        tt.insert("added", "x").unwrap();
+        tx.open_tree("brand-new").unwrap().insert("a", "b").unwrap();
+        assert!(tx.drop_tree("t").unwrap());
+        // dropped here without commit
+    }
+    assert_eq!(db.commit_seq(), seq);
+    assert_eq!(t.get("keep").unwrap().unwrap(), "1");
+    assert_eq!(t.get("added").unwrap(), None);
+    assert!(!db.tree_names().iter().any(|n| n == "brand-new"));
+
+    // The writer lock was released: other writers proceed at once.
+    within(10, {
+        let t = t.clone();
+        move || t.insert("after", "ok").unwrap()
+    });
+    let tx = db.begin_write().unwrap();
+    tx.open_tree("t").unwrap().insert("explicit", "abort").unwrap();
+    tx.abort();
+    assert_eq!(t.get("explicit").unwrap(), None);
+
+    // A transaction dropped on another thread (as on a panic) also aborts.
+    let db2 = db.clone();
+    let r = thread::spawn(move || {
+        let tx = db2.begin_write().unwrap();
+        tx.open_tree("t").unwrap().insert("panicked", "x").unwrap();
+        panic!("writer thread dies mid-transaction");
+    })
+    .join();
+    assert!(r.is_err());
+    assert_eq!(t.get("panicked").unwrap(), None);
+    t.insert("still", "writable").unwrap();
+}
+
+#[test]
+fn concurrent_sled_transactions_are_serializable() {
+    let db = temp_db();
+    let counters = db.open_tree("counters").unwrap();
+    let log = db.open_tree("log").unwrap();
+    let threads: Vec<_> = (0..4u64)
+        .map(|id| {
+            let (c, l) = (counters.clone(), log.clone());
+            thread::spawn(move || {
+                for i in 0..150u64 {
+                    (&c, &l)
+                        .transaction(|(c, l)| {
+                            let n = c.get("n")?.map(|v| num(&v)).unwrap_or(0);
+                            c.insert("n", &(n + 1).to_be_bytes())?;
+                            l.insert(&(n + 1).to_be_bytes(), &(id * 1000 + i).to_be_bytes())?;
+                            Ok::<_, ConflictableTransactionError>(())
+                        })
+                        .unwrap();
+                    // Plain inserts interleave with the transactions.
+                    c.insert(format!("t{id}"), &i.to_be_bytes()).unwrap();
+                }
+            })
+        })
+        .collect();
+    within(120, move || threads.into_iter().for_each(|t| t.join().unwrap()));
+    assert_eq!(num(&counters.get("n").unwrap().unwrap()), 600);
+    assert_eq!(log.len(), 600);
+    let keys: Vec<u64> = log.iter().keys().map(|k| num(&k.unwrap())).collect();
+    assert_eq!(keys, (1..=600).collect::<Vec<_>>());
+}
+
+#[test]
+fn generate_id_inside_and_outside_transactions_from_many_threads() {
+    let ids = within(120, || {
+        let db = temp_db();
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let db = db.clone();
+                thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    for _ in 0..200 {
+                        if i % 2 == 0 {
+                            mine.push(db.generate_id().unwrap());
+                        } else {
+                            let pair = db
+                                .transaction(|tx| {
+                                    let id = tx.generate_id()?;
+                                    tx.insert(&id.to_be_bytes(), b"")?;
+                                    Ok::<_, ConflictableTransactionError>(id)
+                                })
+                                .unwrap();
+                            mine.push(pair);
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        assert_eq!(db.len(), 400);
+        all.sort_unstable();
+        all
+    });
+    let n = ids.len();
+    let mut dedup = ids.clone();
+    dedup.dedup();
+    assert_eq!(dedup.len(), n, "an id was generated twice");
+}
+
+/// `Db::generate_id` holds the id lock while it waits for the writer lock; a transaction that
+/// holds the writer lock and then asks for an id must not wait for it (a lock-order deadlock):
+/// the attempt is rolled back and run again after the other caller got its id.
+#[test]
+fn generate_id_in_transaction_while_db_generate_id_waits() {
+    let db = temp_db();
+    let attempts = Arc::new(AtomicU64::new(0));
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let ready_tx = std::sync::Mutex::new(ready_tx);
+    let waiter = {
+        let db = db.clone();
+        thread::spawn(move || {
+            ready_rx.recv().unwrap();
+            // Takes the id lock (no range reserved yet), then waits for the writer lock.
+            db.generate_id().unwrap()
+        })
+    };
+    let (db2, attempts2) = (db.clone(), attempts.clone());
+    let id = within(60, move || {
+        db2.transaction(|tx| {
+            if attempts2.fetch_add(1, Ordering::SeqCst) == 0 {
+                tx.insert("first attempt", "rolled back")?;
+                ready_tx.lock().unwrap().send(()).unwrap();
+                thread::sleep(Duration::from_millis(300));
+            }
+            let id = tx.generate_id()?;
+            tx.insert("id", &id.to_be_bytes())?;
+            Ok::<_, ConflictableTransactionError>(id)
+        })
+        .unwrap()
+    });
+    let other = waiter.join().unwrap();
+    assert_ne!(id, other);
+    assert!(attempts.load(Ordering::SeqCst) >= 2, "the first attempt should have been retried");
+    assert_eq!(db.get("first attempt").unwrap(), None);
+    assert_eq!(num(&db.get("id").unwrap().unwrap()), id);
+    assert!(db.generate_id().unwrap() > id.max(other));
+}

@@ -1,0 +1,158 @@
+//! The foundation: keys and slots at the file level, the nonce budget, locking, and secrets
+//! that never print.
+
+use std::sync::Arc;
+
+use foldvault::storage::{MemoryStorage, Storage};
+use foldvault::{Config, Credentials, Error, KdfParams, MasterKey};
+
+fn mem() -> (MemoryStorage, Arc<dyn Storage>) {
+    let m = MemoryStorage::new();
+    let s: Arc<dyn Storage> = Arc::new(m.clone());
+    (m, s)
+}
+
+#[test]
+fn wrong_passphrase_and_wrong_master_key_are_wrong_key() {
+    let (_, s) = mem();
+    let db = Config::new()
+        .storage(s.clone())
+        .passphrase("right")
+        .kdf(KdfParams::insecure_fast())
+        .use_env(false)
+        .open()
+        .unwrap();
+    db.insert("k", &b"v"[..]).unwrap();
+    drop(db);
+    let r = Config::new().storage(s.clone()).passphrase("wrong").use_env(false).open();
+    assert!(matches!(r, Err(Error::WrongKey { .. })), "{r:?}");
+    let r = Config::new().storage(s.clone()).use_env(false).open();
+    match r {
+        Err(Error::WrongKey { hint }) => {
+            assert!(hint.contains("FOLDVAULT_KEY_FILE") && hint.contains("FOLDVAULT_PASSPHRASE"))
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let (_, s) = mem();
+    let db = Config::new().storage(s.clone()).master_key(MasterKey::from_bytes([1; 32])).use_env(false).open().unwrap();
+    drop(db);
+    let r = Config::new().storage(s.clone()).master_key(MasterKey::from_bytes([2; 32])).use_env(false).open();
+    assert!(matches!(r, Err(Error::WrongKey { .. })));
+    Config::new().storage(s).master_key(MasterKey::from_bytes([1; 32])).use_env(false).open().unwrap();
+}
+
+/// A changed KDF parameter in the header is detected: in one copy by its checksum (the other
+/// copy is used and the damaged one repaired); in both copies with checksums recomputed, the
+/// slot no longer unwraps.
+#[test]
+fn changed_kdf_parameter_is_detected() {
+    use foldvault::format::header::{CHECKSUM_OFFSET, SLOT_ITERATIONS_OFFSET, SLOTS_OFFSET};
+    let (m, s) = mem();
+    let db = Config::new().storage(s).passphrase("pw").kdf(KdfParams::insecure_fast()).use_env(false).open().unwrap();
+    db.insert("k", &b"v"[..]).unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let good = m.snapshot();
+    let off = SLOTS_OFFSET + SLOT_ITERATIONS_OFFSET;
+    // One copy, checksum not fixed: repaired from the other.
+    let mut img = good.clone();
+    img[off] ^= 1;
+    let s: Arc<dyn Storage> = Arc::new(MemoryStorage::from_bytes(img));
+    let db = Config::new().storage(s).passphrase("pw").use_env(false).open().unwrap();
+    assert_eq!(db.recovery_report().header_repaired, Some(0));
+    // Both copies, checksums recomputed: the slot's AAD binds the parameter.
+    let mut img = good.clone();
+    for base in [0usize, 4096] {
+        img[base + off] ^= 1;
+        let sum = blake3::hash(&img[base..base + CHECKSUM_OFFSET]);
+        img[base + CHECKSUM_OFFSET..base + CHECKSUM_OFFSET + 32].copy_from_slice(sum.as_bytes());
+    }
+    let s: Arc<dyn Storage> = Arc::new(MemoryStorage::from_bytes(img));
+    let r = Config::new().storage(s).passphrase("pw").use_env(false).open();
+    assert!(matches!(r, Err(Error::WrongKey { .. }) | Err(Error::Corrupt { .. })), "{r:?}");
+}
+
+/// When a key's seal budget is spent the engine moves to a new epoch by itself, and every page
+/// of every epoch still opens.
+#[test]
+fn seal_budget_rolls_over_to_new_epochs() {
+    let (_, s) = mem();
+    let cfg = Config::new()
+        .storage(s.clone())
+        .passphrase("pw")
+        .kdf(KdfParams::insecure_fast())
+        .use_env(false)
+        .seal_budget(200);
+    let db = cfg.open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    for i in 0..3000u32 {
+        t.insert(format!("k{i:05}"), vec![i as u8; 300]).unwrap();
+        if i % 100 == 0 {
+            db.flush().unwrap();
+        }
+    }
+    db.flush().unwrap();
+    let m = db.metrics();
+    assert!(m.key_epoch >= 5, "epoch {}", m.key_epoch);
+    assert!(m.seals_in_epoch <= 200 + 64);
+    drop(t);
+    drop(db);
+    let db = Config::new().storage(s).passphrase("pw").use_env(false).seal_budget(200).open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    assert_eq!(t.len(), 3000);
+    assert!(db.check().unwrap().is_ok());
+    assert_eq!(t.get("k00007").unwrap().unwrap().len(), 300);
+}
+
+#[test]
+fn second_open_of_a_locked_file_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("db.fv");
+    let db = Config::new().file(&p).plaintext().use_env(false).open().unwrap();
+    assert!(matches!(Config::new().file(&p).plaintext().use_env(false).open(), Err(Error::Locked)));
+    drop(db);
+    Config::new().file(&p).plaintext().use_env(false).open().unwrap();
+}
+
+#[test]
+fn debug_of_keys_and_config_shows_no_key_bytes() {
+    let mk = MasterKey::from_bytes([0x5A; 32]);
+    let cfg = Config::new()
+        .file("/tmp/x")
+        .passphrase("p4ssphrase-SECRET")
+        .master_key(mk.duplicate())
+        .recovery_key(MasterKey::from_bytes([0x5A; 32]));
+    let creds = Credentials::master_key(mk.duplicate()).with_passphrase("p4ssphrase-SECRET");
+    for s in [format!("{cfg:?}"), format!("{mk:?}"), format!("{mk}"), format!("{creds:?}")] {
+        assert!(!s.contains("SECRET"), "{s}");
+        assert!(!s.to_lowercase().contains("5a5a"), "{s}");
+        assert!(!s.contains("90, 90"), "{s}");
+    }
+}
+
+#[test]
+fn pager_commit_then_reopen() {
+    for encrypted in [true, false] {
+        let (_, s) = mem();
+        let c = || {
+            let c = Config::new().storage(s.clone()).use_env(false).flush_every_ms(None);
+            if encrypted { c.passphrase("p").kdf(KdfParams::insecure_fast()) } else { c.plaintext() }
+        };
+        let db = c().open().unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.set_durability(foldvault::Durability::Immediate);
+        let t = tx.open_tree("x").unwrap();
+        for i in 0..1000u32 {
+            t.insert(i.to_be_bytes(), i.to_le_bytes()).unwrap();
+        }
+        tx.commit().unwrap();
+        let seq = db.commit_seq();
+        drop(db);
+        let db = c().open().unwrap();
+        assert_eq!(db.commit_seq(), seq);
+        assert_eq!(db.is_encrypted(), encrypted);
+        let t = db.open_tree("x").unwrap();
+        assert_eq!(t.get(7u32.to_be_bytes()).unwrap().unwrap(), &7u32.to_le_bytes()[..]);
+    }
+}
