@@ -336,7 +336,11 @@ fn audit_log_records_attacks_and_leaks_no_secrets() {
         let read_events: Vec<Captured> = events.lock().unwrap()[before..].to_vec();
         let report = db.check().unwrap();
         assert!(report.problems.iter().any(|pr| pr.page == p));
-        extra_text.push(format!("{report:?}"));
+        // (`Debug` of the report is not searched here: it shows tree names, see
+        // `check_report_debug_hides_tree_names`.)
+        for pr in &report.problems {
+            extra_text.push(format!("page {} {:?}", pr.page, pr.reason));
+        }
         drop((t, db));
         damaged = Some((p, read_events));
         break;
@@ -398,4 +402,23 @@ fn audit_log_records_attacks_and_leaks_no_secrets() {
         println!("  {}", e.line);
     }
     assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.into_iter().collect::<Vec<_>>().join("\n"));
+}
+
+/// Tree names are confidential (SPEC.md §11 lists them with keys and values as assets, and §9.4
+/// says they live only inside sealed pages); the crate keeps them out of `Debug` elsewhere
+/// (`Tree`'s `Debug` prints only `name_len`, `IVec`'s prints only the length: "logs end up in
+/// places the database file does not"). But `CheckReport`, `TreeReport`, `Problem` and
+/// `PageRole` derive `Debug` (src/db/check.rs, src/btree/verify.rs), so `{:?}` of a check
+/// report — the natural thing to log after `Db::check` — prints every tree name.
+#[test]
+#[ignore = "bug: Debug of CheckReport (TreeReport, Problem, PageRole::Tree) prints confidential tree names"]
+fn check_report_debug_hides_tree_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("names.db");
+    let db = cfg(&path, master_bytes(), PASSPHRASE).flush_every_ms(None).open().unwrap();
+    let name = format!("{MARKER}-tree");
+    db.open_tree(&name).unwrap().insert("k", b"v".to_vec()).unwrap();
+    let report = db.check().unwrap();
+    let text = format!("{report:?}");
+    assert!(!text.contains(MARKER), "tree name in Debug of CheckReport: {}", &text[..text.len().min(300)]);
 }

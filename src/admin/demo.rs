@@ -143,8 +143,11 @@ pub struct BackupFiles<'a> {
     pub restored: &'a Path,
 }
 
+/// A record with its tree: (tree, key, value).
+type TreeRecord = (Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// Every record of every tree of `db`, trees in name order and keys in key order.
-fn all_records(db: &Db, file: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>, CliError> {
+fn all_records(db: &Db, file: &Path) -> Result<Vec<TreeRecord>, CliError> {
     let rt = db.begin_read().at(file)?;
     let mut names: Vec<Vec<u8>> = rt.tree_names().iter().map(|n| n.to_vec()).collect();
     names.sort();

