@@ -104,12 +104,13 @@ impl DbOperations {
     }
 }
 
-/// A uuid-v4-shaped id from foldvault's id generator and the clock (no uuid dependency).
-fn new_uuid(db: &sled::Db) -> Result<String, sled::Error> {
-    let id = db.generate_id()?;
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-    let mixed = (id ^ t).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    Ok(format!("{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}", mixed >> 32, (mixed >> 16) & 0xFFFF, id & 0xFFF, t & 0xFFF, id))
+/// A random (version 4) uuid, as FoldDB's `Uuid::new_v4()` gives.
+fn new_uuid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0F) | 0x40;
+    b[8] = (b[8] & 0x3F) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 fn open(path: &Path) -> Result<sled::Db, sled::Error> {
@@ -136,7 +137,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let started = Instant::now();
-    let db = open(&path)?;
+    let db = match open(&path) {
+        Ok(db) => db,
+        Err(e @ sled::Error::WrongKey { .. }) => {
+            eprintln!("{} was created with another key: set FOLDVAULT_PASSPHRASE to its passphrase", path.display());
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     println!(
         "opened {} ({}, key from {key_source}) in {:.0?}",
         path.display(),
@@ -152,7 +160,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             id
         }
         Err(FoldDbError::NotFound(_)) => {
-            let id = new_uuid(&ops.db)?;
+            let id = new_uuid();
             ops.store_in_tree(&ops.metadata_tree, "node_id", &id)?;
             println!("new node {id}");
             id
@@ -175,12 +183,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (username, bio) in
         [("alice", "writes storage engines"), ("bob", "reviews cryptography"), ("carol", "runs nodes")]
     {
-        let atom_uuid = new_uuid(&ops.db)?;
+        let atom_uuid = new_uuid();
         let atom = format!(
             r#"{{"uuid":"{atom_uuid}","source_schema_name":"user_profile","source_pub_key":"{node_id}","content":{{"username":"{username}","bio":"{bio}"}},"status":"Active"}}"#
         );
         ops.store_item(&format!("atom:{atom_uuid}"), &atom)?;
-        let ref_uuid = new_uuid(&ops.db)?;
+        let ref_uuid = new_uuid();
         ops.store_item(&format!("ref:{ref_uuid}"), &format!(r#"{{"uuid":"{ref_uuid}","atom_uuid":"{atom_uuid}"}}"#))?;
     }
     println!("stored 3 atoms and 3 refs, each flushed, in {:.0?}", started.elapsed());

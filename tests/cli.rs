@@ -102,6 +102,20 @@ impl Env {
     fn fv(&self, args: &[&str]) -> Out {
         self.run(env!("CARGO_BIN_EXE_foldvault"), args, b"", &[])
     }
+    /// `fv`, retried while the answer is "locked": a lock this process just released can live on
+    /// for a moment in a child another test is spawning (its copy of the descriptor lasts until
+    /// it execs).
+    fn fv_after_unlock(&self, args: &[&str]) -> Out {
+        let mut o = self.fv(args);
+        for _ in 0..50 {
+            if o.code != 5 || !o.err().contains("locked") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            o = self.fv(args);
+        }
+        o
+    }
     fn fv_in(&self, args: &[&str], stdin: &[u8]) -> Out {
         self.run(env!("CARGO_BIN_EXE_foldvault"), args, stdin, &[])
     }
@@ -328,7 +342,7 @@ fn every_exit_code() {
         let o = e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).code(5);
         assert!(o.err().contains("locked"), "{}", o.err());
     }
-    e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).ok();
+    e.fv_after_unlock(&["get", &db, "t", "k", "--passphrase-file", &pass]).ok();
 }
 
 #[test]
@@ -817,18 +831,7 @@ fn backup_keys_and_existing_targets() {
         let o = e.fv(&["restore", &bk, &other, "--force", "--passphrase-file", &pass]).code(5);
         assert!(o.err().contains("locked"), "{}", o.err());
     }
-    // The lock this process held can linger for a moment in a child another test is spawning
-    // (its copy of the descriptor lives until it execs), so a "locked" answer is retried.
-    let args = ["restore", bk.as_str(), other.as_str(), "--force", "--passphrase-file", pass.as_str()];
-    let mut o = e.fv(&args);
-    for _ in 0..50 {
-        if o.code != 5 || !o.err().contains("locked") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        o = e.fv(&args);
-    }
-    o.ok();
+    e.fv_after_unlock(&["restore", &bk, &other, "--force", "--passphrase-file", &pass]).ok();
     assert_eq!(e.fv(&["get", &other, "t", "k", "--passphrase-file", &pass]).ok().stdout, b"v1");
     // Missing files.
     e.fv(&["verify-backup", &e.p("missing")]).code(5);
@@ -861,4 +864,54 @@ fn maintenance_commands_show_no_progress_without_a_terminal() {
     let o = e.fv(&["restore", &bk, &e.p("r"), "--passphrase-file", &pass]).ok();
     assert!(o.stderr.is_empty(), "{}", o.err());
     clean(&o);
+}
+
+/// The newest commit record's seq and catalog page, as `pagedump` shows them.
+fn newest_catalog(e: &Env, db: &str) -> (u64, u64) {
+    let pass = e.pass();
+    let mut best: Option<(u64, u64)> = None;
+    for page in ["2", "3"] {
+        let t = e.pd(&[db, "--page", page, "--passphrase-file", &pass]).text();
+        let seq = t.lines().find_map(|l| l.split_once("commit record ")?.1.split_once(", seq ")?.1.parse().ok());
+        let cat = t.lines().find_map(|l| l.trim().strip_prefix("catalog page ")?.split(' ').next()?.parse().ok());
+        if let (Some(seq), Some(cat)) = (seq, cat)
+            && best.is_none_or(|(s, _)| seq > s)
+        {
+            best = Some((seq, cat));
+        }
+    }
+    best.unwrap_or_else(|| panic!("no commit record in {db}"))
+}
+
+#[test]
+fn check_and_salvage_report_what_recovery_dropped() {
+    let e = Env::new();
+    let (db, _) = multi_leaf_db(&e, "db");
+    let pass = e.pass();
+    let (seq, catalog) = newest_catalog(&e, &db);
+    assert!(seq >= 2, "{seq}");
+
+    // The older commit record damaged: the data is whole, but check says so.
+    let older = e.p("older");
+    std::fs::copy(&db, &older).unwrap();
+    let other_slot = ["2", "3"]
+        .into_iter()
+        .find(|p| !e.pd(&[&db, "--page", p, "--passphrase-file", &pass]).text().contains(&format!(", seq {seq}\n")))
+        .unwrap();
+    flip_byte(&older, other_slot.parse::<u64>().unwrap() * 4096 + 100);
+    let t = e.fv(&["check", &older, "--passphrase-file", &pass]).code(4).text();
+    assert!(t.contains(&format!("  page {other_slot} (commit record): commit record does not open")), "{t}");
+
+    // The newest commit's catalog damaged: the database opens at the previous commit, and the
+    // tree only the newest commit holds is gone; check and salvage both say so.
+    flip_byte(&db, catalog * 4096 + 100);
+    let o = e.fv(&["check", &db, "--passphrase-file", &pass]).code(4);
+    assert!(o.text().contains("  commit: the newest commit did not verify"), "{}", o.text());
+    let j = e.fv(&["check", &db, "--json", "--passphrase-file", &pass]).code(4).text();
+    assert!(j.contains("\"recovered\": true") && j.contains("{\"page\": null, \"tree\": \"commit\""), "{j}");
+    let out = e.p("salvaged");
+    let o = e.fv(&["salvage", &db, &out, "--passphrase-file", &pass]).code(4);
+    assert!(o.text().contains("lost: the newest commit did not verify"), "{}", o.text());
+    assert!(o.err().contains("salvage lost the newest commit"), "{}", o.err());
+    e.fv(&["check", &out, "--passphrase-file", &pass]).ok();
 }

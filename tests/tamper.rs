@@ -23,7 +23,7 @@
 mod tamper_util;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound::{Excluded, Included, Unbounded};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -235,15 +235,15 @@ fn fell_back(seq: u64, recovered: Option<bool>, rejected: Option<Vec<u64>>) -> V
         if o.seq != seq {
             return Err(format!("expected to open at the previous durable commit {seq}"));
         }
-        if let Some(r) = recovered {
-            if o.recovered != r {
-                return Err(format!("was_recovered() = {}, expected {r}", o.recovered));
-            }
+        if let Some(r) = recovered
+            && o.recovered != r
+        {
+            return Err(format!("was_recovered() = {}, expected {r}", o.recovered));
         }
-        if let Some(r) = &rejected {
-            if &o.rejected_slots != r {
-                return Err(format!("rejected_slots {:?}, expected {r:?}", o.rejected_slots));
-            }
+        if let Some(r) = &rejected
+            && &o.rejected_slots != r
+        {
+            return Err(format!("rejected_slots {:?}, expected {r:?}", o.rejected_slots));
         }
         if !o.all_readable() || !o.check_ok() {
             return Err("previous commit not fully readable / check problems".into());
@@ -1178,7 +1178,11 @@ fn bit_flip_in_every_third_page_is_detected_or_harmless() {
         let class = if let Some(e) = &o.open_err {
             format!("open {}", short_err_kind(e))
         } else if o.recovered || o.seq != f.last_seq() {
-            "fell back".into()
+            "fell back to the previous durable commit".into()
+        } else if let Some(h) = o.header_repaired {
+            format!("header copy {h} repaired, all data ok")
+        } else if !o.rejected_slots.is_empty() {
+            format!("older commit record {:?} rejected, newest used, all data ok", o.rejected_slots)
         } else if o.read_errors.is_empty() && o.check_ok() {
             "harmless".into()
         } else {

@@ -54,7 +54,7 @@ pub enum Cmd {
     Check(CheckArgs),
     /// Copy every readable record of a damaged database into a new one (exit 4 if any was lost)
     Salvage(SalvageArgs),
-    /// Write an encrypted backup stream of the newest commit (OUT `-`: standard output)
+    /// Write a backup stream of the newest commit, encrypted as the database is (OUT `-`: standard output)
     Backup(BackupArgs),
     /// Verify a backup stream (FILE `-`: standard input); with a key, also its pages and trees
     VerifyBackup(VerifyBackupArgs),

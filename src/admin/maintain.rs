@@ -88,6 +88,50 @@ fn no_key(file: &Path) -> CliError {
 // ---------------------------------------------------------------------------------------------
 // check
 
+/// One problem `check` reports: the library's, or what recovery at open found.
+struct Finding {
+    page: Option<u64>,
+    tree: String,
+    kind: String,
+    reason: String,
+}
+
+/// The library's problems, then what recovery at open rejected: a commit record that does not
+/// open and a newest commit that did not verify are damage (or a commit torn by a crash) that
+/// the check of the surviving commit cannot see.
+fn findings(r: &CheckReport, rec: &crate::RecoveryReport) -> Vec<Finding> {
+    let mut out: Vec<Finding> = r
+        .problems
+        .iter()
+        .map(|p| Finding {
+            page: Some(p.page),
+            tree: p.tree.clone(),
+            kind: format!("{:?}", p.reason),
+            reason: p.reason.to_string(),
+        })
+        .collect();
+    for &page in &rec.rejected_slots {
+        out.push(Finding {
+            page: Some(page),
+            tree: "commit record".into(),
+            kind: "CommitRecordRejected".into(),
+            reason: "commit record does not open (a commit torn by a crash, or altered)".into(),
+        });
+    }
+    if rec.fell_back {
+        out.push(Finding {
+            page: None,
+            tree: "commit".into(),
+            kind: "FellBack".into(),
+            reason: format!(
+                "the newest commit did not verify; the database opened at the previous durable commit {}",
+                rec.seq
+            ),
+        });
+    }
+    out
+}
+
 pub fn check(a: CheckArgs) -> Result<(), CliError> {
     let (db, file) = open_db(&a.db, &a.keys, Access::Read)?;
     let bar = spinner("checking");
@@ -96,23 +140,20 @@ pub fn check(a: CheckArgs) -> Result<(), CliError> {
     bar.finish_and_clear();
     let report = report.at(&file)?;
     let elapsed = t0.elapsed();
-    let recovered = db.was_recovered();
+    let recovery = db.recovery_report();
     drop(db);
+    let found = findings(&report, &recovery);
     let mut o = stdout_buf();
     if a.json {
-        writeln!(o, "{}", check_json(&file, &report, recovered)).map_err(CliError::stdout)?;
+        writeln!(o, "{}", check_json(&file, &report, &recovery, &found)).map_err(CliError::stdout)?;
     } else {
-        write_check(&mut o, &file, &report, recovered, elapsed).map_err(CliError::stdout)?;
+        write_check(&mut o, &file, &report, &found, elapsed).map_err(CliError::stdout)?;
     }
     o.flush().map_err(CliError::stdout)?;
-    if report.is_ok() {
+    if found.is_empty() {
         Ok(())
     } else {
-        Err(CliError::Verify(format!(
-            "check found {} ({})",
-            plural(report.problems.len() as u64, "problem"),
-            file.display()
-        )))
+        Err(CliError::Verify(format!("check found {} ({})", plural(found.len() as u64, "problem"), file.display())))
     }
 }
 
@@ -146,14 +187,11 @@ fn write_check(
     o: &mut dyn Write,
     file: &Path,
     r: &CheckReport,
-    recovered: bool,
+    found: &[Finding],
     elapsed: Duration,
 ) -> std::io::Result<()> {
     writeln!(o, "file:            {}", file.display())?;
     writeln!(o, "commit sequence: {}", r.commit_seq)?;
-    if recovered {
-        writeln!(o, "recovery:        the newest commit did not verify; checked the previous one")?;
-    }
     let roles: Vec<String> = role_counts(r).iter().map(|(name, n)| format!("{name} {n}")).collect();
     writeln!(o, "pages:           {} ({})", r.page_count, roles.join(", "))?;
     writeln!(o, "used / free:     {} used, {} free", r.used_pages, r.free_pages)?;
@@ -169,17 +207,20 @@ fn write_check(
             plural(t.pages, "page")
         )?;
     }
-    if r.problems.is_empty() {
+    if found.is_empty() {
         writeln!(o, "problems:        none")?;
     } else {
-        writeln!(o, "problems:        {}", r.problems.len())?;
-        for p in &r.problems {
-            writeln!(o, "  page {} ({}): {}", p.page, printable(p.tree.as_bytes()), p.reason)?;
+        writeln!(o, "problems:        {}", found.len())?;
+        for f in found {
+            match f.page {
+                Some(page) => writeln!(o, "  page {page} ({}): {}", printable(f.tree.as_bytes()), f.reason)?,
+                None => writeln!(o, "  {}: {}", f.tree, f.reason)?,
+            }
         }
     }
     let records: u64 = r.trees.iter().map(|t| t.records).sum();
     let verdict =
-        if r.is_ok() { "ok".to_string() } else { format!("FAILED, {}", plural(r.problems.len() as u64, "problem")) };
+        if found.is_empty() { "ok".to_string() } else { format!("FAILED, {}", plural(found.len() as u64, "problem")) };
     writeln!(
         o,
         "check: {verdict}; {}, {}, {} checked in {}",
@@ -190,25 +231,25 @@ fn write_check(
     )
 }
 
-fn check_json(file: &Path, r: &CheckReport, recovered: bool) -> String {
+fn check_json(file: &Path, r: &CheckReport, rec: &crate::RecoveryReport, found: &[Finding]) -> String {
     let trees =
         array(r.trees.iter().map(|t| {
             Obj::new().bytes("name", t.name.as_bytes()).num("records", t.records).num("pages", t.pages).finish()
         }));
-    let problems = array(r.problems.iter().map(|p| {
-        Obj::new()
-            .num("page", p.page)
-            .str("tree", &p.tree)
-            .str("kind", &format!("{:?}", p.reason))
-            .str("reason", &p.reason.to_string())
-            .finish()
+    let problems = array(found.iter().map(|f| {
+        let o = match f.page {
+            Some(page) => Obj::new().num("page", page),
+            None => Obj::new().raw("page", "null"),
+        };
+        o.str("tree", &f.tree).str("kind", &f.kind).str("reason", &f.reason).finish()
     }));
     let roles = role_counts(r).iter().fold(Obj::new(), |o, (name, n)| o.num(&name.replace(' ', "_"), *n)).finish();
     Obj::new()
         .str("file", &file.display().to_string())
-        .bool("ok", r.is_ok())
+        .bool("ok", found.is_empty())
         .num("commit_seq", r.commit_seq)
-        .bool("recovered", recovered)
+        .bool("recovered", rec.fell_back)
+        .raw("rejected_commit_slots", &array(rec.rejected_slots.iter().map(|p| p.to_string())))
         .num("page_count", r.page_count)
         .num("used_pages", r.used_pages)
         .num("free_pages", r.free_pages)
@@ -292,6 +333,15 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
     let dst_existed = dst.file.exists();
     let bar = spinner("salvaging");
     let t0 = Instant::now();
+    // What recovery at open does to SRC: `salvage` copies from the commit the open accepts,
+    // so a newest commit that did not verify is lost as a whole and must be reported.
+    let recovery = match src_cfg.open() {
+        Ok(db) => db.recovery_report(),
+        Err(e) => {
+            bar.finish_and_clear();
+            return Err(CliError::db(e, &src.file));
+        }
+    };
     let result = crate::salvage(&src_cfg, &dst_cfg);
     bar.finish_and_clear();
     let report = match result {
@@ -333,11 +383,26 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
     if report.lost.contains_key("catalog") && !report.copied.contains_key("catalog") {
         writeln!(o, "  (a tree whose catalog entry was lost is missing from the copy entirely)").map_err(w)?;
     }
-    let verdict = if ranges == 0 {
-        "nothing lost".to_string()
-    } else {
-        format!("{} LOST in {}", plural(ranges, "key range"), plural(report.lost.len() as u64, "tree"))
-    };
+    for page in &recovery.rejected_slots {
+        writeln!(o, "  commit record page {page} does not open (a commit torn by a crash, or altered)").map_err(w)?;
+    }
+    if recovery.fell_back {
+        writeln!(
+            o,
+            "  lost: the newest commit did not verify; copied the previous durable commit {}: the changes \
+             of the newer commit are lost",
+            recovery.seq
+        )
+        .map_err(w)?;
+    }
+    let mut losses = Vec::new();
+    if recovery.fell_back {
+        losses.push("the newest commit".to_string());
+    }
+    if ranges > 0 {
+        losses.push(format!("{} in {}", plural(ranges, "key range"), plural(report.lost.len() as u64, "tree")));
+    }
+    let verdict = if losses.is_empty() { "nothing lost".to_string() } else { format!("LOST {}", losses.join(" and ")) };
     writeln!(
         o,
         "salvage: {} copied from {}; {verdict} ({})",
@@ -347,10 +412,10 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
     )
     .map_err(w)?;
     o.flush().map_err(w)?;
-    if report.lost_anything() {
+    if !losses.is_empty() {
         return Err(CliError::Verify(format!(
             "salvage lost {}; the readable records are in {}",
-            plural(ranges, "key range"),
+            losses.join(" and "),
             dst.file.display()
         )));
     }

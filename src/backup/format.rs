@@ -192,10 +192,3 @@ impl<R: Read> HashingReader<R> {
         }
     }
 }
-
-/// Where in the stream a check failed (for error messages and reports).
-#[derive(Debug, Clone)]
-pub struct StreamPosition {
-    pub offset: u64,
-    pub chunk: Option<u64>,
-}

@@ -34,7 +34,7 @@ pub(crate) fn write(tx: &mut TxPages, value: &[u8]) -> Result<PageRef> {
         put_u32(&mut buf[..], CHUNK_LEN_OFFSET, chunk.len() as u32);
         buf[CHUNK_OFFSET..CHUNK_OFFSET + chunk.len()].copy_from_slice(chunk);
         let tag = tx.pager.write(pages[i], tx.epoch, buf)?;
-        next = PageRef { page: pages[i], tag };
+        next = PageRef { page: pages[i], tag, generation: tx.seq };
     }
     Ok(next)
 }

@@ -6,7 +6,7 @@ use super::tx::TxPages;
 use super::{MAX_DEPTH, overflow};
 use crate::crypto::seal::trailer;
 use crate::error::{CorruptReason, Error, PageNo, Result};
-use crate::format::page::{PageRef, SealTag};
+use crate::format::page::PageRef;
 
 impl TxPages {
     fn epoch_of(&self, page: PageNo) -> Result<u32> {
@@ -21,7 +21,7 @@ impl TxPages {
         }
         match self.reseal_rec(*root, below, budget, 0)? {
             Some(p) => {
-                *root = PageRef { page: p, tag: SealTag::ZERO };
+                *root = PageRef::dirty(p);
                 Ok(true)
             }
             None => Ok(false),
@@ -59,7 +59,7 @@ impl TxPages {
                             }
                         };
                         if let Some(Node::Branch(b)) = self.dirty.get_mut(&p) {
-                            b.children[i] = PageRef { page: np, tag: SealTag::ZERO };
+                            b.children[i] = PageRef::dirty(np);
                         }
                     }
                 }

@@ -143,12 +143,12 @@ impl TxPages {
         if root.root.is_none() {
             let p = self.alloc_page();
             self.dirty.insert(p, Node::Leaf(Leaf { entries: vec![entry] }));
-            root.root = PageRef { page: p, tag: SealTag::ZERO };
+            root.root = PageRef::dirty(p);
             root.count = 1;
             return Ok(None);
         }
         let (p, old, split) = self.insert_rec(root.root, entry, 0)?;
-        root.root = PageRef { page: p, tag: SealTag::ZERO };
+        root.root = PageRef::dirty(p);
         if let Some((sep, right)) = split {
             let np = self.alloc_page();
             self.dirty.insert(
@@ -156,12 +156,12 @@ impl TxPages {
                 Node::Branch(Branch {
                     keys: vec![sep],
                     children: vec![
-                        PageRef { page: p, tag: SealTag::ZERO },
-                        PageRef { page: right, tag: SealTag::ZERO },
+                        PageRef::dirty(p),
+                        PageRef::dirty(right),
                     ],
                 }),
             );
-            root.root = PageRef { page: np, tag: SealTag::ZERO };
+            root.root = PageRef::dirty(np);
         }
         match old {
             None => {
@@ -214,10 +214,10 @@ impl TxPages {
         let Node::Branch(b) = self.node_mut(p)? else {
             return Err(Error::ReportableBug("branch became leaf".into()));
         };
-        b.children[idx] = PageRef { page: cp, tag: SealTag::ZERO };
+        b.children[idx] = PageRef::dirty(cp);
         if let Some((sep, rp)) = split {
             b.keys.insert(idx, sep);
-            b.children.insert(idx + 1, PageRef { page: rp, tag: SealTag::ZERO });
+            b.children.insert(idx + 1, PageRef::dirty(rp));
         }
         if b.size() <= PAYLOAD_SIZE {
             return Ok((p, old, None));
@@ -234,7 +234,7 @@ impl TxPages {
             return Ok(None);
         }
         let (p, old) = self.remove_rec(root.root, key, 0)?;
-        root.root = PageRef { page: p, tag: SealTag::ZERO };
+        root.root = PageRef::dirty(p);
         self.collapse_root(root)?;
         let Some(old) = old else { return Ok(None) };
         root.count = root.count.saturating_sub(1);
@@ -285,7 +285,7 @@ impl TxPages {
         };
         let (cp, old) = self.remove_rec(child, key, depth + 1)?;
         if let Node::Branch(b) = self.node_mut(p)? {
-            b.children[idx] = PageRef { page: cp, tag: SealTag::ZERO };
+            b.children[idx] = PageRef::dirty(cp);
         }
         self.rebalance(p, idx)?;
         Ok((p, old))
@@ -316,7 +316,7 @@ impl TxPages {
         let right_node = self.dirty.remove(&rp);
         let sep = {
             let Node::Branch(b) = self.node_mut(p)? else { return Ok(()) };
-            b.children[left_i] = PageRef { page: lp, tag: SealTag::ZERO };
+            b.children[left_i] = PageRef::dirty(lp);
             b.children.remove(left_i + 1);
             b.keys.remove(left_i)
         };
@@ -383,6 +383,7 @@ impl TxPages {
                     for c in b.children.iter_mut() {
                         if let Some(t) = tags.get(&c.page) {
                             c.tag = *t;
+                            c.generation = self.seq;
                         }
                     }
                 }
@@ -397,6 +398,7 @@ impl TxPages {
         for r in roots.iter_mut() {
             if let Some(t) = tags.get(&r.page) {
                 r.tag = *t;
+                r.generation = self.seq;
             }
         }
         Ok(())

@@ -85,6 +85,7 @@ pub fn open<P: AsRef<std::path::Path>>(path: P) -> Result<Db> {
 pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
     cfg.validate()?;
     let creds = cfg.effective_credentials()?;
+    let mut existed_empty = false;
     let (storage, temporary): (Arc<dyn Storage>, Option<(PathBuf, Option<PathBuf>)>) = match &cfg.location {
         Location::Storage(s) => (s.clone(), None),
         loc => {
@@ -105,6 +106,7 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             if let Some(d) = &dir {
                 std::fs::create_dir_all(d)?;
             }
+            existed_empty = file.exists() && std::fs::metadata(&file)?.len() == 0;
             let exists = file.exists() && std::fs::metadata(&file)?.len() > 0;
             if exists && (cfg.create_new || cfg.temporary) {
                 if cfg.create_new {
@@ -119,6 +121,11 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
         }
     };
     let engine = if storage.len()? == 0 {
+        if existed_empty && !cfg.create_new && !cfg.temporary {
+            // An existing, empty database file: a database truncated to nothing looks the same,
+            // so it is not silently replaced by a new one.
+            return Err(Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 });
+        }
         super::open::create(storage, cfg, &creds)?
     } else {
         super::open::open(storage, cfg, &creds, true)?
@@ -278,9 +285,11 @@ impl Db {
         self.handle.engine.recovery.clone()
     }
 
-    /// True if the newest commit record was rejected at open and an older one used.
+    /// True if recovery at open found a commit record that did not open or did not verify
+    /// (after a crash during a commit, or tampering) and used an older one.
     pub fn was_recovered(&self) -> bool {
-        self.handle.engine.recovery.fell_back
+        let r = &self.handle.engine.recovery;
+        r.fell_back || !r.rejected_slots.is_empty()
     }
 
     /// The engine's counters.
@@ -653,6 +662,16 @@ impl Iter {
 
     fn step(&mut self, forward: bool) -> Result<Option<(IVec, IVec)>> {
         let pager = &self.handle.engine.pager;
+        // At an inclusive bound already yielded, stop without reading further (the next leaf
+        // may be damaged, and the range does not need it).
+        let at_bound = if forward {
+            matches!((&self.hi, &self.last_front), (Bound::Included(h), Some(l)) if h == l)
+        } else {
+            matches!((&self.lo, &self.last_back), (Bound::Included(h), Some(l)) if h == l)
+        };
+        if at_bound {
+            return Ok(None);
+        }
         let cur = if forward {
             if !self.front_started {
                 self.front_started = true;

@@ -19,8 +19,8 @@ use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::header::FileHeader;
 use crate::format::{FIRST_DATA_PAGE, HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE};
 
-/// What a page is used for, as found by `Db::check`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a page is used for, as found by `Db::check`. `Debug` hides tree names (user data).
+#[derive(Clone, PartialEq, Eq)]
 pub enum PageRole {
     Header,
     CommitRecord,
@@ -34,8 +34,8 @@ pub enum PageRole {
     Unaccounted,
 }
 
-/// Per-tree results.
-#[derive(Debug, Clone)]
+/// Per-tree results. `Debug` hides the name (user data).
+#[derive(Clone)]
 pub struct TreeReport {
     /// The tree's name, lossily as text.
     pub name: String,
@@ -56,6 +56,30 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
     /// The role of every page, indexed by page number.
     pub roles: Vec<PageRole>,
+}
+
+impl std::fmt::Debug for PageRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PageRole::Header => f.write_str("Header"),
+            PageRole::CommitRecord => f.write_str("CommitRecord"),
+            PageRole::Catalog => f.write_str("Catalog"),
+            PageRole::Tree(n) => write!(f, "Tree(name_len={})", n.len()),
+            PageRole::FreeList => f.write_str("FreeList"),
+            PageRole::Free => f.write_str("Free"),
+            PageRole::Unaccounted => f.write_str("Unaccounted"),
+        }
+    }
+}
+
+impl std::fmt::Debug for TreeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeReport")
+            .field("name_len", &self.name.len())
+            .field("records", &self.records)
+            .field("pages", &self.pages)
+            .finish()
+    }
 }
 
 impl CheckReport {
@@ -96,7 +120,7 @@ impl Db {
                 }
             }
         }
-        let mut mark = |roles: &mut Vec<Option<PageRole>>, page: PageNo, role: &PageRole| -> bool {
+        let mark = |roles: &mut Vec<Option<PageRole>>, page: PageNo, role: &PageRole| -> bool {
             match roles.get_mut(page as usize) {
                 Some(slot @ None) => {
                     *slot = Some(role.clone());

@@ -7,7 +7,7 @@
 //! (`btree::verify::verify_since`) along with its free list. A rejected newer record is the
 //! signature of a commit whose sync never returned; it is logged to `foldvault::audit`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -24,7 +24,7 @@ use crate::crypto::seal::{DataKeys, PageSealer};
 use crate::crypto::slots::{self, Credentials};
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::commit::CommitRecord;
-use crate::format::header::{FLAG_ENCRYPTED, FileHeader, KeySlot, MAX_SLOTS};
+use crate::format::header::{FLAG_ENCRYPTED, FileHeader};
 use crate::format::page::PageRef;
 use crate::format::{
     COMMIT_PAGE_A, COMMIT_PAGE_B, FIRST_DATA_PAGE, FORMAT_VERSION, HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE,
@@ -306,16 +306,3 @@ pub(crate) fn load_catalog(pager: &Pager, catalog: PageRef) -> Result<BTreeMap<V
     }
     Ok(trees)
 }
-
-/// Unused-slot index for a new key slot.
-pub(crate) fn free_slot(header: &FileHeader) -> Option<usize> {
-    (0..MAX_SLOTS).find(|i| header.slots[*i].is_none())
-}
-
-#[allow(dead_code)]
-pub(crate) fn slot_kinds(header: &FileHeader) -> Vec<(usize, &KeySlot)> {
-    header.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i, s))).collect()
-}
-
-#[allow(dead_code)]
-fn _unused(_: BTreeSet<u8>) {}

@@ -101,8 +101,8 @@ mod tests {
         let r = CommitRecord {
             seq: 9,
             prev_durable_seq: 7,
-            catalog: PageRef { page: 12, tag: SealTag([3; 16]) },
-            freelist: PageRef { page: 13, tag: SealTag([4; 16]) },
+            catalog: PageRef { page: 12, tag: SealTag([3; 16]), generation: 9 },
+            freelist: PageRef { page: 13, tag: SealTag([4; 16]), generation: 9 },
             page_count: 20,
             key_epoch: 2,
             oldest_epoch: 1,

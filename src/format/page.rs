@@ -98,27 +98,43 @@ pub fn hex(b: &[u8]) -> String {
     s
 }
 
-/// A reference from a parent to a child page: the child's number and the tag it was sealed
-/// with. Reading the child checks both (SPEC.md §4, the Merkle argument).
+/// A reference from a parent to a child page: the child's number, the tag it was sealed with,
+/// and the generation (commit sequence) that wrote it. Reading the child checks all three
+/// (SPEC.md §4, the Merkle argument); recovery uses the generation to verify only what the
+/// newest commits wrote, without reading older pages.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PageRef {
     pub page: PageNo,
     pub tag: SealTag,
+    pub generation: u64,
 }
 
-pub const PAGE_REF_SIZE: usize = 8 + TAG_SIZE;
+pub const PAGE_REF_PAGE_OFFSET: usize = 0;
+pub const PAGE_REF_TAG_OFFSET: usize = PAGE_REF_PAGE_OFFSET + 8;
+pub const PAGE_REF_GENERATION_OFFSET: usize = PAGE_REF_TAG_OFFSET + TAG_SIZE;
+pub const PAGE_REF_SIZE: usize = PAGE_REF_GENERATION_OFFSET + 8;
 
 impl PageRef {
-    pub const NONE: PageRef = PageRef { page: 0, tag: SealTag::ZERO };
+    pub const NONE: PageRef = PageRef { page: 0, tag: SealTag::ZERO, generation: 0 };
+    /// A reference to a node edited in the current transaction (tag and generation are filled
+    /// in when it is sealed).
+    pub fn dirty(page: PageNo) -> PageRef {
+        PageRef { page, tag: SealTag::ZERO, generation: 0 }
+    }
     pub fn is_none(&self) -> bool {
         self.page == 0
     }
     pub fn encode(&self, out: &mut [u8]) {
-        out[..8].copy_from_slice(&self.page.to_le_bytes());
-        out[8..PAGE_REF_SIZE].copy_from_slice(&self.tag.0);
+        out[PAGE_REF_PAGE_OFFSET..PAGE_REF_PAGE_OFFSET + 8].copy_from_slice(&self.page.to_le_bytes());
+        out[PAGE_REF_TAG_OFFSET..PAGE_REF_TAG_OFFSET + TAG_SIZE].copy_from_slice(&self.tag.0);
+        out[PAGE_REF_GENERATION_OFFSET..PAGE_REF_SIZE].copy_from_slice(&self.generation.to_le_bytes());
     }
     pub fn decode(b: &[u8], off: usize) -> Option<PageRef> {
-        Some(PageRef { page: get_u64(b, off)?, tag: SealTag(super::get_array(b, off + 8)?) })
+        Some(PageRef {
+            page: get_u64(b, off + PAGE_REF_PAGE_OFFSET)?,
+            tag: SealTag(super::get_array(b, off + PAGE_REF_TAG_OFFSET)?),
+            generation: get_u64(b, off + PAGE_REF_GENERATION_OFFSET)?,
+        })
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::{Arc, OnceLock};
 use super::{Input, filler, plain_reseal, replace_all};
 use crate::crypto::seal::PageBuf;
 use crate::format::header::{CHECKSUM_OFFSET, CHECKSUM_SIZE, FILE_ID_OFFSET, FileHeader};
-use crate::format::page::{PAYLOAD_SIZE, TAG_OFFSET, TAG_SIZE};
+use crate::format::page::{PAGE_REF_TAG_OFFSET, PAYLOAD_SIZE, TAG_OFFSET, TAG_SIZE};
 use crate::format::{PAGE_SIZE, get_array};
 use crate::storage::MemoryStorage;
 use crate::{Config, Db, Error, KdfParams};
@@ -140,6 +140,9 @@ fn copy_page(img: &mut [u8], dst: usize, from: &[u8], src: usize) {
     let n = d.len().min(s.len());
     img[d.start..d.start + n].copy_from_slice(&from[s.start..s.start + n]);
 }
+
+// A `PageRef` starts `page u64 ‖ tag`: `reseal_upwards` finds references by those 24 bytes.
+const _: () = assert!(PAGE_REF_TAG_OFFSET == 8 && TAG_SIZE == 16);
 
 /// After an edit of plaintext page `page`: re-seal it, then every page holding a reference to
 /// its old tag, and so on up to the commit record (bounded).

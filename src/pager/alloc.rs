@@ -108,13 +108,6 @@ impl Allocator {
         v
     }
 
-    pub(crate) fn free_count(&self) -> usize {
-        self.free.len()
-    }
-
-    pub(crate) fn pending_count(&self) -> usize {
-        self.pending.iter().chain(self.pending_fresh.iter()).map(|(_, v)| v.len()).sum()
-    }
 }
 
 #[cfg(test)]

@@ -80,11 +80,6 @@ impl PageCache {
         }
     }
 
-    /// The cached page whatever its tag (for reads that have no parent tag, e.g. diagnostics).
-    pub(crate) fn get_any(&self, page: PageNo) -> Option<Arc<CachedPage>> {
-        self.shard(page).lock().map.get(&page).map(|s| s.page.clone())
-    }
-
     /// Inserts or replaces; returns the number of pages evicted.
     pub(crate) fn insert(&self, page: PageNo, p: Arc<CachedPage>) -> u64 {
         let mut s = self.shard(page).lock();

@@ -60,7 +60,7 @@ pub(crate) fn write(pager: &Pager, alloc: &mut Allocator, seq: u64, epoch: u32) 
             put_u32(&mut buf[..], off + 8, *len);
         }
         let tag = pager.write(page, epoch, buf)?;
-        next = PageRef { page, tag };
+        next = PageRef { page, tag, generation: seq };
     }
     Ok((next, taken))
 }

@@ -65,10 +65,6 @@ impl Pager {
         }
     }
 
-    pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
-        &self.storage
-    }
-
     pub(crate) fn set_page_limit(&self, n: u64) {
         self.page_limit.store(n, Ordering::Release);
     }
@@ -154,7 +150,9 @@ impl Pager {
         debug_assert!(matches!(ev, CacheEvent::Miss));
         Counters::add(&self.counters.cache_misses, 1);
         let p = Arc::new(self.open_from_disk(r.page, KeyPurpose::Page)?);
-        if !p.tag.ct_eq(&r.tag) {
+        if !p.tag.ct_eq(&r.tag)
+            || (r.generation != 0 && crate::format::page::generation(p.payload()) != r.generation)
+        {
             return Err(Error::corrupt(r.page, CorruptReason::TagMismatch));
         }
         if let Some(kind) = kind {

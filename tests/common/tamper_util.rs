@@ -621,10 +621,10 @@ impl Outcome {
     pub fn read_error_pages(&self) -> Vec<(u64, CorruptReason)> {
         let mut v: Vec<(u64, CorruptReason)> = Vec::new();
         for r in &self.read_errors {
-            if let Error::Corrupt { page, reason } = r.err {
-                if !v.contains(&(page, reason)) {
-                    v.push((page, reason));
-                }
+            if let Error::Corrupt { page, reason } = r.err
+                && !v.contains(&(page, reason))
+            {
+                v.push((page, reason));
             }
         }
         v

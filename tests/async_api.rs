@@ -1,0 +1,226 @@
+#![cfg(feature = "tokio")]
+//! The async API (feature `tokio`): `AsyncDb` / `AsyncTree` cover sled's calls and the `KvStore`
+//! shape of FoldDB's successor, and never block the runtime's worker threads — checked by
+//! holding the writer lock while more writes are pending than there are workers, and showing
+//! that other tasks still run.
+//!
+//! Run with `cargo test --features tokio --test async_api`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use foldvault::{AsyncDb, AsyncTree, Batch, Config, IVec};
+
+async fn temp_db() -> AsyncDb {
+    AsyncDb::open(Config::new().temporary(true).use_env(false)).await.expect("open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_calls() {
+    let db = temp_db().await;
+    let t = db.open_tree("metadata").await.unwrap();
+    assert_eq!(t.insert("k1", "v1").await.unwrap(), None);
+    assert_eq!(t.insert("k1", "v2").await.unwrap().unwrap(), "v1");
+    assert_eq!(t.get("k1").await.unwrap().unwrap(), "v2");
+    assert!(t.contains_key(b"k1").await.unwrap());
+    assert_eq!(t.remove("k1").await.unwrap().unwrap(), "v2");
+    assert!(!t.contains_key("k1").await.unwrap());
+    assert!(t.is_empty().await.unwrap());
+
+    for i in 0..50u32 {
+        t.insert(format!("atom:{i:03}"), format!("{{\"n\":{i}}}").into_bytes()).await.unwrap();
+    }
+    t.insert("ref:1", "r").await.unwrap();
+    assert_eq!(t.len().await.unwrap(), 51);
+    assert_eq!(t.scan_prefix("atom:").await.unwrap().len(), 50);
+    assert_eq!(t.scan_prefix("ref:").await.unwrap(), vec![(IVec::from("ref:1"), IVec::from("r"))]);
+    let all = t.iter().await.unwrap();
+    assert_eq!(all.len(), 51);
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+    let r = t.range("atom:010".."atom:020").await.unwrap();
+    assert_eq!(r.len(), 10);
+    assert_eq!(r[0].0, "atom:010");
+    assert_eq!(t.range::<&str, _>(..).await.unwrap().len(), 51);
+    assert_eq!(t.first().await.unwrap().unwrap().0, "atom:000");
+    assert_eq!(t.last().await.unwrap().unwrap().0, "ref:1");
+
+    let mut batch = Batch::default();
+    batch.insert("b1", "1");
+    batch.remove("ref:1");
+    t.apply_batch(batch).await.unwrap();
+    assert_eq!(t.get("b1").await.unwrap().unwrap(), "1");
+    assert_eq!(t.get("ref:1").await.unwrap(), None);
+    t.flush().await.unwrap();
+    assert_eq!(db.db().durable_commit_seq(), db.db().commit_seq());
+    t.clear().await.unwrap();
+    assert_eq!(t.len().await.unwrap(), 0);
+
+    // The default tree through Deref, tree management, ids.
+    db.insert("default", "yes").await.unwrap();
+    assert_eq!(db.get("default").await.unwrap().unwrap(), "yes");
+    assert_eq!(db.db().get("default").unwrap().unwrap(), "yes");
+    let names = db.tree_names().await.unwrap();
+    assert!(names.iter().any(|n| n == "metadata"));
+    assert!(db.drop_tree("metadata").await.unwrap());
+    assert!(!db.drop_tree("metadata").await.unwrap());
+    let (a, b) = (db.generate_id().await.unwrap(), db.generate_id().await.unwrap());
+    assert!(b > a);
+    // Errors come back as foldvault errors.
+    let err = db.insert(vec![0u8; foldvault::MAX_KEY_LEN + 1], "x").await.unwrap_err();
+    assert!(matches!(err, foldvault::Error::KeyTooLarge { .. }));
+}
+
+/// FoldDB's successor's storage trait, implemented on `AsyncTree` as it would be.
+#[derive(Debug)]
+#[allow(dead_code)] // the message is read through `Debug` when a test fails
+struct StorageError(String);
+
+impl From<foldvault::Error> for StorageError {
+    fn from(e: foldvault::Error) -> Self {
+        StorageError(e.to_string())
+    }
+}
+
+trait KvStore: Send + Sync {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    async fn put(&self, key: &[u8], value: Vec<u8>) -> Result<(), StorageError>;
+    async fn delete(&self, key: &[u8]) -> Result<bool, StorageError>;
+    async fn exists(&self, key: &[u8]) -> Result<bool, StorageError>;
+    async fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    async fn batch_put(&self, items: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StorageError>;
+    async fn batch_delete(&self, keys: Vec<Vec<u8>>) -> Result<(), StorageError>;
+    async fn flush(&self) -> Result<(), StorageError>;
+}
+
+struct FoldVaultKvStore {
+    tree: AsyncTree,
+}
+
+impl KvStore for FoldVaultKvStore {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.tree.get(key).await?.map(|v| v.to_vec()))
+    }
+    async fn put(&self, key: &[u8], value: Vec<u8>) -> Result<(), StorageError> {
+        Ok(self.tree.put(key, value).await?)
+    }
+    async fn delete(&self, key: &[u8]) -> Result<bool, StorageError> {
+        Ok(self.tree.delete(key).await?)
+    }
+    async fn exists(&self, key: &[u8]) -> Result<bool, StorageError> {
+        Ok(self.tree.exists(key).await?)
+    }
+    async fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        Ok(self.tree.scan_prefix(prefix).await?.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
+    }
+    async fn batch_put(&self, items: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StorageError> {
+        Ok(self.tree.batch_put(items).await?)
+    }
+    async fn batch_delete(&self, keys: Vec<Vec<u8>>) -> Result<(), StorageError> {
+        Ok(self.tree.batch_delete(keys).await?)
+    }
+    async fn flush(&self) -> Result<(), StorageError> {
+        self.tree.flush().await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_store_shape() {
+    let db = temp_db().await;
+    let store = FoldVaultKvStore { tree: db.open_tree("atoms").await.unwrap() };
+
+    store.put(b"atom:1", b"{\"a\":1}".to_vec()).await.unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.get(b"atom:1").await.unwrap().as_deref(), Some(&b"{\"a\":1}"[..]));
+    assert!(store.exists(b"atom:1").await.unwrap());
+    assert!(!store.exists(b"atom:2").await.unwrap());
+
+    let items: Vec<(Vec<u8>, Vec<u8>)> =
+        (0..100u32).map(|i| (format!("atom:{i:03}").into_bytes(), format!("{{\"i\":{i}}}").into_bytes())).collect();
+    store.batch_put(items).await.unwrap();
+    store.batch_put(vec![(b"ref:x".to_vec(), b"{}".to_vec())]).await.unwrap();
+    store.flush().await.unwrap();
+    let atoms = store.scan_prefix(b"atom:").await.unwrap();
+    assert_eq!(atoms.len(), 101);
+    assert_eq!(atoms[0].0, b"atom:000");
+
+    let doomed: Vec<Vec<u8>> = (0..50u32).map(|i| format!("atom:{i:03}").into_bytes()).collect();
+    store.batch_delete(doomed).await.unwrap();
+    assert_eq!(store.scan_prefix(b"atom:").await.unwrap().len(), 51);
+    assert!(store.delete(b"ref:x").await.unwrap());
+    assert!(!store.delete(b"ref:x").await.unwrap());
+    assert_eq!(store.get(b"ref:x").await.unwrap(), None);
+
+    // Generic key and value types on AsyncTree directly.
+    let t = &store.tree;
+    t.batch_put(vec![("s1", "v"), ("s2", "w")]).await.unwrap();
+    t.batch_delete(vec![String::from("s1")]).await.unwrap();
+    assert!(!t.exists("s1").await.unwrap());
+    assert!(t.exists("s2").await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn futures_are_send_and_static_even_for_borrowed_keys() {
+    let db = temp_db().await;
+    let t = db.open_tree("t").await.unwrap();
+    let handles: Vec<_> = (0..32u32)
+        .map(|i| {
+            let key = format!("key-{i:02}");
+            // The future owns what it needs: it can be spawned although `key` is borrowed.
+            tokio::spawn(t.insert(key.as_str(), i.to_be_bytes().to_vec()))
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    assert_eq!(t.len().await.unwrap(), 32);
+    let key = String::from("key-07");
+    let v = tokio::spawn(t.get(&key)).await.unwrap().unwrap().unwrap();
+    assert_eq!(v, 7u32.to_be_bytes());
+}
+
+/// With the writer lock held elsewhere, four writes wait — on the blocking pool. If they waited
+/// on the two worker threads instead, the small task below could never run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_writes_do_not_block_the_runtime() {
+    let db = temp_db().await;
+    let t = db.open_tree("t").await.unwrap();
+    let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel::<()>();
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let sync_db = db.db().clone();
+    let holder = std::thread::spawn({
+        let timed_out = timed_out.clone();
+        move || {
+            let tx = sync_db.begin_write().unwrap();
+            tx.open_tree("t").unwrap().insert("held", "1").unwrap();
+            locked_tx.send(()).unwrap();
+            // A watchdog: never hang the test, fail it.
+            if hold_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+                timed_out.store(true, Ordering::SeqCst);
+            }
+            tx.commit().unwrap();
+        }
+    });
+    locked_rx.await.unwrap();
+
+    let pending: Vec<_> =
+        (0..4u32).map(|i| tokio::spawn(t.insert(format!("waiting-{i}"), i.to_be_bytes().to_vec()))).collect();
+    tokio::task::yield_now().await;
+    // Runs on a worker although four writes are waiting for the lock.
+    let (ping_tx, ping_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move { ping_tx.send(42).unwrap() });
+    assert_eq!(ping_rx.await.unwrap(), 42);
+    // Reads do not wait for the writer either.
+    assert_eq!(t.get("held").await.unwrap(), None);
+    assert!(pending.iter().all(|h| !h.is_finished()), "a write finished while the lock was held");
+
+    hold_tx.send(()).unwrap();
+    for h in pending {
+        h.await.unwrap().unwrap();
+    }
+    tokio::task::spawn_blocking(move || holder.join().unwrap()).await.unwrap();
+    assert!(!timed_out.load(Ordering::SeqCst), "the runtime was blocked");
+    assert_eq!(t.len().await.unwrap(), 5);
+}
