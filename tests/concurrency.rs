@@ -369,8 +369,6 @@ fn generate_id_in_transaction_while_db_generate_id_waits() {
 /// the transaction holds it: the call never returns. (Non-transactional *writes* inside the
 /// closure deadlock in sled 0.34 too; `TransactionalTree::flush` is the supported form.)
 #[test]
-#[ignore = "bug: Tree::flush inside a transaction closure deadlocks (Engine::flush, src/db/engine.rs, takes the \
-            non-reentrant writer lock the transaction holds)"]
 fn flush_inside_a_transaction_closure_returns() {
     let db = temp_db();
     let t = db.open_tree("t").unwrap();

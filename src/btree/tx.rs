@@ -153,13 +153,7 @@ impl TxPages {
             let np = self.alloc_page();
             self.dirty.insert(
                 np,
-                Node::Branch(Branch {
-                    keys: vec![sep],
-                    children: vec![
-                        PageRef::dirty(p),
-                        PageRef::dirty(right),
-                    ],
-                }),
+                Node::Branch(Branch { keys: vec![sep], children: vec![PageRef::dirty(p), PageRef::dirty(right)] }),
             );
             root.root = PageRef::dirty(np);
         }

@@ -153,6 +153,10 @@ impl PageSealer {
         &self.file_id
     }
 
+    pub(crate) fn max_epoch(&self) -> u32 {
+        self.max_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub(crate) fn set_max_epoch(&self, e: u32) {
         self.max_epoch.store(e, std::sync::atomic::Ordering::Release);
     }

@@ -3,6 +3,7 @@ use crate::format::PAGE_SIZE;
 
 fn sealers() -> Vec<(&'static str, PageSealer)> {
     let fid = [9u8; 16];
+    #[allow(unused_mut)]
     let mut v = vec![
         ("plain", PageSealer::plaintext(fid)),
         (

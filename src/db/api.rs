@@ -297,7 +297,7 @@ impl Db {
         let e = &self.handle.engine;
         let mut m = e.pager.counters.snapshot();
         m.cached_pages = e.pager.cached_pages() as u64;
-        m.key_epoch = e.writer.lock().epoch;
+        m.key_epoch = e.current_epoch();
         m.seals_in_epoch = e.pager.seals_in_epoch();
         m
     }
@@ -530,12 +530,15 @@ impl Tree {
 
     fn pop(&self, max: bool) -> Result<Option<(IVec, IVec)>> {
         self.write(|tx, r| {
-            let mut all = Vec::new();
-            // The first/last key of the transaction's view; cursors need clean pages, so use
-            // the dirty-aware collector bounded to one side.
-            read::collect_range(&tx.pager, Some(&tx.dirty), r.root, Bound::Unbounded, Bound::Unbounded, &mut all)?;
-            let pick = if max { all.pop() } else { all.into_iter().next() };
-            let Some((k, v)) = pick else { return Ok(None) };
+            // A fresh single-call transaction has no dirty pages yet: a cursor over the
+            // committed pages finds the first or last entry in O(log n).
+            let cursor = if max {
+                Cursor::seek_le(&tx.pager, r.root, None, false)?
+            } else {
+                Cursor::seek_ge(&tx.pager, r.root, None, false)?
+            };
+            let Some(c) = cursor else { return Ok(None) };
+            let (k, v) = c.current()?;
             let bytes = tx.value_bytes(&v)?;
             tx.remove(r, &k, false)?;
             Ok(Some((IVec::from(k), IVec::from(bytes))))

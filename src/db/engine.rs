@@ -84,6 +84,41 @@ pub(crate) struct Engine {
     pub(crate) recovery: RecoveryReport,
     pub(crate) ids: Mutex<(u64, u64)>,
     pub(crate) durable_seq: AtomicU64,
+    /// The thread holding the writer through a transaction (0 = none): a call from that same
+    /// thread that needs the writer again fails or skips instead of deadlocking.
+    pub(crate) writer_owner: Arc<AtomicU64>,
+}
+
+/// A small per-thread id (never 0).
+pub(crate) fn thread_tag() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local!(static TAG: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
+    TAG.with(|t| *t)
+}
+
+/// The writer lock held by a transaction; records its thread while held.
+pub(crate) struct WriterGuard {
+    guard: parking_lot::ArcMutexGuard<parking_lot::RawMutex, WriterState>,
+    owner: Arc<AtomicU64>,
+}
+
+impl std::ops::Deref for WriterGuard {
+    type Target = WriterState;
+    fn deref(&self) -> &WriterState {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for WriterGuard {
+    fn deref_mut(&mut self) -> &mut WriterState {
+        &mut self.guard
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        self.owner.store(0, Ordering::Release);
+    }
 }
 
 impl Engine {
@@ -92,10 +127,15 @@ impl Engine {
     }
 
     /// Starts a write transaction: takes the writer lock and the allocator.
-    pub(crate) fn begin(
-        &self,
-    ) -> Result<(parking_lot::ArcMutexGuard<parking_lot::RawMutex, WriterState>, TxPages, Arc<Snapshot>)> {
-        let mut ws = self.writer.lock_arc();
+    pub(crate) fn begin(&self) -> Result<(WriterGuard, TxPages, Arc<Snapshot>)> {
+        if self.writer_held_here() {
+            return Err(Error::Unsupported(
+                "this thread is inside a write transaction: write through the transaction's own trees".into(),
+            ));
+        }
+        let guard = self.writer.lock_arc();
+        self.writer_owner.store(thread_tag(), Ordering::Release);
+        let mut ws = WriterGuard { guard, owner: self.writer_owner.clone() };
         if self.pager.is_poisoned() {
             return Err(Error::Poisoned);
         }
@@ -235,9 +275,25 @@ impl Engine {
         Ok(pages * crate::format::PAGE_SIZE)
     }
 
-    /// `flush()`: durable commit of whatever is pending; nearly free when nothing is.
+    /// The epoch new pages are sealed under (without waiting for the writer when this thread
+    /// holds it).
+    pub(crate) fn current_epoch(&self) -> u32 {
+        if self.writer_held_here() {
+            return self.pager.sealer.max_epoch();
+        }
+        self.writer.lock().epoch
+    }
+
+    /// True if this thread holds the writer through an open transaction.
+    pub(crate) fn writer_held_here(&self) -> bool {
+        self.writer_owner.load(Ordering::Acquire) == thread_tag()
+    }
+
+    /// `flush()`: durable commit of whatever is pending; nearly free when nothing is. Called
+    /// from inside a write transaction on the same thread it does nothing (the transaction's
+    /// commit, with its durability, is the flush) rather than deadlock.
     pub(crate) fn flush(&self) -> Result<usize> {
-        if !self.undurable.load(Ordering::Acquire) {
+        if !self.undurable.load(Ordering::Acquire) || self.writer_held_here() {
             if self.pager.is_poisoned() {
                 return Err(Error::Poisoned);
             }

@@ -70,7 +70,7 @@ impl Db {
             format_version: h.version,
             slots: slot_infos(&h),
             header_generation: h.generation,
-            key_epoch: e.writer.lock().epoch,
+            key_epoch: e.current_epoch(),
             seals_in_epoch: e.pager.seals_in_epoch(),
             seal_budget: e.seal_budget,
             commit_seq: e.snapshot().seq,

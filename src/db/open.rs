@@ -138,6 +138,7 @@ fn assemble(
         recovery,
         ids: Mutex::new((0, 0)),
         durable_seq: AtomicU64::new(rec.seq),
+        writer_owner: Arc::new(AtomicU64::new(0)),
         pager,
     }
 }

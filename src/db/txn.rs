@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::api::{Handle, Iter, bound_to_vec};
 use super::config::Durability;
-use super::engine::{Snapshot, WriterState};
+use super::engine::Snapshot;
 use super::ivec::IVec;
 use crate::btree::TreeRoot;
 use crate::btree::node::Value;
@@ -22,7 +22,7 @@ use crate::btree::tx::TxPages;
 use crate::error::{Error, Result};
 
 pub(crate) struct TxInner {
-    pub(crate) guard: parking_lot::ArcMutexGuard<parking_lot::RawMutex, WriterState>,
+    pub(crate) guard: super::engine::WriterGuard,
     pub(crate) pages: TxPages,
     pub(crate) base: Arc<Snapshot>,
     pub(crate) trees: BTreeMap<Vec<u8>, TreeRoot>,

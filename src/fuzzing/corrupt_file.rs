@@ -280,7 +280,8 @@ pub fn run(data: &[u8]) {
     if hostile_kdf(&img) {
         return;
     }
-    // SPEC.md §12, known gap: an empty file is initialised as a new database.
+    // An empty custom storage is initialised as a new database (only an existing empty *file*
+    // at a path is refused), so truncation to nothing may open as an empty database.
     let strict = !forged && !img.is_empty();
     let storage = MemoryStorage::from_bytes(img);
     let db = match config(storage.clone()).open() {

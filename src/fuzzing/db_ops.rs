@@ -80,7 +80,9 @@ fn value(inp: &mut Input) -> Vec<u8> {
 }
 
 fn puts(inp: &mut Input, max: usize) -> Puts {
-    (0..inp.below(max + 1)).map(|_| (key(inp), if inp.u8() % 4 == 0 { None } else { Some(value(inp)) })).collect()
+    (0..inp.below(max + 1))
+        .map(|_| (key(inp), if inp.u8().is_multiple_of(4) { None } else { Some(value(inp)) }))
+        .collect()
 }
 
 fn op(inp: &mut Input, nested: bool) -> Op {
@@ -101,7 +103,7 @@ fn op(inp: &mut Input, nested: bool) -> Op {
                     _ => TxOp::Batch { tree: tree(inp), puts: puts(inp, 4) },
                 })
                 .collect();
-            let (commit, immediate) = (inp.u8() % 4 != 0, inp.bool());
+            let (commit, immediate) = (!inp.u8().is_multiple_of(4), inp.bool());
             Op::Tx { ops, commit, durability: if immediate { Durability::Immediate } else { Durability::Eventual } }
         }
         7 => Op::Clear { tree: tree(inp) },

@@ -25,8 +25,11 @@ use crate::crypto::seal::PageBuf;
 use crate::format::page::{EPOCH_OFFSET, NONCE_OFFSET, NONCE_SIZE, PAYLOAD_SIZE, SealTag, TAG_OFFSET, TAG_SIZE, aad};
 use crate::format::{FORMAT_VERSION, PAGE_SIZE};
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its directory under `fuzz/corpus/`.
-pub const TARGETS: [(&str, fn(&[u8])); 4] = [
+pub const TARGETS: [(&str, Target); 4] = [
     ("open_page", open_page::run),
     ("db_ops", db_ops::run),
     ("corrupt_file", corrupt_file::run),

@@ -20,10 +20,9 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use super::{Input, page_of, plain_reseal};
-use crate::{CorruptReason, Error, MasterKey};
 use crate::btree::node::{Branch, Leaf, LeafEntry, MAX_ENTRY_SIZE, MAX_KEY_LEN, Node, RawNode, RawValue, Value};
-use crate::btree::read::{self, Cursor};
 use crate::btree::overflow::{self, OVERFLOW_CHUNK};
+use crate::btree::read::{self, Cursor};
 use crate::btree::{salvage, verify};
 use crate::crypto::cipher::{CipherBackend, CipherId};
 use crate::crypto::keys::SecretKey;
@@ -32,12 +31,13 @@ use crate::crypto::slots::{self, Credentials};
 use crate::format::commit::CommitRecord;
 use crate::format::header::{CHECKSUM_OFFSET, CHECKSUM_SIZE, FileHeader};
 use crate::format::page::{
-    PAGE_HEADER_SIZE, PAGE_REF_GENERATION_OFFSET, PAGE_REF_SIZE, PAGE_REF_TAG_OFFSET, PAYLOAD_SIZE, PageKind,
-    PageRef, SealTag, TAG_SIZE, generation,
+    PAGE_HEADER_SIZE, PAGE_REF_GENERATION_OFFSET, PAGE_REF_SIZE, PAGE_REF_TAG_OFFSET, PAYLOAD_SIZE, PageKind, PageRef,
+    SealTag, TAG_SIZE, generation,
 };
 use crate::format::{FIRST_DATA_PAGE, PAGE_SIZE, get_u16};
 use crate::pager::{Pager, freelist};
 use crate::storage::MemoryStorage;
+use crate::{CorruptReason, Error, MasterKey};
 
 const FIX_CHECKSUM: u8 = 1;
 const FIX_CRC: u8 = 2;
@@ -203,7 +203,8 @@ fn leaves_eq(a: &[LeafEntry], b: &[LeafEntry]) -> bool {
 }
 
 fn refs_eq(a: &[PageRef], b: &[PageRef]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.page == y.page && x.tag.0 == y.tag.0 && x.generation == y.generation)
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| x.page == y.page && x.tag.0 == y.tag.0 && x.generation == y.generation)
 }
 
 /// A decoded node that fits encodes and decodes back to itself; one that does not fit is an
@@ -312,7 +313,10 @@ fn tree_readers(chunks: &[&[u8]], probe: &[u8], flags: u8, max_epoch: u32) {
     let len = u64::from(max_epoch >> 12);
     if let Ok(v) = overflow::read(&pager, root, len) {
         assert_eq!(v.len() as u64, len, "overflow value of the stated length");
-        assert_eq!(overflow::pages(&pager, root, len).map(|p| p.len()).ok(), Some(v.len().div_ceil(OVERFLOW_CHUNK).max(1)));
+        assert_eq!(
+            overflow::pages(&pager, root, len).map(|p| p.len()).ok(),
+            Some(v.len().div_ceil(OVERFLOW_CHUNK).max(1))
+        );
     }
     let _ = verify::verify_since(&pager, root, u64::from(max_epoch & 0xFF));
 

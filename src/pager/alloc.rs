@@ -107,7 +107,6 @@ impl Allocator {
         v.dedup();
         v
     }
-
 }
 
 #[cfg(test)]

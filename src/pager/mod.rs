@@ -150,9 +150,7 @@ impl Pager {
         debug_assert!(matches!(ev, CacheEvent::Miss));
         Counters::add(&self.counters.cache_misses, 1);
         let p = Arc::new(self.open_from_disk(r.page, KeyPurpose::Page)?);
-        if !p.tag.ct_eq(&r.tag)
-            || (r.generation != 0 && crate::format::page::generation(p.payload()) != r.generation)
-        {
+        if !p.tag.ct_eq(&r.tag) || (r.generation != 0 && crate::format::page::generation(p.payload()) != r.generation) {
             return Err(Error::corrupt(r.page, CorruptReason::TagMismatch));
         }
         if let Some(kind) = kind {

@@ -375,7 +375,7 @@ pub fn decode_plain(img: &[u8], roles: &[PageRole]) -> Layout {
                             info.overflow_firsts.push((key.clone(), u64_at(b, off + 7 + klen)));
                         }
                         if *role == PageRole::Catalog {
-                            assert_eq!((vkind, vlen), (0, 32), "catalog values are inline TreeRoots");
+                            assert_eq!((vkind, vlen), (0, 40), "catalog values are inline TreeRoots");
                             let root = u64_at(b, off + 7 + klen);
                             l.roots.insert(key.clone(), root);
                         }
@@ -384,7 +384,7 @@ pub fn decode_plain(img: &[u8], roles: &[PageRole]) -> Layout {
                 }
                 KIND_BRANCH => {
                     for i in 0..=n {
-                        info.children.push(u64_at(b, 16 + 24 * i));
+                        info.children.push(u64_at(b, 16 + foldvault::format::page::PAGE_REF_SIZE * i));
                     }
                 }
                 KIND_OVERFLOW => info.next = u64_at(b, 16),
