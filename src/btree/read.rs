@@ -2,7 +2,6 @@
 //! page's seal and its parent-held tag; within a write transaction the dirty set is consulted
 //! first.
 
-use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -13,7 +12,7 @@ use crate::format::page::PageRef;
 use crate::pager::Pager;
 use crate::pager::cache::CachedPage;
 
-pub(crate) type Dirty = HashMap<PageNo, Node>;
+pub(crate) type Dirty = crate::pager::pagemap::PageMap<Node>;
 
 /// Point lookup.
 pub(crate) fn get(pager: &Pager, dirty: Option<&Dirty>, root: PageRef, key: &[u8]) -> Result<Option<Value>> {

@@ -1,7 +1,6 @@
 //! Mutation of trees inside one write transaction: the dirty set of decoded nodes, page
 //! allocation for it, and the bottom-up sealing of the dirty set at commit.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::node::{Branch, Leaf, LeafEntry, MAX_INLINE_ENTRY, MAX_KEY_LEN, Node, Value};
@@ -11,6 +10,7 @@ use crate::format::PAGE_SIZE;
 use crate::format::page::{PAYLOAD_SIZE, PageRef, SealTag};
 use crate::pager::Pager;
 use crate::pager::alloc::Allocator;
+use crate::pager::pagemap::{PageMap, PageSet};
 
 /// A node below this size after a removal is merged with a sibling when the two fit one page.
 const UNDERFLOW: usize = PAYLOAD_SIZE / 4;
@@ -20,9 +20,9 @@ pub(crate) struct TxPages {
     pub(crate) pager: Arc<Pager>,
     pub(crate) alloc: Allocator,
     /// Nodes edited by this transaction, by their new page number.
-    pub(crate) dirty: HashMap<PageNo, Node>,
+    pub(crate) dirty: PageMap<Node>,
     /// Pages allocated by this transaction (dirty nodes and overflow pages written already).
-    pub(crate) new_pages: HashSet<PageNo>,
+    pub(crate) new_pages: PageSet,
     /// Committed pages this transaction stopped referencing.
     pub(crate) freed: Vec<PageNo>,
     /// The sequence number this transaction commits as (the generation of its pages).
@@ -38,8 +38,8 @@ impl TxPages {
         TxPages {
             pager,
             alloc,
-            dirty: HashMap::new(),
-            new_pages: HashSet::new(),
+            dirty: PageMap::default(),
+            new_pages: PageSet::default(),
             freed: Vec::new(),
             seq,
             epoch,
@@ -360,7 +360,7 @@ impl TxPages {
     /// Seals every dirty node reachable from `roots`, children first, and fills in each root's
     /// tag. Nodes at the same height are sealed as one batch (in parallel when large).
     pub(crate) fn flush(&mut self, roots: &mut [&mut PageRef]) -> Result<()> {
-        let mut level_of: HashMap<PageNo, usize> = HashMap::new();
+        let mut level_of: PageMap<usize> = PageMap::default();
         let mut order: Vec<PageNo> = Vec::new();
         for r in roots.iter() {
             if self.dirty.contains_key(&r.page) {
@@ -368,7 +368,7 @@ impl TxPages {
             }
         }
         let max_level = level_of.values().copied().max().unwrap_or(0);
-        let mut tags: HashMap<PageNo, SealTag> = HashMap::new();
+        let mut tags: PageMap<SealTag> = PageMap::default();
         for level in 0..=max_level {
             let mut batch = Vec::new();
             for &p in order.iter().filter(|p| level_of.get(p) == Some(&level)) {
@@ -398,13 +398,7 @@ impl TxPages {
         Ok(())
     }
 
-    fn levels(
-        &self,
-        p: PageNo,
-        level_of: &mut HashMap<PageNo, usize>,
-        order: &mut Vec<PageNo>,
-        depth: usize,
-    ) -> Result<usize> {
+    fn levels(&self, p: PageNo, level_of: &mut PageMap<usize>, order: &mut Vec<PageNo>, depth: usize) -> Result<usize> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(p, CorruptReason::TooDeep));
         }

@@ -6,7 +6,9 @@
 //! serve stale bytes. Eviction is CLOCK per shard. Evicted and dropped entries are zeroized
 //! (plaintext does not linger in freed heap memory).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use super::pagemap::PageMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -43,7 +45,7 @@ struct Slot {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<PageNo, Slot>,
+    map: PageMap<Slot>,
     clock: VecDeque<PageNo>,
 }
 

@@ -27,6 +27,7 @@ pub(crate) mod alloc;
 pub(crate) mod cache;
 pub(crate) mod freelist;
 pub mod metrics;
+pub(crate) mod pagemap;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -195,7 +196,10 @@ impl Pager {
     /// tags in order.
     pub(crate) fn write_batch(&self, epoch: u32, pages: Vec<(PageNo, Box<PageBuf>)>) -> Result<Vec<SealTag>> {
         const PARALLEL_FROM: usize = 32;
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+        // Asking the OS is costly (it reads cgroup files): once per process.
+        static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let threads =
+            *THREADS.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8));
         if pages.len() < PARALLEL_FROM || threads < 2 {
             return pages.into_iter().map(|(p, b)| self.write(p, epoch, b)).collect();
         }
