@@ -1,3 +1,4 @@
+#![allow(clippy::type_complexity, clippy::too_many_arguments)]
 //! foldvault
 pub mod admin;
 pub mod backup;

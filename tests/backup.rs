@@ -120,7 +120,7 @@ fn flipped_bytes_and_truncation_are_detected() {
         assert!(r.is_err(), "flip at {off} not detected without a key");
         let e = r.unwrap_err();
         assert!(e.is_corruption() || matches!(e, Error::UnsupportedVersion { .. }), "flip at {off}: {e}");
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             assert!(backup::restore(Cursor::new(&b), &dst, &creds(), RestoreOptions::default()).is_err());
             assert!(!dst.exists());
         }
@@ -149,7 +149,7 @@ fn online_backup_is_a_consistent_snapshot() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 t.insert(format!("live:{i:08}"), vec![7u8; 200]).unwrap();
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     t.remove("metadata:00001").unwrap();
                     t.insert("metadata:00001", vec![i as u8; 50]).unwrap();
                 }

@@ -111,11 +111,8 @@ fn run(ops: Vec<Op>, encrypted: bool) {
                 let mut it = t.range(lo..hi);
                 let mut front = Vec::new();
                 let mut back = Vec::new();
-                loop {
-                    match it.next() {
-                        Some(r) => front.push(r.unwrap().0.to_vec()),
-                        None => break,
-                    }
+                while let Some(r) = it.next() {
+                    front.push(r.unwrap().0.to_vec());
                     match it.next_back() {
                         Some(r) => back.push(r.unwrap().0.to_vec()),
                         None => break,

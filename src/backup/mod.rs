@@ -20,7 +20,7 @@
 //! flipped byte is found without a key by the chunk hashes and the stream hash, a truncation by
 //! the trailer. Nothing in a backup depends on pointer size, endianness or cache settings.
 
-mod format;
+pub mod format;
 mod restore;
 mod verify;
 mod write;

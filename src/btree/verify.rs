@@ -34,13 +34,13 @@ pub(crate) fn verify_since(pager: &Pager, root: PageRef, since: u64) -> Result<u
         let raw = RawNode::new(p.payload(), r.page)?;
         if raw.is_leaf() {
             for i in 0..raw.len() {
-                if let (_, RawValue::Overflow { first, len }) = raw.leaf_entry(i)? {
-                    if first.generation > since {
-                        overflow::walk(pager, first, len, |_, _| {
-                            checked += 1;
-                            Ok(())
-                        })?;
-                    }
+                if let (_, RawValue::Overflow { first, len }) = raw.leaf_entry(i)?
+                    && first.generation > since
+                {
+                    overflow::walk(pager, first, len, |_, _| {
+                        checked += 1;
+                        Ok(())
+                    })?;
                 }
             }
         } else {

@@ -97,6 +97,13 @@ impl Drop for LockedBytes {
     }
 }
 
+impl std::ops::Deref for LockedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_ref()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,12 +115,5 @@ mod tests {
         assert_eq!(l.as_ref(), &[7; 32]);
         let l2 = LockedBytes::from_slice(b"abc");
         assert_eq!(l2.as_ref(), b"abc");
-    }
-}
-
-impl std::ops::Deref for LockedBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.as_ref()
     }
 }

@@ -50,10 +50,10 @@ impl Drop for Handle {
             sig.cv.notify_all();
             let _ = join.join();
         }
-        if self.temporary.is_none() {
-            if let Err(e) = self.engine.flush() {
-                tracing::error!(target: "foldvault::audit", error = %e, "flush on close failed");
-            }
+        if self.temporary.is_none()
+            && let Err(e) = self.engine.flush()
+        {
+            tracing::error!(target: "foldvault::audit", error = %e, "flush on close failed");
         }
         if let Some((file, dir)) = self.temporary.take() {
             // The engine (and with it the file and its lock) goes first.
@@ -108,10 +108,8 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             }
             existed_empty = file.exists() && std::fs::metadata(&file)?.len() == 0;
             let exists = file.exists() && std::fs::metadata(&file)?.len() > 0;
-            if exists && (cfg.create_new || cfg.temporary) {
-                if cfg.create_new {
-                    return Err(Error::AlreadyExists(file.display().to_string()));
-                }
+            if exists && cfg.create_new {
+                return Err(Error::AlreadyExists(file.display().to_string()));
             }
             let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(&file, true)?);
             if cfg.temporary && exists {

@@ -252,14 +252,14 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         // The header is older than the commits made under it: an old header was put back.
         return Err(Error::corrupt(header_page, CorruptReason::HeaderField));
     }
-    if let Some(min) = cfg.min_commit_seq {
-        if rec.seq < min {
-            return Err(Error::RolledBack { expected: min, found: rec.seq });
-        }
+    if let Some(min) = cfg.min_commit_seq
+        && rec.seq < min
+    {
+        return Err(Error::RolledBack { expected: min, found: rec.seq });
     }
     if writable && repair {
         let other = if header_page == HEADER_PAGE_A { HEADER_PAGE_B } else { HEADER_PAGE_A };
-        pager.write_raw(other, &header.encode())?;
+        pager.write_raw(other, &header.to_page())?;
         pager.sync()?;
         report.header_repaired = Some(other);
     }

@@ -276,10 +276,10 @@ impl Pager {
     pub(crate) fn ensure_pages(&self, pages: u64) -> Result<()> {
         self.check_writable()?;
         let want = pages * PAGE_SIZE as u64;
-        if self.storage.len()? < want {
-            if let Err(e) = self.storage.set_len(want) {
-                return self.poison(e);
-            }
+        if self.storage.len()? < want
+            && let Err(e) = self.storage.set_len(want)
+        {
+            return self.poison(e);
         }
         Ok(())
     }

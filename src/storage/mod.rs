@@ -25,6 +25,7 @@ pub use file::FileStorage;
 pub use memory::MemoryStorage;
 
 /// Positioned, page-aligned I/O over one file. See the module documentation for the contract.
+#[allow(clippy::len_without_is_empty)]
 pub trait Storage: Send + Sync + 'static {
     /// Reads exactly `buf.len()` bytes at `offset`.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
