@@ -1,5 +1,44 @@
+//! foldvault: an embedded, transactional key-value store in one file whose every 4 KiB page —
+//! data, B-tree branches, the catalog of named trees, free-space lists, commit records — is
+//! sealed with AES-256-GCM, with the page number, the key epoch, the format version and the
+//! file's identity bound as associated data. Branch pages hold each child's seal tag, so the
+//! whole file is a Merkle tree: a flipped bit, a moved page or an old copy of a page is reported
+//! (`Error::Corrupt { page, reason }`), never returned as data.
+//!
+//! The API follows sled 0.34 (what FoldDB calls today), so code written for sled compiles by
+//! swapping `sled::` for `foldvault::`:
+//!
+//! ```
+//! # fn main() -> foldvault::Result<()> {
+//! # let dir = tempfile::tempdir()?;
+//! let db = foldvault::Config::new()
+//!     .path(dir.path().join("data"))
+//!     .passphrase("correct horse battery staple")
+//! #   .kdf(foldvault::KdfParams::insecure_fast())
+//!     .open()?;
+//! let schemas = db.open_tree("schemas")?;
+//! schemas.insert("Person", &b"{\"fields\":[]}"[..])?;
+//! schemas.flush()?; // durable: one sync
+//! assert_eq!(schemas.get("Person")?.as_deref(), Some(&b"{\"fields\":[]}"[..]));
+//! for item in db.scan_prefix("atom:").flatten() {
+//!     let (_key, _value) = item;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Beyond sled: explicit transactions over many trees (`Db::begin_write`, `Db::begin_read`),
+//! an integrity check (`Db::check`) and `salvage`, encrypted online backup (`Db::backup_to`,
+//! `backup::verify`, `backup::restore`), key slots and passphrase changes, data-key rotation
+//! (`Db::rekey`), migration (`migrate`), import from sled (feature `sled-import`), an async API
+//! (feature `tokio`), and the `foldvault` and `pagedump` command-line tools.
+//!
+//! The byte-level format and the security argument are in SPEC.md; the differences from sled
+//! 0.34 are listed in the README and at the top of `src/db/sledtx.rs`.
+//!
+//! Layers, bottom up (each a folder under `src/`): `storage` (the five-method VFS), `crypto` and
+//! `format` (keys, seals, byte layouts), `pager` (cache, allocation, commit), `btree`, `db` (the
+//! engine, transactions, the public API), then `backup` and `admin` (the tools).
 #![allow(clippy::type_complexity, clippy::too_many_arguments)]
-//! foldvault
 pub mod admin;
 pub mod backup;
 pub(crate) mod btree;

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const PASS: &str = "pass-Zq8-correct-horse-battery-7d1f";
+/// The passphrase `passwd` and `slots add-passphrase` set in these tests.
+const NEW_PASS: &str = "new-pass-Vk3-staple-orbit-51c9";
 const FAST_KDF: [&str; 4] = ["--kdf-memory-mib", "1", "--kdf-iterations", "1"];
 
 struct Out {
@@ -39,6 +41,13 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Writes a secret file readable by its owner only (the binaries refuse shared ones).
+fn secret(path: &str, data: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, data).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// A temporary directory with a passphrase file and a key file.
 struct Env {
     dir: tempfile::TempDir,
@@ -48,13 +57,13 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pass"), format!("{PASS}\n")).unwrap();
+        secret(dir.path().join("pass").to_str().unwrap(), format!("{PASS}\n"));
         let mut key_raw = [0u8; 32];
         for (i, b) in key_raw.iter_mut().enumerate() {
             *b = (i as u8).wrapping_mul(37).wrapping_add(0x5A);
         }
         let hex: String = key_raw.iter().map(|b| format!("{b:02x}")).collect();
-        std::fs::write(dir.path().join("key"), hex).unwrap();
+        secret(dir.path().join("key").to_str().unwrap(), hex);
         Env { dir, key_raw }
     }
     fn p(&self, name: &str) -> String {
@@ -74,6 +83,7 @@ impl Env {
         cmd.args(args)
             .env_remove("FOLDVAULT_PASSPHRASE")
             .env_remove("FOLDVAULT_KEY_FILE")
+            .env_remove("FOLDVAULT_ALLOW_SHARED_KEY_FILES")
             .env_remove("RUST_BACKTRACE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -93,6 +103,7 @@ impl Env {
         let hex = self.key_hex();
         for s in [&o.stdout, &o.stderr] {
             assert!(!contains(s, PASS.as_bytes()), "passphrase printed by {args:?}");
+            assert!(!contains(s, NEW_PASS.as_bytes()), "new passphrase printed by {args:?}");
             assert!(!contains(s, hex.as_bytes()), "key printed by {args:?}");
             assert!(!contains(s, hex.to_uppercase().as_bytes()), "key printed by {args:?}");
             assert!(!contains(s, &self.key_raw), "raw key printed by {args:?}");
@@ -305,27 +316,21 @@ fn every_exit_code() {
     // 0 and 1
     e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
     e.fv(&["get", &db, "t", "nope", "--passphrase-file", &pass]).code(1);
-    // 2: usage errors, stubs, encrypted init without a key
+    // 2: usage errors, refusals, encrypted init without a key
     e.fv(&[]).code(2);
     e.fv(&["get", &db]).code(2);
     e.fv(&["frobnicate"]).code(2);
     e.fv(&["put", &db, "t", "k", "v", "--passphrase", PASS]).code(2);
-    let o = e.fv(&["rekey", &db]).code(2);
-    assert!(o.err().contains("not yet available"), "{}", o.err());
     let other = e.p("other");
-    for stub in [&["passwd", &db][..], &["slots", &db], &["slots", &db, "remove", "1"], &["encrypt", &db, &other]] {
-        let o = e.fv(stub).code(2);
-        assert!(o.err().contains("not yet available"), "{}", o.err());
-    }
-    e.fv(&["import-sled", &db, &other]).code(2);
-    let o = e.fv(&["decrypt", &db, &other, "--i-understand-this-writes-plaintext"]).code(2);
-    assert!(o.err().contains("not yet available"), "{}", o.err());
+    e.fv(&["slots", &db, "remove", "0", "--passphrase-file", &pass]).code(2);
+    e.fv(&["passwd", &db, "--passphrase-file", &pass]).code(2);
+    e.fv(&["encrypt", &db]).code(2);
     e.fv(&["decrypt", &db, &other]).code(2);
     assert!(!Path::new(&other).exists());
     e.fv(&["init", &e.p("nokey.db")]).code(2);
     // 3: wrong passphrase, or none
     let wrong = e.p("wrong");
-    std::fs::write(&wrong, "not the passphrase").unwrap();
+    secret(&wrong, "not the passphrase");
     let o = e.fv(&["get", &db, "t", "k", "--passphrase-file", &wrong]).code(3);
     assert!(o.err().starts_with("foldvault: wrong key or passphrase"), "{}", o.err());
     assert_eq!(o.err().lines().count(), 1);
@@ -418,7 +423,7 @@ fn status_without_key_reads_only_the_header() {
     assert!(j.contains("{\"name\": \"secret-tree\", \"records\": 1}") && j.contains("\"commit_seq\": "), "{j}");
     // With a wrong key: the header, then exit 3.
     let wrong = e.p("wrong");
-    std::fs::write(&wrong, "nope").unwrap();
+    secret(&wrong, "nope");
     let o = e.fv(&["status", &db, "--passphrase-file", &wrong]).code(3);
     assert!(o.text().contains("encrypted"));
     // stats after opening.
@@ -464,11 +469,11 @@ fn key_file_and_environment() {
     let bin = env!("CARGO_BIN_EXE_foldvault");
     assert_eq!(e.run(bin, &["get", &db, "t", "k"], b"", &[("FOLDVAULT_KEY_FILE", &key)]).ok().stdout, b"v");
     let raw = e.p("raw-key");
-    std::fs::write(&raw, e.key_raw).unwrap();
+    secret(&raw, e.key_raw);
     assert_eq!(e.fv(&["get", &db, "t", "k", "--key-file", &raw]).ok().stdout, b"v");
     // A malformed key file is a usage error that does not echo the file.
     let bad = e.p("bad-key");
-    std::fs::write(&bad, "zz").unwrap();
+    secret(&bad, "zz");
     e.fv(&["get", &db, "t", "k", "--key-file", &bad]).code(2);
 
     let db2 = e.p("db2");
@@ -616,7 +621,7 @@ fn salvage_copies_what_authenticates() {
     assert_eq!(dump.lines().count() as u64, copied + 1);
     // Wrong or no key: exit 3, and no DST is left behind.
     let wrong = e.p("wrong");
-    std::fs::write(&wrong, "nope").unwrap();
+    secret(&wrong, "nope");
     let none = e.p("none");
     e.fv(&["salvage", &db, &none, "--passphrase-file", &wrong]).code(3);
     e.fv(&["salvage", &db, &none]).code(3);
@@ -805,7 +810,7 @@ fn backup_keys_and_existing_targets() {
     let bk = e.p("db.backup");
     e.fv(&["backup", &db, &bk, "--passphrase-file", &pass]).ok();
     let wrong = e.p("wrong");
-    std::fs::write(&wrong, "not the passphrase").unwrap();
+    secret(&wrong, "not the passphrase");
     let key = e.p("key");
     let target = e.p("target");
     // Wrong key: 3 for verify-backup and restore, and nothing restored.
@@ -914,4 +919,287 @@ fn check_and_salvage_report_what_recovery_dropped() {
     assert!(o.text().contains("lost: the newest commit did not verify"), "{}", o.text());
     assert!(o.err().contains("salvage lost the newest commit"), "{}", o.err());
     e.fv(&["check", &out, "--passphrase-file", &pass]).ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key management, conversion and process hygiene.
+
+impl Env {
+    /// A file holding `NEW_PASS`, readable by its owner only.
+    fn new_pass(&self) -> String {
+        let p = self.p("new-pass");
+        secret(&p, format!("{NEW_PASS}\n"));
+        p
+    }
+}
+
+/// The numbers of the `slot N:` lines of `slots DB`.
+fn slot_numbers(t: &str) -> Vec<u64> {
+    t.lines().filter_map(|l| l.strip_prefix("slot ")?.split(':').next()?.parse().ok()).collect()
+}
+
+/// The value of the `key epoch:` line of `status`.
+fn key_epoch(t: &str) -> u64 {
+    t.lines()
+        .find_map(|l| l.strip_prefix("key epoch:")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no key epoch line: {t}"))
+}
+
+#[test]
+fn passwd_changes_only_the_header() {
+    let e = Env::new();
+    let (db, _) = multi_leaf_db(&e, "db");
+    let pass = e.pass();
+    let new = e.new_pass();
+    let before = std::fs::read(&db).unwrap();
+    let mut args = vec!["passwd", db.as_str(), "--passphrase-file", &pass, "--new-passphrase-file", &new];
+    args.extend(FAST_KDF);
+    let t = e.fv(&args).ok().text();
+    assert_eq!(t, "passphrase changed (slot 0); no data page was rewritten\n");
+    let after = std::fs::read(&db).unwrap();
+    assert_eq!(before.len(), after.len());
+    assert!(before[..2 * 4096] != after[..2 * 4096], "the header did not change");
+    assert!(before[2 * 4096..] == after[2 * 4096..], "a page after page 1 changed");
+    // The old passphrase no longer opens it; the new one does.
+    e.fv(&["get", &db, "other", "a", "--passphrase-file", &pass]).code(3);
+    assert_eq!(e.fv(&["get", &db, "other", "a", "--passphrase-file", &new]).ok().stdout, b"b");
+    // Without --kdf-*, the slot keeps its cost.
+    e.fv(&["passwd", &db, "--passphrase-file", &new, "--new-passphrase-file", &pass]).ok();
+    assert!(e.fv(&["slots", &db]).ok().text().contains("slot 0: passphrase (argon2id: 1024 KiB, 1 passes"));
+    // A wrong current passphrase: exit 3, nothing changes.
+    let header = std::fs::read(&db).unwrap();
+    e.fv(&["passwd", &db, "--passphrase-file", &new, "--new-passphrase-file", &new]).code(3);
+    assert!(std::fs::read(&db).unwrap() == header);
+    // No new passphrase and no terminal to ask on: exit 2.
+    let o = e.fv(&["passwd", &db, "--passphrase-file", &pass]).code(2);
+    assert!(o.err().contains("--new-passphrase-file"), "{}", o.err());
+    // A key file opens no passphrase slot: nothing to change.
+    let plain = e.p("plain");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    e.fv(&["passwd", &plain, "--new-passphrase-file", &new]).code(2);
+}
+
+#[test]
+fn slots_list_add_remove() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    let key = e.p("key");
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
+    // Listing needs no key.
+    let t = e.fv(&["slots", &db]).ok().text();
+    assert_eq!(t, "slot 0: passphrase (argon2id: 1024 KiB, 1 passes, 1 lanes)\n");
+    // Adding needs the key; the key options may follow the action.
+    e.fv(&["slots", &db, "add-key-file", &key]).code(3);
+    let t = e.fv(&["slots", &db, "add-key-file", &key, "--passphrase-file", &pass]).ok().text();
+    assert_eq!(t, "added slot 1: master-key\n");
+    assert_eq!(e.fv(&["get", &db, "t", "k", "--key-file", &key]).ok().stdout, b"v");
+    let new = e.new_pass();
+    let mut args = vec!["slots", db.as_str(), "--key-file", &key, "add-passphrase", "--new-passphrase-file", &new];
+    args.extend(FAST_KDF);
+    assert!(e.fv(&args).ok().text().starts_with("added slot 2: passphrase (argon2id: 1024 KiB"));
+    let t = e.fv(&["slots", &db, "--passphrase-file", &new]).ok().text();
+    assert_eq!(slot_numbers(&t), [0, 1, 2], "{t}");
+    assert!(t.contains("slot 1: master-key\n"), "{t}");
+
+    // Remove: no such slot, then slots 0 and 2; the last one is refused.
+    let o = e.fv(&["slots", &db, "remove", "7", "--key-file", &key]).code(2);
+    assert!(o.err().contains("no key slot 7"), "{}", o.err());
+    let t = e.fv(&["slots", &db, "remove", "0", "--key-file", &key]).ok().text();
+    assert!(t.starts_with("removed slot 0: passphrase") && t.contains("2 slots left"), "{t}");
+    e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).code(3);
+    e.fv(&["slots", &db, "remove", "2", "--key-file", &key]).ok();
+    let o = e.fv(&["slots", &db, "remove", "1", "--key-file", &key]).code(2);
+    assert!(o.err().contains("slot 1 is the last key slot"), "{}", o.err());
+    assert_eq!(e.fv(&["slots", &db]).ok().text(), "slot 1: master-key\n");
+    assert_eq!(e.fv(&["get", &db, "t", "k", "--key-file", &key]).ok().stdout, b"v");
+
+    // A plaintext database has no slots.
+    let plain = e.p("plain");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    let o = e.fv(&["slots", &plain]).code(2);
+    assert!(o.err().contains("plaintext"), "{}", o.err());
+}
+
+#[test]
+fn recovery_key_is_printed_once_and_opens_the_database() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
+    let o = e.fv(&["slots", &db, "add-recovery", "--passphrase-file", &pass]).ok();
+    let recovery = o.text();
+    assert_eq!(recovery.len(), 65, "{recovery}");
+    assert!(recovery.trim_end().bytes().all(|b| b.is_ascii_hexdigit()) && recovery.ends_with('\n'));
+    let hex = recovery.trim_end();
+    assert!(o.err().contains("shown this once") && o.err().contains("offline"), "{}", o.err());
+    assert!(!o.err().contains(hex), "the recovery key is on standard error");
+    assert!(e.fv(&["slots", &db]).ok().text().contains("slot 1: recovery-key\n"));
+    // The recovery key opens it, as a recovery key (not as a master key).
+    let rk = e.p("recovery.key");
+    secret(&rk, &recovery);
+    assert_eq!(e.fv(&["get", &db, "t", "k", "--recovery-key-file", &rk]).ok().stdout, b"v");
+    e.fv(&["get", &db, "t", "k", "--key-file", &rk]).code(3);
+    // It is never shown again.
+    for args in [&["status", &db, "--recovery-key-file", &rk][..], &["slots", &db, "--recovery-key-file", &rk]] {
+        let o = e.fv(args).ok();
+        assert!(!o.text().contains(hex) && !o.err().contains(hex), "{args:?}");
+    }
+}
+
+#[test]
+fn rekey_reseals_every_page_and_needs_every_slot() {
+    let e = Env::new();
+    let (db, _) = multi_leaf_db(&e, "db");
+    let pass = e.pass();
+    let key = e.p("key");
+    e.fv(&["slots", &db, "add-key-file", &key, "--passphrase-file", &pass]).ok();
+    let dump = e.fv(&["dump", &db, "--passphrase-file", &pass]).ok().stdout;
+    let epoch0 = key_epoch(&e.fv(&["status", &db, "--passphrase-file", &pass]).ok().text());
+    // Credentials for slot 0 only: refused before anything changes.
+    let file0 = std::fs::read(&db).unwrap();
+    let o = e.fv(&["rekey", &db, "--passphrase-file", &pass]).code(2);
+    assert!(o.err().contains("every key slot") && o.err().contains("--also-key-file"), "{}", o.err());
+    assert!(std::fs::read(&db).unwrap() == file0);
+
+    let o = e.fv(&["rekey", &db, "--passphrase-file", &pass, "--also-key-file", &key]).ok();
+    let t = o.text();
+    assert!(t.starts_with("rekeyed ") && t.contains(" pages re-sealed in ") && t.contains("2 key slots"), "{t}");
+    assert!(o.stderr.is_empty(), "{}", o.err());
+    let pages: u64 = t.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(pages > 10, "{t}");
+    // The data reads as before, through either slot; the key epoch went up.
+    assert_eq!(e.fv(&["dump", &db, "--passphrase-file", &pass]).ok().stdout, dump);
+    assert_eq!(e.fv(&["dump", &db, "--key-file", &key]).ok().stdout, dump);
+    let s = e.fv(&["status", &db, "--passphrase-file", &pass]).ok().text();
+    assert!(key_epoch(&s) > epoch0, "{s}");
+    assert!(!s.contains("rekey:"), "{s}");
+    e.fv(&["check", &db, "--key-file", &key]).ok();
+}
+
+#[test]
+fn encrypt_and_decrypt_copies() {
+    const MARKER: &str = "MARKER-Qx7-plaintext-record";
+    let e = Env::new();
+    let pass = e.pass();
+    let plain = e.p("plain");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    let lines: String = (0..300).map(|i| format!("{{\"key\": \"k{i:04}\", \"value\": \"{MARKER} {i}\"}}\n")).collect();
+    e.fv_in(&["load", &plain, "t"], lines.as_bytes()).ok();
+    e.fv(&["put", &plain, "other", "a", "b"]).ok();
+    assert!(contains(&std::fs::read(&plain).unwrap(), MARKER.as_bytes()));
+    let dump = e.fv(&["dump", &plain]).ok().stdout;
+
+    // encrypt: no marker in the copy's bytes; per-tree counts and 8-byte digests at the end.
+    let enc = e.p("enc");
+    let mut args = vec!["encrypt", plain.as_str(), &enc, "--passphrase-file", &pass];
+    args.extend(FAST_KDF);
+    let t = e.fv(&args).ok().text();
+    let t_line = t.lines().find(|l| l.trim_start().starts_with("t ")).unwrap_or_else(|| panic!("{t}"));
+    let digest = t_line.split_whitespace().last().unwrap();
+    assert!(t_line.contains(" 300 records ") && digest.len() == 16, "{t}");
+    assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
+    assert!(t.lines().last().unwrap().starts_with("encrypted ") && t.contains("2 trees, 301 records"), "{t}");
+    assert!(!contains(&std::fs::read(&enc).unwrap(), MARKER.as_bytes()));
+    assert!(e.fv(&["status", &enc]).ok().text().contains("encryption:      encrypted"));
+    assert_eq!(e.fv(&["dump", &enc, "--passphrase-file", &pass]).ok().stdout, dump);
+    // An existing DST is not replaced.
+    e.fv(&args).code(2);
+
+    // decrypt: refused without the acknowledgement, and nothing written.
+    let dec = e.p("dec");
+    let o = e.fv(&["decrypt", &enc, &dec, "--passphrase-file", &pass]).code(2);
+    assert!(o.err().contains("--i-understand-this-writes-plaintext"), "{}", o.err());
+    assert!(!Path::new(&dec).exists());
+    e.fv(&["decrypt", &enc, &dec, "--i-understand-this-writes-plaintext"]).code(3);
+    assert!(!Path::new(&dec).exists());
+    let t =
+        e.fv(&["decrypt", &enc, &dec, "--passphrase-file", &pass, "--i-understand-this-writes-plaintext"]).ok().text();
+    assert!(t.contains(digest) && t.contains("PLAINTEXT"), "{t}");
+    assert!(contains(&std::fs::read(&dec).unwrap(), MARKER.as_bytes()));
+    assert_eq!(e.fv(&["dump", &dec]).ok().stdout, dump);
+
+    // encrypt --in-place converts the file itself.
+    let inplace = e.p("inplace");
+    std::fs::copy(&plain, &inplace).unwrap();
+    let key = e.p("key");
+    let t = e.fv(&["encrypt", &inplace, "--in-place", "--key-file", &key]).ok().text();
+    assert!(t.contains(digest) && t.contains("in place"), "{t}");
+    assert!(!contains(&std::fs::read(&inplace).unwrap(), MARKER.as_bytes()));
+    assert_eq!(e.fv(&["dump", &inplace, "--key-file", &key]).ok().stdout, dump);
+    // No key for the new database: refused.
+    e.fv(&["encrypt", &plain, &e.p("nokey")]).code(2);
+    assert!(!Path::new(&e.p("nokey")).exists());
+}
+
+#[test]
+fn import_sled_needs_its_feature() {
+    let e = Env::new();
+    let o = e.fv(&["import-sled", &e.p("sled-dir"), &e.p("dst"), "--passphrase-file", &e.pass()]);
+    if cfg!(feature = "sled-import") {
+        assert_ne!(o.code, 0);
+    } else {
+        o.code(2);
+        let o = e.fv(&["import-sled", &e.p("sled-dir"), &e.p("dst")]).code(2);
+        assert!(o.err().contains("sled-import"), "{}", o.err());
+    }
+    assert!(!Path::new(&e.p("dst")).exists());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_process_is_not_dumpable_while_it_holds_a_key() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let o = e.fv(&["__dumpable", &db, "--passphrase-file", &e.pass()]).ok();
+    assert_eq!(o.text(), "dumpable=0\n");
+    assert!(o.stderr.is_empty(), "{}", o.err());
+    // Hidden from the help.
+    assert!(!e.fv(&["--help"]).ok().text().contains("__dumpable"));
+}
+
+#[test]
+fn shared_key_files_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let shared = e.p("shared-pass");
+    std::fs::write(&shared, format!("{PASS}\n")).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = e.fv(&["get", &db, "t", "k", "--passphrase-file", &shared]).code(2);
+    let want = format!("passphrase file {shared} is readable by other users; chmod 600 it");
+    assert!(o.err().contains(&want), "{}", o.err());
+    // Group-readable is refused too, and so is a key file, named by option or environment.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+    e.fv(&["get", &db, "t", "k", "--passphrase-file", &shared]).code(2);
+    let key = e.p("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let o = e.fv(&["init", &e.p("db2"), "--key-file", &key]).code(2);
+    assert!(o.err().contains("key file") && o.err().contains("chmod 600"), "{}", o.err());
+    assert!(!Path::new(&e.p("db2")).exists());
+    let bin = env!("CARGO_BIN_EXE_foldvault");
+    e.run(bin, &["status", &db], b"", &[("FOLDVAULT_KEY_FILE", &key)]).code(2);
+    // FOLDVAULT_ALLOW_SHARED_KEY_FILES=1 lets them through.
+    let allow = [("FOLDVAULT_ALLOW_SHARED_KEY_FILES", "1")];
+    e.run(bin, &["get", &db, "t", "k", "--passphrase-file", &shared], b"", &allow).code(1);
+}
+
+#[test]
+fn status_shows_key_memory_aes_and_nonce_budget() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
+    let t = e.fv(&["status", &db, "--passphrase-file", &pass]).ok().text();
+    let line = |name: &str| t.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}: {t}"));
+    let mem = line("key memory:");
+    assert!(mem.contains(" locked (") || mem.contains("NOT locked (RLIMIT_MEMLOCK)"), "{t}");
+    let aes = line("AES:");
+    assert!(aes.contains("hardware (") || aes.contains("software (constant-time)"), "{t}");
+    assert!(line("nonce budget:").contains(" seals used in this epoch"), "{t}");
+    // Without a key: the AES line (a property of this machine), no key memory to report.
+    let t = e.fv(&["status", &db]).ok().text();
+    assert!(t.contains("\nAES:") && !t.contains("key memory:"), "{t}");
+    let j = e.fv(&["status", &db, "--json", "--passphrase-file", &pass]).ok().text();
+    assert!(j.contains("\"seal_budget\": ") && j.contains("\"key_memory_locked\": "), "{j}");
 }

@@ -2,16 +2,23 @@
 //!
 //! Every Markdown table in SPEC.md whose header has the columns `offset`, `size` and `constant`
 //! is a layout table. In each of its rows, every identifier in backticks in the `constant`
-//! column names a constant of `foldvault::format` (SPEC.md §2 resolves unqualified names in
-//! `format::header`, §3 in `format::page`, §5 in `format::commit`, falling back to `format`;
-//! `page::X`-style names are explicit). The test checks:
+//! column names a constant of `foldvault::format` or `foldvault::backup::format` (SPEC.md §2
+//! resolves unqualified names in `format::header`, §3 in `format::page`, §5 in `format::commit`,
+//! §13 in `backup::format`, falling back to `format`; `page::X`-style names are explicit, and
+//! §4 uses only those). The test checks:
 //! - a name ending in `_OFFSET` or `_END` equals the row's offset;
 //! - a name ending in `_SIZE` equals the row's size, or, in an end row (size `—`), its offset;
 //! - rows are contiguous: each row's offset + size is the next row's offset;
-//! - every layout constant of the header, key slot, next-key block, page trailer, page header
-//!   and commit record appears in some row (so a new or renamed field cannot go unnoticed);
+//! - every layout constant of the header, key slot, next-key block, page trailer, page header,
+//!   page reference, commit record and backup stream appears in some row (so a new or renamed
+//!   field cannot go unnoticed);
 //! - a backticked name that resolves to nothing fails the test (a typo or a renamed constant).
+//!
+//! Further tests check the facts SPEC.md states in prose (fixed pages, magics, backup chunk
+//! sizes) and that the key-derivation context strings of SPEC.md §6.1 are exactly those of
+//! `src/crypto/keys.rs` (and the root digest's, in `src/db/engine.rs`).
 
+use foldvault::backup::format as backup;
 use foldvault::format::{self, commit, header, page};
 
 const SPEC: &str = include_str!("../SPEC.md");
@@ -68,6 +75,9 @@ fn lookup(module: &str, name: &str) -> Option<usize> {
         ("page", "COUNT_OFFSET") => page::COUNT_OFFSET,
         ("page", "GENERATION_OFFSET") => page::GENERATION_OFFSET,
         ("page", "PAGE_HEADER_SIZE") => page::PAGE_HEADER_SIZE,
+        ("page", "PAGE_REF_PAGE_OFFSET") => page::PAGE_REF_PAGE_OFFSET,
+        ("page", "PAGE_REF_TAG_OFFSET") => page::PAGE_REF_TAG_OFFSET,
+        ("page", "PAGE_REF_GENERATION_OFFSET") => page::PAGE_REF_GENERATION_OFFSET,
         ("page", "PAGE_REF_SIZE") => page::PAGE_REF_SIZE,
         ("commit", "SEQ_OFFSET") => commit::SEQ_OFFSET,
         ("commit", "PREV_DURABLE_OFFSET") => commit::PREV_DURABLE_OFFSET,
@@ -80,6 +90,26 @@ fn lookup(module: &str, name: &str) -> Option<usize> {
         ("commit", "HEADER_GENERATION_OFFSET") => commit::HEADER_GENERATION_OFFSET,
         ("commit", "REKEY_CURSOR_OFFSET") => commit::REKEY_CURSOR_OFFSET,
         ("commit", "COMMIT_END") => commit::COMMIT_END,
+        ("backup", "B_MAGIC_OFFSET") => backup::B_MAGIC_OFFSET,
+        ("backup", "B_VERSION_OFFSET") => backup::B_VERSION_OFFSET,
+        ("backup", "B_FLAGS_OFFSET") => backup::B_FLAGS_OFFSET,
+        ("backup", "B_PAGE_SIZE_OFFSET") => backup::B_PAGE_SIZE_OFFSET,
+        ("backup", "B_FILE_ID_OFFSET") => backup::B_FILE_ID_OFFSET,
+        ("backup", "B_BACKUP_ID_OFFSET") => backup::B_BACKUP_ID_OFFSET,
+        ("backup", "B_SEQ_OFFSET") => backup::B_SEQ_OFFSET,
+        ("backup", "B_ROOT_DIGEST_OFFSET") => backup::B_ROOT_DIGEST_OFFSET,
+        ("backup", "B_CREATED_OFFSET") => backup::B_CREATED_OFFSET,
+        ("backup", "B_PAGE_COUNT_OFFSET") => backup::B_PAGE_COUNT_OFFSET,
+        ("backup", "B_CHUNK_PAGES_OFFSET") => backup::B_CHUNK_PAGES_OFFSET,
+        ("backup", "B_KEY_EPOCH_OFFSET") => backup::B_KEY_EPOCH_OFFSET,
+        ("backup", "B_CATALOG_OFFSET") => backup::B_CATALOG_OFFSET,
+        ("backup", "B_SEALS_OFFSET") => backup::B_SEALS_OFFSET,
+        ("backup", "B_LIVE_PAGES_OFFSET") => backup::B_LIVE_PAGES_OFFSET,
+        ("backup", "B_FIELDS_END") => backup::B_FIELDS_END,
+        ("backup", "B_CHECKSUM_OFFSET") => backup::B_CHECKSUM_OFFSET,
+        ("backup", "CHUNK_HEADER_SIZE") => backup::CHUNK_HEADER_SIZE,
+        ("backup", "CHUNK_ENTRY_SIZE") => backup::CHUNK_ENTRY_SIZE,
+        ("backup", "TRAILER_SIZE") => backup::TRAILER_SIZE,
         ("format", "PAGE_SIZE") => format::PAGE_SIZE,
         _ => return None,
     };
@@ -137,6 +167,9 @@ const REQUIRED: &[(&str, &str)] = &[
     ("page", "COUNT_OFFSET"),
     ("page", "GENERATION_OFFSET"),
     ("page", "PAGE_HEADER_SIZE"),
+    ("page", "PAGE_REF_PAGE_OFFSET"),
+    ("page", "PAGE_REF_TAG_OFFSET"),
+    ("page", "PAGE_REF_GENERATION_OFFSET"),
     ("page", "PAGE_REF_SIZE"),
     ("commit", "SEQ_OFFSET"),
     ("commit", "PREV_DURABLE_OFFSET"),
@@ -149,6 +182,26 @@ const REQUIRED: &[(&str, &str)] = &[
     ("commit", "HEADER_GENERATION_OFFSET"),
     ("commit", "REKEY_CURSOR_OFFSET"),
     ("commit", "COMMIT_END"),
+    ("backup", "B_MAGIC_OFFSET"),
+    ("backup", "B_VERSION_OFFSET"),
+    ("backup", "B_FLAGS_OFFSET"),
+    ("backup", "B_PAGE_SIZE_OFFSET"),
+    ("backup", "B_FILE_ID_OFFSET"),
+    ("backup", "B_BACKUP_ID_OFFSET"),
+    ("backup", "B_SEQ_OFFSET"),
+    ("backup", "B_ROOT_DIGEST_OFFSET"),
+    ("backup", "B_CREATED_OFFSET"),
+    ("backup", "B_PAGE_COUNT_OFFSET"),
+    ("backup", "B_CHUNK_PAGES_OFFSET"),
+    ("backup", "B_KEY_EPOCH_OFFSET"),
+    ("backup", "B_CATALOG_OFFSET"),
+    ("backup", "B_SEALS_OFFSET"),
+    ("backup", "B_LIVE_PAGES_OFFSET"),
+    ("backup", "B_FIELDS_END"),
+    ("backup", "B_CHECKSUM_OFFSET"),
+    ("backup", "CHUNK_HEADER_SIZE"),
+    ("backup", "CHUNK_ENTRY_SIZE"),
+    ("backup", "TRAILER_SIZE"),
 ];
 
 /// The module unqualified names resolve in, by top-level SPEC.md section.
@@ -157,6 +210,7 @@ fn section_module(section: u32) -> Option<&'static str> {
         2 => Some("header"),
         3 => Some("page"),
         5 => Some("commit"),
+        13 => Some("backup"),
         _ => None,
     }
 }
@@ -243,7 +297,7 @@ fn layout_tables() -> Vec<Table> {
                     Some((m, name)) => (m.to_string(), name.to_string()),
                     None => {
                         let m = module.unwrap_or_else(|| {
-                            panic!("SPEC.md line {line_no}: unqualified constant `{n}` outside §2, §3 or §5")
+                            panic!("SPEC.md line {line_no}: unqualified constant `{n}` outside §2, §3, §5 or §13")
                         });
                         // Fall back to the crate-level `format` constants (`PAGE_SIZE`).
                         if lookup(m, &n).is_none() && lookup("format", &n).is_some() {
@@ -265,8 +319,9 @@ fn layout_tables() -> Vec<Table> {
 fn spec_tables_match_the_code() {
     let tables = layout_tables();
     assert!(
-        tables.len() >= 7,
-        "expected the header, slot, next-key, trailer, AAD, page-header and commit tables; found {}",
+        tables.len() >= 12,
+        "expected the header, slot, next-key, trailer, AAD, page-header, page-reference, commit, \
+         backup-header, chunk-header, chunk-entry and backup-trailer tables; found {}",
         tables.len()
     );
     let mut seen: Vec<(String, String)> = Vec::new();
@@ -345,4 +400,70 @@ fn fixed_pages_and_sizes_match() {
     assert!(SPEC.contains("`FOLDVLT\\x01` = `46 4F 4C 44 56 4C 54 01`"));
     assert_eq!(foldvault::MAX_KEY_LEN, 1024);
     assert_eq!(foldvault::MAX_VALUE_LEN, u32::MAX as u64);
+}
+
+#[test]
+fn page_references_and_backup_facts_match() {
+    // SPEC.md §4: a page reference is page u64 ‖ seal tag ‖ generation u64.
+    assert_eq!(page::PAGE_REF_SIZE, 8 + page::TAG_SIZE + 8);
+    // SPEC.md §13: magics, version, chunk sizes stated in prose.
+    assert_eq!(&backup::BACKUP_MAGIC, b"FVBACKUP");
+    assert_eq!(&backup::TRAILER_MAGIC, b"FVBKEND\x01");
+    assert_eq!(backup::BACKUP_VERSION, 1);
+    assert_eq!(backup::CHUNK_PAGES, 64);
+    assert_eq!(backup::CHUNK_TAG_SIZE, 16);
+    assert_eq!(backup::CHUNK_HASH_SIZE, 32);
+    assert_eq!(backup::CHUNK_ENTRY_SIZE, 8 + format::PAGE_SIZE);
+    assert_eq!(backup::FLAG_ENCRYPTED, 1);
+    assert_eq!(backup::B_CHECKSUM_OFFSET + 32, format::PAGE_SIZE);
+    for fact in [
+        "`FVBACKUP` (`BACKUP_MAGIC`)",
+        "`FVBKEND\\x01` (`TRAILER_MAGIC`)",
+        "`u16` 1 (`BACKUP_VERSION`)",
+        "`CHUNK_PAGES` = 64",
+        "16-byte tag (`CHUNK_TAG_SIZE`)",
+        "32-byte BLAKE3 of chunk header",
+        "(`CHUNK_HASH_SIZE`)",
+    ] {
+        assert!(SPEC.contains(fact), "SPEC.md §13 no longer says {fact:?}");
+    }
+}
+
+/// The `context` constants of `src/crypto/keys.rs`: every `pub const NAME: &str = "...";` line.
+fn context_strings_in(source: &str) -> Vec<String> {
+    source
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l.strip_prefix("pub const ")?;
+            let (_, value) = rest.split_once(": &str = \"")?;
+            Some(value.strip_suffix("\";")?.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn key_derivation_contexts_match_the_code() {
+    // SPEC.md §6.1 quotes every context string exactly; a changed string is a format change.
+    let keys_rs = include_str!("../src/crypto/keys.rs");
+    let engine_rs = include_str!("../src/db/engine.rs");
+    let in_code = context_strings_in(keys_rs);
+    assert!(in_code.len() >= 9, "expected the nine `context` strings of src/crypto/keys.rs, found {in_code:?}");
+    let mut missing = Vec::new();
+    for c in &in_code {
+        if !SPEC.contains(&format!("`{c}`")) {
+            missing.push(format!("src/crypto/keys.rs context {c:?} is not quoted in SPEC.md §6.1"));
+        }
+    }
+    // And the other way: every versioned context string SPEC.md quotes exists in the code.
+    for quoted in SPEC.split('`').skip(1).step_by(2) {
+        if quoted.starts_with("foldvault 2026-11-28 v1 ")
+            && !in_code.iter().any(|c| c == quoted)
+            && !engine_rs.contains(&format!("\"{quoted}\""))
+        {
+            missing.push(format!("SPEC.md quotes context {quoted:?}, which the code does not use"));
+        }
+    }
+    assert!(engine_rs.contains("\"foldvault 2026-11-28 v1 root digest\""), "the root digest's context moved");
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
 }

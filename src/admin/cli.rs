@@ -1,7 +1,7 @@
 //! The `foldvault` command line: argument definitions (clap derive) and dispatch.
 //!
-//! Layer: admin. Each subcommand's work lives in `commands`, `status` or `demo`; this file only
-//! says what the arguments are. Keys are never arguments: see `keys::KeyArgs`.
+//! Layer: admin. Each subcommand's work lives in `commands`, `status`, `maintain`, `keyops`,
+//! `convert` or `demo`; this file only says what the arguments are. Keys are never arguments: see `keys::KeyArgs`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::keys::KeyArgs;
 use super::{CliError, EXIT_CODES};
-use crate::CipherId;
+use crate::{CipherId, KdfParams};
 
 const AFTER_HELP: &str =
     "Exit codes: 0 ok, 1 not found, 2 usage, 3 wrong key, 4 corruption, 5 I/O or locked (--help for details)";
@@ -18,9 +18,11 @@ const AFTER_HELP: &str =
 /// Operate foldvault databases: create, read, write, load, dump and inspect them.
 ///
 /// DB is a database file (a directory is taken as a sled-style database directory holding
-/// `db.foldvault`). Keys come from --passphrase-file, FOLDVAULT_PASSPHRASE, --key-file or
-/// FOLDVAULT_KEY_FILE, or are asked for without echo when standard input is a terminal;
-/// never from a plain argument. The default tree is named `__sled__default`, as in sled.
+/// `db.foldvault`). Keys come from --passphrase-file, FOLDVAULT_PASSPHRASE, --key-file,
+/// FOLDVAULT_KEY_FILE or --recovery-key-file, or are asked for without echo when standard input
+/// is a terminal; never from a plain argument. Key and passphrase files must not be readable by
+/// other users (chmod 600; FOLDVAULT_ALLOW_SHARED_KEY_FILES=1 lifts this). The default tree is
+/// named `__sled__default`, as in sled.
 #[derive(Parser, Debug)]
 #[command(name = "foldvault", version, after_help = AFTER_HELP, after_long_help = EXIT_CODES)]
 pub struct Cli {
@@ -60,18 +62,21 @@ pub enum Cmd {
     VerifyBackup(VerifyBackupArgs),
     /// Restore a database from a backup stream (FILE `-`: standard input)
     Restore(RestoreArgs),
-    /// Change a passphrase (not yet available)
+    /// Change a passphrase (rewrites one key slot in the header, never a data page)
     Passwd(PasswdArgs),
-    /// List, add or remove key slots (not yet available)
+    /// List key slots, or add or remove one
     Slots(SlotsArgs),
-    /// Re-seal every page under a new data key (not yet available)
+    /// Re-seal every page under a new data key and re-wrap every key slot around it
     Rekey(RekeyArgs),
-    /// Encrypt a plaintext database into a new encrypted one (not yet available)
+    /// Copy a database into a new encrypted one (or convert it in place with --in-place)
     Encrypt(EncryptArgs),
-    /// Decrypt a database into a new plaintext one (not yet available)
+    /// Copy an encrypted database into a new plaintext one
     Decrypt(DecryptArgs),
-    /// Import a sled 0.34 database into a new foldvault database (not yet available)
+    /// Import a sled 0.34 database into a new foldvault database (needs feature `sled-import`)
     ImportSled(ImportSledArgs),
+    /// Tests only: open DB with its key and print whether the process is dumpable
+    #[command(name = "__dumpable", hide = true)]
+    Dumpable(DumpableArgs),
 }
 
 /// Page cipher names on the command line.
@@ -267,7 +272,7 @@ pub struct VerifyBackupArgs {
     #[arg(allow_hyphen_values = true)]
     pub file: PathBuf,
     /// Check only structure and hashes, even if a key is set in the environment
-    #[arg(long, conflicts_with_all = ["passphrase_file", "key_file"])]
+    #[arg(long, conflicts_with_all = ["passphrase_file", "key_file", "recovery_key_file"])]
     pub no_key: bool,
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -291,7 +296,57 @@ pub struct RestoreArgs {
     pub keys: KeyArgs,
 }
 
+/// Argon2id parameters for a new passphrase slot; unset ones keep a default.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KdfArgs {
+    /// Argon2id memory for the new passphrase slot, in MiB
+    #[arg(long, value_name = "N")]
+    pub kdf_memory_mib: Option<u32>,
+    /// Argon2id passes for the new passphrase slot
+    #[arg(long, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
+}
+
+impl KdfArgs {
+    /// `base` with the parameters given on the command line.
+    pub fn resolve(&self, base: KdfParams) -> Result<KdfParams, CliError> {
+        let memory_kib = match self.kdf_memory_mib {
+            Some(m) => m.checked_mul(1024).ok_or_else(|| CliError::Usage("--kdf-memory-mib is too large".into()))?,
+            None => base.memory_kib,
+        };
+        Ok(KdfParams { memory_kib, iterations: self.kdf_iterations.unwrap_or(base.iterations), ..base })
+    }
+}
+
+/// How a new encrypted database is made (encrypt, import-sled).
+#[derive(Args, Debug, Clone)]
+pub struct NewDbArgs {
+    /// The page cipher
+    #[arg(long, value_enum, default_value = "aes-256-gcm")]
+    pub cipher: CipherArg,
+    /// Argon2id memory for the passphrase slot, in MiB
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub kdf_memory_mib: u32,
+    /// Argon2id passes for the passphrase slot
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub kdf_iterations: u32,
+}
+
+impl NewDbArgs {
+    pub fn kdf(&self) -> Result<KdfParams, CliError> {
+        let memory_kib = self
+            .kdf_memory_mib
+            .checked_mul(1024)
+            .ok_or_else(|| CliError::Usage("--kdf-memory-mib is too large".into()))?;
+        Ok(KdfParams { memory_kib, iterations: self.kdf_iterations, parallelism: 1 })
+    }
+}
+
 #[derive(Args, Debug)]
+#[command(after_help = "The key options give the current passphrase (asked for on a terminal when none is \
+given). Only the key slot it opens is rewritten: the header changes, no data page does. Without \
+--kdf-memory-mib / --kdf-iterations the slot keeps its Argon2id parameters.\nExit codes: 0 ok, 2 bad \
+arguments or no new passphrase, 3 wrong current passphrase, 5 I/O error or locked")]
 pub struct PasswdArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
@@ -299,10 +354,16 @@ pub struct PasswdArgs {
     #[arg(long, value_name = "FILE")]
     pub new_passphrase_file: Option<PathBuf>,
     #[command(flatten)]
+    pub kdf: KdfArgs,
+    #[command(flatten)]
     pub keys: KeyArgs,
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Listing needs no key (with one, the list is read from the authenticated header). \
+Adding or removing a slot needs a key that opens DB; the key options may follow the action \
+(`slots DB add-key-file NEW --passphrase-file P`). Only the header is rewritten.\nExit codes: 0 ok, 2 bad \
+arguments, no such slot, or the last slot, 3 wrong key, 5 I/O error or locked")]
 pub struct SlotsArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
@@ -315,59 +376,120 @@ pub struct SlotsArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum SlotAction {
-    /// Add a passphrase slot (the new passphrase is asked for twice)
-    AddPassphrase,
+    /// Add a passphrase slot (the new passphrase is asked for twice, or read from a file)
+    AddPassphrase {
+        /// Read the new passphrase from FILE
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
     /// Add a master-key slot for the key in FILE
     AddKeyFile {
-        /// The key file (32 raw bytes or 64 hex characters)
+        /// The key file (32 raw bytes or 64 hex characters; not readable by other users)
         file: PathBuf,
     },
-    /// Add a recovery-key slot (the recovery key is printed once)
+    /// Add a recovery-key slot; the new recovery key is printed once on standard output
     AddRecovery,
-    /// Remove slot N
+    /// Remove slot N (the last slot is never removed)
     Remove {
         /// The slot number (as `slots DB` lists it)
-        n: u32,
+        n: usize,
     },
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "A new random data key replaces the old one: every page is re-sealed under it in \
+batches (readers and writers may go on), then every key slot is re-wrapped around it and the old key \
+is destroyed. Credentials for every slot are needed: the key options open DB, the --also-* options give \
+the others. An interrupted rekey resumes when run again.\nExit codes: 0 ok, 2 a slot has no \
+credentials, 3 wrong key, 4 a page failed its check, 5 I/O error or locked")]
 pub struct RekeyArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
+    /// The passphrase of another slot, in FILE (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub also_passphrase_file: Vec<PathBuf>,
+    /// The master key of another slot, in FILE (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub also_key_file: Vec<PathBuf>,
+    /// The recovery key of a recovery slot, in FILE (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub also_recovery_key_file: Vec<PathBuf>,
     #[command(flatten)]
     pub keys: KeyArgs,
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "The key options give the key of the new encrypted database. An encrypted SRC is \
+opened with the --src-* options, or else with the same key options. Every tree of the copy is checked \
+against its source (record count and BLAKE3 digest, shown at the end). The copy is written beside DST \
+(or SRC with --in-place), synced and renamed into place.\nExit codes: 0 ok, 2 DST exists or bad \
+arguments, 3 wrong key for SRC, 4 SRC is damaged, 5 I/O error or locked")]
 pub struct EncryptArgs {
-    /// The plaintext database
+    /// The database to encrypt (plaintext, or encrypted: it then gets a new data key)
     pub src: PathBuf,
-    /// The encrypted database to create
-    pub dst: PathBuf,
+    /// The encrypted database to create (not with --in-place)
+    #[arg(required_unless_present = "in_place", conflicts_with = "in_place")]
+    pub dst: Option<PathBuf>,
+    /// Replace SRC itself by its encrypted copy
+    #[arg(long)]
+    pub in_place: bool,
+    #[command(flatten)]
+    pub new: NewDbArgs,
+    /// The passphrase that opens an encrypted SRC, in FILE
+    #[arg(long, value_name = "FILE")]
+    pub src_passphrase_file: Option<PathBuf>,
+    /// The master key that opens an encrypted SRC, in FILE
+    #[arg(long, value_name = "FILE")]
+    pub src_key_file: Option<PathBuf>,
+    /// The recovery key that opens an encrypted SRC, in FILE
+    #[arg(long, value_name = "FILE")]
+    pub src_recovery_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub keys: KeyArgs,
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Every record is written in clear to DST: the command refuses to run without \
+--i-understand-this-writes-plaintext. Every tree of the copy is checked against its source (record \
+count and BLAKE3 digest, shown at the end).\nExit codes: 0 ok, 2 no acknowledgement, DST exists or SRC \
+is not encrypted, 3 wrong key, 4 SRC is damaged, 5 I/O error or locked")]
 pub struct DecryptArgs {
     /// The encrypted database
     pub src: PathBuf,
     /// The plaintext database to create
     pub dst: PathBuf,
     /// Required: decrypting writes the records in clear to disk
-    #[arg(long, required = true)]
+    #[arg(long)]
     pub i_understand_this_writes_plaintext: bool,
     #[command(flatten)]
     pub keys: KeyArgs,
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Needs a build with the cargo feature `sled-import`. The new database is encrypted \
+with the key options (or plaintext with --plaintext); each tree's record count and BLAKE3 digest are \
+checked against sled and shown at the end.\nExit codes: 0 ok, 2 DST exists, bad arguments or no sled \
+support in this build, 5 I/O error")]
 pub struct ImportSledArgs {
     /// The sled 0.34 database directory
     pub sled: PathBuf,
     /// The foldvault database to create
     pub dst: PathBuf,
+    /// Create a plaintext database (no key)
+    #[arg(long)]
+    pub plaintext: bool,
+    #[command(flatten)]
+    pub new: NewDbArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DumpableArgs {
+    /// The database file (or a database directory)
+    pub db: PathBuf,
     #[command(flatten)]
     pub keys: KeyArgs,
 }
@@ -386,7 +508,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
 }
 
 fn dispatch(cmd: Cmd) -> Result<(), CliError> {
-    use super::{commands as c, demo, maintain, status};
+    use super::{commands as c, convert, demo, keyops, maintain, status};
     match cmd {
         Cmd::Init(a) => c::init(a),
         Cmd::Put(a) => c::put(a),
@@ -403,12 +525,13 @@ fn dispatch(cmd: Cmd) -> Result<(), CliError> {
         Cmd::Backup(a) => maintain::backup(a),
         Cmd::VerifyBackup(a) => maintain::verify_backup(a),
         Cmd::Restore(a) => maintain::restore(a),
-        Cmd::Passwd(_) => Err(CliError::NotYetAvailable("passwd")),
-        Cmd::Slots(_) => Err(CliError::NotYetAvailable("slots")),
-        Cmd::Rekey(_) => Err(CliError::NotYetAvailable("rekey")),
-        Cmd::Encrypt(_) => Err(CliError::NotYetAvailable("encrypt")),
-        Cmd::Decrypt(_) => Err(CliError::NotYetAvailable("decrypt")),
-        Cmd::ImportSled(_) => Err(CliError::NotYetAvailable("import-sled")),
+        Cmd::Passwd(a) => keyops::passwd(a),
+        Cmd::Slots(a) => keyops::slots(a),
+        Cmd::Rekey(a) => keyops::rekey(a),
+        Cmd::Encrypt(a) => convert::encrypt(a),
+        Cmd::Decrypt(a) => convert::decrypt(a),
+        Cmd::ImportSled(a) => convert::import_sled(a),
+        Cmd::Dumpable(a) => keyops::dumpable(a),
     }
 }
 
@@ -423,21 +546,25 @@ mod tests {
     }
 
     #[test]
-    fn stubs_exit_2() {
-        for args in [
-            &["passwd", "x"][..],
-            &["slots", "x"],
-            &["slots", "x", "remove", "1"],
-            &["rekey", "x"],
-            &["encrypt", "x", "y"],
-            &["decrypt", "x", "y", "--i-understand-this-writes-plaintext"],
-            &["import-sled", "x", "y"],
-        ] {
-            let code = run(std::iter::once("foldvault").chain(args.iter().copied()).map(OsString::from));
-            assert_eq!(code, super::super::EXIT_USAGE, "{args:?}");
+    fn refusals_exit_2() {
+        let run_args =
+            |args: &[&str]| run(std::iter::once("foldvault").chain(args.iter().copied()).map(OsString::from));
+        // decrypt insists on its acknowledgement (checked before anything is opened).
+        assert_eq!(run_args(&["decrypt", "x", "y"]), super::super::EXIT_USAGE);
+        // encrypt needs DST or --in-place, not both.
+        assert_eq!(run_args(&["encrypt", "x"]), super::super::EXIT_USAGE);
+        assert_eq!(run_args(&["encrypt", "x", "y", "--in-place"]), super::super::EXIT_USAGE);
+        if !cfg!(feature = "sled-import") {
+            assert_eq!(run_args(&["import-sled", "x", "y"]), super::super::EXIT_USAGE);
         }
-        // decrypt insists on its acknowledgement.
-        let code = run(["foldvault", "decrypt", "x", "y"].map(OsString::from));
-        assert_eq!(code, super::super::EXIT_USAGE);
+    }
+
+    #[test]
+    fn key_options_may_follow_a_slot_action() {
+        let cli = Cli::try_parse_from(["foldvault", "slots", "db", "add-key-file", "k2", "--passphrase-file", "p"])
+            .expect("parses");
+        let Cmd::Slots(a) = cli.command else { panic!("not slots") };
+        assert_eq!(a.keys.passphrase_file, Some(PathBuf::from("p")));
+        assert!(matches!(a.action, Some(SlotAction::AddKeyFile { .. })));
     }
 }

@@ -15,7 +15,7 @@ use super::cli::{DumpArgs, InitArgs, KeyCmdArgs, LoadArgs, PutArgs, ScanArgs, St
 use super::jsonl::{Obj, Record};
 use super::keys::{KeyArgs, Prompt};
 use super::{At, CliError};
-use crate::{Config, Db, Durability, Encryption, Error, KdfParams, ReadTransaction};
+use crate::{Config, Credentials, Db, Durability, Encryption, Error, KdfParams, ReadTransaction};
 
 /// The name of the file inside a database directory (as `Config::path` uses it).
 const DB_FILE_IN_DIR: &str = "db.foldvault";
@@ -65,10 +65,23 @@ pub enum Access {
 /// Opens an existing database with the key options; prompts for a passphrase only when the
 /// header says the file is encrypted and no key was given.
 pub fn open_db(arg: &Path, keys: &KeyArgs, access: Access) -> Result<(Db, PathBuf), CliError> {
+    let (db, file, _creds) = open_db_creds(arg, keys, access)?;
+    Ok((db, file))
+}
+
+/// As [`open_db`], and also returns the credentials that opened it (for the key commands,
+/// which need them again).
+pub fn open_db_creds(arg: &Path, keys: &KeyArgs, access: Access) -> Result<(Db, PathBuf, Credentials), CliError> {
     let t = Target::resolve(arg);
     t.must_exist()?;
     let encrypted = super::read_header(&t.file).at(&t.file)?.header.is_encrypted();
     let creds = keys.credentials(if encrypted { Prompt::Unlock } else { Prompt::Never })?;
+    let db = open_target(&t, encrypted, creds.duplicate(), access)?;
+    Ok((db, t.file, creds))
+}
+
+/// Opens the existing database `t` with `creds` (`encrypted` as its header says).
+pub fn open_target(t: &Target, encrypted: bool, creds: Credentials, access: Access) -> Result<Db, CliError> {
     if encrypted && creds.is_empty() {
         return Err(CliError::db(
             Error::WrongKey {
@@ -86,7 +99,7 @@ pub fn open_db(arg: &Path, keys: &KeyArgs, access: Access) -> Result<(Db, PathBu
             t.file.display()
         );
     }
-    Ok((db, t.file))
+    Ok(db)
 }
 
 fn bytes(s: OsString) -> Vec<u8> {

@@ -1,10 +1,12 @@
 //! Key input for the command line: `--passphrase-file`, `FOLDVAULT_PASSPHRASE`, `--key-file`
-//! (or `FOLDVAULT_KEY_FILE`), else a prompt without echo when standard input is a terminal.
+//! (or `FOLDVAULT_KEY_FILE`), `--recovery-key-file`, else a prompt without echo when standard
+//! input is a terminal.
 //!
 //! Layer: admin. Invariants: a key or passphrase is never taken from a plain argument, never
 //! printed, and never put into an error message (errors name the *file*, not its contents);
 //! file contents are read into buffers that zeroize on drop and moved, not copied, into the
-//! library's key types.
+//! library's key types; a key or passphrase file that other users can read or write is refused
+//! (unless `FOLDVAULT_ALLOW_SHARED_KEY_FILES=1`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Read, Write};
@@ -19,17 +21,26 @@ use crate::{Credentials, ENV_KEY_FILE, ENV_PASSPHRASE, MasterKey, Passphrase};
 /// Key files and passphrase files larger than this are refused (a key file is 32 or 64 bytes).
 const MAX_SECRET_FILE: u64 = 64 * 1024;
 
-/// The key options shared by every command that may need a key.
+/// Set to `1` to accept key and passphrase files that other users can read.
+pub const ENV_ALLOW_SHARED_KEY_FILES: &str = "FOLDVAULT_ALLOW_SHARED_KEY_FILES";
+
+/// The key options shared by every command that may need a key. They are global: after a
+/// subcommand's own subcommand (`slots DB add-key-file F --passphrase-file P`) they still
+/// give the key that opens DB. A file that other users can read (mode & 077) is refused
+/// unless FOLDVAULT_ALLOW_SHARED_KEY_FILES=1.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct KeyArgs {
-    /// Read the passphrase from FILE (one trailing newline is dropped). Without this option
-    /// and --key-file, the environment variable FOLDVAULT_PASSPHRASE is used, if set.
-    #[arg(long, value_name = "FILE")]
+    /// Read the passphrase from FILE (one trailing newline is dropped; the file must not be
+    /// readable by other users). Without a key option, FOLDVAULT_PASSPHRASE is used, if set.
+    #[arg(long, value_name = "FILE", global = true)]
     pub passphrase_file: Option<PathBuf>,
-    /// Read the 32-byte master key from FILE: 32 raw bytes or 64 hex characters. Without this
-    /// option and --passphrase-file, the file named by FOLDVAULT_KEY_FILE is used, if set.
-    #[arg(long, value_name = "FILE")]
+    /// Read the 32-byte master key from FILE: 32 raw bytes or 64 hex characters. Without a key
+    /// option, the file named by FOLDVAULT_KEY_FILE is used, if set.
+    #[arg(long, value_name = "FILE", global = true)]
     pub key_file: Option<PathBuf>,
+    /// Read a recovery key (as `slots DB add-recovery` printed it) from FILE.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub recovery_key_file: Option<PathBuf>,
 }
 
 /// Whether to ask on the terminal when no key was given.
@@ -46,7 +57,7 @@ pub enum Prompt {
 impl KeyArgs {
     /// True when a key source was named explicitly on the command line.
     pub fn any_given(&self) -> bool {
-        self.passphrase_file.is_some() || self.key_file.is_some()
+        self.passphrase_file.is_some() || self.key_file.is_some() || self.recovery_key_file.is_some()
     }
 
     /// The credentials: the files named by the options; when no option is given, those named
@@ -58,7 +69,7 @@ impl KeyArgs {
         let mut creds = Credentials::none();
         let explicit = self.any_given();
         let passphrase = match &self.passphrase_file {
-            Some(path) => Some(Passphrase::from_file_bytes(read_secret_file(path)?)),
+            Some(path) => Some(read_passphrase_file(path)?),
             None if !explicit => env_passphrase(),
             None => None,
         };
@@ -74,9 +85,11 @@ impl KeyArgs {
             None => None,
         };
         if let Some(path) = key_path {
-            let bytes = Zeroizing::new(read_secret_file(&path)?);
-            let key = MasterKey::from_key_file_bytes(&bytes).map_err(|e| CliError::db(e, &path))?;
-            creds = creds.with_master_key(key);
+            creds = creds.with_master_key(read_key_file(&path, "key file")?);
+        }
+        if let Some(path) = &self.recovery_key_file {
+            // `Credentials` has no public builder for a recovery key beside other parts.
+            creds.recovery = Some(read_key_file(path, "recovery key file")?);
         }
         if creds.is_empty() && prompt != Prompt::Never && std::io::stdin().is_terminal() {
             let p = ask_passphrase(prompt == Prompt::Create)?;
@@ -91,18 +104,81 @@ fn env_passphrase() -> Option<Passphrase> {
     std::env::var_os(ENV_PASSPHRASE).map(|v| Passphrase::new(v.into_vec()))
 }
 
-/// Reads a whole (small) secret file.
-fn read_secret_file(path: &Path) -> Result<Vec<u8>, CliError> {
+/// Reads a passphrase file (one trailing newline dropped); the buffer read is wiped.
+pub fn read_passphrase_file(path: &Path) -> Result<Passphrase, CliError> {
+    let mut bytes = read_secret_file(path, "passphrase file")?;
+    // Moved, not copied: `from_file_bytes` wipes the vector; the emptied one left behind is
+    // wiped (nothing) on drop.
+    Ok(Passphrase::from_file_bytes(std::mem::take(&mut *bytes)))
+}
+
+/// Reads a key file (32 raw bytes or 64 hex characters); `what` names it in messages.
+pub fn read_key_file(path: &Path, what: &str) -> Result<MasterKey, CliError> {
+    let bytes = read_secret_file(path, what)?;
+    MasterKey::from_key_file_bytes(&bytes).map_err(|e| CliError::db(e, path))
+}
+
+/// A new passphrase: from `file`, else typed twice without echo on the terminal.
+pub fn new_passphrase(file: Option<&Path>) -> Result<Passphrase, CliError> {
+    let p = match file {
+        Some(path) => read_passphrase_file(path)?,
+        None if std::io::stdin().is_terminal() => ask_passphrase(true)?,
+        None => {
+            return Err(CliError::Usage(
+                "no new passphrase: use --new-passphrase-file (it is asked for only when standard input is a terminal)"
+                    .into(),
+            ));
+        }
+    };
+    if p.is_empty() {
+        return Err(CliError::Usage("the new passphrase is empty".into()));
+    }
+    Ok(p)
+}
+
+/// Whether the environment allows secret files that other users can read.
+fn shared_files_allowed() -> bool {
+    std::env::var_os(ENV_ALLOW_SHARED_KEY_FILES).is_some_and(|v| v == "1")
+}
+
+/// Refuses a regular file or named pipe that users other than its owner may read or write
+/// (`mode & 0o077`), unless the environment allows it. Checked on the open descriptor, so the
+/// file checked is the file read. Other kinds (a terminal, an anonymous pipe such as
+/// `/dev/stdin` from `<(...)`) are not files at rest and are not checked.
+fn check_private(f: &File, path: &Path, what: &str) -> Result<(), CliError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = f.metadata().map_err(|e| CliError::io(e, path))?;
+    let ft = meta.file_type();
+    if !(ft.is_file() || ft.is_fifo()) {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o077 == 0 || shared_files_allowed() {
+        return Ok(());
+    }
+    let how = if mode & 0o044 != 0 {
+        "readable"
+    } else if mode & 0o022 != 0 {
+        "writable"
+    } else {
+        "accessible"
+    };
+    Err(CliError::Usage(format!(
+        "{what} {} is {how} by other users; chmod 600 it (its mode is {:04o})",
+        path.display(),
+        mode & 0o7777
+    )))
+}
+
+/// Reads a whole (small) secret file into a buffer that is wiped when dropped.
+fn read_secret_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
     let f = File::open(path).map_err(|e| CliError::io(e, path))?;
+    check_private(&f, path, what)?;
     // Sized up front so that reading never reallocates (which would leave unwiped copies).
-    let mut buf = Vec::with_capacity(MAX_SECRET_FILE as usize + 1);
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_SECRET_FILE as usize + 1));
     f.take(MAX_SECRET_FILE + 1).read_to_end(&mut buf).map_err(|e| CliError::io(e, path))?;
     if buf.len() as u64 > MAX_SECRET_FILE {
-        let _ = Zeroizing::new(buf);
-        return Err(CliError::Usage(format!(
-            "key or passphrase file larger than {MAX_SECRET_FILE} bytes ({})",
-            path.display()
-        )));
+        return Err(CliError::Usage(format!("{what} larger than {MAX_SECRET_FILE} bytes ({})", path.display())));
     }
     Ok(buf)
 }

@@ -264,7 +264,7 @@ fn check_json(file: &Path, r: &CheckReport, rec: &crate::RecoveryReport, found: 
 // salvage
 
 /// True when `a` and `b` name the same existing file.
-fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(a), std::fs::metadata(b)) {
         (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
@@ -273,7 +273,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// Fails when `t` names an existing non-empty file.
-fn must_not_exist(t: &Target, what: &str) -> Result<(), CliError> {
+pub(crate) fn must_not_exist(t: &Target, what: &str) -> Result<(), CliError> {
     match std::fs::metadata(&t.file) {
         Ok(m) if m.len() > 0 || !m.is_file() => {
             Err(CliError::Usage(format!("{what} {} already exists; it is not replaced", t.file.display())))

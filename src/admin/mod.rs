@@ -11,12 +11,16 @@
 //! - an error is one line on standard error, `foldvault: <what> (<file>)`, never a backtrace,
 //!   never a key or passphrase;
 //! - writing commands open with `Durability::Immediate`: exit 0 means every write is durable;
-//! - progress bars only when standard error is a terminal.
+//! - progress bars only when standard error is a terminal;
+//! - both programs call [`harden_process`] first: on Linux the process is not dumpable (no core
+//!   dump, no ptrace attach by the same user, `/proc/PID/mem` closed) before any key is read.
 
 pub mod cli;
 pub mod commands;
+pub mod convert;
 pub mod demo;
 pub mod jsonl;
+pub mod keyops;
 pub mod keys;
 pub mod maintain;
 pub mod pagedump;
@@ -187,6 +191,34 @@ pub fn report(program: &str, result: Result<(), CliError>) -> i32 {
             }
             e.exit_code()
         }
+    }
+}
+
+/// Process hygiene for a program that will hold keys, called at the start of `main` before any
+/// key is read: on Linux, `prctl(PR_SET_DUMPABLE, 0)` so that the process leaves no core dump and
+/// other processes of the same user cannot attach to it or read its memory. A failure is
+/// reported once on standard error and is not fatal.
+pub fn harden_process(program: &str) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable) {
+        eprintln!(
+            "{program}: warning: cannot mark the process non-dumpable ({e}); a core dump could hold key material"
+        );
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = program;
+}
+
+/// Whether the process is dumpable now: `Some(false)` after [`harden_process`] on Linux,
+/// `None` where it cannot be told.
+pub fn is_dumpable() -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::process::dumpable_behavior().ok().map(|b| !matches!(b, rustix::process::DumpableBehavior::NotDumpable))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
     }
 }
 

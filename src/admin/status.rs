@@ -75,16 +75,33 @@ pub fn read_header(path: &Path) -> crate::Result<HeaderInfo> {
 }
 
 fn slot_text(s: &crate::format::header::KeySlot) -> String {
-    if s.kind.uses_passphrase() {
-        format!(
+    slot_kind_text(s.kind, s.kind.uses_passphrase().then_some(&s.kdf))
+}
+
+/// A slot's kind and, for passphrase kinds, its Argon2id parameters.
+pub fn slot_kind_text(kind: crate::SlotKind, kdf: Option<&crate::KdfParams>) -> String {
+    match kdf {
+        Some(k) => format!(
             "{} (argon2id: {} KiB, {} passes, {} lanes)",
-            s.kind.name(),
-            s.kdf.memory_kib,
-            s.kdf.iterations,
-            s.kdf.parallelism
-        )
+            kind.name(),
+            k.memory_kib,
+            k.iterations,
+            k.parallelism
+        ),
+        None => kind.name().to_string(),
+    }
+}
+
+/// How AES runs on this CPU, for `status`.
+pub fn aes_text() -> &'static str {
+    if crate::CipherBackend::hardware_aes() {
+        if cfg!(any(target_arch = "x86", target_arch = "x86_64")) {
+            "hardware (AES-NI)"
+        } else {
+            "hardware (ARMv8 AES)"
+        }
     } else {
-        s.kind.name().to_string()
+        "software (constant-time)"
     }
 }
 
@@ -114,7 +131,13 @@ pub struct DbInfo {
     pub durable_commit_seq: u64,
     pub key_epoch: u32,
     pub seals_in_epoch: u64,
+    /// Seals allowed per key epoch (the nonce budget).
+    pub seal_budget: u64,
     pub recovered: bool,
+    /// Bytes of key memory locked against swapping while the database was open.
+    pub locked_bytes: u64,
+    /// Whether some key memory could not be locked (RLIMIT_MEMLOCK).
+    pub locking_failed: bool,
 }
 
 impl DbInfo {
@@ -132,14 +155,18 @@ impl DbInfo {
             };
             trees.push((name, count));
         }
-        let m = db.metrics();
+        let es = db.encryption_status();
         Ok(DbInfo {
             trees,
             commit_seq: rt.commit_seq(),
             durable_commit_seq: db.durable_commit_seq(),
-            key_epoch: m.key_epoch,
-            seals_in_epoch: m.seals_in_epoch,
+            key_epoch: es.key_epoch,
+            seals_in_epoch: es.seals_in_epoch,
+            seal_budget: es.seal_budget,
             recovered: db.was_recovered(),
+            // Read while the database (and so its keys) is open.
+            locked_bytes: crate::crypto::locked::locked_bytes(),
+            locking_failed: crate::crypto::locked::locking_failed(),
         })
     }
 }
@@ -166,6 +193,7 @@ pub fn write_status(
             .bool("header_b_valid", info.copies_valid[1])
             .str("file_id", &crate::format::page::hex(&h.file_id))
             .bool("rekey_pending", h.next_key.is_some())
+            .bool("hardware_aes", crate::CipherBackend::hardware_aes())
             .raw("slots", &slots_json(h))
             .num("file_size", info.file_size)
             .num("page_count", info.page_count)
@@ -176,11 +204,15 @@ pub fn write_status(
                 .num("durable_commit_seq", d.durable_commit_seq)
                 .num("key_epoch", d.key_epoch)
                 .num("seals_in_epoch", d.seals_in_epoch)
-                .bool("recovered", d.recovered)
-                .raw(
-                    "trees",
-                    &array(d.trees.iter().map(|(n, c)| Obj::new().bytes("name", n).num("records", *c).finish())),
-                );
+                .num("seal_budget", d.seal_budget)
+                .bool("recovered", d.recovered);
+            if h.is_encrypted() {
+                obj = obj.bool("key_memory_locked", !d.locking_failed).num("key_memory_locked_bytes", d.locked_bytes);
+            }
+            obj = obj.raw(
+                "trees",
+                &array(d.trees.iter().map(|(n, c)| Obj::new().bytes("name", n).num("records", *c).finish())),
+            );
         }
         return writeln!(o, "{}", obj.finish());
     }
@@ -206,15 +238,27 @@ pub fn write_status(
             }
         }
         if h.next_key.is_some() {
-            writeln!(o, "rekey:           in progress")?;
+            writeln!(o, "rekey:           in progress (run `foldvault rekey` again to finish it)")?;
         }
+        writeln!(o, "AES:             {}", aes_text())?;
     }
     match db {
         None => writeln!(o, "(no key given: trees and counters need the key)")?,
         Some(d) => {
             writeln!(o, "commit sequence: {} (durable {})", d.commit_seq, d.durable_commit_seq)?;
             if h.is_encrypted() {
-                writeln!(o, "key epoch:       {} ({} seals in epoch)", d.key_epoch, d.seals_in_epoch)?;
+                writeln!(o, "key epoch:       {}", d.key_epoch)?;
+                let pct = if d.seal_budget == 0 { 0.0 } else { d.seals_in_epoch as f64 * 100.0 / d.seal_budget as f64 };
+                writeln!(
+                    o,
+                    "nonce budget:    {} of {} seals used in this epoch ({pct:.4}%)",
+                    d.seals_in_epoch, d.seal_budget
+                )?;
+                if d.locking_failed {
+                    writeln!(o, "key memory:      NOT locked (RLIMIT_MEMLOCK): keys may be swapped to disk")?;
+                } else {
+                    writeln!(o, "key memory:      locked ({} bytes)", d.locked_bytes)?;
+                }
             }
             if d.recovered {
                 writeln!(o, "recovery:        the newest commit did not verify; opened at the previous one")?;

@@ -166,7 +166,7 @@ pub(crate) fn unlock_backup(fh: &FileHeader, creds: &Credentials) -> Result<Opti
 /// The chunk AEAD for a data key.
 pub(crate) fn backup_aead(dk: &SecretKey) -> Result<Box<dyn Aead>> {
     let k = dk.derive(context::BACKUP_KEY, &[]);
-    crate::crypto::cipher::new_aead(crate::crypto::CipherId::Aes256Gcm, crate::crypto::CipherBackend::RustCrypto, &k)
+    crate::crypto::cipher::new_aead(crate::crypto::CipherId::Aes256Gcm, crate::crypto::CipherBackend::default(), &k)
 }
 
 pub(crate) fn sealer_for(fh: &FileHeader, dk: Option<&SecretKey>) -> Result<PageSealer> {
@@ -174,7 +174,7 @@ pub(crate) fn sealer_for(fh: &FileHeader, dk: Option<&SecretKey>) -> Result<Page
         Some(dk) => PageSealer::encrypted(
             fh.file_id,
             fh.cipher,
-            crate::crypto::CipherBackend::RustCrypto,
+            crate::crypto::CipherBackend::default(),
             DataKeys::with_next(dk.duplicate(), &fh.file_id, fh.next_key.as_ref())?,
             u32::MAX,
         )

@@ -91,7 +91,7 @@ fn backup_snapshot<W: Write>(
         let aead = match &backup_key {
             Some(k) => Some(crate::crypto::cipher::new_aead(
                 crate::crypto::CipherId::Aes256Gcm,
-                crate::crypto::CipherBackend::RustCrypto,
+                crate::crypto::CipherBackend::default(),
                 k,
             )?),
             None => None,

@@ -36,14 +36,19 @@ impl CipherId {
     }
 }
 
-/// Which implementation performs AES-256-GCM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which implementation performs AES-256-GCM. Both produce identical pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CipherBackend {
-    /// RustCrypto `aes-gcm` (default).
-    #[default]
+    /// RustCrypto `aes-gcm` (pure Rust; the default without the `aws-lc` feature).
     RustCrypto,
-    /// aws-lc-rs (feature `aws-lc`).
+    /// aws-lc-rs (feature `aws-lc`, on by default: the faster one on this class of machine).
     AwsLc,
+}
+
+impl Default for CipherBackend {
+    fn default() -> Self {
+        if cfg!(feature = "aws-lc") { CipherBackend::AwsLc } else { CipherBackend::RustCrypto }
+    }
 }
 
 impl CipherBackend {

@@ -30,11 +30,12 @@
 //! - A transaction blocks other writers (single `insert`s included) while its closure runs;
 //!   keep closures short. Readers never block.
 //! - Inside a closure, use only the `TransactionalTree`s for writes: a non-transactional write
-//!   (`Tree::insert`, `open_tree` of a new tree, `drop_tree`, `Db::generate_id` when its range is
-//!   spent) or `Tree::flush` with commits pending, on the same database, waits for the writer
-//!   lock the transaction holds and never returns. sled 0.34 deadlocks on such writes too, but
-//!   its `Tree::flush` works there; `TransactionalTree::flush` is the form that works in both.
-//!   The same holds on a thread that keeps a `WriteTransaction` alive. Reads are fine.
+//!   on the same database from the closure's thread (`Tree::insert`, `open_tree` of a new tree,
+//!   `drop_tree`, `Db::generate_id` when its range is spent) fails with `Error::Unsupported`
+//!   instead of waiting for the writer lock the transaction holds (sled 0.34 deadlocks there);
+//!   `Tree::flush` there returns `Ok(0)` at once (the commit, with its durability, is the flush;
+//!   `TransactionalTree::flush` makes the commit durable). The same holds on a thread that keeps
+//!   a `WriteTransaction` alive. Reads are fine.
 //! - Ids from `TransactionalTree::generate_id` in a transaction that aborts are not reused in
 //!   this process, but may be generated again after a crash (sled gives no stronger promise).
 //! - A transaction over an empty slice of trees returns `Storage(Error::Unsupported)` (sled

@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
-use super::{Input, filler, plain_reseal, replace_all};
+use super::{Input, Map, filler, plain_reseal, replace_all};
 use crate::crypto::seal::PageBuf;
 use crate::format::header::{CHECKSUM_OFFSET, CHECKSUM_SIZE, FILE_ID_OFFSET, FileHeader};
 use crate::format::page::{PAGE_REF_TAG_OFFSET, PAYLOAD_SIZE, TAG_OFFSET, TAG_SIZE};
@@ -35,7 +35,6 @@ use crate::{Config, Db, Error, KdfParams};
 const MAX_MUTATIONS: usize = 24;
 /// Pages that may be appended beyond the built file.
 const MAX_EXTRA_PAGES: usize = 16;
-type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 /// Tree name → contents, for every tree in the catalog.
 type State = BTreeMap<Vec<u8>, Map>;
 
@@ -64,8 +63,8 @@ fn config(storage: MemoryStorage) -> Config {
 fn snapshot(db: &Db) -> State {
     let mut s = State::new();
     for name in db.tree_names() {
-        let t = db.open_tree(&name).expect("build: open tree");
-        let m: Map = t.iter().map(|r| r.expect("build: scan")).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        let t = db.open_tree(&name).expect("open tree");
+        let m: Map = t.iter().map(|r| r.expect("scan")).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
         s.insert(name.to_vec(), m);
     }
     s
@@ -336,7 +335,8 @@ pub fn run(data: &[u8]) {
     }
     if flags & 4 != 0 {
         let dst = MemoryStorage::new();
-        match crate::salvage(&config(storage.clone()), &config(dst.clone()).plaintext()) {
+        let src = MemoryStorage::from_bytes(storage.snapshot()); // salvage may repair its source
+        match crate::salvage(&config(src), &config(dst.clone()).plaintext()) {
             Ok(_) if strict => {
                 let out = config(dst).open().expect("open the salvaged copy");
                 for (name, m) in snapshot(&out) {

@@ -1,0 +1,261 @@
+//! The key commands of `foldvault`: passwd, slots, rekey, and the hidden `__dumpable`.
+//!
+//! Layer: admin; public API (`Db::slots`, `Db::add_slot`, `Db::add_recovery_key`,
+//! `Db::remove_slot`, `Db::change_passphrase`, `Db::rekey`, `Db::encryption_status`), plus the
+//! header as `read_header` decodes it (public bytes only) to tell which slot a command changed.
+//!
+//! Invariants: passwd and slots rewrite the header only, never a data page; the last key slot
+//! is never removed; a new recovery key is printed once, alone on standard output (so that it
+//! can be redirected to a file), written in one call straight from a buffer that is wiped, and
+//! never appears in any other output or message.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use zeroize::Zeroizing;
+
+use super::cli::{DumpableArgs, PasswdArgs, RekeyArgs, SlotAction, SlotsArgs};
+use super::commands::{Access, Target, open_db, open_db_creds};
+use super::keys::{KeyArgs, Prompt, new_passphrase, read_key_file, read_passphrase_file};
+use super::maintain::plural;
+use super::status::slot_kind_text;
+use super::{At, CliError, read_header};
+use crate::format::header::FileHeader;
+use crate::{Credentials, Db, Error, KdfParams, RekeyProgress, SlotInfo, SlotKind};
+
+fn out() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::new(std::io::stdout().lock())
+}
+
+fn say(line: &str) -> Result<(), CliError> {
+    let mut o = out();
+    writeln!(o, "{line}").map_err(CliError::stdout)?;
+    o.flush().map_err(CliError::stdout)
+}
+
+/// Refuses a plaintext database, which has no key slots.
+fn require_encrypted(db: &Db, file: &Path) -> Result<(), CliError> {
+    if db.is_encrypted() {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "{} is a plaintext database: it has no key slots (`foldvault encrypt` makes an encrypted copy)",
+        file.display()
+    )))
+}
+
+fn slot_line(s: &SlotInfo) -> String {
+    format!("slot {}: {}", s.index, slot_kind_text(s.kind, s.kdf.as_ref()))
+}
+
+/// The passphrase slot `creds` opens, without another key derivation when only one slot can
+/// be it.
+fn passphrase_slot_of(h: &FileHeader, creds: &Credentials) -> Option<usize> {
+    let servable =
+        |k: SlotKind| k.uses_passphrase() && (k != SlotKind::MasterKeyAndPassphrase || creds.master.is_some());
+    let candidates: Vec<usize> = h
+        .slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.as_ref().is_some_and(|s| servable(s.kind)))
+        .map(|(i, _)| i)
+        .collect();
+    match candidates[..] {
+        [i] => Some(i),
+        [] => None,
+        _ => crate::crypto::slots::unlock(h, creds).ok().map(|(_key, i)| i),
+    }
+}
+
+/// The slot whose stored bytes differ between two headers (a rewritten slot has a new salt).
+fn changed_slot(before: &FileHeader, after: &FileHeader) -> Option<usize> {
+    before.slots.iter().zip(after.slots.iter()).position(|(a, b)| match (a, b) {
+        (Some(a), Some(b)) => a.bound_bytes() != b.bound_bytes() || a.wrapped != b.wrapped,
+        (None, None) => false,
+        _ => true,
+    })
+}
+
+pub fn passwd(a: PasswdArgs) -> Result<(), CliError> {
+    let (db, file, old) = open_db_creds(&a.db, &a.keys, Access::Write)?;
+    require_encrypted(&db, &file)?;
+    if old.passphrase.is_none() {
+        return Err(CliError::Usage(format!(
+            "passwd changes the passphrase that opens {}: give the current one (--passphrase-file, \
+FOLDVAULT_PASSPHRASE, or at the prompt); to add a passphrase slot, use `foldvault slots DB add-passphrase`",
+            file.display()
+        )));
+    }
+    let before = read_header(&file).at(&file)?.header;
+    let current = passphrase_slot_of(&before, &old);
+    // Unless told otherwise, the slot keeps the cost it has.
+    let base = current.and_then(|i| before.slots[i].as_ref()).map(|s| s.kdf).unwrap_or_default();
+    let kdf = a.kdf.resolve(base)?;
+    let new = new_passphrase(a.new_passphrase_file.as_deref())?;
+    db.change_passphrase(&old, new, kdf).at(&file)?;
+    let after = read_header(&file).at(&file)?.header;
+    drop(db);
+    let slot = changed_slot(&before, &after).or(current).map_or_else(|| "?".to_string(), |i| i.to_string());
+    say(&format!("passphrase changed (slot {slot}); no data page was rewritten"))
+}
+
+pub fn slots(a: SlotsArgs) -> Result<(), CliError> {
+    match a.action {
+        None => list_slots(&a.db, &a.keys),
+        Some(SlotAction::AddPassphrase { new_passphrase_file, kdf }) => {
+            let (db, file) = open_db(&a.db, &a.keys, Access::Write)?;
+            require_encrypted(&db, &file)?;
+            let kdf = kdf.resolve(KdfParams::default())?;
+            let p = new_passphrase(new_passphrase_file.as_deref())?;
+            let i = db.add_slot(&Credentials::passphrase(p), kdf).at(&file)?;
+            say(&format!("added slot {i}: {}", slot_kind_text(SlotKind::Passphrase, Some(&kdf))))
+        }
+        Some(SlotAction::AddKeyFile { file: key_file }) => {
+            let (db, file) = open_db(&a.db, &a.keys, Access::Write)?;
+            require_encrypted(&db, &file)?;
+            let key = read_key_file(&key_file, "key file")?;
+            let i = db.add_slot(&Credentials::master_key(key), KdfParams::default()).at(&file)?;
+            say(&format!("added slot {i}: {}", SlotKind::MasterKey.name()))
+        }
+        Some(SlotAction::AddRecovery) => add_recovery(&a.db, &a.keys),
+        Some(SlotAction::Remove { n }) => remove_slot(&a.db, &a.keys, n),
+    }
+}
+
+/// Lists the slots: from the authenticated header of the opened database when a key is
+/// given, else from the header as read (no key needed: slots hold no secret in clear).
+fn list_slots(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
+    let t = Target::resolve(arg);
+    t.must_exist()?;
+    let info = read_header(&t.file).at(&t.file)?;
+    if !info.header.is_encrypted() {
+        return Err(CliError::Usage(format!(
+            "{} is a plaintext database: it has no key slots (`foldvault encrypt` makes an encrypted copy)",
+            t.file.display()
+        )));
+    }
+    let creds = keys.credentials(Prompt::Never)?;
+    let list = if creds.is_empty() {
+        crate::db::keys::slot_infos(&info.header)
+    } else {
+        let db = super::commands::open_target(&t, true, creds, Access::Read)?;
+        db.slots()
+    };
+    let mut o = out();
+    for s in &list {
+        writeln!(o, "{}", slot_line(s)).map_err(CliError::stdout)?;
+    }
+    o.flush().map_err(CliError::stdout)
+}
+
+fn add_recovery(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
+    let (db, file) = open_db(arg, keys, Access::Write)?;
+    require_encrypted(&db, &file)?;
+    let (i, key) = db.add_recovery_key().at(&file)?;
+    drop(db);
+    let mut line = Zeroizing::new(String::with_capacity(65));
+    line.push_str(&key.to_hex());
+    line.push('\n');
+    drop(key);
+    // One write of a whole line goes straight to the descriptor (standard output's line buffer
+    // is empty here), so no unwiped copy is left in it.
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(line.as_bytes()).map_err(CliError::stdout)?;
+    stdout.flush().map_err(CliError::stdout)?;
+    drop(stdout);
+    eprintln!(
+        "foldvault: added slot {i}: recovery-key ({}). The recovery key above is shown this once and is \
+stored nowhere else: keep it offline (on paper, in a safe). Anyone who has it can open the database; \
+open with it through --recovery-key-file FILE (a file only you can read).",
+        file.display()
+    );
+    Ok(())
+}
+
+fn remove_slot(arg: &Path, keys: &KeyArgs, n: usize) -> Result<(), CliError> {
+    let (db, file) = open_db(arg, keys, Access::Write)?;
+    require_encrypted(&db, &file)?;
+    let list = db.slots();
+    let Some(slot) = list.iter().find(|s| s.index == n) else {
+        return Err(CliError::Usage(format!(
+            "{} has no key slot {n} (`foldvault slots {}` lists them)",
+            file.display(),
+            file.display()
+        )));
+    };
+    if list.len() == 1 {
+        return Err(CliError::Usage(format!(
+            "slot {n} is the last key slot of {}: without it the database could never be opened again; \
+add another slot first",
+            file.display()
+        )));
+    }
+    let what = slot_kind_text(slot.kind, slot.kdf.as_ref());
+    db.remove_slot(n).at(&file)?;
+    say(&format!("removed slot {n}: {what}; {} left", plural(list.len() as u64 - 1, "slot")))
+}
+
+pub fn rekey(a: RekeyArgs) -> Result<(), CliError> {
+    let (db, file, creds) = open_db_creds(&a.db, &a.keys, Access::Write)?;
+    require_encrypted(&db, &file)?;
+    let mut all = vec![creds];
+    for p in &a.also_passphrase_file {
+        all.push(Credentials::passphrase(read_passphrase_file(p)?));
+    }
+    for k in &a.also_key_file {
+        all.push(Credentials::master_key(read_key_file(k, "key file")?));
+    }
+    for r in &a.also_recovery_key_file {
+        all.push(Credentials::recovery_key(read_key_file(r, "recovery key file")?));
+    }
+    let before = db.encryption_status();
+    let pages = read_header(&file).at(&file)?.page_count;
+    let bar = super::progress(Some(pages), "re-sealing pages");
+    let mut last = RekeyProgress::default();
+    let t0 = Instant::now();
+    let result = db.rekey(&all, &mut |p: RekeyProgress| {
+        bar.set_position(p.pages);
+        last = p;
+    });
+    bar.finish_and_clear();
+    match result {
+        Ok(()) => {}
+        Err(Error::InvalidConfig(m)) if m.contains("every key slot") => {
+            let have: Vec<String> = before.slots.iter().map(slot_line).collect();
+            return Err(CliError::Usage(format!(
+                "rekey needs credentials that open every key slot, and those given do not ({}: {}); give the \
+others with --also-passphrase-file, --also-key-file or --also-recovery-key-file; nothing was changed",
+                file.display(),
+                have.join(", ")
+            )));
+        }
+        Err(e) => return Err(CliError::db(e, &file)),
+    }
+    let after = db.encryption_status();
+    drop(db);
+    say(&format!(
+        "rekeyed {}: {} re-sealed in {} ({:.2} s); key epoch {} -> {}; {} re-wrapped around the new data key; \
+the old data key is destroyed",
+        file.display(),
+        plural(last.pages, "page"),
+        if last.batches == 1 { "1 batch".to_string() } else { format!("{} batches", last.batches) },
+        t0.elapsed().as_secs_f64(),
+        before.key_epoch,
+        after.key_epoch,
+        plural(after.slots.len() as u64, "key slot"),
+    ))
+}
+
+/// `__dumpable`: holds the database's key and prints whether the process could be dumped.
+pub fn dumpable(a: DumpableArgs) -> Result<(), CliError> {
+    let (db, _file) = open_db(&a.db, &a.keys, Access::Read)?;
+    let state = match super::is_dumpable() {
+        Some(true) => "1",
+        Some(false) => "0",
+        None => "unknown",
+    };
+    let r = say(&format!("dumpable={state}"));
+    drop(db);
+    r
+}
