@@ -346,8 +346,30 @@ fn audit_log_records_attacks_and_leaks_no_secrets() {
         break;
     }
     let (page, read_events) = damaged.expect("some page of the tree is checked on read");
-    // TODO: back up and restore the database here (and assert their audit events) once the
-    // backup API exists.
+    // Back up the undamaged database, verify it with and without the key, restore it, and damage
+    // a copy of the backup: every step is logged too (and must log no secret).
+    tamper_util::write_file(&path, &pristine);
+    let before_backup = events.lock().unwrap().len();
+    {
+        let db = cfg(&path, key, PASSPHRASE).open().unwrap();
+        let mut bytes = Vec::new();
+        db.backup_to(&mut bytes, &mut |_| {}).unwrap();
+        drop(db);
+        let creds = foldvault::Credentials::master_key(MasterKey::from_bytes(key)).with_passphrase(PASSPHRASE);
+        foldvault::backup::verify(std::io::Cursor::new(&bytes), None, &mut |_| {}).unwrap();
+        foldvault::backup::verify(std::io::Cursor::new(&bytes), Some(&creds), &mut |_| {}).unwrap();
+        let dst = path.with_extension("restored");
+        foldvault::backup::restore(std::io::Cursor::new(&bytes), &dst, &creds, Default::default()).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 1;
+        assert!(foldvault::backup::verify(std::io::Cursor::new(&bytes), None, &mut |_| {}).is_err());
+    }
+    let backup_events: Vec<Captured> = events.lock().unwrap()[before_backup..].to_vec();
+    assert!(
+        backup_events.iter().any(|e| e.target == "foldvault::audit"
+            && e.fields.iter().any(|(k, v)| k == "message" && v.contains("backup check failed"))),
+        "a damaged backup is not in the audit log"
+    );
 
     // Let the flusher threads of every handle stop before reading the log.
     std::thread::sleep(std::time::Duration::from_millis(20));

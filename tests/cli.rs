@@ -1146,6 +1146,32 @@ fn import_sled_needs_its_feature() {
     assert!(!Path::new(&e.p("dst")).exists());
 }
 
+#[cfg(feature = "sled-import")]
+#[test]
+fn import_sled_copies_every_tree() {
+    let e = Env::new();
+    let dir = e.p("sled-dir");
+    {
+        let s = sled::open(&dir).unwrap();
+        for i in 0..50u32 {
+            s.insert(format!("k{i:03}"), format!("value {i}").as_bytes()).unwrap();
+        }
+        s.open_tree("metadata").unwrap().insert("node_id", "abc").unwrap();
+        s.flush().unwrap();
+    }
+    let dst = e.p("dst");
+    let pass = e.pass();
+    let mut args = vec!["import-sled", dir.as_str(), &dst, "--passphrase-file", &pass];
+    args.extend(FAST_KDF);
+    let t = e.fv(&args).ok().text();
+    assert!(t.lines().any(|l| l.trim_start().starts_with("__sled__default") && l.contains(" 50 records ")), "{t}");
+    assert!(t.lines().any(|l| l.trim_start().starts_with("metadata") && l.contains(" 1 records ")), "{t}");
+    assert!(t.lines().last().unwrap().starts_with("imported sled database "), "{t}");
+    assert_eq!(e.fv(&["get", &dst, "metadata", "node_id", "--passphrase-file", &pass]).ok().stdout, b"abc");
+    // The target must be new.
+    e.fv(&args).code(2);
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn the_process_is_not_dumpable_while_it_holds_a_key() {
