@@ -1,7 +1,8 @@
 //! Micro-benchmarks of foldvault's primitives, encrypted (AES-256-GCM) beside plaintext.
 //!
 //! The page cipher is crate-private, so the cost of sealing and opening one page is measured
-//! through the public API, in pairs that differ only in whether pages are encrypted:
+//! through the public API, in sets that differ only in the page cipher: `aes-gcm` (RustCrypto),
+//! `aws-lc` (with the `aws-lc` feature, the crate's default) and `plaintext` (CRC32):
 //! - `get/cached`: a lookup whose pages are all in the cache (no cipher work at all);
 //! - `get/uncached`: a lookup through a 64-page cache, so most lookups open (decrypt and verify)
 //!   a leaf page: the difference to plaintext is about one page open;
@@ -10,7 +11,8 @@
 //! - `commit_mem`: a one-record commit in memory (eventual durability): the pages of the path
 //!   and of the catalog are sealed, nothing is synced: the difference is about a few page seals;
 //! - `commit_durable`: a one-record commit with `Durability::Immediate` on a real file;
-//! - `open`: opening a file of 20,000 records (cheap KDF, and the default Argon2id KDF).
+//! - `open`: opening a file of 20,000 records (cheap KDF; and the default backend with the
+//!   default Argon2id KDF).
 //!
 //! A per-backend seal/open micro-benchmark needs `foldvault::bench_support::{seal_page,
 //! open_page}`, which the crate does not expose yet; until it does, this file skips it.
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use foldvault::storage::MemoryStorage;
-use foldvault::{Config, Db, Durability, KdfParams};
+use foldvault::{CipherBackend, Config, Db, Durability, KdfParams};
 
 /// Records preloaded into every database.
 const RECORDS: usize = 20_000;
@@ -53,27 +55,39 @@ impl Rng {
 
 #[derive(Clone, Copy)]
 enum Mode {
-    Encrypted,
+    /// AES-256-GCM on RustCrypto `aes-gcm`.
+    RustCrypto,
+    /// AES-256-GCM on aws-lc-rs (the crate's default backend when the feature is on).
+    #[cfg(feature = "aws-lc")]
+    AwsLc,
     Plaintext,
 }
 
 impl Mode {
     fn name(self) -> &'static str {
         match self {
-            Mode::Encrypted => "encrypted",
+            Mode::RustCrypto => "aes-gcm",
+            #[cfg(feature = "aws-lc")]
+            Mode::AwsLc => "aws-lc",
             Mode::Plaintext => "plaintext",
         }
     }
     fn config(self) -> Config {
         let c = Config::new().use_env(false).flush_every_ms(None);
-        match self {
-            Mode::Encrypted => c.passphrase("p").kdf(KdfParams::insecure_fast()),
-            Mode::Plaintext => c.plaintext(),
-        }
+        let backend = match self {
+            Mode::RustCrypto => CipherBackend::RustCrypto,
+            #[cfg(feature = "aws-lc")]
+            Mode::AwsLc => CipherBackend::AwsLc,
+            Mode::Plaintext => return c.plaintext(),
+        };
+        c.passphrase("p").kdf(KdfParams::insecure_fast()).cipher_backend(backend)
     }
 }
 
-const MODES: [Mode; 2] = [Mode::Encrypted, Mode::Plaintext];
+#[cfg(feature = "aws-lc")]
+const MODES: [Mode; 3] = [Mode::RustCrypto, Mode::AwsLc, Mode::Plaintext];
+#[cfg(not(feature = "aws-lc"))]
+const MODES: [Mode; 2] = [Mode::RustCrypto, Mode::Plaintext];
 
 fn keys(n: usize, seed: u64) -> Vec<[u8; 16]> {
     let mut rng = Rng(seed);
@@ -208,8 +222,8 @@ fn bench_open(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(3));
     let default_kdf = || Config::new().use_env(false).flush_every_ms(None).passphrase("p");
     let cases: [(&str, MakeConfig); 3] = [
-        ("encrypted", || Mode::Encrypted.config()),
-        ("encrypted-default-kdf", default_kdf),
+        ("aes-gcm", || Mode::RustCrypto.config()),
+        ("default-backend-default-kdf", default_kdf),
         ("plaintext", || Mode::Plaintext.config()),
     ];
     for (name, config) in cases {

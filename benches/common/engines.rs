@@ -151,7 +151,8 @@ impl Foldvault {
             .flush_every_ms(None)
             .cache_capacity(cache);
         let cfg = match mode {
-            FvMode::AesGcm => cfg.passphrase(PASSPHRASE),
+            // Named explicitly: the crate's default backend is aws-lc whenever that feature is on.
+            FvMode::AesGcm => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::RustCrypto),
             #[cfg(feature = "aws-lc")]
             FvMode::AwsLc => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::AwsLc),
             FvMode::Plain => cfg.plaintext(),

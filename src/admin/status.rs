@@ -92,6 +92,14 @@ pub fn slot_kind_text(kind: crate::SlotKind, kdf: Option<&crate::KdfParams>) -> 
     }
 }
 
+/// The AES-GCM implementation's name.
+pub fn backend_name(b: crate::CipherBackend) -> &'static str {
+    match b {
+        crate::CipherBackend::RustCrypto => "RustCrypto aes-gcm",
+        crate::CipherBackend::AwsLc => "aws-lc-rs",
+    }
+}
+
 /// How AES runs on this CPU, for `status`.
 pub fn aes_text() -> &'static str {
     if crate::CipherBackend::hardware_aes() {
@@ -194,6 +202,7 @@ pub fn write_status(
             .str("file_id", &crate::format::page::hex(&h.file_id))
             .bool("rekey_pending", h.next_key.is_some())
             .bool("hardware_aes", crate::CipherBackend::hardware_aes())
+            .str("aes_backend", backend_name(crate::CipherBackend::default()))
             .raw("slots", &slots_json(h))
             .num("file_size", info.file_size)
             .num("page_count", info.page_count)
@@ -240,7 +249,7 @@ pub fn write_status(
         if h.next_key.is_some() {
             writeln!(o, "rekey:           in progress (run `foldvault rekey` again to finish it)")?;
         }
-        writeln!(o, "AES:             {}", aes_text())?;
+        writeln!(o, "AES:             {}; backend {}", aes_text(), backend_name(crate::CipherBackend::default()))?;
     }
     match db {
         None => writeln!(o, "(no key given: trees and counters need the key)")?,

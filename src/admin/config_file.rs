@@ -1,0 +1,196 @@
+//! `--config FILE`: engine settings for the command line from a small TOML file.
+//!
+//! ```toml
+//! cipher = "aes-256-gcm"          # or "chacha20-poly1305" (new databases)
+//! cache_capacity = "64MiB"        # bytes, or with KiB / MiB / GiB
+//! durability = "immediate"        # or "eventual"
+//! flush_every_ms = 500
+//!
+//! [kdf]                           # Argon2id for new passphrase slots
+//! memory_mib = 32
+//! iterations = 3
+//! parallelism = 1
+//!
+//! [backup]
+//! verify_after = true             # `backup` re-reads and verifies what it wrote
+//! ```
+//! The parser takes exactly this subset of TOML (tables, `key = value` with integers, strings,
+//! booleans, comments); anything else is a usage error naming the line. The file is untrusted
+//! input: sizes are bounded and nothing panics.
+
+use crate::{CipherId, Config, Durability, KdfParams};
+
+/// Settings read from a config file (absent keys keep the defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileSettings {
+    pub cipher: Option<CipherId>,
+    pub cache_capacity: Option<u64>,
+    pub durability: Option<Durability>,
+    pub flush_every_ms: Option<u64>,
+    pub kdf_memory_mib: Option<u32>,
+    pub kdf_iterations: Option<u32>,
+    pub kdf_parallelism: Option<u32>,
+    pub backup_verify_after: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value {
+    Int(u64),
+    Str(String),
+    Bool(bool),
+}
+
+fn parse_value(v: &str) -> Option<Value> {
+    let v = v.trim();
+    if let Some(s) = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        if s.contains('"') || s.contains('\\') {
+            return None;
+        }
+        return Some(Value::Str(s.to_string()));
+    }
+    match v {
+        "true" => return Some(Value::Bool(true)),
+        "false" => return Some(Value::Bool(false)),
+        _ => {}
+    }
+    v.replace('_', "").parse::<u64>().ok().map(Value::Int)
+}
+
+fn parse_size(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(n) => Some(*n),
+        Value::Str(s) => {
+            let s = s.trim();
+            let (num, mul) = if let Some(n) = s.strip_suffix("GiB") {
+                (n, 1u64 << 30)
+            } else if let Some(n) = s.strip_suffix("MiB") {
+                (n, 1 << 20)
+            } else if let Some(n) = s.strip_suffix("KiB") {
+                (n, 1 << 10)
+            } else {
+                (s, 1)
+            };
+            num.trim().parse::<u64>().ok()?.checked_mul(mul)
+        }
+        Value::Bool(_) => None,
+    }
+}
+
+/// Parses the config file's text. Errors name the line.
+pub fn parse(text: &str) -> Result<FileSettings, String> {
+    if text.len() > 1 << 20 {
+        return Err("config file larger than 1 MiB".into());
+    }
+    let mut out = FileSettings::default();
+    let mut section = String::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line_no = n + 1;
+        let line = match raw.find('#') {
+            Some(i) if !raw[..i].contains('"') || raw[..i].matches('"').count() % 2 == 0 => &raw[..i],
+            _ => raw,
+        }
+        .trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = s.trim().to_string();
+            if !matches!(section.as_str(), "kdf" | "backup") {
+                return Err(format!("line {line_no}: unknown section [{section}]"));
+            }
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(format!("line {line_no}: expected `key = value`"));
+        };
+        let key = k.trim();
+        let value = parse_value(v).ok_or_else(|| format!("line {line_no}: cannot read the value of `{key}`"))?;
+        let bad = || format!("line {line_no}: bad value for `{key}`");
+        let int32 = |v: &Value| match v {
+            Value::Int(n) if *n <= u32::MAX as u64 => Some(*n as u32),
+            _ => None,
+        };
+        match (section.as_str(), key) {
+            ("", "cipher") => {
+                out.cipher = Some(match &value {
+                    Value::Str(s) if s == "aes-256-gcm" => CipherId::Aes256Gcm,
+                    Value::Str(s) if s == "chacha20-poly1305" => CipherId::ChaCha20Poly1305,
+                    _ => return Err(bad()),
+                })
+            }
+            ("", "cache_capacity") => out.cache_capacity = Some(parse_size(&value).ok_or_else(bad)?),
+            ("", "durability") => {
+                out.durability = Some(match &value {
+                    Value::Str(s) if s == "immediate" => Durability::Immediate,
+                    Value::Str(s) if s == "eventual" => Durability::Eventual,
+                    _ => return Err(bad()),
+                })
+            }
+            ("", "flush_every_ms") => match value {
+                Value::Int(n) => out.flush_every_ms = Some(n),
+                _ => return Err(bad()),
+            },
+            ("kdf", "memory_mib") => out.kdf_memory_mib = Some(int32(&value).ok_or_else(bad)?),
+            ("kdf", "iterations") => out.kdf_iterations = Some(int32(&value).ok_or_else(bad)?),
+            ("kdf", "parallelism") => out.kdf_parallelism = Some(int32(&value).ok_or_else(bad)?),
+            ("backup", "verify_after") => match value {
+                Value::Bool(b) => out.backup_verify_after = Some(b),
+                _ => return Err(bad()),
+            },
+            _ => return Err(format!("line {line_no}: unknown key `{key}`")),
+        }
+    }
+    Ok(out)
+}
+
+impl FileSettings {
+    /// Applies the settings to a `Config`.
+    pub fn apply(&self, mut c: Config) -> Config {
+        if let Some(x) = self.cipher {
+            c = c.cipher(x);
+        }
+        if let Some(x) = self.cache_capacity {
+            c = c.cache_capacity(x);
+        }
+        if let Some(x) = self.durability {
+            c = c.durability(x);
+        }
+        if let Some(x) = self.flush_every_ms {
+            c = c.flush_every_ms(Some(x));
+        }
+        if self.kdf_memory_mib.is_some() || self.kdf_iterations.is_some() || self.kdf_parallelism.is_some() {
+            let d = KdfParams::default();
+            c = c.kdf(KdfParams {
+                memory_kib: self.kdf_memory_mib.map(|m| m.saturating_mul(1024)).unwrap_or(d.memory_kib),
+                iterations: self.kdf_iterations.unwrap_or(d.iterations),
+                parallelism: self.kdf_parallelism.unwrap_or(d.parallelism),
+            });
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let s = parse(
+            "cipher = \"aes-256-gcm\"\ncache_capacity = \"64MiB\" # comment\ndurability = \"immediate\"\n\
+             flush_every_ms = 500\n\n[kdf]\nmemory_mib = 8\niterations = 2\n[backup]\nverify_after = true\n",
+        )
+        .unwrap();
+        assert_eq!(s.cache_capacity, Some(64 << 20));
+        assert_eq!(s.durability, Some(Durability::Immediate));
+        assert_eq!(s.kdf_memory_mib, Some(8));
+        assert_eq!(s.backup_verify_after, Some(true));
+    }
+
+    #[test]
+    fn hostile_input_is_an_error_not_a_panic() {
+        for t in ["x", "[nope]", "cipher = 3", "cache_capacity = \"99999999999999GiB\"", "a = \"b", "= 1", "[kdf]\nmemory_mib = 99999999999"] {
+            assert!(parse(t).is_err(), "{t}");
+        }
+    }
+}
