@@ -26,6 +26,10 @@ const AFTER_HELP: &str =
 #[derive(Parser, Debug)]
 #[command(name = "foldvault", version, after_help = AFTER_HELP, after_long_help = EXIT_CODES)]
 pub struct Cli {
+    /// Engine settings from a TOML file (cipher, cache_capacity, durability, [kdf], [backup]);
+    /// see src/admin/config_file.rs for the keys
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -108,12 +112,12 @@ pub struct InitArgs {
     /// The page cipher
     #[arg(long, value_enum, default_value = "aes-256-gcm")]
     pub cipher: CipherArg,
-    /// Argon2id memory for the passphrase slot, in MiB
-    #[arg(long, value_name = "N", default_value_t = 32)]
-    pub kdf_memory_mib: u32,
-    /// Argon2id passes for the passphrase slot
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub kdf_iterations: u32,
+    /// Argon2id memory for the passphrase slot, in MiB (default 32, or the config file's)
+    #[arg(long, value_name = "N")]
+    pub kdf_memory_mib: Option<u32>,
+    /// Argon2id passes for the passphrase slot (default 3, or the config file's)
+    #[arg(long, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
     #[command(flatten)]
     pub keys: KeyArgs,
 }
@@ -504,6 +508,22 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             return e.exit_code();
         }
     };
+    if let Some(path) = &cli.config {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("foldvault: cannot read config file ({}): {e}", path.display());
+                return 2;
+            }
+        };
+        match super::config_file::parse(&text) {
+            Ok(s) => super::config_file::install(s),
+            Err(e) => {
+                eprintln!("foldvault: config file {}: {e}", path.display());
+                return 2;
+            }
+        }
+    }
     super::report("foldvault", dispatch(cli.command))
 }
 

@@ -42,7 +42,7 @@ impl Target {
     /// The base configuration: location, no background flusher, no environment lookups.
     pub fn config(&self) -> Config {
         let c = if self.is_dir { Config::new().path(&self.arg) } else { Config::new().file(&self.file) };
-        c.flush_every_ms(None).use_env(false)
+        super::config_file::installed().apply(c).flush_every_ms(None).use_env(false)
     }
 
     /// Fails unless the database file exists and is not empty.
@@ -134,10 +134,14 @@ pub fn init(a: InitArgs) -> Result<(), CliError> {
         }
         cfg = cfg.plaintext();
     } else {
+        let file = super::config_file::installed();
         let memory_kib = a
             .kdf_memory_mib
+            .or(file.kdf_memory_mib)
+            .unwrap_or(32)
             .checked_mul(1024)
             .ok_or_else(|| CliError::Usage("--kdf-memory-mib is too large".into()))?;
+        let iterations = a.kdf_iterations.or(file.kdf_iterations).unwrap_or(3);
         let creds = a.keys.credentials(Prompt::Create)?;
         if creds.is_empty() {
             return Err(CliError::Usage(
@@ -147,7 +151,7 @@ pub fn init(a: InitArgs) -> Result<(), CliError> {
         cfg = cfg
             .encryption(Encryption::Required)
             .cipher(a.cipher.into())
-            .kdf(KdfParams { memory_kib, iterations: a.kdf_iterations, parallelism: 1 })
+            .kdf(KdfParams { memory_kib, iterations, parallelism: file.kdf_parallelism.unwrap_or(1) })
             .credentials(creds);
     }
     let existed = t.file.exists();

@@ -143,6 +143,18 @@ pub fn parse(text: &str) -> Result<FileSettings, String> {
     Ok(out)
 }
 
+static INSTALLED: std::sync::OnceLock<FileSettings> = std::sync::OnceLock::new();
+
+/// Makes `s` the settings every command's configuration starts from (`--config`).
+pub fn install(s: FileSettings) {
+    let _ = INSTALLED.set(s);
+}
+
+/// The installed settings (defaults when no `--config` was given).
+pub fn installed() -> FileSettings {
+    INSTALLED.get().cloned().unwrap_or_default()
+}
+
 impl FileSettings {
     /// Applies the settings to a `Config`.
     pub fn apply(&self, mut c: Config) -> Config {
@@ -189,7 +201,15 @@ mod tests {
 
     #[test]
     fn hostile_input_is_an_error_not_a_panic() {
-        for t in ["x", "[nope]", "cipher = 3", "cache_capacity = \"99999999999999GiB\"", "a = \"b", "= 1", "[kdf]\nmemory_mib = 99999999999"] {
+        for t in [
+            "x",
+            "[nope]",
+            "cipher = 3",
+            "cache_capacity = \"99999999999999GiB\"",
+            "a = \"b",
+            "= 1",
+            "[kdf]\nmemory_mib = 99999999999",
+        ] {
             assert!(parse(t).is_err(), "{t}");
         }
     }

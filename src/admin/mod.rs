@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod config_file;
 pub mod convert;
 pub mod demo;
 pub mod jsonl;

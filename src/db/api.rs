@@ -51,7 +51,7 @@ impl Drop for Handle {
             let _ = join.join();
         }
         if self.temporary.is_none()
-            && let Err(e) = self.engine.flush()
+            && let Err(e) = self.engine.flush().and_then(|_| self.engine.checkpoint_on_close())
         {
             tracing::error!(target: "foldvault::audit", error = %e, "flush on close failed");
         }
@@ -356,6 +356,20 @@ impl Batch {
     pub fn len(&self) -> usize {
         self.ops.len()
     }
+    /// Checks every key and value size before anything is applied, so a batch fails whole.
+    pub(crate) fn validate(&self) -> Result<()> {
+        // (Removing a key longer than any stored one is a no-op, not an error.)
+        for (k, v) in &self.ops {
+            let Some(v) = v else { continue };
+            if k.len() > crate::MAX_KEY_LEN {
+                return Err(Error::KeyTooLarge { len: k.len(), max: crate::MAX_KEY_LEN });
+            }
+            if v.len() as u64 > crate::MAX_VALUE_LEN {
+                return Err(Error::ValueTooLarge { len: v.len() as u64, max: crate::MAX_VALUE_LEN });
+            }
+        }
+        Ok(())
+    }
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
@@ -479,6 +493,7 @@ impl Tree {
 
     /// Applies every operation of `batch` in one atomic transaction.
     pub fn apply_batch(&self, batch: Batch) -> Result<()> {
+        batch.validate()?;
         self.write(|tx, r| {
             for (k, v) in &batch.ops {
                 match v {

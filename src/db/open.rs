@@ -213,7 +213,9 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
             }
         }
     }
-    candidates.sort_by_key(|(r, _)| std::cmp::Reverse(r.seq));
+    // Newest first; of two records of one commit (a clean close writes the second), the one
+    // that needs no verification.
+    candidates.sort_by_key(|(r, _)| std::cmp::Reverse((r.seq, r.prev_durable_seq)));
     let mut report = RecoveryReport { rejected_slots: rejected, ..RecoveryReport::default() };
     let mut chosen = None;
     let mut first_err: Option<Error> = None;

@@ -28,6 +28,9 @@ pub(crate) struct TxInner {
     pub(crate) trees: BTreeMap<Vec<u8>, TreeRoot>,
     pub(crate) changed: BTreeSet<Vec<u8>>,
     pub(crate) dropped: BTreeSet<Vec<u8>>,
+    /// A write failed part way: its page bookkeeping is not trustworthy, so the transaction can
+    /// only be aborted (found by the `db_ops` fuzzer: a batch failing on its second insert).
+    pub(crate) failed: bool,
 }
 
 /// A read-write transaction over any number of trees.
@@ -51,6 +54,7 @@ impl WriteTransaction {
                 trees,
                 changed: BTreeSet::new(),
                 dropped: BTreeSet::new(),
+                failed: false,
             })),
             durability,
         })
@@ -106,6 +110,12 @@ impl WriteTransaction {
     pub fn commit(self) -> Result<()> {
         let inner = self.inner.borrow_mut().take();
         let Some(mut t) = inner else { return Err(Error::ReportableBug("transaction already finished".into())) };
+        if t.failed {
+            self.handle.engine.abort(&mut t.guard, t.pages);
+            return Err(Error::Unsupported(
+                "a write in this transaction failed part way; the transaction was aborted".into(),
+            ));
+        }
         self.handle.engine.commit(
             &mut t.guard,
             t.pages,
@@ -148,7 +158,16 @@ impl TxTree<'_> {
     fn write<T>(&self, f: impl FnOnce(&mut TxPages, &mut TreeRoot) -> Result<T>) -> Result<T> {
         self.tx.with(|t| {
             let mut root = t.trees.get(&self.name).copied().unwrap_or_default();
-            let out = f(&mut t.pages, &mut root)?;
+            let out = match f(&mut t.pages, &mut root) {
+                Ok(out) => out,
+                // Size checks run before anything changes; any other failure may leave a
+                // half-done change behind.
+                Err(e @ (Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. })) => return Err(e),
+                Err(e) => {
+                    t.failed = true;
+                    return Err(e);
+                }
+            };
             t.trees.insert(self.name.clone(), root);
             t.changed.insert(self.name.clone());
             t.dropped.remove(&self.name);
@@ -214,6 +233,7 @@ impl TxTree<'_> {
     }
 
     pub fn apply_batch(&self, batch: &super::api::Batch) -> Result<()> {
+        batch.validate()?;
         self.write(|p, r| {
             for (k, v) in &batch.ops {
                 match v {

@@ -207,7 +207,7 @@ pub(crate) type Puts = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 /// inserts before the failing one stay in the transaction's page bookkeeping (old pages queued
 /// as freed, new pages allocated) though the tree's root is not updated, so committing frees
 /// pages the tree still uses and leaks others. Set to false when it is fixed.
-const SKIP_TX_BATCH_BUG: bool = true;
+const SKIP_TX_BATCH_BUG: bool = false;
 
 /// An operation on one tree, alone or inside a write transaction. `Put` inserts (`Some`) or
 /// removes (`None`); `Cas` with `current` takes `old` from the model when it runs (so it swaps).
