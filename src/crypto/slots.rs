@@ -138,7 +138,13 @@ pub(crate) fn make_slot(
         .ok_or(Error::InvalidConfig("the credentials given do not fit the requested slot kind"))??;
     let aead = super::cipher::new_aead(super::CipherId::Aes256Gcm, super::CipherBackend::RustCrypto, &kek)?;
     let aad = slot_aad(file_id, index, &slot.bound_bytes());
-    slot.tag = aead.seal(&slot.nonce, &aad, &mut slot.wrapped)?;
+    match aead.seal(&slot.nonce, &aad, &mut slot.wrapped) {
+        Ok(tag) => slot.tag = tag,
+        Err(e) => {
+            zeroize::Zeroize::zeroize(&mut slot.wrapped);
+            return Err(e);
+        }
+    }
     Ok(slot)
 }
 

@@ -12,7 +12,7 @@ use crate::crypto::slots::{self, Credentials};
 use crate::crypto::{CipherBackend, CipherId, KdfParams, Passphrase};
 use crate::error::{Error, Result};
 use crate::format::header::{FileHeader, MAX_SLOTS, SlotKind};
-use crate::format::{FORMAT_VERSION, HEADER_PAGE_A, HEADER_PAGE_B};
+use crate::format::{HEADER_PAGE_A, HEADER_PAGE_B};
 
 /// One key slot, as `Db::slots` lists it (no secret in it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +104,7 @@ impl Db {
         e.pager.sealer.with_data_key(|dk| -> Result<()> {
             let dk = dk.ok_or_else(|| Error::ReportableBug("no data key".into()))?;
             f(&mut h, dk)?;
-            h.version = FORMAT_VERSION;
+            // (The file keeps its own format version: a header update is not an upgrade.)
             h.generation += 1;
             h.raw_body = Default::default();
             h.mac = slots::header_mac(mac_key.unwrap_or(dk), &h.encode_body()[..]);

@@ -96,6 +96,17 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
             report.trees.push((String::from_utf8_lossy(&name).into_owned(), n, src_digest));
             progress(p);
         }
+        // The id generator's reservation (a hidden tree) travels too, so ids keep increasing.
+        if let Some(root) = rt.snap.trees.get(super::engine::IDS_TREE) {
+            let _ = root;
+            let src_ids =
+                super::api::Tree { handle: src.handle.clone(), name: std::sync::Arc::from(super::engine::IDS_TREE) };
+            let dst_ids =
+                super::api::Tree { handle: out.handle.clone(), name: std::sync::Arc::from(super::engine::IDS_TREE) };
+            if let Some(v) = src_ids.get(b"next")? {
+                dst_ids.insert(b"next", v)?;
+            }
+        }
         out.flush()?;
         let check = out.check()?;
         if let Some(p) = check.problems.first() {
