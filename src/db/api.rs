@@ -759,41 +759,29 @@ fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-impl Iterator for Iter {
-    type Item = Result<(IVec, IVec)>;
-    fn next(&mut self) -> Option<Self::Item> {
+impl Iter {
+    /// One step from either end; the iterator ends (for both ends) at the first error.
+    fn advance(&mut self, forward: bool) -> Option<Result<(IVec, IVec)>> {
         if self.done {
             return None;
         }
-        match self.step(true) {
-            Ok(Some(kv)) => Some(Ok(kv)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
+        let r = self.step(forward).transpose();
+        if !matches!(r, Some(Ok(_))) {
+            self.done = true;
         }
+        r
+    }
+}
+
+impl Iterator for Iter {
+    type Item = Result<(IVec, IVec)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.advance(true)
     }
 }
 
 impl DoubleEndedIterator for Iter {
     fn next_back(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.step(false) {
-            Ok(Some(kv)) => Some(Ok(kv)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        self.advance(false)
     }
 }

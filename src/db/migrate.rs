@@ -47,6 +47,40 @@ pub(crate) fn digest_entry(h: &mut blake3::Hasher, k: &[u8], v: &[u8]) {
     h.update(v);
 }
 
+/// Copies records into `dt` in batches, digesting them on the way, then checks the copy's count
+/// and digest against the source's. Returns both.
+fn copy_records<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    items: impl Iterator<Item = Result<(K, V)>>,
+    dt: &super::api::Tree,
+    p: &mut CopyProgress,
+    progress: &mut dyn FnMut(CopyProgress),
+) -> Result<(u64, [u8; 32])> {
+    let mut h = blake3::Hasher::new();
+    let mut n = 0u64;
+    let mut batch = Batch::default();
+    for kv in items {
+        let (k, v) = kv?;
+        let (k, v) = (k.as_ref(), v.as_ref());
+        digest_entry(&mut h, k, v);
+        p.records += 1;
+        p.bytes += (k.len() + v.len()) as u64;
+        n += 1;
+        batch.insert(k, v);
+        if batch.len() >= BATCH {
+            dt.apply_batch(std::mem::take(&mut batch))?;
+            progress(*p);
+        }
+    }
+    dt.apply_batch(batch)?;
+    let digest = *h.finalize().as_bytes();
+    let (m, d) = digest_tree(dt)?;
+    if m != n || d != digest {
+        return Err(Error::ReportableBug("a copied tree does not match its source".into()));
+    }
+    progress(*p);
+    Ok((n, digest))
+}
+
 fn temp_beside(dst: &Path) -> PathBuf {
     let mut r = [0u8; 6];
     rand::rngs::OsRng.fill_bytes(&mut r);
@@ -69,36 +103,11 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
         for name in rt.tree_names() {
             let Ok(t) = rt.open_tree(&name) else { continue };
             let dt = out.open_tree(&name)?;
-            let mut h = blake3::Hasher::new();
-            let mut n = 0u64;
-            let mut batch = Batch::default();
-            for kv in t.iter() {
-                let (k, v) = kv?;
-                digest_entry(&mut h, &k, &v);
-                p.records += 1;
-                p.bytes += (k.len() + v.len()) as u64;
-                n += 1;
-                batch.insert(&k, &v);
-                if batch.len() >= BATCH {
-                    dt.apply_batch(std::mem::take(&mut batch))?;
-                    progress(p);
-                }
-            }
-            dt.apply_batch(batch)?;
-            let src_digest = *h.finalize().as_bytes();
-            let (m, d) = digest_tree(&dt)?;
-            if m != n || d != src_digest {
-                return Err(Error::ReportableBug(format!(
-                    "copy of tree {} does not match its source",
-                    String::from_utf8_lossy(&name)
-                )));
-            }
+            let (n, src_digest) = copy_records(t.iter(), &dt, &mut p, progress)?;
             report.trees.push((String::from_utf8_lossy(&name).into_owned(), n, src_digest));
-            progress(p);
         }
         // The id generator's reservation (a hidden tree) travels too, so ids keep increasing.
-        if let Some(root) = rt.snap.trees.get(super::engine::IDS_TREE) {
-            let _ = root;
+        if rt.snap.trees.contains_key(super::engine::IDS_TREE) {
             let src_ids =
                 super::api::Tree { handle: src.handle.clone(), name: std::sync::Arc::from(super::engine::IDS_TREE) };
             let dst_ids =
@@ -187,29 +196,9 @@ pub fn from_sled(
         for name in sdb.tree_names() {
             let st = sdb.open_tree(&name).map_err(|e| Error::Unsupported(format!("sled: {e}")))?;
             let dt = out.open_tree(&*name)?;
-            let mut h = blake3::Hasher::new();
-            let mut n = 0u64;
-            let mut batch = Batch::default();
-            for kv in st.iter() {
-                let (k, v) = kv.map_err(|e| Error::Unsupported(format!("sled: {e}")))?;
-                digest_entry(&mut h, &k, &v);
-                n += 1;
-                p.records += 1;
-                p.bytes += (k.len() + v.len()) as u64;
-                batch.insert(&*k, &*v);
-                if batch.len() >= BATCH {
-                    dt.apply_batch(std::mem::take(&mut batch))?;
-                    progress(p);
-                }
-            }
-            dt.apply_batch(batch)?;
-            let d = *h.finalize().as_bytes();
-            let (m, got) = digest_tree(&dt)?;
-            if m != n || got != d {
-                return Err(Error::ReportableBug("imported tree does not match its sled source".into()));
-            }
+            let items = st.iter().map(|kv| kv.map_err(|e| Error::Unsupported(format!("sled: {e}"))));
+            let (n, d) = copy_records(items, &dt, &mut p, progress)?;
             report.trees.push((String::from_utf8_lossy(&name).into_owned(), n, d));
-            progress(p);
         }
         out.flush()?;
         Ok(report)
