@@ -17,6 +17,7 @@ struct Setup {
     old_digest: [u8; 32],
     seq: u64,
     digest: [u8; 32],
+    records_before_close: Vec<u8>,
 }
 
 fn setup() -> Setup {
@@ -44,8 +45,11 @@ fn setup() -> Setup {
     assert_eq!(db.durable_commit_seq(), seq);
     assert!(seq > old_seq);
     assert_ne!(digest, old_digest);
+    // The commit-record slots as a crash right now would leave them (before the clean close
+    // adds its second record of this commit).
+    let records_before_close = read_file(&path)[2 * PAGE..4 * PAGE].to_vec();
     drop((t, db));
-    Setup { _dir: dir, path, old_copy, old_seq, old_digest, seq, digest }
+    Setup { _dir: dir, path, old_copy, old_seq, old_digest, seq, digest, records_before_close }
 }
 
 fn open(cfg: Config) -> Result<foldvault::Db, Error> {
@@ -98,10 +102,16 @@ fn whole_file_rollback_is_caught_by_the_anchors() {
 }
 
 /// Destroying the newest commit record looks exactly like a crash before its sync: open falls
-/// back to the previous durable commit. The anchors catch that too.
+/// back to the previous durable commit. The anchors catch that too. (After a clean close both
+/// slots name the newest commit, so damaging one changes nothing; `setup`'s file is put back
+/// to its state before that second record, as a crash right after the commit leaves it.)
 #[test]
 fn destroyed_newest_commit_record_is_caught_by_the_anchors() {
     let s = setup();
+    let slots_before_close = s.records_before_close.clone();
+    let mut img = read_file(&s.path);
+    img[2 * PAGE..4 * PAGE].copy_from_slice(&slots_before_close);
+    write_file(&s.path, &img);
     // The newest record is in whichever slot opens with the higher sequence number; damage both
     // candidates one at a time and keep the case that falls back.
     let mut fell_back = false;

@@ -68,6 +68,7 @@ pub struct Config {
     pub(crate) seal_budget: u64,
     pub(crate) min_commit_seq: Option<u64>,
     pub(crate) expected_root_digest: Option<[u8; 32]>,
+    pub(crate) checkpoint_on_close: bool,
 }
 
 /// Seals per key epoch before the engine moves to the next epoch: 2^30, a quarter of NIST's
@@ -92,6 +93,7 @@ impl Default for Config {
             seal_budget: DEFAULT_SEAL_BUDGET,
             min_commit_seq: None,
             expected_root_digest: None,
+            checkpoint_on_close: true,
         }
     }
 }
@@ -142,6 +144,7 @@ impl Config {
             seal_budget: self.seal_budget,
             min_commit_seq: self.min_commit_seq,
             expected_root_digest: self.expected_root_digest,
+            checkpoint_on_close: self.checkpoint_on_close,
         })
     }
 
@@ -247,6 +250,13 @@ impl Config {
     /// Refuses to open a file whose root digest differs (see `Db::root_digest`).
     pub fn expected_root_digest(mut self, d: [u8; 32]) -> Config {
         self.expected_root_digest = Some(d);
+        self
+    }
+    /// Whether a clean close writes a second record of the newest commit so that the next open
+    /// has nothing to verify (default true). Off, the next open verifies the pages the newest
+    /// commit wrote, as after a crash (tests that damage those pages use this).
+    pub fn checkpoint_on_close(mut self, on: bool) -> Config {
+        self.checkpoint_on_close = on;
         self
     }
     pub fn open(&self) -> Result<crate::Db> {

@@ -87,6 +87,7 @@ pub(crate) struct Engine {
     /// The thread holding the writer through a transaction (0 = none): a call from that same
     /// thread that needs the writer again fails or skips instead of deadlocking.
     pub(crate) writer_owner: Arc<AtomicU64>,
+    pub(crate) checkpoint_on_close: bool,
 }
 
 /// A small per-thread id (never 0).
@@ -290,7 +291,8 @@ impl Engine {
     /// One page and one sync; skipped when there is nothing to skip.
     pub(crate) fn checkpoint_on_close(&self) -> Result<()> {
         let mut ws = self.writer.lock();
-        if self.pager.is_poisoned()
+        if !self.checkpoint_on_close
+            || self.pager.is_poisoned()
             || self.undurable.load(Ordering::Acquire)
             || ws.durable.prev_durable_seq >= ws.durable.seq
         {

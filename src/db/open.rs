@@ -139,6 +139,7 @@ fn assemble(
         ids: Mutex::new((0, 0)),
         durable_seq: AtomicU64::new(rec.seq),
         writer_owner: Arc::new(AtomicU64::new(0)),
+        checkpoint_on_close: cfg.checkpoint_on_close,
         pager,
     }
 }

@@ -127,8 +127,11 @@ pub fn fix_header_checksum(path: &Path, p: u64) {
 pub const MASTER: [u8; 32] = [7; 32];
 pub const PASSPHRASE: &str = "tamper-matrix passphrase";
 
+/// The fixtures keep the state a crash right after the last commit leaves: no second record
+/// of the newest commit at close (`checkpoint_on_close(false)`), so the matrix also covers
+/// damage that recovery at open must catch.
 pub fn base() -> Config {
-    Config::new().use_env(false).flush_every_ms(None).kdf(KdfParams::insecure_fast())
+    Config::new().use_env(false).flush_every_ms(None).kdf(KdfParams::insecure_fast()).checkpoint_on_close(false)
 }
 
 pub fn master_cfg(path: &Path) -> Config {
