@@ -112,17 +112,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
             .map(|t| (t.name.clone(), t.records))
             .collect();
         drop(db);
-        Ok(BackupSummary {
-            seq: header.seq,
-            root_digest: header.root_digest,
-            created_unix: header.created_unix,
-            encrypted: header.encrypted,
-            bytes,
-            chunks,
-            pages,
-            deep: true,
-            trees,
-        })
+        Ok(BackupSummary { trees, ..BackupSummary::of(&header, (bytes, chunks, pages), true) })
     })();
     match result {
         Ok(s) => {

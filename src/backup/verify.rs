@@ -37,6 +37,23 @@ pub struct BackupSummary {
     pub trees: BTreeMap<String, u64>,
 }
 
+impl BackupSummary {
+    /// A summary of a stream with this header and (bytes, chunks, pages) as read; no tree counts.
+    pub(crate) fn of(header: &BackupHeader, (bytes, chunks, pages): (u64, u64, u64), deep: bool) -> BackupSummary {
+        BackupSummary {
+            seq: header.seq,
+            root_digest: header.root_digest,
+            created_unix: header.created_unix,
+            encrypted: header.encrypted,
+            bytes,
+            chunks,
+            pages,
+            deep,
+            trees: BTreeMap::new(),
+        }
+    }
+}
+
 fn corrupt(offset: u64, chunk: Option<u64>, what: &'static str) -> Error {
     tracing::warn!(target: "foldvault::audit", offset, chunk, what, "backup check failed");
     Error::BackupCorrupt { offset, chunk, what }
@@ -227,17 +244,7 @@ pub fn verify<R: Read>(r: R, creds: Option<&Credentials>, progress: &mut dyn FnM
     }
     let header = br.header.clone();
     let (bytes, chunks, pages) = br.finish()?;
-    let mut summary = BackupSummary {
-        seq: header.seq,
-        root_digest: header.root_digest,
-        created_unix: header.created_unix,
-        encrypted: header.encrypted,
-        bytes,
-        chunks,
-        pages,
-        deep,
-        trees: BTreeMap::new(),
-    };
+    let mut summary = BackupSummary::of(&header, (bytes, chunks, pages), deep);
     if deep {
         summary.trees = check_structure(&facts, header.catalog)?;
     }
