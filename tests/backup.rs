@@ -226,3 +226,27 @@ fn make_fixtures() {
     drop(db);
     std::fs::copy(dir.path().join("v1.foldvault"), format!("{data}/v1.foldvault")).unwrap();
 }
+
+/// An edited backup header (a raised sequence number, checksum and stream hash recomputed) passes the keyless
+/// check — the checksum only finds damage — but not verify-with-key nor restore: its MAC does
+/// not verify.
+#[test]
+fn forged_backup_header_does_not_restore() {
+    use foldvault::backup::format::{B_CHECKSUM_OFFSET, B_SEQ_OFFSET};
+    let (dir, bytes, _) = make_backup();
+    let mut b = bytes.clone();
+    let seq = u64::from_le_bytes(b[B_SEQ_OFFSET..B_SEQ_OFFSET + 8].try_into().unwrap());
+    b[B_SEQ_OFFSET..B_SEQ_OFFSET + 8].copy_from_slice(&(seq + 1000).to_le_bytes());
+    let sum = blake3::hash(&b[..B_CHECKSUM_OFFSET]);
+    b[B_CHECKSUM_OFFSET..B_CHECKSUM_OFFSET + 32].copy_from_slice(sum.as_bytes());
+    // The unkeyed stream hash (the last 32 bytes) can be recomputed too.
+    let n = b.len();
+    let stream = blake3::hash(&b[..n - 32]);
+    b[n - 32..].copy_from_slice(stream.as_bytes());
+    assert!(backup::verify(Cursor::new(&b), None, &mut |_| {}).is_ok(), "unkeyed hashes alone cannot tell");
+    let deep = backup::verify(Cursor::new(&b), Some(&creds()), &mut |_| {});
+    assert!(matches!(deep, Err(Error::BackupCorrupt { what: "backup header MAC", .. })), "{deep:?}");
+    let dst = dir.path().join("forged.fv");
+    assert!(backup::restore(Cursor::new(&b), &dst, &creds(), RestoreOptions::default()).is_err());
+    assert!(!dst.exists());
+}

@@ -25,7 +25,10 @@ pub const B_KEY_EPOCH_OFFSET: usize = B_CHUNK_PAGES_OFFSET + 4;
 pub const B_CATALOG_OFFSET: usize = B_KEY_EPOCH_OFFSET + 4;
 pub const B_SEALS_OFFSET: usize = B_CATALOG_OFFSET + PAGE_REF_SIZE;
 pub const B_LIVE_PAGES_OFFSET: usize = B_SEALS_OFFSET + 8;
-pub const B_FIELDS_END: usize = B_LIVE_PAGES_OFFSET + 8;
+/// Keyed BLAKE3 (backup header MAC key) of bytes `0..B_MAC_OFFSET`; zeros for a plaintext
+/// source. It stops a forged header (a raised sequence number, say) from restoring.
+pub const B_MAC_OFFSET: usize = B_LIVE_PAGES_OFFSET + 8;
+pub const B_FIELDS_END: usize = B_MAC_OFFSET + 32;
 pub const B_CHECKSUM_OFFSET: usize = PAGE_SIZE - 32;
 const _: () = assert!(B_FIELDS_END <= B_CHECKSUM_OFFSET);
 
@@ -56,9 +59,22 @@ pub struct BackupHeader {
     pub catalog: PageRef,
     pub seals_in_epoch: u64,
     pub live_pages: u64,
+    /// Keyed MAC of the fields (zeros for a plaintext source).
+    pub mac: [u8; 32],
 }
 
 impl BackupHeader {
+    /// The MAC of the header's fields under `key` (the backup header MAC key).
+    pub(crate) fn compute_mac(&self, key: &crate::crypto::keys::SecretKey) -> [u8; 32] {
+        let b = BackupHeader { mac: [0; 32], ..self.clone() }.encode();
+        *blake3::keyed_hash(key.expose(), &b[..B_MAC_OFFSET]).as_bytes()
+    }
+
+    /// Checks the MAC in constant time.
+    pub(crate) fn mac_ok(&self, key: &crate::crypto::keys::SecretKey) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(&self.compute_mac(key)[..], &self.mac[..]))
+    }
+
     pub fn encode(&self) -> Box<[u8; PAGE_SIZE]> {
         let mut b = Box::new([0u8; PAGE_SIZE]);
         b[..8].copy_from_slice(&BACKUP_MAGIC);
@@ -76,6 +92,7 @@ impl BackupHeader {
         self.catalog.encode(&mut b[B_CATALOG_OFFSET..]);
         put_u64(&mut b[..], B_SEALS_OFFSET, self.seals_in_epoch);
         put_u64(&mut b[..], B_LIVE_PAGES_OFFSET, self.live_pages);
+        b[B_MAC_OFFSET..B_MAC_OFFSET + 32].copy_from_slice(&self.mac);
         let sum = blake3::hash(&b[..B_CHECKSUM_OFFSET]);
         b[B_CHECKSUM_OFFSET..].copy_from_slice(sum.as_bytes());
         b
@@ -108,6 +125,7 @@ impl BackupHeader {
             catalog: PageRef::decode(b, B_CATALOG_OFFSET).ok_or_else(bad)?,
             seals_in_epoch: get_u64(b, B_SEALS_OFFSET).ok_or_else(bad)?,
             live_pages: get_u64(b, B_LIVE_PAGES_OFFSET).ok_or_else(bad)?,
+            mac: get_array(b, B_MAC_OFFSET).ok_or_else(bad)?,
         };
         if get_u32(b, B_PAGE_SIZE_OFFSET) != Some(PAGE_SIZE as u32)
             || h.chunk_pages == 0

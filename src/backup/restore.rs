@@ -38,7 +38,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         return Err(Error::AlreadyExists(dst.display().to_string()));
     }
     let mut br = BackupReader::open(r)?;
-    let dk = unlock_backup(&br.file_header, creds)?;
+    let dk = unlock_backup(&br.file_header, &br.header, creds)?;
     let aead = match &dk {
         Some(k) => Some(backup_aead(k)?),
         None => None,

@@ -172,11 +172,14 @@ impl<R: Read> BackupReader<R> {
 }
 
 /// Unlocks the data key of the backup's source header; `None` for a plaintext source.
-pub(crate) fn unlock_backup(fh: &FileHeader, creds: &Credentials) -> Result<Option<SecretKey>> {
+pub(crate) fn unlock_backup(fh: &FileHeader, bh: &BackupHeader, creds: &Credentials) -> Result<Option<SecretKey>> {
     if !fh.is_encrypted() {
         return Ok(None);
     }
     let (dk, _) = crate::db::open::unlock(fh, 0, creds)?;
+    if !bh.mac_ok(&dk.derive(context::BACKUP_MAC_KEY, &[])) {
+        return Err(corrupt(0, None, "backup header MAC"));
+    }
     Ok(Some(dk))
 }
 
@@ -218,7 +221,7 @@ struct PageFacts {
 pub fn verify<R: Read>(r: R, creds: Option<&Credentials>, progress: &mut dyn FnMut(Progress)) -> Result<BackupSummary> {
     let mut br = BackupReader::open(r)?;
     let dk = match creds {
-        Some(c) => unlock_backup(&br.file_header, c)?,
+        Some(c) => unlock_backup(&br.file_header, &br.header, c)?,
         None => None,
     };
     let deep = dk.is_some() || !br.header.encrypted;

@@ -98,7 +98,7 @@ fn backup_snapshot<W: Write>(
         };
         let mut backup_id = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut backup_id);
-        let header = BackupHeader {
+        let mut header = BackupHeader {
             version: BACKUP_VERSION,
             encrypted,
             file_id: *pager.sealer.file_id(),
@@ -115,7 +115,11 @@ fn backup_snapshot<W: Write>(
             catalog: snap.catalog,
             seals_in_epoch: pager.seals_in_epoch(),
             live_pages: live.len() as u64,
+            mac: [0; 32],
         };
+        if let Some(mk) = pager.sealer.with_data_key(|k| k.map(|k| k.derive(context::BACKUP_MAC_KEY, &[]))) {
+            header.mac = header.compute_mac(&mk);
+        }
         let mut w = HashingWriter::new(out);
         w.put(&header.encode()[..])?;
         w.put(&header_bytes[..])?;

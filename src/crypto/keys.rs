@@ -19,6 +19,7 @@ pub(crate) mod context {
     pub const COMMIT_KEY: &str = "foldvault 2026-11-28 v1 commit record key";
     pub const HEADER_MAC_KEY: &str = "foldvault 2026-11-28 v1 header mac key";
     pub const BACKUP_KEY: &str = "foldvault 2026-11-28 v1 backup key";
+    pub const BACKUP_MAC_KEY: &str = "foldvault 2026-11-28 v1 backup header mac key";
     pub const REKEY_WRAP: &str = "foldvault 2026-11-28 v1 rekey next-key wrap";
 }
 
