@@ -69,6 +69,7 @@ pub struct Config {
     pub(crate) min_commit_seq: Option<u64>,
     pub(crate) expected_root_digest: Option<[u8; 32]>,
     pub(crate) checkpoint_on_close: bool,
+    pub(crate) zeroize_cache: bool,
 }
 
 /// Seals per key epoch before the engine moves to the next epoch: 2^30, a quarter of NIST's
@@ -94,6 +95,7 @@ impl Default for Config {
             min_commit_seq: None,
             expected_root_digest: None,
             checkpoint_on_close: true,
+            zeroize_cache: true,
         }
     }
 }
@@ -145,6 +147,7 @@ impl Config {
             min_commit_seq: self.min_commit_seq,
             expected_root_digest: self.expected_root_digest,
             checkpoint_on_close: self.checkpoint_on_close,
+            zeroize_cache: self.zeroize_cache,
         })
     }
 
@@ -257,6 +260,12 @@ impl Config {
     /// commit wrote, as after a crash (tests that damage those pages use this).
     pub fn checkpoint_on_close(mut self, on: bool) -> Config {
         self.checkpoint_on_close = on;
+        self
+    }
+    /// Whether opened (plaintext) pages are wiped when they leave the page cache and at close
+    /// (default true; SPEC.md §14). Off saves a 4 KiB memset per eviction.
+    pub fn zeroize_cache(mut self, on: bool) -> Config {
+        self.zeroize_cache = on;
         self
     }
     pub fn open(&self) -> Result<crate::Db> {

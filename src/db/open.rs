@@ -119,6 +119,7 @@ fn assemble(
     recovery: RecoveryReport,
 ) -> Engine {
     pager.set_page_limit(rec.page_count);
+    pager.set_wipe_cache(cfg.zeroize_cache);
     pager.set_seals_in_epoch(rec.seals_in_epoch);
     pager.sealer.set_max_epoch(rec.key_epoch);
     Engine {

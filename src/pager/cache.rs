@@ -22,6 +22,8 @@ use crate::format::page::{PAYLOAD_SIZE, SealTag};
 pub(crate) struct CachedPage {
     pub(crate) tag: SealTag,
     pub(crate) buf: Box<PageBuf>,
+    /// Wipe the plaintext when dropped (`Config::zeroize_cache`, default on).
+    pub(crate) wipe: bool,
 }
 
 impl CachedPage {
@@ -32,7 +34,9 @@ impl CachedPage {
 
 impl Drop for CachedPage {
     fn drop(&mut self) {
-        self.buf.zeroize();
+        if self.wipe {
+            self.buf.zeroize();
+        }
     }
 }
 
@@ -136,7 +140,7 @@ mod tests {
     use super::*;
 
     fn page(tag: u8) -> Arc<CachedPage> {
-        Arc::new(CachedPage { tag: SealTag([tag; 16]), buf: Box::new([tag; crate::format::PAGE_SIZE]) })
+        Arc::new(CachedPage { tag: SealTag([tag; 16]), buf: Box::new([tag; crate::format::PAGE_SIZE]), wipe: true })
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub(crate) struct Pager {
     /// Pages `0..page_limit` may be referenced; anything above is out of range.
     page_limit: AtomicU64,
     seals_in_epoch: AtomicU64,
+    /// Wipe opened pages when they leave the cache (`Config::zeroize_cache`).
+    wipe_cache: AtomicBool,
 }
 
 impl Pager {
@@ -63,7 +65,12 @@ impl Pager {
             poisoned: AtomicBool::new(false),
             page_limit: AtomicU64::new(FIRST_DATA_PAGE),
             seals_in_epoch: AtomicU64::new(0),
+            wipe_cache: AtomicBool::new(true),
         }
+    }
+
+    pub(crate) fn set_wipe_cache(&self, on: bool) {
+        self.wipe_cache.store(on, Ordering::Relaxed);
     }
 
     pub(crate) fn set_page_limit(&self, n: u64) {
@@ -173,7 +180,7 @@ impl Pager {
         let (tag, _epoch) = self.sealer.open(purpose, page, &mut buf)?;
         Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
         Counters::add(&self.counters.pages_opened, 1);
-        Ok(CachedPage { tag, buf })
+        Ok(CachedPage { tag, buf, wipe: self.wipe_cache.load(Ordering::Relaxed) })
     }
 
     /// Seals `buf` (whose payload the caller filled) as page `page` under `epoch`, writes it and
@@ -187,7 +194,8 @@ impl Pager {
         Counters::add(&self.counters.pages_sealed, 1);
         self.seals_in_epoch.fetch_add(1, Ordering::AcqRel);
         self.write_raw(page, &sealed)?;
-        let ev = self.cache.insert(page, Arc::new(CachedPage { tag, buf }));
+        let wipe = self.wipe_cache.load(Ordering::Relaxed);
+        let ev = self.cache.insert(page, Arc::new(CachedPage { tag, buf, wipe }));
         Counters::add(&self.counters.cache_evictions, ev);
         Ok(tag)
     }
