@@ -17,7 +17,7 @@ fn main() -> foldvault::Result<()> {
         let tx = db.begin_write()?;
         let t = tx.open_tree("t")?;
         for i in 0..n {
-            t.insert(blake3::hash(&i.to_le_bytes()).as_bytes()[..16].to_vec(), [7u8; 100])?;
+            t.insert(&blake3::hash(&i.to_le_bytes()).as_bytes()[..16], [7u8; 100])?;
         }
         drop(t);
         tx.commit()?;
