@@ -43,6 +43,10 @@ pub const TRAILER_SIZE: usize = 8 + 8 + 8 + 8 + 32;
 
 pub const FLAG_ENCRYPTED: u16 = 1;
 
+/// The largest page count a backup header may state (16 TiB of 4 KiB pages): a bound on what a
+/// damaged or forged header can make restore iterate over.
+pub const MAX_PAGE_COUNT: u64 = 1 << 32;
+
 /// The backup header.
 #[derive(Debug, Clone)]
 pub struct BackupHeader {
@@ -131,6 +135,7 @@ impl BackupHeader {
             || h.chunk_pages == 0
             || h.chunk_pages > CHUNK_PAGES
             || h.live_pages > h.page_count
+            || h.page_count > MAX_PAGE_COUNT
         {
             return Err(bad());
         }

@@ -52,14 +52,16 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         let pager = Pager::new(storage.clone(), sealer, 1 << 20);
         pager.write_raw(HEADER_PAGE_A, &br.file_header_page)?;
         pager.write_raw(HEADER_PAGE_B, &br.file_header_page)?;
-        let mut live = vec![false; page_count as usize];
+        // Pages seen so far: sized by the stream, not by the (unauthenticated, for a plaintext
+        // source) page count in its header.
+        let mut live: std::collections::BTreeSet<PageNo> = std::collections::BTreeSet::new();
         let mut pages = 0u64;
         while let Some(chunk) = br.next_chunk(aead.as_deref())? {
             for (page, buf) in chunk {
                 // Each page must open under its own seal before it is written.
                 let mut probe = buf.clone();
                 pager.sealer.open(KeyPurpose::Page, page, &mut probe)?;
-                if std::mem::replace(&mut live[page as usize], true) {
+                if !live.insert(page) {
                     return Err(Error::corrupt(page, CorruptReason::DoubleReference));
                 }
                 pager.write_raw(page, &buf)?;
@@ -73,7 +75,9 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         let generation = br.file_header.generation;
         let (bytes, chunks, pages) = br.finish()?;
         // Everything not restored is free; write the free list and a commit record.
-        let free: Vec<PageNo> = (FIRST_DATA_PAGE..page_count).filter(|p| !live[*p as usize]).collect();
+        // The restored file ends after its last live page: pages above it were free.
+        let page_count = live.last().map(|p| p + 1).unwrap_or(FIRST_DATA_PAGE).min(page_count);
+        let free: Vec<PageNo> = (FIRST_DATA_PAGE..page_count).filter(|p| !live.contains(p)).collect();
         let mut alloc = Allocator::new(page_count, free);
         pager.set_page_limit(page_count);
         pager.sealer.set_max_epoch(header.key_epoch);
