@@ -158,6 +158,28 @@ impl Cursor {
         }
     }
 
+    /// Descends from `root` towards `key`, pushing the path; stops at the leaf (pushed with
+    /// index 0) and returns where `key` falls in it (`Ok(i)` found at i, `Err(i)` insert at i).
+    fn descend_to(&mut self, pager: &Pager, root: PageRef, key: &[u8]) -> Result<std::result::Result<usize, usize>> {
+        let mut at = root;
+        loop {
+            if self.stack.len() > MAX_DEPTH {
+                return Err(Error::corrupt(at.page, CorruptReason::TooDeep));
+            }
+            let p = pager.read(at, None)?;
+            let raw = RawNode::new(p.payload(), at.page)?;
+            if raw.is_leaf() {
+                let pos = raw.leaf_search(key)?;
+                self.stack.push((p, at.page, 0));
+                return Ok(pos);
+            }
+            let i = raw.child_index(key)?;
+            let child = raw.child(i)?;
+            self.stack.push((p, at.page, i));
+            at = child;
+        }
+    }
+
     /// Positions at the first entry `>= key` (or `> key` if `exclusive`); `None` key = first.
     pub(crate) fn seek_ge(pager: &Pager, root: PageRef, key: Option<&[u8]>, exclusive: bool) -> Result<Option<Cursor>> {
         if root.is_none() {
@@ -168,26 +190,14 @@ impl Cursor {
             c.descend(pager, root, true)?;
             return c.settle_forward(pager);
         };
-        let mut at = root;
-        loop {
-            if c.stack.len() > MAX_DEPTH {
-                return Err(Error::corrupt(at.page, CorruptReason::TooDeep));
-            }
-            let p = pager.read(at, None)?;
-            let raw = RawNode::new(p.payload(), at.page)?;
-            if raw.is_leaf() {
-                let i = match raw.leaf_search(key)? {
-                    Ok(i) if exclusive => i + 1,
-                    Ok(i) | Err(i) => i,
-                };
-                c.stack.push((p, at.page, i));
-                return c.settle_forward(pager);
-            }
-            let i = raw.child_index(key)?;
-            let child = raw.child(i)?;
-            c.stack.push((p, at.page, i));
-            at = child;
+        let i = match c.descend_to(pager, root, key)? {
+            Ok(i) if exclusive => i + 1,
+            Ok(i) | Err(i) => i,
+        };
+        if let Some(top) = c.stack.last_mut() {
+            top.2 = i;
         }
+        c.settle_forward(pager)
     }
 
     /// Positions at the last entry `<= key` (or `< key` if `exclusive`); `None` key = last.
@@ -200,32 +210,19 @@ impl Cursor {
             c.descend(pager, root, false)?;
             return c.settle_backward(pager);
         };
-        let mut at = root;
-        loop {
-            if c.stack.len() > MAX_DEPTH {
-                return Err(Error::corrupt(at.page, CorruptReason::TooDeep));
-            }
-            let p = pager.read(at, None)?;
-            let raw = RawNode::new(p.payload(), at.page)?;
-            if raw.is_leaf() {
-                // index of the entry to stand on, +1 (0 = before the first)
-                let after = match raw.leaf_search(key)? {
-                    Ok(i) if exclusive => i,
-                    Ok(i) => i + 1,
-                    Err(i) => i,
-                };
-                if after == 0 {
-                    c.stack.push((p, at.page, 0));
-                    return c.step_back_from_start(pager);
-                }
-                c.stack.push((p, at.page, after - 1));
-                return c.settle_backward(pager);
-            }
-            let i = raw.child_index(key)?;
-            let child = raw.child(i)?;
-            c.stack.push((p, at.page, i));
-            at = child;
+        // index of the entry to stand on, +1 (0 = before the first)
+        let after = match c.descend_to(pager, root, key)? {
+            Ok(i) if exclusive => i,
+            Ok(i) => i + 1,
+            Err(i) => i,
+        };
+        if after == 0 {
+            return c.step_back_from_start(pager);
         }
+        if let Some(top) = c.stack.last_mut() {
+            top.2 = after - 1;
+        }
+        c.settle_backward(pager)
     }
 
     /// If the leaf index is past the end, moves to the next leaf (skipping empty ones).
