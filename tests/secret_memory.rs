@@ -1,67 +1,32 @@
-//! Secret hygiene in memory (Linux): key pages are locked while a database is open, and after
-//! the database is dropped neither the data key nor the passphrase is left in the process's
+//! Secret hygiene in memory (Linux): key pages are locked while a database is open; after the
+//! database is dropped neither the passphrase nor any user plaintext is left in the process's
 //! readable memory. The needles are kept XOR-masked so the test never holds them itself.
+//! (The data key's own scan is a unit test in src/db/keys.rs: only the crate can see the key.)
 #![cfg(target_os = "linux")]
 
-use std::io::{Read, Seek, SeekFrom};
+#[path = "common/memscan.rs"]
+mod memscan;
+
 use std::sync::Arc;
 
 use foldvault::storage::{MemoryStorage, Storage};
 use foldvault::{Config, KdfParams, Passphrase};
+use memscan::{MASK, count_in_memory, vm_lck_kib};
+use zeroize::Zeroizing;
 
-const MASK: u8 = 0xA5;
-
-fn vm_lck_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find(|l| l.starts_with("VmLck:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Counts occurrences of the unmasked needle in every readable private mapping.
-fn count_in_memory(masked: &[u8]) -> usize {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let mut mem = std::fs::File::open("/proc/self/mem").unwrap();
-    let mut found = 0;
-    let mut buf = Vec::new();
-    for line in maps.lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else { continue };
-        let path = parts.nth(3).unwrap_or("");
-        if !perms.starts_with('r') || path.starts_with("[v") || (path.starts_with('/') && !perms.contains('w')) {
-            continue;
-        }
-        let Some((a, b)) = range.split_once('-') else { continue };
-        let (a, b) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap());
-        if b - a > (1 << 30) {
-            continue;
-        }
-        buf.resize((b - a) as usize, 0);
-        if mem.seek(SeekFrom::Start(a)).is_err() || mem.read_exact(&mut buf).is_err() {
-            continue;
-        }
-        let first = masked[0] ^ MASK;
-        for i in 0..buf.len().saturating_sub(masked.len()) {
-            if buf[i] == first && buf[i..i + masked.len()].iter().zip(masked).all(|(x, m)| *x ^ MASK == *m) {
-                found += 1;
-            }
-        }
-    }
-    found
-}
+/// The tests read process-wide figures (VmLck, all memory): one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
-fn keys_are_locked_and_wiped() {
+fn passphrase_is_locked_while_open_and_wiped_after_drop() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // A passphrase built from masked bytes at run time (never a literal in the binary).
     let masked: Vec<u8> = b"correct horse battery staple 9f3a7c".iter().map(|b| b ^ MASK).collect();
     let unmask = || -> Vec<u8> { masked.iter().map(|b| b ^ MASK).collect() };
     let before = vm_lck_kib();
-    let m = MemoryStorage::new();
-    let s: Arc<dyn Storage> = Arc::new(m.clone());
+    let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
     let db = Config::new()
-        .storage(s.clone())
+        .storage(s)
         .passphrase(Passphrase::new(unmask()))
         .kdf(KdfParams::insecure_fast())
         .use_env(false)
@@ -69,16 +34,57 @@ fn keys_are_locked_and_wiped() {
         .unwrap();
     db.insert("k", &b"v"[..]).unwrap();
     db.flush().unwrap();
-    let dk_masked: Vec<u8> = foldvault::crypto::__data_key_for_tests(&db).to_vec();
     let during = vm_lck_kib();
     assert!(
         foldvault::crypto::locked::locking_failed() || during > before,
         "VmLck did not grow: {before} -> {during} kB"
     );
-    assert!(count_in_memory(&dk_masked) >= 1, "the scan does not see the live key (test broken)");
     drop(db);
-    let after_pass = count_in_memory(&masked);
-    let after_key = count_in_memory(&dk_masked);
-    assert_eq!(after_key, 0, "data key left in memory after drop");
-    assert_eq!(after_pass, 0, "passphrase left in memory after drop");
+    assert_eq!(count_in_memory(&masked), 0, "passphrase left in memory after drop");
+}
+
+/// With `zeroize_cache` on (the default), a workload of reads and writes leaves no copy of the
+/// records' plaintext in memory once the database is dropped. (tests/plaintext_frees.rs
+/// checks the same block by block, as each is freed.)
+#[test]
+fn no_record_plaintext_after_drop() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let masked: Vec<u8> = b"MARKER-5f0e-plaintext".iter().map(|b| b ^ MASK).collect();
+    let record = |i: u32, len: usize| {
+        let mut v = Zeroizing::new(Vec::with_capacity(len + masked.len()));
+        v.extend(masked.iter().map(|b| b ^ MASK));
+        v.extend_from_slice(&i.to_be_bytes());
+        let n = len.max(v.len());
+        v.resize(n, b'.');
+        v
+    };
+    let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let db = Config::new()
+        .storage(s)
+        .passphrase("no record plaintext")
+        .kdf(KdfParams::insecure_fast())
+        .use_env(false)
+        .zeroize_cache(true)
+        .open()
+        .unwrap();
+    let t = db.open_tree("records").unwrap();
+    for i in 0..500 {
+        let (k, v) = (record(i, 0), record(i, if i % 40 == 0 { 6_000 } else { 120 }));
+        t.insert(&k[..], &v[..]).unwrap();
+    }
+    db.flush().unwrap();
+    for i in (0..500).step_by(3) {
+        drop(t.get(&record(i, 0)[..]).unwrap());
+    }
+    for item in t.iter() {
+        drop(item.unwrap());
+    }
+    for i in (0..500).step_by(2) {
+        drop(t.remove(&record(i, 0)[..]).unwrap());
+    }
+    db.flush().unwrap();
+    assert!(count_in_memory(&masked) >= 1, "the scan does not see the open cache (test broken)");
+    drop(t);
+    drop(db);
+    assert_eq!(count_in_memory(&masked), 0, "record plaintext left in memory after drop");
 }

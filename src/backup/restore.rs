@@ -11,6 +11,7 @@ use super::Progress;
 use super::verify::{BackupReader, BackupSummary, backup_aead, sealer_for, unlock_backup};
 use crate::crypto::seal::KeyPurpose;
 use crate::crypto::slots::Credentials;
+use crate::crypto::wipe::wipe;
 use crate::db::config::Config;
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::commit::CommitRecord;
@@ -60,7 +61,9 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
             for (page, buf) in chunk {
                 // Each page must open under its own seal before it is written.
                 let mut probe = buf.clone();
-                pager.sealer.open(KeyPurpose::Page, page, &mut probe)?;
+                let opened = pager.sealer.open(KeyPurpose::Page, page, &mut probe);
+                wipe(&mut probe[..]);
+                opened?;
                 if !live.insert(page) {
                     return Err(Error::corrupt(page, CorruptReason::DoubleReference));
                 }

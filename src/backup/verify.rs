@@ -15,6 +15,7 @@ use crate::crypto::cipher::Aead;
 use crate::crypto::keys::{SecretKey, context};
 use crate::crypto::seal::{DataKeys, KeyPurpose, PageBuf, PageSealer};
 use crate::crypto::slots::Credentials;
+use crate::crypto::wipe::wipe;
 use crate::error::{Error, PageNo, Result};
 use crate::format::header::FileHeader;
 use crate::format::page::{PageKind, PageRef, SealTag};
@@ -238,6 +239,8 @@ pub fn verify<R: Read>(r: R, creds: Option<&Credentials>, progress: &mut dyn FnM
             pages += 1;
             if deep {
                 facts.insert(page, page_facts(&sealer, page, &mut buf));
+                // Opened in place: plaintext now.
+                wipe(&mut buf[..]);
             }
         }
         if !deep {

@@ -22,6 +22,7 @@
 //! always yields two nodes that fit. Raw-page accessors check every offset and length against
 //! the page and report `Corrupt { page, BadLayout }` instead of panicking.
 
+use crate::crypto::wipe::wipe_vec;
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::page::{PAGE_HEADER_SIZE, PAGE_REF_SIZE, PAYLOAD_SIZE, PageKind, PageRef, count, write_header};
 use crate::format::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
@@ -47,7 +48,41 @@ pub(crate) enum Value {
     Overflow { first: PageRef, len: u64 },
 }
 
+/// Decoded keys and values are user plaintext: they are wiped when dropped (`crypto::wipe`).
+impl Drop for Value {
+    fn drop(&mut self) {
+        if let Value::Inline(v) = self {
+            wipe_vec(v);
+        }
+    }
+}
+
+impl Drop for LeafEntry {
+    fn drop(&mut self) {
+        wipe_vec(&mut self.key);
+    }
+}
+
+impl Drop for Branch {
+    fn drop(&mut self) {
+        self.keys.iter_mut().for_each(wipe_vec);
+    }
+}
+
 impl Value {
+    /// Moves the value out, leaving an empty inline value behind.
+    pub(crate) fn take(&mut self) -> Value {
+        std::mem::replace(self, Value::Inline(Vec::new()))
+    }
+
+    /// Moves an inline value out (the caller wipes it when done); `None` for an overflow value.
+    pub(crate) fn take_inline(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Value::Inline(v) => Some(std::mem::take(v)),
+            Value::Overflow { .. } => None,
+        }
+    }
+
     fn encoded_len(&self) -> usize {
         match self {
             Value::Inline(v) => v.len(),

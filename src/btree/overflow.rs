@@ -11,6 +11,7 @@
 //! chain holds exactly the length the leaf states (no more pages, no fewer bytes).
 
 use super::tx::TxPages;
+use crate::crypto::wipe::{extend_wiping, wipe_vec};
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::page::{PAGE_HEADER_SIZE, PAGE_REF_SIZE, PAYLOAD_SIZE, PageKind, PageRef, write_header};
 use crate::format::{PAGE_SIZE, get_u32, put_u32};
@@ -83,10 +84,14 @@ pub(crate) fn read(pager: &Pager, first: PageRef, len: u64) -> Result<Vec<u8>> {
         return Err(Error::corrupt(first.page, CorruptReason::OverflowLength));
     }
     let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
-    walk(pager, first, len, |_, chunk| {
-        out.extend_from_slice(chunk);
+    let walked = walk(pager, first, len, |_, chunk| {
+        extend_wiping(&mut out, chunk);
         Ok(())
-    })?;
+    });
+    if let Err(e) = walked {
+        wipe_vec(&mut out);
+        return Err(e);
+    }
     Ok(out)
 }
 

@@ -184,7 +184,11 @@ impl TxPages {
         let (idx, child) = match self.node_mut(p)? {
             Node::Leaf(l) => {
                 let old = match l.search(&entry.key) {
-                    Ok(i) => Some(std::mem::replace(&mut l.entries[i].value, entry.value)),
+                    Ok(i) => {
+                        let mut entry = entry;
+                        std::mem::swap(&mut l.entries[i].value, &mut entry.value);
+                        Some(entry.value.take())
+                    }
                     Err(i) => {
                         l.entries.insert(i, entry);
                         None
@@ -267,7 +271,7 @@ impl TxPages {
         let (idx, child) = match self.node_mut(p)? {
             Node::Leaf(l) => {
                 let old = match l.search(key) {
-                    Ok(i) => Some(l.entries.remove(i).value),
+                    Ok(i) => Some(l.entries.remove(i).value.take()),
                     Err(_) => None,
                 };
                 return Ok((p, old));
@@ -316,10 +320,10 @@ impl TxPages {
         };
         match (self.node_mut(lp)?, right_node) {
             (Node::Leaf(l), Some(Node::Leaf(r))) => l.entries.extend(r.entries),
-            (Node::Branch(l), Some(Node::Branch(r))) => {
+            (Node::Branch(l), Some(Node::Branch(mut r))) => {
                 l.keys.push(sep);
-                l.keys.extend(r.keys);
-                l.children.extend(r.children);
+                l.keys.append(&mut r.keys);
+                l.children.append(&mut r.children);
             }
             _ => return Err(Error::corrupt(right.page, CorruptReason::WrongPageKind)),
         }

@@ -7,6 +7,7 @@ use super::{MAX_DEPTH, overflow};
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::page::{PageRef, generation};
 use crate::pager::Pager;
+use zeroize::Zeroizing;
 
 /// Verifies every page reachable from `root` that was written after commit `since` (its
 /// generation is above it): each opens under its seal and matches its parent-held tag. Pages
@@ -76,7 +77,9 @@ pub(crate) fn check_tree(
         return 0;
     }
     // (ref, depth, lower bound, upper bound)
-    let mut stack: Vec<(PageRef, usize, Option<Vec<u8>>, Option<Vec<u8>>)> = vec![(root, 0, None, None)];
+    // The bounds are user keys: `Zeroizing`, so they are wiped when done with.
+    type KeyBound = Option<Zeroizing<Vec<u8>>>;
+    let mut stack: Vec<(PageRef, usize, KeyBound, KeyBound)> = vec![(root, 0, None, None)];
     let mut leaf_depth: Option<usize> = None;
     while let Some((r, depth, lo, hi)) = stack.pop() {
         let mut report =
@@ -155,7 +158,7 @@ pub(crate) fn check_tree(
             let mut keys = Vec::with_capacity(n);
             for i in 0..n {
                 match raw.branch_key(i) {
-                    Ok(k) => keys.push(k.to_vec()),
+                    Ok(k) => keys.push(Zeroizing::new(k.to_vec())),
                     Err(_) => {
                         report(r.page, CorruptReason::BadLayout);
                         break;
@@ -165,7 +168,7 @@ pub(crate) fn check_tree(
             if keys.len() != n {
                 continue;
             }
-            if keys.windows(2).any(|w| w[0] >= w[1]) || keys.iter().any(|k| !in_range(k)) {
+            if keys.windows(2).any(|w| w[0][..] >= w[1][..]) || keys.iter().any(|k| !in_range(k)) {
                 report(r.page, CorruptReason::KeyOrder);
             }
             for i in 0..=n {

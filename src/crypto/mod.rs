@@ -15,22 +15,8 @@ pub mod keys;
 pub mod locked;
 pub mod seal;
 pub mod slots;
+pub mod wipe;
 
 pub use cipher::{CipherBackend, CipherId};
 pub use kdf::KdfParams;
 pub use keys::{MasterKey, Passphrase};
-
-/// The data key of an open database, XOR-masked with 0xA5 — for the memory-scan test only
-/// (it must never hold the key in the clear itself).
-#[doc(hidden)]
-pub fn __data_key_for_tests(db: &crate::Db) -> [u8; 32] {
-    db.handle.engine.pager.sealer.with_data_key(|k| {
-        let mut out = [0u8; 32];
-        if let Some(k) = k {
-            for (o, b) in out.iter_mut().zip(k.expose()) {
-                *o = b ^ 0xA5;
-            }
-        }
-        out
-    })
-}

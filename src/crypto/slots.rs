@@ -128,7 +128,8 @@ pub(crate) fn make_slot(
         kdf: if kind.uses_passphrase() { kdf } else { KdfParams { memory_kib: 0, iterations: 0, parallelism: 0 } },
         salt: [0; 16],
         nonce: [0; 12],
-        wrapped: *data_key.expose(),
+        // The data key goes in only right before it is wrapped, so no error path drops it.
+        wrapped: [0; 32],
         tag: [0; 16],
     };
     rand::rngs::OsRng.fill_bytes(&mut slot.salt);
@@ -138,6 +139,7 @@ pub(crate) fn make_slot(
         .ok_or(Error::InvalidConfig("the credentials given do not fit the requested slot kind"))??;
     let aead = super::cipher::new_aead(super::CipherId::Aes256Gcm, super::CipherBackend::RustCrypto, &kek)?;
     let aad = slot_aad(file_id, index, &slot.bound_bytes());
+    slot.wrapped.copy_from_slice(data_key.expose());
     match aead.seal(&slot.nonce, &aad, &mut slot.wrapped) {
         Ok(tag) => slot.tag = tag,
         Err(e) => {

@@ -23,6 +23,7 @@ use crate::btree::node::{RawValue, Value};
 use crate::btree::overflow;
 use crate::btree::read::{self, Cursor};
 use crate::btree::tx::TxPages;
+use crate::crypto::wipe::wipe_vec;
 use crate::error::{Error, Result};
 use crate::format::page::PageRef;
 use crate::storage::{FileStorage, Storage};
@@ -187,11 +188,11 @@ pub(crate) fn value_of(engine: &Engine, v: RawValue<'_>) -> Result<IVec> {
 }
 
 pub(crate) fn get_in(engine: &Engine, root: PageRef, key: &[u8]) -> Result<Option<IVec>> {
-    match read::get(&engine.pager, None, root, key)? {
-        None => Ok(None),
-        Some(Value::Inline(b)) => Ok(Some(IVec::from(b))),
-        Some(Value::Overflow { first, len }) => Ok(Some(IVec::from(overflow::read(&engine.pager, first, len)?))),
+    let Some(mut v) = read::get(&engine.pager, None, root, key)? else { return Ok(None) };
+    if let Value::Overflow { first, len } = v {
+        return Ok(Some(IVec::from(overflow::read(&engine.pager, first, len)?)));
     }
+    Ok(v.take_inline().map(IVec::from))
 }
 
 /// A database: a set of named trees in one file. Derefs to its default tree.
@@ -341,9 +342,28 @@ impl std::error::Error for CompareAndSwapError {}
 pub type CompareAndSwapResult = std::result::Result<(), CompareAndSwapError>;
 
 /// A set of inserts and removals applied atomically by `Tree::apply_batch`.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Batch {
     pub(crate) ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// Length only: the keys and values are user data.
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Batch(ops={})", self.ops.len())
+    }
+}
+
+/// The batch's copies of keys and values are wiped when it is dropped.
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for (k, v) in &mut self.ops {
+            wipe_vec(k);
+            if let Some(v) = v {
+                wipe_vec(v);
+            }
+        }
+    }
 }
 
 impl Batch {
@@ -629,9 +649,21 @@ pub struct Iter {
     back: Option<Cursor>,
     front_started: bool,
     back_started: bool,
-    last_front: Option<Vec<u8>>,
-    last_back: Option<Vec<u8>>,
+    last_front: Option<IVec>,
+    last_back: Option<IVec>,
     done: bool,
+}
+
+/// The bounds are the caller's keys: wiped with the iterator (the last keys are `IVec`s, which
+/// wipe themselves).
+impl Drop for Iter {
+    fn drop(&mut self) {
+        for b in [&mut self.lo, &mut self.hi] {
+            if let Bound::Included(k) | Bound::Excluded(k) = b {
+                wipe_vec(k);
+            }
+        }
+    }
 }
 
 impl Iter {
@@ -681,9 +713,9 @@ impl Iter {
         // At an inclusive bound already yielded, stop without reading further (the next leaf
         // may be damaged, and the range does not need it).
         let at_bound = if forward {
-            matches!((&self.hi, &self.last_front), (Bound::Included(h), Some(l)) if h == l)
+            matches!((&self.hi, &self.last_front), (Bound::Included(h), Some(l)) if h[..] == l[..])
         } else {
-            matches!((&self.lo, &self.last_back), (Bound::Included(h), Some(l)) if h == l)
+            matches!((&self.lo, &self.last_back), (Bound::Included(h), Some(l)) if h[..] == l[..])
         };
         if at_bound {
             return Ok(None);
@@ -716,21 +748,22 @@ impl Iter {
             }
         };
         let Some(c) = cur else { return Ok(None) };
-        let (key, value) = c.with_current(|k, v| (k.to_vec(), value_of(&self.handle.engine, v)))?;
+        let (key, value) = c.with_current(|k, v| (IVec::from_slice(k), value_of(&self.handle.engine, v)))?;
+        let k: &[u8] = &key;
         let in_range = if forward {
             let below_hi = match &self.hi {
-                Bound::Included(h) => key <= *h,
-                Bound::Excluded(h) => key < *h,
+                Bound::Included(h) => k <= &h[..],
+                Bound::Excluded(h) => k < &h[..],
                 Bound::Unbounded => true,
             };
-            below_hi && self.last_back.as_ref().is_none_or(|b| key < *b)
+            below_hi && self.last_back.as_ref().is_none_or(|b| k < &b[..])
         } else {
             let above_lo = match &self.lo {
-                Bound::Included(l) => key >= *l,
-                Bound::Excluded(l) => key > *l,
+                Bound::Included(l) => k >= &l[..],
+                Bound::Excluded(l) => k > &l[..],
                 Bound::Unbounded => true,
             };
-            above_lo && self.last_front.as_ref().is_none_or(|f| key > *f)
+            above_lo && self.last_front.as_ref().is_none_or(|f| k > &f[..])
         };
         if !in_range {
             return Ok(None);
@@ -743,7 +776,7 @@ impl Iter {
             self.back = Some(c);
             self.last_back = Some(key.clone());
         }
-        Ok(Some((IVec::from(key), value)))
+        Ok(Some((key, value)))
     }
 }
 

@@ -2,13 +2,27 @@
 //!
 //! Difference from sled: `Debug` prints only the length, never the bytes, because foldvault keeps user plaintext out of every `Debug` output (logs end up in
 //! places the database file does not).
+//!
+//! Also unlike sled: the bytes are wiped when the last clone is dropped, and a `Vec` converted
+//! into an `IVec` is wiped after its bytes are copied, so values read from an encrypted file do
+//! not linger in freed heap memory (`crypto::wipe`, SPEC.md §14).
 
 use std::borrow::Borrow;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::crypto::wipe::{wipe, wipe_vec};
+
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IVec(Arc<[u8]>);
+
+impl Drop for IVec {
+    fn drop(&mut self) {
+        if let Some(bytes) = Arc::get_mut(&mut self.0) {
+            wipe(bytes);
+        }
+    }
+}
 
 impl IVec {
     pub fn from_slice(b: &[u8]) -> IVec {
@@ -33,13 +47,17 @@ impl Borrow<[u8]> for IVec {
     }
 }
 impl From<Vec<u8>> for IVec {
-    fn from(v: Vec<u8>) -> IVec {
-        IVec(Arc::from(v))
+    fn from(mut v: Vec<u8>) -> IVec {
+        let out = IVec::from_slice(&v);
+        wipe_vec(&mut v);
+        out
     }
 }
 impl From<Box<[u8]>> for IVec {
-    fn from(v: Box<[u8]>) -> IVec {
-        IVec(Arc::from(v))
+    fn from(mut v: Box<[u8]>) -> IVec {
+        let out = IVec::from_slice(&v);
+        wipe(&mut v);
+        out
     }
 }
 impl From<&[u8]> for IVec {
@@ -79,7 +97,7 @@ impl From<&IVec> for IVec {
 }
 impl From<IVec> for Vec<u8> {
     fn from(v: IVec) -> Vec<u8> {
-        v.0.to_vec()
+        v.to_vec()
     }
 }
 impl PartialEq<[u8]> for IVec {

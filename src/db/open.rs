@@ -299,13 +299,11 @@ pub(crate) fn load_catalog(pager: &Pager, catalog: PageRef) -> Result<BTreeMap<V
     let mut entries = Vec::new();
     read::collect_range(pager, None, catalog, Bound::Unbounded, Bound::Unbounded, &mut entries)?;
     let mut trees = BTreeMap::new();
-    for (name, v) in entries {
-        let bytes = match v {
-            crate::btree::node::Value::Inline(b) => b,
-            crate::btree::node::Value::Overflow { first, .. } => {
-                return Err(Error::corrupt(first.page, CorruptReason::BadLayout));
-            }
-        };
+    for (name, mut v) in entries {
+        if let crate::btree::node::Value::Overflow { first, .. } = v {
+            return Err(Error::corrupt(first.page, CorruptReason::BadLayout));
+        }
+        let bytes = v.take_inline().unwrap_or_default();
         let root = TreeRoot::decode(&bytes).ok_or_else(|| Error::corrupt(catalog.page, CorruptReason::BadLayout))?;
         trees.insert(name, root);
     }

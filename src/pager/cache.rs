@@ -12,9 +12,9 @@ use super::pagemap::PageMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use zeroize::Zeroize;
 
 use crate::crypto::seal::PageBuf;
+use crate::crypto::wipe::wipe;
 use crate::error::PageNo;
 use crate::format::page::{PAYLOAD_SIZE, SealTag};
 
@@ -35,7 +35,7 @@ impl CachedPage {
 impl Drop for CachedPage {
     fn drop(&mut self) {
         if self.wipe {
-            self.buf.zeroize();
+            wipe(&mut self.buf[..]);
         }
     }
 }

@@ -186,16 +186,19 @@ impl Pager {
     /// Seals `buf` (whose payload the caller filled) as page `page` under `epoch`, writes it and
     /// caches the plaintext. Returns the tag for the parent to hold.
     pub(crate) fn write(&self, page: PageNo, epoch: u32, buf: Box<PageBuf>) -> Result<SealTag> {
+        // Owned by a cache entry from here on, so the plaintext is wiped on every path out.
+        let mut opened = CachedPage { tag: SealTag::default(), buf, wipe: true };
         self.check_writable()?;
-        let mut sealed = buf.clone();
+        let mut sealed = opened.buf.clone();
         let t = Instant::now();
         let tag = self.sealer.seal(KeyPurpose::Page, page, epoch, &mut sealed)?;
         Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
         Counters::add(&self.counters.pages_sealed, 1);
         self.seals_in_epoch.fetch_add(1, Ordering::AcqRel);
         self.write_raw(page, &sealed)?;
-        let wipe = self.wipe_cache.load(Ordering::Relaxed);
-        let ev = self.cache.insert(page, Arc::new(CachedPage { tag, buf, wipe }));
+        opened.tag = tag;
+        opened.wipe = self.wipe_cache.load(Ordering::Relaxed);
+        let ev = self.cache.insert(page, Arc::new(opened));
         Counters::add(&self.counters.cache_evictions, ev);
         Ok(tag)
     }
