@@ -152,6 +152,20 @@ fn workload(s: Arc<dyn Storage>) {
         drop(t.update_and_fetch(&k[..], |old| old.map(|o| o.to_vec())).unwrap());
         drop(t.fetch_and_update(&k[..], |_| None::<Vec<u8>>).unwrap());
     }
+    {
+        // sled-style closure transaction: swap two values.
+        let (k1, _) = record(10, 0);
+        let (k2, _) = record(11, 0);
+        let r: foldvault::transaction::TransactionResult<()> = t.transaction(|tx| {
+            let v1 = tx.remove(&k1[..])?.unwrap_or_default();
+            let v2 = tx.remove(&k2[..])?.unwrap_or_default();
+            tx.insert(&k1[..], v2)?;
+            tx.insert(&k2[..], v1)?;
+            drop(tx.get(&k1[..])?);
+            Ok(())
+        });
+        r.unwrap();
+    }
     let m = marker();
     for item in t.scan_prefix(&m[..]).rev().take(30) {
         drop(item.unwrap());
