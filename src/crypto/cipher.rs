@@ -75,6 +75,15 @@ pub(crate) trait Aead: Send + Sync {
     fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Result<[u8; 16]>;
     /// Decrypts `buf` in place if the tag verifies; returns false (buffer unspecified) if not.
     fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool;
+    /// Like `open`, for a buffer of ciphertext followed by its 16-byte tag (a page's payload
+    /// and tag are adjacent). The tag bytes are left as they were.
+    fn open_tagged(&self, nonce: &[u8; 12], aad: &[u8], ct_and_tag: &mut [u8]) -> bool {
+        let Some(split) = ct_and_tag.len().checked_sub(16) else { return false };
+        let (ct, t) = ct_and_tag.split_at_mut(split);
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(t);
+        self.open(nonce, aad, ct, &tag)
+    }
 }
 
 /// Builds a keyed AEAD for `cipher` on `backend`.
@@ -172,6 +181,10 @@ mod aws {
         fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
             let ct = buf.to_vec();
             self.0.open_separate_gather(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), &ct, tag, buf).is_ok()
+        }
+        /// In place, with no copy of the ciphertext (the page path).
+        fn open_tagged(&self, nonce: &[u8; 12], aad: &[u8], ct_and_tag: &mut [u8]) -> bool {
+            self.0.open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), ct_and_tag).is_ok()
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod cipher;
 pub mod kdf;
 pub mod keys;
 pub mod locked;
+pub mod page_bench;
 pub mod seal;
 pub mod slots;
 pub mod wipe;

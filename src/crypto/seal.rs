@@ -19,6 +19,9 @@ use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::PAGE_SIZE;
 use crate::format::page::{EPOCH_OFFSET, NONCE_OFFSET, NONCE_SIZE, PAYLOAD_SIZE, SealTag, TAG_OFFSET, TAG_SIZE, aad};
 
+// `open` hands the AEAD the payload and the tag that follows it as one slice.
+const _: () = assert!(TAG_OFFSET == PAYLOAD_SIZE);
+
 /// A page-sized buffer.
 pub type PageBuf = [u8; PAGE_SIZE];
 
@@ -237,7 +240,8 @@ impl PageSealer {
             }
             Mode::Aead { .. } => {
                 let a = self.aead(purpose, epoch, page)?;
-                a.open(&nonce, &ad, &mut buf[..PAYLOAD_SIZE], &tag)
+                // The tag follows the payload (TAG_OFFSET == PAYLOAD_SIZE).
+                a.open_tagged(&nonce, &ad, &mut buf[..PAYLOAD_SIZE + TAG_SIZE])
             }
         };
         if ok {
