@@ -70,6 +70,14 @@ impl Drop for Branch {
 }
 
 impl Value {
+    /// The value as a page would hold it (borrowed).
+    pub(crate) fn as_raw(&self) -> RawValue<'_> {
+        match self {
+            Value::Inline(v) => RawValue::Inline(v),
+            Value::Overflow { first, len } => RawValue::Overflow { first: *first, len: *len },
+        }
+    }
+
     /// Moves the value out, leaving an empty inline value behind.
     pub(crate) fn take(&mut self) -> Value {
         std::mem::replace(self, Value::Inline(Vec::new()))
@@ -125,7 +133,7 @@ impl Leaf {
         PAGE_HEADER_SIZE + self.entries.iter().map(|e| e.size()).sum::<usize>()
     }
     pub(crate) fn search(&self, key: &[u8]) -> std::result::Result<usize, usize> {
-        self.entries.binary_search_by(|e| e.key.as_slice().cmp(key))
+        self.entries.binary_search_by(|e| compare_keys(&e.key, key))
     }
     /// Splits off an upper part so that both halves fit (the split point minimises the larger
     /// half); returns the right half. Needs at least two entries.
@@ -153,7 +161,7 @@ impl Branch {
     }
     /// Index of the child that holds `key`.
     pub(crate) fn child_index(&self, key: &[u8]) -> usize {
-        self.keys.partition_point(|k| k.as_slice() <= key)
+        self.keys.partition_point(|k| compare_keys(k, key).is_le())
     }
     /// Splits into two branches; returns (separator moved up, right half). The key at the split
     /// point moves up; the point minimises the larger half. Needs at least two keys.
@@ -282,6 +290,25 @@ impl RawValue<'_> {
     }
 }
 
+/// Byte-wise key order (as `<[u8]>::cmp`), deciding most comparisons on the first eight bytes
+/// read as a big-endian integer: the search paths compare short keys millions of times, and a
+/// `memcmp` call per comparison was a quarter of a cached lookup.
+#[inline]
+pub(crate) fn compare_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    #[inline]
+    fn prefix(k: &[u8]) -> u64 {
+        if let Some(head) = k.first_chunk::<8>() {
+            return u64::from_be_bytes(*head);
+        }
+        // Shorter than 8 bytes: zero-padded on the right (a tie falls through to `cmp`).
+        k.iter().enumerate().fold(0u64, |p, (i, b)| p | (u64::from(*b) << (56 - 8 * i)))
+    }
+    match prefix(a).cmp(&prefix(b)) {
+        std::cmp::Ordering::Equal => a.cmp(b),
+        o => o,
+    }
+}
+
 /// Checked accessors over an opened leaf or branch payload.
 #[derive(Clone, Copy)]
 pub(crate) struct RawNode<'a> {
@@ -347,8 +374,14 @@ impl<'a> RawNode<'a> {
         Ok((key, v))
     }
 
+    /// The key of entry `i` alone (the search path: the value is not decoded).
     pub(crate) fn leaf_key(&self, i: usize) -> Result<&'a [u8]> {
-        Ok(self.leaf_entry(i)?.0)
+        if !self.leaf || i >= self.n {
+            return Err(self.bad());
+        }
+        let off = get_u16(self.p, PAGE_HEADER_SIZE + SLOT * i).ok_or_else(|| self.bad())? as usize;
+        let klen = get_u16(self.p, off).ok_or_else(|| self.bad())? as usize;
+        self.slice(off + LEAF_ENTRY_HEADER, klen)
     }
 
     /// Binary search for `key` among the leaf's entries.
@@ -356,7 +389,7 @@ impl<'a> RawNode<'a> {
         let (mut lo, mut hi) = (0usize, self.n);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.leaf_key(mid)?.cmp(key) {
+            match compare_keys(self.leaf_key(mid)?, key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => return Ok(Ok(mid)),
@@ -387,13 +420,43 @@ impl<'a> RawNode<'a> {
         let (mut lo, mut hi) = (0usize, self.n);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.branch_key(mid)? <= key {
+            if compare_keys(self.branch_key(mid)?, key).is_le() {
                 lo = mid + 1;
             } else {
                 hi = mid;
             }
         }
         Ok(lo)
+    }
+}
+
+#[cfg(test)]
+mod compare_tests {
+    use super::compare_keys;
+
+    #[test]
+    fn compare_keys_is_byte_order() {
+        let keys: Vec<&[u8]> = vec![
+            b"",
+            b"\0",
+            b"\0\0",
+            b"a",
+            b"a\0",
+            b"ab",
+            b"abcdefg",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefghi",
+            b"abcdefgi",
+            b"\xff",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\0",
+        ];
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(compare_keys(a, b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
     }
 }
 

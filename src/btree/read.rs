@@ -16,6 +16,18 @@ pub(crate) type Dirty = crate::pager::pagemap::PageMap<Node>;
 
 /// Point lookup.
 pub(crate) fn get(pager: &Pager, dirty: Option<&Dirty>, root: PageRef, key: &[u8]) -> Result<Option<Value>> {
+    get_with(pager, dirty, root, key, |v| Ok(v.to_owned_value()))
+}
+
+/// Looks `key` up and hands its value, as the page holds it, to `f` (so a caller that copies
+/// the value out copies it once).
+pub(crate) fn get_with<T>(
+    pager: &Pager,
+    dirty: Option<&Dirty>,
+    root: PageRef,
+    key: &[u8],
+    f: impl FnOnce(RawValue<'_>) -> Result<T>,
+) -> Result<Option<T>> {
     let mut at = root;
     for _ in 0..=MAX_DEPTH {
         if at.is_none() {
@@ -23,7 +35,10 @@ pub(crate) fn get(pager: &Pager, dirty: Option<&Dirty>, root: PageRef, key: &[u8
         }
         if let Some(node) = dirty.and_then(|d| d.get(&at.page)) {
             match node {
-                Node::Leaf(l) => return Ok(l.search(key).ok().map(|i| l.entries[i].value.clone())),
+                Node::Leaf(l) => {
+                    let Ok(i) = l.search(key) else { return Ok(None) };
+                    return f(l.entries[i].value.as_raw()).map(Some);
+                }
                 Node::Branch(b) => {
                     at = b.children[b.child_index(key)];
                     continue;
@@ -34,7 +49,7 @@ pub(crate) fn get(pager: &Pager, dirty: Option<&Dirty>, root: PageRef, key: &[u8
         let raw = RawNode::new(p.payload(), at.page)?;
         if raw.is_leaf() {
             return match raw.leaf_search(key)? {
-                Ok(i) => Ok(Some(raw.leaf_entry(i)?.1.to_owned_value())),
+                Ok(i) => f(raw.leaf_entry(i)?.1).map(Some),
                 Err(_) => Ok(None),
             };
         }

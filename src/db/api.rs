@@ -19,7 +19,7 @@ use super::engine::{Engine, RESERVED_PREFIX, Snapshot};
 use super::ivec::IVec;
 use super::txn::{ReadTransaction, WriteTransaction};
 use crate::btree::TreeRoot;
-use crate::btree::node::{RawValue, Value};
+use crate::btree::node::RawValue;
 use crate::btree::overflow;
 use crate::btree::read::{self, Cursor};
 use crate::btree::tx::TxPages;
@@ -188,11 +188,7 @@ pub(crate) fn value_of(engine: &Engine, v: RawValue<'_>) -> Result<IVec> {
 }
 
 pub(crate) fn get_in(engine: &Engine, root: PageRef, key: &[u8]) -> Result<Option<IVec>> {
-    let Some(mut v) = read::get(&engine.pager, None, root, key)? else { return Ok(None) };
-    if let Value::Overflow { first, len } = v {
-        return Ok(Some(IVec::from(overflow::read(&engine.pager, first, len)?)));
-    }
-    Ok(v.take_inline().map(IVec::from))
+    read::get_with(&engine.pager, None, root, key, |v| value_of(engine, v))
 }
 
 /// A database: a set of named trees in one file. Derefs to its default tree.
