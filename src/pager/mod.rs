@@ -53,6 +53,9 @@ pub(crate) struct Pager {
     seals_in_epoch: AtomicU64,
     /// Wipe opened pages when they leave the cache (`Config::zeroize_cache`).
     wipe_cache: AtomicBool,
+    /// A length the file is known to have reached (it only grows while we hold the lock), so
+    /// `ensure_pages` asks the OS only when it may have to extend the file.
+    known_len: AtomicU64,
 }
 
 impl Pager {
@@ -66,6 +69,7 @@ impl Pager {
             page_limit: AtomicU64::new(FIRST_DATA_PAGE),
             seals_in_epoch: AtomicU64::new(0),
             wipe_cache: AtomicBool::new(true),
+            known_len: AtomicU64::new(0),
         }
     }
 
@@ -287,11 +291,15 @@ impl Pager {
     pub(crate) fn ensure_pages(&self, pages: u64) -> Result<()> {
         self.check_writable()?;
         let want = pages * PAGE_SIZE as u64;
+        if want <= self.known_len.load(Ordering::Acquire) {
+            return Ok(());
+        }
         if self.storage.len()? < want
             && let Err(e) = self.storage.set_len(want)
         {
             return self.poison(e);
         }
+        self.known_len.fetch_max(want, Ordering::AcqRel);
         Ok(())
     }
 }
