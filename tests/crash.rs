@@ -25,7 +25,8 @@ type Model = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 const TREES: [&str; 3] = ["atoms", "schemas", "metadata"];
 
 fn config(s: Arc<dyn Storage>, encrypted: bool) -> Config {
-    let c = Config::new().storage(s).use_env(false).flush_every_ms(None).cache_capacity(1 << 20);
+    // A low spill bound: the larger transactions below write leaves before they commit.
+    let c = Config::new().storage(s).use_env(false).flush_every_ms(None).cache_capacity(1 << 20).tx_spill_after(16);
     if encrypted { c.passphrase("crash-test").kdf(KdfParams::insecure_fast()) } else { c.plaintext() }
 }
 
@@ -120,7 +121,7 @@ fn workload(
             } else {
                 let t = tx.open_tree("dropme")?;
                 let e = next.entry("dropme".into()).or_default();
-                for i in 0..rng.below(300) {
+                for i in 0..rng.below(1200) {
                     let k = format!("d{i}").into_bytes();
                     let v = vec![i as u8; 50];
                     t.insert(&k, &v)?;

@@ -31,6 +31,8 @@ pub(crate) struct TxPages {
     /// A catalog root this transaction already edited directly (rekey re-sealing), used by the
     /// commit instead of the base snapshot's.
     pub(crate) catalog_root: Option<PageRef>,
+    /// Above this many dirty nodes, `insert` writes dirty leaves early (`spill`).
+    pub(crate) spill_after: usize,
 }
 
 impl TxPages {
@@ -44,6 +46,7 @@ impl TxPages {
             seq,
             epoch,
             catalog_root: None,
+            spill_after: usize::MAX,
         }
     }
 
@@ -74,7 +77,13 @@ impl TxPages {
         let p = self.pager.read(r, None)?;
         let node = Node::decode(p.payload(), r.page)?;
         let np = self.alloc_page();
-        self.freed.push(r.page);
+        if self.new_pages.remove(&r.page) {
+            // A leaf this transaction wrote early (`spill`): nothing committed refers to it.
+            self.pager.forget(r.page);
+            self.alloc.give_back(r.page);
+        } else {
+            self.freed.push(r.page);
+        }
         self.dirty.insert(np, node);
         Ok(np)
     }
@@ -156,6 +165,9 @@ impl TxPages {
                 Node::Branch(Branch { keys: vec![sep], children: vec![PageRef::dirty(p), PageRef::dirty(right)] }),
             );
             root.root = PageRef::dirty(np);
+        }
+        if self.dirty.len() > self.spill_after {
+            self.spill()?;
         }
         match old {
             None => {
@@ -331,6 +343,44 @@ impl TxPages {
             return Err(Error::ReportableBug("merge overflowed a page".into()));
         }
         self.discard(rp);
+        Ok(())
+    }
+
+    /// Bounds the memory of a large transaction: seals and writes every dirty leaf whose parent
+    /// is a dirty branch, points the parent at the written page (tag and this transaction's
+    /// generation, as `flush` would) and drops the decoded leaf. Roots stay dirty (their
+    /// references live outside). The pages are this transaction's: nothing committed refers to
+    /// them, so a crash or an abort leaves them free, and `make_dirty` gives one back at once
+    /// when its leaf is edited again.
+    fn spill(&mut self) -> Result<()> {
+        let mut refs: Vec<(PageNo, usize, PageNo)> = Vec::new();
+        for (&bp, node) in self.dirty.iter() {
+            if let Node::Branch(b) = node {
+                for (i, c) in b.children.iter().enumerate() {
+                    if matches!(self.dirty.get(&c.page), Some(Node::Leaf(_))) {
+                        refs.push((bp, i, c.page));
+                    }
+                }
+            }
+        }
+        let mut batch = Vec::with_capacity(refs.len());
+        let mut spilled = Vec::with_capacity(refs.len());
+        for (bp, i, lp) in refs {
+            let Some(node) = self.dirty.remove(&lp) else { continue };
+            let mut buf = Box::new([0u8; PAGE_SIZE]);
+            node.encode(self.seq, &mut buf[..PAYLOAD_SIZE])?;
+            batch.push((lp, buf));
+            spilled.push((bp, i, lp));
+        }
+        let tags = self.pager.write_batch(self.epoch, batch)?;
+        for ((bp, i, lp), tag) in spilled.into_iter().zip(tags) {
+            if let Some(Node::Branch(b)) = self.dirty.get_mut(&bp)
+                && let Some(c) = b.children.get_mut(i)
+                && c.page == lp
+            {
+                *c = PageRef { page: lp, tag, generation: self.seq };
+            }
+        }
         Ok(())
     }
 

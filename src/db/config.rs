@@ -66,6 +66,7 @@ pub struct Config {
     pub(crate) durability: Durability,
     pub(crate) flush_every_ms: Option<u64>,
     pub(crate) seal_budget: u64,
+    pub(crate) spill_after: usize,
     pub(crate) min_commit_seq: Option<u64>,
     pub(crate) expected_root_digest: Option<[u8; 32]>,
     pub(crate) checkpoint_on_close: bool,
@@ -75,6 +76,9 @@ pub struct Config {
 /// Seals per key epoch before the engine moves to the next epoch: 2^30, a quarter of NIST's
 /// 2^32 bound for random 96-bit GCM nonces (SPEC.md §6 argues the margin).
 pub const DEFAULT_SEAL_BUDGET: u64 = 1 << 30;
+/// Edited nodes a write transaction keeps decoded before it writes leaves early
+/// (`Config::tx_spill_after`).
+pub const DEFAULT_SPILL_AFTER: usize = 16_384;
 
 impl Default for Config {
     fn default() -> Self {
@@ -92,6 +96,7 @@ impl Default for Config {
             durability: Durability::Eventual,
             flush_every_ms: Some(500),
             seal_budget: DEFAULT_SEAL_BUDGET,
+            spill_after: DEFAULT_SPILL_AFTER,
             min_commit_seq: None,
             expected_root_digest: None,
             checkpoint_on_close: true,
@@ -144,6 +149,7 @@ impl Config {
             durability: self.durability,
             flush_every_ms: self.flush_every_ms,
             seal_budget: self.seal_budget,
+            spill_after: self.spill_after,
             min_commit_seq: self.min_commit_seq,
             expected_root_digest: self.expected_root_digest,
             checkpoint_on_close: self.checkpoint_on_close,
@@ -243,6 +249,14 @@ impl Config {
     /// Seals per key epoch before rolling to a new epoch (tests lower it).
     pub fn seal_budget(mut self, n: u64) -> Config {
         self.seal_budget = n.max(16);
+        self
+    }
+    /// Bounds the memory of a large write transaction: once it holds more than `nodes` edited
+    /// tree nodes (decoded, about 4-5 KiB each), its edited leaves are sealed and written early
+    /// and dropped from memory; a leaf edited again is read back from the cache. Default 16,384
+    /// (about 64 MiB of pages); lower it to trade write volume for memory. At least 16.
+    pub fn tx_spill_after(mut self, nodes: usize) -> Config {
+        self.spill_after = nodes.max(16);
         self
     }
     /// Refuses to open a file whose newest commit is older than `seq` (whole-file rollback).

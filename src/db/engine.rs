@@ -79,6 +79,8 @@ pub(crate) struct Engine {
     pub(crate) writer: Arc<Mutex<WriterState>>,
     pub(crate) durability: Durability,
     pub(crate) seal_budget: u64,
+    /// `Config::tx_spill_after`.
+    pub(crate) spill_after: usize,
     /// True while commits exist that are not yet durable.
     pub(crate) undurable: AtomicBool,
     pub(crate) recovery: RecoveryReport,
@@ -151,7 +153,8 @@ impl Engine {
             tracing::info!(target: "foldvault::audit", epoch = ws.epoch, "seal budget reached: moved to a new key epoch");
         }
         let alloc = std::mem::take(&mut ws.alloc);
-        let tx = TxPages::new(self.pager.clone(), alloc, base.seq + 1, ws.epoch);
+        let mut tx = TxPages::new(self.pager.clone(), alloc, base.seq + 1, ws.epoch);
+        tx.spill_after = self.spill_after;
         Ok((ws, tx, base))
     }
 

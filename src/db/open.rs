@@ -135,6 +135,7 @@ fn assemble(
         })),
         durability: cfg.durability,
         seal_budget: cfg.seal_budget,
+        spill_after: cfg.spill_after,
         undurable: AtomicBool::new(false),
         recovery,
         ids: Mutex::new((0, 0)),
