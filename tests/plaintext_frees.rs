@@ -138,6 +138,10 @@ fn workload(s: Arc<dyn Storage>) {
             let (k, v) = record(i, 200);
             tt.insert(&k[..], &v[..]).unwrap();
         }
+        let (lo, _) = record(720, 0);
+        let (hi, _) = record(760, 0);
+        drop(tt.range(&lo[..]..&hi[..]).unwrap());
+        drop(tt.scan_prefix(&marker()[..]).unwrap());
         tx.commit().unwrap();
     }
     for i in (0..800).step_by(3) {
@@ -183,6 +187,8 @@ fn workload(s: Arc<dyn Storage>) {
         drop(tt.get(&lo[..]).unwrap());
     }
     db.flush().unwrap();
+    #[cfg(feature = "tokio")]
+    async_calls(&db);
     drop(t);
     drop(db);
     let db = open();
@@ -200,6 +206,24 @@ fn workload(s: Arc<dyn Storage>) {
     let dir = tempfile::tempdir().unwrap();
     let dst = dir.path().join("restored.foldvault");
     foldvault::backup::restore(&backup[..], &dst, &creds(), Default::default()).unwrap();
+}
+
+/// The async API copies keys to move them to the blocking pool; those copies are wiped too.
+#[cfg(feature = "tokio")]
+fn async_calls(db: &foldvault::Db) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let adb = foldvault::AsyncDb::new(db.clone());
+    rt.block_on(async {
+        let t = adb.open_tree("t").await.unwrap();
+        let (k, v) = record(9000, 300);
+        drop(t.insert(&k[..], &v[..]).await.unwrap());
+        drop(t.get(&k[..]).await.unwrap());
+        assert!(t.contains_key(&k[..]).await.unwrap());
+        drop(t.scan_prefix(&marker()[..]).await.unwrap());
+        let (lo, _) = record(100, 0);
+        drop(t.range(&lo[..]..).await.unwrap());
+        drop(t.remove(&k[..]).await.unwrap());
+    });
 }
 
 #[test]

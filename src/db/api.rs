@@ -654,11 +654,15 @@ pub struct Iter {
 /// wipe themselves).
 impl Drop for Iter {
     fn drop(&mut self) {
-        for b in [&mut self.lo, &mut self.hi] {
-            if let Bound::Included(k) | Bound::Excluded(k) = b {
-                wipe_vec(k);
-            }
-        }
+        wipe_bound(&mut self.lo);
+        wipe_bound(&mut self.hi);
+    }
+}
+
+/// Wipes the key a range bound holds (a copy of the caller's key).
+pub(crate) fn wipe_bound(b: &mut Bound<Vec<u8>>) {
+    if let Bound::Included(k) | Bound::Excluded(k) = b {
+        wipe_vec(k);
     }
 }
 

@@ -20,7 +20,7 @@
 use std::future::Future;
 use std::ops::{Bound, RangeBounds};
 
-use super::api::{Batch, Db, Tree, bound_to_vec};
+use super::api::{Batch, Db, Tree};
 use super::config::Config;
 use super::ivec::IVec;
 use crate::error::{Error, Result};
@@ -136,7 +136,7 @@ impl AsyncTree {
 
     /// The value of `key`.
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> impl Future<Output = Result<Option<IVec>>> + Send + 'static {
-        let key = key.as_ref().to_vec();
+        let key = IVec::from_slice(key.as_ref());
         self.run(move |t| t.get(key))
     }
 
@@ -146,25 +146,25 @@ impl AsyncTree {
         key: K,
         value: V,
     ) -> impl Future<Output = Result<Option<IVec>>> + Send + 'static {
-        let (key, value) = (key.as_ref().to_vec(), value.into());
+        let (key, value) = (IVec::from_slice(key.as_ref()), value.into());
         self.run(move |t| t.insert(key, value))
     }
 
     /// Removes `key`, returning the previous value.
     pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> impl Future<Output = Result<Option<IVec>>> + Send + 'static {
-        let key = key.as_ref().to_vec();
+        let key = IVec::from_slice(key.as_ref());
         self.run(move |t| t.remove(key))
     }
 
     /// Whether `key` is present.
     pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> impl Future<Output = Result<bool>> + Send + 'static {
-        let key = key.as_ref().to_vec();
+        let key = IVec::from_slice(key.as_ref());
         self.run(move |t| t.contains_key(key))
     }
 
     /// Every entry whose key starts with `prefix`, in key order.
     pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> impl Future<Output = Result<Entries>> + Send + 'static {
-        let prefix = prefix.as_ref().to_vec();
+        let prefix = IVec::from_slice(prefix.as_ref());
         self.run(move |t| t.scan_prefix(prefix).collect())
     }
 
@@ -178,9 +178,12 @@ impl AsyncTree {
         &self,
         range: R,
     ) -> impl Future<Output = Result<Entries>> + Send + 'static {
-        let bounds: (Bound<Vec<u8>>, Bound<Vec<u8>>) =
-            (bound_to_vec(range.start_bound()), bound_to_vec(range.end_bound()));
-        self.run(move |t| t.range::<Vec<u8>, _>(bounds).collect())
+        // `IVec`s, so the copies of the caller's keys are wiped when the task is done.
+        let bounds: (Bound<IVec>, Bound<IVec>) = (
+            range.start_bound().map(|k| IVec::from_slice(k.as_ref())),
+            range.end_bound().map(|k| IVec::from_slice(k.as_ref())),
+        );
+        self.run(move |t| t.range::<IVec, _>(bounds).collect())
     }
 
     /// The first entry (least key).

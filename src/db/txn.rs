@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use super::api::{Handle, Iter, bound_to_vec};
+use super::api::{Handle, Iter, bound_to_vec, wipe_bound};
 use super::config::Durability;
 use super::engine::Snapshot;
 use super::ivec::IVec;
@@ -196,13 +196,15 @@ impl TxTree<'_> {
 
     /// The entries in `range`, in key order, as this transaction sees them.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<Vec<(IVec, IVec)>> {
-        let lo = bound_to_vec(range.start_bound());
-        let hi = bound_to_vec(range.end_bound());
-        self.read(|p, r| {
+        let (mut lo, mut hi) = (bound_to_vec(range.start_bound()), bound_to_vec(range.end_bound()));
+        let found = self.read(|p, r| {
             let mut out = Vec::new();
             read::collect_range(&p.pager, Some(&p.dirty), r.root, as_ref_bound(&lo), as_ref_bound(&hi), &mut out)?;
             out.into_iter().map(|(k, v)| Ok((IVec::from(k), IVec::from(resolve(p, &v)?)))).collect()
-        })
+        });
+        wipe_bound(&mut lo);
+        wipe_bound(&mut hi);
+        found
     }
 
     pub fn iter(&self) -> Result<Vec<(IVec, IVec)>> {
