@@ -105,6 +105,16 @@ impl TxPages {
         read::get(&self.pager, Some(&self.dirty), root.root, key)
     }
 
+    /// Looks a key up (dirty nodes first) and hands its value as stored to `f`.
+    pub(crate) fn get_with<T>(
+        &self,
+        root: &TreeRoot,
+        key: &[u8],
+        f: impl FnOnce(super::node::RawValue<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        read::get_with(&self.pager, Some(&self.dirty), root.root, key, f)
+    }
+
     /// Turns user bytes into a leaf value, writing an overflow chain for a large one.
     fn make_value(&mut self, key: &[u8], value: &[u8]) -> Result<Value> {
         if key.len() > MAX_KEY_LEN {
@@ -240,7 +250,11 @@ impl TxPages {
 
     /// Removes `key`; returns its value's bytes if it was present (empty if `!want_old`).
     pub(crate) fn remove(&mut self, root: &mut TreeRoot, key: &[u8], want_old: bool) -> Result<Option<Vec<u8>>> {
-        if root.root.is_none() || key.len() > MAX_KEY_LEN || self.get(root, key)?.is_none() {
+        // Present at all? (Without this, a miss would copy its whole path for nothing.)
+        if root.root.is_none()
+            || key.len() > MAX_KEY_LEN
+            || self.get_with(root, key, |_| Ok(()))?.is_none()
+        {
             return Ok(None);
         }
         let (p, old) = self.remove_rec(root.root, key, 0)?;

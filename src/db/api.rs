@@ -187,6 +187,14 @@ pub(crate) fn value_of(engine: &Engine, v: RawValue<'_>) -> Result<IVec> {
     }
 }
 
+/// A value as a write transaction sees it (its own edits first), copied once into an `IVec`.
+pub(crate) fn tx_get(tx: &TxPages, root: &TreeRoot, key: &[u8]) -> Result<Option<IVec>> {
+    tx.get_with(root, key, |v| match v {
+        RawValue::Inline(b) => Ok(IVec::from_slice(b)),
+        RawValue::Overflow { first, len } => Ok(IVec::from(overflow::read(&tx.pager, first, len)?)),
+    })
+}
+
 pub(crate) fn get_in(engine: &Engine, root: PageRef, key: &[u8]) -> Result<Option<IVec>> {
     read::get_with(&engine.pager, None, root, key, |v| value_of(engine, v))
 }
@@ -450,10 +458,7 @@ impl Tree {
         let new: Option<IVec> = new.map(Into::into);
         let key = key.as_ref();
         self.write(|tx, r| {
-            let cur = match tx.get(r, key)? {
-                Some(v) => Some(IVec::from(tx.value_bytes(&v)?)),
-                None => None,
-            };
+            let cur = tx_get(tx, r, key)?;
             let matches = match (&cur, &old) {
                 (None, None) => true,
                 (Some(c), Some(o)) => c.as_ref() == o.as_ref(),
@@ -476,10 +481,7 @@ impl Tree {
         mut f: impl FnMut(Option<&[u8]>) -> Option<V>,
     ) -> Result<(Option<IVec>, Option<IVec>)> {
         self.write(|tx, r| {
-            let old = match tx.get(r, key)? {
-                Some(v) => Some(IVec::from(tx.value_bytes(&v)?)),
-                None => None,
-            };
+            let old = tx_get(tx, r, key)?;
             let new: Option<IVec> = f(old.as_deref()).map(Into::into);
             match &new {
                 Some(v) => tx.insert(r, key, v, false)?,

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use super::api::{Handle, Iter, bound_to_vec, wipe_bound};
+use super::api::{Handle, Iter, bound_to_vec, tx_get, wipe_bound};
 use super::config::Durability;
 use super::engine::Snapshot;
 use super::ivec::IVec;
@@ -184,14 +184,11 @@ impl TxTree<'_> {
     }
 
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
-        self.read(|p, r| match p.get(r, key.as_ref())? {
-            Some(v) => Ok(Some(IVec::from(p.value_bytes(&v)?))),
-            None => Ok(None),
-        })
+        self.read(|p, r| tx_get(p, r, key.as_ref()))
     }
 
     pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool> {
-        self.read(|p, r| Ok(p.get(r, key.as_ref())?.is_some()))
+        self.read(|p, r| Ok(p.get_with(r, key.as_ref(), |_| Ok(()))?.is_some()))
     }
 
     /// The entries in `range`, in key order, as this transaction sees them.
