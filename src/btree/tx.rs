@@ -251,10 +251,7 @@ impl TxPages {
     /// Removes `key`; returns its value's bytes if it was present (empty if `!want_old`).
     pub(crate) fn remove(&mut self, root: &mut TreeRoot, key: &[u8], want_old: bool) -> Result<Option<Vec<u8>>> {
         // Present at all? (Without this, a miss would copy its whole path for nothing.)
-        if root.root.is_none()
-            || key.len() > MAX_KEY_LEN
-            || self.get_with(root, key, |_| Ok(()))?.is_none()
-        {
+        if root.root.is_none() || key.len() > MAX_KEY_LEN || self.get_with(root, key, |_| Ok(()))?.is_none() {
             return Ok(None);
         }
         let (p, old) = self.remove_rec(root.root, key, 0)?;
