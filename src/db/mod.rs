@@ -9,6 +9,7 @@ pub(crate) mod async_api;
 pub(crate) mod check;
 pub(crate) mod config;
 pub(crate) mod engine;
+pub(crate) mod iter;
 pub(crate) mod ivec;
 pub(crate) mod keys;
 pub mod migrate;

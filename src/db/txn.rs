@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use super::api::{Handle, Iter, bound_to_vec, tx_get, wipe_bound};
+use super::api::{Handle, bound_to_vec, tx_get};
 use super::config::Durability;
 use super::engine::Snapshot;
+use super::iter::{Iter, wipe_bound};
 use super::ivec::IVec;
 use crate::btree::TreeRoot;
 use crate::btree::node::Value;
