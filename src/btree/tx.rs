@@ -261,6 +261,9 @@ impl TxPages {
         root.count = root.count.saturating_sub(1);
         let bytes = if want_old { self.value_bytes(&old)? } else { Vec::new() };
         self.free_value(&old)?;
+        if self.dirty.len() > self.spill_after {
+            self.spill()?;
+        }
         Ok(Some(bytes))
     }
 
