@@ -85,7 +85,7 @@ pub(crate) fn read(pager: &Pager, first: PageRef, len: u64) -> Result<Vec<u8>> {
     }
     let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
     let walked = walk(pager, first, len, |_, chunk| {
-        extend_wiping(&mut out, chunk);
+        extend_wiping(&mut out, chunk, usize::try_from(len).unwrap_or(usize::MAX));
         Ok(())
     });
     if let Err(e) = walked {

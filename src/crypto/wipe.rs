@@ -28,10 +28,12 @@ pub fn wipe_vec(v: &mut Vec<u8>) {
 }
 
 /// Appends `data` to `v`; when `v` must grow, its old allocation is wiped before it is freed
-/// (a plain `extend` would hand the old bytes back to the allocator as they are).
-pub fn extend_wiping(v: &mut Vec<u8>, data: &[u8]) {
+/// (a plain `extend` would hand the old bytes back to the allocator as they are). Growth
+/// doubles, but never past `total`, the length the caller will end with (when it is known).
+pub fn extend_wiping(v: &mut Vec<u8>, data: &[u8], total: usize) {
     if v.capacity() - v.len() < data.len() {
-        let mut bigger = Vec::with_capacity((v.len() + data.len()).max(v.capacity().saturating_mul(2)));
+        let need = v.len() + data.len();
+        let mut bigger = Vec::with_capacity(v.capacity().saturating_mul(2).min(total).max(need));
         bigger.extend_from_slice(v);
         let mut old = std::mem::replace(v, bigger);
         wipe_vec(&mut old);
@@ -44,15 +46,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wipe_vec_clears_spare_capacity() {
+    fn extend_wiping_grows_to_the_total_at_most() {
+        let mut v = Vec::with_capacity(4);
+        for chunk in [&b"abcd"[..], b"efgh", b"ij"] {
+            extend_wiping(&mut v, chunk, 10);
+        }
+        assert_eq!(v, b"abcdefghij");
+        assert!((10..16).contains(&v.capacity()), "grew past the total: {}", v.capacity());
+    }
+
+    #[test]
+    fn wipe_vec_empties_and_keeps_the_allocation() {
         let mut v = Vec::with_capacity(64);
         v.extend_from_slice(&[0xEE; 48]);
         v.truncate(16);
         wipe_vec(&mut v);
         assert!(v.is_empty());
-        v.resize(64, 1);
-        // The bytes past the old length were zeroed, then resize wrote 1s: only check the
-        // allocation was reused and is ours to inspect.
         assert_eq!(v.capacity(), 64);
         let mut w = vec![0xEEu8; 32];
         wipe(&mut w);
