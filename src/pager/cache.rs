@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::bufpool::BufPool;
 use crate::crypto::seal::PageBuf;
 use crate::crypto::wipe::wipe;
 use crate::error::PageNo;
@@ -21,21 +22,36 @@ use crate::format::page::{PAYLOAD_SIZE, SealTag};
 /// An opened page: its plaintext payload and the tag it was sealed with.
 pub(crate) struct CachedPage {
     pub(crate) tag: SealTag,
-    pub(crate) buf: Box<PageBuf>,
+    /// Always `Some` until the entry drops (its buffer then goes back to `pool`).
+    buf: Option<Box<PageBuf>>,
     /// Wipe the plaintext when dropped (`Config::zeroize_cache`, default on).
     pub(crate) wipe: bool,
+    pool: Option<Arc<BufPool>>,
 }
 
 impl CachedPage {
+    pub(crate) fn new(tag: SealTag, buf: Box<PageBuf>, wipe: bool, pool: Option<Arc<BufPool>>) -> CachedPage {
+        CachedPage { tag, buf: Some(buf), wipe, pool }
+    }
+
+    /// The whole page buffer (payload and trailer).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.buf.as_deref().map_or(&[][..], |b| &b[..])
+    }
+
     pub(crate) fn payload(&self) -> &[u8] {
-        &self.buf[..PAYLOAD_SIZE]
+        self.bytes().get(..PAYLOAD_SIZE).unwrap_or_default()
     }
 }
 
 impl Drop for CachedPage {
     fn drop(&mut self) {
+        let Some(mut buf) = self.buf.take() else { return };
         if self.wipe {
-            wipe(&mut self.buf[..]);
+            wipe(&mut buf[..]);
+        }
+        if let Some(pool) = self.pool.take() {
+            pool.give(buf);
         }
     }
 }
@@ -140,7 +156,18 @@ mod tests {
     use super::*;
 
     fn page(tag: u8) -> Arc<CachedPage> {
-        Arc::new(CachedPage { tag: SealTag([tag; 16]), buf: Box::new([tag; crate::format::PAGE_SIZE]), wipe: true })
+        Arc::new(CachedPage::new(SealTag([tag; 16]), Box::new([tag; crate::format::PAGE_SIZE]), true, None))
+    }
+
+    #[test]
+    fn a_dropped_entry_gives_its_buffer_back_wiped() {
+        let pool = Arc::new(BufPool::default());
+        let e = CachedPage::new(SealTag([3; 16]), Box::new([0xAB; crate::format::PAGE_SIZE]), true, Some(pool.clone()));
+        assert_eq!(e.payload().len(), PAYLOAD_SIZE);
+        drop(e);
+        assert_eq!(pool.idle(), 1);
+        assert!(pool.take().iter().all(|b| *b == 0));
+        assert_eq!(pool.idle(), 0);
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //!    `Error::Poisoned` until the database is reopened (we do not guess what reached the disk).
 
 pub(crate) mod alloc;
+pub(crate) mod bufpool;
 pub(crate) mod cache;
 pub(crate) mod freelist;
 pub mod metrics;
@@ -56,6 +57,8 @@ pub(crate) struct Pager {
     /// A length the file is known to have reached (it only grows while we hold the lock), so
     /// `ensure_pages` asks the OS only when it may have to extend the file.
     known_len: AtomicU64,
+    /// Page buffers of dropped cache entries, reused by reads (`bufpool`).
+    pool: Arc<bufpool::BufPool>,
 }
 
 impl Pager {
@@ -70,6 +73,7 @@ impl Pager {
             seals_in_epoch: AtomicU64::new(0),
             wipe_cache: AtomicBool::new(true),
             known_len: AtomicU64::new(0),
+            pool: Arc::default(),
         }
     }
 
@@ -122,7 +126,8 @@ impl Pager {
 
     /// Reads the raw (sealed) bytes of a page. A short file is `Truncated`.
     pub(crate) fn read_raw(&self, page: PageNo) -> Result<Box<PageBuf>> {
-        let mut buf = Box::new([0u8; PAGE_SIZE]);
+        // Every byte is overwritten by the read (or the buffer is dropped with the error).
+        let mut buf = self.pool.take();
         let off = page * PAGE_SIZE as u64;
         match self.storage.read_at(off, &mut buf[..]) {
             Ok(()) => {
@@ -184,22 +189,31 @@ impl Pager {
         let (tag, _epoch) = self.sealer.open(purpose, page, &mut buf)?;
         Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
         Counters::add(&self.counters.pages_opened, 1);
-        Ok(CachedPage { tag, buf, wipe: self.wipe_cache.load(Ordering::Relaxed) })
+        Ok(CachedPage::new(tag, buf, self.wipe_cache.load(Ordering::Relaxed), Some(self.pool.clone())))
     }
 
     /// Seals `buf` (whose payload the caller filled) as page `page` under `epoch`, writes it and
     /// caches the plaintext. Returns the tag for the parent to hold.
     pub(crate) fn write(&self, page: PageNo, epoch: u32, buf: Box<PageBuf>) -> Result<SealTag> {
         // Owned by a cache entry from here on, so the plaintext is wiped on every path out.
-        let mut opened = CachedPage { tag: SealTag::default(), buf, wipe: true };
+        let mut opened = CachedPage::new(SealTag::default(), buf, true, Some(self.pool.clone()));
         self.check_writable()?;
-        let mut sealed = opened.buf.clone();
+        let mut sealed = self.pool.take();
+        sealed.copy_from_slice(opened.bytes());
         let t = Instant::now();
-        let tag = self.sealer.seal(KeyPurpose::Page, page, epoch, &mut sealed)?;
+        let tag = match self.sealer.seal(KeyPurpose::Page, page, epoch, &mut sealed) {
+            Ok(t) => t,
+            Err(e) => {
+                // Still the plaintext copy.
+                crate::crypto::wipe::wipe(&mut sealed[..]);
+                return Err(e);
+            }
+        };
         Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
         Counters::add(&self.counters.pages_sealed, 1);
         self.seals_in_epoch.fetch_add(1, Ordering::AcqRel);
         self.write_raw(page, &sealed)?;
+        self.pool.give(sealed);
         opened.tag = tag;
         opened.wipe = self.wipe_cache.load(Ordering::Relaxed);
         let ev = self.cache.insert(page, Arc::new(opened));
