@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use foldvault::fuzzing::Rng;
 use foldvault::storage::MemoryStorage;
 use foldvault::{CipherBackend, Config, Db, Durability, KdfParams};
 
@@ -35,23 +36,11 @@ const VALUE_LEN: usize = 100;
 /// The tree every benchmark uses.
 const TREE: &str = "t";
 
-/// SplitMix64: a tiny deterministic generator, so runs are comparable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn key(&mut self) -> [u8; 16] {
-        let mut k = [0u8; 16];
-        k[..8].copy_from_slice(&self.next().to_le_bytes());
-        k[8..].copy_from_slice(&self.next().to_le_bytes());
-        k
-    }
+/// Random 16-byte keys from SplitMix64 (`foldvault::fuzzing::Rng`), so runs are comparable.
+fn random_key(rng: &mut Rng) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    rng.fill(&mut k);
+    k
 }
 
 #[derive(Clone, Copy)]
@@ -92,7 +81,7 @@ const MODES: [Mode; 2] = [Mode::RustCrypto, Mode::Plaintext];
 
 fn keys(n: usize, seed: u64) -> Vec<[u8; 16]> {
     let mut rng = Rng(seed);
-    (0..n).map(|_| rng.key()).collect()
+    (0..n).map(|_| random_key(&mut rng)).collect()
 }
 
 /// Loads `keys` into tree `t` in one transaction.
@@ -199,7 +188,7 @@ fn bench_commit(c: &mut Criterion) {
     for mode in MODES {
         let db = mem_db(mode, &keys, 32 << 20);
         g.bench_function(BenchmarkId::new("commit_mem", mode.name()), |b| {
-            b.iter(|| commit_one(&db, rng.key(), Durability::Eventual))
+            b.iter(|| commit_one(&db, random_key(&mut rng), Durability::Eventual))
         });
     }
     g.sample_size(10).measurement_time(Duration::from_secs(3));
@@ -208,7 +197,7 @@ fn bench_commit(c: &mut Criterion) {
         let db = mode.config().file(dir.path().join("db")).open().expect("open");
         load(&db, &keys);
         g.bench_function(BenchmarkId::new("commit_durable", mode.name()), |b| {
-            b.iter(|| commit_one(&db, rng.key(), Durability::Immediate))
+            b.iter(|| commit_one(&db, random_key(&mut rng), Durability::Immediate))
         });
     }
     g.finish();

@@ -8,6 +8,7 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
+use foldvault::fuzzing::Rng;
 use foldvault::transaction::{ConflictableTransactionError, abort};
 use foldvault::{Config, Db, IVec, Transactional};
 
@@ -43,20 +44,6 @@ fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) 
             unreachable!("the worker panicked")
         }
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("not finished after {secs} s: deadlock?"),
-    }
-}
-
-/// Tiny deterministic generator (xorshift) so runs are reproducible per thread.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use foldvault::fuzzing::Rng;
 use foldvault::storage::{CrashModel, FaultPlan, FaultyStorage, Storage};
 use foldvault::{Config, Db, Durability, KdfParams};
 use parking_lot::Mutex;
@@ -75,19 +76,6 @@ fn recover(image: Vec<u8>, encrypted: bool) -> Result<[u8; 32], String> {
         ));
     }
     Ok(hash_model(&read_all(&db).map_err(|e| format!("read: {e}"))?))
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Progress shared with the observer: (index of the last state acknowledged durable, index of

@@ -13,32 +13,8 @@ use std::time::Instant;
 
 use engines::{Engine, Kv};
 
-/// SplitMix64: small, fast and deterministic, so every engine sees the same records.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    pub fn fill(&mut self, out: &mut [u8]) {
-        for chunk in out.chunks_mut(8) {
-            let w = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&w[..chunk.len()]);
-        }
-    }
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
-    }
-}
+/// SplitMix64 (`foldvault::fuzzing::Rng`): deterministic, so every engine sees the same records.
+pub use foldvault::fuzzing::Rng;
 
 /// The two shapes of record.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -119,14 +95,14 @@ fn atom_json(rng: &mut Rng, target: usize) -> Vec<u8> {
         uuid(rng),
         rng.next_u64(),
         rng.next_u64(),
-        1 + rng.below(28),
-        rng.below(60),
+        1 + rng.index(28),
+        rng.index(60),
         uuid(rng),
         rng.next_u64() % 1_000_000,
     );
     const WORDS: [&str; 8] = ["lorem", "ipsum", "dolor", "sit", "amet", "fold", "atom", "schema"];
     while s.len() + 3 < target {
-        s.push_str(WORDS[rng.below(WORDS.len())]);
+        s.push_str(WORDS[rng.index(WORDS.len())]);
         s.push(' ');
     }
     s.truncate(target.saturating_sub(3).max(s.find("\"bio\":\"").unwrap_or(0) + 7));
@@ -157,7 +133,7 @@ impl Records {
                     v
                 }
                 Dataset::Atoms => {
-                    let len = 300 + rng.below(1701);
+                    let len = 300 + rng.index(1701);
                     atom_json(&mut rng, len)
                 }
             })
@@ -271,7 +247,7 @@ pub fn run_child(engine: Engine, d: Dataset, sizes: Sizes, seed: u64) {
     let mut loaded_order: Vec<usize> = (0..n).collect();
     rng.shuffle(&mut loaded_order);
     let read_keys: Vec<&[u8]> = loaded_order.iter().map(|&i| rec.loaded.get(i)).collect();
-    let scan_starts: Vec<&[u8]> = (0..n / 10).map(|_| rec.loaded.get(rng.below(n))).collect();
+    let scan_starts: Vec<&[u8]> = (0..n / 10).map(|_| rec.loaded.get(rng.index(n))).collect();
     let load = rec.pairs(&rec.loaded, 0..n, 0);
     let singles = rec.pairs(&rec.single, 0..rec.single.count(), 7);
     let batched = rec.pairs(&rec.batched, 0..rec.batched.count(), 13);
@@ -284,7 +260,7 @@ pub fn run_child(engine: Engine, d: Dataset, sizes: Sizes, seed: u64) {
         .chain(batched.iter().copied())
         .collect();
     let live_bytes: u64 = live.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
-    let mut cold_keys: Vec<&[u8]> = (0..n).map(|_| live[rng.below(live.len())].0).collect();
+    let mut cold_keys: Vec<&[u8]> = (0..n).map(|_| live[rng.index(live.len())].0).collect();
     rng.shuffle(&mut cold_keys);
     report("harness_rss", rss().1 as f64 / 1e6);
 

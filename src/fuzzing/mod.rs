@@ -118,7 +118,8 @@ impl<'a> Input<'a> {
     }
 }
 
-/// SplitMix64: deterministic filler for values and for the pseudo-random test inputs.
+/// SplitMix64: deterministic filler for values and for the pseudo-random test inputs; also the
+/// generator of the tests' and benchmarks' workloads (one copy for all of them).
 pub struct Rng(pub u64);
 
 impl Rng {
@@ -132,6 +133,16 @@ impl Rng {
     /// A value in `0..n` (`n > 0`).
     pub fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n.max(1))) >> 64) as u64
+    }
+    /// An index in `0..n` (`n > 0`).
+    pub fn index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
+    }
+    /// Fisher-Yates.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.index(i + 1));
+        }
     }
     pub fn fill(&mut self, out: &mut [u8]) {
         for c in out.chunks_mut(8) {
