@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::node::{Branch, Leaf, LeafEntry, MAX_INLINE_ENTRY, MAX_KEY_LEN, Node, Value};
 use super::{MAX_DEPTH, TreeRoot, overflow, read};
+use crate::crypto::seal::PageBuf;
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::PAGE_SIZE;
 use crate::format::page::{PAYLOAD_SIZE, PageRef, SealTag};
@@ -31,8 +32,11 @@ pub(crate) struct TxPages {
     /// A catalog root this transaction already edited directly (rekey re-sealing), used by the
     /// commit instead of the base snapshot's.
     pub(crate) catalog_root: Option<PageRef>,
-    /// Above this many dirty nodes, `insert` writes dirty leaves early (`spill`).
-    pub(crate) spill_after: usize,
+    /// `insert` and `remove` write dirty leaves early (`spill`) once the dirty set grows past
+    /// `spill_at`, which each spill moves to what stays dirty (branches) plus `spill_after`:
+    /// a transaction with many dirty branches does not rescan them on every call.
+    spill_after: usize,
+    spill_at: usize,
 }
 
 impl TxPages {
@@ -47,7 +51,29 @@ impl TxPages {
             epoch,
             catalog_root: None,
             spill_after: usize::MAX,
+            spill_at: usize::MAX,
         }
+    }
+
+    /// Bounds the decoded dirty set near `nodes` (`Config::tx_spill_after`).
+    pub(crate) fn set_spill_after(&mut self, nodes: usize) {
+        self.spill_after = nodes;
+        self.spill_at = nodes;
+    }
+
+    fn spill_if_large(&mut self) -> Result<()> {
+        if self.dirty.len() > self.spill_at {
+            self.spill()?;
+            self.spill_at = self.dirty.len().saturating_add(self.spill_after);
+        }
+        Ok(())
+    }
+
+    /// Encodes a node as page payload under this transaction's generation.
+    fn encode_page(&self, node: &Node) -> Result<Box<PageBuf>> {
+        let mut buf = Box::new([0u8; PAGE_SIZE]);
+        node.encode(self.seq, &mut buf[..PAYLOAD_SIZE])?;
+        Ok(buf)
     }
 
     pub(crate) fn alloc_page(&mut self) -> PageNo {
@@ -176,9 +202,7 @@ impl TxPages {
             );
             root.root = PageRef::dirty(np);
         }
-        if self.dirty.len() > self.spill_after {
-            self.spill()?;
-        }
+        self.spill_if_large()?;
         match old {
             None => {
                 root.count += 1;
@@ -261,9 +285,7 @@ impl TxPages {
         root.count = root.count.saturating_sub(1);
         let bytes = if want_old { self.value_bytes(&old)? } else { Vec::new() };
         self.free_value(&old)?;
-        if self.dirty.len() > self.spill_after {
-            self.spill()?;
-        }
+        self.spill_if_large()?;
         Ok(Some(bytes))
     }
 
@@ -381,9 +403,7 @@ impl TxPages {
         let mut spilled = Vec::with_capacity(refs.len());
         for (bp, i, lp) in refs {
             let Some(node) = self.dirty.remove(&lp) else { continue };
-            let mut buf = Box::new([0u8; PAGE_SIZE]);
-            node.encode(self.seq, &mut buf[..PAYLOAD_SIZE])?;
-            batch.push((lp, buf));
+            batch.push((lp, self.encode_page(&node)?));
             spilled.push((bp, i, lp));
         }
         let tags = self.pager.write_batch(self.epoch, batch)?;
@@ -449,9 +469,7 @@ impl TxPages {
                         }
                     }
                 }
-                let mut buf = Box::new([0u8; PAGE_SIZE]);
-                node.encode(self.seq, &mut buf[..PAYLOAD_SIZE])?;
-                batch.push((p, buf));
+                batch.push((p, self.encode_page(&node)?));
             }
             let pages: Vec<PageNo> = batch.iter().map(|(p, _)| *p).collect();
             let t = self.pager.write_batch(self.epoch, batch)?;

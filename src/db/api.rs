@@ -27,6 +27,7 @@ use crate::btree::tx::TxPages;
 use crate::crypto::wipe::wipe_vec;
 use crate::error::{Error, Result};
 use crate::format::page::PageRef;
+use crate::pager::Pager;
 use crate::storage::{FileStorage, Storage};
 
 /// The name of the default tree (as sled names it).
@@ -181,23 +182,20 @@ pub(crate) fn bound_to_vec<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<Vec<u8>> {
     }
 }
 
-pub(crate) fn value_of(engine: &Engine, v: RawValue<'_>) -> Result<IVec> {
+pub(crate) fn value_of(pager: &Pager, v: RawValue<'_>) -> Result<IVec> {
     match v {
         RawValue::Inline(b) => Ok(IVec::from(b)),
-        RawValue::Overflow { first, len } => Ok(IVec::from(overflow::read(&engine.pager, first, len)?)),
+        RawValue::Overflow { first, len } => Ok(IVec::from(overflow::read(pager, first, len)?)),
     }
 }
 
 /// A value as a write transaction sees it (its own edits first), copied once into an `IVec`.
 pub(crate) fn tx_get(tx: &TxPages, root: &TreeRoot, key: &[u8]) -> Result<Option<IVec>> {
-    tx.get_with(root, key, |v| match v {
-        RawValue::Inline(b) => Ok(IVec::from_slice(b)),
-        RawValue::Overflow { first, len } => Ok(IVec::from(overflow::read(&tx.pager, first, len)?)),
-    })
+    tx.get_with(root, key, |v| value_of(&tx.pager, v))
 }
 
 pub(crate) fn get_in(engine: &Engine, root: PageRef, key: &[u8]) -> Result<Option<IVec>> {
-    read::get_with(&engine.pager, None, root, key, |v| value_of(engine, v))
+    read::get_with(&engine.pager, None, root, key, |v| value_of(&engine.pager, v))
 }
 
 /// A database: a set of named trees in one file. Derefs to its default tree.

@@ -253,7 +253,9 @@ impl Config {
     }
     /// Bounds the memory of a large write transaction: once it holds more than `nodes` edited
     /// tree nodes (decoded, about 4-5 KiB each), its edited leaves are sealed and written early
-    /// and dropped from memory; a leaf edited again is read back from the cache. Default 16,384
+    /// and dropped from memory; a leaf edited again is read back from the cache. The edited
+    /// branches stay (about one per hundred leaves), and the next spill comes after `nodes`
+    /// more. Default 16,384
     /// (about 64 MiB of pages); lower it to trade write volume for memory. At least 16.
     pub fn tx_spill_after(mut self, nodes: usize) -> Config {
         self.spill_after = nodes.max(16);

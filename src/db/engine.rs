@@ -154,7 +154,7 @@ impl Engine {
         }
         let alloc = std::mem::take(&mut ws.alloc);
         let mut tx = TxPages::new(self.pager.clone(), alloc, base.seq + 1, ws.epoch);
-        tx.spill_after = self.spill_after;
+        tx.set_spill_after(self.spill_after);
         Ok((ws, tx, base))
     }
 

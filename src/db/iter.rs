@@ -131,7 +131,7 @@ impl Iter {
             }
         };
         let Some(c) = cur else { return Ok(None) };
-        let (key, value) = c.with_current(|k, v| (IVec::from_slice(k), value_of(&self.handle.engine, v)))?;
+        let (key, value) = c.with_current(|k, v| (IVec::from_slice(k), value_of(&self.handle.engine.pager, v)))?;
         let k: &[u8] = &key;
         let in_range = if forward {
             let below_hi = match &self.hi {
