@@ -22,9 +22,10 @@ pub fn wipe(buf: &mut [u8]) {
 /// Overwrites the whole allocation of `v` (spare capacity included) with zeros, then empties it.
 #[inline]
 pub fn wipe_vec(v: &mut Vec<u8>) {
-    v.resize(v.capacity(), 0);
-    wipe(v);
+    v.fill(0);
+    v.spare_capacity_mut().fill(std::mem::MaybeUninit::new(0));
     v.clear();
+    std::hint::black_box(v);
 }
 
 /// Appends `data` to `v`; when `v` must grow, its old allocation is wiped before it is freed
