@@ -42,7 +42,7 @@ const _: () = assert!(2 * (SLOT + 2 + MAX_KEY_LEN + PAGE_REF_SIZE) + PAGE_REF_SI
 const _: () = assert!(SLOT + LEAF_ENTRY_HEADER + MAX_KEY_LEN + OVERFLOW_REF_SIZE <= MAX_ENTRY_SIZE);
 
 /// A value as a leaf holds it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) enum Value {
     Inline(Vec<u8>),
     Overflow { first: PageRef, len: u64 },
@@ -99,10 +99,36 @@ impl Value {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct LeafEntry {
     pub key: Vec<u8>,
     pub value: Value,
+}
+
+// Decoded keys and values are user plaintext: `Debug` shows their lengths only, so a node that
+// reaches a log line, an assertion or a panic message carries none of it.
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Inline(v) => write!(f, "Inline(len={})", v.len()),
+            Value::Overflow { first, len } => {
+                f.debug_struct("Overflow").field("first", first).field("len", len).finish()
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for LeafEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeafEntry").field("key_len", &self.key.len()).field("value", &self.value).finish()
+    }
+}
+
+impl std::fmt::Debug for Branch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key_lens: Vec<usize> = self.keys.iter().map(Vec::len).collect();
+        f.debug_struct("Branch").field("key_lens", &key_lens).field("children", &self.children).finish()
+    }
 }
 
 impl LeafEntry {
@@ -116,7 +142,7 @@ pub(crate) struct Leaf {
     pub entries: Vec<LeafEntry>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Branch {
     pub keys: Vec<Vec<u8>>,
     pub children: Vec<PageRef>,
@@ -432,7 +458,16 @@ impl<'a> RawNode<'a> {
 
 #[cfg(test)]
 mod compare_tests {
-    use super::compare_keys;
+    use super::{Branch, LeafEntry, Value, compare_keys};
+
+    #[test]
+    fn debug_shows_lengths_not_bytes() {
+        let e = LeafEntry { key: b"secret-key".to_vec(), value: Value::Inline(b"secret-value".to_vec()) };
+        let b = Branch { keys: vec![b"secret-sep".to_vec()], children: Vec::new() };
+        let shown = format!("{e:?} {b:?}");
+        assert!(!shown.contains("secret") && !shown.contains("115, 101, 99"), "{shown}");
+        assert!(shown.contains("key_len: 10") && shown.contains("Inline(len=12)"), "{shown}");
+    }
 
     #[test]
     fn compare_keys_is_byte_order() {
