@@ -74,10 +74,42 @@ fn rekey_reseals_every_page_while_readers_run() {
     assert!(batches >= 1);
     let after = epochs_of_live_pages(&db, &m.snapshot());
     assert!(after.iter().all(|e| *e > before), "a live page is still under the old key: {after:?}");
+    // The reader is gone: the next write transaction destroys the old key.
+    db.insert("after", &b"x"[..]).unwrap();
+    assert_eq!(db.encryption_status().data_keys_held, 1);
     drop(db);
     let db = cfg(Arc::new(m.clone())).open().unwrap();
     assert_eq!(db.open_tree("b").unwrap().len(), 6001);
     assert!(!db.encryption_status().rekey_in_progress);
+}
+
+/// A snapshot taken before the rotation still reads every page it reaches after the rotation
+/// returns (the old key stays in memory for it); once it is released, the old key is destroyed.
+#[test]
+fn old_key_outlives_rekey_until_older_snapshots_go() {
+    let m = MemoryStorage::new();
+    let db = cfg(Arc::new(m.clone())).open().unwrap();
+    fill(&db, 6000);
+    let old = db.begin_read().unwrap();
+    db.rekey(&[Credentials::passphrase("rekey")], &mut |_| {}).unwrap();
+    assert!(!db.encryption_status().rekey_in_progress);
+    assert_eq!(db.encryption_status().data_keys_held, 2, "destroyed while a snapshot needs it");
+    // A slot added now must wrap the new key, not the one waiting to be destroyed.
+    db.add_slot(&Credentials::passphrase("added during the wait"), KdfParams::insecure_fast()).unwrap();
+    // Its backup is refused (the current header no longer unlocks its pages)...
+    assert!(matches!(old.backup_to(&mut Vec::new(), &mut |_| {}), Err(foldvault::Error::Unsupported(_))));
+    // ...but reading works. The small cache holds few of the old pages: most are opened again,
+    // under the old key.
+    let t = old.open_tree("a").unwrap();
+    assert_eq!(t.iter().inspect(|r| assert!(r.is_ok(), "{r:?}")).count(), 6001);
+    assert_eq!(t.get("a004242").unwrap().unwrap().len(), 150);
+    drop(t);
+    drop(old);
+    db.insert("after", &b"x"[..]).unwrap();
+    assert_eq!(db.encryption_status().data_keys_held, 1);
+    drop(db);
+    let db = cfg(Arc::new(m.clone())).passphrase("added during the wait").open().unwrap();
+    assert_eq!(db.open_tree("a").unwrap().len(), 6001);
 }
 
 /// A power loss during the rotation: the file opens (with both keys), the rotation resumes

@@ -80,12 +80,21 @@ fn backup_snapshot<W: Write>(
         }
         live.sort_unstable();
         live.dedup();
-        let (page_count, key_epoch) = {
+        // The header copy the engine trusts, byte for byte as read (its MAC covers those bytes),
+        // taken under the writer lock with the rotation check below (a rekey finishes under it).
+        let (page_count, key_epoch, header_bytes) = {
             let ws = engine.writer.lock();
-            (ws.alloc.page_count.max(pager.page_limit()), ws.epoch)
+            // A snapshot older than a finished key rotation reaches pages under the old key,
+            // which the header copied below no longer unlocks: its backup could not be restored.
+            if let Some((rotated_at, _)) = ws.retiring_keys
+                && snap.seq < rotated_at
+            {
+                return Err(Error::Unsupported(
+                    "this snapshot predates a finished key rotation: back up a newer one (begin_read again)".into(),
+                ));
+            }
+            (ws.alloc.page_count.max(pager.page_limit()), ws.epoch, engine.header.lock().to_page())
         };
-        // The header copy the engine trusts, byte for byte as read (its MAC covers those bytes).
-        let header_bytes = engine.header.lock().to_page();
         let encrypted = pager.sealer.is_encrypted();
         let backup_key = pager.sealer.with_data_key(|k| k.map(|k| k.derive(context::BACKUP_KEY, &[])));
         let aead = match &backup_key {

@@ -33,23 +33,52 @@ pub(crate) enum KeyPurpose {
     Commit,
 }
 
-/// The data keys of a file: normally one; two while a rekey moves pages from the old to the new.
+/// The data keys of a file: normally one; two while a rekey moves pages from the old to the new,
+/// and for a while after it: until no live snapshot can reach a page under the old key.
 /// Epochs `>= first_epoch` of an entry derive from that entry's key.
 pub(crate) struct DataKeys {
     /// Sorted by `first_epoch`, ascending.
-    pub(crate) keys: Vec<(u32, SecretKey)>,
+    keys: Vec<(u32, SecretKey)>,
+    /// The first epoch of the key the header's slots wrap: the oldest while a rekey runs, the
+    /// newest once it has re-wrapped the slots.
+    slot_first: u32,
 }
 
 impl DataKeys {
     pub(crate) fn single(k: SecretKey) -> DataKeys {
-        DataKeys { keys: vec![(0, k)] }
+        DataKeys { keys: vec![(0, k)], slot_first: 0 }
     }
     fn for_epoch(&self, epoch: u32) -> Option<&SecretKey> {
         self.keys.iter().rev().find(|(first, _)| *first <= epoch).map(|(_, k)| k)
     }
-    /// The key the header's slots wrap (the oldest while a rekey runs).
+    /// The key the header's slots wrap.
     pub(crate) fn slot_key(&self) -> Option<&SecretKey> {
-        self.keys.first().map(|(_, k)| k)
+        self.keys.iter().find(|(first, _)| *first == self.slot_first).map(|(_, k)| k)
+    }
+
+    /// A rekey starts: `key` seals every epoch from `first` on (the slots still wrap the old).
+    pub(crate) fn add_next(&mut self, first: u32, key: SecretKey) {
+        self.keys.retain(|(f, _)| *f < first);
+        self.keys.push((first, key));
+    }
+
+    /// A rekey has re-wrapped every slot around the newest key.
+    pub(crate) fn slots_wrap_newest(&mut self) {
+        if let Some((first, _)) = self.keys.last() {
+            self.slot_first = *first;
+        }
+    }
+
+    /// Destroys every key older than the one starting at epoch `first` (no live snapshot
+    /// reaches a page under them any more): their epochs no longer open.
+    fn retire_before(&mut self, first: u32) {
+        self.keys.retain(|(f, _)| *f >= first);
+    }
+
+    /// How many data keys are held (2 or more while a rekey runs or its old key waits for
+    /// readers).
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
     }
 
     /// The key the newest epochs derive from, and its first epoch.
@@ -74,7 +103,7 @@ impl DataKeys {
         if !aead.open(&n.nonce, &ad, &mut k[..], &n.tag) {
             return Err(Error::corrupt(0, CorruptReason::HeaderMac));
         }
-        Ok(DataKeys { keys: vec![(0, slot_key), (n.first_epoch, SecretKey::from_bytes(*k))] })
+        Ok(DataKeys { keys: vec![(0, slot_key), (n.first_epoch, SecretKey::from_bytes(*k))], slot_first: 0 })
     }
 
     /// Wraps `next` for the header's next-key block.
@@ -180,11 +209,20 @@ impl PageSealer {
         }
     }
 
-    /// Replaces the data keys (rekey), dropping cached AEADs.
-    pub(crate) fn set_data_keys(&self, new: DataKeys) {
+    /// Changes the data keys in place (a rekey adds the next key, then moves the slots to it).
+    /// The epochs that open stay the same, so cached AEADs stay valid.
+    pub(crate) fn update_data_keys(&self, f: impl FnOnce(&mut DataKeys)) {
         if let Mode::Aead { keys, .. } = &self.mode {
-            *keys.write() = new;
-            self.aeads.write().clear();
+            f(&mut keys.write());
+        }
+    }
+
+    /// Destroys the data keys older than the one starting at epoch `first`, and every cached
+    /// AEAD derived from them.
+    pub(crate) fn retire_keys_before(&self, first: u32) {
+        if let Mode::Aead { keys, .. } = &self.mode {
+            keys.write().retire_before(first);
+            self.aeads.write().retain(|(_, epoch), _| *epoch >= first);
         }
     }
 

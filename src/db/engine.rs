@@ -45,6 +45,9 @@ pub(crate) struct WriterState {
     pub(crate) freelist_pages: Vec<PageNo>,
     pub(crate) retained: Vec<(u64, Weak<Snapshot>)>,
     pub(crate) epoch: u32,
+    /// After a rekey: (the first commit whose pages are all under the new key, that key's first
+    /// epoch). Older keys are destroyed once no live snapshot is older than that commit.
+    pub(crate) retiring_keys: Option<(u64, u32)>,
 }
 
 impl WriterState {
@@ -129,6 +132,17 @@ impl Engine {
         self.current.read().clone()
     }
 
+    /// Destroys the data keys a finished rekey left for older snapshots, once none is alive
+    /// (checked whenever a write transaction begins, and when the rekey ends).
+    pub(crate) fn retire_old_keys(&self, ws: &mut WriterState, current: u64) {
+        let Some((seq, first)) = ws.retiring_keys else { return };
+        if ws.oldest_live(current) >= seq {
+            self.pager.sealer.retire_keys_before(first);
+            ws.retiring_keys = None;
+            tracing::info!(target: "foldvault::audit", first_epoch = first, "old data key destroyed (no snapshot needs it)");
+        }
+    }
+
     /// Starts a write transaction: takes the writer lock and the allocator.
     pub(crate) fn begin(&self) -> Result<(WriterGuard, TxPages, Arc<Snapshot>)> {
         if self.writer_held_here() {
@@ -143,6 +157,7 @@ impl Engine {
             return Err(Error::Poisoned);
         }
         let base = self.snapshot();
+        self.retire_old_keys(&mut ws, base.seq);
         let oldest = ws.oldest_live(base.seq);
         let durable = ws.durable.seq;
         ws.alloc.promote(durable, oldest);

@@ -7,6 +7,7 @@
 //! The writer lock is held throughout, so no commit interleaves.
 
 use super::api::Db;
+use super::engine::WriterState;
 use crate::crypto::keys::{MasterKey, SecretKey};
 use crate::crypto::slots::{self, Credentials};
 use crate::crypto::{CipherBackend, CipherId, KdfParams, Passphrase};
@@ -42,6 +43,9 @@ pub struct EncryptionStatus {
     pub backend: CipherBackend,
     /// True while a data-key rotation is in progress.
     pub rekey_in_progress: bool,
+    /// Data keys held in memory: 1 normally; 2 while a rotation runs, and after it until the
+    /// last snapshot taken before it finished is released (the old key is then destroyed).
+    pub data_keys_held: usize,
 }
 
 pub(crate) fn slot_infos(h: &FileHeader) -> Vec<SlotInfo> {
@@ -77,6 +81,7 @@ impl Db {
             hardware_aes: CipherBackend::hardware_aes(),
             backend: CipherBackend::default(),
             rekey_in_progress: h.next_key.is_some(),
+            data_keys_held: e.pager.sealer.with_keys(|k| k.map_or(0, |k| k.len())),
         }
     }
 
@@ -92,8 +97,18 @@ impl Db {
         mac_key: Option<&SecretKey>,
         f: impl FnOnce(&mut FileHeader, &SecretKey) -> Result<()>,
     ) -> Result<()> {
+        let mut ws = self.handle.engine.writer.lock();
+        self.update_header_locked(&mut ws, mac_key, f)
+    }
+
+    /// As `update_header_with`, for a caller that holds the writer lock (and does more under it).
+    pub(crate) fn update_header_locked(
+        &self,
+        _ws: &mut WriterState,
+        mac_key: Option<&SecretKey>,
+        f: impl FnOnce(&mut FileHeader, &SecretKey) -> Result<()>,
+    ) -> Result<()> {
         let e = &self.handle.engine;
-        let _ws = e.writer.lock();
         if e.pager.is_poisoned() {
             return Err(Error::Poisoned);
         }

@@ -132,6 +132,7 @@ fn assemble(
             freelist_pages: free_chain,
             retained: Vec::new(),
             epoch: rec.key_epoch,
+            retiring_keys: None,
         })),
         durability: cfg.durability,
         seal_budget: cfg.seal_budget,

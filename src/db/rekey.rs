@@ -8,8 +8,11 @@
 //!    block restores both keys, and calling `rekey` again resumes (pages already re-sealed
 //!    carry the new epoch and are skipped).
 //! 3. When no live page needs the old key, every key slot is re-wrapped around the new key
-//!    (with the credentials given, fresh salts), the next-key block is cleared, and the old key
-//!    is dropped (zeroized): no page opens under it any more.
+//!    (with the credentials given, fresh salts) and the next-key block is cleared. The old key
+//!    stays in memory, for opening only, while a snapshot taken before this point lives (such a
+//!    snapshot still reaches old page versions); then it is destroyed (zeroized,
+//!    `Engine::retire_old_keys`). A backup of such a snapshot is refused: the header it would
+//!    copy no longer unlocks those pages.
 
 use std::collections::BTreeSet;
 
@@ -73,11 +76,7 @@ impl Db {
                     h.next_key = Some(wrapped);
                     Ok(())
                 })?;
-                let keys = e.pager.sealer.with_keys(|k| {
-                    let k = k.and_then(|k| k.slot_key()).ok_or_else(|| Error::ReportableBug("no data key".into()))?;
-                    Ok::<_, Error>(DataKeys { keys: vec![(0, k.duplicate()), (first, next)] })
-                })?;
-                e.pager.sealer.set_data_keys(keys);
+                e.pager.sealer.update_data_keys(|k| k.add_next(first, next));
                 let mut ws = e.writer.lock();
                 ws.epoch = first;
                 e.pager.sealer.set_max_epoch(first);
@@ -152,23 +151,33 @@ impl Db {
             progress(p);
         }
         // 3. Finish: re-wrap every slot around the new key, clear the next-key block, drop the old key.
-        let new_key = e.pager.sealer.with_keys(|k| {
-            k.and_then(|k| k.newest()).map(|(_, k)| k.duplicate()).ok_or_else(|| Error::ReportableBug("no key".into()))
+        let (new_first, new_key) = e.pager.sealer.with_keys(|k| {
+            k.and_then(|k| k.newest())
+                .map(|(first, k)| (first, k.duplicate()))
+                .ok_or_else(|| Error::ReportableBug("no key".into()))
         })?;
         let mut rewrapped: Vec<(usize, KeySlot)> = Vec::new();
         for (i, c) in &per_slot {
             let old = header.slots[*i].as_ref().ok_or_else(|| Error::ReportableBug("slot vanished".into()))?;
             rewrapped.push((*i, slots::make_slot(old.kind, old.kdf, c, &new_key, &header.file_id, *i)?));
         }
-        self.update_header_with(Some(&new_key), |h, _| {
+        // Under one hold of the writer lock, so that no slot change and no backup sees the new
+        // header without the rest: the slots wrap the new key from here on; the old key still
+        // opens pages that snapshots taken before this point may reach, and is destroyed once
+        // the last of them is released.
+        let mut ws = e.writer.lock();
+        self.update_header_locked(&mut ws, Some(&new_key), |h, _| {
             for (i, s) in rewrapped {
                 h.slots[i] = Some(s);
             }
             h.next_key = None;
             Ok(())
         })?;
-        e.pager.sealer.set_data_keys(DataKeys::single(new_key));
-        tracing::info!(target: "foldvault::audit", pages = p.pages, "data-key rotation finished; old key destroyed");
+        e.pager.sealer.update_data_keys(DataKeys::slots_wrap_newest);
+        tracing::info!(target: "foldvault::audit", pages = p.pages, "data-key rotation finished; slots re-wrapped");
+        let seq = e.snapshot().seq;
+        ws.retiring_keys = Some((seq, new_first));
+        e.retire_old_keys(&mut ws, seq);
         Ok(())
     }
 }
