@@ -7,7 +7,6 @@
 //! file or another epoch; a page that fails to open is reported as `Corrupt { page,
 //! SealMismatch }` and its bytes are never returned.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -131,6 +130,9 @@ enum Mode {
     Aead { cipher: CipherId, backend: CipherBackend, keys: RwLock<DataKeys> },
 }
 
+/// A keyed AEAD for one (purpose, epoch).
+type AeadEntry = ((KeyPurpose, u32), Arc<dyn Aead>);
+
 /// Seals and opens pages of one file.
 pub(crate) struct PageSealer {
     file_id: [u8; 16],
@@ -138,7 +140,7 @@ pub(crate) struct PageSealer {
     version: u16,
     mode: Mode,
     /// Keyed AEADs per (purpose, epoch), built on first use.
-    aeads: RwLock<HashMap<(KeyPurpose, u32), Arc<dyn Aead>>>,
+    aeads: RwLock<Vec<AeadEntry>>,
     /// Epochs above this are refused without deriving a key (a hostile epoch field would
     /// otherwise make us derive keys without bound).
     max_epoch: std::sync::atomic::AtomicU32,
@@ -150,7 +152,7 @@ impl PageSealer {
             file_id,
             version: crate::format::FORMAT_VERSION,
             mode: Mode::Plain,
-            aeads: RwLock::new(HashMap::new()),
+            aeads: RwLock::new(Vec::new()),
             max_epoch: u32::MAX.into(),
         }
     }
@@ -166,7 +168,7 @@ impl PageSealer {
             file_id,
             version: crate::format::FORMAT_VERSION,
             mode: Mode::Aead { cipher, backend, keys: RwLock::new(keys) },
-            aeads: RwLock::new(HashMap::new()),
+            aeads: RwLock::new(Vec::new()),
             max_epoch: max_epoch.into(),
         }
     }
@@ -222,13 +224,19 @@ impl PageSealer {
     pub(crate) fn retire_keys_before(&self, first: u32) {
         if let Mode::Aead { keys, .. } = &self.mode {
             keys.write().retire_before(first);
-            self.aeads.write().retain(|(_, epoch), _| *epoch >= first);
+            self.aeads.write().retain(|((_, epoch), _)| *epoch >= first);
         }
     }
 
-    fn aead(&self, purpose: KeyPurpose, epoch: u32, page: PageNo) -> Result<Arc<dyn Aead>> {
-        if let Some(a) = self.aeads.read().get(&(purpose, epoch)) {
-            return Ok(a.clone());
+    /// Runs `f` with the keyed AEAD of (`purpose`, `epoch`), building it on first use. The
+    /// list holds a handful of entries (two purposes per live epoch): a scan under a read lock
+    /// costs less than hashing, and no reference count is touched per page.
+    fn with_aead<T>(&self, purpose: KeyPurpose, epoch: u32, page: PageNo, f: impl FnOnce(&dyn Aead) -> T) -> Result<T> {
+        {
+            let list = self.aeads.read();
+            if let Some((_, a)) = list.iter().find(|(k, _)| *k == (purpose, epoch)) {
+                return Ok(f(a.as_ref()));
+            }
         }
         let Mode::Aead { cipher, backend, keys } = &self.mode else {
             return Err(Error::ReportableBug("AEAD requested in plaintext mode".into()));
@@ -236,16 +244,23 @@ impl PageSealer {
         if epoch > self.max_epoch.load(std::sync::atomic::Ordering::Acquire) {
             return Err(Error::corrupt(page, CorruptReason::UnknownEpoch));
         }
-        let keys = keys.read();
-        let dk = keys.for_epoch(epoch).ok_or_else(|| Error::corrupt(page, CorruptReason::UnknownEpoch))?;
-        let ctx = match purpose {
-            KeyPurpose::Page => context::PAGE_KEY,
-            KeyPurpose::Commit => context::COMMIT_KEY,
+        let a: Arc<dyn Aead> = {
+            let keys = keys.read();
+            let dk = keys.for_epoch(epoch).ok_or_else(|| Error::corrupt(page, CorruptReason::UnknownEpoch))?;
+            let ctx = match purpose {
+                KeyPurpose::Page => context::PAGE_KEY,
+                KeyPurpose::Commit => context::COMMIT_KEY,
+            };
+            let sub = dk.derive(ctx, &epoch.to_le_bytes());
+            Arc::from(new_aead(*cipher, *backend, &sub)?)
         };
-        let sub = dk.derive(ctx, &epoch.to_le_bytes());
-        let a: Arc<dyn Aead> = Arc::from(new_aead(*cipher, *backend, &sub)?);
-        self.aeads.write().insert((purpose, epoch), a.clone());
-        Ok(a)
+        {
+            let mut list = self.aeads.write();
+            if !list.iter().any(|(k, _)| *k == (purpose, epoch)) {
+                list.push(((purpose, epoch), a.clone()));
+            }
+        }
+        Ok(f(a.as_ref()))
     }
 
     /// Seals `buf[..PAYLOAD_SIZE]` in place as page `page` under `epoch`, filling the trailer.
@@ -256,8 +271,7 @@ impl PageSealer {
         let tag = match &self.mode {
             Mode::Plain => crc_tag(&ad, &nonce, &buf[..PAYLOAD_SIZE]),
             Mode::Aead { .. } => {
-                let a = self.aead(purpose, epoch, page)?;
-                a.seal(&nonce, &ad, &mut buf[..PAYLOAD_SIZE])?
+                self.with_aead(purpose, epoch, page, |a| a.seal(&nonce, &ad, &mut buf[..PAYLOAD_SIZE]))??
             }
         };
         buf[TAG_OFFSET..TAG_OFFSET + TAG_SIZE].copy_from_slice(&tag);
@@ -276,11 +290,9 @@ impl PageSealer {
                 let expect = crc_tag(&ad, &nonce, &buf[..PAYLOAD_SIZE]);
                 SealTag(expect).ct_eq(&SealTag(tag))
             }
-            Mode::Aead { .. } => {
-                let a = self.aead(purpose, epoch, page)?;
-                // The tag follows the payload (TAG_OFFSET == PAYLOAD_SIZE).
-                a.open_tagged(&nonce, &ad, &mut buf[..PAYLOAD_SIZE + TAG_SIZE])
-            }
+            // The tag follows the payload (TAG_OFFSET == PAYLOAD_SIZE).
+            Mode::Aead { .. } => self
+                .with_aead(purpose, epoch, page, |a| a.open_tagged(&nonce, &ad, &mut buf[..PAYLOAD_SIZE + TAG_SIZE]))?,
         };
         if ok {
             Ok((SealTag(tag), epoch))
