@@ -20,7 +20,7 @@ const PAGES: u64 = 4700;
 
 fn main() -> std::io::Result<()> {
     let dir = tempfile::tempdir()?;
-    let f = OpenOptions::new().read(true).write(true).create(true).open(dir.path().join("probe"))?;
+    let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.path().join("probe"))?;
     let mut rng = Rng(3);
     let mut fill = vec![0u8; (64 * PAGE) as usize];
     for chunk in 0..PAGES.div_ceil(64) {
