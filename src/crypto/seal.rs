@@ -244,22 +244,23 @@ impl PageSealer {
         if epoch > self.max_epoch.load(std::sync::atomic::Ordering::Acquire) {
             return Err(Error::corrupt(page, CorruptReason::UnknownEpoch));
         }
-        let a: Arc<dyn Aead> = {
-            let keys = keys.read();
-            let dk = keys.for_epoch(epoch).ok_or_else(|| Error::corrupt(page, CorruptReason::UnknownEpoch))?;
-            let ctx = match purpose {
-                KeyPurpose::Page => context::PAGE_KEY,
-                KeyPurpose::Commit => context::COMMIT_KEY,
-            };
-            let sub = dk.derive(ctx, &epoch.to_le_bytes());
-            Arc::from(new_aead(*cipher, *backend, &sub)?)
+        // The key list stays read-locked until the AEAD is listed: `retire_keys_before` takes
+        // it for writing before it drops retired AEADs, so none is listed again after that.
+        let keys = keys.read();
+        let dk = keys.for_epoch(epoch).ok_or_else(|| Error::corrupt(page, CorruptReason::UnknownEpoch))?;
+        let ctx = match purpose {
+            KeyPurpose::Page => context::PAGE_KEY,
+            KeyPurpose::Commit => context::COMMIT_KEY,
         };
+        let sub = dk.derive(ctx, &epoch.to_le_bytes());
+        let a: Arc<dyn Aead> = Arc::from(new_aead(*cipher, *backend, &sub)?);
         {
             let mut list = self.aeads.write();
             if !list.iter().any(|(k, _)| *k == (purpose, epoch)) {
                 list.push(((purpose, epoch), a.clone()));
             }
         }
+        drop(keys);
         Ok(f(a.as_ref()))
     }
 
