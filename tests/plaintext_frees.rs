@@ -44,14 +44,23 @@ thread_local! {
     static INSIDE: Cell<bool> = const { Cell::new(false) };
 }
 
+/// The marker as it is written, or in the form a decoded leaf entry keeps beside its key: the
+/// key's first 8 bytes as a native-endian `u64` (`LeafEntry::prefix`).
 fn holds_marker(block: &[u8]) -> bool {
-    let first = MARKER_MASKED[0] ^ MASK;
-    let n = MARKER_MASKED.len();
-    if block.len() < n {
-        return false;
-    }
-    (0..=block.len() - n)
-        .any(|i| block[i] == first && block[i..i + n].iter().zip(MARKER_MASKED).all(|(b, m)| *b ^ MASK == m))
+    let plain: Vec<u8> = MARKER_MASKED.iter().map(|b| b ^ MASK).collect();
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&plain[..8]);
+    let prefix = u64::from_be_bytes(head).to_ne_bytes();
+    let found = contains(block, &plain) || contains(block, &prefix);
+    // This copy of the marker must not be what the next free finds.
+    let mut plain = plain;
+    plain.fill(0);
+    std::hint::black_box(&mut plain);
+    found
+}
+
+fn contains(block: &[u8], pattern: &[u8]) -> bool {
+    block.len() >= pattern.len() && block.windows(pattern.len()).any(|w| w == pattern)
 }
 
 // SAFETY: forwards every call to `System`; the only addition reads the block being freed, which

@@ -60,6 +60,18 @@ impl Drop for Value {
 impl Drop for LeafEntry {
     fn drop(&mut self) {
         wipe_vec(&mut self.key);
+        self.prefix = 0;
+        std::hint::black_box(&mut self.prefix);
+    }
+}
+
+/// The entries hold key prefixes in place, so the vector's own buffer holds plaintext: its
+/// spare capacity (copies left by removals and splits) is wiped when the leaf goes, and its
+/// growth goes through `reserve_wiping` (`Leaf::insert`, `Leaf::append`).
+impl Drop for Leaf {
+    fn drop(&mut self) {
+        self.entries.clear();
+        crate::crypto::wipe::wipe_spare(&mut self.entries);
     }
 }
 
@@ -103,6 +115,15 @@ impl Value {
 pub(crate) struct LeafEntry {
     pub key: Vec<u8>,
     pub value: Value,
+    /// `key_prefix(&key)`, beside the key so that a search decides most comparisons without
+    /// following the key's pointer (a decoded leaf's keys are scattered over the heap).
+    pub prefix: u64,
+}
+
+impl LeafEntry {
+    pub(crate) fn new(key: Vec<u8>, value: Value) -> LeafEntry {
+        LeafEntry { prefix: key_prefix(&key), key, value }
+    }
 }
 
 // Decoded keys and values are user plaintext: `Debug` shows their lengths only, so a node that
@@ -139,6 +160,7 @@ impl LeafEntry {
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Leaf {
+    /// Grows only through `Leaf::insert` and `Leaf::append` (see `Drop for Leaf`).
     pub entries: Vec<LeafEntry>,
 }
 
@@ -159,7 +181,21 @@ impl Leaf {
         PAGE_HEADER_SIZE + self.entries.iter().map(|e| e.size()).sum::<usize>()
     }
     pub(crate) fn search(&self, key: &[u8]) -> std::result::Result<usize, usize> {
-        self.entries.binary_search_by(|e| compare_keys(&e.key, key))
+        let p = key_prefix(key);
+        self.entries.binary_search_by(|e| match e.prefix.cmp(&p) {
+            std::cmp::Ordering::Equal => e.key.as_slice().cmp(key),
+            o => o,
+        })
+    }
+    /// Inserts `entry` at `i`, growing the entry vector without leaving copies behind.
+    pub(crate) fn insert(&mut self, i: usize, entry: LeafEntry) {
+        crate::crypto::wipe::reserve_wiping(&mut self.entries, 1);
+        self.entries.insert(i, entry);
+    }
+    /// Moves every entry of `right` (the right sibling) to the end of this leaf.
+    pub(crate) fn append(&mut self, right: &mut Leaf) {
+        crate::crypto::wipe::reserve_wiping(&mut self.entries, right.entries.len());
+        self.entries.extend(right.entries.drain(..));
     }
     /// Splits off an upper part so that both halves fit (the split point minimises the larger
     /// half); returns the right half. Needs at least two entries.
@@ -283,7 +319,7 @@ impl Node {
             let mut entries = Vec::with_capacity(n);
             for i in 0..n {
                 let (k, v) = raw.leaf_entry(i)?;
-                entries.push(LeafEntry { key: k.to_vec(), value: v.to_owned_value() });
+                entries.push(LeafEntry::new(k.to_vec(), v.to_owned_value()));
             }
             Ok(Node::Leaf(Leaf { entries }))
         } else {
@@ -321,18 +357,20 @@ impl RawValue<'_> {
 /// `memcmp` call per comparison was a quarter of a cached lookup.
 #[inline]
 pub(crate) fn compare_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    #[inline]
-    fn prefix(k: &[u8]) -> u64 {
-        if let Some(head) = k.first_chunk::<8>() {
-            return u64::from_be_bytes(*head);
-        }
-        // Shorter than 8 bytes: zero-padded on the right (a tie falls through to `cmp`).
-        k.iter().enumerate().fold(0u64, |p, (i, b)| p | (u64::from(*b) << (56 - 8 * i)))
-    }
-    match prefix(a).cmp(&prefix(b)) {
+    match key_prefix(a).cmp(&key_prefix(b)) {
         std::cmp::Ordering::Equal => a.cmp(b),
         o => o,
     }
+}
+
+/// The first 8 bytes of a key as a big-endian number, zero-padded on the right when shorter:
+/// prefixes order as the keys do, and equal prefixes fall through to the full comparison.
+#[inline]
+pub(crate) fn key_prefix(k: &[u8]) -> u64 {
+    if let Some(head) = k.first_chunk::<8>() {
+        return u64::from_be_bytes(*head);
+    }
+    k.iter().enumerate().fold(0u64, |p, (i, b)| p | (u64::from(*b) << (56 - 8 * i)))
 }
 
 /// Checked accessors over an opened leaf or branch payload.
@@ -462,7 +500,7 @@ mod compare_tests {
 
     #[test]
     fn debug_shows_lengths_not_bytes() {
-        let e = LeafEntry { key: b"secret-key".to_vec(), value: Value::Inline(b"secret-value".to_vec()) };
+        let e = LeafEntry::new(b"secret-key".to_vec(), Value::Inline(b"secret-value".to_vec()));
         let b = Branch { keys: vec![b"secret-sep".to_vec()], children: Vec::new() };
         let shown = format!("{e:?} {b:?}");
         assert!(!shown.contains("secret") && !shown.contains("115, 101, 99"), "{shown}");
@@ -502,10 +540,7 @@ mod tests {
     fn leaf(n: usize, vlen: usize) -> Leaf {
         Leaf {
             entries: (0..n)
-                .map(|i| LeafEntry {
-                    key: format!("key{i:05}").into_bytes(),
-                    value: Value::Inline(vec![i as u8; vlen]),
-                })
+                .map(|i| LeafEntry::new(format!("key{i:05}").into_bytes(), Value::Inline(vec![i as u8; vlen])))
                 .collect(),
         }
     }

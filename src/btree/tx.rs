@@ -184,7 +184,7 @@ impl TxPages {
         want_old: bool,
     ) -> Result<Option<Vec<u8>>> {
         let v = self.make_value(key, value)?;
-        let entry = LeafEntry { key: key.to_vec(), value: v };
+        let entry = LeafEntry::new(key.to_vec(), v);
         if root.root.is_none() {
             let p = self.alloc_page();
             self.dirty.insert(p, Node::Leaf(Leaf { entries: vec![entry] }));
@@ -236,7 +236,7 @@ impl TxPages {
                         Some(entry.value.take())
                     }
                     Err(i) => {
-                        l.entries.insert(i, entry);
+                        l.insert(i, entry);
                         None
                     }
                 };
@@ -367,7 +367,7 @@ impl TxPages {
             b.keys.remove(left_i)
         };
         match (self.node_mut(lp)?, right_node) {
-            (Node::Leaf(l), Some(Node::Leaf(r))) => l.entries.extend(r.entries),
+            (Node::Leaf(l), Some(Node::Leaf(mut r))) => l.append(&mut r),
             (Node::Branch(l), Some(Node::Branch(mut r))) => {
                 l.keys.push(sep);
                 l.keys.append(&mut r.keys);

@@ -42,6 +42,28 @@ pub fn extend_wiping(v: &mut Vec<u8>, data: &[u8], total: usize) {
     v.extend_from_slice(data);
 }
 
+/// Overwrites the spare capacity of `v` with zeros: the bitwise copies that `Vec::remove`,
+/// `split_off` or `drain` leave behind past the length (for a vector of decoded entries, whose
+/// elements hold a few bytes of a key in place).
+#[inline]
+pub fn wipe_spare<T>(v: &mut Vec<T>) {
+    v.spare_capacity_mut().iter_mut().for_each(|s| *s = std::mem::MaybeUninit::zeroed());
+    std::hint::black_box(v);
+}
+
+/// Makes room for `additional` more elements; when `v` must grow, its old allocation (which
+/// would still hold a bitwise copy of every element) is wiped before it is freed.
+pub fn reserve_wiping<T>(v: &mut Vec<T>, additional: usize) {
+    if v.capacity() - v.len() >= additional {
+        return;
+    }
+    let need = v.len().saturating_add(additional);
+    let mut bigger = Vec::with_capacity(v.capacity().saturating_mul(2).max(need).max(4));
+    bigger.extend(v.drain(..));
+    wipe_spare(v);
+    *v = bigger;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +76,20 @@ mod tests {
         }
         assert_eq!(v, b"abcdefghij");
         assert!((10..16).contains(&v.capacity()), "grew past the total: {}", v.capacity());
+    }
+
+    #[test]
+    fn reserve_wiping_keeps_elements_in_order() {
+        let mut v: Vec<Vec<u8>> = Vec::with_capacity(1);
+        for i in 0..40u8 {
+            reserve_wiping(&mut v, 1);
+            v.insert(0, vec![i]);
+        }
+        assert_eq!(v.len(), 40);
+        assert!(v.iter().rev().enumerate().all(|(i, e)| e == &[i as u8]));
+        v.truncate(3);
+        wipe_spare(&mut v);
+        assert_eq!(v, vec![vec![39], vec![38], vec![37]]);
     }
 
     #[test]

@@ -237,10 +237,10 @@ fn leaf_split(l: &Leaf) {
         return;
     }
     let mut left = l.clone();
-    let right = left.split();
+    let mut right = left.split();
     assert!(!left.entries.is_empty() && !right.entries.is_empty(), "leaf split leaves an empty half");
     assert!(left.size() <= PAYLOAD_SIZE && right.size() <= PAYLOAD_SIZE, "leaf split halves must fit");
-    left.entries.extend(right.entries);
+    left.append(&mut right);
     assert!(leaves_eq(&left.entries, &l.entries));
 }
 
