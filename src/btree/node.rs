@@ -195,7 +195,7 @@ impl Leaf {
     /// Moves every entry of `right` (the right sibling) to the end of this leaf.
     pub(crate) fn append(&mut self, right: &mut Leaf) {
         crate::crypto::wipe::reserve_wiping(&mut self.entries, right.entries.len());
-        self.entries.extend(right.entries.drain(..));
+        self.entries.append(&mut right.entries);
     }
     /// Splits off an upper part so that both halves fit (the split point minimises the larger
     /// half); returns the right half. Needs at least two entries.

@@ -59,7 +59,7 @@ pub fn reserve_wiping<T>(v: &mut Vec<T>, additional: usize) {
     }
     let need = v.len().saturating_add(additional);
     let mut bigger = Vec::with_capacity(v.capacity().saturating_mul(2).max(need).max(4));
-    bigger.extend(v.drain(..));
+    bigger.append(v);
     wipe_spare(v);
     *v = bigger;
 }
