@@ -37,6 +37,8 @@ const MARKER_MASKED: [u8; 12] = [
 struct Watching;
 
 static ON: AtomicBool = AtomicBool::new(false);
+/// Whether the 8-byte prefix form is looked for too (see `async_calls` for where it is not).
+static PREFIX_FORM: AtomicBool = AtomicBool::new(true);
 static FOUND: AtomicUsize = AtomicUsize::new(0);
 static TRACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -51,7 +53,7 @@ fn holds_marker(block: &[u8]) -> bool {
     let mut head = [0u8; 8];
     head.copy_from_slice(&plain[..8]);
     let prefix = u64::from_be_bytes(head).to_ne_bytes();
-    let found = contains(block, &plain) || contains(block, &prefix);
+    let found = contains(block, &plain) || (PREFIX_FORM.load(Ordering::Relaxed) && contains(block, &prefix));
     // This copy of the marker must not be what the next free finds.
     let mut plain = plain;
     plain.fill(0);
@@ -218,8 +220,20 @@ fn workload(s: Arc<dyn Storage>) {
 }
 
 /// The async API copies keys to move them to the blocking pool; those copies are wiped too.
+///
+/// Checked for the whole marker only: a future moved into a tokio task's heap cell carries
+/// the uninitialised bytes of its stack slot, where a key comparison may have left the 8-byte
+/// prefix it computed (the stack is not controlled, SPEC §14). That was so before leaf and
+/// branch buffers kept prefixes (the same two blocks show at the commit before them).
 #[cfg(feature = "tokio")]
 fn async_calls(db: &foldvault::Db) {
+    PREFIX_FORM.store(false, Ordering::SeqCst);
+    async_calls_inner(db);
+    PREFIX_FORM.store(true, Ordering::SeqCst);
+}
+
+#[cfg(feature = "tokio")]
+fn async_calls_inner(db: &foldvault::Db) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let adb = foldvault::AsyncDb::new(db.clone());
     rt.block_on(async {

@@ -60,24 +60,26 @@ impl Drop for Value {
 impl Drop for LeafEntry {
     fn drop(&mut self) {
         wipe_vec(&mut self.key);
-        self.prefix = 0;
-        std::hint::black_box(&mut self.prefix);
     }
 }
 
-/// The entries hold key prefixes in place, so the vector's own buffer holds plaintext: its
-/// spare capacity (copies left by removals and splits) is wiped when the leaf goes, and its
-/// growth goes through `reserve_wiping` (`Leaf::insert`, `Leaf::append`).
+/// The prefixes are plaintext (8 bytes of each key): their buffer is wiped whole, spare
+/// capacity included (copies left by removals and splits), and grows through `reserve_wiping`.
+/// They live only in that buffer, never in a value passed around (an entry, a node), so no
+/// copy of them reaches the stack or the uninitialised tail of a moved node.
 impl Drop for Leaf {
     fn drop(&mut self) {
-        self.entries.clear();
-        crate::crypto::wipe::wipe_spare(&mut self.entries);
+        self.prefixes.clear();
+        crate::crypto::wipe::wipe_spare(&mut self.prefixes);
     }
 }
 
+/// Keys are wiped; so is the whole buffer of their prefixes (plaintext), spare capacity included.
 impl Drop for Branch {
     fn drop(&mut self) {
         self.keys.iter_mut().for_each(wipe_vec);
+        self.prefixes.clear();
+        crate::crypto::wipe::wipe_spare(&mut self.prefixes);
     }
 }
 
@@ -115,14 +117,11 @@ impl Value {
 pub(crate) struct LeafEntry {
     pub key: Vec<u8>,
     pub value: Value,
-    /// `key_prefix(&key)`, beside the key so that a search decides most comparisons without
-    /// following the key's pointer (a decoded leaf's keys are scattered over the heap).
-    pub prefix: u64,
 }
 
 impl LeafEntry {
     pub(crate) fn new(key: Vec<u8>, value: Value) -> LeafEntry {
-        LeafEntry { prefix: key_prefix(&key), key, value }
+        LeafEntry { key, value }
     }
 }
 
@@ -158,16 +157,33 @@ impl LeafEntry {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+/// Entries are read directly; entries are added, removed or moved only through `Leaf::new`,
+/// `insert`, `remove`, `append` and `split`, which keep `prefixes` in step (values may be
+/// edited in place).
+#[derive(Clone, Default)]
 pub(crate) struct Leaf {
-    /// Grows only through `Leaf::insert` and `Leaf::append` (see `Drop for Leaf`).
     pub entries: Vec<LeafEntry>,
+    /// `key_prefix` of each entry's key, side by side so that a search decides most
+    /// comparisons without following a key's pointer (a decoded leaf's keys are separate heap
+    /// blocks, so each probe would otherwise be a second cache miss).
+    prefixes: Vec<u64>,
 }
 
+impl std::fmt::Debug for Leaf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leaf").field("entries", &self.entries).finish()
+    }
+}
+
+/// Separator keys are private so that `prefixes` stays in step: build with `Branch::new`, edit
+/// with `insert_key`, `remove_key`, `merge` and `split`.
 #[derive(Clone, Default)]
 pub(crate) struct Branch {
-    pub keys: Vec<Vec<u8>>,
+    keys: Vec<Vec<u8>>,
     pub children: Vec<PageRef>,
+    /// `key_prefix` of each key, beside one another so that `child_index` follows a key's
+    /// pointer only when the prefixes tie. Grows through `reserve_wiping` (`Drop for Branch`).
+    prefixes: Vec<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -180,21 +196,50 @@ impl Leaf {
     pub(crate) fn size(&self) -> usize {
         PAGE_HEADER_SIZE + self.entries.iter().map(|e| e.size()).sum::<usize>()
     }
-    pub(crate) fn search(&self, key: &[u8]) -> std::result::Result<usize, usize> {
-        let p = key_prefix(key);
-        self.entries.binary_search_by(|e| match e.prefix.cmp(&p) {
-            std::cmp::Ordering::Equal => e.key.as_slice().cmp(key),
-            o => o,
-        })
+    pub(crate) fn new(entries: Vec<LeafEntry>) -> Leaf {
+        let prefixes = entries.iter().map(|e| key_prefix(&e.key)).collect();
+        Leaf { entries, prefixes }
     }
-    /// Inserts `entry` at `i`, growing the entry vector without leaving copies behind.
+    /// `Ok(index)` of `key`, or `Err(index)` where it would be inserted.
+    pub(crate) fn search(&self, key: &[u8]) -> std::result::Result<usize, usize> {
+        debug_assert_eq!(self.prefixes.len(), self.entries.len());
+        let p = key_prefix(key);
+        let (mut lo, mut hi) = (0, self.entries.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let ord = match self.prefixes.get(mid).map(|q| q.cmp(&p)) {
+                Some(std::cmp::Ordering::Equal) | None => match self.entries.get(mid) {
+                    Some(e) => e.key.as_slice().cmp(key),
+                    None => std::cmp::Ordering::Greater,
+                },
+                Some(o) => o,
+            };
+            match ord {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+    /// Inserts `entry` at `i`.
     pub(crate) fn insert(&mut self, i: usize, entry: LeafEntry) {
-        crate::crypto::wipe::reserve_wiping(&mut self.entries, 1);
+        crate::crypto::wipe::reserve_wiping(&mut self.prefixes, 1);
+        self.prefixes.insert(i, key_prefix(&entry.key));
         self.entries.insert(i, entry);
+    }
+    /// Removes and returns entry `i`, or `None` past the end.
+    pub(crate) fn remove(&mut self, i: usize) -> Option<LeafEntry> {
+        if i >= self.entries.len() {
+            return None;
+        }
+        self.prefixes.remove(i);
+        Some(self.entries.remove(i))
     }
     /// Moves every entry of `right` (the right sibling) to the end of this leaf.
     pub(crate) fn append(&mut self, right: &mut Leaf) {
-        crate::crypto::wipe::reserve_wiping(&mut self.entries, right.entries.len());
+        crate::crypto::wipe::reserve_wiping(&mut self.prefixes, right.prefixes.len());
+        self.prefixes.append(&mut right.prefixes);
         self.entries.append(&mut right.entries);
     }
     /// Splits off an upper part so that both halves fit (the split point minimises the larger
@@ -211,19 +256,65 @@ impl Leaf {
                 best = i + 1;
             }
         }
-        Leaf { entries: self.entries.split_off(best.min(self.entries.len())) }
+        let at = best.min(self.entries.len());
+        Leaf { entries: self.entries.split_off(at), prefixes: self.prefixes.split_off(at.min(self.prefixes.len())) }
     }
 }
 
 impl Branch {
+    pub(crate) fn new(keys: Vec<Vec<u8>>, children: Vec<PageRef>) -> Branch {
+        let prefixes = keys.iter().map(|k| key_prefix(k)).collect();
+        Branch { keys, children, prefixes }
+    }
+    pub(crate) fn keys(&self) -> &[Vec<u8>] {
+        &self.keys
+    }
+    /// Inserts separator `key` at `i` (its right child is inserted by the caller).
+    pub(crate) fn insert_key(&mut self, i: usize, key: Vec<u8>) {
+        crate::crypto::wipe::reserve_wiping(&mut self.prefixes, 1);
+        self.prefixes.insert(i, key_prefix(&key));
+        self.keys.insert(i, key);
+    }
+    /// Removes and returns separator `i`, or `None` past the end.
+    pub(crate) fn remove_key(&mut self, i: usize) -> Option<Vec<u8>> {
+        if i >= self.keys.len() {
+            return None;
+        }
+        self.prefixes.remove(i);
+        Some(self.keys.remove(i))
+    }
+    /// Appends `sep` and then every key and child of `right` (the right sibling).
+    pub(crate) fn merge(&mut self, sep: Vec<u8>, right: &mut Branch) {
+        crate::crypto::wipe::reserve_wiping(&mut self.prefixes, 1 + right.prefixes.len());
+        self.prefixes.push(key_prefix(&sep));
+        self.prefixes.append(&mut right.prefixes);
+        self.keys.push(sep);
+        self.keys.append(&mut right.keys);
+        self.children.append(&mut right.children);
+    }
     pub(crate) fn size(&self) -> usize {
         PAGE_HEADER_SIZE
             + self.children.len() * PAGE_REF_SIZE
             + self.keys.iter().map(|k| SLOT + 2 + k.len()).sum::<usize>()
     }
-    /// Index of the child that holds `key`.
+    /// Index of the child that holds `key`: the number of separators `<= key`.
     pub(crate) fn child_index(&self, key: &[u8]) -> usize {
-        self.keys.partition_point(|k| compare_keys(k, key).is_le())
+        let p = key_prefix(key);
+        let (mut lo, mut hi) = (0, self.keys.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let le = match self.prefixes.get(mid).map(|q| q.cmp(&p)) {
+                Some(std::cmp::Ordering::Less) => true,
+                Some(std::cmp::Ordering::Greater) => false,
+                _ => self.keys.get(mid).is_some_and(|k| k.as_slice() <= key),
+            };
+            if le {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
     /// Splits into two branches; returns (separator moved up, right half). The key at the split
     /// point moves up; the point minimises the larger half. Needs at least two keys.
@@ -242,9 +333,11 @@ impl Branch {
             left += s;
         }
         let right_keys = self.keys.split_off(best + 1);
+        let right_prefixes = self.prefixes.split_off(best + 1);
         let sep = self.keys.pop().unwrap_or_default();
+        self.prefixes.pop();
         let right_children = self.children.split_off(best + 1);
-        (sep, Branch { keys: right_keys, children: right_children })
+        (sep, Branch { keys: right_keys, children: right_children, prefixes: right_prefixes })
     }
 }
 
@@ -321,7 +414,7 @@ impl Node {
                 let (k, v) = raw.leaf_entry(i)?;
                 entries.push(LeafEntry::new(k.to_vec(), v.to_owned_value()));
             }
-            Ok(Node::Leaf(Leaf { entries }))
+            Ok(Node::Leaf(Leaf::new(entries)))
         } else {
             let n = raw.len();
             let mut keys = Vec::with_capacity(n);
@@ -332,7 +425,7 @@ impl Node {
             for i in 0..=n {
                 children.push(raw.child(i)?);
             }
-            Ok(Node::Branch(Branch { keys, children }))
+            Ok(Node::Branch(Branch::new(keys, children)))
         }
     }
 }
@@ -501,7 +594,7 @@ mod compare_tests {
     #[test]
     fn debug_shows_lengths_not_bytes() {
         let e = LeafEntry::new(b"secret-key".to_vec(), Value::Inline(b"secret-value".to_vec()));
-        let b = Branch { keys: vec![b"secret-sep".to_vec()], children: Vec::new() };
+        let b = Branch::new(vec![b"secret-sep".to_vec()], Vec::new());
         let shown = format!("{e:?} {b:?}");
         assert!(!shown.contains("secret") && !shown.contains("115, 101, 99"), "{shown}");
         assert!(shown.contains("key_len: 10") && shown.contains("Inline(len=12)"), "{shown}");
@@ -538,11 +631,11 @@ mod tests {
     use super::*;
 
     fn leaf(n: usize, vlen: usize) -> Leaf {
-        Leaf {
-            entries: (0..n)
+        Leaf::new(
+            (0..n)
                 .map(|i| LeafEntry::new(format!("key{i:05}").into_bytes(), Value::Inline(vec![i as u8; vlen])))
                 .collect(),
-        }
+        )
     }
 
     #[test]
@@ -564,11 +657,18 @@ mod tests {
         let mut l = leaf(40, 1800);
         let r = l.split();
         assert!(!l.entries.is_empty() && !r.entries.is_empty());
-        let mut b =
-            Branch { keys: (0..200).map(|i| vec![i as u8; 1000]).collect(), children: vec![PageRef::NONE; 201] };
-        let (_, rb) = b.split();
+        let mut b = Branch::new((0..200).map(|i| vec![i as u8; 1000]).collect(), vec![PageRef::NONE; 201]);
+        let (sep, rb) = b.split();
         assert_eq!(b.children.len(), b.keys.len() + 1);
         assert_eq!(rb.children.len(), rb.keys.len() + 1);
+        // The prefixes moved with their keys: every key routes to the child it separates.
+        for (half, lo) in [(&b, 0usize), (&rb, b.keys.len() + 1)] {
+            assert_eq!(half.prefixes.len(), half.keys.len());
+            for (i, k) in half.keys.iter().enumerate() {
+                assert_eq!(half.child_index(k), i + 1, "key {} of the half from {lo}", i);
+            }
+        }
+        assert_eq!(b.child_index(&sep), b.keys.len());
     }
 
     #[test]

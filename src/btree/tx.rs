@@ -187,7 +187,7 @@ impl TxPages {
         let entry = LeafEntry::new(key.to_vec(), v);
         if root.root.is_none() {
             let p = self.alloc_page();
-            self.dirty.insert(p, Node::Leaf(Leaf { entries: vec![entry] }));
+            self.dirty.insert(p, Node::Leaf(Leaf::new(vec![entry])));
             root.root = PageRef::dirty(p);
             root.count = 1;
             return Ok(None);
@@ -196,10 +196,7 @@ impl TxPages {
         root.root = PageRef::dirty(p);
         if let Some((sep, right)) = split {
             let np = self.alloc_page();
-            self.dirty.insert(
-                np,
-                Node::Branch(Branch { keys: vec![sep], children: vec![PageRef::dirty(p), PageRef::dirty(right)] }),
-            );
+            self.dirty.insert(np, Node::Branch(Branch::new(vec![sep], vec![PageRef::dirty(p), PageRef::dirty(right)])));
             root.root = PageRef::dirty(np);
         }
         self.spill_if_large()?;
@@ -260,7 +257,7 @@ impl TxPages {
         };
         b.children[idx] = PageRef::dirty(cp);
         if let Some((sep, rp)) = split {
-            b.keys.insert(idx, sep);
+            b.insert_key(idx, sep);
             b.children.insert(idx + 1, PageRef::dirty(rp));
         }
         if b.size() <= PAYLOAD_SIZE {
@@ -298,7 +295,7 @@ impl TxPages {
                     root.root = PageRef::NONE;
                     return Ok(());
                 }
-                Some(Node::Branch(b)) if b.keys.is_empty() => {
+                Some(Node::Branch(b)) if b.keys().is_empty() => {
                     let child = b.children.first().copied().unwrap_or(PageRef::NONE);
                     self.discard(p);
                     root.root = child;
@@ -319,7 +316,7 @@ impl TxPages {
         let (idx, child) = match self.node_mut(p)? {
             Node::Leaf(l) => {
                 let old = match l.search(key) {
-                    Ok(i) => Some(l.entries.remove(i).value.take()),
+                    Ok(i) => l.remove(i).map(|mut e| e.value.take()),
                     Err(_) => None,
                 };
                 return Ok((p, old));
@@ -346,7 +343,7 @@ impl TxPages {
                 return Ok(());
             }
             let li = if idx > 0 { idx - 1 } else { 0 };
-            (li, b.children[li], b.children[li + 1], b.keys[li].len())
+            (li, b.children[li], b.children[li + 1], b.keys()[li].len())
         };
         let child_size = self.node_size(if idx == left_i { left } else { right })?;
         if child_size >= UNDERFLOW {
@@ -364,15 +361,11 @@ impl TxPages {
             let Node::Branch(b) = self.node_mut(p)? else { return Ok(()) };
             b.children[left_i] = PageRef::dirty(lp);
             b.children.remove(left_i + 1);
-            b.keys.remove(left_i)
+            b.remove_key(left_i).ok_or_else(|| Error::ReportableBug("merge of a branch past its last key".into()))?
         };
         match (self.node_mut(lp)?, right_node) {
             (Node::Leaf(l), Some(Node::Leaf(mut r))) => l.append(&mut r),
-            (Node::Branch(l), Some(Node::Branch(mut r))) => {
-                l.keys.push(sep);
-                l.keys.append(&mut r.keys);
-                l.children.append(&mut r.children);
-            }
+            (Node::Branch(l), Some(Node::Branch(mut r))) => l.merge(sep, &mut r),
             _ => return Err(Error::corrupt(right.page, CorruptReason::WrongPageKind)),
         }
         if self.node_mut(lp)?.size() > PAYLOAD_SIZE {

@@ -223,7 +223,7 @@ fn node_round_trip(node: &Node, page: u64) {
     let again = Node::decode(&out, page).expect("an encoded node decodes");
     let same = match (node, &again) {
         (Node::Leaf(a), Node::Leaf(b)) => leaves_eq(&a.entries, &b.entries),
-        (Node::Branch(a), Node::Branch(b)) => a.keys == b.keys && refs_eq(&a.children, &b.children),
+        (Node::Branch(a), Node::Branch(b)) => a.keys() == b.keys() && refs_eq(&a.children, &b.children),
         _ => false,
     };
     assert!(same, "node round trip");
@@ -247,19 +247,27 @@ fn leaf_split(l: &Leaf) {
 /// SPEC.md §4.2: the same for a branch, whose middle key moves up.
 fn branch_split(b: &Branch) {
     const MAX_BRANCH_ITEM: usize = 2 + 2 + MAX_KEY_LEN + PAGE_REF_SIZE;
-    let sane = b.keys.iter().all(|k| k.len() <= MAX_KEY_LEN) && b.children.len() == b.keys.len() + 1;
-    if b.keys.len() < 2 || !sane || b.size() > PAYLOAD_SIZE + MAX_BRANCH_ITEM {
+    let sane = b.keys().iter().all(|k| k.len() <= MAX_KEY_LEN) && b.children.len() == b.keys().len() + 1;
+    if b.keys().len() < 2 || !sane || b.size() > PAYLOAD_SIZE + MAX_BRANCH_ITEM {
         return;
     }
     let mut left = b.clone();
     let (sep, right) = left.split();
-    assert_eq!(left.children.len(), left.keys.len() + 1);
-    assert_eq!(right.children.len(), right.keys.len() + 1);
+    assert_eq!(left.children.len(), left.keys().len() + 1);
+    assert_eq!(right.children.len(), right.keys().len() + 1);
     assert!(left.size() <= PAYLOAD_SIZE && right.size() <= PAYLOAD_SIZE, "branch split halves must fit");
-    let mut keys = left.keys.clone();
+    // The search prefixes moved with their keys. Only a sorted branch routes meaningfully
+    // (a decoded page's keys are untrusted); equal keys route past their whole run.
+    for half in [&left, &right].into_iter().filter(|h| h.keys().windows(2).all(|w| w[0] <= w[1])) {
+        for k in half.keys() {
+            let i = half.child_index(k);
+            assert!(i >= 1 && half.keys().get(i - 1) == Some(k), "a split branch routes a key of its own wrongly");
+        }
+    }
+    let mut keys = left.keys().to_vec();
     keys.push(sep);
-    keys.extend(right.keys.iter().cloned());
-    assert_eq!(keys, b.keys);
+    keys.extend(right.keys().iter().cloned());
+    assert_eq!(keys, b.keys());
     let mut children = left.children.clone();
     children.extend(right.children.iter().copied());
     assert!(refs_eq(&children, &b.children));
