@@ -371,3 +371,63 @@ fn flush_inside_a_transaction_closure_returns() {
     });
     assert_eq!(t.get("k").unwrap().unwrap(), "v");
 }
+
+/// Durable commits from several threads at once (group commit: a commit becomes durable after
+/// its thread lets go of the writer, and one sync may cover the commits of several threads).
+/// Every commit acknowledged before a power loss is in the image the loss leaves, and no more
+/// syncs happen than commits.
+#[test]
+fn concurrent_immediate_commits_are_durable_once_acknowledged() {
+    use foldvault::storage::{CrashModel, FaultyStorage, Storage};
+    use foldvault::{Durability, KdfParams};
+    use parking_lot::Mutex;
+
+    const WRITERS: usize = 4;
+    const EACH: usize = 150;
+    let device = FaultyStorage::new();
+    let config = |s: Arc<dyn Storage>| {
+        Config::new().storage(s).use_env(false).flush_every_ms(None).passphrase("group").kdf(KdfParams::insecure_fast())
+    };
+    let db = Arc::new(config(Arc::new(device.clone())).open().unwrap());
+    db.open_tree("t").unwrap();
+    db.flush().unwrap();
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let before = db.metrics();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (db, acked) = (db.clone(), acked.clone());
+            thread::spawn(move || {
+                for i in 0..EACH {
+                    let key = format!("w{w}-{i:03}");
+                    let tx = db.begin_write().unwrap();
+                    tx.open_tree("t").unwrap().insert(&key, &b"v"[..]).unwrap();
+                    tx.set_durability(Durability::Immediate);
+                    tx.commit().unwrap();
+                    acked.lock().push(key);
+                }
+            })
+        })
+        .collect();
+    let check = |keys: &[String]| {
+        let image = device.crash_image(&CrashModel::LoseUnsynced);
+        let after = config(Arc::new(FaultyStorage::from_bytes(image))).open().unwrap();
+        let t = after.open_tree("t").unwrap();
+        for k in keys {
+            assert!(t.get(k).unwrap().is_some(), "acknowledged commit {k} lost in a power loss");
+        }
+    };
+    // Power losses while the writers run: acknowledged first, image second, so the image was
+    // taken after every acknowledgement it must show.
+    while writers.iter().any(|w| !w.is_finished()) {
+        let keys = acked.lock().clone();
+        check(&keys);
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    let keys = acked.lock().clone();
+    assert_eq!(keys.len(), WRITERS * EACH);
+    check(&keys);
+    let m = db.metrics();
+    assert!(m.syncs - before.syncs <= m.commits - before.commits, "more syncs than commits");
+}

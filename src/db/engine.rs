@@ -242,6 +242,21 @@ impl Engine {
         Ok(())
     }
 
+    /// Returns once commit `seq` is durable (group commit). Called after the committing
+    /// thread let go of the writer: the commits other threads made meanwhile become durable
+    /// with the same sync, and a thread whose commit a sync already covered returns without
+    /// one. `durable_seq` only moves after a sync succeeded, so a commit it covers is on disk.
+    pub(crate) fn make_durable(&self, seq: u64) -> Result<()> {
+        if self.durable_seq.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let mut ws = self.writer.lock();
+        if self.durable_seq.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        self.durable_commit(&mut ws).map(|_| ())
+    }
+
     /// Makes the newest commit durable: free list, commit record, one sync. Any failure part
     /// way leaves the writer state inconsistent with the disk, so it poisons the handle.
     pub(crate) fn durable_commit(&self, ws: &mut WriterState) -> Result<usize> {
