@@ -4,9 +4,9 @@
 //! `cargo run --release --example group_commit`
 //!
 //! Each thread inserts its own keys, one `Durability::Immediate` transaction per record, into
-//! one encrypted file database; `commit` returns only once its record is on disk. A commit
-//! becomes durable after its thread lets go of the writer, so the commits other threads made
-//! meanwhile share the sync (`Engine::make_durable`).
+//! one encrypted file database; `commit` returns only once its record is on disk. The sync
+//! runs with the writer released, so the commits other threads make meanwhile are covered by
+//! the next one (`Engine::make_durable`, SPEC §5.3).
 
 use std::sync::Arc;
 use std::time::Instant;

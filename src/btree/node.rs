@@ -167,7 +167,14 @@ pub(crate) struct Leaf {
     /// comparisons without following a key's pointer (a decoded leaf's keys are separate heap
     /// blocks, so each probe would otherwise be a second cache miss).
     prefixes: Vec<u64>,
+    /// Zeros that make a leaf as large as a branch, so a `Node` holding a leaf has no
+    /// uninitialised bytes: moved into the heap (the dirty set's table), such bytes would be a
+    /// copy of whatever the stack held there, a key prefix a comparison left, for instance.
+    #[allow(dead_code)]
+    tail: [usize; 3],
 }
+
+const _: () = assert!(std::mem::size_of::<Leaf>() == std::mem::size_of::<Branch>());
 
 impl std::fmt::Debug for Leaf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -198,7 +205,7 @@ impl Leaf {
     }
     pub(crate) fn new(entries: Vec<LeafEntry>) -> Leaf {
         let prefixes = entries.iter().map(|e| key_prefix(&e.key)).collect();
-        Leaf { entries, prefixes }
+        Leaf { entries, prefixes, tail: [0; 3] }
     }
     /// `Ok(index)` of `key`, or `Err(index)` where it would be inserted.
     pub(crate) fn search(&self, key: &[u8]) -> std::result::Result<usize, usize> {
@@ -257,7 +264,11 @@ impl Leaf {
             }
         }
         let at = best.min(self.entries.len());
-        Leaf { entries: self.entries.split_off(at), prefixes: self.prefixes.split_off(at.min(self.prefixes.len())) }
+        Leaf {
+            entries: self.entries.split_off(at),
+            prefixes: self.prefixes.split_off(at.min(self.prefixes.len())),
+            tail: [0; 3],
+        }
     }
 }
 

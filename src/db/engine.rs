@@ -7,7 +7,10 @@
 //! - one write transaction at a time (the writer mutex); it owns the allocator while it runs
 //!   and gives it back on commit or abort, with every page it allocated returned on abort;
 //! - a commit publishes a new snapshot; a durable commit additionally writes the free list and
-//!   a commit record and syncs once (`durable_commit`).
+//!   a commit record and syncs once (`durable_commit` with the writer held, `make_durable`
+//!   without: group commit, the sync running with the writer released);
+//! - one record is written or synced at a time (`sync_lock`), and `durable_seq` moves only
+//!   after a sync returned; pages freed since the last synced record wait for it (SPEC §5.3).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -89,6 +92,10 @@ pub(crate) struct Engine {
     pub(crate) recovery: RecoveryReport,
     pub(crate) ids: Mutex<(u64, u64)>,
     pub(crate) durable_seq: AtomicU64,
+    /// Held while a commit record is written and synced: records are written one at a time,
+    /// each to the slot its predecessor does not hold, and only once that one is on disk.
+    /// Taken after the writer lock; a thread holding it never waits for the writer.
+    pub(crate) sync_lock: Mutex<()>,
     /// The thread holding the writer through a transaction (0 = none): a call from that same
     /// thread that needs the writer again fails or skips instead of deadlocking.
     pub(crate) writer_owner: Arc<AtomicU64>,
@@ -159,7 +166,8 @@ impl Engine {
         let base = self.snapshot();
         self.retire_old_keys(&mut ws, base.seq);
         let oldest = ws.oldest_live(base.seq);
-        let durable = ws.durable.seq;
+        // The last record a sync made durable (`ws.durable` may name one still being synced).
+        let durable = self.durable_seq.load(Ordering::Acquire);
         ws.alloc.promote(durable, oldest);
         if self.pager.seals_in_epoch() >= self.seal_budget {
             ws.epoch = ws.epoch.checked_add(1).ok_or(Error::NonceBudgetExhausted)?;
@@ -242,38 +250,94 @@ impl Engine {
         Ok(())
     }
 
-    /// Returns once commit `seq` is durable (group commit). Called after the committing
-    /// thread let go of the writer: the commits other threads made meanwhile become durable
-    /// with the same sync, and a thread whose commit a sync already covered returns without
-    /// one. `durable_seq` only moves after a sync succeeded, so a commit it covers is on disk.
-    pub(crate) fn make_durable(&self, seq: u64) -> Result<()> {
-        if self.durable_seq.load(Ordering::Acquire) >= seq {
-            return Ok(());
+    /// Returns once commit `seq` is durable (group commit), with the bytes of free list and
+    /// record written if this call led a sync. Called without the writer. The sync runs with
+    /// the writer released, so other threads commit in memory meanwhile and the next sync
+    /// covers all of them; a call whose commit a sync already covered returns without one.
+    /// `durable_seq` only moves after a sync returned, so a commit it covers is on disk.
+    pub(crate) fn make_durable(&self, seq: u64) -> Result<usize> {
+        // A commit that changed nothing took no sequence number.
+        let seq = seq.min(self.snapshot().seq);
+        loop {
+            if self.durable_seq.load(Ordering::Acquire) >= seq {
+                return Ok(0);
+            }
+            if self.pager.is_poisoned() {
+                return Err(Error::Poisoned);
+            }
+            let mut ws = self.writer.lock();
+            if self.durable_seq.load(Ordering::Acquire) >= seq {
+                return Ok(0);
+            }
+            // Lock order: writer, then sync. A sync in flight is waited for without the writer.
+            let Some(syncing) = self.sync_lock.try_lock() else {
+                drop(ws);
+                drop(self.sync_lock.lock());
+                continue;
+            };
+            if !self.undurable.load(Ordering::Acquire) {
+                // Nothing pending: the last record written covers everything and its sync
+                // (which held `sync_lock`) returned, or failed and poisoned the handle.
+                if self.pager.is_poisoned() {
+                    return Err(Error::Poisoned);
+                }
+                if self.durable_seq.load(Ordering::Acquire) < seq {
+                    return Err(Error::ReportableBug(format!("commit {seq} is neither pending nor durable")));
+                }
+                return Ok(0);
+            }
+            let prepared = self.prepare_durable(&mut ws);
+            drop(ws);
+            let (target, bytes) = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    self.pager.poison_now();
+                    return Err(e);
+                }
+            };
+            self.pager.sync()?;
+            self.durable_seq.store(target, Ordering::Release);
+            crate::pager::metrics::Counters::add(&self.pager.counters.durable_commits, 1);
+            drop(syncing);
+            return Ok(bytes);
         }
-        let mut ws = self.writer.lock();
-        if self.durable_seq.load(Ordering::Acquire) >= seq {
-            return Ok(());
-        }
-        self.durable_commit(&mut ws).map(|_| ())
     }
 
-    /// Makes the newest commit durable: free list, commit record, one sync. Any failure part
-    /// way leaves the writer state inconsistent with the disk, so it poisons the handle.
+    /// Makes the newest commit durable with the writer held: free list, commit record, one
+    /// sync (waiting first for a sync in flight). Any failure part way leaves the writer state
+    /// inconsistent with the disk, so it poisons the handle.
     pub(crate) fn durable_commit(&self, ws: &mut WriterState) -> Result<usize> {
+        let _syncing = self.sync_lock.lock();
         if !self.undurable.load(Ordering::Acquire) {
-            return Ok(0);
+            return if self.pager.is_poisoned() { Err(Error::Poisoned) } else { Ok(0) };
         }
         if self.pager.is_poisoned() {
             return Err(Error::Poisoned);
         }
-        let r = self.durable_commit_inner(ws);
+        let r = self.prepare_durable(ws).and_then(|(target, bytes)| {
+            self.pager.sync()?;
+            self.durable_seq.store(target, Ordering::Release);
+            crate::pager::metrics::Counters::add(&self.pager.counters.durable_commits, 1);
+            Ok(bytes)
+        });
         if r.is_err() {
             self.pager.poison_now();
         }
         r
     }
 
-    fn durable_commit_inner(&self, ws: &mut WriterState) -> Result<usize> {
+    /// Writes the free list and the commit record of the newest commit (everything but the
+    /// sync); the caller holds `sync_lock`, so no other record is being written or synced.
+    /// Returns the record's sequence number and the bytes written.
+    ///
+    /// From here on the writer state treats the record as durable: the next record goes to the
+    /// other slot and names this one as its predecessor, and the allocator's "fresh" pages
+    /// (allocated since the last durable record, reusable once freed) become ordinary ones,
+    /// because this record may reference them. Pages freed up to this commit still wait for
+    /// `durable_seq`, which moves only after the sync (`begin` promotes by it), so nothing
+    /// reachable from the last synced record is written before this one is on disk. If the sync
+    /// fails the handle is poisoned and this state is never used.
+    fn prepare_durable(&self, ws: &mut WriterState) -> Result<(u64, usize)> {
         let snap = self.snapshot();
         let seq = snap.seq;
         let old_fl = std::mem::take(&mut ws.freelist_pages);
@@ -296,17 +360,15 @@ impl Engine {
         };
         let slot = if ws.durable_slot == COMMIT_PAGE_A { COMMIT_PAGE_B } else { COMMIT_PAGE_A };
         self.pager.write_commit(slot, &rec)?;
-        self.pager.sync()?;
         let pages = fl_pages.len() + 1;
         ws.alloc.mark_durable();
         ws.durable = rec;
         ws.durable_slot = slot;
         ws.freelist_pages = fl_pages;
-        self.durable_seq.store(seq, Ordering::Release);
-        crate::pager::metrics::Counters::add(&self.pager.counters.durable_commits, 1);
-        // Only clear the flag if no commit slipped in (commits hold the writer lock, as we do).
+        // Every commit so far is in this record (commits set the flag under the writer, which
+        // the caller holds).
         self.undurable.store(false, Ordering::Release);
-        Ok(pages * crate::format::PAGE_SIZE)
+        Ok((seq, pages * crate::format::PAGE_SIZE))
     }
 
     /// The epoch new pages are sealed under (without waiting for the writer when this thread
@@ -324,6 +386,7 @@ impl Engine {
     /// One page and one sync; skipped when there is nothing to skip.
     pub(crate) fn checkpoint_on_close(&self) -> Result<()> {
         let mut ws = self.writer.lock();
+        let _syncing = self.sync_lock.lock();
         if !self.checkpoint_on_close
             || self.pager.is_poisoned()
             || self.undurable.load(Ordering::Acquire)
@@ -353,14 +416,18 @@ impl Engine {
     /// from inside a write transaction on the same thread it does nothing (the transaction's
     /// commit, with its durability, is the flush) rather than deadlock.
     pub(crate) fn flush(&self) -> Result<usize> {
-        if !self.undurable.load(Ordering::Acquire) || self.writer_held_here() {
+        if self.writer_held_here() || !self.undurable.load(Ordering::Acquire) {
+            // Nothing committed since the last record was written; wait for its sync if it is
+            // still running (its leader holds `sync_lock`).
+            if !self.writer_held_here() && self.durable_seq.load(Ordering::Acquire) < self.snapshot().seq {
+                drop(self.sync_lock.lock());
+            }
             if self.pager.is_poisoned() {
                 return Err(Error::Poisoned);
             }
             return Ok(0);
         }
-        let mut ws = self.writer.lock();
-        self.durable_commit(&mut ws)
+        self.make_durable(self.snapshot().seq)
     }
 
     /// A public digest of the newest commit, for anchoring against whole-file rollback.

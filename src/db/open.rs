@@ -138,6 +138,7 @@ fn assemble(
         seal_budget: cfg.seal_budget,
         spill_after: cfg.spill_after,
         undurable: AtomicBool::new(false),
+        sync_lock: parking_lot::Mutex::new(()),
         recovery,
         ids: Mutex::new((0, 0)),
         durable_seq: AtomicU64::new(rec.seq),
