@@ -372,6 +372,28 @@ fn flush_inside_a_transaction_closure_returns() {
     assert_eq!(t.get("k").unwrap().unwrap(), "v");
 }
 
+/// The fault-injecting device with something run before each sync (a delay, a gate).
+struct BeforeSync(foldvault::storage::FaultyStorage, Box<dyn Fn() + Send + Sync>);
+
+impl foldvault::storage::Storage for BeforeSync {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.0.read_at(offset, buf)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_at(offset, buf)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        (self.1)();
+        self.0.sync()
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
 /// Durable commits from several threads at once (group commit: a commit becomes durable after
 /// its thread lets go of the writer, and one sync may cover the commits of several threads).
 /// Every commit acknowledged before a power loss is in the image the loss leaves, and no more
@@ -384,33 +406,13 @@ fn concurrent_immediate_commits_are_durable_once_acknowledged() {
 
     const WRITERS: usize = 4;
     const EACH: usize = 150;
-    /// The fault-injecting device with a sync that takes as long as a disk's, so that commits
-    /// of other threads land while a record is being synced.
-    struct SlowSync(FaultyStorage);
-    impl Storage for SlowSync {
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-            self.0.read_at(offset, buf)
-        }
-        fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
-            self.0.write_at(offset, buf)
-        }
-        fn sync(&self) -> std::io::Result<()> {
-            thread::sleep(Duration::from_micros(2000));
-            self.0.sync()
-        }
-        fn len(&self) -> std::io::Result<u64> {
-            self.0.len()
-        }
-        fn set_len(&self, len: u64) -> std::io::Result<()> {
-            self.0.set_len(len)
-        }
-    }
-
     let device = FaultyStorage::new();
     let config = |s: Arc<dyn Storage>| {
         Config::new().storage(s).use_env(false).flush_every_ms(None).passphrase("group").kdf(KdfParams::insecure_fast())
     };
-    let db = Arc::new(config(Arc::new(SlowSync(device.clone()))).open().unwrap());
+    // A sync as slow as a disk's, so that commits of other threads land while one runs.
+    let slow = || thread::sleep(Duration::from_micros(300));
+    let db = Arc::new(config(Arc::new(BeforeSync(device.clone(), Box::new(slow)))).open().unwrap());
     db.open_tree("t").unwrap();
     db.flush().unwrap();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -481,32 +483,18 @@ fn commits_during_a_sync_in_flight_leave_the_last_synced_commit_intact() {
         armed: Mutex<(bool, bool)>, // (armed, a sync is waiting at the gate)
         cv: Condvar,
     }
-    struct GatedSync(FaultyStorage, Arc<Gate>);
-    impl Storage for GatedSync {
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-            self.0.read_at(offset, buf)
-        }
-        fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
-            self.0.write_at(offset, buf)
-        }
-        fn sync(&self) -> std::io::Result<()> {
-            let mut g = self.1.armed.lock();
+    impl Gate {
+        /// Holds the caller while the gate is armed.
+        fn pass(&self) {
+            let mut g = self.armed.lock();
             if g.0 {
                 g.1 = true;
-                self.1.cv.notify_all();
+                self.cv.notify_all();
                 while g.0 {
-                    self.1.cv.wait(&mut g);
+                    self.cv.wait(&mut g);
                 }
                 g.1 = false;
             }
-            drop(g);
-            self.0.sync()
-        }
-        fn len(&self) -> std::io::Result<u64> {
-            self.0.len()
-        }
-        fn set_len(&self, len: u64) -> std::io::Result<()> {
-            self.0.set_len(len)
         }
     }
 
@@ -515,7 +503,8 @@ fn commits_during_a_sync_in_flight_leave_the_last_synced_commit_intact() {
     let config = |s: Arc<dyn Storage>| {
         Config::new().storage(s).use_env(false).flush_every_ms(None).passphrase("gate").kdf(KdfParams::insecure_fast())
     };
-    let db = Arc::new(config(Arc::new(GatedSync(device.clone(), gate.clone()))).open().unwrap());
+    let at_gate = gate.clone();
+    let db = Arc::new(config(Arc::new(BeforeSync(device.clone(), Box::new(move || at_gate.pass())))).open().unwrap());
     let t = db.open_tree("t").unwrap();
     for i in 0..40u32 {
         t.insert(format!("k{i:02}"), vec![1u8; 300]).unwrap();
