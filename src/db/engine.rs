@@ -295,9 +295,7 @@ impl Engine {
                     return Err(e);
                 }
             };
-            self.pager.sync()?;
-            self.durable_seq.store(target, Ordering::Release);
-            crate::pager::metrics::Counters::add(&self.pager.counters.durable_commits, 1);
+            self.sync_record(target)?;
             drop(syncing);
             return Ok(bytes);
         }
@@ -314,16 +312,20 @@ impl Engine {
         if self.pager.is_poisoned() {
             return Err(Error::Poisoned);
         }
-        let r = self.prepare_durable(ws).and_then(|(target, bytes)| {
-            self.pager.sync()?;
-            self.durable_seq.store(target, Ordering::Release);
-            crate::pager::metrics::Counters::add(&self.pager.counters.durable_commits, 1);
-            Ok(bytes)
-        });
+        let r = self.prepare_durable(ws).and_then(|(target, bytes)| self.sync_record(target).map(|()| bytes));
         if r.is_err() {
             self.pager.poison_now();
         }
         r
+    }
+
+    /// The sync of the record of commit `target` (written by `prepare_durable`; the caller
+    /// holds `sync_lock`), then `durable_seq`. A failed sync poisons the handle.
+    fn sync_record(&self, target: u64) -> Result<()> {
+        self.pager.sync()?;
+        self.durable_seq.store(target, Ordering::Release);
+        crate::pager::metrics::Counters::add(&self.pager.counters.durable_commits, 1);
+        Ok(())
     }
 
     /// Writes the free list and the commit record of the newest commit (everything but the
