@@ -210,24 +210,7 @@ impl Leaf {
     /// `Ok(index)` of `key`, or `Err(index)` where it would be inserted.
     pub(crate) fn search(&self, key: &[u8]) -> std::result::Result<usize, usize> {
         debug_assert_eq!(self.prefixes.len(), self.entries.len());
-        let p = key_prefix(key);
-        let (mut lo, mut hi) = (0, self.entries.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let ord = match self.prefixes.get(mid).map(|q| q.cmp(&p)) {
-                Some(std::cmp::Ordering::Equal) | None => match self.entries.get(mid) {
-                    Some(e) => e.key.as_slice().cmp(key),
-                    None => std::cmp::Ordering::Greater,
-                },
-                Some(o) => o,
-            };
-            match ord {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Ok(mid),
-            }
-        }
-        Err(lo)
+        search_prefixed(&self.prefixes, |i| self.entries.get(i).map(|e| &e.key[..]), key)
     }
     /// Inserts `entry` at `i`.
     pub(crate) fn insert(&mut self, i: usize, entry: LeafEntry) {
@@ -310,22 +293,10 @@ impl Branch {
     }
     /// Index of the child that holds `key`: the number of separators `<= key`.
     pub(crate) fn child_index(&self, key: &[u8]) -> usize {
-        let p = key_prefix(key);
-        let (mut lo, mut hi) = (0, self.keys.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let le = match self.prefixes.get(mid).map(|q| q.cmp(&p)) {
-                Some(std::cmp::Ordering::Less) => true,
-                Some(std::cmp::Ordering::Greater) => false,
-                _ => self.keys.get(mid).is_some_and(|k| k.as_slice() <= key),
-            };
-            if le {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
+        match search_prefixed(&self.prefixes, |i| self.keys.get(i).map(|k| &k[..]), key) {
+            Ok(i) => i + 1,
+            Err(i) => i,
         }
-        lo
     }
     /// Splits into two branches; returns (separator moved up, right half). The key at the split
     /// point moves up; the point minimises the larger half. Needs at least two keys.
@@ -465,6 +436,31 @@ pub(crate) fn compare_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
         std::cmp::Ordering::Equal => a.cmp(b),
         o => o,
     }
+}
+
+/// Binary search for `key` among sorted keys whose `key_prefix`es are `prefixes`: compares
+/// prefixes and reads a key (`key_at`) only when they tie. `Ok(index)` of an equal key, or
+/// `Err(index)` where `key` would go.
+fn search_prefixed<'k>(
+    prefixes: &[u64],
+    key_at: impl Fn(usize) -> Option<&'k [u8]>,
+    key: &[u8],
+) -> std::result::Result<usize, usize> {
+    let p = key_prefix(key);
+    let (mut lo, mut hi) = (0, prefixes.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let ord = match prefixes.get(mid).map(|q| q.cmp(&p)) {
+            Some(std::cmp::Ordering::Equal) | None => key_at(mid).map_or(std::cmp::Ordering::Greater, |k| k.cmp(key)),
+            Some(o) => o,
+        };
+        match ord {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Ok(mid),
+        }
+    }
+    Err(lo)
 }
 
 /// The first 8 bytes of a key as a big-endian number, zero-padded on the right when shorter:

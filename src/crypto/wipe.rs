@@ -32,19 +32,12 @@ pub fn wipe_vec(v: &mut Vec<u8>) {
 /// (a plain `extend` would hand the old bytes back to the allocator as they are). Growth
 /// doubles, but never past `total`, the length the caller will end with (when it is known).
 pub fn extend_wiping(v: &mut Vec<u8>, data: &[u8], total: usize) {
-    if v.capacity() - v.len() < data.len() {
-        let need = v.len() + data.len();
-        let mut bigger = Vec::with_capacity(v.capacity().saturating_mul(2).min(total).max(need));
-        bigger.extend_from_slice(v);
-        let mut old = std::mem::replace(v, bigger);
-        wipe_vec(&mut old);
-    }
+    grow_wiping(v, data.len(), total);
     v.extend_from_slice(data);
 }
 
 /// Overwrites the spare capacity of `v` with zeros: the bitwise copies that `Vec::remove`,
-/// `split_off` or `drain` leave behind past the length (for a vector of decoded entries, whose
-/// elements hold a few bytes of a key in place).
+/// `split_off` or `drain` leave behind past the length (for a vector of key prefixes).
 #[inline]
 pub fn wipe_spare<T>(v: &mut Vec<T>) {
     v.spare_capacity_mut().iter_mut().for_each(|s| *s = std::mem::MaybeUninit::zeroed());
@@ -54,11 +47,17 @@ pub fn wipe_spare<T>(v: &mut Vec<T>) {
 /// Makes room for `additional` more elements; when `v` must grow, its old allocation (which
 /// would still hold a bitwise copy of every element) is wiped before it is freed.
 pub fn reserve_wiping<T>(v: &mut Vec<T>, additional: usize) {
+    grow_wiping(v, additional, usize::MAX);
+}
+
+/// Room for `additional` more elements in a new allocation (at least double, at most `cap`
+/// unless more is needed), the old one wiped whole before it is freed.
+fn grow_wiping<T>(v: &mut Vec<T>, additional: usize, cap: usize) {
     if v.capacity() - v.len() >= additional {
         return;
     }
     let need = v.len().saturating_add(additional);
-    let mut bigger = Vec::with_capacity(v.capacity().saturating_mul(2).max(need).max(4));
+    let mut bigger = Vec::with_capacity(v.capacity().saturating_mul(2).max(4).min(cap).max(need));
     bigger.append(v);
     wipe_spare(v);
     *v = bigger;

@@ -423,13 +423,7 @@ impl Tree {
         let mut trees = base.trees.clone();
         trees.insert(self.name.to_vec(), root);
         let changed: BTreeSet<Vec<u8>> = [self.name.to_vec()].into();
-        // Durable after the writer is released (group commit, `Engine::make_durable`).
-        let seq = tx.seq;
-        engine.commit(&mut ws, tx, &base, trees, &changed, &BTreeSet::new(), crate::Durability::Eventual)?;
-        drop(ws);
-        if engine.durability == crate::Durability::Immediate {
-            engine.make_durable(seq)?;
-        }
+        engine.commit_released(ws, tx, &base, trees, &changed, &BTreeSet::new(), engine.durability)?;
         Ok(out)
     }
 

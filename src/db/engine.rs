@@ -250,6 +250,31 @@ impl Engine {
         Ok(())
     }
 
+    /// `commit` for a caller that is done with the writer: commits, lets go of the writer, and
+    /// for an immediate commit then waits until it is durable (`make_durable`), so that commits
+    /// other threads make meanwhile share its sync. Callers that keep working under the writer
+    /// (rekey, `generate_id`) use `commit`, whose immediate commit syncs with the writer held.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn commit_released(
+        &self,
+        mut ws: WriterGuard,
+        tx: TxPages,
+        base: &Arc<Snapshot>,
+        trees: BTreeMap<Vec<u8>, TreeRoot>,
+        changed: &BTreeSet<Vec<u8>>,
+        dropped: &BTreeSet<Vec<u8>>,
+        durability: Durability,
+    ) -> Result<()> {
+        let seq = tx.seq;
+        let committed = self.commit(&mut ws, tx, base, trees, changed, dropped, Durability::Eventual);
+        drop(ws);
+        committed?;
+        if durability == Durability::Immediate {
+            self.make_durable(seq)?;
+        }
+        Ok(())
+    }
+
     /// Returns once commit `seq` is durable (group commit), with the bytes of free list and
     /// record written if this call led a sync. Called without the writer. The sync runs with
     /// the writer released, so other threads commit in memory meanwhile and the next sync
@@ -418,15 +443,10 @@ impl Engine {
     /// from inside a write transaction on the same thread it does nothing (the transaction's
     /// commit, with its durability, is the flush) rather than deadlock.
     pub(crate) fn flush(&self) -> Result<usize> {
-        if self.writer_held_here() || !self.undurable.load(Ordering::Acquire) {
-            // Nothing committed since the last record was written; wait for its sync if it is
-            // still running (its leader holds `sync_lock`).
-            if !self.writer_held_here() && self.durable_seq.load(Ordering::Acquire) < self.snapshot().seq {
-                drop(self.sync_lock.lock());
-            }
-            if self.pager.is_poisoned() {
-                return Err(Error::Poisoned);
-            }
+        if self.pager.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        if self.writer_held_here() {
             return Ok(0);
         }
         self.make_durable(self.snapshot().seq)

@@ -106,11 +106,8 @@ impl Iter {
         let cur = if forward {
             if !self.front_started {
                 self.front_started = true;
-                match &self.lo {
-                    Bound::Included(k) => Cursor::seek_ge(pager, self.root, Some(k), false)?,
-                    Bound::Excluded(k) => Cursor::seek_ge(pager, self.root, Some(k), true)?,
-                    Bound::Unbounded => Cursor::seek_ge(pager, self.root, None, false)?,
-                }
+                let (key, excluded) = seek_target(&self.lo);
+                Cursor::seek_ge(pager, self.root, key, excluded)?
             } else {
                 match self.front.take() {
                     Some(c) => c.next(pager)?,
@@ -119,11 +116,8 @@ impl Iter {
             }
         } else if !self.back_started {
             self.back_started = true;
-            match &self.hi {
-                Bound::Included(k) => Cursor::seek_le(pager, self.root, Some(k), false)?,
-                Bound::Excluded(k) => Cursor::seek_le(pager, self.root, Some(k), true)?,
-                Bound::Unbounded => Cursor::seek_le(pager, self.root, None, false)?,
-            }
+            let (key, excluded) = seek_target(&self.hi);
+            Cursor::seek_le(pager, self.root, key, excluded)?
         } else {
             match self.back.take() {
                 Some(c) => c.prev(pager)?,
@@ -199,5 +193,15 @@ impl Iterator for Iter {
 impl DoubleEndedIterator for Iter {
     fn next_back(&mut self) -> Option<Self::Item> {
         self.advance(false)
+    }
+}
+
+/// Where a cursor starts for a bound: the key (none for an unbounded end) and whether the key
+/// itself is excluded.
+fn seek_target(b: &Bound<Vec<u8>>) -> (Option<&[u8]>, bool) {
+    match b {
+        Bound::Included(k) => (Some(k), false),
+        Bound::Excluded(k) => (Some(k), true),
+        Bound::Unbounded => (None, false),
     }
 }

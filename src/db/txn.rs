@@ -117,19 +117,15 @@ impl WriteTransaction {
                 "a write in this transaction failed part way; the transaction was aborted".into(),
             ));
         }
-        // An immediate commit is made durable after the writer is released, so that commits
-        // other threads make meanwhile share its sync (`Engine::make_durable`).
-        let durability = self.durability.get();
-        let seq = t.pages.seq;
-        let engine = &self.handle.engine;
-        let committed =
-            engine.commit(&mut t.guard, t.pages, &t.base, t.trees, &t.changed, &t.dropped, Durability::Eventual);
-        drop(t.guard);
-        committed?;
-        if durability == Durability::Immediate {
-            engine.make_durable(seq)?;
-        }
-        Ok(())
+        self.handle.engine.commit_released(
+            t.guard,
+            t.pages,
+            &t.base,
+            t.trees,
+            &t.changed,
+            &t.dropped,
+            self.durability.get(),
+        )
     }
 
     /// Discards every change (dropping the transaction does the same).

@@ -257,7 +257,7 @@ fn branch_split(b: &Branch) {
     assert_eq!(right.children.len(), right.keys().len() + 1);
     assert!(left.size() <= PAYLOAD_SIZE && right.size() <= PAYLOAD_SIZE, "branch split halves must fit");
     // The search prefixes moved with their keys. Only a sorted branch routes meaningfully
-    // (a decoded page's keys are untrusted); equal keys route past their whole run.
+    // (a decoded page's keys are untrusted); a key routes just past a separator equal to it.
     for half in [&left, &right].into_iter().filter(|h| h.keys().windows(2).all(|w| w[0] <= w[1])) {
         for k in half.keys() {
             let i = half.child_index(k);
