@@ -14,7 +14,7 @@ use super::pagedump::Dumper;
 use super::pageview::show;
 use crate::Error;
 use crate::btree::MAX_DEPTH;
-use crate::btree::node::RawNode;
+use crate::btree::raw::RawNode;
 use crate::error::{CorruptReason, PageNo};
 use crate::format::commit::CommitRecord;
 use crate::format::page::PageRef;

@@ -7,8 +7,8 @@
 
 use super::jsonl::{Obj, array};
 use crate::Error;
-use crate::btree::node::{RawNode, RawValue};
 use crate::btree::overflow;
+use crate::btree::raw::{RawNode, RawValue};
 use crate::error::PageNo;
 use crate::format::commit::CommitRecord;
 use crate::format::page::{self, PageKind, PageRef, hex};

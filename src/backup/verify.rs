@@ -10,7 +10,7 @@ use super::format::{
     chunk_aad,
 };
 use crate::btree::TreeRoot;
-use crate::btree::node::{RawNode, RawValue};
+use crate::btree::raw::{RawNode, RawValue};
 use crate::crypto::cipher::Aead;
 use crate::crypto::keys::{SecretKey, context};
 use crate::crypto::seal::{DataKeys, KeyPurpose, PageBuf, PageSealer};

@@ -14,9 +14,11 @@
 
 pub(crate) mod node;
 pub(crate) mod overflow;
+pub(crate) mod raw;
 pub(crate) mod read;
 pub(crate) mod reseal;
 pub(crate) mod salvage;
+pub(crate) mod search;
 pub(crate) mod tx;
 pub(crate) mod verify;
 

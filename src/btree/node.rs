@@ -22,10 +22,12 @@
 //! always yields two nodes that fit. Raw-page accessors check every offset and length against
 //! the page and report `Corrupt { page, BadLayout }` instead of panicking.
 
+use super::raw::{RawNode, RawValue};
+use super::search::{key_prefix, search_prefixed};
 use crate::crypto::wipe::wipe_vec;
-use crate::error::{CorruptReason, Error, PageNo, Result};
-use crate::format::page::{PAGE_HEADER_SIZE, PAGE_REF_SIZE, PAYLOAD_SIZE, PageKind, PageRef, count, write_header};
-use crate::format::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
+use crate::error::{Error, PageNo, Result};
+use crate::format::page::{PAGE_HEADER_SIZE, PAGE_REF_SIZE, PAYLOAD_SIZE, PageKind, PageRef, write_header};
+use crate::format::{put_u16, put_u32, put_u64};
 
 /// The longest key accepted.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -34,7 +36,7 @@ pub const MAX_INLINE_ENTRY: usize = 1900;
 /// Entry header in a leaf.
 pub const LEAF_ENTRY_HEADER: usize = 2 + 1 + 4;
 pub const OVERFLOW_REF_SIZE: usize = PAGE_REF_SIZE + 8;
-const SLOT: usize = 2;
+pub(crate) const SLOT: usize = 2;
 /// Largest encoded size of one leaf entry, slot included.
 pub const MAX_ENTRY_SIZE: usize = SLOT + LEAF_ENTRY_HEADER + MAX_INLINE_ENTRY;
 const _: () = assert!(2 * MAX_ENTRY_SIZE <= PAYLOAD_SIZE - PAGE_HEADER_SIZE);
@@ -412,191 +414,9 @@ impl Node {
     }
 }
 
-/// A value as read from a raw leaf, borrowing the page.
-pub(crate) enum RawValue<'a> {
-    Inline(&'a [u8]),
-    Overflow { first: PageRef, len: u64 },
-}
-
-impl RawValue<'_> {
-    pub(crate) fn to_owned_value(&self) -> Value {
-        match self {
-            RawValue::Inline(v) => Value::Inline(v.to_vec()),
-            RawValue::Overflow { first, len } => Value::Overflow { first: *first, len: *len },
-        }
-    }
-}
-
-/// Byte-wise key order (as `<[u8]>::cmp`), deciding most comparisons on the first eight bytes
-/// read as a big-endian integer: the search paths compare short keys millions of times, and a
-/// `memcmp` call per comparison was a quarter of a cached lookup.
-#[inline]
-pub(crate) fn compare_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    match key_prefix(a).cmp(&key_prefix(b)) {
-        std::cmp::Ordering::Equal => a.cmp(b),
-        o => o,
-    }
-}
-
-/// Binary search for `key` among sorted keys whose `key_prefix`es are `prefixes`: compares
-/// prefixes and reads a key (`key_at`) only when they tie. `Ok(index)` of an equal key, or
-/// `Err(index)` where `key` would go.
-fn search_prefixed<'k>(
-    prefixes: &[u64],
-    key_at: impl Fn(usize) -> Option<&'k [u8]>,
-    key: &[u8],
-) -> std::result::Result<usize, usize> {
-    let p = key_prefix(key);
-    let (mut lo, mut hi) = (0, prefixes.len());
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let ord = match prefixes.get(mid).map(|q| q.cmp(&p)) {
-            Some(std::cmp::Ordering::Equal) | None => key_at(mid).map_or(std::cmp::Ordering::Greater, |k| k.cmp(key)),
-            Some(o) => o,
-        };
-        match ord {
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => return Ok(mid),
-        }
-    }
-    Err(lo)
-}
-
-/// The first 8 bytes of a key as a big-endian number, zero-padded on the right when shorter:
-/// prefixes order as the keys do, and equal prefixes fall through to the full comparison.
-#[inline]
-pub(crate) fn key_prefix(k: &[u8]) -> u64 {
-    if let Some(head) = k.first_chunk::<8>() {
-        return u64::from_be_bytes(*head);
-    }
-    k.iter().enumerate().fold(0u64, |p, (i, b)| p | (u64::from(*b) << (56 - 8 * i)))
-}
-
-/// Checked accessors over an opened leaf or branch payload.
-#[derive(Clone, Copy)]
-pub(crate) struct RawNode<'a> {
-    p: &'a [u8],
-    page: PageNo,
-    leaf: bool,
-    n: usize,
-}
-
-impl<'a> RawNode<'a> {
-    pub(crate) fn new(p: &'a [u8], page: PageNo) -> Result<RawNode<'a>> {
-        let leaf = match p.first().copied().and_then(PageKind::from_byte) {
-            Some(PageKind::Leaf) => true,
-            Some(PageKind::Branch) => false,
-            _ => return Err(Error::corrupt(page, CorruptReason::WrongPageKind)),
-        };
-        let n = count(p) as usize;
-        let fixed =
-            if leaf { PAGE_HEADER_SIZE + SLOT * n } else { PAGE_HEADER_SIZE + (n + 1) * PAGE_REF_SIZE + SLOT * n };
-        if fixed > PAYLOAD_SIZE.min(p.len()) {
-            return Err(Error::corrupt(page, CorruptReason::BadLayout));
-        }
-        Ok(RawNode { p, page, leaf, n })
-    }
-    pub(crate) fn is_leaf(&self) -> bool {
-        self.leaf
-    }
-    pub(crate) fn len(&self) -> usize {
-        self.n
-    }
-    fn bad(&self) -> Error {
-        Error::corrupt(self.page, CorruptReason::BadLayout)
-    }
-    fn slice(&self, off: usize, len: usize) -> Result<&'a [u8]> {
-        let end = off.checked_add(len).ok_or_else(|| self.bad())?;
-        if end > PAYLOAD_SIZE {
-            return Err(self.bad());
-        }
-        self.p.get(off..end).ok_or_else(|| self.bad())
-    }
-
-    pub(crate) fn leaf_entry(&self, i: usize) -> Result<(&'a [u8], RawValue<'a>)> {
-        if !self.leaf || i >= self.n {
-            return Err(self.bad());
-        }
-        let off = get_u16(self.p, PAGE_HEADER_SIZE + SLOT * i).ok_or_else(|| self.bad())? as usize;
-        let klen = get_u16(self.p, off).ok_or_else(|| self.bad())? as usize;
-        let kind = *self.p.get(off + 2).ok_or_else(|| self.bad())?;
-        let vlen = get_u32(self.p, off + 3).ok_or_else(|| self.bad())? as usize;
-        let key = self.slice(off + LEAF_ENTRY_HEADER, klen)?;
-        let voff = off + LEAF_ENTRY_HEADER + klen;
-        let v = match kind {
-            0 => RawValue::Inline(self.slice(voff, vlen)?),
-            1 => {
-                let b = self.slice(voff, OVERFLOW_REF_SIZE)?;
-                RawValue::Overflow {
-                    first: PageRef::decode(b, 0).ok_or_else(|| self.bad())?,
-                    len: get_u64(b, PAGE_REF_SIZE).ok_or_else(|| self.bad())?,
-                }
-            }
-            _ => return Err(self.bad()),
-        };
-        Ok((key, v))
-    }
-
-    /// The key of entry `i` alone (the search path: the value is not decoded).
-    pub(crate) fn leaf_key(&self, i: usize) -> Result<&'a [u8]> {
-        if !self.leaf || i >= self.n {
-            return Err(self.bad());
-        }
-        let off = get_u16(self.p, PAGE_HEADER_SIZE + SLOT * i).ok_or_else(|| self.bad())? as usize;
-        let klen = get_u16(self.p, off).ok_or_else(|| self.bad())? as usize;
-        self.slice(off + LEAF_ENTRY_HEADER, klen)
-    }
-
-    /// Binary search for `key` among the leaf's entries.
-    pub(crate) fn leaf_search(&self, key: &[u8]) -> Result<std::result::Result<usize, usize>> {
-        let (mut lo, mut hi) = (0usize, self.n);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match compare_keys(self.leaf_key(mid)?, key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Ok(Ok(mid)),
-            }
-        }
-        Ok(Err(lo))
-    }
-
-    pub(crate) fn child(&self, i: usize) -> Result<PageRef> {
-        if self.leaf || i > self.n {
-            return Err(self.bad());
-        }
-        PageRef::decode(self.p, PAGE_HEADER_SIZE + i * PAGE_REF_SIZE).ok_or_else(|| self.bad())
-    }
-
-    pub(crate) fn branch_key(&self, i: usize) -> Result<&'a [u8]> {
-        if self.leaf || i >= self.n {
-            return Err(self.bad());
-        }
-        let slots = PAGE_HEADER_SIZE + (self.n + 1) * PAGE_REF_SIZE;
-        let off = get_u16(self.p, slots + SLOT * i).ok_or_else(|| self.bad())? as usize;
-        let klen = get_u16(self.p, off).ok_or_else(|| self.bad())? as usize;
-        self.slice(off + 2, klen)
-    }
-
-    /// Index of the child that holds `key` (number of separator keys `<= key`).
-    pub(crate) fn child_index(&self, key: &[u8]) -> Result<usize> {
-        let (mut lo, mut hi) = (0usize, self.n);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if compare_keys(self.branch_key(mid)?, key).is_le() {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        Ok(lo)
-    }
-}
-
 #[cfg(test)]
-mod compare_tests {
-    use super::{Branch, LeafEntry, Value, compare_keys};
+mod debug_tests {
+    use super::{Branch, LeafEntry, Value};
 
     #[test]
     fn debug_shows_lengths_not_bytes() {
@@ -605,31 +425,6 @@ mod compare_tests {
         let shown = format!("{e:?} {b:?}");
         assert!(!shown.contains("secret") && !shown.contains("115, 101, 99"), "{shown}");
         assert!(shown.contains("key_len: 10") && shown.contains("Inline(len=12)"), "{shown}");
-    }
-
-    #[test]
-    fn compare_keys_is_byte_order() {
-        let keys: Vec<&[u8]> = vec![
-            b"",
-            b"\0",
-            b"\0\0",
-            b"a",
-            b"a\0",
-            b"ab",
-            b"abcdefg",
-            b"abcdefgh",
-            b"abcdefgh\0",
-            b"abcdefghi",
-            b"abcdefgi",
-            b"\xff",
-            b"\xff\xff\xff\xff\xff\xff\xff\xff",
-            b"\xff\xff\xff\xff\xff\xff\xff\xff\0",
-        ];
-        for a in &keys {
-            for b in &keys {
-                assert_eq!(compare_keys(a, b), a.cmp(b), "{a:?} vs {b:?}");
-            }
-        }
     }
 }
 
@@ -676,17 +471,5 @@ mod tests {
             }
         }
         assert_eq!(b.child_index(&sep), b.keys.len());
-    }
-
-    #[test]
-    fn garbage_pages_give_errors_not_panics() {
-        let mut buf = vec![0xFFu8; PAYLOAD_SIZE];
-        buf[0] = 2;
-        let raw = RawNode::new(&buf, 1);
-        assert!(raw.is_err() || raw.unwrap().leaf_entry(0).is_err());
-        buf[2] = 1;
-        buf[3] = 0;
-        let raw = RawNode::new(&buf, 1).unwrap();
-        assert!(raw.leaf_entry(0).is_err());
     }
 }

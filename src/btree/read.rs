@@ -6,7 +6,8 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use super::MAX_DEPTH;
-use super::node::{Node, RawNode, RawValue, Value};
+use super::node::{Node, Value};
+use super::raw::{RawNode, RawValue};
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::page::PageRef;
 use crate::pager::Pager;
@@ -46,7 +47,7 @@ pub(crate) fn get_with<T>(
             }
         }
         let p = pager.read(at, None)?;
-        let raw = RawNode::new(p.payload(), at.page)?;
+        let raw = RawNode::cached(&p, at.page)?;
         if raw.is_leaf() {
             return match raw.leaf_search(key)? {
                 Ok(i) => f(raw.leaf_entry(i)?.1).map(Some),
@@ -182,7 +183,7 @@ impl Cursor {
                 return Err(Error::corrupt(at.page, CorruptReason::TooDeep));
             }
             let p = pager.read(at, None)?;
-            let raw = RawNode::new(p.payload(), at.page)?;
+            let raw = RawNode::cached(&p, at.page)?;
             if raw.is_leaf() {
                 let pos = raw.leaf_search(key)?;
                 self.stack.push((p, at.page, 0));

@@ -1,7 +1,7 @@
 //! Salvage walk: every record of a tree that still authenticates, and the key ranges that do
 //! not. Used by `foldvault::salvage`.
 
-use super::node::{RawNode, RawValue};
+use super::raw::{RawNode, RawValue};
 use super::{MAX_DEPTH, overflow};
 use crate::error::{Error, PageNo, Result};
 use crate::format::page::PageRef;

@@ -136,7 +136,7 @@ impl TxPages {
         &self,
         root: &TreeRoot,
         key: &[u8],
-        f: impl FnOnce(super::node::RawValue<'_>) -> Result<T>,
+        f: impl FnOnce(super::raw::RawValue<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
         read::get_with(&self.pager, Some(&self.dirty), root.root, key, f)
     }

@@ -1,8 +1,8 @@
 //! Walks over whole trees: recovery verification of the pages a commit wrote, and the full
 //! structural check (`Db::check`).
 
-use super::node::RawNode;
-use super::node::RawValue;
+use super::raw::RawNode;
+use super::raw::RawValue;
 use super::{MAX_DEPTH, overflow};
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::page::{PageRef, generation};

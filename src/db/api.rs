@@ -20,8 +20,8 @@ use super::iter::Iter;
 use super::ivec::IVec;
 use super::txn::{ReadTransaction, WriteTransaction};
 use crate::btree::TreeRoot;
-use crate::btree::node::RawValue;
 use crate::btree::overflow;
+use crate::btree::raw::RawValue;
 use crate::btree::read::{self, Cursor};
 use crate::btree::tx::TxPages;
 use crate::crypto::wipe::wipe_vec;
@@ -299,6 +299,7 @@ impl Db {
         let e = &self.handle.engine;
         let mut m = e.pager.counters.snapshot();
         m.cached_pages = e.pager.cached_pages() as u64;
+        m.cache_hits = e.pager.cache_hits();
         m.key_epoch = e.current_epoch();
         m.seals_in_epoch = e.pager.seals_in_epoch();
         m

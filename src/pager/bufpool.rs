@@ -1,13 +1,12 @@
-//! `BufPool`: page buffers given back by dropped cache entries, reused by the next page read.
+//! `BufPool`: page buffers for raw reads (`Pager::read_raw`: headers, backup, salvage), fed by
+//! the sealed buffers `Pager::write` is done with.
 //!
-//! Layer: pager. A read that misses the cache needs a 4 KiB buffer, and the entry it evicts
-//! frees one: without the pool each miss is a `malloc` and a `free` of 4 KiB, which the
-//! allocator pays for in bin management (8-11 % of a cold lookup in `perf`). Invariants: an
-//! encrypted database's pool holds no plaintext when `Config::zeroize_cache` is on (cache
-//! entries wipe their buffer before giving it back; `Pager::write` gives back its sealed copy,
-//! ciphertext); whoever takes a buffer overwrites all of it before reading any of it
-//! (`Pager::read_raw` fills it from storage or fails; `Pager::write` copies a whole page in);
-//! the pool never holds more than `MAX_POOLED` buffers.
+//! Layer: pager. Cache misses do not use it: the cache recycles its own entries
+//! (`PageCache::entry`). Invariants: the pool holds sealed pages only, the bytes the file holds
+//! (`Pager::write` gives a buffer back after sealing it in place, and wipes it instead on a
+//! failure before that); whoever
+//! takes a buffer overwrites all of it before reading any of it (`Pager::read_raw` fills it
+//! from storage or fails); the pool never holds more than `MAX_POOLED` buffers.
 
 use parking_lot::Mutex;
 
@@ -34,10 +33,5 @@ impl BufPool {
         if idle.len() < MAX_POOLED {
             idle.push(buf);
         }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn idle(&self) -> usize {
-        self.idle.lock().len()
     }
 }

@@ -9,7 +9,6 @@ pub(crate) struct Counters {
     pub bytes_written: AtomicU64,
     pub bytes_read: AtomicU64,
     pub crypto_nanos: AtomicU64,
-    pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub cache_evictions: AtomicU64,
     pub commits: AtomicU64,
@@ -51,7 +50,8 @@ impl Counters {
             bytes_written: self.bytes_written.load(Relaxed),
             bytes_read: self.bytes_read.load(Relaxed),
             crypto_nanos: self.crypto_nanos.load(Relaxed),
-            cache_hits: self.cache_hits.load(Relaxed),
+            // Counted by the cache (`Pager::cache_hits`); the caller fills it in.
+            cache_hits: 0,
             cache_misses: self.cache_misses.load(Relaxed),
             cache_evictions: self.cache_evictions.load(Relaxed),
             commits: self.commits.load(Relaxed),

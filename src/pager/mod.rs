@@ -128,11 +128,16 @@ impl Pager {
     pub(crate) fn read_raw(&self, page: PageNo) -> Result<Box<PageBuf>> {
         // Every byte is overwritten by the read (or the buffer is dropped with the error).
         let mut buf = self.pool.take();
+        self.read_into(page, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_into(&self, page: PageNo, buf: &mut PageBuf) -> Result<()> {
         let off = page * PAGE_SIZE as u64;
         match self.storage.read_at(off, &mut buf[..]) {
             Ok(()) => {
                 Counters::add(&self.counters.bytes_read, PAGE_SIZE as u64);
-                Ok(buf)
+                Ok(())
             }
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 let found = self.storage.len().unwrap_or(0);
@@ -161,12 +166,11 @@ impl Pager {
         }
         let (hit, ev) = self.cache.get(r.page, &r.tag);
         if let Some(p) = hit {
-            Counters::add(&self.counters.cache_hits, 1);
             return Ok(p);
         }
         debug_assert!(matches!(ev, CacheEvent::Miss));
         Counters::add(&self.counters.cache_misses, 1);
-        let p = Arc::new(self.open_from_disk(r.page, KeyPurpose::Page)?);
+        let p = self.open_from_disk(r.page, KeyPurpose::Page)?;
         if !p.tag.ct_eq(&r.tag) || (r.generation != 0 && crate::format::page::generation(p.payload()) != r.generation) {
             return Err(Error::corrupt(r.page, CorruptReason::TagMismatch));
         }
@@ -179,44 +183,56 @@ impl Pager {
     }
 
     /// Opens a page without a parent tag to compare with (diagnostics, salvage). Not cached.
-    pub(crate) fn read_unanchored(&self, page: PageNo) -> Result<CachedPage> {
+    pub(crate) fn read_unanchored(&self, page: PageNo) -> Result<Arc<CachedPage>> {
         self.open_from_disk(page, KeyPurpose::Page)
     }
 
-    fn open_from_disk(&self, page: PageNo, purpose: KeyPurpose) -> Result<CachedPage> {
-        let mut buf = self.read_raw(page)?;
+    /// Reads and opens a page into a cache entry (not inserted). On failure the entry drops,
+    /// and whatever it held is wiped.
+    fn open_from_disk(&self, page: PageNo, purpose: KeyPurpose) -> Result<Arc<CachedPage>> {
+        let mut entry = self.cache.entry();
+        let e = Arc::get_mut(&mut entry).ok_or_else(|| Error::ReportableBug("a new cache entry is shared".into()))?;
+        self.read_into(page, e.bytes_mut())?;
         let t = Instant::now();
-        let (tag, _epoch) = self.sealer.open(purpose, page, &mut buf)?;
+        let (tag, _epoch) = self.sealer.open(purpose, page, e.bytes_mut())?;
         Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
         Counters::add(&self.counters.pages_opened, 1);
-        Ok(CachedPage::new(tag, buf, self.wipe_cache.load(Ordering::Relaxed), Some(self.pool.clone())))
+        e.tag = tag;
+        e.wipe = self.wipe_cache.load(Ordering::Relaxed);
+        Ok(entry)
     }
 
     /// Seals `buf` (whose payload the caller filled) as page `page` under `epoch`, writes it and
     /// caches the plaintext. Returns the tag for the parent to hold.
-    pub(crate) fn write(&self, page: PageNo, epoch: u32, buf: Box<PageBuf>) -> Result<SealTag> {
-        // Owned by a cache entry from here on, so the plaintext is wiped on every path out.
-        let mut opened = CachedPage::new(SealTag::default(), buf, true, Some(self.pool.clone()));
-        self.check_writable()?;
-        let mut sealed = self.pool.take();
-        sealed.copy_from_slice(opened.bytes());
+    pub(crate) fn write(&self, page: PageNo, epoch: u32, mut buf: Box<PageBuf>) -> Result<SealTag> {
+        // The entry takes a copy of the plaintext (wiped whenever it drops); `buf` is sealed in
+        // place, or wiped on every path that fails before it is.
+        let mut entry = self.cache.entry();
+        let copied = Arc::get_mut(&mut entry).map(|e| e.bytes_mut().copy_from_slice(&buf[..])).is_some();
         let t = Instant::now();
-        let tag = match self.sealer.seal(KeyPurpose::Page, page, epoch, &mut sealed) {
+        let sealed = self
+            .check_writable()
+            .and_then(
+                |()| if copied { Ok(()) } else { Err(Error::ReportableBug("a new cache entry is shared".into())) },
+            )
+            .and_then(|()| self.sealer.seal(KeyPurpose::Page, page, epoch, &mut buf));
+        let tag = match sealed {
             Ok(t) => t,
             Err(e) => {
-                // Still the plaintext copy.
-                crate::crypto::wipe::wipe(&mut sealed[..]);
+                crate::crypto::wipe::wipe(&mut buf[..]);
                 return Err(e);
             }
         };
         Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
         Counters::add(&self.counters.pages_sealed, 1);
         self.seals_in_epoch.fetch_add(1, Ordering::AcqRel);
-        self.write_raw(page, &sealed)?;
-        self.pool.give(sealed);
-        opened.tag = tag;
-        opened.wipe = self.wipe_cache.load(Ordering::Relaxed);
-        let ev = self.cache.insert(page, Arc::new(opened));
+        self.write_raw(page, &buf)?;
+        self.pool.give(buf);
+        if let Some(e) = Arc::get_mut(&mut entry) {
+            e.tag = tag;
+            e.wipe = self.wipe_cache.load(Ordering::Relaxed);
+        }
+        let ev = self.cache.insert(page, entry);
         Counters::add(&self.counters.cache_evictions, ev);
         Ok(tag)
     }
@@ -267,6 +283,11 @@ impl Pager {
 
     pub(crate) fn cached_pages(&self) -> usize {
         self.cache.len()
+    }
+
+    /// Cache hits (counted by the cache itself, under its shard locks).
+    pub(crate) fn cache_hits(&self) -> u64 {
+        self.cache.hits()
     }
 
     /// Reads commit slot `slot_page` (2 or 3).

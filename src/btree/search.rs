@@ -1,0 +1,82 @@
+//! Key order and binary search over key prefixes, shared by decoded nodes (`node`) and raw
+//! pages (`raw`).
+//!
+//! A key's prefix is its first 8 bytes read as a big-endian integer, zero-padded: prefixes
+//! order as the keys do, so a search compares integers kept side by side and reads a key only
+//! when two prefixes tie. Prefixes are plaintext: whoever keeps an array of them wipes it.
+
+/// Byte-wise key order (as `<[u8]>::cmp`), deciding most comparisons on the first eight bytes
+/// read as a big-endian integer: the search paths compare short keys millions of times, and a
+/// `memcmp` call per comparison was a quarter of a cached lookup.
+#[inline]
+pub(crate) fn compare_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    match key_prefix(a).cmp(&key_prefix(b)) {
+        std::cmp::Ordering::Equal => a.cmp(b),
+        o => o,
+    }
+}
+
+/// Binary search for `key` among sorted keys whose `key_prefix`es are `prefixes`: compares
+/// prefixes and reads a key (`key_at`) only when they tie. `Ok(index)` of an equal key, or
+/// `Err(index)` where `key` would go.
+pub(crate) fn search_prefixed<'k>(
+    prefixes: &[u64],
+    key_at: impl Fn(usize) -> Option<&'k [u8]>,
+    key: &[u8],
+) -> std::result::Result<usize, usize> {
+    let p = key_prefix(key);
+    let (mut lo, mut hi) = (0, prefixes.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let ord = match prefixes.get(mid).map(|q| q.cmp(&p)) {
+            Some(std::cmp::Ordering::Equal) | None => key_at(mid).map_or(std::cmp::Ordering::Greater, |k| k.cmp(key)),
+            Some(o) => o,
+        };
+        match ord {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Ok(mid),
+        }
+    }
+    Err(lo)
+}
+
+/// The first 8 bytes of a key as a big-endian number, zero-padded on the right when shorter:
+/// prefixes order as the keys do, and equal prefixes fall through to the full comparison.
+#[inline]
+pub(crate) fn key_prefix(k: &[u8]) -> u64 {
+    if let Some(head) = k.first_chunk::<8>() {
+        return u64::from_be_bytes(*head);
+    }
+    k.iter().enumerate().fold(0u64, |p, (i, b)| p | (u64::from(*b) << (56 - 8 * i)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_keys_is_byte_order() {
+        let keys: Vec<&[u8]> = vec![
+            b"",
+            b"\0",
+            b"\0\0",
+            b"a",
+            b"a\0",
+            b"ab",
+            b"abcdefg",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefghi",
+            b"abcdefgi",
+            b"\xff",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\0",
+        ];
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(compare_keys(a, b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+    }
+}
