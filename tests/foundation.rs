@@ -156,3 +156,45 @@ fn pager_commit_then_reopen() {
         assert_eq!(t.get(7u32.to_be_bytes()).unwrap().unwrap(), &7u32.to_le_bytes()[..]);
     }
 }
+
+/// Lookups start from a root page pinned per snapshot: each snapshot must keep reading its own
+/// roots as commits replace them (splits that deepen the tree, removals that empty it, a tree
+/// dropped and made again under the same name).
+#[test]
+fn lookups_follow_their_own_snapshots_roots() {
+    let (_m, s) = mem();
+    let db = Config::new().storage(s).plaintext().use_env(false).open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    let u = db.open_tree("u").unwrap();
+    t.insert(b"k", b"v1").unwrap();
+    u.insert(b"k", b"u").unwrap();
+    assert_eq!(t.get(b"k").unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(u.get(b"k").unwrap().as_deref(), Some(&b"u"[..]), "each tree its own root");
+    let before = db.begin_read().unwrap();
+    let old = before.open_tree("t").unwrap();
+    assert_eq!(old.get(b"k").unwrap().as_deref(), Some(&b"v1"[..]), "pins the one-leaf root");
+    // Deepen the tree: the root becomes a branch, on another page.
+    for i in 0..5_000u32 {
+        t.insert(i.to_be_bytes(), vec![7u8; 40]).unwrap();
+    }
+    t.insert(b"k", b"v2").unwrap();
+    assert_eq!(t.get(b"k").unwrap().as_deref(), Some(&b"v2"[..]));
+    assert_eq!(t.get(1234u32.to_be_bytes()).unwrap().as_deref(), Some(&[7u8; 40][..]));
+    assert_eq!(old.get(b"k").unwrap().as_deref(), Some(&b"v1"[..]), "the old snapshot keeps its root");
+    assert_eq!(old.get(1234u32.to_be_bytes()).unwrap(), None);
+    assert_eq!(u.get(b"k").unwrap().as_deref(), Some(&b"u"[..]));
+    drop((old, before));
+    // Empty it: no root at all.
+    for i in 0..5_000u32 {
+        t.remove(i.to_be_bytes()).unwrap();
+    }
+    t.remove(b"k").unwrap();
+    assert_eq!(t.get(b"k").unwrap(), None);
+    // Drop and make it again under the same name.
+    t.insert(b"k", b"v3").unwrap();
+    assert!(db.drop_tree("t").unwrap());
+    let t = db.open_tree("t").unwrap();
+    assert_eq!(t.get(b"k").unwrap(), None);
+    t.insert(b"k", b"v4").unwrap();
+    assert_eq!(t.get(b"k").unwrap().as_deref(), Some(&b"v4"[..]));
+}

@@ -3,7 +3,7 @@
 //! first.
 
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::MAX_DEPTH;
 use super::node::{Node, Value};
@@ -29,8 +29,51 @@ pub(crate) fn get_with<T>(
     key: &[u8],
     f: impl FnOnce(RawValue<'_>) -> Result<T>,
 ) -> Result<Option<T>> {
+    get_from(pager, dirty, None, root, key, f)
+}
+
+/// The root pages of a snapshot's trees, each pinned the first time a lookup through the
+/// snapshot reads it: every lookup passes its tree's root, and a pinned root costs no cache
+/// lookup (no shard lock, no hash, no reference count). The pins hold cache entries, wiped when
+/// the last holder (the cache or the snapshot) drops them; at most one page per tree per live
+/// snapshot, outside the cache's budget.
+#[derive(Default)]
+pub(crate) struct RootPins(Vec<(PageRef, OnceLock<Arc<CachedPage>>)>);
+
+impl RootPins {
+    pub(crate) fn new(roots: impl Iterator<Item = PageRef>) -> RootPins {
+        let mut v: Vec<PageRef> = roots.filter(|r| !r.is_none()).collect();
+        v.sort_by_key(|r| r.page);
+        v.dedup_by_key(|r| r.page);
+        RootPins(v.into_iter().map(|r| (r, OnceLock::new())).collect())
+    }
+
+    /// The page at `root` if it is one of the pinned roots (read and pinned the first time).
+    fn get(&self, pager: &Pager, root: PageRef) -> Result<Option<&CachedPage>> {
+        let Ok(i) = self.0.binary_search_by_key(&root.page, |(r, _)| r.page) else { return Ok(None) };
+        let Some((r, pin)) = self.0.get(i) else { return Ok(None) };
+        if !r.tag.ct_eq(&root.tag) || r.generation != root.generation {
+            return Ok(None);
+        }
+        if pin.get().is_none() {
+            // A racing reader may pin it first; both read the same checked page.
+            let _ = pin.set(pager.read(root, None)?);
+        }
+        Ok(pin.get().map(|p| &**p))
+    }
+}
+
+/// `get_with`, starting from a pinned root when `pins` holds `root`.
+pub(crate) fn get_from<T>(
+    pager: &Pager,
+    dirty: Option<&Dirty>,
+    pins: Option<&RootPins>,
+    root: PageRef,
+    key: &[u8],
+    f: impl FnOnce(RawValue<'_>) -> Result<T>,
+) -> Result<Option<T>> {
     let mut at = root;
-    for _ in 0..=MAX_DEPTH {
+    for depth in 0..=MAX_DEPTH {
         if at.is_none() {
             return Ok(None);
         }
@@ -46,8 +89,19 @@ pub(crate) fn get_with<T>(
                 }
             }
         }
-        let p = pager.read(at, None)?;
-        let raw = RawNode::cached(&p, at.page)?;
+        let pinned = match pins {
+            Some(pins) if depth == 0 => pins.get(pager, at)?,
+            _ => None,
+        };
+        let held;
+        let p = match pinned {
+            Some(p) => p,
+            None => {
+                held = pager.read(at, None)?;
+                &*held
+            }
+        };
+        let raw = RawNode::cached(p, at.page)?;
         if raw.is_leaf() {
             return match raw.leaf_search(key)? {
                 Ok(i) => f(raw.leaf_entry(i)?.1).map(Some),

@@ -194,8 +194,9 @@ pub(crate) fn tx_get(tx: &TxPages, root: &TreeRoot, key: &[u8]) -> Result<Option
     tx.get_with(root, key, |v| value_of(&tx.pager, v))
 }
 
-pub(crate) fn get_in(engine: &Engine, root: PageRef, key: &[u8]) -> Result<Option<IVec>> {
-    read::get_with(&engine.pager, None, root, key, |v| value_of(&engine.pager, v))
+/// A lookup through snapshot `snap`, whose root pins it may use.
+pub(crate) fn get_in(engine: &Engine, snap: &Snapshot, root: PageRef, key: &[u8]) -> Result<Option<IVec>> {
+    read::get_from(&engine.pager, None, Some(&snap.roots), root, key, |v| value_of(&engine.pager, v))
 }
 
 /// A database: a set of named trees in one file. Derefs to its default tree.
@@ -436,7 +437,7 @@ impl Tree {
 
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
         let snap = self.handle.engine.snapshot();
-        get_in(&self.handle.engine, self.root(&snap), key.as_ref())
+        get_in(&self.handle.engine, &snap, self.root(&snap), key.as_ref())
     }
 
     pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {

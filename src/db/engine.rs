@@ -20,6 +20,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::config::Durability;
 use crate::btree::TreeRoot;
+use crate::btree::read::RootPins;
 use crate::btree::tx::TxPages;
 use crate::error::{Error, PageNo, Result};
 use crate::format::commit::CommitRecord;
@@ -39,6 +40,15 @@ pub(crate) struct Snapshot {
     pub(crate) seq: u64,
     pub(crate) catalog: PageRef,
     pub(crate) trees: BTreeMap<Vec<u8>, TreeRoot>,
+    /// The trees' root pages, pinned by the first lookup through this snapshot.
+    pub(crate) roots: RootPins,
+}
+
+impl Snapshot {
+    pub(crate) fn new(seq: u64, catalog: PageRef, trees: BTreeMap<Vec<u8>, TreeRoot>) -> Snapshot {
+        let roots = RootPins::new(trees.values().map(|t| t.root));
+        Snapshot { seq, catalog, trees, roots }
+    }
 }
 
 pub(crate) struct WriterState {
@@ -236,7 +246,7 @@ impl Engine {
         ws.alloc = tx.alloc;
         ws.alloc.release(seq, freed);
         self.pager.raise_page_limit(ws.alloc.page_count);
-        let snap = Arc::new(Snapshot { seq, catalog, trees });
+        let snap = Arc::new(Snapshot::new(seq, catalog, trees));
         {
             let mut cur = self.current.write();
             let old = std::mem::replace(&mut *cur, snap);

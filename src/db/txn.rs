@@ -288,7 +288,7 @@ pub struct ReadTree {
 
 impl ReadTree {
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
-        super::api::get_in(&self.handle.engine, self.root.root, key.as_ref())
+        super::api::get_in(&self.handle.engine, &self.snap, self.root.root, key.as_ref())
     }
     pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool> {
         Ok(read::get(&self.handle.engine.pager, None, self.root.root, key.as_ref())?.is_some())
