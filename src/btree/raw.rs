@@ -4,7 +4,7 @@
 //! damaged page gives `Corrupt { page, BadLayout }`, never a panic or an out-of-range read.
 //!
 //! A node opened from a cache entry (`RawNode::cached`) searches the entry's key prefixes
-//! (`pager::cache::KeyPrefixes`, built here on the page's first search) and reads a key from the
+//! (`pager::cache::KeyPrefixes`, built here on the page's second search) and reads a key from the
 //! page only when prefixes tie: a probe of a cached leaf touches one array instead of an entry
 //! scattered in the page. Prefixes are built only when every key of the page can be read, so a
 //! damaged page is searched, and reported, exactly as without them.
@@ -58,7 +58,7 @@ impl<'a> RawNode<'a> {
         Ok(RawNode { p, page, leaf, n, prefixes: None })
     }
 
-    /// Opens the node a cache entry holds, with its key prefixes (built on first use).
+    /// Opens the node a cache entry holds, with its key prefixes (built on its second search).
     pub(crate) fn cached(p: &'a CachedPage, page: PageNo) -> Result<RawNode<'a>> {
         let mut raw = RawNode::new(p.payload(), page)?;
         raw.prefixes = p.key_prefixes(|| raw.all_prefixes());
@@ -226,8 +226,9 @@ mod tests {
         probes.extend(keys.iter().filter(|k| !k.is_empty()).map(|k| k[..k.len() - 1].to_vec()));
         for (entry, is_leaf) in [(&leaf, true), (&branch, false)] {
             let plain = RawNode::new(entry.payload(), 4).unwrap();
+            assert!(RawNode::cached(entry, 4).unwrap().prefixes.is_none(), "not on the first search");
             let cached = RawNode::cached(entry, 4).unwrap();
-            assert_eq!(cached.prefixes.map(<[u64]>::len), Some(keys.len()), "prefixes built");
+            assert_eq!(cached.prefixes.map(<[u64]>::len), Some(keys.len()), "built on the second");
             for p in &probes {
                 if is_leaf {
                     assert_eq!(cached.leaf_search(p).unwrap(), plain.leaf_search(p).unwrap(), "{p:?}");
@@ -248,6 +249,7 @@ mod tests {
         // Point the last slot past the page: that key cannot be read.
         let slot = PAGE_HEADER_SIZE + SLOT * (keys.len() - 1);
         e.bytes_mut()[slot..slot + 2].copy_from_slice(&0xFFF0u16.to_le_bytes());
+        let _first = RawNode::cached(&e, 4).unwrap();
         let cached = RawNode::cached(&e, 4).unwrap();
         assert!(cached.prefixes.is_none());
         assert!(cached.leaf_search(keys.last().unwrap()).is_err(), "reported as the page search reports it");

@@ -153,6 +153,8 @@ fn decoders(p: &[u8], page: u64, probe: &[u8]) {
         let mut entry = CachedPage::blank();
         let len = p.len().min(PAYLOAD_SIZE);
         entry.bytes_mut()[..len].copy_from_slice(&p[..len]);
+        // The first search goes to the page; the second builds and uses the prefixes.
+        let _ = RawNode::cached(&entry, page).map(|raw| raw.leaf_search(probe));
         if let Ok(cached) = RawNode::cached(&entry, page) {
             raw_node(cached, probe);
         }

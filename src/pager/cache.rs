@@ -7,12 +7,14 @@
 //! (plaintext does not linger in freed heap memory).
 //!
 //! An entry may also carry the 8-byte key prefixes of the node it holds (`KeyPrefixes`), built
-//! by the B-tree layer on the page's first search, so that later searches of the page compare
-//! integers kept side by side instead of following an offset per probe into the page. They are
-//! plaintext too and are wiped with the entry. They are not counted in the byte budget: at most
+//! by the B-tree layer on the page's second search (a page read for one lookup and evicted
+//! never pays for them), so that later searches of the page compare integers kept side by side
+//! instead of following an offset per probe into the page. They are plaintext too and are
+//! wiped with the entry. They are not counted in the byte budget: at most
 //! `MAX_PREFIXES` × 8 bytes per page, typically 3–6% of the page.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::pagemap::PageMap;
@@ -36,8 +38,11 @@ pub(crate) struct CachedPage {
     buf: PageBuf,
     /// Wipe the plaintext when dropped or recycled (`Config::zeroize_cache`, default on).
     pub(crate) wipe: bool,
-    /// Set once, on the first search of the page (`key_prefixes`).
+    /// Set once, on the second search of the page (`key_prefixes`).
     prefixes: OnceLock<KeyPrefixes>,
+    /// Whether the page has been searched once (a page read for one lookup and evicted, the
+    /// cold path, never pays for prefixes).
+    searched: AtomicBool,
 }
 
 /// The most key prefixes kept for one page; a node with more is searched on the page itself.
@@ -78,7 +83,13 @@ impl std::fmt::Debug for KeyPrefixes {
 impl CachedPage {
     /// An empty entry (all zero), to be filled through `Arc::get_mut` before it is shared.
     pub(crate) fn blank() -> CachedPage {
-        CachedPage { buf: [0; PAGE_SIZE], tag: SealTag::default(), wipe: true, prefixes: OnceLock::new() }
+        CachedPage {
+            buf: [0; PAGE_SIZE],
+            tag: SealTag::default(),
+            wipe: true,
+            prefixes: OnceLock::new(),
+            searched: AtomicBool::new(false),
+        }
     }
 
     /// The whole page buffer, to fill (only while the entry is not shared).
@@ -93,15 +104,20 @@ impl CachedPage {
             wipe(&mut self.buf);
         }
         self.prefixes = OnceLock::new();
+        *self.searched.get_mut() = false;
         self.tag = SealTag::default();
         self.wipe = true;
     }
 
-    /// The key prefixes of the node this page holds, built by `build` the first time they are
-    /// asked for. `None` when `build` gives none (not a node, or too many keys).
+    /// The key prefixes of the node this page holds, built by `build` the second time they are
+    /// asked for. `None` the first time, and when `build` gives none (not a node, or too many
+    /// keys).
     pub(crate) fn key_prefixes(&self, build: impl FnOnce() -> Option<KeyPrefixes>) -> Option<&[u64]> {
         if let Some(k) = self.prefixes.get() {
             return Some(&k.0);
+        }
+        if !self.searched.swap(true, Ordering::Relaxed) {
+            return None;
         }
         // A racing builder may win; the loser's copy drops here, wiped.
         let _ = self.prefixes.set(build()?);
