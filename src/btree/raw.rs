@@ -79,6 +79,7 @@ impl<'a> RawNode<'a> {
         }
         Some(out)
     }
+
     pub(crate) fn is_leaf(&self) -> bool {
         self.leaf
     }

@@ -37,7 +37,6 @@ pub(crate) fn get_with<T>(
 /// lookup (no shard lock, no hash, no reference count). The pins hold cache entries, wiped when
 /// the last holder (the cache or the snapshot) drops them; at most one page per tree per live
 /// snapshot, outside the cache's budget.
-#[derive(Default)]
 pub(crate) struct RootPins(Vec<(PageRef, OnceLock<Arc<CachedPage>>)>);
 
 impl RootPins {

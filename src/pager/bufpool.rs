@@ -4,9 +4,9 @@
 //! Layer: pager. Cache misses do not use it: the cache recycles its own entries
 //! (`PageCache::entry`). Invariants: the pool holds sealed pages only, the bytes the file holds
 //! (`Pager::write` gives a buffer back after sealing it in place, and wipes it instead on a
-//! failure before that); whoever
-//! takes a buffer overwrites all of it before reading any of it (`Pager::read_raw` fills it
-//! from storage or fails); the pool never holds more than `MAX_POOLED` buffers.
+//! failure before that); whoever takes a buffer overwrites all of it before reading any of it
+//! (`Pager::read_raw` fills it from storage or fails); the pool never holds more than
+//! `MAX_POOLED` buffers.
 
 use parking_lot::Mutex;
 

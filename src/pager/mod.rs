@@ -208,19 +208,17 @@ impl Pager {
         // The entry takes a copy of the plaintext (wiped whenever it drops); `buf` is sealed in
         // place, or wiped on every path that fails before it is.
         let mut entry = self.cache.entry();
-        let copied = Arc::get_mut(&mut entry).map(|e| e.bytes_mut().copy_from_slice(&buf[..])).is_some();
+        let Some(e) = Arc::get_mut(&mut entry) else {
+            crate::crypto::wipe::wipe(&mut buf[..]);
+            return Err(Error::ReportableBug("a new cache entry is shared".into()));
+        };
+        e.bytes_mut().copy_from_slice(&buf[..]);
         let t = Instant::now();
-        let sealed = self
-            .check_writable()
-            .and_then(
-                |()| if copied { Ok(()) } else { Err(Error::ReportableBug("a new cache entry is shared".into())) },
-            )
-            .and_then(|()| self.sealer.seal(KeyPurpose::Page, page, epoch, &mut buf));
-        let tag = match sealed {
+        let tag = match self.check_writable().and_then(|()| self.sealer.seal(KeyPurpose::Page, page, epoch, &mut buf)) {
             Ok(t) => t,
-            Err(e) => {
+            Err(err) => {
                 crate::crypto::wipe::wipe(&mut buf[..]);
-                return Err(e);
+                return Err(err);
             }
         };
         Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
@@ -228,10 +226,8 @@ impl Pager {
         self.seals_in_epoch.fetch_add(1, Ordering::AcqRel);
         self.write_raw(page, &buf)?;
         self.pool.give(buf);
-        if let Some(e) = Arc::get_mut(&mut entry) {
-            e.tag = tag;
-            e.wipe = self.wipe_cache.load(Ordering::Relaxed);
-        }
+        e.tag = tag;
+        e.wipe = self.wipe_cache.load(Ordering::Relaxed);
         let ev = self.cache.insert(page, entry);
         Counters::add(&self.counters.cache_evictions, ev);
         Ok(tag)
