@@ -574,3 +574,64 @@ fn commits_during_a_sync_in_flight_leave_the_last_synced_commit_intact() {
     db.flush().unwrap();
     assert_eq!(&t.get("k39").unwrap().unwrap()[..], &[7u8; 300][..]);
 }
+
+/// Readers racing a writer through a cache of 64 pages: entries are evicted, wiped and refilled
+/// for other pages while readers hold them or are about to, and each commit's snapshot pins
+/// new roots. Every value a reader gets must be one written for that key (the key is inside the
+/// value) and never older than what the reader saw before.
+#[test]
+fn readers_through_a_tiny_cache_get_their_own_keys_values() {
+    within(120, || {
+        let db = Config::new().temporary(true).use_env(false).cache_capacity(0).open().expect("open");
+        let t = db.open_tree("t").expect("tree");
+        const KEYS: u32 = 3_000;
+        let value = |k: u32, version: u64| {
+            let mut v = format!("key-{k:05}-").into_bytes();
+            v.extend_from_slice(&version.to_be_bytes());
+            v.resize(120, b'.');
+            v
+        };
+        for k in 0..KEYS {
+            t.insert(format!("key-{k:05}"), value(k, 0)).expect("insert");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..3u64)
+            .map(|r| {
+                let (t, stop) = (t.clone(), stop.clone());
+                thread::spawn(move || {
+                    let mut rng = Rng(r + 11);
+                    let mut seen = vec![0u64; KEYS as usize];
+                    let mut reads = 0u64;
+                    while !stop.load(Ordering::Relaxed) || reads < 20_000 {
+                        let k = rng.below(KEYS as u64) as u32;
+                        let v = t.get(format!("key-{k:05}")).expect("get").expect("present");
+                        let prefix = format!("key-{k:05}-");
+                        assert!(v.starts_with(prefix.as_bytes()), "key {k} read another key's value");
+                        let version = u64::from_be_bytes(v[prefix.len()..prefix.len() + 8].try_into().unwrap());
+                        assert!(
+                            version >= seen[k as usize],
+                            "key {k} went back from {} to {version}",
+                            seen[k as usize]
+                        );
+                        seen[k as usize] = version;
+                        reads += 1;
+                    }
+                    reads
+                })
+            })
+            .collect();
+        let mut rng = Rng(5);
+        for version in 1..=400u64 {
+            let mut batch = foldvault::Batch::default();
+            for _ in 0..20 {
+                let k = rng.below(KEYS as u64) as u32;
+                batch.insert(format!("key-{k:05}").as_bytes(), value(k, version));
+            }
+            t.apply_batch(batch).expect("batch");
+        }
+        stop.store(true, Ordering::Relaxed);
+        let reads: u64 = readers.into_iter().map(|h| h.join().expect("reader")).sum();
+        assert!(reads >= 60_000);
+        assert!(db.metrics().cache_evictions > 1_000, "the cache was too large to recycle entries");
+    });
+}
