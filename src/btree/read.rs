@@ -3,7 +3,7 @@
 //! first.
 
 use std::ops::Bound;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use super::MAX_DEPTH;
 use super::node::{Node, Value};
@@ -32,33 +32,42 @@ pub(crate) fn get_with<T>(
     get_from(pager, dirty, None, root, key, f)
 }
 
-/// The root pages of a snapshot's trees, each pinned the first time a lookup through the
-/// snapshot reads it: every lookup passes its tree's root, and a pinned root costs no cache
-/// lookup (no shard lock, no hash, no reference count). The pins hold cache entries, wiped when
-/// the last holder (the cache or the snapshot) drops them; at most one page per tree per live
-/// snapshot, outside the cache's budget.
-pub(crate) struct RootPins(Vec<(PageRef, OnceLock<Arc<CachedPage>>)>);
+/// The most tree roots a snapshot pins (1 MiB of pages).
+pub(crate) const MAX_PINNED_ROOTS: usize = 256;
+
+/// The root pages of a snapshot's trees, pinned when the snapshot is made: every lookup passes
+/// its tree's root, and a pinned root costs no cache lookup (no shard lock, no hash, no
+/// reference count). The pins are cache entries, wiped when their last holder (the cache or a
+/// snapshot) drops them; at most `MAX_PINNED_ROOTS` per snapshot, outside the cache's budget.
+/// Built eagerly, not on first use, so that the list holds no uninitialised bytes (a
+/// `OnceLock` per root would) for the stack to leave key bytes in (SPEC §14).
+pub(crate) struct RootPins(Vec<(PageRef, Arc<CachedPage>)>);
 
 impl RootPins {
-    pub(crate) fn new(roots: impl Iterator<Item = PageRef>) -> RootPins {
-        let mut v: Vec<PageRef> = roots.filter(|r| !r.is_none()).collect();
-        v.sort_by_key(|r| r.page);
-        v.dedup_by_key(|r| r.page);
-        RootPins(v.into_iter().map(|r| (r, OnceLock::new())).collect())
+    /// Pins `roots`: one `prev` pinned is shared from it, another is read through the pager (a
+    /// cache hit for a root the commit just wrote). A root that does not read is left unpinned:
+    /// a lookup reads it and reports the error.
+    pub(crate) fn new(pager: &Pager, roots: impl Iterator<Item = PageRef>, prev: Option<&RootPins>) -> RootPins {
+        let mut v = Vec::new();
+        for r in roots.filter(|r| !r.is_none()).take(MAX_PINNED_ROOTS) {
+            let page = match prev.and_then(|p| p.find(r)) {
+                Some(p) => Some(p.clone()),
+                None => pager.read(r, None).ok(),
+            };
+            if let Some(p) = page {
+                v.push((r, p));
+            }
+        }
+        v.sort_by_key(|(r, _)| r.page);
+        v.dedup_by_key(|(r, _)| r.page);
+        RootPins(v)
     }
 
-    /// The page at `root` if it is one of the pinned roots (read and pinned the first time).
-    fn get(&self, pager: &Pager, root: PageRef) -> Result<Option<&CachedPage>> {
-        let Ok(i) = self.0.binary_search_by_key(&root.page, |(r, _)| r.page) else { return Ok(None) };
-        let Some((r, pin)) = self.0.get(i) else { return Ok(None) };
-        if !r.tag.ct_eq(&root.tag) || r.generation != root.generation {
-            return Ok(None);
-        }
-        if pin.get().is_none() {
-            // A racing reader may pin it first; both read the same checked page.
-            let _ = pin.set(pager.read(root, None)?);
-        }
-        Ok(pin.get().map(|p| &**p))
+    /// The pinned page at `root`, if it is pinned with that tag and generation.
+    fn find(&self, root: PageRef) -> Option<&Arc<CachedPage>> {
+        let i = self.0.binary_search_by_key(&root.page, |(r, _)| r.page).ok()?;
+        let (r, p) = self.0.get(i)?;
+        (r.tag.ct_eq(&root.tag) && r.generation == root.generation).then_some(p)
     }
 }
 
@@ -89,7 +98,7 @@ pub(crate) fn get_from<T>(
             }
         }
         let pinned = match pins {
-            Some(pins) if depth == 0 => pins.get(pager, at)?,
+            Some(pins) if depth == 0 => pins.find(at).map(|p| &**p),
             _ => None,
         };
         let held;
@@ -100,7 +109,7 @@ pub(crate) fn get_from<T>(
                 &*held
             }
         };
-        let raw = RawNode::cached(p, at.page)?;
+        let raw = RawNode::new(p.payload(), at.page)?;
         if raw.is_leaf() {
             return match raw.leaf_search(key)? {
                 Ok(i) => f(raw.leaf_entry(i)?.1).map(Some),
@@ -236,7 +245,7 @@ impl Cursor {
                 return Err(Error::corrupt(at.page, CorruptReason::TooDeep));
             }
             let p = pager.read(at, None)?;
-            let raw = RawNode::cached(&p, at.page)?;
+            let raw = RawNode::new(p.payload(), at.page)?;
             if raw.is_leaf() {
                 let pos = raw.leaf_search(key)?;
                 self.stack.push((p, at.page, 0));

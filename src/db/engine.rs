@@ -40,13 +40,20 @@ pub(crate) struct Snapshot {
     pub(crate) seq: u64,
     pub(crate) catalog: PageRef,
     pub(crate) trees: BTreeMap<Vec<u8>, TreeRoot>,
-    /// The trees' root pages, pinned by the first lookup through this snapshot.
+    /// The trees' root pages, pinned for lookups through this snapshot.
     pub(crate) roots: RootPins,
 }
 
 impl Snapshot {
-    pub(crate) fn new(seq: u64, catalog: PageRef, trees: BTreeMap<Vec<u8>, TreeRoot>) -> Snapshot {
-        let roots = RootPins::new(trees.values().map(|t| t.root));
+    /// A snapshot of `trees`, its roots pinned (shared with `prev` where unchanged).
+    pub(crate) fn new(
+        pager: &Pager,
+        seq: u64,
+        catalog: PageRef,
+        trees: BTreeMap<Vec<u8>, TreeRoot>,
+        prev: Option<&Snapshot>,
+    ) -> Snapshot {
+        let roots = RootPins::new(pager, trees.values().map(|t| t.root), prev.map(|p| &p.roots));
         Snapshot { seq, catalog, trees, roots }
     }
 }
@@ -246,7 +253,7 @@ impl Engine {
         ws.alloc = tx.alloc;
         ws.alloc.release(seq, freed);
         self.pager.raise_page_limit(ws.alloc.page_count);
-        let snap = Arc::new(Snapshot::new(seq, catalog, trees));
+        let snap = Arc::new(Snapshot::new(&self.pager, seq, catalog, trees, Some(base)));
         {
             let mut cur = self.current.write();
             let old = std::mem::replace(&mut *cur, snap);

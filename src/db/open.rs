@@ -124,7 +124,7 @@ fn assemble(
     pager.sealer.set_max_epoch(rec.key_epoch);
     Engine {
         header: Mutex::new(header),
-        current: RwLock::new(Arc::new(Snapshot::new(rec.seq, rec.catalog, trees))),
+        current: RwLock::new(Arc::new(Snapshot::new(&pager, rec.seq, rec.catalog, trees, None))),
         writer: Arc::new(Mutex::new(WriterState {
             alloc: Allocator::new(rec.page_count, free),
             durable: rec,

@@ -36,7 +36,6 @@ use crate::format::page::{
     SealTag, TAG_SIZE, generation,
 };
 use crate::format::{FIRST_DATA_PAGE, PAGE_SIZE, get_u16};
-use crate::pager::cache::CachedPage;
 use crate::pager::{Pager, freelist};
 use crate::storage::MemoryStorage;
 use crate::{CorruptReason, Error, MasterKey};
@@ -148,16 +147,6 @@ fn decoders(p: &[u8], page: u64, probe: &[u8]) {
     }
     if let Ok(raw) = RawNode::new(p, page) {
         raw_node(raw, probe);
-        // The same page as a cache entry: searched through its key prefixes, with the same
-        // answers on sorted keys and no panic on any.
-        let mut entry = CachedPage::blank();
-        let len = p.len().min(PAYLOAD_SIZE);
-        entry.bytes_mut()[..len].copy_from_slice(&p[..len]);
-        // The first search goes to the page; the second builds and uses the prefixes.
-        let _ = RawNode::cached(&entry, page).map(|raw| raw.leaf_search(probe));
-        if let Ok(cached) = RawNode::cached(&entry, page) {
-            raw_node(cached, probe);
-        }
     }
     if let Ok(node) = Node::decode(p, page) {
         assert!(RawNode::new(p, page).is_ok());

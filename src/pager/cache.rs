@@ -6,16 +6,15 @@
 //! serve stale bytes. Eviction is CLOCK per shard. Evicted and dropped entries are zeroized
 //! (plaintext does not linger in freed heap memory).
 //!
-//! An entry may also carry the 8-byte key prefixes of the node it holds (`KeyPrefixes`), built
-//! by the B-tree layer on the page's second search (a page read for one lookup and evicted
-//! never pays for them), so that later searches of the page compare integers kept side by side
-//! instead of following an offset per probe into the page. They are plaintext too and are
-//! wiped with the entry. They are not counted in the byte budget: at most
-//! `MAX_PREFIXES` × 8 bytes per page, typically 3–6% of the page.
+//! An entry has no uninitialised bytes (no padding, no `MaybeUninit`; behind the `Arc` only 7
+//! bytes of tail padding, less than a key prefix): it is built on the stack and moved to the
+//! heap, and uninitialised bytes would carry whatever the stack held there (key bytes a
+//! comparison left, SPEC §14) into a block that is later freed unwiped. (A `OnceLock` of key
+//! prefixes kept here was dropped for that reason: `tests/plaintext_frees.rs` found two prefixes
+//! in its uninitialised slot.)
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use super::pagemap::PageMap;
 
@@ -38,58 +37,12 @@ pub(crate) struct CachedPage {
     buf: PageBuf,
     /// Wipe the plaintext when dropped or recycled (`Config::zeroize_cache`, default on).
     pub(crate) wipe: bool,
-    /// Set once, on the second search of the page (`key_prefixes`).
-    prefixes: OnceLock<KeyPrefixes>,
-    /// Whether the page has been searched once (a page read for one lookup and evicted, the
-    /// cold path, never pays for prefixes).
-    searched: AtomicBool,
-}
-
-/// The most key prefixes kept for one page; a node with more is searched on the page itself.
-pub(crate) const MAX_PREFIXES: usize = 512;
-
-/// The prefixes of a node's keys, in key order. Plaintext: wiped when dropped.
-pub(crate) struct KeyPrefixes(Vec<u64>);
-
-impl KeyPrefixes {
-    /// Room for exactly `n` prefixes (`push` never reallocates, so no copy is left behind).
-    pub(crate) fn with_capacity(n: usize) -> KeyPrefixes {
-        KeyPrefixes(Vec::with_capacity(n.min(MAX_PREFIXES)))
-    }
-    /// Adds the next prefix; `false` (and nothing added) once `MAX_PREFIXES` are held.
-    pub(crate) fn push(&mut self, prefix: u64) -> bool {
-        if self.0.len() >= MAX_PREFIXES {
-            return false;
-        }
-        crate::crypto::wipe::reserve_wiping(&mut self.0, 1);
-        self.0.push(prefix);
-        true
-    }
-}
-
-impl Drop for KeyPrefixes {
-    fn drop(&mut self) {
-        self.0.clear();
-        crate::crypto::wipe::wipe_spare(&mut self.0);
-    }
-}
-
-impl std::fmt::Debug for KeyPrefixes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "KeyPrefixes(len={})", self.0.len())
-    }
 }
 
 impl CachedPage {
     /// An empty entry (all zero), to be filled through `Arc::get_mut` before it is shared.
     pub(crate) fn blank() -> CachedPage {
-        CachedPage {
-            buf: [0; PAGE_SIZE],
-            tag: SealTag::default(),
-            wipe: true,
-            prefixes: OnceLock::new(),
-            searched: AtomicBool::new(false),
-        }
+        CachedPage { buf: [0; PAGE_SIZE], tag: SealTag::default(), wipe: true }
     }
 
     /// The whole page buffer, to fill (only while the entry is not shared).
@@ -97,31 +50,13 @@ impl CachedPage {
         &mut self.buf
     }
 
-    /// Empties a recycled entry: the plaintext wiped (unless `wipe` is off), the prefixes
-    /// dropped (and wiped).
+    /// Empties a recycled entry: the plaintext wiped (unless `wipe` is off).
     fn reset(&mut self) {
         if self.wipe {
             wipe(&mut self.buf);
         }
-        self.prefixes = OnceLock::new();
-        *self.searched.get_mut() = false;
         self.tag = SealTag::default();
         self.wipe = true;
-    }
-
-    /// The key prefixes of the node this page holds, built by `build` the second time they are
-    /// asked for. `None` the first time, and when `build` gives none (not a node, or too many
-    /// keys).
-    pub(crate) fn key_prefixes(&self, build: impl FnOnce() -> Option<KeyPrefixes>) -> Option<&[u64]> {
-        if let Some(k) = self.prefixes.get() {
-            return Some(&k.0);
-        }
-        if !self.searched.swap(true, Ordering::Relaxed) {
-            return None;
-        }
-        // A racing builder may win; the loser's copy drops here, wiped.
-        let _ = self.prefixes.set(build()?);
-        self.prefixes.get().map(|k| &k.0[..])
     }
 
     pub(crate) fn payload(&self) -> &[u8] {
@@ -296,7 +231,7 @@ mod tests {
         let mut e = c.entry();
         assert!(c.spare.lock().is_empty());
         let e = Arc::get_mut(&mut e).expect("a recycled entry is not shared");
-        assert!(e.buf.iter().all(|b| *b == 0) && e.tag.ct_eq(&SealTag::default()) && e.prefixes.get().is_none());
+        assert!(e.buf.iter().all(|b| *b == 0) && e.tag.ct_eq(&SealTag::default()));
     }
 
     #[test]
