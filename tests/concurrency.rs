@@ -576,9 +576,10 @@ fn commits_during_a_sync_in_flight_leave_the_last_synced_commit_intact() {
 }
 
 /// Readers racing a writer through a cache of 64 pages: entries are evicted, wiped and refilled
-/// for other pages while readers hold them or are about to, and each commit's snapshot pins
-/// new roots. Every value a reader gets must be one written for that key (the key is inside the
-/// value) and never older than what the reader saw before.
+/// for other pages while readers hold them or are about to, page numbers are reused as soon as
+/// each commit is durable, and each commit's snapshot pins new roots. Every value a reader gets
+/// must be one written for that key (the key is inside the value) and never older than what the
+/// reader saw before.
 #[test]
 fn readers_through_a_tiny_cache_get_their_own_keys_values() {
     within(120, || {
@@ -628,6 +629,8 @@ fn readers_through_a_tiny_cache_get_their_own_keys_values() {
                 batch.insert(format!("key-{k:05}").as_bytes(), value(k, version));
             }
             t.apply_batch(batch).expect("batch");
+            // Durable at once, so freed pages are handed out again while readers run.
+            db.flush().expect("flush");
         }
         stop.store(true, Ordering::Relaxed);
         let reads: u64 = readers.into_iter().map(|h| h.join().expect("reader")).sum();
