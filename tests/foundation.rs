@@ -182,6 +182,8 @@ fn lookups_follow_their_own_snapshots_roots() {
     assert_eq!(t.get(1234u32.to_be_bytes()).unwrap().as_deref(), Some(&[7u8; 40][..]));
     assert_eq!(old.get(b"k").unwrap().as_deref(), Some(&b"v1"[..]), "the old snapshot keeps its root");
     assert_eq!(old.get(1234u32.to_be_bytes()).unwrap(), None);
+    assert!(old.contains_key(b"k").unwrap() && !old.contains_key(1234u32.to_be_bytes()).unwrap());
+    assert!(t.contains_key(1234u32.to_be_bytes()).unwrap() && !t.contains_key(b"absent").unwrap());
     assert_eq!(u.get(b"k").unwrap().as_deref(), Some(&b"u"[..]));
     drop((old, before));
     // Empty it: no root at all.

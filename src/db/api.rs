@@ -199,6 +199,11 @@ pub(crate) fn get_in(engine: &Engine, snap: &Snapshot, root: PageRef, key: &[u8]
     read::get_from(&engine.pager, None, Some(&snap.roots), root, key, |v| value_of(&engine.pager, v))
 }
 
+/// Whether `key` is in the tree at `root` of snapshot `snap` (the value is not copied).
+pub(crate) fn contains_in(engine: &Engine, snap: &Snapshot, root: PageRef, key: &[u8]) -> Result<bool> {
+    Ok(read::get_from(&engine.pager, None, Some(&snap.roots), root, key, |_| Ok(()))?.is_some())
+}
+
 /// A database: a set of named trees in one file. Derefs to its default tree.
 #[derive(Clone)]
 pub struct Db {
@@ -446,7 +451,7 @@ impl Tree {
 
     pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool> {
         let snap = self.handle.engine.snapshot();
-        Ok(read::get(&self.handle.engine.pager, None, self.root(&snap), key.as_ref())?.is_some())
+        contains_in(&self.handle.engine, &snap, self.root(&snap), key.as_ref())
     }
 
     /// Sets `key` to `new` only if its current value is `old` (`None` = absent).

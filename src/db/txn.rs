@@ -291,7 +291,7 @@ impl ReadTree {
         super::api::get_in(&self.handle.engine, &self.snap, self.root.root, key.as_ref())
     }
     pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool> {
-        Ok(read::get(&self.handle.engine.pager, None, self.root.root, key.as_ref())?.is_some())
+        super::api::contains_in(&self.handle.engine, &self.snap, self.root.root, key.as_ref())
     }
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         Iter::new(

@@ -99,12 +99,6 @@ pub(crate) struct PageCache {
 /// At most this many spare entries (256 KiB).
 const MAX_SPARE: usize = 64;
 
-/// Counters the cache reports to the metrics.
-pub(crate) enum CacheEvent {
-    Hit,
-    Miss,
-}
-
 impl PageCache {
     pub(crate) fn new(capacity_bytes: usize) -> PageCache {
         let pages = (capacity_bytes / crate::format::PAGE_SIZE).max(SHARDS * 4);
@@ -137,16 +131,16 @@ impl PageCache {
     }
 
     /// The cached page if present *and* sealed with `tag`.
-    pub(crate) fn get(&self, page: PageNo, tag: &SealTag) -> (Option<Arc<CachedPage>>, CacheEvent) {
+    pub(crate) fn get(&self, page: PageNo, tag: &SealTag) -> Option<Arc<CachedPage>> {
         let mut s = self.shard(page).lock();
         match s.map.get_mut(&page) {
             Some(slot) if slot.page.tag.ct_eq(tag) => {
                 slot.referenced = true;
                 let page = slot.page.clone();
                 s.hits += 1;
-                (Some(page), CacheEvent::Hit)
+                Some(page)
             }
-            _ => (None, CacheEvent::Miss),
+            _ => None,
         }
     }
 
@@ -222,7 +216,7 @@ mod tests {
     fn an_evicted_entry_is_recycled_wiped_unless_a_reader_holds_it() {
         let c = PageCache::new(0);
         c.insert(5, page(0xAB));
-        let held = c.get(5, &SealTag([0xAB; 16])).0;
+        let held = c.get(5, &SealTag([0xAB; 16]));
         c.remove(5);
         assert_eq!(c.spare.lock().len(), 0, "a reader holds it: not reused");
         assert!(held.is_some_and(|p| p.payload().iter().all(|b| *b == 0xAB)));
@@ -238,8 +232,8 @@ mod tests {
     fn tag_must_match_and_capacity_holds() {
         let c = PageCache::new(0);
         c.insert(5, page(1));
-        assert!(c.get(5, &SealTag([1; 16])).0.is_some());
-        assert!(c.get(5, &SealTag([2; 16])).0.is_none());
+        assert!(c.get(5, &SealTag([1; 16])).is_some());
+        assert!(c.get(5, &SealTag([2; 16])).is_none());
         for p in 0..10_000 {
             c.insert(p, page(3));
         }

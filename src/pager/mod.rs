@@ -40,7 +40,7 @@ use crate::format::commit::CommitRecord;
 use crate::format::page::{PageKind, PageRef, SealTag, check_kind};
 use crate::format::{FIRST_DATA_PAGE, PAGE_SIZE};
 use crate::storage::Storage;
-use cache::{CacheEvent, CachedPage, PageCache};
+use cache::{CachedPage, PageCache};
 use metrics::Counters;
 
 pub(crate) struct Pager {
@@ -164,11 +164,9 @@ impl Pager {
         if r.page < FIRST_DATA_PAGE || r.page >= self.page_limit() {
             return Err(Error::corrupt(r.page, CorruptReason::PageOutOfRange));
         }
-        let (hit, ev) = self.cache.get(r.page, &r.tag);
-        if let Some(p) = hit {
+        if let Some(p) = self.cache.get(r.page, &r.tag) {
             return Ok(p);
         }
-        debug_assert!(matches!(ev, CacheEvent::Miss));
         Counters::add(&self.counters.cache_misses, 1);
         let p = self.open_from_disk(r.page, KeyPurpose::Page)?;
         if !p.tag.ct_eq(&r.tag) || (r.generation != 0 && crate::format::page::generation(p.payload()) != r.generation) {
