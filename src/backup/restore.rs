@@ -84,7 +84,8 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         let mut alloc = Allocator::new(page_count, free);
         pager.set_page_limit(page_count);
         pager.sealer.set_max_epoch(header.key_epoch);
-        let (fl, _) = freelist::write(&pager, &mut alloc, header.seq, header.key_epoch)?;
+        let (fl, _) =
+            freelist::write(&pager, &mut alloc, header.seq, header.key_epoch, &mut freelist::FreeChain::default())?;
         pager.ensure_pages(alloc.page_count)?;
         let rec = CommitRecord {
             seq: header.seq,

@@ -164,7 +164,7 @@ impl Db {
             }
             trees.push(TreeReport { name: label, records, pages });
         }
-        for &p in &ws.freelist_pages {
+        for p in ws.freelist.pages() {
             if !mark(&mut roles, p, &PageRole::FreeList) {
                 problems.push(Problem { tree: "free list".into(), page: p, reason: CorruptReason::FreeList });
             }

@@ -62,7 +62,8 @@ pub(crate) struct WriterState {
     pub(crate) alloc: Allocator,
     pub(crate) durable: CommitRecord,
     pub(crate) durable_slot: PageNo,
-    pub(crate) freelist_pages: Vec<PageNo>,
+    /// The durable free-list chain, head first (`freelist::write` keeps what it can of it).
+    pub(crate) freelist: freelist::FreeChain,
     pub(crate) retained: Vec<(u64, Weak<Snapshot>)>,
     pub(crate) epoch: u32,
     /// After a rekey: (the first commit whose pages are all under the new key, that key's first
@@ -384,9 +385,7 @@ impl Engine {
     fn prepare_durable(&self, ws: &mut WriterState) -> Result<(u64, usize)> {
         let snap = self.snapshot();
         let seq = snap.seq;
-        let old_fl = std::mem::take(&mut ws.freelist_pages);
-        ws.alloc.release(seq, old_fl);
-        let (fl, fl_pages) = freelist::write(&self.pager, &mut ws.alloc, seq, ws.epoch)?;
+        let (fl, written) = freelist::write(&self.pager, &mut ws.alloc, seq, ws.epoch, &mut ws.freelist)?;
         self.pager.raise_page_limit(ws.alloc.page_count);
         self.pager.ensure_pages(ws.alloc.page_count)?;
         let header_generation = self.header.lock().generation;
@@ -404,11 +403,10 @@ impl Engine {
         };
         let slot = if ws.durable_slot == COMMIT_PAGE_A { COMMIT_PAGE_B } else { COMMIT_PAGE_A };
         self.pager.write_commit(slot, &rec)?;
-        let pages = fl_pages.len() + 1;
+        let pages = written + 1;
         ws.alloc.mark_durable();
         ws.durable = rec;
         ws.durable_slot = slot;
-        ws.freelist_pages = fl_pages;
         // Every commit so far is in this record (commits set the flag under the writer, which
         // the caller holds).
         self.undurable.store(false, Ordering::Release);

@@ -129,7 +129,7 @@ fn assemble(
             alloc: Allocator::new(rec.page_count, free),
             durable: rec,
             durable_slot: slot,
-            freelist_pages: free_chain,
+            freelist: freelist::FreeChain::read_at_open(free_chain),
             retained: Vec::new(),
             epoch: rec.key_epoch,
             retiring_keys: None,

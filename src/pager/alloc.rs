@@ -6,7 +6,7 @@
 //! freed by commit K are handed out again only once K is durable *and* no live snapshot is
 //! older than K (a snapshot at K-1 may still read them).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 
 use crate::error::PageNo;
 
@@ -17,9 +17,13 @@ pub(crate) struct Allocator {
     pending: VecDeque<(u64, Vec<PageNo>)>,
     /// Pages handed out since the last durable commit: the durable state does not reference
     /// them, so once freed they wait only for readers, not for durability.
-    fresh: std::collections::HashSet<PageNo>,
+    fresh: HashSet<PageNo>,
     /// Freed fresh pages: (commit that freed them, pages).
     pending_fresh: VecDeque<(u64, Vec<PageNo>)>,
+    /// Pages released or given back since the free list was last written (with repeats, and
+    /// possibly handed out again since): what the free-list writer looks at besides its own
+    /// chain's extents.
+    unused_since: Vec<PageNo>,
     /// High-water mark: pages at or above are unused and not recorded anywhere.
     pub(crate) page_count: u64,
 }
@@ -32,15 +36,47 @@ impl Allocator {
     /// A page no durable or readable state references. Lowest free page first, so the file
     /// stays compact; otherwise the next page past the high-water mark.
     pub(crate) fn alloc(&mut self) -> PageNo {
-        let p = match self.free.pop_first() {
-            Some(p) => p,
-            None => {
-                self.page_count += 1;
-                self.page_count - 1
+        match self.free.pop_first() {
+            Some(p) => {
+                self.fresh.insert(p);
+                p
             }
-        };
-        self.fresh.insert(p);
-        p
+            None => self.extend(),
+        }
+    }
+
+    /// Hands out `page` if it is free now (the free-list writer picks its own pages).
+    pub(crate) fn take_free(&mut self, page: PageNo) -> bool {
+        let taken = self.free.remove(&page);
+        if taken {
+            self.fresh.insert(page);
+        }
+        taken
+    }
+
+    /// Hands out a new page past the high-water mark.
+    pub(crate) fn extend(&mut self) -> PageNo {
+        self.page_count += 1;
+        self.fresh.insert(self.page_count - 1);
+        self.page_count - 1
+    }
+
+    /// Pages handed out since the last durable record was written, which is also since the
+    /// free list was last written (`freelist::write` runs just before `mark_durable`).
+    pub(crate) fn handed_out(&self) -> impl Iterator<Item = PageNo> + '_ {
+        self.fresh.iter().copied()
+    }
+
+    /// The pages released or given back since the last call (see `unused_since`).
+    pub(crate) fn take_unused_since(&mut self) -> Vec<PageNo> {
+        std::mem::take(&mut self.unused_since)
+    }
+
+    /// A test of whether a page is unused now (free, or waiting in a queue), for many pages.
+    pub(crate) fn unused_test(&self) -> impl Fn(PageNo) -> bool + '_ {
+        let queued: HashSet<PageNo> =
+            self.pending.iter().chain(self.pending_fresh.iter()).flat_map(|(_, v)| v.iter().copied()).collect();
+        move |page| self.free.contains(&page) || queued.contains(&page)
     }
 
     /// The newest commit became durable: nothing allocated so far is fresh any more.
@@ -58,11 +94,13 @@ impl Allocator {
     /// Returns a page that no committed state ever referenced (allocated and dropped within one
     /// transaction, or by an aborted one): reusable at once.
     pub(crate) fn give_back(&mut self, page: PageNo) {
+        self.unused_since.push(page);
         self.free.insert(page);
     }
 
     /// Records pages freed by commit `seq`.
     pub(crate) fn release(&mut self, seq: u64, pages: Vec<PageNo>) {
+        self.unused_since.extend_from_slice(&pages);
         let (fresh, old): (Vec<PageNo>, Vec<PageNo>) = pages.into_iter().partition(|p| self.fresh.contains(p));
         for (list, pages) in [(&mut self.pending_fresh, fresh), (&mut self.pending, old)] {
             if pages.is_empty() {
@@ -99,11 +137,21 @@ impl Allocator {
     /// Every page not in use by the newest state: free and pending, sorted. This is what the
     /// durable free list records (after a reopen no snapshot is alive).
     pub(crate) fn all_unused(&self) -> Vec<PageNo> {
-        let mut v: Vec<PageNo> = self.free.iter().copied().collect();
+        // `free` is sorted already and usually far larger than the queues: merge, not sort.
+        let mut queued: Vec<PageNo> = Vec::new();
         for (_, p) in self.pending.iter().chain(self.pending_fresh.iter()) {
-            v.extend_from_slice(p);
+            queued.extend_from_slice(p);
         }
-        v.sort_unstable();
+        queued.sort_unstable();
+        let mut v: Vec<PageNo> = Vec::with_capacity(self.free.len() + queued.len());
+        let mut q = queued.into_iter().peekable();
+        for &p in &self.free {
+            while let Some(x) = q.next_if(|&x| x < p) {
+                v.push(x);
+            }
+            v.push(p);
+        }
+        v.extend(q);
         v.dedup();
         v
     }
