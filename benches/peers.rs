@@ -129,6 +129,7 @@ fn rows(s: &Sizes) -> Vec<Row> {
         row("reads", format!("{} random reads", group(n)), "ms"),
         row("scans", format!("{} range scans of 10", group(n / 10)), "ms"),
         row("remove", format!("remove {} (1 commit)", group(n / 2)), "ms"),
+        row("single_after", format!("{} durable commits of 1, after the removal", group(s.single_commits)), "ms"),
         row("open", "reopen + 1 read, after the removal".to_string(), "ms"),
         row("open_small", "reopen + 1 read, after a 1-record commit".to_string(), "ms"),
         row("cold_reads", format!("{} reads, cache = live data / 10", group(n)), "ms"),

@@ -118,6 +118,8 @@ pub struct Records {
     pub single: Keys,
     /// `batches * batch_len` keys, committed in batches.
     pub batched: Keys,
+    /// One per individual commit after the removal of half the loaded records.
+    pub after_removal: Keys,
     pub batches: usize,
     pool: Vec<Vec<u8>>,
 }
@@ -142,6 +144,7 @@ impl Records {
             loaded: Keys::generate(d, sizes.n, &mut rng),
             single: Keys::generate(d, sizes.single_commits, &mut rng),
             batched: Keys::generate(d, sizes.batches * sizes.batch_len, &mut rng),
+            after_removal: Keys::generate(d, sizes.single_commits, &mut rng),
             batches: sizes.batches,
             pool,
         }
@@ -284,6 +287,13 @@ pub fn run_child(engine: Engine, d: Dataset, sizes: Sizes, seed: u64) {
     let scanned = timed_db("scans", scan_starts.len(), &mut db, |db| db.scans(&scan_starts, 10));
     assert!(scanned >= scan_starts.len(), "{}: scans returned {scanned}", engine.name());
     timed_db("remove", 1, &mut db, |db| db.remove(&removed));
+    // Small durable commits again, now that the removal left the free space in pieces.
+    let after_removal = rec.pairs(&rec.after_removal, 0..rec.after_removal.count(), 11);
+    timed_db("single_after", after_removal.len(), &mut db, |db| {
+        for p in &after_removal {
+            db.write(std::slice::from_ref(p), true);
+        }
+    });
     report("size_end", dir_size(dir.path()) as f64 / 1e6);
     drop(db);
 

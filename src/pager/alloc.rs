@@ -10,7 +10,10 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 
 use crate::error::PageNo;
 
-#[derive(Debug, Default)]
+/// See `Allocator::unused_since`.
+pub(crate) const UNUSED_SINCE_MAX: usize = 4096;
+
+#[derive(Debug)]
 pub(crate) struct Allocator {
     free: BTreeSet<PageNo>,
     /// (commit sequence that freed them, pages), ascending by sequence.
@@ -22,15 +25,39 @@ pub(crate) struct Allocator {
     pending_fresh: VecDeque<(u64, Vec<PageNo>)>,
     /// Pages released or given back since the free list was last written (with repeats, and
     /// possibly handed out again since): what the free-list writer looks at besides its own
-    /// chain's extents.
-    unused_since: Vec<PageNo>,
+    /// chain's extents. `None` once more than `UNUSED_SINCE_MAX` were recorded (many commits
+    /// without a durable one, or a large one): the writer then writes the whole list.
+    unused_since: Option<Vec<PageNo>>,
     /// High-water mark: pages at or above are unused and not recorded anywhere.
     pub(crate) page_count: u64,
+}
+
+impl Default for Allocator {
+    fn default() -> Allocator {
+        Allocator {
+            free: BTreeSet::new(),
+            pending: VecDeque::new(),
+            fresh: HashSet::new(),
+            pending_fresh: VecDeque::new(),
+            unused_since: Some(Vec::new()),
+            page_count: 0,
+        }
+    }
 }
 
 impl Allocator {
     pub(crate) fn new(page_count: u64, free: impl IntoIterator<Item = PageNo>) -> Allocator {
         Allocator { free: free.into_iter().collect(), page_count, ..Allocator::default() }
+    }
+
+    fn note_unused(&mut self, pages: &[PageNo]) {
+        if let Some(v) = &mut self.unused_since {
+            if v.len() + pages.len() > UNUSED_SINCE_MAX {
+                self.unused_since = None;
+            } else {
+                v.extend_from_slice(pages);
+            }
+        }
     }
 
     /// A page no durable or readable state references. Lowest free page first, so the file
@@ -67,9 +94,10 @@ impl Allocator {
         self.fresh.iter().copied()
     }
 
-    /// The pages released or given back since the last call (see `unused_since`).
-    pub(crate) fn take_unused_since(&mut self) -> Vec<PageNo> {
-        std::mem::take(&mut self.unused_since)
+    /// The pages released or given back since the last call, `None` if too many to track
+    /// (see `unused_since`).
+    pub(crate) fn take_unused_since(&mut self) -> Option<Vec<PageNo>> {
+        self.unused_since.replace(Vec::new())
     }
 
     /// A test of whether a page is unused now (free, or waiting in a queue), for many pages.
@@ -94,13 +122,13 @@ impl Allocator {
     /// Returns a page that no committed state ever referenced (allocated and dropped within one
     /// transaction, or by an aborted one): reusable at once.
     pub(crate) fn give_back(&mut self, page: PageNo) {
-        self.unused_since.push(page);
+        self.note_unused(&[page]);
         self.free.insert(page);
     }
 
     /// Records pages freed by commit `seq`.
     pub(crate) fn release(&mut self, seq: u64, pages: Vec<PageNo>) {
-        self.unused_since.extend_from_slice(&pages);
+        self.note_unused(&pages);
         let (fresh, old): (Vec<PageNo>, Vec<PageNo>) = pages.into_iter().partition(|p| self.fresh.contains(p));
         for (list, pages) in [(&mut self.pending_fresh, fresh), (&mut self.pending, old)] {
             if pages.is_empty() {

@@ -147,9 +147,11 @@ pub(crate) fn write(
     let dropped_pages: Vec<PageNo> = dropped.iter().map(|c| c.page).collect();
     alloc.release(seq, dropped_pages.clone());
     let mut front: Option<Vec<PageNo>> = None;
-    // A commit that freed many pages (a large removal) writes the list whole.
-    let few_changes = became_unused.len() <= MAX_FRONT_PAGES * EXTENTS_PER_PAGE;
-    if few_changes && dropped.iter().all(|c| c.known.is_some()) && !chain.pages.is_empty() {
+    // Many pages freed since the last write (a large removal, or many commits without a
+    // durable one): the list is written whole.
+    if let Some(became_unused) =
+        became_unused.filter(|_| dropped.iter().all(|c| c.known.is_some()) && !chain.pages.is_empty())
+    {
         // Pages the dropped pages recorded stay unused unless handed out since and still in
         // use; pages that became unused since (and the dropped chain pages) count if they
         // still are and no kept page records them.
@@ -328,7 +330,9 @@ mod tests {
                     let mut freed = Vec::new();
                     for _ in 0..arg % 50 + 1 {
                         pick = pick.wrapping_mul(31).wrapping_add(arg + 7);
-                        if let Some(&p) = live.iter().nth(pick % live.len().max(1)) {
+                        // From 900 on: the highest live page, so that runs of frees join up.
+                        let at = if arg >= 900 { live.len().saturating_sub(1) } else { pick % live.len().max(1) };
+                        if let Some(&p) = live.iter().nth(at) {
                             live.remove(&p);
                             freed.push(p);
                         }
@@ -366,6 +370,18 @@ mod tests {
         ) {
             run_model(&ops);
         }
+    }
+
+    #[test]
+    fn many_frees_between_durable_writes() {
+        // More pages freed between two durable writes than the allocator tracks one by one
+        // (`UNUSED_SINCE_MAX`): the list is written whole, and still exactly.
+        let mut ops: Vec<(u8, u16)> = vec![(5, 1)];
+        ops.extend([(1u8, 39u16); 150]);
+        ops.extend([(5, 1), (0, 39), (5, 1)]);
+        ops.extend([(2u8, 949u16); 120]);
+        ops.extend([(5, 1), (1, 3), (2, 2), (5, 1), (0, 5), (5, 1)]);
+        run_model(&ops);
     }
 
     #[test]
