@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use crate::error::PageNo;
 
 /// See `Allocator::unused_since`.
-pub(crate) const UNUSED_SINCE_MAX: usize = 4096;
+const UNUSED_SINCE_MAX: usize = 4096;
 
 #[derive(Debug)]
 pub(crate) struct Allocator {
