@@ -146,7 +146,7 @@ pub(crate) fn write(
     let dropped = chain.drop_head(n);
     let dropped_pages: Vec<PageNo> = dropped.iter().map(|c| c.page).collect();
     alloc.release(seq, dropped_pages.clone());
-    let mut front: Option<Vec<PageNo>> = None;
+    let mut front: Option<Vec<(PageNo, u32)>> = None;
     // Many pages freed since the last write (a large removal, or many commits without a
     // durable one): the list is written whole.
     if let Some(became_unused) =
@@ -154,22 +154,24 @@ pub(crate) fn write(
     {
         // Pages the dropped pages recorded stay unused unless handed out since and still in
         // use; pages that became unused since (and the dropped chain pages) count if they
-        // still are and no kept page records them.
+        // still are and no kept page records them. Worked in extents: a dropped page can
+        // record thousands of pages, of which a commit changes a few.
         let is_unused = alloc.unused_test();
         let mut in_use: Vec<PageNo> = alloc.handed_out().filter(|&p| !is_unused(p)).collect();
         in_use.sort_unstable();
-        let mut rest: Vec<PageNo> = Vec::new();
-        for k in dropped.iter().filter_map(|c| c.known.as_ref()) {
-            for &(start, len) in &k.extents {
-                rest.extend((start..start + len as u64).filter(|p| in_use.binary_search(p).is_err()));
-            }
-        }
-        rest.extend(
-            became_unused.into_iter().chain(dropped_pages).filter(|&p| chain.recording(p).is_none() && is_unused(p)),
-        );
-        rest.sort_unstable();
-        rest.dedup();
-        let front_extents = extents(&rest).len();
+        let mut recorded: Vec<(PageNo, u32)> =
+            dropped.iter().filter_map(|c| c.known.as_ref()).flat_map(|k| k.extents.iter().copied()).collect();
+        recorded.sort_unstable();
+        let recorded = without(&recorded, &in_use);
+        let mut singles: Vec<PageNo> = became_unused
+            .into_iter()
+            .chain(dropped_pages)
+            .filter(|&p| chain.recording(p).is_none() && !covers(&recorded, p) && is_unused(p))
+            .collect();
+        singles.sort_unstable();
+        singles.dedup();
+        let rest = union(&recorded, &singles);
+        let front_extents = rest.len();
         let estimate = front_extents.div_ceil(EXTENTS_PER_PAGE) + 1;
         // Pages the whole list would need written afresh: kept pages holding few extents each
         // (each front leaves one partly filled page behind) are packed again once they double it.
@@ -184,7 +186,7 @@ pub(crate) fn write(
         None => {
             let all = chain.drop_head(chain.pages.len());
             alloc.release(seq, all.iter().map(|c| c.page).collect());
-            alloc.all_unused()
+            extents(&alloc.all_unused())
         }
     };
     let (taken, runs) = take_pages(alloc, &rest);
@@ -216,41 +218,67 @@ pub(crate) fn write(
     Ok((next, count))
 }
 
-/// Takes pages for the front of the chain from `rest` (sorted; so never one a kept page
-/// records), until the front's extents (what is left of `rest`) fit them; returns the pages and
-/// those extents. Each page taken leaves the set the front records: the extent count is updated
-/// page by page (a page from inside an extent splits it, a lone page removes one).
-fn take_pages(alloc: &mut Allocator, rest: &[PageNo]) -> (Vec<PageNo>, Vec<(PageNo, u32)>) {
+/// Takes pages for the front of the chain from `rest` (sorted extents; so never a page a kept
+/// page records), until what is left of `rest` fits them; returns the pages and those extents.
+fn take_pages(alloc: &mut Allocator, rest: &[(PageNo, u32)]) -> (Vec<PageNo>, Vec<(PageNo, u32)>) {
     let mut taken: Vec<PageNo> = Vec::new();
-    let mut removed: Vec<PageNo> = Vec::new();
-    let mut count = extents(rest).len();
-    let mut candidates = rest.iter().copied();
+    // The lowest pages of `rest` that are free now (not waiting for durability or readers),
+    // else new pages at the end of the file.
+    let mut candidates = rest.iter().flat_map(|&(start, len)| start..start + len as u64);
     loop {
-        while taken.len() < count.div_ceil(EXTENTS_PER_PAGE) {
-            // The lowest page of `rest` that is free now (not waiting for durability or
-            // readers), else a new page at the end of the file.
+        let mut from_rest: Vec<PageNo> = taken.iter().copied().filter(|&p| covers(rest, p)).collect();
+        from_rest.sort_unstable();
+        let left = without(rest, &from_rest);
+        if left.len().div_ceil(EXTENTS_PER_PAGE) <= taken.len() {
+            return (taken, left);
+        }
+        while taken.len() < left.len().div_ceil(EXTENTS_PER_PAGE) {
             let p = candidates.by_ref().find(|&p| alloc.take_free(p)).unwrap_or_else(|| alloc.extend());
             taken.push(p);
-            if rest.binary_search(&p).is_ok() && !removed.contains(&p) {
-                removed.push(p);
-                let member =
-                    |q: Option<PageNo>| q.is_some_and(|q| rest.binary_search(&q).is_ok() && !removed.contains(&q));
-                match (member(p.checked_sub(1)), member(p.checked_add(1))) {
-                    (true, true) => count += 1,
-                    (false, false) => count = count.saturating_sub(1),
-                    _ => {}
-                }
-            }
         }
-        removed.sort_unstable();
-        let left: Vec<PageNo> = rest.iter().copied().filter(|p| removed.binary_search(p).is_err()).collect();
-        let runs = extents(&left);
-        if runs.len().div_ceil(EXTENTS_PER_PAGE) <= taken.len() {
-            return (taken, runs);
-        }
-        // Only an extent capped at `u32::MAX` pages makes the running count short.
-        count = runs.len();
     }
+}
+
+/// True if the sorted, disjoint `extents` hold `p`.
+fn covers(extents: &[(PageNo, u32)], p: PageNo) -> bool {
+    let i = extents.partition_point(|&(start, _)| start <= p);
+    i > 0 && extents.get(i - 1).is_some_and(|&(start, len)| p - start < len as u64)
+}
+
+/// The sorted, disjoint `extents` less the sorted `pages`, as extents.
+fn without(extents: &[(PageNo, u32)], pages: &[PageNo]) -> Vec<(PageNo, u32)> {
+    let mut out = Vec::with_capacity(extents.len() + pages.len());
+    for &(start, len) in extents {
+        let end = start + len as u64;
+        let lo = pages.partition_point(|&p| p < start);
+        let hi = pages.partition_point(|&p| p < end);
+        let mut at = start;
+        for &p in &pages[lo..hi] {
+            if p > at {
+                out.push((at, (p - at) as u32));
+            }
+            at = p + 1;
+        }
+        if end > at {
+            out.push((at, (end - at) as u32));
+        }
+    }
+    out
+}
+
+/// The sorted, disjoint `extents` with the sorted `pages` (none of them in an extent) added,
+/// adjacent extents joined (up to `u32::MAX` pages each).
+fn union(extents: &[(PageNo, u32)], pages: &[PageNo]) -> Vec<(PageNo, u32)> {
+    let mut all: Vec<(PageNo, u32)> = extents.iter().copied().chain(pages.iter().map(|&p| (p, 1))).collect();
+    all.sort_unstable();
+    let mut out: Vec<(PageNo, u32)> = Vec::with_capacity(all.len());
+    for (start, len) in all {
+        match out.last_mut() {
+            Some((s, l)) if *s + *l as u64 == start && (*l as u64 + len as u64) <= u32::MAX as u64 => *l += len,
+            _ => out.push((start, len)),
+        }
+    }
+    out
 }
 
 /// Reads the free list from `head`: the free pages and the chain's own pages. Every check
@@ -408,6 +436,15 @@ mod tests {
             total += written;
         }
         assert!(total <= 198 * 3, "{total} list pages written for 198 small commits");
+    }
+
+    #[test]
+    fn extent_arithmetic() {
+        let e = vec![(4, 3), (10, 5)];
+        assert!(covers(&e, 6) && covers(&e, 14) && !covers(&e, 7) && !covers(&e, 3) && !covers(&e, 15));
+        assert_eq!(without(&e, &[4, 12, 14]), vec![(5, 2), (10, 2), (13, 1)]);
+        assert_eq!(without(&e, &[]), e);
+        assert_eq!(union(&e, &[2, 7, 8, 15]), vec![(2, 1), (4, 5), (10, 6)]);
     }
 
     #[test]
