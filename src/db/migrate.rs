@@ -175,6 +175,28 @@ pub fn convert_in_place(
     Ok(report)
 }
 
+/// Opens a sled database for reading. sled 0.34 lets go of its directory lock from a background
+/// thread after the last handle drops, so a database its application has just closed can stay
+/// locked for a moment: the open is retried for up to two seconds while sled reports the lock
+/// held (another process that keeps it open still fails, after those two seconds).
+#[cfg(feature = "sled-import")]
+fn open_sled(path: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => return Ok(db),
+            // sled 0.34 reports a held lock as an `Io` error of kind `Other` whose text names it.
+            Err(sled::Error::Io(e))
+                if (e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock"))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(Error::Unsupported(format!("sled: {e}"))),
+        }
+    }
+}
+
 /// Imports every tree of a sled 0.34 database directory into a new foldvault database,
 /// verifying the record count and a digest per tree.
 #[cfg(feature = "sled-import")]
@@ -184,7 +206,7 @@ pub fn from_sled(
     dst_cfg: &Config,
     progress: &mut dyn FnMut(CopyProgress),
 ) -> Result<CopyReport> {
-    let sdb = sled::Config::new().path(sled_path).open().map_err(|e| Error::Unsupported(format!("sled: {e}")))?;
+    let sdb = open_sled(sled_path)?;
     if dst.exists() && std::fs::metadata(dst)?.len() > 0 {
         return Err(Error::AlreadyExists(dst.display().to_string()));
     }
