@@ -142,7 +142,16 @@ pub(crate) fn write(
     chain: &mut FreeChain,
 ) -> Result<(PageRef, usize)> {
     let became_unused = alloc.take_unused_since();
-    let n = chain.rewrite_count(epoch, alloc.handed_out());
+    let mut n = chain.rewrite_count(epoch, alloc.handed_out());
+    // A front ends in one partly filled page, written first (at the head). When anything is
+    // written, that page and any other short ones at the head go into the new front, so short
+    // pages do not pile up between full ones.
+    if n > 0 || became_unused.as_ref().is_none_or(|v| !v.is_empty()) {
+        while chain.pages.get(n).and_then(|c| c.known.as_ref()).is_some_and(|k| k.extents.len() < EXTENTS_PER_PAGE / 4)
+        {
+            n += 1;
+        }
+    }
     let dropped = chain.drop_head(n);
     let dropped_pages: Vec<PageNo> = dropped.iter().map(|c| c.page).collect();
     alloc.release(seq, dropped_pages.clone());
@@ -191,7 +200,13 @@ pub(crate) fn write(
     };
     let (taken, runs) = take_pages(alloc, &rest);
     let mut next = chain.pages.first().and_then(|c| c.known.as_ref()).map_or(PageRef::NONE, |k| k.reference);
-    let chunks: Vec<&[(PageNo, u32)]> = runs.chunks(EXTENTS_PER_PAGE).collect();
+    // The partly filled chunk first: it lands in the head page, which the next write takes in.
+    let short = runs.len() % EXTENTS_PER_PAGE;
+    let chunks: Vec<&[(PageNo, u32)]> = if short == 0 {
+        runs.chunks(EXTENTS_PER_PAGE).collect()
+    } else {
+        std::iter::once(&runs[..short]).chain(runs[short..].chunks(EXTENTS_PER_PAGE)).collect()
+    };
     let mut written: Vec<ChainPage> = Vec::with_capacity(taken.len());
     for (i, &page) in taken.iter().enumerate().rev() {
         let chunk: &[(PageNo, u32)] = chunks.get(i).copied().unwrap_or(&[]);
