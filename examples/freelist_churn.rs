@@ -17,10 +17,12 @@ fn record(rng: &mut Rng, atoms: bool) -> (Vec<u8>, Vec<u8>) {
     if atoms {
         let mut id = [0u8; 16];
         rng.fill(&mut id);
-        let key: String =
-            "atom:".chars().chain(id.iter().flat_map(|b| format!("{b:02x}").chars().collect::<Vec<_>>())).collect();
+        let mut key = b"atom:".to_vec();
+        for b in id {
+            key.extend_from_slice(format!("{b:02x}").as_bytes());
+        }
         let len = 300 + rng.below(1700) as usize;
-        (key.into_bytes(), (0..len).map(|i| b'a' + (i % 26) as u8).collect())
+        (key, (0..len).map(|i| b'a' + (i % 26) as u8).collect())
     } else {
         let mut key = vec![0u8; 16];
         rng.fill(&mut key);

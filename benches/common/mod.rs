@@ -241,6 +241,13 @@ fn timed_db<T>(name: &str, ops: usize, db: &mut Box<dyn Kv>, f: impl FnOnce(&mut
 /// Default cache for every engine whose cache is configurable: foldvault's default, 32 MiB.
 pub const CACHE_BYTES: u64 = 32 << 20;
 
+/// One durable commit per record.
+fn write_one_by_one(db: &mut Box<dyn Kv>, pairs: &[(&[u8], &[u8])]) {
+    for p in pairs {
+        db.write(std::slice::from_ref(p), true);
+    }
+}
+
 /// Runs every workload on `engine` in a fresh directory and prints the results.
 pub fn run_child(engine: Engine, d: Dataset, sizes: Sizes, seed: u64) {
     let rec = Records::generate(d, &sizes, seed);
@@ -271,11 +278,7 @@ pub fn run_child(engine: Engine, d: Dataset, sizes: Sizes, seed: u64) {
     let mut db: Box<dyn Kv> = engine.open(dir.path(), CACHE_BYTES, small_rows);
     timed_db("load", 1, &mut db, |db| db.write(&load, true));
     report("size_load", dir_size(dir.path()) as f64 / 1e6);
-    timed_db("single", singles.len(), &mut db, |db| {
-        for p in &singles {
-            db.write(std::slice::from_ref(p), true);
-        }
-    });
+    timed_db("single", singles.len(), &mut db, |db| write_one_by_one(db, &singles));
     let batch_len = batched.len() / rec.batches.max(1);
     timed_db("batches", rec.batches, &mut db, |db| {
         for chunk in batched.chunks(batch_len.max(1)) {
@@ -289,11 +292,7 @@ pub fn run_child(engine: Engine, d: Dataset, sizes: Sizes, seed: u64) {
     timed_db("remove", 1, &mut db, |db| db.remove(&removed));
     // Small durable commits again, now that the removal left the free space in pieces.
     let after_removal = rec.pairs(&rec.after_removal, 0..rec.after_removal.count(), 11);
-    timed_db("single_after", after_removal.len(), &mut db, |db| {
-        for p in &after_removal {
-            db.write(std::slice::from_ref(p), true);
-        }
-    });
+    timed_db("single_after", after_removal.len(), &mut db, |db| write_one_by_one(db, &after_removal));
     report("size_end", dir_size(dir.path()) as f64 / 1e6);
     drop(db);
 

@@ -29,11 +29,17 @@ pub const EXTENTS_PER_PAGE: usize = (PAYLOAD_SIZE - EXTENTS_OFFSET) / EXTENT_SIZ
 
 /// Run-length encodes a sorted, deduplicated list of pages.
 pub(crate) fn extents(sorted: &[PageNo]) -> Vec<(PageNo, u32)> {
+    coalesce(sorted.iter().map(|&p| (p, 1)))
+}
+
+/// Joins adjacent extents of a list sorted by first page and disjoint (up to `u32::MAX` pages
+/// each).
+fn coalesce(sorted: impl Iterator<Item = (PageNo, u32)>) -> Vec<(PageNo, u32)> {
     let mut out: Vec<(PageNo, u32)> = Vec::new();
-    for &p in sorted {
+    for (start, len) in sorted {
         match out.last_mut() {
-            Some((start, len)) if *start + *len as u64 == p && *len < u32::MAX => *len += 1,
-            _ => out.push((p, 1)),
+            Some((s, l)) if *s + *l as u64 == start && (*l as u64 + len as u64) <= u32::MAX as u64 => *l += len,
+            _ => out.push((start, len)),
         }
     }
     out
@@ -85,8 +91,10 @@ impl FreeChain {
 
     /// How many pages at the head must be rewritten: the pages after them, to the end, were
     /// written by this process under `epoch`, record at least one extent and no page handed
-    /// out since (`allocated`).
-    fn rewrite_count(&self, epoch: u32, allocated: impl Iterator<Item = PageNo>) -> usize {
+    /// out since (`allocated`). When anything is written anyway (`count > 0`, or `writing`: pages
+    /// became unused since), the short pages that follow at the head go too: a front ends in one
+    /// partly filled page, written first, and short pages must not pile up between full ones.
+    fn rewrite_count(&self, epoch: u32, allocated: impl Iterator<Item = PageNo>, writing: bool) -> usize {
         let mut count = 0;
         for (i, c) in self.pages.iter().enumerate() {
             // An empty page (taken as the front's last page when taking pages shrank the
@@ -98,6 +106,16 @@ impl FreeChain {
         for p in allocated {
             if let Some(i) = self.recording(p).and_then(|page| self.pages.iter().position(|c| c.page == page)) {
                 count = count.max(i + 1);
+            }
+        }
+        if count > 0 || writing {
+            while self
+                .pages
+                .get(count)
+                .and_then(|c| c.known.as_ref())
+                .is_some_and(|k| k.extents.len() < EXTENTS_PER_PAGE / 4)
+            {
+                count += 1;
             }
         }
         count
@@ -142,16 +160,8 @@ pub(crate) fn write(
     chain: &mut FreeChain,
 ) -> Result<(PageRef, usize)> {
     let became_unused = alloc.take_unused_since();
-    let mut n = chain.rewrite_count(epoch, alloc.handed_out());
-    // A front ends in one partly filled page, written first (at the head). When anything is
-    // written, that page and any other short ones at the head go into the new front, so short
-    // pages do not pile up between full ones.
-    if n > 0 || became_unused.as_ref().is_none_or(|v| !v.is_empty()) {
-        while chain.pages.get(n).and_then(|c| c.known.as_ref()).is_some_and(|k| k.extents.len() < EXTENTS_PER_PAGE / 4)
-        {
-            n += 1;
-        }
-    }
+    let writing = became_unused.as_ref().is_none_or(|v| !v.is_empty());
+    let n = chain.rewrite_count(epoch, alloc.handed_out(), writing);
     let dropped = chain.drop_head(n);
     let dropped_pages: Vec<PageNo> = dropped.iter().map(|c| c.page).collect();
     alloc.release(seq, dropped_pages.clone());
@@ -286,14 +296,7 @@ fn without(extents: &[(PageNo, u32)], pages: &[PageNo]) -> Vec<(PageNo, u32)> {
 fn union(extents: &[(PageNo, u32)], pages: &[PageNo]) -> Vec<(PageNo, u32)> {
     let mut all: Vec<(PageNo, u32)> = extents.iter().copied().chain(pages.iter().map(|&p| (p, 1))).collect();
     all.sort_unstable();
-    let mut out: Vec<(PageNo, u32)> = Vec::with_capacity(all.len());
-    for (start, len) in all {
-        match out.last_mut() {
-            Some((s, l)) if *s + *l as u64 == start && (*l as u64 + len as u64) <= u32::MAX as u64 => *l += len,
-            _ => out.push((start, len)),
-        }
-    }
-    out
+    coalesce(all.into_iter())
 }
 
 /// Reads the free list from `head`: the free pages and the chain's own pages. Every check
@@ -339,17 +342,22 @@ mod tests {
     use crate::crypto::seal::PageSealer;
     use crate::storage::MemoryStorage;
 
+    /// A pager in memory and an allocator with a fragmented start: every other page of
+    /// 4..3004 free (1,500 lone pages), so the list spans several pages.
+    fn fragmented() -> (Pager, Allocator) {
+        let pager = Pager::new(Arc::new(MemoryStorage::new()), PageSealer::plaintext(*b"freelist-model!!"), 1 << 20);
+        let page_count = FIRST_DATA_PAGE + 3000;
+        (pager, Allocator::new(page_count, (FIRST_DATA_PAGE..page_count).filter(|p| p % 2 == 0)))
+    }
+
     /// The engine's use of the allocator and the free list, driven by `ops`: transactions that
     /// allocate pages and commit or abort, commits that free live pages, readers that hold
     /// freed pages back, epoch changes, and durable commits. After every durable commit the
     /// chain read back from disk must record exactly the allocator's unused pages, its pages
     /// must be those `FreeChain` names, and live, unused and chain pages must partition the file.
     fn run_model(ops: &[(u8, u16)]) {
-        let pager = Pager::new(Arc::new(MemoryStorage::new()), PageSealer::plaintext(*b"freelist-model!!"), 1 << 20);
-        // A fragmented start: every other page of 4..3004 free, so the list spans pages.
-        let page_count = FIRST_DATA_PAGE + 3000;
-        let mut live: BTreeSet<PageNo> = (FIRST_DATA_PAGE..page_count).filter(|p| p % 2 == 1).collect();
-        let mut alloc = Allocator::new(page_count, (FIRST_DATA_PAGE..page_count).filter(|p| p % 2 == 0));
+        let (pager, mut alloc) = fragmented();
+        let mut live: BTreeSet<PageNo> = (FIRST_DATA_PAGE..alloc.page_count).filter(|p| p % 2 == 1).collect();
         let mut chain = FreeChain::default();
         let (mut seq, mut durable, mut oldest, mut epoch) = (1u64, 0u64, 1u64, 0u32);
         let mut pick = 0usize;
@@ -434,9 +442,7 @@ mod tests {
         let ops: Vec<(u8, u16)> =
             (0..600u16).map(|i| ([1u8, 2, 3, 5][i as usize % 4], i.wrapping_mul(7) % 5 + 1)).collect();
         run_model(&ops);
-        let pager = Pager::new(Arc::new(MemoryStorage::new()), PageSealer::plaintext(*b"freelist-model!!"), 1 << 20);
-        let page_count = FIRST_DATA_PAGE + 3000;
-        let mut alloc = Allocator::new(page_count, (FIRST_DATA_PAGE..page_count).filter(|p| p % 2 == 0));
+        let (pager, mut alloc) = fragmented();
         let mut chain = FreeChain::default();
         let (_, first) = write(&pager, &mut alloc, 1, 0, &mut chain).expect("write");
         alloc.mark_durable();
