@@ -66,6 +66,10 @@ async fn sled_calls() {
     assert!(!db.drop_tree("metadata").await.unwrap());
     let (a, b) = (db.generate_id().await.unwrap(), db.generate_id().await.unwrap());
     assert!(b > a);
+    // Compaction after the drop: the file does not grow, the default tree stays.
+    let r = db.compact().await.unwrap();
+    assert!(r.pages_after <= r.pages_before, "{r:?}");
+    assert_eq!(db.get("default").await.unwrap().unwrap(), "yes");
     // Errors come back as foldvault errors.
     let err = db.insert(vec![0u8; foldvault::MAX_KEY_LEN + 1], "x").await.unwrap_err();
     assert!(matches!(err, foldvault::Error::KeyTooLarge { .. }));

@@ -1,10 +1,10 @@
 //! Crash simulation with the fault-injecting storage (issue: tamper evidence & crash safety).
 //!
 //! One run of a workload of 1,000+ transactions over several trees (inserts, overwrites,
-//! removes, large values, tree drops, immediate and eventual commits with flushes). Before every
-//! mutating storage operation an observer takes the image a power loss at that point would
-//! leave, under three models (unsynced writes lost; torn at 512-byte boundaries; reordered then
-//! cut), opens it, runs the integrity check, and hashes the contents. Afterwards each recovered
+//! removes, large values, tree drops, immediate and eventual commits with flushes, compactions).
+//! Before every mutating storage operation an observer takes the image a power loss at that
+//! point would leave, under three models (unsynced writes lost; torn at 512-byte boundaries;
+//! reordered then cut), opens it, runs the integrity check, and hashes the contents. Afterwards each recovered
 //! state must be one of the states between the last commit acknowledged as durable and the
 //! commit in flight: every acknowledged commit survives, nothing of an unacknowledged one is
 //! partly visible. Then I/O errors (one-shot and persistent) at sampled operations, and a second
@@ -146,6 +146,11 @@ fn workload(
         } else if rng.below(3) == 0 {
             progress.lock().upper = states.len() - 1;
             db.flush()?;
+            progress.lock().acked = states.len() - 1;
+        }
+        if rng.below(100) == 0 {
+            // Compaction: moves, trims and cuts the file; it flushes first and changes no data.
+            db.compact()?;
             progress.lock().acked = states.len() - 1;
         }
     }

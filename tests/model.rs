@@ -1,6 +1,6 @@
 //! Model test: random operations over several trees against a `BTreeMap` per tree, for an
 //! encrypted and a plaintext database, with keys and values from 0 bytes to past one page,
-//! transactions, aborts, flushes and reopens.
+//! transactions, aborts, flushes, reopens and compactions.
 
 mod common;
 
@@ -22,6 +22,7 @@ enum Op {
     Flush,
     Reopen,
     PopMin { tree: u8 },
+    Compact,
 }
 
 fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -55,6 +56,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Flush),
         2 => Just(Op::Reopen),
         1 => tree.prop_map(|tree| Op::PopMin { tree }),
+        1 => Just(Op::Compact),
     ]
 }
 
@@ -187,6 +189,12 @@ fn run(ops: Vec<Op>, encrypted: bool) {
                 let t = db.open_tree(NAMES[tree as usize]).unwrap();
                 let got = t.pop_min().unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));
                 assert_eq!(got, model[tree as usize].pop_first());
+            }
+            Op::Compact => {
+                let r = db.compact().unwrap();
+                assert!(r.pages_after <= r.pages_before, "{r:?}");
+                assert!(db.check().unwrap().is_ok());
+                durable = model.clone();
             }
         }
     }

@@ -60,6 +60,8 @@ pub enum Cmd {
     Check(CheckArgs),
     /// Copy every readable record of a damaged database into a new one (exit 4 if any was lost)
     Salvage(SalvageArgs),
+    /// Move pages from the end of the file into free space and shorten the file (online, no data changes)
+    Compact(CompactArgs),
     /// Write a backup stream of the newest commit, encrypted as the database is (OUT `-`: standard output)
     Backup(BackupArgs),
     /// Verify a backup stream (FILE `-`: standard input); with a key, also its pages and trees
@@ -193,6 +195,22 @@ pub struct DumpArgs {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
+    /// The database file (or a database directory)
+    pub db: PathBuf,
+    /// One JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Copy-on-write leaves a file as long as it ever was: a large removal copies the \
+remaining pages past the end and frees the old ones. compact copies the pages at the end of the file \
+into that free space, in durable commits that change no data, then cuts the free end off. Pages an \
+open reader still reads stay. It prints the length before and after.\nExit codes: 0 ok, 3 wrong key, \
+4 a page failed its check, 5 I/O error or locked")]
+pub struct CompactArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
     /// One JSON object instead of text
@@ -542,6 +560,7 @@ fn dispatch(cmd: Cmd) -> Result<(), CliError> {
         Cmd::Demo(a) => demo::demo(a),
         Cmd::Check(a) => maintain::check(a),
         Cmd::Salvage(a) => maintain::salvage(a),
+        Cmd::Compact(a) => c::compact(a),
         Cmd::Backup(a) => maintain::backup(a),
         Cmd::VerifyBackup(a) => maintain::verify_backup(a),
         Cmd::Restore(a) => maintain::restore(a),

@@ -11,7 +11,7 @@ use std::io::{BufRead, Read, Write};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use super::cli::{DumpArgs, InitArgs, KeyCmdArgs, LoadArgs, PutArgs, ScanArgs, StatsArgs};
+use super::cli::{CompactArgs, DumpArgs, InitArgs, KeyCmdArgs, LoadArgs, PutArgs, ScanArgs, StatsArgs};
 use super::jsonl::{Obj, Record};
 use super::keys::{KeyArgs, Prompt};
 use super::{At, CliError};
@@ -331,6 +331,39 @@ pub fn dump(a: DumpArgs) -> Result<(), CliError> {
         }
     }
     o.flush().map_err(CliError::stdout)
+}
+
+pub fn compact(a: CompactArgs) -> Result<(), CliError> {
+    let (db, file) = open_db(&a.db, &a.keys, Access::Write)?;
+    let t0 = std::time::Instant::now();
+    let r = db.compact().at(&file)?;
+    let secs = t0.elapsed().as_secs_f64();
+    drop(db);
+    let mib = |pages: u64| pages as f64 * crate::format::PAGE_SIZE as f64 / (1 << 20) as f64;
+    let mut o = out();
+    if a.json {
+        let obj = Obj::new()
+            .str("file", &file.display().to_string())
+            .num("pages_before", r.pages_before)
+            .num("pages_after", r.pages_after)
+            .num("pages_moved", r.pages_moved)
+            .num("commits", r.commits);
+        writeln!(o, "{}", obj.finish()).map_err(CliError::stdout)?;
+    } else {
+        writeln!(
+            o,
+            "compacted {}: {} pages ({:.1} MiB) -> {} pages ({:.1} MiB); {} pages moved in {} commits ({secs:.2} s)",
+            file.display(),
+            r.pages_before,
+            mib(r.pages_before),
+            r.pages_after,
+            mib(r.pages_after),
+            r.pages_moved,
+            r.commits
+        )
+        .map_err(CliError::stdout)?;
+    }
+    Ok(())
 }
 
 pub fn stats(a: StatsArgs) -> Result<(), CliError> {

@@ -12,11 +12,11 @@
 //!   each parent records its children's final tags;
 //! - descent is bounded by `MAX_DEPTH`, so a damaged file with a cycle cannot recurse forever.
 
+pub(crate) mod copy;
 pub(crate) mod node;
 pub(crate) mod overflow;
 pub(crate) mod raw;
 pub(crate) mod read;
-pub(crate) mod reseal;
 pub(crate) mod salvage;
 pub(crate) mod search;
 pub(crate) mod tx;

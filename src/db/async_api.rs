@@ -103,6 +103,12 @@ impl AsyncDb {
         let db = self.db.clone();
         blocking(move || db.generate_id())
     }
+
+    /// `Db::compact` on a blocking thread.
+    pub fn compact(&self) -> impl Future<Output = Result<crate::CompactReport>> + Send + 'static {
+        let db = self.db.clone();
+        blocking(move || db.compact())
+    }
 }
 
 /// A tree whose operations are `async`. Cheap to clone.

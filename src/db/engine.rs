@@ -436,8 +436,15 @@ impl Engine {
         {
             return Ok(());
         }
-        // Same sequence number and state; recovery prefers, among equal sequence numbers, the
-        // record with the higher `prev_durable_seq`.
+        self.copy_durable_record(&mut ws)
+    }
+
+    /// Writes the last durable record again, into the other slot, with `prev_durable_seq = seq`,
+    /// and syncs: both slots then name the same state (clean close; compaction before it cuts
+    /// the file). Same sequence number and state; recovery prefers, among equal sequence
+    /// numbers, the record with the higher `prev_durable_seq`. The caller holds `sync_lock` and
+    /// nothing is pending (`undurable` is false).
+    pub(crate) fn copy_durable_record(&self, ws: &mut WriterState) -> Result<()> {
         let mut rec = ws.durable;
         rec.prev_durable_seq = rec.seq;
         rec.seals_in_epoch = self.pager.seals_in_epoch() + 1;

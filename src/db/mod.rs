@@ -7,6 +7,7 @@ pub(crate) mod api;
 #[cfg(feature = "tokio")]
 pub(crate) mod async_api;
 pub(crate) mod check;
+pub(crate) mod compact;
 pub(crate) mod config;
 pub(crate) mod engine;
 pub(crate) mod iter;

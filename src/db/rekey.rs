@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 use super::api::Db;
 use super::config::Durability;
 use crate::btree::TreeRoot;
+use crate::btree::copy::CopyRule;
 use crate::crypto::keys::SecretKey;
 use crate::crypto::seal::DataKeys;
 use crate::crypto::slots::{self, Credentials};
@@ -103,7 +104,7 @@ impl Db {
             let mut result = Ok(());
             for (name, root) in trees.iter_mut() {
                 let mut r: TreeRoot = *root;
-                match tx.reseal_older(&mut r.root, first_epoch, &mut budget) {
+                match tx.copy_where(&mut r.root, CopyRule::EpochBelow(first_epoch), &mut budget) {
                     Ok(true) => {
                         *root = r;
                         changed.insert(name.clone());
@@ -120,7 +121,7 @@ impl Db {
             }
             if result.is_ok() && budget > 0 {
                 let mut cat = base.catalog;
-                match tx.reseal_older(&mut cat, first_epoch, &mut budget) {
+                match tx.copy_where(&mut cat, CopyRule::EpochBelow(first_epoch), &mut budget) {
                     Ok(true) => tx.catalog_root = Some(cat),
                     Ok(false) => {}
                     Err(err) => result = Err(err),

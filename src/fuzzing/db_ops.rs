@@ -5,7 +5,7 @@
 //! page cache), then operations until the input ends (at most `MAX_OPS`). A tree operation
 //! (insert, remove, reads of six kinds, batch, clear or drop, pop, compare-and-swap) runs alone
 //! as its own transaction, or several run in a `WriteTransaction` committed with either
-//! durability or aborted. Others: flush, reopen, `generate_id`; a *crash* (optionally a power
+//! durability or aborted. Others: flush, reopen, `generate_id`, `compact`; a *crash* (optionally a power
 //! loss during one operation, then `crash_image(model)` reopened); an *I/O error* (`FaultPlan
 //! { fail_at, persistent, spare_reads }` during one operation, then the live image reopened).
 //!
@@ -32,6 +32,7 @@ enum Op {
     Tx { ops: Vec<(usize, TreeOp)>, commit: bool, durability: Durability },
     Flush,
     GenerateId,
+    Compact,
     Reopen,
     Crash { model: CrashModel, at: Option<u64>, op: Box<Op> },
     Fault { plan: FaultPlan, op: Box<Op> },
@@ -47,6 +48,7 @@ fn op(inp: &mut Input, nested: bool) -> Op {
             Op::Tx { ops, commit, durability: if immediate { Durability::Immediate } else { Durability::Eventual } }
         }
         6 => Op::Flush,
+        7 if inp.u8().is_multiple_of(4) => Op::Compact,
         7 => Op::GenerateId,
         8 => Op::Reopen,
         9 => {
@@ -85,6 +87,7 @@ fn exec(db: &Db, op: &Op, got: &mut Vec<Out>) -> Result<()> {
         }
         Op::Flush => _ = db.flush()?,
         Op::GenerateId => got.push(Out::Id(db.generate_id()?)),
+        Op::Compact => _ = db.compact()?,
         Op::RemoveExisting { .. } | Op::Reopen | Op::Crash { .. } | Op::Fault { .. } => {}
     }
     Ok(())
@@ -165,13 +168,13 @@ impl Harness {
         }
         assert_eq!(got, want, "results of {op:?}");
         let durable = match op {
-            Op::Flush | Op::GenerateId => true,
+            Op::Flush | Op::GenerateId | Op::Compact => true,
             Op::Tx { commit, durability, .. } => *commit && *durability == Durability::Immediate,
             Op::One(..) => self.durability == Durability::Immediate,
             _ => false,
         };
         let certain = next != self.live
-            || matches!(op, Op::Flush)
+            || matches!(op, Op::Flush | Op::Compact)
             || matches!(op, Op::One(_, TreeOp::Put { key, value: Some(_) }) if key.len() <= MAX_KEY_LEN);
         if durable && certain {
             self.durable = vec![next.clone()];

@@ -9,6 +9,7 @@
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
 use crate::error::PageNo;
+use crate::format::FIRST_DATA_PAGE;
 
 /// See `Allocator::unused_since`.
 const UNUSED_SINCE_MAX: usize = 4096;
@@ -160,6 +161,61 @@ impl Allocator {
                 self.free.extend(pages);
             }
         }
+    }
+
+    /// Makes the next free-list write record the whole list (compaction: so that no chain page
+    /// outlives a truncation, and no extent names a page past the new end).
+    pub(crate) fn forget_unused_since(&mut self) {
+        self.unused_since = None;
+    }
+
+    /// The lowest page `t` such that the pages in use at or above `t` (tree, overflow and chain
+    /// pages) fit, with room to spare, in the pages free now below `t`: what compaction moves
+    /// pages under. The spare room covers the branches a move copies on its way to the root.
+    /// `page_count` when nothing can be moved.
+    pub(crate) fn compaction_target(&self) -> PageNo {
+        let unused = self.all_unused();
+        let free_total = self.free.len() as u64;
+        // Walk `t` down from the end: pages at or above `t`, of them unused, and free below.
+        let (mut t, mut unused_above, mut free_above) = (self.page_count, 0u64, 0u64);
+        let mut best = self.page_count;
+        let mut u = unused.len();
+        while t > FIRST_DATA_PAGE {
+            t -= 1;
+            if u > 0 && unused.get(u - 1) == Some(&t) {
+                u -= 1;
+                unused_above += 1;
+                free_above += u64::from(self.free.contains(&t));
+            }
+            let in_use_above = (self.page_count - t) - unused_above;
+            let free_below = free_total - free_above;
+            if free_below < in_use_above + in_use_above / 8 + 16 {
+                break;
+            }
+            best = t;
+        }
+        best
+    }
+
+    /// Pages free now (not waiting in a queue).
+    pub(crate) fn free_len(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Gives up the free pages at the end of the file: lowers `page_count` past every free page
+    /// that ends it, keeping at least `keep` free pages (for the free list the caller writes
+    /// next). Pages waiting in a queue are not free yet and stop it. Returns how many pages were
+    /// given up.
+    pub(crate) fn trim_free_tail(&mut self, keep: usize) -> u64 {
+        let before = self.page_count;
+        while self.page_count > FIRST_DATA_PAGE
+            && self.free.len() > keep
+            && self.free.last() == Some(&(self.page_count - 1))
+        {
+            self.free.pop_last();
+            self.page_count -= 1;
+        }
+        before - self.page_count
     }
 
     /// Every page not in use by the newest state: free and pending, sorted. This is what the

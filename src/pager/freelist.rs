@@ -243,6 +243,12 @@ pub(crate) fn write(
     Ok((next, count))
 }
 
+/// An upper bound on the pages a whole list written now would take (`write` after
+/// `Allocator::forget_unused_since`): taking a page out of an extent splits it at most once.
+pub(crate) fn whole_list_pages(alloc: &Allocator) -> usize {
+    (extents(&alloc.all_unused()).len() + 1).div_ceil(EXTENTS_PER_PAGE) + 1
+}
+
 /// Takes pages for the front of the chain from `rest` (sorted extents; so never a page a kept
 /// page records), until what is left of `rest` fits them; returns the pages and those extents.
 fn take_pages(alloc: &mut Allocator, rest: &[(PageNo, u32)]) -> (Vec<PageNo>, Vec<(PageNo, u32)>) {
@@ -352,7 +358,8 @@ mod tests {
 
     /// The engine's use of the allocator and the free list, driven by `ops`: transactions that
     /// allocate pages and commit or abort, commits that free live pages, readers that hold
-    /// freed pages back, epoch changes, and durable commits. After every durable commit the
+    /// freed pages back, epoch changes, durable commits, and compaction's trim of the free pages
+    /// that end the file before a durable commit. After every durable commit the
     /// chain read back from disk must record exactly the allocator's unused pages, its pages
     /// must be those `FreeChain` names, and live, unused and chain pages must partition the file.
     fn run_model(ops: &[(u8, u16)]) {
@@ -363,7 +370,7 @@ mod tests {
         let mut pick = 0usize;
         for &(op, arg) in ops {
             let arg = arg as usize;
-            match op % 6 {
+            match op % 7 {
                 0 | 1 => {
                     // A transaction allocating pages; every fourth one aborts.
                     alloc.promote(durable, oldest);
@@ -393,6 +400,14 @@ mod tests {
                 3 => oldest = if arg.is_multiple_of(3) { oldest } else { seq },
                 4 if arg.is_multiple_of(16) => epoch += 1,
                 _ => {
+                    if op % 7 == 6 {
+                        // Compaction's trim (`Db::compact`): the free pages that end the file
+                        // are given up, and the list is written whole below the new end.
+                        alloc.promote(durable, oldest);
+                        alloc.trim_free_tail(whole_list_pages(&alloc));
+                        alloc.forget_unused_since();
+                        assert!(live.iter().all(|&p| p < alloc.page_count), "a live page was cut");
+                    }
                     let (head, _) = write(&pager, &mut alloc, seq, epoch, &mut chain).expect("write");
                     alloc.mark_durable();
                     durable = seq;
@@ -417,7 +432,7 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
         #[test]
         fn chain_records_exactly_the_unused_pages(
-            ops in proptest::collection::vec((0u8..6, 0u16..1000), 1..120),
+            ops in proptest::collection::vec((0u8..7, 0u16..1000), 1..120),
         ) {
             run_model(&ops);
         }
@@ -432,6 +447,15 @@ mod tests {
         ops.extend([(5, 1), (0, 39), (5, 1)]);
         ops.extend([(2u8, 949u16); 120]);
         ops.extend([(5, 1), (1, 3), (2, 2), (5, 1), (0, 5), (5, 1)]);
+        run_model(&ops);
+    }
+
+    #[test]
+    fn trim_after_freeing_the_end() {
+        // The highest live pages freed and made durable, the list written whole (its last page
+        // records them), a commit that changes only its head, then a trim: the list must lose
+        // the extents past the new end, which the tail it would otherwise keep records.
+        let ops = [(2, 949), (2, 949), (3, 1), (5, 1), (1, 3), (3, 1), (5, 1), (6, 0), (0, 5), (3, 1), (5, 1), (6, 0)];
         run_model(&ops);
     }
 

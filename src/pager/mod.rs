@@ -315,6 +315,21 @@ impl Pager {
         Ok(self.storage.len()?)
     }
 
+    /// Cuts the file to `pages` pages, the page count of the newest durable record (compaction,
+    /// SPEC.md §7.1); pages past it are out of range from now on.
+    pub(crate) fn truncate(&self, pages: u64) -> Result<()> {
+        self.check_writable()?;
+        let want = pages * PAGE_SIZE as u64;
+        self.set_page_limit(pages);
+        self.known_len.store(want.min(self.known_len.load(Ordering::Acquire)), Ordering::Release);
+        // A failure leaves the file longer than the page count, which every reader accepts
+        // (SPEC.md §5.2): no need to poison.
+        if self.storage.len()? > want {
+            self.storage.set_len(want)?;
+        }
+        Ok(())
+    }
+
     /// Extends the file to hold `pages` pages if it is shorter (pages allocated but never
     /// written, e.g. by an aborted transaction, must still exist below the page count).
     pub(crate) fn ensure_pages(&self, pages: u64) -> Result<()> {

@@ -1,5 +1,11 @@
-//! Re-sealing for a data-key rotation: copy-on-write every page of a tree still sealed under an
-//! epoch older than the rotation's first epoch, so the commit seals it anew under the new key.
+//! Copy-on-write of chosen pages of a tree, for two jobs: a data-key rotation copies every page
+//! still sealed under an epoch older than the rotation's first one, so the commit seals it anew
+//! under the new key (`db::rekey`); compaction copies every page at or above a page number, so
+//! the copy lands in free space lower in the file (`db::compact`, SPEC.md §7.1).
+//!
+//! Invariant: a copied node's parent is made dirty too (and so on up to the root), so the
+//! commit records the copy's new tag; a node already dirty is new in this transaction and is
+//! left where it is. Overflow chains are copied whole.
 
 use super::node::{Node, Value};
 use super::tx::TxPages;
@@ -8,18 +14,34 @@ use crate::crypto::seal::trailer;
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::page::PageRef;
 
+/// Which pages `TxPages::copy_where` copies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CopyRule {
+    /// Pages sealed under an epoch below this one (rekey).
+    EpochBelow(u32),
+    /// Pages at or above this page number (compaction).
+    AtOrAbove(PageNo),
+}
+
 impl TxPages {
     fn epoch_of(&self, page: PageNo) -> Result<u32> {
         Ok(trailer(&*self.pager.read_raw(page)?).2)
     }
 
-    /// Copies (at most `budget` more) pages of the tree at `root` that are sealed under an epoch
-    /// below `below`. Returns whether anything was copied; `budget` is decremented per page.
-    pub(crate) fn reseal_older(&mut self, root: &mut PageRef, below: u32, budget: &mut usize) -> Result<bool> {
+    fn needs_copy(&self, page: PageNo, rule: CopyRule) -> Result<bool> {
+        match rule {
+            CopyRule::EpochBelow(below) => Ok(self.epoch_of(page)? < below),
+            CopyRule::AtOrAbove(at) => Ok(page >= at),
+        }
+    }
+
+    /// Copies (at most `budget` more) pages of the tree at `root` that `rule` picks. Returns
+    /// whether anything was copied; `budget` is decremented per page.
+    pub(crate) fn copy_where(&mut self, root: &mut PageRef, rule: CopyRule, budget: &mut usize) -> Result<bool> {
         if root.is_none() || *budget == 0 {
             return Ok(false);
         }
-        match self.reseal_rec(*root, below, budget, 0)? {
+        match self.copy_rec(*root, rule, budget, 0)? {
             Some(p) => {
                 *root = PageRef::dirty(p);
                 Ok(true)
@@ -29,7 +51,7 @@ impl TxPages {
     }
 
     /// Returns the node's new page if it (or anything below it) was copied.
-    fn reseal_rec(&mut self, r: PageRef, below: u32, budget: &mut usize, depth: usize) -> Result<Option<PageNo>> {
+    fn copy_rec(&mut self, r: PageRef, rule: CopyRule, budget: &mut usize, depth: usize) -> Result<Option<PageNo>> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
         }
@@ -39,7 +61,7 @@ impl TxPages {
             None => Node::decode(self.pager.read(r, None)?.payload(), r.page)?,
         };
         let mut me = if dirty { Some(r.page) } else { None };
-        if me.is_none() && *budget > 0 && self.epoch_of(r.page)? < below {
+        if me.is_none() && *budget > 0 && self.needs_copy(r.page, rule)? {
             me = Some(self.make_dirty(r)?);
             *budget -= 1;
         }
@@ -49,7 +71,7 @@ impl TxPages {
                     if *budget == 0 {
                         break;
                     }
-                    if let Some(np) = self.reseal_rec(*c, below, budget, depth + 1)? {
+                    if let Some(np) = self.copy_rec(*c, rule, budget, depth + 1)? {
                         let p = match me {
                             Some(p) => p,
                             None => {
@@ -70,11 +92,23 @@ impl TxPages {
                     if *budget == 0 {
                         break;
                     }
-                    if self.new_pages.contains(&first.page) || self.epoch_of(first.page)? >= below {
+                    if self.new_pages.contains(&first.page) {
                         continue;
                     }
+                    // A chain is written in one transaction, under one epoch: its first page
+                    // speaks for it. Compaction looks at every page.
+                    let old = match rule {
+                        CopyRule::EpochBelow(_) if !self.needs_copy(first.page, rule)? => continue,
+                        CopyRule::EpochBelow(_) => overflow::pages(&self.pager, first, len)?,
+                        CopyRule::AtOrAbove(at) => {
+                            let pages = overflow::pages(&self.pager, first, len)?;
+                            if pages.iter().all(|&p| p < at) {
+                                continue;
+                            }
+                            pages
+                        }
+                    };
                     let bytes = overflow::read(&self.pager, first, len)?;
-                    let old = overflow::pages(&self.pager, first, len)?;
                     *budget = budget.saturating_sub(old.len());
                     let nf = overflow::write(self, &bytes)?;
                     for p in old {

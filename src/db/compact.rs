@@ -1,0 +1,149 @@
+//! Compaction: moves the pages at the end of the file into free space nearer its start, then
+//! gives the free end of the file back to the file system. SPEC.md §7.1.
+//!
+//! Copy-on-write never shrinks a file by itself: a commit that rewrites many pages (a large
+//! removal, a rekey) puts the copies past the end and leaves the old pages free in the middle,
+//! where later commits reuse them but the file keeps its length. `Db::compact` runs online, as
+//! a series of durable commits that change no data:
+//!
+//! 1. **Move.** Each commit picks the lowest page `t` such that the pages in use at or above
+//!    `t` fit in the free pages below it (`Allocator::compaction_target`), and copies every tree
+//!    and overflow page at or above `t` (`CopyRule::AtOrAbove`); the allocator hands out the
+//!    lowest free page first, so the copies land below `t`.
+//! 2. **Trim.** Once the old copies are free (durable, and no snapshot that reads them is
+//!    alive), a durable commit writes the whole free list again below the end and a record
+//!    whose page count stops before the free pages that end the file. A copy of that record
+//!    follows in the other slot (`Engine::copy_durable_record`), so that neither slot names a
+//!    page count past the new end; only then is the file cut. Rounds repeat while the end moves (the old free-list pages are freed by the first).
+//!
+//! Invariants: no record is ever written whose pages lie past the file's end, and the file is
+//! cut only to the page count of both records on disk, after both are durable; so a crash at
+//! any point opens at a record whose pages the file holds. Pages a live snapshot reads are not
+//! free, so they are neither overwritten nor cut: compaction with readers alive does what it
+//! can and reports it.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use super::api::Db;
+use super::config::Durability;
+use crate::btree::TreeRoot;
+use crate::btree::copy::CopyRule;
+use crate::error::Result;
+use crate::format::PAGE_SIZE;
+use crate::pager::freelist;
+
+/// What `Db::compact` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// The file's length in pages before.
+    pub pages_before: u64,
+    /// The file's length in pages after.
+    pub pages_after: u64,
+    /// Tree and overflow pages copied lower in the file (branches on the way to a moved page
+    /// included).
+    pub pages_moved: u64,
+    /// Durable commits made (none of them changes data).
+    pub commits: u64,
+}
+
+/// Pages copied per commit at most (bounds the memory of one move).
+const BATCH_PAGES: usize = 4096;
+/// Bounds on the number of move commits and trim rounds, so that readers that keep freeing
+/// and holding pages cannot keep a compaction going.
+const MAX_MOVE_COMMITS: usize = 256;
+const MAX_TRIM_ROUNDS: usize = 4;
+
+impl Db {
+    /// Moves pages from the end of the file into free space nearer its start and shortens the
+    /// file by the free pages that then end it. Online: readers go on, and other writers wait
+    /// only for the commit in progress (each moves at most a few thousand pages). Changes no
+    /// data (each move is a commit, so the commit sequence number advances). Pages that a live snapshot (an open transaction or
+    /// iterator, a `Snapshot`) may read stay where they are: compact with none open to get the
+    /// smallest file.
+    pub fn compact(&self) -> Result<CompactReport> {
+        let e = self.handle.engine.clone();
+        e.flush()?;
+        let mut report = CompactReport { pages_before: e.pager.file_len()? / PAGE_SIZE as u64, ..Default::default() };
+        for _ in 0..MAX_MOVE_COMMITS {
+            let (mut ws, mut tx, base) = e.begin()?;
+            let target = tx.alloc.compaction_target();
+            if target >= tx.alloc.page_count {
+                e.abort(&mut ws, tx);
+                break;
+            }
+            let rule = CopyRule::AtOrAbove(target);
+            let mut budget = BATCH_PAGES;
+            let mut trees = base.trees.clone();
+            let mut changed = BTreeSet::new();
+            let moved = (|| -> Result<()> {
+                for (name, root) in trees.iter_mut() {
+                    let mut r: TreeRoot = *root;
+                    if tx.copy_where(&mut r.root, rule, &mut budget)? {
+                        *root = r;
+                        changed.insert(name.clone());
+                    }
+                    if budget == 0 {
+                        return Ok(());
+                    }
+                }
+                let mut cat = base.catalog;
+                if tx.copy_where(&mut cat, rule, &mut budget)? {
+                    tx.catalog_root = Some(cat);
+                }
+                Ok(())
+            })();
+            if let Err(err) = moved {
+                e.abort(&mut ws, tx);
+                return Err(err);
+            }
+            if changed.is_empty() && tx.catalog_root.is_none() {
+                // Nothing of a tree is left at or above `t`: what is there is free-list pages
+                // or pages still waiting for a reader, which the trim below deals with.
+                e.abort(&mut ws, tx);
+                break;
+            }
+            e.commit(&mut ws, tx, &base, trees, &changed, &BTreeSet::new(), Durability::Immediate)?;
+            report.pages_moved += (BATCH_PAGES - budget) as u64;
+            report.commits += 1;
+        }
+        for round in 0..MAX_TRIM_ROUNDS {
+            // `begin` hands the pages the moves freed to the allocator, if no reader holds them.
+            let (mut ws, tx, _) = e.begin()?;
+            e.abort(&mut ws, tx);
+            let before = ws.alloc.page_count;
+            // The whole list is about to be written: its pages must come from free pages below
+            // the new end, or it would lengthen the file it is meant to shorten.
+            let need = freelist::whole_list_pages(&ws.alloc);
+            if ws.alloc.free_len() < need {
+                break;
+            }
+            // The first round after a move also writes the free list again below the end,
+            // even with nothing to trim yet: its old pages may be what ends the file.
+            if ws.alloc.trim_free_tail(need) == 0 && (round > 0 || report.pages_moved == 0) {
+                break;
+            }
+            ws.alloc.forget_unused_since();
+            e.undurable.store(true, Ordering::Release);
+            e.durable_commit(&mut ws)?;
+            {
+                let _syncing = e.sync_lock.lock();
+                e.copy_durable_record(&mut ws)?;
+            }
+            report.commits += 2;
+            e.pager.truncate(ws.alloc.page_count)?;
+            if ws.alloc.page_count >= before {
+                break;
+            }
+        }
+        report.pages_after = e.pager.file_len()? / PAGE_SIZE as u64;
+        tracing::info!(
+            target: "foldvault::audit",
+            pages_before = report.pages_before,
+            pages_after = report.pages_after,
+            pages_moved = report.pages_moved,
+            "compacted"
+        );
+        Ok(report)
+    }
+}
