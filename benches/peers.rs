@@ -136,6 +136,8 @@ fn rows(s: &Sizes) -> Vec<Row> {
         row("rss_peak", "peak RSS (VmHWM)".to_string(), "MB"),
         row("size_load", "file size after load".to_string(), "MB"),
         row("size_end", "file size at end".to_string(), "MB"),
+        row("compact", "compact (VACUUM for SQLite), at the end".to_string(), "ms"),
+        row("size_compact", "file size after compact".to_string(), "MB"),
     ]
 }
 
@@ -265,7 +267,12 @@ fn render(a: &Args, sizes: &Sizes, r: &Results, counters: &Notes) -> String {
                 .iter()
                 .map(|&e| {
                     let mark = if noisy(r, d, e, row.id) { "~" } else { "" };
-                    cell(r, d, e, row.id).map_or("err".into(), |v| format!("{mark}{}", fmt_value(v)))
+                    // An engine without the operation says so (`NOTE compact none: ...`).
+                    let none = counters
+                        .get(&(d.name(), e.name(), row.id.trim_start_matches("size_").to_string()))
+                        .is_some_and(|t| t.starts_with("none"));
+                    let missing = if none { "none" } else { "err" };
+                    cell(r, d, e, row.id).map_or(missing.into(), |v| format!("{mark}{}", fmt_value(v)))
                 })
                 .collect();
             let _ = writeln!(s, "| {} | {} | {} |", row.label, row.unit, cells.join(" | "));

@@ -3,9 +3,11 @@
 //!
 //! A child runs the workloads in this order on one fresh directory, each timed alone:
 //! bulk load, file size, individual durable commits, durable batches, random reads, range
-//! scans, removal of half the loaded records, file size, reopen (timed), a one-record commit and
-//! reopen (timed), reopen with a cache a tenth of the live data and random reads (timed), peak
-//! RSS. Results go to stdout as `RESULT <workload> <value>` lines; the parent parses them.
+//! scans, removal of half the loaded records, individual durable commits again, file size,
+//! reopen (timed), a one-record commit and reopen (timed), reopen with a cache a tenth of the
+//! live data and random reads (timed), peak RSS, then the engine's compaction (timed; SQLite's
+//! `VACUUM`; none for sled) and file size. Results go to stdout as `RESULT <workload> <value>`
+//! lines; the parent parses them.
 
 pub mod engines;
 
@@ -326,4 +328,16 @@ pub fn run_child(engine: Engine, d: Dataset, sizes: Sizes, seed: u64) {
     report("cold_cache_mb", cold_cache as f64 / 1e6);
     drop(db);
     report("rss_peak", rss().0 as f64 / 1e6);
+
+    // Last, so that no row above runs on a compacted file: the engine's own way of giving the
+    // removal's free space back (foldvault `compact`, redb `compact`, SQLite `VACUUM`).
+    let mut db = engine.open(dir.path(), CACHE_BYTES, small_rows);
+    let start = Instant::now();
+    if db.compact() {
+        report("compact", start.elapsed().as_secs_f64() * 1e3);
+        drop(db);
+        report("size_compact", dir_size(dir.path()) as f64 / 1e6);
+    } else {
+        println!("NOTE compact none: {} has no way to give free space back", engine.name());
+    }
 }
