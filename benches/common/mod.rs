@@ -337,6 +337,7 @@ pub fn run_child(engine: Engine, d: Dataset, sizes: Sizes, seed: u64) {
         report("compact", start.elapsed().as_secs_f64() * 1e3);
         drop(db);
         report("size_compact", dir_size(dir.path()) as f64 / 1e6);
+        println!("NOTE compact peak RSS (VmHWM) {:.1} MB after it", rss().0 as f64 / 1e6);
     } else {
         println!("NOTE compact none: {} has no way to give free space back", engine.name());
     }

@@ -47,11 +47,12 @@ pub struct CompactReport {
     pub commits: u64,
 }
 
-/// Pages copied per commit at most (bounds the memory of one move).
-const BATCH_PAGES: usize = 4096;
-/// Bounds on the number of move commits and trim rounds, so that readers that keep freeing
-/// and holding pages cannot keep a compaction going.
-const MAX_MOVE_COMMITS: usize = 256;
+/// Pages copied per commit at most: bounds the memory of one move (the copies are decoded
+/// nodes until the commit seals them, a few MiB for 1,024).
+const BATCH_PAGES: usize = 1024;
+/// Bounds on the number of move commits (4 GiB moved) and trim rounds, so that readers that
+/// keep freeing and holding pages cannot keep one call going; a second call goes on.
+const MAX_MOVE_COMMITS: usize = 1024;
 const MAX_TRIM_ROUNDS: usize = 4;
 
 impl Db {
