@@ -76,10 +76,11 @@ impl Drop for Leaf {
     }
 }
 
-/// Keys are wiped; so is the whole buffer of their prefixes (plaintext), spare capacity included.
+/// The key buffer is wiped whole (spare capacity included: removals and splits leave copies
+/// there); so is the buffer of their prefixes (plaintext).
 impl Drop for Branch {
     fn drop(&mut self) {
-        self.keys.iter_mut().for_each(wipe_vec);
+        wipe_vec(&mut self.key_bytes);
         self.prefixes.clear();
         crate::crypto::wipe::wipe_spare(&mut self.prefixes);
     }
@@ -148,7 +149,7 @@ impl std::fmt::Debug for LeafEntry {
 
 impl std::fmt::Debug for Branch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let key_lens: Vec<usize> = self.keys.iter().map(Vec::len).collect();
+        let key_lens: Vec<usize> = self.keys().map(<[u8]>::len).collect();
         f.debug_struct("Branch").field("key_lens", &key_lens).field("children", &self.children).finish()
     }
 }
@@ -173,7 +174,7 @@ pub(crate) struct Leaf {
     /// uninitialised bytes: moved into the heap (the dirty set's table), such bytes would be a
     /// copy of whatever the stack held there, a key prefix a comparison left, for instance.
     #[allow(dead_code)]
-    tail: [usize; 3],
+    tail: [usize; 6],
 }
 
 const _: () = assert!(std::mem::size_of::<Leaf>() == std::mem::size_of::<Branch>());
@@ -184,11 +185,16 @@ impl std::fmt::Debug for Leaf {
     }
 }
 
-/// Separator keys are private so that `prefixes` stays in step: build with `Branch::new`, edit
-/// with `insert_key`, `remove_key`, `merge` and `split`.
+/// Separator keys are private so that `key_ends` and `prefixes` stay in step: build with
+/// `Branch::new`, edit with `insert_key`, `remove_key`, `merge` and `split`. The keys lie back
+/// to back in one buffer, so decoding a branch (which every edit below it does) makes a few
+/// allocations, not one per key.
 #[derive(Clone, Default)]
 pub(crate) struct Branch {
-    keys: Vec<Vec<u8>>,
+    /// The separator keys, back to back. Grows through `reserve_wiping` (`Drop for Branch`).
+    key_bytes: Vec<u8>,
+    /// Where key `i` ends in `key_bytes`; it starts where key `i - 1` ends (or at 0).
+    key_ends: Vec<u32>,
     pub children: Vec<PageRef>,
     /// `key_prefix` of each key, beside one another so that `child_index` follows a key's
     /// pointer only when the prefixes tie. Grows through `reserve_wiping` (`Drop for Branch`).
@@ -207,7 +213,7 @@ impl Leaf {
     }
     pub(crate) fn new(entries: Vec<LeafEntry>) -> Leaf {
         let prefixes = entries.iter().map(|e| key_prefix(&e.key)).collect();
-        Leaf { entries, prefixes, tail: [0; 3] }
+        Leaf { entries, prefixes, tail: [0; 6] }
     }
     /// `Ok(index)` of `key`, or `Err(index)` where it would be inserted.
     pub(crate) fn search(&self, key: &[u8]) -> std::result::Result<usize, usize> {
@@ -252,58 +258,114 @@ impl Leaf {
         Leaf {
             entries: self.entries.split_off(at),
             prefixes: self.prefixes.split_off(at.min(self.prefixes.len())),
-            tail: [0; 3],
+            tail: [0; 6],
         }
     }
 }
 
 impl Branch {
-    pub(crate) fn new(keys: Vec<Vec<u8>>, children: Vec<PageRef>) -> Branch {
-        let prefixes = keys.iter().map(|k| key_prefix(k)).collect();
-        Branch { keys, children, prefixes }
+    /// A branch of `keys` (each wiped once copied in) and `children`.
+    pub(crate) fn new(mut keys: Vec<Vec<u8>>, children: Vec<PageRef>) -> Branch {
+        let mut b = Branch {
+            key_bytes: Vec::with_capacity(keys.iter().map(Vec::len).sum()),
+            key_ends: Vec::with_capacity(keys.len()),
+            children,
+            prefixes: Vec::with_capacity(keys.len()),
+        };
+        for k in keys.iter_mut() {
+            b.push_key(k);
+            wipe_vec(k);
+        }
+        b
     }
-    pub(crate) fn keys(&self) -> &[Vec<u8>] {
-        &self.keys
-    }
-    /// Inserts separator `key` at `i` (its right child is inserted by the caller).
-    pub(crate) fn insert_key(&mut self, i: usize, key: Vec<u8>) {
+
+    /// Appends a key (room already reserved, or growth that cannot leave a copy: see callers).
+    fn push_key(&mut self, k: &[u8]) {
+        crate::crypto::wipe::reserve_wiping(&mut self.key_bytes, k.len());
         crate::crypto::wipe::reserve_wiping(&mut self.prefixes, 1);
-        self.prefixes.insert(i, key_prefix(&key));
-        self.keys.insert(i, key);
+        self.key_bytes.extend_from_slice(k);
+        self.key_ends.push(self.key_bytes.len() as u32);
+        self.prefixes.push(key_prefix(k));
     }
+
+    fn key_start(&self, i: usize) -> usize {
+        if i == 0 { 0 } else { self.key_ends.get(i - 1).map_or(self.key_bytes.len(), |&e| e as usize) }
+    }
+
+    /// Separator `i`, or `None` past the last.
+    pub(crate) fn key(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.key_ends.get(i)? as usize;
+        self.key_bytes.get(self.key_start(i)..end)
+    }
+
+    /// The number of separators (one less than the children).
+    pub(crate) fn key_count(&self) -> usize {
+        self.key_ends.len()
+    }
+
+    /// The separators in order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.key_count()).filter_map(|i| self.key(i))
+    }
+
+    /// Inserts separator `key` at `i` (its right child is inserted by the caller); `key` is
+    /// wiped once copied in.
+    pub(crate) fn insert_key(&mut self, i: usize, mut key: Vec<u8>) {
+        let i = i.min(self.key_count());
+        let at = self.key_start(i);
+        crate::crypto::wipe::reserve_wiping(&mut self.key_bytes, key.len());
+        crate::crypto::wipe::reserve_wiping(&mut self.prefixes, 1);
+        self.key_bytes.splice(at..at, key.iter().copied());
+        let len = key.len() as u32;
+        self.key_ends.insert(i, at as u32 + len);
+        self.key_ends[i + 1..].iter_mut().for_each(|e| *e += len);
+        self.prefixes.insert(i, key_prefix(&key));
+        wipe_vec(&mut key);
+    }
+
     /// Removes and returns separator `i`, or `None` past the end.
     pub(crate) fn remove_key(&mut self, i: usize) -> Option<Vec<u8>> {
-        if i >= self.keys.len() {
-            return None;
-        }
+        let (start, end) = (self.key_start(i), *self.key_ends.get(i)? as usize);
+        let key = self.key_bytes.get(start..end)?.to_vec();
+        self.key_bytes.drain(start..end);
+        self.key_ends.remove(i);
+        let len = (end - start) as u32;
+        self.key_ends[i..].iter_mut().for_each(|e| *e -= len);
         self.prefixes.remove(i);
-        Some(self.keys.remove(i))
+        Some(key)
     }
-    /// Appends `sep` and then every key and child of `right` (the right sibling).
-    pub(crate) fn merge(&mut self, sep: Vec<u8>, right: &mut Branch) {
+
+    /// Appends `sep` and then every key and child of `right` (the right sibling); `sep` is
+    /// wiped once copied in.
+    pub(crate) fn merge(&mut self, mut sep: Vec<u8>, right: &mut Branch) {
+        crate::crypto::wipe::reserve_wiping(&mut self.key_bytes, sep.len() + right.key_bytes.len());
         crate::crypto::wipe::reserve_wiping(&mut self.prefixes, 1 + right.prefixes.len());
-        self.prefixes.push(key_prefix(&sep));
+        self.push_key(&sep);
+        wipe_vec(&mut sep);
+        let base = self.key_bytes.len() as u32;
+        self.key_bytes.extend_from_slice(&right.key_bytes);
+        self.key_ends.extend(right.key_ends.drain(..).map(|e| base + e));
         self.prefixes.append(&mut right.prefixes);
-        self.keys.push(sep);
-        self.keys.append(&mut right.keys);
+        wipe_vec(&mut right.key_bytes);
         self.children.append(&mut right.children);
     }
+
     pub(crate) fn size(&self) -> usize {
-        PAGE_HEADER_SIZE
-            + self.children.len() * PAGE_REF_SIZE
-            + self.keys.iter().map(|k| SLOT + 2 + k.len()).sum::<usize>()
+        PAGE_HEADER_SIZE + self.children.len() * PAGE_REF_SIZE + self.key_count() * (SLOT + 2) + self.key_bytes.len()
     }
+
     /// Index of the child that holds `key`: the number of separators `<= key`.
     pub(crate) fn child_index(&self, key: &[u8]) -> usize {
-        match search_prefixed(&self.prefixes, |i| self.keys.get(i).map(|k| &k[..]), key) {
+        match search_prefixed(&self.prefixes, |i| self.key(i), key) {
             Ok(i) => i + 1,
             Err(i) => i,
         }
     }
+
     /// Splits into two branches; returns (separator moved up, right half). The key at the split
     /// point moves up; the point minimises the larger half. Needs at least two keys.
     pub(crate) fn split(&mut self) -> (Vec<u8>, Branch) {
-        let sizes: Vec<usize> = self.keys.iter().map(|k| SLOT + 2 + k.len() + PAGE_REF_SIZE).collect();
+        let sizes: Vec<usize> = self.keys().map(|k| SLOT + 2 + k.len() + PAGE_REF_SIZE).collect();
         let total: usize = sizes.iter().sum();
         let (mut best, mut best_max, mut left) = (0, usize::MAX, 0);
         for (i, s) in sizes.iter().enumerate() {
@@ -316,12 +378,22 @@ impl Branch {
             }
             left += s;
         }
-        let right_keys = self.keys.split_off(best + 1);
-        let right_prefixes = self.prefixes.split_off(best + 1);
-        let sep = self.keys.pop().unwrap_or_default();
-        self.prefixes.pop();
-        let right_children = self.children.split_off(best + 1);
-        (sep, Branch { keys: right_keys, children: right_children, prefixes: right_prefixes })
+        let sep = self.key(best).map(<[u8]>::to_vec).unwrap_or_default();
+        let mut right = Branch {
+            key_bytes: Vec::new(),
+            key_ends: Vec::new(),
+            children: self.children.split_off((best + 1).min(self.children.len())),
+            prefixes: Vec::new(),
+        };
+        let from = self.key_ends.get(best).map_or(self.key_bytes.len(), |&e| e as usize);
+        right.key_bytes = self.key_bytes.get(from..).unwrap_or_default().to_vec();
+        right.key_ends = self.key_ends.iter().skip(best + 1).map(|&e| e - from as u32).collect();
+        right.prefixes = self.prefixes.split_off((best + 1).min(self.prefixes.len()));
+        // What stays behind past the new length is wiped with the buffer (`Drop for Branch`).
+        self.key_bytes.truncate(self.key_start(best));
+        self.key_ends.truncate(best);
+        self.prefixes.truncate(best);
+        (sep, right)
     }
 }
 
@@ -369,15 +441,15 @@ impl Node {
                 }
             }
             Node::Branch(b) => {
-                write_header(out, PageKind::Branch, b.keys.len() as u16, generation);
+                write_header(out, PageKind::Branch, b.key_count() as u16, generation);
                 let mut pos = PAGE_HEADER_SIZE;
                 for c in &b.children {
                     c.encode(&mut out[pos..]);
                     pos += PAGE_REF_SIZE;
                 }
                 let slots = pos;
-                pos += SLOT * b.keys.len();
-                for (i, k) in b.keys.iter().enumerate() {
+                pos += SLOT * b.key_count();
+                for (i, k) in b.keys().enumerate() {
                     put_u16(out, slots + SLOT * i, pos as u16);
                     put_u16(out, pos, k.len() as u16);
                     out[pos + 2..pos + 2 + k.len()].copy_from_slice(k);
@@ -401,15 +473,23 @@ impl Node {
             Ok(Node::Leaf(Leaf::new(entries)))
         } else {
             let n = raw.len();
-            let mut keys = Vec::with_capacity(n);
+            let mut total = 0;
             for i in 0..n {
-                keys.push(raw.branch_key(i)?.to_vec());
+                total += raw.branch_key(i)?.len();
             }
-            let mut children = Vec::with_capacity(n + 1);
+            let mut b = Branch {
+                key_bytes: Vec::with_capacity(total),
+                key_ends: Vec::with_capacity(n),
+                children: Vec::with_capacity(n + 1),
+                prefixes: Vec::with_capacity(n),
+            };
+            for i in 0..n {
+                b.push_key(raw.branch_key(i)?);
+            }
             for i in 0..=n {
-                children.push(raw.child(i)?);
+                b.children.push(raw.child(i)?);
             }
-            Ok(Node::Branch(Branch::new(keys, children)))
+            Ok(Node::Branch(b))
         }
     }
 }
@@ -461,15 +541,73 @@ mod tests {
         assert!(!l.entries.is_empty() && !r.entries.is_empty());
         let mut b = Branch::new((0..200).map(|i| vec![i as u8; 1000]).collect(), vec![PageRef::NONE; 201]);
         let (sep, rb) = b.split();
-        assert_eq!(b.children.len(), b.keys.len() + 1);
-        assert_eq!(rb.children.len(), rb.keys.len() + 1);
+        assert_eq!(b.children.len(), b.key_count() + 1);
+        assert_eq!(rb.children.len(), rb.key_count() + 1);
         // The prefixes moved with their keys: every key routes to the child it separates.
-        for (half, lo) in [(&b, 0usize), (&rb, b.keys.len() + 1)] {
-            assert_eq!(half.prefixes.len(), half.keys.len());
-            for (i, k) in half.keys.iter().enumerate() {
+        for (half, lo) in [(&b, 0usize), (&rb, b.key_count() + 1)] {
+            assert_eq!(half.prefixes.len(), half.key_count());
+            for (i, k) in half.keys().enumerate() {
                 assert_eq!(half.child_index(k), i + 1, "key {} of the half from {lo}", i);
             }
         }
-        assert_eq!(b.child_index(&sep), b.keys.len());
+        assert_eq!(b.child_index(&sep), b.key_count());
+    }
+
+    /// The key buffer of a branch against a list of keys: inserts, removals, splits and merges,
+    /// each followed by the checks that keys, prefixes, size and the page encoding agree.
+    fn branch_model(ops: &[(u8, u16, Vec<u8>)]) {
+        let mut b = Branch::new(Vec::new(), vec![PageRef::NONE]);
+        let mut model: Vec<Vec<u8>> = Vec::new();
+        for (op, at, key) in ops {
+            let n = model.len();
+            match op % 4 {
+                0 | 1 => {
+                    let i = *at as usize % (n + 1);
+                    b.insert_key(i, key.clone());
+                    b.children.insert(i + 1, PageRef::NONE);
+                    model.insert(i, key.clone());
+                }
+                2 if n > 0 => {
+                    let i = *at as usize % n;
+                    assert_eq!(b.remove_key(i), Some(model.remove(i)));
+                    b.children.remove(i + 1);
+                }
+                3 if n >= 2 => {
+                    let (sep, mut right) = b.split();
+                    let (l, r) = (b.key_count(), right.key_count());
+                    assert_eq!(l + 1 + r, n);
+                    assert_eq!(sep, model[l]);
+                    assert!(right.keys().eq(model[l + 1..].iter().map(Vec::as_slice)));
+                    b.merge(sep, &mut right);
+                }
+                _ => {}
+            }
+            assert!(b.keys().eq(model.iter().map(Vec::as_slice)), "keys");
+            assert_eq!((b.prefixes.len(), b.children.len()), (model.len(), model.len() + 1));
+            for (i, k) in model.iter().enumerate() {
+                assert_eq!(b.prefixes[i], key_prefix(k));
+                assert_eq!(b.key(i), Some(&k[..]));
+            }
+            assert_eq!(b.key(model.len()), None);
+            let size = PAGE_HEADER_SIZE + (model.len() + 1) * PAGE_REF_SIZE;
+            assert_eq!(b.size(), size + model.iter().map(|k| SLOT + 2 + k.len()).sum::<usize>());
+            if b.size() <= PAYLOAD_SIZE {
+                let mut buf = vec![0u8; PAYLOAD_SIZE];
+                Node::Branch(b.clone()).encode(3, &mut buf).unwrap();
+                let Node::Branch(d) = Node::decode(&buf, 9).unwrap() else { panic!("kind") };
+                assert!(d.keys().eq(b.keys()) && d.prefixes == b.prefixes && d.size() == b.size());
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn branch_keys_follow_a_list(
+            ops in proptest::collection::vec(
+                (0u8..4, 0u16..1000, proptest::collection::vec(0u8..3, 0..12)), 1..80),
+        ) {
+            branch_model(&ops);
+        }
     }
 }

@@ -179,10 +179,10 @@ pub(crate) fn collect_range(
             Node::Branch(b) => {
                 for (i, c) in b.children.iter().enumerate() {
                     // child i holds keys in [keys[i-1], keys[i])
-                    if i > 0 && !b.keys().get(i - 1).is_some_and(|k| below_hi(k, hi)) {
+                    if i > 0 && !b.key(i - 1).is_some_and(|k| below_hi(k, hi)) {
                         break;
                     }
-                    if b.keys().get(i).is_some_and(|k| !above_lo_strict(k, lo)) {
+                    if b.key(i).is_some_and(|k| !above_lo_strict(k, lo)) {
                         continue;
                     }
                     rec(pager, dirty, *c, lo, hi, out, depth + 1)?;

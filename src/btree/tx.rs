@@ -61,7 +61,7 @@ impl TxPages {
         self.spill_at = nodes;
     }
 
-    fn spill_if_large(&mut self) -> Result<()> {
+    pub(crate) fn spill_if_large(&mut self) -> Result<()> {
         if self.dirty.len() > self.spill_at {
             self.spill()?;
             self.spill_at = self.dirty.len().saturating_add(self.spill_after);
@@ -295,7 +295,7 @@ impl TxPages {
                     root.root = PageRef::NONE;
                     return Ok(());
                 }
-                Some(Node::Branch(b)) if b.keys().is_empty() => {
+                Some(Node::Branch(b)) if b.key_count() == 0 => {
                     let child = b.children.first().copied().unwrap_or(PageRef::NONE);
                     self.discard(p);
                     root.root = child;
@@ -343,7 +343,7 @@ impl TxPages {
                 return Ok(());
             }
             let li = if idx > 0 { idx - 1 } else { 0 };
-            (li, b.children[li], b.children[li + 1], b.keys()[li].len())
+            (li, b.children[li], b.children[li + 1], b.key(li).map_or(0, <[u8]>::len))
         };
         let child_size = self.node_size(if idx == left_i { left } else { right })?;
         if child_size >= UNDERFLOW {

@@ -224,7 +224,7 @@ fn node_round_trip(node: &Node, page: u64) {
     let again = Node::decode(&out, page).expect("an encoded node decodes");
     let same = match (node, &again) {
         (Node::Leaf(a), Node::Leaf(b)) => leaves_eq(&a.entries, &b.entries),
-        (Node::Branch(a), Node::Branch(b)) => a.keys() == b.keys() && refs_eq(&a.children, &b.children),
+        (Node::Branch(a), Node::Branch(b)) => a.keys().eq(b.keys()) && refs_eq(&a.children, &b.children),
         _ => false,
     };
     assert!(same, "node round trip");
@@ -248,27 +248,28 @@ fn leaf_split(l: &Leaf) {
 /// SPEC.md §4.2: the same for a branch, whose middle key moves up.
 fn branch_split(b: &Branch) {
     const MAX_BRANCH_ITEM: usize = 2 + 2 + MAX_KEY_LEN + PAGE_REF_SIZE;
-    let sane = b.keys().iter().all(|k| k.len() <= MAX_KEY_LEN) && b.children.len() == b.keys().len() + 1;
-    if b.keys().len() < 2 || !sane || b.size() > PAYLOAD_SIZE + MAX_BRANCH_ITEM {
+    let sane = b.keys().all(|k| k.len() <= MAX_KEY_LEN) && b.children.len() == b.key_count() + 1;
+    if b.key_count() < 2 || !sane || b.size() > PAYLOAD_SIZE + MAX_BRANCH_ITEM {
         return;
     }
     let mut left = b.clone();
     let (sep, right) = left.split();
-    assert_eq!(left.children.len(), left.keys().len() + 1);
-    assert_eq!(right.children.len(), right.keys().len() + 1);
+    assert_eq!(left.children.len(), left.key_count() + 1);
+    assert_eq!(right.children.len(), right.key_count() + 1);
     assert!(left.size() <= PAYLOAD_SIZE && right.size() <= PAYLOAD_SIZE, "branch split halves must fit");
     // The search prefixes moved with their keys. Only a sorted branch routes meaningfully
     // (a decoded page's keys are untrusted); a key routes just past a separator equal to it.
-    for half in [&left, &right].into_iter().filter(|h| h.keys().windows(2).all(|w| w[0] <= w[1])) {
+    let sorted = |h: &Branch| h.keys().zip(h.keys().skip(1)).all(|(a, b)| a <= b);
+    for half in [&left, &right].into_iter().filter(|h| sorted(h)) {
         for k in half.keys() {
             let i = half.child_index(k);
-            assert!(i >= 1 && half.keys().get(i - 1) == Some(k), "a split branch routes a key of its own wrongly");
+            assert!(i >= 1 && half.key(i - 1) == Some(k), "a split branch routes a key of its own wrongly");
         }
     }
-    let mut keys = left.keys().to_vec();
+    let mut keys: Vec<Vec<u8>> = left.keys().map(<[u8]>::to_vec).collect();
     keys.push(sep);
-    keys.extend(right.keys().iter().cloned());
-    assert_eq!(keys, b.keys());
+    keys.extend(right.keys().map(<[u8]>::to_vec));
+    assert!(keys.iter().map(Vec::as_slice).eq(b.keys()), "a branch split loses or reorders keys");
     let mut children = left.children.clone();
     children.extend(right.children.iter().copied());
     assert!(refs_eq(&children, &b.children));
