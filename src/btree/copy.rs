@@ -5,9 +5,11 @@
 //!
 //! Invariant: a copied node's parent is made dirty too (and so on up to the root), so the
 //! commit records the copy's new tag; a node already dirty is new in this transaction and is
-//! left where it is. Overflow chains are copied whole.
+//! left where it is. Overflow chains are copied whole. The walk reads nodes it does not copy
+//! in place (`RawNode`), without decoding them.
 
 use super::node::{Node, Value};
+use super::raw::{RawNode, RawValue};
 use super::tx::TxPages;
 use super::{MAX_DEPTH, overflow};
 use crate::crypto::seal::trailer;
@@ -50,24 +52,57 @@ impl TxPages {
         }
     }
 
-    /// Returns the node's new page if it (or anything below it) was copied.
+    /// What a node links to, read without decoding it when it is not dirty (a compaction walks
+    /// every node of every tree and copies few): its children, or its overflow values (entry
+    /// index, first page, length).
+    fn links(&self, r: PageRef) -> Result<Links> {
+        match self.dirty.get(&r.page) {
+            Some(Node::Branch(b)) => Ok(Links::Children(b.children.clone())),
+            Some(Node::Leaf(l)) => Ok(Links::Values(
+                l.entries
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, e)| match e.value {
+                        Value::Overflow { first, len } => Some((i, first, len)),
+                        Value::Inline(_) => None,
+                    })
+                    .collect(),
+            )),
+            None => {
+                let page = self.pager.read(r, None)?;
+                let raw = RawNode::new(page.payload(), r.page)?;
+                if raw.is_leaf() {
+                    let mut values = Vec::new();
+                    for i in 0..raw.len() {
+                        if let (_, RawValue::Overflow { first, len }) = raw.leaf_entry(i)? {
+                            values.push((i, first, len));
+                        }
+                    }
+                    Ok(Links::Values(values))
+                } else {
+                    (0..=raw.len()).map(|i| raw.child(i)).collect::<Result<Vec<_>>>().map(Links::Children)
+                }
+            }
+        }
+    }
+
+    /// Returns the node's new page if it (or anything below it) was copied. Leaves copied on
+    /// the way may be written before the commit (`spill_if_large`), which bounds the memory
+    /// of a large copy as it bounds a large transaction's.
     fn copy_rec(&mut self, r: PageRef, rule: CopyRule, budget: &mut usize, depth: usize) -> Result<Option<PageNo>> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
         }
         let dirty = self.dirty.contains_key(&r.page);
-        let node = match self.dirty.get(&r.page) {
-            Some(n) => n.clone(),
-            None => Node::decode(self.pager.read(r, None)?.payload(), r.page)?,
-        };
+        let links = self.links(r)?;
         let mut me = if dirty { Some(r.page) } else { None };
         if me.is_none() && *budget > 0 && self.needs_copy(r.page, rule)? {
             me = Some(self.make_dirty(r)?);
             *budget -= 1;
         }
-        match node {
-            Node::Branch(b) => {
-                for (i, c) in b.children.iter().enumerate() {
+        match links {
+            Links::Children(children) => {
+                for (i, c) in children.iter().enumerate() {
                     if *budget == 0 {
                         break;
                     }
@@ -83,12 +118,12 @@ impl TxPages {
                         if let Some(Node::Branch(b)) = self.dirty.get_mut(&p) {
                             b.children[i] = PageRef::dirty(np);
                         }
+                        self.spill_if_large()?;
                     }
                 }
             }
-            Node::Leaf(l) => {
-                for (i, e) in l.entries.iter().enumerate() {
-                    let Value::Overflow { first, len } = e.value else { continue };
+            Links::Values(values) => {
+                for (i, first, len) in values {
                     if *budget == 0 {
                         break;
                     }
@@ -122,8 +157,10 @@ impl TxPages {
                             p
                         }
                     };
-                    if let Some(Node::Leaf(l)) = self.dirty.get_mut(&p) {
-                        l.entries[i].value = Value::Overflow { first: nf, len };
+                    if let Some(Node::Leaf(l)) = self.dirty.get_mut(&p)
+                        && let Some(e) = l.entries.get_mut(i)
+                    {
+                        e.value = Value::Overflow { first: nf, len };
                     }
                 }
             }
@@ -131,4 +168,10 @@ impl TxPages {
         // A node already dirty has a dirty parent holding its number; a copied one is new.
         Ok(if dirty { None } else { me })
     }
+}
+
+/// What a node links to (`TxPages::links`).
+enum Links {
+    Children(Vec<PageRef>),
+    Values(Vec<(usize, PageRef, u64)>),
 }

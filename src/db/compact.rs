@@ -47,10 +47,11 @@ pub struct CompactReport {
     pub commits: u64,
 }
 
-/// Pages copied per commit at most: bounds the memory of one move (the copies are decoded
-/// nodes until the commit seals them, a few MiB for 1,024).
-const BATCH_PAGES: usize = 1024;
-/// Bounds on the number of move commits (4 GiB moved) and trim rounds, so that readers that
+/// Pages copied per commit at most (64 MiB): each commit walks every tree again, so few large
+/// ones beat many small ones; the memory of one is bounded as a large transaction's is (leaves
+/// are written before the commit, `Config::tx_spill_after`), and other writers wait for one.
+const BATCH_PAGES: usize = 16_384;
+/// Bounds on the number of move commits (64 GiB moved) and trim rounds, so that readers that
 /// keep freeing and holding pages cannot keep one call going; a second call goes on.
 const MAX_MOVE_COMMITS: usize = 1024;
 const MAX_TRIM_ROUNDS: usize = 4;
