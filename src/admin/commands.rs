@@ -346,18 +346,20 @@ pub fn compact(a: CompactArgs) -> Result<(), CliError> {
             .str("file", &file.display().to_string())
             .num("pages_before", r.pages_before)
             .num("pages_after", r.pages_after)
+            .num("nodes_merged", r.nodes_merged)
             .num("pages_moved", r.pages_moved)
             .num("commits", r.commits);
         writeln!(o, "{}", obj.finish()).map_err(CliError::stdout)?;
     } else {
         writeln!(
             o,
-            "compacted {}: {} pages ({:.1} MiB) -> {} pages ({:.1} MiB); {} pages moved in {} commits ({secs:.2} s)",
+            "compacted {}: {} pages ({:.1} MiB) -> {} pages ({:.1} MiB); {} node pairs merged, {} pages moved in {} commits ({secs:.2} s)",
             file.display(),
             r.pages_before,
             mib(r.pages_before),
             r.pages_after,
             mib(r.pages_after),
+            r.nodes_merged,
             r.pages_moved,
             r.commits
         )

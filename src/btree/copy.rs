@@ -1,7 +1,8 @@
 //! Copy-on-write of chosen pages of a tree, for two jobs: a data-key rotation copies every page
 //! still sealed under an epoch older than the rotation's first one, so the commit seals it anew
 //! under the new key (`db::rekey`); compaction copies every page at or above a page number, so
-//! the copy lands in free space lower in the file (`db::compact`, SPEC.md §7.1).
+//! the copy lands in free space lower in the file (`db::compact`, SPEC.md §7.1), after merging
+//! neighbouring nodes that fit one page together (`repack`).
 //!
 //! Invariant: a copied node's parent is made dirty too (and so on up to the root), so the
 //! commit records the copy's new tag; a node already dirty is new in this transaction and is
@@ -11,10 +12,10 @@
 use super::node::{Node, Value};
 use super::raw::{RawNode, RawValue};
 use super::tx::TxPages;
-use super::{MAX_DEPTH, overflow};
+use super::{MAX_DEPTH, TreeRoot, overflow};
 use crate::crypto::seal::trailer;
 use crate::error::{CorruptReason, Error, PageNo, Result};
-use crate::format::page::PageRef;
+use crate::format::page::{PAGE_HEADER_SIZE, PAYLOAD_SIZE, PageRef};
 
 /// Which pages `TxPages::copy_where` copies.
 #[derive(Debug, Clone, Copy)]
@@ -166,6 +167,71 @@ impl TxPages {
             }
         }
         // A node already dirty has a dirty parent holding its number; a copied one is new.
+        Ok(if dirty { None } else { me })
+    }
+}
+
+impl TxPages {
+    /// Merges neighbouring nodes of the tree at `root` that fit one page together, from the
+    /// leaves up, at most `budget` merges: a tree hollowed out by removals (leaves merge only
+    /// below a quarter full) takes fewer pages. Returns whether anything changed.
+    pub(crate) fn repack(&mut self, root: &mut TreeRoot, budget: &mut usize) -> Result<bool> {
+        if root.root.is_none() || *budget == 0 {
+            return Ok(false);
+        }
+        let Some(p) = self.repack_rec(root.root, budget, 0)? else { return Ok(false) };
+        root.root = PageRef::dirty(p);
+        self.collapse_root(root)?;
+        Ok(true)
+    }
+
+    /// Returns the branch's new page if it (or anything below it) changed.
+    fn repack_rec(&mut self, r: PageRef, budget: &mut usize, depth: usize) -> Result<Option<PageNo>> {
+        if depth > MAX_DEPTH {
+            return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
+        }
+        let Links::Children(children) = self.links(r)? else { return Ok(None) };
+        let dirty = self.dirty.contains_key(&r.page);
+        let mut me = if dirty { Some(r.page) } else { None };
+        // Children first: merges below can leave two of them small enough to merge here.
+        for (i, c) in children.iter().enumerate() {
+            if *budget == 0 {
+                break;
+            }
+            if let Some(np) = self.repack_rec(*c, budget, depth + 1)? {
+                let p = match me {
+                    Some(p) => p,
+                    None => *me.insert(self.make_dirty(r)?),
+                };
+                if let Some(Node::Branch(b)) = self.dirty.get_mut(&p) {
+                    b.children[i] = PageRef::dirty(np);
+                }
+            }
+        }
+        let mut i = 0;
+        while *budget > 0 {
+            let pair = match me.and_then(|p| self.dirty.get(&p)) {
+                Some(Node::Branch(b)) => b.children.get(i).copied().zip(b.children.get(i + 1).copied()),
+                _ => children.get(i).copied().zip(children.get(i + 1).copied()),
+            };
+            let Some((left, right)) = pair else { break };
+            // The separator's bytes are checked by `merge_children`; this only spares the branch
+            // a copy when the two cannot fit.
+            if self.node_size(left)? + self.node_size(right)? > PAYLOAD_SIZE + PAGE_HEADER_SIZE {
+                i += 1;
+                continue;
+            }
+            let p = match me {
+                Some(p) => p,
+                None => *me.insert(self.make_dirty(r)?),
+            };
+            if self.merge_children(p, i)? {
+                *budget = budget.saturating_sub(2);
+                self.spill_if_large()?;
+            } else {
+                i += 1;
+            }
+        }
         Ok(if dirty { None } else { me })
     }
 }

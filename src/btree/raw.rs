@@ -131,6 +131,31 @@ impl<'a> RawNode<'a> {
         self.slice(off + 2, klen)
     }
 
+    /// The bytes the node takes encoded (`Node::size` of its decoded form), read from the
+    /// page's entry headers without decoding it.
+    pub(crate) fn encoded_size(&self) -> Result<usize> {
+        let mut size = PAGE_HEADER_SIZE;
+        if self.leaf {
+            for i in 0..self.n {
+                let off = get_u16(self.p, PAGE_HEADER_SIZE + SLOT * i).ok_or_else(|| self.bad())? as usize;
+                let klen = get_u16(self.p, off).ok_or_else(|| self.bad())? as usize;
+                // As `leaf_entry` reads it: an overflow reference is always its fixed size.
+                let vlen = match self.p.get(off + 2) {
+                    Some(0) => get_u32(self.p, off + 3).ok_or_else(|| self.bad())? as usize,
+                    Some(1) => OVERFLOW_REF_SIZE,
+                    _ => return Err(self.bad()),
+                };
+                size += SLOT + LEAF_ENTRY_HEADER + klen + vlen;
+            }
+        } else {
+            size += (self.n + 1) * PAGE_REF_SIZE;
+            for i in 0..self.n {
+                size += SLOT + 2 + self.branch_key(i)?.len();
+            }
+        }
+        Ok(size)
+    }
+
     /// Index of the child that holds `key` (number of separator keys `<= key`).
     pub(crate) fn child_index(&self, key: &[u8]) -> Result<usize> {
         let (mut lo, mut hi) = (0usize, self.n);

@@ -118,12 +118,13 @@ impl TxPages {
         self.dirty.get_mut(&p).ok_or_else(|| Error::ReportableBug(format!("page {p} not dirty")))
     }
 
-    fn node_size(&self, r: PageRef) -> Result<usize> {
+    /// The encoded size of the node at `r` (read from the page, not decoded, if not dirty).
+    pub(crate) fn node_size(&self, r: PageRef) -> Result<usize> {
         if let Some(n) = self.dirty.get(&r.page) {
             return Ok(n.size());
         }
         let p = self.pager.read(r, None)?;
-        Ok(Node::decode(p.payload(), r.page)?.size())
+        super::raw::RawNode::new(p.payload(), r.page)?.encoded_size()
     }
 
     /// Reads a value (dirty nodes first).
@@ -286,7 +287,7 @@ impl TxPages {
         Ok(Some(bytes))
     }
 
-    fn collapse_root(&mut self, root: &mut TreeRoot) -> Result<()> {
+    pub(crate) fn collapse_root(&mut self, root: &mut TreeRoot) -> Result<()> {
         loop {
             let p = root.root.page;
             match self.dirty.get(&p) {
@@ -337,34 +338,46 @@ impl TxPages {
     /// After a removal under child `idx` of branch `p`: merges that child with a sibling when
     /// it is small and the two fit one page.
     fn rebalance(&mut self, p: PageNo, idx: usize) -> Result<()> {
-        let (left_i, left, right, sep_len) = {
+        let (left_i, child) = {
             let Node::Branch(b) = self.node_mut(p)? else { return Ok(()) };
-            if b.children.len() < 2 {
+            if b.children.len() < 2 || idx >= b.children.len() {
                 return Ok(());
             }
-            let li = if idx > 0 { idx - 1 } else { 0 };
-            (li, b.children[li], b.children[li + 1], b.key(li).map_or(0, <[u8]>::len))
+            (idx.saturating_sub(1), b.children[idx])
         };
-        let child_size = self.node_size(if idx == left_i { left } else { right })?;
-        if child_size >= UNDERFLOW {
-            return Ok(());
+        if self.node_size(child)? < UNDERFLOW {
+            self.merge_children(p, left_i)?;
         }
+        Ok(())
+    }
+
+    /// Merges children `li` and `li + 1` of the dirty branch `p` into one node if the two fit
+    /// one page (into a merged branch the separator comes down). Returns whether it merged.
+    pub(crate) fn merge_children(&mut self, p: PageNo, li: usize) -> Result<bool> {
+        let (left, right, sep_len) = {
+            let Node::Branch(b) = self.node_mut(p)? else { return Ok(false) };
+            let (Some(&left), Some(&right)) = (b.children.get(li), b.children.get(li + 1)) else { return Ok(false) };
+            (left, right, b.key(li).map_or(0, <[u8]>::len))
+        };
         let (ls, rs) = (self.node_size(left)?, self.node_size(right)?);
         // A merged branch gains the separator (slot + length + key); a merged leaf loses one header.
         if ls + rs + 4 + sep_len > PAYLOAD_SIZE + crate::format::page::PAGE_HEADER_SIZE {
-            return Ok(());
+            return Ok(false);
         }
         let lp = self.make_dirty(left)?;
         let rp = self.make_dirty(right)?;
         let right_node = self.dirty.remove(&rp);
-        let sep = {
-            let Node::Branch(b) = self.node_mut(p)? else { return Ok(()) };
-            b.children[left_i] = PageRef::dirty(lp);
-            b.children.remove(left_i + 1);
-            b.remove_key(left_i).ok_or_else(|| Error::ReportableBug("merge of a branch past its last key".into()))?
+        let mut sep = {
+            let Node::Branch(b) = self.node_mut(p)? else { return Ok(false) };
+            b.children[li] = PageRef::dirty(lp);
+            b.children.remove(li + 1);
+            b.remove_key(li).ok_or_else(|| Error::ReportableBug("merge of a branch past its last key".into()))?
         };
         match (self.node_mut(lp)?, right_node) {
-            (Node::Leaf(l), Some(Node::Leaf(mut r))) => l.append(&mut r),
+            (Node::Leaf(l), Some(Node::Leaf(mut r))) => {
+                l.append(&mut r);
+                crate::crypto::wipe::wipe_vec(&mut sep);
+            }
             (Node::Branch(l), Some(Node::Branch(mut r))) => l.merge(sep, &mut r),
             _ => return Err(Error::corrupt(right.page, CorruptReason::WrongPageKind)),
         }
@@ -372,7 +385,7 @@ impl TxPages {
             return Err(Error::ReportableBug("merge overflowed a page".into()));
         }
         self.discard(rp);
-        Ok(())
+        Ok(true)
     }
 
     /// Bounds the memory of a large transaction: seals and writes every dirty leaf whose parent

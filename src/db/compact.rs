@@ -6,6 +6,9 @@
 //! where later commits reuse them but the file keeps its length. `Db::compact` runs online, as
 //! a series of durable commits that change no data:
 //!
+//! 0. **Merge.** Neighbouring nodes that fit one page together are merged, from the leaves up
+//!    (`TxPages::repack`): removals merge a leaf only once it is under a quarter full, so a
+//!    hollowed tree keeps many half-empty pages.
 //! 1. **Move.** Each commit picks the lowest page `t` such that the pages in use at or above
 //!    `t` fit in the free pages below it (`Allocator::compaction_target`), and copies every tree
 //!    and overflow page at or above `t` (`CopyRule::AtOrAbove`); the allocator hands out the
@@ -40,6 +43,8 @@ pub struct CompactReport {
     pub pages_before: u64,
     /// The file's length in pages after.
     pub pages_after: u64,
+    /// Pairs of neighbouring nodes merged into one because they fitted one page.
+    pub nodes_merged: u64,
     /// Tree and overflow pages copied lower in the file (branches on the way to a moved page
     /// included).
     pub pages_moved: u64,
@@ -67,6 +72,42 @@ impl Db {
         let e = self.handle.engine.clone();
         e.flush()?;
         let mut report = CompactReport { pages_before: e.pager.file_len()? / PAGE_SIZE as u64, ..Default::default() };
+        for _ in 0..MAX_MOVE_COMMITS {
+            let (mut ws, mut tx, base) = e.begin()?;
+            // Merging writes the merged nodes to free pages before it frees the old ones: as
+            // many as are free now (less room for the branches above them), so that it never
+            // lengthens the file.
+            let start = BATCH_PAGES.min(tx.alloc.free_len().saturating_sub(64));
+            let mut budget = start;
+            let mut trees = base.trees.clone();
+            let mut changed = BTreeSet::new();
+            let merged = (|| -> Result<()> {
+                for (name, root) in trees.iter_mut() {
+                    let mut r: TreeRoot = *root;
+                    if tx.repack(&mut r, &mut budget)? {
+                        *root = r;
+                        changed.insert(name.clone());
+                    }
+                    if budget == 0 {
+                        break;
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(err) = merged {
+                e.abort(&mut ws, tx);
+                return Err(err);
+            }
+            if changed.is_empty() {
+                // Nothing left that fits one page with its neighbour (or no free page to merge
+                // into).
+                e.abort(&mut ws, tx);
+                break;
+            }
+            e.commit(&mut ws, tx, &base, trees, &changed, &BTreeSet::new(), Durability::Immediate)?;
+            report.nodes_merged += ((start - budget) / 2) as u64;
+            report.commits += 1;
+        }
         for _ in 0..MAX_MOVE_COMMITS {
             let (mut ws, mut tx, base) = e.begin()?;
             let target = tx.alloc.compaction_target();
@@ -144,6 +185,7 @@ impl Db {
             pages_before = report.pages_before,
             pages_after = report.pages_after,
             pages_moved = report.pages_moved,
+            nodes_merged = report.nodes_merged,
             "compacted"
         );
         Ok(report)
