@@ -11,11 +11,11 @@
 
 use super::node::{Node, Value};
 use super::raw::{RawNode, RawValue};
-use super::tx::TxPages;
+use super::tx::{TxPages, fit_one_page};
 use super::{MAX_DEPTH, TreeRoot, overflow};
 use crate::crypto::seal::trailer;
 use crate::error::{CorruptReason, Error, PageNo, Result};
-use crate::format::page::{PAGE_HEADER_SIZE, PAYLOAD_SIZE, PageRef};
+use crate::format::page::PageRef;
 
 /// Which pages `TxPages::copy_where` copies.
 #[derive(Debug, Clone, Copy)]
@@ -215,9 +215,10 @@ impl TxPages {
                 _ => children.get(i).copied().zip(children.get(i + 1).copied()),
             };
             let Some((left, right)) = pair else { break };
-            // The separator's bytes are checked by `merge_children`; this only spares the branch
-            // a copy when the two cannot fit.
-            if self.node_size(left)? + self.node_size(right)? > PAYLOAD_SIZE + PAGE_HEADER_SIZE {
+            // The test `merge_children` makes, before the branch is copied: a branch copied and
+            // not changed would make every walk a commit.
+            let here = me.map_or(r, PageRef::dirty);
+            if !fit_one_page(self.node_size(left)?, self.node_size(right)?, self.separator_len(here, i)?) {
                 i += 1;
                 continue;
             }

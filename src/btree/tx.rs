@@ -351,6 +351,15 @@ impl TxPages {
         Ok(())
     }
 
+    /// The length of separator `i` of the branch at `r` (dirty or not).
+    pub(crate) fn separator_len(&self, r: PageRef, i: usize) -> Result<usize> {
+        if let Some(Node::Branch(b)) = self.dirty.get(&r.page) {
+            return Ok(b.key(i).map_or(0, <[u8]>::len));
+        }
+        let p = self.pager.read(r, None)?;
+        Ok(super::raw::RawNode::new(p.payload(), r.page)?.branch_key(i)?.len())
+    }
+
     /// Merges children `li` and `li + 1` of the dirty branch `p` into one node if the two fit
     /// one page (into a merged branch the separator comes down). Returns whether it merged.
     pub(crate) fn merge_children(&mut self, p: PageNo, li: usize) -> Result<bool> {
@@ -359,9 +368,7 @@ impl TxPages {
             let (Some(&left), Some(&right)) = (b.children.get(li), b.children.get(li + 1)) else { return Ok(false) };
             (left, right, b.key(li).map_or(0, <[u8]>::len))
         };
-        let (ls, rs) = (self.node_size(left)?, self.node_size(right)?);
-        // A merged branch gains the separator (slot + length + key); a merged leaf loses one header.
-        if ls + rs + 4 + sep_len > PAYLOAD_SIZE + crate::format::page::PAGE_HEADER_SIZE {
+        if !fit_one_page(self.node_size(left)?, self.node_size(right)?, sep_len) {
             return Ok(false);
         }
         let lp = self.make_dirty(left)?;
@@ -387,7 +394,16 @@ impl TxPages {
         self.discard(rp);
         Ok(true)
     }
+}
 
+/// Whether two neighbouring nodes of `left` and `right` bytes, with a separator of `sep_len`
+/// bytes between them, fit one page merged: a merged branch gains the separator (slot, length
+/// and key; a merged leaf does not, and the bound is kept for both), and the two lose one header.
+pub(crate) fn fit_one_page(left: usize, right: usize, sep_len: usize) -> bool {
+    left + right + 4 + sep_len <= PAYLOAD_SIZE + crate::format::page::PAGE_HEADER_SIZE
+}
+
+impl TxPages {
     /// Bounds the memory of a large transaction: seals and writes every dirty leaf whose parent
     /// is a dirty branch, points the parent at the written page (tag and this transaction's
     /// generation, as `flush` would) and drops the decoded leaf. Roots stay dirty (their
