@@ -25,13 +25,15 @@
 //! free, so they are neither overwritten nor cut: compaction with readers alive does what it
 //! can and reports it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
 use super::api::Db;
 use super::config::Durability;
+use super::engine::{Engine, Snapshot};
 use crate::btree::TreeRoot;
 use crate::btree::copy::CopyRule;
+use crate::btree::tx::TxPages;
 use crate::error::Result;
 use crate::format::PAGE_SIZE;
 use crate::pager::freelist;
@@ -52,6 +54,31 @@ pub struct CompactReport {
     pub commits: u64,
 }
 
+/// One durable commit of one pass over the trees: `pass` edits the trees (a copy of the
+/// snapshot's; `changed` names those it edited, `tx.catalog_root` the catalog if it did) and
+/// returns what it counts. `None`, and the transaction aborted, if it changed nothing.
+fn one_pass(
+    e: &Engine,
+    pass: impl FnOnce(&mut TxPages, &Snapshot, &mut BTreeMap<Vec<u8>, TreeRoot>, &mut BTreeSet<Vec<u8>>) -> Result<u64>,
+) -> Result<Option<u64>> {
+    let (mut ws, mut tx, base) = e.begin()?;
+    let mut trees = base.trees.clone();
+    let mut changed = BTreeSet::new();
+    let counted = match pass(&mut tx, &base, &mut trees, &mut changed) {
+        Ok(n) => n,
+        Err(err) => {
+            e.abort(&mut ws, tx);
+            return Err(err);
+        }
+    };
+    if changed.is_empty() && tx.catalog_root.is_none() {
+        e.abort(&mut ws, tx);
+        return Ok(None);
+    }
+    e.commit(&mut ws, tx, &base, trees, &changed, &BTreeSet::new(), Durability::Immediate)?;
+    Ok(Some(counted))
+}
+
 /// Pages copied per commit at most (64 MiB): each commit walks every tree again, so few large
 /// ones beat many small ones; the memory of one is bounded as a large transaction's is (leaves
 /// are written before the commit, `Config::tx_spill_after`), and other writers wait for one.
@@ -62,92 +89,64 @@ const MAX_MOVE_COMMITS: usize = 1024;
 const MAX_TRIM_ROUNDS: usize = 4;
 
 impl Db {
-    /// Moves pages from the end of the file into free space nearer its start and shortens the
-    /// file by the free pages that then end it. Online: readers go on, and other writers wait
-    /// only for the commit in progress (each moves at most a few thousand pages). Changes no
-    /// data (each move is a commit, so the commit sequence number advances). Pages that a live snapshot (an open transaction or
-    /// iterator, a `Snapshot`) may read stay where they are: compact with none open to get the
-    /// smallest file.
+    /// Merges half-empty pages, moves pages from the end of the file into free space nearer
+    /// its start, and shortens the file by the free pages that then end it. Online: readers go
+    /// on, and other writers wait only for the commit in progress. Changes no data (each step
+    /// is a commit, so the commit sequence number advances). Pages that a live snapshot (an
+    /// open transaction or iterator, a `Snapshot`) may read stay where they are: compact with
+    /// none open to get the smallest file.
     pub fn compact(&self) -> Result<CompactReport> {
         let e = self.handle.engine.clone();
         e.flush()?;
         let mut report = CompactReport { pages_before: e.pager.file_len()? / PAGE_SIZE as u64, ..Default::default() };
         for _ in 0..MAX_MOVE_COMMITS {
-            let (mut ws, mut tx, base) = e.begin()?;
-            // Merging writes the merged nodes to free pages before it frees the old ones: as
-            // many as are free now (less room for the branches above them), so that it never
-            // lengthens the file.
-            let start = BATCH_PAGES.min(tx.alloc.free_len().saturating_sub(64));
-            let mut budget = start;
-            let mut trees = base.trees.clone();
-            let mut changed = BTreeSet::new();
-            let merged = (|| -> Result<()> {
+            let merged = one_pass(&e, |tx, _, trees, changed| {
+                // Merging writes the merged nodes to free pages before it frees the old ones: as
+                // many as are free now (less room for the branches above them), so that it
+                // never lengthens the file.
+                let start = BATCH_PAGES.min(tx.alloc.free_len().saturating_sub(64));
+                let mut budget = start;
                 for (name, root) in trees.iter_mut() {
-                    let mut r: TreeRoot = *root;
-                    if tx.repack(&mut r, &mut budget)? {
-                        *root = r;
-                        changed.insert(name.clone());
-                    }
                     if budget == 0 {
                         break;
                     }
+                    if tx.repack(root, &mut budget)? {
+                        changed.insert(name.clone());
+                    }
                 }
-                Ok(())
-            })();
-            if let Err(err) = merged {
-                e.abort(&mut ws, tx);
-                return Err(err);
-            }
-            if changed.is_empty() {
-                // Nothing left that fits one page with its neighbour (or no free page to merge
-                // into).
-                e.abort(&mut ws, tx);
-                break;
-            }
-            e.commit(&mut ws, tx, &base, trees, &changed, &BTreeSet::new(), Durability::Immediate)?;
-            report.nodes_merged += ((start - budget) / 2) as u64;
+                Ok(((start - budget) / 2) as u64)
+            })?;
+            // None: nothing left that fits one page with its neighbour (or no free page).
+            let Some(n) = merged else { break };
+            report.nodes_merged += n;
             report.commits += 1;
         }
         for _ in 0..MAX_MOVE_COMMITS {
-            let (mut ws, mut tx, base) = e.begin()?;
-            let target = tx.alloc.compaction_target();
-            if target >= tx.alloc.page_count {
-                e.abort(&mut ws, tx);
-                break;
-            }
-            let rule = CopyRule::AtOrAbove(target);
-            let mut budget = BATCH_PAGES;
-            let mut trees = base.trees.clone();
-            let mut changed = BTreeSet::new();
-            let moved = (|| -> Result<()> {
+            let moved = one_pass(&e, |tx, base, trees, changed| {
+                let target = tx.alloc.compaction_target();
+                if target >= tx.alloc.page_count {
+                    return Ok(0);
+                }
+                let rule = CopyRule::AtOrAbove(target);
+                let mut budget = BATCH_PAGES;
                 for (name, root) in trees.iter_mut() {
-                    let mut r: TreeRoot = *root;
-                    if tx.copy_where(&mut r.root, rule, &mut budget)? {
-                        *root = r;
-                        changed.insert(name.clone());
-                    }
                     if budget == 0 {
-                        return Ok(());
+                        break;
+                    }
+                    if tx.copy_where(&mut root.root, rule, &mut budget)? {
+                        changed.insert(name.clone());
                     }
                 }
                 let mut cat = base.catalog;
-                if tx.copy_where(&mut cat, rule, &mut budget)? {
+                if budget > 0 && tx.copy_where(&mut cat, rule, &mut budget)? {
                     tx.catalog_root = Some(cat);
                 }
-                Ok(())
-            })();
-            if let Err(err) = moved {
-                e.abort(&mut ws, tx);
-                return Err(err);
-            }
-            if changed.is_empty() && tx.catalog_root.is_none() {
-                // Nothing of a tree is left at or above `t`: what is there is free-list pages
-                // or pages still waiting for a reader, which the trim below deals with.
-                e.abort(&mut ws, tx);
-                break;
-            }
-            e.commit(&mut ws, tx, &base, trees, &changed, &BTreeSet::new(), Durability::Immediate)?;
-            report.pages_moved += (BATCH_PAGES - budget) as u64;
+                Ok((BATCH_PAGES - budget) as u64)
+            })?;
+            // None: no tree page is left at or above `t`; what is there is free-list pages or
+            // pages still waiting for a reader, which the trim below deals with.
+            let Some(n) = moved else { break };
+            report.pages_moved += n;
             report.commits += 1;
         }
         for round in 0..MAX_TRIM_ROUNDS {
