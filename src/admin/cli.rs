@@ -60,7 +60,7 @@ pub enum Cmd {
     Check(CheckArgs),
     /// Copy every readable record of a damaged database into a new one (exit 4 if any was lost)
     Salvage(SalvageArgs),
-    /// Move pages from the end of the file into free space and shorten the file (online, no data changes)
+    /// Merge half-empty pages, move pages off the end of the file and shorten it (online, no data changes)
     Compact(CompactArgs),
     /// Write a backup stream of the newest commit, encrypted as the database is (OUT `-`: standard output)
     Backup(BackupArgs),
@@ -206,9 +206,10 @@ pub struct StatusArgs {
 
 #[derive(Args, Debug)]
 #[command(after_help = "Copy-on-write leaves a file as long as it ever was: a large removal copies the \
-remaining pages past the end and frees the old ones. compact copies the pages at the end of the file \
-into that free space, in durable commits that change no data, then cuts the free end off. Pages an \
-open reader still reads stay. It prints the length before and after.\nExit codes: 0 ok, 3 wrong key, \
+remaining pages past the end and frees the old ones, and removals leave pages half empty. compact \
+merges neighbouring pages that fit one page, copies the pages at the end of the file into the free \
+space, in durable commits that change no data, then cuts the free end off. Pages an open reader \
+still reads stay. It prints the length before and after.\nExit codes: 0 ok, 3 wrong key, \
 4 a page failed its check, 5 I/O error or locked")]
 pub struct CompactArgs {
     /// The database file (or a database directory)

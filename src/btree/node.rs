@@ -279,7 +279,7 @@ impl Branch {
         b
     }
 
-    /// Appends a key (room already reserved, or growth that cannot leave a copy: see callers).
+    /// Appends a key (the buffers grow through `reserve_wiping`).
     fn push_key(&mut self, k: &[u8]) {
         crate::crypto::wipe::reserve_wiping(&mut self.key_bytes, k.len());
         crate::crypto::wipe::reserve_wiping(&mut self.prefixes, 1);

@@ -1,5 +1,5 @@
-//! Compaction: moves the pages at the end of the file into free space nearer its start, then
-//! gives the free end of the file back to the file system. SPEC.md §7.1.
+//! Compaction: merges half-empty pages, moves the pages at the end of the file into free space
+//! nearer its start, then gives the free end of the file back to the file system. SPEC.md §7.1.
 //!
 //! Copy-on-write never shrinks a file by itself: a commit that rewrites many pages (a large
 //! removal, a rekey) puts the copies past the end and leaves the old pages free in the middle,
@@ -17,7 +17,8 @@
 //!    alive), a durable commit writes the whole free list again below the end and a record
 //!    whose page count stops before the free pages that end the file. A copy of that record
 //!    follows in the other slot (`Engine::copy_durable_record`), so that neither slot names a
-//!    page count past the new end; only then is the file cut. Rounds repeat while the end moves (the old free-list pages are freed by the first).
+//!    page count past the new end; only then is the file cut. Rounds repeat while the end
+//!    moves (the first frees the old free-list pages).
 //!
 //! Invariants: no record is ever written whose pages lie past the file's end, and the file is
 //! cut only to the page count of both records on disk, after both are durable; so a crash at
@@ -93,8 +94,8 @@ impl Db {
     /// its start, and shortens the file by the free pages that then end it. Online: readers go
     /// on, and other writers wait only for the commit in progress. Changes no data (each step
     /// is a commit, so the commit sequence number advances). Pages that a live snapshot (an
-    /// open transaction or iterator, a `Snapshot`) may read stay where they are: compact with
-    /// none open to get the smallest file.
+    /// open `ReadTransaction`, `WriteTransaction` or iterator) may read stay where they are:
+    /// compact with none open to get the smallest file.
     pub fn compact(&self) -> Result<CompactReport> {
         let e = self.handle.engine.clone();
         e.flush()?;
