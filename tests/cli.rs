@@ -564,6 +564,8 @@ fn compact_shrinks_the_file_and_keeps_the_records() {
         (0..2000).map(|i| format!("{{\"key\": \"k{i:05}\", \"value\": \"rewritten {i}\"}}\n")).collect();
     e.fv_in(&["load", &db, "t", "--passphrase-file", &pass], lines.as_bytes()).ok();
     let before = std::fs::metadata(&db).unwrap().len();
+    let status = e.fv(&["status", &db, "--passphrase-file", &pass]).ok().text();
+    assert!(status.lines().any(|l| l.starts_with("free space:") && !l.contains(" 0 pages")), "{status}");
     let t = e.fv(&["compact", &db, "--passphrase-file", &pass]).ok().text();
     assert!(t.starts_with("compacted ") && t.contains("pages moved in"), "{t}");
     let after = std::fs::metadata(&db).unwrap().len();

@@ -74,8 +74,12 @@ fn shrinks_and_keeps_everything(encrypted: bool) {
     let (db, m) = mem_db(encrypted);
     let model = grow_and_hollow(&db, 20_000);
     let before = pages(&m);
+    let free_before = db.metrics().free_pages;
+    assert!(free_before * 3 > before, "the removal freed a third of the file or more: {free_before} of {before}");
     let report = db.compact().unwrap();
     let after = pages(&m);
+    // What is left free is what the merged and moved pages could not give back.
+    assert!(db.metrics().free_pages * 10 < after, "{} free of {after}", db.metrics().free_pages);
     println!("compact ({}): {report:?}", if encrypted { "encrypted" } else { "plaintext" });
     assert_eq!((report.pages_before, report.pages_after), (before, after));
     // Half of the records are left; the removal had nearly doubled the file and left the

@@ -372,7 +372,7 @@ pub fn stats(a: StatsArgs) -> Result<(), CliError> {
     let (db, file) = open_db(&a.db, &a.keys, Access::Read)?;
     let m = db.metrics();
     let size = db.size_on_disk().at(&file)?;
-    let fields: [(&str, u64); 16] = [
+    let fields: [(&str, u64); 17] = [
         ("pages_sealed", m.pages_sealed),
         ("pages_opened", m.pages_opened),
         ("bytes_written", m.bytes_written),
@@ -387,6 +387,7 @@ pub fn stats(a: StatsArgs) -> Result<(), CliError> {
         ("cached_pages", m.cached_pages),
         ("key_epoch", u64::from(m.key_epoch)),
         ("seals_in_epoch", m.seals_in_epoch),
+        ("free_pages", m.free_pages),
         ("commit_seq", db.commit_seq()),
         ("size_on_disk", size),
     ];

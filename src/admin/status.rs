@@ -146,6 +146,8 @@ pub struct DbInfo {
     pub locked_bytes: u64,
     /// Whether some key memory could not be locked (RLIMIT_MEMLOCK).
     pub locking_failed: bool,
+    /// Free pages as of the last durable commit (`Metrics::free_pages`).
+    pub free_pages: u64,
 }
 
 impl DbInfo {
@@ -175,6 +177,7 @@ impl DbInfo {
             // Read while the database (and so its keys) is open.
             locked_bytes: crate::crypto::locked::locked_bytes(),
             locking_failed: crate::crypto::locked::locking_failed(),
+            free_pages: db.metrics().free_pages,
         })
     }
 }
@@ -214,6 +217,7 @@ pub fn write_status(
                 .num("key_epoch", d.key_epoch)
                 .num("seals_in_epoch", d.seals_in_epoch)
                 .num("seal_budget", d.seal_budget)
+                .num("free_pages", d.free_pages)
                 .bool("recovered", d.recovered);
             if h.is_encrypted() {
                 obj = obj.bool("key_memory_locked", !d.locking_failed).num("key_memory_locked_bytes", d.locked_bytes);
@@ -255,6 +259,12 @@ pub fn write_status(
         None => writeln!(o, "(no key given: trees and counters need the key)")?,
         Some(d) => {
             writeln!(o, "commit sequence: {} (durable {})", d.commit_seq, d.durable_commit_seq)?;
+            let mib = d.free_pages as f64 * PAGE_SIZE as f64 / (1 << 20) as f64;
+            writeln!(
+                o,
+                "free space:      {} pages ({mib:.1} MiB; `foldvault compact` gives back what it can)",
+                d.free_pages
+            )?;
             if h.is_encrypted() {
                 writeln!(o, "key epoch:       {}", d.key_epoch)?;
                 let pct = if d.seal_budget == 0 { 0.0 } else { d.seals_in_epoch as f64 * 100.0 / d.seal_budget as f64 };

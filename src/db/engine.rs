@@ -386,6 +386,7 @@ impl Engine {
         let snap = self.snapshot();
         let seq = snap.seq;
         let (fl, written) = freelist::write(&self.pager, &mut ws.alloc, seq, ws.epoch, &mut ws.freelist)?;
+        self.pager.counters.free_pages.store(ws.alloc.unused_count(), Ordering::Relaxed);
         self.pager.raise_page_limit(ws.alloc.page_count);
         self.pager.ensure_pages(ws.alloc.page_count)?;
         let header_generation = self.header.lock().generation;

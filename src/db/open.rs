@@ -122,6 +122,7 @@ fn assemble(
     pager.set_wipe_cache(cfg.zeroize_cache);
     pager.set_seals_in_epoch(rec.seals_in_epoch);
     pager.sealer.set_max_epoch(rec.key_epoch);
+    pager.counters.free_pages.store(free.len() as u64, std::sync::atomic::Ordering::Relaxed);
     Engine {
         header: Mutex::new(header),
         current: RwLock::new(Arc::new(Snapshot::new(&pager, rec.seq, rec.catalog, trees, None))),

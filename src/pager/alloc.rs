@@ -197,6 +197,13 @@ impl Allocator {
         best
     }
 
+    /// Pages not in use by the newest state (free, or waiting in a queue): what the durable
+    /// free list records (`all_unused`), counted without building it.
+    pub(crate) fn unused_count(&self) -> u64 {
+        let queued: usize = self.pending.iter().chain(self.pending_fresh.iter()).map(|(_, v)| v.len()).sum();
+        (self.free.len() + queued) as u64
+    }
+
     /// Pages free now (not waiting in a queue).
     pub(crate) fn free_len(&self) -> usize {
         self.free.len()

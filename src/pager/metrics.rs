@@ -14,6 +14,8 @@ pub(crate) struct Counters {
     pub commits: AtomicU64,
     pub durable_commits: AtomicU64,
     pub syncs: AtomicU64,
+    /// A gauge, not a counter: the pages the last durable commit's free list records.
+    pub free_pages: AtomicU64,
 }
 
 /// A snapshot of the engine's counters (`Db::metrics()`).
@@ -37,6 +39,10 @@ pub struct Metrics {
     pub key_epoch: u32,
     /// Seals made under the current epoch.
     pub seals_in_epoch: u64,
+    /// Pages the last durable commit recorded as free: reused by later commits; those that end
+    /// the file, and those `Db::compact` can move the end of the file onto, go back to the file
+    /// system with `Db::compact`.
+    pub free_pages: u64,
 }
 
 impl Counters {
@@ -57,6 +63,7 @@ impl Counters {
             commits: self.commits.load(Relaxed),
             durable_commits: self.durable_commits.load(Relaxed),
             syncs: self.syncs.load(Relaxed),
+            free_pages: self.free_pages.load(Relaxed),
             ..Metrics::default()
         }
     }
