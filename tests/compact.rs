@@ -218,3 +218,16 @@ fn compact_leaves_two_records_within_the_file() {
         }
     }
 }
+
+/// Inside a write transaction on the same thread, compaction refuses (it needs the writer the
+/// transaction holds) instead of waiting for it forever; once the transaction ends it runs.
+#[test]
+fn compact_inside_a_write_transaction_refuses() {
+    let (db, _m) = mem_db(false);
+    db.insert("k", "v").unwrap();
+    let tx = db.begin_write().unwrap();
+    assert!(matches!(db.compact(), Err(foldvault::Error::Unsupported(_))));
+    tx.commit().unwrap();
+    db.compact().unwrap();
+    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+}
