@@ -24,6 +24,10 @@ pub(crate) struct Allocator {
     fresh: HashSet<PageNo>,
     /// Freed fresh pages: (commit that freed them, pages).
     pending_fresh: VecDeque<(u64, Vec<PageNo>)>,
+    /// Every page of `pending` and `pending_fresh`, for `unused_test` (kept as they change, so
+    /// that a durable commit does not rebuild it: a reader held across many commits makes the
+    /// queues long).
+    queued: HashSet<PageNo>,
     /// Pages released or given back since the free list was last written (with repeats, and
     /// possibly handed out again since): what the free-list writer looks at besides its own
     /// chain's extents. `None` once more than `UNUSED_SINCE_MAX` were recorded (many commits
@@ -40,6 +44,7 @@ impl Default for Allocator {
             pending: VecDeque::new(),
             fresh: HashSet::new(),
             pending_fresh: VecDeque::new(),
+            queued: HashSet::new(),
             unused_since: Some(Vec::new()),
             page_count: 0,
         }
@@ -103,9 +108,7 @@ impl Allocator {
 
     /// A test of whether a page is unused now (free, or waiting in a queue), for many pages.
     pub(crate) fn unused_test(&self) -> impl Fn(PageNo) -> bool + '_ {
-        let queued: HashSet<PageNo> =
-            self.pending.iter().chain(self.pending_fresh.iter()).flat_map(|(_, v)| v.iter().copied()).collect();
-        move |page| self.free.contains(&page) || queued.contains(&page)
+        move |page| self.free.contains(&page) || self.queued.contains(&page)
     }
 
     /// The newest commit became durable: nothing allocated so far is fresh any more.
@@ -130,6 +133,7 @@ impl Allocator {
     /// Records pages freed by commit `seq`.
     pub(crate) fn release(&mut self, seq: u64, pages: Vec<PageNo>) {
         self.note_unused(&pages);
+        self.queued.extend(pages.iter().copied());
         let (fresh, old): (Vec<PageNo>, Vec<PageNo>) = pages.into_iter().partition(|p| self.fresh.contains(p));
         for (list, pages) in [(&mut self.pending_fresh, fresh), (&mut self.pending, old)] {
             if pages.is_empty() {
@@ -149,6 +153,7 @@ impl Allocator {
                 break;
             }
             if let Some((_, pages)) = self.pending_fresh.pop_front() {
+                pages.iter().for_each(|p| _ = self.queued.remove(p));
                 self.free.extend(pages);
             }
         }
@@ -158,6 +163,7 @@ impl Allocator {
                 break;
             }
             if let Some((_, pages)) = self.pending.pop_front() {
+                pages.iter().for_each(|p| _ = self.queued.remove(p));
                 self.free.extend(pages);
             }
         }
@@ -200,8 +206,7 @@ impl Allocator {
     /// Pages not in use by the newest state (free, or waiting in a queue): what the durable
     /// free list records (`all_unused`), counted without building it.
     pub(crate) fn unused_count(&self) -> u64 {
-        let queued: usize = self.pending.iter().chain(self.pending_fresh.iter()).map(|(_, v)| v.len()).sum();
-        (self.free.len() + queued) as u64
+        (self.free.len() + self.queued.len()) as u64
     }
 
     /// Pages free now (not waiting in a queue).
