@@ -339,7 +339,6 @@ pub fn compact(a: CompactArgs) -> Result<(), CliError> {
     let r = db.compact().at(&file)?;
     let secs = t0.elapsed().as_secs_f64();
     drop(db);
-    let mib = |pages: u64| pages as f64 * crate::format::PAGE_SIZE as f64 / (1 << 20) as f64;
     let mut o = out();
     if a.json {
         let obj = Obj::new()
@@ -356,9 +355,9 @@ pub fn compact(a: CompactArgs) -> Result<(), CliError> {
             "compacted {}: {} pages ({:.1} MiB) -> {} pages ({:.1} MiB); {} node pairs merged, {} pages moved in {} commits ({secs:.2} s)",
             file.display(),
             r.pages_before,
-            mib(r.pages_before),
+            super::pages_mib(r.pages_before),
             r.pages_after,
-            mib(r.pages_after),
+            super::pages_mib(r.pages_after),
             r.nodes_merged,
             r.pages_moved,
             r.commits

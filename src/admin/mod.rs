@@ -164,6 +164,11 @@ impl<T> At<T> for std::io::Result<T> {
     }
 }
 
+/// `pages` database pages in MiB, for messages.
+pub fn pages_mib(pages: u64) -> f64 {
+    pages as f64 * crate::format::PAGE_SIZE as f64 / (1 << 20) as f64
+}
+
 /// A progress bar on standard error when it is a terminal, else a hidden one.
 pub fn progress(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {

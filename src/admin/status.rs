@@ -259,11 +259,11 @@ pub fn write_status(
         None => writeln!(o, "(no key given: trees and counters need the key)")?,
         Some(d) => {
             writeln!(o, "commit sequence: {} (durable {})", d.commit_seq, d.durable_commit_seq)?;
-            let mib = d.free_pages as f64 * PAGE_SIZE as f64 / (1 << 20) as f64;
             writeln!(
                 o,
-                "free space:      {} pages ({mib:.1} MiB; `foldvault compact` gives back what it can)",
-                d.free_pages
+                "free space:      {} pages ({:.1} MiB; `foldvault compact` gives back what it can)",
+                d.free_pages,
+                super::pages_mib(d.free_pages)
             )?;
             if h.is_encrypted() {
                 writeln!(o, "key epoch:       {}", d.key_epoch)?;

@@ -53,6 +53,24 @@ impl TxPages {
         }
     }
 
+    /// The editable copy of the node at `r`: `me` if it has one already, else a new one
+    /// (`make_dirty`), recorded in `me`.
+    fn copy_once(&mut self, r: PageRef, me: &mut Option<PageNo>) -> Result<PageNo> {
+        match *me {
+            Some(p) => Ok(p),
+            None => Ok(*me.insert(self.make_dirty(r)?)),
+        }
+    }
+
+    /// Points child `i` of the dirty branch `p` at the dirty node `child`.
+    fn point_child(&mut self, p: PageNo, i: usize, child: PageNo) {
+        if let Some(Node::Branch(b)) = self.dirty.get_mut(&p)
+            && let Some(c) = b.children.get_mut(i)
+        {
+            *c = PageRef::dirty(child);
+        }
+    }
+
     /// What a node links to, read without decoding it when it is not dirty (a compaction walks
     /// every node of every tree and copies few): its children, or its overflow values (entry
     /// index, first page, length).
@@ -108,17 +126,8 @@ impl TxPages {
                         break;
                     }
                     if let Some(np) = self.copy_rec(*c, rule, budget, depth + 1)? {
-                        let p = match me {
-                            Some(p) => p,
-                            None => {
-                                let p = self.make_dirty(r)?;
-                                me = Some(p);
-                                p
-                            }
-                        };
-                        if let Some(Node::Branch(b)) = self.dirty.get_mut(&p) {
-                            b.children[i] = PageRef::dirty(np);
-                        }
+                        let p = self.copy_once(r, &mut me)?;
+                        self.point_child(p, i, np);
                         self.spill_if_large()?;
                     }
                 }
@@ -150,14 +159,7 @@ impl TxPages {
                     for p in old {
                         self.discard(p);
                     }
-                    let p = match me {
-                        Some(p) => p,
-                        None => {
-                            let p = self.make_dirty(r)?;
-                            me = Some(p);
-                            p
-                        }
-                    };
+                    let p = self.copy_once(r, &mut me)?;
                     if let Some(Node::Leaf(l)) = self.dirty.get_mut(&p)
                         && let Some(e) = l.entries.get_mut(i)
                     {
@@ -199,13 +201,8 @@ impl TxPages {
                 break;
             }
             if let Some(np) = self.repack_rec(*c, budget, depth + 1)? {
-                let p = match me {
-                    Some(p) => p,
-                    None => *me.insert(self.make_dirty(r)?),
-                };
-                if let Some(Node::Branch(b)) = self.dirty.get_mut(&p) {
-                    b.children[i] = PageRef::dirty(np);
-                }
+                let p = self.copy_once(r, &mut me)?;
+                self.point_child(p, i, np);
             }
         }
         let mut i = 0;
@@ -222,10 +219,7 @@ impl TxPages {
                 i += 1;
                 continue;
             }
-            let p = match me {
-                Some(p) => p,
-                None => *me.insert(self.make_dirty(r)?),
-            };
+            let p = self.copy_once(r, &mut me)?;
             if self.merge_children(p, i)? {
                 *budget = budget.saturating_sub(2);
                 self.spill_if_large()?;

@@ -39,9 +39,8 @@ pub struct Metrics {
     pub key_epoch: u32,
     /// Seals made under the current epoch.
     pub seals_in_epoch: u64,
-    /// Pages the last durable commit recorded as free: reused by later commits; those that end
-    /// the file, and those `Db::compact` can move the end of the file onto, go back to the file
-    /// system with `Db::compact`.
+    /// Pages the last durable commit recorded as free. Later commits reuse them; `Db::compact`
+    /// gives back to the file system what it can of them.
     pub free_pages: u64,
 }
 
