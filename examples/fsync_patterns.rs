@@ -8,7 +8,9 @@
 //! (leaf, branch, root, catalog, free list, commit record) as 4-5 separate runs; the cost
 //! falls with the number of runs, not with the number of `pwrite` calls, and the floor (leaf
 //! and commit record only) is within about 30% of today's pattern; one contiguous run and the
-//! record, and the record alone, bound what any placement of the pages could save. The last two
+//! record, and the record alone, bound what any placement of the pages could save. The second
+//! and third lines are the placement of SPEC.md §7.2 (root, catalog and free list as one run,
+//! anywhere, or in the zone beside record B for every other commit). The last two
 //! lines simulate a commit log (one appended run per commit, checkpoints now and then), the
 //! design that would close the gap to SQLite's WAL: what it would save before any of it is
 //! built.
@@ -38,9 +40,17 @@ fn main() -> std::io::Result<()> {
     // Each pattern: the pages one commit writes, given a random source and the commit's parity
     // (the record alternates between slots 2 and 3).
     type Pattern = fn(&mut Rng, u64) -> Vec<u64>;
-    let patterns: [(&str, Pattern); 8] = [
+    let patterns: [(&str, Pattern); 10] = [
         ("today: leaf, branch, root, catalog+free list, record", |r, s| {
             vec![400 + r.below(4200), 10 + r.below(390), 4 + 3 * s, 4580 + 2 * s, 4581 + 2 * s, 2 + s]
+        }),
+        ("leaf, branch, root+catalog+free list in one run, record", |r, s| {
+            let at = 4400 + r.below(150);
+            vec![400 + r.below(4200), 10 + r.below(390), at, at + 1, at + 2, 2 + s]
+        }),
+        ("leaf, branch, root+catalog+free list at 4-6 or 7-9, record in 3 or 2", |r, s| {
+            let at = if s == 1 { 4 } else { 7 };
+            vec![400 + r.below(4200), 10 + r.below(390), at, at + 1, at + 2, 2 + s]
         }),
         ("no free-list page", |r, s| vec![400 + r.below(4200), 10 + r.below(390), 4 + 3 * s, 4580 + 2 * s, 2 + s]),
         ("no free list, catalog+root next to the record", |r, s| {
