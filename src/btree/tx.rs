@@ -470,9 +470,6 @@ impl TxPages {
     /// Seals every dirty node reachable from `roots`, children first, and fills in each root's
     /// tag. Nodes at the same height are sealed as one batch (in parallel when large).
     pub(crate) fn flush(&mut self, roots: &mut [&mut PageRef]) -> Result<()> {
-        for r in roots.iter_mut() {
-            self.move_to_top_zone(r);
-        }
         let mut level_of: PageMap<usize> = PageMap::default();
         let mut order: Vec<PageNo> = Vec::new();
         for r in roots.iter() {
@@ -507,23 +504,6 @@ impl TxPages {
             }
         }
         Ok(())
-    }
-
-    /// Gives a dirty root this transaction allocated a page in the top-page zone (`alloc`'s
-    /// placement): nothing but `r` refers to a root, so only `r` changes.
-    fn move_to_top_zone(&mut self, r: &mut PageRef) {
-        if Allocator::is_top_zone(r.page) || !self.new_pages.contains(&r.page) {
-            return;
-        }
-        let Some(node) = self.dirty.remove(&r.page) else { return };
-        let q = self.alloc.alloc_top();
-        self.pager.raise_page_limit(self.alloc.page_count);
-        self.dirty.insert(q, node);
-        self.new_pages.insert(q);
-        self.new_pages.remove(&r.page);
-        self.pager.forget(r.page);
-        self.alloc.give_back(r.page);
-        r.page = q;
     }
 
     fn levels(&self, p: PageNo, level_of: &mut PageMap<usize>, order: &mut Vec<PageNo>, depth: usize) -> Result<usize> {

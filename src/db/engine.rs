@@ -408,7 +408,6 @@ impl Engine {
         ws.alloc.mark_durable();
         ws.durable = rec;
         ws.durable_slot = slot;
-        ws.alloc.set_durable_slot(slot);
         // Every commit so far is in this record (commits set the flag under the writer, which
         // the caller holds).
         self.undurable.store(false, Ordering::Release);
@@ -455,7 +454,6 @@ impl Engine {
         self.pager.sync()?;
         ws.durable = rec;
         ws.durable_slot = slot;
-        ws.alloc.set_durable_slot(slot);
         Ok(())
     }
 

@@ -127,11 +127,7 @@ fn assemble(
         header: Mutex::new(header),
         current: RwLock::new(Arc::new(Snapshot::new(&pager, rec.seq, rec.catalog, trees, None))),
         writer: Arc::new(Mutex::new(WriterState {
-            alloc: {
-                let mut alloc = Allocator::new(rec.page_count, free);
-                alloc.set_durable_slot(slot);
-                alloc
-            },
+            alloc: Allocator::new(rec.page_count, free),
             durable: rec,
             durable_slot: slot,
             freelist: freelist::FreeChain::read_at_open(free_chain),

@@ -5,34 +5,11 @@
 //! or recorded in its free list. In memory a freed page goes through `pending` first: pages
 //! freed by commit K are handed out again only once K is durable *and* no live snapshot is
 //! older than K (a snapshot at K-1 may still read them).
-//!
-//! Placement (SPEC.md §7.2; no format change, any placement is valid). The pages every
-//! commit rewrites, the *top pages* (each changed tree's root, the catalog's root, the front of
-//! the free list), are allocated from a small zone at the start of the file, in the half that
-//! belongs to the slot the next commit record goes to:
-//!
-//! ```text
-//!  page  2         3         4 .. 11              12 .. 19             20 ..
-//!        record A  record B  top pages, record B  top pages, record A  tree pages
-//! ```
-//! A durable commit then writes its top pages as one run, which for record B's commits also
-//! touches the record: four or five separate runs of pages become two or three, and the sync
-//! that ends the commit is that much cheaper (BENCHMARKS.md, `examples/fsync_patterns.rs`).
-//! A commit frees its predecessor's top pages, so the zone recycles itself. Every other page
-//! (leaves, branches, overflow) is allocated lowest first past the zone, never in it. A new file
-//! reserves the zone at its first allocation; a file from before this placement gets it as
-//! its first pages there are freed.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
-use std::ops::Range;
 
 use crate::error::PageNo;
-use crate::format::{COMMIT_PAGE_A, COMMIT_PAGE_B, FIRST_DATA_PAGE};
-
-/// Pages in each half of the top-page zone.
-const TOP_HALF: u64 = 8;
-/// The first page past the top-page zone.
-pub(crate) const TOP_ZONE_END: PageNo = FIRST_DATA_PAGE + 2 * TOP_HALF;
+use crate::format::FIRST_DATA_PAGE;
 
 /// See `Allocator::unused_since`.
 const UNUSED_SINCE_MAX: usize = 4096;
@@ -58,9 +35,6 @@ pub(crate) struct Allocator {
     unused_since: Option<Vec<PageNo>>,
     /// High-water mark: pages at or above are unused and not recorded anywhere.
     pub(crate) page_count: u64,
-    /// The commit slot the next durable record goes to: which half of the top-page zone this
-    /// commit's top pages take.
-    next_record_slot: PageNo,
 }
 
 impl Default for Allocator {
@@ -73,7 +47,6 @@ impl Default for Allocator {
             queued: HashSet::new(),
             unused_since: Some(Vec::new()),
             page_count: 0,
-            next_record_slot: COMMIT_PAGE_B,
         }
     }
 }
@@ -93,63 +66,16 @@ impl Allocator {
         }
     }
 
-    /// A page no durable or readable state references, for a tree or overflow page: the lowest
-    /// free page past the top-page zone, so the file stays compact; otherwise the next page past
-    /// the high-water mark.
+    /// A page no durable or readable state references. Lowest free page first, so the file
+    /// stays compact; otherwise the next page past the high-water mark.
     pub(crate) fn alloc(&mut self) -> PageNo {
-        self.reserve_top_zone();
-        match self.free.range(TOP_ZONE_END..).next().copied() {
-            Some(p) => self.hand_out(p),
+        match self.free.pop_first() {
+            Some(p) => {
+                self.fresh.insert(p);
+                p
+            }
             None => self.extend(),
         }
-    }
-
-    /// A page for a top page (a root, the catalog's root, the free list's front): the lowest
-    /// free page of the zone half that belongs to the next record's slot, then of the other
-    /// half, then as `alloc`.
-    pub(crate) fn alloc_top(&mut self) -> PageNo {
-        self.reserve_top_zone();
-        let pick = self.free.range(self.top_pages()).next().or_else(|| self.free.range(..TOP_ZONE_END).next()).copied();
-        match pick {
-            Some(p) => self.hand_out(p),
-            None => self.alloc(),
-        }
-    }
-
-    /// The zone half this commit's top pages belong in.
-    pub(crate) fn top_pages(&self) -> Range<PageNo> {
-        if self.next_record_slot == COMMIT_PAGE_B {
-            FIRST_DATA_PAGE..FIRST_DATA_PAGE + TOP_HALF
-        } else {
-            FIRST_DATA_PAGE + TOP_HALF..TOP_ZONE_END
-        }
-    }
-
-    /// True if `page` is in the top-page zone.
-    pub(crate) fn is_top_zone(page: PageNo) -> bool {
-        (FIRST_DATA_PAGE..TOP_ZONE_END).contains(&page)
-    }
-
-    /// The last durable record went to `slot`: the next goes to the other one.
-    pub(crate) fn set_durable_slot(&mut self, slot: PageNo) {
-        self.next_record_slot = if slot == COMMIT_PAGE_B { COMMIT_PAGE_A } else { COMMIT_PAGE_B };
-    }
-
-    /// In an empty file, makes the top-page zone free pages before anything is allocated, so
-    /// that tree pages start past it.
-    fn reserve_top_zone(&mut self) {
-        if self.page_count == FIRST_DATA_PAGE {
-            let zone: Vec<PageNo> = (FIRST_DATA_PAGE..TOP_ZONE_END).collect();
-            self.page_count = TOP_ZONE_END;
-            self.note_unused(&zone);
-            self.free.extend(zone);
-        }
-    }
-
-    fn hand_out(&mut self, p: PageNo) -> PageNo {
-        self.free.remove(&p);
-        self.fresh.insert(p);
-        p
     }
 
     /// Hands out `page` if it is free now (the free-list writer picks its own pages).
@@ -255,13 +181,12 @@ impl Allocator {
     /// `page_count` when nothing can be moved.
     pub(crate) fn compaction_target(&self) -> PageNo {
         let unused = self.all_unused();
-        // Tree pages never move into the top-page zone (`alloc`).
-        let free_total = self.free.range(TOP_ZONE_END..).count() as u64;
+        let free_total = self.free.len() as u64;
         // Walk `t` down from the end: pages at or above `t`, of them unused, and free below.
         let (mut t, mut unused_above, mut free_above) = (self.page_count, 0u64, 0u64);
         let mut best = self.page_count;
         let mut u = unused.len();
-        while t > TOP_ZONE_END {
+        while t > FIRST_DATA_PAGE {
             t -= 1;
             if u > 0 && unused.get(u - 1) == Some(&t) {
                 u -= 1;
@@ -334,18 +259,18 @@ mod tests {
 
     #[test]
     fn pending_waits_for_durability_and_readers() {
-        let mut a = Allocator::new(30, [25]);
-        assert_eq!(a.alloc(), 25);
-        assert_eq!(a.alloc(), 30);
+        let mut a = Allocator::new(10, [5]);
+        assert_eq!(a.alloc(), 5);
+        assert_eq!(a.alloc(), 10);
         a.mark_durable();
-        a.release(3, vec![26, 27]);
+        a.release(3, vec![6, 7]);
         a.promote(2, 100);
-        assert_eq!(a.alloc(), 31, "not durable yet");
+        assert_eq!(a.alloc(), 11, "not durable yet");
         a.promote(3, 2);
-        assert_eq!(a.alloc(), 32, "a reader at 2 may still see them");
+        assert_eq!(a.alloc(), 12, "a reader at 2 may still see them");
         a.promote(3, 3);
-        assert_eq!(a.alloc(), 26);
-        assert_eq!(a.all_unused(), vec![27]);
+        assert_eq!(a.alloc(), 6);
+        assert_eq!(a.all_unused(), vec![7]);
     }
 }
 
@@ -357,54 +282,12 @@ mod fresh_tests {
     /// sync (else eventual durability grows the file by every copy-on-write).
     #[test]
     fn fresh_pages_wait_only_for_readers() {
-        let mut a = Allocator::new(30, []);
+        let mut a = Allocator::new(10, []);
         let p = a.alloc();
         a.release(5, vec![p]);
         a.promote(0, 4);
-        assert_eq!(a.alloc(), 31, "a reader at 4 may see it");
+        assert_eq!(a.alloc(), 11, "a reader at 4 may see it");
         a.promote(0, 5);
         assert_eq!(a.alloc(), p, "not durable, but never referenced by a durable state");
-    }
-}
-
-#[cfg(test)]
-mod placement_tests {
-    use super::*;
-    use crate::format::COMMIT_PAGE_A;
-
-    /// An empty file reserves the top-page zone; tree pages start past it and never take a
-    /// zone page; top pages take the half of the slot the next record goes to, then the other
-    /// half, then what a tree page would get.
-    #[test]
-    fn top_pages_take_the_zone_half_of_the_next_record() {
-        let mut a = Allocator::new(FIRST_DATA_PAGE, []);
-        assert_eq!(a.alloc(), TOP_ZONE_END, "the zone is reserved first");
-        assert_eq!(a.page_count, TOP_ZONE_END + 1);
-        a.set_durable_slot(COMMIT_PAGE_A);
-        let b: Vec<PageNo> = (0..3).map(|_| a.alloc_top()).collect();
-        assert_eq!(b, vec![4, 5, 6], "next record in slot B (page 3): pages 4.. touch it");
-        a.set_durable_slot(COMMIT_PAGE_B);
-        let half_a: Vec<PageNo> = (0..9).map(|_| a.alloc_top()).collect();
-        assert_eq!(half_a, vec![12, 13, 14, 15, 16, 17, 18, 19, 7], "then the other half");
-        assert_eq!(a.alloc_top(), 8);
-        for _ in 0..3 {
-            a.alloc_top();
-        }
-        assert_eq!(a.alloc_top(), TOP_ZONE_END + 1, "a full zone: as a tree page");
-        a.give_back(5);
-        assert_eq!(a.alloc(), TOP_ZONE_END + 2, "tree pages never take a zone page");
-        assert_eq!(a.alloc_top(), 5);
-    }
-
-    /// A file from before the zone existed (tree pages in it): nothing moves, zone pages freed
-    /// later go to top pages only.
-    #[test]
-    fn older_files_get_the_zone_as_it_frees() {
-        let mut a = Allocator::new(100, [6, 50]);
-        assert_eq!(a.alloc(), 50);
-        assert_eq!(a.alloc(), 100, "not the zone page");
-        a.set_durable_slot(COMMIT_PAGE_A);
-        assert_eq!(a.alloc_top(), 6);
-        assert_eq!(a.alloc_top(), 101);
     }
 }

@@ -253,12 +253,9 @@ pub(crate) fn whole_list_pages(alloc: &Allocator) -> usize {
 /// page records), until what is left of `rest` fits them; returns the pages and those extents.
 fn take_pages(alloc: &mut Allocator, rest: &[(PageNo, u32)]) -> (Vec<PageNo>, Vec<(PageNo, u32)>) {
     let mut taken: Vec<PageNo> = Vec::new();
-    // The pages of `rest` that are free now (not waiting for durability or readers): first
-    // those in the top-page zone's half for this commit (`alloc`'s placement), then the lowest;
+    // The lowest pages of `rest` that are free now (not waiting for durability or readers),
     // else new pages at the end of the file.
-    let top = alloc.top_pages();
-    let in_top = rest.iter().flat_map(|&(start, len)| start.max(top.start)..(start + len as u64).min(top.end));
-    let mut candidates = in_top.chain(rest.iter().flat_map(|&(start, len)| start..start + len as u64));
+    let mut candidates = rest.iter().flat_map(|&(start, len)| start..start + len as u64);
     loop {
         let mut from_rest: Vec<PageNo> = taken.iter().copied().filter(|&p| covers(rest, p)).collect();
         from_rest.sort_unstable();
