@@ -9,8 +9,9 @@
 //! falls with the number of runs, not with the number of `pwrite` calls, and the floor (leaf
 //! and commit record only) is within about 30% of today's pattern; one contiguous run and the
 //! record, and the record alone, bound what any placement of the pages could save. The second
-//! and third lines are the placement of SPEC.md §7.2 (root, catalog and free list as one run,
-//! anywhere, or in the zone beside record B for every other commit). The last two
+//! and third lines are a placement tried in the seventh session and not kept (root, catalog and
+//! free list as one run, anywhere, or in a zone beside record B for every other commit;
+//! BENCHMARKS.md says why). The last two
 //! lines simulate a commit log (one appended run per commit, checkpoints now and then), the
 //! design that would close the gap to SQLite's WAL: what it would save before any of it is
 //! built.
