@@ -172,7 +172,8 @@ fn median(v: &[f64]) -> Option<f64> {
     v.get(v.len() / 2).copied().filter(|_| !v.is_empty())
 }
 
-type Results = BTreeMap<(&'static str, &'static str, String), Vec<f64>>;
+/// Each cell's values, with the run (0-based) each came from, so ratios can pair runs.
+type Results = BTreeMap<(&'static str, &'static str, String), Vec<(usize, f64)>>;
 /// foldvault's counters per (dataset, engine, workload), from the first run.
 type Notes = BTreeMap<(&'static str, &'static str, String), String>;
 
@@ -209,7 +210,7 @@ fn run_children(a: &Args) -> (Results, Notes) {
                     if let (Some("RESULT"), Some(id), Some(Ok(v))) =
                         (f.next(), f.next(), f.next().map(str::parse::<f64>))
                     {
-                        results.entry((d.name(), e.name(), id.to_string())).or_default().push(v);
+                        results.entry((d.name(), e.name(), id.to_string())).or_default().push((rep, v));
                     }
                     if let Some((id, text)) = line.strip_prefix("NOTE ").and_then(|l| l.split_once(' ')) {
                         notes.entry((d.name(), e.name(), id.to_string())).or_insert_with(|| text.to_string());
@@ -223,13 +224,37 @@ fn run_children(a: &Args) -> (Results, Notes) {
 
 /// A cell's runs spread by more than half their median (the shared disk's fsync latency varies).
 fn noisy(r: &Results, d: Dataset, e: Engine, id: &str) -> bool {
-    let Some(v) = r.get(&(d.name(), e.name(), id.to_string())) else { return false };
+    let v = values(r, d, e, id);
     let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-    median(v).is_some_and(|m| m > 0.0 && (hi - lo) / m > 0.5)
+    median(&v).is_some_and(|m| m > 0.0 && (hi - lo) / m > 0.5)
+}
+
+fn values(r: &Results, d: Dataset, e: Engine, id: &str) -> Vec<f64> {
+    r.get(&(d.name(), e.name(), id.to_string())).map_or(Vec::new(), |v| v.iter().map(|&(_, x)| x).collect())
 }
 
 fn cell(r: &Results, d: Dataset, e: Engine, id: &str) -> Option<f64> {
-    r.get(&(d.name(), e.name(), id.to_string())).and_then(|v| median(v))
+    median(&values(r, d, e, id))
+}
+
+/// `num / den` for one workload: the median, over the runs both engines completed, of the
+/// ratio within each run. Each run takes every engine in turn within a few minutes, so a
+/// ratio within a run compares cells measured close together; the host's speed drifts by tens
+/// of per cent between minutes, which a ratio of medians taken from different runs would mix
+/// in.
+fn paired_ratio(r: &Results, d: Dataset, num: Engine, den: Engine, id: &str) -> Option<f64> {
+    let (Some(x), Some(y)) =
+        (r.get(&(d.name(), num.name(), id.to_string())), r.get(&(d.name(), den.name(), id.to_string())))
+    else {
+        return None;
+    };
+    let ratios: Vec<f64> = x
+        .iter()
+        .filter_map(|&(run, a)| y.iter().find(|&&(rr, _)| rr == run).map(|&(_, b)| (a, b)))
+        .filter(|&(_, b)| b > 0.0)
+        .map(|(a, b)| a / b)
+        .collect();
+    median(&ratios)
 }
 
 /// The ratios shown: (column title, numerator, denominator). The default build's backend
@@ -280,7 +305,11 @@ fn render(a: &Args, sizes: &Sizes, r: &Results, counters: &Notes) -> String {
     }
     let ratios = ratio_columns(&a.engines);
     if !ratios.is_empty() {
-        let _ = writeln!(s, "\nRatios (foldvault / other; above 1 means foldvault takes longer or more):\n");
+        let _ = writeln!(
+            s,
+            "\nRatios (foldvault / other; above 1 means foldvault takes longer or more; each the median over \
+             the runs of the ratio within one run, so it may differ from the ratio of the medians above):\n"
+        );
         let titles: Vec<&str> = ratios.iter().map(|(t, _, _)| t.as_str()).collect();
         let _ = writeln!(s, "| workload | {} |", titles.join(" | "));
         let _ = writeln!(s, "|---|{}", "---:|".repeat(titles.len()));
@@ -290,12 +319,12 @@ fn render(a: &Args, sizes: &Sizes, r: &Results, counters: &Notes) -> String {
             for row in &rows {
                 let cells: Vec<String> = ratios
                     .iter()
-                    .map(|(t, num, den)| match (cell(r, d, *num, row.id), cell(r, d, *den, row.id)) {
-                        (Some(x), Some(y)) if y > 0.0 => {
-                            worst.entry(t.as_str()).or_default().push((x / y, format!("{} {}", d.name(), row.label)));
-                            format!("{:.2}", x / y)
+                    .map(|(t, num, den)| match paired_ratio(r, d, *num, *den, row.id) {
+                        Some(q) => {
+                            worst.entry(t.as_str()).or_default().push((q, format!("{} {}", d.name(), row.label)));
+                            format!("{q:.2}")
                         }
-                        _ => "-".into(),
+                        None => "-".into(),
                     })
                     .collect();
                 let _ = writeln!(s, "| {} | {} |", row.label, cells.join(" | "));
