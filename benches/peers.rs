@@ -138,6 +138,7 @@ fn rows(s: &Sizes) -> Vec<Row> {
         row("size_end", "file size at end".to_string(), "MB"),
         row("compact", "compact (VACUUM for SQLite), at the end".to_string(), "ms"),
         row("size_compact", "file size after compact".to_string(), "MB"),
+        row("mid", format!("{} durable commits of {}, at the end", group(s.mid_commits), group(s.mid_len)), "ms"),
     ]
 }
 

@@ -122,6 +122,9 @@ pub struct Records {
     pub batched: Keys,
     /// One per individual commit after the removal of half the loaded records.
     pub after_removal: Keys,
+    /// `mid_commits * mid_len` keys, committed 100 at a time at the end (the reference
+    /// workload of issue #8 and `../shared/ANCHORS.md`: 1,000 durable commits of 100 records).
+    pub mid: Keys,
     pub batches: usize,
     pool: Vec<Vec<u8>>,
 }
@@ -147,6 +150,8 @@ impl Records {
             single: Keys::generate(d, sizes.single_commits, &mut rng),
             batched: Keys::generate(d, sizes.batches * sizes.batch_len, &mut rng),
             after_removal: Keys::generate(d, sizes.single_commits, &mut rng),
+            // Generated last, so the key sets above are what they were before it existed.
+            mid: Keys::generate(d, sizes.mid_commits * sizes.mid_len, &mut rng),
             batches: sizes.batches,
             pool,
         }
@@ -167,14 +172,16 @@ pub struct Sizes {
     pub single_commits: usize,
     pub batches: usize,
     pub batch_len: usize,
+    pub mid_commits: usize,
+    pub mid_len: usize,
 }
 
 impl Sizes {
     pub fn new(n: usize, quick: bool) -> Sizes {
         if quick {
-            Sizes { n, single_commits: 100, batches: 10, batch_len: 1000 }
+            Sizes { n, single_commits: 100, batches: 10, batch_len: 1000, mid_commits: 100, mid_len: 100 }
         } else {
-            Sizes { n, single_commits: 1000, batches: 100, batch_len: 1000 }
+            Sizes { n, single_commits: 1000, batches: 100, batch_len: 1000, mid_commits: 1000, mid_len: 100 }
         }
     }
 }
@@ -340,5 +347,16 @@ pub fn run_child(engine: Engine, d: Dataset, sizes: Sizes, seed: u64) {
         println!("NOTE compact peak RSS (VmHWM) {:.1} MB after it", rss().0 as f64 / 1e6);
     } else {
         println!("NOTE compact none: {} has no way to give free space back", engine.name());
+        drop(db);
     }
+
+    // Commits of 100 new records, the size of a FoldDB mutation with its metadata and the
+    // reference workload of issue #8: after everything above, so that no row above changes.
+    let mid = rec.pairs(&rec.mid, 0..rec.mid.count(), 17);
+    let mut db = engine.open(dir.path(), CACHE_BYTES, small_rows);
+    timed_db("mid", sizes.mid_commits, &mut db, |db| {
+        for chunk in mid.chunks(sizes.mid_len.max(1)) {
+            db.write(chunk, true);
+        }
+    });
 }
