@@ -178,12 +178,14 @@ type Results = BTreeMap<(&'static str, &'static str, String), Vec<(usize, f64)>>
 /// foldvault's counters per (dataset, engine, workload), from the first run.
 type Notes = BTreeMap<(&'static str, &'static str, String), String>;
 
-fn run_children(a: &Args) -> (Results, Notes) {
+/// Runs every child; also returns how many failed (their cells are missing from the table).
+fn run_children(a: &Args) -> (Results, Notes, usize) {
     let exe = std::env::current_exe().expect("current_exe");
     let mut results = Results::new();
     let mut notes = Notes::new();
     let total = a.reps * a.datasets.len() * a.engines.len();
     let mut done = 0;
+    let mut failed = 0;
     for rep in 0..a.reps {
         for &d in &a.datasets {
             for &e in &a.engines {
@@ -205,6 +207,7 @@ fn run_children(a: &Args) -> (Results, Notes) {
                 let out = cmd.stderr(Stdio::inherit()).output().expect("spawn child");
                 if !out.status.success() {
                     eprintln!("peers: {} on {} failed ({})", e.name(), d.name(), out.status);
+                    failed += 1;
                 }
                 for line in String::from_utf8_lossy(&out.stdout).lines() {
                     let mut f = line.split_whitespace();
@@ -220,7 +223,7 @@ fn run_children(a: &Args) -> (Results, Notes) {
             }
         }
     }
-    (results, notes)
+    (results, notes, failed)
 }
 
 /// A cell's runs spread by more than half their median (the shared disk's fsync latency varies).
@@ -457,9 +460,15 @@ fn main() {
         return;
     }
     eprintln!("peers: N = {}, {} run(s) per cell; {}", a.n, a.reps, machine());
-    let (results, counters) = run_children(&a);
+    let (results, counters, failed) = run_children(&a);
     let table = render(&a, &sizes, &results, &counters);
     println!("\n{}\n\n{table}", command(&a));
+    if failed > 0 {
+        // A failed child (an engine's assertion, a crash) must not pass for a shorter table:
+        // nothing is written, and the exit status says so (`.ci/run` runs `--quick`).
+        eprintln!("peers: {failed} child run(s) failed; BENCHMARKS.md not written");
+        std::process::exit(1);
+    }
     if a.write {
         write_report(&a, &table);
     }
