@@ -416,6 +416,9 @@ mod tests {
                     let free: BTreeSet<PageNo> = free.into_iter().collect();
                     let unused: BTreeSet<PageNo> = alloc.all_unused().into_iter().collect();
                     assert_eq!(free, unused, "the list records the unused pages");
+                    // `Metrics::free_pages` counts them without building the list: `free` and
+                    // the queued pages must never overlap.
+                    assert_eq!(alloc.unused_count(), free.len() as u64, "the counted unused pages");
                     assert_eq!(pages, chain.pages().collect::<Vec<_>>(), "the chain is the one kept");
                     let chain_pages: BTreeSet<PageNo> = pages.iter().copied().collect();
                     assert_eq!(chain_pages.len(), pages.len(), "no chain page twice");
