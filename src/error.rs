@@ -127,6 +127,11 @@ pub enum Error {
     /// Not a foldvault file at all (bad magic).
     #[error("not a foldvault file (bad magic)")]
     NotADatabase,
+    /// The write-ahead log beside the database file (`FILE.fvwal`, SPEC §15) was written for
+    /// another database file (its owner bytes match neither header copy): it is not replayed.
+    /// A file replaced while its log stayed behind; remove the log if the file is the one wanted.
+    #[error("the write-ahead log beside this file belongs to another database file")]
+    ForeignLog,
     /// The file was written by a format version this build does not read.
     #[error("unsupported format version {found} (this build reads up to {supported})")]
     UnsupportedVersion { found: u16, supported: u16 },
@@ -177,6 +182,7 @@ impl Clone for Error {
             Error::Corrupt { page, reason } => Error::Corrupt { page: *page, reason: *reason },
             Error::Truncated { expected, found } => Error::Truncated { expected: *expected, found: *found },
             Error::NotADatabase => Error::NotADatabase,
+            Error::ForeignLog => Error::ForeignLog,
             Error::BackupCorrupt { offset, chunk, what } => {
                 Error::BackupCorrupt { offset: *offset, chunk: *chunk, what }
             }

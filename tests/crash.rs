@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use foldvault::fuzzing::Rng;
-use foldvault::storage::{CrashModel, FaultPlan, FaultyStorage, Storage};
+use foldvault::storage::{CrashModel, FaultPlan, FaultyStorage, Storage, WalStorage};
 use foldvault::{Config, Db, Durability, KdfParams};
 use parking_lot::Mutex;
 
@@ -64,9 +64,52 @@ fn read_all(db: &Db) -> foldvault::Result<Model> {
     Ok(m)
 }
 
+/// The devices under a database: the file alone, or the file and its write-ahead log (a small
+/// log and small groups, so that the workload checkpoints and goes direct often).
+#[derive(Clone)]
+struct Rig {
+    main: FaultyStorage,
+    log: Option<FaultyStorage>,
+}
+
+/// What a power loss leaves on each device of a rig.
+type Images = (Vec<u8>, Option<Vec<u8>>);
+
+const WAL_CHECKPOINT_PAGES: u64 = 48;
+const WAL_MAX_GROUP: usize = 24;
+
+fn storage_of(main: FaultyStorage, log: Option<FaultyStorage>) -> foldvault::Result<Arc<dyn Storage>> {
+    Ok(match log {
+        None => Arc::new(main),
+        Some(l) => Arc::new(
+            WalStorage::open(Arc::new(main), Arc::new(l), WAL_CHECKPOINT_PAGES, None)?.max_group(WAL_MAX_GROUP),
+        ),
+    })
+}
+
+impl Rig {
+    fn new(wal: bool) -> Rig {
+        Rig { main: FaultyStorage::new(), log: wal.then(FaultyStorage::new) }
+    }
+    fn storage(&self) -> Arc<dyn Storage> {
+        storage_of(self.main.clone(), self.log.clone()).unwrap()
+    }
+    fn crash_images(&self, model: &CrashModel) -> Images {
+        (self.main.crash_image(model), self.log.as_ref().map(|l| l.crash_image(model)))
+    }
+    fn live_images(&self) -> Images {
+        (self.main.live_image(), self.log.as_ref().map(|l| l.live_image()))
+    }
+    fn devices(&self) -> impl Iterator<Item = &FaultyStorage> {
+        std::iter::once(&self.main).chain(self.log.as_ref())
+    }
+}
+
 /// Opens an image, checks it, returns the hash of its contents.
-fn recover(image: Vec<u8>, encrypted: bool) -> Result<[u8; 32], String> {
-    let s: Arc<dyn Storage> = Arc::new(FaultyStorage::from_bytes(image));
+fn recover(images: Images, encrypted: bool) -> Result<[u8; 32], String> {
+    let (main, log) = images;
+    let s = storage_of(FaultyStorage::from_bytes(main), log.map(FaultyStorage::from_bytes))
+        .map_err(|e| format!("log: {e}"))?;
     let db = config(s, encrypted).open().map_err(|e| format!("open: {e}"))?;
     let report = db.check().map_err(|e| format!("check: {e}"))?;
     if !report.is_ok() {
@@ -164,16 +207,17 @@ struct Point {
     outcome: Result<[u8; 32], String>,
 }
 
-fn crash_points(encrypted: bool, txns: usize) {
-    let dev = FaultyStorage::new();
-    let db = config(Arc::new(dev.clone()), encrypted).open().unwrap();
+fn crash_points(encrypted: bool, txns: usize, wal: bool) {
+    let rig = Rig::new(wal);
+    let db = config(rig.storage(), encrypted).open().unwrap();
     let mut states = vec![hash_model(&Model::new())];
     let progress = Arc::new(Mutex::new(Progress::default()));
     let points: Arc<Mutex<Vec<Point>>> = Arc::default();
-    {
-        let (d, p, pts) = (dev.clone(), progress.clone(), points.clone());
-        // Every mutating operation with FOLDVAULT_EXHAUSTIVE=1, every second one by default.
-        let stride = if std::env::var_os("FOLDVAULT_EXHAUSTIVE").is_some() { 1 } else { 2 };
+    // Every mutating operation with FOLDVAULT_EXHAUSTIVE=1, every second one by default (on
+    // each device; with a log, the power loss takes both devices at that moment).
+    let stride = if std::env::var_os("FOLDVAULT_EXHAUSTIVE").is_some() { 1 } else { 2 };
+    for dev in rig.devices() {
+        let (r, p, pts) = (rig.clone(), progress.clone(), points.clone());
         dev.set_observer(Some(Arc::new(move |op| {
             if op % stride != 0 {
                 return;
@@ -184,14 +228,14 @@ fn crash_points(encrypted: bool, txns: usize) {
                 CrashModel::TearUnsynced { seed: op },
                 CrashModel::ReorderUnsynced { seed: op.wrapping_mul(31) },
             ] {
-                let outcome = recover(d.crash_image(&model), encrypted);
+                let outcome = recover(r.crash_images(&model), encrypted);
                 pts.lock().push(Point { op, model, progress: prog, outcome });
             }
         })));
     }
     let mut model = Model::new();
     workload(&db, txns, 0x5eed, &mut states, &progress, &mut model).unwrap();
-    dev.set_observer(None);
+    rig.devices().for_each(|d| d.set_observer(None));
     drop(db);
     let points = std::mem::take(&mut *points.lock());
     let mut failures = Vec::new();
@@ -215,8 +259,9 @@ fn crash_points(encrypted: bool, txns: usize) {
         }
     }
     println!(
-        "crash points ({}): {} operations x 3 models = {} recoveries (lost {}, torn {}, reordered {}), {} commits",
+        "crash points ({}{}): {} operations x 3 models = {} recoveries (lost {}, torn {}, reordered {}), {} commits",
         if encrypted { "encrypted" } else { "plaintext" },
+        if wal { ", write-ahead log" } else { "" },
         points.len() / 3,
         points.len(),
         by_model[0],
@@ -224,110 +269,153 @@ fn crash_points(encrypted: bool, txns: usize) {
         by_model[2],
         states.len() - 1
     );
-    assert!(points.len() / 3 >= 2000, "too few crash points: {}", points.len() / 3);
+    // A log writes each group once: fewer operations, each covering a whole commit.
+    let least = if wal { 1000 } else { 2000 };
+    assert!(points.len() / 3 >= least, "too few crash points: {}", points.len() / 3);
     assert!(failures.is_empty(), "{} failures, first: {:#?}", failures.len(), &failures[..failures.len().min(10)]);
 }
 
 #[test]
 fn crash_at_every_write_encrypted() {
-    crash_points(true, 1000);
+    crash_points(true, 1000, false);
 }
 
 #[test]
 fn crash_at_every_write_plaintext() {
-    crash_points(false, 1000);
+    crash_points(false, 1000, false);
 }
 
-/// I/O errors, one-shot and persistent, at sampled operations: the operation fails with an
-/// error (never a panic), and the file then opens at an acceptable state.
 #[test]
-fn io_errors_at_operations() {
+fn crash_at_every_write_with_write_ahead_log() {
+    crash_points(true, 1000, true);
+}
+
+/// I/O errors, one-shot and persistent, at sampled operations (of each device): the
+/// operation fails with an error (never a panic), and the file then opens at an acceptable state.
+fn io_errors(wal: bool) {
     let exhaustive = std::env::var_os("FOLDVAULT_EXHAUSTIVE").is_some();
     let txns = 150;
-    // Count the operations of a clean run.
-    let total = {
-        let dev = FaultyStorage::new();
-        let db = config(Arc::new(dev.clone()), true).open().unwrap();
-        dev.set_plan(FaultPlan::default());
+    // Count the operations of a clean run, per device.
+    let totals: Vec<u64> = {
+        let rig = Rig::new(wal);
+        let db = config(rig.storage(), true).open().unwrap();
+        rig.devices().for_each(|d| d.set_plan(FaultPlan::default()));
         let mut states = vec![hash_model(&Model::new())];
         workload(&db, txns, 7, &mut states, &Mutex::new(Progress::default()), &mut Model::new()).unwrap();
-        dev.op_count()
+        rig.devices().map(|d| d.op_count()).collect()
     };
-    let step = if exhaustive { 1 } else { (total / 150).max(1) };
     let mut runs = 0;
-    for persistent in [false, true] {
-        for at in (1..=total).step_by(step as usize) {
-            let dev = FaultyStorage::new();
-            let db = config(Arc::new(dev.clone()), true).open().unwrap();
-            dev.set_plan(FaultPlan { fail_at: Some(at), persistent, ..FaultPlan::default() });
-            let mut states = vec![hash_model(&Model::new())];
-            let progress = Mutex::new(Progress::default());
-            let mut model = Model::new();
-            let r = workload(&db, txns, 7, &mut states, &progress, &mut model);
-            drop(db);
-            let prog = *progress.lock();
-            if r.is_ok() && !persistent {
-                continue; // the fault hit an operation whose failure was absorbed (e.g. a read retried)
+    for (device, &total) in totals.iter().enumerate() {
+        let step = if exhaustive { 1 } else { (total / 150).max(1) };
+        for persistent in [false, true] {
+            for at in (1..=total).step_by(step as usize) {
+                let rig = Rig::new(wal);
+                let db = config(rig.storage(), true).open().unwrap();
+                let plan = FaultPlan { fail_at: Some(at), persistent, ..FaultPlan::default() };
+                rig.devices()
+                    .enumerate()
+                    .for_each(|(i, d)| d.set_plan(if i == device { plan.clone() } else { FaultPlan::default() }));
+                let mut states = vec![hash_model(&Model::new())];
+                let progress = Mutex::new(Progress::default());
+                let mut model = Model::new();
+                let r = workload(&db, txns, 7, &mut states, &progress, &mut model);
+                drop(db);
+                let prog = *progress.lock();
+                if r.is_ok() && !persistent {
+                    continue; // the fault hit an operation whose failure was absorbed (e.g. a read retried)
+                }
+                runs += 1;
+                if std::env::var_os("DBG").is_some() {
+                    eprintln!("device {device} at {at}: {r:?}");
+                }
+                let got = recover(rig.live_images(), true)
+                    .unwrap_or_else(|e| panic!("device {device} fail_at {at} persistent {persistent}: {e}"));
+                assert!(
+                    states[prog.acked..].contains(&got),
+                    "device {device} fail_at {at} persistent {persistent}: state not between acked {} and newest",
+                    prog.acked
+                );
             }
-            runs += 1;
-            if std::env::var_os("DBG").is_some() {
-                eprintln!("at {at}: {r:?}");
-            }
-            let got =
-                recover(dev.live_image(), true).unwrap_or_else(|e| panic!("fail_at {at} persistent {persistent}: {e}"));
-            assert!(
-                states[prog.acked..].contains(&got),
-                "fail_at {at} persistent {persistent}: state not between acked {} and newest",
-                prog.acked
-            );
         }
     }
-    println!("I/O-error points: {runs} runs over {total} operations (one-shot and persistent)");
+    println!("I/O-error points: {runs} runs over {totals:?} operations (one-shot and persistent)");
+}
+
+#[test]
+fn io_errors_at_operations() {
+    io_errors(false);
+}
+
+#[test]
+fn io_errors_at_operations_with_write_ahead_log() {
+    io_errors(true);
 }
 
 /// A second power loss during recovery from the first (and during the first commits after it).
-#[test]
-fn crash_during_recovery() {
-    let dev = FaultyStorage::new();
-    let db = config(Arc::new(dev.clone()), true).open().unwrap();
+fn crash_during_recovery(wal: bool) {
+    let rig = Rig::new(wal);
+    let db = config(rig.storage(), true).open().unwrap();
     let mut states = vec![hash_model(&Model::new())];
     let progress = Mutex::new(Progress::default());
     let mut model = Model::new();
     workload(&db, 200, 11, &mut states, &progress, &mut model).unwrap();
-    // Crash in the middle of a further commit.
+    // Crash in the middle of a further commit (on the device a commit writes: the log if any).
     // (`set_plan` numbers operations from 1 again.)
-    dev.set_plan(FaultPlan { crash_at: Some(7), ..FaultPlan::default() });
+    let commit_device = rig.log.as_ref().unwrap_or(&rig.main);
+    let at = if wal { 2 } else { 7 };
+    commit_device.set_plan(FaultPlan { crash_at: Some(at), ..FaultPlan::default() });
     let r = workload(&db, 5, 12, &mut states, &Mutex::new(Progress::default()), &mut model.clone());
-    assert!(r.is_err() && dev.crashed());
+    assert!(r.is_err() && commit_device.crashed());
     drop(db);
-    let first = dev.crash_image(&CrashModel::TearUnsynced { seed: 3 });
+    let first = rig.crash_images(&CrashModel::TearUnsynced { seed: 3 });
     let acceptable_first = {
         let h = recover(first.clone(), true).unwrap();
         assert!(states.contains(&h));
         h
     };
     let mut checked = 0;
-    for second_at in 1..60u64 {
-        let dev2 = FaultyStorage::from_bytes(first.clone());
-        dev2.set_plan(FaultPlan { crash_at: Some(second_at), ..FaultPlan::default() });
-        if let Ok(db2) = config(Arc::new(dev2.clone()), true).open() {
-            let t = db2.open_tree("atoms");
-            if let Ok(t) = t {
-                let _ = t.insert("after-crash", b"x".to_vec());
-                let _ = t.flush();
+    for device in 0..rig.devices().count() {
+        for second_at in 1..60u64 {
+            let rig2 = Rig {
+                main: FaultyStorage::from_bytes(first.0.clone()),
+                log: first.1.clone().map(FaultyStorage::from_bytes),
+            };
+            let plan = FaultPlan { crash_at: Some(second_at), ..FaultPlan::default() };
+            rig2.devices()
+                .enumerate()
+                .for_each(|(i, d)| d.set_plan(if i == device { plan.clone() } else { FaultPlan::default() }));
+            if let Ok(s) = storage_of(rig2.main.clone(), rig2.log.clone())
+                && let Ok(db2) = config(s, true).open()
+            {
+                let t = db2.open_tree("atoms");
+                if let Ok(t) = t {
+                    let _ = t.insert("after-crash", b"x".to_vec());
+                    let _ = t.flush();
+                }
+                drop(db2);
             }
-            drop(db2);
-        }
-        for model in [CrashModel::LoseUnsynced, CrashModel::ReorderUnsynced { seed: second_at }] {
-            let img = dev2.crash_image(&model);
-            let h = recover(img, true).unwrap_or_else(|e| panic!("second crash at {second_at}: {e}"));
-            // Either the first recovery's state, or that plus the one insert (hash differs).
-            if h != acceptable_first {
-                let db3 = config(Arc::new(FaultyStorage::from_bytes(dev2.crash_image(&model))), true).open().unwrap();
-                assert_eq!(db3.open_tree("atoms").unwrap().get("after-crash").unwrap().as_deref(), Some(&b"x"[..]));
+            for model in [CrashModel::LoseUnsynced, CrashModel::ReorderUnsynced { seed: second_at }] {
+                let img = rig2.crash_images(&model);
+                let h = recover(img.clone(), true).unwrap_or_else(|e| panic!("second crash at {second_at}: {e}"));
+                // Either the first recovery's state, or that plus the one insert (hash differs).
+                if h != acceptable_first {
+                    let s = storage_of(FaultyStorage::from_bytes(img.0), img.1.map(FaultyStorage::from_bytes)).unwrap();
+                    let db3 = config(s, true).open().unwrap();
+                    assert_eq!(db3.open_tree("atoms").unwrap().get("after-crash").unwrap().as_deref(), Some(&b"x"[..]));
+                }
+                checked += 1;
             }
-            checked += 1;
         }
     }
     println!("second-crash points: {checked}");
+}
+
+#[test]
+fn crash_during_recovery_file() {
+    crash_during_recovery(false);
+}
+
+#[test]
+fn crash_during_recovery_with_write_ahead_log() {
+    crash_during_recovery(true);
 }

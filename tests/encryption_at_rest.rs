@@ -1,4 +1,5 @@
-//! Encryption at rest, checked on the raw file: after commit, flush and close, no byte of an
+//! Encryption at rest, checked on the raw file (and its write-ahead log while the database is
+//! open): after commit, flush and close, no byte of an
 //! encrypted database reveals a marker that its keys, values and tree names contain (while a
 //! plaintext database does, as a sanity check of the test); and an old, validly sealed copy of
 //! a page written back over the current one is reported as `Corrupt { page, .. }` when read,
@@ -41,17 +42,23 @@ fn marked_records(db: &Db) {
     tx.commit().unwrap();
 }
 
+/// Traces in the file and in its write-ahead log, while there is one (SPEC §15).
 fn file_traces(path: &Path) -> Vec<usize> {
-    traces(&std::fs::read(path).unwrap())
+    let mut t = traces(&std::fs::read(path).unwrap());
+    if let Ok(log) = std::fs::read(foldvault::storage::wal::sidecar_path(path)) {
+        t.extend(traces(&log).into_iter().map(|i| i + (1 << 40)));
+    }
+    t
 }
 
 #[test]
 fn encrypted_file_holds_no_trace_of_keys_values_or_tree_names() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("enc.foldvault");
-    let db = config(&path, true).open().unwrap();
+    let db = config(&path, true).write_ahead_log(true).open().unwrap();
     assert!(db.is_encrypted());
     marked_records(&db);
+    assert!(foldvault::storage::wal::sidecar_path(&path).exists(), "the log is scanned too");
     assert!(file_traces(&path).is_empty(), "after commit: marker at {:?}", file_traces(&path));
     db.flush().unwrap();
     assert!(file_traces(&path).is_empty(), "after flush: marker at {:?}", file_traces(&path));

@@ -9,6 +9,14 @@ mod tamper_util;
 use foldvault::{Config, Error};
 use tamper_util::*;
 
+/// These tests copy and edit the database file as a crash or an attacker leaves it, so they
+/// keep every commit in the file: without the write-ahead log, whose sidecar would hold the
+/// newest commits while the database is open (`tests/write_ahead_log.rs` anchors a crash with
+/// the log).
+fn file_cfg(path: &std::path::Path) -> Config {
+    master_cfg(path).write_ahead_log(false)
+}
+
 struct Setup {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
@@ -23,7 +31,7 @@ struct Setup {
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let db = master_cfg(&path).open().unwrap();
+    let db = file_cfg(&path).open().unwrap();
     let t = db.open_tree("accounts").unwrap();
     for i in 0..500u32 {
         t.insert(format!("acct{i:04}"), format!("balance {}", i * 10).into_bytes()).unwrap();
@@ -34,7 +42,7 @@ fn setup() -> Setup {
     drop((t, db));
     let old_copy = read_file(&path);
 
-    let db = master_cfg(&path).open().unwrap();
+    let db = file_cfg(&path).open().unwrap();
     let t = db.open_tree("accounts").unwrap();
     for i in 0..500u32 {
         t.insert(format!("acct{i:04}"), format!("balance {}", i * 10 - i).into_bytes()).unwrap();
@@ -62,43 +70,43 @@ fn whole_file_rollback_is_caught_by_the_anchors() {
     let current = read_file(&s.path);
 
     // The current file passes both anchors, separately and together.
-    let db = open(master_cfg(&s.path).min_commit_seq(s.seq)).expect("current file, min_commit_seq");
+    let db = open(file_cfg(&s.path).min_commit_seq(s.seq)).expect("current file, min_commit_seq");
     assert_eq!(db.commit_seq(), s.seq);
     drop(db);
-    let db = open(master_cfg(&s.path).expected_root_digest(s.digest)).expect("current file, root digest");
+    let db = open(file_cfg(&s.path).expected_root_digest(s.digest)).expect("current file, root digest");
     assert_eq!(db.root_digest(), s.digest);
     drop(db);
-    open(master_cfg(&s.path).min_commit_seq(s.seq).expected_root_digest(s.digest)).expect("both anchors");
+    open(file_cfg(&s.path).min_commit_seq(s.seq).expected_root_digest(s.digest)).expect("both anchors");
 
     // Put the old copy back.
     write_file(&s.path, &s.old_copy);
 
     // Without an anchor the rollback is invisible: the old state opens cleanly.
-    let db = open(master_cfg(&s.path)).expect("old copy opens without anchors");
+    let db = open(file_cfg(&s.path)).expect("old copy opens without anchors");
     assert_eq!(db.commit_seq(), s.old_seq);
     assert!(!db.was_recovered());
     assert_eq!(&db.open_tree("accounts").unwrap().get("acct0007").unwrap().unwrap()[..], b"balance 70");
     drop(db);
 
-    match open(master_cfg(&s.path).min_commit_seq(s.seq)) {
+    match open(file_cfg(&s.path).min_commit_seq(s.seq)) {
         Err(Error::RolledBack { expected, found }) => {
             assert_eq!((expected, found), (s.seq, s.old_seq));
         }
         Err(e) => panic!("expected RolledBack, got {e:?}"),
         Ok(_) => panic!("rolled-back file opened despite min_commit_seq"),
     }
-    match open(master_cfg(&s.path).expected_root_digest(s.digest)) {
+    match open(file_cfg(&s.path).expected_root_digest(s.digest)) {
         Err(Error::RootDigestMismatch) => {}
         Err(e) => panic!("expected RootDigestMismatch, got {e:?}"),
         Ok(_) => panic!("rolled-back file opened despite expected_root_digest"),
     }
     // The old copy still matches its own anchors (the anchors name a state, not a file).
-    open(master_cfg(&s.path).min_commit_seq(s.old_seq).expected_root_digest(s.old_digest)).expect("old anchors");
+    open(file_cfg(&s.path).min_commit_seq(s.old_seq).expected_root_digest(s.old_digest)).expect("old anchors");
 
     // The anchors did not modify the file: restoring the current bytes passes again.
     assert_eq!(read_file(&s.path), s.old_copy);
     write_file(&s.path, &current);
-    open(master_cfg(&s.path).min_commit_seq(s.seq).expected_root_digest(s.digest)).expect("current again");
+    open(file_cfg(&s.path).min_commit_seq(s.seq).expected_root_digest(s.digest)).expect("current again");
 }
 
 /// Destroying the newest commit record looks exactly like a crash before its sync: open falls
@@ -118,19 +126,19 @@ fn destroyed_newest_commit_record_is_caught_by_the_anchors() {
     for slot in [2u64, 3] {
         let img = read_file(&s.path);
         xor_byte(&s.path, slot * PAGE as u64 + 100, 1);
-        let db = open(master_cfg(&s.path)).expect("one record damaged");
+        let db = open(file_cfg(&s.path)).expect("one record damaged");
         let seq = db.commit_seq();
         drop(db);
         if seq == s.old_seq {
             fell_back = true;
             assert!(matches!(
-                open(master_cfg(&s.path).min_commit_seq(s.seq)),
+                open(file_cfg(&s.path).min_commit_seq(s.seq)),
                 Err(Error::RolledBack { expected, found }) if expected == s.seq && found == s.old_seq
             ));
-            assert!(matches!(open(master_cfg(&s.path).expected_root_digest(s.digest)), Err(Error::RootDigestMismatch)));
+            assert!(matches!(open(file_cfg(&s.path).expected_root_digest(s.digest)), Err(Error::RootDigestMismatch)));
         } else {
             assert_eq!(seq, s.seq, "damaging the older record must not change the state opened");
-            open(master_cfg(&s.path).min_commit_seq(s.seq).expected_root_digest(s.digest)).unwrap();
+            open(file_cfg(&s.path).min_commit_seq(s.seq).expected_root_digest(s.digest)).unwrap();
         }
         write_file(&s.path, &img);
     }
@@ -144,7 +152,7 @@ fn destroyed_newest_commit_record_is_caught_by_the_anchors() {
 fn anchor_the_durable_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let db = master_cfg(&path).open().unwrap();
+    let db = file_cfg(&path).open().unwrap();
     db.insert("a", b"1".to_vec()).unwrap();
     db.flush().unwrap();
     let durable = db.durable_commit_seq();
@@ -155,7 +163,7 @@ fn anchor_the_durable_sequence() {
     let on_disk = read_file(&path);
     drop(db); // flushes "b"
     write_file(&path, &on_disk);
-    let db = open(master_cfg(&path).min_commit_seq(durable)).expect("the durable anchor survives a crash");
+    let db = open(file_cfg(&path).min_commit_seq(durable)).expect("the durable anchor survives a crash");
     assert_eq!(db.commit_seq(), durable);
     assert!(db.get("b").unwrap().is_none());
 }

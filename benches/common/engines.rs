@@ -75,6 +75,8 @@ pub enum Engine {
     #[cfg(feature = "aws-lc")]
     FvAwsLc,
     FvPlain,
+    /// The default build's cipher without the write-ahead log (`Config::write_ahead_log(false)`).
+    FvNoWal,
     Redb,
     Sled,
     Sqlite,
@@ -93,7 +95,7 @@ impl Engine {
         let mut v = vec![Engine::FvEnc];
         #[cfg(feature = "aws-lc")]
         v.push(Engine::FvAwsLc);
-        v.extend([Engine::FvPlain, Engine::Redb, Engine::Sled, Engine::Sqlite]);
+        v.extend([Engine::FvPlain, Engine::FvNoWal, Engine::Redb, Engine::Sled, Engine::Sqlite]);
         #[cfg(feature = "peers-sqlcipher")]
         v.extend([Engine::SqlCipher, Engine::SqlCipher32]);
         v
@@ -105,6 +107,7 @@ impl Engine {
             #[cfg(feature = "aws-lc")]
             Engine::FvAwsLc => "fv-awslc",
             Engine::FvPlain => "fv-plain",
+            Engine::FvNoWal => "fv-nowal",
             Engine::Redb => "redb",
             Engine::Sled => "sled",
             Engine::Sqlite => "sqlite",
@@ -128,6 +131,7 @@ impl Engine {
             #[cfg(feature = "aws-lc")]
             Engine::FvAwsLc => Box::new(Foldvault::open(dir, cache, FvMode::AwsLc)),
             Engine::FvPlain => Box::new(Foldvault::open(dir, cache, FvMode::Plain)),
+            Engine::FvNoWal => Box::new(Foldvault::open(dir, cache, FvMode::NoWal)),
             Engine::Redb => Box::new(Redb::open(dir, cache)),
             Engine::Sled => Box::new(Sled::open(dir, cache)),
             Engine::Sqlite => Box::new(Sqlite::open(dir, Some(cache), None, small_rows)),
@@ -150,6 +154,7 @@ enum FvMode {
     #[cfg(feature = "aws-lc")]
     AwsLc,
     Plain,
+    NoWal,
 }
 
 struct Foldvault {
@@ -170,6 +175,8 @@ impl Foldvault {
             #[cfg(feature = "aws-lc")]
             FvMode::AwsLc => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::AwsLc),
             FvMode::Plain => cfg.plaintext(),
+            // The crate's default backend, the engine as it was before the log.
+            FvMode::NoWal => cfg.passphrase(PASSPHRASE).write_ahead_log(false),
         };
         let db = cfg.open().expect("foldvault open");
         let tree = db.open_tree("t").expect("foldvault open_tree");

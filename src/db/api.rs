@@ -28,7 +28,7 @@ use crate::crypto::wipe::wipe_vec;
 use crate::error::{Error, Result};
 use crate::format::page::PageRef;
 use crate::pager::Pager;
-use crate::storage::{FileStorage, Storage};
+use crate::storage::{FileStorage, Storage, WalStorage};
 
 /// The name of the default tree (as sled names it).
 pub const DEFAULT_TREE: &[u8] = b"__sled__default";
@@ -109,12 +109,41 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             if let Some(d) = &dir {
                 std::fs::create_dir_all(d)?;
             }
-            existed_empty = file.exists() && std::fs::metadata(&file)?.len() == 0;
-            let exists = file.exists() && std::fs::metadata(&file)?.len() > 0;
+            let wal_path = crate::storage::wal::sidecar_path(&file);
+            if cfg.temporary {
+                let _ = std::fs::remove_file(&wal_path);
+            }
+            let logged = wal_path.exists();
+            existed_empty = file.exists() && std::fs::metadata(&file)?.len() == 0 && !logged;
+            let exists = file.exists() && (std::fs::metadata(&file)?.len() > 0 || logged);
             if exists && cfg.create_new {
                 return Err(Error::AlreadyExists(file.display().to_string()));
             }
-            let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(&file, true)?);
+            let main: Arc<dyn Storage> = Arc::new(FileStorage::open(&file, true)?);
+            // A temporary database is removed at close: a log would only add syncs.
+            let wal = cfg.wal.filter(|_| !cfg.temporary);
+            let storage: Arc<dyn Storage> = match (wal, logged) {
+                (None, false) => main,
+                (wal, _) => {
+                    let log: Arc<dyn Storage> = Arc::new(FileStorage::open(&wal_path, true)?);
+                    if !logged {
+                        // A new file: its directory entry must be durable before a commit
+                        // relies on the log (the log's own sync does not promise that).
+                        sync_parent_dir(&wal_path)?;
+                    }
+                    let pages = wal.unwrap_or(crate::storage::wal::DEFAULT_CHECKPOINT_PAGES);
+                    let w = WalStorage::open(main, log, pages, Some(wal_path.clone()))?;
+                    if wal.is_none() {
+                        // A log left by a crash, with the log off: fold it in, then go on
+                        // with the file alone (its lock is taken again below).
+                        w.checkpoint_now()?;
+                        drop(w);
+                        Arc::new(FileStorage::open(&file, true)?)
+                    } else {
+                        Arc::new(w)
+                    }
+                }
+            };
             if cfg.temporary && exists {
                 storage.set_len(0)?;
             }
@@ -145,6 +174,12 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
     };
     let handle = Arc::new(Handle { engine, flusher: Mutex::new(flusher), temporary });
     Ok(Db { default: Tree { handle: handle.clone(), name: Arc::from(DEFAULT_TREE) }, handle })
+}
+
+fn sync_parent_dir(path: &std::path::Path) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 fn flusher_loop(engine: Arc<Engine>, sig: Arc<FlushSignal>, every: Duration) {

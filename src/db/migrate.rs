@@ -126,6 +126,7 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
     match result {
         Ok(r) => {
             std::fs::rename(&tmp, dst)?;
+            crate::storage::wal::remove_sidecar(dst)?;
             if let Some(d) = dst.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::File::open(d)?.sync_all()?;
             }
@@ -169,6 +170,7 @@ pub fn convert_in_place(
     let report = copy_to(&src, &tmp, dst_cfg, progress)?;
     drop(src);
     std::fs::rename(&tmp, path)?;
+    crate::storage::wal::remove_sidecar(path)?;
     if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(d)?.sync_all()?;
     }
@@ -228,6 +230,7 @@ pub fn from_sled(
     match result {
         Ok(r) => {
             std::fs::rename(&tmp, dst)?;
+            crate::storage::wal::remove_sidecar(dst)?;
             Ok(r)
         }
         Err(e) => {

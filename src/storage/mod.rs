@@ -1,7 +1,8 @@
 //! Storage layer (the VFS): the only code that touches bytes on a device.
 //!
 //! Layer: bottom. Calls nothing else in the crate but `error`. Every other layer reaches the
-//! file only through [`Storage`].
+//! file only through [`Storage`]. Backends: a file, memory, a fault-injecting memory file for
+//! tests, and [`WalStorage`], a file and its write-ahead log seen as one file (SPEC.md §15).
 //!
 //! Contract (as redb's `StorageBackend`, five methods, `u64` offsets):
 //! - `read_at` fills the whole buffer or fails; reading past the end fails with
@@ -19,10 +20,12 @@ use std::io;
 mod fault;
 mod file;
 mod memory;
+pub mod wal;
 
 pub use fault::{CrashModel, FaultPlan, FaultyStorage, Observer};
 pub use file::FileStorage;
 pub use memory::MemoryStorage;
+pub use wal::WalStorage;
 
 /// Positioned, page-aligned I/O over one file. See the module documentation for the contract.
 #[allow(clippy::len_without_is_empty)]

@@ -1,0 +1,863 @@
+//! Write-ahead log storage: a database file and a sidecar log, seen by the engine as one file.
+//!
+//! Layer: storage (bottom). May call only `std`, `parking_lot`, `crc32fast`, `rand` and
+//! `crate::error`; nothing in the crate sits below it. Contains no `unsafe`.
+//!
+//! Why (SPEC.md §15, BENCHMARKS.md "Eighth session"): a durable commit of the copy-on-write tree
+//! writes its pages wherever the allocator put them, five to seven separate runs across the file,
+//! and syncs; the sync's cost grows with their number and spread. Here `sync` appends every write
+//! made since the previous sync as one contiguous *group* to the log and syncs the log only. The
+//! pages reach the database file in a *checkpoint*, sorted, once the log holds
+//! `checkpoint_pages` pages, and when the storage is dropped.
+//!
+//! Contract: exactly the `Storage` contract, so the engine's one-sync commit (SPEC §5.3) holds
+//! unchanged on top: every write before a `sync` that returned is durable (in the log or in the
+//! database file); a write after the last returned `sync` may be lost. This module adds no
+//! confidentiality or integrity of its own: it carries whole pages as the engine sealed them,
+//! each bound to its page number (SPEC §3.1), so a log that is lost, truncated, replayed
+//! against the wrong file or edited can roll the database back (as restoring an old copy of the
+//! file can) or yield pages that fail to open, never plaintext or forged data.
+//!
+//! Layout of the log (little-endian, pages of 4096 bytes):
+//!
+//! ```text
+//!   page 0   header: magic "FVWAL\0\0\x01" | salt u64 | owner [32] | crc32 of bytes 0..48 (u32)
+//!   page 1.. groups, back to back: an index page, then the group's n pages in index order
+//!   index:   magic "FVWALGRP" | salt u64 | seq u64 | n u32 | crc32 u32 | len u64 | 0 u64
+//!            | n page numbers u64 (n <= MAX_GROUP)
+//!            crc32 covers the index page (its crc field zero) and then the n pages
+//! ```
+//!
+//! Invariants:
+//! - a group is written only after the previous one's sync returned, and holds `seq` one above
+//!   it; replay at open applies groups from page 1 while the salt matches the header's, the
+//!   `seq` runs 0, 1, 2, ... and the checksum holds, so it stops at the first group a crash cut
+//!   short, and never applies a group of an earlier log generation;
+//! - the database file holds every write up to the last checkpoint, synced; a checkpoint copies
+//!   the logged pages home, syncs the database file, and only then writes a header with a new
+//!   random salt (ending every group) and syncs the log; a crash in between replays the same
+//!   bytes again;
+//! - reads see, newest first: writes not yet synced (`pending`), the group being synced
+//!   (`inflight`), logged pages (`index`), the database file, zeros up to the length;
+//! - a log position named by `index` is not overwritten while a reader can look it up: groups
+//!   append past `tail`, and a checkpoint empties `index` before the next group is written;
+//! - `owner` is bytes 0..32 of the database file's page 0 when the header was written (magic,
+//!   version and file id); a log whose owner matches neither copy of the header belongs to
+//!   another file and is refused at open (`Error::ForeignLog`), never replayed;
+//! - a write larger than `MAX_GROUP` pages before a sync, or a shrinking `set_len`, makes the
+//!   rest of that group *direct*: the log is checkpointed, then those writes go to the database
+//!   file, and the next `sync` syncs that file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::Storage;
+use crate::error::{Error, Result};
+
+const PAGE: usize = 4096;
+const P: u64 = PAGE as u64;
+const HEADER_MAGIC: &[u8; 8] = b"FVWAL\0\0\x01";
+const GROUP_MAGIC: &[u8; 8] = b"FVWALGRP";
+/// Bytes 0..32 of page 0 of the database file: magic, version, cipher, page size, file id.
+const OWNER_LEN: usize = 32;
+const HEADER_CRC_AT: usize = 48;
+const INDEX_CRC_AT: usize = 28;
+const INDEX_ENTRIES_AT: usize = 48;
+/// Most pages in one group: as many page numbers as fit in the index page.
+pub const MAX_GROUP: usize = (PAGE - INDEX_ENTRIES_AT) / 8;
+/// The log grows by at least this many pages at a time, written as zeros, so that most groups
+/// overwrite allocated blocks and their sync changes no file metadata.
+const GROW_PAGES: u64 = 256;
+/// Largest logical length a group may claim (as `MemoryStorage`).
+const MAX_LEN: u64 = 1 << 40;
+/// Default `checkpoint_pages` (16 MiB of log).
+pub const DEFAULT_CHECKPOINT_PAGES: u64 = 4096;
+
+type Page = Box<[u8; PAGE]>;
+
+fn blank() -> Page {
+    Box::new([0u8; PAGE])
+}
+
+fn get_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn get_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+/// The sidecar log of the database file at `file`: `file` with `.fvwal` appended.
+pub fn sidecar_path(file: &Path) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
+    s.push(".fvwal");
+    PathBuf::from(s)
+}
+
+/// Removes the log beside `file`, if any: for tools that put another database file in its
+/// place (restore, migration), after the rename, so that a crash in between leaves a log the
+/// owner check refuses (`Error::ForeignLog`) rather than a database without its last commits.
+pub fn remove_sidecar(file: &Path) -> io::Result<()> {
+    match std::fs::remove_file(sidecar_path(file)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+#[derive(Default)]
+struct WalState {
+    salt: u64,
+    /// The owner bytes the header holds.
+    owner: [u8; OWNER_LEN],
+    /// `seq` of the next group.
+    next_seq: u64,
+    /// Next free log page (groups start at page 1).
+    tail: u64,
+    /// Log file length in pages.
+    log_pages: u64,
+    /// Database page -> log page, for every page logged since the last checkpoint.
+    index: HashMap<u64, u64>,
+    inflight: BTreeMap<u64, Page>,
+    pending: BTreeMap<u64, Page>,
+    /// The logical length (pending writes included), the length as of the last group (what a
+    /// checkpoint gives the database file), and the database file's own.
+    len: u64,
+    logged_len: u64,
+    main_len: u64,
+    direct: bool,
+    /// An I/O error left memory and disk apart: nothing more is written, not even at drop.
+    failed: bool,
+}
+
+impl WalState {
+    /// Page `pg` as reads see it, if the log layer holds it.
+    fn held(&self, pg: u64) -> Option<&Page> {
+        self.pending.get(&pg).or_else(|| self.inflight.get(&pg))
+    }
+}
+
+/// A database file and its write-ahead log as one [`Storage`].
+pub struct WalStorage {
+    main: Arc<dyn Storage>,
+    log: Arc<dyn Storage>,
+    state: RwLock<WalState>,
+    /// Held by `sync`, checkpoints and `set_len`: one group or checkpoint at a time. Taken
+    /// before `state`, never while holding it.
+    sync_lock: Mutex<()>,
+    checkpoint_pages: u64,
+    /// Most pages in one group (`MAX_GROUP` unless lowered for tests).
+    max_group: usize,
+    /// Removed after the checkpoint at drop (a clean close leaves one file).
+    remove_on_close: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for WalStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.state.read();
+        f.debug_struct("WalStorage")
+            .field("logged_pages", &st.index.len())
+            .field("tail", &st.tail)
+            .field("len", &st.len)
+            .finish_non_exhaustive()
+    }
+}
+
+fn crc_of(parts: &[&[u8]]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize()
+}
+
+fn owner_of(main: &dyn Storage, main_len: u64, page: u64) -> io::Result<[u8; OWNER_LEN]> {
+    let mut o = [0u8; OWNER_LEN];
+    if main_len >= page * P + OWNER_LEN as u64 {
+        main.read_at(page * P, &mut o)?;
+    }
+    Ok(o)
+}
+
+impl WalStorage {
+    /// Opens `main` with its log `log` (empty for a new log), replaying every complete group.
+    /// `checkpoint_pages` (at least 1): the log length that triggers a checkpoint.
+    /// `remove_on_close`: the log's path, removed after the final checkpoint at drop.
+    pub fn open(
+        main: Arc<dyn Storage>,
+        log: Arc<dyn Storage>,
+        checkpoint_pages: u64,
+        remove_on_close: Option<PathBuf>,
+    ) -> Result<WalStorage> {
+        let main_len = main.len()?;
+        let log_len = log.len()?;
+        let mut st = WalState {
+            len: main_len,
+            logged_len: main_len,
+            main_len,
+            log_pages: log_len / P,
+            tail: 1,
+            ..WalState::default()
+        };
+        let mut header = blank();
+        let mut valid = log_len >= P && {
+            log.read_at(0, &mut header[..])?;
+            &header[..8] == HEADER_MAGIC && get_u32(&header[..], HEADER_CRC_AT) == crc_of(&[&header[..HEADER_CRC_AT]])
+        };
+        if valid {
+            let owner = &header[16..16 + OWNER_LEN];
+            if owner.iter().all(|b| *b == 0) {
+                // Written while the file was empty: no group was logged under it (below).
+                valid = false;
+            } else if owner != owner_of(&*main, main_len, 0)? && owner != owner_of(&*main, main_len, 1)? {
+                return Err(Error::ForeignLog);
+            }
+        }
+        // A new (empty) file is written directly until its first sync, so that the header
+        // written after it names the file's owner bytes before any group is logged.
+        st.direct = main_len == 0;
+        let wal = if valid {
+            let owner = &header[16..16 + OWNER_LEN];
+            st.salt = get_u64(&header[..], 8);
+            st.owner.copy_from_slice(owner);
+            let wal = WalStorage::new(main, log, st, checkpoint_pages, remove_on_close);
+            wal.replay()?;
+            wal
+        } else {
+            let wal = WalStorage::new(main, log, st, checkpoint_pages, remove_on_close);
+            wal.reset_log()?;
+            wal
+        };
+        Ok(wal)
+    }
+
+    fn new(
+        main: Arc<dyn Storage>,
+        log: Arc<dyn Storage>,
+        st: WalState,
+        checkpoint_pages: u64,
+        remove_on_close: Option<PathBuf>,
+    ) -> WalStorage {
+        WalStorage {
+            main,
+            log,
+            state: RwLock::new(st),
+            sync_lock: Mutex::new(()),
+            checkpoint_pages: checkpoint_pages.max(1),
+            max_group: MAX_GROUP,
+            remove_on_close,
+        }
+    }
+
+    /// Lowers the most pages one group may hold (clamped to `1..=MAX_GROUP`), so that tests
+    /// reach the direct path with small transactions.
+    pub fn max_group(mut self, pages: usize) -> WalStorage {
+        self.max_group = pages.clamp(1, MAX_GROUP);
+        self
+    }
+
+    /// Applies the log's complete groups, in order, to the index (at open).
+    fn replay(&self) -> Result<()> {
+        let mut st = self.state.write();
+        let mut index_page = blank();
+        loop {
+            let at = st.tail;
+            if at + 1 > st.log_pages {
+                break;
+            }
+            self.log.read_at(at * P, &mut index_page[..])?;
+            let b = &index_page[..];
+            let n = get_u32(b, 24) as usize;
+            let len = get_u64(b, 32);
+            if &b[..8] != GROUP_MAGIC
+                || get_u64(b, 8) != st.salt
+                || get_u64(b, 16) != st.next_seq
+                || n > MAX_GROUP
+                || at + 1 + n as u64 > st.log_pages
+                || len > MAX_LEN
+            {
+                break;
+            }
+            let mut pages = vec![0u8; n * PAGE];
+            self.log.read_at((at + 1) * P, &mut pages)?;
+            let mut zeroed = index_page.clone();
+            zeroed[INDEX_CRC_AT..INDEX_CRC_AT + 4].fill(0);
+            if crc_of(&[&zeroed[..], &pages]) != get_u32(b, INDEX_CRC_AT) {
+                break;
+            }
+            let targets: Vec<u64> = (0..n).map(|i| get_u64(b, INDEX_ENTRIES_AT + 8 * i)).collect();
+            if targets.iter().any(|t| t.saturating_mul(P) >= len) {
+                break;
+            }
+            for (i, t) in targets.into_iter().enumerate() {
+                st.index.insert(t, at + 1 + i as u64);
+            }
+            st.len = len;
+            st.logged_len = len;
+            st.tail = at + 1 + n as u64;
+            st.next_seq += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes a header with a new random salt (ending every group in the log) and syncs it.
+    /// The caller holds `sync_lock` (or is `open`) and has made every logged page durable in
+    /// the database file.
+    fn reset_log(&self) -> Result<()> {
+        let salt = rand::RngCore::next_u64(&mut rand::rngs::OsRng);
+        let main_len = self.state.read().main_len;
+        let owner = owner_of(&*self.main, main_len, 0)?;
+        let mut h = blank();
+        h[..8].copy_from_slice(HEADER_MAGIC);
+        h[8..16].copy_from_slice(&salt.to_le_bytes());
+        h[16..16 + OWNER_LEN].copy_from_slice(&owner);
+        let crc = crc_of(&[&h[..HEADER_CRC_AT]]);
+        h[HEADER_CRC_AT..HEADER_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        let r = self.log.write_at(0, &h[..]).and_then(|()| self.log.sync());
+        let mut st = self.state.write();
+        if let Err(e) = r {
+            st.failed = true;
+            return Err(e.into());
+        }
+        st.log_pages = st.log_pages.max(1);
+        st.salt = salt;
+        st.owner = owner;
+        st.next_seq = 0;
+        st.tail = 1;
+        st.index.clear();
+        Ok(())
+    }
+
+    /// Copies every logged page to the database file, syncs it, then starts a new log
+    /// generation. The caller holds `sync_lock`.
+    fn checkpoint(&self) -> Result<()> {
+        let (mut pages, len, main_len) = {
+            let st = self.state.read();
+            if st.failed {
+                return Err(failed());
+            }
+            let pages: Vec<(u64, u64)> = st.index.iter().map(|(&d, &l)| (d, l)).collect();
+            if pages.is_empty() && st.logged_len <= st.main_len && st.next_seq == 0 {
+                return Ok(()); // nothing logged since the last checkpoint
+            }
+            (pages, st.logged_len, st.main_len)
+        };
+        pages.sort_unstable();
+        let r = (|| -> io::Result<()> {
+            let mut buf = vec![0u8; PAGE];
+            for (d, l) in &pages {
+                self.log.read_at(l * P, &mut buf)?;
+                self.main.write_at(d * P, &buf)?;
+            }
+            if len > main_len {
+                self.main.set_len(len)?;
+            }
+            self.main.sync()
+        })();
+        if let Err(e) = r {
+            self.state.write().failed = true;
+            return Err(e.into());
+        }
+        self.state.write().main_len = len.max(main_len);
+        self.reset_log()
+    }
+
+    /// Ends logging for the group being built: checkpoints, then writes its pending pages to
+    /// the database file; its later writes go there too until the next `sync`. The caller
+    /// holds `sync_lock`.
+    fn go_direct(&self) -> Result<()> {
+        if self.state.read().direct {
+            return Ok(());
+        }
+        self.checkpoint()?;
+        let mut st = self.state.write();
+        let pending = std::mem::take(&mut st.pending);
+        for (pg, page) in &pending {
+            if let Err(e) = self.main.write_at(pg * P, &page[..]) {
+                st.failed = true;
+                return Err(e.into());
+            }
+        }
+        let len = st.len;
+        if len > st.main_len
+            && let Err(e) = self.main.set_len(len)
+        {
+            st.failed = true;
+            return Err(e.into());
+        }
+        st.main_len = st.main_len.max(len);
+        st.logged_len = st.main_len;
+        st.direct = true;
+        Ok(())
+    }
+
+    /// Pages currently in the log and not yet in the database file.
+    pub fn logged_pages(&self) -> usize {
+        self.state.read().index.len()
+    }
+
+    /// Copies every logged page to the database file now (as when the log fills).
+    pub fn checkpoint_now(&self) -> Result<()> {
+        let _s = self.sync_lock.lock();
+        self.checkpoint()
+    }
+
+    /// Reads one page (or part of it) as the engine last wrote it; `st` is held.
+    fn read_page(&self, st: &WalState, pg: u64, within: usize, out: &mut [u8]) -> io::Result<()> {
+        if let Some(p) = st.held(pg) {
+            out.copy_from_slice(&p[within..within + out.len()]);
+        } else if let Some(&l) = st.index.get(&pg) {
+            self.log.read_at(l * P + within as u64, out)?;
+        } else {
+            let off = pg * P + within as u64;
+            let end = off + out.len() as u64;
+            if end <= st.main_len {
+                self.main.read_at(off, out)?;
+            } else if off < st.main_len {
+                let k = (st.main_len - off) as usize;
+                self.main.read_at(off, &mut out[..k])?;
+                out[k..].fill(0);
+            } else {
+                out.fill(0);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn failed() -> Error {
+    Error::Io(io::Error::other("write-ahead log: an earlier I/O error left it unusable"))
+}
+
+fn io_failed() -> io::Error {
+    io::Error::other("write-ahead log: an earlier I/O error left it unusable")
+}
+
+fn to_io(e: Error) -> io::Error {
+    match e {
+        Error::Io(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+impl Storage for WalStorage {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let st = self.state.read();
+        let end = offset.checked_add(buf.len() as u64).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        if end > st.len {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let o = offset + done as u64;
+            let within = (o % P) as usize;
+            let n = (PAGE - within).min(buf.len() - done);
+            self.read_page(&st, o / P, within, &mut buf[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        if end > MAX_LEN {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let overflow = {
+            let mut st = self.state.write();
+            if st.failed {
+                return Err(io_failed());
+            }
+            if st.direct {
+                self.main.write_at(offset, buf).inspect_err(|_| st.failed = true)?;
+                st.main_len = st.main_len.max(end);
+                st.len = st.len.max(end);
+                return Ok(());
+            }
+            let mut done = 0usize;
+            while done < buf.len() {
+                let o = offset + done as u64;
+                let (pg, within) = (o / P, (o % P) as usize);
+                let n = (PAGE - within).min(buf.len() - done);
+                let mut page = blank();
+                if n < PAGE && o < st.len {
+                    let avail = ((st.len - pg * P) as usize).min(PAGE);
+                    self.read_page(&st, pg, 0, &mut page[..avail])?;
+                }
+                page[within..within + n].copy_from_slice(&buf[done..done + n]);
+                st.pending.insert(pg, page);
+                done += n;
+            }
+            st.len = st.len.max(end);
+            st.pending.len() > self.max_group
+        };
+        if overflow {
+            let _s = self.sync_lock.lock();
+            if self.state.read().pending.len() > self.max_group {
+                self.go_direct().map_err(to_io)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        let _s = self.sync_lock.lock();
+        let mut st = self.state.write();
+        if st.failed {
+            return Err(io_failed());
+        }
+        if st.direct {
+            // Writes from here on are logged; those before went to the file this syncs.
+            st.direct = false;
+            let (len, main_len) = (st.len, st.main_len);
+            st.logged_len = len;
+            st.main_len = len.max(main_len);
+            drop(st);
+            let r = if len > main_len { self.main.set_len(len) } else { Ok(()) };
+            r.and_then(|()| self.main.sync()).inspect_err(|_| self.state.write().failed = true)?;
+            // The log is empty since `go_direct`; if this group rewrote the owner bytes, the
+            // header must name the new ones before a group is logged against them.
+            let owner = self.state.read().owner;
+            if owner_of(&*self.main, len.max(main_len), 0)? != owner {
+                self.reset_log().map_err(to_io)?;
+            }
+            return Ok(());
+        }
+        if st.pending.is_empty() && st.len == st.logged_len {
+            return Ok(());
+        }
+        let group = std::mem::take(&mut st.pending);
+        let n = group.len();
+        let (at, seq, salt, len) = (st.tail, st.next_seq, st.salt, st.len);
+        let mut buf = vec![0u8; (n + 1) * PAGE];
+        buf[..8].copy_from_slice(GROUP_MAGIC);
+        buf[8..16].copy_from_slice(&salt.to_le_bytes());
+        buf[16..24].copy_from_slice(&seq.to_le_bytes());
+        buf[24..28].copy_from_slice(&(n as u32).to_le_bytes());
+        buf[32..40].copy_from_slice(&len.to_le_bytes());
+        for (i, (pg, page)) in group.iter().enumerate() {
+            buf[INDEX_ENTRIES_AT + 8 * i..INDEX_ENTRIES_AT + 8 * i + 8].copy_from_slice(&pg.to_le_bytes());
+            buf[(i + 1) * PAGE..(i + 2) * PAGE].copy_from_slice(&page[..]);
+        }
+        let crc = crc_of(&[&buf]);
+        buf[INDEX_CRC_AT..INDEX_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        let end = at + 1 + n as u64;
+        let grow_from = st.log_pages;
+        let grow_to = if end > grow_from { end.max(grow_from + GROW_PAGES) } else { grow_from };
+        st.inflight = group;
+        drop(st);
+        let r = (|| -> io::Result<()> {
+            if grow_to > grow_from.max(end) {
+                let from = grow_from.max(end);
+                self.log.write_at(from * P, &vec![0u8; ((grow_to - from) * P) as usize])?;
+            }
+            self.log.write_at(at * P, &buf)?;
+            self.log.sync()
+        })();
+        let mut st = self.state.write();
+        if let Err(e) = r {
+            st.failed = true;
+            return Err(e);
+        }
+        let group = std::mem::take(&mut st.inflight);
+        for (i, pg) in group.keys().enumerate() {
+            st.index.insert(*pg, at + 1 + i as u64);
+        }
+        st.log_pages = grow_to;
+        st.tail = end;
+        st.next_seq = seq + 1;
+        st.logged_len = len;
+        let full = st.tail >= self.checkpoint_pages;
+        drop(st);
+        if full {
+            self.checkpoint().map_err(to_io)?;
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.state.read().len)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        if len > MAX_LEN {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        let _s = self.sync_lock.lock();
+        {
+            let mut st = self.state.write();
+            if st.failed {
+                return Err(io_failed());
+            }
+            if len >= st.len {
+                st.len = len;
+                return Ok(());
+            }
+        }
+        self.go_direct().map_err(to_io)?;
+        let mut st = self.state.write();
+        self.main.set_len(len).inspect_err(|_| st.failed = true)?;
+        st.main_len = len;
+        st.logged_len = len;
+        st.len = len;
+        Ok(())
+    }
+}
+
+impl Drop for WalStorage {
+    /// A clean close: the log is checkpointed into the database file and removed. Writes
+    /// since the last `sync` are dropped (they were never durable). After an I/O error nothing
+    /// is written; the next open replays the log.
+    fn drop(&mut self) {
+        let failed = {
+            let mut st = self.state.write();
+            st.pending.clear();
+            st.failed
+        };
+        if failed {
+            return;
+        }
+        let _s = self.sync_lock.lock();
+        match self.checkpoint() {
+            Ok(()) => {
+                if let Some(p) = &self.remove_on_close {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Err(e) => {
+                tracing::error!(target: "foldvault::audit", error = %e, "write-ahead log checkpoint at close failed")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+
+    /// A database file holding its "header" (page 0, whose first bytes own the log) and a log.
+    fn pair() -> (MemoryStorage, MemoryStorage) {
+        let m = MemoryStorage::new();
+        m.write_at(0, &[0xF0; PAGE]).unwrap();
+        (m, MemoryStorage::new())
+    }
+
+    fn open(m: &MemoryStorage, l: &MemoryStorage, ckpt: u64) -> WalStorage {
+        WalStorage::open(Arc::new(m.clone()), Arc::new(l.clone()), ckpt, None).unwrap()
+    }
+
+    /// Drops without the checkpoint of a clean close (as a crash would).
+    fn crash(w: WalStorage) {
+        w.state.write().failed = true;
+    }
+
+    fn page(b: u8) -> Vec<u8> {
+        vec![b; PAGE]
+    }
+
+    /// The first byte of page `pg` if the page is that byte throughout, else `None`.
+    fn fill_of(w: &WalStorage, pg: u64) -> Option<u8> {
+        let mut b = vec![0u8; PAGE];
+        w.read_at(pg * P, &mut b).unwrap();
+        b.iter().all(|x| *x == b[0]).then_some(b[0])
+    }
+
+    #[test]
+    fn synced_writes_survive_a_crash_and_unsynced_ones_do_not() {
+        let (m, l) = pair();
+        let w = open(&m, &l, 1000);
+        w.write_at(P, &page(1)).unwrap();
+        w.write_at(4 * P, &page(4)).unwrap();
+        w.write_at(2 * P + 100, b"partial").unwrap();
+        w.sync().unwrap();
+        w.write_at(6 * P, &page(6)).unwrap();
+        w.write_at(P, &page(9)).unwrap();
+        assert_eq!(fill_of(&w, 1), Some(9), "reads see unsynced writes");
+        assert_eq!(w.len().unwrap(), 7 * P);
+        assert_eq!(m.len().unwrap(), P, "nothing reached the file before a checkpoint");
+        crash(w);
+        let w = open(&m, &l, 1000);
+        assert_eq!(w.len().unwrap(), 5 * P);
+        assert_eq!(fill_of(&w, 0), Some(0xF0));
+        assert_eq!(fill_of(&w, 1), Some(1));
+        assert_eq!(fill_of(&w, 4), Some(4));
+        let mut p2 = vec![0u8; PAGE];
+        w.read_at(2 * P, &mut p2).unwrap();
+        assert!(p2[100..107] == *b"partial" && p2[..100].iter().chain(&p2[107..]).all(|b| *b == 0));
+        assert_eq!(fill_of(&w, 3), Some(0), "a gap reads as zeros");
+        assert_eq!(w.logged_pages(), 3);
+        // A clean close checkpoints: the file alone then holds it all.
+        drop(w);
+        assert_eq!(m.len().unwrap(), 5 * P);
+        let w = open(&m, &l, 1000);
+        assert_eq!(w.logged_pages(), 0);
+        assert_eq!(fill_of(&w, 4), Some(4));
+    }
+
+    #[test]
+    fn a_new_file_is_written_directly_until_its_first_sync() {
+        let (m, l) = (MemoryStorage::new(), MemoryStorage::new());
+        let w = open(&m, &l, 1000);
+        w.write_at(0, &page(3)).unwrap();
+        w.sync().unwrap();
+        assert_eq!(m.len().unwrap(), P);
+        w.write_at(P, &page(4)).unwrap();
+        w.sync().unwrap();
+        assert_eq!((m.len().unwrap(), w.logged_pages()), (P, 1), "then it logs");
+        crash(w);
+        // The header written after the first sync names the file: another file is refused.
+        let other = MemoryStorage::new();
+        other.write_at(0, &page(5)).unwrap();
+        let r = WalStorage::open(Arc::new(other), Arc::new(l.clone()), 1000, None);
+        assert!(matches!(r, Err(Error::ForeignLog)), "{r:?}");
+        assert_eq!(fill_of(&open(&m, &l, 1000), 1), Some(4));
+    }
+
+    #[test]
+    fn checkpoints_when_full_and_never_replays_an_old_generation() {
+        let (m, l) = pair();
+        let w = open(&m, &l, 8);
+        for i in 1..20u8 {
+            w.write_at(u64::from(i) * P, &page(i + 1)).unwrap();
+            w.write_at(100 * P, &page(i)).unwrap();
+            w.sync().unwrap();
+        }
+        assert!(w.logged_pages() < 8, "{} pages logged", w.logged_pages());
+        crash(w);
+        let w = open(&m, &l, 8);
+        for i in 1..20u8 {
+            assert_eq!(fill_of(&w, u64::from(i)), Some(i + 1));
+        }
+        assert_eq!(fill_of(&w, 100), Some(19));
+        // The log still holds groups of earlier generations past its tail: one more group and a
+        // crash must not bring any of them back.
+        w.write_at(100 * P, &page(77)).unwrap();
+        w.sync().unwrap();
+        crash(w);
+        let w = open(&m, &l, 8);
+        assert_eq!(fill_of(&w, 100), Some(77));
+        assert_eq!(fill_of(&w, 5), Some(6));
+    }
+
+    #[test]
+    fn a_torn_group_ends_replay_and_earlier_groups_stay() {
+        let (m, l) = pair();
+        let w = open(&m, &l, 1000);
+        w.write_at(P, &page(1)).unwrap();
+        w.sync().unwrap();
+        w.write_at(P, &page(2)).unwrap();
+        w.write_at(2 * P, &page(2)).unwrap();
+        w.sync().unwrap();
+        crash(w);
+        // Group 0 is log pages 1-2, group 1 pages 3-5: tear the last page of group 1.
+        l.write_at(5 * P + 512, &[0xEE; 512]).unwrap();
+        let w = open(&m, &l, 1000);
+        assert_eq!(fill_of(&w, 1), Some(1));
+        assert_eq!(w.len().unwrap(), 2 * P);
+        // New groups go where the torn one was.
+        w.write_at(P, &page(3)).unwrap();
+        w.sync().unwrap();
+        crash(w);
+        let w = open(&m, &l, 1000);
+        assert_eq!(fill_of(&w, 1), Some(3));
+    }
+
+    #[test]
+    fn groups_moved_out_of_order_are_not_replayed() {
+        let (m, l) = pair();
+        let w = open(&m, &l, 1000);
+        w.write_at(P, &page(1)).unwrap();
+        w.sync().unwrap();
+        w.write_at(P, &page(2)).unwrap();
+        w.sync().unwrap();
+        crash(w);
+        // Swap the two groups (log pages 1-2 and 3-4): each still checks out on its own.
+        let (mut a, mut b) = (vec![0u8; 2 * PAGE], vec![0u8; 2 * PAGE]);
+        l.read_at(P, &mut a).unwrap();
+        l.read_at(3 * P, &mut b).unwrap();
+        l.write_at(P, &b).unwrap();
+        l.write_at(3 * P, &a).unwrap();
+        let w = open(&m, &l, 1000);
+        assert_eq!(w.len().unwrap(), P, "replay stops at a group out of sequence");
+    }
+
+    #[test]
+    fn a_log_of_another_file_is_refused() {
+        let (m, l) = pair();
+        let w = open(&m, &l, 1000);
+        w.write_at(P, &page(1)).unwrap();
+        w.sync().unwrap();
+        crash(w);
+        let other = MemoryStorage::new();
+        other.write_at(0, &page(4)).unwrap();
+        let r = WalStorage::open(Arc::new(other), Arc::new(l.clone()), 2, None);
+        assert!(matches!(r, Err(Error::ForeignLog)), "{r:?}");
+        // Either header copy owns it (page 0 may be the damaged one).
+        let repaired = MemoryStorage::new();
+        repaired.write_at(0, &page(0)).unwrap();
+        repaired.write_at(P, &[0xF0; PAGE]).unwrap();
+        let w = WalStorage::open(Arc::new(repaired), Arc::new(l.clone()), 1000, None).unwrap();
+        assert_eq!(fill_of(&w, 1), Some(1));
+    }
+
+    #[test]
+    fn a_large_group_and_a_shrink_go_to_the_file() {
+        let (m, l) = pair();
+        let w = open(&m, &l, 1000);
+        w.write_at(P, &page(7)).unwrap();
+        w.sync().unwrap();
+        for i in 1..(MAX_GROUP as u64 + 10) {
+            w.write_at(i * P, &page((i % 200) as u8)).unwrap();
+        }
+        w.sync().unwrap();
+        assert_eq!(w.logged_pages(), 0);
+        assert_eq!(m.len().unwrap(), (MAX_GROUP as u64 + 10) * P);
+        w.set_len(3 * P).unwrap();
+        w.write_at(P, &page(9)).unwrap();
+        w.sync().unwrap();
+        w.set_len(6 * P).unwrap();
+        w.sync().unwrap();
+        crash(w);
+        let w = open(&m, &l, 1000);
+        assert_eq!(w.len().unwrap(), 6 * P);
+        assert_eq!(fill_of(&w, 1), Some(9));
+        assert_eq!(fill_of(&w, 2), Some(2));
+        assert_eq!(fill_of(&w, 4), Some(0), "past a shrink, zeros");
+    }
+
+    #[test]
+    fn garbage_logs_are_not_replayed_and_do_not_panic() {
+        let mut rng = crate::fuzzing::Rng(5);
+        for round in 0..40 {
+            let (m, l) = pair();
+            let w = open(&m, &l, 1000);
+            w.write_at(P, &page(1)).unwrap();
+            w.sync().unwrap();
+            w.write_at(2 * P, &page(2)).unwrap();
+            w.sync().unwrap();
+            crash(w);
+            let mut junk = vec![0u8; 64];
+            rng.fill(&mut junk);
+            let at = rng.below(5 * P - 64);
+            l.write_at(at, &junk).unwrap();
+            if let Ok(w) = WalStorage::open(Arc::new(m.clone()), Arc::new(l.clone()), 1000, None) {
+                let n = w.len().unwrap() / P;
+                assert!((1..=3).contains(&n), "round {round}");
+                for pg in 1..n {
+                    assert_eq!(fill_of(&w, pg), Some(pg as u8), "round {round}: page {pg}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The write-ahead log beside a database file (`Config::write_ahead_log`, SPEC.md §15), through
+//! real files: a clean close leaves one file; a log left by a crash is replayed at the next open,
+//! with the setting on or off; a log beside another database file is refused; tools that put a
+//! new file in place of an old one take the old one's log away. (Crash safety at every write:
+//! `tests/crash.rs`; the log's own format: unit tests in `src/storage/wal.rs`.)
+
+use std::path::{Path, PathBuf};
+
+use foldvault::storage::wal::sidecar_path;
+use foldvault::{Config, Durability, Error, KdfParams};
+
+fn config(path: &Path) -> Config {
+    Config::new()
+        .file(path)
+        .use_env(false)
+        .flush_every_ms(None)
+        .passphrase("write-ahead log test")
+        .kdf(KdfParams::insecure_fast())
+        .write_ahead_log(true)
+}
+
+/// Durable commits of `n` records `key{i}` -> `value{i}{tag}`.
+fn commit_records(db: &foldvault::Db, n: u32, tag: &str) {
+    for i in 0..n {
+        let tx = db.begin_write().unwrap();
+        tx.open_tree("t").unwrap().insert(format!("key{i:03}"), format!("value{i}{tag}").into_bytes()).unwrap();
+        tx.set_durability(Durability::Immediate);
+        tx.commit().unwrap();
+    }
+}
+
+/// The files of a database as a crash would leave them: copied while it is open.
+fn copy_open(path: &Path, to: &Path) -> PathBuf {
+    let dst = to.join("copy.foldvault");
+    std::fs::copy(path, &dst).unwrap();
+    std::fs::copy(sidecar_path(path), sidecar_path(&dst)).unwrap();
+    dst
+}
+
+#[test]
+fn a_clean_close_leaves_one_file_and_durable_commits_wait_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.foldvault");
+    let db = config(&path).open().unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    let syncs = db.metrics().syncs;
+    commit_records(&db, 50, "");
+    assert!(sidecar_path(&path).exists());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), before, "commits append to the log, not the file");
+    assert_eq!(db.metrics().syncs - syncs, 50, "one sync per durable commit");
+    drop(db);
+    assert!(!sidecar_path(&path).exists(), "a clean close checkpoints and removes the log");
+    let db = config(&path).write_ahead_log(false).open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    assert_eq!(t.len(), 50);
+    assert_eq!(t.get("key049").unwrap().unwrap(), &b"value49"[..]);
+}
+
+#[test]
+fn a_log_left_by_a_crash_is_replayed_with_the_setting_on_or_off() {
+    for reopen_with_log in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.foldvault");
+        let db = config(&path).open().unwrap();
+        commit_records(&db, 30, "");
+        let durable = db.durable_commit_seq();
+        // An eventual commit that was never made durable: a crash may lose it.
+        db.insert("undurable", b"x".to_vec()).unwrap();
+        let crashed = copy_open(&path, &tempfile::tempdir().unwrap().keep());
+        drop(db);
+        // The durable sequence anchors it (SPEC §11): the log's commits count.
+        let db = config(&crashed).write_ahead_log(reopen_with_log).min_commit_seq(durable).open().unwrap();
+        assert_eq!(db.commit_seq(), durable);
+        assert!(db.check().unwrap().is_ok());
+        let t = db.open_tree("t").unwrap();
+        assert_eq!(t.len(), 30, "every acknowledged commit is in the log");
+        assert_eq!(t.get("key029").unwrap().unwrap(), &b"value29"[..]);
+        assert!(db.get("undurable").unwrap().is_none());
+        assert_eq!(sidecar_path(&crashed).exists(), reopen_with_log, "with the setting off the log is folded in");
+        drop((t, db));
+        assert!(!sidecar_path(&crashed).exists());
+        assert_eq!(config(&crashed).open().unwrap().open_tree("t").unwrap().len(), 30);
+        std::fs::remove_dir_all(crashed.parent().unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn a_log_beside_another_database_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.foldvault"), dir.path().join("b.foldvault"));
+    drop(config(&b).open().unwrap());
+    let db = config(&a).open().unwrap();
+    commit_records(&db, 5, "");
+    std::fs::copy(sidecar_path(&a), sidecar_path(&b)).unwrap();
+    drop(db);
+    assert!(matches!(config(&b).open(), Err(Error::ForeignLog)));
+    assert!(matches!(config(&b).write_ahead_log(false).open(), Err(Error::ForeignLog)));
+    std::fs::remove_file(sidecar_path(&b)).unwrap();
+    assert!(config(&b).open().unwrap().open_tree("t").unwrap().is_empty());
+}
+
+#[test]
+fn restore_over_a_crashed_database_takes_its_log_away() {
+    let dir = tempfile::tempdir().unwrap();
+    // The backup: database B with records tagged "b".
+    let b = dir.path().join("b.foldvault");
+    let db = config(&b).open().unwrap();
+    commit_records(&db, 10, "b");
+    let mut backup = Vec::new();
+    db.backup_to(&mut backup, &mut |_| {}).unwrap();
+    drop(db);
+    // The target: database A as a crash left it, its last commits only in its log.
+    let a_dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("a.foldvault");
+    let db = config(&live).open().unwrap();
+    commit_records(&db, 20, "a");
+    let a = copy_open(&live, a_dir.path());
+    drop(db);
+    let creds = foldvault::Credentials::passphrase("write-ahead log test");
+    foldvault::backup::restore(
+        &backup[..],
+        &a,
+        &creds,
+        foldvault::backup::RestoreOptions { force: true, ..Default::default() },
+    )
+    .unwrap();
+    assert!(!sidecar_path(&a).exists(), "the replaced database's log is gone");
+    let t = config(&a).open().unwrap().open_tree("t").unwrap();
+    assert_eq!(t.len(), 10);
+    assert_eq!(t.get("key003").unwrap().unwrap(), &b"value3b"[..]);
+}
