@@ -100,6 +100,11 @@ fn corrupt_file() {
 }
 
 #[test]
+fn wal_replay() {
+    replay("wal_replay", 80, 2000);
+}
+
+#[test]
 fn backup_stream() {
     replay("backup_stream", 64, 100);
 }

@@ -11,6 +11,7 @@
 //! | [`open_page`] | one page to every page decoder; a few pages to the tree, overflow and free-list readers |
 //! | [`db_ops`] | operations on three trees over a `FaultyStorage`, with crashes and I/O errors, against a model |
 //! | [`corrupt_file`] | mutations of valid database files, then open, scan and check |
+//! | [`wal_replay`] | a write-ahead log damaged like a crash leaves it, or arbitrarily, then replayed |
 //! | [`backup_stream`] | (not yet: backup is not implemented) |
 //!
 //! Inputs are read through [`Input`], which turns any byte string into small numbers, so every
@@ -22,6 +23,7 @@ pub mod backup_stream;
 pub mod corrupt_file;
 pub mod db_ops;
 pub mod open_page;
+pub mod wal_replay;
 
 use std::collections::BTreeMap;
 
@@ -34,11 +36,12 @@ use crate::{Batch, Db, Error, IVec, MAX_KEY_LEN, Result, WriteTransaction};
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its directory under `fuzz/corpus/`.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("open_page", open_page::run),
     ("db_ops", db_ops::run),
     ("corrupt_file", corrupt_file::run),
     ("backup_stream", backup_stream::run),
+    ("wal_replay", wal_replay::run),
 ];
 
 /// A cursor over fuzz input. Reads past the end give zeros, so decoding never fails.

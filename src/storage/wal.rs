@@ -398,6 +398,12 @@ impl WalStorage {
         Ok(())
     }
 
+    /// Drops the storage as a crash would: no checkpoint, the log left as it is (tests and
+    /// fuzzing; a real close lets `Drop` checkpoint).
+    pub fn close_as_crash(self) {
+        self.state.write().failed = true;
+    }
+
     /// Pages currently in the log and not yet in the database file.
     pub fn logged_pages(&self) -> usize {
         self.state.read().index.len()
@@ -657,9 +663,8 @@ mod tests {
         WalStorage::open(Arc::new(m.clone()), Arc::new(l.clone()), ckpt, None).unwrap()
     }
 
-    /// Drops without the checkpoint of a clean close (as a crash would).
     fn crash(w: WalStorage) {
-        w.state.write().failed = true;
+        w.close_as_crash();
     }
 
     fn page(b: u8) -> Vec<u8> {
