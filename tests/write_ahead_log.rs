@@ -129,3 +129,17 @@ fn restore_over_a_crashed_database_takes_its_log_away() {
     assert_eq!(t.len(), 10);
     assert_eq!(t.get("key003").unwrap().unwrap(), &b"value3b"[..]);
 }
+
+#[test]
+fn a_log_that_cannot_be_created_leaves_the_file_alone_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.foldvault");
+    // Where the log would go, a link to nowhere: creating it fails (as in a read-only
+    // directory, which root, running these tests, could still write).
+    std::os::unix::fs::symlink(dir.path().join("missing/dir/log"), sidecar_path(&path)).unwrap();
+    let db = config(&path).open().unwrap();
+    commit_records(&db, 5, "");
+    drop(db);
+    let db = config(&path).write_ahead_log(false).open().unwrap();
+    assert_eq!(db.open_tree("t").unwrap().len(), 5);
+}

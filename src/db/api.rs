@@ -119,31 +119,8 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             if exists && cfg.create_new {
                 return Err(Error::AlreadyExists(file.display().to_string()));
             }
-            let main: Arc<dyn Storage> = Arc::new(FileStorage::open(&file, true)?);
             // A temporary database is removed at close: a log would only add syncs.
-            let wal = cfg.wal.filter(|_| !cfg.temporary);
-            let storage: Arc<dyn Storage> = match (wal, logged) {
-                (None, false) => main,
-                (wal, _) => {
-                    let log: Arc<dyn Storage> = Arc::new(FileStorage::open(&wal_path, true)?);
-                    if !logged {
-                        // A new file: its directory entry must be durable before a commit
-                        // relies on the log (the log's own sync does not promise that).
-                        sync_parent_dir(&wal_path)?;
-                    }
-                    let pages = wal.unwrap_or(crate::storage::wal::DEFAULT_CHECKPOINT_PAGES);
-                    let w = WalStorage::open(main, log, pages, Some(wal_path.clone()))?;
-                    if wal.is_none() {
-                        // A log left by a crash, with the log off: fold it in, then go on
-                        // with the file alone (its lock is taken again below).
-                        w.checkpoint_now()?;
-                        drop(w);
-                        Arc::new(FileStorage::open(&file, true)?)
-                    } else {
-                        Arc::new(w)
-                    }
-                }
-            };
+            let storage = file_storage(&file, cfg.wal.filter(|_| !cfg.temporary), logged)?;
             if cfg.temporary && exists {
                 storage.set_len(0)?;
             }
@@ -174,6 +151,41 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
     };
     let handle = Arc::new(Handle { engine, flusher: Mutex::new(flusher), temporary });
     Ok(Db { default: Tree { handle: handle.clone(), name: Arc::from(DEFAULT_TREE) }, handle })
+}
+
+/// The storage of a database file: the file alone, or the file and its write-ahead log
+/// (SPEC.md §15) when the log is on (`wal`: its checkpoint size) or one was left beside it
+/// (`logged`; with the log off it is folded into the file and removed here).
+fn file_storage(file: &std::path::Path, wal: Option<u64>, logged: bool) -> Result<Arc<dyn Storage>> {
+    let main: Arc<dyn Storage> = Arc::new(FileStorage::open(file, true)?);
+    if wal.is_none() && !logged {
+        return Ok(main);
+    }
+    let wal_path = crate::storage::wal::sidecar_path(file);
+    let log: Arc<dyn Storage> = match FileStorage::open(&wal_path, true) {
+        Ok(l) => Arc::new(l),
+        Err(Error::Io(e)) if !logged => {
+            // The directory takes no new file (read-only, permissions): the file alone.
+            tracing::warn!(target: "foldvault::audit", error = %e, "write-ahead log not created; commits go to the file");
+            return Ok(main);
+        }
+        Err(e) => return Err(e),
+    };
+    if !logged {
+        // A new file: its directory entry must be durable before a commit relies on the log
+        // (the log's own sync does not promise that).
+        sync_parent_dir(&wal_path)?;
+    }
+    let pages = wal.unwrap_or(crate::storage::wal::DEFAULT_CHECKPOINT_PAGES);
+    let w = WalStorage::open(main, log, pages, Some(wal_path))?;
+    if wal.is_some() {
+        return Ok(Arc::new(w));
+    }
+    // A log left by a crash, with the log off: fold it in, then go on with the file alone (its
+    // lock is released with `w` and taken again).
+    w.checkpoint_now()?;
+    drop(w);
+    Ok(Arc::new(FileStorage::open(file, true)?))
 }
 
 fn sync_parent_dir(path: &std::path::Path) -> Result<()> {
