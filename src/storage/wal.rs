@@ -671,6 +671,21 @@ mod tests {
         vec![b; PAGE]
     }
 
+    /// A file and a log left by a crash after `groups` (each: pages written with a fill byte,
+    /// then a sync).
+    fn logged(groups: &[&[(u64, u8)]]) -> (MemoryStorage, MemoryStorage) {
+        let (m, l) = pair();
+        let w = open(&m, &l, 1000);
+        for g in groups {
+            for &(pg, fill) in *g {
+                w.write_at(pg * P, &page(fill)).unwrap();
+            }
+            w.sync().unwrap();
+        }
+        crash(w);
+        (m, l)
+    }
+
     /// The first byte of page `pg` if the page is that byte throughout, else `None`.
     fn fill_of(w: &WalStorage, pg: u64) -> Option<u8> {
         let mut b = vec![0u8; PAGE];
@@ -757,14 +772,7 @@ mod tests {
 
     #[test]
     fn a_torn_group_ends_replay_and_earlier_groups_stay() {
-        let (m, l) = pair();
-        let w = open(&m, &l, 1000);
-        w.write_at(P, &page(1)).unwrap();
-        w.sync().unwrap();
-        w.write_at(P, &page(2)).unwrap();
-        w.write_at(2 * P, &page(2)).unwrap();
-        w.sync().unwrap();
-        crash(w);
+        let (m, l) = logged(&[&[(1, 1)], &[(1, 2), (2, 2)]]);
         // Group 0 is log pages 1-2, group 1 pages 3-5: tear the last page of group 1.
         l.write_at(5 * P + 512, &[0xEE; 512]).unwrap();
         let w = open(&m, &l, 1000);
@@ -780,13 +788,7 @@ mod tests {
 
     #[test]
     fn groups_moved_out_of_order_are_not_replayed() {
-        let (m, l) = pair();
-        let w = open(&m, &l, 1000);
-        w.write_at(P, &page(1)).unwrap();
-        w.sync().unwrap();
-        w.write_at(P, &page(2)).unwrap();
-        w.sync().unwrap();
-        crash(w);
+        let (m, l) = logged(&[&[(1, 1)], &[(1, 2)]]);
         // Swap the two groups (log pages 1-2 and 3-4): each still checks out on its own.
         let (mut a, mut b) = (vec![0u8; 2 * PAGE], vec![0u8; 2 * PAGE]);
         l.read_at(P, &mut a).unwrap();
@@ -799,11 +801,7 @@ mod tests {
 
     #[test]
     fn a_log_of_another_file_is_refused() {
-        let (m, l) = pair();
-        let w = open(&m, &l, 1000);
-        w.write_at(P, &page(1)).unwrap();
-        w.sync().unwrap();
-        crash(w);
+        let (_, l) = logged(&[&[(1, 1)]]);
         let other = MemoryStorage::new();
         other.write_at(0, &page(4)).unwrap();
         let r = WalStorage::open(Arc::new(other), Arc::new(l.clone()), 2, None);
@@ -845,13 +843,7 @@ mod tests {
     fn garbage_logs_are_not_replayed_and_do_not_panic() {
         let mut rng = crate::fuzzing::Rng(5);
         for round in 0..40 {
-            let (m, l) = pair();
-            let w = open(&m, &l, 1000);
-            w.write_at(P, &page(1)).unwrap();
-            w.sync().unwrap();
-            w.write_at(2 * P, &page(2)).unwrap();
-            w.sync().unwrap();
-            crash(w);
+            let (m, l) = logged(&[&[(1, 1)], &[(2, 2)]]);
             let mut junk = vec![0u8; 64];
             rng.fill(&mut junk);
             let at = rng.below(5 * P - 64);
