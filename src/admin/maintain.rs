@@ -536,9 +536,7 @@ pub fn backup(a: BackupArgs) -> Result<(), CliError> {
             f.sync_all().at(&a.out)?;
             drop(f);
             std::fs::rename(&tmp, &a.out).at(&a.out)?;
-            if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
-            }
+            crate::storage::sync_parent_dir(&a.out).at(&a.out)?;
             Ok(stats)
         })();
         bar.finish_and_clear();

@@ -126,9 +126,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         Ok(s) => {
             std::fs::rename(&tmp, dst)?;
             crate::storage::wal::remove_sidecar(dst)?;
-            if let Some(dir) = dst.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
+            crate::storage::sync_parent_dir(dst)?;
             tracing::info!(target: "foldvault::audit", seq = s.seq, pages = s.pages, "backup restored");
             Ok(s)
         }

@@ -174,7 +174,7 @@ fn file_storage(file: &std::path::Path, wal: Option<u64>, logged: bool) -> Resul
     if !logged {
         // A new file: its directory entry must be durable before a commit relies on the log
         // (the log's own sync does not promise that).
-        sync_parent_dir(&wal_path)?;
+        crate::storage::sync_parent_dir(&wal_path)?;
     }
     let pages = wal.unwrap_or(crate::storage::wal::DEFAULT_CHECKPOINT_PAGES);
     let w = WalStorage::open(main, log, pages, Some(wal_path))?;
@@ -186,12 +186,6 @@ fn file_storage(file: &std::path::Path, wal: Option<u64>, logged: bool) -> Resul
     w.checkpoint_now()?;
     drop(w);
     Ok(Arc::new(FileStorage::open(file, true)?))
-}
-
-fn sync_parent_dir(path: &std::path::Path) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 fn flusher_loop(engine: Arc<Engine>, sig: Arc<FlushSignal>, every: Duration) {

@@ -292,10 +292,10 @@ impl Config {
     /// Durable commits append to a write-ahead log beside the database file (`FILE.fvwal`)
     /// instead of writing their pages across the file: one contiguous write and one sync per
     /// commit; the pages reach the file in checkpoints (SPEC.md §15). Default on (not used by
-    /// temporary databases). A clean close
-    /// checkpoints and removes the log; a log left by a crash is replayed at the next open
-    /// whatever this setting is (and, with it off, folded into the file and removed). Only for
-    /// a file or directory location; ignored for custom storage.
+    /// temporary databases). A clean close checkpoints and removes the log; a log left by a
+    /// crash is replayed at the next open whatever this setting is (and, with it off, folded
+    /// into the file and removed). Only for a file or directory location; ignored for custom
+    /// storage.
     pub fn write_ahead_log(mut self, on: bool) -> Config {
         self.wal = on.then_some(self.wal.unwrap_or(crate::storage::wal::DEFAULT_CHECKPOINT_PAGES));
         self

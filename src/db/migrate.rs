@@ -127,9 +127,7 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
         Ok(r) => {
             std::fs::rename(&tmp, dst)?;
             crate::storage::wal::remove_sidecar(dst)?;
-            if let Some(d) = dst.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::File::open(d)?.sync_all()?;
-            }
+            crate::storage::sync_parent_dir(dst)?;
             Ok(r)
         }
         Err(e) => {
@@ -171,9 +169,7 @@ pub fn convert_in_place(
     drop(src);
     std::fs::rename(&tmp, path)?;
     crate::storage::wal::remove_sidecar(path)?;
-    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(d)?.sync_all()?;
-    }
+    crate::storage::sync_parent_dir(path)?;
     Ok(report)
 }
 

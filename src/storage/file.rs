@@ -67,6 +67,14 @@ impl FileStorage {
     }
 }
 
+/// Syncs the directory holding `path` (its current directory if it has none), so that a file
+/// created or renamed there stays after a crash: `fdatasync` of a file does not promise its
+/// directory entry.
+pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
+}
+
 fn lock_result(r: Result<(), TryLockError>) -> crate::Result<()> {
     match r {
         Ok(()) => Ok(()),

@@ -23,7 +23,7 @@ mod memory;
 pub mod wal;
 
 pub use fault::{CrashModel, FaultPlan, FaultyStorage, Observer};
-pub use file::FileStorage;
+pub use file::{FileStorage, sync_parent_dir};
 pub use memory::MemoryStorage;
 pub use wal::WalStorage;
 
