@@ -522,6 +522,13 @@ impl Storage for WalStorage {
         if st.failed {
             return Err(io_failed());
         }
+        if !st.direct && st.pending.len() > self.max_group {
+            // A writer passed the bound after its check and waits for this lock to go direct
+            // (writes run while a sync does): go direct for it, so that no group exceeds it.
+            drop(st);
+            self.go_direct().map_err(to_io)?;
+            st = self.state.write();
+        }
         if st.direct {
             // Writes from here on are logged; those before went to the file this syncs.
             st.direct = false;
@@ -544,6 +551,7 @@ impl Storage for WalStorage {
         }
         let group = std::mem::take(&mut st.pending);
         let n = group.len();
+        debug_assert!(n <= self.max_group, "a group of {n} pages");
         let (at, seq, salt, len) = (st.tail, st.next_seq, st.salt, st.len);
         let mut buf = vec![0u8; (n + 1) * PAGE];
         buf[..8].copy_from_slice(GROUP_MAGIC);
@@ -837,6 +845,35 @@ mod tests {
         assert_eq!(fill_of(&w, 1), Some(9));
         assert_eq!(fill_of(&w, 2), Some(2));
         assert_eq!(fill_of(&w, 4), Some(0), "past a shrink, zeros");
+    }
+
+    #[test]
+    fn writes_during_syncs_never_make_a_group_too_large() {
+        // The engine writes the next commit's pages while a sync runs (group commit). With
+        // small groups, a write that passes the bound races the syncs many times.
+        let (m, l) = pair();
+        let w = Arc::new(open(&m, &l, 64).max_group(4));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let syncer = {
+            let (w, done) = (w.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    w.sync().unwrap();
+                }
+            })
+        };
+        for i in 0..3000u64 {
+            w.write_at((1 + i % 200) * P, &page((i % 251) as u8)).unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        syncer.join().unwrap();
+        w.sync().unwrap();
+        let w = Arc::into_inner(w).unwrap();
+        crash(w);
+        let w = open(&m, &l, 64);
+        for i in 2800..3000u64 {
+            assert_eq!(fill_of(&w, 1 + i % 200), Some((i % 251) as u8));
+        }
     }
 
     #[test]
