@@ -400,19 +400,39 @@ impl foldvault::storage::Storage for BeforeSync {
 /// syncs happen than commits.
 #[test]
 fn concurrent_immediate_commits_are_durable_once_acknowledged() {
-    use foldvault::storage::{CrashModel, FaultyStorage, Storage};
+    concurrent_immediate_commits(false);
+}
+
+/// The same over a file and its write-ahead log (SPEC.md §15): commits write pages while
+/// another thread's group is being synced.
+#[test]
+fn concurrent_immediate_commits_with_write_ahead_log_are_durable_once_acknowledged() {
+    concurrent_immediate_commits(true);
+}
+
+fn concurrent_immediate_commits(wal: bool) {
+    use foldvault::storage::{CrashModel, FaultyStorage, Storage, WalStorage};
     use foldvault::{Durability, KdfParams};
     use parking_lot::Mutex;
 
     const WRITERS: usize = 4;
     const EACH: usize = 150;
     let device = FaultyStorage::new();
+    let log = wal.then(FaultyStorage::new);
     let config = |s: Arc<dyn Storage>| {
         Config::new().storage(s).use_env(false).flush_every_ms(None).passphrase("group").kdf(KdfParams::insecure_fast())
     };
+    // A small log, so that checkpoints happen while the writers run.
+    let storage = |main: Arc<dyn Storage>, log: Option<Arc<dyn Storage>>| -> Arc<dyn Storage> {
+        match log {
+            Some(l) => Arc::new(WalStorage::open(main, l, 64, None).unwrap().max_group(16)),
+            None => main,
+        }
+    };
     // A sync as slow as a disk's, so that commits of other threads land while one runs.
     let slow = || thread::sleep(Duration::from_micros(300));
-    let db = Arc::new(config(Arc::new(BeforeSync(device.clone(), Box::new(slow)))).open().unwrap());
+    let slowed = |d: &FaultyStorage| -> Arc<dyn Storage> { Arc::new(BeforeSync(d.clone(), Box::new(slow))) };
+    let db = Arc::new(config(storage(slowed(&device), log.as_ref().map(slowed))).open().unwrap());
     db.open_tree("t").unwrap();
     db.flush().unwrap();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -442,8 +462,13 @@ fn concurrent_immediate_commits_are_durable_once_acknowledged() {
         let models =
             [CrashModel::LoseUnsynced, CrashModel::TearUnsynced { seed }, CrashModel::ReorderUnsynced { seed }];
         for model in models {
+            // The log's image first: the file changes only by copying pages already durable in
+            // the log (checkpoints) or into pages free in its newest state, so a file image
+            // taken a moment later completes it.
+            let log_image = log.as_ref().map(|l| l.crash_image(&model));
             let image = device.crash_image(&model);
-            let after = config(Arc::new(FaultyStorage::from_bytes(image))).open().unwrap();
+            let log_storage = log_image.map(|b| Arc::new(FaultyStorage::from_bytes(b)) as Arc<dyn Storage>);
+            let after = config(storage(Arc::new(FaultyStorage::from_bytes(image)), log_storage)).open().unwrap();
             assert!(after.check().unwrap().is_ok(), "{model:?}: the image does not check");
             let t = after.open_tree("t").unwrap();
             for k in keys {
