@@ -44,9 +44,11 @@
 //! - `owner` is bytes 0..32 of the database file's page 0 when the header was written (magic,
 //!   version and file id); a log whose owner matches neither copy of the header belongs to
 //!   another file and is refused at open (`Error::ForeignLog`), never replayed;
-//! - a write larger than `MAX_GROUP` pages before a sync, or a shrinking `set_len`, makes the
-//!   rest of that group *direct*: the log is checkpointed, then those writes go to the database
-//!   file, and the next `sync` syncs that file.
+//! - more than `max_group` (at most `MAX_GROUP`) pages written before a sync, or a shrinking
+//!   `set_len`, make the rest of that group *direct*: the log is checkpointed, then those writes
+//!   go to the database file, and the next `sync` syncs that file; a sync that finds more pages
+//!   waiting (a writer past the bound, racing it for the lock) goes direct itself, so no group
+//!   is ever larger than `max_group`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
