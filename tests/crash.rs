@@ -77,12 +77,16 @@ type Images = (Vec<u8>, Option<Vec<u8>>);
 
 const WAL_CHECKPOINT_PAGES: u64 = 48;
 const WAL_MAX_GROUP: usize = 24;
+const NO_FILE: &str = "/nonexistent/foldvault-crash-test.fvwal";
 
 fn storage_of(main: FaultyStorage, log: Option<FaultyStorage>) -> foldvault::Result<Arc<dyn Storage>> {
     Ok(match log {
         None => Arc::new(main),
         Some(l) => Arc::new(
-            WalStorage::open(Arc::new(main), Arc::new(l), WAL_CHECKPOINT_PAGES, None)?.max_group(WAL_MAX_GROUP),
+            // A path to remove at close takes the clean close's way (the pages copied home, the
+            // log left as it is); nothing is there, so the next open replays the same log again.
+            WalStorage::open(Arc::new(main), Arc::new(l), WAL_CHECKPOINT_PAGES, Some(NO_FILE.into()))?
+                .max_group(WAL_MAX_GROUP),
         ),
     })
 }

@@ -209,34 +209,31 @@ impl WalStorage {
             ..WalState::default()
         };
         let mut header = blank();
-        let mut valid = log_len >= P && {
+        let valid = log_len >= P && {
             log.read_at(0, &mut header[..])?;
             &header[..8] == HEADER_MAGIC && get_u32(&header[..], HEADER_CRC_AT) == crc_of(&[&header[..HEADER_CRC_AT]])
         };
-        if valid {
-            let owner = &header[16..16 + OWNER_LEN];
-            if owner.iter().all(|b| *b == 0) {
-                // Written while the file was empty: no group was logged under it (below).
-                valid = false;
-            } else if owner != owner_of(&*main, main_len, 0)? && owner != owner_of(&*main, main_len, 1)? {
-                return Err(Error::ForeignLog);
-            }
+        let owner = &header[16..16 + OWNER_LEN];
+        // A header written while the file was empty has a zero owner: no group was logged
+        // under it (below), so such a log holds nothing.
+        let replay = valid && owner.iter().any(|b| *b != 0);
+        if replay && owner != owner_of(&*main, main_len, 0)? && owner != owner_of(&*main, main_len, 1)? {
+            return Err(Error::ForeignLog);
         }
-        // A new (empty) file is written directly until its first sync, so that the header
-        // written after it names the file's owner bytes before any group is logged.
-        st.direct = main_len == 0;
-        let wal = if valid {
-            let owner = &header[16..16 + OWNER_LEN];
+        if replay {
             st.salt = get_u64(&header[..], 8);
             st.owner.copy_from_slice(owner);
-            let wal = WalStorage::new(main, log, st, checkpoint_pages, remove_on_close);
+        }
+        // A new (empty) file is written directly until its first sync, which then writes the
+        // header naming the file's owner bytes, before any group is logged.
+        st.direct = main_len == 0;
+        let new_file = st.direct;
+        let wal = WalStorage::new(main, log, st, checkpoint_pages, remove_on_close);
+        if replay {
             wal.replay()?;
-            wal
-        } else {
-            let wal = WalStorage::new(main, log, st, checkpoint_pages, remove_on_close);
+        } else if !new_file {
             wal.reset_log()?;
-            wal
-        };
+        }
         Ok(wal)
     }
 
@@ -340,14 +337,22 @@ impl WalStorage {
     /// Copies every logged page to the database file, syncs it, then starts a new log
     /// generation. The caller holds `sync_lock`.
     fn checkpoint(&self) -> Result<()> {
+        if self.copy_home()? { self.reset_log() } else { Ok(()) }
+    }
+
+    /// Steps 1 and 2 of a checkpoint: every logged page copied into the database file, the file
+    /// extended to the logged length and synced. False when nothing was logged since the last
+    /// checkpoint (nothing done). The log is left as it is: replaying it again rewrites the
+    /// same bytes. The caller holds `sync_lock`.
+    fn copy_home(&self) -> Result<bool> {
         let (mut pages, len, main_len) = {
             let st = self.state.read();
             if st.failed {
-                return Err(failed());
+                return Err(Error::Io(failed()));
             }
             let pages: Vec<(u64, u64)> = st.index.iter().map(|(&d, &l)| (d, l)).collect();
             if pages.is_empty() && st.logged_len <= st.main_len && st.next_seq == 0 {
-                return Ok(()); // nothing logged since the last checkpoint
+                return Ok(false);
             }
             (pages, st.logged_len, st.main_len)
         };
@@ -363,12 +368,13 @@ impl WalStorage {
             }
             self.main.sync()
         })();
+        let mut st = self.state.write();
         if let Err(e) = r {
-            self.state.write().failed = true;
+            st.failed = true;
             return Err(e.into());
         }
-        self.state.write().main_len = len.max(main_len);
-        self.reset_log()
+        st.main_len = len.max(main_len);
+        Ok(true)
     }
 
     /// Ends logging for the group being built: checkpoints, then writes its pending pages to
@@ -440,11 +446,7 @@ impl WalStorage {
     }
 }
 
-fn failed() -> Error {
-    Error::Io(io::Error::other("write-ahead log: an earlier I/O error left it unusable"))
-}
-
-fn io_failed() -> io::Error {
+fn failed() -> io::Error {
     io::Error::other("write-ahead log: an earlier I/O error left it unusable")
 }
 
@@ -484,7 +486,7 @@ impl Storage for WalStorage {
         let overflow = {
             let mut st = self.state.write();
             if st.failed {
-                return Err(io_failed());
+                return Err(failed());
             }
             if st.direct {
                 self.main.write_at(offset, buf).inspect_err(|_| st.failed = true)?;
@@ -522,7 +524,7 @@ impl Storage for WalStorage {
         let _s = self.sync_lock.lock();
         let mut st = self.state.write();
         if st.failed {
-            return Err(io_failed());
+            return Err(failed());
         }
         if !st.direct && st.pending.len() > self.max_group {
             // A writer passed the bound after its check and waits for this lock to go direct
@@ -613,7 +615,7 @@ impl Storage for WalStorage {
         {
             let mut st = self.state.write();
             if st.failed {
-                return Err(io_failed());
+                return Err(failed());
             }
             if len >= st.len {
                 st.len = len;
@@ -644,12 +646,16 @@ impl Drop for WalStorage {
             return;
         }
         let _s = self.sync_lock.lock();
-        match self.checkpoint() {
-            Ok(()) => {
-                if let Some(p) = &self.remove_on_close {
-                    let _ = std::fs::remove_file(p);
-                }
-            }
+        // A log about to be removed needs no new generation: a crash before the removal
+        // replays it over the file again, which rewrites the same bytes.
+        let closed = match &self.remove_on_close {
+            Some(p) => self.copy_home().map(|_| {
+                let _ = std::fs::remove_file(p);
+            }),
+            None => self.checkpoint(),
+        };
+        match closed {
+            Ok(()) => {}
             Err(e) => {
                 tracing::error!(target: "foldvault::audit", error = %e, "write-ahead log checkpoint at close failed")
             }
@@ -658,242 +664,5 @@ impl Drop for WalStorage {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::MemoryStorage;
-
-    /// A database file holding its "header" (page 0, whose first bytes own the log) and a log.
-    fn pair() -> (MemoryStorage, MemoryStorage) {
-        let m = MemoryStorage::new();
-        m.write_at(0, &[0xF0; PAGE]).unwrap();
-        (m, MemoryStorage::new())
-    }
-
-    fn open(m: &MemoryStorage, l: &MemoryStorage, ckpt: u64) -> WalStorage {
-        WalStorage::open(Arc::new(m.clone()), Arc::new(l.clone()), ckpt, None).unwrap()
-    }
-
-    fn crash(w: WalStorage) {
-        w.close_as_crash();
-    }
-
-    fn page(b: u8) -> Vec<u8> {
-        vec![b; PAGE]
-    }
-
-    /// A file and a log left by a crash after `groups` (each: pages written with a fill byte,
-    /// then a sync).
-    fn logged(groups: &[&[(u64, u8)]]) -> (MemoryStorage, MemoryStorage) {
-        let (m, l) = pair();
-        let w = open(&m, &l, 1000);
-        for g in groups {
-            for &(pg, fill) in *g {
-                w.write_at(pg * P, &page(fill)).unwrap();
-            }
-            w.sync().unwrap();
-        }
-        crash(w);
-        (m, l)
-    }
-
-    /// The first byte of page `pg` if the page is that byte throughout, else `None`.
-    fn fill_of(w: &WalStorage, pg: u64) -> Option<u8> {
-        let mut b = vec![0u8; PAGE];
-        w.read_at(pg * P, &mut b).unwrap();
-        b.iter().all(|x| *x == b[0]).then_some(b[0])
-    }
-
-    #[test]
-    fn synced_writes_survive_a_crash_and_unsynced_ones_do_not() {
-        let (m, l) = pair();
-        let w = open(&m, &l, 1000);
-        w.write_at(P, &page(1)).unwrap();
-        w.write_at(4 * P, &page(4)).unwrap();
-        w.write_at(2 * P + 100, b"partial").unwrap();
-        w.sync().unwrap();
-        w.write_at(6 * P, &page(6)).unwrap();
-        w.write_at(P, &page(9)).unwrap();
-        assert_eq!(fill_of(&w, 1), Some(9), "reads see unsynced writes");
-        assert_eq!(w.len().unwrap(), 7 * P);
-        assert_eq!(m.len().unwrap(), P, "nothing reached the file before a checkpoint");
-        crash(w);
-        let w = open(&m, &l, 1000);
-        assert_eq!(w.len().unwrap(), 5 * P);
-        assert_eq!(fill_of(&w, 0), Some(0xF0));
-        assert_eq!(fill_of(&w, 1), Some(1));
-        assert_eq!(fill_of(&w, 4), Some(4));
-        let mut p2 = vec![0u8; PAGE];
-        w.read_at(2 * P, &mut p2).unwrap();
-        assert!(p2[100..107] == *b"partial" && p2[..100].iter().chain(&p2[107..]).all(|b| *b == 0));
-        assert_eq!(fill_of(&w, 3), Some(0), "a gap reads as zeros");
-        assert_eq!(w.logged_pages(), 3);
-        // A clean close checkpoints: the file alone then holds it all.
-        drop(w);
-        assert_eq!(m.len().unwrap(), 5 * P);
-        let w = open(&m, &l, 1000);
-        assert_eq!(w.logged_pages(), 0);
-        assert_eq!(fill_of(&w, 4), Some(4));
-    }
-
-    #[test]
-    fn a_new_file_is_written_directly_until_its_first_sync() {
-        let (m, l) = (MemoryStorage::new(), MemoryStorage::new());
-        let w = open(&m, &l, 1000);
-        w.write_at(0, &page(3)).unwrap();
-        w.sync().unwrap();
-        assert_eq!(m.len().unwrap(), P);
-        w.write_at(P, &page(4)).unwrap();
-        w.sync().unwrap();
-        assert_eq!((m.len().unwrap(), w.logged_pages()), (P, 1), "then it logs");
-        crash(w);
-        // The header written after the first sync names the file: another file is refused.
-        let other = MemoryStorage::new();
-        other.write_at(0, &page(5)).unwrap();
-        let r = WalStorage::open(Arc::new(other), Arc::new(l.clone()), 1000, None);
-        assert!(matches!(r, Err(Error::ForeignLog)), "{r:?}");
-        assert_eq!(fill_of(&open(&m, &l, 1000), 1), Some(4));
-    }
-
-    #[test]
-    fn checkpoints_when_full_and_never_replays_an_old_generation() {
-        let (m, l) = pair();
-        let w = open(&m, &l, 8);
-        for i in 1..20u8 {
-            w.write_at(u64::from(i) * P, &page(i + 1)).unwrap();
-            w.write_at(100 * P, &page(i)).unwrap();
-            w.sync().unwrap();
-        }
-        assert!(w.logged_pages() < 8, "{} pages logged", w.logged_pages());
-        crash(w);
-        let w = open(&m, &l, 8);
-        for i in 1..20u8 {
-            assert_eq!(fill_of(&w, u64::from(i)), Some(i + 1));
-        }
-        assert_eq!(fill_of(&w, 100), Some(19));
-        // The log still holds groups of earlier generations past its tail: one more group and a
-        // crash must not bring any of them back.
-        w.write_at(100 * P, &page(77)).unwrap();
-        w.sync().unwrap();
-        crash(w);
-        let w = open(&m, &l, 8);
-        assert_eq!(fill_of(&w, 100), Some(77));
-        assert_eq!(fill_of(&w, 5), Some(6));
-    }
-
-    #[test]
-    fn a_torn_group_ends_replay_and_earlier_groups_stay() {
-        let (m, l) = logged(&[&[(1, 1)], &[(1, 2), (2, 2)]]);
-        // Group 0 is log pages 1-2, group 1 pages 3-5: tear the last page of group 1.
-        l.write_at(5 * P + 512, &[0xEE; 512]).unwrap();
-        let w = open(&m, &l, 1000);
-        assert_eq!(fill_of(&w, 1), Some(1));
-        assert_eq!(w.len().unwrap(), 2 * P);
-        // New groups go where the torn one was.
-        w.write_at(P, &page(3)).unwrap();
-        w.sync().unwrap();
-        crash(w);
-        let w = open(&m, &l, 1000);
-        assert_eq!(fill_of(&w, 1), Some(3));
-    }
-
-    #[test]
-    fn groups_moved_out_of_order_are_not_replayed() {
-        let (m, l) = logged(&[&[(1, 1)], &[(1, 2)]]);
-        // Swap the two groups (log pages 1-2 and 3-4): each still checks out on its own.
-        let (mut a, mut b) = (vec![0u8; 2 * PAGE], vec![0u8; 2 * PAGE]);
-        l.read_at(P, &mut a).unwrap();
-        l.read_at(3 * P, &mut b).unwrap();
-        l.write_at(P, &b).unwrap();
-        l.write_at(3 * P, &a).unwrap();
-        let w = open(&m, &l, 1000);
-        assert_eq!(w.len().unwrap(), P, "replay stops at a group out of sequence");
-    }
-
-    #[test]
-    fn a_log_of_another_file_is_refused() {
-        let (_, l) = logged(&[&[(1, 1)]]);
-        let other = MemoryStorage::new();
-        other.write_at(0, &page(4)).unwrap();
-        let r = WalStorage::open(Arc::new(other), Arc::new(l.clone()), 2, None);
-        assert!(matches!(r, Err(Error::ForeignLog)), "{r:?}");
-        // Either header copy owns it (page 0 may be the damaged one).
-        let repaired = MemoryStorage::new();
-        repaired.write_at(0, &page(0)).unwrap();
-        repaired.write_at(P, &[0xF0; PAGE]).unwrap();
-        let w = WalStorage::open(Arc::new(repaired), Arc::new(l.clone()), 1000, None).unwrap();
-        assert_eq!(fill_of(&w, 1), Some(1));
-    }
-
-    #[test]
-    fn a_large_group_and_a_shrink_go_to_the_file() {
-        let (m, l) = pair();
-        let w = open(&m, &l, 1000);
-        w.write_at(P, &page(7)).unwrap();
-        w.sync().unwrap();
-        for i in 1..(MAX_GROUP as u64 + 10) {
-            w.write_at(i * P, &page((i % 200) as u8)).unwrap();
-        }
-        w.sync().unwrap();
-        assert_eq!(w.logged_pages(), 0);
-        assert_eq!(m.len().unwrap(), (MAX_GROUP as u64 + 10) * P);
-        w.set_len(3 * P).unwrap();
-        w.write_at(P, &page(9)).unwrap();
-        w.sync().unwrap();
-        w.set_len(6 * P).unwrap();
-        w.sync().unwrap();
-        crash(w);
-        let w = open(&m, &l, 1000);
-        assert_eq!(w.len().unwrap(), 6 * P);
-        assert_eq!(fill_of(&w, 1), Some(9));
-        assert_eq!(fill_of(&w, 2), Some(2));
-        assert_eq!(fill_of(&w, 4), Some(0), "past a shrink, zeros");
-    }
-
-    #[test]
-    fn writes_during_syncs_never_make_a_group_too_large() {
-        // The engine writes the next commit's pages while a sync runs (group commit). With
-        // small groups, a write that passes the bound races the syncs many times.
-        let (m, l) = pair();
-        let w = Arc::new(open(&m, &l, 64).max_group(4));
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let syncer = {
-            let (w, done) = (w.clone(), done.clone());
-            std::thread::spawn(move || {
-                while !done.load(std::sync::atomic::Ordering::Acquire) {
-                    w.sync().unwrap();
-                }
-            })
-        };
-        for i in 0..3000u64 {
-            w.write_at((1 + i % 200) * P, &page((i % 251) as u8)).unwrap();
-        }
-        done.store(true, std::sync::atomic::Ordering::Release);
-        syncer.join().unwrap();
-        w.sync().unwrap();
-        let w = Arc::into_inner(w).unwrap();
-        crash(w);
-        let w = open(&m, &l, 64);
-        for i in 2800..3000u64 {
-            assert_eq!(fill_of(&w, 1 + i % 200), Some((i % 251) as u8));
-        }
-    }
-
-    #[test]
-    fn garbage_logs_are_not_replayed_and_do_not_panic() {
-        let mut rng = crate::fuzzing::Rng(5);
-        for round in 0..40 {
-            let (m, l) = logged(&[&[(1, 1)], &[(2, 2)]]);
-            let mut junk = vec![0u8; 64];
-            rng.fill(&mut junk);
-            let at = rng.below(5 * P - 64);
-            l.write_at(at, &junk).unwrap();
-            if let Ok(w) = WalStorage::open(Arc::new(m.clone()), Arc::new(l.clone()), 1000, None) {
-                let n = w.len().unwrap() / P;
-                assert!((1..=3).contains(&n), "round {round}");
-                for pg in 1..n {
-                    assert_eq!(fill_of(&w, pg), Some(pg as u8), "round {round}: page {pg}");
-                }
-            }
-        }
-    }
-}
+#[path = "wal_tests.rs"]
+mod tests;
