@@ -132,6 +132,11 @@ pub enum Error {
     /// A file replaced while its log stayed behind; remove the log if the file is the one wanted.
     #[error("the write-ahead log beside this file belongs to another database file")]
     ForeignLog,
+    /// The write-ahead log beside the database file (SPEC §15) has a log version this build
+    /// does not read: it may hold committed writes, so the database is not opened (open it with
+    /// the build that wrote the log, which replays and removes it at a clean close).
+    #[error("the write-ahead log beside this file has log version {found} (this build reads version {supported})")]
+    UnsupportedLogVersion { found: u8, supported: u8 },
     /// The file was written by a format version this build does not read.
     #[error("unsupported format version {found} (this build reads up to {supported})")]
     UnsupportedVersion { found: u16, supported: u16 },
@@ -183,6 +188,9 @@ impl Clone for Error {
             Error::Truncated { expected, found } => Error::Truncated { expected: *expected, found: *found },
             Error::NotADatabase => Error::NotADatabase,
             Error::ForeignLog => Error::ForeignLog,
+            Error::UnsupportedLogVersion { found, supported } => {
+                Error::UnsupportedLogVersion { found: *found, supported: *supported }
+            }
             Error::BackupCorrupt { offset, chunk, what } => {
                 Error::BackupCorrupt { offset: *offset, chunk: *chunk, what }
             }

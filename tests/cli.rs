@@ -416,11 +416,20 @@ fn status_without_key_reads_only_the_header() {
         "{j}"
     );
     assert!(!j.contains("secret-tree"));
+    assert!(t.contains("write-ahead log: none") && j.contains("\"write_ahead_log\": false"), "{t}\n{j}");
+    // A log beside the file, as a crash leaves one (this one holds nothing): named, with its size.
+    std::fs::write(format!("{db}.fvwal"), vec![0u8; 8192]).unwrap();
+    let t = e.fv(&["status", &db]).ok().text();
+    assert!(t.contains("write-ahead log: 8192 bytes beside the file"), "{t}");
+    let j = e.fv(&["status", &db, "--json"]).ok().text();
+    assert!(j.contains("\"write_ahead_log\": true") && j.contains("\"write_ahead_log_size\": 8192"), "{j}");
     // With the key: trees, counts, commit sequence, epoch.
     let t = e.fv(&["status", &db, "--passphrase-file", &pass]).ok().text();
     assert!(t.contains("secret-tree  1 records") && t.contains("commit sequence:") && t.contains("key epoch:"), "{t}");
     let j = e.fv(&["status", &db, "--json", "--passphrase-file", &pass]).ok().text();
     assert!(j.contains("{\"name\": \"secret-tree\", \"records\": 1}") && j.contains("\"commit_seq\": "), "{j}");
+    // That open took the empty log in and removed it at its clean close.
+    assert!(!Path::new(&format!("{db}.fvwal")).exists());
     // With a wrong key: the header, then exit 3.
     let wrong = e.p("wrong");
     secret(&wrong, "nope");

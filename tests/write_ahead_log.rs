@@ -85,6 +85,37 @@ fn a_log_left_by_a_crash_is_replayed_with_the_setting_on_or_off() {
 }
 
 #[test]
+fn a_log_of_another_log_version_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.foldvault");
+    let db = config(&path).open().unwrap();
+    commit_records(&db, 10, "");
+    let crashed = copy_open(&path, dir.path());
+    drop(db);
+    // The header as a later log version would write it: version byte 2, its CRC made to hold.
+    let log = sidecar_path(&crashed);
+    let mut bytes = std::fs::read(&log).unwrap();
+    assert_eq!(&bytes[..8], b"FVWAL\0\0\x01");
+    bytes[7] = 2;
+    let crc = crc32fast::hash(&bytes[..48]);
+    bytes[48..52].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&log, &bytes).unwrap();
+    for with_log in [true, false] {
+        match config(&crashed).write_ahead_log(with_log).open() {
+            Err(Error::UnsupportedLogVersion { found: 2, supported: 1 }) => {}
+            other => panic!("expected UnsupportedLogVersion, got {:?}", other.map(|_| ())),
+        }
+    }
+    assert_eq!(std::fs::read(&log).unwrap(), bytes, "the log is neither replayed nor overwritten");
+    // Put back as this version wrote it, it replays.
+    bytes[7] = 1;
+    let crc = crc32fast::hash(&bytes[..48]);
+    bytes[48..52].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&log, &bytes).unwrap();
+    assert_eq!(config(&crashed).open().unwrap().open_tree("t").unwrap().len(), 10);
+}
+
+#[test]
 fn a_log_beside_another_database_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a.foldvault"), dir.path().join("b.foldvault"));

@@ -142,7 +142,8 @@ pub fn exit_code_of(e: &Error) -> i32 {
         | Error::InvalidConfig(_)
         | Error::AlreadyExists(_)
         | Error::CollectionNotFound
-        | Error::UnsupportedVersion { .. } => EXIT_USAGE,
+        | Error::UnsupportedVersion { .. }
+        | Error::UnsupportedLogVersion { .. } => EXIT_USAGE,
         _ => EXIT_IO,
     }
 }

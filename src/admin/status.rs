@@ -33,6 +33,9 @@ pub struct HeaderInfo {
     pub file_size: u64,
     /// `file_size / 4096`.
     pub page_count: u64,
+    /// Bytes of the write-ahead log beside the file (`FILE.fvwal`, SPEC §15), if there is one:
+    /// the database is open elsewhere, or its last session crashed (the next open replays it).
+    pub log_size: Option<u64>,
 }
 
 /// Reads and decodes both header copies of the file at `path` and keeps the valid one with the
@@ -68,7 +71,9 @@ pub fn read_header(path: &Path) -> crate::Result<HeaderInfo> {
     }
     match best {
         Some((header, header_page)) => {
-            Ok(HeaderInfo { header, header_page, copies_valid, file_size, page_count: file_size / PAGE_SIZE as u64 })
+            let log_size = std::fs::metadata(crate::storage::wal::sidecar_path(path)).ok().map(|m| m.len());
+            let page_count = file_size / PAGE_SIZE as u64;
+            Ok(HeaderInfo { header, header_page, copies_valid, file_size, page_count, log_size })
         }
         None => Err(first_err.unwrap_or(Error::NotADatabase)),
     }
@@ -209,6 +214,8 @@ pub fn write_status(
             .raw("slots", &slots_json(h))
             .num("file_size", info.file_size)
             .num("page_count", info.page_count)
+            .bool("write_ahead_log", info.log_size.is_some())
+            .num("write_ahead_log_size", info.log_size.unwrap_or(0))
             .bool("opened", db.is_some());
         if let Some(d) = db {
             obj = obj
@@ -243,6 +250,13 @@ pub fn write_status(
     )?;
     writeln!(o, "file id:         {}", crate::format::page::hex(&h.file_id))?;
     writeln!(o, "file size:       {} bytes ({} pages)", info.file_size, info.page_count)?;
+    match info.log_size {
+        None => writeln!(o, "write-ahead log: none (the file holds every commit)")?,
+        Some(n) => writeln!(
+            o,
+            "write-ahead log: {n} bytes beside the file (open elsewhere, or left by a crash: the next open replays it)"
+        )?,
+    }
     if h.is_encrypted() {
         writeln!(o, "key slots:")?;
         for (i, s) in h.slots.iter().enumerate() {

@@ -62,6 +62,8 @@ use crate::error::{Error, Result};
 
 const PAGE: usize = 4096;
 const P: u64 = PAGE as u64;
+/// The log's format version: the last byte of `HEADER_MAGIC`.
+pub const LOG_VERSION: u8 = 1;
 const HEADER_MAGIC: &[u8; 8] = b"FVWAL\0\0\x01";
 const GROUP_MAGIC: &[u8; 8] = b"FVWALGRP";
 /// Bytes 0..32 of page 0 of the database file: magic, version, cipher, page size, file id.
@@ -211,8 +213,14 @@ impl WalStorage {
         let mut header = blank();
         let valid = log_len >= P && {
             log.read_at(0, &mut header[..])?;
-            &header[..8] == HEADER_MAGIC && get_u32(&header[..], HEADER_CRC_AT) == crc_of(&[&header[..HEADER_CRC_AT]])
+            header[..7] == HEADER_MAGIC[..7]
+                && get_u32(&header[..], HEADER_CRC_AT) == crc_of(&[&header[..HEADER_CRC_AT]])
         };
+        // A whole header of another log version may hold commits this build cannot replay:
+        // refused, never taken for an empty log (which the next sync would overwrite).
+        if valid && header[7] != LOG_VERSION {
+            return Err(Error::UnsupportedLogVersion { found: header[7], supported: LOG_VERSION });
+        }
         let owner = &header[16..16 + OWNER_LEN];
         // A header written while the file was empty has a zero owner: no group was logged
         // under it (below), so such a log holds nothing.
