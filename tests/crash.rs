@@ -77,7 +77,11 @@ type Images = (Vec<u8>, Option<Vec<u8>>);
 
 const WAL_CHECKPOINT_PAGES: u64 = 48;
 const WAL_MAX_GROUP: usize = 24;
-const NO_FILE: &str = "/nonexistent/foldvault-crash-test.fvwal";
+/// A log path in a directory that exists (synced before the session's first log header) naming
+/// no file (so removing it at close does nothing).
+fn no_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("foldvault-crash-test-{}-absent.fvwal", std::process::id()))
+}
 
 fn storage_of(main: FaultyStorage, log: Option<FaultyStorage>) -> foldvault::Result<Arc<dyn Storage>> {
     Ok(match log {
@@ -85,7 +89,7 @@ fn storage_of(main: FaultyStorage, log: Option<FaultyStorage>) -> foldvault::Res
         Some(l) => Arc::new(
             // A path to remove at close takes the clean close's way (the pages copied home, the
             // log left as it is); nothing is there, so the next open replays the same log again.
-            WalStorage::open(Arc::new(main), Arc::new(l), WAL_CHECKPOINT_PAGES, Some(NO_FILE.into()))?
+            WalStorage::open(Arc::new(main), Arc::new(l), WAL_CHECKPOINT_PAGES, Some(no_file()))?
                 .max_group(WAL_MAX_GROUP),
         ),
     })

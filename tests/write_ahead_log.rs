@@ -57,6 +57,33 @@ fn a_clean_close_leaves_one_file_and_durable_commits_wait_in_the_log() {
 }
 
 #[test]
+fn a_session_that_only_reads_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.foldvault");
+    let db = config(&path).open().unwrap();
+    commit_records(&db, 20, "");
+    drop(db);
+    let before = std::fs::read(&path).unwrap();
+    let db = config(&path).open().unwrap();
+    assert_eq!(db.open_tree("t").unwrap().len(), 20);
+    assert_eq!(db.metrics().syncs, 0);
+    assert_eq!(std::fs::metadata(sidecar_path(&path)).unwrap().len(), 0, "no log header before a group");
+    drop(db);
+    assert!(!sidecar_path(&path).exists());
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the file is as it was");
+    // The first durable commit of a session writes the header, then its group.
+    let db = config(&path).open().unwrap();
+    commit_records(&db, 1, "again");
+    assert!(std::fs::metadata(sidecar_path(&path)).unwrap().len() >= 3 * 4096);
+    let crashed = copy_open(&path, &tempfile::tempdir().unwrap().keep());
+    drop(db);
+    let db = config(&crashed).open().unwrap();
+    assert_eq!(db.open_tree("t").unwrap().get("key000").unwrap().unwrap(), &b"value0again"[..]);
+    drop(db);
+    std::fs::remove_dir_all(crashed.parent().unwrap()).unwrap();
+}
+
+#[test]
 fn a_log_left_by_a_crash_is_replayed_with_the_setting_on_or_off() {
     for reopen_with_log in [true, false] {
         let dir = tempfile::tempdir().unwrap();

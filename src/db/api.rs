@@ -171,11 +171,8 @@ fn file_storage(file: &std::path::Path, wal: Option<u64>, logged: bool) -> Resul
         }
         Err(e) => return Err(e),
     };
-    if !logged {
-        // A new file: its directory entry must be durable before a commit relies on the log
-        // (the log's own sync does not promise that).
-        crate::storage::sync_parent_dir(&wal_path)?;
-    }
+    // A new log file's directory entry is made durable before its first header
+    // (`WalStorage::reset_log`), not here: a session that only reads syncs nothing.
     let pages = wal.unwrap_or(crate::storage::wal::DEFAULT_CHECKPOINT_PAGES);
     let w = WalStorage::open(main, log, pages, Some(wal_path))?;
     if wal.is_some() {

@@ -39,6 +39,10 @@
 //!   bytes again;
 //! - reads see, newest first: writes not yet synced (`pending`), the group being synced
 //!   (`inflight`), logged pages (`index`), the database file, zeros up to the length;
+//! - a group is logged only under a header replayed at open or written this session: a log that
+//!   holds nothing at open (none, empty, torn, zero owner) keeps its bytes until the session's
+//!   first group, before which a header with a new salt is written and synced (after the log's
+//!   directory), so a session that only reads writes nothing;
 //! - a log position named by `index` is not overwritten while a reader can look it up: groups
 //!   append past `tail`, and a checkpoint empties `index` before the next group is written;
 //! - `owner` is bytes 0..32 of the database file's page 0 when the header was written (magic,
@@ -137,6 +141,13 @@ struct WalState {
     logged_len: u64,
     main_len: u64,
     direct: bool,
+    /// The log holds a header this session may append groups under: one replayed at open, or
+    /// one written since. A session that never logs a group writes none (a database opened to
+    /// read costs no log write and no sync).
+    header_written: bool,
+    /// The log's directory was synced this session (before its first header: the log file may
+    /// be new, and `fdatasync` of a file does not promise its directory entry).
+    dir_synced: bool,
     /// An I/O error left memory and disk apart: nothing more is written, not even at drop.
     failed: bool,
 }
@@ -159,8 +170,9 @@ pub struct WalStorage {
     checkpoint_pages: u64,
     /// Most pages in one group (`MAX_GROUP` unless lowered for tests).
     max_group: usize,
-    /// Removed after the checkpoint at drop (a clean close leaves one file).
-    remove_on_close: Option<PathBuf>,
+    /// The log file's path, if it is a file: its directory is synced before the session's first
+    /// header, and it is removed after the checkpoint at drop (a clean close leaves one file).
+    log_path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for WalStorage {
@@ -193,12 +205,14 @@ fn owner_of(main: &dyn Storage, main_len: u64, page: u64) -> io::Result<[u8; OWN
 impl WalStorage {
     /// Opens `main` with its log `log` (empty for a new log), replaying every complete group.
     /// `checkpoint_pages` (at least 1): the log length that triggers a checkpoint.
-    /// `remove_on_close`: the log's path, removed after the final checkpoint at drop.
+    /// `log_path`: the log's path (its directory is synced before the first header this
+    /// session writes; the log is removed after the final checkpoint at drop). Opening writes
+    /// nothing: a log that holds nothing gets its header with the first group.
     pub fn open(
         main: Arc<dyn Storage>,
         log: Arc<dyn Storage>,
         checkpoint_pages: u64,
-        remove_on_close: Option<PathBuf>,
+        log_path: Option<PathBuf>,
     ) -> Result<WalStorage> {
         let main_len = main.len()?;
         let log_len = log.len()?;
@@ -231,16 +245,16 @@ impl WalStorage {
         if replay {
             st.salt = get_u64(&header[..], 8);
             st.owner.copy_from_slice(owner);
+            st.header_written = true;
         }
         // A new (empty) file is written directly until its first sync, which then writes the
         // header naming the file's owner bytes, before any group is logged.
         st.direct = main_len == 0;
-        let new_file = st.direct;
-        let wal = WalStorage::new(main, log, st, checkpoint_pages, remove_on_close);
+        // Otherwise the log holds nothing; the header goes in before the first group is logged
+        // (`sync`), so opening writes nothing.
+        let wal = WalStorage::new(main, log, st, checkpoint_pages, log_path);
         if replay {
             wal.replay()?;
-        } else if !new_file {
-            wal.reset_log()?;
         }
         Ok(wal)
     }
@@ -250,7 +264,7 @@ impl WalStorage {
         log: Arc<dyn Storage>,
         st: WalState,
         checkpoint_pages: u64,
-        remove_on_close: Option<PathBuf>,
+        log_path: Option<PathBuf>,
     ) -> WalStorage {
         WalStorage {
             main,
@@ -259,7 +273,7 @@ impl WalStorage {
             sync_lock: Mutex::new(()),
             checkpoint_pages: checkpoint_pages.max(1),
             max_group: MAX_GROUP,
-            remove_on_close,
+            log_path,
         }
     }
 
@@ -314,12 +328,22 @@ impl WalStorage {
         Ok(())
     }
 
-    /// Writes a header with a new random salt (ending every group in the log) and syncs it.
-    /// The caller holds `sync_lock` (or is `open`) and has made every logged page durable in
-    /// the database file.
+    /// Writes a header with a new random salt (ending every group in the log) and syncs it
+    /// (and, the first time in a session, the log's directory). The caller holds `sync_lock`
+    /// and has made every logged page durable in the database file.
     fn reset_log(&self) -> Result<()> {
         let salt = rand::RngCore::next_u64(&mut rand::rngs::OsRng);
-        let main_len = self.state.read().main_len;
+        let (main_len, dir_synced) = {
+            let st = self.state.read();
+            (st.main_len, st.dir_synced)
+        };
+        if !dir_synced && let Some(path) = &self.log_path {
+            if let Err(e) = super::sync_parent_dir(path) {
+                self.state.write().failed = true;
+                return Err(e.into());
+            }
+            self.state.write().dir_synced = true;
+        }
         let owner = owner_of(&*self.main, main_len, 0)?;
         let mut h = blank();
         h[..8].copy_from_slice(HEADER_MAGIC);
@@ -334,6 +358,7 @@ impl WalStorage {
             return Err(e.into());
         }
         st.log_pages = st.log_pages.max(1);
+        st.header_written = true;
         st.salt = salt;
         st.owner = owner;
         st.next_seq = 0;
@@ -561,6 +586,13 @@ impl Storage for WalStorage {
         if st.pending.is_empty() && st.len == st.logged_len {
             return Ok(());
         }
+        if !st.header_written {
+            // The session's first group: the header (naming the file's owner bytes as they are
+            // now, all durable in the file) goes in first.
+            drop(st);
+            self.reset_log().map_err(to_io)?;
+            st = self.state.write();
+        }
         let group = std::mem::take(&mut st.pending);
         let n = group.len();
         debug_assert!(n <= self.max_group, "a group of {n} pages");
@@ -656,7 +688,7 @@ impl Drop for WalStorage {
         let _s = self.sync_lock.lock();
         // A log about to be removed needs no new generation: a crash before the removal
         // replays it over the file again, which rewrites the same bytes.
-        let closed = match &self.remove_on_close {
+        let closed = match &self.log_path {
             Some(p) => self.copy_home().map(|_| {
                 let _ = std::fs::remove_file(p);
             }),
