@@ -29,6 +29,8 @@ struct Args {
     engines: Vec<Engine>,
     datasets: Vec<Dataset>,
     write: bool,
+    /// `--interleaved`: only the durable-commit rows, every engine in one process, in turns.
+    interleaved: bool,
     child: Option<(Engine, Dataset)>,
     /// The options as given (for the command line shown in BENCHMARKS.md).
     shown: Vec<String>,
@@ -36,7 +38,7 @@ struct Args {
 
 fn usage(msg: &str) -> ! {
     eprintln!("peers: {msg}");
-    eprintln!("options: --n N | --quick | --reps R | --engines a,b | --datasets a,b | --no-write");
+    eprintln!("options: --n N | --quick | --reps R | --engines a,b | --datasets a,b | --interleaved | --no-write");
     eprintln!("engines: {}", Engine::all().iter().map(|e| e.name()).collect::<Vec<_>>().join(", "));
     std::process::exit(2)
 }
@@ -50,6 +52,7 @@ fn parse_args() -> Args {
         engines: Engine::all(),
         datasets: Dataset::ALL.to_vec(),
         write: true,
+        interleaved: false,
         child: None,
         shown: Vec::new(),
     };
@@ -63,6 +66,7 @@ fn parse_args() -> Args {
             "--bench" => continue,
             "--quick" => a.quick = true,
             "--no-write" => a.write = false,
+            "--interleaved" => a.interleaved = true,
             "--n" => a.n = value(&mut it, "--n").parse().unwrap_or_else(|_| usage("--n takes a number")),
             "--reps" => a.reps = value(&mut it, "--reps").parse().unwrap_or_else(|_| usage("--reps takes a number")),
             "--seed" => a.seed = value(&mut it, "--seed").parse().unwrap_or_else(|_| usage("--seed takes a number")),
@@ -419,9 +423,56 @@ fn now() -> String {
         .unwrap_or_default()
 }
 
+/// The `--interleaved` table: each engine's total per row, then the default backend against
+/// every other engine as the median over rounds of the ratio within a round (and the range).
+fn render_interleaved(a: &Args, results: &[(Dataset, Vec<common::interleaved::Row>)]) -> String {
+    let mut s = String::new();
+    let head: Vec<&str> = a.engines.iter().map(|e| e.name()).collect();
+    let main = a.engines.iter().position(|e| e.name() == "fv-awslc").unwrap_or(0);
+    let others: Vec<usize> = (0..a.engines.len()).filter(|&i| i != main).collect();
+    let titles: Vec<String> = others.iter().map(|&i| format!("{} / {}", head[main], head[i])).collect();
+    let _ = writeln!(s, "| workload (ms) | {} | {} |", head.join(" | "), titles.join(" | "));
+    let _ = writeln!(s, "|---|{}", "---:|".repeat(head.len() + titles.len()));
+    for (d, rows) in results {
+        let _ = writeln!(s, "| **{}** | {}", d.name(), "|".repeat(head.len() + titles.len()));
+        for row in rows {
+            let totals: Vec<String> = row.blocks.iter().map(|b| fmt_value(b.iter().sum())).collect();
+            let ratios: Vec<String> = others
+                .iter()
+                .map(|&i| {
+                    let q: Vec<f64> = row.blocks[main]
+                        .iter()
+                        .zip(&row.blocks[i])
+                        .filter(|&(_, &y)| y > 0.0)
+                        .map(|(&x, &y)| x / y)
+                        .collect();
+                    let (lo, hi) = q.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+                    median(&q).map_or("-".into(), |m| format!("{m:.2} ({lo:.2}-{hi:.2})"))
+                })
+                .collect();
+            let _ = writeln!(s, "| {} | {} | {} |", row.label, totals.join(" | "), ratios.join(" | "));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "
+- each row: {} rounds; a round runs one block of the row's commits on every engine back to back \
+         (the order rotating), each engine on its own directory, all open in one process; a ratio is the median \
+         over rounds of the ratio within a round, with the lowest and highest in brackets",
+        common::interleaved::ROUNDS
+    );
+    s
+}
+
 /// Replaces (or appends) this mode's section of BENCHMARKS.md, leaving the rest as it is.
 fn write_report(a: &Args, table: &str) {
-    let key = if a.quick { "quick" } else { "full" };
+    let key = if a.interleaved {
+        "interleaved"
+    } else if a.quick {
+        "quick"
+    } else {
+        "full"
+    };
     let (begin, end) = (format!("<!-- peers:{key}:begin -->"), format!("<!-- peers:{key}:end -->"));
     let sqlite_note = if cfg!(feature = "peers-sqlcipher") {
         "\n- `sqlite` here is SQLCipher's build with no key (this build links SQLCipher in place of SQLite)."
@@ -433,11 +484,15 @@ fn write_report(a: &Args, table: &str) {
     let _ = writeln!(section, "### Peers, {key} run (N = {}), {}\n", group(a.n), now());
     let _ = writeln!(section, "- command: `{}`", command(a));
     let _ = writeln!(section, "- machine: {}", machine());
-    let _ = writeln!(
-        section,
-        "- each cell: median of {} run(s); every engine and dataset in its own child process{sqlite_note}\n",
-        a.reps
-    );
+    if a.interleaved {
+        let _ = writeln!(section, "- every engine open in one process, the commits in turns{sqlite_note}\n");
+    } else {
+        let _ = writeln!(
+            section,
+            "- each cell: median of {} run(s); every engine and dataset in its own child process{sqlite_note}\n",
+            a.reps
+        );
+    }
     section.push_str(table);
     section.push_str(&end);
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCHMARKS.md");
@@ -457,6 +512,23 @@ fn main() {
     let sizes = Sizes::new(a.n, a.quick);
     if let Some((e, d)) = a.child {
         common::run_child(e, d, sizes, a.seed);
+        return;
+    }
+    if a.interleaved {
+        eprintln!("peers: N = {}, durable commits in turns; {}", a.n, machine());
+        let results: Vec<_> = a
+            .datasets
+            .iter()
+            .map(|&d| {
+                eprintln!("peers: interleaved commits on {}", d.name());
+                (d, common::interleaved::run(&a.engines, d, sizes, a.seed))
+            })
+            .collect();
+        let table = render_interleaved(&a, &results);
+        println!("\n{}\n\n{table}", command(&a));
+        if a.write {
+            write_report(&a, &table);
+        }
         return;
     }
     eprintln!("peers: N = {}, {} run(s) per cell; {}", a.n, a.reps, machine());

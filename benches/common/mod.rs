@@ -10,6 +10,7 @@
 //! lines; the parent parses them.
 
 pub mod engines;
+pub mod interleaved;
 
 use std::time::Instant;
 

@@ -1,0 +1,90 @@
+//! `--interleaved`: the durable-commit rows again, with every engine open in one process and
+//! the commits taken in turns, so that each engine's share of a row is measured within the
+//! same second as the others'.
+//!
+//! Why: a durable commit costs about one `fdatasync`, and on this shared machine the latency of
+//! `fdatasync` drifts by tens of per cent from minute to minute. The main table runs each engine
+//! in its own child, minutes apart, so its commit rows carry that drift into their ratios (the
+//! same cell has read 0.93 and 1.04 in two runs of the same code). Here each row is split into
+//! `ROUNDS` blocks per engine; round `r` runs one block of every engine back to back (the
+//! order rotating by round), and a ratio is the median over rounds of the ratio within a round.
+//!
+//! Order, on each engine's own fresh directory: bulk load of N (not timed), durable commits of
+//! 1 record, removal of half the loaded records (not timed), durable commits of 1 again, then
+//! durable commits of 100 records. The records are the main table's (same seed and sets).
+
+use std::time::Instant;
+
+use super::engines::{Engine, Kv};
+use super::{CACHE_BYTES, Dataset, Records, Rng, Sizes};
+
+/// Blocks per row and engine.
+pub const ROUNDS: usize = 10;
+
+/// One row's measurements: for each engine (in the order given), the milliseconds of each
+/// round's block.
+pub struct Row {
+    pub label: String,
+    pub blocks: Vec<Vec<f64>>,
+}
+
+/// Runs the interleaved rows for `d` on `engines`; returns them in order.
+pub fn run(engines: &[Engine], d: Dataset, sizes: Sizes, seed: u64) -> Vec<Row> {
+    let rec = Records::generate(d, &sizes, seed);
+    let mut rng = Rng(seed.wrapping_mul(31));
+    let n = sizes.n;
+    let small_rows = d == Dataset::Random16;
+    let dirs: Vec<tempfile::TempDir> = engines
+        .iter()
+        .map(|_| tempfile::Builder::new().prefix("foldvault-peers-").tempdir().expect("tempdir"))
+        .collect();
+    let mut dbs: Vec<Box<dyn Kv>> =
+        engines.iter().zip(&dirs).map(|(e, dir)| e.open(dir.path(), CACHE_BYTES, small_rows)).collect();
+    let load = rec.pairs(&rec.loaded, 0..n, 0);
+    for db in &mut dbs {
+        db.write(&load, true);
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    rng.shuffle(&mut order);
+    let removed: Vec<&[u8]> = order[..n / 2].iter().map(|&i| rec.loaded.get(i)).collect();
+
+    let singles = rec.pairs(&rec.single, 0..rec.single.count(), 7);
+    let after = rec.pairs(&rec.after_removal, 0..rec.after_removal.count(), 11);
+    let mid = rec.pairs(&rec.mid, 0..rec.mid.count(), 17);
+    let mut rows = Vec::new();
+    rows.push(Row {
+        label: format!("{} durable commits of 1", singles.len()),
+        blocks: in_turns(&mut dbs, &singles, 1),
+    });
+    for db in &mut dbs {
+        db.remove(&removed);
+    }
+    rows.push(Row {
+        label: format!("{} durable commits of 1, after the removal", after.len()),
+        blocks: in_turns(&mut dbs, &after, 1),
+    });
+    rows.push(Row {
+        label: format!("{} durable commits of {}", mid.len() / sizes.mid_len.max(1), sizes.mid_len),
+        blocks: in_turns(&mut dbs, &mid, sizes.mid_len.max(1)),
+    });
+    rows
+}
+
+/// Commits `pairs`, `per_commit` at a time, on every engine: `ROUNDS` rounds, each a block of
+/// the same commits on every engine in turn. Returns each engine's block times (ms).
+fn in_turns(dbs: &mut [Box<dyn Kv>], pairs: &[(&[u8], &[u8])], per_commit: usize) -> Vec<Vec<f64>> {
+    let commits: Vec<&[(&[u8], &[u8])]> = pairs.chunks(per_commit).collect();
+    let per_block = commits.len().div_ceil(ROUNDS).max(1);
+    let mut times = vec![Vec::new(); dbs.len()];
+    for (round, block) in commits.chunks(per_block).enumerate() {
+        for k in 0..dbs.len() {
+            let i = (round + k) % dbs.len();
+            let start = Instant::now();
+            for c in block {
+                dbs[i].write(c, true);
+            }
+            times[i].push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times
+}
