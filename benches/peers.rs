@@ -11,6 +11,8 @@
 //! `--no-write` (print only). Each engine and dataset runs in a child process of this binary
 //! (`--child ENGINE DATASET`), so each peak RSS is that engine's alone. The workloads and the
 //! engines' settings are described in `common/mod.rs` and `common/engines.rs`.
+//! `--interleaved` runs only the durable-commit rows, every engine open in this process and the
+//! commits taken in turns (`common/interleaved.rs`), and writes its own section.
 
 mod common;
 
