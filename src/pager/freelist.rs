@@ -46,11 +46,12 @@ fn coalesce(sorted: impl Iterator<Item = (PageNo, u32)>) -> Vec<(PageNo, u32)> {
 /// The durable free-list chain as this process last wrote it, so that the next durable commit
 /// can keep the pages whose extents did not change.
 ///
-/// Which page records a given free page is found by scanning the pages' bounds (a chain page's
-/// extents are sorted, so they lie in `[lo, hi)`), then searching the one or few pages whose
-/// bounds hold it. An index of every extent was kept here before: a commit that rewrites a head
-/// page of a few hundred extents then removed and inserted each of them in a `BTreeMap`, which
-/// was a third of a one-record commit's CPU time on a fragmented file.
+/// Which page records a given free page is found through the pages' bounds (a chain page's
+/// extents are sorted, so they lie in `[lo, hi)`): `Bounds`, built per lookup batch, then a
+/// binary search in the one or few pages whose bounds hold it. An index of every extent was kept
+/// here before: a commit that rewrites a head page of a few hundred extents then removed and
+/// inserted each of them in a `BTreeMap`, which was a third of a one-record commit's CPU time on
+/// a fragmented file.
 #[derive(Debug, Default)]
 pub(crate) struct FreeChain {
     /// The chain's pages, head first.
@@ -85,9 +86,21 @@ impl FreeChain {
         self.pages.iter().map(|c| c.page)
     }
 
-    /// The position in the chain of the known page whose extents record `p`, if one does.
-    fn recording(&self, p: PageNo) -> Option<usize> {
-        self.pages.iter().position(|c| c.lo <= p && p < c.hi && c.known.as_ref().is_some_and(|k| covers(&k.extents, p)))
+    /// The known pages' bounds, for `Bounds::recording` while the chain is unchanged.
+    fn bounds(&self) -> Bounds {
+        let mut by_lo: Vec<(PageNo, PageNo, usize)> = (self.pages.iter().enumerate())
+            .filter(|(_, c)| c.known.is_some() && c.lo < c.hi)
+            .map(|(i, c)| (c.lo, c.hi, i))
+            .collect();
+        by_lo.sort_unstable();
+        let max_hi = by_lo
+            .iter()
+            .scan(0, |m, &(_, hi, _)| {
+                *m = hi.max(*m);
+                Some(*m)
+            })
+            .collect();
+        Bounds { by_lo, max_hi }
     }
 
     /// How many extents the known pages record.
@@ -109,8 +122,9 @@ impl FreeChain {
                 count = i + 1;
             }
         }
+        let bounds = self.bounds();
         for p in allocated {
-            if let Some(i) = self.recording(p) {
+            if let Some(i) = bounds.recording(self, p) {
                 count = count.max(i + 1);
             }
         }
@@ -130,6 +144,32 @@ impl FreeChain {
     /// Drops the first `n` pages (to be rewritten) and returns them with their extents.
     fn drop_head(&mut self, n: usize) -> Vec<ChainPage> {
         self.pages.drain(..n.min(self.pages.len())).collect()
+    }
+}
+
+/// The known chain pages' bounds sorted by their low end, with the running maximum of the high
+/// ends: the pages whose bounds hold a page `p` are found by a binary search and a walk back that
+/// stops where no earlier page reaches past `p` (chains written whole have disjoint bounds, so
+/// it visits one or two; fronts written since overlap a few).
+struct Bounds {
+    by_lo: Vec<(PageNo, PageNo, usize)>,
+    max_hi: Vec<PageNo>,
+}
+
+impl Bounds {
+    /// The position in `chain` (the chain these bounds were taken of) of the known page whose
+    /// extents record `p`, if one does.
+    fn recording(&self, chain: &FreeChain, p: PageNo) -> Option<usize> {
+        let mut i = self.by_lo.partition_point(|&(lo, _, _)| lo <= p);
+        while i > 0 && self.max_hi.get(i - 1).is_some_and(|&m| m > p) {
+            i -= 1;
+            let (_, hi, pos) = self.by_lo[i];
+            let known = chain.pages.get(pos).and_then(|c| c.known.as_ref());
+            if p < hi && known.is_some_and(|k| covers(&k.extents, p)) {
+                return Some(pos);
+            }
+        }
+        None
     }
 }
 
@@ -182,10 +222,11 @@ pub(crate) fn write(
             dropped.iter().filter_map(|c| c.known.as_ref()).flat_map(|k| k.extents.iter().copied()).collect();
         recorded.sort_unstable();
         let recorded = without(&recorded, &in_use);
+        let bounds = chain.bounds();
         let mut singles: Vec<PageNo> = became_unused
             .into_iter()
             .chain(dropped_pages)
-            .filter(|&p| chain.recording(p).is_none() && !covers(&recorded, p) && is_unused(p))
+            .filter(|&p| bounds.recording(chain, p).is_none() && !covers(&recorded, p) && is_unused(p))
             .collect();
         singles.sort_unstable();
         singles.dedup();
