@@ -499,7 +499,19 @@ fn concurrent_immediate_commits(wal: bool) {
 /// pages the record being synced freed stay untouched until its sync returns.
 #[test]
 fn commits_during_a_sync_in_flight_leave_the_last_synced_commit_intact() {
-    use foldvault::storage::{CrashModel, FaultyStorage, Storage};
+    commits_during_a_sync_in_flight(false);
+}
+
+/// The same over a file and its write-ahead log, the sync held being the log's: the group being
+/// synced is on the log device unsynced (lost, torn or reordered by the power loss), the pages
+/// of the commits made meanwhile wait in memory for the next group.
+#[test]
+fn commits_during_a_log_sync_in_flight_leave_the_last_synced_commit_intact() {
+    commits_during_a_sync_in_flight(true);
+}
+
+fn commits_during_a_sync_in_flight(wal: bool) {
+    use foldvault::storage::{CrashModel, FaultyStorage, Storage, WalStorage};
     use foldvault::{Durability, KdfParams};
     use parking_lot::{Condvar, Mutex};
 
@@ -524,12 +536,36 @@ fn commits_during_a_sync_in_flight_leave_the_last_synced_commit_intact() {
     }
 
     let device = FaultyStorage::new();
+    let log = wal.then(FaultyStorage::new);
     let gate = Arc::new(Gate::default());
     let config = |s: Arc<dyn Storage>| {
         Config::new().storage(s).use_env(false).flush_every_ms(None).passphrase("gate").kdf(KdfParams::insecure_fast())
     };
+    let storage = |main: Arc<dyn Storage>, log: Option<Arc<dyn Storage>>| -> Arc<dyn Storage> {
+        match log {
+            Some(l) => Arc::new(WalStorage::open(main, l, 4096, None).unwrap()),
+            None => main,
+        }
+    };
+    // The log's image first, then the file's (as in `concurrent_immediate_commits`).
+    let image_of = |model: &CrashModel| -> Arc<dyn Storage> {
+        let log_image =
+            log.as_ref().map(|l| Arc::new(FaultyStorage::from_bytes(l.crash_image(model))) as Arc<dyn Storage>);
+        storage(Arc::new(FaultyStorage::from_bytes(device.crash_image(model))), log_image)
+    };
     let at_gate = gate.clone();
-    let db = Arc::new(config(Arc::new(BeforeSync(device.clone(), Box::new(move || at_gate.pass())))).open().unwrap());
+    let gated = |d: &FaultyStorage| -> Arc<dyn Storage> {
+        let at_gate = at_gate.clone();
+        Arc::new(BeforeSync(d.clone(), Box::new(move || at_gate.pass())))
+    };
+    let db = Arc::new(
+        config(match &log {
+            Some(l) => storage(Arc::new(device.clone()), Some(gated(l))),
+            None => gated(&device),
+        })
+        .open()
+        .unwrap(),
+    );
     let t = db.open_tree("t").unwrap();
     for i in 0..40u32 {
         t.insert(format!("k{i:02}"), vec![1u8; 300]).unwrap();
@@ -562,15 +598,26 @@ fn commits_during_a_sync_in_flight_leave_the_last_synced_commit_intact() {
     }
     // The record of the 2s is written and its sync is held. Commits meanwhile, in memory.
     for round in 3..8u8 {
-        for i in 0..40u32 {
-            t.insert(format!("k{i:02}"), vec![round; 300]).unwrap();
+        if wal {
+            // One commit a round: 200 one-key commits write more pages than one group holds
+            // (506), and a writer past that bound waits for the sync in flight (here, forever).
+            let tx = db.begin_write().unwrap();
+            let tt = tx.open_tree("t").unwrap();
+            for i in 0..40u32 {
+                tt.insert(format!("k{i:02}"), vec![round; 300]).unwrap();
+            }
+            drop(tt);
+            tx.commit().unwrap();
+        } else {
+            for i in 0..40u32 {
+                t.insert(format!("k{i:02}"), vec![round; 300]).unwrap();
+            }
         }
     }
     for seed in 0..150u64 {
         for model in [CrashModel::LoseUnsynced, CrashModel::TearUnsynced { seed }, CrashModel::ReorderUnsynced { seed }]
         {
-            let image = device.crash_image(&model);
-            let after = config(Arc::new(FaultyStorage::from_bytes(image))).open().unwrap();
+            let after = config(image_of(&model)).open().unwrap();
             assert!(after.check().unwrap().is_ok(), "{model:?}: the image does not check");
             let t = after.open_tree("t").unwrap();
             for i in 0..40u32 {
@@ -592,7 +639,7 @@ fn commits_during_a_sync_in_flight_leave_the_last_synced_commit_intact() {
     // The record of the 2s is on disk now, with the pages written meanwhile: the record and
     // every page it reaches are whole (none was reused for the commits made during its sync).
     for model in [CrashModel::LoseUnsynced, CrashModel::ReorderUnsynced { seed: 7 }] {
-        let after = config(Arc::new(FaultyStorage::from_bytes(device.crash_image(&model)))).open().unwrap();
+        let after = config(image_of(&model)).open().unwrap();
         assert!(after.check().unwrap().is_ok(), "{model:?}: the synced record does not check");
         assert_eq!(&after.open_tree("t").unwrap().get("k39").unwrap().unwrap()[..], &[2u8; 300][..]);
     }
