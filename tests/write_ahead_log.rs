@@ -29,6 +29,22 @@ fn commit_records(db: &foldvault::Db, n: u32, tag: &str) {
     }
 }
 
+/// A new database `db.foldvault` in a new directory, with `n` durable commits (`commit_records`).
+fn new_db(n: u32) -> (tempfile::TempDir, PathBuf, foldvault::Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.foldvault");
+    let db = config(&path).open().unwrap();
+    commit_records(&db, n, "");
+    (dir, path, db)
+}
+
+/// Sets the version byte of a log header and makes its CRC hold again.
+fn set_log_version(log: &mut [u8], version: u8) {
+    log[7] = version;
+    let crc = crc32fast::hash(&log[..48]);
+    log[48..52].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// The files of a database as a crash would leave them: copied while it is open.
 fn copy_open(path: &Path, to: &Path) -> PathBuf {
     let dst = to.join("copy.foldvault");
@@ -58,10 +74,7 @@ fn a_clean_close_leaves_one_file_and_durable_commits_wait_in_the_log() {
 
 #[test]
 fn a_session_that_only_reads_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db.foldvault");
-    let db = config(&path).open().unwrap();
-    commit_records(&db, 20, "");
+    let (_dir, path, db) = new_db(20);
     drop(db);
     let before = std::fs::read(&path).unwrap();
     let db = config(&path).open().unwrap();
@@ -86,10 +99,7 @@ fn a_session_that_only_reads_writes_nothing() {
 #[test]
 fn a_log_left_by_a_crash_is_replayed_with_the_setting_on_or_off() {
     for reopen_with_log in [true, false] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.foldvault");
-        let db = config(&path).open().unwrap();
-        commit_records(&db, 30, "");
+        let (_dir, path, db) = new_db(30);
         let durable = db.durable_commit_seq();
         // An eventual commit that was never made durable: a crash may lose it.
         db.insert("undurable", b"x".to_vec()).unwrap();
@@ -113,19 +123,14 @@ fn a_log_left_by_a_crash_is_replayed_with_the_setting_on_or_off() {
 
 #[test]
 fn a_log_of_another_log_version_is_refused_and_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db.foldvault");
-    let db = config(&path).open().unwrap();
-    commit_records(&db, 10, "");
+    let (dir, path, db) = new_db(10);
     let crashed = copy_open(&path, dir.path());
     drop(db);
     // The header as a later log version would write it: version byte 2, its CRC made to hold.
     let log = sidecar_path(&crashed);
     let mut bytes = std::fs::read(&log).unwrap();
     assert_eq!(&bytes[..8], b"FVWAL\0\0\x01");
-    bytes[7] = 2;
-    let crc = crc32fast::hash(&bytes[..48]);
-    bytes[48..52].copy_from_slice(&crc.to_le_bytes());
+    set_log_version(&mut bytes, 2);
     std::fs::write(&log, &bytes).unwrap();
     for with_log in [true, false] {
         match config(&crashed).write_ahead_log(with_log).open() {
@@ -135,9 +140,7 @@ fn a_log_of_another_log_version_is_refused_and_kept() {
     }
     assert_eq!(std::fs::read(&log).unwrap(), bytes, "the log is neither replayed nor overwritten");
     // Put back as this version wrote it, it replays.
-    bytes[7] = 1;
-    let crc = crc32fast::hash(&bytes[..48]);
-    bytes[48..52].copy_from_slice(&crc.to_le_bytes());
+    set_log_version(&mut bytes, 1);
     std::fs::write(&log, &bytes).unwrap();
     assert_eq!(config(&crashed).open().unwrap().open_tree("t").unwrap().len(), 10);
 }
