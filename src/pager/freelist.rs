@@ -61,9 +61,6 @@ pub(crate) struct FreeChain {
 #[derive(Debug)]
 struct ChainPage {
     page: PageNo,
-    /// The pages its extents record lie in `[lo, hi)` (an empty range if none or unknown).
-    lo: PageNo,
-    hi: PageNo,
     /// `None` for a page read at open: the next durable commit rewrites the whole chain.
     known: Option<KnownChainPage>,
 }
@@ -78,7 +75,7 @@ struct KnownChainPage {
 impl FreeChain {
     /// The chain read at open (its pages only).
     pub(crate) fn read_at_open(pages: Vec<PageNo>) -> FreeChain {
-        FreeChain { pages: pages.into_iter().map(|page| ChainPage { page, lo: 0, hi: 0, known: None }).collect() }
+        FreeChain { pages: pages.into_iter().map(|page| ChainPage { page, known: None }).collect() }
     }
 
     /// The chain's own pages.
@@ -88,9 +85,13 @@ impl FreeChain {
 
     /// The known pages' bounds, for `Bounds::recording` while the chain is unchanged.
     fn bounds(&self) -> Bounds {
+        // A page's extents are sorted: the first starts lowest, the last ends highest.
         let mut by_lo: Vec<(PageNo, PageNo, usize)> = (self.pages.iter().enumerate())
-            .filter(|(_, c)| c.known.is_some() && c.lo < c.hi)
-            .map(|(i, c)| (c.lo, c.hi, i))
+            .filter_map(|(i, c)| {
+                let extents = &c.known.as_ref()?.extents;
+                let (&(lo, _), &(start, len)) = (extents.first()?, extents.last()?);
+                Some((lo, start + len as u64, i))
+            })
             .collect();
         by_lo.sort_unstable();
         let max_hi = by_lo
@@ -271,11 +272,8 @@ pub(crate) fn write(
         }
         let tag = pager.write(page, epoch, buf)?;
         next = PageRef { page, tag, generation: seq };
-        // Sorted within the chunk: the first extent starts lowest, the last ends highest.
-        let lo = chunk.first().map_or(0, |&(start, _)| start);
-        let hi = chunk.last().map_or(0, |&(start, len)| start + len as u64);
         let known = KnownChainPage { reference: next, epoch, extents: chunk.to_vec() };
-        written.push(ChainPage { page, lo, hi, known: Some(known) });
+        written.push(ChainPage { page, known: Some(known) });
     }
     let count = written.len();
     written.reverse();
