@@ -48,6 +48,10 @@
 //! - `owner` is bytes 0..32 of the database file's page 0 when the header was written (magic,
 //!   version and file id); a log whose owner matches neither copy of the header belongs to
 //!   another file and is refused at open (`Error::ForeignLog`), never replayed;
+//! - in direct mode a write goes to the database file under the shared lock, so the sealing
+//!   threads of a large commit write in parallel; leaving direct mode (`sync`, `set_len`) takes
+//!   the lock exclusively, so it follows every such write, and folds their furthest end
+//!   (`direct_end`) into the lengths before it uses them;
 //! - more than `max_group` (at most `MAX_GROUP`) pages written before a sync, or a shrinking
 //!   `set_len`, make the rest of that group *direct*: the log is checkpointed, then those writes
 //!   go to the database file, and the next `sync` syncs that file; a sync that finds more pages
@@ -59,7 +63,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
 use super::Storage;
 use crate::error::{Error, Result};
@@ -173,6 +179,11 @@ pub struct WalStorage {
     /// The log file's path, if it is a file: its directory is synced before the session's first
     /// header, and it is removed after the checkpoint at drop (a clean close leaves one file).
     log_path: Option<PathBuf>,
+    /// The furthest end of the writes made to the database file in direct mode under the shared
+    /// lock (so that the sealing threads of a large commit write in parallel). Sections that hold
+    /// the state exclusively fold it into `len` and `main_len` first (`state_mut`); sections
+    /// under the shared lock take the larger of the two (`direct_len`).
+    direct_end: AtomicU64,
 }
 
 impl std::fmt::Debug for WalStorage {
@@ -181,7 +192,7 @@ impl std::fmt::Debug for WalStorage {
         f.debug_struct("WalStorage")
             .field("logged_pages", &st.index.len())
             .field("tail", &st.tail)
-            .field("len", &st.len)
+            .field("len", &self.direct_len(st.len))
             .finish_non_exhaustive()
     }
 }
@@ -274,7 +285,23 @@ impl WalStorage {
             checkpoint_pages: checkpoint_pages.max(1),
             max_group: MAX_GROUP,
             log_path,
+            direct_end: AtomicU64::new(0),
         }
+    }
+
+    /// The state, held exclusively, with the ends of the direct writes made under the shared
+    /// lock folded into `len` and `main_len`.
+    fn state_mut(&self) -> RwLockWriteGuard<'_, WalState> {
+        let mut st = self.state.write();
+        let end = self.direct_end.load(Ordering::Acquire);
+        st.len = st.len.max(end);
+        st.main_len = st.main_len.max(end);
+        st
+    }
+
+    /// `len` or `main_len` read under the shared lock, with the direct writes' ends.
+    fn direct_len(&self, len: u64) -> u64 {
+        len.max(self.direct_end.load(Ordering::Acquire))
     }
 
     /// Lowers the most pages one group may hold (clamped to `1..=MAX_GROUP`), so that tests
@@ -286,7 +313,7 @@ impl WalStorage {
 
     /// Applies the log's complete groups, in order, to the index (at open).
     fn replay(&self) -> Result<()> {
-        let mut st = self.state.write();
+        let mut st = self.state_mut();
         let mut index_page = blank();
         loop {
             let at = st.tail;
@@ -334,7 +361,7 @@ impl WalStorage {
     fn reset_log(&self) -> Result<()> {
         let salt = rand::RngCore::next_u64(&mut rand::rngs::OsRng);
         let (main_len, dir_synced) = {
-            let st = self.state.read();
+            let st = self.state_mut();
             (st.main_len, st.dir_synced)
         };
         if !dir_synced && let Some(path) = &self.log_path {
@@ -352,7 +379,7 @@ impl WalStorage {
         let crc = crc_of(&[&h[..HEADER_CRC_AT]]);
         h[HEADER_CRC_AT..HEADER_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
         let r = self.log.write_at(0, &h[..]).and_then(|()| self.log.sync());
-        let mut st = self.state.write();
+        let mut st = self.state_mut();
         if let Err(e) = r {
             st.failed = true;
             return Err(e.into());
@@ -379,7 +406,7 @@ impl WalStorage {
     /// same bytes. The caller holds `sync_lock`.
     fn copy_home(&self) -> Result<bool> {
         let (mut pages, len, main_len) = {
-            let st = self.state.read();
+            let st = self.state_mut();
             if st.failed {
                 return Err(Error::Io(failed()));
             }
@@ -401,7 +428,7 @@ impl WalStorage {
             }
             self.main.sync()
         })();
-        let mut st = self.state.write();
+        let mut st = self.state_mut();
         if let Err(e) = r {
             st.failed = true;
             return Err(e.into());
@@ -418,7 +445,7 @@ impl WalStorage {
             return Ok(());
         }
         self.checkpoint()?;
-        let mut st = self.state.write();
+        let mut st = self.state_mut();
         let pending = std::mem::take(&mut st.pending);
         for (pg, page) in &pending {
             if let Err(e) = self.main.write_at(pg * P, &page[..]) {
@@ -465,10 +492,11 @@ impl WalStorage {
         } else {
             let off = pg * P + within as u64;
             let end = off + out.len() as u64;
-            if end <= st.main_len {
+            let main_len = self.direct_len(st.main_len);
+            if end <= main_len {
                 self.main.read_at(off, out)?;
-            } else if off < st.main_len {
-                let k = (st.main_len - off) as usize;
+            } else if off < main_len {
+                let k = (main_len - off) as usize;
                 self.main.read_at(off, &mut out[..k])?;
                 out[k..].fill(0);
             } else {
@@ -494,7 +522,7 @@ impl Storage for WalStorage {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let st = self.state.read();
         let end = offset.checked_add(buf.len() as u64).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-        if end > st.len {
+        if end > self.direct_len(st.len) {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
         }
         let mut done = 0usize;
@@ -516,11 +544,28 @@ impl Storage for WalStorage {
         if buf.is_empty() {
             return Ok(());
         }
-        let overflow = {
-            let mut st = self.state.write();
+        {
+            // Direct mode: straight to the database file under the shared lock. Leaving direct
+            // mode (`sync`, `set_len`) takes the lock exclusively, so it waits for these writes.
+            let st = self.state.read();
             if st.failed {
                 return Err(failed());
             }
+            if st.direct {
+                let r = self.main.write_at(offset, buf);
+                if r.is_ok() {
+                    self.direct_end.fetch_max(end, Ordering::AcqRel);
+                }
+                drop(st);
+                return r.inspect_err(|_| self.state.write().failed = true);
+            }
+        }
+        let overflow = {
+            let mut st = self.state_mut();
+            if st.failed {
+                return Err(failed());
+            }
+            // Direct since the check above (another thread's write went past the bound).
             if st.direct {
                 self.main.write_at(offset, buf).inspect_err(|_| st.failed = true)?;
                 st.main_len = st.main_len.max(end);
@@ -555,7 +600,7 @@ impl Storage for WalStorage {
 
     fn sync(&self) -> io::Result<()> {
         let _s = self.sync_lock.lock();
-        let mut st = self.state.write();
+        let mut st = self.state_mut();
         if st.failed {
             return Err(failed());
         }
@@ -564,7 +609,7 @@ impl Storage for WalStorage {
             // (writes run while a sync does): go direct for it, so that no group exceeds it.
             drop(st);
             self.go_direct().map_err(to_io)?;
-            st = self.state.write();
+            st = self.state_mut();
         }
         if st.direct {
             // Writes from here on are logged; those before went to the file this syncs.
@@ -591,7 +636,7 @@ impl Storage for WalStorage {
             // now, all durable in the file) goes in first.
             drop(st);
             self.reset_log().map_err(to_io)?;
-            st = self.state.write();
+            st = self.state_mut();
         }
         let group = std::mem::take(&mut st.pending);
         let n = group.len();
@@ -622,7 +667,7 @@ impl Storage for WalStorage {
             self.log.write_at(at * P, &buf)?;
             self.log.sync()
         })();
-        let mut st = self.state.write();
+        let mut st = self.state_mut();
         if let Err(e) = r {
             st.failed = true;
             return Err(e);
@@ -644,7 +689,7 @@ impl Storage for WalStorage {
     }
 
     fn len(&self) -> io::Result<u64> {
-        Ok(self.state.read().len)
+        Ok(self.direct_len(self.state.read().len))
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
@@ -653,7 +698,7 @@ impl Storage for WalStorage {
         }
         let _s = self.sync_lock.lock();
         {
-            let mut st = self.state.write();
+            let mut st = self.state_mut();
             if st.failed {
                 return Err(failed());
             }
@@ -663,11 +708,13 @@ impl Storage for WalStorage {
             }
         }
         self.go_direct().map_err(to_io)?;
-        let mut st = self.state.write();
+        let mut st = self.state_mut();
         self.main.set_len(len).inspect_err(|_| st.failed = true)?;
         st.main_len = len;
         st.logged_len = len;
         st.len = len;
+        // Folded above; a shorter file starts counting direct writes afresh.
+        self.direct_end.store(0, Ordering::Release);
         Ok(())
     }
 }

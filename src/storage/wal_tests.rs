@@ -179,6 +179,7 @@ fn a_large_group_and_a_shrink_go_to_the_file() {
     assert_eq!(w.logged_pages(), 0);
     assert_eq!(m.len().unwrap(), (MAX_GROUP as u64 + 10) * P);
     w.set_len(3 * P).unwrap();
+    assert_eq!((w.len().unwrap(), m.len().unwrap()), (3 * P, 3 * P), "the direct writes' end is forgotten");
     w.write_at(P, &page(9)).unwrap();
     w.sync().unwrap();
     w.set_len(6 * P).unwrap();
