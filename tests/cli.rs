@@ -450,6 +450,13 @@ fn pagedump_with_and_without_key() {
     let t = o.text();
     assert!(t.contains("page 4: data page, sealed") && t.contains("trailer: tag "), "{t}");
     assert!(!t.contains("visible-key") && !t.contains("visible-value") && !t.contains("metadata"), "{t}");
+    assert!(!o.err().contains("left by a crash"), "{}", o.err());
+    // A log beside the file (as a crash leaves one): the raw dump says the file lacks it.
+    let log = format!("{db}.fvwal");
+    std::fs::write(&log, vec![0u8; 8192]).unwrap();
+    let o = e.pd(&[&db]).ok();
+    assert!(o.err().contains(".fvwal exists (left by a crash)"), "{}", o.err());
+    std::fs::remove_file(&log).unwrap();
     let o = e.pd(&[&db, "--all", "--passphrase-file", &pass]).ok();
     let t = o.text();
     assert!(t.contains("\"visible-key\" = \"visible-value\"") && t.contains("commit record A"), "{t}");

@@ -80,16 +80,15 @@ impl Dumper {
         let t = Target::resolve(&cli.db);
         t.must_exist()?;
         let storage: Arc<dyn Storage> = Arc::new(FileStorage::open_read_only(&t.file).at(&t.file)?);
-        let wal = crate::storage::wal::sidecar_path(&t.file);
-        if wal.exists() {
+        let info = super::read_header(&t.file).at(&t.file)?;
+        if info.log_size.is_some_and(|n| n > 0) {
             // Shown raw, the file lacks what the log holds (SPEC §15): say so, on stderr.
             eprintln!(
                 "note: {} exists (left by a crash): pages written since its last checkpoint are in it, not \
                  shown here; opening the database replays it into the file",
-                wal.display()
+                crate::storage::wal::sidecar_path(&t.file).display()
             );
         }
-        let info = super::read_header(&t.file).at(&t.file)?;
         let h = &info.header;
         let pager = if !h.is_encrypted() {
             Some(Pager::new(storage.clone(), PageSealer::plaintext(h.file_id), CACHE_BYTES))

@@ -62,7 +62,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
@@ -544,33 +543,31 @@ impl Storage for WalStorage {
         if buf.is_empty() {
             return Ok(());
         }
-        {
-            // Direct mode: straight to the database file under the shared lock. Leaving direct
-            // mode (`sync`, `set_len`) takes the lock exclusively, so it waits for these writes.
-            let st = self.state.read();
-            if st.failed {
-                return Err(failed());
-            }
-            if st.direct {
-                let r = self.main.write_at(offset, buf);
-                if r.is_ok() {
-                    self.direct_end.fetch_max(end, Ordering::AcqRel);
+        let overflow = loop {
+            {
+                // Direct mode: straight to the database file under the shared lock. Leaving
+                // direct mode (`sync`, `set_len`) takes the lock exclusively, so it waits for
+                // these writes.
+                let st = self.state.read();
+                if st.failed {
+                    return Err(failed());
                 }
-                drop(st);
-                return r.inspect_err(|_| self.state.write().failed = true);
+                if st.direct {
+                    let r = self.main.write_at(offset, buf);
+                    if r.is_ok() {
+                        self.direct_end.fetch_max(end, Ordering::AcqRel);
+                    }
+                    drop(st);
+                    return r.inspect_err(|_| self.state.write().failed = true);
+                }
             }
-        }
-        let overflow = {
             let mut st = self.state_mut();
             if st.failed {
                 return Err(failed());
             }
-            // Direct since the check above (another thread's write went past the bound).
             if st.direct {
-                self.main.write_at(offset, buf).inspect_err(|_| st.failed = true)?;
-                st.main_len = st.main_len.max(end);
-                st.len = st.len.max(end);
-                return Ok(());
+                // Direct since the check above (another thread's write went past the bound).
+                continue;
             }
             let mut done = 0usize;
             while done < buf.len() {
@@ -587,7 +584,7 @@ impl Storage for WalStorage {
                 done += n;
             }
             st.len = st.len.max(end);
-            st.pending.len() > self.max_group
+            break st.pending.len() > self.max_group;
         };
         if overflow {
             let _s = self.sync_lock.lock();
