@@ -90,6 +90,10 @@ fn lookup(module: &str, name: &str) -> Option<usize> {
         ("commit", "HEADER_GENERATION_OFFSET") => commit::HEADER_GENERATION_OFFSET,
         ("commit", "REKEY_CURSOR_OFFSET") => commit::REKEY_CURSOR_OFFSET,
         ("commit", "COMMIT_END") => commit::COMMIT_END,
+        ("commit", "FREE_DELTA_OFFSET") => commit::FREE_DELTA_OFFSET,
+        ("commit", "FREED_COUNT_OFFSET") => commit::FREED_COUNT_OFFSET,
+        ("commit", "USED_COUNT_OFFSET") => commit::USED_COUNT_OFFSET,
+        ("commit", "DELTA_PAGES_OFFSET") => commit::DELTA_PAGES_OFFSET,
         ("backup", "B_MAGIC_OFFSET") => backup::B_MAGIC_OFFSET,
         ("backup", "B_VERSION_OFFSET") => backup::B_VERSION_OFFSET,
         ("backup", "B_FLAGS_OFFSET") => backup::B_FLAGS_OFFSET,
@@ -183,6 +187,10 @@ const REQUIRED: &[(&str, &str)] = &[
     ("commit", "HEADER_GENERATION_OFFSET"),
     ("commit", "REKEY_CURSOR_OFFSET"),
     ("commit", "COMMIT_END"),
+    ("commit", "FREE_DELTA_OFFSET"),
+    ("commit", "FREED_COUNT_OFFSET"),
+    ("commit", "USED_COUNT_OFFSET"),
+    ("commit", "DELTA_PAGES_OFFSET"),
     ("backup", "B_MAGIC_OFFSET"),
     ("backup", "B_VERSION_OFFSET"),
     ("backup", "B_FLAGS_OFFSET"),
@@ -396,7 +404,10 @@ fn fixed_pages_and_sizes_match() {
     assert_eq!((format::HEADER_PAGE_A, format::HEADER_PAGE_B), (0, 1));
     assert_eq!((format::COMMIT_PAGE_A, format::COMMIT_PAGE_B), (2, 3));
     assert_eq!(format::FIRST_DATA_PAGE, 4);
-    assert_eq!(format::FORMAT_VERSION, 1);
+    assert_eq!(format::FORMAT_VERSION, 2);
+    // SPEC.md §5.1 states the delta's room in prose.
+    assert_eq!(commit::MAX_DELTA_PAGES, 490);
+    assert_eq!(commit::FREE_DELTA_VERSION, 2);
     assert_eq!(&format::MAGIC, b"FOLDVLT\x01");
     assert_eq!(header::MAX_SLOTS * header::SLOT_SIZE, header::SLOTS_END - header::SLOTS_OFFSET);
     assert!(SPEC.contains("`FOLDVLT\\x01` = `46 4F 4C 44 56 4C 54 01`"));

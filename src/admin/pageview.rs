@@ -85,6 +85,15 @@ pub(crate) fn commit_desc(p: PageNo, r: &CommitRecord) -> Desc {
     ));
     d.line(format!("catalog {}", ref_text(&r.catalog)));
     d.line(format!("free list {}", ref_text(&r.freelist)));
+    if !r.free_delta.is_empty() {
+        d.line(format!(
+            "free-list delta: {} freed {:?}, {} used {:?}",
+            r.free_delta.freed.len(),
+            r.free_delta.freed,
+            r.free_delta.used.len(),
+            r.free_delta.used
+        ));
+    }
     d.line(format!(
         "key epoch {} (oldest {}), seals in epoch {}, rekey cursor {}",
         r.key_epoch, r.oldest_epoch, r.seals_in_epoch, r.rekey_cursor
@@ -97,6 +106,8 @@ pub(crate) fn commit_desc(p: PageNo, r: &CommitRecord) -> Desc {
         .num("page_count", r.page_count)
         .raw("catalog", &ref_json(&r.catalog))
         .raw("freelist", &ref_json(&r.freelist))
+        .raw("free_delta_freed", &array(r.free_delta.freed.iter().map(u64::to_string)))
+        .raw("free_delta_used", &array(r.free_delta.used.iter().map(u64::to_string)))
         .num("key_epoch", r.key_epoch)
         .num("oldest_epoch", r.oldest_epoch)
         .num("seals_in_epoch", r.seals_in_epoch)

@@ -85,7 +85,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         pager.set_page_limit(page_count);
         pager.sealer.set_max_epoch(header.key_epoch);
         let (fl, _) =
-            freelist::write(&pager, &mut alloc, header.seq, header.key_epoch, &mut freelist::FreeChain::default())?;
+            freelist::write(&pager, &mut alloc, header.seq, header.key_epoch, &mut freelist::FreeChain::default(), 0)?;
         pager.ensure_pages(alloc.page_count)?;
         let rec = CommitRecord {
             seq: header.seq,
@@ -98,6 +98,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
             seals_in_epoch: header.seals_in_epoch + 16,
             header_generation: generation,
             rekey_cursor: 0,
+            free_delta: Default::default(),
         };
         pager.write_commit(COMMIT_PAGE_A, &rec)?;
         pager.write_raw(COMMIT_PAGE_B, &[0u8; PAGE_SIZE])?;

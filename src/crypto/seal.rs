@@ -179,6 +179,11 @@ impl PageSealer {
         self
     }
 
+    /// The format version pages are sealed and opened as (the file's).
+    pub(crate) fn version(&self) -> u16 {
+        self.version
+    }
+
     pub(crate) fn is_encrypted(&self) -> bool {
         matches!(self.mode, Mode::Aead { .. })
     }

@@ -23,7 +23,7 @@ use crate::btree::TreeRoot;
 use crate::btree::read::RootPins;
 use crate::btree::tx::TxPages;
 use crate::error::{Error, PageNo, Result};
-use crate::format::commit::CommitRecord;
+use crate::format::commit::{CommitRecord, FREE_DELTA_VERSION};
 use crate::format::header::FileHeader;
 use crate::format::page::PageRef;
 use crate::format::{COMMIT_PAGE_A, COMMIT_PAGE_B};
@@ -385,7 +385,10 @@ impl Engine {
     fn prepare_durable(&self, ws: &mut WriterState) -> Result<(u64, usize)> {
         let snap = self.snapshot();
         let seq = snap.seq;
-        let (fl, written) = freelist::write(&self.pager, &mut ws.alloc, seq, ws.epoch, &mut ws.freelist)?;
+        // Format version 2: small changes to the free list go in the record (SPEC.md §7).
+        let delta_room =
+            if self.pager.sealer.version() >= FREE_DELTA_VERSION { crate::format::commit::MAX_DELTA_PAGES } else { 0 };
+        let (fl, written) = freelist::write(&self.pager, &mut ws.alloc, seq, ws.epoch, &mut ws.freelist, delta_room)?;
         self.pager.counters.free_pages.store(ws.alloc.unused_count(), Ordering::Relaxed);
         self.pager.raise_page_limit(ws.alloc.page_count);
         self.pager.ensure_pages(ws.alloc.page_count)?;
@@ -401,6 +404,7 @@ impl Engine {
             seals_in_epoch: self.pager.seals_in_epoch() + 1,
             header_generation,
             rekey_cursor: ws.durable.rekey_cursor,
+            free_delta: ws.freelist.delta().clone(),
         };
         let slot = if ws.durable_slot == COMMIT_PAGE_A { COMMIT_PAGE_B } else { COMMIT_PAGE_A };
         self.pager.write_commit(slot, &rec)?;
@@ -446,7 +450,7 @@ impl Engine {
     /// numbers, the record with the higher `prev_durable_seq`. The caller holds `sync_lock` and
     /// nothing is pending (`undurable` is false).
     pub(crate) fn copy_durable_record(&self, ws: &mut WriterState) -> Result<()> {
-        let mut rec = ws.durable;
+        let mut rec = ws.durable.clone();
         rec.prev_durable_seq = rec.seq;
         rec.seals_in_epoch = self.pager.seals_in_epoch() + 1;
         let slot = if ws.durable_slot == COMMIT_PAGE_A { COMMIT_PAGE_B } else { COMMIT_PAGE_A };

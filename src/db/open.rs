@@ -88,6 +88,7 @@ pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credential
         seals_in_epoch: 1,
         header_generation: 1,
         rekey_cursor: 0,
+        free_delta: Default::default(),
     };
     pager.write_commit(COMMIT_PAGE_A, &rec)?;
     pager.write_raw(COMMIT_PAGE_B, &[0u8; PAGE_SIZE])?;
@@ -128,7 +129,7 @@ fn assemble(
         current: RwLock::new(Arc::new(Snapshot::new(&pager, rec.seq, rec.catalog, trees, None))),
         writer: Arc::new(Mutex::new(WriterState {
             alloc: Allocator::new(rec.page_count, free),
-            durable: rec,
+            durable: rec.clone(),
             durable_slot: slot,
             freelist: freelist::FreeChain::read_at_open(free_chain),
             retained: Vec::new(),
@@ -234,7 +235,7 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         } else {
             pager.set_page_limit(rec.page_count);
             pager.sealer.set_max_epoch(rec.key_epoch);
-            verify_commit(&pager, &rec)
+            verify_commit(&pager, &rec, slot)
         };
         match attempt {
             Ok((trees, free, chain, verified)) => {
@@ -284,9 +285,10 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
 
 type Verified = (BTreeMap<Vec<u8>, TreeRoot>, Vec<PageNo>, Vec<PageNo>, u64);
 
-/// Verifies a commit record's new pages; returns the catalog, the free pages, the free-list
-/// chain and the number of pages verified.
-fn verify_commit(pager: &Pager, rec: &CommitRecord) -> Result<Verified> {
+/// Verifies a commit record's new pages; returns the catalog, the free pages (its chain's, with
+/// its delta applied), the free-list chain and the number of pages verified. `slot`: the
+/// record's page.
+fn verify_commit(pager: &Pager, rec: &CommitRecord, slot: PageNo) -> Result<Verified> {
     let since = rec.prev_durable_seq;
     let mut verified = verify::verify_since(pager, rec.catalog, since)?;
     let trees = load_catalog(pager, rec.catalog)?;
@@ -294,6 +296,7 @@ fn verify_commit(pager: &Pager, rec: &CommitRecord) -> Result<Verified> {
         verified += verify::verify_since(pager, root.root, since)?;
     }
     let (free, chain) = freelist::read(pager, rec.freelist, rec.page_count)?;
+    let free = freelist::apply_delta(free, &chain, &rec.free_delta, slot)?;
     verified += chain.len() as u64;
     Ok((trees, free, chain, verified))
 }

@@ -11,7 +11,7 @@ pub mod header;
 pub mod page;
 
 /// The format version this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Size of every page in the file, header pages included.
 pub const PAGE_SIZE: usize = 4096;
 /// The first eight bytes of every foldvault file.

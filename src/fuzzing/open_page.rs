@@ -128,7 +128,7 @@ fn sealed(bytes: &[u8], page: u64, max_epoch: u32, flags: u8) {
         plain_reseal(&FILE_ID, page, &mut buf);
         plain.open(purpose, page, &mut buf).expect("a plaintext page with a right CRC opens");
         assert_eq!(buf[..PAYLOAD_SIZE], original[..PAYLOAD_SIZE]);
-        let _ = CommitRecord::decode(&buf[..PAYLOAD_SIZE], page);
+        let _ = CommitRecord::decode(&buf[..PAYLOAD_SIZE], page, crate::format::FORMAT_VERSION);
     } else if plain.open(purpose, page, &mut buf).is_err() {
         assert!(buf[..PAYLOAD_SIZE].iter().all(|&b| b == 0), "a plaintext page that fails to open is zeroed");
     }
@@ -139,10 +139,11 @@ fn decoders(p: &[u8], page: u64, probe: &[u8]) {
     let _ = crate::format::page::check_kind(p, page, PageKind::Leaf);
     let _ = (generation(p), crate::format::page::count(p));
     let _ = crate::btree::TreeRoot::decode(p);
-    if let Ok(r) = CommitRecord::decode(p, page) {
+    if let Ok(r) = CommitRecord::decode(p, page, crate::format::FORMAT_VERSION) {
         let mut b = vec![0u8; PAYLOAD_SIZE];
         r.encode(&mut b);
-        let again = CommitRecord::decode(&b, page).expect("a decoded commit record re-encodes to a valid one");
+        let again = CommitRecord::decode(&b, page, crate::format::FORMAT_VERSION)
+            .expect("a decoded commit record re-encodes to a valid one");
         assert_eq!(format!("{r:?}"), format!("{again:?}"), "commit record round trip");
     }
     if let Ok(raw) = RawNode::new(p, page) {

@@ -100,6 +100,12 @@ impl Allocator {
         self.fresh.iter().copied()
     }
 
+    /// The pages released or given back since the last `take_unused_since`, `None` if too many
+    /// to track (see `unused_since`).
+    pub(crate) fn unused_since(&self) -> Option<&[PageNo]> {
+        self.unused_since.as_deref()
+    }
+
     /// The pages released or given back since the last call, `None` if too many to track
     /// (see `unused_since`).
     pub(crate) fn take_unused_since(&mut self) -> Option<Vec<PageNo>> {

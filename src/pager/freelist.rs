@@ -12,11 +12,18 @@
 //! allocator's unused pages, each once, none of them a chain page; extents are sorted within a
 //! page, not across the chain. The front's own pages are taken from the pages it records
 //! (iterating until those and the page count agree).
+//!
+//! Format version 2: a durable commit whose changes fit the commit record writes no chain page
+//! at all. The record carries a delta (`FreeDelta`: pages freed that the chain does not record,
+//! pages it records that are in use), kept here beside the chain and folded into the next
+//! front that is written. The free pages of a record are `chain − used + freed`
+//! (`apply_delta`); after every `write` that set is exactly the allocator's unused pages.
 
 use super::Pager;
 use super::alloc::Allocator;
 use crate::crypto::seal::PageBuf;
 use crate::error::{CorruptReason, Error, PageNo, Result};
+use crate::format::commit::FreeDelta;
 use crate::format::page::{PAGE_HEADER_SIZE, PAGE_REF_SIZE, PAYLOAD_SIZE, PageKind, PageRef, count, write_header};
 use crate::format::{FIRST_DATA_PAGE, PAGE_SIZE, get_u32, get_u64, put_u32, put_u64};
 
@@ -56,6 +63,12 @@ fn coalesce(sorted: impl Iterator<Item = (PageNo, u32)>) -> Vec<(PageNo, u32)> {
 pub(crate) struct FreeChain {
     /// The chain's pages, head first.
     pages: Vec<ChainPage>,
+    /// What the last durable record carried beside the chain (format version 2); emptied when
+    /// a front is written.
+    delta: FreeDelta,
+    /// Whether this process wrote the list (so chain and delta record the allocator's unused
+    /// pages as of the last write); false for a new chain and one read at open.
+    written: bool,
 }
 
 #[derive(Debug)]
@@ -75,7 +88,51 @@ struct KnownChainPage {
 impl FreeChain {
     /// The chain read at open (its pages only).
     pub(crate) fn read_at_open(pages: Vec<PageNo>) -> FreeChain {
-        FreeChain { pages: pages.into_iter().map(|page| ChainPage { page, known: None }).collect() }
+        FreeChain {
+            pages: pages.into_iter().map(|page| ChainPage { page, known: None }).collect(),
+            delta: FreeDelta::default(),
+            written: false,
+        }
+    }
+
+    /// The delta the last `write` left for its commit record.
+    pub(crate) fn delta(&self) -> &FreeDelta {
+        &self.delta
+    }
+
+    /// The head's reference (`NONE` for an empty chain).
+    fn head(&self) -> PageRef {
+        self.pages.first().and_then(|c| c.known.as_ref()).map_or(PageRef::NONE, |k| k.reference)
+    }
+
+    /// Records the changes since the last write in the delta, if the chain can stay as it is
+    /// and the delta still fits `room` pages; returns whether it did. The chain stays only if
+    /// this process wrote the list, and every page of it under `epoch` (a chain read at open,
+    /// or of an older epoch, is written again), and the allocator tracked every page that became
+    /// unused since.
+    /// Each page that changed (became unused, or was handed out) is placed by its state now, so
+    /// the order of its changes does not matter.
+    fn record_in_delta(&mut self, alloc: &mut Allocator, epoch: u32, room: usize) -> bool {
+        if !self.written || !self.pages.iter().all(|c| c.known.as_ref().is_some_and(|k| k.epoch == epoch)) {
+            return false;
+        }
+        let Some(changed) = alloc.unused_since() else { return false };
+        let is_unused = alloc.unused_test();
+        let bounds = self.bounds();
+        let mut delta = self.delta.clone();
+        for p in changed.iter().copied().chain(alloc.handed_out()) {
+            let recorded = bounds.recording(self, p).is_some();
+            let unused = is_unused(p);
+            set_member(&mut delta.freed, p, unused && !recorded);
+            set_member(&mut delta.used, p, recorded && !unused);
+        }
+        drop(is_unused);
+        if delta.len() > room {
+            return false;
+        }
+        self.delta = delta;
+        alloc.take_unused_since();
+        true
     }
 
     /// The chain's own pages.
@@ -193,16 +250,30 @@ const MAX_FRONT_PAGES: usize = 4;
 /// that changed, not at the whole free space. When the front grows past `MAX_FRONT_PAGES` and a
 /// quarter of the chain, or the chain to twice the pages its extents need, the chain is written
 /// whole again from `Allocator::all_unused`.
+///
+/// With `delta_room > 0` (format version 2) the changes go into the chain's delta instead, and
+/// no page is written, while they fit `delta_room` pages (`FreeChain::record_in_delta`); the
+/// caller puts `chain.delta()` in the commit record. A front, when one is written, takes in the
+/// delta (its freed pages as pages that became unused, its used pages as pages handed out) and
+/// empties it.
 pub(crate) fn write(
     pager: &Pager,
     alloc: &mut Allocator,
     seq: u64,
     epoch: u32,
     chain: &mut FreeChain,
+    delta_room: usize,
 ) -> Result<(PageRef, usize)> {
-    let became_unused = alloc.take_unused_since();
-    let writing = became_unused.as_ref().is_none_or(|v| !v.is_empty());
-    let n = chain.rewrite_count(epoch, alloc.handed_out(), writing);
+    if delta_room > 0 && chain.record_in_delta(alloc, epoch, delta_room) {
+        return Ok((chain.head(), 0));
+    }
+    let delta = std::mem::take(&mut chain.delta);
+    let became_unused = alloc.take_unused_since().map(|mut v| {
+        v.extend_from_slice(&delta.freed);
+        v
+    });
+    let writing = became_unused.as_ref().is_none_or(|v| !v.is_empty()) || !delta.used.is_empty();
+    let n = chain.rewrite_count(epoch, alloc.handed_out().chain(delta.used.iter().copied()), writing);
     let dropped = chain.drop_head(n);
     let dropped_pages: Vec<PageNo> = dropped.iter().map(|c| c.page).collect();
     alloc.release(seq, dropped_pages.clone());
@@ -217,8 +288,10 @@ pub(crate) fn write(
         // still are and no kept page records them. Worked in extents: a dropped page can
         // record thousands of pages, of which a commit changes a few.
         let is_unused = alloc.unused_test();
-        let mut in_use: Vec<PageNo> = alloc.handed_out().filter(|&p| !is_unused(p)).collect();
+        let mut in_use: Vec<PageNo> =
+            alloc.handed_out().chain(delta.used.iter().copied()).filter(|&p| !is_unused(p)).collect();
         in_use.sort_unstable();
+        in_use.dedup();
         let mut recorded: Vec<(PageNo, u32)> =
             dropped.iter().filter_map(|c| c.known.as_ref()).flat_map(|k| k.extents.iter().copied()).collect();
         recorded.sort_unstable();
@@ -251,7 +324,7 @@ pub(crate) fn write(
         }
     };
     let (taken, runs) = take_pages(alloc, &rest);
-    let mut next = chain.pages.first().and_then(|c| c.known.as_ref()).map_or(PageRef::NONE, |k| k.reference);
+    let mut next = chain.head();
     // The partly filled chunk first: it lands in the head page, which the next write takes in.
     let short = runs.len() % EXTENTS_PER_PAGE;
     let chunks: Vec<&[(PageNo, u32)]> = if short == 0 {
@@ -279,6 +352,7 @@ pub(crate) fn write(
     written.reverse();
     written.append(&mut chain.pages);
     chain.pages = written;
+    chain.written = true;
     Ok((next, count))
 }
 
@@ -307,6 +381,44 @@ fn take_pages(alloc: &mut Allocator, rest: &[(PageNo, u32)]) -> (Vec<PageNo>, Ve
             taken.push(p);
         }
     }
+}
+
+/// Adds `p` to, or removes it from, the ascending `set`.
+fn set_member(set: &mut Vec<PageNo>, p: PageNo, member: bool) {
+    match (set.binary_search(&p), member) {
+        (Err(i), true) => set.insert(i, p),
+        (Ok(i), false) => _ = set.remove(i),
+        _ => {}
+    }
+}
+
+/// The free pages of a commit record: those its chain records (`free`, from `read`; `chain`
+/// its pages) less the delta's used pages, plus its freed pages. A used page the chain does not
+/// record, or a freed page it records or that is one of its pages, is `Corrupt { page: slot,
+/// FreeList }` (`slot`: the record's page). Sorted, without repeats.
+pub(crate) fn apply_delta(
+    mut free: Vec<PageNo>,
+    chain: &[PageNo],
+    delta: &FreeDelta,
+    slot: PageNo,
+) -> Result<Vec<PageNo>> {
+    free.sort_unstable();
+    free.dedup();
+    if delta.is_empty() {
+        return Ok(free);
+    }
+    let mut chain: Vec<PageNo> = chain.to_vec();
+    chain.sort_unstable();
+    let bad = || Error::corrupt(slot, CorruptReason::FreeList);
+    if delta.used.iter().any(|p| free.binary_search(p).is_err())
+        || delta.freed.iter().any(|p| free.binary_search(p).is_ok() || chain.binary_search(p).is_ok())
+    {
+        return Err(bad());
+    }
+    free.retain(|p| delta.used.binary_search(p).is_err());
+    free.extend_from_slice(&delta.freed);
+    free.sort_unstable();
+    Ok(free)
 }
 
 /// True if the sorted, disjoint `extents` hold `p`.
@@ -399,9 +511,10 @@ mod tests {
     /// allocate pages and commit or abort, commits that free live pages, readers that hold
     /// freed pages back, epoch changes, durable commits, and compaction's trim of the free pages
     /// that end the file before a durable commit. After every durable commit the
-    /// chain read back from disk must record exactly the allocator's unused pages, its pages
-    /// must be those `FreeChain` names, and live, unused and chain pages must partition the file.
-    fn run_model(ops: &[(u8, u16)]) {
+    /// chain read back from disk, with the delta its record would carry (up to `room` pages),
+    /// must record exactly the allocator's unused pages, its pages must be those `FreeChain`
+    /// names, and live, unused and chain pages must partition the file.
+    fn run_model(ops: &[(u8, u16)], room: usize) {
         let (pager, mut alloc) = fragmented();
         let mut live: BTreeSet<PageNo> = (FIRST_DATA_PAGE..alloc.page_count).filter(|p| p % 2 == 1).collect();
         let mut chain = FreeChain::default();
@@ -447,11 +560,13 @@ mod tests {
                         alloc.forget_unused_since();
                         assert!(live.iter().all(|&p| p < alloc.page_count), "a live page was cut");
                     }
-                    let (head, _) = write(&pager, &mut alloc, seq, epoch, &mut chain).expect("write");
+                    let (head, _) = write(&pager, &mut alloc, seq, epoch, &mut chain, room).expect("write");
                     alloc.mark_durable();
                     durable = seq;
                     pager.raise_page_limit(alloc.page_count);
+                    assert!(chain.delta().len() <= room, "the delta fits its room");
                     let (free, pages) = read(&pager, head, alloc.page_count).expect("read back");
+                    let free = apply_delta(free, &pages, chain.delta(), 2).expect("the delta applies");
                     let free: BTreeSet<PageNo> = free.into_iter().collect();
                     let unused: BTreeSet<PageNo> = alloc.all_unused().into_iter().collect();
                     assert_eq!(free, unused, "the list records the unused pages");
@@ -475,8 +590,9 @@ mod tests {
         #[test]
         fn chain_records_exactly_the_unused_pages(
             ops in proptest::collection::vec((0u8..7, 0u16..1000), 1..120),
+            room in proptest::prop_oneof![proptest::strategy::Just(0usize), 1usize..64, proptest::strategy::Just(crate::format::commit::MAX_DELTA_PAGES)],
         ) {
-            run_model(&ops);
+            run_model(&ops, room);
         }
     }
 
@@ -489,7 +605,9 @@ mod tests {
         ops.extend([(5, 1), (0, 39), (5, 1)]);
         ops.extend([(2u8, 949u16); 120]);
         ops.extend([(5, 1), (1, 3), (2, 2), (5, 1), (0, 5), (5, 1)]);
-        run_model(&ops);
+        for room in [0, 40, crate::format::commit::MAX_DELTA_PAGES] {
+            run_model(&ops, room);
+        }
     }
 
     #[test]
@@ -498,7 +616,9 @@ mod tests {
         // records them), a commit that changes only its head, then a trim: the list must lose
         // the extents past the new end, which the tail it would otherwise keep records.
         let ops = [(2, 949), (2, 949), (3, 1), (5, 1), (1, 3), (3, 1), (5, 1), (6, 0), (0, 5), (3, 1), (5, 1), (6, 0)];
-        run_model(&ops);
+        for room in [0, 40, crate::format::commit::MAX_DELTA_PAGES] {
+            run_model(&ops, room);
+        }
     }
 
     #[test]
@@ -507,22 +627,43 @@ mod tests {
         // page or two, not the whole list.
         let ops: Vec<(u8, u16)> =
             (0..600u16).map(|i| ([1u8, 2, 3, 5][i as usize % 4], i.wrapping_mul(7) % 5 + 1)).collect();
-        run_model(&ops);
-        let (pager, mut alloc) = fragmented();
-        let mut chain = FreeChain::default();
-        let (_, first) = write(&pager, &mut alloc, 1, 0, &mut chain).expect("write");
-        alloc.mark_durable();
-        assert!(first >= 4, "1,500 lone pages take several list pages ({first})");
-        let mut total = 0;
-        for seq in 2..200u64 {
-            alloc.promote(seq - 1, seq);
-            let got: Vec<PageNo> = (0..4).map(|_| alloc.alloc()).collect();
-            alloc.release(seq, got[..2].to_vec());
-            let (_, written) = write(&pager, &mut alloc, seq, 0, &mut chain).expect("write");
-            alloc.mark_durable();
-            total += written;
+        for room in [0, 40, crate::format::commit::MAX_DELTA_PAGES] {
+            run_model(&ops, room);
         }
-        assert!(total <= 198 * 3, "{total} list pages written for 198 small commits");
+        // Without a delta (format version 1) a page or two per commit; with the record's room
+        // for one (version 2) a front only every few dozen commits.
+        for (room, most) in [(0, 198 * 3), (crate::format::commit::MAX_DELTA_PAGES, 20)] {
+            let (pager, mut alloc) = fragmented();
+            let mut chain = FreeChain::default();
+            let (_, first) = write(&pager, &mut alloc, 1, 0, &mut chain, room).expect("write");
+            alloc.mark_durable();
+            assert!(first >= 4, "1,500 lone pages take several list pages ({first})");
+            let mut total = 0;
+            for seq in 2..200u64 {
+                alloc.promote(seq - 1, seq);
+                let got: Vec<PageNo> = (0..4).map(|_| alloc.alloc()).collect();
+                alloc.release(seq, got[..2].to_vec());
+                let (_, written) = write(&pager, &mut alloc, seq, 0, &mut chain, room).expect("write");
+                alloc.mark_durable();
+                total += written;
+            }
+            assert!(total <= most, "{total} list pages written for 198 small commits with room {room}");
+        }
+    }
+
+    #[test]
+    fn a_delta_that_does_not_match_its_chain_is_corrupt() {
+        let chain_free = vec![10, 11, 12, 20];
+        let chain_pages = [7];
+        let d = |freed: Vec<PageNo>, used: Vec<PageNo>| FreeDelta { freed, used };
+        assert_eq!(
+            apply_delta(chain_free.clone(), &chain_pages, &d(vec![5, 30], vec![11]), 2).unwrap(),
+            vec![5, 10, 12, 20, 30]
+        );
+        for bad in [d(vec![], vec![13]), d(vec![12], vec![]), d(vec![7], vec![])] {
+            let e = apply_delta(chain_free.clone(), &chain_pages, &bad, 3).unwrap_err();
+            assert!(matches!(e, Error::Corrupt { page: 3, reason: CorruptReason::FreeList }), "{bad:?}: {e:?}");
+        }
     }
 
     #[test]

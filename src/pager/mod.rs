@@ -287,7 +287,7 @@ impl Pager {
     /// Reads commit slot `slot_page` (2 or 3).
     pub(crate) fn read_commit(&self, slot_page: PageNo) -> Result<CommitRecord> {
         let p = self.open_from_disk(slot_page, KeyPurpose::Commit)?;
-        CommitRecord::decode(p.payload(), slot_page)
+        CommitRecord::decode(p.payload(), slot_page, self.sealer.version())
     }
 
     /// Seals and writes a commit record into `slot_page` (not synced).
