@@ -100,6 +100,11 @@ impl Allocator {
         self.fresh.iter().copied()
     }
 
+    /// How many pages `handed_out` yields.
+    pub(crate) fn handed_out_count(&self) -> usize {
+        self.fresh.len()
+    }
+
     /// The pages released or given back since the last `take_unused_since`, `None` if too many
     /// to track (see `unused_since`).
     pub(crate) fn unused_since(&self) -> Option<&[PageNo]> {

@@ -120,11 +120,18 @@ impl FreeChain {
         let is_unused = alloc.unused_test();
         let bounds = self.bounds();
         let mut delta = self.delta.clone();
+        let mut left = changed.len() + alloc.handed_out_count();
         for p in changed.iter().copied().chain(alloc.handed_out()) {
             let recorded = bounds.recording(self, p).is_some();
             let unused = is_unused(p);
             set_member(&mut delta.freed, p, unused && !recorded);
             set_member(&mut delta.used, p, recorded && !unused);
+            // Each page left can take at most one out: past this the delta cannot fit (a large
+            // commit), so the front is written without finishing it.
+            left -= 1;
+            if delta.len() > room + left {
+                return false;
+            }
         }
         drop(is_unused);
         if delta.len() > room {
