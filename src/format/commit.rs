@@ -61,7 +61,9 @@ impl FreeDelta {
         self.freed.len() + self.used.len()
     }
 
+    /// Writes the delta (the free-list writer keeps it within `MAX_DELTA_PAGES`).
     fn encode(&self, payload: &mut [u8]) {
+        debug_assert!(self.len() <= MAX_DELTA_PAGES, "a delta of {} pages", self.len());
         put_u16(payload, FREED_COUNT_OFFSET, self.freed.len() as u16);
         put_u16(payload, USED_COUNT_OFFSET, self.used.len() as u16);
         for (i, p) in self.freed.iter().chain(&self.used).enumerate().take(MAX_DELTA_PAGES) {

@@ -109,9 +109,8 @@ impl FreeChain {
     /// and the delta still fits `room` pages; returns whether it did. The chain stays only if
     /// this process wrote the list, and every page of it under `epoch` (a chain read at open,
     /// or of an older epoch, is written again), and the allocator tracked every page that became
-    /// unused since.
-    /// Each page that changed (became unused, or was handed out) is placed by its state now, so
-    /// the order of its changes does not matter.
+    /// unused since. Each page that changed (became unused, or was handed out) is placed by its
+    /// state now, so the order of its changes does not matter.
     fn record_in_delta(&mut self, alloc: &mut Allocator, epoch: u32, room: usize) -> bool {
         if !self.written || !self.pages.iter().all(|c| c.known.as_ref().is_some_and(|k| k.epoch == epoch)) {
             return false;
@@ -504,6 +503,7 @@ mod tests {
     use std::sync::Arc;
 
     use crate::crypto::seal::PageSealer;
+    use crate::format::commit::CommitRecord;
     use crate::storage::MemoryStorage;
 
     /// A pager in memory and an allocator with a fragmented start: every other page of
@@ -572,8 +572,19 @@ mod tests {
                     durable = seq;
                     pager.raise_page_limit(alloc.page_count);
                     assert!(chain.delta().len() <= room, "the delta fits its room");
+                    // The delta as the record carries it: encoded and decoded with the record's
+                    // page count (a page past it would make the record fail to decode).
+                    let rec = CommitRecord {
+                        seq,
+                        page_count: alloc.page_count,
+                        free_delta: chain.delta().clone(),
+                        ..CommitRecord::default()
+                    };
+                    let mut payload = vec![0u8; PAYLOAD_SIZE];
+                    rec.encode(&mut payload);
+                    let rec = CommitRecord::decode(&payload, 2, crate::format::FORMAT_VERSION).expect("record decodes");
                     let (free, pages) = read(&pager, head, alloc.page_count).expect("read back");
-                    let free = apply_delta(free, &pages, chain.delta(), 2).expect("the delta applies");
+                    let free = apply_delta(free, &pages, &rec.free_delta, 2).expect("the delta applies");
                     let free: BTreeSet<PageNo> = free.into_iter().collect();
                     let unused: BTreeSet<PageNo> = alloc.all_unused().into_iter().collect();
                     assert_eq!(free, unused, "the list records the unused pages");
