@@ -228,6 +228,19 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_record_shows_its_free_list_delta() {
+        let delta = crate::format::commit::FreeDelta { freed: vec![5, 9], used: vec![14] };
+        let r = CommitRecord { seq: 3, page_count: 20, free_delta: delta, ..CommitRecord::default() };
+        let d = commit_desc(2, &r);
+        assert!(d.lines.iter().any(|l| l.contains("free-list delta: 2 freed [5, 9], 1 used [14]")), "{:?}", d.lines);
+        let j = d.obj.finish();
+        assert!(j.contains("\"free_delta_freed\": [5, 9]") && j.contains("\"free_delta_used\": [14]"), "{j}");
+        // Without one, no line.
+        let d = commit_desc(2, &CommitRecord { seq: 3, page_count: 20, ..CommitRecord::default() });
+        assert!(!d.lines.iter().any(|l| l.contains("delta")), "{:?}", d.lines);
+    }
+
+    #[test]
     fn garbage_payloads_describe_without_panicking() {
         let mut p = vec![0xA5u8; crate::format::page::PAYLOAD_SIZE];
         for kind in 0..=6u8 {
