@@ -389,12 +389,18 @@ fn machine() -> String {
     // The machine is shared: the load (1, 5, 15 min) tells how quiet it was.
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    // The family and model tell CPU generations apart under one model name ("AMD EPYC"), and
+    // AVX-512 decides which AES-GCM path aws-lc takes: this VM has come up on both kinds.
     format!(
-        "{nproc} CPUs ({}), AES-NI: {}, VAES: {}, PCLMULQDQ: {}; Linux {}; data in {}; load average {}",
+        "{nproc} CPUs ({}, family {} model {}), AES-NI: {}, VAES: {}, PCLMULQDQ: {}, AVX-512: {}; Linux {}; data in {}; \
+         load average {}",
         field("model name"),
+        field("cpu family"),
+        field("model\t"),
         has("aes"),
         has("vaes"),
         has("pclmulqdq"),
+        has("avx512f"),
         kernel.trim(),
         std::env::temp_dir().display(),
         load.join(" ")
