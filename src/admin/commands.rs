@@ -346,19 +346,21 @@ pub fn compact(a: CompactArgs) -> Result<(), CliError> {
             .num("pages_before", r.pages_before)
             .num("pages_after", r.pages_after)
             .num("nodes_merged", r.nodes_merged)
+            .num("leaves_refilled", r.leaves_refilled)
             .num("pages_moved", r.pages_moved)
             .num("commits", r.commits);
         writeln!(o, "{}", obj.finish()).map_err(CliError::stdout)?;
     } else {
         writeln!(
             o,
-            "compacted {}: {} pages ({:.1} MiB) -> {} pages ({:.1} MiB); {} node pairs merged, {} pages moved in {} commits ({secs:.2} s)",
+            "compacted {}: {} pages ({:.1} MiB) -> {} pages ({:.1} MiB); {} node pairs merged, {} leaf pairs refilled, {} pages moved in {} commits ({secs:.2} s)",
             file.display(),
             r.pages_before,
             super::pages_mib(r.pages_before),
             r.pages_after,
             super::pages_mib(r.pages_after),
             r.nodes_merged,
+            r.leaves_refilled,
             r.pages_moved,
             r.commits
         )

@@ -15,7 +15,7 @@ use super::tx::{TxPages, fit_one_page};
 use super::{MAX_DEPTH, TreeRoot, overflow};
 use crate::crypto::seal::trailer;
 use crate::error::{CorruptReason, Error, PageNo, Result};
-use crate::format::page::PageRef;
+use crate::format::page::{PAYLOAD_SIZE, PageRef};
 
 /// Which pages `TxPages::copy_where` copies.
 #[derive(Debug, Clone, Copy)]
@@ -173,22 +173,45 @@ impl TxPages {
     }
 }
 
+/// What `TxPages::repack` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RepackTally {
+    /// Pairs of neighbouring nodes merged into one.
+    pub merged: u64,
+    /// Pairs of neighbouring leaves between which entries moved (`shift_left`).
+    pub refilled: u64,
+}
+
+/// A leaf that compaction fills with its right neighbour's entries is filled to this many bytes
+/// at most (encoded, header included): nine tenths of a page, so that the first inserts after a
+/// compaction do not each split a full leaf (a B-tree index build leaves the same room in
+/// PostgreSQL). Merges still fill a page whole.
+pub(crate) const REFILL_TO: usize = PAYLOAD_SIZE * 9 / 10;
+
 impl TxPages {
-    /// Merges neighbouring nodes of the tree at `root` that fit one page together, from the
-    /// leaves up, at most `budget` merges: a tree hollowed out by removals (leaves merge only
-    /// below a quarter full) takes fewer pages. Returns whether anything changed.
-    pub(crate) fn repack(&mut self, root: &mut TreeRoot, budget: &mut usize) -> Result<bool> {
+    /// Merges neighbouring nodes of the tree at `root` that fit one page together, and moves
+    /// entries leftwards between neighbouring leaves that do not (filling the left one to
+    /// `REFILL_TO`), from the leaves up, within `budget` pages: a tree hollowed out by removals
+    /// (leaves merge only below a quarter full) or grown by random inserts (leaves split half
+    /// full) takes fewer pages. Returns whether anything changed.
+    pub(crate) fn repack(&mut self, root: &mut TreeRoot, budget: &mut usize, tally: &mut RepackTally) -> Result<bool> {
         if root.root.is_none() || *budget == 0 {
             return Ok(false);
         }
-        let Some(p) = self.repack_rec(root.root, budget, 0)? else { return Ok(false) };
+        let Some(p) = self.repack_rec(root.root, budget, tally, 0)? else { return Ok(false) };
         root.root = PageRef::dirty(p);
         self.collapse_root(root)?;
         Ok(true)
     }
 
     /// Returns the branch's new page if it (or anything below it) changed.
-    fn repack_rec(&mut self, r: PageRef, budget: &mut usize, depth: usize) -> Result<Option<PageNo>> {
+    fn repack_rec(
+        &mut self,
+        r: PageRef,
+        budget: &mut usize,
+        tally: &mut RepackTally,
+        depth: usize,
+    ) -> Result<Option<PageNo>> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
         }
@@ -200,7 +223,7 @@ impl TxPages {
             if *budget == 0 {
                 break;
             }
-            if let Some(np) = self.repack_rec(*c, budget, depth + 1)? {
+            if let Some(np) = self.repack_rec(*c, budget, tally, depth + 1)? {
                 let p = self.copy_once(r, &mut me)?;
                 self.point_child(p, i, np);
             }
@@ -212,22 +235,107 @@ impl TxPages {
                 _ => children.get(i).copied().zip(children.get(i + 1).copied()),
             };
             let Some((left, right)) = pair else { break };
-            // The test `merge_children` makes, before the branch is copied: a branch copied and
-            // not changed would make every walk a commit.
+            // The tests `merge_children` and `shift_left` make, before the branch is copied: a
+            // branch copied and not changed would make every walk a commit.
             let here = me.map_or(r, PageRef::dirty);
-            if !fit_one_page(self.node_size(left)?, self.node_size(right)?, self.separator_len(here, i)?) {
-                i += 1;
-                continue;
-            }
-            let p = self.copy_once(r, &mut me)?;
-            if self.merge_children(p, i)? {
+            if fit_one_page(self.node_size(left)?, self.node_size(right)?, self.separator_len(here, i)?) {
+                let p = self.copy_once(r, &mut me)?;
+                if self.merge_children(p, i)? {
+                    *budget = budget.saturating_sub(2);
+                    tally.merged += 1;
+                    self.spill_if_large()?;
+                    continue;
+                }
+            } else if let Some(n) = self.refill_count(here, i, left, right)? {
+                let p = self.copy_once(r, &mut me)?;
+                self.shift_left(p, i, n)?;
                 *budget = budget.saturating_sub(2);
+                tally.refilled += 1;
                 self.spill_if_large()?;
-            } else {
-                i += 1;
             }
+            i += 1;
         }
         Ok(if dirty { None } else { me })
+    }
+
+    /// The encoded size and key length of each entry of the leaf at `r` (dirty or not); `None`
+    /// for a branch.
+    fn leaf_entry_sizes(&self, r: PageRef) -> Result<Option<Vec<(usize, usize)>>> {
+        match self.dirty.get(&r.page) {
+            Some(Node::Leaf(l)) => return Ok(Some(l.entries.iter().map(|e| (e.size(), e.key.len())).collect())),
+            Some(Node::Branch(_)) => return Ok(None),
+            None => {}
+        }
+        let p = self.pager.read(r, None)?;
+        let raw = RawNode::new(p.payload(), r.page)?;
+        if !raw.is_leaf() {
+            return Ok(None);
+        }
+        (0..raw.len()).map(|i| raw.entry_size(i)).collect::<Result<Vec<_>>>().map(Some)
+    }
+
+    /// How many entries `shift_left` would move from leaf `right` to leaf `left`, children `i`
+    /// and `i + 1` of the branch at `here`: as many from the front of `right` as keep `left`
+    /// within `REFILL_TO`, leaving `right` one at least, and only if the branch still fits a page
+    /// with `right`'s new first key as separator `i`. `None` if that is none.
+    fn refill_count(&self, here: PageRef, i: usize, left: PageRef, right: PageRef) -> Result<Option<usize>> {
+        let Some(sizes) = self.leaf_entry_sizes(right)? else { return Ok(None) };
+        let mut size = self.node_size(left)?;
+        let mut n = 0;
+        while let Some(&(s, _)) = sizes.get(n)
+            && n + 1 < sizes.len()
+            && size + s <= REFILL_TO
+        {
+            size += s;
+            n += 1;
+        }
+        let new_sep = match sizes.get(n) {
+            Some(&(_, klen)) if n > 0 => klen,
+            _ => return Ok(None),
+        };
+        let branch = self.node_size(here)? - self.separator_len(here, i)? + new_sep;
+        Ok((branch <= PAYLOAD_SIZE).then_some(n))
+    }
+
+    /// Moves the first `n` entries of child `li + 1` of the dirty branch `p` (a leaf) to the
+    /// end of child `li` (a leaf); separator `li` becomes the right leaf's new first key.
+    fn shift_left(&mut self, p: PageNo, li: usize, n: usize) -> Result<()> {
+        let (left, right) = match self.dirty.get(&p) {
+            Some(Node::Branch(b)) => match (b.children.get(li), b.children.get(li + 1)) {
+                (Some(&l), Some(&r)) => (l, r),
+                _ => return Err(Error::ReportableBug("refill past a branch's last child".into())),
+            },
+            _ => return Err(Error::ReportableBug(format!("page {p} not a dirty branch"))),
+        };
+        let lp = self.make_dirty(left)?;
+        let rp = self.make_dirty(right)?;
+        let Some(Node::Leaf(mut r)) = self.dirty.remove(&rp) else {
+            return Err(Error::corrupt(right.page, CorruptReason::WrongPageKind));
+        };
+        let moved = if let Some(Node::Leaf(l)) = self.dirty.get_mut(&lp) {
+            let mut tail = r.split_front(n);
+            l.append(&mut tail);
+            true
+        } else {
+            false
+        };
+        let sep = r.entries.first().map(|e| e.key.clone());
+        self.dirty.insert(rp, Node::Leaf(r));
+        let (true, Some(sep)) = (moved, sep) else {
+            return Err(Error::corrupt(left.page, CorruptReason::WrongPageKind));
+        };
+        if let Some(Node::Branch(b)) = self.dirty.get_mut(&p) {
+            b.children[li] = PageRef::dirty(lp);
+            b.children[li + 1] = PageRef::dirty(rp);
+            if let Some(mut old) = b.remove_key(li) {
+                crate::crypto::wipe::wipe_vec(&mut old);
+            }
+            b.insert_key(li, sep);
+        }
+        if [lp, rp, p].iter().any(|q| self.dirty.get(q).is_some_and(|n| n.size() > PAYLOAD_SIZE)) {
+            return Err(Error::ReportableBug("a refill overflowed a page".into()));
+        }
+        Ok(())
     }
 }
 

@@ -240,6 +240,17 @@ impl Leaf {
         self.prefixes.append(&mut right.prefixes);
         self.entries.append(&mut right.entries);
     }
+    /// Removes the first `n` entries (all, if fewer) and returns them as a leaf.
+    pub(crate) fn split_front(&mut self, n: usize) -> Leaf {
+        let n = n.min(self.entries.len());
+        let rest = Leaf {
+            entries: self.entries.split_off(n),
+            prefixes: self.prefixes.split_off(n.min(self.prefixes.len())),
+            tail: [0; 6],
+        };
+        // The front goes out in this leaf's buffers; the rest, in new ones, stays.
+        std::mem::replace(self, rest)
+    }
     /// Splits off an upper part so that both halves fit (the split point minimises the larger
     /// half); returns the right half. Needs at least two entries.
     pub(crate) fn split(&mut self) -> Leaf {

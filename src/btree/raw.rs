@@ -137,15 +137,7 @@ impl<'a> RawNode<'a> {
         let mut size = PAGE_HEADER_SIZE;
         if self.leaf {
             for i in 0..self.n {
-                let off = get_u16(self.p, PAGE_HEADER_SIZE + SLOT * i).ok_or_else(|| self.bad())? as usize;
-                let klen = get_u16(self.p, off).ok_or_else(|| self.bad())? as usize;
-                // As `leaf_entry` reads it: an overflow reference is always its fixed size.
-                let vlen = match self.p.get(off + 2) {
-                    Some(0) => get_u32(self.p, off + 3).ok_or_else(|| self.bad())? as usize,
-                    Some(1) => OVERFLOW_REF_SIZE,
-                    _ => return Err(self.bad()),
-                };
-                size += SLOT + LEAF_ENTRY_HEADER + klen + vlen;
+                size += self.entry_size(i)?.0;
             }
         } else {
             size += (self.n + 1) * PAGE_REF_SIZE;
@@ -154,6 +146,23 @@ impl<'a> RawNode<'a> {
             }
         }
         Ok(size)
+    }
+
+    /// The bytes leaf entry `i` takes encoded (`LeafEntry::size`, its slot included) and its
+    /// key's length, read from the entry's header.
+    pub(crate) fn entry_size(&self, i: usize) -> Result<(usize, usize)> {
+        if !self.leaf || i >= self.n {
+            return Err(self.bad());
+        }
+        let off = get_u16(self.p, PAGE_HEADER_SIZE + SLOT * i).ok_or_else(|| self.bad())? as usize;
+        let klen = get_u16(self.p, off).ok_or_else(|| self.bad())? as usize;
+        // As `leaf_entry` reads it: an overflow reference is always its fixed size.
+        let vlen = match self.p.get(off + 2) {
+            Some(0) => get_u32(self.p, off + 3).ok_or_else(|| self.bad())? as usize,
+            Some(1) => OVERFLOW_REF_SIZE,
+            _ => return Err(self.bad()),
+        };
+        Ok((SLOT + LEAF_ENTRY_HEADER + klen + vlen, klen))
     }
 
     /// Index of the child that holds `key` (number of separator keys `<= key`).

@@ -6,9 +6,12 @@
 //! where later commits reuse them but the file keeps its length. `Db::compact` runs online, as
 //! a series of durable commits that change no data:
 //!
-//! 0. **Merge.** Neighbouring nodes that fit one page together are merged, from the leaves up
-//!    (`TxPages::repack`): removals merge a leaf only once it is under a quarter full, so a
-//!    hollowed tree keeps many half-empty pages.
+//! 0. **Merge and refill.** Neighbouring nodes that fit one page together are merged, from the
+//!    leaves up (`TxPages::repack`): removals merge a leaf only once it is under a quarter
+//!    full, so a hollowed tree keeps many half-empty pages. Neighbouring leaves that do not
+//!    fit one page are refilled: entries move from the right one to the left one until the
+//!    left is nine tenths full (`shift_left`), so a tree grown by random inserts (leaves split
+//!    half full) shrinks too.
 //! 1. **Move.** Each commit picks the lowest page `t` such that the pages in use at or above
 //!    `t` fit in the free pages below it (`Allocator::compaction_target`), and copies every tree
 //!    and overflow page at or above `t` (`CopyRule::AtOrAbove`); the allocator hands out the
@@ -33,7 +36,7 @@ use super::api::Db;
 use super::config::Durability;
 use super::engine::{Engine, Snapshot};
 use crate::btree::TreeRoot;
-use crate::btree::copy::CopyRule;
+use crate::btree::copy::{CopyRule, RepackTally};
 use crate::btree::tx::TxPages;
 use crate::error::Result;
 use crate::format::PAGE_SIZE;
@@ -48,6 +51,9 @@ pub struct CompactReport {
     pub pages_after: u64,
     /// Pairs of neighbouring nodes merged into one because they fitted one page.
     pub nodes_merged: u64,
+    /// Pairs of neighbouring leaves that did not fit one page, between which entries moved to
+    /// fill the left one to nine tenths of a page.
+    pub leaves_refilled: u64,
     /// Tree and overflow pages copied lower in the file (branches on the way to a moved page
     /// included).
     pub pages_moved: u64,
@@ -58,10 +64,10 @@ pub struct CompactReport {
 /// One durable commit of one pass over the trees: `pass` edits the trees (a copy of the
 /// snapshot's; `changed` names those it edited, `tx.catalog_root` the catalog if it did) and
 /// returns what it counts. `None`, and the transaction aborted, if it changed nothing.
-fn one_pass(
+fn one_pass<T>(
     e: &Engine,
-    pass: impl FnOnce(&mut TxPages, &Snapshot, &mut BTreeMap<Vec<u8>, TreeRoot>, &mut BTreeSet<Vec<u8>>) -> Result<u64>,
-) -> Result<Option<u64>> {
+    pass: impl FnOnce(&mut TxPages, &Snapshot, &mut BTreeMap<Vec<u8>, TreeRoot>, &mut BTreeSet<Vec<u8>>) -> Result<T>,
+) -> Result<Option<T>> {
     let (mut ws, mut tx, base) = e.begin()?;
     let mut trees = base.trees.clone();
     let mut changed = BTreeSet::new();
@@ -90,7 +96,8 @@ const MAX_MOVE_COMMITS: usize = 1024;
 const MAX_TRIM_ROUNDS: usize = 4;
 
 impl Db {
-    /// Merges half-empty pages, moves pages from the end of the file into free space nearer
+    /// Merges half-empty pages and refills leaves to nine tenths of a page, moves pages from
+    /// the end of the file into free space nearer
     /// its start, and shortens the file by the free pages that then end it. Online: readers go
     /// on, and other writers wait only for the commit in progress. Changes no data (each step
     /// is a commit, so the commit sequence number advances). Pages that a live snapshot (an
@@ -101,25 +108,27 @@ impl Db {
         e.flush()?;
         let mut report = CompactReport { pages_before: e.pager.file_len()? / PAGE_SIZE as u64, ..Default::default() };
         for _ in 0..MAX_MOVE_COMMITS {
-            let merged = one_pass(&e, |tx, _, trees, changed| {
+            let repacked = one_pass(&e, |tx, _, trees, changed| {
                 // Merging writes the merged nodes to free pages before it frees the old ones: as
                 // many as are free now (less room for the branches above them), so that it
                 // never lengthens the file.
-                let start = BATCH_PAGES.min(tx.alloc.free_len().saturating_sub(64));
-                let mut budget = start;
+                let mut budget = BATCH_PAGES.min(tx.alloc.free_len().saturating_sub(64));
+                let mut tally = RepackTally::default();
                 for (name, root) in trees.iter_mut() {
                     if budget == 0 {
                         break;
                     }
-                    if tx.repack(root, &mut budget)? {
+                    if tx.repack(root, &mut budget, &mut tally)? {
                         changed.insert(name.clone());
                     }
                 }
-                Ok(((start - budget) / 2) as u64)
+                Ok(tally)
             })?;
-            // None: nothing left that fits one page with its neighbour (or no free page).
-            let Some(n) = merged else { break };
-            report.nodes_merged += n;
+            // None: nothing left that fits one page with its neighbour or can fill it (or no
+            // free page).
+            let Some(tally) = repacked else { break };
+            report.nodes_merged += tally.merged;
+            report.leaves_refilled += tally.refilled;
             report.commits += 1;
         }
         for _ in 0..MAX_MOVE_COMMITS {
@@ -175,7 +184,9 @@ impl Db {
             }
             report.commits += 2;
             e.pager.truncate(ws.alloc.page_count)?;
-            if ws.alloc.page_count >= before {
+            // Round 0 may only have moved the list off the end (its old pages are free from
+            // round 1 on), so it goes on to round 1 even if the end stayed.
+            if ws.alloc.page_count >= before && round > 0 {
                 break;
             }
         }
@@ -186,6 +197,7 @@ impl Db {
             pages_after = report.pages_after,
             pages_moved = report.pages_moved,
             nodes_merged = report.nodes_merged,
+            leaves_refilled = report.leaves_refilled,
             "compacted"
         );
         Ok(report)
