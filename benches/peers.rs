@@ -11,8 +11,9 @@
 //! `--no-write` (print only). Each engine and dataset runs in a child process of this binary
 //! (`--child ENGINE DATASET`), so each peak RSS is that engine's alone. The workloads and the
 //! engines' settings are described in `common/mod.rs` and `common/engines.rs`.
-//! `--interleaved` runs only the durable-commit rows, every engine open in this process and the
-//! commits taken in turns (`common/interleaved.rs`), and writes its own section.
+//! `--interleaved` runs only the durable-commit rows and the read rows, every engine open in
+//! this process and the work taken in turns (`common/interleaved.rs`), and writes its own
+//! section.
 
 mod common;
 
@@ -31,7 +32,8 @@ struct Args {
     engines: Vec<Engine>,
     datasets: Vec<Dataset>,
     write: bool,
-    /// `--interleaved`: only the durable-commit rows, every engine in one process, in turns.
+    /// `--interleaved`: only the durable-commit and read rows, every engine in one process, in
+    /// turns.
     interleaved: bool,
     child: Option<(Engine, Dataset)>,
     /// The options as given (for the command line shown in BENCHMARKS.md).
@@ -464,7 +466,7 @@ fn render_interleaved(a: &Args, results: &[(Dataset, Vec<common::interleaved::Ro
     let _ = writeln!(
         s,
         "
-- each row: {} rounds; a round runs one block of the row's commits on every engine back to back \
+- each row: {} rounds; a round runs one block of the row's commits (or reads) on every engine back to back \
          (the order rotating), each engine on its own directory, all open in one process; a ratio is the median \
          over rounds of the ratio within a round, with the lowest and highest in brackets",
         common::interleaved::ROUNDS

@@ -1,6 +1,6 @@
-//! `--interleaved`: the durable-commit rows again, with every engine open in one process and
-//! the commits taken in turns, so that each engine's share of a row is measured within the
-//! same second as the others'.
+//! `--interleaved`: the durable-commit rows and the read rows again, with every engine open in
+//! one process and the work taken in turns, so that each engine's share of a row is measured
+//! within the same second as the others'.
 //!
 //! Why: a durable commit costs about one `fdatasync`, and on this shared machine the latency of
 //! `fdatasync` drifts by tens of per cent from minute to minute. The main table runs each engine
@@ -9,9 +9,17 @@
 //! `ROUNDS` blocks per engine; round `r` runs one block of every engine back to back (the
 //! order rotating by round), and a ratio is the median over rounds of the ratio within a round.
 //!
+//! The read rows: a read costs a few microseconds (a cache miss, one page opened), and the
+//! drift between child processes minutes apart moves those rows too: the main table's
+//! encrypted / plaintext ratio of random16 random reads (nearly all cache hits, no cipher work)
+//! read 1.03 in the tenth session's full table and 1.34 in a run of the eleventh, on the same
+//! read code.
+//!
 //! Order, on each engine's own fresh directory: bulk load of N (not timed), durable commits of
-//! 1 record, removal of half the loaded records (not timed), durable commits of 1 again, then
-//! durable commits of 100 records. The records are the main table's (same seed and sets).
+//! 1 record, removal of half the loaded records (not timed), durable commits of 1 again,
+//! durable commits of 100 records, N random reads of live records, then every engine reopened
+//! with a cache of a tenth of the live data and N random reads of live records again. The
+//! records are the main table's (same seed and sets).
 
 use std::time::Instant;
 
@@ -67,7 +75,46 @@ pub fn run(engines: &[Engine], d: Dataset, sizes: Sizes, seed: u64) -> Vec<Row> 
         label: format!("{} durable commits of {}", mid.len() / sizes.mid_len.max(1), sizes.mid_len),
         blocks: in_turns(&mut dbs, &mid, sizes.mid_len.max(1)),
     });
+
+    // Reads of live records: the loaded ones not removed and every one committed since.
+    let live: Vec<(&[u8], &[u8])> = order[n / 2..]
+        .iter()
+        .map(|&i| load[i])
+        .chain(singles.iter().copied())
+        .chain(after.iter().copied())
+        .chain(mid.iter().copied())
+        .collect();
+    let pick = |rng: &mut Rng| -> Vec<&[u8]> { (0..n).map(|_| live[rng.index(live.len())].0).collect() };
+    let warm = pick(&mut rng);
+    rows.push(Row { label: format!("{n} random reads"), blocks: reads_in_turns(&mut dbs, &warm) });
+    let live_bytes: u64 = live.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+    let cold_cache = (live_bytes / 10).max(64 << 10);
+    drop(dbs);
+    let mut dbs: Vec<Box<dyn Kv>> =
+        engines.iter().zip(&dirs).map(|(e, dir)| e.open(dir.path(), cold_cache, small_rows)).collect();
+    let cold = pick(&mut rng);
+    rows.push(Row {
+        label: format!("{n} reads, cache = live data / 10 ({:.2} MB)", cold_cache as f64 / 1e6),
+        blocks: reads_in_turns(&mut dbs, &cold),
+    });
     rows
+}
+
+/// Reads `keys` on every engine: `ROUNDS` rounds, each a block of the same reads on every
+/// engine in turn. Returns each engine's block times (ms).
+fn reads_in_turns(dbs: &mut [Box<dyn Kv>], keys: &[&[u8]]) -> Vec<Vec<f64>> {
+    let per_block = keys.len().div_ceil(ROUNDS).max(1);
+    let mut times = vec![Vec::new(); dbs.len()];
+    for (round, block) in keys.chunks(per_block).enumerate() {
+        for k in 0..dbs.len() {
+            let i = (round + k) % dbs.len();
+            let start = Instant::now();
+            let found = dbs[i].reads(block);
+            times[i].push(start.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(found, block.len(), "engine {i}: a live record was not found");
+        }
+    }
+    times
 }
 
 /// Commits `pairs`, `per_commit` at a time, on every engine: `ROUNDS` rounds, each a block of
