@@ -495,7 +495,8 @@ fn write_report(a: &Args, table: &str) {
     let _ = writeln!(section, "- command: `{}`", command(a));
     let _ = writeln!(section, "- machine: {}", machine());
     if a.interleaved {
-        let _ = writeln!(section, "- every engine open in one process, the commits and the reads in turns{sqlite_note}\n");
+        let _ =
+            writeln!(section, "- every engine open in one process, the commits and the reads in turns{sqlite_note}\n");
     } else {
         let _ = writeln!(
             section,
