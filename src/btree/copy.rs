@@ -15,7 +15,8 @@ use super::tx::{TxPages, fit_one_page};
 use super::{MAX_DEPTH, TreeRoot, overflow};
 use crate::crypto::seal::trailer;
 use crate::error::{CorruptReason, Error, PageNo, Result};
-use crate::format::page::{PAYLOAD_SIZE, PageRef};
+use crate::format::page::{PAYLOAD_SIZE, PageRef, TAG_SIZE};
+use std::collections::HashSet;
 
 /// Which pages `TxPages::copy_where` copies.
 #[derive(Debug, Clone, Copy)]
@@ -40,11 +41,19 @@ impl TxPages {
 
     /// Copies (at most `budget` more) pages of the tree at `root` that `rule` picks. Returns
     /// whether anything was copied; `budget` is decremented per page.
-    pub(crate) fn copy_where(&mut self, root: &mut PageRef, rule: CopyRule, budget: &mut usize) -> Result<bool> {
+    /// `memo` names leaves known to hold no overflow value (`InlineLeaves`); this walk adds
+    /// those it reads.
+    pub(crate) fn copy_where(
+        &mut self,
+        root: &mut PageRef,
+        rule: CopyRule,
+        budget: &mut usize,
+        memo: &mut InlineLeaves,
+    ) -> Result<bool> {
         if root.is_none() || *budget == 0 {
             return Ok(false);
         }
-        match self.copy_rec(*root, rule, budget, 0)? {
+        match self.copy_rec(*root, rule, budget, memo, 0)? {
             Some(p) => {
                 *root = PageRef::dirty(p);
                 Ok(true)
@@ -108,12 +117,34 @@ impl TxPages {
     /// Returns the node's new page if it (or anything below it) was copied. Leaves copied on
     /// the way may be written before the commit (`spill_if_large`), which bounds the memory
     /// of a large copy as it bounds a large transaction's.
-    fn copy_rec(&mut self, r: PageRef, rule: CopyRule, budget: &mut usize, depth: usize) -> Result<Option<PageNo>> {
+    fn copy_rec(
+        &mut self,
+        r: PageRef,
+        rule: CopyRule,
+        budget: &mut usize,
+        memo: &mut InlineLeaves,
+        depth: usize,
+    ) -> Result<Option<PageNo>> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
         }
         let dirty = self.dirty.contains_key(&r.page);
+        // A leaf below the target with no overflow value has nothing to copy: known without
+        // reading it again.
+        if let CopyRule::AtOrAbove(at) = rule
+            && !dirty
+            && r.page < at
+            && memo.contains(r)
+        {
+            return Ok(None);
+        }
         let links = self.links(r)?;
+        if let Links::Values(v) = &links
+            && v.is_empty()
+            && !dirty
+        {
+            memo.note(r);
+        }
         let mut me = if dirty { Some(r.page) } else { None };
         if me.is_none() && *budget > 0 && self.needs_copy(r.page, rule)? {
             me = Some(self.make_dirty(r)?);
@@ -125,7 +156,7 @@ impl TxPages {
                     if *budget == 0 {
                         break;
                     }
-                    if let Some(np) = self.copy_rec(*c, rule, budget, depth + 1)? {
+                    if let Some(np) = self.copy_rec(*c, rule, budget, memo, depth + 1)? {
                         let p = self.copy_once(r, &mut me)?;
                         self.point_child(p, i, np);
                         self.spill_if_large()?;
@@ -145,6 +176,10 @@ impl TxPages {
                     let old = match rule {
                         CopyRule::EpochBelow(_) if !self.needs_copy(first.page, rule)? => continue,
                         CopyRule::EpochBelow(_) => overflow::pages(&self.pager, first, len)?,
+                        // A chain of one page is that page: known without reading it.
+                        CopyRule::AtOrAbove(at) if len <= overflow::OVERFLOW_CHUNK as u64 && first.page < at => {
+                            continue;
+                        }
                         CopyRule::AtOrAbove(at) => {
                             let pages = overflow::pages(&self.pager, first, len)?;
                             if pages.iter().all(|&p| p < at) {
@@ -180,6 +215,8 @@ pub(crate) struct RepackTally {
     pub merged: u64,
     /// Pairs of neighbouring leaves between which entries moved (`shift_left`).
     pub refilled: u64,
+    /// Whether the walk stopped early for want of pages (`budget` spent).
+    pub cut_short: bool,
 }
 
 /// A leaf that compaction fills with its right neighbour's entries is filled to this many bytes
@@ -194,11 +231,17 @@ impl TxPages {
     /// `REFILL_TO`), from the leaves up, within `budget` pages: a tree hollowed out by removals
     /// (leaves merge only below a quarter full) or grown by random inserts (leaves split half
     /// full) takes fewer pages. Returns whether anything changed.
-    pub(crate) fn repack(&mut self, root: &mut TreeRoot, budget: &mut usize, tally: &mut RepackTally) -> Result<bool> {
+    pub(crate) fn repack(
+        &mut self,
+        root: &mut TreeRoot,
+        budget: &mut usize,
+        tally: &mut RepackTally,
+        memo: &mut InlineLeaves,
+    ) -> Result<bool> {
         if root.root.is_none() || *budget == 0 {
             return Ok(false);
         }
-        let Some(p) = self.repack_rec(root.root, budget, tally, 0)? else { return Ok(false) };
+        let Some(p) = self.repack_rec(root.root, budget, tally, memo, 0)? else { return Ok(false) };
         root.root = PageRef::dirty(p);
         self.collapse_root(root)?;
         Ok(true)
@@ -210,12 +253,21 @@ impl TxPages {
         r: PageRef,
         budget: &mut usize,
         tally: &mut RepackTally,
+        memo: &mut InlineLeaves,
         depth: usize,
     ) -> Result<Option<PageNo>> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
         }
-        let Links::Children(children) = self.links(r)? else { return Ok(None) };
+        let children = match self.links(r)? {
+            Links::Children(children) => children,
+            Links::Values(v) => {
+                if v.is_empty() && !self.dirty.contains_key(&r.page) {
+                    memo.note(r);
+                }
+                return Ok(None);
+            }
+        };
         let dirty = self.dirty.contains_key(&r.page);
         let mut me = if dirty { Some(r.page) } else { None };
         // Children first: merges below can leave two of them small enough to merge here.
@@ -223,7 +275,7 @@ impl TxPages {
             if *budget == 0 {
                 break;
             }
-            if let Some(np) = self.repack_rec(*c, budget, tally, depth + 1)? {
+            if let Some(np) = self.repack_rec(*c, budget, tally, memo, depth + 1)? {
                 let p = self.copy_once(r, &mut me)?;
                 self.point_child(p, i, np);
             }
@@ -293,7 +345,7 @@ impl TxPages {
             Some(&(_, klen)) if n > 0 => klen,
             _ => return Ok(None),
         };
-        let branch = self.node_size(here)? - self.separator_len(here, i)? + new_sep;
+        let branch = self.node_size(here)?.saturating_sub(self.separator_len(here, i)?) + new_sep;
         Ok((branch <= PAYLOAD_SIZE).then_some(n))
     }
 
@@ -325,8 +377,8 @@ impl TxPages {
             return Err(Error::corrupt(left.page, CorruptReason::WrongPageKind));
         };
         if let Some(Node::Branch(b)) = self.dirty.get_mut(&p) {
-            b.children[li] = PageRef::dirty(lp);
-            b.children[li + 1] = PageRef::dirty(rp);
+            b.children.get_mut(li).into_iter().for_each(|c| *c = PageRef::dirty(lp));
+            b.children.get_mut(li + 1).into_iter().for_each(|c| *c = PageRef::dirty(rp));
             if let Some(mut old) = b.remove_key(li) {
                 crate::crypto::wipe::wipe_vec(&mut old);
             }
@@ -336,6 +388,29 @@ impl TxPages {
             return Err(Error::ReportableBug("a refill overflowed a page".into()));
         }
         Ok(())
+    }
+}
+
+/// Leaves a compaction has read and found holding no overflow value, by their whole reference
+/// (page, generation and tag): a committed page of one generation has one content (a page is
+/// written once per transaction that commits it), so a walk of a later commit of the same
+/// compaction that meets the same reference below its target has nothing to copy there and
+/// need not read the page again. At most `MAX_INLINE_LEAVES` (about 10 MiB); past that, leaves
+/// are read as before.
+#[derive(Default)]
+pub(crate) struct InlineLeaves(HashSet<(PageNo, u64, [u8; TAG_SIZE])>);
+
+const MAX_INLINE_LEAVES: usize = 1 << 18;
+
+impl InlineLeaves {
+    fn contains(&self, r: PageRef) -> bool {
+        self.0.contains(&(r.page, r.generation, r.tag.0))
+    }
+
+    fn note(&mut self, r: PageRef) {
+        if self.0.len() < MAX_INLINE_LEAVES {
+            self.0.insert((r.page, r.generation, r.tag.0));
+        }
     }
 }
 

@@ -36,7 +36,7 @@ use super::api::Db;
 use super::config::Durability;
 use super::engine::{Engine, Snapshot};
 use crate::btree::TreeRoot;
-use crate::btree::copy::{CopyRule, RepackTally};
+use crate::btree::copy::{CopyRule, InlineLeaves, RepackTally};
 use crate::btree::tx::TxPages;
 use crate::error::Result;
 use crate::format::PAGE_SIZE;
@@ -94,6 +94,8 @@ const BATCH_PAGES: usize = 16_384;
 /// keep freeing and holding pages cannot keep one call going; a second call goes on.
 const MAX_MOVE_COMMITS: usize = 1024;
 const MAX_TRIM_ROUNDS: usize = 4;
+/// A move that would lower the target by less than 1/`MINOR_GAIN` of it is not made.
+const MINOR_GAIN: u64 = 1024;
 
 impl Db {
     /// Merges half-empty pages and refills leaves to nine tenths of a page, moves pages from
@@ -107,6 +109,8 @@ impl Db {
         let e = self.handle.engine.clone();
         e.flush()?;
         let mut report = CompactReport { pages_before: e.pager.file_len()? / PAGE_SIZE as u64, ..Default::default() };
+        // Leaves found without overflow values, which later walks need not read again.
+        let mut memo = InlineLeaves::default();
         for _ in 0..MAX_MOVE_COMMITS {
             let repacked = one_pass(&e, |tx, _, trees, changed| {
                 // Merging writes the merged nodes to free pages before it frees the old ones: as
@@ -118,10 +122,11 @@ impl Db {
                     if budget == 0 {
                         break;
                     }
-                    if tx.repack(root, &mut budget, &mut tally)? {
+                    if tx.repack(root, &mut budget, &mut tally, &mut memo)? {
                         changed.insert(name.clone());
                     }
                 }
+                tally.cut_short = budget == 0;
                 Ok(tally)
             })?;
             // None: nothing left that fits one page with its neighbour or can fill it (or no
@@ -130,12 +135,26 @@ impl Db {
             report.nodes_merged += tally.merged;
             report.leaves_refilled += tally.refilled;
             report.commits += 1;
+            // A walk that went through every tree leaves only what its own merges of branches
+            // made neighbours (a few pairs); another walk would read every page again for them.
+            if !tally.cut_short {
+                break;
+            }
         }
+        // The target of the last move commit, if it copied every page at or above it.
+        let mut last_target: Option<u64> = None;
         for _ in 0..MAX_MOVE_COMMITS {
             let moved = one_pass(&e, |tx, base, trees, changed| {
                 let target = tx.alloc.compaction_target();
                 if target >= tx.alloc.page_count {
-                    return Ok(0);
+                    return Ok((0, target, false));
+                }
+                // Each move lowers the target by about an eighth of what the one before did
+                // (the slack `compaction_target` keeps): once a move would give back under
+                // 1/1024 of the file, the moves left would give back about as little, for a
+                // walk of every tree each.
+                if last_target.is_some_and(|last| last.saturating_sub(target) < target / MINOR_GAIN) {
+                    return Ok((0, target, false));
                 }
                 let rule = CopyRule::AtOrAbove(target);
                 let mut budget = BATCH_PAGES;
@@ -143,19 +162,21 @@ impl Db {
                     if budget == 0 {
                         break;
                     }
-                    if tx.copy_where(&mut root.root, rule, &mut budget)? {
+                    if tx.copy_where(&mut root.root, rule, &mut budget, &mut memo)? {
                         changed.insert(name.clone());
                     }
                 }
                 let mut cat = base.catalog;
-                if budget > 0 && tx.copy_where(&mut cat, rule, &mut budget)? {
+                if budget > 0 && tx.copy_where(&mut cat, rule, &mut budget, &mut memo)? {
                     tx.catalog_root = Some(cat);
                 }
-                Ok((BATCH_PAGES - budget) as u64)
+                Ok(((BATCH_PAGES - budget) as u64, target, budget == 0))
             })?;
-            // None: no tree page is left at or above `t`; what is there is free-list pages or
-            // pages still waiting for a reader, which the trim below deals with.
-            let Some(n) = moved else { break };
+            // None: no tree page is left at or above `t` (what is there is free-list pages or
+            // pages still waiting for a reader, which the trim below deals with), or too few to
+            // be worth a walk.
+            let Some((n, target, cut_short)) = moved else { break };
+            last_target = (!cut_short).then_some(target);
             report.pages_moved += n;
             report.commits += 1;
         }
