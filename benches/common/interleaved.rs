@@ -62,18 +62,18 @@ pub fn run(engines: &[Engine], d: Dataset, sizes: Sizes, seed: u64) -> Vec<Row> 
     let mut rows = Vec::new();
     rows.push(Row {
         label: format!("{} durable commits of 1", singles.len()),
-        blocks: in_turns(&mut dbs, &singles, 1),
+        blocks: commits_in_turns(&mut dbs, &singles, 1),
     });
     for db in &mut dbs {
         db.remove(&removed);
     }
     rows.push(Row {
         label: format!("{} durable commits of 1, after the removal", after.len()),
-        blocks: in_turns(&mut dbs, &after, 1),
+        blocks: commits_in_turns(&mut dbs, &after, 1),
     });
     rows.push(Row {
         label: format!("{} durable commits of {}", mid.len() / sizes.mid_len.max(1), sizes.mid_len),
-        blocks: in_turns(&mut dbs, &mid, sizes.mid_len.max(1)),
+        blocks: commits_in_turns(&mut dbs, &mid, sizes.mid_len.max(1)),
     });
 
     // Reads of live records: the loaded ones not removed and every one committed since.
@@ -103,33 +103,34 @@ pub fn run(engines: &[Engine], d: Dataset, sizes: Sizes, seed: u64) -> Vec<Row> 
 /// Reads `keys` on every engine: `ROUNDS` rounds, each a block of the same reads on every
 /// engine in turn. Returns each engine's block times (ms).
 fn reads_in_turns(dbs: &mut [Box<dyn Kv>], keys: &[&[u8]]) -> Vec<Vec<f64>> {
-    let per_block = keys.len().div_ceil(ROUNDS).max(1);
-    let mut times = vec![Vec::new(); dbs.len()];
-    for (round, block) in keys.chunks(per_block).enumerate() {
-        for k in 0..dbs.len() {
-            let i = (round + k) % dbs.len();
-            let start = Instant::now();
-            let found = dbs[i].reads(block);
-            times[i].push(start.elapsed().as_secs_f64() * 1e3);
-            assert_eq!(found, block.len(), "engine {i}: a live record was not found");
-        }
-    }
-    times
+    in_turns(dbs, keys, |db, i, block| {
+        let found = db.reads(block);
+        assert_eq!(found, block.len(), "engine {i}: a live record was not found");
+    })
 }
 
 /// Commits `pairs`, `per_commit` at a time, on every engine: `ROUNDS` rounds, each a block of
 /// the same commits on every engine in turn. Returns each engine's block times (ms).
-fn in_turns(dbs: &mut [Box<dyn Kv>], pairs: &[(&[u8], &[u8])], per_commit: usize) -> Vec<Vec<f64>> {
+fn commits_in_turns(dbs: &mut [Box<dyn Kv>], pairs: &[(&[u8], &[u8])], per_commit: usize) -> Vec<Vec<f64>> {
     let commits: Vec<&[(&[u8], &[u8])]> = pairs.chunks(per_commit).collect();
-    let per_block = commits.len().div_ceil(ROUNDS).max(1);
+    in_turns(dbs, &commits, |db, _, block| {
+        for c in block {
+            db.write(c, true);
+        }
+    })
+}
+
+/// Runs `work` (engine, its index, a block of `items`) in `ROUNDS` rounds: each round runs one
+/// block on every engine back to back, the order rotating by round. Returns each engine's block
+/// times (ms).
+fn in_turns<T>(dbs: &mut [Box<dyn Kv>], items: &[T], mut work: impl FnMut(&mut dyn Kv, usize, &[T])) -> Vec<Vec<f64>> {
+    let per_block = items.len().div_ceil(ROUNDS).max(1);
     let mut times = vec![Vec::new(); dbs.len()];
-    for (round, block) in commits.chunks(per_block).enumerate() {
+    for (round, block) in items.chunks(per_block).enumerate() {
         for k in 0..dbs.len() {
             let i = (round + k) % dbs.len();
             let start = Instant::now();
-            for c in block {
-                dbs[i].write(c, true);
-            }
+            work(dbs[i].as_mut(), i, block);
             times[i].push(start.elapsed().as_secs_f64() * 1e3);
         }
     }

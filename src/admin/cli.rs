@@ -206,9 +206,10 @@ pub struct StatusArgs {
 
 #[derive(Args, Debug)]
 #[command(after_help = "Copy-on-write leaves a file as long as it ever was: a large removal copies the \
-remaining pages past the end and frees the old ones, and removals leave pages half empty. compact \
-merges neighbouring pages that fit one page, copies the pages at the end of the file into the free \
-space, in durable commits that change no data, then cuts the free end off. Pages an open reader \
+remaining pages past the end and frees the old ones, removals leave pages half empty, and random \
+inserts split leaves half full. compact merges neighbouring pages that fit one page, refills each leaf \
+from its right neighbour to nine tenths of a page, copies the pages at the end of the file into the \
+free space, in durable commits that change no data, then cuts the free end off. Pages an open reader \
 still reads stay. It prints the length before and after.\nExit codes: 0 ok, 3 wrong key, \
 4 a page failed its check, 5 I/O error or locked")]
 pub struct CompactArgs {

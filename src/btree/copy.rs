@@ -139,7 +139,7 @@ impl TxPages {
             return Ok(None);
         }
         let links = self.links(r)?;
-        if let Links::Values(v) = &links
+        if let (Links::Values(v), CopyRule::AtOrAbove(_)) = (&links, rule)
             && v.is_empty()
             && !dirty
         {

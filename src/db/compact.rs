@@ -99,12 +99,12 @@ const MINOR_GAIN: u64 = 1024;
 
 impl Db {
     /// Merges half-empty pages and refills leaves to nine tenths of a page, moves pages from
-    /// the end of the file into free space nearer
-    /// its start, and shortens the file by the free pages that then end it. Online: readers go
-    /// on, and other writers wait only for the commit in progress. Changes no data (each step
-    /// is a commit, so the commit sequence number advances). Pages that a live snapshot (an
-    /// open `ReadTransaction`, `WriteTransaction` or iterator) may read stay where they are:
-    /// compact with none open to get the smallest file.
+    /// the end of the file into free space nearer its start, and shortens the file by the free
+    /// pages that then end it. Online: readers go on, and other writers wait only for the
+    /// commit in progress. Changes no data (each step is a commit, so the commit sequence
+    /// number advances). Pages that a live snapshot (an open `ReadTransaction`,
+    /// `WriteTransaction` or iterator) may read stay where they are: compact with none open to
+    /// get the smallest file.
     pub fn compact(&self) -> Result<CompactReport> {
         let e = self.handle.engine.clone();
         e.flush()?;

@@ -96,7 +96,7 @@ impl Db {
         // 2. Re-seal in batches until a pass finds nothing under an older epoch.
         let mut p = RekeyProgress::default();
         let mut quiet_commits = 0;
-        // Used by compaction's rule only: a rekey reads every page's epoch.
+        // Compaction's memo: a rekey's rule reads every page's epoch, and leaves it empty.
         let mut memo = InlineLeaves::default();
         loop {
             let (mut ws, mut tx, base) = e.begin()?;
