@@ -41,14 +41,14 @@ impl TxPages {
 
     /// Copies (at most `budget` more) pages of the tree at `root` that `rule` picks. Returns
     /// whether anything was copied; `budget` is decremented per page.
-    /// `memo` names leaves known to hold no overflow value (`InlineLeaves`); this walk adds
-    /// those it reads.
+    /// `memo` (compaction's, `InlineLeaves`) names leaves known to hold no overflow value;
+    /// this walk adds those it reads.
     pub(crate) fn copy_where(
         &mut self,
         root: &mut PageRef,
         rule: CopyRule,
         budget: &mut usize,
-        memo: &mut InlineLeaves,
+        memo: Option<&mut InlineLeaves>,
     ) -> Result<bool> {
         if root.is_none() || *budget == 0 {
             return Ok(false);
@@ -114,6 +114,20 @@ impl TxPages {
         }
     }
 
+    /// `links`, noting in `memo` a committed leaf read from its page that holds no overflow
+    /// value (not a page of this transaction: one given back may be written again in it).
+    fn links_noting(&self, r: PageRef, memo: Option<&mut InlineLeaves>) -> Result<Links> {
+        let links = self.links(r)?;
+        if let (Links::Values(v), Some(m)) = (&links, memo)
+            && v.is_empty()
+            && !self.dirty.contains_key(&r.page)
+            && !self.new_pages.contains(&r.page)
+        {
+            m.note(r);
+        }
+        Ok(links)
+    }
+
     /// Returns the node's new page if it (or anything below it) was copied. Leaves copied on
     /// the way may be written before the commit (`spill_if_large`), which bounds the memory
     /// of a large copy as it bounds a large transaction's.
@@ -122,7 +136,7 @@ impl TxPages {
         r: PageRef,
         rule: CopyRule,
         budget: &mut usize,
-        memo: &mut InlineLeaves,
+        mut memo: Option<&mut InlineLeaves>,
         depth: usize,
     ) -> Result<Option<PageNo>> {
         if depth > MAX_DEPTH {
@@ -131,20 +145,14 @@ impl TxPages {
         let dirty = self.dirty.contains_key(&r.page);
         // A leaf below the target with no overflow value has nothing to copy: known without
         // reading it again.
-        if let CopyRule::AtOrAbove(at) = rule
+        if let (CopyRule::AtOrAbove(at), Some(m)) = (rule, memo.as_deref())
             && !dirty
             && r.page < at
-            && memo.contains(r)
+            && m.contains(r)
         {
             return Ok(None);
         }
-        let links = self.links(r)?;
-        if let (Links::Values(v), CopyRule::AtOrAbove(_)) = (&links, rule)
-            && v.is_empty()
-            && !dirty
-        {
-            memo.note(r);
-        }
+        let links = self.links_noting(r, memo.as_deref_mut())?;
         let mut me = if dirty { Some(r.page) } else { None };
         if me.is_none() && *budget > 0 && self.needs_copy(r.page, rule)? {
             me = Some(self.make_dirty(r)?);
@@ -156,7 +164,7 @@ impl TxPages {
                     if *budget == 0 {
                         break;
                     }
-                    if let Some(np) = self.copy_rec(*c, rule, budget, memo, depth + 1)? {
+                    if let Some(np) = self.copy_rec(*c, rule, budget, memo.as_deref_mut(), depth + 1)? {
                         let p = self.copy_once(r, &mut me)?;
                         self.point_child(p, i, np);
                         self.spill_if_large()?;
@@ -215,8 +223,6 @@ pub(crate) struct RepackTally {
     pub merged: u64,
     /// Pairs of neighbouring leaves between which entries moved (`shift_left`).
     pub refilled: u64,
-    /// Whether the walk stopped early for want of pages (`budget` spent).
-    pub cut_short: bool,
 }
 
 /// A leaf that compaction fills with its right neighbour's entries is filled to this many bytes
@@ -259,15 +265,7 @@ impl TxPages {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
         }
-        let children = match self.links(r)? {
-            Links::Children(children) => children,
-            Links::Values(v) => {
-                if v.is_empty() && !self.dirty.contains_key(&r.page) {
-                    memo.note(r);
-                }
-                return Ok(None);
-            }
-        };
+        let Links::Children(children) = self.links_noting(r, Some(&mut *memo))? else { return Ok(None) };
         let dirty = self.dirty.contains_key(&r.page);
         let mut me = if dirty { Some(r.page) } else { None };
         // Children first: merges below can leave two of them small enough to merge here.
@@ -396,7 +394,8 @@ impl TxPages {
 /// written once per transaction that commits it), so a walk of a later commit of the same
 /// compaction that meets the same reference below its target has nothing to copy there and
 /// need not read the page again. At most `MAX_INLINE_LEAVES` (about 10 MiB); past that, leaves
-/// are read as before.
+/// are read as before. A wrong entry could only leave a page unmoved (a leaf's overflow pages
+/// not copied), never lose one: the trim gives up only pages the allocator holds free.
 #[derive(Default)]
 pub(crate) struct InlineLeaves(HashSet<(PageNo, u64, [u8; TAG_SIZE])>);
 

@@ -126,18 +126,18 @@ impl Db {
                         changed.insert(name.clone());
                     }
                 }
-                tally.cut_short = budget == 0;
-                Ok(tally)
+                // Whether the walk stopped early for want of pages.
+                Ok((tally, budget == 0))
             })?;
             // None: nothing left that fits one page with its neighbour or can fill it (or no
             // free page).
-            let Some(tally) = repacked else { break };
+            let Some((tally, cut_short)) = repacked else { break };
             report.nodes_merged += tally.merged;
             report.leaves_refilled += tally.refilled;
             report.commits += 1;
             // A walk that went through every tree leaves only what its own merges of branches
             // made neighbours (a few pairs); another walk would read every page again for them.
-            if !tally.cut_short {
+            if !cut_short {
                 break;
             }
         }
@@ -162,12 +162,12 @@ impl Db {
                     if budget == 0 {
                         break;
                     }
-                    if tx.copy_where(&mut root.root, rule, &mut budget, &mut memo)? {
+                    if tx.copy_where(&mut root.root, rule, &mut budget, Some(&mut memo))? {
                         changed.insert(name.clone());
                     }
                 }
                 let mut cat = base.catalog;
-                if budget > 0 && tx.copy_where(&mut cat, rule, &mut budget, &mut memo)? {
+                if budget > 0 && tx.copy_where(&mut cat, rule, &mut budget, Some(&mut memo))? {
                     tx.catalog_root = Some(cat);
                 }
                 Ok(((BATCH_PAGES - budget) as u64, target, budget == 0))

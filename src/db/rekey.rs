@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use super::api::Db;
 use super::config::Durability;
 use crate::btree::TreeRoot;
-use crate::btree::copy::{CopyRule, InlineLeaves};
+use crate::btree::copy::CopyRule;
 use crate::crypto::keys::SecretKey;
 use crate::crypto::seal::DataKeys;
 use crate::crypto::slots::{self, Credentials};
@@ -96,8 +96,6 @@ impl Db {
         // 2. Re-seal in batches until a pass finds nothing under an older epoch.
         let mut p = RekeyProgress::default();
         let mut quiet_commits = 0;
-        // Compaction's memo: a rekey's rule reads every page's epoch, and leaves it empty.
-        let mut memo = InlineLeaves::default();
         loop {
             let (mut ws, mut tx, base) = e.begin()?;
             let mut trees = base.trees.clone();
@@ -106,7 +104,7 @@ impl Db {
             let mut result = Ok(());
             for (name, root) in trees.iter_mut() {
                 let mut r: TreeRoot = *root;
-                match tx.copy_where(&mut r.root, CopyRule::EpochBelow(first_epoch), &mut budget, &mut memo) {
+                match tx.copy_where(&mut r.root, CopyRule::EpochBelow(first_epoch), &mut budget, None) {
                     Ok(true) => {
                         *root = r;
                         changed.insert(name.clone());
@@ -123,7 +121,7 @@ impl Db {
             }
             if result.is_ok() && budget > 0 {
                 let mut cat = base.catalog;
-                match tx.copy_where(&mut cat, CopyRule::EpochBelow(first_epoch), &mut budget, &mut memo) {
+                match tx.copy_where(&mut cat, CopyRule::EpochBelow(first_epoch), &mut budget, None) {
                     Ok(true) => tx.catalog_root = Some(cat),
                     Ok(false) => {}
                     Err(err) => result = Err(err),
