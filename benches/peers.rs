@@ -269,13 +269,19 @@ fn paired_ratio(r: &Results, d: Dataset, num: Engine, den: Engine, id: &str) -> 
     median(&ratios)
 }
 
+/// The encrypted foldvault column the ratios are taken from: the default build's backend
+/// (ring), else aws-lc, else the first column.
+fn main_engine(engines: &[Engine]) -> usize {
+    ["fv-ring", "fv-awslc"].iter().find_map(|n| engines.iter().position(|e| e.name() == *n)).unwrap_or(0)
+}
+
 /// The ratios shown: (column title, numerator, denominator). The default build's backend
-/// (aws-lc, when it is in the run) against every other engine; any other encrypted backend
-/// against plaintext only, to keep the table narrow.
+/// (ring, when it is in the run; else aws-lc) against every other engine; any other encrypted
+/// backend against plaintext only, to keep the table narrow.
 fn ratio_columns(engines: &[Engine]) -> Vec<(String, Engine, Engine)> {
-    let is_enc = |e: &Engine| matches!(e.name(), "fv-aesgcm" | "fv-awslc");
+    let is_enc = |e: &Engine| matches!(e.name(), "fv-aesgcm" | "fv-ring" | "fv-awslc");
     let enc: Vec<Engine> = engines.iter().copied().filter(is_enc).collect();
-    let main = enc.iter().copied().find(|e| e.name() == "fv-awslc").or(enc.first().copied());
+    let main = engines.get(main_engine(engines)).copied().filter(is_enc);
     let mut out = Vec::new();
     if let Some(main) = main {
         for other in engines.iter().copied().filter(|o| !is_enc(o)) {
@@ -438,7 +444,7 @@ fn now() -> String {
 fn render_interleaved(a: &Args, results: &[(Dataset, Vec<common::interleaved::Row>)]) -> String {
     let mut s = String::new();
     let head: Vec<&str> = a.engines.iter().map(|e| e.name()).collect();
-    let main = a.engines.iter().position(|e| e.name() == "fv-awslc").unwrap_or(0);
+    let main = main_engine(&a.engines);
     let others: Vec<usize> = (0..a.engines.len()).filter(|&i| i != main).collect();
     let titles: Vec<String> = others.iter().map(|&i| format!("{} / {}", head[main], head[i])).collect();
     let _ = writeln!(s, "| workload (ms) | {} | {} |", head.join(" | "), titles.join(" | "));

@@ -2,7 +2,8 @@
 //!
 //! The page cipher is crate-private, so the cost of sealing and opening one page is measured
 //! through the public API, in sets that differ only in the page cipher: `aes-gcm` (RustCrypto),
-//! `aws-lc` (with the `aws-lc` feature, the crate's default) and `plaintext` (CRC32):
+//! `ring` (with the `ring` feature, the crate's default), `aws-lc` (with the `aws-lc` feature)
+//! and `plaintext` (CRC32):
 //! - `get/cached`: a lookup whose pages are all in the cache (no cipher work at all);
 //! - `get/uncached`: a lookup through a 64-page cache, so most lookups open (decrypt and verify)
 //!   a leaf page: the difference to plaintext is about one page open;
@@ -47,7 +48,10 @@ fn random_key(rng: &mut Rng) -> [u8; 16] {
 enum Mode {
     /// AES-256-GCM on RustCrypto `aes-gcm`.
     RustCrypto,
-    /// AES-256-GCM on aws-lc-rs (the crate's default backend when the feature is on).
+    /// AES-256-GCM on ring (the crate's default backend when the feature is on).
+    #[cfg(feature = "ring")]
+    Ring,
+    /// AES-256-GCM on aws-lc-rs.
     #[cfg(feature = "aws-lc")]
     AwsLc,
     Plaintext,
@@ -57,27 +61,44 @@ impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::RustCrypto => "aes-gcm",
+            #[cfg(feature = "ring")]
+            Mode::Ring => "ring",
             #[cfg(feature = "aws-lc")]
             Mode::AwsLc => "aws-lc",
             Mode::Plaintext => "plaintext",
         }
     }
+    /// The AES-GCM backend (none for plaintext).
+    fn backend(self) -> Option<CipherBackend> {
+        match self {
+            Mode::RustCrypto => Some(CipherBackend::RustCrypto),
+            #[cfg(feature = "ring")]
+            Mode::Ring => Some(CipherBackend::Ring),
+            #[cfg(feature = "aws-lc")]
+            Mode::AwsLc => Some(CipherBackend::AwsLc),
+            Mode::Plaintext => None,
+        }
+    }
     fn config(self) -> Config {
         let c = Config::new().use_env(false).flush_every_ms(None);
-        let backend = match self {
-            Mode::RustCrypto => CipherBackend::RustCrypto,
-            #[cfg(feature = "aws-lc")]
-            Mode::AwsLc => CipherBackend::AwsLc,
-            Mode::Plaintext => return c.plaintext(),
-        };
-        c.passphrase("p").kdf(KdfParams::insecure_fast()).cipher_backend(backend)
+        match self.backend() {
+            Some(b) => c.passphrase("p").kdf(KdfParams::insecure_fast()).cipher_backend(b),
+            None => c.plaintext(),
+        }
     }
 }
 
-#[cfg(feature = "aws-lc")]
-const MODES: [Mode; 3] = [Mode::RustCrypto, Mode::AwsLc, Mode::Plaintext];
-#[cfg(not(feature = "aws-lc"))]
-const MODES: [Mode; 2] = [Mode::RustCrypto, Mode::Plaintext];
+/// Every page cipher this build has, and plaintext.
+fn modes() -> Vec<Mode> {
+    #[allow(unused_mut)]
+    let mut v = vec![Mode::RustCrypto];
+    #[cfg(feature = "ring")]
+    v.push(Mode::Ring);
+    #[cfg(feature = "aws-lc")]
+    v.push(Mode::AwsLc);
+    v.push(Mode::Plaintext);
+    v
+}
 
 fn keys(n: usize, seed: u64) -> Vec<[u8; 16]> {
     let mut rng = Rng(seed);
@@ -114,7 +135,7 @@ fn small(c: &mut Criterion) -> criterion::BenchmarkGroup<'_, criterion::measurem
 fn bench_get(c: &mut Criterion) {
     let keys = keys(RECORDS, 1);
     let mut g = small(c);
-    for mode in MODES {
+    for mode in modes() {
         for (label, cache) in [("get/cached", 32u64 << 20), ("get/uncached", 64 * 4096)] {
             let db = mem_db(mode, &keys, cache);
             let t = db.open_tree(TREE).expect("open_tree");
@@ -135,7 +156,7 @@ fn bench_tx_insert(c: &mut Criterion) {
     let fresh = keys(1 << 20, 3);
     let value = [0xA5u8; VALUE_LEN];
     let mut g = small(c);
-    for mode in MODES {
+    for mode in modes() {
         let db = mem_db(mode, &loaded, 32 << 20);
         g.bench_function(BenchmarkId::new("tx_insert", mode.name()), |b| {
             b.iter_custom(|iters| {
@@ -159,7 +180,7 @@ fn bench_tx_insert(c: &mut Criterion) {
 fn bench_range(c: &mut Criterion) {
     let keys = keys(RECORDS, 4);
     let mut g = small(c);
-    for mode in MODES {
+    for mode in modes() {
         let db = mem_db(mode, &keys, 32 << 20);
         let t = db.open_tree(TREE).expect("open_tree");
         let mut i = 0usize;
@@ -185,14 +206,14 @@ fn bench_commit(c: &mut Criterion) {
     let keys = keys(RECORDS, 5);
     let mut rng = Rng(6);
     let mut g = small(c);
-    for mode in MODES {
+    for mode in modes() {
         let db = mem_db(mode, &keys, 32 << 20);
         g.bench_function(BenchmarkId::new("commit_mem", mode.name()), |b| {
             b.iter(|| commit_one(&db, random_key(&mut rng), Durability::Eventual))
         });
     }
     g.sample_size(10).measurement_time(Duration::from_secs(3));
-    for mode in MODES {
+    for mode in modes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = mode.config().file(dir.path().join("db")).open().expect("open");
         load(&db, &keys);
@@ -239,11 +260,13 @@ fn bench_open(c: &mut Criterion) {
 fn bench_page_cipher(c: &mut Criterion) {
     use foldvault::crypto::page_bench::PageCipherBench;
     let mut g = small(c);
-    let mut ciphers = vec![("aes-gcm", PageCipherBench::aes_gcm(CipherBackend::RustCrypto))];
-    if cfg!(feature = "aws-lc") {
-        ciphers.push(("aws-lc", PageCipherBench::aes_gcm(CipherBackend::AwsLc)));
-    }
-    ciphers.push(("plaintext", PageCipherBench::plaintext()));
+    let ciphers: Vec<(&str, PageCipherBench)> = modes()
+        .into_iter()
+        .map(|m| match m.backend() {
+            Some(b) => (m.name(), PageCipherBench::aes_gcm(b)),
+            None => (m.name(), PageCipherBench::plaintext()),
+        })
+        .collect();
     for (name, cipher) in &ciphers {
         let mut page = Box::new([0x5Au8; foldvault::format::PAGE_SIZE]);
         g.bench_function(BenchmarkId::new("page_seal", name), |b| {

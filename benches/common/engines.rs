@@ -72,6 +72,9 @@ impl std::ops::Sub for Counters {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Engine {
     FvEnc,
+    /// ring, the default build's backend.
+    #[cfg(feature = "ring")]
+    FvRing,
     #[cfg(feature = "aws-lc")]
     FvAwsLc,
     FvPlain,
@@ -93,6 +96,8 @@ impl Engine {
     /// Every engine this build includes, in column order.
     pub fn all() -> Vec<Engine> {
         let mut v = vec![Engine::FvEnc];
+        #[cfg(feature = "ring")]
+        v.push(Engine::FvRing);
         #[cfg(feature = "aws-lc")]
         v.push(Engine::FvAwsLc);
         v.extend([Engine::FvPlain, Engine::FvNoWal, Engine::Redb, Engine::Sled, Engine::Sqlite]);
@@ -104,6 +109,8 @@ impl Engine {
     pub fn name(self) -> &'static str {
         match self {
             Engine::FvEnc => "fv-aesgcm",
+            #[cfg(feature = "ring")]
+            Engine::FvRing => "fv-ring",
             #[cfg(feature = "aws-lc")]
             Engine::FvAwsLc => "fv-awslc",
             Engine::FvPlain => "fv-plain",
@@ -128,6 +135,8 @@ impl Engine {
     pub fn open(self, dir: &Path, cache: u64, small_rows: bool) -> Box<dyn Kv> {
         match self {
             Engine::FvEnc => Box::new(Foldvault::open(dir, cache, FvMode::AesGcm)),
+            #[cfg(feature = "ring")]
+            Engine::FvRing => Box::new(Foldvault::open(dir, cache, FvMode::Ring)),
             #[cfg(feature = "aws-lc")]
             Engine::FvAwsLc => Box::new(Foldvault::open(dir, cache, FvMode::AwsLc)),
             Engine::FvPlain => Box::new(Foldvault::open(dir, cache, FvMode::Plain)),
@@ -151,6 +160,8 @@ impl Engine {
 #[derive(Clone, Copy)]
 enum FvMode {
     AesGcm,
+    #[cfg(feature = "ring")]
+    Ring,
     #[cfg(feature = "aws-lc")]
     AwsLc,
     Plain,
@@ -170,8 +181,10 @@ impl Foldvault {
             .flush_every_ms(None)
             .cache_capacity(cache);
         let cfg = match mode {
-            // Named explicitly: the crate's default backend is aws-lc whenever that feature is on.
+            // Each backend named explicitly: the crate's default is ring whenever that feature is on.
             FvMode::AesGcm => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::RustCrypto),
+            #[cfg(feature = "ring")]
+            FvMode::Ring => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::Ring),
             #[cfg(feature = "aws-lc")]
             FvMode::AwsLc => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::AwsLc),
             FvMode::Plain => cfg.plaintext(),

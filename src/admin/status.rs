@@ -102,6 +102,7 @@ pub fn backend_name(b: crate::CipherBackend) -> &'static str {
     match b {
         crate::CipherBackend::RustCrypto => "RustCrypto aes-gcm",
         crate::CipherBackend::AwsLc => "aws-lc-rs",
+        crate::CipherBackend::Ring => "ring",
     }
 }
 

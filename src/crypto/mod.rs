@@ -21,3 +21,9 @@ pub mod wipe;
 pub use cipher::{CipherBackend, CipherId};
 pub use kdf::KdfParams;
 pub use keys::{MasterKey, Passphrase};
+
+/// The process-memory scanner of tests/secret_memory.rs, for the unit tests that look for keys
+/// left behind (`cipher::memory_tests`, `db::keys::memory_tests`).
+#[cfg(all(test, target_os = "linux"))]
+#[path = "../../tests/common/memscan.rs"]
+pub(crate) mod memscan;

@@ -208,14 +208,10 @@ impl Db {
 }
 
 #[cfg(all(test, target_os = "linux"))]
-#[path = "../../tests/common/memscan.rs"]
-mod memscan;
-
-#[cfg(all(test, target_os = "linux"))]
 mod memory_tests {
     use std::sync::Arc;
 
-    use super::memscan;
+    use crate::crypto::memscan;
 
     use crate::storage::{MemoryStorage, Storage};
     use crate::{Config, KdfParams};

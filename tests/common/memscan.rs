@@ -7,7 +7,8 @@
 //! growing buffer would free copies of the memory it read (plaintext included) for the next
 //! scan to find.
 //!
-//! Shared by tests/secret_memory.rs and the data-key unit test in src/db/keys.rs (`#[path]`).
+//! Shared by tests/secret_memory.rs and the unit tests that look for keys left behind
+//! (`src/crypto/mod.rs` declares it, by `#[path]`).
 
 use std::io::{Read, Seek, SeekFrom};
 
