@@ -160,16 +160,16 @@ impl RustCryptoAesGcm {
 
 impl Aead for RustCryptoAesGcm {
     fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Result<[u8; 16]> {
-        use aes_gcm::AeadInPlace;
+        use aes_gcm::aead::AeadInOut;
         let tag = self
             .0
-            .encrypt_in_place_detached(nonce.into(), aad, buf)
+            .encrypt_inout_detached(nonce.into(), aad, buf.into())
             .map_err(|_| Error::ReportableBug("AES-GCM seal failed".into()))?;
         Ok(tag.into())
     }
     fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
-        use aes_gcm::AeadInPlace;
-        self.0.decrypt_in_place_detached(nonce.into(), aad, buf, tag.into()).is_ok()
+        use aes_gcm::aead::AeadInOut;
+        self.0.decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into()).is_ok()
     }
 }
 
