@@ -185,7 +185,7 @@ pub(crate) fn unlock_backup(fh: &FileHeader, bh: &BackupHeader, creds: &Credenti
 }
 
 /// The chunk AEAD for a data key.
-pub(crate) fn backup_aead(dk: &SecretKey) -> Result<Box<dyn Aead>> {
+pub(crate) fn backup_aead(dk: &SecretKey) -> Result<std::sync::Arc<dyn Aead>> {
     let k = dk.derive(context::BACKUP_KEY, &[]);
     crate::crypto::cipher::new_aead(crate::crypto::CipherId::Aes256Gcm, crate::crypto::CipherBackend::default(), &k)
 }

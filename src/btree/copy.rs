@@ -393,9 +393,10 @@ impl TxPages {
 /// (page, generation and tag): a committed page of one generation has one content (a page is
 /// written once per transaction that commits it), so a walk of a later commit of the same
 /// compaction that meets the same reference below its target has nothing to copy there and
-/// need not read the page again. At most `MAX_INLINE_LEAVES` (about 10 MiB); past that, leaves
-/// are read as before. A wrong entry could only leave a page unmoved (a leaf's overflow pages
-/// not copied), never lose one: the trim gives up only pages the allocator holds free.
+/// need not read the page again. At most `MAX_INLINE_LEAVES` entries (a table of 2^19 slots
+/// of 33 bytes: about 17 MiB, for a tree of over a gigabyte of leaves); past that, leaves are
+/// read as before. A wrong entry could only leave a page unmoved (a leaf's overflow pages not
+/// copied), never lose one: the trim gives up only pages the allocator holds free.
 #[derive(Default)]
 pub(crate) struct InlineLeaves(HashSet<(PageNo, u64, [u8; TAG_SIZE])>);
 

@@ -258,7 +258,7 @@ impl PageSealer {
             KeyPurpose::Commit => context::COMMIT_KEY,
         };
         let sub = dk.derive(ctx, &epoch.to_le_bytes());
-        let a: Arc<dyn Aead> = Arc::from(new_aead(*cipher, *backend, &sub)?);
+        let a = new_aead(*cipher, *backend, &sub)?;
         {
             let mut list = self.aeads.write();
             if !list.iter().any(|(k, _)| *k == (purpose, epoch)) {

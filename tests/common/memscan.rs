@@ -16,6 +16,8 @@ pub const MASK: u8 = 0xA5;
 
 const WINDOW: usize = 1 << 20;
 
+static SCAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub fn vm_lck_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
@@ -28,6 +30,9 @@ pub fn vm_lck_kib() -> u64 {
 /// Occurrences of the unmasked needle in every readable private mapping (heap, stacks,
 /// anonymous maps, writable data of loaded objects).
 pub fn count_in_memory(masked: &[u8]) -> usize {
+    // One scan at a time: a scan's window holds copies of what it read (another test's live
+    // key among them) until it is wiped, and a concurrent scan would find them there.
+    let _one = SCAN.lock().unwrap_or_else(|e| e.into_inner());
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return 0 };
     let Ok(mut mem) = std::fs::File::open("/proc/self/mem") else { return 0 };
     let n = masked.len();
