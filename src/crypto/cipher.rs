@@ -336,11 +336,7 @@ mod memory_tests {
     #[test]
     fn a_dropped_cipher_leaves_no_key_schedule() {
         for backend in CipherBackend::available() {
-            let (key, masked) = fresh_key();
-            // The stack the key was made on, not the one the cipher's setup will use.
-            burn_stack();
-            let aead = new_aead(CipherId::Aes256Gcm, backend, &key).expect("aead");
-            drop(key);
+            let (aead, masked) = cipher_under_fresh_key(backend);
             let mut buf = [7u8; 64];
             let tag = aead.seal(&[1; 12], b"ad", &mut buf).expect("seal");
             assert!(aead.open(&[1; 12], b"ad", &mut buf, &tag));
@@ -363,13 +359,20 @@ mod memory_tests {
     #[test]
     fn a_key_setup_leaves_nothing_on_the_stack() {
         for backend in CipherBackend::available() {
-            let (key, masked) = fresh_key();
-            burn_stack();
-            let aead = new_aead(CipherId::Aes256Gcm, backend, &key).expect("aead");
+            let (aead, masked) = cipher_under_fresh_key(backend);
             drop(aead);
-            drop(key);
             assert_eq!(memscan::count_in_memory(&masked), 0, "{backend:?}: key setup left its schedule behind");
         }
+    }
+
+    /// A cipher on `backend` under a random key (the key itself dropped), and the key's
+    /// second half masked for the scanner. Only `new_aead` cleans the stack after the setup.
+    fn cipher_under_fresh_key(backend: CipherBackend) -> (Arc<dyn Aead>, Vec<u8>) {
+        let (key, masked) = fresh_key();
+        // The stack the key was made on, not the one the cipher's setup will use.
+        burn_stack();
+        let aead = new_aead(CipherId::Aes256Gcm, backend, &key).expect("aead");
+        (aead, masked)
     }
 
     /// A random key, and its second half masked for the scanner.
