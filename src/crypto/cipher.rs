@@ -7,8 +7,8 @@
 //! Expanded key schedules are wiped when a cipher drops: RustCrypto's by the `aes`, `ghash`,
 //! `polyval` and `chacha20` crates (their `zeroize` features); aws-lc's when it frees its
 //! context. ring wipes nothing, so its key lives alone in a heap block that
-//! [`WipedOnDrop`] zeroes before freeing, and the stack its key setup used is overwritten
-//! (`burn_stack`) before the constructor returns.
+//! `WipedOnDrop` zeroes before freeing. Every cipher is built in the `Arc` it lives in, and the
+//! stack its key setup used is overwritten (`burn_stack`) before `new_aead` returns.
 
 use std::sync::Arc;
 
@@ -308,16 +308,6 @@ mod ring_gcm {
         fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
             let Ok(k) = self.key() else { return false };
             k.open_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), (*tag).into(), buf, 0..)
-                .is_ok()
-        }
-        /// In place, with no copy of the ciphertext (the page path); the tag bytes stay.
-        fn open_tagged(&self, nonce: &[u8; 12], aad: &[u8], ct_and_tag: &mut [u8]) -> bool {
-            let Ok(k) = self.key() else { return false };
-            let Some(split) = ct_and_tag.len().checked_sub(16) else { return false };
-            let (ct, t) = ct_and_tag.split_at_mut(split);
-            let mut tag = [0u8; 16];
-            tag.copy_from_slice(t);
-            k.open_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), tag.into(), ct, 0..)
                 .is_ok()
         }
     }
