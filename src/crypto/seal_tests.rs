@@ -190,3 +190,18 @@ fn backends_open_each_others_pages() {
         }
     }
 }
+
+/// In every build (ring, aws-lc, both, neither), the default backend is one the build has, and
+/// a database sealed with it opens.
+#[test]
+fn the_default_backend_is_built_and_works() {
+    let backend = CipherBackend::default();
+    assert!(CipherBackend::available().contains(&backend), "{backend:?} is not in this build");
+    let s = PageSealer::encrypted([1; 16], CipherId::Aes256Gcm, backend, DataKeys::single(SecretKey::random()), 0);
+    let orig = sample();
+    let mut p = orig.clone();
+    s.seal(KeyPurpose::Page, 9, 0, &mut p).unwrap();
+    assert_ne!(&p[..PAYLOAD_SIZE], &orig[..PAYLOAD_SIZE]);
+    s.open(KeyPurpose::Page, 9, &mut p).unwrap();
+    assert_eq!(&p[..PAYLOAD_SIZE], &orig[..PAYLOAD_SIZE]);
+}
