@@ -221,9 +221,7 @@ mod aws {
                 .0
                 .seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf)
                 .map_err(|_| Error::ReportableBug("aws-lc seal failed".into()))?;
-            let mut t = [0u8; 16];
-            t.copy_from_slice(tag.as_ref());
-            Ok(t)
+            tag_array(tag.as_ref())
         }
         fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
             let ct = buf.to_vec();
@@ -236,21 +234,27 @@ mod aws {
     }
 }
 
+/// A 16-byte tag as the array the trait returns (aws-lc and ring hand it as a slice).
+#[cfg(any(feature = "aws-lc", feature = "ring"))]
+fn tag_array(tag: &[u8]) -> Result<[u8; 16]> {
+    tag.try_into().map_err(|_| Error::ReportableBug("an AEAD tag not of 16 bytes".into()))
+}
+
 #[cfg(feature = "ring")]
 /// A value alone in a heap block that is zeroed before it is freed, for a type that does not
 /// wipe itself (ring's keys). The block is a `Vec` of capacity one: dropping the value leaves
 /// its bytes in the vector's spare capacity, which `zeroize` overwrites; no `unsafe`.
-pub(crate) struct WipedOnDrop<T>(Vec<T>);
+struct WipedOnDrop<T>(Vec<T>);
 
 #[cfg(feature = "ring")]
 impl<T> WipedOnDrop<T> {
-    pub(crate) fn new(value: T) -> Self {
+    fn new(value: T) -> Self {
         // `vec![x]` allocates exactly one element's room.
         WipedOnDrop(vec![value])
     }
 
     /// The value (always present until drop).
-    pub(crate) fn get(&self) -> Option<&T> {
+    fn get(&self) -> Option<&T> {
         self.0.first()
     }
 }
@@ -269,7 +273,7 @@ impl<T> Drop for WipedOnDrop<T> {
 /// Overwrites the 16 KiB of stack below the caller's frame, where a callee that just returned
 /// (a key setup) left copies of what it computed. Key setups use a few KiB at most.
 #[inline(never)]
-pub(crate) fn burn_stack() {
+fn burn_stack() {
     let mut scratch = [0u8; 16 * 1024];
     std::hint::black_box(&mut scratch);
 }
@@ -301,9 +305,7 @@ mod ring_gcm {
                 .key()?
                 .seal_in_place_separate_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf)
                 .map_err(|_| Error::ReportableBug("ring seal failed".into()))?;
-            let mut t = [0u8; 16];
-            t.copy_from_slice(tag.as_ref());
-            Ok(t)
+            tag_array(tag.as_ref())
         }
         fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
             let Ok(k) = self.key() else { return false };
