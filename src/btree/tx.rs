@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use super::node::{Branch, Leaf, LeafEntry, MAX_INLINE_ENTRY, MAX_KEY_LEN, Node, Value};
 use super::{MAX_DEPTH, TreeRoot, overflow, read};
-use crate::crypto::seal::PageBuf;
 use crate::error::{CorruptReason, Error, PageNo, Result};
-use crate::format::PAGE_SIZE;
 use crate::format::page::{PAYLOAD_SIZE, PageRef, SealTag};
 use crate::pager::Pager;
 use crate::pager::alloc::Allocator;
@@ -70,10 +68,10 @@ impl TxPages {
     }
 
     /// Encodes a node as page payload under this transaction's generation.
-    fn encode_page(&self, node: &Node) -> Result<Box<PageBuf>> {
-        let mut buf = Box::new([0u8; PAGE_SIZE]);
-        node.encode(self.seq, &mut buf[..PAYLOAD_SIZE])?;
-        Ok(buf)
+    /// Encodes, seals and writes `nodes` (in parallel when many); their tags, in order.
+    fn write_nodes(&self, nodes: Vec<(PageNo, Node)>) -> Result<Vec<SealTag>> {
+        let seq = self.seq;
+        self.pager.write_batch(self.epoch, nodes, &|node: &Node, out: &mut [u8]| node.encode(seq, out))
     }
 
     pub(crate) fn alloc_page(&mut self) -> PageNo {
@@ -425,10 +423,10 @@ impl TxPages {
         let mut spilled = Vec::with_capacity(refs.len());
         for (bp, i, lp) in refs {
             let Some(node) = self.dirty.remove(&lp) else { continue };
-            batch.push((lp, self.encode_page(&node)?));
+            batch.push((lp, node));
             spilled.push((bp, i, lp));
         }
-        let tags = self.pager.write_batch(self.epoch, batch)?;
+        let tags = self.write_nodes(batch)?;
         for ((bp, i, lp), tag) in spilled.into_iter().zip(tags) {
             if let Some(Node::Branch(b)) = self.dirty.get_mut(&bp)
                 && let Some(c) = b.children.get_mut(i)
@@ -491,10 +489,10 @@ impl TxPages {
                         }
                     }
                 }
-                batch.push((p, self.encode_page(&node)?));
+                batch.push((p, node));
             }
             let pages: Vec<PageNo> = batch.iter().map(|(p, _)| *p).collect();
-            let t = self.pager.write_batch(self.epoch, batch)?;
+            let t = self.write_nodes(batch)?;
             tags.extend(pages.into_iter().zip(t));
         }
         for r in roots.iter_mut() {

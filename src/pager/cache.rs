@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::pagemap::PageMap;
+use super::pagemap::{PageMap, PageSet};
 
 use parking_lot::Mutex;
 
@@ -79,7 +79,6 @@ struct Slot {
     referenced: bool,
 }
 
-#[derive(Default)]
 struct Shard {
     map: PageMap<Slot>,
     clock: VecDeque<PageNo>,
@@ -96,14 +95,37 @@ pub(crate) struct PageCache {
     spare: Mutex<Vec<Arc<CachedPage>>>,
 }
 
+/// Slots reserved per shard when the cache is made (16 shards of 16,384: the default 32 MiB
+/// cache has 512 per shard; a cache of 1 GiB or more grows past this as it fills).
+const MAX_RESERVED_PER_SHARD: usize = 16_384;
+
 /// At most this many spare entries (256 KiB).
 const MAX_SPARE: usize = 64;
+
+impl Shard {
+    /// Drops the clock's entries for pages no longer cached (`remove` leaves them, eviction
+    /// skips them) and its repeats (a page removed and cached again is queued twice). Without
+    /// this a cache that never fills would queue one entry per insert for ever.
+    fn drop_stale_clock_entries(&mut self) {
+        let mut seen = PageSet::default();
+        let Shard { map, clock, .. } = self;
+        clock.retain(|p| map.contains_key(p) && seen.insert(*p));
+    }
+}
 
 impl PageCache {
     pub(crate) fn new(capacity_bytes: usize) -> PageCache {
         let pages = (capacity_bytes / crate::format::PAGE_SIZE).max(SHARDS * 4);
+        // Sized up front (up to a bound): growing them while the cache fills cost a realloc,
+        // and a `malloc_consolidate`, in the middle of large commits.
+        let reserve = (pages / SHARDS).min(MAX_RESERVED_PER_SHARD);
+        let shard = || Shard {
+            map: PageMap::with_capacity_and_hasher(reserve, Default::default()),
+            clock: VecDeque::with_capacity(reserve),
+            hits: 0,
+        };
         PageCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(shard())).collect(),
             per_shard: pages / SHARDS,
             spare: Mutex::new(Vec::new()),
         }
@@ -173,6 +195,9 @@ impl PageCache {
         }
         s.map.insert(page, Slot { page: p, referenced: false });
         s.clock.push_back(page);
+        if s.clock.len() > 2 * self.per_shard {
+            s.drop_stale_clock_entries();
+        }
         evicted
     }
 
@@ -226,6 +251,26 @@ mod tests {
         assert!(c.spare.lock().is_empty());
         let e = Arc::get_mut(&mut e).expect("a recycled entry is not shared");
         assert!(e.buf.iter().all(|b| *b == 0) && e.tag.ct_eq(&SealTag::default()));
+    }
+
+    #[test]
+    fn the_clock_stays_bounded_when_pages_come_and_go() {
+        // 64 pages a shard; 32 a shard stay cached, so the cache never fills and never evicts.
+        let c = PageCache::new(SHARDS * 64 * PAGE_SIZE);
+        for p in 0..(SHARDS * 32) as u64 {
+            c.insert(10_000 + p, page(1));
+        }
+        for round in 0..5_000u64 {
+            for p in 0..SHARDS as u64 {
+                c.insert(p, page(round as u8));
+                c.remove(p);
+            }
+        }
+        for s in &c.shards {
+            let s = s.lock();
+            assert!(s.clock.len() <= 2 * c.per_shard, "clock of {} for {} cached", s.clock.len(), s.map.len());
+        }
+        assert_eq!(c.len(), SHARDS * 32, "every page inserted and not removed is still cached");
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //!    `Error::Poisoned` until the database is reopened (we do not guess what reached the disk).
 
 pub(crate) mod alloc;
+mod batch;
 pub(crate) mod bufpool;
 pub(crate) mod cache;
 pub(crate) mod freelist;
@@ -229,41 +230,6 @@ impl Pager {
         let ev = self.cache.insert(page, entry);
         Counters::add(&self.counters.cache_evictions, ev);
         Ok(tag)
-    }
-
-    /// Seals and writes a batch of pages, in parallel when the batch is large. Returns their
-    /// tags in order.
-    pub(crate) fn write_batch(&self, epoch: u32, pages: Vec<(PageNo, Box<PageBuf>)>) -> Result<Vec<SealTag>> {
-        const PARALLEL_FROM: usize = 32;
-        // Asking the OS is costly (it reads cgroup files): once per process.
-        static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let threads =
-            *THREADS.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8));
-        if pages.len() < PARALLEL_FROM || threads < 2 {
-            return pages.into_iter().map(|(p, b)| self.write(p, epoch, b)).collect();
-        }
-        let chunk = pages.len().div_ceil(threads);
-        let mut pages = pages;
-        let mut parts = Vec::new();
-        while !pages.is_empty() {
-            let rest = pages.split_off(chunk.min(pages.len()));
-            parts.push(std::mem::replace(&mut pages, rest));
-        }
-        let results: Vec<Result<Vec<SealTag>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = parts
-                .into_iter()
-                .map(|part| s.spawn(move || part.into_iter().map(|(p, b)| self.write(p, epoch, b)).collect()))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(Error::ReportableBug("sealing thread panicked".into()))))
-                .collect()
-        });
-        let mut out = Vec::new();
-        for r in results {
-            out.extend(r?);
-        }
-        Ok(out)
     }
 
     /// Drops a page from the cache (it was freed).
