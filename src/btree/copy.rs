@@ -9,7 +9,7 @@
 //! left where it is. Overflow chains are copied whole. The walk reads nodes it does not copy
 //! in place (`RawNode`), without decoding them.
 
-use super::node::{Node, Value};
+use super::node::Node;
 use super::raw::{RawNode, RawValue};
 use super::tx::{TxPages, fit_one_page};
 use super::{MAX_DEPTH, TreeRoot, overflow};
@@ -86,16 +86,7 @@ impl TxPages {
     fn links(&self, r: PageRef) -> Result<Links> {
         match self.dirty.get(&r.page) {
             Some(Node::Branch(b)) => Ok(Links::Children(b.children.clone())),
-            Some(Node::Leaf(l)) => Ok(Links::Values(
-                l.entries
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, e)| match e.value {
-                        Value::Overflow { first, len } => Some((i, first, len)),
-                        Value::Inline(_) => None,
-                    })
-                    .collect(),
-            )),
+            Some(Node::Leaf(l)) => Ok(Links::Values(l.overflow_values().collect())),
             None => {
                 let page = self.pager.read(r, None)?;
                 let raw = RawNode::new(page.payload(), r.page)?;
@@ -203,10 +194,8 @@ impl TxPages {
                         self.discard(p);
                     }
                     let p = self.copy_once(r, &mut me)?;
-                    if let Some(Node::Leaf(l)) = self.dirty.get_mut(&p)
-                        && let Some(e) = l.entries.get_mut(i)
-                    {
-                        e.value = Value::Overflow { first: nf, len };
+                    if let Some(Node::Leaf(l)) = self.dirty.get_mut(&p) {
+                        l.set_overflow_first(i, nf);
                     }
                 }
             }
@@ -312,7 +301,7 @@ impl TxPages {
     /// for a branch.
     fn leaf_entry_sizes(&self, r: PageRef) -> Result<Option<Vec<(usize, usize)>>> {
         match self.dirty.get(&r.page) {
-            Some(Node::Leaf(l)) => return Ok(Some(l.entries.iter().map(|e| (e.size(), e.key.len())).collect())),
+            Some(Node::Leaf(l)) => return Ok(Some((0..l.len()).map(|i| (l.entry_size(i), l.key(i).len())).collect())),
             Some(Node::Branch(_)) => return Ok(None),
             None => {}
         }
@@ -369,7 +358,7 @@ impl TxPages {
         } else {
             false
         };
-        let sep = r.entries.first().map(|e| e.key.clone());
+        let sep = (!r.is_empty()).then(|| r.key(0).to_vec());
         self.dirty.insert(rp, Node::Leaf(r));
         let (true, Some(sep)) = (moved, sep) else {
             return Err(Error::corrupt(left.page, CorruptReason::WrongPageKind));

@@ -9,17 +9,18 @@ use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::page::{PAGE_HEADER_SIZE, PAGE_REF_SIZE, PAYLOAD_SIZE, PageKind, PageRef, count};
 use crate::format::{get_u16, get_u32, get_u64};
 
-/// A value as read from a raw leaf, borrowing the page.
+/// A value as read from a raw leaf, borrowing the page (or a decoded leaf's buffer).
+#[derive(Clone, Copy)]
 pub(crate) enum RawValue<'a> {
     Inline(&'a [u8]),
     Overflow { first: PageRef, len: u64 },
 }
 
 impl RawValue<'_> {
-    pub(crate) fn to_owned_value(&self) -> Value {
+    pub(crate) fn to_owned_value(self) -> Value {
         match self {
             RawValue::Inline(v) => Value::Inline(v.to_vec()),
-            RawValue::Overflow { first, len } => Value::Overflow { first: *first, len: *len },
+            RawValue::Overflow { first, len } => Value::Overflow { first, len },
         }
     }
 }
@@ -148,7 +149,7 @@ impl<'a> RawNode<'a> {
         Ok(size)
     }
 
-    /// The bytes leaf entry `i` takes encoded (`LeafEntry::size`, its slot included) and its
+    /// The bytes leaf entry `i` takes encoded (`Leaf::entry_size`, its slot included) and its
     /// key's length, read from the entry's header.
     pub(crate) fn entry_size(&self, i: usize) -> Result<(usize, usize)> {
         if !self.leaf || i >= self.n {

@@ -89,7 +89,7 @@ pub(crate) fn get_from<T>(
             match node {
                 Node::Leaf(l) => {
                     let Ok(i) = l.search(key) else { return Ok(None) };
-                    return f(l.entries[i].value.as_raw()).map(Some);
+                    return f(l.value(i)).map(Some);
                 }
                 Node::Branch(b) => {
                     at = b.children[b.child_index(key)];
@@ -170,9 +170,10 @@ pub(crate) fn collect_range(
         };
         match node {
             Node::Leaf(l) => {
-                for e in &l.entries {
-                    if above_lo(&e.key, lo) && below_hi(&e.key, hi) {
-                        out.push((e.key.clone(), e.value.clone()));
+                for i in 0..l.len() {
+                    let key = l.key(i);
+                    if above_lo(key, lo) && below_hi(key, hi) {
+                        out.push((key.to_vec(), l.value(i).to_owned_value()));
                     }
                 }
             }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::node::{Branch, Leaf, LeafEntry, MAX_INLINE_ENTRY, MAX_KEY_LEN, Node, Value};
+use super::node::{Branch, Leaf, MAX_INLINE_ENTRY, MAX_KEY_LEN, Node, Value};
+use super::raw::RawValue;
 use super::{MAX_DEPTH, TreeRoot, overflow, read};
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::page::{PAYLOAD_SIZE, PageRef, SealTag};
@@ -67,7 +68,6 @@ impl TxPages {
         Ok(())
     }
 
-    /// Encodes a node as page payload under this transaction's generation.
     /// Encodes, seals and writes `nodes` (in parallel when many); their tags, in order.
     fn write_nodes(&self, nodes: Vec<(PageNo, Node)>) -> Result<Vec<SealTag>> {
         let seq = self.seq;
@@ -141,7 +141,7 @@ impl TxPages {
     }
 
     /// Turns user bytes into a leaf value, writing an overflow chain for a large one.
-    fn make_value(&mut self, key: &[u8], value: &[u8]) -> Result<Value> {
+    fn make_value<'v>(&mut self, key: &[u8], value: &'v [u8]) -> Result<RawValue<'v>> {
         if key.len() > MAX_KEY_LEN {
             return Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN });
         }
@@ -149,10 +149,10 @@ impl TxPages {
             return Err(Error::ValueTooLarge { len: value.len() as u64, max: crate::MAX_VALUE_LEN });
         }
         if key.len() + value.len() <= MAX_INLINE_ENTRY {
-            Ok(Value::Inline(value.to_vec()))
+            Ok(RawValue::Inline(value))
         } else {
             let first = overflow::write(self, value)?;
-            Ok(Value::Overflow { first, len: value.len() as u64 })
+            Ok(RawValue::Overflow { first, len: value.len() as u64 })
         }
     }
 
@@ -165,9 +165,9 @@ impl TxPages {
     }
 
     /// Frees the pages of an overflow value.
-    fn free_value(&mut self, v: &Value) -> Result<()> {
-        if let Value::Overflow { first, len } = v {
-            for p in overflow::pages(&self.pager, *first, *len)? {
+    fn free_value(&mut self, v: RawValue<'_>) -> Result<()> {
+        if let RawValue::Overflow { first, len } = v {
+            for p in overflow::pages(&self.pager, first, len)? {
                 self.discard(p);
             }
         }
@@ -183,15 +183,16 @@ impl TxPages {
         want_old: bool,
     ) -> Result<Option<Vec<u8>>> {
         let v = self.make_value(key, value)?;
-        let entry = LeafEntry::new(key.to_vec(), v);
         if root.root.is_none() {
             let p = self.alloc_page();
-            self.dirty.insert(p, Node::Leaf(Leaf::new(vec![entry])));
+            let mut leaf = Leaf::default();
+            leaf.insert(0, key, v);
+            self.dirty.insert(p, Node::Leaf(leaf));
             root.root = PageRef::dirty(p);
             root.count = 1;
             return Ok(None);
         }
-        let (p, old, split) = self.insert_rec(root.root, entry, 0)?;
+        let (p, old, split) = self.insert_rec(root.root, key, v, 0)?;
         root.root = PageRef::dirty(p);
         if let Some((sep, right)) = split {
             let np = self.alloc_page();
@@ -206,7 +207,7 @@ impl TxPages {
             }
             Some(old) => {
                 let bytes = if want_old { Some(self.value_bytes(&old)?) } else { None };
-                self.free_value(&old)?;
+                self.free_value(old.as_raw())?;
                 Ok(Some(bytes.unwrap_or_default()))
             }
         }
@@ -216,7 +217,8 @@ impl TxPages {
     fn insert_rec(
         &mut self,
         r: PageRef,
-        entry: LeafEntry,
+        key: &[u8],
+        value: RawValue<'_>,
         depth: usize,
     ) -> Result<(PageNo, Option<Value>, Option<(Vec<u8>, PageNo)>)> {
         if depth > MAX_DEPTH {
@@ -225,14 +227,10 @@ impl TxPages {
         let p = self.make_dirty(r)?;
         let (idx, child) = match self.node_mut(p)? {
             Node::Leaf(l) => {
-                let old = match l.search(&entry.key) {
-                    Ok(i) => {
-                        let mut entry = entry;
-                        std::mem::swap(&mut l.entries[i].value, &mut entry.value);
-                        Some(entry.value.take())
-                    }
+                let old = match l.search(key) {
+                    Ok(i) => l.replace_value(i, value),
                     Err(i) => {
-                        l.insert(i, entry);
+                        l.insert(i, key, value);
                         None
                     }
                 };
@@ -240,17 +238,17 @@ impl TxPages {
                     return Ok((p, old, None));
                 }
                 let right = l.split();
-                let sep = right.entries.first().map(|e| e.key.clone()).unwrap_or_default();
+                let sep = right.key(0).to_vec();
                 let rp = self.alloc_page();
                 self.dirty.insert(rp, Node::Leaf(right));
                 return Ok((p, old, Some((sep, rp))));
             }
             Node::Branch(b) => {
-                let i = b.child_index(&entry.key);
+                let i = b.child_index(key);
                 (i, b.children[i])
             }
         };
-        let (cp, old, split) = self.insert_rec(child, entry, depth + 1)?;
+        let (cp, old, split) = self.insert_rec(child, key, value, depth + 1)?;
         let Node::Branch(b) = self.node_mut(p)? else {
             return Err(Error::ReportableBug("branch became leaf".into()));
         };
@@ -280,7 +278,7 @@ impl TxPages {
         let Some(old) = old else { return Ok(None) };
         root.count = root.count.saturating_sub(1);
         let bytes = if want_old { self.value_bytes(&old)? } else { Vec::new() };
-        self.free_value(&old)?;
+        self.free_value(old.as_raw())?;
         self.spill_if_large()?;
         Ok(Some(bytes))
     }
@@ -289,7 +287,7 @@ impl TxPages {
         loop {
             let p = root.root.page;
             match self.dirty.get(&p) {
-                Some(Node::Leaf(l)) if l.entries.is_empty() => {
+                Some(Node::Leaf(l)) if l.is_empty() => {
                     self.discard(p);
                     root.root = PageRef::NONE;
                     return Ok(());
@@ -315,7 +313,7 @@ impl TxPages {
         let (idx, child) = match self.node_mut(p)? {
             Node::Leaf(l) => {
                 let old = match l.search(key) {
-                    Ok(i) => l.remove(i).map(|mut e| e.value.take()),
+                    Ok(i) => l.remove(i),
                     Err(_) => None,
                 };
                 return Ok((p, old));
@@ -454,8 +452,8 @@ impl TxPages {
             };
             match &node {
                 Node::Leaf(l) => {
-                    for e in &l.entries {
-                        self.free_value(&e.value)?;
+                    for i in 0..l.len() {
+                        self.free_value(l.value(i))?;
                     }
                 }
                 Node::Branch(b) => stack.extend(b.children.iter().map(|c| (*c, depth + 1))),

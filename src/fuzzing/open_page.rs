@@ -20,7 +20,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use super::{Input, page_of, plain_reseal};
-use crate::btree::node::{Branch, Leaf, LeafEntry, MAX_ENTRY_SIZE, MAX_KEY_LEN, Node, Value};
+use crate::btree::node::{Branch, Leaf, MAX_ENTRY_SIZE, MAX_KEY_LEN, Node, Value};
 use crate::btree::overflow::{self, OVERFLOW_CHUNK};
 use crate::btree::raw::{RawNode, RawValue};
 use crate::btree::read::{self, Cursor};
@@ -193,18 +193,18 @@ fn raw_node(raw: RawNode<'_>, probe: &[u8]) {
     }
 }
 
-fn value_eq(a: &Value, b: &Value) -> bool {
+fn value_eq(a: RawValue<'_>, b: RawValue<'_>) -> bool {
     match (a, b) {
-        (Value::Inline(x), Value::Inline(y)) => x == y,
-        (Value::Overflow { first: f, len: l }, Value::Overflow { first: g, len: m }) => {
+        (RawValue::Inline(x), RawValue::Inline(y)) => x == y,
+        (RawValue::Overflow { first: f, len: l }, RawValue::Overflow { first: g, len: m }) => {
             f.page == g.page && f.tag.0 == g.tag.0 && f.generation == g.generation && l == m
         }
         _ => false,
     }
 }
 
-fn leaves_eq(a: &[LeafEntry], b: &[LeafEntry]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.key == y.key && value_eq(&x.value, &y.value))
+fn leaves_eq(a: &Leaf, b: &Leaf) -> bool {
+    a.len() == b.len() && (0..a.len()).all(|i| a.key(i) == b.key(i) && value_eq(a.value(i), b.value(i)))
 }
 
 fn refs_eq(a: &[PageRef], b: &[PageRef]) -> bool {
@@ -224,7 +224,7 @@ fn node_round_trip(node: &Node, page: u64) {
     r.expect("a node that fits encodes");
     let again = Node::decode(&out, page).expect("an encoded node decodes");
     let same = match (node, &again) {
-        (Node::Leaf(a), Node::Leaf(b)) => leaves_eq(&a.entries, &b.entries),
+        (Node::Leaf(a), Node::Leaf(b)) => leaves_eq(a, b),
         (Node::Branch(a), Node::Branch(b)) => a.keys().eq(b.keys()) && refs_eq(&a.children, &b.children),
         _ => false,
     };
@@ -234,16 +234,16 @@ fn node_round_trip(node: &Node, page: u64) {
 
 /// SPEC.md §4.2: a leaf that overflowed by one entry splits into two halves that fit.
 fn leaf_split(l: &Leaf) {
-    let sane = l.entries.iter().all(|e| e.size() <= MAX_ENTRY_SIZE && e.key.len() <= MAX_KEY_LEN);
-    if l.entries.len() < 2 || !sane || l.size() > PAYLOAD_SIZE + MAX_ENTRY_SIZE {
+    let sane = (0..l.len()).all(|i| l.entry_size(i) <= MAX_ENTRY_SIZE && l.key(i).len() <= MAX_KEY_LEN);
+    if l.len() < 2 || !sane || l.size() > PAYLOAD_SIZE + MAX_ENTRY_SIZE {
         return;
     }
     let mut left = l.clone();
     let mut right = left.split();
-    assert!(!left.entries.is_empty() && !right.entries.is_empty(), "leaf split leaves an empty half");
+    assert!(!left.is_empty() && !right.is_empty(), "leaf split leaves an empty half");
     assert!(left.size() <= PAYLOAD_SIZE && right.size() <= PAYLOAD_SIZE, "leaf split halves must fit");
     left.append(&mut right);
-    assert!(leaves_eq(&left.entries, &l.entries));
+    assert!(leaves_eq(&left, l));
 }
 
 /// SPEC.md §4.2: the same for a branch, whose middle key moves up.
