@@ -87,6 +87,21 @@ pub const MAX_GROUP: usize = (PAGE - INDEX_ENTRIES_AT) / 8;
 const GROW_PAGES: u64 = 256;
 /// Largest logical length a group may claim (as `MemoryStorage`).
 const MAX_LEN: u64 = 1 << 40;
+/// Most pages a checkpoint copies home with one write (256 KiB).
+const COPY_RUN: usize = 64;
+
+/// Splits `items` into runs of at most `max` whose `key`s follow one another (n, n + 1, ...).
+fn consecutive_runs<T>(items: &[T], key: impl Fn(&T) -> u64, max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let first = key(rest.first()?);
+        let n = rest.iter().enumerate().take(max).take_while(|(i, t)| key(t) == first + *i as u64).count();
+        let (run, tail) = rest.split_at(n.max(1));
+        rest = tail;
+        Some(run)
+    })
+}
+
 /// Default `checkpoint_pages` (16 MiB of log).
 pub const DEFAULT_CHECKPOINT_PAGES: u64 = 4096;
 
@@ -417,10 +432,17 @@ impl WalStorage {
         };
         pages.sort_unstable();
         let r = (|| -> io::Result<()> {
-            let mut buf = vec![0u8; PAGE];
-            for (d, l) in &pages {
-                self.log.read_at(l * P, &mut buf)?;
-                self.main.write_at(d * P, &buf)?;
+            // Pages with consecutive numbers go home in one write, read from the log in as few
+            // reads as their log positions allow (a group logs its pages in page order).
+            let mut buf = vec![0u8; PAGE * COPY_RUN];
+            for run in consecutive_runs(&pages, |(d, _)| *d, COPY_RUN) {
+                let mut at = 0;
+                for part in consecutive_runs(run, |(_, l)| *l, COPY_RUN) {
+                    let n = part.len() * PAGE;
+                    self.log.read_at(part[0].1 * P, &mut buf[at..at + n])?;
+                    at += n;
+                }
+                self.main.write_at(run[0].0 * P, &buf[..at])?;
             }
             if len > main_len {
                 self.main.set_len(len)?;
