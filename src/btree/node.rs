@@ -165,9 +165,9 @@ impl EntryAt {
 /// methods below, which keep `at`, `prefixes`, `encoded` and `dead` in step.
 #[derive(Clone, Default)]
 pub(crate) struct Leaf {
-    /// Keys and inline values, in no particular order (`at` orders them). Grows through
-    /// `reserve_wiping`; removed entries and replaced values leave their bytes behind (`dead`),
-    /// dropped by `compact` when the buffer would otherwise grow.
+    /// Keys and inline values, in no particular order (`at` orders them). Grows only through
+    /// `reserve`, which wipes the old buffer; removed entries and replaced values leave their
+    /// bytes behind (`dead`) until then.
     bytes: Vec<u8>,
     /// The entries, in key order.
     at: Vec<EntryAt>,
@@ -264,29 +264,23 @@ impl Leaf {
         self.at.iter().enumerate().filter(|(_, a)| a.overflow != 0).map(|(i, a)| (i, a.first, a.len))
     }
 
-    /// Makes room for `need` more bytes: first by dropping the dead bytes, if that is enough
-    /// and there are any, then by growing (wiping the old buffer). A leaf's first buffer is a
-    /// page's worth, which most leaves never outgrow.
+    /// Makes room for `need` more bytes: the live entries move to a new buffer (the old one
+    /// wiped) of a page's worth, or of exactly what they and `need` take if that is more. A leaf
+    /// holds at most a page and one entry before it splits, so a buffer never doubles, and the
+    /// dead bytes of removed entries and replaced values go at the same time.
     fn reserve(&mut self, need: usize) {
         if self.bytes.capacity() - self.bytes.len() >= need {
             return;
         }
-        if self.dead > 0 {
-            self.compact(need);
-            return;
-        }
-        if self.bytes.capacity() == 0 {
-            self.bytes = Vec::with_capacity(PAYLOAD_SIZE.max(need));
-        } else {
-            crate::crypto::wipe::reserve_wiping(&mut self.bytes, need);
-        }
+        let live = self.bytes.len() - self.dead;
+        self.compact(PAYLOAD_SIZE.max(live + need));
     }
 
-    /// Copies the live entries into a new buffer with room for `need` more bytes, in key
-    /// order, and wipes the old one.
-    fn compact(&mut self, need: usize) {
+    /// Copies the live entries, in key order, into a new buffer of `capacity` bytes (or of what
+    /// they take, if more), and wipes the old one.
+    fn compact(&mut self, capacity: usize) {
         let live = self.bytes.len() - self.dead;
-        let mut bytes = Vec::with_capacity(self.bytes.capacity().max(live + need));
+        let mut bytes = Vec::with_capacity(capacity.max(live));
         for a in self.at.iter_mut() {
             let s = a.start as usize;
             a.start = bytes.len() as u32;

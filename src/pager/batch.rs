@@ -83,10 +83,10 @@ impl Pager {
         part: Vec<(usize, PageNo, T)>,
         fill: &(dyn Fn(&T, &mut [u8]) -> Result<()> + Sync),
     ) -> Result<Vec<(usize, SealTag)>> {
-        let mut run = SealedRun::new();
+        let mut run = SealedRun::new(part.len());
         let mut tags = Vec::with_capacity(part.len());
         for (i, page, item) in part {
-            if run.len() == RUN_PAGES || (run.len() > 0 && page != run.first + run.len() as u64) {
+            if run.is_full() || (run.len() > 0 && page != run.first + run.len() as u64) {
                 self.write_run(&mut run)?;
             }
             let mut entry = self.cache.entry();
@@ -96,9 +96,12 @@ impl Pager {
             plain.fill(0);
             fill(&item, &mut plain[..PAYLOAD_SIZE])?;
             drop(item);
-            let t = Instant::now();
-            let tag = run.push_sealed(page, plain, |slot| self.sealer.seal(KeyPurpose::Page, page, epoch, slot))?;
-            Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
+            let tag = run.push_sealed(page, plain, |slot| {
+                let t = Instant::now();
+                let sealed = self.sealer.seal(KeyPurpose::Page, page, epoch, slot);
+                Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
+                sealed
+            })?;
             Counters::add(&self.counters.pages_sealed, 1);
             self.seals_in_epoch.fetch_add(1, Ordering::AcqRel);
             e.tag = tag;
@@ -142,12 +145,19 @@ struct SealedRun {
 }
 
 impl SealedRun {
-    fn new() -> SealedRun {
-        SealedRun { first: 0, buf: vec![0u8; RUN_PAGES * PAGE_SIZE].into_boxed_slice(), entries: Vec::new() }
+    /// A run of at most `pages` pages (a buffer no larger than the thread's share needs: a
+    /// small commit's levels are a page or a few each).
+    fn new(pages: usize) -> SealedRun {
+        let pages = pages.clamp(1, RUN_PAGES);
+        SealedRun { first: 0, buf: vec![0u8; pages * PAGE_SIZE].into_boxed_slice(), entries: Vec::with_capacity(pages) }
     }
 
     fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    fn is_full(&self) -> bool {
+        self.len() * PAGE_SIZE >= self.buf.len()
     }
 
     /// The sealed bytes of the run.
