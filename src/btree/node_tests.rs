@@ -27,7 +27,7 @@ fn leaf_round_trip_and_search() {
 
 #[test]
 fn a_full_buffer_with_dead_bytes_makes_room_for_the_next_entry() {
-    // 40 entries of 100 bytes fill 4,000 of the first buffer's 4,080; one removed leaves
+    // 40 entries of 100 bytes fill 4,000 of the first buffer's 4,064 (a payload); one removed leaves
     // 100 dead; the next needs 305, more than the dead and spare bytes together, so the
     // compaction must reserve it (the buffer must not grow by itself, unwiped: in debug
     // builds `store` asserts this).
