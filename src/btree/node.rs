@@ -147,6 +147,16 @@ struct EntryAt {
 const _: () = assert!(std::mem::size_of::<EntryAt>() == 16 + PAGE_REF_SIZE + 8);
 
 impl EntryAt {
+    /// An entry whose key of `key_len` bytes starts at `start`, holding `value` (an inline
+    /// value's bytes follow the key).
+    fn new(start: u32, key_len: usize, value: RawValue<'_>) -> EntryAt {
+        let (inline_len, overflow, first, len) = match value {
+            RawValue::Inline(v) => (v.len() as u32, 0, PageRef::NONE, 0),
+            RawValue::Overflow { first, len } => (0, 1, first, len),
+        };
+        EntryAt { start, key_len: key_len as u32, inline_len, overflow, first, len }
+    }
+
     /// The bytes the entry takes in `Leaf::bytes` (key and inline value).
     fn stored(&self) -> usize {
         self.key_len as usize + self.inline_len as usize
@@ -293,16 +303,13 @@ impl Leaf {
 
     /// Copies `key` and `value` into the buffer; returns where they lie.
     fn store(&mut self, key: &[u8], value: RawValue<'_>) -> EntryAt {
-        let (inline, overflow, first, len) = match value {
-            RawValue::Inline(v) => (v, 0, PageRef::NONE, 0),
-            RawValue::Overflow { first, len } => (&[][..], 1, first, len),
-        };
+        let inline = value.inline_bytes();
         self.reserve(key.len() + inline.len());
         let (start, capacity) = (self.bytes.len() as u32, self.bytes.capacity());
         self.bytes.extend_from_slice(key);
         self.bytes.extend_from_slice(inline);
         debug_assert_eq!(capacity, self.bytes.capacity(), "a leaf's buffer grew without a wipe");
-        EntryAt { start, key_len: key.len() as u32, inline_len: inline.len() as u32, overflow, first, len }
+        EntryAt::new(start, key.len(), value)
     }
 
     /// `Ok(index)` of `key`, or `Err(index)` where it would be inserted.
@@ -326,31 +333,27 @@ impl Leaf {
     pub(crate) fn replace_value(&mut self, i: usize, value: RawValue<'_>) -> Option<Value> {
         let old = *self.at.get(i)?;
         let previous = self.value_of(&old).to_owned_value();
-        let (inline, overflow, first, len) = match value {
-            RawValue::Inline(v) => (v, 0, PageRef::NONE, 0),
-            RawValue::Overflow { first, len } => (&[][..], 1, first, len),
-        };
+        let inline = value.inline_bytes();
         // The key is stored again beside the new value (unless that fits where the old one was).
-        let mut a = old;
-        if inline.len() <= old.inline_len as usize {
+        let start = if inline.len() <= old.inline_len as usize {
             let s = old.start as usize + old.key_len as usize;
             if let Some(dst) = self.bytes.get_mut(s..s + inline.len()) {
                 dst.copy_from_slice(inline);
             }
             self.dead += old.inline_len as usize - inline.len();
+            old.start
         } else {
             self.reserve(old.key_len as usize + inline.len());
             let moved = *self.at.get(i)?;
             let s = moved.start as usize;
-            let capacity = self.bytes.capacity();
-            a.start = self.bytes.len() as u32;
+            let (start, capacity) = (self.bytes.len() as u32, self.bytes.capacity());
             self.bytes.extend_from_within(s..s + moved.key_len as usize);
             self.bytes.extend_from_slice(inline);
             debug_assert_eq!(capacity, self.bytes.capacity(), "a leaf's buffer grew without a wipe");
             self.dead += moved.stored();
-        }
-        a.inline_len = inline.len() as u32;
-        (a.overflow, a.first, a.len) = (overflow, first, len);
+            start
+        };
+        let a = EntryAt::new(start, old.key_len as usize, value);
         self.encoded = self.encoded - old.encoded() + a.encoded();
         *self.at.get_mut(i)? = a;
         Some(previous)

@@ -16,7 +16,15 @@ pub(crate) enum RawValue<'a> {
     Overflow { first: PageRef, len: u64 },
 }
 
-impl RawValue<'_> {
+impl<'a> RawValue<'a> {
+    /// An inline value's bytes; none for an overflow value (a leaf holds only its reference).
+    pub(crate) fn inline_bytes(self) -> &'a [u8] {
+        match self {
+            RawValue::Inline(v) => v,
+            RawValue::Overflow { .. } => &[],
+        }
+    }
+
     pub(crate) fn to_owned_value(self) -> Value {
         match self {
             RawValue::Inline(v) => Value::Inline(v.to_vec()),

@@ -164,6 +164,21 @@ impl TxPages {
         }
     }
 
+    /// Frees a value its leaf no longer holds (an overflow value's pages) and returns its bytes
+    /// if `want` (empty otherwise): an inline value's own buffer, taken, not copied again.
+    fn retire_value(&mut self, mut old: Value, want: bool) -> Result<Vec<u8>> {
+        // An unwanted inline value stays in `old`, which wipes it when dropped.
+        let bytes = if !want {
+            Vec::new()
+        } else if let Some(b) = old.take_inline() {
+            b
+        } else {
+            self.value_bytes(&old)?
+        };
+        self.free_value(old.as_raw())?;
+        Ok(bytes)
+    }
+
     /// Frees the pages of an overflow value.
     fn free_value(&mut self, v: RawValue<'_>) -> Result<()> {
         if let RawValue::Overflow { first, len } = v {
@@ -205,11 +220,7 @@ impl TxPages {
                 root.count += 1;
                 Ok(None)
             }
-            Some(old) => {
-                let bytes = if want_old { Some(self.value_bytes(&old)?) } else { None };
-                self.free_value(old.as_raw())?;
-                Ok(Some(bytes.unwrap_or_default()))
-            }
+            Some(old) => self.retire_value(old, want_old).map(Some),
         }
     }
 
@@ -277,8 +288,7 @@ impl TxPages {
         self.collapse_root(root)?;
         let Some(old) = old else { return Ok(None) };
         root.count = root.count.saturating_sub(1);
-        let bytes = if want_old { self.value_bytes(&old)? } else { Vec::new() };
-        self.free_value(old.as_raw())?;
+        let bytes = self.retire_value(old, want_old)?;
         self.spill_if_large()?;
         Ok(Some(bytes))
     }

@@ -12,8 +12,6 @@
 //! poisons the pager (as `Pager::write`), and the entries of its run drop, wiped.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use super::Pager;
 use super::cache::CachedPage;
@@ -102,16 +100,8 @@ impl Pager {
             plain.fill(0);
             fill(&item, &mut plain[..PAYLOAD_SIZE])?;
             drop(item);
-            let tag = run.push_sealed(page, plain, |slot| {
-                let t = Instant::now();
-                let sealed = self.sealer.seal(KeyPurpose::Page, page, epoch, slot);
-                Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
-                sealed
-            })?;
-            Counters::add(&self.counters.pages_sealed, 1);
-            self.seals_in_epoch.fetch_add(1, Ordering::AcqRel);
-            e.tag = tag;
-            e.wipe = self.wipe_cache.load(Ordering::Relaxed);
+            let tag = run.push_sealed(page, plain, |slot| self.seal_counted(KeyPurpose::Page, page, epoch, slot))?;
+            self.settle_entry(e, tag);
             run.entries.push(entry);
             tags.push((i, tag));
         }
@@ -131,8 +121,7 @@ impl Pager {
             Err(e) => return self.poison(e),
         }
         for (k, entry) in run.entries.drain(..).enumerate() {
-            let ev = self.cache.insert(run.first + k as u64, entry);
-            Counters::add(&self.counters.cache_evictions, ev);
+            self.cache_insert(run.first + k as u64, entry);
         }
         Ok(())
     }
@@ -204,7 +193,7 @@ impl SealedRun {
 #[cfg(test)]
 mod tests {
     use std::io;
-    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use super::*;
     use crate::crypto::cipher::{CipherBackend, CipherId};

@@ -176,8 +176,7 @@ impl Pager {
         if let Some(kind) = kind {
             check_kind(p.payload(), r.page, kind)?;
         }
-        let ev = self.cache.insert(r.page, p.clone());
-        Counters::add(&self.counters.cache_evictions, ev);
+        self.cache_insert(r.page, p.clone());
         Ok(p)
     }
 
@@ -196,9 +195,31 @@ impl Pager {
         let (tag, _epoch) = self.sealer.open(purpose, page, e.bytes_mut())?;
         Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
         Counters::add(&self.counters.pages_opened, 1);
+        self.settle_entry(e, tag);
+        Ok(entry)
+    }
+
+    /// Records the tag a filled cache entry was sealed with, and whether it is wiped on drop.
+    fn settle_entry(&self, e: &mut CachedPage, tag: SealTag) {
         e.tag = tag;
         e.wipe = self.wipe_cache.load(Ordering::Relaxed);
-        Ok(entry)
+    }
+
+    /// Caches an entry (its page opened or just sealed), counting what it evicted.
+    fn cache_insert(&self, page: PageNo, entry: Arc<CachedPage>) {
+        let ev = self.cache.insert(page, entry);
+        Counters::add(&self.counters.cache_evictions, ev);
+    }
+
+    /// Seals `buf` in place as page `page` under `epoch` for `purpose`, counting the seal (and
+    /// the time it took) against the nonce budget and the metrics.
+    fn seal_counted(&self, purpose: KeyPurpose, page: PageNo, epoch: u32, buf: &mut PageBuf) -> Result<SealTag> {
+        let t = Instant::now();
+        let tag = self.sealer.seal(purpose, page, epoch, buf)?;
+        Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
+        Counters::add(&self.counters.pages_sealed, 1);
+        self.seals_in_epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(tag)
     }
 
     /// Seals `buf` (whose payload the caller filled) as page `page` under `epoch`, writes it and
@@ -212,23 +233,18 @@ impl Pager {
             return Err(Error::ReportableBug("a new cache entry is shared".into()));
         };
         e.bytes_mut().copy_from_slice(&buf[..]);
-        let t = Instant::now();
-        let tag = match self.check_writable().and_then(|()| self.sealer.seal(KeyPurpose::Page, page, epoch, &mut buf)) {
+        let tag = match self.check_writable().and_then(|()| self.seal_counted(KeyPurpose::Page, page, epoch, &mut buf))
+        {
             Ok(t) => t,
             Err(err) => {
                 crate::crypto::wipe::wipe(&mut buf[..]);
                 return Err(err);
             }
         };
-        Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
-        Counters::add(&self.counters.pages_sealed, 1);
-        self.seals_in_epoch.fetch_add(1, Ordering::AcqRel);
         self.write_raw(page, &buf)?;
         self.pool.give(buf);
-        e.tag = tag;
-        e.wipe = self.wipe_cache.load(Ordering::Relaxed);
-        let ev = self.cache.insert(page, entry);
-        Counters::add(&self.counters.cache_evictions, ev);
+        self.settle_entry(e, tag);
+        self.cache_insert(page, entry);
         Ok(tag)
     }
 
@@ -261,9 +277,7 @@ impl Pager {
         self.check_writable()?;
         let mut buf = Box::new([0u8; PAGE_SIZE]);
         rec.encode(&mut buf[..crate::format::page::PAYLOAD_SIZE]);
-        self.sealer.seal(KeyPurpose::Commit, slot_page, rec.key_epoch, &mut buf)?;
-        Counters::add(&self.counters.pages_sealed, 1);
-        self.seals_in_epoch.fetch_add(1, Ordering::AcqRel);
+        self.seal_counted(KeyPurpose::Commit, slot_page, rec.key_epoch, &mut buf)?;
         self.write_raw(slot_page, &buf)
     }
 
