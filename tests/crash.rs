@@ -97,7 +97,11 @@ fn storage_of(main: FaultyStorage, log: Option<FaultyStorage>) -> foldvault::Res
 
 impl Rig {
     fn new(wal: bool) -> Rig {
-        Rig { main: FaultyStorage::new(), log: wal.then(FaultyStorage::new) }
+        // One cut lock for both devices: the log's checkpoint copies pages into the file on a
+        // thread of its own, and a power loss takes both devices at one instant.
+        let main = FaultyStorage::new();
+        let log = wal.then(|| FaultyStorage::new().share_cuts(&main));
+        Rig { main, log }
     }
     fn storage(&self) -> Arc<dyn Storage> {
         storage_of(self.main.clone(), self.log.clone()).unwrap()
@@ -258,8 +262,12 @@ fn crash_points(encrypted: bool, txns: usize, wal: bool) {
             Ok(h) => {
                 if !states[p.progress.acked..=p.progress.upper].contains(h) {
                     failures.push(format!(
-                        "op {} {:?}: recovered state is not between acked {} and {}",
-                        p.op, p.model, p.progress.acked, p.progress.upper
+                        "op {} {:?}: recovered state (number {:?}) is not between acked {} and {}",
+                        p.op,
+                        p.model,
+                        states.iter().position(|s| s == h),
+                        p.progress.acked,
+                        p.progress.upper
                     ));
                 }
             }

@@ -2,7 +2,7 @@
 //! real files: a clean close leaves one file; a log left by a crash is replayed at the next open,
 //! with the setting on or off; a log beside another database file is refused; tools that put a
 //! new file in place of an old one take the old one's log away. (Crash safety at every write:
-//! `tests/crash.rs`; the log's own format: unit tests in `src/storage/wal.rs`.)
+//! `tests/crash.rs`; the log's own format: unit tests in `src/storage/wal/tests.rs`.)
 
 use std::path::{Path, PathBuf};
 

@@ -52,7 +52,11 @@ fn built() -> &'static Built {
     B.get_or_init(|| {
         let (m, l) = (MemoryStorage::new(), MemoryStorage::new());
         m.write_at(0, &[0xF0; PAGE]).expect("build: owner page");
-        let w = WalStorage::open(Arc::new(m.clone()), Arc::new(l.clone()), CHECKPOINT_PAGES, None).expect("build");
+        // Checkpoints within the sync that fills the log, so that the builder sees where each
+        // generation starts (background checkpoints: `storage::wal` tests, `tests/crash.rs`).
+        let w = WalStorage::open(Arc::new(m.clone()), Arc::new(l.clone()), CHECKPOINT_PAGES, None)
+            .expect("build")
+            .background_checkpoints(false);
         let mut rng = super::Rng(0x3a1);
         let mut state: BTreeMap<u64, u8> = BTreeMap::new();
         let mut written = HashSet::new();

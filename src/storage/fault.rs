@@ -15,6 +15,10 @@
 //! - [`FaultyStorage::crash_image`] is a pure function of (durable image, pending list, model):
 //!   the same seed always gives the same bytes;
 //! - clones share one state, so a clone held by a test observes the database's device;
+//! - a mutating operation holds its device's *cut lock* from its observer's call to its end;
+//!   devices built to share one (`share_cuts`) so never change while an observer of any of
+//!   them runs, however many threads write (a write-ahead log's background checkpoint): the
+//!   observer sees all of them at one instant, as a power loss would;
 //! - as in `MemoryStorage`, no end offset above 2^40 bytes is ever allocated.
 
 use std::fmt;
@@ -125,6 +129,7 @@ impl State {
 pub struct FaultyStorage {
     state: Arc<Mutex<State>>,
     observer: Arc<Mutex<Option<Observer>>>,
+    cut: Arc<Mutex<()>>,
 }
 
 /// Called before every mutating operation (`write_at`, `sync`, `set_len`) with the number that
@@ -140,7 +145,14 @@ impl FaultyStorage {
     /// A device whose live and durable images are both `bytes`.
     pub fn from_bytes(bytes: Vec<u8>) -> FaultyStorage {
         let state = State { durable: bytes.clone(), live: bytes, ..State::default() };
-        FaultyStorage { state: Arc::new(Mutex::new(state)), observer: Arc::default() }
+        FaultyStorage { state: Arc::new(Mutex::new(state)), observer: Arc::default(), cut: Arc::default() }
+    }
+
+    /// This device with `other`'s cut lock: a mutating operation on either waits while an
+    /// observer of the other runs, so observers see both devices at one instant.
+    pub fn share_cuts(mut self, other: &FaultyStorage) -> FaultyStorage {
+        self.cut = Arc::clone(&other.cut);
+        self
     }
 
     /// Replaces the fault plan and restarts operation numbering at 1. Does not undo a power
@@ -261,6 +273,7 @@ impl Storage for FaultyStorage {
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let _cut = self.cut.lock();
         self.observe();
         let mut st = self.state.lock();
         st.begin(OpKind::Mutate)?;
@@ -272,6 +285,7 @@ impl Storage for FaultyStorage {
     }
 
     fn sync(&self) -> io::Result<()> {
+        let _cut = self.cut.lock();
         self.observe();
         let mut st = self.state.lock();
         st.begin(OpKind::Mutate)?;
@@ -289,6 +303,7 @@ impl Storage for FaultyStorage {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        let _cut = self.cut.lock();
         self.observe();
         let mut st = self.state.lock();
         st.begin(OpKind::Mutate)?;

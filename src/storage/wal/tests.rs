@@ -1,6 +1,7 @@
 //! Tests of `storage::wal` (SPEC.md §15): crashes, torn and foreign logs, the direct path,
 //! garbage, and writes racing syncs.
 
+use super::checkpoint::consecutive_runs;
 use super::*;
 use crate::storage::MemoryStorage;
 
@@ -98,28 +99,156 @@ fn a_new_file_is_written_directly_until_its_first_sync() {
 
 #[test]
 fn checkpoints_when_full_and_never_replays_an_old_generation() {
+    for background in [false, true] {
+        let (m, l) = pair();
+        let w = open(&m, &l, 8).background_checkpoints(background);
+        for i in 1..20u8 {
+            w.write_at(u64::from(i) * P, &page(i + 1)).unwrap();
+            w.write_at(100 * P, &page(i)).unwrap();
+            w.sync().unwrap();
+        }
+        // In the background a checkpoint ends at the first group after its copy, at the latest
+        // once the log reaches twice `checkpoint_pages`.
+        let most = if background { 16 } else { 8 };
+        assert!(w.logged_pages() < most, "{} pages logged", w.logged_pages());
+        crash(w);
+        let w = open(&m, &l, 8).background_checkpoints(background);
+        for i in 1..20u8 {
+            assert_eq!(fill_of(&w, u64::from(i)), Some(i + 1));
+        }
+        assert_eq!(fill_of(&w, 100), Some(19));
+        // The log still holds groups of earlier generations past its tail: one more group and a
+        // crash must not bring any of them back.
+        w.write_at(100 * P, &page(77)).unwrap();
+        w.sync().unwrap();
+        crash(w);
+        let w = open(&m, &l, 8);
+        assert_eq!(fill_of(&w, 100), Some(77));
+        assert_eq!(fill_of(&w, 5), Some(6));
+    }
+}
+
+/// A database file whose writes wait while its gate is shut: holds a background checkpoint's
+/// copy part-way, for as long as a test needs.
+#[derive(Default)]
+struct Gated {
+    inner: MemoryStorage,
+    shut: parking_lot::Mutex<bool>,
+    opened: parking_lot::Condvar,
+    /// Writes that found the gate shut.
+    held: AtomicU64,
+}
+
+impl Gated {
+    fn set(&self, shut: bool) {
+        *self.shut.lock() = shut;
+        self.opened.notify_all();
+    }
+}
+
+impl Storage for Gated {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.inner.read_at(offset, buf)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let mut shut = self.shut.lock();
+        if *shut {
+            self.held.fetch_add(1, Ordering::AcqRel);
+        }
+        while *shut {
+            self.opened.wait(&mut shut);
+        }
+        drop(shut);
+        self.inner.write_at(offset, buf)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.inner.sync()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+/// Writes page `pg` full of `fill` and notes it in `want`.
+fn put(w: &WalStorage, want: &mut std::collections::BTreeMap<u64, u8>, pg: u64, fill: u8) {
+    w.write_at(pg * P, &page(fill)).unwrap();
+    want.insert(pg, fill);
+}
+
+fn wait_for(what: impl Fn() -> bool) {
+    while !what() {
+        std::thread::yield_now();
+    }
+}
+
+/// A checkpoint copies pages home on its own thread while groups go on being logged: with the
+/// copy held part-way, syncs return, reads see every newest version, and a crash then replays
+/// them all. Once the copy ends, the next group finishes the checkpoint (the pages logged
+/// meanwhile copied home too) and starts a new generation.
+#[test]
+fn commits_go_on_while_a_checkpoint_copies_pages_home() {
     let (m, l) = pair();
-    let w = open(&m, &l, 8);
-    for i in 1..20u8 {
-        w.write_at(u64::from(i) * P, &page(i + 1)).unwrap();
-        w.write_at(100 * P, &page(i)).unwrap();
+    let gated = Arc::new(Gated::default());
+    gated.inner.write_at(0, &m.snapshot()).unwrap();
+    let open_gated = || WalStorage::open(gated.clone(), Arc::new(l.clone()), 8, None).unwrap();
+    let copy_ended = |w: &WalStorage| w.background.lock().as_ref().is_none_or(|b| b.thread.is_finished());
+    let mut want = std::collections::BTreeMap::new();
+    let w = open_gated();
+    gated.set(true);
+    // Groups of 2 pages (3 log pages each): the third fills the log and starts the copy.
+    for i in 0..3u8 {
+        put(&w, &mut want, 1 + u64::from(i), 10 + i);
+        put(&w, &mut want, 50, i);
         w.sync().unwrap();
     }
-    assert!(w.logged_pages() < 8, "{} pages logged", w.logged_pages());
-    crash(w);
-    let w = open(&m, &l, 8);
-    for i in 1..20u8 {
-        assert_eq!(fill_of(&w, u64::from(i)), Some(i + 1));
+    // The copy is held at its first write; later groups are logged all the same, up to the
+    // bound of twice `checkpoint_pages` (log pages 10-15 here).
+    for i in 0..2u8 {
+        put(&w, &mut want, 20 + u64::from(i), 30 + i);
+        put(&w, &mut want, 50, 40 + i);
+        w.sync().unwrap();
     }
-    assert_eq!(fill_of(&w, 100), Some(19));
-    // The log still holds groups of earlier generations past its tail: one more group and a
-    // crash must not bring any of them back.
-    w.write_at(100 * P, &page(77)).unwrap();
-    w.sync().unwrap();
+    wait_for(|| gated.held.load(Ordering::Acquire) > 0);
+    for (&pg, &fill) in &want {
+        assert_eq!(fill_of(&w, pg), Some(fill), "page {pg} while the copy is held");
+    }
+    assert_eq!(gated.inner.len().unwrap(), P, "nothing reached the file yet");
+    gated.set(false);
+    // A crash now, the copy finishing or not: the log still holds every group.
     crash(w);
-    let w = open(&m, &l, 8);
-    assert_eq!(fill_of(&w, 100), Some(77));
-    assert_eq!(fill_of(&w, 5), Some(6));
+    let w = open_gated();
+    for (&pg, &fill) in &want {
+        assert_eq!(fill_of(&w, pg), Some(fill), "page {pg} after a crash during the copy");
+    }
+    w.checkpoint_now().unwrap();
+    // Again with a new generation: the copy held, one group logged past its start, the copy
+    // let go; the next group finishes the checkpoint.
+    gated.set(true);
+    // Groups of 1 page (2 log pages each): the fourth starts the copy.
+    for i in 0..4u8 {
+        put(&w, &mut want, 60 + u64::from(i), 70 + i);
+        w.sync().unwrap();
+    }
+    put(&w, &mut want, 80, 74);
+    w.sync().unwrap();
+    wait_for(|| gated.held.load(Ordering::Acquire) > 1);
+    gated.set(false);
+    wait_for(|| copy_ended(&w));
+    put(&w, &mut want, 65, 75);
+    w.sync().unwrap();
+    assert_eq!(w.logged_pages(), 1, "a new generation holds only the last group");
+    crash(w);
+    // The file alone holds everything logged before that group, page 80 (logged after the
+    // copy began) included.
+    let file_alone = WalStorage::open(gated.clone(), Arc::new(MemoryStorage::new()), 8, None).unwrap();
+    for (&pg, &fill) in want.iter().filter(|(pg, _)| **pg != 65) {
+        assert_eq!(fill_of(&file_alone, pg), Some(fill), "page {pg} in the file");
+    }
+    drop(file_alone);
+    assert_eq!(fill_of(&open_gated(), 65), Some(75));
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! and syncs; the sync's cost grows with their number and spread. Here `sync` appends every write
 //! made since the previous sync as one contiguous *group* to the log and syncs the log only. The
 //! pages reach the database file in a *checkpoint*, sorted, once the log holds
-//! `checkpoint_pages` pages, and when the storage is dropped.
+//! `checkpoint_pages` pages (copied on a thread of their own while commits go on: the
+//! `checkpoint` module), and when the storage is dropped.
 //!
 //! Contract: exactly the `Storage` contract, so the engine's one-sync commit (SPEC §5.3) holds
 //! unchanged on top: every write before a `sync` that returned is durable (in the log or in the
@@ -34,9 +35,9 @@
 //!   `seq` runs 0, 1, 2, ... and the checksum holds, so it stops at the first group a crash cut
 //!   short, and never applies a group of an earlier log generation;
 //! - the database file holds every write up to the last checkpoint, synced; a checkpoint copies
-//!   the logged pages home, syncs the database file, and only then writes a header with a new
-//!   random salt (ending every group) and syncs the log; a crash in between replays the same
-//!   bytes again;
+//!   the logged pages home (most in the background, the rest in the sync that ends it), syncs
+//!   the database file, and only then writes a header with a new random salt (ending every
+//!   group) and syncs the log; a crash in between replays the same bytes again;
 //! - reads see, newest first: writes not yet synced (`pending`), the group being synced
 //!   (`inflight`), logged pages (`index`), the database file, zeros up to the length;
 //! - a group is logged only under a header replayed at open or written this session: a log that
@@ -66,8 +67,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
-use super::Storage;
 use crate::error::{Error, Result};
+use crate::storage::Storage;
+use checkpoint::BackgroundCopy;
 
 const PAGE: usize = 4096;
 const P: u64 = PAGE as u64;
@@ -87,21 +89,6 @@ pub const MAX_GROUP: usize = (PAGE - INDEX_ENTRIES_AT) / 8;
 const GROW_PAGES: u64 = 256;
 /// Largest logical length a group may claim (as `MemoryStorage`).
 const MAX_LEN: u64 = 1 << 40;
-/// Most pages a checkpoint copies home with one write (256 KiB).
-const COPY_RUN: usize = 64;
-
-/// Splits `items` into runs of at most `max` whose `key`s follow one another (n, n + 1, ...).
-fn consecutive_runs<T>(items: &[T], key: impl Fn(&T) -> u64, max: usize) -> impl Iterator<Item = &[T]> {
-    let mut rest = items;
-    std::iter::from_fn(move || {
-        let first = key(rest.first()?);
-        let n = rest.iter().enumerate().take(max).take_while(|(i, t)| key(t) == first + *i as u64).count();
-        let (run, tail) = rest.split_at(n.max(1));
-        rest = tail;
-        Some(run)
-    })
-}
-
 /// Default `checkpoint_pages` (16 MiB of log).
 pub const DEFAULT_CHECKPOINT_PAGES: u64 = 4096;
 
@@ -198,6 +185,11 @@ pub struct WalStorage {
     /// the state exclusively fold it into `len` and `main_len` first (`state_mut`); sections
     /// under the shared lock take the larger of the two (`direct_len`).
     direct_end: AtomicU64,
+    /// The first part of a checkpoint, running on its own thread; touched only under
+    /// `sync_lock`.
+    background: Mutex<Option<BackgroundCopy>>,
+    /// Checkpoints copy pages home on a thread of their own (`background_checkpoints`).
+    in_background: bool,
 }
 
 impl std::fmt::Debug for WalStorage {
@@ -300,6 +292,8 @@ impl WalStorage {
             max_group: MAX_GROUP,
             log_path,
             direct_end: AtomicU64::new(0),
+            background: Mutex::new(None),
+            in_background: true,
         }
     }
 
@@ -322,6 +316,13 @@ impl WalStorage {
     /// reach the direct path with small transactions.
     pub fn max_group(mut self, pages: usize) -> WalStorage {
         self.max_group = pages.clamp(1, MAX_GROUP);
+        self
+    }
+
+    /// Whether checkpoints copy the logged pages home on a thread of their own (the default), so
+    /// that commits go on meanwhile, or within the `sync` that fills the log.
+    pub fn background_checkpoints(mut self, on: bool) -> WalStorage {
+        self.in_background = on;
         self
     }
 
@@ -369,124 +370,6 @@ impl WalStorage {
         Ok(())
     }
 
-    /// Writes a header with a new random salt (ending every group in the log) and syncs it
-    /// (and, the first time in a session, the log's directory). The caller holds `sync_lock`
-    /// and has made every logged page durable in the database file.
-    fn reset_log(&self) -> Result<()> {
-        let salt = rand::RngCore::next_u64(&mut rand::rngs::OsRng);
-        let (main_len, dir_synced) = {
-            let st = self.state_mut();
-            (st.main_len, st.dir_synced)
-        };
-        if !dir_synced && let Some(path) = &self.log_path {
-            if let Err(e) = super::sync_parent_dir(path) {
-                self.state.write().failed = true;
-                return Err(e.into());
-            }
-            self.state.write().dir_synced = true;
-        }
-        let owner = owner_of(&*self.main, main_len, 0)?;
-        let mut h = blank();
-        h[..8].copy_from_slice(HEADER_MAGIC);
-        h[8..16].copy_from_slice(&salt.to_le_bytes());
-        h[16..16 + OWNER_LEN].copy_from_slice(&owner);
-        let crc = crc_of(&[&h[..HEADER_CRC_AT]]);
-        h[HEADER_CRC_AT..HEADER_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
-        let r = self.log.write_at(0, &h[..]).and_then(|()| self.log.sync());
-        let mut st = self.state_mut();
-        if let Err(e) = r {
-            st.failed = true;
-            return Err(e.into());
-        }
-        st.log_pages = st.log_pages.max(1);
-        st.header_written = true;
-        st.salt = salt;
-        st.owner = owner;
-        st.next_seq = 0;
-        st.tail = 1;
-        st.index.clear();
-        Ok(())
-    }
-
-    /// Copies every logged page to the database file, syncs it, then starts a new log
-    /// generation. The caller holds `sync_lock`.
-    fn checkpoint(&self) -> Result<()> {
-        if self.copy_home()? { self.reset_log() } else { Ok(()) }
-    }
-
-    /// Steps 1 and 2 of a checkpoint: every logged page copied into the database file, the file
-    /// extended to the logged length and synced. False when nothing was logged since the last
-    /// checkpoint (nothing done). The log is left as it is: replaying it again rewrites the
-    /// same bytes. The caller holds `sync_lock`.
-    fn copy_home(&self) -> Result<bool> {
-        let (mut pages, len, main_len) = {
-            let st = self.state_mut();
-            if st.failed {
-                return Err(Error::Io(failed()));
-            }
-            let pages: Vec<(u64, u64)> = st.index.iter().map(|(&d, &l)| (d, l)).collect();
-            if pages.is_empty() && st.logged_len <= st.main_len && st.next_seq == 0 {
-                return Ok(false);
-            }
-            (pages, st.logged_len, st.main_len)
-        };
-        pages.sort_unstable();
-        let r = (|| -> io::Result<()> {
-            // Pages with consecutive numbers go home in one write, read from the log in as few
-            // reads as their log positions allow (a group logs its pages in page order).
-            let mut buf = vec![0u8; PAGE * COPY_RUN];
-            for run in consecutive_runs(&pages, |(d, _)| *d, COPY_RUN) {
-                let mut at = 0;
-                for part in consecutive_runs(run, |(_, l)| *l, COPY_RUN) {
-                    let n = part.len() * PAGE;
-                    self.log.read_at(part[0].1 * P, &mut buf[at..at + n])?;
-                    at += n;
-                }
-                self.main.write_at(run[0].0 * P, &buf[..at])?;
-            }
-            if len > main_len {
-                self.main.set_len(len)?;
-            }
-            self.main.sync()
-        })();
-        let mut st = self.state_mut();
-        if let Err(e) = r {
-            st.failed = true;
-            return Err(e.into());
-        }
-        st.main_len = len.max(main_len);
-        Ok(true)
-    }
-
-    /// Ends logging for the group being built: checkpoints, then writes its pending pages to
-    /// the database file; its later writes go there too until the next `sync`. The caller
-    /// holds `sync_lock`.
-    fn go_direct(&self) -> Result<()> {
-        if self.state.read().direct {
-            return Ok(());
-        }
-        self.checkpoint()?;
-        let mut st = self.state_mut();
-        let pending = std::mem::take(&mut st.pending);
-        for (pg, page) in &pending {
-            if let Err(e) = self.main.write_at(pg * P, &page[..]) {
-                st.failed = true;
-                return Err(e.into());
-            }
-        }
-        let len = st.len;
-        if len > st.main_len
-            && let Err(e) = self.main.set_len(len)
-        {
-            st.failed = true;
-            return Err(e.into());
-        }
-        st.main_len = st.main_len.max(len);
-        st.logged_len = st.main_len;
-        st.direct = true;
-        Ok(())
-    }
-
     /// Drops the storage as a crash would: no checkpoint, the log left as it is (tests and
     /// fuzzing; a real close lets `Drop` checkpoint).
     pub fn close_as_crash(self) {
@@ -496,12 +379,6 @@ impl WalStorage {
     /// Pages currently in the log and not yet in the database file.
     pub fn logged_pages(&self) -> usize {
         self.state.read().index.len()
-    }
-
-    /// Copies every logged page to the database file now (as when the log fills).
-    pub fn checkpoint_now(&self) -> Result<()> {
-        let _s = self.sync_lock.lock();
-        self.checkpoint()
     }
 
     /// Reads one page (or part of it) as the engine last wrote it; `st` is held.
@@ -650,6 +527,13 @@ impl Storage for WalStorage {
         if st.pending.is_empty() && st.len == st.logged_len {
             return Ok(());
         }
+        if self.checkpoint_due(st.tail) {
+            // The copy that ran in the background ends here: what was logged since it began
+            // goes home too, the file is synced, and this group starts the next generation.
+            drop(st);
+            self.checkpoint().map_err(to_io)?;
+            st = self.state_mut();
+        }
         if !st.header_written {
             // The session's first group: the header (naming the file's owner bytes as they are
             // now, all durable in the file) goes in first.
@@ -702,7 +586,7 @@ impl Storage for WalStorage {
         let full = st.tail >= self.checkpoint_pages;
         drop(st);
         if full {
-            self.checkpoint().map_err(to_io)?;
+            self.start_checkpoint().map_err(to_io)?;
         }
         Ok(())
     }
@@ -743,6 +627,15 @@ impl Drop for WalStorage {
     /// since the last `sync` are dropped (they were never durable). After an I/O error nothing
     /// is written; the next open replays the log.
     fn drop(&mut self) {
+        // A copy still running is waited for even after an error: nothing may write to the
+        // database file once this storage is gone.
+        let joined = {
+            let _s = self.sync_lock.lock();
+            self.join_background()
+        };
+        if let Err(e) = &joined {
+            tracing::error!(target: "foldvault::audit", error = %e, "write-ahead log checkpoint failed; the next open replays the log");
+        }
         let failed = {
             let mut st = self.state.write();
             st.pending.clear();
@@ -754,12 +647,12 @@ impl Drop for WalStorage {
         let _s = self.sync_lock.lock();
         // A log about to be removed needs no new generation: a crash before the removal
         // replays it over the file again, which rewrites the same bytes.
-        let closed = match &self.log_path {
-            Some(p) => self.copy_home().map(|_| {
+        let closed = joined.and_then(|from| match &self.log_path {
+            Some(p) => self.copy_home(from).map(|_| {
                 let _ = std::fs::remove_file(p);
             }),
-            None => self.checkpoint(),
-        };
+            None => self.end_checkpoint(from),
+        });
         match closed {
             Ok(()) => {}
             Err(e) => {
@@ -769,6 +662,6 @@ impl Drop for WalStorage {
     }
 }
 
+mod checkpoint;
 #[cfg(test)]
-#[path = "wal_tests.rs"]
 mod tests;

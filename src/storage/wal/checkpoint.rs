@@ -1,0 +1,269 @@
+//! Checkpoints of the write-ahead log (SPEC.md §15): the logged pages copied home into the
+//! database file, the file synced, then a new log generation.
+//!
+//! Layer: storage, part of `WalStorage`. Contains no `unsafe`.
+//!
+//! A checkpoint starts once a group brings the log to `checkpoint_pages`. Its first part, the
+//! copy, runs on a thread of its own (`BackgroundCopy`) so that commits go on being logged
+//! meanwhile: the newest version of every page logged below the tail of that moment goes to
+//! its place in the database file, which is then extended to the logged length and synced.
+//! Its last part runs in the first `sync` after the copy ended (or once the log reaches twice
+//! `checkpoint_pages`, that sync waits for the copy): the pages logged since the copy began go
+//! home too, the file is synced again, and a header with a new salt ends every group in the
+//! log, which the sync's group then starts again from page 1.
+//!
+//! Invariants:
+//! - the log is reset only after every page it holds is durable in the database file: the
+//!   reset joins the copy first and copies what was logged after it began;
+//! - the log's pages below the copy's start are not overwritten while it runs (groups append
+//!   past the tail; only the reset starts again from page 1);
+//! - nothing else writes to the database file while a copy runs: direct writes and shrinking
+//!   `set_len`s go through `go_direct`, which checkpoints (joining the copy) first, and `Drop`
+//!   joins it even after an error;
+//! - reads never meet a page the copy is writing: every such page is in `index` until the
+//!   reset, so reads take it from the log;
+//! - `background` is only touched under `sync_lock`, so one copy runs at a time.
+
+use std::io;
+use std::sync::Arc;
+
+use super::{HEADER_CRC_AT, HEADER_MAGIC, OWNER_LEN, P, PAGE, WalStorage, blank, crc_of, failed, owner_of};
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+
+/// Most pages a checkpoint copies home with one write (256 KiB).
+const COPY_RUN: usize = 64;
+
+/// Splits `items` into runs of at most `max` whose `key`s follow one another (n, n + 1, ...).
+pub(super) fn consecutive_runs<T>(items: &[T], key: impl Fn(&T) -> u64, max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let first = key(rest.first()?);
+        let n = rest.iter().enumerate().take(max).take_while(|(i, t)| key(t) == first + *i as u64).count();
+        let (run, tail) = rest.split_at(n.max(1));
+        rest = tail;
+        Some(run)
+    })
+}
+
+/// A checkpoint's first part on its own thread: the newest version of every page logged below
+/// log page `upto`, copied into the database file, which is extended to `len` and synced.
+/// The log's positions below `upto` are not overwritten meanwhile: only a checkpoint's last
+/// part resets the log, and it joins this thread first.
+pub(super) struct BackgroundCopy {
+    pub(super) thread: std::thread::JoinHandle<io::Result<()>>,
+    upto: u64,
+    len: u64,
+}
+
+/// Copies `pages` ((database page, log page), sorted by database page) from the log into the
+/// database file: pages with consecutive numbers in one write, read from the log in as few
+/// reads as their log positions allow (a group logs its pages in page order).
+fn copy_pages(main: &dyn Storage, log: &dyn Storage, pages: &[(u64, u64)]) -> io::Result<()> {
+    let mut buf = vec![0u8; PAGE * COPY_RUN];
+    for run in consecutive_runs(pages, |(d, _)| *d, COPY_RUN) {
+        let mut at = 0;
+        for part in consecutive_runs(run, |(_, l)| *l, COPY_RUN) {
+            let n = part.len() * PAGE;
+            log.read_at(part[0].1 * P, &mut buf[at..at + n])?;
+            at += n;
+        }
+        main.write_at(run[0].0 * P, &buf[..at])?;
+    }
+    Ok(())
+}
+
+impl WalStorage {
+    /// Writes a header with a new random salt (ending every group in the log) and syncs it
+    /// (and, the first time in a session, the log's directory). The caller holds `sync_lock`
+    /// and has made every logged page durable in the database file.
+    pub(super) fn reset_log(&self) -> Result<()> {
+        let salt = rand::RngCore::next_u64(&mut rand::rngs::OsRng);
+        let (main_len, dir_synced) = {
+            let st = self.state_mut();
+            (st.main_len, st.dir_synced)
+        };
+        if !dir_synced && let Some(path) = &self.log_path {
+            if let Err(e) = crate::storage::sync_parent_dir(path) {
+                self.state.write().failed = true;
+                return Err(e.into());
+            }
+            self.state.write().dir_synced = true;
+        }
+        let owner = owner_of(&*self.main, main_len, 0)?;
+        let mut h = blank();
+        h[..8].copy_from_slice(HEADER_MAGIC);
+        h[8..16].copy_from_slice(&salt.to_le_bytes());
+        h[16..16 + OWNER_LEN].copy_from_slice(&owner);
+        let crc = crc_of(&[&h[..HEADER_CRC_AT]]);
+        h[HEADER_CRC_AT..HEADER_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        let r = self.log.write_at(0, &h[..]).and_then(|()| self.log.sync());
+        let mut st = self.state_mut();
+        if let Err(e) = r {
+            st.failed = true;
+            return Err(e.into());
+        }
+        st.log_pages = st.log_pages.max(1);
+        st.header_written = true;
+        st.salt = salt;
+        st.owner = owner;
+        st.next_seq = 0;
+        st.tail = 1;
+        st.index.clear();
+        Ok(())
+    }
+
+    /// Copies every logged page to the database file, syncs it, then starts a new log
+    /// generation; a copy running in the background is waited for and only what was logged
+    /// since it began is copied here. The caller holds `sync_lock`.
+    pub(super) fn checkpoint(&self) -> Result<()> {
+        let from = self.join_background()?;
+        self.end_checkpoint(from)
+    }
+
+    /// A checkpoint once no copy runs: the pages logged from log page `from` on (all if
+    /// `None`) copied home and synced, then a new generation. The caller holds `sync_lock`.
+    pub(super) fn end_checkpoint(&self, from: Option<u64>) -> Result<()> {
+        if self.copy_home(from)? { self.reset_log() } else { Ok(()) }
+    }
+
+    /// Steps 1 and 2 of a checkpoint: every page logged at log page `from` or later (all of them
+    /// if `None`) copied into the database file, the file extended to the logged length and
+    /// synced. False when nothing was logged since the last checkpoint (nothing done). The log
+    /// is left as it is: replaying it again rewrites the same bytes. The caller holds
+    /// `sync_lock`, and no background copy runs.
+    pub(super) fn copy_home(&self, from: Option<u64>) -> Result<bool> {
+        let (mut pages, len, main_len) = {
+            let st = self.state_mut();
+            if st.failed {
+                return Err(Error::Io(failed()));
+            }
+            let start = from.unwrap_or(0);
+            let pages: Vec<(u64, u64)> = st.index.iter().filter(|(_, l)| **l >= start).map(|(&d, &l)| (d, l)).collect();
+            if pages.is_empty() && st.logged_len <= st.main_len && (st.next_seq == 0 || from.is_some()) {
+                // Nothing logged; or everything logged already copied and synced in the
+                // background, which then still ends the generation.
+                return Ok(from.is_some());
+            }
+            (pages, st.logged_len, st.main_len)
+        };
+        pages.sort_unstable();
+        let r = (|| -> io::Result<()> {
+            copy_pages(&*self.main, &*self.log, &pages)?;
+            if len > main_len {
+                self.main.set_len(len)?;
+            }
+            self.main.sync()
+        })();
+        let mut st = self.state_mut();
+        if let Err(e) = r {
+            st.failed = true;
+            return Err(e.into());
+        }
+        st.main_len = len.max(main_len);
+        Ok(true)
+    }
+
+    /// Starts a checkpoint's copy on its own thread (the log has reached `checkpoint_pages`),
+    /// unless one runs; checkpoints within this call if background checkpoints are off or no
+    /// thread can be started. The caller holds `sync_lock`.
+    pub(super) fn start_checkpoint(&self) -> Result<()> {
+        let mut bg = self.background.lock();
+        if bg.is_some() {
+            return Ok(());
+        }
+        if !self.in_background {
+            drop(bg);
+            return self.checkpoint();
+        }
+        let (pages, upto, len, main_len) = {
+            let st = self.state_mut();
+            let mut pages: Vec<(u64, u64)> = st.index.iter().map(|(&d, &l)| (d, l)).collect();
+            pages.sort_unstable();
+            (pages, st.tail, st.logged_len, st.main_len)
+        };
+        let (main, log) = (Arc::clone(&self.main), Arc::clone(&self.log));
+        let spawned = std::thread::Builder::new().name("foldvault-checkpoint".into()).spawn(move || {
+            copy_pages(&*main, &*log, &pages)?;
+            if len > main_len {
+                main.set_len(len)?;
+            }
+            main.sync()
+        });
+        match spawned {
+            Ok(thread) => {
+                *bg = Some(BackgroundCopy { thread, upto, len });
+                Ok(())
+            }
+            Err(e) => {
+                drop(bg);
+                tracing::warn!(target: "foldvault::audit", error = %e, "no checkpoint thread; checkpointing in the commit");
+                self.checkpoint()
+            }
+        }
+    }
+
+    /// Waits for the background copy, if one runs, and returns the log page from which pages
+    /// still need copying home (`None`: none ran, all of them do). The caller holds
+    /// `sync_lock`.
+    pub(super) fn join_background(&self) -> Result<Option<u64>> {
+        let Some(b) = self.background.lock().take() else {
+            return Ok(None);
+        };
+        let r = b
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("write-ahead log: the checkpoint thread panicked")));
+        let mut st = self.state_mut();
+        if let Err(e) = r {
+            st.failed = true;
+            return Err(e.into());
+        }
+        st.main_len = st.main_len.max(b.len);
+        Ok(Some(b.upto))
+    }
+
+    /// Whether a background copy has ended (or the log has grown to twice `checkpoint_pages`
+    /// while it runs, so the next group waits for it): the checkpoint's last part is due.
+    pub(super) fn checkpoint_due(&self, tail: u64) -> bool {
+        self.background
+            .lock()
+            .as_ref()
+            .is_some_and(|b| b.thread.is_finished() || tail >= self.checkpoint_pages.saturating_mul(2))
+    }
+
+    /// Ends logging for the group being built: checkpoints, then writes its pending pages to
+    /// the database file; its later writes go there too until the next `sync`. The caller
+    /// holds `sync_lock`.
+    pub(super) fn go_direct(&self) -> Result<()> {
+        if self.state.read().direct {
+            return Ok(());
+        }
+        self.checkpoint()?;
+        let mut st = self.state_mut();
+        let pending = std::mem::take(&mut st.pending);
+        for (pg, page) in &pending {
+            if let Err(e) = self.main.write_at(pg * P, &page[..]) {
+                st.failed = true;
+                return Err(e.into());
+            }
+        }
+        let len = st.len;
+        if len > st.main_len
+            && let Err(e) = self.main.set_len(len)
+        {
+            st.failed = true;
+            return Err(e.into());
+        }
+        st.main_len = st.main_len.max(len);
+        st.logged_len = st.main_len;
+        st.direct = true;
+        Ok(())
+    }
+
+    /// Copies every logged page to the database file now (as when the log fills).
+    pub fn checkpoint_now(&self) -> Result<()> {
+        let _s = self.sync_lock.lock();
+        self.checkpoint()
+    }
+}
