@@ -80,6 +80,9 @@ pub enum Engine {
     FvPlain,
     /// The default build's cipher without the write-ahead log (`Config::write_ahead_log(false)`).
     FvNoWal,
+    /// The default build's cipher with the log's checkpoints made within the commit that fills
+    /// the log (`Config::wal_background_checkpoints(false)`). Only when named (`--engines`).
+    FvInlineCheckpoint,
     Redb,
     Sled,
     Sqlite,
@@ -115,6 +118,7 @@ impl Engine {
             Engine::FvAwsLc => "fv-awslc",
             Engine::FvPlain => "fv-plain",
             Engine::FvNoWal => "fv-nowal",
+            Engine::FvInlineCheckpoint => "fv-inlineckpt",
             Engine::Redb => "redb",
             Engine::Sled => "sled",
             Engine::Sqlite => "sqlite",
@@ -126,7 +130,7 @@ impl Engine {
     }
 
     pub fn parse(s: &str) -> Option<Engine> {
-        Engine::all().into_iter().find(|e| e.name() == s)
+        Engine::all().into_iter().chain([Engine::FvInlineCheckpoint]).find(|e| e.name() == s)
     }
 
     /// Opens (creating if missing) this engine's database in `dir`, with `cache` bytes of cache
@@ -141,6 +145,7 @@ impl Engine {
             Engine::FvAwsLc => Box::new(Foldvault::open(dir, cache, FvMode::AwsLc)),
             Engine::FvPlain => Box::new(Foldvault::open(dir, cache, FvMode::Plain)),
             Engine::FvNoWal => Box::new(Foldvault::open(dir, cache, FvMode::NoWal)),
+            Engine::FvInlineCheckpoint => Box::new(Foldvault::open(dir, cache, FvMode::InlineCheckpoint)),
             Engine::Redb => Box::new(Redb::open(dir, cache)),
             Engine::Sled => Box::new(Sled::open(dir, cache)),
             Engine::Sqlite => Box::new(Sqlite::open(dir, Some(cache), None, small_rows)),
@@ -166,6 +171,7 @@ enum FvMode {
     AwsLc,
     Plain,
     NoWal,
+    InlineCheckpoint,
 }
 
 struct Foldvault {
@@ -190,6 +196,7 @@ impl Foldvault {
             FvMode::Plain => cfg.plaintext(),
             // The crate's default backend, the engine as it was before the log.
             FvMode::NoWal => cfg.passphrase(PASSPHRASE).write_ahead_log(false),
+            FvMode::InlineCheckpoint => cfg.passphrase(PASSPHRASE).wal_background_checkpoints(false),
         };
         let db = cfg.open().expect("foldvault open");
         let tree = db.open_tree("t").expect("foldvault open_tree");

@@ -120,7 +120,7 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
                 return Err(Error::AlreadyExists(file.display().to_string()));
             }
             // A temporary database is removed at close: a log would only add syncs.
-            let storage = file_storage(&file, cfg.wal.filter(|_| !cfg.temporary), logged)?;
+            let storage = file_storage(&file, cfg.wal.filter(|_| !cfg.temporary), cfg.wal_background, logged)?;
             if cfg.temporary && exists {
                 storage.set_len(0)?;
             }
@@ -154,9 +154,10 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
 }
 
 /// The storage of a database file: the file alone, or the file and its write-ahead log
-/// (SPEC.md §15) when the log is on (`wal`: its checkpoint size) or one was left beside it
+/// (SPEC.md §15) when the log is on (`wal`: its checkpoint size; `background`: checkpoints copy
+/// on a thread of their own) or one was left beside it
 /// (`logged`; with the log off it is folded into the file and removed here).
-fn file_storage(file: &std::path::Path, wal: Option<u64>, logged: bool) -> Result<Arc<dyn Storage>> {
+fn file_storage(file: &std::path::Path, wal: Option<u64>, background: bool, logged: bool) -> Result<Arc<dyn Storage>> {
     let main: Arc<dyn Storage> = Arc::new(FileStorage::open(file, true)?);
     if wal.is_none() && !logged {
         return Ok(main);
@@ -174,7 +175,7 @@ fn file_storage(file: &std::path::Path, wal: Option<u64>, logged: bool) -> Resul
     // A new log file's directory entry is made durable before its first header
     // (`WalStorage::reset_log`), not here: a session that only reads syncs nothing.
     let pages = wal.unwrap_or(crate::storage::wal::DEFAULT_CHECKPOINT_PAGES);
-    let w = WalStorage::open(main, log, pages, Some(wal_path))?;
+    let w = WalStorage::open(main, log, pages, Some(wal_path))?.background_checkpoints(background);
     if wal.is_some() {
         return Ok(Arc::new(w));
     }

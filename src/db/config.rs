@@ -73,6 +73,8 @@ pub struct Config {
     pub(crate) zeroize_cache: bool,
     /// `Some(checkpoint pages)`: a write-ahead log beside the file (`Config::write_ahead_log`).
     pub(crate) wal: Option<u64>,
+    /// The log's checkpoints copy pages on a thread of their own (`Config::wal_background_checkpoints`).
+    pub(crate) wal_background: bool,
 }
 
 /// Seals per key epoch before the engine moves to the next epoch: 2^30, a quarter of NIST's
@@ -104,6 +106,7 @@ impl Default for Config {
             checkpoint_on_close: true,
             zeroize_cache: true,
             wal: Some(crate::storage::wal::DEFAULT_CHECKPOINT_PAGES),
+            wal_background: true,
         }
     }
 }
@@ -127,6 +130,7 @@ impl std::fmt::Debug for Config {
             .field("durability", &self.durability)
             .field("flush_every_ms", &self.flush_every_ms)
             .field("wal", &self.wal)
+            .field("wal_background", &self.wal_background)
             .finish_non_exhaustive()
     }
 }
@@ -159,6 +163,7 @@ impl Config {
             checkpoint_on_close: self.checkpoint_on_close,
             zeroize_cache: self.zeroize_cache,
             wal: self.wal,
+            wal_background: self.wal_background,
         })
     }
 
@@ -306,6 +311,13 @@ impl Config {
         if self.wal.is_some() {
             self.wal = Some(pages.max(1));
         }
+        self
+    }
+    /// With `write_ahead_log`: whether a checkpoint copies the logged pages into the file on a
+    /// thread of its own while commits go on (default on), or within the commit that fills the
+    /// log (SPEC.md §15).
+    pub fn wal_background_checkpoints(mut self, on: bool) -> Config {
+        self.wal_background = on;
         self
     }
     pub fn open(&self) -> Result<crate::Db> {

@@ -6,15 +6,20 @@
 //! A checkpoint starts once a group brings the log to `checkpoint_pages`. Its first part, the
 //! copy, runs on a thread of its own (`BackgroundCopy`) so that commits go on being logged
 //! meanwhile: the newest version of every page logged below the tail of that moment goes to
-//! its place in the database file, which is then extended to the logged length and synced.
-//! Its last part runs in the first `sync` after the copy ended (or once the log reaches twice
-//! `checkpoint_pages`, that sync waits for the copy): the pages logged since the copy began go
-//! home too, the file is synced again, and a header with a new salt ends every group in the
-//! log, which the sync's group then starts again from page 1.
+//! its place in the database file, which is then extended to the logged length of that moment
+//! and synced. Its last part runs in the first `sync` after the copy ended (one with nothing to
+//! log too; once the log reaches twice `checkpoint_pages`, that sync waits for the copy), or in
+//! whatever else checkpoints first (`checkpoint_now`, a direct write, a shrinking `set_len`, a
+//! clean close): the pages logged since the copy began go home too (the file synced again if
+//! there were any), and a header with a new salt ends every group in the log, which the next
+//! group starts again from page 1.
 //!
 //! Invariants:
-//! - the log is reset only after every page it holds is durable in the database file: the
-//!   reset joins the copy first and copies what was logged after it began;
+//! - the log is reset only after every page it holds is durable in the database file, and
+//!   never while a copy runs: a checkpoint joins the copy first and copies what was logged
+//!   after it began; the other resets (a session's first header, a header after direct writes)
+//!   come when no copy can run (before the session's first group; in direct mode, entered by
+//!   a checkpoint);
 //! - the log's pages below the copy's start are not overwritten while it runs (groups append
 //!   past the tail; only the reset starts again from page 1);
 //! - nothing else writes to the database file while a copy runs: direct writes and shrinking
@@ -22,7 +27,8 @@
 //!   joins it even after an error;
 //! - reads never meet a page the copy is writing: every such page is in `index` until the
 //!   reset, so reads take it from the log;
-//! - `background` is only touched under `sync_lock`, so one copy runs at a time.
+//! - `WalState::background` is set and taken only under `sync_lock`, so one copy runs at a
+//!   time; nothing holds the state's lock while waiting for the copy.
 
 use std::io;
 use std::sync::Arc;
@@ -78,6 +84,7 @@ impl WalStorage {
     /// (and, the first time in a session, the log's directory). The caller holds `sync_lock`
     /// and has made every logged page durable in the database file.
     pub(super) fn reset_log(&self) -> Result<()> {
+        debug_assert!(self.state.read().background.is_none(), "the log reset while a checkpoint copies from it");
         let salt = rand::RngCore::next_u64(&mut rand::rngs::OsRng);
         let (main_len, dir_synced) = {
             let st = self.state_mut();
@@ -168,20 +175,16 @@ impl WalStorage {
     /// unless one runs; checkpoints within this call if background checkpoints are off or no
     /// thread can be started. The caller holds `sync_lock`.
     pub(super) fn start_checkpoint(&self) -> Result<()> {
-        let mut bg = self.background.lock();
-        if bg.is_some() {
-            return Ok(());
-        }
         if !self.in_background {
-            drop(bg);
             return self.checkpoint();
         }
-        let (pages, upto, len, main_len) = {
-            let st = self.state_mut();
-            let mut pages: Vec<(u64, u64)> = st.index.iter().map(|(&d, &l)| (d, l)).collect();
-            pages.sort_unstable();
-            (pages, st.tail, st.logged_len, st.main_len)
-        };
+        let mut st = self.state_mut();
+        if st.background.is_some() {
+            return Ok(());
+        }
+        let mut pages: Vec<(u64, u64)> = st.index.iter().map(|(&d, &l)| (d, l)).collect();
+        pages.sort_unstable();
+        let (upto, len, main_len) = (st.tail, st.logged_len, st.main_len);
         let (main, log) = (Arc::clone(&self.main), Arc::clone(&self.log));
         let spawned = std::thread::Builder::new().name("foldvault-checkpoint".into()).spawn(move || {
             copy_pages(&*main, &*log, &pages)?;
@@ -192,11 +195,11 @@ impl WalStorage {
         });
         match spawned {
             Ok(thread) => {
-                *bg = Some(BackgroundCopy { thread, upto, len });
+                st.background = Some(BackgroundCopy { thread, upto, len });
                 Ok(())
             }
             Err(e) => {
-                drop(bg);
+                drop(st);
                 tracing::warn!(target: "foldvault::audit", error = %e, "no checkpoint thread; checkpointing in the commit");
                 self.checkpoint()
             }
@@ -207,7 +210,7 @@ impl WalStorage {
     /// still need copying home (`None`: none ran, all of them do). The caller holds
     /// `sync_lock`.
     pub(super) fn join_background(&self) -> Result<Option<u64>> {
-        let Some(b) = self.background.lock().take() else {
+        let Some(b) = self.state_mut().background.take() else {
             return Ok(None);
         };
         let r = b
@@ -221,15 +224,6 @@ impl WalStorage {
         }
         st.main_len = st.main_len.max(b.len);
         Ok(Some(b.upto))
-    }
-
-    /// Whether a background copy has ended (or the log has grown to twice `checkpoint_pages`
-    /// while it runs, so the next group waits for it): the checkpoint's last part is due.
-    pub(super) fn checkpoint_due(&self, tail: u64) -> bool {
-        self.background
-            .lock()
-            .as_ref()
-            .is_some_and(|b| b.thread.is_finished() || tail >= self.checkpoint_pages.saturating_mul(2))
     }
 
     /// Ends logging for the group being built: checkpoints, then writes its pending pages to

@@ -1,7 +1,7 @@
 //! Write-ahead log storage: a database file and a sidecar log, seen by the engine as one file.
 //!
-//! Layer: storage (bottom). May call only `std`, `parking_lot`, `crc32fast`, `rand` and
-//! `crate::error`; nothing in the crate sits below it. Contains no `unsafe`.
+//! Layer: storage (bottom). May call only `std`, `parking_lot`, `crc32fast`, `rand`, `tracing`
+//! and `crate::error`; nothing in the crate sits below it. Contains no `unsafe`.
 //!
 //! Why (SPEC.md §15, BENCHMARKS.md "Eighth session"): a durable commit of the copy-on-write tree
 //! writes its pages wherever the allocator put them, five to seven separate runs across the file,
@@ -157,9 +157,20 @@ struct WalState {
     dir_synced: bool,
     /// An I/O error left memory and disk apart: nothing more is written, not even at drop.
     failed: bool,
+    /// The first part of a checkpoint, running on its own thread; set and taken only under
+    /// `sync_lock`, so one copy runs at a time.
+    background: Option<BackgroundCopy>,
 }
 
 impl WalState {
+    /// Whether a background copy has ended (or the log has grown to twice `checkpoint_pages`
+    /// while it runs, so the next group waits for it): the checkpoint's last part is due.
+    fn checkpoint_due(&self, checkpoint_pages: u64) -> bool {
+        self.background
+            .as_ref()
+            .is_some_and(|b| b.thread.is_finished() || self.tail >= checkpoint_pages.saturating_mul(2))
+    }
+
     /// Page `pg` as reads see it, if the log layer holds it.
     fn held(&self, pg: u64) -> Option<&Page> {
         self.pending.get(&pg).or_else(|| self.inflight.get(&pg))
@@ -185,9 +196,6 @@ pub struct WalStorage {
     /// the state exclusively fold it into `len` and `main_len` first (`state_mut`); sections
     /// under the shared lock take the larger of the two (`direct_len`).
     direct_end: AtomicU64,
-    /// The first part of a checkpoint, running on its own thread; touched only under
-    /// `sync_lock`.
-    background: Mutex<Option<BackgroundCopy>>,
     /// Checkpoints copy pages home on a thread of their own (`background_checkpoints`).
     in_background: bool,
 }
@@ -292,7 +300,6 @@ impl WalStorage {
             max_group: MAX_GROUP,
             log_path,
             direct_end: AtomicU64::new(0),
-            background: Mutex::new(None),
             in_background: true,
         }
     }
@@ -371,12 +378,14 @@ impl WalStorage {
     }
 
     /// Drops the storage as a crash would: no checkpoint, the log left as it is (tests and
-    /// fuzzing; a real close lets `Drop` checkpoint).
+    /// fuzzing; a real close lets `Drop` checkpoint). A copy already running in the background
+    /// is waited for (it writes and syncs the file), as a process that ends would not.
     pub fn close_as_crash(self) {
         self.state.write().failed = true;
     }
 
-    /// Pages currently in the log and not yet in the database file.
+    /// Pages the current log generation holds (while a checkpoint copies in the background,
+    /// some of them may already be in the database file).
     pub fn logged_pages(&self) -> usize {
         self.state.read().index.len()
     }
@@ -496,51 +505,58 @@ impl Storage for WalStorage {
 
     fn sync(&self) -> io::Result<()> {
         let _s = self.sync_lock.lock();
-        let mut st = self.state_mut();
-        if st.failed {
-            return Err(failed());
-        }
-        if !st.direct && st.pending.len() > self.max_group {
-            // A writer passed the bound after its check and waits for this lock to go direct
-            // (writes run while a sync does): go direct for it, so that no group exceeds it.
-            drop(st);
-            self.go_direct().map_err(to_io)?;
-            st = self.state_mut();
-        }
-        if st.direct {
-            // Writes from here on are logged; those before went to the file this syncs.
-            st.direct = false;
-            let (len, main_len) = (st.len, st.main_len);
-            st.logged_len = len;
-            st.main_len = len.max(main_len);
-            drop(st);
-            let r = if len > main_len { self.main.set_len(len) } else { Ok(()) };
-            r.and_then(|()| self.main.sync()).inspect_err(|_| self.state.write().failed = true)?;
-            // The log is empty since `go_direct`; if this group rewrote the owner bytes, the
-            // header must name the new ones before a group is logged against them.
-            let owner = self.state.read().owner;
-            if owner_of(&*self.main, len.max(main_len), 0)? != owner {
-                self.reset_log().map_err(to_io)?;
+        // Finishing a checkpoint and writing the session's first header let go of the state,
+        // and writers may add pages meanwhile: every check runs again after either.
+        let mut st = loop {
+            let mut st = self.state_mut();
+            if st.failed {
+                return Err(failed());
             }
-            return Ok(());
-        }
-        if st.pending.is_empty() && st.len == st.logged_len {
-            return Ok(());
-        }
-        if self.checkpoint_due(st.tail) {
-            // The copy that ran in the background ends here: what was logged since it began
-            // goes home too, the file is synced, and this group starts the next generation.
-            drop(st);
-            self.checkpoint().map_err(to_io)?;
-            st = self.state_mut();
-        }
-        if !st.header_written {
-            // The session's first group: the header (naming the file's owner bytes as they are
-            // now, all durable in the file) goes in first.
-            drop(st);
-            self.reset_log().map_err(to_io)?;
-            st = self.state_mut();
-        }
+            if !st.direct && st.pending.len() > self.max_group {
+                // A writer passed the bound after its check and waits for this lock to go
+                // direct (writes run while a sync does): go direct for it, so that no group
+                // exceeds it.
+                drop(st);
+                self.go_direct().map_err(to_io)?;
+                st = self.state_mut();
+            }
+            if st.direct {
+                // Writes from here on are logged; those before went to the file this syncs.
+                st.direct = false;
+                let (len, main_len) = (st.len, st.main_len);
+                st.logged_len = len;
+                st.main_len = len.max(main_len);
+                drop(st);
+                let r = if len > main_len { self.main.set_len(len) } else { Ok(()) };
+                r.and_then(|()| self.main.sync()).inspect_err(|_| self.state.write().failed = true)?;
+                // The log is empty since `go_direct`; if this group rewrote the owner bytes, the
+                // header must name the new ones before a group is logged against them.
+                let owner = self.state.read().owner;
+                if owner_of(&*self.main, len.max(main_len), 0)? != owner {
+                    self.reset_log().map_err(to_io)?;
+                }
+                return Ok(());
+            }
+            if st.checkpoint_due(self.checkpoint_pages) {
+                // The copy that ran in the background ends here: what was logged since it
+                // began goes home too, the file is synced, and this group (if any) starts the
+                // next generation.
+                drop(st);
+                self.checkpoint().map_err(to_io)?;
+                continue;
+            }
+            if st.pending.is_empty() && st.len == st.logged_len {
+                return Ok(());
+            }
+            if !st.header_written {
+                // The session's first group: the header (naming the file's owner bytes as they
+                // are now, all durable in the file) goes in first.
+                drop(st);
+                self.reset_log().map_err(to_io)?;
+                continue;
+            }
+            break st;
+        };
         let group = std::mem::take(&mut st.pending);
         let n = group.len();
         debug_assert!(n <= self.max_group, "a group of {n} pages");

@@ -107,10 +107,11 @@ fn checkpoints_when_full_and_never_replays_an_old_generation() {
             w.write_at(100 * P, &page(i)).unwrap();
             w.sync().unwrap();
         }
-        // In the background a checkpoint ends at the first group after its copy, at the latest
-        // once the log reaches twice `checkpoint_pages`.
-        let most = if background { 16 } else { 8 };
-        assert!(w.logged_pages() < most, "{} pages logged", w.logged_pages());
+        // Groups of 3 log pages, each with a new page and page 100: a generation holds 3 groups
+        // (4 pages), or in the background at most 5 (6 pages), the last of them at log page 13,
+        // past which the log reaches twice `checkpoint_pages` and a sync waits for the copy.
+        let most = if background { 6 } else { 4 };
+        assert!(w.logged_pages() <= most, "{} pages logged", w.logged_pages());
         crash(w);
         let w = open(&m, &l, 8).background_checkpoints(background);
         for i in 1..20u8 {
@@ -129,7 +130,8 @@ fn checkpoints_when_full_and_never_replays_an_old_generation() {
 }
 
 /// A database file whose writes wait while its gate is shut: holds a background checkpoint's
-/// copy part-way, for as long as a test needs.
+/// copy part-way, for as long as a test needs (at most a minute, so that a failing test ends
+/// rather than hangs in `Drop`, which waits for the copy). Its writes fail while `failing`.
 #[derive(Default)]
 struct Gated {
     inner: MemoryStorage,
@@ -137,6 +139,7 @@ struct Gated {
     opened: parking_lot::Condvar,
     /// Writes that found the gate shut.
     held: AtomicU64,
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl Gated {
@@ -155,10 +158,12 @@ impl Storage for Gated {
         if *shut {
             self.held.fetch_add(1, Ordering::AcqRel);
         }
-        while *shut {
-            self.opened.wait(&mut shut);
-        }
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while *shut && !self.opened.wait_until(&mut shut, until).timed_out() {}
         drop(shut);
+        if self.failing.load(Ordering::Acquire) {
+            return Err(io::Error::other("gated file: write refused"));
+        }
         self.inner.write_at(offset, buf)
     }
     fn sync(&self) -> io::Result<()> {
@@ -194,7 +199,7 @@ fn commits_go_on_while_a_checkpoint_copies_pages_home() {
     let gated = Arc::new(Gated::default());
     gated.inner.write_at(0, &m.snapshot()).unwrap();
     let open_gated = || WalStorage::open(gated.clone(), Arc::new(l.clone()), 8, None).unwrap();
-    let copy_ended = |w: &WalStorage| w.background.lock().as_ref().is_none_or(|b| b.thread.is_finished());
+    let copy_ended = |w: &WalStorage| w.state.read().background.as_ref().is_none_or(|b| b.thread.is_finished());
     let mut want = std::collections::BTreeMap::new();
     let w = open_gated();
     gated.set(true);
@@ -217,7 +222,7 @@ fn commits_go_on_while_a_checkpoint_copies_pages_home() {
     }
     assert_eq!(gated.inner.len().unwrap(), P, "nothing reached the file yet");
     gated.set(false);
-    // A crash now, the copy finishing or not: the log still holds every group.
+    // A crash now (`close_as_crash` lets the copy finish): the log still holds every group.
     crash(w);
     let w = open_gated();
     for (&pg, &fill) in &want {
@@ -366,6 +371,71 @@ fn garbage_logs_are_not_replayed_and_do_not_panic() {
                 assert_eq!(fill_of(&w, pg), Some(pg as u8), "round {round}: page {pg}");
             }
         }
+    }
+}
+
+/// A log that reaches twice `checkpoint_pages` while the copy runs does not grow further: the
+/// next sync waits for the copy and finishes the checkpoint.
+#[test]
+fn a_sync_past_twice_the_checkpoint_size_waits_for_the_copy() {
+    let (m, l) = pair();
+    let gated = Arc::new(Gated::default());
+    gated.inner.write_at(0, &m.snapshot()).unwrap();
+    let w = Arc::new(WalStorage::open(gated.clone(), Arc::new(l.clone()), 8, None).unwrap());
+    let mut want = std::collections::BTreeMap::new();
+    gated.set(true);
+    // Groups of 1 page (2 log pages): the fourth starts the copy at log page 9, the seventh
+    // brings the log to 15, the eighth to 17 (past 16).
+    for i in 0..8u8 {
+        put(&w, &mut want, 1 + u64::from(i), i + 1);
+        w.sync().unwrap();
+    }
+    put(&w, &mut want, 20, 20);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let syncer = {
+        let (w, done) = (w.clone(), done.clone());
+        std::thread::spawn(move || {
+            w.sync().unwrap();
+            done.store(true, Ordering::Release);
+        })
+    };
+    // Only a wrong build can end this wait early: the sync must still be waiting.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!done.load(Ordering::Acquire), "a sync past the bound returned while the copy was held");
+    gated.set(false);
+    syncer.join().unwrap();
+    assert_eq!(w.logged_pages(), 1, "the checkpoint ended before the group");
+    let w = Arc::into_inner(w).unwrap();
+    crash(w);
+    let w = WalStorage::open(gated.clone(), Arc::new(l.clone()), 8, None).unwrap();
+    for (&pg, &fill) in &want {
+        assert_eq!(fill_of(&w, pg), Some(fill), "page {pg}");
+    }
+}
+
+/// An I/O error of the background copy reaches the next sync, and everything after it fails
+/// too; the log still holds every acknowledged group, which the next open replays.
+#[test]
+fn a_failed_background_copy_fails_the_next_sync_and_loses_nothing() {
+    let (m, l) = pair();
+    let gated = Arc::new(Gated::default());
+    gated.inner.write_at(0, &m.snapshot()).unwrap();
+    let w = WalStorage::open(gated.clone(), Arc::new(l.clone()), 8, None).unwrap();
+    let mut want = std::collections::BTreeMap::new();
+    gated.failing.store(true, Ordering::Release);
+    for i in 0..4u8 {
+        put(&w, &mut want, 1 + u64::from(i), i + 1);
+        w.sync().unwrap();
+    }
+    wait_for(|| w.state.read().background.as_ref().is_none_or(|b| b.thread.is_finished()));
+    w.write_at(30 * P, &page(30)).unwrap();
+    assert!(w.sync().is_err(), "the copy's error reaches the sync that would end it");
+    assert!(w.sync().is_err() && w.write_at(31 * P, &page(31)).is_err(), "and stays");
+    drop(w);
+    gated.failing.store(false, Ordering::Release);
+    let w = WalStorage::open(gated.clone(), Arc::new(l.clone()), 8, None).unwrap();
+    for (&pg, &fill) in &want {
+        assert_eq!(fill_of(&w, pg), Some(fill), "page {pg}");
     }
 }
 
