@@ -1,7 +1,7 @@
 //! Where a writer's time goes: a bulk load split into its phases, and the CPU of durable
 //! commits of 100. BENCHMARKS.md, "Thirteenth session".
 //!
-//! `cargo run --release --example writer_cpu [commits] [atoms] [plain]`
+//! `cargo run --release --example writer_cpu [commits] [atoms] [plain] [inline]`
 //!
 //! Without `commits`: five times, 100,000 records inserted in one transaction into a new
 //! database, committed, then `flush`ed; prints the milliseconds of each phase and their medians.
@@ -9,7 +9,9 @@
 //! prints the wall time and the main thread's CPU time per commit (Linux: from
 //! `/proc/thread-self/schedstat`). Records are 16-byte keys and 100-byte values, or with
 //! `atoms` FoldDB-shaped `atom:{uuid}` keys and 300-2,000-byte values. Encrypted with a
-//! passphrase (the fast test KDF) unless `plain`. Compare builds by running them in turns.
+//! passphrase (the fast test KDF) unless `plain`; with `inline`, the log's checkpoints run within
+//! the commit that fills the log (`Config::wal_background_checkpoints(false)`). Compare builds
+//! (or the two checkpoint modes) by running them in turns.
 
 use std::time::Instant;
 
@@ -41,7 +43,13 @@ fn thread_cpu_us() -> Option<f64> {
 }
 
 fn open(dir: &std::path::Path, plain: bool) -> foldvault::Result<Db> {
-    let cfg = Config::new().file(dir.join("db")).use_env(false).flush_every_ms(None).kdf(KdfParams::insecure_fast());
+    let inline = std::env::args().any(|a| a == "inline");
+    let cfg = Config::new()
+        .file(dir.join("db"))
+        .use_env(false)
+        .flush_every_ms(None)
+        .kdf(KdfParams::insecure_fast())
+        .wal_background_checkpoints(!inline);
     if plain { cfg.plaintext() } else { cfg.passphrase("writer") }.open()
 }
 
@@ -66,8 +74,14 @@ fn main() -> foldvault::Result<()> {
     let commits = args.iter().any(|a| a == "commits");
     let atoms = args.iter().any(|a| a == "atoms");
     let plain = args.iter().any(|a| a == "plain");
-    let mode =
-        format!("{}, {}", if plain { "plaintext" } else { "encrypted" }, if atoms { "atoms" } else { "random16" });
+    let inline = args.iter().any(|a| a == "inline");
+    let per_commit = if args.iter().any(|a| a == "one") { 1 } else { 100 };
+    let mode = format!(
+        "{}, {}{}",
+        if plain { "plaintext" } else { "encrypted" },
+        if atoms { "atoms" } else { "random16" },
+        if inline { ", checkpoints inline" } else { "" }
+    );
     let mut rng = Rng(7);
     let records: Vec<(Vec<u8>, Vec<u8>)> = (0..100_000).map(|_| record(&mut rng, atoms)).collect();
     if !commits {
@@ -102,10 +116,10 @@ fn main() -> foldvault::Result<()> {
     let db = open(dir.path(), plain)?;
     load(&db, &records)?;
     db.flush()?;
-    const COMMITS: usize = 300;
-    let (start, cpu0) = (Instant::now(), thread_cpu_us());
-    for _ in 0..COMMITS {
-        let batch: Vec<(Vec<u8>, Vec<u8>)> = (0..100).map(|_| record(&mut rng, atoms)).collect();
+    let commits_n: usize = if per_commit == 1 { 3000 } else { 300 };
+    let (start, cpu0, m0) = (Instant::now(), thread_cpu_us(), db.metrics());
+    for _ in 0..commits_n {
+        let batch: Vec<(Vec<u8>, Vec<u8>)> = (0..per_commit).map(|_| record(&mut rng, atoms)).collect();
         let tx = db.begin_write()?;
         {
             let t = tx.open_tree("t")?;
@@ -116,12 +130,23 @@ fn main() -> foldvault::Result<()> {
         tx.set_durability(Durability::Immediate);
         tx.commit()?;
     }
-    let wall = start.elapsed().as_secs_f64() * 1e6 / COMMITS as f64;
+    let wall = start.elapsed().as_secs_f64() * 1e6 / commits_n as f64;
+    let m = db.metrics();
+    let per = |a: u64, b: u64| (a - b) as f64 / commits_n as f64;
+    println!(
+        "{mode}: per commit {:.1} pages sealed, {:.1} KiB written by the engine (the log's copies not counted), {:.2} syncs",
+        per(m.pages_sealed, m0.pages_sealed),
+        per(m.bytes_written, m0.bytes_written) / 1024.0,
+        per(m.syncs, m0.syncs)
+    );
     match cpu0.zip(thread_cpu_us()) {
         Some((a, b)) => {
-            println!("{mode}: {wall:.0} us per durable commit of 100, {:.0} us of it CPU", (b - a) / COMMITS as f64)
+            println!(
+                "{mode}: {wall:.0} us per durable commit of {per_commit}, {:.0} us of it CPU",
+                (b - a) / commits_n as f64
+            )
         }
-        None => println!("{mode}: {wall:.0} us per durable commit of 100"),
+        None => println!("{mode}: {wall:.0} us per durable commit of {per_commit}"),
     }
     Ok(())
 }
