@@ -1,7 +1,7 @@
 //! Where a writer's time goes: a bulk load split into its phases, and the CPU of durable
 //! commits of 100. BENCHMARKS.md, "Thirteenth session".
 //!
-//! `cargo run --release --example writer_cpu [commits] [atoms] [plain] [inline]`
+//! `cargo run --release --example writer_cpu [commits] [one] [atoms] [plain] [inline] [log=PAGES]`
 //!
 //! Without `commits`: five times, 100,000 records inserted in one transaction into a new
 //! database, committed, then `flush`ed; prints the milliseconds of each phase and their medians.
@@ -10,8 +10,9 @@
 //! `/proc/thread-self/schedstat`). Records are 16-byte keys and 100-byte values, or with
 //! `atoms` FoldDB-shaped `atom:{uuid}` keys and 300-2,000-byte values. Encrypted with a
 //! passphrase (the fast test KDF) unless `plain`; with `inline`, the log's checkpoints run within
-//! the commit that fills the log (`Config::wal_background_checkpoints(false)`). Compare builds
-//! (or the two checkpoint modes) by running them in turns.
+//! the commit that fills the log (`Config::wal_background_checkpoints(false)`); `log=PAGES` sets
+//! `Config::wal_checkpoint_pages`; `one` makes 3,000 one-record commits instead. Compare builds
+//! (or settings) by running them in turns.
 
 use std::time::Instant;
 
@@ -44,12 +45,17 @@ fn thread_cpu_us() -> Option<f64> {
 
 fn open(dir: &std::path::Path, plain: bool) -> foldvault::Result<Db> {
     let inline = std::env::args().any(|a| a == "inline");
+    let log_pages = std::env::args().find_map(|a| a.strip_prefix("log=").and_then(|n| n.parse::<u64>().ok()));
     let cfg = Config::new()
         .file(dir.join("db"))
         .use_env(false)
         .flush_every_ms(None)
         .kdf(KdfParams::insecure_fast())
         .wal_background_checkpoints(!inline);
+    let cfg = match log_pages {
+        Some(n) => cfg.wal_checkpoint_pages(n),
+        None => cfg,
+    };
     if plain { cfg.plaintext() } else { cfg.passphrase("writer") }.open()
 }
 
