@@ -200,37 +200,26 @@ mod tests {
     use crate::crypto::keys::SecretKey;
     use crate::crypto::seal::{DataKeys, PageSealer};
     use crate::format::page::PageRef;
-    use crate::storage::{MemoryStorage, Storage};
+    use crate::storage::{GatedMemory, Storage, WriteGate};
 
-    /// Memory that counts its writes and can be told to fail them.
+    /// Counts the writes of a `GatedMemory` and can be told to fail them.
     #[derive(Default)]
-    struct CountingStorage {
-        inner: MemoryStorage,
+    struct Counts {
         writes: AtomicU64,
         fail: AtomicBool,
     }
 
-    impl Storage for CountingStorage {
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-            self.inner.read_at(offset, buf)
-        }
-        fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+    impl WriteGate for Counts {
+        fn before_write(&self) -> io::Result<()> {
             if self.fail.load(Ordering::Relaxed) {
                 return Err(io::Error::other("injected"));
             }
             self.writes.fetch_add(1, Ordering::Relaxed);
-            self.inner.write_at(offset, buf)
-        }
-        fn sync(&self) -> io::Result<()> {
-            self.inner.sync()
-        }
-        fn len(&self) -> io::Result<u64> {
-            self.inner.len()
-        }
-        fn set_len(&self, len: u64) -> io::Result<()> {
-            self.inner.set_len(len)
+            Ok(())
         }
     }
+
+    type CountingStorage = GatedMemory<Counts>;
 
     fn pagers() -> Vec<(Arc<CountingStorage>, Pager)> {
         let fid = [7u8; 16];
@@ -273,7 +262,7 @@ mod tests {
             let tags = pager.write_batch(0, items, &fill_item).expect("write_batch");
             assert_eq!(tags.len(), pages.len());
             // One write per run at least; each thread's share (up to 8) may cut one run in two.
-            let writes = storage.writes.load(Ordering::Relaxed);
+            let writes = storage.gate.writes.load(Ordering::Relaxed);
             assert!((6..=13).contains(&writes), "{writes} writes for 6 runs");
             for pass in ["cached", "from storage"] {
                 for (i, (&page, &tag)) in pages.iter().zip(&tags).enumerate() {
@@ -317,7 +306,7 @@ mod tests {
             if storage.read_at(140 * PAGE_SIZE as u64, &mut b).is_ok() {
                 assert!(b.iter().all(|x| *x == 0), "the refused page was not written");
             }
-            storage.fail.store(true, Ordering::Relaxed);
+            storage.gate.fail.store(true, Ordering::Relaxed);
             let items: Vec<(PageNo, u32)> = (0..50).map(|i| (200 + i as u64, i)).collect();
             assert!(matches!(pager.write_batch(0, items, &fill_item), Err(Error::Io(_))));
             assert!(pager.is_poisoned());

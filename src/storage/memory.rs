@@ -126,6 +126,40 @@ pub(super) fn set_len_vec(data: &mut Vec<u8>, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// What a test wants done before each write of a [`GatedMemory`]: count it, hold it, refuse it.
+#[cfg(test)]
+pub(crate) trait WriteGate: Send + Sync + 'static {
+    fn before_write(&self) -> io::Result<()>;
+}
+
+/// Memory storage whose writes first pass `gate` (tests of the layers above).
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct GatedMemory<G> {
+    pub(crate) inner: MemoryStorage,
+    pub(crate) gate: G,
+}
+
+#[cfg(test)]
+impl<G: WriteGate> Storage for GatedMemory<G> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.inner.read_at(offset, buf)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.gate.before_write()?;
+        self.inner.write_at(offset, buf)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.inner.sync()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

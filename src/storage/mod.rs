@@ -25,6 +25,8 @@ pub mod wal;
 pub use fault::{CrashModel, FaultPlan, FaultyStorage, Observer};
 pub use file::{FileStorage, sync_parent_dir};
 pub use memory::MemoryStorage;
+#[cfg(test)]
+pub(crate) use memory::{GatedMemory, WriteGate};
 pub use wal::WalStorage;
 
 /// Positioned, page-aligned I/O over one file. See the module documentation for the contract.

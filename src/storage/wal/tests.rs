@@ -4,6 +4,7 @@
 use super::checkpoint::consecutive_runs;
 use super::*;
 use crate::storage::MemoryStorage;
+use crate::storage::{GatedMemory, WriteGate};
 
 /// A database file holding its "header" (page 0, whose first bytes own the log) and a log.
 fn pair() -> (MemoryStorage, MemoryStorage) {
@@ -129,12 +130,12 @@ fn checkpoints_when_full_and_never_replays_an_old_generation() {
     }
 }
 
-/// A database file whose writes wait while its gate is shut: holds a background checkpoint's
-/// copy part-way, for as long as a test needs (at most a minute, so that a failing test ends
-/// rather than hangs in `Drop`, which waits for the copy). Its writes fail while `failing`.
+/// The gate of a database file (`Gated`) whose writes wait while it is shut: holds a background
+/// checkpoint's copy part-way, for as long as a test needs (at most a minute, so that a failing
+/// test ends rather than hangs in `Drop`, which waits for the copy). Writes fail while
+/// `failing`.
 #[derive(Default)]
-struct Gated {
-    inner: MemoryStorage,
+struct Gate {
     shut: parking_lot::Mutex<bool>,
     opened: parking_lot::Condvar,
     /// Writes that found the gate shut.
@@ -142,18 +143,15 @@ struct Gated {
     failing: std::sync::atomic::AtomicBool,
 }
 
-impl Gated {
+impl Gate {
     fn set(&self, shut: bool) {
         *self.shut.lock() = shut;
         self.opened.notify_all();
     }
 }
 
-impl Storage for Gated {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.inner.read_at(offset, buf)
-    }
-    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+impl WriteGate for Gate {
+    fn before_write(&self) -> io::Result<()> {
         let mut shut = self.shut.lock();
         if *shut {
             self.held.fetch_add(1, Ordering::AcqRel);
@@ -164,18 +162,11 @@ impl Storage for Gated {
         if self.failing.load(Ordering::Acquire) {
             return Err(io::Error::other("gated file: write refused"));
         }
-        self.inner.write_at(offset, buf)
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.inner.sync()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
+        Ok(())
     }
 }
+
+type Gated = GatedMemory<Gate>;
 
 /// Writes page `pg` full of `fill` and notes it in `want`.
 fn put(w: &WalStorage, want: &mut std::collections::BTreeMap<u64, u8>, pg: u64, fill: u8) {
@@ -202,7 +193,7 @@ fn commits_go_on_while_a_checkpoint_copies_pages_home() {
     let copy_ended = |w: &WalStorage| w.state.read().background.as_ref().is_none_or(|b| b.thread.is_finished());
     let mut want = std::collections::BTreeMap::new();
     let w = open_gated();
-    gated.set(true);
+    gated.gate.set(true);
     // Groups of 2 pages (3 log pages each): the third fills the log and starts the copy.
     for i in 0..3u8 {
         put(&w, &mut want, 1 + u64::from(i), 10 + i);
@@ -216,12 +207,12 @@ fn commits_go_on_while_a_checkpoint_copies_pages_home() {
         put(&w, &mut want, 50, 40 + i);
         w.sync().unwrap();
     }
-    wait_for(|| gated.held.load(Ordering::Acquire) > 0);
+    wait_for(|| gated.gate.held.load(Ordering::Acquire) > 0);
     for (&pg, &fill) in &want {
         assert_eq!(fill_of(&w, pg), Some(fill), "page {pg} while the copy is held");
     }
     assert_eq!(gated.inner.len().unwrap(), P, "nothing reached the file yet");
-    gated.set(false);
+    gated.gate.set(false);
     // A crash now (`close_as_crash` lets the copy finish): the log still holds every group.
     crash(w);
     let w = open_gated();
@@ -231,7 +222,7 @@ fn commits_go_on_while_a_checkpoint_copies_pages_home() {
     w.checkpoint_now().unwrap();
     // Again with a new generation: the copy held, one group logged past its start, the copy
     // let go; the next group finishes the checkpoint.
-    gated.set(true);
+    gated.gate.set(true);
     // Groups of 1 page (2 log pages each): the fourth starts the copy.
     for i in 0..4u8 {
         put(&w, &mut want, 60 + u64::from(i), 70 + i);
@@ -239,8 +230,8 @@ fn commits_go_on_while_a_checkpoint_copies_pages_home() {
     }
     put(&w, &mut want, 80, 74);
     w.sync().unwrap();
-    wait_for(|| gated.held.load(Ordering::Acquire) > 1);
-    gated.set(false);
+    wait_for(|| gated.gate.held.load(Ordering::Acquire) > 1);
+    gated.gate.set(false);
     wait_for(|| copy_ended(&w));
     put(&w, &mut want, 65, 75);
     w.sync().unwrap();
@@ -383,7 +374,7 @@ fn a_sync_past_twice_the_checkpoint_size_waits_for_the_copy() {
     gated.inner.write_at(0, &m.snapshot()).unwrap();
     let w = Arc::new(WalStorage::open(gated.clone(), Arc::new(l.clone()), 8, None).unwrap());
     let mut want = std::collections::BTreeMap::new();
-    gated.set(true);
+    gated.gate.set(true);
     // Groups of 1 page (2 log pages): the fourth starts the copy at log page 9, the seventh
     // brings the log to 15, the eighth to 17 (past 16).
     for i in 0..8u8 {
@@ -402,7 +393,7 @@ fn a_sync_past_twice_the_checkpoint_size_waits_for_the_copy() {
     // Only a wrong build can end this wait early: the sync must still be waiting.
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert!(!done.load(Ordering::Acquire), "a sync past the bound returned while the copy was held");
-    gated.set(false);
+    gated.gate.set(false);
     syncer.join().unwrap();
     assert_eq!(w.logged_pages(), 1, "the checkpoint ended before the group");
     let w = Arc::into_inner(w).unwrap();
@@ -422,7 +413,7 @@ fn a_failed_background_copy_fails_the_next_sync_and_loses_nothing() {
     gated.inner.write_at(0, &m.snapshot()).unwrap();
     let w = WalStorage::open(gated.clone(), Arc::new(l.clone()), 8, None).unwrap();
     let mut want = std::collections::BTreeMap::new();
-    gated.failing.store(true, Ordering::Release);
+    gated.gate.failing.store(true, Ordering::Release);
     for i in 0..4u8 {
         put(&w, &mut want, 1 + u64::from(i), i + 1);
         w.sync().unwrap();
@@ -432,7 +423,7 @@ fn a_failed_background_copy_fails_the_next_sync_and_loses_nothing() {
     assert!(w.sync().is_err(), "the copy's error reaches the sync that would end it");
     assert!(w.sync().is_err() && w.write_at(31 * P, &page(31)).is_err(), "and stays");
     drop(w);
-    gated.failing.store(false, Ordering::Release);
+    gated.gate.failing.store(false, Ordering::Release);
     let w = WalStorage::open(gated.clone(), Arc::new(l.clone()), 8, None).unwrap();
     for (&pg, &fill) in &want {
         assert_eq!(fill_of(&w, pg), Some(fill), "page {pg}");
