@@ -43,20 +43,43 @@ fn thread_cpu_us() -> Option<f64> {
     s.split_whitespace().next()?.parse::<f64>().ok().map(|ns| ns / 1e3)
 }
 
-fn open(dir: &std::path::Path, plain: bool) -> foldvault::Result<Db> {
-    let inline = std::env::args().any(|a| a == "inline");
-    let log_pages = std::env::args().find_map(|a| a.strip_prefix("log=").and_then(|n| n.parse::<u64>().ok()));
+/// The command line's words.
+struct Options {
+    commits: bool,
+    atoms: bool,
+    plain: bool,
+    inline: bool,
+    one: bool,
+    log_pages: Option<u64>,
+}
+
+impl Options {
+    fn parse() -> Options {
+        let args: Vec<String> = std::env::args().collect();
+        let has = |w: &str| args.iter().any(|a| a == w);
+        Options {
+            commits: has("commits"),
+            atoms: has("atoms"),
+            plain: has("plain"),
+            inline: has("inline"),
+            one: has("one"),
+            log_pages: args.iter().find_map(|a| a.strip_prefix("log=").and_then(|n| n.parse().ok())),
+        }
+    }
+}
+
+fn open(dir: &std::path::Path, o: &Options) -> foldvault::Result<Db> {
     let cfg = Config::new()
         .file(dir.join("db"))
         .use_env(false)
         .flush_every_ms(None)
         .kdf(KdfParams::insecure_fast())
-        .wal_background_checkpoints(!inline);
-    let cfg = match log_pages {
+        .wal_background_checkpoints(!o.inline);
+    let cfg = match o.log_pages {
         Some(n) => cfg.wal_checkpoint_pages(n),
         None => cfg,
     };
-    if plain { cfg.plaintext() } else { cfg.passphrase("writer") }.open()
+    if o.plain { cfg.plaintext() } else { cfg.passphrase("writer") }.open()
 }
 
 fn load(db: &Db, records: &[(Vec<u8>, Vec<u8>)]) -> foldvault::Result<()> {
@@ -76,12 +99,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> foldvault::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let commits = args.iter().any(|a| a == "commits");
-    let atoms = args.iter().any(|a| a == "atoms");
-    let plain = args.iter().any(|a| a == "plain");
-    let inline = args.iter().any(|a| a == "inline");
-    let per_commit = if args.iter().any(|a| a == "one") { 1 } else { 100 };
+    let o = Options::parse();
+    let (commits, atoms, plain, inline) = (o.commits, o.atoms, o.plain, o.inline);
+    let per_commit = if o.one { 1 } else { 100 };
     let mode = format!(
         "{}, {}{}",
         if plain { "plaintext" } else { "encrypted" },
@@ -94,7 +114,7 @@ fn main() -> foldvault::Result<()> {
         let mut phases: [Vec<f64>; 4] = Default::default();
         for _ in 0..5 {
             let dir = tempfile::tempdir().map_err(foldvault::Error::Io)?;
-            let db = open(dir.path(), plain)?;
+            let db = open(dir.path(), &o)?;
             let t0 = Instant::now();
             let tx = db.begin_write()?;
             {
@@ -119,7 +139,7 @@ fn main() -> foldvault::Result<()> {
         return Ok(());
     }
     let dir = tempfile::tempdir().map_err(foldvault::Error::Io)?;
-    let db = open(dir.path(), plain)?;
+    let db = open(dir.path(), &o)?;
     load(&db, &records)?;
     db.flush()?;
     let commits_n: usize = if per_commit == 1 { 3000 } else { 300 };

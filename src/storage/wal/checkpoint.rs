@@ -33,7 +33,7 @@
 use std::io;
 use std::sync::Arc;
 
-use super::{HEADER_CRC_AT, HEADER_MAGIC, OWNER_LEN, P, PAGE, WalStorage, blank, crc_of, failed, owner_of};
+use super::{HEADER_CRC_AT, HEADER_MAGIC, OWNER_LEN, P, PAGE, WalState, WalStorage, blank, crc_of, failed, owner_of};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 
@@ -63,9 +63,16 @@ pub(super) struct BackgroundCopy {
 }
 
 /// Copies `pages` ((database page, log page), sorted by database page) from the log into the
-/// database file: pages with consecutive numbers in one write, read from the log in as few
-/// reads as their log positions allow (a group logs its pages in page order).
-fn copy_pages(main: &dyn Storage, log: &dyn Storage, pages: &[(u64, u64)]) -> io::Result<()> {
+/// database file, extends the file to `len` if that is past `main_len` (its length), and syncs
+/// it: pages with consecutive numbers in one write, read from the log in as few reads as their
+/// log positions allow (a group logs its pages in page order).
+fn copy_and_sync(
+    main: &dyn Storage,
+    log: &dyn Storage,
+    pages: &[(u64, u64)],
+    len: u64,
+    main_len: u64,
+) -> io::Result<()> {
     let mut buf = vec![0u8; PAGE * COPY_RUN];
     for run in consecutive_runs(pages, |(d, _)| *d, COPY_RUN) {
         let mut at = 0;
@@ -76,7 +83,21 @@ fn copy_pages(main: &dyn Storage, log: &dyn Storage, pages: &[(u64, u64)]) -> io
         }
         main.write_at(run[0].0 * P, &buf[..at])?;
     }
-    Ok(())
+    if len > main_len {
+        main.set_len(len)?;
+    }
+    main.sync()
+}
+
+impl WalState {
+    /// (database page, log page) of every page logged at log page `from` or later, sorted by
+    /// database page: what a copy takes home.
+    fn logged_since(&self, from: u64) -> Vec<(u64, u64)> {
+        let mut pages: Vec<(u64, u64)> =
+            self.index.iter().filter(|(_, l)| **l >= from).map(|(&d, &l)| (d, l)).collect();
+        pages.sort_unstable();
+        pages
+    }
 }
 
 impl WalStorage {
@@ -140,13 +161,12 @@ impl WalStorage {
     /// is left as it is: replaying it again rewrites the same bytes. The caller holds
     /// `sync_lock`, and no background copy runs.
     pub(super) fn copy_home(&self, from: Option<u64>) -> Result<bool> {
-        let (mut pages, len, main_len) = {
+        let (pages, len, main_len) = {
             let st = self.state_mut();
             if st.failed {
                 return Err(Error::Io(failed()));
             }
-            let start = from.unwrap_or(0);
-            let pages: Vec<(u64, u64)> = st.index.iter().filter(|(_, l)| **l >= start).map(|(&d, &l)| (d, l)).collect();
+            let pages = st.logged_since(from.unwrap_or(0));
             if pages.is_empty() && st.logged_len <= st.main_len && (st.next_seq == 0 || from.is_some()) {
                 // Nothing logged; or everything logged already copied and synced in the
                 // background, which then still ends the generation.
@@ -154,14 +174,7 @@ impl WalStorage {
             }
             (pages, st.logged_len, st.main_len)
         };
-        pages.sort_unstable();
-        let r = (|| -> io::Result<()> {
-            copy_pages(&*self.main, &*self.log, &pages)?;
-            if len > main_len {
-                self.main.set_len(len)?;
-            }
-            self.main.sync()
-        })();
+        let r = copy_and_sync(&*self.main, &*self.log, &pages, len, main_len);
         let mut st = self.state_mut();
         if let Err(e) = r {
             st.failed = true;
@@ -182,17 +195,12 @@ impl WalStorage {
         if st.background.is_some() {
             return Ok(());
         }
-        let mut pages: Vec<(u64, u64)> = st.index.iter().map(|(&d, &l)| (d, l)).collect();
-        pages.sort_unstable();
+        let pages = st.logged_since(0);
         let (upto, len, main_len) = (st.tail, st.logged_len, st.main_len);
         let (main, log) = (Arc::clone(&self.main), Arc::clone(&self.log));
-        let spawned = std::thread::Builder::new().name("foldvault-checkpoint".into()).spawn(move || {
-            copy_pages(&*main, &*log, &pages)?;
-            if len > main_len {
-                main.set_len(len)?;
-            }
-            main.sync()
-        });
+        let spawned = std::thread::Builder::new()
+            .name("foldvault-checkpoint".into())
+            .spawn(move || copy_and_sync(&*main, &*log, &pages, len, main_len));
         match spawned {
             Ok(thread) => {
                 st.background = Some(BackgroundCopy { thread, upto, len });

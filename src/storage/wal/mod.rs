@@ -643,15 +643,16 @@ impl Drop for WalStorage {
     /// since the last `sync` are dropped (they were never durable). After an I/O error nothing
     /// is written; the next open replays the log.
     fn drop(&mut self) {
+        let _s = self.sync_lock.lock();
         // A copy still running is waited for even after an error: nothing may write to the
         // database file once this storage is gone.
-        let joined = {
-            let _s = self.sync_lock.lock();
-            self.join_background()
+        let from = match self.join_background() {
+            Ok(from) => from,
+            Err(e) => {
+                tracing::error!(target: "foldvault::audit", error = %e, "write-ahead log checkpoint failed; the next open replays the log");
+                return;
+            }
         };
-        if let Err(e) = &joined {
-            tracing::error!(target: "foldvault::audit", error = %e, "write-ahead log checkpoint failed; the next open replays the log");
-        }
         let failed = {
             let mut st = self.state.write();
             st.pending.clear();
@@ -660,15 +661,14 @@ impl Drop for WalStorage {
         if failed {
             return;
         }
-        let _s = self.sync_lock.lock();
         // A log about to be removed needs no new generation: a crash before the removal
         // replays it over the file again, which rewrites the same bytes.
-        let closed = joined.and_then(|from| match &self.log_path {
+        let closed = match &self.log_path {
             Some(p) => self.copy_home(from).map(|_| {
                 let _ = std::fs::remove_file(p);
             }),
             None => self.end_checkpoint(from),
-        });
+        };
         match closed {
             Ok(()) => {}
             Err(e) => {
