@@ -11,6 +11,7 @@
 
 use super::node::Node;
 use super::raw::{RawNode, RawValue};
+use super::search::shortest_separator;
 use super::tx::{TxPages, fit_one_page};
 use super::{MAX_DEPTH, TreeRoot, overflow};
 use crate::crypto::seal::trailer;
@@ -351,16 +352,15 @@ impl TxPages {
         let Some(Node::Leaf(mut r)) = self.dirty.remove(&rp) else {
             return Err(Error::corrupt(right.page, CorruptReason::WrongPageKind));
         };
-        let moved = if let Some(Node::Leaf(l)) = self.dirty.get_mut(&lp) {
+        let sep = if let Some(Node::Leaf(l)) = self.dirty.get_mut(&lp) {
             let mut tail = r.split_front(n);
             l.append(&mut tail);
-            true
+            (!r.is_empty() && !l.is_empty()).then(|| shortest_separator(l.key(l.len() - 1), r.key(0)))
         } else {
-            false
+            None
         };
-        let sep = (!r.is_empty()).then(|| r.key(0).to_vec());
         self.dirty.insert(rp, Node::Leaf(r));
-        let (true, Some(sep)) = (moved, sep) else {
+        let Some(sep) = sep else {
             return Err(Error::corrupt(left.page, CorruptReason::WrongPageKind));
         };
         if let Some(Node::Branch(b)) = self.dirty.get_mut(&p) {

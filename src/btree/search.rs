@@ -56,6 +56,19 @@ pub(crate) fn search_prefixed<'k>(
     Err(lo)
 }
 
+/// The shortest separator between two neighbouring leaves: the shortest prefix of
+/// `right_first` that sorts above `left_last` (`left_last < right_first`). Any key `s` with
+/// `left_last < s <= right_first` routes every key of both leaves as the full key would, and a
+/// branch holds more children the shorter its separators are: for FoldDB's `atom:{uuid}` keys
+/// about 10 bytes of 41 (suffix truncation, as in prefix B-trees). The copy is the caller's to
+/// wipe (`Branch::insert_key` does). Keys out of order give `right_first` whole.
+pub(crate) fn shortest_separator(left_last: &[u8], right_first: &[u8]) -> Vec<u8> {
+    let common = left_last.iter().zip(right_first).take_while(|(a, b)| a == b).count();
+    let cut = (common + 1).min(right_first.len());
+    let sep = &right_first[..cut];
+    if sep > left_last { sep.to_vec() } else { right_first.to_vec() }
+}
+
 /// The first 8 bytes of a key as a big-endian number, zero-padded on the right when shorter:
 /// prefixes order as the keys do, and equal prefixes fall through to the full comparison.
 #[inline]
@@ -95,6 +108,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn separators_are_short_and_between() {
+        assert_eq!(shortest_separator(b"atom:3fa2", b"atom:3fb0"), b"atom:3fb");
+        assert_eq!(shortest_separator(b"ab", b"abc"), b"abc");
+        assert_eq!(shortest_separator(b"", b"x"), b"x");
+        assert_eq!(shortest_separator(b"a", b"b\xff\xff"), b"b");
+        // Out of order (never asked for): the right key whole.
+        assert_eq!(shortest_separator(b"b", b"a"), b"a");
+    }
+
     proptest::proptest! {
         /// Keys over a three-letter alphabet (zero, one, 0xff) and lengths around the word and
         /// `WORDWISE` boundaries, where ties and zero padding decide.
@@ -109,6 +132,19 @@ mod tests {
             let head: Vec<u8> = a.iter().chain(b.iter()).copied().cycle().take(shared).collect();
             let (x, y) = ([&head[..], &a[..]].concat(), [&head[..], &b[..]].concat());
             proptest::prop_assert_eq!(compare_keys(&x, &y), x.cmp(&y));
+        }
+
+        /// A separator lies above the left key and at or below the right one, and is a prefix
+        /// of the right one.
+        #[test]
+        fn separator_lies_between(
+            a in proptest::collection::vec(proptest::sample::select(vec![0u8, 1, 0xff]), 0..12),
+            b in proptest::collection::vec(proptest::sample::select(vec![0u8, 1, 0xff]), 0..12),
+        ) {
+            let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+            proptest::prop_assume!(lo < hi);
+            let s = shortest_separator(&lo, &hi);
+            proptest::prop_assert!(lo < s && s <= hi && hi.starts_with(&s), "{:?} {:?} {:?}", lo, s, hi);
         }
     }
 }

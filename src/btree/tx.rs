@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::node::{Branch, Leaf, MAX_INLINE_ENTRY, MAX_KEY_LEN, Node, Value};
 use super::raw::RawValue;
+use super::search::shortest_separator;
 use super::{MAX_DEPTH, TreeRoot, overflow, read};
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::page::{PAYLOAD_SIZE, PageRef, SealTag};
@@ -249,7 +250,7 @@ impl TxPages {
                     return Ok((p, old, None));
                 }
                 let right = l.split();
-                let sep = right.key(0).to_vec();
+                let sep = shortest_separator(l.key(l.len() - 1), right.key(0));
                 let rp = self.alloc_page();
                 self.dirty.insert(rp, Node::Leaf(right));
                 return Ok((p, old, Some((sep, rp))));
@@ -530,5 +531,52 @@ impl TxPages {
         level_of.insert(p, level);
         order.push(p);
         Ok(level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btree::raw::RawNode;
+    use crate::crypto::seal::PageSealer;
+    use crate::format::FIRST_DATA_PAGE;
+    use crate::storage::MemoryStorage;
+
+    /// Leaf splits put the shortest separator in the parent, not the right leaf's first key:
+    /// with `atom:{uuid}`-shaped keys (41 bytes, sharing their first five) the separators of a
+    /// 20,000-key tree average well under half a key, and every key is still found through them.
+    #[test]
+    fn leaf_splits_promote_short_separators() {
+        let pager =
+            Arc::new(Pager::new(Arc::new(MemoryStorage::new()), PageSealer::plaintext(*b"separators-test!"), 1 << 24));
+        let mut tx = TxPages::new(pager.clone(), Allocator::new(FIRST_DATA_PAGE, []), 1, 0);
+        let mut rng = crate::fuzzing::Rng(11);
+        let keys: Vec<Vec<u8>> = (0..20_000)
+            .map(|_| {
+                let mut id = [0u8; 16];
+                rng.fill(&mut id);
+                let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+                format!("atom:{hex}").into_bytes()
+            })
+            .collect();
+        let mut root = TreeRoot::default();
+        for k in &keys {
+            tx.insert(&mut root, k, &[7u8; 120], false).unwrap();
+        }
+        tx.flush(&mut [&mut root.root]).unwrap();
+        let (mut lens, mut todo) = (Vec::new(), vec![root.root]);
+        while let Some(r) = todo.pop() {
+            let page = pager.read(r, None).unwrap();
+            let raw = RawNode::new(page.payload(), r.page).unwrap();
+            if !raw.is_leaf() {
+                lens.extend((0..raw.len()).map(|i| raw.branch_key(i).unwrap().len()));
+                todo.extend((0..=raw.len()).map(|i| raw.child(i).unwrap()));
+            }
+        }
+        let mean = lens.iter().sum::<usize>() as f64 / lens.len() as f64;
+        assert!(lens.len() > 100 && mean < 16.0, "{} separators, {mean:.1} bytes on average", lens.len());
+        for k in keys.iter().step_by(7) {
+            assert!(read::get(&pager, None, root.root, k).unwrap().is_some());
+        }
     }
 }
