@@ -32,7 +32,10 @@ use crate::format::{put_u16, put_u32, put_u64};
 /// The longest key accepted.
 pub const MAX_KEY_LEN: usize = 1024;
 /// Values up to this size (with their key) are stored in the leaf; longer ones in overflow pages.
-pub const MAX_INLINE_ENTRY: usize = 1900;
+/// The largest that keeps two entries within a leaf's usable space (`2 * MAX_ENTRY_SIZE` =
+/// 4048), so that a split always yields two nodes that fit. It was 1900 before: readers never
+/// checked it, so files written with either limit read and edit alike (SPEC.md §4.2).
+pub const MAX_INLINE_ENTRY: usize = (PAYLOAD_SIZE - PAGE_HEADER_SIZE) / 2 - SLOT - LEAF_ENTRY_HEADER;
 /// Entry header in a leaf.
 pub const LEAF_ENTRY_HEADER: usize = 2 + 1 + 4;
 pub const OVERFLOW_REF_SIZE: usize = PAGE_REF_SIZE + 8;

@@ -62,6 +62,35 @@ fn split_halves_fit() {
     assert_eq!(b.child_index(&sep), b.key_count());
 }
 
+/// The inline limit is the largest that keeps the split argument of SPEC.md §4.2: a leaf one
+/// insertion past full, whatever the sizes of its entries (up to `MAX_ENTRY_SIZE` each), splits
+/// into two halves that each fit a page and round-trip through it.
+#[test]
+fn leaves_of_maximal_entries_split_into_halves_that_fit() {
+    assert_eq!(MAX_INLINE_ENTRY, 2015, "SPEC.md §4.2 states this number");
+    let sizes = [1usize, 300, 1000, 1500, MAX_INLINE_ENTRY - 8];
+    for a in sizes {
+        for b in sizes {
+            for c in sizes {
+                let mut l = Leaf::default();
+                let mut i = 0usize;
+                while l.size() <= PAYLOAD_SIZE {
+                    let v = vec![i as u8; [a, b, c][i % 3]];
+                    l.insert(i, format!("key{i:04}").as_bytes(), RawValue::Inline(&v));
+                    i += 1;
+                }
+                let r = l.split();
+                for half in [&l, &r] {
+                    assert!(!half.is_empty() && half.size() <= PAYLOAD_SIZE, "{a} {b} {c}: a half of {}", half.size());
+                    let mut page = vec![0u8; PAYLOAD_SIZE];
+                    Node::Leaf(half.clone()).encode(1, &mut page).unwrap();
+                    assert_eq!(RawNode::new(&page, 9).unwrap().len(), half.len());
+                }
+            }
+        }
+    }
+}
+
 /// The key buffer of a branch against a list of keys: inserts, removals, splits and merges,
 /// each followed by the checks that keys, prefixes, size and the page encoding agree.
 fn branch_model(ops: &[(u8, u16, Vec<u8>)]) {
