@@ -420,6 +420,15 @@ impl Leaf {
         std::mem::replace(self, rest)
     }
 
+    /// Splits off the last entry alone (an append past the end of the tree: the rest fitted
+    /// before it came, and the next appends fill the new leaf); returns it as the right half.
+    pub(crate) fn split_last(&mut self) -> Leaf {
+        let at = self.len().saturating_sub(1);
+        let right = self.copy_range(at, self.len());
+        self.truncate(at);
+        right
+    }
+
     /// Splits off an upper part so that both halves fit (the split point minimises the larger
     /// half); returns the right half. Needs at least two entries.
     pub(crate) fn split(&mut self) -> Leaf {
@@ -555,6 +564,18 @@ impl Branch {
             }
             left += s;
         }
+        self.split_at(best)
+    }
+
+    /// Splits an append past the end of the tree: the last separator but one moves up, and the
+    /// right half keeps the last separator and the last two children (the rest fitted before
+    /// the append, and the next appends fill the new branch). Needs at least two keys.
+    pub(crate) fn split_last(&mut self) -> (Vec<u8>, Branch) {
+        self.split_at(self.key_count().saturating_sub(2))
+    }
+
+    /// Splits at key `best`, which moves up: the left keeps keys `..best`, the right the rest.
+    fn split_at(&mut self, best: usize) -> (Vec<u8>, Branch) {
         let sep = self.key(best).map(<[u8]>::to_vec).unwrap_or_default();
         let mut right = Branch {
             key_bytes: Vec::new(),
