@@ -192,8 +192,11 @@ impl Db {
                 break;
             }
             // The first round after a move also writes the free list again below the end,
-            // even with nothing to trim yet: its old pages may be what ends the file.
-            if ws.alloc.trim_free_tail(need) == 0 && (round > 0 || report.pages_moved == 0) {
+            // even with nothing to trim yet: its old pages may be what ends the file. So does a
+            // first round whose list has a page where the moves would have cleared (merges
+            // alone can leave every tree page low and the list's pages ending the file).
+            let list_high = ws.freelist.pages().any(|p| p >= ws.alloc.compaction_target());
+            if ws.alloc.trim_free_tail(need) == 0 && (round > 0 || (report.pages_moved == 0 && !list_high)) {
                 break;
             }
             ws.alloc.forget_unused_since();
