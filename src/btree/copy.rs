@@ -317,7 +317,8 @@ impl TxPages {
     /// How many entries `shift_left` would move from leaf `right` to leaf `left`, children `i`
     /// and `i + 1` of the branch at `here`: as many from the front of `right` as keep `left`
     /// within `REFILL_TO`, leaving `right` one at least, and only if the branch still fits a page
-    /// with `right`'s new first key as separator `i`. `None` if that is none.
+    /// with a separator as long as `right`'s new first key (an upper bound: `shift_left` puts in
+    /// the shortest separator, never longer). `None` if that is none.
     fn refill_count(&self, here: PageRef, i: usize, left: PageRef, right: PageRef) -> Result<Option<usize>> {
         let Some(sizes) = self.leaf_entry_sizes(right)? else { return Ok(None) };
         let mut size = self.node_size(left)?;
@@ -338,7 +339,8 @@ impl TxPages {
     }
 
     /// Moves the first `n` entries of child `li + 1` of the dirty branch `p` (a leaf) to the
-    /// end of child `li` (a leaf); separator `li` becomes the right leaf's new first key.
+    /// end of child `li` (a leaf); separator `li` becomes the shortest key between the left
+    /// leaf's new last key and the right leaf's new first key.
     fn shift_left(&mut self, p: PageNo, li: usize, n: usize) -> Result<()> {
         let (left, right) = match self.dirty.get(&p) {
             Some(Node::Branch(b)) => match (b.children.get(li), b.children.get(li + 1)) {
@@ -370,6 +372,9 @@ impl TxPages {
                 crate::crypto::wipe::wipe_vec(&mut old);
             }
             b.insert_key(li, sep);
+        } else {
+            let mut sep = sep;
+            crate::crypto::wipe::wipe_vec(&mut sep);
         }
         if [lp, rp, p].iter().any(|q| self.dirty.get(q).is_some_and(|n| n.size() > PAYLOAD_SIZE)) {
             return Err(Error::ReportableBug("a refill overflowed a page".into()));

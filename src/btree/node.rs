@@ -17,15 +17,15 @@
 //! ```
 //! Child `i` holds keys `k` with `keys[i-1] <= k < keys[i]`.
 //!
-//! Invariants: an encoded node never exceeds `PAYLOAD_SIZE`; any entry is at most
-//! `MAX_ENTRY_SIZE`, which is under half of the usable space, so a split of an overfull node
-//! always yields two nodes that fit. Raw-page accessors check every offset and length against
+//! Invariants: an encoded node never exceeds `PAYLOAD_SIZE` (a page that decodes to more is
+//! refused); any entry is at most `MAX_ENTRY_SIZE`, half of the usable space, so a split of an
+//! overfull node always yields two nodes that fit. Raw-page accessors check every offset and length against
 //! the page and report `Corrupt { page, BadLayout }` instead of panicking.
 
 use super::raw::{RawNode, RawValue};
 use super::search::{key_prefix, search_prefixed};
 use crate::crypto::wipe::wipe_vec;
-use crate::error::{Error, PageNo, Result};
+use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::page::{PAGE_HEADER_SIZE, PAGE_REF_SIZE, PAYLOAD_SIZE, PageKind, PageRef, write_header};
 use crate::format::{put_u16, put_u32, put_u64};
 
@@ -423,7 +423,17 @@ impl Leaf {
     /// Splits off the last entry alone (an append past the end of the tree: the rest fitted
     /// before it came, and the next appends fill the new leaf); returns it as the right half.
     pub(crate) fn split_last(&mut self) -> Leaf {
-        let at = self.len().saturating_sub(1);
+        self.split_at(self.len().saturating_sub(1))
+    }
+
+    /// Keeps the first entry alone (an insert before the start of the tree: the rest fitted
+    /// before it came, and the next such inserts fill this leaf); returns the rest.
+    pub(crate) fn split_first(&mut self) -> Leaf {
+        self.split_at(1)
+    }
+
+    /// Keeps entries `..at`; returns the rest as a new leaf.
+    fn split_at(&mut self, at: usize) -> Leaf {
         let right = self.copy_range(at, self.len());
         self.truncate(at);
         right
@@ -442,10 +452,7 @@ impl Leaf {
                 best = i + 1;
             }
         }
-        let at = best.min(self.len());
-        let right = self.copy_range(at, self.len());
-        self.truncate(at);
-        right
+        self.split_at(best.min(self.len()))
     }
 }
 
@@ -569,9 +576,16 @@ impl Branch {
 
     /// Splits an append past the end of the tree: the last separator but one moves up, and the
     /// right half keeps the last separator and the last two children (the rest fitted before
-    /// the append, and the next appends fill the new branch). Needs at least two keys.
+    /// the append, and the next appends fill the new branch). Needs at least three keys.
     pub(crate) fn split_last(&mut self) -> (Vec<u8>, Branch) {
         self.split_at(self.key_count().saturating_sub(2))
+    }
+
+    /// Splits an insert before the start of the tree: the left half keeps the first separator
+    /// and the first two children, the second separator moves up (the mirror of `split_last`).
+    /// Needs at least three keys.
+    pub(crate) fn split_first(&mut self) -> (Vec<u8>, Branch) {
+        self.split_at(1)
     }
 
     /// Splits at key `best`, which moves up: the left keeps keys `..best`, the right the rest.
@@ -674,7 +688,7 @@ impl Node {
                 let (k, v) = raw.leaf_entry(i)?;
                 l.insert(i, k, v);
             }
-            Ok(Node::Leaf(l))
+            Node::Leaf(l).fitting(page)
         } else {
             let n = raw.len();
             let mut total = 0;
@@ -693,8 +707,18 @@ impl Node {
             for i in 0..=n {
                 b.children.push(raw.child(i)?);
             }
-            Ok(Node::Branch(b))
+            Node::Branch(b).fitting(page)
         }
+    }
+
+    /// The node, if its encoded size fits a page. A damaged page whose entries share bytes (its
+    /// offsets overlap) decodes to more than a page: refused, so that every node an edit starts
+    /// from fits, which the split rules rely on (SPEC.md §4.2).
+    fn fitting(self, page: PageNo) -> Result<Node> {
+        if self.size() > PAYLOAD_SIZE {
+            return Err(Error::corrupt(page, CorruptReason::BadLayout));
+        }
+        Ok(self)
     }
 }
 

@@ -68,7 +68,7 @@ fn split_halves_fit() {
 #[test]
 fn leaves_of_maximal_entries_split_into_halves_that_fit() {
     assert_eq!(MAX_INLINE_ENTRY, 2015, "SPEC.md §4.2 states this number");
-    let sizes = [1usize, 300, 1000, 1500, MAX_INLINE_ENTRY - 8];
+    let sizes = [1usize, 300, 1000, 1500, MAX_INLINE_ENTRY - 7];
     for a in sizes {
         for b in sizes {
             for c in sizes {
@@ -89,6 +89,51 @@ fn leaves_of_maximal_entries_split_into_halves_that_fit() {
             }
         }
     }
+}
+
+/// The edge splits: a branch one key past full splits off its last separator and last two
+/// children (`split_last`) or keeps its first two (`split_first`); the halves fit, keep their
+/// children in step with their keys, and route every key as the whole branch did.
+#[test]
+fn branch_edge_splits_keep_routing() {
+    let all: Vec<Vec<u8>> = (0..200u32).map(|i| format!("sep{i:04}-{}", "x".repeat(30)).into_bytes()).collect();
+    let branch = |n: usize| {
+        let children = (0..=n as u64).map(|p| PageRef { page: p + 10, ..PageRef::NONE }).collect();
+        Branch::new(all[..n].to_vec(), children)
+    };
+    // The fewest keys past a page: one key more than fitted.
+    let n = (1..all.len()).find(|&n| branch(n).size() > PAYLOAD_SIZE).unwrap();
+    let (keys, children) = (&all[..n], branch(n).children.clone());
+    for last in [true, false] {
+        let mut b = branch(n);
+        let (sep, right) = if last { b.split_last() } else { b.split_first() };
+        assert_eq!(if last { right.key_count() } else { b.key_count() }, 1);
+        for half in [&b, &right] {
+            assert!(half.size() <= PAYLOAD_SIZE && half.children.len() == half.key_count() + 1);
+        }
+        for (i, k) in keys.iter().enumerate() {
+            let (half, offset) = if k < &sep { (&b, 0) } else { (&right, b.children.len()) };
+            assert_eq!(half.children[half.child_index(k)].page, children[i + 1].page, "key {i} ({offset})");
+        }
+    }
+}
+
+/// A damaged leaf whose offsets overlap (two slots naming the same entry) decodes to more than
+/// a page: refused as `BadLayout`, so that no edit starts from a node that does not fit.
+#[test]
+fn a_leaf_whose_entries_overlap_past_a_page_is_refused() {
+    let mut l = Leaf::default();
+    l.insert(0, b"a", RawValue::Inline(&[1; 2500]));
+    l.insert(1, b"b", RawValue::Inline(&[2; 10]));
+    let mut page = vec![0u8; PAYLOAD_SIZE];
+    Node::Leaf(l).encode(1, &mut page).unwrap();
+    assert!(Node::decode(&page, 9).is_ok());
+    let first = crate::format::get_u16(&page, PAGE_HEADER_SIZE).unwrap();
+    crate::format::put_u16(&mut page, PAGE_HEADER_SIZE + SLOT, first);
+    assert!(matches!(
+        Node::decode(&page, 9),
+        Err(Error::Corrupt { page: 9, reason: crate::error::CorruptReason::BadLayout })
+    ));
 }
 
 /// The key buffer of a branch against a list of keys: inserts, removals, splits and merges,

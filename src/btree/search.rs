@@ -60,7 +60,7 @@ pub(crate) fn search_prefixed<'k>(
 /// `right_first` that sorts above `left_last` (`left_last < right_first`). Any key `s` with
 /// `left_last < s <= right_first` routes every key of both leaves as the full key would, and a
 /// branch holds more children the shorter its separators are: for FoldDB's `atom:{uuid}` keys
-/// about 10 bytes of 41 (suffix truncation, as in prefix B-trees). The copy is the caller's to
+/// about 9 bytes of 37-41 (suffix truncation, as in prefix B-trees). The copy is the caller's to
 /// wipe (`Branch::insert_key` does). Keys out of order give `right_first` whole.
 pub(crate) fn shortest_separator(left_last: &[u8], right_first: &[u8]) -> Vec<u8> {
     let common = left_last.iter().zip(right_first).take_while(|(a, b)| a == b).count();

@@ -39,6 +39,29 @@ pub(crate) struct TxPages {
     spill_at: usize,
 }
 
+/// A node's split, for its parent: the separator (user key bytes, wiped if the split is
+/// dropped unused, as on an error path), the new right half's page, and whether the split was
+/// at an edge of the tree (`split_last` or `split_first`, of a leaf or a branch).
+struct Split {
+    sep: Vec<u8>,
+    right: PageNo,
+    at_edge: bool,
+}
+
+impl Drop for Split {
+    fn drop(&mut self) {
+        crate::crypto::wipe::wipe_vec(&mut self.sep);
+    }
+}
+
+/// Which edges of the tree a node lies on: every node above it took its first child (`first`)
+/// or its last (`last`). The root lies on both.
+#[derive(Clone, Copy, Default)]
+struct Edges {
+    first: bool,
+    last: bool,
+}
+
 impl TxPages {
     pub(crate) fn new(pager: Arc<Pager>, alloc: Allocator, seq: u64, epoch: u32) -> TxPages {
         TxPages {
@@ -208,10 +231,11 @@ impl TxPages {
             root.count = 1;
             return Ok(None);
         }
-        let (p, old, split) = self.insert_rec(root.root, key, v, 0, true)?;
+        let (p, old, split) = self.insert_rec(root.root, key, v, 0, Edges { first: true, last: true })?;
         root.root = PageRef::dirty(p);
-        if let Some((sep, right)) = split {
+        if let Some(mut split) = split {
             let np = self.alloc_page();
+            let (sep, right) = (std::mem::take(&mut split.sep), split.right);
             self.dirty.insert(np, Node::Branch(Branch::new(vec![sep], vec![PageRef::dirty(p), PageRef::dirty(right)])));
             root.root = PageRef::dirty(np);
         }
@@ -225,68 +249,79 @@ impl TxPages {
         }
     }
 
-    /// Inserts below `r`, on the tree's right edge if `rightmost` (every node above took its
-    /// last child). A node that overflows splits in two; an append past the end of the tree
-    /// (a new last entry on the right edge: keys that only grow, such as `generate_id`'s) splits
-    /// off the new entry alone, so that sequential inserts fill their leaves and branches
-    /// instead of leaving each half empty (as SQLite's `balance_quick`).
-    #[allow(clippy::type_complexity)]
+    /// Inserts below `r`, which lies on the tree's edges that `edges` names. A node that
+    /// overflows splits in two; an append past the end of the tree (a new last entry on the
+    /// last edge: keys that only grow, such as `generate_id`'s) splits off the new entry alone,
+    /// and an insert before its start (keys that only shrink) the mirror way, so that
+    /// sequential inserts fill their leaves and branches instead of leaving each half empty (as
+    /// SQLite's `balance_quick` does for appends).
     fn insert_rec(
         &mut self,
         r: PageRef,
         key: &[u8],
         value: RawValue<'_>,
         depth: usize,
-        rightmost: bool,
-    ) -> Result<(PageNo, Option<Value>, Option<(Vec<u8>, PageNo)>)> {
+        edges: Edges,
+    ) -> Result<(PageNo, Option<Value>, Option<Split>)> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
         }
         let p = self.make_dirty(r)?;
         let (idx, child) = match self.node_mut(p)? {
             Node::Leaf(l) => {
-                let (old, appended) = match l.search(key) {
-                    Ok(i) => (l.replace_value(i, value), false),
+                let (old, at) = match l.search(key) {
+                    Ok(i) => (l.replace_value(i, value), None),
                     Err(i) => {
                         l.insert(i, key, value);
-                        (None, rightmost && i + 1 == l.len() && l.len() > 1)
+                        (None, Some(i))
                     }
                 };
                 if l.size() <= PAYLOAD_SIZE {
                     return Ok((p, old, None));
                 }
-                let right = if appended { l.split_last() } else { l.split() };
+                let (right, at_edge) = match at {
+                    Some(i) if edges.last && i + 1 == l.len() && l.len() > 1 => (l.split_last(), true),
+                    Some(0) if edges.first && l.len() > 1 => (l.split_first(), true),
+                    _ => (l.split(), false),
+                };
                 let sep = shortest_separator(l.key(l.len() - 1), right.key(0));
                 let rp = self.alloc_page();
                 self.dirty.insert(rp, Node::Leaf(right));
-                return Ok((p, old, Some((sep, rp))));
+                return Ok((p, old, Some(Split { sep, right: rp, at_edge })));
             }
             Node::Branch(b) => {
                 let i = b.child_index(key);
                 (i, b.children[i])
             }
         };
-        let last = match self.node_mut(p)? {
-            Node::Branch(b) => idx + 1 == b.children.len(),
-            Node::Leaf(_) => false,
+        let below = match self.node_mut(p)? {
+            Node::Branch(b) => {
+                Edges { first: edges.first && idx == 0, last: edges.last && idx + 1 == b.children.len() }
+            }
+            Node::Leaf(_) => Edges::default(),
         };
-        let (cp, old, split) = self.insert_rec(child, key, value, depth + 1, rightmost && last)?;
+        let (cp, old, split) = self.insert_rec(child, key, value, depth + 1, below)?;
         let Node::Branch(b) = self.node_mut(p)? else {
             return Err(Error::ReportableBug("branch became leaf".into()));
         };
         b.children[idx] = PageRef::dirty(cp);
-        if let Some((sep, rp)) = split {
-            b.insert_key(idx, sep);
-            b.children.insert(idx + 1, PageRef::dirty(rp));
-        }
+        let Some(mut split) = split else {
+            return Ok((p, old, None));
+        };
+        b.insert_key(idx, std::mem::take(&mut split.sep));
+        b.children.insert(idx + 1, PageRef::dirty(split.right));
         if b.size() <= PAYLOAD_SIZE {
             return Ok((p, old, None));
         }
-        let appended = rightmost && last && b.key_count() > 2;
-        let (sep, right) = if appended { b.split_last() } else { b.split() };
+        // A child that split at an edge splits this branch at the same edge.
+        let ((sep, half), at_edge) = match (split.at_edge && b.key_count() > 2, below) {
+            (true, Edges { last: true, .. }) => (b.split_last(), true),
+            (true, Edges { first: true, .. }) => (b.split_first(), true),
+            _ => (b.split(), false),
+        };
         let rp = self.alloc_page();
-        self.dirty.insert(rp, Node::Branch(right));
-        Ok((p, old, Some((sep, rp))))
+        self.dirty.insert(rp, Node::Branch(half));
+        Ok((p, old, Some(Split { sep, right: rp, at_edge })))
     }
 
     /// Removes `key`; returns its value's bytes if it was present (empty if `!want_old`).
@@ -612,7 +647,8 @@ mod tests {
     /// Keys that only grow (appends past the end of the tree) fill their leaves and branches:
     /// each split on the right edge leaves the old node whole and starts a new one, where a
     /// split in the middle would leave every node about half full. Keys in random order still
-    /// split in the middle (leaves about 70 % full), and keys that only shrink are found too.
+    /// split in the middle (leaves about 70 % full). Keys that only shrink fill theirs the
+    /// mirror way.
     #[test]
     fn appends_fill_their_leaves_and_branches() {
         let fill = |keys: &[Vec<u8>]| {
@@ -628,9 +664,9 @@ mod tests {
             shuffled.swap(i, rng.below(i as u64 + 1) as usize);
         }
         let descending: Vec<Vec<u8>> = ascending.iter().rev().cloned().collect();
-        let (up, random) = (fill(&ascending), fill(&shuffled));
+        let (up, down, random) = (fill(&ascending), fill(&descending), fill(&shuffled));
         assert!(up.0 > 0.95 && up.1 > 0.85 && up.2 > 5, "ascending keys fill leaves and branches {up:.2?}");
+        assert!(down.0 > 0.95 && down.1 > 0.85 && down.2 > 5, "descending keys fill leaves and branches {down:.2?}");
         assert!((0.6..0.8).contains(&random.0), "random keys fill leaves {random:.2?}");
-        fill(&descending);
     }
 }

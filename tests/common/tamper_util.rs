@@ -156,10 +156,13 @@ pub const MARKER: &str = "marker";
 pub const DEFAULT: &[u8] = foldvault::DEFAULT_TREE;
 pub const BLOB_LEN: usize = 20 * 1024;
 
-/// 200-byte keys: few entries per branch, so "wide" is a tree of several levels.
+/// 200-byte keys that differ only in their last bytes: a separator (the shortest key between
+/// two leaves) is then nearly the whole key, so a branch holds few, and "wide" is a tree of
+/// several levels.
 pub fn wide_key(i: u32) -> Vec<u8> {
-    let mut k = format!("wide/{i:06}/").into_bytes();
-    k.resize(200, b'k');
+    let mut k = b"wide/".to_vec();
+    k.resize(193, b'k');
+    k.extend_from_slice(format!("/{i:06}").as_bytes());
     k
 }
 
