@@ -362,7 +362,7 @@ impl TxPages {
             None
         };
         self.dirty.insert(rp, Node::Leaf(r));
-        let Some(sep) = sep else {
+        let Some(mut sep) = sep else {
             return Err(Error::corrupt(left.page, CorruptReason::WrongPageKind));
         };
         if let Some(Node::Branch(b)) = self.dirty.get_mut(&p) {
@@ -373,7 +373,6 @@ impl TxPages {
             }
             b.insert_key(li, sep);
         } else {
-            let mut sep = sep;
             crate::crypto::wipe::wipe_vec(&mut sep);
         }
         if [lp, rp, p].iter().any(|q| self.dirty.get(q).is_some_and(|n| n.size() > PAYLOAD_SIZE)) {

@@ -19,8 +19,8 @@
 //!
 //! Invariants: an encoded node never exceeds `PAYLOAD_SIZE` (a page that decodes to more is
 //! refused); any entry is at most `MAX_ENTRY_SIZE`, half of the usable space, so a split of an
-//! overfull node always yields two nodes that fit. Raw-page accessors check every offset and length against
-//! the page and report `Corrupt { page, BadLayout }` instead of panicking.
+//! overfull node always yields two nodes that fit. Raw-page accessors check every offset and
+//! length against the page and report `Corrupt { page, BadLayout }` instead of panicking.
 
 use super::raw::{RawNode, RawValue};
 use super::search::{key_prefix, search_prefixed};
