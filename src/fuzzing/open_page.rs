@@ -10,10 +10,11 @@
 //! given that page's real tag (once per page: the pages form a tree, never a shared DAG).
 //!
 //! Checked: no panic; a failed open zeroes the payload (SPEC.md §3.1); decode → encode →
-//! decode is the identity for headers, commit records and nodes that fit; a node split leaves
-//! two halves that fit (SPEC.md §4.2); binary searches agree with a linear model on sorted
-//! pages; and on a tree `check_tree` passes, every reader (cursors both ways, point lookups,
-//! range collection, salvage) returns the same records.
+//! decode is the identity for headers, commit records and nodes that fit; a node one entry past
+//! a page splits, in the middle or at either edge, into two halves that fit (SPEC.md §4.2);
+//! binary searches agree with a linear model on sorted pages; and on a tree `check_tree`
+//! passes, every reader (cursors both ways, point lookups, range collection, salvage) returns
+//! the same records.
 
 use std::collections::HashSet;
 use std::ops::Bound;
@@ -232,36 +233,72 @@ fn node_round_trip(node: &Node, page: u64) {
     assert_eq!(again.size(), node.size());
 }
 
-/// SPEC.md §4.2: a leaf that overflowed by one entry splits into two halves that fit.
+/// SPEC.md §4.2: a leaf that overflowed by one entry splits into two halves that fit, in the
+/// middle and at either edge. The decoded leaf fits a page (`Node::decode` refuses one that
+/// does not), so the overflow is made as an insert makes it: a copy of its first entry added
+/// at the end (an append: `split_last`) or at the start (`split_first`).
 fn leaf_split(l: &Leaf) {
     let sane = (0..l.len()).all(|i| l.entry_size(i) <= MAX_ENTRY_SIZE && l.key(i).len() <= MAX_KEY_LEN);
-    if l.len() < 2 || !sane || l.size() > PAYLOAD_SIZE + MAX_ENTRY_SIZE {
+    if l.is_empty() || !sane {
         return;
     }
-    let mut left = l.clone();
-    let mut right = left.split();
-    assert!(!left.is_empty() && !right.is_empty(), "leaf split leaves an empty half");
-    assert!(left.size() <= PAYLOAD_SIZE && right.size() <= PAYLOAD_SIZE, "leaf split halves must fit");
-    left.append(&mut right);
-    assert!(leaves_eq(&left, l));
+    for at_end in [true, false] {
+        let mut over = l.clone();
+        over.insert(if at_end { l.len() } else { 0 }, l.key(0), l.value(0));
+        for edge in [false, true] {
+            let mut left = over.clone();
+            let mut right = match (edge, at_end) {
+                (false, _) => left.split(),
+                (true, true) => left.split_last(),
+                (true, false) => left.split_first(),
+            };
+            assert!(!left.is_empty() && !right.is_empty(), "leaf split leaves an empty half");
+            assert!(left.size() <= PAYLOAD_SIZE && right.size() <= PAYLOAD_SIZE, "leaf split halves must fit");
+            left.append(&mut right);
+            assert!(leaves_eq(&left, &over));
+        }
+    }
 }
 
-/// SPEC.md §4.2: the same for a branch, whose middle key moves up.
+/// SPEC.md §4.2: the same for a branch one key past a page (a copy of its first key and child
+/// added at the end or the start), whose middle key moves up, or the key next to the edge.
 fn branch_split(b: &Branch) {
-    const MAX_BRANCH_ITEM: usize = 2 + 2 + MAX_KEY_LEN + PAGE_REF_SIZE;
     let sane = b.keys().all(|k| k.len() <= MAX_KEY_LEN) && b.children.len() == b.key_count() + 1;
-    if b.key_count() < 2 || !sane || b.size() > PAYLOAD_SIZE + MAX_BRANCH_ITEM {
+    let (Some(key), Some(&child)) = (b.key(0), b.children.first()) else { return };
+    if b.key_count() < 2 || !sane {
         return;
     }
-    let mut left = b.clone();
-    let (sep, right) = left.split();
+    for at_end in [true, false] {
+        let mut over = b.clone();
+        if at_end {
+            over.insert_key(over.key_count(), key.to_vec());
+            over.children.push(child);
+        } else {
+            over.insert_key(0, key.to_vec());
+            over.children.insert(0, child);
+        }
+        for edge in [false, true] {
+            let mut left = over.clone();
+            let (sep, right) = match (edge, at_end) {
+                (false, _) => left.split(),
+                (true, true) => left.split_last(),
+                (true, false) => left.split_first(),
+            };
+            branch_halves(&over, &left, sep, &right);
+        }
+    }
+}
+
+/// A branch split's halves: children in step with keys, both fit, every key of a sorted half
+/// routes just past itself, and keys and children all kept in order.
+fn branch_halves(b: &Branch, left: &Branch, sep: Vec<u8>, right: &Branch) {
     assert_eq!(left.children.len(), left.key_count() + 1);
     assert_eq!(right.children.len(), right.key_count() + 1);
     assert!(left.size() <= PAYLOAD_SIZE && right.size() <= PAYLOAD_SIZE, "branch split halves must fit");
     // The search prefixes moved with their keys. Only a sorted branch routes meaningfully
     // (a decoded page's keys are untrusted); a key routes just past a separator equal to it.
     let sorted = |h: &Branch| h.keys().zip(h.keys().skip(1)).all(|(a, b)| a <= b);
-    for half in [&left, &right].into_iter().filter(|h| sorted(h)) {
+    for half in [left, right].into_iter().filter(|h| sorted(h)) {
         for k in half.keys() {
             let i = half.child_index(k);
             assert!(i >= 1 && half.key(i - 1) == Some(k), "a split branch routes a key of its own wrongly");
