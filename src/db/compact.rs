@@ -195,7 +195,11 @@ impl Db {
             // even with nothing to trim yet: its old pages may be what ends the file. So does a
             // first round whose list has a page where the moves would have cleared (merges
             // alone can leave every tree page low and the list's pages ending the file).
-            let list_high = ws.freelist.pages().any(|p| p >= ws.alloc.compaction_target());
+            // (The target is taken once, and only when no move ran: it walks the free pages.)
+            let list_high = round == 0 && report.pages_moved == 0 && {
+                let target = ws.alloc.compaction_target();
+                ws.freelist.pages().any(|p| p >= target)
+            };
             if ws.alloc.trim_free_tail(need) == 0 && (round > 0 || (report.pages_moved == 0 && !list_high)) {
                 break;
             }
