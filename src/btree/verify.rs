@@ -5,7 +5,7 @@ use super::raw::RawNode;
 use super::raw::RawValue;
 use super::{MAX_DEPTH, overflow};
 use crate::error::{CorruptReason, Error, PageNo, Result};
-use crate::format::page::{PageRef, generation};
+use crate::format::page::{PAYLOAD_SIZE, PageRef, generation};
 use crate::pager::Pager;
 use zeroize::Zeroizing;
 
@@ -114,6 +114,12 @@ pub(crate) fn check_tree(
                 continue;
             }
         };
+        // Entries that share bytes (overlapping offsets) read, but decode to more than a page,
+        // which `Node::decode` refuses: no edit could start from this page. (Entries that do not
+        // decode at all are reported below, once.)
+        if raw.encoded_size().is_ok_and(|size| size > PAYLOAD_SIZE) {
+            report(r.page, CorruptReason::BadLayout);
+        }
         let in_range = |k: &[u8]| lo.as_deref().is_none_or(|l| k >= l) && hi.as_deref().is_none_or(|h| k < h);
         if raw.is_leaf() {
             match leaf_depth {
@@ -192,5 +198,50 @@ impl std::fmt::Debug for Problem {
             .field("page", &self.page)
             .field("reason", &self.reason)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::check_tree;
+    use crate::btree::node::{Leaf, Node, SLOT};
+    use crate::btree::raw::RawValue;
+    use crate::crypto::seal::PageSealer;
+    use crate::error::CorruptReason;
+    use crate::format::page::{PAGE_HEADER_SIZE, PAYLOAD_SIZE, PageRef};
+    use crate::format::{FIRST_DATA_PAGE, PAGE_SIZE, get_u16, put_u16};
+    use crate::pager::Pager;
+    use crate::storage::MemoryStorage;
+
+    /// The problems `check_tree` finds in a one-leaf tree, after `damage` edits its payload.
+    fn check_one_leaf(damage: impl Fn(&mut [u8])) -> Vec<(u64, CorruptReason)> {
+        let mut l = Leaf::default();
+        l.insert(0, b"a", RawValue::Inline(&[1; 2500]));
+        l.insert(1, b"b", RawValue::Inline(&[2; 10]));
+        let mut buf = Box::new([0u8; PAGE_SIZE]);
+        Node::Leaf(l).encode(1, &mut buf[..PAYLOAD_SIZE]).expect("a leaf that fits");
+        damage(&mut buf[..PAYLOAD_SIZE]);
+        let pager = Pager::new(Arc::new(MemoryStorage::new()), PageSealer::plaintext(*b"verify-tests!!!!"), 1 << 20);
+        pager.set_page_limit(FIRST_DATA_PAGE + 1);
+        let tag = pager.write(FIRST_DATA_PAGE, 0, buf).expect("write");
+        let root = PageRef { page: FIRST_DATA_PAGE, tag, generation: 1 };
+        let mut problems = Vec::new();
+        check_tree(&pager, "t", root, &mut |_| true, &mut problems);
+        problems.into_iter().map(|p| (p.page, p.reason)).collect()
+    }
+
+    /// A leaf whose two slots name the same large entry reads entry by entry, but would decode
+    /// to more than a page, which the writer refuses: the check reports it, so that a tree the
+    /// check passes is one every edit can start from.
+    #[test]
+    fn a_leaf_whose_entries_overlap_past_a_page_is_reported() {
+        assert_eq!(check_one_leaf(|_| {}), []);
+        let overlapped = check_one_leaf(|p| {
+            let first = get_u16(p, PAGE_HEADER_SIZE).expect("slot 0");
+            put_u16(p, PAGE_HEADER_SIZE + SLOT, first);
+        });
+        assert!(overlapped.contains(&(FIRST_DATA_PAGE, CorruptReason::BadLayout)), "{overlapped:?}");
     }
 }
