@@ -6,12 +6,12 @@
 //! 16  n × u16 entry offsets (ascending key order)
 //! ..  entries: key_len u16 | value_kind u8 | value_len u32 | key | value
 //!     value_kind 0: value_len inline bytes follow
-//!     value_kind 1: an overflow reference follows: first page PageRef (24) ‖ total length u64
+//!     value_kind 1: an overflow reference follows: first page PageRef (32) ‖ total length u64
 //! ```
 //! Branch payload:
 //! ```text
 //! 0   common header: kind = 1, count = n separator keys, generation
-//! 16  (n + 1) × child PageRef (page u64 ‖ seal tag 16)     -- the Merkle links
+//! 16  (n + 1) × child PageRef (page u64 ‖ seal tag 16 ‖ generation u64)  -- the Merkle links
 //! ..  n × u16 key offsets
 //! ..  keys: key_len u16 | key
 //! ```

@@ -107,10 +107,15 @@ pub(crate) fn check_tree(
                 continue;
             }
         };
+        // Not a tree page (`WrongPageKind`), or a count whose slots overrun the page
+        // (`BadLayout`): reported as readers report it.
         let raw = match RawNode::new(p.payload(), r.page) {
             Ok(raw) => raw,
-            Err(_) => {
-                report(r.page, CorruptReason::WrongPageKind);
+            Err(e) => {
+                report(
+                    r.page,
+                    if let Error::Corrupt { reason, .. } = e { reason } else { CorruptReason::WrongPageKind },
+                );
                 continue;
             }
         };
@@ -243,5 +248,15 @@ mod tests {
             put_u16(p, PAGE_HEADER_SIZE + SLOT, first);
         });
         assert!(overlapped.contains(&(FIRST_DATA_PAGE, CorruptReason::BadLayout)), "{overlapped:?}");
+    }
+
+    /// A page that is not a tree page, and a leaf whose count of slots overruns the page, are
+    /// reported as readers report them.
+    #[test]
+    fn a_page_that_does_not_parse_is_reported_with_its_reason() {
+        let not_a_node = check_one_leaf(|p| p[0] = 9);
+        assert_eq!(not_a_node, [(FIRST_DATA_PAGE, CorruptReason::WrongPageKind)]);
+        let overrun = check_one_leaf(|p| put_u16(p, 2, u16::MAX));
+        assert_eq!(overrun, [(FIRST_DATA_PAGE, CorruptReason::BadLayout)]);
     }
 }

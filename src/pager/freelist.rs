@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! payload: common header (kind = 4, count = extents in this page, generation)
-//!          16  next PageRef (page u64, tag 16)    -- NONE (page 0) ends the chain
-//!          40  extents: count × (first page u64, length u32)
+//!          16  next PageRef (page u64, tag 16, generation u64)  -- NONE (page 0) ends the chain
+//!          48  extents: count × (first page u64, length u32)
 //! ```
 //! The chain is written from its tail to its head so each page can hold its successor's tag;
 //! the commit record holds the head's. Each durable commit writes a new front and keeps the
