@@ -201,3 +201,18 @@ fn import_from_sled_folddb_shaped() {
     assert_eq!(db.open_tree("metadata").unwrap().get("node_id").unwrap().unwrap(), &b"abc"[..]);
     assert_eq!(db.open_tree("schemas").unwrap().len(), 1);
 }
+
+/// A file whose cipher backend this build lacks fails to open with `Unsupported`, before any
+/// commit record is tried (not as a damaged record, which recovery would call corruption).
+#[cfg(not(feature = "aws-lc"))]
+#[test]
+fn a_missing_cipher_backend_is_unsupported_not_corrupt() {
+    let dev = FaultyStorage::new();
+    let db = with(Arc::new(dev.clone()), Credentials::passphrase("pw")).open().unwrap();
+    db.open_tree("t").unwrap().insert("k", "v").unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let s: Arc<dyn Storage> = Arc::new(FaultyStorage::from_bytes(dev.live_image()));
+    let r = with(s, Credentials::passphrase("pw")).cipher_backend(foldvault::CipherBackend::AwsLc).open();
+    assert!(matches!(r, Err(Error::Unsupported(_))), "{:?}", r.err());
+}

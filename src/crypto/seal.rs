@@ -237,6 +237,11 @@ impl PageSealer {
     /// list holds a handful of entries (two purposes per live epoch): a scan under a read lock
     /// costs less than hashing, and no reference count is touched per page.
     fn with_aead<T>(&self, purpose: KeyPurpose, epoch: u32, page: PageNo, f: impl FnOnce(&dyn Aead) -> T) -> Result<T> {
+        // Before the list: an AEAD built for a newer epoch (a commit record tried at open and
+        // then rejected) does not open pages once the limit is lowered below it.
+        if epoch > self.max_epoch.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::corrupt(page, CorruptReason::UnknownEpoch));
+        }
         {
             let list = self.aeads.read();
             if let Some((_, a)) = list.iter().find(|(k, _)| *k == (purpose, epoch)) {
@@ -246,9 +251,6 @@ impl PageSealer {
         let Mode::Aead { cipher, backend, keys } = &self.mode else {
             return Err(Error::ReportableBug("AEAD requested in plaintext mode".into()));
         };
-        if epoch > self.max_epoch.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(Error::corrupt(page, CorruptReason::UnknownEpoch));
-        }
         // The key list stays read-locked until the AEAD is listed: `retire_keys_before` takes
         // it for writing before it drops retired AEADs, so none is listed again after that.
         let keys = keys.read();

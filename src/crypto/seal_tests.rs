@@ -148,6 +148,30 @@ fn hostile_epoch_is_refused_without_deriving() {
     ));
 }
 
+/// The epoch limit holds for an epoch whose AEAD is already built: once it is lowered (recovery
+/// falling back from a newer commit record to an older one), pages of the newer epoch are
+/// refused, not opened with the cached AEAD.
+#[test]
+fn a_lowered_epoch_limit_refuses_an_epoch_already_in_use() {
+    let s = PageSealer::encrypted(
+        [1; 16],
+        CipherId::Aes256Gcm,
+        CipherBackend::RustCrypto,
+        DataKeys::single(SecretKey::from_bytes([3; 32])),
+        2,
+    );
+    let mut p = sample();
+    s.seal(KeyPurpose::Page, 5, 2, &mut p).unwrap();
+    let sealed = p.clone();
+    s.open(KeyPurpose::Page, 5, &mut p).unwrap();
+    s.set_max_epoch(1);
+    let mut p = sealed;
+    assert!(matches!(
+        s.open(KeyPurpose::Page, 5, &mut p),
+        Err(Error::Corrupt { reason: CorruptReason::UnknownEpoch, .. })
+    ));
+}
+
 /// 1,000,000 seals never repeat a nonce.
 #[test]
 fn a_million_nonces_are_distinct() {

@@ -195,6 +195,9 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
     let (header, header_page, repair) = read_header(&*storage)?;
     let sealer = if header.is_encrypted() {
         let (dk, _slot) = unlock(&header, header_page, creds)?;
+        // A cipher or backend this build lacks is `Unsupported` here, not a commit record that
+        // fails to open (which recovery would report as corruption).
+        crate::crypto::cipher::new_aead(header.cipher, cfg.backend, &dk)?;
         let keys = DataKeys::with_next(dk, &header.file_id, header.next_key.as_ref())?;
         PageSealer::encrypted(header.file_id, header.cipher, cfg.backend, keys, u32::MAX).with_version(header.version)
     } else {
