@@ -130,15 +130,20 @@ fn page_bound_to_position_file_and_purpose() {
     assert!(b.open(KeyPurpose::Page, 5, &mut p).is_err());
 }
 
-#[test]
-fn hostile_epoch_is_refused_without_deriving() {
-    let s = PageSealer::encrypted(
+/// A sealer whose epoch limit is 2.
+fn sealer_to_epoch_2() -> PageSealer {
+    PageSealer::encrypted(
         [1; 16],
         CipherId::Aes256Gcm,
         CipherBackend::RustCrypto,
         DataKeys::single(SecretKey::from_bytes([3; 32])),
         2,
-    );
+    )
+}
+
+#[test]
+fn hostile_epoch_is_refused_without_deriving() {
+    let s = sealer_to_epoch_2();
     let mut p = sample();
     s.seal(KeyPurpose::Page, 5, 2, &mut p).unwrap();
     p[EPOCH_OFFSET..EPOCH_OFFSET + 4].copy_from_slice(&999u32.to_le_bytes());
@@ -153,13 +158,7 @@ fn hostile_epoch_is_refused_without_deriving() {
 /// refused, not opened with the cached AEAD.
 #[test]
 fn a_lowered_epoch_limit_refuses_an_epoch_already_in_use() {
-    let s = PageSealer::encrypted(
-        [1; 16],
-        CipherId::Aes256Gcm,
-        CipherBackend::RustCrypto,
-        DataKeys::single(SecretKey::from_bytes([3; 32])),
-        2,
-    );
+    let s = sealer_to_epoch_2();
     let mut p = sample();
     s.seal(KeyPurpose::Page, 5, 2, &mut p).unwrap();
     let sealed = p.clone();
