@@ -11,8 +11,9 @@
 //! `atoms` FoldDB-shaped `atom:{uuid}` keys and 300-2,000-byte values. Encrypted with a
 //! passphrase (the fast test KDF) unless `plain`; with `inline`, the log's checkpoints run within
 //! the commit that fills the log (`Config::wal_background_checkpoints(false)`); `log=PAGES` sets
-//! `Config::wal_checkpoint_pages`; `one` makes 3,000 one-record commits instead. Compare builds
-//! (or settings) by running them in turns.
+//! `Config::wal_checkpoint_pages`; `one` makes 3,000 one-record commits instead and prints the
+//! wall time of each 1,000 (the first 1,000 include the new log's growth to its checkpoint size).
+//! Compare builds (or settings) by running them in turns.
 
 use std::time::Instant;
 
@@ -144,7 +145,13 @@ fn main() -> foldvault::Result<()> {
     db.flush()?;
     let commits_n: usize = if per_commit == 1 { 3000 } else { 300 };
     let (start, cpu0, m0) = (Instant::now(), thread_cpu_us(), db.metrics());
-    for _ in 0..commits_n {
+    let mut block_start = start;
+    let mut blocks = Vec::new();
+    for i in 0..commits_n {
+        if i > 0 && i % 1000 == 0 {
+            blocks.push(block_start.elapsed().as_secs_f64() * 1e3);
+            block_start = Instant::now();
+        }
         let batch: Vec<(Vec<u8>, Vec<u8>)> = (0..per_commit).map(|_| record(&mut rng, atoms)).collect();
         let tx = db.begin_write()?;
         {
@@ -157,6 +164,11 @@ fn main() -> foldvault::Result<()> {
         tx.commit()?;
     }
     let wall = start.elapsed().as_secs_f64() * 1e6 / commits_n as f64;
+    if !blocks.is_empty() {
+        blocks.push(block_start.elapsed().as_secs_f64() * 1e3);
+        let b: Vec<String> = blocks.iter().map(|ms| format!("{ms:.0}")).collect();
+        println!("{mode}: ms per block of 1,000 commits, in order: {}", b.join(", "));
+    }
     let m = db.metrics();
     let per = |a: u64, b: u64| (a - b) as f64 / commits_n as f64;
     println!(

@@ -152,3 +152,46 @@ fn rekey_needs_credentials_for_every_slot() {
     let s: Arc<dyn Storage> = Arc::new(m);
     Config::new().storage(s).passphrase("second").use_env(false).open().unwrap();
 }
+
+/// Between the rotation's batches (its progress callback): a second rotation is refused, a
+/// slot cannot be added or have its passphrase changed (it would wrap the key being retired),
+/// and a slot removed stays removed when the rotation finishes (it is not re-wrapped back).
+#[test]
+fn slot_changes_during_a_rotation() {
+    let m = MemoryStorage::new();
+    let db = cfg(Arc::new(m.clone())).open().unwrap();
+    db.add_slot(&Credentials::passphrase("removed midway"), KdfParams::insecure_fast()).unwrap();
+    fill(&db, 6000);
+    let creds = [Credentials::passphrase("rekey"), Credentials::passphrase("removed midway")];
+    let mut checked = 0;
+    db.rekey(&creds, &mut |_| {
+        if checked > 0 {
+            return;
+        }
+        checked += 1;
+        let again = db.rekey(&creds, &mut |_| {});
+        assert!(matches!(again, Err(foldvault::Error::Unsupported(_))), "{again:?}");
+        let added = db.add_slot(&Credentials::passphrase("added midway"), KdfParams::insecure_fast());
+        assert!(matches!(added, Err(foldvault::Error::Unsupported(_))), "{added:?}");
+        let changed = db.change_passphrase(
+            &Credentials::passphrase("rekey"),
+            foldvault::Passphrase::from("changed midway"),
+            KdfParams::insecure_fast(),
+        );
+        assert!(matches!(changed, Err(foldvault::Error::Unsupported(_))), "{changed:?}");
+        db.remove_slot(1).unwrap();
+    })
+    .unwrap();
+    assert_eq!(checked, 1, "the rotation took no batch");
+    assert!(!db.encryption_status().rekey_in_progress);
+    // After the rotation, slots change again, and a rotation runs again.
+    db.add_slot(&Credentials::passphrase("added after"), KdfParams::insecure_fast()).unwrap();
+    db.rekey(&[Credentials::passphrase("rekey"), Credentials::passphrase("added after")], &mut |_| {}).unwrap();
+    drop(db);
+    let s: Arc<dyn Storage> = Arc::new(m);
+    let open = |p: &str| Config::new().storage(s.clone()).passphrase(p).use_env(false).open().map(|db| db.len());
+    assert!(matches!(open("removed midway"), Err(foldvault::Error::WrongKey { .. })));
+    assert!(matches!(open("added midway"), Err(foldvault::Error::WrongKey { .. })));
+    assert_eq!(open("rekey").unwrap(), 0);
+    assert_eq!(open("added after").unwrap(), 0);
+}

@@ -86,6 +86,11 @@ fn default_tree_is_the_db_itself() {
     assert_eq!(db.name(), foldvault::DEFAULT_TREE);
     assert!(db.tree_names().iter().any(|n| n == foldvault::DEFAULT_TREE));
     assert!(matches!(db.drop_tree(foldvault::DEFAULT_TREE), Err(Error::Unsupported(_))));
+    // Nor through a transaction; the records stay.
+    let tx = db.begin_write().unwrap();
+    assert!(matches!(tx.drop_tree(foldvault::DEFAULT_TREE), Err(Error::Unsupported(_))));
+    tx.commit().unwrap();
+    assert_eq!(db.get("k").unwrap().unwrap(), "v");
 }
 
 #[test]
@@ -566,6 +571,28 @@ fn generate_id_is_monotonic_across_reopen() {
             let id = db.generate_id().unwrap();
             assert!(last.is_none_or(|l| id > l), "{id} after {last:?}");
             last = Some(id);
+        }
+    }
+}
+
+#[test]
+fn reserved_tree_names_cannot_be_opened_or_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut last = 0;
+    for round in 0..2 {
+        let db = open(dir.path());
+        let id = db.generate_id().unwrap();
+        assert!(round == 0 || id > last, "{id} after {last}");
+        last = id;
+        // The id counter lives in a reserved tree: dropping it would hand the same ids out again.
+        for name in [&b"\0foldvault.ids"[..], b"\0foldvault.", b"\0foldvault.other"] {
+            assert!(matches!(db.drop_tree(name), Err(Error::Unsupported(_))), "{name:?}");
+            assert!(matches!(db.open_tree(name), Err(Error::Unsupported(_))), "{name:?}");
+            let tx = db.begin_write().unwrap();
+            assert!(matches!(tx.drop_tree(name), Err(Error::Unsupported(_))), "{name:?}");
+            assert!(matches!(tx.open_tree(name), Err(Error::Unsupported(_))), "{name:?}");
+            tx.commit().unwrap();
+            assert!(matches!(db.begin_read().unwrap().open_tree(name), Err(Error::Unsupported(_))), "{name:?}");
         }
     }
 }

@@ -82,7 +82,10 @@ fn backup_snapshot<W: Write>(
         live.dedup();
         // The header copy the engine trusts, byte for byte as read (its MAC covers those bytes),
         // taken under the writer lock with the rotation check below (a rekey finishes under it).
-        let (page_count, key_epoch, header_bytes) = {
+        // The backup keys and the seal count are taken under the same hold: a rekey that
+        // finished between the header copy and the keys would leave a backup whose header
+        // unlocks a key other than the one its chunks and MAC are under.
+        let (page_count, key_epoch, header_bytes, backup_key, mac_key, seals_in_epoch) = {
             let ws = engine.writer.lock();
             // A snapshot older than a finished key rotation reaches pages under the old key,
             // which the header copied below no longer unlocks: its backup could not be restored.
@@ -93,10 +96,14 @@ fn backup_snapshot<W: Write>(
                     "this snapshot predates a finished key rotation: back up a newer one (begin_read again)".into(),
                 ));
             }
-            (ws.alloc.page_count.max(pager.page_limit()), ws.epoch, engine.header.lock().to_page())
+            let keys = pager.sealer.with_data_key(|k| {
+                k.map(|k| (k.derive(context::BACKUP_KEY, &[]), k.derive(context::BACKUP_MAC_KEY, &[])))
+            });
+            let (backup_key, mac_key) = keys.unzip();
+            let bytes = engine.header.lock().to_page();
+            (ws.alloc.page_count.max(pager.page_limit()), ws.epoch, bytes, backup_key, mac_key, pager.seals_in_epoch())
         };
         let encrypted = pager.sealer.is_encrypted();
-        let backup_key = pager.sealer.with_data_key(|k| k.map(|k| k.derive(context::BACKUP_KEY, &[])));
         let aead = match &backup_key {
             Some(k) => Some(crate::crypto::cipher::new_aead(
                 crate::crypto::CipherId::Aes256Gcm,
@@ -122,12 +129,12 @@ fn backup_snapshot<W: Write>(
             chunk_pages: CHUNK_PAGES,
             key_epoch,
             catalog: snap.catalog,
-            seals_in_epoch: pager.seals_in_epoch(),
+            seals_in_epoch,
             live_pages: live.len() as u64,
             mac: [0; 32],
         };
-        if let Some(mk) = pager.sealer.with_data_key(|k| k.map(|k| k.derive(context::BACKUP_MAC_KEY, &[]))) {
-            header.mac = header.compute_mac(&mk);
+        if let Some(mk) = &mac_key {
+            header.mac = header.compute_mac(mk);
         }
         let mut w = HashingWriter::new(out);
         w.put(&header.encode()[..])?;

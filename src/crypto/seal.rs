@@ -224,6 +224,17 @@ impl PageSealer {
         }
     }
 
+    /// Adds the key a rotation starts with, serving epochs from `first` on, and drops every
+    /// cached AEAD of an epoch at or above `first` (built from the key it replaces). The key
+    /// list is write-locked first, as in `retire_keys_before`, so none is listed again.
+    pub(crate) fn add_next_key(&self, first: u32, key: SecretKey) {
+        if let Mode::Aead { keys, .. } = &self.mode {
+            let mut keys = keys.write();
+            keys.add_next(first, key);
+            self.aeads.write().retain(|((_, epoch), _)| *epoch < first);
+        }
+    }
+
     /// Destroys the data keys older than the one starting at epoch `first`, and every cached
     /// AEAD derived from them.
     pub(crate) fn retire_keys_before(&self, first: u32) {

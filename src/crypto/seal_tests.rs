@@ -228,3 +228,22 @@ fn the_default_backend_is_built_and_works() {
     s.open(KeyPurpose::Page, 9, &mut p).unwrap();
     assert_eq!(&p[..PAYLOAD_SIZE], &orig[..PAYLOAD_SIZE]);
 }
+
+/// A rotation's new key takes over its first epoch even when that epoch's AEAD was already
+/// built from the old key: the page sealed after `add_next_key` opens under the new key only.
+#[test]
+fn a_new_key_replaces_an_aead_already_built_for_its_epoch() {
+    let s = sealer_to_epoch_2();
+    let mut p = sample();
+    s.seal(KeyPurpose::Page, 5, 2, &mut p).unwrap(); // builds (Page, 2) from the old key
+    s.add_next_key(2, SecretKey::from_bytes([4; 32]));
+    let mut q = sample();
+    s.seal(KeyPurpose::Page, 5, 2, &mut q).unwrap();
+    let old_only = sealer_to_epoch_2();
+    assert!(old_only.open(KeyPurpose::Page, 5, &mut q.clone()).is_err(), "sealed under the old key");
+    let mut new_only = DataKeys::single(SecretKey::from_bytes([3; 32]));
+    new_only.add_next(2, SecretKey::from_bytes([4; 32]));
+    let fresh = PageSealer::encrypted([1; 16], CipherId::Aes256Gcm, CipherBackend::RustCrypto, new_only, 2);
+    fresh.open(KeyPurpose::Page, 5, &mut q).unwrap();
+    assert_eq!(&q[..PAYLOAD_SIZE], &sample()[..PAYLOAD_SIZE]);
+}

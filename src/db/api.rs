@@ -15,7 +15,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use super::config::{Config, DB_FILE_NAME, Location};
-use super::engine::{Engine, RESERVED_PREFIX, Snapshot};
+use super::engine::{Engine, RESERVED_PREFIX, Snapshot, check_user_tree_name};
 use super::iter::Iter;
 use super::ivec::IVec;
 use super::txn::{ReadTransaction, WriteTransaction};
@@ -267,9 +267,7 @@ impl Db {
     /// Opens (creating on first use) a named tree.
     pub fn open_tree<V: AsRef<[u8]>>(&self, name: V) -> Result<Tree> {
         let name = name.as_ref();
-        if name.starts_with(RESERVED_PREFIX) {
-            return Err(Error::Unsupported("tree names starting with \\0foldvault. are reserved".into()));
-        }
+        check_user_tree_name(name)?;
         if !self.handle.engine.snapshot().trees.contains_key(name) && name != DEFAULT_TREE {
             let tx = self.begin_write()?;
             tx.open_tree(name)?;
@@ -279,11 +277,9 @@ impl Db {
     }
 
     /// Removes a tree and frees every page of it. Returns whether it existed. The default tree
-    /// cannot be dropped (as in sled): it is cleared instead and `Unsupported` is returned.
+    /// cannot be dropped (as in sled: `Unsupported("cannot remove the core structures")`, its
+    /// records kept), nor can a reserved name.
     pub fn drop_tree<V: AsRef<[u8]>>(&self, name: V) -> Result<bool> {
-        if name.as_ref() == DEFAULT_TREE {
-            return Err(Error::Unsupported("cannot remove the default tree".into()));
-        }
         let tx = self.begin_write()?;
         let existed = tx.drop_tree(name)?;
         tx.commit()?;

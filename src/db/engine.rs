@@ -35,6 +35,15 @@ use crate::pager::freelist;
 pub(crate) const RESERVED_PREFIX: &[u8] = b"\0foldvault.";
 pub(crate) const IDS_TREE: &[u8] = b"\0foldvault.ids";
 
+/// Refuses a tree name the caller may not open or drop: the reserved names, which hold the
+/// engine's own state (`generate_id`'s counter), and which a caller could otherwise drop.
+pub(crate) fn check_user_tree_name(name: &[u8]) -> Result<()> {
+    if name.starts_with(RESERVED_PREFIX) {
+        return Err(Error::Unsupported("tree names starting with \\0foldvault. are reserved".into()));
+    }
+    Ok(())
+}
+
 /// One committed state of the database.
 pub(crate) struct Snapshot {
     pub(crate) seq: u64,
@@ -69,6 +78,8 @@ pub(crate) struct WriterState {
     /// After a rekey: (the first commit whose pages are all under the new key, that key's first
     /// epoch). Older keys are destroyed once no live snapshot is older than that commit.
     pub(crate) retiring_keys: Option<(u64, u32)>,
+    /// A `Db::rekey` is running on this handle (one at a time).
+    pub(crate) rekey_running: bool,
 }
 
 impl WriterState {

@@ -149,6 +149,7 @@ impl Db {
     fn add_slot_of_kind(&self, kind: SlotKind, creds: &Credentials, kdf: KdfParams) -> Result<usize> {
         let mut index = None;
         self.update_header(|h, dk| {
+            refuse_during_rotation(h)?;
             let i = (0..MAX_SLOTS)
                 .find(|i| h.slots[*i].is_none())
                 .ok_or(Error::Unsupported(format!("all {MAX_SLOTS} key slots are in use")))?;
@@ -187,12 +188,18 @@ impl Db {
     /// Changes a passphrase: the slot that `old` opens is rewritten in place for `new` (same
     /// kind; a master-key + passphrase slot keeps `old`'s master key). Only the header changes.
     pub fn change_passphrase(&self, old: &Credentials, new: Passphrase, kdf: KdfParams) -> Result<()> {
-        let index = {
+        // The KDF runs outside the writer lock; the slot it opened must still be there,
+        // unchanged, under the lock.
+        let (index, opened) = {
             let h = self.handle.engine.header.lock().clone();
             let (_, i) = slots::unlock(&h, old)?;
-            i
+            (i, h.slots[i].clone())
         };
         self.update_header(|h, dk| {
+            refuse_during_rotation(h)?;
+            if h.slots[index] != opened {
+                return Err(Error::Unsupported("the key slot changed meanwhile: try again".into()));
+            }
             let kind = h.slots[index].as_ref().map(|s| s.kind).ok_or(Error::InvalidConfig("slot vanished"))?;
             if !kind.uses_passphrase() {
                 return Err(Error::InvalidConfig("the slot these credentials open has no passphrase"));
@@ -204,6 +211,17 @@ impl Db {
             h.slots[index] = Some(slots::make_slot(kind, kdf, &c, dk, &h.file_id, index)?);
             Ok(())
         })
+    }
+}
+
+/// Slots cannot be added or changed while a data-key rotation is unfinished: the slot would
+/// wrap the key being retired (SPEC §6.4). Removing one is allowed.
+fn refuse_during_rotation(h: &FileHeader) -> Result<()> {
+    match h.next_key {
+        Some(_) => Err(Error::Unsupported(
+            "a data-key rotation is unfinished: run rekey to finish it before adding or changing key slots".into(),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -135,6 +135,7 @@ fn assemble(
             retained: Vec::new(),
             epoch: rec.key_epoch,
             retiring_keys: None,
+            rekey_running: false,
         })),
         durability: cfg.durability,
         seal_budget: cfg.seal_budget,

@@ -41,7 +41,24 @@ const BATCH_PAGES: usize = 2048;
 impl Db {
     /// Rotates the data key. `creds` must open every key slot (each slot is re-wrapped with the
     /// credentials that open it); nothing changes if one cannot be opened.
+    /// One rotation runs at a time on a database (another call gets `Unsupported`); key slots
+    /// cannot be added or changed while a rotation is unfinished, and one removed during it
+    /// stays removed.
     pub fn rekey(&self, creds: &[Credentials], progress: &mut dyn FnMut(RekeyProgress)) -> Result<()> {
+        let e = &self.handle.engine;
+        {
+            let mut ws = e.writer.lock();
+            if ws.rekey_running {
+                return Err(Error::Unsupported("a data-key rotation is already running on this database".into()));
+            }
+            ws.rekey_running = true;
+        }
+        let result = self.rotate(creds, progress);
+        e.writer.lock().rekey_running = false;
+        result
+    }
+
+    fn rotate(&self, creds: &[Credentials], progress: &mut dyn FnMut(RekeyProgress)) -> Result<()> {
         let e = self.handle.engine.clone();
         let header = e.header.lock().clone();
         if !header.is_encrypted() {
@@ -60,30 +77,31 @@ impl Db {
                 .ok_or(Error::InvalidConfig("rekey needs credentials that open every key slot"))?;
             per_slot.push((i, c));
         }
-        // 1. Start (unless resuming).
-        let first_epoch = match &header.next_key {
-            Some(n) => n.first_epoch,
-            None => {
-                let next = SecretKey::random();
-                let first = {
-                    let ws = e.writer.lock();
-                    ws.epoch.checked_add(1).ok_or(Error::NonceBudgetExhausted)?
-                };
-                let wrapped = e.pager.sealer.with_data_key(|dk| {
-                    let dk = dk.ok_or_else(|| Error::ReportableBug("no data key".into()))?;
-                    DataKeys::wrap_next(dk, &header.file_id, first, &next)
-                })?;
-                self.update_header(|h, _| {
-                    h.next_key = Some(wrapped);
-                    Ok(())
-                })?;
-                e.pager.sealer.update_data_keys(|k| k.add_next(first, next));
-                let mut ws = e.writer.lock();
-                ws.epoch = first;
-                e.pager.sealer.set_max_epoch(first);
-                e.pager.set_seals_in_epoch(0);
-                tracing::info!(target: "foldvault::audit", first_epoch = first, "data-key rotation started");
-                first
+        // 1. Start (unless resuming), under one hold of the writer lock: no commit moves to a
+        // new epoch between the choice of the first epoch and the new key's use.
+        let first_epoch = {
+            let mut ws = e.writer.lock();
+            let resuming = e.header.lock().next_key.as_ref().map(|n| n.first_epoch);
+            match resuming {
+                Some(first) => first,
+                None => {
+                    let next = SecretKey::random();
+                    let first = ws.epoch.checked_add(1).ok_or(Error::NonceBudgetExhausted)?;
+                    let wrapped = e.pager.sealer.with_data_key(|dk| {
+                        let dk = dk.ok_or_else(|| Error::ReportableBug("no data key".into()))?;
+                        DataKeys::wrap_next(dk, &header.file_id, first, &next)
+                    })?;
+                    self.update_header_locked(&mut ws, None, |h, _| {
+                        h.next_key = Some(wrapped);
+                        Ok(())
+                    })?;
+                    e.pager.sealer.add_next_key(first, next);
+                    ws.epoch = first;
+                    e.pager.sealer.set_max_epoch(first);
+                    e.pager.set_seals_in_epoch(0);
+                    tracing::info!(target: "foldvault::audit", first_epoch = first, "data-key rotation started");
+                    first
+                }
             }
         };
         {
@@ -168,8 +186,17 @@ impl Db {
         // the last of them is released.
         let mut ws = e.writer.lock();
         self.update_header_locked(&mut ws, Some(&new_key), |h, _| {
+            // The slots must be the ones the credentials were checked against: one removed
+            // since stays removed; one added or changed since would go on wrapping the old key.
+            if h.slots.iter().zip(&header.slots).any(|(now, then)| now.is_some() && now != then) {
+                return Err(Error::Unsupported(
+                    "key slots changed during the data-key rotation: run rekey again to finish it".into(),
+                ));
+            }
             for (i, s) in rewrapped {
-                h.slots[i] = Some(s);
+                if h.slots[i].is_some() {
+                    h.slots[i] = Some(s);
+                }
             }
             h.next_key = None;
             Ok(())

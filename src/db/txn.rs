@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::api::{Handle, bound_to_vec, tx_get};
 use super::config::Durability;
-use super::engine::Snapshot;
+use super::engine::{Snapshot, check_user_tree_name};
 use super::iter::{Iter, wipe_bound};
 use super::ivec::IVec;
 use crate::btree::TreeRoot;
@@ -75,9 +75,7 @@ impl WriteTransaction {
     /// Opens (creating if missing) a tree in this transaction.
     pub fn open_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<TxTree<'_>> {
         let name = name.as_ref().to_vec();
-        if name.starts_with(super::engine::RESERVED_PREFIX) {
-            return Err(Error::Unsupported("tree names starting with \\0foldvault. are reserved".into()));
-        }
+        check_user_tree_name(&name)?;
         self.with(|t| {
             if !t.trees.contains_key(&name) {
                 t.trees.insert(name.clone(), TreeRoot::default());
@@ -88,9 +86,14 @@ impl WriteTransaction {
         Ok(TxTree { tx: self, name })
     }
 
-    /// Removes a tree and frees its pages. Returns whether it existed.
+    /// Removes a tree and frees its pages. Returns whether it existed. The default tree and the
+    /// reserved names cannot be dropped (`Unsupported`), as `Db::drop_tree`.
     pub fn drop_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<bool> {
         let name = name.as_ref();
+        check_user_tree_name(name)?;
+        if name == super::api::DEFAULT_TREE {
+            return Err(Error::Unsupported("cannot remove the core structures".into()));
+        }
         self.with(|t| {
             let Some(root) = t.trees.remove(name) else { return Ok(false) };
             t.pages.free_tree(root.root)?;
@@ -271,6 +274,7 @@ impl ReadTransaction {
     }
     /// A tree of this snapshot; `CollectionNotFound` if it does not exist in it.
     pub fn open_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<ReadTree> {
+        check_user_tree_name(name.as_ref())?;
         let root = self.snap.trees.get(name.as_ref()).copied().ok_or(Error::CollectionNotFound)?;
         Ok(ReadTree { handle: self.handle.clone(), snap: self.snap.clone(), root })
     }

@@ -98,7 +98,7 @@ impl SlotKind {
 
 /// One key slot as stored: how to derive its key-encryption key, and the wrapped data key.
 /// Nothing here is secret (the data key is AEAD-encrypted).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySlot {
     pub kind: SlotKind,
     /// Argon2id parameters (meaningful for passphrase kinds; zeros otherwise).
