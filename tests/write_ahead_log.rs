@@ -191,6 +191,38 @@ fn restore_over_a_crashed_database_takes_its_log_away() {
     assert_eq!(t.get("key003").unwrap().unwrap(), &b"value3b"[..]);
 }
 
+/// A backup of a database restored over that same database (same file id, so its log's owner
+/// check would accept the log): refused while the database is open (`Locked`, nothing changed);
+/// once it is closed as a crash left it, with commits after the backup only in its log, the
+/// log is folded into the old file before the rename and gone after it, and the restored file
+/// holds exactly the backup.
+#[test]
+fn restore_over_the_same_database_locks_it_and_leaves_no_log_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("a.foldvault");
+    let db = config(&live).open().unwrap();
+    commit_records(&db, 10, "");
+    let mut backup = Vec::new();
+    db.backup_to(&mut backup, &mut |_| {}).unwrap();
+    commit_records(&db, 20, "after");
+    let creds = foldvault::Credentials::passphrase("write-ahead log test");
+    let force = || foldvault::backup::RestoreOptions { force: true, ..Default::default() };
+    let r = foldvault::backup::restore(&backup[..], &live, &creds, force());
+    assert!(matches!(r, Err(Error::Locked)), "{r:?}");
+    assert_eq!(db.open_tree("t").unwrap().get("key003").unwrap().unwrap(), &b"value3after"[..]);
+    let names = |d: &Path| std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>();
+    assert!(!names(dir.path()).iter().any(|n| n.to_string_lossy().contains(".restore-")), "temporary file left");
+    // The same database as a crash leaves it: its last commits only in its log.
+    let crashed_dir = tempfile::tempdir().unwrap();
+    let crashed = copy_open(&live, crashed_dir.path());
+    drop(db);
+    foldvault::backup::restore(&backup[..], &crashed, &creds, force()).unwrap();
+    assert!(!sidecar_path(&crashed).exists(), "the replaced database's log is gone");
+    let t = config(&crashed).open().unwrap().open_tree("t").unwrap();
+    assert_eq!(t.len(), 10);
+    assert_eq!(t.get("key003").unwrap().unwrap(), &b"value3"[..]);
+}
+
 #[test]
 fn a_log_that_cannot_be_created_leaves_the_file_alone_working() {
     let dir = tempfile::tempdir().unwrap();

@@ -680,13 +680,11 @@ pub fn restore(a: RestoreArgs) -> Result<(), CliError> {
     if a.file.as_os_str() != "-" && same_file(&a.file, &t.file) {
         return Err(CliError::Usage("FILE and DB are the same file".into()));
     }
-    // Hold the lock of the database being replaced, so that one in use is not swapped away
-    // under its users.
-    let _held = if exists {
-        Some(crate::storage::FileStorage::open(&t.file, false).map_err(|e| CliError::db(e, &t.file))?)
-    } else {
-        None
-    };
+    // A database in use is not swapped away under its users: `restore` holds the lock of the
+    // one it replaces throughout; tried here first, so that it fails before any prompt.
+    if exists {
+        drop(crate::storage::FileStorage::open(&t.file, false).map_err(|e| CliError::db(e, &t.file))?);
+    }
     let (header, input) = peek_header(input, &name)?;
     let encrypted = header.as_ref().is_some_and(|h| h.encrypted);
     let prompt = if encrypted && a.file.as_os_str() != "-" { Prompt::Unlock } else { Prompt::Never };

@@ -13,7 +13,7 @@ use crate::crypto::seal::KeyPurpose;
 use crate::crypto::slots::Credentials;
 use crate::crypto::wipe::wipe;
 use crate::db::config::Config;
-use crate::error::{CorruptReason, Error, PageNo, Result};
+use crate::error::{Error, PageNo, Result};
 use crate::format::commit::CommitRecord;
 use crate::format::page::PageRef;
 use crate::format::{COMMIT_PAGE_A, COMMIT_PAGE_B, FIRST_DATA_PAGE, HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE};
@@ -38,6 +38,12 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
     if dst.exists() && !opts.force && std::fs::metadata(dst)?.len() > 0 {
         return Err(Error::AlreadyExists(dst.display().to_string()));
     }
+    // The target's lock, held to the end: a database open on it is not swapped away under its
+    // users (`Locked`, before any work).
+    let target: Option<Arc<dyn Storage>> = match dst.exists() {
+        true => Some(Arc::new(FileStorage::open(dst, false)?)),
+        false => None,
+    };
     let mut br = BackupReader::open(r)?;
     let dk = unlock_backup(&br.file_header, &br.header, creds)?;
     let aead = match &dk {
@@ -64,8 +70,18 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
                 let opened = pager.sealer.open(KeyPurpose::Page, page, &mut probe);
                 wipe(&mut probe[..]);
                 opened?;
-                if !live.insert(page) {
-                    return Err(Error::corrupt(page, CorruptReason::DoubleReference));
+                // (The reader refuses a page number not above the one before it.)
+                live.insert(page);
+                // Every page below the last one restored that the stream does not hold becomes a
+                // free page, listed one by one: their number is bounded by the pages the stream
+                // holds, not by a page number (unauthenticated in a plaintext backup).
+                let free_below = (page + 1).saturating_sub(FIRST_DATA_PAGE + live.len() as u64);
+                if free_below > max_free_pages(live.len() as u64) {
+                    return Err(Error::Unsupported(format!(
+                        "backup page {page} lies beyond {free_below} free pages, more than restore lists for \
+                         {} pages restored: compact the source and back it up again",
+                        live.len()
+                    )));
                 }
                 pager.write_raw(page, &buf)?;
                 pages += 1;
@@ -123,9 +139,13 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         drop(db);
         Ok(BackupSummary { trees, ..BackupSummary::of(&header, (bytes, chunks, pages), true) })
     })();
-    match result {
+    let replaced = result.and_then(|s| {
+        fold_old_log(dst, target.as_ref())?;
+        std::fs::rename(&tmp, dst)?;
+        Ok(s)
+    });
+    match replaced {
         Ok(s) => {
-            std::fs::rename(&tmp, dst)?;
             crate::storage::wal::remove_sidecar(dst)?;
             crate::storage::sync_parent_dir(dst)?;
             tracing::info!(target: "foldvault::audit", seq = s.seq, pages = s.pages, "backup restored");
@@ -138,6 +158,39 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
     }
 }
 
+/// Folds a log left beside `dst` into the file it belongs to (`target`, the file about to be
+/// replaced, locked) and empties it, before the rename: a log that stayed could be replayed over
+/// the restored file after a crash (a backup of the same database has the same file id, which
+/// is what the log's owner check compares). A log beside a missing `dst`, or one that belongs
+/// to another file, is removed.
+fn fold_old_log(dst: &Path, target: Option<&Arc<dyn Storage>>) -> Result<()> {
+    let log_path = crate::storage::wal::sidecar_path(dst);
+    if !log_path.exists() {
+        return Ok(());
+    }
+    if let Some(main) = target {
+        let log: Arc<dyn Storage> = Arc::new(FileStorage::open(&log_path, false)?);
+        let pages = crate::storage::wal::DEFAULT_CHECKPOINT_PAGES;
+        match crate::storage::wal::WalStorage::open(main.clone(), log, pages, Some(log_path)) {
+            // Checkpointed: the old file holds the log's commits, the log a new generation
+            // with no group; dropping it removes it.
+            Ok(w) => return w.checkpoint_now(),
+            Err(Error::ForeignLog) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    crate::storage::wal::remove_sidecar(dst)?;
+    crate::storage::sync_parent_dir(dst)?;
+    Ok(())
+}
+
+/// The most free pages restore lists for `restored` pages: 64 per page restored, at least
+/// 2^20 (a 4 GiB file). A backup of a database that is mostly free space beyond that fails
+/// with `Unsupported` (compacting the source first makes it dense).
+fn max_free_pages(restored: u64) -> u64 {
+    restored.saturating_mul(64).max(1 << 20)
+}
+
 fn temp_path(dst: &Path) -> PathBuf {
     let mut r = [0u8; 6];
     rand::rngs::OsRng.fill_bytes(&mut r);
@@ -147,3 +200,73 @@ fn temp_path(dst: &Path) -> PathBuf {
 
 #[allow(dead_code)]
 fn _unused(_: PageRef) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::format::{
+        BackupHeader, CHUNK_ENTRY_SIZE, CHUNK_HASH_SIZE, CHUNK_HEADER_SIZE, CHUNK_TAG_SIZE, TRAILER_SIZE,
+    };
+    use crate::storage::MemoryStorage;
+
+    /// A plaintext backup of a small database (one chunk) whose last page is renumbered `to`,
+    /// (or, with `None`, to the page number before it), with its seal (a CRC for a plaintext
+    /// page), the chunk hash, the header's page count and checksum and the stream hash made to
+    /// fit, as anyone can for a plaintext backup.
+    fn renumbered_backup(to: Option<PageNo>) -> Vec<u8> {
+        let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let db = Config::new().storage(s).plaintext().use_env(false).flush_every_ms(None).open().unwrap();
+        for i in 0..50u32 {
+            db.insert(format!("k{i}"), vec![7u8; 200]).unwrap();
+        }
+        let mut stream = Vec::new();
+        db.backup_to(&mut stream, &mut |_| {}).unwrap();
+        let mut header = BackupHeader::decode(&stream[..PAGE_SIZE]).unwrap();
+        assert!(header.live_pages > 1 && header.live_pages < 64, "one chunk expected: {}", header.live_pages);
+        let chunk = 2 * PAGE_SIZE;
+        let n = header.live_pages as usize;
+        let entry = chunk + CHUNK_HEADER_SIZE + (n - 1) * CHUNK_ENTRY_SIZE;
+        let before = entry - CHUNK_ENTRY_SIZE;
+        let to = to.unwrap_or_else(|| u64::from_le_bytes(stream[before..before + 8].try_into().unwrap()));
+        header.page_count = header.page_count.max(to + 1);
+        stream[..PAGE_SIZE].copy_from_slice(&header.encode()[..]);
+        stream[entry..entry + 8].copy_from_slice(&to.to_le_bytes());
+        let mut page = crate::fuzzing::page_of(&stream[entry + 8..entry + CHUNK_ENTRY_SIZE]);
+        crate::fuzzing::plain_reseal(&header.file_id, to, &mut page);
+        stream[entry + 8..entry + CHUNK_ENTRY_SIZE].copy_from_slice(&page[..]);
+        let hash_at = chunk + CHUNK_HEADER_SIZE + n * CHUNK_ENTRY_SIZE + CHUNK_TAG_SIZE;
+        let h = blake3::hash(&stream[chunk..hash_at]);
+        stream[hash_at..hash_at + CHUNK_HASH_SIZE].copy_from_slice(h.as_bytes());
+        let trailer = stream.len() - TRAILER_SIZE;
+        let h = blake3::hash(&stream[..trailer + 32]);
+        stream[trailer + 32..].copy_from_slice(h.as_bytes());
+        stream
+    }
+
+    /// A page renumbered far past the others: restore refuses it before listing 2^21 free
+    /// pages, and leaves no file behind.
+    #[test]
+    fn a_page_number_far_beyond_the_stream_is_refused_before_any_free_list() {
+        let stream = renumbered_backup(Some(FIRST_DATA_PAGE + (1 << 21)));
+        let dir = tempfile::tempdir().unwrap();
+        let dst = dir.path().join("restored.foldvault");
+        let r = restore(&stream[..], &dst, &Credentials::none(), RestoreOptions::default());
+        assert!(matches!(&r, Err(Error::Unsupported(m)) if m.contains("free pages")), "{r:?}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a file was left behind");
+    }
+
+    /// A page number given twice: verify and restore both refuse the stream at the reader (they
+    /// once differed: verify kept the second copy).
+    #[test]
+    fn a_page_number_given_twice_is_refused_by_verify_and_restore() {
+        let stream = renumbered_backup(None);
+        let not_ascending = |r: &Result<BackupSummary>| {
+            matches!(r, Err(Error::BackupCorrupt { what: "page numbers not ascending", chunk: Some(0), .. }))
+        };
+        let r = crate::backup::verify(&stream[..], None, &mut |_| {});
+        assert!(not_ascending(&r), "{r:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let r = restore(&stream[..], &dir.path().join("db"), &Credentials::none(), RestoreOptions::default());
+        assert!(not_ascending(&r), "{r:?}");
+    }
+}

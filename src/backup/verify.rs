@@ -68,6 +68,8 @@ pub(crate) struct BackupReader<R: Read> {
     pub(crate) file_header_page: Box<PageBuf>,
     chunks_read: u64,
     pages_read: u64,
+    /// The last page number read (page numbers ascend through the stream; none is below 4).
+    last_page: PageNo,
 }
 
 impl<R: Read> BackupReader<R> {
@@ -88,7 +90,7 @@ impl<R: Read> BackupReader<R> {
         if file_header.file_id != header.file_id || file_header.is_encrypted() != header.encrypted {
             return Err(corrupt(PAGE_SIZE as u64, None, "source header does not match the backup header"));
         }
-        Ok(BackupReader { r, header, file_header, file_header_page: fh, chunks_read: 0, pages_read: 0 })
+        Ok(BackupReader { r, header, file_header, file_header_page: fh, chunks_read: 0, pages_read: 0, last_page: 0 })
     }
 
     fn expected_chunks(&self) -> u64 {
@@ -140,6 +142,10 @@ impl<R: Read> BackupReader<R> {
             if page < FIRST_DATA_PAGE || page >= self.header.page_count {
                 return Err(corrupt(start, Some(index), "page number out of range"));
             }
+            if page <= self.last_page {
+                return Err(corrupt(start, Some(index), "page numbers not ascending"));
+            }
+            self.last_page = page;
             let mut buf = Box::new([0u8; PAGE_SIZE]);
             buf.copy_from_slice(&e[8..]);
             out.push((page, buf));
@@ -214,6 +220,8 @@ struct PageFacts {
     records: u64,
     /// Catalog leaves: (tree name, root).
     trees: Vec<(Vec<u8>, TreeRoot)>,
+    /// A leaf value that is not a tree root (in a catalog leaf: an entry that does not decode).
+    not_tree_roots: bool,
 }
 
 /// Verifies a backup. Without credentials (or `None`) only the structure and hashes of an
@@ -238,9 +246,10 @@ pub fn verify<R: Read>(r: R, creds: Option<&Credentials>, progress: &mut dyn FnM
         for (page, mut buf) in chunk {
             pages += 1;
             if deep {
-                facts.insert(page, page_facts(&sealer, page, &mut buf));
+                let f = page_facts(&sealer, page, &mut buf);
                 // Opened in place: plaintext now.
                 wipe(&mut buf[..]);
+                facts.insert(page, f?);
             }
         }
         if !deep {
@@ -257,33 +266,31 @@ pub fn verify<R: Read>(r: R, creds: Option<&Credentials>, progress: &mut dyn FnM
     Ok(summary)
 }
 
-fn page_facts(sealer: &PageSealer, page: PageNo, buf: &mut PageBuf) -> PageFacts {
-    let mut f = PageFacts::default();
-    let Ok((tag, _)) = sealer.open(KeyPurpose::Page, page, buf) else { return f };
-    f.tag = Some(tag);
+/// What page `page` of the stream holds, once it opens under its page key: every page in a
+/// backup must open and parse (a backup holds only live pages), as restore requires.
+fn page_facts(sealer: &PageSealer, page: PageNo, buf: &mut PageBuf) -> Result<PageFacts> {
+    let (tag, _) = sealer.open(KeyPurpose::Page, page, buf)?;
+    let mut f = PageFacts { tag: Some(tag), ..PageFacts::default() };
     let payload = &buf[..crate::format::page::PAYLOAD_SIZE];
     f.kind = payload.first().copied().and_then(PageKind::from_byte);
     match f.kind {
         Some(PageKind::Branch) | Some(PageKind::Leaf) => {
-            let Ok(raw) = RawNode::new(payload, page) else { return f };
+            let raw = RawNode::new(payload, page)?;
             if raw.is_leaf() {
                 for i in 0..raw.len() {
-                    let Ok((k, v)) = raw.leaf_entry(i) else { break };
+                    let (k, v) = raw.leaf_entry(i)?;
                     f.records += 1;
                     match v {
                         RawValue::Overflow { first, .. } => f.children.push(first),
-                        RawValue::Inline(b) => {
-                            if let Some(root) = TreeRoot::decode(b) {
-                                f.trees.push((k.to_vec(), root));
-                            }
-                        }
+                        RawValue::Inline(b) => match TreeRoot::decode(b) {
+                            Some(root) => f.trees.push((k.to_vec(), root)),
+                            None => f.not_tree_roots = true,
+                        },
                     }
                 }
             } else {
                 for i in 0..=raw.len() {
-                    if let Ok(c) = raw.child(i) {
-                        f.children.push(c);
-                    }
+                    f.children.push(raw.child(i)?);
                 }
             }
         }
@@ -294,9 +301,9 @@ fn page_facts(sealer: &PageSealer, page: PageNo, buf: &mut PageBuf) -> PageFacts
                 f.children.push(next);
             }
         }
-        _ => {}
+        _ => return Err(Error::corrupt(page, crate::error::CorruptReason::WrongPageKind)),
     }
-    f
+    Ok(f)
 }
 
 /// Walks the page graph from the catalog: every link must name a page in the backup with the
@@ -331,6 +338,9 @@ fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Resu
             if f.kind == Some(PageKind::Leaf) {
                 records += f.records;
                 if catalog {
+                    if f.not_tree_roots || f.children.iter().any(|c| !c.is_none()) {
+                        return Err(Error::corrupt(r.page, crate::error::CorruptReason::BadLayout));
+                    }
                     trees.extend(f.trees.iter().cloned());
                 }
             }
