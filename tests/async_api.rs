@@ -228,3 +228,36 @@ async fn waiting_writes_do_not_block_the_runtime() {
     assert!(!timed_out.load(Ordering::SeqCst), "the runtime was blocked");
     assert_eq!(t.len().await.unwrap(), 5);
 }
+
+/// Polls `f` to completion on this thread, with no tokio runtime (as another executor would).
+fn block_on_without_tokio<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(out) => return out,
+            std::task::Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+/// Outside a tokio runtime the async API runs its work on the polling thread instead of
+/// panicking (`spawn_blocking` needs a runtime).
+#[test]
+fn works_under_another_executor() {
+    block_on_without_tokio(async {
+        let db = temp_db().await;
+        let t = db.open_tree("t").await.unwrap();
+        t.insert("k", "v").await.unwrap();
+        assert_eq!(t.get("k").await.unwrap().unwrap(), "v");
+        t.flush().await.unwrap();
+        assert_eq!(db.tree_names().await.unwrap().len(), 2);
+    });
+}

@@ -210,6 +210,25 @@ fn scan_prefix_forward_and_back() {
     t.insert([0xFFu8, 0xFF], b"b").unwrap();
     t.insert([0xFEu8], b"c").unwrap();
     assert_eq!(t.scan_prefix([0xFFu8, 0xFF]).count(), 2);
+
+    // The same through a write transaction's tree (its own writes included).
+    let tx = db.begin_write().unwrap();
+    let tt = tx.open_tree(foldvault::DEFAULT_TREE).unwrap();
+    tt.insert("atom:3", &b"a3"[..]).unwrap();
+    let keys = |v: Vec<(IVec, IVec)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(
+        keys(tt.scan_prefix("atom:").unwrap()),
+        vec![IVec::from("atom:1"), IVec::from("atom:2"), IVec::from("atom:3")]
+    );
+    assert_eq!(tt.scan_prefix("atom").unwrap().len(), 5);
+    assert_eq!(tt.scan_prefix("").unwrap().len(), 6);
+    assert!(tt.scan_prefix("zzz").unwrap().is_empty());
+    drop(tt);
+    let tb = tx.open_tree("bytes").unwrap();
+    assert_eq!(tb.scan_prefix([0xFFu8, 0xFF]).unwrap().len(), 2);
+    assert_eq!(tb.scan_prefix([0xFFu8]).unwrap().len(), 2);
+    drop(tb);
+    tx.commit().unwrap();
 }
 
 #[test]
@@ -575,6 +594,22 @@ fn generate_id_is_monotonic_across_reopen() {
     }
 }
 
+/// `open` on the directory of a sled database (FoldDB's, before its import) refuses instead of
+/// creating an empty foldvault database beside it.
+#[test]
+fn a_sled_directory_is_not_opened_as_a_new_database() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("conf"), b"segment_size: 524288\n").unwrap();
+    std::fs::write(dir.path().join("db"), [0u8; 512]).unwrap();
+    let r = foldvault::open(dir.path());
+    assert!(matches!(&r, Err(Error::Unsupported(m)) if m.contains("sled") && m.contains("import")), "{:?}", r.err());
+    assert!(!dir.path().join("db.foldvault").exists());
+    // A directory with other files is no sled database.
+    std::fs::remove_file(dir.path().join("conf")).unwrap();
+    drop(open(dir.path()));
+    assert!(dir.path().join("db.foldvault").exists());
+}
+
 #[test]
 fn reserved_tree_names_cannot_be_opened_or_dropped() {
     let dir = tempfile::tempdir().unwrap();
@@ -595,6 +630,11 @@ fn reserved_tree_names_cannot_be_opened_or_dropped() {
             assert!(matches!(db.begin_read().unwrap().open_tree(name), Err(Error::Unsupported(_))), "{name:?}");
         }
     }
+    // A tree name is a catalog key: one too long is refused when the tree is opened.
+    let db = open(dir.path());
+    let long = vec![b'n'; MAX_KEY_LEN + 1];
+    assert!(matches!(db.open_tree(&long), Err(Error::KeyTooLarge { .. })));
+    assert!(db.open_tree(&long[..MAX_KEY_LEN]).is_ok());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -685,6 +725,13 @@ fn ivec_conversions() {
     let mut map = std::collections::BTreeMap::new();
     map.insert(IVec::from("k"), 1);
     assert_eq!(map.get(&b"k"[..]), Some(&1));
+    // Equality with anything that is bytes, as sled's generic `PartialEq<T: AsRef<[u8]>>`.
+    let v = IVec::from("json");
+    let (string, bytes, same, other) = (String::from("json"), b"json".to_vec(), v.clone(), IVec::from("jsonx"));
+    let (string_ref, bytes_ref, same_ref) = (&string, &bytes, &same);
+    assert!(v == string && v == string_ref && v == *"json" && v == b"json"[..]);
+    assert!(v == bytes && v == bytes_ref && v == same && v == same_ref);
+    assert!(v != "jso" && v != other);
     // Debug never prints the bytes.
     assert!(!format!("{:?}", IVec::from("secret")).contains("secret"));
 }
@@ -824,9 +871,16 @@ fn overwrites_keep_the_file_small() {
         }
     }
     let size = db.size_on_disk().unwrap();
-    let file = std::fs::metadata(dir.path().join("db.foldvault")).unwrap().len();
-    println!("file after 100,000 overwrites of 1,000 keys: {size} bytes ({file} on disk)");
+    let path = dir.path().join("db.foldvault");
+    let file = std::fs::metadata(&path).unwrap().len();
+    let log = std::fs::metadata(foldvault::storage::wal::sidecar_path(&path)).map(|m| m.len()).unwrap_or(0);
+    println!("file after 100,000 overwrites of 1,000 keys: {file} bytes, its log {log} (size_on_disk {size})");
     assert_eq!(t.len(), 1000);
-    assert!(size < OVERWRITE_FILE_BOUND, "{size} bytes");
     assert!(file < OVERWRITE_FILE_BOUND, "{file} bytes");
+    // As sled's, `size_on_disk` counts every file the database keeps: the log too, while open.
+    assert_eq!(size, file + log);
+    drop(t);
+    drop(db);
+    assert!(!foldvault::storage::wal::sidecar_path(&path).exists());
+    assert_eq!(open(dir.path()).size_on_disk().unwrap(), std::fs::metadata(&path).unwrap().len());
 }

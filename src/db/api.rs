@@ -109,6 +109,9 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             if let Some(d) = &dir {
                 std::fs::create_dir_all(d)?;
             }
+            if let Some(d) = dir.as_ref().filter(|_| !cfg.temporary && !file.exists()) {
+                refuse_sled_directory(d)?;
+            }
             let wal_path = crate::storage::wal::sidecar_path(&file);
             if cfg.temporary {
                 let _ = std::fs::remove_file(&wal_path);
@@ -151,6 +154,19 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
     };
     let handle = Arc::new(Handle { engine, flusher: Mutex::new(flusher), temporary });
     Ok(Db { default: Tree { handle: handle.clone(), name: Arc::from(DEFAULT_TREE) }, handle })
+}
+
+/// A directory that holds a sled database (sled 0.34 keeps `conf` and `db` files there) and no
+/// foldvault file: opening it would create an empty database beside the sled one, and an
+/// application switched from sled would start with no data.
+fn refuse_sled_directory(dir: &std::path::Path) -> Result<()> {
+    if dir.join("conf").is_file() && dir.join("db").is_file() {
+        return Err(Error::Unsupported(format!(
+            "{} holds a sled database: import it first (foldvault import-sled, or foldvault::import::from_sled)",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The storage of a database file: the file alone, or the file and its write-ahead log
@@ -346,9 +362,10 @@ impl Db {
         m
     }
 
-    /// Bytes the file occupies.
+    /// Bytes the database occupies on disk: its file and, while it is open, the write-ahead log
+    /// beside it (as sled counts all its files).
     pub fn size_on_disk(&self) -> Result<u64> {
-        self.handle.engine.pager.file_len()
+        self.handle.engine.pager.bytes_on_disk()
     }
 
     /// Whether the file is encrypted.

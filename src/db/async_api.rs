@@ -25,13 +25,16 @@ use super::config::Config;
 use super::ivec::IVec;
 use crate::error::{Error, Result};
 
-/// Runs `f` on tokio's blocking pool and waits for it without blocking the runtime.
+/// Runs `f` on tokio's blocking pool and waits for it without blocking the runtime. Polled
+/// outside a tokio runtime (another executor), `f` runs on the polling thread, as
+/// `Tree::flush_async` does, instead of panicking.
 async fn blocking<T, F>(f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return f() };
+    match runtime.spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Err(Error::Io(std::io::Error::other("blocking task cancelled: the runtime is shutting down"))),

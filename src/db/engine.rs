@@ -35,9 +35,13 @@ use crate::pager::freelist;
 pub(crate) const RESERVED_PREFIX: &[u8] = b"\0foldvault.";
 pub(crate) const IDS_TREE: &[u8] = b"\0foldvault.ids";
 
-/// Refuses a tree name the caller may not open or drop: the reserved names, which hold the
-/// engine's own state (`generate_id`'s counter), and which a caller could otherwise drop.
+/// Refuses a tree name the caller may not open or drop: one longer than a key, and the
+/// reserved names, which hold the engine's own state (`generate_id`'s counter).
 pub(crate) fn check_user_tree_name(name: &[u8]) -> Result<()> {
+    // A name is a catalog key: refused here rather than at the commit that would list it.
+    if name.len() > crate::MAX_KEY_LEN {
+        return Err(Error::KeyTooLarge { len: name.len(), max: crate::MAX_KEY_LEN });
+    }
     if name.starts_with(RESERVED_PREFIX) {
         return Err(Error::Unsupported("tree names starting with \\0foldvault. are reserved".into()));
     }

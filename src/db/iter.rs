@@ -158,7 +158,7 @@ impl Iter {
 }
 
 /// The smallest byte string greater than every string starting with `prefix`.
-fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut s = prefix.to_vec();
     while let Some(last) = s.pop() {
         if last < 0xFF {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::crypto::wipe::{wipe, wipe_vec};
 
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Default, Eq, PartialOrd, Ord, Hash)]
 pub struct IVec(Arc<[u8]>);
 
 impl Drop for IVec {
@@ -100,39 +100,11 @@ impl From<IVec> for Vec<u8> {
         v.to_vec()
     }
 }
-impl PartialEq<[u8]> for IVec {
-    fn eq(&self, o: &[u8]) -> bool {
-        &*self.0 == o
-    }
-}
-impl PartialEq<&[u8]> for IVec {
-    fn eq(&self, o: &&[u8]) -> bool {
-        &*self.0 == *o
-    }
-}
-impl<const N: usize> PartialEq<[u8; N]> for IVec {
-    fn eq(&self, o: &[u8; N]) -> bool {
-        &*self.0 == o.as_slice()
-    }
-}
-impl<const N: usize> PartialEq<&[u8; N]> for IVec {
-    fn eq(&self, o: &&[u8; N]) -> bool {
-        &*self.0 == o.as_slice()
-    }
-}
-impl PartialEq<Vec<u8>> for IVec {
-    fn eq(&self, o: &Vec<u8>) -> bool {
-        &*self.0 == o.as_slice()
-    }
-}
-impl PartialEq<str> for IVec {
-    fn eq(&self, o: &str) -> bool {
-        &*self.0 == o.as_bytes()
-    }
-}
-impl PartialEq<&str> for IVec {
-    fn eq(&self, o: &&str) -> bool {
-        &*self.0 == o.as_bytes()
+/// Byte equality with anything that is bytes (as sled's `IVec`): another `IVec` (or a
+/// reference to one), `[u8]`, arrays, vectors, `str`, `String`, and references to them.
+impl<T: AsRef<[u8]> + ?Sized> PartialEq<T> for IVec {
+    fn eq(&self, o: &T) -> bool {
+        &*self.0 == o.as_ref()
     }
 }
 

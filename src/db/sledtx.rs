@@ -58,6 +58,22 @@
 //!   while open and the lock is released when the last handle (`Db`, `Tree`, `Iter`) drops.
 //! - `Tree::len` is O(1); `IVec`'s `Debug` shows only the length, never the bytes.
 //! - `Batch::insert` takes `AsRef<[u8]>` values (sled: `Into<IVec>`), a superset for callers.
+//! - `Db::was_recovered()` is true only when recovery at open fell back to an older commit or
+//!   rejected a commit record (a crash during a commit, or tampering: SPEC §5, §11); sled's is
+//!   true whenever an existing database was opened. Code that used it to detect a first start
+//!   should look for its own data instead.
+//! - Tree names starting with `\0foldvault.` are reserved (the engine keeps `generate_id`'s
+//!   counter there): `open_tree` and `drop_tree` refuse them with `Unsupported`. A tree name is a
+//!   catalog key: at most `MAX_KEY_LEN` bytes (`KeyTooLarge`).
+//! - Iterators (`iter`, `range`, `scan_prefix`) read the snapshot of the moment they were made;
+//!   sled's may see writes made while they run.
+//! - `IVec` has no `DerefMut`/`AsMut`, `subslice` or `From<Arc<[u8]>>`; it compares equal to
+//!   anything that is bytes, as sled's.
+//! - `foldvault::open` (or `Config::path`) on a directory that holds a sled database (`conf` and
+//!   `db`) and no `db.foldvault` is refused (`Unsupported`): import it first (`import-sled`).
+//! - `size_on_disk` counts the database file and, while it is open, the write-ahead log beside it.
+//! - The async API (`AsyncDb`, `AsyncTree`) polled outside a tokio runtime runs its work on the
+//!   polling thread.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;

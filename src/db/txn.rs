@@ -214,8 +214,16 @@ impl TxTree<'_> {
 
     pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Result<Vec<(IVec, IVec)>> {
         let prefix = prefix.as_ref();
-        let all = self.range::<&[u8], _>((Bound::Included(prefix), Bound::Unbounded))?;
-        Ok(all.into_iter().take_while(|(k, _)| k.starts_with(prefix)).collect())
+        // Bounded above by the prefix's successor, as `Tree::scan_prefix`: the records past the
+        // prefix are not read (their overflow values included).
+        match super::iter::prefix_successor(prefix) {
+            Some(mut end) => {
+                let r = self.range::<&[u8], _>((Bound::Included(prefix), Bound::Excluded(&end[..])));
+                crate::crypto::wipe::wipe(&mut end);
+                r
+            }
+            None => self.range::<&[u8], _>((Bound::Included(prefix), Bound::Unbounded)),
+        }
     }
 
     pub fn len(&self) -> Result<usize> {

@@ -295,6 +295,11 @@ impl Pager {
         Ok(self.storage.len()?)
     }
 
+    /// Bytes the storage occupies on disk (a write-ahead log beside the file included).
+    pub(crate) fn bytes_on_disk(&self) -> Result<u64> {
+        Ok(self.storage.bytes_on_disk()?)
+    }
+
     /// Cuts the file to `pages` pages, the page count of the newest durable record (compaction,
     /// SPEC.md §7.1); pages past it are out of range from now on.
     pub(crate) fn truncate(&self, pages: u64) -> Result<()> {

@@ -42,4 +42,9 @@ pub trait Storage: Send + Sync + 'static {
     fn len(&self) -> io::Result<u64>;
     /// Truncates or extends the file to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Bytes the storage occupies, every file it keeps counted (a log beside the file too);
+    /// the length unless a storage says otherwise.
+    fn bytes_on_disk(&self) -> io::Result<u64> {
+        self.len()
+    }
 }

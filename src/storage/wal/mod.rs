@@ -611,6 +611,11 @@ impl Storage for WalStorage {
         Ok(self.direct_len(self.state.read().len))
     }
 
+    /// The database file's length and the log's: both are on the disk while the file is open.
+    fn bytes_on_disk(&self) -> io::Result<u64> {
+        Ok(self.main.bytes_on_disk()?.saturating_add(self.log.bytes_on_disk()?))
+    }
+
     fn set_len(&self, len: u64) -> io::Result<()> {
         if len > MAX_LEN {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
