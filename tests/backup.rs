@@ -127,7 +127,12 @@ fn flipped_bytes_and_truncation_are_detected() {
     }
     for cut in (0..n).step_by(1499).chain([n - 1, n - 32, n - 64]) {
         let r = backup::verify(Cursor::new(&bytes[..cut]), None, &mut |_| {});
-        assert!(matches!(r, Err(Error::Truncated { .. }) | Err(Error::NotADatabase)), "cut at {cut}: {r:?}");
+        assert!(matches!(r, Err(Error::Truncated { .. })), "cut at {cut}: {r:?}");
+    }
+    // Bytes that are no backup, shorter than a header or not: not a backup, not a truncated one.
+    for junk in [&b"not a backup at all"[..], &[0u8; 5000][..]] {
+        let r = backup::verify(Cursor::new(junk), None, &mut |_| {});
+        assert!(matches!(r, Err(Error::NotADatabase)), "{r:?}");
     }
     // Junk after the end is also refused.
     let mut b = bytes.clone();

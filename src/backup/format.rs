@@ -109,7 +109,7 @@ impl BackupHeader {
         }
         let sum = blake3::hash(&b[..B_CHECKSUM_OFFSET]);
         if !bool::from(subtle::ConstantTimeEq::ct_eq(&b[B_CHECKSUM_OFFSET..PAGE_SIZE], &sum.as_bytes()[..])) {
-            return Err(bad());
+            return Err(Error::Corrupt { page: 0, reason: CorruptReason::HeaderChecksum });
         }
         let version = get_u16(b, B_VERSION_OFFSET).ok_or_else(bad)?;
         if version != BACKUP_VERSION {

@@ -11,8 +11,8 @@
 //! | chunk 0 BLAKE3 (32)    |  hash of the chunk, checkable without a key
 //! | ...                    |
 //! +------------------------+
-//! | trailer                |  magic, chunk count, page count, byte count, BLAKE3 of all
-//! +------------------------+  bytes before the trailer
+//! | trailer                |  magic, chunk count, page count, the trailer's own offset,
+//! +------------------------+  BLAKE3 of every byte before the hash (trailer's first 32 too)
 //! ```
 //! Invariants: only pages reachable from one read snapshot are written (free pages left out),
 //! each still sealed under its page key *and* the chunk sealed again under the backup key

@@ -6,8 +6,8 @@ use std::io::Read;
 
 use super::Progress;
 use super::format::{
-    BackupHeader, CHUNK_ENTRY_SIZE, CHUNK_HASH_SIZE, CHUNK_HEADER_SIZE, CHUNK_TAG_SIZE, HashingReader, TRAILER_MAGIC,
-    chunk_aad,
+    BACKUP_MAGIC, BackupHeader, CHUNK_ENTRY_SIZE, CHUNK_HASH_SIZE, CHUNK_HEADER_SIZE, CHUNK_TAG_SIZE, HashingReader,
+    TRAILER_MAGIC, chunk_aad,
 };
 use crate::btree::TreeRoot;
 use crate::btree::raw::{RawNode, RawValue};
@@ -16,7 +16,7 @@ use crate::crypto::keys::{SecretKey, context};
 use crate::crypto::seal::{DataKeys, KeyPurpose, PageBuf, PageSealer};
 use crate::crypto::slots::Credentials;
 use crate::crypto::wipe::wipe;
-use crate::error::{Error, PageNo, Result};
+use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::header::FileHeader;
 use crate::format::page::{PageKind, PageRef, SealTag};
 use crate::format::{FIRST_DATA_PAGE, PAGE_SIZE, get_u32, get_u64};
@@ -76,9 +76,16 @@ impl<R: Read> BackupReader<R> {
     pub(crate) fn open(inner: R) -> Result<BackupReader<R>> {
         let mut r = HashingReader::new(inner);
         let mut b = Box::new([0u8; PAGE_SIZE]);
-        r.take(&mut b[..])?;
+        // The magic first: a stream shorter than a header that is not a backup at all is
+        // `NotADatabase`, not `Truncated`.
+        r.take(&mut b[..BACKUP_MAGIC.len()])?;
+        if b[..BACKUP_MAGIC.len()] != BACKUP_MAGIC {
+            return Err(Error::NotADatabase);
+        }
+        r.take(&mut b[BACKUP_MAGIC.len()..])?;
         let header = BackupHeader::decode(&b[..]).map_err(|e| match e {
-            Error::Corrupt { .. } => corrupt(0, None, "backup header checksum"),
+            Error::Corrupt { reason: CorruptReason::HeaderChecksum, .. } => corrupt(0, None, "backup header checksum"),
+            Error::Corrupt { .. } => corrupt(0, None, "backup header field out of range"),
             e => e,
         })?;
         let mut fh = Box::new([0u8; PAGE_SIZE]);
