@@ -192,6 +192,65 @@ fn range_and_iter_are_double_ended() {
     assert_eq!(t.iter().count(), 0);
 }
 
+/// Ranges a caller may pass that hold nothing: reversed, or empty between equal bounds. sled
+/// yields nothing for them (its `bounds_collapsed`); so do `Tree`, a read snapshot's `ReadTree`
+/// and a write transaction's tree, from either end, with no panic.
+#[test]
+fn empty_and_reversed_ranges_yield_nothing() {
+    use std::ops::Bound::{self, Excluded, Included, Unbounded};
+    type Range<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+    let db = temp_db();
+    let t = filled(&db);
+    let (a, b) = (b"k010".to_vec(), b"k020".to_vec());
+    let empty: [Range; 5] = [
+        (Included(&b[..]), Included(&a[..])),
+        (Included(&b[..]), Excluded(&a[..])),
+        (Excluded(&a[..]), Excluded(&a[..])),
+        (Included(&a[..]), Excluded(&a[..])),
+        (Excluded(&b[..]), Included(&a[..])),
+    ];
+    let snap = db.begin_read().unwrap();
+    let rt = snap.open_tree(t.name()).unwrap();
+    let tx = db.begin_write().unwrap();
+    let tt = tx.open_tree(t.name()).unwrap();
+    for r in empty {
+        assert_eq!(t.range::<&[u8], _>(r).count(), 0, "{r:?}");
+        assert_eq!(t.range::<&[u8], _>(r).rev().count(), 0, "{r:?}");
+        assert_eq!(rt.range::<&[u8], _>(r).count(), 0, "{r:?}");
+        assert_eq!(rt.range::<&[u8], _>(r).rev().count(), 0, "{r:?}");
+        assert!(tt.range::<&[u8], _>(r).unwrap().is_empty(), "{r:?}");
+    }
+    // One key between equal inclusive bounds; the whole tree between unbounded ones.
+    let one = (Included(&a[..]), Included(&a[..]));
+    assert_eq!(t.range::<&[u8], _>(one).count(), 1);
+    assert_eq!(rt.range::<&[u8], _>(one).rev().count(), 1);
+    assert_eq!(tt.range::<&[u8], _>(one).unwrap().len(), 1);
+    let all: Range = (Unbounded, Unbounded);
+    assert_eq!(t.range::<&[u8], _>(all).count(), t.len());
+    drop(tt);
+    tx.commit().unwrap();
+}
+
+/// A transaction closure that panics: the panic reaches the caller, nothing it wrote is kept,
+/// and the writer lock is free again (another thread commits).
+#[test]
+fn a_panicking_transaction_rolls_back_and_frees_the_writer() {
+    let db = temp_db();
+    db.insert("before", "x").unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _: TransactionResult<(), ()> = db.transaction(|t| {
+            t.insert("inside", "y")?;
+            panic!("closure panics");
+        });
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(db.get("inside").unwrap(), None);
+    let other = db.clone();
+    std::thread::spawn(move || other.insert("after", "z").unwrap()).join().unwrap();
+    assert_eq!(db.get("after").unwrap().unwrap(), "z");
+    assert_eq!(db.len(), 2);
+}
+
 #[test]
 fn scan_prefix_forward_and_back() {
     let db = temp_db();
