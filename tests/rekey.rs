@@ -195,3 +195,21 @@ fn slot_changes_during_a_rotation() {
     assert_eq!(open("rekey").unwrap(), 0);
     assert_eq!(open("added after").unwrap(), 0);
 }
+
+/// A progress callback that panics ends that rotation, not every later one: the next call
+/// resumes and finishes it.
+#[test]
+fn a_panicking_progress_callback_does_not_block_the_next_rotation() {
+    let m = MemoryStorage::new();
+    let db = cfg(Arc::new(m.clone())).open().unwrap();
+    fill(&db, 6000);
+    let creds = [Credentials::passphrase("rekey")];
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = db.rekey(&creds, &mut |_| panic!("progress callback panics"));
+    }));
+    assert!(r.is_err());
+    assert!(db.encryption_status().rekey_in_progress);
+    db.rekey(&creds, &mut |_| {}).unwrap();
+    assert!(!db.encryption_status().rekey_in_progress);
+    assert_eq!(db.open_tree("a").unwrap().len(), 6001);
+}

@@ -63,6 +63,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         // source) page count in its header.
         let mut live: std::collections::BTreeSet<PageNo> = std::collections::BTreeSet::new();
         let mut pages = 0u64;
+        let plaintext = !br.header.encrypted;
         while let Some(chunk) = br.next_chunk(aead.as_deref())? {
             for (page, buf) in chunk {
                 // Each page must open under its own seal before it is written.
@@ -73,10 +74,11 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
                 // (The reader refuses a page number not above the one before it.)
                 live.insert(page);
                 // Every page below the last one restored that the stream does not hold becomes a
-                // free page, listed one by one: their number is bounded by the pages the stream
-                // holds, not by a page number (unauthenticated in a plaintext backup).
+                // free page, listed one by one. In a plaintext backup page numbers are not
+                // authenticated: there the count is bounded by the pages the stream holds. (An
+                // encrypted backup's are, as is its page count: its source had them.)
                 let free_below = (page + 1).saturating_sub(FIRST_DATA_PAGE + live.len() as u64);
-                if free_below > max_free_pages(live.len() as u64) {
+                if plaintext && free_below > max_free_pages(live.len() as u64) {
                     return Err(Error::Unsupported(format!(
                         "backup page {page} lies beyond {free_below} free pages, more than restore lists for \
                          {} pages restored: compact the source and back it up again",
@@ -141,12 +143,15 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
     })();
     let replaced = result.and_then(|s| {
         fold_old_log(dst, target.as_ref())?;
+        // The restored file's lock, taken before the rename and held until the directory is
+        // synced: it moves with the file, so no process opens the new `dst` (and starts a log
+        // beside it) before the restore is complete.
+        let lock = FileStorage::open(&tmp, false)?;
         std::fs::rename(&tmp, dst)?;
-        Ok(s)
+        Ok((s, lock))
     });
     match replaced {
-        Ok(s) => {
-            crate::storage::wal::remove_sidecar(dst)?;
+        Ok((s, _lock)) => {
             crate::storage::sync_parent_dir(dst)?;
             tracing::info!(target: "foldvault::audit", seq = s.seq, pages = s.pages, "backup restored");
             Ok(s)
@@ -161,22 +166,27 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
 /// Folds a log left beside `dst` into the file it belongs to (`target`, the file about to be
 /// replaced, locked) and empties it, before the rename: a log that stayed could be replayed over
 /// the restored file after a crash (a backup of the same database has the same file id, which
-/// is what the log's owner check compares). A log beside a missing `dst`, or one that belongs
-/// to another file, is removed.
+/// is what the log's owner check compares). A log that cannot be folded in (another file's, a
+/// newer log version, damaged, an I/O error) or one beside a missing `dst` is removed, and the
+/// removal made durable: the file it belongs to is being replaced. An error only when that
+/// fails too (the restore then stops before the rename).
 fn fold_old_log(dst: &Path, target: Option<&Arc<dyn Storage>>) -> Result<()> {
     let log_path = crate::storage::wal::sidecar_path(dst);
     if !log_path.exists() {
         return Ok(());
     }
     if let Some(main) = target {
-        let log: Arc<dyn Storage> = Arc::new(FileStorage::open(&log_path, false)?);
         let pages = crate::storage::wal::DEFAULT_CHECKPOINT_PAGES;
-        match crate::storage::wal::WalStorage::open(main.clone(), log, pages, Some(log_path)) {
-            // Checkpointed: the old file holds the log's commits, the log a new generation
-            // with no group; dropping it removes it.
-            Ok(w) => return w.checkpoint_now(),
-            Err(Error::ForeignLog) => {}
-            Err(e) => return Err(e),
+        let folded = FileStorage::open(&log_path, false).and_then(|log| {
+            // Checkpointed: the old file holds the log's commits, and the log a new generation
+            // with no group (harmless if it stayed); dropping it removes it.
+            crate::storage::wal::WalStorage::open(main.clone(), Arc::new(log), pages, Some(log_path))?.checkpoint_now()
+        });
+        match folded {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(target: "foldvault::audit", error = %e, "restore: the replaced file's log is removed, not folded in")
+            }
         }
     }
     crate::storage::wal::remove_sidecar(dst)?;
@@ -253,6 +263,50 @@ mod tests {
         let r = restore(&stream[..], &dst, &Credentials::none(), RestoreOptions::default());
         assert!(matches!(&r, Err(Error::Unsupported(m)) if m.contains("free pages")), "{r:?}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a file was left behind");
+    }
+
+    /// `fold_old_log` puts a crashed database's logged commits into its file and leaves no log
+    /// (the file alone lacks them); a log of another file beside it is removed.
+    #[test]
+    fn the_replaced_files_log_is_folded_into_it_before_the_rename() {
+        use crate::storage::wal::sidecar_path;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |p: &Path| {
+            Config::new()
+                .file(p)
+                .passphrase("fold")
+                .kdf(crate::KdfParams::insecure_fast())
+                .use_env(false)
+                .flush_every_ms(None)
+                .write_ahead_log(true)
+        };
+        let records = |p: &Path| cfg(p).write_ahead_log(false).open().unwrap().open_tree("t").unwrap().len();
+        let live = dir.path().join("live");
+        let db = cfg(&live).open().unwrap();
+        let t = db.open_tree("t").unwrap();
+        for i in 0..10u32 {
+            t.insert(i.to_be_bytes(), &b"v"[..]).unwrap();
+            t.flush().unwrap();
+        }
+        // Two copies of the database as a crash leaves it: one with its log, one without.
+        let (crashed, bare) = (dir.path().join("crashed"), dir.path().join("bare"));
+        for p in [&crashed, &bare] {
+            std::fs::copy(&live, p).unwrap();
+        }
+        std::fs::copy(sidecar_path(&live), sidecar_path(&crashed)).unwrap();
+        assert!(records(&bare) < 10, "the file alone already holds every commit: the test shows nothing");
+        let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&crashed, false).unwrap());
+        fold_old_log(&crashed, Some(&target)).unwrap();
+        drop(target);
+        assert!(!sidecar_path(&crashed).exists());
+        assert_eq!(records(&crashed), 10);
+        // Another file's log beside `bare`: not replayable there, removed.
+        std::fs::copy(sidecar_path(&live), sidecar_path(&bare)).unwrap();
+        std::fs::write(&bare, vec![0u8; 4 * PAGE_SIZE]).unwrap();
+        let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&bare, false).unwrap());
+        fold_old_log(&bare, Some(&target)).unwrap();
+        assert!(!sidecar_path(&bare).exists());
+        drop(db);
     }
 
     /// A page number given twice: verify and restore both refuse the stream at the reader (they

@@ -296,6 +296,8 @@ impl Db {
     /// cannot be dropped (as in sled: `Unsupported("cannot remove the core structures")`, its
     /// records kept), nor can a reserved name.
     pub fn drop_tree<V: AsRef<[u8]>>(&self, name: V) -> Result<bool> {
+        // Refused before waiting for the writer lock (the transaction checks again).
+        super::txn::check_droppable(name.as_ref())?;
         let tx = self.begin_write()?;
         let existed = tx.drop_tree(name)?;
         tx.commit()?;

@@ -38,6 +38,15 @@ pub struct RekeyProgress {
 /// Pages copied per batch (one durable commit each).
 const BATCH_PAGES: usize = 2048;
 
+/// Marks the rotation ended when dropped: also when it fails, or a progress callback panics.
+struct Running<'a>(&'a super::engine::Engine);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.writer.lock().rekey_running = false;
+    }
+}
+
 impl Db {
     /// Rotates the data key. `creds` must open every key slot (each slot is re-wrapped with the
     /// credentials that open it); nothing changes if one cannot be opened.
@@ -53,9 +62,8 @@ impl Db {
             }
             ws.rekey_running = true;
         }
-        let result = self.rotate(creds, progress);
-        e.writer.lock().rekey_running = false;
-        result
+        let _running = Running(e);
+        self.rotate(creds, progress)
     }
 
     fn rotate(&self, creds: &[Credentials], progress: &mut dyn FnMut(RekeyProgress)) -> Result<()> {
@@ -81,7 +89,15 @@ impl Db {
         // new epoch between the choice of the first epoch and the new key's use.
         let first_epoch = {
             let mut ws = e.writer.lock();
-            let resuming = e.header.lock().next_key.as_ref().map(|n| n.first_epoch);
+            let (resuming, slots_now) = {
+                let h = e.header.lock();
+                (h.next_key.as_ref().map(|n| n.first_epoch), h.slots.clone())
+            };
+            // A slot added or changed while the credentials were checked (the KDFs take a
+            // while) would make the finish refuse after the whole file is re-sealed: refused now.
+            if slots_now != header.slots {
+                return Err(Error::Unsupported("key slots changed meanwhile: run rekey again".into()));
+            }
             match resuming {
                 Some(first) => first,
                 None => {

@@ -90,10 +90,7 @@ impl WriteTransaction {
     /// reserved names cannot be dropped (`Unsupported`), as `Db::drop_tree`.
     pub fn drop_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<bool> {
         let name = name.as_ref();
-        check_user_tree_name(name)?;
-        if name == super::api::DEFAULT_TREE {
-            return Err(Error::Unsupported("cannot remove the core structures".into()));
-        }
+        check_droppable(name)?;
         self.with(|t| {
             let Some(root) = t.trees.remove(name) else { return Ok(false) };
             t.pages.free_tree(root.root)?;
@@ -267,6 +264,16 @@ fn as_ref_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
         Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
         Bound::Unbounded => Bound::Unbounded,
     }
+}
+
+/// Refuses a tree name that cannot be dropped: the default tree (as sled, whose message this
+/// is) and any name `open_tree` refuses.
+pub(crate) fn check_droppable(name: &[u8]) -> Result<()> {
+    check_user_tree_name(name)?;
+    if name == super::api::DEFAULT_TREE {
+        return Err(Error::Unsupported("cannot remove the core structures".into()));
+    }
+    Ok(())
 }
 
 /// A read-only snapshot of the whole database.
