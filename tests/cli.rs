@@ -472,7 +472,19 @@ fn pagedump_with_and_without_key() {
     e.fv(&["init", &plain, "--plaintext"]).ok();
     e.fv(&["put", &plain, "t", "hello", "world"]).ok();
     assert!(e.pd(&[&plain, "--all"]).ok().text().contains("\"hello\" = \"world\""));
-    e.pd(&[&plain, "--page", "99"]).code(4);
+    // A page past the end, or one whose offset would overflow, is a usage error, not damage.
+    e.pd(&[&plain, "--page", "99"]).code(2);
+    e.pd(&[&plain, "--page", "18446744073709551615"]).code(2);
+    // The environment's key is not read: its output would show decrypted records.
+    let o = e.run(env!("CARGO_BIN_EXE_pagedump"), &[&db, "--all"], b"", &[("FOLDVAULT_PASSPHRASE", PASS)]).ok().text();
+    assert!(!o.contains("visible-value"), "{o}");
+    // A version-1 file (tests/data, made by tests/format_versions.rs) opens page by page: the
+    // version is bound into every page's seal.
+    let v1 = e.p("v1.foldvault");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v1.foldvault"), &v1).unwrap();
+    let v1_pass = e.p("v1-pass");
+    secret(&v1_pass, "foldvault v1 fixture");
+    assert!(!e.pd(&[&v1, "--all", "--passphrase-file", &v1_pass]).ok().text().contains("FAILS TO OPEN"));
 }
 
 #[test]
@@ -1159,13 +1171,24 @@ fn encrypt_and_decrypt_copies() {
     assert_eq!(e.fv(&["dump", &dec]).ok().stdout, dump);
 
     // encrypt --in-place converts the file itself.
+    // Through a symbolic link, the file it names is converted; a second name (a hard link)
+    // of the old file shows that its bytes were overwritten, not only unlinked.
     let inplace = e.p("inplace");
     std::fs::copy(&plain, &inplace).unwrap();
+    let (link, old_name) = (e.p("inplace-link"), e.p("inplace-old-name"));
+    std::os::unix::fs::symlink(&inplace, &link).unwrap();
+    std::fs::hard_link(&inplace, &old_name).unwrap();
+    assert!(contains(&std::fs::read(&old_name).unwrap(), MARKER.as_bytes()));
     let key = e.p("key");
-    let t = e.fv(&["encrypt", &inplace, "--in-place", "--key-file", &key]).ok().text();
+    let t = e.fv(&["encrypt", &link, "--in-place", "--key-file", &key]).ok().text();
     assert!(t.contains(digest) && t.contains("in place"), "{t}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     assert!(!contains(&std::fs::read(&inplace).unwrap(), MARKER.as_bytes()));
+    assert!(std::fs::read(&old_name).unwrap().iter().all(|&b| b == 0), "the old file's bytes survive");
     assert_eq!(e.fv(&["dump", &inplace, "--key-file", &key]).ok().stdout, dump);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&inplace).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&dec).unwrap().permissions().mode() & 0o777, 0o600);
     // No key for the new database: refused.
     e.fv(&["encrypt", &plain, &e.p("nokey")]).code(2);
     assert!(!Path::new(&e.p("nokey")).exists());
@@ -1196,8 +1219,12 @@ fn import_sled_copies_every_tree() {
             s.insert(format!("k{i:03}"), format!("value {i}").as_bytes()).unwrap();
         }
         s.open_tree("metadata").unwrap().insert("node_id", "abc").unwrap();
+        for _ in 0..3 {
+            s.generate_id().unwrap();
+        }
         s.flush().unwrap();
     }
+    let sled_id = sled::open(&dir).unwrap().generate_id().unwrap();
     let dst = e.p("dst");
     let pass = e.pass();
     let mut args = vec!["import-sled", dir.as_str(), &dst, "--passphrase-file", &pass];
@@ -1209,6 +1236,25 @@ fn import_sled_copies_every_tree() {
     assert_eq!(e.fv(&["get", &dst, "metadata", "node_id", "--passphrase-file", &pass]).ok().stdout, b"abc");
     // The target must be new.
     e.fv(&args).code(2);
+    // Nothing left beside the target (no temporary file, no log).
+    let names: Vec<String> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(".copy-") || n.ends_with(".fvwal")), "{names:?}");
+    // sled's id counter carries over: ids go on above every id sled handed out.
+    let db = foldvault::Config::new().file(&dst).passphrase(PASS).use_env(false).open().unwrap();
+    assert!(db.generate_id().unwrap() > sled_id);
+    drop(db);
+    // A directory with no sled database is refused, and sled writes nothing into it.
+    let empty = e.p("not-sled");
+    std::fs::create_dir(&empty).unwrap();
+    let dst2 = e.p("dst2");
+    let mut args = vec!["import-sled", empty.as_str(), &dst2, "--passphrase-file", &pass];
+    args.extend(FAST_KDF);
+    let o = e.fv(&args);
+    assert_ne!(o.code, 0);
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
 }
 
 #[cfg(target_os = "linux")]

@@ -529,11 +529,16 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         }
     };
     if let Some(path) = &cli.config {
-        let text = match std::fs::read_to_string(path) {
+        // Read bounded: `parse` refuses more than 1 MiB, so a byte past it is enough to know.
+        let read = std::fs::File::open(path).and_then(|f| {
+            let mut t = String::new();
+            std::io::Read::read_to_string(&mut std::io::Read::take(f, (1 << 20) + 1), &mut t).map(|_| t)
+        });
+        let text = match read {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("foldvault: cannot read config file ({}): {e}", path.display());
-                return 2;
+                return 5;
             }
         };
         match super::config_file::parse(&text) {

@@ -501,6 +501,11 @@ pub fn backup(a: BackupArgs) -> Result<(), CliError> {
         return Err(CliError::Usage(format!("{} is a directory; name the backup file", a.out.display())));
     }
     let (db, file) = open_db(&a.db, &a.keys, Access::Read)?;
+    // The backup written over the database itself (or its log) would replace it.
+    let log = crate::storage::wal::sidecar_path(&file);
+    if !to_stdout && (same_file(&a.out, &file) || same_file(&a.out, &log)) {
+        return Err(CliError::Usage("OUT is the database (or its log): name another file".into()));
+    }
     let bar = page_bar("backup");
     let mut cb = on_progress(&bar);
     let t0 = Instant::now();

@@ -23,14 +23,13 @@ use super::jsonl::{Obj, array};
 use super::keys::{KeyArgs, Prompt};
 use super::pageview::{Desc, commit_desc, describe_payload};
 use super::{At, CliError, EXIT_CODES, HeaderInfo};
-use crate::crypto::seal::{DataKeys, PageSealer};
+use crate::Error;
 use crate::error::PageNo;
 use crate::format::header::FileHeader;
 use crate::format::page::{EPOCH_OFFSET, NONCE_OFFSET, NONCE_SIZE, TAG_OFFSET, TAG_SIZE, hex};
 use crate::format::{COMMIT_PAGE_A, FIRST_DATA_PAGE, PAGE_SIZE, get_u32};
 use crate::pager::Pager;
 use crate::storage::{FileStorage, Storage};
-use crate::{CipherBackend, Error};
 
 /// Bytes of opened pages the dump's pager may cache.
 const CACHE_BYTES: usize = 4 << 20;
@@ -38,9 +37,10 @@ const CACHE_BYTES: usize = 4 << 20;
 /// Show the pages of a foldvault file (header, commit records, tree pages).
 ///
 /// Without a key, an encrypted file shows only its header and each page's public trailer
-/// (tag, nonce, epoch). With a key (--passphrase-file, FOLDVAULT_PASSPHRASE, --key-file,
-/// FOLDVAULT_KEY_FILE), or for a plaintext file, pages are opened and decoded. pagedump never
-/// writes and never prompts. Exit code 4 when a page fails to open.
+/// (tag, nonce, epoch). With a key named on the command line (--passphrase-file, --key-file;
+/// the FOLDVAULT_* variables are not read, since the output shows decrypted keys and value
+/// prefixes), or for a plaintext file, pages are opened and decoded. pagedump never writes and
+/// never prompts. Exit code 4 when a page fails to open, 2 for a page past the end.
 #[derive(Parser, Debug)]
 #[command(name = "pagedump", version, after_long_help = EXIT_CODES)]
 pub struct PagedumpCli {
@@ -90,23 +90,16 @@ impl Dumper {
             );
         }
         let h = &info.header;
+        // The sealer every reader of a whole file uses: the file's format version (bound into
+        // every page's seal), and both keys of an unfinished rotation.
         let pager = if !h.is_encrypted() {
-            Some(Pager::new(storage.clone(), PageSealer::plaintext(h.file_id), CACHE_BYTES))
+            Some(Pager::new(storage.clone(), crate::db::open::file_sealer(h, None).at(&t.file)?, CACHE_BYTES))
+        } else if !cli.keys.any_given() {
+            None
         } else {
             let creds = cli.keys.credentials(Prompt::Never)?;
-            if creds.is_empty() {
-                None
-            } else {
-                let (dk, _slot) = crate::db::open::unlock(h, info.header_page, &creds).at(&t.file)?;
-                let sealer = PageSealer::encrypted(
-                    h.file_id,
-                    h.cipher,
-                    CipherBackend::default(),
-                    DataKeys::single(dk),
-                    u32::MAX,
-                );
-                Some(Pager::new(storage.clone(), sealer, CACHE_BYTES))
-            }
+            let (dk, _slot) = crate::db::open::unlock(h, info.header_page, &creds).at(&t.file)?;
+            Some(Pager::new(storage.clone(), crate::db::open::file_sealer(h, Some(&dk)).at(&t.file)?, CACHE_BYTES))
         };
         Ok(Dumper { file: t.file, storage, info, pager, json: cli.json, failures: 0 })
     }
@@ -231,10 +224,14 @@ fn dump(cli: PagedumpCli) -> Result<(), CliError> {
         use std::os::unix::ffi::OsStrExt;
         super::pagetree::draw(&mut dumper, name.as_bytes(), &mut o)?;
     } else {
-        let pages: Vec<PageNo> = match (cli.page, cli.all) {
-            (Some(n), _) => vec![n],
-            (None, true) => (0..dumper.info.page_count).collect(),
-            (None, false) => (0..FIRST_DATA_PAGE.min(dumper.info.page_count)).collect(),
+        let count = dumper.info.page_count;
+        let pages: std::ops::Range<PageNo> = match (cli.page, cli.all) {
+            (Some(n), _) if n >= count => {
+                return Err(CliError::Usage(format!("page {n} is past the end of the file ({count} pages)")));
+            }
+            (Some(n), _) => n..n + 1,
+            (None, true) => 0..count,
+            (None, false) => 0..FIRST_DATA_PAGE.min(count),
         };
         let header = dumper.header_desc();
         dumper.emit(&mut o, header).map_err(CliError::stdout)?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rand::RngCore;
 
 use super::Progress;
-use super::verify::{BackupReader, BackupSummary, backup_aead, sealer_for, unlock_backup};
+use super::verify::{BackupReader, BackupSummary, backup_aead, unlock_backup};
 use crate::crypto::seal::KeyPurpose;
 use crate::crypto::slots::Credentials;
 use crate::crypto::wipe::wipe;
@@ -54,7 +54,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
     let result = (|| -> Result<BackupSummary> {
         let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(&tmp, true)?);
         storage.set_len(0)?;
-        let sealer = sealer_for(&br.file_header, dk.as_ref())?;
+        let sealer = crate::db::open::file_sealer(&br.file_header, dk.as_ref())?;
         let page_count = br.header.page_count;
         let pager = Pager::new(storage.clone(), sealer, 1 << 20);
         pager.write_raw(HEADER_PAGE_A, &br.file_header_page)?;

@@ -13,7 +13,7 @@ use crate::btree::TreeRoot;
 use crate::btree::raw::{RawNode, RawValue};
 use crate::crypto::cipher::Aead;
 use crate::crypto::keys::{SecretKey, context};
-use crate::crypto::seal::{DataKeys, KeyPurpose, PageBuf, PageSealer};
+use crate::crypto::seal::{KeyPurpose, PageBuf, PageSealer};
 use crate::crypto::slots::Credentials;
 use crate::crypto::wipe::wipe;
 use crate::error::{CorruptReason, Error, PageNo, Result};
@@ -203,20 +203,6 @@ pub(crate) fn backup_aead(dk: &SecretKey) -> Result<std::sync::Arc<dyn Aead>> {
     crate::crypto::cipher::new_aead(crate::crypto::CipherId::Aes256Gcm, crate::crypto::CipherBackend::default(), &k)
 }
 
-pub(crate) fn sealer_for(fh: &FileHeader, dk: Option<&SecretKey>) -> Result<PageSealer> {
-    Ok(match dk {
-        Some(dk) => PageSealer::encrypted(
-            fh.file_id,
-            fh.cipher,
-            crate::crypto::CipherBackend::default(),
-            DataKeys::with_next(dk.duplicate(), &fh.file_id, fh.next_key.as_ref())?,
-            u32::MAX,
-        )
-        .with_version(fh.version),
-        None => PageSealer::plaintext(fh.file_id).with_version(fh.version),
-    })
-}
-
 /// What one opened page says about the tree structure.
 #[derive(Default)]
 struct PageFacts {
@@ -245,7 +231,7 @@ pub fn verify<R: Read>(r: R, creds: Option<&Credentials>, progress: &mut dyn FnM
         Some(k) => Some(backup_aead(k)?),
         None => None,
     };
-    let sealer = sealer_for(&br.file_header, dk.as_ref())?;
+    let sealer = crate::db::open::file_sealer(&br.file_header, dk.as_ref())?;
     let mut facts: HashMap<PageNo, PageFacts> = HashMap::new();
     let mut pages = 0u64;
     let total = br.header.live_pages;

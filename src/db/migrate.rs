@@ -3,7 +3,7 @@
 //! A copy goes through one read snapshot of the source into a temporary file beside the
 //! target, which is synced and then renamed into place: a crash leaves either no target or a
 //! complete one. In-place conversion writes the new file beside the old, syncs, and renames it
-//! over the old name.
+//! over the old name, then overwrites the old file and its log with zeros.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +28,8 @@ pub struct CopyReport {
 }
 
 const BATCH: usize = 10_000;
+/// A batch is also applied once its records reach this many bytes (values may be large).
+const BATCH_BYTES: u64 = 64 << 20;
 
 fn digest_tree(t: &super::api::Tree) -> Result<(u64, [u8; 32])> {
     let mut h = blake3::Hasher::new();
@@ -58,6 +60,7 @@ fn copy_records<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     let mut h = blake3::Hasher::new();
     let mut n = 0u64;
     let mut batch = Batch::default();
+    let mut batch_bytes = 0u64;
     for kv in items {
         let (k, v) = kv?;
         let (k, v) = (k.as_ref(), v.as_ref());
@@ -66,7 +69,9 @@ fn copy_records<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         p.bytes += (k.len() + v.len()) as u64;
         n += 1;
         batch.insert(k, v);
-        if batch.len() >= BATCH {
+        batch_bytes += (k.len() + v.len()) as u64;
+        if batch.len() >= BATCH || batch_bytes >= BATCH_BYTES {
+            batch_bytes = 0;
             dt.apply_batch(std::mem::take(&mut batch))?;
             progress(*p);
         }
@@ -96,12 +101,17 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
     }
     let tmp = temp_beside(dst);
     let result = (|| -> Result<CopyReport> {
-        let out = dst_cfg.clone().file(&tmp).create_new(true).flush_every_ms(None).open()?;
+        let out = new_copy(dst_cfg, &tmp)?;
         let rt = src.begin_read()?;
         let mut report = CopyReport::default();
         let mut p = CopyProgress::default();
         for name in rt.tree_names() {
-            let Ok(t) = rt.open_tree(&name) else { continue };
+            // (The default tree is named even before it holds anything.)
+            let t = match rt.open_tree(&name) {
+                Ok(t) => t,
+                Err(Error::CollectionNotFound) => continue,
+                Err(e) => return Err(e),
+            };
             let dt = out.open_tree(&name)?;
             let (n, src_digest) = copy_records(t.iter(), &dt, &mut p, progress)?;
             report.trees.push((String::from_utf8_lossy(&name).into_owned(), n, src_digest));
@@ -116,22 +126,52 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
                 dst_ids.insert(b"next", v)?;
             }
         }
-        out.flush()?;
-        let check = out.check()?;
-        if let Some(p) = check.problems.first() {
-            return Err(Error::corrupt(p.page, p.reason));
-        }
+        finish_copy(out)?;
         Ok(report)
     })();
-    match result {
-        Ok(r) => {
-            std::fs::rename(&tmp, dst)?;
+    put_in_place(result, &tmp, dst)
+}
+
+/// The new database a copy is written into, at `tmp`: without a write-ahead log, so that its
+/// `flush` makes the file itself durable (a log is folded into the file only when the handle
+/// drops, where a failure could not be reported).
+fn new_copy(dst_cfg: &Config, tmp: &Path) -> Result<Db> {
+    dst_cfg.clone().file(tmp).create_new(true).flush_every_ms(None).write_ahead_log(false).open()
+}
+
+/// Makes a finished copy durable and checks it whole (`Db::check`), then closes it.
+fn finish_copy(out: Db) -> Result<()> {
+    out.flush()?;
+    let check = out.check()?;
+    if let Some(p) = check.problems.first() {
+        return Err(Error::corrupt(p.page, p.reason));
+    }
+    Ok(())
+}
+
+/// Puts a copy written to `tmp` (closed, durable) at `dst`: a log left beside `dst` is
+/// removed (durably) first, so it cannot be replayed over the copy; the copy is locked from
+/// before the rename until the directory is synced (the lock moves with the file), so no
+/// process opens it before it is in place. On an error before the rename the temporary file is
+/// removed.
+fn put_in_place<T>(result: Result<T>, tmp: &Path, dst: &Path) -> Result<T> {
+    let placed = result.and_then(|r| {
+        let lock = crate::storage::FileStorage::open(tmp, false)?;
+        if crate::storage::wal::sidecar_path(dst).exists() {
             crate::storage::wal::remove_sidecar(dst)?;
+            crate::storage::sync_parent_dir(dst)?;
+        }
+        std::fs::rename(tmp, dst)?;
+        Ok((r, lock))
+    });
+    match placed {
+        Ok((r, _lock)) => {
             crate::storage::sync_parent_dir(dst)?;
             Ok(r)
         }
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(tmp);
+            let _ = crate::storage::wal::remove_sidecar(tmp);
             Err(e)
         }
     }
@@ -163,14 +203,54 @@ pub fn convert_in_place(
     dst_cfg: &Config,
     progress: &mut dyn FnMut(CopyProgress),
 ) -> Result<CopyReport> {
+    // The file itself: a rename over a symbolic link would replace the link and leave the
+    // file it names as it was.
+    let path = &std::fs::canonicalize(path)?;
     let src = src_cfg.clone().file(path).open()?;
     let tmp = temp_beside(path);
     let report = copy_to(&src, &tmp, dst_cfg, progress)?;
+    // Handles on the old file and its log, to overwrite them once replaced.
+    let old = std::fs::OpenOptions::new().write(true).open(path);
+    let old_log = std::fs::OpenOptions::new().write(true).open(crate::storage::wal::sidecar_path(path)).ok();
+    let placed = old.map_err(Error::Io).and_then(|old| {
+        // The copy's lock from before the rename, the source's (held by `src`) until after it:
+        // no process opens or commits to either name in between.
+        let lock = crate::storage::FileStorage::open(&tmp, false)?;
+        std::fs::rename(&tmp, path)?;
+        crate::storage::sync_parent_dir(path)?;
+        Ok((old, lock))
+    });
+    let (old, _lock) = match placed {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    // The source closes: its log is folded into the old file (no longer named) and removed.
     drop(src);
-    std::fs::rename(&tmp, path)?;
-    crate::storage::wal::remove_sidecar(path)?;
-    crate::storage::sync_parent_dir(path)?;
+    // Best effort (SPEC §9.1): the old blocks are overwritten where the file system writes in
+    // place; copy-on-write file systems, snapshots and SSD spare blocks keep them.
+    for f in std::iter::once(&old).chain(old_log.as_ref()) {
+        if let Err(e) = zero_fill(f) {
+            tracing::warn!(target: "foldvault::audit", error = %e, "the replaced file could not be overwritten");
+        }
+    }
     Ok(report)
+}
+
+/// Overwrites the whole of `f` with zeros and syncs it.
+fn zero_fill(f: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = f.metadata()?.len();
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        f.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    f.sync_data()
 }
 
 /// Opens a sled database for reading. sled 0.34 lets go of its directory lock from a background
@@ -204,13 +284,21 @@ pub fn from_sled(
     dst_cfg: &Config,
     progress: &mut dyn FnMut(CopyProgress),
 ) -> Result<CopyReport> {
+    // sled would create a database in any directory it is given: a path with no sled
+    // database is refused before sled writes to it.
+    if !sled_path.join("conf").is_file() || !sled_path.join("db").is_file() {
+        return Err(Error::Unsupported(format!(
+            "{} holds no sled database (no conf and db files)",
+            sled_path.display()
+        )));
+    }
     let sdb = open_sled(sled_path)?;
     if dst.exists() && std::fs::metadata(dst)?.len() > 0 {
         return Err(Error::AlreadyExists(dst.display().to_string()));
     }
     let tmp = temp_beside(dst);
     let result = (|| -> Result<CopyReport> {
-        let out = dst_cfg.clone().file(&tmp).create_new(true).flush_every_ms(None).open()?;
+        let out = new_copy(dst_cfg, &tmp)?;
         let mut report = CopyReport::default();
         let mut p = CopyProgress::default();
         for name in sdb.tree_names() {
@@ -220,18 +308,14 @@ pub fn from_sled(
             let (n, d) = copy_records(items, &dt, &mut p, progress)?;
             report.trees.push((String::from_utf8_lossy(&name).into_owned(), n, d));
         }
-        out.flush()?;
+        // sled's id counter carries over: one id drawn from it is above every id it handed
+        // out, and the copy's `generate_id` starts there.
+        let next = sdb.generate_id().map_err(|e| Error::Unsupported(format!("sled: {e}")))?;
+        let ids = super::api::Tree { handle: out.handle.clone(), name: std::sync::Arc::from(super::engine::IDS_TREE) };
+        ids.insert(b"next", next.saturating_add(1).to_le_bytes())?;
+        drop(ids);
+        finish_copy(out)?;
         Ok(report)
     })();
-    match result {
-        Ok(r) => {
-            std::fs::rename(&tmp, dst)?;
-            crate::storage::wal::remove_sidecar(dst)?;
-            Ok(r)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    put_in_place(result, &tmp, dst)
 }

@@ -320,3 +320,20 @@ pub(crate) fn load_catalog(pager: &Pager, catalog: PageRef) -> Result<BTreeMap<V
     }
     Ok(trees)
 }
+
+/// The page sealer of a whole file, from its header: the file's format version (bound into
+/// every page's seal) and, during an unfinished rotation, both data keys. For the readers
+/// that open every page without opening the database (backup verify and restore, pagedump).
+pub(crate) fn file_sealer(fh: &FileHeader, dk: Option<&SecretKey>) -> Result<PageSealer> {
+    Ok(match dk {
+        Some(dk) => PageSealer::encrypted(
+            fh.file_id,
+            fh.cipher,
+            crate::crypto::CipherBackend::default(),
+            DataKeys::with_next(dk.duplicate(), &fh.file_id, fh.next_key.as_ref())?,
+            u32::MAX,
+        )
+        .with_version(fh.version),
+        None => PageSealer::plaintext(fh.file_id).with_version(fh.version),
+    })
+}

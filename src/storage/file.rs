@@ -33,8 +33,11 @@ impl FileStorage {
     /// Opens `path` for reading and writing (creating it if `create`) and takes an exclusive
     /// lock on it. Fails with [`Error::Locked`] if another handle, in this process or another,
     /// holds any lock on the file.
+    /// A file it creates is readable and writable by its owner only (mode 0600): a
+    /// plaintext database holds every record in clear.
     pub fn open(path: &Path, create: bool) -> crate::Result<FileStorage> {
-        let file = OpenOptions::new().read(true).write(true).create(create).open(path)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = OpenOptions::new().read(true).write(true).create(create).mode(0o600).open(path)?;
         lock_result(file.try_lock())?;
         Ok(FileStorage { file, path: path.to_path_buf(), read_only: false })
     }
