@@ -1072,6 +1072,29 @@ fn slots_list_add_remove() {
     assert!(o.err().contains("plaintext"), "{}", o.err());
 }
 
+/// A recovery key that cannot be delivered (standard output fails: a full device here, a
+/// closed pipe alike) is an error, and its slot is taken away again.
+#[test]
+fn an_undelivered_recovery_key_leaves_no_slot() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_foldvault"))
+        .args(["slots", &db, "add-recovery", "--passphrase-file", &pass])
+        .env_remove("FOLDVAULT_PASSPHRASE")
+        .env_remove("FOLDVAULT_KEY_FILE")
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("recovery key not delivered") && err.contains("removed again"), "{err}");
+    assert!(!e.fv(&["slots", &db, "--passphrase-file", &pass]).ok().text().contains("recovery-key"));
+}
+
 #[test]
 fn recovery_key_is_printed_once_and_opens_the_database() {
     let e = Env::new();
@@ -1333,4 +1356,16 @@ fn config_file_sets_kdf_and_refuses_bad_files() {
     std::fs::write(&bad, "cipher = 7\n").unwrap();
     let o = e.fv(&["status", &db, "--config", &bad]).code(2);
     assert!(o.err().contains("line 1"), "{}", o.err());
+    // A config file that cannot be read is an I/O error; one past 1 MiB is refused unread.
+    e.fv(&["status", &db, "--config", &e.p("missing.toml")]).code(5);
+    let big = e.p("big.toml");
+    std::fs::write(&big, vec![b'#'; (1 << 20) + 10]).unwrap();
+    e.fv(&["status", &db, "--config", &big]).code(2);
+    // `[backup] verify_after`: the backup file is read back and verified.
+    std::fs::write(&cfg, "[backup]\nverify_after = true\n").unwrap();
+    let o = e.fv(&["backup", &db, &e.p("cfg.fvbk"), "--config", &cfg, "--passphrase-file", &pass]).ok();
+    assert!(o.err().contains("read back and verified"), "{}", o.err());
+    // The backup is not written over the database itself.
+    e.fv(&["backup", &db, &db, "--passphrase-file", &pass]).code(2);
+    e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).code(1);
 }

@@ -180,8 +180,13 @@ pub fn init(a: InitArgs) -> Result<(), CliError> {
 pub fn put(a: PutArgs) -> Result<(), CliError> {
     let (db, file) = open_db(&a.db, &a.keys, Access::Write)?;
     let value = if a.value == "-" {
+        // Read bounded: a byte past the largest value is enough to refuse it.
         let mut v = Vec::new();
-        std::io::stdin().lock().read_to_end(&mut v).at(Path::new("<stdin>"))?;
+        let max = crate::MAX_VALUE_LEN;
+        std::io::stdin().lock().take(max + 1).read_to_end(&mut v).at(Path::new("<stdin>"))?;
+        if v.len() as u64 > max {
+            return Err(CliError::db(Error::ValueTooLarge { len: v.len() as u64, max }, &file));
+        }
         v
     } else {
         bytes(a.value)

@@ -153,7 +153,6 @@ fn add_recovery(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
     let (db, file) = open_db(arg, keys, Access::Write)?;
     require_encrypted(&db, &file)?;
     let (i, key) = db.add_recovery_key().at(&file)?;
-    drop(db);
     let mut line = Zeroizing::new(String::with_capacity(65));
     line.push_str(&key.to_hex());
     line.push('\n');
@@ -161,9 +160,17 @@ fn add_recovery(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
     // One write of a whole line goes straight to the descriptor (standard output's line buffer
     // is empty here), so no unwiped copy is left in it.
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(line.as_bytes()).map_err(CliError::stdout)?;
-    stdout.flush().map_err(CliError::stdout)?;
+    let written = stdout.write_all(line.as_bytes()).and_then(|_| stdout.flush());
     drop(stdout);
+    if let Err(e) = written {
+        // The key was never delivered (a closed pipe included): a slot nobody can open with
+        // is taken away again, and this is an error, never a quiet exit.
+        let removed = db.remove_slot(i).is_ok();
+        let what = if removed { "was removed again" } else { "is left: remove it (slots remove)" };
+        let err = std::io::Error::new(e.kind(), format!("recovery key not delivered ({e}); slot {i} {what}"));
+        return Err(CliError::Io { err, file: std::path::PathBuf::from("<stdout>") });
+    }
+    drop(db);
     eprintln!(
         "foldvault: added slot {i}: recovery-key ({}). The recovery key above is shown this once and is \
 stored nowhere else: keep it offline (on paper, in a safe). Anyone who has it can open the database; \

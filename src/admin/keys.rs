@@ -231,6 +231,11 @@ fn read_hidden(tty: &mut File, label: &str) -> Result<Passphrase, CliError> {
         match tty.read(&mut byte) {
             Ok(0) => break,
             Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) if line.len() as u64 >= MAX_SECRET_FILE => {
+                drop(echo);
+                let _ = Zeroizing::new(line);
+                return Err(CliError::Usage(format!("the passphrase is longer than {MAX_SECRET_FILE} bytes")));
+            }
             Ok(_) => {
                 if line.len() == line.capacity() {
                     // Grow by hand so the old buffer is wiped, not just freed.

@@ -552,6 +552,13 @@ pub fn backup(a: BackupArgs) -> Result<(), CliError> {
     };
     let elapsed = t0.elapsed();
     drop(db);
+    // `[backup] verify_after` in the config file: the file written is read back and its
+    // structure and hashes verified (as `verify-backup` without a key).
+    if !to_stdout && !direct && super::config_file::installed().backup_verify_after == Some(true) {
+        let f = std::fs::File::open(&a.out).at(&a.out)?;
+        crate::backup::verify(std::io::BufReader::new(f), None, &mut |_| {}).map_err(|e| backup_err(e, &a.out))?;
+        eprintln!("backup: {} read back and verified (structure and hashes)", a.out.display());
+    }
     eprintln!(
         "backup: commit {} of {} to {}: {} bytes, {}, {} in {} ({})",
         stats.seq,

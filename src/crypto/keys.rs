@@ -79,9 +79,9 @@ impl MasterKey {
     /// whitespace ignored).
     pub fn from_key_file_bytes(data: &[u8]) -> Result<MasterKey> {
         if data.len() == 32 {
-            let mut b = [0u8; 32];
+            let mut b = Zeroizing::new([0u8; 32]);
             b.copy_from_slice(data);
-            return Ok(MasterKey::from_bytes(b));
+            return Ok(MasterKey::from_bytes(*b));
         }
         let text = trim_ascii(data);
         if text.len() != 64 {

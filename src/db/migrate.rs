@@ -265,9 +265,11 @@ fn open_sled(path: &Path) -> Result<sled::Db> {
             Ok(db) => return Ok(db),
             // sled 0.34 reports a held lock as an `Io` error of kind `Other` whose text names it.
             Err(sled::Error::Io(e))
-                if (e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock"))
-                    && std::time::Instant::now() < deadline =>
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock") =>
             {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Locked);
+                }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) => return Err(Error::Unsupported(format!("sled: {e}"))),
