@@ -29,6 +29,16 @@ fn commit_records(db: &foldvault::Db, n: u32, tag: &str) {
     }
 }
 
+/// A new database at `path` with `n` durable commits (`commit_records`, tagged `tag`), and a
+/// backup of it.
+fn with_backup(path: &Path, n: u32, tag: &str) -> (foldvault::Db, Vec<u8>) {
+    let db = config(path).open().unwrap();
+    commit_records(&db, n, tag);
+    let mut backup = Vec::new();
+    db.backup_to(&mut backup, &mut |_| {}).unwrap();
+    (db, backup)
+}
+
 /// A new database `db.foldvault` in a new directory, with `n` durable commits (`commit_records`).
 fn new_db(n: u32) -> (tempfile::TempDir, PathBuf, foldvault::Db) {
     let dir = tempfile::tempdir().unwrap();
@@ -164,11 +174,7 @@ fn a_log_beside_another_database_file_is_refused() {
 fn restore_over_a_crashed_database_takes_its_log_away() {
     let dir = tempfile::tempdir().unwrap();
     // The backup: database B with records tagged "b".
-    let b = dir.path().join("b.foldvault");
-    let db = config(&b).open().unwrap();
-    commit_records(&db, 10, "b");
-    let mut backup = Vec::new();
-    db.backup_to(&mut backup, &mut |_| {}).unwrap();
+    let (db, backup) = with_backup(&dir.path().join("b.foldvault"), 10, "b");
     drop(db);
     // The target: database A as a crash left it, its last commits only in its log.
     let a_dir = tempfile::tempdir().unwrap();
@@ -200,10 +206,7 @@ fn restore_over_a_crashed_database_takes_its_log_away() {
 fn restore_over_the_same_database_locks_it_and_leaves_no_log_behind() {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("a.foldvault");
-    let db = config(&live).open().unwrap();
-    commit_records(&db, 10, "");
-    let mut backup = Vec::new();
-    db.backup_to(&mut backup, &mut |_| {}).unwrap();
+    let (db, backup) = with_backup(&live, 10, "");
     commit_records(&db, 20, "after");
     let creds = foldvault::Credentials::passphrase("write-ahead log test");
     let force = || foldvault::backup::RestoreOptions { force: true, ..Default::default() };
