@@ -141,26 +141,9 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         drop(db);
         Ok(BackupSummary { trees, ..BackupSummary::of(&header, (bytes, chunks, pages), true) })
     })();
-    let replaced = result.and_then(|s| {
-        fold_old_log(dst, target.as_ref())?;
-        // The restored file's lock, taken before the rename and held until the directory is
-        // synced: it moves with the file, so no process opens the new `dst` (and starts a log
-        // beside it) before the restore is complete.
-        let lock = FileStorage::open(&tmp, false)?;
-        std::fs::rename(&tmp, dst)?;
-        Ok((s, lock))
-    });
-    match replaced {
-        Ok((s, _lock)) => {
-            crate::storage::sync_parent_dir(dst)?;
-            tracing::info!(target: "foldvault::audit", seq = s.seq, pages = s.pages, "backup restored");
-            Ok(s)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    let s = crate::db::migrate::put_in_place(result, &tmp, dst, || fold_old_log(dst, target.as_ref()))?;
+    tracing::info!(target: "foldvault::audit", seq = s.seq, pages = s.pages, "backup restored");
+    Ok(s)
 }
 
 /// Folds a log left beside `dst` into the file it belongs to (`target`, the file about to be

@@ -129,7 +129,7 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
         finish_copy(out)?;
         Ok(report)
     })();
-    put_in_place(result, &tmp, dst)
+    put_in_place(result, &tmp, dst, || remove_old_log(dst))
 }
 
 /// The new database a copy is written into, at `tmp`: without a write-ahead log, so that its
@@ -149,18 +149,20 @@ fn finish_copy(out: Db) -> Result<()> {
     Ok(())
 }
 
-/// Puts a copy written to `tmp` (closed, durable) at `dst`: a log left beside `dst` is
-/// removed (durably) first, so it cannot be replayed over the copy; the copy is locked from
-/// before the rename until the directory is synced (the lock moves with the file), so no
-/// process opens it before it is in place. On an error before the rename the temporary file is
-/// removed.
-fn put_in_place<T>(result: Result<T>, tmp: &Path, dst: &Path) -> Result<T> {
+/// Puts a file written to `tmp` (closed, durable) at `dst`: `prepare` runs first (what to do
+/// with a log left beside `dst`, so that it cannot be replayed over the new file); the file is
+/// locked from before the rename until the directory is synced (the lock moves with the file),
+/// so no process opens it before it is in place. On an error before the rename, the rename's
+/// included, the temporary file is removed. Used by copies and by restore.
+pub(crate) fn put_in_place<T>(
+    result: Result<T>,
+    tmp: &Path,
+    dst: &Path,
+    prepare: impl FnOnce() -> Result<()>,
+) -> Result<T> {
     let placed = result.and_then(|r| {
         let lock = crate::storage::FileStorage::open(tmp, false)?;
-        if crate::storage::wal::sidecar_path(dst).exists() {
-            crate::storage::wal::remove_sidecar(dst)?;
-            crate::storage::sync_parent_dir(dst)?;
-        }
+        prepare()?;
         std::fs::rename(tmp, dst)?;
         Ok((r, lock))
     });
@@ -175,6 +177,15 @@ fn put_in_place<T>(result: Result<T>, tmp: &Path, dst: &Path) -> Result<T> {
             Err(e)
         }
     }
+}
+
+/// Removes a log left beside `dst`, durably, before a new file takes its name.
+fn remove_old_log(dst: &Path) -> Result<()> {
+    if crate::storage::wal::sidecar_path(dst).exists() {
+        crate::storage::wal::remove_sidecar(dst)?;
+        crate::storage::sync_parent_dir(dst)?;
+    }
+    Ok(())
 }
 
 /// Copies a database into a new *encrypted* one. `dst_cfg` carries the key or passphrase.
@@ -319,5 +330,5 @@ pub fn from_sled(
         finish_copy(out)?;
         Ok(report)
     })();
-    put_in_place(result, &tmp, dst)
+    put_in_place(result, &tmp, dst, || remove_old_log(dst))
 }
