@@ -93,13 +93,21 @@ impl Dumper {
         // The sealer every reader of a whole file uses: the file's format version (bound into
         // every page's seal), and both keys of an unfinished rotation.
         let pager = if !h.is_encrypted() {
-            Some(Pager::new(storage.clone(), crate::db::open::file_sealer(h, None).at(&t.file)?, CACHE_BYTES))
+            Some(Pager::new(
+                storage.clone(),
+                crate::db::open::file_sealer(h, None, crate::CipherBackend::default()).at(&t.file)?,
+                CACHE_BYTES,
+            ))
         } else if !cli.keys.any_given() {
             None
         } else {
             let creds = cli.keys.credentials(Prompt::Never)?;
             let (dk, _slot) = crate::db::open::unlock(h, info.header_page, &creds).at(&t.file)?;
-            Some(Pager::new(storage.clone(), crate::db::open::file_sealer(h, Some(&dk)).at(&t.file)?, CACHE_BYTES))
+            Some(Pager::new(
+                storage.clone(),
+                crate::db::open::file_sealer(h, Some(&dk), crate::CipherBackend::default()).at(&t.file)?,
+                CACHE_BYTES,
+            ))
         };
         Ok(Dumper { file: t.file, storage, info, pager, json: cli.json, failures: 0 })
     }

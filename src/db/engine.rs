@@ -519,15 +519,9 @@ impl Engine {
                 }
                 None => ids.0,
             };
-            let end = start
-                .checked_add(RESERVE)
-                .ok_or_else(|| Error::Unsupported("generate_id: the id space is spent".into()));
-            let end = match end {
-                Ok(end) => end,
-                Err(e) => {
-                    self.abort(&mut ws, tx);
-                    return Err(e);
-                }
+            let Some(end) = start.checked_add(RESERVE) else {
+                self.abort(&mut ws, tx);
+                return Err(Error::Unsupported("generate_id: the id space is spent".into()));
             };
             if let Err(e) = tx.insert(&mut root, b"next", &end.to_le_bytes(), false) {
                 self.abort(&mut ws, tx);

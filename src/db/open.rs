@@ -199,13 +199,12 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         // A cipher or backend this build lacks is `Unsupported` here, not a commit record that
         // fails to open (which recovery would report as corruption).
         crate::crypto::cipher::new_aead(header.cipher, cfg.backend, &dk)?;
-        let keys = DataKeys::with_next(dk, &header.file_id, header.next_key.as_ref())?;
-        PageSealer::encrypted(header.file_id, header.cipher, cfg.backend, keys, u32::MAX).with_version(header.version)
+        file_sealer(&header, Some(&dk), cfg.backend)?
     } else {
         if cfg.encryption == Encryption::Required {
             return Err(Error::Unsupported("the database is plaintext but encryption is required".into()));
         }
-        PageSealer::plaintext(header.file_id).with_version(header.version)
+        file_sealer(&header, None, cfg.backend)?
     };
     let pager = Arc::new(Pager::new(storage.clone(), sealer, cfg.cache_capacity));
     let file_len = storage.len()?;
@@ -322,14 +321,19 @@ pub(crate) fn load_catalog(pager: &Pager, catalog: PageRef) -> Result<BTreeMap<V
 }
 
 /// The page sealer of a whole file, from its header: the file's format version (bound into
-/// every page's seal) and, during an unfinished rotation, both data keys. For the readers
-/// that open every page without opening the database (backup verify and restore, pagedump).
-pub(crate) fn file_sealer(fh: &FileHeader, dk: Option<&SecretKey>) -> Result<PageSealer> {
+/// every page's seal) and, during an unfinished rotation, both data keys. Used by `open`, and
+/// by the readers that open every page without opening the database (backup verify and
+/// restore, pagedump: `CipherBackend::default()`).
+pub(crate) fn file_sealer(
+    fh: &FileHeader,
+    dk: Option<&SecretKey>,
+    backend: crate::CipherBackend,
+) -> Result<PageSealer> {
     Ok(match dk {
         Some(dk) => PageSealer::encrypted(
             fh.file_id,
             fh.cipher,
-            crate::crypto::CipherBackend::default(),
+            backend,
             DataKeys::with_next(dk.duplicate(), &fh.file_id, fh.next_key.as_ref())?,
             u32::MAX,
         )
