@@ -216,3 +216,37 @@ fn a_missing_cipher_backend_is_unsupported_not_corrupt() {
     let r = with(s, Credentials::passphrase("pw")).cipher_backend(foldvault::CipherBackend::AwsLc).open();
     assert!(matches!(r, Err(Error::Unsupported(_))), "{:?}", r.err());
 }
+
+/// A file that takes a copy's target name while the copy runs is kept: the copy fails
+/// `AlreadyExists` and leaves no temporary file. An empty file at the name (made by `mktemp`)
+/// is replaced.
+#[test]
+fn a_copy_never_replaces_a_file_made_while_it_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let src_path = dir.path().join("src.fv");
+    let db = Config::new().file(&src_path).plaintext().use_env(false).open().unwrap();
+    for i in 0..25_000u32 {
+        db.insert(i.to_be_bytes(), vec![7u8; 20]).unwrap();
+    }
+    drop(db);
+    let src_cfg = Config::new().file(&src_path).use_env(false);
+    let dst_cfg = Config::new().passphrase("m").kdf(fast()).use_env(false);
+    let dst = dir.path().join("dst.fv");
+    let mut made = false;
+    let r = foldvault::migrate::encrypt(&src_cfg, &dst, &dst_cfg, &mut |_| {
+        if !made {
+            std::fs::write(&dst, b"someone else's file").unwrap();
+            made = true;
+        }
+    });
+    assert!(made);
+    assert!(matches!(r, Err(Error::AlreadyExists(_))), "{r:?}");
+    assert_eq!(std::fs::read(&dst).unwrap(), b"someone else's file");
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "a temporary file was left: {names:?}");
+    // An empty file at the name is taken over.
+    std::fs::write(&dst, b"").unwrap();
+    foldvault::migrate::encrypt(&src_cfg, &dst, &dst_cfg, &mut |_| {}).unwrap();
+    let c = Config::new().file(&dst).passphrase("m").use_env(false).open().unwrap();
+    assert_eq!(c.len(), 25_000);
+}

@@ -141,7 +141,9 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         drop(db);
         Ok(BackupSummary { trees, ..BackupSummary::of(&header, (bytes, chunks, pages), true) })
     })();
-    let s = crate::db::migrate::put_in_place(result, &tmp, dst, || fold_old_log(dst, target.as_ref()))?;
+    let s = crate::db::migrate::put_in_place(result, &tmp, dst, crate::db::migrate::Placement::Replace, || {
+        fold_old_log(dst, target.as_ref())
+    })?;
     tracing::info!(target: "foldvault::audit", seq = s.seq, pages = s.pages, "backup restored");
     Ok(s)
 }

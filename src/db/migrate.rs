@@ -96,9 +96,7 @@ fn temp_beside(dst: &Path) -> PathBuf {
 /// Copies every tree of `src` (opened by `src_cfg`) into a new database at `dst` made with
 /// `dst_cfg` (whose location is replaced by `dst`), through a temporary file and a rename.
 pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(CopyProgress)) -> Result<CopyReport> {
-    if dst.exists() && std::fs::metadata(dst)?.len() > 0 {
-        return Err(Error::AlreadyExists(dst.display().to_string()));
-    }
+    refuse_occupied(dst)?;
     let tmp = temp_beside(dst);
     let result = (|| -> Result<CopyReport> {
         let out = new_copy(dst_cfg, &tmp)?;
@@ -129,7 +127,7 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
         finish_copy(out)?;
         Ok(report)
     })();
-    put_in_place(result, &tmp, dst, || remove_old_log(dst))
+    put_in_place(result, &tmp, dst, Placement::NewOnly, || remove_old_log(dst))
 }
 
 /// The new database a copy is written into, at `tmp`: without a write-ahead log, so that its
@@ -149,6 +147,16 @@ fn finish_copy(out: Db) -> Result<()> {
     Ok(())
 }
 
+/// Whether [`put_in_place`] may give its file the name of a file already there.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Placement {
+    /// Restore: the file at the name is replaced.
+    Replace,
+    /// A copy: only a missing or empty file (one made by `mktemp`, say) is replaced. A file
+    /// that appeared at the name while the copy ran is kept, and the copy fails `AlreadyExists`.
+    NewOnly,
+}
+
 /// Puts a file written to `tmp` (closed, durable) at `dst`: `prepare` runs first (what to do
 /// with a log left beside `dst`, so that it cannot be replayed over the new file); the file is
 /// locked from before the rename until the directory is synced (the lock moves with the file),
@@ -158,12 +166,20 @@ pub(crate) fn put_in_place<T>(
     result: Result<T>,
     tmp: &Path,
     dst: &Path,
+    placement: Placement,
     prepare: impl FnOnce() -> Result<()>,
 ) -> Result<T> {
     let placed = result.and_then(|r| {
         let lock = crate::storage::FileStorage::open(tmp, false)?;
+        // Checked before `prepare`, which may remove a log beside `dst`.
+        if placement == Placement::NewOnly {
+            refuse_occupied(dst)?;
+        }
         prepare()?;
-        std::fs::rename(tmp, dst)?;
+        match placement {
+            Placement::Replace => std::fs::rename(tmp, dst)?,
+            Placement::NewOnly => rename_new(tmp, dst)?,
+        }
         Ok((r, lock))
     });
     match placed {
@@ -175,6 +191,40 @@ pub(crate) fn put_in_place<T>(
             let _ = std::fs::remove_file(tmp);
             let _ = crate::storage::wal::remove_sidecar(tmp);
             Err(e)
+        }
+    }
+}
+
+/// A copy's target must be missing or empty.
+fn refuse_occupied(dst: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(dst) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Io(e)),
+        Ok(m) if m.is_file() && m.len() == 0 => Ok(()),
+        Ok(_) => Err(Error::AlreadyExists(dst.display().to_string())),
+    }
+}
+
+/// Renames `tmp` to `dst` unless a non-empty file is there. A hard link takes the name only if
+/// it is free, in one step, so a file created at `dst` since the copy's start is never replaced;
+/// the temporary name is then removed. Where the name is taken by an empty file, or the file
+/// system has no hard links, a rename does it (after the emptiness check, which is then not
+/// atomic with it).
+fn rename_new(tmp: &Path, dst: &Path) -> Result<()> {
+    match std::fs::hard_link(tmp, dst) {
+        Ok(()) => {
+            // The file is in place under its name; a leftover second name is only untidy.
+            if let Err(e) = std::fs::remove_file(tmp) {
+                tracing::warn!(error = %e, path = %tmp.display(), "a temporary name could not be removed");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                tracing::debug!(error = %e, "no hard link; renaming");
+            }
+            refuse_occupied(dst)?;
+            Ok(std::fs::rename(tmp, dst)?)
         }
     }
 }
@@ -306,9 +356,7 @@ pub fn from_sled(
         )));
     }
     let sdb = open_sled(sled_path)?;
-    if dst.exists() && std::fs::metadata(dst)?.len() > 0 {
-        return Err(Error::AlreadyExists(dst.display().to_string()));
-    }
+    refuse_occupied(dst)?;
     let tmp = temp_beside(dst);
     let result = (|| -> Result<CopyReport> {
         let out = new_copy(dst_cfg, &tmp)?;
@@ -330,5 +378,5 @@ pub fn from_sled(
         finish_copy(out)?;
         Ok(report)
     })();
-    put_in_place(result, &tmp, dst, || remove_old_log(dst))
+    put_in_place(result, &tmp, dst, Placement::NewOnly, || remove_old_log(dst))
 }
