@@ -7,6 +7,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use foldvault::storage::wal::sidecar_path;
+
 const PASS: &str = "pass-Zq8-correct-horse-battery-7d1f";
 /// The passphrase `passwd` and `slots add-passphrase` set in these tests.
 const NEW_PASS: &str = "new-pass-Vk3-staple-orbit-51c9";
@@ -377,6 +379,19 @@ fn corruption_exits_4() {
     flip_byte(&big, 4 * 4096 + 100);
     e.fv(&["get", &big, "other", "a"]).ok();
     e.fv(&["scan", &big, "t"]).code(4);
+
+    // A log beside a file that belongs to another database file.
+    let (clean, other) = (e.p("clean"), e.p("other"));
+    e.fv(&["init", &clean, "--plaintext"]).ok();
+    let odb = foldvault::Config::new().file(&other).plaintext().use_env(false).open().unwrap();
+    let tx = odb.begin_write().unwrap();
+    tx.open_tree("t").unwrap().insert("k", "v").unwrap();
+    tx.set_durability(foldvault::Durability::Immediate);
+    tx.commit().unwrap();
+    std::fs::copy(sidecar_path(Path::new(&other)), sidecar_path(Path::new(&clean))).unwrap();
+    drop(odb);
+    let o = e.fv(&["get", &clean, "t", "k"]).code(4);
+    assert!(o.err().contains("another database file"), "{}", o.err());
 
     // Not a database at all.
     let junk = e.p("junk");

@@ -55,10 +55,10 @@ Exit codes:
   0  success
   1  key not found (get)
   2  usage error: bad arguments or input, a file or option this build cannot serve,
-     a command not yet available
+     a command not yet available, a key that has sealed its most pages (rotate it)
   3  wrong key or passphrase (or none given for an encrypted database)
-  4  corruption: a page, header or commit record failed its check, or a check or
-     verification failed
+  4  corruption: a page, header or commit record failed its check, a log beside the
+     file belongs to another file, or a check or verification failed
   5  I/O error, or the database file is locked by another process";
 
 /// A failed command: what to print and which exit code to return.
@@ -131,11 +131,17 @@ fn one_line(s: &str) -> String {
 
 /// The exit code for a library error (the table in [`EXIT_CODES`]).
 pub fn exit_code_of(e: &Error) -> i32 {
+    // Exhaustive: a new error variant gets its code here on purpose.
     match e {
         Error::WrongKey { .. } => EXIT_WRONG_KEY,
-        e if e.is_corruption() => EXIT_CORRUPT,
-        Error::Corrupt { .. } | Error::RolledBack { .. } | Error::RootDigestMismatch => EXIT_CORRUPT,
-        Error::Io(_) | Error::Locked | Error::Poisoned => EXIT_IO,
+        Error::Corrupt { .. }
+        | Error::Truncated { .. }
+        | Error::NotADatabase
+        | Error::BackupCorrupt { .. }
+        | Error::RolledBack { .. }
+        | Error::RootDigestMismatch
+        | Error::ForeignLog => EXIT_CORRUPT,
+        Error::Io(_) | Error::Locked | Error::Poisoned | Error::ReportableBug(_) => EXIT_IO,
         Error::KeyTooLarge { .. }
         | Error::ValueTooLarge { .. }
         | Error::Unsupported(_)
@@ -143,8 +149,8 @@ pub fn exit_code_of(e: &Error) -> i32 {
         | Error::AlreadyExists(_)
         | Error::CollectionNotFound
         | Error::UnsupportedVersion { .. }
-        | Error::UnsupportedLogVersion { .. } => EXIT_USAGE,
-        _ => EXIT_IO,
+        | Error::UnsupportedLogVersion { .. }
+        | Error::NonceBudgetExhausted => EXIT_USAGE,
     }
 }
 
