@@ -73,9 +73,13 @@ fn backup_verify_restore_round_trip() {
     let dst = dir.path().join("restored.fv");
     let mut calls = 0;
     let mut p = |_: backup::Progress| calls += 1;
-    let s =
-        backup::restore(Cursor::new(&bytes), &dst, &creds(), RestoreOptions { force: false, progress: Some(&mut p) })
-            .unwrap();
+    let s = backup::restore(
+        Cursor::new(&bytes),
+        &dst,
+        &creds(),
+        RestoreOptions { force: false, progress: Some(&mut p), ..Default::default() },
+    )
+    .unwrap();
     assert!(calls > 0);
     assert_eq!(s.seq, deep.seq);
     let db = cfg(&dst).open().unwrap();
@@ -87,7 +91,7 @@ fn backup_verify_restore_round_trip() {
         backup::restore(Cursor::new(&bytes), &dst, &creds(), RestoreOptions::default()),
         Err(Error::AlreadyExists(_))
     ));
-    backup::restore(Cursor::new(&bytes), &dst, &creds(), RestoreOptions { force: true, progress: None }).unwrap();
+    backup::restore(Cursor::new(&bytes), &dst, &creds(), RestoreOptions { force: true, ..Default::default() }).unwrap();
 }
 
 #[test]
@@ -254,4 +258,26 @@ fn forged_backup_header_does_not_restore() {
     let dst = dir.path().join("forged.fv");
     assert!(backup::restore(Cursor::new(&b), &dst, &creds(), RestoreOptions::default()).is_err());
     assert!(!dst.exists());
+}
+
+/// `Encryption::Required` refuses a backup of a plaintext database before writing anything;
+/// `Auto` restores it as plaintext even with credentials given.
+#[test]
+fn required_encryption_refuses_a_plaintext_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Config::new().file(dir.path().join("plain.fv")).plaintext().use_env(false).open().unwrap();
+    populate(&db);
+    let mut out = Vec::new();
+    db.backup_to(&mut out, &mut |_| {}).unwrap();
+    let dst = dir.path().join("restored.fv");
+    let required = RestoreOptions { encryption: foldvault::Encryption::Required, ..Default::default() };
+    let r = backup::restore(Cursor::new(&out), &dst, &creds(), required);
+    assert!(matches!(r, Err(Error::Unsupported(_))), "{r:?}");
+    assert!(!dst.exists());
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.iter().all(|n| !n.to_string_lossy().contains("restored")), "{left:?}");
+    backup::restore(Cursor::new(&out), &dst, &creds(), RestoreOptions::default()).unwrap();
+    let r = Config::new().file(&dst).use_env(false).open().unwrap();
+    assert!(!r.is_encrypted());
+    assert_eq!(contents(&r), contents(&db));
 }

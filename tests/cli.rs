@@ -908,6 +908,20 @@ fn backup_keys_and_existing_targets() {
     }
     e.fv_after_unlock(&["restore", &bk, &other, "--force", "--passphrase-file", &pass]).ok();
     assert_eq!(e.fv(&["get", &other, "t", "k", "--passphrase-file", &pass]).ok().stdout, b"v1");
+    // A backup of a plaintext database: refused with --require-encryption, restored as
+    // plaintext (with a warning) when a key is given without it.
+    let plain = e.p("plain");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    e.fv(&["put", &plain, "t", "k", "clear"]).ok();
+    let pbk = e.p("plain.backup");
+    e.fv(&["backup", &plain, &pbk]).ok();
+    let ptarget = e.p("ptarget");
+    let o = e.fv(&["restore", &pbk, &ptarget, "--require-encryption", "--passphrase-file", &pass]).code(2);
+    assert!(o.err().contains("plaintext database"), "{}", o.err());
+    assert!(!Path::new(&ptarget).exists());
+    let o = e.fv(&["restore", &pbk, &ptarget, "--passphrase-file", &pass]).ok();
+    assert!(o.err().contains("restored as plaintext"), "{}", o.err());
+    assert_eq!(e.fv(&["get", &ptarget, "t", "k"]).ok().stdout, b"clear");
     // Missing files.
     e.fv(&["verify-backup", &e.p("missing")]).code(5);
     e.fv(&["backup", &e.p("missing"), &e.p("out"), "--passphrase-file", &pass]).code(5);

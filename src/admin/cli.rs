@@ -316,6 +316,9 @@ pub struct RestoreArgs {
     /// Replace an existing database (refused while another process has it open)
     #[arg(long)]
     pub force: bool,
+    /// Refuse a backup of a plaintext database (exit 2) instead of restoring it as plaintext
+    #[arg(long)]
+    pub require_encryption: bool,
     #[command(flatten)]
     pub keys: KeyArgs,
 }

@@ -699,6 +699,12 @@ pub fn restore(a: RestoreArgs) -> Result<(), CliError> {
     }
     let (header, input) = peek_header(input, &name)?;
     let encrypted = header.as_ref().is_some_and(|h| h.encrypted);
+    if a.require_encryption && header.is_some() && !encrypted {
+        return Err(CliError::Usage(format!(
+            "{} is a backup of a plaintext database (--require-encryption)",
+            name.display()
+        )));
+    }
     let prompt = if encrypted && a.file.as_os_str() != "-" { Prompt::Unlock } else { Prompt::Never };
     let creds = a.keys.credentials(prompt)?;
     if encrypted && creds.is_empty() {
@@ -709,11 +715,23 @@ pub fn restore(a: RestoreArgs) -> Result<(), CliError> {
             &name,
         ));
     }
+    if header.is_some() && !encrypted && !creds.is_empty() {
+        eprintln!(
+            "foldvault: warning: {} is a backup of a plaintext database: it is restored as plaintext, and the key \
+             given is not used (--require-encryption refuses such a backup)",
+            name.display()
+        );
+    }
+    let encryption = if a.require_encryption { Encryption::Required } else { Encryption::Auto };
     let bar = page_bar("restoring");
     let mut cb = on_progress(&bar);
     let t0 = Instant::now();
-    let result =
-        crate::backup::restore(input, &t.file, &creds, RestoreOptions { force: a.force, progress: Some(&mut cb) });
+    let result = crate::backup::restore(
+        input,
+        &t.file,
+        &creds,
+        RestoreOptions { force: a.force, progress: Some(&mut cb), encryption },
+    );
     bar.finish_and_clear();
     let s = result.map_err(|e| match e {
         Error::AlreadyExists(_) | Error::Io(_) | Error::Locked => CliError::db(e, &t.file),

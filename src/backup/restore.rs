@@ -12,7 +12,7 @@ use super::verify::{BackupReader, BackupSummary, backup_aead, unlock_backup};
 use crate::crypto::seal::KeyPurpose;
 use crate::crypto::slots::Credentials;
 use crate::crypto::wipe::wipe;
-use crate::db::config::Config;
+use crate::db::config::{Config, Encryption};
 use crate::error::{Error, PageNo, Result};
 use crate::format::commit::CommitRecord;
 use crate::format::page::PageRef;
@@ -29,6 +29,11 @@ pub struct RestoreOptions<'a> {
     pub force: bool,
     /// Called after every chunk.
     pub progress: Option<&'a mut dyn FnMut(Progress)>,
+    /// As [`Config::encryption`] is for opening a file: with `Required`, a backup of a plaintext
+    /// database is refused (`Unsupported`) before anything is written; `Auto` (the default) and
+    /// `Plaintext` restore either kind, a plaintext one as plaintext even if credentials were
+    /// given.
+    pub encryption: Encryption,
 }
 
 /// Restores the backup read from `r` into a new database file at `dst`, unlocking it with
@@ -45,6 +50,9 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         false => None,
     };
     let mut br = BackupReader::open(r)?;
+    if opts.encryption == Encryption::Required && !br.file_header.is_encrypted() {
+        return Err(Error::Unsupported("the backup is of a plaintext database but encryption is required".into()));
+    }
     let dk = unlock_backup(&br.file_header, &br.header, creds)?;
     let aead = match &dk {
         Some(k) => Some(backup_aead(k)?),

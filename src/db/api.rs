@@ -160,13 +160,18 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
 /// foldvault file: opening it would create an empty database beside the sled one, and an
 /// application switched from sled would start with no data.
 fn refuse_sled_directory(dir: &std::path::Path) -> Result<()> {
-    if dir.join("conf").is_file() && dir.join("db").is_file() {
+    if holds_sled_database(dir) {
         return Err(Error::Unsupported(format!(
             "{} holds a sled database: import it first (foldvault import-sled, or foldvault::import::from_sled)",
             dir.display()
         )));
     }
     Ok(())
+}
+
+/// Whether `dir` holds a sled 0.34 database: its `conf` and `db` files.
+pub(crate) fn holds_sled_database(dir: &std::path::Path) -> bool {
+    dir.join("conf").is_file() && dir.join("db").is_file()
 }
 
 /// The storage of a database file: the file alone, or the file and its write-ahead log

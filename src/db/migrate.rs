@@ -349,7 +349,7 @@ pub fn from_sled(
 ) -> Result<CopyReport> {
     // sled would create a database in any directory it is given: a path with no sled
     // database is refused before sled writes to it.
-    if !sled_path.join("conf").is_file() || !sled_path.join("db").is_file() {
+    if !super::api::holds_sled_database(sled_path) {
         return Err(Error::Unsupported(format!(
             "{} holds no sled database (no conf and db files)",
             sled_path.display()
