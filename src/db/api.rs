@@ -89,6 +89,10 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
     cfg.validate()?;
     let creds = cfg.effective_credentials()?;
     let mut existed_empty = false;
+    // Names this open adds to a directory (a new database directory, a new file): their
+    // directory entries are synced once the new database is, since a file's own sync does not
+    // promise its name (the log's first header does it too, but the log may be off).
+    let mut new_names: Vec<PathBuf> = Vec::new();
     let (storage, temporary): (Arc<dyn Storage>, Option<(PathBuf, Option<PathBuf>)>) = match &cfg.location {
         Location::Storage(s) => (s.clone(), None),
         loc => {
@@ -107,7 +111,13 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
                 }
             };
             if let Some(d) = &dir {
+                if !cfg.temporary && !d.exists() {
+                    new_names.push(d.clone());
+                }
                 std::fs::create_dir_all(d)?;
+            }
+            if !cfg.temporary && !file.exists() {
+                new_names.push(file.clone());
             }
             if let Some(d) = dir.as_ref().filter(|_| !cfg.temporary && !file.exists()) {
                 refuse_sled_directory(d)?;
@@ -136,7 +146,11 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             // so it is not silently replaced by a new one.
             return Err(Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 });
         }
-        super::open::create(storage, cfg, &creds)?
+        let engine = super::open::create(storage, cfg, &creds)?;
+        for name in &new_names {
+            crate::storage::sync_parent_dir(name)?;
+        }
+        engine
     } else {
         super::open::open(storage, cfg, &creds, true)?
     };

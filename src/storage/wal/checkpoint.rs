@@ -118,7 +118,13 @@ impl WalStorage {
             }
             self.state.write().dir_synced = true;
         }
-        let owner = owner_of(&*self.main, main_len, 0)?;
+        // The owner bytes both header copies of the file hold. Copies that differ (one damaged,
+        // or being rewritten) give a zero owner: a header that ends every group and holds none,
+        // and the session logs nothing until they agree (`sync` writes to the file meanwhile).
+        // Taking page 0's alone, a damaged copy the open repairs, would log the repair under a
+        // header that no copy matches after a crash.
+        let (o0, o1) = (owner_of(&*self.main, main_len, 0)?, owner_of(&*self.main, main_len, 1)?);
+        let owner = if o0 == o1 { o0 } else { [0; OWNER_LEN] };
         let mut h = blank();
         h[..8].copy_from_slice(HEADER_MAGIC);
         h[8..16].copy_from_slice(&salt.to_le_bytes());
@@ -132,7 +138,7 @@ impl WalStorage {
             return Err(e.into());
         }
         st.log_pages = st.log_pages.max(1);
-        st.header_written = true;
+        st.header_written = owner.iter().any(|b| *b != 0);
         st.salt = salt;
         st.owner = owner;
         st.next_seq = 0;
@@ -243,13 +249,15 @@ impl WalStorage {
         }
         self.checkpoint()?;
         let mut st = self.state_mut();
-        let pending = std::mem::take(&mut st.pending);
-        for (pg, page) in &pending {
+        // The pages leave `pending` only once all are written: after a failed write, reads
+        // still find every page of the published state.
+        for (pg, page) in &st.pending {
             if let Err(e) = self.main.write_at(pg * P, &page[..]) {
                 st.failed = true;
                 return Err(e.into());
             }
         }
+        st.pending.clear();
         let len = st.len;
         if len > st.main_len
             && let Err(e) = self.main.set_len(len)

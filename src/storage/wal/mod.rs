@@ -46,8 +46,10 @@
 //!   directory), so a session that only reads writes nothing;
 //! - a log position named by `index` is not overwritten while a reader can look it up: groups
 //!   append past `tail`, and a checkpoint empties `index` before the next group is written;
-//! - `owner` is bytes 0..32 of the database file's page 0 when the header was written (magic,
-//!   version and file id); a log whose owner matches neither copy of the header belongs to
+//! - `owner` is bytes 0..32 of the database file's pages 0 and 1 when the header was written
+//!   (magic, version and file id), which both copies of the file header hold; while the two
+//!   differ (one damaged, being repaired) the header's owner is zero and no group is logged
+//!   (writes go to the file); a log whose owner matches neither copy of the header belongs to
 //!   another file and is refused at open (`Error::ForeignLog`), never replayed;
 //! - in direct mode a write goes to the database file under the shared lock, so the sealing
 //!   threads of a large commit write in parallel; leaving direct mode (`sync`, `set_len`) takes
@@ -360,6 +362,14 @@ impl WalStorage {
             let mut zeroed = index_page.clone();
             zeroed[INDEX_CRC_AT..INDEX_CRC_AT + 4].fill(0);
             if crc_of(&[&zeroed[..], &pages]) != get_u32(b, INDEX_CRC_AT) {
+                // A crash tears only the last group; one torn in the middle is damage, and the
+                // groups after it are lost with it. Either way it is said on the audit log.
+                tracing::warn!(
+                    target: "foldvault::audit",
+                    group = st.next_seq,
+                    log_page = at,
+                    "write-ahead log replay stopped at a group whose checksum fails (torn by a crash, or damaged)"
+                );
                 break;
             }
             let targets: Vec<u64> = (0..n).map(|i| get_u64(b, INDEX_ENTRIES_AT + 8 * i)).collect();
@@ -483,7 +493,7 @@ impl Storage for WalStorage {
                 let (pg, within) = (o / P, (o % P) as usize);
                 let n = (PAGE - within).min(buf.len() - done);
                 let mut page = blank();
-                if n < PAGE && o < st.len {
+                if n < PAGE && pg * P < st.len {
                     let avail = ((st.len - pg * P) as usize).min(PAGE);
                     self.read_page(&st, pg, 0, &mut page[..avail])?;
                 }
@@ -550,9 +560,14 @@ impl Storage for WalStorage {
             }
             if !st.header_written {
                 // The session's first group: the header (naming the file's owner bytes as they
-                // are now, all durable in the file) goes in first.
+                // are now, all durable in the file) goes in first. If the file's two header
+                // copies differ, none is written (`reset_log`), and this group goes to the file
+                // itself: the open that found one copy damaged repairs it in this group.
                 drop(st);
                 self.reset_log().map_err(to_io)?;
+                if !self.state.read().header_written {
+                    self.go_direct().map_err(to_io)?;
+                }
                 continue;
             }
             break st;
@@ -601,8 +616,11 @@ impl Storage for WalStorage {
         st.logged_len = len;
         let full = st.tail >= self.checkpoint_pages;
         drop(st);
-        if full {
-            self.start_checkpoint().map_err(to_io)?;
+        if full && let Err(e) = self.start_checkpoint() {
+            // The group is durable, so this sync succeeded; the log is marked failed and the
+            // next operation reports it (the next open replays the log).
+            self.state.write().failed = true;
+            tracing::error!(target: "foldvault::audit", error = %e, "write-ahead log checkpoint failed; the next open replays the log");
         }
         Ok(())
     }
@@ -669,8 +687,12 @@ impl Drop for WalStorage {
         // A log about to be removed needs no new generation: a crash before the removal
         // replays it over the file again, which rewrites the same bytes.
         let closed = match &self.log_path {
-            Some(p) => self.copy_home(from).map(|_| {
-                let _ = std::fs::remove_file(p);
+            // The removal is made durable: a log that came back after a crash would be
+            // replayed over writes a later session made without a log.
+            Some(p) => self.copy_home(from).and_then(|_| match std::fs::remove_file(p) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e.into()),
+                Ok(()) => Ok(crate::storage::sync_parent_dir(p)?),
             }),
             None => self.end_checkpoint(from),
         };

@@ -6,10 +6,11 @@ use super::*;
 use crate::storage::MemoryStorage;
 use crate::storage::{GatedMemory, WriteGate};
 
-/// A database file holding its "header" (page 0, whose first bytes own the log) and a log.
+/// A database file holding its "header" in two copies (pages 0 and 1, whose first bytes own
+/// the log) and a log. Tests write data from page 2.
 fn pair() -> (MemoryStorage, MemoryStorage) {
     let m = MemoryStorage::new();
-    m.write_at(0, &[0xF0; PAGE]).unwrap();
+    m.write_at(0, &[0xF0; 2 * PAGE]).unwrap();
     (m, MemoryStorage::new())
 }
 
@@ -51,32 +52,32 @@ fn fill_of(w: &WalStorage, pg: u64) -> Option<u8> {
 fn synced_writes_survive_a_crash_and_unsynced_ones_do_not() {
     let (m, l) = pair();
     let w = open(&m, &l, 1000);
-    w.write_at(P, &page(1)).unwrap();
-    w.write_at(4 * P, &page(4)).unwrap();
-    w.write_at(2 * P + 100, b"partial").unwrap();
+    w.write_at(2 * P, &page(1)).unwrap();
+    w.write_at(5 * P, &page(4)).unwrap();
+    w.write_at(3 * P + 100, b"partial").unwrap();
     w.sync().unwrap();
-    w.write_at(6 * P, &page(6)).unwrap();
-    w.write_at(P, &page(9)).unwrap();
-    assert_eq!(fill_of(&w, 1), Some(9), "reads see unsynced writes");
-    assert_eq!(w.len().unwrap(), 7 * P);
-    assert_eq!(m.len().unwrap(), P, "nothing reached the file before a checkpoint");
+    w.write_at(7 * P, &page(6)).unwrap();
+    w.write_at(2 * P, &page(9)).unwrap();
+    assert_eq!(fill_of(&w, 2), Some(9), "reads see unsynced writes");
+    assert_eq!(w.len().unwrap(), 8 * P);
+    assert_eq!(m.len().unwrap(), 2 * P, "nothing reached the file before a checkpoint");
     crash(w);
     let w = open(&m, &l, 1000);
-    assert_eq!(w.len().unwrap(), 5 * P);
+    assert_eq!(w.len().unwrap(), 6 * P);
     assert_eq!(fill_of(&w, 0), Some(0xF0));
-    assert_eq!(fill_of(&w, 1), Some(1));
-    assert_eq!(fill_of(&w, 4), Some(4));
-    let mut p2 = vec![0u8; PAGE];
-    w.read_at(2 * P, &mut p2).unwrap();
-    assert!(p2[100..107] == *b"partial" && p2[..100].iter().chain(&p2[107..]).all(|b| *b == 0));
-    assert_eq!(fill_of(&w, 3), Some(0), "a gap reads as zeros");
+    assert_eq!(fill_of(&w, 2), Some(1));
+    assert_eq!(fill_of(&w, 5), Some(4));
+    let mut p3 = vec![0u8; PAGE];
+    w.read_at(3 * P, &mut p3).unwrap();
+    assert!(p3[100..107] == *b"partial" && p3[..100].iter().chain(&p3[107..]).all(|b| *b == 0));
+    assert_eq!(fill_of(&w, 4), Some(0), "a gap reads as zeros");
     assert_eq!(w.logged_pages(), 3);
     // A clean close checkpoints: the file alone then holds it all.
     drop(w);
-    assert_eq!(m.len().unwrap(), 5 * P);
+    assert_eq!(m.len().unwrap(), 6 * P);
     let w = open(&m, &l, 1000);
     assert_eq!(w.logged_pages(), 0);
-    assert_eq!(fill_of(&w, 4), Some(4));
+    assert_eq!(fill_of(&w, 5), Some(4));
 }
 
 #[test]
@@ -84,18 +85,19 @@ fn a_new_file_is_written_directly_until_its_first_sync() {
     let (m, l) = (MemoryStorage::new(), MemoryStorage::new());
     let w = open(&m, &l, 1000);
     w.write_at(0, &page(3)).unwrap();
+    w.write_at(P, &page(3)).unwrap();
     w.sync().unwrap();
-    assert_eq!(m.len().unwrap(), P);
-    w.write_at(P, &page(4)).unwrap();
+    assert_eq!(m.len().unwrap(), 2 * P);
+    w.write_at(2 * P, &page(4)).unwrap();
     w.sync().unwrap();
-    assert_eq!((m.len().unwrap(), w.logged_pages()), (P, 1), "then it logs");
+    assert_eq!((m.len().unwrap(), w.logged_pages()), (2 * P, 1), "then it logs");
     crash(w);
     // The header written after the first sync names the file: another file is refused.
     let other = MemoryStorage::new();
-    other.write_at(0, &page(5)).unwrap();
+    other.write_at(0, &[5; 2 * PAGE]).unwrap();
     let r = WalStorage::open(Arc::new(other), Arc::new(l.clone()), 1000, None);
     assert!(matches!(r, Err(Error::ForeignLog)), "{r:?}");
-    assert_eq!(fill_of(&open(&m, &l, 1000), 1), Some(4));
+    assert_eq!(fill_of(&open(&m, &l, 1000), 2), Some(4));
 }
 
 #[test]
@@ -104,7 +106,7 @@ fn checkpoints_when_full_and_never_replays_an_old_generation() {
         let (m, l) = pair();
         let w = open(&m, &l, 8).background_checkpoints(background);
         for i in 1..20u8 {
-            w.write_at(u64::from(i) * P, &page(i + 1)).unwrap();
+            w.write_at(u64::from(i + 1) * P, &page(i + 1)).unwrap();
             w.write_at(100 * P, &page(i)).unwrap();
             w.sync().unwrap();
         }
@@ -116,7 +118,7 @@ fn checkpoints_when_full_and_never_replays_an_old_generation() {
         crash(w);
         let w = open(&m, &l, 8).background_checkpoints(background);
         for i in 1..20u8 {
-            assert_eq!(fill_of(&w, u64::from(i)), Some(i + 1));
+            assert_eq!(fill_of(&w, u64::from(i + 1)), Some(i + 1));
         }
         assert_eq!(fill_of(&w, 100), Some(19));
         // The log still holds groups of earlier generations past its tail: one more group and a
@@ -126,7 +128,7 @@ fn checkpoints_when_full_and_never_replays_an_old_generation() {
         crash(w);
         let w = open(&m, &l, 8);
         assert_eq!(fill_of(&w, 100), Some(77));
-        assert_eq!(fill_of(&w, 5), Some(6));
+        assert_eq!(fill_of(&w, 6), Some(6));
     }
 }
 
@@ -196,7 +198,7 @@ fn commits_go_on_while_a_checkpoint_copies_pages_home() {
     gated.gate.set(true);
     // Groups of 2 pages (3 log pages each): the third fills the log and starts the copy.
     for i in 0..3u8 {
-        put(&w, &mut want, 1 + u64::from(i), 10 + i);
+        put(&w, &mut want, 2 + u64::from(i), 10 + i);
         put(&w, &mut want, 50, i);
         w.sync().unwrap();
     }
@@ -211,7 +213,7 @@ fn commits_go_on_while_a_checkpoint_copies_pages_home() {
     for (&pg, &fill) in &want {
         assert_eq!(fill_of(&w, pg), Some(fill), "page {pg} while the copy is held");
     }
-    assert_eq!(gated.inner.len().unwrap(), P, "nothing reached the file yet");
+    assert_eq!(gated.inner.len().unwrap(), 2 * P, "nothing reached the file yet");
     gated.gate.set(false);
     // A crash now (`close_as_crash` lets the copy finish): the log still holds every group.
     crash(w);
@@ -249,23 +251,23 @@ fn commits_go_on_while_a_checkpoint_copies_pages_home() {
 
 #[test]
 fn a_torn_group_ends_replay_and_earlier_groups_stay() {
-    let (m, l) = logged(&[&[(1, 1)], &[(1, 2), (2, 2)]]);
+    let (m, l) = logged(&[&[(2, 1)], &[(2, 2), (3, 2)]]);
     // Group 0 is log pages 1-2, group 1 pages 3-5: tear the last page of group 1.
     l.write_at(5 * P + 512, &[0xEE; 512]).unwrap();
     let w = open(&m, &l, 1000);
-    assert_eq!(fill_of(&w, 1), Some(1));
-    assert_eq!(w.len().unwrap(), 2 * P);
+    assert_eq!(fill_of(&w, 2), Some(1));
+    assert_eq!(w.len().unwrap(), 3 * P);
     // New groups go where the torn one was.
-    w.write_at(P, &page(3)).unwrap();
+    w.write_at(2 * P, &page(3)).unwrap();
     w.sync().unwrap();
     crash(w);
     let w = open(&m, &l, 1000);
-    assert_eq!(fill_of(&w, 1), Some(3));
+    assert_eq!(fill_of(&w, 2), Some(3));
 }
 
 #[test]
 fn groups_moved_out_of_order_are_not_replayed() {
-    let (m, l) = logged(&[&[(1, 1)], &[(1, 2)]]);
+    let (m, l) = logged(&[&[(2, 1)], &[(2, 2)]]);
     // Swap the two groups (log pages 1-2 and 3-4): each still checks out on its own.
     let (mut a, mut b) = (vec![0u8; 2 * PAGE], vec![0u8; 2 * PAGE]);
     l.read_at(P, &mut a).unwrap();
@@ -273,14 +275,14 @@ fn groups_moved_out_of_order_are_not_replayed() {
     l.write_at(P, &b).unwrap();
     l.write_at(3 * P, &a).unwrap();
     let w = open(&m, &l, 1000);
-    assert_eq!(w.len().unwrap(), P, "replay stops at a group out of sequence");
+    assert_eq!(w.len().unwrap(), 2 * P, "replay stops at a group out of sequence");
 }
 
 #[test]
 fn a_log_of_another_file_is_refused() {
-    let (_, l) = logged(&[&[(1, 1)]]);
+    let (_, l) = logged(&[&[(2, 1)]]);
     let other = MemoryStorage::new();
-    other.write_at(0, &page(4)).unwrap();
+    other.write_at(0, &[4; 2 * PAGE]).unwrap();
     let r = WalStorage::open(Arc::new(other), Arc::new(l.clone()), 2, None);
     assert!(matches!(r, Err(Error::ForeignLog)), "{r:?}");
     // Either header copy owns it (page 0 may be the damaged one).
@@ -288,16 +290,16 @@ fn a_log_of_another_file_is_refused() {
     repaired.write_at(0, &page(0)).unwrap();
     repaired.write_at(P, &[0xF0; PAGE]).unwrap();
     let w = WalStorage::open(Arc::new(repaired), Arc::new(l.clone()), 1000, None).unwrap();
-    assert_eq!(fill_of(&w, 1), Some(1));
+    assert_eq!(fill_of(&w, 2), Some(1));
 }
 
 #[test]
 fn a_large_group_and_a_shrink_go_to_the_file() {
     let (m, l) = pair();
     let w = open(&m, &l, 1000);
-    w.write_at(P, &page(7)).unwrap();
+    w.write_at(2 * P, &page(7)).unwrap();
     w.sync().unwrap();
-    for i in 1..(MAX_GROUP as u64 + 10) {
+    for i in 2..(MAX_GROUP as u64 + 10) {
         w.write_at(i * P, &page((i % 200) as u8)).unwrap();
     }
     w.sync().unwrap();
@@ -305,15 +307,15 @@ fn a_large_group_and_a_shrink_go_to_the_file() {
     assert_eq!(m.len().unwrap(), (MAX_GROUP as u64 + 10) * P);
     w.set_len(3 * P).unwrap();
     assert_eq!((w.len().unwrap(), m.len().unwrap()), (3 * P, 3 * P), "the direct writes' end is forgotten");
-    w.write_at(P, &page(9)).unwrap();
+    w.write_at(2 * P, &page(9)).unwrap();
     w.sync().unwrap();
     w.set_len(6 * P).unwrap();
     w.sync().unwrap();
     crash(w);
     let w = open(&m, &l, 1000);
     assert_eq!(w.len().unwrap(), 6 * P);
-    assert_eq!(fill_of(&w, 1), Some(9));
-    assert_eq!(fill_of(&w, 2), Some(2));
+    assert_eq!(fill_of(&w, 2), Some(9));
+    assert_eq!(fill_of(&w, 1), Some(0xF0));
     assert_eq!(fill_of(&w, 4), Some(0), "past a shrink, zeros");
 }
 
@@ -333,7 +335,7 @@ fn writes_during_syncs_never_make_a_group_too_large() {
         })
     };
     for i in 0..3000u64 {
-        w.write_at((1 + i % 200) * P, &page((i % 251) as u8)).unwrap();
+        w.write_at((2 + i % 200) * P, &page((i % 251) as u8)).unwrap();
     }
     done.store(true, std::sync::atomic::Ordering::Release);
     syncer.join().unwrap();
@@ -342,7 +344,7 @@ fn writes_during_syncs_never_make_a_group_too_large() {
     crash(w);
     let w = open(&m, &l, 64);
     for i in 2800..3000u64 {
-        assert_eq!(fill_of(&w, 1 + i % 200), Some((i % 251) as u8));
+        assert_eq!(fill_of(&w, 2 + i % 200), Some((i % 251) as u8));
     }
 }
 
@@ -350,15 +352,15 @@ fn writes_during_syncs_never_make_a_group_too_large() {
 fn garbage_logs_are_not_replayed_and_do_not_panic() {
     let mut rng = crate::fuzzing::Rng(5);
     for round in 0..40 {
-        let (m, l) = logged(&[&[(1, 1)], &[(2, 2)]]);
+        let (m, l) = logged(&[&[(2, 2)], &[(3, 3)]]);
         let mut junk = vec![0u8; 64];
         rng.fill(&mut junk);
         let at = rng.below(5 * P - 64);
         l.write_at(at, &junk).unwrap();
         if let Ok(w) = WalStorage::open(Arc::new(m.clone()), Arc::new(l.clone()), 1000, None) {
             let n = w.len().unwrap() / P;
-            assert!((1..=3).contains(&n), "round {round}");
-            for pg in 1..n {
+            assert!((2..=4).contains(&n), "round {round}");
+            for pg in 2..n {
                 assert_eq!(fill_of(&w, pg), Some(pg as u8), "round {round}: page {pg}");
             }
         }
@@ -378,7 +380,7 @@ fn a_sync_past_twice_the_checkpoint_size_waits_for_the_copy() {
     // Groups of 1 page (2 log pages): the fourth starts the copy at log page 9, the seventh
     // brings the log to 15, the eighth to 17 (past 16).
     for i in 0..8u8 {
-        put(&w, &mut want, 1 + u64::from(i), i + 1);
+        put(&w, &mut want, 2 + u64::from(i), i + 1);
         w.sync().unwrap();
     }
     put(&w, &mut want, 20, 20);
@@ -415,7 +417,7 @@ fn a_failed_background_copy_fails_the_next_sync_and_loses_nothing() {
     let mut want = std::collections::BTreeMap::new();
     gated.gate.failing.store(true, Ordering::Release);
     for i in 0..4u8 {
-        put(&w, &mut want, 1 + u64::from(i), i + 1);
+        put(&w, &mut want, 2 + u64::from(i), i + 1);
         w.sync().unwrap();
     }
     wait_for(|| w.state.read().background.as_ref().is_none_or(|b| b.thread.is_finished()));
@@ -465,4 +467,89 @@ fn a_checkpoint_copies_runs_of_pages_home() {
         m.read_at(pg * P, &mut b).unwrap();
         assert!(b.iter().all(|x| *x == fill), "page {pg} holds its last version");
     }
+}
+
+/// While the file's two header copies differ (one damaged, repaired by the session's first
+/// group), nothing is logged: the header names no owner and the group goes to the file. Once
+/// they agree, groups are logged under the bytes both hold.
+#[test]
+fn nothing_is_logged_while_the_header_copies_differ() {
+    let (m, l) = pair();
+    m.write_at(20, &[0xF1]).unwrap();
+    let w = open(&m, &l, 1000);
+    w.write_at(0, &[0xF0; PAGE]).unwrap();
+    w.write_at(2 * P, &page(2)).unwrap();
+    w.sync().unwrap();
+    assert_eq!(w.logged_pages(), 0, "the repair went to the file");
+    assert_eq!(
+        fill_of(&WalStorage::open(Arc::new(m.clone()), Arc::new(MemoryStorage::new()), 1000, None).unwrap(), 0),
+        Some(0xF0)
+    );
+    w.write_at(3 * P, &page(3)).unwrap();
+    w.sync().unwrap();
+    assert_eq!(w.logged_pages(), 1, "logging resumes once the copies agree");
+    assert_eq!(w.state.read().owner, [0xF0; OWNER_LEN]);
+    crash(w);
+    let w = open(&m, &l, 1000);
+    assert_eq!((fill_of(&w, 2), fill_of(&w, 3)), (Some(2), Some(3)));
+}
+
+/// A write to the file that fails while a large group goes direct keeps the group's pages for
+/// reads: the published state is never half in memory, half nowhere.
+#[test]
+fn a_failed_direct_write_keeps_the_pages_readable() {
+    let (m, l) = pair();
+    let gated = Arc::new(Gated::default());
+    gated.inner.write_at(0, &m.snapshot()).unwrap();
+    let w = WalStorage::open(gated.clone(), Arc::new(l.clone()), 1000, None).unwrap().max_group(4);
+    gated.gate.failing.store(true, Ordering::Release);
+    // The fifth page passes the bound: that write goes direct, and fails.
+    let mut written = 2;
+    while w.write_at(written * P, &page(written as u8)).is_ok() {
+        written += 1;
+    }
+    assert_eq!(written, 6);
+    for pg in 2..=written {
+        assert_eq!(fill_of(&w, pg), Some(pg as u8), "page {pg}");
+    }
+    assert!(w.sync().is_err(), "and the storage stays failed");
+    crash(w);
+}
+
+/// A checkpoint run within the sync that filled the log, failing, does not turn that durable
+/// group into a failed sync: the sync returns, the next one fails, and a reopen replays it all.
+#[test]
+fn a_failed_inline_checkpoint_fails_the_next_sync_not_the_durable_one() {
+    let (m, l) = pair();
+    let gated = Arc::new(Gated::default());
+    gated.inner.write_at(0, &m.snapshot()).unwrap();
+    let w = WalStorage::open(gated.clone(), Arc::new(l.clone()), 4, None).unwrap().background_checkpoints(false);
+    gated.gate.failing.store(true, Ordering::Release);
+    let mut want = std::collections::BTreeMap::new();
+    for i in 0..2u8 {
+        put(&w, &mut want, 2 + u64::from(i), i + 1);
+        w.sync().unwrap();
+    }
+    assert!(w.sync().is_err(), "the checkpoint's error reaches the next sync");
+    drop(w);
+    gated.gate.failing.store(false, Ordering::Release);
+    let w = WalStorage::open(gated.clone(), Arc::new(l.clone()), 4, None).unwrap();
+    for (&pg, &fill) in &want {
+        assert_eq!(fill_of(&w, pg), Some(fill), "page {pg}");
+    }
+}
+
+/// A part-page write past the end of a file whose length is not a whole number of pages keeps
+/// the bytes before the end.
+#[test]
+fn a_part_page_write_past_an_unaligned_end_keeps_what_was_there() {
+    let (m, l) = (MemoryStorage::new(), MemoryStorage::new());
+    m.write_at(0, &[7u8; 100]).unwrap();
+    let w = open(&m, &l, 1000);
+    w.write_at(200, &[9u8; 10]).unwrap();
+    let mut b = [0u8; 210];
+    w.read_at(0, &mut b).unwrap();
+    assert!(
+        b[..100].iter().all(|x| *x == 7) && b[100..200].iter().all(|x| *x == 0) && b[200..].iter().all(|x| *x == 9)
+    );
 }
