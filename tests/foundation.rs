@@ -200,3 +200,40 @@ fn lookups_follow_their_own_snapshots_roots() {
     t.insert(b"k", b"v4").unwrap();
     assert_eq!(t.get(b"k").unwrap().as_deref(), Some(&b"v4"[..]));
 }
+
+/// A write that moves to a new epoch (the budget spent) and then commits nothing, followed by a
+/// close, leaves the spent epoch spent: the close's copy of the last record does not pair the
+/// old epoch with the new epoch's count, which would hand the spent key a fresh budget.
+#[test]
+fn a_spent_epoch_stays_spent_across_a_close() {
+    let (_, s) = mem();
+    let cfg = Config::new()
+        .storage(s.clone())
+        .passphrase("pw")
+        .kdf(KdfParams::insecure_fast())
+        .use_env(false)
+        .seal_budget(16);
+    let db = cfg.open().unwrap();
+    let mut i = 0u32;
+    while db.metrics().seals_in_epoch < 16 {
+        db.insert(format!("k{i:05}"), vec![1u8; 200]).unwrap();
+        db.flush().unwrap();
+        i += 1;
+    }
+    let spent = db.metrics().key_epoch;
+    // Moves to the next epoch, then commits nothing.
+    db.remove("absent").unwrap();
+    assert_eq!(db.metrics().key_epoch, spent + 1, "the test's premise: the write moved on");
+    drop(db);
+    let db = Config::new().storage(s).passphrase("pw").use_env(false).seal_budget(16).open().unwrap();
+    let m = db.metrics();
+    assert!(
+        m.key_epoch > spent || m.seals_in_epoch >= 16,
+        "epoch {} reopened with {} seals",
+        m.key_epoch,
+        m.seals_in_epoch
+    );
+    db.insert("after", "reopen").unwrap();
+    db.flush().unwrap();
+    assert!(db.metrics().key_epoch > spent, "the next write uses a new epoch");
+}

@@ -256,9 +256,11 @@ impl Config {
         self.kdf = k;
         self
     }
-    /// Seals per key epoch before rolling to a new epoch (tests lower it).
+    /// Seals per key epoch before rolling to a new epoch (tests lower it), between 16 and
+    /// [`DEFAULT_SEAL_BUDGET`] (2^30): random 96-bit nonces stay far below NIST's limit of 2^32
+    /// messages per key (SPEC §6.3) however it is set.
     pub fn seal_budget(mut self, n: u64) -> Config {
-        self.seal_budget = n.max(16);
+        self.seal_budget = n.clamp(16, DEFAULT_SEAL_BUDGET);
         self
     }
     /// Bounds the memory of a large write transaction: once it holds more than `nodes` edited

@@ -467,7 +467,14 @@ impl Engine {
     pub(crate) fn copy_durable_record(&self, ws: &mut WriterState) -> Result<()> {
         let mut rec = ws.durable.clone();
         rec.prev_durable_seq = rec.seq;
-        rec.seals_in_epoch = self.pager.seals_in_epoch() + 1;
+        rec.seals_in_epoch = if ws.epoch == rec.key_epoch {
+            self.pager.seals_in_epoch() + 1
+        } else {
+            // The writer left the record's epoch (its budget spent, or a rotation begun) and
+            // committed nothing since: the pager counts the new epoch's seals, not this one's.
+            // The record keeps its epoch spent, so the next writer after a reopen moves on again.
+            rec.seals_in_epoch.max(self.seal_budget).saturating_add(1)
+        };
         let slot = if ws.durable_slot == COMMIT_PAGE_A { COMMIT_PAGE_B } else { COMMIT_PAGE_A };
         self.pager.write_commit(slot, &rec)?;
         self.pager.sync()?;
