@@ -132,6 +132,10 @@ pub enum Error {
     /// A file replaced while its log stayed behind; remove the log if the file is the one wanted.
     #[error("the write-ahead log beside this file belongs to another database file")]
     ForeignLog,
+    /// A write (a transaction, a key or maintenance operation) on a database opened with
+    /// `Config::read_only`.
+    #[error("the database is open read-only")]
+    ReadOnly,
     /// The write-ahead log beside the database file (SPEC §15) has a log version this build
     /// does not read: it may hold committed writes, so the database is not opened (open it with
     /// the build that wrote the log, which replays and removes it at a clean close).
@@ -188,6 +192,7 @@ impl Clone for Error {
             Error::Truncated { expected, found } => Error::Truncated { expected: *expected, found: *found },
             Error::NotADatabase => Error::NotADatabase,
             Error::ForeignLog => Error::ForeignLog,
+            Error::ReadOnly => Error::ReadOnly,
             Error::UnsupportedLogVersion { found, supported } => {
                 Error::UnsupportedLogVersion { found: *found, supported: *supported }
             }

@@ -443,8 +443,8 @@ fn status_without_key_reads_only_the_header() {
     assert!(t.contains("secret-tree  1 records") && t.contains("commit sequence:") && t.contains("key epoch:"), "{t}");
     let j = e.fv(&["status", &db, "--json", "--passphrase-file", &pass]).ok().text();
     assert!(j.contains("{\"name\": \"secret-tree\", \"records\": 1}") && j.contains("\"commit_seq\": "), "{j}");
-    // That open took the empty log in and removed it at its clean close.
-    assert!(!Path::new(&format!("{db}.fvwal")).exists());
+    // That open was read-only: the log is left as it was, for the next read-write open.
+    assert_eq!(std::fs::read(format!("{db}.fvwal")).unwrap(), vec![0u8; 8192]);
     // With a wrong key: the header, then exit 3.
     let wrong = e.p("wrong");
     secret(&wrong, "nope");

@@ -237,3 +237,96 @@ fn a_spent_epoch_stays_spent_across_a_close() {
     db.flush().unwrap();
     assert!(db.metrics().key_epoch > spent, "the next write uses a new epoch");
 }
+
+/// A read-only open writes nothing, ever: not at open, not at close, not after a crash left a
+/// log or a damaged newest commit; every write fails `ReadOnly`; several read-only handles
+/// share the file, and a read-write open waits for them (`Locked`).
+#[test]
+fn a_read_only_open_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.fv");
+    let cfg = || {
+        Config::new().file(&path).passphrase("ro").kdf(KdfParams::insecure_fast()).use_env(false).flush_every_ms(None)
+    };
+    let db = cfg().open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    for i in 0..200u32 {
+        t.insert(i.to_be_bytes(), vec![1u8; 50]).unwrap();
+    }
+    db.flush().unwrap();
+    // A crash: the files as they are while the database is open (its last commits in its log).
+    let crashed = dir.path().join("crashed.fv");
+    std::fs::copy(&path, &crashed).unwrap();
+    let log = foldvault::storage::wal::sidecar_path(&path);
+    let crashed_log = foldvault::storage::wal::sidecar_path(&crashed);
+    std::fs::copy(&log, &crashed_log).unwrap();
+    drop((t, db));
+    let snapshot =
+        |p: &std::path::Path| (std::fs::read(p).unwrap(), std::fs::read(foldvault::storage::wal::sidecar_path(p)).ok());
+    for p in [&path, &crashed] {
+        let before = snapshot(p);
+        let ro = || Config::new().file(p).passphrase("ro").use_env(false).read_only(true);
+        let (a, b) = (ro().open().unwrap(), ro().open().unwrap());
+        assert!(matches!(Config::new().file(p).passphrase("ro").use_env(false).open(), Err(Error::Locked)));
+        let t = a.open_tree("t").unwrap();
+        assert_eq!(t.len(), 200);
+        assert_eq!(b.open_tree("t").unwrap().get(7u32.to_be_bytes()).unwrap().unwrap().len(), 50);
+        assert!(matches!(t.insert("k", "v"), Err(Error::ReadOnly)));
+        assert!(matches!(a.remove("absent"), Err(Error::ReadOnly)));
+        assert!(matches!(a.begin_write().map(|_| ()), Err(Error::ReadOnly)));
+        assert!(matches!(a.open_tree("new"), Err(Error::ReadOnly) | Err(Error::CollectionNotFound)));
+        assert!(a.check().unwrap().is_ok());
+        a.flush().unwrap();
+        drop((t, a, b));
+        assert!(snapshot(p) == before, "{}: a read-only open changed the files", p.display());
+    }
+    assert!(matches!(
+        Config::new().file(dir.path().join("missing.fv")).read_only(true).use_env(false).open(),
+        Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound
+    ));
+    assert!(!dir.path().join("missing.fv").exists());
+    // Read-write again: the crashed copy's log is replayed and folded in as usual.
+    assert_eq!(
+        Config::new().file(&crashed).passphrase("ro").use_env(false).open().unwrap().open_tree("t").unwrap().len(),
+        200
+    );
+}
+
+/// A read-only open that falls back from a damaged newest commit leaves that commit's record:
+/// every read-only open (`check`, `salvage`) sees the same fallback, and the file stays as it was.
+#[test]
+fn a_read_only_open_keeps_the_commit_it_fell_back_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.fv");
+    let cfg = || {
+        Config::new()
+            .file(&path)
+            .passphrase("ro")
+            .kdf(KdfParams::insecure_fast())
+            .use_env(false)
+            .flush_every_ms(None)
+            .write_ahead_log(false)
+            .checkpoint_on_close(false)
+    };
+    let db = cfg().open().unwrap();
+    for i in 0..200u32 {
+        db.insert(i.to_be_bytes(), vec![1u8; 50]).unwrap();
+    }
+    db.flush().unwrap();
+    let saved = std::fs::read(&path).unwrap();
+    db.insert("newest", "commit").unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let p =
+        (4..saved.len() / 4096).find(|p| saved[p * 4096..(p + 1) * 4096] != bytes[p * 4096..(p + 1) * 4096]).unwrap();
+    bytes[p * 4096 + 100] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    for _ in 0..2 {
+        let db = cfg().checkpoint_on_close(true).read_only(true).open().unwrap();
+        assert!(db.was_recovered(), "every read-only open falls back");
+        assert_eq!(db.get("newest").unwrap(), None);
+        drop(db);
+        assert!(std::fs::read(&path).unwrap() == bytes, "the file is unchanged");
+    }
+}

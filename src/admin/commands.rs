@@ -91,7 +91,10 @@ pub fn open_target(t: &Target, encrypted: bool, creds: Credentials, access: Acce
         ));
     }
     let durability = if access == Access::Write { Durability::Immediate } else { Durability::Eventual };
-    let db = t.config().credentials(creds).durability(durability).open().at(&t.file)?;
+    // Commands that only read open read-only: they write nothing to the file or its log, and
+    // leave a commit the open fell back from in place (`check`, `salvage` see it again).
+    let db =
+        t.config().credentials(creds).durability(durability).read_only(access == Access::Read).open().at(&t.file)?;
     if db.was_recovered() {
         eprintln!(
             "foldvault: warning: the newest commit did not verify; opened at the previous durable commit {} ({})",

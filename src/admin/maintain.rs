@@ -6,8 +6,10 @@
 //!
 //! Invariants: `backup` to standard output writes nothing else there (its summary goes to
 //! standard error); a backup file is written beside its target and renamed into place only when
-//! complete, so a failed backup never replaces a good one; `salvage` never writes into an
-//! existing database and removes the one it created when it fails; `restore` never replaces an
+//! complete, so a failed backup never replaces a good one; `salvage` opens its source
+//! read-only (as `check` does: nothing is written to it, and a commit its open fell back from
+//! stays in place), never writes into an existing database, and removes the one it created
+//! when it fails; `restore` never replaces an
 //! existing database without `--force`, nor one another process has open; lost key ranges are
 //! shown by their bounding keys, escaped and shortened, never with values.
 
@@ -335,7 +337,7 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
     let t0 = Instant::now();
     // What recovery at open does to SRC: `salvage` copies from the commit the open accepts,
     // so a newest commit that did not verify is lost as a whole and must be reported.
-    let recovery = match src_cfg.open() {
+    let recovery = match src_cfg.clone().read_only(true).open() {
         Ok(db) => db.recovery_report(),
         Err(e) => {
             bar.finish_and_clear();

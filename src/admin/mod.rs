@@ -150,7 +150,8 @@ pub fn exit_code_of(e: &Error) -> i32 {
         | Error::CollectionNotFound
         | Error::UnsupportedVersion { .. }
         | Error::UnsupportedLogVersion { .. }
-        | Error::NonceBudgetExhausted => EXIT_USAGE,
+        | Error::NonceBudgetExhausted
+        | Error::ReadOnly => EXIT_USAGE,
     }
 }
 

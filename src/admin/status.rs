@@ -314,7 +314,7 @@ pub fn status(a: StatusArgs) -> Result<(), CliError> {
     let mut opened = None;
     let mut open_err = None;
     if !info.header.is_encrypted() || !creds.is_empty() {
-        match t.config().credentials(creds).open() {
+        match t.config().credentials(creds).read_only(true).open() {
             Ok(db) => opened = Some(DbInfo::of(&db, &t.file)?),
             Err(e) => open_err = Some(CliError::db(e, &t.file)),
         }

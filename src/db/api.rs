@@ -110,6 +110,16 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
                     (d.join(DB_FILE_NAME), Some(d))
                 }
             };
+            if cfg.read_only && !file.exists() {
+                // Never created: a read-only open of a missing database is `NotFound`.
+                if let Some(d) = dir.as_ref().filter(|d| d.is_dir()) {
+                    refuse_sled_directory(d)?;
+                }
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{} does not exist", file.display()),
+                )));
+            }
             if let Some(d) = &dir {
                 if !cfg.temporary && !d.exists() {
                     new_names.push(d.clone());
@@ -133,7 +143,11 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
                 return Err(Error::AlreadyExists(file.display().to_string()));
             }
             // A temporary database is removed at close: a log would only add syncs.
-            let storage = file_storage(&file, cfg.wal.filter(|_| !cfg.temporary), cfg.wal_background, logged)?;
+            let storage = if cfg.read_only {
+                read_only_storage(&file, logged)?
+            } else {
+                file_storage(&file, cfg.wal.filter(|_| !cfg.temporary), cfg.wal_background, logged)?
+            };
             if cfg.temporary && exists {
                 storage.set_len(0)?;
             }
@@ -141,6 +155,9 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
         }
     };
     let engine = if storage.len()? == 0 {
+        if cfg.read_only {
+            return Err(Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 });
+        }
         if existed_empty && !cfg.create_new && !cfg.temporary {
             // An existing, empty database file: a database truncated to nothing looks the same,
             // so it is not silently replaced by a new one.
@@ -152,11 +169,11 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
         }
         engine
     } else {
-        super::open::open(storage, cfg, &creds, true)?
+        super::open::open(storage, cfg, &creds, !cfg.read_only)?
     };
     let engine = Arc::new(engine);
     let flusher = match cfg.flush_every_ms {
-        Some(ms) if engine.durability == super::config::Durability::Eventual => {
+        Some(ms) if !cfg.read_only && engine.durability == super::config::Durability::Eventual => {
             let sig = Arc::new(FlushSignal { stop: Mutex::new(false), cv: Condvar::new() });
             let (e, s) = (engine.clone(), sig.clone());
             let join = std::thread::Builder::new()
@@ -219,6 +236,19 @@ fn file_storage(file: &std::path::Path, wal: Option<u64>, background: bool, logg
     w.checkpoint_now()?;
     drop(w);
     Ok(Arc::new(FileStorage::open(file, true)?))
+}
+
+/// The storage of a read-only open: the file under a shared lock, and a log left beside it by
+/// a crash replayed in memory and kept as it is at close (`WalStorage::keep_at_close`).
+fn read_only_storage(file: &std::path::Path, logged: bool) -> Result<Arc<dyn Storage>> {
+    let main: Arc<dyn Storage> = Arc::new(FileStorage::open_read_only(file)?);
+    if !logged {
+        return Ok(main);
+    }
+    let wal_path = crate::storage::wal::sidecar_path(file);
+    let log: Arc<dyn Storage> = Arc::new(FileStorage::open_read_only(&wal_path)?);
+    let pages = crate::storage::wal::DEFAULT_CHECKPOINT_PAGES;
+    Ok(Arc::new(WalStorage::open(main, log, pages, None)?.keep_at_close()))
 }
 
 fn flusher_loop(engine: Arc<Engine>, sig: Arc<FlushSignal>, every: Duration) {

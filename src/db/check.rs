@@ -225,10 +225,11 @@ impl SalvageReport {
     }
 }
 
-/// Copies every record that still authenticates from the database `src` opens to a new
-/// database `dst` opens, and reports what was lost, by tree and key range.
+/// Copies every record that still authenticates from the database `src` opens (read-only:
+/// nothing is written to it) to a new database `dst` opens, and reports what was lost, by tree
+/// and key range.
 pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
-    let src_db = src.open()?;
+    let src_db = src.clone().read_only(true).open()?;
     let dst_db = dst.clone().create_new(true).open()?;
     let engine = src_db.handle.engine.clone();
     let snap = engine.snapshot();

@@ -70,6 +70,7 @@ pub struct Config {
     pub(crate) min_commit_seq: Option<u64>,
     pub(crate) expected_root_digest: Option<[u8; 32]>,
     pub(crate) checkpoint_on_close: bool,
+    pub(crate) read_only: bool,
     pub(crate) zeroize_cache: bool,
     /// `Some(checkpoint pages)`: a write-ahead log beside the file (`Config::write_ahead_log`).
     pub(crate) wal: Option<u64>,
@@ -104,6 +105,7 @@ impl Default for Config {
             min_commit_seq: None,
             expected_root_digest: None,
             checkpoint_on_close: true,
+            read_only: false,
             zeroize_cache: true,
             wal: Some(crate::storage::wal::DEFAULT_CHECKPOINT_PAGES),
             wal_background: true,
@@ -161,6 +163,7 @@ impl Config {
             min_commit_seq: self.min_commit_seq,
             expected_root_digest: self.expected_root_digest,
             checkpoint_on_close: self.checkpoint_on_close,
+            read_only: self.read_only,
             zeroize_cache: self.zeroize_cache,
             wal: self.wal,
             wal_background: self.wal_background,
@@ -290,6 +293,17 @@ impl Config {
         self.checkpoint_on_close = on;
         self
     }
+    /// Opens an existing database for reading only, under a shared lock (several read-only
+    /// handles at once; a read-write open meanwhile is `Locked`, and a read-write handle makes
+    /// this open `Locked`). Nothing is written to the file or its log, ever: a log left by a
+    /// crash is replayed in memory and left as it is, a damaged header copy is not repaired, the
+    /// close writes nothing (a commit the open fell back from keeps its record, for `check` and
+    /// `salvage`). Every write fails with `Error::ReadOnly`. A missing file is an I/O error
+    /// (`NotFound`), never created.
+    pub fn read_only(mut self, on: bool) -> Config {
+        self.read_only = on;
+        self
+    }
     /// Whether opened (plaintext) pages are wiped when they leave the page cache and at close
     /// (default true; SPEC.md §14). Off saves a 4 KiB memset per eviction.
     pub fn zeroize_cache(mut self, on: bool) -> Config {
@@ -346,6 +360,9 @@ impl Config {
     pub(crate) fn validate(&self) -> Result<()> {
         if self.cache_capacity > (1usize << 40) {
             return Err(Error::InvalidConfig("cache capacity above 1 TiB"));
+        }
+        if self.read_only && (self.temporary || self.create_new) {
+            return Err(Error::InvalidConfig("a read-only open cannot create a database"));
         }
         self.kdf.validate()
     }

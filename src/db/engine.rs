@@ -193,9 +193,7 @@ impl Engine {
         let guard = self.writer.lock_arc();
         self.writer_owner.store(thread_tag(), Ordering::Release);
         let mut ws = WriterGuard { guard, owner: self.writer_owner.clone() };
-        if self.pager.is_poisoned() {
-            return Err(Error::Poisoned);
-        }
+        self.pager.check_writable()?;
         let base = self.snapshot();
         self.retire_old_keys(&mut ws, base.seq);
         let oldest = ws.oldest_live(base.seq);

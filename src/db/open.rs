@@ -146,7 +146,7 @@ fn assemble(
         ids: Mutex::new((0, 0)),
         durable_seq: AtomicU64::new(rec.seq),
         writer_owner: Arc::new(AtomicU64::new(0)),
-        checkpoint_on_close: cfg.checkpoint_on_close,
+        checkpoint_on_close: cfg.checkpoint_on_close && !cfg.read_only,
         pager,
     }
 }
@@ -210,6 +210,9 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         file_sealer(&header, None, cfg.backend)?
     };
     let pager = Arc::new(Pager::new(storage.clone(), sealer, cfg.cache_capacity));
+    if !writable {
+        pager.set_read_only();
+    }
     let file_len = storage.len()?;
     let mut candidates: Vec<(CommitRecord, PageNo)> = Vec::new();
     let mut rejected = Vec::new();

@@ -50,6 +50,8 @@ pub(crate) struct Pager {
     cache: PageCache,
     pub(crate) counters: Counters,
     poisoned: AtomicBool,
+    /// Opened with `Config::read_only`: every write fails `ReadOnly` before reaching storage.
+    read_only: AtomicBool,
     /// Pages `0..page_limit` may be referenced; anything above is out of range.
     page_limit: AtomicU64,
     seals_in_epoch: AtomicU64,
@@ -70,6 +72,7 @@ impl Pager {
             cache: PageCache::new(cache_bytes),
             counters: Counters::default(),
             poisoned: AtomicBool::new(false),
+            read_only: AtomicBool::new(false),
             page_limit: AtomicU64::new(FIRST_DATA_PAGE),
             seals_in_epoch: AtomicU64::new(0),
             wipe_cache: AtomicBool::new(true),
@@ -115,8 +118,20 @@ impl Pager {
         }
     }
 
-    fn check_writable(&self) -> Result<()> {
-        if self.is_poisoned() { Err(Error::Poisoned) } else { Ok(()) }
+    /// From here on every write fails with `Error::ReadOnly` (a read-only open).
+    pub(crate) fn set_read_only(&self) {
+        self.read_only.store(true, Ordering::Release);
+    }
+
+    /// Every write to storage passes here first.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.read_only.load(Ordering::Acquire) {
+            Err(Error::ReadOnly)
+        } else if self.is_poisoned() {
+            Err(Error::Poisoned)
+        } else {
+            Ok(())
+        }
     }
 
     fn poison<T>(&self, e: std::io::Error) -> Result<T> {

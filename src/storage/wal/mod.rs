@@ -200,6 +200,8 @@ pub struct WalStorage {
     direct_end: AtomicU64,
     /// Checkpoints copy pages home on a thread of their own (`background_checkpoints`).
     in_background: bool,
+    /// Drop writes nothing (a read-only open: the log stays for the next read-write open).
+    keep_at_close: bool,
 }
 
 impl std::fmt::Debug for WalStorage {
@@ -303,6 +305,7 @@ impl WalStorage {
             log_path,
             direct_end: AtomicU64::new(0),
             in_background: true,
+            keep_at_close: false,
         }
     }
 
@@ -332,6 +335,13 @@ impl WalStorage {
     /// that commits go on meanwhile, or within the `sync` that fills the log.
     pub fn background_checkpoints(mut self, on: bool) -> WalStorage {
         self.in_background = on;
+        self
+    }
+
+    /// A storage whose drop leaves the file and the log as they are (for a read-only open,
+    /// whose writes the layers above refuse before they get here).
+    pub fn keep_at_close(mut self) -> WalStorage {
+        self.keep_at_close = true;
         self
     }
 
@@ -666,6 +676,9 @@ impl Drop for WalStorage {
     /// since the last `sync` are dropped (they were never durable). After an I/O error nothing
     /// is written; the next open replays the log.
     fn drop(&mut self) {
+        if self.keep_at_close {
+            return;
+        }
         let _s = self.sync_lock.lock();
         // A copy still running is waited for even after an error: nothing may write to the
         // database file once this storage is gone.
