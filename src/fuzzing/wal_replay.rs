@@ -1,7 +1,7 @@
 //! Target `wal_replay`: a write-ahead log (SPEC.md §15) damaged by the input, then replayed.
 //!
 //! The log is built at first use (`OnceLock`) by the same writes each time: a database file
-//! whose page 0 owns the log, then groups of three page writes, each followed by a sync, with
+//! whose pages 0 and 1 (its two header copies) own the log, then groups of three page writes, each followed by a sync, with
 //! checkpoints on the way (so the log holds groups of two generations, the older ones past the
 //! tail, starting at the same log pages as the newer ones). Its bytes differ between processes only in the salts.
 //!
@@ -28,7 +28,7 @@ use crate::storage::{MemoryStorage, Storage};
 const PAGE: usize = 4096;
 const P: u64 = PAGE as u64;
 const MAX_MUTATIONS: usize = 16;
-/// Database pages the builder writes (1..PAGES; page 0 is the owner).
+/// Database pages the builder writes (2..PAGES; pages 0 and 1 own the log).
 const PAGES: u64 = 24;
 const GROUPS: usize = 40;
 /// A checkpoint after this many pages: the log restarts at least once.
@@ -51,7 +51,7 @@ fn built() -> &'static Built {
     static B: OnceLock<Built> = OnceLock::new();
     B.get_or_init(|| {
         let (m, l) = (MemoryStorage::new(), MemoryStorage::new());
-        m.write_at(0, &[0xF0; PAGE]).expect("build: owner page");
+        m.write_at(0, &[0xF0; 2 * PAGE]).expect("build: owner pages");
         // Checkpoints within the sync that fills the log, so that the builder sees where each
         // generation starts (background checkpoints: `storage::wal` tests, `tests/crash.rs`).
         let w = WalStorage::open(Arc::new(m.clone()), Arc::new(l.clone()), CHECKPOINT_PAGES, None)
@@ -68,7 +68,7 @@ fn built() -> &'static Built {
             // pages, so an old generation's group lies exactly where replay looks next.
             let mut pages: Vec<u64> = Vec::new();
             while pages.len() < 3 {
-                let p = 1 + rng.below(PAGES - 1);
+                let p = 2 + rng.below(PAGES - 2);
                 if !pages.contains(&p) {
                     pages.push(p);
                 }
@@ -181,7 +181,7 @@ pub fn run(data: &[u8]) {
     assert!(len <= 1 << 40, "length {len} past the bound");
     let mut seen = BTreeMap::new();
     let mut buf = vec![0u8; PAGE];
-    for p in 1..PAGES.min(len / P) {
+    for p in 2..PAGES.min(len / P) {
         w.read_at(p * P, &mut buf).expect("read inside the length");
         let fill = buf[0];
         assert!(buf.iter().all(|x| *x == fill), "page {p} is not one write");
