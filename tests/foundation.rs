@@ -330,3 +330,36 @@ fn a_read_only_open_keeps_the_commit_it_fell_back_from() {
         assert!(std::fs::read(&path).unwrap() == bytes, "the file is unchanged");
     }
 }
+
+/// A `drop_tree` that fails part way (a page of the tree does not open) leaves its transaction
+/// unable to commit: the pages it freed before the failure are still the tree's.
+#[test]
+fn a_failed_drop_tree_aborts_its_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.fv");
+    let cfg = || Config::new().file(&path).plaintext().use_env(false).flush_every_ms(None).write_ahead_log(false);
+    let db = cfg().open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    let mut b = foldvault::Batch::default();
+    for i in 0..3000u32 {
+        b.insert(i.to_be_bytes(), [5u8; 60]);
+    }
+    t.apply_batch(b).unwrap();
+    drop((t, db));
+    let good = std::fs::read(&path).unwrap();
+    let mut tried = 0;
+    for p in 4..good.len() / 4096 {
+        let mut bytes = good.clone();
+        bytes[p * 4096 + 200] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let Ok(db) = cfg().checkpoint_on_close(false).open() else { continue };
+        let tx = db.begin_write().unwrap();
+        if tx.drop_tree("t").is_ok() {
+            continue;
+        }
+        tried += 1;
+        assert!(tx.commit().is_err(), "page {p}: a transaction whose drop_tree failed committed");
+        assert_eq!(db.tree_names().iter().filter(|n| &n[..] == b"t").count(), 1);
+    }
+    assert!(tried > 0, "no page made drop_tree fail");
+}

@@ -22,6 +22,9 @@ pub(crate) mod search;
 pub(crate) mod tx;
 pub(crate) mod verify;
 
+#[cfg(test)]
+mod damage_tests;
+
 use crate::format::page::{PAGE_REF_SIZE, PageRef};
 use crate::format::{get_u64, put_u64};
 

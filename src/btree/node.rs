@@ -676,6 +676,21 @@ impl Node {
     /// Decodes a raw payload (already opened and kind-checked or not).
     pub(crate) fn decode(payload: &[u8], page: PageNo) -> Result<Node> {
         let raw = RawNode::new(payload, page)?;
+        // A damaged page whose entries overlap would decode to more than a page, each insert
+        // reallocating: refused from its entry headers first.
+        if raw.encoded_size()? > PAYLOAD_SIZE {
+            return Err(Error::corrupt(page, CorruptReason::BadLayout));
+        }
+        // Keys strictly ascending (SPEC §4.2): searches and edits rely on it.
+        for i in 1..raw.len() {
+            let (a, b) = match raw.is_leaf() {
+                true => (raw.leaf_key(i - 1)?, raw.leaf_key(i)?),
+                false => (raw.branch_key(i - 1)?, raw.branch_key(i)?),
+            };
+            if super::search::compare_keys(a, b).is_ge() {
+                return Err(Error::corrupt(page, CorruptReason::KeyOrder));
+            }
+        }
         if raw.is_leaf() {
             let n = raw.len();
             let mut l = Leaf {

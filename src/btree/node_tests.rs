@@ -139,7 +139,9 @@ fn a_leaf_whose_entries_overlap_past_a_page_is_refused() {
 /// The key buffer of a branch against a list of keys: inserts, removals, splits and merges,
 /// each followed by the checks that keys, prefixes, size and the page encoding agree.
 fn branch_model(ops: &[(u8, u16, Vec<u8>)]) {
-    let mut b = Branch::new(Vec::new(), vec![PageRef::NONE]);
+    // Any data page: a child reference to page 0 does not decode.
+    let child = PageRef { page: crate::format::FIRST_DATA_PAGE, ..PageRef::NONE };
+    let mut b = Branch::new(Vec::new(), vec![child]);
     let mut model: Vec<Vec<u8>> = Vec::new();
     for (op, at, key) in ops {
         let n = model.len();
@@ -147,7 +149,7 @@ fn branch_model(ops: &[(u8, u16, Vec<u8>)]) {
             0 | 1 => {
                 let i = *at as usize % (n + 1);
                 b.insert_key(i, key.clone());
-                b.children.insert(i + 1, PageRef::NONE);
+                b.children.insert(i + 1, child);
                 model.insert(i, key.clone());
             }
             2 if n > 0 => {
@@ -177,6 +179,11 @@ fn branch_model(ops: &[(u8, u16, Vec<u8>)]) {
         if b.size() <= PAYLOAD_SIZE {
             let mut buf = vec![0u8; PAYLOAD_SIZE];
             Node::Branch(b.clone()).encode(3, &mut buf).unwrap();
+            // (The model is a list, in any order; a page decodes only with its keys ascending.)
+            if !model.windows(2).all(|w| w[0] < w[1]) {
+                assert!(matches!(Node::decode(&buf, 9), Err(Error::Corrupt { reason: CorruptReason::KeyOrder, .. })));
+                continue;
+            }
             let Node::Branch(d) = Node::decode(&buf, 9).unwrap() else { panic!("kind") };
             assert!(d.keys().eq(b.keys()) && d.prefixes == b.prefixes && d.size() == b.size());
         }

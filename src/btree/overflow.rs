@@ -3,12 +3,14 @@
 //! ```text
 //! payload: common header (kind = 3, count = 0, generation)
 //!          16  next PageRef (NONE on the last page)
-//!          40  chunk length u32
-//!          44  chunk bytes (at most OVERFLOW_CHUNK)
+//!          48  chunk length u32
+//!          52  chunk bytes (at most OVERFLOW_CHUNK)
 //! ```
 //! Written from the last chunk to the first so each page holds its successor's seal tag; the
-//! leaf holds the first page's. Reading checks every tag, every chunk length, and that the
-//! chain holds exactly the length the leaf states (no more pages, no fewer bytes).
+//! leaf holds the first page's. Every chunk but the last is full. Reading checks every tag,
+//! every chunk length, and that the chain holds exactly the length the leaf states (no more
+//! pages, no fewer bytes); a chain longer than the file has pages is damaged, so a loop in a
+//! damaged chain ends there whatever length its leaf states.
 
 use super::tx::TxPages;
 use crate::crypto::wipe::{extend_wiping, wipe_vec};
@@ -47,7 +49,7 @@ pub(crate) fn walk(
     len: u64,
     mut f: impl FnMut(PageNo, &[u8]) -> Result<()>,
 ) -> Result<()> {
-    let max_pages = len.div_ceil(OVERFLOW_CHUNK as u64).max(1);
+    let max_pages = len.div_ceil(OVERFLOW_CHUNK as u64).max(1).min(pager.page_limit());
     let mut at = first;
     let mut seen = 0u64;
     let mut pages = 0u64;
@@ -69,7 +71,12 @@ pub(crate) fn walk(
             return Err(Error::corrupt(at.page, CorruptReason::OverflowLength));
         }
         f(at.page, chunk)?;
-        at = PageRef::decode(payload, NEXT_OFFSET).ok_or_else(bad)?;
+        let next = PageRef::decode(payload, NEXT_OFFSET).ok_or_else(bad)?;
+        if !next.is_none() && clen != OVERFLOW_CHUNK {
+            // The writer fills every chunk but the last.
+            return Err(Error::corrupt(at.page, CorruptReason::OverflowLength));
+        }
+        at = next;
     }
     if seen != len {
         return Err(Error::corrupt(first.page, CorruptReason::OverflowLength));

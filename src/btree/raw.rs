@@ -123,11 +123,17 @@ impl<'a> RawNode<'a> {
         Ok(Err(lo))
     }
 
+    /// Child `i`: always a data page (a reference to page 0, "none", or to a header or commit
+    /// page is damage, not an empty subtree).
     pub(crate) fn child(&self, i: usize) -> Result<PageRef> {
         if self.leaf || i > self.n {
             return Err(self.bad());
         }
-        PageRef::decode(self.p, PAGE_HEADER_SIZE + i * PAGE_REF_SIZE).ok_or_else(|| self.bad())
+        let c = PageRef::decode(self.p, PAGE_HEADER_SIZE + i * PAGE_REF_SIZE).ok_or_else(|| self.bad())?;
+        if c.page < crate::format::FIRST_DATA_PAGE {
+            return Err(self.bad());
+        }
+        Ok(c)
     }
 
     pub(crate) fn branch_key(&self, i: usize) -> Result<&'a [u8]> {

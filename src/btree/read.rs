@@ -145,6 +145,7 @@ pub(crate) fn collect_range(
             Bound::Unbounded => true,
         }
     }
+    #[allow(clippy::too_many_arguments)]
     fn rec(
         pager: &Pager,
         dirty: Option<&Dirty>,
@@ -153,12 +154,17 @@ pub(crate) fn collect_range(
         hi: Bound<&[u8]>,
         out: &mut Vec<(Vec<u8>, Value)>,
         depth: usize,
+        seen: &mut crate::pager::pagemap::PageSet,
     ) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(at.page, CorruptReason::TooDeep));
         }
         if at.is_none() {
             return Ok(());
+        }
+        // A page reached twice (shared children: damage) would repeat entries, exponentially.
+        if !seen.insert(at.page) {
+            return Err(Error::corrupt(at.page, CorruptReason::DoubleReference));
         }
         let owned;
         let node = match dirty.and_then(|d| d.get(&at.page)) {
@@ -186,7 +192,7 @@ pub(crate) fn collect_range(
                     if b.key(i).is_some_and(|k| !above_lo_strict(k, lo)) {
                         continue;
                     }
-                    rec(pager, dirty, *c, lo, hi, out, depth + 1)?;
+                    rec(pager, dirty, *c, lo, hi, out, depth + 1, seen)?;
                 }
             }
         }
@@ -199,7 +205,7 @@ pub(crate) fn collect_range(
             Bound::Unbounded => true,
         }
     }
-    rec(pager, dirty, root, lo, hi, out, 0)
+    rec(pager, dirty, root, lo, hi, out, 0, &mut crate::pager::pagemap::PageSet::default())
 }
 
 /// A position in a tree of clean pages: the path from the root to a leaf entry.
@@ -365,6 +371,11 @@ impl Cursor {
     }
 
     /// Runs `f` on the current entry without copying it.
+    /// The leaf the cursor is on (for errors about its entries).
+    pub(crate) fn leaf_page(&self) -> PageNo {
+        self.stack.last().map_or(0, |s| s.1)
+    }
+
     pub(crate) fn with_current<T>(&self, f: impl FnOnce(&[u8], RawValue<'_>) -> T) -> Result<T> {
         let top = self.stack.len() - 1;
         let (k, v) = self.raw(top)?.leaf_entry(self.stack[top].2)?;

@@ -8,12 +8,24 @@ use crate::format::page::PageRef;
 use crate::pager::Pager;
 
 /// A key range lost to damage: `[lo, hi)` (`None` = unbounded), and the page that failed.
-#[derive(Debug, Clone)]
+/// `Debug` shows the bounds' lengths, not their bytes (user keys).
+#[derive(Clone)]
 pub struct LostRange {
     pub lo: Option<Vec<u8>>,
     pub hi: Option<Vec<u8>>,
     pub page: PageNo,
     pub error: String,
+}
+
+impl std::fmt::Debug for LostRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LostRange")
+            .field("lo_len", &self.lo.as_ref().map(Vec::len))
+            .field("hi_len", &self.hi.as_ref().map(Vec::len))
+            .field("page", &self.page)
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
 /// Calls `record(key, value)` for every readable record in key order and `lost` for every
@@ -24,6 +36,7 @@ pub(crate) fn walk(
     record: &mut dyn FnMut(&[u8], Vec<u8>) -> Result<()>,
     lost: &mut dyn FnMut(LostRange),
 ) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
     fn rec(
         pager: &Pager,
         at: PageRef,
@@ -32,6 +45,7 @@ pub(crate) fn walk(
         depth: usize,
         record: &mut dyn FnMut(&[u8], Vec<u8>) -> Result<()>,
         lost: &mut dyn FnMut(LostRange),
+        seen: &mut crate::pager::pagemap::PageSet,
     ) -> Result<()> {
         let range = |e: Error| LostRange {
             lo: lo.map(|s| s.to_vec()),
@@ -41,6 +55,11 @@ pub(crate) fn walk(
         };
         if depth > MAX_DEPTH {
             lost(range(Error::corrupt(at.page, crate::error::CorruptReason::TooDeep)));
+            return Ok(());
+        }
+        // A page reached twice (damage): its records were copied once already.
+        if !seen.insert(at.page) {
+            lost(range(Error::corrupt(at.page, crate::error::CorruptReason::DoubleReference)));
             return Ok(());
         }
         let page = match pager.read(at, None) {
@@ -106,12 +125,12 @@ pub(crate) fn walk(
             };
             let clo = if i == 0 { lo } else { Some(keys[i - 1].as_slice()) };
             let chi = if i == n { hi } else { Some(keys[i].as_slice()) };
-            rec(pager, child, clo, chi, depth + 1, record, lost)?;
+            rec(pager, child, clo, chi, depth + 1, record, lost, seen)?;
         }
         Ok(())
     }
     if root.is_none() {
         return Ok(());
     }
-    rec(pager, root, None, None, 0, record, lost)
+    rec(pager, root, None, None, 0, record, lost, &mut crate::pager::pagemap::PageSet::default())
 }

@@ -493,15 +493,20 @@ impl TxPages {
         Ok(())
     }
 
-    /// Frees every page of a tree (for `clear` and `drop_tree`).
+    /// Frees every page of a tree (for `clear` and `drop_tree`). A page reached twice (a
+    /// damaged tree whose children are shared) is `DoubleReference`, never freed twice.
     pub(crate) fn free_tree(&mut self, root: PageRef) -> Result<()> {
         if root.is_none() {
             return Ok(());
         }
+        let mut seen = PageSet::default();
         let mut stack = vec![(root, 0usize)];
         while let Some((r, depth)) = stack.pop() {
             if depth > MAX_DEPTH {
                 return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
+            }
+            if !seen.insert(r.page) {
+                return Err(Error::corrupt(r.page, CorruptReason::DoubleReference));
             }
             let node = match self.dirty.get(&r.page) {
                 Some(n) => n.clone(),
@@ -510,7 +515,14 @@ impl TxPages {
             match &node {
                 Node::Leaf(l) => {
                     for i in 0..l.len() {
-                        self.free_value(l.value(i))?;
+                        if let RawValue::Overflow { first, len } = l.value(i) {
+                            for p in overflow::pages(&self.pager, first, len)? {
+                                if !seen.insert(p) {
+                                    return Err(Error::corrupt(p, CorruptReason::DoubleReference));
+                                }
+                                self.discard(p);
+                            }
+                        }
                     }
                 }
                 Node::Branch(b) => stack.extend(b.children.iter().map(|c| (*c, depth + 1))),

@@ -17,6 +17,9 @@ pub(crate) fn verify_since(pager: &Pager, root: PageRef, since: u64) -> Result<u
     if root.is_none() {
         return Ok(0);
     }
+    // A page reached twice is damage (no page has two parents): without this, a damaged tree
+    // whose children are shared would be walked once per path, exponentially many.
+    let mut seen = crate::pager::pagemap::PageSet::default();
     let mut stack = vec![(root, 0usize)];
     while let Some((r, depth)) = stack.pop() {
         if depth > MAX_DEPTH {
@@ -26,6 +29,9 @@ pub(crate) fn verify_since(pager: &Pager, root: PageRef, since: u64) -> Result<u
         // damaged old page cannot stop the database from opening.
         if r.generation <= since {
             continue;
+        }
+        if !seen.insert(r.page) {
+            return Err(Error::corrupt(r.page, CorruptReason::DoubleReference));
         }
         let p = pager.read(r, None)?;
         checked += 1;

@@ -169,6 +169,18 @@ impl Db {
                 problems.push(Problem { tree: "free list".into(), page: p, reason: CorruptReason::FreeList });
             }
         }
+        // The free-list chain as the durable record names it, read from disk: each page's seal
+        // and tag, and the list's consistency (no page recorded twice, none of its own pages
+        // recorded free, the record's delta applying), as the next open will read it.
+        let rec = &ws.durable;
+        let on_disk = crate::pager::freelist::read(pager, rec.freelist, rec.page_count).and_then(|(free, chain)| {
+            crate::pager::freelist::apply_delta(free, &chain, &rec.free_delta, ws.durable_slot)
+        });
+        match on_disk {
+            Ok(_) => {}
+            Err(Error::Corrupt { page, reason }) => problems.push(Problem { tree: "free list".into(), page, reason }),
+            Err(e) => return Err(e),
+        }
         let free = ws.alloc.all_unused();
         for &p in &free {
             if !mark(&mut roles, p, &PageRole::Free) {
@@ -210,13 +222,23 @@ impl Db {
     }
 }
 
-/// What salvage copied and what it could not.
-#[derive(Debug, Clone, Default)]
+/// What salvage copied and what it could not. `Debug` shows counts, not tree names or keys.
+#[derive(Clone, Default)]
 pub struct SalvageReport {
     /// Records copied, per tree name.
     pub copied: BTreeMap<String, u64>,
     /// Key ranges lost, per tree name.
     pub lost: BTreeMap<String, Vec<LostRange>>,
+}
+
+impl std::fmt::Debug for SalvageReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SalvageReport")
+            .field("trees", &self.copied.len())
+            .field("records", &self.copied.values().sum::<u64>())
+            .field("lost_ranges", &self.lost.values().map(Vec::len).sum::<usize>())
+            .finish()
+    }
 }
 
 impl SalvageReport {
@@ -253,6 +275,22 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
             t
         }
     };
+    // `generate_id`'s reservation travels too (as in a copy), so ids keep increasing. If it does
+    // not read, the copy's ids start at 2^62, above any a database hands out in practice, and
+    // the loss is reported.
+    if trees.contains_key(super::engine::IDS_TREE) {
+        let ids = |db: &Db| Tree { handle: db.handle.clone(), name: Arc::from(super::engine::IDS_TREE) };
+        match ids(&src_db).get(b"next") {
+            Ok(Some(v)) => drop(ids(&dst_db).insert(b"next", v)?),
+            Ok(None) => {}
+            Err(e) => {
+                ids(&dst_db).insert(b"next", (1u64 << 62).to_le_bytes())?;
+                let page = if let Error::Corrupt { page, .. } = &e { *page } else { 0 };
+                let lost = LostRange { lo: None, hi: None, page, error: e.to_string() };
+                report.lost.entry("generate_id counter".into()).or_default().push(lost);
+            }
+        }
+    }
     for (name, root) in trees {
         if name.starts_with(super::engine::RESERVED_PREFIX) {
             continue;

@@ -13,7 +13,7 @@ use super::engine::Snapshot;
 use super::ivec::IVec;
 use crate::btree::read::Cursor;
 use crate::crypto::wipe::wipe_vec;
-use crate::error::Result;
+use crate::error::{CorruptReason, Error, Result};
 use crate::format::page::PageRef;
 
 /// An iterator over a snapshot's entries; double-ended. Holds its snapshot (and so the pages
@@ -125,26 +125,42 @@ impl Iter {
             }
         };
         let Some(c) = cur else { return Ok(None) };
-        let (key, value) = c.with_current(|k, v| (IVec::from_slice(k), value_of(&self.handle.engine.pager, v)))?;
-        let k: &[u8] = &key;
-        let in_range = if forward {
-            let below_hi = match &self.hi {
-                Bound::Included(h) => k <= &h[..],
-                Bound::Excluded(h) => k < &h[..],
-                Bound::Unbounded => true,
-            };
-            below_hi && self.last_back.as_ref().is_none_or(|b| k < &b[..])
-        } else {
-            let above_lo = match &self.lo {
-                Bound::Included(l) => k >= &l[..],
-                Bound::Excluded(l) => k > &l[..],
-                Bound::Unbounded => true,
-            };
-            above_lo && self.last_front.as_ref().is_none_or(|f| k > &f[..])
+        // Keys move strictly away from the last one this end yielded: a damaged tree (a child
+        // referenced twice, keys out of order) is reported, not repeated.
+        let (last_here, last_there) =
+            if forward { (&self.last_front, &self.last_back) } else { (&self.last_back, &self.last_front) };
+        let moves_on = |k: &[u8]| match last_here {
+            None => true,
+            Some(l) if forward => k > &l[..],
+            Some(l) => k < &l[..],
         };
-        if !in_range {
-            return Ok(None);
+        let in_range = |k: &[u8]| {
+            if forward {
+                let below_hi = match &self.hi {
+                    Bound::Included(h) => k <= &h[..],
+                    Bound::Excluded(h) => k < &h[..],
+                    Bound::Unbounded => true,
+                };
+                below_hi && last_there.as_ref().is_none_or(|b| k < &b[..])
+            } else {
+                let above_lo = match &self.lo {
+                    Bound::Included(l) => k >= &l[..],
+                    Bound::Excluded(l) => k > &l[..],
+                    Bound::Unbounded => true,
+                };
+                above_lo && last_there.as_ref().is_none_or(|f| k > &f[..])
+            }
+        };
+        // The value is read only for a key that is yielded (it may be a large overflow value).
+        let (key, ordered, value) = c.with_current(|k, v| {
+            let ordered = moves_on(k);
+            let value = (ordered && in_range(k)).then(|| value_of(pager, v));
+            (IVec::from_slice(k), ordered, value)
+        })?;
+        if !ordered {
+            return Err(Error::corrupt(c.leaf_page(), CorruptReason::KeyOrder));
         }
+        let Some(value) = value else { return Ok(None) };
         let value = value?;
         if forward {
             self.front = Some(c);

@@ -92,8 +92,14 @@ impl WriteTransaction {
         let name = name.as_ref();
         check_droppable(name)?;
         self.with(|t| {
-            let Some(root) = t.trees.remove(name) else { return Ok(false) };
-            t.pages.free_tree(root.root)?;
+            let Some(root) = t.trees.get(name).copied() else { return Ok(false) };
+            // Freeing walks the whole tree and may fail part way (a page that does not open),
+            // having freed some of its pages: the transaction can then only be aborted.
+            if let Err(e) = t.pages.free_tree(root.root) {
+                t.failed = true;
+                return Err(e);
+            }
+            t.trees.remove(name);
             t.changed.remove(name);
             if t.base.trees.contains_key(name) {
                 t.dropped.insert(name.to_vec());

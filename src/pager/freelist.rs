@@ -492,6 +492,15 @@ pub(crate) fn read(pager: &Pager, head: PageRef, page_count: u64) -> Result<(Vec
         chain.push(at.page);
         at = PageRef::decode(payload, NEXT_OFFSET).ok_or_else(|| Error::corrupt(at.page, CorruptReason::BadLayout))?;
     }
+    // No page recorded twice (extents overlap), and none of the chain's own pages recorded
+    // free: either would hand a page in use to the allocator.
+    free.sort_unstable();
+    if let Some(w) = free.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::corrupt(w[0], CorruptReason::DoubleReference));
+    }
+    if let Some(&c) = chain.iter().find(|c| free.binary_search(c).is_ok()) {
+        return Err(Error::corrupt(c, CorruptReason::FreeList));
+    }
     Ok((free, chain))
 }
 
@@ -501,6 +510,36 @@ mod tests {
 
     use std::collections::BTreeSet;
     use std::sync::Arc;
+
+    /// A chain page (sealed, so it authenticates) that records one of the chain's own pages, or
+    /// a page twice, is refused: either would hand a page in use to the allocator.
+    #[test]
+    fn a_chain_that_records_its_own_page_or_a_page_twice_is_refused() {
+        let pager = Pager::new(Arc::new(MemoryStorage::new()), PageSealer::plaintext(*b"freelist-forged!"), 1 << 20);
+        pager.set_page_limit(100);
+        let chain_page = |page: PageNo, extents: &[(u64, u32)]| {
+            let mut buf = Box::new([0u8; crate::format::PAGE_SIZE]);
+            write_header(&mut buf[..], PageKind::FreeList, extents.len() as u16, 1);
+            PageRef::NONE.encode(&mut buf[NEXT_OFFSET..]);
+            for (j, &(start, len)) in extents.iter().enumerate() {
+                crate::format::put_u64(&mut buf[..], EXTENTS_OFFSET + j * EXTENT_SIZE, start);
+                crate::format::put_u32(&mut buf[..], EXTENTS_OFFSET + j * EXTENT_SIZE + 8, len);
+            }
+            let tag = pager.write(page, 0, buf).expect("write");
+            PageRef { page, tag, generation: 1 }
+        };
+        let reason = |r: Result<(Vec<PageNo>, Vec<PageNo>)>| match r {
+            Err(Error::Corrupt { page, reason }) => (page, reason),
+            other => panic!("{other:?}"),
+        };
+        let (free, chain) = read(&pager, chain_page(10, &[(20, 3), (5, 2)]), 100).unwrap();
+        assert_eq!((free, chain), (vec![5, 6, 20, 21, 22], vec![10]));
+        assert_eq!(reason(read(&pager, chain_page(11, &[(9, 4)]), 100)), (11, CorruptReason::FreeList));
+        assert_eq!(
+            reason(read(&pager, chain_page(12, &[(20, 5), (23, 3)]), 100)),
+            (23, CorruptReason::DoubleReference)
+        );
+    }
 
     use crate::crypto::seal::PageSealer;
     use crate::format::commit::CommitRecord;

@@ -180,17 +180,27 @@ impl Pager {
         if r.page < FIRST_DATA_PAGE || r.page >= self.page_limit() {
             return Err(Error::corrupt(r.page, CorruptReason::PageOutOfRange));
         }
+        // The same checks on a hit as on a miss (the cache is keyed by page and tag alone), so
+        // that what a read returns never depends on what the cache holds.
+        let fits = |p: &CachedPage| -> Result<()> {
+            if r.generation != 0 && crate::format::page::generation(p.payload()) != r.generation {
+                return Err(Error::corrupt(r.page, CorruptReason::TagMismatch));
+            }
+            if let Some(kind) = kind {
+                check_kind(p.payload(), r.page, kind)?;
+            }
+            Ok(())
+        };
         if let Some(p) = self.cache.get(r.page, &r.tag) {
+            fits(&p)?;
             return Ok(p);
         }
         Counters::add(&self.counters.cache_misses, 1);
         let p = self.open_from_disk(r.page, KeyPurpose::Page)?;
-        if !p.tag.ct_eq(&r.tag) || (r.generation != 0 && crate::format::page::generation(p.payload()) != r.generation) {
+        if !p.tag.ct_eq(&r.tag) {
             return Err(Error::corrupt(r.page, CorruptReason::TagMismatch));
         }
-        if let Some(kind) = kind {
-            check_kind(p.payload(), r.page, kind)?;
-        }
+        fits(&p)?;
         self.cache_insert(r.page, p.clone());
         Ok(p)
     }

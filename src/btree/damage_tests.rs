@@ -1,0 +1,152 @@
+//! Damaged trees whose pages all authenticate (a writer bug, or a plaintext file edited with
+//! its checksums fixed): a child shared by two parents, a child reference to page 0, keys out
+//! of order, an overflow chain whose chunks are not full. Every walk reports them as
+//! `Corrupt` and ends; none walks a page twice or reads a reference to page 0 as "empty".
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use super::node::{Branch, Leaf, Node};
+use super::overflow::{CHUNK_LEN_OFFSET, CHUNK_OFFSET, NEXT_OFFSET, OVERFLOW_CHUNK};
+use super::raw::RawValue;
+use super::tx::TxPages;
+use super::{read, salvage, verify};
+use crate::crypto::seal::PageSealer;
+use crate::error::{CorruptReason, Error, PageNo};
+use crate::format::page::{PAYLOAD_SIZE, PageKind, PageRef, write_header};
+use crate::format::{PAGE_SIZE, put_u32};
+use crate::pager::Pager;
+use crate::pager::alloc::Allocator;
+use crate::storage::MemoryStorage;
+
+fn pager() -> Arc<Pager> {
+    let p = Pager::new(Arc::new(MemoryStorage::new()), PageSealer::plaintext(*b"damaged-trees!!!"), 1 << 20);
+    p.set_page_limit(64);
+    Arc::new(p)
+}
+
+/// Seals `node` at `page` (generation 1) and returns its reference.
+fn put(pager: &Pager, page: PageNo, node: Node) -> PageRef {
+    let mut buf = Box::new([0u8; PAGE_SIZE]);
+    node.encode(1, &mut buf[..PAYLOAD_SIZE]).expect("the node fits");
+    let tag = pager.write(page, 0, buf).expect("write");
+    PageRef { page, tag, generation: 1 }
+}
+
+fn leaf(keys: &[&[u8]]) -> Node {
+    let mut l = Leaf::default();
+    for (i, k) in keys.iter().enumerate() {
+        l.insert(i, k, RawValue::Inline(b"v"));
+    }
+    Node::Leaf(l)
+}
+
+fn branch(sep: &[u8], left: PageRef, right: PageRef) -> Node {
+    Node::Branch(Branch::new(vec![sep.to_vec()], vec![left, right]))
+}
+
+fn reason<T: std::fmt::Debug>(r: crate::Result<T>) -> CorruptReason {
+    match r {
+        Err(Error::Corrupt { reason, .. }) => reason,
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+/// Branches whose two children are one page: each walk stops at the second visit. (Nested,
+/// such sharing makes exponentially many paths to the same pages.)
+#[test]
+fn a_child_shared_by_two_references_is_reported_by_every_walk() {
+    let p = pager();
+    let l = put(&p, 10, leaf(&[b"a", b"b"]));
+    let b1 = put(&p, 11, branch(b"m", l, l));
+    let root = put(&p, 12, branch(b"m", b1, b1));
+    assert_eq!(reason(verify::verify_since(&p, root, 0)), CorruptReason::DoubleReference);
+    let mut out = Vec::new();
+    let r = read::collect_range(&p, None, root, Bound::Unbounded, Bound::Unbounded, &mut out);
+    assert_eq!(reason(r), CorruptReason::DoubleReference);
+    let (mut records, mut lost) = (Vec::new(), Vec::new());
+    salvage::walk(
+        &p,
+        root,
+        &mut |k, _| {
+            records.push(k.to_vec());
+            Ok(())
+        },
+        &mut |l| lost.push(l),
+    )
+    .unwrap();
+    assert_eq!(records, [b"a".to_vec(), b"b".to_vec()], "each record once");
+    assert!(lost.iter().any(|l| l.error.contains("referenced twice")), "{lost:?}");
+    let mut tx = TxPages::new(p.clone(), Allocator::new(64, []), 2, 0);
+    assert_eq!(reason(tx.free_tree(root)), CorruptReason::DoubleReference);
+}
+
+/// A child reference to page 0 ("none") below the root is damage, not an empty subtree.
+#[test]
+fn a_child_naming_page_zero_is_damage() {
+    let p = pager();
+    let l = put(&p, 10, leaf(&[b"a"]));
+    let root = put(&p, 11, branch(b"m", l, PageRef::NONE));
+    assert_eq!(reason(read::get(&p, None, root, b"z")), CorruptReason::BadLayout);
+    assert!(read::get(&p, None, root, b"a").unwrap().is_some(), "the other child still reads");
+    let mut out = Vec::new();
+    let r = read::collect_range(&p, None, root, Bound::Unbounded, Bound::Unbounded, &mut out);
+    assert_eq!(reason(r), CorruptReason::BadLayout);
+}
+
+/// Keys out of order in a leaf, or separators out of order in a branch: refused where a page
+/// is decoded for an edit or a range.
+#[test]
+fn keys_out_of_order_are_refused_at_decode() {
+    let p = pager();
+    let bad_leaf = put(&p, 10, leaf(&[b"b", b"a"]));
+    let page = p.read(bad_leaf, None).unwrap();
+    assert_eq!(reason(Node::decode(page.payload(), 10)), CorruptReason::KeyOrder);
+    let l = put(&p, 11, leaf(&[b"a"]));
+    let bad_branch = Node::Branch(Branch::new(vec![b"m".to_vec(), b"c".to_vec()], vec![l, l, l]));
+    let b = put(&p, 12, bad_branch);
+    let page = p.read(b, None).unwrap();
+    assert_eq!(reason(Node::decode(page.payload(), 12)), CorruptReason::KeyOrder);
+    let dup = put(&p, 13, leaf(&[b"a", b"a"]));
+    assert_eq!(reason(Node::decode(p.read(dup, None).unwrap().payload(), 13)), CorruptReason::KeyOrder);
+}
+
+/// An overflow page that is not the last must hold a full chunk: a chain of short chunks is
+/// refused (and with it, a loop through pages of empty chunks, whatever length the leaf
+/// states).
+#[test]
+fn an_overflow_chain_of_short_chunks_is_refused() {
+    let p = pager();
+    let page = |next: PageRef, clen: usize| {
+        let mut buf = Box::new([0u8; PAGE_SIZE]);
+        write_header(&mut buf[..], PageKind::Overflow, 0, 1);
+        next.encode(&mut buf[NEXT_OFFSET..]);
+        put_u32(&mut buf[..], CHUNK_LEN_OFFSET, clen as u32);
+        buf[CHUNK_OFFSET..CHUNK_OFFSET + clen].fill(5);
+        buf
+    };
+    let last_tag = p.write(21, 0, page(PageRef::NONE, OVERFLOW_CHUNK)).unwrap();
+    let last = PageRef { page: 21, tag: last_tag, generation: 1 };
+    let first_tag = p.write(20, 0, page(last, 988)).unwrap();
+    let first = PageRef { page: 20, tag: first_tag, generation: 1 };
+    let len = (988 + OVERFLOW_CHUNK) as u64;
+    assert_eq!(reason(super::overflow::read(&p, first, len)), CorruptReason::OverflowLength);
+    // The same length as the writer lays it out (the short chunk last) reads.
+    let tail_tag = p.write(23, 0, page(PageRef::NONE, 988)).unwrap();
+    let tail = PageRef { page: 23, tag: tail_tag, generation: 1 };
+    let head_tag = p.write(22, 0, page(tail, OVERFLOW_CHUNK)).unwrap();
+    let value = super::overflow::read(&p, PageRef { page: 22, tag: head_tag, generation: 1 }, len).unwrap();
+    assert_eq!(value.len() as u64, len);
+}
+
+/// A page read from the cache passes the same checks as one read from disk: asked for as
+/// another kind, or with another generation, it is refused either way.
+#[test]
+fn a_cached_page_is_checked_like_one_read_from_disk() {
+    let p = pager();
+    let l = put(&p, 10, leaf(&[b"a"]));
+    p.read(l, Some(PageKind::Leaf)).unwrap();
+    assert_eq!(reason(p.read(l, Some(PageKind::Overflow)).map(|_| ())), CorruptReason::WrongPageKind);
+    assert_eq!(reason(p.read(PageRef { generation: 2, ..l }, None).map(|_| ())), CorruptReason::TagMismatch);
+    assert!(p.read(l, Some(PageKind::Leaf)).is_ok());
+}
