@@ -363,3 +363,20 @@ fn a_failed_drop_tree_aborts_its_transaction() {
     }
     assert!(tried > 0, "no page made drop_tree fail");
 }
+
+/// A salvaged copy goes on handing out ids above every id the source handed out.
+#[test]
+fn salvage_carries_the_id_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src.fv"), dir.path().join("dst.fv"));
+    let cfg = |p: &std::path::Path| Config::new().file(p).plaintext().use_env(false).flush_every_ms(None);
+    let db = cfg(&src).open().unwrap();
+    db.insert("k", "v").unwrap();
+    let last = (0..5).map(|_| db.generate_id().unwrap()).max().unwrap();
+    drop(db);
+    let report = foldvault::salvage(&cfg(&src), &cfg(&dst)).unwrap();
+    assert!(report.lost.is_empty(), "{report:?}");
+    let copy = cfg(&dst).open().unwrap();
+    assert_eq!(copy.get("k").unwrap().unwrap(), &b"v"[..]);
+    assert!(copy.generate_id().unwrap() > last, "an id handed out again");
+}
