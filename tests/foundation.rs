@@ -380,3 +380,26 @@ fn salvage_carries_the_id_counter() {
     assert_eq!(copy.get("k").unwrap().unwrap(), &b"v"[..]);
     assert!(copy.generate_id().unwrap() > last, "an id handed out again");
 }
+
+/// The reports of check, copy, backup and salvage name no tree and show no key in `Debug`
+/// (tree names and keys are user data).
+#[test]
+fn reports_show_no_tree_name_or_key_in_debug() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.fv");
+    let cfg = |p: &std::path::Path| Config::new().file(p).plaintext().use_env(false).flush_every_ms(None);
+    let db = cfg(&path).open().unwrap();
+    db.open_tree("SECRETNAME").unwrap().insert("SECRETKEY", "v").unwrap();
+    let mut backup = Vec::new();
+    db.backup_to(&mut backup, &mut |_| {}).unwrap();
+    let shown = [
+        format!("{:?}", db.check().unwrap()),
+        format!("{:?}", foldvault::backup::verify(&backup[..], None, &mut |_| {}).unwrap()),
+    ];
+    drop(db);
+    let copy = foldvault::migrate::decrypt(&cfg(&path), &dir.path().join("copy.fv"), &mut |_| {}).unwrap();
+    let salvaged = foldvault::salvage(&cfg(&path), &cfg(&dir.path().join("salvaged.fv"))).unwrap();
+    for s in shown.iter().chain([&format!("{copy:?}"), &format!("{salvaged:?}")]) {
+        assert!(!s.contains("SECRETNAME") && !s.contains("SECRETKEY"), "{s}");
+    }
+}

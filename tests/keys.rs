@@ -244,8 +244,14 @@ fn a_copy_never_replaces_a_file_made_while_it_ran() {
     assert_eq!(std::fs::read(&dst).unwrap(), b"someone else's file");
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.len(), 2, "a temporary file was left: {names:?}");
-    // An empty file at the name is taken over.
+    // An empty file at the name that a process holds (one being created) is not taken over.
     std::fs::write(&dst, b"").unwrap();
+    {
+        let _creating = foldvault::storage::FileStorage::open(&dst, false).unwrap();
+        let r = foldvault::migrate::encrypt(&src_cfg, &dst, &dst_cfg, &mut |_| {});
+        assert!(matches!(r, Err(Error::Locked)), "{r:?}");
+    }
+    // One that no process holds is taken over.
     foldvault::migrate::encrypt(&src_cfg, &dst, &dst_cfg, &mut |_| {}).unwrap();
     let c = Config::new().file(&dst).passphrase("m").use_env(false).open().unwrap();
     assert_eq!(c.len(), 25_000);

@@ -146,7 +146,7 @@ pub(crate) fn describe_payload(p: PageNo, payload: &[u8]) -> crate::Result<Desc>
                 d = Desc::new(p, format!("branch, {} keys, generation {generation}", n.len()));
                 let (mut children, mut keys) = (Vec::new(), Vec::new());
                 for i in 0..=n.len() {
-                    let c = n.child(i)?;
+                    let c = n.child_as_stored(i)?;
                     d.line(format!("child {i}: {}", ref_text(&c)));
                     children.push(ref_json(&c));
                     if i < n.len() {

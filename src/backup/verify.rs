@@ -21,8 +21,9 @@ use crate::format::header::FileHeader;
 use crate::format::page::{PageKind, PageRef, SealTag};
 use crate::format::{FIRST_DATA_PAGE, PAGE_SIZE, get_u32, get_u64};
 
-/// What a verify (or restore) found.
-#[derive(Debug, Clone, Default)]
+/// What a verify (or restore) found. `Debug` shows the number of trees, not their names (user
+/// data).
+#[derive(Clone, Default)]
 pub struct BackupSummary {
     pub seq: u64,
     pub root_digest: [u8; 32],
@@ -36,6 +37,20 @@ pub struct BackupSummary {
     pub deep: bool,
     /// Records per tree (deep verify only).
     pub trees: BTreeMap<String, u64>,
+}
+
+impl std::fmt::Debug for BackupSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupSummary")
+            .field("seq", &self.seq)
+            .field("encrypted", &self.encrypted)
+            .field("bytes", &self.bytes)
+            .field("chunks", &self.chunks)
+            .field("pages", &self.pages)
+            .field("deep", &self.deep)
+            .field("trees", &self.trees.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl BackupSummary {

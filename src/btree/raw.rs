@@ -126,14 +126,20 @@ impl<'a> RawNode<'a> {
     /// Child `i`: always a data page (a reference to page 0, "none", or to a header or commit
     /// page is damage, not an empty subtree).
     pub(crate) fn child(&self, i: usize) -> Result<PageRef> {
-        if self.leaf || i > self.n {
-            return Err(self.bad());
-        }
-        let c = PageRef::decode(self.p, PAGE_HEADER_SIZE + i * PAGE_REF_SIZE).ok_or_else(|| self.bad())?;
+        let c = self.child_as_stored(i)?;
         if c.page < crate::format::FIRST_DATA_PAGE {
             return Err(self.bad());
         }
         Ok(c)
+    }
+
+    /// Child `i` as the page stores it, whatever page it names (for `pagedump`, which shows
+    /// damage rather than stop at it).
+    pub(crate) fn child_as_stored(&self, i: usize) -> Result<PageRef> {
+        if self.leaf || i > self.n {
+            return Err(self.bad());
+        }
+        PageRef::decode(self.p, PAGE_HEADER_SIZE + i * PAGE_REF_SIZE).ok_or_else(|| self.bad())
     }
 
     pub(crate) fn branch_key(&self, i: usize) -> Result<&'a [u8]> {

@@ -144,7 +144,7 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             }
             // A temporary database is removed at close: a log would only add syncs.
             let storage = if cfg.read_only {
-                read_only_storage(&file, logged)?
+                read_only_storage(&file)?
             } else {
                 file_storage(&file, cfg.wal.filter(|_| !cfg.temporary), cfg.wal_background, logged)?
             };
@@ -165,7 +165,11 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
         }
         let engine = super::open::create(storage, cfg, &creds)?;
         for name in &new_names {
-            crate::storage::sync_parent_dir(name)?;
+            // The database exists and is synced: a directory that cannot be synced (some file
+            // systems refuse) leaves only its name's durability in doubt, said on the audit log.
+            if let Err(e) = crate::storage::sync_parent_dir(name) {
+                tracing::warn!(target: "foldvault::audit", error = %e, path = %name.display(), "the new name's directory could not be synced");
+            }
         }
         engine
     } else {
@@ -239,14 +243,16 @@ fn file_storage(file: &std::path::Path, wal: Option<u64>, background: bool, logg
 }
 
 /// The storage of a read-only open: the file under a shared lock, and a log left beside it by
-/// a crash replayed in memory and kept as it is at close (`WalStorage::keep_at_close`).
-fn read_only_storage(file: &std::path::Path, logged: bool) -> Result<Arc<dyn Storage>> {
+/// a crash replayed in memory and kept as it is at close (`WalStorage::keep_at_close`). The log
+/// is looked for once the lock is held: no writer can add or remove it after that.
+fn read_only_storage(file: &std::path::Path) -> Result<Arc<dyn Storage>> {
     let main: Arc<dyn Storage> = Arc::new(FileStorage::open_read_only(file)?);
-    if !logged {
-        return Ok(main);
-    }
     let wal_path = crate::storage::wal::sidecar_path(file);
-    let log: Arc<dyn Storage> = Arc::new(FileStorage::open_read_only(&wal_path)?);
+    let log: Arc<dyn Storage> = match FileStorage::open_read_only(&wal_path) {
+        Ok(l) => Arc::new(l),
+        Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(main),
+        Err(e) => return Err(e),
+    };
     let pages = crate::storage::wal::DEFAULT_CHECKPOINT_PAGES;
     Ok(Arc::new(WalStorage::open(main, log, pages, None)?.keep_at_close()))
 }

@@ -21,10 +21,20 @@ pub struct CopyProgress {
 }
 
 /// What a copy did: records per tree, and a BLAKE3 digest of each tree's contents (keys and
-/// values in key order) taken from the source and checked against the copy.
-#[derive(Debug, Clone, Default)]
+/// values in key order) taken from the source and checked against the copy. `Debug` shows
+/// counts only (tree names are user data).
+#[derive(Clone, Default)]
 pub struct CopyReport {
     pub trees: Vec<(String, u64, [u8; 32])>,
+}
+
+impl std::fmt::Debug for CopyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyReport")
+            .field("trees", &self.trees.len())
+            .field("records", &self.trees.iter().map(|t| t.1).sum::<u64>())
+            .finish()
+    }
 }
 
 const BATCH: usize = 10_000;
@@ -171,19 +181,22 @@ pub(crate) fn put_in_place<T>(
 ) -> Result<T> {
     let placed = result.and_then(|r| {
         let lock = crate::storage::FileStorage::open(tmp, false)?;
-        // Checked before `prepare`, which may remove a log beside `dst`.
-        if placement == Placement::NewOnly {
-            refuse_occupied(dst)?;
-        }
+        // Checked before `prepare`, which may remove a log beside `dst`. An empty file there
+        // may be a database another process is creating (it holds the file's lock while it
+        // writes the header): it is taken over only under its lock, held through the rename.
+        let target = match placement {
+            Placement::NewOnly => lock_empty_target(dst)?,
+            Placement::Replace => None,
+        };
         prepare()?;
         match placement {
             Placement::Replace => std::fs::rename(tmp, dst)?,
-            Placement::NewOnly => rename_new(tmp, dst)?,
+            Placement::NewOnly => rename_new(tmp, dst, target.is_some())?,
         }
-        Ok((r, lock))
+        Ok((r, lock, target))
     });
     match placed {
-        Ok((r, _lock)) => {
+        Ok((r, _lock, _target)) => {
             crate::storage::sync_parent_dir(dst)?;
             Ok(r)
         }
@@ -205,25 +218,43 @@ fn refuse_occupied(dst: &Path) -> Result<()> {
     }
 }
 
-/// Renames `tmp` to `dst` unless a non-empty file is there. A hard link takes the name only if
-/// it is free, in one step, so a file created at `dst` since the copy's start is never replaced;
-/// the temporary name is then removed. Where the name is taken by an empty file, or the file
-/// system has no hard links, a rename does it (after the emptiness check, which is then not
-/// atomic with it).
-fn rename_new(tmp: &Path, dst: &Path) -> Result<()> {
+/// A copy's target, checked as `refuse_occupied` does; an empty file there is locked (`Locked`
+/// if a process holds it) and checked empty again under the lock, which the caller holds until
+/// the file is replaced.
+fn lock_empty_target(dst: &Path) -> Result<Option<crate::storage::FileStorage>> {
+    refuse_occupied(dst)?;
+    if !dst.exists() {
+        return Ok(None);
+    }
+    let held = crate::storage::FileStorage::open(dst, false)?;
+    if crate::storage::Storage::len(&held)? > 0 {
+        return Err(Error::AlreadyExists(dst.display().to_string()));
+    }
+    Ok(Some(held))
+}
+
+/// Renames `tmp` to `dst`, never over a file another process made there. A hard link takes the
+/// name only if it is free, in one step; the temporary name is then removed (a crash in between
+/// leaves the file under both names, the temporary one hidden). A name taken by the empty file
+/// the caller holds locked (`empty_target_held`) is replaced by a rename; so is a free name on a
+/// file system without hard links (after the check, which is then not atomic with it).
+fn rename_new(tmp: &Path, dst: &Path, empty_target_held: bool) -> Result<()> {
     match std::fs::hard_link(tmp, dst) {
         Ok(()) => {
             // The file is in place under its name; a leftover second name is only untidy.
             if let Err(e) = std::fs::remove_file(tmp) {
-                tracing::warn!(error = %e, path = %tmp.display(), "a temporary name could not be removed");
+                tracing::warn!(target: "foldvault::audit", error = %e, path = %tmp.display(), "a copy's temporary name could not be removed; remove it");
             }
             Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && !empty_target_held => {
+            Err(Error::AlreadyExists(dst.display().to_string()))
         }
         Err(e) => {
             if e.kind() != std::io::ErrorKind::AlreadyExists {
                 tracing::debug!(error = %e, "no hard link; renaming");
+                refuse_occupied(dst)?;
             }
-            refuse_occupied(dst)?;
             Ok(std::fs::rename(tmp, dst)?)
         }
     }

@@ -163,18 +163,24 @@ pub(crate) fn read_header(storage: &dyn Storage) -> Result<(FileHeader, PageNo, 
     }
     let mut copies = Vec::new();
     let mut first_err = None;
+    let mut owners = Vec::new();
     for page in [HEADER_PAGE_A, HEADER_PAGE_B] {
         let mut buf = vec![0u8; PAGE_SIZE];
         storage.read_at(page * PAGE_SIZE as u64, &mut buf)?;
         match FileHeader::decode(&buf, page) {
-            Ok(h) => copies.push((h, page)),
+            Ok(h) => {
+                owners.push(buf[..32].to_vec());
+                copies.push((h, page));
+            }
             Err(e) => {
                 tracing::warn!(target: "foldvault::audit", page, error = %e, "header copy rejected");
                 first_err.get_or_insert(e);
             }
         }
     }
-    let repair = copies.len() < 2 || copies[0].0.generation != copies[1].0.generation;
+    // Two valid copies that differ in their first 32 bytes (which name the file to its log,
+    // SPEC §15) are made one again too: until they agree, the log is not used.
+    let repair = copies.len() < 2 || copies[0].0.generation != copies[1].0.generation || owners[0] != owners[1];
     copies.sort_by_key(|(h, _)| std::cmp::Reverse(h.generation));
     match copies.into_iter().next() {
         Some((h, p)) => Ok((h, p, repair)),
