@@ -256,3 +256,20 @@ fn a_copy_never_replaces_a_file_made_while_it_ran() {
     let c = Config::new().file(&dst).passphrase("m").use_env(false).open().unwrap();
     assert_eq!(c.len(), 25_000);
 }
+
+/// An empty passphrase never protects a slot (anyone could open it), and Argon2id costs past
+/// the bound (memory × passes) are refused when a slot is made, as at unlock.
+#[test]
+fn empty_passphrases_and_unbounded_kdf_costs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Config::new().file(dir.path().join("a.fv")).passphrase("").kdf(fast()).use_env(false).open();
+    assert!(matches!(r, Err(Error::InvalidConfig(_))), "{r:?}");
+    let costly = KdfParams { memory_kib: 4 * 1024 * 1024, iterations: 3, parallelism: 1 };
+    let r = Config::new().file(dir.path().join("b.fv")).passphrase("p").kdf(costly).use_env(false).open();
+    assert!(matches!(r, Err(Error::InvalidConfig(_))), "{r:?}");
+    let db = Config::new().file(dir.path().join("c.fv")).passphrase("p").kdf(fast()).use_env(false).open().unwrap();
+    assert!(matches!(
+        db.change_passphrase(&Credentials::passphrase("p"), Passphrase::new(""), fast()),
+        Err(Error::InvalidConfig(_))
+    ));
+}

@@ -89,8 +89,10 @@ FOLDVAULT_PASSPHRASE, or at the prompt); to add a passphrase slot, use `foldvaul
     }
     let before = read_header(&file).at(&file)?.header;
     let current = passphrase_slot_of(&before, &old);
-    // Unless told otherwise, the slot keeps the cost it has.
-    let base = current.and_then(|i| before.slots[i].as_ref()).map(|s| s.kdf).unwrap_or_default();
+    // Unless told otherwise, the slot keeps the cost it has, as the open (authenticated)
+    // header says: the file's bytes read again above are not authenticated.
+    let base =
+        current.and_then(|i| db.slots().into_iter().find(|s| s.index == i)).and_then(|s| s.kdf).unwrap_or_default();
     let kdf = a.kdf.resolve(base)?;
     let new = new_passphrase(a.new_passphrase_file.as_deref())?;
     db.change_passphrase(&old, new, kdf).at(&file)?;

@@ -18,11 +18,8 @@ use zeroize::Zeroizing;
 use super::CliError;
 use crate::{Credentials, ENV_KEY_FILE, ENV_PASSPHRASE, MasterKey, Passphrase};
 
-/// Key files and passphrase files larger than this are refused (a key file is 32 or 64 bytes).
-const MAX_SECRET_FILE: u64 = 64 * 1024;
-
-/// Set to `1` to accept key and passphrase files that other users can read.
-pub const ENV_ALLOW_SHARED_KEY_FILES: &str = "FOLDVAULT_ALLOW_SHARED_KEY_FILES";
+pub use crate::crypto::secret_file::ENV_ALLOW_SHARED_KEY_FILES;
+use crate::crypto::secret_file::{MAX_SECRET_FILE, exposure, read_bounded, shared_files_allowed};
 
 /// The key options shared by every command that may need a key. They are global: after a
 /// subcommand's own subcommand (`slots DB add-key-file F --passphrase-file P`) they still
@@ -136,51 +133,26 @@ pub fn new_passphrase(file: Option<&Path>) -> Result<Passphrase, CliError> {
     Ok(p)
 }
 
-/// Whether the environment allows secret files that other users can read.
-fn shared_files_allowed() -> bool {
-    std::env::var_os(ENV_ALLOW_SHARED_KEY_FILES).is_some_and(|v| v == "1")
-}
-
 /// Refuses a regular file or named pipe that users other than its owner may read or write
-/// (`mode & 0o077`), unless the environment allows it. Checked on the open descriptor, so the
-/// file checked is the file read. Other kinds (a terminal, an anonymous pipe such as
-/// `/dev/stdin` from `<(...)`) are not files at rest and are not checked.
+/// (`mode & 0o077`), unless the environment allows it (`crypto::secret_file::exposure`).
 fn check_private(f: &File, path: &Path, what: &str) -> Result<(), CliError> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    let meta = f.metadata().map_err(|e| CliError::io(e, path))?;
-    let ft = meta.file_type();
-    if !(ft.is_file() || ft.is_fifo()) {
-        return Ok(());
+    let exposed = exposure(f).map_err(|e| CliError::io(e, path))?;
+    match exposed {
+        Some((how, mode)) if !shared_files_allowed() => Err(CliError::Usage(format!(
+            "{what} {} is {how} by other users; chmod 600 it (its mode is {mode:04o})",
+            path.display()
+        ))),
+        _ => Ok(()),
     }
-    let mode = meta.permissions().mode();
-    if mode & 0o077 == 0 || shared_files_allowed() {
-        return Ok(());
-    }
-    let how = if mode & 0o044 != 0 {
-        "readable"
-    } else if mode & 0o022 != 0 {
-        "writable"
-    } else {
-        "accessible"
-    };
-    Err(CliError::Usage(format!(
-        "{what} {} is {how} by other users; chmod 600 it (its mode is {:04o})",
-        path.display(),
-        mode & 0o7777
-    )))
 }
 
 /// Reads a whole (small) secret file into a buffer that is wiped when dropped.
 fn read_secret_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, CliError> {
     let f = File::open(path).map_err(|e| CliError::io(e, path))?;
     check_private(&f, path, what)?;
-    // Sized up front so that reading never reallocates (which would leave unwiped copies).
-    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_SECRET_FILE as usize + 1));
-    f.take(MAX_SECRET_FILE + 1).read_to_end(&mut buf).map_err(|e| CliError::io(e, path))?;
-    if buf.len() as u64 > MAX_SECRET_FILE {
-        return Err(CliError::Usage(format!("{what} larger than {MAX_SECRET_FILE} bytes ({})", path.display())));
-    }
-    Ok(buf)
+    read_bounded(f)
+        .map_err(|e| CliError::io(e, path))?
+        .ok_or_else(|| CliError::Usage(format!("{what} larger than {MAX_SECRET_FILE} bytes ({})", path.display())))
 }
 
 /// Turns terminal echo off for its lifetime (`stty -echo` on /dev/tty), back on when dropped.

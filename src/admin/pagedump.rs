@@ -103,11 +103,22 @@ impl Dumper {
         } else {
             let creds = cli.keys.credentials(Prompt::Never)?;
             let (dk, _slot) = crate::db::open::unlock(h, info.header_page, &creds).at(&t.file)?;
-            Some(Pager::new(
+            let pager = Pager::new(
                 storage.clone(),
                 crate::db::open::file_sealer(h, Some(&dk), crate::CipherBackend::default()).at(&t.file)?,
                 CACHE_BYTES,
-            ))
+            );
+            // No page is sealed under an epoch above the newest commit record's: pages naming
+            // one (damaged, or forged) are refused before a key is derived for them, so a
+            // hostile file cannot make pagedump derive a key per page.
+            let newest = [crate::format::COMMIT_PAGE_A, crate::format::COMMIT_PAGE_B]
+                .into_iter()
+                .filter_map(|p| pager.read_commit(p).ok().map(|r| r.key_epoch))
+                .max();
+            if let Some(e) = newest {
+                pager.sealer.set_max_epoch(e);
+            }
+            Some(pager)
         };
         Ok(Dumper { file: t.file, storage, info, pager, json: cli.json, failures: 0 })
     }

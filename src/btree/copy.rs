@@ -188,7 +188,8 @@ impl TxPages {
                             pages
                         }
                     };
-                    let bytes = overflow::read(&self.pager, first, len)?;
+                    // The value in clear, wiped when dropped (on the error path too: SPEC §14).
+                    let bytes = zeroize::Zeroizing::new(overflow::read(&self.pager, first, len)?);
                     *budget = budget.saturating_sub(old.len());
                     let nf = overflow::write(self, &bytes)?;
                     for p in old {

@@ -25,6 +25,9 @@ pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
 pub const MAX_ITERATIONS: u32 = 1024;
 /// The largest lane count accepted from a header.
 pub const MAX_PARALLELISM: u32 = 64;
+/// The largest memory × passes accepted (8 GiB·passes, about 85 times the default's
+/// 32 MiB × 3): a forged header cannot make an open derive for hours.
+pub const MAX_COST_KIB_PASSES: u64 = 8 * 1024 * 1024;
 
 impl Default for KdfParams {
     fn default() -> Self {
@@ -42,7 +45,8 @@ impl KdfParams {
         let ok = self.memory_kib >= 8 * self.parallelism.max(1)
             && self.memory_kib <= MAX_MEMORY_KIB
             && (1..=MAX_ITERATIONS).contains(&self.iterations)
-            && (1..=MAX_PARALLELISM).contains(&self.parallelism);
+            && (1..=MAX_PARALLELISM).contains(&self.parallelism)
+            && u64::from(self.memory_kib) * u64::from(self.iterations) <= MAX_COST_KIB_PASSES;
         if ok { Ok(()) } else { Err(Error::InvalidConfig("Argon2id parameters out of range")) }
     }
 

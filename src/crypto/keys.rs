@@ -50,7 +50,10 @@ impl SecretKey {
         h.update(self.0.as_ref());
         h.update(extra);
         let mut out = SecretKey(LockedBytes::new(32));
-        h.finalize_xof().fill(out.0.as_mut());
+        // The output reader's last block holds the input (the key) too: wiped as well.
+        let mut reader = h.finalize_xof();
+        reader.fill(out.0.as_mut());
+        reader.zeroize();
         h.zeroize();
         out
     }

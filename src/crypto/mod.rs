@@ -15,6 +15,7 @@ pub mod keys;
 pub mod locked;
 pub mod page_bench;
 pub mod seal;
+pub mod secret_file;
 pub mod slots;
 pub mod wipe;
 

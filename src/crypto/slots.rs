@@ -122,6 +122,10 @@ pub(crate) fn make_slot(
 ) -> Result<KeySlot> {
     if kind.uses_passphrase() {
         kdf.validate()?;
+        // A slot under the empty passphrase would open for anyone.
+        if creds.passphrase.as_ref().is_some_and(|p| p.is_empty()) {
+            return Err(Error::InvalidConfig("an empty passphrase cannot protect a key slot"));
+        }
     }
     let mut slot = KeySlot {
         kind,

@@ -345,12 +345,24 @@ impl Config {
         if !self.credentials.is_empty() || !self.use_env {
             return Ok(self.credentials.duplicate());
         }
+        use crate::crypto::secret_file::{exposure, read_bounded, shared_files_allowed};
         let mut c = Credentials::none();
-        if let Some(path) = std::env::var_os(ENV_KEY_FILE) {
-            let bytes = zeroize::Zeroizing::new(std::fs::read(&path)?);
+        // An empty variable is unset: an empty passphrase would "encrypt" under a key anyone
+        // derives.
+        if let Some(path) = std::env::var_os(ENV_KEY_FILE).filter(|p| !p.is_empty()) {
+            // As the command line reads key files: private, bounded, read once into a buffer
+            // that is wiped (the file may be a pipe, or `/dev/zero`).
+            let f = std::fs::File::open(&path)?;
+            if exposure(&f)?.is_some() && !shared_files_allowed() {
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("the key file {ENV_KEY_FILE} names is readable or writable by other users; chmod 600 it"),
+                )));
+            }
+            let bytes = read_bounded(f)?.ok_or(Error::InvalidConfig("the key file is larger than 64 KiB"))?;
             c.master = Some(MasterKey::from_key_file_bytes(&bytes)?);
         }
-        if let Some(p) = std::env::var_os(ENV_PASSPHRASE) {
+        if let Some(p) = std::env::var_os(ENV_PASSPHRASE).filter(|p| !p.is_empty()) {
             use std::os::unix::ffi::OsStringExt;
             c.passphrase = Some(Passphrase::new(p.into_vec()));
         }
