@@ -12,6 +12,11 @@ fn mem() -> (MemoryStorage, Arc<dyn Storage>) {
     (m, s)
 }
 
+/// An encrypted database on `s` whose key epochs last `budget` seals.
+fn budgeted(s: &Arc<dyn Storage>, budget: u64) -> Config {
+    Config::new().storage(s.clone()).passphrase("pw").kdf(KdfParams::insecure_fast()).use_env(false).seal_budget(budget)
+}
+
 #[test]
 fn wrong_passphrase_and_wrong_master_key_are_wrong_key() {
     let (_, s) = mem();
@@ -78,13 +83,7 @@ fn changed_kdf_parameter_is_detected() {
 #[test]
 fn seal_budget_rolls_over_to_new_epochs() {
     let (_, s) = mem();
-    let cfg = Config::new()
-        .storage(s.clone())
-        .passphrase("pw")
-        .kdf(KdfParams::insecure_fast())
-        .use_env(false)
-        .seal_budget(200);
-    let db = cfg.open().unwrap();
+    let db = budgeted(&s, 200).open().unwrap();
     let t = db.open_tree("t").unwrap();
     for i in 0..3000u32 {
         t.insert(format!("k{i:05}"), vec![i as u8; 300]).unwrap();
@@ -98,7 +97,7 @@ fn seal_budget_rolls_over_to_new_epochs() {
     assert!(m.seals_in_epoch <= 200 + 64);
     drop(t);
     drop(db);
-    let db = Config::new().storage(s).passphrase("pw").use_env(false).seal_budget(200).open().unwrap();
+    let db = budgeted(&s, 200).open().unwrap();
     let t = db.open_tree("t").unwrap();
     assert_eq!(t.len(), 3000);
     assert!(db.check().unwrap().is_ok());
@@ -207,13 +206,7 @@ fn lookups_follow_their_own_snapshots_roots() {
 #[test]
 fn a_spent_epoch_stays_spent_across_a_close() {
     let (_, s) = mem();
-    let cfg = Config::new()
-        .storage(s.clone())
-        .passphrase("pw")
-        .kdf(KdfParams::insecure_fast())
-        .use_env(false)
-        .seal_budget(16);
-    let db = cfg.open().unwrap();
+    let db = budgeted(&s, 16).open().unwrap();
     let mut i = 0u32;
     while db.metrics().seals_in_epoch < 16 {
         db.insert(format!("k{i:05}"), vec![1u8; 200]).unwrap();
@@ -225,7 +218,7 @@ fn a_spent_epoch_stays_spent_across_a_close() {
     db.remove("absent").unwrap();
     assert_eq!(db.metrics().key_epoch, spent + 1, "the test's premise: the write moved on");
     drop(db);
-    let db = Config::new().storage(s).passphrase("pw").use_env(false).seal_budget(16).open().unwrap();
+    let db = budgeted(&s, 16).open().unwrap();
     let m = db.metrics();
     assert!(
         m.key_epoch > spent || m.seals_in_epoch >= 16,

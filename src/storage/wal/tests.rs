@@ -406,6 +406,16 @@ fn a_sync_past_twice_the_checkpoint_size_waits_for_the_copy() {
     }
 }
 
+/// With the gated file's writes allowed again, a reopen (replaying the log `l`) reads every
+/// page of `want` as written.
+fn assert_writes_survive(gated: &Arc<Gated>, l: &MemoryStorage, ckpt: u64, want: &std::collections::BTreeMap<u64, u8>) {
+    gated.gate.failing.store(false, Ordering::Release);
+    let w = WalStorage::open(gated.clone(), Arc::new(l.clone()), ckpt, None).unwrap();
+    for (&pg, &fill) in want {
+        assert_eq!(fill_of(&w, pg), Some(fill), "page {pg}");
+    }
+}
+
 /// An I/O error of the background copy reaches the next sync, and everything after it fails
 /// too; the log still holds every acknowledged group, which the next open replays.
 #[test]
@@ -425,11 +435,7 @@ fn a_failed_background_copy_fails_the_next_sync_and_loses_nothing() {
     assert!(w.sync().is_err(), "the copy's error reaches the sync that would end it");
     assert!(w.sync().is_err() && w.write_at(31 * P, &page(31)).is_err(), "and stays");
     drop(w);
-    gated.gate.failing.store(false, Ordering::Release);
-    let w = WalStorage::open(gated.clone(), Arc::new(l.clone()), 8, None).unwrap();
-    for (&pg, &fill) in &want {
-        assert_eq!(fill_of(&w, pg), Some(fill), "page {pg}");
-    }
+    assert_writes_survive(&gated, &l, 8, &want);
 }
 
 #[test]
@@ -532,11 +538,7 @@ fn a_failed_inline_checkpoint_fails_the_next_sync_not_the_durable_one() {
     }
     assert!(w.sync().is_err(), "the checkpoint's error reaches the next sync");
     drop(w);
-    gated.gate.failing.store(false, Ordering::Release);
-    let w = WalStorage::open(gated.clone(), Arc::new(l.clone()), 4, None).unwrap();
-    for (&pg, &fill) in &want {
-        assert_eq!(fill_of(&w, pg), Some(fill), "page {pg}");
-    }
+    assert_writes_survive(&gated, &l, 4, &want);
 }
 
 /// A part-page write past the end of a file whose length is not a whole number of pages keeps
