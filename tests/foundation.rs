@@ -396,3 +396,54 @@ fn reports_show_no_tree_name_or_key_in_debug() {
         assert!(!s.contains("SECRETNAME") && !s.contains("SECRETKEY"), "{s}");
     }
 }
+
+/// A damaged catalog page stops the open (the catalog is read whole), but not salvage: it reads
+/// the newest commit record that opens and copies every tree the other catalog pages name.
+#[test]
+fn salvage_copies_what_a_damaged_catalog_still_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.fv");
+    let cfg = |p: &std::path::Path| {
+        Config::new().file(p).passphrase("s").kdf(KdfParams::insecure_fast()).use_env(false).flush_every_ms(None)
+    };
+    let db = cfg(&src).open().unwrap();
+    let tx = db.begin_write().unwrap();
+    for i in 0..400u32 {
+        tx.open_tree(format!("tree-with-a-longish-name-{i:04}")).unwrap().insert("k", i.to_be_bytes()).unwrap();
+    }
+    tx.commit().unwrap();
+    let catalog: Vec<u64> = db
+        .check()
+        .unwrap()
+        .roles
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, foldvault::PageRole::Catalog))
+        .map(|(p, _)| p as u64)
+        .collect();
+    drop(db);
+    assert!(catalog.len() > 2, "the catalog spans pages: {catalog:?}");
+    let good = std::fs::read(&src).unwrap();
+    let mut partial = 0;
+    for (n, &p) in catalog.iter().enumerate() {
+        let mut bytes = good.clone();
+        bytes[p as usize * 4096 + 300] ^= 1;
+        std::fs::write(&src, &bytes).unwrap();
+        assert!(cfg(&src).open().is_err(), "page {p}: a damaged catalog page opens");
+        let dst = dir.path().join(format!("salvaged-{n}.fv"));
+        let report = foldvault::salvage(&cfg(&src), &cfg(&dst)).unwrap();
+        assert!(report.lost.contains_key("catalog"), "page {p}: {report:?}");
+        let copied = report.copied.len();
+        if copied > 0 {
+            partial += 1;
+            let out = cfg(&dst).open().unwrap();
+            let names = out.tree_names();
+            assert!(names.len() > copied, "the default tree and every copied one");
+            for name in names.iter().filter(|n| n.starts_with(b"tree-")) {
+                assert_eq!(out.open_tree(name).unwrap().len(), 1);
+            }
+        }
+        assert!(std::fs::read(&src).unwrap() == bytes, "salvage wrote to its source");
+    }
+    assert!(partial > 0, "no damaged catalog page left trees to copy");
+}

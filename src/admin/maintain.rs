@@ -339,6 +339,18 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
     // so a newest commit that did not verify is lost as a whole and must be reported.
     let recovery = match src_cfg.clone().read_only(true).open() {
         Ok(db) => db.recovery_report(),
+        // No commit verifies whole (a damaged catalog or free-list page): the library reads
+        // the newest commit record that opens, and the report says what it could not copy.
+        Err(e) if e.is_corruption() => {
+            bar.suspend(|| {
+                eprintln!(
+                    "foldvault: warning: {} does not open ({}); salvaging from its newest commit record that opens",
+                    src.file.display(),
+                    e.to_string().replace(['\n', '\r'], " ")
+                )
+            });
+            Default::default()
+        }
         Err(e) => {
             bar.finish_and_clear();
             return Err(CliError::db(e, &src.file));

@@ -242,6 +242,17 @@ fn file_storage(file: &std::path::Path, wal: Option<u64>, background: bool, logg
     Ok(Arc::new(FileStorage::open(file, true)?))
 }
 
+/// The storage of `cfg`'s location opened read-only (`read_only_storage`), without opening a
+/// database on it (salvage of a file that does not open).
+pub(crate) fn read_only_location(cfg: &Config) -> Result<Arc<dyn Storage>> {
+    match &cfg.location {
+        Location::Storage(s) => Ok(s.clone()),
+        Location::File(f) => read_only_storage(f),
+        Location::Dir(d) => read_only_storage(&d.join(DB_FILE_NAME)),
+        _ => Err(Error::InvalidConfig("salvage needs the source's file, directory or storage")),
+    }
+}
+
 /// The storage of a read-only open: the file under a shared lock, and a log left beside it by
 /// a crash replayed in memory and kept as it is at close (`WalStorage::keep_at_close`). The log
 /// is looked for once the lock is held: no writer can add or remove it after that.

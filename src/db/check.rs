@@ -249,21 +249,33 @@ impl SalvageReport {
 
 /// Copies every record that still authenticates from the database `src` opens (read-only:
 /// nothing is written to it) to a new database `dst` opens, and reports what was lost, by tree
-/// and key range.
+/// and key range. A source that does not open because no commit verifies whole (a damaged
+/// catalog or free-list page, say) is read from the newest commit record that opens.
 pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
-    let src_db = src.clone().read_only(true).open()?;
+    let src = src.clone().read_only(true);
+    let (pager, catalog, _src_db) = match src.open() {
+        Ok(db) => {
+            let engine = db.handle.engine.clone();
+            let catalog = engine.snapshot().catalog;
+            (engine.pager.clone(), catalog, Some(db))
+        }
+        Err(e) if e.is_corruption() => {
+            tracing::warn!(target: "foldvault::audit", error = %e, "salvage: the source does not open; reading its newest commit record that opens");
+            let (pager, catalog) = raw_source(&src)?;
+            (pager, catalog, None)
+        }
+        Err(e) => return Err(e),
+    };
     let dst_db = dst.clone().create_new(true).open()?;
-    let engine = src_db.handle.engine.clone();
-    let snap = engine.snapshot();
     let mut report = SalvageReport::default();
     // The catalog itself: read what authenticates.
-    let trees = match load_catalog(&engine.pager, snap.catalog) {
+    let trees = match load_catalog(&pager, catalog) {
         Ok(t) => t,
         Err(_) => {
             let mut t = BTreeMap::new();
             salvage::walk(
-                &engine.pager,
-                snap.catalog,
+                &pager,
+                catalog,
                 &mut |k, v| {
                     if let Some(r) = crate::btree::TreeRoot::decode(&v) {
                         t.insert(k.to_vec(), r);
@@ -278,13 +290,14 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
     // `generate_id`'s reservation travels too (as in a copy), so ids keep increasing. If it does
     // not read, the copy's ids start at 2^62, above any a database hands out in practice, and
     // the loss is reported.
-    if trees.contains_key(super::engine::IDS_TREE) {
-        let ids = |db: &Db| Tree { handle: db.handle.clone(), name: Arc::from(super::engine::IDS_TREE) };
-        match ids(&src_db).get(b"next") {
-            Ok(Some(v)) => drop(ids(&dst_db).insert(b"next", v)?),
+    if let Some(root) = trees.get(super::engine::IDS_TREE) {
+        let ids = Tree { handle: dst_db.handle.clone(), name: Arc::from(super::engine::IDS_TREE) };
+        let next = crate::btree::read::get_with(&pager, None, root.root, b"next", |v| Ok(v.inline_bytes().to_vec()));
+        match next {
+            Ok(Some(v)) => drop(ids.insert(b"next", v)?),
             Ok(None) => {}
             Err(e) => {
-                ids(&dst_db).insert(b"next", (1u64 << 62).to_le_bytes())?;
+                ids.insert(b"next", (1u64 << 62).to_le_bytes())?;
                 let page = if let Error::Corrupt { page, .. } = &e { *page } else { 0 };
                 let lost = LostRange { lo: None, hi: None, page, error: e.to_string() };
                 report.lost.entry("generate_id counter".into()).or_default().push(lost);
@@ -301,7 +314,7 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
         let mut n = 0u64;
         let mut lost = Vec::new();
         salvage::walk(
-            &engine.pager,
+            &pager,
             root.root,
             &mut |k, v| {
                 batch.push((k.to_vec(), v));
@@ -322,6 +335,31 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
     }
     dst_db.flush()?;
     Ok(report)
+}
+
+/// The source of a salvage that does not open: its header unlocked, and the catalog root of the
+/// newest commit record that opens, nothing else verified (salvage's walks check each page they
+/// read). Read-only, as any salvage source.
+fn raw_source(cfg: &Config) -> Result<(Arc<crate::pager::Pager>, crate::format::page::PageRef)> {
+    let storage = super::api::read_only_location(cfg)?;
+    let (header, header_page, _) = super::open::read_header(&*storage)?;
+    let dk = match header.is_encrypted() {
+        true => Some(super::open::unlock(&header, header_page, &cfg.effective_credentials()?)?.0),
+        false => None,
+    };
+    let sealer = super::open::file_sealer(&header, dk.as_ref(), cfg.backend)?;
+    drop(dk);
+    let pager = Arc::new(crate::pager::Pager::new(storage.clone(), sealer, cfg.cache_capacity));
+    pager.set_read_only();
+    let pages = storage.len()? / PAGE_SIZE as u64;
+    let rec = [crate::format::COMMIT_PAGE_A, crate::format::COMMIT_PAGE_B]
+        .into_iter()
+        .filter_map(|p| pager.read_commit(p).ok())
+        .max_by_key(|r| r.seq)
+        .ok_or_else(|| Error::corrupt(crate::format::COMMIT_PAGE_A, CorruptReason::NoValidCommit))?;
+    pager.set_page_limit(rec.page_count.min(pages));
+    pager.sealer.set_max_epoch(rec.key_epoch);
+    Ok((pager, rec.catalog))
 }
 
 fn flush_batch(t: &Tree, batch: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
