@@ -111,12 +111,8 @@ impl Dumper {
             // No page is sealed under an epoch above the newest commit record's: pages naming
             // one (damaged, or forged) are refused before a key is derived for them, so a
             // hostile file cannot make pagedump derive a key per page.
-            let newest = [crate::format::COMMIT_PAGE_A, crate::format::COMMIT_PAGE_B]
-                .into_iter()
-                .filter_map(|p| pager.read_commit(p).ok().map(|r| r.key_epoch))
-                .max();
-            if let Some(e) = newest {
-                pager.sealer.set_max_epoch(e);
+            if let Some(newest) = pager.newest_commit() {
+                pager.sealer.set_max_epoch(newest.key_epoch);
             }
             Some(pager)
         };

@@ -352,10 +352,8 @@ fn raw_source(cfg: &Config) -> Result<(Arc<crate::pager::Pager>, crate::format::
     let pager = Arc::new(crate::pager::Pager::new(storage.clone(), sealer, cfg.cache_capacity));
     pager.set_read_only();
     let pages = storage.len()? / PAGE_SIZE as u64;
-    let rec = [crate::format::COMMIT_PAGE_A, crate::format::COMMIT_PAGE_B]
-        .into_iter()
-        .filter_map(|p| pager.read_commit(p).ok())
-        .max_by_key(|r| r.seq)
+    let rec = pager
+        .newest_commit()
         .ok_or_else(|| Error::corrupt(crate::format::COMMIT_PAGE_A, CorruptReason::NoValidCommit))?;
     pager.set_page_limit(rec.page_count.min(pages));
     pager.sealer.set_max_epoch(rec.key_epoch);

@@ -297,6 +297,15 @@ impl Pager {
         CommitRecord::decode(p.payload(), slot_page, self.sealer.version())
     }
 
+    /// The commit record with the highest sequence number among the two slots that open,
+    /// nothing behind it verified (pagedump's epoch bound, salvage of a file that does not open).
+    pub(crate) fn newest_commit(&self) -> Option<CommitRecord> {
+        [crate::format::COMMIT_PAGE_A, crate::format::COMMIT_PAGE_B]
+            .into_iter()
+            .filter_map(|p| self.read_commit(p).ok())
+            .max_by_key(|r| r.seq)
+    }
+
     /// Seals and writes a commit record into `slot_page` (not synced).
     pub(crate) fn write_commit(&self, slot_page: PageNo, rec: &CommitRecord) -> Result<()> {
         self.check_writable()?;
