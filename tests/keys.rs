@@ -273,3 +273,36 @@ fn empty_passphrases_and_unbounded_kdf_costs_are_refused() {
         Err(Error::InvalidConfig(_))
     ));
 }
+
+/// Regression: with credentials holding a master key and a passphrase, a passphrase change
+/// found the master-key-only slot first and refused ("has no passphrase") instead of
+/// changing the slot the passphrase opens.
+#[test]
+fn passphrase_change_finds_the_slot_its_passphrase_opens() {
+    let s: Arc<dyn Storage> = Arc::new(foldvault::storage::MemoryStorage::new());
+    let mk = MasterKey::from_bytes([7; 32]);
+    let db = with(s.clone(), Credentials::master_key(mk.duplicate())).open().unwrap();
+    db.insert("x", &b"1"[..]).unwrap();
+    let both = db.add_slot(&Credentials::master_key(mk.duplicate()).with_passphrase("second"), fast()).unwrap();
+    let plain = db.add_slot(&Credentials::passphrase("third"), fast()).unwrap();
+    assert_eq!((both, plain), (1, 2));
+    db.change_passphrase(&Credentials::master_key(mk.duplicate()).with_passphrase("second"), "new2".into(), fast())
+        .unwrap();
+    db.change_passphrase(&Credentials::master_key(mk.duplicate()).with_passphrase("third"), "new3".into(), fast())
+        .unwrap();
+    db.flush().unwrap();
+    drop(db);
+    for (creds, opens) in [
+        (Credentials::master_key(mk.duplicate()), true),
+        (Credentials::master_key(mk.duplicate()).with_passphrase("new2"), true),
+        (Credentials::passphrase("new3"), true),
+        (Credentials::passphrase("third"), false),
+        (Credentials::passphrase("second"), false),
+    ] {
+        let r = with(s.clone(), creds).open();
+        assert_eq!(r.is_ok(), opens);
+    }
+    let db = with(s, Credentials::passphrase("new3")).open().unwrap();
+    let kinds: Vec<SlotKind> = db.slots().iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, vec![SlotKind::MasterKey, SlotKind::MasterKeyAndPassphrase, SlotKind::Passphrase]);
+}

@@ -64,7 +64,7 @@ fn passphrase_slot_of(h: &FileHeader, creds: &Credentials) -> Option<usize> {
     match candidates[..] {
         [i] => Some(i),
         [] => None,
-        _ => crate::crypto::slots::unlock(h, creds).ok().map(|(_key, i)| i),
+        _ => crate::crypto::slots::unlock_kind(h, creds, servable).ok().map(|(_key, i)| i),
     }
 }
 

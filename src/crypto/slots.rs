@@ -156,13 +156,23 @@ pub(crate) fn make_slot(
 
 /// Tries every slot the credentials can serve. Returns the data key and the slot index.
 pub(crate) fn unlock(header: &FileHeader, creds: &Credentials) -> Result<(SecretKey, usize)> {
+    unlock_kind(header, creds, |_| true)
+}
+
+/// [`unlock`] over the slots whose kind `accept` takes: a passphrase change must find the
+/// slot its passphrase opens, not an earlier master-key-only slot the same credentials open.
+pub(crate) fn unlock_kind(
+    header: &FileHeader,
+    creds: &Credentials,
+    accept: impl Fn(SlotKind) -> bool,
+) -> Result<(SecretKey, usize)> {
     if creds.is_empty() {
         return Err(Error::WrongKey {
             hint: "the database is encrypted and no key was given (set FOLDVAULT_KEY_FILE or FOLDVAULT_PASSPHRASE, or pass one in Config)",
         });
     }
     for (index, slot) in header.slots.iter().enumerate().take(MAX_SLOTS) {
-        let Some(slot) = slot else { continue };
+        let Some(slot) = slot.as_ref().filter(|s| accept(s.kind)) else { continue };
         let Some(kek) = creds.kek(slot.kind, &slot.kdf, &slot.salt) else { continue };
         // A slot whose KDF parameters are out of range cannot be ours: skip it (WrongKey if
         // none opens), never run a hostile cost.

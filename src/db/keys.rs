@@ -192,7 +192,7 @@ impl Db {
         // unchanged, under the lock.
         let (index, opened) = {
             let h = self.handle.engine.header.lock().clone();
-            let (_, i) = slots::unlock(&h, old)?;
+            let (_, i) = slots::unlock_kind(&h, old, |k| k.uses_passphrase())?;
             (i, h.slots[i].clone())
         };
         self.update_header(|h, dk| {
