@@ -150,3 +150,36 @@ fn a_cached_page_is_checked_like_one_read_from_disk() {
     assert_eq!(reason(p.read(PageRef { generation: 2, ..l }, None).map(|_| ())), CorruptReason::TagMismatch);
     assert!(p.read(l, Some(PageKind::Leaf)).is_ok());
 }
+
+/// Salvage loses a bad entry alone, not the rest of its leaf: an entry whose slot points off
+/// the page, a key out of order, and a key outside the bounds its parent gives the leaf (which
+/// a copy must not let overwrite a real key) are each reported as a range from the last good
+/// key to the next, and the entries after them are copied.
+#[test]
+fn salvage_loses_a_bad_entry_alone() {
+    use crate::format::page::PAGE_HEADER_SIZE;
+    let p = pager();
+    // Entry 1 ("b") gets a slot offset past the page.
+    let mut buf = Box::new([0u8; PAGE_SIZE]);
+    leaf(&[b"a", b"b", b"c", b"e", b"d", b"f"]).encode(1, &mut buf[..PAYLOAD_SIZE]).expect("fits");
+    let slot1 = PAGE_HEADER_SIZE + super::node::SLOT;
+    buf[slot1..slot1 + 2].copy_from_slice(&0xFFF0u16.to_le_bytes());
+    let left = PageRef { page: 10, tag: p.write(10, 0, buf).unwrap(), generation: 1 };
+    let right = put(&p, 11, leaf(&[b"a", b"n"]));
+    let root = put(&p, 12, branch(b"m", left, right));
+    let (mut records, mut lost) = (Vec::new(), Vec::new());
+    let mut keep = |k: &[u8], _: Vec<u8>| {
+        records.push(k.to_vec());
+        Ok(())
+    };
+    salvage::walk(&p, root, &mut keep, &mut |l| lost.push(l)).unwrap();
+    let keys: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    assert_eq!(keys, [&b"a"[..], b"c", b"e", b"f", b"n"]);
+    let ranges: Vec<(Option<&[u8]>, Option<&[u8]>, PageNo)> =
+        lost.iter().map(|l| (l.lo.as_deref(), l.hi.as_deref(), l.page)).collect();
+    assert_eq!(
+        ranges,
+        [(Some(&b"a"[..]), Some(&b"c"[..]), 10), (Some(b"e"), Some(b"f"), 10), (Some(b"m"), Some(b"n"), 11)]
+    );
+    assert!(lost[1].error.contains("order") && lost[2].error.contains("order"), "{lost:?}");
+}

@@ -7,8 +7,10 @@ use crate::error::{Error, PageNo, Result};
 use crate::format::page::PageRef;
 use crate::pager::Pager;
 
-/// A key range lost to damage: `[lo, hi)` (`None` = unbounded), and the page that failed.
-/// `Debug` shows the bounds' lengths, not their bytes (user keys).
+/// A key range lost to damage: the lost keys lie in `[lo, hi)` (`None` = unbounded; `lo` may
+/// be a key that was copied, the last good one before the loss), or `lo == hi` for the one
+/// key whose value was lost; and the page that failed. `Debug` shows the bounds' lengths, not
+/// their bytes (user keys).
 #[derive(Clone)]
 pub struct LostRange {
     pub lo: Option<Vec<u8>>,
@@ -77,32 +79,7 @@ pub(crate) fn walk(
             }
         };
         if raw.is_leaf() {
-            for i in 0..raw.len() {
-                let (k, v) = match raw.leaf_entry(i) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        lost(range(e));
-                        return Ok(());
-                    }
-                };
-                let value = match v {
-                    RawValue::Inline(b) => b.to_vec(),
-                    RawValue::Overflow { first, len } => match overflow::read(pager, first, len) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            lost(LostRange {
-                                lo: Some(k.to_vec()),
-                                hi: Some(k.to_vec()),
-                                page: first.page,
-                                error: e.to_string(),
-                            });
-                            continue;
-                        }
-                    },
-                };
-                record(k, value)?;
-            }
-            return Ok(());
+            return salvage_leaf(pager, &raw, at.page, lo, hi, record, lost);
         }
         let n = raw.len();
         let mut keys = Vec::with_capacity(n);
@@ -133,4 +110,67 @@ pub(crate) fn walk(
         return Ok(());
     }
     rec(pager, root, None, None, 0, record, lost, &mut crate::pager::pagemap::PageSet::default())
+}
+
+/// The records of one authenticated leaf. An entry that does not decode, or whose key is not
+/// above the previous one and within the leaf's bounds `[lo, hi)` (keys a lookup could never
+/// reach, which a copy must not let overwrite the real ones), is lost alone: the run of such
+/// entries is reported as one range from the last good key to the next, and the walk goes on
+/// with the entries after it.
+fn salvage_leaf(
+    pager: &Pager,
+    raw: &RawNode<'_>,
+    page: PageNo,
+    lo: Option<&[u8]>,
+    hi: Option<&[u8]>,
+    record: &mut dyn FnMut(&[u8], Vec<u8>) -> Result<()>,
+    lost: &mut dyn FnMut(LostRange),
+) -> Result<()> {
+    // The last key recorded (the lower bound of a loss that follows it), and the first error
+    // of a run of bad entries not yet reported.
+    let mut last: Option<&[u8]> = None;
+    let mut pending: Option<Error> = None;
+    let range = |from: Option<&[u8]>, to: Option<&[u8]>, e: Error| LostRange {
+        lo: from.or(lo).map(<[u8]>::to_vec),
+        hi: to.map(<[u8]>::to_vec),
+        page,
+        error: e.to_string(),
+    };
+    for i in 0..raw.len() {
+        let entry = raw.leaf_entry(i).and_then(|(k, v)| {
+            let ordered = last.is_none_or(|p| k > p) && lo.is_none_or(|l| k >= l) && hi.is_none_or(|h| k < h);
+            if ordered { Ok((k, v)) } else { Err(Error::corrupt(page, crate::error::CorruptReason::KeyOrder)) }
+        });
+        let (k, v) = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                pending.get_or_insert(e);
+                continue;
+            }
+        };
+        if let Some(e) = pending.take() {
+            lost(range(last, Some(k), e));
+        }
+        last = Some(k);
+        let value = match v {
+            RawValue::Inline(b) => b.to_vec(),
+            RawValue::Overflow { first, len } => match overflow::read(pager, first, len) {
+                Ok(v) => v,
+                Err(e) => {
+                    lost(LostRange {
+                        lo: Some(k.to_vec()),
+                        hi: Some(k.to_vec()),
+                        page: first.page,
+                        error: e.to_string(),
+                    });
+                    continue;
+                }
+            },
+        };
+        record(k, value)?;
+    }
+    if let Some(e) = pending {
+        lost(range(last, hi, e));
+    }
+    Ok(())
 }
