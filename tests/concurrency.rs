@@ -710,3 +710,56 @@ fn readers_through_a_tiny_cache_get_their_own_keys_values() {
         assert!(db.metrics().cache_evictions > 1_000, "the cache was too large to recycle entries");
     });
 }
+
+/// Regression: `encryption_status` held the header lock while it waited for the writer (for
+/// the key epoch), against the lock order (writer, then header) that durable commits and
+/// header updates follow. Here the thread holding the writer asks for the header, as a commit
+/// does: the two waited for each other forever.
+#[test]
+fn encryption_status_waits_for_the_writer_without_holding_the_header() {
+    within(60, || {
+        let db = Config::new()
+            .temporary(true)
+            .use_env(false)
+            .passphrase("status")
+            .kdf(foldvault::KdfParams::insecure_fast())
+            .open()
+            .unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_tree("t").unwrap().insert(b"k", b"v").unwrap();
+        let asker = {
+            let db = db.clone();
+            thread::spawn(move || db.encryption_status().commit_seq)
+        };
+        // Let the asker reach the writer lock, which this transaction holds.
+        thread::sleep(Duration::from_millis(300));
+        assert_eq!(db.slots().len(), 1, "the header, with the writer held");
+        tx.commit().unwrap();
+        let seen = asker.join().unwrap();
+        assert!(seen <= db.encryption_status().commit_seq);
+    });
+}
+
+/// Regression: check, backup, rekey and the key-slot calls took the writer lock directly, so
+/// on a thread inside a write transaction they waited for themselves forever. They are
+/// refused instead, as `Tree` writes are; the transaction still commits.
+#[test]
+fn maintenance_inside_a_write_transaction_is_refused_not_a_deadlock() {
+    within(60, || {
+        let fast = foldvault::KdfParams::insecure_fast();
+        let db = Config::new().temporary(true).use_env(false).passphrase("m").kdf(fast).open().unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_tree("t").unwrap().insert(b"k", b"v").unwrap();
+        let refused = |r: foldvault::Result<()>| matches!(r, Err(foldvault::Error::Unsupported(_)));
+        assert!(refused(db.check().map(|_| ())), "check");
+        assert!(refused(db.backup_to(Vec::new(), &mut |_| {}).map(|_| ())), "backup");
+        assert!(refused(db.rekey(&[foldvault::Credentials::passphrase("m")], &mut |_| {})), "rekey");
+        assert!(refused(db.add_slot(&foldvault::Credentials::passphrase("n"), fast).map(|_| ())), "add_slot");
+        assert!(refused(db.remove_slot(0)), "remove_slot");
+        let old = foldvault::Credentials::passphrase("m");
+        assert!(refused(db.change_passphrase(&old, "n".into(), fast)), "change_passphrase");
+        tx.commit().unwrap();
+        assert!(db.check().unwrap().is_ok());
+        assert_eq!(db.slots().len(), 1);
+    });
+}

@@ -86,7 +86,7 @@ fn backup_snapshot<W: Write>(
         // finished between the header copy and the keys would leave a backup whose header
         // unlocks a key other than the one its chunks and MAC are under.
         let (page_count, key_epoch, header_bytes, backup_key, mac_key, seals_in_epoch) = {
-            let ws = engine.writer.lock();
+            let ws = engine.lock_writer()?;
             // A snapshot older than a finished key rotation reaches pages under the old key,
             // which the header copied below no longer unlocks: its backup could not be restored.
             if let Some((rotated_at, _)) = ws.retiring_keys

@@ -98,7 +98,7 @@ impl Db {
     pub fn check(&self) -> Result<CheckReport> {
         let engine = &self.handle.engine;
         engine.flush()?;
-        let ws = engine.writer.lock();
+        let ws = engine.lock_writer()?;
         let snap = engine.snapshot();
         let pager = &engine.pager;
         let page_count = ws.alloc.page_count;

@@ -10,7 +10,9 @@
 //!   a commit record and syncs once (`durable_commit` with the writer held, `make_durable`
 //!   without: group commit, the sync running with the writer released);
 //! - one record is written or synced at a time (`sync_lock`), and `durable_seq` moves only
-//!   after a sync returned; pages freed since the last synced record wait for it (SPEC §5.3).
+//!   after a sync returned; pages freed since the last synced record wait for it (SPEC §5.3);
+//! - lock order: `writer`, then `sync_lock`, then `header`. Nothing waits for the writer while
+//!   it holds the header (a durable commit takes the header with the writer held).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -479,6 +481,17 @@ impl Engine {
         ws.durable = rec;
         ws.durable_slot = slot;
         Ok(())
+    }
+
+    /// The writer lock, for work outside a transaction (check, backup, key changes); refused
+    /// rather than a deadlock when this thread holds it through an open transaction.
+    pub(crate) fn lock_writer(&self) -> Result<parking_lot::MutexGuard<'_, WriterState>> {
+        if self.writer_held_here() {
+            return Err(Error::Unsupported(
+                "this thread is inside a write transaction: commit or drop it first".into(),
+            ));
+        }
+        Ok(self.writer.lock())
     }
 
     /// True if this thread holds the writer through an open transaction.

@@ -67,6 +67,10 @@ impl Db {
     /// Encryption state, cipher, slots, format version, key epoch, nonce budget used.
     pub fn encryption_status(&self) -> EncryptionStatus {
         let e = &self.handle.engine;
+        // The epoch waits for the writer: read it before taking the header, which a writer
+        // takes while it holds the writer lock (lock order: writer, then header).
+        let key_epoch = e.current_epoch();
+        let commit_seq = e.snapshot().seq;
         let h = e.header.lock();
         EncryptionStatus {
             encrypted: h.is_encrypted(),
@@ -74,10 +78,10 @@ impl Db {
             format_version: h.version,
             slots: slot_infos(&h),
             header_generation: h.generation,
-            key_epoch: e.current_epoch(),
+            key_epoch,
             seals_in_epoch: e.pager.seals_in_epoch(),
             seal_budget: e.seal_budget,
-            commit_seq: e.snapshot().seq,
+            commit_seq,
             hardware_aes: CipherBackend::hardware_aes(),
             backend: CipherBackend::default(),
             rekey_in_progress: h.next_key.is_some(),
@@ -97,7 +101,7 @@ impl Db {
         mac_key: Option<&SecretKey>,
         f: impl FnOnce(&mut FileHeader, &SecretKey) -> Result<()>,
     ) -> Result<()> {
-        let mut ws = self.handle.engine.writer.lock();
+        let mut ws = self.handle.engine.lock_writer()?;
         self.update_header_locked(&mut ws, mac_key, f)
     }
 

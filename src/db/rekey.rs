@@ -56,7 +56,7 @@ impl Db {
     pub fn rekey(&self, creds: &[Credentials], progress: &mut dyn FnMut(RekeyProgress)) -> Result<()> {
         let e = &self.handle.engine;
         {
-            let mut ws = e.writer.lock();
+            let mut ws = e.lock_writer()?;
             if ws.rekey_running {
                 return Err(Error::Unsupported("a data-key rotation is already running on this database".into()));
             }
