@@ -306,3 +306,72 @@ fn passphrase_change_finds_the_slot_its_passphrase_opens() {
     let kinds: Vec<SlotKind> = db.slots().iter().map(|s| s.kind).collect();
     assert_eq!(kinds, vec![SlotKind::MasterKey, SlotKind::MasterKeyAndPassphrase, SlotKind::Passphrase]);
 }
+
+fn file_cfg(path: &std::path::Path) -> Config {
+    Config::new().file(path).use_env(false).kdf(fast()).flush_every_ms(None).write_ahead_log(false)
+}
+
+/// Regression: an in-place conversion overwrote the old file with zeros after the rename, even
+/// when another name (a hard link) still held it: that name's database was destroyed.
+#[test]
+fn converting_in_place_keeps_a_file_another_name_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.fv");
+    let keep = dir.path().join("keep.fv");
+    let db = file_cfg(&path).plaintext().open().unwrap();
+    db.insert("k", "kept").unwrap();
+    db.flush().unwrap();
+    drop(db);
+    std::fs::hard_link(&path, &keep).unwrap();
+    let to = file_cfg(&path).passphrase("in place").encryption(foldvault::Encryption::Required);
+    foldvault::migrate::convert_in_place(&path, &file_cfg(&path), &to, &mut |_| {}).unwrap();
+    assert!(to.open().unwrap().is_encrypted());
+    let kept = file_cfg(&keep).open().unwrap();
+    assert_eq!(kept.get("k").unwrap().unwrap(), &b"kept"[..], "the other name's database is intact");
+}
+
+/// Regression: an in-place conversion of a database whose newest commit did not verify copied
+/// the older commit and destroyed the original, which salvage could partly have read.
+#[test]
+fn converting_in_place_refuses_a_database_that_fell_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.fv");
+    let db = file_cfg(&path).plaintext().checkpoint_on_close(false).open().unwrap();
+    for i in 0..200u32 {
+        db.insert(i.to_be_bytes(), vec![1u8; 50]).unwrap();
+    }
+    db.flush().unwrap();
+    let saved = std::fs::read(&path).unwrap();
+    db.insert("newest", "commit").unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let p =
+        (4..saved.len() / 4096).find(|p| saved[p * 4096..(p + 1) * 4096] != bytes[p * 4096..(p + 1) * 4096]).unwrap();
+    bytes[p * 4096 + 100] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let to = file_cfg(&path).passphrase("in place").encryption(foldvault::Encryption::Required);
+    let r = foldvault::migrate::convert_in_place(&path, &file_cfg(&path), &to, &mut |_| {});
+    assert!(matches!(r, Err(Error::Unsupported(_))), "{r:?}");
+    assert!(std::fs::read(&path).unwrap() == bytes, "the original is untouched");
+}
+
+/// Regression: `copy_to` under `Encryption::Auto` with no key made a plaintext copy of an
+/// encrypted database. It needs a key, as under `Required`; plaintext only when asked.
+#[test]
+fn a_copy_of_an_encrypted_database_is_plaintext_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = file_cfg(&dir.path().join("src.fv")).passphrase("s").open().unwrap();
+    src.insert("k", "secret").unwrap();
+    src.flush().unwrap();
+    let auto = dir.path().join("auto.fv");
+    let r = foldvault::migrate::copy_to(&src, &auto, &Config::new().use_env(false), &mut |_| {});
+    assert!(matches!(r, Err(Error::WrongKey { .. } | Error::InvalidConfig(_))), "{r:?}");
+    assert!(!auto.exists());
+    let keyed = dir.path().join("keyed.fv");
+    foldvault::migrate::copy_to(&src, &keyed, &file_cfg(&keyed).passphrase("d"), &mut |_| {}).unwrap();
+    assert!(file_cfg(&keyed).passphrase("d").open().unwrap().is_encrypted());
+    let plain = dir.path().join("plain.fv");
+    foldvault::migrate::copy_to(&src, &plain, &file_cfg(&plain).plaintext(), &mut |_| {}).unwrap();
+    assert!(!file_cfg(&plain).open().unwrap().is_encrypted());
+}

@@ -105,7 +105,17 @@ fn temp_beside(dst: &Path) -> PathBuf {
 
 /// Copies every tree of `src` (opened by `src_cfg`) into a new database at `dst` made with
 /// `dst_cfg` (whose location is replaced by `dst`), through a temporary file and a rename.
+///
+/// The copy of an encrypted database is encrypted unless `dst_cfg` asks for plaintext
+/// (`Encryption::Plaintext`): under `Encryption::Auto` it needs a key, as under `Required`.
 pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(CopyProgress)) -> Result<CopyReport> {
+    let required;
+    let dst_cfg = if src.is_encrypted() && dst_cfg.encryption == Encryption::Auto {
+        required = dst_cfg.clone().encryption(Encryption::Required);
+        &required
+    } else {
+        dst_cfg
+    };
     refuse_occupied(dst)?;
     let tmp = temp_beside(dst);
     let result = (|| -> Result<CopyReport> {
@@ -298,21 +308,42 @@ pub fn convert_in_place(
     // The file itself: a rename over a symbolic link would replace the link and leave the
     // file it names as it was.
     let path = &std::fs::canonicalize(path)?;
+    // A handle on the file the source opens (checked to be the one the name still gives just
+    // before the rename), to overwrite it once replaced.
+    let old = std::fs::OpenOptions::new().write(true).open(path)?;
+    // First read-only, which writes nothing: a read-write open that falls back repairs the
+    // record slots, and the newest record, which salvage would read, would be gone.
+    let probe = src_cfg.clone().file(path).read_only(true).open()?;
+    let fell_back = probe.recovery_report().fell_back;
+    drop(probe);
+    if fell_back {
+        // The newest commit record opened and its pages did not verify: a commit cut by a
+        // crash, or damage that salvage could partly read. The original is not destroyed for it.
+        return Err(Error::Unsupported(
+            "the newest commit of this database did not verify (a crash during it, or damage): convert it into a new \
+file instead, which keeps the original (or run `foldvault check` / `salvage` on it)"
+                .into(),
+        ));
+    }
     let src = src_cfg.clone().file(path).open()?;
     let tmp = temp_beside(path);
     let report = copy_to(&src, &tmp, dst_cfg, progress)?;
-    // Handles on the old file and its log, to overwrite them once replaced.
-    let old = std::fs::OpenOptions::new().write(true).open(path);
     let old_log = std::fs::OpenOptions::new().write(true).open(crate::storage::wal::sidecar_path(path)).ok();
-    let placed = old.map_err(Error::Io).and_then(|old| {
+    let placed = (|| -> Result<crate::storage::FileStorage> {
+        if !same_file(&old, &std::fs::metadata(path)?)? {
+            return Err(Error::Unsupported(format!(
+                "{} was replaced by another file while it was being converted: nothing was changed",
+                path.display()
+            )));
+        }
         // The copy's lock from before the rename, the source's (held by `src`) until after it:
         // no process opens or commits to either name in between.
         let lock = crate::storage::FileStorage::open(&tmp, false)?;
         std::fs::rename(&tmp, path)?;
         crate::storage::sync_parent_dir(path)?;
-        Ok((old, lock))
-    });
-    let (old, _lock) = match placed {
+        Ok(lock)
+    })();
+    let _lock = match placed {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -324,11 +355,27 @@ pub fn convert_in_place(
     // Best effort (SPEC §9.1): the old blocks are overwritten where the file system writes in
     // place; copy-on-write file systems, snapshots and SSD spare blocks keep them.
     for f in std::iter::once(&old).chain(old_log.as_ref()) {
+        // A file another name still links (a hard link the user made) is that name's data.
+        match f.metadata() {
+            Ok(m) if std::os::unix::fs::MetadataExt::nlink(&m) > 0 => {
+                tracing::warn!(target: "foldvault::audit", links = std::os::unix::fs::MetadataExt::nlink(&m),
+                    "the replaced file has another name: not overwritten");
+                continue;
+            }
+            _ => {}
+        }
         if let Err(e) = zero_fill(f) {
             tracing::warn!(target: "foldvault::audit", error = %e, "the replaced file could not be overwritten");
         }
     }
     Ok(report)
+}
+
+/// Whether the open file `f` is the file `name_meta` describes (same device and inode).
+fn same_file(f: &std::fs::File, name_meta: &std::fs::Metadata) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata()?;
+    Ok(m.dev() == name_meta.dev() && m.ino() == name_meta.ino())
 }
 
 /// Overwrites the whole of `f` with zeros and syncs it.
