@@ -129,6 +129,22 @@ impl Env {
         }
         o
     }
+    /// The exit code of `bin` with `args` writing into a pipe whose reader is gone (`| head`
+    /// that has quit): every write to standard output fails.
+    fn exit_into_closed_pipe(&self, bin: &str, args: &[&str]) -> i32 {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let status = Command::new(bin)
+            .args(args)
+            .env_remove("FOLDVAULT_PASSPHRASE")
+            .env_remove("FOLDVAULT_KEY_FILE")
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        status.code().unwrap_or(-1)
+    }
     fn fv_in(&self, args: &[&str], stdin: &[u8]) -> Out {
         self.run(env!("CARGO_BIN_EXE_foldvault"), args, stdin, &[])
     }
@@ -308,6 +324,17 @@ fn load_is_one_transaction_and_rejects_bad_lines() {
     let o = e.fv_in(&["load", &db, "t", "--batch", "1"], input.as_bytes()).code(2);
     assert!(o.err().contains("2 records before it were committed"), "{}", o.err());
     e.fv(&["get", &db, "t", "k2"]).ok();
+    // A line longer than the limit is refused once the limit is read (input without a line
+    // end never fills memory); a record the database refuses names its line too.
+    let long = format!("{{\"key\": \"k4\", \"value\": \"{}\"}}\n", "x".repeat(200));
+    let o = e.fv_in(&["load", &db, "t", "--max-line-bytes", "100"], long.as_bytes()).code(2);
+    assert!(o.err().contains("line 1, longer than 100 bytes"), "{}", o.err());
+    e.fv_in(&["load", &db, "t", "--max-line-bytes", "300"], long.as_bytes()).ok();
+    e.fv_in(&["load", &db, "t", "--max-line-bytes", "100"], &vec![0u8; 1 << 20]).code(2);
+    let big_key =
+        format!("{{\"key\": \"k5\", \"value\": \"v\"}}\n{{\"key\": \"{}\", \"value\": \"v\"}}\n", "k".repeat(2000));
+    let o = e.fv_in(&["load", &db, "t", "--batch", "1"], big_key.as_bytes()).code(2);
+    assert!(o.err().contains("line 2") && o.err().contains("1 records before it were committed"), "{}", o.err());
 }
 
 #[test]
@@ -531,6 +558,12 @@ fn key_file_and_environment() {
     let s = e.fv(&["status", &db3]).ok().text();
     assert!(s.contains("slot 0: master-key\n"), "{s}");
     assert_eq!(e.fv(&["get", &db2, "t", "k", "--passphrase-file", &e.pass()]).ok().stdout, b"v");
+    // Regression: an empty variable counted as a key ("the passphrase is empty", or a key
+    // file named ""), as `VAR=${UNSET}` in a compose file makes; it counts as unset.
+    let empty = [("FOLDVAULT_PASSPHRASE", ""), ("FOLDVAULT_KEY_FILE", "")];
+    assert_eq!(e.run(bin, &["get", &db, "t", "k", "--key-file", &key], b"", &empty[..1]).ok().stdout, b"v");
+    assert_eq!(e.run(bin, &["get", &db, "t", "k"], b"", &[empty[0], ("FOLDVAULT_KEY_FILE", &key)]).ok().stdout, b"v");
+    e.run(bin, &["get", &db, "t", "k"], b"", &empty).code(3);
 }
 
 #[test]
@@ -647,6 +680,14 @@ fn check_reports_every_problem_with_its_page() {
     let t = o.text();
     assert!(t.contains(&format!("  page {leaf} (t): seal does not verify")), "{t}");
     assert!(t.lines().last().unwrap().starts_with("check: FAILED"), "{t}");
+    // Regression: a report cut short by a closed pipe exited 0, damage found or not.
+    let fv = env!("CARGO_BIN_EXE_foldvault");
+    assert_eq!(e.exit_into_closed_pipe(fv, &["check", &db, "--passphrase-file", &pass]), 4);
+    let pd = env!("CARGO_BIN_EXE_pagedump");
+    assert_eq!(e.exit_into_closed_pipe(pd, &[&db, "--all", "--passphrase-file", &pass]), 4);
+    assert_eq!(e.exit_into_closed_pipe(pd, &[&db, "--passphrase-file", &pass]), 0, "pages 0-3 are whole");
+    let lost = e.p("salvaged");
+    assert_eq!(e.exit_into_closed_pipe(fv, &["salvage", &db, &lost, "--passphrase-file", &pass]), 4);
     assert!(o.err().starts_with("foldvault: check found ") && o.err().lines().count() == 1, "{}", o.err());
     let j = e.fv(&["check", &db, "--json", "--passphrase-file", &pass]).code(4).text();
     assert!(j.contains("\"ok\": false") && j.contains(&format!("{{\"page\": {leaf}, \"tree\": \"t\"")), "{j}");

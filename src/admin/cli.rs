@@ -178,6 +178,10 @@ pub struct LoadArgs {
     /// Commit every N lines instead of once at the end
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: Option<u64>,
+    /// Refuse a line longer than this many bytes (a value of V bytes takes about 4V/3 as
+    /// base64, up to 6V as JSON escapes)
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_line_bytes: u64,
     #[command(flatten)]
     pub keys: KeyArgs,
 }

@@ -274,32 +274,47 @@ pub fn load(a: LoadArgs) -> Result<(), CliError> {
     let bar = super::progress(None, "loading");
     let mut tx = db.begin_write().at(&file)?;
     let (mut line_no, mut loaded, mut in_tx, mut committed) = (0u64, 0u64, 0u64, 0u64);
+    // Every error names its line, and what earlier batches committed.
+    let at_line = |line_no: u64, committed: u64, what: String| {
+        let done =
+            if committed > 0 { format!("; {committed} records before it were committed") } else { String::new() };
+        CliError::Usage(format!("line {line_no}, {what}{done} (<stdin>)"))
+    };
     let mut line = Vec::new();
     loop {
         line.clear();
-        if input.read_until(b'\n', &mut line).at(stdin_path)? == 0 {
+        // At most one byte past the limit is read: a line without an end never fills memory.
+        if (&mut input).take(a.max_line_bytes.saturating_add(1)).read_until(b'\n', &mut line).at(stdin_path)? == 0 {
             break;
         }
         line_no += 1;
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        if body.len() as u64 > a.max_line_bytes {
+            let what = format!("longer than {} bytes (--max-line-bytes)", a.max_line_bytes);
+            return Err(at_line(line_no, committed, what));
+        }
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        let rec = super::jsonl::parse_record(&line).map_err(|e| {
-            let done =
-                if committed > 0 { format!("; {committed} records before it were committed") } else { String::new() };
-            CliError::Usage(format!("line {line_no}, {e}{done} (<stdin>)"))
-        })?;
+        let rec = super::jsonl::parse_record(&line).map_err(|e| at_line(line_no, committed, e.to_string()))?;
         let tree = match (&forced_tree, &rec.tree) {
             (Some(t), _) | (None, Some(t)) => t.as_slice(),
             (None, None) => {
-                return Err(CliError::Usage(format!(
-                    "line {line_no}: no tree named (give TREE or a \"tree\" field) (<stdin>)"
-                )));
+                let what = "no tree named (give TREE or a \"tree\" field)".to_string();
+                return Err(at_line(line_no, committed, what));
             }
         };
         let tree = writable_tree(tree)
-            .map_err(|e| CliError::Usage(format!("line {line_no}: {}", e.message().unwrap_or_default())))?;
-        tx.open_tree(tree).at(&file)?.insert(&rec.key, &rec.value).at(&file)?;
+            .map_err(|e| at_line(line_no, committed, e.message().unwrap_or_default().to_string()))?;
+        let inserted = tx.open_tree(tree).and_then(|t| t.insert(&rec.key, &rec.value));
+        match inserted {
+            Ok(_) => {}
+            // A record the database refuses (a key too long): the line's fault.
+            Err(e @ (Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. } | Error::InvalidConfig(_))) => {
+                return Err(at_line(line_no, committed, e.to_string()));
+            }
+            Err(e) => return Err(e).at(&file),
+        }
         loaded += 1;
         in_tx += 1;
         bar.inc(1);
@@ -374,7 +389,7 @@ pub fn compact(a: CompactArgs) -> Result<(), CliError> {
         )
         .map_err(CliError::stdout)?;
     }
-    Ok(())
+    o.flush().map_err(CliError::stdout)
 }
 
 pub fn stats(a: StatsArgs) -> Result<(), CliError> {

@@ -78,7 +78,8 @@ impl KeyArgs {
         }
         let key_path = match &self.key_file {
             Some(path) => Some(path.clone()),
-            None if !explicit => std::env::var_os(ENV_KEY_FILE).map(PathBuf::from),
+            // An empty variable counts as unset (as in the library, `Config::use_env`).
+            None if !explicit => std::env::var_os(ENV_KEY_FILE).filter(|v| !v.is_empty()).map(PathBuf::from),
             None => None,
         };
         if let Some(path) = key_path {
@@ -98,7 +99,7 @@ impl KeyArgs {
 
 fn env_passphrase() -> Option<Passphrase> {
     use std::os::unix::ffi::OsStringExt;
-    std::env::var_os(ENV_PASSPHRASE).map(|v| Passphrase::new(v.into_vec()))
+    std::env::var_os(ENV_PASSPHRASE).filter(|v| !v.is_empty()).map(|v| Passphrase::new(v.into_vec()))
 }
 
 /// Reads a passphrase file (one trailing newline dropped); the buffer read is wiped.
@@ -181,8 +182,12 @@ fn stty(tty: &File, arg: &str) -> bool {
     let Ok(input) = tty.try_clone() else {
         return false;
     };
+    // Without our environment: a passphrase there would sit in the child's, which other
+    // processes of the user can read (the child is dumpable again after exec).
     Command::new("stty")
         .arg(arg)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .stdin(Stdio::from(input))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -80,6 +80,19 @@ pub enum CliError {
     BrokenPipe,
 }
 
+/// The outcome of a command that writes a report and then its verdict: a report cut short by
+/// a closed pipe (`| head`) still ends with the verdict, so damage found is never exit 0; any
+/// other error writing the report is that error.
+pub fn after_report(
+    report: Result<(), CliError>,
+    verdict: impl FnOnce() -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    match report {
+        Ok(()) | Err(CliError::BrokenPipe) => verdict(),
+        Err(e) => Err(e),
+    }
+}
+
 impl CliError {
     pub fn db(err: Error, file: &Path) -> CliError {
         CliError::Db { err, file: file.to_path_buf() }

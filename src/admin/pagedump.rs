@@ -248,22 +248,36 @@ fn dump(cli: PagedumpCli) -> Result<(), CliError> {
             (None, true) => 0..count,
             (None, false) => 0..FIRST_DATA_PAGE.min(count),
         };
+        // After a pipe closed early (`| head`) the pages asked for are still opened, unshown,
+        // so the exit code speaks for all of them.
+        let mut shown = true;
+        let show = |r: std::io::Result<()>, shown: &mut bool| match r.map_err(CliError::stdout) {
+            Err(CliError::BrokenPipe) => {
+                *shown = false;
+                Ok(())
+            }
+            other => other,
+        };
         let header = dumper.header_desc();
-        dumper.emit(&mut o, header).map_err(CliError::stdout)?;
+        show(dumper.emit(&mut o, header), &mut shown)?;
         for p in pages {
             let d = dumper.describe(p);
-            dumper.emit(&mut o, d).map_err(CliError::stdout)?;
+            if shown {
+                show(dumper.emit(&mut o, d), &mut shown)?;
+            }
         }
-        if cli.page.is_none() && !cli.all && !cli.json {
-            writeln!(o, "(pages 0-3 only: --all for every page, --page N for one, --tree NAME for a tree)")
-                .map_err(CliError::stdout)?;
+        if shown && cli.page.is_none() && !cli.all && !cli.json {
+            let hint = "(pages 0-3 only: --all for every page, --page N for one, --tree NAME for a tree)";
+            show(writeln!(o, "{hint}"), &mut shown)?;
         }
     }
-    o.flush().map_err(CliError::stdout)?;
-    if dumper.failures > 0 {
-        return Err(CliError::Verify(format!("{} pages failed to open ({})", dumper.failures, cli.db.display())));
-    }
-    Ok(())
+    let flushed = o.flush().map_err(CliError::stdout);
+    super::after_report(flushed, || {
+        if dumper.failures > 0 {
+            return Err(CliError::Verify(format!("{} pages failed to open ({})", dumper.failures, cli.db.display())));
+        }
+        Ok(())
+    })
 }
 
 /// Parses `args` (program name first), runs the dump and returns the exit code.
