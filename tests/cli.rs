@@ -1266,20 +1266,26 @@ fn encrypt_and_decrypt_copies() {
     assert_eq!(e.fv(&["dump", &dec]).ok().stdout, dump);
 
     // encrypt --in-place converts the file itself.
-    // Through a symbolic link, the file it names is converted; a second name (a hard link)
-    // of the old file shows that its bytes were overwritten, not only unlinked.
+    // Through a symbolic link, the file it names is converted; a descriptor kept open on the
+    // old file shows that its bytes were overwritten, not only unlinked. (A second name, a
+    // hard link, would keep them: that name's file is not overwritten.)
     let inplace = e.p("inplace");
     std::fs::copy(&plain, &inplace).unwrap();
-    let (link, old_name) = (e.p("inplace-link"), e.p("inplace-old-name"));
+    let link = e.p("inplace-link");
     std::os::unix::fs::symlink(&inplace, &link).unwrap();
-    std::fs::hard_link(&inplace, &old_name).unwrap();
-    assert!(contains(&std::fs::read(&old_name).unwrap(), MARKER.as_bytes()));
+    let old_file = std::fs::File::open(&inplace).unwrap();
+    let old_bytes = |f: &std::fs::File| {
+        let mut b = vec![0u8; f.metadata().unwrap().len() as usize];
+        f.read_exact_at(&mut b, 0).unwrap();
+        b
+    };
+    assert!(contains(&old_bytes(&old_file), MARKER.as_bytes()));
     let key = e.p("key");
     let t = e.fv(&["encrypt", &link, "--in-place", "--key-file", &key]).ok().text();
     assert!(t.contains(digest) && t.contains("in place"), "{t}");
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     assert!(!contains(&std::fs::read(&inplace).unwrap(), MARKER.as_bytes()));
-    assert!(std::fs::read(&old_name).unwrap().iter().all(|&b| b == 0), "the old file's bytes survive");
+    assert!(old_bytes(&old_file).iter().all(|&b| b == 0), "the old file's bytes survive");
     assert_eq!(e.fv(&["dump", &inplace, "--key-file", &key]).ok().stdout, dump);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&inplace).unwrap().permissions().mode() & 0o777, 0o600);
@@ -1424,6 +1430,41 @@ fn config_file_sets_kdf_and_refuses_bad_files() {
     e.fv(&["init", &db, "--config", &cfg, "--passphrase-file", &pass]).ok();
     let t = e.fv(&["status", &db]).ok().text();
     assert!(t.contains("2048"), "slot KDF memory from the config file: {t}");
+    // Regression: the cipher, and the KDF of encrypt and slots add-passphrase, ignored the
+    // file; `durability` is read and said to be unused.
+    let o = e
+        .fv(&[
+            "slots",
+            &db,
+            "add-passphrase",
+            "--new-passphrase-file",
+            &pass,
+            "--config",
+            &cfg,
+            "--passphrase-file",
+            &pass,
+        ])
+        .ok();
+    assert!(o.text().contains("2048 KiB") && o.err().contains("durability not used"), "{}{}", o.text(), o.err());
+    let plain = e.p("plain.db");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    let enc = e.p("enc.db");
+    e.fv(&["encrypt", &plain, &enc, "--config", &cfg, "--passphrase-file", &pass]).ok();
+    assert!(e.fv(&["status", &enc]).ok().text().contains("2048 KiB"));
+    std::fs::write(&cfg, "cipher = \"chacha20-poly1305\"\n[kdf]\nmemory_mib = 2\niterations = 1\n").unwrap();
+    let aes = e.p("aes.db");
+    e.fv(&["init", &aes, "--cipher", "aes-256-gcm", "--config", &cfg, "--passphrase-file", &pass]).ok();
+    assert!(
+        e.fv(&["status", &aes]).ok().text().contains("cipher:          aes-256-gcm"),
+        "the option goes over the file"
+    );
+    let chacha = e.p("chacha.db");
+    let o = e.fv(&["init", &chacha, "--config", &cfg, "--passphrase-file", &pass]);
+    if cfg!(feature = "chacha") {
+        assert!(e.fv(&["status", &chacha]).ok().text().contains("cipher:          chacha20-poly1305"), "{}", o.err());
+    } else {
+        o.code(2); // built without ChaCha20-Poly1305: the file's cipher is refused
+    }
     let bad = e.p("bad.toml");
     std::fs::write(&bad, "cipher = 7\n").unwrap();
     let o = e.fv(&["status", &db, "--config", &bad]).code(2);

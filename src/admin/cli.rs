@@ -26,8 +26,8 @@ const AFTER_HELP: &str =
 #[derive(Parser, Debug)]
 #[command(name = "foldvault", version, after_help = AFTER_HELP, after_long_help = EXIT_CODES)]
 pub struct Cli {
-    /// Engine settings from a TOML file (cipher, cache_capacity, durability, [kdf], [backup]);
-    /// see src/admin/config_file.rs for the keys
+    /// Engine settings from a TOML file (cipher, cache_capacity, [kdf], [backup]), under the
+    /// command-line options; see src/admin/config_file.rs for the keys
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
     #[command(subcommand)]
@@ -111,9 +111,9 @@ pub struct InitArgs {
     /// Create a plaintext database (CRC32-checked pages, no key)
     #[arg(long)]
     pub plaintext: bool,
-    /// The page cipher
-    #[arg(long, value_enum, default_value = "aes-256-gcm")]
-    pub cipher: CipherArg,
+    /// The page cipher (default aes-256-gcm, or the config file's)
+    #[arg(long, value_enum)]
+    pub cipher: Option<CipherArg>,
     /// Argon2id memory for the passphrase slot, in MiB (default 32, or the config file's)
     #[arg(long, value_name = "N")]
     pub kdf_memory_mib: Option<u32>,
@@ -352,24 +352,21 @@ impl KdfArgs {
 /// How a new encrypted database is made (encrypt, import-sled).
 #[derive(Args, Debug, Clone)]
 pub struct NewDbArgs {
-    /// The page cipher
-    #[arg(long, value_enum, default_value = "aes-256-gcm")]
-    pub cipher: CipherArg,
-    /// Argon2id memory for the passphrase slot, in MiB
-    #[arg(long, value_name = "N", default_value_t = 32)]
-    pub kdf_memory_mib: u32,
-    /// Argon2id passes for the passphrase slot
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub kdf_iterations: u32,
+    /// The page cipher (default aes-256-gcm, or the config file's)
+    #[arg(long, value_enum)]
+    pub cipher: Option<CipherArg>,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
 }
 
 impl NewDbArgs {
+    /// The cipher: the option's, else the config file's, else AES-256-GCM.
+    pub fn cipher(&self) -> CipherId {
+        self.cipher.map_or_else(|| super::config_file::installed().cipher(), CipherId::from)
+    }
+    /// The Argon2id parameters: the options' over the config file's over the defaults.
     pub fn kdf(&self) -> Result<KdfParams, CliError> {
-        let memory_kib = self
-            .kdf_memory_mib
-            .checked_mul(1024)
-            .ok_or_else(|| CliError::Usage("--kdf-memory-mib is too large".into()))?;
-        Ok(KdfParams { memory_kib, iterations: self.kdf_iterations, parallelism: 1 })
+        self.kdf.resolve(super::config_file::installed().kdf())
     }
 }
 
@@ -549,7 +546,17 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             }
         };
         match super::config_file::parse(&text) {
-            Ok(s) => super::config_file::install(s),
+            Ok(s) => {
+                let unused = s.unused_on_the_command_line();
+                if !unused.is_empty() {
+                    eprintln!(
+                        "foldvault: config file {}: {} not used by the command line (each command's writes are durable before it exits)",
+                        path.display(),
+                        unused.join(", ")
+                    );
+                }
+                super::config_file::install(s)
+            }
             Err(e) => {
                 eprintln!("foldvault: config file {}: {e}", path.display());
                 return 2;

@@ -15,7 +15,7 @@ use super::cli::{CompactArgs, DumpArgs, InitArgs, KeyCmdArgs, LoadArgs, PutArgs,
 use super::jsonl::{Obj, Record};
 use super::keys::{KeyArgs, Prompt};
 use super::{At, CliError};
-use crate::{Config, Credentials, Db, Durability, Encryption, Error, KdfParams, ReadTransaction};
+use crate::{CipherId, Config, Credentials, Db, Durability, Encryption, Error, ReadTransaction};
 
 /// The name of the file inside a database directory (as `Config::path` uses it).
 const DB_FILE_IN_DIR: &str = "db.foldvault";
@@ -131,31 +131,22 @@ pub fn init(a: InitArgs) -> Result<(), CliError> {
         return Err(CliError::db(Error::AlreadyExists(t.file.display().to_string()), &t.file));
     }
     let mut cfg = t.config().create_new(true).durability(Durability::Immediate);
+    let cipher = a.cipher.map_or_else(|| super::config_file::installed().cipher(), CipherId::from);
     if a.plaintext {
         if a.keys.any_given() {
             return Err(CliError::Usage("--plaintext takes no --passphrase-file or --key-file".into()));
         }
         cfg = cfg.plaintext();
     } else {
-        let file = super::config_file::installed();
-        let memory_kib = a
-            .kdf_memory_mib
-            .or(file.kdf_memory_mib)
-            .unwrap_or(32)
-            .checked_mul(1024)
-            .ok_or_else(|| CliError::Usage("--kdf-memory-mib is too large".into()))?;
-        let iterations = a.kdf_iterations.or(file.kdf_iterations).unwrap_or(3);
+        let kdf = super::cli::KdfArgs { kdf_memory_mib: a.kdf_memory_mib, kdf_iterations: a.kdf_iterations }
+            .resolve(super::config_file::installed().kdf())?;
         let creds = a.keys.credentials(Prompt::Create)?;
         if creds.is_empty() {
             return Err(CliError::Usage(
                 "an encrypted database needs a key: use --passphrase-file, FOLDVAULT_PASSPHRASE or --key-file (or --plaintext)".into(),
             ));
         }
-        cfg = cfg
-            .encryption(Encryption::Required)
-            .cipher(a.cipher.into())
-            .kdf(KdfParams { memory_kib, iterations, parallelism: file.kdf_parallelism.unwrap_or(1) })
-            .credentials(creds);
+        cfg = cfg.encryption(Encryption::Required).cipher(cipher).kdf(kdf).credentials(creds);
     }
     let existed = t.file.exists();
     let db = match cfg.open() {
@@ -169,11 +160,7 @@ pub fn init(a: InitArgs) -> Result<(), CliError> {
         }
     };
     db.flush().at(&t.file)?;
-    let mode = if db.is_encrypted() {
-        format!("encrypted ({})", crate::CipherId::from(a.cipher).name())
-    } else {
-        "plaintext".into()
-    };
+    let mode = if db.is_encrypted() { format!("encrypted ({})", cipher.name()) } else { "plaintext".into() };
     drop(db);
     let mut o = out();
     writeln!(o, "created {} database {}", mode, t.file.display()).map_err(CliError::stdout)?;

@@ -1,12 +1,11 @@
 //! `--config FILE`: engine settings for the command line from a small TOML file.
 //!
 //! ```toml
-//! cipher = "aes-256-gcm"          # or "chacha20-poly1305" (new databases)
+//! cipher = "aes-256-gcm"          # or "chacha20-poly1305" (init, encrypt, import-sled)
 //! cache_capacity = "64MiB"        # bytes, or with KiB / MiB / GiB
-//! durability = "immediate"        # or "eventual"
-//! flush_every_ms = 500
 //!
-//! [kdf]                           # Argon2id for new passphrase slots
+//! [kdf]                           # Argon2id for new passphrase slots (init, encrypt,
+//!                                 # import-sled, slots add-passphrase)
 //! memory_mib = 32
 //! iterations = 3
 //! parallelism = 1
@@ -14,6 +13,10 @@
 //! [backup]
 //! verify_after = true             # `backup` re-reads and verifies what it wrote
 //! ```
+//! `durability` and `flush_every_ms` are read (for a file shared with a program) and not used:
+//! every command makes its writes durable before it exits, and says so once at start-up.
+//! Command-line options go over the file's settings.
+//!
 //! The parser takes exactly this subset of TOML (tables, `key = value` with integers, strings,
 //! booleans, comments); anything else is a usage error naming the line. The file is untrusted
 //! input: sizes are bounded and nothing panics.
@@ -156,6 +159,34 @@ pub fn installed() -> FileSettings {
 }
 
 impl FileSettings {
+    /// The Argon2id parameters for a new passphrase slot: the defaults, with the file's
+    /// `[kdf]` keys over them (command-line options go over these).
+    pub fn kdf(&self) -> KdfParams {
+        let d = KdfParams::default();
+        KdfParams {
+            memory_kib: self.kdf_memory_mib.map(|m| m.saturating_mul(1024)).unwrap_or(d.memory_kib),
+            iterations: self.kdf_iterations.unwrap_or(d.iterations),
+            parallelism: self.kdf_parallelism.unwrap_or(d.parallelism),
+        }
+    }
+
+    /// The cipher of a new database: the file's, else AES-256-GCM.
+    pub fn cipher(&self) -> CipherId {
+        self.cipher.unwrap_or(CipherId::Aes256Gcm)
+    }
+
+    /// Keys the file sets that the command line does not use, for a note at start-up.
+    pub fn unused_on_the_command_line(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.durability.is_some() {
+            v.push("durability");
+        }
+        if self.flush_every_ms.is_some() {
+            v.push("flush_every_ms");
+        }
+        v
+    }
+
     /// Applies the settings to a `Config`.
     pub fn apply(&self, mut c: Config) -> Config {
         if let Some(x) = self.cipher {
@@ -171,12 +202,7 @@ impl FileSettings {
             c = c.flush_every_ms(Some(x));
         }
         if self.kdf_memory_mib.is_some() || self.kdf_iterations.is_some() || self.kdf_parallelism.is_some() {
-            let d = KdfParams::default();
-            c = c.kdf(KdfParams {
-                memory_kib: self.kdf_memory_mib.map(|m| m.saturating_mul(1024)).unwrap_or(d.memory_kib),
-                iterations: self.kdf_iterations.unwrap_or(d.iterations),
-                parallelism: self.kdf_parallelism.unwrap_or(d.parallelism),
-            });
+            c = c.kdf(self.kdf());
         }
         c
     }

@@ -98,7 +98,7 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), CliError> {
         ));
     }
     let src_creds = if src_encrypted { src_credentials(&a, &dst_creds)? } else { Credentials::none() };
-    let cipher: CipherId = a.new.cipher.into();
+    let cipher: CipherId = a.new.cipher();
     let dst_cfg =
         new_db_config().encryption(Encryption::Required).cipher(cipher).kdf(a.new.kdf()?).credentials(dst_creds);
     let bar = record_bar("encrypting");
@@ -214,7 +214,7 @@ fn import_sled_with_feature(a: ImportSledArgs) -> Result<(), CliError> {
     }
     must_not_exist(&dst, "DST")?;
     let mut cfg = new_db_config();
-    let cipher: CipherId = a.new.cipher.into();
+    let cipher: CipherId = a.new.cipher();
     if a.plaintext {
         if a.keys.any_given() {
             return Err(CliError::Usage(

@@ -108,7 +108,7 @@ pub fn slots(a: SlotsArgs) -> Result<(), CliError> {
         Some(SlotAction::AddPassphrase { new_passphrase_file, kdf }) => {
             let (db, file) = open_db(&a.db, &a.keys, Access::Write)?;
             require_encrypted(&db, &file)?;
-            let kdf = kdf.resolve(KdfParams::default())?;
+            let kdf = kdf.resolve(super::config_file::installed().kdf())?;
             let p = new_passphrase(new_passphrase_file.as_deref())?;
             let i = db.add_slot(&Credentials::passphrase(p), kdf).at(&file)?;
             say(&format!("added slot {i}: {}", slot_kind_text(SlotKind::Passphrase, Some(&kdf))))
