@@ -639,6 +639,21 @@ fn transaction_generate_id_does_not_deadlock_and_stays_unique() {
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
 }
 
+/// Regression: each transaction that drew an id reserved a new range of a million (and made
+/// its commit durable): the range it did not use was thrown away. What it leaves goes on to the
+/// next transaction and to `Db::generate_id`, still increasing.
+#[test]
+fn transactions_drawing_ids_share_one_reserved_range() {
+    let db = temp_db();
+    let draw = || db.transaction(|tx| Ok::<_, ConflictableTransactionError>(tx.generate_id()?)).unwrap();
+    let first = draw();
+    let durable = db.metrics().durable_commits;
+    let mut ids = vec![first, draw(), draw(), db.generate_id().unwrap(), draw()];
+    ids.push(db.generate_id().unwrap());
+    assert_eq!(ids, (first..first + 6).collect::<Vec<_>>());
+    assert_eq!(db.metrics().durable_commits, durable, "one reservation, made durable once");
+}
+
 #[test]
 fn generate_id_is_monotonic_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -942,4 +957,18 @@ fn overwrites_keep_the_file_small() {
     drop(db);
     assert!(!foldvault::storage::wal::sidecar_path(&path).exists());
     assert_eq!(open(dir.path()).size_on_disk().unwrap(), std::fs::metadata(&path).unwrap().len());
+}
+
+/// Regression: `tree_names` of a read transaction lists the default tree before its first
+/// write, and `open_tree` of that name failed with `CollectionNotFound`.
+#[test]
+fn every_name_a_read_transaction_lists_opens() {
+    let db = temp_db();
+    db.open_tree("named").unwrap().insert("k", "v").unwrap();
+    let rt = db.begin_read().unwrap();
+    for name in rt.tree_names() {
+        let t = rt.open_tree(&name).unwrap();
+        assert_eq!(t.len(), usize::from(&*name == b"named"));
+    }
+    assert!(matches!(rt.open_tree("missing"), Err(Error::CollectionNotFound)));
 }

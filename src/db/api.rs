@@ -742,12 +742,7 @@ impl Tree {
         #[cfg(feature = "tokio")]
         {
             let e = self.handle.engine.clone();
-            match tokio::runtime::Handle::try_current() {
-                Ok(_) => tokio::task::spawn_blocking(move || e.flush())
-                    .await
-                    .map_err(|_| Error::ReportableBug("flush task panicked".into()))?,
-                Err(_) => e.flush(),
-            }
+            super::async_api::blocking(move || e.flush()).await
         }
         #[cfg(not(feature = "tokio"))]
         {

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 /// Runs `f` on tokio's blocking pool and waits for it without blocking the runtime. Polled
 /// outside a tokio runtime (another executor), `f` runs on the polling thread, as
 /// `Tree::flush_async` does, instead of panicking.
-async fn blocking<T, F>(f: F) -> Result<T>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,

@@ -288,6 +288,15 @@ impl TransactionalTrees {
                 if let Err(e) = tx.commit() {
                     return Some(Err(TransactionError::Storage(e)));
                 }
+                // A range this transaction reserved is now durable: what it did not use goes to
+                // the engine, unless the engine reserved past it meanwhile (ids stay increasing).
+                let (next, end) = overlay.ids.get();
+                if next < end {
+                    let mut ids = handle.engine.ids.lock();
+                    if *ids == (end, end) {
+                        *ids = (next, end);
+                    }
+                }
                 if overlay.flush.get()
                     && let Err(e) = handle.engine.flush()
                 {
@@ -405,7 +414,11 @@ impl TransactionalTree {
             };
             let start = stored.max(floor);
             let end = start.checked_add(ID_RESERVE).ok_or_else(|| Error::Unsupported("ids exhausted".into()))?;
-            t.pages.insert(&mut root, b"next", &end.to_le_bytes(), false)?;
+            if let Err(e) = t.pages.insert(&mut root, b"next", &end.to_le_bytes(), false) {
+                // Part way through an edit: the transaction cannot commit (as `TxTree` writes).
+                t.failed = true;
+                return Err(e);
+            }
             t.trees.insert(IDS_TREE.to_vec(), root);
             t.changed.insert(IDS_TREE.to_vec());
             Ok(start)

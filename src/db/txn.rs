@@ -293,10 +293,15 @@ impl ReadTransaction {
     pub fn commit_seq(&self) -> u64 {
         self.snap.seq
     }
-    /// A tree of this snapshot; `CollectionNotFound` if it does not exist in it.
+    /// A tree of this snapshot; `CollectionNotFound` if it does not exist in it. The default
+    /// tree always exists (empty until its first write), as `tree_names` lists it.
     pub fn open_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<ReadTree> {
         check_user_tree_name(name.as_ref())?;
-        let root = self.snap.trees.get(name.as_ref()).copied().ok_or(Error::CollectionNotFound)?;
+        let root = match self.snap.trees.get(name.as_ref()) {
+            Some(root) => *root,
+            None if name.as_ref() == super::api::DEFAULT_TREE => TreeRoot::default(),
+            None => return Err(Error::CollectionNotFound),
+        };
         Ok(ReadTree { handle: self.handle.clone(), snap: self.snap.clone(), root })
     }
     pub fn tree_names(&self) -> Vec<IVec> {
