@@ -9,8 +9,8 @@ use super::format::{
     BACKUP_MAGIC, BackupHeader, CHUNK_ENTRY_SIZE, CHUNK_HASH_SIZE, CHUNK_HEADER_SIZE, CHUNK_TAG_SIZE, HashingReader,
     TRAILER_MAGIC, chunk_aad,
 };
-use crate::btree::TreeRoot;
 use crate::btree::raw::{RawNode, RawValue};
+use crate::btree::{TREE_ROOT_SIZE, TreeRoot};
 use crate::crypto::cipher::Aead;
 use crate::crypto::keys::{SecretKey, context};
 use crate::crypto::seal::{KeyPurpose, PageBuf, PageSealer};
@@ -226,8 +226,10 @@ struct PageFacts {
     /// Pages this one references, with the tags it expects.
     children: Vec<PageRef>,
     records: u64,
-    /// Catalog leaves: (tree name, root).
-    trees: Vec<(Vec<u8>, TreeRoot)>,
+    /// A leaf whose every value decodes as a tree root (a catalog leaf, or a user leaf that
+    /// looks like one): per entry the value's bytes then the key's, wiped when dropped, since a
+    /// user leaf's keys and values are user data. Decoded only once the catalog walk reaches it.
+    trees: Vec<zeroize::Zeroizing<Vec<u8>>>,
     /// A leaf value that is not a tree root (in a catalog leaf: an entry that does not decode).
     not_tree_roots: bool,
 }
@@ -286,14 +288,23 @@ fn page_facts(sealer: &PageSealer, page: PageNo, buf: &mut PageBuf) -> Result<Pa
             let raw = RawNode::new(payload, page)?;
             if raw.is_leaf() {
                 for i in 0..raw.len() {
-                    let (k, v) = raw.leaf_entry(i)?;
-                    f.records += 1;
-                    match v {
-                        RawValue::Overflow { first, .. } => f.children.push(first),
-                        RawValue::Inline(b) => match TreeRoot::decode(b) {
-                            Some(root) => f.trees.push((k.to_vec(), root)),
-                            None => f.not_tree_roots = true,
-                        },
+                    match raw.leaf_entry(i)?.1 {
+                        RawValue::Overflow { first, .. } => {
+                            f.children.push(first);
+                            f.not_tree_roots = true;
+                        }
+                        RawValue::Inline(b) => f.not_tree_roots |= TreeRoot::decode(b).is_none(),
+                    }
+                }
+                f.records = raw.len() as u64;
+                if !f.not_tree_roots {
+                    f.trees.reserve_exact(raw.len());
+                    for i in 0..raw.len() {
+                        let (k, v) = raw.leaf_entry(i)?;
+                        let mut e = zeroize::Zeroizing::new(Vec::with_capacity(TREE_ROOT_SIZE + k.len()));
+                        e.extend_from_slice(v.inline_bytes());
+                        e.extend_from_slice(k);
+                        f.trees.push(e);
                     }
                 }
             } else {
@@ -349,7 +360,11 @@ fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Resu
                     if f.not_tree_roots || f.children.iter().any(|c| !c.is_none()) {
                         return Err(Error::corrupt(r.page, crate::error::CorruptReason::BadLayout));
                     }
-                    trees.extend(f.trees.iter().cloned());
+                    for e in &f.trees {
+                        let bad = || Error::corrupt(r.page, crate::error::CorruptReason::BadLayout);
+                        let (root, name) = e.split_at_checked(TREE_ROOT_SIZE).ok_or_else(bad)?;
+                        trees.push((name.to_vec(), TreeRoot::decode(root).ok_or_else(bad)?));
+                    }
                 }
             }
             stack.extend(f.children.iter().map(|c| (*c, depth + 1)));
