@@ -281,3 +281,70 @@ fn required_encryption_refuses_a_plaintext_backup() {
     assert!(!r.is_encrypted());
     assert_eq!(contents(&r), contents(&db));
 }
+
+/// Input too short to hold a header is `NotADatabase` unless what is there starts as the
+/// format does (then `Truncated`): a short text file is not "a truncated database".
+#[test]
+fn short_inputs_that_are_not_ours_are_not_a_database() {
+    let verify = |b: &[u8]| backup::verify(b, None, &mut |_| {});
+    assert!(matches!(verify(b"abc"), Err(Error::NotADatabase)));
+    assert!(matches!(verify(b"FVB"), Err(Error::Truncated { .. })));
+    assert!(matches!(verify(b"FVBACKUP"), Err(Error::Truncated { .. })));
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "a hundred bytes of someone's notes, opened by mistake as a database file\n").unwrap();
+    assert!(matches!(cfg(&text).open(), Err(Error::NotADatabase)));
+    let (_d, bytes, _) = make_backup();
+    assert!(matches!(verify(&bytes[..100]), Err(Error::Truncated { .. })));
+}
+
+/// A plaintext backup whose first chunk is split in two (every hash, the trailer and the stream
+/// hash recomputed, as anyone can for a plaintext source): it holds the same pages, but not in
+/// full chunks, so its header's page count no longer describes the stream. Refused.
+#[test]
+fn a_stream_of_short_chunks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Config::new().file(dir.path().join("p.fv")).plaintext().use_env(false).open().unwrap();
+    populate(&db);
+    let mut b = Vec::new();
+    db.backup_to(&mut b, &mut |_| {}).unwrap();
+    backup::verify(&b[..], None, &mut |_| {}).unwrap();
+    const HEAD: usize = 24;
+    const ENTRY: usize = 4104;
+    let (chunk_at, first_n) = (8192, u32::from_le_bytes(b[8192 + 8..8192 + 12].try_into().unwrap()) as usize);
+    assert!(first_n >= 2, "the first chunk holds {first_n} pages");
+    let chunk = |index: u64, entries: &[u8]| {
+        let mut c = Vec::new();
+        c.extend_from_slice(&index.to_le_bytes());
+        c.extend_from_slice(&((entries.len() / ENTRY) as u32).to_le_bytes());
+        c.extend_from_slice(&[0; 12]);
+        c.extend_from_slice(entries);
+        c.extend_from_slice(&[0; 16]);
+        let h = blake3::hash(&c);
+        c.extend_from_slice(h.as_bytes());
+        c
+    };
+    let entries = &b[chunk_at + HEAD..chunk_at + HEAD + first_n * ENTRY];
+    let half = first_n / 2 * ENTRY;
+    let mut out = b[..chunk_at].to_vec();
+    out.extend(chunk(0, &entries[..half]));
+    out.extend(chunk(1, &entries[half..]));
+    // The later chunks, renumbered.
+    let mut at = chunk_at + HEAD + first_n * ENTRY + 48;
+    let mut index = 2u64;
+    let trailer_at = b.len() - 64;
+    while at < trailer_at {
+        let n = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
+        out.extend(chunk(index, &b[at + HEAD..at + HEAD + n * ENTRY]));
+        at += HEAD + n * ENTRY + 48;
+        index += 1;
+    }
+    let mut trailer = b[trailer_at..trailer_at + 32].to_vec();
+    trailer[8..16].copy_from_slice(&index.to_le_bytes());
+    trailer[24..32].copy_from_slice(&(out.len() as u64).to_le_bytes());
+    out.extend_from_slice(&trailer);
+    let h = blake3::hash(&out);
+    out.extend_from_slice(h.as_bytes());
+    let r = backup::verify(&out[..], None, &mut |_| {});
+    assert!(matches!(&r, Err(Error::BackupCorrupt { what: "chunk header", .. })), "{r:?}");
+}

@@ -121,7 +121,8 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
             page_count: alloc.page_count,
             key_epoch: header.key_epoch,
             oldest_epoch: 0,
-            seals_in_epoch: header.seals_in_epoch + 16,
+            // The source's seals in this epoch, then this restore's (free list, this record).
+            seals_in_epoch: header.seals_in_epoch.saturating_add(pager.seals_in_epoch()).saturating_add(1),
             header_generation: generation,
             rekey_cursor: 0,
             free_delta: Default::default(),

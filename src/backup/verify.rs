@@ -93,7 +93,14 @@ impl<R: Read> BackupReader<R> {
         let mut b = Box::new([0u8; PAGE_SIZE]);
         // The magic first: a stream shorter than a header that is not a backup at all is
         // `NotADatabase`, not `Truncated`.
-        r.take(&mut b[..BACKUP_MAGIC.len()])?;
+        match r.take(&mut b[..BACKUP_MAGIC.len()]) {
+            // Shorter than the magic: a backup cut short only if what is there starts as one.
+            Err(e @ Error::Truncated { found, .. }) => {
+                let got = b.get(..found as usize).unwrap_or_default();
+                return Err(if BACKUP_MAGIC.starts_with(got) { e } else { Error::NotADatabase });
+            }
+            r => r?,
+        }
         if b[..BACKUP_MAGIC.len()] != BACKUP_MAGIC {
             return Err(Error::NotADatabase);
         }
@@ -131,7 +138,8 @@ impl<R: Read> BackupReader<R> {
         let got_index = get_u64(&head, 0).unwrap_or(u64::MAX);
         let n = get_u32(&head, 8).unwrap_or(0) as u64;
         let remaining = self.header.live_pages - self.pages_read;
-        if got_index != index || n == 0 || n > self.header.chunk_pages as u64 || n > remaining {
+        // Every chunk is full but the last (SPEC §13.2): the header's page count is the stream's.
+        if got_index != index || n != remaining.min(self.header.chunk_pages as u64) {
             return Err(corrupt(start, Some(index), "chunk header"));
         }
         let mut body = vec![0u8; n as usize * CHUNK_ENTRY_SIZE];

@@ -416,7 +416,7 @@ impl Engine {
             page_count: ws.alloc.page_count,
             key_epoch: ws.epoch,
             oldest_epoch: ws.durable.oldest_epoch.min(ws.epoch),
-            seals_in_epoch: self.pager.seals_in_epoch() + 1,
+            seals_in_epoch: self.pager.seals_in_epoch().saturating_add(1),
             header_generation,
             rekey_cursor: ws.durable.rekey_cursor,
             free_delta: ws.freelist.delta().clone(),
@@ -468,7 +468,7 @@ impl Engine {
         let mut rec = ws.durable.clone();
         rec.prev_durable_seq = rec.seq;
         rec.seals_in_epoch = if ws.epoch == rec.key_epoch {
-            self.pager.seals_in_epoch() + 1
+            self.pager.seals_in_epoch().saturating_add(1)
         } else {
             // The writer left the record's epoch (its budget spent, or a rotation begun) and
             // committed nothing since: the pager counts the new epoch's seals, not this one's.

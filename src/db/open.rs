@@ -155,11 +155,15 @@ fn assemble(
 pub(crate) fn read_header(storage: &dyn Storage) -> Result<(FileHeader, PageNo, bool)> {
     let len = storage.len()?;
     if len < 2 * PAGE_SIZE as u64 {
-        return Err(if len < 8 {
-            Error::NotADatabase
-        } else {
-            Error::Truncated { expected: 2 * PAGE_SIZE as u64, found: len }
-        });
+        // Truncated only if what is there starts as a database does.
+        let mut magic = [0u8; 8];
+        if len < 8 || {
+            storage.read_at(0, &mut magic)?;
+            magic != crate::format::MAGIC
+        } {
+            return Err(Error::NotADatabase);
+        }
+        return Err(Error::Truncated { expected: 2 * PAGE_SIZE as u64, found: len });
     }
     let mut copies = Vec::new();
     let mut first_err = None;

@@ -162,7 +162,9 @@ impl CommitRecord {
             rekey_cursor: get_u64(payload, REKEY_CURSOR_OFFSET).ok_or_else(bad)?,
             free_delta: FreeDelta::default(),
         };
+        // A sequence number of u64::MAX could have no successor.
         if r.prev_durable_seq > r.seq
+            || r.seq == u64::MAX
             || r.page_count < super::FIRST_DATA_PAGE
             || r.oldest_epoch > r.key_epoch
             || super::page::generation(payload) != r.seq
@@ -207,6 +209,11 @@ mod tests {
         // A version-1 file's record is read without a delta.
         assert!(CommitRecord::decode(&p, 2, 1).unwrap().free_delta.is_empty());
         p[0] = 1;
+        assert!(CommitRecord::decode(&p, 2, 2).is_err());
+        // A record no commit could follow (its seq + 1 would wrap) is refused.
+        let last = CommitRecord { seq: u64::MAX, prev_durable_seq: 1, page_count: 20, ..CommitRecord::default() };
+        let mut p = vec![0u8; PAYLOAD_SIZE];
+        last.encode(&mut p);
         assert!(CommitRecord::decode(&p, 2, 2).is_err());
     }
 
