@@ -680,6 +680,13 @@ fn check_reports_every_problem_with_its_page() {
     let t = o.text();
     assert!(t.contains(&format!("  page {leaf} (t): seal does not verify")), "{t}");
     assert!(t.lines().last().unwrap().starts_with("check: FAILED"), "{t}");
+    // Regression: damage met while copying was reported against the new file (which no
+    // longer exists), not the source.
+    let copy = e.p("copy");
+    let args = ["decrypt", &db, &copy, "--passphrase-file", &pass, "--i-understand-this-writes-plaintext"];
+    let d = e.fv(&args).code(4);
+    assert!(d.err().trim_end().ends_with(&format!("({db})")), "{}", d.err());
+    assert!(!Path::new(&copy).exists());
     // Regression: a report cut short by a closed pipe exited 0, damage found or not.
     let fv = env!("CARGO_BIN_EXE_foldvault");
     assert_eq!(e.exit_into_closed_pipe(fv, &["check", &db, "--passphrase-file", &pass]), 4);

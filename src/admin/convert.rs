@@ -18,7 +18,7 @@ use super::keys::{KeyArgs, Prompt};
 use super::maintain::{must_not_exist, plural, same_file};
 use super::{At, CliError, read_header};
 use crate::migrate::{CopyProgress, CopyReport};
-use crate::{CipherId, Config, Credentials, Encryption};
+use crate::{CipherId, Config, Credentials, Encryption, Error};
 
 /// A progress spinner over records (hidden unless standard error is a terminal).
 fn record_bar(what: &str) -> indicatif::ProgressBar {
@@ -67,6 +67,17 @@ fn src_credentials(a: &EncryptArgs, dst_creds: &Credentials) -> Result<Credentia
     if src_keys.any_given() { src_keys.credentials(Prompt::Never) } else { Ok(dst_creds.duplicate()) }
 }
 
+/// An error of a copy from `src` into the new file `dst`, named after the file it is about:
+/// damage found reading is the source's (the copy's own check failing is a bug, not damage);
+/// everything else (creating, writing, placing the copy) is the target's.
+fn copy_error(e: Error, src: &Path, dst: &Path) -> CliError {
+    let about = match &e {
+        Error::Corrupt { .. } | Error::Truncated { .. } | Error::NotADatabase | Error::UnsupportedVersion { .. } => src,
+        _ => dst,
+    };
+    CliError::db(e, about)
+}
+
 pub fn encrypt(a: EncryptArgs) -> Result<(), CliError> {
     let src = Target::resolve(&a.src);
     src.must_exist()?;
@@ -110,7 +121,7 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), CliError> {
             let r = crate::migrate::copy_to(&db, &dst.file, &dst_cfg, &mut cb);
             drop(db);
             bar.finish_and_clear();
-            (r.at(&dst.file)?, dst.file)
+            (r.map_err(|e| copy_error(e, &src.file, &dst.file))?, dst.file)
         }
         None => {
             let src_cfg = src.config().credentials(src_creds);
@@ -157,7 +168,7 @@ pub fn decrypt(a: DecryptArgs) -> Result<(), CliError> {
     let r = crate::migrate::copy_to(&db, &dst.file, &new_db_config().plaintext(), &mut cb);
     bar.finish_and_clear();
     drop(db);
-    let report = r.at(&dst.file)?;
+    let report = r.map_err(|e| copy_error(e, &src.file, &dst.file))?;
     print_report(
         &report,
         &format!(
