@@ -42,8 +42,9 @@ impl TxPages {
 
     /// Copies (at most `budget` more) pages of the tree at `root` that `rule` picks. Returns
     /// whether anything was copied; `budget` is decremented per page.
-    /// `memo` (compaction's, `InlineLeaves`) names leaves known to hold no overflow value;
-    /// this walk adds those it reads.
+    /// `memo` under `AtOrAbove` (compaction's) names leaves known to hold no overflow value;
+    /// under `EpochBelow` (rekey's) it names committed branches whose whole subtree was found
+    /// sealed at or above the epoch, which later batches skip. This walk adds those it finds.
     pub(crate) fn copy_where(
         &mut self,
         root: &mut PageRef,
@@ -135,16 +136,24 @@ impl TxPages {
             return Err(Error::corrupt(r.page, CorruptReason::TooDeep));
         }
         let dirty = self.dirty.contains_key(&r.page);
-        // A leaf below the target with no overflow value has nothing to copy: known without
-        // reading it again.
-        if let (CopyRule::AtOrAbove(at), Some(m)) = (rule, memo.as_deref())
+        // A leaf below the target with no overflow value has nothing to copy, and a committed
+        // subtree found all re-sealed stays so (its pages cannot change): known without
+        // reading them again.
+        if let Some(m) = memo.as_deref()
             && !dirty
-            && r.page < at
             && m.contains(r)
+            && match rule {
+                CopyRule::AtOrAbove(at) => r.page < at,
+                CopyRule::EpochBelow(_) => true,
+            }
         {
             return Ok(None);
         }
-        let links = self.links_noting(r, memo.as_deref_mut())?;
+        let links = match rule {
+            CopyRule::AtOrAbove(_) => self.links_noting(r, memo.as_deref_mut())?,
+            CopyRule::EpochBelow(_) => self.links(r)?,
+        };
+        let branch = matches!(links, Links::Children(_));
         let mut me = if dirty { Some(r.page) } else { None };
         if me.is_none() && *budget > 0 && self.needs_copy(r.page, rule)? {
             me = Some(self.make_dirty(r)?);
@@ -201,6 +210,18 @@ impl TxPages {
                     }
                 }
             }
+        }
+        // Budget left means the walk below went to its end (it stops only at zero); with
+        // nothing copied, the whole committed subtree is at or above the epoch. Branches only:
+        // one entry then skips a hundred leaves, and the memo stays small.
+        if let (CopyRule::EpochBelow(_), Some(m)) = (rule, memo)
+            && branch
+            && *budget > 0
+            && me.is_none()
+            && !dirty
+            && !self.new_pages.contains(&r.page)
+        {
+            m.note(r);
         }
         // A node already dirty has a dirty parent holding its number; a copied one is new.
         Ok(if dirty { None } else { me })
@@ -387,7 +408,8 @@ impl TxPages {
 /// (page, generation and tag): a committed page of one generation has one content (a page is
 /// written once per transaction that commits it), so a walk of a later commit of the same
 /// compaction that meets the same reference below its target has nothing to copy there and
-/// need not read the page again. At most `MAX_INLINE_LEAVES` entries (a table of 2^19 slots
+/// need not read the page again (rekey keeps one of branches whose subtree is re-sealed whole,
+/// `TxPages::copy_where`). At most `MAX_INLINE_LEAVES` entries (a table of 2^19 slots
 /// of 33 bytes: about 17 MiB, for a tree of over a gigabyte of leaves); past that, leaves are
 /// read as before. A wrong entry could only leave a page unmoved (a leaf's overflow pages not
 /// copied), never lose one: the trim gives up only pages the allocator holds free.
