@@ -124,12 +124,12 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
         let mut report = CopyReport::default();
         let mut p = CopyProgress::default();
         for name in rt.tree_names() {
-            // (The default tree is named even before it holds anything.)
-            let t = match rt.open_tree(&name) {
-                Ok(t) => t,
-                Err(Error::CollectionNotFound) => continue,
-                Err(e) => return Err(e),
-            };
+            // The default tree is named, and opens empty, before its first write: a copy has
+            // it as well without being given it.
+            if !rt.snap.trees.contains_key(&name[..]) {
+                continue;
+            }
+            let t = rt.open_tree(&name)?;
             let dt = out.open_tree(&name)?;
             let (n, src_digest) = copy_records(t.iter(), &dt, &mut p, progress)?;
             report.trees.push((String::from_utf8_lossy(&name).into_owned(), n, src_digest));
