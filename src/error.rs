@@ -152,8 +152,10 @@ pub enum Error {
     /// An I/O error from the storage layer (its text is the operating system's).
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    /// An earlier write failed; the handle refuses further writes until reopened.
-    #[error("database handle is poisoned by an earlier I/O failure; reopen it")]
+    /// An earlier write or sync failed; the handle refuses further writes. After a failed
+    /// write it may be reopened; after a failed sync the file is not reopened for writing in
+    /// this process (its cached pages may not be what the disk holds).
+    #[error("database handle is poisoned by an earlier I/O failure (see the first error); open the database again")]
     Poisoned,
     /// An internal invariant failed (a bug; please report it).
     #[error("internal error: {0}")]

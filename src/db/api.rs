@@ -165,9 +165,14 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
         }
         let engine = super::open::create(storage, cfg, &creds)?;
         for name in &new_names {
-            // The database exists and is synced: a directory that cannot be synced (some file
-            // systems refuse) leaves only its name's durability in doubt, said on the audit log.
+            // The database exists and is synced. A file system that cannot sync a directory
+            // (EINVAL, unsupported) leaves only the name's durability in doubt, said on the audit
+            // log; any other failure (EIO) is an error: commits acknowledged later could vanish
+            // with the name.
             if let Err(e) = crate::storage::sync_parent_dir(name) {
+                if !matches!(e.kind(), std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported) {
+                    return Err(Error::Io(e));
+                }
                 tracing::warn!(target: "foldvault::audit", error = %e, path = %name.display(), "the new name's directory could not be synced");
             }
         }

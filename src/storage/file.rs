@@ -11,7 +11,8 @@
 //!   duplicates it), so dropping the `FileStorage` closes the descriptor and releases the lock;
 //! - all I/O is positioned (`pread`/`pwrite`), so concurrent readers never race on a cursor;
 //! - a read-only handle refuses `write_at` and `set_len` with `PermissionDenied`;
-//! - `sync` is `fdatasync`: it makes every earlier write and length change durable.
+//! - `sync` is `fdatasync`: it makes every earlier write and length change durable;
+//! - a file whose `sync` failed is not opened for writing again in this process (below).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
@@ -20,6 +21,42 @@ use std::path::{Path, PathBuf};
 
 use super::Storage;
 use crate::error::Error;
+
+/// Files (device, inode) whose `fdatasync` failed in this process. Linux marks the pages of a
+/// failed writeback clean, keeps them cached and reports the error once: a handle opened later
+/// reads them as if they were on the disk, and its syncs succeed, so recovery would trust
+/// writes the disk never got. Such a file is refused a read-write open for the rest of the
+/// process (SPEC §8); a read-only open, which writes nothing, is allowed.
+static SYNC_FAILED: std::sync::Mutex<Vec<FileIdentity>> = std::sync::Mutex::new(Vec::new());
+
+/// Device, inode and, where the file system keeps it, creation time (so that a new file given
+/// a deleted one's inode number is not taken for it).
+type FileIdentity = (u64, u64, Option<std::time::SystemTime>);
+
+fn identity(f: &File) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata().ok().map(|m| (m.dev(), m.ino(), m.created().ok()))
+}
+
+fn note_sync_failure(f: &File) {
+    if let Some(id) = identity(f) {
+        let mut failed = SYNC_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+        if !failed.contains(&id) {
+            failed.push(id);
+        }
+    }
+}
+
+fn refuse_after_sync_failure(f: &File) -> crate::Result<()> {
+    let failed = SYNC_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+    match identity(f) {
+        Some(id) if failed.contains(&id) => Err(Error::Io(io::Error::other(
+            "a sync of this file failed earlier in this process: the system may cache writes the disk does not \
+hold, so it is not opened for writing again here (restart the machine, then check it)",
+        ))),
+        _ => Ok(()),
+    }
+}
 
 /// A database file on disk.
 #[derive(Debug)]
@@ -38,6 +75,7 @@ impl FileStorage {
     pub fn open(path: &Path, create: bool) -> crate::Result<FileStorage> {
         use std::os::unix::fs::OpenOptionsExt;
         let file = OpenOptions::new().read(true).write(true).create(create).mode(0o600).open(path)?;
+        refuse_after_sync_failure(&file)?;
         lock_result(file.try_lock())?;
         Ok(FileStorage { file, path: path.to_path_buf(), read_only: false })
     }
@@ -101,7 +139,11 @@ impl Storage for FileStorage {
             // Nothing written through this handle; nothing to make durable.
             return Ok(());
         }
-        self.file.sync_data()
+        let synced = self.file.sync_data();
+        if synced.is_err() {
+            note_sync_failure(&self.file);
+        }
+        synced
     }
 
     fn len(&self) -> io::Result<u64> {
@@ -117,6 +159,24 @@ impl Storage for FileStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After a failed sync the file is not opened for writing again in this process (the
+    /// kernel's cache may hold writes that never reached the disk); reading is still allowed.
+    #[test]
+    fn a_file_whose_sync_failed_is_not_reopened_for_writing() {
+        // Kept after the test: its inode is not given to another test's file in this process.
+        let dir = tempfile::tempdir().unwrap().keep();
+        let path = dir.join("f");
+        let s = FileStorage::open(&path, true).unwrap();
+        s.write_at(0, &[1; 4096]).unwrap();
+        // As `sync` does when `fdatasync` fails (no device here fails on demand).
+        note_sync_failure(&s.file);
+        drop(s);
+        assert!(matches!(FileStorage::open(&path, false), Err(Error::Io(_))));
+        assert!(FileStorage::open_read_only(&path).is_ok());
+        // Another file is unaffected.
+        assert!(FileStorage::open(&dir.join("g"), true).is_ok());
+    }
 
     fn temp_path() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
