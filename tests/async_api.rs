@@ -261,3 +261,22 @@ fn works_under_another_executor() {
         assert_eq!(db.tree_names().await.unwrap().len(), 2);
     });
 }
+
+/// `close` flushes and closes on the blocking pool: once it returns, the file is unlocked and
+/// holds every write; a clone still open keeps the database open until it closes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_flushes_and_releases_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::new().path(dir.path()).use_env(false).flush_every_ms(None);
+    let db = AsyncDb::open(cfg.clone()).await.unwrap();
+    let other = db.clone();
+    db.insert("k", "v").await.unwrap();
+    db.close().await.unwrap();
+    other.insert("k2", "v2").await.unwrap();
+    assert!(matches!(cfg.open(), Err(foldvault::Error::Locked)), "a clone still holds the file");
+    other.close().await.unwrap();
+    let reopened = AsyncDb::open(cfg).await.unwrap();
+    assert_eq!(reopened.get("k").await.unwrap().unwrap(), "v");
+    assert_eq!(reopened.get("k2").await.unwrap().unwrap(), "v2");
+    reopened.close().await.unwrap();
+}

@@ -112,6 +112,18 @@ impl AsyncDb {
         let db = self.db.clone();
         blocking(move || db.compact())
     }
+
+    /// Flushes and lets go of this handle on the blocking pool, reporting a failed flush.
+    /// Dropping the last handle of a database instead flushes, syncs and closes the file on
+    /// the thread that drops it (a runtime worker, for a handle dropped in a task) and can
+    /// only log a failure. Other clones of the database stay open.
+    pub fn close(self) -> impl Future<Output = Result<()>> + Send + 'static {
+        blocking(move || {
+            let flushed = self.db.flush();
+            drop(self);
+            flushed.map(|_| ())
+        })
+    }
 }
 
 /// A tree whose operations are `async`. Cheap to clone.
