@@ -202,11 +202,12 @@ mod tests {
     use crate::format::page::PageRef;
     use crate::storage::{GatedMemory, Storage, WriteGate};
 
-    /// Counts the writes of a `GatedMemory` and can be told to fail them.
+    /// Counts the writes of a `GatedMemory` and can be told to fail them, or its syncs.
     #[derive(Default)]
     struct Counts {
         writes: AtomicU64,
         fail: AtomicBool,
+        fail_sync: AtomicBool,
     }
 
     impl WriteGate for Counts {
@@ -216,6 +217,29 @@ mod tests {
             }
             self.writes.fetch_add(1, Ordering::Relaxed);
             Ok(())
+        }
+        fn before_sync(&self) -> io::Result<()> {
+            if self.fail_sync.load(Ordering::Relaxed) {
+                return Err(io::Error::other("injected sync failure"));
+            }
+            Ok(())
+        }
+    }
+
+    /// A failed sync poisons the pager as a failed write does: nothing is retried on the same
+    /// handle (after a failed `fdatasync` the kernel may have dropped the writes it held).
+    #[test]
+    fn a_failed_sync_poisons() {
+        for (storage, pager) in pagers() {
+            let items: Vec<(PageNo, u32)> = (0..4).map(|i| (100 + i as u64, i)).collect();
+            pager.write_batch(0, items, &fill_item).unwrap();
+            storage.gate.fail_sync.store(true, Ordering::Relaxed);
+            assert!(matches!(pager.sync(), Err(Error::Io(_))));
+            assert!(pager.is_poisoned());
+            storage.gate.fail_sync.store(false, Ordering::Relaxed);
+            assert!(matches!(pager.sync(), Err(Error::Poisoned)), "a sync is not retried");
+            let items: Vec<(PageNo, u32)> = (0..4).map(|i| (200 + i as u64, i)).collect();
+            assert!(pager.write_batch(0, items, &fill_item).is_err());
         }
     }
 

@@ -130,6 +130,10 @@ pub(super) fn set_len_vec(data: &mut Vec<u8>, len: u64) -> io::Result<()> {
 #[cfg(test)]
 pub(crate) trait WriteGate: Send + Sync + 'static {
     fn before_write(&self) -> io::Result<()>;
+    /// Before a `sync`; passes unless a gate says otherwise.
+    fn before_sync(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Memory storage whose writes first pass `gate` (tests of the layers above).
@@ -150,6 +154,7 @@ impl<G: WriteGate> Storage for GatedMemory<G> {
         self.inner.write_at(offset, buf)
     }
     fn sync(&self) -> io::Result<()> {
+        self.gate.before_sync()?;
         self.inner.sync()
     }
     fn len(&self) -> io::Result<u64> {
