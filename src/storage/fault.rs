@@ -43,7 +43,8 @@ pub enum CrashModel {
     LoseUnsynced,
     /// Every unsynced write, in order, survives only as a prefix cut at a 512-byte boundary
     /// (anything from nothing to all of it), chosen independently per write from `seed`.
-    /// Unsynced length changes are applied in order.
+    /// Each unsynced length change is applied in order or lost, on its own. The operation a
+    /// `crash_at` power loss interrupted counts as unsynced.
     TearUnsynced {
         /// Seeds the choice of cut points.
         seed: u64,
@@ -101,6 +102,12 @@ enum OpKind {
 }
 
 impl State {
+    /// True for the operation `crash_at` names, which the power failed during (a later one
+    /// never started).
+    fn in_flight_at_power_loss(&self) -> bool {
+        self.crashed && self.plan.crash_at == Some(self.ops)
+    }
+
     /// Counts one operation and decides whether the plan fails it.
     fn begin(&mut self, kind: OpKind) -> io::Result<()> {
         self.ops += 1;
@@ -202,7 +209,13 @@ impl FaultyStorage {
                             let cut = rng.cut(data.len());
                             apply_write(&mut img, *offset, &data[..cut]);
                         }
-                        Pending::SetLen(len) => apply_set_len(&mut img, *len),
+                        // A length change is lost or kept on its own (an extension or a
+                        // truncation can be lost while later writes survive).
+                        Pending::SetLen(len) => {
+                            if rng.below(2) == 0 {
+                                apply_set_len(&mut img, *len)
+                            }
+                        }
                     }
                 }
             }
@@ -276,7 +289,14 @@ impl Storage for FaultyStorage {
         let _cut = self.cut.lock();
         self.observe();
         let mut st = self.state.lock();
-        st.begin(OpKind::Mutate)?;
+        if let Err(e) = st.begin(OpKind::Mutate) {
+            // The write the power failed during may have reached the disk in part.
+            if st.in_flight_at_power_loss() && !buf.is_empty() && super::memory::checked_end(offset, buf.len()).is_ok()
+            {
+                st.pending.push(Pending::Write { offset, data: buf.to_vec() });
+            }
+            return Err(e);
+        }
         write_vec(&mut st.live, offset, buf)?;
         if !buf.is_empty() {
             st.pending.push(Pending::Write { offset, data: buf.to_vec() });
@@ -306,7 +326,12 @@ impl Storage for FaultyStorage {
         let _cut = self.cut.lock();
         self.observe();
         let mut st = self.state.lock();
-        st.begin(OpKind::Mutate)?;
+        if let Err(e) = st.begin(OpKind::Mutate) {
+            if st.in_flight_at_power_loss() && len <= super::memory::MAX_STORAGE_LEN {
+                st.pending.push(Pending::SetLen(len));
+            }
+            return Err(e);
+        }
         set_len_vec(&mut st.live, len)?;
         // Clip pending writes to what the live image still holds of them, so that no crash
         // model can bring back bytes this length change cut off.
@@ -363,6 +388,27 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The write a `crash_at` power loss interrupted may survive whole, in part or not at all;
+    /// an unsynced length change may be lost while a later write survives.
+    #[test]
+    fn the_interrupted_write_and_a_lone_length_change_may_survive_or_not() {
+        let s = FaultyStorage::new();
+        s.write_at(0, &[1; 4096]).unwrap();
+        s.sync().unwrap();
+        s.set_len(3 * 4096).unwrap();
+        s.write_at(4096, &[2; 512]).unwrap();
+        s.set_plan(FaultPlan { crash_at: Some(1), ..FaultPlan::default() });
+        assert!(s.write_at(8192, &[3; 4096]).is_err());
+        assert_eq!(s.live_image().len(), 3 * 4096, "the interrupted write is not in the live image");
+        let images: Vec<Vec<u8>> = (0..512).map(|seed| s.crash_image(&CrashModel::TearUnsynced { seed })).collect();
+        let third = |i: &Vec<u8>| i.get(8192..12288).map(|b| b.iter().filter(|&&x| x == 3).count()).unwrap_or(0);
+        assert!(images.iter().any(|i| third(i) == 4096), "whole");
+        assert!(images.iter().any(|i| (1..4096).contains(&third(i))), "in part");
+        assert!(images.iter().any(|i| third(i) == 0), "not at all");
+        assert!(images.iter().any(|i| i.len() == 4096 + 512), "the extension lost, the later write kept");
+        assert!(images.iter().any(|i| i.len() == 3 * 4096), "the extension kept");
+    }
 
     /// A device with `base` durable, then `writes` (offset, length, byte) not yet synced.
     fn device(base: Vec<u8>, writes: &[(usize, usize, u8)]) -> FaultyStorage {
