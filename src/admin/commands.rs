@@ -109,8 +109,8 @@ fn bytes(s: OsString) -> Vec<u8> {
     s.into_vec()
 }
 
-/// Refuses tree names in the engine's reserved namespace (`Db::open_tree` refuses them too;
-/// a write transaction's `open_tree` does not, so the command line checks before writing).
+/// Refuses tree names in the engine's reserved namespace (`Db::open_tree` and a write
+/// transaction's `open_tree` refuse them too; checked here to word the usage error).
 fn writable_tree(name: &[u8]) -> Result<&[u8], CliError> {
     if name.starts_with(crate::db::engine::RESERVED_PREFIX) {
         return Err(CliError::Usage(format!(
