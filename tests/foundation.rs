@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+mod common;
+
 use foldvault::storage::{MemoryStorage, Storage};
 use foldvault::{Config, Credentials, Error, KdfParams, MasterKey};
 
@@ -301,20 +303,7 @@ fn a_read_only_open_keeps_the_commit_it_fell_back_from() {
             .write_ahead_log(false)
             .checkpoint_on_close(false)
     };
-    let db = cfg().open().unwrap();
-    for i in 0..200u32 {
-        db.insert(i.to_be_bytes(), vec![1u8; 50]).unwrap();
-    }
-    db.flush().unwrap();
-    let saved = std::fs::read(&path).unwrap();
-    db.insert("newest", "commit").unwrap();
-    db.flush().unwrap();
-    drop(db);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let p =
-        (4..saved.len() / 4096).find(|p| saved[p * 4096..(p + 1) * 4096] != bytes[p * 4096..(p + 1) * 4096]).unwrap();
-    bytes[p * 4096 + 100] ^= 1;
-    std::fs::write(&path, &bytes).unwrap();
+    let bytes = common::file_whose_newest_commit_fails(&cfg(), &path);
     for _ in 0..2 {
         let db = cfg().checkpoint_on_close(true).read_only(true).open().unwrap();
         assert!(db.was_recovered(), "every read-only open falls back");
