@@ -692,6 +692,7 @@ fn check_reports_every_problem_with_its_page() {
     assert_eq!(e.exit_into_closed_pipe(fv, &["check", &db, "--passphrase-file", &pass]), 4);
     let pd = env!("CARGO_BIN_EXE_pagedump");
     assert_eq!(e.exit_into_closed_pipe(pd, &[&db, "--all", "--passphrase-file", &pass]), 4);
+    assert_eq!(e.exit_into_closed_pipe(pd, &[&db, "--tree", "t", "--passphrase-file", &pass]), 4);
     assert_eq!(e.exit_into_closed_pipe(pd, &[&db, "--passphrase-file", &pass]), 0, "pages 0-3 are whole");
     let lost = e.p("salvaged");
     assert_eq!(e.exit_into_closed_pipe(fv, &["salvage", &db, &lost, "--passphrase-file", &pass]), 4);

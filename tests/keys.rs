@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+mod common;
+
 use foldvault::storage::{CrashModel, FaultyStorage, Storage};
 use foldvault::{Config, Credentials, Error, KdfParams, MasterKey, Passphrase, SlotKind};
 use parking_lot::Mutex;
@@ -305,6 +307,11 @@ fn passphrase_change_finds_the_slot_its_passphrase_opens() {
     let db = with(s, Credentials::passphrase("new3")).open().unwrap();
     let kinds: Vec<SlotKind> = db.slots().iter().map(|s| s.kind).collect();
     assert_eq!(kinds, vec![SlotKind::MasterKey, SlotKind::MasterKeyAndPassphrase, SlotKind::Passphrase]);
+    // The master key alone opens only a slot without a passphrase: a usage error, not a wrong key.
+    let r = db.change_passphrase(&Credentials::master_key(mk.duplicate()), "x".into(), fast());
+    assert!(matches!(r, Err(Error::InvalidConfig(_))), "{r:?}");
+    let r = db.change_passphrase(&Credentials::passphrase("wrong"), "x".into(), fast());
+    assert!(matches!(r, Err(Error::WrongKey { .. })), "{r:?}");
 }
 
 fn file_cfg(path: &std::path::Path) -> Config {
@@ -336,20 +343,7 @@ fn converting_in_place_keeps_a_file_another_name_links() {
 fn converting_in_place_refuses_a_database_that_fell_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.fv");
-    let db = file_cfg(&path).plaintext().checkpoint_on_close(false).open().unwrap();
-    for i in 0..200u32 {
-        db.insert(i.to_be_bytes(), vec![1u8; 50]).unwrap();
-    }
-    db.flush().unwrap();
-    let saved = std::fs::read(&path).unwrap();
-    db.insert("newest", "commit").unwrap();
-    db.flush().unwrap();
-    drop(db);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let p =
-        (4..saved.len() / 4096).find(|p| saved[p * 4096..(p + 1) * 4096] != bytes[p * 4096..(p + 1) * 4096]).unwrap();
-    bytes[p * 4096 + 100] ^= 1;
-    std::fs::write(&path, &bytes).unwrap();
+    let bytes = common::file_whose_newest_commit_fails(&file_cfg(&path).plaintext().checkpoint_on_close(false), &path);
     let to = file_cfg(&path).passphrase("in place").encryption(foldvault::Encryption::Required);
     let r = foldvault::migrate::convert_in_place(&path, &file_cfg(&path), &to, &mut |_| {});
     assert!(matches!(r, Err(Error::Unsupported(_))), "{r:?}");

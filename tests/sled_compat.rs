@@ -652,6 +652,17 @@ fn transactions_drawing_ids_share_one_reserved_range() {
     ids.push(db.generate_id().unwrap());
     assert_eq!(ids, (first..first + 6).collect::<Vec<_>>());
     assert_eq!(db.metrics().durable_commits, durable, "one reservation, made durable once");
+    // A view kept past the transaction that reserved a range hands out nothing from it: the
+    // range went to the engine, which hands it out.
+    let db = temp_db();
+    let kept = db
+        .transaction(|tx| {
+            tx.generate_id()?;
+            Ok::<_, ConflictableTransactionError>(tx.clone())
+        })
+        .unwrap();
+    assert!(kept.generate_id().is_err());
+    assert_eq!(db.generate_id().unwrap(), 1);
 }
 
 #[test]

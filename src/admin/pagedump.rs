@@ -234,7 +234,9 @@ impl Dumper {
 
 fn dump(cli: PagedumpCli) -> Result<(), CliError> {
     let mut dumper = Dumper::open(&cli)?;
-    let mut o = std::io::BufWriter::new(std::io::stdout().lock());
+    // After a pipe closed early (`| head`) the pages asked for are still opened, unshown, so
+    // the exit code speaks for all of them.
+    let mut o = PipeTolerant { inner: std::io::BufWriter::new(std::io::stdout().lock()), closed: false };
     if let Some(name) = &cli.tree {
         use std::os::unix::ffi::OsStrExt;
         super::pagetree::draw(&mut dumper, name.as_bytes(), &mut o)?;
@@ -248,27 +250,15 @@ fn dump(cli: PagedumpCli) -> Result<(), CliError> {
             (None, true) => 0..count,
             (None, false) => 0..FIRST_DATA_PAGE.min(count),
         };
-        // After a pipe closed early (`| head`) the pages asked for are still opened, unshown,
-        // so the exit code speaks for all of them.
-        let mut shown = true;
-        let show = |r: std::io::Result<()>, shown: &mut bool| match r.map_err(CliError::stdout) {
-            Err(CliError::BrokenPipe) => {
-                *shown = false;
-                Ok(())
-            }
-            other => other,
-        };
         let header = dumper.header_desc();
-        show(dumper.emit(&mut o, header), &mut shown)?;
+        dumper.emit(&mut o, header).map_err(CliError::stdout)?;
         for p in pages {
             let d = dumper.describe(p);
-            if shown {
-                show(dumper.emit(&mut o, d), &mut shown)?;
-            }
+            dumper.emit(&mut o, d).map_err(CliError::stdout)?;
         }
-        if shown && cli.page.is_none() && !cli.all && !cli.json {
-            let hint = "(pages 0-3 only: --all for every page, --page N for one, --tree NAME for a tree)";
-            show(writeln!(o, "{hint}"), &mut shown)?;
+        if cli.page.is_none() && !cli.all && !cli.json {
+            writeln!(o, "(pages 0-3 only: --all for every page, --page N for one, --tree NAME for a tree)")
+                .map_err(CliError::stdout)?;
         }
     }
     let flushed = o.flush().map_err(CliError::stdout);
@@ -278,6 +268,40 @@ fn dump(cli: PagedumpCli) -> Result<(), CliError> {
         }
         Ok(())
     })
+}
+
+/// Standard output that goes quiet once its reader has gone: writes after a broken pipe are
+/// dropped, so a dump runs to its end and its exit code covers every page asked for.
+struct PipeTolerant<W: Write> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> Write for PipeTolerant<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            r => r,
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            r => r,
+        }
+    }
 }
 
 /// Parses `args` (program name first), runs the dump and returns the exit code.

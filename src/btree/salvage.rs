@@ -126,10 +126,11 @@ fn salvage_leaf(
     record: &mut dyn FnMut(&[u8], Vec<u8>) -> Result<()>,
     lost: &mut dyn FnMut(LostRange),
 ) -> Result<()> {
-    // The last key recorded (the lower bound of a loss that follows it), and the first error
-    // of a run of bad entries not yet reported.
+    // The last key recorded, and a run of bad entries not yet reported: where its range starts
+    // (the last key recorded; the leaf's lower bound once an entry of the run lies below that
+    // key, which could belong anywhere before it) and the run's first error.
     let mut last: Option<&[u8]> = None;
-    let mut pending: Option<Error> = None;
+    let mut pending: Option<(Option<&[u8]>, Error)> = None;
     let range = |from: Option<&[u8]>, to: Option<&[u8]>, e: Error| LostRange {
         lo: from.or(lo).map(<[u8]>::to_vec),
         hi: to.map(<[u8]>::to_vec),
@@ -137,19 +138,24 @@ fn salvage_leaf(
         error: e.to_string(),
     };
     for i in 0..raw.len() {
-        let entry = raw.leaf_entry(i).and_then(|(k, v)| {
-            let ordered = last.is_none_or(|p| k > p) && lo.is_none_or(|l| k >= l) && hi.is_none_or(|h| k < h);
-            if ordered { Ok((k, v)) } else { Err(Error::corrupt(page, crate::error::CorruptReason::KeyOrder)) }
-        });
-        let (k, v) = match entry {
+        let (k, v) = match raw.leaf_entry(i) {
             Ok(e) => e,
             Err(e) => {
-                pending.get_or_insert(e);
+                pending.get_or_insert((last, e));
                 continue;
             }
         };
-        if let Some(e) = pending.take() {
-            lost(range(last, Some(k), e));
+        let below_last = last.is_some_and(|p| k <= p);
+        if below_last || lo.is_some_and(|l| k < l) || hi.is_some_and(|h| k >= h) {
+            let run =
+                pending.get_or_insert_with(|| (last, Error::corrupt(page, crate::error::CorruptReason::KeyOrder)));
+            if below_last {
+                run.0 = lo;
+            }
+            continue;
+        }
+        if let Some((from, e)) = pending.take() {
+            lost(range(from, Some(k), e));
         }
         last = Some(k);
         let value = match v {
@@ -169,8 +175,8 @@ fn salvage_leaf(
         };
         record(k, value)?;
     }
-    if let Some(e) = pending {
-        lost(range(last, hi, e));
+    if let Some((from, e)) = pending {
+        lost(range(from, hi, e));
     }
     Ok(())
 }

@@ -165,12 +165,13 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
         }
         let engine = super::open::create(storage, cfg, &creds)?;
         for name in &new_names {
-            // The database exists and is synced. A file system that cannot sync a directory
-            // (EINVAL, unsupported) leaves only the name's durability in doubt, said on the audit
-            // log; any other failure (EIO) is an error: commits acknowledged later could vanish
-            // with the name.
+            // The database exists and is synced. A directory that cannot be synced (a file
+            // system that refuses, a directory this user cannot open) leaves only the name's
+            // durability in doubt, said on the audit log; an I/O error (EIO) is an error:
+            // commits acknowledged later could vanish with the name.
             if let Err(e) = crate::storage::sync_parent_dir(name) {
-                if !matches!(e.kind(), std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported) {
+                const EIO: i32 = 5;
+                if e.raw_os_error() == Some(EIO) {
                     return Err(Error::Io(e));
                 }
                 tracing::warn!(target: "foldvault::audit", error = %e, path = %name.display(), "the new name's directory could not be synced");

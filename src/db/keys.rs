@@ -196,7 +196,14 @@ impl Db {
         // unchanged, under the lock.
         let (index, opened) = {
             let h = self.handle.engine.header.lock().clone();
-            let (_, i) = slots::unlock_kind(&h, old, |k| k.uses_passphrase())?;
+            let i = match slots::unlock_kind(&h, old, |k| k.uses_passphrase()) {
+                Ok((_, i)) => i,
+                // Right credentials that open no passphrase slot: not a wrong key.
+                Err(e) => match slots::unlock(&h, old) {
+                    Ok(_) => return Err(Error::InvalidConfig("the slot these credentials open has no passphrase")),
+                    Err(_) => return Err(e),
+                },
+            };
             (i, h.slots[i].clone())
         };
         self.update_header(|h, dk| {

@@ -354,6 +354,15 @@ file instead, which keeps the original (or run `foldvault check` / `salvage` on 
     };
     // The source closes: its log is folded into the old file (no longer named) and removed.
     drop(src);
+    // A log the close could not fold and remove still has the name beside the new file, which
+    // would refuse to open with it (`ForeignLog`). The copy holds all it held: it goes.
+    if let Some(log) = &old_log {
+        let side = crate::storage::wal::sidecar_path(path);
+        if std::fs::metadata(&side).is_ok_and(|m| same_file(log, &m).unwrap_or(false)) {
+            std::fs::remove_file(&side)?;
+            crate::storage::sync_parent_dir(&side)?;
+        }
+    }
     // Best effort (SPEC §9.1): the old blocks are overwritten where the file system writes in
     // place; copy-on-write file systems, snapshots and SSD spare blocks keep them.
     for f in std::iter::once(&old).chain(old_log.as_ref()) {

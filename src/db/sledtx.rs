@@ -291,6 +291,8 @@ impl TransactionalTrees {
                 // A range this transaction reserved is now durable: what it did not use goes to
                 // the engine, unless the engine reserved past it meanwhile (ids stay increasing).
                 let (next, end) = overlay.ids.get();
+                // The range is the engine's now: a view kept past the transaction serves none.
+                overlay.ids.set((end, end));
                 if next < end {
                     let mut ids = handle.engine.ids.lock();
                     if *ids == (end, end) {
@@ -383,6 +385,9 @@ impl TransactionalTree {
     /// reserving a new range makes this transaction's commit durable.
     pub fn generate_id(&self) -> Result<u64> {
         let ov = &self.overlay;
+        if ov.tx.borrow().is_none() {
+            return Err(finished());
+        }
         let (next, end) = ov.ids.get();
         if next < end {
             ov.ids.set((next + 1, end));

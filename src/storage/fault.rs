@@ -328,14 +328,21 @@ impl Storage for FaultyStorage {
         let mut st = self.state.lock();
         if let Err(e) = st.begin(OpKind::Mutate) {
             if st.in_flight_at_power_loss() && len <= super::memory::MAX_STORAGE_LEN {
-                st.pending.push(Pending::SetLen(len));
+                st.push_set_len(len);
             }
             return Err(e);
         }
         set_len_vec(&mut st.live, len)?;
-        // Clip pending writes to what the live image still holds of them, so that no crash
-        // model can bring back bytes this length change cut off.
-        st.pending.retain_mut(|op| match op {
+        st.push_set_len(len);
+        Ok(())
+    }
+}
+
+impl State {
+    /// Records an unsynced length change. Pending writes are clipped to the new length first,
+    /// so that no crash model can bring back bytes this length change cut off.
+    fn push_set_len(&mut self, len: u64) {
+        self.pending.retain_mut(|op| match op {
             Pending::Write { offset, data } => {
                 let room = usize::try_from(len.saturating_sub(*offset)).unwrap_or(usize::MAX);
                 data.truncate(room);
@@ -343,8 +350,7 @@ impl Storage for FaultyStorage {
             }
             Pending::SetLen(_) => true,
         });
-        st.pending.push(Pending::SetLen(len));
-        Ok(())
+        self.pending.push(Pending::SetLen(len));
     }
 }
 
