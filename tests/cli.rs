@@ -1136,6 +1136,10 @@ fn slots_list_add_remove() {
     // Remove: no such slot, then slots 0 and 2; the last one is refused.
     let o = e.fv(&["slots", &db, "remove", "7", "--key-file", &key]).code(2);
     assert!(o.err().contains("no key slot 7"), "{}", o.err());
+    // The only slot the key given opens goes only with --force (slot 2's passphrase also opens
+    // the database, but it was not given).
+    let o = e.fv(&["slots", &db, "remove", "1", "--key-file", &key]).code(2);
+    assert!(o.err().contains("only slot") && o.err().contains("--force"), "{}", o.err());
     let t = e.fv(&["slots", &db, "remove", "0", "--key-file", &key]).ok().text();
     assert!(t.starts_with("removed slot 0: passphrase") && t.contains("2 slots left"), "{t}");
     e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).code(3);
@@ -1482,6 +1486,10 @@ fn config_file_sets_kdf_and_refuses_bad_files() {
     let big = e.p("big.toml");
     std::fs::write(&big, vec![b'#'; (1 << 20) + 10]).unwrap();
     e.fv(&["status", &db, "--config", &big]).code(2);
+    // Bytes that are not text are a usage error too, not an I/O error.
+    let binary = e.p("binary.toml");
+    std::fs::write(&binary, b"cipher = \"\xff\"\n").unwrap();
+    assert!(e.fv(&["status", &db, "--config", &binary]).code(2).err().contains("not UTF-8"));
     // `[backup] verify_after`: the backup file is read back and verified.
     std::fs::write(&cfg, "[backup]\nverify_after = true\n").unwrap();
     let o = e.fv(&["backup", &db, &e.p("cfg.fvbk"), "--config", &cfg, "--passphrase-file", &pass]).ok();

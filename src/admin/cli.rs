@@ -419,10 +419,14 @@ pub enum SlotAction {
     },
     /// Add a recovery-key slot; the new recovery key is printed once on standard output
     AddRecovery,
-    /// Remove slot N (the last slot is never removed)
+    /// Remove slot N (the last slot is never removed; the only slot the key given opens, only
+    /// with --force)
     Remove {
         /// The slot number (as `slots DB` lists it)
         n: usize,
+        /// Remove it even when the key given opens no other slot
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -535,11 +539,17 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     if let Some(path) = &cli.config {
         // Read bounded: `parse` refuses more than 1 MiB, so a byte past it is enough to know.
         let read = std::fs::File::open(path).and_then(|f| {
-            let mut t = String::new();
-            std::io::Read::read_to_string(&mut std::io::Read::take(f, (1 << 20) + 1), &mut t).map(|_| t)
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, (1 << 20) + 1), &mut b).map(|_| b)
         });
-        let text = match read {
-            Ok(t) => t,
+        let text = match read.map(String::from_utf8) {
+            Ok(Ok(t)) => t,
+            // Too long to be read whole (cut anywhere): `parse` refuses it for its length.
+            Ok(Err(e)) if e.as_bytes().len() > 1 << 20 => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            Ok(Err(_)) => {
+                eprintln!("foldvault: config file {}: not UTF-8 text", path.display());
+                return 2;
+            }
             Err(e) => {
                 eprintln!("foldvault: cannot read config file ({}): {e}", path.display());
                 return 5;

@@ -121,7 +121,7 @@ pub fn slots(a: SlotsArgs) -> Result<(), CliError> {
             say(&format!("added slot {i}: {}", SlotKind::MasterKey.name()))
         }
         Some(SlotAction::AddRecovery) => add_recovery(&a.db, &a.keys),
-        Some(SlotAction::Remove { n }) => remove_slot(&a.db, &a.keys, n),
+        Some(SlotAction::Remove { n, force }) => remove_slot(&a.db, &a.keys, n, force),
     }
 }
 
@@ -182,8 +182,8 @@ open with it through --recovery-key-file FILE (a file only you can read).",
     Ok(())
 }
 
-fn remove_slot(arg: &Path, keys: &KeyArgs, n: usize) -> Result<(), CliError> {
-    let (db, file) = open_db(arg, keys, Access::Write)?;
+fn remove_slot(arg: &Path, keys: &KeyArgs, n: usize, force: bool) -> Result<(), CliError> {
+    let (db, file, creds) = open_db_creds(arg, keys, Access::Write)?;
     require_encrypted(&db, &file)?;
     let list = db.slots();
     let Some(slot) = list.iter().find(|s| s.index == n) else {
@@ -197,6 +197,18 @@ fn remove_slot(arg: &Path, keys: &KeyArgs, n: usize) -> Result<(), CliError> {
         return Err(CliError::Usage(format!(
             "slot {n} is the last key slot of {}: without it the database could never be opened again; \
 add another slot first",
+            file.display()
+        )));
+    }
+    // Whether the key given still opens the database without slot n (a key derivation more).
+    let mut without = read_header(&file).at(&file)?.header;
+    if let Some(s) = without.slots.get_mut(n) {
+        *s = None;
+    }
+    if !force && crate::crypto::slots::unlock(&without, &creds).is_err() {
+        return Err(CliError::Usage(format!(
+            "slot {n} is the only slot of {} that the key given opens: after removing it, only the other slots' \
+keys open the database; make sure you hold one, then add --force",
             file.display()
         )));
     }
