@@ -1,0 +1,433 @@
+//! The `foldvault` key commands run as an operator would: passwd, slots, rekey, encrypt and
+//! decrypt, import-sled, the config file, and the process hygiene of a command holding a key.
+
+#[path = "common/cli_env.rs"]
+mod cli_env;
+
+use cli_env::*;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+#[test]
+fn passwd_changes_only_the_header() {
+    let e = Env::new();
+    let (db, _) = multi_leaf_db(&e, "db");
+    let pass = e.pass();
+    let new = e.new_pass();
+    let before = std::fs::read(&db).unwrap();
+    let mut args = vec!["passwd", db.as_str(), "--passphrase-file", &pass, "--new-passphrase-file", &new];
+    args.extend(FAST_KDF);
+    let t = e.fv(&args).ok().text();
+    assert_eq!(t, "passphrase changed (slot 0); no data page was rewritten\n");
+    let after = std::fs::read(&db).unwrap();
+    assert_eq!(before.len(), after.len());
+    assert!(before[..2 * 4096] != after[..2 * 4096], "the header did not change");
+    assert!(before[2 * 4096..] == after[2 * 4096..], "a page after page 1 changed");
+    // The old passphrase no longer opens it; the new one does.
+    e.fv(&["get", &db, "other", "a", "--passphrase-file", &pass]).code(3);
+    assert_eq!(e.fv(&["get", &db, "other", "a", "--passphrase-file", &new]).ok().stdout, b"b");
+    // Without --kdf-*, the slot keeps its cost.
+    e.fv(&["passwd", &db, "--passphrase-file", &new, "--new-passphrase-file", &pass]).ok();
+    assert!(e.fv(&["slots", &db]).ok().text().contains("slot 0: passphrase (argon2id: 1024 KiB, 1 passes"));
+    // A wrong current passphrase: exit 3, nothing changes.
+    let header = std::fs::read(&db).unwrap();
+    e.fv(&["passwd", &db, "--passphrase-file", &new, "--new-passphrase-file", &new]).code(3);
+    assert!(std::fs::read(&db).unwrap() == header);
+    // No new passphrase and no terminal to ask on: exit 2.
+    let o = e.fv(&["passwd", &db, "--passphrase-file", &pass]).code(2);
+    assert!(o.err().contains("--new-passphrase-file"), "{}", o.err());
+    // A key file opens no passphrase slot: nothing to change.
+    let plain = e.p("plain");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    e.fv(&["passwd", &plain, "--new-passphrase-file", &new]).code(2);
+}
+
+#[test]
+fn slots_list_add_remove() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    let key = e.p("key");
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
+    // Listing needs no key.
+    let t = e.fv(&["slots", &db]).ok().text();
+    assert_eq!(t, "slot 0: passphrase (argon2id: 1024 KiB, 1 passes, 1 lanes)\n");
+    // Adding needs the key; the key options may follow the action.
+    e.fv(&["slots", &db, "add-key-file", &key]).code(3);
+    let t = e.fv(&["slots", &db, "add-key-file", &key, "--passphrase-file", &pass]).ok().text();
+    assert_eq!(t, "added slot 1: master-key\n");
+    assert_eq!(e.fv(&["get", &db, "t", "k", "--key-file", &key]).ok().stdout, b"v");
+    let new = e.new_pass();
+    let mut args = vec!["slots", db.as_str(), "--key-file", &key, "add-passphrase", "--new-passphrase-file", &new];
+    args.extend(FAST_KDF);
+    assert!(e.fv(&args).ok().text().starts_with("added slot 2: passphrase (argon2id: 1024 KiB"));
+    let t = e.fv(&["slots", &db, "--passphrase-file", &new]).ok().text();
+    assert_eq!(slot_numbers(&t), [0, 1, 2], "{t}");
+    assert!(t.contains("slot 1: master-key\n"), "{t}");
+
+    // Remove: no such slot, then slots 0 and 2; the last one is refused.
+    let o = e.fv(&["slots", &db, "remove", "7", "--key-file", &key]).code(2);
+    assert!(o.err().contains("no key slot 7"), "{}", o.err());
+    // The only slot the key given opens goes only with --force (slot 2's passphrase also opens
+    // the database, but it was not given).
+    let o = e.fv(&["slots", &db, "remove", "1", "--key-file", &key]).code(2);
+    assert!(o.err().contains("only slot") && o.err().contains("--force"), "{}", o.err());
+    let t = e.fv(&["slots", &db, "remove", "0", "--key-file", &key]).ok().text();
+    assert!(t.starts_with("removed slot 0: passphrase") && t.contains("2 slots left"), "{t}");
+    e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).code(3);
+    e.fv(&["slots", &db, "remove", "2", "--key-file", &key]).ok();
+    let o = e.fv(&["slots", &db, "remove", "1", "--key-file", &key]).code(2);
+    assert!(o.err().contains("slot 1 is the last key slot"), "{}", o.err());
+    assert_eq!(e.fv(&["slots", &db]).ok().text(), "slot 1: master-key\n");
+    assert_eq!(e.fv(&["get", &db, "t", "k", "--key-file", &key]).ok().stdout, b"v");
+
+    // A plaintext database has no slots.
+    let plain = e.p("plain");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    let o = e.fv(&["slots", &plain]).code(2);
+    assert!(o.err().contains("plaintext"), "{}", o.err());
+}
+
+/// A recovery key that cannot be delivered (standard output fails: a full device here, a
+/// closed pipe alike) is an error, and its slot is taken away again.
+#[test]
+fn an_undelivered_recovery_key_leaves_no_slot() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_foldvault"))
+        .args(["slots", &db, "add-recovery", "--passphrase-file", &pass])
+        .env_remove("FOLDVAULT_PASSPHRASE")
+        .env_remove("FOLDVAULT_KEY_FILE")
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("recovery key not delivered") && err.contains("removed again"), "{err}");
+    assert!(!e.fv(&["slots", &db, "--passphrase-file", &pass]).ok().text().contains("recovery-key"));
+}
+
+#[test]
+fn recovery_key_is_printed_once_and_opens_the_database() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
+    let o = e.fv(&["slots", &db, "add-recovery", "--passphrase-file", &pass]).ok();
+    let recovery = o.text();
+    assert_eq!(recovery.len(), 65, "{recovery}");
+    assert!(recovery.trim_end().bytes().all(|b| b.is_ascii_hexdigit()) && recovery.ends_with('\n'));
+    let hex = recovery.trim_end();
+    assert!(o.err().contains("shown this once") && o.err().contains("offline"), "{}", o.err());
+    assert!(!o.err().contains(hex), "the recovery key is on standard error");
+    assert!(e.fv(&["slots", &db]).ok().text().contains("slot 1: recovery-key\n"));
+    // The recovery key opens it, as a recovery key (not as a master key).
+    let rk = e.p("recovery.key");
+    secret(&rk, &recovery);
+    assert_eq!(e.fv(&["get", &db, "t", "k", "--recovery-key-file", &rk]).ok().stdout, b"v");
+    e.fv(&["get", &db, "t", "k", "--key-file", &rk]).code(3);
+    // It is never shown again.
+    for args in [&["status", &db, "--recovery-key-file", &rk][..], &["slots", &db, "--recovery-key-file", &rk]] {
+        let o = e.fv(args).ok();
+        assert!(!o.text().contains(hex) && !o.err().contains(hex), "{args:?}");
+    }
+}
+
+#[test]
+fn rekey_reseals_every_page_and_needs_every_slot() {
+    let e = Env::new();
+    let (db, _) = multi_leaf_db(&e, "db");
+    let pass = e.pass();
+    let key = e.p("key");
+    e.fv(&["slots", &db, "add-key-file", &key, "--passphrase-file", &pass]).ok();
+    let dump = e.fv(&["dump", &db, "--passphrase-file", &pass]).ok().stdout;
+    let epoch0 = key_epoch(&e.fv(&["status", &db, "--passphrase-file", &pass]).ok().text());
+    // Credentials for slot 0 only: refused before anything changes.
+    let file0 = std::fs::read(&db).unwrap();
+    let o = e.fv(&["rekey", &db, "--passphrase-file", &pass]).code(2);
+    assert!(o.err().contains("every key slot") && o.err().contains("--also-key-file"), "{}", o.err());
+    assert!(std::fs::read(&db).unwrap() == file0);
+
+    let o = e.fv(&["rekey", &db, "--passphrase-file", &pass, "--also-key-file", &key]).ok();
+    let t = o.text();
+    assert!(t.starts_with("rekeyed ") && t.contains(" pages re-sealed in ") && t.contains("2 key slots"), "{t}");
+    assert!(o.stderr.is_empty(), "{}", o.err());
+    let pages: u64 = t.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(pages > 10, "{t}");
+    // The data reads as before, through either slot; the key epoch went up.
+    assert_eq!(e.fv(&["dump", &db, "--passphrase-file", &pass]).ok().stdout, dump);
+    assert_eq!(e.fv(&["dump", &db, "--key-file", &key]).ok().stdout, dump);
+    let s = e.fv(&["status", &db, "--passphrase-file", &pass]).ok().text();
+    assert!(key_epoch(&s) > epoch0, "{s}");
+    assert!(!s.contains("rekey:"), "{s}");
+    e.fv(&["check", &db, "--key-file", &key]).ok();
+}
+
+#[test]
+fn encrypt_and_decrypt_copies() {
+    const MARKER: &str = "MARKER-Qx7-plaintext-record";
+    let e = Env::new();
+    let pass = e.pass();
+    let plain = e.p("plain");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    let lines: String = (0..300).map(|i| format!("{{\"key\": \"k{i:04}\", \"value\": \"{MARKER} {i}\"}}\n")).collect();
+    e.fv_in(&["load", &plain, "t"], lines.as_bytes()).ok();
+    e.fv(&["put", &plain, "other", "a", "b"]).ok();
+    assert!(contains(&std::fs::read(&plain).unwrap(), MARKER.as_bytes()));
+    let dump = e.fv(&["dump", &plain]).ok().stdout;
+
+    // encrypt: no marker in the copy's bytes; per-tree counts and 8-byte digests at the end.
+    let enc = e.p("enc");
+    let mut args = vec!["encrypt", plain.as_str(), &enc, "--passphrase-file", &pass];
+    args.extend(FAST_KDF);
+    let t = e.fv(&args).ok().text();
+    let t_line = t.lines().find(|l| l.trim_start().starts_with("t ")).unwrap_or_else(|| panic!("{t}"));
+    let digest = t_line.split_whitespace().last().unwrap();
+    assert!(t_line.contains(" 300 records ") && digest.len() == 16, "{t}");
+    assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
+    assert!(t.lines().last().unwrap().starts_with("encrypted ") && t.contains("2 trees, 301 records"), "{t}");
+    assert!(!contains(&std::fs::read(&enc).unwrap(), MARKER.as_bytes()));
+    assert!(e.fv(&["status", &enc]).ok().text().contains("encryption:      encrypted"));
+    assert_eq!(e.fv(&["dump", &enc, "--passphrase-file", &pass]).ok().stdout, dump);
+    // An existing DST is not replaced.
+    e.fv(&args).code(2);
+
+    // decrypt: refused without the acknowledgement, and nothing written.
+    let dec = e.p("dec");
+    let o = e.fv(&["decrypt", &enc, &dec, "--passphrase-file", &pass]).code(2);
+    assert!(o.err().contains("--i-understand-this-writes-plaintext"), "{}", o.err());
+    assert!(!Path::new(&dec).exists());
+    e.fv(&["decrypt", &enc, &dec, "--i-understand-this-writes-plaintext"]).code(3);
+    assert!(!Path::new(&dec).exists());
+    let t =
+        e.fv(&["decrypt", &enc, &dec, "--passphrase-file", &pass, "--i-understand-this-writes-plaintext"]).ok().text();
+    assert!(t.contains(digest) && t.contains("PLAINTEXT"), "{t}");
+    assert!(contains(&std::fs::read(&dec).unwrap(), MARKER.as_bytes()));
+    assert_eq!(e.fv(&["dump", &dec]).ok().stdout, dump);
+
+    // encrypt --in-place converts the file itself.
+    // Through a symbolic link, the file it names is converted; a descriptor kept open on the
+    // old file shows that its bytes were overwritten, not only unlinked. (A second name, a
+    // hard link, would keep them: that name's file is not overwritten.)
+    let inplace = e.p("inplace");
+    std::fs::copy(&plain, &inplace).unwrap();
+    let link = e.p("inplace-link");
+    std::os::unix::fs::symlink(&inplace, &link).unwrap();
+    let old_file = std::fs::File::open(&inplace).unwrap();
+    let old_bytes = |f: &std::fs::File| {
+        let mut b = vec![0u8; f.metadata().unwrap().len() as usize];
+        f.read_exact_at(&mut b, 0).unwrap();
+        b
+    };
+    assert!(contains(&old_bytes(&old_file), MARKER.as_bytes()));
+    let key = e.p("key");
+    let t = e.fv(&["encrypt", &link, "--in-place", "--key-file", &key]).ok().text();
+    assert!(t.contains(digest) && t.contains("in place"), "{t}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(!contains(&std::fs::read(&inplace).unwrap(), MARKER.as_bytes()));
+    assert!(old_bytes(&old_file).iter().all(|&b| b == 0), "the old file's bytes survive");
+    assert_eq!(e.fv(&["dump", &inplace, "--key-file", &key]).ok().stdout, dump);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&inplace).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&dec).unwrap().permissions().mode() & 0o777, 0o600);
+    // No key for the new database: refused.
+    e.fv(&["encrypt", &plain, &e.p("nokey")]).code(2);
+    assert!(!Path::new(&e.p("nokey")).exists());
+}
+
+#[test]
+fn import_sled_needs_its_feature() {
+    let e = Env::new();
+    let o = e.fv(&["import-sled", &e.p("sled-dir"), &e.p("dst"), "--passphrase-file", &e.pass()]);
+    if cfg!(feature = "sled-import") {
+        assert_ne!(o.code, 0);
+    } else {
+        o.code(2);
+        let o = e.fv(&["import-sled", &e.p("sled-dir"), &e.p("dst")]).code(2);
+        assert!(o.err().contains("sled-import"), "{}", o.err());
+    }
+    assert!(!Path::new(&e.p("dst")).exists());
+}
+
+#[cfg(feature = "sled-import")]
+#[test]
+fn import_sled_copies_every_tree() {
+    let e = Env::new();
+    let dir = e.p("sled-dir");
+    {
+        let s = sled::open(&dir).unwrap();
+        for i in 0..50u32 {
+            s.insert(format!("k{i:03}"), format!("value {i}").as_bytes()).unwrap();
+        }
+        s.open_tree("metadata").unwrap().insert("node_id", "abc").unwrap();
+        for _ in 0..3 {
+            s.generate_id().unwrap();
+        }
+        s.flush().unwrap();
+    }
+    let sled_id = sled::open(&dir).unwrap().generate_id().unwrap();
+    let dst = e.p("dst");
+    let pass = e.pass();
+    let mut args = vec!["import-sled", dir.as_str(), &dst, "--passphrase-file", &pass];
+    args.extend(FAST_KDF);
+    let t = e.fv(&args).ok().text();
+    assert!(t.lines().any(|l| l.trim_start().starts_with("__sled__default") && l.contains(" 50 records ")), "{t}");
+    assert!(t.lines().any(|l| l.trim_start().starts_with("metadata") && l.contains(" 1 records ")), "{t}");
+    assert!(t.lines().last().unwrap().starts_with("imported sled database "), "{t}");
+    assert_eq!(e.fv(&["get", &dst, "metadata", "node_id", "--passphrase-file", &pass]).ok().stdout, b"abc");
+    // The target must be new.
+    e.fv(&args).code(2);
+    // Nothing left beside the target (no temporary file, no log).
+    let names: Vec<String> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(".copy-") || n.ends_with(".fvwal")), "{names:?}");
+    // sled's id counter carries over: ids go on above every id sled handed out.
+    let db = foldvault::Config::new().file(&dst).passphrase(PASS).use_env(false).open().unwrap();
+    assert!(db.generate_id().unwrap() > sled_id);
+    drop(db);
+    // A directory with no sled database is refused, and sled writes nothing into it.
+    let empty = e.p("not-sled");
+    std::fs::create_dir(&empty).unwrap();
+    let dst2 = e.p("dst2");
+    let mut args = vec!["import-sled", empty.as_str(), &dst2, "--passphrase-file", &pass];
+    args.extend(FAST_KDF);
+    let o = e.fv(&args);
+    assert_ne!(o.code, 0);
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_process_is_not_dumpable_while_it_holds_a_key() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let o = e.fv(&["__dumpable", &db, "--passphrase-file", &e.pass()]).ok();
+    assert_eq!(o.text(), "dumpable=0\n");
+    assert!(o.stderr.is_empty(), "{}", o.err());
+    // Hidden from the help.
+    assert!(!e.fv(&["--help"]).ok().text().contains("__dumpable"));
+}
+
+#[test]
+fn shared_key_files_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let shared = e.p("shared-pass");
+    std::fs::write(&shared, format!("{PASS}\n")).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = e.fv(&["get", &db, "t", "k", "--passphrase-file", &shared]).code(2);
+    let want = format!("passphrase file {shared} is readable by other users; chmod 600 it");
+    assert!(o.err().contains(&want), "{}", o.err());
+    // Group-readable is refused too, and so is a key file, named by option or environment.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+    e.fv(&["get", &db, "t", "k", "--passphrase-file", &shared]).code(2);
+    let key = e.p("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let o = e.fv(&["init", &e.p("db2"), "--key-file", &key]).code(2);
+    assert!(o.err().contains("key file") && o.err().contains("chmod 600"), "{}", o.err());
+    assert!(!Path::new(&e.p("db2")).exists());
+    let bin = env!("CARGO_BIN_EXE_foldvault");
+    e.run(bin, &["status", &db], b"", &[("FOLDVAULT_KEY_FILE", &key)]).code(2);
+    // FOLDVAULT_ALLOW_SHARED_KEY_FILES=1 lets them through.
+    let allow = [("FOLDVAULT_ALLOW_SHARED_KEY_FILES", "1")];
+    e.run(bin, &["get", &db, "t", "k", "--passphrase-file", &shared], b"", &allow).code(1);
+}
+
+#[test]
+fn status_shows_key_memory_aes_and_nonce_budget() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
+    let t = e.fv(&["status", &db, "--passphrase-file", &pass]).ok().text();
+    let line = |name: &str| t.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}: {t}"));
+    let mem = line("key memory:");
+    assert!(mem.contains(" locked (") || mem.contains("NOT locked (RLIMIT_MEMLOCK)"), "{t}");
+    let aes = line("AES:");
+    assert!(aes.contains("hardware (") || aes.contains("software (constant-time)"), "{t}");
+    assert!(line("nonce budget:").contains(" seals used in this epoch"), "{t}");
+    // Without a key: the AES line (a property of this machine), no key memory to report.
+    let t = e.fv(&["status", &db]).ok().text();
+    assert!(t.contains("\nAES:") && !t.contains("key memory:"), "{t}");
+    let j = e.fv(&["status", &db, "--json", "--passphrase-file", &pass]).ok().text();
+    assert!(j.contains("\"seal_budget\": ") && j.contains("\"key_memory_locked\": "), "{j}");
+}
+
+#[test]
+fn config_file_sets_kdf_and_refuses_bad_files() {
+    let e = Env::new();
+    let cfg = e.p("fv.toml");
+    std::fs::write(
+        &cfg,
+        "cache_capacity = \"4MiB\"\ndurability = \"immediate\"\n[kdf]\nmemory_mib = 2\niterations = 1\n",
+    )
+    .unwrap();
+    let db = e.p("cfg.db");
+    let pass = e.pass();
+    e.fv(&["init", &db, "--config", &cfg, "--passphrase-file", &pass]).ok();
+    let t = e.fv(&["status", &db]).ok().text();
+    assert!(t.contains("2048"), "slot KDF memory from the config file: {t}");
+    // Regression: the cipher, and the KDF of encrypt and slots add-passphrase, ignored the
+    // file; `durability` is read and said to be unused.
+    let o = e
+        .fv(&[
+            "slots",
+            &db,
+            "add-passphrase",
+            "--new-passphrase-file",
+            &pass,
+            "--config",
+            &cfg,
+            "--passphrase-file",
+            &pass,
+        ])
+        .ok();
+    assert!(o.text().contains("2048 KiB") && o.err().contains("durability not used"), "{}{}", o.text(), o.err());
+    let plain = e.p("plain.db");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    let enc = e.p("enc.db");
+    e.fv(&["encrypt", &plain, &enc, "--config", &cfg, "--passphrase-file", &pass]).ok();
+    assert!(e.fv(&["status", &enc]).ok().text().contains("2048 KiB"));
+    std::fs::write(&cfg, "cipher = \"chacha20-poly1305\"\n[kdf]\nmemory_mib = 2\niterations = 1\n").unwrap();
+    let aes = e.p("aes.db");
+    e.fv(&["init", &aes, "--cipher", "aes-256-gcm", "--config", &cfg, "--passphrase-file", &pass]).ok();
+    assert!(
+        e.fv(&["status", &aes]).ok().text().contains("cipher:          aes-256-gcm"),
+        "the option goes over the file"
+    );
+    let chacha = e.p("chacha.db");
+    let o = e.fv(&["init", &chacha, "--config", &cfg, "--passphrase-file", &pass]);
+    if cfg!(feature = "chacha") {
+        assert!(e.fv(&["status", &chacha]).ok().text().contains("cipher:          chacha20-poly1305"), "{}", o.err());
+    } else {
+        o.code(2); // built without ChaCha20-Poly1305: the file's cipher is refused
+    }
+    let bad = e.p("bad.toml");
+    std::fs::write(&bad, "cipher = 7\n").unwrap();
+    let o = e.fv(&["status", &db, "--config", &bad]).code(2);
+    assert!(o.err().contains("line 1"), "{}", o.err());
+    // A config file that cannot be read is an I/O error; one past 1 MiB is refused unread.
+    e.fv(&["status", &db, "--config", &e.p("missing.toml")]).code(5);
+    let big = e.p("big.toml");
+    std::fs::write(&big, vec![b'#'; (1 << 20) + 10]).unwrap();
+    e.fv(&["status", &db, "--config", &big]).code(2);
+    // Bytes that are not text are a usage error too, not an I/O error.
+    let binary = e.p("binary.toml");
+    std::fs::write(&binary, b"cipher = \"\xff\"\n").unwrap();
+    assert!(e.fv(&["status", &db, "--config", &binary]).code(2).err().contains("not UTF-8"));
+    // `[backup] verify_after`: the backup file is read back and verified.
+    std::fs::write(&cfg, "[backup]\nverify_after = true\n").unwrap();
+    let o = e.fv(&["backup", &db, &e.p("cfg.fvbk"), "--config", &cfg, "--passphrase-file", &pass]).ok();
+    assert!(o.err().contains("read back and verified"), "{}", o.err());
+    // The backup is not written over the database itself.
+    e.fv(&["backup", &db, &db, "--passphrase-file", &pass]).code(2);
+    e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).code(1);
+}
