@@ -111,15 +111,8 @@ pub struct InitArgs {
     /// Create a plaintext database (CRC32-checked pages, no key)
     #[arg(long)]
     pub plaintext: bool,
-    /// The page cipher (default aes-256-gcm, or the config file's)
-    #[arg(long, value_enum)]
-    pub cipher: Option<CipherArg>,
-    /// Argon2id memory for the passphrase slot, in MiB (default 32, or the config file's)
-    #[arg(long, value_name = "N")]
-    pub kdf_memory_mib: Option<u32>,
-    /// Argon2id passes for the passphrase slot (default 3, or the config file's)
-    #[arg(long, value_name = "N")]
-    pub kdf_iterations: Option<u32>,
+    #[command(flatten)]
+    pub new: NewDbArgs,
     #[command(flatten)]
     pub keys: KeyArgs,
 }
@@ -349,7 +342,7 @@ impl KdfArgs {
     }
 }
 
-/// How a new encrypted database is made (encrypt, import-sled).
+/// How a new encrypted database is made (init, encrypt, import-sled).
 #[derive(Args, Debug, Clone)]
 pub struct NewDbArgs {
     /// The page cipher (default aes-256-gcm, or the config file's)

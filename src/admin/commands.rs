@@ -15,7 +15,7 @@ use super::cli::{CompactArgs, DumpArgs, InitArgs, KeyCmdArgs, LoadArgs, PutArgs,
 use super::jsonl::{Obj, Record};
 use super::keys::{KeyArgs, Prompt};
 use super::{At, CliError};
-use crate::{CipherId, Config, Credentials, Db, Durability, Encryption, Error, ReadTransaction};
+use crate::{Config, Credentials, Db, Durability, Encryption, Error, ReadTransaction};
 
 /// The name of the file inside a database directory (as `Config::path` uses it).
 const DB_FILE_IN_DIR: &str = "db.foldvault";
@@ -131,15 +131,14 @@ pub fn init(a: InitArgs) -> Result<(), CliError> {
         return Err(CliError::db(Error::AlreadyExists(t.file.display().to_string()), &t.file));
     }
     let mut cfg = t.config().create_new(true).durability(Durability::Immediate);
-    let cipher = a.cipher.map_or_else(|| super::config_file::installed().cipher(), CipherId::from);
+    let cipher = a.new.cipher();
     if a.plaintext {
         if a.keys.any_given() {
             return Err(CliError::Usage("--plaintext takes no --passphrase-file or --key-file".into()));
         }
         cfg = cfg.plaintext();
     } else {
-        let kdf = super::cli::KdfArgs { kdf_memory_mib: a.kdf_memory_mib, kdf_iterations: a.kdf_iterations }
-            .resolve(super::config_file::installed().kdf())?;
+        let kdf = a.new.kdf()?;
         let creds = a.keys.credentials(Prompt::Create)?;
         if creds.is_empty() {
             return Err(CliError::Usage(

@@ -145,22 +145,19 @@ pub fn check(a: CheckArgs) -> Result<(), CliError> {
     let recovery = db.recovery_report();
     drop(db);
     let found = findings(&report, &recovery);
-    let written = (|| {
-        let mut o = stdout_buf();
-        if a.json {
-            writeln!(o, "{}", check_json(&file, &report, &recovery, &found))?;
-        } else {
-            write_check(&mut o, &file, &report, &found, elapsed)?;
-        }
-        o.flush()
-    })();
-    super::after_report(written.map_err(CliError::stdout), || {
-        if found.is_empty() {
-            Ok(())
-        } else {
-            Err(CliError::Verify(format!("check found {} ({})", plural(found.len() as u64, "problem"), file.display())))
-        }
-    })
+    // The verdict is the exit code, even when the reader of the report has gone.
+    let mut o = super::verdict_stdout();
+    if a.json {
+        writeln!(o, "{}", check_json(&file, &report, &recovery, &found)).map_err(CliError::stdout)?;
+    } else {
+        write_check(&mut o, &file, &report, &found, elapsed).map_err(CliError::stdout)?;
+    }
+    o.flush().map_err(CliError::stdout)?;
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Verify(format!("check found {} ({})", plural(found.len() as u64, "problem"), file.display())))
+    }
 }
 
 /// Pages per role, in the order they are shown.
@@ -271,9 +268,8 @@ fn check_json(file: &Path, r: &CheckReport, rec: &crate::RecoveryReport, found: 
 
 /// True when `a` and `b` name the same existing file.
 pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        (Ok(x), Ok(y)) => crate::storage::same_inode(&x, &y),
         _ => false,
     }
 }
@@ -380,6 +376,40 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
     let elapsed = t0.elapsed();
     let copied: u64 = report.copied.values().sum();
     let ranges: u64 = report.lost.values().map(|v| v.len() as u64).sum();
+    // The verdict is the exit code, even when the reader of the report has gone.
+    let mut o = super::verdict_stdout();
+    let w = CliError::stdout;
+    writeln!(o, "salvaged {} into {}", src.file.display(), dst.file.display()).map_err(w)?;
+    let mut names: Vec<&String> = report.copied.keys().chain(report.lost.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let shown = printable(name.as_bytes());
+        let n = report.copied.get(name).copied();
+        let lost = report.lost.get(name).map(Vec::as_slice).unwrap_or_default();
+        match n {
+            Some(n) => writeln!(o, "  {shown}: {} copied", plural(n, "record")).map_err(w)?,
+            None => writeln!(o, "  {shown}:").map_err(w)?,
+        }
+        for l in lost {
+            writeln!(o, "    lost: {}", lost_text(l)).map_err(w)?;
+        }
+    }
+    if report.lost.contains_key("catalog") && !report.copied.contains_key("catalog") {
+        writeln!(o, "  (a tree whose catalog entry was lost is missing from the copy entirely)").map_err(w)?;
+    }
+    for page in &recovery.rejected_slots {
+        writeln!(o, "  commit record page {page} does not open (a commit torn by a crash, or altered)").map_err(w)?;
+    }
+    if recovery.fell_back {
+        writeln!(
+            o,
+            "  lost: the newest commit did not verify; copied the previous durable commit {}: the changes \
+             of the newer commit are lost",
+            recovery.seq
+        )
+        .map_err(w)?;
+    }
     let mut losses = Vec::new();
     if recovery.fell_back {
         losses.push("the newest commit".to_string());
@@ -387,63 +417,24 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
     if ranges > 0 {
         losses.push(format!("{} in {}", plural(ranges, "key range"), plural(report.lost.len() as u64, "tree")));
     }
-    let written = (|| -> Result<(), CliError> {
-        let mut o = stdout_buf();
-        let w = CliError::stdout;
-        writeln!(o, "salvaged {} into {}", src.file.display(), dst.file.display()).map_err(w)?;
-        let mut names: Vec<&String> = report.copied.keys().chain(report.lost.keys()).collect();
-        names.sort();
-        names.dedup();
-        for name in names {
-            let shown = printable(name.as_bytes());
-            let n = report.copied.get(name).copied();
-            let lost = report.lost.get(name).map(Vec::as_slice).unwrap_or_default();
-            match n {
-                Some(n) => writeln!(o, "  {shown}: {} copied", plural(n, "record")).map_err(w)?,
-                None => writeln!(o, "  {shown}:").map_err(w)?,
-            }
-            for l in lost {
-                writeln!(o, "    lost: {}", lost_text(l)).map_err(w)?;
-            }
-        }
-        if report.lost.contains_key("catalog") && !report.copied.contains_key("catalog") {
-            writeln!(o, "  (a tree whose catalog entry was lost is missing from the copy entirely)").map_err(w)?;
-        }
-        for page in &recovery.rejected_slots {
-            writeln!(o, "  commit record page {page} does not open (a commit torn by a crash, or altered)")
-                .map_err(w)?;
-        }
-        if recovery.fell_back {
-            writeln!(
-                o,
-                "  lost: the newest commit did not verify; copied the previous durable commit {}: the changes \
-             of the newer commit are lost",
-                recovery.seq
-            )
-            .map_err(w)?;
-        }
-        let verdict =
-            if losses.is_empty() { "nothing lost".to_string() } else { format!("LOST {}", losses.join(" and ")) };
-        writeln!(
-            o,
-            "salvage: {} copied from {}; {verdict} ({})",
-            plural(copied, "record"),
-            plural(report.copied.len() as u64, "tree"),
-            secs(elapsed)
-        )
-        .map_err(w)?;
-        o.flush().map_err(w)
-    })();
-    super::after_report(written, || {
-        if losses.is_empty() {
-            return Ok(());
-        }
-        Err(CliError::Verify(format!(
+    let verdict = if losses.is_empty() { "nothing lost".to_string() } else { format!("LOST {}", losses.join(" and ")) };
+    writeln!(
+        o,
+        "salvage: {} copied from {}; {verdict} ({})",
+        plural(copied, "record"),
+        plural(report.copied.len() as u64, "tree"),
+        secs(elapsed)
+    )
+    .map_err(w)?;
+    o.flush().map_err(w)?;
+    if !losses.is_empty() {
+        return Err(CliError::Verify(format!(
             "salvage lost {}; the readable records are in {}",
             losses.join(" and "),
             dst.file.display()
-        )))
-    })
+        )));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

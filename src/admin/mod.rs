@@ -80,16 +80,46 @@ pub enum CliError {
     BrokenPipe,
 }
 
-/// The outcome of a command that writes a report and then its verdict: a report cut short by
-/// a closed pipe (`| head`) still ends with the verdict, so damage found is never exit 0; any
-/// other error writing the report is that error.
-pub fn after_report(
-    report: Result<(), CliError>,
-    verdict: impl FnOnce() -> Result<(), CliError>,
-) -> Result<(), CliError> {
-    match report {
-        Ok(()) | Err(CliError::BrokenPipe) => verdict(),
-        Err(e) => Err(e),
+/// Standard output for a command whose exit code carries a verdict (`check`, `salvage`,
+/// `pagedump`): once its reader has gone (`| head`), writes are dropped instead of failing, so
+/// the command runs to its end and a damage found is never exit 0. Other commands stop at a
+/// closed pipe (`CliError::BrokenPipe`, a quiet exit 0).
+pub(crate) struct VerdictOut<W: std::io::Write> {
+    inner: W,
+    closed: bool,
+}
+
+/// [`VerdictOut`] over a buffered standard output.
+pub(crate) fn verdict_stdout() -> VerdictOut<std::io::BufWriter<std::io::StdoutLock<'static>>> {
+    VerdictOut { inner: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()), closed: false }
+}
+
+impl<W: std::io::Write> VerdictOut<W> {
+    fn quiet_after_broken_pipe<T>(&mut self, r: std::io::Result<T>, none: T) -> std::io::Result<T> {
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(none)
+            }
+            r => r,
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for VerdictOut<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        let r = self.inner.write(buf);
+        self.quiet_after_broken_pipe(r, buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let r = self.inner.flush();
+        self.quiet_after_broken_pipe(r, ())
     }
 }
 

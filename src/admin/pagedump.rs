@@ -236,7 +236,7 @@ fn dump(cli: PagedumpCli) -> Result<(), CliError> {
     let mut dumper = Dumper::open(&cli)?;
     // After a pipe closed early (`| head`) the pages asked for are still opened, unshown, so
     // the exit code speaks for all of them.
-    let mut o = PipeTolerant { inner: std::io::BufWriter::new(std::io::stdout().lock()), closed: false };
+    let mut o = super::verdict_stdout();
     if let Some(name) = &cli.tree {
         use std::os::unix::ffi::OsStrExt;
         super::pagetree::draw(&mut dumper, name.as_bytes(), &mut o)?;
@@ -261,47 +261,11 @@ fn dump(cli: PagedumpCli) -> Result<(), CliError> {
                 .map_err(CliError::stdout)?;
         }
     }
-    let flushed = o.flush().map_err(CliError::stdout);
-    super::after_report(flushed, || {
-        if dumper.failures > 0 {
-            return Err(CliError::Verify(format!("{} pages failed to open ({})", dumper.failures, cli.db.display())));
-        }
-        Ok(())
-    })
-}
-
-/// Standard output that goes quiet once its reader has gone: writes after a broken pipe are
-/// dropped, so a dump runs to its end and its exit code covers every page asked for.
-struct PipeTolerant<W: Write> {
-    inner: W,
-    closed: bool,
-}
-
-impl<W: Write> Write for PipeTolerant<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.closed {
-            return Ok(buf.len());
-        }
-        match self.inner.write(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                self.closed = true;
-                Ok(buf.len())
-            }
-            r => r,
-        }
+    o.flush().map_err(CliError::stdout)?;
+    if dumper.failures > 0 {
+        return Err(CliError::Verify(format!("{} pages failed to open ({})", dumper.failures, cli.db.display())));
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.closed {
-            return Ok(());
-        }
-        match self.inner.flush() {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                self.closed = true;
-                Ok(())
-            }
-            r => r,
-        }
-    }
+    Ok(())
 }
 
 /// Parses `args` (program name first), runs the dump and returns the exit code.

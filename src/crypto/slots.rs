@@ -184,7 +184,8 @@ pub(crate) fn unlock_kind(
             return Ok((SecretKey::from_bytes(*buf), index));
         }
     }
-    tracing::warn!(target: "foldvault::audit", event = "wrong_key", "no key slot opened with the credentials given");
+    // Not audited here: callers also probe slots (which slot a key opens); an attempt to open
+    // the database with a wrong key is audited where it is made (`db::open::unlock`).
     Err(Error::WrongKey { hint: "no key slot opens with the key or passphrase given" })
 }
 

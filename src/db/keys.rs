@@ -201,7 +201,10 @@ impl Db {
                 // Right credentials that open no passphrase slot: not a wrong key.
                 Err(e) => match slots::unlock(&h, old) {
                     Ok(_) => return Err(Error::InvalidConfig("the slot these credentials open has no passphrase")),
-                    Err(_) => return Err(e),
+                    Err(_) => {
+                        super::open::audit_wrong_key();
+                        return Err(e);
+                    }
                 },
             };
             (i, h.slots[i].clone())

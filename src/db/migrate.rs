@@ -382,11 +382,9 @@ file instead, which keeps the original (or run `foldvault check` / `salvage` on 
     Ok(report)
 }
 
-/// Whether the open file `f` is the file `name_meta` describes (same device and inode).
+/// Whether the open file `f` is the file `name_meta` describes.
 fn same_file(f: &std::fs::File, name_meta: &std::fs::Metadata) -> Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let m = f.metadata()?;
-    Ok(m.dev() == name_meta.dev() && m.ino() == name_meta.ino())
+    Ok(crate::storage::same_inode(&f.metadata()?, name_meta))
 }
 
 /// Overwrites the whole of `f` with zeros and syncs it.

@@ -192,13 +192,23 @@ pub(crate) fn read_header(storage: &dyn Storage) -> Result<(FileHeader, PageNo, 
     }
 }
 
-/// Unlocks an encrypted header: the data key, or `WrongKey`; then checks the header MAC.
+/// Unlocks an encrypted header: the data key, or `WrongKey` (audited); then checks the header
+/// MAC. Every open of a database, a backup or a page dump with a key comes through here.
 pub(crate) fn unlock(header: &FileHeader, page: PageNo, creds: &Credentials) -> Result<(SecretKey, usize)> {
-    let (dk, slot) = slots::unlock(header, creds)?;
+    let (dk, slot) = slots::unlock(header, creds).inspect_err(|e| {
+        if matches!(e, Error::WrongKey { .. }) {
+            audit_wrong_key();
+        }
+    })?;
     if !slots::verify_header_mac(&dk, header) {
         return Err(Error::corrupt(page, CorruptReason::HeaderMac));
     }
     Ok((dk, slot))
+}
+
+/// The audit event of an attempt with a key or passphrase that opens no slot.
+pub(crate) fn audit_wrong_key() {
+    tracing::warn!(target: "foldvault::audit", event = "wrong_key", "no key slot opened with the credentials given");
 }
 
 /// Opens an existing database.

@@ -33,6 +33,12 @@ static SYNC_FAILED: std::sync::Mutex<Vec<FileIdentity>> = std::sync::Mutex::new(
 /// a deleted one's inode number is not taken for it).
 type FileIdentity = (u64, u64, Option<std::time::SystemTime>);
 
+/// Whether two `stat`s describe one file (same device and inode).
+pub(crate) fn same_inode(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
 fn identity(f: &File) -> Option<FileIdentity> {
     use std::os::unix::fs::MetadataExt;
     f.metadata().ok().map(|m| (m.dev(), m.ino(), m.created().ok()))

@@ -23,6 +23,7 @@ mod memory;
 pub mod wal;
 
 pub use fault::{CrashModel, FaultPlan, FaultyStorage, Observer};
+pub(crate) use file::same_inode;
 pub use file::{FileStorage, sync_parent_dir};
 pub use memory::MemoryStorage;
 #[cfg(test)]
