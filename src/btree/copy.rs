@@ -6,7 +6,7 @@
 //!
 //! Invariant: a copied node's parent is made dirty too (and so on up to the root), so the
 //! commit records the copy's new tag; a node already dirty is new in this transaction and is
-//! left where it is. Overflow chains are copied whole. The walk reads nodes it does not copy
+//! left where it is. Overflow chains are copied whole, a page at a time (`overflow::copy`). The walk reads nodes it does not copy
 //! in place (`RawNode`), without decoding them.
 
 use super::node::Node;
@@ -184,25 +184,23 @@ impl TxPages {
                     // speaks for it. Compaction looks at every page.
                     let old = match rule {
                         CopyRule::EpochBelow(_) if !self.needs_copy(first.page, rule)? => continue,
-                        CopyRule::EpochBelow(_) => overflow::pages(&self.pager, first, len)?,
+                        CopyRule::EpochBelow(_) => overflow::refs(&self.pager, first, len)?,
                         // A chain of one page is that page: known without reading it.
                         CopyRule::AtOrAbove(at) if len <= overflow::OVERFLOW_CHUNK as u64 && first.page < at => {
                             continue;
                         }
                         CopyRule::AtOrAbove(at) => {
-                            let pages = overflow::pages(&self.pager, first, len)?;
-                            if pages.iter().all(|&p| p < at) {
+                            let refs = overflow::refs(&self.pager, first, len)?;
+                            if refs.iter().all(|r| r.page < at) {
                                 continue;
                             }
-                            pages
+                            refs
                         }
                     };
-                    // The value in clear, wiped when dropped (on the error path too: SPEC §14).
-                    let bytes = zeroize::Zeroizing::new(overflow::read(&self.pager, first, len)?);
                     *budget = budget.saturating_sub(old.len());
-                    let nf = overflow::write(self, &bytes)?;
-                    for p in old {
-                        self.discard(p);
+                    let nf = overflow::copy(self, &old, len)?;
+                    for r in old {
+                        self.discard(r.page);
                     }
                     let p = self.copy_once(r, &mut me)?;
                     if let Some(Node::Leaf(l)) = self.dirty.get_mut(&p) {

@@ -31,15 +31,21 @@ pub(crate) fn write(tx: &mut TxPages, value: &[u8]) -> Result<PageRef> {
     let mut next = PageRef::NONE;
     for i in (0..n).rev() {
         let chunk = &value[i * OVERFLOW_CHUNK..((i + 1) * OVERFLOW_CHUNK).min(value.len())];
-        let mut buf = Box::new([0u8; PAGE_SIZE]);
-        write_header(&mut buf[..], PageKind::Overflow, 0, tx.seq);
-        next.encode(&mut buf[NEXT_OFFSET..]);
-        put_u32(&mut buf[..], CHUNK_LEN_OFFSET, chunk.len() as u32);
-        buf[CHUNK_OFFSET..CHUNK_OFFSET + chunk.len()].copy_from_slice(chunk);
-        let tag = tx.pager.write(pages[i], tx.epoch, buf)?;
-        next = PageRef { page: pages[i], tag, generation: tx.seq };
+        next = write_page(tx, pages[i], next, chunk)?;
     }
     Ok(next)
+}
+
+/// Seals one page of a chain holding `chunk` (at most `OVERFLOW_CHUNK` bytes) and its
+/// successor's reference; returns its own.
+fn write_page(tx: &mut TxPages, page: PageNo, next: PageRef, chunk: &[u8]) -> Result<PageRef> {
+    let mut buf = Box::new([0u8; PAGE_SIZE]);
+    write_header(&mut buf[..], PageKind::Overflow, 0, tx.seq);
+    next.encode(&mut buf[NEXT_OFFSET..]);
+    put_u32(&mut buf[..], CHUNK_LEN_OFFSET, chunk.len() as u32);
+    buf[CHUNK_OFFSET..CHUNK_OFFSET + chunk.len()].copy_from_slice(chunk);
+    let tag = tx.pager.write(page, tx.epoch, buf)?;
+    Ok(PageRef { page, tag, generation: tx.seq })
 }
 
 /// Visits each page of the chain in order: `f(page, chunk)`; checks the total length.
@@ -49,6 +55,11 @@ pub(crate) fn walk(
     len: u64,
     mut f: impl FnMut(PageNo, &[u8]) -> Result<()>,
 ) -> Result<()> {
+    walk_refs(pager, first, len, |at, chunk| f(at.page, chunk))
+}
+
+/// `walk`, handing `f` each page's whole reference (the tag that opened it).
+fn walk_refs(pager: &Pager, first: PageRef, len: u64, mut f: impl FnMut(PageRef, &[u8]) -> Result<()>) -> Result<()> {
     let max_pages = len.div_ceil(OVERFLOW_CHUNK as u64).max(1).min(pager.page_limit());
     let mut at = first;
     let mut seen = 0u64;
@@ -70,7 +81,7 @@ pub(crate) fn walk(
         if seen > len {
             return Err(Error::corrupt(at.page, CorruptReason::OverflowLength));
         }
-        f(at.page, chunk)?;
+        f(at, chunk)?;
         let next = PageRef::decode(payload, NEXT_OFFSET).ok_or_else(bad)?;
         if !next.is_none() && clen != OVERFLOW_CHUNK {
             // The writer fills every chunk but the last.
@@ -100,6 +111,39 @@ pub(crate) fn read(pager: &Pager, first: PageRef, len: u64) -> Result<Vec<u8>> {
         return Err(e);
     }
     Ok(out)
+}
+
+/// The references of a chain's pages, first to last (each checked as `walk` checks it).
+pub(crate) fn refs(pager: &Pager, first: PageRef, len: u64) -> Result<Vec<PageRef>> {
+    let mut v = Vec::new();
+    walk_refs(pager, first, len, |at, _| {
+        v.push(at);
+        Ok(())
+    })?;
+    Ok(v)
+}
+
+/// Writes a copy of the chain whose pages are `refs` (as `refs` found them, for a value of
+/// `len` bytes) to new pages; returns the copy's first reference. The value is never whole in
+/// memory (compaction and rekey copy values of up to `MAX_VALUE_LEN`): the copy is written
+/// from its last page to its first, as `write` writes, each old page opened again by the
+/// reference the first walk found (its tag checked again, so a page changed since cannot
+/// pass), one page in clear at a time.
+pub(crate) fn copy(tx: &mut TxPages, refs: &[PageRef], len: u64) -> Result<PageRef> {
+    let pages: Vec<PageNo> = refs.iter().map(|_| tx.alloc_page()).collect();
+    let mut next = PageRef::NONE;
+    for (i, (&old, &page)) in refs.iter().zip(&pages).enumerate().rev() {
+        // Every chunk but the last is full (as `walk` checked).
+        let want = len.saturating_sub(i as u64 * OVERFLOW_CHUNK as u64).min(OVERFLOW_CHUNK as u64) as usize;
+        let p = tx.pager.read(old, Some(PageKind::Overflow))?;
+        let chunk = p
+            .payload()
+            .get(CHUNK_OFFSET..CHUNK_OFFSET + want)
+            .filter(|_| get_u32(p.payload(), CHUNK_LEN_OFFSET) == Some(want as u32))
+            .ok_or_else(|| Error::corrupt(old.page, CorruptReason::OverflowLength))?;
+        next = write_page(tx, page, next, chunk)?;
+    }
+    Ok(next)
 }
 
 /// The pages of a chain (to free them).
