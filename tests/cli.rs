@@ -129,6 +129,29 @@ fn load_and_dump_round_trip_is_byte_identical() {
 }
 
 #[test]
+fn a_tree_without_records_survives_dump_and_load() {
+    let e = Env::new();
+    let (a, b) = (e.p("a.db"), e.p("b.db"));
+    for db in [&a, &b] {
+        e.fv(&["init", db, "--plaintext"]).ok();
+    }
+    let input = "{\"tree\": \"empty\"}\n{\"tree\": \"a\", \"key\": \"k\", \"value\": \"v\"}\n";
+    e.fv_in(&["load", &a], input.as_bytes()).ok();
+    let dump = e.fv(&["dump", &a]).ok().text();
+    // Trees in name order; the empty default tree (in every database) gets no line.
+    assert_eq!(dump, "{\"tree\": \"a\", \"key\": \"k\", \"value\": \"v\"}\n{\"tree\": \"empty\"}\n");
+    e.fv_in(&["load", &b], dump.as_bytes()).ok();
+    assert_eq!(e.fv(&["dump", &b]).ok().text(), dump);
+    assert!(e.fv(&["status", &b]).ok().text().contains("empty"), "the tree exists in the copy");
+    // A tree line under a forced tree name creates that tree; a key without a value is refused.
+    e.fv_in(&["load", &b, "forced"], b"{\"tree\": \"ignored\"}\n").ok();
+    let names = e.fv(&["status", &b]).ok().text();
+    assert!(names.contains("forced") && !names.contains("ignored"), "{names}");
+    let o = e.fv_in(&["load", &b], b"{\"tree\": \"t\", \"key\": \"k\"}\n").code(2);
+    assert!(o.err().contains("line 1") && o.err().contains("missing field: value"), "{}", o.err());
+}
+
+#[test]
 fn load_is_one_transaction_and_rejects_bad_lines() {
     let e = Env::new();
     let db = e.p("db");

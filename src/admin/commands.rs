@@ -282,7 +282,17 @@ pub fn load(a: LoadArgs) -> Result<(), CliError> {
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        let rec = super::jsonl::parse_record(&line).map_err(|e| at_line(line_no, committed, e.to_string()))?;
+        let rec = match super::jsonl::parse_line(&line).map_err(|e| at_line(line_no, committed, e.to_string()))? {
+            super::jsonl::Line::Record(rec) => rec,
+            // A tree without records: created (opening it in the transaction makes it).
+            super::jsonl::Line::Tree(name) => {
+                let tree = forced_tree.as_deref().unwrap_or(&name);
+                let tree = writable_tree(tree)
+                    .map_err(|e| at_line(line_no, committed, e.message().unwrap_or_default().to_string()))?;
+                tx.open_tree(tree).at(&file)?;
+                continue;
+            }
+        };
         let tree = match (&forced_tree, &rec.tree) {
             (Some(t), _) | (None, Some(t)) => t.as_slice(),
             (None, None) => {
@@ -333,10 +343,17 @@ pub fn dump(a: DumpArgs) -> Result<(), CliError> {
         let Some(tree) = read_tree(&rt, &name, &file)? else {
             continue;
         };
+        let mut any = false;
         for item in tree.iter() {
             let (k, v) = item.at(&file)?;
             let line = Record { tree: Some(name.clone()), key: k.to_vec(), value: v.to_vec() }.to_line();
             writeln!(o, "{line}").map_err(CliError::stdout)?;
+            any = true;
+        }
+        // A tree without records gets a line of its own (the default tree is in every
+        // database: an empty one gets none).
+        if !any && name != crate::db::api::DEFAULT_TREE {
+            writeln!(o, "{}", super::jsonl::Line::tree_line(&name)).map_err(CliError::stdout)?;
         }
     }
     o.flush().map_err(CliError::stdout)

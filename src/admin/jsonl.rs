@@ -8,7 +8,10 @@
 //! ```text
 //! {"tree": "metadata", "key": "node_id", "value": "abc"}
 //! {"tree": "metadata", "key_b64": "AP8=", "value_b64": "..."}
+//! {"tree": "empty"}
 //! ```
+//! A line with a tree and neither key nor value names a tree that holds no records (`dump`
+//! writes one for each such tree, so that `load` recreates it).
 //! Each of `tree`, `key`, `value` is either a JSON string (the bytes are its UTF-8) or, with
 //! the suffix `_b64`, standard base64 with padding. The encoder picks the plain form exactly
 //! when the bytes are valid UTF-8, so equal contents encode to identical bytes.
@@ -368,9 +371,24 @@ pub fn parse_flat_object(line: &[u8]) -> Result<Vec<(String, String)>, JsonError
     Ok(fields)
 }
 
-/// Parses one record line: `tree`/`tree_b64` (optional), `key`/`key_b64`, `value`/`value_b64`.
-/// Unknown, repeated or doubly given fields are refused.
-pub fn parse_record(line: &[u8]) -> Result<Record, JsonError> {
+/// One dump / load line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Record(Record),
+    /// A tree that holds no records.
+    Tree(Vec<u8>),
+}
+
+impl Line {
+    /// The line naming a tree without records (without the newline).
+    pub fn tree_line(tree: &[u8]) -> String {
+        Obj::new().bytes("tree", tree).finish()
+    }
+}
+
+/// Parses one line: `tree`/`tree_b64` (optional), `key`/`key_b64`, `value`/`value_b64`; or a
+/// tree alone. Unknown, repeated or doubly given fields are refused.
+pub fn parse_line(line: &[u8]) -> Result<Line, JsonError> {
     let fields = parse_flat_object(line)?;
     let mut slots: [Option<Vec<u8>>; 3] = [None, None, None];
     for (name, value) in fields {
@@ -398,11 +416,14 @@ pub fn parse_record(line: &[u8]) -> Result<Record, JsonError> {
         *slot = Some(bytes);
     }
     let [tree, key, value] = slots;
-    Ok(Record {
+    if let (Some(tree), None, None) = (&tree, &key, &value) {
+        return Ok(Line::Tree(tree.clone()));
+    }
+    Ok(Line::Record(Record {
         tree,
         key: key.ok_or(JsonError { column: 1, what: "missing field: key (or key_b64)" })?,
         value: value.ok_or(JsonError { column: 1, what: "missing field: value (or value_b64)" })?,
-    })
+    }))
 }
 
 #[cfg(test)]

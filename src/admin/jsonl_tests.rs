@@ -1,5 +1,26 @@
 use super::*;
 
+/// `parse_line`, for a line that must be a record.
+fn parse_record(line: &[u8]) -> Result<Record, JsonError> {
+    match parse_line(line)? {
+        Line::Record(r) => Ok(r),
+        Line::Tree(_) => Err(JsonError { column: 1, what: "a tree line" }),
+    }
+}
+
+#[test]
+fn a_tree_alone_is_a_tree_line_and_key_or_value_alone_is_refused() {
+    for name in [b"empty".to_vec(), vec![0, 0xFF]] {
+        let line = Line::tree_line(&name);
+        assert_eq!(parse_line(line.as_bytes()).unwrap(), Line::Tree(name), "{line}");
+    }
+    assert_eq!(Line::tree_line(b"t"), r#"{"tree": "t"}"#);
+    for bad in [&br#"{"tree": "t", "key": "k"}"#[..], br#"{"tree": "t", "value": "v"}"#, br#"{"value": "v"}"#] {
+        let e = parse_line(bad).unwrap_err();
+        assert!(e.what.starts_with("missing field"), "{e}");
+    }
+}
+
 #[test]
 fn strings_escape_quotes_backslashes_and_controls() {
     assert_eq!(quote("a\"b\\c"), r#""a\"b\\c""#);
