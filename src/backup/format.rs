@@ -115,9 +115,15 @@ impl BackupHeader {
         if version != BACKUP_VERSION {
             return Err(Error::UnsupportedVersion { found: version, supported: BACKUP_VERSION });
         }
+        let flags = get_u16(b, B_FLAGS_OFFSET).ok_or_else(bad)?;
+        // The MAC covers the fields as decoded: a flag bit this version does not know would
+        // pass unauthenticated, so it is refused.
+        if flags & !FLAG_ENCRYPTED != 0 {
+            return Err(bad());
+        }
         let h = BackupHeader {
             version,
-            encrypted: get_u16(b, B_FLAGS_OFFSET).ok_or_else(bad)? & FLAG_ENCRYPTED != 0,
+            encrypted: flags & FLAG_ENCRYPTED != 0,
             file_id: get_array(b, B_FILE_ID_OFFSET).ok_or_else(bad)?,
             backup_id: get_array(b, B_BACKUP_ID_OFFSET).ok_or_else(bad)?,
             seq: get_u64(b, B_SEQ_OFFSET).ok_or_else(bad)?,

@@ -60,6 +60,10 @@ pub(crate) fn walk(
 
 /// `walk`, handing `f` each page's whole reference (the tag that opened it).
 fn walk_refs(pager: &Pager, first: PageRef, len: u64, mut f: impl FnMut(PageRef, &[u8]) -> Result<()>) -> Result<()> {
+    // No value is longer (SPEC §4.3): a chain that holds more is damaged, whatever it holds.
+    if len > crate::MAX_VALUE_LEN {
+        return Err(Error::corrupt(first.page, CorruptReason::OverflowLength));
+    }
     let max_pages = len.div_ceil(OVERFLOW_CHUNK as u64).max(1).min(pager.page_limit());
     let mut at = first;
     let mut seen = 0u64;
@@ -98,7 +102,7 @@ fn walk_refs(pager: &Pager, first: PageRef, len: u64, mut f: impl FnMut(PageRef,
 /// Reads a whole value. The allocation is bounded by what the file can hold.
 pub(crate) fn read(pager: &Pager, first: PageRef, len: u64) -> Result<Vec<u8>> {
     let limit = pager.page_limit().saturating_mul(OVERFLOW_CHUNK as u64);
-    if len > limit || len > crate::MAX_VALUE_LEN {
+    if len > limit {
         return Err(Error::corrupt(first.page, CorruptReason::OverflowLength));
     }
     let mut out = Vec::with_capacity(len.min(64 << 20) as usize);

@@ -42,7 +42,8 @@ impl KdfParams {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        let ok = self.memory_kib >= 8 * self.parallelism.max(1)
+        // In u64: a hostile slot's lane count must not overflow the product (SPEC §6.1).
+        let ok = u64::from(self.memory_kib) >= 8 * u64::from(self.parallelism.max(1))
             && self.memory_kib <= MAX_MEMORY_KIB
             && (1..=MAX_ITERATIONS).contains(&self.iterations)
             && (1..=MAX_PARALLELISM).contains(&self.parallelism)
@@ -88,5 +89,11 @@ mod tests {
         assert!(p.stretch(&Passphrase::from("a"), &[0; 16]).is_err());
         let p = KdfParams { memory_kib: 64, iterations: 0, parallelism: 1 };
         assert!(p.validate().is_err());
+        // Lane counts whose product with 8 overflows a u32 (a slot's bytes 140..144): refused,
+        // not a panic (debug builds check overflow) nor a wrapped product that passes.
+        for parallelism in [0x2000_0000, u32::MAX, 1 << 31] {
+            let p = KdfParams { memory_kib: 64, iterations: 1, parallelism };
+            assert!(matches!(p.validate(), Err(Error::InvalidConfig(_))), "{parallelism:#x}");
+        }
     }
 }

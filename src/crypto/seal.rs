@@ -250,9 +250,7 @@ impl PageSealer {
     fn with_aead<T>(&self, purpose: KeyPurpose, epoch: u32, page: PageNo, f: impl FnOnce(&dyn Aead) -> T) -> Result<T> {
         // Before the list: an AEAD built for a newer epoch (a commit record tried at open and
         // then rejected) does not open pages once the limit is lowered below it.
-        if epoch > self.max_epoch.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(Error::corrupt(page, CorruptReason::UnknownEpoch));
-        }
+        self.check_epoch(epoch, page)?;
         {
             let list = self.aeads.read();
             if let Some((_, a)) = list.iter().find(|(k, _)| *k == (purpose, epoch)) {
@@ -299,6 +297,15 @@ impl PageSealer {
         Ok(SealTag(tag))
     }
 
+    /// Refuses an epoch above the newest the chosen commit record names (SPEC §5.2 b), in
+    /// either mode.
+    fn check_epoch(&self, epoch: u32, page: PageNo) -> Result<()> {
+        if epoch > self.max_epoch.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::corrupt(page, CorruptReason::UnknownEpoch));
+        }
+        Ok(())
+    }
+
     /// Opens page `page` in place; on success `buf[..PAYLOAD_SIZE]` is the plaintext payload.
     /// Returns the page's tag and epoch.
     pub(crate) fn open(&self, purpose: KeyPurpose, page: PageNo, buf: &mut PageBuf) -> Result<(SealTag, u32)> {
@@ -306,6 +313,7 @@ impl PageSealer {
         let ad = aad(&self.file_id, page, epoch, self.version);
         let ok = match &self.mode {
             Mode::Plain => {
+                self.check_epoch(epoch, page)?;
                 let expect = crc_tag(&ad, &nonce, &buf[..PAYLOAD_SIZE]);
                 SealTag(expect).ct_eq(&SealTag(tag))
             }

@@ -171,6 +171,23 @@ fn a_lowered_epoch_limit_refuses_an_epoch_already_in_use() {
     ));
 }
 
+/// Plaintext pages obey the epoch limit too: a page whose epoch field names an epoch above the
+/// commit record's, with its CRC made to match, is refused.
+#[test]
+fn a_plaintext_page_above_the_epoch_limit_is_refused() {
+    let s = PageSealer::plaintext([3; 16]);
+    s.set_max_epoch(1);
+    let mut p = sample();
+    s.seal(KeyPurpose::Page, 5, 1, &mut p).unwrap();
+    let mut ok = p.clone();
+    assert_eq!(s.open(KeyPurpose::Page, 5, &mut ok).unwrap().1, 1);
+    s.seal(KeyPurpose::Page, 5, 2, &mut p).unwrap();
+    assert!(matches!(
+        s.open(KeyPurpose::Page, 5, &mut p),
+        Err(Error::Corrupt { page: 5, reason: CorruptReason::UnknownEpoch })
+    ));
+}
+
 /// 1,000,000 seals never repeat a nonce.
 #[test]
 fn a_million_nonces_are_distinct() {
