@@ -127,16 +127,23 @@ fn run(ops: Vec<Op>, encrypted: bool) {
             Op::Batch { tree, ops } => {
                 let t = db.open_tree(NAMES[tree as usize]).unwrap();
                 let mut b = foldvault::Batch::default();
-                if ops.iter().any(|(k, _)| k.len() > foldvault::MAX_KEY_LEN) {
-                    continue;
-                }
                 for (k, v) in &ops {
                     match v {
                         Some(v) => b.insert(k, v),
                         None => b.remove(k),
                     }
                 }
-                t.apply_batch(b).unwrap();
+                let r = t.apply_batch(b);
+                // A batch with a key too long to insert is refused whole: none of it applies,
+                // the operations before the bad one included.
+                if ops.iter().any(|(k, v)| k.len() > foldvault::MAX_KEY_LEN && v.is_some()) {
+                    assert!(matches!(r, Err(foldvault::Error::KeyTooLarge { .. })), "{r:?}");
+                    let got: BTreeMap<Vec<u8>, Vec<u8>> =
+                        t.iter().map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect::<Result<_, _>>().unwrap();
+                    assert_eq!(got, model[tree as usize], "a refused batch changed its tree");
+                    continue;
+                }
+                r.unwrap();
                 for (k, v) in ops {
                     match v {
                         Some(v) => model[tree as usize].insert(k, v),
@@ -145,14 +152,16 @@ fn run(ops: Vec<Op>, encrypted: bool) {
                 }
             }
             Op::Tx { ops, commit } => {
-                if ops.iter().any(|(_, k, _)| k.len() > foldvault::MAX_KEY_LEN) {
-                    continue;
-                }
                 let tx = db.begin_write().unwrap();
                 let mut shadow = model.clone();
                 for (tree, k, v) in &ops {
                     let t = tx.open_tree(NAMES[*tree as usize]).unwrap();
                     match v {
+                        // A key too long is refused and changes nothing; the transaction goes on.
+                        Some(v) if k.len() > foldvault::MAX_KEY_LEN => {
+                            let r = t.insert(k, v);
+                            assert!(matches!(r, Err(foldvault::Error::KeyTooLarge { .. })), "{r:?}");
+                        }
                         Some(v) => {
                             let old = t.insert(k, v).unwrap();
                             assert_eq!(old.map(|x| x.to_vec()), shadow[*tree as usize].insert(k.clone(), v.clone()));
