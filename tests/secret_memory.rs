@@ -23,6 +23,11 @@ fn passphrase_is_locked_while_open_and_wiped_after_drop() {
     // A passphrase built from masked bytes at run time (never a literal in the binary).
     let masked: Vec<u8> = b"correct horse battery staple 9f3a7c".iter().map(|b| b ^ MASK).collect();
     let unmask = || -> Vec<u8> { masked.iter().map(|b| b ^ MASK).collect() };
+    // The scan sees a copy planted on purpose (wiped when dropped), else its 0 below proves
+    // nothing.
+    let planted = Zeroizing::new(unmask());
+    assert!(count_in_memory(&masked) >= 1, "the scan does not see a planted copy (test broken)");
+    drop(planted);
     let before = vm_lck_kib();
     let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
     let db = Config::new()

@@ -1153,11 +1153,21 @@ fn one_damaged_leaf_does_not_poison_the_rest() {
     // damaged leaf fails with the typed error and changes nothing.
     let marker = db.open_tree(MARKER).unwrap();
     marker.insert("after-damage", b"ok".to_vec()).unwrap();
-    t.insert(small_key(1), b"outside the damaged leaf".to_vec()).ok();
+    // A key of the same tree after the damaged leaf (its path does not go through it).
+    let old = t.insert(&first_after, b"outside the damaged leaf".to_vec()).unwrap();
+    assert_eq!(old.as_deref(), Some(&small[&first_after][..]));
     let e = t.insert(&first_bad, b"x".to_vec()).unwrap_err();
     assert!(matches!(e, Error::Corrupt { page, .. } if page == pk.small_leaf), "{e:?}");
     db.flush().unwrap();
     assert_eq!(&marker.get("after-damage").unwrap().unwrap()[..], b"ok");
+    drop((t, marker, db));
+    let db = master_cfg(&path).open().unwrap();
+    let t = db.open_tree(SMALL).unwrap();
+    assert_eq!(&t.get(&first_after).unwrap().unwrap()[..], b"outside the damaged leaf");
+    // The failed write changed nothing: its key still fails on the damaged leaf alone.
+    assert!(matches!(t.get(&first_bad), Err(Error::Corrupt { page, .. }) if page == pk.small_leaf));
+    let (before_again, _) = drain(t.range(..first_bad.clone()), small);
+    assert_eq!(before_again, want_before);
     println!(
         "\nISOLATION: leaf {} of 'small' damaged: {ok}/{} keys of 'small' still readable by get ({bad} in the \
          damaged leaf fail with Corrupt{{{}, SealMismatch}}); ranges before/after it return all {before}+{after} \
