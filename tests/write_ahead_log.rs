@@ -82,6 +82,37 @@ fn a_clean_close_leaves_one_file_and_durable_commits_wait_in_the_log() {
     assert_eq!(t.get("key049").unwrap().unwrap(), &b"value49"[..]);
 }
 
+/// `Db::checkpoint_log` makes every commit durable and folds the log into the file: a copy of
+/// the file alone, taken while the database is open, then holds every commit (before it, the
+/// commits were in the log only).
+#[test]
+fn checkpoint_log_folds_every_commit_into_the_file() {
+    let (dir, path, db) = new_db(30);
+    let tx = db.begin_write().unwrap();
+    tx.open_tree("t").unwrap().insert("eventual", &b"e"[..]).unwrap();
+    tx.set_durability(Durability::Eventual);
+    tx.commit().unwrap();
+    let file_alone = |name: &str| {
+        let copy = dir.path().join(name);
+        std::fs::copy(&path, &copy).unwrap();
+        let db = config(&copy).write_ahead_log(false).open().unwrap();
+        db.tree_names().iter().any(|n| &n[..] == b"t").then(|| db.open_tree("t").unwrap().len()).unwrap_or(0)
+    };
+    assert_eq!(file_alone("before.foldvault"), 0, "the commits are in the log only");
+    db.checkpoint_log().unwrap();
+    assert_eq!(file_alone("after.foldvault"), 31, "every commit, the eventual one too, is in the file");
+    // The log goes on: a commit after it, and a second checkpoint.
+    commit_records(&db, 1, "later");
+    db.checkpoint_log().unwrap();
+    let copy = dir.path().join("later.foldvault");
+    std::fs::copy(&path, &copy).unwrap();
+    let later = config(&copy).write_ahead_log(false).open().unwrap();
+    assert_eq!(later.open_tree("t").unwrap().get("key000").unwrap().unwrap(), &b"value0later"[..]);
+    drop(db);
+    let ro = config(&path).read_only(true).open().unwrap();
+    assert!(matches!(ro.checkpoint_log(), Err(Error::ReadOnly)));
+}
+
 #[test]
 fn a_session_that_only_reads_writes_nothing() {
     let (_dir, path, db) = new_db(20);

@@ -743,6 +743,19 @@ impl Tree {
         self.handle.engine.flush()
     }
 
+    /// Makes every commit durable (`flush`), then copies every page the write-ahead log holds
+    /// into the database file, syncs it and starts the log anew, waiting for all of it (as
+    /// SQLite's `wal_checkpoint(FULL)`). The log does this by itself as it fills, partly on a
+    /// thread of its own; this is for a moment the caller chooses: before copying the file
+    /// alone, or so that the commits that follow pay none of it. Nothing more than `flush`
+    /// without a log. `ReadOnly` on a read-only handle.
+    pub fn checkpoint_log(&self) -> Result<()> {
+        let engine = &self.handle.engine;
+        engine.pager.check_writable()?;
+        engine.flush()?;
+        engine.pager.checkpoint_log()
+    }
+
     /// `flush` on a blocking thread (tokio feature) or inline.
     pub async fn flush_async(&self) -> Result<usize> {
         #[cfg(feature = "tokio")]

@@ -107,6 +107,12 @@ impl AsyncDb {
         blocking(move || db.generate_id())
     }
 
+    /// `Db::checkpoint_log` on a blocking thread.
+    pub fn checkpoint_log(&self) -> impl Future<Output = Result<()>> + Send + 'static {
+        let db = self.db.clone();
+        blocking(move || db.checkpoint_log())
+    }
+
     /// `Db::compact` on a blocking thread.
     pub fn compact(&self) -> impl Future<Output = Result<crate::CompactReport>> + Send + 'static {
         let db = self.db.clone();

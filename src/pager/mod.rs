@@ -334,6 +334,16 @@ impl Pager {
         Ok(self.storage.bytes_on_disk()?)
     }
 
+    /// Folds a write-ahead log into the file (`Storage::checkpoint_log`). A failure poisons the
+    /// pager, as a failed sync does: the log refuses every later sync after one.
+    pub(crate) fn checkpoint_log(&self) -> Result<()> {
+        self.check_writable()?;
+        match self.storage.checkpoint_log() {
+            Ok(()) => Ok(()),
+            Err(e) => self.poison(e),
+        }
+    }
+
     /// Cuts the file to `pages` pages, the page count of the newest durable record (compaction,
     /// SPEC.md §7.1); pages past it are out of range from now on.
     pub(crate) fn truncate(&self, pages: u64) -> Result<()> {

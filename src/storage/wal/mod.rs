@@ -446,6 +446,10 @@ fn to_io(e: Error) -> io::Error {
 }
 
 impl Storage for WalStorage {
+    fn checkpoint_log(&self) -> io::Result<()> {
+        self.checkpoint_now().map_err(to_io)
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let st = self.state.read();
         let end = offset.checked_add(buf.len() as u64).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
