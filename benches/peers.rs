@@ -141,7 +141,8 @@ fn rows(s: &Sizes) -> Vec<Row> {
         row("open", "reopen + 1 read, after the removal".to_string(), "ms"),
         row("open_small", "reopen + 1 read, after a 1-record commit".to_string(), "ms"),
         row("cold_reads", format!("{} reads, cache = live data / 10", group(n)), "ms"),
-        row("rss_peak", "peak RSS (VmHWM)".to_string(), "MB"),
+        row("rss_peak", "peak RSS (VmHWM), the harness's records included".to_string(), "MB"),
+        row("rss_engine", "peak RSS above the harness (the engine's own)".to_string(), "MB"),
         row("size_load", "file size after load".to_string(), "MB"),
         row("size_end", "file size at end".to_string(), "MB"),
         row("compact", "compact (VACUUM for SQLite), at the end".to_string(), "ms"),
@@ -175,10 +176,16 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
+/// The median; of an even count, the mean of the two middle values.
 fn median(v: &[f64]) -> Option<f64> {
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().filter(|_| !v.is_empty())
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => v.get(n / 2).copied(),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 /// Each cell's values, with the run (0-based) each came from, so ratios can pair runs.
@@ -196,7 +203,8 @@ fn run_children(a: &Args) -> (Results, Notes, usize) {
     let mut failed = 0;
     for rep in 0..a.reps {
         for &d in &a.datasets {
-            for &e in &a.engines {
+            // The engines' order rotates by run, so that none always follows the same one.
+            for &e in a.engines.iter().cycle().skip(rep % a.engines.len().max(1)).take(a.engines.len()) {
                 done += 1;
                 eprintln!("peers: [{done}/{total}] run {} of {}: {} on {}", rep + 1, a.reps, e.name(), d.name());
                 let mut cmd = Command::new(&exe);
@@ -361,7 +369,7 @@ fn render(a: &Args, sizes: &Sizes, r: &Results, counters: &Notes) -> String {
         if let Some(e) = first {
             let h = cell(r, d, e, "harness_rss").unwrap_or(0.0);
             let c = cell(r, d, e, "cold_cache_mb").unwrap_or(0.0);
-            notes.push(format!("{}: the harness holds {h:.1} MB before opening an engine (included in peak RSS); cold-read cache {c:.2} MB", d.name()));
+            notes.push(format!("{}: the harness holds {h:.1} MB before opening an engine (included in the first peak RSS row, not in the second); cold-read cache {c:.2} MB", d.name()));
         }
     }
     if a.reps > 1 {
@@ -473,8 +481,9 @@ fn render_interleaved(a: &Args, results: &[(Dataset, Vec<common::interleaved::Ro
         s,
         "
 - each row: {} rounds; a round runs one block of the row's commits (or reads) on every engine back to back \
-         (the order rotating), each engine on its own directory, all open in one process; a ratio is the median \
-         over rounds of the ratio within a round, with the lowest and highest in brackets",
+         (in an order drawn for each round; a commit block ends with the engine's deferred work, `Kv::settle`), \
+         each engine on its own directory, all open in one process; a ratio is the median over rounds of the \
+         ratio within a round, with the lowest and highest in brackets",
         common::interleaved::ROUNDS
     );
     s
