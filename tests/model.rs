@@ -255,6 +255,12 @@ fn many_keys_split_and_merge() {
             t.insert(&k, v.clone()).unwrap();
             model.insert(k, v);
         }
+        let tree_pages = |db: &foldvault::Db| {
+            let report = db.check().unwrap();
+            assert!(report.is_ok(), "{:?}", report.problems);
+            report.roles.iter().filter(|r| matches!(r, foldvault::PageRole::Tree(_))).count()
+        };
+        let full = tree_pages(&db);
         let keys: Vec<_> = model.keys().cloned().collect();
         for k in keys.iter().step_by(3) {
             t.remove(k).unwrap();
@@ -266,9 +272,21 @@ fn many_keys_split_and_merge() {
         let db = reopen(&m, encrypted);
         let t = db.open_tree("t").unwrap();
         let got: Vec<_> = t.iter().map(|r| r.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
-        let want: Vec<_> = model.into_iter().collect();
+        let want: Vec<_> = model.clone().into_iter().collect();
         assert_eq!(got.len(), want.len());
         assert_eq!(got, want);
+        // Nine in ten of the rest removed: the leaves fall under a quarter full and merge, so
+        // the tree shrinks to a fraction of its pages, and still reads as the model.
+        for (i, k) in keys.iter().enumerate() {
+            if i % 10 != 0 && model.remove(k).is_some() {
+                t.remove(k).unwrap();
+            }
+        }
+        db.flush().unwrap();
+        let thinned = tree_pages(&db);
+        assert!(thinned * 3 < full, "{full} tree pages full, {thinned} after nine in ten keys went");
+        let got: Vec<_> = t.iter().map(|r| r.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        assert_eq!(got, model.into_iter().collect::<Vec<_>>());
     }
 }
 

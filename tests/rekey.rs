@@ -166,7 +166,14 @@ fn rekey_needs_credentials_for_every_slot() {
     let m = MemoryStorage::new();
     let db = cfg(Arc::new(m.clone())).open().unwrap();
     db.add_slot(&Credentials::passphrase("second"), KdfParams::insecure_fast()).unwrap();
-    assert!(db.rekey(&[Credentials::passphrase("rekey")], &mut |_| {}).is_err());
+    let (epoch, generation) = (db.encryption_status().key_epoch, db.encryption_status().header_generation);
+    let r = db.rekey(&[Credentials::passphrase("rekey")], &mut |_| {});
+    assert!(matches!(r, Err(foldvault::Error::InvalidConfig(_))), "{r:?}");
+    // Refused before anything changed: no rotation begun, the same key.
+    let status = db.encryption_status();
+    assert!(!status.rekey_in_progress);
+    assert_eq!(status.key_epoch, epoch);
+    assert_eq!(status.header_generation, generation);
     db.rekey(&[Credentials::passphrase("rekey"), Credentials::passphrase("second")], &mut |_| {}).unwrap();
     drop(db);
     let s: Arc<dyn Storage> = Arc::new(m);
