@@ -149,6 +149,10 @@ fn a_tree_without_records_survives_dump_and_load() {
     assert!(names.contains("forced") && !names.contains("ignored"), "{names}");
     let o = e.fv_in(&["load", &b], b"{\"tree\": \"t\", \"key\": \"k\"}\n").code(2);
     assert!(o.err().contains("line 1") && o.err().contains("missing field: value"), "{}", o.err());
+    // A tree name too long, on a tree line: the line's fault, named.
+    let long = format!("{{\"tree\": \"x\"}}\n{{\"tree\": \"{}\"}}\n", "n".repeat(1025));
+    let o = e.fv_in(&["load", &b], long.as_bytes()).code(2);
+    assert!(o.err().contains("line 2"), "{}", o.err());
 }
 
 #[test]

@@ -108,6 +108,11 @@ fn checkpoint_log_folds_every_commit_into_the_file() {
     std::fs::copy(&path, &copy).unwrap();
     let later = config(&copy).write_ahead_log(false).open().unwrap();
     assert_eq!(later.open_tree("t").unwrap().get("key000").unwrap().unwrap(), &b"value0later"[..]);
+    // Inside a write transaction on the same thread its commit is not made yet: refused.
+    let held = db.begin_write().unwrap();
+    assert!(matches!(db.checkpoint_log(), Err(Error::Unsupported(_))));
+    drop(held);
+    db.checkpoint_log().unwrap();
     drop(db);
     let ro = config(&path).read_only(true).open().unwrap();
     assert!(matches!(ro.checkpoint_log(), Err(Error::ReadOnly)));

@@ -289,7 +289,14 @@ pub fn load(a: LoadArgs) -> Result<(), CliError> {
                 let tree = forced_tree.as_deref().unwrap_or(&name);
                 let tree = writable_tree(tree)
                     .map_err(|e| at_line(line_no, committed, e.message().unwrap_or_default().to_string()))?;
-                tx.open_tree(tree).at(&file)?;
+                match tx.open_tree(tree) {
+                    Ok(_) => {}
+                    // A name the database refuses (too long): the line's fault.
+                    Err(e @ (Error::KeyTooLarge { .. } | Error::InvalidConfig(_))) => {
+                        return Err(at_line(line_no, committed, e.to_string()));
+                    }
+                    Err(e) => return Err(e).at(&file),
+                }
                 continue;
             }
         };

@@ -749,9 +749,15 @@ impl Tree {
     /// thread of its own; this is for a moment the caller chooses: before copying the file
     /// alone, or so that the commits that follow pay none of it. Nothing more than `flush`
     /// without a log. `ReadOnly` on a read-only handle.
+    /// `Unsupported` on a thread inside a write transaction (its commit is not made yet).
     pub fn checkpoint_log(&self) -> Result<()> {
         let engine = &self.handle.engine;
         engine.pager.check_writable()?;
+        if engine.writer_held_here() {
+            return Err(Error::Unsupported(
+                "checkpoint_log inside a write transaction on the same thread: commit it first".into(),
+            ));
+        }
         engine.flush()?;
         engine.pager.checkpoint_log()
     }
