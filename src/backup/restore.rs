@@ -106,8 +106,18 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         // Everything not restored is free; write the free list and a commit record.
         // The restored file ends after its last live page: pages above it were free.
         let page_count = live.last().map(|p| p + 1).unwrap_or(FIRST_DATA_PAGE).min(page_count);
-        let free: Vec<PageNo> = (FIRST_DATA_PAGE..page_count).filter(|p| !live.contains(p)).collect();
-        let mut alloc = Allocator::new(page_count, free);
+        // The gaps between live pages, as extents (of at most `u32::MAX` pages).
+        let mut free: Vec<(PageNo, u32)> = Vec::new();
+        let mut at = FIRST_DATA_PAGE;
+        for end in live.iter().copied().filter(|&p| p >= FIRST_DATA_PAGE && p < page_count).chain([page_count]) {
+            while at < end {
+                let n = (end - at).min(u64::from(u32::MAX));
+                free.push((at, n as u32));
+                at += n;
+            }
+            at = end + 1;
+        }
+        let mut alloc = Allocator::new(page_count, &free);
         pager.set_page_limit(page_count);
         pager.sealer.set_max_epoch(header.key_epoch);
         let (fl, _) =

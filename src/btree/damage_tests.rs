@@ -77,7 +77,7 @@ fn a_child_shared_by_two_references_is_reported_by_every_walk() {
     .unwrap();
     assert_eq!(records, [b"a".to_vec(), b"b".to_vec()], "each record once");
     assert!(lost.iter().any(|l| l.error.contains("referenced twice")), "{lost:?}");
-    let mut tx = TxPages::new(p.clone(), Allocator::new(64, []), 2, 0);
+    let mut tx = TxPages::new(p.clone(), Allocator::new(64, &[]), 2, 0);
     assert_eq!(reason(tx.free_tree(root)), CorruptReason::DoubleReference);
 }
 

@@ -604,7 +604,7 @@ mod tests {
     fn build(keys: &[Vec<u8>], value_len: usize) -> (Arc<Pager>, TreeRoot) {
         let pager =
             Arc::new(Pager::new(Arc::new(MemoryStorage::new()), PageSealer::plaintext(*b"tx-shape-tests!!"), 1 << 24));
-        let mut tx = TxPages::new(pager.clone(), Allocator::new(FIRST_DATA_PAGE, []), 1, 0);
+        let mut tx = TxPages::new(pager.clone(), Allocator::new(FIRST_DATA_PAGE, &[]), 1, 0);
         let mut root = TreeRoot::default();
         for k in keys {
             tx.insert(&mut root, k, &vec![7u8; value_len], false).unwrap();

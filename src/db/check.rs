@@ -181,8 +181,8 @@ impl Db {
             Err(Error::Corrupt { page, reason }) => problems.push(Problem { tree: "free list".into(), page, reason }),
             Err(e) => return Err(e),
         }
-        let free = ws.alloc.all_unused();
-        for &p in &free {
+        let free_pages = ws.alloc.unused_count();
+        for p in ws.alloc.all_unused().into_iter().flat_map(|(s, n)| s..s + u64::from(n)) {
             if !mark(&mut roles, p, &PageRole::Free) {
                 problems.push(Problem { tree: "free list".into(), page: p, reason: CorruptReason::FreeList });
             }
@@ -213,7 +213,7 @@ impl Db {
             commit_seq: snap.seq,
             page_count,
             used_pages: used,
-            free_pages: free.len() as u64,
+            free_pages,
             trailing_bytes: file_len.saturating_sub(page_count * PAGE_SIZE as u64),
             trees,
             problems,

@@ -114,7 +114,7 @@ fn assemble(
     rec: CommitRecord,
     slot: PageNo,
     free_chain: Vec<PageNo>,
-    free: Vec<PageNo>,
+    free: Vec<(PageNo, u32)>,
     trees: BTreeMap<Vec<u8>, TreeRoot>,
     cfg: &Config,
     recovery: RecoveryReport,
@@ -123,12 +123,13 @@ fn assemble(
     pager.set_wipe_cache(cfg.zeroize_cache);
     pager.set_seals_in_epoch(rec.seals_in_epoch);
     pager.sealer.set_max_epoch(rec.key_epoch);
-    pager.counters.free_pages.store(free.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let free_pages = free.iter().map(|&(_, n)| u64::from(n)).sum();
+    pager.counters.free_pages.store(free_pages, std::sync::atomic::Ordering::Relaxed);
     Engine {
         header: Mutex::new(header),
         current: RwLock::new(Arc::new(Snapshot::new(&pager, rec.seq, rec.catalog, trees, None))),
         writer: Arc::new(Mutex::new(WriterState {
-            alloc: Allocator::new(rec.page_count, free),
+            alloc: Allocator::new(rec.page_count, &free),
             durable: rec.clone(),
             durable_slot: slot,
             freelist: freelist::FreeChain::read_at_open(free_chain),
@@ -312,10 +313,10 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
     Ok(engine)
 }
 
-type Verified = (BTreeMap<Vec<u8>, TreeRoot>, Vec<PageNo>, Vec<PageNo>, u64);
+type Verified = (BTreeMap<Vec<u8>, TreeRoot>, Vec<(PageNo, u32)>, Vec<PageNo>, u64);
 
 /// Verifies a commit record's new pages; returns the catalog, the free pages (its chain's, with
-/// its delta applied), the free-list chain and the number of pages verified. `slot`: the
+/// its delta applied, as extents), the free-list chain and the number of pages verified. `slot`: the
 /// record's page.
 fn verify_commit(pager: &Pager, rec: &CommitRecord, slot: PageNo) -> Result<Verified> {
     let since = rec.prev_durable_seq;

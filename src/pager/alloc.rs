@@ -6,7 +6,9 @@
 //! freed by commit K are handed out again only once K is durable *and* no live snapshot is
 //! older than K (a snapshot at K-1 may still read them).
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
+
+use super::free_set::FreeSet;
 
 use crate::error::PageNo;
 use crate::format::FIRST_DATA_PAGE;
@@ -16,7 +18,7 @@ const UNUSED_SINCE_MAX: usize = 4096;
 
 #[derive(Debug)]
 pub(crate) struct Allocator {
-    free: BTreeSet<PageNo>,
+    free: FreeSet,
     /// (commit sequence that freed them, pages), ascending by sequence.
     pending: VecDeque<(u64, Vec<PageNo>)>,
     /// Pages handed out since the last durable commit: the durable state does not reference
@@ -40,7 +42,7 @@ pub(crate) struct Allocator {
 impl Default for Allocator {
     fn default() -> Allocator {
         Allocator {
-            free: BTreeSet::new(),
+            free: FreeSet::default(),
             pending: VecDeque::new(),
             fresh: HashSet::new(),
             pending_fresh: VecDeque::new(),
@@ -52,8 +54,10 @@ impl Default for Allocator {
 }
 
 impl Allocator {
-    pub(crate) fn new(page_count: u64, free: impl IntoIterator<Item = PageNo>) -> Allocator {
-        Allocator { free: free.into_iter().collect(), page_count, ..Allocator::default() }
+    /// An allocator whose free pages are `free` (extents: first page, length).
+    pub(crate) fn new(page_count: u64, free: &[(PageNo, u32)]) -> Allocator {
+        let free = FreeSet::from_extents(free.iter().map(|&(s, n)| (s, u64::from(n))));
+        Allocator { free, page_count, ..Allocator::default() }
     }
 
     fn note_unused(&mut self, pages: &[PageNo]) {
@@ -80,7 +84,7 @@ impl Allocator {
 
     /// Hands out `page` if it is free now (the free-list writer picks its own pages).
     pub(crate) fn take_free(&mut self, page: PageNo) -> bool {
-        let taken = self.free.remove(&page);
+        let taken = self.free.remove(page);
         if taken {
             self.fresh.insert(page);
         }
@@ -119,7 +123,7 @@ impl Allocator {
 
     /// A test of whether a page is unused now (free, or waiting in a queue), for many pages.
     pub(crate) fn unused_test(&self) -> impl Fn(PageNo) -> bool + '_ {
-        move |page| self.free.contains(&page) || self.queued.contains(&page)
+        move |page| self.free.contains(page) || self.queued.contains(&page)
     }
 
     /// The newest commit became durable: nothing allocated so far is fresh any more.
@@ -164,8 +168,10 @@ impl Allocator {
                 break;
             }
             if let Some((_, pages)) = self.pending_fresh.pop_front() {
-                pages.iter().for_each(|p| _ = self.queued.remove(p));
-                self.free.extend(pages);
+                for p in pages {
+                    self.queued.remove(&p);
+                    self.free.insert(p);
+                }
             }
         }
         let limit = durable_seq.min(oldest_live_seq);
@@ -174,8 +180,10 @@ impl Allocator {
                 break;
             }
             if let Some((_, pages)) = self.pending.pop_front() {
-                pages.iter().for_each(|p| _ = self.queued.remove(p));
-                self.free.extend(pages);
+                for p in pages {
+                    self.queued.remove(&p);
+                    self.free.insert(p);
+                }
             }
         }
     }
@@ -191,18 +199,41 @@ impl Allocator {
     /// pages under. The spare room covers the branches a move copies on its way to the root.
     /// `page_count` when nothing can be moved.
     pub(crate) fn compaction_target(&self) -> PageNo {
-        let unused = self.all_unused();
-        let free_total = self.free.len() as u64;
+        let mut queued: Vec<PageNo> = self.queued.iter().copied().collect();
+        queued.sort_unstable();
+        let free_total = self.free.len();
+        let mut free_ext: Vec<(PageNo, PageNo)> = self.free.extents().collect();
         // Walk `t` down from the end: pages at or above `t`, of them unused, and free below.
+        // A run of free pages is passed in one step (the room needed is the same all along
+        // it), so the walk costs the pages in use, not the free ones.
         let (mut t, mut unused_above, mut free_above) = (self.page_count, 0u64, 0u64);
         let mut best = self.page_count;
-        let mut u = unused.len();
+        let mut q = queued.len();
         while t > FIRST_DATA_PAGE {
+            while free_ext.last().is_some_and(|&(s, _)| s >= t) {
+                free_ext.pop();
+            }
+            let in_use_above = (self.page_count - t) - unused_above;
+            let need = in_use_above + in_use_above / 8 + 16;
+            if let Some(&(s, _)) = free_ext.last().filter(|&&(_, e)| e >= t) {
+                let run = t - s.max(FIRST_DATA_PAGE);
+                let room = (free_total - free_above).saturating_sub(need);
+                let k = run.min(room);
+                t -= k;
+                unused_above += k;
+                free_above += k;
+                if k > 0 {
+                    best = t;
+                }
+                if k < run {
+                    break;
+                }
+                continue;
+            }
             t -= 1;
-            if u > 0 && unused.get(u - 1) == Some(&t) {
-                u -= 1;
+            if q > 0 && queued.get(q - 1) == Some(&t) {
+                q -= 1;
                 unused_above += 1;
-                free_above += u64::from(self.free.contains(&t));
             }
             let in_use_above = (self.page_count - t) - unused_above;
             let free_below = free_total - free_above;
@@ -217,12 +248,12 @@ impl Allocator {
     /// Pages not in use by the newest state (free, or waiting in a queue): what the durable
     /// free list records (`all_unused`), counted without building it.
     pub(crate) fn unused_count(&self) -> u64 {
-        (self.free.len() + self.queued.len()) as u64
+        self.free.len() + self.queued.len() as u64
     }
 
     /// Pages free now (not waiting in a queue).
     pub(crate) fn free_len(&self) -> usize {
-        self.free.len()
+        usize::try_from(self.free.len()).unwrap_or(usize::MAX)
     }
 
     /// Gives up the free pages at the end of the file: lowers `page_count` past every free page
@@ -230,37 +261,54 @@ impl Allocator {
     /// next). Pages waiting in a queue are not free yet and stop it. Returns how many pages were
     /// given up.
     pub(crate) fn trim_free_tail(&mut self, keep: usize) -> u64 {
-        let before = self.page_count;
-        while self.page_count > FIRST_DATA_PAGE
-            && self.free.len() > keep
-            && self.free.last() == Some(&(self.page_count - 1))
-        {
-            self.free.pop_last();
-            self.page_count -= 1;
-        }
-        before - self.page_count
+        let most = self.free.len().saturating_sub(keep as u64).min(self.page_count.saturating_sub(FIRST_DATA_PAGE));
+        let n = self.free.take_top(self.page_count, most);
+        self.page_count -= n;
+        n
     }
 
-    /// Every page not in use by the newest state: free and pending, sorted. This is what the
-    /// durable free list records (after a reopen no snapshot is alive).
-    pub(crate) fn all_unused(&self) -> Vec<PageNo> {
-        // `free` is sorted already and usually far larger than the queues: merge, not sort.
+    /// Every page not in use by the newest state (free and pending), as sorted, disjoint
+    /// extents of at most `u32::MAX` pages, adjacent ones joined: what the durable free list
+    /// records (after a reopen no snapshot is alive).
+    pub(crate) fn all_unused(&self) -> Vec<(PageNo, u32)> {
         let mut queued: Vec<PageNo> = Vec::new();
         for (_, p) in self.pending.iter().chain(self.pending_fresh.iter()) {
             queued.extend_from_slice(p);
         }
         queued.sort_unstable();
-        let mut v: Vec<PageNo> = Vec::with_capacity(self.free.len() + queued.len());
-        let mut q = queued.into_iter().peekable();
-        for &p in &self.free {
-            while let Some(x) = q.next_if(|&x| x < p) {
-                v.push(x);
+        queued.dedup();
+        // `free` and the queues are disjoint; merge the two ascending lists of extents.
+        let mut out: Vec<(PageNo, u32)> = Vec::new();
+        let mut push = |start: PageNo, end: PageNo| {
+            let mut at = start;
+            while at < end {
+                match out.last_mut() {
+                    Some((s, l)) if *s + u64::from(*l) == at && *l < u32::MAX => {
+                        let n = (end - at).min(u64::from(u32::MAX - *l));
+                        *l += n as u32;
+                        at += n;
+                    }
+                    _ => {
+                        let n = (end - at).min(u64::from(u32::MAX));
+                        out.push((at, n as u32));
+                        at += n;
+                    }
+                }
             }
-            v.push(p);
+        };
+        let mut q = queued.iter().copied().peekable();
+        for (start, end) in self.free.extents() {
+            while let Some(p) = q.next_if(|&p| p < start) {
+                push(p, p + 1);
+            }
+            push(start, end);
+            // A queued page inside a free extent would be a bug; skipped, not listed twice.
+            while q.next_if(|&p| p < end).is_some() {}
         }
-        v.extend(q);
-        v.dedup();
-        v
+        for p in q {
+            push(p, p + 1);
+        }
+        out
     }
 }
 
@@ -270,7 +318,7 @@ mod tests {
 
     #[test]
     fn pending_waits_for_durability_and_readers() {
-        let mut a = Allocator::new(10, [5]);
+        let mut a = Allocator::new(10, &[(5, 1)]);
         assert_eq!(a.alloc(), 5);
         assert_eq!(a.alloc(), 10);
         a.mark_durable();
@@ -281,7 +329,65 @@ mod tests {
         assert_eq!(a.alloc(), 12, "a reader at 2 may still see them");
         a.promote(3, 3);
         assert_eq!(a.alloc(), 6);
-        assert_eq!(a.all_unused(), vec![7]);
+        assert_eq!(a.all_unused(), vec![(7, 1)]);
+    }
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    /// The walk that passes runs of free pages in one step finds the page a walk of every page
+    /// finds (the definition), over random states with free, queued and used pages.
+    #[test]
+    fn compaction_target_matches_a_page_by_page_walk() {
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..300 {
+            let page_count = FIRST_DATA_PAGE + next() % 400;
+            let mut free = Vec::new();
+            let mut queued = Vec::new();
+            for p in FIRST_DATA_PAGE..page_count {
+                match next() % (2 + next() % 6) {
+                    0 => free.push(p),
+                    1 if next() % 4 == 0 => queued.push(p),
+                    _ => {}
+                }
+            }
+            let ext: Vec<(PageNo, u32)> = free.iter().map(|&p| (p, 1)).collect();
+            let mut a = Allocator::new(page_count, &ext);
+            a.release(1, queued.clone());
+            let (mut t, mut unused_above, mut free_above, mut best) = (page_count, 0u64, 0u64, page_count);
+            while t > FIRST_DATA_PAGE {
+                t -= 1;
+                let (f, q) = (free.contains(&t), queued.contains(&t));
+                unused_above += u64::from(f || q);
+                free_above += u64::from(f);
+                let in_use = (page_count - t) - unused_above;
+                if (free.len() as u64 - free_above) < in_use + in_use / 8 + 16 {
+                    break;
+                }
+                best = t;
+            }
+            assert_eq!(a.compaction_target(), best, "page count {page_count}, free {free:?}, queued {queued:?}");
+        }
+    }
+
+    /// A free extent of four billion pages at the end of the file: the target is found, and
+    /// the tail trimmed, without a step per page.
+    #[test]
+    fn a_huge_free_tail_is_passed_in_one_step() {
+        let n = u64::from(u32::MAX);
+        let mut a = Allocator::new(FIRST_DATA_PAGE + 10 + n, &[(FIRST_DATA_PAGE + 10, u32::MAX)]);
+        assert_eq!(a.compaction_target(), FIRST_DATA_PAGE + 10 + 16);
+        assert_eq!(a.trim_free_tail(2), n - 2);
+        assert_eq!(a.page_count, FIRST_DATA_PAGE + 12);
+        assert_eq!(a.all_unused(), vec![(FIRST_DATA_PAGE + 10, 2)]);
     }
 }
 
@@ -293,7 +399,7 @@ mod fresh_tests {
     /// sync (else eventual durability grows the file by every copy-on-write).
     #[test]
     fn fresh_pages_wait_only_for_readers() {
-        let mut a = Allocator::new(10, []);
+        let mut a = Allocator::new(10, &[]);
         let p = a.alloc();
         a.release(5, vec![p]);
         a.promote(0, 4);

@@ -33,6 +33,7 @@ pub const EXTENT_SIZE: usize = 12;
 pub const EXTENTS_PER_PAGE: usize = (PAYLOAD_SIZE - EXTENTS_OFFSET) / EXTENT_SIZE;
 
 /// Run-length encodes a sorted, deduplicated list of pages.
+#[cfg(test)]
 pub(crate) fn extents(sorted: &[PageNo]) -> Vec<(PageNo, u32)> {
     coalesce(sorted.iter().map(|&p| (p, 1)))
 }
@@ -326,7 +327,7 @@ pub(crate) fn write(
         None => {
             let all = chain.drop_head(chain.pages.len());
             alloc.release(seq, all.iter().map(|c| c.page).collect());
-            extents(&alloc.all_unused())
+            alloc.all_unused()
         }
     };
     let (taken, runs) = take_pages(alloc, &rest);
@@ -365,7 +366,7 @@ pub(crate) fn write(
 /// An upper bound on the pages a whole list written now would take (`write` after
 /// `Allocator::forget_unused_since`): taking a page out of an extent splits it at most once.
 pub(crate) fn whole_list_pages(alloc: &Allocator) -> usize {
-    (extents(&alloc.all_unused()).len() + 1).div_ceil(EXTENTS_PER_PAGE) + 1
+    (alloc.all_unused().len() + 1).div_ceil(EXTENTS_PER_PAGE) + 1
 }
 
 /// Takes pages for the front of the chain from `rest` (sorted extents; so never a page a kept
@@ -401,30 +402,29 @@ fn set_member(set: &mut Vec<PageNo>, p: PageNo, member: bool) {
 /// The free pages of a commit record: those its chain records (`free`, from `read`; `chain`
 /// its pages) less the delta's used pages, plus its freed pages. A used page the chain does not
 /// record, or a freed page it records or that is one of its pages, is `Corrupt { page: slot,
-/// FreeList }` (`slot`: the record's page). Sorted, without repeats.
+/// FreeList }` (`slot`: the record's page). Sorted, disjoint extents, adjacent ones joined.
 pub(crate) fn apply_delta(
-    mut free: Vec<PageNo>,
+    free: Vec<(PageNo, u32)>,
     chain: &[PageNo],
     delta: &FreeDelta,
     slot: PageNo,
-) -> Result<Vec<PageNo>> {
-    free.sort_unstable();
-    free.dedup();
+) -> Result<Vec<(PageNo, u32)>> {
     if delta.is_empty() {
         return Ok(free);
     }
-    let mut chain: Vec<PageNo> = chain.to_vec();
-    chain.sort_unstable();
     let bad = || Error::corrupt(slot, CorruptReason::FreeList);
-    if delta.used.iter().any(|p| free.binary_search(p).is_err())
-        || delta.freed.iter().any(|p| free.binary_search(p).is_ok() || chain.binary_search(p).is_ok())
+    if delta.used.iter().any(|&p| !covers(&free, p))
+        || delta.freed.iter().any(|&p| covers(&free, p) || chain.contains(&p))
     {
         return Err(bad());
     }
-    free.retain(|p| delta.used.binary_search(p).is_err());
-    free.extend_from_slice(&delta.freed);
-    free.sort_unstable();
-    Ok(free)
+    let mut used = delta.used.clone();
+    used.sort_unstable();
+    used.dedup();
+    let mut freed = delta.freed.clone();
+    freed.sort_unstable();
+    freed.dedup();
+    Ok(union(&without(&free, &used), &freed))
 }
 
 /// True if the sorted, disjoint `extents` hold `p`.
@@ -462,10 +462,13 @@ fn union(extents: &[(PageNo, u32)], pages: &[PageNo]) -> Vec<(PageNo, u32)> {
     coalesce(all.into_iter())
 }
 
-/// Reads the free list from `head`: the free pages and the chain's own pages. Every check
-/// that a damaged file could fail is a `Corrupt` error; allocation is bounded by `page_count`.
-pub(crate) fn read(pager: &Pager, head: PageRef, page_count: u64) -> Result<(Vec<PageNo>, Vec<PageNo>)> {
-    let mut free = Vec::new();
+/// Reads the free list from `head`: the free pages, as sorted, disjoint extents with adjacent
+/// ones joined, and the chain's own pages. Every check that a damaged file could fail is a
+/// `Corrupt` error. Memory is bounded by the chain's pages read (each authenticated), not by
+/// how many pages its extents claim.
+pub(crate) fn read(pager: &Pager, head: PageRef, page_count: u64) -> Result<(Vec<(PageNo, u32)>, Vec<PageNo>)> {
+    let mut free: Vec<(PageNo, u32)> = Vec::new();
+    let mut total = 0u64;
     let mut chain = Vec::new();
     let mut at = head;
     while !at.is_none() {
@@ -482,26 +485,32 @@ pub(crate) fn read(pager: &Pager, head: PageRef, page_count: u64) -> Result<(Vec
             let off = EXTENTS_OFFSET + j * EXTENT_SIZE;
             let bad = || Error::corrupt(at.page, CorruptReason::FreeList);
             let start = get_u64(payload, off).ok_or_else(bad)?;
-            let len = get_u32(payload, off + 8).ok_or_else(bad)? as u64;
-            let end = start.checked_add(len).ok_or_else(bad)?;
-            if start < FIRST_DATA_PAGE || end > page_count || len == 0 || free.len() as u64 + len > page_count {
+            let len = get_u32(payload, off + 8).ok_or_else(bad)?;
+            let end = start.checked_add(u64::from(len)).ok_or_else(bad)?;
+            total += u64::from(len);
+            if start < FIRST_DATA_PAGE || end > page_count || len == 0 || total > page_count {
                 return Err(bad());
             }
-            free.extend(start..end);
+            free.push((start, len));
         }
         chain.push(at.page);
         at = PageRef::decode(payload, NEXT_OFFSET).ok_or_else(|| Error::corrupt(at.page, CorruptReason::BadLayout))?;
     }
     // No page recorded twice (extents overlap), and none of the chain's own pages recorded
-    // free: either would hand a page in use to the allocator.
+    // free: either would hand a page in use to the allocator. Sorted by first page, the lowest
+    // page recorded twice is the first extent to start below the end of one before it.
     free.sort_unstable();
-    if let Some(w) = free.windows(2).find(|w| w[0] == w[1]) {
-        return Err(Error::corrupt(w[0], CorruptReason::DoubleReference));
+    let mut reach = 0u64;
+    for &(start, len) in &free {
+        if start < reach {
+            return Err(Error::corrupt(start, CorruptReason::DoubleReference));
+        }
+        reach = start + u64::from(len);
     }
-    if let Some(&c) = chain.iter().find(|c| free.binary_search(c).is_ok()) {
+    if let Some(&c) = chain.iter().find(|&&c| covers(&free, c)) {
         return Err(Error::corrupt(c, CorruptReason::FreeList));
     }
-    Ok((free, chain))
+    Ok((coalesce(free.into_iter()), chain))
 }
 
 #[cfg(test)]
@@ -528,12 +537,19 @@ mod tests {
             let tag = pager.write(page, 0, buf).expect("write");
             PageRef { page, tag, generation: 1 }
         };
-        let reason = |r: Result<(Vec<PageNo>, Vec<PageNo>)>| match r {
+        let reason = |r: Result<(Vec<(PageNo, u32)>, Vec<PageNo>)>| match r {
             Err(Error::Corrupt { page, reason }) => (page, reason),
             other => panic!("{other:?}"),
         };
         let (free, chain) = read(&pager, chain_page(10, &[(20, 3), (5, 2)]), 100).unwrap();
-        assert_eq!((free, chain), (vec![5, 6, 20, 21, 22], vec![10]));
+        assert_eq!((free, chain), (vec![(5, 2), (20, 3)], vec![10]));
+        // Adjacent extents come back joined; a huge one is read as one (no page listed).
+        let (free, _) = read(&pager, chain_page(13, &[(30, 4), (20, 10)]), 100).unwrap();
+        assert_eq!(free, vec![(20, 14)]);
+        pager.set_page_limit(1 << 40);
+        let (free, _) = read(&pager, chain_page(14, &[(100, u32::MAX)]), 1 << 40).unwrap();
+        assert_eq!(free, vec![(100, u32::MAX)]);
+        pager.set_page_limit(100);
         assert_eq!(reason(read(&pager, chain_page(11, &[(9, 4)]), 100)), (11, CorruptReason::FreeList));
         assert_eq!(
             reason(read(&pager, chain_page(12, &[(20, 5), (23, 3)]), 100)),
@@ -550,7 +566,8 @@ mod tests {
     fn fragmented() -> (Pager, Allocator) {
         let pager = Pager::new(Arc::new(MemoryStorage::new()), PageSealer::plaintext(*b"freelist-model!!"), 1 << 20);
         let page_count = FIRST_DATA_PAGE + 3000;
-        (pager, Allocator::new(page_count, (FIRST_DATA_PAGE..page_count).filter(|p| p % 2 == 0)))
+        let free: Vec<PageNo> = (FIRST_DATA_PAGE..page_count).filter(|p| p % 2 == 0).collect();
+        (pager, Allocator::new(page_count, &extents(&free)))
     }
 
     /// The engine's use of the allocator and the free list, driven by `ops`: transactions that
@@ -624,8 +641,11 @@ mod tests {
                     let rec = CommitRecord::decode(&payload, 2, crate::format::FORMAT_VERSION).expect("record decodes");
                     let (free, pages) = read(&pager, head, alloc.page_count).expect("read back");
                     let free = apply_delta(free, &pages, &rec.free_delta, 2).expect("the delta applies");
-                    let free: BTreeSet<PageNo> = free.into_iter().collect();
-                    let unused: BTreeSet<PageNo> = alloc.all_unused().into_iter().collect();
+                    let pages_of = |e: Vec<(PageNo, u32)>| -> BTreeSet<PageNo> {
+                        e.into_iter().flat_map(|(s, n)| s..s + u64::from(n)).collect()
+                    };
+                    let free = pages_of(free);
+                    let unused = pages_of(alloc.all_unused());
                     assert_eq!(free, unused, "the list records the unused pages");
                     // `Metrics::free_pages` counts them without building the list: `free` and
                     // the queued pages must never overlap.
@@ -710,12 +730,12 @@ mod tests {
 
     #[test]
     fn a_delta_that_does_not_match_its_chain_is_corrupt() {
-        let chain_free = vec![10, 11, 12, 20];
+        let chain_free = vec![(10, 3), (20, 1)];
         let chain_pages = [7];
         let d = |freed: Vec<PageNo>, used: Vec<PageNo>| FreeDelta { freed, used };
         assert_eq!(
             apply_delta(chain_free.clone(), &chain_pages, &d(vec![5, 30], vec![11]), 2).unwrap(),
-            vec![5, 10, 12, 20, 30]
+            vec![(5, 1), (10, 1), (12, 1), (20, 1), (30, 1)]
         );
         for bad in [d(vec![], vec![13]), d(vec![12], vec![]), d(vec![7], vec![])] {
             let e = apply_delta(chain_free.clone(), &chain_pages, &bad, 3).unwrap_err();

@@ -27,6 +27,7 @@ pub(crate) mod alloc;
 mod batch;
 pub(crate) mod bufpool;
 pub(crate) mod cache;
+pub(crate) mod free_set;
 pub(crate) mod freelist;
 pub mod metrics;
 pub(crate) mod pagemap;
