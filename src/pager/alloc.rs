@@ -231,6 +231,11 @@ impl Allocator {
                 continue;
             }
             t -= 1;
+            // (Queued pages passed inside a free run, which the queues never share with
+            // `free`, would be skipped here rather than stop the walk's pointer.)
+            while q > 0 && queued.get(q - 1).is_some_and(|&p| p > t) {
+                q -= 1;
+            }
             if q > 0 && queued.get(q - 1) == Some(&t) {
                 q -= 1;
                 unused_above += 1;
