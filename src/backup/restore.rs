@@ -82,9 +82,11 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
                 // (The reader refuses a page number not above the one before it.)
                 live.insert(page);
                 // Every page below the last one restored that the stream does not hold becomes a
-                // free page, listed one by one. In a plaintext backup page numbers are not
-                // authenticated: there the count is bounded by the pages the stream holds. (An
-                // encrypted backup's are, as is its page count: its source had them.)
+                // free page (kept as extents, so memory is not the concern), and the file as long
+                // as its last page. In a plaintext backup page numbers are not authenticated:
+                // there the free pages are bounded by the pages the stream holds, so that a forged
+                // stream cannot make a file of any length. (An encrypted backup's page numbers
+                // are authenticated, as is its page count: its source had them.)
                 let free_below = (page + 1).saturating_sub(FIRST_DATA_PAGE + live.len() as u64);
                 if plaintext && free_below > max_free_pages(live.len() as u64) {
                     return Err(Error::Unsupported(format!(

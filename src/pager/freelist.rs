@@ -402,7 +402,8 @@ fn set_member(set: &mut Vec<PageNo>, p: PageNo, member: bool) {
 /// The free pages of a commit record: those its chain records (`free`, from `read`; `chain`
 /// its pages) less the delta's used pages, plus its freed pages. A used page the chain does not
 /// record, or a freed page it records or that is one of its pages, is `Corrupt { page: slot,
-/// FreeList }` (`slot`: the record's page). Sorted, disjoint extents, adjacent ones joined.
+/// FreeList }` (`slot`: the record's page). Sorted, disjoint extents, adjacent ones joined
+/// up to `u32::MAX` pages.
 pub(crate) fn apply_delta(
     free: Vec<(PageNo, u32)>,
     chain: &[PageNo],
@@ -413,8 +414,10 @@ pub(crate) fn apply_delta(
         return Ok(free);
     }
     let bad = || Error::corrupt(slot, CorruptReason::FreeList);
+    let mut chain: Vec<PageNo> = chain.to_vec();
+    chain.sort_unstable();
     if delta.used.iter().any(|&p| !covers(&free, p))
-        || delta.freed.iter().any(|&p| covers(&free, p) || chain.contains(&p))
+        || delta.freed.iter().any(|&p| covers(&free, p) || chain.binary_search(&p).is_ok())
     {
         return Err(bad());
     }
@@ -463,7 +466,7 @@ fn union(extents: &[(PageNo, u32)], pages: &[PageNo]) -> Vec<(PageNo, u32)> {
 }
 
 /// Reads the free list from `head`: the free pages, as sorted, disjoint extents with adjacent
-/// ones joined, and the chain's own pages. Every check that a damaged file could fail is a
+/// ones joined up to `u32::MAX` pages, and the chain's own pages. Every check that a damaged file could fail is a
 /// `Corrupt` error. Memory is bounded by the chain's pages read (each authenticated), not by
 /// how many pages its extents claim.
 pub(crate) fn read(pager: &Pager, head: PageRef, page_count: u64) -> Result<(Vec<(PageNo, u32)>, Vec<PageNo>)> {
