@@ -236,18 +236,24 @@ fn make_fixtures() {
     std::fs::copy(dir.path().join("v1.foldvault"), format!("{data}/v1.foldvault")).unwrap();
 }
 
+/// Makes a backup header's unkeyed checksum hold again after an edit (as anyone can).
+fn fix_backup_header_checksum(b: &mut [u8]) {
+    use foldvault::backup::format::B_CHECKSUM_OFFSET;
+    let sum = blake3::hash(&b[..B_CHECKSUM_OFFSET]);
+    b[B_CHECKSUM_OFFSET..B_CHECKSUM_OFFSET + 32].copy_from_slice(sum.as_bytes());
+}
+
 /// An edited backup header (a raised sequence number, checksum and stream hash recomputed) passes the keyless
 /// check — the checksum only finds damage — but not verify-with-key nor restore: its MAC does
 /// not verify.
 #[test]
 fn forged_backup_header_does_not_restore() {
-    use foldvault::backup::format::{B_CHECKSUM_OFFSET, B_SEQ_OFFSET};
+    use foldvault::backup::format::B_SEQ_OFFSET;
     let (dir, bytes, _) = make_backup();
     let mut b = bytes.clone();
     let seq = u64::from_le_bytes(b[B_SEQ_OFFSET..B_SEQ_OFFSET + 8].try_into().unwrap());
     b[B_SEQ_OFFSET..B_SEQ_OFFSET + 8].copy_from_slice(&(seq + 1000).to_le_bytes());
-    let sum = blake3::hash(&b[..B_CHECKSUM_OFFSET]);
-    b[B_CHECKSUM_OFFSET..B_CHECKSUM_OFFSET + 32].copy_from_slice(sum.as_bytes());
+    fix_backup_header_checksum(&mut b);
     // The unkeyed stream hash (the last 32 bytes) can be recomputed too.
     let n = b.len();
     let stream = blake3::hash(&b[..n - 32]);
@@ -264,14 +270,13 @@ fn forged_backup_header_does_not_restore() {
 /// read: the header MAC covers the fields as decoded, so such a bit would pass unauthenticated.
 #[test]
 fn an_unknown_backup_flag_is_refused() {
-    use foldvault::backup::format::{B_CHECKSUM_OFFSET, B_FLAGS_OFFSET};
+    use foldvault::backup::format::B_FLAGS_OFFSET;
     let (_dir, bytes, _) = make_backup();
     for bit in [1u16 << 1, 1 << 15] {
         let mut b = bytes.clone();
         let flags = u16::from_le_bytes([b[B_FLAGS_OFFSET], b[B_FLAGS_OFFSET + 1]]) | bit;
         b[B_FLAGS_OFFSET..B_FLAGS_OFFSET + 2].copy_from_slice(&flags.to_le_bytes());
-        let sum = blake3::hash(&b[..B_CHECKSUM_OFFSET]);
-        b[B_CHECKSUM_OFFSET..B_CHECKSUM_OFFSET + 32].copy_from_slice(sum.as_bytes());
+        fix_backup_header_checksum(&mut b);
         let r = backup::verify(Cursor::new(&b), None, &mut |_| {});
         assert!(matches!(r, Err(Error::BackupCorrupt { offset: 0, .. })), "{bit:#x}: {r:?}");
     }
