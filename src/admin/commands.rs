@@ -282,25 +282,13 @@ pub fn load(a: LoadArgs) -> Result<(), CliError> {
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        let rec = match super::jsonl::parse_line(&line).map_err(|e| at_line(line_no, committed, e.to_string()))? {
-            super::jsonl::Line::Record(rec) => rec,
-            // A tree without records: created (opening it in the transaction makes it).
-            super::jsonl::Line::Tree(name) => {
-                let tree = forced_tree.as_deref().unwrap_or(&name);
-                let tree = writable_tree(tree)
-                    .map_err(|e| at_line(line_no, committed, e.message().unwrap_or_default().to_string()))?;
-                match tx.open_tree(tree) {
-                    Ok(_) => {}
-                    // A name the database refuses (too long): the line's fault.
-                    Err(e @ (Error::KeyTooLarge { .. } | Error::InvalidConfig(_))) => {
-                        return Err(at_line(line_no, committed, e.to_string()));
-                    }
-                    Err(e) => return Err(e).at(&file),
-                }
-                continue;
-            }
-        };
-        let tree = match (&forced_tree, &rec.tree) {
+        // A record, or a tree without records (created: opening it in the transaction makes it).
+        let (named, record) =
+            match super::jsonl::parse_line(&line).map_err(|e| at_line(line_no, committed, e.to_string()))? {
+                super::jsonl::Line::Record(rec) => (rec.tree.clone(), Some(rec)),
+                super::jsonl::Line::Tree(name) => (Some(name), None),
+            };
+        let tree = match (&forced_tree, &named) {
             (Some(t), _) | (None, Some(t)) => t.as_slice(),
             (None, None) => {
                 let what = "no tree named (give TREE or a \"tree\" field)".to_string();
@@ -309,14 +297,20 @@ pub fn load(a: LoadArgs) -> Result<(), CliError> {
         };
         let tree = writable_tree(tree)
             .map_err(|e| at_line(line_no, committed, e.message().unwrap_or_default().to_string()))?;
-        let inserted = tx.open_tree(tree).and_then(|t| t.insert(&rec.key, &rec.value));
-        match inserted {
-            Ok(_) => {}
-            // A record the database refuses (a key too long): the line's fault.
+        let written = tx.open_tree(tree).and_then(|t| match &record {
+            Some(rec) => t.insert(&rec.key, &rec.value).map(|_| ()),
+            None => Ok(()),
+        });
+        match written {
+            Ok(()) => {}
+            // A record or name the database refuses (a key or name too long): the line's fault.
             Err(e @ (Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. } | Error::InvalidConfig(_))) => {
                 return Err(at_line(line_no, committed, e.to_string()));
             }
             Err(e) => return Err(e).at(&file),
+        }
+        if record.is_none() {
+            continue;
         }
         loaded += 1;
         in_tx += 1;
