@@ -21,6 +21,8 @@
 
 #[path = "common/tamper_cases.rs"]
 mod tamper_cases;
+#[path = "common/tamper_trial.rs"]
+mod tamper_trial;
 #[path = "common/tamper_util.rs"]
 mod tamper_util;
 
@@ -34,6 +36,7 @@ use foldvault::format::header::{
 use foldvault::format::page::{EPOCH_OFFSET, NONCE_OFFSET, TAG_OFFSET};
 use foldvault::{CorruptReason, Error, MasterKey};
 use tamper_cases::*;
+use tamper_trial::*;
 use tamper_util::*;
 
 #[test]

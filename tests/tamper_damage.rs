@@ -8,6 +8,8 @@
 
 #[path = "common/tamper_cases.rs"]
 mod tamper_cases;
+#[path = "common/tamper_trial.rs"]
+mod tamper_trial;
 #[path = "common/tamper_util.rs"]
 mod tamper_util;
 
@@ -17,6 +19,7 @@ use std::path::PathBuf;
 
 use foldvault::{CorruptReason, Error, PageRole};
 use tamper_cases::*;
+use tamper_trial::*;
 use tamper_util::*;
 
 /// One damaged leaf must not stop reads of other trees, nor of the rest of its own tree

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use foldvault::{Config, CorruptReason, Error, PageRole};
 
+use super::tamper_trial::*;
 use super::tamper_util::*;
 
 pub static FIXTURE: OnceLock<Fixture> = OnceLock::new();
