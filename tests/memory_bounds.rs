@@ -1,0 +1,206 @@
+//! Memory bounded where sizes come from the file: this test binary installs a global allocator
+//! that counts the bytes live and their peak.
+//! - Compaction and a data-key rotation copy an overflow chain page by page (`overflow::copy`),
+//!   so the peak while they run stays far below the value's size, which once was read whole
+//!   into memory (up to `MAX_VALUE_LEN`).
+//! - A free list that claims a run of hundreds of millions of pages (a sparse file: the length
+//!   costs nothing on disk) opens in little memory: free space is kept as extents
+//!   (`pager::free_set`), where it was kept one entry per page.
+//!
+//! The tests take turns (`SERIAL`), so no other test allocates while one measures.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use foldvault::format::commit::CommitRecord;
+use foldvault::format::header::{FILE_ID_OFFSET, VERSION_OFFSET};
+use foldvault::format::page::{
+    EPOCH_OFFSET, NONCE_OFFSET, PAGE_HEADER_SIZE, PAGE_REF_SIZE, PAYLOAD_SIZE, PageKind, PageRef, SealTag, TAG_OFFSET,
+    aad, write_header,
+};
+use foldvault::{Config, Credentials, KdfParams, PageRole};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed to `System` unchanged; the counters are plain atomics.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as given.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded as given.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const BIG: usize = 24 << 20;
+
+/// Runs `f` and returns the most memory that was live during it beyond what was live before.
+fn peak_above_start(f: impl FnOnce()) -> usize {
+    let start = LIVE.load(Ordering::Relaxed);
+    PEAK.store(start, Ordering::Relaxed);
+    f();
+    PEAK.load(Ordering::Relaxed).saturating_sub(start)
+}
+
+#[test]
+fn compaction_and_rotation_copy_a_large_value_a_page_at_a_time() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::new()
+        .path(dir.path().join("db"))
+        .passphrase("copy memory")
+        .kdf(KdfParams::insecure_fast())
+        .use_env(false)
+        .flush_every_ms(None)
+        .cache_capacity(1 << 20);
+    let db = cfg.open().unwrap();
+    let value = |b: u8| vec![b; BIG];
+    // `first` below `second` in the file; removing it leaves free space that compaction moves
+    // `second`'s chain down into.
+    db.insert("first", value(1)).unwrap();
+    db.insert("second", value(2)).unwrap();
+    db.remove("first").unwrap();
+    db.flush().unwrap();
+
+    let compaction = peak_above_start(|| {
+        let report = db.compact().unwrap();
+        assert!(report.pages_moved > 0, "{report:?}");
+    });
+    let rotation = peak_above_start(|| {
+        let creds = [Credentials::passphrase("copy memory")];
+        db.rekey(&creds, &mut |_| {}).unwrap();
+    });
+    eprintln!("peak above start: compaction {compaction} bytes, rotation {rotation} bytes, value {BIG}");
+    assert!(compaction < BIG / 4, "compaction's peak was {compaction} bytes above its start, value {BIG}");
+    assert!(rotation < BIG / 4, "rotation's peak was {rotation} bytes above its start, value {BIG}");
+
+    assert_eq!(db.get("second").unwrap().as_deref(), Some(&value(2)[..]));
+    assert_eq!(db.get("first").unwrap(), None);
+    drop(db);
+    let db = cfg.open().unwrap();
+    assert_eq!(db.get("second").unwrap().as_deref(), Some(&value(2)[..]));
+    assert!(db.check().unwrap().is_ok());
+}
+
+const PAGE: u64 = 4096;
+
+/// Seals a plaintext page in place as the engine does (CRC32 over the associated data, the
+/// nonce and the payload), keeping the page's nonce and epoch; returns its tag.
+fn reseal_plain(page: &mut [u8], page_no: u64, file_id: &[u8; 16], version: u16) -> SealTag {
+    let epoch = u32::from_le_bytes(page[EPOCH_OFFSET..EPOCH_OFFSET + 4].try_into().unwrap());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&aad(file_id, page_no, epoch, version));
+    h.update(&page[NONCE_OFFSET..NONCE_OFFSET + 12]);
+    h.update(&page[..PAYLOAD_SIZE]);
+    let mut tag = [0u8; 16];
+    tag[..4].copy_from_slice(&h.finalize().to_le_bytes());
+    page[TAG_OFFSET..TAG_OFFSET + 16].copy_from_slice(&tag);
+    SealTag(tag)
+}
+
+fn read_page(path: &Path, p: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut b = vec![0u8; PAGE as usize];
+    std::fs::File::open(path).unwrap().read_exact_at(&mut b, p * PAGE).unwrap();
+    b
+}
+
+fn write_page(path: &Path, p: u64, b: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(b, p * PAGE).unwrap();
+}
+
+/// A plaintext file whose newest commit's free list records one run of 2^28 free pages (1 TiB,
+/// sparse) opens, commits and compacts with a few MiB of heap; compaction gives the run back.
+/// Kept one entry per page, the run cost some 6 GiB at open.
+#[test]
+fn a_free_list_claiming_a_terabyte_opens_in_little_memory() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sparse.fv");
+    let cfg = Config::new().file(&path).plaintext().use_env(false).flush_every_ms(None).write_ahead_log(false);
+    // The pages free in the file as made, and its free-list pages, which the new list replaces:
+    // recorded free again, so that nothing is lost track of.
+    let free_before: Vec<u64> = {
+        let db = cfg.open().unwrap();
+        db.insert("k", &b"v"[..]).unwrap();
+        db.flush().unwrap();
+        let roles = db.check().unwrap().roles;
+        let free = |r: &PageRole| matches!(r, PageRole::Free | PageRole::FreeList);
+        roles.iter().enumerate().filter(|(_, r)| free(r)).map(|(p, _)| p as u64).collect()
+    };
+    let header = read_page(&path, 0);
+    let file_id: [u8; 16] = header[FILE_ID_OFFSET..FILE_ID_OFFSET + 16].try_into().unwrap();
+    let version = u16::from_le_bytes([header[VERSION_OFFSET], header[VERSION_OFFSET + 1]]);
+    let records: Vec<(u64, Vec<u8>, CommitRecord)> = [2u64, 3]
+        .into_iter()
+        .filter_map(|slot| {
+            let page = read_page(&path, slot);
+            CommitRecord::decode(&page[..PAYLOAD_SIZE], slot, version).ok().map(|r| (slot, page, r))
+        })
+        .collect();
+    let old_count = records.iter().map(|(_, _, r)| r.page_count).max().unwrap();
+    let seq = records.iter().map(|(_, _, r)| r.seq).max().unwrap();
+    // A free-list page at the old end of the file recording those pages and the run just above
+    // it (SPEC §7: next reference at 16, extents of 12 bytes from 48).
+    const RUN: u64 = 1 << 28;
+    let chain_page = old_count;
+    let runs: Vec<(u64, u32)> = free_before.iter().map(|&p| (p, 1)).chain([(chain_page + 1, RUN as u32)]).collect();
+    let mut list = read_page(&path, 2);
+    list[..PAYLOAD_SIZE].fill(0);
+    write_header(&mut list[..PAYLOAD_SIZE], PageKind::FreeList, runs.len() as u16, seq);
+    PageRef::NONE.encode(&mut list[PAGE_HEADER_SIZE..]);
+    for (i, (start, len)) in runs.iter().enumerate() {
+        let at = PAGE_HEADER_SIZE + PAGE_REF_SIZE + i * 12;
+        list[at..at + 8].copy_from_slice(&start.to_le_bytes());
+        list[at + 8..at + 12].copy_from_slice(&len.to_le_bytes());
+    }
+    let tag = reseal_plain(&mut list, chain_page, &file_id, version);
+    write_page(&path, chain_page, &list);
+    for (slot, mut page, mut rec) in records {
+        rec.freelist = PageRef { page: chain_page, tag, generation: seq };
+        rec.page_count = chain_page + 1 + RUN;
+        rec.free_delta = Default::default();
+        rec.encode(&mut page[..PAYLOAD_SIZE]);
+        reseal_plain(&mut page, slot, &file_id, version);
+        write_page(&path, slot, &page);
+    }
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len((chain_page + 1 + RUN) * PAGE).unwrap();
+
+    let mut report = None;
+    let peak = peak_above_start(|| {
+        let db = cfg.open().unwrap();
+        assert_eq!(db.metrics().free_pages, RUN + free_before.len() as u64);
+        assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+        db.insert("k2", &b"w"[..]).unwrap();
+        db.flush().unwrap();
+        report = Some(db.compact().unwrap());
+        assert_eq!(db.get("k2").unwrap().as_deref(), Some(&b"w"[..]));
+    });
+    eprintln!("peak above start with a run of {RUN} free pages: {peak} bytes; {report:?}");
+    assert!(peak < 32 << 20, "opening, committing and compacting took {peak} bytes at peak");
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len < 1 << 20, "compaction gave the run back: the file is {len} bytes");
+    let db = cfg.open().unwrap();
+    assert!(db.check().unwrap().is_ok());
+    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+}
