@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use foldvault::{Config, CorruptReason, Error, KdfParams, MasterKey, PageRole};
+use foldvault::{Config, CorruptReason, Credentials, Error, KdfParams, MasterKey, PageRole};
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Metadata, Subscriber, span};
@@ -108,6 +108,9 @@ impl Subscriber for Capture {
     fn enter(&self, _: &span::Id) {}
     fn exit(&self, _: &span::Id) {}
 }
+
+/// The tests that look at which events a step raised take turns (the capture is global).
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn captured() -> Arc<Mutex<Vec<Captured>>> {
     static EVENTS: OnceLock<Arc<Mutex<Vec<Captured>>>> = OnceLock::new();
@@ -246,6 +249,7 @@ fn cfg(path: &std::path::Path, master: [u8; 32], pass: &str) -> Config {
 
 #[test]
 fn audit_log_records_attacks_and_leaks_no_secrets() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let events = captured();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audited.db");
@@ -442,4 +446,43 @@ fn check_report_debug_hides_tree_names() {
     let report = db.check().unwrap();
     let text = format!("{report:?}");
     assert!(!text.contains(MARKER), "tree name in Debug of CheckReport: {}", &text[..text.len().min(300)]);
+}
+
+fn is_wrong_key(e: &Captured) -> bool {
+    e.target.starts_with("foldvault::audit") && e.fields.iter().any(|(k, v)| k == "event" && v == "wrong_key")
+}
+
+/// A key rotation with two passphrases tries each on every slot, and a passphrase change and a
+/// slot removal probe which slot a key opens: none of that is a wrong-key attempt, and none
+/// raises the event. An open with a wrong passphrase does (the control).
+#[test]
+fn slot_probes_raise_no_wrong_key_event() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let events = captured();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probed.db");
+    let open = |pass: &str| {
+        Config::new()
+            .file(&path)
+            .use_env(false)
+            .flush_every_ms(None)
+            .kdf(KdfParams::insecure_fast())
+            .passphrase(pass)
+            .open()
+    };
+    let db = open("first").unwrap();
+    db.insert("k", &b"v"[..]).unwrap();
+    let fast = KdfParams::insecure_fast();
+    db.add_slot(&Credentials::passphrase("second"), fast).unwrap();
+    let before = events.lock().unwrap().len();
+    db.rekey(&[Credentials::passphrase("first"), Credentials::passphrase("second")], &mut |_| {}).unwrap();
+    db.change_passphrase(&Credentials::passphrase("second"), "third".into(), fast).unwrap();
+    let raised: Vec<String> =
+        events.lock().unwrap()[before..].iter().filter(|e| is_wrong_key(e)).map(|e| e.line.clone()).collect();
+    assert!(raised.is_empty(), "slot probes raised wrong-key events: {raised:#?}");
+    drop(db);
+    let before = events.lock().unwrap().len();
+    assert!(matches!(open("second"), Err(Error::WrongKey { .. })), "the changed passphrase still opens");
+    assert!(events.lock().unwrap()[before..].iter().any(is_wrong_key), "a wrong passphrase at open raised no event");
+    assert_eq!(open("third").unwrap().get("k").unwrap().as_deref(), Some(&b"v"[..]));
 }
