@@ -486,3 +486,27 @@ fn slot_probes_raise_no_wrong_key_event() {
     assert!(events.lock().unwrap()[before..].iter().any(is_wrong_key), "a wrong passphrase at open raised no event");
     assert_eq!(open("third").unwrap().get("k").unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+/// Opening a plaintext file with a key raises an audit warning (`plaintext_with_key`): such a
+/// file may have been put in place of an encrypted one. Without a key, none.
+#[test]
+fn a_key_given_for_a_plaintext_file_is_an_audit_warning() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let events = captured();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plain.db");
+    let base = || Config::new().file(&path).use_env(false).flush_every_ms(None);
+    drop(base().plaintext().open().unwrap());
+    let is_plain_with_key = |e: &Captured| {
+        e.target.starts_with("foldvault::audit")
+            && e.level <= tracing::Level::WARN
+            && e.fields.iter().any(|(k, v)| k == "event" && v == "plaintext_with_key")
+    };
+    let before = events.lock().unwrap().len();
+    drop(base().open().unwrap());
+    assert!(!events.lock().unwrap()[before..].iter().any(is_plain_with_key), "warned with no key given");
+    let before = events.lock().unwrap().len();
+    let db = base().passphrase("a key for an encrypted file").kdf(KdfParams::insecure_fast()).open().unwrap();
+    assert!(!db.is_encrypted());
+    assert!(events.lock().unwrap()[before..].iter().any(is_plain_with_key), "no warning with a key given");
+}

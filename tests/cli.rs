@@ -155,6 +155,22 @@ fn a_tree_without_records_survives_dump_and_load() {
     assert!(o.err().contains("line 2"), "{}", o.err());
 }
 
+/// A key given for a plaintext file is not used, and the command says so on stderr (a
+/// plaintext file put in place of an encrypted one would otherwise read silently).
+#[test]
+fn a_key_given_for_a_plaintext_file_is_warned_about() {
+    let e = Env::new();
+    let db = e.p("plain.db");
+    e.fv(&["init", &db, "--plaintext"]).ok();
+    e.fv(&["put", &db, "t", "k", "v"]).ok();
+    let quiet = e.fv(&["get", &db, "t", "k"]).ok();
+    assert!(!quiet.err().contains("warning"), "{}", quiet.err());
+    let pass = e.pass();
+    let warned = e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).ok();
+    assert_eq!(warned.stdout, b"v");
+    assert!(warned.err().contains("is plaintext") && warned.err().contains("not used"), "{}", warned.err());
+}
+
 #[test]
 fn load_is_one_transaction_and_rejects_bad_lines() {
     let e = Env::new();

@@ -76,6 +76,12 @@ pub fn open_db_creds(arg: &Path, keys: &KeyArgs, access: Access) -> Result<(Db, 
     t.must_exist()?;
     let encrypted = super::read_header(&t.file).at(&t.file)?.header.is_encrypted();
     let creds = keys.credentials(if encrypted { Prompt::Unlock } else { Prompt::Never })?;
+    if !encrypted && !creds.is_empty() {
+        eprintln!(
+            "foldvault: warning: {} is plaintext (not encrypted); the key given was not used (`foldvault encrypt` converts it)",
+            t.file.display()
+        );
+    }
     let db = open_target(&t, encrypted, creds.duplicate(), access)?;
     Ok((db, t.file, creds))
 }

@@ -228,6 +228,15 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         if cfg.encryption == Encryption::Required {
             return Err(Error::Unsupported("the database is plaintext but encryption is required".into()));
         }
+        if !creds.is_empty() {
+            // A key was given for a file that needs none: a plaintext file put in place of an
+            // encrypted one reads this way (SPEC §12, known gaps). Said, not refused.
+            tracing::warn!(
+                target: "foldvault::audit",
+                event = "plaintext_with_key",
+                "a key was given but the database is plaintext; it was not used (Encryption::Required refuses such a file)"
+            );
+        }
         file_sealer(&header, None, cfg.backend)?
     };
     let pager = Arc::new(Pager::new(storage.clone(), sealer, cfg.cache_capacity));
