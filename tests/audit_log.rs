@@ -386,10 +386,7 @@ fn audit_log_records_attacks_and_leaks_no_secrets() {
         "no foldvault::audit warning for the wrong-key attempts; events: {:#?}",
         wrong_key_events.iter().map(|e| &e.line).collect::<Vec<_>>()
     );
-    assert!(
-        wrong_key_events.iter().any(|e| audit(e) && e.fields.iter().any(|(k, v)| k == "event" && v == "wrong_key")),
-        "wrong-key event not marked event=wrong_key"
-    );
+    assert!(wrong_key_events.iter().any(is_wrong_key), "wrong-key event not marked event=wrong_key");
     let page_s = page.to_string();
     assert!(
         read_events.iter().any(|e| audit(e) && e.fields.iter().any(|(k, v)| k == "page" && *v == page_s)),
@@ -448,13 +445,18 @@ fn check_report_debug_hides_tree_names() {
     assert!(!text.contains(MARKER), "tree name in Debug of CheckReport: {}", &text[..text.len().min(300)]);
 }
 
-fn is_wrong_key(e: &Captured) -> bool {
-    e.target.starts_with("foldvault::audit") && e.fields.iter().any(|(k, v)| k == "event" && v == "wrong_key")
+/// An audit event named `name` (its `event` field), at any level.
+fn is_audit_event(e: &Captured, name: &str) -> bool {
+    e.target == "foldvault::audit" && e.fields.iter().any(|(k, v)| k == "event" && v == name)
 }
 
-/// A key rotation with two passphrases tries each on every slot, and a passphrase change and a
-/// slot removal probe which slot a key opens: none of that is a wrong-key attempt, and none
-/// raises the event. An open with a wrong passphrase does (the control).
+fn is_wrong_key(e: &Captured) -> bool {
+    is_audit_event(e, "wrong_key")
+}
+
+/// A key rotation with two passphrases tries each on every slot, and a passphrase change probes
+/// which slot a key opens: neither is a wrong-key attempt, and neither raises the event. An open
+/// with a wrong passphrase does (the control).
 #[test]
 fn slot_probes_raise_no_wrong_key_event() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -497,11 +499,7 @@ fn a_key_given_for_a_plaintext_file_is_an_audit_warning() {
     let path = dir.path().join("plain.db");
     let base = || Config::new().file(&path).use_env(false).flush_every_ms(None);
     drop(base().plaintext().open().unwrap());
-    let is_plain_with_key = |e: &Captured| {
-        e.target.starts_with("foldvault::audit")
-            && e.level <= tracing::Level::WARN
-            && e.fields.iter().any(|(k, v)| k == "event" && v == "plaintext_with_key")
-    };
+    let is_plain_with_key = |e: &Captured| is_audit_event(e, "plaintext_with_key") && e.level <= tracing::Level::WARN;
     let before = events.lock().unwrap().len();
     drop(base().open().unwrap());
     assert!(!events.lock().unwrap()[before..].iter().any(is_plain_with_key), "warned with no key given");

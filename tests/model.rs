@@ -191,13 +191,7 @@ fn run(ops: Vec<Op>, encrypted: bool) {
                 // every tree reads back as the model, in full.
                 drop(db);
                 db = reopen(&m, encrypted);
-                for (i, name) in NAMES.iter().enumerate() {
-                    let t = db.open_tree(name).unwrap();
-                    let got: Vec<(Vec<u8>, Vec<u8>)> =
-                        t.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
-                    let want: Vec<(Vec<u8>, Vec<u8>)> = model[i].iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                    assert_eq!(got, want, "tree {name} after a reopen");
-                }
+                assert_trees_match(&db, &model, "after a reopen");
             }
             Op::PopMin { tree } => {
                 let t = db.open_tree(NAMES[tree as usize]).unwrap();
@@ -211,23 +205,22 @@ fn run(ops: Vec<Op>, encrypted: bool) {
             }
         }
     }
-    for (i, name) in NAMES.iter().enumerate() {
-        let t = db.open_tree(name).unwrap();
-        assert_eq!(t.len(), model[i].len());
-        let got: Vec<(Vec<u8>, Vec<u8>)> =
-            t.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
-        let want: Vec<(Vec<u8>, Vec<u8>)> = model[i].iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        assert_eq!(got, want);
-    }
+    assert_trees_match(&db, &model, "at the end");
     db.flush().unwrap();
     drop(db);
     let db = reopen(&m, encrypted);
+    assert_trees_match(&db, &model, "after the last reopen");
+}
+
+/// Every tree of `db` holds exactly its model: its length, and every entry in order.
+fn assert_trees_match(db: &foldvault::Db, model: &[BTreeMap<Vec<u8>, Vec<u8>>], when: &str) {
     for (i, name) in NAMES.iter().enumerate() {
         let t = db.open_tree(name).unwrap();
+        assert_eq!(t.len(), model[i].len(), "tree {name} {when}");
         let got: Vec<(Vec<u8>, Vec<u8>)> =
             t.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
         let want: Vec<(Vec<u8>, Vec<u8>)> = model[i].iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        assert_eq!(got, want, "after reopen");
+        assert_eq!(got, want, "tree {name} {when}");
     }
 }
 

@@ -6,8 +6,8 @@
 //!
 //! Invariant: a copied node's parent is made dirty too (and so on up to the root), so the
 //! commit records the copy's new tag; a node already dirty is new in this transaction and is
-//! left where it is. Overflow chains are copied whole, a page at a time (`overflow::copy`). The walk reads nodes it does not copy
-//! in place (`RawNode`), without decoding them.
+//! left where it is. Overflow chains are copied whole, a page at a time (`overflow::copy`).
+//! The walk reads nodes it does not copy in place (`RawNode`), without decoding them.
 
 use super::node::Node;
 use super::raw::{RawNode, RawValue};

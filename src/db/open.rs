@@ -123,13 +123,13 @@ fn assemble(
     pager.set_wipe_cache(cfg.zeroize_cache);
     pager.set_seals_in_epoch(rec.seals_in_epoch);
     pager.sealer.set_max_epoch(rec.key_epoch);
-    let free_pages = free.iter().map(|&(_, n)| u64::from(n)).sum();
-    pager.counters.free_pages.store(free_pages, std::sync::atomic::Ordering::Relaxed);
+    let alloc = Allocator::new(rec.page_count, &free);
+    pager.counters.free_pages.store(alloc.unused_count(), std::sync::atomic::Ordering::Relaxed);
     Engine {
         header: Mutex::new(header),
         current: RwLock::new(Arc::new(Snapshot::new(&pager, rec.seq, rec.catalog, trees, None))),
         writer: Arc::new(Mutex::new(WriterState {
-            alloc: Allocator::new(rec.page_count, &free),
+            alloc,
             durable: rec.clone(),
             durable_slot: slot,
             freelist: freelist::FreeChain::read_at_open(free_chain),
