@@ -67,11 +67,12 @@ pub use pager::metrics::Metrics;
 pub const MAX_VALUE_LEN: u64 = u32::MAX as u64;
 pub use btree::salvage::LostRange;
 pub use btree::verify::Problem;
-pub use db::check::{CheckReport, PageRole, SalvageReport, TreeReport, salvage};
+pub use db::check::{CheckReport, SalvageReport, TreeReport, salvage};
 pub use db::compact::CompactReport;
 pub use db::keys::{EncryptionStatus, SlotInfo};
 /// Migration between plaintext and encrypted mode, and import from sled 0.34.
 pub use db::migrate;
+pub use db::page_roles::{PageRole, PageRoles};
 pub use format::header::SlotKind;
 #[cfg(feature = "sled-import")]
 /// Import from sled (feature `sled-import`).

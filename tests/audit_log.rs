@@ -298,12 +298,7 @@ fn audit_log_records_attacks_and_leaks_no_secrets() {
     // Corrupt a page of the tree and read it. Try the tree's pages in order until one is found
     // whose damage is detected on read (not at open: a tree root is read at open).
     let pristine = tamper_util::read_file(&path);
-    let tree_pages: Vec<u64> = roles
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| **r == PageRole::Tree(tree_name.clone()))
-        .map(|(p, _)| p as u64)
-        .collect();
+    let tree_pages: Vec<u64> = roles.pages(|r| *r == PageRole::Tree(tree_name.clone())).collect();
     assert!(tree_pages.len() > 3);
     let mut damaged = None;
     for &p in &tree_pages {

@@ -427,15 +427,7 @@ fn salvage_copies_what_a_damaged_catalog_still_names() {
         tx.open_tree(format!("tree-with-a-longish-name-{i:04}")).unwrap().insert("k", i.to_be_bytes()).unwrap();
     }
     tx.commit().unwrap();
-    let catalog: Vec<u64> = db
-        .check()
-        .unwrap()
-        .roles
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| matches!(r, foldvault::PageRole::Catalog))
-        .map(|(p, _)| p as u64)
-        .collect();
+    let catalog: Vec<u64> = db.check().unwrap().roles.pages(|r| matches!(r, foldvault::PageRole::Catalog)).collect();
     drop(db);
     assert!(catalog.len() > 2, "the catalog spans pages: {catalog:?}");
     let good = std::fs::read(&src).unwrap();

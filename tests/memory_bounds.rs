@@ -5,7 +5,8 @@
 //!   into memory (up to `MAX_VALUE_LEN`).
 //! - A free list that claims a run of hundreds of millions of pages (a sparse file: the length
 //!   costs nothing on disk) opens in little memory: free space is kept as extents
-//!   (`pager::free_set`), where it was kept one entry per page.
+//!   (`pager::free_set`), where it was kept one entry per page; and `Db::check` of it keeps
+//!   page roles as runs.
 //!
 //! The tests take turns (`SERIAL`), so no other test allocates while one measures.
 
@@ -21,7 +22,7 @@ use foldvault::format::page::{
     EPOCH_OFFSET, NONCE_OFFSET, PAGE_HEADER_SIZE, PAGE_REF_SIZE, PAYLOAD_SIZE, PageKind, PageRef, SealTag, TAG_OFFSET,
     aad, write_header,
 };
-use foldvault::{Config, Credentials, KdfParams, PageRole};
+use foldvault::{Config, CorruptReason, Credentials, KdfParams, PageRole};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -129,15 +130,13 @@ fn write_page(path: &Path, p: u64, b: &[u8]) {
     std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(b, p * PAGE).unwrap();
 }
 
-/// A plaintext file whose newest commit's free list records one run of 2^28 free pages (1 TiB,
-/// sparse) opens, commits and compacts with a few MiB of heap; compaction gives the run back.
-/// Kept one entry per page, the run cost some 6 GiB at open.
-#[test]
-fn a_free_list_claiming_a_terabyte_opens_in_little_memory() {
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sparse.fv");
-    let cfg = Config::new().file(&path).plaintext().use_env(false).flush_every_ms(None).write_ahead_log(false);
+/// A run of 2^28 pages (1 TiB): far more than the tests can afford one entry per page for.
+const RUN: u64 = 1 << 28;
+
+/// Turns the plaintext database at `path` (one record, `k` = `v`) into a sparse file of `RUN`
+/// more pages. With `free_run`, its newest commit's free list records them as one run of free
+/// pages; without, nothing records them (leaked). Returns the free pages the list records.
+fn make_sparse(path: &Path, cfg: &Config, free_run: bool) -> u64 {
     // The pages free in the file as made, and its free-list pages, which the new list replaces:
     // recorded free again, so that nothing is lost track of.
     let free_before: Vec<u64> = {
@@ -145,27 +144,26 @@ fn a_free_list_claiming_a_terabyte_opens_in_little_memory() {
         db.insert("k", &b"v"[..]).unwrap();
         db.flush().unwrap();
         let roles = db.check().unwrap().roles;
-        let free = |r: &PageRole| matches!(r, PageRole::Free | PageRole::FreeList);
-        roles.iter().enumerate().filter(|(_, r)| free(r)).map(|(p, _)| p as u64).collect()
+        roles.pages(|r| matches!(r, PageRole::Free | PageRole::FreeList)).collect()
     };
-    let header = read_page(&path, 0);
+    let header = read_page(path, 0);
     let file_id: [u8; 16] = header[FILE_ID_OFFSET..FILE_ID_OFFSET + 16].try_into().unwrap();
     let version = u16::from_le_bytes([header[VERSION_OFFSET], header[VERSION_OFFSET + 1]]);
     let records: Vec<(u64, Vec<u8>, CommitRecord)> = [2u64, 3]
         .into_iter()
         .filter_map(|slot| {
-            let page = read_page(&path, slot);
+            let page = read_page(path, slot);
             CommitRecord::decode(&page[..PAYLOAD_SIZE], slot, version).ok().map(|r| (slot, page, r))
         })
         .collect();
     let old_count = records.iter().map(|(_, _, r)| r.page_count).max().unwrap();
     let seq = records.iter().map(|(_, _, r)| r.seq).max().unwrap();
-    // A free-list page at the old end of the file recording those pages and the run just above
-    // it (SPEC §7: next reference at 16, extents of 12 bytes from 48).
-    const RUN: u64 = 1 << 28;
+    // A free-list page at the old end of the file recording those pages and (with `free_run`)
+    // the run just above it (SPEC §7: next reference at 16, extents of 12 bytes from 48).
     let chain_page = old_count;
-    let runs: Vec<(u64, u32)> = free_before.iter().map(|&p| (p, 1)).chain([(chain_page + 1, RUN as u32)]).collect();
-    let mut list = read_page(&path, 2);
+    let big = free_run.then_some((chain_page + 1, RUN as u32));
+    let runs: Vec<(u64, u32)> = free_before.iter().map(|&p| (p, 1)).chain(big).collect();
+    let mut list = read_page(path, 2);
     list[..PAYLOAD_SIZE].fill(0);
     write_header(&mut list[..PAYLOAD_SIZE], PageKind::FreeList, runs.len() as u16, seq);
     PageRef::NONE.encode(&mut list[PAGE_HEADER_SIZE..]);
@@ -175,21 +173,37 @@ fn a_free_list_claiming_a_terabyte_opens_in_little_memory() {
         list[at + 8..at + 12].copy_from_slice(&len.to_le_bytes());
     }
     let tag = reseal_plain(&mut list, chain_page, &file_id, version);
-    write_page(&path, chain_page, &list);
+    write_page(path, chain_page, &list);
     for (slot, mut page, mut rec) in records {
         rec.freelist = PageRef { page: chain_page, tag, generation: seq };
         rec.page_count = chain_page + 1 + RUN;
         rec.free_delta = Default::default();
         rec.encode(&mut page[..PAYLOAD_SIZE]);
         reseal_plain(&mut page, slot, &file_id, version);
-        write_page(&path, slot, &page);
+        write_page(path, slot, &page);
     }
-    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len((chain_page + 1 + RUN) * PAGE).unwrap();
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len((chain_page + 1 + RUN) * PAGE).unwrap();
+    runs.iter().map(|(_, n)| u64::from(*n)).sum()
+}
 
+fn sparse_cfg(path: &Path) -> Config {
+    Config::new().file(path).plaintext().use_env(false).flush_every_ms(None).write_ahead_log(false)
+}
+
+/// A plaintext file whose newest commit's free list records one run of 2^28 free pages (1 TiB,
+/// sparse) opens, commits and compacts with a few MiB of heap; compaction gives the run back.
+/// Kept one entry per page, the run cost some 6 GiB at open.
+#[test]
+fn a_free_list_claiming_a_terabyte_opens_in_little_memory() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sparse.fv");
+    let cfg = sparse_cfg(&path);
+    let free = make_sparse(&path, &cfg, true);
     let mut report = None;
     let peak = peak_above_start(|| {
         let db = cfg.open().unwrap();
-        assert_eq!(db.metrics().free_pages, RUN + free_before.len() as u64);
+        assert_eq!(db.metrics().free_pages, free);
         assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
         db.insert("k2", &b"w"[..]).unwrap();
         db.flush().unwrap();
@@ -203,4 +217,36 @@ fn a_free_list_claiming_a_terabyte_opens_in_little_memory() {
     let db = cfg.open().unwrap();
     assert!(db.check().unwrap().is_ok());
     assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+/// `Db::check` of such a file runs in little memory too: its page roles are runs, free space
+/// is extents, and a leaked run of 2^28 pages is one problem. One role per page, as before,
+/// would be 2^28 entries of 24 bytes, twice over (some 12 GiB; computed, not run).
+#[test]
+fn a_check_of_a_sparse_terabyte_runs_in_little_memory() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for free_run in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse.fv");
+        let cfg = sparse_cfg(&path);
+        let free = make_sparse(&path, &cfg, free_run);
+        let db = cfg.open().unwrap();
+        let mut report = None;
+        let peak = peak_above_start(|| report = Some(db.check().unwrap()));
+        let report = report.unwrap();
+        eprintln!("check with a run of {RUN} pages (free: {free_run}): {peak} bytes at peak; {report:?}");
+        assert!(peak < 32 << 20, "the check took {peak} bytes at peak");
+        assert_eq!(report.roles.len(), report.page_count);
+        assert_eq!(report.roles.count(|r| *r == PageRole::Free), free);
+        assert!(report.roles.runs().count() < 100, "{:?}", report.roles);
+        if free_run {
+            assert!(report.is_ok(), "{:?}", report.problems);
+        } else {
+            let first = report.page_count - RUN;
+            assert_eq!(report.roles.count(|r| *r == PageRole::Unaccounted), RUN);
+            assert_eq!(report.roles.get(first + RUN / 2), Some(&PageRole::Unaccounted));
+            let leaks: Vec<_> = report.problems.iter().map(|p| (p.page, p.pages, p.reason)).collect();
+            assert_eq!(leaks, vec![(first, RUN, CorruptReason::FreeList)]);
+        }
+    }
 }

@@ -254,7 +254,7 @@ fn many_keys_split_and_merge() {
         let tree_pages = |db: &foldvault::Db| {
             let report = db.check().unwrap();
             assert!(report.is_ok(), "{:?}", report.problems);
-            report.roles.iter().filter(|r| matches!(r, foldvault::PageRole::Tree(_))).count()
+            report.roles.count(|r| matches!(r, foldvault::PageRole::Tree(_)))
         };
         let full = tree_pages(&db);
         let keys: Vec<_> = model.keys().cloned().collect();

@@ -54,13 +54,11 @@ fn epochs_of_live_pages(db: &foldvault::Db, image: &[u8]) -> Vec<u32> {
     assert!(report.is_ok(), "{:?}", report.problems);
     report
         .roles
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| {
+        .pages(|r| {
             matches!(r, foldvault::PageRole::Tree(_) | foldvault::PageRole::Catalog | foldvault::PageRole::FreeList)
         })
-        .map(|(p, _)| {
-            let o = p * 4096 + 4092;
+        .map(|p| {
+            let o = p as usize * 4096 + 4092;
             u32::from_le_bytes(image[o..o + 4].try_into().unwrap())
         })
         .collect()

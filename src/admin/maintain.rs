@@ -93,6 +93,8 @@ fn no_key(file: &Path) -> CliError {
 /// One problem `check` reports: the library's, or what recovery at open found.
 struct Finding {
     page: Option<u64>,
+    /// Pages from `page` on that the finding covers (a leaked run is one finding).
+    pages: u64,
     tree: String,
     kind: String,
     reason: String,
@@ -107,6 +109,7 @@ fn findings(r: &CheckReport, rec: &crate::RecoveryReport) -> Vec<Finding> {
         .iter()
         .map(|p| Finding {
             page: Some(p.page),
+            pages: p.pages,
             tree: p.tree.clone(),
             kind: format!("{:?}", p.reason),
             reason: p.reason.to_string(),
@@ -115,6 +118,7 @@ fn findings(r: &CheckReport, rec: &crate::RecoveryReport) -> Vec<Finding> {
     for &page in &rec.rejected_slots {
         out.push(Finding {
             page: Some(page),
+            pages: 1,
             tree: "commit record".into(),
             kind: "CommitRecordRejected".into(),
             reason: "commit record does not open (a commit torn by a crash, or altered)".into(),
@@ -123,6 +127,7 @@ fn findings(r: &CheckReport, rec: &crate::RecoveryReport) -> Vec<Finding> {
     if rec.fell_back {
         out.push(Finding {
             page: None,
+            pages: 0,
             tree: "commit".into(),
             kind: "FellBack".into(),
             reason: format!(
@@ -163,7 +168,7 @@ pub fn check(a: CheckArgs) -> Result<(), CliError> {
 /// Pages per role, in the order they are shown.
 fn role_counts(r: &CheckReport) -> [(&'static str, u64); 7] {
     let mut n = [0u64; 7];
-    for role in &r.roles {
+    for (pages, role) in r.roles.runs() {
         let i = match role {
             PageRole::Header => 0,
             PageRole::CommitRecord => 1,
@@ -173,7 +178,7 @@ fn role_counts(r: &CheckReport) -> [(&'static str, u64); 7] {
             PageRole::Free => 5,
             PageRole::Unaccounted => 6,
         };
-        n[i] += 1;
+        n[i] += pages.end - pages.start;
     }
     [
         ("header", n[0]),
@@ -216,6 +221,10 @@ fn write_check(
         writeln!(o, "problems:        {}", found.len())?;
         for f in found {
             match f.page {
+                Some(page) if f.pages > 1 => {
+                    let last = page.saturating_add(f.pages - 1);
+                    writeln!(o, "  pages {page}-{last} ({}): {}", printable(f.tree.as_bytes()), f.reason)?
+                }
                 Some(page) => writeln!(o, "  page {page} ({}): {}", printable(f.tree.as_bytes()), f.reason)?,
                 None => writeln!(o, "  {}: {}", f.tree, f.reason)?,
             }
@@ -244,7 +253,7 @@ fn check_json(file: &Path, r: &CheckReport, rec: &crate::RecoveryReport, found: 
             Some(page) => Obj::new().num("page", page),
             None => Obj::new().raw("page", "null"),
         };
-        o.str("tree", &f.tree).str("kind", &f.kind).str("reason", &f.reason).finish()
+        o.str("tree", &f.tree).str("kind", &f.kind).str("reason", &f.reason).num("pages", f.pages).finish()
     }));
     let roles = role_counts(r).iter().fold(Obj::new(), |o, (name, n)| o.num(&name.replace(' ', "_"), *n)).finish();
     Obj::new()

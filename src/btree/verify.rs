@@ -65,6 +65,9 @@ pub struct Problem {
     /// The tree it was found in (its name, lossily as text), or a structure name.
     pub tree: String,
     pub page: PageNo,
+    /// How many pages, from `page` on, the problem covers: 1, except for a run of leaked pages
+    /// (or free pages past the page count), reported once.
+    pub pages: u64,
     pub reason: CorruptReason,
 }
 
@@ -88,8 +91,9 @@ pub(crate) fn check_tree(
     let mut stack: Vec<(PageRef, usize, KeyBound, KeyBound)> = vec![(root, 0, None, None)];
     let mut leaf_depth: Option<usize> = None;
     while let Some((r, depth, lo, hi)) = stack.pop() {
-        let mut report =
-            |page: PageNo, reason: CorruptReason| problems.push(Problem { tree: tree.to_string(), page, reason });
+        let mut report = |page: PageNo, reason: CorruptReason| {
+            problems.push(Problem { tree: tree.to_string(), page, pages: 1, reason })
+        };
         if depth > MAX_DEPTH {
             report(r.page, CorruptReason::TooDeep);
             continue;
@@ -207,6 +211,7 @@ impl std::fmt::Debug for Problem {
         f.debug_struct("Problem")
             .field("tree_name_len", &self.tree.len())
             .field("page", &self.page)
+            .field("pages", &self.pages)
             .field("reason", &self.reason)
             .finish()
     }

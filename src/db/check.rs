@@ -13,26 +13,12 @@ use std::sync::Arc;
 use super::api::{Db, Tree};
 use super::config::Config;
 use super::open::load_catalog;
+use super::page_roles::{PageRole, PageRoles, ReachedPages};
 use crate::btree::salvage::{self, LostRange};
 use crate::btree::verify::{Problem, check_tree};
-use crate::error::{CorruptReason, Error, PageNo, Result};
+use crate::error::{CorruptReason, Error, Result};
 use crate::format::header::FileHeader;
-use crate::format::{FIRST_DATA_PAGE, HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE};
-
-/// What a page is used for, as found by `Db::check`. `Debug` hides tree names (user data).
-#[derive(Clone, PartialEq, Eq)]
-pub enum PageRole {
-    Header,
-    CommitRecord,
-    /// A page of the catalog of trees.
-    Catalog,
-    /// A page (branch, leaf or overflow) of the named tree.
-    Tree(String),
-    FreeList,
-    Free,
-    /// Neither reachable nor free (a leak) — also reported as a problem.
-    Unaccounted,
-}
+use crate::format::{HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE};
 
 /// Per-tree results. `Debug` hides the name (user data).
 #[derive(Clone)]
@@ -54,22 +40,9 @@ pub struct CheckReport {
     pub trailing_bytes: u64,
     pub trees: Vec<TreeReport>,
     pub problems: Vec<Problem>,
-    /// The role of every page, indexed by page number.
-    pub roles: Vec<PageRole>,
-}
-
-impl std::fmt::Debug for PageRole {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PageRole::Header => f.write_str("Header"),
-            PageRole::CommitRecord => f.write_str("CommitRecord"),
-            PageRole::Catalog => f.write_str("Catalog"),
-            PageRole::Tree(n) => write!(f, "Tree(name_len={})", n.len()),
-            PageRole::FreeList => f.write_str("FreeList"),
-            PageRole::Free => f.write_str("Free"),
-            PageRole::Unaccounted => f.write_str("Unaccounted"),
-        }
-    }
+    /// The role of every page, as runs of pages (memory follows the pages read, not the page
+    /// count: see `PageRoles`).
+    pub roles: PageRoles,
 }
 
 impl std::fmt::Debug for TreeReport {
@@ -102,48 +75,48 @@ impl Db {
         let snap = engine.snapshot();
         let pager = &engine.pager;
         let page_count = ws.alloc.page_count;
-        let mut roles: Vec<Option<PageRole>> = vec![None; page_count as usize];
-        for p in [HEADER_PAGE_A, HEADER_PAGE_B] {
-            roles[p as usize] = Some(PageRole::Header);
-        }
-        for p in [crate::format::COMMIT_PAGE_A, crate::format::COMMIT_PAGE_B] {
-            roles[p as usize] = Some(PageRole::CommitRecord);
+        let mut reached = ReachedPages::new(page_count);
+        for (p, role) in [
+            (HEADER_PAGE_A, PageRole::Header),
+            (HEADER_PAGE_B, PageRole::Header),
+            (crate::format::COMMIT_PAGE_A, PageRole::CommitRecord),
+            (crate::format::COMMIT_PAGE_B, PageRole::CommitRecord),
+        ] {
+            let code = reached.code(role);
+            reached.mark(p, code);
         }
         let mut problems = Vec::new();
         // Header copies: both should be valid.
         for p in [HEADER_PAGE_A, HEADER_PAGE_B] {
             match pager.read_raw(p).and_then(|b| FileHeader::decode(&b[..], p)) {
                 Ok(_) => {}
-                Err(Error::Corrupt { page, reason }) => problems.push(Problem { tree: "header".into(), page, reason }),
-                Err(_) => {
-                    problems.push(Problem { tree: "header".into(), page: p, reason: CorruptReason::HeaderChecksum })
+                Err(Error::Corrupt { page, reason }) => {
+                    problems.push(Problem { tree: "header".into(), page, pages: 1, reason })
                 }
+                Err(_) => problems.push(Problem {
+                    tree: "header".into(),
+                    page: p,
+                    pages: 1,
+                    reason: CorruptReason::HeaderChecksum,
+                }),
             }
         }
-        let mark = |roles: &mut Vec<Option<PageRole>>, page: PageNo, role: &PageRole| -> bool {
-            match roles.get_mut(page as usize) {
-                Some(slot @ None) => {
-                    *slot = Some(role.clone());
-                    true
-                }
-                _ => false,
-            }
-        };
         let mut trees = Vec::new();
         {
-            let role = PageRole::Catalog;
-            let n = check_tree(pager, "catalog", snap.catalog, &mut |p| mark(&mut roles, p, &role), &mut problems);
+            let code = reached.code(PageRole::Catalog);
+            let n = check_tree(pager, "catalog", snap.catalog, &mut |p| reached.mark(p, code), &mut problems);
             if n != snap.trees.len() as u64 {
                 problems.push(Problem {
                     tree: "catalog".into(),
                     page: snap.catalog.page,
+                    pages: 1,
                     reason: CorruptReason::CountMismatch,
                 });
             }
         }
         for (name, root) in &snap.trees {
             let label = tree_label(name);
-            let role = PageRole::Tree(label.clone());
+            let code = reached.code(PageRole::Tree(label.clone()));
             let mut pages = 0u64;
             let records = check_tree(
                 pager,
@@ -151,7 +124,7 @@ impl Db {
                 root.root,
                 &mut |p| {
                     pages += 1;
-                    mark(&mut roles, p, &role)
+                    reached.mark(p, code)
                 },
                 &mut problems,
             );
@@ -159,14 +132,16 @@ impl Db {
                 problems.push(Problem {
                     tree: label.clone(),
                     page: root.root.page,
+                    pages: 1,
                     reason: CorruptReason::CountMismatch,
                 });
             }
             trees.push(TreeReport { name: label, records, pages });
         }
+        let code = reached.code(PageRole::FreeList);
         for p in ws.freelist.pages() {
-            if !mark(&mut roles, p, &PageRole::FreeList) {
-                problems.push(Problem { tree: "free list".into(), page: p, reason: CorruptReason::FreeList });
+            if !reached.mark(p, code) {
+                problems.push(Problem { tree: "free list".into(), page: p, pages: 1, reason: CorruptReason::FreeList });
             }
         }
         // The free-list chain as the durable record names it, read from disk: each page's seal
@@ -178,37 +153,18 @@ impl Db {
         });
         match on_disk {
             Ok(_) => {}
-            Err(Error::Corrupt { page, reason }) => problems.push(Problem { tree: "free list".into(), page, reason }),
+            Err(Error::Corrupt { page, reason }) => {
+                problems.push(Problem { tree: "free list".into(), page, pages: 1, reason })
+            }
             Err(e) => return Err(e),
         }
         let free_pages = ws.alloc.unused_count();
-        for p in ws.alloc.all_unused().into_iter().flat_map(|(s, n)| s..s + u64::from(n)) {
-            if !mark(&mut roles, p, &PageRole::Free) {
-                problems.push(Problem { tree: "free list".into(), page: p, reason: CorruptReason::FreeList });
-            }
-        }
-        let roles: Vec<PageRole> = roles
-            .into_iter()
-            .enumerate()
-            .map(|(p, r)| match r {
-                Some(r) => r,
-                None => {
-                    if p as u64 >= FIRST_DATA_PAGE {
-                        problems.push(Problem {
-                            tree: "free list".into(),
-                            page: p as u64,
-                            reason: CorruptReason::FreeList,
-                        });
-                    }
-                    PageRole::Unaccounted
-                }
-            })
-            .collect();
+        let used = reached.marked();
+        let roles = reached.finish(&ws.alloc.all_unused(), &mut problems);
         for p in &problems {
-            tracing::warn!(target: "foldvault::audit", page = p.page, reason = ?p.reason, "integrity check problem");
+            tracing::warn!(target: "foldvault::audit", page = p.page, pages = p.pages, reason = ?p.reason, "integrity check problem");
         }
         let file_len = pager.file_len()?;
-        let used = roles.iter().filter(|r| !matches!(r, PageRole::Free | PageRole::Unaccounted)).count() as u64;
         Ok(CheckReport {
             commit_seq: snap.seq,
             page_count,

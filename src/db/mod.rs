@@ -15,6 +15,7 @@ pub(crate) mod ivec;
 pub(crate) mod keys;
 pub mod migrate;
 pub(crate) mod open;
+pub(crate) mod page_roles;
 pub(crate) mod rekey;
 pub(crate) mod sledtx;
 pub(crate) mod txn;

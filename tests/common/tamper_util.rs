@@ -498,7 +498,8 @@ fn roles_of(cfg: &Config) -> (Vec<PageRole>, CheckReport) {
     let db = cfg.open().expect("open for check");
     let r = db.check().expect("check");
     assert!(r.is_ok(), "fresh database has problems: {:?}", r.problems);
-    (r.roles.clone(), r)
+    let by_page = r.roles.runs().flat_map(|(pages, role)| pages.map(move |_| role.clone())).collect();
+    (by_page, r)
 }
 
 /// Builds the encrypted database, its plaintext twin and a foreign database, stage by stage.
