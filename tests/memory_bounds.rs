@@ -17,12 +17,12 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use foldvault::format::commit::CommitRecord;
-use foldvault::format::header::{FILE_ID_OFFSET, VERSION_OFFSET};
-use foldvault::format::page::{
-    EPOCH_OFFSET, NONCE_OFFSET, PAGE_HEADER_SIZE, PAGE_REF_SIZE, PAYLOAD_SIZE, PageKind, PageRef, SealTag, TAG_OFFSET,
-    aad, write_header,
-};
+use foldvault::format::page::{PAGE_HEADER_SIZE, PAGE_REF_SIZE, PAYLOAD_SIZE, PageKind, PageRef, write_header};
 use foldvault::{Config, CorruptReason, Credentials, KdfParams, PageRole};
+
+#[path = "common/plain_forge.rs"]
+mod plain_forge;
+use plain_forge::{PAGE, identity, read_page, reseal_plain, write_page};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -102,34 +102,6 @@ fn compaction_and_rotation_copy_a_large_value_a_page_at_a_time() {
     assert!(db.check().unwrap().is_ok());
 }
 
-const PAGE: u64 = 4096;
-
-/// Seals a plaintext page in place as the engine does (CRC32 over the associated data, the
-/// nonce and the payload), keeping the page's nonce and epoch; returns its tag.
-fn reseal_plain(page: &mut [u8], page_no: u64, file_id: &[u8; 16], version: u16) -> SealTag {
-    let epoch = u32::from_le_bytes(page[EPOCH_OFFSET..EPOCH_OFFSET + 4].try_into().unwrap());
-    let mut h = crc32fast::Hasher::new();
-    h.update(&aad(file_id, page_no, epoch, version));
-    h.update(&page[NONCE_OFFSET..NONCE_OFFSET + 12]);
-    h.update(&page[..PAYLOAD_SIZE]);
-    let mut tag = [0u8; 16];
-    tag[..4].copy_from_slice(&h.finalize().to_le_bytes());
-    page[TAG_OFFSET..TAG_OFFSET + 16].copy_from_slice(&tag);
-    SealTag(tag)
-}
-
-fn read_page(path: &Path, p: u64) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
-    let mut b = vec![0u8; PAGE as usize];
-    std::fs::File::open(path).unwrap().read_exact_at(&mut b, p * PAGE).unwrap();
-    b
-}
-
-fn write_page(path: &Path, p: u64, b: &[u8]) {
-    use std::os::unix::fs::FileExt;
-    std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(b, p * PAGE).unwrap();
-}
-
 /// A run of 2^28 pages (1 TiB): far more than the tests can afford one entry per page for.
 const RUN: u64 = 1 << 28;
 
@@ -146,9 +118,7 @@ fn make_sparse(path: &Path, cfg: &Config, free_run: bool) -> u64 {
         let roles = db.check().unwrap().roles;
         roles.pages(|r| matches!(r, PageRole::Free | PageRole::FreeList)).collect()
     };
-    let header = read_page(path, 0);
-    let file_id: [u8; 16] = header[FILE_ID_OFFSET..FILE_ID_OFFSET + 16].try_into().unwrap();
-    let version = u16::from_le_bytes([header[VERSION_OFFSET], header[VERSION_OFFSET + 1]]);
+    let (file_id, version) = identity(path);
     let records: Vec<(u64, Vec<u8>, CommitRecord)> = [2u64, 3]
         .into_iter()
         .filter_map(|slot| {

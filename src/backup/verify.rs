@@ -305,7 +305,16 @@ fn page_facts(sealer: &PageSealer, page: PageNo, buf: &mut PageBuf) -> Result<Pa
                     }
                 }
                 f.records = raw.len() as u64;
+                // A catalog leaf's entries are its own bytes, so together they fit the page. Slots
+                // of a forged leaf may name one entry many times over: copied once per slot,
+                // such a page took some 2 MB, each, until the walk.
                 if !f.not_tree_roots {
+                    let copied: usize = (0..raw.len())
+                        .map(|i| raw.leaf_entry(i).map(|(k, _)| TREE_ROOT_SIZE + k.len()))
+                        .sum::<Result<usize>>()?;
+                    if copied > crate::format::page::PAYLOAD_SIZE {
+                        return Err(Error::corrupt(page, crate::error::CorruptReason::BadLayout));
+                    }
                     f.trees.reserve_exact(raw.len());
                     for i in 0..raw.len() {
                         let (k, v) = raw.leaf_entry(i)?;
@@ -334,7 +343,8 @@ fn page_facts(sealer: &PageSealer, page: PageNo, buf: &mut PageBuf) -> Result<Pa
 }
 
 /// Walks the page graph from the catalog: every link must name a page in the backup with the
-/// tag the parent holds. Returns records per tree.
+/// tag the parent holds, and no page is reached twice (within a tree or across trees: each
+/// walk would otherwise cover a shared subtree again). Returns records per tree.
 fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Result<BTreeMap<String, u64>> {
     let link = |r: PageRef| -> Result<&PageFacts> {
         let f = facts.get(&r.page).ok_or(Error::BackupCorrupt {
@@ -348,18 +358,20 @@ fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Resu
             None => Err(Error::corrupt(r.page, crate::error::CorruptReason::SealMismatch)),
         }
     };
-    let walk = |root: PageRef, catalog: bool| -> Result<(u64, Vec<(Vec<u8>, TreeRoot)>)> {
+    let mut visited = crate::pager::pagemap::PageSet::default();
+    let mut walk = |root: PageRef, catalog: bool| -> Result<(u64, Vec<(Vec<u8>, TreeRoot)>)> {
         let mut records = 0;
         let mut trees = Vec::new();
         let mut stack = vec![(root, 0usize)];
-        let mut seen = 0usize;
         while let Some((r, depth)) = stack.pop() {
             if r.is_none() {
                 continue;
             }
-            seen += 1;
-            if depth > crate::btree::MAX_DEPTH || seen > facts.len() {
+            if depth > crate::btree::MAX_DEPTH {
                 return Err(Error::corrupt(r.page, crate::error::CorruptReason::TooDeep));
+            }
+            if !visited.insert(r.page) {
+                return Err(Error::corrupt(r.page, crate::error::CorruptReason::DoubleReference));
             }
             let f = link(r)?;
             if f.kind == Some(PageKind::Leaf) {
@@ -391,4 +403,77 @@ fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Resu
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btree::node::{Leaf, Node, SLOT};
+    use crate::format::page::{PAGE_HEADER_SIZE, PAYLOAD_SIZE};
+
+    fn corrupt_reason<T>(r: Result<T>) -> Option<CorruptReason> {
+        match r {
+            Err(Error::Corrupt { reason, .. }) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Two catalog entries rooted at one page: walked once per tree, a subtree shared by a
+    /// thousand entries of a forged catalog was walked a thousand times. It is damage.
+    #[test]
+    fn a_subtree_shared_by_two_trees_is_damage() {
+        let tag = SealTag([9; 16]);
+        let shared = PageRef { page: 20, tag, generation: 1 };
+        let entry = |name: &[u8]| {
+            let mut e = TreeRoot { root: shared, count: 1 }.encode();
+            e.extend_from_slice(name);
+            zeroize::Zeroizing::new(e)
+        };
+        let catalog_tag = SealTag([3; 16]);
+        let mut facts = HashMap::new();
+        let catalog = PageFacts {
+            tag: Some(catalog_tag),
+            kind: Some(PageKind::Leaf),
+            records: 2,
+            trees: vec![entry(b"a"), entry(b"b")],
+            ..PageFacts::default()
+        };
+        facts.insert(10, catalog);
+        facts.insert(20, PageFacts { tag: Some(tag), kind: Some(PageKind::Leaf), records: 1, ..PageFacts::default() });
+        let r = check_structure(&facts, PageRef { page: 10, tag: catalog_tag, generation: 1 });
+        assert_eq!(corrupt_reason(r), Some(CorruptReason::DoubleReference));
+        // One tree at that root is sound.
+        facts.get_mut(&10).unwrap().trees.pop();
+        let trees = check_structure(&facts, PageRef { page: 10, tag: catalog_tag, generation: 1 }).unwrap();
+        assert_eq!(trees.into_iter().collect::<Vec<_>>(), [("a".to_string(), 1)]);
+    }
+
+    /// A leaf whose slots all name one entry that decodes as a tree root: its entries would be
+    /// copied once per slot, far more than the page holds. Refused as `BadLayout`; the same
+    /// leaf with its own slots reads.
+    #[test]
+    fn catalog_entries_beyond_their_page_are_refused() {
+        let sealer = PageSealer::plaintext(*b"backup-verify-ut");
+        let root = TreeRoot { root: PageRef { page: 30, tag: SealTag([1; 16]), generation: 1 }, count: 0 }.encode();
+        // Eight entries, the first with a long key; then (for `shared`) every slot names it.
+        let mut l = Leaf::default();
+        l.insert(0, &[b'a'; 900], RawValue::Inline(&root));
+        for i in 1..8u8 {
+            l.insert(i as usize, &[b'a' + i], RawValue::Inline(&root));
+        }
+        let page = |shared: bool| {
+            let mut buf = Box::new([0u8; PAGE_SIZE]);
+            Node::Leaf(l.clone()).encode(1, &mut buf[..PAYLOAD_SIZE]).unwrap();
+            let first = [buf[PAGE_HEADER_SIZE], buf[PAGE_HEADER_SIZE + 1]];
+            for i in (1..8).filter(|_| shared) {
+                let at = PAGE_HEADER_SIZE + SLOT * i;
+                buf[at..at + 2].copy_from_slice(&first);
+            }
+            sealer.seal(KeyPurpose::Page, 12, 0, &mut buf).unwrap();
+            buf
+        };
+        let f = page_facts(&sealer, 12, &mut page(false)).unwrap();
+        assert_eq!(f.trees.len(), 8);
+        assert_eq!(corrupt_reason(page_facts(&sealer, 12, &mut page(true))), Some(CorruptReason::BadLayout));
+    }
 }

@@ -49,37 +49,22 @@ fn backup_snapshot<W: Write>(
 ) -> Result<BackupStats> {
     {
         let pager = &engine.pager;
-        // Every live page of the snapshot, each verified on the way (seal and parent tag).
-        let mut live: Vec<PageNo> = Vec::new();
+        // Every live page of the snapshot, each verified on the way (seal and parent tag). A
+        // page reached twice is damage (`DoubleReference`) and is not walked again: taken
+        // again each time, pages shared by a forged plaintext file's branches were walked
+        // once per path, exponentially many.
+        let mut seen = crate::pager::pagemap::PageSet::default();
         let mut problems = Vec::new();
-        check_tree(
-            pager,
-            "catalog",
-            snap.catalog,
-            &mut |p| {
-                live.push(p);
-                true
-            },
-            &mut problems,
-        );
+        check_tree(pager, "catalog", snap.catalog, &mut |p| seen.insert(p), &mut problems);
         for (name, root) in &snap.trees {
             let label = crate::db::check::tree_label(name);
-            check_tree(
-                pager,
-                &label,
-                root.root,
-                &mut |p| {
-                    live.push(p);
-                    true
-                },
-                &mut problems,
-            );
+            check_tree(pager, &label, root.root, &mut |p| seen.insert(p), &mut problems);
         }
         if let Some(p) = problems.first() {
             return Err(Error::corrupt(p.page, p.reason));
         }
+        let mut live: Vec<PageNo> = seen.into_iter().collect();
         live.sort_unstable();
-        live.dedup();
         // The header copy the engine trusts, byte for byte as read (its MAC covers those bytes),
         // taken under the writer lock with the rotation check below (a rekey finishes under it).
         // The backup keys and the seal count are taken under the same hold: a rekey that

@@ -17,7 +17,18 @@ use super::{MAX_DEPTH, TreeRoot, overflow};
 use crate::crypto::seal::trailer;
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::page::{PAYLOAD_SIZE, PageRef, TAG_SIZE};
+use crate::pager::pagemap::PageSet;
 use std::collections::HashSet;
+
+/// Records a committed branch a walk enters; one entered already is damage. A branch has one
+/// parent, so in a sound tree this never fails. In a damaged one whose branches share their
+/// children (a plaintext file edited with its checksums fixed), the walks would otherwise go
+/// down every path, exponentially many, where memo and budget need not stop them. Branches
+/// only: a leaf below two entered branches is read at most once per reference to it, and
+/// branches are about one page in a hundred, so the set stays small.
+fn first_visit(branches: &mut PageSet, page: PageNo, dirty: bool) -> Result<()> {
+    if dirty || branches.insert(page) { Ok(()) } else { Err(Error::corrupt(page, CorruptReason::DoubleReference)) }
+}
 
 /// Which pages `TxPages::copy_where` copies.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +66,7 @@ impl TxPages {
         if root.is_none() || *budget == 0 {
             return Ok(false);
         }
-        match self.copy_rec(*root, rule, budget, memo, 0)? {
+        match self.copy_rec(*root, rule, budget, memo, &mut PageSet::default(), 0)? {
             Some(p) => {
                 *root = PageRef::dirty(p);
                 Ok(true)
@@ -123,13 +134,15 @@ impl TxPages {
 
     /// Returns the node's new page if it (or anything below it) was copied. Leaves copied on
     /// the way may be written before the commit (`spill_if_large`), which bounds the memory
-    /// of a large copy as it bounds a large transaction's.
+    /// of a large copy as it bounds a large transaction's. `branches` holds the committed
+    /// branches walked so far (see `first_visit`).
     fn copy_rec(
         &mut self,
         r: PageRef,
         rule: CopyRule,
         budget: &mut usize,
         mut memo: Option<&mut InlineLeaves>,
+        branches: &mut PageSet,
         depth: usize,
     ) -> Result<Option<PageNo>> {
         if depth > MAX_DEPTH {
@@ -154,6 +167,9 @@ impl TxPages {
             CopyRule::EpochBelow(_) => self.links(r)?,
         };
         let branch = matches!(links, Links::Children(_));
+        if branch {
+            first_visit(branches, r.page, dirty)?;
+        }
         let mut me = if dirty { Some(r.page) } else { None };
         if me.is_none() && *budget > 0 && self.needs_copy(r.page, rule)? {
             me = Some(self.make_dirty(r)?);
@@ -165,7 +181,7 @@ impl TxPages {
                     if *budget == 0 {
                         break;
                     }
-                    if let Some(np) = self.copy_rec(*c, rule, budget, memo.as_deref_mut(), depth + 1)? {
+                    if let Some(np) = self.copy_rec(*c, rule, budget, memo.as_deref_mut(), branches, depth + 1)? {
                         let p = self.copy_once(r, &mut me)?;
                         self.point_child(p, i, np);
                         self.spill_if_large()?;
@@ -257,19 +273,23 @@ impl TxPages {
         if root.root.is_none() || *budget == 0 {
             return Ok(false);
         }
-        let Some(p) = self.repack_rec(root.root, budget, tally, memo, 0)? else { return Ok(false) };
+        let Some(p) = self.repack_rec(root.root, budget, tally, memo, &mut PageSet::default(), 0)? else {
+            return Ok(false);
+        };
         root.root = PageRef::dirty(p);
         self.collapse_root(root)?;
         Ok(true)
     }
 
-    /// Returns the branch's new page if it (or anything below it) changed.
+    /// Returns the branch's new page if it (or anything below it) changed. `branches`: as in
+    /// `copy_rec`.
     fn repack_rec(
         &mut self,
         r: PageRef,
         budget: &mut usize,
         tally: &mut RepackTally,
         memo: &mut InlineLeaves,
+        branches: &mut PageSet,
         depth: usize,
     ) -> Result<Option<PageNo>> {
         if depth > MAX_DEPTH {
@@ -277,13 +297,14 @@ impl TxPages {
         }
         let Links::Children(children) = self.links_noting(r, Some(&mut *memo))? else { return Ok(None) };
         let dirty = self.dirty.contains_key(&r.page);
+        first_visit(branches, r.page, dirty)?;
         let mut me = if dirty { Some(r.page) } else { None };
         // Children first: merges below can leave two of them small enough to merge here.
         for (i, c) in children.iter().enumerate() {
             if *budget == 0 {
                 break;
             }
-            if let Some(np) = self.repack_rec(*c, budget, tally, memo, depth + 1)? {
+            if let Some(np) = self.repack_rec(*c, budget, tally, memo, branches, depth + 1)? {
                 let p = self.copy_once(r, &mut me)?;
                 self.point_child(p, i, np);
             }

@@ -310,13 +310,30 @@ impl Cursor {
         c.settle_backward(pager)
     }
 
+    /// An empty leaf the cursor is passing over: an error if it was passed over already in
+    /// this step. A tree holds few empty leaves, if any; in a damaged one whose branches share
+    /// their children (a plaintext file edited with its checksums fixed), the same empty leaves
+    /// are met again and again, exponentially many times, while no entry comes out for the
+    /// key-order check to catch. So a step meets at most as many empty leaves as the file has.
+    fn pass_empty(&self, passed: &mut crate::pager::pagemap::PageSet) -> Result<()> {
+        let page = self.stack[self.stack.len() - 1].1;
+        match passed.insert(page) {
+            true => Ok(()),
+            false => Err(Error::corrupt(page, CorruptReason::DoubleReference)),
+        }
+    }
+
     /// If the leaf index is past the end, moves to the next leaf (skipping empty ones).
     fn settle_forward(mut self, pager: &Pager) -> Result<Option<Cursor>> {
+        let mut passed = crate::pager::pagemap::PageSet::default();
         loop {
             let top = self.stack.len() - 1;
             let len = self.raw(top)?.len();
             if self.stack[top].2 < len {
                 return Ok(Some(self));
+            }
+            if len == 0 {
+                self.pass_empty(&mut passed)?;
             }
             // climb to a branch with a next child
             self.stack.pop();
@@ -344,7 +361,11 @@ impl Cursor {
     }
 
     fn step_back_from_start(mut self, pager: &Pager) -> Result<Option<Cursor>> {
+        let mut passed = crate::pager::pagemap::PageSet::default();
         loop {
+            if self.raw(self.stack.len() - 1)?.len() == 0 {
+                self.pass_empty(&mut passed)?;
+            }
             self.stack.pop();
             loop {
                 let Some(level) = self.stack.len().checked_sub(1) else { return Ok(None) };

@@ -79,7 +79,7 @@ pub(crate) fn walk(
             }
         };
         if raw.is_leaf() {
-            return salvage_leaf(pager, &raw, at.page, lo, hi, record, lost);
+            return salvage_leaf(pager, &raw, at.page, (lo, hi), record, lost, seen);
         }
         let n = raw.len();
         let mut keys = Vec::with_capacity(n);
@@ -116,15 +116,17 @@ pub(crate) fn walk(
 /// above the previous one and within the leaf's bounds `[lo, hi)` (keys a lookup could never
 /// reach, which a copy must not let overwrite the real ones), is lost alone: the run of such
 /// entries is reported as one range from the last good key to the next, and the walk goes on
-/// with the entries after it.
+/// with the entries after it. An overflow page met before (a chain shared by two entries, or
+/// joining another) loses the value: copied again, a chain shared by a forged leaf's entries
+/// would be read and written once per entry.
 fn salvage_leaf(
     pager: &Pager,
     raw: &RawNode<'_>,
     page: PageNo,
-    lo: Option<&[u8]>,
-    hi: Option<&[u8]>,
+    (lo, hi): (Option<&[u8]>, Option<&[u8]>),
     record: &mut dyn FnMut(&[u8], Vec<u8>) -> Result<()>,
     lost: &mut dyn FnMut(LostRange),
+    seen: &mut crate::pager::pagemap::PageSet,
 ) -> Result<()> {
     // The last key recorded, and a run of bad entries not yet reported: where its range starts
     // (the last key recorded; the leaf's lower bound once an entry of the run lies below that
@@ -160,7 +162,7 @@ fn salvage_leaf(
         last = Some(k);
         let value = match v {
             RawValue::Inline(b) => b.to_vec(),
-            RawValue::Overflow { first, len } => match overflow::read(pager, first, len) {
+            RawValue::Overflow { first, len } => match read_unshared(pager, first, len, seen) {
                 Ok(v) => v,
                 Err(e) => {
                     lost(LostRange {
@@ -179,4 +181,23 @@ fn salvage_leaf(
         lost(range(from, hi, e));
     }
     Ok(())
+}
+
+/// An overflow value, each page of its chain recorded in `seen`; a page recorded already is
+/// `DoubleReference`. The value grows as its chunks authenticate (at most `MAX_VALUE_LEN`).
+fn read_unshared(
+    pager: &Pager,
+    first: PageRef,
+    len: u64,
+    seen: &mut crate::pager::pagemap::PageSet,
+) -> Result<Vec<u8>> {
+    let mut value = Vec::new();
+    overflow::walk(pager, first, len, |pg, chunk| {
+        if !seen.insert(pg) {
+            return Err(Error::corrupt(pg, crate::error::CorruptReason::DoubleReference));
+        }
+        value.extend_from_slice(chunk);
+        Ok(())
+    })?;
+    Ok(value)
 }

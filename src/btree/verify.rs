@@ -44,7 +44,11 @@ pub(crate) fn verify_since(pager: &Pager, root: PageRef, since: u64) -> Result<u
                 if let (_, RawValue::Overflow { first, len }) = raw.leaf_entry(i)?
                     && first.generation > since
                 {
-                    overflow::walk(pager, first, len, |_, _| {
+                    // A chain page reached twice ends the walk, as a tree page does.
+                    overflow::walk(pager, first, len, |pg, _| {
+                        if !seen.insert(pg) {
+                            return Err(Error::corrupt(pg, CorruptReason::DoubleReference));
+                        }
                         checked += 1;
                         Ok(())
                     })?;
@@ -156,19 +160,17 @@ pub(crate) fn check_tree(
                 }
                 prev = Some(k);
                 records += 1;
+                // Each chain page is recorded as it is walked, and a page recorded already
+                // (a chain shared by two entries, or joining another) ends the walk with one
+                // problem: walked to its end each time, a chain shared by a leaf's entries was
+                // read once per entry and reported once per page.
                 if let RawValue::Overflow { first, len } = v {
-                    let mut pages = Vec::new();
-                    match overflow::walk(pager, first, len, |pg, _| {
-                        pages.push(pg);
-                        Ok(())
-                    }) {
-                        Ok(()) => {
-                            for pg in pages {
-                                if !used(pg) {
-                                    report(pg, CorruptReason::DoubleReference);
-                                }
-                            }
-                        }
+                    let walked = overflow::walk(pager, first, len, |pg, _| match used(pg) {
+                        true => Ok(()),
+                        false => Err(Error::corrupt(pg, CorruptReason::DoubleReference)),
+                    });
+                    match walked {
+                        Ok(()) => {}
                         Err(Error::Corrupt { page, reason }) => report(page, reason),
                         Err(_) => report(first.page, CorruptReason::SealMismatch),
                     }
