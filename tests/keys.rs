@@ -341,6 +341,35 @@ fn converting_in_place_keeps_a_file_another_name_links() {
     assert_eq!(kept.get("k").unwrap().unwrap(), &b"kept"[..], "the other name's database is intact");
 }
 
+/// An in-place conversion overwrites the replaced file's data with zeros (SPEC §9.1, best
+/// effort), and leaves its holes holes: a file claiming a gigabyte it does not hold (a sparse
+/// tail, as a forged length makes) was made into a gigabyte of real zeros.
+#[test]
+fn converting_in_place_zeroes_the_old_data_and_not_its_holes() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.fv");
+    let db = file_cfg(&path).plaintext().open().unwrap();
+    for i in 0..200u32 {
+        db.insert(format!("k{i}"), &b"PLAINTEXTMARK"[..]).unwrap();
+    }
+    db.flush().unwrap();
+    drop(db);
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len + (1 << 30)).unwrap();
+    // A handle on the old file, which the conversion unlinks.
+    let old = std::fs::File::open(&path).unwrap();
+    let to = file_cfg(&path).passphrase("in place").encryption(foldvault::Encryption::Required);
+    foldvault::migrate::convert_in_place(&path, &file_cfg(&path), &to, &mut |_| {}).unwrap();
+    assert_eq!(to.open().unwrap().get("k7").unwrap().unwrap(), &b"PLAINTEXTMARK"[..]);
+    let m = old.metadata().unwrap();
+    assert_eq!((m.nlink(), m.len()), (0, len + (1 << 30)));
+    assert!(m.blocks() * 512 < 64 << 20, "the holes stayed holes: {} bytes allocated", m.blocks() * 512);
+    let mut head = vec![0u8; len as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&old, &mut head, 0).unwrap();
+    assert!(head.iter().all(|&b| b == 0), "the old data was overwritten with zeros");
+}
+
 /// Regression: an in-place conversion of a database whose newest commit did not verify copied
 /// the older commit and destroyed the original, which salvage could partly have read.
 #[test]

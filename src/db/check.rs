@@ -267,16 +267,19 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
         let label = tree_label(&name);
         let dst_tree: Tree = dst_db.open_tree(&name)?;
         let mut batch = Vec::new();
+        let mut batch_bytes = 0u64;
         let mut n = 0u64;
         let mut lost = Vec::new();
         salvage::walk(
             &pager,
             root.root,
             &mut |k, v| {
+                batch_bytes += (k.len() + v.len()) as u64;
                 batch.push((k.to_vec(), v));
                 n += 1;
-                if batch.len() >= 1000 {
+                if batch.len() >= SALVAGE_BATCH_RECORDS || batch_bytes >= super::migrate::BATCH_BYTES {
                     flush_batch(&dst_tree, &mut batch)?;
+                    batch_bytes = 0;
                 }
                 Ok(())
             },
@@ -315,6 +318,11 @@ fn raw_source(cfg: &Config) -> Result<(Arc<crate::pager::Pager>, crate::format::
     pager.sealer.set_max_epoch(rec.key_epoch);
     Ok((pager, rec.catalog))
 }
+
+/// Salvage copies a tree in batches of at most this many records, or `migrate`'s byte limit
+/// of keys and values, whichever comes first: a thousand large values would otherwise be held
+/// at once.
+const SALVAGE_BATCH_RECORDS: usize = 1000;
 
 fn flush_batch(t: &Tree, batch: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
     let mut b = super::api::Batch::default();

@@ -39,7 +39,7 @@ impl std::fmt::Debug for CopyReport {
 
 const BATCH: usize = 10_000;
 /// A batch is also applied once its records reach this many bytes (values may be large).
-const BATCH_BYTES: u64 = 64 << 20;
+pub(crate) const BATCH_BYTES: u64 = 64 << 20;
 
 fn digest_tree(t: &super::api::Tree) -> Result<(u64, [u8; 32])> {
     let mut h = blake3::Hasher::new();
@@ -312,7 +312,7 @@ pub fn convert_in_place(
     let path = &std::fs::canonicalize(path)?;
     // A handle on the file the source opens (checked to be the one the name still gives just
     // before the rename), to overwrite it once replaced.
-    let old = std::fs::OpenOptions::new().write(true).open(path)?;
+    let old = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
     // First read-only, which writes nothing: a read-write open that falls back repairs the
     // record slots, and the newest record, which salvage would read, would be gone.
     let probe = src_cfg.clone().file(path).read_only(true).open()?;
@@ -330,7 +330,7 @@ file instead, which keeps the original (or run `foldvault check` / `salvage` on 
     let src = src_cfg.clone().file(path).open()?;
     let tmp = temp_beside(path);
     let report = copy_to(&src, &tmp, dst_cfg, progress)?;
-    let old_log = std::fs::OpenOptions::new().write(true).open(crate::storage::wal::sidecar_path(path)).ok();
+    let old_log = std::fs::OpenOptions::new().read(true).write(true).open(crate::storage::wal::sidecar_path(path)).ok();
     let placed = (|| -> Result<crate::storage::FileStorage> {
         if !same_file(&old, &std::fs::metadata(path)?)? {
             return Err(Error::Unsupported(format!(
@@ -387,15 +387,22 @@ fn same_file(f: &std::fs::File, name_meta: &std::fs::Metadata) -> Result<bool> {
     Ok(crate::storage::same_inode(&f.metadata()?, name_meta))
 }
 
-/// Overwrites the whole of `f` with zeros and syncs it.
+/// Overwrites with zeros every part of `f` that is not zero already, and syncs it. What reads
+/// as zeros is left alone: a sparse file's holes (a file can claim far more than it holds) are
+/// read, not made into real blocks of zeros.
 fn zero_fill(f: &std::fs::File) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let len = f.metadata()?.len();
     let zeros = vec![0u8; 1 << 20];
+    // What it reads is the replaced file's plaintext: wiped when done with.
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; zeros.len()]);
     let mut at = 0;
     while at < len {
         let n = (len - at).min(zeros.len() as u64) as usize;
-        f.write_all_at(&zeros[..n], at)?;
+        f.read_exact_at(&mut buf[..n], at)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            f.write_all_at(&zeros[..n], at)?;
+        }
         at += n as u64;
     }
     f.sync_data()
