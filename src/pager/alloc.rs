@@ -53,6 +53,20 @@ impl Default for Allocator {
     }
 }
 
+/// The most pages in use at or above a target that `free_below` free pages take, with the
+/// spare room `compaction_target` keeps: the largest `x` with `x + x / 8 + 16 <= free_below`.
+fn most_in_use_fitting(free_below: u64) -> u64 {
+    let room = |x: u64| x + x / 8 + 16;
+    if free_below < 16 {
+        return 0; // (none fit; callers stop either way)
+    }
+    let mut x = (free_below - 16) / 9 * 8;
+    while room(x + 1) <= free_below {
+        x += 1;
+    }
+    x
+}
+
 impl Allocator {
     /// An allocator whose free pages are `free` (extents: first page, length).
     pub(crate) fn new(page_count: u64, free: &[(PageNo, u32)]) -> Allocator {
@@ -205,7 +219,8 @@ impl Allocator {
         let mut free_ext: Vec<(PageNo, PageNo)> = self.free.extents().collect();
         // Walk `t` down from the end: pages at or above `t`, of them unused, and free below.
         // A run of free pages is passed in one step (the room needed is the same all along
-        // it), so the walk costs the pages in use, not the free ones.
+        // it), and so is a run of pages in use (as far as the room allows), so the walk costs
+        // the free extents and queued pages, not the pages.
         let (mut t, mut unused_above, mut free_above) = (self.page_count, 0u64, 0u64);
         let mut best = self.page_count;
         let mut q = queued.len();
@@ -228,6 +243,25 @@ impl Allocator {
                 if k < run {
                     break;
                 }
+                continue;
+            }
+            // A run of pages in use below `t` (down to the next free run or queued page) is
+            // passed in one step too, as far as the room allows: a forged plaintext file can
+            // claim billions of pages, and a step each took seconds.
+            while q > 0 && queued.get(q - 1).is_some_and(|&p| p >= t) {
+                q -= 1;
+            }
+            let lo = free_ext.last().map_or(0, |&(_, e)| e).max(FIRST_DATA_PAGE);
+            let lo = q.checked_sub(1).and_then(|i| queued.get(i)).map_or(lo, |&p| lo.max(p + 1));
+            if t > lo {
+                let in_use_now = (self.page_count - t) - unused_above;
+                let fits = most_in_use_fitting(free_total - free_above);
+                let k = (t - lo).min(fits.saturating_sub(in_use_now));
+                if k == 0 {
+                    break;
+                }
+                t -= k;
+                best = t;
                 continue;
             }
             t -= 1;
@@ -353,13 +387,18 @@ mod target_tests {
             x ^= x << 17;
             x
         };
-        for _ in 0..300 {
+        for round in 0..2000 {
             let page_count = FIRST_DATA_PAGE + next() % 400;
+            // Some states with long runs of pages in use above plenty of free ones.
+            let dense = round % 4 == 0;
             let mut free = Vec::new();
             let mut queued = Vec::new();
             for p in FIRST_DATA_PAGE..page_count {
-                match next() % (2 + next() % 6) {
+                let free_odds = if dense && p < page_count / 2 { 1 } else { 2 + next() % 6 };
+                match next() % free_odds.max(2) {
+                    0 if dense && p >= page_count / 2 => {}
                     0 => free.push(p),
+                    _ if dense && p < page_count / 2 => free.push(p),
                     1 if next() % 4 == 0 => queued.push(p),
                     _ => {}
                 }
@@ -381,6 +420,18 @@ mod target_tests {
             }
             assert_eq!(a.compaction_target(), best, "page count {page_count}, free {free:?}, queued {queued:?}");
         }
+    }
+
+    /// Two billion pages claimed in use above two billion free ones (a forged plaintext file):
+    /// the run in use is passed in one step, as far as the free pages take it.
+    #[test]
+    fn a_huge_run_in_use_is_passed_in_one_step() {
+        let free = 1u64 << 31;
+        let page_count = FIRST_DATA_PAGE + 2 * free;
+        let a = Allocator::new(page_count, &[(FIRST_DATA_PAGE, free as u32)]);
+        let fits = most_in_use_fitting(free);
+        assert!(fits + fits / 8 + 16 <= free && (fits + 1) + (fits + 1) / 8 + 16 > free);
+        assert_eq!(a.compaction_target(), page_count - fits);
     }
 
     /// A free extent of four billion pages at the end of the file: the target is found, and
