@@ -69,7 +69,10 @@ pub(crate) fn draw(d: &mut Dumper, name: &[u8], o: &mut dyn Write) -> Result<(),
     let rec = best.ok_or_else(|| {
         CliError::db(Error::Corrupt { page: COMMIT_PAGE_A, reason: CorruptReason::NoValidCommit }, &file)
     })?;
-    pager.set_page_limit(rec.page_count);
+    // Not past the file's end: the record has not been verified, and a page number near 2^64
+    // would overflow its byte offset.
+    let file_pages = pager.file_len().map_err(|e| CliError::db(e, &file))? / crate::format::PAGE_SIZE as u64;
+    pager.set_page_limit(rec.page_count.min(file_pages));
     let catalog = crate::db::open::load_catalog(pager, rec.catalog).map_err(|e| CliError::db(e, &file))?;
     let Some(root) = catalog.get(name).copied() else {
         return Err(CliError::NotFound { what: "tree not found", file });

@@ -142,6 +142,7 @@ impl BackupHeader {
             || h.chunk_pages > CHUNK_PAGES
             || h.live_pages > h.page_count
             || h.page_count > MAX_PAGE_COUNT
+            || h.seq == u64::MAX
         {
             return Err(bad());
         }
@@ -219,5 +220,35 @@ impl<R: Read> HashingReader<R> {
                 Err(e) => return Err(Error::Io(e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header whose commit number is `u64::MAX` is refused: restore records it as the copy's
+    /// commit, which no open accepts (SPEC §5).
+    #[test]
+    fn a_header_at_the_last_commit_number_is_refused() {
+        let h = BackupHeader {
+            version: 1,
+            encrypted: false,
+            file_id: [1; 16],
+            backup_id: [2; 16],
+            seq: 7,
+            root_digest: [0; 32],
+            created_unix: 0,
+            page_count: 10,
+            chunk_pages: 4,
+            key_epoch: 0,
+            catalog: PageRef::NONE,
+            seals_in_epoch: 0,
+            live_pages: 1,
+            mac: [0; 32],
+        };
+        assert_eq!(BackupHeader::decode(&h.encode()[..]).unwrap().seq, 7);
+        let last = BackupHeader { seq: u64::MAX, ..h };
+        assert!(BackupHeader::decode(&last.encode()[..]).is_err());
     }
 }

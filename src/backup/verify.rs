@@ -370,9 +370,7 @@ fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Resu
             if depth > crate::btree::MAX_DEPTH {
                 return Err(Error::corrupt(r.page, crate::error::CorruptReason::TooDeep));
             }
-            if !visited.insert(r.page) {
-                return Err(Error::corrupt(r.page, crate::error::CorruptReason::DoubleReference));
-            }
+            crate::pager::pagemap::reach_once(&mut visited, r.page)?;
             let f = link(r)?;
             if f.kind == Some(PageKind::Leaf) {
                 records += f.records;

@@ -53,7 +53,7 @@ fn backup_snapshot<W: Write>(
         // page reached twice is damage (`DoubleReference`) and is not walked again: taken
         // again each time, pages shared by a forged plaintext file's branches were walked
         // once per path, exponentially many.
-        let mut seen = crate::pager::pagemap::PageSet::default();
+        let mut seen = crate::pager::pagemap::PageBitmap::default();
         let mut problems = Vec::new();
         check_tree(pager, "catalog", snap.catalog, &mut |p| seen.insert(p), &mut problems);
         for (name, root) in &snap.trees {
@@ -63,8 +63,8 @@ fn backup_snapshot<W: Write>(
         if let Some(p) = problems.first() {
             return Err(Error::corrupt(p.page, p.reason));
         }
-        let mut live: Vec<PageNo> = seen.into_iter().collect();
-        live.sort_unstable();
+        let live: Vec<PageNo> = seen.iter().collect();
+        drop(seen);
         // The header copy the engine trusts, byte for byte as read (its MAC covers those bytes),
         // taken under the writer lock with the rotation check below (a rekey finishes under it).
         // The backup keys and the seal count are taken under the same hold: a rekey that

@@ -20,14 +20,15 @@ use crate::format::page::{PAYLOAD_SIZE, PageRef, TAG_SIZE};
 use crate::pager::pagemap::PageSet;
 use std::collections::HashSet;
 
-/// Records a committed branch a walk enters; one entered already is damage. A branch has one
-/// parent, so in a sound tree this never fails. In a damaged one whose branches share their
-/// children (a plaintext file edited with its checksums fixed), the walks would otherwise go
-/// down every path, exponentially many, where memo and budget need not stop them. Branches
-/// only: a leaf below two entered branches is read at most once per reference to it, and
-/// branches are about one page in a hundred, so the set stays small.
-fn first_visit(branches: &mut PageSet, page: PageNo, dirty: bool) -> Result<()> {
-    if dirty || branches.insert(page) { Ok(()) } else { Err(Error::corrupt(page, CorruptReason::DoubleReference)) }
+/// Records a committed branch a walk enters, or a committed overflow chain it reaches (by its
+/// first page); one met already is damage. A branch has one parent and a chain one entry, so
+/// in a sound tree this never fails. In a damaged one whose branches share their children (a
+/// plaintext file edited with its checksums fixed), the walks would otherwise go down every
+/// path, exponentially many, where memo and budget need not stop them. Not leaves: a leaf
+/// below two entered branches is read at most once per reference to it, and branches and
+/// chains are few beside leaves, so the set stays small.
+fn first_visit(entered: &mut PageSet, page: PageNo, dirty: bool) -> Result<()> {
+    if dirty { Ok(()) } else { crate::pager::pagemap::reach_once(entered, page) }
 }
 
 /// Which pages `TxPages::copy_where` copies.
@@ -134,15 +135,15 @@ impl TxPages {
 
     /// Returns the node's new page if it (or anything below it) was copied. Leaves copied on
     /// the way may be written before the commit (`spill_if_large`), which bounds the memory
-    /// of a large copy as it bounds a large transaction's. `branches` holds the committed
-    /// branches walked so far (see `first_visit`).
+    /// of a large copy as it bounds a large transaction's. `entered` holds the committed
+    /// branches and chains met so far (see `first_visit`).
     fn copy_rec(
         &mut self,
         r: PageRef,
         rule: CopyRule,
         budget: &mut usize,
         mut memo: Option<&mut InlineLeaves>,
-        branches: &mut PageSet,
+        entered: &mut PageSet,
         depth: usize,
     ) -> Result<Option<PageNo>> {
         if depth > MAX_DEPTH {
@@ -168,7 +169,7 @@ impl TxPages {
         };
         let branch = matches!(links, Links::Children(_));
         if branch {
-            first_visit(branches, r.page, dirty)?;
+            first_visit(entered, r.page, dirty)?;
         }
         let mut me = if dirty { Some(r.page) } else { None };
         if me.is_none() && *budget > 0 && self.needs_copy(r.page, rule)? {
@@ -181,7 +182,7 @@ impl TxPages {
                     if *budget == 0 {
                         break;
                     }
-                    if let Some(np) = self.copy_rec(*c, rule, budget, memo.as_deref_mut(), branches, depth + 1)? {
+                    if let Some(np) = self.copy_rec(*c, rule, budget, memo.as_deref_mut(), entered, depth + 1)? {
                         let p = self.copy_once(r, &mut me)?;
                         self.point_child(p, i, np);
                         self.spill_if_large()?;
@@ -196,6 +197,9 @@ impl TxPages {
                     if self.new_pages.contains(&first.page) {
                         continue;
                     }
+                    // A committed chain named by a second entry is damage too: it was copied
+                    // once per entry, its pages freed once per entry.
+                    first_visit(entered, first.page, false)?;
                     // A chain is written in one transaction, under one epoch: its first page
                     // speaks for it. Compaction looks at every page.
                     let old = match rule {
@@ -281,7 +285,7 @@ impl TxPages {
         Ok(true)
     }
 
-    /// Returns the branch's new page if it (or anything below it) changed. `branches`: as in
+    /// Returns the branch's new page if it (or anything below it) changed. `entered`: as in
     /// `copy_rec`.
     fn repack_rec(
         &mut self,
@@ -289,7 +293,7 @@ impl TxPages {
         budget: &mut usize,
         tally: &mut RepackTally,
         memo: &mut InlineLeaves,
-        branches: &mut PageSet,
+        entered: &mut PageSet,
         depth: usize,
     ) -> Result<Option<PageNo>> {
         if depth > MAX_DEPTH {
@@ -297,14 +301,14 @@ impl TxPages {
         }
         let Links::Children(children) = self.links_noting(r, Some(&mut *memo))? else { return Ok(None) };
         let dirty = self.dirty.contains_key(&r.page);
-        first_visit(branches, r.page, dirty)?;
+        first_visit(entered, r.page, dirty)?;
         let mut me = if dirty { Some(r.page) } else { None };
         // Children first: merges below can leave two of them small enough to merge here.
         for (i, c) in children.iter().enumerate() {
             if *budget == 0 {
                 break;
             }
-            if let Some(np) = self.repack_rec(*c, budget, tally, memo, branches, depth + 1)? {
+            if let Some(np) = self.repack_rec(*c, budget, tally, memo, entered, depth + 1)? {
                 let p = self.copy_once(r, &mut me)?;
                 self.point_child(p, i, np);
             }

@@ -236,8 +236,8 @@ fn compaction_walks_stop_at_a_branch_entered_twice() {
 
 /// Two entries of a leaf naming one overflow chain: each walk that records pages stops at the
 /// first chain page met twice, with one problem. Walked to its end each time, the chain was
-/// read once per entry, by salvage copied once per entry, and by the check reported once per
-/// page.
+/// read once per entry, by salvage and compaction copied once per entry, and by the check
+/// reported once per page.
 #[test]
 fn an_overflow_chain_shared_by_two_entries_is_walked_once() {
     let p = pager();
@@ -272,4 +272,9 @@ fn an_overflow_chain_shared_by_two_entries_is_walked_once() {
     assert_eq!(records, [(b"a".to_vec(), len)]);
     assert_eq!(lost.len(), 1);
     assert!(lost[0].page == 20 && lost[0].error.contains("referenced twice"), "{lost:?}");
+    // Compaction's copy walk: the chain was copied, and its pages freed, once per entry.
+    let mut tx = TxPages::new(p.clone(), Allocator::new(64, &[]), 2, 0);
+    let mut at = root;
+    let r = tx.copy_where(&mut at, super::copy::CopyRule::AtOrAbove(15), &mut 1000, None);
+    assert_eq!(reason(r), CorruptReason::DoubleReference);
 }

@@ -101,12 +101,25 @@ fn walk_refs(pager: &Pager, first: PageRef, len: u64, mut f: impl FnMut(PageRef,
 
 /// Reads a whole value. The allocation is bounded by what the file can hold.
 pub(crate) fn read(pager: &Pager, first: PageRef, len: u64) -> Result<Vec<u8>> {
+    read_visiting(pager, first, len, |_| Ok(()))
+}
+
+/// `read`, calling `visit` with each page of the chain before its chunk is taken; an error
+/// from `visit` ends the read with it (salvage records the pages it reached). The value
+/// grows as its chunks authenticate, its old buffers wiped, and is wiped on failure.
+pub(crate) fn read_visiting(
+    pager: &Pager,
+    first: PageRef,
+    len: u64,
+    mut visit: impl FnMut(PageNo) -> Result<()>,
+) -> Result<Vec<u8>> {
     let limit = pager.page_limit().saturating_mul(OVERFLOW_CHUNK as u64);
     if len > limit {
         return Err(Error::corrupt(first.page, CorruptReason::OverflowLength));
     }
     let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
-    let walked = walk(pager, first, len, |_, chunk| {
+    let walked = walk(pager, first, len, |page, chunk| {
+        visit(page)?;
         extend_wiping(&mut out, chunk, usize::try_from(len).unwrap_or(usize::MAX));
         Ok(())
     });

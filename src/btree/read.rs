@@ -316,11 +316,7 @@ impl Cursor {
     /// are met again and again, exponentially many times, while no entry comes out for the
     /// key-order check to catch. So a step meets at most as many empty leaves as the file has.
     fn pass_empty(&self, passed: &mut crate::pager::pagemap::PageSet) -> Result<()> {
-        let page = self.stack[self.stack.len() - 1].1;
-        match passed.insert(page) {
-            true => Ok(()),
-            false => Err(Error::corrupt(page, CorruptReason::DoubleReference)),
-        }
+        crate::pager::pagemap::reach_once(passed, self.stack[self.stack.len() - 1].1)
     }
 
     /// If the leaf index is past the end, moves to the next leaf (skipping empty ones).

@@ -162,18 +162,21 @@ fn salvage_leaf(
         last = Some(k);
         let value = match v {
             RawValue::Inline(b) => b.to_vec(),
-            RawValue::Overflow { first, len } => match read_unshared(pager, first, len, seen) {
-                Ok(v) => v,
-                Err(e) => {
-                    lost(LostRange {
-                        lo: Some(k.to_vec()),
-                        hi: Some(k.to_vec()),
-                        page: first.page,
-                        error: e.to_string(),
-                    });
-                    continue;
+            // Each chain page recorded in `seen`: one met before is `DoubleReference`.
+            RawValue::Overflow { first, len } => {
+                match overflow::read_visiting(pager, first, len, |pg| crate::pager::pagemap::reach_once(seen, pg)) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        lost(LostRange {
+                            lo: Some(k.to_vec()),
+                            hi: Some(k.to_vec()),
+                            page: first.page,
+                            error: e.to_string(),
+                        });
+                        continue;
+                    }
                 }
-            },
+            }
         };
         record(k, value)?;
     }
@@ -181,23 +184,4 @@ fn salvage_leaf(
         lost(range(from, hi, e));
     }
     Ok(())
-}
-
-/// An overflow value, each page of its chain recorded in `seen`; a page recorded already is
-/// `DoubleReference`. The value grows as its chunks authenticate (at most `MAX_VALUE_LEN`).
-fn read_unshared(
-    pager: &Pager,
-    first: PageRef,
-    len: u64,
-    seen: &mut crate::pager::pagemap::PageSet,
-) -> Result<Vec<u8>> {
-    let mut value = Vec::new();
-    overflow::walk(pager, first, len, |pg, chunk| {
-        if !seen.insert(pg) {
-            return Err(Error::corrupt(pg, crate::error::CorruptReason::DoubleReference));
-        }
-        value.extend_from_slice(chunk);
-        Ok(())
-    })?;
-    Ok(value)
 }

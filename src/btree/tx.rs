@@ -242,7 +242,8 @@ impl TxPages {
         self.spill_if_large()?;
         match old {
             None => {
-                root.count += 1;
+                // Saturating: a forged plaintext catalog can hold any count.
+                root.count = root.count.saturating_add(1);
                 Ok(None)
             }
             Some(old) => self.retire_value(old, want_old).map(Some),

@@ -7,6 +7,7 @@ use super::{MAX_DEPTH, overflow};
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::page::{PAYLOAD_SIZE, PageRef, generation};
 use crate::pager::Pager;
+use crate::pager::pagemap::reach_once;
 use zeroize::Zeroizing;
 
 /// Verifies every page reachable from `root` that was written after commit `since` (its
@@ -30,9 +31,7 @@ pub(crate) fn verify_since(pager: &Pager, root: PageRef, since: u64) -> Result<u
         if r.generation <= since {
             continue;
         }
-        if !seen.insert(r.page) {
-            return Err(Error::corrupt(r.page, CorruptReason::DoubleReference));
-        }
+        reach_once(&mut seen, r.page)?;
         let p = pager.read(r, None)?;
         checked += 1;
         if generation(p.payload()) <= since {
@@ -46,11 +45,8 @@ pub(crate) fn verify_since(pager: &Pager, root: PageRef, since: u64) -> Result<u
                 {
                     // A chain page reached twice ends the walk, as a tree page does.
                     overflow::walk(pager, first, len, |pg, _| {
-                        if !seen.insert(pg) {
-                            return Err(Error::corrupt(pg, CorruptReason::DoubleReference));
-                        }
                         checked += 1;
-                        Ok(())
+                        reach_once(&mut seen, pg)
                     })?;
                 }
             }

@@ -208,8 +208,14 @@ impl Engine {
             self.pager.set_seals_in_epoch(0);
             tracing::info!(target: "foldvault::audit", epoch = ws.epoch, "seal budget reached: moved to a new key epoch");
         }
+        // The next commit's number, which must decode (`CommitRecord::decode` refuses
+        // `u64::MAX`): no real file gets near it, but a forged plaintext record (or backup
+        // header) can start there, and the addition overflowed.
+        let seq = base.seq.checked_add(1).filter(|&s| s < u64::MAX).ok_or_else(|| {
+            Error::Unsupported("the commit sequence number is exhausted: no further commit can be recorded".into())
+        })?;
         let alloc = std::mem::take(&mut ws.alloc);
-        let mut tx = TxPages::new(self.pager.clone(), alloc, base.seq + 1, ws.epoch);
+        let mut tx = TxPages::new(self.pager.clone(), alloc, seq, ws.epoch);
         tx.set_spill_after(self.spill_after);
         Ok((ws, tx, base))
     }

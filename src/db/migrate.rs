@@ -399,8 +399,9 @@ fn zero_fill(f: &std::fs::File) -> std::io::Result<()> {
     let mut at = 0;
     while at < len {
         let n = (len - at).min(zeros.len() as u64) as usize;
-        f.read_exact_at(&mut buf[..n], at)?;
-        if buf[..n].iter().any(|&b| b != 0) {
+        // A part that does not read is overwritten all the same.
+        let read = f.read_exact_at(&mut buf[..n], at);
+        if read.is_err() || buf[..n].iter().any(|&b| b != 0) {
             f.write_all_at(&zeros[..n], at)?;
         }
         at += n as u64;

@@ -5,8 +5,8 @@
 //! file claims. A sparse file (or, in plaintext mode, a forged commit record) can claim billions
 //! of pages while holding a few: one entry per page was gigabytes there.
 //!
-//! - While trees are walked, each page reached is marked in `ReachedPages`: fixed-size chunks
-//!   of role codes, made only where a page is marked. Marking a page twice, or one past the
+//! - While trees are walked, each page reached is marked in `ReachedPages`: chunks of 1,024
+//!   role codes (4 bytes a page), made only where a page is marked. Marking a page twice, or one past the
 //!   page count, is refused (the walk reports the double reference and does not descend).
 //! - `ReachedPages::finish` merges the marks with the free extents, in page order, into runs.
 //!   The runs are in page order, non-empty, contiguous from page 0 to the page count, and
@@ -22,7 +22,7 @@ use crate::error::{CorruptReason, PageNo};
 use crate::format::FIRST_DATA_PAGE;
 
 /// What a page is used for, as found by `Db::check`. `Debug` hides tree names (user data).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum PageRole {
     Header,
     CommitRecord,
@@ -123,13 +123,17 @@ impl std::fmt::Debug for PageRoles {
     }
 }
 
-/// Pages per chunk of `ReachedPages` (16 KiB of role codes).
-const CHUNK: u64 = 4096;
+/// Pages per chunk of `ReachedPages` (4 KiB of role codes: a forged sparse file whose pages
+/// are each alone in a chunk costs no more than the pages the check read).
+const CHUNK: u64 = 1024;
 
 /// The pages a check reached, with their roles, while it walks: see the module comment.
 pub(crate) struct ReachedPages {
     page_count: PageNo,
     table: Vec<PageRole>,
+    /// Each role's code: one lookup per tree, where a search of the table made a check of a
+    /// catalog of a million trees quadratic.
+    codes: std::collections::HashMap<PageRole, u32>,
     /// Chunk index to the role code (table index + 1; 0 for unmarked) of each of its pages.
     chunks: BTreeMap<u64, Box<[u32]>>,
     marked: u64,
@@ -137,18 +141,18 @@ pub(crate) struct ReachedPages {
 
 impl ReachedPages {
     pub(crate) fn new(page_count: PageNo) -> ReachedPages {
-        ReachedPages { page_count, table: Vec::new(), chunks: BTreeMap::new(), marked: 0 }
+        ReachedPages { page_count, table: Vec::new(), codes: Default::default(), chunks: BTreeMap::new(), marked: 0 }
     }
 
     /// The code for `role`, added to the table on first use.
     pub(crate) fn code(&mut self, role: PageRole) -> u32 {
-        match self.table.iter().position(|r| *r == role) {
-            Some(i) => i as u32,
-            None => {
-                self.table.push(role);
-                (self.table.len() - 1) as u32
-            }
+        if let Some(&c) = self.codes.get(&role) {
+            return c;
         }
+        let c = self.table.len() as u32;
+        self.table.push(role.clone());
+        self.codes.insert(role, c);
+        c
     }
 
     /// Marks `page` with role `code`; false (and nothing marked) when the page is past the page

@@ -422,13 +422,17 @@ mod target_tests {
         }
     }
 
-    /// Two billion pages claimed in use above two billion free ones (a forged plaintext file):
-    /// the run in use is passed in one step, as far as the free pages take it.
+    /// 2^41 pages claimed in use above 2^40 free ones (a forged plaintext file): the run in use
+    /// is passed in one step, as far as the free pages take it. A step a page would not finish
+    /// (some 10^12 steps).
     #[test]
     fn a_huge_run_in_use_is_passed_in_one_step() {
-        let free = 1u64 << 31;
-        let page_count = FIRST_DATA_PAGE + 2 * free;
-        let a = Allocator::new(page_count, &[(FIRST_DATA_PAGE, free as u32)]);
+        let free = 1u64 << 40;
+        let extent = 1u64 << 31;
+        let extents: Vec<(PageNo, u32)> =
+            (0..free / extent).map(|i| (FIRST_DATA_PAGE + i * extent, extent as u32)).collect();
+        let page_count = FIRST_DATA_PAGE + 3 * free;
+        let a = Allocator::new(page_count, &extents);
         let fits = most_in_use_fitting(free);
         assert!(fits + fits / 8 + 16 <= free && (fits + 1) + (fits + 1) / 8 + 16 > free);
         assert_eq!(a.compaction_target(), page_count - fits);

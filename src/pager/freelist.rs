@@ -473,11 +473,15 @@ pub(crate) fn read(pager: &Pager, head: PageRef, page_count: u64) -> Result<(Vec
     let mut free: Vec<(PageNo, u32)> = Vec::new();
     let mut total = 0u64;
     let mut chain = Vec::new();
+    // A chain page met again (a forged plaintext chain that loops) ends the read: the loop's
+    // only bound was the page count, billions on a sparse file.
+    let mut reached = crate::pager::pagemap::PageSet::default();
     let mut at = head;
     while !at.is_none() {
         if chain.len() as u64 >= page_count {
             return Err(Error::corrupt(at.page, CorruptReason::FreeList));
         }
+        crate::pager::pagemap::reach_once(&mut reached, at.page)?;
         let p = pager.read(at, Some(PageKind::FreeList))?;
         let payload = p.payload();
         let n = count(payload) as usize;

@@ -78,14 +78,22 @@ pub fn edit_page(path: &Path, p: u64, parents: &[u64], edit: impl FnOnce(&mut [u
         new = PageRef { tag: reseal_plain(&mut b, parent, &file_id, version), ..old };
         write_page(path, parent, &b);
     }
+    edit_commits(path, |rec| {
+        if encoded(rec.catalog) == encoded(old) {
+            rec.catalog = new;
+        }
+    });
+}
+
+/// Rewrites each commit record that decodes with `edit`, resealed.
+pub fn edit_commits(path: &Path, mut edit: impl FnMut(&mut CommitRecord)) {
+    let (file_id, version) = identity(path);
     for slot in [2u64, 3] {
         let mut b = read_page(path, slot);
         let Ok(mut rec) = CommitRecord::decode(&b[..PAYLOAD_SIZE], slot, version) else { continue };
-        if encoded(rec.catalog) == encoded(old) {
-            rec.catalog = new;
-            rec.encode(&mut b[..PAYLOAD_SIZE]);
-            reseal_plain(&mut b, slot, &file_id, version);
-            write_page(path, slot, &b);
-        }
+        edit(&mut rec);
+        rec.encode(&mut b[..PAYLOAD_SIZE]);
+        reseal_plain(&mut b, slot, &file_id, version);
+        write_page(path, slot, &b);
     }
 }

@@ -1,0 +1,163 @@
+//! Plaintext files forged with every seal and parent-held tag recomputed (a CRC32 anyone can
+//! redo, SPEC §3): each page passes its check, and what the values say must still not make the
+//! engine panic, loop or lose a commit.
+//! - One branch's two children are one page: only a walk that remembers the pages it reached
+//!   can see it. Every whole-tree operation names the shared page (`DoubleReference`) and walks
+//!   it once; nested, such sharing made exponentially many paths, which backup writing (and,
+//!   over empty leaves, a cursor, and compaction's walks: `src/btree/damage_tests.rs`) went
+//!   down one by one.
+//! - A commit sequence number near 2^64, a record count of 2^64 - 1, a page count and catalog
+//!   page near 2^62: arithmetic on them overflowed (a panic in debug builds; in release, a
+//!   commit recorded under a number no open accepts).
+
+#[path = "common/plain_forge.rs"]
+mod plain_forge;
+
+use foldvault::format::page::{PAGE_HEADER_SIZE, PAGE_REF_SIZE, PageKind, generation, write_header};
+use foldvault::{Config, CorruptReason, Error, PageRole};
+use plain_forge::{edit_commits, edit_page, read_page, ref_of};
+
+fn cfg(path: &std::path::Path) -> Config {
+    Config::new().file(path).plaintext().use_env(false).flush_every_ms(None).write_ahead_log(false)
+}
+
+#[test]
+fn a_branch_whose_children_are_one_page_is_named_and_walked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("forged.fv");
+    let db = cfg(&path).open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    for i in 0..2000u32 {
+        t.insert(i.to_be_bytes(), vec![7u8; 40]).unwrap();
+    }
+    db.flush().unwrap();
+    let report = db.check().unwrap();
+    drop((t, db));
+    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
+    let tree: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
+    let branches: Vec<u64> = tree.iter().copied().filter(|&p| read_page(&path, p)[0] == 1).collect();
+    assert_eq!((catalog.len(), branches.len()), (1, 1), "a one-page catalog and a two-level tree");
+    let root = branches[0];
+    // The first leaf is emptied, and child 1 becomes child 0: the empty leaf is reached twice
+    // (no key out of its range gives the sharing away), the second leaf not at all.
+    let first = PAGE_HEADER_SIZE;
+    let leaf = u64::from_le_bytes(read_page(&path, root)[first..first + 8].try_into().unwrap());
+    edit_page(&path, leaf, &[root, catalog[0]], |b| {
+        let g = generation(b);
+        write_header(b, PageKind::Leaf, 0, g);
+    });
+    edit_page(&path, root, &catalog, |b| {
+        b.copy_within(first..first + PAGE_REF_SIZE, first + PAGE_REF_SIZE);
+    });
+
+    let db = cfg(&path).open().unwrap();
+    let report = db.check().unwrap();
+    let shared: Vec<_> = report.problems.iter().filter(|p| p.reason == CorruptReason::DoubleReference).collect();
+    assert!(shared.len() == 1 && shared[0].page == leaf, "{:?}", report.problems);
+    let e = db.backup_to(Vec::new(), &mut |_| {}).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { page, reason: CorruptReason::DoubleReference } if page == leaf), "{e:?}");
+    // Iteration passes over the empty leaf, meets it again, and stops there.
+    let t = db.open_tree("t").unwrap();
+    let e = t.iter().next().unwrap().unwrap_err();
+    assert!(matches!(e, Error::Corrupt { page, reason: CorruptReason::DoubleReference } if page == leaf), "{e:?}");
+    drop((t, db));
+
+    let dst = dir.path().join("salvaged.fv");
+    let report = foldvault::salvage(&cfg(&path), &cfg(&dst)).unwrap();
+    assert!(report.lost_anything(), "{report:?}");
+    let copy = cfg(&dst).open().unwrap().open_tree("t").unwrap();
+    let keys: Vec<Vec<u8>> = copy.iter().map(|r| r.unwrap().0.to_vec()).collect();
+    let mut unique = keys.clone();
+    unique.dedup();
+    assert!(keys.len() == unique.len() && keys.len() < 2000, "each surviving record once: {}", keys.len());
+}
+
+/// Commits run up to the last number a record can hold, then writes are refused (`Unsupported`),
+/// and every acknowledged commit is there after a reopen. The addition overflowed at the
+/// second commit (a panic in debug); in release a commit was recorded under `u64::MAX`, which
+/// no open accepts, and was lost.
+#[test]
+fn a_commit_sequence_at_its_end_refuses_writes_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("late.fv");
+    let db = cfg(&path).open().unwrap();
+    db.insert("k", &b"v"[..]).unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let offset = u64::MAX - 10;
+    edit_commits(&path, |r| {
+        r.seq += offset;
+        r.prev_durable_seq += offset;
+    });
+    let db = cfg(&path).open().unwrap();
+    let mut acked = Vec::new();
+    let refused =
+        (0..20u32).find_map(|i| match db.insert(i.to_be_bytes(), &b"w"[..]).and_then(|_| db.flush().map(drop)) {
+            Ok(()) => {
+                acked.push(i);
+                None
+            }
+            Err(e) => Some(e),
+        });
+    assert!(matches!(refused, Some(Error::Unsupported(_))), "{refused:?}");
+    assert!(!acked.is_empty() && acked.len() < 10, "{acked:?}");
+    drop(db);
+    let db = cfg(&path).open().unwrap();
+    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    for i in acked {
+        assert!(db.get(i.to_be_bytes()).unwrap().is_some(), "acknowledged commit {i} lost");
+    }
+}
+
+/// A tree whose record count reads 2^64 - 1 takes an insert: the count stays there (it
+/// overflowed, a panic in debug), and the check reports the mismatch.
+#[test]
+fn a_record_count_at_its_end_saturates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("count.fv");
+    let db = cfg(&path).open().unwrap();
+    db.open_tree("t").unwrap().insert("a", &b"1"[..]).unwrap();
+    db.flush().unwrap();
+    let report = db.check().unwrap();
+    drop(db);
+    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
+    let root: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
+    assert_eq!((catalog.len(), root.len()), (1, 1));
+    let mut root_ref = vec![0u8; PAGE_REF_SIZE];
+    ref_of(&path, root[0]).encode(&mut root_ref);
+    edit_page(&path, catalog[0], &[], |b| {
+        let at =
+            b.windows(PAGE_REF_SIZE).position(|w| w == root_ref).expect("the catalog names the root") + PAGE_REF_SIZE;
+        b[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    });
+    let db = cfg(&path).open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    assert_eq!(t.len(), u64::MAX as usize);
+    t.insert("b", &b"2"[..]).unwrap();
+    assert_eq!(t.len(), u64::MAX as usize);
+    let problems = db.check().unwrap().problems;
+    assert!(problems.iter().any(|p| p.reason == CorruptReason::CountMismatch), "{problems:?}");
+}
+
+/// `pagedump --tree` on a file whose newest record claims 2^62 pages and a catalog at page
+/// 2^60 ends with an error, not a panic (the page's byte offset overflowed).
+#[test]
+fn pagedump_of_a_record_claiming_a_huge_file_does_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.fv");
+    let db = cfg(&path).open().unwrap();
+    db.open_tree("t").unwrap().insert("a", &b"1"[..]).unwrap();
+    db.flush().unwrap();
+    drop(db);
+    edit_commits(&path, |r| {
+        r.page_count = 1 << 62;
+        r.catalog.page = 1 << 60;
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pagedump"))
+        .args([path.to_str().unwrap(), "--tree", "t"])
+        .env_clear()
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && out.status.code() != Some(101) && !err.contains("panicked"), "{err}");
+}
