@@ -21,6 +21,14 @@ fn cfg(path: &std::path::Path) -> Config {
     Config::new().file(path).plaintext().use_env(false).flush_every_ms(None).write_ahead_log(false)
 }
 
+/// A plaintext file at `path` with one record in tree `t`, closed; its check's report.
+fn one_record(path: &std::path::Path) -> foldvault::CheckReport {
+    let db = cfg(path).open().unwrap();
+    db.open_tree("t").unwrap().insert("a", &b"1"[..]).unwrap();
+    db.flush().unwrap();
+    db.check().unwrap()
+}
+
 #[test]
 fn a_branch_whose_children_are_one_page_is_named_and_walked_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,11 +123,7 @@ fn a_commit_sequence_at_its_end_refuses_writes_and_loses_nothing() {
 fn a_record_count_at_its_end_saturates() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("count.fv");
-    let db = cfg(&path).open().unwrap();
-    db.open_tree("t").unwrap().insert("a", &b"1"[..]).unwrap();
-    db.flush().unwrap();
-    let report = db.check().unwrap();
-    drop(db);
+    let report = one_record(&path);
     let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
     let root: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
     assert_eq!((catalog.len(), root.len()), (1, 1));
@@ -145,10 +149,7 @@ fn a_record_count_at_its_end_saturates() {
 fn pagedump_of_a_record_claiming_a_huge_file_does_not_panic() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge.fv");
-    let db = cfg(&path).open().unwrap();
-    db.open_tree("t").unwrap().insert("a", &b"1"[..]).unwrap();
-    db.flush().unwrap();
-    drop(db);
+    one_record(&path);
     edit_commits(&path, |r| {
         r.page_count = 1 << 62;
         r.catalog.page = 1 << 60;
