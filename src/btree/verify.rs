@@ -91,9 +91,7 @@ pub(crate) fn check_tree(
     let mut stack: Vec<(PageRef, usize, KeyBound, KeyBound)> = vec![(root, 0, None, None)];
     let mut leaf_depth: Option<usize> = None;
     while let Some((r, depth, lo, hi)) = stack.pop() {
-        let mut report = |page: PageNo, reason: CorruptReason| {
-            problems.push(Problem { tree: tree.to_string(), page, pages: 1, reason })
-        };
+        let mut report = |page: PageNo, reason: CorruptReason| problems.push(Problem::one(tree, page, reason));
         if depth > MAX_DEPTH {
             report(r.page, CorruptReason::TooDeep);
             continue;
@@ -202,6 +200,13 @@ pub(crate) fn check_tree(
         }
     }
     records
+}
+
+impl Problem {
+    /// A problem with one page.
+    pub(crate) fn one(tree: impl Into<String>, page: PageNo, reason: CorruptReason) -> Problem {
+        Problem { tree: tree.into(), page, pages: 1, reason }
+    }
 }
 
 impl std::fmt::Debug for Problem {

@@ -90,15 +90,8 @@ impl Db {
         for p in [HEADER_PAGE_A, HEADER_PAGE_B] {
             match pager.read_raw(p).and_then(|b| FileHeader::decode(&b[..], p)) {
                 Ok(_) => {}
-                Err(Error::Corrupt { page, reason }) => {
-                    problems.push(Problem { tree: "header".into(), page, pages: 1, reason })
-                }
-                Err(_) => problems.push(Problem {
-                    tree: "header".into(),
-                    page: p,
-                    pages: 1,
-                    reason: CorruptReason::HeaderChecksum,
-                }),
+                Err(Error::Corrupt { page, reason }) => problems.push(Problem::one("header", page, reason)),
+                Err(_) => problems.push(Problem::one("header", p, CorruptReason::HeaderChecksum)),
             }
         }
         let mut trees = Vec::new();
@@ -106,12 +99,7 @@ impl Db {
             let code = reached.code(PageRole::Catalog);
             let n = check_tree(pager, "catalog", snap.catalog, &mut |p| reached.mark(p, code), &mut problems);
             if n != snap.trees.len() as u64 {
-                problems.push(Problem {
-                    tree: "catalog".into(),
-                    page: snap.catalog.page,
-                    pages: 1,
-                    reason: CorruptReason::CountMismatch,
-                });
+                problems.push(Problem::one("catalog", snap.catalog.page, CorruptReason::CountMismatch));
             }
         }
         for (name, root) in &snap.trees {
@@ -129,19 +117,14 @@ impl Db {
                 &mut problems,
             );
             if records != root.count {
-                problems.push(Problem {
-                    tree: label.clone(),
-                    page: root.root.page,
-                    pages: 1,
-                    reason: CorruptReason::CountMismatch,
-                });
+                problems.push(Problem::one(label.clone(), root.root.page, CorruptReason::CountMismatch));
             }
             trees.push(TreeReport { name: label, records, pages });
         }
         let code = reached.code(PageRole::FreeList);
         for p in ws.freelist.pages() {
             if !reached.mark(p, code) {
-                problems.push(Problem { tree: "free list".into(), page: p, pages: 1, reason: CorruptReason::FreeList });
+                problems.push(Problem::one("free list", p, CorruptReason::FreeList));
             }
         }
         // The free-list chain as the durable record names it, read from disk: each page's seal
@@ -153,9 +136,7 @@ impl Db {
         });
         match on_disk {
             Ok(_) => {}
-            Err(Error::Corrupt { page, reason }) => {
-                problems.push(Problem { tree: "free list".into(), page, pages: 1, reason })
-            }
+            Err(Error::Corrupt { page, reason }) => problems.push(Problem::one("free list", page, reason)),
             Err(e) => return Err(e),
         }
         let free_pages = ws.alloc.unused_count();
