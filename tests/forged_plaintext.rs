@@ -9,6 +9,8 @@
 //! - A commit sequence number near 2^64, a record count of 2^64 - 1, a page count and catalog
 //!   page near 2^62: arithmetic on them overflowed (a panic in debug builds; in release, a
 //!   commit recorded under a number no open accepts).
+//! - A free-list page naming itself as the next (its CRC32 forced to the tag it holds): the
+//!   chain's read looped up to the page count.
 
 #[path = "common/plain_forge.rs"]
 mod plain_forge;
@@ -161,4 +163,37 @@ fn pagedump_of_a_record_claiming_a_huge_file_does_not_panic() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && out.status.code() != Some(101) && !err.contains("panicked"), "{err}");
+}
+
+/// A free-list page that names itself as the next one (its CRC32 forced to the tag it holds):
+/// the open reads it once, and fails `DoubleReference`. The chain's only bound was the page
+/// count, billions on a sparse file, 8 bytes a turn.
+#[test]
+fn a_free_list_chain_that_loops_is_refused_at_open() {
+    use foldvault::format::page::{PageRef, SealTag, write_header};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loop.fv");
+    one_record(&path);
+    let (file_id, version) = plain_forge::identity(&path);
+    let page_count = std::fs::metadata(&path).unwrap().len() / plain_forge::PAGE;
+    let mut seq = 0;
+    edit_commits(&path, |r| seq = seq.max(r.seq));
+    let tag = SealTag([0x5a, 0xa5, 0x3c, 0xc3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let me = PageRef { page: page_count, tag, generation: seq };
+    let mut list = read_page(&path, 2);
+    list[..foldvault::format::page::PAYLOAD_SIZE].fill(0);
+    write_header(&mut list, PageKind::FreeList, 0, seq);
+    me.encode(&mut list[PAGE_HEADER_SIZE..]);
+    plain_forge::force_crc(&mut list, page_count, &file_id, version, u32::from_le_bytes([0x5a, 0xa5, 0x3c, 0xc3]));
+    plain_forge::write_page(&path, page_count, &list);
+    edit_commits(&path, |r| {
+        r.freelist = me;
+        r.page_count = page_count + 1;
+        r.free_delta = Default::default();
+    });
+    let e = cfg(&path).open().map(|_| ()).unwrap_err();
+    assert!(
+        matches!(e, Error::Corrupt { page, reason: CorruptReason::DoubleReference } if page == page_count),
+        "{e:?}"
+    );
 }

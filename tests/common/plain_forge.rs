@@ -97,3 +97,51 @@ pub fn edit_commits(path: &Path, mut edit: impl FnMut(&mut CommitRecord)) {
         write_page(path, slot, &b);
     }
 }
+
+/// Sets nonce bytes 0..4 of the plaintext page `page` (page number `page_no`) so that its CRC32
+/// seal is `want`, whatever the payload holds: a page can then name itself with its own tag.
+/// CRC32 is affine in its input bits, so the 32 nonce bits that give `want` solve a linear
+/// system over GF(2).
+pub fn force_crc(page: &mut [u8], page_no: u64, file_id: &[u8; 16], version: u16, want: u32) {
+    let crc = |p: &mut [u8]| {
+        let tag = reseal_plain(p, page_no, file_id, version);
+        u32::from_le_bytes(tag.0[..4].try_into().unwrap())
+    };
+    page[NONCE_OFFSET..NONCE_OFFSET + 4].fill(0);
+    let base = crc(page);
+    // Column i: what nonce bit i adds to the CRC.
+    let cols: Vec<u32> = (0..32)
+        .map(|i| {
+            page[NONCE_OFFSET + i / 8] ^= 1 << (i % 8);
+            let c = crc(page) ^ base;
+            page[NONCE_OFFSET + i / 8] ^= 1 << (i % 8);
+            c
+        })
+        .collect();
+    // Gaussian elimination: rows are (column value, the nonce bits that make it).
+    let mut rows: Vec<(u32, u32)> = cols.iter().enumerate().map(|(i, &c)| (c, 1u32 << i)).collect();
+    let mut basis: Vec<(u32, u32)> = Vec::new();
+    for bit in (0..32).rev() {
+        let Some(at) = rows.iter().position(|(c, _)| c >> bit & 1 == 1) else { continue };
+        let pivot = rows.swap_remove(at);
+        for r in rows.iter_mut().chain(basis.iter_mut()) {
+            if r.0 >> bit & 1 == 1 {
+                r.0 ^= pivot.0;
+                r.1 ^= pivot.1;
+            }
+        }
+        basis.push(pivot);
+    }
+    assert_eq!(basis.len(), 32, "the nonce bits reach every CRC value");
+    let (mut need, mut bits) = (want ^ base, 0u32);
+    for &(c, b) in &basis {
+        let top = 31 - c.leading_zeros();
+        if need >> top & 1 == 1 {
+            need ^= c;
+            bits ^= b;
+        }
+    }
+    assert_eq!(need, 0);
+    page[NONCE_OFFSET..NONCE_OFFSET + 4].copy_from_slice(&bits.to_le_bytes());
+    assert_eq!(crc(page), want);
+}
