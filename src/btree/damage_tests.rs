@@ -278,3 +278,21 @@ fn an_overflow_chain_shared_by_two_entries_is_walked_once() {
     let r = tx.copy_where(&mut at, super::copy::CopyRule::AtOrAbove(15), &mut 1000, None);
     assert_eq!(reason(r), CorruptReason::DoubleReference);
 }
+
+/// A key longer than `MAX_KEY_LEN` in a leaf that authenticates (a forged plaintext file) is
+/// lost alone in a salvage; copied, it failed the whole salvage with `KeyTooLarge`.
+#[test]
+fn salvage_loses_an_oversized_key_alone() {
+    let p = pager();
+    let long = vec![b'b'; super::node::MAX_KEY_LEN + 1];
+    let root = put(&p, 10, leaf(&[b"a", &long, b"c"]));
+    let (mut records, mut lost) = (Vec::new(), Vec::new());
+    let mut keep = |k: &[u8], _: Vec<u8>| {
+        records.push(k.to_vec());
+        Ok(())
+    };
+    salvage::walk(&p, root, &mut keep, &mut |l| lost.push(l)).unwrap();
+    assert_eq!(records, [b"a".to_vec(), b"c".to_vec()]);
+    let ranges: Vec<_> = lost.iter().map(|l| (l.lo.as_deref(), l.hi.as_deref(), l.page)).collect();
+    assert_eq!(ranges, [(Some(&b"a"[..]), Some(&b"c"[..]), 10)]);
+}

@@ -147,6 +147,12 @@ fn salvage_leaf(
                 continue;
             }
         };
+        // A key longer than any write makes (a forged plaintext leaf) is lost alone, as a bad
+        // entry is: copied, it failed the whole salvage (`KeyTooLarge`).
+        if k.len() > super::node::MAX_KEY_LEN {
+            pending.get_or_insert((last, Error::corrupt(page, crate::error::CorruptReason::BadLayout)));
+            continue;
+        }
         let below_last = last.is_some_and(|p| k <= p);
         if below_last || lo.is_some_and(|l| k < l) || hi.is_some_and(|h| k >= h) {
             let run =
