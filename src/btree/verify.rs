@@ -152,6 +152,11 @@ pub(crate) fn check_tree(
                 if prev.is_some_and(|pk| pk >= k) || !in_range(k) {
                     report(r.page, CorruptReason::KeyOrder);
                 }
+                // Longer than any write makes (SPEC §4.1): salvage loses such a key, which a
+                // copy could not write.
+                if k.len() > super::node::MAX_KEY_LEN {
+                    report(r.page, CorruptReason::BadLayout);
+                }
                 prev = Some(k);
                 records += 1;
                 // Each chain page is recorded as it is walked, and a page recorded already
