@@ -9,6 +9,7 @@
 //! - A commit sequence number near 2^64, a record count of 2^64 - 1, a page count and catalog
 //!   page near 2^62: arithmetic on them overflowed (a panic in debug builds; in release, a
 //!   commit recorded under a number no open accepts).
+//! - A tree name longer than any write makes: salvage loses that tree whole, not the salvage.
 //! - A free-list page naming itself as the next (its CRC32 forced to the tag it holds): the
 //!   chain's read looped up to the page count.
 
@@ -196,4 +197,56 @@ fn a_free_list_chain_that_loops_is_refused_at_open() {
         matches!(e, Error::Corrupt { page, reason: CorruptReason::DoubleReference } if page == page_count),
         "{e:?}"
     );
+}
+
+/// A catalog naming a tree with a name one byte longer than `MAX_KEY_LEN` (its leaf entry
+/// rewritten, resealed): the check reports the catalog leaf (`BadLayout`), and salvage loses
+/// that tree whole, under its own label, and copies every other tree.
+#[test]
+fn a_tree_name_longer_than_any_write_makes_is_lost_whole_in_salvage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long-name.fv");
+    let long = vec![b'z'; foldvault::MAX_KEY_LEN];
+    let db = cfg(&path).open().unwrap();
+    for name in [&b"good"[..], &long] {
+        let t = db.open_tree(name).unwrap();
+        for i in 0..50u32 {
+            t.insert(i.to_be_bytes(), &b"value"[..]).unwrap();
+        }
+    }
+    db.flush().unwrap();
+    let report = db.check().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    drop(db);
+    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
+    assert_eq!(catalog.len(), 1, "a one-page catalog");
+    // The long name's entry (`key_len u16 ‖ value_kind u8 ‖ value_len u32 ‖ key ‖ value`, SPEC
+    // §4.1) is the last one packed; written again one key byte longer, it still fits the page.
+    edit_page(&path, catalog[0], &[], |b| {
+        let at = b.windows(long.len()).position(|w| w == long).expect("the catalog holds the name") - 7;
+        let value_len = u32::from_le_bytes(b[at + 3..at + 7].try_into().unwrap()) as usize;
+        let value = b[at + 7 + long.len()..at + 7 + long.len() + value_len].to_vec();
+        assert!(at + 7 + long.len() + 1 + value_len <= foldvault::format::page::PAYLOAD_SIZE);
+        b[at..at + 2].copy_from_slice(&(long.len() as u16 + 1).to_le_bytes());
+        b[at + 7..at + 7 + long.len() + 1].fill(b'z');
+        b[at + 8 + long.len()..at + 8 + long.len() + value_len].copy_from_slice(&value);
+    });
+
+    let db = cfg(&path).open().unwrap();
+    let problems = db.check().unwrap().problems;
+    assert!(
+        problems.iter().any(|p| p.page == catalog[0] && p.reason == CorruptReason::BadLayout),
+        "{problems:?}"
+    );
+    drop(db);
+    let dst = dir.path().join("salvaged.fv");
+    let report = foldvault::salvage(&cfg(&path), &cfg(&dst)).unwrap();
+    assert_eq!(report.lost.len(), 1, "{report:?}");
+    let (label, ranges) = report.lost.iter().next().unwrap();
+    assert_eq!(label.as_bytes(), vec![b'z'; long.len() + 1], "the lost tree's label is its name");
+    assert!(ranges.len() == 1 && ranges[0].lo.is_none() && ranges[0].hi.is_none(), "{ranges:?}");
+    let copy = cfg(&dst).open().unwrap();
+    let names: Vec<Vec<u8>> = copy.tree_names().iter().map(|n| n.to_vec()).filter(|n| !n.starts_with(b"__")).collect();
+    assert_eq!(names, [b"good".to_vec()]);
+    assert_eq!(copy.open_tree("good").unwrap().len(), 50);
 }
