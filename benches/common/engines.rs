@@ -77,7 +77,7 @@ impl std::ops::Sub for Counters {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Engine {
     FvEnc,
-    /// ring, the default build's backend.
+    /// ring (the default build chooses ring or aws-lc, whichever is faster on the CPU).
     #[cfg(feature = "ring")]
     FvRing,
     #[cfg(feature = "aws-lc")]
@@ -192,7 +192,7 @@ impl Foldvault {
             .flush_every_ms(None)
             .cache_capacity(cache);
         let cfg = match mode {
-            // Each backend named explicitly: the crate's default is ring whenever that feature is on.
+            // Each backend named explicitly: the crate's default is timed at run time (ring or aws-lc).
             FvMode::AesGcm => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::RustCrypto),
             #[cfg(feature = "ring")]
             FvMode::Ring => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::Ring),

@@ -49,24 +49,20 @@ impl CipherId {
 pub enum CipherBackend {
     /// RustCrypto `aes-gcm` (pure Rust; the default when neither `ring` nor `aws-lc` is built).
     RustCrypto,
-    /// aws-lc-rs (feature `aws-lc`): a FIPS-validated module; the default when `ring` is not
-    /// built.
+    /// aws-lc-rs (feature `aws-lc`, on by default): its AVX-512 AES-GCM is the fastest on a CPU
+    /// that has it (BENCHMARKS.md); it has no VAES-AVX2 code, so without AVX-512 it runs AES-NI
+    /// with CLMUL.
     AwsLc,
-    /// ring (feature `ring`, on by default): the fastest here, with a VAES-AVX2 AES-GCM that
-    /// opens a page in about half aws-lc's time on a CPU without AVX-512 (BENCHMARKS.md).
+    /// ring (feature `ring`, on by default): its VAES-AVX2 AES-GCM opens a page in about half
+    /// aws-lc's time on a CPU with VAES and without AVX-512 (BENCHMARKS.md).
     Ring,
 }
 
 impl Default for CipherBackend {
-    /// Chosen by measurement (BENCHMARKS.md, "Primitives"): ring, then aws-lc, then RustCrypto.
+    /// The fastest AES-GCM backend this build includes on this CPU, timed once per process
+    /// (`fastest.rs`): all produce the same pages, and which is fastest depends on the CPU.
     fn default() -> Self {
-        if cfg!(feature = "ring") {
-            CipherBackend::Ring
-        } else if cfg!(feature = "aws-lc") {
-            CipherBackend::AwsLc
-        } else {
-            CipherBackend::RustCrypto
-        }
+        super::fastest::fastest_backend()
     }
 }
 

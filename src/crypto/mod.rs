@@ -10,6 +10,7 @@
 //!   backends open each other's pages).
 
 pub mod cipher;
+mod fastest;
 pub mod kdf;
 pub mod keys;
 pub mod locked;
