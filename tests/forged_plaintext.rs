@@ -234,10 +234,7 @@ fn a_tree_name_longer_than_any_write_makes_is_lost_whole_in_salvage() {
 
     let db = cfg(&path).open().unwrap();
     let problems = db.check().unwrap().problems;
-    assert!(
-        problems.iter().any(|p| p.page == catalog[0] && p.reason == CorruptReason::BadLayout),
-        "{problems:?}"
-    );
+    assert!(problems.iter().any(|p| p.page == catalog[0] && p.reason == CorruptReason::BadLayout), "{problems:?}");
     drop(db);
     let dst = dir.path().join("salvaged.fv");
     let report = foldvault::salvage(&cfg(&path), &cfg(&dst)).unwrap();
