@@ -220,6 +220,7 @@ fn run_children(a: &Args) -> (Results, Notes, usize) {
                 if a.quick {
                     cmd.arg("--quick");
                 }
+                cmd.env(common::engines::DEFAULT_BACKEND_VAR, format!("{:?}", common::engines::default_backend()));
                 let out = cmd.stderr(Stdio::inherit()).output().expect("spawn child");
                 if !out.status.success() {
                     eprintln!("peers: {} on {} failed ({})", e.name(), d.name(), out.status);
@@ -277,11 +278,11 @@ fn paired_ratio(r: &Results, d: Dataset, num: Engine, den: Engine, id: &str) -> 
     median(&ratios)
 }
 
-/// The encrypted foldvault column the ratios are taken from: the backend the default build
-/// chooses on this CPU (`CipherBackend::default()`, timed at run time), else ring, else aws-lc,
-/// else the first column.
+/// The encrypted foldvault column the ratios are taken from: the default backend of this build
+/// on this CPU (`CipherBackend::default()`, timed at run time when ring and aws-lc are both
+/// built), else ring, else aws-lc, else the first column.
 fn main_engine(engines: &[Engine]) -> usize {
-    let chosen = match foldvault::CipherBackend::default() {
+    let chosen = match common::engines::default_backend() {
         foldvault::CipherBackend::AwsLc => "fv-awslc",
         foldvault::CipherBackend::RustCrypto => "fv-aesgcm",
         _ => "fv-ring",

@@ -2,8 +2,8 @@
 //!
 //! The page cipher is crate-private, so the cost of sealing and opening one page is measured
 //! through the public API, in sets that differ only in the page cipher: `aes-gcm` (RustCrypto),
-//! `ring` (with the `ring` feature, the crate's default), `aws-lc` (with the `aws-lc` feature)
-//! and `plaintext` (CRC32):
+//! `ring` (with the `ring` feature, the default build's backend), `aws-lc` (with the `aws-lc`
+//! feature; with both built, the faster on the CPU at hand is the default) and `plaintext` (CRC32):
 //! - `get/cached`: a lookup whose pages are all in the cache (no cipher work at all);
 //! - `get/uncached`: a lookup through a 64-page cache, so most lookups open (decrypt and verify)
 //!   a leaf page: the difference to plaintext is about one page open;
@@ -48,7 +48,7 @@ fn random_key(rng: &mut Rng) -> [u8; 16] {
 enum Mode {
     /// AES-256-GCM on RustCrypto `aes-gcm`.
     RustCrypto,
-    /// AES-256-GCM on ring (the crate's default backend when the feature is on).
+    /// AES-256-GCM on ring (the default build's backend).
     #[cfg(feature = "ring")]
     Ring,
     /// AES-256-GCM on aws-lc-rs.

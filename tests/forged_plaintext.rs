@@ -224,6 +224,9 @@ fn a_tree_name_longer_than_any_write_makes_is_lost_whole_in_salvage() {
     // §4.1) is the last one packed; written again one key byte longer, it still fits the page.
     edit_page(&path, catalog[0], &[], |b| {
         let at = b.windows(long.len()).position(|w| w == long).expect("the catalog holds the name") - 7;
+        let offsets = (0..foldvault::format::page::count(b) as usize)
+            .map(|i| u16::from_le_bytes([b[PAGE_HEADER_SIZE + 2 * i], b[PAGE_HEADER_SIZE + 2 * i + 1]]) as usize);
+        assert_eq!(offsets.max(), Some(at), "the long name's entry is the last one packed");
         let value_len = u32::from_le_bytes(b[at + 3..at + 7].try_into().unwrap()) as usize;
         let value = b[at + 7 + long.len()..at + 7 + long.len() + value_len].to_vec();
         assert!(at + 7 + long.len() + 1 + value_len <= foldvault::format::page::PAYLOAD_SIZE);

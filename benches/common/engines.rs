@@ -77,15 +77,15 @@ impl std::ops::Sub for Counters {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Engine {
     FvEnc,
-    /// ring (the default build chooses ring or aws-lc, whichever is faster on the CPU).
+    /// ring (the default build's backend; with aws-lc also built, the faster of the two is).
     #[cfg(feature = "ring")]
     FvRing,
     #[cfg(feature = "aws-lc")]
     FvAwsLc,
     FvPlain,
-    /// The default build's cipher without the write-ahead log (`Config::write_ahead_log(false)`).
+    /// The default backend (as the parent process chose it) without the write-ahead log (`Config::write_ahead_log(false)`).
     FvNoWal,
-    /// The default build's cipher with the log's checkpoints made within the commit that fills
+    /// The default backend (as the parent process chose it) with the log's checkpoints made within the commit that fills
     /// the log (`Config::wal_background_checkpoints(false)`). Only when named (`--engines`).
     FvInlineCheckpoint,
     Redb,
@@ -179,6 +179,20 @@ enum FvMode {
     InlineCheckpoint,
 }
 
+/// The environment variable through which the parent process hands its default backend to its
+/// children: each process times its own (`CipherBackend::default()`), and two processes can
+/// choose differently where ring and aws-lc time within 5% of each other.
+pub const DEFAULT_BACKEND_VAR: &str = "PEERS_DEFAULT_BACKEND";
+
+/// The default backend as the parent process chose it, else this process's.
+pub fn default_backend() -> foldvault::CipherBackend {
+    let named = std::env::var(DEFAULT_BACKEND_VAR).ok();
+    foldvault::CipherBackend::available()
+        .into_iter()
+        .find(|b| named.as_deref() == Some(format!("{b:?}").as_str()))
+        .unwrap_or_default()
+}
+
 struct Foldvault {
     db: foldvault::Db,
     tree: foldvault::Tree,
@@ -199,9 +213,12 @@ impl Foldvault {
             #[cfg(feature = "aws-lc")]
             FvMode::AwsLc => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::AwsLc),
             FvMode::Plain => cfg.plaintext(),
-            // The crate's default backend, the engine as it was before the log.
-            FvMode::NoWal => cfg.passphrase(PASSPHRASE).write_ahead_log(false),
-            FvMode::InlineCheckpoint => cfg.passphrase(PASSPHRASE).wal_background_checkpoints(false),
+            // The crate's default backend (as the parent process chose it), the engine as it was
+            // before the log.
+            FvMode::NoWal => cfg.passphrase(PASSPHRASE).cipher_backend(default_backend()).write_ahead_log(false),
+            FvMode::InlineCheckpoint => {
+                cfg.passphrase(PASSPHRASE).cipher_backend(default_backend()).wal_background_checkpoints(false)
+            }
         };
         let db = cfg.open().expect("foldvault open");
         let tree = db.open_tree("t").expect("foldvault open_tree");

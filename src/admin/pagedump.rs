@@ -93,21 +93,14 @@ impl Dumper {
         // The sealer every reader of a whole file uses: the file's format version (bound into
         // every page's seal), and both keys of an unfinished rotation.
         let pager = if !h.is_encrypted() {
-            Some(Pager::new(
-                storage.clone(),
-                crate::db::open::file_sealer(h, None, crate::CipherBackend::default()).at(&t.file)?,
-                CACHE_BYTES,
-            ))
+            Some(Pager::new(storage.clone(), crate::db::open::file_sealer(h, None, None).at(&t.file)?, CACHE_BYTES))
         } else if !cli.keys.any_given() {
             None
         } else {
             let creds = cli.keys.credentials(Prompt::Never)?;
             let (dk, _slot) = crate::db::open::unlock(h, info.header_page, &creds).at(&t.file)?;
-            let pager = Pager::new(
-                storage.clone(),
-                crate::db::open::file_sealer(h, Some(&dk), crate::CipherBackend::default()).at(&t.file)?,
-                CACHE_BYTES,
-            );
+            let pager =
+                Pager::new(storage.clone(), crate::db::open::file_sealer(h, Some(&dk), None).at(&t.file)?, CACHE_BYTES);
             // No page is sealed under an epoch above the newest commit record's: pages naming
             // one (damaged, or forged) are refused before a key is derived for them, so a
             // hostile file cannot make pagedump derive a key per page.

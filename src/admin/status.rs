@@ -268,7 +268,12 @@ pub fn write_status(
         if h.next_key.is_some() {
             writeln!(o, "rekey:           in progress (run `foldvault rekey` again to finish it)")?;
         }
-        writeln!(o, "AES:             {}; backend {}", aes_text(), backend_name(crate::CipherBackend::default()))?;
+        writeln!(
+            o,
+            "AES:             {}; fastest backend here {}",
+            aes_text(),
+            backend_name(crate::CipherBackend::default())
+        )?;
     }
     match db {
         None => writeln!(o, "(no key given: trees and counters need the key)")?,

@@ -62,7 +62,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
     let result = (|| -> Result<BackupSummary> {
         let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(&tmp, true)?);
         storage.set_len(0)?;
-        let sealer = crate::db::open::file_sealer(&br.file_header, dk.as_ref(), crate::CipherBackend::default())?;
+        let sealer = crate::db::open::file_sealer(&br.file_header, dk.as_ref(), None)?;
         let page_count = br.header.page_count;
         let pager = Pager::new(storage.clone(), sealer, 1 << 20);
         pager.write_raw(HEADER_PAGE_A, &br.file_header_page)?;

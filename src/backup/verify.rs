@@ -256,7 +256,7 @@ pub fn verify<R: Read>(r: R, creds: Option<&Credentials>, progress: &mut dyn FnM
         Some(k) => Some(backup_aead(k)?),
         None => None,
     };
-    let sealer = crate::db::open::file_sealer(&br.file_header, dk.as_ref(), crate::CipherBackend::default())?;
+    let sealer = crate::db::open::file_sealer(&br.file_header, dk.as_ref(), None)?;
     let mut facts: HashMap<PageNo, PageFacts> = HashMap::new();
     let mut pages = 0u64;
     let total = br.header.live_pages;

@@ -1,8 +1,9 @@
 //! AEAD backends behind one small trait. RustCrypto's `aes-gcm` is always built (AES-NI and
 //! CLMUL detected at run time, constant-time bitsliced fallback otherwise); the `ring` feature
-//! (on by default) adds ring's AES-GCM, the `aws-lc` feature aws-lc-rs (FIPS-validated), the
-//! `chacha` feature ChaCha20-Poly1305. All produce the same bytes for the same key, nonce, AAD
-//! and plaintext, so the page format never depends on the backend.
+//! (on by default) adds ring's AES-GCM, the `aws-lc` feature aws-lc-rs's (with both built, the
+//! faster of the two on the CPU at hand is the default backend: `fastest.rs`), the `chacha` feature
+//! ChaCha20-Poly1305. All produce the same bytes for the same key, nonce, AAD and plaintext, so
+//! the page format never depends on the backend.
 //!
 //! Expanded key schedules are wiped when a cipher drops: RustCrypto's by the `aes`, `ghash`,
 //! `polyval` and `chacha20` crates (their `zeroize` features); aws-lc's when it frees its
@@ -49,7 +50,8 @@ impl CipherId {
 pub enum CipherBackend {
     /// RustCrypto `aes-gcm` (pure Rust; the default when neither `ring` nor `aws-lc` is built).
     RustCrypto,
-    /// aws-lc-rs (feature `aws-lc`, on by default): its AVX-512 AES-GCM is the fastest on a CPU
+    /// aws-lc-rs (feature `aws-lc`; AWS-LC, whose FIPS-validated build is
+    /// aws-lc-rs's `fips` feature, not used here): its AVX-512 AES-GCM is the fastest on a CPU
     /// that has it (BENCHMARKS.md); it has no VAES-AVX2 code, so without AVX-512 it runs AES-NI
     /// with CLMUL.
     AwsLc,

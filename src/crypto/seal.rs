@@ -208,6 +208,14 @@ impl PageSealer {
         }
     }
 
+    /// The AES-GCM backend this sealer's AEADs run on (None in plaintext mode).
+    pub(crate) fn backend(&self) -> Option<CipherBackend> {
+        match &self.mode {
+            Mode::Plain => None,
+            Mode::Aead { backend, .. } => Some(*backend),
+        }
+    }
+
     /// Runs `f` with all data keys (None in plaintext mode).
     pub(crate) fn with_keys<T>(&self, f: impl FnOnce(Option<&DataKeys>) -> T) -> T {
         match &self.mode {

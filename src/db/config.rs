@@ -60,7 +60,9 @@ pub struct Config {
     pub(crate) use_env: bool,
     pub(crate) encryption: Encryption,
     pub(crate) cipher: CipherId,
-    pub(crate) backend: CipherBackend,
+    /// `None`: the default backend, chosen (timed, `crypto/fastest.rs`) only when an encrypted
+    /// file is opened, so that a plaintext configuration never pays for the choice.
+    pub(crate) backend: Option<CipherBackend>,
     pub(crate) kdf: KdfParams,
     pub(crate) cache_capacity: usize,
     pub(crate) durability: Durability,
@@ -95,7 +97,7 @@ impl Default for Config {
             use_env: true,
             encryption: Encryption::Auto,
             cipher: CipherId::Aes256Gcm,
-            backend: CipherBackend::default(),
+            backend: None,
             kdf: KdfParams::default(),
             cache_capacity: 32 << 20,
             durability: Durability::Eventual,
@@ -252,8 +254,13 @@ impl Config {
         self
     }
     pub fn cipher_backend(mut self, b: CipherBackend) -> Config {
-        self.backend = b;
+        self.backend = Some(b);
         self
+    }
+    /// The backend an encrypted open uses: the one named with `cipher_backend`, else the
+    /// default (the fastest built, timed once per process).
+    pub(crate) fn backend(&self) -> CipherBackend {
+        self.backend.unwrap_or_default()
     }
     pub fn kdf(mut self, k: KdfParams) -> Config {
         self.kdf = k;

@@ -40,6 +40,8 @@ pub struct EncryptionStatus {
     pub commit_seq: u64,
     /// Whether the CPU's AES instructions are in use (else a constant-time software AES).
     pub hardware_aes: bool,
+    /// The backend this handle's AEADs run on (`Config::cipher_backend`, else the fastest
+    /// built, timed once per process); for a plaintext file, the one an encrypted open would use.
     pub backend: CipherBackend,
     /// True while a data-key rotation is in progress.
     pub rekey_in_progress: bool,
@@ -83,7 +85,7 @@ impl Db {
             seal_budget: e.seal_budget,
             commit_seq,
             hardware_aes: CipherBackend::hardware_aes(),
-            backend: CipherBackend::default(),
+            backend: e.pager.sealer.backend().unwrap_or_default(),
             rekey_in_progress: h.next_key.is_some(),
             data_keys_held: e.pager.sealer.with_keys(|k| k.map_or(0, |k| k.len())),
         }

@@ -68,8 +68,8 @@ pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credential
         header.slots[0] = Some(slots::make_slot(kind, cfg.kdf, creds, &dk, &file_id, 0)?);
         header.mac = slots::header_mac(&dk, &header.encode_body()[..]);
         // Fail early if the backend is missing (e.g. a cipher whose feature is off).
-        crate::crypto::cipher::new_aead(cfg.cipher, cfg.backend, &dk)?;
-        PageSealer::encrypted(file_id, cfg.cipher, cfg.backend, DataKeys::single(dk), 0)
+        crate::crypto::cipher::new_aead(cfg.cipher, cfg.backend(), &dk)?;
+        PageSealer::encrypted(file_id, cfg.cipher, cfg.backend(), DataKeys::single(dk), 0)
     } else {
         PageSealer::plaintext(file_id)
     };
@@ -219,11 +219,11 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         let (dk, _slot) = unlock(&header, header_page, creds)?;
         // A cipher or backend this build lacks is `Unsupported` here, not a commit record that
         // fails to open (which recovery would report as corruption).
-        crate::crypto::cipher::new_aead(header.cipher, cfg.backend, &dk)?;
+        crate::crypto::cipher::new_aead(header.cipher, cfg.backend(), &dk)?;
         // The data key moves into the sealer: no second copy is made (with `file_sealer`'s
         // copy, the key-memory unit test failed twice in CI's feature run, 0ac2b39).
         let keys = DataKeys::with_next(dk, &header.file_id, header.next_key.as_ref())?;
-        PageSealer::encrypted(header.file_id, header.cipher, cfg.backend, keys, u32::MAX).with_version(header.version)
+        PageSealer::encrypted(header.file_id, header.cipher, cfg.backend(), keys, u32::MAX).with_version(header.version)
     } else {
         if cfg.encryption == Encryption::Required {
             return Err(Error::Unsupported("the database is plaintext but encryption is required".into()));
@@ -358,18 +358,19 @@ pub(crate) fn load_catalog(pager: &Pager, catalog: PageRef) -> Result<BTreeMap<V
 
 /// The page sealer of a whole file, from its header: the file's format version (bound into
 /// every page's seal) and, during an unfinished rotation, both data keys. For the readers that
-/// open every page without opening the database (backup verify and restore, pagedump:
-/// `CipherBackend::default()`), and for `open` of a plaintext file.
+/// open every page without opening the database (backup verify and restore, pagedump, salvage),
+/// and for `open` of a plaintext file. `backend`: `None` for the default, chosen only if a key
+/// is given.
 pub(crate) fn file_sealer(
     fh: &FileHeader,
     dk: Option<&SecretKey>,
-    backend: crate::CipherBackend,
+    backend: Option<crate::CipherBackend>,
 ) -> Result<PageSealer> {
     Ok(match dk {
         Some(dk) => PageSealer::encrypted(
             fh.file_id,
             fh.cipher,
-            backend,
+            backend.unwrap_or_default(),
             DataKeys::with_next(dk.duplicate(), &fh.file_id, fh.next_key.as_ref())?,
             u32::MAX,
         )
