@@ -206,7 +206,7 @@ impl Foldvault {
             .flush_every_ms(None)
             .cache_capacity(cache);
         let cfg = match mode {
-            // Each backend named explicitly: the crate's default is timed at run time (ring or aws-lc).
+            // Each backend named explicitly: with ring and aws-lc both built the default is timed.
             FvMode::AesGcm => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::RustCrypto),
             #[cfg(feature = "ring")]
             FvMode::Ring => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::Ring),

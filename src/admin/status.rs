@@ -270,7 +270,7 @@ pub fn write_status(
         }
         writeln!(
             o,
-            "AES:             {}; fastest backend here {}",
+            "AES:             {}; default backend here {}",
             aes_text(),
             backend_name(crate::CipherBackend::default())
         )?;
