@@ -83,10 +83,12 @@ pub enum Engine {
     #[cfg(feature = "aws-lc")]
     FvAwsLc,
     FvPlain,
-    /// The default backend (as the parent process chose it) without the write-ahead log (`Config::write_ahead_log(false)`).
+    /// The default backend (as the parent process chose it) without the write-ahead log
+    /// (`Config::write_ahead_log(false)`).
     FvNoWal,
-    /// The default backend (as the parent process chose it) with the log's checkpoints made within the commit that fills
-    /// the log (`Config::wal_background_checkpoints(false)`). Only when named (`--engines`).
+    /// The default backend (as the parent process chose it) with the log's checkpoints made
+    /// within the commit that fills the log (`Config::wal_background_checkpoints(false)`). Only
+    /// when named (`--engines`).
     FvInlineCheckpoint,
     Redb,
     Sled,

@@ -68,8 +68,9 @@ pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credential
         header.slots[0] = Some(slots::make_slot(kind, cfg.kdf, creds, &dk, &file_id, 0)?);
         header.mac = slots::header_mac(&dk, &header.encode_body()[..]);
         // Fail early if the backend is missing (e.g. a cipher whose feature is off).
-        crate::crypto::cipher::new_aead(cfg.cipher, cfg.backend(), &dk)?;
-        PageSealer::encrypted(file_id, cfg.cipher, cfg.backend(), DataKeys::single(dk), 0)
+        let backend = cfg.backend();
+        crate::crypto::cipher::new_aead(cfg.cipher, backend, &dk)?;
+        PageSealer::encrypted(file_id, cfg.cipher, backend, DataKeys::single(dk), 0)
     } else {
         PageSealer::plaintext(file_id)
     };
@@ -219,11 +220,12 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         let (dk, _slot) = unlock(&header, header_page, creds)?;
         // A cipher or backend this build lacks is `Unsupported` here, not a commit record that
         // fails to open (which recovery would report as corruption).
-        crate::crypto::cipher::new_aead(header.cipher, cfg.backend(), &dk)?;
+        let backend = cfg.backend();
+        crate::crypto::cipher::new_aead(header.cipher, backend, &dk)?;
         // The data key moves into the sealer: no second copy is made (with `file_sealer`'s
         // copy, the key-memory unit test failed twice in CI's feature run, 0ac2b39).
         let keys = DataKeys::with_next(dk, &header.file_id, header.next_key.as_ref())?;
-        PageSealer::encrypted(header.file_id, header.cipher, cfg.backend(), keys, u32::MAX).with_version(header.version)
+        PageSealer::encrypted(header.file_id, header.cipher, backend, keys, u32::MAX).with_version(header.version)
     } else {
         if cfg.encryption == Encryption::Required {
             return Err(Error::Unsupported("the database is plaintext but encryption is required".into()));
