@@ -3,7 +3,9 @@
 //! only call [`foldvault_main`] and [`pagedump_main`].
 //!
 //! Layer: admin, on top of everything: it uses the public API (`Config`, `Db`, transactions)
-//! for all commands, and the crate-private pager only in `pagedump`, to open single pages.
+//! for all commands, with two crate-private helpers of `db` (the reserved tree prefix, and
+//! slot listing from a raw header), and the crate-private pager only in `pagedump`, to open
+//! single pages.
 //!
 //! Invariants:
 //! - exit codes are stable (see [`EXIT_CODES`]): 0 success, 1 key not found, 2 usage error,
@@ -55,7 +57,7 @@ Exit codes:
   0  success
   1  key not found (get)
   2  usage error: bad arguments or input, a file or option this build cannot serve,
-     a command not yet available, a key that has sealed its most pages (rotate it)
+     a key that has sealed its most pages (rotate it)
   3  wrong key or passphrase (or none given for an encrypted database)
   4  corruption: a page, header or commit record failed its check, a log beside the
      file belongs to another file, or a check or verification failed
@@ -66,8 +68,6 @@ Exit codes:
 pub enum CliError {
     /// Bad arguments or input (exit 2).
     Usage(String),
-    /// A subcommand that is declared but not implemented yet (exit 2).
-    NotYetAvailable(&'static str),
     /// `get`: no such tree or key (exit 1).
     NotFound { what: &'static str, file: PathBuf },
     /// A library error about `file` (exit code by kind).
@@ -142,7 +142,7 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Usage(_) | CliError::NotYetAvailable(_) => EXIT_USAGE,
+            CliError::Usage(_) => EXIT_USAGE,
             CliError::NotFound { .. } => EXIT_NOT_FOUND,
             CliError::Db { err, .. } => exit_code_of(err),
             CliError::Io { .. } => EXIT_IO,
@@ -155,7 +155,6 @@ impl CliError {
     pub fn message(&self) -> Option<String> {
         Some(match self {
             CliError::Usage(m) | CliError::Verify(m) => m.clone(),
-            CliError::NotYetAvailable(cmd) => format!("{cmd}: not yet available in this version"),
             CliError::NotFound { what, file } => format!("{what} ({})", file.display()),
             CliError::Db { err, file } => {
                 format!("{} ({})", one_line(&err.to_string()), file.display())

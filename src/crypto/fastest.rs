@@ -24,8 +24,9 @@
 //!   speed); the others timed the two within 5% of each other, in stretches where the machine
 //!   ran both slower and aws-lc's lead shrank (the choice then costs little either way);
 //! - a backend whose cipher cannot be built or fails its round trip is not chosen;
-//! - `Config` resolves the default only at an encrypted open (`Config::backend`), so a
-//!   plaintext database never pays for the timing.
+//! - `Config` resolves the default only at an encrypted open (`Config::backend`), so opening
+//!   and using a plaintext database never pays for the timing (only `Db::encryption_status`
+//!   on one asks, to say which backend an encrypted open would use).
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};

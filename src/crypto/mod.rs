@@ -1,13 +1,15 @@
 //! Crypto: key types, key derivation, key slots, and the sealing of pages.
 //!
 //! Layer: crypto (beside `format`, above `storage`). May call `format` for trailer offsets and
-//! the AAD; never does I/O. Invariants:
+//! the AAD; does no I/O on a database file (`secret_file` reads key and passphrase files,
+//! `locked` maps and locks memory for keys). Invariants:
 //! - every secret lives in a type that zeroizes on drop and prints as `[redacted]`;
 //! - secrets are moved, never cloned by a derived `Clone`;
-//! - a nonce is drawn from a CSPRNG for every seal; a key is never used for more seals than the
-//!   budget in SPEC.md §6 (the pager counts and rolls epochs over);
-//! - the page format does not depend on which backend sealed a page (tests check that both
-//!   backends open each other's pages).
+//! - a nonce is drawn from a CSPRNG for every seal; a key is used for at most the budget in
+//!   SPEC.md §6.3 plus one transaction's seals (the pager counts seals, the engine moves to the
+//!   next epoch at `begin`);
+//! - the page format does not depend on which backend sealed a page (tests check that every
+//!   backend opens every other's pages).
 
 pub mod cipher;
 mod fastest;

@@ -23,8 +23,10 @@
 //!   derive `Debug` and `Clone` but not `PartialEq` (foldvault's `Error` is not `PartialEq`).
 //! - `TransactionalTree` also has `contains_key`; it is `!Send` and `Clone`, as in sled.
 //! - Reads inside a transaction see the transaction's own writes and the commit that was newest
-//!   when it began; since transactions run one at a time, the closure runs once (unless it
-//!   returns `Conflict` itself, which sled would also retry, forever).
+//!   when it began; since transactions run one at a time, the closure runs once, unless it
+//!   returns `Conflict` itself (which sled would also retry, forever) or its `generate_id` waits
+//!   too long for the id lock a concurrent `Db::generate_id` holds (the attempt is then rolled
+//!   back and the closure run again).
 //! - A transaction's changes are durable per the database's `Durability` (sled: after `flush`),
 //!   or at once if the closure calls `TransactionalTree::flush`.
 //! - A transaction blocks other writers (single `insert`s included) while its closure runs;

@@ -12,7 +12,7 @@
 //! | [`db_ops`] | operations on three trees over a `FaultyStorage`, with crashes and I/O errors, against a model |
 //! | [`corrupt_file`] | mutations of valid database files, then open, scan and check |
 //! | [`wal_replay`] | a write-ahead log damaged like a crash leaves it, or arbitrarily, then replayed |
-//! | [`backup_stream`] | (not yet: backup is not implemented) |
+//! | [`backup_stream`] | mutations of a valid backup stream, then `verify` (without and with the key) and `restore` |
 //!
 //! Inputs are read through [`Input`], which turns any byte string into small numbers, so every
 //! input means something and libFuzzer's mutations stay local. Shared here too: plaintext

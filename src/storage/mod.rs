@@ -4,7 +4,8 @@
 //! file only through [`Storage`]. Backends: a file, memory, a fault-injecting memory file for
 //! tests, and [`WalStorage`], a file and its write-ahead log seen as one file (SPEC.md §15).
 //!
-//! Contract (as redb's `StorageBackend`, five methods, `u64` offsets):
+//! Contract (as redb's `StorageBackend`: five required methods, and `bytes_on_disk` and
+//! `checkpoint_log` with default bodies; `u64` offsets):
 //! - `read_at` fills the whole buffer or fails; reading past the end fails with
 //!   `io::ErrorKind::UnexpectedEof`.
 //! - `write_at` may extend the file; a write is *not* durable until a later `sync` returns.
