@@ -55,7 +55,8 @@ fn ranges_that_hold_nothing_are_empty() {
         t.insert(format!("k{i:04}"), vec![1u8; 40]).unwrap();
     }
     let k = |i: u32| format!("k{i:04}").into_bytes();
-    let empty: Vec<(Bound<Vec<u8>>, Bound<Vec<u8>>)> = vec![
+    type Range = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+    let empty: Vec<Range> = vec![
         (Included(k(300)), Included(k(100))),
         (Included(k(300)), Excluded(k(100))),
         (Excluded(k(300)), Included(k(100))),
