@@ -7,8 +7,10 @@
 //! reordered then cut), opens it, runs the integrity check, and hashes the contents. Afterwards each recovered
 //! state must be one of the states between the last commit acknowledged as durable and the
 //! commit in flight: every acknowledged commit survives, nothing of an unacknowledged one is
-//! partly visible. Then I/O errors (one-shot and persistent) at sampled operations, and a second
-//! crash during recovery from the first.
+//! partly visible. Then I/O errors (one-shot and persistent) at sampled operations; one-shot
+//! errors the device gets over, after which the same handle must refuse to commit (`Poisoned`)
+//! or, after a failed read, commit durably on top of an acknowledged state; and a second crash
+//! during recovery from the first (its second session may fail only once the power is cut).
 //!
 //! Default run: every second mutating operation is a crash point (over 4,000, three models
 //! each); `FOLDVAULT_EXHAUSTIVE=1` takes every one.
@@ -19,7 +21,7 @@ use std::sync::Arc;
 
 use foldvault::fuzzing::Rng;
 use foldvault::storage::{CrashModel, FaultPlan, FaultyStorage, Storage, WalStorage};
-use foldvault::{Config, Db, Durability, KdfParams};
+use foldvault::{Config, Db, Durability, Error, KdfParams};
 use parking_lot::Mutex;
 
 type Model = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
@@ -313,15 +315,7 @@ fn crash_at_every_write_with_write_ahead_log() {
 fn io_errors(wal: bool) {
     let exhaustive = std::env::var_os("FOLDVAULT_EXHAUSTIVE").is_some();
     let txns = 150;
-    // Count the operations of a clean run, per device.
-    let totals: Vec<u64> = {
-        let rig = Rig::new(wal);
-        let db = config(rig.storage(), true).open().unwrap();
-        rig.devices().for_each(|d| d.set_plan(FaultPlan::default()));
-        let mut states = vec![hash_model(&Model::new())];
-        workload(&db, txns, 7, &mut states, &Mutex::new(Progress::default()), &mut Model::new()).unwrap();
-        rig.devices().map(|d| d.op_count()).collect()
-    };
+    let totals = clean_op_counts(wal, txns);
     let mut runs = 0;
     for (device, &total) in totals.iter().enumerate() {
         let step = if exhaustive { 1 } else { (total / 150).max(1) };
@@ -360,6 +354,80 @@ fn io_errors(wal: bool) {
         }
     }
     println!("I/O-error points: {runs} runs over {totals:?} operations (one-shot and persistent)");
+}
+
+/// The operations a clean run of `txns` workload transactions makes on each device of a rig.
+fn clean_op_counts(wal: bool, txns: usize) -> Vec<u64> {
+    let rig = Rig::new(wal);
+    let db = config(rig.storage(), true).open().unwrap();
+    rig.devices().for_each(|d| d.set_plan(FaultPlan::default()));
+    let mut states = vec![hash_model(&Model::new())];
+    workload(&db, txns, 7, &mut states, &Mutex::new(Progress::default()), &mut Model::new()).unwrap();
+    rig.devices().map(|d| d.op_count()).collect()
+}
+
+/// One I/O error that the device gets over (no power loss after it), then more work on the
+/// same handle: a failed write or sync poisons the handle, so the next commit fails with
+/// `Poisoned` and the file holds an acceptable state; a failed read does not, so the next
+/// commit may succeed, and then it must be in the file, on top of an acceptable state. (A
+/// commit acknowledged on top of a failed write would be found here, its predecessor missing.)
+fn io_error_then_another_commit(wal: bool) {
+    let exhaustive = std::env::var_os("FOLDVAULT_EXHAUSTIVE").is_some();
+    let txns = 150;
+    let (mut poisoned, mut continued) = (0, 0);
+    for (device, &total) in clean_op_counts(wal, txns).iter().enumerate() {
+        let step = if exhaustive { 1 } else { (total / 60).max(1) };
+        for at in (1..=total).step_by(step as usize) {
+            let rig = Rig::new(wal);
+            let db = config(rig.storage(), true).open().unwrap();
+            let plan = FaultPlan { fail_at: Some(at), ..FaultPlan::default() };
+            rig.devices()
+                .enumerate()
+                .for_each(|(i, d)| d.set_plan(if i == device { plan.clone() } else { FaultPlan::default() }));
+            let mut states = vec![hash_model(&Model::new())];
+            let progress = Mutex::new(Progress::default());
+            let Err(first) = workload(&db, txns, 7, &mut states, &progress, &mut Model::new()) else {
+                continue; // the failed operation's error did not reach a caller of the workload
+            };
+            let what = format!("device {device} fail_at {at} ({first})");
+            let after = db.open_tree("atoms").and_then(|t| {
+                t.insert("after-error", b"x".to_vec())?;
+                t.flush()
+            });
+            drop(db);
+            let prog = *progress.lock();
+            let (main, log) = rig.live_images();
+            let s = storage_of(FaultyStorage::from_bytes(main), log.map(FaultyStorage::from_bytes)).unwrap();
+            let db = config(s, true).open().unwrap_or_else(|e| panic!("{what}: open: {e}"));
+            assert!(db.check().unwrap().is_ok(), "{what}");
+            let mut got = read_all(&db).unwrap();
+            match after {
+                Err(Error::Poisoned) => poisoned += 1,
+                Err(e) => panic!("{what}: the next commit failed with {e}, not Poisoned"),
+                Ok(_) => {
+                    continued += 1;
+                    let atoms = got.get_mut("atoms").unwrap_or_else(|| panic!("{what}: no atoms tree"));
+                    assert_eq!(atoms.remove(&b"after-error"[..]).as_deref(), Some(&b"x"[..]), "{what}: commit lost");
+                }
+            }
+            assert!(
+                states[prog.acked..=prog.upper].contains(&hash_model(&got)),
+                "{what}: not an acknowledged state under the last commit"
+            );
+        }
+    }
+    println!("one-shot I/O errors: {poisoned} poisoned the handle, {continued} were reads it went on after");
+    assert!(poisoned > 0, "no failed write or sync was met");
+}
+
+#[test]
+fn io_error_then_another_commit_file() {
+    io_error_then_another_commit(false);
+}
+
+#[test]
+fn io_error_then_another_commit_with_write_ahead_log() {
+    io_error_then_another_commit(true);
 }
 
 #[test]
@@ -411,16 +479,19 @@ fn crash_during_recovery(wal: bool) {
                 .enumerate()
                 .for_each(|(i, d)| d.set_plan(if i == device { plan.clone() } else { FaultPlan::default() }));
             // Whether the insert was acknowledged durable before the second power loss (any step
-            // may fail once the device is cut).
-            let mut acknowledged = false;
-            if let Ok(s) = storage_of(rig2.main.clone(), rig2.log.clone())
-                && let Ok(db2) = config(s, true).open()
-            {
-                if let Ok(t) = db2.open_tree("atoms") {
-                    acknowledged = t.insert("after-crash", b"x".to_vec()).is_ok() && t.flush().is_ok();
-                }
-                drop(db2);
-            }
+            // may fail once the device is cut, and only then).
+            let session = || -> foldvault::Result<()> {
+                let db2 = config(storage_of(rig2.main.clone(), rig2.log.clone())?, true).open()?;
+                let t = db2.open_tree("atoms")?;
+                t.insert("after-crash", b"x".to_vec())?;
+                t.flush().map(drop)
+            };
+            let failed = session().err();
+            let acknowledged = failed.is_none();
+            assert!(
+                acknowledged || rig2.devices().any(|d| d.crashed()),
+                "second session (crash planned at {second_at} on device {device}) failed with no power loss: {failed:?}"
+            );
             acknowledged_runs += usize::from(acknowledged);
             for model in [CrashModel::LoseUnsynced, CrashModel::ReorderUnsynced { seed: second_at }] {
                 let img = rig2.crash_images(&model);

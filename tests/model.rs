@@ -191,6 +191,7 @@ fn run(ops: Vec<Op>, encrypted: bool) {
                 // every tree reads back as the model, in full.
                 drop(db);
                 db = reopen(&m, encrypted);
+                assert!(db.check().unwrap().is_ok(), "after a reopen");
                 assert_trees_match(&db, &model, "after a reopen");
             }
             Op::PopMin { tree } => {
@@ -209,6 +210,8 @@ fn run(ops: Vec<Op>, encrypted: bool) {
     db.flush().unwrap();
     drop(db);
     let db = reopen(&m, encrypted);
+    // No page leaked or referenced twice by the aborts, transactions and removals on the way.
+    assert!(db.check().unwrap().is_ok(), "after the last reopen");
     assert_trees_match(&db, &model, "after the last reopen");
 }
 

@@ -4,6 +4,7 @@
 //! new file in place of an old one take the old one's log away. (Crash safety at every write:
 //! `tests/crash.rs`; the log's own format: unit tests in `src/storage/wal/tests.rs`.)
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use foldvault::storage::wal::sidecar_path;
@@ -46,6 +47,31 @@ fn new_db(n: u32) -> (tempfile::TempDir, PathBuf, foldvault::Db) {
     let db = config(&path).open().unwrap();
     commit_records(&db, n, "");
     (dir, path, db)
+}
+
+/// `key{i}` -> `value{i}{tag}` for every `i` in `range`, as `commit_records` writes them.
+fn records(range: std::ops::Range<u32>, tag: &str) -> BTreeMap<String, String> {
+    range.map(|i| (format!("key{i:03}"), format!("value{i}{tag}"))).collect()
+}
+
+/// What a database reopened after a crash must hold, exactly: every page checks, the trees are
+/// the default one (empty) and `t`, and `t` holds `want` and nothing else.
+fn assert_holds_exactly(db: &foldvault::Db, want: &BTreeMap<String, String>) {
+    assert!(db.check().unwrap().is_ok());
+    let names: Vec<Vec<u8>> =
+        db.tree_names().iter().map(|n| n.to_vec()).filter(|n| n.as_slice() != foldvault::DEFAULT_TREE).collect();
+    assert_eq!(names, vec![b"t".to_vec()]);
+    assert!(db.iter().next().is_none(), "the default tree holds nothing");
+    let got: BTreeMap<String, String> = db
+        .open_tree("t")
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let (k, v) = r.unwrap();
+            (String::from_utf8(k.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap())
+        })
+        .collect();
+    assert_eq!(&got, want);
 }
 
 /// Sets the version byte of a log header and makes its CRC hold again.
@@ -137,7 +163,9 @@ fn a_session_that_only_reads_writes_nothing() {
     let crashed = copy_open(&path, &tempfile::tempdir().unwrap().keep());
     drop(db);
     let db = config(&crashed).open().unwrap();
-    assert_eq!(db.open_tree("t").unwrap().get("key000").unwrap().unwrap(), &b"value0again"[..]);
+    let mut want = records(0..20, "");
+    want.insert("key000".into(), "value0again".into());
+    assert_holds_exactly(&db, &want);
     drop(db);
     std::fs::remove_dir_all(crashed.parent().unwrap()).unwrap();
 }
@@ -154,13 +182,10 @@ fn a_log_left_by_a_crash_is_replayed_with_the_setting_on_or_off() {
         // The durable sequence anchors it (SPEC §11): the log's commits count.
         let db = config(&crashed).write_ahead_log(reopen_with_log).min_commit_seq(durable).open().unwrap();
         assert_eq!(db.commit_seq(), durable);
-        assert!(db.check().unwrap().is_ok());
-        let t = db.open_tree("t").unwrap();
-        assert_eq!(t.len(), 30, "every acknowledged commit is in the log");
-        assert_eq!(t.get("key029").unwrap().unwrap(), &b"value29"[..]);
-        assert!(db.get("undurable").unwrap().is_none());
+        // Every acknowledged commit is in the log, and the undurable one is not.
+        assert_holds_exactly(&db, &records(0..30, ""));
         assert_eq!(sidecar_path(&crashed).exists(), reopen_with_log, "with the setting off the log is folded in");
-        drop((t, db));
+        drop(db);
         assert!(!sidecar_path(&crashed).exists());
         assert_eq!(config(&crashed).open().unwrap().open_tree("t").unwrap().len(), 30);
         std::fs::remove_dir_all(crashed.parent().unwrap()).unwrap();
@@ -312,10 +337,8 @@ fn commits_after_a_header_copy_repair_survive_a_crash() {
         c.write_all_at(&second, 0).unwrap();
         drop(c);
         let reopened = config(&crashed).open().unwrap_or_else(|e| panic!("{damage}: {e}"));
-        let t = reopened.open_tree("t").unwrap();
-        assert_eq!(t.len(), 40, "{damage}: acknowledged commits lost");
-        assert_eq!(t.get("key039").unwrap().unwrap(), &b"value39"[..]);
-        drop((t, reopened));
+        assert_holds_exactly(&reopened, &records(0..40, ""));
+        drop(reopened);
         std::fs::remove_dir_all(crashed.parent().unwrap()).unwrap();
         drop(dir);
     }
