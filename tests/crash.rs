@@ -119,12 +119,14 @@ impl Rig {
     }
 }
 
-/// Opens an image, checks it, returns the hash of its contents.
-fn recover(images: Images, encrypted: bool) -> Result<[u8; 32], String> {
+/// Opens an image anchored at `min_seq` (the newest commit acknowledged durable: an open that
+/// falls back past it is `RolledBack`, as it would be for an application that keeps the
+/// anchor, SPEC §11), checks it, returns the hash of its contents.
+fn recover(images: Images, encrypted: bool, min_seq: u64) -> Result<[u8; 32], String> {
     let (main, log) = images;
     let s = storage_of(FaultyStorage::from_bytes(main), log.map(FaultyStorage::from_bytes))
         .map_err(|e| format!("log: {e}"))?;
-    let db = config(s, encrypted).open().map_err(|e| format!("open: {e}"))?;
+    let db = config(s, encrypted).min_commit_seq(min_seq).open().map_err(|e| format!("open: {e}"))?;
     let report = db.check().map_err(|e| format!("check: {e}"))?;
     if !report.is_ok() {
         return Err(format!(
@@ -136,11 +138,23 @@ fn recover(images: Images, encrypted: bool) -> Result<[u8; 32], String> {
 }
 
 /// Progress shared with the observer: (index of the last state acknowledged durable, index of
-/// the newest state that may be on disk).
+/// the newest state that may be on disk, and the commit sequence number acknowledged durable).
+/// A compaction changes no data, so only the sequence number tells its commits lost.
 #[derive(Clone, Copy, Default)]
 struct Progress {
     acked: usize,
     upper: usize,
+    acked_seq: u64,
+}
+
+impl Progress {
+    /// The state last pushed is acknowledged durable, at `db`'s durable sequence number.
+    fn ack(progress: &Mutex<Progress>, states: &[[u8; 32]], db: &Db) {
+        let seq = db.durable_commit_seq();
+        let mut p = progress.lock();
+        p.acked = states.len() - 1;
+        p.acked_seq = seq;
+    }
 }
 
 /// Runs the workload on `db`. `states` receives the hash after every commit. Returns the first
@@ -201,16 +215,16 @@ fn workload(
         tx.commit()?;
         *model = next;
         if immediate {
-            progress.lock().acked = states.len() - 1;
+            Progress::ack(progress, states, db);
         } else if rng.below(3) == 0 {
             progress.lock().upper = states.len() - 1;
             db.flush()?;
-            progress.lock().acked = states.len() - 1;
+            Progress::ack(progress, states, db);
         }
         if rng.below(100) == 0 {
             // Compaction: moves, trims and cuts the file; it flushes first and changes no data.
             db.compact()?;
-            progress.lock().acked = states.len() - 1;
+            Progress::ack(progress, states, db);
         }
     }
     Ok(())
@@ -244,7 +258,7 @@ fn crash_points(encrypted: bool, txns: usize, wal: bool) {
                 CrashModel::TearUnsynced { seed: op },
                 CrashModel::ReorderUnsynced { seed: op.wrapping_mul(31) },
             ] {
-                let outcome = recover(r.crash_images(&model), encrypted);
+                let outcome = recover(r.crash_images(&model), encrypted, prog.acked_seq);
                 pts.lock().push(Point { op, model, progress: prog, outcome });
             }
         })));
@@ -348,7 +362,7 @@ fn io_errors(wal: bool) {
                     eprintln!("device {device} at {at}: {r:?}");
                 }
                 let images = if persistent { rig.live_images() } else { rig.crash_images(&CrashModel::LoseUnsynced) };
-                let got = recover(images, true)
+                let got = recover(images, true, prog.acked_seq)
                     .unwrap_or_else(|e| panic!("device {device} fail_at {at} persistent {persistent}: {e}"));
                 assert!(
                     states[prog.acked..=prog.upper].contains(&got),
@@ -465,7 +479,7 @@ fn crash_during_recovery(wal: bool) {
     drop(db);
     let first = rig.crash_images(&CrashModel::TearUnsynced { seed: 3 });
     let prog = *progress.lock();
-    let acceptable_first = recover(first.clone(), true).unwrap();
+    let acceptable_first = recover(first.clone(), true, prog.acked_seq).unwrap();
     assert!(states[prog.acked..=prog.upper].contains(&acceptable_first), "first recovery lost an acknowledged commit");
     // The first recovered state plus the one insert made after it.
     let with_insert = {
@@ -502,7 +516,8 @@ fn crash_during_recovery(wal: bool) {
             acknowledged_runs += usize::from(acknowledged);
             for model in [CrashModel::LoseUnsynced, CrashModel::ReorderUnsynced { seed: second_at }] {
                 let img = rig2.crash_images(&model);
-                let h = recover(img.clone(), true).unwrap_or_else(|e| panic!("second crash at {second_at}: {e}"));
+                let h = recover(img.clone(), true, prog.acked_seq)
+                    .unwrap_or_else(|e| panic!("second crash at {second_at}: {e}"));
                 // The first recovery's state plus the insert, or (unless the insert was
                 // acknowledged) the first recovery's state alone: nothing of the first session
                 // is lost, and nothing else appears.
