@@ -35,9 +35,10 @@
 //! The byte-level format and the security argument are in SPEC.md; the differences from sled
 //! 0.34 are listed in the README and at the top of `src/db/sledtx.rs`.
 //!
-//! Layers, bottom up (each a folder under `src/`): `storage` (the VFS: five required methods), `crypto` and
-//! `format` (keys, seals, byte layouts), `pager` (cache, allocation, commit), `btree`, `db` (the
-//! engine, transactions, the public API), then `backup` and `admin` (the tools).
+//! Layers, bottom up (each a folder under `src/`): `storage` (the VFS: five required
+//! methods), `crypto` and `format` (keys, seals, byte layouts), `pager` (cache, allocation,
+//! commit), `btree`, `db` (the engine, transactions, the public API), then `backup` and `admin`
+//! (the tools).
 #![allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub mod admin;
 pub mod backup;

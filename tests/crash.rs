@@ -117,12 +117,23 @@ impl Rig {
     fn devices(&self) -> impl Iterator<Item = &FaultyStorage> {
         std::iter::once(&self.main).chain(self.log.as_ref())
     }
+    /// Arms `plan` on device `device` (0 the file, 1 the log) and clears the other's.
+    fn plan_on(&self, device: usize, plan: &FaultPlan) {
+        self.devices()
+            .enumerate()
+            .for_each(|(i, d)| d.set_plan(if i == device { plan.clone() } else { FaultPlan::default() }));
+    }
 }
 
 /// Opens an image anchored at `min_seq` (the newest commit acknowledged durable: an open that
 /// falls back past it is `RolledBack`, as it would be for an application that keeps the
 /// anchor, SPEC §11), checks it, returns the hash of its contents.
 fn recover(images: Images, encrypted: bool, min_seq: u64) -> Result<[u8; 32], String> {
+    recover_model(images, encrypted, min_seq).map(|m| hash_model(&m))
+}
+
+/// `recover`, returning the contents themselves.
+fn recover_model(images: Images, encrypted: bool, min_seq: u64) -> Result<Model, String> {
     let (main, log) = images;
     let s = storage_of(FaultyStorage::from_bytes(main), log.map(FaultyStorage::from_bytes))
         .map_err(|e| format!("log: {e}"))?;
@@ -134,7 +145,7 @@ fn recover(images: Images, encrypted: bool, min_seq: u64) -> Result<[u8; 32], St
             report.problems, report.roles, report.free_pages, report.commit_seq
         ));
     }
-    Ok(hash_model(&read_all(&db).map_err(|e| format!("read: {e}"))?))
+    read_all(&db).map_err(|e| format!("read: {e}"))
 }
 
 /// Progress shared with the observer: (index of the last state acknowledged durable, index of
@@ -348,9 +359,7 @@ fn io_errors(wal: bool) {
                 // commit acknowledged although its sync failed would be lost in that image.
                 let crash_at = (!persistent).then_some(at + 1);
                 let plan = FaultPlan { fail_at: Some(at), persistent, crash_at, ..FaultPlan::default() };
-                rig.devices()
-                    .enumerate()
-                    .for_each(|(i, d)| d.set_plan(if i == device { plan.clone() } else { FaultPlan::default() }));
+                rig.plan_on(device, &plan);
                 let mut states = vec![hash_model(&Model::new())];
                 let progress = Mutex::new(Progress::default());
                 let mut model = Model::new();
@@ -402,9 +411,7 @@ fn io_error_then_another_commit(wal: bool) {
             let rig = Rig::new(wal);
             let db = config(rig.storage(), true).open().unwrap();
             let plan = FaultPlan { fail_at: Some(at), ..FaultPlan::default() };
-            rig.devices()
-                .enumerate()
-                .for_each(|(i, d)| d.set_plan(if i == device { plan.clone() } else { FaultPlan::default() }));
+            rig.plan_on(device, &plan);
             let mut states = vec![hash_model(&Model::new())];
             let progress = Mutex::new(Progress::default());
             let Err(first) = workload(&db, txns, 7, &mut states, &progress, &mut Model::new()) else {
@@ -417,11 +424,8 @@ fn io_error_then_another_commit(wal: bool) {
             });
             drop(db);
             let prog = *progress.lock();
-            let (main, log) = rig.live_images();
-            let s = storage_of(FaultyStorage::from_bytes(main), log.map(FaultyStorage::from_bytes)).unwrap();
-            let db = config(s, true).open().unwrap_or_else(|e| panic!("{what}: open: {e}"));
-            assert!(db.check().unwrap().is_ok(), "{what}");
-            let mut got = read_all(&db).unwrap();
+            let mut got =
+                recover_model(rig.live_images(), true, prog.acked_seq).unwrap_or_else(|e| panic!("{what}: {e}"));
             match after {
                 Err(Error::Poisoned) => poisoned += 1,
                 Err(e) => panic!("{what}: the next commit failed with {e}, not Poisoned"),
@@ -496,9 +500,7 @@ fn crash_during_recovery(wal: bool) {
                 log: first.1.clone().map(FaultyStorage::from_bytes),
             };
             let plan = FaultPlan { crash_at: Some(second_at), ..FaultPlan::default() };
-            rig2.devices()
-                .enumerate()
-                .for_each(|(i, d)| d.set_plan(if i == device { plan.clone() } else { FaultPlan::default() }));
+            rig2.plan_on(device, &plan);
             // Whether the insert was acknowledged durable before the second power loss (any step
             // may fail once the device is cut, and only then).
             let session = || -> foldvault::Result<()> {
