@@ -253,49 +253,5 @@ impl Db {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use crate::storage::{MemoryStorage, Storage};
-    use crate::{Config, Credentials, KdfParams};
-
-    /// Each batch walks the trees from their roots; the memo of subtrees re-sealed whole keeps
-    /// a rotation in many batches to a few reads of the file (about six here: each page is read
-    /// for its epoch, opened, copied, and walked once more at the end). Without the memo a
-    /// rotation reads the file about once per batch (here 18 times for 14 batches; a 10 GiB
-    /// file takes some 1,300 batches).
-    #[test]
-    fn a_rotation_in_many_batches_reads_the_file_a_few_times() {
-        let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-        let cfg = Config::new()
-            .storage(s.clone())
-            .passphrase("rotate")
-            .kdf(KdfParams::insecure_fast())
-            .use_env(false)
-            .flush_every_ms(None)
-            .cache_capacity(64 * 4096);
-        let db = cfg.open().unwrap();
-        let t = db.open_tree("t").unwrap();
-        let mut b = crate::Batch::default();
-        for i in 0..40_000u32 {
-            b.insert(&i.to_be_bytes()[..], vec![i as u8; 150]);
-        }
-        t.apply_batch(b).unwrap();
-        db.flush().unwrap();
-        let pages = s.len().unwrap() / 4096;
-        assert!(pages > 1_500, "{pages} pages");
-        let before = db.metrics();
-        let mut batches = 0;
-        db.rotate_in_batches(&[Credentials::passphrase("rotate")], &mut |p| batches = p.batches, 128).unwrap();
-        let read = (db.metrics().bytes_read - before.bytes_read) / 4096;
-        assert!(batches > 10, "{batches} batches");
-        assert!(read < 8 * pages, "{read} pages read for a file of {pages}");
-        for i in (0..40_000u32).step_by(97) {
-            assert_eq!(t.get(i.to_be_bytes()).unwrap().unwrap().len(), 150);
-        }
-        drop((t, db));
-        let db = cfg.open().unwrap();
-        assert_eq!(db.open_tree("t").unwrap().len(), 40_000);
-        assert!(db.check().unwrap().is_ok());
-    }
-}
+#[path = "rekey_tests.rs"]
+mod tests;

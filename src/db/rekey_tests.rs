@@ -1,0 +1,265 @@
+//! Tests of data-key rotation that set its batch size (`Db::rotate_in_batches`): a rotation in
+//! many batches reads the file a few times; and one cut by a power loss at any storage
+//! operation, with durable commits made between its batches, loses no acknowledged commit, and
+//! its resumption (cut once more by a second power loss) leaves a file that opens, whole, under
+//! the key its slots now wrap.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::storage::{CrashModel, FaultPlan, FaultyStorage, MemoryStorage, Storage, WalStorage};
+use crate::{Config, Credentials, Db, Durability, KdfParams, Result, Tree};
+
+/// Each batch walks the trees from their roots; the memo of subtrees re-sealed whole keeps
+/// a rotation in many batches to a few reads of the file (about six here: each page is read
+/// for its epoch, opened, copied, and walked once more at the end). Without the memo a
+/// rotation reads the file about once per batch (here 18 times for 14 batches; a 10 GiB
+/// file takes some 1,300 batches).
+#[test]
+fn a_rotation_in_many_batches_reads_the_file_a_few_times() {
+    let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let cfg = Config::new()
+        .storage(s.clone())
+        .passphrase("rotate")
+        .kdf(KdfParams::insecure_fast())
+        .use_env(false)
+        .flush_every_ms(None)
+        .cache_capacity(64 * 4096);
+    let db = cfg.open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    let mut b = crate::Batch::default();
+    for i in 0..40_000u32 {
+        b.insert(&i.to_be_bytes()[..], vec![i as u8; 150]);
+    }
+    t.apply_batch(b).unwrap();
+    db.flush().unwrap();
+    let pages = s.len().unwrap() / 4096;
+    assert!(pages > 1_500, "{pages} pages");
+    let before = db.metrics();
+    let mut batches = 0;
+    db.rotate_in_batches(&[Credentials::passphrase("rotate")], &mut |p| batches = p.batches, 128).unwrap();
+    let read = (db.metrics().bytes_read - before.bytes_read) / 4096;
+    assert!(batches > 10, "{batches} batches");
+    assert!(read < 8 * pages, "{read} pages read for a file of {pages}");
+    for i in (0..40_000u32).step_by(97) {
+        assert_eq!(t.get(i.to_be_bytes()).unwrap().unwrap().len(), 150);
+    }
+    drop((t, db));
+    let db = cfg.open().unwrap();
+    assert_eq!(db.open_tree("t").unwrap().len(), 40_000);
+    assert!(db.check().unwrap().is_ok());
+}
+
+type Contents = BTreeMap<Vec<u8>, Vec<u8>>;
+
+const PASS: &str = "rotate";
+/// Pages re-sealed per batch: a rotation of the file below takes several batches.
+const BATCH: usize = 4;
+
+/// The devices under a database: the file, and with a write-ahead log its log (small, so that
+/// the rotation checkpoints and goes direct), sharing one cut lock.
+struct Devices {
+    main: FaultyStorage,
+    log: Option<FaultyStorage>,
+}
+
+impl Devices {
+    fn from_images(main: Vec<u8>, log: Option<Vec<u8>>) -> Devices {
+        let main = FaultyStorage::from_bytes(main);
+        let log = log.map(|l| FaultyStorage::from_bytes(l).share_cuts(&main));
+        Devices { main, log }
+    }
+
+    /// What a power loss leaves on each device, under `model`.
+    fn after_power_loss(&self, model: &CrashModel) -> Devices {
+        Devices::from_images(self.main.crash_image(model), self.log.as_ref().map(|l| l.crash_image(model)))
+    }
+
+    fn all(&self) -> impl Iterator<Item = &FaultyStorage> {
+        std::iter::once(&self.main).chain(self.log.as_ref())
+    }
+
+    /// Power is lost at operation `at` (counted from now) of device `device` (0 the file, 1 the log).
+    fn lose_power_at(&self, device: usize, at: u64) {
+        let plan = FaultPlan { crash_at: Some(at), ..FaultPlan::default() };
+        self.all()
+            .enumerate()
+            .for_each(|(i, d)| d.set_plan(if i == device { plan.clone() } else { FaultPlan::default() }));
+    }
+
+    /// Opens the database, every commit durable, refusing a fall back below `min_seq`. The
+    /// log's checkpoints run in the sync that fills it, so operations are numbered alike in
+    /// every run.
+    fn open(&self, min_seq: u64) -> Result<Db> {
+        let main: Arc<dyn Storage> = Arc::new(self.main.clone());
+        let s: Arc<dyn Storage> = match &self.log {
+            None => main,
+            Some(l) => Arc::new(
+                WalStorage::open(main, Arc::new(l.clone()), 16, None)?.max_group(8).background_checkpoints(false),
+            ),
+        };
+        Config::new()
+            .storage(s)
+            .passphrase(PASS)
+            .kdf(KdfParams::insecure_fast())
+            .use_env(false)
+            .flush_every_ms(None)
+            .cache_capacity(16 * 4096)
+            .durability(Durability::Immediate)
+            .min_commit_seq(min_seq)
+            .open()
+    }
+}
+
+fn contents(db: &Db) -> Result<Contents> {
+    db.open_tree("t")?.iter().map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect()
+}
+
+/// What a rotation with commits between its batches was told before it ended.
+struct Run {
+    result: Result<()>,
+    /// The contents of the last insert acknowledged, and the newest durable commit then
+    /// (a batch's, or an insert's).
+    acked: Contents,
+    acked_seq: u64,
+    /// The contents of the insert that failed, if one did.
+    in_flight: Option<Contents>,
+}
+
+/// Rotates the data key of `db` (`tree` holding `start`) in batches of `BATCH` pages; after each
+/// batch, while the rotation waits, inserts one record in a durable commit of its own.
+fn rotate_with_commits(db: &Db, tree: &Tree, start: &Contents) -> Run {
+    let mut run = Run { result: Ok(()), acked: start.clone(), acked_seq: db.durable_commit_seq(), in_flight: None };
+    run.result = db.rotate_in_batches(
+        &creds(),
+        &mut |p| {
+            if run.in_flight.is_some() {
+                return;
+            }
+            run.acked_seq = db.durable_commit_seq(); // the batch's commit
+            let (k, v) = (format!("w{:04}", p.batches).into_bytes(), vec![p.batches as u8; 300]);
+            let mut next = run.acked.clone();
+            next.insert(k.clone(), v.clone());
+            match tree.insert(k, v) {
+                Ok(_) => {
+                    run.acked = next;
+                    run.acked_seq = db.durable_commit_seq();
+                }
+                Err(_) => run.in_flight = Some(next),
+            }
+        },
+        BATCH,
+    );
+    run
+}
+
+/// A database of 400 records and two values in overflow chains, closed cleanly; its contents.
+fn filled(wal: bool) -> (Devices, Contents) {
+    let main = FaultyStorage::new();
+    let log = wal.then(|| FaultyStorage::new().share_cuts(&main));
+    let dev = Devices { main, log };
+    let db = dev.open(0).unwrap();
+    let mut want = Contents::new();
+    let mut b = crate::Batch::default();
+    for i in 0..400u32 {
+        let (k, v) = (format!("r{i:04}").into_bytes(), vec![(i % 251) as u8; 150]);
+        b.insert(k.clone(), v.clone());
+        want.insert(k, v);
+    }
+    for (k, n) in [("big1", 9_000), ("big2", 20_000)] {
+        b.insert(k, vec![7u8; n]);
+        want.insert(k.as_bytes().to_vec(), vec![7u8; n]);
+    }
+    db.open_tree("t").unwrap().apply_batch(b).unwrap();
+    drop(db);
+    (dev, want)
+}
+
+/// A power loss at any operation of a rotation with durable commits between its batches,
+/// with and without the write-ahead log: the file opens at the newest acknowledged commit (or
+/// the insert in flight), passes the check, a rotation that was cut off resumes to its end,
+/// and the file then opens with the passphrase alone, passes the check and holds the same.
+#[test]
+fn a_rotation_with_commits_between_batches_survives_a_power_loss_at_any_operation() {
+    for wal in [false, true] {
+        let (dev, start) = filled(wal);
+        let images = (dev.main.durable_image(), dev.log.as_ref().map(|l| l.durable_image()));
+        let fresh = || Devices::from_images(images.0.clone(), images.1.clone());
+        // A clean run counts each device's operations.
+        let clean = fresh();
+        let db = clean.open(0).unwrap();
+        let tree = db.open_tree("t").unwrap();
+        clean.all().for_each(|d| d.set_plan(FaultPlan::default()));
+        let run = rotate_with_commits(&db, &tree, &start);
+        run.result.unwrap();
+        let batches = run.acked.len() - start.len();
+        assert!(batches >= 4, "{batches} batches");
+        let totals: Vec<u64> = clean.all().map(FaultyStorage::op_count).collect();
+        drop((tree, db));
+        let (mut points, mut resumed, mut resumed_twice, mut at_insert) = (0, 0, 0, 0);
+        for (device, &total) in totals.iter().enumerate() {
+            for at in 1..=total {
+                let dev = fresh();
+                let db = dev.open(0).unwrap();
+                let tree = db.open_tree("t").unwrap();
+                dev.lose_power_at(device, at);
+                let run = rotate_with_commits(&db, &tree, &start);
+                drop((tree, db));
+                assert!(run.result.is_err(), "log {wal}, device {device}, operation {at}: no power loss");
+                at_insert += usize::from(run.in_flight.is_some());
+                for model in [CrashModel::LoseUnsynced, CrashModel::TearUnsynced { seed: at }] {
+                    let what = format!("log {wal}, power loss at operation {at} of device {device}, {model:?}");
+                    let mut after = dev.after_power_loss(&model);
+                    let db = after.open(run.acked_seq).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+                    let report = db.check().unwrap_or_else(|e| panic!("{what}: check: {e}"));
+                    assert!(report.is_ok(), "{what}: {:?}", report.problems);
+                    let got = contents(&db).unwrap_or_else(|e| panic!("{what}: read: {e}"));
+                    assert!(
+                        got == run.acked || run.in_flight.as_ref() == Some(&got),
+                        "{what}: {} records recovered, {} acknowledged",
+                        got.len(),
+                        run.acked.len()
+                    );
+                    let mut db = db;
+                    if db.encryption_status().rekey_in_progress {
+                        // A second power loss, at one of the resumption's first 40 operations
+                        // on the same device: the file opens at the same contents again.
+                        let second = 1 + (at * 7) % 40;
+                        after.lose_power_at(device, second);
+                        let cut = db.rekey(&creds(), &mut |_| {});
+                        drop(db);
+                        after = after.after_power_loss(&CrashModel::LoseUnsynced);
+                        let what = format!("{what}, then at operation {second} of the resumption ({cut:?})");
+                        db = after.open(run.acked_seq).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+                        let report = db.check().unwrap_or_else(|e| panic!("{what}: check: {e}"));
+                        assert!(report.is_ok(), "{what}: {:?}", report.problems);
+                        assert!(contents(&db).unwrap() == got, "{what}: contents changed");
+                        if db.encryption_status().rekey_in_progress {
+                            db.rekey(&creds(), &mut |_| {}).unwrap_or_else(|e| panic!("{what}: resume: {e}"));
+                            resumed_twice += 1;
+                        }
+                        resumed += 1;
+                    }
+                    assert!(!db.encryption_status().rekey_in_progress, "{what}");
+                    drop(db);
+                    let db = after.open(0).unwrap_or_else(|e| panic!("{what}: open after the rotation: {e}"));
+                    let report = db.check().unwrap_or_else(|e| panic!("{what}: check after: {e}"));
+                    assert!(report.is_ok(), "{what}: after the rotation: {:?}", report.problems);
+                    assert!(contents(&db).unwrap() == got, "{what}: contents changed by the rotation");
+                    points += 1;
+                }
+            }
+        }
+        println!(
+            "log {wal}: operations per device {totals:?}, {batches} batches; {points} recoveries, {resumed} resumed ({resumed_twice} after a second loss), {at_insert} losses in an insert"
+        );
+        assert!(
+            points > 300 && resumed > points / 2 && resumed < points && resumed_twice > resumed / 2 && at_insert > 0,
+            "{points} points, {resumed} resumed, {at_insert} in inserts"
+        );
+    }
+}
+
+fn creds() -> [Credentials; 1] {
+    [Credentials::passphrase(PASS)]
+}
