@@ -10,7 +10,8 @@
 //! partly visible. Then I/O errors (one-shot and persistent) at sampled operations; one-shot
 //! errors the device gets over, after which the same handle must refuse to commit (`Poisoned`)
 //! or, after a failed read, commit durably on top of an acknowledged state; and a second crash
-//! during recovery from the first (its second session may fail only once the power is cut).
+//! during recovery from the first, or in the work after it, from first images that had
+//! different repairs to make (its second session may fail only once the power is cut).
 //!
 //! Default run: every second mutating operation is a crash point (over 4,000, three models
 //! each); `FOLDVAULT_EXHAUSTIVE=1` takes every one.
@@ -465,76 +466,159 @@ fn io_errors_at_operations_with_write_ahead_log() {
     io_errors(true);
 }
 
-/// A second power loss during recovery from the first (and during the first commits after it).
+/// The images a power loss leaves, opened: what the open had to repair. A crash image whose
+/// open repairs nothing recovers the way a clean one does, so the second crash below starts
+/// only from images with something to repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Repairs {
+    /// The newest commit record did not open and an older one was taken.
+    fell_back: bool,
+    /// Commit-record slots that hold bytes that do not open.
+    rejected: bool,
+    header: bool,
+    /// Pages the write-ahead log holds, to replay over the file.
+    log_pages: bool,
+}
+
+fn repairs_of(images: &Images, min_seq: u64) -> Result<Repairs, String> {
+    let log_pages = match &images.1 {
+        None => false,
+        Some(l) => {
+            // A look at the log alone, left as it is (nothing written).
+            let main: Arc<dyn Storage> = Arc::new(FaultyStorage::from_bytes(images.0.clone()));
+            let wal =
+                WalStorage::open(main, Arc::new(FaultyStorage::from_bytes(l.clone())), WAL_CHECKPOINT_PAGES, None)
+                    .map_err(|e| format!("log: {e}"))?;
+            let logged = wal.logged_pages() > 0;
+            wal.close_as_crash();
+            logged
+        }
+    };
+    let s = storage_of(FaultyStorage::from_bytes(images.0.clone()), images.1.clone().map(FaultyStorage::from_bytes))
+        .map_err(|e| format!("log: {e}"))?;
+    let db = config(s, true).min_commit_seq(min_seq).open().map_err(|e| format!("open: {e}"))?;
+    let r = db.recovery_report();
+    Ok(Repairs {
+        fell_back: r.fell_back,
+        rejected: !r.rejected_slots.is_empty(),
+        header: r.header_repaired.is_some(),
+        log_pages,
+    })
+}
+
+/// A second power loss during recovery from a first, or during the work after it. The first
+/// losses cut five further transactions at one of their first forty operations; three of the
+/// images they leave that have repairs to make at open are kept, a different set of repairs
+/// each where there are three. From each
+/// the second session opens the file and runs eight more transactions, and power is lost at
+/// each of its operations in turn, on either device. The second recovery must give a state between the second
+/// session's last acknowledged commit and the one in flight, the first recovery's state when
+/// the second session acknowledged nothing: nothing of either session is lost.
 fn crash_during_recovery(wal: bool) {
     let rig = Rig::new(wal);
     let db = config(rig.storage(), true).open().unwrap();
     let mut states = vec![hash_model(&Model::new())];
-    let progress = Mutex::new(Progress::default());
     let mut model = Model::new();
-    workload(&db, 200, 11, &mut states, &progress, &mut model).unwrap();
-    // Crash in the middle of a further commit (on the device a commit writes: the log if any).
-    // (`set_plan` numbers operations from 1 again.)
-    let commit_device = rig.log.as_ref().unwrap_or(&rig.main);
-    let at = if wal { 2 } else { 7 };
-    commit_device.set_plan(FaultPlan { crash_at: Some(at), ..FaultPlan::default() });
-    let r = workload(&db, 5, 12, &mut states, &progress, &mut model.clone());
-    assert!(r.is_err() && commit_device.crashed());
-    drop(db);
-    let first = rig.crash_images(&CrashModel::TearUnsynced { seed: 3 });
-    let prog = *progress.lock();
-    let acceptable_first = recover(first.clone(), true, prog.acked_seq).unwrap();
-    assert!(states[prog.acked..=prog.upper].contains(&acceptable_first), "first recovery lost an acknowledged commit");
-    // The first recovered state plus the one insert made after it.
-    let with_insert = {
-        let s = storage_of(FaultyStorage::from_bytes(first.0.clone()), first.1.clone().map(FaultyStorage::from_bytes));
-        let mut m = read_all(&config(s.unwrap(), true).open().unwrap()).unwrap();
-        m.entry("atoms".into()).or_default().insert(b"after-crash".to_vec(), b"x".to_vec());
-        hash_model(&m)
+    workload(&db, 200, 11, &mut states, &Mutex::new(Progress::default()), &mut model).unwrap();
+    db.flush().unwrap();
+    let base_seq = db.durable_commit_seq();
+    drop(db); // a clean close: the file (and log) as the first loss finds them
+    let base = rig.live_images();
+    let rig_of = |images: &Images| Rig {
+        main: FaultyStorage::from_bytes(images.0.clone()),
+        log: images.1.clone().map(FaultyStorage::from_bytes),
     };
-    let (mut checked, mut acknowledged_runs) = (0, 0);
-    for device in 0..rig.devices().count() {
-        for second_at in 1..60u64 {
-            let rig2 = Rig {
-                main: FaultyStorage::from_bytes(first.0.clone()),
-                log: first.1.clone().map(FaultyStorage::from_bytes),
-            };
-            let plan = FaultPlan { crash_at: Some(second_at), ..FaultPlan::default() };
-            rig2.plan_on(device, &plan);
-            // Whether the insert was acknowledged durable before the second power loss (any step
-            // may fail once the device is cut, and only then).
-            let session = || -> foldvault::Result<()> {
-                let db2 = config(storage_of(rig2.main.clone(), rig2.log.clone())?, true).open()?;
-                let t = db2.open_tree("atoms")?;
-                t.insert("after-crash", b"x".to_vec())?;
-                t.flush().map(drop)
-            };
-            let failed = session().err();
-            let acknowledged = failed.is_none();
-            assert!(
-                acknowledged || rig2.devices().any(|d| d.crashed()),
-                "second session (crash planned at {second_at} on device {device}) failed with no power loss: {failed:?}"
-            );
-            acknowledged_runs += usize::from(acknowledged);
-            for model in [CrashModel::LoseUnsynced, CrashModel::ReorderUnsynced { seed: second_at }] {
-                let img = rig2.crash_images(&model);
-                let h = recover(img.clone(), true, prog.acked_seq)
-                    .unwrap_or_else(|e| panic!("second crash at {second_at}: {e}"));
-                // The first recovery's state plus the insert, or (unless the insert was
-                // acknowledged) the first recovery's state alone: nothing of the first session
-                // is lost, and nothing else appears.
-                assert!(
-                    h == with_insert || (h == acceptable_first && !acknowledged),
-                    "second crash at {second_at} on device {device} ({model:?}): acknowledged {acknowledged}, state {}",
-                    if h == acceptable_first { "without the insert" } else { "neither" }
-                );
-                checked += 1;
+    // The first losses, on the device a commit writes (the log if any), at each of the first
+    // forty operations of a further five transactions.
+    let mut candidates: Vec<(Images, Repairs, Progress, Vec<[u8; 32]>)> = Vec::new();
+    for at in 1..=40u64 {
+        for model1 in [CrashModel::TearUnsynced { seed: at }, CrashModel::ReorderUnsynced { seed: at }] {
+            let rig1 = rig_of(&base);
+            let db = config(rig1.storage(), true).open().unwrap();
+            rig1.plan_on(usize::from(wal), &FaultPlan { crash_at: Some(at), ..FaultPlan::default() });
+            let mut states1 = vec![hash_model(&model)];
+            let progress1 = Mutex::new(Progress { acked_seq: base_seq, ..Progress::default() });
+            let r = workload(&db, 5, 12, &mut states1, &progress1, &mut model.clone());
+            drop(db);
+            if r.is_ok() {
+                continue; // past the transactions' last operation
+            }
+            let images = rig1.crash_images(&model1);
+            let prog = *progress1.lock();
+            let repairs = repairs_of(&images, prog.acked_seq).unwrap_or_else(|e| panic!("first loss at {at}: {e}"));
+            if repairs.fell_back || repairs.rejected || repairs.header || repairs.log_pages {
+                candidates.push((images, repairs, prog, states1));
             }
         }
     }
-    println!("second-crash points: {checked}, {acknowledged_runs} of {} with the insert acknowledged", checked / 2);
-    // Both cases are reached: power lost before the insert was durable, and after.
-    assert!(acknowledged_runs > 0 && acknowledged_runs < checked / 2, "{acknowledged_runs} of {}", checked / 2);
+    // The first image of each set of repairs, then others spread over the operations, to three.
+    let mut firsts: Vec<(Images, Repairs, Progress, Vec<[u8; 32]>)> = Vec::new();
+    for c in &candidates {
+        if firsts.len() < 3 && firsts.iter().all(|f| f.1 != c.1) {
+            firsts.push(c.clone());
+        }
+    }
+    for i in 1..=3 {
+        let Some(c) = candidates.get(i * candidates.len() / 4) else { break };
+        if firsts.len() < 3 && firsts.iter().all(|f| f.0 != c.0) {
+            firsts.push(c.clone());
+        }
+    }
+    let kinds: Vec<Repairs> = firsts.iter().map(|f| f.1).collect();
+    println!("{} first losses left repairs to make; kept {kinds:?}", candidates.len());
+    assert!(firsts.len() == 3, "first losses with repairs to make: {kinds:?}");
+    let (mut checked, mut acknowledged_runs, mut sessions) = (0, 0, 0);
+    for (first, repairs, prog, states1) in &firsts {
+        let what1 = format!("first loss leaving {repairs:?}");
+        let first_model = recover_model(first.clone(), true, prog.acked_seq).unwrap_or_else(|e| panic!("{what1}: {e}"));
+        let h1 = hash_model(&first_model);
+        assert!(states1[prog.acked..=prog.upper].contains(&h1), "{what1}: the recovery lost an acknowledged commit");
+        // The second session: the open that recovers, then eight transactions.
+        let session = |rig2: &Rig, states2: &mut Vec<[u8; 32]>, progress2: &Mutex<Progress>| -> foldvault::Result<()> {
+            let s = storage_of(rig2.main.clone(), rig2.log.clone())?; // reading the log may fail too
+            let db2 = config(s, true).min_commit_seq(prog.acked_seq).open()?;
+            workload(&db2, 8, 13, states2, progress2, &mut first_model.clone())
+        };
+        let start = || (vec![h1], Mutex::new(Progress { acked_seq: prog.acked_seq, ..Progress::default() }));
+        let totals: Vec<u64> = {
+            let rig2 = rig_of(first);
+            rig2.devices().for_each(|d| d.set_plan(FaultPlan::default()));
+            let (mut states2, progress2) = start();
+            session(&rig2, &mut states2, &progress2).unwrap_or_else(|e| panic!("{what1}: clean second session: {e}"));
+            rig2.devices().map(|d| d.op_count()).collect()
+        };
+        for (device, &total) in totals.iter().enumerate() {
+            for second_at in 1..=total {
+                let rig2 = rig_of(first);
+                rig2.plan_on(device, &FaultPlan { crash_at: Some(second_at), ..FaultPlan::default() });
+                let (mut states2, progress2) = start();
+                let failed = session(&rig2, &mut states2, &progress2).err();
+                let what = format!("{what1}, second loss at {second_at} on device {device}");
+                // Any step may fail once the device is cut, and only then.
+                assert!(
+                    failed.is_none() || rig2.devices().any(|d| d.crashed()),
+                    "{what}: the session failed with no power loss: {failed:?}"
+                );
+                sessions += 1;
+                let p2 = *progress2.lock();
+                acknowledged_runs += usize::from(p2.acked > 0);
+                for model in [CrashModel::LoseUnsynced, CrashModel::ReorderUnsynced { seed: second_at }] {
+                    let h = recover(rig2.crash_images(&model), true, p2.acked_seq)
+                        .unwrap_or_else(|e| panic!("{what} ({model:?}): {e}"));
+                    assert!(
+                        states2[p2.acked..=p2.upper].contains(&h),
+                        "{what} ({model:?}): state not between the last acknowledged commit ({} of the session) and the one in flight ({})",
+                        p2.acked,
+                        p2.upper
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    println!("second-loss recoveries: {checked}, {acknowledged_runs} of {sessions} sessions acknowledged a commit");
+    // Both cases are reached: power lost before the second session acknowledged anything, and after.
+    assert!(acknowledged_runs > 0 && acknowledged_runs < sessions, "{acknowledged_runs} of {sessions}");
 }
 
 #[test]
