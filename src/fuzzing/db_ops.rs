@@ -2,40 +2,65 @@
 //! against a model (`BTreeMap`s) of what reads must see and of what is durable.
 //!
 //! Input: `flags u8` (bit 0 encrypted, bit 1 `Durability::Immediate` by default, bit 2 a tiny
-//! page cache), then operations until the input ends (at most `MAX_OPS`). A tree operation
+//! page cache, bit 3 a write-ahead log: a small one, which checkpoints and goes direct often,
+//! on a second device), then operations until the input ends (at most `MAX_OPS`). A tree operation
 //! (insert, remove, reads of six kinds, batch, clear or drop, pop, compare-and-swap) runs alone
 //! as its own transaction, or several run in a `WriteTransaction` committed with either
 //! durability or aborted. Others: flush, reopen, `generate_id`, `compact`; a *crash* (optionally a power
-//! loss during one operation, then `crash_image(model)` reopened); an *I/O error* (`FaultPlan
-//! { fail_at, persistent, spare_reads }` during one operation, then the live image reopened).
+//! loss on either device during one operation, then `crash_image(model)` of each reopened); an
+//! *I/O error* (`FaultPlan { fail_at, persistent, spare_reads }` on either device during one
+//! operation, then the live images reopened).
 //!
 //! Checked: every result equals the model's; after a crash the recovered contents are the last
 //! durable state, or the in-flight one if the operation failed (an acknowledged durable commit
 //! survives); under a fault plan errors are only `Io` or `Poisoned`, and the live image then
 //! reopens at the durable or the in-flight state; every recovered file passes `Db::check`; ids
-//! from `generate_id` only grow, across crashes too; the final contents survive a reopen.
+//! from `generate_id` only grow, across crashes too; the trees listed are the default one and
+//! the three (less one left empty by a drop whose re-creation a crash cut off); the final
+//! contents survive a reopen.
 
 use std::sync::Arc;
 
 use super::{Input, Map, Out, TreeOp};
-use crate::storage::{CrashModel, FaultPlan, FaultyStorage};
-use crate::{Config, Db, Durability, Error, KdfParams, MAX_KEY_LEN, Result};
+use crate::storage::{CrashModel, FaultPlan, FaultyStorage, Storage, WalStorage};
+use crate::{Config, DEFAULT_TREE, Db, Durability, Error, KdfParams, MAX_KEY_LEN, Result};
 
 const TREES: [&str; 3] = ["atoms", "schemas", "metadata"];
 const MAX_OPS: usize = 64;
 type State = [Map; 3];
+/// The log's checkpoint length and largest group, in pages: small, so that short inputs reach
+/// checkpoints and direct writes.
+const LOG_CHECKPOINT_PAGES: u64 = 16;
+const LOG_MAX_GROUP: usize = 8;
 
 #[derive(Debug, Clone)]
 enum Op {
     One(usize, TreeOp),
-    RemoveExisting { tree: usize, index: usize },
-    Tx { ops: Vec<(usize, TreeOp)>, commit: bool, durability: Durability },
+    RemoveExisting {
+        tree: usize,
+        index: usize,
+    },
+    Tx {
+        ops: Vec<(usize, TreeOp)>,
+        commit: bool,
+        durability: Durability,
+    },
     Flush,
     GenerateId,
     Compact,
     Reopen,
-    Crash { model: CrashModel, at: Option<u64>, op: Box<Op> },
-    Fault { plan: FaultPlan, op: Box<Op> },
+    /// `device`: 0 the file, 1 its log (the file when there is none).
+    Crash {
+        model: CrashModel,
+        at: Option<u64>,
+        device: usize,
+        op: Box<Op>,
+    },
+    Fault {
+        plan: FaultPlan,
+        device: usize,
+        op: Box<Op>,
+    },
 }
 
 fn op(inp: &mut Input, nested: bool) -> Op {
@@ -59,13 +84,18 @@ fn op(inp: &mut Input, nested: bool) -> Op {
                 _ => CrashModel::ReorderUnsynced { seed },
             };
             let at = u64::from(inp.u8());
-            Op::Crash { model, at: (at != 0).then_some(at), op: Box::new(op(inp, true)) }
+            Op::Crash {
+                model,
+                at: (at != 0).then_some(at),
+                device: usize::from(seed >= 128),
+                op: Box::new(op(inp, true)),
+            }
         }
         _ => {
             let (fail_at, flags) = (Some(u64::from(inp.u8()) + 1), inp.u8());
             let (persistent, spare_reads) = (flags & 1 != 0, flags & 2 != 0);
             let plan = FaultPlan { fail_at, persistent, spare_reads, crash_at: None };
-            Op::Fault { plan, op: Box::new(op(inp, true)) }
+            Op::Fault { plan, device: usize::from(flags & 4 != 0), op: Box::new(op(inp, true)) }
         }
     }
 }
@@ -112,9 +142,17 @@ fn contents(db: &Db) -> Result<State> {
     Ok(s)
 }
 
-fn check(db: &Db, what: &str) {
+/// `Db::check` passes, and the trees listed are the default one and the three, less any left
+/// empty in `state` (dropped by a `Clear` whose re-creation a crash cut off).
+fn check(db: &Db, state: &State, what: &str) {
     let r = db.check().unwrap_or_else(|e| panic!("{what}: check failed to run: {e}"));
     assert!(r.is_ok(), "{what}: check found problems: {:?}", r.problems);
+    let names = db.tree_names();
+    let known = |n: &[u8]| n == DEFAULT_TREE || TREES.iter().any(|t| t.as_bytes() == n);
+    assert!(names.iter().all(|n| known(n)), "{what}: {} trees listed, some not made by this run", names.len());
+    for (i, t) in TREES.iter().enumerate() {
+        assert!(state[i].is_empty() || names.iter().any(|n| n == t.as_bytes()), "{what}: tree {i} is not listed");
+    }
 }
 
 struct Harness {
@@ -122,6 +160,8 @@ struct Harness {
     durability: Durability,
     cache: u64,
     dev: FaultyStorage,
+    /// The write-ahead log's device, sharing `dev`'s cut lock.
+    log: Option<FaultyStorage>,
     db: Option<Db>,
     live: State,
     /// The states a crash now may recover (one, unless a no-op left it ambiguous).
@@ -131,19 +171,44 @@ struct Harness {
 
 impl Harness {
     fn open(&self) -> Result<Db> {
-        let c = Config::new().storage(Arc::new(self.dev.clone())).use_env(false).flush_every_ms(None);
+        let main: Arc<dyn Storage> = Arc::new(self.dev.clone());
+        let storage: Arc<dyn Storage> = match &self.log {
+            None => main,
+            // Checkpoints within the sync that fills the log: operations are numbered alike
+            // in every run of an input.
+            Some(l) => Arc::new(
+                WalStorage::open(main, Arc::new(l.clone()), LOG_CHECKPOINT_PAGES, None)?
+                    .max_group(LOG_MAX_GROUP)
+                    .background_checkpoints(false),
+            ),
+        };
+        let c = Config::new().storage(storage).use_env(false).flush_every_ms(None);
         let c = c.cache_capacity(self.cache).durability(self.durability);
         if self.encrypted { c.passphrase("fuzz").kdf(KdfParams::insecure_fast()).open() } else { c.plaintext().open() }
     }
 
-    /// Runs one operation, the fault plan (if any) armed just before it. On success the model
+    /// Arms `plan` on device `device` (the file when there is no log) and clears the other's.
+    fn arm(&self, plan: FaultPlan, device: usize) {
+        match &self.log {
+            Some(l) if device == 1 => {
+                self.dev.set_plan(FaultPlan::default());
+                l.set_plan(plan);
+            }
+            l => {
+                l.iter().for_each(|l| l.set_plan(FaultPlan::default()));
+                self.dev.set_plan(plan);
+            }
+        }
+    }
+
+    /// Runs one operation, the fault plan (if any) armed just before it on its device. On success the model
     /// moves on; on failure returns the error and the state the operation would have made.
-    fn attempt(&mut self, op: &Op, plan: Option<FaultPlan>) -> std::result::Result<(), (Error, State)> {
+    fn attempt(&mut self, op: &Op, plan: Option<(FaultPlan, usize)>) -> std::result::Result<(), (Error, State)> {
         if let Op::Reopen = op {
             drop(self.db.take()); // flushes
             self.durable = vec![self.live.clone()];
-            if let Some(p) = plan {
-                self.dev.set_plan(p);
+            if let Some((p, device)) = plan {
+                self.arm(p, device);
             }
             self.db = Some(self.open().map_err(|e| (e, self.live.clone()))?);
             return Ok(());
@@ -161,8 +226,8 @@ impl Harness {
             }
             _ => Vec::new(),
         };
-        if let Some(p) = plan {
-            self.dev.set_plan(p);
+        if let Some((p, device)) = plan {
+            self.arm(p, device);
         }
         let mut got = Vec::new();
         if let Err(e) = exec(self.db.as_ref().expect("open"), op, &mut got) {
@@ -192,14 +257,17 @@ impl Harness {
         Ok(())
     }
 
-    /// Replaces the device by `image`, opens it, and requires one of `allowed` and a clean check.
-    fn recover(&mut self, image: Vec<u8>, allowed: &[State], what: &str) {
+    /// Replaces the devices by `images` (the file's, the log's), opens them, and requires one
+    /// of `allowed` and a clean check.
+    fn recover(&mut self, images: (Vec<u8>, Option<Vec<u8>>), allowed: &[State], what: &str) {
         drop(self.db.take());
-        self.dev = FaultyStorage::from_bytes(image);
+        self.dev = FaultyStorage::from_bytes(images.0);
+        self.log = images.1.map(|l| FaultyStorage::from_bytes(l).share_cuts(&self.dev));
         let db = self.open().unwrap_or_else(|e| panic!("{what}: reopening failed: {e}"));
-        // The image as recovered is checked before anything else touches it.
-        check(&db, what);
+        // The image as recovered is read from a snapshot (which writes nothing) and checked
+        // before anything else touches it.
         let got = contents(&db).unwrap_or_else(|e| panic!("{what}: reading back failed: {e}"));
+        check(&db, &got, what);
         if !allowed.contains(&got) {
             let sizes = |s: &State| s.iter().map(Map::len).collect::<Vec<_>>();
             let want: Vec<_> = allowed.iter().map(sizes).collect();
@@ -224,10 +292,10 @@ impl Harness {
             op => op,
         };
         let (plan, model) = match op {
-            Op::Crash { model, at, ref op } => {
-                (at.map(|at| (FaultPlan { crash_at: Some(at), ..FaultPlan::default() }, op)), Some(model))
+            Op::Crash { model, at, device, ref op } => {
+                (at.map(|at| ((FaultPlan { crash_at: Some(at), ..FaultPlan::default() }, device), op)), Some(model))
             }
-            Op::Fault { ref plan, ref op } => (Some((plan.clone(), op)), None),
+            Op::Fault { ref plan, device, ref op } => (Some(((plan.clone(), device), op)), None),
             op => {
                 if let Err((e, _)) = self.attempt(&op, None) {
                     panic!("{op:?} failed without a fault: {e}");
@@ -241,9 +309,12 @@ impl Harness {
             what = format!("{model:?} crash or I/O error, plan {plan:?}, during {op:?}");
             let r = self.attempt(op, Some(plan));
             allowed.clone_from(&self.durable);
-            self.dev.set_plan(FaultPlan::default());
+            self.arm(FaultPlan::default(), 0);
             match r {
-                Ok(()) if model.is_none() => return,
+                // With a log, an operation can succeed over an I/O error: a checkpoint that
+                // fails after the group's sync returned leaves the commit durable and the log
+                // failed, reported by the next operation. So the live images are reopened.
+                Ok(()) if model.is_none() && self.log.is_none() => return,
                 Ok(()) => {}
                 Err((e, in_flight)) => {
                     assert!(matches!(e, Error::Io(_) | Error::Poisoned), "{what}: gave {e:?}");
@@ -251,11 +322,11 @@ impl Harness {
                 }
             }
         }
-        let image = match model {
-            Some(m) => self.dev.crash_image(&m),
-            None => self.dev.live_image(),
+        let images = match model {
+            Some(m) => (self.dev.crash_image(&m), self.log.as_ref().map(|l| l.crash_image(&m))),
+            None => (self.dev.live_image(), self.log.as_ref().map(FaultyStorage::live_image)),
         };
-        self.recover(image, &allowed, &what);
+        self.recover(images, &allowed, &what);
     }
 }
 
@@ -267,11 +338,13 @@ pub fn run(data: &[u8]) {
         durability: if flags & 2 != 0 { Durability::Immediate } else { Durability::Eventual },
         cache: if flags & 4 != 0 { 16 << 10 } else { 1 << 20 },
         dev: FaultyStorage::new(),
+        log: None,
         db: None,
         live: State::default(),
         durable: vec![State::default()],
         last_id: None,
     };
+    h.log = (flags & 8 != 0).then(|| FaultyStorage::new().share_cuts(&h.dev));
     let db = h.open().expect("create");
     let tx = db.begin_write().expect("begin");
     tx.set_durability(Durability::Immediate);
@@ -289,7 +362,7 @@ pub fn run(data: &[u8]) {
     }
     let db = h.db.as_ref().expect("open");
     assert_eq!(contents(db).expect("final read"), h.live, "final contents");
-    check(db, "final");
+    check(db, &h.live, "final");
     h.step(Op::Reopen);
     assert_eq!(contents(h.db.as_ref().expect("open")).expect("read after reopen"), h.live, "after reopen");
 }

@@ -217,12 +217,6 @@ pub(crate) type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 /// A batch: inserts (`Some`) and removals (`None`).
 pub(crate) type Puts = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
-/// Skips bug "TxTree::apply_batch failing part way" (fuzz/corpus/db_ops/seed-crash-1): the
-/// inserts before the failing one stay in the transaction's page bookkeeping (old pages queued
-/// as freed, new pages allocated) though the tree's root is not updated, so committing frees
-/// pages the tree still uses and leaks others. Set to false when it is fixed.
-const SKIP_TX_BATCH_BUG: bool = false;
-
 /// An operation on one tree, alone or inside a write transaction. `Put` inserts (`Some`) or
 /// removes (`None`); `Cas` with `current` takes `old` from the model when it runs (so it swaps).
 #[derive(Debug, Clone)]
@@ -391,7 +385,6 @@ impl TreeOp {
             TreeOp::Read { lo, mode, .. } if mode % 6 == 3 => t.scan_prefix(lo).map(vec),
             TreeOp::Read { lo, mode, .. } if mode % 6 == 5 => value_out(t.get(lo)),
             TreeOp::Read { lo, hi, .. } => t.range(lo.clone()..hi.clone()).map(vec),
-            TreeOp::Batch(puts) if SKIP_TX_BATCH_BUG && too_large(puts) => Ok(Out::TooLarge),
             TreeOp::Batch(puts) => out(t.apply_batch(&batch_of(puts)).map(|()| Out::Done)),
             TreeOp::Clear { .. } => t.clear().map(|()| Out::Done),
             TreeOp::Pop { .. } | TreeOp::Cas { .. } => Ok(Out::Done),
