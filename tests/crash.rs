@@ -488,6 +488,7 @@ struct Repairs {
     fell_back: bool,
     /// Commit-record slots that hold bytes that do not open.
     rejected: bool,
+    /// A copy of the file header was damaged or stale, and rewritten.
     header: bool,
     /// Pages the write-ahead log holds, to replay over the file.
     log_pages: bool,
@@ -522,11 +523,11 @@ fn repairs_of(images: &Images, min_seq: u64) -> Result<Repairs, String> {
 /// A second power loss during recovery from a first, or during the work after it. The first
 /// losses cut five further transactions at one of their first forty operations; three of the
 /// images they leave that have repairs to make at open are kept, a different set of repairs
-/// each where there are three. From each
-/// the second session opens the file and runs eight more transactions, and power is lost at
-/// each of its operations in turn, on either device. The second recovery must give a state between the second
-/// session's last acknowledged commit and the one in flight, the first recovery's state when
-/// the second session acknowledged nothing: nothing of either session is lost.
+/// each where there are three. From each, the second session opens the file and runs eight
+/// more transactions, and power is lost at each of its operations in turn, on either device.
+/// The second recovery must give a state between the second session's last acknowledged commit
+/// and the one in flight (the first recovery's state when the second session acknowledged
+/// nothing): nothing of either session is lost.
 fn crash_during_recovery(wal: bool) {
     let rig = Rig::new(wal);
     let db = config(rig.storage(), true).open().unwrap();

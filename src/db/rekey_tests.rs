@@ -175,10 +175,11 @@ fn filled(wal: bool) -> (Devices, Contents) {
     (dev, want)
 }
 
-/// A power loss at any operation of a rotation with durable commits between its batches,
-/// with and without the write-ahead log: the file opens at the newest acknowledged commit (or
-/// the insert in flight), passes the check, a rotation that was cut off resumes to its end,
-/// and the file then opens with the passphrase alone, passes the check and holds the same.
+/// A power loss at each operation in turn of a rotation with durable commits between its
+/// batches, with and without the write-ahead log: the file opens at the newest acknowledged
+/// commit (or the insert in flight) and passes the check; a rotation that was cut off resumes,
+/// is cut again by a second power loss, opens at the same contents and resumes to its end; the
+/// file then opens with the passphrase alone, passes the check and holds the same.
 #[test]
 fn a_rotation_with_commits_between_batches_survives_a_power_loss_at_any_operation() {
     for wal in [false, true] {
