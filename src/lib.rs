@@ -54,7 +54,7 @@ pub mod storage;
 
 pub use btree::node::MAX_KEY_LEN;
 pub use crypto::slots::Credentials;
-pub use crypto::{CipherBackend, CipherId, KdfParams, MasterKey, Passphrase};
+pub use crypto::{CipherBackend, CipherBackends, CipherId, KdfParams, MasterKey, Passphrase};
 pub use db::api::{Batch, CompareAndSwapError, CompareAndSwapResult, DEFAULT_TREE, Db, Tree, open};
 pub use db::config::{Config, Durability, ENV_KEY_FILE, ENV_PASSPHRASE, Encryption};
 pub use db::engine::RecoveryReport;

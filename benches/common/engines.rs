@@ -77,16 +77,20 @@ impl std::ops::Sub for Counters {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Engine {
     FvEnc,
+    /// The crate's default backends (as the parent process chose them): with ring and aws-lc
+    /// both built, the fastest at sealing and the fastest at opening, which may differ.
+    #[cfg(all(feature = "ring", feature = "aws-lc"))]
+    FvDefault,
     /// ring (the default build's backend; with aws-lc also built, the faster of the two is).
     #[cfg(feature = "ring")]
     FvRing,
     #[cfg(feature = "aws-lc")]
     FvAwsLc,
     FvPlain,
-    /// The default backend (as the parent process chose it) without the write-ahead log
+    /// The default backends (as the parent process chose them) without the write-ahead log
     /// (`Config::write_ahead_log(false)`).
     FvNoWal,
-    /// The default backend (as the parent process chose it) with the log's checkpoints made
+    /// The default backends (as the parent process chose them) with the log's checkpoints made
     /// within the commit that fills the log (`Config::wal_background_checkpoints(false)`). Only
     /// when named (`--engines`).
     FvInlineCheckpoint,
@@ -106,6 +110,8 @@ impl Engine {
     /// Every engine this build includes, in column order.
     pub fn all() -> Vec<Engine> {
         let mut v = vec![Engine::FvEnc];
+        #[cfg(all(feature = "ring", feature = "aws-lc"))]
+        v.push(Engine::FvDefault);
         #[cfg(feature = "ring")]
         v.push(Engine::FvRing);
         #[cfg(feature = "aws-lc")]
@@ -119,6 +125,8 @@ impl Engine {
     pub fn name(self) -> &'static str {
         match self {
             Engine::FvEnc => "fv-aesgcm",
+            #[cfg(all(feature = "ring", feature = "aws-lc"))]
+            Engine::FvDefault => "fv-default",
             #[cfg(feature = "ring")]
             Engine::FvRing => "fv-ring",
             #[cfg(feature = "aws-lc")]
@@ -146,6 +154,8 @@ impl Engine {
     pub fn open(self, dir: &Path, cache: u64, small_rows: bool) -> Box<dyn Kv> {
         match self {
             Engine::FvEnc => Box::new(Foldvault::open(dir, cache, FvMode::AesGcm)),
+            #[cfg(all(feature = "ring", feature = "aws-lc"))]
+            Engine::FvDefault => Box::new(Foldvault::open(dir, cache, FvMode::Default)),
             #[cfg(feature = "ring")]
             Engine::FvRing => Box::new(Foldvault::open(dir, cache, FvMode::Ring)),
             #[cfg(feature = "aws-lc")]
@@ -172,6 +182,8 @@ impl Engine {
 #[derive(Clone, Copy)]
 enum FvMode {
     AesGcm,
+    #[cfg(all(feature = "ring", feature = "aws-lc"))]
+    Default,
     #[cfg(feature = "ring")]
     Ring,
     #[cfg(feature = "aws-lc")]
@@ -181,18 +193,29 @@ enum FvMode {
     InlineCheckpoint,
 }
 
-/// The environment variable through which the parent process hands its default backend to its
-/// children: each process times its own (`CipherBackend::default()`), and two processes can
-/// choose differently where ring and aws-lc time within 5% of each other.
+/// The environment variable through which the parent process hands its default backends to
+/// its children (`default_backends_text`): each process times its own
+/// (`CipherBackends::default()`), and two processes can choose differently where ring and
+/// aws-lc time within 5% of each other.
 pub const DEFAULT_BACKEND_VAR: &str = "PEERS_DEFAULT_BACKEND";
 
-/// The default backend as the parent process chose it, else this process's.
-pub fn default_backend() -> foldvault::CipherBackend {
+/// The default backends as the parent process chose them, else this process's.
+pub fn default_backends() -> foldvault::CipherBackends {
     let named = std::env::var(DEFAULT_BACKEND_VAR).ok();
-    foldvault::CipherBackend::available()
-        .into_iter()
-        .find(|b| named.as_deref() == Some(format!("{b:?}").as_str()))
-        .unwrap_or_default()
+    let find = |name: Option<&str>| {
+        foldvault::CipherBackend::available().into_iter().find(|b| name == Some(format!("{b:?}").as_str()))
+    };
+    let (seal, open) = named.as_deref().and_then(|n| n.split_once('/')).unzip();
+    match (find(seal), find(open)) {
+        (Some(seal), Some(open)) => foldvault::CipherBackends { seal, open },
+        _ => foldvault::CipherBackends::default(),
+    }
+}
+
+/// `default_backends()` as `DEFAULT_BACKEND_VAR` carries it: `Seal/Open`, e.g. `AwsLc/Ring`.
+pub fn default_backends_text() -> String {
+    let b = default_backends();
+    format!("{:?}/{:?}", b.seal, b.open)
 }
 
 struct Foldvault {
@@ -214,12 +237,14 @@ impl Foldvault {
             FvMode::Ring => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::Ring),
             #[cfg(feature = "aws-lc")]
             FvMode::AwsLc => cfg.passphrase(PASSPHRASE).cipher_backend(foldvault::CipherBackend::AwsLc),
+            #[cfg(all(feature = "ring", feature = "aws-lc"))]
+            FvMode::Default => cfg.passphrase(PASSPHRASE).cipher_backends(default_backends()),
             FvMode::Plain => cfg.plaintext(),
-            // The crate's default backend (as the parent process chose it), the engine as it was
+            // The crate's default backends (as the parent process chose them), the engine as it was
             // before the log.
-            FvMode::NoWal => cfg.passphrase(PASSPHRASE).cipher_backend(default_backend()).write_ahead_log(false),
+            FvMode::NoWal => cfg.passphrase(PASSPHRASE).cipher_backends(default_backends()).write_ahead_log(false),
             FvMode::InlineCheckpoint => {
-                cfg.passphrase(PASSPHRASE).cipher_backend(default_backend()).wal_background_checkpoints(false)
+                cfg.passphrase(PASSPHRASE).cipher_backends(default_backends()).wal_background_checkpoints(false)
             }
         };
         let db = cfg.open().expect("foldvault open");

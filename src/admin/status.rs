@@ -106,6 +106,15 @@ pub fn backend_name(b: crate::CipherBackend) -> &'static str {
     }
 }
 
+/// Which AES-GCM implementations seal and open pages: one name when one does both.
+pub fn backends_text(b: crate::CipherBackends) -> String {
+    if b.seal == b.open {
+        backend_name(b.seal).to_string()
+    } else {
+        format!("{} to seal, {} to open", backend_name(b.seal), backend_name(b.open))
+    }
+}
+
 /// How AES runs on this CPU, for `status`.
 pub fn aes_text() -> &'static str {
     if crate::CipherBackend::hardware_aes() {
@@ -211,7 +220,8 @@ pub fn write_status(
             .str("file_id", &crate::format::page::hex(&h.file_id))
             .bool("rekey_pending", h.next_key.is_some())
             .bool("hardware_aes", crate::CipherBackend::hardware_aes())
-            .str("aes_backend", backend_name(crate::CipherBackend::default()))
+            .str("aes_seal_backend", backend_name(crate::CipherBackends::default().seal))
+            .str("aes_open_backend", backend_name(crate::CipherBackends::default().open))
             .raw("slots", &slots_json(h))
             .num("file_size", info.file_size)
             .num("page_count", info.page_count)
@@ -272,7 +282,7 @@ pub fn write_status(
             o,
             "AES:             {}; default backend here {}",
             aes_text(),
-            backend_name(crate::CipherBackend::default())
+            backends_text(crate::CipherBackends::default())
         )?;
     }
     match db {

@@ -1,9 +1,10 @@
 //! AEAD backends behind one small trait. RustCrypto's `aes-gcm` is always built (AES-NI and
 //! CLMUL detected at run time, constant-time bitsliced fallback otherwise); the `ring` feature
 //! (on by default) adds ring's AES-GCM, the `aws-lc` feature aws-lc-rs's (with both built, the
-//! faster of the two on the CPU at hand is the default backend: `fastest.rs`), the `chacha` feature
-//! ChaCha20-Poly1305. All produce the same bytes for the same key, nonce, AAD and plaintext, so
-//! the page format never depends on the backend.
+//! faster of the two on the CPU at hand is the default backend: `fastest.rs`), the `chacha`
+//! feature ChaCha20-Poly1305. All produce the same bytes for the same key, nonce, AAD and
+//! plaintext, so the page format never depends on the backend, and pages may be sealed on one
+//! and opened on another (`CipherBackends`, `new_page_aead`).
 //!
 //! Expanded key schedules are wiped when a cipher drops: RustCrypto's by the `aes`, `ghash`,
 //! `polyval` and `chacha20` crates (their `zeroize` features); aws-lc's when it frees its
@@ -98,6 +99,40 @@ impl CipherBackend {
     }
 }
 
+/// The AES-GCM backends pages are sealed and opened with. Every backend makes the same bytes
+/// (SPEC §3), so the two directions may run on different ones: on some CPUs one library seals
+/// a page faster and the other opens one faster (BENCHMARKS.md, twenty-fifth session).
+/// `Default` is the fastest at each direction among those built, timed once per process
+/// (`fastest.rs`); `Config::cipher_backend` names one backend for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CipherBackends {
+    /// The backend that seals pages (commits, checkpoints, backups).
+    pub seal: CipherBackend,
+    /// The backend that opens pages (every read that misses the cache, recovery, verify).
+    pub open: CipherBackend,
+}
+
+impl CipherBackends {
+    /// One backend for both directions.
+    pub fn both(b: CipherBackend) -> CipherBackends {
+        CipherBackends { seal: b, open: b }
+    }
+}
+
+impl From<CipherBackend> for CipherBackends {
+    fn from(b: CipherBackend) -> CipherBackends {
+        CipherBackends::both(b)
+    }
+}
+
+impl Default for CipherBackends {
+    /// The fastest sealer and the fastest opener this build includes on this CPU, timed once
+    /// per process (`fastest.rs`).
+    fn default() -> Self {
+        super::fastest::fastest_backends()
+    }
+}
+
 /// An AEAD with a 96-bit nonce and a 128-bit tag, keyed once.
 pub(crate) trait Aead: Send + Sync {
     /// Encrypts `buf` in place and returns the tag.
@@ -123,6 +158,35 @@ pub(crate) fn new_aead(cipher: CipherId, backend: CipherBackend, key: &SecretKey
     let aead = build_aead(cipher, backend, key);
     burn_stack();
     aead
+}
+
+/// The page AEAD for `cipher` under `key`: on `backends.seal` for sealing and on
+/// `backends.open` for opening. With one backend for both (or a cipher other than AES-GCM,
+/// which has one implementation) it is `new_aead`'s; otherwise two keyed ciphers, each built
+/// and wiped as `new_aead` builds and wipes one.
+pub(crate) fn new_page_aead(cipher: CipherId, backends: CipherBackends, key: &SecretKey) -> Result<Arc<dyn Aead>> {
+    if backends.seal == backends.open || cipher != CipherId::Aes256Gcm {
+        return new_aead(cipher, backends.seal, key);
+    }
+    Ok(Arc::new(SplitAead { seal: new_aead(cipher, backends.seal, key)?, open: new_aead(cipher, backends.open, key)? }))
+}
+
+/// Seals on one backend and opens on another, under the same key.
+struct SplitAead {
+    seal: Arc<dyn Aead>,
+    open: Arc<dyn Aead>,
+}
+
+impl Aead for SplitAead {
+    fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Result<[u8; 16]> {
+        self.seal.seal(nonce, aad, buf)
+    }
+    fn open(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8], tag: &[u8; 16]) -> bool {
+        self.open.open(nonce, aad, buf, tag)
+    }
+    fn open_tagged(&self, nonce: &[u8; 12], aad: &[u8], ct_and_tag: &mut [u8]) -> bool {
+        self.open.open_tagged(nonce, aad, ct_and_tag)
+    }
 }
 
 #[inline(never)]
@@ -335,7 +399,7 @@ mod memory_tests {
             burn_stack();
             if CipherBackend::hardware_aes() {
                 assert!(
-                    memscan::count_in_memory(&masked) >= 1,
+                    memscan::seen_in_memory(&masked),
                     "{backend:?}: the scan does not see the live key schedule (test broken)"
                 );
             }

@@ -22,7 +22,7 @@ pub mod secret_file;
 pub mod slots;
 pub mod wipe;
 
-pub use cipher::{CipherBackend, CipherId};
+pub use cipher::{CipherBackend, CipherBackends, CipherId};
 pub use kdf::KdfParams;
 pub use keys::{MasterKey, Passphrase};
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use rand::RngCore;
 
-use super::cipher::{Aead, CipherBackend, CipherId, new_aead};
+use super::cipher::{Aead, CipherBackend, CipherBackends, CipherId, new_aead, new_page_aead};
 use super::keys::{SecretKey, context};
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::PAGE_SIZE;
@@ -127,7 +127,7 @@ impl DataKeys {
 
 enum Mode {
     Plain,
-    Aead { cipher: CipherId, backend: CipherBackend, keys: RwLock<DataKeys> },
+    Aead { cipher: CipherId, backends: CipherBackends, keys: RwLock<DataKeys> },
 }
 
 /// A keyed AEAD for one (purpose, epoch).
@@ -160,14 +160,15 @@ impl PageSealer {
     pub(crate) fn encrypted(
         file_id: [u8; 16],
         cipher: CipherId,
-        backend: CipherBackend,
+        backends: impl Into<CipherBackends>,
         keys: DataKeys,
         max_epoch: u32,
     ) -> PageSealer {
+        let backends = backends.into();
         PageSealer {
             file_id,
             version: crate::format::FORMAT_VERSION,
-            mode: Mode::Aead { cipher, backend, keys: RwLock::new(keys) },
+            mode: Mode::Aead { cipher, backends, keys: RwLock::new(keys) },
             aeads: RwLock::new(Vec::new()),
             max_epoch: max_epoch.into(),
         }
@@ -208,11 +209,11 @@ impl PageSealer {
         }
     }
 
-    /// The AES-GCM backend this sealer's AEADs run on (None in plaintext mode).
-    pub(crate) fn backend(&self) -> Option<CipherBackend> {
+    /// The AES-GCM backends this sealer's AEADs seal and open on (None in plaintext mode).
+    pub(crate) fn backends(&self) -> Option<CipherBackends> {
         match &self.mode {
             Mode::Plain => None,
-            Mode::Aead { backend, .. } => Some(*backend),
+            Mode::Aead { backends, .. } => Some(*backends),
         }
     }
 
@@ -265,7 +266,7 @@ impl PageSealer {
                 return Ok(f(a.as_ref()));
             }
         }
-        let Mode::Aead { cipher, backend, keys } = &self.mode else {
+        let Mode::Aead { cipher, backends, keys } = &self.mode else {
             return Err(Error::ReportableBug("AEAD requested in plaintext mode".into()));
         };
         // The key list stays read-locked until the AEAD is listed: `retire_keys_before` takes
@@ -277,7 +278,7 @@ impl PageSealer {
             KeyPurpose::Commit => context::COMMIT_KEY,
         };
         let sub = dk.derive(ctx, &epoch.to_le_bytes());
-        let a = new_aead(*cipher, *backend, &sub)?;
+        let a = new_page_aead(*cipher, *backends, &sub)?;
         {
             let mut list = self.aeads.write();
             if !list.iter().any(|(k, _)| *k == (purpose, epoch)) {

@@ -202,11 +202,14 @@ fn a_million_nonces_are_distinct() {
     }
 }
 
-/// Every AES-GCM backend in this build opens every other's pages (and its own).
+/// Every AES-GCM backend in this build opens every other's pages (and its own), and so does
+/// every sealer that seals on one backend and opens on another.
 #[test]
 fn backends_open_each_others_pages() {
     let k = || DataKeys::single(SecretKey::from_bytes([3; 32]));
-    let backends = CipherBackend::available();
+    let available = CipherBackend::available();
+    let backends: Vec<CipherBackends> =
+        available.iter().flat_map(|&seal| available.iter().map(move |&open| CipherBackends { seal, open })).collect();
     let sealers: Vec<PageSealer> =
         backends.iter().map(|b| PageSealer::encrypted([1; 16], CipherId::Aes256Gcm, *b, k(), 0)).collect();
     for (i, from) in sealers.iter().enumerate() {
@@ -236,14 +239,19 @@ fn backends_open_each_others_pages() {
 #[test]
 fn the_default_backend_is_built_and_works() {
     let backend = CipherBackend::default();
-    assert!(CipherBackend::available().contains(&backend), "{backend:?} is not in this build");
-    let s = PageSealer::encrypted([1; 16], CipherId::Aes256Gcm, backend, DataKeys::single(SecretKey::random()), 0);
-    let orig = sample();
-    let mut p = orig.clone();
-    s.seal(KeyPurpose::Page, 9, 0, &mut p).unwrap();
-    assert_ne!(&p[..PAYLOAD_SIZE], &orig[..PAYLOAD_SIZE]);
-    s.open(KeyPurpose::Page, 9, &mut p).unwrap();
-    assert_eq!(&p[..PAYLOAD_SIZE], &orig[..PAYLOAD_SIZE]);
+    let pair = CipherBackends::default();
+    for b in [backend, pair.seal, pair.open] {
+        assert!(CipherBackend::available().contains(&b), "{b:?} is not in this build");
+    }
+    for backends in [CipherBackends::both(backend), pair] {
+        let s = PageSealer::encrypted([1; 16], CipherId::Aes256Gcm, backends, DataKeys::single(SecretKey::random()), 0);
+        let orig = sample();
+        let mut p = orig.clone();
+        s.seal(KeyPurpose::Page, 9, 0, &mut p).unwrap();
+        assert_ne!(&p[..PAYLOAD_SIZE], &orig[..PAYLOAD_SIZE]);
+        s.open(KeyPurpose::Page, 9, &mut p).unwrap();
+        assert_eq!(&p[..PAYLOAD_SIZE], &orig[..PAYLOAD_SIZE]);
+    }
 }
 
 /// A rotation's new key takes over its first epoch even when that epoch's AEAD was already

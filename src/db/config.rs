@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::crypto::slots::Credentials;
-use crate::crypto::{CipherBackend, CipherId, KdfParams, MasterKey, Passphrase};
+use crate::crypto::{CipherBackend, CipherBackends, CipherId, KdfParams, MasterKey, Passphrase};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 
@@ -60,9 +60,9 @@ pub struct Config {
     pub(crate) use_env: bool,
     pub(crate) encryption: Encryption,
     pub(crate) cipher: CipherId,
-    /// `None`: the default backend, chosen (timed, `crypto/fastest.rs`) only when an encrypted
+    /// `None`: the default backends, chosen (timed, `crypto/fastest.rs`) only when an encrypted
     /// file is opened, so that a plaintext configuration never pays for the choice.
-    pub(crate) backend: Option<CipherBackend>,
+    pub(crate) backend: Option<CipherBackends>,
     pub(crate) kdf: KdfParams,
     pub(crate) cache_capacity: usize,
     pub(crate) durability: Durability,
@@ -253,13 +253,18 @@ impl Config {
         self.cipher = c;
         self
     }
-    pub fn cipher_backend(mut self, b: CipherBackend) -> Config {
+    /// Seals and opens pages on `b` (by default, the fastest backend at each direction).
+    pub fn cipher_backend(self, b: CipherBackend) -> Config {
+        self.cipher_backends(CipherBackends::both(b))
+    }
+    /// Seals pages on `b.seal` and opens them on `b.open` (all backends make the same pages).
+    pub fn cipher_backends(mut self, b: CipherBackends) -> Config {
         self.backend = Some(b);
         self
     }
-    /// The backend an encrypted open uses: the one named with `cipher_backend`, else the
-    /// default (the fastest built, timed once per process).
-    pub(crate) fn backend(&self) -> CipherBackend {
+    /// The backends an encrypted open uses: the ones named with `cipher_backend(s)`, else the
+    /// default (the fastest built at each direction, timed once per process).
+    pub(crate) fn backends(&self) -> CipherBackends {
         self.backend.unwrap_or_default()
     }
     pub fn kdf(mut self, k: KdfParams) -> Config {

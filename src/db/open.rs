@@ -68,9 +68,9 @@ pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credential
         header.slots[0] = Some(slots::make_slot(kind, cfg.kdf, creds, &dk, &file_id, 0)?);
         header.mac = slots::header_mac(&dk, &header.encode_body()[..]);
         // Fail early if the backend is missing (e.g. a cipher whose feature is off).
-        let backend = cfg.backend();
-        crate::crypto::cipher::new_aead(cfg.cipher, backend, &dk)?;
-        PageSealer::encrypted(file_id, cfg.cipher, backend, DataKeys::single(dk), 0)
+        let backends = cfg.backends();
+        crate::crypto::cipher::new_page_aead(cfg.cipher, backends, &dk)?;
+        PageSealer::encrypted(file_id, cfg.cipher, backends, DataKeys::single(dk), 0)
     } else {
         PageSealer::plaintext(file_id)
     };
@@ -220,12 +220,12 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         let (dk, _slot) = unlock(&header, header_page, creds)?;
         // A cipher or backend this build lacks is `Unsupported` here, not a commit record that
         // fails to open (which recovery would report as corruption).
-        let backend = cfg.backend();
-        crate::crypto::cipher::new_aead(header.cipher, backend, &dk)?;
+        let backends = cfg.backends();
+        crate::crypto::cipher::new_page_aead(header.cipher, backends, &dk)?;
         // The data key moves into the sealer: no second copy is made (with `file_sealer`'s
         // copy, the key-memory unit test failed twice in CI's feature run, 0ac2b39).
         let keys = DataKeys::with_next(dk, &header.file_id, header.next_key.as_ref())?;
-        PageSealer::encrypted(header.file_id, header.cipher, backend, keys, u32::MAX).with_version(header.version)
+        PageSealer::encrypted(header.file_id, header.cipher, backends, keys, u32::MAX).with_version(header.version)
     } else {
         if cfg.encryption == Encryption::Required {
             return Err(Error::Unsupported("the database is plaintext but encryption is required".into()));
@@ -366,7 +366,7 @@ pub(crate) fn load_catalog(pager: &Pager, catalog: PageRef) -> Result<BTreeMap<V
 pub(crate) fn file_sealer(
     fh: &FileHeader,
     dk: Option<&SecretKey>,
-    backend: Option<crate::CipherBackend>,
+    backend: Option<crate::CipherBackends>,
 ) -> Result<PageSealer> {
     Ok(match dk {
         Some(dk) => PageSealer::encrypted(
