@@ -297,7 +297,7 @@ fn raw_source(cfg: &Config) -> Result<(Arc<crate::pager::Pager>, crate::format::
         true => Some(super::open::unlock(&header, header_page, &cfg.effective_credentials()?)?.0),
         false => None,
     };
-    let sealer = super::open::file_sealer(&header, dk.as_ref(), cfg.backend)?;
+    let sealer = super::open::file_sealer(&header, dk.as_ref(), cfg.backends)?;
     drop(dk);
     let pager = Arc::new(crate::pager::Pager::new(storage.clone(), sealer, cfg.cache_capacity));
     pager.set_read_only();

@@ -62,7 +62,7 @@ pub struct Config {
     pub(crate) cipher: CipherId,
     /// `None`: the default backends, chosen (timed, `crypto/fastest.rs`) only when an encrypted
     /// file is opened, so that a plaintext configuration never pays for the choice.
-    pub(crate) backend: Option<CipherBackends>,
+    pub(crate) backends: Option<CipherBackends>,
     pub(crate) kdf: KdfParams,
     pub(crate) cache_capacity: usize,
     pub(crate) durability: Durability,
@@ -97,7 +97,7 @@ impl Default for Config {
             use_env: true,
             encryption: Encryption::Auto,
             cipher: CipherId::Aes256Gcm,
-            backend: None,
+            backends: None,
             kdf: KdfParams::default(),
             cache_capacity: 32 << 20,
             durability: Durability::Eventual,
@@ -155,7 +155,7 @@ impl Config {
             use_env: self.use_env,
             encryption: self.encryption,
             cipher: self.cipher,
-            backend: self.backend,
+            backends: self.backends,
             kdf: self.kdf,
             cache_capacity: self.cache_capacity,
             durability: self.durability,
@@ -259,13 +259,13 @@ impl Config {
     }
     /// Seals pages on `b.seal` and opens them on `b.open` (all backends make the same pages).
     pub fn cipher_backends(mut self, b: CipherBackends) -> Config {
-        self.backend = Some(b);
+        self.backends = Some(b);
         self
     }
     /// The backends an encrypted open uses: the ones named with `cipher_backend(s)`, else the
     /// default (the fastest built at each direction, timed once per process).
     pub(crate) fn backends(&self) -> CipherBackends {
-        self.backend.unwrap_or_default()
+        self.backends.unwrap_or_default()
     }
     pub fn kdf(mut self, k: KdfParams) -> Config {
         self.kdf = k;

@@ -239,7 +239,7 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
                 "a key was given but the database is plaintext; it was not used (Encryption::Required refuses such a file)"
             );
         }
-        file_sealer(&header, None, cfg.backend)?
+        file_sealer(&header, None, cfg.backends)?
     };
     let pager = Arc::new(Pager::new(storage.clone(), sealer, cfg.cache_capacity));
     if !writable {
@@ -361,18 +361,18 @@ pub(crate) fn load_catalog(pager: &Pager, catalog: PageRef) -> Result<BTreeMap<V
 /// The page sealer of a whole file, from its header: the file's format version (bound into
 /// every page's seal) and, during an unfinished rotation, both data keys. For the readers that
 /// open every page without opening the database (backup verify and restore, pagedump, salvage),
-/// and for `open` of a plaintext file. `backend`: `None` for the default, chosen only if a key
+/// and for `open` of a plaintext file. `backends`: `None` for the default, chosen only if a key
 /// is given.
 pub(crate) fn file_sealer(
     fh: &FileHeader,
     dk: Option<&SecretKey>,
-    backend: Option<crate::CipherBackends>,
+    backends: Option<crate::CipherBackends>,
 ) -> Result<PageSealer> {
     Ok(match dk {
         Some(dk) => PageSealer::encrypted(
             fh.file_id,
             fh.cipher,
-            backend.unwrap_or_default(),
+            backends.unwrap_or_default(),
             DataKeys::with_next(dk.duplicate(), &fh.file_id, fh.next_key.as_ref())?,
             u32::MAX,
         )
