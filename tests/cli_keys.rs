@@ -353,12 +353,25 @@ fn status_shows_key_memory_aes_and_nonce_budget() {
     assert!(mem.contains(" locked (") || mem.contains("NOT locked (RLIMIT_MEMLOCK)"), "{t}");
     let aes = line("AES:");
     assert!(aes.contains("hardware (") || aes.contains("software (constant-time)"), "{t}");
+    // The backends that seal and open pages here: one name, or one for each direction.
+    let names = ["ring", "aws-lc-rs", "RustCrypto aes-gcm"];
+    let backends = aes.split_once("default backend here ").map(|(_, b)| b).unwrap_or_else(|| panic!("{t}"));
+    let named = |b: &str| names.contains(&b);
+    let one_or_pair = named(backends)
+        || backends
+            .split_once(" to seal, ")
+            .and_then(|(seal, open)| Some((seal, open.strip_suffix(" to open")?)))
+            .is_some_and(|(seal, open)| named(seal) && named(open) && seal != open);
+    assert!(one_or_pair, "{t}");
     assert!(line("nonce budget:").contains(" seals used in this epoch"), "{t}");
     // Without a key: the AES line (a property of this machine), no key memory to report.
     let t = e.fv(&["status", &db]).ok().text();
     assert!(t.contains("\nAES:") && !t.contains("key memory:"), "{t}");
     let j = e.fv(&["status", &db, "--json", "--passphrase-file", &pass]).ok().text();
     assert!(j.contains("\"seal_budget\": ") && j.contains("\"key_memory_locked\": "), "{j}");
+    for key in ["aes_seal_backend", "aes_open_backend"] {
+        assert!(names.iter().any(|n| j.contains(&format!("\"{key}\": \"{n}\""))), "{key}: {j}");
+    }
 }
 
 #[test]
