@@ -6,7 +6,7 @@ use std::sync::Arc;
 mod common;
 
 use foldvault::storage::{CrashModel, FaultyStorage, Storage};
-use foldvault::{Config, Credentials, Error, KdfParams, MasterKey, Passphrase, SlotKind};
+use foldvault::{CipherBackends, Config, Credentials, Error, KdfParams, MasterKey, Passphrase, SlotKind};
 use parking_lot::Mutex;
 
 fn fast() -> KdfParams {
@@ -218,8 +218,40 @@ fn a_missing_cipher_backend_is_unsupported_not_corrupt() {
     let s: Arc<dyn Storage> = Arc::new(FaultyStorage::from_bytes(dev.live_image()));
     let missing =
         if cfg!(feature = "aws-lc") { foldvault::CipherBackend::Ring } else { foldvault::CipherBackend::AwsLc };
-    let r = with(s, Credentials::passphrase("pw")).cipher_backend(missing).open();
+    let r = with(s.clone(), Credentials::passphrase("pw")).cipher_backend(missing).open();
     assert!(matches!(r, Err(Error::Unsupported(_))), "{:?}", r.err());
+    // Missing for one direction only: refused as well, whichever direction it is.
+    let here = foldvault::CipherBackend::RustCrypto;
+    for b in [CipherBackends { seal: here, open: missing }, CipherBackends { seal: missing, open: here }] {
+        let r = with(s.clone(), Credentials::passphrase("pw")).cipher_backends(b).open();
+        assert!(matches!(r, Err(Error::Unsupported(_))), "{b:?}: {:?}", r.err());
+    }
+}
+
+/// Pages sealed under any sealing/opening pair of the backends this build has are read by
+/// every other pair: a database written under one, reopened and extended under the next, and
+/// so on around all of them, ends with every record of every round.
+#[test]
+fn every_pair_of_backends_reads_what_every_other_wrote() {
+    let available = foldvault::CipherBackend::available();
+    let pairs: Vec<CipherBackends> =
+        available.iter().flat_map(|&seal| available.iter().map(move |&open| CipherBackends { seal, open })).collect();
+    let dev = FaultyStorage::new();
+    for (round, &pair) in pairs.iter().chain(pairs.first()).enumerate() {
+        let db = with(Arc::new(dev.clone()), Credentials::passphrase("pw")).cipher_backends(pair).open().unwrap();
+        assert_eq!(db.encryption_status().backends, pair);
+        let t = db.open_tree("t").unwrap();
+        for r in 0..round {
+            for i in 0..50u32 {
+                let v = t.get(format!("r{r}-{i}")).unwrap();
+                assert_eq!(v.as_deref(), Some(&[r as u8; 300][..]), "{pair:?}: round {r}'s record {i}");
+            }
+        }
+        for i in 0..50u32 {
+            t.insert(format!("r{round}-{i}"), vec![round as u8; 300]).unwrap();
+        }
+        db.flush().unwrap();
+    }
 }
 
 /// A file that takes a copy's target name while the copy runs is kept: the copy fails
