@@ -92,8 +92,9 @@ fn backup_snapshot<W: Write>(
         let aead = match &backup_key {
             Some(k) => Some(crate::crypto::cipher::new_aead(
                 crate::crypto::CipherId::Aes256Gcm,
-                // Chunks are sealed here: the fastest sealer.
-                crate::crypto::CipherBackends::default().seal,
+                // Chunks are sealed on the backend this handle seals its pages on (the one
+                // `Config` named, else the fastest sealer).
+                pager.sealer.backends().unwrap_or_default().seal,
                 k,
             )?),
             None => None,
