@@ -3,8 +3,22 @@
 //! Layer: pager. Invariants: an entry is only ever inserted after its page opened and matched
 //! the tag it was reached by (or right after the writer sealed it), and it records that tag;
 //! a lookup by (page, tag) misses when the tags differ, so a reused page number can never
-//! serve stale bytes. Eviction is CLOCK per shard. Evicted and dropped entries are zeroized
-//! (plaintext does not linger in freed heap memory).
+//! serve stale bytes. Eviction is generalised CLOCK per shard: each entry counts its uses up to
+//! `MAX_USES`, the hand takes one off each entry it passes and evicts the first it finds at
+//! zero. Evicted and dropped entries are zeroized (plaintext does not linger in freed heap
+//! memory).
+//!
+//! Why a count and not CLOCK's one bit (BENCHMARKS.md, "Twenty-sixth session"): in a cache a
+//! tenth the size of the data, random lookups bring in a leaf each, and one bit let the hand
+//! evict a branch page between two of its uses; a fifth of cold lookups opened a branch page
+//! as well as the leaf. A branch page is used by every lookup below it, so its count stays up
+//! and the hand passes it by; a leaf read once goes at the hand's next pass, and so do the
+//! leaves of a long range scan.
+//!
+//! The cache has one shard per `PAGES_PER_SHARD` pages, up to `MAX_SHARDS`: shards let readers
+//! on many threads look up at once, but each shard keeps its own clock, and a small cache split
+//! sixteen ways (eight pages a shard in the peers benchmark's cold reads) evicts by too coarse
+//! a measure.
 //!
 //! An entry has no uninitialised bytes (no padding, no `MaybeUninit`; behind the `Arc` only 7
 //! bytes of tail padding, less than a key prefix): it is built on the stack and moved to the
@@ -72,11 +86,19 @@ impl Drop for CachedPage {
     }
 }
 
-const SHARDS: usize = 16;
+/// Most shards: enough that readers on many threads rarely meet on one lock.
+const MAX_SHARDS: usize = 16;
+/// Fewest pages per shard (bar a cache of fewer pages, which has one shard).
+const PAGES_PER_SHARD: usize = 64;
+/// Fewest pages a cache holds, whatever its configured size.
+const MIN_PAGES: usize = 64;
+/// Highest use count: an entry used this often survives this many passes of the hand unused.
+const MAX_USES: u8 = 3;
 
 struct Slot {
     page: Arc<CachedPage>,
-    referenced: bool,
+    /// Uses since the hand last passed, up to `MAX_USES`.
+    uses: u8,
 }
 
 struct Shard {
@@ -88,6 +110,7 @@ struct Shard {
 
 pub(crate) struct PageCache {
     shards: Vec<Mutex<Shard>>,
+    /// Pages each shard holds at most.
     per_shard: usize,
     /// Entries evicted while no reader held them, emptied, for the next miss to fill: a miss
     /// then allocates nothing (a `malloc` and `free` of 4 KiB per miss was 8–11% of a cold
@@ -115,18 +138,20 @@ impl Shard {
 
 impl PageCache {
     pub(crate) fn new(capacity_bytes: usize) -> PageCache {
-        let pages = (capacity_bytes / crate::format::PAGE_SIZE).max(SHARDS * 4);
+        let pages = (capacity_bytes / crate::format::PAGE_SIZE).max(MIN_PAGES);
+        let shards = (pages / PAGES_PER_SHARD).clamp(1, MAX_SHARDS);
+        let per_shard = pages / shards;
         // Sized up front (up to a bound): growing them while the cache fills cost a realloc,
         // and a `malloc_consolidate`, in the middle of large commits.
-        let reserve = (pages / SHARDS).min(MAX_RESERVED_PER_SHARD);
+        let reserve = per_shard.min(MAX_RESERVED_PER_SHARD);
         let shard = || Shard {
             map: PageMap::with_capacity_and_hasher(reserve, Default::default()),
             clock: VecDeque::with_capacity(reserve),
             hits: 0,
         };
         PageCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(shard())).collect(),
-            per_shard: pages / SHARDS,
+            shards: (0..shards).map(|_| Mutex::new(shard())).collect(),
+            per_shard,
             spare: Mutex::new(Vec::new()),
         }
     }
@@ -149,7 +174,7 @@ impl PageCache {
     }
 
     fn shard(&self, page: PageNo) -> &Mutex<Shard> {
-        &self.shards[(page as usize) % SHARDS]
+        &self.shards[(page % self.shards.len() as u64) as usize]
     }
 
     /// The cached page if present *and* sealed with `tag`.
@@ -157,7 +182,7 @@ impl PageCache {
         let mut s = self.shard(page).lock();
         match s.map.get_mut(&page) {
             Some(slot) if slot.page.tag.ct_eq(tag) => {
-                slot.referenced = true;
+                slot.uses = (slot.uses + 1).min(MAX_USES);
                 let page = slot.page.clone();
                 s.hits += 1;
                 Some(page)
@@ -171,7 +196,7 @@ impl PageCache {
         let mut s = self.shard(page).lock();
         if let Some(slot) = s.map.get_mut(&page) {
             let old = std::mem::replace(&mut slot.page, p);
-            slot.referenced = true;
+            slot.uses = (slot.uses + 1).min(MAX_USES);
             self.recycle(old);
             return 0;
         }
@@ -179,8 +204,8 @@ impl PageCache {
         while s.map.len() >= self.per_shard {
             let Some(victim) = s.clock.pop_front() else { break };
             let hot = match s.map.get_mut(&victim) {
-                Some(slot) if slot.referenced => {
-                    slot.referenced = false;
+                Some(slot) if slot.uses > 0 => {
+                    slot.uses -= 1;
                     true
                 }
                 Some(_) => false,
@@ -193,7 +218,7 @@ impl PageCache {
                 evicted += 1;
             }
         }
-        s.map.insert(page, Slot { page: p, referenced: false });
+        s.map.insert(page, Slot { page: p, uses: 0 });
         s.clock.push_back(page);
         if s.clock.len() > 2 * self.per_shard {
             s.drop_stale_clock_entries();
@@ -256,7 +281,9 @@ mod tests {
     #[test]
     fn the_clock_stays_bounded_when_pages_come_and_go() {
         // 64 pages a shard; 32 a shard stay cached, so the cache never fills and never evicts.
+        const SHARDS: usize = MAX_SHARDS;
         let c = PageCache::new(SHARDS * 64 * PAGE_SIZE);
+        assert_eq!(c.shards.len(), SHARDS);
         for p in 0..(SHARDS * 32) as u64 {
             c.insert(10_000 + p, page(1));
         }
@@ -282,7 +309,39 @@ mod tests {
         for p in 0..10_000 {
             c.insert(p, page(3));
         }
-        assert!(c.len() <= SHARDS * 4);
+        assert!(c.len() <= MIN_PAGES);
         assert!(c.spare.lock().len() <= MAX_SPARE);
+    }
+
+    /// Regression (BENCHMARKS.md "Twenty-sixth session"): with one reference bit, a page used on
+    /// every sixteenth lookup was evicted between uses by a stream of pages used once.
+    #[test]
+    fn a_page_in_steady_use_outlives_a_stream_of_pages_used_once() {
+        let c = PageCache::new(MIN_PAGES * PAGE_SIZE);
+        assert_eq!(c.shards.len(), 1, "a small cache is not split");
+        let hot: Vec<PageNo> = (0..8).collect();
+        for &h in &hot {
+            c.insert(h, page(1));
+        }
+        let mut misses = 0;
+        for i in 0..100_000u64 {
+            let h = hot[(i % 8) as usize];
+            if i % 2 == 0 && c.get(h, &SealTag([1; 16])).is_none() {
+                misses += 1;
+                c.insert(h, page(1));
+            }
+            c.insert(1_000 + i, page(2));
+        }
+        assert!(misses <= 8, "{misses} lookups of pages in steady use missed");
+        assert!(c.len() <= MIN_PAGES);
+    }
+
+    #[test]
+    fn shards_grow_with_the_cache_up_to_the_bound() {
+        for (pages, shards) in [(0, 1), (MIN_PAGES, 1), (2 * PAGES_PER_SHARD, 2), (1 << 20, MAX_SHARDS)] {
+            let c = PageCache::new(pages * PAGE_SIZE);
+            assert_eq!(c.shards.len(), shards, "{pages} pages");
+            assert_eq!(c.per_shard * shards, pages.max(MIN_PAGES));
+        }
     }
 }
