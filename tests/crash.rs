@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use foldvault::fuzzing::Rng;
-use foldvault::storage::{CrashModel, FaultPlan, FaultyStorage, Storage, WalStorage};
+use foldvault::storage::{CrashModel, DeviceImages, FaultPlan, FaultyDevices, FaultyStorage, Storage, WalStorage};
 use foldvault::{Config, Db, Durability, Error, KdfParams};
 use parking_lot::Mutex;
 
@@ -67,17 +67,6 @@ fn read_all(db: &Db) -> foldvault::Result<Model> {
     Ok(m)
 }
 
-/// The devices under a database: the file alone, or the file and its write-ahead log (a small
-/// log and small groups, so that the workload checkpoints and goes direct often).
-#[derive(Clone)]
-struct Rig {
-    main: FaultyStorage,
-    log: Option<FaultyStorage>,
-}
-
-/// What a power loss leaves on each device of a rig.
-type Images = (Vec<u8>, Option<Vec<u8>>);
-
 const WAL_CHECKPOINT_PAGES: u64 = 48;
 const WAL_MAX_GROUP: usize = 24;
 /// A log path in a directory that exists (synced before the session's first log header) naming
@@ -86,58 +75,36 @@ fn no_file() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("foldvault-crash-test-{}-absent.fvwal", std::process::id()))
 }
 
-fn storage_of(main: FaultyStorage, log: Option<FaultyStorage>) -> foldvault::Result<Arc<dyn Storage>> {
-    Ok(match log {
-        None => Arc::new(main),
+/// The storage a database sees on `rig`: the file alone, or the file and its write-ahead log (a
+/// small log and small groups, so that the workload checkpoints and goes direct often).
+fn storage_of(rig: &FaultyDevices) -> foldvault::Result<Arc<dyn Storage>> {
+    Ok(match &rig.log {
+        None => Arc::new(rig.main.clone()),
         Some(l) => Arc::new(
             // A path to remove at close takes the clean close's way (the pages copied home, the
             // log left as it is); nothing is there, so the next open replays the same log again.
-            WalStorage::open(Arc::new(main), Arc::new(l), WAL_CHECKPOINT_PAGES, Some(no_file()))?
+            WalStorage::open(Arc::new(rig.main.clone()), Arc::new(l.clone()), WAL_CHECKPOINT_PAGES, Some(no_file()))?
                 .max_group(WAL_MAX_GROUP),
         ),
     })
 }
 
-impl Rig {
-    fn new(wal: bool) -> Rig {
-        // One cut lock for both devices: the log's checkpoint copies pages into the file on a
-        // thread of its own, and a power loss takes both devices at one instant.
-        let main = FaultyStorage::new();
-        let log = wal.then(|| FaultyStorage::new().share_cuts(&main));
-        Rig { main, log }
-    }
-    fn storage(&self) -> Arc<dyn Storage> {
-        storage_of(self.main.clone(), self.log.clone()).unwrap()
-    }
-    fn crash_images(&self, model: &CrashModel) -> Images {
-        (self.main.crash_image(model), self.log.as_ref().map(|l| l.crash_image(model)))
-    }
-    fn live_images(&self) -> Images {
-        (self.main.live_image(), self.log.as_ref().map(|l| l.live_image()))
-    }
-    fn devices(&self) -> impl Iterator<Item = &FaultyStorage> {
-        std::iter::once(&self.main).chain(self.log.as_ref())
-    }
-    /// Arms `plan` on device `device` (0 the file, 1 the log) and clears the other's.
-    fn plan_on(&self, device: usize, plan: &FaultPlan) {
-        self.devices()
-            .enumerate()
-            .for_each(|(i, d)| d.set_plan(if i == device { plan.clone() } else { FaultPlan::default() }));
-    }
+/// `storage_of` a rig whose log, if any, was just made (and so cannot fail to be read).
+fn storage(rig: &FaultyDevices) -> Arc<dyn Storage> {
+    storage_of(rig).unwrap()
 }
 
 /// Opens an image anchored at `min_seq` (the newest commit acknowledged durable: an open that
 /// falls back past it is `RolledBack`, as it would be for an application that keeps the
 /// anchor, SPEC §11), checks it, returns the hash of its contents.
-fn recover(images: Images, encrypted: bool, min_seq: u64) -> Result<[u8; 32], String> {
+fn recover(images: DeviceImages, encrypted: bool, min_seq: u64) -> Result<[u8; 32], String> {
     recover_model(images, encrypted, min_seq).map(|m| hash_model(&m))
 }
 
 /// `recover`, returning the contents themselves.
-fn recover_model(images: Images, encrypted: bool, min_seq: u64) -> Result<Model, String> {
+fn recover_model(images: DeviceImages, encrypted: bool, min_seq: u64) -> Result<Model, String> {
     let (main, log) = images;
-    let s = storage_of(FaultyStorage::from_bytes(main), log.map(FaultyStorage::from_bytes))
-        .map_err(|e| format!("log: {e}"))?;
+    let s = storage_of(&FaultyDevices::from_images((main, log))).map_err(|e| format!("log: {e}"))?;
     let db = config(s, encrypted).min_commit_seq(min_seq).open().map_err(|e| format!("open: {e}"))?;
     let report = db.check().map_err(|e| format!("check: {e}"))?;
     if !report.is_ok() {
@@ -250,15 +217,15 @@ struct Point {
 }
 
 fn crash_points(encrypted: bool, txns: usize, wal: bool) {
-    let rig = Rig::new(wal);
-    let db = config(rig.storage(), encrypted).open().unwrap();
+    let rig = FaultyDevices::new(wal);
+    let db = config(storage(&rig), encrypted).open().unwrap();
     let mut states = vec![hash_model(&Model::new())];
     let progress = Arc::new(Mutex::new(Progress::default()));
     let points: Arc<Mutex<Vec<Point>>> = Arc::default();
     // Every mutating operation with FOLDVAULT_EXHAUSTIVE=1, every second one by default (on
     // each device; with a log, the power loss takes both devices at that moment).
     let stride = if std::env::var_os("FOLDVAULT_EXHAUSTIVE").is_some() { 1 } else { 2 };
-    for dev in rig.devices() {
+    for dev in rig.iter() {
         let (r, p, pts) = (rig.clone(), progress.clone(), points.clone());
         dev.set_observer(Some(Arc::new(move |op| {
             if op % stride != 0 {
@@ -277,7 +244,7 @@ fn crash_points(encrypted: bool, txns: usize, wal: bool) {
     }
     let mut model = Model::new();
     workload(&db, txns, 0x5eed, &mut states, &progress, &mut model).unwrap();
-    rig.devices().for_each(|d| d.set_observer(None));
+    rig.iter().for_each(|d| d.set_observer(None));
     drop(db);
     let points = std::mem::take(&mut *points.lock());
     let mut failures = Vec::new();
@@ -355,8 +322,8 @@ fn io_errors(wal: bool) {
         let step = if exhaustive { 1 } else { (total / 150).max(1) };
         for persistent in [false, true] {
             for at in (1..=total).step_by(step as usize) {
-                let rig = Rig::new(wal);
-                let db = config(rig.storage(), true).open().unwrap();
+                let rig = FaultyDevices::new(wal);
+                let db = config(storage(&rig), true).open().unwrap();
                 // A one-shot failure is followed by a power loss at the next operation: a
                 // commit acknowledged although its sync failed would be lost in that image.
                 let crash_at = (!persistent).then_some(at + 1);
@@ -371,7 +338,7 @@ fn io_errors(wal: bool) {
                 runs += 1;
                 // After a one-shot failure, the power loss under each model: unsynced writes
                 // lost, torn at 512-byte boundaries, or reordered then cut.
-                let images: Vec<(String, Images)> = if persistent {
+                let images: Vec<(String, DeviceImages)> = if persistent {
                     vec![("live".into(), rig.live_images())]
                 } else {
                     [
@@ -402,12 +369,12 @@ fn io_errors(wal: bool) {
 
 /// The operations a clean run of `txns` workload transactions makes on each device of a rig.
 fn clean_op_counts(wal: bool, txns: usize) -> Vec<u64> {
-    let rig = Rig::new(wal);
-    let db = config(rig.storage(), true).open().unwrap();
-    rig.devices().for_each(|d| d.set_plan(FaultPlan::default()));
+    let rig = FaultyDevices::new(wal);
+    let db = config(storage(&rig), true).open().unwrap();
+    rig.iter().for_each(|d| d.set_plan(FaultPlan::default()));
     let mut states = vec![hash_model(&Model::new())];
     workload(&db, txns, 7, &mut states, &Mutex::new(Progress::default()), &mut Model::new()).unwrap();
-    rig.devices().map(|d| d.op_count()).collect()
+    rig.iter().map(|d| d.op_count()).collect()
 }
 
 /// One I/O error that the device gets over (no power loss after it), then more work on the
@@ -422,8 +389,8 @@ fn io_error_then_another_commit(wal: bool) {
     for (device, &total) in clean_op_counts(wal, txns).iter().enumerate() {
         let step = if exhaustive { 1 } else { (total / 60).max(1) };
         for at in (1..=total).step_by(step as usize) {
-            let rig = Rig::new(wal);
-            let db = config(rig.storage(), true).open().unwrap();
+            let rig = FaultyDevices::new(wal);
+            let db = config(storage(&rig), true).open().unwrap();
             let plan = FaultPlan { fail_at: Some(at), ..FaultPlan::default() };
             rig.plan_on(device, &plan);
             let mut states = vec![hash_model(&Model::new())];
@@ -494,7 +461,7 @@ struct Repairs {
     log_pages: bool,
 }
 
-fn repairs_of(images: &Images, min_seq: u64) -> Result<Repairs, String> {
+fn repairs_of(images: &DeviceImages, min_seq: u64) -> Result<Repairs, String> {
     let log_pages = match &images.1 {
         None => false,
         Some(l) => {
@@ -508,8 +475,7 @@ fn repairs_of(images: &Images, min_seq: u64) -> Result<Repairs, String> {
             logged
         }
     };
-    let s = storage_of(FaultyStorage::from_bytes(images.0.clone()), images.1.clone().map(FaultyStorage::from_bytes))
-        .map_err(|e| format!("log: {e}"))?;
+    let s = storage_of(&FaultyDevices::from_images(images.clone())).map_err(|e| format!("log: {e}"))?;
     let db = config(s, true).min_commit_seq(min_seq).open().map_err(|e| format!("open: {e}"))?;
     let r = db.recovery_report();
     Ok(Repairs {
@@ -529,8 +495,8 @@ fn repairs_of(images: &Images, min_seq: u64) -> Result<Repairs, String> {
 /// and the one in flight (the first recovery's state when the second session acknowledged
 /// nothing): nothing of either session is lost.
 fn crash_during_recovery(wal: bool) {
-    let rig = Rig::new(wal);
-    let db = config(rig.storage(), true).open().unwrap();
+    let rig = FaultyDevices::new(wal);
+    let db = config(storage(&rig), true).open().unwrap();
     let mut states = vec![hash_model(&Model::new())];
     let mut model = Model::new();
     workload(&db, 200, 11, &mut states, &Mutex::new(Progress::default()), &mut model).unwrap();
@@ -538,17 +504,14 @@ fn crash_during_recovery(wal: bool) {
     let base_seq = db.durable_commit_seq();
     drop(db); // a clean close: the file (and log) as the first loss finds them
     let base = rig.live_images();
-    let rig_of = |images: &Images| Rig {
-        main: FaultyStorage::from_bytes(images.0.clone()),
-        log: images.1.clone().map(FaultyStorage::from_bytes),
-    };
+    let rig_of = |images: &DeviceImages| FaultyDevices::from_images(images.clone());
     // The first losses, on the device a commit writes (the log if any), at each of the first
     // forty operations of a further five transactions.
-    let mut candidates: Vec<(Images, Repairs, Progress, Vec<[u8; 32]>)> = Vec::new();
+    let mut candidates: Vec<(DeviceImages, Repairs, Progress, Vec<[u8; 32]>)> = Vec::new();
     for at in 1..=40u64 {
         for model1 in [CrashModel::TearUnsynced { seed: at }, CrashModel::ReorderUnsynced { seed: at }] {
             let rig1 = rig_of(&base);
-            let db = config(rig1.storage(), true).open().unwrap();
+            let db = config(storage(&rig1), true).open().unwrap();
             rig1.plan_on(usize::from(wal), &FaultPlan { crash_at: Some(at), ..FaultPlan::default() });
             let mut states1 = vec![hash_model(&model)];
             let progress1 = Mutex::new(Progress { acked_seq: base_seq, ..Progress::default() });
@@ -566,7 +529,7 @@ fn crash_during_recovery(wal: bool) {
         }
     }
     // The first image of each set of repairs, then others spread over the operations, to three.
-    let mut firsts: Vec<(Images, Repairs, Progress, Vec<[u8; 32]>)> = Vec::new();
+    let mut firsts: Vec<(DeviceImages, Repairs, Progress, Vec<[u8; 32]>)> = Vec::new();
     for c in &candidates {
         if firsts.len() < 3 && firsts.iter().all(|f| f.1 != c.1) {
             firsts.push(c.clone());
@@ -588,18 +551,19 @@ fn crash_during_recovery(wal: bool) {
         let h1 = hash_model(&first_model);
         assert!(states1[prog.acked..=prog.upper].contains(&h1), "{what1}: the recovery lost an acknowledged commit");
         // The second session: the open that recovers, then eight transactions.
-        let session = |rig2: &Rig, states2: &mut Vec<[u8; 32]>, progress2: &Mutex<Progress>| -> foldvault::Result<()> {
-            let s = storage_of(rig2.main.clone(), rig2.log.clone())?; // reading the log may fail too
-            let db2 = config(s, true).min_commit_seq(prog.acked_seq).open()?;
-            workload(&db2, 8, 13, states2, progress2, &mut first_model.clone())
-        };
+        let session =
+            |rig2: &FaultyDevices, states2: &mut Vec<[u8; 32]>, progress2: &Mutex<Progress>| -> foldvault::Result<()> {
+                let s = storage_of(rig2)?; // reading the log may fail too
+                let db2 = config(s, true).min_commit_seq(prog.acked_seq).open()?;
+                workload(&db2, 8, 13, states2, progress2, &mut first_model.clone())
+            };
         let start = || (vec![h1], Mutex::new(Progress { acked_seq: prog.acked_seq, ..Progress::default() }));
         let totals: Vec<u64> = {
             let rig2 = rig_of(first);
-            rig2.devices().for_each(|d| d.set_plan(FaultPlan::default()));
+            rig2.iter().for_each(|d| d.set_plan(FaultPlan::default()));
             let (mut states2, progress2) = start();
             session(&rig2, &mut states2, &progress2).unwrap_or_else(|e| panic!("{what1}: clean second session: {e}"));
-            rig2.devices().map(|d| d.op_count()).collect()
+            rig2.iter().map(|d| d.op_count()).collect()
         };
         for (device, &total) in totals.iter().enumerate() {
             for second_at in 1..=total {
@@ -610,7 +574,7 @@ fn crash_during_recovery(wal: bool) {
                 let what = format!("{what1}, second loss at {second_at} on device {device}");
                 // Any step may fail once the device is cut, and only then.
                 assert!(
-                    failed.is_none() || rig2.devices().any(|d| d.crashed()),
+                    failed.is_none() || rig2.iter().any(|d| d.crashed()),
                     "{what}: the session failed with no power loss: {failed:?}"
                 );
                 sessions += 1;

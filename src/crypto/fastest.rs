@@ -4,7 +4,8 @@
 //! (`CipherBackends::default()`, which the page path uses): on the Zen 5 VM aws-lc sealed a
 //! page in 0.43 us to ring's 0.60, and ring opened one in 0.69 to aws-lc's 0.88 (BENCHMARKS.md,
 //! twenty-fourth session), so one library for both lost a quarter of the other direction. The
-//! faster at both together (`CipherBackend::default()`) serves the uses that name one backend.
+//! faster at both together is `CipherBackend::default()`, public API for a caller that wants
+//! one backend; the engine itself uses the pair.
 //!
 //! Every backend produces the same bytes for the same key, nonce, AAD and plaintext (SPEC §3),
 //! so which one runs is a matter of speed alone, and speed depends on the CPU: on a Zen 3 CPU

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::storage::{CrashModel, FaultPlan, FaultyStorage, MemoryStorage, Storage, WalStorage};
+use crate::storage::{CrashModel, FaultPlan, FaultyDevices, FaultyStorage, MemoryStorage, Storage, WalStorage};
 use crate::{Config, Credentials, Db, Durability, KdfParams, Result, Tree};
 
 /// Each batch walks the trees from their roots; the memo of subtrees re-sealed whole keeps
@@ -56,59 +56,33 @@ const PASS: &str = "rotate";
 /// Pages re-sealed per batch: a rotation of the file below takes several batches.
 const BATCH: usize = 4;
 
-/// The devices under a database: the file, and with a write-ahead log its log (small, so that
-/// the rotation checkpoints and goes direct), sharing one cut lock.
-struct Devices {
-    main: FaultyStorage,
-    log: Option<FaultyStorage>,
+/// Opens the database on `dev` (with a write-ahead log, a small one, so that the rotation
+/// checkpoints and goes direct), every commit durable, refusing a fall back below `min_seq`.
+/// The log's checkpoints run in the sync that fills it, so operations are numbered alike in
+/// every run.
+fn open(dev: &FaultyDevices, min_seq: u64) -> Result<Db> {
+    let main: Arc<dyn Storage> = Arc::new(dev.main.clone());
+    let s: Arc<dyn Storage> = match &dev.log {
+        None => main,
+        Some(l) => {
+            Arc::new(WalStorage::open(main, Arc::new(l.clone()), 16, None)?.max_group(8).background_checkpoints(false))
+        }
+    };
+    Config::new()
+        .storage(s)
+        .passphrase(PASS)
+        .kdf(KdfParams::insecure_fast())
+        .use_env(false)
+        .flush_every_ms(None)
+        .cache_capacity(16 * 4096)
+        .durability(Durability::Immediate)
+        .min_commit_seq(min_seq)
+        .open()
 }
 
-impl Devices {
-    fn from_images(main: Vec<u8>, log: Option<Vec<u8>>) -> Devices {
-        let main = FaultyStorage::from_bytes(main);
-        let log = log.map(|l| FaultyStorage::from_bytes(l).share_cuts(&main));
-        Devices { main, log }
-    }
-
-    /// What a power loss leaves on each device, under `model`.
-    fn after_power_loss(&self, model: &CrashModel) -> Devices {
-        Devices::from_images(self.main.crash_image(model), self.log.as_ref().map(|l| l.crash_image(model)))
-    }
-
-    fn all(&self) -> impl Iterator<Item = &FaultyStorage> {
-        std::iter::once(&self.main).chain(self.log.as_ref())
-    }
-
-    /// Power is lost at operation `at` (counted from now) of device `device` (0 the file, 1 the log).
-    fn lose_power_at(&self, device: usize, at: u64) {
-        let plan = FaultPlan { crash_at: Some(at), ..FaultPlan::default() };
-        self.all()
-            .enumerate()
-            .for_each(|(i, d)| d.set_plan(if i == device { plan.clone() } else { FaultPlan::default() }));
-    }
-
-    /// Opens the database, every commit durable, refusing a fall back below `min_seq`. The
-    /// log's checkpoints run in the sync that fills it, so operations are numbered alike in
-    /// every run.
-    fn open(&self, min_seq: u64) -> Result<Db> {
-        let main: Arc<dyn Storage> = Arc::new(self.main.clone());
-        let s: Arc<dyn Storage> = match &self.log {
-            None => main,
-            Some(l) => Arc::new(
-                WalStorage::open(main, Arc::new(l.clone()), 16, None)?.max_group(8).background_checkpoints(false),
-            ),
-        };
-        Config::new()
-            .storage(s)
-            .passphrase(PASS)
-            .kdf(KdfParams::insecure_fast())
-            .use_env(false)
-            .flush_every_ms(None)
-            .cache_capacity(16 * 4096)
-            .durability(Durability::Immediate)
-            .min_commit_seq(min_seq)
-            .open()
-    }
+/// Plans a power loss at operation `at` (counted from now) of device `device` of `dev`.
+fn lose_power_at(dev: &FaultyDevices, device: usize, at: u64) {
+    dev.plan_on(device, &FaultPlan { crash_at: Some(at), ..FaultPlan::default() });
 }
 
 fn contents(db: &Db) -> Result<Contents> {
@@ -154,11 +128,9 @@ fn rotate_with_commits(db: &Db, tree: &Tree, start: &Contents) -> Run {
 }
 
 /// A database of 400 records and two values in overflow chains, closed cleanly; its contents.
-fn filled(wal: bool) -> (Devices, Contents) {
-    let main = FaultyStorage::new();
-    let log = wal.then(|| FaultyStorage::new().share_cuts(&main));
-    let dev = Devices { main, log };
-    let db = dev.open(0).unwrap();
+fn filled(wal: bool) -> (FaultyDevices, Contents) {
+    let dev = FaultyDevices::new(wal);
+    let db = open(&dev, 0).unwrap();
     let mut want = Contents::new();
     let mut b = crate::Batch::default();
     for i in 0..400u32 {
@@ -184,34 +156,34 @@ fn filled(wal: bool) -> (Devices, Contents) {
 fn a_rotation_with_commits_between_batches_survives_a_power_loss_at_any_operation() {
     for wal in [false, true] {
         let (dev, start) = filled(wal);
-        let images = (dev.main.durable_image(), dev.log.as_ref().map(|l| l.durable_image()));
-        let fresh = || Devices::from_images(images.0.clone(), images.1.clone());
+        let images = dev.durable_images();
+        let fresh = || FaultyDevices::from_images(images.clone());
         // A clean run counts each device's operations.
         let clean = fresh();
-        let db = clean.open(0).unwrap();
+        let db = open(&clean, 0).unwrap();
         let tree = db.open_tree("t").unwrap();
-        clean.all().for_each(|d| d.set_plan(FaultPlan::default()));
+        clean.iter().for_each(|d| d.set_plan(FaultPlan::default()));
         let run = rotate_with_commits(&db, &tree, &start);
         run.result.unwrap();
         let batches = run.acked.len() - start.len();
         assert!(batches >= 4, "{batches} batches");
-        let totals: Vec<u64> = clean.all().map(FaultyStorage::op_count).collect();
+        let totals: Vec<u64> = clean.iter().map(FaultyStorage::op_count).collect();
         drop((tree, db));
         let (mut points, mut resumed, mut resumed_twice, mut at_insert) = (0, 0, 0, 0);
         for (device, &total) in totals.iter().enumerate() {
             for at in 1..=total {
                 let dev = fresh();
-                let db = dev.open(0).unwrap();
+                let db = open(&dev, 0).unwrap();
                 let tree = db.open_tree("t").unwrap();
-                dev.lose_power_at(device, at);
+                lose_power_at(&dev, device, at);
                 let run = rotate_with_commits(&db, &tree, &start);
                 drop((tree, db));
                 assert!(run.result.is_err(), "log {wal}, device {device}, operation {at}: no power loss");
                 at_insert += usize::from(run.in_flight.is_some());
                 for model in [CrashModel::LoseUnsynced, CrashModel::TearUnsynced { seed: at }] {
                     let what = format!("log {wal}, power loss at operation {at} of device {device}, {model:?}");
-                    let mut after = dev.after_power_loss(&model);
-                    let db = after.open(run.acked_seq).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+                    let mut after = dev.reboot(&model);
+                    let db = open(&after, run.acked_seq).unwrap_or_else(|e| panic!("{what}: open: {e}"));
                     let report = db.check().unwrap_or_else(|e| panic!("{what}: check: {e}"));
                     assert!(report.is_ok(), "{what}: {:?}", report.problems);
                     let got = contents(&db).unwrap_or_else(|e| panic!("{what}: read: {e}"));
@@ -226,12 +198,12 @@ fn a_rotation_with_commits_between_batches_survives_a_power_loss_at_any_operatio
                         // A second power loss, at one of the resumption's first 40 operations
                         // on the same device: the file opens at the same contents again.
                         let second = 1 + (at * 7) % 40;
-                        after.lose_power_at(device, second);
+                        lose_power_at(&after, device, second);
                         let cut = db.rekey(&creds(), &mut |_| {});
                         drop(db);
-                        after = after.after_power_loss(&CrashModel::LoseUnsynced);
+                        after = after.reboot(&CrashModel::LoseUnsynced);
                         let what = format!("{what}, then at operation {second} of the resumption ({cut:?})");
-                        db = after.open(run.acked_seq).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+                        db = open(&after, run.acked_seq).unwrap_or_else(|e| panic!("{what}: open: {e}"));
                         let report = db.check().unwrap_or_else(|e| panic!("{what}: check: {e}"));
                         assert!(report.is_ok(), "{what}: {:?}", report.problems);
                         assert!(contents(&db).unwrap() == got, "{what}: contents changed");
@@ -243,7 +215,7 @@ fn a_rotation_with_commits_between_batches_survives_a_power_loss_at_any_operatio
                     }
                     assert!(!db.encryption_status().rekey_in_progress, "{what}");
                     drop(db);
-                    let db = after.open(0).unwrap_or_else(|e| panic!("{what}: open after the rotation: {e}"));
+                    let db = open(&after, 0).unwrap_or_else(|e| panic!("{what}: open after the rotation: {e}"));
                     let report = db.check().unwrap_or_else(|e| panic!("{what}: check after: {e}"));
                     assert!(report.is_ok(), "{what}: after the rotation: {:?}", report.problems);
                     assert!(contents(&db).unwrap() == got, "{what}: contents changed by the rotation");

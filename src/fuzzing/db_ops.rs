@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use super::{Input, Map, Out, TreeOp};
-use crate::storage::{CrashModel, FaultPlan, FaultyStorage, Storage, WalStorage};
+use crate::storage::{CrashModel, DeviceImages, FaultPlan, FaultyDevices, Storage, WalStorage};
 use crate::{Config, DEFAULT_TREE, Db, Durability, Error, KdfParams, MAX_KEY_LEN, Result};
 
 const TREES: [&str; 3] = ["atoms", "schemas", "metadata"];
@@ -159,9 +159,8 @@ struct Harness {
     encrypted: bool,
     durability: Durability,
     cache: u64,
-    dev: FaultyStorage,
-    /// The write-ahead log's device, sharing `dev`'s cut lock.
-    log: Option<FaultyStorage>,
+    /// The file's device and, with a write-ahead log, the log's.
+    devs: FaultyDevices,
     db: Option<Db>,
     live: State,
     /// The states a crash now may recover (one, unless a no-op left it ambiguous).
@@ -171,8 +170,8 @@ struct Harness {
 
 impl Harness {
     fn open(&self) -> Result<Db> {
-        let main: Arc<dyn Storage> = Arc::new(self.dev.clone());
-        let storage: Arc<dyn Storage> = match &self.log {
+        let main: Arc<dyn Storage> = Arc::new(self.devs.main.clone());
+        let storage: Arc<dyn Storage> = match &self.devs.log {
             None => main,
             // Checkpoints within the sync that fills the log: operations are numbered alike
             // in every run of an input.
@@ -188,17 +187,8 @@ impl Harness {
     }
 
     /// Arms `plan` on device `device` (the file when there is no log) and clears the other's.
-    fn arm(&self, plan: FaultPlan, device: usize) {
-        match &self.log {
-            Some(l) if device == 1 => {
-                self.dev.set_plan(FaultPlan::default());
-                l.set_plan(plan);
-            }
-            l => {
-                l.iter().for_each(|l| l.set_plan(FaultPlan::default()));
-                self.dev.set_plan(plan);
-            }
-        }
+    fn arm(&self, plan: &FaultPlan, device: usize) {
+        self.devs.plan_on(device.min(usize::from(self.devs.log.is_some())), plan);
     }
 
     /// Runs one operation, the fault plan (if any) armed just before it on its device. On success the model
@@ -208,7 +198,7 @@ impl Harness {
             drop(self.db.take()); // flushes
             self.durable = vec![self.live.clone()];
             if let Some((p, device)) = plan {
-                self.arm(p, device);
+                self.arm(&p, device);
             }
             self.db = Some(self.open().map_err(|e| (e, self.live.clone()))?);
             return Ok(());
@@ -227,7 +217,7 @@ impl Harness {
             _ => Vec::new(),
         };
         if let Some((p, device)) = plan {
-            self.arm(p, device);
+            self.arm(&p, device);
         }
         let mut got = Vec::new();
         if let Err(e) = exec(self.db.as_ref().expect("open"), op, &mut got) {
@@ -259,10 +249,9 @@ impl Harness {
 
     /// Replaces the devices by `images` (the file's, the log's), opens them, and requires one
     /// of `allowed` and a clean check.
-    fn recover(&mut self, images: (Vec<u8>, Option<Vec<u8>>), allowed: &[State], what: &str) {
+    fn recover(&mut self, images: DeviceImages, allowed: &[State], what: &str) {
         drop(self.db.take());
-        self.dev = FaultyStorage::from_bytes(images.0);
-        self.log = images.1.map(|l| FaultyStorage::from_bytes(l).share_cuts(&self.dev));
+        self.devs = FaultyDevices::from_images(images);
         let db = self.open().unwrap_or_else(|e| panic!("{what}: reopening failed: {e}"));
         // The image as recovered is read from a snapshot (which writes nothing) and checked
         // before anything else touches it.
@@ -309,12 +298,12 @@ impl Harness {
             what = format!("{model:?} crash or I/O error, plan {plan:?}, during {op:?}");
             let r = self.attempt(op, Some(plan));
             allowed.clone_from(&self.durable);
-            self.arm(FaultPlan::default(), 0);
+            self.arm(&FaultPlan::default(), 0);
             match r {
                 // With a log, an operation can succeed over an I/O error: a checkpoint that
                 // fails after the group's sync returned leaves the commit durable and the log
                 // failed, reported by the next operation. So the live images are reopened.
-                Ok(()) if model.is_none() && self.log.is_none() => return,
+                Ok(()) if model.is_none() && self.devs.log.is_none() => return,
                 Ok(()) => {}
                 Err((e, in_flight)) => {
                     assert!(matches!(e, Error::Io(_) | Error::Poisoned), "{what}: gave {e:?}");
@@ -323,8 +312,8 @@ impl Harness {
             }
         }
         let images = match model {
-            Some(m) => (self.dev.crash_image(&m), self.log.as_ref().map(|l| l.crash_image(&m))),
-            None => (self.dev.live_image(), self.log.as_ref().map(FaultyStorage::live_image)),
+            Some(m) => self.devs.crash_images(&m),
+            None => self.devs.live_images(),
         };
         self.recover(images, &allowed, &what);
     }
@@ -337,14 +326,12 @@ pub fn run(data: &[u8]) {
         encrypted: flags & 1 != 0,
         durability: if flags & 2 != 0 { Durability::Immediate } else { Durability::Eventual },
         cache: if flags & 4 != 0 { 16 << 10 } else { 1 << 20 },
-        dev: FaultyStorage::new(),
-        log: None,
+        devs: FaultyDevices::new(flags & 8 != 0),
         db: None,
         live: State::default(),
         durable: vec![State::default()],
         last_id: None,
     };
-    h.log = (flags & 8 != 0).then(|| FaultyStorage::new().share_cuts(&h.dev));
     let db = h.open().expect("create");
     let tx = db.begin_write().expect("begin");
     tx.set_durability(Durability::Immediate);

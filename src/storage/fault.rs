@@ -278,6 +278,71 @@ impl FaultyStorage {
     }
 }
 
+/// What a power loss (or a clean stop) leaves on a [`FaultyDevices`]: the database file's image
+/// and, with a log, the log's.
+pub type DeviceImages = (Vec<u8>, Option<Vec<u8>>);
+
+/// The devices under one database: its file and, with a write-ahead log, the log's device,
+/// built to share one cut lock, so that an observer of either (a crash test taking
+/// `crash_images` at every operation) sees both at one instant. Each device keeps its own
+/// plan and its own power state: a planned power loss stops the device it is planned on, and
+/// `crash_images` then takes both as they are. Devices are numbered 0 (the file) and 1 (the
+/// log). Clones share the devices.
+#[derive(Clone, Debug, Default)]
+pub struct FaultyDevices {
+    /// The database file's device.
+    pub main: FaultyStorage,
+    /// The write-ahead log's device, if the database has a log.
+    pub log: Option<FaultyStorage>,
+}
+
+impl FaultyDevices {
+    /// Empty devices: a file, and a log if `log`.
+    pub fn new(log: bool) -> FaultyDevices {
+        FaultyDevices::from_images((Vec::new(), log.then(Vec::new)))
+    }
+
+    /// Devices holding `images` as both their live and durable images.
+    pub fn from_images(images: DeviceImages) -> FaultyDevices {
+        let main = FaultyStorage::from_bytes(images.0);
+        let log = images.1.map(|l| FaultyStorage::from_bytes(l).share_cuts(&main));
+        FaultyDevices { main, log }
+    }
+
+    /// Each device's [`FaultyStorage::crash_image`] under `model`.
+    pub fn crash_images(&self, model: &CrashModel) -> DeviceImages {
+        (self.main.crash_image(model), self.log.as_ref().map(|l| l.crash_image(model)))
+    }
+
+    /// Each device's [`FaultyStorage::live_image`].
+    pub fn live_images(&self) -> DeviceImages {
+        (self.main.live_image(), self.log.as_ref().map(FaultyStorage::live_image))
+    }
+
+    /// Each device's [`FaultyStorage::durable_image`].
+    pub fn durable_images(&self) -> DeviceImages {
+        (self.main.durable_image(), self.log.as_ref().map(FaultyStorage::durable_image))
+    }
+
+    /// New, independent devices holding what a power loss under `model` leaves.
+    pub fn reboot(&self, model: &CrashModel) -> FaultyDevices {
+        FaultyDevices::from_images(self.crash_images(model))
+    }
+
+    /// The devices in order: the file, then the log if there is one.
+    pub fn iter(&self) -> impl Iterator<Item = &FaultyStorage> {
+        std::iter::once(&self.main).chain(self.log.as_ref())
+    }
+
+    /// Arms `plan` on device `device` (none, if there is no such device) and clears every
+    /// other device's plan.
+    pub fn plan_on(&self, device: usize, plan: &FaultPlan) {
+        for (i, d) in self.iter().enumerate() {
+            d.set_plan(if i == device { plan.clone() } else { FaultPlan::default() });
+        }
+    }
+}
+
 impl Storage for FaultyStorage {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let mut st = self.state.lock();
@@ -579,5 +644,27 @@ mod tests {
         assert_eq!(r.live_image(), vec![1; 512]);
         r.write_at(512, b"ok").unwrap();
         assert_eq!((r.crashed(), s.live_image().len()), (false, 1024));
+    }
+
+    /// A plan goes to the device named (none, if there is no such device) and clears the
+    /// others'; the log shares the file's cut lock, so an observer of either holds both.
+    #[test]
+    fn devices_plan_on_one_and_cut_together() {
+        let crash = FaultPlan { crash_at: Some(1), ..FaultPlan::default() };
+        let alone = FaultyDevices::new(false);
+        alone.plan_on(0, &crash);
+        alone.plan_on(1, &crash);
+        alone.main.write_at(0, b"x").unwrap();
+        assert!(!alone.main.crashed(), "no log: a plan for the log arms nothing and clears the file's");
+        let both = FaultyDevices::from_images((vec![1; 512], Some(vec![2; 512])));
+        both.plan_on(0, &crash);
+        both.plan_on(1, &crash);
+        both.main.write_at(0, b"x").unwrap();
+        assert!(both.log.as_ref().is_some_and(|l| l.write_at(0, b"y").is_err()), "the log takes the plan");
+        assert_eq!(both.durable_images(), (vec![1; 512], Some(vec![2; 512])));
+        assert!(both.log.as_ref().is_some_and(|l| Arc::ptr_eq(&l.cut, &both.main.cut)));
+        let rebooted = both.reboot(&CrashModel::LoseUnsynced);
+        assert_eq!(rebooted.live_images(), both.durable_images());
+        assert!(rebooted.iter().all(|d| !d.crashed()));
     }
 }

@@ -23,7 +23,7 @@ mod file;
 mod memory;
 pub mod wal;
 
-pub use fault::{CrashModel, FaultPlan, FaultyStorage, Observer};
+pub use fault::{CrashModel, DeviceImages, FaultPlan, FaultyDevices, FaultyStorage, Observer};
 pub(crate) use file::same_inode;
 pub use file::{FileStorage, sync_parent_dir};
 pub use memory::MemoryStorage;
