@@ -17,8 +17,8 @@
 //!
 //! The cache has one shard per `PAGES_PER_SHARD` pages, up to `MAX_SHARDS`: shards let readers
 //! on many threads look up at once, but each shard keeps its own clock, and a small cache split
-//! sixteen ways (eight pages a shard in the peers benchmark's cold reads) evicts by too coarse
-//! a measure.
+//! sixteen ways (eight pages a shard for the 141 pages of `examples/cold_reads.rs`) evicts by
+//! too coarse a measure.
 //!
 //! An entry has no uninitialised bytes (no padding, no `MaybeUninit`; behind the `Arc` only 7
 //! bytes of tail padding, less than a key prefix): it is built on the stack and moved to the
