@@ -25,6 +25,10 @@ impl<'a> RawValue<'a> {
         }
     }
 
+    pub(crate) fn is_overflow(&self) -> bool {
+        matches!(self, RawValue::Overflow { .. })
+    }
+
     pub(crate) fn to_owned_value(self) -> Value {
         match self {
             RawValue::Inline(v) => Value::Inline(v.to_vec()),
