@@ -12,18 +12,15 @@ use std::ops::Range;
 
 const N: u64 = 100_000;
 
-/// `VmHWM / VmRSS` in kB.
-fn memory() -> String {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or("?")
-            .to_string()
-    };
-    format!("peak {} kB, now {} kB", field("VmHWM:"), field("VmRSS:"))
+// Shared with the peers benchmark; this example does not reset the peak.
+#[allow(dead_code)]
+#[path = "../benches/common/memory.rs"]
+mod memory;
+
+/// Peak and current resident set, in MB.
+fn resident() -> String {
+    let (peak, now) = memory::rss();
+    format!("peak {:.1} MB, now {:.1} MB", peak as f64 / 1e6, now as f64 / 1e6)
 }
 
 fn key(i: u64) -> [u8; 16] {
@@ -57,29 +54,29 @@ fn main() -> foldvault::Result<()> {
             .cache_capacity(cache);
         if encrypted { c.passphrase("memory").kdf(foldvault::KdfParams::insecure_fast()) } else { c.plaintext() }
     };
-    println!("{} file; start: {}", if encrypted { "encrypted" } else { "plaintext" }, memory());
+    println!("{} file; start: {}", if encrypted { "encrypted" } else { "plaintext" }, resident());
     let db = config(32 << 20).open()?;
     write(&db, 0..N, false)?;
     db.flush()?;
-    println!("bulk load: {}", memory());
+    println!("bulk load: {}", resident());
     for i in 0..1_000 {
         write(&db, N + i..N + i + 1, true)?;
     }
-    println!("one-record commits: {}", memory());
+    println!("one-record commits: {}", resident());
     for b in 0..100 {
         write(&db, 2 * N + b * 1_000..2 * N + (b + 1) * 1_000, true)?;
     }
     db.checkpoint_log()?;
-    println!("commits of 1,000: {}", memory());
+    println!("commits of 1,000: {}", resident());
     let t = db.open_tree("t")?;
     for i in 0..N {
         t.get(key(i))?;
     }
-    println!("reads: {}", memory());
+    println!("reads: {}", resident());
     for i in 0..N / 10 {
         let _ = t.range(key(i)..).take(10).count();
     }
-    println!("scans: {}", memory());
+    println!("scans: {}", resident());
     let tx = db.begin_write()?;
     {
         let t = tx.open_tree("t")?;
@@ -89,25 +86,25 @@ fn main() -> foldvault::Result<()> {
     }
     tx.set_durability(foldvault::Durability::Immediate);
     tx.commit()?;
-    println!("removal of half: {}", memory());
+    println!("removal of half: {}", resident());
     for i in 0..1_000 {
         write(&db, 3 * N + i..3 * N + i + 1, true)?;
     }
-    println!("one-record commits after it: {}", memory());
+    println!("one-record commits after it: {}", resident());
     drop((t, db));
     let db = config(600_000).open()?;
     let t = db.open_tree("t")?;
     for i in N / 2..N {
         t.get(key(i))?;
     }
-    println!("reads through a 600 KB cache: {}", memory());
+    println!("reads through a 600 KB cache: {}", resident());
     drop((t, db));
     let db = config(32 << 20).open()?;
     db.compact()?;
-    println!("compaction: {}", memory());
+    println!("compaction: {}", resident());
     for b in 0..1_000 {
         write(&db, 4 * N + b * 100..4 * N + (b + 1) * 100, true)?;
     }
-    println!("commits of 100: {}", memory());
+    println!("commits of 100: {}", resident());
     Ok(())
 }

@@ -11,10 +11,12 @@
 
 pub mod engines;
 pub mod interleaved;
+pub mod memory;
 
 use std::time::Instant;
 
 use engines::{Engine, Kv};
+use memory::{reset_peak_rss, rss};
 
 /// SplitMix64 (`foldvault::fuzzing::Rng`): deterministic, so every engine sees the same records.
 pub use foldvault::fuzzing::Rng;
@@ -185,27 +187,6 @@ impl Sizes {
             Sizes { n, single_commits: 1000, batches: 100, batch_len: 1000, mid_commits: 1000, mid_len: 100 }
         }
     }
-}
-
-/// Sets this process's peak resident set (`VmHWM`) to its current one (Linux 4.0 and later:
-/// `5` written to `/proc/self/clear_refs`), so that the peak read later is the engine's own,
-/// not what the harness reached while it made the records. Returns whether it could.
-pub fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// Peak and current resident set of this process, in bytes (`VmHWM`, `VmRSS`).
-pub fn rss() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
 }
 
 /// Total bytes of the files under `dir`.

@@ -666,7 +666,7 @@ impl Node {
                     put_u16(out, PAGE_HEADER_SIZE + SLOT * i, pos as u16);
                     put_u16(out, pos, key.len() as u16);
                     // The stored value is what the page holds: the inline value, or the
-                    // overflow reference as SPEC §4.2 encodes it.
+                    // overflow reference as SPEC §4.1 encodes it.
                     let v = l.stored_value_of(a);
                     out[pos + 2] = a.overflow as u8;
                     put_u32(out, pos + 3, v.len() as u32);

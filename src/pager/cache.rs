@@ -315,7 +315,7 @@ mod tests {
 
     /// Regression (BENCHMARKS.md "Twenty-sixth session"): with one reference bit, a page used
     /// several times (a branch page) went at the hand's second pass, after about two cache-fulls
-    /// of pages used once (leaves); its use count now keeps it for four passes.
+    /// of pages used once (leaves); its use count now keeps it through three passes.
     #[test]
     fn a_page_used_often_outlives_a_stream_of_pages_used_once() {
         let c = PageCache::new(MIN_PAGES * PAGE_SIZE);
