@@ -184,13 +184,14 @@ impl EntryAt {
     }
 }
 
-/// A decoded leaf. Its keys and inline values lie in one buffer, each entry's key followed by
-/// its value, so decoding a leaf (which every edit below a committed page does) makes three
-/// allocations, not two per entry; entries are added, removed and moved only through the
-/// methods below, which keep `at`, `prefixes`, `encoded` and `dead` in step.
+/// A decoded leaf. Its keys and values lie in one buffer, each entry's key followed by its
+/// value as the page holds it (inline bytes, or an overflow reference), so decoding a leaf
+/// (which every edit below a committed page does) makes three allocations, not two per entry;
+/// entries are added, removed and moved only through the methods below, which keep `at`,
+/// `prefixes`, `encoded` and `dead` in step.
 #[derive(Clone, Default)]
 pub(crate) struct Leaf {
-    /// Keys and inline values, in no particular order (`at` orders them). Grows only through
+    /// Keys and stored values, in no particular order (`at` orders them). Grows only through
     /// `reserve`, which wipes the old buffer; removed entries and replaced values leave their
     /// bytes behind (`dead`) until then.
     bytes: Vec<u8>,
