@@ -372,6 +372,34 @@ fn flush_inside_a_transaction_closure_returns() {
     assert_eq!(t.get("k").unwrap().unwrap(), "v");
 }
 
+/// ... and that flush is made when the transaction ends, before `transaction` returns: under
+/// the default (eventual) durability, a commit made before the closure's `flush` survives a
+/// power loss right after, whether the transaction committed (its commit too) or aborted.
+#[test]
+fn a_flush_inside_a_transaction_closure_is_made_when_the_transaction_ends() {
+    use foldvault::storage::{CrashModel, FaultyStorage, Storage};
+    use foldvault::transaction::TransactionResult;
+    let cfg = |s: Arc<dyn Storage>| Config::new().storage(s).use_env(false).flush_every_ms(None).plaintext();
+    for commit in [true, false] {
+        let device = FaultyStorage::new();
+        let db = cfg(Arc::new(device.clone())).open().unwrap();
+        let t = db.open_tree("t").unwrap();
+        db.flush().unwrap();
+        t.insert("before", "v").unwrap();
+        let r: TransactionResult<(), ()> = t.transaction(|tx| {
+            tx.insert("inside", "v")?;
+            t.flush()?;
+            if commit { Ok(()) } else { abort(()) }
+        });
+        assert_eq!(r.is_ok(), commit);
+        let after =
+            cfg(Arc::new(FaultyStorage::from_bytes(device.crash_image(&CrashModel::LoseUnsynced)))).open().unwrap();
+        let t2 = after.open_tree("t").unwrap();
+        assert_eq!(t2.get("before").unwrap().unwrap(), "v", "commit {commit}");
+        assert_eq!(t2.contains_key("inside").unwrap(), commit);
+    }
+}
+
 /// The fault-injecting device with something run before each sync (a delay, a gate).
 struct BeforeSync(foldvault::storage::FaultyStorage, Box<dyn Fn() + Send + Sync>);
 

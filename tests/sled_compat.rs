@@ -363,6 +363,80 @@ fn update_and_fetch_and_fetch_and_update() {
     assert!(!db.contains_key("ctr").unwrap());
 }
 
+/// As in sled, an update's closure runs with no lock held: it may panic without harming the
+/// database (it once ran inside the write and its panic dropped the page allocator, so the
+/// next write took pages from 0 up, over the file's headers), and it may write elsewhere.
+#[test]
+fn a_panicking_update_closure_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open(dir.path());
+        for i in 0..200u32 {
+            db.insert(i.to_be_bytes(), vec![7u8; 64]).unwrap();
+        }
+        db.flush().unwrap();
+        for fetch_new in [true, false] {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let f = |_: Option<&[u8]>| -> Option<Vec<u8>> { panic!("the caller's bug") };
+                if fetch_new { db.update_and_fetch("k", f) } else { db.fetch_and_update("k", f) }
+            }));
+            assert!(r.is_err());
+        }
+        db.insert("after", "v").unwrap();
+        assert_eq!(db.get(0u32.to_be_bytes()).unwrap().unwrap(), vec![7u8; 64]);
+        assert_eq!(db.len(), 201);
+        db.flush().unwrap();
+    }
+    let db = open(dir.path());
+    assert_eq!(db.len(), 201);
+    assert_eq!(db.get("after").unwrap().unwrap(), "v");
+    assert_eq!(db.get("k").unwrap(), None);
+}
+
+#[test]
+fn an_update_closure_may_write_and_runs_again_when_the_value_changed_under_it() {
+    let db = temp_db();
+    let other = db.open_tree("other").unwrap();
+    db.insert("k", "v0").unwrap();
+    let mut seen = Vec::new();
+    let new = db
+        .update_and_fetch("k", |old| {
+            seen.push(old.map(|o| o.to_vec()));
+            // Writes from inside: to another tree, an id, and (the first time) to the key itself,
+            // which makes the first result stale.
+            other.insert(format!("call{}", seen.len()), "x").unwrap();
+            db.generate_id().unwrap();
+            if seen.len() == 1 {
+                db.insert("k", "changed").unwrap();
+            }
+            Some(format!("{}+1", String::from_utf8_lossy(old.unwrap_or_default())))
+        })
+        .unwrap();
+    assert_eq!(seen, vec![Some(b"v0".to_vec()), Some(b"changed".to_vec())]);
+    assert_eq!(new.unwrap(), "changed+1");
+    assert_eq!(db.get("k").unwrap().unwrap(), "changed+1");
+    assert_eq!(other.len(), 2);
+}
+
+/// A handle kept across `drop_tree`: a write through it that changes nothing (removing an
+/// absent key, a compare-and-swap that fails, a pop of an empty tree) does not bring the tree
+/// back; one that stores something creates it again, holding just that.
+#[test]
+fn a_dropped_tree_stays_dropped_until_written_to() {
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    t.insert("a", "1").unwrap();
+    assert!(db.drop_tree("t").unwrap());
+    let listed = |db: &Db| db.tree_names().iter().any(|n| n == "t");
+    t.remove("absent").unwrap();
+    assert!(t.compare_and_swap("a", Some("1"), Some("2")).unwrap().is_err());
+    assert_eq!(t.pop_min().unwrap(), None);
+    assert!(!listed(&db));
+    t.insert("b", "2").unwrap();
+    assert!(listed(&db));
+    assert_eq!(entries(db.open_tree("t").unwrap().iter()), vec![(b"b".to_vec(), b"2".to_vec())]);
+}
+
 #[test]
 fn apply_batch_is_atomic_and_ordered() {
     let db = temp_db();
@@ -463,6 +537,7 @@ fn ivec_conversions() {
     assert_eq!(from_vec.as_ref(), &[1u8, 2, 3]);
     assert_eq!(from_vec.len(), 3);
     assert!(IVec::default().is_empty());
+    assert_eq!((1u8..4).collect::<IVec>(), from_vec);
     let (a, b) = (IVec::from("a"), IVec::from("b"));
     assert!(a < b);
     assert_eq!(std::str::from_utf8(&IVec::from("json")).unwrap(), "json");

@@ -146,7 +146,7 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             let storage = if cfg.read_only {
                 read_only_storage(&file)?
             } else {
-                file_storage(&file, cfg.wal.filter(|_| !cfg.temporary), cfg.wal_background, logged)?
+                file_storage(&file, cfg.wal.filter(|_| !cfg.temporary), cfg.wal_background)?
             };
             if cfg.temporary && exists {
                 storage.set_len(0)?;
@@ -217,14 +217,16 @@ pub(crate) fn holds_sled_database(dir: &std::path::Path) -> bool {
 
 /// The storage of a database file: the file alone, or the file and its write-ahead log
 /// (SPEC.md §15) when the log is on (`wal`: its checkpoint size; `background`: checkpoints copy
-/// on a thread of their own) or one was left beside it
-/// (`logged`; with the log off it is folded into the file and removed here).
-fn file_storage(file: &std::path::Path, wal: Option<u64>, background: bool, logged: bool) -> Result<Arc<dyn Storage>> {
+/// on a thread of their own) or one was left beside it (with the log off it is folded into
+/// the file and removed here). The log is looked for once the file's lock is held: until then
+/// a process with the log on may make one (and crash, leaving commits only there).
+fn file_storage(file: &std::path::Path, wal: Option<u64>, background: bool) -> Result<Arc<dyn Storage>> {
     let main: Arc<dyn Storage> = Arc::new(FileStorage::open(file, true)?);
+    let wal_path = crate::storage::wal::sidecar_path(file);
+    let logged = wal_path.exists();
     if wal.is_none() && !logged {
         return Ok(main);
     }
-    let wal_path = crate::storage::wal::sidecar_path(file);
     let log: Arc<dyn Storage> = match FileStorage::open(&wal_path, true) {
         Ok(l) => Arc::new(l),
         Err(Error::Io(e)) if !logged => {
@@ -541,7 +543,6 @@ impl Tree {
         let engine = &self.handle.engine;
         let (mut ws, mut tx, base) = engine.begin()?;
         let mut root = base.trees.get(&*self.name).copied().unwrap_or_default();
-        let existed = base.trees.contains_key(&*self.name);
         let out = match f(&mut tx, &mut root) {
             Ok(v) => v,
             Err(e) => {
@@ -549,7 +550,9 @@ impl Tree {
                 return Err(e);
             }
         };
-        if tx.new_pages.is_empty() && tx.freed.is_empty() && existed {
+        // A write that changed nothing commits nothing: nor does it bring back, empty, a tree
+        // dropped since this handle was opened.
+        if tx.new_pages.is_empty() && tx.freed.is_empty() {
             engine.abort(&mut ws, tx);
             return Ok(out);
         }
@@ -607,23 +610,26 @@ impl Tree {
         })
     }
 
+    /// sled's loop: `f` runs on the current value with no lock held (so it may write to other
+    /// trees, or panic, as freely as any caller's code), and its result is stored by a
+    /// compare-and-swap, which fails, and `f` runs again, if the value changed meanwhile.
     fn update<V: Into<IVec>>(
         &self,
         key: &[u8],
         mut f: impl FnMut(Option<&[u8]>) -> Option<V>,
     ) -> Result<(Option<IVec>, Option<IVec>)> {
-        self.write(|tx, r| {
-            let old = tx_get(tx, r, key)?;
-            let new: Option<IVec> = f(old.as_deref()).map(Into::into);
-            match &new {
-                Some(v) => tx.insert(r, key, v, false)?,
-                None => tx.remove(r, key, false)?,
-            };
-            Ok((old, new))
-        })
+        let mut current = self.get(key)?;
+        loop {
+            let new: Option<IVec> = f(current.as_deref()).map(Into::into);
+            match self.compare_and_swap(key, current.as_deref(), new.clone())? {
+                Ok(()) => return Ok((current, new)),
+                Err(e) => current = e.current,
+            }
+        }
     }
 
-    /// Replaces the value with `f(old)` atomically; returns the new value.
+    /// Replaces the value with `f(old)` atomically; returns the new value. As in sled, `f` may
+    /// run more than once (again whenever another writer changed the value first).
     pub fn update_and_fetch<K: AsRef<[u8]>, V: Into<IVec>, F: FnMut(Option<&[u8]>) -> Option<V>>(
         &self,
         key: K,
@@ -632,7 +638,8 @@ impl Tree {
         Ok(self.update(key.as_ref(), f)?.1)
     }
 
-    /// Replaces the value with `f(old)` atomically; returns the old value.
+    /// Replaces the value with `f(old)` atomically; returns the old value (`f` as in
+    /// `update_and_fetch`).
     pub fn fetch_and_update<K: AsRef<[u8]>, V: Into<IVec>, F: FnMut(Option<&[u8]>) -> Option<V>>(
         &self,
         key: K,
@@ -738,7 +745,8 @@ impl Tree {
     }
 
     /// Makes every earlier commit durable. Returns the bytes written; costs almost nothing when
-    /// nothing is pending.
+    /// nothing is pending. On a thread inside a write transaction (whose writer lock the sync
+    /// needs) it returns `Ok(0)` at once, and the flush is made when the transaction ends.
     pub fn flush(&self) -> Result<usize> {
         self.handle.engine.flush()
     }

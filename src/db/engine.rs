@@ -5,7 +5,10 @@
 //!   snapshot can reach are not reused while it lives (the writer keeps `Weak`s of replaced
 //!   snapshots and hands freed pages out only when every older snapshot is gone);
 //! - one write transaction at a time (the writer mutex); it owns the allocator while it runs
-//!   and gives it back on commit or abort, with every page it allocated returned on abort;
+//!   and gives it back on commit or abort, with every page it allocated returned on abort; a
+//!   transaction dropped with neither (a panic unwinding through engine code) lets go of the
+//!   writer with `allocator_out` set, which poisons the handle: the next writer would otherwise
+//!   take an empty allocator and hand out pages from 0 up (the headers and commit records);
 //! - a commit publishes a new snapshot; a durable commit additionally writes the free list and
 //!   a commit record and syncs once (`durable_commit` with the writer held, `make_durable`
 //!   without: group commit, the sync running with the writer released);
@@ -86,6 +89,8 @@ pub(crate) struct WriterState {
     pub(crate) retiring_keys: Option<(u64, u32)>,
     /// A `Db::rekey` is running on this handle (one at a time).
     pub(crate) rekey_running: bool,
+    /// `alloc` is out with a transaction (`begin` took it; `abort` and `commit` give it back).
+    pub(crate) allocator_out: bool,
 }
 
 impl WriterState {
@@ -134,6 +139,9 @@ pub(crate) struct Engine {
     /// The thread holding the writer through a transaction (0 = none): a call from that same
     /// thread that needs the writer again fails or skips instead of deadlocking.
     pub(crate) writer_owner: Arc<AtomicU64>,
+    /// `flush` was called inside the running write transaction, on its thread: made when that
+    /// transaction ends (`flush_if_requested`).
+    pub(crate) flush_in_tx: AtomicBool,
     pub(crate) checkpoint_on_close: bool,
 }
 
@@ -148,6 +156,7 @@ pub(crate) fn thread_tag() -> u64 {
 pub(crate) struct WriterGuard {
     guard: parking_lot::ArcMutexGuard<parking_lot::RawMutex, WriterState>,
     owner: Arc<AtomicU64>,
+    pager: Arc<Pager>,
 }
 
 impl std::ops::Deref for WriterGuard {
@@ -165,6 +174,12 @@ impl std::ops::DerefMut for WriterGuard {
 
 impl Drop for WriterGuard {
     fn drop(&mut self) {
+        if self.guard.allocator_out {
+            // The transaction was dropped without its abort or commit (a panic unwinding
+            // through the engine): its allocator, and so which pages are free, is gone. The
+            // file holds every commit; a reopen rebuilds the allocator from it.
+            self.pager.poison_now("a write transaction was abandoned part way (a panic)");
+        }
         self.owner.store(0, Ordering::Release);
     }
 }
@@ -194,7 +209,7 @@ impl Engine {
         }
         let guard = self.writer.lock_arc();
         self.writer_owner.store(thread_tag(), Ordering::Release);
-        let mut ws = WriterGuard { guard, owner: self.writer_owner.clone() };
+        let mut ws = WriterGuard { guard, owner: self.writer_owner.clone(), pager: self.pager.clone() };
         self.pager.check_writable()?;
         let base = self.snapshot();
         self.retire_old_keys(&mut ws, base.seq);
@@ -215,6 +230,7 @@ impl Engine {
             Error::Unsupported("the commit sequence number is exhausted: no further commit can be recorded".into())
         })?;
         let alloc = std::mem::take(&mut ws.alloc);
+        ws.allocator_out = true;
         let mut tx = TxPages::new(self.pager.clone(), alloc, seq, ws.epoch);
         tx.set_spill_after(self.spill_after);
         Ok((ws, tx, base))
@@ -227,6 +243,7 @@ impl Engine {
             tx.alloc.give_back(p);
         }
         ws.alloc = tx.alloc;
+        ws.allocator_out = false;
     }
 
     /// Commits a transaction's changes. `changed` names trees whose roots changed (created
@@ -273,6 +290,7 @@ impl Engine {
         };
         let freed = std::mem::take(&mut tx.freed);
         ws.alloc = tx.alloc;
+        ws.allocator_out = false;
         ws.alloc.release(seq, freed);
         self.pager.raise_page_limit(ws.alloc.page_count);
         let snap = Arc::new(Snapshot::new(&self.pager, seq, catalog, trees, Some(base)));
@@ -355,7 +373,7 @@ impl Engine {
             let (target, bytes) = match prepared {
                 Ok(p) => p,
                 Err(e) => {
-                    self.pager.poison_now();
+                    self.pager.poison_now("commit failed part way");
                     return Err(e);
                 }
             };
@@ -378,7 +396,7 @@ impl Engine {
         }
         let r = self.prepare_durable(ws).and_then(|(target, bytes)| self.sync_record(target).map(|()| bytes));
         if r.is_err() {
-            self.pager.poison_now();
+            self.pager.poison_now("commit failed part way");
         }
         r
     }
@@ -506,16 +524,24 @@ impl Engine {
     }
 
     /// `flush()`: durable commit of whatever is pending; nearly free when nothing is. Called
-    /// from inside a write transaction on the same thread it does nothing (the transaction's
-    /// commit, with its durability, is the flush) rather than deadlock.
+    /// from inside a write transaction on the same thread (whose writer lock the sync would
+    /// wait for) it returns at once, and the flush is made when that transaction ends,
+    /// committed or not (`flush_if_requested`).
     pub(crate) fn flush(&self) -> Result<usize> {
         if self.pager.is_poisoned() {
             return Err(Error::Poisoned);
         }
         if self.writer_held_here() {
+            self.flush_in_tx.store(true, Ordering::Release);
             return Ok(0);
         }
         self.make_durable(self.snapshot().seq)
+    }
+
+    /// Makes the `flush` asked for inside the write transaction that just ended: called by
+    /// that transaction once it has let go of the writer.
+    pub(crate) fn flush_if_requested(&self) -> Result<usize> {
+        if self.flush_in_tx.swap(false, Ordering::AcqRel) { self.flush() } else { Ok(0) }
     }
 
     /// A public digest of the newest commit, for anchoring against whole-file rollback.
@@ -536,21 +562,28 @@ impl Engine {
             let (mut ws, mut tx, base) = self.begin()?;
             let mut trees = base.trees.clone();
             let mut root = trees.get(IDS_TREE).copied().unwrap_or_default();
-            let start = match tx.get(&root, b"next")? {
-                Some(v) => {
-                    let b = tx.value_bytes(&v)?;
-                    u64::from_le_bytes(b.get(..8).and_then(|s| s.try_into().ok()).unwrap_or([0; 8])).max(ids.0)
+            // Every failure aborts: a transaction dropped without it would poison the handle.
+            let reserved = (|| -> Result<(u64, u64)> {
+                let start = match tx.get(&root, b"next")? {
+                    Some(v) => {
+                        let b = tx.value_bytes(&v)?;
+                        u64::from_le_bytes(b.get(..8).and_then(|s| s.try_into().ok()).unwrap_or([0; 8])).max(ids.0)
+                    }
+                    None => ids.0,
+                };
+                let end = start
+                    .checked_add(RESERVE)
+                    .ok_or_else(|| Error::Unsupported("generate_id: the id space is spent".into()))?;
+                tx.insert(&mut root, b"next", &end.to_le_bytes(), false)?;
+                Ok((start, end))
+            })();
+            let (start, end) = match reserved {
+                Ok(r) => r,
+                Err(e) => {
+                    self.abort(&mut ws, tx);
+                    return Err(e);
                 }
-                None => ids.0,
             };
-            let Some(end) = start.checked_add(RESERVE) else {
-                self.abort(&mut ws, tx);
-                return Err(Error::Unsupported("generate_id: the id space is spent".into()));
-            };
-            if let Err(e) = tx.insert(&mut root, b"next", &end.to_le_bytes(), false) {
-                self.abort(&mut ws, tx);
-                return Err(e);
-            }
             trees.insert(IDS_TREE.to_vec(), root);
             let changed: BTreeSet<Vec<u8>> = [IDS_TREE.to_vec()].into();
             self.commit(&mut ws, tx, &base, trees, &changed, &BTreeSet::new(), Durability::Immediate)?;
@@ -559,5 +592,62 @@ impl Engine {
         let id = ids.0;
         ids.0 += 1;
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Db, Error};
+
+    fn filled(dir: &std::path::Path) -> Db {
+        let db = Config::new().file(dir.join("db")).plaintext().use_env(false).open().unwrap();
+        for i in 0..300u32 {
+            db.insert(i.to_be_bytes(), vec![3u8; 100]).unwrap();
+        }
+        db.flush().unwrap();
+        db
+    }
+
+    fn reopened_holds_every_record(dir: &std::path::Path) {
+        let db = Config::new().file(dir.join("db")).plaintext().use_env(false).open().unwrap();
+        assert_eq!(db.len(), 300);
+        assert!(db.iter().all(|r| r.is_ok_and(|(_, v)| v == vec![3u8; 100])));
+        db.insert("next", "write").unwrap();
+    }
+
+    /// A panic unwinding through the engine mid-transaction drops it with neither abort nor
+    /// commit, and the allocator with it: the handle refuses further writes (which would take
+    /// pages from an empty allocator, from page 0 up), and a reopen finds every commit.
+    #[test]
+    fn a_transaction_abandoned_by_a_panic_poisons_the_handle_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = filled(dir.path());
+        let tree = db.open_tree("t").unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = tree.write(|tx, root| -> crate::Result<()> {
+                tx.insert(root, b"half", b"done", true)?;
+                panic!("a bug in the engine")
+            });
+        }));
+        assert!(panicked.is_err());
+        assert!(matches!(db.insert("x", "y"), Err(Error::Poisoned)));
+        assert!(matches!(tree.insert("x", "y"), Err(Error::Poisoned)));
+        assert_eq!(db.len(), 300);
+        drop((tree, db));
+        reopened_holds_every_record(dir.path());
+    }
+
+    /// Whatever the allocator says, a tree page is never sealed over a header or a commit record.
+    #[test]
+    fn a_data_page_is_never_written_over_the_reserved_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = filled(dir.path());
+        let pager = &db.handle.engine.pager;
+        for page in 0..crate::format::FIRST_DATA_PAGE {
+            let r = pager.write(page, 0, Box::new([0u8; crate::format::PAGE_SIZE]));
+            assert!(matches!(r, Err(Error::ReportableBug(_))), "page {page}: {r:?}");
+        }
+        drop(db);
+        reopened_holds_every_record(dir.path());
     }
 }

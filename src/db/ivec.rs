@@ -95,6 +95,12 @@ impl From<&IVec> for IVec {
         v.clone()
     }
 }
+/// `(0u8..3).collect::<IVec>()`, as in sled; the collected vector is wiped once copied.
+impl FromIterator<u8> for IVec {
+    fn from_iter<I: IntoIterator<Item = u8>>(iter: I) -> IVec {
+        IVec::from(iter.into_iter().collect::<Vec<u8>>())
+    }
+}
 impl From<IVec> for Vec<u8> {
     fn from(v: IVec) -> Vec<u8> {
         v.to_vec()

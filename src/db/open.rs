@@ -138,6 +138,7 @@ fn assemble(
             epoch: rec.key_epoch,
             retiring_keys: None,
             rekey_running: false,
+            allocator_out: false,
         })),
         durability: cfg.durability,
         seal_budget: cfg.seal_budget,
@@ -148,6 +149,7 @@ fn assemble(
         ids: Mutex::new((0, 0)),
         durable_seq: AtomicU64::new(rec.seq),
         writer_owner: Arc::new(AtomicU64::new(0)),
+        flush_in_tx: AtomicBool::new(false),
         checkpoint_on_close: cfg.checkpoint_on_close && !cfg.read_only,
         pager,
     }

@@ -35,9 +35,10 @@
 //!   on the same database from the closure's thread (`Tree::insert`, `open_tree` of a new tree,
 //!   `drop_tree`, `Db::generate_id` when its range is spent) fails with `Error::Unsupported`
 //!   instead of waiting for the writer lock the transaction holds (sled 0.34 deadlocks there);
-//!   `Tree::flush` there returns `Ok(0)` at once (the commit, with its durability, is the flush;
+//!   `Tree::flush` there returns `Ok(0)` at once, and the flush is made when the transaction
+//!   ends, committed or aborted, before `transaction` returns (sled flushes at the call;
 //!   `TransactionalTree::flush` makes the commit durable). The same holds on a thread that keeps
-//!   a `WriteTransaction` alive. Reads are fine.
+//!   a `WriteTransaction` alive (the flush is made at its `commit` or drop). Reads are fine.
 //! - Ids from `TransactionalTree::generate_id` in a transaction that aborts are not reused in
 //!   this process, but may be generated again after a crash (sled gives no stronger promise).
 //! - A transaction over an empty slice of trees returns `Storage(Error::Unsupported)` (sled

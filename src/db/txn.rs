@@ -131,7 +131,8 @@ impl WriteTransaction {
             &t.changed,
             &t.dropped,
             self.durability.get(),
-        )
+        )?;
+        self.handle.engine.flush_if_requested().map(drop)
     }
 
     /// Discards every change (dropping the transaction does the same).
@@ -142,8 +143,14 @@ impl WriteTransaction {
 
 impl Drop for WriteTransaction {
     fn drop(&mut self) {
-        if let Some(mut t) = self.inner.borrow_mut().take() {
+        let taken = self.inner.borrow_mut().take();
+        if let Some(mut t) = taken {
             self.handle.engine.abort(&mut t.guard, t.pages);
+        }
+        // With the writer let go: a `flush` called inside this transaction, which ended
+        // without a commit (or whose commit failed), is made now.
+        if let Err(e) = self.handle.engine.flush_if_requested() {
+            tracing::error!(target: "foldvault::audit", error = %e, "a flush asked for inside a write transaction failed");
         }
     }
 }

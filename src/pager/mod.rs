@@ -112,10 +112,10 @@ impl Pager {
         self.poisoned.load(Ordering::Acquire)
     }
 
-    /// Refuses further writes until the database is reopened.
-    pub(crate) fn poison_now(&self) {
+    /// Refuses further writes until the database is reopened; `why` goes to the audit log.
+    pub(crate) fn poison_now(&self, why: &'static str) {
         if !self.poisoned.swap(true, Ordering::AcqRel) {
-            tracing::error!(target: "foldvault::audit", "commit failed part way; handle poisoned until reopened");
+            tracing::error!(target: "foldvault::audit", "{why}; handle poisoned until reopened");
         }
     }
 
@@ -240,6 +240,11 @@ impl Pager {
     /// Seals `buf` in place as page `page` under `epoch` for `purpose`, counting the seal (and
     /// the time it took) against the nonce budget and the metrics.
     fn seal_counted(&self, purpose: KeyPurpose, page: PageNo, epoch: u32, buf: &mut PageBuf) -> Result<SealTag> {
+        // A tree, catalog or free-list page never goes where a header or commit record lives,
+        // whatever state the allocator is in.
+        if purpose == KeyPurpose::Page && page < FIRST_DATA_PAGE {
+            return Err(Error::ReportableBug(format!("a data page was to be written over reserved page {page}")));
+        }
         let t = Instant::now();
         let tag = self.sealer.seal(purpose, page, epoch, buf)?;
         Counters::add(&self.counters.crypto_nanos, t.elapsed().as_nanos() as u64);
