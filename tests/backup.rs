@@ -94,6 +94,37 @@ fn backup_verify_restore_round_trip() {
     backup::restore(Cursor::new(&bytes), &dst, &creds(), RestoreOptions { force: true, ..Default::default() }).unwrap();
 }
 
+/// A restore into a missing name never replaces a database another process creates there
+/// while it runs (forced or not: `force` is about a file that was there at the start): it
+/// fails `AlreadyExists`, and that database keeps its commits.
+#[test]
+fn a_database_created_at_the_target_during_a_restore_is_kept() {
+    let (dir, bytes, _) = make_backup();
+    for force in [false, true] {
+        let dst = dir.path().join(format!("appeared-{force}.fv"));
+        let mut app: Option<Db> = None;
+        let mut p = |_: backup::Progress| {
+            if app.is_none() {
+                let db = cfg(&dst).open().unwrap();
+                db.insert("made while restoring", "kept").unwrap();
+                db.flush().unwrap();
+                app = Some(db);
+            }
+        };
+        let r = backup::restore(
+            Cursor::new(&bytes),
+            &dst,
+            &creds(),
+            RestoreOptions { force, progress: Some(&mut p), ..Default::default() },
+        );
+        assert!(matches!(r, Err(Error::AlreadyExists(_))), "force {force}: {r:?}");
+        drop(app.take());
+        let db = cfg(&dst).open().unwrap();
+        assert_eq!(db.get("made while restoring").unwrap().unwrap(), "kept");
+        assert_eq!(db.tree_names().len(), 1);
+    }
+}
+
 #[test]
 fn wrong_key_is_wrong_key() {
     let (dir, bytes, _) = make_backup();

@@ -108,6 +108,24 @@ fn seal_budget_rolls_over_to_new_epochs() {
     assert_eq!(t.get("k00007").unwrap().unwrap().len(), 300);
 }
 
+/// `check` lists damage as problems and fails only when it cannot run: a header copy that
+/// does not read (the check's first I/O) is an I/O error, not a damaged header copy.
+#[test]
+fn check_reports_an_unreadable_device_as_an_io_error_not_damage() {
+    use foldvault::storage::{FaultPlan, FaultyStorage};
+    let device = FaultyStorage::new();
+    let s: Arc<dyn Storage> = Arc::new(device.clone());
+    let db = Config::new().storage(s).plaintext().use_env(false).flush_every_ms(None).open().unwrap();
+    db.insert("k", "v").unwrap();
+    db.flush().unwrap();
+    assert!(db.check().unwrap().is_ok());
+    device.set_plan(FaultPlan { fail_at: Some(1), ..FaultPlan::default() });
+    match db.check() {
+        Err(Error::Io(_)) => {}
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+}
+
 #[test]
 fn second_open_of_a_locked_file_is_locked() {
     let dir = tempfile::tempdir().unwrap();
@@ -387,6 +405,32 @@ fn salvage_carries_the_id_counter() {
     let copy = cfg(&dst).open().unwrap();
     assert_eq!(copy.get("k").unwrap().unwrap(), &b"v"[..]);
     assert!(copy.generate_id().unwrap() > last, "an id handed out again");
+}
+
+/// Salvage writes as a copy does: under a temporary name, given DST's name only at the end.
+/// Nothing but DST is left beside it, without a log; a DST that holds a file is refused before
+/// anything is read, and kept as it was.
+#[test]
+fn salvage_writes_through_a_temporary_name_and_never_over_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src.fv"), dir.path().join("dst.fv"));
+    let cfg = |p: &std::path::Path| Config::new().file(p).plaintext().use_env(false).flush_every_ms(None);
+    let db = cfg(&src).open().unwrap();
+    for i in 0..3000u32 {
+        db.insert(i.to_be_bytes(), vec![1u8; 100]).unwrap();
+    }
+    drop(db);
+    let report = foldvault::salvage(&cfg(&src), &cfg(&dst)).unwrap();
+    assert_eq!(report.copied.values().sum::<u64>(), 3000);
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["dst.fv", "src.fv"]);
+    assert_eq!(cfg(&dst).open().unwrap().len(), 3000);
+    let other = dir.path().join("other.fv");
+    std::fs::write(&other, b"not mine").unwrap();
+    assert!(matches!(foldvault::salvage(&cfg(&src), &cfg(&other)), Err(Error::AlreadyExists(_))));
+    assert_eq!(std::fs::read(&other).unwrap(), b"not mine");
 }
 
 /// The reports of check, copy, backup and salvage name no tree and show no key in `Debug`

@@ -341,7 +341,6 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
     } else {
         dst_cfg = dst_cfg.plaintext();
     }
-    let dst_existed = dst.file.exists();
     let bar = spinner("salvaging");
     let t0 = Instant::now();
     // What recovery at open does to SRC: `salvage` copies from the commit the open accepts,
@@ -370,10 +369,8 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            // Do not leave a half-written copy that no report describes.
-            if !dst_existed && dst.file.exists() {
-                let _ = std::fs::remove_file(&dst.file);
-            }
+            // The library wrote under a temporary name and removed it: nothing is at DST, or
+            // what is there is another process's (a file that appeared meanwhile) and stays.
             // Which file the error is about: DST only for what creating it can fail with.
             let about = match &e {
                 Error::AlreadyExists(_) | Error::InvalidConfig(_) | Error::Unsupported(_) => &dst.file,

@@ -162,9 +162,13 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         drop(db);
         Ok(BackupSummary { trees, ..BackupSummary::of(&header, (bytes, chunks, pages), true) })
     })();
-    let s = crate::db::migrate::put_in_place(result, &tmp, dst, crate::db::migrate::Placement::Replace, || {
-        fold_old_log(dst, target.as_ref())
-    })?;
+    // A target missing at the start is not replaced by a database made there meanwhile (which
+    // `force` was not about): the restored file takes the name only if it is still free.
+    let placement = match target {
+        Some(_) => crate::db::migrate::Placement::Replace,
+        None => crate::db::migrate::Placement::NewOnly,
+    };
+    let s = crate::db::migrate::put_in_place(result, &tmp, dst, placement, || fold_old_log(dst, target.as_ref()))?;
     tracing::info!(target: "foldvault::audit", seq = s.seq, pages = s.pages, "backup restored");
     Ok(s)
 }

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::api::{Db, Tree};
-use super::config::Config;
+use super::config::{Config, DB_FILE_NAME, Location};
+use super::migrate;
 use super::open::load_catalog;
 use super::page_roles::{PageRole, PageRoles, ReachedPages};
 use crate::btree::salvage::{self, LostRange};
@@ -91,6 +92,8 @@ impl Db {
             match pager.read_raw(p).and_then(|b| FileHeader::decode(&b[..], p)) {
                 Ok(_) => {}
                 Err(Error::Corrupt { page, reason }) => problems.push(Problem::one("header", page, reason)),
+                // The check cannot run: not damage to report.
+                Err(e @ Error::Io(_)) => return Err(e),
                 Err(_) => problems.push(Problem::one("header", p, CorruptReason::HeaderChecksum)),
             }
         }
@@ -188,7 +191,33 @@ impl SalvageReport {
 /// nothing is written to it) to a new database `dst` opens, and reports what was lost, by tree
 /// and key range. A source that does not open because no commit verifies whole (a damaged
 /// catalog or free-list page, say) is read from the newest commit record that opens.
+///
+/// A `dst` named by a file or directory is written as a copy is (`migrate::copy_to`): into a
+/// temporary file beside it, synced and checked, then given the name only if it is still
+/// free (`AlreadyExists` otherwise), so a salvage cut short leaves no partial database there.
 pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
+    let file = match &dst.location {
+        Location::File(f) => f.clone(),
+        Location::Dir(d) => {
+            std::fs::create_dir_all(d)?;
+            d.join(DB_FILE_NAME)
+        }
+        _ => {
+            let dst_db = dst.clone().create_new(true).open()?;
+            let report = salvage_into(src, &dst_db)?;
+            dst_db.flush()?;
+            return Ok(report);
+        }
+    };
+    migrate::copy_through_temp(&file, |tmp| {
+        let dst_db = migrate::new_copy(dst, tmp)?;
+        let report = salvage_into(src, &dst_db)?;
+        migrate::finish_copy(dst_db)?;
+        Ok(report)
+    })
+}
+
+fn salvage_into(src: &Config, dst_db: &Db) -> Result<SalvageReport> {
     let src = src.clone().read_only(true);
     let (pager, catalog, _src_db) = match src.open() {
         Ok(db) => {
@@ -203,7 +232,6 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
         }
         Err(e) => return Err(e),
     };
-    let dst_db = dst.clone().create_new(true).open()?;
     let mut report = SalvageReport::default();
     // The catalog itself: read what authenticates.
     let trees = match load_catalog(&pager, catalog) {
@@ -283,7 +311,6 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
             report.lost.insert(label, lost);
         }
     }
-    dst_db.flush()?;
     Ok(report)
 }
 

@@ -116,10 +116,8 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
     } else {
         dst_cfg
     };
-    refuse_occupied(dst)?;
-    let tmp = temp_beside(dst);
-    let result = (|| -> Result<CopyReport> {
-        let out = new_copy(dst_cfg, &tmp)?;
+    copy_through_temp(dst, |tmp| {
+        let out = new_copy(dst_cfg, tmp)?;
         let rt = src.begin_read()?;
         let mut report = CopyReport::default();
         let mut p = CopyProgress::default();
@@ -146,19 +144,28 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
         }
         finish_copy(out)?;
         Ok(report)
-    })();
+    })
+}
+
+/// Runs `write` on a temporary name beside `dst` (refused first if `dst` is taken), then puts
+/// what it wrote at `dst` if that is still free (`put_in_place`, `Placement::NewOnly`); on an
+/// error the temporary file is removed. Copies, imports and salvage.
+pub(crate) fn copy_through_temp<T>(dst: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    refuse_occupied(dst)?;
+    let tmp = temp_beside(dst);
+    let result = write(&tmp);
     put_in_place(result, &tmp, dst, Placement::NewOnly, || remove_old_log(dst))
 }
 
 /// The new database a copy is written into, at `tmp`: without a write-ahead log, so that its
 /// `flush` makes the file itself durable (a log is folded into the file only when the handle
 /// drops, where a failure could not be reported).
-fn new_copy(dst_cfg: &Config, tmp: &Path) -> Result<Db> {
+pub(crate) fn new_copy(dst_cfg: &Config, tmp: &Path) -> Result<Db> {
     dst_cfg.clone().file(tmp).create_new(true).flush_every_ms(None).write_ahead_log(false).open()
 }
 
 /// Makes a finished copy durable and checks it whole (`Db::check`), then closes it.
-fn finish_copy(out: Db) -> Result<()> {
+pub(crate) fn finish_copy(out: Db) -> Result<()> {
     out.flush()?;
     let check = out.check()?;
     if let Some(p) = check.problems.first() {
@@ -172,10 +179,11 @@ fn finish_copy(out: Db) -> Result<()> {
 /// Whether [`put_in_place`] may give its file the name of a file already there.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Placement {
-    /// Restore: the file at the name is replaced.
+    /// Restore onto a file that was there when it began (and is locked since): it is replaced.
     Replace,
-    /// A copy: only a missing or empty file (one made by `mktemp`, say) is replaced. A file
-    /// that appeared at the name while the copy ran is kept, and the copy fails `AlreadyExists`.
+    /// A copy, a salvage, a restore to a missing name: only a missing or empty file (one made
+    /// by `mktemp`, say) is replaced. A file that appeared at the name meanwhile is kept, and
+    /// the call fails `AlreadyExists`.
     NewOnly,
 }
 
@@ -331,6 +339,10 @@ file instead, which keeps the original (or run `foldvault check` / `salvage` on 
     let tmp = temp_beside(path);
     let report = copy_to(&src, &tmp, dst_cfg, progress)?;
     let old_log = std::fs::OpenOptions::new().read(true).write(true).open(crate::storage::wal::sidecar_path(path)).ok();
+    if let Err(e) = empty_log_before_replacement(&src, old_log.as_ref()) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     let placed = (|| -> Result<crate::storage::FileStorage> {
         if !same_file(&old, &std::fs::metadata(path)?)? {
             return Err(Error::Unsupported(format!(
@@ -380,6 +392,19 @@ file instead, which keeps the original (or run `foldvault check` / `salvage` on 
         }
     }
     Ok(report)
+}
+
+/// Before the source loses its name to its copy: every commit of `src` copied from its log
+/// into its file, and the log (`log`, the file beside it) overwritten with zeros, durably. A
+/// crash after the rename then leaves beside the new file a log that holds nothing (which the
+/// next open writes over), not one naming the old file (which refuses to open, `ForeignLog`)
+/// nor, from a plaintext source, readable pages.
+fn empty_log_before_replacement(src: &Db, log: Option<&std::fs::File>) -> Result<()> {
+    src.checkpoint_log()?;
+    if let Some(f) = log {
+        zero_fill(f)?;
+    }
+    Ok(())
 }
 
 /// Whether the open file `f` is the file `name_meta` describes.
@@ -451,10 +476,8 @@ pub fn from_sled(
         )));
     }
     let sdb = open_sled(sled_path)?;
-    refuse_occupied(dst)?;
-    let tmp = temp_beside(dst);
-    let result = (|| -> Result<CopyReport> {
-        let out = new_copy(dst_cfg, &tmp)?;
+    copy_through_temp(dst, |tmp| {
+        let out = new_copy(dst_cfg, tmp)?;
         let mut report = CopyReport::default();
         let mut p = CopyProgress::default();
         for name in sdb.tree_names() {
@@ -472,6 +495,50 @@ pub fn from_sled(
         drop(ids);
         finish_copy(out)?;
         Ok(report)
-    })();
-    put_in_place(result, &tmp, dst, Placement::NewOnly, || remove_old_log(dst))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(path: &Path) -> Config {
+        Config::new().file(path).plaintext().use_env(false).flush_every_ms(None)
+    }
+
+    /// A crash just after an in-place conversion's rename (emulated: the two files as they are
+    /// then, copied elsewhere, with no close of the source): the new file opens beside the old
+    /// file's log, and that log holds none of the source's bytes.
+    #[test]
+    fn a_crash_after_the_rename_leaves_a_log_the_new_file_opens_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let marker = b"plaintext-marker-3b9f";
+        let src = plain(&path).open().unwrap();
+        for i in 0..50u32 {
+            src.insert(i.to_be_bytes(), &marker[..]).unwrap();
+        }
+        src.flush().unwrap();
+        let side = crate::storage::wal::sidecar_path(&path);
+        let log = std::fs::OpenOptions::new().read(true).write(true).open(&side).unwrap();
+        assert!(log.metadata().unwrap().len() > 0);
+        empty_log_before_replacement(&src, Some(&log)).unwrap();
+        // The copy (another file id) takes the name; then the process dies.
+        let copy = dir.path().join("copy");
+        let other = plain(&copy).open().unwrap();
+        other.insert("copied", "yes").unwrap();
+        drop(other);
+        std::fs::rename(&copy, &path).unwrap();
+        let after = tempfile::tempdir().unwrap();
+        let (path, side) = (after.path().join("db"), crate::storage::wal::sidecar_path(&after.path().join("db")));
+        std::fs::copy(dir.path().join("db"), &path).unwrap();
+        std::fs::copy(crate::storage::wal::sidecar_path(&dir.path().join("db")), &side).unwrap();
+        drop(src);
+        let bytes = std::fs::read(&side).unwrap();
+        assert!(!bytes.windows(marker.len()).any(|w| w == marker), "the old log still holds the source's pages");
+        let db = plain(&path).open().unwrap();
+        assert_eq!(db.get("copied").unwrap().unwrap(), "yes");
+        db.insert("after", "crash").unwrap();
+        db.flush().unwrap();
+    }
 }
