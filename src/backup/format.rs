@@ -71,7 +71,7 @@ impl BackupHeader {
     /// The MAC of the header's fields under `key` (the backup header MAC key).
     pub(crate) fn compute_mac(&self, key: &crate::crypto::keys::SecretKey) -> [u8; 32] {
         let b = BackupHeader { mac: [0; 32], ..self.clone() }.encode();
-        *blake3::keyed_hash(key.expose(), &b[..B_MAC_OFFSET]).as_bytes()
+        key.keyed_hash(&b[..B_MAC_OFFSET])
     }
 
     /// Checks the MAC in constant time.

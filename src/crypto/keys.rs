@@ -43,17 +43,31 @@ impl SecretKey {
         // LockedBytes of length 32 by construction.
         self.0.as_ref().try_into().unwrap_or(&[0u8; 32])
     }
-    /// BLAKE3 `derive_key(context, self ‖ extra)`. The hasher's state (which held the key) is
-    /// wiped, and the output goes straight into locked memory.
+    /// BLAKE3 `derive_key(context, self ‖ extra)` (`derive_from`).
     pub(crate) fn derive(&self, context: &str, extra: &[u8]) -> SecretKey {
+        SecretKey::derive_from(context, &[self.0.as_ref(), extra])
+    }
+    /// BLAKE3 `derive_key(context, parts[0] ‖ parts[1] ‖ ...)`. The hasher's state (which held
+    /// the secret input) is wiped, and the output goes straight into locked memory.
+    pub(crate) fn derive_from(context: &str, parts: &[&[u8]]) -> SecretKey {
         let mut h = blake3::Hasher::new_derive_key(context);
-        h.update(self.0.as_ref());
-        h.update(extra);
+        for p in parts {
+            h.update(p);
+        }
         let mut out = SecretKey(LockedBytes::new(32));
-        // The output reader's last block holds the input (the key) too: wiped as well.
+        // The output reader's last block holds the input too: wiped as well.
         let mut reader = h.finalize_xof();
         reader.fill(out.0.as_mut());
         reader.zeroize();
+        h.zeroize();
+        out
+    }
+    /// Keyed BLAKE3 of `data` under this key (a MAC: the output is public). The hasher, which
+    /// held the key, is wiped.
+    pub(crate) fn keyed_hash(&self, data: &[u8]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(self.expose());
+        h.update(data);
+        let out = *h.finalize().as_bytes();
         h.zeroize();
         out
     }

@@ -88,12 +88,10 @@ impl Credentials {
             }
             SlotKind::MasterKeyAndPassphrase => {
                 let (m, p) = (self.master.as_ref()?, self.passphrase.as_ref()?);
-                Some(kdf.stretch(p, salt).map(|s| {
-                    let mut both = Zeroizing::new([0u8; 64]);
-                    both[..32].copy_from_slice(m.0.expose());
-                    both[32..].copy_from_slice(s.expose());
-                    SecretKey::from_bytes(blake3::derive_key(context::KEK_MASTER_PASSPHRASE, &both[..]))
-                }))
+                Some(
+                    kdf.stretch(p, salt)
+                        .map(|s| SecretKey::derive_from(context::KEK_MASTER_PASSPHRASE, &[m.0.expose(), s.expose()])),
+                )
             }
             SlotKind::RecoveryKey => {
                 let r = self.recovery.as_ref()?;
@@ -192,7 +190,7 @@ pub(crate) fn unlock_kind(
 /// The header MAC: keyed BLAKE3 under the header MAC key over bytes `0..MAC_OFFSET`.
 pub(crate) fn header_mac(data_key: &SecretKey, body: &[u8]) -> [u8; MAC_SIZE] {
     let k = data_key.derive(context::HEADER_MAC_KEY, &[]);
-    *blake3::keyed_hash(k.expose(), &body[..MAC_OFFSET.min(body.len())]).as_bytes()
+    k.keyed_hash(&body[..MAC_OFFSET.min(body.len())])
 }
 
 /// Verifies the header MAC in constant time.
