@@ -209,6 +209,45 @@ fn backup_verify_restore_round_trip() {
     assert_eq!(e.fv(&["get", &restored2, "metadata", "more", "--passphrase-file", &pass]).ok().stdout, b"x");
 }
 
+/// `backup` replaces an earlier backup (or an empty file) at OUT, and any other file only with
+/// `--force`: `backup db1 db2` once destroyed the database db2.
+#[test]
+fn backup_replaces_only_a_backup_unless_forced() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
+    let other = e.init_encrypted("other");
+    let before = std::fs::read(&other).unwrap();
+    let o = e.fv(&["backup", &db, &other, "--passphrase-file", &pass]).code(2);
+    assert!(o.err().contains("is not a foldvault backup") && o.err().contains("--force"), "{}", o.err());
+    assert_eq!(std::fs::read(&other).unwrap(), before);
+    let bk = e.p("db.backup");
+    std::fs::write(&bk, b"").unwrap();
+    e.fv(&["backup", &db, &bk, "--passphrase-file", &pass]).ok();
+    e.fv(&["backup", &db, &bk, "--passphrase-file", &pass]).ok();
+    e.fv(&["backup", &db, &other, "--passphrase-file", &pass, "--force"]).ok();
+    e.fv(&["verify-backup", &other, "--passphrase-file", &pass]).ok();
+}
+
+/// Standard error closed (a reader that has gone): the exit code still says what happened
+/// (`eprintln!` panicked there, exit 101); so does `status` with standard output closed.
+#[test]
+fn a_closed_stderr_or_stdout_keeps_the_exit_code() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    let wrong = e.p("wrong-pass");
+    std::fs::write(&wrong, "not the passphrase\n").unwrap();
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let fv = env!("CARGO_BIN_EXE_foldvault");
+    assert_eq!(e.exit_with_stderr_closed(fv, &["get", &db, "t", "missing", "--passphrase-file", &pass]), 1);
+    assert_eq!(e.exit_with_stderr_closed(fv, &["get", &db, "t", "k", "--passphrase-file", &wrong]), 3);
+    assert_eq!(e.exit_with_stderr_closed(fv, &["backup", &db, &e.p("b"), "--passphrase-file", &pass]), 0);
+    assert_eq!(e.exit_into_closed_pipe(fv, &["status", &db, "--passphrase-file", &wrong]), 3);
+    assert_eq!(e.exit_into_closed_pipe(fv, &["status", &db, "--json", "--passphrase-file", &wrong]), 3);
+}
+
 #[test]
 fn backup_through_a_pipe() {
     let e = Env::new();

@@ -270,14 +270,18 @@ pub struct SalvageArgs {
 #[command(after_help = "The backup holds only the pages of one snapshot, each still sealed and every chunk \
 sealed again under a key derived from the data key; it restores with the credentials that open the database \
 now. A backup of a plaintext database is not encrypted. An existing OUT file is replaced only once the new \
-backup is complete. The summary goes to standard error.\nExit codes: 0 ok, 3 wrong key, 4 the database is \
-damaged (nothing is backed up), 5 I/O error or locked")]
+backup is complete (and, with `[backup] verify_after`, verified), and only if it is empty or a foldvault \
+backup itself, unless --force is given. The summary goes to standard error.\nExit codes: 0 ok, 2 OUT holds \
+another kind of file, 3 wrong key, 4 the database is damaged (nothing is backed up), 5 I/O error or locked")]
 pub struct BackupArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
     /// The backup file to write; `-` writes to standard output (not to a terminal)
     #[arg(allow_hyphen_values = true)]
     pub out: PathBuf,
+    /// Replace OUT even if it is not a foldvault backup (another database, say)
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub keys: KeyArgs,
 }
@@ -540,11 +544,11 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             // Too long to be read whole (cut anywhere): `parse` refuses it for its length.
             Ok(Err(e)) if e.as_bytes().len() > 1 << 20 => String::from_utf8_lossy(e.as_bytes()).into_owned(),
             Ok(Err(_)) => {
-                eprintln!("foldvault: config file {}: not UTF-8 text", path.display());
+                note!("foldvault: config file {}: not UTF-8 text", path.display());
                 return 2;
             }
             Err(e) => {
-                eprintln!("foldvault: cannot read config file ({}): {e}", path.display());
+                note!("foldvault: cannot read config file ({}): {e}", path.display());
                 return 5;
             }
         };
@@ -552,7 +556,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             Ok(s) => {
                 let unused = s.unused_on_the_command_line();
                 if !unused.is_empty() {
-                    eprintln!(
+                    note!(
                         "foldvault: config file {}: {} not used by the command line (each command's writes are durable before it exits)",
                         path.display(),
                         unused.join(", ")
@@ -561,7 +565,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
                 super::config_file::install(s)
             }
             Err(e) => {
-                eprintln!("foldvault: config file {}: {e}", path.display());
+                note!("foldvault: config file {}: {e}", path.display());
                 return 2;
             }
         }

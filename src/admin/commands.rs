@@ -77,7 +77,7 @@ pub fn open_db_creds(arg: &Path, keys: &KeyArgs, access: Access) -> Result<(Db, 
     let encrypted = super::read_header(&t.file).at(&t.file)?.header.is_encrypted();
     let creds = keys.credentials(if encrypted { Prompt::Unlock } else { Prompt::Never })?;
     if !encrypted && !creds.is_empty() {
-        eprintln!(
+        note!(
             "foldvault: warning: {} is plaintext (not encrypted); the key given was not used (`foldvault encrypt` converts it)",
             t.file.display()
         );
@@ -102,7 +102,7 @@ pub fn open_target(t: &Target, encrypted: bool, creds: Credentials, access: Acce
     let db =
         t.config().credentials(creds).durability(durability).read_only(access == Access::Read).open().at(&t.file)?;
     if db.was_recovered() {
-        eprintln!(
+        note!(
             "foldvault: warning: the newest commit did not verify; opened at the previous durable commit {} ({})",
             db.commit_seq(),
             t.file.display()

@@ -56,7 +56,22 @@ fn parse_value(v: &str) -> Option<Value> {
         "false" => return Some(Value::Bool(false)),
         _ => {}
     }
-    v.replace('_', "").parse::<u64>().ok().map(Value::Int)
+    parse_int(v).map(Value::Int)
+}
+
+/// A TOML decimal integer: digits, an underscore only between two digits, no sign, no leading
+/// zero (`1_000`, not `1_`, `_8`, `1__0`, `+8` or `010`); `None` past `u64::MAX`.
+fn parse_int(v: &str) -> Option<u64> {
+    let b = v.as_bytes();
+    let digits_ok = b.iter().all(|c| c.is_ascii_digit() || *c == b'_')
+        && b.first().is_some_and(u8::is_ascii_digit)
+        && b.last().is_some_and(u8::is_ascii_digit)
+        && !v.contains("__")
+        && !(b.len() > 1 && b[0] == b'0');
+    if !digits_ok {
+        return None;
+    }
+    v.replace('_', "").parse::<u64>().ok()
 }
 
 fn parse_size(v: &Value) -> Option<u64> {
@@ -73,19 +88,30 @@ fn parse_size(v: &Value) -> Option<u64> {
             } else {
                 (s, 1)
             };
-            num.trim().parse::<u64>().ok()?.checked_mul(mul)
+            parse_int(num.trim())?.checked_mul(mul)
         }
         Value::Bool(_) => None,
     }
 }
 
-/// Parses the config file's text. Errors name the line.
+/// The keys each section takes ("" is the top level).
+const KEYS: [(&str, &[&str]); 3] = [
+    ("", &["cipher", "cache_capacity", "durability", "flush_every_ms"]),
+    ("kdf", &["memory_mib", "iterations", "parallelism"]),
+    ("backup", &["verify_after"]),
+];
+
+/// Parses the config file's text. Errors name the line, and repeat only names this parser
+/// knows: a file given by mistake (a passphrase file, say) is not echoed to the terminal.
+/// A section or key given twice is an error, not the last one winning.
 pub fn parse(text: &str) -> Result<FileSettings, String> {
     if text.len() > 1 << 20 {
         return Err("config file larger than 1 MiB".into());
     }
     let mut out = FileSettings::default();
-    let mut section = String::new();
+    let mut section: &str = "";
+    // Where each section and each (section, key) was first given.
+    let mut seen: Vec<(&str, &str, usize)> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line_no = n + 1;
         let line = match raw.find('#') {
@@ -96,24 +122,39 @@ pub fn parse(text: &str) -> Result<FileSettings, String> {
         if line.is_empty() {
             continue;
         }
-        if let Some(s) = line.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-            section = s.trim().to_string();
-            if !matches!(section.as_str(), "kdf" | "backup") {
-                return Err(format!("line {line_no}: unknown section [{section}]"));
+        let first_on = |seen: &Vec<(&str, &str, usize)>, sec: &str, key: &str| {
+            seen.iter().find(|(s, k, _)| *s == sec && *k == key).map(|(_, _, l)| *l)
+        };
+        if let Some(name) = line.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            let Some(&(known, _)) = KEYS.iter().find(|(s, _)| !s.is_empty() && *s == name.trim()) else {
+                return Err(format!("line {line_no}: unknown section (this file takes [kdf] and [backup])"));
+            };
+            if let Some(l) = first_on(&seen, known, "[]") {
+                return Err(format!("line {line_no}: section [{known}] given twice (first on line {l})"));
             }
+            seen.push((known, "[]", line_no));
+            section = known;
             continue;
         }
         let Some((k, v)) = line.split_once('=') else {
             return Err(format!("line {line_no}: expected `key = value`"));
         };
-        let key = k.trim();
+        let keys = KEYS.iter().find(|(s, _)| *s == section).map(|(_, k)| *k).unwrap_or_default();
+        let Some(&key) = keys.iter().find(|known| **known == k.trim()) else {
+            let shown = if section.is_empty() { "the top level".to_string() } else { format!("[{section}]") };
+            return Err(format!("line {line_no}: unknown key (keys of {shown}: {})", keys.join(", ")));
+        };
+        if let Some(l) = first_on(&seen, section, key) {
+            return Err(format!("line {line_no}: `{key}` given twice (first on line {l})"));
+        }
+        seen.push((section, key, line_no));
         let value = parse_value(v).ok_or_else(|| format!("line {line_no}: cannot read the value of `{key}`"))?;
         let bad = || format!("line {line_no}: bad value for `{key}`");
         let int32 = |v: &Value| match v {
             Value::Int(n) if *n <= u32::MAX as u64 => Some(*n as u32),
             _ => None,
         };
-        match (section.as_str(), key) {
+        match (section, key) {
             ("", "cipher") => {
                 out.cipher = Some(match &value {
                     Value::Str(s) if s == "aes-256-gcm" => CipherId::Aes256Gcm,
@@ -140,7 +181,7 @@ pub fn parse(text: &str) -> Result<FileSettings, String> {
                 Value::Bool(b) => out.backup_verify_after = Some(b),
                 _ => return Err(bad()),
             },
-            _ => return Err(format!("line {line_no}: unknown key `{key}`")),
+            _ => return Err(format!("line {line_no}: `{key}` is not read here")),
         }
     }
     Ok(out)
@@ -235,8 +276,31 @@ mod tests {
             "a = \"b",
             "= 1",
             "[kdf]\nmemory_mib = 99999999999",
+            // TOML refuses these integers; so does this parser.
+            "flush_every_ms = 1_",
+            "flush_every_ms = _8",
+            "flush_every_ms = 1__0",
+            "flush_every_ms = +8",
+            "flush_every_ms = 010",
+            "cache_capacity = \"08MiB\"",
+            // Given twice: an error naming the first line, not the last value winning.
+            "[kdf]\nmemory_mib = 64\n[kdf]\nmemory_mib = 1",
+            "[kdf]\nmemory_mib = 64\nmemory_mib = 1",
         ] {
             assert!(parse(t).is_err(), "{t}");
+        }
+        assert_eq!(parse("flush_every_ms = 1_000\n").unwrap().flush_every_ms, Some(1000));
+        assert_eq!(parse("flush_every_ms = 0\n").unwrap().flush_every_ms, Some(0));
+        let twice = parse("[kdf]\nmemory_mib = 64\n\n[kdf]\nmemory_mib = 1\n").unwrap_err();
+        assert!(twice.contains("line 4") && twice.contains("line 1"), "{twice}");
+    }
+
+    /// A file given by mistake (a passphrase file, say) is not repeated in the error.
+    #[test]
+    fn errors_do_not_echo_unknown_names() {
+        for t in ["hunter2=x", "[hunter2]", "[kdf]\nhunter2 = 1", "hunter2 = \"x"] {
+            let e = parse(t).unwrap_err();
+            assert!(!e.contains("hunter2"), "{t}: {e}");
         }
     }
 }

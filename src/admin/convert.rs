@@ -188,7 +188,7 @@ fn warn_if_shared(file: &Path) {
     if let Ok(m) = std::fs::metadata(file) {
         let mode = m.permissions().mode();
         if mode & 0o077 != 0 {
-            eprintln!(
+            note!(
                 "foldvault: warning: {} holds every record in clear and other users can read it (mode {:04o}); \
 chmod 600 it unless that is intended",
                 file.display(),

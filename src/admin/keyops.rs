@@ -173,7 +173,7 @@ fn add_recovery(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
         return Err(CliError::Io { err, file: std::path::PathBuf::from("<stdout>") });
     }
     drop(db);
-    eprintln!(
+    note!(
         "foldvault: added slot {i}: recovery-key ({}). The recovery key above is shown this once and is \
 stored nowhere else: keep it offline (on paper, in a safe). Anyone who has it can open the database; \
 open with it through --recovery-key-file FILE (a file only you can read).",

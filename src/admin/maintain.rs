@@ -351,7 +351,7 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
         // the newest commit record that opens, and the report says what it could not copy.
         Err(e) if e.is_corruption() => {
             bar.suspend(|| {
-                eprintln!(
+                note!(
                     "foldvault: warning: {} does not open ({}); salvaging from its newest commit record that opens",
                     src.file.display(),
                     e.to_string().replace(['\n', '\r'], " ")
@@ -507,6 +507,24 @@ fn temp_beside(target: &Path, what: &str) -> PathBuf {
     target.with_file_name(format!(".{name}.{what}-{tag}"))
 }
 
+/// Whether a backup may replace the file at `out` without `--force`: nothing there, an empty
+/// file, or a foldvault backup (its first bytes are the backup magic).
+fn replaceable_by_backup(out: &Path) -> std::io::Result<bool> {
+    let mut f = match std::fs::File::open(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        r => r?,
+    };
+    let mut magic = [0u8; 8];
+    let mut got = 0;
+    while got < magic.len() {
+        match f.read(&mut magic[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got == 0 || (got == magic.len() && magic == crate::backup::BACKUP_MAGIC))
+}
+
 pub fn backup(a: BackupArgs) -> Result<(), CliError> {
     let to_stdout = a.out.as_os_str() == "-";
     let stdout_name = Path::new("<stdout>");
@@ -521,12 +539,21 @@ pub fn backup(a: BackupArgs) -> Result<(), CliError> {
     if !to_stdout && a.out.is_dir() {
         return Err(CliError::Usage(format!("{} is a directory; name the backup file", a.out.display())));
     }
+    // A file there is replaced only if it is an earlier backup (or empty), or with --force:
+    // `backup db1 db2` must not destroy the database db2.
+    if !to_stdout && !direct && !a.force && !replaceable_by_backup(&a.out).at(&a.out)? {
+        return Err(CliError::Usage(format!(
+            "{} exists and is not a foldvault backup: name another file, or pass --force to replace it",
+            a.out.display()
+        )));
+    }
     let (db, file) = open_db(&a.db, &a.keys, Access::Read)?;
     // The backup written over the database itself (or its log) would replace it.
     let log = crate::storage::wal::sidecar_path(&file);
     if !to_stdout && (same_file(&a.out, &file) || same_file(&a.out, &log)) {
         return Err(CliError::Usage("OUT is the database (or its log): name another file".into()));
     }
+    let verify_after = super::config_file::installed().backup_verify_after == Some(true);
     let bar = page_bar("backup");
     let mut cb = on_progress(&bar);
     let t0 = Instant::now();
@@ -561,6 +588,14 @@ pub fn backup(a: BackupArgs) -> Result<(), CliError> {
             let f = w.inner.into_inner().map_err(|e| CliError::io(e.into_error(), &a.out))?;
             f.sync_all().at(&a.out)?;
             drop(f);
+            // `[backup] verify_after` in the config file: what was written is read back and
+            // its structure and hashes verified (as `verify-backup` without a key) before it
+            // replaces anything.
+            if verify_after {
+                let f = std::fs::File::open(&tmp).at(&a.out)?;
+                crate::backup::verify(std::io::BufReader::new(f), None, &mut |_| {})
+                    .map_err(|e| backup_err(e, &a.out))?;
+            }
             std::fs::rename(&tmp, &a.out).at(&a.out)?;
             crate::storage::sync_parent_dir(&a.out).at(&a.out)?;
             Ok(stats)
@@ -573,14 +608,10 @@ pub fn backup(a: BackupArgs) -> Result<(), CliError> {
     };
     let elapsed = t0.elapsed();
     drop(db);
-    // `[backup] verify_after` in the config file: the file written is read back and its
-    // structure and hashes verified (as `verify-backup` without a key).
-    if !to_stdout && !direct && super::config_file::installed().backup_verify_after == Some(true) {
-        let f = std::fs::File::open(&a.out).at(&a.out)?;
-        crate::backup::verify(std::io::BufReader::new(f), None, &mut |_| {}).map_err(|e| backup_err(e, &a.out))?;
-        eprintln!("backup: {} read back and verified (structure and hashes)", a.out.display());
+    if !to_stdout && !direct && verify_after {
+        note!("backup: {} read back and verified (structure and hashes)", a.out.display());
     }
-    eprintln!(
+    note!(
         "backup: commit {} of {} to {}: {} bytes, {}, {} in {} ({})",
         stats.seq,
         file.display(),
@@ -737,7 +768,7 @@ pub fn restore(a: RestoreArgs) -> Result<(), CliError> {
         ));
     }
     if header.is_some() && !encrypted && !creds.is_empty() {
-        eprintln!(
+        note!(
             "foldvault: warning: {} is a backup of a plaintext database: it is restored as plaintext, and the key \
              given is not used (--require-encryption refuses such a backup)",
             name.display()

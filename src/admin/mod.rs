@@ -15,7 +15,18 @@
 //! - writing commands open with `Durability::Immediate`: exit 0 means every write is durable;
 //! - progress bars only when standard error is a terminal;
 //! - both programs call [`harden_process`] first: on Linux the process is not dumpable (no core
-//!   dump, no ptrace attach by the same user, `/proc/PID/mem` closed) before any key is read.
+//!   dump, no ptrace attach by the same user, `/proc/PID/mem` closed) before any key is read;
+//! - messages go to standard error through `note!`, never `eprintln!`, which panics (exit 101)
+//!   when standard error is a pipe whose reader has gone: the message is lost, the exit code
+//!   kept.
+
+/// `eprintln!` that cannot panic: a closed standard error loses the message, not the exit code.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 pub mod cli;
 pub mod commands;
@@ -243,7 +254,7 @@ pub fn report(program: &str, result: Result<(), CliError>) -> i32 {
         Ok(()) => EXIT_OK,
         Err(e) => {
             if let Some(m) = e.message() {
-                eprintln!("{program}: {m}");
+                note!("{program}: {m}");
             }
             e.exit_code()
         }
@@ -257,9 +268,7 @@ pub fn report(program: &str, result: Result<(), CliError>) -> i32 {
 pub fn harden_process(program: &str) {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable) {
-        eprintln!(
-            "{program}: warning: cannot mark the process non-dumpable ({e}); a core dump could hold key material"
-        );
+        note!("{program}: warning: cannot mark the process non-dumpable ({e}); a core dump could hold key material");
     }
     #[cfg(not(target_os = "linux"))]
     let _ = program;

@@ -83,7 +83,7 @@ impl Dumper {
         let info = super::read_header(&t.file).at(&t.file)?;
         if info.log_size.is_some_and(|n| n > 0) {
             // Shown raw, the file lacks what the log holds (SPEC §15): say so, on stderr.
-            eprintln!(
+            note!(
                 "note: {} exists (left by a crash): pages written since its last checkpoint are in it, not \
                  shown here; opening the database replays it into the file",
                 crate::storage::wal::sidecar_path(&t.file).display()

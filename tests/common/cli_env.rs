@@ -142,6 +142,22 @@ impl Env {
             .unwrap();
         status.code().unwrap_or(-1)
     }
+    /// The exit code of `bin` run with its standard *error* a pipe whose reader has gone
+    /// (standard output discarded).
+    pub fn exit_with_stderr_closed(&self, bin: &str, args: &[&str]) -> i32 {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let status = Command::new(bin)
+            .args(args)
+            .env_remove("FOLDVAULT_PASSPHRASE")
+            .env_remove("FOLDVAULT_KEY_FILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(writer)
+            .status()
+            .unwrap();
+        status.code().unwrap_or(-1)
+    }
     pub fn fv_in(&self, args: &[&str], stdin: &[u8]) -> Out {
         self.run(env!("CARGO_BIN_EXE_foldvault"), args, stdin, &[])
     }
