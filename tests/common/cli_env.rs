@@ -129,31 +129,26 @@ impl Env {
     /// The exit code of `bin` with `args` writing into a pipe whose reader is gone (`| head`
     /// that has quit): every write to standard output fails.
     pub fn exit_into_closed_pipe(&self, bin: &str, args: &[&str]) -> i32 {
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
-        let status = Command::new(bin)
-            .args(args)
-            .env_remove("FOLDVAULT_PASSPHRASE")
-            .env_remove("FOLDVAULT_KEY_FILE")
-            .stdin(Stdio::null())
-            .stdout(writer)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        status.code().unwrap_or(-1)
+        Self::exit_with_a_closed_pipe(bin, args, false)
     }
-    /// The exit code of `bin` run with its standard *error* a pipe whose reader has gone
-    /// (standard output discarded).
+    /// The same with standard *error* the closed pipe (standard output discarded).
     pub fn exit_with_stderr_closed(&self, bin: &str, args: &[&str]) -> i32 {
+        Self::exit_with_a_closed_pipe(bin, args, true)
+    }
+    fn exit_with_a_closed_pipe(bin: &str, args: &[&str], on_stderr: bool) -> i32 {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
+        let (out, err) = match on_stderr {
+            true => (Stdio::null(), Stdio::from(writer)),
+            false => (Stdio::from(writer), Stdio::null()),
+        };
         let status = Command::new(bin)
             .args(args)
             .env_remove("FOLDVAULT_PASSPHRASE")
             .env_remove("FOLDVAULT_KEY_FILE")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(writer)
+            .stdout(out)
+            .stderr(err)
             .status()
             .unwrap();
         status.code().unwrap_or(-1)
