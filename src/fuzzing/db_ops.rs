@@ -3,10 +3,10 @@
 //!
 //! Input: `flags u8` (bit 0 encrypted, bit 1 `Durability::Immediate` by default, bit 2 a tiny
 //! page cache, bit 3 a write-ahead log: a small one, which checkpoints and goes direct often,
-//! on a second device), then operations until the input ends (at most `MAX_OPS`). A tree operation
-//! (insert, remove, reads of six kinds, batch, clear or drop, pop, compare-and-swap) runs alone
-//! as its own transaction, or several run in a `WriteTransaction` committed with either
-//! durability or aborted. Others: flush, reopen, `generate_id`, `compact`; a *crash* (optionally a power
+//! on a second device), then operations until the input ends (at most `MAX_OPS`). A tree
+//! operation (insert, remove, reads of six kinds, batch, clear or drop, pop, compare-and-swap,
+//! update through a closure) runs alone as its own transaction, or several run in a
+//! `WriteTransaction` committed with either durability or aborted. Others: flush, reopen, `generate_id`, `compact`; a *crash* (optionally a power
 //! loss on either device during one operation, then `crash_image(model)` of each reopened); an
 //! *I/O error* (`FaultPlan { fail_at, persistent, spare_reads }` on either device during one
 //! operation, then the live images reopened).

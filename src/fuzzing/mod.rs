@@ -221,12 +221,43 @@ pub(crate) type Puts = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 /// removes (`None`); `Cas` with `current` takes `old` from the model when it runs (so it swaps).
 #[derive(Debug, Clone)]
 pub(crate) enum TreeOp {
-    Put { key: Vec<u8>, value: Option<Vec<u8>> },
-    Read { lo: Vec<u8>, hi: Vec<u8>, mode: u8 },
+    Put {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    },
+    Read {
+        lo: Vec<u8>,
+        hi: Vec<u8>,
+        mode: u8,
+    },
     Batch(Puts),
-    Clear { drop: bool },
-    Pop { max: bool },
-    Cas { key: Vec<u8>, old: Option<Vec<u8>>, current: bool, new: Option<Vec<u8>> },
+    Clear {
+        drop: bool,
+    },
+    Pop {
+        max: bool,
+    },
+    Cas {
+        key: Vec<u8>,
+        old: Option<Vec<u8>>,
+        current: bool,
+        new: Option<Vec<u8>>,
+    },
+    /// `update_and_fetch` (`fetch_new`) or `fetch_and_update` with `updated` as the closure.
+    Update {
+        key: Vec<u8>,
+        fetch_new: bool,
+    },
+}
+
+/// The closure of `TreeOp::Update`: a byte appended (its length), an absent value made `u`,
+/// and a value whose length is a multiple of 3 removed.
+fn updated(old: Option<&[u8]>) -> Option<Vec<u8>> {
+    match old {
+        None => Some(b"u".to_vec()),
+        Some(v) if v.len() % 3 == 0 => None,
+        Some(v) => Some([v, &[v.len() as u8]].concat()),
+    }
 }
 
 /// One result, as the model predicts it and as the database returns it.
@@ -248,6 +279,7 @@ impl Input<'_> {
             10 | 11 => TreeOp::Batch((0..self.below(9)).map(|_| (self.key(), self.maybe_value())).collect()),
             12 => TreeOp::Clear { drop: self.bool() },
             13 => TreeOp::Pop { max: self.bool() },
+            14 => TreeOp::Update { key: self.key(), fetch_new: self.bool() },
             _ => {
                 TreeOp::Cas { key: self.key(), old: self.maybe_value(), current: self.bool(), new: self.maybe_value() }
             }
@@ -320,8 +352,17 @@ impl TreeOp {
                 m.clear();
                 Out::Done
             }
-            TreeOp::Pop { .. } | TreeOp::Cas { .. } if tx => Out::Done, // not in the transaction API
+            TreeOp::Pop { .. } | TreeOp::Cas { .. } | TreeOp::Update { .. } if tx => Out::Done, // not in the transaction API
             TreeOp::Pop { max } => Out::Pairs((if *max { m.pop_last() } else { m.pop_first() }).into_iter().collect()),
+            TreeOp::Update { key, .. } if key.len() > MAX_KEY_LEN && updated(m.get(key).map(|v| &v[..])).is_some() => {
+                Out::TooLarge
+            }
+            TreeOp::Update { key, fetch_new } => {
+                let old = m.get(key).cloned();
+                let new = updated(old.as_deref());
+                put(m, key, &new);
+                Out::Value(if *fetch_new { new } else { old })
+            }
             TreeOp::Cas { key, old, new, .. } => match m.get(key) {
                 cur if cur != old.as_ref() => Out::Value(cur.cloned()),
                 _ if new.is_some() && key.len() > MAX_KEY_LEN => Out::TooLarge,
@@ -369,6 +410,8 @@ impl TreeOp {
                     Err(e) => Out::Value(e.current.map(|v| v.to_vec())),
                 }))
             }
+            TreeOp::Update { key, fetch_new: true } => value_out(t.update_and_fetch(key, updated)),
+            TreeOp::Update { key, fetch_new: false } => value_out(t.fetch_and_update(key, updated)),
         }
     }
 
@@ -387,7 +430,7 @@ impl TreeOp {
             TreeOp::Read { lo, hi, .. } => t.range(lo.clone()..hi.clone()).map(vec),
             TreeOp::Batch(puts) => out(t.apply_batch(&batch_of(puts)).map(|()| Out::Done)),
             TreeOp::Clear { .. } => t.clear().map(|()| Out::Done),
-            TreeOp::Pop { .. } | TreeOp::Cas { .. } => Ok(Out::Done),
+            TreeOp::Pop { .. } | TreeOp::Cas { .. } | TreeOp::Update { .. } => Ok(Out::Done),
         }
     }
 }
