@@ -390,12 +390,17 @@ fn a_failed_drop_tree_aborts_its_transaction() {
     assert!(tried > 0, "no page made drop_tree fail");
 }
 
+/// A plaintext database in the file `p`, with no background flush.
+fn plain_file(p: &std::path::Path) -> Config {
+    Config::new().file(p).plaintext().use_env(false).flush_every_ms(None)
+}
+
 /// A salvaged copy goes on handing out ids above every id the source handed out.
 #[test]
 fn salvage_carries_the_id_counter() {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("src.fv"), dir.path().join("dst.fv"));
-    let cfg = |p: &std::path::Path| Config::new().file(p).plaintext().use_env(false).flush_every_ms(None);
+    let cfg = plain_file;
     let db = cfg(&src).open().unwrap();
     db.insert("k", "v").unwrap();
     let last = (0..5).map(|_| db.generate_id().unwrap()).max().unwrap();
@@ -414,7 +419,7 @@ fn salvage_carries_the_id_counter() {
 fn salvage_writes_through_a_temporary_name_and_never_over_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("src.fv"), dir.path().join("dst.fv"));
-    let cfg = |p: &std::path::Path| Config::new().file(p).plaintext().use_env(false).flush_every_ms(None);
+    let cfg = plain_file;
     let db = cfg(&src).open().unwrap();
     for i in 0..3000u32 {
         db.insert(i.to_be_bytes(), vec![1u8; 100]).unwrap();
@@ -439,7 +444,7 @@ fn salvage_writes_through_a_temporary_name_and_never_over_a_file() {
 fn reports_show_no_tree_name_or_key_in_debug() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.fv");
-    let cfg = |p: &std::path::Path| Config::new().file(p).plaintext().use_env(false).flush_every_ms(None);
+    let cfg = plain_file;
     let db = cfg(&path).open().unwrap();
     db.open_tree("SECRETNAME").unwrap().insert("SECRETKEY", "v").unwrap();
     let mut backup = Vec::new();

@@ -110,8 +110,9 @@ pub fn parse(text: &str) -> Result<FileSettings, String> {
     }
     let mut out = FileSettings::default();
     let mut section: &str = "";
-    // Where each section and each (section, key) was first given.
-    let mut seen: Vec<(&str, &str, usize)> = Vec::new();
+    // Where each section, and each (section, key), was first given.
+    let mut sections_seen: Vec<(&str, usize)> = Vec::new();
+    let mut keys_seen: Vec<(&str, &str, usize)> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line_no = n + 1;
         let line = match raw.find('#') {
@@ -122,17 +123,14 @@ pub fn parse(text: &str) -> Result<FileSettings, String> {
         if line.is_empty() {
             continue;
         }
-        let first_on = |seen: &Vec<(&str, &str, usize)>, sec: &str, key: &str| {
-            seen.iter().find(|(s, k, _)| *s == sec && *k == key).map(|(_, _, l)| *l)
-        };
         if let Some(name) = line.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
             let Some(&(known, _)) = KEYS.iter().find(|(s, _)| !s.is_empty() && *s == name.trim()) else {
                 return Err(format!("line {line_no}: unknown section (this file takes [kdf] and [backup])"));
             };
-            if let Some(l) = first_on(&seen, known, "[]") {
+            if let Some((_, l)) = sections_seen.iter().find(|(s, _)| *s == known) {
                 return Err(format!("line {line_no}: section [{known}] given twice (first on line {l})"));
             }
-            seen.push((known, "[]", line_no));
+            sections_seen.push((known, line_no));
             section = known;
             continue;
         }
@@ -144,10 +142,10 @@ pub fn parse(text: &str) -> Result<FileSettings, String> {
             let shown = if section.is_empty() { "the top level".to_string() } else { format!("[{section}]") };
             return Err(format!("line {line_no}: unknown key (keys of {shown}: {})", keys.join(", ")));
         };
-        if let Some(l) = first_on(&seen, section, key) {
+        if let Some((_, _, l)) = keys_seen.iter().find(|(s, k, _)| *s == section && *k == key) {
             return Err(format!("line {line_no}: `{key}` given twice (first on line {l})"));
         }
-        seen.push((section, key, line_no));
+        keys_seen.push((section, key, line_no));
         let value = parse_value(v).ok_or_else(|| format!("line {line_no}: cannot read the value of `{key}`"))?;
         let bad = || format!("line {line_no}: bad value for `{key}`");
         let int32 = |v: &Value| match v {

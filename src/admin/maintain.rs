@@ -510,19 +510,13 @@ fn temp_beside(target: &Path, what: &str) -> PathBuf {
 /// Whether a backup may replace the file at `out` without `--force`: nothing there, an empty
 /// file, or a foldvault backup (its first bytes are the backup magic).
 fn replaceable_by_backup(out: &Path) -> std::io::Result<bool> {
-    let mut f = match std::fs::File::open(out) {
+    let f = match std::fs::File::open(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
         r => r?,
     };
-    let mut magic = [0u8; 8];
-    let mut got = 0;
-    while got < magic.len() {
-        match f.read(&mut magic[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    Ok(got == 0 || (got == magic.len() && magic == crate::backup::BACKUP_MAGIC))
+    let mut head = Vec::with_capacity(8);
+    f.take(8).read_to_end(&mut head)?;
+    Ok(head.is_empty() || head == crate::backup::BACKUP_MAGIC)
 }
 
 pub fn backup(a: BackupArgs) -> Result<(), CliError> {

@@ -335,10 +335,12 @@ pub fn status(a: StatusArgs) -> Result<(), CliError> {
         }
     }
     let mut o = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = match open_err.is_none() || !a.json {
-        true => write_status(&mut o, &t.file, &info, opened.as_ref(), a.json).and_then(|()| o.flush()),
-        false => o.flush(),
-    };
+    let written = if open_err.is_none() || !a.json {
+        write_status(&mut o, &t.file, &info, opened.as_ref(), a.json)
+    } else {
+        Ok(())
+    }
+    .and_then(|()| o.flush());
     // A failed open is the verdict (wrong key, damage) even when standard output has gone.
     match open_err {
         Some(e) => Err(e),

@@ -218,36 +218,18 @@ pub(crate) type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 pub(crate) type Puts = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// An operation on one tree, alone or inside a write transaction. `Put` inserts (`Some`) or
-/// removes (`None`); `Cas` with `current` takes `old` from the model when it runs (so it swaps).
+/// removes (`None`); `Cas` with `current` takes `old` from the model when it runs (so it swaps);
+/// `Update` is `update_and_fetch` (`fetch_new`) or `fetch_and_update` with `updated` as the
+/// closure.
 #[derive(Debug, Clone)]
 pub(crate) enum TreeOp {
-    Put {
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
-    },
-    Read {
-        lo: Vec<u8>,
-        hi: Vec<u8>,
-        mode: u8,
-    },
+    Put { key: Vec<u8>, value: Option<Vec<u8>> },
+    Read { lo: Vec<u8>, hi: Vec<u8>, mode: u8 },
     Batch(Puts),
-    Clear {
-        drop: bool,
-    },
-    Pop {
-        max: bool,
-    },
-    Cas {
-        key: Vec<u8>,
-        old: Option<Vec<u8>>,
-        current: bool,
-        new: Option<Vec<u8>>,
-    },
-    /// `update_and_fetch` (`fetch_new`) or `fetch_and_update` with `updated` as the closure.
-    Update {
-        key: Vec<u8>,
-        fetch_new: bool,
-    },
+    Clear { drop: bool },
+    Pop { max: bool },
+    Cas { key: Vec<u8>, old: Option<Vec<u8>>, current: bool, new: Option<Vec<u8>> },
+    Update { key: Vec<u8>, fetch_new: bool },
 }
 
 /// The closure of `TreeOp::Update`: a byte appended (its length), an absent value made `u`,
@@ -354,9 +336,8 @@ impl TreeOp {
             }
             TreeOp::Pop { .. } | TreeOp::Cas { .. } | TreeOp::Update { .. } if tx => Out::Done, // not in the transaction API
             TreeOp::Pop { max } => Out::Pairs((if *max { m.pop_last() } else { m.pop_first() }).into_iter().collect()),
-            TreeOp::Update { key, .. } if key.len() > MAX_KEY_LEN && updated(m.get(key).map(|v| &v[..])).is_some() => {
-                Out::TooLarge
-            }
+            // No such key is stored, so the closure makes one to insert, which is refused.
+            TreeOp::Update { key, .. } if key.len() > MAX_KEY_LEN => Out::TooLarge,
             TreeOp::Update { key, fetch_new } => {
                 let old = m.get(key).cloned();
                 let new = updated(old.as_deref());
