@@ -68,7 +68,7 @@ pub use pager::metrics::Metrics;
 pub const MAX_VALUE_LEN: u64 = u32::MAX as u64;
 pub use btree::salvage::LostRange;
 pub use btree::verify::Problem;
-pub use db::check::{CheckReport, SalvageReport, TreeReport, salvage};
+pub use db::check::{CheckReport, SalvageReport, SalvagedPart, TreeReport, salvage};
 pub use db::compact::CompactReport;
 pub use db::keys::{EncryptionStatus, SlotInfo};
 /// Migration between plaintext and encrypted mode, and import from sled 0.34.

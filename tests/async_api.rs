@@ -280,3 +280,32 @@ async fn close_flushes_and_releases_the_file() {
     assert_eq!(reopened.get("k2").await.unwrap().unwrap(), "v2");
     reopened.close().await.unwrap();
 }
+
+/// A task that keeps a `WriteTransaction` across an `await` (a future that stays on its
+/// thread: `block_on`, a `LocalSet`) and awaits an async call of the same database: the call
+/// gets the synchronous API's answer on that thread (a flush made when the transaction ends,
+/// `Unsupported` for a write), instead of waiting on the blocking pool for the writer lock the
+/// task holds, forever.
+#[test]
+fn an_async_call_inside_a_write_transaction_does_not_wait_for_itself() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let r = rt.block_on(async {
+            let db = temp_db().await;
+            let t = db.open_tree("t").await.unwrap();
+            t.insert("before", "v").await.unwrap();
+            let tx = db.db().begin_write().unwrap();
+            tx.open_tree("t").unwrap().insert("k", "v").unwrap();
+            let flushed = t.tree().flush_async().await;
+            let write = t.insert("other", "v").await;
+            let read = t.get("before").await;
+            tx.commit().unwrap();
+            let after = t.get("k").await.unwrap();
+            (flushed.is_ok(), matches!(write, Err(foldvault::Error::Unsupported(_))), read.is_ok(), after.is_some())
+        });
+        done.send(r).unwrap();
+    });
+    let r = finished.recv_timeout(Duration::from_secs(30)).expect("the task finished");
+    assert_eq!(r, (true, true, true, true));
+}

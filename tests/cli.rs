@@ -77,7 +77,9 @@ fn put_get_del_scan_round_trip() {
     assert_eq!(prefixed.lines().count(), 2);
     let json = run(&["scan", &db, "metadata", "--prefix", "node", "--json"]).ok().text();
     assert_eq!(json, "{\"key\": \"node_id\", \"value\": \"abc\"}\n");
-    assert_eq!(run(&["scan", &db, "no-such-tree"]).ok().stdout, b"");
+    // a misspelt tree is reported (exit 1, as `get`), not listed as empty
+    let o = run(&["scan", &db, "no-such-tree"]).code(1);
+    assert!(o.stdout.is_empty() && o.err().contains("tree not found"), "{}", o.err());
 
     run(&["del", &db, "metadata", "node_id"]).ok();
     run(&["del", &db, "metadata", "node_id"]).ok();
@@ -219,6 +221,12 @@ fn every_exit_code() {
     // 0 and 1
     e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
     e.fv(&["get", &db, "t", "nope", "--passphrase-file", &pass]).code(1);
+    // a tree that does not exist is reported, not listed as empty
+    e.fv(&["get", &db, "absent", "k", "--passphrase-file", &pass]).code(1);
+    let o = e.fv(&["scan", &db, "absent", "--passphrase-file", &pass]).code(1);
+    assert!(o.err().contains("tree not found"), "{}", o.err());
+    e.fv(&["dump", &db, "--tree", "absent", "--passphrase-file", &pass]).code(1);
+    e.fv(&["dump", &db, "--tree", "t", "--passphrase-file", &pass]).ok();
     // 2: usage errors, refusals, encrypted init without a key
     e.fv(&[]).code(2);
     e.fv(&["get", &db]).code(2);

@@ -243,7 +243,7 @@ fn a_tree_name_longer_than_any_write_makes_is_lost_whole_in_salvage() {
     let report = foldvault::salvage(&cfg(&path), &cfg(&dst)).unwrap();
     assert_eq!(report.lost.len(), 1, "{report:?}");
     let (label, ranges) = report.lost.iter().next().unwrap();
-    assert_eq!(label.as_bytes(), vec![b'z'; long.len() + 1], "the lost tree's label is its name");
+    assert_eq!(*label, foldvault::SalvagedPart::Tree(vec![b'z'; long.len() + 1]), "the lost part is that tree");
     assert!(ranges.len() == 1 && ranges[0].lo.is_none() && ranges[0].hi.is_none(), "{ranges:?}");
     let copy = cfg(&dst).open().unwrap();
     let names: Vec<Vec<u8>> = copy.tree_names().iter().map(|n| n.to_vec()).filter(|n| !n.starts_with(b"__")).collect();

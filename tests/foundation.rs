@@ -490,7 +490,7 @@ fn salvage_copies_what_a_damaged_catalog_still_names() {
         assert!(names_page, "page {p}: {:?}", r.err());
         let dst = dir.path().join(format!("salvaged-{n}.fv"));
         let report = foldvault::salvage(&cfg(&src), &cfg(&dst)).unwrap();
-        assert!(report.lost.contains_key("catalog"), "page {p}: {report:?}");
+        assert!(report.lost.contains_key(&foldvault::SalvagedPart::Catalog), "page {p}: {report:?}");
         let copied = report.copied.len();
         if copied > 0 {
             partial += 1;

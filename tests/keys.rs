@@ -139,7 +139,7 @@ fn encrypt_and_decrypt_migration() {
     let src_cfg = Config::new().file(&plain_path).use_env(false);
     let dst_cfg = Config::new().passphrase("m").kdf(fast()).use_env(false);
     let report = foldvault::migrate::encrypt(&src_cfg, &enc_path, &dst_cfg, &mut |_| {}).unwrap();
-    assert!(report.trees.iter().any(|(n, c, _)| n == "schemas" && *c == 3000));
+    assert!(report.trees.iter().any(|(n, c, _)| n == b"schemas" && *c == 3000));
     let raw = std::fs::read(&enc_path).unwrap();
     assert!(!raw.windows(11).any(|w| w == b"MIGRATEMARK"), "plaintext survived encryption");
     let enc = Config::new().file(&enc_path).passphrase("m").use_env(false).open().unwrap();
@@ -195,7 +195,7 @@ fn import_from_sled_folddb_shaped() {
         &mut |_| {},
     )
     .unwrap();
-    assert!(report.trees.iter().any(|(n, c, _)| n == "__sled__default" && *c == 200));
+    assert!(report.trees.iter().any(|(n, c, _)| n == b"__sled__default" && *c == 200));
     let db = Config::new().file(&dst).passphrase("i").use_env(false).open().unwrap();
     for (k, v) in want {
         assert_eq!(db.get(&k).unwrap().unwrap(), v.as_bytes());

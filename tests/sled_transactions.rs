@@ -334,3 +334,52 @@ fn reserved_tree_names_cannot_be_opened_or_dropped() {
     assert!(matches!(db.open_tree(&long), Err(Error::KeyTooLarge { .. })));
     assert!(db.open_tree(&long[..MAX_KEY_LEN]).is_ok());
 }
+
+/// Ids a transaction drew and then aborted with (a fresh handle has no range, so the
+/// transaction reserves one, rolled back with it) are not handed out again after a restart,
+/// a clean one included: the range is made durable after the abort.
+#[test]
+fn ids_of_an_aborted_transaction_are_not_handed_out_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for round in 0..3 {
+        let db = open(dir.path());
+        let aborted: TransactionResult<(), u64> = db.transaction(|tx| abort(tx.generate_id()?));
+        let Err(TransactionError::Abort(id)) = aborted else { panic!("round {round}") };
+        seen.push(id);
+    }
+    seen.push(open(dir.path()).generate_id().unwrap());
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+}
+
+/// `Db::generate_id` on a thread inside a transaction, while another thread's
+/// `Db::generate_id` waits for the writer to reserve a range: the second thread held the id
+/// lock while it waited, and the first waited for that lock, each for the other. Now the waiter
+/// holds nothing, and the transaction's thread gets its id or `Unsupported` at once.
+#[test]
+fn generate_id_inside_a_transaction_while_another_thread_reserves_does_not_deadlock() {
+    let db = temp_db();
+    let (tx_in, rx_in) = std::sync::mpsc::channel();
+    let (tx_done, rx_done) = std::sync::mpsc::channel();
+    let db2 = db.clone();
+    let worker = std::thread::spawn(move || {
+        let r = db2.transaction(|t| {
+            tx_in.send(()).unwrap();
+            // Give the other thread time to wait for the writer this transaction holds.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let inner = db2.generate_id();
+            t.insert("k", "v")?;
+            Ok::<_, ConflictableTransactionError>(inner.is_ok() || matches!(inner, Err(Error::Unsupported(_))))
+        });
+        tx_done.send(r.map_err(|e| e.to_string())).unwrap();
+    });
+    rx_in.recv().unwrap();
+    let waiter = std::thread::spawn({
+        let db = db.clone();
+        move || db.generate_id().unwrap()
+    });
+    let r = rx_done.recv_timeout(std::time::Duration::from_secs(20)).expect("the transaction finished");
+    assert_eq!(r, Ok(true));
+    worker.join().unwrap();
+    assert!(waiter.join().unwrap() < u64::MAX);
+}

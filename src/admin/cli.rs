@@ -1,6 +1,6 @@
 //! The `foldvault` command line: argument definitions (clap derive) and dispatch.
 //!
-//! Layer: admin. Each subcommand's work lives in `commands`, `status`, `maintain`, `keyops`,
+//! Layer: admin. Each subcommand's work lives in `commands`, `status`, `maintain`, `backups`, `keyops`,
 //! `convert` or `demo`; this file only says what the arguments are. Keys are never arguments: see `keys::KeyArgs`.
 
 use std::ffi::OsString;
@@ -44,7 +44,7 @@ pub enum Cmd {
     Get(KeyCmdArgs),
     /// Remove KEY from TREE (exit 0 whether or not it was present)
     Del(KeyCmdArgs),
-    /// List the entries of TREE in key order
+    /// List the entries of TREE in key order (exit 1 if there is no TREE)
     Scan(ScanArgs),
     /// Load JSON-lines records from standard input in one transaction
     Load(LoadArgs),
@@ -183,7 +183,7 @@ pub struct LoadArgs {
 pub struct DumpArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
-    /// Only this tree
+    /// Only this tree (exit 1 if there is none)
     #[arg(long, value_name = "T")]
     pub tree: Option<OsString>,
     #[command(flatten)]
@@ -574,7 +574,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
 }
 
 fn dispatch(cmd: Cmd) -> Result<(), CliError> {
-    use super::{commands as c, convert, demo, keyops, maintain, status};
+    use super::{backups, commands as c, convert, demo, keyops, maintain, status};
     match cmd {
         Cmd::Init(a) => c::init(a),
         Cmd::Put(a) => c::put(a),
@@ -589,9 +589,9 @@ fn dispatch(cmd: Cmd) -> Result<(), CliError> {
         Cmd::Check(a) => maintain::check(a),
         Cmd::Salvage(a) => maintain::salvage(a),
         Cmd::Compact(a) => c::compact(a),
-        Cmd::Backup(a) => maintain::backup(a),
-        Cmd::VerifyBackup(a) => maintain::verify_backup(a),
-        Cmd::Restore(a) => maintain::restore(a),
+        Cmd::Backup(a) => backups::backup(a),
+        Cmd::VerifyBackup(a) => backups::verify_backup(a),
+        Cmd::Restore(a) => backups::restore(a),
         Cmd::Passwd(a) => keyops::passwd(a),
         Cmd::Slots(a) => keyops::slots(a),
         Cmd::Rekey(a) => keyops::rekey(a),

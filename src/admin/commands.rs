@@ -238,7 +238,7 @@ pub fn scan(a: ScanArgs) -> Result<(), CliError> {
     let (db, file) = open_db(&a.db, &a.keys, Access::Read)?;
     let rt = db.begin_read().at(&file)?;
     let Some(tree) = read_tree(&rt, &bytes(a.tree), &file)? else {
-        return Ok(());
+        return Err(CliError::NotFound { what: "tree not found", file });
     };
     let iter = match a.prefix {
         Some(p) => tree.scan_prefix(bytes(p)),
@@ -344,6 +344,9 @@ pub fn dump(a: DumpArgs) -> Result<(), CliError> {
     if let Some(only) = a.tree {
         let only = bytes(only);
         names.retain(|n| *n == only);
+        if names.is_empty() {
+            return Err(CliError::NotFound { what: "tree not found", file });
+        }
     }
     let mut o = out();
     for name in names {

@@ -40,9 +40,9 @@ fn new_db_config() -> Config {
 fn print_report(report: &CopyReport, summary: &str) -> Result<(), CliError> {
     let w = CliError::stdout;
     let mut o = std::io::BufWriter::new(std::io::stdout().lock());
-    let width = report.trees.iter().map(|(n, _, _)| printable(n.as_bytes()).chars().count()).max().unwrap_or(0);
+    let width = report.trees.iter().map(|(n, _, _)| printable(n).chars().count()).max().unwrap_or(0);
     for (name, count, digest) in &report.trees {
-        let name = printable(name.as_bytes());
+        let name = printable(name);
         writeln!(o, "  {name:<width$}  {:>10} records  digest {}", count, crate::format::page::hex(&digest[..8]))
             .map_err(w)?;
     }

@@ -1,38 +1,28 @@
-//! The maintenance commands of `foldvault`: check, salvage, backup, verify-backup, restore.
+//! The maintenance commands of `foldvault`: check and salvage (the backup commands are in
+//! `backups`), and the helpers of their reports.
 //!
-//! Layer: admin; public API only (`Db::check`, `salvage`, `Db::backup_to`, `backup::verify`,
-//! `backup::restore`), plus `FileStorage` to hold the lock of a database `restore --force`
-//! replaces.
+//! Layer: admin; public API only (`Db::check`, `salvage`).
 //!
-//! Invariants: `backup` to standard output writes nothing else there (its summary goes to
-//! standard error); a backup file is written beside its target and renamed into place only when
-//! complete, so a failed backup never replaces a good one; `salvage` opens its source
-//! read-only (as `check` does: nothing is written to it, and a commit its open fell back from
-//! stays in place), never writes into an existing database, and removes the one it created
-//! when it fails; `restore` never replaces an
-//! existing database without `--force`, nor one another process has open; lost key ranges are
-//! shown by their bounding keys, escaped and shortened, never with values.
+//! Invariants: `salvage` opens its source read-only (as `check` does: nothing is written to
+//! it, and a commit its open fell back from stays in place), never writes into an existing
+//! database, and removes the one it created when it fails; lost key ranges are shown by their
+//! bounding keys, escaped and shortened, never with values.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, IsTerminal, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::io::{BufWriter, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
-
-use super::cli::{BackupArgs, CheckArgs, RestoreArgs, SalvageArgs, VerifyBackupArgs};
+use super::cli::{CheckArgs, SalvageArgs};
 use super::commands::{Access, Target, open_db, printable};
 use super::jsonl::{Obj, array};
 use super::keys::Prompt;
 use super::{At, CliError, read_header};
-use crate::backup::{BackupHeader, BackupSummary, Progress, RestoreOptions};
-use crate::{CheckReport, Credentials, Durability, Encryption, Error, LostRange, PageRole};
+use crate::{CheckReport, Credentials, Durability, Encryption, Error, LostRange, PageRole, SalvagedPart};
 
 /// Keys in lost-range lines are shortened to this many bytes.
 const MAX_SHOWN_KEY: usize = 48;
 
-fn stdout_buf() -> BufWriter<std::io::StdoutLock<'static>> {
+pub(super) fn stdout_buf() -> BufWriter<std::io::StdoutLock<'static>> {
     BufWriter::with_capacity(64 * 1024, std::io::stdout().lock())
 }
 
@@ -47,25 +37,20 @@ pub(crate) fn mb_per_s(bytes: u64, d: Duration) -> String {
     if secs <= 0.0 { "-".to_string() } else { format!("{:.1} MB/s", bytes as f64 / 1e6 / secs) }
 }
 
-fn secs(d: Duration) -> String {
+pub(super) fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-/// A Unix time as `YYYY-MM-DD hh:mm:ss UTC`.
-fn utc(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let rem = unix % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+/// A spinner for work that reports no progress (hidden unless standard error is a terminal).
+pub(super) fn spinner(what: &str) -> indicatif::ProgressBar {
+    let bar = super::progress(None, what);
+    if !bar.is_hidden() {
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(120));
+    }
+    bar
 }
 
 /// A key for a message line: escaped (see [`printable`]), quoted, and shortened when long.
@@ -205,15 +190,9 @@ fn write_check(
     writeln!(o, "used / free:     {} used, {} free", r.used_pages, r.free_pages)?;
     writeln!(o, "trailing bytes:  {}", r.trailing_bytes)?;
     writeln!(o, "trees:")?;
-    let width = r.trees.iter().map(|t| printable(t.name.as_bytes()).chars().count()).max().unwrap_or(0);
+    let width = r.trees.iter().map(|t| printable(&t.name).chars().count()).max().unwrap_or(0);
     for t in &r.trees {
-        writeln!(
-            o,
-            "  {:width$}  {}, {}",
-            printable(t.name.as_bytes()),
-            plural(t.records, "record"),
-            plural(t.pages, "page")
-        )?;
+        writeln!(o, "  {:width$}  {}, {}", printable(&t.name), plural(t.records, "record"), plural(t.pages, "page"))?;
     }
     if found.is_empty() {
         writeln!(o, "problems:        none")?;
@@ -244,10 +223,11 @@ fn write_check(
 }
 
 fn check_json(file: &Path, r: &CheckReport, rec: &crate::RecoveryReport, found: &[Finding]) -> String {
-    let trees =
-        array(r.trees.iter().map(|t| {
-            Obj::new().bytes("name", t.name.as_bytes()).num("records", t.records).num("pages", t.pages).finish()
-        }));
+    let trees = array(
+        r.trees
+            .iter()
+            .map(|t| Obj::new().bytes("name", &t.name).num("records", t.records).num("pages", t.pages).finish()),
+    );
     let problems = array(found.iter().map(|f| {
         let o = match f.page {
             Some(page) => Obj::new().num("page", page),
@@ -386,22 +366,23 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
     let mut o = super::verdict_stdout();
     let w = CliError::stdout;
     writeln!(o, "salvaged {} into {}", src.file.display(), dst.file.display()).map_err(w)?;
-    let mut names: Vec<&String> = report.copied.keys().chain(report.lost.keys()).collect();
-    names.sort();
-    names.dedup();
-    for name in names {
-        let shown = printable(name.as_bytes());
-        let n = report.copied.get(name).copied();
-        let lost = report.lost.get(name).map(Vec::as_slice).unwrap_or_default();
+    let trees = report.copied.keys().map(|name| SalvagedPart::Tree(name.clone()));
+    let parts: std::collections::BTreeSet<SalvagedPart> = report.lost.keys().cloned().chain(trees).collect();
+    for part in &parts {
+        let (shown, n) = match part {
+            SalvagedPart::Catalog => ("(catalog of trees)".to_string(), None),
+            SalvagedPart::IdCounter => ("(generate_id counter)".to_string(), None),
+            SalvagedPart::Tree(name) => (printable(name), report.copied.get(name).copied()),
+        };
         match n {
             Some(n) => writeln!(o, "  {shown}: {} copied", plural(n, "record")).map_err(w)?,
             None => writeln!(o, "  {shown}:").map_err(w)?,
         }
-        for l in lost {
+        for l in report.lost.get(part).map(Vec::as_slice).unwrap_or_default() {
             writeln!(o, "    lost: {}", lost_text(l)).map_err(w)?;
         }
     }
-    if report.lost.contains_key("catalog") && !report.copied.contains_key("catalog") {
+    if report.lost.contains_key(&SalvagedPart::Catalog) {
         writeln!(o, "  (a tree whose catalog entry was lost is missing from the copy entirely)").map_err(w)?;
     }
     for page in &recovery.rejected_slots {
@@ -441,364 +422,4 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
         )));
     }
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// backup
-
-/// A writer that remembers whether a write to it failed, so that an I/O error of the backup
-/// is attributed to the output rather than the database.
-struct Tracked<W: Write> {
-    inner: W,
-    failed: bool,
-}
-
-impl<W: Write> Write for Tracked<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let r = self.inner.write(buf);
-        self.failed |= r.is_err();
-        r
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        let r = self.inner.flush();
-        self.failed |= r.is_err();
-        r
-    }
-}
-
-/// The callback that drives a [`page_bar`].
-fn on_progress(bar: &indicatif::ProgressBar) -> impl FnMut(Progress) + '_ {
-    move |p: Progress| {
-        if p.total_pages > 0 {
-            bar.set_length(p.total_pages);
-        }
-        bar.set_position(p.pages);
-    }
-}
-
-/// A progress bar over pages whose total arrives with the first report (hidden unless standard
-/// error is a terminal).
-fn page_bar(what: &str) -> indicatif::ProgressBar {
-    let bar = super::progress(Some(0), what);
-    if !bar.is_hidden()
-        && let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} pages ({elapsed})")
-    {
-        bar.set_style(style);
-    }
-    bar
-}
-
-/// A spinner for work that reports no progress (hidden unless standard error is a terminal).
-fn spinner(what: &str) -> indicatif::ProgressBar {
-    let bar = super::progress(None, what);
-    if !bar.is_hidden() {
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
-            bar.set_style(style);
-        }
-        bar.enable_steady_tick(Duration::from_millis(120));
-    }
-    bar
-}
-
-/// A temporary name beside `target`.
-fn temp_beside(target: &Path, what: &str) -> PathBuf {
-    let tag = crate::format::page::hex(&rand::thread_rng().r#gen::<[u8; 6]>());
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "backup".into());
-    target.with_file_name(format!(".{name}.{what}-{tag}"))
-}
-
-/// Whether a backup may replace the file at `out` without `--force`: nothing there, an empty
-/// file, or a foldvault backup (its first bytes are the backup magic).
-fn replaceable_by_backup(out: &Path) -> std::io::Result<bool> {
-    let f = match std::fs::File::open(out) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
-        r => r?,
-    };
-    let mut head = Vec::with_capacity(8);
-    f.take(8).read_to_end(&mut head)?;
-    Ok(head.is_empty() || head == crate::backup::BACKUP_MAGIC)
-}
-
-pub fn backup(a: BackupArgs) -> Result<(), CliError> {
-    let to_stdout = a.out.as_os_str() == "-";
-    let stdout_name = Path::new("<stdout>");
-    if to_stdout && std::io::stdout().is_terminal() {
-        return Err(CliError::Usage(
-            "refusing to write a backup to a terminal: redirect standard output or name a file".into(),
-        ));
-    }
-    // A regular (or new) file is written beside its target and renamed; anything else (a pipe,
-    // /dev/null) is written directly.
-    let direct = !to_stdout && std::fs::metadata(&a.out).is_ok_and(|m| !m.is_file() && !m.is_dir());
-    if !to_stdout && a.out.is_dir() {
-        return Err(CliError::Usage(format!("{} is a directory; name the backup file", a.out.display())));
-    }
-    // A file there is replaced only if it is an earlier backup (or empty), or with --force:
-    // `backup db1 db2` must not destroy the database db2.
-    if !to_stdout && !direct && !a.force && !replaceable_by_backup(&a.out).at(&a.out)? {
-        return Err(CliError::Usage(format!(
-            "{} exists and is not a foldvault backup: name another file, or pass --force to replace it",
-            a.out.display()
-        )));
-    }
-    let (db, file) = open_db(&a.db, &a.keys, Access::Read)?;
-    // The backup written over the database itself (or its log) would replace it.
-    let log = crate::storage::wal::sidecar_path(&file);
-    if !to_stdout && (same_file(&a.out, &file) || same_file(&a.out, &log)) {
-        return Err(CliError::Usage("OUT is the database (or its log): name another file".into()));
-    }
-    let verify_after = super::config_file::installed().backup_verify_after == Some(true);
-    let bar = page_bar("backup");
-    let mut cb = on_progress(&bar);
-    let t0 = Instant::now();
-    let (stats, shown) = if to_stdout {
-        let mut w = Tracked { inner: BufWriter::with_capacity(1 << 20, std::io::stdout().lock()), failed: false };
-        let r = db.backup_to(&mut w, &mut cb);
-        bar.finish_and_clear();
-        let stats = r.map_err(|e| match e {
-            Error::Io(io) if w.failed => CliError::io(io, stdout_name),
-            e => CliError::db(e, &file),
-        })?;
-        (stats, "standard output".to_string())
-    } else if direct {
-        let f = OpenOptions::new().write(true).open(&a.out).at(&a.out)?;
-        let mut w = Tracked { inner: BufWriter::with_capacity(1 << 20, f), failed: false };
-        let r = db.backup_to(&mut w, &mut cb);
-        bar.finish_and_clear();
-        let stats = r.map_err(|e| match e {
-            Error::Io(io) if w.failed => CliError::io(io, &a.out),
-            e => CliError::db(e, &file),
-        })?;
-        (stats, a.out.display().to_string())
-    } else {
-        let tmp = temp_beside(&a.out, "partial");
-        let result = (|| -> Result<crate::backup::BackupStats, CliError> {
-            let f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).at(&a.out)?;
-            let mut w = Tracked { inner: BufWriter::with_capacity(1 << 20, f), failed: false };
-            let stats = db.backup_to(&mut w, &mut cb).map_err(|e| match e {
-                Error::Io(io) if w.failed => CliError::io(io, &a.out),
-                e => CliError::db(e, &file),
-            })?;
-            let f = w.inner.into_inner().map_err(|e| CliError::io(e.into_error(), &a.out))?;
-            f.sync_all().at(&a.out)?;
-            drop(f);
-            // `[backup] verify_after` in the config file: what was written is read back and
-            // its structure and hashes verified (as `verify-backup` without a key) before it
-            // replaces anything.
-            if verify_after {
-                let f = std::fs::File::open(&tmp).at(&a.out)?;
-                crate::backup::verify(std::io::BufReader::new(f), None, &mut |_| {})
-                    .map_err(|e| backup_err(e, &a.out))?;
-            }
-            std::fs::rename(&tmp, &a.out).at(&a.out)?;
-            crate::storage::sync_parent_dir(&a.out).at(&a.out)?;
-            Ok(stats)
-        })();
-        bar.finish_and_clear();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        (result?, a.out.display().to_string())
-    };
-    let elapsed = t0.elapsed();
-    drop(db);
-    if !to_stdout && !direct && verify_after {
-        note!("backup: {} read back and verified (structure and hashes)", a.out.display());
-    }
-    note!(
-        "backup: commit {} of {} to {}: {} bytes, {}, {} in {} ({})",
-        stats.seq,
-        file.display(),
-        shown,
-        stats.bytes,
-        plural(stats.pages, "page"),
-        plural(stats.chunks, "chunk"),
-        secs(elapsed),
-        mb_per_s(stats.bytes, elapsed)
-    );
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// verify-backup and restore
-
-/// The backup stream named by `arg` (`-`: standard input) and the name to use in messages.
-fn open_input(arg: &Path) -> Result<(Box<dyn Read>, PathBuf), CliError> {
-    if arg.as_os_str() == "-" {
-        let stdin = std::io::stdin();
-        if stdin.is_terminal() {
-            return Err(CliError::Usage(
-                "refusing to read a backup from a terminal: redirect standard input or name a file".into(),
-            ));
-        }
-        Ok((Box::new(BufReader::with_capacity(1 << 20, stdin.lock())), PathBuf::from("<stdin>")))
-    } else {
-        let f = File::open(arg).at(arg)?;
-        if f.metadata().at(arg)?.is_dir() {
-            return Err(CliError::Usage(format!("{} is a directory, not a backup", arg.display())));
-        }
-        Ok((Box::new(BufReader::with_capacity(1 << 20, f)), arg.to_path_buf()))
-    }
-}
-
-/// Reads the backup header (the first page) ahead, to learn whether the backup is encrypted,
-/// and gives back a reader that yields the whole stream again. `None` when the header does
-/// not decode: the library then reports why.
-fn peek_header(mut r: Box<dyn Read>, name: &Path) -> Result<(Option<BackupHeader>, Box<dyn Read>), CliError> {
-    let mut head = Vec::with_capacity(crate::format::PAGE_SIZE);
-    (&mut r).take(crate::format::PAGE_SIZE as u64).read_to_end(&mut head).at(name)?;
-    let header = BackupHeader::decode(&head).ok();
-    Ok((header, Box::new(std::io::Cursor::new(head).chain(r))))
-}
-
-/// A library error about the backup stream `name`.
-fn backup_err(e: Error, name: &Path) -> CliError {
-    match e {
-        Error::NotADatabase => {
-            CliError::Verify(format!("not a foldvault backup (bad magic at byte 0) ({})", name.display()))
-        }
-        Error::Truncated { expected, found } => CliError::Verify(format!(
-            "backup truncated: the stream ends at byte {found}, at least {expected} expected ({})",
-            name.display()
-        )),
-        Error::BackupCorrupt { offset, chunk: Some(chunk), what } => CliError::Verify(format!(
-            "backup damaged in chunk {chunk} (which starts at byte {offset}): {what} ({})",
-            name.display()
-        )),
-        e => CliError::db(e, name),
-    }
-}
-
-fn trees_lines(o: &mut dyn Write, trees: &std::collections::BTreeMap<String, u64>) -> std::io::Result<()> {
-    writeln!(o, "trees:")?;
-    let width = trees.keys().map(|n| printable(n.as_bytes()).chars().count()).max().unwrap_or(0);
-    for (name, n) in trees {
-        writeln!(o, "  {:width$}  {}", printable(name.as_bytes()), plural(*n, "record"))?;
-    }
-    Ok(())
-}
-
-fn write_summary(o: &mut dyn Write, name: &Path, s: &BackupSummary) -> std::io::Result<()> {
-    writeln!(o, "backup:          {}", name.display())?;
-    writeln!(o, "encryption:      {}", if s.encrypted { "encrypted" } else { "plaintext (not encrypted)" })?;
-    writeln!(o, "commit sequence: {}", s.seq)?;
-    writeln!(o, "root digest:     {}", crate::format::page::hex(&s.root_digest))?;
-    writeln!(o, "created:         {}", utc(s.created_unix))?;
-    writeln!(o, "size:            {} bytes, {}, {}", s.bytes, plural(s.chunks, "chunk"), plural(s.pages, "page"))?;
-    Ok(())
-}
-
-pub fn verify_backup(a: VerifyBackupArgs) -> Result<(), CliError> {
-    let (input, name) = open_input(&a.file)?;
-    let creds = if a.no_key { Credentials::none() } else { a.keys.credentials(Prompt::Never)? };
-    let creds = if creds.is_empty() { None } else { Some(creds) };
-    let bar = page_bar("verifying");
-    let mut cb = on_progress(&bar);
-    let t0 = Instant::now();
-    let result = crate::backup::verify(input, creds.as_ref(), &mut cb);
-    bar.finish_and_clear();
-    let s = result.map_err(|e| backup_err(e, &name))?;
-    let elapsed = t0.elapsed();
-    let mut o = stdout_buf();
-    let w = CliError::stdout;
-    write_summary(&mut o, &name, &s).map_err(w)?;
-    if s.deep {
-        writeln!(o, "checked:         structure, chunk and stream hashes; every page opened and every link followed")
-            .map_err(w)?;
-        trees_lines(&mut o, &s.trees).map_err(w)?;
-    } else {
-        writeln!(o, "checked:         structure, chunk and stream hashes (no key: pages not opened)").map_err(w)?;
-    }
-    writeln!(
-        o,
-        "verify-backup: ok ({}); {} bytes, {} in {} ({})",
-        if s.deep { "full" } else { "without key" },
-        s.bytes,
-        plural(s.pages, "page"),
-        secs(elapsed),
-        mb_per_s(s.bytes, elapsed)
-    )
-    .map_err(w)?;
-    o.flush().map_err(w)
-}
-
-pub fn restore(a: RestoreArgs) -> Result<(), CliError> {
-    let t = Target::resolve(&a.db);
-    let exists = std::fs::metadata(&t.file).is_ok_and(|m| m.len() > 0 || !m.is_file());
-    if exists && !a.force {
-        return Err(CliError::Usage(format!(
-            "{} already exists; restore replaces a database only with --force",
-            t.file.display()
-        )));
-    }
-    if exists && !std::fs::metadata(&t.file).is_ok_and(|m| m.is_file()) {
-        return Err(CliError::Usage(format!("{} is not a regular file", t.file.display())));
-    }
-    let (input, name) = open_input(&a.file)?;
-    if a.file.as_os_str() != "-" && same_file(&a.file, &t.file) {
-        return Err(CliError::Usage("FILE and DB are the same file".into()));
-    }
-    // A database in use is not swapped away under its users: `restore` holds the lock of the
-    // one it replaces throughout; tried here first, so that it fails before any prompt.
-    if exists {
-        drop(crate::storage::FileStorage::open(&t.file, false).map_err(|e| CliError::db(e, &t.file))?);
-    }
-    let (header, input) = peek_header(input, &name)?;
-    let encrypted = header.as_ref().is_some_and(|h| h.encrypted);
-    if a.require_encryption && header.is_some() && !encrypted {
-        return Err(CliError::Usage(format!(
-            "{} is a backup of a plaintext database (--require-encryption)",
-            name.display()
-        )));
-    }
-    let prompt = if encrypted && a.file.as_os_str() != "-" { Prompt::Unlock } else { Prompt::Never };
-    let creds = a.keys.credentials(prompt)?;
-    if encrypted && creds.is_empty() {
-        return Err(CliError::db(
-            Error::WrongKey {
-                hint: "the backup is encrypted and no key was given (use --passphrase-file, FOLDVAULT_PASSPHRASE or --key-file)",
-            },
-            &name,
-        ));
-    }
-    if header.is_some() && !encrypted && !creds.is_empty() {
-        note!(
-            "foldvault: warning: {} is a backup of a plaintext database: it is restored as plaintext, and the key \
-             given is not used (--require-encryption refuses such a backup)",
-            name.display()
-        );
-    }
-    let encryption = if a.require_encryption { Encryption::Required } else { Encryption::Auto };
-    let bar = page_bar("restoring");
-    let mut cb = on_progress(&bar);
-    let t0 = Instant::now();
-    let result = crate::backup::restore(
-        input,
-        &t.file,
-        &creds,
-        RestoreOptions { force: a.force, progress: Some(&mut cb), encryption },
-    );
-    bar.finish_and_clear();
-    let s = result.map_err(|e| match e {
-        Error::AlreadyExists(_) | Error::Io(_) | Error::Locked => CliError::db(e, &t.file),
-        e => backup_err(e, &name),
-    })?;
-    let elapsed = t0.elapsed();
-    let size = std::fs::metadata(&t.file).map(|m| m.len()).unwrap_or(0);
-    let mut o = stdout_buf();
-    let w = CliError::stdout;
-    write_summary(&mut o, &name, &s).map_err(w)?;
-    trees_lines(&mut o, &s.trees).map_err(w)?;
-    writeln!(
-        o,
-        "restore: commit {} into {} ({size} bytes, checked); {} bytes of backup, {} in {} ({})",
-        s.seq,
-        t.file.display(),
-        s.bytes,
-        plural(s.pages, "page"),
-        secs(elapsed),
-        mb_per_s(s.bytes, elapsed)
-    )
-    .map_err(w)?;
-    o.flush().map_err(w)
 }

@@ -1,5 +1,5 @@
 //! The operator's tools as library code: the `foldvault` command line (`cli`, `commands`,
-//! `maintain`, `status`, `demo`) and the `pagedump` debugging tool (`pagedump`). The binaries in `src/bin/`
+//! `maintain`, `backups`, `status`, `demo`) and the `pagedump` debugging tool (`pagedump`). The binaries in `src/bin/`
 //! only call [`foldvault_main`] and [`pagedump_main`].
 //!
 //! Layer: admin, on top of everything: it uses the public API (`Config`, `Db`, transactions)
@@ -28,6 +28,7 @@ macro_rules! note {
     }};
 }
 
+pub mod backups;
 pub mod cli;
 pub mod commands;
 pub mod config_file;

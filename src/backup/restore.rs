@@ -156,7 +156,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         let trees = report
             .trees
             .iter()
-            .filter(|t| !t.name.as_bytes().starts_with(crate::db::engine::RESERVED_PREFIX))
+            .filter(|t| !t.name.starts_with(crate::db::engine::RESERVED_PREFIX))
             .map(|t| (t.name.clone(), t.records))
             .collect();
         drop(db);

@@ -36,7 +36,7 @@ pub struct BackupSummary {
     /// plaintext).
     pub deep: bool,
     /// Records per tree (deep verify only).
-    pub trees: BTreeMap<String, u64>,
+    pub trees: BTreeMap<Vec<u8>, u64>,
 }
 
 impl std::fmt::Debug for BackupSummary {
@@ -284,6 +284,11 @@ pub fn verify<R: Read>(r: R, creds: Option<&Credentials>, progress: &mut dyn FnM
     let mut summary = BackupSummary::of(&header, (bytes, chunks, pages), deep);
     if deep {
         summary.trees = check_structure(&facts, header.catalog)?;
+        // The commit the header names is the one the pages form (restore checks the same).
+        let digest = crate::db::engine::root_digest(sealer.file_id(), header.seq, header.catalog);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&digest[..], &header.root_digest[..])) {
+            return Err(Error::BackupCorrupt { offset: 0, chunk: None, what: "root digest differs" });
+        }
     }
     Ok(summary)
 }
@@ -347,9 +352,12 @@ fn page_facts(sealer: &PageSealer, page: PageNo, buf: &mut PageBuf) -> Result<Pa
 }
 
 /// Walks the page graph from the catalog: every link must name a page in the backup with the
-/// tag the parent holds, and no page is reached twice (within a tree or across trees: each
-/// walk would otherwise cover a shared subtree again). Returns records per tree.
-fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Result<BTreeMap<String, u64>> {
+/// tag the parent holds and of the kind the link expects (a branch's child a branch or leaf, a
+/// value's chain overflow pages), no page is reached twice (within a tree or across trees: each
+/// walk would otherwise cover a shared subtree again), and every page of the backup is reached
+/// (restore makes each one live). Depth counts branch levels only: an overflow chain is as
+/// long as its value, and is bounded by the pages in the backup. Returns records per tree.
+fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Result<BTreeMap<Vec<u8>, u64>> {
     let link = |r: PageRef| -> Result<&PageFacts> {
         let f = facts.get(&r.page).ok_or(Error::BackupCorrupt {
             offset: 0,
@@ -366,8 +374,8 @@ fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Resu
     let mut walk = |root: PageRef, catalog: bool| -> Result<(u64, Vec<(Vec<u8>, TreeRoot)>)> {
         let mut records = 0;
         let mut trees = Vec::new();
-        let mut stack = vec![(root, 0usize)];
-        while let Some((r, depth)) = stack.pop() {
+        let mut stack = vec![(root, 0usize, false)];
+        while let Some((r, depth, in_chain)) = stack.pop() {
             if r.is_none() {
                 continue;
             }
@@ -376,6 +384,9 @@ fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Resu
             }
             crate::pager::pagemap::reach_once(&mut visited, r.page)?;
             let f = link(r)?;
+            if in_chain != (f.kind == Some(PageKind::Overflow)) {
+                return Err(Error::corrupt(r.page, crate::error::CorruptReason::WrongPageKind));
+            }
             if f.kind == Some(PageKind::Leaf) {
                 records += f.records;
                 if catalog {
@@ -389,7 +400,8 @@ fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Resu
                     }
                 }
             }
-            stack.extend(f.children.iter().map(|c| (*c, depth + 1)));
+            let below = if f.kind == Some(PageKind::Branch) { (depth + 1, false) } else { (depth, true) };
+            stack.extend(f.children.iter().map(|c| (*c, below.0, below.1)));
         }
         Ok((records, trees))
     };
@@ -401,8 +413,11 @@ fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Resu
             return Err(Error::corrupt(root.root.page, crate::error::CorruptReason::CountMismatch));
         }
         if !name.starts_with(crate::db::engine::RESERVED_PREFIX) {
-            out.insert(crate::db::check::tree_label(&name), n);
+            out.insert(name, n);
         }
+    }
+    if visited.len() != facts.len() {
+        return Err(Error::BackupCorrupt { offset: 0, chunk: None, what: "a page no tree reaches" });
     }
     Ok(out)
 }
@@ -447,7 +462,64 @@ mod tests {
         // One tree at that root is sound.
         facts.get_mut(&10).unwrap().trees.pop();
         let trees = check_structure(&facts, PageRef { page: 10, tag: catalog_tag, generation: 1 }).unwrap();
-        assert_eq!(trees.into_iter().collect::<Vec<_>>(), [("a".to_string(), 1)]);
+        assert_eq!(trees.into_iter().collect::<Vec<_>>(), [(b"a".to_vec(), 1)]);
+    }
+
+    /// One tree, a leaf at page 20 holding one value in an overflow chain of `chain` pages
+    /// (21, 22, ...), and its catalog at page 10.
+    fn tree_with_chain(chain: u64) -> (HashMap<PageNo, PageFacts>, PageRef) {
+        let tag = |p: u64| SealTag([p as u8; 16]);
+        let link = |p: u64| PageRef { page: p, tag: tag(p), generation: 1 };
+        let mut e = TreeRoot { root: link(20), count: 1 }.encode();
+        e.extend_from_slice(b"t");
+        let mut facts = HashMap::new();
+        let catalog = PageFacts {
+            tag: Some(tag(10)),
+            kind: Some(PageKind::Leaf),
+            records: 1,
+            trees: vec![zeroize::Zeroizing::new(e)],
+            ..PageFacts::default()
+        };
+        facts.insert(10, catalog);
+        let leaf = PageFacts {
+            tag: Some(tag(20)),
+            kind: Some(PageKind::Leaf),
+            records: 1,
+            children: vec![link(21)],
+            not_tree_roots: true,
+            ..PageFacts::default()
+        };
+        facts.insert(20, leaf);
+        for p in 21..21 + chain {
+            let next = if p + 1 < 21 + chain { vec![link(p + 1)] } else { Vec::new() };
+            facts.insert(
+                p,
+                PageFacts { tag: Some(tag(p)), kind: Some(PageKind::Overflow), children: next, ..PageFacts::default() },
+            );
+        }
+        (facts, link(10))
+    }
+
+    /// An overflow chain is as long as its value, not a tree level per page: a value of some
+    /// hundred pages (400 KB) verifies. Its pages must be overflow pages, and every page of the
+    /// backup must be reached.
+    #[test]
+    fn chains_are_not_tree_depth_and_every_page_is_reached() {
+        let (mut facts, catalog) = tree_with_chain(100);
+        let trees = check_structure(&facts, catalog).unwrap();
+        assert_eq!(trees.into_iter().collect::<Vec<_>>(), [(b"t".to_vec(), 1)]);
+        // A page that nothing references: restore would make it live and unreachable.
+        facts
+            .insert(500, PageFacts { tag: Some(SealTag([7; 16])), kind: Some(PageKind::Leaf), ..PageFacts::default() });
+        let r = check_structure(&facts, catalog);
+        assert!(matches!(r, Err(Error::BackupCorrupt { what: "a page no tree reaches", .. })), "{r:?}");
+        facts.remove(&500);
+        // A chain that goes on into a leaf, and a leaf whose value is a leaf.
+        facts.get_mut(&50).unwrap().kind = Some(PageKind::Leaf);
+        assert_eq!(corrupt_reason(check_structure(&facts, catalog)), Some(CorruptReason::WrongPageKind));
+        let (mut facts, catalog) = tree_with_chain(1);
+        facts.get_mut(&21).unwrap().kind = Some(PageKind::Branch);
+        assert_eq!(corrupt_reason(check_structure(&facts, catalog)), Some(CorruptReason::WrongPageKind));
     }
 
     /// A leaf whose slots all name one entry that decodes as a tree root: its entries would be

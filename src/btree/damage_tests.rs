@@ -234,6 +234,33 @@ fn compaction_walks_stop_at_a_branch_entered_twice() {
     assert!(!tx.copy_where(&mut at, CopyRule::AtOrAbove(60), &mut 1000, None).unwrap());
 }
 
+/// A leaf two references of one branch share: an edit that merges the pair (a removal that
+/// leaves the left one small, or compaction's repacking) copied the committed leaf once per
+/// reference and appended it to its own copy, a leaf with a key twice and out of order, and a
+/// removed key back. The second copy is refused.
+#[test]
+fn an_edit_never_copies_a_shared_leaf_twice() {
+    use super::TreeRoot;
+    use super::copy::InlineLeaves;
+    let p = pager();
+    let l = put(&p, 10, leaf(&[b"a", b"b"]));
+    let root = put(&p, 11, branch(b"m", l, l));
+    let mut tx = TxPages::new(p.clone(), Allocator::new(64, &[]), 2, 0);
+    let mut tree = TreeRoot { root, count: 2 };
+    assert_eq!(reason(tx.remove(&mut tree, b"a", true)), CorruptReason::DoubleReference);
+    let mut tx = TxPages::new(p.clone(), Allocator::new(64, &[]), 2, 0);
+    let mut tree = TreeRoot { root, count: 2 };
+    let r = tx.repack(&mut tree, &mut 1000, &mut Default::default(), &mut InlineLeaves::default());
+    assert_eq!(reason(r), CorruptReason::DoubleReference);
+    // The same edits of a sound tree go through.
+    let (l1, l2) = (put(&p, 12, leaf(&[b"a", b"b"])), put(&p, 13, leaf(&[b"x"])));
+    let root = put(&p, 14, branch(b"m", l1, l2));
+    let mut tx = TxPages::new(p.clone(), Allocator::new(64, &[]), 2, 0);
+    let mut tree = TreeRoot { root, count: 3 };
+    assert_eq!(tx.remove(&mut tree, b"a", true).unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(tree.count, 2);
+}
+
 /// Two entries of a leaf naming one overflow chain: each walk that records pages stops at the
 /// first chain page met twice, with one problem. Walked to its end each time, the chain was
 /// read once per entry, by salvage and compaction copied once per entry, and by the check

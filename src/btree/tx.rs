@@ -26,6 +26,9 @@ pub(crate) struct TxPages {
     pub(crate) new_pages: PageSet,
     /// Committed pages this transaction stopped referencing.
     pub(crate) freed: Vec<PageNo>,
+    /// Committed pages `make_dirty` copied: the one reference to each now names the copy, so a
+    /// second reference met later is damage (two parents sharing a child), not a second copy.
+    copied: PageSet,
     /// The sequence number this transaction commits as (the generation of its pages).
     pub(crate) seq: u64,
     pub(crate) epoch: u32,
@@ -70,6 +73,7 @@ impl TxPages {
             dirty: PageMap::default(),
             new_pages: PageSet::default(),
             freed: Vec::new(),
+            copied: PageSet::default(),
             seq,
             epoch,
             catalog_root: None,
@@ -117,10 +121,15 @@ impl TxPages {
         }
     }
 
-    /// Returns the page number of an editable copy of the node at `r`.
+    /// Returns the page number of an editable copy of the node at `r`. A committed page is
+    /// copied once per transaction: met again (a leaf two references share, merged with
+    /// itself), it is `DoubleReference`, never a second copy of the same entries.
     pub(crate) fn make_dirty(&mut self, r: PageRef) -> Result<PageNo> {
         if self.dirty.contains_key(&r.page) {
             return Ok(r.page);
+        }
+        if self.copied.contains(&r.page) {
+            return Err(Error::corrupt(r.page, CorruptReason::DoubleReference));
         }
         let p = self.pager.read(r, None)?;
         let node = Node::decode(p.payload(), r.page)?;
@@ -131,6 +140,7 @@ impl TxPages {
             self.alloc.give_back(r.page);
         } else {
             self.freed.push(r.page);
+            self.copied.insert(r.page);
         }
         self.dirty.insert(np, node);
         Ok(np)

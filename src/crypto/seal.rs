@@ -133,13 +133,17 @@ enum Mode {
 /// A keyed AEAD for one (purpose, epoch).
 type AeadEntry = ((KeyPurpose, u32), Arc<dyn Aead>);
 
+/// Most keyed AEADs a sealer keeps (two purposes of sixteen epochs).
+const MAX_AEADS: usize = 32;
+
 /// Seals and opens pages of one file.
 pub(crate) struct PageSealer {
     file_id: [u8; 16],
     /// The file's format version, bound into every AAD.
     version: u16,
     mode: Mode,
-    /// Keyed AEADs per (purpose, epoch), built on first use.
+    /// Keyed AEADs per (purpose, epoch), built on first use; at most `MAX_AEADS`, the oldest
+    /// built dropped first (it is built again if asked for).
     aeads: RwLock<Vec<AeadEntry>>,
     /// Epochs above this are refused without deriving a key (a hostile epoch field would
     /// otherwise make us derive keys without bound).
@@ -255,7 +259,10 @@ impl PageSealer {
 
     /// Runs `f` with the keyed AEAD of (`purpose`, `epoch`), building it on first use. The
     /// list holds a handful of entries (two purposes per live epoch): a scan under a read lock
-    /// costs less than hashing, and no reference count is touched per page.
+    /// costs less than hashing, and no reference count is touched per page. It is bounded
+    /// (`MAX_AEADS`): epochs advance with the seal budget, a small one every few commits, and
+    /// a file read without a commit record to bound its epochs (`pagedump`) may name a
+    /// different one on every page.
     fn with_aead<T>(&self, purpose: KeyPurpose, epoch: u32, page: PageNo, f: impl FnOnce(&dyn Aead) -> T) -> Result<T> {
         // Before the list: an AEAD built for a newer epoch (a commit record tried at open and
         // then rejected) does not open pages once the limit is lowered below it.
@@ -282,6 +289,9 @@ impl PageSealer {
         {
             let mut list = self.aeads.write();
             if !list.iter().any(|(k, _)| *k == (purpose, epoch)) {
+                if list.len() >= MAX_AEADS {
+                    list.remove(0);
+                }
                 list.push(((purpose, epoch), a.clone()));
             }
         }

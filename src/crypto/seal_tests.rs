@@ -272,3 +272,23 @@ fn a_new_key_replaces_an_aead_already_built_for_its_epoch() {
     fresh.open(KeyPurpose::Page, 5, &mut q).unwrap();
     assert_eq!(&q[..PAYLOAD_SIZE], &sample()[..PAYLOAD_SIZE]);
 }
+
+/// Pages of a hundred epochs (a small seal budget over a long session, or a file read without
+/// a commit record to bound its epochs): each seals and opens, and the sealer keeps at most
+/// `MAX_AEADS` keyed AEADs, not one per epoch met.
+#[test]
+fn keyed_aeads_are_bounded_however_many_epochs_are_met() {
+    for (name, s) in sealers().into_iter().filter(|(_, s)| s.is_encrypted()) {
+        s.set_max_epoch(1000);
+        for round in 0..2 {
+            for epoch in 0..100u32 {
+                let orig = sample();
+                let mut b = orig.clone();
+                s.seal(KeyPurpose::Page, 42, epoch, &mut b).unwrap();
+                assert_eq!(s.open(KeyPurpose::Page, 42, &mut b).unwrap().1, epoch, "{name} {round}");
+                assert_eq!(&b[..PAYLOAD_SIZE], &orig[..PAYLOAD_SIZE], "{name}");
+                assert!(s.aeads.read().len() <= MAX_AEADS, "{name}");
+            }
+        }
+    }
+}

@@ -6,7 +6,10 @@
 //! - no method blocks the calling task's thread: arguments are turned into owned values when
 //!   the method is called (a key becomes a `Vec<u8>`, a value an `IVec`), and the returned
 //!   future, `Send + 'static` (it can be `tokio::spawn`ed, even for borrowed keys), only waits
-//!   for the call on the blocking pool. Each method is used as an `async fn`: `t.get(k).await`;
+//!   for the call on the blocking pool. Each method is used as an `async fn`: `t.get(k).await`.
+//!   The exception: a call made on a thread inside a write transaction of the same database (a
+//!   task keeping a `WriteTransaction` across an `await`) runs on that thread, where the
+//!   synchronous API answers at once, not on the pool, where it would wait for that writer;
 //! - each method is exactly one call of the synchronous API (or one `Batch`), so it keeps that
 //!   call's atomicity: `batch_put` and `batch_delete` are one atomic commit each;
 //! - a panic inside a blocking call is resumed in the caller (as if the call had been made
@@ -27,18 +30,31 @@ use crate::error::{Error, Result};
 
 /// Runs `f` on tokio's blocking pool and waits for it without blocking the runtime. Polled
 /// outside a tokio runtime (another executor), `f` runs on the polling thread, as
-/// `Tree::flush_async` does, instead of panicking.
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
+/// `Tree::flush_async` does, instead of panicking. With `inline_on` (`in_transaction`: the
+/// call was made on a thread inside a write transaction of the same database, a task keeping
+/// a `WriteTransaction` across an `await`, which only a future that stays on its thread can)
+/// `f` runs on the polling thread if that is the calling thread, so that it gets the
+/// synchronous API's answer there (a flush made when the transaction ends, `Unsupported` for
+/// a write), not a wait on the blocking pool for the writer lock the waiting task holds.
+pub(crate) async fn blocking<T, F>(inline_on: Option<std::thread::ThreadId>, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
 {
+    if inline_on.is_some_and(|t| t == std::thread::current().id()) {
+        return f();
+    }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return f() };
     match runtime.spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Err(Error::Io(std::io::Error::other("blocking task cancelled: the runtime is shutting down"))),
     }
+}
+
+/// The calling thread, if it is inside a write transaction of `engine`'s database.
+pub(crate) fn in_transaction(engine: &super::engine::Engine) -> Option<std::thread::ThreadId> {
+    engine.writer_held_here().then(|| std::thread::current().id())
 }
 
 /// Entries as owned pairs.
@@ -73,7 +89,7 @@ impl AsyncDb {
 
     /// Opens a database (key derivation and recovery run on the blocking pool).
     pub fn open(config: Config) -> impl Future<Output = Result<AsyncDb>> + Send + 'static {
-        let f = blocking(move || config.open());
+        let f = blocking(None, move || config.open());
         async move { f.await.map(AsyncDb::new) }
     }
 
@@ -82,41 +98,46 @@ impl AsyncDb {
         &self.db
     }
 
+    /// This thread, if it is inside a write transaction of this database (see `blocking`).
+    fn in_transaction(&self) -> Option<std::thread::ThreadId> {
+        in_transaction(&self.db.handle.engine)
+    }
+
     /// Opens (creating on first use) a named tree.
     pub fn open_tree<N: AsRef<[u8]>>(&self, name: N) -> impl Future<Output = Result<AsyncTree>> + Send + 'static {
         let (db, name) = (self.db.clone(), name.as_ref().to_vec());
-        let f = blocking(move || db.open_tree(name));
+        let f = blocking(self.in_transaction(), move || db.open_tree(name));
         async move { f.await.map(AsyncTree::from) }
     }
 
     /// Removes a tree and frees its pages; whether it existed.
     pub fn drop_tree<N: AsRef<[u8]>>(&self, name: N) -> impl Future<Output = Result<bool>> + Send + 'static {
         let (db, name) = (self.db.clone(), name.as_ref().to_vec());
-        blocking(move || db.drop_tree(name))
+        blocking(self.in_transaction(), move || db.drop_tree(name))
     }
 
     /// The names of all trees, the default tree included.
     pub fn tree_names(&self) -> impl Future<Output = Result<Vec<IVec>>> + Send + 'static {
         let db = self.db.clone();
-        blocking(move || Ok(db.tree_names()))
+        blocking(self.in_transaction(), move || Ok(db.tree_names()))
     }
 
     /// A unique, monotonically increasing id.
     pub fn generate_id(&self) -> impl Future<Output = Result<u64>> + Send + 'static {
         let db = self.db.clone();
-        blocking(move || db.generate_id())
+        blocking(self.in_transaction(), move || db.generate_id())
     }
 
     /// `Db::checkpoint_log` on a blocking thread.
     pub fn checkpoint_log(&self) -> impl Future<Output = Result<()>> + Send + 'static {
         let db = self.db.clone();
-        blocking(move || db.checkpoint_log())
+        blocking(self.in_transaction(), move || db.checkpoint_log())
     }
 
     /// `Db::compact` on a blocking thread.
     pub fn compact(&self) -> impl Future<Output = Result<crate::CompactReport>> + Send + 'static {
         let db = self.db.clone();
-        blocking(move || db.compact())
+        blocking(self.in_transaction(), move || db.compact())
     }
 
     /// Flushes and lets go of this handle on the blocking pool, reporting a failed flush.
@@ -124,7 +145,7 @@ impl AsyncDb {
     /// the thread that drops it (a runtime worker, for a handle dropped in a task) and can
     /// only log a failure. Other clones of the database stay open.
     pub fn close(self) -> impl Future<Output = Result<()>> + Send + 'static {
-        blocking(move || {
+        blocking(self.in_transaction(), move || {
             let flushed = self.db.flush();
             drop(self);
             flushed.map(|_| ())
@@ -156,7 +177,7 @@ impl AsyncTree {
         f: impl FnOnce(Tree) -> Result<T> + Send + 'static,
     ) -> impl Future<Output = Result<T>> + Send + 'static {
         let tree = self.tree.clone();
-        blocking(move || f(tree))
+        blocking(in_transaction(&tree.handle.engine), move || f(tree))
     }
 
     // --- sled's names ---

@@ -24,8 +24,8 @@ use crate::format::{HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE};
 /// Per-tree results. `Debug` hides the name (user data).
 #[derive(Clone)]
 pub struct TreeReport {
-    /// The tree's name, lossily as text.
-    pub name: String,
+    /// The tree's name, as stored (bytes: a name need not be UTF-8).
+    pub name: Vec<u8>,
     pub records: u64,
     pub pages: u64,
 }
@@ -122,7 +122,7 @@ impl Db {
             if records != root.count {
                 problems.push(Problem::one(label.clone(), root.root.page, CorruptReason::CountMismatch));
             }
-            trees.push(TreeReport { name: label, records, pages });
+            trees.push(TreeReport { name: name.to_vec(), records, pages });
         }
         let code = reached.code(PageRole::FreeList);
         for p in ws.freelist.pages() {
@@ -162,13 +162,34 @@ impl Db {
     }
 }
 
+/// What part of a database a salvage loss is in. `Debug` shows a tree name's length only.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SalvagedPart {
+    /// The catalog of named trees: a tree its lost entries named is missing from the copy.
+    Catalog,
+    /// `generate_id`'s reservation: the copy hands out ids from 2^62.
+    IdCounter,
+    /// The tree of this name (bytes, as stored).
+    Tree(Vec<u8>),
+}
+
+impl std::fmt::Debug for SalvagedPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SalvagedPart::Catalog => f.write_str("Catalog"),
+            SalvagedPart::IdCounter => f.write_str("IdCounter"),
+            SalvagedPart::Tree(name) => write!(f, "Tree({} bytes)", name.len()),
+        }
+    }
+}
+
 /// What salvage copied and what it could not. `Debug` shows counts, not tree names or keys.
 #[derive(Clone, Default)]
 pub struct SalvageReport {
-    /// Records copied, per tree name.
-    pub copied: BTreeMap<String, u64>,
-    /// Key ranges lost, per tree name.
-    pub lost: BTreeMap<String, Vec<LostRange>>,
+    /// Records copied, per tree name (bytes, as stored).
+    pub copied: BTreeMap<Vec<u8>, u64>,
+    /// Key ranges lost, per part.
+    pub lost: BTreeMap<SalvagedPart, Vec<LostRange>>,
 }
 
 impl std::fmt::Debug for SalvageReport {
@@ -247,7 +268,7 @@ fn salvage_into(src: &Config, dst_db: &Db) -> Result<SalvageReport> {
                     }
                     Ok(())
                 },
-                &mut |l| report.lost.entry("catalog".into()).or_default().push(l),
+                &mut |l| report.lost.entry(SalvagedPart::Catalog).or_default().push(l),
             )?;
             t
         }
@@ -265,7 +286,7 @@ fn salvage_into(src: &Config, dst_db: &Db) -> Result<SalvageReport> {
                 ids.insert(b"next", (1u64 << 62).to_le_bytes())?;
                 let page = if let Error::Corrupt { page, .. } = &e { *page } else { 0 };
                 let lost = LostRange { lo: None, hi: None, page, error: e.to_string() };
-                report.lost.entry("generate_id counter".into()).or_default().push(lost);
+                report.lost.entry(SalvagedPart::IdCounter).or_default().push(lost);
             }
         }
     }
@@ -273,14 +294,13 @@ fn salvage_into(src: &Config, dst_db: &Db) -> Result<SalvageReport> {
         if name.starts_with(super::engine::RESERVED_PREFIX) {
             continue;
         }
-        let label = tree_label(&name);
         // A tree name longer than any write makes (a forged plaintext catalog): the tree is
         // lost, the rest copied.
         let dst_tree: Tree = match dst_db.open_tree(&name) {
             Ok(t) => t,
             Err(e @ Error::KeyTooLarge { .. }) => {
                 let lost = LostRange { lo: None, hi: None, page: root.root.page, error: e.to_string() };
-                report.lost.entry(label).or_default().push(lost);
+                report.lost.entry(SalvagedPart::Tree(name)).or_default().push(lost);
                 continue;
             }
             Err(e) => return Err(e),
@@ -305,11 +325,11 @@ fn salvage_into(src: &Config, dst_db: &Db) -> Result<SalvageReport> {
             &mut |l| lost.push(l),
         )?;
         flush_batch(&dst_tree, &mut batch)?;
-        report.copied.insert(label.clone(), n);
         if !lost.is_empty() {
             tracing::warn!(target: "foldvault::audit", ranges = lost.len(), "salvage lost key ranges");
-            report.lost.insert(label, lost);
+            report.lost.insert(SalvagedPart::Tree(name.clone()), lost);
         }
+        report.copied.insert(name, n);
     }
     Ok(report)
 }

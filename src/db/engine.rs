@@ -546,53 +546,97 @@ impl Engine {
 
     /// A public digest of the newest commit, for anchoring against whole-file rollback.
     pub(crate) fn root_digest(&self, snap: &Snapshot) -> [u8; 32] {
-        let mut h = blake3::Hasher::new_derive_key("foldvault 2026-11-28 v1 root digest");
-        h.update(self.pager.sealer.file_id());
-        h.update(&snap.seq.to_le_bytes());
-        h.update(&snap.catalog.page.to_le_bytes());
-        h.update(&snap.catalog.tag.0);
-        *h.finalize().as_bytes()
+        root_digest(self.pager.sealer.file_id(), snap.seq, snap.catalog)
     }
 
     /// Unique, monotonic ids across restarts (ranges reserved durably in a hidden tree).
     pub(crate) fn generate_id(&self) -> Result<u64> {
-        const RESERVE: u64 = 1_000_000;
-        let mut ids = self.ids.lock();
-        if ids.0 >= ids.1 {
-            let (mut ws, mut tx, base) = self.begin()?;
-            let mut trees = base.trees.clone();
-            let mut root = trees.get(IDS_TREE).copied().unwrap_or_default();
-            // Every failure aborts: a transaction dropped without it would poison the handle.
-            let reserved = (|| -> Result<(u64, u64)> {
-                let start = match tx.get(&root, b"next")? {
-                    Some(v) => {
-                        let b = tx.value_bytes(&v)?;
-                        u64::from_le_bytes(b.get(..8).and_then(|s| s.try_into().ok()).unwrap_or([0; 8])).max(ids.0)
-                    }
-                    None => ids.0,
-                };
-                let end = start
-                    .checked_add(RESERVE)
-                    .ok_or_else(|| Error::Unsupported("generate_id: the id space is spent".into()))?;
-                tx.insert(&mut root, b"next", &end.to_le_bytes(), false)?;
-                Ok((start, end))
-            })();
-            let (start, end) = match reserved {
-                Ok(r) => r,
-                Err(e) => {
-                    self.abort(&mut ws, tx);
-                    return Err(e);
-                }
-            };
-            trees.insert(IDS_TREE.to_vec(), root);
-            let changed: BTreeSet<Vec<u8>> = [IDS_TREE.to_vec()].into();
-            self.commit(&mut ws, tx, &base, trees, &changed, &BTreeSet::new(), Durability::Immediate)?;
-            *ids = (start, end);
+        {
+            let mut ids = self.ids.lock();
+            if ids.0 < ids.1 {
+                ids.0 += 1;
+                return Ok(ids.0 - 1);
+            }
         }
-        let id = ids.0;
+        // The range is spent. The writer lock is taken first and then the id lock, as
+        // `TransactionalTree::generate_id` takes them: the id lock is never held while waiting
+        // for the writer (a thread inside a transaction that asks for an id would wait for it
+        // while the waiter waited for that thread's writer lock).
+        let (mut ws, tx, base) = self.begin()?;
+        let mut ids = self.ids.lock();
+        if ids.0 < ids.1 {
+            // Another thread reserved a range meanwhile.
+            self.abort(&mut ws, tx);
+        } else {
+            let floor = ids.0;
+            *ids = self.reserve_ids(&mut ws, tx, &base, floor)?;
+        }
         ids.0 += 1;
-        Ok(id)
+        Ok(ids.0 - 1)
     }
+
+    /// Makes ids below `end` never handed out again, across restarts too: the stored
+    /// reservation is raised to at least `end` by a durable commit, and the engine's range
+    /// starts there. For a range a transaction reserved that did not commit (its reservation
+    /// was rolled back with it, and its ids may have been used).
+    pub(crate) fn keep_ids_past(&self, end: u64) -> Result<()> {
+        let (mut ws, tx, base) = self.begin()?;
+        let mut ids = self.ids.lock();
+        *ids = self.reserve_ids(&mut ws, tx, &base, ids.0.max(end))?;
+        Ok(())
+    }
+
+    /// Reserves the next range of ids, from the stored reservation or `floor` if higher, in a
+    /// durable commit of `tx`; returns it. The caller holds the writer and the id lock.
+    fn reserve_ids(
+        &self,
+        ws: &mut WriterState,
+        mut tx: TxPages,
+        base: &Arc<Snapshot>,
+        floor: u64,
+    ) -> Result<(u64, u64)> {
+        const RESERVE: u64 = 1_000_000;
+        let mut trees = base.trees.clone();
+        let mut root = trees.get(IDS_TREE).copied().unwrap_or_default();
+        // Every failure aborts: a transaction dropped without it would poison the handle.
+        let reserved = (|| -> Result<(u64, u64)> {
+            let start = match tx.get(&root, b"next")? {
+                Some(v) => {
+                    let b = tx.value_bytes(&v)?;
+                    u64::from_le_bytes(b.get(..8).and_then(|s| s.try_into().ok()).unwrap_or([0; 8])).max(floor)
+                }
+                None => floor,
+            };
+            let end = start
+                .checked_add(RESERVE)
+                .ok_or_else(|| Error::Unsupported("generate_id: the id space is spent".into()))?;
+            tx.insert(&mut root, b"next", &end.to_le_bytes(), false)?;
+            Ok((start, end))
+        })();
+        let range = match reserved {
+            Ok(r) => r,
+            Err(e) => {
+                self.abort(ws, tx);
+                return Err(e);
+            }
+        };
+        trees.insert(IDS_TREE.to_vec(), root);
+        let changed: BTreeSet<Vec<u8>> = [IDS_TREE.to_vec()].into();
+        self.commit(ws, tx, base, trees, &changed, &BTreeSet::new(), Durability::Immediate)?;
+        Ok(range)
+    }
+}
+
+/// The digest that names a commit: the file's id, the commit's sequence number and its catalog
+/// root (whose tag authenticates everything below it). Backups carry it; restore and verify
+/// check it.
+pub(crate) fn root_digest(file_id: &[u8; 16], seq: u64, catalog: crate::format::page::PageRef) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("foldvault 2026-11-28 v1 root digest");
+    h.update(file_id);
+    h.update(&seq.to_le_bytes());
+    h.update(&catalog.page.to_le_bytes());
+    h.update(&catalog.tag.0);
+    *h.finalize().as_bytes()
 }
 
 #[cfg(test)]

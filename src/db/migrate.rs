@@ -25,7 +25,8 @@ pub struct CopyProgress {
 /// counts only (tree names are user data).
 #[derive(Clone, Default)]
 pub struct CopyReport {
-    pub trees: Vec<(String, u64, [u8; 32])>,
+    /// (tree name as stored, records, digest)
+    pub trees: Vec<(Vec<u8>, u64, [u8; 32])>,
 }
 
 impl std::fmt::Debug for CopyReport {
@@ -130,7 +131,7 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
             let t = rt.open_tree(&name)?;
             let dt = out.open_tree(&name)?;
             let (n, src_digest) = copy_records(t.iter(), &dt, &mut p, progress)?;
-            report.trees.push((String::from_utf8_lossy(&name).into_owned(), n, src_digest));
+            report.trees.push((name.to_vec(), n, src_digest));
         }
         // The id generator's reservation (a hidden tree) travels too, so ids keep increasing.
         if rt.snap.trees.contains_key(super::engine::IDS_TREE) {
@@ -258,7 +259,7 @@ fn lock_empty_target(dst: &Path) -> Result<Option<crate::storage::FileStorage>> 
 /// leaves the file under both names, the temporary one hidden). A name taken by the empty file
 /// the caller holds locked (`empty_target_held`) is replaced by a rename; so is a free name on a
 /// file system without hard links (after the check, which is then not atomic with it).
-fn rename_new(tmp: &Path, dst: &Path, empty_target_held: bool) -> Result<()> {
+pub(crate) fn rename_new(tmp: &Path, dst: &Path, empty_target_held: bool) -> Result<()> {
     match std::fs::hard_link(tmp, dst) {
         Ok(()) => {
             // The file is in place under its name; a leftover second name is only untidy.
@@ -485,7 +486,7 @@ pub fn from_sled(
             let dt = out.open_tree(&*name)?;
             let items = st.iter().map(|kv| kv.map_err(|e| Error::Unsupported(format!("sled: {e}"))));
             let (n, d) = copy_records(items, &dt, &mut p, progress)?;
-            report.trees.push((String::from_utf8_lossy(&name).into_owned(), n, d));
+            report.trees.push((name.to_vec(), n, d));
         }
         // sled's id counter carries over: one id drawn from it is above every id it handed
         // out, and the copy's `generate_id` starts there.

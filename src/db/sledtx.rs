@@ -12,9 +12,12 @@
 //!   for sled's shape, and for the one case below;
 //! - every tree of one transaction belongs to one database (`Arc::ptr_eq` of their handles),
 //!   else `Error::Unsupported`, as sled does;
-//! - `TransactionalTree::generate_id` never waits for a lock while holding the writer lock
-//!   (`Db::generate_id` takes the id lock and then the writer lock): if the id lock is busy for
-//!   long, the attempt is treated as a conflict, rolled back and the closure run again.
+//! - the writer lock is taken before the engine's id lock, here (`TransactionalTree::
+//!   generate_id`) as in `Db::generate_id`, which holds the id lock only briefly or under the
+//!   writer lock, never while waiting for it;
+//! - an id handed out is never handed out again, across restarts too: a range reserved by an
+//!   attempt that does not commit (aborted, failed, or run again) is made durable after it
+//!   (`Engine::keep_ids_past`), since the closure may have used its ids.
 //!
 //! # Differences from sled 0.34 (known)
 //!
@@ -24,9 +27,7 @@
 //! - `TransactionalTree` also has `contains_key`; it is `!Send` and `Clone`, as in sled.
 //! - Reads inside a transaction see the transaction's own writes and the commit that was newest
 //!   when it began; since transactions run one at a time, the closure runs once, unless it
-//!   returns `Conflict` itself (which sled would also retry, forever) or its `generate_id` waits
-//!   too long for the id lock a concurrent `Db::generate_id` holds (the attempt is then rolled
-//!   back and the closure run again).
+//!   returns `Conflict` itself (which sled would also retry, forever).
 //! - A transaction's changes are durable per the database's `Durability` (sled: after `flush`),
 //!   or at once if the closure calls `TransactionalTree::flush`.
 //! - A transaction blocks other writers (single `insert`s included) while its closure runs;
@@ -39,8 +40,9 @@
 //!   ends, committed or aborted, before `transaction` returns (sled flushes at the call;
 //!   `TransactionalTree::flush` makes the commit durable). The same holds on a thread that keeps
 //!   a `WriteTransaction` alive (the flush is made at its `commit` or drop). Reads are fine.
-//! - Ids from `TransactionalTree::generate_id` in a transaction that aborts are not reused in
-//!   this process, but may be generated again after a crash (sled gives no stronger promise).
+//! - Ids from `TransactionalTree::generate_id` in a transaction that aborts are never reused
+//!   (their range is made durable after the abort, one more commit); a crash before that
+//!   commit may hand them out again.
 //! - A transaction over an empty slice of trees returns `Storage(Error::Unsupported)` (sled
 //!   panics).
 //!
@@ -82,7 +84,6 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::api::{Batch, Tree};
 use super::config::Durability;
@@ -93,10 +94,6 @@ use crate::error::{Error, Result};
 
 /// Ids reserved at once by `TransactionalTree::generate_id` (as `Db::generate_id` does).
 const ID_RESERVE: u64 = 1_000_000;
-
-/// How long `generate_id` inside a transaction waits for the id lock before it treats the
-/// attempt as a conflict (the lock's holder may be waiting for this transaction's writer lock).
-const ID_LOCK_PATIENCE: Duration = Duration::from_millis(20);
 
 // ------------------------------------------------------------------------------------------
 // Errors and results (sled's shapes).
@@ -236,8 +233,6 @@ struct Overlay {
     tx: RefCell<Option<WriteTransaction>>,
     /// `TransactionalTree::flush` was called: flush after committing.
     flush: Cell<bool>,
-    /// The attempt must be rolled back and run again.
-    conflict: Cell<bool>,
     /// Ids reserved inside this transaction: the next one and the end of the range.
     ids: Cell<(u64, u64)>,
 }
@@ -261,12 +256,7 @@ impl TransactionalTrees {
             return Err(Error::Unsupported("cannot use trees from multiple databases in the same transaction".into()));
         }
         let tx = WriteTransaction::begin(first.handle.clone())?;
-        let overlay = Rc::new(Overlay {
-            tx: RefCell::new(Some(tx)),
-            flush: Cell::new(false),
-            conflict: Cell::new(false),
-            ids: Cell::new((0, 0)),
-        });
+        let overlay = Rc::new(Overlay { tx: RefCell::new(Some(tx)), flush: Cell::new(false), ids: Cell::new((0, 0)) });
         let inner =
             trees.iter().map(|t| TransactionalTree { overlay: overlay.clone(), name: t.name.clone() }).collect();
         Ok(TransactionalTrees { overlay, inner })
@@ -279,40 +269,49 @@ impl TransactionalTrees {
         let Some(tx) = overlay.tx.borrow_mut().take() else {
             return Some(Err(TransactionError::Storage(finished())));
         };
-        if overlay.conflict.get() {
-            drop(tx);
-            // Let the lock holder that caused the conflict go first.
-            std::thread::sleep(Duration::from_millis(1));
-            return None;
-        }
-        match ret {
-            Ok(r) => {
-                let handle = tx.handle.clone();
-                if let Err(e) = tx.commit() {
-                    return Some(Err(TransactionError::Storage(e)));
-                }
-                // A range this transaction reserved is now durable: what it did not use goes to
-                // the engine, unless the engine reserved past it meanwhile (ids stay increasing).
-                let (next, end) = overlay.ids.get();
-                // The range is the engine's now: a view kept past the transaction serves none.
-                overlay.ids.set((end, end));
-                if next < end {
-                    let mut ids = handle.engine.ids.lock();
-                    if *ids == (end, end) {
-                        *ids = (next, end);
+        let handle = tx.handle.clone();
+        let (next, end) = overlay.ids.get();
+        // A view kept past the transaction serves none of its range.
+        overlay.ids.set((end, end));
+        let outcome = match ret {
+            Ok(r) => match tx.commit() {
+                Ok(()) => {
+                    // A range this transaction reserved is now durable: what it did not use goes
+                    // to the engine, unless the engine reserved past it meanwhile (ids stay
+                    // increasing).
+                    if next < end {
+                        let mut ids = handle.engine.ids.lock();
+                        if *ids == (end, end) {
+                            *ids = (next, end);
+                        }
                     }
+                    if overlay.flush.get()
+                        && let Err(e) = handle.engine.flush()
+                    {
+                        return Some(Err(TransactionError::Storage(e)));
+                    }
+                    return Some(Ok(r));
                 }
-                if overlay.flush.get()
-                    && let Err(e) = handle.engine.flush()
-                {
-                    return Some(Err(TransactionError::Storage(e)));
+                Err(e) => Some(Err(TransactionError::Storage(e))),
+            },
+            Err(e) => {
+                drop(tx);
+                match e {
+                    ConflictableTransactionError::Abort(e) => Some(Err(TransactionError::Abort(e))),
+                    ConflictableTransactionError::Storage(e) => Some(Err(TransactionError::Storage(e))),
+                    ConflictableTransactionError::Conflict => None,
                 }
-                Some(Ok(r))
             }
-            Err(ConflictableTransactionError::Abort(e)) => Some(Err(TransactionError::Abort(e))),
-            Err(ConflictableTransactionError::Storage(e)) => Some(Err(TransactionError::Storage(e))),
-            Err(ConflictableTransactionError::Conflict) => None,
+        };
+        // Not committed (rolled back, and the writer let go): a range it reserved went with it,
+        // though the closure may have used its ids.
+        if end > 0
+            && let Err(e) = handle.engine.keep_ids_past(end)
+            && !matches!(outcome, Some(Err(TransactionError::Storage(_))))
+        {
+            return Some(Err(TransactionError::Storage(e)));
         }
+        outcome
     }
 }
 
@@ -399,10 +398,9 @@ impl TransactionalTree {
         let guard = ov.tx.borrow();
         let tx = guard.as_ref().ok_or_else(finished)?;
         // `Db::generate_id` holds this lock while it waits for the writer lock we hold.
-        let Some(mut ids) = tx.handle.engine.ids.try_lock_for(ID_LOCK_PATIENCE) else {
-            ov.conflict.set(true);
-            return Err(Error::Unsupported("generate_id met a concurrent Db::generate_id: retrying".into()));
-        };
+        // The writer lock (held by this transaction), then the id lock: the order of every
+        // holder, and none holds the id lock while waiting for the writer.
+        let mut ids = tx.handle.engine.ids.lock();
         if ids.0 < ids.1 {
             let id = ids.0;
             ids.0 += 1;

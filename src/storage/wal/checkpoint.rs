@@ -139,12 +139,25 @@ impl WalStorage {
         }
         st.log_pages = st.log_pages.max(1);
         st.header_written = owner.iter().any(|b| *b != 0);
+        st.settle_first = false;
         st.salt = salt;
         st.owner = owner;
         st.next_seq = 0;
         st.tail = 1;
         st.index.clear();
         Ok(())
+    }
+
+    /// Before the session's first group (`settle_first`): what the log held copied home, the
+    /// database file synced (whether or not anything was copied), a new generation begun.
+    /// The caller holds `sync_lock`.
+    pub(super) fn settle(&self) -> Result<()> {
+        self.copy_home(None)?;
+        if let Err(e) = self.main.sync() {
+            self.state.write().failed = true;
+            return Err(e.into());
+        }
+        self.reset_log()
     }
 
     /// Copies every logged page to the database file, syncs it, then starts a new log
@@ -247,7 +260,13 @@ impl WalStorage {
         if self.state.read().direct {
             return Ok(());
         }
-        self.checkpoint()?;
+        // Direct writes may overwrite pages the state open found freed: that state is made
+        // durable first, as before a session's first group.
+        if self.state.read().settle_first {
+            self.settle()?
+        } else {
+            self.checkpoint()?
+        }
         let mut st = self.state_mut();
         // The pages leave `pending` only once all are written: after a failed write, reads
         // still find every page of the published state.

@@ -40,10 +40,14 @@
 //!   group) and syncs the log; a crash in between replays the same bytes again;
 //! - reads see, newest first: writes not yet synced (`pending`), the group being synced
 //!   (`inflight`), logged pages (`index`), the database file, zeros up to the length;
-//! - a group is logged only under a header replayed at open or written this session: a log that
-//!   holds nothing at open (none, empty, torn, zero owner) keeps its bytes until the session's
-//!   first group, before which a header with a new salt is written and synced (after the log's
-//!   directory), so a session that only reads writes nothing;
+//! - a group is logged only under a header written this session: a log that holds nothing at
+//!   open (none, empty, torn, zero owner) keeps its bytes until the session's first group,
+//!   before which a header with a new salt is written and synced (after the log's directory),
+//!   so a session that only reads writes nothing; before that header the state found at open
+//!   is made durable (`settle_first`): a replayed log is checkpointed (groups of its generation
+//!   may lie past the group replay stopped at, if that one was damaged, and must never follow
+//!   one of this session's) and the database file synced (what open read from it may have
+//!   been written by a process that died before its sync);
 //! - a log position named by `index` is not overwritten while a reader can look it up: groups
 //!   append past `tail`, and a checkpoint empties `index` before the next group is written;
 //! - `owner` is bytes 0..32 of the database file's pages 0 and 1 when the header was written
@@ -150,10 +154,19 @@ struct WalState {
     logged_len: u64,
     main_len: u64,
     direct: bool,
-    /// The log holds a header this session may append groups under: one replayed at open, or
-    /// one written since. A session that never logs a group writes none (a database opened to
+    /// The log holds a header this session may append groups under: one written this session
+    /// (one replayed at open is replaced first: `settle_first`). A session that never logs a group writes none (a database opened to
     /// read costs no log write and no sync).
     header_written: bool,
+    /// The session has logged no group yet: its first waits for the state open found to be
+    /// durable, and for a generation of its own (`settle`; `reset_log` clears this). Open read
+    /// the file and the log through the OS cache, which may hold writes of a process that died
+    /// before its sync; the engine builds on that state (reusing pages it freed), so it must
+    /// reach the disk before anything that depends on it. And the session appends no group to
+    /// a replayed generation: replay stops at the first group that fails a check, and when that
+    /// group was damaged rather than torn by a crash, groups of its generation still follow it,
+    /// which a later replay would apply after a group this session wrote in its place.
+    settle_first: bool,
     /// The log's directory was synced this session (before its first header: the log file may
     /// be new, and `fdatasync` of a file does not promise its directory entry).
     dir_synced: bool,
@@ -281,6 +294,7 @@ impl WalStorage {
         st.direct = main_len == 0;
         // Otherwise the log holds nothing; the header goes in before the first group is logged
         // (`sync`), so opening writes nothing.
+        st.settle_first = true;
         let wal = WalStorage::new(main, log, st, checkpoint_pages, log_path);
         if replay {
             wal.replay()?;
@@ -571,6 +585,11 @@ impl Storage for WalStorage {
             }
             if st.pending.is_empty() && st.len == st.logged_len {
                 return Ok(());
+            }
+            if st.settle_first {
+                drop(st);
+                self.settle().map_err(to_io)?;
+                continue;
             }
             if !st.header_written {
                 // The session's first group: the header (naming the file's owner bytes as they

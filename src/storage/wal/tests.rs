@@ -257,12 +257,48 @@ fn a_torn_group_ends_replay_and_earlier_groups_stay() {
     let w = open(&m, &l, 1000);
     assert_eq!(fill_of(&w, 2), Some(1));
     assert_eq!(w.len().unwrap(), 3 * P);
-    // New groups go where the torn one was.
+    // New groups go into a new generation (the replayed one is checkpointed first).
     w.write_at(2 * P, &page(3)).unwrap();
     w.sync().unwrap();
     crash(w);
     let w = open(&m, &l, 1000);
     assert_eq!(fill_of(&w, 2), Some(3));
+}
+
+/// A group damaged in the middle of the log (not torn by a crash: groups of its generation
+/// follow it) ends replay there. The session's groups start a new generation: written where
+/// the damaged one was, under its salt, with the sequence number it had, one of the same size
+/// was followed by the old groups after it at the next replay, which put back older writes
+/// over this session's.
+#[test]
+fn groups_after_a_damaged_one_never_follow_a_new_one() {
+    let groups: [&[(u64, u8)]; 6] = [&[(2, 1)], &[(3, 2)], &[(4, 3)], &[(5, 4)], &[(2, 5)], &[(3, 6)]];
+    let (m, l) = logged(&groups);
+    // Group k is log pages 1 + 2k (index) and 2 + 2k: damage group 2's page.
+    l.write_at(6 * P + 100, &[0xEE; 8]).unwrap();
+    let w = open(&m, &l, 1000);
+    assert_eq!((fill_of(&w, 2), fill_of(&w, 3), w.len().unwrap()), (Some(1), Some(2), 4 * P));
+    w.write_at(6 * P, &page(9)).unwrap();
+    w.sync().unwrap();
+    crash(w);
+    let w = open(&m, &l, 1000);
+    assert_eq!(fill_of(&w, 6), Some(9), "the acknowledged group");
+    assert_eq!((fill_of(&w, 2), fill_of(&w, 3), fill_of(&w, 5)), (Some(1), Some(2), Some(0)), "no old group");
+}
+
+/// What open found in the database file may be writes of a process that died before its sync
+/// (a large commit goes to the file directly): the session's first group waits for the file's
+/// sync, since the group may depend on them.
+#[test]
+fn the_first_group_waits_for_the_file_open_found_to_be_durable() {
+    let main = crate::storage::FaultyStorage::from_bytes(vec![0xF0; 2 * PAGE]);
+    main.write_at(2 * P, &page(7)).unwrap();
+    assert_ne!(main.durable_image(), main.live_image());
+    let w = WalStorage::open(Arc::new(main.clone()), Arc::new(MemoryStorage::new()), 1000, None).unwrap();
+    w.write_at(3 * P, &page(8)).unwrap();
+    w.sync().unwrap();
+    assert_eq!(main.durable_image()[2 * PAGE..3 * PAGE], page(7)[..], "synced before the group");
+    assert_eq!(fill_of(&w, 3), Some(8));
 }
 
 #[test]
