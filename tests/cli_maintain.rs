@@ -228,6 +228,21 @@ fn backup_replaces_only_a_backup_unless_forced() {
     e.fv(&["backup", &db, &bk, "--passphrase-file", &pass]).ok();
     e.fv(&["backup", &db, &other, "--passphrase-file", &pass, "--force"]).ok();
     e.fv(&["verify-backup", &other, "--passphrase-file", &pass]).ok();
+    // A character device is written directly (the backup thrown away); a block device (a
+    // disk, a partition) only with --force. The node made here (when `mknod` is allowed: as
+    // root) names a major number reserved for local use, which no driver has: even a backup
+    // that went ahead could not reach a disk through it.
+    e.fv(&["backup", &db, "/dev/null", "--passphrase-file", &pass]).ok();
+    let node = e.p("disk");
+    let made = std::process::Command::new("mknod").args([node.as_str(), "b", "240", "0"]).output();
+    if made.is_ok_and(|o| o.status.success()) {
+        let link = e.p("disk-link");
+        std::os::unix::fs::symlink(&node, &link).unwrap();
+        for out in [&node, &link] {
+            let o = e.fv(&["backup", &db, out, "--passphrase-file", &pass]).code(2);
+            assert!(o.err().contains("--force"), "{}", o.err());
+        }
+    }
 }
 
 /// Standard error closed (a reader that has gone): the exit code still says what happened

@@ -12,7 +12,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, IsTerminal, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -122,9 +122,16 @@ pub fn backup(a: BackupArgs) -> Result<(), CliError> {
             "refusing to write a backup to a terminal: redirect standard output or name a file".into(),
         ));
     }
-    // A regular (or new) file is written beside its target and renamed; anything else (a pipe,
-    // /dev/null) is written directly.
-    let direct = !to_stdout && std::fs::metadata(&a.out).is_ok_and(|m| !m.is_file() && !m.is_dir());
+    // A regular (or new) file is written beside its target and renamed; a pipe or a character
+    // device (/dev/null) is written directly, and so is a block device, with --force only.
+    let kind = std::fs::metadata(&a.out).ok().map(|m| m.file_type());
+    let direct = !to_stdout && kind.is_some_and(|t| !t.is_file() && !t.is_dir());
+    if direct && !a.force && !kind.is_some_and(|t| t.is_fifo() || t.is_char_device()) {
+        return Err(CliError::Usage(format!(
+            "{} is not a file, a pipe or a character device: pass --force to write the backup onto it",
+            a.out.display()
+        )));
+    }
     if !to_stdout && a.out.is_dir() {
         return Err(CliError::Usage(format!("{} is a directory; name the backup file", a.out.display())));
     }

@@ -206,7 +206,8 @@ fn b64_value(c: u8) -> Option<u32> {
 }
 
 /// Decodes standard base64. Padding is optional, but when present the length must be a
-/// multiple of four; characters outside the alphabet are refused.
+/// multiple of four; characters outside the alphabet are refused, and so are bits set in a
+/// final group beyond its bytes (non-canonical: two spellings of one key).
 pub fn b64_decode(s: &str) -> Result<Vec<u8>, &'static str> {
     let bytes = s.as_bytes();
     let body = bytes.strip_suffix(b"==").or_else(|| bytes.strip_suffix(b"=")).unwrap_or(bytes);
@@ -222,6 +223,14 @@ pub fn b64_decode(s: &str) -> Result<Vec<u8>, &'static str> {
         for (i, &c) in chunk.iter().enumerate() {
             let v = b64_value(c).ok_or("invalid base64 character")?;
             n |= v << (18 - 6 * i as u32);
+        }
+        let unused = match chunk.len() {
+            2 => n & 0xFFFF,
+            3 => n & 0xFF,
+            _ => 0,
+        };
+        if unused != 0 {
+            return Err("non-canonical base64 (bits set past the last byte)");
         }
         out.push((n >> 16) as u8);
         if chunk.len() > 2 {

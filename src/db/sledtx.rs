@@ -6,10 +6,11 @@
 //! the engine's id counter). Invariants:
 //! - one call of `transaction` runs the closure against exactly one [`WriteTransaction`]; it
 //!   commits (with the database's configured durability) when the closure returns `Ok`, and
-//!   discards every change otherwise, so an `Abort` or a storage error leaves nothing behind;
+//!   discards every change otherwise, so an `Abort` or a storage error leaves nothing behind
+//!   (but the raised id reservation of the last invariant, in a hidden tree);
 //! - the write transaction holds the single writer lock for the closure's whole run, so there
 //!   are never conflicts between transactions: the `Conflict` variants and the retry loop exist
-//!   for sled's shape, and for the one case below;
+//!   for sled's shape (a closure may return `Conflict` itself);
 //! - every tree of one transaction belongs to one database (`Arc::ptr_eq` of their handles),
 //!   else `Error::Unsupported`, as sled does;
 //! - the writer lock is taken before the engine's id lock, here (`TransactionalTree::
@@ -397,7 +398,6 @@ impl TransactionalTree {
         }
         let guard = ov.tx.borrow();
         let tx = guard.as_ref().ok_or_else(finished)?;
-        // `Db::generate_id` holds this lock while it waits for the writer lock we hold.
         // The writer lock (held by this transaction), then the id lock: the order of every
         // holder, and none holds the id lock while waiting for the writer.
         let mut ids = tx.handle.engine.ids.lock();

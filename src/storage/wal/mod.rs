@@ -155,8 +155,8 @@ struct WalState {
     main_len: u64,
     direct: bool,
     /// The log holds a header this session may append groups under: one written this session
-    /// (one replayed at open is replaced first: `settle_first`). A session that never logs a group writes none (a database opened to
-    /// read costs no log write and no sync).
+    /// (one replayed at open is replaced first: `settle_first`). A session that never logs a
+    /// group writes none (a database opened to read costs no log write and no sync).
     header_written: bool,
     /// The session has logged no group yet: its first waits for the state open found to be
     /// durable, and for a generation of its own (`settle`; `reset_log` clears this). Open read
