@@ -124,15 +124,15 @@ pub fn backup(a: BackupArgs) -> Result<(), CliError> {
     }
     // A regular (or new) file is written beside its target and renamed; a pipe or a character
     // device (/dev/null) is written directly, and so is a block device, with --force only.
-    let kind = std::fs::metadata(&a.out).ok().map(|m| m.file_type());
-    let direct = !to_stdout && kind.is_some_and(|t| !t.is_file() && !t.is_dir());
+    let kind = std::fs::metadata(&a.out).ok().filter(|_| !to_stdout).map(|m| m.file_type());
+    let direct = kind.is_some_and(|t| !t.is_file() && !t.is_dir());
     if direct && !a.force && !kind.is_some_and(|t| t.is_fifo() || t.is_char_device()) {
         return Err(CliError::Usage(format!(
             "{} is not a file, a pipe or a character device: pass --force to write the backup onto it",
             a.out.display()
         )));
     }
-    if !to_stdout && a.out.is_dir() {
+    if kind.is_some_and(|t| t.is_dir()) {
         return Err(CliError::Usage(format!("{} is a directory; name the backup file", a.out.display())));
     }
     // A file there is replaced only if it is an earlier backup (or empty), or with --force:

@@ -400,8 +400,9 @@ fn check_structure(facts: &HashMap<PageNo, PageFacts>, catalog: PageRef) -> Resu
                     }
                 }
             }
-            let below = if f.kind == Some(PageKind::Branch) { (depth + 1, false) } else { (depth, true) };
-            stack.extend(f.children.iter().map(|c| (*c, below.0, below.1)));
+            // A branch's children are a level down; a leaf's values and a chain's links are not.
+            let (depth, in_chain) = if f.kind == Some(PageKind::Branch) { (depth + 1, false) } else { (depth, true) };
+            stack.extend(f.children.iter().map(|c| (*c, depth, in_chain)));
         }
         Ok((records, trees))
     };

@@ -149,11 +149,12 @@ impl WalStorage {
     }
 
     /// Before the session's first group (`settle_first`): what the log held copied home, the
-    /// database file synced (whether or not anything was copied), a new generation begun.
-    /// The caller holds `sync_lock`.
+    /// database file synced (by the copy, or here if nothing was copied), a new generation
+    /// begun. The caller holds `sync_lock`.
     pub(super) fn settle(&self) -> Result<()> {
-        self.copy_home(None)?;
-        if let Err(e) = self.main.sync() {
+        if !self.copy_home(None)?
+            && let Err(e) = self.main.sync()
+        {
             self.state.write().failed = true;
             return Err(e.into());
         }

@@ -287,13 +287,12 @@ impl WalStorage {
         if replay {
             st.salt = get_u64(&header[..], 8);
             st.owner.copy_from_slice(owner);
-            st.header_written = true;
         }
         // A new (empty) file is written directly until its first sync, which then writes the
         // header naming the file's owner bytes, before any group is logged.
         st.direct = main_len == 0;
-        // Otherwise the log holds nothing; the header goes in before the first group is logged
-        // (`sync`), so opening writes nothing.
+        // Opening writes nothing: before the session's first group or direct write, `settle`
+        // makes what open found durable and writes a header of the session's own.
         st.settle_first = true;
         let wal = WalStorage::new(main, log, st, checkpoint_pages, log_path);
         if replay {
