@@ -86,7 +86,8 @@ pub enum Error {
         /// What was tried, never the key itself.
         hint: &'static str,
     },
-    /// Another handle or process holds the file's lock.
+    /// Another handle or process holds the file's lock (still, after
+    /// [`crate::storage::LOCK_GRACE`]).
     #[error("database file is locked by another process or handle")]
     Locked,
     /// A key longer than [`crate::MAX_KEY_LEN`].

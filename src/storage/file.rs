@@ -5,8 +5,8 @@
 //!
 //! Invariants:
 //! - a read-write handle holds an exclusive advisory lock (`flock`) on the file, a read-only
-//!   handle a shared one, for the handle's whole life; a conflicting open fails with
-//!   [`Error::Locked`] instead of waiting;
+//!   handle a shared one, for the handle's whole life; a conflicting open waits at most
+//!   [`LOCK_GRACE`] for it, then fails with [`Error::Locked`];
 //! - the lock lives on the one `File` this struct owns (std opens it close-on-exec and never
 //!   duplicates it), so dropping the `FileStorage` closes the descriptor and releases the lock;
 //! - all I/O is positioned (`pread`/`pwrite`), so concurrent readers never race on a cursor;
@@ -18,6 +18,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::Storage;
 use crate::error::Error;
@@ -75,14 +76,14 @@ pub struct FileStorage {
 impl FileStorage {
     /// Opens `path` for reading and writing (creating it if `create`) and takes an exclusive
     /// lock on it. Fails with [`Error::Locked`] if another handle, in this process or another,
-    /// holds any lock on the file.
+    /// holds any lock on the file for longer than [`LOCK_GRACE`].
     /// A file it creates is readable and writable by its owner only (mode 0600): a
     /// plaintext database holds every record in clear.
     pub fn open(path: &Path, create: bool) -> crate::Result<FileStorage> {
         use std::os::unix::fs::OpenOptionsExt;
         let file = OpenOptions::new().read(true).write(true).create(create).mode(0o600).open(path)?;
         refuse_after_sync_failure(&file)?;
-        lock_result(file.try_lock())?;
+        take_lock(&file, false)?;
         Ok(FileStorage { file, path: path.to_path_buf(), read_only: false })
     }
 
@@ -91,7 +92,7 @@ impl FileStorage {
     /// returned handle fail with `PermissionDenied`.
     pub fn open_read_only(path: &Path) -> crate::Result<FileStorage> {
         let file = OpenOptions::new().read(true).open(path)?;
-        lock_result(file.try_lock_shared())?;
+        take_lock(&file, true)?;
         Ok(FileStorage { file, path: path.to_path_buf(), read_only: true })
     }
 
@@ -122,11 +123,30 @@ pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn lock_result(r: Result<(), TryLockError>) -> crate::Result<()> {
-    match r {
-        Ok(()) => Ok(()),
-        Err(TryLockError::WouldBlock) => Err(Error::Locked),
-        Err(TryLockError::Error(e)) => Err(Error::Io(e)),
+/// How long an open waits for a conflicting lock before it reports [`Error::Locked`]. A lock
+/// lives on the open file description, and a process that spawns a child (from any thread)
+/// duplicates every descriptor into it until the child's `exec` closes them: for that moment a
+/// file its owner has just closed is still locked. An open that follows a close, in a process
+/// that also spawns processes, would otherwise fail now and then. A real holder is reported
+/// after this wait.
+pub const LOCK_GRACE: Duration = Duration::from_millis(500);
+
+/// Takes `file`'s lock (exclusive, or `shared`), polling with growing pauses while another
+/// description holds a conflicting one, for at most [`LOCK_GRACE`].
+fn take_lock(file: &File, shared: bool) -> crate::Result<()> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let r = if shared { file.try_lock_shared() } else { file.try_lock() };
+        match r {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::Error(e)) => return Err(Error::Io(e)),
+            Err(TryLockError::WouldBlock) if start.elapsed() >= LOCK_GRACE => return Err(Error::Locked),
+            Err(TryLockError::WouldBlock) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+        }
     }
 }
 
@@ -249,6 +269,23 @@ mod tests {
         drop(first);
         let second = FileStorage::open(&path, false).unwrap();
         second.write_at(0, b"x").unwrap();
+    }
+
+    /// A lock released while an open waits (as a spawned child's inherited descriptor is closed
+    /// by its `exec`) is taken, not reported as `Locked`.
+    #[test]
+    fn an_open_waits_briefly_for_a_lock_being_released() {
+        let (_dir, path) = temp_path();
+        for read_only in [false, true] {
+            let first = FileStorage::open(&path, true).unwrap();
+            let release = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                drop(first);
+            });
+            let second = if read_only { FileStorage::open_read_only(&path) } else { FileStorage::open(&path, false) };
+            assert!(second.is_ok(), "{:?}", second.err());
+            release.join().unwrap();
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub mod wal;
 
 pub use fault::{CrashModel, DeviceImages, FaultPlan, FaultyDevices, FaultyStorage, Observer};
 pub(crate) use file::same_inode;
-pub use file::{FileStorage, sync_parent_dir};
+pub use file::{FileStorage, LOCK_GRACE, sync_parent_dir};
 pub use memory::MemoryStorage;
 #[cfg(test)]
 pub(crate) use memory::{GatedMemory, WriteGate};
