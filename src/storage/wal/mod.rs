@@ -719,16 +719,21 @@ impl Drop for WalStorage {
         if failed {
             return;
         }
-        // A log about to be removed needs no new generation: a crash before the removal
-        // replays it over the file again, which rewrites the same bytes.
+        // The log's groups are ended by a new salt before it is removed, and the removal is
+        // made durable. Either alone is not enough: the directory sync can fail (only logged
+        // here), and a log that came back after a crash would be replayed over what a later
+        // session wrote to the file without a log. A log with nothing logged since its last
+        // new salt holds no group already.
         let closed = match &self.log_path {
-            // The removal is made durable: a log that came back after a crash would be
-            // replayed over writes a later session made without a log.
-            Some(p) => self.copy_home(from).and_then(|_| match std::fs::remove_file(p) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e.into()),
-                Ok(()) => Ok(crate::storage::sync_parent_dir(p)?),
-            }),
+            Some(p) => {
+                self.copy_home(from).and_then(|copied| if copied { self.reset_log() } else { Ok(()) }).and_then(|()| {
+                    match std::fs::remove_file(p) {
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                        Err(e) => Err(e.into()),
+                        Ok(()) => Ok(crate::storage::sync_parent_dir(p)?),
+                    }
+                })
+            }
             None => self.end_checkpoint(from),
         };
         match closed {
