@@ -418,6 +418,57 @@ fn converting_in_place_refuses_a_database_that_fell_back() {
     assert!(std::fs::read(&path).unwrap() == bytes, "the original is untouched");
 }
 
+/// Regression: an in-place conversion checked only for a newest commit whose pages did not
+/// verify, not for a commit record that did not open (the newest one, torn or damaged, is then
+/// skipped without a fallback): the older state was copied and the original destroyed. Any
+/// rejected record slot now refuses, and leaves the file as it was.
+#[test]
+fn converting_in_place_refuses_a_database_with_a_record_that_does_not_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.fv");
+    let db = file_cfg(&path).plaintext().open().unwrap();
+    db.insert("k", "v").unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[2 * 4096 + 100] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let to = file_cfg(&path).passphrase("in place").encryption(foldvault::Encryption::Required);
+    let r = foldvault::migrate::convert_in_place(&path, &file_cfg(&path), &to, &mut |_| {});
+    assert!(matches!(r, Err(Error::Unsupported(_))), "{r:?}");
+    assert!(std::fs::read(&path).unwrap() == bytes, "the original is untouched");
+}
+
+/// After a key rotation no record slot is left that the open rejects (an in-place conversion
+/// of a rotated database is not refused as damaged); and the converted file keeps the old
+/// file's permissions (and, when run by root, its owner), so its owner can still open it.
+#[test]
+fn converting_in_place_after_a_rekey_keeps_the_files_owner_and_mode() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.fv");
+    let db = file_cfg(&path).passphrase("old").open().unwrap();
+    db.insert("k", "v").unwrap();
+    db.rekey(&[foldvault::Credentials::passphrase("old")], &mut |_| {}).unwrap();
+    db.insert("after", "rekey").unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let root = std::fs::metadata(&path).unwrap().uid() == 0;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    if root {
+        std::os::unix::fs::chown(&path, Some(4242), Some(4343)).unwrap();
+    }
+    let src = file_cfg(&path).passphrase("old");
+    let to = file_cfg(&path).passphrase("new").encryption(foldvault::Encryption::Required);
+    foldvault::migrate::convert_in_place(&path, &src, &to, &mut |_| {}).unwrap();
+    let m = std::fs::metadata(&path).unwrap();
+    assert_eq!(m.mode() & 0o777, 0o640);
+    if root {
+        assert_eq!((m.uid(), m.gid()), (4242, 4343));
+    }
+    assert_eq!(to.open().unwrap().get("after").unwrap().unwrap(), &b"rekey"[..]);
+}
+
 /// Regression: `copy_to` under `Encryption::Auto` with no key made a plaintext copy of an
 /// encrypted database. It needs a key, as under `Required`; plaintext only when asked.
 #[test]

@@ -154,8 +154,25 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
 pub(crate) fn copy_through_temp<T>(dst: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     refuse_occupied(dst)?;
     let tmp = temp_beside(dst);
-    let result = write(&tmp);
+    let result = {
+        let _unwinding = RemovedOnPanic(&tmp);
+        write(&tmp)
+    };
     put_in_place(result, &tmp, dst, Placement::NewOnly, || remove_old_log(dst))
+}
+
+/// Removes a temporary copy (and a log beside it) when a panic unwinds through its writer (a
+/// bug, or one in the sled crate an import calls): no partial copy, which may be plaintext, is
+/// left under a hidden name. Errors remove it in `put_in_place`.
+struct RemovedOnPanic<'a>(&'a Path);
+
+impl Drop for RemovedOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = std::fs::remove_file(self.0);
+            let _ = crate::storage::wal::remove_sidecar(self.0);
+        }
+    }
 }
 
 /// The new database a copy is written into, at `tmp`: without a write-ahead log, so that its
@@ -325,20 +342,26 @@ pub fn convert_in_place(
     // First read-only, which writes nothing: a read-write open that falls back repairs the
     // record slots, and the newest record, which salvage would read, would be gone.
     let probe = src_cfg.clone().file(path).read_only(true).open()?;
-    let fell_back = probe.recovery_report().fell_back;
+    let recovered = probe.was_recovered();
     drop(probe);
-    if fell_back {
-        // The newest commit record opened and its pages did not verify: a commit cut by a
-        // crash, or damage that salvage could partly read. The original is not destroyed for it.
+    // Checked again on the read-write handle: a commit may have come between the two opens.
+    let src = if recovered { None } else { Some(src_cfg.clone().file(path).open()?) };
+    let Some(src) = src.filter(|s| !s.was_recovered()) else {
+        // A commit record that did not open, or a newest commit whose pages did not verify: a
+        // commit cut by a crash, or damage that salvage could partly read. The original is not
+        // destroyed for it.
         return Err(Error::Unsupported(
-            "the newest commit of this database did not verify (a crash during it, or damage): convert it into a new \
-file instead, which keeps the original (or run `foldvault check` / `salvage` on it)"
+            "recovery at open found a commit record that did not open or verify (a crash during a commit, or \
+damage): convert it into a new file instead, which keeps the original (or run `foldvault check` / `salvage` on it)"
                 .into(),
         ));
-    }
-    let src = src_cfg.clone().file(path).open()?;
+    };
     let tmp = temp_beside(path);
     let report = copy_to(&src, &tmp, dst_cfg, progress)?;
+    if let Err(e) = take_owner_and_mode(&tmp, &old) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     let old_log = std::fs::OpenOptions::new().read(true).write(true).open(crate::storage::wal::sidecar_path(path)).ok();
     if let Err(e) = empty_log_before_replacement(&src, old_log.as_ref()) {
         let _ = std::fs::remove_file(&tmp);
@@ -365,15 +388,19 @@ file instead, which keeps the original (or run `foldvault check` / `salvage` on 
             return Err(e);
         }
     };
-    // The source closes: its log is folded into the old file (no longer named) and removed.
+    // The source closes, writing nothing (`empty_log_before_replacement` did its close's
+    // work): its log, emptied, loses the name beside the new file.
     drop(src);
-    // A log the close could not fold and remove still has the name beside the new file, which
-    // would refuse to open with it (`ForeignLog`). The copy holds all it held: it goes.
+    // A log the close could not remove still has the name beside the new file: the copy holds
+    // all it held, so it goes. The conversion is done: a failure here is only reported, and the
+    // old data is still overwritten below.
     if let Some(log) = &old_log {
         let side = crate::storage::wal::sidecar_path(path);
-        if std::fs::metadata(&side).is_ok_and(|m| same_file(log, &m).unwrap_or(false)) {
-            std::fs::remove_file(&side)?;
-            crate::storage::sync_parent_dir(&side)?;
+        if std::fs::metadata(&side).is_ok_and(|m| same_file(log, &m).unwrap_or(false))
+            && let Err(e) = std::fs::remove_file(&side).and_then(|()| crate::storage::sync_parent_dir(&side))
+        {
+            tracing::warn!(target: "foldvault::audit", error = %e, path = %side.display(),
+                "the replaced file's emptied log could not be removed; remove it");
         }
     }
     // Best effort (SPEC §9.1): the old blocks are overwritten where the file system writes in
@@ -395,17 +422,39 @@ file instead, which keeps the original (or run `foldvault check` / `salvage` on 
     Ok(report)
 }
 
-/// Before the source loses its name to its copy: every commit of `src` copied from its log
-/// into its file, and the log (`log`, the file beside it) overwritten with zeros, durably. A
-/// crash after the rename then leaves beside the new file a log that holds nothing (which the
-/// next open writes over), not one naming the old file (which refuses to open, `ForeignLog`)
-/// nor, from a plaintext source, readable pages.
+/// Before the source loses its name to its copy: what its close would write written now (the
+/// clean-close commit record), every commit of `src` copied from its log into its file, and
+/// the log (`log`, the file beside it) overwritten with zeros, durably. A crash after the
+/// rename then leaves beside the new file a log that holds nothing (which the next open writes
+/// over), not one naming the old file (which refuses to open, `ForeignLog`) nor, from a
+/// plaintext source, readable pages; and the source's close, after the rename, has nothing
+/// left to write there.
 fn empty_log_before_replacement(src: &Db, log: Option<&std::fs::File>) -> Result<()> {
+    src.flush()?;
+    src.handle.engine.checkpoint_on_close()?;
     src.checkpoint_log()?;
     if let Some(f) = log {
         zero_fill(f)?;
     }
     Ok(())
+}
+
+/// Gives the converted file at `tmp` the owner and permissions of the file it replaces (`old`),
+/// so that a conversion run by another user (root, for a service's database) leaves a file
+/// its owner can still open. Changing the owner needs the privilege to; without it the file
+/// keeps the converting user's.
+fn take_owner_and_mode(tmp: &Path, old: &std::fs::File) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let was = old.metadata()?;
+    let f = std::fs::OpenOptions::new().write(true).open(tmp)?;
+    let now = f.metadata()?;
+    if (now.uid(), now.gid()) != (was.uid(), was.gid())
+        && let Err(e) = std::os::unix::fs::fchown(&f, Some(was.uid()), Some(was.gid()))
+    {
+        tracing::warn!(target: "foldvault::audit", error = %e, "the converted file keeps this user as its owner");
+    }
+    f.set_permissions(was.permissions())?;
+    Ok(f.sync_all()?)
 }
 
 /// Whether the open file `f` is the file `name_meta` describes.
@@ -454,8 +503,19 @@ fn open_sled(path: &Path) -> Result<sled::Db> {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Err(e) => return Err(Error::Unsupported(format!("sled: {e}"))),
+            Err(e) => return Err(sled_error(e)),
         }
+    }
+}
+
+/// A sled error as ours: its I/O errors as `Io`; the rest (corruption sled found, an
+/// unsupported feature, a bug it reports) as `Unsupported`, with sled's text, since no page of
+/// ours is involved.
+#[cfg(feature = "sled-import")]
+fn sled_error(e: sled::Error) -> Error {
+    match e {
+        sled::Error::Io(e) => Error::Io(e),
+        e => Error::Unsupported(format!("sled: {e}")),
     }
 }
 
@@ -482,15 +542,15 @@ pub fn from_sled(
         let mut report = CopyReport::default();
         let mut p = CopyProgress::default();
         for name in sdb.tree_names() {
-            let st = sdb.open_tree(&name).map_err(|e| Error::Unsupported(format!("sled: {e}")))?;
+            let st = sdb.open_tree(&name).map_err(sled_error)?;
             let dt = out.open_tree(&*name)?;
-            let items = st.iter().map(|kv| kv.map_err(|e| Error::Unsupported(format!("sled: {e}"))));
+            let items = st.iter().map(|kv| kv.map_err(sled_error));
             let (n, d) = copy_records(items, &dt, &mut p, progress)?;
             report.trees.push((name.to_vec(), n, d));
         }
         // sled's id counter carries over: one id drawn from it is above every id it handed
         // out, and the copy's `generate_id` starts there.
-        let next = sdb.generate_id().map_err(|e| Error::Unsupported(format!("sled: {e}")))?;
+        let next = sdb.generate_id().map_err(sled_error)?;
         let ids = super::api::Tree { handle: out.handle.clone(), name: std::sync::Arc::from(super::engine::IDS_TREE) };
         ids.insert(b"next", next.saturating_add(1).to_le_bytes())?;
         drop(ids);
@@ -505,6 +565,29 @@ mod tests {
 
     fn plain(path: &Path) -> Config {
         Config::new().file(path).plaintext().use_env(false).flush_every_ms(None)
+    }
+
+    /// Regression: the source, closed after the rename, wrote its clean-close commit record
+    /// (its last session had not closed cleanly) through its log, whose name by then was the
+    /// new file's: a crash in that close left a log the new file refused (`ForeignLog`). Its
+    /// close now has nothing to write: the emptied log stays zeros.
+    #[test]
+    fn the_source_writes_nothing_to_its_emptied_log_when_it_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let cfg = plain(&path).write_ahead_log(true);
+        let last = cfg.clone().checkpoint_on_close(false).open().unwrap();
+        last.insert("k", "v").unwrap();
+        last.flush().unwrap();
+        drop(last);
+        let src = cfg.open().unwrap();
+        let side = crate::storage::wal::sidecar_path(&path);
+        let log = std::fs::OpenOptions::new().read(true).write(true).open(&side).unwrap();
+        empty_log_before_replacement(&src, Some(&log)).unwrap();
+        drop(src);
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &log, &mut bytes).unwrap();
+        assert!(!bytes.is_empty() && bytes.iter().all(|&b| b == 0), "the close wrote to the emptied log");
     }
 
     /// A crash just after an in-place conversion's rename (emulated: the two files as they are
