@@ -187,15 +187,19 @@ fn online_backup_is_a_consistent_snapshot() {
         std::thread::spawn(move || {
             let t = db.open_tree("metadata").unwrap();
             let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
+            // At least one write, however late the thread runs.
+            loop {
+                let done = stop.load(Ordering::Relaxed);
                 t.insert(format!("live:{i:08}"), vec![7u8; 200]).unwrap();
                 if i.is_multiple_of(2) {
                     t.remove("metadata:00001").unwrap();
                     t.insert("metadata:00001", vec![i as u8; 50]).unwrap();
                 }
                 i += 1;
+                if done {
+                    break i;
+                }
             }
-            i
         })
     };
     std::thread::sleep(std::time::Duration::from_millis(30));

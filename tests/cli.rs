@@ -454,7 +454,10 @@ fn demo_shows_no_record_in_the_file() {
     let dir = e.p("demo");
     let t = e.fv(&["demo", &dir, "--records", "50"]).ok().text();
     assert!(t.contains("marker: found 0 times"), "{t}");
-    assert!(t.contains("ratio encrypted / plaintext:") && t.contains("fastest of 7 runs of each, in turns"), "{t}");
+    // Seven rounds, or as few as three once the timing budget is spent (a slow disk).
+    let rounds = t.split("fastest of ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse::<u32>().ok());
+    assert!(t.contains("ratio encrypted / plaintext:") && t.contains("runs of each, in turns"), "{t}");
+    assert!(matches!(rounds, Some(3..=7)), "{t}");
     assert!(!PathBuf::from(&dir).join("demo-timing.foldvault").exists(), "the timing runs' scratch file is removed");
     assert!(t.contains("verify without key: ") && t.contains("verify with key: "), "{t}");
     assert!(t.contains("records of the restored database equal the original") && t.contains("MB/s"), "{t}");

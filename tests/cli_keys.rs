@@ -270,7 +270,16 @@ fn import_sled_copies_every_tree() {
         }
         s.flush().unwrap();
     }
-    let sled_id = sled::open(&dir).unwrap().generate_id().unwrap();
+    // sled lets go of its lock on a thread of its own, a moment after the drop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let reopened = loop {
+        match sled::open(&dir) {
+            Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(20)),
+            r => break r.unwrap(),
+        }
+    };
+    let sled_id = reopened.generate_id().unwrap();
+    drop(reopened);
     let dst = e.p("dst");
     let pass = e.pass();
     let mut args = vec!["import-sled", dir.as_str(), &dst, "--passphrase-file", &pass];

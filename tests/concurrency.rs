@@ -63,12 +63,17 @@ fn readers_never_see_a_partial_transfer() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let snapshots = Arc::new(AtomicU64::new(0));
+    // Each reader reads the first commit before the writers start, and once more after they
+    // end (a read begun after `stop`), however the threads are scheduled: two commits at least.
+    let started = Arc::new(std::sync::Barrier::new(5));
     let readers: Vec<_> = (0..4)
         .map(|_| {
             let (db, stop, snapshots) = (db.clone(), stop.clone(), snapshots.clone());
+            let mut started = Some(started.clone());
             thread::spawn(move || {
                 let mut seqs = Vec::new();
-                while !stop.load(Ordering::Acquire) {
+                loop {
+                    let done = stop.load(Ordering::Acquire);
                     let r = db.begin_read().unwrap();
                     let mut sum = 0;
                     for name in ["A", "B"] {
@@ -84,11 +89,17 @@ fn readers_never_see_a_partial_transfer() {
                     assert_eq!(sum, TOTAL, "snapshot at commit {} is not balanced", r.commit_seq());
                     seqs.push(r.commit_seq());
                     snapshots.fetch_add(1, Ordering::Relaxed);
+                    if let Some(b) = started.take() {
+                        b.wait();
+                    }
+                    if done {
+                        break seqs;
+                    }
                 }
-                seqs
             })
         })
         .collect();
+    started.wait();
 
     // Writer 1: explicit transactions, A -> B.
     let w1 = {
@@ -221,7 +232,7 @@ fn dropped_write_transaction_aborts() {
     assert!(!db.tree_names().iter().any(|n| n == "brand-new"));
 
     // The writer lock was released: other writers proceed at once.
-    within(10, {
+    within(120, {
         let t = t.clone();
         move || t.insert("after", "ok").unwrap()
     });
@@ -267,7 +278,7 @@ fn concurrent_sled_transactions_are_serializable() {
             })
         })
         .collect();
-    within(120, move || threads.into_iter().for_each(|t| t.join().unwrap()));
+    within(600, move || threads.into_iter().for_each(|t| t.join().unwrap()));
     assert_eq!(num(&counters.get("n").unwrap().unwrap()), 600);
     assert_eq!(log.len(), 600);
     let keys: Vec<u64> = log.iter().keys().map(|k| num(&k.unwrap())).collect();
@@ -276,7 +287,7 @@ fn concurrent_sled_transactions_are_serializable() {
 
 #[test]
 fn generate_id_inside_and_outside_transactions_from_many_threads() {
-    let ids = within(120, || {
+    let ids = within(600, || {
         let db = temp_db();
         let handles: Vec<_> = (0..4)
             .map(|i| {
@@ -331,7 +342,7 @@ fn generate_id_in_transaction_while_db_generate_id_waits() {
         })
     };
     let (db2, attempts2) = (db.clone(), attempts.clone());
-    let id = within(60, move || {
+    let id = within(300, move || {
         db2.transaction(|tx| {
             attempts2.fetch_add(1, Ordering::SeqCst);
             tx.insert("first attempt", "kept")?;
@@ -360,7 +371,7 @@ fn flush_inside_a_transaction_closure_returns() {
     let t = db.open_tree("t").unwrap();
     t.insert("pending", "not yet durable").unwrap();
     let t2 = t.clone();
-    within(10, move || {
+    within(120, move || {
         t2.transaction(|tx| {
             tx.insert("k", "v")?;
             t2.flush()?;
@@ -681,7 +692,7 @@ fn commits_during_a_sync_in_flight(wal: bool) {
 /// reader saw before.
 #[test]
 fn readers_through_a_tiny_cache_get_their_own_keys_values() {
-    within(120, || {
+    within(600, || {
         let db = Config::new().temporary(true).use_env(false).cache_capacity(0).open().expect("open");
         let t = db.open_tree("t").expect("tree");
         const KEYS: u32 = 3_000;
@@ -744,7 +755,7 @@ fn readers_through_a_tiny_cache_get_their_own_keys_values() {
 /// does: the two waited for each other forever.
 #[test]
 fn encryption_status_waits_for_the_writer_without_holding_the_header() {
-    within(60, || {
+    within(300, || {
         let db = Config::new()
             .temporary(true)
             .use_env(false)
@@ -772,7 +783,7 @@ fn encryption_status_waits_for_the_writer_without_holding_the_header() {
 /// refused instead, as `Tree` writes are; the transaction still commits.
 #[test]
 fn maintenance_inside_a_write_transaction_is_refused_not_a_deadlock() {
-    within(60, || {
+    within(300, || {
         let fast = foldvault::KdfParams::insecure_fast();
         let db = Config::new().temporary(true).use_env(false).passphrase("m").kdf(fast).open().unwrap();
         let tx = db.begin_write().unwrap();

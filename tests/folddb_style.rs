@@ -419,7 +419,9 @@ fn suite_with_passphrase_in_environment_is_encrypted_at_rest() {
     let info = sled::admin::read_header(&file).unwrap();
     assert_ne!(info.header.flags & sled::format::header::FLAG_ENCRYPTED, 0, "header says plaintext");
     let bytes = std::fs::read(&file).unwrap();
-    for s in REVEALING {
+    // Strings of 8 bytes or more: a shorter one ("ref:") turns up in a few hundred KB of
+    // ciphertext by chance about once in 10,000 runs.
+    for s in REVEALING.iter().filter(|s| s.len() >= 8) {
         assert_eq!(occurrences(&bytes, s), 0, "{s:?} found in the encrypted file");
     }
     // Without the passphrase the file does not open.

@@ -486,11 +486,11 @@ fn zero_fill(f: &std::fs::File) -> std::io::Result<()> {
 
 /// Opens a sled database for reading. sled 0.34 lets go of its directory lock from a background
 /// thread after the last handle drops, so a database its application has just closed can stay
-/// locked for a moment: the open is retried for up to two seconds while sled reports the lock
-/// held (another process that keeps it open still fails, after those two seconds).
+/// locked for a moment: the open is retried for up to ten seconds while sled reports the lock
+/// held (another process that keeps it open still fails, after those ten seconds).
 #[cfg(feature = "sled-import")]
 fn open_sled(path: &Path) -> Result<sled::Db> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match sled::Config::new().path(path).open() {
             Ok(db) => return Ok(db),
