@@ -180,3 +180,50 @@ fn anchor_the_durable_sequence() {
     assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
     assert!(db.check().unwrap().is_ok());
 }
+
+/// A file deleted (or replaced by nothing) is the oldest rollback of all: an open with an
+/// anchor refuses to create a new database in its place, and leaves nothing behind.
+#[test]
+fn deleted_file_is_caught_by_the_anchors() {
+    let s = setup();
+    std::fs::remove_file(&s.path).unwrap();
+    match open(file_cfg(&s.path).min_commit_seq(s.seq)) {
+        Err(Error::RolledBack { expected, found }) => assert_eq!((expected, found), (s.seq, 0)),
+        Err(e) => panic!("expected RolledBack, got {e:?}"),
+        Ok(_) => panic!("a new database was created in place of an anchored one"),
+    }
+    assert!(!s.path.exists(), "the refused open left a file");
+    match open(file_cfg(&s.path).expected_root_digest(s.digest)) {
+        Err(Error::RootDigestMismatch) => {}
+        Err(e) => panic!("expected RootDigestMismatch, got {e:?}"),
+        Ok(_) => panic!("a new database was created in place of an anchored one"),
+    }
+    assert!(!s.path.exists(), "the refused open left a file");
+    // A directory location: neither the file nor the directory made for it stays.
+    let dir = s.path.with_file_name("dir");
+    match master_cfg(&dir).path(&dir).write_ahead_log(true).min_commit_seq(1).open() {
+        Err(Error::RolledBack { expected: 1, found: 0 }) => {}
+        Err(e) => panic!("expected RolledBack, got {e:?}"),
+        Ok(_) => panic!("a new database was created in place of an anchored one"),
+    }
+    assert!(!dir.exists(), "the refused open left its directory");
+    // An anchor of 0 names the new database itself.
+    let db = open(file_cfg(&s.path).min_commit_seq(0)).expect("min_commit_seq(0) on a new file");
+    assert_eq!(db.commit_seq(), 0);
+}
+
+/// An open that fails an anchor writes nothing: not the repair of a damaged header copy, not a
+/// sync.
+#[test]
+fn failed_anchor_writes_nothing() {
+    let s = setup();
+    // Header copy B damaged: an open repairs it from copy A.
+    xor_byte(&s.path, PAGE as u64 + 200, 0x40);
+    let damaged = read_file(&s.path);
+    assert!(matches!(open(file_cfg(&s.path).expected_root_digest(s.old_digest)), Err(Error::RootDigestMismatch)));
+    assert_eq!(read_file(&s.path), damaged, "the refused open changed the file");
+    assert!(matches!(open(file_cfg(&s.path).min_commit_seq(s.seq + 1)), Err(Error::RolledBack { .. })));
+    assert_eq!(read_file(&s.path), damaged, "the refused open changed the file");
+    let db = open(file_cfg(&s.path).expected_root_digest(s.digest)).expect("the right anchor opens");
+    assert_eq!(db.recovery_report().header_repaired, Some(1));
+}

@@ -633,6 +633,9 @@ fn temporary_inside_another_databases_folder() {
     let main = open(dir.path());
     main.insert("main", "data").unwrap();
     main.flush().unwrap();
+    // The flushed commit is in the write-ahead log beside the file, not yet in the file.
+    let log = dir.path().join("db.foldvault.fvwal");
+    assert!(log.exists());
     let nested = dir.path().join("scratch");
     {
         let tmp = Config::new().path(&nested).temporary(true).use_env(false).open().unwrap();
@@ -644,12 +647,43 @@ fn temporary_inside_another_databases_folder() {
     // The same folder as the open database: refused, and the database is untouched.
     let clash = Config::new().path(dir.path()).temporary(true).use_env(false).open();
     assert!(matches!(clash, Err(Error::Locked)), "{clash:?}");
+    // Nothing was touched before the lock was tried: the log holding the commit is still there.
+    assert!(log.exists(), "the refused temporary open removed the database's log");
     assert_eq!(main.get("main").unwrap().unwrap(), "data");
     main.insert("more", "1").unwrap();
     drop(main);
     let main = open(dir.path());
     assert_eq!(main.get("main").unwrap().unwrap(), "data");
     assert_eq!(main.get("more").unwrap().unwrap(), "1");
+}
+
+/// A create that is refused (encryption required and no key) leaves nothing behind: no empty
+/// file that the next open would take for a truncated database, no directory, no log.
+#[test]
+fn a_refused_create_leaves_nothing() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("new");
+    let file = parent.path().join("file.db");
+    let required = || Config::new().use_env(false).encryption(foldvault::Encryption::Required);
+    for cfg in [required().path(&dir), required().file(&file), required().file(&file).write_ahead_log(false)] {
+        match cfg.open() {
+            Err(Error::WrongKey { .. }) => {}
+            other => panic!("expected WrongKey, got {:?}", other.map(|_| ())),
+        }
+        assert!(!dir.exists(), "the refused create left its directory");
+        assert!(!file.exists(), "the refused create left its file");
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0, "the refused create left a file");
+    }
+    // The same names open (and create) afterwards.
+    for cfg in [Config::new().use_env(false).path(&dir), Config::new().use_env(false).file(&file)] {
+        let db = cfg.open().expect("create after a refused create");
+        db.insert("k", "v").unwrap();
+    }
+    // An existing empty file (made by mktemp, say) is not this open's: a refused create keeps it.
+    let empty = parent.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(required().file(&empty).create_new(true).open().is_err());
+    assert!(empty.exists());
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::config::{Config, DB_FILE_NAME, Location};
+use super::config::Config;
 use super::engine::{Engine, RESERVED_PREFIX, Snapshot, check_user_tree_name};
 use super::iter::Iter;
 use super::ivec::IVec;
@@ -24,11 +24,12 @@ use crate::btree::overflow;
 use crate::btree::raw::RawValue;
 use crate::btree::read::{self, Cursor};
 use crate::btree::tx::TxPages;
+use crate::crypto::slots::Credentials;
 use crate::crypto::wipe::wipe_vec;
 use crate::error::{Error, Result};
 use crate::format::page::PageRef;
 use crate::pager::Pager;
-use crate::storage::{FileStorage, Storage, WalStorage};
+use crate::storage::Storage;
 
 /// The name of the default tree (as sled names it).
 pub const DEFAULT_TREE: &[u8] = b"__sled__default";
@@ -43,7 +44,7 @@ struct FlushSignal {
 pub(crate) struct Handle {
     pub(crate) engine: Arc<Engine>,
     flusher: Mutex<Option<(JoinHandle<()>, Arc<FlushSignal>)>>,
-    temporary: Option<(PathBuf, Option<PathBuf>)>,
+    temporary: Option<super::location::TemporaryNames>,
 }
 
 impl Drop for Handle {
@@ -59,24 +60,13 @@ impl Drop for Handle {
             tracing::error!(target: "foldvault::audit", error = %e, "flush on close failed");
         }
         if let Some((file, dir)) = self.temporary.take() {
-            // The engine (and with it the file and its lock) goes first.
-            let engine = std::mem::replace(&mut self.engine, Arc::new(placeholder_engine()));
-            drop(engine);
+            // Removed while the engine still holds the file's lock (the engine drops after
+            // this): no other process can open it between the release and the removal.
             let _ = std::fs::remove_file(&file);
             if let Some(d) = dir {
                 let _ = std::fs::remove_dir(&d);
             }
         }
-    }
-}
-
-fn placeholder_engine() -> Engine {
-    let storage: Arc<dyn Storage> = Arc::new(crate::storage::MemoryStorage::new());
-    let cfg = Config::new().plaintext().use_env(false);
-    // Creating in memory cannot fail short of allocation failure; fall back to a bug report.
-    match super::open::create(storage, &cfg, &crate::crypto::slots::Credentials::none()) {
-        Ok(e) => e,
-        Err(e) => panic!("in-memory engine: {e}"),
     }
 }
 
@@ -88,96 +78,26 @@ pub fn open<P: AsRef<std::path::Path>>(path: P) -> Result<Db> {
 pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
     cfg.validate()?;
     let creds = cfg.effective_credentials()?;
-    let mut existed_empty = false;
-    // Names this open adds to a directory (a new database directory, a new file): their
-    // directory entries are synced once the new database is, since a file's own sync does not
-    // promise its name (the log's first header does it too, but the log may be off).
-    let mut new_names: Vec<PathBuf> = Vec::new();
-    let (storage, temporary): (Arc<dyn Storage>, Option<(PathBuf, Option<PathBuf>)>) = match &cfg.location {
-        Location::Storage(s) => (s.clone(), None),
-        loc => {
-            let (file, dir) = match loc {
-                Location::File(f) => (f.clone(), None),
-                Location::Dir(d) => (d.join(DB_FILE_NAME), Some(d.clone())),
-                _ if cfg.temporary => {
-                    let mut name = [0u8; 8];
-                    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut name);
-                    let d = std::env::temp_dir().join(format!("foldvault-{}", crate::format::page::hex(&name)));
-                    (d.join(DB_FILE_NAME), Some(d))
-                }
-                _ => {
-                    let d = PathBuf::from("default.foldvault");
-                    (d.join(DB_FILE_NAME), Some(d))
-                }
-            };
-            if cfg.read_only && !file.exists() {
-                // Never created: a read-only open of a missing database is `NotFound`.
-                if let Some(d) = dir.as_ref().filter(|d| d.is_dir()) {
-                    refuse_sled_directory(d)?;
-                }
-                return Err(Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("{} does not exist", file.display()),
-                )));
-            }
-            if let Some(d) = &dir {
-                if !cfg.temporary && !d.exists() {
-                    new_names.push(d.clone());
-                }
-                std::fs::create_dir_all(d)?;
-            }
-            if !cfg.temporary && !file.exists() {
-                new_names.push(file.clone());
-            }
-            if let Some(d) = dir.as_ref().filter(|_| !cfg.temporary && !file.exists()) {
-                refuse_sled_directory(d)?;
-            }
-            let wal_path = crate::storage::wal::sidecar_path(&file);
-            if cfg.temporary {
-                let _ = std::fs::remove_file(&wal_path);
-            }
-            let logged = wal_path.exists();
-            existed_empty = file.exists() && std::fs::metadata(&file)?.len() == 0 && !logged;
-            let exists = file.exists() && (std::fs::metadata(&file)?.len() > 0 || logged);
-            if exists && cfg.create_new {
-                return Err(Error::AlreadyExists(file.display().to_string()));
-            }
-            // A temporary database is removed at close: a log would only add syncs.
-            let storage = if cfg.read_only {
-                read_only_storage(&file)?
-            } else {
-                file_storage(&file, cfg.wal.filter(|_| !cfg.temporary), cfg.wal_background)?
-            };
-            if cfg.temporary && exists {
-                storage.set_len(0)?;
-            }
-            (storage, cfg.temporary.then_some((file, dir)))
-        }
-    };
+    let located = super::location::locate(cfg)?;
+    let storage = located.storage.clone();
     let engine = if storage.len()? == 0 {
         if cfg.read_only {
             return Err(Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 });
         }
-        if existed_empty && !cfg.create_new && !cfg.temporary {
+        if located.existed_empty && !cfg.create_new && !cfg.temporary {
             // An existing, empty database file: a database truncated to nothing looks the same,
             // so it is not silently replaced by a new one.
             return Err(Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 });
         }
-        let engine = super::open::create(storage, cfg, &creds)?;
-        for name in &new_names {
-            // The database exists and is synced. A directory that cannot be synced (a file
-            // system that refuses, a directory this user cannot open) leaves only the name's
-            // durability in doubt, said on the audit log; an I/O error (EIO) is an error:
-            // commits acknowledged later could vanish with the name.
-            if let Err(e) = crate::storage::sync_parent_dir(name) {
-                const EIO: i32 = 5;
-                if e.raw_os_error() == Some(EIO) {
-                    return Err(Error::Io(e));
-                }
-                tracing::warn!(target: "foldvault::audit", error = %e, path = %name.display(), "the new name's directory could not be synced");
+        match create_synced(storage, cfg, &creds, &located.new_names) {
+            Ok(e) => e,
+            Err(e) => {
+                // Refused (no key for `Required`, a rollback anchor) or failed: nothing is left
+                // that the next open would take for a truncated database.
+                located.discard();
+                return Err(e);
             }
         }
-        engine
     } else {
         super::open::open(storage, cfg, &creds, !cfg.read_only)?
     };
@@ -193,87 +113,33 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
         }
         _ => None,
     };
-    let handle = Arc::new(Handle { engine, flusher: Mutex::new(flusher), temporary });
+    let handle = Arc::new(Handle { engine, flusher: Mutex::new(flusher), temporary: located.temporary });
     Ok(Db { default: Tree { handle: handle.clone(), name: Arc::from(DEFAULT_TREE) }, handle })
 }
 
-/// A directory that holds a sled database (sled 0.34 keeps `conf` and `db` files there) and no
-/// foldvault file: opening it would create an empty database beside the sled one, and an
-/// application switched from sled would start with no data.
-fn refuse_sled_directory(dir: &std::path::Path) -> Result<()> {
-    if holds_sled_database(dir) {
-        return Err(Error::Unsupported(format!(
-            "{} holds a sled database: import it first (foldvault import-sled, or foldvault::import::from_sled)",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Whether `dir` holds a sled 0.34 database: its `conf` and `db` files.
-pub(crate) fn holds_sled_database(dir: &std::path::Path) -> bool {
-    dir.join("conf").is_file() && dir.join("db").is_file()
-}
-
-/// The storage of a database file: the file alone, or the file and its write-ahead log
-/// (SPEC.md §15) when the log is on (`wal`: its checkpoint size; `background`: checkpoints copy
-/// on a thread of their own) or one was left beside it (with the log off it is folded into
-/// the file and removed here). The log is looked for once the file's lock is held: until then
-/// a process with the log on may make one (and crash, leaving commits only there).
-fn file_storage(file: &std::path::Path, wal: Option<u64>, background: bool) -> Result<Arc<dyn Storage>> {
-    let main: Arc<dyn Storage> = Arc::new(FileStorage::open(file, true)?);
-    let wal_path = crate::storage::wal::sidecar_path(file);
-    let logged = wal_path.exists();
-    if wal.is_none() && !logged {
-        return Ok(main);
-    }
-    let log: Arc<dyn Storage> = match FileStorage::open(&wal_path, true) {
-        Ok(l) => Arc::new(l),
-        Err(Error::Io(e)) if !logged => {
-            // The directory takes no new file (read-only, permissions): the file alone.
-            tracing::warn!(target: "foldvault::audit", error = %e, "write-ahead log not created; commits go to the file");
-            return Ok(main);
+/// Creates a database in empty `storage`, then syncs the directory entries of `new_names`
+/// (a new directory, a new file): a file's own sync does not promise its name (the log's first
+/// header does it too, but the log may be off).
+fn create_synced(
+    storage: Arc<dyn Storage>,
+    cfg: &Config,
+    creds: &Credentials,
+    new_names: &[PathBuf],
+) -> Result<Engine> {
+    let engine = super::open::create(storage, cfg, creds)?;
+    for name in new_names {
+        // A directory that cannot be synced (a file system that refuses, a directory this user
+        // cannot open) leaves only the name's durability in doubt, said on the audit log; an
+        // I/O error (EIO) is an error: commits acknowledged later could vanish with the name.
+        if let Err(e) = crate::storage::sync_parent_dir(name) {
+            const EIO: i32 = 5;
+            if e.raw_os_error() == Some(EIO) {
+                return Err(Error::Io(e));
+            }
+            tracing::warn!(target: "foldvault::audit", error = %e, path = %name.display(), "the new name's directory could not be synced");
         }
-        Err(e) => return Err(e),
-    };
-    // A new log file's directory entry is made durable before its first header
-    // (`WalStorage::reset_log`), not here: a session that only reads syncs nothing.
-    let pages = wal.unwrap_or(crate::storage::wal::DEFAULT_CHECKPOINT_PAGES);
-    let w = WalStorage::open(main, log, pages, Some(wal_path))?.background_checkpoints(background);
-    if wal.is_some() {
-        return Ok(Arc::new(w));
     }
-    // A log left by a crash, with the log off: fold it in, then go on with the file alone (its
-    // lock is released with `w` and taken again).
-    w.checkpoint_now()?;
-    drop(w);
-    Ok(Arc::new(FileStorage::open(file, true)?))
-}
-
-/// The storage of `cfg`'s location opened read-only (`read_only_storage`), without opening a
-/// database on it (salvage of a file that does not open).
-pub(crate) fn read_only_location(cfg: &Config) -> Result<Arc<dyn Storage>> {
-    match &cfg.location {
-        Location::Storage(s) => Ok(s.clone()),
-        Location::File(f) => read_only_storage(f),
-        Location::Dir(d) => read_only_storage(&d.join(DB_FILE_NAME)),
-        _ => Err(Error::InvalidConfig("salvage needs the source's file, directory or storage")),
-    }
-}
-
-/// The storage of a read-only open: the file under a shared lock, and a log left beside it by
-/// a crash replayed in memory and kept as it is at close (`WalStorage::keep_at_close`). The log
-/// is looked for once the lock is held: no writer can add or remove it after that.
-fn read_only_storage(file: &std::path::Path) -> Result<Arc<dyn Storage>> {
-    let main: Arc<dyn Storage> = Arc::new(FileStorage::open_read_only(file)?);
-    let wal_path = crate::storage::wal::sidecar_path(file);
-    let log: Arc<dyn Storage> = match FileStorage::open_read_only(&wal_path) {
-        Ok(l) => Arc::new(l),
-        Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(main),
-        Err(e) => return Err(e),
-    };
-    let pages = crate::storage::wal::DEFAULT_CHECKPOINT_PAGES;
-    Ok(Arc::new(WalStorage::open(main, log, pages, None)?.keep_at_close()))
+    Ok(engine)
 }
 
 fn flusher_loop(engine: Arc<Engine>, sig: Arc<FlushSignal>, every: Duration) {

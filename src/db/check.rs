@@ -338,7 +338,7 @@ fn salvage_into(src: &Config, dst_db: &Db) -> Result<SalvageReport> {
 /// newest commit record that opens, nothing else verified (salvage's walks check each page they
 /// read). Read-only, as any salvage source.
 fn raw_source(cfg: &Config) -> Result<(Arc<crate::pager::Pager>, crate::format::page::PageRef)> {
-    let storage = super::api::read_only_location(cfg)?;
+    let storage = super::location::read_only_location(cfg)?;
     let (header, header_page, _) = super::open::read_header(&*storage)?;
     let dk = match header.is_encrypted() {
         true => Some(super::open::unlock(&header, header_page, &cfg.effective_credentials()?)?.0),

@@ -177,9 +177,14 @@ impl Drop for RemovedOnPanic<'_> {
 
 /// The new database a copy is written into, at `tmp`: without a write-ahead log, so that its
 /// `flush` makes the file itself durable (a log is folded into the file only when the handle
-/// drops, where a failure could not be reported).
+/// drops, where a failure could not be reported). Not temporary, whatever `dst_cfg` says, and
+/// with no rollback anchors: those name the source, and this database is new.
 pub(crate) fn new_copy(dst_cfg: &Config, tmp: &Path) -> Result<Db> {
-    dst_cfg.clone().file(tmp).create_new(true).flush_every_ms(None).write_ahead_log(false).open()
+    let mut cfg =
+        dst_cfg.clone().file(tmp).create_new(true).temporary(false).flush_every_ms(None).write_ahead_log(false);
+    cfg.min_commit_seq = None;
+    cfg.expected_root_digest = None;
+    cfg.open()
 }
 
 /// Makes a finished copy durable and checks it whole (`Db::check`), then closes it.
@@ -530,7 +535,7 @@ pub fn from_sled(
 ) -> Result<CopyReport> {
     // sled would create a database in any directory it is given: a path with no sled
     // database is refused before sled writes to it.
-    if !super::api::holds_sled_database(sled_path) {
+    if !super::location::holds_sled_database(sled_path) {
         return Err(Error::Unsupported(format!(
             "{} holds no sled database (no conf and db files)",
             sled_path.display()

@@ -13,6 +13,7 @@ pub(crate) mod engine;
 pub(crate) mod iter;
 pub(crate) mod ivec;
 pub(crate) mod keys;
+pub(crate) mod location;
 pub mod migrate;
 pub(crate) mod open;
 pub(crate) mod page_roles;

@@ -36,6 +36,14 @@ use crate::storage::Storage;
 
 /// Creates a new database in empty `storage`.
 pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials) -> Result<Engine> {
+    // A rollback anchor names a database that has commits: a missing or empty file in its
+    // place (deleted, or truncated to nothing) is that database rolled back, not a new one.
+    if let Some(min) = cfg.min_commit_seq.filter(|&m| m > 0) {
+        return Err(Error::RolledBack { expected: min, found: 0 });
+    }
+    if cfg.expected_root_digest.is_some() {
+        return Err(Error::RootDigestMismatch);
+    }
     let encrypt = match cfg.encryption {
         Encryption::Plaintext => false,
         Encryption::Required => {
@@ -309,6 +317,13 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
     {
         return Err(Error::RolledBack { expected: min, found: rec.seq });
     }
+    // Both anchors are checked before this open writes anything (a header repair, a sync).
+    if let Some(d) = cfg.expected_root_digest {
+        let have = super::engine::root_digest(&header.file_id, rec.seq, rec.catalog);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&have[..], &d[..])) {
+            return Err(Error::RootDigestMismatch);
+        }
+    }
     if writable {
         if repair {
             let other = if header_page == HEADER_PAGE_A { HEADER_PAGE_B } else { HEADER_PAGE_A };
@@ -324,15 +339,7 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         // nothing.)
         storage.sync()?;
     }
-    let engine = assemble(pager, header, rec, slot, chain, free, trees, cfg, report);
-    if let Some(d) = cfg.expected_root_digest {
-        let snap = engine.snapshot();
-        let have = engine.root_digest(&snap);
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(&have[..], &d[..])) {
-            return Err(Error::RootDigestMismatch);
-        }
-    }
-    Ok(engine)
+    Ok(assemble(pager, header, rec, slot, chain, free, trees, cfg, report))
 }
 
 type Verified = (BTreeMap<Vec<u8>, TreeRoot>, Vec<(PageNo, u32)>, Vec<PageNo>, u64);
