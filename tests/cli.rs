@@ -396,6 +396,11 @@ fn pagedump_with_and_without_key() {
     e.fv(&["init", &plain, "--plaintext"]).ok();
     e.fv(&["put", &plain, "t", "hello", "world"]).ok();
     assert!(e.pd(&[&plain, "--all"]).ok().text().contains("\"hello\" = \"world\""));
+    // A page past every commit's end (a commit that never completed, torn) is no damage.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&plain).unwrap();
+    std::io::Write::write_all(&mut f, &[0xab; 4096]).unwrap();
+    drop(f);
+    assert!(e.pd(&[&plain, "--all"]).ok().text().contains("free page (not in use), does not open"));
     // A page past the end, or one whose offset would overflow, is a usage error, not damage.
     e.pd(&[&plain, "--page", "99"]).code(2);
     e.pd(&[&plain, "--page", "18446744073709551615"]).code(2);

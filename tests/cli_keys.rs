@@ -166,6 +166,16 @@ fn rekey_reseals_every_page_and_needs_every_slot() {
     assert!(key_epoch(&s) > epoch0, "{s}");
     assert!(!s.contains("rekey:"), "{s}");
     e.fv(&["check", &db, "--key-file", &key]).ok();
+    // pagedump: pages freed before the rotation, still sealed under the destroyed key, are shown
+    // as free pages, not counted as damage; a page in use that fails to open still is.
+    let t = e.pd(&[&db, "--all", "--key-file", &key]).ok().text();
+    assert!(t.contains("free page (not in use), does not open") && !t.contains("FAILS TO OPEN"), "{t}");
+    let j = e.pd(&[&db, "--all", "--json", "--key-file", &key]).ok().text();
+    assert!(j.contains("\"kind\": \"unused\""), "{j}");
+    let (_, catalog) = newest_catalog(&e, &db);
+    flip_byte(&db, catalog * 4096 + 100);
+    let t = e.pd(&[&db, "--all", "--key-file", &key]).code(4).text();
+    assert!(t.contains(&format!("page {catalog}: FAILS TO OPEN")), "{t}");
 }
 
 #[test]

@@ -5,7 +5,9 @@
 //! for a plaintext file, it opens each page on its own (`Pager::read_unanchored`, no parent tag
 //! to compare with) and decodes it: branch keys and children with their tags, leaf entries,
 //! overflow and free-list links, commit records. A page that fails to open is reported and the
-//! dump goes on; the exit code is then 4.
+//! dump goes on; the exit code is then 4, unless no commit record that opens uses the page (a
+//! page freed before a key rotation, sealed under the destroyed key; a write of a commit that
+//! never completed): that one is shown as a free page, not counted.
 //!
 //! Layer: admin, the one place in it that uses crate-private internals (`pager`, `crypto::seal`,
 //! `btree::node`, `db::open`), read-only: the file is opened with a shared lock and nothing is
@@ -27,8 +29,8 @@ use crate::Error;
 use crate::error::PageNo;
 use crate::format::header::FileHeader;
 use crate::format::page::{EPOCH_OFFSET, NONCE_OFFSET, NONCE_SIZE, TAG_OFFSET, TAG_SIZE, hex};
-use crate::format::{COMMIT_PAGE_A, FIRST_DATA_PAGE, PAGE_SIZE, get_u32};
-use crate::pager::Pager;
+use crate::format::{COMMIT_PAGE_A, COMMIT_PAGE_B, FIRST_DATA_PAGE, PAGE_SIZE, get_u32};
+use crate::pager::{Pager, freelist};
 use crate::storage::{FileStorage, Storage};
 
 /// Bytes of opened pages the dump's pager may cache.
@@ -40,7 +42,8 @@ const CACHE_BYTES: usize = 4 << 20;
 /// (tag, nonce, epoch). With a key named on the command line (--passphrase-file, --key-file;
 /// the FOLDVAULT_* variables are not read, since the output shows decrypted keys and value
 /// prefixes), or for a plaintext file, pages are opened and decoded. pagedump never writes and
-/// never prompts. Exit code 4 when a page fails to open, 2 for a page past the end.
+/// never prompts. Exit code 4 when a page in use fails to open (a free page that does not, such as
+/// one freed before a key rotation, is shown and not counted), 2 for a page past the end.
 #[derive(Parser, Debug)]
 #[command(name = "pagedump", version, after_long_help = EXIT_CODES)]
 pub struct PagedumpCli {
@@ -71,8 +74,38 @@ pub(crate) struct Dumper {
     /// `None` when the file is encrypted and no key was given.
     pub(crate) pager: Option<Pager>,
     pub(crate) json: bool,
-    /// Pages that failed to open.
+    /// Pages that failed to open (pages no commit uses not counted).
     pub(crate) failures: u64,
+    /// What each commit record that opens leaves unused (see [`unused_by_commits`]).
+    unused: Vec<Unused>,
+}
+
+/// The pages one commit record leaves unused: free (its free list, with its delta applied) or
+/// at and past its page count.
+struct Unused {
+    free: Vec<(PageNo, u32)>,
+    page_count: u64,
+}
+
+/// What each commit record that opens leaves unused. A record whose free list does not read
+/// leaves only the pages past its count. A page every record leaves unused holds nothing an
+/// open could reach: a page freed before a rotation (sealed under the destroyed key), a write
+/// of a commit that never completed. Such a page that does not open is shown, not counted as
+/// damage.
+fn unused_by_commits(pager: &Pager) -> Vec<Unused> {
+    let limit = pager.page_limit();
+    let mut out = Vec::new();
+    for slot in [COMMIT_PAGE_A, COMMIT_PAGE_B] {
+        let Ok(rec) = pager.read_commit(slot) else { continue };
+        pager.set_page_limit(rec.page_count);
+        let free = freelist::read(pager, rec.freelist, rec.page_count)
+            .and_then(|(free, chain)| freelist::apply_delta(free, &chain, &rec.free_delta, slot))
+            .unwrap_or_default();
+        out.push(Unused { free, page_count: rec.page_count });
+    }
+    pager.set_page_limit(limit);
+    pager.clear_cache();
+    out
 }
 
 impl Dumper {
@@ -109,7 +142,8 @@ impl Dumper {
             }
             Some(pager)
         };
-        Ok(Dumper { file: t.file, storage, info, pager, json: cli.json, failures: 0 })
+        let unused = pager.as_ref().map(unused_by_commits).unwrap_or_default();
+        Ok(Dumper { file: t.file, storage, info, pager, json: cli.json, failures: 0, unused })
     }
 
     fn header_desc(&self) -> Desc {
@@ -206,7 +240,23 @@ impl Dumper {
         with_trailer(d)
     }
 
+    /// Whether no commit record that opens uses page `p` (none opening: every page is used).
+    fn unused(&self, p: PageNo) -> bool {
+        p >= FIRST_DATA_PAGE
+            && !self.unused.is_empty()
+            && self.unused.iter().all(|u| p >= u.page_count || freelist::covers(&u.free, p))
+    }
+
     fn failed(&mut self, p: PageNo, e: Error) -> Desc {
+        if self.unused(p) {
+            let mut d = Desc::new(p, format!("free page (not in use), does not open: {e}"));
+            d.line(
+                "no commit uses it: a page freed before a key rotation, or written by a commit that never completed"
+                    .into(),
+            );
+            d.obj = d.obj.str("kind", "unused").str("error", &e.to_string());
+            return d;
+        }
         self.failures += 1;
         let mut d = Desc::new(p, format!("FAILS TO OPEN: {e}"));
         d.obj = d.obj.str("kind", "error").str("error", &e.to_string());

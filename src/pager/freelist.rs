@@ -431,7 +431,7 @@ pub(crate) fn apply_delta(
 }
 
 /// True if the sorted, disjoint `extents` hold `p`.
-fn covers(extents: &[(PageNo, u32)], p: PageNo) -> bool {
+pub(crate) fn covers(extents: &[(PageNo, u32)], p: PageNo) -> bool {
     let i = extents.partition_point(|&(start, _)| start <= p);
     i > 0 && extents.get(i - 1).is_some_and(|&(start, len)| p - start < len as u64)
 }
