@@ -477,7 +477,7 @@ fn demo_shows_no_record_in_the_file() {
 fn help_documents_exit_codes() {
     let e = Env::new();
     let t = e.fv(&["--help"]).ok().text();
-    for line in ["0  success", "1  key not found", "2  usage error", "3  wrong key", "4  corruption", "5  I/O error"] {
+    for line in ["0  success", "1  not found", "2  usage error", "3  wrong key", "4  corruption", "5  I/O error"] {
         assert!(t.contains(line), "{t}");
     }
     for cmd in ["init", "put", "get", "del", "scan", "load", "dump", "status", "stats", "demo", "check", "decrypt"] {

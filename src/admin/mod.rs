@@ -8,7 +8,7 @@
 //! single pages.
 //!
 //! Invariants:
-//! - exit codes are stable (see [`EXIT_CODES`]): 0 success, 1 key not found, 2 usage error,
+//! - exit codes are stable (see [`EXIT_CODES`]): 0 success, 1 key or tree not found, 2 usage error,
 //!   3 wrong key or passphrase, 4 corruption or failed verification, 5 I/O error or locked file;
 //! - an error is one line on standard error, `foldvault: <what> (<file>)`, never a backtrace,
 //!   never a key or passphrase;
@@ -67,7 +67,7 @@ pub const EXIT_IO: i32 = 5;
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  key not found (get)
+  1  not found: the key (get), the tree (get, scan, dump --tree, pagedump --tree)
   2  usage error: bad arguments or input, a file or option this build cannot serve,
      a key that has sealed its most pages (rotate it)
   3  wrong key or passphrase (or none given for an encrypted database)
@@ -80,7 +80,7 @@ Exit codes:
 pub enum CliError {
     /// Bad arguments or input (exit 2).
     Usage(String),
-    /// `get`: no such tree or key (exit 1).
+    /// No such key (`get`) or tree (`get`, `scan`, `dump --tree`, `pagedump --tree`) (exit 1).
     NotFound { what: &'static str, file: PathBuf },
     /// A library error about `file` (exit code by kind).
     Db { err: Error, file: PathBuf },
