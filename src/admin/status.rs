@@ -174,10 +174,10 @@ impl DbInfo {
         names.sort();
         names.dedup();
         for name in names {
-            let count = match rt.open_tree(&name) {
-                Ok(t) => t.len() as u64,
-                Err(_) => 0,
-            };
+            // The catalog's count, as `len` gives it, with no name check that could fail and
+            // be shown as an empty tree. A listed name missing from the catalog is the default
+            // tree before its first write: empty.
+            let count = rt.snap.trees.get(&name).map_or(0, |root| root.count);
             trees.push((name, count));
         }
         let es = db.encryption_status();
