@@ -7,6 +7,8 @@
 //! - a read-write handle holds an exclusive advisory lock (`flock`) on the file, a read-only
 //!   handle a shared one, for the handle's whole life; a conflicting open waits at most
 //!   [`LOCK_GRACE`] for it, then fails with [`Error::Locked`];
+//! - an open returns a handle on the file its path names once the lock is held (one removed or
+//!   renamed over while the lock was awaited is let go, and the path opened again);
 //! - the lock lives on the one `File` this struct owns (std opens it close-on-exec and never
 //!   duplicates it), so dropping the `FileStorage` closes the descriptor and releases the lock;
 //! - all I/O is positioned (`pread`/`pwrite`), so concurrent readers never race on a cursor;
@@ -81,9 +83,11 @@ impl FileStorage {
     /// plaintext database holds every record in clear.
     pub fn open(path: &Path, create: bool) -> crate::Result<FileStorage> {
         use std::os::unix::fs::OpenOptionsExt;
-        let file = OpenOptions::new().read(true).write(true).create(create).mode(0o600).open(path)?;
-        refuse_after_sync_failure(&file)?;
-        take_lock(&file, false)?;
+        let file = locked_at(path, false, || {
+            let file = OpenOptions::new().read(true).write(true).create(create).mode(0o600).open(path)?;
+            refuse_after_sync_failure(&file)?;
+            Ok(file)
+        })?;
         Ok(FileStorage { file, path: path.to_path_buf(), read_only: false })
     }
 
@@ -91,8 +95,7 @@ impl FileStorage {
     /// Fails with [`Error::Locked`] if a read-write handle holds the file. Writes through the
     /// returned handle fail with `PermissionDenied`.
     pub fn open_read_only(path: &Path) -> crate::Result<FileStorage> {
-        let file = OpenOptions::new().read(true).open(path)?;
-        take_lock(&file, true)?;
+        let file = locked_at(path, true, || Ok(OpenOptions::new().read(true).open(path)?))?;
         Ok(FileStorage { file, path: path.to_path_buf(), read_only: true })
     }
 
@@ -130,6 +133,32 @@ pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
 /// that also spawns processes, would otherwise fail now and then. A real holder is reported
 /// after this wait.
 pub const LOCK_GRACE: Duration = Duration::from_millis(500);
+
+/// How many times an open tries again when the file it locked is no longer the one at its path.
+const RELOCK_ATTEMPTS: usize = 8;
+
+/// Opens `path` (`open`) and takes its lock (`take_lock`), then checks that the path still
+/// names the file locked: while the lock was awaited its holder may have removed the file (a
+/// temporary database at close, a create that failed) or renamed another over it (a restore,
+/// an in-place conversion). A handle on the file no longer at the path would read a database
+/// that is gone and write commits nobody will see; the open starts again on what the path names
+/// now.
+fn locked_at(path: &Path, shared: bool, open: impl Fn() -> crate::Result<File>) -> crate::Result<File> {
+    for _ in 0..RELOCK_ATTEMPTS {
+        let file = open()?;
+        take_lock(&file, shared)?;
+        let still_there = match std::fs::metadata(path) {
+            Ok(at_path) => same_inode(&file.metadata()?, &at_path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::Io(e)),
+        };
+        if still_there {
+            return Ok(file);
+        }
+    }
+    // Replaced again and again while this open waited: another process holds the name.
+    Err(Error::Locked)
+}
 
 /// Takes `file`'s lock (exclusive, or `shared`), polling with growing pauses while another
 /// description holds a conflicting one, for at most [`LOCK_GRACE`].
@@ -202,6 +231,44 @@ mod tests {
         assert!(FileStorage::open_read_only(&path).is_ok());
         // Another file is unaffected.
         assert!(FileStorage::open(&dir.join("g"), true).is_ok());
+    }
+
+    /// An open that waits for the lock while its holder renames another file over the path
+    /// (as a restore does) gets the file now at the path, not the one it first opened.
+    #[test]
+    fn an_open_waiting_for_the_lock_follows_a_rename_over_the_path() {
+        let (dir, path) = temp_path();
+        let holder = FileStorage::open(&path, true).unwrap();
+        holder.write_at(0, b"old").unwrap();
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || FileStorage::open(&path, false))
+        };
+        // Within LOCK_GRACE: the waiter has opened the old file and waits for its lock (had it
+        // not opened it yet, it opens the new one and the test still holds).
+        std::thread::sleep(Duration::from_millis(100));
+        let new = dir.path().join("new");
+        std::fs::write(&new, b"new").unwrap();
+        std::fs::rename(&new, &path).unwrap();
+        drop(holder);
+        let got = waiter.join().unwrap().unwrap();
+        let mut b = [0u8; 3];
+        got.read_at(0, &mut b).unwrap();
+        assert_eq!(&b, b"new", "the waiter kept the file that was replaced");
+        drop(got);
+        // A path removed while its lock was awaited: the open of an existing file fails.
+        let holder = FileStorage::open(&path, false).unwrap();
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || FileStorage::open_read_only(&path))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        std::fs::remove_file(&path).unwrap();
+        drop(holder);
+        match waiter.join().unwrap() {
+            Err(Error::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
     }
 
     fn temp_path() -> (tempfile::TempDir, PathBuf) {
