@@ -227,3 +227,20 @@ fn failed_anchor_writes_nothing() {
     let db = open(file_cfg(&s.path).expected_root_digest(s.digest)).expect("the right anchor opens");
     assert_eq!(db.recovery_report().header_repaired, Some(1));
 }
+
+/// A copy or a salvage made with the source's configuration, anchors and all, is a new
+/// database: the anchors name the source and are not applied to it.
+#[test]
+fn copies_are_not_held_to_the_sources_anchors() {
+    let s = setup();
+    let anchored = file_cfg(&s.path).min_commit_seq(s.seq).expected_root_digest(s.digest);
+    let db = anchored.clone().open().expect("the source opens with its anchors");
+    let copy = s.path.with_file_name("copy");
+    foldvault::migrate::copy_to(&db, &copy, &anchored, &mut |_| {}).expect("copy with the source's anchors");
+    drop(db);
+    assert_eq!(file_cfg(&copy).open().unwrap().open_tree("accounts").unwrap().len(), 499);
+    let salvaged = s.path.with_file_name("salvaged");
+    foldvault::salvage(&anchored, &anchored.clone().file(&salvaged)).expect("salvage with the source's anchors");
+    let mem = std::sync::Arc::new(foldvault::storage::MemoryStorage::new());
+    foldvault::salvage(&anchored, &anchored.clone().storage(mem)).expect("salvage into storage with anchors");
+}

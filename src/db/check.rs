@@ -224,7 +224,7 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
             d.join(DB_FILE_NAME)
         }
         _ => {
-            let dst_db = dst.clone().create_new(true).open()?;
+            let dst_db = dst.clone().without_anchors().create_new(true).open()?;
             let report = salvage_into(src, &dst_db)?;
             dst_db.flush()?;
             return Ok(report);

@@ -298,6 +298,14 @@ impl Config {
         self.expected_root_digest = Some(d);
         self
     }
+    /// This configuration without its rollback anchors: for a new database written from another
+    /// (a copy, a salvage), which the anchors do not name. With them its create is refused
+    /// (`open::create`).
+    pub(crate) fn without_anchors(mut self) -> Config {
+        self.min_commit_seq = None;
+        self.expected_root_digest = None;
+        self
+    }
     /// Whether a clean close writes a second record of the newest commit so that the next open
     /// has nothing to verify (default true). Off, the next open verifies the pages the newest
     /// commit wrote, as after a crash (tests that damage those pages use this).

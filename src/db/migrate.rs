@@ -180,11 +180,8 @@ impl Drop for RemovedOnPanic<'_> {
 /// drops, where a failure could not be reported). Not temporary, whatever `dst_cfg` says, and
 /// with no rollback anchors: those name the source, and this database is new.
 pub(crate) fn new_copy(dst_cfg: &Config, tmp: &Path) -> Result<Db> {
-    let mut cfg =
-        dst_cfg.clone().file(tmp).create_new(true).temporary(false).flush_every_ms(None).write_ahead_log(false);
-    cfg.min_commit_seq = None;
-    cfg.expected_root_digest = None;
-    cfg.open()
+    let cfg = dst_cfg.clone().without_anchors().file(tmp).create_new(true).temporary(false);
+    cfg.flush_every_ms(None).write_ahead_log(false).open()
 }
 
 /// Makes a finished copy durable and checks it whole (`Db::check`), then closes it.
