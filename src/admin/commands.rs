@@ -153,17 +153,9 @@ pub fn init(a: InitArgs) -> Result<(), CliError> {
         }
         cfg = cfg.encryption(Encryption::Required).cipher(cipher).kdf(kdf).credentials(creds);
     }
-    let existed = t.file.exists();
-    let db = match cfg.open() {
-        Ok(db) => db,
-        Err(e) => {
-            // Do not leave behind the empty file a failed creation made.
-            if !existed && std::fs::metadata(&t.file).is_ok_and(|m| m.len() == 0) {
-                let _ = std::fs::remove_file(&t.file);
-            }
-            return Err(CliError::db(e, &t.file));
-        }
-    };
+    // A failed create takes away the file it made itself, under the file's lock
+    // (`db::location`): no removal here, which could take another process's new file.
+    let db = cfg.open().at(&t.file)?;
     db.flush().at(&t.file)?;
     let mode = if db.is_encrypted() { format!("encrypted ({})", cipher.name()) } else { "plaintext".into() };
     drop(db);

@@ -59,13 +59,10 @@ impl Drop for Handle {
         {
             tracing::error!(target: "foldvault::audit", error = %e, "flush on close failed");
         }
-        if let Some((file, dir)) = self.temporary.take() {
+        if let Some(t) = self.temporary.take() {
             // Removed while the engine still holds the file's lock (the engine drops after
             // this): no other process can open it between the release and the removal.
-            let _ = std::fs::remove_file(&file);
-            if let Some(d) = dir {
-                let _ = std::fs::remove_dir(&d);
-            }
+            t.remove();
         }
     }
 }

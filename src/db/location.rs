@@ -6,61 +6,115 @@
 //!   contents and log are removed only under the lock, and a log beside a file is looked for
 //!   only once the lock is held (until then a process with the log on may make one, and crash
 //!   leaving commits only there).
-//! - `create_new` is checked again once the lock is held: a database another process created
-//!   between the first look and the lock is never overwritten.
+//! - What decides between creating and opening is learned once the lock is held (whether this
+//!   open made the file, whether it is empty, whether a log is beside it): a look before the
+//!   lock may describe a file another process has since removed or replaced. `create_new` is
+//!   checked again then, so a database created meanwhile is never overwritten.
 //! - What an open adds to the file system (a directory, a file, a log) is listed in
 //!   [`Located`], so a create that fails can take it away ([`Located::discard`]): a failed
-//!   create leaves no empty file that the next open would take for a truncated database.
+//!   create leaves no empty file that the next open would take for a truncated database. A
+//!   name is removed only while its file is locked, and only if it still names that file.
 //! - A directory that holds a sled database and no foldvault file is refused, never filled with
 //!   an empty database beside the sled one.
 
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::config::{Config, DB_FILE_NAME, Location};
 use crate::error::{Error, Result};
-use crate::storage::{FileStorage, Storage, WalStorage, wal};
+use crate::storage::{FileStorage, Storage, WalStorage, same_inode, wal};
 
-/// A temporary database's file and the directory made for it: removed at close.
-pub(crate) type TemporaryNames = (PathBuf, Option<PathBuf>);
+/// A temporary database's file and the directory made for it: removed at close, while the
+/// file is still locked.
+pub(crate) struct TemporaryNames {
+    file: PathBuf,
+    dir: Option<PathBuf>,
+    identity: Option<Metadata>,
+}
+
+impl TemporaryNames {
+    pub(crate) fn remove(&self) {
+        remove_if_same(&self.file, self.identity.as_ref());
+        if let Some(d) = &self.dir {
+            // Only if empty: whatever else is there is not this database's.
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// Removes the name `path` if it still names the file `identity` describes (the file this
+/// process holds locked): a name another file has taken meanwhile is left alone.
+fn remove_if_same(path: &Path, identity: Option<&Metadata>) {
+    if let (Some(id), Ok(now)) = (identity, std::fs::metadata(path))
+        && same_inode(id, &now)
+    {
+        let _ = std::fs::remove_file(path);
+    }
+}
 
 /// The storage a `Config` names, open and locked, and what opening it added.
 pub(crate) struct Located {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) temporary: Option<TemporaryNames>,
-    /// The file was there before, empty, with no log beside it.
+    /// The file was there before this open, empty, with no log beside it (learned under the
+    /// lock).
     pub(crate) existed_empty: bool,
     /// Names this open added (a new directory, then a new file), whose directory entries are
     /// synced once the new database is: a file's own sync does not promise its name.
     pub(crate) new_names: Vec<PathBuf>,
     /// A directory this open made.
     new_dir: Option<PathBuf>,
-    /// A file this open made, and found empty once it held its lock (a file another process
-    /// made between the first look and the open is never this open's to remove).
+    /// A file this open made, empty once locked.
     new_file: Option<PathBuf>,
-    /// The log beside a new file, made by this open.
+    /// The log beside it, made by this open.
     new_log: Option<PathBuf>,
+    /// The locked file's device and inode.
+    identity: Option<Metadata>,
 }
 
 impl Located {
     /// Takes away what this open added, after a create that failed: the new file, a log made
-    /// beside it, a new directory (if empty); a temporary database whole. The files go while
-    /// the lock is still held, so no other process opens one half made.
+    /// beside it, a new directory (if empty); a temporary database whole. The storage is
+    /// abandoned first (its close writes and removes nothing), and the names go while the file
+    /// is still locked, so no other process opens one half made.
     pub(crate) fn discard(self) {
-        let Located { storage, temporary, new_dir, new_file, new_log, .. } = self;
-        let mut dir = new_dir;
-        if let Some((file, d)) = temporary {
-            let _ = std::fs::remove_file(&file);
-            dir = dir.or(d);
+        let Located { storage, temporary, new_dir, new_file, new_log, identity, .. } = self;
+        storage.abandon();
+        if let Some(t) = &temporary {
+            remove_if_same(&t.file, t.identity.as_ref());
         }
-        for f in new_file.iter().chain(new_log.iter()) {
-            let _ = std::fs::remove_file(f);
+        if let Some(f) = &new_file {
+            remove_if_same(f, identity.as_ref());
+        }
+        if let Some(log) = &new_log {
+            // Locked too (the log's storage holds it): no other open made it.
+            let _ = std::fs::remove_file(log);
         }
         drop(storage);
-        if let Some(d) = dir {
+        for d in new_dir.iter().chain(temporary.as_ref().and_then(|t| t.dir.as_ref())) {
             // Only if empty: whatever else is there is not this open's.
             let _ = std::fs::remove_dir(d);
         }
+    }
+}
+
+/// A database file opened and locked, and what was found or made once the lock was held.
+struct OpenedFile {
+    storage: Arc<dyn Storage>,
+    identity: Option<Metadata>,
+    /// This open made the file.
+    created: bool,
+    /// A log was beside the file.
+    log_found: bool,
+    /// The log this open made.
+    log_made: Option<PathBuf>,
+}
+
+impl OpenedFile {
+    fn of(main: FileStorage, log_found: bool) -> OpenedFile {
+        let (identity, created) = (main.metadata().ok(), main.created());
+        OpenedFile { storage: Arc::new(main), identity, created, log_found, log_made: None }
     }
 }
 
@@ -78,6 +132,7 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
         new_dir: None,
         new_file: None,
         new_log: None,
+        identity: None,
     };
     let (file, dir) = match &cfg.location {
         Location::Storage(_) => return Ok(located),
@@ -104,9 +159,9 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
             format!("{} does not exist", file.display()),
         )));
     }
-    let file_is_new = !file.exists();
+    // Looks before the lock, only to refuse early; what decides is learned under the lock.
     if let Some(d) = &dir {
-        if file_is_new && d.is_dir() {
+        if !file.exists() && d.is_dir() {
             refuse_sled_directory(d)?;
         }
         if !d.exists() {
@@ -115,46 +170,50 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
         std::fs::create_dir_all(d)?;
     }
     let wal_path = wal::sidecar_path(&file);
-    let logged = !cfg.temporary && wal_path.exists();
-    let len = if file_is_new { 0 } else { std::fs::metadata(&file)?.len() };
-    located.existed_empty = !file_is_new && len == 0 && !logged;
-    if cfg.create_new && (len > 0 || logged) {
+    if cfg.create_new && (std::fs::metadata(&file).is_ok_and(|m| m.len() > 0) || (!cfg.temporary && wal_path.exists()))
+    {
         return Err(Error::AlreadyExists(file.display().to_string()));
     }
     let opened = if cfg.read_only {
-        read_only_storage(&file)
+        read_only_storage(&file).map(|storage| OpenedFile {
+            storage,
+            identity: None,
+            created: false,
+            log_found: false,
+            log_made: None,
+        })
     } else if cfg.temporary {
         temporary_storage(&file, cfg.create_new)
     } else {
         file_storage(&file, cfg.wal, cfg.wal_background)
     };
-    located.storage = match opened {
-        Ok(s) => s,
+    let opened = match opened {
+        Ok(o) => o,
         Err(e) => {
-            // Not locked: a file there now may be another process's.
             located.discard();
             return Err(e);
         }
     };
     // From here the file is locked.
+    located.storage = opened.storage;
+    located.identity = opened.identity.clone();
     let len = located.storage.len()?;
+    located.existed_empty = !opened.created && !opened.log_found && len == 0;
     if cfg.temporary {
         // Removed at close: its names need no syncs.
-        located.temporary = Some((file, dir));
+        located.temporary = Some(TemporaryNames { file, dir, identity: opened.identity });
         located.new_dir = None;
-    } else {
-        if cfg.create_new && len > 0 {
-            // Checked again under the lock: another process created it meanwhile.
-            return Err(Error::AlreadyExists(file.display().to_string()));
-        }
-        located.new_names.extend(located.new_dir.clone());
-        if file_is_new && len == 0 {
-            located.new_names.push(file.clone());
-            located.new_file = Some(file);
-            if !logged && wal_path.exists() {
-                located.new_log = Some(wal_path);
-            }
-        }
+        return Ok(located);
+    }
+    if cfg.create_new && len > 0 {
+        // Checked again under the lock: another process created it meanwhile.
+        return Err(Error::AlreadyExists(file.display().to_string()));
+    }
+    located.new_names.extend(located.new_dir.clone());
+    if opened.created && len == 0 {
+        located.new_names.push(file.clone());
+        located.new_file = Some(file);
+        located.new_log = opened.log_made;
     }
     Ok(located)
 }
@@ -162,14 +221,14 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
 /// A temporary database's file, locked, then emptied with any log beside it (a temporary
 /// database runs without one: it would only add syncs). `create_new`: refused, untouched, if
 /// it holds anything once locked.
-fn temporary_storage(file: &Path, create_new: bool) -> Result<Arc<dyn Storage>> {
+fn temporary_storage(file: &Path, create_new: bool) -> Result<OpenedFile> {
     let main = FileStorage::open(file, true)?;
     if create_new && main.len()? > 0 {
         return Err(Error::AlreadyExists(file.display().to_string()));
     }
     wal::remove_sidecar(file)?;
     main.set_len(0)?;
-    Ok(Arc::new(main))
+    Ok(OpenedFile::of(main, false))
 }
 
 /// A directory that holds a sled database (sled 0.34 keeps `conf` and `db` files there) and no
@@ -194,34 +253,38 @@ pub(crate) fn holds_sled_database(dir: &Path) -> bool {
 /// (SPEC.md §15) when the log is on (`wal`: its checkpoint size; `background`: checkpoints copy
 /// on a thread of their own) or one was left beside it (with the log off it is folded into
 /// the file and removed here). The log is looked for once the file's lock is held.
-fn file_storage(file: &Path, wal: Option<u64>, background: bool) -> Result<Arc<dyn Storage>> {
-    let main: Arc<dyn Storage> = Arc::new(FileStorage::open(file, true)?);
+fn file_storage(file: &Path, wal: Option<u64>, background: bool) -> Result<OpenedFile> {
+    let main = FileStorage::open(file, true)?;
     let wal_path = wal::sidecar_path(file);
     let logged = wal_path.exists();
     if wal.is_none() && !logged {
-        return Ok(main);
+        return Ok(OpenedFile::of(main, false));
     }
-    let log: Arc<dyn Storage> = match FileStorage::open(&wal_path, true) {
-        Ok(l) => Arc::new(l),
+    let log = match FileStorage::open(&wal_path, true) {
+        Ok(l) => l,
         Err(Error::Io(e)) if !logged => {
             // The directory takes no new file (read-only, permissions): the file alone.
             tracing::warn!(target: "foldvault::audit", error = %e, "write-ahead log not created; commits go to the file");
-            return Ok(main);
+            return Ok(OpenedFile::of(main, false));
         }
         Err(e) => return Err(e),
     };
+    let log_made = log.created().then(|| wal_path.clone());
+    let mut opened = OpenedFile::of(main, logged);
     // A new log file's directory entry is made durable before its first header
     // (`WalStorage::reset_log`), not here: a session that only reads syncs nothing.
     let pages = wal.unwrap_or(wal::DEFAULT_CHECKPOINT_PAGES);
-    let w = WalStorage::open(main, log, pages, Some(wal_path))?.background_checkpoints(background);
+    let w = WalStorage::open(opened.storage, Arc::new(log), pages, Some(wal_path))?.background_checkpoints(background);
     if wal.is_some() {
-        return Ok(Arc::new(w));
+        opened.storage = Arc::new(w);
+        opened.log_made = log_made;
+        return Ok(opened);
     }
     // A log left by a crash, with the log off: fold it in, then go on with the file alone (its
     // lock is released with `w` and taken again).
     w.checkpoint_now()?;
     drop(w);
-    Ok(Arc::new(FileStorage::open(file, true)?))
+    Ok(OpenedFile::of(FileStorage::open(file, true)?, true))
 }
 
 /// The storage of `cfg`'s location opened read-only (`read_only_storage`), without opening a
@@ -248,4 +311,59 @@ fn read_only_storage(file: &Path) -> Result<Arc<dyn Storage>> {
     };
     let pages = wal::DEFAULT_CHECKPOINT_PAGES;
     Ok(Arc::new(WalStorage::open(main, log, pages, None)?.keep_at_close()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens again after `Locked`: a machine so loaded that a holder lets go only after
+    /// `LOCK_GRACE` must not fail the test (the retry opens what the path names then).
+    fn open_until_not_locked(cfg: Config) -> std::thread::JoinHandle<Result<crate::Db>> {
+        std::thread::spawn(move || {
+            loop {
+                match cfg.open() {
+                    Err(Error::Locked) => continue,
+                    r => return r,
+                }
+            }
+        })
+    }
+
+    /// An open that saw an empty file before the lock, whose holder then removed it (a create
+    /// that failed, a temporary database closed), decides on what it finds under the lock: a
+    /// file it made itself, where it creates a database. A decision on the stale look was
+    /// `Truncated`, and the empty file it made then stayed, failing every later open.
+    #[test]
+    fn an_open_decides_on_what_it_finds_under_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let holder = FileStorage::open(&path, true).unwrap();
+        let waiter = open_until_not_locked(Config::new().file(&path).plaintext().use_env(false));
+        // Within LOCK_GRACE: the waiter has looked at the empty file and waits for its lock.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::fs::remove_file(&path).unwrap();
+        drop(holder);
+        let db = waiter.join().unwrap().expect("a database created at the freed name");
+        db.insert("k", "v").unwrap();
+        drop(db);
+        let db = Config::new().file(&path).plaintext().use_env(false).open().unwrap();
+        assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    /// A refused create removes the file it made only if the name still names that file.
+    #[test]
+    fn a_name_given_to_another_file_is_not_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mine = FileStorage::open(&path, true).unwrap();
+        let identity = mine.metadata().unwrap();
+        std::fs::write(dir.path().join("other"), b"another file").unwrap();
+        std::fs::rename(dir.path().join("other"), &path).unwrap();
+        remove_if_same(&path, Some(&identity));
+        assert_eq!(std::fs::read(&path).unwrap(), b"another file");
+        let theirs = std::fs::metadata(&path).unwrap();
+        remove_if_same(&path, Some(&theirs));
+        assert!(!path.exists());
+    }
 }

@@ -73,6 +73,8 @@ pub struct FileStorage {
     file: File,
     path: PathBuf,
     read_only: bool,
+    /// This open made the file (it was not at the path when the open that locked it ran).
+    created: bool,
 }
 
 impl FileStorage {
@@ -83,20 +85,38 @@ impl FileStorage {
     /// plaintext database holds every record in clear.
     pub fn open(path: &Path, create: bool) -> crate::Result<FileStorage> {
         use std::os::unix::fs::OpenOptionsExt;
-        let file = locked_at(path, false, || {
-            let file = OpenOptions::new().read(true).write(true).create(create).mode(0o600).open(path)?;
+        let (file, created) = locked_at(path, false, || {
+            let mut options = OpenOptions::new();
+            options.read(true).write(true).mode(0o600);
+            // A new file is made with O_EXCL, so that `created` says whether this open made it.
+            let (file, created) = match options.clone().create_new(create).open(path) {
+                Err(e) if create && e.kind() == io::ErrorKind::AlreadyExists => (options.open(path)?, false),
+                r => (r?, create),
+            };
             refuse_after_sync_failure(&file)?;
-            Ok(file)
+            Ok((file, created))
         })?;
-        Ok(FileStorage { file, path: path.to_path_buf(), read_only: false })
+        Ok(FileStorage { file, path: path.to_path_buf(), read_only: false, created })
     }
 
     /// Opens an existing `path` read-only and takes a shared lock on it, for inspection tools.
     /// Fails with [`Error::Locked`] if a read-write handle holds the file. Writes through the
     /// returned handle fail with `PermissionDenied`.
     pub fn open_read_only(path: &Path) -> crate::Result<FileStorage> {
-        let file = locked_at(path, true, || Ok(OpenOptions::new().read(true).open(path)?))?;
-        Ok(FileStorage { file, path: path.to_path_buf(), read_only: true })
+        let (file, ()) = locked_at(path, true, || Ok((OpenOptions::new().read(true).open(path)?, ())))?;
+        Ok(FileStorage { file, path: path.to_path_buf(), read_only: true, created: false })
+    }
+
+    /// Whether this open made the file: it was not at the path when the open that took the
+    /// lock ran. Facts about the file worth trusting are those learned once the lock is held.
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// The file's device and inode, to check that a path still names it before removing the
+    /// name (`same_inode`).
+    pub(crate) fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        self.file.metadata()
     }
 
     /// The path this storage was opened with.
@@ -143,9 +163,9 @@ const RELOCK_ATTEMPTS: usize = 8;
 /// an in-place conversion). A handle on the file no longer at the path would read a database
 /// that is gone and write commits nobody will see; the open starts again on what the path names
 /// now.
-fn locked_at(path: &Path, shared: bool, open: impl Fn() -> crate::Result<File>) -> crate::Result<File> {
+fn locked_at<T>(path: &Path, shared: bool, open: impl Fn() -> crate::Result<(File, T)>) -> crate::Result<(File, T)> {
     for _ in 0..RELOCK_ATTEMPTS {
-        let file = open()?;
+        let (file, with) = open()?;
         take_lock(&file, shared)?;
         let still_there = match std::fs::metadata(path) {
             Ok(at_path) => same_inode(&file.metadata()?, &at_path),
@@ -153,7 +173,7 @@ fn locked_at(path: &Path, shared: bool, open: impl Fn() -> crate::Result<File>) 
             Err(e) => return Err(Error::Io(e)),
         };
         if still_there {
-            return Ok(file);
+            return Ok((file, with));
         }
     }
     // Replaced again and again while this open waited: another process holds the name.

@@ -55,4 +55,9 @@ pub trait Storage: Send + Sync + 'static {
     fn checkpoint_log(&self) -> io::Result<()> {
         Ok(())
     }
+    /// The storage is given up with its files, which its owner removes while holding them (a
+    /// create that failed): its close must then write nothing and remove nothing by name (a
+    /// name freed by then may be another process's). Nothing for a storage whose close does
+    /// neither.
+    fn abandon(&self) {}
 }

@@ -69,7 +69,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
@@ -213,8 +213,9 @@ pub struct WalStorage {
     direct_end: AtomicU64,
     /// Checkpoints copy pages home on a thread of their own (`background_checkpoints`).
     in_background: bool,
-    /// Drop writes nothing (a read-only open: the log stays for the next read-write open).
-    keep_at_close: bool,
+    /// Drop writes nothing (a read-only open: the log stays for the next read-write open; an
+    /// abandoned storage, whose files its owner removes).
+    keep_at_close: AtomicBool,
 }
 
 impl std::fmt::Debug for WalStorage {
@@ -318,7 +319,7 @@ impl WalStorage {
             log_path,
             direct_end: AtomicU64::new(0),
             in_background: true,
-            keep_at_close: false,
+            keep_at_close: AtomicBool::new(false),
         }
     }
 
@@ -353,8 +354,8 @@ impl WalStorage {
 
     /// A storage whose drop leaves the file and the log as they are (for a read-only open,
     /// whose writes the layers above refuse before they get here).
-    pub fn keep_at_close(mut self) -> WalStorage {
-        self.keep_at_close = true;
+    pub fn keep_at_close(self) -> WalStorage {
+        self.abandon();
         self
     }
 
@@ -461,6 +462,10 @@ fn to_io(e: Error) -> io::Error {
 impl Storage for WalStorage {
     fn checkpoint_log(&self) -> io::Result<()> {
         self.checkpoint_now().map_err(to_io)
+    }
+
+    fn abandon(&self) {
+        self.keep_at_close.store(true, Ordering::Release);
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
@@ -698,7 +703,11 @@ impl Drop for WalStorage {
     /// since the last `sync` are dropped (they were never durable). After an I/O error nothing
     /// is written; the next open replays the log.
     fn drop(&mut self) {
-        if self.keep_at_close {
+        if self.keep_at_close.load(Ordering::Acquire) {
+            // A copy still running is waited for: nothing writes once this storage is gone.
+            if let Err(e) = self.join_background() {
+                tracing::warn!(target: "foldvault::audit", error = %e, "write-ahead log checkpoint failed at close");
+            }
             return;
         }
         let _s = self.sync_lock.lock();

@@ -591,3 +591,23 @@ fn a_part_page_write_past_an_unaligned_end_keeps_what_was_there() {
         b[..100].iter().all(|x| *x == 7) && b[100..200].iter().all(|x| *x == 0) && b[200..].iter().all(|x| *x == 9)
     );
 }
+
+/// An abandoned log (its files about to be removed by their owner, a create that failed)
+/// closes writing nothing and removing nothing by name: the name may be another process's by
+/// then.
+#[test]
+fn an_abandoned_log_closes_without_writing_or_removing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, log_path) = (dir.path().join("db"), dir.path().join("db.fvwal"));
+    let main = crate::storage::FileStorage::open(&file, true).unwrap();
+    main.write_at(0, &[0xF0; 2 * PAGE]).unwrap();
+    let log = crate::storage::FileStorage::open(&log_path, true).unwrap();
+    let w = WalStorage::open(Arc::new(main), Arc::new(log), 1000, Some(log_path.clone())).unwrap();
+    w.write_at(2 * P, &page(7)).unwrap();
+    w.sync().unwrap();
+    let before = std::fs::read(&file).unwrap();
+    w.abandon();
+    drop(w);
+    assert!(log_path.exists(), "the abandoned log's close removed its name");
+    assert_eq!(std::fs::read(&file).unwrap(), before, "the abandoned log's close wrote to the file");
+}
