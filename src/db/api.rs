@@ -86,7 +86,7 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             // so it is not silently replaced by a new one.
             return Err(Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 });
         }
-        match create_synced(storage, cfg, &creds, &located.new_names) {
+        match create_synced(storage, cfg, &creds, located.new_names()) {
             Ok(e) => e,
             Err(e) => {
                 // Refused (no key for `Required`, a rollback anchor) or failed: nothing is left
@@ -117,11 +117,11 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
 /// Creates a database in empty `storage`, then syncs the directory entries of `new_names`
 /// (a new directory, a new file): a file's own sync does not promise its name (the log's first
 /// header does it too, but the log may be off).
-fn create_synced(
+fn create_synced<'a>(
     storage: Arc<dyn Storage>,
     cfg: &Config,
     creds: &Credentials,
-    new_names: &[PathBuf],
+    new_names: impl Iterator<Item = &'a PathBuf>,
 ) -> Result<Engine> {
     let engine = super::open::create(storage, cfg, creds)?;
     for name in new_names {

@@ -60,10 +60,7 @@ pub(crate) struct Located {
     /// The file was there before this open, empty, with no log beside it (learned under the
     /// lock).
     pub(crate) existed_empty: bool,
-    /// Names this open added (a new directory, then a new file), whose directory entries are
-    /// synced once the new database is: a file's own sync does not promise its name.
-    pub(crate) new_names: Vec<PathBuf>,
-    /// A directory this open made.
+    /// A directory this open made (not a temporary database's: that goes with it).
     new_dir: Option<PathBuf>,
     /// A file this open made, empty once locked.
     new_file: Option<PathBuf>,
@@ -74,6 +71,25 @@ pub(crate) struct Located {
 }
 
 impl Located {
+    /// Caller-given storage: nothing found or made at any name.
+    fn storage(storage: Arc<dyn Storage>) -> Located {
+        Located {
+            storage,
+            temporary: None,
+            existed_empty: false,
+            new_dir: None,
+            new_file: None,
+            new_log: None,
+            identity: None,
+        }
+    }
+
+    /// Names this open added (a new directory, then a new file), whose directory entries are
+    /// synced once the new database is: a file's own sync does not promise its name.
+    pub(crate) fn new_names(&self) -> impl Iterator<Item = &PathBuf> {
+        self.new_dir.iter().chain(self.new_file.iter())
+    }
+
     /// Takes away what this open added, after a create that failed: the new file, a log made
     /// beside it, a new directory (if empty); a temporary database whole. The storage is
     /// abandoned first (its close writes and removes nothing), and the names go while the file
@@ -121,21 +137,8 @@ impl OpenedFile {
 /// Opens the storage `cfg` names: caller-given storage as it is; a file (or a directory's
 /// database file, or a new temporary one) created if missing, locked, with its log.
 pub(crate) fn locate(cfg: &Config) -> Result<Located> {
-    let mut located = Located {
-        storage: match &cfg.location {
-            Location::Storage(s) => s.clone(),
-            _ => Arc::new(crate::storage::MemoryStorage::new()),
-        },
-        temporary: None,
-        existed_empty: false,
-        new_names: Vec::new(),
-        new_dir: None,
-        new_file: None,
-        new_log: None,
-        identity: None,
-    };
     let (file, dir) = match &cfg.location {
-        Location::Storage(_) => return Ok(located),
+        Location::Storage(s) => return Ok(Located::storage(s.clone())),
         Location::File(f) => (f.clone(), None),
         Location::Dir(d) => (d.join(DB_FILE_NAME), Some(d.clone())),
         _ if cfg.temporary => {
@@ -160,12 +163,13 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
         )));
     }
     // Looks before the lock, only to refuse early; what decides is learned under the lock.
+    let mut new_dir = None;
     if let Some(d) = &dir {
         if !file.exists() && d.is_dir() {
             refuse_sled_directory(d)?;
         }
         if !d.exists() {
-            located.new_dir = Some(d.clone());
+            new_dir = Some(d.clone());
         }
         std::fs::create_dir_all(d)?;
     }
@@ -190,28 +194,29 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
     let opened = match opened {
         Ok(o) => o,
         Err(e) => {
-            located.discard();
+            // Not locked: only a directory made here (and still empty) is taken away.
+            if let Some(d) = &new_dir {
+                let _ = std::fs::remove_dir(d);
+            }
             return Err(e);
         }
     };
     // From here the file is locked.
-    located.storage = opened.storage;
-    located.identity = opened.identity.clone();
-    let len = located.storage.len()?;
+    let len = opened.storage.len()?;
+    let mut located = Located::storage(opened.storage);
     located.existed_empty = !opened.created && !opened.log_found && len == 0;
     if cfg.temporary {
-        // Removed at close: its names need no syncs.
+        // Removed at close, its directory with it: its names need no syncs.
         located.temporary = Some(TemporaryNames { file, dir, identity: opened.identity });
-        located.new_dir = None;
         return Ok(located);
     }
     if cfg.create_new && len > 0 {
         // Checked again under the lock: another process created it meanwhile.
         return Err(Error::AlreadyExists(file.display().to_string()));
     }
-    located.new_names.extend(located.new_dir.clone());
+    located.new_dir = new_dir;
+    located.identity = opened.identity;
     if opened.created && len == 0 {
-        located.new_names.push(file.clone());
         located.new_file = Some(file);
         located.new_log = opened.log_made;
     }

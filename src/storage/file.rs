@@ -89,9 +89,18 @@ impl FileStorage {
             let mut options = OpenOptions::new();
             options.read(true).write(true).mode(0o600);
             // A new file is made with O_EXCL, so that `created` says whether this open made it.
-            let (file, created) = match options.clone().create_new(create).open(path) {
-                Err(e) if create && e.kind() == io::ErrorKind::AlreadyExists => (options.open(path)?, false),
-                r => (r?, create),
+            // A file removed between that and the open of the one found there is made again.
+            let mut removed_between = 0;
+            let (file, created) = loop {
+                match options.clone().create_new(create).open(path) {
+                    Err(e) if create && e.kind() == io::ErrorKind::AlreadyExists => match options.open(path) {
+                        Err(e) if e.kind() == io::ErrorKind::NotFound && removed_between < RELOCK_ATTEMPTS => {
+                            removed_between += 1;
+                        }
+                        r => break (r?, false),
+                    },
+                    r => break (r?, create),
+                }
             };
             refuse_after_sync_failure(&file)?;
             Ok((file, created))
