@@ -686,6 +686,30 @@ fn a_refused_create_leaves_nothing() {
     assert!(empty.exists());
 }
 
+/// A create whose write-ahead log fails to open (here a directory has the log's name) takes
+/// away the file it made: an empty file left there would fail every later open as truncated.
+#[test]
+fn a_create_whose_log_fails_leaves_no_file() {
+    let parent = tempfile::tempdir().unwrap();
+    let file = parent.path().join("file.db");
+    let log = foldvault::storage::wal::sidecar_path(&file);
+    std::fs::create_dir(&log).unwrap();
+    for wal in [true, false] {
+        assert!(Config::new().use_env(false).file(&file).write_ahead_log(wal).open().is_err());
+        assert!(!file.exists(), "the failed create left its file (log on: {wal})");
+    }
+    std::fs::remove_dir(&log).unwrap();
+    let db = Config::new().use_env(false).file(&file).open().expect("create once the log's name is free");
+    db.insert("k", "v").unwrap();
+    drop(db);
+    // A file that holds a database is kept whatever its log does.
+    std::fs::create_dir(&log).unwrap();
+    assert!(Config::new().use_env(false).file(&file).open().is_err());
+    std::fs::remove_dir(&log).unwrap();
+    let db = Config::new().use_env(false).file(&file).open().expect("reopen");
+    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
 #[test]
 fn close_and_reopen_immediately() {
     let dir = tempfile::tempdir().unwrap();

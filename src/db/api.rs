@@ -103,10 +103,20 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
         Some(ms) if !cfg.read_only && engine.durability == super::config::Durability::Eventual => {
             let sig = Arc::new(FlushSignal { stop: Mutex::new(false), cv: Condvar::new() });
             let (e, s) = (engine.clone(), sig.clone());
-            let join = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name("foldvault-flusher".into())
-                .spawn(move || flusher_loop(e, s, Duration::from_millis(ms.max(1))))?;
-            Some((join, sig))
+                .spawn(move || flusher_loop(e, s, Duration::from_millis(ms.max(1))));
+            match spawned {
+                Ok(join) => Some((join, sig)),
+                Err(e) => {
+                    // A temporary database goes with the failed open, while `engine` still
+                    // holds its file's lock.
+                    if let Some(t) = &located.temporary {
+                        t.remove();
+                    }
+                    return Err(e.into());
+                }
+            }
         }
         _ => None,
     };

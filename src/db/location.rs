@@ -128,9 +128,9 @@ struct OpenedFile {
 }
 
 impl OpenedFile {
-    fn of(main: FileStorage, log_found: bool) -> OpenedFile {
+    fn of(main: Arc<FileStorage>, log_found: bool) -> OpenedFile {
         let (identity, created) = (main.metadata().ok(), main.created());
-        OpenedFile { storage: Arc::new(main), identity, created, log_found, log_made: None }
+        OpenedFile { storage: main, identity, created, log_found, log_made: None }
     }
 }
 
@@ -233,7 +233,7 @@ fn temporary_storage(file: &Path, create_new: bool) -> Result<OpenedFile> {
     }
     wal::remove_sidecar(file)?;
     main.set_len(0)?;
-    Ok(OpenedFile::of(main, false))
+    Ok(OpenedFile::of(Arc::new(main), false))
 }
 
 /// A directory that holds a sled database (sled 0.34 keeps `conf` and `db` files there) and no
@@ -259,37 +259,64 @@ pub(crate) fn holds_sled_database(dir: &Path) -> bool {
 /// on a thread of their own) or one was left beside it (with the log off it is folded into
 /// the file and removed here). The log is looked for once the file's lock is held.
 fn file_storage(file: &Path, wal: Option<u64>, background: bool) -> Result<OpenedFile> {
-    let main = FileStorage::open(file, true)?;
+    let main = Arc::new(FileStorage::open(file, true)?);
+    let mut log_made = None;
+    match with_log(&main, file, wal, background, &mut log_made) {
+        Ok(Some(opened)) => Ok(opened),
+        Ok(None) => Ok(OpenedFile::of(main, false)),
+        Err(e) => {
+            // A file this open made, still empty, goes (with a log made beside it) while the
+            // file is locked: the next open would take it for a database truncated to nothing.
+            if main.created() && main.len().is_ok_and(|l| l == 0) {
+                if let Some(l) = &log_made {
+                    let _ = std::fs::remove_file(l);
+                }
+                remove_if_same(file, main.metadata().ok().as_ref());
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `main` with its log, or `None` for the file alone (the log off, none beside the file, or
+/// none the directory takes). `log_made`: set to the log's path once this open has made it.
+fn with_log(
+    main: &Arc<FileStorage>,
+    file: &Path,
+    wal: Option<u64>,
+    background: bool,
+    log_made: &mut Option<PathBuf>,
+) -> Result<Option<OpenedFile>> {
     let wal_path = wal::sidecar_path(file);
     let logged = wal_path.exists();
     if wal.is_none() && !logged {
-        return Ok(OpenedFile::of(main, false));
+        return Ok(None);
     }
     let log = match FileStorage::open(&wal_path, true) {
         Ok(l) => l,
         Err(Error::Io(e)) if !logged => {
             // The directory takes no new file (read-only, permissions): the file alone.
             tracing::warn!(target: "foldvault::audit", error = %e, "write-ahead log not created; commits go to the file");
-            return Ok(OpenedFile::of(main, false));
+            return Ok(None);
         }
         Err(e) => return Err(e),
     };
-    let log_made = log.created().then(|| wal_path.clone());
-    let mut opened = OpenedFile::of(main, logged);
+    *log_made = log.created().then(|| wal_path.clone());
     // A new log file's directory entry is made durable before its first header
     // (`WalStorage::reset_log`), not here: a session that only reads syncs nothing.
     let pages = wal.unwrap_or(wal::DEFAULT_CHECKPOINT_PAGES);
-    let w = WalStorage::open(opened.storage, Arc::new(log), pages, Some(wal_path))?.background_checkpoints(background);
+    let w = WalStorage::open(main.clone(), Arc::new(log), pages, Some(wal_path))?.background_checkpoints(background);
     if wal.is_some() {
+        let mut opened = OpenedFile::of(main.clone(), logged);
         opened.storage = Arc::new(w);
-        opened.log_made = log_made;
-        return Ok(opened);
+        opened.log_made = log_made.take();
+        return Ok(Some(opened));
     }
-    // A log left by a crash, with the log off: fold it in, then go on with the file alone (its
-    // lock is released with `w` and taken again).
+    // A log left by a crash, with the log off: fold it in. The file goes on alone, its lock
+    // held throughout by `main`.
     w.checkpoint_now()?;
     drop(w);
-    Ok(OpenedFile::of(FileStorage::open(file, true)?, true))
+    Ok(Some(OpenedFile::of(main.clone(), true)))
 }
 
 /// The storage of `cfg`'s location opened read-only (`read_only_storage`), without opening a
