@@ -194,6 +194,11 @@ fn lookups_follow_their_own_snapshots_roots() {
     let before = db.begin_read().unwrap();
     let old = before.open_tree("t").unwrap();
     assert_eq!(old.get(b"k").unwrap().as_deref(), Some(&b"v1"[..]), "pins the one-leaf root");
+    let lens = |rt: &foldvault::ReadTransaction| -> Vec<(Vec<u8>, u64)> {
+        rt.tree_lens().into_iter().map(|(n, c)| (n.to_vec(), c)).collect()
+    };
+    let at_first = vec![(b"__sled__default".to_vec(), 0), (b"t".to_vec(), 1), (b"u".to_vec(), 1)];
+    assert_eq!(lens(&before), at_first, "names sorted, the unwritten default tree empty");
     // Deepen the tree: the root becomes a branch, on another page.
     for i in 0..5_000u32 {
         t.insert(i.to_be_bytes(), vec![7u8; 40]).unwrap();
@@ -203,6 +208,8 @@ fn lookups_follow_their_own_snapshots_roots() {
     assert_eq!(t.get(1234u32.to_be_bytes()).unwrap().as_deref(), Some(&[7u8; 40][..]));
     assert_eq!(old.get(b"k").unwrap().as_deref(), Some(&b"v1"[..]), "the old snapshot keeps its root");
     assert_eq!(old.get(1234u32.to_be_bytes()).unwrap(), None);
+    assert_eq!(lens(&before), at_first, "an old snapshot keeps its counts");
+    assert_eq!(lens(&db.begin_read().unwrap())[1], (b"t".to_vec(), 5_001));
     assert!(old.contains_key(b"k").unwrap() && !old.contains_key(1234u32.to_be_bytes()).unwrap());
     assert!(t.contains_key(1234u32.to_be_bytes()).unwrap() && !t.contains_key(b"absent").unwrap());
     assert_eq!(u.get(b"k").unwrap().as_deref(), Some(&b"u"[..]));

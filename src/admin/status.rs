@@ -167,19 +167,9 @@ pub struct DbInfo {
 
 impl DbInfo {
     pub fn of(db: &Db, file: &Path) -> Result<DbInfo, CliError> {
-        let mut trees = Vec::new();
         // One snapshot, so the names and counts agree with each other and with `commit_seq`.
         let rt = db.begin_read().at(file)?;
-        let mut names: Vec<Vec<u8>> = rt.tree_names().iter().map(|n| n.to_vec()).collect();
-        names.sort();
-        names.dedup();
-        for name in names {
-            // The catalog's count, as `len` gives it, with no name check that could fail and
-            // be shown as an empty tree. A listed name missing from the catalog is the default
-            // tree before its first write: empty.
-            let count = rt.snap.trees.get(&name).map_or(0, |root| root.count);
-            trees.push((name, count));
-        }
+        let trees = rt.tree_lens().into_iter().map(|(name, count)| (name.to_vec(), count)).collect();
         let es = db.encryption_status();
         Ok(DbInfo {
             trees,

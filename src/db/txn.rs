@@ -314,6 +314,22 @@ impl ReadTransaction {
     pub fn tree_names(&self) -> Vec<IVec> {
         super::api::visible_names(self.snap.trees.keys())
     }
+    /// Each tree's name (as `tree_names` lists them, sorted) with its record count, both from
+    /// this snapshot's catalog: no tree is opened, so none can fail to open and look empty.
+    pub fn tree_lens(&self) -> Vec<(IVec, u64)> {
+        let mut names = self.tree_names();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|n| {
+                // A listed name missing from the catalog is the default tree before its first
+                // write: empty.
+                let count = self.snap.trees.get(n.as_ref()).map_or(0, |root| root.count);
+                (n, count)
+            })
+            .collect()
+    }
 }
 
 /// A tree of a read snapshot.
