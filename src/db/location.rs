@@ -45,7 +45,7 @@ impl TemporaryNames {
 
 /// Removes the name `path` if it still names the file `identity` describes (the file this
 /// process holds locked): a name another file has taken meanwhile is left alone.
-fn remove_if_same(path: &Path, identity: Option<&Metadata>) {
+pub(crate) fn remove_if_same(path: &Path, identity: Option<&Metadata>) {
     if let (Some(id), Ok(now)) = (identity, std::fs::metadata(path))
         && same_inode(id, &now)
     {

@@ -277,7 +277,7 @@ fn lock_empty_target(dst: &Path) -> Result<Option<crate::storage::FileStorage>> 
 /// name only if it is free, in one step; the temporary name is then removed (a crash in between
 /// leaves the file under both names, the temporary one hidden). A name taken by the empty file
 /// the caller holds locked (`empty_target_held`) is replaced by a rename; so is a free name on a
-/// file system without hard links (after the check, which is then not atomic with it).
+/// file system without hard links, taken and locked first (`rename_under_lock`).
 pub(crate) fn rename_new(tmp: &Path, dst: &Path, empty_target_held: bool) -> Result<()> {
     match std::fs::hard_link(tmp, dst) {
         Ok(()) => {
@@ -290,14 +290,33 @@ pub(crate) fn rename_new(tmp: &Path, dst: &Path, empty_target_held: bool) -> Res
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && !empty_target_held => {
             Err(Error::AlreadyExists(dst.display().to_string()))
         }
+        // The empty file there is the caller's, locked: replaced.
+        Err(_) if empty_target_held => Ok(std::fs::rename(tmp, dst)?),
         Err(e) => {
-            if e.kind() != std::io::ErrorKind::AlreadyExists {
-                tracing::debug!(error = %e, "no hard link; renaming");
-                refuse_occupied(dst)?;
-            }
-            Ok(std::fs::rename(tmp, dst)?)
+            tracing::debug!(error = %e, "no hard link; renaming under the name's lock");
+            rename_under_lock(tmp, dst)
         }
     }
+}
+
+/// Renames `tmp` over `dst` once `dst` is free or an empty file, with `dst` made (if missing)
+/// and locked first and held through the rename: a process creating a database at `dst` holds
+/// its lock first (this fails `Locked`), or waits for it and then finds the new file at the
+/// name (an open checks, once locked, that the path still names the file it locked). A check
+/// and a rename alone could replace a file a creator had just made and was writing. A name this
+/// call made is removed again if the rename fails.
+fn rename_under_lock(tmp: &Path, dst: &Path) -> Result<()> {
+    refuse_occupied(dst)?;
+    let held = crate::storage::FileStorage::open(dst, true)?;
+    if crate::storage::Storage::len(&held)? > 0 {
+        return Err(Error::AlreadyExists(dst.display().to_string()));
+    }
+    std::fs::rename(tmp, dst).map_err(|e| {
+        if held.created() {
+            super::location::remove_if_same(dst, held.metadata().ok().as_ref());
+        }
+        Error::Io(e)
+    })
 }
 
 /// Removes a log left beside `dst`, durably, before a new file takes its name.
@@ -590,6 +609,32 @@ mod tests {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut &log, &mut bytes).unwrap();
         assert!(!bytes.is_empty() && bytes.iter().all(|&b| b == 0), "the close wrote to the emptied log");
+    }
+
+    /// The rename used where a file system has no hard links: a free name or an empty file is
+    /// replaced; a name holding data, or one another open holds locked, is refused; a name it
+    /// made is removed again when the rename fails.
+    #[test]
+    fn a_rename_without_hard_links_takes_the_name_only_under_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tmp, dst) = (dir.path().join("tmp"), dir.path().join("dst"));
+        std::fs::write(&tmp, b"new").unwrap();
+        rename_under_lock(&tmp, &dst).unwrap();
+        assert_eq!(std::fs::read(&dst).unwrap(), b"new");
+        assert!(!tmp.exists());
+        std::fs::write(&tmp, b"newer").unwrap();
+        assert!(matches!(rename_under_lock(&tmp, &dst), Err(Error::AlreadyExists(_))));
+        assert_eq!(std::fs::read(&dst).unwrap(), b"new", "a file with data is kept");
+        std::fs::write(&dst, b"").unwrap();
+        let creator = crate::storage::FileStorage::open(&dst, true).unwrap();
+        assert!(matches!(rename_under_lock(&tmp, &dst), Err(Error::Locked)));
+        drop(creator);
+        rename_under_lock(&tmp, &dst).unwrap();
+        assert_eq!(std::fs::read(&dst).unwrap(), b"newer", "an empty file no one holds is replaced");
+        let missing = dir.path().join("missing");
+        let free = dir.path().join("free");
+        assert!(matches!(rename_under_lock(&missing, &free), Err(Error::Io(_))));
+        assert!(!free.exists(), "the failed rename left the name it made");
     }
 
     /// A crash just after an in-place conversion's rename (emulated: the two files as they are
