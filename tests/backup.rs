@@ -94,6 +94,28 @@ fn backup_verify_restore_round_trip() {
     backup::restore(Cursor::new(&bytes), &dst, &creds(), RestoreOptions { force: true, ..Default::default() }).unwrap();
 }
 
+/// A progress callback that panics mid-restore: the panic reaches the caller and the partial
+/// file (hidden, beside the target) goes with it; the target name stays free.
+#[test]
+fn a_panic_during_restore_leaves_no_partial_file() {
+    let (_src, bytes, _) = make_backup();
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("restored.fv");
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut p = |_: backup::Progress| panic!("progress callback panics");
+        backup::restore(
+            Cursor::new(&bytes),
+            &dst,
+            &creds(),
+            RestoreOptions { progress: Some(&mut p), ..Default::default() },
+        )
+    }));
+    assert!(unwound.is_err());
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    backup::restore(Cursor::new(&bytes), &dst, &creds(), RestoreOptions::default()).unwrap();
+}
+
 /// A restore into a missing name never replaces a database another process creates there
 /// while it runs (forced or not: `force` is about a file that was there at the start): it
 /// fails `AlreadyExists`, and that database keeps its commits.

@@ -59,6 +59,9 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         None => None,
     };
     let tmp = temp_path(dst);
+    // A panic (in the caller's progress callback, say) takes the partial file with it: it may
+    // be a plaintext backup's records under a hidden name.
+    let unwinding = crate::db::migrate::RemovedOnPanic(&tmp);
     let result = (|| -> Result<BackupSummary> {
         let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(&tmp, true)?);
         storage.set_len(0)?;
@@ -162,6 +165,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         drop(db);
         Ok(BackupSummary { trees, ..BackupSummary::of(&header, (bytes, chunks, pages), true) })
     })();
+    drop(unwinding);
     // A target missing at the start is not replaced by a database made there meanwhile (which
     // `force` was not about): the restored file takes the name only if it is still free.
     let placement = match target {

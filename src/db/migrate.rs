@@ -163,8 +163,8 @@ pub(crate) fn copy_through_temp<T>(dst: &Path, write: impl FnOnce(&Path) -> Resu
 
 /// Removes a temporary copy (and a log beside it) when a panic unwinds through its writer (a
 /// bug, or one in the sled crate an import calls): no partial copy, which may be plaintext, is
-/// left under a hidden name. Errors remove it in `put_in_place`.
-struct RemovedOnPanic<'a>(&'a Path);
+/// left under a hidden name. Errors remove it in `put_in_place`. Restore guards its file too.
+pub(crate) struct RemovedOnPanic<'a>(pub(crate) &'a Path);
 
 impl Drop for RemovedOnPanic<'_> {
     fn drop(&mut self) {
