@@ -89,6 +89,37 @@ fn slots_list_add_remove() {
     assert!(o.err().contains("plaintext"), "{}", o.err());
 }
 
+/// The guard against removing the only slot the key given opens reads the open database's
+/// header, not the file's header pages: after a session whose slot removal is still only in
+/// the write-ahead log, those pages list a slot the key opened that is gone.
+#[test]
+fn slot_removal_is_judged_by_the_live_header() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let (pass, key) = (e.pass(), e.p("key"));
+    let mut args =
+        vec!["slots", db.as_str(), "--passphrase-file", &pass, "add-passphrase", "--new-passphrase-file", &pass];
+    args.extend(FAST_KDF);
+    assert!(e.fv(&args).ok().text().starts_with("added slot 1: passphrase"));
+    e.fv(&["slots", &db, "add-key-file", &key, "--passphrase-file", &pass]).ok();
+    // Slot 1 (the passphrase's second slot) goes in a session that crashes with the removal
+    // only in its log (the files copied as they are then).
+    let d = foldvault::Config::new().file(&db).passphrase(PASS).use_env(false).open().unwrap();
+    d.remove_slot(1).unwrap();
+    let crashed = e.p("crashed");
+    std::fs::copy(&db, &crashed).unwrap();
+    std::fs::copy(format!("{db}.fvwal"), format!("{crashed}.fvwal")).unwrap();
+    drop(d);
+    let db = crashed;
+    let o = e.fv(&["slots", &db, "remove", "0", "--passphrase-file", &pass]).code(2);
+    assert!(o.err().contains("only slot") && o.err().contains("--force"), "{}", o.err());
+    e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).code(1);
+    // passwd names the slot it changed by the live header too.
+    let new = e.new_pass();
+    let t = e.fv(&["passwd", &db, "--passphrase-file", &pass, "--new-passphrase-file", &new]).ok().text();
+    assert!(t.starts_with("passphrase changed (slot 0)"), "{t}");
+}
+
 /// A recovery key that cannot be delivered (standard output fails: a full device here, a
 /// closed pipe alike) is an error, and its slot is taken away again.
 #[test]

@@ -87,19 +87,19 @@ FOLDVAULT_PASSPHRASE, or at the prompt); to add a passphrase slot, use `foldvaul
             file.display()
         )));
     }
-    let before = read_header(&file).at(&file)?.header;
+    // The open handle's header: the file's header pages may be older (their update only in
+    // the write-ahead log), and are not authenticated.
+    let before = db.live_header();
     let current = passphrase_slot_of(&before, &old);
-    // Unless told otherwise, the slot keeps the cost it has, as the open (authenticated)
-    // header says: the file's bytes read again above are not authenticated.
+    // Unless told otherwise, the slot keeps the cost it has.
     let base =
         current.and_then(|i| db.slots().into_iter().find(|s| s.index == i)).and_then(|s| s.kdf).unwrap_or_default();
     let kdf = a.kdf.resolve(base)?;
     let new = new_passphrase(a.new_passphrase_file.as_deref())?;
     db.change_passphrase(&old, new, kdf).at(&file)?;
-    // Changed: a failure to read the header back only leaves the slot number unknown.
-    let after = read_header(&file).ok().map(|h| h.header);
+    let after = db.live_header();
     drop(db);
-    let slot = after.and_then(|after| changed_slot(&before, &after)).or(current);
+    let slot = changed_slot(&before, &after).or(current);
     let slot = slot.map_or_else(|| "?".to_string(), |i| i.to_string());
     say(&format!("passphrase changed (slot {slot}); no data page was rewritten"))
 }
@@ -202,8 +202,10 @@ add another slot first",
             file.display()
         )));
     }
-    // Whether the key given still opens the database without slot n (a key derivation more).
-    let mut without = read_header(&file).at(&file)?.header;
+    // Whether the key given still opens the database without slot n (a key derivation more),
+    // by the open handle's header: the file's may be older (its update only in the log), and
+    // hold a slot the key opens that is gone.
+    let mut without = db.live_header();
     if let Some(s) = without.slots.get_mut(n) {
         *s = None;
     }

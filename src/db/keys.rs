@@ -67,6 +67,12 @@ impl Db {
         slot_infos(&self.handle.engine.header.lock())
     }
 
+    /// The header this handle holds (authenticated at open, updated by its own key commands):
+    /// the file's header pages may be older, their update still only in the write-ahead log.
+    pub(crate) fn live_header(&self) -> FileHeader {
+        self.handle.engine.header.lock().clone()
+    }
+
     /// Encryption state, cipher, slots, format version, key epoch, nonce budget used.
     pub fn encryption_status(&self) -> EncryptionStatus {
         let e = &self.handle.engine;
