@@ -248,13 +248,19 @@ fn online_backup_is_a_consistent_snapshot() {
     assert_eq!(got, snapshot);
 }
 
-/// The checked-in backup (format v1) restores forever.
+/// The checked-in backup of format version 1 (one chunk key per data key, a header MAC without
+/// the source header page) verifies and restores forever.
 #[test]
 fn checked_in_v1_backup_restores() {
     let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/backup-v1.fvbk")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let dst = dir.path().join("v1.fv");
     let creds = Credentials::passphrase("foldvault v1 fixture");
+    let header = foldvault::backup::BackupHeader::decode(&bytes[..4096]).unwrap();
+    assert_eq!(header.version, 1);
+    let checked = backup::verify(Cursor::new(&bytes), Some(&creds), &mut |_| {}).unwrap();
+    assert!(checked.deep);
+    assert_eq!(checked.trees.get(&b"metadata"[..]), Some(&100));
     backup::restore(Cursor::new(&bytes), &dst, &creds, RestoreOptions::default()).unwrap();
     let db = Config::new().file(&dst).passphrase("foldvault v1 fixture").use_env(false).open().unwrap();
     let t = db.open_tree("metadata").unwrap();
@@ -321,6 +327,57 @@ fn forged_backup_header_does_not_restore() {
     let dst = dir.path().join("forged.fv");
     assert!(backup::restore(Cursor::new(&b), &dst, &creds(), RestoreOptions::default()).is_err());
     assert!(!dst.exists());
+}
+
+/// The source header page is bound to the backup (version 2): another copy of the source's
+/// header (here the one from before a slot was removed, whose slot the removed passphrase
+/// opens), spliced into a later backup with every unkeyed hash recomputed, unlocks the same
+/// data key, yet neither verify-with-key nor restore takes it.
+#[test]
+fn a_spliced_source_header_does_not_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = cfg(&dir.path().join("src.fv")).open().unwrap();
+    populate(&db);
+    let old_slot = db.add_slot(&Credentials::passphrase("removed later"), KdfParams::insecure_fast()).unwrap();
+    let mut before = Vec::new();
+    db.backup_to(&mut before, &mut |_| {}).unwrap();
+    db.remove_slot(old_slot).unwrap();
+    let mut after = Vec::new();
+    db.backup_to(&mut after, &mut |_| {}).unwrap();
+    drop(db);
+    let page = 4096;
+    assert_ne!(before[page..2 * page], after[page..2 * page], "the header did not change");
+    let mut b = after.clone();
+    b[page..2 * page].copy_from_slice(&before[page..2 * page]);
+    let n = b.len();
+    let stream = blake3::hash(&b[..n - 32]);
+    b[n - 32..].copy_from_slice(stream.as_bytes());
+    assert!(backup::verify(Cursor::new(&b), None, &mut |_| {}).is_ok(), "unkeyed hashes alone cannot tell");
+    let removed = Credentials::passphrase("removed later");
+    for c in [creds(), removed.duplicate()] {
+        let deep = backup::verify(Cursor::new(&b), Some(&c), &mut |_| {});
+        assert!(matches!(deep, Err(Error::BackupCorrupt { what: "backup header MAC", .. })), "{deep:?}");
+        let dst = dir.path().join("spliced.fv");
+        assert!(backup::restore(Cursor::new(&b), &dst, &c, RestoreOptions::default()).is_err());
+        assert!(!dst.exists());
+    }
+    // The removed passphrase opens neither untouched backup taken after its removal.
+    let deep = backup::verify(Cursor::new(&after), Some(&removed), &mut |_| {});
+    assert!(matches!(deep, Err(Error::WrongKey { .. })), "{deep:?}");
+}
+
+/// Reserved header bytes must be zero (checksum recomputed): they are outside the MAC.
+#[test]
+fn reserved_backup_header_bytes_are_refused() {
+    use foldvault::backup::format::{B_CHECKSUM_OFFSET, B_FIELDS_END};
+    let (_dir, bytes, _) = make_backup();
+    for at in [B_FIELDS_END, B_CHECKSUM_OFFSET - 1] {
+        let mut b = bytes.clone();
+        b[at] = 1;
+        fix_backup_header_checksum(&mut b);
+        let r = backup::verify(Cursor::new(&b), None, &mut |_| {});
+        assert!(matches!(r, Err(Error::BackupCorrupt { what: "backup header field out of range", .. })), "{r:?}");
+    }
 }
 
 /// A flag bit the format does not define (checksum recomputed) is refused when the header is

@@ -422,7 +422,7 @@ fn page_references_and_backup_facts_match() {
     // SPEC.md §13: magics, version, chunk sizes stated in prose.
     assert_eq!(&backup::BACKUP_MAGIC, b"FVBACKUP");
     assert_eq!(&backup::TRAILER_MAGIC, b"FVBKEND\x01");
-    assert_eq!(backup::BACKUP_VERSION, 1);
+    assert_eq!(backup::BACKUP_VERSION, 2);
     assert_eq!(backup::CHUNK_PAGES, 64);
     assert_eq!(backup::CHUNK_TAG_SIZE, 16);
     assert_eq!(backup::CHUNK_HASH_SIZE, 32);
@@ -432,7 +432,7 @@ fn page_references_and_backup_facts_match() {
     for fact in [
         "`FVBACKUP` (`BACKUP_MAGIC`)",
         "`FVBKEND\\x01` (`TRAILER_MAGIC`)",
-        "`u16` 1 (`BACKUP_VERSION`)",
+        "`u16` 2 (`BACKUP_VERSION`); 1 is read too",
         "`CHUNK_PAGES` = 64",
         "16-byte tag (`CHUNK_TAG_SIZE`)",
         "32-byte BLAKE3 of chunk header",

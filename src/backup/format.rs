@@ -2,13 +2,18 @@
 
 use std::io::{self, Read, Write};
 
+use crate::crypto::keys::{SecretKey, context};
 use crate::error::{CorruptReason, Error, Result};
 use crate::format::page::{PAGE_REF_SIZE, PageRef};
 use crate::format::{PAGE_SIZE, get_array, get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
 
 pub const BACKUP_MAGIC: [u8; 8] = *b"FVBACKUP";
 pub const TRAILER_MAGIC: [u8; 8] = *b"FVBKEND\x01";
-pub const BACKUP_VERSION: u16 = 1;
+/// The version this build writes. Version 2 (from 2026-12-04) derives each backup's chunk key
+/// with its backup id and binds the source header page into the header MAC; version 1 is read.
+pub const BACKUP_VERSION: u16 = 2;
+/// The oldest version this build reads.
+pub const MIN_BACKUP_VERSION: u16 = 1;
 
 pub const B_MAGIC_OFFSET: usize = 0;
 pub const B_VERSION_OFFSET: usize = B_MAGIC_OFFSET + 8;
@@ -25,8 +30,10 @@ pub const B_KEY_EPOCH_OFFSET: usize = B_CHUNK_PAGES_OFFSET + 4;
 pub const B_CATALOG_OFFSET: usize = B_KEY_EPOCH_OFFSET + 4;
 pub const B_SEALS_OFFSET: usize = B_CATALOG_OFFSET + PAGE_REF_SIZE;
 pub const B_LIVE_PAGES_OFFSET: usize = B_SEALS_OFFSET + 8;
-/// Keyed BLAKE3 (backup header MAC key) of bytes `0..B_MAC_OFFSET`; zeros for a plaintext
-/// source. It stops a forged header (a raised sequence number, say) from restoring.
+/// Keyed BLAKE3 (backup header MAC key) of bytes `0..B_MAC_OFFSET` (version 2: then the BLAKE3
+/// of the source header page); zeros for a plaintext source. It stops a forged header (a raised
+/// sequence number, say) from restoring, and in version 2 another copy of the source's header
+/// (an older one, with slots since removed) from being spliced in.
 pub const B_MAC_OFFSET: usize = B_LIVE_PAGES_OFFSET + 8;
 pub const B_FIELDS_END: usize = B_MAC_OFFSET + 32;
 pub const B_CHECKSUM_OFFSET: usize = PAGE_SIZE - 32;
@@ -68,15 +75,29 @@ pub struct BackupHeader {
 }
 
 impl BackupHeader {
-    /// The MAC of the header's fields under `key` (the backup header MAC key).
-    pub(crate) fn compute_mac(&self, key: &crate::crypto::keys::SecretKey) -> [u8; 32] {
+    /// The MAC of the header's fields under `key` (the backup header MAC key); from version 2
+    /// also of `source_header`, the source header page that follows the header in the stream.
+    pub(crate) fn compute_mac(&self, key: &SecretKey, source_header: &[u8]) -> [u8; 32] {
         let b = BackupHeader { mac: [0; 32], ..self.clone() }.encode();
-        key.keyed_hash(&b[..B_MAC_OFFSET])
+        if self.version < 2 {
+            return key.keyed_hash(&b[..B_MAC_OFFSET]);
+        }
+        let mut input = [0u8; B_MAC_OFFSET + 32];
+        input[..B_MAC_OFFSET].copy_from_slice(&b[..B_MAC_OFFSET]);
+        input[B_MAC_OFFSET..].copy_from_slice(blake3::hash(source_header).as_bytes());
+        key.keyed_hash(&input)
     }
 
     /// Checks the MAC in constant time.
-    pub(crate) fn mac_ok(&self, key: &crate::crypto::keys::SecretKey) -> bool {
-        bool::from(subtle::ConstantTimeEq::ct_eq(&self.compute_mac(key)[..], &self.mac[..]))
+    pub(crate) fn mac_ok(&self, key: &SecretKey, source_header: &[u8]) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(&self.compute_mac(key, source_header)[..], &self.mac[..]))
+    }
+
+    /// The key this backup's chunks are sealed under, from the source's data key: one per
+    /// backup from version 2 (each backup's chunks are its own random nonces' only users), one
+    /// per data key in version 1.
+    pub(crate) fn chunk_key(&self, data_key: &SecretKey) -> SecretKey {
+        chunk_key(self.version, &self.backup_id, data_key)
     }
 
     pub fn encode(&self) -> Box<[u8; PAGE_SIZE]> {
@@ -112,7 +133,7 @@ impl BackupHeader {
             return Err(Error::Corrupt { page: 0, reason: CorruptReason::HeaderChecksum });
         }
         let version = get_u16(b, B_VERSION_OFFSET).ok_or_else(bad)?;
-        if version != BACKUP_VERSION {
+        if !(MIN_BACKUP_VERSION..=BACKUP_VERSION).contains(&version) {
             return Err(Error::UnsupportedVersion { found: version, supported: BACKUP_VERSION });
         }
         let flags = get_u16(b, B_FLAGS_OFFSET).ok_or_else(bad)?;
@@ -143,10 +164,20 @@ impl BackupHeader {
             || h.live_pages > h.page_count
             || h.page_count > MAX_PAGE_COUNT
             || h.seq == u64::MAX
+            || b[B_FIELDS_END..B_CHECKSUM_OFFSET].iter().any(|&x| x != 0)
         {
             return Err(bad());
         }
         Ok(h)
+    }
+}
+
+/// The chunk key of a backup of `version` with `backup_id` (`BackupHeader::chunk_key`).
+pub(crate) fn chunk_key(version: u16, backup_id: &[u8; 16], data_key: &SecretKey) -> SecretKey {
+    if version < 2 {
+        data_key.derive(context::BACKUP_KEY, &[])
+    } else {
+        data_key.derive(context::BACKUP_CHUNK_KEY, backup_id)
     }
 }
 
@@ -226,6 +257,19 @@ impl<R: Read> HashingReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Version 2 seals each backup's chunks under a key of its own (the backup id is in its
+    /// derivation); version 1 under the data key's one backup key.
+    #[test]
+    fn chunk_keys_are_per_backup_from_version_2() {
+        let dk = SecretKey::from_bytes([9; 32]);
+        let (a, b) = ([1u8; 16], [2u8; 16]);
+        assert_ne!(chunk_key(2, &a, &dk).expose(), chunk_key(2, &b, &dk).expose());
+        assert_eq!(chunk_key(2, &a, &dk).expose(), chunk_key(2, &a, &dk).expose());
+        assert_eq!(chunk_key(1, &a, &dk).expose(), chunk_key(1, &b, &dk).expose());
+        assert_eq!(chunk_key(1, &a, &dk).expose(), dk.derive(context::BACKUP_KEY, &[]).expose());
+        assert_ne!(chunk_key(1, &a, &dk).expose(), chunk_key(2, &a, &dk).expose());
+    }
 
     /// A header whose commit number is `u64::MAX` is refused: restore records it as the copy's
     /// commit, which no open accepts (SPEC §5).

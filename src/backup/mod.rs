@@ -25,7 +25,7 @@ mod restore;
 mod verify;
 mod write;
 
-pub use format::{BACKUP_MAGIC, BACKUP_VERSION, BackupHeader};
+pub use format::{BACKUP_MAGIC, BACKUP_VERSION, BackupHeader, MIN_BACKUP_VERSION};
 pub use restore::{RestoreOptions, restore};
 pub use verify::{BackupSummary, verify};
 pub use write::BackupStats;

@@ -53,9 +53,9 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
     if opts.encryption == Encryption::Required && !br.file_header.is_encrypted() {
         return Err(Error::Unsupported("the backup is of a plaintext database but encryption is required".into()));
     }
-    let dk = unlock_backup(&br.file_header, &br.header, creds)?;
+    let dk = unlock_backup(&br.file_header, &br.file_header_page[..], &br.header, creds)?;
     let aead = match &dk {
-        Some(k) => Some(backup_aead(k)?),
+        Some(k) => Some(backup_aead(&br.header, k)?),
         None => None,
     };
     let tmp = temp_path(dst);

@@ -209,20 +209,27 @@ impl<R: Read> BackupReader<R> {
 }
 
 /// Unlocks the data key of the backup's source header; `None` for a plaintext source.
-pub(crate) fn unlock_backup(fh: &FileHeader, bh: &BackupHeader, creds: &Credentials) -> Result<Option<SecretKey>> {
+/// `fh` is decoded from the stream's source header page `fh_page`, which the header MAC covers
+/// from version 2.
+pub(crate) fn unlock_backup(
+    fh: &FileHeader,
+    fh_page: &[u8],
+    bh: &BackupHeader,
+    creds: &Credentials,
+) -> Result<Option<SecretKey>> {
     if !fh.is_encrypted() {
         return Ok(None);
     }
     let (dk, _) = crate::db::open::unlock(fh, 0, creds)?;
-    if !bh.mac_ok(&dk.derive(context::BACKUP_MAC_KEY, &[])) {
+    if !bh.mac_ok(&dk.derive(context::BACKUP_MAC_KEY, &[]), fh_page) {
         return Err(corrupt(0, None, "backup header MAC"));
     }
     Ok(Some(dk))
 }
 
-/// The chunk AEAD for a data key, for verify and restore: the fastest opener.
-pub(crate) fn backup_aead(dk: &SecretKey) -> Result<std::sync::Arc<dyn Aead>> {
-    let k = dk.derive(context::BACKUP_KEY, &[]);
+/// The chunk AEAD of backup `bh` for a data key, for verify and restore: the fastest opener.
+pub(crate) fn backup_aead(bh: &BackupHeader, dk: &SecretKey) -> Result<std::sync::Arc<dyn Aead>> {
+    let k = bh.chunk_key(dk);
     crate::crypto::cipher::new_aead(
         crate::crypto::CipherId::Aes256Gcm,
         crate::crypto::CipherBackends::default().open,
@@ -252,12 +259,12 @@ struct PageFacts {
 pub fn verify<R: Read>(r: R, creds: Option<&Credentials>, progress: &mut dyn FnMut(Progress)) -> Result<BackupSummary> {
     let mut br = BackupReader::open(r)?;
     let dk = match creds {
-        Some(c) => unlock_backup(&br.file_header, &br.header, c)?,
+        Some(c) => unlock_backup(&br.file_header, &br.file_header_page[..], &br.header, c)?,
         None => None,
     };
     let deep = dk.is_some() || !br.header.encrypted;
     let aead = match &dk {
-        Some(k) => Some(backup_aead(k)?),
+        Some(k) => Some(backup_aead(&br.header, k)?),
         None => None,
     };
     let sealer = crate::db::open::file_sealer(&br.file_header, dk.as_ref(), None)?;

@@ -6,7 +6,7 @@ use rand::RngCore;
 
 use super::Progress;
 use super::format::{
-    BACKUP_VERSION, BackupHeader, CHUNK_HEADER_SIZE, CHUNK_PAGES, HashingWriter, TRAILER_MAGIC, chunk_aad,
+    BACKUP_VERSION, BackupHeader, CHUNK_HEADER_SIZE, CHUNK_PAGES, HashingWriter, TRAILER_MAGIC, chunk_aad, chunk_key,
 };
 use crate::btree::verify::check_tree;
 use crate::crypto::keys::context;
@@ -70,6 +70,8 @@ fn backup_snapshot<W: Write>(
         // The backup keys and the seal count are taken under the same hold: a rekey that
         // finished between the header copy and the keys would leave a backup whose header
         // unlocks a key other than the one its chunks and MAC are under.
+        let mut backup_id = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut backup_id);
         let (page_count, key_epoch, header_bytes, backup_key, mac_key, seals_in_epoch) = {
             let ws = engine.lock_writer()?;
             // A snapshot older than a finished key rotation reaches pages under the old key,
@@ -82,7 +84,7 @@ fn backup_snapshot<W: Write>(
                 ));
             }
             let keys = pager.sealer.with_data_key(|k| {
-                k.map(|k| (k.derive(context::BACKUP_KEY, &[]), k.derive(context::BACKUP_MAC_KEY, &[])))
+                k.map(|k| (chunk_key(BACKUP_VERSION, &backup_id, k), k.derive(context::BACKUP_MAC_KEY, &[])))
             });
             let (backup_key, mac_key) = keys.unzip();
             let bytes = engine.header.lock().to_page();
@@ -99,8 +101,6 @@ fn backup_snapshot<W: Write>(
             )?),
             None => None,
         };
-        let mut backup_id = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut backup_id);
         let mut header = BackupHeader {
             version: BACKUP_VERSION,
             encrypted,
@@ -121,7 +121,7 @@ fn backup_snapshot<W: Write>(
             mac: [0; 32],
         };
         if let Some(mk) = &mac_key {
-            header.mac = header.compute_mac(mk);
+            header.mac = header.compute_mac(mk, &header_bytes[..]);
         }
         let mut w = HashingWriter::new(out);
         w.put(&header.encode()[..])?;

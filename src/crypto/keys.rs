@@ -18,7 +18,10 @@ pub(crate) mod context {
     pub const PAGE_KEY: &str = "foldvault 2026-11-28 v1 page key";
     pub const COMMIT_KEY: &str = "foldvault 2026-11-28 v1 commit record key";
     pub const HEADER_MAC_KEY: &str = "foldvault 2026-11-28 v1 header mac key";
+    /// Backup version 1's chunk key, one per data key (§13).
     pub const BACKUP_KEY: &str = "foldvault 2026-11-28 v1 backup key";
+    /// Backup version 2's chunk key, one per backup: derived with the backup id.
+    pub const BACKUP_CHUNK_KEY: &str = "foldvault 2026-12-04 v2 backup chunk key";
     pub const BACKUP_MAC_KEY: &str = "foldvault 2026-11-28 v1 backup header mac key";
     pub const REKEY_WRAP: &str = "foldvault 2026-11-28 v1 rekey next-key wrap";
 }
