@@ -1,4 +1,4 @@
-//! Encrypted backup, verify and restore. SPEC.md §13 (backup format v1).
+//! Encrypted backup, verify and restore. SPEC.md §13 (backup format v2; v1 is read).
 //!
 //! Layer: backup, above `db`. A backup is a stream:
 //! ```text
@@ -15,13 +15,14 @@
 //! +------------------------+  BLAKE3 of every byte before the hash (trailer's first 32 too)
 //! ```
 //! Invariants: only pages reachable from one read snapshot are written (free pages left out),
-//! each still sealed under its page key *and* the chunk sealed again under the backup key
-//! (BLAKE3 `derive_key` of the data key), so page numbers, nonces and tags are hidden too; a
+//! each still sealed under its page key *and* the chunk sealed again under the backup's chunk
+//! key (BLAKE3 `derive_key` of the data key and the backup id), so page numbers, nonces and tags are hidden too; a
 //! flipped byte is found without a key by the chunk hashes and the stream hash, a truncation by
 //! the trailer. Nothing in a backup depends on pointer size, endianness or cache settings.
 
 pub mod format;
 mod restore;
+mod structure;
 mod verify;
 mod write;
 

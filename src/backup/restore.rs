@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rand::RngCore;
 
 use super::Progress;
-use super::verify::{BackupReader, BackupSummary, backup_aead, unlock_backup};
+use super::verify::{BackupReader, BackupSummary, backup_aead, check_free_below, unlock_backup};
 use crate::crypto::seal::KeyPurpose;
 use crate::crypto::slots::Credentials;
 use crate::crypto::wipe::wipe;
@@ -86,17 +86,9 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
                 live.insert(page);
                 // Every page below the last one restored that the stream does not hold becomes a
                 // free page (kept as extents, so memory is not the concern), and the file as long
-                // as its last page. In a plaintext backup page numbers are not authenticated:
-                // there the free pages are bounded by the pages the stream holds, so that a forged
-                // stream cannot make a file of any length. (An encrypted backup's page numbers
-                // are authenticated, as is its page count: its source had them.)
-                let free_below = (page + 1).saturating_sub(FIRST_DATA_PAGE + live.len() as u64);
-                if plaintext && free_below > max_free_pages(live.len() as u64) {
-                    return Err(Error::Unsupported(format!(
-                        "backup page {page} lies beyond {free_below} free pages, more than restore lists for \
-                         {} pages restored: compact the source and back it up again",
-                        live.len()
-                    )));
+                // as its last page: bounded in a plaintext backup.
+                if plaintext {
+                    check_free_below(page, live.len() as u64)?;
                 }
                 pager.write_raw(page, &buf)?;
                 pages += 1;
@@ -208,13 +200,6 @@ fn fold_old_log(dst: &Path, target: Option<&Arc<dyn Storage>>) -> Result<()> {
     Ok(())
 }
 
-/// The most free pages restore lists for `restored` pages: 64 per page restored, at least
-/// 2^20 (a 4 GiB file). A backup of a database that is mostly free space beyond that fails
-/// with `Unsupported` (compacting the source first makes it dense).
-fn max_free_pages(restored: u64) -> u64 {
-    restored.saturating_mul(64).max(1 << 20)
-}
-
 fn temp_path(dst: &Path) -> PathBuf {
     let mut r = [0u8; 6];
     rand::rngs::OsRng.fill_bytes(&mut r);
@@ -268,10 +253,12 @@ mod tests {
     }
 
     /// A page renumbered far past the others: restore refuses it before listing 2^21 free
-    /// pages, and leaves no file behind.
+    /// pages, and leaves no file behind; verify refuses it the same way.
     #[test]
     fn a_page_number_far_beyond_the_stream_is_refused_before_any_free_list() {
         let stream = renumbered_backup(Some(FIRST_DATA_PAGE + (1 << 21)));
+        let r = crate::backup::verify(&stream[..], None, &mut |_| {});
+        assert!(matches!(&r, Err(Error::Unsupported(m)) if m.contains("free pages")), "{r:?}");
         let dir = tempfile::tempdir().unwrap();
         let dst = dir.path().join("restored.foldvault");
         let r = restore(&stream[..], &dst, &Credentials::none(), RestoreOptions::default());
