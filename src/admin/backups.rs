@@ -26,11 +26,21 @@ use super::{At, CliError};
 use crate::backup::{BackupHeader, BackupSummary, Progress, RestoreOptions};
 use crate::{Credentials, Encryption, Error};
 
-/// A writer that remembers whether a write to it failed, so that an I/O error of the backup
-/// is attributed to the output rather than the database.
-struct Tracked<W: Write> {
-    inner: W,
+/// A writer (or reader) that remembers whether a write to it (a read from it) failed, so that
+/// an I/O error of a backup or a restore is attributed to the backup's file or stream rather
+/// than the database.
+struct Tracked<T> {
+    inner: T,
     failed: bool,
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let r = self.inner.read(buf);
+        // (An interrupted read is retried by the reader, not an error.)
+        self.failed |= r.as_ref().is_err_and(|e| e.kind() != std::io::ErrorKind::Interrupted);
+        r
+    }
 }
 
 impl<W: Write> Write for Tracked<W> {
@@ -364,14 +374,17 @@ pub fn restore(a: RestoreArgs) -> Result<(), CliError> {
     let bar = page_bar("restoring");
     let mut cb = on_progress(&bar);
     let t0 = Instant::now();
+    let mut input = Tracked { inner: input, failed: false };
     let result = crate::backup::restore(
-        input,
+        &mut input,
         &t.file,
         &creds,
         RestoreOptions { force: a.force, progress: Some(&mut cb), encryption },
     );
     bar.finish_and_clear();
     let s = result.map_err(|e| match e {
+        // A read of the backup (or standard input) that failed is the backup's error.
+        Error::Io(io) if input.failed => CliError::io(io, &name),
         Error::AlreadyExists(_) | Error::Io(_) | Error::Locked => CliError::db(e, &t.file),
         e => backup_err(e, &name),
     })?;
@@ -441,5 +454,57 @@ mod tests {
         std::fs::write(&out, b"not a backup").unwrap();
         place_backup(&tmp, &out, true, false).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), b"x");
+    }
+
+    /// A reader that gives `good` bytes of `stream` (after one interrupted read), then fails;
+    /// at the stream's end it ends.
+    struct FailingAfter {
+        stream: Vec<u8>,
+        at: usize,
+        good: usize,
+        interrupted: bool,
+    }
+
+    impl Read for FailingAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if !self.interrupted {
+                self.interrupted = true;
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            if self.at == self.stream.len() {
+                return Ok(0);
+            }
+            if self.at >= self.good {
+                return Err(std::io::Error::other("the backup's device failed"));
+            }
+            let n = buf.len().min(self.good - self.at);
+            buf[..n].copy_from_slice(&self.stream[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    /// A restore whose backup stops reading with an I/O error: the error is the reader's (the
+    /// command then names the backup, not the database), an interrupted read is not one, and a
+    /// whole stream read through the same wrapper leaves it unmarked.
+    #[test]
+    fn a_failed_read_of_the_backup_is_the_backups_error() {
+        let db = crate::Config::new().temporary(true).plaintext().use_env(false).open().unwrap();
+        for i in 0..200u32 {
+            db.insert(i.to_be_bytes(), vec![1u8; 100]).unwrap();
+        }
+        let mut stream = Vec::new();
+        db.backup_to(&mut stream, &mut |_| {}).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let good = stream.len() / 2;
+        let reader = FailingAfter { stream: stream.clone(), at: 0, good, interrupted: false };
+        let mut input = Tracked { inner: reader, failed: false };
+        let r = crate::backup::restore(&mut input, &dir.path().join("a"), &Credentials::none(), Default::default());
+        assert!(matches!(r, Err(Error::Io(_))) && input.failed, "{r:?}");
+        let reader = FailingAfter { stream: stream.clone(), at: 0, good: stream.len(), interrupted: false };
+        let mut input = Tracked { inner: reader, failed: false };
+        let r = crate::backup::restore(&mut input, &dir.path().join("b"), &Credentials::none(), Default::default());
+        assert!(r.is_ok(), "{r:?}");
+        assert!(!input.failed);
     }
 }
