@@ -164,7 +164,17 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         Some(_) => crate::db::migrate::Placement::Replace,
         None => crate::db::migrate::Placement::NewOnly,
     };
-    let s = crate::db::migrate::put_in_place(result, &tmp, dst, placement, || fold_old_log(dst, target.as_ref()))?;
+    // The replaced file, as it is known while locked: its log, if set aside, goes back beside it
+    // if it is still at `dst` when the restore fails.
+    let replaced = target.as_ref().and_then(|_| std::fs::metadata(dst).ok());
+    let mut set_aside = None;
+    let placed = crate::db::migrate::put_in_place(result, &tmp, dst, placement, || {
+        fold_old_log(dst, target.as_ref(), &mut set_aside)
+    });
+    if let Some(aside) = set_aside {
+        settle_set_aside_log(&aside, dst, placed.is_ok(), replaced.as_ref());
+    }
+    let s = placed?;
     tracing::info!(target: "foldvault::audit", seq = s.seq, pages = s.pages, "backup restored");
     Ok(s)
 }
@@ -173,10 +183,11 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
 /// replaced, locked) and empties it, before the rename: a log that stayed could be replayed over
 /// the restored file after a crash (a backup of the same database has the same file id, which
 /// is what the log's owner check compares). A log that cannot be folded in (another file's, a
-/// newer log version, damaged, an I/O error) or one beside a missing `dst` is removed, and the
-/// removal made durable: the file it belongs to is being replaced. An error only when that
-/// fails too (the restore then stops before the rename).
-fn fold_old_log(dst: &Path, target: Option<&Arc<dyn Storage>>) -> Result<()> {
+/// newer log version, damaged, an I/O error) is set aside under another name (`set_aside`), so
+/// that a restore that then fails can give it back to the file it belongs to; one beside a
+/// missing `dst` is removed. Either is made durable. An error only when that fails too (the
+/// restore then stops before the rename).
+fn fold_old_log(dst: &Path, target: Option<&Arc<dyn Storage>>, set_aside: &mut Option<PathBuf>) -> Result<()> {
     let log_path = crate::storage::wal::sidecar_path(dst);
     if !log_path.exists() {
         return Ok(());
@@ -186,18 +197,36 @@ fn fold_old_log(dst: &Path, target: Option<&Arc<dyn Storage>>) -> Result<()> {
         let folded = FileStorage::open(&log_path, false).and_then(|log| {
             // Checkpointed: the old file holds the log's commits, and the log a new generation
             // with no group (harmless if it stayed); dropping it removes it.
-            crate::storage::wal::WalStorage::open(main.clone(), Arc::new(log), pages, Some(log_path))?.checkpoint_now()
+            crate::storage::wal::WalStorage::open(main.clone(), Arc::new(log), pages, Some(log_path.clone()))?
+                .checkpoint_now()
         });
-        match folded {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::warn!(target: "foldvault::audit", error = %e, "restore: the replaced file's log is removed, not folded in")
-            }
-        }
+        let Err(e) = folded else { return Ok(()) };
+        let aside = temp_path(&log_path);
+        tracing::warn!(target: "foldvault::audit", error = %e, path = %aside.display(), "restore: the replaced file's log is set aside, not folded in");
+        std::fs::rename(&log_path, &aside)?;
+        *set_aside = Some(aside);
+    } else {
+        crate::storage::wal::remove_sidecar(dst)?;
     }
-    crate::storage::wal::remove_sidecar(dst)?;
     crate::storage::sync_parent_dir(dst)?;
     Ok(())
+}
+
+/// A log `fold_old_log` set aside at `aside`: removed once the restored file is in place; put
+/// back beside `dst` if the restore failed and `dst` is still the file it belongs to
+/// (`replaced`, still locked, so no other log can have been made there meanwhile).
+fn settle_set_aside_log(aside: &Path, dst: &Path, placed: bool, replaced: Option<&std::fs::Metadata>) {
+    let still_there =
+        replaced.is_some_and(|id| std::fs::metadata(dst).is_ok_and(|now| crate::storage::same_inode(id, &now)));
+    let log_path = crate::storage::wal::sidecar_path(dst);
+    if !placed && still_there {
+        let back = std::fs::rename(aside, &log_path).and_then(|()| crate::storage::sync_parent_dir(dst));
+        if let Err(e) = back {
+            tracing::error!(target: "foldvault::audit", error = %e, path = %aside.display(), log = %log_path.display(), "restore failed and the replaced file's log could not be put back: rename it to the log's name before the database is opened");
+        }
+    } else if let Err(e) = std::fs::remove_file(aside) {
+        tracing::warn!(target: "foldvault::audit", error = %e, path = %aside.display(), "the replaced file's set-aside log could not be removed; remove it");
+    }
 }
 
 fn temp_path(dst: &Path) -> PathBuf {
@@ -267,7 +296,8 @@ mod tests {
     }
 
     /// `fold_old_log` puts a crashed database's logged commits into its file and leaves no log
-    /// (the file alone lacks them); a log of another file beside it is removed.
+    /// (the file alone lacks them); a log of another file beside it is set aside, and given
+    /// back only if the restore fails with the file still in place.
     #[test]
     fn the_replaced_files_log_is_folded_into_it_before_the_rename() {
         use crate::storage::wal::sidecar_path;
@@ -297,16 +327,40 @@ mod tests {
         std::fs::copy(sidecar_path(&live), sidecar_path(&crashed)).unwrap();
         assert!(records(&bare) < 10, "the file alone already holds every commit: the test shows nothing");
         let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&crashed, false).unwrap());
-        fold_old_log(&crashed, Some(&target)).unwrap();
+        let mut aside = None;
+        fold_old_log(&crashed, Some(&target), &mut aside).unwrap();
+        assert!(aside.is_none());
         drop(target);
         assert!(!sidecar_path(&crashed).exists());
         assert_eq!(records(&crashed), 10);
-        // Another file's log beside `bare`: not replayable there, removed.
+        // Another file's log beside `bare`: not replayable there, set aside (and, the restore
+        // failing before its rename, put back beside the file; once it is placed, removed).
         std::fs::copy(sidecar_path(&live), sidecar_path(&bare)).unwrap();
+        let log_bytes = std::fs::read(sidecar_path(&bare)).unwrap();
         std::fs::write(&bare, vec![0u8; 4 * PAGE_SIZE]).unwrap();
         let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&bare, false).unwrap());
-        fold_old_log(&bare, Some(&target)).unwrap();
+        let replaced = std::fs::metadata(&bare).unwrap();
+        let mut aside = None;
+        fold_old_log(&bare, Some(&target), &mut aside).unwrap();
+        let aside = aside.expect("the log set aside");
         assert!(!sidecar_path(&bare).exists());
+        assert_eq!(std::fs::read(&aside).unwrap(), log_bytes);
+        settle_set_aside_log(&aside, &bare, false, Some(&replaced));
+        assert!(!aside.exists());
+        assert_eq!(std::fs::read(sidecar_path(&bare)).unwrap(), log_bytes, "the failed restore's log is back");
+        for (placed, moved) in [(true, false), (false, true)] {
+            let mut aside = None;
+            fold_old_log(&bare, Some(&target), &mut aside).unwrap();
+            let aside = aside.unwrap();
+            if moved {
+                // The rename happened, then something failed: `bare` is another file now.
+                std::fs::copy(&bare, dir.path().join("other")).unwrap();
+                std::fs::rename(dir.path().join("other"), &bare).unwrap();
+            }
+            settle_set_aside_log(&aside, &bare, placed, Some(&replaced));
+            assert!(!aside.exists() && !sidecar_path(&bare).exists(), "placed {placed}, moved {moved}");
+            std::fs::write(sidecar_path(&bare), &log_bytes).unwrap();
+        }
         drop(db);
     }
 
