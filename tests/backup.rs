@@ -94,6 +94,23 @@ fn backup_verify_restore_round_trip() {
     backup::restore(Cursor::new(&bytes), &dst, &creds(), RestoreOptions { force: true, ..Default::default() }).unwrap();
 }
 
+/// A forced restore onto a symbolic link replaces the database the link names; the link stays.
+#[test]
+fn a_restore_through_a_symbolic_link_replaces_the_file_it_names() {
+    let (dir, bytes, want) = make_backup();
+    let real = dir.path().join("real.fv");
+    let link = dir.path().join("link.fv");
+    let other = cfg(&real).open().unwrap();
+    other.insert("only", "in the old file").unwrap();
+    drop(other);
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    backup::restore(Cursor::new(&bytes), &link, &creds(), RestoreOptions { force: true, ..Default::default() })
+        .unwrap();
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced");
+    let db = cfg(&real).open().unwrap();
+    assert_eq!(contents(&db), want);
+}
+
 /// A progress callback that panics mid-restore: the panic reaches the caller and the partial
 /// file (hidden, beside the target) goes with it; the target name stays free.
 #[test]

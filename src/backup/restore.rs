@@ -40,6 +40,17 @@ pub struct RestoreOptions<'a> {
 /// `creds` (the credentials that opened the source when the backup was taken). The restored
 /// database passes `check` and names the same commit (root digest) as the backup.
 pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: RestoreOptions<'_>) -> Result<BackupSummary> {
+    // The file a symbolic link names is the one replaced: a rename over the link would replace
+    // the link, leave the database it names as it was, and the lock taken on that database
+    // would not move with the new file.
+    let resolved;
+    let dst = match std::fs::symlink_metadata(dst) {
+        Ok(m) if m.file_type().is_symlink() && dst.exists() => {
+            resolved = std::fs::canonicalize(dst)?;
+            resolved.as_path()
+        }
+        _ => dst,
+    };
     if dst.exists() && !opts.force && std::fs::metadata(dst)?.len() > 0 {
         return Err(Error::AlreadyExists(dst.display().to_string()));
     }
