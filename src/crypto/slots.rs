@@ -169,12 +169,25 @@ pub(crate) fn unlock_kind(
             hint: "the database is encrypted and no key was given (set FOLDVAULT_KEY_FILE or FOLDVAULT_PASSPHRASE, or pass one in Config)",
         });
     }
+    // A slot skipped for Argon2id parameters out of range, and the first slot whose working
+    // memory could not be allocated: what the error says when no slot opens.
+    let (mut out_of_range, mut unallocated) = (false, None);
     for (index, slot) in header.slots.iter().enumerate().take(MAX_SLOTS) {
         let Some(slot) = slot.as_ref().filter(|s| accept(s.kind)) else { continue };
         let Some(kek) = creds.kek(slot.kind, &slot.kdf, &slot.salt) else { continue };
-        // A slot whose KDF parameters are out of range cannot be ours: skip it (WrongKey if
-        // none opens), never run a hostile cost.
-        let Ok(kek) = kek else { continue };
+        // A slot whose KDF parameters are out of range cannot be ours: skip it, never run a
+        // hostile cost. One whose cost this host cannot allocate was not tried: the others are.
+        let kek = match kek {
+            Ok(kek) => kek,
+            Err(Error::Io(e)) => {
+                unallocated.get_or_insert(e);
+                continue;
+            }
+            Err(_) => {
+                out_of_range = true;
+                continue;
+            }
+        };
         let aead = super::cipher::new_aead(super::CipherId::Aes256Gcm, super::CipherBackend::RustCrypto, &kek)?;
         let aad = slot_aad(&header.file_id, index, &slot.bound_bytes());
         let mut buf = Zeroizing::new(slot.wrapped);
@@ -182,9 +195,20 @@ pub(crate) fn unlock_kind(
             return Ok((SecretKey::from_bytes(*buf), index));
         }
     }
+    // A slot not tried is no proof of a wrong key.
+    if let Some(e) = unallocated {
+        return Err(Error::Io(e));
+    }
     // Not audited here: callers also probe slots (which slot a key opens); an attempt to open
     // the database with a wrong key is audited where it is made (`db::open::unlock`).
-    Err(Error::WrongKey { hint: "no key slot opens with the key or passphrase given" })
+    Err(Error::WrongKey {
+        hint: if out_of_range {
+            "no key slot opens with the key or passphrase given (a passphrase slot with Argon2id parameters out of \
+             range was skipped: the header may be damaged)"
+        } else {
+            "no key slot opens with the key or passphrase given"
+        },
+    })
 }
 
 /// The header MAC: keyed BLAKE3 under the header MAC key over bytes `0..MAC_OFFSET`.
@@ -271,7 +295,14 @@ mod tests {
         // a changed KDF parameter
         let mut s2 = slot.clone();
         s2.kdf.iterations = 2;
-        assert!(matches!(unlock(&header_with(s2, 0), &creds), Err(Error::WrongKey { .. })));
+        assert!(
+            matches!(unlock(&header_with(s2, 0), &creds), Err(Error::WrongKey { hint }) if !hint.contains("skipped"))
+        );
+        // parameters out of range: skipped, never run, and said so (still `WrongKey`)
+        let mut s3 = slot.clone();
+        s3.kdf.iterations = 0;
+        let r = unlock(&header_with(s3, 0), &creds);
+        assert!(matches!(r, Err(Error::WrongKey { hint }) if hint.contains("out of range was skipped")), "{r:?}");
     }
 
     #[test]
