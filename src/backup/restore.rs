@@ -15,7 +15,6 @@ use crate::crypto::wipe::wipe;
 use crate::db::config::{Config, Encryption};
 use crate::error::{Error, PageNo, Result};
 use crate::format::commit::CommitRecord;
-use crate::format::page::PageRef;
 use crate::format::{COMMIT_PAGE_A, COMMIT_PAGE_B, FIRST_DATA_PAGE, HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE};
 use crate::pager::Pager;
 use crate::pager::alloc::Allocator;
@@ -247,8 +246,6 @@ fn temp_path(dst: &Path) -> PathBuf {
     dst.with_file_name(format!(".{name}.restore-{}", crate::format::page::hex(&r)))
 }
 
-#[allow(dead_code)]
-fn _unused(_: PageRef) {}
 
 #[cfg(test)]
 mod tests {
