@@ -109,6 +109,25 @@ fn a_restore_through_a_symbolic_link_replaces_the_file_it_names() {
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced");
     let db = cfg(&real).open().unwrap();
     assert_eq!(contents(&db), want);
+    drop(db);
+    // A database used through the link keeps its log beside the link: a crash leaves it there
+    // (the two files copied as they are while it is open), and the restore folds it in, so
+    // that it is not replayed over the restored file.
+    let used = cfg(&link).open().unwrap();
+    used.insert("logged", "only in the log").unwrap();
+    used.flush().unwrap();
+    let (crashed, crashed_link) = (dir.path().join("crashed.fv"), dir.path().join("crashed-link.fv"));
+    std::fs::copy(&real, &crashed).unwrap();
+    let link_log = foldvault::storage::wal::sidecar_path(&link);
+    assert!(link_log.exists(), "no log beside the link: the test shows nothing");
+    std::fs::copy(&link_log, foldvault::storage::wal::sidecar_path(&crashed_link)).unwrap();
+    drop(used);
+    std::os::unix::fs::symlink(&crashed, &crashed_link).unwrap();
+    backup::restore(Cursor::new(&bytes), &crashed_link, &creds(), RestoreOptions { force: true, ..Default::default() })
+        .unwrap();
+    assert!(!foldvault::storage::wal::sidecar_path(&crashed_link).exists(), "the log beside the link is left");
+    let db = cfg(&crashed_link).open().unwrap();
+    assert_eq!(contents(&db), want);
 }
 
 /// A progress callback that panics mid-restore: the panic reaches the caller and the partial

@@ -42,6 +42,8 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
     // The file a symbolic link names is the one replaced: a rename over the link would replace
     // the link, leave the database it names as it was, and the lock taken on that database
     // would not move with the new file.
+    // A log is beside the name a database was opened by: beside the link too.
+    let given = dst;
     let resolved;
     let dst = match std::fs::symlink_metadata(dst) {
         Ok(m) if m.file_type().is_symlink() && dst.exists() => {
@@ -177,27 +179,28 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
     // The replaced file, as it is known while locked: its log, if set aside, goes back beside it
     // if it is still at `dst` when the restore fails.
     let replaced = target.as_ref().and_then(|_| std::fs::metadata(dst).ok());
-    let mut set_aside = None;
+    let log_names = if given == dst { vec![dst] } else { vec![dst, given] };
+    let mut set_aside = Vec::new();
     let placed = crate::db::migrate::put_in_place(result, &tmp, dst, placement, || {
-        fold_old_log(dst, target.as_ref(), &mut set_aside)
+        log_names.iter().try_for_each(|name| fold_old_log(name, target.as_ref(), &mut set_aside))
     });
-    if let Some(aside) = set_aside {
-        settle_set_aside_log(&aside, dst, placed.is_ok(), replaced.as_ref());
+    for (aside, name) in set_aside {
+        settle_set_aside_log(&aside, &name, dst, placed.is_ok(), replaced.as_ref());
     }
     let s = placed?;
     tracing::info!(target: "foldvault::audit", seq = s.seq, pages = s.pages, "backup restored");
     Ok(s)
 }
 
-/// Folds a log left beside `dst` into the file it belongs to (`target`, the file about to be
-/// replaced, locked) and empties it, before the rename: a log that stayed could be replayed over
+/// Folds a log left beside `dst` (the file about to be replaced, or a link to it) into the file
+/// it belongs to (`target`, locked) and empties it, before the rename: a log that stayed could be replayed over
 /// the restored file after a crash (a backup of the same database has the same file id, which
 /// is what the log's owner check compares). A log that cannot be folded in (another file's, a
-/// newer log version, damaged, an I/O error) is set aside under another name (`set_aside`), so
-/// that a restore that then fails can give it back to the file it belongs to; one beside a
-/// missing `dst` is removed. Either is made durable. An error only when that fails too (the
-/// restore then stops before the rename).
-fn fold_old_log(dst: &Path, target: Option<&Arc<dyn Storage>>, set_aside: &mut Option<PathBuf>) -> Result<()> {
+/// newer log version, damaged, an I/O error) is set aside under another name (added to
+/// `set_aside` with `dst`), so that a restore that then fails can give it back to the file it
+/// belongs to; one beside a missing `dst` is removed. Either is made durable. An error only
+/// when that fails too (the restore then stops before the rename).
+fn fold_old_log(dst: &Path, target: Option<&Arc<dyn Storage>>, set_aside: &mut Vec<(PathBuf, PathBuf)>) -> Result<()> {
     let log_path = crate::storage::wal::sidecar_path(dst);
     if !log_path.exists() {
         return Ok(());
@@ -214,7 +217,7 @@ fn fold_old_log(dst: &Path, target: Option<&Arc<dyn Storage>>, set_aside: &mut O
         let aside = temp_path(&log_path);
         tracing::warn!(target: "foldvault::audit", error = %e, path = %aside.display(), "restore: the replaced file's log is set aside, not folded in");
         std::fs::rename(&log_path, &aside)?;
-        *set_aside = Some(aside);
+        set_aside.push((aside, dst.to_path_buf()));
     } else {
         crate::storage::wal::remove_sidecar(dst)?;
     }
@@ -222,15 +225,15 @@ fn fold_old_log(dst: &Path, target: Option<&Arc<dyn Storage>>, set_aside: &mut O
     Ok(())
 }
 
-/// A log `fold_old_log` set aside at `aside`: removed once the restored file is in place; put
-/// back beside `dst` if the restore failed and `dst` is still the file it belongs to
-/// (`replaced`, still locked, so no other log can have been made there meanwhile).
-fn settle_set_aside_log(aside: &Path, dst: &Path, placed: bool, replaced: Option<&std::fs::Metadata>) {
+/// A log `fold_old_log` set aside at `aside` from beside `name`: removed once the restored
+/// file is in place; put back if the restore failed and `dst` is still the file it belongs to
+/// (`replaced`, still locked, so no other log can have been made meanwhile).
+fn settle_set_aside_log(aside: &Path, name: &Path, dst: &Path, placed: bool, replaced: Option<&std::fs::Metadata>) {
     let still_there =
         replaced.is_some_and(|id| std::fs::metadata(dst).is_ok_and(|now| crate::storage::same_inode(id, &now)));
-    let log_path = crate::storage::wal::sidecar_path(dst);
+    let log_path = crate::storage::wal::sidecar_path(name);
     if !placed && still_there {
-        let back = std::fs::rename(aside, &log_path).and_then(|()| crate::storage::sync_parent_dir(dst));
+        let back = std::fs::rename(aside, &log_path).and_then(|()| crate::storage::sync_parent_dir(name));
         if let Err(e) = back {
             tracing::error!(target: "foldvault::audit", error = %e, path = %aside.display(), log = %log_path.display(), "restore failed and the replaced file's log could not be put back: rename it to the log's name before the database is opened");
         }
@@ -245,7 +248,6 @@ fn temp_path(dst: &Path) -> PathBuf {
     let name = dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "db".into());
     dst.with_file_name(format!(".{name}.restore-{}", crate::format::page::hex(&r)))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -335,9 +337,9 @@ mod tests {
         std::fs::copy(sidecar_path(&live), sidecar_path(&crashed)).unwrap();
         assert!(records(&bare) < 10, "the file alone already holds every commit: the test shows nothing");
         let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&crashed, false).unwrap());
-        let mut aside = None;
+        let mut aside = Vec::new();
         fold_old_log(&crashed, Some(&target), &mut aside).unwrap();
-        assert!(aside.is_none());
+        assert!(aside.is_empty());
         drop(target);
         assert!(!sidecar_path(&crashed).exists());
         assert_eq!(records(&crashed), 10);
@@ -348,24 +350,25 @@ mod tests {
         std::fs::write(&bare, vec![0u8; 4 * PAGE_SIZE]).unwrap();
         let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&bare, false).unwrap());
         let replaced = std::fs::metadata(&bare).unwrap();
-        let mut aside = None;
+        let mut aside = Vec::new();
         fold_old_log(&bare, Some(&target), &mut aside).unwrap();
-        let aside = aside.expect("the log set aside");
+        let (aside, name) = aside.pop().expect("the log set aside");
+        assert_eq!(name, bare);
         assert!(!sidecar_path(&bare).exists());
         assert_eq!(std::fs::read(&aside).unwrap(), log_bytes);
-        settle_set_aside_log(&aside, &bare, false, Some(&replaced));
+        settle_set_aside_log(&aside, &bare, &bare, false, Some(&replaced));
         assert!(!aside.exists());
         assert_eq!(std::fs::read(sidecar_path(&bare)).unwrap(), log_bytes, "the failed restore's log is back");
         for (placed, moved) in [(true, false), (false, true)] {
-            let mut aside = None;
+            let mut aside = Vec::new();
             fold_old_log(&bare, Some(&target), &mut aside).unwrap();
-            let aside = aside.unwrap();
+            let (aside, _) = aside.pop().unwrap();
             if moved {
                 // The rename happened, then something failed: `bare` is another file now.
                 std::fs::copy(&bare, dir.path().join("other")).unwrap();
                 std::fs::rename(dir.path().join("other"), &bare).unwrap();
             }
-            settle_set_aside_log(&aside, &bare, placed, Some(&replaced));
+            settle_set_aside_log(&aside, &bare, &bare, placed, Some(&replaced));
             assert!(!aside.exists() && !sidecar_path(&bare).exists(), "placed {placed}, moved {moved}");
             std::fs::write(sidecar_path(&bare), &log_bytes).unwrap();
         }

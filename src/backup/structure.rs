@@ -238,6 +238,9 @@ fn walk(
             // The chain holds no more than its value, and all of it by its last page.
             let left = left.checked_sub(f.chunk_len).ok_or(Error::corrupt(r.page, CorruptReason::OverflowLength))?;
             match f.children.first() {
+                // A page past the value's end (an empty last chunk): `overflow::walk` counts the
+                // pages a value of this length may take.
+                Some(_) if left == 0 => return Err(Error::corrupt(r.page, CorruptReason::OverflowLength)),
                 Some(next) => stack.push(Step { link: *next, chain_left: Some(left), ..s }),
                 None if left != 0 => return Err(Error::corrupt(r.page, CorruptReason::OverflowLength)),
                 None => {}
@@ -553,6 +556,11 @@ mod tests {
     /// `overflow::walk` finds on the file.
     #[test]
     fn a_chain_must_hold_its_value_exactly() {
+        // Full pages then one more, empty: a page more than the value's length takes.
+        let (mut facts, catalog) = tree_with_chain(3);
+        facts.get_mut(&23).unwrap().chunk_len = 0;
+        facts.get_mut(&20).unwrap().value_lens[0] = 2 * OVERFLOW_CHUNK as u64;
+        assert_eq!(corrupt_reason(check_structure(&facts, catalog)), Some(CorruptReason::OverflowLength));
         for (len, ok) in [(3 * OVERFLOW_CHUNK as u64, true), (3 * OVERFLOW_CHUNK as u64 + 1, false), (100, false)] {
             let (mut facts, catalog) = tree_with_chain(3);
             facts.get_mut(&20).unwrap().value_lens[0] = len;
