@@ -110,16 +110,17 @@ fn a_restore_through_a_symbolic_link_replaces_the_file_it_names() {
     let db = cfg(&real).open().unwrap();
     assert_eq!(contents(&db), want);
     drop(db);
-    // A database used through the link keeps its log beside the link: a crash leaves it there
-    // (the two files copied as they are while it is open), and the restore folds it in, so
+    // Earlier versions kept the log of a database used through a link beside the link: a
+    // crash left it there (here the two files copied as they are while it is open, the log
+    // put beside the link as such a version would have), and the restore folds it in, so
     // that it is not replayed over the restored file.
     let used = cfg(&link).open().unwrap();
     used.insert("logged", "only in the log").unwrap();
     used.flush().unwrap();
     let (crashed, crashed_link) = (dir.path().join("crashed.fv"), dir.path().join("crashed-link.fv"));
     std::fs::copy(&real, &crashed).unwrap();
-    let link_log = foldvault::storage::wal::sidecar_path(&link);
-    assert!(link_log.exists(), "no log beside the link: the test shows nothing");
+    let link_log = foldvault::storage::wal::sidecar_path(&real);
+    assert!(link_log.exists(), "no log: the test shows nothing");
     std::fs::copy(&link_log, foldvault::storage::wal::sidecar_path(&crashed_link)).unwrap();
     drop(used);
     std::os::unix::fs::symlink(&crashed, &crashed_link).unwrap();

@@ -361,3 +361,77 @@ fn commits_after_a_header_copy_repair_survive_a_crash() {
         drop(dir);
     }
 }
+
+/// A database opened through a symbolic link keeps its log beside the file the link names, so
+/// an open by either name after a crash replays it: with the log beside the link, an open by
+/// the file's own name missed the acknowledged commits, and a later open through the link
+/// replayed that log over whatever had been committed meanwhile.
+#[test]
+fn a_database_opened_through_a_link_keeps_its_log_beside_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("volume");
+    std::fs::create_dir(&data).unwrap();
+    let file = data.join("db.foldvault");
+    let link = dir.path().join("app.foldvault");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    // Created through the (dangling) link: the file is made where it points, the link stays.
+    let db = config(&link).open().unwrap();
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    commit_records(&db, 20, "");
+    assert!(sidecar_path(&file).exists() && !sidecar_path(&link).exists(), "the log is beside the file");
+    // The crash: the files as they are while the database is open.
+    let crashed = tempfile::tempdir().unwrap();
+    let copy = copy_open(&file, crashed.path());
+    drop(db);
+    let copy_link = crashed.path().join("link.foldvault");
+    std::os::unix::fs::symlink(&copy, &copy_link).unwrap();
+    let db = config(&copy).open().unwrap();
+    assert_holds_exactly(&db, &records(0..20, ""));
+    drop(db);
+    let db = config(&copy_link).open().unwrap();
+    assert_holds_exactly(&db, &records(0..20, ""));
+}
+
+/// A log an earlier version left beside a link's own name is replayed by an open through the
+/// link; with a log beside the file too the open is refused, naming both, and changes nothing.
+#[test]
+fn a_log_left_beside_a_link_by_an_earlier_version_is_still_replayed() {
+    let (dir, path, db) = new_db(10);
+    let crashed = copy_open(&path, dir.path());
+    drop(db);
+    let link = dir.path().join("link.foldvault");
+    std::os::unix::fs::symlink(&crashed, &link).unwrap();
+    std::fs::rename(sidecar_path(&crashed), sidecar_path(&link)).unwrap();
+    let log = std::fs::read(sidecar_path(&link)).unwrap();
+
+    std::fs::write(sidecar_path(&crashed), &log).unwrap();
+    let err = config(&link).open().map(|_| ()).unwrap_err();
+    assert!(matches!(&err, Error::Unsupported(m) if m.contains("link.foldvault.fvwal")), "{err}");
+    assert_eq!(std::fs::read(sidecar_path(&link)).unwrap(), log, "the refused open changed nothing");
+    std::fs::remove_file(sidecar_path(&crashed)).unwrap();
+
+    let db = config(&link).open().unwrap();
+    assert_holds_exactly(&db, &records(0..10, ""));
+    drop(db);
+    assert!(!sidecar_path(&link).exists(), "a clean close removes the log it took");
+    assert_holds_exactly(&config(&crashed).open().unwrap(), &records(0..10, ""));
+}
+
+/// An in-place conversion through a link takes the log the database's open takes: one an
+/// earlier version left beside the link, whose commits the converted file then holds, and
+/// which is gone afterwards (the converted file has another identity).
+#[test]
+fn converting_through_a_link_takes_the_log_left_beside_it() {
+    let (dir, path, db) = new_db(10);
+    let crashed = copy_open(&path, dir.path());
+    drop(db);
+    let link = dir.path().join("link.foldvault");
+    std::os::unix::fs::symlink(&crashed, &link).unwrap();
+    std::fs::rename(sidecar_path(&crashed), sidecar_path(&link)).unwrap();
+    let to = config(&link).passphrase("converted");
+    foldvault::migrate::convert_in_place(&link, &config(&link), &to, &mut |_| {}).unwrap();
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays");
+    assert!(!sidecar_path(&link).exists() && !sidecar_path(&crashed).exists());
+    assert_holds_exactly(&to.open().unwrap(), &records(0..10, ""));
+    assert_holds_exactly(&config(&crashed).passphrase("converted").open().unwrap(), &records(0..10, ""));
+}

@@ -153,7 +153,7 @@ pub fn backup(a: BackupArgs) -> Result<(), CliError> {
     }
     let (db, file) = open_db(&a.db, &a.keys, Access::Read)?;
     // The backup written over the database itself (or its log) would replace it.
-    let log = crate::storage::wal::sidecar_path(&file);
+    let log = crate::storage::wal::log_of(&file);
     if !to_stdout && (same_file(&a.out, &file) || same_file(&a.out, &log)) {
         return Err(CliError::Usage("OUT is the database (or its log): name another file".into()));
     }

@@ -119,7 +119,7 @@ impl Dumper {
             note!(
                 "note: {} exists (left by a crash): pages written since its last checkpoint are in it, not \
                  shown here; opening the database replays it into the file",
-                crate::storage::wal::sidecar_path(&t.file).display()
+                crate::storage::wal::log_of(&t.file).display()
             );
         }
         let h = &info.header;

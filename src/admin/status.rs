@@ -71,7 +71,7 @@ pub fn read_header(path: &Path) -> crate::Result<HeaderInfo> {
     }
     match best {
         Some((header, header_page)) => {
-            let log_size = std::fs::metadata(crate::storage::wal::sidecar_path(path)).ok().map(|m| m.len());
+            let log_size = std::fs::metadata(crate::storage::wal::log_of(path)).ok().map(|m| m.len());
             let page_count = file_size / PAGE_SIZE as u64;
             Ok(HeaderInfo { header, header_page, copies_valid, file_size, page_count, log_size })
         }

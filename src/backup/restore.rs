@@ -42,7 +42,8 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
     // The file a symbolic link names is the one replaced: a rename over the link would replace
     // the link, leave the database it names as it was, and the lock taken on that database
     // would not move with the new file.
-    // A log is beside the name a database was opened by: beside the link too.
+    // Earlier versions put a log beside the name a database was opened by: beside the link too
+    // (`storage::wal::log_for`).
     let given = dst;
     let resolved;
     let dst = match std::fs::symlink_metadata(dst) {

@@ -14,6 +14,9 @@
 //!   [`Located`], so a create that fails can take it away ([`Located::discard`]): a failed
 //!   create leaves no empty file that the next open would take for a truncated database. A
 //!   name is removed only while its file is locked, and only if it still names that file.
+//! - A file is opened by its own name, a symbolic link followed (`wal::resolve_links`): the
+//!   lock, the log beside it and the names a failed create removes are the file's, whichever
+//!   name it is opened by, so no log is missed by an open through another name.
 //! - A directory that holds a sled database and no foldvault file is refused, never filled with
 //!   an empty database beside the sled one.
 
@@ -152,6 +155,11 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
             (d.join(DB_FILE_NAME), Some(d))
         }
     };
+    // The file itself, a symbolic link followed: its lock, its log and the names an open adds
+    // or removes are the file's, whichever name it is opened by (`given` is kept only to find a
+    // log an earlier version left beside the link: `wal::log_for`).
+    let given = file;
+    let file = wal::resolve_links(&given);
     if cfg.read_only && !file.exists() {
         // Never created: a read-only open of a missing database is `NotFound`.
         if let Some(d) = dir.as_ref().filter(|d| d.is_dir()) {
@@ -173,13 +181,13 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
         }
         std::fs::create_dir_all(d)?;
     }
-    let wal_path = wal::sidecar_path(&file);
-    if cfg.create_new && (std::fs::metadata(&file).is_ok_and(|m| m.len() > 0) || (!cfg.temporary && wal_path.exists()))
+    if cfg.create_new
+        && (std::fs::metadata(&file).is_ok_and(|m| m.len() > 0) || (!cfg.temporary && wal::log_of(&given).exists()))
     {
         return Err(Error::AlreadyExists(file.display().to_string()));
     }
     let opened = if cfg.read_only {
-        read_only_storage(&file).map(|storage| OpenedFile {
+        read_only_storage(&given, &file).map(|storage| OpenedFile {
             storage,
             identity: None,
             created: false,
@@ -189,7 +197,7 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
     } else if cfg.temporary {
         temporary_storage(&file, cfg.create_new)
     } else {
-        file_storage(&file, cfg.wal, cfg.wal_background)
+        file_storage(&given, &file, cfg.wal, cfg.wal_background)
     };
     let opened = match opened {
         Ok(o) => o,
@@ -258,10 +266,10 @@ pub(crate) fn holds_sled_database(dir: &Path) -> bool {
 /// (SPEC.md §15) when the log is on (`wal`: its checkpoint size; `background`: checkpoints copy
 /// on a thread of their own) or one was left beside it (with the log off it is folded into
 /// the file and removed here). The log is looked for once the file's lock is held.
-fn file_storage(file: &Path, wal: Option<u64>, background: bool) -> Result<OpenedFile> {
+fn file_storage(given: &Path, file: &Path, wal: Option<u64>, background: bool) -> Result<OpenedFile> {
     let main = Arc::new(FileStorage::open(file, true)?);
     let mut log_made = None;
-    match with_log(&main, file, wal, background, &mut log_made) {
+    match with_log(&main, given, file, wal, background, &mut log_made) {
         Ok(Some(opened)) => Ok(opened),
         Ok(None) => Ok(OpenedFile::of(main, false)),
         Err(e) => {
@@ -280,14 +288,16 @@ fn file_storage(file: &Path, wal: Option<u64>, background: bool) -> Result<Opene
 
 /// `main` with its log, or `None` for the file alone (the log off, none beside the file, or
 /// none the directory takes). `log_made`: set to the log's path once this open has made it.
+/// `given`: the name the file was opened by (`wal::log_for`).
 fn with_log(
     main: &Arc<FileStorage>,
+    given: &Path,
     file: &Path,
     wal: Option<u64>,
     background: bool,
     log_made: &mut Option<PathBuf>,
 ) -> Result<Option<OpenedFile>> {
-    let wal_path = wal::sidecar_path(file);
+    let wal_path = wal::log_for(given, file)?;
     let logged = wal_path.exists();
     if wal.is_none() && !logged {
         return Ok(None);
@@ -324,8 +334,11 @@ fn with_log(
 pub(crate) fn read_only_location(cfg: &Config) -> Result<Arc<dyn Storage>> {
     match &cfg.location {
         Location::Storage(s) => Ok(s.clone()),
-        Location::File(f) => read_only_storage(f),
-        Location::Dir(d) => read_only_storage(&d.join(DB_FILE_NAME)),
+        Location::File(f) => read_only_storage(f, &wal::resolve_links(f)),
+        Location::Dir(d) => {
+            let f = d.join(DB_FILE_NAME);
+            read_only_storage(&f, &wal::resolve_links(&f))
+        }
         _ => Err(Error::InvalidConfig("salvage needs the source's file, directory or storage")),
     }
 }
@@ -333,9 +346,9 @@ pub(crate) fn read_only_location(cfg: &Config) -> Result<Arc<dyn Storage>> {
 /// The storage of a read-only open: the file under a shared lock, and a log left beside it by
 /// a crash replayed in memory and kept as it is at close (`WalStorage::keep_at_close`). The log
 /// is looked for once the lock is held: no writer can add or remove it after that.
-fn read_only_storage(file: &Path) -> Result<Arc<dyn Storage>> {
+fn read_only_storage(given: &Path, file: &Path) -> Result<Arc<dyn Storage>> {
     let main: Arc<dyn Storage> = Arc::new(FileStorage::open_read_only(file)?);
-    let wal_path = wal::sidecar_path(file);
+    let wal_path = wal::log_for(given, file)?;
     let log: Arc<dyn Storage> = match FileStorage::open_read_only(&wal_path) {
         Ok(l) => Arc::new(l),
         Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(main),

@@ -356,17 +356,20 @@ pub fn convert_in_place(
 ) -> Result<CopyReport> {
     // The file itself: a rename over a symbolic link would replace the link and leave the
     // file it names as it was.
+    // The database is opened by the name given, which finds a log an earlier version left
+    // beside a link (`wal::log_for`).
+    let given = path;
     let path = &std::fs::canonicalize(path)?;
     // A handle on the file the source opens (checked to be the one the name still gives just
     // before the rename), to overwrite it once replaced.
     let old = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
     // First read-only, which writes nothing: a read-write open that falls back repairs the
     // record slots, and the newest record, which salvage would read, would be gone.
-    let probe = src_cfg.clone().file(path).read_only(true).open()?;
+    let probe = src_cfg.clone().file(given).read_only(true).open()?;
     let recovered = probe.was_recovered();
     drop(probe);
     // Checked again on the read-write handle: a commit may have come between the two opens.
-    let src = if recovered { None } else { Some(src_cfg.clone().file(path).open()?) };
+    let src = if recovered { None } else { Some(src_cfg.clone().file(given).open()?) };
     let Some(src) = src.filter(|s| !s.was_recovered()) else {
         // A commit record that did not open, or a newest commit whose pages did not verify: a
         // commit cut by a crash, or damage that salvage could partly read. The original is not
@@ -383,7 +386,9 @@ damage): convert it into a new file instead, which keeps the original (or run `f
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    let old_log = std::fs::OpenOptions::new().read(true).write(true).open(crate::storage::wal::sidecar_path(path)).ok();
+    // The source's log, found as its open found it (the source holds the lock: it stays).
+    let side = crate::storage::wal::log_of(given);
+    let old_log = std::fs::OpenOptions::new().read(true).write(true).open(&side).ok();
     if let Err(e) = empty_log_before_replacement(&src, old_log.as_ref()) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
@@ -415,14 +420,12 @@ damage): convert it into a new file instead, which keeps the original (or run `f
     // A log the close could not remove still has the name beside the new file: the copy holds
     // all it held, so it goes. The conversion is done: a failure here is only reported, and the
     // old data is still overwritten below.
-    if let Some(log) = &old_log {
-        let side = crate::storage::wal::sidecar_path(path);
-        if std::fs::metadata(&side).is_ok_and(|m| same_file(log, &m).unwrap_or(false))
-            && let Err(e) = std::fs::remove_file(&side).and_then(|()| crate::storage::sync_parent_dir(&side))
-        {
-            tracing::warn!(target: "foldvault::audit", error = %e, path = %side.display(),
-                "the replaced file's emptied log could not be removed; remove it");
-        }
+    if let Some(log) = &old_log
+        && std::fs::metadata(&side).is_ok_and(|m| same_file(log, &m).unwrap_or(false))
+        && let Err(e) = std::fs::remove_file(&side).and_then(|()| crate::storage::sync_parent_dir(&side))
+    {
+        tracing::warn!(target: "foldvault::audit", error = %e, path = %side.display(),
+            "the replaced file's emptied log could not be removed; remove it");
     }
     // Best effort (SPEC §9.1): the old blocks are overwritten where the file system writes in
     // place; copy-on-write file systems, snapshots and SSD spare blocks keep them.

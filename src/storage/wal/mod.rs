@@ -67,7 +67,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -76,6 +76,8 @@ use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use checkpoint::BackgroundCopy;
+pub(crate) use names::log_for;
+pub use names::{log_of, remove_sidecar, resolve_links, sidecar_path};
 
 const PAGE: usize = 4096;
 const P: u64 = PAGE as u64;
@@ -114,23 +116,6 @@ fn get_u32(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(a)
-}
-
-/// The sidecar log of the database file at `file`: `file` with `.fvwal` appended.
-pub fn sidecar_path(file: &Path) -> PathBuf {
-    let mut s = file.as_os_str().to_owned();
-    s.push(".fvwal");
-    PathBuf::from(s)
-}
-
-/// Removes the log beside `file`, if any: for tools that put another database file in its
-/// place (restore, migration), after the rename, so that a crash in between leaves a log the
-/// owner check refuses (`Error::ForeignLog`) rather than a database without its last commits.
-pub fn remove_sidecar(file: &Path) -> io::Result<()> {
-    match std::fs::remove_file(sidecar_path(file)) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        r => r,
-    }
 }
 
 #[derive(Default)]
@@ -755,5 +740,6 @@ impl Drop for WalStorage {
 }
 
 mod checkpoint;
+mod names;
 #[cfg(test)]
 mod tests;
