@@ -503,3 +503,23 @@ fn a_key_given_for_a_plaintext_file_is_an_audit_warning() {
     assert!(!db.is_encrypted());
     assert!(events.lock().unwrap()[before..].iter().any(is_plain_with_key), "no warning with a key given");
 }
+
+/// Opening a database file that has another hard link raises an audit warning (`hard_links`):
+/// a log a crash leaves beside one name is not found by an open through the other. With one
+/// name, none.
+#[test]
+fn a_database_file_with_other_hard_links_is_an_audit_warning() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let events = captured();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("linked.db");
+    let open = || Config::new().file(&path).use_env(false).flush_every_ms(None).plaintext().open().unwrap();
+    let is_linked = |e: &Captured| is_audit_event(e, "hard_links") && e.level <= tracing::Level::WARN;
+    let before = events.lock().unwrap().len();
+    drop(open());
+    assert!(!events.lock().unwrap()[before..].iter().any(is_linked), "warned with one name");
+    std::fs::hard_link(&path, dir.path().join("alias.db")).unwrap();
+    let before = events.lock().unwrap().len();
+    drop(open());
+    assert!(events.lock().unwrap()[before..].iter().any(is_linked), "no warning with two names");
+}

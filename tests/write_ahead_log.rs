@@ -435,3 +435,20 @@ fn converting_through_a_link_takes_the_log_left_beside_it() {
     assert_holds_exactly(&to.open().unwrap(), &records(0..10, ""));
     assert_holds_exactly(&config(&crashed).passphrase("converted").open().unwrap(), &records(0..10, ""));
 }
+
+/// An open refused for its key or a rollback anchor leaves a crashed database's file and log
+/// byte for byte as they were: the log's close folded it into the file and removed it.
+#[test]
+fn an_open_that_fails_leaves_the_file_and_its_log_as_they_were() {
+    let (dir, path, db) = new_db(10);
+    let crashed = copy_open(&path, dir.path());
+    drop(db);
+    let (file, log) = (std::fs::read(&crashed).unwrap(), std::fs::read(sidecar_path(&crashed)).unwrap());
+    let wrong_key = config(&crashed).passphrase("not the passphrase").open().map(|_| ()).unwrap_err();
+    assert!(matches!(wrong_key, Error::WrongKey { .. }), "{wrong_key:?}");
+    let anchored = config(&crashed).min_commit_seq(1_000).open().map(|_| ()).unwrap_err();
+    assert!(matches!(anchored, Error::RolledBack { .. }), "{anchored:?}");
+    assert_eq!(std::fs::read(sidecar_path(&crashed)).unwrap(), log, "the log changed");
+    assert_eq!(std::fs::read(&crashed).unwrap(), file, "the file changed");
+    assert_holds_exactly(&config(&crashed).open().unwrap(), &records(0..10, ""));
+}

@@ -96,7 +96,16 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             }
         }
     } else {
-        super::open::open(storage, cfg, &creds, !cfg.read_only)?
+        match super::open::open(storage, cfg, &creds, !cfg.read_only) {
+            Ok(e) => e,
+            Err(e) => {
+                // A refused or failed open leaves the file and a log beside it as a crash would:
+                // the log's close would fold it into the file and remove it (SPEC §5.2: an open
+                // refused for its key or an anchor writes nothing).
+                located.storage.abandon();
+                return Err(e);
+            }
+        }
     };
     let engine = Arc::new(engine);
     let flusher = match cfg.flush_every_ms {

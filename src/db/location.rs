@@ -268,6 +268,14 @@ pub(crate) fn holds_sled_database(dir: &Path) -> bool {
 /// the file and removed here). The log is looked for once the file's lock is held.
 fn file_storage(given: &Path, file: &Path, wal: Option<u64>, background: bool) -> Result<OpenedFile> {
     let main = Arc::new(FileStorage::open(file, true)?);
+    if let Ok(m) = main.metadata()
+        && std::os::unix::fs::MetadataExt::nlink(&m) > 1
+    {
+        // A hard link is another name with a log of its own beside it: a log a crash left
+        // beside one is not found by an open through the other (SPEC §15, "Files").
+        tracing::warn!(target: "foldvault::audit", event = "hard_links", path = %file.display(), links = std::os::unix::fs::MetadataExt::nlink(&m),
+            "the database file has other hard links: open it by this name only, or a log a crash leaves beside one name is not found through another");
+    }
     let mut log_made = None;
     match with_log(&main, given, file, wal, background, &mut log_made) {
         Ok(Some(opened)) => Ok(opened),
