@@ -437,6 +437,89 @@ fn a_dropped_tree_stays_dropped_until_written_to() {
     assert_eq!(entries(db.open_tree("t").unwrap().iter()), vec![(b"b".to_vec(), b"2".to_vec())]);
 }
 
+/// The same in a sled transaction: a removal of a key that is not there (alone, or all a
+/// batch holds) commits nothing and does not bring the dropped tree back.
+#[test]
+fn a_transaction_that_changes_nothing_commits_nothing() {
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    t.insert("a", "1").unwrap();
+    let seq = db.commit_seq();
+    let mut absent = Batch::default();
+    absent.remove("absent");
+    let r: TransactionResult<()> = t.transaction(|tx| {
+        assert_eq!(tx.remove("absent")?, None);
+        tx.apply_batch(&absent)?;
+        Ok(())
+    });
+    r.unwrap();
+    assert_eq!(db.commit_seq(), seq, "a transaction that changed nothing committed");
+    assert!(db.drop_tree("t").unwrap());
+    let listed = |db: &Db| db.tree_names().iter().any(|n| n == "t");
+    let r: TransactionResult<()> = t.transaction(|tx| {
+        tx.remove("a")?;
+        tx.apply_batch(&absent)?;
+        Ok(())
+    });
+    r.unwrap();
+    assert!(!listed(&db), "the dropped tree came back");
+    let r: TransactionResult<()> = t.transaction(|tx| {
+        tx.remove("absent")?;
+        tx.insert("b", "2")?;
+        Ok(())
+    });
+    r.unwrap();
+    assert_eq!(entries(db.open_tree("t").unwrap().iter()), vec![(b"b".to_vec(), b"2".to_vec())]);
+}
+
+/// `iter().last()` reads from the back end, as sled's does, and `keys()` reads no values: both
+/// are measured in pages looked up (cache hits and misses), on values of several pages each.
+#[test]
+fn last_and_keys_read_no_more_than_they_need() {
+    let db = temp_db();
+    for i in 0u32..300 {
+        db.insert(i.to_be_bytes(), vec![7u8; 20_000]).unwrap();
+    }
+    let lookups = |db: &Db| {
+        let m = db.metrics();
+        m.cache_hits + m.cache_misses
+    };
+    let a = lookups(&db);
+    let back = db.iter().next_back().unwrap().unwrap();
+    let b = lookups(&db);
+    let last = db.iter().last().unwrap().unwrap();
+    let c = lookups(&db);
+    assert_eq!(back, last);
+    assert_eq!(last.0, 299u32.to_be_bytes());
+    assert!(c - b <= b - a, "last() looked up {} pages, next_back() {}", c - b, b - a);
+    let keys: Vec<IVec> = db.iter().keys().map(|k| k.unwrap()).collect();
+    let d = lookups(&db);
+    assert_eq!(keys.len(), 300);
+    assert_eq!(keys[7], 7u32.to_be_bytes());
+    assert!(d - c < 100, "keys() looked up {} pages", d - c);
+    let back: Vec<IVec> = db.range(10u32.to_be_bytes()..20u32.to_be_bytes()).keys().rev().map(|k| k.unwrap()).collect();
+    assert_eq!(back.first().unwrap(), &19u32.to_be_bytes());
+    assert_eq!(back.len(), 10);
+    let values: Vec<IVec> = db.iter().values().take(2).map(|v| v.unwrap()).collect();
+    assert_eq!(values[1].len(), 20_000, "values() still reads values");
+}
+
+/// `for kv in &tree`, as with sled's `Tree`.
+#[test]
+fn a_tree_reference_iterates() {
+    let db = temp_db();
+    db.insert("a", "1").unwrap();
+    db.insert("b", "2").unwrap();
+    let t: &Tree = &db;
+    let mut n = 0;
+    for kv in t {
+        let (k, _) = kv.unwrap();
+        assert!(k == "a" || k == "b");
+        n += 1;
+    }
+    assert_eq!(n, 2);
+}
+
 #[test]
 fn apply_batch_is_atomic_and_ordered() {
     let db = temp_db();

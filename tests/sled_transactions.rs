@@ -142,6 +142,17 @@ fn transaction_on_several_trees() {
             Ok::<_, ConflictableTransactionError>(())
         })
         .unwrap();
+    // Fourteen trees in a tuple, sled's largest.
+    let t: Vec<Tree> = (0..14).map(|i| db.open_tree(format!("tuple{i}")).unwrap()).collect();
+    (&t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7], &t[8], &t[9], &t[10], &t[11], &t[12], &t[13])
+        .transaction(|(a, _, _, _, _, _, _, _, _, _, _, _, _, n)| {
+            a.insert("first", "a")?;
+            n.insert("last", "n")?;
+            Ok::<_, ConflictableTransactionError>(())
+        })
+        .unwrap();
+    assert_eq!(t[13].get("last").unwrap().unwrap(), "n");
+    assert_eq!(t[0].get("first").unwrap().unwrap(), "a");
     let trees: Vec<Tree> = [unprocessed.clone(), processed.clone(), third.clone()].to_vec();
     trees
         .transaction(|views: &Vec<TransactionalTree>| {

@@ -415,6 +415,15 @@ impl Batch {
     }
 }
 
+/// `for kv in &tree`, as sled: the tree's entries in key order ([`Tree::iter`]).
+impl IntoIterator for &Tree {
+    type Item = Result<(IVec, IVec)>;
+    type IntoIter = Iter;
+    fn into_iter(self) -> Iter {
+        self.iter()
+    }
+}
+
 impl Tree {
     fn root(&self, snap: &Snapshot) -> PageRef {
         snap.trees.get(&*self.name).map(|r| r.root).unwrap_or(PageRef::NONE)

@@ -31,6 +31,8 @@ pub struct Iter {
     last_front: Option<IVec>,
     last_back: Option<IVec>,
     done: bool,
+    /// Values are read (`keys` turns this off: a listing of keys opens no overflow chain).
+    read_values: bool,
 }
 
 /// The bounds are the caller's keys: wiped with the iterator (the last keys are `IVec`s, which
@@ -70,6 +72,7 @@ impl Iter {
             last_front: None,
             last_back: None,
             done: false,
+            read_values: true,
         }
     }
 
@@ -81,8 +84,9 @@ impl Iter {
         Iter::new(handle, snap, root, Bound::Included(prefix.to_vec()), hi)
     }
 
-    /// Keys only.
-    pub fn keys(self) -> impl DoubleEndedIterator<Item = Result<IVec>> {
+    /// Keys only. Values are not read (a large value's overflow pages are not opened).
+    pub fn keys(mut self) -> impl DoubleEndedIterator<Item = Result<IVec>> {
+        self.read_values = false;
         self.map(|r| r.map(|(k, _)| k))
     }
 
@@ -154,7 +158,10 @@ impl Iter {
         // The value is read only for a key that is yielded (it may be a large overflow value).
         let (key, ordered, value) = c.with_current(|k, v| {
             let ordered = moves_on(k);
-            let value = (ordered && in_range(k)).then(|| value_of(pager, v));
+            let value = (ordered && in_range(k)).then(|| match self.read_values {
+                true => value_of(pager, v),
+                false => Ok(IVec::from_slice(&[])),
+            });
             (IVec::from_slice(k), ordered, value)
         })?;
         if !ordered {
@@ -203,6 +210,11 @@ impl Iterator for Iter {
     type Item = Result<(IVec, IVec)>;
     fn next(&mut self) -> Option<Self::Item> {
         self.advance(true)
+    }
+
+    /// The last entry, read from the back end (as sled's), not by walking the range.
+    fn last(mut self) -> Option<Self::Item> {
+        self.next_back()
     }
 }
 

@@ -548,6 +548,10 @@ impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F, 5 G, 6 H);
 impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F, 5 G, 6 H, 7 I);
 impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F, 5 G, 6 H, 7 I, 8 J);
 impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F, 5 G, 6 H, 7 I, 8 J, 9 K);
+impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F, 5 G, 6 H, 7 I, 8 J, 9 K, 10 L);
+impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F, 5 G, 6 H, 7 I, 8 J, 9 K, 10 L, 11 M);
+impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F, 5 G, 6 H, 7 I, 8 J, 9 K, 10 L, 11 M, 12 N);
+impl_transactional_tuple!(0 A, 1 B, 2 C, 3 D, 4 F, 5 G, 6 H, 7 I, 8 J, 9 K, 10 L, 11 M, 12 N, 13 O);
 
 impl Tree {
     /// Runs `f` as one atomic transaction on this tree (sled's `Tree::transaction`). For several

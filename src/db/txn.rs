@@ -170,9 +170,17 @@ impl TxTree<'_> {
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut TxPages, &mut TreeRoot) -> Result<T>) -> Result<T> {
+        self.write_if(|p, r| f(p, r).map(|out| (out, true)))
+    }
+
+    /// As `write`, for a change `f` may find there is nothing to make (it says so with
+    /// `false`): the tree is then left as the transaction saw it, so that a removal of a key
+    /// that is not there neither commits a new catalog nor brings back, empty, a tree dropped
+    /// since the handle was opened (as outside transactions: `Tree::write`).
+    fn write_if<T>(&self, f: impl FnOnce(&mut TxPages, &mut TreeRoot) -> Result<(T, bool)>) -> Result<T> {
         self.tx.with(|t| {
             let mut root = t.trees.get(&self.name).copied().unwrap_or_default();
-            let out = match f(&mut t.pages, &mut root) {
+            let (out, changed) = match f(&mut t.pages, &mut root) {
                 Ok(out) => out,
                 // Size checks run before anything changes; any other failure may leave a
                 // half-done change behind.
@@ -182,9 +190,11 @@ impl TxTree<'_> {
                     return Err(e);
                 }
             };
-            t.trees.insert(self.name.clone(), root);
-            t.changed.insert(self.name.clone());
-            t.dropped.remove(&self.name);
+            if changed {
+                t.trees.insert(self.name.clone(), root);
+                t.changed.insert(self.name.clone());
+                t.dropped.remove(&self.name);
+            }
             Ok(out)
         })
     }
@@ -194,7 +204,11 @@ impl TxTree<'_> {
     }
 
     pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
-        self.write(|p, r| Ok(p.remove(r, key.as_ref(), true)?.map(IVec::from)))
+        self.write_if(|p, r| {
+            let old = p.remove(r, key.as_ref(), true)?.map(IVec::from);
+            let removed = old.is_some();
+            Ok((old, removed))
+        })
     }
 
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
@@ -255,14 +269,17 @@ impl TxTree<'_> {
 
     pub fn apply_batch(&self, batch: &super::api::Batch) -> Result<()> {
         batch.validate()?;
-        self.write(|p, r| {
+        self.write_if(|p, r| {
+            // Only removals of keys that are not there: nothing changes (the count tells).
+            let (count, inserts) = (r.count, batch.ops.iter().any(|(_, v)| v.is_some()));
             for (k, v) in &batch.ops {
                 match v {
                     Some(v) => p.insert(r, k, v, false)?,
                     None => p.remove(r, k, false)?,
                 };
             }
-            Ok(())
+            let changed = inserts || r.count != count;
+            Ok(((), changed))
         })
     }
 }
