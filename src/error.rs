@@ -133,6 +133,15 @@ pub enum Error {
     /// A file replaced while its log stayed behind; remove the log if the file is the one wanted.
     #[error("the write-ahead log beside this file belongs to another database file")]
     ForeignLog,
+    /// The write-ahead log beside the database file (SPEC §15) is older than the file: a
+    /// commit record it holds is below the one the file holds in the same slot. It is not
+    /// replayed, which would put older pages over later commits: such a log was left beside
+    /// another name of the file (a hard link) by a crash, or put back from a copy. Move it
+    /// away to open the file as it is.
+    #[error(
+        "the write-ahead log beside this file is older than the file (its commit {log_seq}, the file's {file_seq}): not replayed"
+    )]
+    StaleLog { log_seq: u64, file_seq: u64 },
     /// A write (a transaction, a key or maintenance operation) on a database opened with
     /// `Config::read_only`.
     #[error("the database is open read-only")]
@@ -195,6 +204,7 @@ impl Clone for Error {
             Error::Truncated { expected, found } => Error::Truncated { expected: *expected, found: *found },
             Error::NotADatabase => Error::NotADatabase,
             Error::ForeignLog => Error::ForeignLog,
+            Error::StaleLog { log_seq, file_seq } => Error::StaleLog { log_seq: *log_seq, file_seq: *file_seq },
             Error::ReadOnly => Error::ReadOnly,
             Error::UnsupportedLogVersion { found, supported } => {
                 Error::UnsupportedLogVersion { found: *found, supported: *supported }

@@ -452,3 +452,33 @@ fn an_open_that_fails_leaves_the_file_and_its_log_as_they_were() {
     assert_eq!(std::fs::read(&crashed).unwrap(), file, "the file changed");
     assert_holds_exactly(&config(&crashed).open().unwrap(), &records(0..10, ""));
 }
+
+/// A log older than the file is refused (`StaleLog`), not replayed over it. Two hard links to
+/// one file: a crash leaves commits in the log beside one name; an open by the other does not
+/// find that log and commits on without it; an open by the first name then finds a log whose
+/// commits the file went on without, and replaying it would put them over the later ones.
+#[test]
+fn a_log_older_than_the_file_is_refused() {
+    for later in [5u32, 1] {
+        let (dir, path, db) = new_db(10);
+        let crashed = copy_open(&path, dir.path());
+        drop(db);
+        let alias = dir.path().join("alias.foldvault");
+        std::fs::hard_link(&crashed, &alias).unwrap();
+        std::fs::rename(sidecar_path(&crashed), sidecar_path(&alias)).unwrap();
+        // By the other name: the log is not found, the file goes on without it.
+        let other = config(&crashed).open().unwrap();
+        commit_records(&other, later, "-b");
+        drop(other);
+        let (file, log) = (std::fs::read(&crashed).unwrap(), std::fs::read(sidecar_path(&alias)).unwrap());
+        let err = config(&alias).open().map(|_| ()).unwrap_err();
+        assert!(matches!(err, Error::StaleLog { .. }), "{later} later commits: {err:?}");
+        assert_eq!(std::fs::read(&crashed).unwrap(), file, "the refused open changed the file");
+        assert_eq!(std::fs::read(sidecar_path(&alias)).unwrap(), log, "the refused open changed the log");
+        let read_only = config(&alias).read_only(true).open().map(|_| ()).unwrap_err();
+        assert!(matches!(read_only, Error::StaleLog { .. }), "read-only: {read_only:?}");
+        // The log moved away, the file opens as it is.
+        std::fs::remove_file(sidecar_path(&alias)).unwrap();
+        assert_holds_exactly(&config(&alias).open().unwrap(), &records(0..later, "-b"));
+    }
+}

@@ -194,7 +194,8 @@ pub fn exit_code_of(e: &Error) -> i32 {
         | Error::BackupCorrupt { .. }
         | Error::RolledBack { .. }
         | Error::RootDigestMismatch
-        | Error::ForeignLog => EXIT_CORRUPT,
+        | Error::ForeignLog
+        | Error::StaleLog { .. } => EXIT_CORRUPT,
         Error::Io(_) | Error::Locked | Error::Poisoned | Error::ReportableBug(_) => EXIT_IO,
         Error::KeyTooLarge { .. }
         | Error::ValueTooLarge { .. }

@@ -271,6 +271,7 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
             }
         }
     }
+    check_log_is_not_stale(&pager)?;
     // Newest first; of two records of one commit (a clean close writes the second), the one
     // that needs no verification.
     candidates.sort_by_key(|(r, _)| std::cmp::Reverse((r.seq, r.prev_durable_seq)));
@@ -397,4 +398,33 @@ pub(crate) fn file_sealer(
         .with_version(fh.version),
         None => PageSealer::plaintext(fh.file_id).with_version(fh.version),
     })
+}
+
+/// A log replayed at open must be newer than the file (SPEC §15, "Replay at open"): every
+/// commit record the file holds in a slot the log also holds is a copy of a logged one (a
+/// checkpoint copied it home) or older than every logged record, or records the same commit
+/// as a logged record of its sequence (a clean close's second record). Else the file went on
+/// without the log — committed to by a name the log is not beside (a hard link), or the log
+/// was put back — and replaying it would put older pages over later commits: `StaleLog`.
+fn check_log_is_not_stale(pager: &Pager) -> Result<()> {
+    let slots = [COMMIT_PAGE_A, COMMIT_PAGE_B].map(|s| pager.slot_under_log(s));
+    let slots: Vec<_> = slots.into_iter().collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+    let logged: Vec<(u64, PageRef)> = slots.iter().flat_map(|s| s.logged.iter().copied()).collect();
+    let Some(oldest) = logged.iter().map(|(seq, _)| *seq).min() else { return Ok(()) };
+    for s in &slots {
+        let Some(file) = s.file.as_ref().filter(|_| !s.file_is_logged) else { continue };
+        let same_commit = |(seq, cat): &(u64, PageRef)| *seq == file.seq && same_ref(cat, &file.catalog);
+        let newer = file.seq > oldest || (file.seq == oldest && !logged.iter().any(same_commit));
+        if newer {
+            tracing::error!(target: "foldvault::audit", log_seq = oldest, file_seq = file.seq,
+                "the write-ahead log is older than the file; not replayed");
+            return Err(Error::StaleLog { log_seq: oldest, file_seq: file.seq });
+        }
+    }
+    Ok(())
+}
+
+/// The same page reference: page, generation and seal tag.
+fn same_ref(a: &PageRef, b: &PageRef) -> bool {
+    a.page == b.page && a.generation == b.generation && a.tag.ct_eq(&b.tag)
 }

@@ -45,6 +45,16 @@ use crate::storage::Storage;
 use cache::{CachedPage, PageCache};
 use metrics::Counters;
 
+/// A commit slot as the file holds it beneath a log replayed at open ([`Pager::slot_under_log`]).
+pub(crate) struct SlotUnderLog {
+    /// The file's own record in the slot, if it opens.
+    pub file: Option<CommitRecord>,
+    /// The file's bytes are one of the logged versions (a checkpoint copied it home).
+    pub file_is_logged: bool,
+    /// Each logged version that opens: its commit sequence and catalog.
+    pub logged: Vec<(u64, PageRef)>,
+}
+
 pub(crate) struct Pager {
     storage: Arc<dyn Storage>,
     pub(crate) sealer: PageSealer,
@@ -301,6 +311,30 @@ impl Pager {
     pub(crate) fn read_commit(&self, slot_page: PageNo) -> Result<CommitRecord> {
         let p = self.open_from_disk(slot_page, KeyPurpose::Commit)?;
         CommitRecord::decode(p.payload(), slot_page, self.sealer.version())
+    }
+
+    /// Commit slot `slot_page` where a log replayed at open holds versions of it
+    /// (`Storage::logged_versions`): the file's own record there, whether the file's bytes are
+    /// one of the logged versions (copied home by a checkpoint), and the (seq, catalog) of each
+    /// logged version that opens. `None` where no log holds the slot.
+    pub(crate) fn slot_under_log(&self, slot_page: PageNo) -> Result<Option<SlotUnderLog>> {
+        let decode = |bytes: &[u8]| -> Option<CommitRecord> {
+            let mut buf = Box::new([0u8; PAGE_SIZE]);
+            buf.copy_from_slice(bytes);
+            self.sealer.open(KeyPurpose::Commit, slot_page, &mut buf).ok()?;
+            CommitRecord::decode(&buf[..crate::format::page::PAYLOAD_SIZE], slot_page, self.sealer.version()).ok()
+        };
+        let mut file = vec![0u8; PAGE_SIZE];
+        let (mut hashes, mut logged) = (Vec::new(), Vec::new());
+        let held = self.storage.logged_versions(slot_page * PAGE_SIZE as u64, &mut file, &mut |v| {
+            hashes.push(blake3::hash(v));
+            logged.extend(decode(v).map(|r| (r.seq, r.catalog)));
+        })?;
+        if !held {
+            return Ok(None);
+        }
+        let file_is_logged = hashes.contains(&blake3::hash(&file));
+        Ok(Some(SlotUnderLog { file: decode(&file), file_is_logged, logged }))
     }
 
     /// The commit record with the highest sequence number among the two slots that open,

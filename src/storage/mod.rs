@@ -60,4 +60,14 @@ pub trait Storage: Send + Sync + 'static {
     /// name freed by then may be another process's). Nothing for a storage whose close does
     /// neither.
     fn abandon(&self) {}
+    /// Where a log replayed at open holds versions of the page at `offset` (one page of
+    /// `file.len()` bytes): fills `file` with what the file itself holds there (zeros past its
+    /// end), calls `version` with each version the log holds, oldest first, and returns true.
+    /// False, nothing filled or called, where no log holds the page (every storage that keeps
+    /// none). Open compares the commit records of the two, so that a log older than the file
+    /// is refused, not replayed over it (SPEC §15, "Replay at open").
+    fn logged_versions(&self, offset: u64, file: &mut [u8], version: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
+        let _ = (offset, file, version);
+        Ok(false)
+    }
 }

@@ -145,6 +145,7 @@ impl WalStorage {
         st.next_seq = 0;
         st.tail = 1;
         st.index.clear();
+        st.replayed = Vec::new();
         Ok(())
     }
 

@@ -131,6 +131,9 @@ struct WalState {
     log_pages: u64,
     /// Database page -> log page, for every page logged since the last checkpoint.
     index: HashMap<u64, u64>,
+    /// Every (database page, log page) replay applied at open, in log order: each version of
+    /// a page, not only the newest (`Storage::logged_versions`). Emptied with `index`.
+    replayed: Vec<(u64, u64)>,
     inflight: BTreeMap<u64, Page>,
     pending: BTreeMap<u64, Page>,
     /// The logical length (pending writes included), the length as of the last group (what a
@@ -387,6 +390,7 @@ impl WalStorage {
             }
             for (i, t) in targets.into_iter().enumerate() {
                 st.index.insert(t, at + 1 + i as u64);
+                st.replayed.push((t, at + 1 + i as u64));
             }
             st.len = len;
             st.logged_len = len;
@@ -451,6 +455,25 @@ impl Storage for WalStorage {
 
     fn abandon(&self) {
         self.keep_at_close.store(true, Ordering::Release);
+    }
+
+    fn logged_versions(&self, offset: u64, file: &mut [u8], version: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
+        let st = self.state.read();
+        if !offset.is_multiple_of(P) || file.len() != PAGE || !st.index.contains_key(&(offset / P)) {
+            return Ok(false);
+        }
+        let pg = offset / P;
+        if offset + P <= self.direct_len(st.main_len) {
+            self.main.read_at(offset, file)?;
+        } else {
+            file.fill(0);
+        }
+        let mut page = blank();
+        for &(_, at) in st.replayed.iter().filter(|(d, _)| *d == pg) {
+            self.log.read_at(at * P, &mut page[..])?;
+            version(&page[..]);
+        }
+        Ok(true)
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
