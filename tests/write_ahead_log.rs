@@ -392,16 +392,24 @@ fn a_database_opened_through_a_link_keeps_its_log_beside_the_file() {
     assert_holds_exactly(&db, &records(0..20, ""));
 }
 
-/// A log an earlier version left beside a link's own name is replayed by an open through the
-/// link; with a log beside the file too the open is refused, naming both, and changes nothing.
-#[test]
-fn a_log_left_beside_a_link_by_an_earlier_version_is_still_replayed() {
+/// A database with 10 durable commits as a crash left it, reached through a symbolic link
+/// `link.foldvault`, its log beside the link (where earlier versions put it): the directory,
+/// the file and the link.
+fn crashed_with_log_beside_link() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let (dir, path, db) = new_db(10);
     let crashed = copy_open(&path, dir.path());
     drop(db);
     let link = dir.path().join("link.foldvault");
     std::os::unix::fs::symlink(&crashed, &link).unwrap();
     std::fs::rename(sidecar_path(&crashed), sidecar_path(&link)).unwrap();
+    (dir, crashed, link)
+}
+
+/// A log an earlier version left beside a link's own name is replayed by an open through the
+/// link; with a log beside the file too the open is refused, naming both, and changes nothing.
+#[test]
+fn a_log_left_beside_a_link_by_an_earlier_version_is_still_replayed() {
+    let (_dir, crashed, link) = crashed_with_log_beside_link();
     let log = std::fs::read(sidecar_path(&link)).unwrap();
 
     std::fs::write(sidecar_path(&crashed), &log).unwrap();
@@ -422,12 +430,7 @@ fn a_log_left_beside_a_link_by_an_earlier_version_is_still_replayed() {
 /// which is gone afterwards (the converted file has another identity).
 #[test]
 fn converting_through_a_link_takes_the_log_left_beside_it() {
-    let (dir, path, db) = new_db(10);
-    let crashed = copy_open(&path, dir.path());
-    drop(db);
-    let link = dir.path().join("link.foldvault");
-    std::os::unix::fs::symlink(&crashed, &link).unwrap();
-    std::fs::rename(sidecar_path(&crashed), sidecar_path(&link)).unwrap();
+    let (_dir, crashed, link) = crashed_with_log_beside_link();
     let to = config(&link).passphrase("converted");
     foldvault::migrate::convert_in_place(&link, &config(&link), &to, &mut |_| {}).unwrap();
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays");
