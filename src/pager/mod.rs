@@ -320,7 +320,7 @@ impl Pager {
     pub(crate) fn slot_under_log(&self, slot_page: PageNo) -> Result<Option<SlotUnderLog>> {
         let decode = |bytes: &[u8]| -> Option<CommitRecord> {
             let mut buf = Box::new([0u8; PAGE_SIZE]);
-            buf.copy_from_slice(bytes);
+            buf.copy_from_slice(bytes.get(..PAGE_SIZE).filter(|_| bytes.len() == PAGE_SIZE)?);
             self.sealer.open(KeyPurpose::Commit, slot_page, &mut buf).ok()?;
             CommitRecord::decode(&buf[..crate::format::page::PAYLOAD_SIZE], slot_page, self.sealer.version()).ok()
         };
