@@ -531,11 +531,19 @@ fn apply_batch_is_atomic_and_ordered() {
     batch.insert("a", "3"); // later operations win
     batch.insert(String::from("c"), vec![4u8]);
     batch.remove("c");
-    assert_eq!(batch.len(), 6);
+    assert_eq!(batch.len(), 4, "one operation per key, the last (as sled's)");
     db.apply_batch(batch).unwrap();
     assert_eq!(entries(db.iter()), vec![(b"a".to_vec(), b"3".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
     db.apply_batch(Batch::default()).unwrap();
     assert_eq!(db.len(), 2);
+    // A key written again and again is held once.
+    let mut again = Batch::default();
+    for i in 0..1000u32 {
+        again.insert("k", i.to_be_bytes());
+    }
+    assert_eq!(again.len(), 1);
+    db.apply_batch(again).unwrap();
+    assert_eq!(db.get("k").unwrap().unwrap(), 999u32.to_be_bytes());
 }
 
 // ---------------------------------------------------------------------------------------------

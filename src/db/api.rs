@@ -5,7 +5,7 @@
 //! `flush`). Reads see the newest commit. Differences from sled 0.34 are listed in the crate
 //! documentation (`lib.rs`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -361,10 +361,12 @@ impl std::error::Error for CompareAndSwapError {}
 
 pub type CompareAndSwapResult = std::result::Result<(), CompareAndSwapError>;
 
-/// A set of inserts and removals applied atomically by `Tree::apply_batch`.
+/// A set of inserts and removals applied atomically by `Tree::apply_batch`. As sled's, it
+/// keeps one operation per key, the last made: a batch that writes one key again and again
+/// holds it once.
 #[derive(Default, Clone)]
 pub struct Batch {
-    pub(crate) ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub(crate) ops: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 /// Length only: the keys and values are user data.
@@ -377,10 +379,10 @@ impl std::fmt::Debug for Batch {
 /// The batch's copies of keys and values are wiped when it is dropped.
 impl Drop for Batch {
     fn drop(&mut self) {
-        for (k, v) in &mut self.ops {
-            wipe_vec(k);
-            if let Some(v) = v {
-                wipe_vec(v);
+        for (mut k, v) in std::mem::take(&mut self.ops) {
+            wipe_vec(&mut k);
+            if let Some(mut v) = v {
+                wipe_vec(&mut v);
             }
         }
     }
@@ -388,11 +390,25 @@ impl Drop for Batch {
 
 impl Batch {
     pub fn insert<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, key: K, value: V) {
-        self.ops.push((key.as_ref().to_vec(), Some(value.as_ref().to_vec())));
+        self.set(key.as_ref(), Some(value.as_ref().to_vec()));
     }
     pub fn remove<K: AsRef<[u8]>>(&mut self, key: K) {
-        self.ops.push((key.as_ref().to_vec(), None));
+        self.set(key.as_ref(), None);
     }
+    /// The operation on `key` becomes `op`; a value it replaces is wiped.
+    fn set(&mut self, key: &[u8], op: Option<Vec<u8>>) {
+        match self.ops.get_mut(key) {
+            Some(slot) => {
+                if let Some(mut old) = std::mem::replace(slot, op) {
+                    wipe_vec(&mut old);
+                }
+            }
+            None => {
+                self.ops.insert(key.to_vec(), op);
+            }
+        }
+    }
+    /// The number of keys the batch writes or removes.
     pub fn len(&self) -> usize {
         self.ops.len()
     }
