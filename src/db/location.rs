@@ -264,8 +264,8 @@ pub(crate) fn holds_sled_database(dir: &Path) -> bool {
 
 /// The storage of a database file: the file alone, or the file and its write-ahead log
 /// (SPEC.md §15) when the log is on (`wal`: its checkpoint size; `background`: checkpoints copy
-/// on a thread of their own) or one was left beside it (with the log off it is folded into
-/// the file and removed here). The log is looked for once the file's lock is held.
+/// on a thread of their own) or one was left beside it (with the log off, used until the
+/// session's close folds it in). The log is looked for once the file's lock is held.
 fn file_storage(given: &Path, file: &Path, wal: Option<u64>, background: bool) -> Result<OpenedFile> {
     let main = Arc::new(FileStorage::open(file, true)?);
     if let Ok(m) = main.metadata()
@@ -323,18 +323,20 @@ fn with_log(
     // A new log file's directory entry is made durable before its first header
     // (`WalStorage::reset_log`), not here: a session that only reads syncs nothing.
     let pages = wal.unwrap_or(wal::DEFAULT_CHECKPOINT_PAGES);
-    let w = WalStorage::open(main.clone(), Arc::new(log), pages, Some(wal_path))?.background_checkpoints(background);
-    if wal.is_some() {
-        let mut opened = OpenedFile::of(main.clone(), logged);
-        opened.storage = Arc::new(w);
-        opened.log_made = log_made.take();
-        return Ok(Some(opened));
+    let w = WalStorage::open(main.clone(), Arc::new(log), pages, Some(wal_path.clone()))?
+        .background_checkpoints(background);
+    if wal.is_none() {
+        // A log left by a crash, with the setting off: the session runs on it as with the
+        // setting on, until its close folds it in and removes it. Folding it here, before the
+        // open has checked the key and the log (`StaleLog`), would write to the file for an
+        // open that is then refused, and put a stale log's pages over later commits.
+        tracing::info!(target: "foldvault::audit", path = %wal_path.display(),
+            "a write-ahead log left by a crash is replayed and kept until this session closes (the setting is off)");
     }
-    // A log left by a crash, with the log off: fold it in. The file goes on alone, its lock
-    // held throughout by `main`.
-    w.checkpoint_now()?;
-    drop(w);
-    Ok(Some(OpenedFile::of(main.clone(), true)))
+    let mut opened = OpenedFile::of(main.clone(), logged);
+    opened.storage = Arc::new(w);
+    opened.log_made = log_made.take();
+    Ok(Some(opened))
 }
 
 /// The storage of `cfg`'s location opened read-only (`read_only_storage`), without opening a

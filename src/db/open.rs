@@ -402,29 +402,24 @@ pub(crate) fn file_sealer(
 
 /// A log replayed at open must be newer than the file (SPEC §15, "Replay at open"): every
 /// commit record the file holds in a slot the log also holds is a copy of a logged one (a
-/// checkpoint copied it home) or older than every logged record, or records the same commit
-/// as a logged record of its sequence (a clean close's second record). Else the file went on
+/// checkpoint copied it home) or no newer than the oldest logged record. Else the file went on
 /// without the log — committed to by a name the log is not beside (a hard link), or the log
 /// was put back — and replaying it would put older pages over later commits: `StaleLog`.
+/// (A file record of the oldest logged sequence that is another commit is not refused: a
+/// commit torn by a crash before its sync and fallen back from leaves its record in the file,
+/// and the next session commits that sequence again, through the log. A file that went on by
+/// one commit without the log looks the same, and is not caught.)
 fn check_log_is_not_stale(pager: &Pager) -> Result<()> {
     let slots = [COMMIT_PAGE_A, COMMIT_PAGE_B].map(|s| pager.slot_under_log(s));
     let slots: Vec<_> = slots.into_iter().collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
-    let logged: Vec<(u64, PageRef)> = slots.iter().flat_map(|s| s.logged.iter().copied()).collect();
-    let Some(oldest) = logged.iter().map(|(seq, _)| *seq).min() else { return Ok(()) };
+    let Some(oldest) = slots.iter().flat_map(|s| s.logged.iter().copied()).min() else { return Ok(()) };
     for s in &slots {
         let Some(file) = s.file.as_ref().filter(|_| !s.file_is_logged) else { continue };
-        let same_commit = |(seq, cat): &(u64, PageRef)| *seq == file.seq && same_ref(cat, &file.catalog);
-        let newer = file.seq > oldest || (file.seq == oldest && !logged.iter().any(same_commit));
-        if newer {
+        if file.seq > oldest {
             tracing::error!(target: "foldvault::audit", log_seq = oldest, file_seq = file.seq,
                 "the write-ahead log is older than the file; not replayed");
             return Err(Error::StaleLog { log_seq: oldest, file_seq: file.seq });
         }
     }
     Ok(())
-}
-
-/// The same page reference: page, generation and seal tag.
-fn same_ref(a: &PageRef, b: &PageRef) -> bool {
-    a.page == b.page && a.generation == b.generation && a.tag.ct_eq(&b.tag)
 }
