@@ -278,8 +278,11 @@ fn put(m: &mut Map, k: &[u8], v: &Option<Vec<u8>>) -> Option<Vec<u8>> {
 }
 
 /// Whether a batch fails: an insert with an oversized key (removing one is a no-op).
+/// A batch keeps each key's last operation (as sled's): an insert of a key too long is refused
+/// unless a later removal of that key replaced it in the batch.
 fn too_large(puts: &Puts) -> bool {
-    puts.iter().any(|(k, v)| v.is_some() && k.len() > MAX_KEY_LEN)
+    let last: std::collections::BTreeMap<&[u8], bool> = puts.iter().map(|(k, v)| (&k[..], v.is_some())).collect();
+    last.iter().any(|(k, insert)| *insert && k.len() > MAX_KEY_LEN)
 }
 
 fn pairs_of<'a>(it: impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)>) -> Out {
