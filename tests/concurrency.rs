@@ -493,8 +493,13 @@ fn concurrent_immediate_commits(wal: bool) {
     // Pages of commits made while another thread's record is being synced land among the
     // unsynced writes: lost, torn or reordered, they must not touch what that record or the
     // one before it can reach.
-    let round = std::cell::Cell::new(0u64);
-    let check = |keys: &[String]| {
+    let (round, straddled) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0u64));
+    // `live`: the writers still run. The two images are then taken one after the other, and a
+    // checkpoint that copied later groups home and began a new log between them leaves a file
+    // newer than the log image: not a state a power loss leaves (groups are durable in the log
+    // before their copies reach the file), and one the open refuses as a stale log (SPEC §15).
+    // Such a pair is counted and skipped; once the writers are done, none may be refused.
+    let check = |keys: &[String], live: bool| {
         let seed = round.get();
         round.set(seed + 1);
         let models =
@@ -506,7 +511,13 @@ fn concurrent_immediate_commits(wal: bool) {
             let log_image = log.as_ref().map(|l| l.crash_image(&model));
             let image = device.crash_image(&model);
             let log_storage = log_image.map(|b| Arc::new(FaultyStorage::from_bytes(b)) as Arc<dyn Storage>);
-            let after = config(storage(Arc::new(FaultyStorage::from_bytes(image)), log_storage)).open().unwrap();
+            let after = match config(storage(Arc::new(FaultyStorage::from_bytes(image)), log_storage)).open() {
+                Err(foldvault::Error::StaleLog { .. }) if live => {
+                    straddled.set(straddled.get() + 1);
+                    continue;
+                }
+                r => r.unwrap(),
+            };
             assert!(after.check().unwrap().is_ok(), "{model:?}: the image does not check");
             let t = after.open_tree("t").unwrap();
             for k in keys {
@@ -518,15 +529,19 @@ fn concurrent_immediate_commits(wal: bool) {
     // taken after every acknowledgement it must show.
     while writers.iter().any(|w| !w.is_finished()) {
         let keys = acked.lock().clone();
-        check(&keys);
+        check(&keys, true);
     }
     for w in writers {
         w.join().unwrap();
     }
     let keys = acked.lock().clone();
     assert_eq!(keys.len(), WRITERS * EACH);
-    eprintln!("{} power-loss images checked while the writers ran", round.get());
-    check(&keys);
+    eprintln!(
+        "{} rounds of power-loss images while the writers ran ({} pairs straddling a checkpoint skipped)",
+        round.get(),
+        straddled.get()
+    );
+    check(&keys, false);
     let m = db.metrics();
     assert!(m.syncs - before.syncs <= m.commits - before.commits, "more syncs than commits");
 }
