@@ -43,13 +43,18 @@ struct FlushSignal {
 /// flushes, closes the file (releasing its lock at once) and removes a temporary database.
 pub(crate) struct Handle {
     pub(crate) engine: Arc<Engine>,
-    flusher: Mutex<Option<(JoinHandle<()>, Arc<FlushSignal>)>>,
-    temporary: Option<super::location::TemporaryNames>,
+    // Both optional parts are boxed so that `Handle` is a few words with no wide uninitialised
+    // `None` payload: `Arc::new` copies the struct from the stack, and the bytes of an unboxed
+    // `None` would carry whatever the stack held there (it is not wiped, SPEC §14), key bytes
+    // of an earlier comparison included, into a heap block (tests/plaintext_frees.rs).
+    flusher: Mutex<Option<Box<(JoinHandle<()>, Arc<FlushSignal>)>>>,
+    temporary: Option<Box<super::location::TemporaryNames>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        if let Some((join, sig)) = self.flusher.lock().take() {
+        if let Some(running) = self.flusher.lock().take() {
+            let (join, sig) = *running;
             *sig.stop.lock() = true;
             sig.cv.notify_all();
             let _ = join.join();
@@ -116,7 +121,7 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
                 .name("foldvault-flusher".into())
                 .spawn(move || flusher_loop(e, s, Duration::from_millis(ms.max(1))));
             match spawned {
-                Ok(join) => Some((join, sig)),
+                Ok(join) => Some(Box::new((join, sig))),
                 Err(e) => {
                     // A temporary database goes with the failed open, while `engine` still
                     // holds its file's lock.
@@ -129,7 +134,7 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
         }
         _ => None,
     };
-    let handle = Arc::new(Handle { engine, flusher: Mutex::new(flusher), temporary: located.temporary });
+    let handle = Arc::new(Handle { engine, flusher: Mutex::new(flusher), temporary: located.temporary.map(Box::new) });
     Ok(Db { default: Tree { handle: handle.clone(), name: Arc::from(DEFAULT_TREE) }, handle })
 }
 
