@@ -292,7 +292,16 @@ pub fn run(data: &[u8]) {
     let mut complete = State::new();
     let names: Vec<Vec<u8>> = db.tree_names().iter().map(|n| n.to_vec()).collect();
     for name in &names {
-        let t = db.open_tree(name).unwrap_or_else(|e| panic!("open_tree of a listed tree: {e:?}"));
+        // A forged plaintext catalog may list a name longer than a key, which opens as a tree
+        // the integrity check calls damage and `open_tree` refuses (`KeyTooLarge`).
+        let t = match db.open_tree(name) {
+            Ok(t) => t,
+            Err(e) if forged => {
+                assert_typed(&e, "open_tree");
+                continue;
+            }
+            Err(e) => panic!("open_tree of a listed tree: {e:?}"),
+        };
         let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let (mut ok, mut forged_records) = (true, 0);
         let mut it = t.iter();
