@@ -292,14 +292,12 @@ pub fn run(data: &[u8]) {
     let mut complete = State::new();
     let names: Vec<Vec<u8>> = db.tree_names().iter().map(|n| n.to_vec()).collect();
     for name in &names {
-        // A forged plaintext catalog may list a name longer than a key, which opens as a tree
-        // the integrity check calls damage and `open_tree` refuses (`KeyTooLarge`).
+        // A forged plaintext catalog may list a name longer than a key: the file opens (the
+        // integrity check calls the name damage, tests/forged_plaintext.rs), and `open_tree`
+        // refuses that one name. Any other refusal of a listed tree is still a failure.
         let t = match db.open_tree(name) {
             Ok(t) => t,
-            Err(e) if forged => {
-                assert_typed(&e, "open_tree");
-                continue;
-            }
+            Err(Error::KeyTooLarge { .. }) if forged && name.len() > crate::MAX_KEY_LEN => continue,
             Err(e) => panic!("open_tree of a listed tree: {e:?}"),
         };
         let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
