@@ -76,7 +76,7 @@ use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use checkpoint::BackgroundCopy;
-pub(crate) use names::log_for;
+pub(crate) use names::{log_for, move_log};
 pub use names::{log_of, remove_sidecar, resolve_links, sidecar_path};
 
 const PAGE: usize = 4096;
@@ -284,8 +284,11 @@ impl WalStorage {
         // makes what open found durable and writes a header of the session's own.
         st.settle_first = true;
         let wal = WalStorage::new(main, log, st, checkpoint_pages, log_path);
-        if replay {
-            wal.replay()?;
+        if replay && let Err(e) = wal.replay() {
+            // Left as a crash would leave it: the clean close would fold the groups read so far
+            // into the file and remove the log, with the groups after the failed read in it.
+            wal.close_as_crash();
+            return Err(e);
         }
         Ok(wal)
     }

@@ -611,3 +611,35 @@ fn an_abandoned_log_closes_without_writing_or_removing() {
     assert!(log_path.exists(), "the abandoned log's close removed its name");
     assert_eq!(std::fs::read(&file).unwrap(), before, "the abandoned log's close wrote to the file");
 }
+
+/// A read that fails while the log is replayed at open leaves the file and the log as they
+/// were: the failed open's close must not fold in the groups read before the failure and
+/// remove the log with the later ones in it.
+#[test]
+fn a_read_error_during_replay_leaves_the_file_and_the_log_as_they_were() {
+    let (m, l) = logged(&[&[(2, 1), (3, 1)], &[(4, 2)], &[(2, 3)]]);
+    let bytes = |s: &dyn Storage| {
+        let mut b = vec![0u8; s.len().unwrap() as usize];
+        s.read_at(0, &mut b).unwrap();
+        b
+    };
+    let (file_before, log_before) = (bytes(&m), bytes(&l));
+    let mut failures = 0;
+    for fail_at in 1..40 {
+        let main = MemoryStorage::new();
+        main.write_at(0, &file_before).unwrap();
+        let log = crate::storage::FaultyStorage::from_bytes(log_before.clone());
+        log.set_plan(crate::storage::FaultPlan { fail_at: Some(fail_at), ..Default::default() });
+        match WalStorage::open(Arc::new(main.clone()), Arc::new(log.clone()), 1000, None) {
+            Ok(w) => crash(w),
+            Err(_) => {
+                failures += 1;
+                assert_eq!(bytes(&main), file_before, "a failed replay wrote to the file (fail_at {fail_at})");
+                assert_eq!(log.live_image(), log_before, "a failed replay changed the log (fail_at {fail_at})");
+            }
+        }
+    }
+    assert!(failures >= 4, "the header and each group's reads fail somewhere in 1..40: {failures}");
+    let w = open(&m, &l, 1000);
+    assert_eq!((fill_of(&w, 2), fill_of(&w, 3), fill_of(&w, 4)), (Some(3), Some(1), Some(2)));
+}
