@@ -242,7 +242,7 @@ fn a_check_of_a_sparse_terabyte_runs_in_little_memory() {
         } else {
             let first = report.page_count - RUN;
             assert_eq!(report.roles.count(|r| *r == PageRole::Unaccounted), RUN);
-            assert_eq!(report.roles.get(first + RUN / 2), Some(&PageRole::Unaccounted));
+            assert_eq!(report.roles.get(first + RUN / 2), Some(PageRole::Unaccounted));
             let leaks: Vec<_> = report.problems.iter().map(|p| (p.page, p.pages, p.reason)).collect();
             assert_eq!(leaks, vec![(first, RUN, CorruptReason::FreeList)]);
         }

@@ -54,8 +54,9 @@ impl std::fmt::Debug for PageRole {
 /// (tree names hidden, as in `PageRole`).
 #[derive(Clone, Default)]
 pub struct PageRoles {
-    /// The distinct roles; a run names one by index.
-    table: Vec<PageRole>,
+    /// The distinct roles; a run names one by index. Kept as [`RoleEntry`]s, every byte set: a
+    /// `PageRole` is only made on the stack, for the caller (see `RoleEntry`).
+    table: Vec<RoleEntry>,
     runs: Vec<Run>,
 }
 
@@ -68,14 +69,14 @@ struct Run {
 
 impl PageRoles {
     /// The runs in page order: each range of pages and their role.
-    pub fn runs(&self) -> impl Iterator<Item = (Range<PageNo>, &PageRole)> + '_ {
-        self.runs.iter().map(|r| (r.first..r.first + r.count, &self.table[r.role as usize]))
+    pub fn runs(&self) -> impl Iterator<Item = (Range<PageNo>, PageRole)> + '_ {
+        self.runs.iter().map(|r| (r.first..r.first + r.count, self.table[r.role as usize].role()))
     }
 
     /// The role of one page; `None` past the page count.
-    pub fn get(&self, page: PageNo) -> Option<&PageRole> {
+    pub fn get(&self, page: PageNo) -> Option<PageRole> {
         let i = self.runs.partition_point(|r| r.first + r.count <= page);
-        self.runs.get(i).filter(|r| r.first <= page).map(|r| &self.table[r.role as usize])
+        self.runs.get(i).filter(|r| r.first <= page).map(|r| self.table[r.role as usize].role())
     }
 
     /// How many pages have a role `pick` accepts.
@@ -127,13 +128,54 @@ impl std::fmt::Debug for PageRoles {
 /// are each alone in a chunk costs no more than the pages the check read).
 const CHUNK: u64 = 1024;
 
+/// A role as [`ReachedPages`] and [`PageRoles`] keep it: its kind, and the tree's name (empty
+/// for roles of other kinds). Every byte of it is set: a `PageRole` of a kind without a name,
+/// moved into the heap, carries whatever the stack held in the bytes a name takes there (a
+/// check's stack has held the user's keys), and the block is freed with them in it.
+#[derive(Clone)]
+struct RoleEntry {
+    kind: u64,
+    name: String,
+}
+
+const TREE_KIND: u64 = 3;
+
+impl RoleEntry {
+    fn of(role: PageRole) -> RoleEntry {
+        let kind = match &role {
+            PageRole::Header => 0,
+            PageRole::CommitRecord => 1,
+            PageRole::Catalog => 2,
+            PageRole::Tree(_) => TREE_KIND,
+            PageRole::FreeList => 4,
+            PageRole::Free => 5,
+            PageRole::Unaccounted => 6,
+        };
+        let name = if let PageRole::Tree(name) = role { name } else { String::new() };
+        RoleEntry { kind, name }
+    }
+
+    fn role(&self) -> PageRole {
+        match self.kind {
+            0 => PageRole::Header,
+            1 => PageRole::CommitRecord,
+            2 => PageRole::Catalog,
+            TREE_KIND => PageRole::Tree(self.name.clone()),
+            4 => PageRole::FreeList,
+            5 => PageRole::Free,
+            _ => PageRole::Unaccounted,
+        }
+    }
+}
+
 /// The pages a check reached, with their roles, while it walks: see the module comment.
 pub(crate) struct ReachedPages {
     page_count: PageNo,
-    table: Vec<PageRole>,
-    /// Each role's code: one lookup per tree, where a search of the table made a check of a
-    /// catalog of a million trees quadratic.
-    codes: std::collections::HashMap<PageRole, u32>,
+    /// The distinct roles met, a code naming one by index.
+    table: Vec<RoleEntry>,
+    /// Each tree's role code, by the tree's name: one lookup per tree, where a search of the
+    /// table made a check of a catalog of a million trees quadratic.
+    tree_codes: std::collections::HashMap<String, u32>,
     /// Chunk index to the role code (table index + 1; 0 for unmarked) of each of its pages.
     chunks: BTreeMap<u64, Box<[u32]>>,
     marked: u64,
@@ -141,17 +183,32 @@ pub(crate) struct ReachedPages {
 
 impl ReachedPages {
     pub(crate) fn new(page_count: PageNo) -> ReachedPages {
-        ReachedPages { page_count, table: Vec::new(), codes: Default::default(), chunks: BTreeMap::new(), marked: 0 }
+        ReachedPages {
+            page_count,
+            table: Vec::new(),
+            tree_codes: Default::default(),
+            chunks: BTreeMap::new(),
+            marked: 0,
+        }
     }
 
     /// The code for `role`, added to the table on first use.
     pub(crate) fn code(&mut self, role: PageRole) -> u32 {
-        if let Some(&c) = self.codes.get(&role) {
+        let role = RoleEntry::of(role);
+        let known = if role.kind == TREE_KIND {
+            self.tree_codes.get(&role.name).copied()
+        } else {
+            // A handful of roles of other kinds: found in the table.
+            self.table.iter().position(|r| r.kind == role.kind).map(|i| i as u32)
+        };
+        if let Some(c) = known {
             return c;
         }
         let c = self.table.len() as u32;
-        self.table.push(role.clone());
-        self.codes.insert(role, c);
+        if role.kind == TREE_KIND {
+            self.tree_codes.insert(role.name.clone(), c);
+        }
+        self.table.push(role);
         c
     }
 
@@ -331,7 +388,7 @@ mod tests {
             let mut problems = Vec::new();
             let roles = reached.finish(&free, &mut problems);
             let problems: Vec<(u64, u64)> = problems.iter().map(|p| (p.page, p.pages)).collect();
-            let got: Vec<PageRole> = (0..page_count).map(|p| roles.get(p).cloned().unwrap()).collect();
+            let got: Vec<PageRole> = (0..page_count).map(|p| roles.get(p).unwrap()).collect();
             assert_eq!(got, want, "{free:?} {page_count}");
             assert_eq!(roles.get(page_count), None);
             assert_eq!(roles.len(), page_count);
@@ -359,6 +416,6 @@ mod tests {
         assert_eq!(problems, vec![(4, 1), (16, (1 << 32) - 16)]);
         assert_eq!(roles.runs().count(), 5);
         assert_eq!(roles.count(|r| *r == PageRole::Unaccounted), (1 << 32) - 12);
-        assert_eq!(roles.get(1 << 31), Some(&PageRole::Unaccounted));
+        assert_eq!(roles.get(1 << 31), Some(PageRole::Unaccounted));
     }
 }
