@@ -133,8 +133,8 @@ pub enum Error {
     /// A file replaced while its log stayed behind; remove the log if the file is the one wanted.
     #[error("the write-ahead log beside this file belongs to another database file")]
     ForeignLog,
-    /// The write-ahead log beside the database file (SPEC §15) is older than the file: a
-    /// commit record it holds is below the one the file holds in the same slot. It is not
+    /// The write-ahead log beside the database file (SPEC §15) is older than the file: the
+    /// file holds a commit record built on a later commit than the log's records were. It is not
     /// replayed, which would put older pages over later commits: such a log was left beside
     /// another name of the file (a hard link) by a crash, or put back from a copy. Move it
     /// away to open the file as it is.

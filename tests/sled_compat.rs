@@ -775,6 +775,19 @@ fn a_refused_create_leaves_nothing() {
     std::fs::write(&empty, b"").unwrap();
     assert!(required().file(&empty).create_new(true).open().is_err());
     assert!(empty.exists());
+    // ...and takes away the log it made beside it: left there, it made every later
+    // `create_new` fail `AlreadyExists`, and an open without it create a database in the file.
+    assert!(!foldvault::storage::wal::sidecar_path(&empty).exists(), "the refused create left its log");
+    let db = Config::new().use_env(false).file(&empty).create_new(true).open().expect("create_new after a refused one");
+    db.insert("k", "v").unwrap();
+    drop(db);
+    // The same for a refused open of a file that holds a database: the log it made goes.
+    let keyed = parent.path().join("keyed.db");
+    let pass =
+        |p: &str| Config::new().use_env(false).file(&keyed).passphrase(p).kdf(foldvault::KdfParams::insecure_fast());
+    drop(pass("right").open().unwrap());
+    assert!(matches!(pass("wrong").open(), Err(Error::WrongKey { .. })));
+    assert!(!foldvault::storage::wal::sidecar_path(&keyed).exists(), "the refused open left a log");
 }
 
 /// A create whose write-ahead log fails to open (here a directory has the log's name) takes

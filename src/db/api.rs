@@ -82,13 +82,18 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
     let creds = cfg.effective_credentials()?;
     let located = super::location::locate(cfg)?;
     let storage = located.storage.clone();
-    let engine = if storage.len()? == 0 {
-        if cfg.read_only {
-            return Err(Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 });
+    let len = match storage.len() {
+        Ok(len) => len,
+        Err(e) => {
+            located.discard();
+            return Err(e.into());
         }
-        if located.existed_empty && !cfg.create_new && !cfg.temporary {
-            // An existing, empty database file: a database truncated to nothing looks the same,
-            // so it is not silently replaced by a new one.
+    };
+    let engine = if len == 0 {
+        // A read-only open of an empty file; an existing, empty database file: a database
+        // truncated to nothing looks the same, so it is not silently replaced by a new one.
+        if cfg.read_only || (located.existed_empty && !cfg.create_new && !cfg.temporary) {
+            located.discard();
             return Err(Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 });
         }
         match create_synced(storage, cfg, &creds, located.new_names()) {
@@ -106,8 +111,8 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             Err(e) => {
                 // A refused or failed open leaves the file and a log beside it as a crash would:
                 // the log's close would fold it into the file and remove it (SPEC §5.2: an open
-                // refused for its key or an anchor writes nothing).
-                located.storage.abandon();
+                // refused for its key or an anchor writes nothing). A log it made goes.
+                located.discard();
                 return Err(e);
             }
         }

@@ -71,6 +71,9 @@ pub(crate) struct Located {
     new_log: Option<PathBuf>,
     /// The locked file's device and inode.
     identity: Option<Metadata>,
+    /// A log an earlier version left beside a link, moved beside the file by this open: the
+    /// name it had, and the name it has.
+    log_moved: Option<(PathBuf, PathBuf)>,
 }
 
 impl Located {
@@ -84,6 +87,7 @@ impl Located {
             new_file: None,
             new_log: None,
             identity: None,
+            log_moved: None,
         }
     }
 
@@ -93,13 +97,17 @@ impl Located {
         self.new_dir.iter().chain(self.new_file.iter())
     }
 
-    /// Takes away what this open added, after a create that failed: the new file, a log made
-    /// beside it, a new directory (if empty); a temporary database whole. The storage is
-    /// abandoned first (its close writes and removes nothing), and the names go while the file
-    /// is still locked, so no other process opens one half made.
+    /// Takes away what this open added, after an open that was refused or failed: the new
+    /// file, a log made beside it (or beside a file that was there), a new directory (if
+    /// empty); a temporary database whole. The storage is abandoned first (its close writes
+    /// and removes nothing: a log found is left as a crash left it), and the names go while
+    /// the file is still locked, so no other process opens one half made.
     pub(crate) fn discard(self) {
-        let Located { storage, temporary, new_dir, new_file, new_log, identity, .. } = self;
+        let Located { storage, temporary, new_dir, new_file, new_log, identity, log_moved, .. } = self;
         storage.abandon();
+        if let Some((was, is)) = &log_moved {
+            move_log_back(was, is);
+        }
         if let Some(t) = &temporary {
             remove_if_same(&t.file, t.identity.as_ref());
         }
@@ -128,12 +136,14 @@ struct OpenedFile {
     log_found: bool,
     /// The log this open made.
     log_made: Option<PathBuf>,
+    /// A log this open moved from beside a link to beside the file: from, to.
+    log_moved: Option<(PathBuf, PathBuf)>,
 }
 
 impl OpenedFile {
     fn of(main: Arc<FileStorage>, log_found: bool) -> OpenedFile {
         let (identity, created) = (main.metadata().ok(), main.created());
-        OpenedFile { storage: main, identity, created, log_found, log_made: None }
+        OpenedFile { storage: main, identity, created, log_found, log_made: None, log_moved: None }
     }
 }
 
@@ -193,6 +203,7 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
             created: false,
             log_found: false,
             log_made: None,
+            log_moved: None,
         })
     } else if cfg.temporary {
         temporary_storage(&file, cfg.create_new)
@@ -213,20 +224,25 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
     let len = opened.storage.len()?;
     let mut located = Located::storage(opened.storage);
     located.existed_empty = !opened.created && !opened.log_found && len == 0;
+    // A log this open made beside an existing file (empty: opening writes nothing) goes with
+    // an open that is refused or fails, as the file this open made does.
+    located.new_log = opened.log_made;
+    located.log_moved = opened.log_moved;
     if cfg.temporary {
         // Removed at close, its directory with it: its names need no syncs.
         located.temporary = Some(TemporaryNames { file, dir, identity: opened.identity });
         return Ok(located);
     }
     if cfg.create_new && len > 0 {
-        // Checked again under the lock: another process created it meanwhile.
+        // Checked again under the lock: another process created it meanwhile. Refused writing
+        // nothing: a log a crash of that process left is not folded in by this close.
+        located.discard();
         return Err(Error::AlreadyExists(file.display().to_string()));
     }
     located.new_dir = new_dir;
     located.identity = opened.identity;
     if opened.created && len == 0 {
         located.new_file = Some(file);
-        located.new_log = opened.log_made;
     }
     Ok(located)
 }
@@ -305,12 +321,52 @@ fn with_log(
     background: bool,
     log_made: &mut Option<PathBuf>,
 ) -> Result<Option<OpenedFile>> {
-    let wal_path = wal::log_for(given, file)?;
-    let logged = wal_path.exists();
+    let found = wal::log_for(given, file)?;
+    let logged = found.exists();
+    let beside_file = wal::sidecar_path(file);
+    let mut log_moved = None;
+    if logged && found != beside_file {
+        match wal::move_log(&found, &beside_file) {
+            Ok(()) => {
+                tracing::info!(target: "foldvault::audit", from = %found.display(), to = %beside_file.display(),
+                    "a write-ahead log an earlier version left beside a link was moved beside the file");
+                log_moved = Some((found.clone(), beside_file.clone()));
+            }
+            Err(e) => tracing::warn!(target: "foldvault::audit", error = %e, path = %found.display(),
+                "a write-ahead log beside a link could not be moved beside the file; it is used where it is"),
+        }
+    }
+    let wal_path = if log_moved.is_some() { beside_file } else { found };
+    let opened = open_log(main, &wal_path, logged, wal, background, log_made);
+    if let (Err(_), Some((was, is))) = (&opened, &log_moved) {
+        // Left where this open found it: the open failed.
+        move_log_back(was, is);
+    }
+    opened.map(|o| o.map(|o| OpenedFile { log_moved, ..o }))
+}
+
+/// Moves a log this open moved beside the file (`is`) back to the name it had (`was`), for an
+/// open that failed or was refused: it leaves the names as it found them.
+fn move_log_back(was: &Path, is: &Path) {
+    if let Err(e) = wal::move_log(is, was) {
+        tracing::warn!(target: "foldvault::audit", error = %e, path = %is.display(),
+            "a write-ahead log moved beside the file by a failed open could not be moved back");
+    }
+}
+
+/// [`with_log`]'s log at `wal_path` (`logged`: it was there), opened and replayed.
+fn open_log(
+    main: &Arc<FileStorage>,
+    wal_path: &Path,
+    logged: bool,
+    wal: Option<u64>,
+    background: bool,
+    log_made: &mut Option<PathBuf>,
+) -> Result<Option<OpenedFile>> {
     if wal.is_none() && !logged {
         return Ok(None);
     }
-    let log = match FileStorage::open(&wal_path, true) {
+    let log = match FileStorage::open(wal_path, true) {
         Ok(l) => l,
         Err(Error::Io(e)) if !logged => {
             // The directory takes no new file (read-only, permissions): the file alone.
@@ -319,11 +375,11 @@ fn with_log(
         }
         Err(e) => return Err(e),
     };
-    *log_made = log.created().then(|| wal_path.clone());
+    *log_made = log.created().then(|| wal_path.to_path_buf());
     // A new log file's directory entry is made durable before its first header
     // (`WalStorage::reset_log`), not here: a session that only reads syncs nothing.
     let pages = wal.unwrap_or(wal::DEFAULT_CHECKPOINT_PAGES);
-    let w = WalStorage::open(main.clone(), Arc::new(log), pages, Some(wal_path.clone()))?
+    let w = WalStorage::open(main.clone(), Arc::new(log), pages, Some(wal_path.to_path_buf()))?
         .background_checkpoints(background);
     if wal.is_none() {
         // A log left by a crash, with the setting off: the session runs on it as with the
@@ -404,6 +460,34 @@ mod tests {
         drop(db);
         let db = Config::new().file(&path).plaintext().use_env(false).open().unwrap();
         assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    /// A `create_new` that finds a database under the lock (its creator crashed meanwhile,
+    /// leaving a log) is refused writing nothing: its close folded the log into the file and
+    /// removed it.
+    #[test]
+    fn a_create_new_refused_under_the_lock_leaves_a_crashed_log_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |p: &Path| Config::new().file(p).plaintext().use_env(false).flush_every_ms(None);
+        let made = dir.path().join("made");
+        let db = cfg(&made).open().unwrap();
+        db.insert("k", "v").unwrap();
+        db.flush().unwrap();
+        let (file, log) = (std::fs::read(&made).unwrap(), std::fs::read(wal::sidecar_path(&made)).unwrap());
+        drop(db);
+        let path = dir.path().join("db");
+        let holder = FileStorage::open(&path, true).unwrap();
+        let waiter = open_until_not_locked(cfg(&path).create_new(true));
+        // Within LOCK_GRACE: the waiter has looked at the empty file and waits for its lock.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::fs::write(&path, &file).unwrap();
+        std::fs::write(wal::sidecar_path(&path), &log).unwrap();
+        drop(holder);
+        let err = waiter.join().unwrap().map(|_| ()).unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists(_)), "{err:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), file, "the refused create changed the file");
+        assert_eq!(std::fs::read(wal::sidecar_path(&path)).unwrap(), log, "the refused create changed the log");
+        assert_eq!(cfg(&path).open().unwrap().get("k").unwrap().as_deref(), Some(&b"v"[..]));
     }
 
     /// A refused create removes the file it made only if the name still names that file.

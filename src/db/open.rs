@@ -400,26 +400,55 @@ pub(crate) fn file_sealer(
     })
 }
 
-/// A log replayed at open must be newer than the file (SPEC §15, "Replay at open"): every
-/// commit record the file holds in a slot the log also holds is a copy of a logged one (a
-/// checkpoint copied it home) or no newer than the oldest logged record. Else the file went on
-/// without the log — committed to by a name the log is not beside (a hard link), or the log
-/// was put back — and replaying it would put older pages over later commits: `StaleLog`.
-/// (A file record of the oldest logged sequence that is another commit is not refused: a
-/// commit torn by a crash before its sync and fallen back from leaves its record in the file,
-/// and the next session commits that sequence again, through the log. A file that went on by
-/// one commit without the log looks the same, and is not caught.)
+/// A log replayed at open must be newer than the file (SPEC §15, "Replay at open"). Each
+/// commit record names the durable commit it was built on (`prev_durable_seq`), and the log's
+/// records are built on the commit the file held, synced, when the log's generation began, or
+/// on later ones: the least of them, `base`, is that commit. Since then the file's commit
+/// slots have taken only checkpoint copies of logged records, and a record torn by a crash
+/// before its sync into the slot the base was not in (a large commit goes to the file
+/// directly), built on the base itself; the open after such a crash falls back to the base, and
+/// the next session commits on it again, through the log, with sequence numbers the torn record
+/// may already have passed. So the file went on without the log — committed to by a name the
+/// log is not beside (a hard link), or the log was put back — and replaying it would put older
+/// pages over later commits (`StaleLog`), when a record in the file that is not a logged one
+/// is built on a later commit than the base, or when neither slot holds the base, a logged
+/// record, or a page a crash tore. (A file that went on by one durable record without the log,
+/// with no clean close after it, is built on the base too, and is not told apart from a torn
+/// record.)
 fn check_log_is_not_stale(pager: &Pager) -> Result<()> {
-    let slots = [COMMIT_PAGE_A, COMMIT_PAGE_B].map(|s| pager.slot_under_log(s));
-    let slots: Vec<_> = slots.into_iter().collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
-    let Some(oldest) = slots.iter().flat_map(|s| s.logged.iter().copied()).min() else { return Ok(()) };
-    for s in &slots {
-        let Some(file) = s.file.as_ref().filter(|_| !s.file_is_logged) else { continue };
-        if file.seq > oldest {
-            tracing::error!(target: "foldvault::audit", log_seq = oldest, file_seq = file.seq,
-                "the write-ahead log is older than the file; not replayed");
-            return Err(Error::StaleLog { log_seq: oldest, file_seq: file.seq });
+    // Each slot as the file holds it: its record if it opens, and whether it is a logged one.
+    let (mut file_slots, mut logged, mut unheld) = (Vec::new(), Vec::new(), Vec::new());
+    for slot in [COMMIT_PAGE_A, COMMIT_PAGE_B] {
+        match pager.slot_under_log(slot)? {
+            Some(s) => {
+                logged.extend(s.logged);
+                file_slots.push((s.file, s.file_is_logged));
+            }
+            None => unheld.push(slot),
         }
+    }
+    let Some(base) = logged.iter().map(|r| r.prev_durable_seq).min() else { return Ok(()) };
+    for slot in unheld {
+        // No log holds the slot: the pager reads the file's own record there.
+        match pager.read_commit(slot) {
+            Ok(r) => file_slots.push((Some(r), false)),
+            Err(e @ Error::Io(_)) => return Err(e),
+            Err(_) => file_slots.push((None, false)),
+        }
+    }
+    let unlogged = || file_slots.iter().filter(|(_, is_logged)| !is_logged).filter_map(|(r, _)| r.as_ref());
+    let built_on_later = unlogged().find(|r| r.prev_durable_seq > base);
+    let base_is_there = file_slots.iter().any(|(r, is_logged)| *is_logged || r.as_ref().is_none_or(|r| r.seq == base));
+    let stale = match built_on_later {
+        Some(r) => Some(r),
+        None if !base_is_there => unlogged().max_by_key(|r| r.seq),
+        None => None,
+    };
+    if let Some(file) = stale {
+        let log_seq = logged.iter().map(|r| r.seq).min().unwrap_or(base);
+        tracing::error!(target: "foldvault::audit", log_seq, file_seq = file.seq, log_base = base,
+            file_base = file.prev_durable_seq, "the write-ahead log is older than the file; not replayed");
+        return Err(Error::StaleLog { log_seq, file_seq: file.seq });
     }
     Ok(())
 }

@@ -51,8 +51,8 @@ pub(crate) struct SlotUnderLog {
     pub file: Option<CommitRecord>,
     /// The file's bytes are one of the logged versions (a checkpoint copied it home).
     pub file_is_logged: bool,
-    /// The commit sequence of each logged version that opens.
-    pub logged: Vec<u64>,
+    /// Each logged version that opens, oldest first.
+    pub logged: Vec<CommitRecord>,
 }
 
 pub(crate) struct Pager {
@@ -315,8 +315,8 @@ impl Pager {
 
     /// Commit slot `slot_page` where a log replayed at open holds versions of it
     /// (`Storage::logged_versions`): the file's own record there, whether the file's bytes are
-    /// one of the logged versions (copied home by a checkpoint), and the commit sequence of each
-    /// logged version that opens. `None` where no log holds the slot.
+    /// one of the logged versions (copied home by a checkpoint), and each logged version that
+    /// opens. `None` where no log holds the slot.
     pub(crate) fn slot_under_log(&self, slot_page: PageNo) -> Result<Option<SlotUnderLog>> {
         let decode = |bytes: &[u8]| -> Option<CommitRecord> {
             let mut buf = Box::new([0u8; PAGE_SIZE]);
@@ -328,7 +328,7 @@ impl Pager {
         let (mut hashes, mut logged) = (Vec::new(), Vec::new());
         let held = self.storage.logged_versions(slot_page * PAGE_SIZE as u64, &mut file, &mut |v| {
             hashes.push(blake3::hash(v));
-            logged.extend(decode(v).map(|r| r.seq));
+            logged.extend(decode(v));
         })?;
         if !held {
             return Ok(None);

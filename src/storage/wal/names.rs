@@ -9,7 +9,9 @@
 //! - A log beside a link's own name was left by a version of foldvault that did not follow the
 //!   link: an open through that link still takes it, as that version would have, unless a log
 //!   is beside the file too, which is refused (`Error::Unsupported`, naming both): neither can
-//!   be known to be the newer.
+//!   be known to be the newer. An open that may write moves such a log beside the file first
+//!   ([`move_log`]), so that its session's log, and a crash's, is found by every name; an open
+//!   that is then refused moves it back.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -68,6 +70,25 @@ pub(crate) fn log_for(given: &Path, file: &Path) -> Result<PathBuf> {
         )));
     }
     Ok(beside_link)
+}
+
+/// Moves a log from the name `from` to the name `to` and syncs both directories, the new
+/// name's first: a crash between the two syncs leaves the log under one name or both, and an
+/// open through a link refuses two ([`log_for`]) rather than guess. Asked while the file is
+/// locked: an open that may write moves a log an earlier version left beside a link to its
+/// place beside the file, so that its session, and a crash of it, logs where every name finds
+/// it (an open by the file's own name after a crash would miss the commits otherwise), and a
+/// refused open moves it back. A failed rename moves nothing (the link on another file
+/// system, a directory that takes no new name): the log is then used where it is.
+pub(crate) fn move_log(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)?;
+    for name in [to, from] {
+        if let Err(e) = crate::storage::sync_parent_dir(name) {
+            tracing::warn!(target: "foldvault::audit", error = %e, path = %name.display(),
+                "the directory of a moved write-ahead log could not be synced");
+        }
+    }
+    Ok(())
 }
 
 /// The log of the database opened by the name `given` (a file or a link to one), as
