@@ -151,19 +151,10 @@ pub fn check(a: CheckArgs) -> Result<(), CliError> {
 }
 
 /// Pages per role, in the order they are shown.
-fn role_counts(r: &CheckReport) -> [(&'static str, u64); 7] {
-    let mut n = [0u64; 7];
+fn role_counts(r: &CheckReport) -> [(&'static str, u64); PageRole::KINDS] {
+    let mut n = [0u64; PageRole::KINDS];
     for (pages, role) in r.roles.runs() {
-        let i = match role {
-            PageRole::Header => 0,
-            PageRole::CommitRecord => 1,
-            PageRole::Catalog => 2,
-            PageRole::Tree(_) => 3,
-            PageRole::FreeList => 4,
-            PageRole::Free => 5,
-            PageRole::Unaccounted => 6,
-        };
-        n[i] += pages.end - pages.start;
+        n[role.kind()] += pages.end - pages.start;
     }
     [
         ("header", n[0]),

@@ -36,6 +36,25 @@ pub enum PageRole {
     Unaccounted,
 }
 
+impl PageRole {
+    /// The number of kinds of role ([`PageRole::kind`] is below it).
+    pub const KINDS: usize = 7;
+
+    /// The role's kind as a number, in declaration order (a tree's name left out): `Header` is
+    /// 0, `Tree` 3, `Unaccounted` 6.
+    pub fn kind(&self) -> usize {
+        match self {
+            PageRole::Header => 0,
+            PageRole::CommitRecord => 1,
+            PageRole::Catalog => 2,
+            PageRole::Tree(_) => TREE_KIND,
+            PageRole::FreeList => 4,
+            PageRole::Free => 5,
+            PageRole::Unaccounted => 6,
+        }
+    }
+}
+
 impl std::fmt::Debug for PageRole {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -134,23 +153,16 @@ const CHUNK: u64 = 1024;
 /// check's stack has held the user's keys), and the block is freed with them in it.
 #[derive(Clone)]
 struct RoleEntry {
-    kind: u64,
+    /// [`PageRole::kind`].
+    kind: usize,
     name: String,
 }
 
-const TREE_KIND: u64 = 3;
+const TREE_KIND: usize = 3;
 
 impl RoleEntry {
     fn of(role: PageRole) -> RoleEntry {
-        let kind = match &role {
-            PageRole::Header => 0,
-            PageRole::CommitRecord => 1,
-            PageRole::Catalog => 2,
-            PageRole::Tree(_) => TREE_KIND,
-            PageRole::FreeList => 4,
-            PageRole::Free => 5,
-            PageRole::Unaccounted => 6,
-        };
+        let kind = role.kind();
         let name = if let PageRole::Tree(name) = role { name } else { String::new() };
         RoleEntry { kind, name }
     }
