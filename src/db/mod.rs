@@ -18,5 +18,7 @@ pub mod migrate;
 pub(crate) mod open;
 pub(crate) mod page_roles;
 pub(crate) mod rekey;
+#[cfg(all(test, feature = "sled-import"))]
+mod sled_diff_tests;
 pub(crate) mod sledtx;
 pub(crate) mod txn;
