@@ -250,3 +250,40 @@ fn a_tree_name_longer_than_any_write_makes_is_lost_whole_in_salvage() {
     assert_eq!(names, [b"good".to_vec()]);
     assert_eq!(copy.open_tree("good").unwrap().len(), 50);
 }
+
+/// A tree whose record count reads 0 while it holds a record: a batch in a write transaction
+/// that removes the record empties the tree. The count cannot tell (it stays 0); had the
+/// transaction judged by it, the catalog would keep the old root while the commit freed the
+/// pages the removal had copied, and later writes would take pages the catalog still names.
+#[test]
+fn a_batch_removal_under_a_record_count_of_zero_frees_only_what_the_catalog_lets_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zero.fv");
+    let report = one_record(&path);
+    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
+    let root: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
+    assert_eq!((catalog.len(), root.len()), (1, 1));
+    let mut root_ref = vec![0u8; PAGE_REF_SIZE];
+    ref_of(&path, root[0]).encode(&mut root_ref);
+    edit_page(&path, catalog[0], &[], |b| {
+        let at =
+            b.windows(PAGE_REF_SIZE).position(|w| w == root_ref).expect("the catalog names the root") + PAGE_REF_SIZE;
+        b[at..at + 8].copy_from_slice(&0u64.to_le_bytes());
+    });
+    let db = cfg(&path).open().unwrap();
+    let tx = db.begin_write().unwrap();
+    let mut batch = foldvault::Batch::default();
+    batch.remove("a");
+    tx.open_tree("t").unwrap().apply_batch(&batch).unwrap();
+    tx.commit().unwrap();
+    let t = db.open_tree("t").unwrap();
+    assert_eq!(t.get("a").unwrap(), None, "the removal is committed");
+    // Later commits reuse what the removal freed: none of it may be a page the tree holds.
+    for i in 0..50u32 {
+        t.insert(i.to_be_bytes(), vec![3u8; 200]).unwrap();
+    }
+    db.flush().unwrap();
+    let problems = db.check().unwrap().problems;
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(t.len(), 50);
+}

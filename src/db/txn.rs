@@ -177,10 +177,17 @@ impl TxTree<'_> {
     /// `false`): the tree is then left as the transaction saw it, so that a removal of a key
     /// that is not there neither commits a new catalog nor brings back, empty, a tree dropped
     /// since the handle was opened (as outside transactions: `Tree::write`).
+    ///
+    /// `f`'s word is not the only one: a change that copied or freed a page, or moved the
+    /// root or the count, is kept whatever `f` says. The commit frees every page in
+    /// `TxPages::freed`, so a root left as it was while the pages under it were freed would
+    /// have the catalog name reusable pages (a forged count of 0 hid a batch's removals).
     fn write_if<T>(&self, f: impl FnOnce(&mut TxPages, &mut TreeRoot) -> Result<(T, bool)>) -> Result<T> {
         self.tx.with(|t| {
-            let mut root = t.trees.get(&self.name).copied().unwrap_or_default();
-            let (out, changed) = match f(&mut t.pages, &mut root) {
+            let before = t.trees.get(&self.name).copied().unwrap_or_default();
+            let pages_before = (t.pages.new_pages.len(), t.pages.freed.len());
+            let mut root = before;
+            let (out, said) = match f(&mut t.pages, &mut root) {
                 Ok(out) => out,
                 // Size checks run before anything changes; any other failure may leave a
                 // half-done change behind.
@@ -190,6 +197,9 @@ impl TxTree<'_> {
                     return Err(e);
                 }
             };
+            let changed = said
+                || (t.pages.new_pages.len(), t.pages.freed.len()) != pages_before
+                || (root.root.page, root.count) != (before.root.page, before.count);
             if changed {
                 t.trees.insert(self.name.clone(), root);
                 t.changed.insert(self.name.clone());

@@ -160,9 +160,24 @@ impl Allocator {
     }
 
     /// Records pages freed by commit `seq`.
-    pub(crate) fn release(&mut self, seq: u64, pages: Vec<PageNo>) {
+    ///
+    /// A page that is not one this file could free (the header's, or past the high-water
+    /// mark), or that is free or queued already, is left out: only a damaged or forged file
+    /// (two references to one page) frees a page twice, and the second release would have
+    /// the page handed out again while the first reuse still holds it.
+    pub(crate) fn release(&mut self, seq: u64, mut pages: Vec<PageNo>) {
+        let before = pages.len();
+        pages.retain(|&p| {
+            (FIRST_DATA_PAGE..self.page_count).contains(&p) && !self.free.contains(p) && self.queued.insert(p)
+        });
+        if pages.len() != before {
+            tracing::error!(
+                target: "foldvault::audit",
+                left_out = before - pages.len(),
+                "a commit freed pages that were free already, or that no tree can hold: the file references a page twice"
+            );
+        }
         self.note_unused(&pages);
-        self.queued.extend(pages.iter().copied());
         let (fresh, old): (Vec<PageNo>, Vec<PageNo>) = pages.into_iter().partition(|p| self.fresh.contains(p));
         for (list, pages) in [(&mut self.pending_fresh, fresh), (&mut self.pending, old)] {
             if pages.is_empty() {
@@ -369,6 +384,23 @@ mod tests {
         a.promote(3, 3);
         assert_eq!(a.alloc(), 6);
         assert_eq!(a.all_unused(), vec![(7, 1)]);
+    }
+
+    /// A page released twice (two references to it in a forged file) is queued once: the
+    /// second release, promoted after the first reuse, would hand it out while in use.
+    #[test]
+    fn a_page_released_twice_is_handed_out_once() {
+        let mut a = Allocator::new(10, &[]);
+        a.release(3, vec![6, 6, 0, 99]);
+        a.promote(3, 3);
+        assert_eq!(a.alloc(), 6);
+        assert_eq!(a.alloc(), 10, "6 once; 0 is the header's, 99 past the end");
+        a.release(5, vec![7]);
+        a.release(6, vec![7]);
+        a.promote(5, 5);
+        assert_eq!(a.alloc(), 7);
+        a.promote(6, 6);
+        assert_eq!(a.alloc(), 11, "7 is in use: commit 6's release of it was a repeat");
     }
 }
 
