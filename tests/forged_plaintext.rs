@@ -32,6 +32,21 @@ fn one_record(path: &std::path::Path) -> foldvault::CheckReport {
     db.check().unwrap()
 }
 
+/// As `one_record`, with the catalog's record count of tree `t` forged to `count`.
+fn one_record_counted(path: &std::path::Path, count: u64) {
+    let report = one_record(path);
+    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
+    let root: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
+    assert_eq!((catalog.len(), root.len()), (1, 1));
+    let mut root_ref = vec![0u8; PAGE_REF_SIZE];
+    ref_of(path, root[0]).encode(&mut root_ref);
+    edit_page(path, catalog[0], &[], |b| {
+        let at =
+            b.windows(PAGE_REF_SIZE).position(|w| w == root_ref).expect("the catalog names the root") + PAGE_REF_SIZE;
+        b[at..at + 8].copy_from_slice(&count.to_le_bytes());
+    });
+}
+
 #[test]
 fn a_branch_whose_children_are_one_page_is_named_and_walked_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,17 +141,7 @@ fn a_commit_sequence_at_its_end_refuses_writes_and_loses_nothing() {
 fn a_record_count_at_its_end_saturates() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("count.fv");
-    let report = one_record(&path);
-    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
-    let root: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
-    assert_eq!((catalog.len(), root.len()), (1, 1));
-    let mut root_ref = vec![0u8; PAGE_REF_SIZE];
-    ref_of(&path, root[0]).encode(&mut root_ref);
-    edit_page(&path, catalog[0], &[], |b| {
-        let at =
-            b.windows(PAGE_REF_SIZE).position(|w| w == root_ref).expect("the catalog names the root") + PAGE_REF_SIZE;
-        b[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
-    });
+    one_record_counted(&path, u64::MAX);
     let db = cfg(&path).open().unwrap();
     let t = db.open_tree("t").unwrap();
     assert_eq!(t.len(), u64::MAX as usize);
@@ -259,17 +264,7 @@ fn a_tree_name_longer_than_any_write_makes_is_lost_whole_in_salvage() {
 fn a_batch_removal_under_a_record_count_of_zero_frees_only_what_the_catalog_lets_go() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("zero.fv");
-    let report = one_record(&path);
-    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
-    let root: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
-    assert_eq!((catalog.len(), root.len()), (1, 1));
-    let mut root_ref = vec![0u8; PAGE_REF_SIZE];
-    ref_of(&path, root[0]).encode(&mut root_ref);
-    edit_page(&path, catalog[0], &[], |b| {
-        let at =
-            b.windows(PAGE_REF_SIZE).position(|w| w == root_ref).expect("the catalog names the root") + PAGE_REF_SIZE;
-        b[at..at + 8].copy_from_slice(&0u64.to_le_bytes());
-    });
+    one_record_counted(&path, 0);
     let db = cfg(&path).open().unwrap();
     let tx = db.begin_write().unwrap();
     let mut batch = foldvault::Batch::default();
