@@ -187,7 +187,7 @@ impl Db {
             let before = ws.alloc.page_count;
             // The whole list is about to be written: its pages must come from free pages below
             // the new end, or it would lengthen the file it is meant to shorten.
-            let need = freelist::whole_list_pages(&ws.alloc);
+            let need = freelist::whole_list_pages(&ws.alloc, &ws.freelist);
             if ws.alloc.free_len() < need {
                 break;
             }

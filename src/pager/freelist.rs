@@ -364,9 +364,11 @@ pub(crate) fn write(
 }
 
 /// An upper bound on the pages a whole list written now would take (`write` after
-/// `Allocator::forget_unused_since`): taking a page out of an extent splits it at most once.
-pub(crate) fn whole_list_pages(alloc: &Allocator) -> usize {
-    (alloc.all_unused().len() + 1).div_ceil(EXTENTS_PER_PAGE) + 1
+/// `Allocator::forget_unused_since`): the unused pages' extents, and one more for each page of
+/// `chain`, which that write releases and records (a chain page between pages in use is an
+/// extent of its own); taking a page out of an extent splits it at most once.
+pub(crate) fn whole_list_pages(alloc: &Allocator, chain: &FreeChain) -> usize {
+    (alloc.all_unused().len() + chain.pages.len() + 1).div_ceil(EXTENTS_PER_PAGE) + 1
 }
 
 /// Takes pages for the front of the chain from `rest` (sorted extents; so never a page a kept
@@ -626,7 +628,7 @@ mod tests {
                         // Compaction's trim (`Db::compact`): the free pages that end the file
                         // are given up, and the list is written whole below the new end.
                         alloc.promote(durable, oldest);
-                        alloc.trim_free_tail(whole_list_pages(&alloc));
+                        alloc.trim_free_tail(whole_list_pages(&alloc, &chain));
                         alloc.forget_unused_since();
                         assert!(live.iter().all(|&p| p < alloc.page_count), "a live page was cut");
                     }
@@ -692,6 +694,58 @@ mod tests {
         for room in [0, 40, crate::format::commit::MAX_DELTA_PAGES] {
             run_model(&ops, room);
         }
+    }
+
+    /// Compaction's trim keeps `whole_list_pages` free pages for the whole list it writes next,
+    /// and gives up the rest of the free pages that end the file. That write releases the old
+    /// chain and records its pages, each an extent of its own when it lies between pages in
+    /// use: counted too, the list fits the pages kept. Counting only the unused pages' extents,
+    /// a chain of more than `EXTENTS_PER_PAGE` such pages (here 337, recording 112,556 pages a
+    /// reader holds) took pages past the trimmed end, lengthening the file the trim shortened.
+    #[test]
+    fn the_whole_list_after_a_trim_fits_the_free_pages_the_trim_kept() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        // A sparse file: only the chain's pages are written.
+        let storage = crate::storage::FileStorage::open(&dir.path().join("trim"), true).expect("file");
+        let pager = Pager::new(Arc::new(storage), PageSealer::plaintext(*b"freelist-trim!!!"), 1 << 20);
+        let per_page = EXTENTS_PER_PAGE as u64;
+        // `held` lone pages a reader holds, a number that with the tail's extent fills whole
+        // chain pages; `first_chain` lone free pages at the start, which the first list takes
+        // for its chain; then a free tail.
+        let m = per_page + 3;
+        let held = per_page * m - 2;
+        // (The first write takes as many pages as the whole list, its own pages included, would
+        // need: the fixed point.)
+        let mut first_chain = 0;
+        while first_chain < (held + 1 + first_chain).div_ceil(per_page) {
+            first_chain += 1;
+        }
+        let held_from = FIRST_DATA_PAGE + 2 * first_chain;
+        let tail_from = held_from + 2 * held;
+        let page_count = tail_from + 1000;
+        let lone_free: Vec<(PageNo, u32)> = (0..first_chain).map(|i| (FIRST_DATA_PAGE + 2 * i, 1)).collect();
+        let mut alloc = Allocator::new(page_count, &[lone_free.clone(), vec![(tail_from, 1000)]].concat());
+        pager.set_page_limit(page_count);
+        alloc.release(2, (0..held).map(|i| held_from + 2 * i).collect());
+        alloc.promote(1, 1);
+        let mut chain = FreeChain::default();
+        write(&pager, &mut alloc, 2, 0, &mut chain, 0).expect("first write");
+        alloc.mark_durable();
+        let chain_pages: Vec<PageNo> = chain.pages().collect();
+        assert_eq!(chain_pages.len() as u64, first_chain);
+        assert!(chain_pages.iter().all(|p| lone_free.contains(&(*p, 1))), "the chain is on the lone pages");
+        // The trim, as `Db::compact` makes it.
+        alloc.promote(2, 1);
+        let need = whole_list_pages(&alloc, &chain);
+        assert!(alloc.free_len() >= need);
+        assert!(alloc.trim_free_tail(need) > 0);
+        let trimmed = alloc.page_count;
+        alloc.forget_unused_since();
+        write(&pager, &mut alloc, 3, 0, &mut chain, 0).expect("whole list");
+        assert_eq!(alloc.page_count, trimmed, "the list took a page past the trimmed end");
+        let (free, pages) = read(&pager, chain.head(), alloc.page_count).expect("read back");
+        assert_eq!(free, alloc.all_unused());
+        assert_eq!(pages, chain.pages().collect::<Vec<_>>());
     }
 
     #[test]
