@@ -18,7 +18,7 @@ mod plain_forge;
 
 use foldvault::format::page::{PAGE_HEADER_SIZE, PAGE_REF_SIZE, PageKind, generation, write_header};
 use foldvault::{Config, CorruptReason, Error, PageRole};
-use plain_forge::{edit_commits, edit_page, read_page, ref_of};
+use plain_forge::{edit_commits, edit_page, identity, read_page, ref_of, reseal_plain, write_page};
 
 fn cfg(path: &std::path::Path) -> Config {
     Config::new().file(path).plaintext().use_env(false).flush_every_ms(None).write_ahead_log(false)
@@ -281,4 +281,41 @@ fn a_batch_removal_under_a_record_count_of_zero_frees_only_what_the_catalog_lets
     let problems = db.check().unwrap().problems;
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(t.len(), 50);
+}
+
+/// A plaintext database whose one tree page lies past 2^20 free pages (moved there by hand: a
+/// small tree written after a 4 GiB one was dropped can end up the same). Verify and restore
+/// refuse a plaintext backup with that many free pages below a page, lest a forged stream make
+/// a file of any length; `backup_to` refuses it too, before writing a byte, rather than write
+/// a backup that cannot be restored.
+#[test]
+fn a_backup_that_restore_would_refuse_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("far.fv");
+    let report = one_record(&path);
+    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
+    let root: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
+    assert_eq!((catalog.len(), root.len()), (1, 1));
+    // The leaf, resealed for a page far past the end (the file stays sparse), and the catalog's
+    // reference and the records' page count made to fit.
+    let far = (1u64 << 20) + 100;
+    let (file_id, version) = identity(&path);
+    let old = ref_of(&path, root[0]);
+    let mut leaf = read_page(&path, root[0]);
+    let tag = reseal_plain(&mut leaf, far, &file_id, version);
+    write_page(&path, far, &leaf);
+    let (mut from, mut to) = (vec![0u8; PAGE_REF_SIZE], vec![0u8; PAGE_REF_SIZE]);
+    old.encode(&mut from);
+    foldvault::format::page::PageRef { page: far, tag, ..old }.encode(&mut to);
+    edit_page(&path, catalog[0], &[], |b| {
+        let at = b.windows(PAGE_REF_SIZE).position(|w| w == from).expect("the catalog names the root");
+        b[at..at + PAGE_REF_SIZE].copy_from_slice(&to);
+    });
+    edit_commits(&path, |rec| rec.page_count = far + 1);
+    let db = cfg(&path).open().unwrap();
+    assert_eq!(db.open_tree("t").unwrap().get("a").unwrap().as_deref(), Some(&b"1"[..]), "the moved tree reads");
+    let mut out = Vec::new();
+    let err = db.backup_to(&mut out, &mut |_| {}).map(|_| ()).unwrap_err();
+    assert!(matches!(err, Error::Unsupported(ref m) if m.contains("compact the source")), "{err:?}");
+    assert!(out.is_empty(), "{} bytes written", out.len());
 }

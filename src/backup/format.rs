@@ -225,7 +225,15 @@ impl<R: Read> HashingReader<R> {
         let mut filled = 0;
         while filled < buf.len() {
             match self.inner.read(&mut buf[filled..]) {
+                // A reader may say the stream ended early with an error (a decompressor's
+                // `UnexpectedEof`) rather than with a read of nothing: truncated either way.
                 Ok(0) => {
+                    return Err(Error::Truncated {
+                        expected: self.bytes + buf.len() as u64,
+                        found: self.bytes + filled as u64,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     return Err(Error::Truncated {
                         expected: self.bytes + buf.len() as u64,
                         found: self.bytes + filled as u64,
@@ -246,6 +254,7 @@ impl<R: Read> HashingReader<R> {
         loop {
             match self.inner.read(&mut one) {
                 Ok(0) => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(true),
                 Ok(_) => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::Io(e)),
@@ -269,6 +278,34 @@ mod tests {
         assert_eq!(chunk_key(1, &a, &dk).expose(), chunk_key(1, &b, &dk).expose());
         assert_eq!(chunk_key(1, &a, &dk).expose(), dk.derive(context::BACKUP_KEY, &[]).expose());
         assert_ne!(chunk_key(1, &a, &dk).expose(), chunk_key(2, &a, &dk).expose());
+    }
+
+    /// A stream that ends early is `Truncated` whether its reader says so with a read of
+    /// nothing or with an `UnexpectedEof` error (as decompressors do), not an I/O error.
+    #[test]
+    fn a_reader_that_ends_with_unexpected_eof_is_truncated() {
+        struct EndsWithError<'a>(&'a [u8]);
+        impl Read for EndsWithError<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                let n = self.0.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        for stream in [&b"abc"[..], &b""[..]] {
+            let mut r = HashingReader::new(EndsWithError(stream));
+            let mut buf = [0u8; 8];
+            let err = r.take(&mut buf).unwrap_err();
+            assert!(matches!(err, Error::Truncated { expected: 8, found } if found == stream.len() as u64), "{err:?}");
+        }
+        let mut r = HashingReader::new(EndsWithError(b"ab"));
+        let mut buf = [0u8; 2];
+        r.take(&mut buf).unwrap();
+        assert!(r.at_end().unwrap());
     }
 
     /// A header whose commit number is `u64::MAX` is refused: restore records it as the copy's

@@ -183,7 +183,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
     let log_names = if given == dst { vec![dst] } else { vec![dst, given] };
     let mut set_aside = Vec::new();
     let placed = crate::db::migrate::put_in_place(result, &tmp, dst, placement, || {
-        log_names.iter().try_for_each(|name| fold_old_log(name, target.as_ref(), &mut set_aside))
+        log_names.iter().try_for_each(|name| fold_old_log(name, target.as_ref(), creds, &mut set_aside))
     });
     for (aside, name) in set_aside {
         settle_set_aside_log(&aside, &name, dst, placed.is_ok(), replaced.as_ref());
@@ -201,7 +201,17 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
 /// `set_aside` with `dst`), so that a restore that then fails can give it back to the file it
 /// belongs to; one beside a missing `dst` is removed. Either is made durable. An error only
 /// when that fails too (the restore then stops before the rename).
-fn fold_old_log(dst: &Path, target: Option<&Arc<dyn Storage>>, set_aside: &mut Vec<(PathBuf, PathBuf)>) -> Result<()> {
+///
+/// So is a log older than the file (`StaleLog`: SPEC §15, "A log older than the file"), which
+/// an open of the file refuses: folded in, its pages would land over later commits, and a
+/// restore that then failed would leave the file it meant to keep damaged. That is checked
+/// under `creds`; a log beside a file they do not unlock cannot be checked, and is set aside.
+fn fold_old_log(
+    dst: &Path,
+    target: Option<&Arc<dyn Storage>>,
+    creds: &Credentials,
+    set_aside: &mut Vec<(PathBuf, PathBuf)>,
+) -> Result<()> {
     let log_path = crate::storage::wal::sidecar_path(dst);
     if !log_path.exists() {
         return Ok(());
@@ -209,10 +219,17 @@ fn fold_old_log(dst: &Path, target: Option<&Arc<dyn Storage>>, set_aside: &mut V
     if let Some(main) = target {
         let pages = crate::storage::wal::DEFAULT_CHECKPOINT_PAGES;
         let folded = FileStorage::open(&log_path, false).and_then(|log| {
+            let wal =
+                crate::storage::wal::WalStorage::open(main.clone(), Arc::new(log), pages, Some(log_path.clone()))?;
+            let wal = Arc::new(wal);
+            if let Err(e) = crate::db::open::check_log_is_current(wal.clone(), creds) {
+                // Dropped as it is: its drop would otherwise close it cleanly, folding it in.
+                wal.abandon();
+                return Err(e);
+            }
             // Checkpointed: the old file holds the log's commits, and the log a new generation
             // with no group (harmless if it stayed); dropping it removes it.
-            crate::storage::wal::WalStorage::open(main.clone(), Arc::new(log), pages, Some(log_path.clone()))?
-                .checkpoint_now()
+            wal.checkpoint_now()
         });
         let Err(e) = folded else { return Ok(()) };
         let aside = temp_path(&log_path);
@@ -339,7 +356,7 @@ mod tests {
         assert!(records(&bare) < 10, "the file alone already holds every commit: the test shows nothing");
         let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&crashed, false).unwrap());
         let mut aside = Vec::new();
-        fold_old_log(&crashed, Some(&target), &mut aside).unwrap();
+        fold_old_log(&crashed, Some(&target), &Credentials::passphrase("fold"), &mut aside).unwrap();
         assert!(aside.is_empty());
         drop(target);
         assert!(!sidecar_path(&crashed).exists());
@@ -352,7 +369,7 @@ mod tests {
         let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&bare, false).unwrap());
         let replaced = std::fs::metadata(&bare).unwrap();
         let mut aside = Vec::new();
-        fold_old_log(&bare, Some(&target), &mut aside).unwrap();
+        fold_old_log(&bare, Some(&target), &Credentials::passphrase("fold"), &mut aside).unwrap();
         let (aside, name) = aside.pop().expect("the log set aside");
         assert_eq!(name, bare);
         assert!(!sidecar_path(&bare).exists());
@@ -362,7 +379,7 @@ mod tests {
         assert_eq!(std::fs::read(sidecar_path(&bare)).unwrap(), log_bytes, "the failed restore's log is back");
         for (placed, moved) in [(true, false), (false, true)] {
             let mut aside = Vec::new();
-            fold_old_log(&bare, Some(&target), &mut aside).unwrap();
+            fold_old_log(&bare, Some(&target), &Credentials::passphrase("fold"), &mut aside).unwrap();
             let (aside, _) = aside.pop().unwrap();
             if moved {
                 // The rename happened, then something failed: `bare` is another file now.
@@ -374,6 +391,65 @@ mod tests {
             std::fs::write(sidecar_path(&bare), &log_bytes).unwrap();
         }
         drop(db);
+    }
+
+    /// A log older than the file it is beside (the file put back from an older copy, the log
+    /// left as it was: SPEC §15) is set aside, not folded in: its pages would land over later
+    /// commits, and a restore that failed after the fold would leave the file it meant to keep
+    /// damaged, where an open refuses that log (`StaleLog`) and changes nothing. So is a log the
+    /// credentials cannot check (they do not unlock the file).
+    #[test]
+    fn a_log_older_than_the_replaced_file_is_set_aside_not_folded_in() {
+        use crate::storage::wal::sidecar_path;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |p: &Path| {
+            Config::new()
+                .file(p)
+                .passphrase("fold")
+                .kdf(crate::KdfParams::insecure_fast())
+                .use_env(false)
+                .flush_every_ms(None)
+                .write_ahead_log(true)
+        };
+        let live = dir.path().join("live");
+        let db = cfg(&live).open().unwrap();
+        let t = db.open_tree("t").unwrap();
+        let commit = |range: std::ops::Range<u32>| {
+            for i in range {
+                t.insert(i.to_be_bytes(), &b"v"[..]).unwrap();
+                t.flush().unwrap();
+            }
+        };
+        commit(0..10);
+        db.checkpoint_log().unwrap();
+        let older = std::fs::read(&live).unwrap();
+        commit(10..15);
+        db.checkpoint_log().unwrap();
+        commit(15..17);
+        // As a crash leaves it, then the file put back from the older copy.
+        let crashed = dir.path().join("crashed");
+        std::fs::copy(&live, &crashed).unwrap();
+        std::fs::copy(sidecar_path(&live), sidecar_path(&crashed)).unwrap();
+        drop(t);
+        drop(db);
+        std::fs::write(&crashed, &older).unwrap();
+        let log_bytes = std::fs::read(sidecar_path(&crashed)).unwrap();
+        let refused = cfg(&crashed).open().map(|_| ()).unwrap_err();
+        assert!(matches!(refused, Error::StaleLog { .. }), "{refused:?}");
+        let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&crashed, false).unwrap());
+        for creds in [Credentials::passphrase("fold"), Credentials::passphrase("not this one")] {
+            let mut aside = Vec::new();
+            fold_old_log(&crashed, Some(&target), &creds, &mut aside).unwrap();
+            let (aside, name) = aside.pop().expect("the log set aside");
+            assert_eq!(name, crashed);
+            assert!(std::fs::read(&crashed).unwrap() == older, "the log was folded into the file");
+            assert_eq!(std::fs::read(&aside).unwrap(), log_bytes);
+            std::fs::rename(&aside, sidecar_path(&crashed)).unwrap();
+        }
+        drop(target);
+        // The log moved away, the file opens as it was.
+        std::fs::remove_file(sidecar_path(&crashed)).unwrap();
+        assert_eq!(cfg(&crashed).open().unwrap().open_tree("t").unwrap().len(), 10);
     }
 
     /// A page number given twice: verify and restore both refuse the stream at the reader (they

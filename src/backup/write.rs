@@ -6,8 +6,10 @@ use rand::RngCore;
 
 use super::Progress;
 use super::format::{
-    BACKUP_VERSION, BackupHeader, CHUNK_HEADER_SIZE, CHUNK_PAGES, HashingWriter, TRAILER_MAGIC, chunk_aad, chunk_key,
+    BACKUP_VERSION, BackupHeader, CHUNK_HEADER_SIZE, CHUNK_PAGES, HashingWriter, MAX_PAGE_COUNT, TRAILER_MAGIC,
+    chunk_aad, chunk_key,
 };
+use super::verify::check_free_below;
 use crate::btree::verify::check_tree;
 use crate::crypto::keys::context;
 use crate::db::api::Db;
@@ -65,6 +67,15 @@ fn backup_snapshot<W: Write>(
         }
         let live: Vec<PageNo> = seen.iter().collect();
         drop(seen);
+        // A plaintext backup's page numbers are not authenticated: verify and restore bound the
+        // free pages below each page (`check_free_below`), lest a forged stream make a file of
+        // any length. A backup they would refuse is not written (a small tree left high in a
+        // file whose lower 4 GiB were freed: compaction moves it down).
+        if !pager.sealer.is_encrypted() {
+            for (i, &p) in live.iter().enumerate() {
+                check_free_below(p, i as u64 + 1)?;
+            }
+        }
         // The header copy the engine trusts, byte for byte as read (its MAC covers those bytes),
         // taken under the writer lock with the rotation check below (a rekey finishes under it).
         // The backup keys and the seal count are taken under the same hold: a rekey that
@@ -90,6 +101,11 @@ fn backup_snapshot<W: Write>(
             let bytes = engine.header.lock().to_page();
             (ws.alloc.page_count.max(pager.page_limit()), ws.epoch, bytes, backup_key, mac_key, pager.seals_in_epoch())
         };
+        if page_count > MAX_PAGE_COUNT {
+            return Err(Error::Unsupported(format!(
+                "a database of {page_count} pages: a backup holds at most {MAX_PAGE_COUNT}"
+            )));
+        }
         let encrypted = pager.sealer.is_encrypted();
         let aead = match &backup_key {
             Some(k) => Some(crate::crypto::cipher::new_aead(

@@ -400,6 +400,26 @@ pub(crate) fn file_sealer(
     })
 }
 
+/// The check of `check_log_is_not_stale` for a caller that folds a log in without opening the
+/// database (a forced restore, over the file it replaces): `storage` is the file under its
+/// replayed log, and `creds` must unlock it (`WrongKey` otherwise, not audited: the caller
+/// asks only whether the log may be folded in, and sets it aside if not).
+pub(crate) fn check_log_is_current(storage: Arc<dyn Storage>, creds: &Credentials) -> Result<()> {
+    let (header, page, _) = read_header(&*storage)?;
+    let dk = match header.is_encrypted() {
+        true => {
+            let (dk, _slot) = slots::unlock(&header, creds)?;
+            if !slots::verify_header_mac(&dk, &header) {
+                return Err(Error::corrupt(page, CorruptReason::HeaderMac));
+            }
+            Some(dk)
+        }
+        false => None,
+    };
+    let pager = Pager::new(storage, file_sealer(&header, dk.as_ref(), None)?, 64 * PAGE_SIZE);
+    check_log_is_not_stale(&pager)
+}
+
 /// A log replayed at open must be newer than the file (SPEC §15, "Replay at open"). Each
 /// commit record names the durable commit it was built on (`prev_durable_seq`), and the log's
 /// records are built on the commit the file held, synced, when the log's generation began, or
