@@ -351,6 +351,10 @@ fn passphrase_change_finds_the_slot_its_passphrase_opens() {
     assert!(matches!(r, Err(Error::InvalidConfig(_))), "{r:?}");
     let r = db.change_passphrase(&Credentials::passphrase("wrong"), "x".into(), fast());
     assert!(matches!(r, Err(Error::WrongKey { .. })), "{r:?}");
+    // The master key with a wrong passphrase: the master key opens its own slot, but the
+    // passphrase is wrong for the slot it names (it was reported as "has no passphrase").
+    let r = db.change_passphrase(&Credentials::master_key(mk.duplicate()).with_passphrase("wrong"), "x".into(), fast());
+    assert!(matches!(r, Err(Error::WrongKey { .. })), "{r:?}");
 }
 
 fn file_cfg(path: &std::path::Path) -> Config {

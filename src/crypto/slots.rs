@@ -75,6 +75,16 @@ impl Credentials {
         }
     }
 
+    /// Whether these credentials hold what a slot of `kind` needs (`kek` is `Some` for it).
+    pub(crate) fn serves(&self, kind: SlotKind) -> bool {
+        match kind {
+            SlotKind::Passphrase => self.passphrase.is_some(),
+            SlotKind::MasterKey => self.master.is_some(),
+            SlotKind::MasterKeyAndPassphrase => self.master.is_some() && self.passphrase.is_some(),
+            SlotKind::RecoveryKey => self.recovery.is_some(),
+        }
+    }
+
     /// The key-encryption key for a slot of `kind`, or `None` if these credentials cannot serve it.
     fn kek(&self, kind: SlotKind, kdf: &KdfParams, salt: &[u8; 16]) -> Option<Result<SecretKey>> {
         match kind {

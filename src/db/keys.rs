@@ -207,14 +207,24 @@ impl Db {
             let h = self.handle.engine.header.lock().clone();
             let i = match slots::unlock_kind(&h, old, |k| k.uses_passphrase()) {
                 Ok((_, i)) => i,
-                // Right credentials that open no passphrase slot: not a wrong key.
-                Err(e) => match slots::unlock(&h, old) {
-                    Ok(_) => return Err(Error::InvalidConfig("the slot these credentials open has no passphrase")),
-                    Err(_) => {
-                        super::open::audit_wrong_key();
-                        return Err(e);
+                // Right credentials that open no passphrase slot: not a wrong key. Credentials
+                // that a passphrase slot was tried with and did not open are (a master key with
+                // a wrong passphrase opens a master-key slot, but names a passphrase that is not
+                // the file's).
+                Err(e) => {
+                    let tried = h.slots.iter().flatten().any(|s| s.kind.uses_passphrase() && old.serves(s.kind));
+                    match (tried, slots::unlock(&h, old)) {
+                        (false, Ok(_)) => {
+                            return Err(Error::InvalidConfig("the slot these credentials open has no passphrase"));
+                        }
+                        _ => {
+                            if matches!(e, Error::WrongKey { .. }) {
+                                super::open::audit_wrong_key();
+                            }
+                            return Err(e);
+                        }
                     }
-                },
+                }
             };
             (i, h.slots[i].clone())
         };

@@ -130,8 +130,16 @@ fn assemble(
 ) -> Engine {
     pager.set_page_limit(rec.page_count);
     pager.set_wipe_cache(cfg.zeroize_cache);
-    pager.set_seals_in_epoch(rec.seals_in_epoch);
-    pager.sealer.set_max_epoch(rec.key_epoch);
+    // During a key rotation every seal from its start on is under its first epoch or a later
+    // one (SPEC §6.4), whatever the newest record's epoch: a crash or a close right after the
+    // start leaves a record under the old one, and sealing there again would put data written
+    // after the rotation began under the key it is retiring.
+    let (epoch, seals_in_epoch) = match header.next_key.as_ref().map(|n| n.first_epoch) {
+        Some(first) if rec.key_epoch < first => (first, 0),
+        _ => (rec.key_epoch, rec.seals_in_epoch),
+    };
+    pager.set_seals_in_epoch(seals_in_epoch);
+    pager.sealer.set_max_epoch(epoch);
     let alloc = Allocator::new(rec.page_count, &free);
     pager.counters.free_pages.store(alloc.unused_count(), std::sync::atomic::Ordering::Relaxed);
     Engine {
@@ -143,7 +151,7 @@ fn assemble(
             durable_slot: slot,
             freelist: freelist::FreeChain::read_at_open(free_chain),
             retained: Vec::new(),
-            epoch: rec.key_epoch,
+            epoch,
             retiring_keys: None,
             rekey_running: false,
             allocator_out: false,

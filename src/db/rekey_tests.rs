@@ -233,6 +233,48 @@ fn a_rotation_with_commits_between_batches_survives_a_power_loss_at_any_operatio
     }
 }
 
+/// A rotation cut by a power loss right after its start: the next-key block is durable, but no
+/// commit under the new key is, so the newest record is under the old epoch. The next open
+/// seals under the new key from the rotation's first epoch on, as the cut session did (it
+/// sealed under the old key again, so data written after the rotation began went under the
+/// key being retired, until a `rekey` resumed it).
+#[test]
+fn an_open_after_a_rotation_began_seals_under_the_new_key() {
+    let (dev, _) = filled(false);
+    let images = dev.durable_images();
+    let mut cut_after_start = 0;
+    for at in 1..400 {
+        let dev = FaultyDevices::from_images(images.clone());
+        let db = open(&dev, 0).unwrap();
+        lose_power_at(&dev, 0, at);
+        let cut = db.rotate_in_batches(&creds(), &mut |_| {}, BATCH);
+        drop(db);
+        let after = dev.reboot(&CrashModel::LoseUnsynced);
+        let db = open(&after, 0).unwrap();
+        let e = &db.handle.engine;
+        let first = e.header.lock().next_key.as_ref().map(|n| n.first_epoch);
+        let durable_epoch = e.writer.lock().durable.key_epoch;
+        let Some(first) = first else {
+            assert!(cut.is_err(), "a finished rotation leaves no next-key block");
+            continue;
+        };
+        if durable_epoch >= first {
+            break; // a batch under the new key is durable: past the point this test is about
+        }
+        cut_after_start += 1;
+        assert_eq!(e.current_epoch(), first, "power loss at operation {at}");
+        db.insert("after the start", &b"x"[..]).unwrap();
+        db.flush().unwrap();
+        assert!(e.writer.lock().durable.key_epoch >= first, "power loss at operation {at}");
+        assert!(db.check().unwrap().is_ok());
+        drop(db);
+        let db = open(&after, 0).unwrap();
+        db.rekey(&creds(), &mut |_| {}).unwrap();
+        assert_eq!(db.get("after the start").unwrap().as_deref(), Some(&b"x"[..]));
+    }
+    assert!(cut_after_start > 0, "no power loss fell between the start and the first batch");
+}
+
 fn creds() -> [Credentials; 1] {
     [Credentials::passphrase(PASS)]
 }
