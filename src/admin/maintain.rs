@@ -314,10 +314,10 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
     }
     let bar = spinner("salvaging");
     let t0 = Instant::now();
-    // What recovery at open does to SRC: `salvage` copies from the commit the open accepts,
-    // so a newest commit that did not verify is lost as a whole and must be reported.
-    let recovery = match src_cfg.clone().read_only(true).open() {
-        Ok(db) => db.recovery_report(),
+    // An open of SRC first, to say why it does not open, if it does not (what recovery found,
+    // and so what is lost, comes back in the salvage's report).
+    match src_cfg.clone().read_only(true).open() {
+        Ok(_) => {}
         // No commit verifies whole (a damaged catalog or free-list page): the library reads
         // the newest commit record that opens, and the report says what it could not copy.
         Err(e) if e.is_corruption() => {
@@ -328,13 +328,12 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
                     e.to_string().replace(['\n', '\r'], " ")
                 )
             });
-            Default::default()
         }
         Err(e) => {
             bar.finish_and_clear();
             return Err(CliError::db(e, &src.file));
         }
-    };
+    }
     let result = crate::salvage(&src_cfg, &dst_cfg);
     bar.finish_and_clear();
     let report = match result {
@@ -351,6 +350,9 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
         }
     };
     let elapsed = t0.elapsed();
+    // What recovery found in SRC (the library's salvage reads the commit the open accepts, or,
+    // if none verifies whole, the newest record that opens): a newer commit lost as a whole.
+    let recovery = &report.recovery;
     let copied: u64 = report.copied.values().sum();
     let ranges: u64 = report.lost.values().map(|v| v.len() as u64).sum();
     // The verdict is the exit code, even when the reader of the report has gone.

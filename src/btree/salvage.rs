@@ -38,6 +38,20 @@ pub(crate) fn walk(
     record: &mut dyn FnMut(&[u8], Vec<u8>) -> Result<()>,
     lost: &mut dyn FnMut(LostRange),
 ) -> Result<()> {
+    walk_unseen(pager, root, &mut crate::pager::pagemap::PageSet::default(), record, lost)
+}
+
+/// `walk`, with the pages walks before this one reached (`seen`, which this one adds to): a
+/// page reached again (a forged catalog naming one root for many trees, or trees sharing a
+/// subtree) is lost as `DoubleReference`, not copied again (once per tree, such a file of a few
+/// MB made a copy of many GB).
+pub(crate) fn walk_unseen(
+    pager: &Pager,
+    root: PageRef,
+    seen: &mut crate::pager::pagemap::PageSet,
+    record: &mut dyn FnMut(&[u8], Vec<u8>) -> Result<()>,
+    lost: &mut dyn FnMut(LostRange),
+) -> Result<()> {
     #[allow(clippy::too_many_arguments)]
     fn rec(
         pager: &Pager,
@@ -109,7 +123,7 @@ pub(crate) fn walk(
     if root.is_none() {
         return Ok(());
     }
-    rec(pager, root, None, None, 0, record, lost, &mut crate::pager::pagemap::PageSet::default())
+    rec(pager, root, None, None, 0, record, lost, seen)
 }
 
 /// The records of one authenticated leaf. An entry that does not decode, or whose key is not

@@ -91,7 +91,14 @@ pub(crate) fn check_tree(
     let mut stack: Vec<(PageRef, usize, KeyBound, KeyBound)> = vec![(root, 0, None, None)];
     let mut leaf_depth: Option<usize> = None;
     while let Some((r, depth, lo, hi)) = stack.pop() {
-        let mut report = |page: PageNo, reason: CorruptReason| problems.push(Problem::one(tree, page, reason));
+        // One problem per page and reason in a row: a forged leaf of 2,000 entries that all
+        // point at one entry (or share one overflow chain) gave a problem each, and a file of
+        // a few MB so made millions, each with its tree's name and an audit line.
+        let mut report = |page: PageNo, reason: CorruptReason| {
+            if !problems.last().is_some_and(|p| p.page == page && p.reason == reason && p.tree == tree) {
+                problems.push(Problem::one(tree, page, reason));
+            }
+        };
         if depth > MAX_DEPTH {
             report(r.page, CorruptReason::TooDeep);
             continue;

@@ -190,6 +190,11 @@ pub struct SalvageReport {
     pub copied: BTreeMap<Vec<u8>, u64>,
     /// Key ranges lost, per part.
     pub lost: BTreeMap<SalvagedPart, Vec<LostRange>>,
+    /// What recovery found in the source: the commit copied (`seq`), and whether a newer
+    /// commit record did not open (`rejected_slots`) or did not verify (`fell_back`), whose
+    /// changes the copy then lacks. For a source that does not open, the commit record read
+    /// and the slots that held bytes that do not open.
+    pub recovery: super::engine::RecoveryReport,
 }
 
 impl std::fmt::Debug for SalvageReport {
@@ -203,8 +208,9 @@ impl std::fmt::Debug for SalvageReport {
 }
 
 impl SalvageReport {
+    /// True if a key range, a tree or a newer commit of the source is missing from the copy.
     pub fn lost_anything(&self) -> bool {
-        self.lost.values().any(|v| !v.is_empty())
+        self.lost.values().any(|v| !v.is_empty()) || self.recovery.fell_back || !self.recovery.rejected_slots.is_empty()
     }
 }
 
@@ -217,6 +223,18 @@ impl SalvageReport {
 /// temporary file beside it, synced and checked, then given the name only if it is still
 /// free (`AlreadyExists` otherwise), so a salvage cut short leaves no partial database there.
 pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
+    // As for a copy (`migrate::copy_to`): the copy of an encrypted source is encrypted unless
+    // `dst` asks for plaintext; under `Encryption::Auto` it needs a key, as under `Required`.
+    let source_encrypted = super::location::read_only_location(&src.clone().read_only(true))
+        .and_then(|storage| super::open::read_header(&*storage))
+        .is_ok_and(|(h, _, _)| h.is_encrypted());
+    let required;
+    let dst = if source_encrypted && dst.encryption == super::config::Encryption::Auto {
+        required = dst.clone().encryption(super::config::Encryption::Required);
+        &required
+    } else {
+        dst
+    };
     let file = match &dst.location {
         Location::File(f) => f.clone(),
         Location::Dir(d) => {
@@ -240,28 +258,31 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
 
 fn salvage_into(src: &Config, dst_db: &Db) -> Result<SalvageReport> {
     let src = src.clone().read_only(true);
-    let (pager, catalog, _src_db) = match src.open() {
+    let (pager, catalog, recovery, _src_db) = match src.open() {
         Ok(db) => {
             let engine = db.handle.engine.clone();
             let catalog = engine.snapshot().catalog;
-            (engine.pager.clone(), catalog, Some(db))
+            (engine.pager.clone(), catalog, db.recovery_report(), Some(db))
         }
         Err(e) if e.is_corruption() => {
             tracing::warn!(target: "foldvault::audit", error = %e, "salvage: the source does not open; reading its newest commit record that opens");
-            let (pager, catalog) = raw_source(&src)?;
-            (pager, catalog, None)
+            let (pager, catalog, recovery) = raw_source(&src)?;
+            (pager, catalog, recovery, None)
         }
         Err(e) => return Err(e),
     };
-    let mut report = SalvageReport::default();
+    let mut report = SalvageReport { recovery, ..SalvageReport::default() };
+    // Every page the walks reach, across the catalog and every tree: each is copied once.
+    let mut seen = crate::pager::pagemap::PageSet::default();
     // The catalog itself: read what authenticates.
     let trees = match load_catalog(&pager, catalog) {
         Ok(t) => t,
         Err(_) => {
             let mut t = BTreeMap::new();
-            salvage::walk(
+            salvage::walk_unseen(
                 &pager,
                 catalog,
+                &mut seen,
                 &mut |k, v| {
                     if let Some(r) = crate::btree::TreeRoot::decode(&v) {
                         t.insert(k.to_vec(), r);
@@ -309,9 +330,10 @@ fn salvage_into(src: &Config, dst_db: &Db) -> Result<SalvageReport> {
         let mut batch_bytes = 0u64;
         let mut n = 0u64;
         let mut lost = Vec::new();
-        salvage::walk(
+        salvage::walk_unseen(
             &pager,
             root.root,
+            &mut seen,
             &mut |k, v| {
                 batch_bytes += (k.len() + v.len()) as u64;
                 batch.push((k.to_vec(), v));
@@ -336,8 +358,11 @@ fn salvage_into(src: &Config, dst_db: &Db) -> Result<SalvageReport> {
 
 /// The source of a salvage that does not open: its header unlocked, and the catalog root of the
 /// newest commit record that opens, nothing else verified (salvage's walks check each page they
-/// read). Read-only, as any salvage source.
-fn raw_source(cfg: &Config) -> Result<(Arc<crate::pager::Pager>, crate::format::page::PageRef)> {
+/// read), with the record's seq and the slots holding bytes that do not open. Read-only, as any
+/// salvage source.
+fn raw_source(
+    cfg: &Config,
+) -> Result<(Arc<crate::pager::Pager>, crate::format::page::PageRef, super::engine::RecoveryReport)> {
     let storage = super::location::read_only_location(cfg)?;
     let (header, header_page, _) = super::open::read_header(&*storage)?;
     let dk = match header.is_encrypted() {
@@ -352,9 +377,15 @@ fn raw_source(cfg: &Config) -> Result<(Arc<crate::pager::Pager>, crate::format::
     let rec = pager
         .newest_commit()
         .ok_or_else(|| Error::corrupt(crate::format::COMMIT_PAGE_A, CorruptReason::NoValidCommit))?;
+    let mut recovery = super::engine::RecoveryReport { seq: rec.seq, ..Default::default() };
+    for slot in [crate::format::COMMIT_PAGE_A, crate::format::COMMIT_PAGE_B] {
+        if pager.read_commit(slot).is_err() && pager.read_raw(slot)?.iter().any(|&b| b != 0) {
+            recovery.rejected_slots.push(slot);
+        }
+    }
     pager.set_page_limit(rec.page_count.min(pages));
     pager.sealer.set_max_epoch(rec.key_epoch);
-    Ok((pager, rec.catalog))
+    Ok((pager, rec.catalog, recovery))
 }
 
 /// Salvage copies a tree in batches of at most this many records, or `migrate`'s byte limit
