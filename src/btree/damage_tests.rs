@@ -323,3 +323,25 @@ fn salvage_loses_an_oversized_key_alone() {
     let ranges: Vec<_> = lost.iter().map(|l| (l.lo.as_deref(), l.hi.as_deref(), l.page)).collect();
     assert_eq!(ranges, [(Some(&b"a"[..]), Some(&b"c"[..]), 10)]);
 }
+
+/// A separator below its branch's lower bound (a forged plaintext file): the root splits at
+/// "m", and its right child at "c". The right child's second leaf holds a key "e" no lookup can
+/// reach (lookups for "e" go left of "m"). Salvage bounds each child by its separators within
+/// the branch's own bounds, so that "e" is lost, not copied over the real "e" on the left.
+#[test]
+fn salvage_bounds_a_child_by_its_branch_as_well_as_its_separators() {
+    let p = pager();
+    let left = put(&p, 10, leaf(&[b"a", b"e"]));
+    let below = put(&p, 11, leaf(&[b"n"]));
+    let forged = put(&p, 12, leaf(&[b"e", b"x"]));
+    let right = put(&p, 13, branch(b"c", below, forged));
+    let root = put(&p, 14, branch(b"m", left, right));
+    let (mut records, mut lost) = (Vec::new(), Vec::new());
+    let mut keep = |k: &[u8], _: Vec<u8>| {
+        records.push(k.to_vec());
+        Ok(())
+    };
+    salvage::walk(&p, root, &mut keep, &mut |l| lost.push(l)).unwrap();
+    assert_eq!(records, [b"a".to_vec(), b"e".to_vec(), b"x".to_vec()], "{lost:?}");
+    assert!(lost.iter().any(|l| l.page == 12), "{lost:?}");
+}

@@ -114,8 +114,19 @@ pub(crate) fn walk_unseen(
                     return Ok(());
                 }
             };
-            let clo = if i == 0 { lo } else { Some(keys[i - 1].as_slice()) };
-            let chi = if i == n { hi } else { Some(keys[i].as_slice()) };
+            // A child's bounds are its separators within the branch's own bounds: separators
+            // are not checked, and a forged one below the branch's lower bound gave a child
+            // keys no lookup could reach, copied over the real ones (SPEC §12).
+            let clo = match (i, lo) {
+                (0, _) => lo,
+                (_, Some(l)) if keys[i - 1].as_slice() < l => Some(l),
+                _ => Some(keys[i - 1].as_slice()),
+            };
+            let chi = match (i == n, hi) {
+                (true, _) => hi,
+                (false, Some(h)) if keys[i].as_slice() > h => Some(h),
+                _ => Some(keys[i].as_slice()),
+            };
             rec(pager, child, clo, chi, depth + 1, record, lost, seen)?;
         }
         Ok(())
