@@ -578,9 +578,15 @@ impl Storage for WalStorage {
                 st.direct = false;
                 let (len, main_len) = (st.len, st.main_len);
                 st.logged_len = len;
-                st.main_len = len.max(main_len);
                 drop(st);
                 let r = if len > main_len { self.main.set_len(len) } else { Ok(()) };
+                // The file's new length is published once the file has it (as a checkpoint's
+                // copy does): a reader in between read past the file's end (`UnexpectedEof`),
+                // where the pages never written must read as zeros.
+                if r.is_ok() {
+                    let mut st = self.state_mut();
+                    st.main_len = st.main_len.max(len);
+                }
                 r.and_then(|()| self.main.sync()).inspect_err(|_| self.state.write().failed = true)?;
                 // The log is empty since `go_direct`; if this group rewrote the owner bytes, the
                 // header must name the new ones before a group is logged against them.

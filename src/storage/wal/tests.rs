@@ -643,3 +643,59 @@ fn a_read_error_during_replay_leaves_the_file_and_the_log_as_they_were() {
     let w = open(&m, &l, 1000);
     assert_eq!((fill_of(&w, 2), fill_of(&w, 3), fill_of(&w, 4)), (Some(3), Some(1), Some(2)));
 }
+
+/// A sync that ends direct writes grows the file to the length `set_len` gave it; a page past
+/// the file's old end, never written, reads as zeros meanwhile. The new length was published
+/// before the file had it, and such a read failed (`UnexpectedEof` from the file).
+#[test]
+fn a_read_while_a_direct_sync_grows_the_file_reads_zeros() {
+    use std::sync::mpsc;
+    struct SlowGrow {
+        inner: MemoryStorage,
+        armed: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+    }
+    impl Storage for SlowGrow {
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+            self.inner.read_at(offset, buf)
+        }
+        fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+            self.inner.write_at(offset, buf)
+        }
+        fn sync(&self) -> io::Result<()> {
+            self.inner.sync()
+        }
+        fn len(&self) -> io::Result<u64> {
+            self.inner.len()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            if let Some((entered, go)) = self.armed.lock().take() {
+                entered.send(()).unwrap();
+                go.recv().unwrap();
+            }
+            self.inner.set_len(len)
+        }
+    }
+    let (m, l) = pair();
+    let main = Arc::new(SlowGrow { inner: m.clone(), armed: Mutex::new(None) });
+    let w = Arc::new(WalStorage::open(main.clone(), Arc::new(l.clone()), 1000, None).unwrap().max_group(4));
+    for pg in 2..10 {
+        w.write_at(pg * P, &page(3)).unwrap();
+    }
+    w.set_len(20 * P).unwrap();
+    assert!(m.len().unwrap() < 20 * P, "the file is already as long: the test shows nothing");
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel();
+    *main.armed.lock() = Some((entered_tx, go_rx));
+    let syncer = {
+        let w = w.clone();
+        std::thread::spawn(move || w.sync())
+    };
+    entered_rx.recv().unwrap();
+    let mut buf = vec![1u8; PAGE];
+    let read = w.read_at(15 * P, &mut buf);
+    go_tx.send(()).unwrap();
+    syncer.join().unwrap().unwrap();
+    read.unwrap();
+    assert!(buf.iter().all(|&b| b == 0), "a page never written reads as zeros");
+    assert_eq!(fill_of(&w, 5), Some(3));
+}
