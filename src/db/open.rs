@@ -185,16 +185,24 @@ pub(crate) fn read_header(storage: &dyn Storage) -> Result<(FileHeader, PageNo, 
         }
         return Err(Error::Truncated { expected: 2 * PAGE_SIZE as u64, found: len });
     }
-    let mut copies = Vec::new();
+    // The copy with the higher generation (copy A of two alike), and each valid copy's
+    // generation and first 32 bytes. Decoded headers stay off the heap here: a header's empty
+    // slots carry whatever bytes the stack held (uninitialised, moved with it), which a list
+    // of them freed would leave in the heap (`tests/plaintext_frees.rs` found user keys so).
+    let mut best: Option<(FileHeader, PageNo)> = None;
+    let mut seen: [Option<(u64, [u8; 32])>; 2] = [None, None];
     let mut first_err = None;
-    let mut owners = Vec::new();
-    for page in [HEADER_PAGE_A, HEADER_PAGE_B] {
+    for (i, page) in [HEADER_PAGE_A, HEADER_PAGE_B].into_iter().enumerate() {
         let mut buf = vec![0u8; PAGE_SIZE];
         storage.read_at(page * PAGE_SIZE as u64, &mut buf)?;
         match FileHeader::decode(&buf, page) {
             Ok(h) => {
-                owners.push(buf[..32].to_vec());
-                copies.push((h, page));
+                let mut owner = [0u8; 32];
+                owner.copy_from_slice(&buf[..32]);
+                seen[i] = Some((h.generation, owner));
+                if best.as_ref().is_none_or(|(b, _)| h.generation > b.generation) {
+                    best = Some((h, page));
+                }
             }
             Err(e) => {
                 tracing::warn!(target: "foldvault::audit", page, error = %e, "header copy rejected");
@@ -204,9 +212,11 @@ pub(crate) fn read_header(storage: &dyn Storage) -> Result<(FileHeader, PageNo, 
     }
     // Two valid copies that differ in their first 32 bytes (which name the file to its log,
     // SPEC §15) are made one again too: until they agree, the log is not used.
-    let repair = copies.len() < 2 || copies[0].0.generation != copies[1].0.generation || owners[0] != owners[1];
-    copies.sort_by_key(|(h, _)| std::cmp::Reverse(h.generation));
-    match copies.into_iter().next() {
+    let repair = match seen {
+        [Some(a), Some(b)] => a != b,
+        _ => true,
+    };
+    match best {
         Some((h, p)) => Ok((h, p, repair)),
         None => Err(first_err.unwrap_or(Error::NotADatabase)),
     }
