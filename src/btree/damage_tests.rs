@@ -345,3 +345,24 @@ fn salvage_bounds_a_child_by_its_branch_as_well_as_its_separators() {
     assert_eq!(records, [b"a".to_vec(), b"e".to_vec(), b"x".to_vec()], "{lost:?}");
     assert!(lost.iter().any(|l| l.page == 12), "{lost:?}");
 }
+
+/// A reference to a page whose tag is wrong (forged, or left by damage) met before the page's
+/// real reference: salvage loses the range the bad one covers and copies the page through the
+/// real one. It marked the page reached before reading it, and lost the real subtree as
+/// `DoubleReference`.
+#[test]
+fn salvage_reaches_a_page_through_its_real_reference_after_a_bad_one() {
+    let p = pager();
+    let real = put(&p, 10, leaf(&[b"p", b"q"]));
+    let bad = PageRef { tag: crate::format::page::SealTag([7; 16]), ..real };
+    let root = put(&p, 11, branch(b"m", bad, real));
+    let (mut records, mut lost) = (Vec::new(), Vec::new());
+    let mut keep = |k: &[u8], _: Vec<u8>| {
+        records.push(k.to_vec());
+        Ok(())
+    };
+    salvage::walk(&p, root, &mut keep, &mut |l| lost.push(l)).unwrap();
+    assert_eq!(records, [b"p".to_vec(), b"q".to_vec()], "{lost:?}");
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!((lost[0].lo.as_deref(), lost[0].hi.as_deref()), (None, Some(&b"m"[..])));
+}

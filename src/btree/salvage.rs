@@ -73,8 +73,10 @@ pub(crate) fn walk_unseen(
             lost(range(Error::corrupt(at.page, crate::error::CorruptReason::TooDeep)));
             return Ok(());
         }
-        // A page reached twice (damage): its records were copied once already.
-        if !seen.insert(at.page) {
+        // A page reached twice (damage): its records were copied once already. Marked once it
+        // reads: a forged reference to a page (its tag wrong) would otherwise make the real one,
+        // met later, look like a second.
+        if seen.contains(&at.page) {
             lost(range(Error::corrupt(at.page, crate::error::CorruptReason::DoubleReference)));
             return Ok(());
         }
@@ -85,6 +87,7 @@ pub(crate) fn walk_unseen(
                 return Ok(());
             }
         };
+        seen.insert(at.page);
         let raw = match RawNode::new(page.payload(), at.page) {
             Ok(r) => r,
             Err(e) => {
