@@ -32,15 +32,21 @@ fn one_record(path: &std::path::Path) -> foldvault::CheckReport {
     db.check().unwrap()
 }
 
-/// As `one_record`, with the catalog's record count of tree `t` forged to `count`.
-fn one_record_counted(path: &std::path::Path, count: u64) {
+/// As `one_record`; the catalog's page and the page of tree `t` (a leaf, its root).
+fn one_record_pages(path: &std::path::Path) -> (u64, u64) {
     let report = one_record(path);
     let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
     let root: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
     assert_eq!((catalog.len(), root.len()), (1, 1));
+    (catalog[0], root[0])
+}
+
+/// As `one_record`, with the catalog's record count of tree `t` forged to `count`.
+fn one_record_counted(path: &std::path::Path, count: u64) {
+    let (catalog, root) = one_record_pages(path);
     let mut root_ref = vec![0u8; PAGE_REF_SIZE];
-    ref_of(path, root[0]).encode(&mut root_ref);
-    edit_page(path, catalog[0], &[], |b| {
+    ref_of(path, root).encode(&mut root_ref);
+    edit_page(path, catalog, &[], |b| {
         let at =
             b.windows(PAGE_REF_SIZE).position(|w| w == root_ref).expect("the catalog names the root") + PAGE_REF_SIZE;
         b[at..at + 8].copy_from_slice(&count.to_le_bytes());
@@ -292,22 +298,19 @@ fn a_batch_removal_under_a_record_count_of_zero_frees_only_what_the_catalog_lets
 fn a_backup_that_restore_would_refuse_is_not_written() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("far.fv");
-    let report = one_record(&path);
-    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
-    let root: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
-    assert_eq!((catalog.len(), root.len()), (1, 1));
+    let (catalog, root) = one_record_pages(&path);
     // The leaf, resealed for a page far past the end (the file stays sparse), and the catalog's
     // reference and the records' page count made to fit.
     let far = (1u64 << 20) + 100;
     let (file_id, version) = identity(&path);
-    let old = ref_of(&path, root[0]);
-    let mut leaf = read_page(&path, root[0]);
+    let old = ref_of(&path, root);
+    let mut leaf = read_page(&path, root);
     let tag = reseal_plain(&mut leaf, far, &file_id, version);
     write_page(&path, far, &leaf);
     let (mut from, mut to) = (vec![0u8; PAGE_REF_SIZE], vec![0u8; PAGE_REF_SIZE]);
     old.encode(&mut from);
     foldvault::format::page::PageRef { page: far, tag, ..old }.encode(&mut to);
-    edit_page(&path, catalog[0], &[], |b| {
+    edit_page(&path, catalog, &[], |b| {
         let at = b.windows(PAGE_REF_SIZE).position(|w| w == from).expect("the catalog names the root");
         b[at..at + PAGE_REF_SIZE].copy_from_slice(&to);
     });
@@ -328,11 +331,9 @@ fn a_backup_that_restore_would_refuse_is_not_written() {
 fn a_leaf_of_one_entry_repeated_is_one_problem() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("repeated.fv");
-    let report = one_record(&path);
-    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
-    let root: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
+    let (catalog, root) = one_record_pages(&path);
     let (n, entry) = (2020usize, 4056usize);
-    edit_page(&path, root[0], &catalog, |b| {
+    edit_page(&path, root, &[catalog], |b| {
         let generation = generation(b);
         b.fill(0);
         write_header(b, PageKind::Leaf, n as u16, generation);
@@ -343,7 +344,7 @@ fn a_leaf_of_one_entry_repeated_is_one_problem() {
     let db = cfg(&path).open().unwrap();
     let problems = db.check().unwrap().problems;
     assert!(
-        !problems.is_empty() && problems.len() <= 3 && problems.iter().all(|p| p.page == root[0]),
+        !problems.is_empty() && problems.len() <= 3 && problems.iter().all(|p| p.page == root),
         "{} problems: {:?}",
         problems.len(),
         problems.iter().take(5).collect::<Vec<_>>()

@@ -323,6 +323,17 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a file was left behind");
     }
 
+    /// A database file with the write-ahead log on, under the passphrase the fold tests use.
+    fn fold_cfg(p: &Path) -> Config {
+        Config::new()
+            .file(p)
+            .passphrase("fold")
+            .kdf(crate::KdfParams::insecure_fast())
+            .use_env(false)
+            .flush_every_ms(None)
+            .write_ahead_log(true)
+    }
+
     /// `fold_old_log` puts a crashed database's logged commits into its file and leaves no log
     /// (the file alone lacks them); a log of another file beside it is set aside, and given
     /// back only if the restore fails with the file still in place.
@@ -330,18 +341,9 @@ mod tests {
     fn the_replaced_files_log_is_folded_into_it_before_the_rename() {
         use crate::storage::wal::sidecar_path;
         let dir = tempfile::tempdir().unwrap();
-        let cfg = |p: &Path| {
-            Config::new()
-                .file(p)
-                .passphrase("fold")
-                .kdf(crate::KdfParams::insecure_fast())
-                .use_env(false)
-                .flush_every_ms(None)
-                .write_ahead_log(true)
-        };
-        let records = |p: &Path| cfg(p).write_ahead_log(false).open().unwrap().open_tree("t").unwrap().len();
+        let records = |p: &Path| fold_cfg(p).write_ahead_log(false).open().unwrap().open_tree("t").unwrap().len();
         let live = dir.path().join("live");
-        let db = cfg(&live).open().unwrap();
+        let db = fold_cfg(&live).open().unwrap();
         let t = db.open_tree("t").unwrap();
         for i in 0..10u32 {
             t.insert(i.to_be_bytes(), &b"v"[..]).unwrap();
@@ -402,17 +404,8 @@ mod tests {
     fn a_log_older_than_the_replaced_file_is_set_aside_not_folded_in() {
         use crate::storage::wal::sidecar_path;
         let dir = tempfile::tempdir().unwrap();
-        let cfg = |p: &Path| {
-            Config::new()
-                .file(p)
-                .passphrase("fold")
-                .kdf(crate::KdfParams::insecure_fast())
-                .use_env(false)
-                .flush_every_ms(None)
-                .write_ahead_log(true)
-        };
         let live = dir.path().join("live");
-        let db = cfg(&live).open().unwrap();
+        let db = fold_cfg(&live).open().unwrap();
         let t = db.open_tree("t").unwrap();
         let commit = |range: std::ops::Range<u32>| {
             for i in range {
@@ -434,7 +427,7 @@ mod tests {
         drop(db);
         std::fs::write(&crashed, &older).unwrap();
         let log_bytes = std::fs::read(sidecar_path(&crashed)).unwrap();
-        let refused = cfg(&crashed).open().map(|_| ()).unwrap_err();
+        let refused = fold_cfg(&crashed).open().map(|_| ()).unwrap_err();
         assert!(matches!(refused, Error::StaleLog { .. }), "{refused:?}");
         let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&crashed, false).unwrap());
         for creds in [Credentials::passphrase("fold"), Credentials::passphrase("not this one")] {
@@ -449,7 +442,7 @@ mod tests {
         drop(target);
         // The log moved away, the file opens as it was.
         std::fs::remove_file(sidecar_path(&crashed)).unwrap();
-        assert_eq!(cfg(&crashed).open().unwrap().open_tree("t").unwrap().len(), 10);
+        assert_eq!(fold_cfg(&crashed).open().unwrap().open_tree("t").unwrap().len(), 10);
     }
 
     /// A page number given twice: verify and restore both refuse the stream at the reader (they
