@@ -45,6 +45,17 @@ fn branch(sep: &[u8], left: PageRef, right: PageRef) -> Node {
     Node::Branch(Branch::new(vec![sep.to_vec()], vec![left, right]))
 }
 
+/// The keys salvage copies from the tree at `root`, in order, and the ranges it reports lost.
+fn salvaged_keys(p: &Pager, root: PageRef) -> (Vec<Vec<u8>>, Vec<salvage::LostRange>) {
+    let (mut records, mut lost) = (Vec::new(), Vec::new());
+    let mut keep = |k: &[u8], _: Vec<u8>| {
+        records.push(k.to_vec());
+        Ok(())
+    };
+    salvage::walk(p, root, &mut keep, &mut |l| lost.push(l)).unwrap();
+    (records, lost)
+}
+
 fn reason<T: std::fmt::Debug>(r: crate::Result<T>) -> CorruptReason {
     match r {
         Err(Error::Corrupt { reason, .. }) => reason,
@@ -167,12 +178,7 @@ fn salvage_loses_a_bad_entry_alone() {
     let left = PageRef { page: 10, tag: p.write(10, 0, buf).unwrap(), generation: 1 };
     let right = put(&p, 11, leaf(&[b"a", b"n"]));
     let root = put(&p, 12, branch(b"m", left, right));
-    let (mut records, mut lost) = (Vec::new(), Vec::new());
-    let mut keep = |k: &[u8], _: Vec<u8>| {
-        records.push(k.to_vec());
-        Ok(())
-    };
-    salvage::walk(&p, root, &mut keep, &mut |l| lost.push(l)).unwrap();
+    let (records, lost) = salvaged_keys(&p, root);
     let keys: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
     assert_eq!(keys, [&b"a"[..], b"c", b"e", b"f", b"n"]);
     let ranges: Vec<(Option<&[u8]>, Option<&[u8]>, PageNo)> =
@@ -313,12 +319,7 @@ fn salvage_loses_an_oversized_key_alone() {
     let p = pager();
     let long = vec![b'b'; super::node::MAX_KEY_LEN + 1];
     let root = put(&p, 10, leaf(&[b"a", &long, b"c"]));
-    let (mut records, mut lost) = (Vec::new(), Vec::new());
-    let mut keep = |k: &[u8], _: Vec<u8>| {
-        records.push(k.to_vec());
-        Ok(())
-    };
-    salvage::walk(&p, root, &mut keep, &mut |l| lost.push(l)).unwrap();
+    let (records, lost) = salvaged_keys(&p, root);
     assert_eq!(records, [b"a".to_vec(), b"c".to_vec()]);
     let ranges: Vec<_> = lost.iter().map(|l| (l.lo.as_deref(), l.hi.as_deref(), l.page)).collect();
     assert_eq!(ranges, [(Some(&b"a"[..]), Some(&b"c"[..]), 10)]);
@@ -336,12 +337,7 @@ fn salvage_bounds_a_child_by_its_branch_as_well_as_its_separators() {
     let forged = put(&p, 12, leaf(&[b"e", b"x"]));
     let right = put(&p, 13, branch(b"c", below, forged));
     let root = put(&p, 14, branch(b"m", left, right));
-    let (mut records, mut lost) = (Vec::new(), Vec::new());
-    let mut keep = |k: &[u8], _: Vec<u8>| {
-        records.push(k.to_vec());
-        Ok(())
-    };
-    salvage::walk(&p, root, &mut keep, &mut |l| lost.push(l)).unwrap();
+    let (records, lost) = salvaged_keys(&p, root);
     assert_eq!(records, [b"a".to_vec(), b"e".to_vec(), b"x".to_vec()], "{lost:?}");
     assert!(lost.iter().any(|l| l.page == 12), "{lost:?}");
 }
@@ -356,12 +352,7 @@ fn salvage_reaches_a_page_through_its_real_reference_after_a_bad_one() {
     let real = put(&p, 10, leaf(&[b"p", b"q"]));
     let bad = PageRef { tag: crate::format::page::SealTag([7; 16]), ..real };
     let root = put(&p, 11, branch(b"m", bad, real));
-    let (mut records, mut lost) = (Vec::new(), Vec::new());
-    let mut keep = |k: &[u8], _: Vec<u8>| {
-        records.push(k.to_vec());
-        Ok(())
-    };
-    salvage::walk(&p, root, &mut keep, &mut |l| lost.push(l)).unwrap();
+    let (records, lost) = salvaged_keys(&p, root);
     assert_eq!(records, [b"p".to_vec(), b"q".to_vec()], "{lost:?}");
     assert_eq!(lost.len(), 1, "{lost:?}");
     assert_eq!((lost[0].lo.as_deref(), lost[0].hi.as_deref()), (None, Some(&b"m"[..])));
