@@ -457,3 +457,27 @@ fn a_salvage_of_an_encrypted_source_is_not_written_in_plaintext() {
     foldvault::salvage(&enc(&path), &enc(&out)).unwrap();
     assert!(enc(&out).open().unwrap().is_encrypted());
 }
+
+/// A catalog naming a tree root past the file's end, or on a header page: `check` names it as
+/// a read would (`PageOutOfRange`, `BadLayout`), not as a page referenced twice, which it was
+/// reported as (the page-marking step refuses such a page before it is read).
+#[test]
+fn a_root_no_tree_page_can_have_is_named_as_such() {
+    for (page, want) in [(1u64 << 40, CorruptReason::PageOutOfRange), (1, CorruptReason::BadLayout)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("far-root.fv");
+        let (catalog, root) = one_record_pages(&path);
+        let old = ref_of(&path, root);
+        let (mut from, mut to) = (vec![0u8; PAGE_REF_SIZE], vec![0u8; PAGE_REF_SIZE]);
+        old.encode(&mut from);
+        foldvault::format::page::PageRef { page, ..old }.encode(&mut to);
+        edit_page(&path, catalog, &[], |b| {
+            let at = b.windows(PAGE_REF_SIZE).position(|w| w == from).expect("the catalog names the root");
+            b[at..at + PAGE_REF_SIZE].copy_from_slice(&to);
+        });
+        let db = cfg(&path).open().unwrap();
+        let problems = db.check().unwrap().problems;
+        assert!(problems.iter().any(|p| p.page == page && p.reason == want), "{page}: {problems:?}");
+        assert!(!problems.iter().any(|p| p.reason == CorruptReason::DoubleReference), "{page}: {problems:?}");
+    }
+}

@@ -103,6 +103,16 @@ pub(crate) fn check_tree(
             report(r.page, CorruptReason::TooDeep);
             continue;
         }
+        // A reference no tree page can have, named as a read names it (`used` refuses such a
+        // page too, which read as a second reference).
+        if r.page < crate::format::FIRST_DATA_PAGE {
+            report(r.page, CorruptReason::BadLayout);
+            continue;
+        }
+        if r.page >= pager.page_limit() {
+            report(r.page, CorruptReason::PageOutOfRange);
+            continue;
+        }
         if !used(r.page) {
             report(r.page, CorruptReason::DoubleReference);
             continue;
