@@ -309,3 +309,43 @@ fn salvage_recovers_the_other_trees_when_a_tree_root_is_damaged() {
         }
     }
 }
+
+/// An I/O error while `check` reads a tree's pages is the check's error (`Io`: it cannot say
+/// what the page holds), not damage to report: it was reported as a page that does not open
+/// (`SealMismatch`), which tells the user the file is damaged. One read fails in turn at each
+/// operation of a check.
+#[test]
+fn an_io_error_during_check_is_an_error_not_damage() {
+    use foldvault::storage::{FaultPlan, FaultyStorage, Storage};
+    let dev = FaultyStorage::new();
+    let s: std::sync::Arc<dyn Storage> = std::sync::Arc::new(dev.clone());
+    let db = foldvault::Config::new()
+        .storage(s)
+        .plaintext()
+        .use_env(false)
+        .flush_every_ms(None)
+        .cache_capacity(16 * 4096)
+        .open()
+        .unwrap();
+    let t = db.open_tree("t").unwrap();
+    for i in 0..30_000u32 {
+        t.insert(i.to_be_bytes(), vec![1u8; 100]).unwrap();
+    }
+    db.flush().unwrap();
+    let before = dev.op_count();
+    assert!(db.check().unwrap().is_ok());
+    let ops = dev.op_count() - before;
+    assert!(ops > 20, "{ops} operations: the check reads from the cache, the test shows nothing");
+    let mut failed = 0;
+    for k in 1..=ops {
+        dev.set_plan(FaultPlan { fail_at: Some(k), ..FaultPlan::default() });
+        match db.check() {
+            Err(Error::Io(_)) => failed += 1,
+            Ok(report) => assert!(report.is_ok(), "read {k} of the check failed: {:?}", report.problems),
+            Err(e) => panic!("read {k} of the check failed: {e:?}"),
+        }
+    }
+    dev.set_plan(FaultPlan::default());
+    assert!(failed > ops / 2, "{failed} of {ops} checks met the fault");
+    assert!(db.check().unwrap().is_ok());
+}

@@ -57,10 +57,10 @@ fn backup_snapshot<W: Write>(
         // once per path, exponentially many.
         let mut seen = crate::pager::pagemap::PageBitmap::default();
         let mut problems = Vec::new();
-        check_tree(pager, "catalog", snap.catalog, &mut |p| seen.insert(p), &mut problems);
+        check_tree(pager, "catalog", snap.catalog, &mut |p| seen.insert(p), &mut problems)?;
         for (name, root) in &snap.trees {
             let label = crate::db::check::tree_label(name);
-            check_tree(pager, &label, root.root, &mut |p| seen.insert(p), &mut problems);
+            check_tree(pager, &label, root.root, &mut |p| seen.insert(p), &mut problems)?;
         }
         if let Some(p) = problems.first() {
             return Err(Error::corrupt(p.page, p.reason));

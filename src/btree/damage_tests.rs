@@ -292,7 +292,7 @@ fn an_overflow_chain_shared_by_two_entries_is_walked_once() {
     let root = put(&p, 10, Node::Leaf(l));
     let mut seen = std::collections::HashSet::new();
     let mut problems = Vec::new();
-    verify::check_tree(&p, "t", root, &mut |pg| seen.insert(pg), &mut problems);
+    verify::check_tree(&p, "t", root, &mut |pg| seen.insert(pg), &mut problems).unwrap();
     let found: Vec<_> = problems.iter().map(|x| (x.page, x.reason)).collect();
     assert_eq!(found, [(20, CorruptReason::DoubleReference)]);
     assert_eq!(reason(verify::verify_since(&p, root, 0)), CorruptReason::DoubleReference);

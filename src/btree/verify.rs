@@ -73,17 +73,18 @@ pub struct Problem {
 
 /// Walks a whole tree, recording every page it uses (tree and overflow pages) and every
 /// problem, without stopping at the first: a damaged subtree is skipped, the rest is checked.
-/// Returns the number of records seen.
+/// Returns the number of records seen; an I/O error (the walk cannot go on: not damage to
+/// report) ends it.
 pub(crate) fn check_tree(
     pager: &Pager,
     tree: &str,
     root: PageRef,
     used: &mut dyn FnMut(PageNo) -> bool,
     problems: &mut Vec<Problem>,
-) -> u64 {
+) -> Result<u64> {
     let mut records = 0u64;
     if root.is_none() {
-        return 0;
+        return Ok(0);
     }
     // (ref, depth, lower bound, upper bound)
     // The bounds are user keys: `Zeroizing`, so they are wiped when done with.
@@ -127,6 +128,7 @@ pub(crate) fn check_tree(
                 report(r.page, CorruptReason::PageOutOfRange);
                 continue;
             }
+            Err(e @ Error::Io(_)) => return Err(e),
             Err(_) => {
                 report(r.page, CorruptReason::SealMismatch);
                 continue;
@@ -188,6 +190,7 @@ pub(crate) fn check_tree(
                     match walked {
                         Ok(()) => {}
                         Err(Error::Corrupt { page, reason }) => report(page, reason),
+                        Err(e @ Error::Io(_)) => return Err(e),
                         Err(_) => report(first.page, CorruptReason::SealMismatch),
                     }
                 }
@@ -221,7 +224,7 @@ pub(crate) fn check_tree(
             }
         }
     }
-    records
+    Ok(records)
 }
 
 impl Problem {
@@ -269,7 +272,7 @@ mod tests {
         let tag = pager.write(FIRST_DATA_PAGE, 0, buf).expect("write");
         let root = PageRef { page: FIRST_DATA_PAGE, tag, generation: 1 };
         let mut problems = Vec::new();
-        check_tree(&pager, "t", root, &mut |_| true, &mut problems);
+        check_tree(&pager, "t", root, &mut |_| true, &mut problems).unwrap();
         problems.into_iter().map(|p| (p.page, p.reason)).collect()
     }
 

@@ -100,7 +100,7 @@ impl Db {
         let mut trees = Vec::new();
         {
             let code = reached.code(PageRole::Catalog);
-            let n = check_tree(pager, "catalog", snap.catalog, &mut |p| reached.mark(p, code), &mut problems);
+            let n = check_tree(pager, "catalog", snap.catalog, &mut |p| reached.mark(p, code), &mut problems)?;
             if n != snap.trees.len() as u64 {
                 problems.push(Problem::one("catalog", snap.catalog.page, CorruptReason::CountMismatch));
             }
@@ -118,7 +118,7 @@ impl Db {
                     reached.mark(p, code)
                 },
                 &mut problems,
-            );
+            )?;
             if records != root.count {
                 problems.push(Problem::one(label.clone(), root.root.page, CorruptReason::CountMismatch));
             }

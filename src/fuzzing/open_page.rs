@@ -376,7 +376,7 @@ fn tree_readers(chunks: &[&[u8]], probe: &[u8], flags: u8, max_epoch: u32) {
 
     let mut seen = HashSet::new();
     let mut problems = Vec::new();
-    verify::check_tree(&pager, "fuzz", root, &mut |p| seen.insert(p), &mut problems);
+    let _ = verify::check_tree(&pager, "fuzz", root, &mut |p| seen.insert(p), &mut problems);
     let mut all = Vec::new();
     let collected = read::collect_range(&pager, None, root, Bound::Unbounded, Bound::Unbounded, &mut all);
     let forward = walk(&pager, root, true);
