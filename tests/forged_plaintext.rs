@@ -481,3 +481,32 @@ fn a_root_no_tree_page_can_have_is_named_as_such() {
         assert!(!problems.iter().any(|p| p.reason == CorruptReason::DoubleReference), "{page}: {problems:?}");
     }
 }
+
+/// `generate_id`'s counter forged to 3 bytes: salvage reports it lost and the copy's ids start
+/// at 2^62, above any the source handed out; it copied the 3 bytes as they were, and the
+/// copy's ids started again from 0.
+#[test]
+fn an_id_counter_that_does_not_read_is_salvaged_as_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ids.fv");
+    let db = cfg(&path).open().unwrap();
+    for _ in 0..5 {
+        db.generate_id().unwrap();
+    }
+    db.insert("a", &b"1"[..]).unwrap();
+    db.flush().unwrap();
+    let report = db.check().unwrap();
+    drop(db);
+    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
+    let ids: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("\0foldvault.ids".into())).collect();
+    assert_eq!((catalog.len(), ids.len()), (1, 1));
+    edit_page(&path, ids[0], &catalog, |b| {
+        // The entry's header before the key: key length 4, kind 0 (inline), value length 8.
+        let at = b.windows(11).position(|w| w == b"\x04\x00\x00\x08\x00\x00\x00next").expect("the counter's entry");
+        b[at + 3] = 3;
+    });
+    let out = dir.path().join("salvaged.fv");
+    let report = foldvault::salvage(&cfg(&path), &cfg(&out)).unwrap();
+    assert!(report.lost.contains_key(&foldvault::SalvagedPart::IdCounter), "{report:?}");
+    assert!(cfg(&out).open().unwrap().generate_id().unwrap() >= 1 << 62);
+}

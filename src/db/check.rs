@@ -299,7 +299,14 @@ fn salvage_into(src: &Config, dst_db: &Db) -> Result<SalvageReport> {
     // the loss is reported.
     if let Some(root) = trees.get(super::engine::IDS_TREE) {
         let ids = Tree { handle: dst_db.handle.clone(), name: Arc::from(super::engine::IDS_TREE) };
-        let next = crate::btree::read::get_with(&pager, None, root.root, b"next", |v| Ok(v.inline_bytes().to_vec()));
+        // The counter is 8 bytes, inline: any other value (an overflow value, whose inline bytes
+        // are none, or a length a forged leaf gives it) does not read either, and copied as it
+        // was, the copy's ids started again from 0.
+        let next = crate::btree::read::get_with(&pager, None, root.root, b"next", |v| Ok(v.inline_bytes().to_vec()))
+            .and_then(|v| match v {
+                Some(v) if v.len() != 8 => Err(Error::corrupt(root.root.page, CorruptReason::BadLayout)),
+                v => Ok(v),
+            });
         match next {
             Ok(Some(v)) => drop(ids.insert(b"next", v)?),
             Ok(None) => {}
