@@ -212,18 +212,15 @@ impl Db {
                 // a wrong passphrase opens a master-key slot, but names a passphrase that is not
                 // the file's).
                 Err(e) => {
+                    // (Only then are the other slots tried: each may cost a key derivation.)
                     let tried = h.slots.iter().flatten().any(|s| s.kind.uses_passphrase() && old.serves(s.kind));
-                    match (tried, slots::unlock(&h, old)) {
-                        (false, Ok(_)) => {
-                            return Err(Error::InvalidConfig("the slot these credentials open has no passphrase"));
-                        }
-                        _ => {
-                            if matches!(e, Error::WrongKey { .. }) {
-                                super::open::audit_wrong_key();
-                            }
-                            return Err(e);
-                        }
+                    if !tried && slots::unlock(&h, old).is_ok() {
+                        return Err(Error::InvalidConfig("the slot these credentials open has no passphrase"));
                     }
+                    if matches!(e, Error::WrongKey { .. }) {
+                        super::open::audit_wrong_key();
+                    }
+                    return Err(e);
                 }
             };
             (i, h.slots[i].clone())
