@@ -410,6 +410,47 @@ fn a_flush_inside_a_transaction_closure_is_made_when_the_transaction_ends() {
     }
 }
 
+/// Holds the syncs that pass it while armed: `arm`, `wait_for_sync` (one is held), `open`.
+#[derive(Default)]
+struct Gate {
+    armed: parking_lot::Mutex<(bool, bool)>, // (armed, a sync is waiting at the gate)
+    cv: parking_lot::Condvar,
+}
+
+impl Gate {
+    /// Holds the caller while the gate is armed.
+    fn pass(&self) {
+        let mut g = self.armed.lock();
+        if g.0 {
+            g.1 = true;
+            self.cv.notify_all();
+            while g.0 {
+                self.cv.wait(&mut g);
+            }
+            g.1 = false;
+        }
+    }
+
+    fn arm(&self) {
+        self.armed.lock().0 = true;
+    }
+
+    /// Returns once a sync is held at the gate.
+    fn wait_for_sync(&self) {
+        let mut g = self.armed.lock();
+        while !g.1 {
+            self.cv.wait(&mut g);
+        }
+    }
+
+    /// Lets every held sync go, and every later one pass.
+    fn open(&self) {
+        let mut g = self.armed.lock();
+        g.0 = false;
+        self.cv.notify_all();
+    }
+}
+
 /// The fault-injecting device with something run before each sync (a delay, a gate).
 struct BeforeSync(foldvault::storage::FaultyStorage, Box<dyn Fn() + Send + Sync>);
 
@@ -566,27 +607,6 @@ fn commits_during_a_log_sync_in_flight_leave_the_last_synced_commit_intact() {
 fn commits_during_a_sync_in_flight(wal: bool) {
     use foldvault::storage::{CrashModel, FaultyStorage, Storage, WalStorage};
     use foldvault::{Durability, KdfParams};
-    use parking_lot::{Condvar, Mutex};
-
-    #[derive(Default)]
-    struct Gate {
-        armed: Mutex<(bool, bool)>, // (armed, a sync is waiting at the gate)
-        cv: Condvar,
-    }
-    impl Gate {
-        /// Holds the caller while the gate is armed.
-        fn pass(&self) {
-            let mut g = self.armed.lock();
-            if g.0 {
-                g.1 = true;
-                self.cv.notify_all();
-                while g.0 {
-                    self.cv.wait(&mut g);
-                }
-                g.1 = false;
-            }
-        }
-    }
 
     let device = FaultyStorage::new();
     let log = wal.then(FaultyStorage::new);
@@ -630,7 +650,7 @@ fn commits_during_a_sync_in_flight(wal: bool) {
     for i in 0..40u32 {
         t.insert(format!("k{i:02}"), vec![9u8; 300]).unwrap();
     }
-    gate.armed.lock().0 = true;
+    gate.arm();
     let leader = {
         let db = db.clone();
         thread::spawn(move || {
@@ -643,12 +663,7 @@ fn commits_during_a_sync_in_flight(wal: bool) {
             tx.commit()
         })
     };
-    {
-        let mut g = gate.armed.lock();
-        while !g.1 {
-            gate.cv.wait(&mut g);
-        }
-    }
+    gate.wait_for_sync();
     // The record of the 2s is written and its sync is held. Commits meanwhile, in memory.
     for round in 3..8u8 {
         if wal {
@@ -683,11 +698,7 @@ fn commits_during_a_sync_in_flight(wal: bool) {
             }
         }
     }
-    {
-        let mut g = gate.armed.lock();
-        g.0 = false;
-        gate.cv.notify_all();
-    }
+    gate.open();
     leader.join().unwrap().unwrap();
     // The record of the 2s is on disk now, with the pages written meanwhile: the record and
     // every page it reaches are whole (none was reused for the commits made during its sync).
@@ -815,4 +826,57 @@ fn maintenance_inside_a_write_transaction_is_refused_not_a_deadlock() {
         assert!(db.check().unwrap().is_ok());
         assert_eq!(db.slots().len(), 1);
     });
+}
+
+/// A `flush()` called inside a write transaction is made when that transaction ends, by it, even
+/// when another thread's transaction ends in between: the request was one flag for the whole
+/// database, which the other thread's transaction took (its flush covered only its own commit),
+/// so the first transaction's commit returned without the sync it asked for.
+#[test]
+fn a_flush_asked_for_in_a_transaction_is_made_when_that_transaction_ends() {
+    use foldvault::storage::FaultyStorage;
+    use foldvault::{Durability, KdfParams};
+
+    let device = FaultyStorage::new();
+    let gate = Arc::new(Gate::default());
+    let at_gate = gate.clone();
+    let storage: Arc<dyn foldvault::storage::Storage> =
+        Arc::new(BeforeSync(device.clone(), Box::new(move || at_gate.pass())));
+    let db = Arc::new(
+        Config::new()
+            .storage(storage)
+            .use_env(false)
+            .flush_every_ms(None)
+            .durability(Durability::Eventual)
+            .passphrase("flush")
+            .kdf(KdfParams::insecure_fast())
+            .open()
+            .unwrap(),
+    );
+    db.insert("before", "v").unwrap();
+    db.flush().unwrap();
+    gate.arm();
+    // Another thread's durable commit, its sync held at the gate (the writer let go).
+    let other = {
+        let db = db.clone();
+        thread::spawn(move || {
+            let tx = db.begin_write().unwrap();
+            tx.open_tree("t").unwrap().insert("other", "v").unwrap();
+            tx.set_durability(Durability::Immediate);
+            tx.commit()
+        })
+    };
+    gate.wait_for_sync();
+    // This thread's transaction asks for a flush, and is still open when the other ends.
+    let tx = db.begin_write().unwrap();
+    tx.open_tree("t").unwrap().insert("mine", "v").unwrap();
+    db.flush().unwrap();
+    gate.open();
+    other.join().unwrap().unwrap();
+    tx.commit().unwrap();
+    assert_eq!(
+        db.durable_commit_seq(),
+        db.encryption_status().commit_seq,
+        "the commit that asked for a flush is not durable"
+    );
 }

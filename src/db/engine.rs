@@ -139,9 +139,12 @@ pub(crate) struct Engine {
     /// The thread holding the writer through a transaction (0 = none): a call from that same
     /// thread that needs the writer again fails or skips instead of deadlocking.
     pub(crate) writer_owner: Arc<AtomicU64>,
-    /// `flush` was called inside the running write transaction, on its thread: made when that
-    /// transaction ends (`flush_if_requested`).
-    pub(crate) flush_in_tx: AtomicBool,
+    /// The thread (`thread_tag`, 0 = none) that called `flush` inside its running write
+    /// transaction: the flush is made when that transaction ends (`flush_if_requested`), by that
+    /// thread. (A flag for the whole database was taken by whichever transaction ended first:
+    /// another thread's, ending while the requester's still ran, whose commit then returned
+    /// without the sync it asked for.)
+    pub(crate) flush_in_tx: AtomicU64,
     pub(crate) checkpoint_on_close: bool,
 }
 
@@ -532,16 +535,17 @@ impl Engine {
             return Err(Error::Poisoned);
         }
         if self.writer_held_here() {
-            self.flush_in_tx.store(true, Ordering::Release);
+            self.flush_in_tx.store(thread_tag(), Ordering::Release);
             return Ok(0);
         }
         self.make_durable(self.snapshot().seq)
     }
 
-    /// Makes the `flush` asked for inside the write transaction that just ended: called by
-    /// that transaction once it has let go of the writer.
+    /// Makes the `flush` asked for inside the write transaction that just ended on this
+    /// thread: called by that transaction once it has let go of the writer.
     pub(crate) fn flush_if_requested(&self) -> Result<usize> {
-        if self.flush_in_tx.swap(false, Ordering::AcqRel) { self.flush() } else { Ok(0) }
+        let asked = self.flush_in_tx.compare_exchange(thread_tag(), 0, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        if asked { self.flush() } else { Ok(0) }
     }
 
     /// A public digest of the newest commit, for anchoring against whole-file rollback.
