@@ -238,6 +238,24 @@ struct Overlay {
     ids: Cell<(u64, u64)>,
 }
 
+impl Drop for Overlay {
+    /// A transaction `finish` did not end (its closure panicked, and the views went with the
+    /// unwinding) is rolled back here, and a range of ids it reserved, whose ids the closure
+    /// may have used, is kept past as `finish` keeps it: rolled back with the transaction, the
+    /// reservation was lost, and after a restart the same ids were handed out again.
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.get_mut().take() else { return };
+        let handle = tx.handle.clone();
+        drop(tx);
+        let (_, end) = self.ids.get();
+        if end > 0
+            && let Err(e) = handle.engine.keep_ids_past(end)
+        {
+            tracing::error!(target: "foldvault::audit", error = %e, "ids a rolled-back transaction handed out could not be kept from reuse");
+        }
+    }
+}
+
 fn finished() -> Error {
     Error::Unsupported("the transaction this TransactionalTree belongs to has finished".into())
 }
