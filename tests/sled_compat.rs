@@ -879,3 +879,27 @@ fn every_name_a_read_transaction_lists_opens() {
     }
     assert!(matches!(rt.open_tree("missing"), Err(Error::CollectionNotFound)));
 }
+
+/// A key whose `as_ref` panics (the caller's code): the panic reaches the caller before the
+/// write begins, and the database goes on. It came inside the write, with the writer held, and
+/// poisoned the handle until it was reopened.
+#[test]
+fn a_panicking_key_conversion_does_not_poison_the_database() {
+    struct Panicky;
+    impl AsRef<[u8]> for Panicky {
+        fn as_ref(&self) -> &[u8] {
+            panic!("the caller's conversion panics")
+        }
+    }
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    for op in 0..3 {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match op {
+            0 => drop(t.insert(Panicky, "v")),
+            1 => drop(t.remove(Panicky)),
+            _ => drop(t.compare_and_swap("k", Some(Panicky), Some("v"))),
+        }));
+        assert!(r.is_err(), "operation {op}");
+        t.insert("k", "v").unwrap_or_else(|e| panic!("after operation {op}: {e}"));
+    }
+}

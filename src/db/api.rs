@@ -482,8 +482,10 @@ impl Tree {
 
     /// Inserts a key, returning the previous value.
     pub fn insert<K: AsRef<[u8]>, V: Into<IVec>>(&self, key: K, value: V) -> Result<Option<IVec>> {
-        let value: IVec = value.into();
-        self.write(|tx, r| Ok(tx.insert(r, key.as_ref(), &value, true)?.map(IVec::from)))
+        // The caller's conversions run before the writer is taken: one that panicked inside the
+        // write poisoned the handle.
+        let (key, value): (&[u8], IVec) = (key.as_ref(), value.into());
+        self.write(|tx, r| Ok(tx.insert(r, key, &value, true)?.map(IVec::from)))
     }
 
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
@@ -492,7 +494,8 @@ impl Tree {
     }
 
     pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
-        self.write(|tx, r| Ok(tx.remove(r, key.as_ref(), true)?.map(IVec::from)))
+        let key = key.as_ref();
+        self.write(|tx, r| Ok(tx.remove(r, key, true)?.map(IVec::from)))
     }
 
     pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool> {
@@ -509,11 +512,12 @@ impl Tree {
     {
         let new: Option<IVec> = new.map(Into::into);
         let key = key.as_ref();
+        let old: Option<&[u8]> = old.as_ref().map(|o| o.as_ref());
         self.write(|tx, r| {
             let cur = tx_get(tx, r, key)?;
-            let matches = match (&cur, &old) {
+            let matches = match (&cur, old) {
                 (None, None) => true,
-                (Some(c), Some(o)) => c.as_ref() == o.as_ref(),
+                (Some(c), Some(o)) => c.as_ref() == o,
                 _ => false,
             };
             if !matches {
