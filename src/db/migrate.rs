@@ -513,7 +513,7 @@ fn zero_fill(f: &std::fs::File) -> std::io::Result<()> {
 /// locked for a moment: the open is retried for up to ten seconds while sled reports the lock
 /// held (another process that keeps it open still fails, after those ten seconds).
 #[cfg(feature = "sled-import")]
-fn open_sled(path: &Path) -> Result<sled::Db> {
+pub(crate) fn open_sled(path: &Path) -> Result<sled::Db> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match sled::Config::new().path(path).open() {

@@ -376,7 +376,10 @@ struct Sled {
 }
 
 fn sled_open(dir: &Path) -> (sled::Db, Vec<sled::Tree>) {
-    let db = sled::Config::new().path(dir).open().expect("open sled");
+    // sled lets go of its directory lock from a background thread after its last handle
+    // drops: a reopen right after retries while the lock is held, as an import does (a reopen
+    // under load failed "could not acquire lock").
+    let db = crate::db::migrate::open_sled(dir).expect("open sled");
     let trees = TREES
         .iter()
         .enumerate()
