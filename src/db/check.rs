@@ -223,13 +223,11 @@ impl SalvageReport {
 /// temporary file beside it, synced and checked, then given the name only if it is still
 /// free (`AlreadyExists` otherwise), so a salvage cut short leaves no partial database there.
 pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
+    let source = SalvageSource::open(src)?;
     // As for a copy (`migrate::copy_to`): the copy of an encrypted source is encrypted unless
     // `dst` asks for plaintext; under `Encryption::Auto` it needs a key, as under `Required`.
-    let source_encrypted = super::location::read_only_location(&src.clone().read_only(true))
-        .and_then(|storage| super::open::read_header(&*storage))
-        .is_ok_and(|(h, _, _)| h.is_encrypted());
     let required;
-    let dst = if source_encrypted && dst.encryption == super::config::Encryption::Auto {
+    let dst = if source.pager.sealer.is_encrypted() && dst.encryption == super::config::Encryption::Auto {
         required = dst.clone().encryption(super::config::Encryption::Required);
         &required
     } else {
@@ -243,44 +241,66 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
         }
         _ => {
             let dst_db = dst.clone().without_anchors().create_new(true).open()?;
-            let report = salvage_into(src, &dst_db)?;
+            let report = salvage_into(&source, &dst_db)?;
             dst_db.flush()?;
             return Ok(report);
         }
     };
     migrate::copy_through_temp(&file, |tmp| {
         let dst_db = migrate::new_copy(dst, tmp)?;
-        let report = salvage_into(src, &dst_db)?;
+        let report = salvage_into(&source, &dst_db)?;
         migrate::finish_copy(dst_db)?;
         Ok(report)
     })
 }
 
-fn salvage_into(src: &Config, dst_db: &Db) -> Result<SalvageReport> {
-    let src = src.clone().read_only(true);
-    let (pager, catalog, recovery, _src_db) = match src.open() {
-        Ok(db) => {
-            let engine = db.handle.engine.clone();
-            let catalog = engine.snapshot().catalog;
-            (engine.pager.clone(), catalog, db.recovery_report(), Some(db))
+/// A salvage's source, opened read-only (and held open, with its lock, to the end): its pager,
+/// the catalog root it is read from, and what recovery found.
+struct SalvageSource {
+    pager: Arc<crate::pager::Pager>,
+    catalog: crate::format::page::PageRef,
+    recovery: super::engine::RecoveryReport,
+    _db: Option<Db>,
+}
+
+impl SalvageSource {
+    /// The database `src` opens; if it does not open because no commit verifies whole, its
+    /// newest commit record that opens (`raw_source`).
+    fn open(src: &Config) -> Result<SalvageSource> {
+        let src = src.clone().read_only(true);
+        match src.open() {
+            Ok(db) => {
+                let engine = db.handle.engine.clone();
+                let catalog = engine.snapshot().catalog;
+                Ok(SalvageSource {
+                    pager: engine.pager.clone(),
+                    catalog,
+                    recovery: db.recovery_report(),
+                    _db: Some(db),
+                })
+            }
+            Err(e) if e.is_corruption() => {
+                tracing::warn!(target: "foldvault::audit", error = %e, "salvage: the source does not open; reading its newest commit record that opens");
+                let (pager, catalog, recovery) = raw_source(&src)?;
+                Ok(SalvageSource { pager, catalog, recovery, _db: None })
+            }
+            Err(e) => Err(e),
         }
-        Err(e) if e.is_corruption() => {
-            tracing::warn!(target: "foldvault::audit", error = %e, "salvage: the source does not open; reading its newest commit record that opens");
-            let (pager, catalog, recovery) = raw_source(&src)?;
-            (pager, catalog, recovery, None)
-        }
-        Err(e) => return Err(e),
-    };
-    let mut report = SalvageReport { recovery, ..SalvageReport::default() };
+    }
+}
+
+fn salvage_into(source: &SalvageSource, dst_db: &Db) -> Result<SalvageReport> {
+    let (pager, catalog) = (&*source.pager, source.catalog);
+    let mut report = SalvageReport { recovery: source.recovery.clone(), ..SalvageReport::default() };
     // Every page the walks reach, across the catalog and every tree: each is copied once.
     let mut seen = crate::pager::pagemap::PageSet::default();
     // The catalog itself: read what authenticates.
-    let trees = match load_catalog(&pager, catalog) {
+    let trees = match load_catalog(pager, catalog) {
         Ok(t) => t,
         Err(_) => {
             let mut t = BTreeMap::new();
             salvage::walk_unseen(
-                &pager,
+                pager,
                 catalog,
                 &mut seen,
                 &mut |k, v| {
@@ -302,7 +322,7 @@ fn salvage_into(src: &Config, dst_db: &Db) -> Result<SalvageReport> {
         // The counter is 8 bytes, inline: any other value (an overflow value, whose inline bytes
         // are none, or a length a forged leaf gives it) does not read either, and copied as it
         // was, the copy's ids started again from 0.
-        let next = crate::btree::read::get_with(&pager, None, root.root, b"next", |v| Ok(v.inline_bytes().to_vec()))
+        let next = crate::btree::read::get_with(pager, None, root.root, b"next", |v| Ok(v.inline_bytes().to_vec()))
             .and_then(|v| match v {
                 Some(v) if v.len() != 8 => Err(Error::corrupt(root.root.page, CorruptReason::BadLayout)),
                 v => Ok(v),
@@ -338,7 +358,7 @@ fn salvage_into(src: &Config, dst_db: &Db) -> Result<SalvageReport> {
         let mut n = 0u64;
         let mut lost = Vec::new();
         salvage::walk_unseen(
-            &pager,
+            pager,
             root.root,
             &mut seen,
             &mut |k, v| {
@@ -381,15 +401,12 @@ fn raw_source(
     let pager = Arc::new(crate::pager::Pager::new(storage.clone(), sealer, cfg.cache_capacity));
     pager.set_read_only();
     let pages = storage.len()? / PAGE_SIZE as u64;
-    let rec = pager
-        .newest_commit()
+    let (records, rejected_slots) = super::open::commit_slots(&pager)?;
+    let (rec, _) = records
+        .into_iter()
+        .max_by_key(|(r, _)| r.seq)
         .ok_or_else(|| Error::corrupt(crate::format::COMMIT_PAGE_A, CorruptReason::NoValidCommit))?;
-    let mut recovery = super::engine::RecoveryReport { seq: rec.seq, ..Default::default() };
-    for slot in [crate::format::COMMIT_PAGE_A, crate::format::COMMIT_PAGE_B] {
-        if pager.read_commit(slot).is_err() && pager.read_raw(slot)?.iter().any(|&b| b != 0) {
-            recovery.rejected_slots.push(slot);
-        }
-    }
+    let recovery = super::engine::RecoveryReport { seq: rec.seq, rejected_slots, ..Default::default() };
     pager.set_page_limit(rec.page_count.min(pages));
     pager.sealer.set_max_epoch(rec.key_epoch);
     Ok((pager, rec.catalog, recovery))

@@ -225,15 +225,42 @@ pub(crate) fn read_header(storage: &dyn Storage) -> Result<(FileHeader, PageNo, 
 /// Unlocks an encrypted header: the data key, or `WrongKey` (audited); then checks the header
 /// MAC. Every open of a database, a backup or a page dump with a key comes through here.
 pub(crate) fn unlock(header: &FileHeader, page: PageNo, creds: &Credentials) -> Result<(SecretKey, usize)> {
-    let (dk, slot) = slots::unlock(header, creds).inspect_err(|e| {
+    unlock_unaudited(header, page, creds).inspect_err(|e| {
         if matches!(e, Error::WrongKey { .. }) {
             audit_wrong_key();
         }
-    })?;
+    })
+}
+
+/// `unlock` without the audit event, for a caller that only asks whether `creds` open the file
+/// (and acts on either answer).
+fn unlock_unaudited(header: &FileHeader, page: PageNo, creds: &Credentials) -> Result<(SecretKey, usize)> {
+    let (dk, slot) = slots::unlock(header, creds)?;
     if !slots::verify_header_mac(&dk, header) {
         return Err(Error::corrupt(page, CorruptReason::HeaderMac));
     }
     Ok((dk, slot))
+}
+
+/// The commit records in slots A and B that open, with their slots, and the slots holding bytes
+/// that do not open (a record torn by a crash, or altered: logged to `foldvault::audit`). An I/O
+/// error is returned. For open's recovery and for salvage's reading of a source that does not
+/// open.
+pub(crate) fn commit_slots(pager: &Pager) -> Result<(Vec<(CommitRecord, PageNo)>, Vec<PageNo>)> {
+    let (mut records, mut rejected) = (Vec::new(), Vec::new());
+    for slot in [COMMIT_PAGE_A, COMMIT_PAGE_B] {
+        match pager.read_commit(slot) {
+            Ok(r) => records.push((r, slot)),
+            Err(e @ Error::Io(_)) => return Err(e),
+            Err(e) => {
+                if pager.read_raw(slot)?.iter().any(|&b| b != 0) {
+                    tracing::warn!(target: "foldvault::audit", slot, error = %e, "commit record does not open");
+                    rejected.push(slot);
+                }
+            }
+        }
+    }
+    Ok((records, rejected))
 }
 
 /// The audit event of an attempt with a key or passphrase that opens no slot.
@@ -274,21 +301,7 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         pager.set_read_only();
     }
     let file_len = storage.len()?;
-    let mut candidates: Vec<(CommitRecord, PageNo)> = Vec::new();
-    let mut rejected = Vec::new();
-    for slot in [COMMIT_PAGE_A, COMMIT_PAGE_B] {
-        match pager.read_commit(slot) {
-            Ok(r) => candidates.push((r, slot)),
-            Err(e @ Error::Io(_)) => return Err(e),
-            Err(e) => {
-                let raw = pager.read_raw(slot)?;
-                if raw.iter().any(|&b| b != 0) {
-                    tracing::warn!(target: "foldvault::audit", slot, error = %e, "commit record does not open");
-                    rejected.push(slot);
-                }
-            }
-        }
-    }
+    let (mut candidates, rejected) = commit_slots(&pager)?;
     check_log_is_not_stale(&pager)?;
     // Newest first; of two records of one commit (a clean close writes the second), the one
     // that needs no verification.
@@ -425,13 +438,7 @@ pub(crate) fn file_sealer(
 pub(crate) fn check_log_is_current(storage: Arc<dyn Storage>, creds: &Credentials) -> Result<()> {
     let (header, page, _) = read_header(&*storage)?;
     let dk = match header.is_encrypted() {
-        true => {
-            let (dk, _slot) = slots::unlock(&header, creds)?;
-            if !slots::verify_header_mac(&dk, &header) {
-                return Err(Error::corrupt(page, CorruptReason::HeaderMac));
-            }
-            Some(dk)
-        }
+        true => Some(unlock_unaudited(&header, page, creds)?.0),
         false => None,
     };
     let pager = Pager::new(storage, file_sealer(&header, dk.as_ref(), None)?, 64 * PAGE_SIZE);
