@@ -70,7 +70,7 @@ fn passphrase_slot_of(h: &FileHeader, creds: &Credentials) -> Option<usize> {
 
 /// The slot whose stored bytes differ between two headers (a rewritten slot has a new salt).
 fn changed_slot(before: &FileHeader, after: &FileHeader) -> Option<usize> {
-    before.slots.iter().zip(after.slots.iter()).position(|(a, b)| match (a, b) {
+    before.slots.iter().zip(after.slots.iter()).position(|(a, b)| match (a.as_ref(), b.as_ref()) {
         (Some(a), Some(b)) => a.bound_bytes() != b.bound_bytes() || a.wrapped != b.wrapped,
         (None, None) => false,
         _ => true,
@@ -207,7 +207,7 @@ add another slot first",
     // hold a slot the key opens that is gone.
     let mut without = db.live_header();
     if let Some(s) = without.slots.get_mut(n) {
-        *s = None;
+        s.set(None);
     }
     if !force && crate::crypto::slots::unlock(&without, &creds).is_err() {
         return Err(CliError::Usage(format!(

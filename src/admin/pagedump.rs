@@ -168,7 +168,7 @@ impl Dumper {
         ));
         let mut slots = Vec::new();
         for (i, s) in h.slots.iter().enumerate() {
-            if let Some(s) = s {
+            if let Some(s) = s.as_ref() {
                 d.line(format!("slot {i}: {}", s.kind.name()));
                 slots.push(Obj::new().num("slot", i as u64).str("kind", s.kind.name()).finish());
             }

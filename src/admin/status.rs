@@ -261,7 +261,7 @@ pub fn write_status(
     if h.is_encrypted() {
         writeln!(o, "key slots:")?;
         for (i, s) in h.slots.iter().enumerate() {
-            if let Some(s) = s {
+            if let Some(s) = s.as_ref() {
                 writeln!(o, "  slot {i}: {}", slot_text(s))?;
             }
         }

@@ -241,18 +241,18 @@ pub(crate) fn verify_header_mac(data_key: &SecretKey, header: &FileHeader) -> bo
 mod tests {
     use super::*;
     use crate::crypto::CipherId;
-    use crate::format::header::FLAG_ENCRYPTED;
+    use crate::format::header::{FLAG_ENCRYPTED, ZeroedOption};
 
     fn header_with(slot: KeySlot, index: usize) -> FileHeader {
-        let mut slots: [Option<KeySlot>; MAX_SLOTS] = Default::default();
-        slots[index] = Some(slot);
+        let mut slots: [ZeroedOption<KeySlot>; MAX_SLOTS] = Default::default();
+        slots[index].set(Some(slot));
         FileHeader {
             version: 1,
             cipher: CipherId::Aes256Gcm,
             file_id: [8; 16],
             generation: 1,
             flags: FLAG_ENCRYPTED,
-            next_key: None,
+            next_key: ZeroedOption::NONE,
             slots,
             mac: [0; 32],
             raw_body: Default::default(),

@@ -166,7 +166,7 @@ impl Db {
             let i = (0..MAX_SLOTS)
                 .find(|i| h.slots[*i].is_none())
                 .ok_or(Error::Unsupported(format!("all {MAX_SLOTS} key slots are in use")))?;
-            h.slots[i] = Some(slots::make_slot(kind, kdf, creds, dk, &h.file_id, i)?);
+            h.slots[i].set(Some(slots::make_slot(kind, kdf, creds, dk, &h.file_id, i)?));
             index = Some(i);
             Ok(())
         })?;
@@ -188,7 +188,7 @@ impl Db {
     pub fn remove_slot(&self, index: usize) -> Result<()> {
         self.update_header(|h, _| {
             match h.slots.get_mut(index) {
-                Some(s @ Some(_)) => *s = None,
+                Some(s) if s.is_some() => s.set(None),
                 _ => return Err(Error::InvalidConfig("no such key slot")),
             }
             if h.slots.iter().all(|s| s.is_none()) {
@@ -238,7 +238,7 @@ impl Db {
             if let Some(m) = &old.master {
                 c = c.with_master_key(m.duplicate());
             }
-            h.slots[index] = Some(slots::make_slot(kind, kdf, &c, dk, &h.file_id, index)?);
+            h.slots[index].set(Some(slots::make_slot(kind, kdf, &c, dk, &h.file_id, index)?));
             Ok(())
         })
     }
@@ -247,7 +247,7 @@ impl Db {
 /// Slots cannot be added or changed while a data-key rotation is unfinished: the slot would
 /// wrap the key being retired (SPEC §6.4). Removing one is allowed.
 fn refuse_during_rotation(h: &FileHeader) -> Result<()> {
-    match h.next_key {
+    match h.next_key.as_ref() {
         Some(_) => Err(Error::Unsupported(
             "a data-key rotation is unfinished: run rekey to finish it before adding or changing key slots".into(),
         )),

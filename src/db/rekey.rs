@@ -84,10 +84,10 @@ impl Db {
         // Which credentials open which slot (checked before anything is written).
         let mut per_slot: Vec<(usize, &Credentials)> = Vec::new();
         for (i, s) in header.slots.iter().enumerate() {
-            let Some(s) = s else { continue };
+            let Some(s) = s.as_ref() else { continue };
             let mut one = header.clone();
             one.slots = Default::default();
-            one.slots[i] = Some(s.clone());
+            one.slots[i].set(Some(s.clone()));
             let c = creds
                 .iter()
                 .find(|c| slots::unlock(&one, c).is_ok())
@@ -117,7 +117,7 @@ impl Db {
                         DataKeys::wrap_next(dk, &header.file_id, first, &next)
                     })?;
                     self.update_header_locked(&mut ws, None, |h, _| {
-                        h.next_key = Some(wrapped);
+                        h.next_key.set(Some(wrapped));
                         Ok(())
                     })?;
                     e.pager.sealer.add_next_key(first, next);
@@ -237,10 +237,10 @@ impl Db {
             }
             for (i, s) in rewrapped {
                 if h.slots[i].is_some() {
-                    h.slots[i] = Some(s);
+                    h.slots[i].set(Some(s));
                 }
             }
-            h.next_key = None;
+            h.next_key.set(None);
             Ok(())
         })?;
         e.pager.sealer.update_data_keys(DataKeys::slots_wrap_newest);

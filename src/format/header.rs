@@ -156,8 +156,99 @@ impl KeySlot {
     }
 }
 
+impl KeySlot {
+    /// The value an empty slot holds (never read: `ZeroedOption` hides it).
+    const ZEROED: KeySlot = KeySlot {
+        kind: SlotKind::Passphrase,
+        kdf: KdfParams { memory_kib: 0, iterations: 0, parallelism: 0 },
+        salt: [0; 16],
+        nonce: [0; 12],
+        wrapped: [0; 32],
+        tag: [0; 16],
+    };
+}
+
+/// A header field that may be absent, held without uninitialised bytes: an absent value is a
+/// zeroed `T`, not `None`. An `Option<T>`'s `None` leaves its payload's bytes as they were, and
+/// a header moved from the stack into the heap (the engine's copy, a `Vec` of the two copies)
+/// carried whatever the stack held there, which could be a caller's record just compared
+/// (`tests/plaintext_frees.rs` failed on exactly that in CI). Reads and writes go through
+/// `Option`s.
+#[derive(Clone)]
+pub struct ZeroedOption<T: Zeroed> {
+    present: bool,
+    value: T,
+}
+
+/// A type with a zeroed value for `ZeroedOption` to hold when absent.
+pub trait Zeroed: Clone {
+    const ZEROED: Self;
+}
+
+impl Zeroed for KeySlot {
+    const ZEROED: KeySlot = KeySlot::ZEROED;
+}
+
+impl Zeroed for NextKey {
+    const ZEROED: NextKey = NextKey { first_epoch: 0, nonce: [0; 12], wrapped: [0; 32], tag: [0; 16] };
+}
+
+impl<T: Zeroed> ZeroedOption<T> {
+    pub const NONE: ZeroedOption<T> = ZeroedOption { present: false, value: T::ZEROED };
+
+    pub fn new(v: Option<T>) -> ZeroedOption<T> {
+        match v {
+            Some(value) => ZeroedOption { present: true, value },
+            None => ZeroedOption::NONE,
+        }
+    }
+    pub fn as_ref(&self) -> Option<&T> {
+        self.present.then_some(&self.value)
+    }
+    pub fn is_some(&self) -> bool {
+        self.present
+    }
+    pub fn is_none(&self) -> bool {
+        !self.present
+    }
+    pub fn set(&mut self, v: Option<T>) {
+        *self = ZeroedOption::new(v);
+    }
+    pub fn to_option(&self) -> Option<T> {
+        self.as_ref().cloned()
+    }
+}
+
+impl<T: Zeroed> Default for ZeroedOption<T> {
+    fn default() -> Self {
+        ZeroedOption::NONE
+    }
+}
+
+impl<T: Zeroed + PartialEq> PartialEq for ZeroedOption<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_ref() == other.as_ref()
+    }
+}
+
+impl<T: Zeroed + Eq> Eq for ZeroedOption<T> {}
+
+impl<T: Zeroed + std::fmt::Debug> std::fmt::Debug for ZeroedOption<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_ref().fmt(f)
+    }
+}
+
+impl<'a, T: Zeroed> IntoIterator for &'a ZeroedOption<T> {
+    type Item = &'a T;
+    type IntoIter = std::option::IntoIter<&'a T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_ref().into_iter()
+    }
+}
+
 /// A rekey's new data key, wrapped under a key derived from the current data key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NextKey {
     pub first_epoch: u32,
     pub nonce: [u8; 12],
@@ -173,8 +264,8 @@ pub struct FileHeader {
     pub file_id: [u8; 16],
     pub generation: u64,
     pub flags: u32,
-    pub next_key: Option<NextKey>,
-    pub slots: [Option<KeySlot>; MAX_SLOTS],
+    pub next_key: ZeroedOption<NextKey>,
+    pub slots: [ZeroedOption<KeySlot>; MAX_SLOTS],
     /// Keyed BLAKE3 MAC (zeros in plaintext mode).
     pub mac: [u8; MAC_SIZE],
     /// The bytes `0..MAC_OFFSET` exactly as read (empty for a header built in memory): the MAC
@@ -208,7 +299,7 @@ impl FileHeader {
         b[FILE_ID_OFFSET..FILE_ID_OFFSET + 16].copy_from_slice(&self.file_id);
         put_u64(&mut b[..], GENERATION_OFFSET, self.generation);
         put_u32(&mut b[..], FLAGS_OFFSET, self.flags);
-        if let Some(n) = &self.next_key {
+        if let Some(n) = self.next_key.as_ref() {
             let nb = &mut b[NEXT_KEY_OFFSET..NEXT_KEY_OFFSET + NEXT_KEY_SIZE];
             put_u32(nb, NEXT_FLAGS_OFFSET, 1);
             put_u32(nb, NEXT_FIRST_EPOCH_OFFSET, n.first_epoch);
@@ -217,7 +308,7 @@ impl FileHeader {
             nb[NEXT_TAG_OFFSET..NEXT_TAG_OFFSET + 16].copy_from_slice(&n.tag);
         }
         for (i, s) in self.slots.iter().enumerate() {
-            if let Some(s) = s {
+            if let Some(s) = s.as_ref() {
                 let off = SLOTS_OFFSET + i * SLOT_SIZE;
                 s.encode(&mut b[off..off + SLOT_SIZE]);
             }
@@ -274,7 +365,7 @@ impl FileHeader {
             return Err(bad());
         }
         let nb = &b[NEXT_KEY_OFFSET..NEXT_KEY_OFFSET + NEXT_KEY_SIZE];
-        let next_key = match get_u32(nb, NEXT_FLAGS_OFFSET) {
+        let next_key = ZeroedOption::new(match get_u32(nb, NEXT_FLAGS_OFFSET) {
             Some(0) => None,
             Some(1) => Some(NextKey {
                 first_epoch: get_u32(nb, NEXT_FIRST_EPOCH_OFFSET).ok_or_else(bad)?,
@@ -283,11 +374,11 @@ impl FileHeader {
                 tag: get_array(nb, NEXT_TAG_OFFSET).ok_or_else(bad)?,
             }),
             _ => return Err(bad()),
-        };
-        let mut slots: [Option<KeySlot>; MAX_SLOTS] = Default::default();
+        });
+        let mut slots: [ZeroedOption<KeySlot>; MAX_SLOTS] = Default::default();
         for (i, s) in slots.iter_mut().enumerate() {
             let off = SLOTS_OFFSET + i * SLOT_SIZE;
-            *s = KeySlot::decode(&b[off..off + SLOT_SIZE], page)?;
+            s.set(KeySlot::decode(&b[off..off + SLOT_SIZE], page)?);
         }
         Ok(FileHeader {
             version,
@@ -308,22 +399,22 @@ mod tests {
     use super::*;
 
     fn sample() -> FileHeader {
-        let mut slots: [Option<KeySlot>; MAX_SLOTS] = Default::default();
-        slots[0] = Some(KeySlot {
+        let mut slots: [ZeroedOption<KeySlot>; MAX_SLOTS] = Default::default();
+        slots[0] = ZeroedOption::new(Some(KeySlot {
             kind: SlotKind::Passphrase,
             kdf: KdfParams::insecure_fast(),
             salt: [1; 16],
             nonce: [2; 12],
             wrapped: [3; 32],
             tag: [4; 16],
-        });
+        }));
         FileHeader {
             version: 1,
             cipher: CipherId::Aes256Gcm,
             file_id: [5; 16],
             generation: 7,
             flags: FLAG_ENCRYPTED,
-            next_key: None,
+            next_key: ZeroedOption::NONE,
             slots,
             mac: [6; 32],
             raw_body: RawBody::default(),
