@@ -804,6 +804,26 @@ fn encryption_status_waits_for_the_writer_without_holding_the_header() {
     });
 }
 
+/// Regression: `metrics()` and `encryption_status()` read the key epoch under the writer lock,
+/// so a monitoring thread waited for any write transaction on another thread to end.
+#[test]
+fn counters_do_not_wait_for_a_write_transaction() {
+    let db = Config::new()
+        .temporary(true)
+        .use_env(false)
+        .passphrase("counters")
+        .kdf(foldvault::KdfParams::insecure_fast())
+        .open()
+        .unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.open_tree("t").unwrap().insert(b"k", b"v").unwrap();
+    let reader = db.clone();
+    let (epoch, status_epoch) = within(60, move || (reader.metrics().key_epoch, reader.encryption_status().key_epoch));
+    assert_eq!(epoch, status_epoch);
+    tx.commit().unwrap();
+    assert_eq!(db.metrics().key_epoch, epoch);
+}
+
 /// Regression: check, backup, rekey and the key-slot calls took the writer lock directly, so
 /// on a thread inside a write transaction they waited for themselves forever. They are
 /// refused instead, as `Tree` writes are; the transaction still commits.

@@ -463,10 +463,9 @@ impl Engine {
     /// The epoch new pages are sealed under (without waiting for the writer when this thread
     /// holds it).
     pub(crate) fn current_epoch(&self) -> u32 {
-        if self.writer_held_here() {
-            return self.pager.sealer.max_epoch();
-        }
-        self.writer.lock().epoch
+        // The sealer's limit follows the writer's epoch (set wherever the epoch moves: `begin`,
+        // open, rekey), so a reader of counters never waits for a write transaction to end.
+        self.pager.sealer.max_epoch()
     }
 
     /// On a clean close: writes a second commit record naming the same commit, whose
