@@ -191,12 +191,14 @@ impl Config {
         self
     }
     /// Removes the database when the last handle drops (a fresh one is created at `path`, or in
-    /// the system's temporary directory when no path is set).
+    /// the system's temporary directory when no path is set). Refused with custom storage
+    /// (`InvalidConfig`): there is no file to remove.
     pub fn temporary(mut self, t: bool) -> Config {
         self.temporary = t;
         self
     }
-    /// Fails if a database already exists at the path.
+    /// Fails (`AlreadyExists`) if a database already exists at the path, or custom storage
+    /// holds any bytes.
     pub fn create_new(mut self, c: bool) -> Config {
         self.create_new = c;
         self

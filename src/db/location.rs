@@ -151,7 +151,18 @@ impl OpenedFile {
 /// database file, or a new temporary one) created if missing, locked, with its log.
 pub(crate) fn locate(cfg: &Config) -> Result<Located> {
     let (file, dir) = match &cfg.location {
-        Location::Storage(s) => return Ok(Located::storage(s.clone())),
+        Location::Storage(s) => {
+            // `temporary` removes the file it made, and `create_new` refuses one that exists:
+            // for the caller's own storage the first has nothing to remove, the second means
+            // storage that holds nothing yet.
+            if cfg.temporary {
+                return Err(Error::InvalidConfig("temporary cannot be combined with custom storage"));
+            }
+            if cfg.create_new && s.len()? > 0 {
+                return Err(Error::AlreadyExists("the custom storage already holds data".into()));
+            }
+            return Ok(Located::storage(s.clone()));
+        }
         Location::File(f) => (f.clone(), None),
         Location::Dir(d) => (d.join(DB_FILE_NAME), Some(d.clone())),
         _ if cfg.temporary => {
@@ -460,6 +471,22 @@ mod tests {
         drop(db);
         let db = Config::new().file(&path).plaintext().use_env(false).open().unwrap();
         assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    /// Regression: `create_new` and `temporary` were ignored for custom storage: the first
+    /// opened the database the storage held, the second wrote into it and removed nothing.
+    #[test]
+    fn custom_storage_refuses_create_new_over_data_and_temporary() {
+        let s: Arc<dyn Storage> = Arc::new(crate::storage::MemoryStorage::new());
+        let cfg = || Config::new().storage(s.clone()).plaintext().use_env(false);
+        let db = cfg().create_new(true).open().expect("create_new on empty storage");
+        db.insert("k", "v").unwrap();
+        drop(db);
+        let err = cfg().create_new(true).open().map(|_| ()).unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists(_)), "{err:?}");
+        let err = cfg().temporary(true).open().map(|_| ()).unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{err:?}");
+        assert_eq!(cfg().open().unwrap().get("k").unwrap().as_deref(), Some(&b"v"[..]));
     }
 
     /// A `create_new` that finds a database under the lock (its creator crashed meanwhile,
