@@ -158,23 +158,37 @@ fn a_record_count_at_its_end_saturates() {
 }
 
 /// `pagedump --tree` on a file whose newest record claims 2^62 pages and a catalog at page
-/// 2^60 ends with an error, not a panic (the page's byte offset overflowed).
+/// 2^60 ends with an error, not a panic (the page's byte offset overflowed). So does the
+/// default view of a record claiming 2^64 - 1 pages and a free list at page 2^62: it reads
+/// each record's free list, and took the record's page count as the limit of its reads.
 #[test]
 fn pagedump_of_a_record_claiming_a_huge_file_does_not_panic() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge.fv");
     one_record(&path);
-    edit_commits(&path, |r| {
-        r.page_count = 1 << 62;
-        r.catalog.page = 1 << 60;
-    });
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pagedump"))
-        .args([path.to_str().unwrap(), "--tree", "t"])
-        .env_clear()
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && out.status.code() != Some(101) && !err.contains("panicked"), "{err}");
+    let clean = std::fs::read(&path).unwrap();
+    let forged: [(&[&str], fn(&mut foldvault::format::commit::CommitRecord)); 2] = [
+        (&["--tree", "t"], |r| {
+            r.page_count = 1 << 62;
+            r.catalog.page = 1 << 60;
+        }),
+        (&[], |r| {
+            r.page_count = u64::MAX;
+            r.freelist.page = 1 << 62;
+        }),
+    ];
+    for (args, forge) in forged {
+        std::fs::write(&path, &clean).unwrap();
+        edit_commits(&path, forge);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pagedump"))
+            .arg(&path)
+            .args(args)
+            .env_clear()
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() != Some(101) && !err.contains("panicked"), "{args:?}: {err}");
+    }
 }
 
 /// A free-list page that names itself as the next one (its CRC32 forced to the tag it holds):

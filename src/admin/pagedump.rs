@@ -94,11 +94,15 @@ struct Unused {
 /// damage.
 fn unused_by_commits(pager: &Pager) -> Vec<Unused> {
     let limit = pager.page_limit();
+    let file_pages = pager.file_len().map_or(0, |l| l / crate::format::PAGE_SIZE as u64);
     let mut out = Vec::new();
     for slot in [COMMIT_PAGE_A, COMMIT_PAGE_B] {
         let Ok(rec) = pager.read_commit(slot) else { continue };
-        pager.set_page_limit(rec.page_count);
-        let free = freelist::read(pager, rec.freelist, rec.page_count)
+        // Not past the file's end: a forged count near 2^64 would let a free-list reference's
+        // byte offset overflow.
+        let readable = rec.page_count.min(file_pages);
+        pager.set_page_limit(readable);
+        let free = freelist::read(pager, rec.freelist, readable)
             .and_then(|(free, chain)| freelist::apply_delta(free, &chain, &rec.free_delta, slot))
             .unwrap_or_default();
         out.push(Unused { free, page_count: rec.page_count });

@@ -160,7 +160,9 @@ impl Pager {
     }
 
     fn read_into(&self, page: PageNo, buf: &mut PageBuf) -> Result<()> {
-        let off = page * PAGE_SIZE as u64;
+        // Callers bound `page` by the page limit; a limit set from an unverified record must
+        // not turn into an overflow here.
+        let off = page.checked_mul(PAGE_SIZE as u64).ok_or(Error::corrupt(page, CorruptReason::PageOutOfRange))?;
         match self.storage.read_at(off, &mut buf[..]) {
             Ok(()) => {
                 Counters::add(&self.counters.bytes_read, PAGE_SIZE as u64);
@@ -168,7 +170,7 @@ impl Pager {
             }
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 let found = self.storage.len().unwrap_or(0);
-                Err(Error::Truncated { expected: off + PAGE_SIZE as u64, found })
+                Err(Error::Truncated { expected: off.saturating_add(PAGE_SIZE as u64), found })
             }
             Err(e) => Err(Error::Io(e)),
         }
