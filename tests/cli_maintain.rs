@@ -458,6 +458,10 @@ fn check_and_salvage_report_what_recovery_dropped() {
     flip_byte(&older, other_slot.parse::<u64>().unwrap() * 4096 + 100);
     let t = e.fv(&["check", &older, "--passphrase-file", &pass]).code(4).text();
     assert!(t.contains(&format!("  page {other_slot} (commit record): commit record does not open")), "{t}");
+    // Salvage copies the commit that opens, and does not call the result whole: the record
+    // that does not open may have named a newer commit (it exited 0, "nothing lost").
+    let o = e.fv(&["salvage", &older, &e.p("from-older"), "--passphrase-file", &pass]).code(4);
+    assert!(o.text().contains("LOST perhaps a newer commit"), "{}{}", o.text(), o.err());
 
     // The newest commit's catalog damaged after a clean close: the catalog is read at open, so
     // check fails (exit 4) naming the catalog page, and so does salvage.

@@ -255,8 +255,8 @@ pub struct CheckArgs {
 #[derive(Args, Debug)]
 #[command(after_help = "DST is created with the same key (the key options unlock SRC and protect DST) and the \
 same cipher; it is plaintext if SRC is. Lost key ranges are listed by their bounding keys (escaped), never \
-values.\nExit codes: 0 nothing lost, 2 DST exists, 3 wrong key, 4 something was lost (or SRC cannot be \
-read), 5 I/O error or locked")]
+values.\nExit codes: 0 nothing lost, 2 DST exists, 3 wrong key, 4 something was or may have been lost (a \
+commit record does not open) or SRC cannot be read, 5 I/O error or locked")]
 pub struct SalvageArgs {
     /// The damaged database file (or database directory)
     pub src: PathBuf,

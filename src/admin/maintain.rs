@@ -394,6 +394,12 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
     if recovery.fell_back {
         losses.push("the newest commit".to_string());
     }
+    // A record that does not open may have been the newer of the two (its commit is then
+    // missing from the copy) or the older one: which, nothing readable says. As check does,
+    // the verdict counts it (`SalvageReport::lost_anything`).
+    if !recovery.rejected_slots.is_empty() {
+        losses.push("perhaps a newer commit (a commit record does not open)".to_string());
+    }
     if ranges > 0 {
         losses.push(format!("{} in {}", plural(ranges, "key range"), plural(report.lost.len() as u64, "tree")));
     }
