@@ -418,23 +418,63 @@ fn an_update_closure_may_write_and_runs_again_when_the_value_changed_under_it() 
     assert_eq!(other.len(), 2);
 }
 
-/// A handle kept across `drop_tree`: a write through it that changes nothing (removing an
-/// absent key, a compare-and-swap that fails, a pop of an empty tree) does not bring the tree
-/// back; one that stores something creates it again, holding just that.
+/// A handle kept across `drop_tree` answers `CollectionNotFound` to every call, as sled's
+/// does, also once the name is made again (the new tree is another instance); `len` is 0.
+/// Before, a write through it made the dropped tree again and reads saw nothing, or saw the
+/// new tree of the same name.
 #[test]
-fn a_dropped_tree_stays_dropped_until_written_to() {
+fn a_handle_on_a_dropped_tree_is_not_found() {
     let db = temp_db();
     let t = db.open_tree("t").unwrap();
     t.insert("a", "1").unwrap();
+    let kept = t.clone();
     assert!(db.drop_tree("t").unwrap());
-    let listed = |db: &Db| db.tree_names().iter().any(|n| n == "t");
-    t.remove("absent").unwrap();
-    assert!(t.compare_and_swap("a", Some("1"), Some("2")).unwrap().is_err());
-    assert_eq!(t.pop_min().unwrap(), None);
-    assert!(!listed(&db));
-    t.insert("b", "2").unwrap();
-    assert!(listed(&db));
-    assert_eq!(entries(db.open_tree("t").unwrap().iter()), vec![(b"b".to_vec(), b"2".to_vec())]);
+    let listed = |db: &Db, name: &str| db.tree_names().iter().any(|n| n == name);
+    let gone = |t: &Tree| {
+        let nf = |r: Result<(), Error>| matches!(r, Err(Error::CollectionNotFound));
+        assert!(nf(t.insert("b", "2").map(drop)));
+        assert!(nf(t.remove("a").map(drop)));
+        assert!(nf(t.get("a").map(drop)));
+        assert!(nf(t.contains_key("a").map(drop)));
+        assert!(nf(t.compare_and_swap("a", Some("1"), Some("2")).map(drop)));
+        assert!(nf(t.pop_min().map(drop)));
+        assert!(nf(t.update_and_fetch("a", |_| Some(b"x".to_vec())).map(drop)));
+        assert!(nf(t.iter().next().unwrap().map(drop)));
+        assert!(nf(t.range("a"..).next_back().unwrap().map(drop)));
+        assert!(nf(t.scan_prefix("a").next().unwrap().map(drop)));
+        let mut b = Batch::default();
+        b.insert("c", "3");
+        assert!(nf(t.apply_batch(b)));
+        assert!(nf(t.clear()));
+        let r: TransactionResult<()> = t.transaction(|tx| {
+            tx.insert("d", "4")?;
+            Ok(())
+        });
+        assert!(matches!(r, Err(foldvault::transaction::TransactionError::Storage(Error::CollectionNotFound))));
+        assert_eq!(t.len(), 0);
+    };
+    gone(&t);
+    gone(&kept);
+    assert!(!listed(&db, "t"), "a write through the old handle made the dropped tree again");
+    // Made again: a new instance, which the old handles do not reach.
+    let again = db.open_tree("t").unwrap();
+    assert!(again.is_empty());
+    again.insert("n", "new").unwrap();
+    gone(&t);
+    assert_eq!(entries(again.iter()), vec![(b"n".to_vec(), b"new".to_vec())]);
+    // Dropped and made again within one transaction: the same.
+    let u = db.open_tree("u").unwrap();
+    u.insert("x", "old").unwrap();
+    let tx = db.begin_write().unwrap();
+    assert!(tx.drop_tree("u").unwrap());
+    tx.open_tree("u").unwrap().insert("y", "new").unwrap();
+    tx.commit().unwrap();
+    gone(&u);
+    assert_eq!(entries(db.open_tree("u").unwrap().iter()), vec![(b"y".to_vec(), b"new".to_vec())]);
+    // Handles on trees no one dropped, and the default tree, are unaffected.
+    assert_eq!(again.get("n").unwrap().unwrap(), "new");
+    db.insert("k", "v").unwrap();
+    assert_eq!(db.get("k").unwrap().unwrap(), "v");
 }
 
 /// The same in a sled transaction: a removal of a key that is not there (alone, or all a
@@ -454,22 +494,12 @@ fn a_transaction_that_changes_nothing_commits_nothing() {
     });
     r.unwrap();
     assert_eq!(db.commit_seq(), seq, "a transaction that changed nothing committed");
+    // A transaction on a handle whose tree was dropped is refused before its closure runs.
     assert!(db.drop_tree("t").unwrap());
     let listed = |db: &Db| db.tree_names().iter().any(|n| n == "t");
-    let r: TransactionResult<()> = t.transaction(|tx| {
-        tx.remove("a")?;
-        tx.apply_batch(&absent)?;
-        Ok(())
-    });
-    r.unwrap();
+    let r: TransactionResult<()> = t.transaction(|_| panic!("ran on a dropped tree"));
+    assert!(matches!(r, Err(foldvault::transaction::TransactionError::Storage(Error::CollectionNotFound))));
     assert!(!listed(&db), "the dropped tree came back");
-    let r: TransactionResult<()> = t.transaction(|tx| {
-        tx.remove("absent")?;
-        tx.insert("b", "2")?;
-        Ok(())
-    });
-    r.unwrap();
-    assert_eq!(entries(db.open_tree("t").unwrap().iter()), vec![(b"b".to_vec(), b"2".to_vec())]);
 }
 
 /// `iter().last()` reads from the back end, as sled's does, and `keys()` reads no values: both

@@ -310,7 +310,7 @@ mod tests {
         let tag = SealTag([9; 16]);
         let shared = PageRef { page: 20, tag, generation: 1 };
         let entry = |name: &[u8]| {
-            let mut e = TreeRoot { root: shared, count: 1 }.encode();
+            let mut e = TreeRoot { root: shared, count: 1, born: 0 }.encode();
             e.extend_from_slice(name);
             zeroize::Zeroizing::new(e)
         };
@@ -342,7 +342,7 @@ mod tests {
     fn tree_with_chain(chain: u64) -> (HashMap<PageNo, PageFacts>, PageRef) {
         let tag = |p: u64| SealTag([p as u8; 16]);
         let link = |p: u64| PageRef { page: p, tag: tag(p), generation: 1 };
-        let mut e = TreeRoot { root: link(20), count: 1 }.encode();
+        let mut e = TreeRoot { root: link(20), count: 1, born: 0 }.encode();
         e.extend_from_slice(b"t");
         let mut facts = HashMap::new();
         let catalog = PageFacts {
@@ -417,7 +417,8 @@ mod tests {
     #[test]
     fn catalog_entries_beyond_their_page_are_refused() {
         let sealer = PageSealer::plaintext(*b"backup-verify-ut");
-        let root = TreeRoot { root: PageRef { page: 30, tag: SealTag([1; 16]), generation: 1 }, count: 0 }.encode();
+        let root =
+            TreeRoot { root: PageRef { page: 30, tag: SealTag([1; 16]), generation: 1 }, count: 0, born: 0 }.encode();
         // Eight entries, the first with a long key; then (for `shared`) every slot names it.
         let mut l = Leaf::default();
         l.insert(0, &[b'a'; 900], RawValue::Inline(&root));
@@ -479,7 +480,7 @@ mod tests {
     fn two_leaf_tree(sep: &[u8], left: &[&[u8]], right: &[&[u8]]) -> (HashMap<PageNo, PageFacts>, PageRef) {
         let link = |p: u64| PageRef { page: p, tag: SealTag([p as u8; 16]), generation: 1 };
         let keys = |ks: &[&[u8]]| ks.iter().map(|k| Zeroizing::new(k.to_vec())).collect();
-        let mut e = TreeRoot { root: link(20), count: (left.len() + right.len()) as u64 }.encode();
+        let mut e = TreeRoot { root: link(20), count: (left.len() + right.len()) as u64, born: 0 }.encode();
         e.extend_from_slice(b"t");
         let mut facts = HashMap::new();
         let tree_page = |p: u64, kind: PageKind| PageFacts {

@@ -227,7 +227,7 @@ fn compaction_walks_stop_at_a_branch_entered_twice() {
     let (mut at, mut budget) = (root, 1000);
     let r = tx.copy_where(&mut at, CopyRule::AtOrAbove(60), &mut budget, Some(&mut InlineLeaves::default()));
     assert_eq!(reason(r), CorruptReason::DoubleReference);
-    let mut tree = TreeRoot { root, count: 2 };
+    let mut tree = TreeRoot { root, count: 2, born: 0 };
     let mut tally = Default::default();
     let r = tx.repack(&mut tree, &mut 1000, &mut tally, &mut InlineLeaves::default());
     assert_eq!(reason(r), CorruptReason::DoubleReference);
@@ -252,17 +252,17 @@ fn an_edit_never_copies_a_shared_leaf_twice() {
     let l = put(&p, 10, leaf(&[b"a", b"b"]));
     let root = put(&p, 11, branch(b"m", l, l));
     let mut tx = TxPages::new(p.clone(), Allocator::new(64, &[]), 2, 0);
-    let mut tree = TreeRoot { root, count: 2 };
+    let mut tree = TreeRoot { root, count: 2, born: 0 };
     assert_eq!(reason(tx.remove(&mut tree, b"a", true)), CorruptReason::DoubleReference);
     let mut tx = TxPages::new(p.clone(), Allocator::new(64, &[]), 2, 0);
-    let mut tree = TreeRoot { root, count: 2 };
+    let mut tree = TreeRoot { root, count: 2, born: 0 };
     let r = tx.repack(&mut tree, &mut 1000, &mut Default::default(), &mut InlineLeaves::default());
     assert_eq!(reason(r), CorruptReason::DoubleReference);
     // The same edits of a sound tree go through.
     let (l1, l2) = (put(&p, 12, leaf(&[b"a", b"b"])), put(&p, 13, leaf(&[b"x"])));
     let root = put(&p, 14, branch(b"m", l1, l2));
     let mut tx = TxPages::new(p.clone(), Allocator::new(64, &[]), 2, 0);
-    let mut tree = TreeRoot { root, count: 3 };
+    let mut tree = TreeRoot { root, count: 3, born: 0 };
     assert_eq!(tx.remove(&mut tree, b"a", true).unwrap().as_deref(), Some(&b"v"[..]));
     assert_eq!(tree.count, 2);
 }

@@ -32,11 +32,16 @@ use crate::format::{get_u64, put_u64};
 /// children, so a tree of 64 levels would hold more entries than any file can.
 pub const MAX_DEPTH: usize = 64;
 
-/// A tree's root and record count, as the catalog stores it.
+/// A tree's root and record count, as the catalog stores it, and which instance of its name
+/// it is in this process.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct TreeRoot {
     pub root: PageRef,
     pub count: u64,
+    /// The commit that made this tree, if this process made it (0: read from the file). Not
+    /// stored: a `Tree` handle made before its name was dropped (and perhaps made again) sees
+    /// another value, or none, and answers `CollectionNotFound`, as sled's does.
+    pub born: u64,
 }
 
 pub(crate) const TREE_ROOT_SIZE: usize = PAGE_REF_SIZE + 8;
@@ -52,6 +57,6 @@ impl TreeRoot {
         if b.len() != TREE_ROOT_SIZE {
             return None;
         }
-        Some(TreeRoot { root: PageRef::decode(b, 0)?, count: get_u64(b, PAGE_REF_SIZE)? })
+        Some(TreeRoot { root: PageRef::decode(b, 0)?, count: get_u64(b, PAGE_REF_SIZE)?, born: 0 })
     }
 }

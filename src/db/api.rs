@@ -140,7 +140,7 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
         _ => None,
     };
     let handle = Arc::new(Handle { engine, flusher: Mutex::new(flusher), temporary: located.temporary.map(Box::new) });
-    Ok(Db { default: Tree { handle: handle.clone(), name: Arc::from(DEFAULT_TREE) }, handle })
+    Ok(Db { default: Tree::fixed(handle.clone(), DEFAULT_TREE), handle })
 }
 
 /// Creates a database in empty `storage`, then syncs the directory entries of `new_names`
@@ -250,12 +250,19 @@ impl Db {
     pub fn open_tree<V: AsRef<[u8]>>(&self, name: V) -> Result<Tree> {
         let name = name.as_ref();
         check_user_tree_name(name)?;
-        if !self.handle.engine.snapshot().trees.contains_key(name) && name != DEFAULT_TREE {
+        if name == DEFAULT_TREE {
+            return Ok(Tree::fixed(self.handle.clone(), name));
+        }
+        loop {
+            // The handle is for the instance of the name it finds (made here if there is none,
+            // and looked for again: another thread may drop it before it is found).
+            if let Some(r) = self.handle.engine.snapshot().trees.get(name) {
+                return Ok(Tree { handle: self.handle.clone(), name: Arc::from(name), born: Some(r.born) });
+            }
             let tx = self.begin_write()?;
             tx.open_tree(name)?;
             tx.commit()?;
         }
-        Ok(Tree { handle: self.handle.clone(), name: Arc::from(name) })
     }
 
     /// Removes a tree and frees every page of it. Returns whether it existed. The default tree
@@ -347,6 +354,9 @@ impl Db {
 pub struct Tree {
     pub(crate) handle: Arc<Handle>,
     pub(crate) name: Arc<[u8]>,
+    /// The instance of `name` this handle was opened on (`TreeRoot::born`); `None` for a tree
+    /// that cannot be dropped (the default tree, the internal ones).
+    pub(crate) born: Option<u64>,
 }
 
 impl std::fmt::Debug for Tree {
@@ -451,15 +461,38 @@ impl IntoIterator for &Tree {
 }
 
 impl Tree {
-    fn root(&self, snap: &Snapshot) -> PageRef {
-        snap.trees.get(&*self.name).map(|r| r.root).unwrap_or(PageRef::NONE)
+    /// A handle on a tree that cannot be dropped (the default tree, an internal one).
+    pub(crate) fn fixed(handle: Arc<Handle>, name: &[u8]) -> Tree {
+        Tree { handle, name: Arc::from(name), born: None }
+    }
+
+    /// This handle's tree in `snap`. A name dropped since the handle was opened (and perhaps
+    /// made again) is `CollectionNotFound`, as sled answers a handle on a dropped tree: a write
+    /// through it made the dropped tree again, and reads saw another tree of the same name.
+    pub(crate) fn current(&self, snap: &Snapshot) -> Result<TreeRoot> {
+        let found = snap.trees.get(&*self.name).copied();
+        match (self.born, found) {
+            (None, found) => Ok(found.unwrap_or_default()),
+            (Some(born), Some(r)) if r.born == born => Ok(r),
+            _ => Err(Error::CollectionNotFound),
+        }
+    }
+
+    fn root(&self, snap: &Snapshot) -> Result<PageRef> {
+        self.current(snap).map(|r| r.root)
     }
 
     /// Runs `f` as one write transaction on this tree.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&mut TxPages, &mut TreeRoot) -> Result<T>) -> Result<T> {
         let engine = &self.handle.engine;
         let (mut ws, mut tx, base) = engine.begin()?;
-        let mut root = base.trees.get(&*self.name).copied().unwrap_or_default();
+        let mut root = match self.current(&base) {
+            Ok(r) => r,
+            Err(e) => {
+                engine.abort(&mut ws, tx);
+                return Err(e);
+            }
+        };
         let out = match f(&mut tx, &mut root) {
             Ok(v) => v,
             Err(e) => {
@@ -490,7 +523,7 @@ impl Tree {
 
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
         let snap = self.handle.engine.snapshot();
-        get_in(&self.handle.engine, &snap, self.root(&snap), key.as_ref())
+        get_in(&self.handle.engine, &snap, self.root(&snap)?, key.as_ref())
     }
 
     pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
@@ -500,7 +533,7 @@ impl Tree {
 
     pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool> {
         let snap = self.handle.engine.snapshot();
-        contains_in(&self.handle.engine, &snap, self.root(&snap), key.as_ref())
+        contains_in(&self.handle.engine, &snap, self.root(&snap)?, key.as_ref())
     }
 
     /// Sets `key` to `new` only if its current value is `old` (`None` = absent).
@@ -586,8 +619,16 @@ impl Tree {
     /// Entries in `range`, in key order, from the snapshot current when the iterator is made.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         let snap = self.handle.engine.snapshot();
-        let root = self.root(&snap);
-        Iter::new(self.handle.clone(), snap, root, bound_to_vec(range.start_bound()), bound_to_vec(range.end_bound()))
+        match self.root(&snap) {
+            Ok(root) => Iter::new(
+                self.handle.clone(),
+                snap,
+                root,
+                bound_to_vec(range.start_bound()),
+                bound_to_vec(range.end_bound()),
+            ),
+            Err(e) => Iter::failed(self.handle.clone(), snap, e),
+        }
     }
 
     pub fn iter(&self) -> Iter {
@@ -597,8 +638,10 @@ impl Tree {
     /// Entries whose key starts with `prefix`.
     pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Iter {
         let snap = self.handle.engine.snapshot();
-        let root = self.root(&snap);
-        Iter::prefix(self.handle.clone(), snap, root, prefix.as_ref())
+        match self.root(&snap) {
+            Ok(root) => Iter::prefix(self.handle.clone(), snap, root, prefix.as_ref()),
+            Err(e) => Iter::failed(self.handle.clone(), snap, e),
+        }
     }
 
     pub fn first(&self) -> Result<Option<(IVec, IVec)>> {
@@ -649,7 +692,8 @@ impl Tree {
     /// Number of entries (kept in the catalog: O(1), unlike sled's O(n)).
     pub fn len(&self) -> usize {
         let snap = self.handle.engine.snapshot();
-        snap.trees.get(&*self.name).map(|r| r.count as usize).unwrap_or(0)
+        // A handle whose tree was dropped counts nothing.
+        self.current(&snap).map_or(0, |r| r.count as usize)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -318,7 +318,7 @@ fn salvage_into(source: &SalvageSource, dst_db: &Db) -> Result<SalvageReport> {
     // not read, the copy's ids start at 2^62, above any a database hands out in practice, and
     // the loss is reported.
     if let Some(root) = trees.get(super::engine::IDS_TREE) {
-        let ids = Tree { handle: dst_db.handle.clone(), name: Arc::from(super::engine::IDS_TREE) };
+        let ids = Tree::fixed(dst_db.handle.clone(), super::engine::IDS_TREE);
         // The counter is 8 bytes, inline: any other value (an overflow value, whose inline bytes
         // are none, or a length a forged leaf gives it) does not read either, and copied as it
         // was, the copy's ids started again from 0.

@@ -251,6 +251,7 @@ impl Engine {
 
     /// Commits a transaction's changes. `changed` names trees whose roots changed (created
     /// included); `dropped` names trees to remove from the catalog (their pages already freed).
+    /// A name in both was dropped and made again: a new instance (`TreeRoot::born`).
     pub(crate) fn commit(
         &self,
         ws: &mut WriterState,
@@ -272,12 +273,20 @@ impl Engine {
                     trees.iter_mut().filter(|(n, _)| changed.contains(*n)).map(|(_, r)| &mut r.root).collect();
                 tx.flush(&mut roots)?;
             }
-            let mut cat = TreeRoot { root: tx.catalog_root.unwrap_or(base.catalog), count: base.trees.len() as u64 };
+            let mut cat =
+                TreeRoot { root: tx.catalog_root.unwrap_or(base.catalog), count: base.trees.len() as u64, born: 0 };
             for name in dropped {
                 tx.remove(&mut cat, name, false)?;
             }
             for name in changed {
-                if let Some(r) = trees.get(name) {
+                if let Some(r) = trees.get_mut(name) {
+                    // A tree new to the catalog, or dropped and made again, is a new instance;
+                    // any other keeps its own (whatever root the caller built: `clear` starts
+                    // from an empty one).
+                    r.born = match base.trees.get(name) {
+                        Some(old) if !dropped.contains(name) => old.born,
+                        _ => seq,
+                    };
                     tx.insert(&mut cat, name, &r.encode(), false)?;
                 }
             }

@@ -31,6 +31,8 @@ pub struct Iter {
     last_front: Option<IVec>,
     last_back: Option<IVec>,
     done: bool,
+    /// An error to yield first, then end (a handle whose tree was dropped).
+    failed: Option<Error>,
     /// Values are read (`keys` turns this off: a listing of keys opens no overflow chain).
     read_values: bool,
 }
@@ -72,8 +74,16 @@ impl Iter {
             last_front: None,
             last_back: None,
             done: false,
+            failed: None,
             read_values: true,
         }
+    }
+
+    /// An iterator that yields `e` once and ends.
+    pub(crate) fn failed(handle: Arc<Handle>, snap: Arc<Snapshot>, e: Error) -> Iter {
+        let mut it = Iter::new(handle, snap, PageRef::NONE, Bound::Unbounded, Bound::Unbounded);
+        it.failed = Some(e);
+        it
     }
 
     pub(crate) fn prefix(handle: Arc<Handle>, snap: Arc<Snapshot>, root: PageRef, prefix: &[u8]) -> Iter {
@@ -197,6 +207,10 @@ impl Iter {
     fn advance(&mut self, forward: bool) -> Option<Result<(IVec, IVec)>> {
         if self.done {
             return None;
+        }
+        if let Some(e) = self.failed.take() {
+            self.done = true;
+            return Some(Err(e));
         }
         let r = self.step(forward).transpose();
         if !matches!(r, Some(Ok(_))) {

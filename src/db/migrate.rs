@@ -135,10 +135,8 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
         }
         // The id generator's reservation (a hidden tree) travels too, so ids keep increasing.
         if rt.snap.trees.contains_key(super::engine::IDS_TREE) {
-            let src_ids =
-                super::api::Tree { handle: src.handle.clone(), name: std::sync::Arc::from(super::engine::IDS_TREE) };
-            let dst_ids =
-                super::api::Tree { handle: out.handle.clone(), name: std::sync::Arc::from(super::engine::IDS_TREE) };
+            let src_ids = super::api::Tree::fixed(src.handle.clone(), super::engine::IDS_TREE);
+            let dst_ids = super::api::Tree::fixed(out.handle.clone(), super::engine::IDS_TREE);
             if let Some(v) = src_ids.get(b"next")? {
                 dst_ids.insert(b"next", v)?;
             }
@@ -575,7 +573,7 @@ pub fn from_sled(
         // sled's id counter carries over: one id drawn from it is above every id it handed
         // out, and the copy's `generate_id` starts there.
         let next = sdb.generate_id().map_err(sled_error)?;
-        let ids = super::api::Tree { handle: out.handle.clone(), name: std::sync::Arc::from(super::engine::IDS_TREE) };
+        let ids = super::api::Tree::fixed(out.handle.clone(), super::engine::IDS_TREE);
         ids.insert(b"next", next.saturating_add(1).to_le_bytes())?;
         drop(ids);
         finish_copy(out)?;

@@ -71,6 +71,8 @@
 //! - Tree names starting with `\0foldvault.` are reserved (the engine keeps `generate_id`'s
 //!   counter there): `open_tree` and `drop_tree` refuse them with `Unsupported`. A tree name is a
 //!   catalog key: at most `MAX_KEY_LEN` bytes (`KeyTooLarge`).
+//! - A `Tree` handle whose tree was dropped (and perhaps opened again since) answers
+//!   `CollectionNotFound`, as sled's does; its `len` is 0 (sled's counts its iterator).
 //! - Iterators (`iter`, `range`, `scan_prefix`) read the snapshot of the moment they were made;
 //!   sled's may see writes made while they run.
 //! - `IVec` has no `DerefMut`/`AsMut`, `subslice` or `From<Arc<[u8]>>`; it compares equal to
@@ -275,6 +277,12 @@ impl TransactionalTrees {
             return Err(Error::Unsupported("cannot use trees from multiple databases in the same transaction".into()));
         }
         let tx = WriteTransaction::begin(first.handle.clone())?;
+        // A handle whose tree was dropped since it was opened is `CollectionNotFound` (the
+        // transaction would make the tree again), checked against the transaction's snapshot.
+        let base = tx.with(|t| Ok(t.base.clone()))?;
+        for t in trees {
+            t.current(&base)?;
+        }
         let overlay = Rc::new(Overlay { tx: RefCell::new(Some(tx)), flush: Cell::new(false), ids: Cell::new((0, 0)) });
         let inner =
             trees.iter().map(|t| TransactionalTree { overlay: overlay.clone(), name: t.name.clone() }).collect();

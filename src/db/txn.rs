@@ -201,9 +201,10 @@ impl TxTree<'_> {
                 || (t.pages.new_pages.len(), t.pages.freed.len()) != pages_before
                 || (root.root.page, root.count) != (before.root.page, before.count);
             if changed {
+                // A name dropped earlier in this transaction stays in `dropped`: the commit
+                // removes the old tree's entry and enters this one as a new instance.
                 t.trees.insert(self.name.clone(), root);
                 t.changed.insert(self.name.clone());
-                t.dropped.remove(&self.name);
             }
             Ok(out)
         })
