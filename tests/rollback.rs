@@ -167,14 +167,19 @@ fn anchor_the_durable_sequence() {
     db.insert("a", b"1".to_vec()).unwrap();
     db.flush().unwrap();
     let durable = db.durable_commit_seq();
+    assert_eq!(db.durable_root_digest(), db.root_digest());
     db.insert("b", b"2".to_vec()).unwrap();
     assert!(db.commit_seq() > durable, "an eventual commit is not durable yet");
     assert_eq!(db.durable_commit_seq(), durable);
+    // The digest anchor has a durable form too (`root_digest` names the newest commit).
+    let durable_digest = db.durable_root_digest();
+    assert_ne!(durable_digest, db.root_digest());
     // Simulate the crash: copy the file as it is on disk now (no flush happened for "b").
     let on_disk = read_file(&path);
     drop(db); // flushes "b"
     write_file(&path, &on_disk);
-    let db = open(file_cfg(&path).min_commit_seq(durable)).expect("the durable anchor survives a crash");
+    let anchored = file_cfg(&path).min_commit_seq(durable).expected_root_digest(durable_digest);
+    let db = open(anchored).expect("the durable anchors survive a crash");
     assert_eq!(db.commit_seq(), durable);
     assert!(db.get("b").unwrap().is_none());
     assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));

@@ -297,7 +297,9 @@ impl Db {
         Ok(ReadTransaction { handle: self.handle.clone(), snap: self.handle.engine.snapshot() })
     }
 
-    /// The sequence number of the newest commit (for anchoring against rollback).
+    /// The sequence number of the newest commit, which may not be durable yet (under
+    /// `Durability::Eventual`): to anchor against rollback, use `durable_commit_seq`, which a
+    /// crash cannot take back (SPEC §11).
     pub fn commit_seq(&self) -> u64 {
         self.handle.engine.snapshot().seq
     }
@@ -307,11 +309,18 @@ impl Db {
         self.handle.engine.durable_seq.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// A digest naming the newest commit (file id, sequence, catalog root and its tag). Store it
-    /// outside the file and pass it to `Config::expected_root_digest` to detect a rolled-back file.
+    /// A digest naming the newest commit (file id, sequence, catalog root and its tag), which
+    /// may not be durable yet. To anchor against rollback, use `durable_root_digest`.
     pub fn root_digest(&self) -> [u8; 32] {
         let snap = self.handle.engine.snapshot();
         self.handle.engine.root_digest(&snap)
+    }
+
+    /// The digest of the newest durable commit: store it outside the file and pass it to
+    /// `Config::expected_root_digest` to detect a rolled-back file. (The digest of a commit not
+    /// yet durable is refused, `RootDigestMismatch`, by an open after a crash that lost it.)
+    pub fn durable_root_digest(&self) -> [u8; 32] {
+        self.handle.engine.durable_root_digest()
     }
 
     /// What recovery found at open.

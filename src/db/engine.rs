@@ -132,6 +132,9 @@ pub(crate) struct Engine {
     pub(crate) recovery: RecoveryReport,
     pub(crate) ids: Mutex<(u64, u64)>,
     pub(crate) durable_seq: AtomicU64,
+    /// The sequence number and catalog of the newest durable commit (`durable_root_digest`),
+    /// set with `durable_seq`.
+    pub(crate) durable_root: Mutex<(u64, PageRef)>,
     /// Held while a commit record is written and synced: records are written one at a time,
     /// each to the slot its predecessor does not hold, and only once that one is on disk.
     /// Taken after the writer lock; a thread holding it never waits for the writer.
@@ -382,14 +385,14 @@ impl Engine {
             }
             let prepared = self.prepare_durable(&mut ws);
             drop(ws);
-            let (target, bytes) = match prepared {
+            let (durable, bytes) = match prepared {
                 Ok(p) => p,
                 Err(e) => {
                     self.pager.poison_now("commit failed part way");
                     return Err(e);
                 }
             };
-            self.sync_record(target)?;
+            self.sync_record(durable)?;
             drop(syncing);
             return Ok(bytes);
         }
@@ -406,18 +409,20 @@ impl Engine {
         if self.pager.is_poisoned() {
             return Err(Error::Poisoned);
         }
-        let r = self.prepare_durable(ws).and_then(|(target, bytes)| self.sync_record(target).map(|()| bytes));
+        let r = self.prepare_durable(ws).and_then(|(durable, bytes)| self.sync_record(durable).map(|()| bytes));
         if r.is_err() {
             self.pager.poison_now("commit failed part way");
         }
         r
     }
 
-    /// The sync of the record of commit `target` (written by `prepare_durable`; the caller
-    /// holds `sync_lock`), then `durable_seq`. A failed sync poisons the handle.
-    fn sync_record(&self, target: u64) -> Result<()> {
+    /// The sync of the record of commit `durable` (its sequence number and catalog, written by
+    /// `prepare_durable`; the caller holds `sync_lock`), then `durable_seq`. A failed sync
+    /// poisons the handle.
+    fn sync_record(&self, durable: (u64, PageRef)) -> Result<()> {
         self.pager.sync()?;
-        self.durable_seq.store(target, Ordering::Release);
+        *self.durable_root.lock() = durable;
+        self.durable_seq.store(durable.0, Ordering::Release);
         crate::pager::metrics::Counters::add(&self.pager.counters.durable_commits, 1);
         Ok(())
     }
@@ -433,7 +438,7 @@ impl Engine {
     /// `durable_seq`, which moves only after the sync (`begin` promotes by it), so nothing
     /// reachable from the last synced record is written before this one is on disk. If the sync
     /// fails the handle is poisoned and this state is never used.
-    fn prepare_durable(&self, ws: &mut WriterState) -> Result<(u64, usize)> {
+    fn prepare_durable(&self, ws: &mut WriterState) -> Result<((u64, PageRef), usize)> {
         let snap = self.snapshot();
         let seq = snap.seq;
         // Format version 2: small changes to the free list go in the record (SPEC.md §7).
@@ -466,7 +471,7 @@ impl Engine {
         // Every commit so far is in this record (commits set the flag under the writer, which
         // the caller holds).
         self.undurable.store(false, Ordering::Release);
-        Ok((seq, pages * crate::format::PAGE_SIZE))
+        Ok(((seq, snap.catalog), pages * crate::format::PAGE_SIZE))
     }
 
     /// The epoch new pages are sealed under (without waiting for the writer when this thread
@@ -559,6 +564,12 @@ impl Engine {
     /// A public digest of the newest commit, for anchoring against whole-file rollback.
     pub(crate) fn root_digest(&self, snap: &Snapshot) -> [u8; 32] {
         root_digest(self.pager.sealer.file_id(), snap.seq, snap.catalog)
+    }
+
+    /// The root digest of the newest durable commit.
+    pub(crate) fn durable_root_digest(&self) -> [u8; 32] {
+        let (seq, catalog) = *self.durable_root.lock();
+        root_digest(self.pager.sealer.file_id(), seq, catalog)
     }
 
     /// Unique, monotonic ids across restarts (ranges reserved durably in a hidden tree).

@@ -164,6 +164,7 @@ fn assemble(
         recovery,
         ids: Mutex::new((0, 0)),
         durable_seq: AtomicU64::new(rec.seq),
+        durable_root: Mutex::new((rec.seq, rec.catalog)),
         writer_owner: Arc::new(AtomicU64::new(0)),
         flush_in_tx: AtomicU64::new(0),
         checkpoint_on_close: cfg.checkpoint_on_close && !cfg.read_only,
