@@ -209,6 +209,36 @@ fn rekey_reseals_every_page_and_needs_every_slot() {
     assert!(t.contains(&format!("page {catalog}: FAILS TO OPEN")), "{t}");
 }
 
+/// Regression: `encrypt --in-place` of an encrypted database with a recovery key gave the
+/// file one slot, for the key given, and said nothing: the recovery key stopped opening it.
+#[test]
+fn encrypt_in_place_does_not_drop_key_slots_silently() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
+    let rk = e.p("recovery.key");
+    secret(&rk, &e.fv(&["slots", &db, "add-recovery", "--passphrase-file", &pass]).ok().text());
+    let before = std::fs::read(&db).unwrap();
+    let mut args = vec!["encrypt", db.as_str(), "--in-place", "--passphrase-file", &pass];
+    args.extend(FAST_KDF);
+    let o = e.fv(&args).code(2);
+    assert!(o.err().contains("slot 1 (recovery-key)") && o.err().contains("rekey"), "{}", o.err());
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the refused conversion changed the file");
+    // A copy keeps the source, and says what it did not carry over.
+    let copy = e.p("copy");
+    let mut copy_args = vec!["encrypt", db.as_str(), copy.as_str(), "--passphrase-file", &pass];
+    copy_args.extend(FAST_KDF);
+    let o = e.fv(&copy_args).ok();
+    assert!(o.err().contains("one key slot") && o.err().contains("slot 1 (recovery-key)"), "{}", o.err());
+    e.fv(&["get", &copy, "t", "k", "--recovery-key-file", &rk]).code(3);
+    // Asked for: converted, and the recovery key no longer opens it.
+    args.push("--drop-other-slots");
+    e.fv(&args).ok();
+    assert_eq!(e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).ok().stdout, b"v");
+    e.fv(&["get", &db, "t", "k", "--recovery-key-file", &rk]).code(3);
+}
+
 #[test]
 fn encrypt_and_decrypt_copies() {
     const MARKER: &str = "MARKER-Qx7-plaintext-record";

@@ -453,7 +453,9 @@ pub struct RekeyArgs {
 #[command(after_help = "The key options give the key of the new encrypted database. An encrypted SRC is \
 opened with the --src-* options, or else with the same key options. Every tree of the copy is checked \
 against its source (record count and BLAKE3 digest, shown at the end). The copy is written beside DST \
-(or SRC with --in-place), synced and renamed into place.\nExit codes: 0 ok, 2 DST exists or bad \
+(or SRC with --in-place), synced and renamed into place. The copy has one key slot, for the key \
+options given: an encrypted SRC's other slots are not carried over (rekey changes the data key and \
+keeps every slot).\nExit codes: 0 ok, 2 DST exists or bad \
 arguments, 3 wrong key for SRC, 4 SRC is damaged, 5 I/O error or locked")]
 pub struct EncryptArgs {
     /// The database to encrypt (plaintext, or encrypted: it then gets a new data key)
@@ -464,6 +466,10 @@ pub struct EncryptArgs {
     /// Replace SRC itself by its encrypted copy
     #[arg(long)]
     pub in_place: bool,
+    /// With --in-place on an encrypted SRC that has key slots the copy does not recreate (a
+    /// recovery key, other passphrases): convert anyway, and those keys stop opening it
+    #[arg(long, requires = "in_place")]
+    pub drop_other_slots: bool,
     #[command(flatten)]
     pub new: NewDbArgs,
     /// The passphrase that opens an encrypted SRC, in FILE

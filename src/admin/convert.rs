@@ -81,7 +81,27 @@ fn copy_error(e: Error, src: &Path, dst: &Path) -> CliError {
 pub fn encrypt(a: EncryptArgs) -> Result<(), CliError> {
     let src = Target::resolve(&a.src);
     src.must_exist()?;
-    let src_encrypted = read_header(&src.file).at(&src.file)?.header.is_encrypted();
+    let src_header = read_header(&src.file).at(&src.file)?.header;
+    let src_encrypted = src_header.is_encrypted();
+    // The copy gets one slot, for the new key: the source's other ways in (a recovery key,
+    // other passphrases) are not carried over. In place they would be gone with the source.
+    let other_slots: Vec<String> = src_header
+        .slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.as_ref().map(|s| format!("slot {i} ({})", s.kind.name())))
+        .collect();
+    let dropped_slots = if src_encrypted && other_slots.len() > 1 { other_slots } else { Vec::new() };
+    if a.in_place && !dropped_slots.is_empty() && !a.drop_other_slots {
+        return Err(CliError::Usage(format!(
+            "{} has {} key slots ({}); its encrypted copy has one, for the key given, and the others would \
+             stop opening it: use rekey to change the data key and keep every slot, or pass \
+             --drop-other-slots",
+            src.file.display(),
+            dropped_slots.len(),
+            dropped_slots.join(", ")
+        )));
+    }
     let given_src_keys =
         a.src_passphrase_file.is_some() || a.src_key_file.is_some() || a.src_recovery_key_file.is_some();
     if !src_encrypted && given_src_keys {
@@ -130,6 +150,13 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), CliError> {
             (r.at(&src.file)?, src.file.clone())
         }
     };
+    if !dropped_slots.is_empty() {
+        eprintln!(
+            "note: the copy has one key slot, for the key given; {} had {}",
+            src.file.display(),
+            dropped_slots.join(", ")
+        );
+    }
     let how = if a.in_place { "in place" } else { "into" };
     let verb = if src_encrypted { "re-encrypted" } else { "encrypted" };
     print_report(
