@@ -179,6 +179,12 @@ pub fn backup(a: BackupArgs) -> Result<(), CliError> {
             Error::Io(io) if w.failed => CliError::io(io, &a.out),
             e => CliError::db(e, &file),
         })?;
+        // A device keeps what was written in the page cache until it is synced: the summary
+        // must not come before the backup is on it (a pipe or /dev/null has nothing to sync).
+        if kind.is_some_and(|t| t.is_block_device()) {
+            let f = w.inner.into_inner().map_err(|e| CliError::io(e.into_error(), &a.out))?;
+            f.sync_all().at(&a.out)?;
+        }
         (stats, a.out.display().to_string())
     } else {
         let tmp = temp_beside(&a.out, "partial");
