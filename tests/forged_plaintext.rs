@@ -167,7 +167,8 @@ fn pagedump_of_a_record_claiming_a_huge_file_does_not_panic() {
     let path = dir.path().join("huge.fv");
     one_record(&path);
     let clean = std::fs::read(&path).unwrap();
-    let forged: [(&[&str], fn(&mut foldvault::format::commit::CommitRecord)); 2] = [
+    type Forge = fn(&mut foldvault::format::commit::CommitRecord);
+    let forged: [(&[&str], Forge); 2] = [
         (&["--tree", "t"], |r| {
             r.page_count = 1 << 62;
             r.catalog.page = 1 << 60;
