@@ -94,7 +94,7 @@ fn op(inp: &mut Input, nested: bool) -> Op {
         _ => {
             let (fail_at, flags) = (Some(u64::from(inp.u8()) + 1), inp.u8());
             let (persistent, spare_reads) = (flags & 1 != 0, flags & 2 != 0);
-            let plan = FaultPlan { fail_at, persistent, spare_reads, crash_at: None };
+            let plan = FaultPlan { fail_at, persistent, spare_reads, ..FaultPlan::default() };
             Op::Fault { plan, device: usize::from(flags & 4 != 0), op: Box::new(op(inp, true)) }
         }
     }
