@@ -153,7 +153,7 @@ fn backup_snapshot<W: Write>(
             let mut nonce = [0u8; 12];
             let mut tag = [0u8; 16];
             if let Some(a) = &aead {
-                rand::thread_rng().fill_bytes(&mut nonce);
+                nonce = crate::crypto::nonce::fresh()?;
                 tag = a.seal(&nonce, &chunk_aad(&backup_id, index, chunk.len() as u32), &mut body)?;
             }
             let mut head = [0u8; CHUNK_HEADER_SIZE];

@@ -16,6 +16,7 @@ mod fastest;
 pub mod kdf;
 pub mod keys;
 pub mod locked;
+pub(crate) mod nonce;
 pub mod page_bench;
 pub mod seal;
 pub mod secret_file;

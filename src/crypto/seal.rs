@@ -1,8 +1,8 @@
 //! `seal_page` / `open_page`: the only code that turns a page's plaintext into the bytes on
 //! disk and back. SPEC.md §3 (layout, AAD) and §6 (keys, nonces, epochs).
 //!
-//! Invariants: a fresh 96-bit nonce from the thread-local CSPRNG (ChaCha12 seeded and
-//! periodically reseeded from the OS) for every seal; the AAD binds the file id, the page number,
+//! Invariants: a fresh 96-bit nonce for every seal (`crypto::nonce`: ChaCha12 per thread,
+//! seeded from the OS, reseeded periodically and in a forked child); the AAD binds the file id, the page number,
 //! the key epoch and the format version, so a page cannot be moved to another position, another
 //! file or another epoch; a page that fails to open is reported as `Corrupt { page,
 //! SealMismatch }` and its bytes are never returned.
@@ -301,8 +301,7 @@ impl PageSealer {
 
     /// Seals `buf[..PAYLOAD_SIZE]` in place as page `page` under `epoch`, filling the trailer.
     pub(crate) fn seal(&self, purpose: KeyPurpose, page: PageNo, epoch: u32, buf: &mut PageBuf) -> Result<SealTag> {
-        let mut nonce = [0u8; NONCE_SIZE];
-        rand::thread_rng().fill_bytes(&mut nonce);
+        let nonce: [u8; NONCE_SIZE] = super::nonce::fresh()?;
         let ad = aad(&self.file_id, page, epoch, self.version);
         let tag = match &self.mode {
             Mode::Plain => crc_tag(&ad, &nonce, &buf[..PAYLOAD_SIZE]),
