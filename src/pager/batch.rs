@@ -51,18 +51,40 @@ impl Pager {
             split.push(std::mem::replace(&mut rest, tail));
         }
         split.push(rest);
-        let results: Vec<Result<Vec<(usize, SealTag)>>> = if split.len() == 1 {
-            split.into_iter().map(|part| self.write_runs(epoch, part, fill)).collect()
-        } else {
-            std::thread::scope(|s| {
-                let handles: Vec<_> =
-                    split.into_iter().map(|part| s.spawn(move || self.write_runs(epoch, part, fill))).collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(Error::ReportableBug("sealing thread panicked".into()))))
-                    .collect()
-            })
-        };
+        let results: Vec<Result<Vec<(usize, SealTag)>>> =
+            if split.len() == 1 {
+                split.into_iter().map(|part| self.write_runs(epoch, part, fill)).collect()
+            } else {
+                std::thread::scope(|s| {
+                    // A thread the OS does not give (a process or cgroup thread limit) leaves its
+                    // part to this one: `Scope::spawn` would panic.
+                    let mut here = Vec::new();
+                    let mut handles = Vec::new();
+                    for part in split {
+                        let (tx, rx) = std::sync::mpsc::channel();
+                        let spawned = std::thread::Builder::new().spawn_scoped(s, move || {
+                            let part = rx.recv().unwrap_or_default();
+                            self.write_runs(epoch, part, fill)
+                        });
+                        match spawned {
+                            Ok(h) => {
+                                // A thread gone before its share arrived (it cannot be) is handed
+                                // an empty one; the share is done here.
+                                if let Err(back) = tx.send(part) {
+                                    here.push(back.0);
+                                }
+                                handles.push(h);
+                            }
+                            Err(_) => here.push(part),
+                        }
+                    }
+                    let mut out: Vec<_> = here.into_iter().map(|part| self.write_runs(epoch, part, fill)).collect();
+                    out.extend(handles.into_iter().map(|h| {
+                        h.join().unwrap_or_else(|_| Err(Error::ReportableBug("sealing thread panicked".into())))
+                    }));
+                    out
+                })
+            };
         let mut tags = vec![SealTag::default(); count];
         let mut failed: Option<Error> = None;
         for r in results {
@@ -82,6 +104,16 @@ impl Pager {
 
     /// One thread's share of `write_batch`, in ascending page order.
     fn write_runs<T>(
+        &self,
+        epoch: u32,
+        part: Vec<(usize, PageNo, T)>,
+        fill: &(dyn Fn(&T, &mut [u8]) -> Result<()> + Sync),
+    ) -> Result<Vec<(usize, SealTag)>> {
+        // One look at the process id for the whole share (`crypto::nonce`).
+        crate::crypto::nonce::checked_run(|| self.write_runs_checked(epoch, part, fill))
+    }
+
+    fn write_runs_checked<T>(
         &self,
         epoch: u32,
         part: Vec<(usize, PageNo, T)>,
@@ -128,9 +160,16 @@ impl Pager {
 }
 
 /// Keeps the first error of the sealing threads, unless it is the `Poisoned` that one thread
-/// met after another's write failed: then the failure itself (the I/O error) is reported.
+/// met after another's write failed, or any other error while another thread's write failed
+/// (the write poisoned the handle): then the I/O error itself is reported.
 fn keep_cause(failed: &mut Option<Error>, e: Error) {
-    if failed.is_none() || matches!(failed, Some(Error::Poisoned)) {
+    let replace = match (&*failed, &e) {
+        (None, _) | (Some(Error::Poisoned), _) => true,
+        (Some(Error::Io(_)), _) => false,
+        (Some(_), Error::Io(_)) => true,
+        _ => false,
+    };
+    if replace {
         *failed = Some(e);
     }
 }
