@@ -94,8 +94,21 @@ fn rekey_reseals_every_page_while_readers_run() {
     stop.store(true, Ordering::Relaxed);
     assert!(reader.join().unwrap() > 0);
     assert!(batches >= 1);
-    let after = epochs_of_live_pages(&db, &m.snapshot());
+    let image = m.snapshot();
+    let after = epochs_of_live_pages(&db, &image);
     assert!(after.iter().all(|e| *e > before), "a live page is still under the old key: {after:?}");
+    // Both commit records too (SPEC §6.4: two commits after the last batch rewrite the free
+    // list and both slots under the new key): a record left under the destroyed key would be
+    // rejected at every open.
+    for slot in [2usize, 3] {
+        let o = slot * 4096 + 4092;
+        let epoch = u32::from_le_bytes(image[o..o + 4].try_into().unwrap());
+        assert!(epoch > before, "commit record {slot} under epoch {epoch}, the old key's newest is {before}");
+    }
+    {
+        let reopened = cfg(Arc::new(MemoryStorage::from_bytes(image))).open().unwrap();
+        assert!(!reopened.was_recovered(), "{:?}", reopened.recovery_report().rejected_slots);
+    }
     // The reader is gone: the next write transaction destroys the old key.
     db.insert("after", &b"x"[..]).unwrap();
     assert_eq!(db.encryption_status().data_keys_held, 1);
