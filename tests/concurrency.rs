@@ -834,6 +834,8 @@ fn maintenance_inside_a_write_transaction_is_refused_not_a_deadlock() {
         let db = Config::new().temporary(true).use_env(false).passphrase("m").kdf(fast).open().unwrap();
         let tx = db.begin_write().unwrap();
         tx.open_tree("t").unwrap().insert(b"k", b"v").unwrap();
+        tx.set_durability(foldvault::Durability::Eventual);
+        let syncs = db.metrics().syncs;
         let refused = |r: foldvault::Result<()>| matches!(r, Err(foldvault::Error::Unsupported(_)));
         assert!(refused(db.check().map(|_| ())), "check");
         assert!(refused(db.backup_to(Vec::new(), &mut |_| {}).map(|_| ())), "backup");
@@ -843,6 +845,17 @@ fn maintenance_inside_a_write_transaction_is_refused_not_a_deadlock() {
         let old = foldvault::Credentials::passphrase("m");
         assert!(refused(db.change_passphrase(&old, "n".into(), fast)), "change_passphrase");
         tx.commit().unwrap();
+        // None left a flush for the transaction's end (check and backup did).
+        assert_eq!(db.metrics().syncs, syncs, "a refused call made the commit sync");
+        // Compaction too, and without leaving a flush for the transaction's end (it did, and
+        // was then refused for a write).
+        let tx = db.begin_write().unwrap();
+        tx.set_durability(foldvault::Durability::Eventual);
+        tx.open_tree("t").unwrap().insert(b"k2", b"v").unwrap();
+        let syncs = db.metrics().syncs;
+        assert!(refused(db.compact().map(|_| ())), "compact");
+        tx.commit().unwrap();
+        assert_eq!(db.metrics().syncs, syncs, "the refused compaction made the commit sync");
         assert!(db.check().unwrap().is_ok());
         assert_eq!(db.slots().len(), 1);
     });

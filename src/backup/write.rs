@@ -30,6 +30,7 @@ impl Db {
     /// is called after every chunk.
     pub fn backup_to<W: Write>(&self, out: W, progress: &mut dyn FnMut(Progress)) -> Result<BackupStats> {
         let engine = self.handle.engine.clone();
+        engine.refuse_inside_transaction()?;
         engine.flush()?;
         let snap = engine.snapshot();
         backup_snapshot(&engine, snap, out, progress)

@@ -71,6 +71,7 @@ impl Db {
     /// when the check itself cannot run (I/O error, poisoned handle).
     pub fn check(&self) -> Result<CheckReport> {
         let engine = &self.handle.engine;
+        engine.refuse_inside_transaction()?;
         engine.flush()?;
         let ws = engine.lock_writer()?;
         let snap = engine.snapshot();

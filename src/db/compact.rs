@@ -107,6 +107,7 @@ impl Db {
     /// get the smallest file.
     pub fn compact(&self) -> Result<CompactReport> {
         let e = self.handle.engine.clone();
+        e.refuse_inside_transaction()?;
         e.flush()?;
         let mut report = CompactReport { pages_before: e.pager.file_len()? / PAGE_SIZE as u64, ..Default::default() };
         // Leaves found without overflow values, which later walks need not read again.

@@ -526,12 +526,19 @@ impl Engine {
     /// The writer lock, for work outside a transaction (check, backup, key changes); refused
     /// rather than a deadlock when this thread holds it through an open transaction.
     pub(crate) fn lock_writer(&self) -> Result<parking_lot::MutexGuard<'_, WriterState>> {
+        self.refuse_inside_transaction()?;
+        Ok(self.writer.lock())
+    }
+
+    /// `Unsupported` on a thread inside a write transaction: for maintenance calls, before
+    /// anything they do first (a `flush` there only leaves a request for the transaction's end).
+    pub(crate) fn refuse_inside_transaction(&self) -> Result<()> {
         if self.writer_held_here() {
             return Err(Error::Unsupported(
                 "this thread is inside a write transaction: commit or drop it first".into(),
             ));
         }
-        Ok(self.writer.lock())
+        Ok(())
     }
 
     /// True if this thread holds the writer through an open transaction.
