@@ -119,9 +119,10 @@ impl DataKeys {
         ad[16..].copy_from_slice(&first_epoch.to_le_bytes());
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let mut wrapped = *next.expose();
-        let tag = aead.seal(&nonce, &ad, &mut wrapped)?;
-        Ok(crate::format::header::NextKey { first_epoch, nonce, wrapped, tag })
+        // The copy is plaintext key until sealed: wiped if the seal fails.
+        let mut wrapped = zeroize::Zeroizing::new(*next.expose());
+        let tag = aead.seal(&nonce, &ad, &mut wrapped[..])?;
+        Ok(crate::format::header::NextKey { first_epoch, nonce, wrapped: *wrapped, tag })
     }
 }
 

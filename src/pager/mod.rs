@@ -22,6 +22,8 @@
 //!    written since the previous durable commit before it trusts the newer record.
 //! 4. After any write or sync fails, the handle is poisoned: further writes fail with
 //!    `Error::Poisoned` until the database is reopened (we do not guess what reached the disk).
+//!    One exception: a failed cut of the file's end (`truncate`) leaves the file longer than
+//!    the page count, which every reader accepts, and poisons nothing.
 
 pub(crate) mod alloc;
 mod batch;
