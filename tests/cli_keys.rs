@@ -218,7 +218,7 @@ fn encrypt_in_place_does_not_drop_key_slots_silently() {
     let pass = e.pass();
     e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
     let rk = e.p("recovery.key");
-    secret(&rk, &e.fv(&["slots", &db, "add-recovery", "--passphrase-file", &pass]).ok().text());
+    secret(&rk, e.fv(&["slots", &db, "add-recovery", "--passphrase-file", &pass]).ok().text());
     let before = std::fs::read(&db).unwrap();
     let mut args = vec!["encrypt", db.as_str(), "--in-place", "--passphrase-file", &pass];
     args.extend(FAST_KDF);
