@@ -467,7 +467,7 @@ fn a_salvage_of_an_encrypted_source_is_not_written_in_plaintext() {
     let out = dir.path().join("copy.fv");
     let bare = Config::new().file(&out).use_env(false).write_ahead_log(false);
     let r = foldvault::salvage(&enc(&path), &bare);
-    assert!(r.is_err(), "{r:?}");
+    assert!(matches!(r, Err(foldvault::Error::WrongKey { .. })), "{r:?}");
     assert!(!out.exists(), "a copy was left at the target");
     foldvault::salvage(&enc(&path), &enc(&out)).unwrap();
     assert!(enc(&out).open().unwrap().is_encrypted());
@@ -524,4 +524,24 @@ fn an_id_counter_that_does_not_read_is_salvaged_as_lost() {
     let report = foldvault::salvage(&cfg(&path), &cfg(&out)).unwrap();
     assert!(report.lost.contains_key(&foldvault::SalvagedPart::IdCounter), "{report:?}");
     assert!(cfg(&out).open().unwrap().generate_id().unwrap() >= 1 << 62);
+}
+
+/// A commit record whose key epoch is the last one (2^32 - 1) with its budget spent: the next
+/// write transaction is refused `NonceBudgetExhausted` (SPEC §6.3), changing nothing, and reads
+/// go on.
+#[test]
+fn the_last_epoch_spent_refuses_writes_and_keeps_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spent.fv");
+    one_record(&path);
+    edit_commits(&path, |r| {
+        r.key_epoch = u32::MAX;
+        r.seals_in_epoch = u64::MAX;
+    });
+    let db = cfg(&path).open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    let r = t.insert("b", &b"2"[..]);
+    assert!(matches!(r, Err(foldvault::Error::NonceBudgetExhausted)), "{r:?}");
+    assert_eq!(t.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert!(t.get("b").unwrap().is_none());
 }

@@ -903,7 +903,9 @@ fn every_name_a_read_transaction_lists_opens() {
     let db = temp_db();
     db.open_tree("named").unwrap().insert("k", "v").unwrap();
     let rt = db.begin_read().unwrap();
-    for name in rt.tree_names() {
+    let names = rt.tree_names();
+    assert!(names.iter().any(|n| n == "named") && names.iter().any(|n| n == foldvault::DEFAULT_TREE), "{names:?}");
+    for name in names {
         let t = rt.open_tree(&name).unwrap();
         assert_eq!(t.len(), usize::from(&*name == b"named"));
     }

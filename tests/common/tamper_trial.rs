@@ -265,19 +265,31 @@ fn read_all(db: &Db, models: &BTreeMap<u64, Model>, out: &mut Outcome) {
         if !iter_failed && seen != kv.len() {
             out.wrong.push(format!("{tl}: iteration ended without error after {seen} of {} records", kv.len()));
         }
-        // Reverse iteration too (the other cursor direction).
+        // Reverse iteration too (the other cursor direction), held to the same: keys strictly
+        // descending, and every record seen unless an error ended it (a backward step that
+        // ended at a damaged neighbour leaf without an error would drop records silently).
+        let (mut prev, mut seen, mut iter_failed) = (None::<Vec<u8>>, 0usize, false);
         for item in tree.iter().rev() {
             match item {
                 Ok((k, v)) => {
+                    seen += 1;
+                    if prev.as_deref().is_some_and(|p| p <= &k[..]) {
+                        out.wrong.push(format!("{tl}: reverse iteration out of order at {}", show_key(&k)));
+                    }
                     if kv.get(&k[..]).is_none_or(|w| w[..] != v[..]) {
                         out.wrong.push(format!("{tl}/{}: reverse iter returned wrong data", show_key(&k)));
                     }
+                    prev = Some(k.to_vec());
                 }
                 Err(e) => {
                     out.read_errors.push(ReadErr { tree: tl.clone(), key: None, err: e });
+                    iter_failed = true;
                     break;
                 }
             }
+        }
+        if !iter_failed && seen != kv.len() {
+            out.wrong.push(format!("{tl}: reverse iteration ended without error after {seen} of {} records", kv.len()));
         }
         // Point reads of every key.
         let mut ok = 0usize;
