@@ -209,7 +209,11 @@ impl TxPages {
         } else {
             self.value_bytes(&old)?
         };
-        self.free_value(old.as_raw())?;
+        if let Err(e) = self.free_value(old.as_raw()) {
+            let mut bytes = bytes;
+            crate::crypto::wipe::wipe_vec(&mut bytes);
+            return Err(e);
+        }
         Ok(bytes)
     }
 

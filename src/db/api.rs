@@ -682,9 +682,11 @@ impl Tree {
             };
             let Some(c) = cursor else { return Ok(None) };
             let (k, v) = c.current()?;
-            let bytes = tx.value_bytes(&v)?;
+            // Wiped whatever fails next (the copies returned are `IVec`s, which wipe themselves).
+            let k = zeroize::Zeroizing::new(k);
+            let bytes = zeroize::Zeroizing::new(tx.value_bytes(&v)?);
             tx.remove(r, &k, false)?;
-            Ok(Some((IVec::from(k), IVec::from(bytes))))
+            Ok(Some((IVec::from(&k[..]), IVec::from(&bytes[..]))))
         })
     }
 

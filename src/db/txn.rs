@@ -235,8 +235,22 @@ impl TxTree<'_> {
         let (mut lo, mut hi) = (bound_to_vec(range.start_bound()), bound_to_vec(range.end_bound()));
         let found = self.read(|p, r| {
             let mut out = Vec::new();
-            read::collect_range(&p.pager, Some(&p.dirty), r.root, as_ref_bound(&lo), as_ref_bound(&hi), &mut out)?;
-            out.into_iter().map(|(k, v)| Ok((IVec::from(k), IVec::from(resolve(p, &v)?)))).collect()
+            let collected =
+                read::collect_range(&p.pager, Some(&p.dirty), r.root, as_ref_bound(&lo), as_ref_bound(&hi), &mut out);
+            let converted = collected.and_then(|()| {
+                let mut entries = Vec::with_capacity(out.len());
+                for (k, v) in out.iter_mut() {
+                    let value = IVec::from(resolve(p, v)?);
+                    entries.push((IVec::from(std::mem::take(k)), value));
+                }
+                Ok(entries)
+            });
+            // Keys an error left unconverted are the caller's plaintext: wiped, not only freed
+            // (values wipe themselves).
+            for (k, _) in out.iter_mut() {
+                crate::crypto::wipe::wipe_vec(k);
+            }
+            converted
         });
         wipe_bound(&mut lo);
         wipe_bound(&mut hi);
