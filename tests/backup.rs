@@ -578,3 +578,81 @@ fn a_backup_of_a_large_value_verifies_and_restores() {
     backup::restore(Cursor::new(&out), &dst, &creds(), Default::default()).unwrap();
     assert_eq!(cfg(&dst).open().unwrap().get("big").unwrap().unwrap(), big);
 }
+
+/// The chunks of a backup as they lie after its two header pages (header, index first).
+fn backup_chunks(b: &[u8]) -> Vec<Vec<u8>> {
+    let (mut at, trailer_at, mut out) = (8192, b.len() - 64, Vec::new());
+    while at < trailer_at {
+        let n = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
+        let len = 24 + n * 4104 + 48;
+        out.push(b[at..at + len].to_vec());
+        at += len;
+    }
+    out
+}
+
+/// `b`'s headers, `chunks` numbered by their place with their hashes computed again, and a
+/// trailer and stream hash that fit them: every unkeyed check holds.
+fn reassemble_backup(b: &[u8], chunks: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b[..8192].to_vec();
+    let mut pages = 0u64;
+    for (i, c) in chunks.iter().enumerate() {
+        let mut c = c.clone();
+        c[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        pages += u64::from(u32::from_le_bytes(c[8..12].try_into().unwrap()));
+        let l = c.len();
+        let h = blake3::hash(&c[..l - 32]);
+        c[l - 32..].copy_from_slice(h.as_bytes());
+        out.extend(c);
+    }
+    let trailer_at = b.len() - 64;
+    let mut trailer = b[trailer_at..trailer_at + 32].to_vec();
+    trailer[8..16].copy_from_slice(&(chunks.len() as u64).to_le_bytes());
+    trailer[16..24].copy_from_slice(&pages.to_le_bytes());
+    trailer[24..32].copy_from_slice(&(out.len() as u64).to_le_bytes());
+    out.extend_from_slice(&trailer);
+    let h = blake3::hash(&out);
+    out.extend_from_slice(h.as_bytes());
+    out
+}
+
+/// An encrypted backup's chunks are bound to their place and to their backup (SPEC §13.2: the
+/// chunk AAD names the backup id and the index): two chunks swapped, or a chunk of another
+/// backup of the same database spliced in, each with every unkeyed hash made to fit, pass the
+/// unkeyed verify and fail the keyed verify and the restore, which creates nothing.
+#[test]
+fn swapped_or_spliced_chunks_fail_the_keyed_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = cfg(&dir.path().join("src.fv")).open().unwrap();
+    populate(&db);
+    let mut b = foldvault::Batch::default();
+    for i in 0..4000u32 {
+        b.insert(format!("more:{i:05}"), vec![(i % 251) as u8; 200]);
+    }
+    db.apply_batch(b).unwrap();
+    let backup_of = |db: &Db| {
+        let mut out = Vec::new();
+        db.backup_to(&mut out, &mut |_| {}).unwrap();
+        out
+    };
+    let (bytes, other) = (backup_of(&db), backup_of(&db));
+    let chunks = backup_chunks(&bytes);
+    assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+    assert_eq!(reassemble_backup(&bytes, &chunks), bytes, "the forging tools change an untouched backup");
+    let other_chunks = backup_chunks(&other);
+    assert_eq!(other_chunks[0].len(), chunks[0].len());
+    let mut swapped = chunks.clone();
+    swapped.swap(0, 1);
+    let mut spliced = chunks.clone();
+    spliced[0] = other_chunks[0].clone();
+    let dst = dir.path().join("never.fv");
+    for (what, forged) in [("swapped", swapped), ("spliced", spliced)] {
+        let b = reassemble_backup(&bytes, &forged);
+        backup::verify(Cursor::new(&b), None, &mut |_| {}).unwrap_or_else(|e| panic!("{what}: unkeyed verify: {e}"));
+        let r = backup::verify(Cursor::new(&b), Some(&creds()), &mut |_| {});
+        assert!(matches!(r, Err(Error::BackupCorrupt { chunk: Some(0 | 1), .. })), "{what}: keyed verify: {r:?}");
+        let r = backup::restore(Cursor::new(&b), &dst, &creds(), RestoreOptions::default());
+        assert!(matches!(r, Err(Error::BackupCorrupt { .. })), "{what}: restore: {r:?}");
+        assert!(!dst.exists(), "{what}: restore left a file");
+    }
+}
