@@ -180,6 +180,8 @@ pub struct LoadArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "The records only: generate_id's counter is not in a dump, so a database loaded \
+from one hands out ids from 0 again (backup, encrypt, decrypt and salvage carry it).")]
 pub struct DumpArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
