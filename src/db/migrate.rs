@@ -558,32 +558,52 @@ pub fn from_sled(
             sled_path.display()
         )));
     }
-    let sdb = open_sled(sled_path)?;
+    let sdb = inside_sled(|| open_sled(sled_path))?;
     copy_through_temp(dst, |tmp| {
-        let out = new_copy(dst_cfg, tmp)?;
-        let mut report = CopyReport::default();
-        let mut p = CopyProgress::default();
-        for name in sdb.tree_names() {
-            let st = sdb.open_tree(&name).map_err(sled_error)?;
-            let dt = out.open_tree(&*name)?;
-            let items = st.iter().map(|kv| kv.map_err(sled_error));
-            let (n, d) = copy_records(items, &dt, &mut p, progress)?;
-            report.trees.push((name.to_vec(), n, d));
-        }
-        // sled's id counter carries over: one id drawn from it is above every id it handed
-        // out, and the copy's `generate_id` starts there.
-        let next = sdb.generate_id().map_err(sled_error)?;
-        let ids = super::api::Tree::fixed(out.handle.clone(), super::engine::IDS_TREE);
-        ids.insert(b"next", next.saturating_add(1).to_le_bytes())?;
-        drop(ids);
-        finish_copy(out)?;
-        Ok(report)
+        inside_sled(|| {
+            let out = new_copy(dst_cfg, tmp)?;
+            let mut report = CopyReport::default();
+            let mut p = CopyProgress::default();
+            for name in sdb.tree_names() {
+                let st = sdb.open_tree(&name).map_err(sled_error)?;
+                let dt = out.open_tree(&*name)?;
+                let items = st.iter().map(|kv| kv.map_err(sled_error));
+                let (n, d) = copy_records(items, &dt, &mut p, progress)?;
+                report.trees.push((name.to_vec(), n, d));
+            }
+            // sled's id counter carries over: one id drawn from it is above every id it handed
+            // out, and the copy's `generate_id` starts there.
+            let next = sdb.generate_id().map_err(sled_error)?;
+            let ids = super::api::Tree::fixed(out.handle.clone(), super::engine::IDS_TREE);
+            ids.insert(b"next", next.saturating_add(1).to_le_bytes())?;
+            drop(ids);
+            finish_copy(out)?;
+            Ok(report)
+        })
+    })
+}
+
+/// Runs `f`, which calls into sled: a panic there (sled 0.34 has `expect`s on what it reads
+/// from its files) is the import's error, not the caller's process ending; the copy in
+/// progress is discarded with it (`copy_through_temp`).
+#[cfg(feature = "sled-import")]
+fn inside_sled<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(Error::Unsupported("sled panicked reading the source database (it may be damaged)".into()))
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A panic inside sled during an import is an error of the import.
+    #[cfg(feature = "sled-import")]
+    #[test]
+    fn a_panic_inside_sled_is_an_error() {
+        let r: Result<()> = inside_sled(|| panic!("sled's own expect"));
+        assert!(matches!(r, Err(Error::Unsupported(m)) if m.contains("sled panicked")));
+    }
 
     fn plain(path: &Path) -> Config {
         Config::new().file(path).plaintext().use_env(false).flush_every_ms(None)
