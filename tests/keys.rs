@@ -58,6 +58,7 @@ fn passphrase_change_is_crash_safe() {
                 CrashModel::LoseUnsynced,
                 CrashModel::TearUnsynced { seed: op },
                 CrashModel::ReorderUnsynced { seed: op },
+                CrashModel::ScatterUnsynced { seed: op },
             ] {
                 let img = d.crash_image(&model);
                 let try_open = |p: &str| {

@@ -54,6 +54,14 @@ pub enum CrashModel {
         /// Seeds the choice of cut points.
         seed: u64,
     },
+    /// Every unsynced write keeps each of its 512-byte sectors or loses it, independently
+    /// (a later sector may reach the disk while an earlier one does not, as a device that
+    /// reorders within a request writes them), chosen from `seed`; each unsynced length change
+    /// is applied in order or lost, on its own.
+    ScatterUnsynced {
+        /// Seeds the choice of sectors.
+        seed: u64,
+    },
     /// The unsynced writes are shuffled, a prefix of the shuffled list (possibly empty or
     /// complete) is applied in that order, and the last applied write may be torn at a
     /// 512-byte boundary; all choices come from `seed`. Unsynced length changes are applied in
@@ -226,6 +234,25 @@ impl FaultyStorage {
                         }
                         // A length change is lost or kept on its own (an extension or a
                         // truncation can be lost while later writes survive).
+                        Pending::SetLen(len) => {
+                            if rng.below(2) == 0 {
+                                apply_set_len(&mut img, *len)
+                            }
+                        }
+                    }
+                }
+            }
+            CrashModel::ScatterUnsynced { seed } => {
+                let mut rng = SplitMix64(seed);
+                for op in &st.pending {
+                    match op {
+                        Pending::Write { offset, data } => {
+                            for (i, sector) in data.chunks(SECTOR).enumerate() {
+                                if rng.below(2) == 0 {
+                                    apply_write(&mut img, offset + (i * SECTOR) as u64, sector);
+                                }
+                            }
+                        }
                         Pending::SetLen(len) => {
                             if rng.below(2) == 0 {
                                 apply_set_len(&mut img, *len)
@@ -646,6 +673,24 @@ mod tests {
         // Length changes are replayed in order.
         s.set_len(1024).unwrap();
         assert_eq!(s.crash_image(&TEAR7).len(), 1024);
+    }
+
+    /// A scattered write can keep a later sector and lose an earlier one (a torn prefix never
+    /// does), and keeps only bytes it wrote.
+    #[test]
+    fn scatter_can_keep_a_later_sector_and_lose_an_earlier_one() {
+        let s = device(vec![0; 8192], &[(0, 2048, 7)]);
+        let mut later_only = false;
+        for seed in 0..64 {
+            let img = s.crash_image(&CrashModel::ScatterUnsynced { seed });
+            assert_eq!(img, s.crash_image(&CrashModel::ScatterUnsynced { seed }));
+            assert!(img.iter().all(|&b| b == 0 || b == 7));
+            for sector in img[..2048].chunks(SECTOR) {
+                assert!(sector.iter().all(|&b| b == sector[0]), "a sector is whole or absent");
+            }
+            later_only |= img[0] == 0 && img[1536] == 7;
+        }
+        assert!(later_only);
     }
 
     #[test]
