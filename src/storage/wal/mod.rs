@@ -155,6 +155,10 @@ struct WalState {
     /// group was damaged rather than torn by a crash, groups of its generation still follow it,
     /// which a later replay would apply after a group this session wrote in its place.
     settle_first: bool,
+    /// What open read (the file, the log's groups) was synced by a sync with nothing to log
+    /// (`sync` before `settle`): open's own, so that the commit it found is durable before the
+    /// engine names it durable (`Db::durable_root_digest`), writing nothing.
+    found_synced: bool,
     /// The log's directory was synced this session (before its first header: the log file may
     /// be new, and `fdatasync` of a file does not promise its directory entry).
     dir_synced: bool,
@@ -605,6 +609,19 @@ impl Storage for WalStorage {
                 continue;
             }
             if st.pending.is_empty() && st.len == st.logged_len {
+                if st.settle_first && !st.found_synced {
+                    // Open's sync: the file and the log as open read them, through the OS
+                    // cache, made durable (a process that died before its sync may have left
+                    // its last group there only). Nothing is written.
+                    drop(st);
+                    let r = self.main.sync().and_then(|()| self.log.sync());
+                    let mut st = self.state_mut();
+                    if r.is_err() {
+                        st.failed = true;
+                    }
+                    r?;
+                    st.found_synced = true;
+                }
                 return Ok(());
             }
             if st.settle_first {
