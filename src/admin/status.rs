@@ -276,7 +276,7 @@ pub fn write_status(
         )?;
     }
     match db {
-        None => writeln!(o, "(no key given: trees and counters need the key)")?,
+        None => writeln!(o, "(not opened: trees and counters need the database opened with its key)")?,
         Some(d) => {
             writeln!(o, "commit sequence: {} (durable {})", d.commit_seq, d.durable_commit_seq)?;
             writeln!(
