@@ -20,6 +20,17 @@ fn temp_db() -> Db {
     Config::new().temporary(true).use_env(false).open().expect("open temporary")
 }
 
+/// A temporary encrypted database under `passphrase` (a cheap key derivation).
+fn temp_encrypted(passphrase: &str) -> Db {
+    Config::new()
+        .temporary(true)
+        .use_env(false)
+        .passphrase(passphrase)
+        .kdf(foldvault::KdfParams::insecure_fast())
+        .open()
+        .unwrap()
+}
+
 fn num(v: &IVec) -> u64 {
     u64::from_be_bytes(v.as_ref().try_into().expect("8-byte balance"))
 }
@@ -782,13 +793,7 @@ fn readers_through_a_tiny_cache_get_their_own_keys_values() {
 #[test]
 fn encryption_status_waits_for_the_writer_without_holding_the_header() {
     within(300, || {
-        let db = Config::new()
-            .temporary(true)
-            .use_env(false)
-            .passphrase("status")
-            .kdf(foldvault::KdfParams::insecure_fast())
-            .open()
-            .unwrap();
+        let db = temp_encrypted("status");
         let tx = db.begin_write().unwrap();
         tx.open_tree("t").unwrap().insert(b"k", b"v").unwrap();
         let asker = {
@@ -808,13 +813,7 @@ fn encryption_status_waits_for_the_writer_without_holding_the_header() {
 /// so a monitoring thread waited for any write transaction on another thread to end.
 #[test]
 fn counters_do_not_wait_for_a_write_transaction() {
-    let db = Config::new()
-        .temporary(true)
-        .use_env(false)
-        .passphrase("counters")
-        .kdf(foldvault::KdfParams::insecure_fast())
-        .open()
-        .unwrap();
+    let db = temp_encrypted("counters");
     let tx = db.begin_write().unwrap();
     tx.open_tree("t").unwrap().insert(b"k", b"v").unwrap();
     let reader = db.clone();
@@ -831,7 +830,7 @@ fn counters_do_not_wait_for_a_write_transaction() {
 fn maintenance_inside_a_write_transaction_is_refused_not_a_deadlock() {
     within(300, || {
         let fast = foldvault::KdfParams::insecure_fast();
-        let db = Config::new().temporary(true).use_env(false).passphrase("m").kdf(fast).open().unwrap();
+        let db = temp_encrypted("m");
         let tx = db.begin_write().unwrap();
         tx.open_tree("t").unwrap().insert(b"k", b"v").unwrap();
         tx.set_durability(foldvault::Durability::Eventual);

@@ -133,17 +133,20 @@ fn paint_stack() {
     std::hint::black_box(&mut area);
 }
 
+/// The workload's database on `s`: encrypted, with a small cache (evictions wipe).
+fn open_db(s: Arc<dyn Storage>) -> foldvault::Db {
+    Config::new()
+        .storage(s)
+        .passphrase(Passphrase::new(b"plaintext-frees".to_vec()))
+        .kdf(KdfParams::insecure_fast())
+        .use_env(false)
+        .cache_capacity(64 * 4096)
+        .open()
+        .unwrap()
+}
+
 fn workload(s: Arc<dyn Storage>) {
-    let open = || {
-        Config::new()
-            .storage(s.clone())
-            .passphrase(Passphrase::new(b"plaintext-frees".to_vec()))
-            .kdf(KdfParams::insecure_fast())
-            .use_env(false)
-            .cache_capacity(64 * 4096)
-            .open()
-            .unwrap()
-    };
+    let open = || open_db(s.clone());
     let db = open();
     let t = db.open_tree("t").unwrap();
     for i in 0..600 {
@@ -287,16 +290,7 @@ fn async_calls_inner(db: &foldvault::Db) {
 /// were freed unwiped) and `pop_min` (its key). Each page of the tree is damaged in turn.
 fn damaged_reads() {
     let m = MemoryStorage::new();
-    let open = |s: Arc<dyn Storage>| {
-        Config::new()
-            .storage(s)
-            .passphrase(Passphrase::new(b"plaintext-frees".to_vec()))
-            .kdf(KdfParams::insecure_fast())
-            .use_env(false)
-            .cache_capacity(64 * 4096)
-            .open()
-            .unwrap()
-    };
+    let open = open_db;
     {
         let db = open(Arc::new(m.clone()));
         let t = db.open_tree("damaged").unwrap();
@@ -309,8 +303,7 @@ fn damaged_reads() {
     let image = m.snapshot();
     let pages: Vec<u64> = {
         let db = open(Arc::new(MemoryStorage::from_bytes(image.clone())));
-        let pages = db.check().unwrap().roles.pages(|r| *r == foldvault::PageRole::Tree("damaged".into())).collect();
-        pages
+        db.check().unwrap().roles.pages(|r| *r == foldvault::PageRole::Tree("damaged".into())).collect()
     };
     assert!(pages.len() >= 3, "a leaf and an overflow chain: {pages:?}");
     let mut failed = 0;
