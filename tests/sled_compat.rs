@@ -748,6 +748,21 @@ fn temporary_with_existing_empty_dir_is_removed_on_drop() {
     assert!(!dir.join("db.foldvault").exists());
 }
 
+/// Regression: `temporary(true)` at a path holding a database emptied its file (and removed
+/// its log) at open; it is refused and the database is kept.
+#[test]
+fn temporary_over_an_existing_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open(dir.path());
+        db.insert("k", "kept").unwrap();
+        db.flush().unwrap();
+    }
+    let r = Config::new().path(dir.path()).temporary(true).use_env(false).open();
+    assert!(matches!(r, Err(Error::AlreadyExists(_))), "{r:?}");
+    assert_eq!(open(dir.path()).get("k").unwrap().unwrap(), "kept");
+}
+
 #[test]
 fn temporary_inside_another_databases_folder() {
     let dir = tempfile::tempdir().unwrap();

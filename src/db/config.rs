@@ -31,7 +31,7 @@ pub enum Durability {
     Eventual,
 }
 
-/// Whether a *new* database is encrypted.
+/// Whether a new database is encrypted, and whether a plaintext one is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Encryption {
     /// Encrypted if a key is given (in code or in the environment), else plaintext.
@@ -39,7 +39,8 @@ pub enum Encryption {
     Auto,
     /// Always plaintext (CRC32-checked pages); keys given are ignored for creation.
     Plaintext,
-    /// Always encrypted; opening fails if no key is given.
+    /// Always encrypted: creating needs a key (`WrongKey` without one), and opening a
+    /// plaintext file fails (`Unsupported`), key given or not.
     Required,
 }
 
@@ -191,8 +192,9 @@ impl Config {
         self
     }
     /// Removes the database when the last handle drops (a fresh one is created at `path`, or in
-    /// the system's temporary directory when no path is set). Refused with custom storage
-    /// (`InvalidConfig`): there is no file to remove.
+    /// the system's temporary directory when no path is set). A database already at `path`
+    /// (a file that holds anything, or a log beside it) is refused, `AlreadyExists`, and left
+    /// as it is. Refused with custom storage (`InvalidConfig`): there is no file to remove.
     pub fn temporary(mut self, t: bool) -> Config {
         self.temporary = t;
         self
@@ -295,7 +297,8 @@ impl Config {
         self.min_commit_seq = Some(seq);
         self
     }
-    /// Refuses to open a file whose root digest differs (see `Db::root_digest`).
+    /// Refuses to open a file whose newest commit's root digest differs (`RootDigestMismatch`):
+    /// anchor `Db::durable_root_digest`, which a crash cannot take back.
     pub fn expected_root_digest(mut self, d: [u8; 32]) -> Config {
         self.expected_root_digest = Some(d);
         self

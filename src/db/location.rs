@@ -217,7 +217,7 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
             log_moved: None,
         })
     } else if cfg.temporary {
-        temporary_storage(&file, cfg.create_new)
+        temporary_storage(&file)
     } else {
         file_storage(&given, &file, cfg.wal, cfg.wal_background)
     };
@@ -258,16 +258,14 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
     Ok(located)
 }
 
-/// A temporary database's file, locked, then emptied with any log beside it (a temporary
-/// database runs without one: it would only add syncs). `create_new`: refused, untouched, if
-/// it holds anything once locked.
-fn temporary_storage(file: &Path, create_new: bool) -> Result<OpenedFile> {
+/// A temporary database's file, locked; refused, untouched, if it holds anything once locked
+/// or a log is beside it: a temporary database is a new one (it runs without a log, which
+/// would only add syncs), and emptying the file there erased a database at that path.
+fn temporary_storage(file: &Path) -> Result<OpenedFile> {
     let main = FileStorage::open(file, true)?;
-    if create_new && main.len()? > 0 {
+    if main.len()? > 0 || wal::sidecar_path(file).exists() {
         return Err(Error::AlreadyExists(file.display().to_string()));
     }
-    wal::remove_sidecar(file)?;
-    main.set_len(0)?;
     Ok(OpenedFile::of(Arc::new(main), false))
 }
 
