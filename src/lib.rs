@@ -5,8 +5,8 @@
 //! whole file is a Merkle tree: a flipped bit, a moved page or an old copy of a page is reported
 //! (`Error::Corrupt { page, reason }`), never returned as data.
 //!
-//! The API follows sled 0.34 (what FoldDB calls today), so code written for sled compiles by
-//! swapping `sled::` for `foldvault::`:
+//! The API follows sled 0.34 (what FoldDB calls today), so most code written for sled compiles
+//! by swapping `sled::` for `foldvault::` (the differences are listed in README.md):
 //!
 //! ```
 //! # fn main() -> foldvault::Result<()> {

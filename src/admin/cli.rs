@@ -292,8 +292,9 @@ pub struct BackupArgs {
 #[command(after_help = "Without a key, the structure, the chunk hashes and the stream hash are checked \
 (enough to find any damage, not to tell a forgery). With a key (--passphrase-file, FOLDVAULT_PASSPHRASE, \
 --key-file, FOLDVAULT_KEY_FILE; never asked for), every chunk and page is opened, every link checked and records \
-are counted per tree. A plaintext backup is always checked in full.\nExit codes: 0 ok, 3 wrong key, 4 damaged \
-or truncated (the byte offset and chunk are named), 5 I/O error")]
+are counted per tree. A plaintext backup is always checked in full.\nExit codes: 0 ok, 2 bad arguments (a \
+terminal or a directory as FILE) or a backup version this build does not read, 3 wrong key, 4 damaged or \
+truncated (the byte offset and chunk are named), 5 I/O error")]
 pub struct VerifyBackupArgs {
     /// The backup file; `-` reads standard input
     #[arg(allow_hyphen_values = true)]

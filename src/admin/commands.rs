@@ -101,9 +101,17 @@ pub fn open_target(t: &Target, encrypted: bool, creds: Credentials, access: Acce
     // leave a commit the open fell back from in place (`check`, `salvage` see it again).
     let db =
         t.config().credentials(creds).durability(durability).read_only(access == Access::Read).open().at(&t.file)?;
-    if db.was_recovered() {
+    let recovery = db.recovery_report();
+    if recovery.fell_back {
         note!(
             "foldvault: warning: the newest commit did not verify; opened at the previous durable commit {} ({})",
+            db.commit_seq(),
+            t.file.display()
+        );
+    } else if !recovery.rejected_slots.is_empty() {
+        note!(
+            "foldvault: warning: a commit record does not open (a commit torn by a crash, or altered); opened at \
+             commit {} ({})",
             db.commit_seq(),
             t.file.display()
         );

@@ -151,7 +151,7 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), CliError> {
         }
     };
     if !dropped_slots.is_empty() {
-        eprintln!(
+        note!(
             "note: the copy has one key slot, for the key given; {} had {}",
             src.file.display(),
             dropped_slots.join(", ")

@@ -2,8 +2,8 @@
 //!
 //! Each single-call write (`insert`, `remove`, `apply_batch`, ...) is its own atomic
 //! transaction with the configured durability (default, as in sled: eventual, durable after
-//! `flush`). Reads see the newest commit. Differences from sled 0.34 are listed in the crate
-//! documentation (`lib.rs`).
+//! `flush`). Reads see the newest commit. Differences from sled 0.34 are listed in README.md
+//! and `src/db/sledtx.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, RangeBounds};
@@ -328,8 +328,9 @@ impl Db {
         self.handle.engine.recovery.clone()
     }
 
-    /// True if recovery at open found a commit record that did not open or did not verify
-    /// (after a crash during a commit, or tampering) and used an older one.
+    /// True if recovery at open found a commit record that did not open (either slot: the older
+    /// one damaged too) or a newest commit that did not verify and used an older one (after a
+    /// crash during a commit, or tampering); `recovery_report` says which.
     pub fn was_recovered(&self) -> bool {
         let r = &self.handle.engine.recovery;
         r.fell_back || !r.rejected_slots.is_empty()
