@@ -419,3 +419,45 @@ fn generate_id_inside_a_transaction_while_another_thread_reserves_does_not_deadl
     worker.join().unwrap();
     assert!(waiter.join().unwrap() < u64::MAX);
 }
+
+/// A view the closure kept past its panic (in a cell outside it) does not hold the writer:
+/// the attempt is rolled back when the transaction call unwinds, not when the last view goes.
+/// It held the writer, so this thread's writes were refused (`Unsupported`, a transaction
+/// still open here) and every other thread's waited for as long as the view lived.
+#[test]
+fn a_view_kept_past_a_panicking_closure_does_not_hold_the_writer() {
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    let kept: std::cell::RefCell<Option<TransactionalTree>> = std::cell::RefCell::new(None);
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _: TransactionResult<()> = t.transaction(|tx| {
+            tx.insert("rolled", "back")?;
+            *kept.borrow_mut() = Some(tx.clone());
+            panic!("the caller's closure");
+        });
+    }));
+    assert!(unwound.is_err());
+    t.insert("k", "v").unwrap();
+    let other = t.clone();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done_tx.send(other.insert("k2", "v").map(drop)));
+    let r = done_rx.recv_timeout(std::time::Duration::from_secs(60)).expect("another thread's write waited");
+    r.unwrap();
+    let view = kept.borrow_mut().take().unwrap();
+    assert!(matches!(view.insert("x", "y"), Err(UnabortableTransactionError::Storage(Error::Unsupported(_)))));
+    assert!(t.get("rolled").unwrap().is_none() && t.get("x").unwrap().is_none());
+}
+
+/// The hidden `Transactional` methods called with an overlay made for fewer trees give a view
+/// that serves nothing, not a panic (indexing past the overlay's trees).
+#[test]
+fn a_view_of_a_mismatched_overlay_serves_nothing() {
+    let db = temp_db();
+    let (a, b) = (db.open_tree("a").unwrap(), db.open_tree("b").unwrap());
+    let overlay = Transactional::<()>::make_overlay(&&a).unwrap();
+    let (va, vb) = <(&Tree, &Tree) as Transactional<()>>::view_overlay(&overlay);
+    va.insert("k", "v").unwrap();
+    assert!(matches!(vb.insert("k", "v"), Err(UnabortableTransactionError::Storage(Error::Unsupported(_)))));
+    drop((va, vb, overlay));
+    assert!(b.get("k").unwrap().is_none());
+}

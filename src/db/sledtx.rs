@@ -46,6 +46,9 @@
 //!   commit may hand them out again.
 //! - A transaction over an empty slice of trees returns `Storage(Error::Unsupported)` (sled
 //!   panics).
+//! - A tree listed twice in one transaction (`(&t, &t)`) gives two views of one tree: each
+//!   sees the other's writes and the last write wins (sled keeps a write set per view and
+//!   applies them in list order).
 //!
 //! Elsewhere in the sled-style API:
 //! - `Error` has other variants (`Corrupt { page, reason }`, `WrongKey`, `KeyTooLarge`, ...);
@@ -88,7 +91,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::api::{Batch, Tree};
+use super::api::{Batch, Handle, Tree};
 use super::config::Durability;
 use super::engine::IDS_TREE;
 use super::ivec::IVec;
@@ -240,21 +243,33 @@ struct Overlay {
     ids: Cell<(u64, u64)>,
 }
 
-impl Drop for Overlay {
-    /// A transaction `finish` did not end (its closure panicked, and the views went with the
-    /// unwinding) is rolled back here, and a range of ids it reserved, whose ids the closure
-    /// may have used, is kept past as `finish` keeps it: rolled back with the transaction, the
-    /// reservation was lost, and after a restart the same ids were handed out again.
-    fn drop(&mut self) {
-        let Some(tx) = self.tx.get_mut().take() else { return };
+impl Overlay {
+    /// Rolls back a transaction `finish` did not end (its closure panicked), and keeps a range
+    /// of ids it reserved, whose ids the closure may have used, from reuse, as `finish` does:
+    /// rolled back with the transaction, the reservation was lost, and after a restart the same
+    /// ids were handed out again. Nothing if the transaction already ended.
+    fn roll_back(&self) {
+        // A borrow still held (a panic inside a view's own call) leaves it to the last view.
+        let Some(tx) = self.tx.try_borrow_mut().ok().and_then(|mut t| t.take()) else { return };
         let handle = tx.handle.clone();
         drop(tx);
-        let (_, end) = self.ids.get();
-        if end > 0
-            && let Err(e) = handle.engine.keep_ids_past(end)
-        {
-            tracing::error!(target: "foldvault::audit", error = %e, "ids a rolled-back transaction handed out could not be kept from reuse");
-        }
+        keep_ids_or_log(&handle, self.ids.get().1);
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        self.roll_back();
+    }
+}
+
+/// Keeps the ids below `end` (a range a transaction that did not commit reserved) from reuse;
+/// a failure is logged on the audit target (the caller's outcome stands).
+fn keep_ids_or_log(handle: &Handle, end: u64) {
+    if end > 0
+        && let Err(e) = handle.engine.keep_ids_past(end)
+    {
+        tracing::error!(target: "foldvault::audit", error = %e, "ids a rolled-back transaction handed out could not be kept from reuse");
     }
 }
 
@@ -266,6 +281,27 @@ fn finished() -> Error {
 pub struct TransactionalTrees {
     overlay: Rc<Overlay>,
     inner: Vec<TransactionalTree>,
+}
+
+impl TransactionalTrees {
+    /// The view of the `ix`-th tree; one that serves nothing (every call `Storage`, "the
+    /// transaction ... has finished") if the overlay was made for fewer trees (the public
+    /// `Transactional` methods called with another tuple's overlay), rather than a panic.
+    fn view(&self, ix: usize) -> TransactionalTree {
+        self.inner.get(ix).cloned().unwrap_or_else(|| TransactionalTree {
+            overlay: Rc::new(Overlay { tx: RefCell::new(None), flush: Cell::new(false), ids: Cell::new((0, 0)) }),
+            name: Arc::from(&b""[..]),
+        })
+    }
+}
+
+impl Drop for TransactionalTrees {
+    /// An attempt dropped before `finish` (its closure panicked) is rolled back here, not when
+    /// the last view goes: a view the closure kept (in a cell outside it) held the writer, and
+    /// every other thread's write waited for as long as it lived.
+    fn drop(&mut self) {
+        self.overlay.roll_back();
+    }
 }
 
 impl TransactionalTrees {
@@ -290,9 +326,9 @@ impl TransactionalTrees {
     }
 
     /// Commits or rolls back per the closure's result. `None` means: run the closure again.
-    fn finish<A, E>(self, ret: ConflictableTransactionResult<A, E>) -> Option<TransactionResult<A, E>> {
-        let TransactionalTrees { overlay, inner } = self;
-        drop(inner);
+    fn finish<A, E>(mut self, ret: ConflictableTransactionResult<A, E>) -> Option<TransactionResult<A, E>> {
+        self.inner.clear();
+        let overlay = self.overlay.clone();
         let Some(tx) = overlay.tx.borrow_mut().take() else {
             return Some(Err(TransactionError::Storage(finished())));
         };
@@ -331,13 +367,9 @@ impl TransactionalTrees {
             }
         };
         // Not committed (rolled back, and the writer let go): a range it reserved went with it,
-        // though the closure may have used its ids.
-        if end > 0
-            && let Err(e) = handle.engine.keep_ids_past(end)
-            && !matches!(outcome, Some(Err(TransactionError::Storage(_))))
-        {
-            return Some(Err(TransactionError::Storage(e)));
-        }
+        // though the closure may have used its ids. A failure to keep them is logged; the
+        // closure's `Abort` or `Conflict` stands (it was replaced by the storage error).
+        keep_ids_or_log(&handle, end);
         outcome
     }
 }
@@ -503,7 +535,7 @@ impl<E> Transactional<E> for &Tree {
         TransactionalTrees::begin(&[*self])
     }
     fn view_overlay(overlay: &TransactionalTrees) -> TransactionalTree {
-        overlay.inner[0].clone()
+        overlay.view(0)
     }
 }
 
@@ -513,7 +545,7 @@ impl<E> Transactional<E> for &&Tree {
         TransactionalTrees::begin(&[**self])
     }
     fn view_overlay(overlay: &TransactionalTrees) -> TransactionalTree {
-        overlay.inner[0].clone()
+        overlay.view(0)
     }
 }
 
@@ -523,7 +555,7 @@ impl<E> Transactional<E> for Tree {
         TransactionalTrees::begin(&[self])
     }
     fn view_overlay(overlay: &TransactionalTrees) -> TransactionalTree {
-        overlay.inner[0].clone()
+        overlay.view(0)
     }
 }
 
@@ -558,7 +590,7 @@ macro_rules! impl_transactional_tuple {
                 TransactionalTrees::begin(&[$(self.$ix),+])
             }
             fn view_overlay(overlay: &TransactionalTrees) -> Self::View {
-                ($(overlay.inner[$ix].clone(),)+)
+                ($(overlay.view($ix),)+)
             }
         }
     };
