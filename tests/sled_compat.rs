@@ -761,6 +761,12 @@ fn temporary_over_an_existing_database_is_refused() {
     let r = Config::new().path(dir.path()).temporary(true).use_env(false).open();
     assert!(matches!(r, Err(Error::AlreadyExists(_))), "{r:?}");
     assert_eq!(open(dir.path()).get("k").unwrap().unwrap(), "kept");
+    // A log with no file beside it: refused too, and no file is left made.
+    let other = dir.path().join("other");
+    std::fs::write(foldvault::storage::wal::sidecar_path(&other), b"a log").unwrap();
+    let r = Config::new().file(&other).temporary(true).use_env(false).open();
+    assert!(matches!(r, Err(Error::AlreadyExists(_))), "{r:?}");
+    assert!(!other.exists(), "the refused open left a file it made");
 }
 
 #[test]
