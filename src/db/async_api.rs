@@ -13,7 +13,10 @@
 //! - each method is exactly one call of the synchronous API (or one `Batch`), so it keeps that
 //!   call's atomicity: `batch_put` and `batch_delete` are one atomic commit each;
 //! - a panic inside a blocking call is resumed in the caller (as if the call had been made
-//!   inline); a call cancelled by a shutting-down runtime returns an `Error::Io`.
+//!   inline); a call cancelled by a shutting-down runtime returns an `Error::Io`;
+//! - a future dropped before it completes (a `timeout`, a `select!` that took another branch)
+//!   does not cancel its call, which runs on the blocking pool to its end: a write may still
+//!   commit after the caller stopped waiting for it (as with `tokio::fs`).
 //!
 //! Besides sled's names (`insert`, `remove`, `contains_key`, ...) `AsyncTree` has the names of
 //! FoldDB's `KvStore` trait: `put`, `delete`, `exists`, `batch_put`, `batch_delete`.
