@@ -209,7 +209,7 @@ remaining pages past the end and frees the old ones, removals leave pages half e
 inserts split leaves half full. compact merges neighbouring pages that fit one page, refills each leaf \
 from its right neighbour to nine tenths of a page, copies the pages at the end of the file into the \
 free space, in durable commits that change no data, then cuts the free end off. Pages an open reader \
-still reads stay. It prints the length before and after.\nExit codes: 0 ok, 3 wrong key, \
+still reads stay. It prints the length before and after.\nExit codes: 0 ok, 2 bad arguments, 3 wrong key, \
 4 a page failed its check, 5 I/O error or locked")]
 pub struct CompactArgs {
     /// The database file (or a database directory)
@@ -374,7 +374,8 @@ impl NewDbArgs {
 #[command(after_help = "The key options give the current passphrase (asked for on a terminal when none is \
 given). Only the key slot it opens is rewritten: the header changes, no data page does. Without \
 --kdf-memory-mib / --kdf-iterations the slot keeps its Argon2id parameters.\nExit codes: 0 ok, 2 bad \
-arguments or no new passphrase, 3 wrong current passphrase, 5 I/O error or locked")]
+arguments or no new passphrase, 3 wrong current passphrase, 4 the file is damaged, 5 I/O error or \
+locked")]
 pub struct PasswdArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
