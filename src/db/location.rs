@@ -262,13 +262,14 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
 /// or a log is beside it: a temporary database is a new one (it runs without a log, which
 /// would only add syncs), and emptying the file there erased a database at that path.
 fn temporary_storage(file: &Path) -> Result<OpenedFile> {
-    // A log is looked for before the file is opened, which may create it: a refused open
-    // leaves no file it made beside the log.
-    if wal::sidecar_path(file).exists() {
+    // A log with no file beside it is refused before the file is opened, which would create
+    // it: the refusal leaves no file it made. A file that exists is locked first (`Locked`
+    // while its database is open), then looked at.
+    if !file.exists() && wal::sidecar_path(file).exists() {
         return Err(Error::AlreadyExists(file.display().to_string()));
     }
     let main = FileStorage::open(file, true)?;
-    if main.len()? > 0 {
+    if main.len()? > 0 || wal::sidecar_path(file).exists() {
         return Err(Error::AlreadyExists(file.display().to_string()));
     }
     Ok(OpenedFile::of(Arc::new(main), false))
