@@ -912,3 +912,30 @@ fn a_flush_asked_for_in_a_transaction_is_made_when_that_transaction_ends() {
         "the commit that asked for a flush is not durable"
     );
 }
+
+/// Regression: opens of a new path at once. A file is created under its name and only then
+/// locked, so an open that locked it first found it empty and answered `Truncated` (a
+/// database truncated to nothing). Each open now opens the database or is `Locked`.
+#[test]
+fn concurrent_opens_of_a_new_path_never_report_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..60 {
+        let path = dir.path().join(format!("db{i}"));
+        let gate = Arc::new(std::sync::Barrier::new(4));
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let (path, gate) = (path.clone(), gate.clone());
+                thread::spawn(move || {
+                    gate.wait();
+                    Config::new().file(&path).plaintext().use_env(false).open().map(drop)
+                })
+            })
+            .collect();
+        for o in opens {
+            match o.join().unwrap() {
+                Ok(()) | Err(foldvault::Error::Locked) => {}
+                Err(e) => panic!("open {i}: {e:?}"),
+            }
+        }
+    }
+}
