@@ -80,35 +80,22 @@ pub fn open<P: AsRef<std::path::Path>>(path: P) -> Result<Db> {
 pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
     cfg.validate()?;
     let creds = cfg.effective_credentials()?;
-    // A read-only open of an empty file; an existing, empty database file: a database truncated
-    // to nothing looks the same, so it is not silently replaced by a new one. But a file is
-    // created under its name and only then locked, so an empty file this open did not make may
-    // be one another open has just created and not yet written (or is writing under the lock
-    // this open waits for): it is looked at again, for up to `LOCK_GRACE`, before it is taken
-    // for a truncated database. (Two opens of a new path at once answered `Truncated`.)
-    let deadline = std::time::Instant::now() + crate::storage::LOCK_GRACE;
-    let (located, storage, len) = loop {
-        let located = super::location::locate(cfg)?;
-        let storage = located.storage.clone();
-        let len = match storage.len() {
-            Ok(len) => len,
-            Err(e) => {
-                located.discard();
-                return Err(e.into());
-            }
-        };
-        let truncated = len == 0 && (cfg.read_only || (located.existed_empty && !cfg.create_new && !cfg.temporary));
-        if !truncated {
-            break (located, storage, len);
+    let located = super::location::locate(cfg)?;
+    let storage = located.storage.clone();
+    let len = match storage.len() {
+        Ok(len) => len,
+        Err(e) => {
+            located.discard();
+            return Err(e.into());
         }
-        located.discard();
-        let custom = matches!(cfg.location, super::config::Location::Storage(_));
-        if custom || std::time::Instant::now() >= deadline {
-            return Err(Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 });
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     };
     let engine = if len == 0 {
+        // A read-only open of an empty file; an existing, empty database file: a database
+        // truncated to nothing looks the same, so it is not silently replaced by a new one.
+        if cfg.read_only || (located.existed_empty && !cfg.create_new && !cfg.temporary) {
+            located.discard();
+            return Err(Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 });
+        }
         match create_synced(storage, cfg, &creds, located.new_names()) {
             Ok(e) => e,
             Err(e) => {

@@ -88,18 +88,22 @@ impl FileStorage {
         let (file, created) = locked_at(path, false, || {
             let mut options = OpenOptions::new();
             options.read(true).write(true).mode(0o600);
-            // A new file is made with O_EXCL, so that `created` says whether this open made it.
+            // A new file is made under a name of its own beside `path`, locked, and only then
+            // linked to `path` (which fails if a file is there: `created` says whether this open
+            // made it). Made at `path` itself, it was there unlocked for a moment, and another
+            // open that locked it first found an empty file: a database truncated to nothing.
             // A file removed between that and the open of the one found there is made again.
             let mut removed_between = 0;
             let (file, created) = loop {
-                match options.clone().create_new(create).open(path) {
-                    Err(e) if create && e.kind() == io::ErrorKind::AlreadyExists => match options.open(path) {
-                        Err(e) if e.kind() == io::ErrorKind::NotFound && removed_between < RELOCK_ATTEMPTS => {
-                            removed_between += 1;
-                        }
-                        r => break (r?, false),
-                    },
-                    r => break (r?, create),
+                let made = if create { create_locked_at(path, &options)? } else { None };
+                if let Some(file) = made {
+                    break (file, true);
+                }
+                match options.open(path) {
+                    Err(e) if create && e.kind() == io::ErrorKind::NotFound && removed_between < RELOCK_ATTEMPTS => {
+                        removed_between += 1;
+                    }
+                    r => break (r?, false),
                 }
             };
             refuse_after_sync_failure(&file)?;
@@ -162,6 +166,37 @@ pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
 /// that also spawns processes, would otherwise fail now and then. A real holder is reported
 /// after this wait.
 pub const LOCK_GRACE: Duration = Duration::from_millis(500);
+
+/// Makes a new file at `path`, locked before any other open can find it there: made under a
+/// name of its own in the same directory, locked, then hard-linked to `path` and the other name
+/// removed. `None` if a file is at `path` already (the caller opens that one).
+fn create_locked_at(path: &Path, options: &OpenOptions) -> crate::Result<Option<File>> {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if path.exists() {
+        return Ok(None);
+    }
+    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut own = std::ffi::OsString::from(".");
+    own.push(name);
+    own.push(format!(".new-{}-{n}", std::process::id()));
+    let own = path.with_file_name(own);
+    let file = options.clone().create_new(true).open(&own)?;
+    let linked = take_lock(&file, false).and_then(|()| std::fs::hard_link(&own, path).map_err(Error::Io));
+    let _ = std::fs::remove_file(&own);
+    match linked {
+        Ok(()) => Ok(Some(file)),
+        Err(Error::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        // A file system without hard links: made at `path` itself, as before (the moment
+        // unlocked comes back there).
+        Err(Error::Io(_)) => match options.clone().create_new(true).open(path) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(Error::Io(e)),
+        },
+        Err(e) => Err(e),
+    }
+}
 
 /// How many times an open tries again when the file it locked is no longer the one at its path.
 const RELOCK_ATTEMPTS: usize = 8;
