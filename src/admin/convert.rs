@@ -85,13 +85,13 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), CliError> {
     let src_encrypted = src_header.is_encrypted();
     // The copy gets one slot, for the new key: the source's other ways in (a recovery key,
     // other passphrases) are not carried over. In place they would be gone with the source.
-    let other_slots: Vec<String> = src_header
+    let slots: Vec<String> = src_header
         .slots
         .iter()
         .enumerate()
         .filter_map(|(i, s)| s.as_ref().map(|s| format!("slot {i} ({})", s.kind.name())))
         .collect();
-    let dropped_slots = if src_encrypted && other_slots.len() > 1 { other_slots } else { Vec::new() };
+    let dropped_slots = if src_encrypted && slots.len() > 1 { slots } else { Vec::new() };
     if a.in_place && !dropped_slots.is_empty() && !a.drop_other_slots {
         return Err(CliError::Usage(format!(
             "{} has {} key slots ({}); its encrypted copy has one, for the key given, and the others would \

@@ -244,6 +244,11 @@ struct Overlay {
 }
 
 impl Overlay {
+    /// An attempt's overlay over `tx` (`None`: one that serves nothing).
+    fn new(tx: Option<WriteTransaction>) -> Rc<Overlay> {
+        Rc::new(Overlay { tx: RefCell::new(tx), flush: Cell::new(false), ids: Cell::new((0, 0)) })
+    }
+
     /// Rolls back a transaction `finish` did not end (its closure panicked), and keeps a range
     /// of ids it reserved, whose ids the closure may have used, from reuse, as `finish` does:
     /// rolled back with the transaction, the reservation was lost, and after a restart the same
@@ -288,10 +293,10 @@ impl TransactionalTrees {
     /// transaction ... has finished") if the overlay was made for fewer trees (the public
     /// `Transactional` methods called with another tuple's overlay), rather than a panic.
     fn view(&self, ix: usize) -> TransactionalTree {
-        self.inner.get(ix).cloned().unwrap_or_else(|| TransactionalTree {
-            overlay: Rc::new(Overlay { tx: RefCell::new(None), flush: Cell::new(false), ids: Cell::new((0, 0)) }),
-            name: Arc::from(&b""[..]),
-        })
+        self.inner
+            .get(ix)
+            .cloned()
+            .unwrap_or_else(|| TransactionalTree { overlay: Overlay::new(None), name: Arc::from(&b""[..]) })
     }
 }
 
@@ -319,7 +324,7 @@ impl TransactionalTrees {
         for t in trees {
             t.current(&base)?;
         }
-        let overlay = Rc::new(Overlay { tx: RefCell::new(Some(tx)), flush: Cell::new(false), ids: Cell::new((0, 0)) });
+        let overlay = Overlay::new(Some(tx));
         let inner =
             trees.iter().map(|t| TransactionalTree { overlay: overlay.clone(), name: t.name.clone() }).collect();
         Ok(TransactionalTrees { overlay, inner })

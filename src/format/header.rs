@@ -156,18 +156,6 @@ impl KeySlot {
     }
 }
 
-impl KeySlot {
-    /// The value an empty slot holds (never read: `ZeroedOption` hides it).
-    const ZEROED: KeySlot = KeySlot {
-        kind: SlotKind::Passphrase,
-        kdf: KdfParams { memory_kib: 0, iterations: 0, parallelism: 0 },
-        salt: [0; 16],
-        nonce: [0; 12],
-        wrapped: [0; 32],
-        tag: [0; 16],
-    };
-}
-
 /// A header field that may be absent, held without uninitialised bytes: an absent value is a
 /// zeroed `T`, not `None`. An `Option<T>`'s `None` leaves its payload's bytes as they were, and
 /// a header moved from the stack into the heap (the engine's copy, a `Vec` of the two copies)
@@ -185,8 +173,16 @@ pub trait Zeroed: Clone {
     const ZEROED: Self;
 }
 
+/// The value an empty slot holds (never read: `ZeroedOption` hides it).
 impl Zeroed for KeySlot {
-    const ZEROED: KeySlot = KeySlot::ZEROED;
+    const ZEROED: KeySlot = KeySlot {
+        kind: SlotKind::Passphrase,
+        kdf: KdfParams { memory_kib: 0, iterations: 0, parallelism: 0 },
+        salt: [0; 16],
+        nonce: [0; 12],
+        wrapped: [0; 32],
+        tag: [0; 16],
+    };
 }
 
 impl Zeroed for NextKey {
@@ -213,9 +209,6 @@ impl<T: Zeroed> ZeroedOption<T> {
     }
     pub fn set(&mut self, v: Option<T>) {
         *self = ZeroedOption::new(v);
-    }
-    pub fn to_option(&self) -> Option<T> {
-        self.as_ref().cloned()
     }
 }
 

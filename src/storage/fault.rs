@@ -224,24 +224,7 @@ impl FaultyStorage {
         let mut img = st.durable.clone();
         match *model {
             CrashModel::LoseUnsynced => {}
-            CrashModel::TearUnsynced { seed } => {
-                let mut rng = SplitMix64(seed);
-                for op in &st.pending {
-                    match op {
-                        Pending::Write { offset, data } => {
-                            let cut = rng.cut(data.len());
-                            apply_write(&mut img, *offset, &data[..cut]);
-                        }
-                        // A length change is lost or kept on its own (an extension or a
-                        // truncation can be lost while later writes survive).
-                        Pending::SetLen(len) => {
-                            if rng.below(2) == 0 {
-                                apply_set_len(&mut img, *len)
-                            }
-                        }
-                    }
-                }
-            }
+            CrashModel::TearUnsynced { seed } => apply_torn(&mut img, &st.pending, &mut SplitMix64(seed)),
             CrashModel::ScatterUnsynced { seed } => {
                 let mut rng = SplitMix64(seed);
                 for op in &st.pending {
@@ -464,19 +447,8 @@ impl State {
     /// not, chosen from the plan's seed and this operation's number; the pending list is cleared.
     fn settle_failed_sync(&mut self) {
         let mut rng = SplitMix64(self.plan.seed ^ self.ops.wrapping_mul(0xD6E8_FEB8_6659_FD93));
-        for op in std::mem::take(&mut self.pending) {
-            match op {
-                Pending::Write { offset, data } => {
-                    let cut = rng.cut(data.len());
-                    apply_write(&mut self.durable, offset, &data[..cut]);
-                }
-                Pending::SetLen(len) => {
-                    if rng.below(2) == 0 {
-                        apply_set_len(&mut self.durable, len)
-                    }
-                }
-            }
-        }
+        let pending = std::mem::take(&mut self.pending);
+        apply_torn(&mut self.durable, &pending, &mut rng);
     }
 
     /// Records an unsynced length change. Pending writes are clipped to the new length first,
@@ -491,6 +463,25 @@ impl State {
             Pending::SetLen(_) => true,
         });
         self.pending.push(Pending::SetLen(len));
+    }
+}
+
+/// Applies `pending` to `img` as a tear leaves them: each write as a prefix cut at a 512-byte
+/// boundary (nothing to all of it), each length change kept or lost on its own (an extension
+/// or a truncation can be lost while later writes survive), chosen from `rng`.
+fn apply_torn(img: &mut Vec<u8>, pending: &[Pending], rng: &mut SplitMix64) {
+    for op in pending {
+        match op {
+            Pending::Write { offset, data } => {
+                let cut = rng.cut(data.len());
+                apply_write(img, *offset, &data[..cut]);
+            }
+            Pending::SetLen(len) => {
+                if rng.below(2) == 0 {
+                    apply_set_len(img, *len)
+                }
+            }
+        }
     }
 }
 
