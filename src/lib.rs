@@ -60,6 +60,7 @@ pub use db::config::{Config, Durability, ENV_KEY_FILE, ENV_PASSPHRASE, Encryptio
 pub use db::engine::RecoveryReport;
 pub use db::iter::Iter;
 pub use db::ivec::IVec;
+pub use db::merge::MergeOperator;
 pub use db::txn::{ReadTransaction, ReadTree, TxTree, WriteTransaction};
 pub use error::{CorruptReason, Error, PageNo, Result};
 pub use pager::metrics::Metrics;

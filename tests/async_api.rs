@@ -28,6 +28,13 @@ async fn sled_calls() {
     assert!(!t.contains_key("k1").await.unwrap());
     assert!(t.is_empty().await.unwrap());
 
+    // A merge operator set on the tree serves its async merges; the checksum is the sync one.
+    t.tree().set_merge_operator(|_: &[u8], old: Option<&[u8]>, m: &[u8]| Some([old.unwrap_or_default(), m].concat()));
+    t.merge("m", "a").await.unwrap();
+    assert_eq!(t.merge("m", "b").await.unwrap().unwrap(), "ab");
+    assert_eq!(db.checksum().await.unwrap(), db.db().checksum().unwrap());
+    t.remove("m").await.unwrap();
+
     for i in 0..50u32 {
         t.insert(format!("atom:{i:03}"), format!("{{\"n\":{i}}}").into_bytes()).await.unwrap();
     }

@@ -49,6 +49,8 @@ pub(crate) struct Handle {
     // of an earlier comparison included, into a heap block (tests/plaintext_frees.rs).
     flusher: Mutex<Option<Box<(JoinHandle<()>, Arc<FlushSignal>)>>>,
     temporary: Option<Box<super::location::TemporaryNames>>,
+    /// The merge operators set on this open's trees (`Tree::set_merge_operator`).
+    pub(crate) merge_operators: super::merge::MergeOperators,
 }
 
 impl Drop for Handle {
@@ -139,7 +141,12 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
         }
         _ => None,
     };
-    let handle = Arc::new(Handle { engine, flusher: Mutex::new(flusher), temporary: located.temporary.map(Box::new) });
+    let handle = Arc::new(Handle {
+        engine,
+        flusher: Mutex::new(flusher),
+        temporary: located.temporary.map(Box::new),
+        merge_operators: Default::default(),
+    });
     Ok(Db { default: Tree::fixed(handle.clone(), DEFAULT_TREE), handle })
 }
 

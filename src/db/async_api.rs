@@ -125,6 +125,12 @@ impl AsyncDb {
         blocking(self.in_transaction(), move || Ok(db.tree_names()))
     }
 
+    /// `Db::checksum` on a blocking thread.
+    pub fn checksum(&self) -> impl Future<Output = Result<u32>> + Send + 'static {
+        let db = self.db.clone();
+        blocking(self.in_transaction(), move || db.checksum())
+    }
+
     /// A unique, monotonically increasing id.
     pub fn generate_id(&self) -> impl Future<Output = Result<u64>> + Send + 'static {
         let db = self.db.clone();
@@ -205,6 +211,17 @@ impl AsyncTree {
     pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> impl Future<Output = Result<Option<IVec>>> + Send + 'static {
         let key = IVec::from_slice(key.as_ref());
         self.run(move |t| t.remove(key))
+    }
+
+    /// Merges `value` into `key`'s value with the tree's merge operator (set on the tree,
+    /// `tree().set_merge_operator`), returning the new value.
+    pub fn merge<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        key: K,
+        value: V,
+    ) -> impl Future<Output = Result<Option<IVec>>> + Send + 'static {
+        let (key, value) = (IVec::from_slice(key.as_ref()), IVec::from_slice(value.as_ref()));
+        self.run(move |t| t.merge(key, value))
     }
 
     /// Whether `key` is present.

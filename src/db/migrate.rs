@@ -561,6 +561,10 @@ pub fn from_sled(
     let sdb = inside_sled(|| open_sled(sled_path))?;
     copy_through_temp(dst, |tmp| {
         inside_sled(|| {
+            // sled's own checksum of everything (its trees' names, keys and values), which the
+            // copy must give too (`Db::checksum` hashes the same bytes): a second check, by
+            // sled's reading of its files, of what each tree's digest checks by the import's.
+            let expected = sdb.checksum().map_err(sled_error)?;
             let out = new_copy(dst_cfg, tmp)?;
             let mut report = CopyReport::default();
             let mut p = CopyProgress::default();
@@ -577,6 +581,9 @@ pub fn from_sled(
             let ids = super::api::Tree::fixed(out.handle.clone(), super::engine::IDS_TREE);
             ids.insert(b"next", next.saturating_add(1).to_le_bytes())?;
             drop(ids);
+            if out.checksum()? != expected {
+                return Err(Error::ReportableBug("the copy's checksum differs from the sled database's".into()));
+            }
             finish_copy(out)?;
             Ok(report)
         })

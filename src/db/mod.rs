@@ -7,6 +7,7 @@ pub(crate) mod api;
 #[cfg(feature = "tokio")]
 pub(crate) mod async_api;
 pub(crate) mod check;
+pub(crate) mod checksum;
 pub(crate) mod compact;
 pub(crate) mod config;
 pub(crate) mod engine;
@@ -14,6 +15,7 @@ pub(crate) mod iter;
 pub(crate) mod ivec;
 pub(crate) mod keys;
 pub(crate) mod location;
+pub(crate) mod merge;
 pub mod migrate;
 pub(crate) mod open;
 pub(crate) mod page_roles;

@@ -10,7 +10,9 @@
 //! - `get_lt` and `get_gt`, `pop_min` and `pop_max`, `first` and `last`;
 //! - batches that write a key more than once;
 //! - transactions over one tree and over two, which read their own writes, and aborts;
-//! - `tree_names`, `drop_tree` (the default tree's refusal included), and reopening.
+//! - `tree_names`, `drop_tree` (the default tree's refusal included), and reopening;
+//! - `merge` with a merge operator set on trees 0 and 1 at each open (and after a drop), and on
+//!   tree 2 with none (both refuse); `Db::checksum`, which must give sled's very number.
 //!
 //! Keys come from a four-letter alphabet, so prefixes and bounds often meet. Some values are
 //! long enough to go to overflow pages. Foldvault's database is encrypted under a master key in
@@ -103,12 +105,31 @@ enum Op {
     PopMax,
     Len,
     Clear,
+    /// `merge` of these bytes (`concatenate_merge`, or a removal for a lone zero byte).
+    Merge(Vec<u8>, Vec<u8>),
     /// A transaction: its operations, whether it aborts at the end, and whether it spans trees
     /// `a` and `b` (each operation's flag picks `b`) rather than the current tree alone.
     Tx(Vec<(bool, TxOp)>, bool, bool),
     DropTree(usize),
     TreeNames,
+    Checksum,
     Reopen,
+}
+
+/// The merge operator set on trees 0 and 1: appends the merged bytes, and removes the key when
+/// they are one zero byte.
+fn concatenate_merge(_key: &[u8], old: Option<&[u8]>, merged: &[u8]) -> Option<Vec<u8>> {
+    if merged == [0] {
+        return None;
+    }
+    let mut v = old.map(<[u8]>::to_vec).unwrap_or_default();
+    v.extend_from_slice(merged);
+    Some(v)
+}
+
+/// Whether tree `i` gets the merge operator (tree 2 keeps none, so its merges fail).
+fn merges(i: usize) -> bool {
+    i < 2
 }
 
 fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -169,6 +190,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::PopMax),
         1 => Just(Op::Len),
         1 => Just(Op::Clear),
+        3 => (key(), prop_oneof![3 => value(), 1 => Just(vec![0])]).prop_map(|(k, v)| Op::Merge(k, v)),
+        1 => Just(Op::Checksum),
         2 => (prop::collection::vec((any::<bool>(), tx_op()), 0..6), any::<bool>(), any::<bool>())
             .prop_map(|(ops, abort, pair)| Op::Tx(ops, abort, pair)),
         1 => (0..TREES.len()).prop_map(Op::DropTree),
@@ -189,6 +212,7 @@ enum Outcome {
     Cas(Result<(), (Option<Vec<u8>>, Option<Vec<u8>>)>),
     Tx(Option<Vec<Option<Vec<u8>>>>),
     Names(Vec<Vec<u8>>),
+    Checksum(u32),
     Done,
     Err,
 }
@@ -234,6 +258,7 @@ fn walked<K: AsRef<[u8]>, V: AsRef<[u8]>, E>(
 trait Side {
     fn reopen(&mut self);
     fn tree_names(&self) -> Outcome;
+    fn checksum(&self) -> Outcome;
     fn drop_tree(&mut self, tree: usize) -> Outcome;
     fn run(&self, tree: usize, op: &Op) -> Outcome;
 }
@@ -281,6 +306,7 @@ macro_rules! run_op {
             Op::PopMax => or_err(t.pop_max(), |e| Outcome::Entry(entry(e))),
             Op::Len => Outcome::Count(t.len()),
             Op::Clear => or_err(t.clear(), |()| Outcome::Done),
+            Op::Merge(k, v) => or_err(t.merge(k, v), |o| Outcome::Value(bytes(o))),
             Op::Tx(ops, abort, pair) => {
                 let body = |a: &txn::TransactionalTree, b: &txn::TransactionalTree| {
                     let mut seen = Vec::new();
@@ -308,7 +334,9 @@ macro_rules! run_op {
                     Err(txn::TransactionError::Storage(_)) => Outcome::Err,
                 }
             }
-            Op::Use(_) | Op::DropTree(_) | Op::TreeNames | Op::Reopen => unreachable!("handled by the driver"),
+            Op::Use(_) | Op::DropTree(_) | Op::TreeNames | Op::Checksum | Op::Reopen => {
+                unreachable!("handled by the driver")
+            }
         }
     }};
 }
@@ -326,7 +354,12 @@ fn foldvault_open(dir: &Path, encrypted: bool) -> (Db, Vec<Tree>) {
         config = config.master_key(crate::MasterKey::from_bytes([7; 32]));
     }
     let db = config.open().expect("open foldvault");
-    let trees = TREES.iter().map(|n| db.open_tree(n).expect("open_tree")).collect();
+    let trees: Vec<Tree> = TREES.iter().map(|n| db.open_tree(n).expect("open_tree")).collect();
+    for (i, t) in trees.iter().enumerate() {
+        if merges(i) {
+            t.set_merge_operator(concatenate_merge);
+        }
+    }
     (db, trees)
 }
 
@@ -359,9 +392,15 @@ impl Side for Foldvault {
         names.sort();
         Outcome::Names(names)
     }
+    fn checksum(&self) -> Outcome {
+        or_err(self.db().checksum(), Outcome::Checksum)
+    }
     fn drop_tree(&mut self, tree: usize) -> Outcome {
         let r = self.db().drop_tree(TREES[tree]);
         self.trees[tree] = self.db().open_tree(TREES[tree]).expect("open_tree");
+        if merges(tree) {
+            self.trees[tree].set_merge_operator(concatenate_merge);
+        }
         or_err(r, Outcome::Bool)
     }
     fn run(&self, tree: usize, op: &Op) -> Outcome {
@@ -382,11 +421,16 @@ fn sled_open(dir: &Path) -> (sled::Db, Vec<sled::Tree>) {
     // drops: a reopen right after retries while the lock is held, as an import does (a reopen
     // under load failed "could not acquire lock").
     let db = crate::db::migrate::open_sled(dir).expect("open sled");
-    let trees = TREES
+    let trees: Vec<sled::Tree> = TREES
         .iter()
         .enumerate()
         .map(|(i, n)| if i == 0 { (*db).clone() } else { db.open_tree(n).expect("sled open_tree") })
         .collect();
+    for (i, t) in trees.iter().enumerate() {
+        if merges(i) {
+            t.set_merge_operator(concatenate_merge);
+        }
+    }
     (db, trees)
 }
 
@@ -414,10 +458,16 @@ impl Side for Sled {
         names.sort();
         Outcome::Names(names)
     }
+    fn checksum(&self) -> Outcome {
+        or_err(self.db().checksum(), Outcome::Checksum)
+    }
     fn drop_tree(&mut self, tree: usize) -> Outcome {
         let r = self.db().drop_tree(TREES[tree]);
         self.trees[tree] =
             if tree == 0 { (**self.db()).clone() } else { self.db().open_tree(TREES[tree]).expect("sled open_tree") };
+        if merges(tree) {
+            self.trees[tree].set_merge_operator(concatenate_merge);
+        }
         or_err(r, Outcome::Bool)
     }
     fn run(&self, tree: usize, op: &Op) -> Outcome {
@@ -446,6 +496,7 @@ fn run_both(ops: &[Op], encrypted: bool) -> std::result::Result<(), TestCaseErro
                 continue;
             }
             Op::TreeNames => (fv.tree_names(), sl.tree_names()),
+            Op::Checksum => (fv.checksum(), sl.checksum()),
             Op::DropTree(t) => (fv.drop_tree(*t), sl.drop_tree(*t)),
             _ => (fv.run(tree, op), sl.run(tree, op)),
         };
@@ -455,6 +506,7 @@ fn run_both(ops: &[Op], encrypted: bool) -> std::result::Result<(), TestCaseErro
     for (t, name) in TREES.iter().enumerate() {
         prop_assert_eq!(fv.run(t, &Op::Iter(vec![])), sl.run(t, &Op::Iter(vec![])), "tree {:?} at the end", name);
     }
+    prop_assert_eq!(fv.checksum(), sl.checksum(), "checksum at the end");
     Ok(())
 }
 

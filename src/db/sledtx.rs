@@ -59,9 +59,14 @@
 //!   result), and `CompareAndSwapError` is not `Ord`/`Hash`.
 //! - Keys are at most `MAX_KEY_LEN` (1,024) bytes (`Error::KeyTooLarge`); values at most
 //!   `MAX_VALUE_LEN` (4 GiB - 1).
-//! - Not provided: merge operators (`merge`, `set_merge_operator`), `watch_prefix` /
-//!   `Subscriber` / `Event`, `Db::export` / `import`, `checksum`, `Config::mode`,
-//!   `compression_factor`, `segment_size`, `print_profile_on_drop`, `idgen_persist_interval`.
+//! - Merge operators (`set_merge_operator`, `merge`) must be `Send + Sync` (sled's need not
+//!   be); as in sled, one may run more than once for one merge, when another writer changed
+//!   the value first. `Db::checksum` gives sled's number
+//!   for the same contents (an import from sled checks it), over one snapshot, without
+//!   stopping writers; `ReadTransaction::checksum` is that of a snapshot.
+//! - Not provided: `watch_prefix` / `Subscriber` / `Event`, `Db::export` / `import`,
+//!   `Config::mode`, `compression_factor`, `segment_size`, `print_profile_on_drop`,
+//!   `idgen_persist_interval`.
 //!   `Config::use_compression` is accepted and ignored.
 //! - `Config::path` names a directory holding one file, `db.foldvault`; the file is locked
 //!   while open and the lock is released when the last handle (`Db`, `Tree`, `Iter`) drops.
