@@ -231,6 +231,21 @@ fn workload(s: Arc<dyn Storage>) {
         let tt = rt.open_tree("t").unwrap();
         drop(tt.get(&lo[..]).unwrap());
     }
+    {
+        // Merges: the operator's result, and the old and merged values it is given.
+        t.set_merge_operator(|_: &[u8], old: Option<&[u8]>, m: &[u8]| Some([old.unwrap_or_default(), m].concat()));
+        let (k, v) = record(6000, 90);
+        drop(t.merge(&k[..], &v[..]).unwrap());
+        drop(t.merge(&k[..], &v[..]).unwrap());
+        db.checksum().unwrap();
+    }
+    {
+        // A transaction's insert of a value the caller owns (as the command line's `put`).
+        let (k, v) = record(6001, 120);
+        let tx = db.begin_write().unwrap();
+        tx.open_tree("t").unwrap().insert(&k[..], &v[..]).unwrap();
+        tx.commit().unwrap();
+    }
     db.flush().unwrap();
     drop(t);
     drop(db);
@@ -250,6 +265,17 @@ fn workload(s: Arc<dyn Storage>) {
     let dir = tempfile::tempdir().unwrap();
     let dst = dir.path().join("restored.foldvault");
     foldvault::backup::restore(&backup[..], &dst, &creds(), Default::default()).unwrap();
+    // Salvage reads every record of the source and writes it in batches.
+    let salvaged = MemoryStorage::new();
+    let cfg = |st: Arc<dyn Storage>| {
+        Config::new()
+            .storage(st)
+            .passphrase(Passphrase::new(b"plaintext-frees".to_vec()))
+            .kdf(KdfParams::insecure_fast())
+            .use_env(false)
+    };
+    let report = foldvault::salvage(&cfg(s.clone()), &cfg(Arc::new(salvaged))).unwrap();
+    assert!(!report.lost_anything());
     // Last: what it leaves on the heap is not checked for the prefix form afterwards either.
     #[cfg(feature = "tokio")]
     async_calls(&open());

@@ -174,20 +174,23 @@ pub fn init(a: InitArgs) -> Result<(), CliError> {
 
 pub fn put(a: PutArgs) -> Result<(), CliError> {
     let (db, file) = open_db(&a.db, &a.keys, Access::Write)?;
-    let value = if a.value == "-" {
+    // Wiped when it goes, refused or written (a transaction's `insert` copies what it is given).
+    let value = zeroize::Zeroizing::new(if a.value == "-" {
         // Read bounded: a byte past the largest value is enough to refuse it.
         let mut v = Vec::new();
         let max = crate::MAX_VALUE_LEN;
         std::io::stdin().lock().take(max + 1).read_to_end(&mut v).at(Path::new("<stdin>"))?;
         if v.len() as u64 > max {
-            return Err(CliError::db(Error::ValueTooLarge { len: v.len() as u64, max }, &file));
+            let len = v.len() as u64;
+            crate::crypto::wipe::wipe_vec(&mut v);
+            return Err(CliError::db(Error::ValueTooLarge { len, max }, &file));
         }
         v
     } else {
         bytes(a.value)
-    };
+    });
     let tx = db.begin_write().at(&file)?;
-    tx.open_tree(writable_tree(&bytes(a.tree))?).at(&file)?.insert(bytes(a.key), value).at(&file)?;
+    tx.open_tree(writable_tree(&bytes(a.tree))?).at(&file)?.insert(bytes(a.key), &value[..]).at(&file)?;
     tx.commit().at(&file)
 }
 

@@ -102,7 +102,8 @@ pub(crate) fn walk_unseen(
         let mut keys = Vec::with_capacity(n);
         for i in 0..n {
             match raw.branch_key(i) {
-                Ok(k) => keys.push(k.to_vec()),
+                // Separators are user keys: wiped when they go (as verify's).
+                Ok(k) => keys.push(zeroize::Zeroizing::new(k.to_vec())),
                 Err(e) => {
                     lost(range(e));
                     return Ok(());

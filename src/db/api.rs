@@ -432,6 +432,22 @@ impl Batch {
     pub fn remove<K: AsRef<[u8]>>(&mut self, key: K) {
         self.set(key.as_ref(), None);
     }
+    /// Inserts `key` and `value` as they are, with no copy left behind unwiped (salvage's
+    /// records, read from pages).
+    pub(crate) fn insert_owned(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        match self.ops.get_mut(&key) {
+            Some(slot) => {
+                if let Some(mut old) = std::mem::replace(slot, Some(value)) {
+                    wipe_vec(&mut old);
+                }
+                let mut key = key;
+                wipe_vec(&mut key);
+            }
+            None => {
+                self.ops.insert(key, Some(value));
+            }
+        }
+    }
     /// The operation on `key` becomes `op`; a value it replaces is wiped.
     fn set(&mut self, key: &[u8], op: Option<Vec<u8>>) {
         match self.ops.get_mut(key) {

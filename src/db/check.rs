@@ -354,7 +354,8 @@ fn salvage_into(source: &SalvageSource, dst_db: &Db) -> Result<SalvageReport> {
             }
             Err(e) => return Err(e),
         };
-        let mut batch = Vec::new();
+        // A `Batch` wipes the records it holds when it goes, on an error too.
+        let mut batch = super::api::Batch::default();
         let mut batch_bytes = 0u64;
         let mut n = 0u64;
         let mut lost = Vec::new();
@@ -364,17 +365,17 @@ fn salvage_into(source: &SalvageSource, dst_db: &Db) -> Result<SalvageReport> {
             &mut seen,
             &mut |k, v| {
                 batch_bytes += (k.len() + v.len()) as u64;
-                batch.push((k.to_vec(), v));
+                batch.insert_owned(k.to_vec(), v);
                 n += 1;
                 if batch.len() >= SALVAGE_BATCH_RECORDS || batch_bytes >= super::migrate::BATCH_BYTES {
-                    flush_batch(&dst_tree, &mut batch)?;
+                    dst_tree.apply_batch(std::mem::take(&mut batch))?;
                     batch_bytes = 0;
                 }
                 Ok(())
             },
             &mut |l| lost.push(l),
         )?;
-        flush_batch(&dst_tree, &mut batch)?;
+        dst_tree.apply_batch(batch)?;
         if !lost.is_empty() {
             tracing::warn!(target: "foldvault::audit", ranges = lost.len(), "salvage lost key ranges");
             report.lost.insert(SalvagedPart::Tree(name.clone()), lost);
@@ -417,14 +418,6 @@ fn raw_source(
 /// of keys and values, whichever comes first: a thousand large values would otherwise be held
 /// at once.
 const SALVAGE_BATCH_RECORDS: usize = 1000;
-
-fn flush_batch(t: &Tree, batch: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-    let mut b = super::api::Batch::default();
-    for (k, v) in batch.drain(..) {
-        b.insert(k, v);
-    }
-    t.apply_batch(b)
-}
 
 #[allow(dead_code)]
 fn _assert_send(_: Arc<Db>) {}
