@@ -23,7 +23,7 @@ const AFTER_HELP: &str =
 /// is a terminal; never from a plain argument. Key and passphrase files must not be readable by
 /// other users (chmod 600; FOLDVAULT_ALLOW_SHARED_KEY_FILES=1 lifts this). The default tree is
 /// named `__sled__default`, as in sled.
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(name = "foldvault", version, after_help = AFTER_HELP, after_long_help = EXIT_CODES)]
 pub struct Cli {
     /// Engine settings from a TOML file (cipher, cache_capacity, [kdf], [backup]), under the
@@ -34,7 +34,7 @@ pub struct Cli {
     pub command: Cmd,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand)]
 pub enum Cmd {
     /// Create a new database (encrypted unless --plaintext)
     Init(InitArgs),
@@ -103,7 +103,7 @@ impl From<CipherArg> for CipherId {
     }
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct InitArgs {
     /// The database file to create (must not exist, or be empty); in an existing directory,
     /// `db.foldvault` inside it
@@ -117,7 +117,7 @@ pub struct InitArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct PutArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
@@ -132,7 +132,7 @@ pub struct PutArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct KeyCmdArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
@@ -145,7 +145,7 @@ pub struct KeyCmdArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct ScanArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
@@ -161,7 +161,7 @@ pub struct ScanArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct LoadArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
@@ -179,7 +179,7 @@ pub struct LoadArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(after_help = "The records only: generate_id's counter is not in a dump, so a database loaded \
 from one hands out ids from 0 again (backup, encrypt, decrypt and salvage carry it).")]
 pub struct DumpArgs {
@@ -192,7 +192,7 @@ pub struct DumpArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct StatusArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
@@ -203,7 +203,7 @@ pub struct StatusArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(after_help = "Copy-on-write leaves a file as long as it ever was: a large removal copies the \
 remaining pages past the end and frees the old ones, removals leave pages half empty, and random \
 inserts split leaves half full. compact merges neighbouring pages that fit one page, refills each leaf \
@@ -221,7 +221,7 @@ pub struct CompactArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct StatsArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,
@@ -232,7 +232,7 @@ pub struct StatsArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct DemoArgs {
     /// Where to create the demonstration files (default: a temporary directory, removed after)
     pub dir: Option<PathBuf>,
@@ -241,7 +241,7 @@ pub struct DemoArgs {
     pub records: u64,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(after_help = "Exit codes: 0 no problem found, 3 wrong key, 4 a problem was found \
 (each is listed with its page and tree), 5 I/O error or locked")]
 pub struct CheckArgs {
@@ -254,7 +254,7 @@ pub struct CheckArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(after_help = "DST is created with the same key (the key options unlock SRC and protect DST) and the \
 same cipher; it is plaintext if SRC is. Lost key ranges are listed by their bounding keys (escaped), never \
 values.\nExit codes: 0 nothing lost, 2 DST exists, 3 wrong key, 4 something was or may have been lost (a \
@@ -268,7 +268,7 @@ pub struct SalvageArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(after_help = "The backup holds only the pages of one snapshot, each still sealed and every chunk \
 sealed again under a key derived from the data key; it restores with the credentials that open the database \
 now. A backup of a plaintext database is not encrypted. An existing OUT file is replaced only once the new \
@@ -288,7 +288,7 @@ pub struct BackupArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(after_help = "Without a key, the structure, the chunk hashes and the stream hash are checked \
 (enough to find any damage, not to tell a forgery). With a key (--passphrase-file, FOLDVAULT_PASSPHRASE, \
 --key-file, FOLDVAULT_KEY_FILE; never asked for), every chunk and page is opened, every link checked and records \
@@ -306,7 +306,7 @@ pub struct VerifyBackupArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(after_help = "The key options give the credentials that opened the database when the backup was \
 taken. The database is written to a temporary file beside DB, checked in full, then renamed into place: DB \
 either keeps its old contents or holds the whole backup.\nExit codes: 0 ok, 2 DB exists (without --force), \
@@ -328,7 +328,7 @@ pub struct RestoreArgs {
 }
 
 /// Argon2id parameters for a new passphrase slot; unset ones keep a default.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Clone, Default)]
 pub struct KdfArgs {
     /// Argon2id memory for the new passphrase slot, in MiB
     #[arg(long, value_name = "N")]
@@ -350,7 +350,7 @@ impl KdfArgs {
 }
 
 /// How a new encrypted database is made (init, encrypt, import-sled).
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub struct NewDbArgs {
     /// The page cipher (default aes-256-gcm, or the config file's)
     #[arg(long, value_enum)]
@@ -370,7 +370,7 @@ impl NewDbArgs {
     }
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(after_help = "The key options give the current passphrase (asked for on a terminal when none is \
 given). Only the key slot it opens is rewritten: the header changes, no data page does. Without \
 --kdf-memory-mib / --kdf-iterations the slot keeps its Argon2id parameters.\nExit codes: 0 ok, 2 bad \
@@ -388,7 +388,7 @@ pub struct PasswdArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(after_help = "Listing needs no key (with one, the list is read from the authenticated header). \
 Adding or removing a slot needs a key that opens DB; the key options may follow the action \
 (`slots DB add-key-file NEW --passphrase-file P`). Only the header is rewritten.\nExit codes: 0 ok, 2 bad \
@@ -403,7 +403,7 @@ pub struct SlotsArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand)]
 pub enum SlotAction {
     /// Add a passphrase slot (the new passphrase is asked for twice, or read from a file)
     AddPassphrase {
@@ -431,7 +431,7 @@ pub enum SlotAction {
     },
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(after_help = "A new random data key replaces the old one: every page is re-sealed under it in \
 batches (readers and writers may go on), then every key slot is re-wrapped around it and the old key \
 is destroyed. Credentials for every slot are needed: the key options open DB, the --also-* options give \
@@ -453,10 +453,10 @@ pub struct RekeyArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(after_help = "The key options give the key of the new encrypted database. An encrypted SRC is \
 opened with the --src-* options, or else with the same key options. Every tree of the copy is checked \
-against its source (record count and BLAKE3 digest, shown at the end). The copy is written beside DST \
+against its source (record count and a keyed BLAKE3 digest; the counts are shown at the end). The copy is written beside DST \
 (or SRC with --in-place), synced and renamed into place. The copy has one key slot, for the key \
 options given: an encrypted SRC's other slots are not carried over (rekey changes the data key and \
 keeps every slot).\nExit codes: 0 ok, 2 DST exists or bad \
@@ -489,10 +489,10 @@ pub struct EncryptArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(after_help = "Every record is written in clear to DST: the command refuses to run without \
 --i-understand-this-writes-plaintext. Every tree of the copy is checked against its source (record \
-count and BLAKE3 digest, shown at the end).\nExit codes: 0 ok, 2 no acknowledgement, DST exists or SRC \
+count and a keyed BLAKE3 digest; the counts are shown at the end).\nExit codes: 0 ok, 2 no acknowledgement, DST exists or SRC \
 is not encrypted, 3 wrong key, 4 SRC is damaged, 5 I/O error or locked")]
 pub struct DecryptArgs {
     /// The encrypted database
@@ -506,10 +506,10 @@ pub struct DecryptArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(after_help = "Needs a build with the cargo feature `sled-import`. The new database is encrypted \
-with the key options (or plaintext with --plaintext); each tree's record count and BLAKE3 digest are \
-checked against sled and shown at the end.\nExit codes: 0 ok, 2 DST exists, bad arguments or no sled \
+with the key options (or plaintext with --plaintext); each tree's record count and keyed BLAKE3 digest are \
+checked against sled's records, the whole copy against sled's own checksum, and the counts shown at the end.\nExit codes: 0 ok, 2 DST exists, bad arguments or no sled \
 support in this build, 5 I/O error")]
 pub struct ImportSledArgs {
     /// The sled 0.34 database directory
@@ -525,7 +525,7 @@ pub struct ImportSledArgs {
     pub keys: KeyArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct DumpableArgs {
     /// The database file (or a database directory)
     pub db: PathBuf,

@@ -21,8 +21,11 @@ pub struct CopyProgress {
 }
 
 /// What a copy did: records per tree, and a BLAKE3 digest of each tree's contents (keys and
-/// values in key order) taken from the source and checked against the copy. `Debug` shows
-/// counts only (tree names are user data).
+/// values in key order) taken from the source and checked against the copy. Each digest is
+/// keyed with a random key of that tree's copy, discarded at once: it matched the copy's inside
+/// the process, and tells nothing about the contents (an unkeyed digest of a small tree would
+/// let anyone who sees it confirm a guess of the records). `Debug` shows counts only (tree
+/// names are user data).
 #[derive(Clone, Default)]
 pub struct CopyReport {
     /// (tree name as stored, records, digest)
@@ -42,8 +45,8 @@ const BATCH: usize = 10_000;
 /// A batch is also applied once its records reach this many bytes (values may be large).
 pub(crate) const BATCH_BYTES: u64 = 64 << 20;
 
-fn digest_tree(t: &super::api::Tree) -> Result<(u64, [u8; 32])> {
-    let mut h = blake3::Hasher::new();
+fn digest_tree(t: &super::api::Tree, key: &[u8; 32]) -> Result<(u64, [u8; 32])> {
+    let mut h = blake3::Hasher::new_keyed(key);
     let mut n = 0;
     for kv in t.iter() {
         let (k, v) = kv?;
@@ -61,14 +64,16 @@ pub(crate) fn digest_entry(h: &mut blake3::Hasher, k: &[u8], v: &[u8]) {
 }
 
 /// Copies records into `dt` in batches, digesting them on the way, then checks the copy's count
-/// and digest against the source's. Returns both.
+/// and digest against the source's. Returns both (the digest keyed: `CopyReport`).
 fn copy_records<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     items: impl Iterator<Item = Result<(K, V)>>,
     dt: &super::api::Tree,
     p: &mut CopyProgress,
     progress: &mut dyn FnMut(CopyProgress),
 ) -> Result<(u64, [u8; 32])> {
-    let mut h = blake3::Hasher::new();
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(&mut key[..]);
+    let mut h = blake3::Hasher::new_keyed(&key);
     let mut n = 0u64;
     let mut batch = Batch::default();
     let mut batch_bytes = 0u64;
@@ -89,7 +94,7 @@ fn copy_records<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     }
     dt.apply_batch(batch)?;
     let digest = *h.finalize().as_bytes();
-    let (m, d) = digest_tree(dt)?;
+    let (m, d) = digest_tree(dt, &key)?;
     if m != n || d != digest {
         return Err(Error::ReportableBug("a copied tree does not match its source".into()));
     }
