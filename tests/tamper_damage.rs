@@ -118,6 +118,53 @@ fn one_damaged_leaf_does_not_poison_the_rest() {
     );
 }
 
+/// A write transaction in which a write failed part way (here `drop_tree`, which frees pages as
+/// it walks and stops at the damaged leaf) refuses every later call but its end: the pages it
+/// had given back would otherwise be taken by the next write while the tree it failed to drop
+/// still named them (a review's case), and reads through it could return another tree's bytes.
+#[test]
+fn a_write_transaction_that_failed_part_way_refuses_further_calls() {
+    let f = fixture();
+    let pk = picks(f);
+    let l = &f.layout;
+    let dir = tempfile::tempdir().unwrap();
+    let path = f.copy(dir.path(), "failed-tx");
+    xor_byte(&path, pk.small_leaf * PAGE as u64 + 77, 0x10);
+    let in_leaf: BTreeSet<Vec<u8>> = l.pages[pk.small_leaf as usize].keys.iter().cloned().collect();
+    let model = f.final_model();
+    let small = &model[SMALL.as_bytes()];
+    let last_bad = in_leaf.iter().next_back().unwrap().clone();
+    let first_after = small.range::<Vec<u8>, _>((Excluded(last_bad), Unbounded)).next().unwrap().0.clone();
+
+    let db = master_cfg(&path).open().unwrap();
+    let seq = db.commit_seq();
+    let tx = db.begin_write().unwrap();
+    // Pages of this transaction's own in the tree, which the failed drop gives back.
+    tx.open_tree(SMALL).unwrap().insert(&first_after, b"in the transaction").unwrap();
+    let e = tx.drop_tree(SMALL).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { page, .. } if page == pk.small_leaf), "{e:?}");
+    let refused = |r: foldvault::Result<()>, what: &str| {
+        assert!(matches!(r, Err(Error::Unsupported(_))), "{what} after the failure: {r:?}");
+    };
+    refused(tx.open_tree(MARKER).map(drop), "open_tree");
+    refused(tx.drop_tree(MARKER).map(drop), "drop_tree");
+    refused(tx.open_tree(SMALL).map(drop), "open_tree of the tree it failed to drop");
+    assert!(matches!(tx.commit(), Err(Error::Unsupported(_))));
+    assert_eq!(db.commit_seq(), seq, "nothing committed");
+    // A transaction's handles taken before the failure are refused too.
+    let tx = db.begin_write().unwrap();
+    let small_t = tx.open_tree(SMALL).unwrap();
+    let marker_t = tx.open_tree(MARKER).unwrap();
+    small_t.insert(&first_after, b"in the transaction").unwrap();
+    tx.drop_tree(SMALL).unwrap_err();
+    refused(marker_t.insert("k", "v").map(drop), "insert into another tree");
+    refused(small_t.get(&first_after).map(drop), "get");
+    refused(marker_t.iter().map(drop), "iter");
+    drop(tx);
+    // The handle goes on: the tree as it was committed.
+    assert_eq!(&db.open_tree(SMALL).unwrap().get(&first_after).unwrap().unwrap()[..], &small[&first_after][..]);
+}
+
 /// Every page of every kind, one at a time: a bit flip must give a typed error or a documented
 /// fallback, never a panic or wrong data. (Sampled: every 3rd data page, to bound the time.)
 #[test]

@@ -555,6 +555,40 @@ fn a_log_beside_a_file_older_than_its_base_is_refused() {
     assert_holds_exactly(&config(&crashed).open().unwrap(), &records(0..10, ""));
 }
 
+/// The same with the file as it was made, before any checkpoint: its second commit slot was
+/// never written (all zeros), which is not a record a crash tore, and does not stand for the
+/// log's base (a review's case: it let the log be replayed onto the new file).
+#[test]
+fn a_log_beside_a_new_file_put_back_is_refused() {
+    let (dir, path, db) = new_db(0);
+    let older = std::fs::read(&path).unwrap();
+    commit_records(&db, 5, "-a");
+    db.checkpoint_log().unwrap();
+    commit_records(&db, 2, "-b");
+    let crashed = copy_open(&path, dir.path());
+    drop(db);
+    std::fs::write(&crashed, &older).unwrap();
+    let err = config(&crashed).open().map(|_| ()).unwrap_err();
+    assert!(matches!(err, Error::StaleLog { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&crashed).unwrap(), older, "the refused open changed the file");
+}
+
+/// A file emptied (or cut short of its headers) with its log beside it is `Truncated`, as
+/// without a log (SPEC §11), not a log of another database's.
+#[test]
+fn an_emptied_file_beside_its_log_is_truncated() {
+    let (dir, path, db) = new_db(3);
+    let crashed = copy_open(&path, dir.path());
+    drop(db);
+    for len in [0u64, 100, 4096] {
+        let f = std::fs::OpenOptions::new().write(true).open(&crashed).unwrap();
+        f.set_len(len).unwrap();
+        drop(f);
+        let err = config(&crashed).open().map(|_| ()).unwrap_err();
+        assert!(matches!(err, Error::Truncated { found, .. } if found == len), "{len}: {err:?}");
+    }
+}
+
 const PAGE: usize = 4096;
 
 /// A database on fault-injecting devices: the file and its log (checkpoints at 48 pages,

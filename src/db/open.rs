@@ -458,17 +458,21 @@ pub(crate) fn check_log_is_current(storage: Arc<dyn Storage>, creds: &Credential
 /// log is not beside (a hard link), or the log was put back — and replaying it would put older
 /// pages over later commits (`StaleLog`), when a record in the file that is not a logged one
 /// is built on a later commit than the base, or when neither slot holds the base, a logged
-/// record, or a page a crash tore. (A file that went on by one durable record without the log,
+/// record, or a page a crash tore. A slot of zeros was never written (a new file's second
+/// slot, SPEC §5): it is not a torn record, and a file put back as it was made, with one there,
+/// is refused too. (A sealed record is never a zero sector, nor is a plaintext one's first: a
+/// torn copy over a record leaves some of it.) (A file that went on by one durable record without the log,
 /// with no clean close after it, is built on the base too, and is not told apart from a torn
 /// record.)
 fn check_log_is_not_stale(pager: &Pager) -> Result<()> {
-    // Each slot as the file holds it: its record if it opens, and whether it is a logged one.
+    // Each slot as the file holds it: its record if it opens, whether it is a logged one, and
+    // whether it is blank (never written).
     let (mut file_slots, mut logged, mut unheld) = (Vec::new(), Vec::new(), Vec::new());
     for slot in [COMMIT_PAGE_A, COMMIT_PAGE_B] {
         match pager.slot_under_log(slot)? {
             Some(s) => {
                 logged.extend(s.logged);
-                file_slots.push((s.file, s.file_is_logged));
+                file_slots.push((s.file, s.file_is_logged, s.file_is_blank));
             }
             None => unheld.push(slot),
         }
@@ -477,14 +481,23 @@ fn check_log_is_not_stale(pager: &Pager) -> Result<()> {
     for slot in unheld {
         // No log holds the slot: the pager reads the file's own record there.
         match pager.read_commit(slot) {
-            Ok(r) => file_slots.push((Some(r), false)),
+            Ok(r) => file_slots.push((Some(r), false, false)),
             Err(e @ Error::Io(_)) => return Err(e),
-            Err(_) => file_slots.push((None, false)),
+            Err(_) => {
+                let blank = pager.read_raw(slot).is_ok_and(|b| b.iter().all(|&x| x == 0));
+                file_slots.push((None, false, blank));
+            }
         }
     }
-    let unlogged = || file_slots.iter().filter(|(_, is_logged)| !is_logged).filter_map(|(r, _)| r.as_ref());
+    let unlogged = || file_slots.iter().filter(|(_, is_logged, _)| !is_logged).filter_map(|(r, _, _)| r.as_ref());
     let built_on_later = unlogged().find(|r| r.prev_durable_seq > base);
-    let base_is_there = file_slots.iter().any(|(r, is_logged)| *is_logged || r.as_ref().is_none_or(|r| r.seq == base));
+    let base_is_there = file_slots.iter().any(|(r, is_logged, blank)| {
+        *is_logged
+            || match r {
+                Some(r) => r.seq == base,
+                None => !blank,
+            }
+    });
     let stale = match built_on_later {
         Some(r) => Some(r),
         None if !base_is_there => unlogged().max_by_key(|r| r.seq),

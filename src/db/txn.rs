@@ -69,6 +69,13 @@ impl WriteTransaction {
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut TxInner) -> Result<T>) -> Result<T> {
         let mut b = self.inner.borrow_mut();
         let inner = b.as_mut().ok_or_else(|| Error::ReportableBug("transaction already finished".into()))?;
+        // After a write failed part way, pages the transaction gave back may still be named by
+        // its trees: a read could find another tree's node in one, a write take it again.
+        if inner.failed {
+            return Err(Error::Unsupported(
+                "a write in this transaction failed part way; it can only be aborted (or dropped)".into(),
+            ));
+        }
         f(inner)
     }
 

@@ -53,6 +53,8 @@ pub(crate) struct SlotUnderLog {
     pub file: Option<CommitRecord>,
     /// The file's bytes are one of the logged versions (a checkpoint copied it home).
     pub file_is_logged: bool,
+    /// The file's bytes are all zero: the slot was never written (a new file's second slot).
+    pub file_is_blank: bool,
     /// Each logged version that opens, oldest first.
     pub logged: Vec<CommitRecord>,
 }
@@ -338,7 +340,8 @@ impl Pager {
             return Ok(None);
         }
         let file_is_logged = hashes.contains(&blake3::hash(&file));
-        Ok(Some(SlotUnderLog { file: decode(&file), file_is_logged, logged }))
+        let file_is_blank = file.iter().all(|&b| b == 0);
+        Ok(Some(SlotUnderLog { file: decode(&file), file_is_logged, file_is_blank, logged }))
     }
 
     /// The commit record with the highest sequence number among the two slots that open,

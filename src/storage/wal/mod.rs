@@ -275,6 +275,11 @@ impl WalStorage {
         // under it (below), so such a log holds nothing.
         let replay = valid && owner.iter().any(|b| *b != 0);
         if replay && owner != owner_of(&*main, main_len, 0)? && owner != owner_of(&*main, main_len, 1)? {
+            // A file too short to hold its two header copies beside a log that names an owner
+            // is that owner cut short (emptied, SPEC §11), not another database's file.
+            if main_len < 2 * P {
+                return Err(Error::Truncated { expected: 2 * P, found: main_len });
+            }
             return Err(Error::ForeignLog);
         }
         if replay {
