@@ -407,7 +407,7 @@ fn pagedump_with_and_without_key() {
     // The environment's key is not read: its output would show decrypted records.
     let o = e.run(env!("CARGO_BIN_EXE_pagedump"), &[&db, "--all"], b"", &[("FOLDVAULT_PASSPHRASE", PASS)]).ok().text();
     assert!(!o.contains("visible-value"), "{o}");
-    // A version-1 file (tests/data, made by tests/format_versions.rs) opens page by page: the
+    // A version-1 file (tests/data, made by the version-1 build's backup::make_fixtures) opens page by page: the
     // version is bound into every page's seal.
     let v1 = e.p("v1.foldvault");
     std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v1.foldvault"), &v1).unwrap();

@@ -1,15 +1,23 @@
 //! Every released format version keeps opening: a file written by each is checked in under
-//! tests/data/ (format v1: `v1.foldvault`, made by `cargo test --test backup make_fixtures -- --ignored`).
+//! tests/data/ (`vN.foldvault`, made by the build of version N with `cargo test --test backup
+//! make_fixtures -- --ignored`, which writes the current version's and never overwrites one).
 
 use foldvault::Config;
 
 #[test]
-fn opens_checked_in_v1_file() {
+fn opens_checked_in_files_of_every_version() {
+    for version in 1..=foldvault::format::FORMAT_VERSION {
+        opens_checked_in_file(version);
+    }
+}
+
+fn opens_checked_in_file(version: u16) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v1.foldvault");
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v1.foldvault"), &path).unwrap();
+    let path = dir.path().join("fixture.foldvault");
+    std::fs::copy(format!("{}/tests/data/v{version}.foldvault", env!("CARGO_MANIFEST_DIR")), &path).unwrap();
     let db = Config::new().file(&path).passphrase("foldvault v1 fixture").use_env(false).open().unwrap();
     assert!(db.is_encrypted());
+    assert_eq!(db.encryption_status().format_version, version);
     let report = db.check().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     let t = db.open_tree("metadata").unwrap();
@@ -61,4 +69,44 @@ fn a_v1_file_stays_v1_through_small_commits_and_a_reopen() {
     let fresh = dir.path().join("new.foldvault");
     let db = Config::new().file(&fresh).passphrase("p").use_env(false).open().unwrap();
     assert_eq!(db.encryption_status().format_version, foldvault::format::FORMAT_VERSION);
+}
+
+/// A version-1 file's header updates keep its version (SPEC §2, §10): a header written with the
+/// current version would change every page's associated data, and the file would no longer
+/// open. A slot added, the passphrase changed, a rekey (new data key, every page sealed again)
+/// and a compaction, then a reopen under the new passphrase: version 1, every page checks, the
+/// records are there.
+#[test]
+fn a_v1_files_key_changes_rekey_and_compaction_keep_it_v1() {
+    use foldvault::{Credentials, KdfParams, MasterKey, Passphrase};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.foldvault");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/v1.foldvault"), &path).unwrap();
+    let cfg = |p: &str| Config::new().file(&path).passphrase(p).use_env(false).kdf(KdfParams::insecure_fast());
+    {
+        let db = cfg("foldvault v1 fixture").open().unwrap();
+        let old = Credentials::passphrase(Passphrase::new(b"foldvault v1 fixture".to_vec()));
+        db.add_slot(&Credentials::master_key(MasterKey::from_bytes([3; 32])), KdfParams::insecure_fast()).unwrap();
+        db.change_passphrase(&old, Passphrase::new(b"changed".to_vec()), KdfParams::insecure_fast()).unwrap();
+        let new = Credentials::passphrase(Passphrase::new(b"changed".to_vec()));
+        db.rekey(&[new, Credentials::master_key(MasterKey::from_bytes([3; 32]))], &mut |_| {}).unwrap();
+        db.open_tree("metadata").unwrap().insert("after rekey", &b"y"[..]).unwrap();
+        db.compact().unwrap();
+        assert_eq!(db.encryption_status().format_version, 1);
+    }
+    for by_key in [false, true] {
+        let db = match by_key {
+            false => cfg("changed").open().unwrap(),
+            true => Config::new().file(&path).master_key(MasterKey::from_bytes([3; 32])).use_env(false).open().unwrap(),
+        };
+        assert_eq!(db.encryption_status().format_version, 1, "a version-1 file keeps its version");
+        let report = db.check().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        let t = db.open_tree("metadata").unwrap();
+        assert_eq!(t.len(), 101);
+        assert_eq!(t.get("key042").unwrap().unwrap(), &b"value 42"[..]);
+        assert_eq!(t.get("after rekey").unwrap().unwrap(), &b"y"[..]);
+        assert_eq!(db.get("atom:fixture").unwrap().unwrap().len(), 9000);
+    }
+    assert!(matches!(cfg("foldvault v1 fixture").open(), Err(foldvault::Error::WrongKey { .. })));
 }

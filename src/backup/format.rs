@@ -162,6 +162,7 @@ impl BackupHeader {
             || h.chunk_pages == 0
             || h.chunk_pages > CHUNK_PAGES
             || h.live_pages > h.page_count
+            || h.page_count < crate::format::FIRST_DATA_PAGE
             || h.page_count > MAX_PAGE_COUNT
             || h.seq == u64::MAX
             || b[B_FIELDS_END..B_CHECKSUM_OFFSET].iter().any(|&x| x != 0)
