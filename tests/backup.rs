@@ -404,6 +404,34 @@ fn forged_backup_header_does_not_restore() {
     assert!(!dst.exists());
 }
 
+/// The source header page in a backup, edited (its generation raised) with its checksum and
+/// the stream hash refitted: its own MAC fails once a slot unlocks, and verify and restore name
+/// the backup's damage at the byte the page starts at, not page 0 of a database.
+#[test]
+fn an_edited_source_header_is_named_as_the_backups_damage() {
+    use foldvault::format::header::{CHECKSUM_OFFSET, CHECKSUM_SIZE, GENERATION_OFFSET};
+    let (dir, bytes, _) = make_backup();
+    let mut b = bytes.clone();
+    let page = &mut b[4096..8192];
+    page[GENERATION_OFFSET] ^= 1;
+    let sum = blake3::hash(&page[..CHECKSUM_OFFSET]);
+    page[CHECKSUM_OFFSET..CHECKSUM_OFFSET + CHECKSUM_SIZE].copy_from_slice(sum.as_bytes());
+    let n = b.len();
+    let stream = blake3::hash(&b[..n - 32]);
+    b[n - 32..].copy_from_slice(stream.as_bytes());
+    assert!(backup::verify(Cursor::new(&b), None, &mut |_| {}).is_ok(), "unkeyed hashes alone cannot tell");
+    let deep = backup::verify(Cursor::new(&b), Some(&creds()), &mut |_| {}).map(drop);
+    assert!(names_the_source_header_mac(&deep), "{deep:?}");
+    let dst = dir.path().join("edited.fv");
+    let restored = backup::restore(Cursor::new(&b), &dst, &creds(), RestoreOptions::default()).map(drop);
+    assert!(names_the_source_header_mac(&restored), "{restored:?}");
+    assert!(!dst.exists());
+}
+
+fn names_the_source_header_mac(r: &foldvault::Result<()>) -> bool {
+    matches!(r, Err(Error::BackupCorrupt { offset: 4096, what: "source header MAC", .. }))
+}
+
 /// A plaintext backup's header (no MAC: anyone may edit it and refit its hashes) claiming a
 /// page count below the first data page is refused by verify as by restore: verify took it, and
 /// restore then wrote a commit record no open accepts (a review's case). Verify checks what

@@ -304,6 +304,22 @@ fn a_batch_removal_under_a_record_count_of_zero_frees_only_what_the_catalog_lets
     assert_eq!(t.len(), 50);
 }
 
+/// A tree whose stored record count is not the records it holds: the database opens and takes
+/// writes, but verify and restore refuse a backup of it (`CountMismatch`), so `backup_to`
+/// refuses to write one, before writing a byte (a review's case: it wrote a backup that could
+/// never be restored).
+#[test]
+fn a_backup_of_a_tree_whose_count_is_wrong_is_refused_before_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("miscounted.fv");
+    one_record_counted(&path, 5);
+    let db = cfg(&path).open().unwrap();
+    let mut out = Vec::new();
+    let e = db.backup_to(&mut out, &mut |_| {}).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { reason: CorruptReason::CountMismatch, .. }), "{e:?}");
+    assert!(out.is_empty(), "{} bytes written", out.len());
+}
+
 /// A plaintext database whose one tree page lies past 2^20 free pages (moved there by hand: a
 /// small tree written after a 4 GiB one was dropped can end up the same). Verify and restore
 /// refuse a plaintext backup with that many free pages below a page, lest a forged stream make

@@ -62,6 +62,14 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         true => Some(Arc::new(FileStorage::open(dst, false)?)),
         false => None,
     };
+    // Looked at again under the lock: a database another process made and filled there
+    // between the look above and the lock is not replaced unasked (as `migrate`'s copies).
+    if let Some(t) = &target
+        && !opts.force
+        && t.len()? > 0
+    {
+        return Err(Error::AlreadyExists(dst.display().to_string()));
+    }
     let mut br = BackupReader::open(r)?;
     if opts.encryption == Encryption::Required && !br.file_header.is_encrypted() {
         return Err(Error::Unsupported("the backup is of a plaintext database but encryption is required".into()));

@@ -219,7 +219,12 @@ pub(crate) fn unlock_backup(
     if !fh.is_encrypted() {
         return Ok(None);
     }
-    let (dk, _) = crate::db::open::unlock(fh, 0, creds)?;
+    // The source header's own MAC (checked once a slot unlocks) fails as the backup's damage at
+    // the page it is in, not as `Corrupt { page: 0 }` of a database.
+    let (dk, _) = crate::db::open::unlock(fh, 0, creds).map_err(|e| match e {
+        Error::Corrupt { reason: CorruptReason::HeaderMac, .. } => corrupt(PAGE_SIZE as u64, None, "source header MAC"),
+        e => e,
+    })?;
     if !bh.mac_ok(&dk.derive(context::BACKUP_MAC_KEY, &[]), fh_page) {
         return Err(corrupt(0, None, "backup header MAC"));
     }

@@ -13,7 +13,7 @@ use super::verify::check_free_below;
 use crate::btree::verify::check_tree;
 use crate::crypto::keys::context;
 use crate::db::api::Db;
-use crate::error::{Error, PageNo, Result};
+use crate::error::{CorruptReason, Error, PageNo, Result};
 
 /// What a backup wrote.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,10 +58,18 @@ fn backup_snapshot<W: Write>(
         // once per path, exponentially many.
         let mut seen = crate::pager::pagemap::PageBitmap::default();
         let mut problems = Vec::new();
-        check_tree(pager, "catalog", snap.catalog, &mut |p| seen.insert(p), &mut problems)?;
+        // And every stored count against the records found, as `Db::check`, verify and
+        // restore do: a backup they would refuse is not written.
+        let n = check_tree(pager, "catalog", snap.catalog, &mut |p| seen.insert(p), &mut problems)?;
+        if problems.is_empty() && n != snap.trees.len() as u64 {
+            return Err(Error::corrupt(snap.catalog.page, CorruptReason::CountMismatch));
+        }
         for (name, root) in &snap.trees {
             let label = crate::db::check::tree_label(name);
-            check_tree(pager, &label, root.root, &mut |p| seen.insert(p), &mut problems)?;
+            let records = check_tree(pager, &label, root.root, &mut |p| seen.insert(p), &mut problems)?;
+            if problems.is_empty() && records != root.count {
+                return Err(Error::corrupt(root.root.page, CorruptReason::CountMismatch));
+            }
         }
         if let Some(p) = problems.first() {
             return Err(Error::corrupt(p.page, p.reason));
