@@ -89,6 +89,25 @@ fn slots_list_add_remove() {
     assert!(o.err().contains("plaintext"), "{}", o.err());
 }
 
+/// `passwd` of a passphrase that two slots hold changes both and names both: the old one then
+/// opens nothing (it went on opening the database through the second slot).
+#[test]
+fn passwd_changes_every_slot_the_old_passphrase_opens() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
+    let mut args =
+        vec!["slots", db.as_str(), "--passphrase-file", &pass, "add-passphrase", "--new-passphrase-file", &pass];
+    args.extend(FAST_KDF);
+    e.fv(&args).ok();
+    let new = e.new_pass();
+    let t = e.fv(&["passwd", &db, "--passphrase-file", &pass, "--new-passphrase-file", &new]).ok().text();
+    assert_eq!(t, "passphrase changed (slots 0, 1); no data page was rewritten\n");
+    e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).code(3);
+    assert_eq!(e.fv(&["get", &db, "t", "k", "--passphrase-file", &new]).ok().stdout, b"v");
+}
+
 /// The guard against removing the only slot the key given opens reads the open database's
 /// header, not the file's header pages: after a session whose slot removal is still only in
 /// the write-ahead log, those pages list a slot the key opened that is gone.
@@ -141,6 +160,36 @@ fn an_undelivered_recovery_key_leaves_no_slot() {
     assert_eq!(out.status.code(), Some(5), "{err}");
     assert!(err.contains("recovery key not delivered") && err.contains("removed again"), "{err}");
     assert!(!e.fv(&["slots", &db, "--passphrase-file", &pass]).ok().text().contains("recovery-key"));
+}
+
+/// A recovery key sent to a file other users can read (`> rk` under umask 022) is not left
+/// there readable: the file is made private first, and the key in it opens the database.
+#[test]
+fn a_recovery_key_redirected_to_a_shared_file_makes_it_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
+    let rk = e.p("rk");
+    let shared = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&rk).unwrap();
+    shared.set_permissions(std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_foldvault"))
+        .args(["slots", &db, "add-recovery", "--passphrase-file", &pass])
+        .env_remove("FOLDVAULT_PASSPHRASE")
+        .env_remove("FOLDVAULT_KEY_FILE")
+        .env_remove("FOLDVAULT_ALLOW_SHARED_KEY_FILES")
+        .stdin(Stdio::null())
+        .stdout(shared)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("made private"), "{err}");
+    assert_eq!(std::fs::metadata(&rk).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read(&rk).unwrap().len(), 65);
+    assert_eq!(e.fv(&["get", &db, "t", "k", "--recovery-key-file", &rk]).ok().stdout, b"v");
 }
 
 #[test]

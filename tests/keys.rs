@@ -409,6 +409,44 @@ fn passphrase_change_finds_the_slot_its_passphrase_opens() {
     assert!(matches!(r, Err(Error::WrongKey { .. })), "{r:?}");
 }
 
+/// A passphrase in two slots (added twice by mistake, or also combined with a master key):
+/// its change rewrites every slot it opens, so that it opens none afterwards (it went on opening
+/// the database through the second slot, a change meant to revoke it notwithstanding; a review's
+/// case). The master key + passphrase slot changes too when the master key is given with it.
+#[test]
+fn a_passphrase_change_rewrites_every_slot_the_old_passphrase_opens() {
+    let s: Arc<dyn Storage> = Arc::new(foldvault::storage::MemoryStorage::new());
+    let mk = MasterKey::from_bytes([9; 32]);
+    let db = with(s.clone(), Credentials::passphrase("leaked")).open().unwrap();
+    db.insert("x", &b"1"[..]).unwrap();
+    assert_eq!(db.add_slot(&Credentials::passphrase("leaked"), fast()).unwrap(), 1);
+    assert_eq!(db.add_slot(&Credentials::passphrase("other"), fast()).unwrap(), 2);
+    assert_eq!(db.add_slot(&Credentials::master_key(mk.duplicate()).with_passphrase("leaked"), fast()).unwrap(), 3);
+    db.change_passphrase(&Credentials::master_key(mk.duplicate()).with_passphrase("leaked"), "fresh".into(), fast())
+        .unwrap();
+    db.flush().unwrap();
+    drop(db);
+    for (creds, opens) in [
+        (Credentials::passphrase("leaked"), false),
+        (Credentials::master_key(mk.duplicate()).with_passphrase("leaked"), false),
+        (Credentials::passphrase("fresh"), true),
+        (Credentials::master_key(mk.duplicate()).with_passphrase("fresh"), true),
+        (Credentials::passphrase("other"), true),
+    ] {
+        let r = with(s.clone(), creds).open();
+        assert_eq!(r.is_ok(), opens, "{:?}", r.err());
+        if !opens {
+            assert!(matches!(r, Err(Error::WrongKey { .. })), "{:?}", r.err());
+        }
+    }
+    let db = with(s, Credentials::passphrase("fresh")).open().unwrap();
+    let kinds: Vec<SlotKind> = db.slots().iter().map(|s| s.kind).collect();
+    assert_eq!(
+        kinds,
+        [SlotKind::Passphrase, SlotKind::Passphrase, SlotKind::Passphrase, SlotKind::MasterKeyAndPassphrase]
+    );
+}
+
 fn file_cfg(path: &std::path::Path) -> Config {
     Config::new().file(path).use_env(false).kdf(fast()).flush_every_ms(None).write_ahead_log(false)
 }

@@ -589,6 +589,30 @@ fn an_emptied_file_beside_its_log_is_truncated() {
     }
 }
 
+/// A group of the log that fails its checksum (a byte of a logged page flipped) stops the
+/// replay there: its commits and the later ones are left out, and the open says so
+/// (`was_recovered`, `log_group_dropped`), as it does for a commit record in the file that does
+/// not open. A copy of the same log undamaged says nothing.
+#[test]
+fn a_damaged_log_group_is_reported_by_was_recovered() {
+    let (dir, path, db) = new_db(3);
+    commit_records(&db, 6, "-again");
+    let crashed = copy_open(&path, dir.path());
+    drop(db);
+    let clean_dir = tempfile::tempdir().unwrap();
+    let clean = copy_open(&crashed, clean_dir.path());
+    let db = config(&clean).open().unwrap();
+    assert!(!db.was_recovered() && !db.recovery_report().log_group_dropped);
+    drop(db);
+    let log = sidecar_path(&crashed);
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[2 * PAGE + 100] ^= 0x40;
+    std::fs::write(&log, &bytes).unwrap();
+    let db = config(&crashed).open().unwrap();
+    assert!(db.recovery_report().log_group_dropped);
+    assert!(db.was_recovered());
+}
+
 const PAGE: usize = 4096;
 
 /// A database on fault-injecting devices: the file and its log (checkpoints at 48 pages,

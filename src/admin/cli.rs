@@ -68,7 +68,7 @@ pub enum Cmd {
     VerifyBackup(VerifyBackupArgs),
     /// Restore a database from a backup stream (FILE `-`: standard input)
     Restore(RestoreArgs),
-    /// Change a passphrase (rewrites one key slot in the header, never a data page)
+    /// Change a passphrase (rewrites the key slots it opens in the header, never a data page)
     Passwd(PasswdArgs),
     /// List key slots, or add or remove one
     Slots(SlotsArgs),
@@ -372,8 +372,9 @@ impl NewDbArgs {
 
 #[derive(Args)]
 #[command(after_help = "The key options give the current passphrase (asked for on a terminal when none is \
-given). Only the key slot it opens is rewritten: the header changes, no data page does. Without \
---kdf-memory-mib / --kdf-iterations the slot keeps its Argon2id parameters.\nExit codes: 0 ok, 2 bad \
+given). Every key slot it opens is rewritten (a passphrase added twice is changed in both, and the old \
+one then opens neither): the header changes, no data page does. Without --kdf-memory-mib / \
+--kdf-iterations the slot keeps its Argon2id parameters.\nExit codes: 0 ok, 2 bad \
 arguments or no new passphrase, 3 wrong current passphrase, 4 the file is damaged, 5 I/O error or \
 locked")]
 pub struct PasswdArgs {

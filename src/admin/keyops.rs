@@ -69,12 +69,16 @@ fn passphrase_slot_of(h: &FileHeader, creds: &Credentials) -> Option<usize> {
 }
 
 /// The slot whose stored bytes differ between two headers (a rewritten slot has a new salt).
-fn changed_slot(before: &FileHeader, after: &FileHeader) -> Option<usize> {
-    before.slots.iter().zip(after.slots.iter()).position(|(a, b)| match (a.as_ref(), b.as_ref()) {
-        (Some(a), Some(b)) => a.bound_bytes() != b.bound_bytes() || a.wrapped != b.wrapped,
-        (None, None) => false,
-        _ => true,
-    })
+fn changed_slots(before: &FileHeader, after: &FileHeader) -> Vec<usize> {
+    let pairs = before.slots.iter().zip(after.slots.iter()).enumerate();
+    pairs
+        .filter(|(_, (a, b))| match (a.as_ref(), b.as_ref()) {
+            (Some(a), Some(b)) => a.bound_bytes() != b.bound_bytes() || a.wrapped != b.wrapped,
+            (None, None) => false,
+            _ => true,
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 pub fn passwd(a: PasswdArgs) -> Result<(), CliError> {
@@ -99,9 +103,16 @@ FOLDVAULT_PASSPHRASE, or at the prompt); to add a passphrase slot, use `foldvaul
     db.change_passphrase(&old, new, kdf).at(&file)?;
     let after = db.live_header();
     drop(db);
-    let slot = changed_slot(&before, &after).or(current);
-    let slot = slot.map_or_else(|| "?".to_string(), |i| i.to_string());
-    say(&format!("passphrase changed (slot {slot}); no data page was rewritten"))
+    let mut slots = changed_slots(&before, &after);
+    if slots.is_empty() {
+        slots.extend(current);
+    }
+    let list = match &slots[..] {
+        [] => "slot ?".to_string(),
+        [i] => format!("slot {i}"),
+        many => format!("slots {}", many.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    say(&format!("passphrase changed ({list}); no data page was rewritten"))
 }
 
 pub fn slots(a: SlotsArgs) -> Result<(), CliError> {
@@ -153,7 +164,35 @@ fn list_slots(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
     o.flush().map_err(CliError::stdout)
 }
 
+/// Makes standard output fit to receive a recovery key before one is made: a file other users
+/// can read (made by `> rk` under the usual umask 022) is made private (mode 0600), as every key
+/// file the command line reads must be; a named pipe they can open, or a file whose mode cannot
+/// be changed, is refused (`FOLDVAULT_ALLOW_SHARED_KEY_FILES=1` lets both be). A terminal or an
+/// anonymous pipe is left alone.
+fn private_stdout_for_a_key() -> Result<(), CliError> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::PermissionsExt;
+    let stdout = std::io::stdout();
+    let Ok(fd) = stdout.as_fd().try_clone_to_owned() else { return Ok(()) };
+    let f = std::fs::File::from(fd);
+    let Ok(Some((how, mode))) = crate::crypto::secret_file::exposure(&f) else { return Ok(()) };
+    if crate::crypto::secret_file::shared_files_allowed() {
+        return Ok(());
+    }
+    let is_file = f.metadata().is_ok_and(|m| m.is_file());
+    if is_file && f.set_permissions(std::fs::Permissions::from_mode(0o600)).is_ok() {
+        note!("foldvault: standard output was {how} by other users (mode {mode:o}); it was made private (0600)");
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "standard output is {how} by other users (mode {mode:o}) and could not be made private: the recovery key \
+would be exposed; write it to a private file (umask 077), or set {}=1",
+        crate::crypto::secret_file::ENV_ALLOW_SHARED_KEY_FILES
+    )))
+}
+
 fn add_recovery(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
+    private_stdout_for_a_key()?;
     let (db, file) = open_db(arg, keys, Access::Write)?;
     require_encrypted(&db, &file)?;
     let (i, key) = db.add_recovery_key().at(&file)?;

@@ -336,11 +336,12 @@ impl Db {
     }
 
     /// True if recovery at open found a commit record that did not open (either slot: the older
-    /// one damaged too) or a newest commit that did not verify and used an older one (after a
+    /// one damaged too), a newest commit that did not verify and used an older one, or a group
+    /// of the write-ahead log that failed its checksum, whose commits were left out (after a
     /// crash during a commit, or tampering); `recovery_report` says which.
     pub fn was_recovered(&self) -> bool {
         let r = &self.handle.engine.recovery;
-        r.fell_back || !r.rejected_slots.is_empty()
+        r.fell_back || !r.rejected_slots.is_empty() || r.log_group_dropped
     }
 
     /// The engine's counters.
@@ -437,7 +438,7 @@ impl Batch {
     pub(crate) fn insert_owned(&mut self, key: Vec<u8>, value: Vec<u8>) {
         match self.ops.get_mut(&key) {
             Some(slot) => {
-                if let Some(mut old) = std::mem::replace(slot, Some(value)) {
+                if let Some(mut old) = slot.replace(value) {
                     wipe_vec(&mut old);
                 }
                 let mut key = key;

@@ -116,6 +116,10 @@ pub struct RecoveryReport {
     /// Commit-record slots holding bytes that do not open (a record torn by a crash, or
     /// tampered with).
     pub rejected_slots: Vec<PageNo>,
+    /// The write-ahead log's replay stopped at a group that fails its checksum (torn by a
+    /// crash, or damaged): that group's commits, and any logged after it, are not in the
+    /// database (SPEC §15).
+    pub log_group_dropped: bool,
 }
 
 pub(crate) struct Engine {

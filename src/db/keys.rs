@@ -198,14 +198,18 @@ impl Db {
         })
     }
 
-    /// Changes a passphrase: the slot that `old` opens is rewritten in place for `new` (same
-    /// kind; a master-key + passphrase slot keeps `old`'s master key). Only the header changes.
+    /// Changes a passphrase: every slot with a passphrase that `old` opens is rewritten in
+    /// place for `new` (same kind; a master-key + passphrase slot keeps `old`'s master key), so
+    /// that `old` opens none of them afterwards: a passphrase added twice, by mistake, would
+    /// otherwise go on opening the database after the change meant to revoke it. (A slot that
+    /// combines the passphrase with a master key is one `old` opens only if it holds that key
+    /// too.) Only the header changes.
     pub fn change_passphrase(&self, old: &Credentials, new: Passphrase, kdf: KdfParams) -> Result<()> {
-        // The KDF runs outside the writer lock; the slot it opened must still be there,
+        // The KDF runs outside the writer lock; the slots it opened must still be there,
         // unchanged, under the lock.
-        let (index, opened) = {
+        let opened = {
             let h = self.handle.engine.header.lock().clone();
-            let i = match slots::unlock_kind(&h, old, |k| k.uses_passphrase()) {
+            let first = match slots::unlock_kind(&h, old, |k| k.uses_passphrase()) {
                 Ok((_, i)) => i,
                 // Right credentials that open no passphrase slot: not a wrong key. Credentials
                 // that a passphrase slot was tried with and did not open are (a master key with
@@ -223,22 +227,33 @@ impl Db {
                     return Err(e);
                 }
             };
-            (i, h.slots[i].clone())
+            // The others `old` opens: each found is taken out of a copy of the header, and the
+            // rest tried again (a slot's seal binds its own index and bytes only).
+            let mut opened = vec![(first, h.slots[first].clone())];
+            let mut rest = h.clone();
+            rest.slots[first].set(None);
+            while let Ok((_, i)) = slots::unlock_kind(&rest, old, |k| k.uses_passphrase()) {
+                opened.push((i, h.slots[i].clone()));
+                rest.slots[i].set(None);
+            }
+            opened
         };
         self.update_header(|h, dk| {
             refuse_during_rotation(h)?;
-            if h.slots[index] != opened {
-                return Err(Error::Unsupported("the key slot changed meanwhile: try again".into()));
+            for (index, slot) in &opened {
+                if h.slots[*index] != *slot {
+                    return Err(Error::Unsupported("the key slot changed meanwhile: try again".into()));
+                }
+                let kind = h.slots[*index].as_ref().map(|s| s.kind).ok_or(Error::InvalidConfig("slot vanished"))?;
+                if !kind.uses_passphrase() {
+                    return Err(Error::InvalidConfig("the slot these credentials open has no passphrase"));
+                }
+                let mut c = Credentials::none().with_passphrase(new.duplicate());
+                if let Some(m) = &old.master {
+                    c = c.with_master_key(m.duplicate());
+                }
+                h.slots[*index].set(Some(slots::make_slot(kind, kdf, &c, dk, &h.file_id, *index)?));
             }
-            let kind = h.slots[index].as_ref().map(|s| s.kind).ok_or(Error::InvalidConfig("slot vanished"))?;
-            if !kind.uses_passphrase() {
-                return Err(Error::InvalidConfig("the slot these credentials open has no passphrase"));
-            }
-            let mut c = Credentials::none().with_passphrase(new);
-            if let Some(m) = &old.master {
-                c = c.with_master_key(m.duplicate());
-            }
-            h.slots[index].set(Some(slots::make_slot(kind, kdf, &c, dk, &h.file_id, index)?));
             Ok(())
         })
     }

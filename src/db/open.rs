@@ -307,7 +307,11 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
     // Newest first; of two records of one commit (a clean close writes the second), the one
     // that needs no verification.
     candidates.sort_by_key(|(r, _)| std::cmp::Reverse((r.seq, r.prev_durable_seq)));
-    let mut report = RecoveryReport { rejected_slots: rejected, ..RecoveryReport::default() };
+    let mut report = RecoveryReport {
+        rejected_slots: rejected,
+        log_group_dropped: storage.replay_dropped_a_group(),
+        ..RecoveryReport::default()
+    };
     let mut chosen = None;
     let mut first_err: Option<Error> = None;
     for (rec, slot) in candidates {

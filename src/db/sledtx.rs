@@ -72,8 +72,9 @@
 //!   while open and the lock is released when the last handle (`Db`, `Tree`, `Iter`) drops.
 //! - `Tree::len` is O(1); `IVec`'s `Debug` shows only the length, never the bytes.
 //! - `Batch::insert` takes `AsRef<[u8]>` values (sled: `Into<IVec>`), a superset for callers.
-//! - `Db::was_recovered()` is true only when recovery at open fell back to an older commit or
-//!   rejected a commit record (a crash during a commit, or tampering: SPEC §5, §11); sled's is
+//! - `Db::was_recovered()` is true only when recovery at open fell back to an older commit,
+//!   rejected a commit record, or left out a group of the write-ahead log that failed its
+//!   checksum (a crash during a commit, or tampering: SPEC §5, §11, §15); sled's is
 //!   true whenever an existing database was opened. Code that used it to detect a first start
 //!   should look for its own data instead.
 //! - Tree names starting with `\0foldvault.` are reserved (the engine keeps `generate_id`'s

@@ -70,4 +70,12 @@ pub trait Storage: Send + Sync + 'static {
         let _ = (offset, file, version);
         Ok(false)
     }
+    /// Whether a log replayed at open stopped at a group it found whole enough to be one (its
+    /// header names the next group of the generation) that failed its checksum or its checks:
+    /// a group torn by a crash, or damaged, and the commits in it and after it not replayed.
+    /// Open reports it (`RecoveryReport::log_group_dropped`, `Db::was_recovered`), as it reports
+    /// a commit record in the file that does not open. False for every storage without a log.
+    fn replay_dropped_a_group(&self) -> bool {
+        false
+    }
 }

@@ -134,6 +134,9 @@ struct WalState {
     /// Every (database page, log page) replay applied at open, in log order: each version of
     /// a page, not only the newest (`Storage::logged_versions`). Emptied with `index`.
     replayed: Vec<(u64, u64)>,
+    /// Replay at open stopped at a group that fails its checksum or its checks
+    /// (`Storage::replay_dropped_a_group`).
+    replay_dropped: bool,
     inflight: BTreeMap<u64, Page>,
     pending: BTreeMap<u64, Page>,
     /// The logical length (pending writes included), the length as of the last group (what a
@@ -394,10 +397,14 @@ impl WalStorage {
                     log_page = at,
                     "write-ahead log replay stopped at a group whose checksum fails (torn by a crash, or damaged)"
                 );
+                st.replay_dropped = true;
                 break;
             }
             let targets: Vec<u64> = (0..n).map(|i| get_u64(b, INDEX_ENTRIES_AT + 8 * i)).collect();
             if targets.iter().any(|t| t.saturating_mul(P) >= len) {
+                tracing::warn!(target: "foldvault::audit", group = st.next_seq, log_page = at,
+                    "write-ahead log replay stopped at a group naming a page past its length (damaged)");
+                st.replay_dropped = true;
                 break;
             }
             for (i, t) in targets.into_iter().enumerate() {
@@ -467,6 +474,10 @@ impl Storage for WalStorage {
 
     fn abandon(&self) {
         self.keep_at_close.store(true, Ordering::Release);
+    }
+
+    fn replay_dropped_a_group(&self) -> bool {
+        self.state.read().replay_dropped
     }
 
     fn logged_versions(&self, offset: u64, file: &mut [u8], version: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
