@@ -447,6 +447,30 @@ fn a_passphrase_change_rewrites_every_slot_the_old_passphrase_opens() {
     );
 }
 
+/// A database made with a recovery key beside its passphrase (or master key) opens with the
+/// recovery key alone: it gets a slot of its own (it was dropped, a review's case). `add_slot`
+/// of such a pair, which adds one slot, is refused rather than leave the recovery key out.
+#[test]
+fn a_recovery_key_given_at_creation_gets_its_own_slot() {
+    let rk = MasterKey::from_bytes([5; 32]);
+    for first in [Credentials::passphrase("p"), Credentials::master_key(MasterKey::from_bytes([6; 32]))] {
+        let s: Arc<dyn Storage> = Arc::new(foldvault::storage::MemoryStorage::new());
+        let both = first.duplicate().with_recovery_key(rk.duplicate());
+        let db = with(s.clone(), both.duplicate()).open().unwrap();
+        db.insert("x", &b"1"[..]).unwrap();
+        let kinds: Vec<SlotKind> = db.slots().iter().map(|s| s.kind).collect();
+        assert_eq!(kinds[1], SlotKind::RecoveryKey, "{kinds:?}");
+        let r = db.add_slot(&Credentials::passphrase("q").with_recovery_key(rk.duplicate()), fast());
+        assert!(matches!(r, Err(Error::InvalidConfig(_))), "{r:?}");
+        db.flush().unwrap();
+        drop(db);
+        for creds in [first.duplicate(), Credentials::recovery_key(rk.duplicate())] {
+            let db = with(s.clone(), creds).open().unwrap();
+            assert_eq!(&db.get("x").unwrap().unwrap()[..], b"1");
+        }
+    }
+}
+
 fn file_cfg(path: &std::path::Path) -> Config {
     Config::new().file(path).use_env(false).kdf(fast()).flush_every_ms(None).write_ahead_log(false)
 }

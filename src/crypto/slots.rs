@@ -53,6 +53,12 @@ impl Credentials {
         self.master = Some(k);
         self
     }
+    /// Adds a recovery key (a database made with it beside a passphrase or master key gets a
+    /// slot for each).
+    pub fn with_recovery_key(mut self, k: MasterKey) -> Credentials {
+        self.recovery = Some(k);
+        self
+    }
     pub fn is_empty(&self) -> bool {
         self.master.is_none() && self.passphrase.is_none() && self.recovery.is_none()
     }

@@ -156,6 +156,12 @@ impl Db {
     /// its index.
     pub fn add_slot(&self, creds: &Credentials, kdf: KdfParams) -> Result<usize> {
         let kind = creds.natural_kind().ok_or(Error::InvalidConfig("no credentials given for the new slot"))?;
+        // One slot is added: a recovery key given beside another key would be left out.
+        if kind != SlotKind::RecoveryKey && creds.recovery.is_some() {
+            return Err(Error::InvalidConfig(
+                "a recovery key goes in a slot of its own: add it without a passphrase or master key",
+            ));
+        }
         self.add_slot_of_kind(kind, creds, kdf)
     }
 

@@ -24,7 +24,7 @@ use crate::crypto::seal::{DataKeys, PageSealer};
 use crate::crypto::slots::{self, Credentials};
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::commit::CommitRecord;
-use crate::format::header::{FLAG_ENCRYPTED, FileHeader, ZeroedOption};
+use crate::format::header::{FLAG_ENCRYPTED, FileHeader, SlotKind, ZeroedOption};
 use crate::format::page::PageRef;
 use crate::format::{
     COMMIT_PAGE_A, COMMIT_PAGE_B, FIRST_DATA_PAGE, FORMAT_VERSION, HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE,
@@ -74,6 +74,11 @@ pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credential
         let dk = SecretKey::random();
         let kind = creds.natural_kind().ok_or(Error::InvalidConfig("no credentials"))?;
         header.slots[0].set(Some(slots::make_slot(kind, cfg.kdf, creds, &dk, &file_id, 0)?));
+        // A recovery key given beside a passphrase or master key gets a slot of its own: it
+        // was dropped, and a database made "with a recovery key" did not open with it.
+        if kind != SlotKind::RecoveryKey && creds.recovery.is_some() {
+            header.slots[1].set(Some(slots::make_slot(SlotKind::RecoveryKey, cfg.kdf, creds, &dk, &file_id, 1)?));
+        }
         header.mac = slots::header_mac(&dk, &header.encode_body()[..]);
         // Fail early if the backend is missing (e.g. a cipher whose feature is off).
         let backends = cfg.backends();
