@@ -27,6 +27,9 @@ pub enum Durability {
     /// Synced to disk before `commit` returns.
     Immediate,
     /// Visible at once; durable after the next `flush()` or background flush (sled's default).
+    /// The background flusher (`Config::flush_every_ms`) runs only in a database whose default
+    /// is `Eventual`: an `Eventual` transaction in an `Immediate` database is durable after the
+    /// next `flush()` or the next `Immediate` commit.
     #[default]
     Eventual,
 }

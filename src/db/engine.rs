@@ -388,14 +388,13 @@ impl Engine {
                 return Ok(0);
             }
             let prepared = self.prepare_durable(&mut ws);
+            // Poisoned before the writer is let go: a writer waiting for it would otherwise
+            // find the handle sound and commit on a half-rewritten allocator and free list.
+            if prepared.is_err() {
+                self.pager.poison_now("commit failed part way");
+            }
             drop(ws);
-            let (durable, bytes) = match prepared {
-                Ok(p) => p,
-                Err(e) => {
-                    self.pager.poison_now("commit failed part way");
-                    return Err(e);
-                }
-            };
+            let (durable, bytes) = prepared?;
             self.sync_record(durable)?;
             drop(syncing);
             return Ok(bytes);

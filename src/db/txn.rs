@@ -61,7 +61,9 @@ impl WriteTransaction {
         })
     }
 
-    /// Durability of this transaction's commit (default: the database's).
+    /// Durability of this transaction's commit (default: the database's). An `Eventual` commit
+    /// in an `Immediate` database waits for the next `flush()` or `Immediate` commit: no
+    /// background flusher runs there.
     pub fn set_durability(&self, d: Durability) {
         self.durability.set(d);
     }
