@@ -361,6 +361,20 @@ fn empty_passphrases_and_unbounded_kdf_costs_are_refused() {
         db.change_passphrase(&Credentials::passphrase("p"), Passphrase::new(""), fast()),
         Err(Error::InvalidConfig(_))
     ));
+    // A key of zeros is the first anybody tries: refused as a master key, alone or with a
+    // passphrase, and as a recovery key (a review's case: it was taken).
+    let zeros = || MasterKey::from_bytes([0; 32]);
+    for creds in [
+        Credentials::master_key(zeros()),
+        Credentials::master_key(zeros()).with_passphrase("p"),
+        Credentials::recovery_key(zeros()),
+    ] {
+        let r = db.add_slot(&creds, fast());
+        assert!(matches!(r, Err(Error::InvalidConfig(_))), "{r:?}");
+    }
+    let r = Config::new().file(dir.path().join("d.fv")).master_key(zeros()).use_env(false).open();
+    assert!(matches!(r, Err(Error::InvalidConfig(_))), "{r:?}");
+    assert!(!dir.path().join("d.fv").exists(), "a refused create leaves no file");
 }
 
 /// Regression: with credentials holding a master key and a passphrase, a passphrase change

@@ -141,6 +141,16 @@ pub(crate) fn make_slot(
             return Err(Error::InvalidConfig("an empty passphrase cannot protect a key slot"));
         }
     }
+    // Nor would a key of zeros (a key file made by `truncate -s 32`, or 64 `0`s): it is the
+    // first one anybody tries.
+    let key = match kind {
+        SlotKind::MasterKey | SlotKind::MasterKeyAndPassphrase => creds.master.as_ref(),
+        SlotKind::RecoveryKey => creds.recovery.as_ref(),
+        SlotKind::Passphrase => None,
+    };
+    if key.is_some_and(|k| k.0.expose().iter().all(|&b| b == 0)) {
+        return Err(Error::InvalidConfig("a key of all zero bytes cannot protect a key slot"));
+    }
     let mut slot = KeySlot {
         kind,
         kdf: if kind.uses_passphrase() { kdf } else { KdfParams { memory_kib: 0, iterations: 0, parallelism: 0 } },
