@@ -492,7 +492,8 @@ fn render_interleaved(a: &Args, results: &[(Dataset, Vec<common::interleaved::Ro
         s,
         "
 - each row: {} rounds; a round runs one block of the row's commits (or reads) on every engine back to back \
-         (in an order drawn for each round; a commit block ends with the engine's deferred work, `Kv::settle`), \
+         (in an order drawn for each round; a commit block ends with the engine's deferred work, `Kv::settle`, \
+         and each commit row is given with the blocks' settles and with the commits alone, the settle timed apart), \
          each engine on its own directory, all open in one process; a ratio is the median over rounds of the \
          ratio within a round, with the lowest and highest in brackets",
         common::interleaved::ROUNDS

@@ -55,6 +55,8 @@ pub struct Counters {
     pub opened: u64,
     pub written: u64,
     pub syncs: u64,
+    /// `fdatasync`s that returned on the file and its log, checkpoints included.
+    pub device_syncs: u64,
     pub crypto_nanos: u64,
     pub misses: u64,
 }
@@ -67,6 +69,7 @@ impl std::ops::Sub for Counters {
             opened: self.opened - o.opened,
             written: self.written - o.written,
             syncs: self.syncs - o.syncs,
+            device_syncs: self.device_syncs - o.device_syncs,
             crypto_nanos: self.crypto_nanos - o.crypto_nanos,
             misses: self.misses - o.misses,
         }
@@ -305,6 +308,7 @@ impl Kv for Foldvault {
             opened: m.pages_opened,
             written: m.bytes_written,
             syncs: m.syncs,
+            device_syncs: m.device_syncs,
             crypto_nanos: m.crypto_nanos,
             misses: m.cache_misses,
         })

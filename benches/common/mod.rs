@@ -224,12 +224,13 @@ fn timed_db<T>(name: &str, ops: usize, db: &mut Box<dyn Kv>, f: impl FnOnce(&mut
         let d = a - b;
         let per = |x: u64| x as f64 / ops.max(1) as f64;
         println!(
-            "NOTE {name} per op: {:.1} pages sealed, {:.1} opened, {:.1} cache misses, {:.1} KiB written, {:.2} syncs, {:.1} us in crypto",
+            "NOTE {name} per op: {:.1} pages sealed, {:.1} opened, {:.1} cache misses, {:.1} KiB written, {:.2} syncs ({:.3} fdatasyncs, checkpoints included), {:.1} us in crypto",
             per(d.sealed),
             per(d.opened),
             per(d.misses),
             per(d.written) / 1024.0,
             per(d.syncs),
+            per(d.device_syncs),
             per(d.crypto_nanos) / 1e3,
         );
     }

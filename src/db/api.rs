@@ -350,6 +350,7 @@ impl Db {
         let mut m = e.pager.counters.snapshot();
         m.cached_pages = e.pager.cached_pages() as u64;
         m.cache_hits = e.pager.cache_hits();
+        m.device_syncs = e.pager.device_syncs();
         m.key_epoch = e.current_epoch();
         m.seals_in_epoch = e.pager.seals_in_epoch();
         m

@@ -32,7 +32,12 @@ pub struct Metrics {
     pub cache_evictions: u64,
     pub commits: u64,
     pub durable_commits: u64,
+    /// Syncs the engine asked its storage for (one per durable commit or group of them).
     pub syncs: u64,
+    /// `fdatasync`s that returned on the database file and its write-ahead log, the log's
+    /// checkpoints included (`Storage::device_syncs`; 0 on storage with no device): what the
+    /// durable commits cost the device.
+    pub device_syncs: u64,
     /// Pages currently held in the cache.
     pub cached_pages: u64,
     /// The key epoch new pages are sealed under.

@@ -309,6 +309,10 @@ impl Pager {
     }
 
     /// Cache hits (counted by the cache itself, under its shard locks).
+    pub(crate) fn device_syncs(&self) -> u64 {
+        self.storage.device_syncs()
+    }
+
     pub(crate) fn cache_hits(&self) -> u64 {
         self.cache.hits()
     }

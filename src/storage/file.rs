@@ -75,6 +75,8 @@ pub struct FileStorage {
     read_only: bool,
     /// This open made the file (it was not at the path when the open that locked it ran).
     created: bool,
+    /// `fdatasync`s of the file that returned (`Storage::device_syncs`).
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 impl FileStorage {
@@ -109,7 +111,7 @@ impl FileStorage {
             refuse_after_sync_failure(&file)?;
             Ok((file, created))
         })?;
-        Ok(FileStorage { file, path: path.to_path_buf(), read_only: false, created })
+        Ok(FileStorage { file, path: path.to_path_buf(), read_only: false, created, syncs: Default::default() })
     }
 
     /// Opens an existing `path` read-only and takes a shared lock on it, for inspection tools.
@@ -117,7 +119,7 @@ impl FileStorage {
     /// returned handle fail with `PermissionDenied`.
     pub fn open_read_only(path: &Path) -> crate::Result<FileStorage> {
         let (file, ()) = locked_at(path, true, || Ok((OpenOptions::new().read(true).open(path)?, ())))?;
-        Ok(FileStorage { file, path: path.to_path_buf(), read_only: true, created: false })
+        Ok(FileStorage { file, path: path.to_path_buf(), read_only: true, created: false, syncs: Default::default() })
     }
 
     /// Whether this open made the file: it was not at the path when the open that took the
@@ -259,10 +261,17 @@ impl Storage for FileStorage {
             return Ok(());
         }
         let synced = self.file.sync_data();
-        if synced.is_err() {
-            note_sync_failure(&self.file);
+        match &synced {
+            Ok(()) => {
+                self.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(_) => note_sync_failure(&self.file),
         }
         synced
+    }
+
+    fn device_syncs(&self) -> u64 {
+        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn len(&self) -> io::Result<u64> {

@@ -78,4 +78,11 @@ pub trait Storage: Send + Sync + 'static {
     fn replay_dropped_a_group(&self) -> bool {
         false
     }
+    /// `fdatasync`s of files on a device that returned, made by this storage and anything it
+    /// runs (a write-ahead log's file and log, its background checkpoint's included): what a
+    /// durable commit costs the device, which `Metrics::syncs` (the engine's sync requests)
+    /// does not count. 0 for a storage with no device under it.
+    fn device_syncs(&self) -> u64 {
+        0
+    }
 }

@@ -480,6 +480,10 @@ impl Storage for WalStorage {
         self.state.read().replay_dropped
     }
 
+    fn device_syncs(&self) -> u64 {
+        self.main.device_syncs() + self.log.device_syncs()
+    }
+
     fn logged_versions(&self, offset: u64, file: &mut [u8], version: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
         let st = self.state.read();
         if !offset.is_multiple_of(P) || file.len() != PAGE || !st.index.contains_key(&(offset / P)) {
