@@ -62,6 +62,7 @@ pub use db::iter::Iter;
 pub use db::ivec::IVec;
 pub use db::merge::MergeOperator;
 pub use db::txn::{ReadTransaction, ReadTree, TxTree, WriteTransaction};
+pub use db::watch::{Event, Subscriber};
 pub use error::{CorruptReason, Error, PageNo, Result};
 pub use pager::metrics::Metrics;
 

@@ -235,9 +235,32 @@ fn workload(s: Arc<dyn Storage>) {
         // Merges: the operator's result, and the old and merged values it is given.
         t.set_merge_operator(|_: &[u8], old: Option<&[u8]>, m: &[u8]| Some([old.unwrap_or_default(), m].concat()));
         let (k, v) = record(6000, 90);
+        // Subscribers: the events of a merge, a batch, a transaction and a clear of a tree.
+        let mut sub = t.watch_prefix(&marker()[..]);
         drop(t.merge(&k[..], &v[..]).unwrap());
         drop(t.merge(&k[..], &v[..]).unwrap());
         db.checksum().unwrap();
+        let scratch = db.open_tree("watched").unwrap();
+        let mut scratch_sub = scratch.watch_prefix("");
+        let mut b = foldvault::Batch::default();
+        for i in 6100..6110 {
+            let (k, v) = record(i, 70);
+            b.insert(&k[..], &v[..]);
+        }
+        scratch.apply_batch(b).unwrap();
+        {
+            let tx = db.begin_write().unwrap();
+            let (k, v) = record(6200, 50);
+            tx.open_tree("watched").unwrap().insert(&k[..], &v[..]).unwrap();
+            tx.commit().unwrap();
+        }
+        scratch.clear().unwrap();
+        while let Ok(e) = sub.next_timeout(std::time::Duration::ZERO) {
+            drop(e);
+        }
+        while let Ok(e) = scratch_sub.next_timeout(std::time::Duration::ZERO) {
+            drop(e);
+        }
     }
     {
         // A transaction's insert of a value the caller owns (as the command line's `put`).

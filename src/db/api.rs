@@ -19,6 +19,7 @@ use super::engine::{Engine, RESERVED_PREFIX, Snapshot, check_user_tree_name};
 use super::iter::Iter;
 use super::ivec::IVec;
 use super::txn::{ReadTransaction, WriteTransaction};
+use super::watch::{Changes, TreeChanges};
 use crate::btree::TreeRoot;
 use crate::btree::overflow;
 use crate::btree::raw::RawValue;
@@ -55,6 +56,8 @@ pub(crate) struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
+        // Subscribers end (their iterators return `None`) as the database closes.
+        self.engine.watchers.close();
         if let Some(running) = self.flusher.lock().take() {
             let (join, sig) = *running;
             *sig.stop.lock() = true;
@@ -517,8 +520,12 @@ impl Tree {
         self.current(snap).map(|r| r.root)
     }
 
-    /// Runs `f` as one write transaction on this tree.
-    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut TxPages, &mut TreeRoot) -> Result<T>) -> Result<T> {
+    /// Runs `f` as one write transaction on this tree; `f` records what it changed in the
+    /// `Changes` it is given, for subscribers (`watch`).
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut TxPages, &mut TreeRoot, &mut TreeChanges) -> Result<T>,
+    ) -> Result<T> {
         let engine = &self.handle.engine;
         let (mut ws, mut tx, base) = engine.begin()?;
         let mut root = match self.current(&base) {
@@ -528,7 +535,8 @@ impl Tree {
                 return Err(e);
             }
         };
-        let out = match f(&mut tx, &mut root) {
+        let mut changes = Changes::new(engine.watchers.watching(&self.name));
+        let out = match f(&mut tx, &mut root, &mut changes.of(&self.name, self.born)) {
             Ok(v) => v,
             Err(e) => {
                 engine.abort(&mut ws, tx);
@@ -536,15 +544,17 @@ impl Tree {
             }
         };
         // A write that changed nothing commits nothing: nor does it bring back, empty, a tree
-        // dropped since this handle was opened.
+        // dropped since this handle was opened. (A compare-and-swap that removed an absent key
+        // still says so to subscribers, as sled's does.)
         if tx.new_pages.is_empty() && tx.freed.is_empty() {
             engine.abort(&mut ws, tx);
+            engine.send_released(ws, changes, &[]);
             return Ok(out);
         }
         let mut trees = base.trees.clone();
         trees.insert(self.name.to_vec(), root);
         let changed: BTreeSet<Vec<u8>> = [self.name.to_vec()].into();
-        engine.commit_released(ws, tx, &base, trees, &changed, &BTreeSet::new(), engine.durability)?;
+        engine.commit_released(ws, tx, &base, trees, &changed, &BTreeSet::new(), engine.durability, changes)?;
         Ok(out)
     }
 
@@ -553,7 +563,11 @@ impl Tree {
         // The caller's conversions run before the writer is taken: one that panicked inside the
         // write poisoned the handle.
         let (key, value): (&[u8], IVec) = (key.as_ref(), value.into());
-        self.write(|tx, r| Ok(tx.insert(r, key, &value, true)?.map(IVec::from)))
+        self.write(|tx, r, c| {
+            let old = tx.insert(r, key, &value, true)?.map(IVec::from);
+            c.note(key, old.as_deref(), Some(&value), false);
+            Ok(old)
+        })
     }
 
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
@@ -563,7 +577,11 @@ impl Tree {
 
     pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
         let key = key.as_ref();
-        self.write(|tx, r| Ok(tx.remove(r, key, true)?.map(IVec::from)))
+        self.write(|tx, r, c| {
+            let old = tx.remove(r, key, true)?.map(IVec::from);
+            c.note(key, old.as_deref(), None, false);
+            Ok(old)
+        })
     }
 
     pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool> {
@@ -581,7 +599,7 @@ impl Tree {
         let new: Option<IVec> = new.map(Into::into);
         let key = key.as_ref();
         let old: Option<&[u8]> = old.as_ref().map(|o| o.as_ref());
-        self.write(|tx, r| {
+        self.write(|tx, r, c| {
             let cur = tx_get(tx, r, key)?;
             let matches = match (&cur, old) {
                 (None, None) => true,
@@ -595,6 +613,7 @@ impl Tree {
                 Some(v) => tx.insert(r, key, v, false)?,
                 None => tx.remove(r, key, false)?,
             };
+            c.note(key, cur.as_deref(), new.as_deref(), true);
             Ok(Ok(()))
         })
     }
@@ -640,12 +659,18 @@ impl Tree {
     /// Applies every operation of `batch` in one atomic transaction.
     pub fn apply_batch(&self, batch: Batch) -> Result<()> {
         batch.validate()?;
-        self.write(|tx, r| {
+        self.write(|tx, r, c| {
+            // The old values are copied only for subscribers (an event only for a change).
+            let watched = c.on();
             for (k, v) in &batch.ops {
-                match v {
-                    Some(v) => tx.insert(r, k, v, false)?,
-                    None => tx.remove(r, k, false)?,
+                let old = match v {
+                    Some(v) => tx.insert(r, k, v, watched)?,
+                    None => tx.remove(r, k, watched)?,
                 };
+                if watched {
+                    let old = zeroize::Zeroizing::new(old);
+                    c.note(k, old.as_deref(), v.as_deref(), false);
+                }
             }
             Ok(())
         })
@@ -698,7 +723,7 @@ impl Tree {
     }
 
     fn pop(&self, max: bool) -> Result<Option<(IVec, IVec)>> {
-        self.write(|tx, r| {
+        self.write(|tx, r, changes| {
             // A fresh single-call transaction has no dirty pages yet: a cursor over the
             // committed pages finds the first or last entry in O(log n).
             let cursor = if max {
@@ -712,6 +737,7 @@ impl Tree {
             let k = zeroize::Zeroizing::new(k);
             let bytes = zeroize::Zeroizing::new(tx.value_bytes(&v)?);
             tx.remove(r, &k, false)?;
+            changes.note(&k, Some(&bytes), None, true);
             Ok(Some((IVec::from(&k[..]), IVec::from(&bytes[..]))))
         })
     }
@@ -739,7 +765,13 @@ impl Tree {
 
     /// Removes every entry and frees their pages.
     pub fn clear(&self) -> Result<()> {
-        self.write(|tx, r| {
+        self.write(|tx, r, c| {
+            // A subscriber hears of each key, as sled's clear removes them one by one.
+            if c.on() {
+                for k in super::watch::keys_of(tx, r)? {
+                    c.note(&k, Some(b""), None, true);
+                }
+            }
             tx.free_tree(r.root)?;
             *r = TreeRoot::default();
             Ok(())

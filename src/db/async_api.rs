@@ -224,6 +224,13 @@ impl AsyncTree {
         self.run(move |t| t.merge(key, value))
     }
 
+    /// Subscribes to changes of keys under `prefix` (`Tree::watch_prefix`): the `Subscriber`
+    /// is a `Future` of the next event (`(&mut subscriber).await`), as well as a blocking
+    /// iterator, which a runtime thread should not use.
+    pub fn watch_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> crate::Subscriber {
+        self.tree.watch_prefix(prefix)
+    }
+
     /// Whether `key` is present.
     pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> impl Future<Output = Result<bool>> + Send + 'static {
         let key = IVec::from_slice(key.as_ref());

@@ -153,6 +153,8 @@ pub(crate) struct Engine {
     /// without the sync it asked for.)
     pub(crate) flush_in_tx: AtomicU64,
     pub(crate) checkpoint_on_close: bool,
+    /// Subscriptions to trees' changes (`Tree::watch_prefix`).
+    pub(crate) watchers: Arc<super::watch::Watchers>,
 }
 
 /// A small per-thread id (never 0).
@@ -340,15 +342,44 @@ impl Engine {
         changed: &BTreeSet<Vec<u8>>,
         dropped: &BTreeSet<Vec<u8>>,
         durability: Durability,
+        changes: super::watch::Changes,
     ) -> Result<()> {
         let seq = tx.seq;
+        // Subscriptions of the trees dropped here end with them.
+        let ended: Vec<(Vec<u8>, u64)> = match changes.on() {
+            true => dropped.iter().filter_map(|n| base.trees.get(n).map(|r| (n.clone(), r.born))).collect(),
+            false => Vec::new(),
+        };
         let committed = self.commit(&mut ws, tx, base, trees, changed, dropped, Durability::Eventual);
-        drop(ws);
-        committed?;
+        match committed {
+            Ok(()) => self.send_released(ws, changes, &ended),
+            Err(e) => {
+                drop(ws);
+                return Err(e);
+            }
+        }
         if durability == Durability::Immediate {
             self.make_durable(seq)?;
         }
         Ok(())
+    }
+
+    /// Lets the writer go, then sends the events of what it committed (and ends the
+    /// subscriptions of the tree instances in `ended`), in commit order: the delivery lock is
+    /// taken before the writer is let go, so the next commit's events wait for these (`watch`).
+    pub(crate) fn send_released(&self, ws: WriterGuard, changes: super::watch::Changes, ended: &[(Vec<u8>, u64)]) {
+        let events = changes.into_events();
+        if events.is_empty() && ended.is_empty() {
+            drop(ws);
+            return;
+        }
+        let order = self.watchers.order.lock();
+        drop(ws);
+        for (name, born) in ended {
+            self.watchers.forget_instance(name, *born);
+        }
+        self.watchers.deliver(events);
+        drop(order);
     }
 
     /// Returns once commit `seq` is durable (group commit), with the bytes of free list and
@@ -701,7 +732,7 @@ mod tests {
         let db = filled(dir.path());
         let tree = db.open_tree("t").unwrap();
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _ = tree.write(|tx, root| -> crate::Result<()> {
+            let _ = tree.write(|tx, root, _| -> crate::Result<()> {
                 tx.insert(root, b"half", b"done", true)?;
                 panic!("a bug in the engine")
             });

@@ -24,3 +24,4 @@ pub(crate) mod rekey;
 mod sled_diff_tests;
 pub(crate) mod sledtx;
 pub(crate) mod txn;
+pub(crate) mod watch;

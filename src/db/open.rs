@@ -170,6 +170,7 @@ fn assemble(
         ids: Mutex::new((0, 0)),
         durable_seq: AtomicU64::new(rec.seq),
         durable_root: Mutex::new((rec.seq, rec.catalog)),
+        watchers: Default::default(),
         writer_owner: Arc::new(AtomicU64::new(0)),
         flush_in_tx: AtomicU64::new(0),
         checkpoint_on_close: cfg.checkpoint_on_close && !cfg.read_only,

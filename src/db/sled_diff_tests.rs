@@ -12,7 +12,9 @@
 //! - transactions over one tree and over two, which read their own writes, and aborts;
 //! - `tree_names`, `drop_tree` (the default tree's refusal included), and reopening;
 //! - `merge` with a merge operator set on trees 0 and 1 at each open (and after a drop), and on
-//!   tree 2 with none (both refuse); `Db::checksum`, which must give sled's very number.
+//!   tree 2 with none (both refuse); `Db::checksum`, which must give sled's very number;
+//! - `watch_prefix`: after every step, the events each tree's subscriber received (tree 1's
+//!   under a prefix), as a set: sled sends a batch's or a transaction's in hash order.
 //!
 //! Keys come from a four-letter alphabet, so prefixes and bounds often meet. Some values are
 //! long enough to go to overflow pages. Foldvault's database is encrypted under a master key in
@@ -125,6 +127,21 @@ fn concatenate_merge(_key: &[u8], old: Option<&[u8]>, merged: &[u8]) -> Option<V
     let mut v = old.map(<[u8]>::to_vec).unwrap_or_default();
     v.extend_from_slice(merged);
     Some(v)
+}
+
+/// An event as both sides give it: the key, and the value for an insert.
+type Seen = (Vec<u8>, Option<Vec<u8>>);
+
+/// The prefix tree `i`'s subscriber watches.
+fn watched_prefix(i: usize) -> &'static [u8] {
+    if i == 1 { b"a" } else { b"" }
+}
+
+/// Takes what a subscriber has received, sorted (one step's events arrive before it returns).
+fn drained<E>(next: impl FnMut() -> Option<E>, seen: impl Fn(E) -> Seen) -> Vec<Seen> {
+    let mut out: Vec<Seen> = std::iter::from_fn(next).map(seen).collect();
+    out.sort();
+    out
 }
 
 /// Whether tree `i` gets the merge operator (tree 2 keeps none, so its merges fail).
@@ -259,6 +276,8 @@ trait Side {
     fn reopen(&mut self);
     fn tree_names(&self) -> Outcome;
     fn checksum(&self) -> Outcome;
+    /// The events each tree's subscriber has received since the last call, sorted.
+    fn events(&mut self) -> Vec<Vec<Seen>>;
     fn drop_tree(&mut self, tree: usize) -> Outcome;
     fn run(&self, tree: usize, op: &Op) -> Outcome;
 }
@@ -346,6 +365,7 @@ struct Foldvault {
     encrypted: bool,
     db: Option<Db>,
     trees: Vec<Tree>,
+    subs: Vec<crate::Subscriber>,
 }
 
 fn foldvault_open(dir: &Path, encrypted: bool) -> (Db, Vec<Tree>) {
@@ -366,7 +386,8 @@ fn foldvault_open(dir: &Path, encrypted: bool) -> (Db, Vec<Tree>) {
 impl Foldvault {
     fn new(dir: &Path, encrypted: bool) -> Foldvault {
         let (db, trees) = foldvault_open(dir, encrypted);
-        Foldvault { dir: dir.to_path_buf(), encrypted, db: Some(db), trees }
+        let subs = trees.iter().enumerate().map(|(i, t)| t.watch_prefix(watched_prefix(i))).collect();
+        Foldvault { dir: dir.to_path_buf(), encrypted, db: Some(db), trees, subs }
     }
     fn db(&self) -> &Db {
         self.db.as_ref().expect("open")
@@ -385,7 +406,16 @@ impl Side for Foldvault {
             db.flush().expect("flush");
         }
         let (db, trees) = foldvault_open(&self.dir, self.encrypted);
+        self.subs = trees.iter().enumerate().map(|(i, t)| t.watch_prefix(watched_prefix(i))).collect();
         (self.db, self.trees) = (Some(db), trees);
+    }
+    fn events(&mut self) -> Vec<Vec<Seen>> {
+        let seen = |e: crate::Event| match e {
+            crate::Event::Insert { key, value } => (key.to_vec(), Some(value.to_vec())),
+            crate::Event::Remove { key } => (key.to_vec(), None),
+        };
+        let zero = std::time::Duration::ZERO;
+        self.subs.iter_mut().map(|s| drained(|| s.next_timeout(zero).ok(), seen)).collect()
     }
     fn tree_names(&self) -> Outcome {
         let mut names: Vec<Vec<u8>> = self.db().tree_names().iter().map(|n| n.to_vec()).collect();
@@ -398,6 +428,7 @@ impl Side for Foldvault {
     fn drop_tree(&mut self, tree: usize) -> Outcome {
         let r = self.db().drop_tree(TREES[tree]);
         self.trees[tree] = self.db().open_tree(TREES[tree]).expect("open_tree");
+        self.subs[tree] = self.trees[tree].watch_prefix(watched_prefix(tree));
         if merges(tree) {
             self.trees[tree].set_merge_operator(concatenate_merge);
         }
@@ -414,6 +445,7 @@ struct Sled {
     dir: std::path::PathBuf,
     db: Option<sled::Db>,
     trees: Vec<sled::Tree>,
+    subs: Vec<sled::Subscriber>,
 }
 
 fn sled_open(dir: &Path) -> (sled::Db, Vec<sled::Tree>) {
@@ -437,7 +469,8 @@ fn sled_open(dir: &Path) -> (sled::Db, Vec<sled::Tree>) {
 impl Sled {
     fn new(dir: &Path) -> Sled {
         let (db, trees) = sled_open(dir);
-        Sled { dir: dir.to_path_buf(), db: Some(db), trees }
+        let subs = trees.iter().enumerate().map(|(i, t)| t.watch_prefix(watched_prefix(i))).collect();
+        Sled { dir: dir.to_path_buf(), db: Some(db), trees, subs }
     }
     fn db(&self) -> &sled::Db {
         self.db.as_ref().expect("open")
@@ -451,7 +484,24 @@ impl Side for Sled {
             db.flush().expect("sled flush");
         }
         let (db, trees) = sled_open(&self.dir);
+        self.subs = trees.iter().enumerate().map(|(i, t)| t.watch_prefix(watched_prefix(i))).collect();
         (self.db, self.trees) = (Some(db), trees);
+    }
+    fn events(&mut self) -> Vec<Vec<Seen>> {
+        let seen = |e: sled::Event| match e {
+            sled::Event::Insert { key, value } => (key.to_vec(), Some(value.to_vec())),
+            sled::Event::Remove { key } => (key.to_vec(), None),
+        };
+        // Polled as a future, not by `next_timeout`: sled's answers `Disconnected` for ever once
+        // a write reserved an event and then changed nothing (a removal of a key not there),
+        // where its future goes on to the events after it.
+        use std::future::Future;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut next = |s: &mut sled::Subscriber| match std::pin::Pin::new(s).poll(&mut cx) {
+            std::task::Poll::Ready(e) => e,
+            std::task::Poll::Pending => None,
+        };
+        self.subs.iter_mut().map(|s| drained(|| next(s), seen)).collect()
     }
     fn tree_names(&self) -> Outcome {
         let mut names: Vec<Vec<u8>> = self.db().tree_names().iter().map(|n| n.to_vec()).collect();
@@ -465,6 +515,7 @@ impl Side for Sled {
         let r = self.db().drop_tree(TREES[tree]);
         self.trees[tree] =
             if tree == 0 { (**self.db()).clone() } else { self.db().open_tree(TREES[tree]).expect("sled open_tree") };
+        self.subs[tree] = self.trees[tree].watch_prefix(watched_prefix(tree));
         if merges(tree) {
             self.trees[tree].set_merge_operator(concatenate_merge);
         }
@@ -501,6 +552,7 @@ fn run_both(ops: &[Op], encrypted: bool) -> std::result::Result<(), TestCaseErro
             _ => (fv.run(tree, op), sl.run(tree, op)),
         };
         prop_assert_eq!(ours, theirs, "step {} on tree {:?}: {:?}", step, TREES[tree], op);
+        prop_assert_eq!(fv.events(), sl.events(), "events of step {} on tree {:?}: {:?}", step, TREES[tree], op);
     }
     // Whatever the steps left, every tree holds the same entries on both sides.
     for (t, name) in TREES.iter().enumerate() {

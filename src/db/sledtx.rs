@@ -64,9 +64,15 @@
 //!   the value first. `Db::checksum` gives sled's number
 //!   for the same contents (an import from sled checks it), over one snapshot, without
 //!   stopping writers; `ReadTransaction::checksum` is that of a snapshot.
-//! - Not provided: `watch_prefix` / `Subscriber` / `Event`, `Db::export` / `import`,
-//!   `Config::mode`, `compression_factor`, `segment_size`, `print_profile_on_drop`,
-//!   `idgen_persist_interval`.
+//! - `watch_prefix` gives sled's events (checked against sled's, step by step, in
+//!   `src/db/sled_diff_tests.rs`): one per key a commit changed, after the commit is visible,
+//!   in commit order; a transaction's when it commits, none if it aborts. A `Subscriber` is
+//!   an `Iterator` and a `Future`; `next_timeout` goes on past a write that changed nothing
+//!   (sled's returns `Disconnected` from then on), and a subscriber ends (`None`) when its
+//!   tree is dropped or its database closes. As in sled, a subscriber holds 1,024 events and
+//!   a commit that finds it full waits for it to take one. `Event`'s `Debug` shows lengths only.
+//! - Not provided: `Db::export` / `import`, `Config::mode`, `compression_factor`,
+//!   `segment_size`, `print_profile_on_drop`, `idgen_persist_interval`.
 //!   `Config::use_compression` is accepted and ignored.
 //! - `Config::path` names a directory holding one file, `db.foldvault`; the file is locked
 //!   while open and the lock is released when the last handle (`Db`, `Tree`, `Iter`) drops.

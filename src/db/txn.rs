@@ -16,6 +16,7 @@ use super::config::Durability;
 use super::engine::{Snapshot, check_user_tree_name};
 use super::iter::{Iter, wipe_bound};
 use super::ivec::IVec;
+use super::watch::{Changes, TreeChanges};
 use crate::btree::TreeRoot;
 use crate::btree::node::Value;
 use crate::btree::read;
@@ -32,6 +33,8 @@ pub(crate) struct TxInner {
     /// A write failed part way: its page bookkeeping is not trustworthy, so the transaction can
     /// only be aborted (found by the `db_ops` fuzzer: a batch failing on its second insert).
     pub(crate) failed: bool,
+    /// What the writes changed, for subscribers (recorded only when there are any).
+    pub(crate) changes: Changes,
 }
 
 /// A read-write transaction over any number of trees.
@@ -45,6 +48,7 @@ impl WriteTransaction {
     pub(crate) fn begin(handle: Arc<Handle>) -> Result<WriteTransaction> {
         let (guard, pages, base) = handle.engine.begin()?;
         let trees = base.trees.clone();
+        let changes = Changes::new(handle.engine.watchers.any());
         let durability = Cell::new(handle.engine.durability);
         Ok(WriteTransaction {
             handle,
@@ -56,6 +60,7 @@ impl WriteTransaction {
                 changed: BTreeSet::new(),
                 dropped: BTreeSet::new(),
                 failed: false,
+                changes,
             })),
             durability,
         })
@@ -140,6 +145,7 @@ impl WriteTransaction {
             &t.changed,
             &t.dropped,
             self.durability.get(),
+            t.changes,
         )?;
         self.handle.engine.flush_if_requested().map(drop)
     }
@@ -178,8 +184,8 @@ impl TxTree<'_> {
         })
     }
 
-    fn write<T>(&self, f: impl FnOnce(&mut TxPages, &mut TreeRoot) -> Result<T>) -> Result<T> {
-        self.write_if(|p, r| f(p, r).map(|out| (out, true)))
+    fn write<T>(&self, f: impl FnOnce(&mut TxPages, &mut TreeRoot, &mut TreeChanges) -> Result<T>) -> Result<T> {
+        self.write_if(|p, r, c| f(p, r, c).map(|out| (out, true)))
     }
 
     /// As `write`, for a change `f` may find there is nothing to make (it says so with
@@ -191,12 +197,21 @@ impl TxTree<'_> {
     /// root or the count, is kept whatever `f` says. The commit frees every page in
     /// `TxPages::freed`, so a root left as it was while the pages under it were freed would
     /// have the catalog name reusable pages (a forged count of 0 hid a batch's removals).
-    fn write_if<T>(&self, f: impl FnOnce(&mut TxPages, &mut TreeRoot) -> Result<(T, bool)>) -> Result<T> {
+    fn write_if<T>(
+        &self,
+        f: impl FnOnce(&mut TxPages, &mut TreeRoot, &mut TreeChanges) -> Result<(T, bool)>,
+    ) -> Result<T> {
         self.tx.with(|t| {
             let before = t.trees.get(&self.name).copied().unwrap_or_default();
             let pages_before = (t.pages.new_pages.len(), t.pages.freed.len());
             let mut root = before;
-            let (out, said) = match f(&mut t.pages, &mut root) {
+            // The instance subscribers watch: the one the transaction began with, unless it
+            // dropped it (a tree made again here has none yet).
+            let born = match t.dropped.contains(&self.name) {
+                true => Some(u64::MAX),
+                false => t.base.trees.get(&self.name).map(|r| r.born),
+            };
+            let (out, said) = match f(&mut t.pages, &mut root, &mut t.changes.of(&self.name, born)) {
                 Ok(out) => out,
                 // Size checks run before anything changes; any other failure may leave a
                 // half-done change behind.
@@ -220,12 +235,19 @@ impl TxTree<'_> {
     }
 
     pub fn insert<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, key: K, value: V) -> Result<Option<IVec>> {
-        self.write(|p, r| Ok(p.insert(r, key.as_ref(), value.as_ref(), true)?.map(IVec::from)))
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.write(|p, r, c| {
+            let old = p.insert(r, key, value, true)?.map(IVec::from);
+            c.note(key, old.as_deref(), Some(value), false);
+            Ok(old)
+        })
     }
 
     pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
-        self.write_if(|p, r| {
-            let old = p.remove(r, key.as_ref(), true)?.map(IVec::from);
+        let key = key.as_ref();
+        self.write_if(|p, r, c| {
+            let old = p.remove(r, key, true)?.map(IVec::from);
+            c.note(key, old.as_deref(), None, false);
             let removed = old.is_some();
             Ok((old, removed))
         })
@@ -294,7 +316,12 @@ impl TxTree<'_> {
 
     /// Removes every entry.
     pub fn clear(&self) -> Result<()> {
-        self.write(|p, r| {
+        self.write(|p, r, c| {
+            if c.on() {
+                for k in super::watch::keys_of(p, r)? {
+                    c.note(&k, Some(b""), None, true);
+                }
+            }
             p.free_tree(r.root)?;
             *r = TreeRoot::default();
             Ok(())
@@ -303,14 +330,19 @@ impl TxTree<'_> {
 
     pub fn apply_batch(&self, batch: &super::api::Batch) -> Result<()> {
         batch.validate()?;
-        self.write_if(|p, r| {
+        self.write_if(|p, r, c| {
             // Only removals of keys that are not there: nothing changes (the count tells).
             let (count, inserts) = (r.count, batch.ops.iter().any(|(_, v)| v.is_some()));
+            let watched = c.on();
             for (k, v) in &batch.ops {
-                match v {
-                    Some(v) => p.insert(r, k, v, false)?,
-                    None => p.remove(r, k, false)?,
+                let old = match v {
+                    Some(v) => p.insert(r, k, v, watched)?,
+                    None => p.remove(r, k, watched)?,
                 };
+                if watched {
+                    let old = zeroize::Zeroizing::new(old);
+                    c.note(k, old.as_deref(), v.as_deref(), false);
+                }
             }
             let changed = inserts || r.count != count;
             Ok(((), changed))

@@ -1,0 +1,190 @@
+//! sled 0.34's subscriptions (`Tree::watch_prefix`, `Subscriber`, `Event`). Their events against
+//! sled's, step by step, are compared in `src/db/sled_diff_tests.rs` (feature `sled-import`);
+//! these tests hold what a comparison on one thread does not: events across threads, in commit
+//! order; the `Future` side; the end of a subscription (database closed, tree dropped); a
+//! subscriber that falls behind; and events that never carry user bytes into `Debug`.
+
+#[path = "common/sled_env.rs"]
+mod sled_env;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use foldvault::{Event, IVec};
+use sled_env::*;
+
+fn insert(k: &str, v: &str) -> Event {
+    Event::Insert { key: IVec::from(k), value: IVec::from(v) }
+}
+
+fn remove(k: &str) -> Event {
+    Event::Remove { key: IVec::from(k) }
+}
+
+/// Events written on another thread reach a subscriber blocked in `next`; only keys under its
+/// prefix, and only changes.
+#[test]
+fn a_subscriber_on_one_thread_hears_writes_on_another() {
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    let mut atoms = t.watch_prefix("atom:");
+    let mut all = t.watch_prefix("");
+    let writer = {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            t.insert("atom:1", "a").unwrap();
+            t.insert("ref:1", "r").unwrap();
+            t.insert("atom:1", "a").unwrap(); // the same value: no change, no event
+            t.remove("atom:2").unwrap(); // not there: no event
+            t.remove("atom:1").unwrap();
+        })
+    };
+    assert_eq!(atoms.next(), Some(insert("atom:1", "a")));
+    assert_eq!(atoms.next(), Some(remove("atom:1")));
+    writer.join().unwrap();
+    assert!(atoms.next_timeout(Duration::ZERO).is_err(), "nothing more");
+    let heard: Vec<Event> = std::iter::from_fn(|| all.next_timeout(Duration::ZERO).ok()).collect();
+    assert_eq!(heard, [insert("atom:1", "a"), insert("ref:1", "r"), remove("atom:1")]);
+    // Another tree's writes are not this tree's.
+    db.insert("atom:1", "default tree").unwrap();
+    assert!(all.next_timeout(Duration::ZERO).is_err());
+}
+
+/// A transaction's events come when it commits, one per key it changed (its last value), none
+/// if it aborts.
+#[test]
+fn a_transaction_is_heard_once_committed_and_never_if_aborted() {
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    t.insert("kept", "same").unwrap();
+    let mut sub = t.watch_prefix("");
+    let tx = db.begin_write().unwrap();
+    let tt = tx.open_tree("t").unwrap();
+    tt.insert("a", "1").unwrap();
+    tt.insert("a", "2").unwrap();
+    tt.insert("b", "gone again").unwrap();
+    tt.remove("b").unwrap();
+    tt.insert("kept", "other").unwrap();
+    tt.insert("kept", "same").unwrap();
+    assert!(sub.next_timeout(Duration::ZERO).is_err(), "nothing before the commit");
+    tx.commit().unwrap();
+    let heard: Vec<Event> = std::iter::from_fn(|| sub.next_timeout(Duration::ZERO).ok()).collect();
+    assert_eq!(heard, [insert("a", "2")]);
+    let tx = db.begin_write().unwrap();
+    tx.open_tree("t").unwrap().insert("c", "3").unwrap();
+    tx.abort();
+    let r: foldvault::transaction::TransactionResult<(), ()> = t.transaction(|tt| {
+        tt.insert("d", "4")?;
+        foldvault::transaction::abort(())
+    });
+    assert!(r.is_err());
+    assert!(sub.next_timeout(Duration::ZERO).is_err(), "an aborted transaction is not heard");
+}
+
+/// Writers on many threads: every subscriber hears every commit, each key's values in the
+/// order they were committed.
+#[test]
+fn events_arrive_in_commit_order() {
+    let db = temp_db();
+    let t = db.open_tree("counters").unwrap();
+    let mut sub = t.watch_prefix("");
+    std::thread::scope(|s| {
+        for w in 0..4u32 {
+            let t = t.clone();
+            s.spawn(move || {
+                for i in 0..200u32 {
+                    t.insert(format!("w{w}"), i.to_be_bytes().to_vec()).unwrap();
+                }
+            });
+        }
+        let mut last = [None::<u32>; 4];
+        for _ in 0..800 {
+            let Some(Event::Insert { key, value }) = sub.next() else { panic!("an insert") };
+            let w = usize::from(key[1] - b'0');
+            let i = u32::from_be_bytes(value[..].try_into().unwrap());
+            assert_eq!(last[w].map_or(0, |l| l + 1), i, "writer {w}'s values out of order");
+            last[w] = Some(i);
+        }
+    });
+    assert!(sub.next_timeout(Duration::ZERO).is_err());
+}
+
+/// A subscriber holds 1,024 events; a writer that finds it full waits until it takes one, and
+/// nothing is lost.
+#[test]
+fn a_full_subscriber_holds_up_writers_and_loses_nothing() {
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    let mut sub = t.watch_prefix("");
+    let writer = {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            for i in 0..3000u32 {
+                t.insert(i.to_be_bytes(), "v").unwrap();
+            }
+        })
+    };
+    for i in 0..3000u32 {
+        assert_eq!(sub.next().unwrap().key(), &i.to_be_bytes()[..]);
+    }
+    writer.join().unwrap();
+}
+
+/// A subscription ends (`None`, `Disconnected`) when its tree is dropped or its database closes;
+/// the tree made again under the name has subscribers of its own.
+#[test]
+fn a_subscription_ends_with_its_tree_or_its_database() {
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    let mut old = t.watch_prefix("");
+    t.insert("k", "v").unwrap();
+    assert!(db.drop_tree("t").unwrap());
+    assert_eq!(old.next(), Some(insert("k", "v")));
+    assert_eq!(old.next(), None, "the dropped tree's subscriber ends");
+    let again = db.open_tree("t").unwrap();
+    let mut new = again.watch_prefix("");
+    again.insert("k", "new").unwrap();
+    assert_eq!(new.next(), Some(insert("k", "new")));
+    let mut default = db.watch_prefix("");
+    drop((t, again));
+    drop(db);
+    assert_eq!(default.next(), None, "the database closed");
+    assert_eq!(new.next(), None);
+}
+
+/// The `Future` side: pending until a commit, woken by it, `None` once the database closed.
+#[test]
+fn a_subscriber_is_a_future_woken_by_a_commit() {
+    struct Flag(std::sync::atomic::AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let flag = Arc::new(Flag(false.into()));
+    let waker = Waker::from(flag.clone());
+    let mut cx = Context::from_waker(&waker);
+    let db = temp_db();
+    let mut sub = db.watch_prefix("");
+    assert!(Pin::new(&mut sub).poll(&mut cx).is_pending());
+    db.insert("k", "v").unwrap();
+    assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst), "the commit woke it");
+    assert_eq!(Pin::new(&mut sub).poll(&mut cx), Poll::Ready(Some(insert("k", "v"))));
+    assert!(Pin::new(&mut sub).poll(&mut cx).is_pending());
+    drop(db);
+    assert_eq!(Pin::new(&mut sub).poll(&mut cx), Poll::Ready(None));
+}
+
+/// Events and subscribers print no user bytes.
+#[test]
+fn events_print_no_user_bytes() {
+    let db = temp_db();
+    let mut sub = db.watch_prefix("");
+    db.insert("secret-key", "secret-value").unwrap();
+    let e = sub.next().unwrap();
+    let shown = format!("{e:?} {sub:?}");
+    assert!(!shown.contains("secret"), "{shown}");
+}
