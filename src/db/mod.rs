@@ -6,6 +6,7 @@
 pub(crate) mod api;
 #[cfg(feature = "tokio")]
 pub(crate) mod async_api;
+pub(crate) mod batch;
 pub(crate) mod check;
 pub(crate) mod checksum;
 pub(crate) mod compact;
