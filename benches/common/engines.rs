@@ -4,7 +4,9 @@
 //! Settings (BENCHMARKS.md repeats them):
 //! - every cache that can be sized is given the same bytes (32 MiB, foldvault's default), except
 //!   `sqlcipher`, which keeps SQLCipher's default (2,000 KiB);
-//! - every write is durable before `write` or `remove` returns: foldvault and redb commit with
+//! - every write is durable before `write` or `remove` returns: foldvault commits a write of one
+//!   record with `Durability::Immediate`, and one of more (the bulk load, the batches, the
+//!   commits of 100) then calls `flush()` (one sync either way); redb commits with
 //!   `Durability::Immediate`, sled flushes, SQLite runs WAL with `synchronous=FULL`;
 //! - reads: foldvault and sled through their sled-style `Tree`, redb in one read transaction,
 //!   SQLite in one `BEGIN`..`COMMIT` with a cached prepared statement;
