@@ -15,9 +15,11 @@
 //! - Recording costs nothing while no subscriber exists (`Watchers::any`): values are copied for
 //!   events only for trees someone watches.
 //! - Each subscriber holds at most `BUFFERED` events; a commit that finds one full waits until it
-//!   takes one (as sled's do), so a thread that watches a tree must not let its subscriber fill
-//!   while it writes to that tree itself. Events hold user keys and values in `IVec`s, wiped
-//!   when dropped. A subscriber whose database closed, or whose tree was dropped, ends (`None`).
+//!   takes one (as sled's do), holding the delivery lock, so the next commit with events waits
+//!   too, with the writer. A thread that owns a subscriber must therefore not write (to any
+//!   tree: the writer is one) while its subscriber may be full: it would wait for the writer,
+//!   which waits for it. Events hold user keys and values in `IVec`s, wiped when dropped. A
+//!   subscriber whose database closed, or whose tree was dropped, ends (`None`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
