@@ -91,6 +91,12 @@ fn the_operator_belongs_to_one_tree_instance() {
     let again = db.open_tree("t").unwrap();
     assert!(matches!(again.merge("k", "d"), Err(Error::Unsupported(_))), "the new tree has no operator");
     assert_eq!(again.get("k").unwrap(), None);
+    // An operator set through the stale handle is not the new tree's, nor does it take away
+    // the one the new tree has.
+    again.set_merge_operator(concatenate_merge);
+    t.set_merge_operator(|_: &[u8], _: Option<&[u8]>, _: &[u8]| None);
+    again.merge("k", "x").unwrap();
+    assert_eq!(again.merge("k", "y").unwrap().unwrap(), "xy");
 }
 
 /// Merges on many threads into one key lose none (each is an atomic read-modify-write).

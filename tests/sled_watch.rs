@@ -84,6 +84,34 @@ fn a_transaction_is_heard_once_committed_and_never_if_aborted() {
     assert!(sub.next_timeout(Duration::ZERO).is_err(), "an aborted transaction is not heard");
 }
 
+/// Merges from many threads into one counter: each commit's event carries the count it made,
+/// so the events must read 1, 2, 3, ... exactly (delivered in commit order, none lost).
+#[test]
+fn merged_counts_are_heard_in_commit_order() {
+    let db = temp_db();
+    let t = db.open_tree("counter").unwrap();
+    t.set_merge_operator(|_: &[u8], old: Option<&[u8]>, add: &[u8]| {
+        let n = |b: Option<&[u8]>| b.and_then(|b| <[u8; 4]>::try_from(b).ok()).map_or(0, u32::from_be_bytes);
+        Some((n(old) + n(Some(add))).to_be_bytes().to_vec())
+    });
+    let mut sub = t.watch_prefix("");
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let t = t.clone();
+            s.spawn(move || {
+                for _ in 0..200 {
+                    t.merge("n", 1u32.to_be_bytes()).unwrap();
+                }
+            });
+        }
+        for want in 1..=800u32 {
+            let Some(Event::Insert { value, .. }) = sub.next() else { panic!("an insert") };
+            assert_eq!(u32::from_be_bytes(value[..].try_into().unwrap()), want);
+        }
+    });
+    assert!(sub.next_timeout(Duration::ZERO).is_err());
+}
+
 /// Writers on many threads: every subscriber hears every commit, each key's values in the
 /// order they were committed.
 #[test]
@@ -127,6 +155,19 @@ fn a_full_subscriber_holds_up_writers_and_loses_nothing() {
             }
         })
     };
+    // The writer gets as far as the subscriber's 1,024 events and the commit waiting on it
+    // (and the next, visible, waiting for that one's delivery), and no further.
+    while t.len() < 1025 {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(t.len() <= 1026, "{} commits went past a full subscriber", t.len());
+    // Writes to a tree nobody watches, in a transaction too, do not wait for it.
+    let other = db.open_tree("other").unwrap();
+    other.insert("free", "1").unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.open_tree("other").unwrap().insert("free too", "2").unwrap();
+    tx.commit().unwrap();
     for i in 0..3000u32 {
         assert_eq!(sub.next().unwrap().key(), &i.to_be_bytes()[..]);
     }
@@ -174,7 +215,19 @@ fn a_subscriber_is_a_future_woken_by_a_commit() {
     assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst), "the commit woke it");
     assert_eq!(Pin::new(&mut sub).poll(&mut cx), Poll::Ready(Some(insert("k", "v"))));
     assert!(Pin::new(&mut sub).poll(&mut cx).is_pending());
-    drop(db);
+    // A dropped tree's subscriber is woken to find its end; so is every one at the close.
+    let t = db.open_tree("t").unwrap();
+    let mut on_t = t.watch_prefix("");
+    assert!(Pin::new(&mut on_t).poll(&mut cx).is_pending());
+    flag.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    db.drop_tree("t").unwrap();
+    assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst), "the drop woke it");
+    assert_eq!(Pin::new(&mut on_t).poll(&mut cx), Poll::Ready(None));
+    // A handle on the dropped tree gives a subscriber that has ended.
+    assert_eq!(Pin::new(&mut t.watch_prefix("")).poll(&mut cx), Poll::Ready(None));
+    flag.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    drop((t, db));
+    assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst), "the close woke it");
     assert_eq!(Pin::new(&mut sub).poll(&mut cx), Poll::Ready(None));
 }
 

@@ -126,6 +126,21 @@ fn slot_aad(file_id: &[u8; 16], index: usize, bound: &[u8; SLOT_BOUND_END]) -> V
 }
 
 /// Creates a slot of `kind` at `index` wrapping `data_key`, using `creds`.
+/// Refuses a new slot of `kind` under a key of zeros (a key file made by `truncate -s 32`, or
+/// 64 `0`s): it is the first one anybody tries. For slots added or made with a database only: a
+/// slot already there is re-wrapped by a rekey or a passphrase change as it is.
+pub(crate) fn refuse_guessable_key(kind: SlotKind, creds: &Credentials) -> Result<()> {
+    let key = match kind {
+        SlotKind::MasterKey | SlotKind::MasterKeyAndPassphrase => creds.master.as_ref(),
+        SlotKind::RecoveryKey => creds.recovery.as_ref(),
+        SlotKind::Passphrase => None,
+    };
+    if key.is_some_and(|k| k.0.expose().iter().all(|&b| b == 0)) {
+        return Err(Error::InvalidConfig("a key of all zero bytes cannot protect a key slot"));
+    }
+    Ok(())
+}
+
 pub(crate) fn make_slot(
     kind: SlotKind,
     kdf: KdfParams,
@@ -140,16 +155,6 @@ pub(crate) fn make_slot(
         if creds.passphrase.as_ref().is_some_and(|p| p.is_empty()) {
             return Err(Error::InvalidConfig("an empty passphrase cannot protect a key slot"));
         }
-    }
-    // Nor would a key of zeros (a key file made by `truncate -s 32`, or 64 `0`s): it is the
-    // first one anybody tries.
-    let key = match kind {
-        SlotKind::MasterKey | SlotKind::MasterKeyAndPassphrase => creds.master.as_ref(),
-        SlotKind::RecoveryKey => creds.recovery.as_ref(),
-        SlotKind::Passphrase => None,
-    };
-    if key.is_some_and(|k| k.0.expose().iter().all(|&b| b == 0)) {
-        return Err(Error::InvalidConfig("a key of all zero bytes cannot protect a key slot"));
     }
     let mut slot = KeySlot {
         kind,

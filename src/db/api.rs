@@ -450,7 +450,7 @@ impl Tree {
             }
         };
         let mut changes = Changes::new(engine.watchers.watching(&self.name));
-        let out = match f(&mut tx, &mut root, &mut changes.of(&self.name, self.born)) {
+        let out = match f(&mut tx, &mut root, &mut changes.of(&self.name, self.born, true)) {
             Ok(v) => v,
             Err(e) => {
                 engine.abort(&mut ws, tx);

@@ -345,8 +345,9 @@ impl Engine {
         changes: super::watch::Changes,
     ) -> Result<()> {
         let seq = tx.seq;
-        // Subscriptions of the trees dropped here end with them.
-        let ended: Vec<(Vec<u8>, u64)> = match changes.on() {
+        // Subscriptions of the trees dropped here end with them (looked at now: one may have
+        // been made since the transaction began).
+        let ended: Vec<(Vec<u8>, u64)> = match self.watchers.any() {
             true => dropped.iter().filter_map(|n| base.trees.get(n).map(|r| (n.clone(), r.born))).collect(),
             false => Vec::new(),
         };
@@ -369,17 +370,20 @@ impl Engine {
     /// taken before the writer is let go, so the next commit's events wait for these (`watch`).
     pub(crate) fn send_released(&self, ws: WriterGuard, changes: super::watch::Changes, ended: &[(Vec<u8>, u64)]) {
         let events = changes.into_events();
-        if events.is_empty() && ended.is_empty() {
+        if events.is_empty() {
             drop(ws);
-            return;
+        } else {
+            let order = self.watchers.order.lock();
+            drop(ws);
+            self.watchers.deliver(events);
+            drop(order);
         }
-        let order = self.watchers.order.lock();
-        drop(ws);
+        // Without the delivery lock (a commit that only ends subscriptions never waits for a
+        // full subscriber): a delivery still running holds its own senders, so what it sends
+        // still arrives, before the end.
         for (name, born) in ended {
             self.watchers.forget_instance(name, *born);
         }
-        self.watchers.deliver(events);
-        drop(order);
     }
 
     /// Returns once commit `seq` is durable (group commit), with the bytes of free list and

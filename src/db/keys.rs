@@ -166,6 +166,7 @@ impl Db {
     }
 
     fn add_slot_of_kind(&self, kind: SlotKind, creds: &Credentials, kdf: KdfParams) -> Result<usize> {
+        slots::refuse_guessable_key(kind, creds)?;
         let mut index = None;
         self.update_header(|h, dk| {
             refuse_during_rotation(h)?;

@@ -50,6 +50,11 @@ impl Tree {
     /// Sets the merge operator `merge` applies on this tree (replacing any set before). It is
     /// shared by every handle on this tree in this open, and is not stored in the file.
     pub fn set_merge_operator(&self, merge_operator: impl MergeOperator + 'static) {
+        // A handle on a dropped tree sets nothing: it would take the operator of the tree made
+        // again under the name (`merge` through it is `CollectionNotFound` anyway).
+        if self.current(&self.handle.engine.snapshot()).is_err() {
+            return;
+        }
         self.handle.merge_operators.put(self.name.clone(), self.born, Arc::new(merge_operator));
     }
 

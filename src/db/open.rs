@@ -73,10 +73,12 @@ pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credential
         }
         let dk = SecretKey::random();
         let kind = creds.natural_kind().ok_or(Error::InvalidConfig("no credentials"))?;
+        slots::refuse_guessable_key(kind, creds)?;
         header.slots[0].set(Some(slots::make_slot(kind, cfg.kdf, creds, &dk, &file_id, 0)?));
         // A recovery key given beside a passphrase or master key gets a slot of its own: it
         // was dropped, and a database made "with a recovery key" did not open with it.
         if kind != SlotKind::RecoveryKey && creds.recovery.is_some() {
+            slots::refuse_guessable_key(SlotKind::RecoveryKey, creds)?;
             header.slots[1].set(Some(slots::make_slot(SlotKind::RecoveryKey, cfg.kdf, creds, &dk, &file_id, 1)?));
         }
         header.mac = slots::header_mac(&dk, &header.encode_body()[..]);

@@ -278,3 +278,43 @@ fn an_open_after_a_rotation_began_seals_under_the_new_key() {
 fn creds() -> [Credentials; 1] {
     [Credentials::passphrase(PASS)]
 }
+
+/// A slot made before keys of zeros were refused (here put in place by hand) keeps working:
+/// a rekey re-wraps it and finishes, and a passphrase change of a slot combining it with a
+/// passphrase goes through. Only new slots are refused such a key.
+#[test]
+fn a_slot_under_a_key_of_zeros_made_before_the_rule_still_rekeys() {
+    use crate::MasterKey;
+    use crate::crypto::slots;
+    use crate::format::header::SlotKind;
+    let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let zeros = || Credentials::master_key(MasterKey::from_bytes([0; 32]));
+    let cfg =
+        |c: Credentials| Config::new().storage(s.clone()).credentials(c).kdf(KdfParams::insecure_fast()).use_env(false);
+    let db = cfg(Credentials::master_key(MasterKey::from_bytes([1; 32]))).open().unwrap();
+    db.insert("k", "v").unwrap();
+    let both = zeros().with_passphrase("p");
+    db.update_header(|h, dk| {
+        h.slots[0].set(Some(slots::make_slot(
+            SlotKind::MasterKey,
+            KdfParams::insecure_fast(),
+            &zeros(),
+            dk,
+            &h.file_id,
+            0,
+        )?));
+        let kdf = KdfParams::insecure_fast();
+        h.slots[1].set(Some(slots::make_slot(SlotKind::MasterKeyAndPassphrase, kdf, &both, dk, &h.file_id, 1)?));
+        Ok(())
+    })
+    .unwrap();
+    assert!(matches!(db.add_slot(&zeros(), KdfParams::insecure_fast()), Err(crate::Error::InvalidConfig(_))));
+    db.rekey(&[zeros(), both.duplicate()], &mut |_| {}).unwrap();
+    db.change_passphrase(&both, "q".into(), KdfParams::insecure_fast()).unwrap();
+    db.flush().unwrap();
+    drop(db);
+    for c in [zeros(), zeros().with_passphrase("q")] {
+        let db = cfg(c).open().unwrap();
+        assert_eq!(&db.get("k").unwrap().unwrap()[..], b"v");
+    }
+}

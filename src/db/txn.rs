@@ -211,7 +211,8 @@ impl TxTree<'_> {
                 true => Some(u64::MAX),
                 false => t.base.trees.get(&self.name).map(|r| r.born),
             };
-            let (out, said) = match f(&mut t.pages, &mut root, &mut t.changes.of(&self.name, born)) {
+            let watched = t.changes.on() && self.tx.handle.engine.watchers.watching(&self.name);
+            let (out, said) = match f(&mut t.pages, &mut root, &mut t.changes.of(&self.name, born, watched)) {
                 Ok(out) => out,
                 // Size checks run before anything changes; any other failure may leave a
                 // half-done change behind.

@@ -2,9 +2,11 @@
 //! receives an `Event` for every key under its prefix that a commit changed.
 //!
 //! Layer: public API, beside the engine's commit. Invariants:
-//! - Events are sent only for a commit that was made, after it is visible to readers, in
-//!   commit order: the writer records what each write changed (`Changes`), and the commit takes
-//!   the delivery lock before it lets the writer go, so the next commit's events wait for these.
+//! - Events are sent only for a commit that was made, after it is visible to readers (and
+//!   before it is durable: an `Immediate` commit whose sync then fails has been heard, as it is
+//!   seen, SPEC §8), in commit order: the writer records what each write changed (`Changes`),
+//!   and the commit takes the delivery lock before it lets the writer go, so the next commit's
+//!   events wait for these.
 //! - Per commit and tree, each key gives at most one event, in key order: its value after the
 //!   commit (`Insert`) or its removal (`Remove`), and only if that differs from its value before
 //!   the commit, as sled sends none for a write that changes nothing; a compare-and-swap (so
@@ -12,8 +14,10 @@
 //!   one whatever it wrote, as sled's do.
 //! - A subscription belongs to one instance of its tree name (`Tree::born`), as merge operators
 //!   do: a tree dropped and made again sends its events to subscribers made on the new one.
-//! - Recording costs nothing while no subscriber exists (`Watchers::any`): values are copied for
-//!   events only for trees someone watches.
+//! - Recording costs nothing while no subscriber exists (`Watchers::any`, false again once the
+//!   last is gone): values are copied for events only for trees someone watches, and a commit
+//!   with no event takes no delivery lock. A watched `clear` holds every key of the tree (one
+//!   event each) until it commits.
 //! - Each subscriber holds at most `BUFFERED` events; a commit that finds one full waits until it
 //!   takes one (as sled's do), holding the delivery lock, so the next commit with events waits
 //!   too, with the writer. A thread that owns a subscriber must therefore not write (to any
@@ -22,16 +26,17 @@
 //!   subscriber whose database closed, or whose tree was dropped, ends (`None`).
 
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::ivec::IVec;
 use crate::btree::TreeRoot;
@@ -77,7 +82,7 @@ struct Watch {
     born: Option<u64>,
     /// A user key's prefix: an `IVec`, so its clones share one copy, wiped with the last.
     prefix: IVec,
-    tx: SyncSender<Event>,
+    queue: Arc<Queue>,
     waker: Arc<Mutex<Option<Waker>>>,
 }
 
@@ -101,13 +106,47 @@ impl Watchers {
     }
 
     pub(crate) fn register(self: &Arc<Self>, tree: Arc<[u8]>, born: Option<u64>, prefix: &[u8]) -> Subscriber {
-        let (tx, rx) = std::sync::mpsc::sync_channel(BUFFERED);
+        let queue = Arc::new(Queue::default());
         let waker = Arc::new(Mutex::new(None));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let watch = Watch { id, tree, born, prefix: IVec::from_slice(prefix), tx, waker: waker.clone() };
-        self.list.lock().push(watch);
+        let watch =
+            Watch { id, tree, born, prefix: IVec::from_slice(prefix), queue: queue.clone(), waker: waker.clone() };
+        let mut list = self.list.lock();
+        list.push(watch);
         self.any.store(true, Ordering::Release);
-        Subscriber { id, rx, waker, home: self.clone() }
+        drop(list);
+        Subscriber { id, queue, waker, home: self.clone() }
+    }
+
+    /// A subscriber that has ended already (its tree's handle is stale: the tree was dropped).
+    pub(crate) fn ended(self: &Arc<Self>) -> Subscriber {
+        let queue = Arc::new(Queue::default());
+        queue.state.lock().ended = true;
+        Subscriber { id: u64::MAX, queue, waker: Default::default(), home: self.clone() }
+    }
+
+    /// Takes out the subscriptions `gone` says, wakes them (an awaited subscriber then finds
+    /// its end), and keeps `any` true only while some remain.
+    fn remove(&self, gone: impl Fn(&Watch) -> bool) {
+        let mut list = self.list.lock();
+        let mut ended = Vec::new();
+        list.retain(|w| {
+            let go = gone(w);
+            if go {
+                ended.push((w.queue.clone(), w.waker.clone()));
+            }
+            !go
+        });
+        self.any.store(!list.is_empty(), Ordering::Release);
+        drop(list);
+        for (queue, w) in ended {
+            queue.end();
+            // Taken out of its lock before it is woken: an executor may poll at once.
+            let waker = w.lock().take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
     }
 
     /// Sends each change to the subscriptions that take it (the caller holds `order`). A full
@@ -126,33 +165,30 @@ impl Watchers {
                 if !w.takes(&change.tree, change.born) || !event.key().starts_with(&w.prefix) || gone.contains(&w.id) {
                     continue;
                 }
-                if w.tx.send(event.clone()).is_err() {
+                if !w.queue.send(event.clone()) {
                     gone.push(w.id);
                     continue;
                 }
-                if let Some(waker) = w.waker.lock().take() {
+                // Taken out of its lock before it is woken: an executor may poll at once.
+                let waker = w.waker.lock().take();
+                if let Some(waker) = waker {
                     waker.wake();
                 }
             }
         }
         if !gone.is_empty() {
-            self.list.lock().retain(|w| !gone.contains(&w.id));
+            self.remove(|w| gone.contains(&w.id));
         }
     }
 
     /// Ends the subscriptions of `tree`'s instance `born` (dropped): they return `None`.
     pub(crate) fn forget_instance(&self, tree: &[u8], born: u64) {
-        self.list.lock().retain(|w| !(&*w.tree == tree && w.born == Some(born)));
+        self.remove(|w| &*w.tree == tree && w.born == Some(born));
     }
 
     /// Ends every subscription (the database is closing).
     pub(crate) fn close(&self) {
-        let wakers: Vec<_> = self.list.lock().drain(..).map(|w| w.waker).collect();
-        for w in wakers {
-            if let Some(w) = w.lock().take() {
-                w.wake();
-            }
-        }
+        self.remove(|_| true);
     }
 }
 
@@ -217,9 +253,11 @@ impl Changes {
         }
     }
 
-    /// The recorder of one tree's changes (instance `born`).
-    pub(crate) fn of<'a>(&'a mut self, tree: &'a [u8], born: Option<u64>) -> TreeChanges<'a> {
-        TreeChanges { changes: self, tree, born }
+    /// The recorder of one tree's changes (instance `born`); `watched`: whether anyone watches
+    /// that tree (nothing is recorded for one nobody does).
+    pub(crate) fn of<'a>(&'a mut self, tree: &'a [u8], born: Option<u64>, watched: bool) -> TreeChanges<'a> {
+        let on = self.on && watched;
+        TreeChanges { changes: self, tree, born, on }
     }
 
     /// The events to send, in tree and key order.
@@ -237,17 +275,20 @@ pub(crate) struct TreeChanges<'a> {
     changes: &'a mut Changes,
     tree: &'a [u8],
     born: Option<u64>,
+    on: bool,
 }
 
 impl TreeChanges<'_> {
-    /// Whether anything is recorded (someone watches).
+    /// Whether anything is recorded (someone watches the tree).
     pub(crate) fn on(&self) -> bool {
-        self.changes.on
+        self.on
     }
 
     /// `key` went from `before` to `after` (`forced`: an event even if they are equal).
     pub(crate) fn note(&mut self, key: &[u8], before: Option<&[u8]>, after: Option<&[u8]>, forced: bool) {
-        self.changes.record(self.tree, self.born, key, before, after, forced);
+        if self.on {
+            self.changes.record(self.tree, self.born, key, before, after, forced);
+        }
     }
 }
 
@@ -268,7 +309,87 @@ impl super::api::Tree {
     /// an empty one), as sled's `watch_prefix`: each commit made after this call sends the
     /// subscriber an event per key it changed, in commit order (see `Subscriber`).
     pub fn watch_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Subscriber {
-        self.handle.engine.watchers.register(self.name.clone(), self.born, prefix.as_ref())
+        let watchers = &self.handle.engine.watchers;
+        // A handle on a dropped tree hears nothing: its subscriber has ended already.
+        if self.current(&self.handle.engine.snapshot()).is_err() {
+            return watchers.ended();
+        }
+        watchers.register(self.name.clone(), self.born, prefix.as_ref())
+    }
+}
+
+/// One subscription's events, at most `BUFFERED` of them: a queue of our own rather than
+/// `std::sync::mpsc`, whose channel is moved to the heap with wide uninitialised padding (its
+/// parts are aligned to cache lines), which carries whatever the stack held there, user keys
+/// included (`tests/plaintext_frees.rs` found one; SPEC §14).
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    not_empty: Condvar,
+    not_full: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    events: VecDeque<Event>,
+    /// No more events will come (the subscription was ended).
+    ended: bool,
+    /// The subscriber is gone: nobody takes events.
+    gone: bool,
+}
+
+impl Queue {
+    /// Adds `e`, waiting while the queue is full; false if the subscriber is gone.
+    fn send(&self, e: Event) -> bool {
+        let mut st = self.state.lock();
+        while st.events.len() >= BUFFERED && !st.gone {
+            self.not_full.wait(&mut st);
+        }
+        if st.gone {
+            return false;
+        }
+        st.events.push_back(e);
+        drop(st);
+        self.not_empty.notify_one();
+        true
+    }
+
+    /// The next event, waiting until `deadline` (`None`: for ever).
+    fn recv(&self, deadline: Option<std::time::Instant>) -> std::result::Result<Event, RecvTimeoutError> {
+        let mut st = self.state.lock();
+        loop {
+            if let Some(e) = st.events.pop_front() {
+                drop(st);
+                self.not_full.notify_one();
+                return Ok(e);
+            }
+            if st.ended {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            match deadline {
+                None => self.not_empty.wait(&mut st),
+                Some(d) => {
+                    if self.not_empty.wait_until(&mut st, d).timed_out() && st.events.is_empty() && !st.ended {
+                        return Err(RecvTimeoutError::Timeout);
+                    }
+                }
+            }
+        }
+    }
+
+    /// No more events will come.
+    fn end(&self) {
+        self.state.lock().ended = true;
+        self.not_empty.notify_all();
+    }
+
+    /// Nobody takes events any more: a sender waiting for room gives up.
+    fn abandon(&self) {
+        let mut st = self.state.lock();
+        st.gone = true;
+        st.events.clear();
+        drop(st);
+        self.not_full.notify_all();
     }
 }
 
@@ -277,7 +398,7 @@ impl super::api::Tree {
 /// event (`(&mut subscriber).await`).
 pub struct Subscriber {
     id: u64,
-    rx: Receiver<Event>,
+    queue: Arc<Queue>,
     waker: Arc<Mutex<Option<Waker>>>,
     home: Arc<Watchers>,
 }
@@ -293,32 +414,40 @@ impl Subscriber {
     /// The next event, waiting at most `timeout`: `Timeout` if none came, `Disconnected` once
     /// the database closed or the tree was dropped.
     pub fn next_timeout(&mut self, timeout: Duration) -> std::result::Result<Event, RecvTimeoutError> {
-        self.rx.recv_timeout(timeout)
+        // A timeout too long to add is no deadline at all.
+        self.queue.recv(std::time::Instant::now().checked_add(timeout))
     }
 }
 
 impl Iterator for Subscriber {
     type Item = Event;
     fn next(&mut self) -> Option<Event> {
-        self.rx.recv().ok()
+        self.queue.recv(None).ok()
     }
 }
 
 impl Future for Subscriber {
     type Output = Option<Event>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        let take = |rx: &Receiver<Event>| match rx.try_recv() {
-            Ok(e) => Some(Some(e)),
-            Err(TryRecvError::Disconnected) => Some(None),
-            Err(TryRecvError::Empty) => None,
+        // An event if there is one, `Some(None)` once ended, `None` if neither yet.
+        let take = |q: &Queue| {
+            let mut st = q.state.lock();
+            match st.events.pop_front() {
+                Some(e) => {
+                    drop(st);
+                    q.not_full.notify_one();
+                    Some(Some(e))
+                }
+                None => st.ended.then_some(None),
+            }
         };
-        if let Some(out) = take(&self.rx) {
+        if let Some(out) = take(&self.queue) {
             return Poll::Ready(out);
         }
         // Registered, then looked at again: an event sent between the two finds the waker or
         // is found here.
         *self.waker.lock() = Some(cx.waker().clone());
-        match take(&self.rx) {
+        match take(&self.queue) {
             Some(out) => Poll::Ready(out),
             None => Poll::Pending,
         }
@@ -327,6 +456,10 @@ impl Future for Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        self.home.list.lock().retain(|w| w.id != self.id);
+        // A commit waiting for room in this subscriber's queue goes on; its events are wiped
+        // (`IVec`s) as they go.
+        self.queue.abandon();
+        let id = self.id;
+        self.home.remove(|w| w.id == id);
     }
 }
