@@ -540,8 +540,19 @@ fn a_log_holding_one_slot_older_than_the_file_is_refused() {
 /// tree they were not written against.
 #[test]
 fn a_log_beside_a_file_older_than_its_base_is_refused() {
-    let (dir, path, db) = new_db(10);
-    db.checkpoint_log().unwrap();
+    let (_dir, crashed) = older_file_put_back_beside_a_later_log(10);
+    std::fs::remove_file(sidecar_path(&crashed)).unwrap();
+    assert_holds_exactly(&config(&crashed).open().unwrap(), &records(0..10, ""));
+}
+
+/// A database of `n` commits, checkpointed, copied; 5 commits, a checkpoint and 2 commits
+/// more, a crash; the copy put back beside the crash's log: `StaleLog`, and the file left as
+/// it was. Returns its directory and path.
+fn older_file_put_back_beside_a_later_log(n: u32) -> (tempfile::TempDir, PathBuf) {
+    let (dir, path, db) = new_db(n);
+    if n > 0 {
+        db.checkpoint_log().unwrap();
+    }
     let older = std::fs::read(&path).unwrap();
     commit_records(&db, 5, "-a");
     db.checkpoint_log().unwrap();
@@ -552,8 +563,7 @@ fn a_log_beside_a_file_older_than_its_base_is_refused() {
     let err = config(&crashed).open().map(|_| ()).unwrap_err();
     assert!(matches!(err, Error::StaleLog { .. }), "{err:?}");
     assert_eq!(std::fs::read(&crashed).unwrap(), older, "the refused open changed the file");
-    std::fs::remove_file(sidecar_path(&crashed)).unwrap();
-    assert_holds_exactly(&config(&crashed).open().unwrap(), &records(0..10, ""));
+    (dir, crashed)
 }
 
 /// The same with the file as it was made, before any checkpoint: its second commit slot was
@@ -561,17 +571,7 @@ fn a_log_beside_a_file_older_than_its_base_is_refused() {
 /// log's base (a review's case: it let the log be replayed onto the new file).
 #[test]
 fn a_log_beside_a_new_file_put_back_is_refused() {
-    let (dir, path, db) = new_db(0);
-    let older = std::fs::read(&path).unwrap();
-    commit_records(&db, 5, "-a");
-    db.checkpoint_log().unwrap();
-    commit_records(&db, 2, "-b");
-    let crashed = copy_open(&path, dir.path());
-    drop(db);
-    std::fs::write(&crashed, &older).unwrap();
-    let err = config(&crashed).open().map(|_| ()).unwrap_err();
-    assert!(matches!(err, Error::StaleLog { .. }), "{err:?}");
-    assert_eq!(std::fs::read(&crashed).unwrap(), older, "the refused open changed the file");
+    older_file_put_back_beside_a_later_log(0);
 }
 
 /// A file emptied (or cut short of its headers) with its log beside it is `Truncated`, as

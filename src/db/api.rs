@@ -573,21 +573,7 @@ impl Tree {
     /// Applies every operation of `batch` in one atomic transaction.
     pub fn apply_batch(&self, batch: Batch) -> Result<()> {
         batch.validate()?;
-        self.write(|tx, r, c| {
-            // The old values are copied only for subscribers (an event only for a change).
-            let watched = c.on();
-            for (k, v) in &batch.ops {
-                let old = match v {
-                    Some(v) => tx.insert(r, k, v, watched)?,
-                    None => tx.remove(r, k, watched)?,
-                };
-                if watched {
-                    let old = zeroize::Zeroizing::new(old);
-                    c.note(k, old.as_deref(), v.as_deref(), false);
-                }
-            }
-            Ok(())
-        })
+        self.write(|tx, r, c| super::batch::apply_ops(tx, r, &batch, c))
     }
 
     /// Entries in `range`, in key order, from the snapshot current when the iterator is made.
@@ -680,12 +666,7 @@ impl Tree {
     /// Removes every entry and frees their pages.
     pub fn clear(&self) -> Result<()> {
         self.write(|tx, r, c| {
-            // A subscriber hears of each key, as sled's clear removes them one by one.
-            if c.on() {
-                for k in super::watch::keys_of(tx, r)? {
-                    c.note(&k, Some(b""), None, true);
-                }
-            }
+            c.note_clear(tx, r)?;
             tx.free_tree(r.root)?;
             *r = TreeRoot::default();
             Ok(())

@@ -94,3 +94,26 @@ impl Batch {
         self.ops.is_empty()
     }
 }
+
+/// Applies every operation of `batch` to the tree at `r` in the transaction `p`, recording in
+/// `c` what changed for subscribers (the old values are copied only for them: an event only
+/// for a change).
+pub(crate) fn apply_ops(
+    p: &mut crate::btree::tx::TxPages,
+    r: &mut crate::btree::TreeRoot,
+    batch: &Batch,
+    c: &mut super::watch::TreeChanges,
+) -> Result<()> {
+    let watched = c.on();
+    for (k, v) in &batch.ops {
+        let old = match v {
+            Some(v) => p.insert(r, k, v, watched)?,
+            None => p.remove(r, k, watched)?,
+        };
+        if watched {
+            let old = zeroize::Zeroizing::new(old);
+            c.note(k, old.as_deref(), v.as_deref(), false);
+        }
+    }
+    Ok(())
+}

@@ -318,11 +318,7 @@ impl TxTree<'_> {
     /// Removes every entry.
     pub fn clear(&self) -> Result<()> {
         self.write(|p, r, c| {
-            if c.on() {
-                for k in super::watch::keys_of(p, r)? {
-                    c.note(&k, Some(b""), None, true);
-                }
-            }
+            c.note_clear(p, r)?;
             p.free_tree(r.root)?;
             *r = TreeRoot::default();
             Ok(())
@@ -334,17 +330,7 @@ impl TxTree<'_> {
         self.write_if(|p, r, c| {
             // Only removals of keys that are not there: nothing changes (the count tells).
             let (count, inserts) = (r.count, batch.ops.iter().any(|(_, v)| v.is_some()));
-            let watched = c.on();
-            for (k, v) in &batch.ops {
-                let old = match v {
-                    Some(v) => p.insert(r, k, v, watched)?,
-                    None => p.remove(r, k, watched)?,
-                };
-                if watched {
-                    let old = zeroize::Zeroizing::new(old);
-                    c.note(k, old.as_deref(), v.as_deref(), false);
-                }
-            }
+            super::batch::apply_ops(p, r, batch, c)?;
             let changed = inserts || r.count != count;
             Ok(((), changed))
         })

@@ -284,6 +284,17 @@ impl TreeChanges<'_> {
         self.on
     }
 
+    /// Every key of the tree at `r` removed (a `clear`, about to free it): a removal event each,
+    /// as sled's clear removes them one by one.
+    pub(crate) fn note_clear(&mut self, p: &TxPages, r: &TreeRoot) -> Result<()> {
+        if self.on {
+            for k in keys_of(p, r)? {
+                self.note(&k, Some(b""), None, true);
+            }
+        }
+        Ok(())
+    }
+
     /// `key` went from `before` to `after` (`forced`: an event even if they are equal).
     pub(crate) fn note(&mut self, key: &[u8], before: Option<&[u8]>, after: Option<&[u8]>, forced: bool) {
         if self.on {
@@ -293,7 +304,7 @@ impl TreeChanges<'_> {
 }
 
 /// Every key of the tree at `r` as the transaction `p` sees it (a watched tree's `clear`).
-pub(crate) fn keys_of(p: &TxPages, r: &TreeRoot) -> Result<Vec<IVec>> {
+fn keys_of(p: &TxPages, r: &TreeRoot) -> Result<Vec<IVec>> {
     let mut out = Vec::new();
     let found = read::collect_range(&p.pager, Some(&p.dirty), r.root, Bound::Unbounded, Bound::Unbounded, &mut out);
     let keys = out.iter_mut().map(|(k, _)| IVec::from(std::mem::take(k))).collect();
