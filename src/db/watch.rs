@@ -25,7 +25,6 @@
 //!   which waits for it. Events hold user keys and values in `IVec`s, wiped when dropped. A
 //!   subscriber whose database closed, or whose tree was dropped, ends (`None`).
 
-use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::Bound;
@@ -200,25 +199,39 @@ pub(crate) struct Change {
     value: Option<IVec>,
 }
 
-/// What a write transaction changed in watched trees, key by key: the value before its first
-/// write to the key and after its last.
+/// What a write transaction changed in watched trees: each write's change, in order, coalesced
+/// key by key when the events are made (the value before its first write to the key and after
+/// its last).
+///
+/// A `Vec` of records without padding, not a map: a `BTreeMap`'s nodes are 640-byte blocks
+/// whose unused slots are never written, and one built through the stack carried two key
+/// prefixes a comparison had left there into the heap (`tests/plaintext_frees.rs` found it in
+/// CI's build; SPEC §14).
 #[derive(Default)]
 pub(crate) struct Changes {
     on: bool,
-    keys: BTreeMap<(Arc<[u8]>, IVec), Pending>,
+    records: Vec<Record>,
 }
 
-struct Pending {
-    born: Option<u64>,
+/// One write's change. Every word is written (no padding, no `Option<u64>`): what the stack held
+/// where it was built does not move with it.
+struct Record {
+    tree: Arc<[u8]>,
+    key: IVec,
     before: Option<IVec>,
     after: Option<IVec>,
-    forced: bool,
+    /// The tree instance, valid when `flags & HAS_BORN`.
+    born: u64,
+    flags: u64,
 }
+
+const HAS_BORN: u64 = 1;
+const FORCED: u64 = 2;
 
 impl Changes {
     /// Records nothing unless `on` (someone watches).
     pub(crate) fn new(on: bool) -> Changes {
-        Changes { on, keys: BTreeMap::new() }
+        Changes { on, records: Vec::new() }
     }
 
     pub(crate) fn on(&self) -> bool {
@@ -239,18 +252,15 @@ impl Changes {
         if !self.on {
             return;
         }
-        let after = after.map(IVec::from);
-        let at = (Arc::from(tree), IVec::from(key));
-        match self.keys.get_mut(&at) {
-            Some(p) => {
-                p.after = after;
-                p.forced |= forced;
-            }
-            None => {
-                let before = before.map(IVec::from);
-                self.keys.insert(at, Pending { born, before, after, forced });
-            }
-        }
+        let flags = if born.is_some() { HAS_BORN } else { 0 } | if forced { FORCED } else { 0 };
+        self.records.push(Record {
+            tree: Arc::from(tree),
+            key: IVec::from(key),
+            before: before.map(IVec::from),
+            after: after.map(IVec::from),
+            born: born.unwrap_or(0),
+            flags,
+        });
     }
 
     /// The recorder of one tree's changes (instance `born`); `watched`: whether anyone watches
@@ -260,13 +270,25 @@ impl Changes {
         TreeChanges { changes: self, tree, born, on }
     }
 
-    /// The events to send, in tree and key order.
-    pub(crate) fn into_events(self) -> Vec<Change> {
-        self.keys
-            .into_iter()
-            .filter(|(_, p)| p.forced || p.before != p.after)
-            .map(|((tree, key), p)| Change { tree, born: p.born, key, value: p.after })
-            .collect()
+    /// The events to send, in tree and key order: per key, its value after the last write if
+    /// it differs from the value before the first, or if a write was forced.
+    pub(crate) fn into_events(mut self) -> Vec<Change> {
+        // Stable: each key's records stay in the order they were made.
+        self.records.sort_by(|a, b| (&a.tree, &a.key).cmp(&(&b.tree, &b.key)));
+        let mut out = Vec::new();
+        let mut records = self.records.into_iter().peekable();
+        while let Some(first) = records.next() {
+            let (mut after, mut flags) = (first.after, first.flags);
+            while let Some(next) = records.next_if(|r| r.tree == first.tree && r.key == first.key) {
+                after = next.after;
+                flags |= next.flags & FORCED;
+            }
+            if flags & FORCED != 0 || first.before != after {
+                let born = (flags & HAS_BORN != 0).then_some(first.born);
+                out.push(Change { tree: first.tree, born, key: first.key, value: after });
+            }
+        }
+        out
     }
 }
 
