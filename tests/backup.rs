@@ -432,6 +432,18 @@ fn names_the_source_header_mac(r: &foldvault::Result<()>) -> bool {
     matches!(r, Err(Error::BackupCorrupt { offset: 4096, what: "source header MAC", .. }))
 }
 
+/// Restore's progress counts the stream's bytes as it reads them (it said 0 throughout).
+#[test]
+fn restore_progress_counts_the_bytes_read() {
+    let (dir, bytes, _) = make_backup();
+    let mut seen = Vec::new();
+    let mut progress = |p: foldvault::backup::Progress| seen.push(p.bytes);
+    let opts = RestoreOptions { progress: Some(&mut progress), ..RestoreOptions::default() };
+    backup::restore(Cursor::new(&bytes), &dir.path().join("progress.fv"), &creds(), opts).unwrap();
+    assert!(!seen.is_empty() && seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert!(seen[0] > 0 && *seen.last().unwrap() <= bytes.len() as u64, "{seen:?}");
+}
+
 /// A plaintext backup's header (no MAC: anyone may edit it and refit its hashes) claiming a
 /// page count below the first data page is refused by verify as by restore: verify took it, and
 /// restore then wrote a commit record no open accepts (a review's case). Verify checks what

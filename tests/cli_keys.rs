@@ -520,6 +520,15 @@ fn config_file_sets_kdf_and_refuses_bad_files() {
     e.fv(&["init", &db, "--config", &cfg, "--passphrase-file", &pass]).ok();
     let t = e.fv(&["status", &db]).ok().text();
     assert!(t.contains("2048"), "slot KDF memory from the config file: {t}");
+    // KDF parameters out of range refuse what makes a slot under them, not a read that makes
+    // none (a review's case: every command failed, reads of plaintext databases included).
+    let costly = e.p("costly.toml");
+    std::fs::write(&costly, "[kdf]\nmemory_mib = 9000\niterations = 1\n").unwrap();
+    let clear = e.p("kdf-plain.db");
+    e.fv(&["init", &clear, "--plaintext"]).ok();
+    e.fv(&["put", &clear, "t", "k", "v"]).ok();
+    assert_eq!(e.fv(&["get", &clear, "t", "k", "--config", &costly]).ok().stdout, b"v");
+    e.fv(&["init", &e.p("costly.db"), "--config", &costly, "--passphrase-file", &pass]).code(2);
     // Regression: the cipher, and the KDF of encrypt and slots add-passphrase, ignored the
     // file; `durability` is read and said to be unused.
     let o = e

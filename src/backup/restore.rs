@@ -115,7 +115,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
                 pages += 1;
             }
             if let Some(p) = opts.progress.as_mut() {
-                p(Progress { bytes: 0, pages, total_pages: br.header.live_pages });
+                p(Progress { bytes: br.bytes_read(), pages, total_pages: br.header.live_pages });
             }
         }
         let header = br.header.clone();

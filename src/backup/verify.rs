@@ -183,6 +183,11 @@ impl<R: Read> BackupReader<R> {
     }
 
     /// Checks the trailer and the stream hash; the stream must end there.
+    /// Bytes of the stream read so far (for progress).
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.r.bytes
+    }
+
     pub(crate) fn finish(mut self) -> Result<(u64, u64, u64)> {
         let start = self.r.bytes;
         let mut t = [0u8; 32];

@@ -88,10 +88,22 @@ impl Db {
             let mut one = header.clone();
             one.slots = Default::default();
             one.slots[i].set(Some(s.clone()));
-            let c = creds
-                .iter()
-                .find(|c| slots::unlock(&one, c).is_ok())
-                .ok_or(Error::InvalidConfig("rekey needs credentials that open every key slot"))?;
+            // A slot whose key derivation could not get its memory was not tried: that error is
+            // said, not taken for credentials that do not open it.
+            let mut not_tried = None;
+            let found = creds.iter().find(|c| match slots::unlock(&one, c) {
+                Ok(_) => true,
+                Err(e @ Error::Io(_)) => {
+                    not_tried.get_or_insert(e);
+                    false
+                }
+                Err(_) => false,
+            });
+            let c = match (found, not_tried) {
+                (Some(c), _) => c,
+                (None, Some(e)) => return Err(e),
+                (None, None) => return Err(Error::InvalidConfig("rekey needs credentials that open every key slot")),
+            };
             per_slot.push((i, c));
         }
         // 1. Start (unless resuming), under one hold of the writer lock: no commit moves to a
