@@ -432,6 +432,21 @@ fn names_the_source_header_mac(r: &foldvault::Result<()>) -> bool {
     matches!(r, Err(Error::BackupCorrupt { offset: 4096, what: "source header MAC", .. }))
 }
 
+/// A target that is a symbolic link to nothing is refused before the stream is read (it was
+/// refused only at the end, every byte read and checked: a review's case).
+#[test]
+fn a_target_linked_to_nothing_is_refused_before_reading() {
+    let (dir, bytes, _) = make_backup();
+    let dst = dir.path().join("dangling.fv");
+    std::os::unix::fs::symlink(dir.path().join("missing.fv"), &dst).unwrap();
+    let mut stream = Cursor::new(&bytes);
+    let opts = RestoreOptions { force: true, ..RestoreOptions::default() };
+    let r = backup::restore(&mut stream, &dst, &creds(), opts);
+    assert!(matches!(r, Err(Error::Unsupported(_))), "{r:?}");
+    assert_eq!(stream.position(), 0, "nothing was read");
+    assert!(!dir.path().join("missing.fv").exists());
+}
+
 /// Restore's progress counts the stream's bytes as it reads them (it said 0 throughout).
 #[test]
 fn restore_progress_counts_the_bytes_read() {

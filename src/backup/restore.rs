@@ -51,6 +51,14 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
             resolved = std::fs::canonicalize(dst)?;
             resolved.as_path()
         }
+        // A link to nothing is refused before a byte is read: the restore would end, the
+        // whole stream read and checked, unable to put its file in the link's place.
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(Error::Unsupported(format!(
+                "{} is a symbolic link to a file that does not exist: restore to the path it names, or remove the link",
+                dst.display()
+            )));
+        }
         _ => dst,
     };
     if dst.exists() && !opts.force && std::fs::metadata(dst)?.len() > 0 {
