@@ -239,8 +239,9 @@ impl Changes {
     }
 
     /// `key` of `tree` went from `before` to `after`; `forced`: an event even if they are equal
-    /// (a compare-and-swap that succeeded).
-    pub(crate) fn record(
+    /// (a compare-and-swap that succeeded). Called only through a `TreeChanges` that records
+    /// (its `on` already holds this one's).
+    fn record(
         &mut self,
         tree: &[u8],
         born: Option<u64>,
@@ -249,9 +250,6 @@ impl Changes {
         after: Option<&[u8]>,
         forced: bool,
     ) {
-        if !self.on {
-            return;
-        }
         let flags = if born.is_some() { HAS_BORN } else { 0 } | if forced { FORCED } else { 0 };
         self.records.push(Record {
             tree: Arc::from(tree),
