@@ -241,3 +241,50 @@ fn events_print_no_user_bytes() {
     let shown = format!("{e:?} {sub:?}");
     assert!(!shown.contains("secret"), "{shown}");
 }
+
+/// A subscription made inside a write transaction of its own thread hears the writes the
+/// transaction makes after it, when it commits (db review, medium: whether a transaction
+/// recorded was decided when it began, so it sent nothing).
+#[test]
+fn a_subscription_made_inside_a_transaction_hears_its_later_writes() {
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    let tx = db.begin_write().unwrap();
+    let tt = tx.open_tree("t").unwrap();
+    tt.insert("before", "1").unwrap();
+    let mut sub = t.watch_prefix("");
+    tt.insert("after", "2").unwrap();
+    assert!(sub.next_timeout(Duration::ZERO).is_err(), "nothing before the commit");
+    tx.commit().unwrap();
+    assert_eq!(sub.next_timeout(Duration::ZERO), Ok(insert("after", "2")));
+    assert!(sub.next_timeout(Duration::ZERO).is_err());
+}
+
+/// A subscription made while a write transaction runs on another thread waits for it to end,
+/// so it never misses part of a commit that follows its return (db review, medium: made
+/// meanwhile, it heard nothing of that transaction's commit, though the commit came after).
+#[test]
+fn a_subscription_waits_for_a_transaction_running_elsewhere() {
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    let tx = db.begin_write().unwrap();
+    let tt = tx.open_tree("t").unwrap();
+    tt.insert("a", "1").unwrap();
+    let (sent, made) = std::sync::mpsc::channel();
+    let subscriber = {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            let sub = t.watch_prefix("");
+            sent.send(()).unwrap();
+            sub
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(made.try_recv().is_err(), "subscribed while a transaction was running");
+    tt.insert("b", "2").unwrap();
+    tx.commit().unwrap();
+    let mut sub = subscriber.join().unwrap();
+    assert!(sub.next_timeout(Duration::ZERO).is_err(), "the commit came before the subscription");
+    t.insert("c", "3").unwrap();
+    assert_eq!(sub.next_timeout(Duration::ZERO), Ok(insert("c", "3")));
+}

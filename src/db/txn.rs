@@ -48,7 +48,9 @@ impl WriteTransaction {
     pub(crate) fn begin(handle: Arc<Handle>) -> Result<WriteTransaction> {
         let (guard, pages, base) = handle.engine.begin()?;
         let trees = base.trees.clone();
-        let changes = Changes::new(handle.engine.watchers.any());
+        // Each write decides whether it records (a subscription may be made while this runs,
+        // on this thread; on another it waits for the writer).
+        let changes = Changes::new(true);
         let durability = Cell::new(handle.engine.durability);
         Ok(WriteTransaction {
             handle,
@@ -211,7 +213,7 @@ impl TxTree<'_> {
                 true => Some(u64::MAX),
                 false => t.base.trees.get(&self.name).map(|r| r.born),
             };
-            let watched = t.changes.on() && self.tx.handle.engine.watchers.watching(&self.name);
+            let watched = self.tx.handle.engine.watchers.watching(&self.name);
             let (out, said) = match f(&mut t.pages, &mut root, &mut t.changes.of(&self.name, born, watched)) {
                 Ok(out) => out,
                 // Size checks run before anything changes; any other failure may leave a

@@ -14,15 +14,18 @@
 //!   one whatever it wrote, as sled's do.
 //! - A subscription belongs to one instance of its tree name (`Tree::born`), as merge operators
 //!   do: a tree dropped and made again sends its events to subscribers made on the new one.
-//! - Recording costs nothing while no subscriber exists (`Watchers::any`, false again once the
-//!   last is gone): values are copied for events only for trees someone watches, and a commit
-//!   with no event takes no delivery lock. A watched `clear` holds every key of the tree (one
-//!   event each) until it commits.
+//! - Recording costs an atomic load a write while no subscriber exists (`Watchers::any`, false
+//!   again once the last is gone): values are copied for events only for trees someone
+//!   watches, and a commit with no event takes no delivery lock. A watched `clear` holds every
+//!   key of the tree (one event each) until it commits.
 //! - Each subscriber holds at most `BUFFERED` events; a commit that finds one full waits until it
 //!   takes one (as sled's do), holding the delivery lock, so the next commit with events waits
 //!   too, with the writer. A thread that owns a subscriber must therefore not write (to any
-//!   tree: the writer is one) while its subscriber may be full: it would wait for the writer,
-//!   which waits for it. Events hold user keys and values in `IVec`s, wiped when dropped. A
+//!   tree: the writer is one), nor subscribe (which takes the writer), while its subscriber may
+//!   be full: it would wait for the writer, which waits for it.
+//! - A subscription is made under the writer (`Tree::watch_prefix`): no write transaction is
+//!   running elsewhere when it starts, and each write checks whether its tree is watched as it
+//!   is made, so every commit after the subscription hears all of its writes. Events hold user keys and values in `IVec`s, wiped when dropped. A
 //!   subscriber whose database closed, or whose tree was dropped, ends (`None`).
 
 use std::collections::VecDeque;
@@ -234,10 +237,6 @@ impl Changes {
         Changes { on, records: Vec::new() }
     }
 
-    pub(crate) fn on(&self) -> bool {
-        self.on
-    }
-
     /// `key` of `tree` went from `before` to `after`; `forced`: an event even if they are equal
     /// (a compare-and-swap that succeeded). Called only through a `TreeChanges` that records
     /// (its `on` already holds this one's).
@@ -339,13 +338,23 @@ impl super::api::Tree {
     /// Subscribes to the changes of this tree's keys that start with `prefix` (every key for
     /// an empty one), as sled's `watch_prefix`: each commit made after this call sends the
     /// subscriber an event per key it changed, in commit order (see `Subscriber`).
+    ///
+    /// The subscription is made with the writer held, so a write transaction running on
+    /// another thread commits first (its events are not heard: it committed before this call
+    /// returned), and every commit that follows records for it; and a `drop_tree` either ended
+    /// the tree before (the subscriber has ended) or ends the subscription with it. Made inside
+    /// a write transaction of this thread, it hears that transaction's writes made after it.
     pub fn watch_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Subscriber {
-        let watchers = &self.handle.engine.watchers;
+        let engine = &self.handle.engine;
+        let _writer = match engine.writer_held_here() {
+            true => None,
+            false => Some(engine.writer.lock()),
+        };
         // A handle on a dropped tree hears nothing: its subscriber has ended already.
-        if self.current(&self.handle.engine.snapshot()).is_err() {
-            return watchers.ended();
+        if self.current(&engine.snapshot()).is_err() {
+            return engine.watchers.ended();
         }
-        watchers.register(self.name.clone(), self.born, prefix.as_ref())
+        engine.watchers.register(self.name.clone(), self.born, prefix.as_ref())
     }
 }
 
