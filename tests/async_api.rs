@@ -316,3 +316,35 @@ fn an_async_call_inside_a_write_transaction_does_not_wait_for_itself() {
     let r = finished.recv_timeout(Duration::from_secs(30)).expect("the task finished");
     assert_eq!(r, (true, true, true, true));
 }
+
+/// Another task on the thread of a task holding a write transaction (a `current_thread`
+/// runtime) is not inside it: its write waits on the blocking pool for the transaction to end
+/// and then commits, and its flush syncs (db review, low: both were answered inline, the write
+/// with `Unsupported` and the flush with `Ok(0)`, nothing synced).
+#[test]
+fn another_task_on_a_transactions_thread_waits_for_it() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let r = rt.block_on(async {
+            let db = temp_db().await;
+            let t = db.open_tree("t").await.unwrap();
+            let tx = db.db().begin_write().unwrap();
+            tx.open_tree("t").unwrap().insert("in-tx", "v").unwrap();
+            let other = {
+                let t = t.clone();
+                tokio::spawn(async move { (t.insert("other", "v").await, t.flush().await) })
+            };
+            for _ in 0..50 {
+                tokio::task::yield_now().await;
+            }
+            let waited = !other.is_finished();
+            tx.commit().unwrap();
+            let (write, flush) = other.await.unwrap();
+            (waited, write.map_err(|e| e.to_string()), flush.is_ok(), t.get("other").await.unwrap().is_some())
+        });
+        done.send(r).unwrap();
+    });
+    let r = finished.recv_timeout(Duration::from_secs(30)).expect("the task finished");
+    assert_eq!(r, (true, Ok(None), true, true));
+}

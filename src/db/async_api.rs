@@ -7,9 +7,10 @@
 //!   the method is called (a key becomes a `Vec<u8>`, a value an `IVec`), and the returned
 //!   future, `Send + 'static` (it can be `tokio::spawn`ed, even for borrowed keys), only waits
 //!   for the call on the blocking pool. Each method is used as an `async fn`: `t.get(k).await`.
-//!   The exception: a call made on a thread inside a write transaction of the same database (a
-//!   task keeping a `WriteTransaction` across an `await`) runs on that thread, where the
+//!   The exception: a call made by the task that holds a write transaction of the same
+//!   database (keeping a `WriteTransaction` across an `await`) runs on its thread, where the
 //!   synchronous API answers at once, not on the pool, where it would wait for that writer;
+//!   another task, even on the same thread, waits on the pool for the transaction to end;
 //! - each method is exactly one call of the synchronous API (or one `Batch`), so it keeps that
 //!   call's atomicity: `batch_put` and `batch_delete` are one atomic commit each;
 //! - a panic inside a blocking call is resumed in the caller (as if the call had been made
@@ -55,9 +56,13 @@ where
     }
 }
 
-/// The calling thread, if it is inside a write transaction of `engine`'s database.
+/// The calling thread, if the calling task is inside a write transaction of `engine`'s
+/// database. Another task on the thread of a transaction (a `current_thread` runtime, a
+/// `LocalSet`) is not: its call waits on the blocking pool for the transaction to end, as on
+/// any other thread (it was answered inline once, `Unsupported` for a write and a flush that
+/// synced nothing: db review, low).
 pub(crate) fn in_transaction(engine: &super::engine::Engine) -> Option<std::thread::ThreadId> {
-    engine.writer_held_here().then(|| std::thread::current().id())
+    engine.writer_held_by_this_task().then(|| std::thread::current().id())
 }
 
 /// Entries as owned pairs.

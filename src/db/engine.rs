@@ -146,6 +146,11 @@ pub(crate) struct Engine {
     /// The thread holding the writer through a transaction (0 = none): a call from that same
     /// thread that needs the writer again fails or skips instead of deadlocking.
     pub(crate) writer_owner: Arc<AtomicU64>,
+    /// The tokio task (if any) that took the writer through a transaction: the async API runs
+    /// a call inline, in the transaction, only for that task; another task on the same thread
+    /// (a `current_thread` runtime, a `LocalSet`) waits for the writer on the blocking pool.
+    #[cfg(feature = "tokio")]
+    pub(crate) writer_task: Mutex<Option<tokio::task::Id>>,
     /// The thread (`thread_tag`, 0 = none) that called `flush` inside its running write
     /// transaction: the flush is made when that transaction ends (`flush_if_requested`), by that
     /// thread. (A flag for the whole database was taken by whichever transaction ended first:
@@ -221,6 +226,10 @@ impl Engine {
         }
         let guard = self.writer.lock_arc();
         self.writer_owner.store(thread_tag(), Ordering::Release);
+        #[cfg(feature = "tokio")]
+        {
+            *self.writer_task.lock() = tokio::task::try_id();
+        }
         let mut ws = WriterGuard { guard, owner: self.writer_owner.clone(), pager: self.pager.clone() };
         self.pager.check_writable()?;
         let base = self.snapshot();
@@ -582,6 +591,13 @@ impl Engine {
     /// True if this thread holds the writer through an open transaction.
     pub(crate) fn writer_held_here(&self) -> bool {
         self.writer_owner.load(Ordering::Acquire) == thread_tag()
+    }
+
+    /// True if this thread holds the writer through an open transaction begun by the tokio
+    /// task running now (or, both outside any task, by this thread).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn writer_held_by_this_task(&self) -> bool {
+        self.writer_held_here() && *self.writer_task.lock() == tokio::task::try_id()
     }
 
     /// `flush()`: durable commit of whatever is pending; nearly free when nothing is. Called

@@ -174,6 +174,8 @@ fn assemble(
         durable_root: Mutex::new((rec.seq, rec.catalog)),
         watchers: Default::default(),
         writer_owner: Arc::new(AtomicU64::new(0)),
+        #[cfg(feature = "tokio")]
+        writer_task: Mutex::new(None),
         flush_in_tx: AtomicU64::new(0),
         checkpoint_on_close: cfg.checkpoint_on_close && !cfg.read_only,
         pager,
