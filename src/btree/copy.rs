@@ -98,7 +98,7 @@ impl TxPages {
     /// every node of every tree and copies few): its children, or its overflow values (entry
     /// index, first page, length).
     fn links(&self, r: PageRef) -> Result<Links> {
-        match self.dirty.get(&r.page) {
+        match self.edited(r)? {
             Some(Node::Branch(b)) => Ok(Links::Children(b.children.clone())),
             Some(Node::Leaf(l)) => Ok(Links::Values(l.overflow_values().collect())),
             None => {
@@ -178,11 +178,18 @@ impl TxPages {
         }
         match links {
             Links::Children(children) => {
-                for (i, c) in children.iter().enumerate() {
+                for (i, listed) in children.iter().enumerate() {
                     if *budget == 0 {
                         break;
                     }
-                    if let Some(np) = self.copy_rec(*c, rule, budget, memo.as_deref_mut(), entered, depth + 1)? {
+                    // An edited branch's entry as it is now: a spill since the list was read may
+                    // have written out the edited leaf it named (B-tree review: not reachable
+                    // while every walk starts from a fresh transaction, but kept right).
+                    let c = match me.map(|p| self.dirty.get(&p)) {
+                        Some(Some(Node::Branch(b))) => b.children.get(i).copied().unwrap_or(*listed),
+                        _ => *listed,
+                    };
+                    if let Some(np) = self.copy_rec(c, rule, budget, memo.as_deref_mut(), entered, depth + 1)? {
                         let p = self.copy_once(r, &mut me)?;
                         self.point_child(p, i, np);
                         self.spill_if_large()?;

@@ -357,3 +357,26 @@ fn salvage_reaches_a_page_through_its_real_reference_after_a_bad_one() {
     assert_eq!(lost.len(), 1, "{lost:?}");
     assert_eq!((lost[0].lo.as_deref(), lost[0].hi.as_deref()), (None, Some(&b"m"[..])));
 }
+
+/// A page a committed tree still uses, handed out as free (a forged free list in a plaintext
+/// file, or a writer's bug): the transaction's edited node there is not that tree's. A read
+/// through the committed reference reads the page (and so the committed node), and an edit
+/// through it is `DoubleReference`; both used to take the edited node, and the edit joined
+/// the two trees at one page (B-tree review, low).
+#[test]
+fn a_committed_reference_never_reaches_an_edited_node_on_its_page() {
+    let p = pager();
+    let theirs = put(&p, 10, leaf(&[b"b-key"]));
+    let ours = put(&p, 11, leaf(&[b"a-key"]));
+    let mut tx = TxPages::new(p.clone(), Allocator::new(64, &[(10, 1)]), 2, 0);
+    let edited = tx.make_dirty(ours).unwrap();
+    assert_eq!(edited, 10, "the forged free page was handed out");
+    let found = read::get_from(&p, Some(&tx.dirty), None, theirs, b"b-key", |_| Ok(())).unwrap();
+    assert!(found.is_some(), "the committed node is read, not the edited one");
+    let missing = read::get_from(&p, Some(&tx.dirty), None, theirs, b"a-key", |_| Ok(())).unwrap();
+    assert!(missing.is_none());
+    assert_eq!(reason(tx.make_dirty(theirs)), CorruptReason::DoubleReference);
+    assert_eq!(reason(tx.node_size(theirs)), CorruptReason::DoubleReference);
+    // The edited node is still reached through the transaction's own reference.
+    assert_eq!(tx.make_dirty(PageRef::dirty(10)).unwrap(), 10);
+}

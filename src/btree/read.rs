@@ -85,7 +85,9 @@ pub(crate) fn get_from<T>(
         if at.is_none() {
             return Ok(None);
         }
-        if let Some(node) = dirty.and_then(|d| d.get(&at.page)) {
+        // Only a reference made in the transaction names an edited node; a committed one
+        // naming the same page (damage) reads the page, whose tag check then refuses it.
+        if let Some(node) = dirty.filter(|_| at.is_dirty()).and_then(|d| d.get(&at.page)) {
             match node {
                 Node::Leaf(l) => {
                     let Ok(i) = l.search(key) else { return Ok(None) };
@@ -167,7 +169,7 @@ pub(crate) fn collect_range(
             return Err(Error::corrupt(at.page, CorruptReason::DoubleReference));
         }
         let owned;
-        let node = match dirty.and_then(|d| d.get(&at.page)) {
+        let node = match dirty.filter(|_| at.is_dirty()).and_then(|d| d.get(&at.page)) {
             Some(n) => n,
             None => {
                 owned = Node::decode(pager.read(at, None)?.payload(), at.page)?;

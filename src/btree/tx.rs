@@ -125,7 +125,7 @@ impl TxPages {
     /// copied once per transaction: met again (a leaf two references share, merged with
     /// itself), it is `DoubleReference`, never a second copy of the same entries.
     pub(crate) fn make_dirty(&mut self, r: PageRef) -> Result<PageNo> {
-        if self.dirty.contains_key(&r.page) {
+        if self.edited(r)?.is_some() {
             return Ok(r.page);
         }
         if self.copied.contains(&r.page) {
@@ -146,13 +146,24 @@ impl TxPages {
         Ok(np)
     }
 
+    /// The edited node `r` names, if it names one. Only a reference made in this transaction
+    /// (`PageRef::dirty`) does: a committed reference to a page being edited means that a page
+    /// a committed tree still uses was handed out as free (damage, or a writer's bug), and
+    /// following it would join two trees at one page (B-tree review, low).
+    pub(crate) fn edited(&self, r: PageRef) -> Result<Option<&Node>> {
+        match self.dirty.get(&r.page) {
+            Some(_) if !r.is_dirty() => Err(Error::corrupt(r.page, CorruptReason::DoubleReference)),
+            found => Ok(found),
+        }
+    }
+
     fn node_mut(&mut self, p: PageNo) -> Result<&mut Node> {
         self.dirty.get_mut(&p).ok_or_else(|| Error::ReportableBug(format!("page {p} not dirty")))
     }
 
     /// The encoded size of the node at `r` (read from the page, not decoded, if not dirty).
     pub(crate) fn node_size(&self, r: PageRef) -> Result<usize> {
-        if let Some(n) = self.dirty.get(&r.page) {
+        if let Some(n) = self.edited(r)? {
             return Ok(n.size());
         }
         let p = self.pager.read(r, None)?;
@@ -523,7 +534,7 @@ impl TxPages {
             if !seen.insert(r.page) {
                 return Err(Error::corrupt(r.page, CorruptReason::DoubleReference));
             }
-            let node = match self.dirty.get(&r.page) {
+            let node = match self.edited(r)? {
                 Some(n) => n.clone(),
                 None => Node::decode(self.pager.read(r, None)?.payload(), r.page)?,
             };

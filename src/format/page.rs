@@ -132,6 +132,11 @@ impl PageRef {
     pub fn is_none(&self) -> bool {
         self.page == 0
     }
+    /// Whether this is a reference to a node edited in the current transaction (`dirty`): no
+    /// committed reference has generation 0 (every commit's sequence number is at least 1).
+    pub fn is_dirty(&self) -> bool {
+        self.page != 0 && self.generation == 0 && self.tag.0 == SealTag::ZERO.0
+    }
     pub fn encode(&self, out: &mut [u8]) {
         out[PAGE_REF_PAGE_OFFSET..PAGE_REF_PAGE_OFFSET + 8].copy_from_slice(&self.page.to_le_bytes());
         out[PAGE_REF_TAG_OFFSET..PAGE_REF_TAG_OFFSET + TAG_SIZE].copy_from_slice(&self.tag.0);
