@@ -288,6 +288,33 @@ fn encrypt_in_place_does_not_drop_key_slots_silently() {
     e.fv(&["get", &db, "t", "k", "--recovery-key-file", &rk]).code(3);
 }
 
+/// A slot added just before a crash is in the header the write-ahead log holds, not yet in
+/// the file's header pages: `encrypt --in-place` counts the slots the database has, and
+/// refuses (CLI review, medium: it read the pages, saw one slot, and dropped the recovery key
+/// unsaid).
+#[test]
+fn encrypt_in_place_counts_a_slot_still_only_in_the_log() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    let phrase = std::fs::read_to_string(&pass).unwrap();
+    let live = foldvault::Config::new().file(&db).passphrase(phrase.trim_end()).use_env(false).open().unwrap();
+    live.add_recovery_key().unwrap();
+    // The crash image: the file and its log as they are while the database is open.
+    let crashed = e.p("crashed");
+    let log = foldvault::storage::wal::sidecar_path(Path::new(&db));
+    assert!(log.exists(), "no log: the test shows nothing");
+    std::fs::copy(&db, &crashed).unwrap();
+    std::fs::copy(&log, foldvault::storage::wal::sidecar_path(Path::new(&crashed))).unwrap();
+    drop(live);
+    let listed = e.fv(&["slots", &crashed]).ok().text();
+    assert!(!listed.contains("recovery"), "the header pages already hold the slot: {listed}");
+    let mut args = vec!["encrypt", crashed.as_str(), "--in-place", "--passphrase-file", &pass];
+    args.extend(FAST_KDF);
+    let o = e.fv(&args).code(2);
+    assert!(o.err().contains("recovery-key") && o.err().contains("--drop-other-slots"), "{}", o.err());
+}
+
 #[test]
 fn encrypt_and_decrypt_copies() {
     const MARKER: &str = "MARKER-Qx7-plaintext-record";

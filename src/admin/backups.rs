@@ -253,6 +253,10 @@ fn open_input(arg: &Path) -> Result<(Box<dyn Read>, PathBuf), CliError> {
         if f.metadata().at(arg)?.is_dir() {
             return Err(CliError::Usage(format!("{} is a directory, not a backup", arg.display())));
         }
+        // As `-` on a terminal (`--help` says so): it would wait for the keyboard (CLI review).
+        if f.is_terminal() {
+            return Err(CliError::Usage(format!("refusing to read a backup from a terminal ({})", arg.display())));
+        }
         Ok((Box::new(BufReader::with_capacity(1 << 20, f)), arg.to_path_buf()))
     }
 }

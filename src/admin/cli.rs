@@ -236,8 +236,10 @@ pub struct StatsArgs {
 pub struct DemoArgs {
     /// Where to create the demonstration files (default: a temporary directory, removed after)
     pub dir: Option<PathBuf>,
-    /// Number of atoms to write (each also gets a ref: record)
-    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    /// Number of atoms to write (each also gets a ref: record); at most 100,000, whose tour
+    /// holds a few hundred MB at its peak (the records, and every record of the database and
+    /// of its restored copy, to compare them)
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub records: u64,
 }
 

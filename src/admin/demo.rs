@@ -320,6 +320,7 @@ fn tour(o: &mut dyn Write, files: &DemoFiles, atoms: usize) -> Result<(), CliErr
         leaked += n;
         writeln!(o, "   {name}: found {n} times in {} bytes", raw.len()).map_err(w)?;
     }
+    drop(raw);
     if leaked > 0 {
         return Err(CliError::Verify(format!("record bytes found in the encrypted file ({})", enc_file.display())));
     }
@@ -340,12 +341,9 @@ fn tour(o: &mut dyn Write, files: &DemoFiles, atoms: usize) -> Result<(), CliErr
     let plain_cfg = base(plain_file).plaintext();
     round_trip(&plain_cfg, plain_file, &recs, "plaintext")?;
     let plain_raw = std::fs::read(plain_file).at(plain_file)?;
-    writeln!(
-        o,
-        "   (for contrast, the plaintext file shows the marker {} times)",
-        count(&plain_raw, marker.as_bytes())
-    )
-    .map_err(w)?;
+    let plain_markers = count(&plain_raw, marker.as_bytes());
+    drop(plain_raw);
+    writeln!(o, "   (for contrast, the plaintext file shows the marker {plain_markers} times)").map_err(w)?;
     // One run of each says little (the first pays for a cold start, and the few `fdatasync`s
     // of a write take what the disk gives them): the two modes take turns on a scratch file,
     // and the fastest write and the fastest read of each are compared.

@@ -152,12 +152,23 @@ pub fn array<I: IntoIterator<Item = String>>(items: I) -> String {
     s
 }
 
-/// One dump / load record.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// One dump / load record. Its `Debug` shows lengths only, as `IVec`'s does: the bytes are
+/// user plaintext (CLI review, low).
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Record {
     pub tree: Option<Vec<u8>>,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("tree_len", &self.tree.as_ref().map(Vec::len))
+            .field("key_len", &self.key.len())
+            .field("value_len", &self.value.len())
+            .finish()
+    }
 }
 
 impl Record {
@@ -380,12 +391,21 @@ pub fn parse_flat_object(line: &[u8]) -> Result<Vec<(String, String)>, JsonError
     Ok(fields)
 }
 
-/// One dump / load line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One dump / load line (its `Debug` shows lengths only).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Line {
     Record(Record),
     /// A tree that holds no records.
     Tree(Vec<u8>),
+}
+
+impl fmt::Debug for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Line::Record(r) => f.debug_tuple("Record").field(r).finish(),
+            Line::Tree(t) => f.debug_struct("Tree").field("name_len", &t.len()).finish(),
+        }
+    }
 }
 
 impl Line {

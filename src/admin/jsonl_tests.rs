@@ -147,3 +147,14 @@ fn objects_and_arrays_encode() {
     assert_eq!(o, r#"{"a": "x\"", "n": 7, "b": true, "l": [1, 2]}"#);
     assert_eq!(Obj::new().float("f", f64::NAN).finish(), r#"{"f": null}"#);
 }
+
+/// A record's and a line's `Debug` show lengths, never the bytes (CLI review, low: both were
+/// derived, and printed the plaintext of a key and a value).
+#[test]
+fn debug_shows_no_record_bytes() {
+    let r =
+        Record { tree: Some(b"tree-secret".to_vec()), key: b"key-secret".to_vec(), value: b"value-secret".to_vec() };
+    let shown = format!("{r:?} {:?} {:?}", Line::Record(r.clone()), Line::Tree(b"tree-secret".to_vec()));
+    assert!(!shown.contains("secret") && !shown.contains("115, 101, 99"), "{shown}");
+    assert!(shown.contains("key_len: 10"), "{shown}");
+}

@@ -191,6 +191,15 @@ would be exposed; write it to a private file (umask 077), or set {}=1",
     )))
 }
 
+/// Syncs standard output when it is a regular file (`> recovery.key`): the slot is durable
+/// when `add-recovery` returns, and so must the key be, or a power loss leaves a slot whose
+/// key was never kept (CLI review, low). A pipe or a terminal has nothing to sync.
+fn sync_if_a_file(stdout: &std::io::StdoutLock<'_>) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    let file = std::fs::File::from(stdout.as_fd().try_clone_to_owned()?);
+    if file.metadata()?.is_file() { file.sync_all() } else { Ok(()) }
+}
+
 fn add_recovery(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
     private_stdout_for_a_key()?;
     let (db, file) = open_db(arg, keys, Access::Write)?;
@@ -203,7 +212,7 @@ fn add_recovery(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
     // One write of a whole line goes straight to the descriptor (standard output's line buffer
     // is empty here), so no unwiped copy is left in it.
     let mut stdout = std::io::stdout().lock();
-    let written = stdout.write_all(line.as_bytes()).and_then(|_| stdout.flush());
+    let written = stdout.write_all(line.as_bytes()).and_then(|_| stdout.flush()).and_then(|_| sync_if_a_file(&stdout));
     drop(stdout);
     if let Err(e) = written {
         // The key was never delivered (a closed pipe included): a slot nobody can open with
