@@ -410,3 +410,53 @@ pub fn passphrase_db(dir: &Path) -> (Vec<u8>, std::collections::BTreeMap<u64, Mo
 }
 
 // ------------------------------------------------------------------------------------------
+
+/// A page put back to an older copy of itself (`pages`: the pages replaced). Whatever page it
+/// is, the old copy is never taken as current: the open fails naming one of them, or it opens
+/// and every read error names one of them, and then either the newest commit was opened and
+/// its damage is found (by a read or the check, naming a replaced page), or an earlier commit
+/// was opened and reads whole and checks clean.
+pub fn stale_pages(pages: BTreeSet<u64>, newest: u64) -> Verdict {
+    const STALE: [CorruptReason; 2] = [CorruptReason::TagMismatch, CorruptReason::SealMismatch];
+    Box::new(move |o, _| {
+        let named = |e: &Error| pages.iter().any(|&q| is_corrupt(e, Some(q), &STALE));
+        if let Some(e) = &o.open_err {
+            return if named(e) { Ok(()) } else { Err(format!("open error names no replaced page: {e:?}")) };
+        }
+        if let Some(r) = o.read_errors.iter().find(|r| !named(&r.err)) {
+            return Err(format!("read error names no replaced page: {:?}", r.err));
+        }
+        if o.seq == newest {
+            let found =
+                !o.read_errors.is_empty() || o.problems().iter().any(|(q, r)| pages.contains(q) && STALE.contains(r));
+            if !found {
+                return Err("opened at the newest commit with the old copy taken: nothing named it".into());
+            }
+        } else if !o.all_readable() || !o.check_ok() {
+            return Err(format!("fell back to commit {} and it does not read whole and check clean", o.seq));
+        }
+        Ok(())
+    })
+}
+
+/// For each kind of page (branch, overflow, catalog, free list), one live page changed since
+/// stage 1 whose stage-1 bytes were a sealed page: (what it is, the page).
+pub fn stale_of_each_kind(f: &Fixture) -> Vec<(&'static str, u64)> {
+    let l = &f.layout;
+    let cands = pages_stale_since_stage1(f);
+    let sealed_then = |p: u64| page_of(&f.image_stage1, p).iter().any(|&b| b != 0);
+    let pick = |what: &'static str, ok: &dyn Fn(u64) -> bool| {
+        cands.iter().copied().find(|&p| ok(p) && sealed_then(p)).map(|p| (what, p))
+    };
+    let kind = |p: u64| l.pages[p as usize].kind;
+    let role = |p: u64| l.pages[p as usize].role.clone();
+    [
+        pick("branch", &|p| kind(p) == KIND_BRANCH && matches!(role(p), Some(PageRole::Tree(_)))),
+        pick("overflow page", &|p| kind(p) == KIND_OVERFLOW),
+        pick("catalog page", &|p| role(p) == Some(PageRole::Catalog)),
+        pick("free-list page", &|p| role(p) == Some(PageRole::FreeList)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
