@@ -25,9 +25,9 @@ pub struct BackupStats {
 }
 
 impl Db {
-    /// Writes an encrypted backup of the newest commit to `out`, while other threads keep
-    /// reading and writing. The snapshot's pages are pinned until the backup ends. `progress`
-    /// is called after every chunk.
+    /// Writes a backup of the newest commit to `out` (encrypted if the database is), while
+    /// other threads keep reading and writing. The snapshot's pages are pinned until the
+    /// backup ends. `progress` is called after every chunk.
     pub fn backup_to<W: Write>(&self, out: W, progress: &mut dyn FnMut(Progress)) -> Result<BackupStats> {
         let engine = self.handle.engine.clone();
         engine.refuse_inside_transaction()?;
@@ -38,7 +38,7 @@ impl Db {
 }
 
 impl crate::db::txn::ReadTransaction {
-    /// Writes an encrypted backup of exactly this snapshot (see `Db::backup_to`).
+    /// Writes a backup of exactly this snapshot (see `Db::backup_to`).
     pub fn backup_to<W: Write>(&self, out: W, progress: &mut dyn FnMut(Progress)) -> Result<BackupStats> {
         backup_snapshot(&self.handle.engine, self.snap.clone(), out, progress)
     }
