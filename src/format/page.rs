@@ -135,7 +135,7 @@ impl PageRef {
     /// Whether this is a reference to a node edited in the current transaction (`dirty`): no
     /// committed reference has generation 0 (every commit's sequence number is at least 1).
     pub fn is_dirty(&self) -> bool {
-        self.page != 0 && self.generation == 0 && self.tag.0 == SealTag::ZERO.0
+        self.page != 0 && self.generation == 0 && self.tag.ct_eq(&SealTag::ZERO)
     }
     pub fn encode(&self, out: &mut [u8]) {
         out[PAGE_REF_PAGE_OFFSET..PAGE_REF_PAGE_OFFSET + 8].copy_from_slice(&self.page.to_le_bytes());
