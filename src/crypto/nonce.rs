@@ -1,14 +1,22 @@
-//! Nonces for AES-GCM seals (pages, commit records, backup chunks): 96 random bits each, from
-//! a ChaCha12 generator per thread seeded from the OS, reseeded when the process changed.
+//! Nonces for AES-GCM seals (pages, commit records, backup chunks): 96 random bits each.
 //!
-//! Layer: crypto. Calls only `rand`. Invariant: no two processes ever draw from the same
-//! generator state. `rand::thread_rng` did not keep this: after a `fork`, the child's copy of
-//! the forking thread's generator handed out the parent's next nonces until its buffer of up to
-//! 63 words ran out (rand 0.8 checks for a fork only when it refills), so the first twenty-odd
-//! seals of parent and child repeated each other's (key, nonce) pairs under a shared epoch key.
-//! Here a draw compares the process id with the one the generator was seeded under, or a run
-//! of draws (`checked_run`: a commit's pages on one thread) compares it once: asking for it is
-//! a system call, about 0.2 µs on the VMs measured, a third of a page's seal.
+//! Layer: crypto. Calls only `rand`. Invariant: no two processes, and no two copies of one
+//! process, ever draw from the same generator state.
+//! - A seal alone (`fresh` outside a run) takes its nonce straight from the OS (`getrandom`):
+//!   one system call, as the process id the generator was checked against cost before, and
+//!   no state in this process that a copy of it could repeat.
+//! - A run of seals on one thread (`checked_run`: a commit's pages) draws from a ChaCha12
+//!   generator per thread, seeded from the OS at the start of every run, and again whenever the
+//!   process id differs from the one it was seeded under (a `fork` inside the run's caller is
+//!   not allowed, but checked) or after `RESEED_AFTER` draws.
+//!
+//! Why: `rand::thread_rng` repeated nonces after a `fork`: the child's copy of the forking
+//! thread's generator handed out the parent's next nonces until its buffer of up to 63 words
+//! ran out, so the first twenty-odd seals of parent and child repeated each other's (key,
+//! nonce) pairs under a shared epoch key. A check of the process id alone (what this module did
+//! until the forty-first session) misses a process copied with its id: a virtual machine or a
+//! CRIU snapshot restored twice, a child in a new PID namespace (crypto review, low). Seeding
+//! every run from the OS leaves such a copy at most the rest of one run to repeat.
 
 use std::cell::{Cell, RefCell};
 
@@ -60,17 +68,21 @@ thread_local! {
     static RUN_PID: Cell<Option<u32>> = const { Cell::new(None) };
 }
 
-/// A fresh random nonce (`N` bytes) for one seal.
+/// A fresh random nonce (`N` bytes) for one seal: from the thread's generator inside a
+/// `checked_run`, else from the OS.
 pub(crate) fn fresh<const N: usize>() -> Result<[u8; N]> {
     let mut out = [0u8; N];
-    let pid = RUN_PID.get().unwrap_or_else(std::process::id);
-    SOURCE.with(|s| NonceSource::fill(&mut s.borrow_mut(), pid, &mut out))?;
+    match RUN_PID.get() {
+        Some(pid) => SOURCE.with(|s| NonceSource::fill(&mut s.borrow_mut(), pid, &mut out))?,
+        None => OsRng.try_fill_bytes(&mut out).map_err(|e| Error::Io(std::io::Error::other(e)))?,
+    }
     Ok(out)
 }
 
-/// Runs `f`, whose draws on this thread use the process id looked up once, here. `f` must not
-/// fork (the engine's sealing loops do not; a fork by another thread leaves this thread out of
-/// the child).
+/// Runs `f`, whose draws on this thread come from the thread's generator, seeded from the OS at
+/// its first draw here, under the process id looked up once, here. `f` must not fork (the
+/// engine's sealing loops do not; a fork by another thread leaves this thread out of the
+/// child).
 pub(crate) fn checked_run<T>(f: impl FnOnce() -> T) -> T {
     struct Reset(Option<u32>);
     impl Drop for Reset {
@@ -78,6 +90,7 @@ pub(crate) fn checked_run<T>(f: impl FnOnce() -> T) -> T {
             RUN_PID.set(self.0);
         }
     }
+    SOURCE.with(|s| *s.borrow_mut() = None);
     let _reset = Reset(RUN_PID.replace(Some(std::process::id())));
     f()
 }
@@ -105,6 +118,26 @@ mod tests {
             assert_ne!(p, c);
             assert_eq!(p, u);
         }
+    }
+
+    /// Every run seeds the generator afresh: a copy of the process made between two runs (with
+    /// its process id: a restored snapshot) does not repeat the nonces of the next run.
+    #[test]
+    fn every_run_seeds_afresh() {
+        let (first, copy) = checked_run(|| {
+            let first: [u8; 12] = fresh().unwrap();
+            (first, SOURCE.with(|s| s.borrow().as_ref().map(NonceSource::forked)))
+        });
+        let mut copy = copy;
+        let mut repeated = [0u8; 12];
+        NonceSource::fill(&mut copy, std::process::id(), &mut repeated).unwrap();
+        let next: [u8; 12] = checked_run(|| fresh().unwrap());
+        assert_ne!(next, repeated, "the next run went on from the old state");
+        assert_ne!(next, first);
+        // Outside a run, no generator is used at all.
+        SOURCE.with(|s| *s.borrow_mut() = None);
+        let alone: [u8; 12] = fresh().unwrap();
+        assert!(alone != next && SOURCE.with(|s| s.borrow().is_none()));
     }
 
     #[test]
