@@ -478,6 +478,7 @@ fn salvage_copies_what_a_damaged_catalog_still_names() {
         Config::new().file(p).passphrase("s").kdf(KdfParams::insecure_fast()).use_env(false).flush_every_ms(None)
     };
     let db = cfg(&src).open().unwrap();
+    let handed_out = (0..5).map(|_| db.generate_id().unwrap()).max().unwrap();
     let tx = db.begin_write().unwrap();
     for i in 0..400u32 {
         tx.open_tree(format!("tree-with-a-longish-name-{i:04}")).unwrap().insert("k", i.to_be_bytes()).unwrap();
@@ -498,6 +499,10 @@ fn salvage_copies_what_a_damaged_catalog_still_names() {
         let dst = dir.path().join(format!("salvaged-{n}.fv"));
         let report = foldvault::salvage(&cfg(&src), &cfg(&dst)).unwrap();
         assert!(report.lost.contains_key(&foldvault::SalvagedPart::Catalog), "page {p}: {report:?}");
+        // Whatever the damage took, the copy's ids go on above every id the source handed
+        // out (a lost counter entry restarted them at 0: salvage review, medium).
+        let next = cfg(&dst).open().unwrap().generate_id().unwrap();
+        assert!(next > handed_out, "page {p}: the copy's next id {next} is not above {handed_out}");
         let copied = report.copied.len();
         if copied > 0 {
             partial += 1;
@@ -511,4 +516,27 @@ fn salvage_copies_what_a_damaged_catalog_still_names() {
         assert!(std::fs::read(&src).unwrap() == bytes, "salvage wrote to its source");
     }
     assert!(partial > 0, "no damaged catalog page left trees to copy");
+}
+
+/// Salvage refuses a destination that would not stay (a temporary one, deleted when its handle
+/// drops, after salvage said it was done) or that names no place (salvage review, low); one
+/// into a directory it made leaves no directory behind when it fails.
+#[test]
+fn salvage_needs_a_destination_that_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.fv");
+    let cfg = |p: &std::path::Path| Config::new().file(p).plaintext().use_env(false).flush_every_ms(None);
+    cfg(&src).open().unwrap().insert("k", "v").unwrap();
+    for dst in [Config::new().use_env(false), Config::new().temporary(true).use_env(false)] {
+        assert!(matches!(foldvault::salvage(&cfg(&src), &dst), Err(Error::Unsupported(_))));
+    }
+    // A destination directory salvage makes, for a copy that cannot be made (encryption
+    // required, and no key).
+    let made = dir.path().join("made-here");
+    let keyless = Config::new().path(&made).encryption(foldvault::Encryption::Required).use_env(false);
+    assert!(foldvault::salvage(&cfg(&src), &keyless).is_err());
+    assert!(!made.exists(), "the directory salvage made for a copy it did not make is left");
+    let report = foldvault::salvage(&cfg(&src), &Config::new().path(&made).plaintext().use_env(false)).unwrap();
+    assert_eq!(report.copied.len(), 1);
+    assert!(made.join("db.foldvault").exists());
 }

@@ -190,6 +190,13 @@ fn encrypt_and_decrypt_migration() {
     let enc_path = dir.path().join("enc.fv");
     let src_cfg = Config::new().file(&plain_path).use_env(false);
     let dst_cfg = Config::new().passphrase("m").kdf(fast()).use_env(false);
+    // A source that is not there is an error, not an empty database made and copied (migrate
+    // review, low: the source was opened read-write, which creates a missing file).
+    let missing = dir.path().join("mistyped.fv");
+    let r = foldvault::migrate::encrypt(&Config::new().file(&missing).use_env(false), &enc_path, &dst_cfg, &mut |_| {});
+    assert!(r.is_err() && !missing.exists() && !enc_path.exists(), "{:?}", r.map(|r| r.trees.len()));
+    let r = foldvault::migrate::decrypt(&Config::new().file(&missing).use_env(false), &enc_path, &mut |_| {});
+    assert!(r.is_err() && !missing.exists() && !enc_path.exists());
     let report = foldvault::migrate::encrypt(&src_cfg, &enc_path, &dst_cfg, &mut |_| {}).unwrap();
     assert!(report.trees.iter().any(|(n, c, _)| n == b"schemas" && *c == 3000));
     let raw = std::fs::read(&enc_path).unwrap();

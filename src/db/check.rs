@@ -234,11 +234,20 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
     } else {
         dst
     };
-    let file = match &dst.location {
-        Location::File(f) => f.clone(),
+    // A copy that goes away when its handle drops, or into a path the caller never named, is
+    // no salvage (salvage review, low: one was reported done and then deleted, the other
+    // written in place where an error left a partial database).
+    if dst.temporary || matches!(dst.location, Location::Unset) {
+        return Err(Error::Unsupported(
+            "salvage needs a destination that stays: a file, a directory or a storage, not temporary".into(),
+        ));
+    }
+    let (file, made_dir) = match &dst.location {
+        Location::File(f) => (f.clone(), None),
         Location::Dir(d) => {
+            let made = !d.exists();
             std::fs::create_dir_all(d)?;
-            d.join(DB_FILE_NAME)
+            (d.join(DB_FILE_NAME), made.then_some(d))
         }
         _ => {
             let dst_db = dst.clone().without_anchors().create_new(true).open()?;
@@ -247,12 +256,21 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
             return Ok(report);
         }
     };
-    migrate::copy_through_temp(&file, |tmp| {
+    let copied = migrate::copy_through_temp(&file, |tmp| {
         let dst_db = migrate::new_copy(dst, tmp)?;
         let report = salvage_into(&source, &dst_db)?;
         migrate::finish_copy(dst_db)?;
         Ok(report)
-    })
+    });
+    // A directory this salvage made: durable in its parent once the copy is in it (the copy's
+    // own placement syncs only the directory itself), or gone again if there is no copy.
+    if let Some(d) = made_dir {
+        match &copied {
+            Ok(_) => crate::storage::sync_parent_dir(d)?,
+            Err(_) => drop(std::fs::remove_dir(d)),
+        }
+    }
+    copied
 }
 
 /// A salvage's source, opened read-only (and held open, with its lock, to the end): its pager,
@@ -338,6 +356,18 @@ fn salvage_into(source: &SalvageSource, dst_db: &Db) -> Result<SalvageReport> {
                 report.lost.entry(SalvagedPart::IdCounter).or_default().push(lost);
             }
         }
+    } else if report.lost.contains_key(&SalvagedPart::Catalog) {
+        // No counter found, but part of the catalog did not read: its entry may have been
+        // there (it sorts first, in the leftmost leaf), and a copy whose ids started again
+        // from 0 would hand out ids the source already had (review of salvage, medium).
+        Tree::fixed(dst_db.handle.clone(), super::engine::IDS_TREE).insert(b"next", (1u64 << 62).to_le_bytes())?;
+        let lost = LostRange {
+            lo: None,
+            hi: None,
+            page: catalog.page,
+            error: "the catalog's entry of the id counter may be in what did not read".into(),
+        };
+        report.lost.entry(SalvagedPart::IdCounter).or_default().push(lost);
     }
     for (name, root) in trees {
         if name.starts_with(super::engine::RESERVED_PREFIX) {

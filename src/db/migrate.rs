@@ -338,14 +338,16 @@ pub fn encrypt(
     dst_cfg: &Config,
     progress: &mut dyn FnMut(CopyProgress),
 ) -> Result<CopyReport> {
-    let src = src_cfg.open()?;
+    // Read-only: a mistyped source path is not made into an empty database copied as such,
+    // and the source is not written (migrate review, low).
+    let src = src_cfg.clone().read_only(true).open()?;
     copy_to(&src, dst, &dst_cfg.clone().encryption(Encryption::Required), progress)
 }
 
 /// Copies a database into a new *plaintext* one (the command line asks for an explicit
 /// confirmation before calling this).
 pub fn decrypt(src_cfg: &Config, dst: &Path, progress: &mut dyn FnMut(CopyProgress)) -> Result<CopyReport> {
-    let src = src_cfg.open()?;
+    let src = src_cfg.clone().read_only(true).open()?;
     copy_to(&src, dst, &Config::new().plaintext().use_env(false), progress)
 }
 
@@ -391,7 +393,17 @@ damage): convert it into a new file instead, which keeps the original (or run `f
     }
     // The source's log, found as its open found it (the source holds the lock: it stays).
     let side = crate::storage::wal::log_of(given);
-    let old_log = std::fs::OpenOptions::new().read(true).write(true).open(&side).ok();
+    // No log is nothing to empty; a log that is there but does not open is an error before
+    // anything changes (taken for none, it stayed beside the new file with the old owner's
+    // bytes, and the next open said ForeignLog: migrate review, low).
+    let old_log = match std::fs::OpenOptions::new().read(true).write(true).open(&side) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+    };
     if let Err(e) = empty_log_before_replacement(&src, old_log.as_ref()) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
