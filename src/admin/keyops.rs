@@ -152,6 +152,15 @@ fn list_slots(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
     }
     let creds = keys.credentials(Prompt::Never)?;
     let list = if creds.is_empty() {
+        // Without a key only the header pages can be read, unauthenticated, and a slot change
+        // still in the write-ahead log is not in them yet (CLI review).
+        if crate::storage::wal::sidecar_path(&t.file).exists() {
+            note!(
+                "foldvault: a write-ahead log is beside {}: a slot change still in it is not listed; give a key to \
+list the slots the database has",
+                t.file.display()
+            );
+        }
         crate::db::keys::slot_infos(&info.header)
     } else {
         let db = super::commands::open_target(&t, true, creds, Access::Read)?;

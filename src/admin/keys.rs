@@ -156,7 +156,10 @@ fn read_secret_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, CliEr
         .ok_or_else(|| CliError::Usage(format!("{what} larger than {MAX_SECRET_FILE} bytes ({})", path.display())))
 }
 
-/// Turns terminal echo off for its lifetime (`stty -echo` on /dev/tty), back on when dropped.
+/// Turns terminal echo off for its lifetime (`stty -echo -isig` on /dev/tty), back on when
+/// dropped. The terminal's signal keys are off too: a Ctrl-C would end the process without
+/// running this drop and leave the shell with echo off (CLI review), so ^C, ^\ and ^Z arrive
+/// as bytes instead, and `read_hidden` takes them for a cancel.
 struct EchoOff {
     tty: File,
 }
@@ -164,8 +167,9 @@ struct EchoOff {
 impl EchoOff {
     fn new(tty: &File) -> Result<EchoOff, CliError> {
         let tty = tty.try_clone().map_err(|e| CliError::io(e, Path::new("/dev/tty")))?;
-        let ok = stty(&tty, "-echo");
+        let ok = stty(&tty, &["-echo", "-isig"]);
         if !ok {
+            let _ = stty(&tty, &["echo", "isig"]);
             return Err(CliError::Usage("cannot turn off terminal echo (stty failed); use --passphrase-file".into()));
         }
         Ok(EchoOff { tty })
@@ -174,18 +178,21 @@ impl EchoOff {
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
-        let _ = stty(&self.tty, "echo");
+        let _ = stty(&self.tty, &["echo", "isig"]);
     }
 }
 
-fn stty(tty: &File, arg: &str) -> bool {
+/// The bytes the terminal's signal keys send (^C, ^\, ^Z), read as a cancel at a prompt.
+const CANCEL_KEYS: [u8; 3] = [0x03, 0x1c, 0x1a];
+
+fn stty(tty: &File, args: &[&str]) -> bool {
     let Ok(input) = tty.try_clone() else {
         return false;
     };
     // Without our environment: a passphrase there would sit in the child's, which other
     // processes of the user can read (the child is dumpable again after exec).
     Command::new("stty")
-        .arg(arg)
+        .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .stdin(Stdio::from(input))
@@ -208,6 +215,12 @@ fn read_hidden(tty: &mut File, label: &str) -> Result<Passphrase, CliError> {
         match tty.read(&mut byte) {
             Ok(0) => break,
             Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) if CANCEL_KEYS.contains(&byte[0]) => {
+                drop(echo);
+                let _ = Zeroizing::new(line);
+                let _ = tty.write_all(b"\n");
+                return Err(CliError::Usage("cancelled at the passphrase prompt".into()));
+            }
             Ok(_) if line.len() as u64 >= MAX_SECRET_FILE => {
                 drop(echo);
                 let _ = Zeroizing::new(line);
