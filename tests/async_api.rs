@@ -348,3 +348,37 @@ fn another_task_on_a_transactions_thread_waits_for_it() {
     let r = finished.recv_timeout(Duration::from_secs(30)).expect("the task finished");
     assert_eq!(r, (true, Ok(None), true, true));
 }
+
+/// `AsyncTree::watch_prefix` made by a task while another task on the same thread holds a
+/// write transaction: it waits (on the blocking pool, the runtime's one thread free) for that
+/// transaction to end, so it never subscribes in its middle, and then hears the next commit.
+#[test]
+fn an_async_subscription_waits_for_another_tasks_transaction() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let r = rt.block_on(async {
+            let db = temp_db().await;
+            let t = db.open_tree("t").await.unwrap();
+            let tx = db.db().begin_write().unwrap();
+            tx.open_tree("t").unwrap().insert("in-tx", "v").unwrap();
+            let subscribing = {
+                let t = t.clone();
+                tokio::spawn(async move { t.watch_prefix("").await })
+            };
+            for _ in 0..50 {
+                tokio::task::yield_now().await;
+            }
+            let waited = !subscribing.is_finished();
+            tx.commit().unwrap();
+            let mut sub = subscribing.await.unwrap().unwrap();
+            let before = sub.next_timeout(Duration::ZERO).is_err();
+            t.insert("after", "w").await.unwrap();
+            let heard = (&mut sub).await.map(|e| e.key().to_vec());
+            (waited, before, heard)
+        });
+        done.send(r).unwrap();
+    });
+    let r = finished.recv_timeout(Duration::from_secs(30)).expect("the task finished");
+    assert_eq!(r, (true, true, Some(b"after".to_vec())));
+}

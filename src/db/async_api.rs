@@ -231,9 +231,17 @@ impl AsyncTree {
 
     /// Subscribes to changes of keys under `prefix` (`Tree::watch_prefix`): the `Subscriber`
     /// is a `Future` of the next event (`(&mut subscriber).await`), as well as a blocking
-    /// iterator, which a runtime thread should not use.
-    pub fn watch_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> crate::Subscriber {
-        self.tree.watch_prefix(prefix)
+    /// iterator, which a runtime thread should not use. The subscription waits for a write
+    /// transaction of another task to end, on the blocking pool as every call here (review of
+    /// the forty-first session: made inline, it blocked the runtime's thread on the writer,
+    /// and on a `current_thread` runtime subscribed in the middle of another task's
+    /// transaction).
+    pub fn watch_prefix<P: AsRef<[u8]>>(
+        &self,
+        prefix: P,
+    ) -> impl Future<Output = Result<crate::Subscriber>> + Send + 'static {
+        let prefix = IVec::from_slice(prefix.as_ref());
+        self.run(move |t| Ok(t.watch_prefix(prefix)))
     }
 
     /// Whether `key` is present.

@@ -25,7 +25,10 @@
 //!   be full: it would wait for the writer, which waits for it.
 //! - A subscription is made under the writer (`Tree::watch_prefix`): no write transaction is
 //!   running elsewhere when it starts, and each write checks whether its tree is watched as it
-//!   is made, so every commit after the subscription hears all of its writes. Events hold user keys and values in `IVec`s, wiped when dropped. A
+//!   is made, so every commit after the subscription hears all of its writes. So a thread
+//!   inside a write transaction of one database must not subscribe on another whose writer a
+//!   thread inside a transaction there may hold while it subscribes on the first (each would
+//!   wait for the other's writer), as for nested transactions across databases. Events hold user keys and values in `IVec`s, wiped when dropped. A
 //!   subscriber whose database closed, or whose tree was dropped, ends (`None`).
 
 use std::collections::VecDeque;
@@ -102,7 +105,7 @@ impl Watchers {
         self.any.load(Ordering::Acquire) && self.list.lock().iter().any(|w| &*w.tree == tree)
     }
 
-    /// Whether anyone watches anything (a write transaction records its changes only then).
+    /// Whether anyone watches anything (`watching` is an atomic load while nobody does).
     pub(crate) fn any(&self) -> bool {
         self.any.load(Ordering::Acquire)
     }
@@ -232,7 +235,8 @@ const HAS_BORN: u64 = 1;
 const FORCED: u64 = 2;
 
 impl Changes {
-    /// Records nothing unless `on` (someone watches).
+    /// Records nothing unless `on` (a single write: someone watches its tree; a transaction:
+    /// on, each write then deciding through `of` whether its tree is watched).
     pub(crate) fn new(on: bool) -> Changes {
         Changes { on, records: Vec::new() }
     }
