@@ -532,10 +532,10 @@ fn salvage_needs_a_destination_that_stays() {
     }
     // A destination directory salvage makes, for a copy that cannot be made (encryption
     // required, and no key).
-    let made = dir.path().join("made-here");
+    let made = dir.path().join("made-here").join("and-here");
     let keyless = Config::new().path(&made).encryption(foldvault::Encryption::Required).use_env(false);
     assert!(foldvault::salvage(&cfg(&src), &keyless).is_err());
-    assert!(!made.exists(), "the directory salvage made for a copy it did not make is left");
+    assert!(!dir.path().join("made-here").exists(), "a directory salvage made for a copy it did not make is left");
     let report = foldvault::salvage(&cfg(&src), &Config::new().path(&made).plaintext().use_env(false)).unwrap();
     assert_eq!(report.copied.len(), 1);
     assert!(made.join("db.foldvault").exists());

@@ -156,10 +156,12 @@ fn read_secret_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, CliEr
         .ok_or_else(|| CliError::Usage(format!("{what} larger than {MAX_SECRET_FILE} bytes ({})", path.display())))
 }
 
-/// Turns terminal echo off for its lifetime (`stty -echo -isig` on /dev/tty), back on when
-/// dropped. The terminal's signal keys are off too: a Ctrl-C would end the process without
-/// running this drop and leave the shell with echo off (CLI review), so ^C, ^\ and ^Z arrive
-/// as bytes instead, and `read_hidden` takes them for a cancel.
+/// Turns terminal echo off for its lifetime (`stty -echo -isig -icanon` on /dev/tty), back on
+/// when dropped. The terminal's signal keys are off too: a Ctrl-C would end the process
+/// without running this drop and leave the shell with echo off (CLI review), so ^C, ^\ and ^Z
+/// arrive as bytes instead, and `read_hidden` takes them for a cancel. So that they arrive when
+/// pressed, not with the next Enter, the line is read a byte at a time (`-icanon`), and
+/// `read_hidden` does the line editing the terminal did (erase, kill, end of input).
 struct EchoOff {
     tty: File,
 }
@@ -167,9 +169,9 @@ struct EchoOff {
 impl EchoOff {
     fn new(tty: &File) -> Result<EchoOff, CliError> {
         let tty = tty.try_clone().map_err(|e| CliError::io(e, Path::new("/dev/tty")))?;
-        let ok = stty(&tty, &["-echo", "-isig"]);
+        let ok = stty(&tty, &["-echo", "-isig", "-icanon", "min", "1", "time", "0"]);
         if !ok {
-            let _ = stty(&tty, &["echo", "isig"]);
+            let _ = stty(&tty, &["echo", "isig", "icanon"]);
             return Err(CliError::Usage("cannot turn off terminal echo (stty failed); use --passphrase-file".into()));
         }
         Ok(EchoOff { tty })
@@ -178,12 +180,16 @@ impl EchoOff {
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
-        let _ = stty(&self.tty, &["echo", "isig"]);
+        let _ = stty(&self.tty, &["echo", "isig", "icanon"]);
     }
 }
 
 /// The bytes the terminal's signal keys send (^C, ^\, ^Z), read as a cancel at a prompt.
 const CANCEL_KEYS: [u8; 3] = [0x03, 0x1c, 0x1a];
+/// Erase (DEL, ^H), kill (^U) and end of input (^D), done by `read_hidden`.
+const ERASE_KEYS: [u8; 2] = [0x7f, 0x08];
+const KILL_KEY: u8 = 0x15;
+const EOF_KEY: u8 = 0x04;
 
 fn stty(tty: &File, args: &[&str]) -> bool {
     let Ok(input) = tty.try_clone() else {
@@ -214,7 +220,15 @@ fn read_hidden(tty: &mut File, label: &str) -> Result<Passphrase, CliError> {
     loop {
         match tty.read(&mut byte) {
             Ok(0) => break,
-            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) if byte[0] == b'\n' || byte[0] == b'\r' || byte[0] == EOF_KEY => break,
+            Ok(_) if ERASE_KEYS.contains(&byte[0]) => {
+                // One character: its UTF-8 continuation bytes, then its first.
+                while line.last().is_some_and(|b| b & 0xC0 == 0x80) {
+                    line.pop();
+                }
+                line.pop();
+            }
+            Ok(_) if byte[0] == KILL_KEY => line.clear(),
             Ok(_) if CANCEL_KEYS.contains(&byte[0]) => {
                 drop(echo);
                 let _ = Zeroizing::new(line);

@@ -245,9 +245,10 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
     let (file, made_dir) = match &dst.location {
         Location::File(f) => (f.clone(), None),
         Location::Dir(d) => {
-            let made = !d.exists();
+            // The highest directory this salvage makes (`create_dir_all` may make several).
+            let top = d.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).last();
             std::fs::create_dir_all(d)?;
-            (d.join(DB_FILE_NAME), made.then_some(d))
+            (d.join(DB_FILE_NAME), top.map(|t| (d.as_path(), t)))
         }
         _ => {
             let dst_db = dst.clone().without_anchors().create_new(true).open()?;
@@ -262,12 +263,16 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
         migrate::finish_copy(dst_db)?;
         Ok(report)
     });
-    // A directory this salvage made: durable in its parent once the copy is in it (the copy's
-    // own placement syncs only the directory itself), or gone again if there is no copy.
-    if let Some(d) = made_dir {
-        match &copied {
-            Ok(_) => crate::storage::sync_parent_dir(d)?,
-            Err(_) => drop(std::fs::remove_dir(d)),
+    // Directories this salvage made: durable in their parents once the copy is in them (the
+    // copy's own placement syncs only the directory it is in), or gone again (each empty, from
+    // the deepest) if there is no copy.
+    if let Some((deepest, top)) = made_dir {
+        let made: Vec<&std::path::Path> = deepest.ancestors().take_while(|a| *a != top).chain([top]).collect();
+        for d in made {
+            match &copied {
+                Ok(_) => crate::storage::sync_parent_dir(d)?,
+                Err(_) => drop(std::fs::remove_dir(d)),
+            }
         }
     }
     copied

@@ -383,6 +383,7 @@ pub fn run(data: &[u8]) {
                 assert!(snapshot(&db) == want, "a write on a clean file changed other records");
             }
             Ok(_) => {}
+            Err(e) if sound => panic!("a write on a clean file left it unable to open and check: {e:?}"),
             Err(e) => assert_typed(&e, "reopen after write"),
         }
     }
