@@ -58,7 +58,11 @@ impl KdfParams {
             .map_err(|_| Error::InvalidConfig("Argon2id parameters rejected"))?;
         // The working memory is ours, wiped when dropped: its last blocks give the stretched
         // key (the crate's own allocation is freed unwiped). Reserved fallibly: a cost within
-        // the bounds that this host cannot allocate is an error, not an abort.
+        // the bounds that this host cannot allocate is an error, not an abort. Under Linux's
+        // overcommit a reservation succeeds whatever is free, and touching memory that is not
+        // there gets the process killed: a cost above what the host says it has available is
+        // that error too, before any is touched (crypto review, low).
+        fits_in_available(u64::from(self.memory_kib), std::fs::read_to_string("/proc/meminfo").ok().as_deref())?;
         let mut blocks: Zeroizing<Vec<argon2::Block>> = Zeroizing::new(Vec::new());
         blocks.try_reserve_exact(params.block_count()).map_err(|_| {
             Error::Io(std::io::Error::new(
@@ -76,9 +80,40 @@ impl KdfParams {
     }
 }
 
+/// `Error::Io(OutOfMemory)` if `kib` is above the `MemAvailable` of `meminfo` (Linux's
+/// `/proc/meminfo`: free memory and what the kernel can reclaim without swapping); `Ok` when
+/// there is no such figure.
+fn fits_in_available(kib: u64, meminfo: Option<&str>) -> Result<()> {
+    let available = meminfo.and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    });
+    match available {
+        Some(avail) if kib > avail => Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::OutOfMemory,
+            format!("Argon2id needs {kib} KiB of memory, and this host has {avail} KiB available"),
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cost above the host's available memory is refused before any is allocated (under
+    /// overcommit the allocation would succeed, and touching it get the process killed).
+    #[test]
+    fn a_cost_above_the_available_memory_is_out_of_memory() {
+        let meminfo = "MemTotal:       24000000 kB\nMemFree:         1000 kB\nMemAvailable:    2097152 kB\n";
+        assert!(fits_in_available(2 * 1024 * 1024, Some(meminfo)).is_ok());
+        let e = fits_in_available(2 * 1024 * 1024 + 1, Some(meminfo)).unwrap_err();
+        assert!(matches!(&e, Error::Io(io) if io.kind() == std::io::ErrorKind::OutOfMemory), "{e:?}");
+        assert!(fits_in_available(u64::MAX, None).is_ok(), "no figure: left to the allocation");
+        assert!(fits_in_available(u64::MAX, Some("MemTotal: 1 kB\n")).is_ok());
+    }
 
     #[test]
     fn stretch_depends_on_everything() {
