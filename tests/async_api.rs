@@ -295,26 +295,52 @@ async fn close_flushes_and_releases_the_file() {
 /// task holds, forever.
 #[test]
 fn an_async_call_inside_a_write_transaction_does_not_wait_for_itself() {
+    let r = on_one_thread(|| async {
+        let db = temp_db().await;
+        let t = db.open_tree("t").await.unwrap();
+        t.insert("before", "v").await.unwrap();
+        let tx = db.db().begin_write().unwrap();
+        tx.open_tree("t").unwrap().insert("k", "v").unwrap();
+        let flushed = t.tree().flush_async().await;
+        let write = t.insert("other", "v").await;
+        let read = t.get("before").await;
+        tx.commit().unwrap();
+        let after = t.get("k").await.unwrap();
+        (flushed.is_ok(), matches!(write, Err(foldvault::Error::Unsupported(_))), read.is_ok(), after.is_some())
+    });
+    assert_eq!(r, (true, true, true, true));
+}
+
+/// Runs the future `make` gives on a `current_thread` runtime of a thread of its own (every
+/// task on one thread, as in a `LocalSet`) and returns its output; fails after 30 s (a call
+/// that waits for itself would hang).
+fn on_one_thread<T: Send + 'static, F: std::future::Future<Output = T>>(
+    make: impl FnOnce() -> F + Send + 'static,
+) -> T {
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let r = rt.block_on(async {
-            let db = temp_db().await;
-            let t = db.open_tree("t").await.unwrap();
-            t.insert("before", "v").await.unwrap();
-            let tx = db.db().begin_write().unwrap();
-            tx.open_tree("t").unwrap().insert("k", "v").unwrap();
-            let flushed = t.tree().flush_async().await;
-            let write = t.insert("other", "v").await;
-            let read = t.get("before").await;
-            tx.commit().unwrap();
-            let after = t.get("k").await.unwrap();
-            (flushed.is_ok(), matches!(write, Err(foldvault::Error::Unsupported(_))), read.is_ok(), after.is_some())
-        });
-        done.send(r).unwrap();
+        done.send(rt.block_on(make())).unwrap();
     });
-    let r = finished.recv_timeout(Duration::from_secs(30)).expect("the task finished");
-    assert_eq!(r, (true, true, true, true));
+    finished.recv_timeout(Duration::from_secs(30)).expect("the task finished")
+}
+
+/// On the runtime's one thread: a write transaction of `db` writes to tree `t`, `other` runs as
+/// another task and is given fifty turns, and the transaction commits. Whether `other` was
+/// still waiting after its turns, and its output.
+async fn beside_a_transaction<T: Send + 'static>(
+    db: &AsyncDb,
+    other: impl std::future::Future<Output = T> + Send + 'static,
+) -> (bool, T) {
+    let tx = db.db().begin_write().unwrap();
+    tx.open_tree("t").unwrap().insert("in-tx", "v").unwrap();
+    let other = tokio::spawn(other);
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    let waited = !other.is_finished();
+    tx.commit().unwrap();
+    (waited, other.await.unwrap())
 }
 
 /// Another task on the thread of a task holding a write transaction (a `current_thread`
@@ -323,29 +349,14 @@ fn an_async_call_inside_a_write_transaction_does_not_wait_for_itself() {
 /// with `Unsupported` and the flush with `Ok(0)`, nothing synced).
 #[test]
 fn another_task_on_a_transactions_thread_waits_for_it() {
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let r = rt.block_on(async {
-            let db = temp_db().await;
-            let t = db.open_tree("t").await.unwrap();
-            let tx = db.db().begin_write().unwrap();
-            tx.open_tree("t").unwrap().insert("in-tx", "v").unwrap();
-            let other = {
-                let t = t.clone();
-                tokio::spawn(async move { (t.insert("other", "v").await, t.flush().await) })
-            };
-            for _ in 0..50 {
-                tokio::task::yield_now().await;
-            }
-            let waited = !other.is_finished();
-            tx.commit().unwrap();
-            let (write, flush) = other.await.unwrap();
-            (waited, write.map_err(|e| e.to_string()), flush.is_ok(), t.get("other").await.unwrap().is_some())
-        });
-        done.send(r).unwrap();
+    let r = on_one_thread(|| async {
+        let db = temp_db().await;
+        let t = db.open_tree("t").await.unwrap();
+        let writer = t.clone();
+        let (waited, (write, flush)) =
+            beside_a_transaction(&db, async move { (writer.insert("other", "v").await, writer.flush().await) }).await;
+        (waited, write.map_err(|e| e.to_string()), flush.is_ok(), t.get("other").await.unwrap().is_some())
     });
-    let r = finished.recv_timeout(Duration::from_secs(30)).expect("the task finished");
     assert_eq!(r, (true, Ok(None), true, true));
 }
 
@@ -354,31 +365,16 @@ fn another_task_on_a_transactions_thread_waits_for_it() {
 /// transaction to end, so it never subscribes in its middle, and then hears the next commit.
 #[test]
 fn an_async_subscription_waits_for_another_tasks_transaction() {
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let r = rt.block_on(async {
-            let db = temp_db().await;
-            let t = db.open_tree("t").await.unwrap();
-            let tx = db.db().begin_write().unwrap();
-            tx.open_tree("t").unwrap().insert("in-tx", "v").unwrap();
-            let subscribing = {
-                let t = t.clone();
-                tokio::spawn(async move { t.watch_prefix("").await })
-            };
-            for _ in 0..50 {
-                tokio::task::yield_now().await;
-            }
-            let waited = !subscribing.is_finished();
-            tx.commit().unwrap();
-            let mut sub = subscribing.await.unwrap().unwrap();
-            let before = sub.next_timeout(Duration::ZERO).is_err();
-            t.insert("after", "w").await.unwrap();
-            let heard = (&mut sub).await.map(|e| e.key().to_vec());
-            (waited, before, heard)
-        });
-        done.send(r).unwrap();
+    let r = on_one_thread(|| async {
+        let db = temp_db().await;
+        let t = db.open_tree("t").await.unwrap();
+        let subscriber = t.clone();
+        let (waited, sub) = beside_a_transaction(&db, async move { subscriber.watch_prefix("").await }).await;
+        let mut sub = sub.unwrap();
+        let before = sub.next_timeout(Duration::ZERO).is_err();
+        t.insert("after", "w").await.unwrap();
+        let heard = (&mut sub).await.map(|e| e.key().to_vec());
+        (waited, before, heard)
     });
-    let r = finished.recv_timeout(Duration::from_secs(30)).expect("the task finished");
     assert_eq!(r, (true, true, Some(b"after".to_vec())));
 }

@@ -13,6 +13,16 @@ fn fast() -> KdfParams {
     KdfParams::insecure_fast()
 }
 
+/// The four ways a power loss before operation `op` can leave the unsynced writes.
+fn every_crash_model(op: u64) -> [CrashModel; 4] {
+    [
+        CrashModel::LoseUnsynced,
+        CrashModel::TearUnsynced { seed: op },
+        CrashModel::ReorderUnsynced { seed: op },
+        CrashModel::ScatterUnsynced { seed: op },
+    ]
+}
+
 fn with(s: Arc<dyn Storage>, creds: Credentials) -> Config {
     Config::new().storage(s).credentials(creds).kdf(fast()).use_env(false).flush_every_ms(None)
 }
@@ -54,12 +64,7 @@ fn passphrase_change_is_crash_safe() {
     {
         let (d, o) = (dev.clone(), outcomes.clone());
         dev.set_observer(Some(Arc::new(move |op| {
-            for model in [
-                CrashModel::LoseUnsynced,
-                CrashModel::TearUnsynced { seed: op },
-                CrashModel::ReorderUnsynced { seed: op },
-                CrashModel::ScatterUnsynced { seed: op },
-            ] {
+            for model in every_crash_model(op) {
                 let img = d.crash_image(&model);
                 let try_open = |p: &str| {
                     let s: Arc<dyn Storage> = Arc::new(FaultyStorage::from_bytes(img.clone()));
@@ -645,12 +650,7 @@ fn key_slot_changes_are_crash_safe() {
         {
             let (d, n, b) = (dev.clone(), images.clone(), broken.clone());
             dev.set_observer(Some(Arc::new(move |op| {
-                for model in [
-                    CrashModel::LoseUnsynced,
-                    CrashModel::TearUnsynced { seed: op },
-                    CrashModel::ReorderUnsynced { seed: op },
-                    CrashModel::ScatterUnsynced { seed: op },
-                ] {
+                for model in every_crash_model(op) {
                     let s: Arc<dyn Storage> = Arc::new(FaultyStorage::from_bytes(d.crash_image(&model)));
                     let got = with(s, Credentials::passphrase("pw")).open().and_then(|db| {
                         let value = db.get("k")?;
