@@ -28,8 +28,9 @@
 //!   is made, so every commit after the subscription hears all of its writes. So a thread
 //!   inside a write transaction of one database must not subscribe on another whose writer a
 //!   thread inside a transaction there may hold while it subscribes on the first (each would
-//!   wait for the other's writer), as for nested transactions across databases. Events hold user keys and values in `IVec`s, wiped when dropped. A
-//!   subscriber whose database closed, or whose tree was dropped, ends (`None`).
+//!   wait for the other's writer), as for nested transactions across databases.
+//! - Events hold user keys and values in `IVec`s, wiped when dropped. A subscriber whose
+//!   database closed, or whose tree was dropped, ends (`None`).
 
 use std::collections::VecDeque;
 use std::future::Future;
