@@ -345,7 +345,15 @@ fn io_errors(wal: bool) {
                 // A one-shot failure is followed by a power loss at the next operation: a
                 // commit acknowledged although its sync failed would be lost in that image.
                 let crash_at = (!persistent).then_some(at + 1);
-                let plan = FaultPlan { fail_at: Some(at), persistent, crash_at, ..FaultPlan::default() };
+                // A failed write leaves a part of itself in the file, as a short one does.
+                let plan = FaultPlan {
+                    fail_at: Some(at),
+                    persistent,
+                    crash_at,
+                    seed: at,
+                    torn_failed_writes: true,
+                    ..FaultPlan::default()
+                };
                 rig.plan_on(device, &plan);
                 let mut states = vec![hash_model(&Model::new())];
                 let progress = Mutex::new(Progress::default());
@@ -414,7 +422,7 @@ fn io_error_then_another_commit(wal: bool) {
         for at in (1..=total).step_by(step as usize) {
             let rig = FaultyDevices::new(wal);
             let db = config(storage(&rig), true).cache_capacity(CACHE).open().unwrap();
-            let plan = FaultPlan { fail_at: Some(at), ..FaultPlan::default() };
+            let plan = FaultPlan { fail_at: Some(at), seed: at, torn_failed_writes: true, ..FaultPlan::default() };
             rig.plan_on(device, &plan);
             let mut states = vec![hash_model(&Model::new())];
             let progress = Mutex::new(Progress::default());

@@ -8,8 +8,8 @@
 //! update through a closure) runs alone as its own transaction, or several run in a
 //! `WriteTransaction` committed with either durability or aborted. Others: flush, reopen, `generate_id`, `compact`; a *crash* (optionally a power
 //! loss on either device during one operation, then `crash_image(model)` of each reopened); an
-//! *I/O error* (`FaultPlan { fail_at, persistent, spare_reads }` on either device during one
-//! operation, then the live images reopened).
+//! *I/O error* (`FaultPlan { fail_at, persistent, spare_reads, torn_failed_writes }` on either
+//! device during one operation, then the live images reopened).
 //!
 //! Checked: every result equals the model's; after a crash the recovered contents are the last
 //! durable state, or the in-flight one if the operation failed (an acknowledged durable commit
@@ -94,7 +94,9 @@ fn op(inp: &mut Input, nested: bool) -> Op {
         _ => {
             let (fail_at, flags) = (Some(u64::from(inp.u8()) + 1), inp.u8());
             let (persistent, spare_reads) = (flags & 1 != 0, flags & 2 != 0);
-            let plan = FaultPlan { fail_at, persistent, spare_reads, ..FaultPlan::default() };
+            // Bit 3: a failed write leaves a prefix of itself (seeded by the upper bits).
+            let (torn_failed_writes, seed) = (flags & 8 != 0, u64::from(flags >> 4));
+            let plan = FaultPlan { fail_at, persistent, spare_reads, torn_failed_writes, seed, ..FaultPlan::default() };
             Op::Fault { plan, device: usize::from(flags & 4 != 0), op: Box::new(op(inp, true)) }
         }
     }

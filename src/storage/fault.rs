@@ -77,7 +77,7 @@ pub enum CrashModel {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FaultPlan {
     /// Operation number `N` fails with an `io::Error` of kind `Other` and message
-    /// "injected I/O fault" (and is not applied).
+    /// "injected I/O fault" (and is not applied, but see `torn_failed_writes`).
     pub fail_at: Option<u64>,
     /// If true, every operation numbered `fail_at` or later fails, not only that one.
     pub persistent: bool,
@@ -94,8 +94,13 @@ pub struct FaultPlan {
     /// (the kernel still has them: a later open's `sync` writes them). A test then forgets the
     /// database and opens the device again, as the next process would.
     pub stop_at: Option<u64>,
-    /// Seeds what a `sync` failed by `fail_at` leaves on the disk.
+    /// Seeds what a `sync` failed by `fail_at` leaves on the disk, and what a write it fails
+    /// leaves (`torn_failed_writes`).
     pub seed: u64,
+    /// If true, a `write_at` failed by `fail_at` is not all-or-nothing: a 512-byte-aligned prefix
+    /// of it (none to all, chosen from `seed`) reaches the file, unsynced, as a `pwrite` cut
+    /// short by a full disk or an I/O error leaves one (`write_all` writes a prefix, then fails).
+    pub torn_failed_writes: bool,
 }
 
 /// One unsynced operation. A write holds only what the live image still has of it.
@@ -380,10 +385,17 @@ impl Storage for FaultyStorage {
         self.observe();
         let mut st = self.state.lock();
         if let Err(e) = st.begin(OpKind::Mutate) {
+            let valid = !buf.is_empty() && super::memory::checked_end(offset, buf.len()).is_ok();
             // The write the power failed during may have reached the disk in part.
-            if st.in_flight_at_power_loss() && !buf.is_empty() && super::memory::checked_end(offset, buf.len()).is_ok()
-            {
+            if st.in_flight_at_power_loss() && valid {
                 st.pending.push(Pending::Write { offset, data: buf.to_vec() });
+            } else if st.plan.torn_failed_writes && valid && e.to_string() == FAULT_MSG {
+                let mut rng = SplitMix64(st.plan.seed ^ st.ops.wrapping_mul(0xA076_1D64_78BD_642F));
+                let part = &buf[..rng.cut(buf.len())];
+                if !part.is_empty() {
+                    write_vec(&mut st.live, offset, part)?;
+                    st.pending.push(Pending::Write { offset, data: part.to_vec() });
+                }
             }
             return Err(e);
         }
@@ -567,6 +579,30 @@ mod tests {
 
     fn plan(fail_at: Option<u64>, persistent: bool, spare_reads: bool) -> FaultPlan {
         FaultPlan { fail_at, persistent, spare_reads, ..FaultPlan::default() }
+    }
+
+    /// A write failed with `torn_failed_writes` leaves a 512-byte-aligned prefix of itself, over
+    /// seeds none, a part and all of it, in the live image and unsynced (lost at a power loss);
+    /// without the flag it leaves nothing.
+    #[test]
+    fn a_failed_write_may_leave_a_prefix() {
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..64 {
+            let s = FaultyStorage::from_bytes(vec![0; 4096]);
+            s.set_plan(FaultPlan { fail_at: Some(1), seed, torn_failed_writes: true, ..FaultPlan::default() });
+            assert!(s.write_at(0, &[9; 2048]).is_err());
+            let live = s.live_image();
+            let kept = run(&live, 0, 9);
+            assert_eq!(kept % SECTOR, 0);
+            assert!(kept <= 2048 && live[kept..].iter().all(|&b| b == 0));
+            assert_eq!(run(&s.crash_image(&CrashModel::LoseUnsynced), 0, 0), 4096, "the prefix is unsynced");
+            seen.insert(kept);
+        }
+        assert!(seen.contains(&0) && seen.contains(&2048) && seen.len() > 2, "{seen:?}");
+        let s = FaultyStorage::from_bytes(vec![0; 4096]);
+        s.set_plan(plan(Some(1), false, false));
+        assert!(s.write_at(0, &[9; 2048]).is_err());
+        assert_eq!(run(&s.live_image(), 0, 0), 4096);
     }
 
     /// Regression: a failed sync left its writes pending, and the next sync that succeeded
