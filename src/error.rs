@@ -134,12 +134,14 @@ pub enum Error {
     #[error("the write-ahead log beside this file belongs to another database file")]
     ForeignLog,
     /// The write-ahead log beside the database file (SPEC §15) is older than the file: the
-    /// file holds a commit record built on a later commit than the log's records were. It is not
-    /// replayed, which would put older pages over later commits: such a log was left beside
-    /// another name of the file (a hard link) by a crash, or put back from a copy. Move it
-    /// away to open the file as it is.
+    /// file holds a commit record built on a later commit than the log's records were (the
+    /// numbers are commit sequence numbers), or header pages of a later generation than the
+    /// log's copies of them (the numbers are header generations). It is not replayed, which
+    /// would put older pages over later ones: such a log was left beside another name of the
+    /// file (a hard link) by a crash, or put back from a copy. Move it away to open the file as
+    /// it is.
     #[error(
-        "the write-ahead log beside this file is older than the file (its commit {log_seq}, the file's {file_seq}): not replayed"
+        "the write-ahead log beside this file is older than the file (log {log_seq}, file {file_seq}): not replayed"
     )]
     StaleLog { log_seq: u64, file_seq: u64 },
     /// A write (a transaction, a key or maintenance operation) on a database opened with

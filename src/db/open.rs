@@ -279,8 +279,37 @@ pub(crate) fn audit_wrong_key() {
     tracing::warn!(target: "foldvault::audit", event = "wrong_key", "no key slot opened with the credentials given");
 }
 
+/// A replayed log whose copies of the header pages are older than the file's own (a log left
+/// beside another name of the file by a crash, the header changed since through that name):
+/// `StaleLog` (the numbers: header generations), before the header it would put back is
+/// unlocked, where the credentials of the newer header fail as `WrongKey`. A log's copy of a
+/// header page is never older than the file's: a checkpoint copies it home before a new
+/// generation of the log begins (SPEC §15). The generations compared are unauthenticated:
+/// they decide only which error an open that cannot succeed gives.
+fn refuse_stale_logged_header(storage: &dyn Storage) -> Result<()> {
+    for page in [HEADER_PAGE_A, HEADER_PAGE_B] {
+        let mut own = vec![0u8; PAGE_SIZE];
+        let mut logged = None;
+        let held = storage.logged_versions(page * PAGE_SIZE as u64, &mut own, &mut |v| {
+            // Oldest first: the last that decodes is the one replay puts in place.
+            if let Ok(h) = FileHeader::decode(v, page) {
+                logged = Some(h.generation);
+            }
+        })?;
+        if let (true, Some(log_gen), Ok(file)) = (held, logged, FileHeader::decode(&own, page))
+            && log_gen < file.generation
+        {
+            tracing::error!(target: "foldvault::audit", page, log_generation = log_gen,
+                file_generation = file.generation, "the write-ahead log's header pages are older than the file's; not replayed");
+            return Err(Error::StaleLog { log_seq: log_gen, file_seq: file.generation });
+        }
+    }
+    Ok(())
+}
+
 /// Opens an existing database.
 pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials, writable: bool) -> Result<Engine> {
+    refuse_stale_logged_header(&*storage)?;
     let (header, header_page, repair) = read_header(&*storage)?;
     let sealer = if header.is_encrypted() {
         let (dk, _slot) = unlock(&header, header_page, creds)?;
@@ -451,6 +480,7 @@ pub(crate) fn file_sealer(
 /// replayed log, and `creds` must unlock it (`WrongKey` otherwise, not audited: the caller
 /// asks only whether the log may be folded in, and sets it aside if not).
 pub(crate) fn check_log_is_current(storage: Arc<dyn Storage>, creds: &Credentials) -> Result<()> {
+    refuse_stale_logged_header(&*storage)?;
     let (header, page, _) = read_header(&*storage)?;
     let dk = match header.is_encrypted() {
         true => Some(unlock_unaudited(&header, page, creds)?.0),
