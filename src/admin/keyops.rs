@@ -266,7 +266,13 @@ add another slot first",
     if let Some(s) = without.slots.get_mut(n) {
         s.set(None);
     }
-    if !force && crate::crypto::slots::unlock(&without, &creds).is_err() {
+    let still_opens = match crate::crypto::slots::unlock(&without, &creds) {
+        Ok(_) => true,
+        Err(Error::WrongKey { .. }) => false,
+        // A slot that could not be tried (its key derivation's memory) is not "does not open".
+        Err(e) => return Err(CliError::db(e, &file)),
+    };
+    if !force && !still_opens {
         return Err(CliError::Usage(format!(
             "slot {n} is the only slot of {} that the key given opens: after removing it, only the other slots' \
 keys open the database; make sure you hold one, then add --force",

@@ -239,9 +239,18 @@ impl Db {
             let mut opened = vec![(first, h.slots[first].clone())];
             let mut rest = h.clone();
             rest.slots[first].set(None);
-            while let Ok((_, i)) = slots::unlock_kind(&rest, old, |k| k.uses_passphrase()) {
-                opened.push((i, h.slots[i].clone()));
-                rest.slots[i].set(None);
+            loop {
+                match slots::unlock_kind(&rest, old, |k| k.uses_passphrase()) {
+                    Ok((_, i)) => {
+                        opened.push((i, h.slots[i].clone()));
+                        rest.slots[i].set(None);
+                    }
+                    Err(Error::WrongKey { .. }) => break,
+                    // A slot that could not be tried (its key derivation's memory): it may be one
+                    // `old` opens, which the change would leave opening the database. Refused
+                    // whole rather than done in part (review of the forty-first session).
+                    Err(e) => return Err(e),
+                }
             }
             opened
         };
