@@ -62,7 +62,7 @@ impl KdfParams {
         // overcommit a reservation succeeds whatever is free, and touching memory that is not
         // there gets the process killed: a cost above what the host says it has available is
         // that error too, before any is touched (crypto review, low).
-        fits_in_available(u64::from(self.memory_kib), std::fs::read_to_string("/proc/meminfo").ok().as_deref())?;
+        fits_in_available(u64::from(self.memory_kib), available_kib())?;
         let mut blocks: Zeroizing<Vec<argon2::Block>> = Zeroizing::new(Vec::new());
         blocks.try_reserve_exact(params.block_count()).map_err(|_| {
             Error::Io(std::io::Error::new(
@@ -80,16 +80,8 @@ impl KdfParams {
     }
 }
 
-/// `Error::Io(OutOfMemory)` if `kib` is above the `MemAvailable` of `meminfo` (Linux's
-/// `/proc/meminfo`: free memory and what the kernel can reclaim without swapping); `Ok` when
-/// there is no such figure.
-fn fits_in_available(kib: u64, meminfo: Option<&str>) -> Result<()> {
-    let available = meminfo.and_then(|m| {
-        m.lines()
-            .find_map(|l| l.strip_prefix("MemAvailable:"))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    });
+/// `Error::Io(OutOfMemory)` if `kib` is above `available` (KiB); `Ok` when that is unknown.
+fn fits_in_available(kib: u64, available: Option<u64>) -> Result<()> {
     match available {
         Some(avail) if kib > avail => Err(Error::Io(std::io::Error::new(
             std::io::ErrorKind::OutOfMemory,
@@ -99,20 +91,80 @@ fn fits_in_available(kib: u64, meminfo: Option<&str>) -> Result<()> {
     }
 }
 
+/// What this process can have, as far as Linux says, in KiB: `MemAvailable` and `SwapFree`
+/// of `/proc/meminfo` (free memory, what the kernel can reclaim, and swap), and no more than
+/// its cgroup's limit less its use (v1 `memory.limit_in_bytes` and `memory.usage_in_bytes`,
+/// v2 `memory.max` and `memory.current`), where it has one (a container's limit, which
+/// `/proc/meminfo` does not show). `None` where neither is known. A best effort:
+/// it keeps a forged cost from getting the process killed where it can see the limit.
+fn available_kib() -> Option<u64> {
+    let host = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| meminfo_kib(&m));
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|c| {
+        let read = |dir: &std::path::Path, max: &str, current: &str| {
+            let max = std::fs::read_to_string(dir.join(max)).ok()?;
+            cgroup_room_kib(&max, &std::fs::read_to_string(dir.join(current)).ok()?)
+        };
+        // v1: the memory controller's own hierarchy; v2: the one unified hierarchy.
+        let v1 = c.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p)).and_then(|p| {
+            let dir = std::path::Path::new("/sys/fs/cgroup/memory").join(p.trim_start_matches('/'));
+            read(&dir, "memory.limit_in_bytes", "memory.usage_in_bytes")
+        });
+        v1.or_else(|| {
+            let p = c.lines().find_map(|l| l.strip_prefix("0::"))?;
+            read(
+                &std::path::Path::new("/sys/fs/cgroup").join(p.trim_start_matches('/')),
+                "memory.max",
+                "memory.current",
+            )
+        })
+    });
+    match (host, cgroup) {
+        (Some(h), Some(c)) => Some(h.min(c)),
+        (h, c) => h.or(c),
+    }
+}
+
+/// `MemAvailable` plus `SwapFree` of a `/proc/meminfo` text, in KiB.
+fn meminfo_kib(meminfo: &str) -> Option<u64> {
+    let field = |name: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    field("MemAvailable:").map(|a| a.saturating_add(field("SwapFree:").unwrap_or(0)))
+}
+
+/// A cgroup's room in KiB from its limit (bytes, or v2's `max`: no limit) and its use (bytes).
+fn cgroup_room_kib(max: &str, current: &str) -> Option<u64> {
+    let max: u64 = max.trim().parse().ok()?;
+    let current: u64 = current.trim().parse().ok()?;
+    Some(max.saturating_sub(current) / 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A cost above the host's available memory is refused before any is allocated (under
-    /// overcommit the allocation would succeed, and touching it get the process killed).
+    /// A cost above the memory available is refused before any is allocated (under overcommit
+    /// the allocation would succeed, and touching it get the process killed); swap counts, and
+    /// a cgroup's limit bounds it.
     #[test]
     fn a_cost_above_the_available_memory_is_out_of_memory() {
-        let meminfo = "MemTotal:       24000000 kB\nMemFree:         1000 kB\nMemAvailable:    2097152 kB\n";
-        assert!(fits_in_available(2 * 1024 * 1024, Some(meminfo)).is_ok());
-        let e = fits_in_available(2 * 1024 * 1024 + 1, Some(meminfo)).unwrap_err();
+        let meminfo = "MemTotal:       24000000 kB\nMemAvailable:    2097152 kB\nSwapFree:   1024 kB\n";
+        assert_eq!(meminfo_kib(meminfo), Some(2 * 1024 * 1024 + 1024));
+        assert_eq!(meminfo_kib("MemTotal: 1 kB\nMemAvailable: 7 kB\n"), Some(7), "no swap line");
+        assert_eq!(meminfo_kib("MemTotal: 1 kB\n"), None);
+        assert_eq!(cgroup_room_kib("max\n", "1024\n"), None, "no limit");
+        assert_eq!(cgroup_room_kib("1048576\n", "524288\n"), Some(512));
+        assert_eq!(cgroup_room_kib("1024\n", "4096\n"), Some(0));
+        assert!(fits_in_available(2048, Some(2048)).is_ok());
+        let e = fits_in_available(2049, Some(2048)).unwrap_err();
         assert!(matches!(&e, Error::Io(io) if io.kind() == std::io::ErrorKind::OutOfMemory), "{e:?}");
-        assert!(fits_in_available(u64::MAX, None).is_ok(), "no figure: left to the allocation");
-        assert!(fits_in_available(u64::MAX, Some("MemTotal: 1 kB\n")).is_ok());
+        assert!(fits_in_available(u64::MAX, None).is_ok(), "unknown: left to the allocation");
+        // This host: the default cost fits.
+        assert!(fits_in_available(u64::from(KdfParams::default().memory_kib), available_kib()).is_ok());
     }
 
     #[test]

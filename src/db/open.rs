@@ -289,13 +289,12 @@ pub(crate) fn audit_wrong_key() {
 fn refuse_stale_logged_header(storage: &dyn Storage) -> Result<()> {
     for page in [HEADER_PAGE_A, HEADER_PAGE_B] {
         let mut own = vec![0u8; PAGE_SIZE];
-        let mut logged = None;
+        let mut last = None;
         let held = storage.logged_versions(page * PAGE_SIZE as u64, &mut own, &mut |v| {
-            // Oldest first: the last that decodes is the one replay puts in place.
-            if let Ok(h) = FileHeader::decode(v, page) {
-                logged = Some(h.generation);
-            }
+            // Oldest first: the last is the one replay puts in place (compared if it decodes).
+            last = Some(FileHeader::decode(v, page).ok().map(|h| h.generation));
         })?;
+        let logged = last.flatten();
         if let (true, Some(log_gen), Ok(file)) = (held, logged, FileHeader::decode(&own, page))
             && log_gen < file.generation
         {

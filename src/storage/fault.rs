@@ -12,8 +12,10 @@
 //! - an operation that fails by injection (fault, process stop or power loss) changes nothing
 //!   but the operation counter, except a `sync` failed by a fault, which does what Linux does
 //!   to a failed writeback: each unsynced write reaches the durable image whole, in part or not
-//!   at all, and is then forgotten (no later `sync` writes it; reads still see it). Operations
-//!   are numbered from 1 after each [`FaultyStorage::set_plan`];
+//!   at all, and is then forgotten (no later `sync` writes it; reads still see it); and, with
+//!   `FaultPlan::torn_failed_writes`, a `write_at` failed by a fault, which leaves a prefix of
+//!   itself, unsynced, as a short `pwrite` does. Operations are numbered from 1 after each
+//!   [`FaultyStorage::set_plan`];
 //! - power loss is sticky: once crashed, every later operation fails until the test builds a
 //!   new device with [`FaultyStorage::reboot`];
 //! - [`FaultyStorage::crash_image`] is a pure function of (durable image, pending list, model):
