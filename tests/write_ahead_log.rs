@@ -476,6 +476,17 @@ fn an_open_that_fails_leaves_the_file_and_its_log_as_they_were() {
     assert_holds_exactly(&config(&crashed).open().unwrap(), &records(0..10, ""));
 }
 
+/// A copy of the open database `db` at `path` as a crash leaves it, and a second name of that
+/// copy (a hard link) with the log beside it instead: opens by the first name find no log.
+fn crashed_with_log_beside_alias(dir: &Path, path: &Path, db: foldvault::Db) -> (PathBuf, PathBuf) {
+    let crashed = copy_open(path, dir);
+    drop(db);
+    let alias = dir.join("alias.foldvault");
+    std::fs::hard_link(&crashed, &alias).unwrap();
+    std::fs::rename(sidecar_path(&crashed), sidecar_path(&alias)).unwrap();
+    (crashed, alias)
+}
+
 /// A log older than the file is refused (`StaleLog`), not replayed over it. Two hard links to
 /// one file: a crash leaves commits in the log beside one name; an open by the other does not
 /// find that log and commits on without it; an open by the first name then finds a log whose
@@ -486,11 +497,7 @@ fn a_log_older_than_the_file_is_refused() {
     // again: `a_commit_torn_before_its_sync_and_committed_again_through_the_log_is_not_stale`.)
     for later in [5u32, 2] {
         let (dir, path, db) = new_db(10);
-        let crashed = copy_open(&path, dir.path());
-        drop(db);
-        let alias = dir.path().join("alias.foldvault");
-        std::fs::hard_link(&crashed, &alias).unwrap();
-        std::fs::rename(sidecar_path(&crashed), sidecar_path(&alias)).unwrap();
+        let (crashed, alias) = crashed_with_log_beside_alias(dir.path(), &path, db);
         // By the other name: the log is not found, the file goes on without it.
         let other = config(&crashed).open().unwrap();
         commit_records(&other, later, "-b");
@@ -518,11 +525,7 @@ fn a_log_older_than_the_file_is_refused() {
 fn a_log_holding_older_header_pages_is_refused_as_stale() {
     let (dir, path, db) = new_db(10);
     db.add_slot(&foldvault::Credentials::passphrase("second"), KdfParams::insecure_fast()).unwrap();
-    let crashed = copy_open(&path, dir.path());
-    drop(db);
-    let alias = dir.path().join("alias.foldvault");
-    std::fs::hard_link(&crashed, &alias).unwrap();
-    std::fs::rename(sidecar_path(&crashed), sidecar_path(&alias)).unwrap();
+    let (crashed, alias) = crashed_with_log_beside_alias(dir.path(), &path, db);
     let other = config(&crashed).open().unwrap();
     let old = foldvault::Credentials::passphrase("write-ahead log test");
     other.change_passphrase(&old, foldvault::Passphrase::from("changed"), KdfParams::insecure_fast()).unwrap();
@@ -546,11 +549,7 @@ fn a_log_holding_one_slot_older_than_the_file_is_refused() {
     let (dir, path, db) = new_db(10);
     db.checkpoint_log().unwrap();
     commit_records(&db, 1, "-a");
-    let crashed = copy_open(&path, dir.path());
-    drop(db);
-    let alias = dir.path().join("alias.foldvault");
-    std::fs::hard_link(&crashed, &alias).unwrap();
-    std::fs::rename(sidecar_path(&crashed), sidecar_path(&alias)).unwrap();
+    let (crashed, alias) = crashed_with_log_beside_alias(dir.path(), &path, db);
     // No second record at the close: that would be built on the later commit itself, and show
     // it in either slot.
     let other = config(&crashed).checkpoint_on_close(false).open().unwrap();
