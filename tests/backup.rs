@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use foldvault::backup::{self, RestoreOptions};
 use foldvault::{Config, Credentials, Db, Error, KdfParams};
 
+#[path = "backup/durability.rs"]
+mod durability;
+
 const PASS: &str = "backup test passphrase";
 
 fn cfg(path: &std::path::Path) -> Config {

@@ -25,21 +25,28 @@ pub struct BackupStats {
 }
 
 impl Db {
-    /// Writes a backup of the newest commit to `out` (encrypted if the database is), while
-    /// other threads keep reading and writing. The snapshot's pages are pinned until the
+    /// Writes a backup of the newest commit to `out` (encrypted if the database is), made
+    /// durable first, while other threads keep reading and writing. The snapshot's pages are pinned until the
     /// backup ends. `progress` is called after every chunk.
     pub fn backup_to<W: Write>(&self, out: W, progress: &mut dyn FnMut(Progress)) -> Result<BackupStats> {
         let engine = self.handle.engine.clone();
         engine.refuse_inside_transaction()?;
-        engine.flush()?;
+        // The snapshot first, then its durability: a flush first and the snapshot after could
+        // take a commit another thread made in between, not yet durable, whose sequence number
+        // a crash of the source would then give to other contents.
         let snap = engine.snapshot();
+        engine.make_snapshot_durable(snap.seq)?;
         backup_snapshot(&engine, snap, out, progress)
     }
 }
 
 impl crate::db::txn::ReadTransaction {
-    /// Writes a backup of exactly this snapshot (see `Db::backup_to`).
+    /// Writes a backup of exactly this snapshot (see `Db::backup_to`), made durable first if
+    /// it was not (a commit made with `Durability::Eventual`): a backup never names a commit
+    /// that a crash of the source could lose. From inside a write transaction of this thread,
+    /// whose writer that sync would wait for, a snapshot not yet durable is `Unsupported`.
     pub fn backup_to<W: Write>(&self, out: W, progress: &mut dyn FnMut(Progress)) -> Result<BackupStats> {
+        self.handle.engine.make_snapshot_durable(self.snap.seq)?;
         backup_snapshot(&self.handle.engine, self.snap.clone(), out, progress)
     }
 }

@@ -615,6 +615,22 @@ impl Engine {
         self.make_durable(self.snapshot().seq)
     }
 
+    /// Returns once commit `seq` (a snapshot's) is durable, syncing if it is not: `Poisoned`
+    /// if it is not and the handle is, `Unsupported` from inside a write transaction of this
+    /// thread when a sync is needed (it would wait for that transaction's writer lock).
+    pub(crate) fn make_snapshot_durable(&self, seq: u64) -> Result<()> {
+        if self.durable_seq.load(Ordering::Acquire) >= seq.min(self.snapshot().seq) {
+            return Ok(());
+        }
+        if self.writer_held_here() {
+            return Err(Error::Unsupported(
+                "this snapshot is not durable yet and this thread is inside a write transaction: commit or drop it first"
+                    .into(),
+            ));
+        }
+        self.make_durable(seq).map(|_| ())
+    }
+
     /// Makes the `flush` asked for inside the write transaction that just ended on this
     /// thread: called by that transaction once it has let go of the writer.
     pub(crate) fn flush_if_requested(&self) -> Result<usize> {
