@@ -174,6 +174,55 @@ fn a_full_subscriber_holds_up_writers_and_loses_nothing() {
     writer.join().unwrap();
 }
 
+/// A commit waiting for a full subscriber holds no lock a flush or a subscription needs: the
+/// thread that reads the subscriber may flush and subscribe before it drains it, while one
+/// writer waits on the full subscriber and another, with events too, waits for its turn (API
+/// review, medium: the second held the writer while it waited, and the reader's flush, which
+/// takes the writer to write its commit record, waited for it for good; sled's flush does not).
+#[test]
+fn the_reader_of_a_full_subscriber_may_flush_and_subscribe() {
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    let mut sub = t.watch_prefix("");
+    let writer = |from: u32, to: u32| {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            for i in from..to {
+                t.insert(i.to_be_bytes(), "v").unwrap();
+            }
+        })
+    };
+    let first = writer(0, 1100);
+    while t.len() < 1025 {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let second = writer(5000, 5001);
+    while t.len() < 1026 {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let (done, finished) = std::sync::mpsc::channel();
+    let reader = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            db.flush().unwrap();
+            let later = db.open_tree("t").unwrap().watch_prefix("none:");
+            done.send(()).unwrap();
+            let mut keys: Vec<IVec> = (0..1101).map(|_| sub.next().unwrap().key().clone()).collect();
+            keys.sort();
+            (keys, later)
+        })
+    };
+    finished.recv_timeout(Duration::from_secs(20)).expect("the flush or the subscription waited for the writers");
+    let (keys, _later) = reader.join().unwrap();
+    first.join().unwrap();
+    second.join().unwrap();
+    let mut want: Vec<IVec> = (0..1100u32).chain([5000]).map(|i| IVec::from(&i.to_be_bytes()[..])).collect();
+    want.sort();
+    assert_eq!(keys, want);
+}
+
 /// A subscription ends (`None`, `Disconnected`) when its tree is dropped or its database closes;
 /// the tree made again under the name has subscribers of its own.
 #[test]

@@ -375,21 +375,21 @@ impl Engine {
     }
 
     /// Lets the writer go, then sends the events of what it committed (and ends the
-    /// subscriptions of the tree instances in `ended`), in commit order: the delivery lock is
-    /// taken before the writer is let go, so the next commit's events wait for these (`watch`).
+    /// subscriptions of the tree instances in `ended`), in commit order: the commit's turn is
+    /// taken before the writer is let go, so the next commit's events wait for these, and
+    /// they are sent without the writer (`watch`).
     pub(crate) fn send_released(&self, ws: WriterGuard, changes: super::watch::Changes, ended: &[(Vec<u8>, u64)]) {
         let events = changes.into_events();
         if events.is_empty() {
             drop(ws);
         } else {
-            let order = self.watchers.order.lock();
+            let turn = self.watchers.take_turn();
             drop(ws);
-            self.watchers.deliver(events);
-            drop(order);
+            self.watchers.deliver(turn, events);
         }
-        // Without the delivery lock (a commit that only ends subscriptions never waits for a
-        // full subscriber): a delivery still running holds its own senders, so what it sends
-        // still arrives, before the end.
+        // Without a turn (a commit that only ends subscriptions never waits for a full
+        // subscriber): a delivery still running holds its own senders, so what it sends still
+        // arrives, before the end.
         for (name, born) in ended {
             self.watchers.forget_instance(name, *born);
         }

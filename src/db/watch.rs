@@ -5,8 +5,9 @@
 //! - Events are sent only for a commit that was made, after it is visible to readers (and
 //!   before it is durable: an `Immediate` commit whose sync then fails has been heard, as it is
 //!   seen, SPEC §8), in commit order: the writer records what each write changed (`Changes`),
-//!   and the commit takes the delivery lock before it lets the writer go, so the next commit's
-//!   events wait for these.
+//!   and the commit takes its turn, with the subscriptions made so far, before it lets the
+//!   writer go, so the next commit's events wait for these, and a subscription made after the
+//!   commit hears none of them.
 //! - Per commit and tree, each key gives at most one event, in key order: its value after the
 //!   commit (`Insert`) or its removal (`Remove`), and only if that differs from its value before
 //!   the commit, as sled sends none for a write that changes nothing; a compare-and-swap (so
@@ -16,13 +17,14 @@
 //!   do: a tree dropped and made again sends its events to subscribers made on the new one.
 //! - Recording costs an atomic load a write while no subscriber exists (`Watchers::any`, false
 //!   again once the last is gone): values are copied for events only for trees someone
-//!   watches, and a commit with no event takes no delivery lock. A watched `clear` holds every
+//!   watches, and a commit with no event takes no turn. A watched `clear` holds every
 //!   key of the tree (one event each) until it commits.
 //! - Each subscriber holds at most `BUFFERED` events; a commit that finds one full waits until it
-//!   takes one (as sled's do), holding the delivery lock, so the next commit with events waits
-//!   too, with the writer. A thread that owns a subscriber must therefore not write (to any
-//!   tree: the writer is one), nor subscribe (which takes the writer), while its subscriber may
-//!   be full: it would wait for the writer, which waits for it.
+//!   takes one (as sled's do), in its turn (`Turns`) and without the writer, so later commits
+//!   with events wait for their turns, while writes that no subscription hears, flushes (whose
+//!   sync takes the writer) and subscriptions go on. A thread that owns a subscriber must
+//!   therefore not make a write some subscription hears while its subscriber may be full: its
+//!   commit would wait for its turn, after the delivery that waits for that thread.
 //! - A subscription is made under the writer (`Tree::watch_prefix`): no write transaction is
 //!   running elsewhere when it starts, and each write checks whether its tree is watched as it
 //!   is made, so every commit after the subscription hears all of its writes. So a thread
@@ -77,8 +79,42 @@ pub(crate) struct Watchers {
     any: AtomicBool,
     next_id: AtomicU64,
     list: Mutex<Vec<Watch>>,
-    /// Held from before a commit lets the writer go until its events are sent.
-    pub(crate) order: Mutex<()>,
+    /// Commits send their events in turn, in commit order (`Turns`).
+    turns: Turns,
+}
+
+/// The order in which commits send their events: a commit takes the next turn while it holds
+/// the writer (so turns follow commit order), lets the writer go, and sends when its turn
+/// comes. A commit waiting for its turn, or for a full subscriber in it, holds no lock another
+/// writer, a flush or a subscription needs.
+#[derive(Default)]
+struct Turns {
+    /// The next turn to hand out.
+    next: AtomicU64,
+    /// The turn whose events are being sent, or may be.
+    serving: Mutex<u64>,
+    changed: Condvar,
+}
+
+/// A commit's place in the order of deliveries, with the subscriptions made before it
+/// (`Watchers::take_turn`). Its drop ends the turn, whether it sent or not (a panic).
+pub(crate) struct Turn<'a> {
+    turns: &'a Turns,
+    number: u64,
+    targets: Vec<Watch>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut serving = self.turns.serving.lock();
+        // Only the turn being served may end it; one dropped before its turn (never waited
+        // for) waits for it here, so that no later turn is let go early.
+        while *serving != self.number {
+            self.turns.changed.wait(&mut serving);
+        }
+        *serving += 1;
+        self.turns.changed.notify_all();
+    }
 }
 
 #[derive(Clone)]
@@ -155,19 +191,33 @@ impl Watchers {
         }
     }
 
-    /// Sends each change to the subscriptions that take it (the caller holds `order`). A full
-    /// subscriber is waited for; one that is gone is forgotten.
-    pub(crate) fn deliver(&self, changes: Vec<Change>) {
+    /// The next turn to send events in, with the subscriptions made so far: called by a commit
+    /// while it holds the writer, so that turns follow commit order and a subscription made
+    /// after the commit (under the writer) hears none of its events.
+    pub(crate) fn take_turn(&self) -> Turn<'_> {
+        let number = self.turns.next.fetch_add(1, Ordering::Relaxed);
+        Turn { turns: &self.turns, number, targets: self.list.lock().clone() }
+    }
+
+    /// Waits for `turn`, then sends each change to the subscriptions that take it; the turn
+    /// ends with the call. A full subscriber is waited for; one that is gone is forgotten.
+    pub(crate) fn deliver(&self, turn: Turn<'_>, changes: Vec<Change>) {
+        {
+            let mut serving = self.turns.serving.lock();
+            while *serving != turn.number {
+                self.turns.changed.wait(&mut serving);
+            }
+        }
         // Sent outside the list's lock: a full subscriber may take its time, and its drop
         // takes the lock.
-        let targets: Vec<Watch> = self.list.lock().clone();
+        let targets = &turn.targets;
         let mut gone = Vec::new();
         for change in changes {
             let event = match change.value {
                 Some(value) => Event::Insert { key: change.key, value },
                 None => Event::Remove { key: change.key },
             };
-            for w in &targets {
+            for w in targets {
                 if !w.takes(&change.tree, change.born) || !event.key().starts_with(&w.prefix) || gone.contains(&w.id) {
                     continue;
                 }
