@@ -126,6 +126,31 @@ fn check_reports_an_unreadable_device_as_an_io_error_not_damage() {
     }
 }
 
+/// A header copy whose magic or version this reader does not know is reported by the check as
+/// `HeaderField` (SPEC §2 checks them before the checksum), not as a checksum mismatch.
+#[test]
+fn check_names_a_header_copys_unknown_magic_or_version_a_field() {
+    use foldvault::format::header::{CHECKSUM_OFFSET, MAGIC_OFFSET, VERSION_OFFSET};
+    for (offset, byte) in [(MAGIC_OFFSET, b'X'), (VERSION_OFFSET, 0xEE)] {
+        let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let db = Config::new().storage(s.clone()).plaintext().use_env(false).flush_every_ms(None).open().unwrap();
+        db.insert("k", "v").unwrap();
+        db.flush().unwrap();
+        // Copy B edited, its checksum made to fit (so that a version it does not know is what
+        // the reader meets; a magic is looked at before the checksum either way).
+        let mut page = vec![0u8; 4096];
+        s.read_at(4096, &mut page).unwrap();
+        page[offset] = byte;
+        let sum = *blake3::hash(&page[..CHECKSUM_OFFSET]).as_bytes();
+        page[CHECKSUM_OFFSET..CHECKSUM_OFFSET + 32].copy_from_slice(&sum);
+        s.write_at(4096, &page).unwrap();
+        let report = db.check().unwrap();
+        let header: Vec<_> = report.problems.iter().filter(|p| p.tree == "header").collect();
+        assert_eq!(header.len(), 1, "{offset}: {:?}", report.problems);
+        assert_eq!((header[0].page, header[0].reason), (1, CorruptReason::HeaderField), "{offset}");
+    }
+}
+
 #[test]
 fn second_open_of_a_locked_file_is_locked() {
     let dir = tempfile::tempdir().unwrap();

@@ -212,16 +212,18 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
 /// Folds a log left beside `dst` (the file about to be replaced, or a link to it) into the file
 /// it belongs to (`target`, locked) and empties it, before the rename: a log that stayed could be replayed over
 /// the restored file after a crash (a backup of the same database has the same file id, which
-/// is what the log's owner check compares). A log that cannot be folded in (another file's, a
-/// newer log version, damaged, an I/O error) is set aside under another name (added to
-/// `set_aside` with `dst`), so that a restore that then fails can give it back to the file it
-/// belongs to; one beside a missing `dst` is removed. Either is made durable. An error only
-/// when that fails too (the restore then stops before the rename).
+/// is what the log's owner check compares). A log of another file (`ForeignLog`) is set aside
+/// under another name (added to `set_aside` with `dst`), so that a restore that then fails can
+/// give it back; one beside a missing `dst` is removed. Either is made durable.
 ///
 /// So is a log older than the file (`StaleLog`: SPEC §15, "A log older than the file"), which
 /// an open of the file refuses: folded in, its pages would land over later commits, and a
 /// restore that then failed would leave the file it meant to keep damaged. That is checked
-/// under `creds`; a log beside a file they do not unlock cannot be checked, and is set aside.
+/// under `creds`. A log that cannot be folded in for any other reason (`creds` do not unlock
+/// the file, so it cannot be checked; a newer log version; damage; an I/O error) may hold
+/// commits the file lacks: `Unsupported`, naming the way out, and the restore stops before the
+/// rename with the file and its log as they were (set aside, a crash before the rename left
+/// the file without them, and nothing puts them back).
 fn fold_old_log(
     dst: &Path,
     target: Option<&Arc<dyn Storage>>,
@@ -248,6 +250,19 @@ fn fold_old_log(
             wal.checkpoint_now()
         });
         let Err(e) = folded else { return Ok(()) };
+        // Set aside only a log known to hold none of the file's commits: another file's, or
+        // one older than the file (its commits are in it). Any other (the restore's credentials
+        // do not unlock the file, a newer log version, damage, an I/O error) may hold commits
+        // the file lacks, which a crash between the set-aside and the rename would leave
+        // hidden under a temporary name, the file opening without them: the restore stops,
+        // the file and its log as they were.
+        if !matches!(e, Error::ForeignLog | Error::StaleLog { .. }) {
+            return Err(Error::Unsupported(format!(
+                "{} has a write-ahead log that may hold commits the file lacks, and this restore could not fold it into the file ({e}): open the database once with its own key or passphrase (the open folds the log in) and restore again, or, to drop the commits in it, remove {} first",
+                dst.display(),
+                log_path.display()
+            )));
+        }
         let aside = temp_path(&log_path);
         tracing::warn!(target: "foldvault::audit", error = %e, path = %aside.display(), "restore: the replaced file's log is set aside, not folded in");
         std::fs::rename(&log_path, &aside)?;
@@ -414,8 +429,9 @@ mod tests {
     /// A log older than the file it is beside (the file put back from an older copy, the log
     /// left as it was: SPEC §15) is set aside, not folded in: its pages would land over later
     /// commits, and a restore that failed after the fold would leave the file it meant to keep
-    /// damaged, where an open refuses that log (`StaleLog`) and changes nothing. So is a log the
-    /// credentials cannot check (they do not unlock the file).
+    /// damaged, where an open refuses that log (`StaleLog`) and changes nothing. A log the
+    /// credentials cannot check (they do not unlock the file) stops the restore, left as it is
+    /// (backup review: set aside, a crash before the rename hid its commits from the file).
     #[test]
     fn a_log_older_than_the_replaced_file_is_set_aside_not_folded_in() {
         use crate::storage::wal::sidecar_path;
@@ -446,15 +462,20 @@ mod tests {
         let refused = fold_cfg(&crashed).open().map(|_| ()).unwrap_err();
         assert!(matches!(refused, Error::StaleLog { .. }), "{refused:?}");
         let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&crashed, false).unwrap());
-        for creds in [Credentials::passphrase("fold"), Credentials::passphrase("not this one")] {
-            let mut aside = Vec::new();
-            fold_old_log(&crashed, Some(&target), &creds, &mut aside).unwrap();
-            let (aside, name) = aside.pop().expect("the log set aside");
-            assert_eq!(name, crashed);
-            assert!(std::fs::read(&crashed).unwrap() == older, "the log was folded into the file");
-            assert_eq!(std::fs::read(&aside).unwrap(), log_bytes);
-            std::fs::rename(&aside, sidecar_path(&crashed)).unwrap();
-        }
+        // Under credentials that do not unlock the file the log's age cannot be checked: it may
+        // hold commits the file lacks, and the restore stops, the file and its log untouched.
+        let mut aside = Vec::new();
+        let r = fold_old_log(&crashed, Some(&target), &Credentials::passphrase("not this one"), &mut aside);
+        assert!(matches!(&r, Err(Error::Unsupported(m)) if m.contains("write-ahead log")), "{r:?}");
+        assert!(aside.is_empty());
+        assert_eq!(std::fs::read(sidecar_path(&crashed)).unwrap(), log_bytes);
+        assert!(std::fs::read(&crashed).unwrap() == older);
+        fold_old_log(&crashed, Some(&target), &Credentials::passphrase("fold"), &mut aside).unwrap();
+        let (aside, name) = aside.pop().expect("the log set aside");
+        assert_eq!(name, crashed);
+        assert!(std::fs::read(&crashed).unwrap() == older, "the log was folded into the file");
+        assert_eq!(std::fs::read(&aside).unwrap(), log_bytes);
+        std::fs::rename(&aside, sidecar_path(&crashed)).unwrap();
         drop(target);
         // The log moved away, the file opens as it was.
         std::fs::remove_file(sidecar_path(&crashed)).unwrap();

@@ -95,6 +95,11 @@ impl Db {
                 Err(Error::Corrupt { page, reason }) => problems.push(Problem::one("header", page, reason)),
                 // The check cannot run: not damage to report.
                 Err(e @ Error::Io(_)) => return Err(e),
+                // A magic or a version this reader does not know: a field, before the checksum
+                // is even looked at (SPEC §2, "Validity of a copy").
+                Err(Error::NotADatabase | Error::UnsupportedVersion { .. }) => {
+                    problems.push(Problem::one("header", p, CorruptReason::HeaderField))
+                }
                 Err(_) => problems.push(Problem::one("header", p, CorruptReason::HeaderChecksum)),
             }
         }

@@ -361,7 +361,10 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         } else {
             pager.set_page_limit(rec.page_count);
             pager.sealer.set_max_epoch(rec.key_epoch);
-            verify_commit(&pager, &rec, slot)
+            match verify_commit(&pager, &rec, slot) {
+                Ok(v) => held_or_free(&*storage, rec.page_count, &v.1).map(|()| v),
+                Err(e) => Err(cut_short(&*storage, rec.page_count, e)),
+            }
         };
         match attempt {
             Ok((trees, free, chain, verified)) => {
@@ -418,6 +421,50 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
 }
 
 type Verified = (BTreeMap<Vec<u8>, TreeRoot>, Vec<(PageNo, u32)>, Vec<PageNo>, u64);
+
+/// A page that did not open because neither the file nor its log holds it (`unbacked_runs`)
+/// is the file cut short under its log: `Truncated`, not the page's damage.
+fn cut_short(storage: &dyn Storage, page_count: u64, e: Error) -> Error {
+    let Error::Corrupt { page, .. } = e else { return e };
+    let Some((file_len, runs)) = storage.unbacked_runs(page_count) else { return e };
+    match runs.iter().any(|&(start, n)| (start..start.saturating_add(n)).contains(&page)) {
+        true => Error::Truncated { expected: (page + 1).saturating_mul(PAGE_SIZE as u64), found: file_len },
+        false => e,
+    }
+}
+
+/// Every page below `page_count` that neither the file nor its log holds (`unbacked_runs`) is
+/// free in the commit: one that is not is the file cut short under its log, `Truncated` (the
+/// log's length stands in for the file's, and the page would read as zeros). Free pages may
+/// be missing: a page allocated and freed again before it was ever written is never logged.
+fn held_or_free(storage: &dyn Storage, page_count: u64, free: &[(PageNo, u32)]) -> Result<()> {
+    let Some((file_len, runs)) = storage.unbacked_runs(page_count) else { return Ok(()) };
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let mut extents: Vec<(u64, u64)> = free.iter().map(|&(p, n)| (p, p.saturating_add(u64::from(n)))).collect();
+    extents.sort_unstable();
+    let mut next = 0; // the first extent that may still cover a run
+    for (start, n) in runs {
+        let end = start.saturating_add(n);
+        let mut at = start;
+        while at < end {
+            while next < extents.len() && extents[next].1 <= at {
+                next += 1;
+            }
+            match extents.get(next) {
+                Some(&(s, e)) if s <= at => at = e.min(end),
+                _ => {
+                    return Err(Error::Truncated {
+                        expected: (at + 1).saturating_mul(PAGE_SIZE as u64),
+                        found: file_len,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Verifies a commit record's new pages; returns the catalog, the free pages (its chain's, with
 /// its delta applied, as extents), the free-list chain and the number of pages verified. `slot`: the

@@ -24,7 +24,7 @@ use crate::crypto::keys::SecretKey;
 use crate::crypto::seal::DataKeys;
 use crate::crypto::slots::{self, Credentials};
 use crate::error::{Error, Result};
-use crate::format::header::KeySlot;
+use crate::format::header::{KeySlot, ZeroedOption};
 
 /// Progress of a rekey.
 #[derive(Debug, Clone, Copy, Default)]
@@ -116,7 +116,8 @@ impl Db {
             };
             // A slot added or changed while the credentials were checked (the KDFs take a
             // while) would make the finish refuse after the whole file is re-sealed: refused now.
-            if slots_now != header.slots {
+            // One removed meanwhile stays removed, as at the finish.
+            if slots_changed(slots_now.iter(), header.slots.iter()) {
                 return Err(Error::Unsupported("key slots changed meanwhile: run rekey again".into()));
             }
             match resuming {
@@ -242,7 +243,7 @@ impl Db {
         self.update_header_locked(&mut ws, Some(&new_key), |h, _| {
             // The slots must be the ones the credentials were checked against: one removed
             // since stays removed; one added or changed since would go on wrapping the old key.
-            if h.slots.iter().zip(&header.slots).any(|(now, then)| now.is_some() && now != then) {
+            if slots_changed(h.slots.iter(), header.slots.iter()) {
                 return Err(Error::Unsupported(
                     "key slots changed during the data-key rotation: run rekey again to finish it".into(),
                 ));
@@ -262,6 +263,16 @@ impl Db {
         e.retire_old_keys(&mut ws, seq);
         Ok(())
     }
+}
+
+/// Whether the key slots `now` differ from the slots `then` a rotation checked its credentials
+/// against, other than by a slot removed since (which stays removed): a slot added or changed
+/// would go on wrapping the old key.
+fn slots_changed<'a>(
+    now: impl Iterator<Item = &'a ZeroedOption<KeySlot>>,
+    then: impl Iterator<Item = &'a ZeroedOption<KeySlot>>,
+) -> bool {
+    now.zip(then).any(|(now, then)| now.is_some() && now != then)
 }
 
 #[cfg(test)]

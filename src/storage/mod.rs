@@ -60,6 +60,16 @@ pub trait Storage: Send + Sync + 'static {
     /// name freed by then may be another process's). Nothing for a storage whose close does
     /// neither.
     fn abandon(&self) {}
+    /// The runs (first page, pages) of the pages below `below` that neither the file nor a
+    /// log holds: past the end of a file under a log, and in no group of it (they read as
+    /// zeros), with the file's own length in bytes. Open checks that each is free in the
+    /// commit it takes: a live one is the file cut short under its log (SPEC §15, "Replay at
+    /// open"). None for every storage without a log (its length is its file's, which open
+    /// compares with the commit's page count).
+    fn unbacked_runs(&self, below: u64) -> Option<(u64, Vec<(u64, u64)>)> {
+        let _ = below;
+        None
+    }
     /// Where a log replayed at open holds versions of the page at `offset` (one page of
     /// `file.len()` bytes): fills `file` with what the file itself holds there (zeros past its
     /// end), calls `version` with each version the log holds, oldest first, and returns true.

@@ -338,6 +338,35 @@ impl Storage for WalStorage {
         self.state.read().replay_dropped
     }
 
+    fn unbacked_runs(&self, below: u64) -> Option<(u64, Vec<(u64, u64)>)> {
+        let st = self.state.read();
+        let file_len = self.direct_len(st.main_len);
+        // A page the file holds in part is not held.
+        let first = file_len / P;
+        let mut held: Vec<u64> = st
+            .index
+            .keys()
+            .chain(st.pending.keys())
+            .chain(st.inflight.keys())
+            .copied()
+            .filter(|p| (first..below).contains(p))
+            .collect();
+        held.sort_unstable();
+        held.dedup();
+        let mut runs = Vec::new();
+        let mut at = first;
+        for p in held {
+            if p > at {
+                runs.push((at, p - at));
+            }
+            at = p + 1;
+        }
+        if at < below {
+            runs.push((at, below - at));
+        }
+        Some((file_len, runs))
+    }
+
     fn device_syncs(&self) -> u64 {
         self.main.device_syncs() + self.log.device_syncs()
     }

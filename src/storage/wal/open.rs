@@ -112,13 +112,18 @@ impl WalStorage {
             let b = &index_page[..];
             let n = get_u32(b, 24) as usize;
             let len = get_u64(b, 32);
-            if &b[..8] != GROUP_MAGIC
-                || get_u64(b, 8) != st.salt
-                || get_u64(b, 16) != st.next_seq
-                || n > MAX_GROUP
-                || at + 1 + n as u64 > st.log_pages
-                || len > MAX_LEN
-            {
+            if &b[..8] != GROUP_MAGIC || get_u64(b, 8) != st.salt || get_u64(b, 16) != st.next_seq {
+                // The end of the generation's groups: nothing was logged here since its reset.
+                break;
+            }
+            // The next group by its magic, salt and sequence number (written in one sector with
+            // them), with a count, a length or an end that cannot be: damaged, or (its pages past
+            // the log's end) torn by a crash that lost the log's growth. Said as a failed
+            // checksum is.
+            if n > MAX_GROUP || at + 1 + n as u64 > st.log_pages || len > MAX_LEN {
+                tracing::warn!(target: "foldvault::audit", group = st.next_seq, log_page = at,
+                    "write-ahead log replay stopped at a group whose page count, length or end cannot be (damaged, or torn by a crash)");
+                st.replay_dropped = true;
                 break;
             }
             let mut pages = vec![0u8; n * PAGE];
