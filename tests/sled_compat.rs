@@ -675,6 +675,12 @@ fn ivec_conversions() {
     assert!(v != "jso" && v != other);
     // Debug never prints the bytes.
     assert!(!format!("{:?}", IVec::from("secret")).contains("secret"));
+    // Into `Arc<[u8]>`, and maps keyed by `&IVec` looked up by bytes, as sled's.
+    let shared: std::sync::Arc<[u8]> = IVec::from("json").into();
+    assert_eq!(&shared[..], b"json");
+    let mut by_ref = std::collections::HashMap::new();
+    by_ref.insert(&v, 1);
+    assert_eq!(by_ref.get(&b"json"[..]), Some(&1));
 }
 
 #[test]

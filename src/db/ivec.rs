@@ -101,6 +101,18 @@ impl FromIterator<u8> for IVec {
         IVec::from(iter.into_iter().collect::<Vec<u8>>())
     }
 }
+/// A copy: the `IVec`'s own buffer stays its own, wiped with its last clone.
+impl From<IVec> for Arc<[u8]> {
+    fn from(v: IVec) -> Arc<[u8]> {
+        Arc::from(&v[..])
+    }
+}
+/// So that maps keyed by `&IVec` are looked up by bytes, as sled's are.
+impl Borrow<[u8]> for &IVec {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
 impl From<IVec> for Vec<u8> {
     fn from(v: IVec) -> Vec<u8> {
         v.to_vec()

@@ -171,10 +171,7 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
             let d = std::env::temp_dir().join(format!("foldvault-{}", crate::format::page::hex(&name)));
             (d.join(DB_FILE_NAME), Some(d))
         }
-        _ => {
-            let d = PathBuf::from("default.foldvault");
-            (d.join(DB_FILE_NAME), Some(d))
-        }
+        _ => default_location(Path::new("."))?,
     };
     // The file itself, a symbolic link followed: its lock, its log and the names an open adds
     // or removes are the file's, whichever name it is opened by (`given` is kept only to find a
@@ -286,6 +283,19 @@ fn refuse_sled_directory(dir: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The database of a `Config` with no path and not temporary, in `base` (the working
+/// directory): `default.foldvault/db.foldvault`. sled's default is `default.sled`: while no
+/// foldvault database is there, a sled database there is refused as one at the path given is
+/// (an application that relied on sled's default would otherwise start with no data).
+fn default_location(base: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
+    let d = base.join("default.foldvault");
+    let file = d.join(DB_FILE_NAME);
+    if !file.exists() {
+        refuse_sled_directory(&base.join("default.sled"))?;
+    }
+    Ok((file, Some(d)))
 }
 
 /// Whether `dir` holds a sled 0.34 database: its `conf` and `db` files.
@@ -442,6 +452,29 @@ fn read_only_storage(given: &Path, file: &Path) -> Result<Arc<dyn Storage>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With no path, a sled database at sled's default (`default.sled`) is refused while no
+    /// foldvault database is at foldvault's (sled review, low: an application that relied on
+    /// sled's default started with an empty database beside its data).
+    #[test]
+    fn sleds_default_directory_holding_a_sled_database_is_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let (file, dir) = default_location(base.path()).unwrap();
+        assert_eq!(
+            (file.clone(), dir),
+            (base.path().join("default.foldvault/db.foldvault"), Some(base.path().join("default.foldvault")))
+        );
+        let sled = base.path().join("default.sled");
+        std::fs::create_dir(&sled).unwrap();
+        for name in ["conf", "db"] {
+            std::fs::write(sled.join(name), b"sled").unwrap();
+        }
+        let r = default_location(base.path());
+        assert!(matches!(&r, Err(Error::Unsupported(m)) if m.contains("sled database")), "{r:?}");
+        std::fs::create_dir(base.path().join("default.foldvault")).unwrap();
+        std::fs::write(&file, b"").unwrap();
+        assert!(default_location(base.path()).is_ok(), "a foldvault database there is opened");
+    }
 
     /// Opens again after `Locked`: a machine so loaded that a holder lets go only after
     /// `LOCK_GRACE` must not fail the test (the retry opens what the path names then).
