@@ -51,6 +51,24 @@ async fn sled_calls() {
     assert_eq!(t.range::<&str, _>(..).await.unwrap().len(), 51);
     assert_eq!(t.first().await.unwrap().unwrap().0, "atom:000");
     assert_eq!(t.last().await.unwrap().unwrap().0, "ref:1");
+    assert_eq!(t.get_lt("atom:010").await.unwrap().unwrap().0, "atom:009");
+    assert_eq!(t.get_gt("atom:049").await.unwrap().unwrap().0, "ref:1");
+    assert_eq!(t.checksum().await.unwrap(), t.tree().checksum().unwrap());
+    assert_eq!(t.name(), "metadata");
+
+    // Compare-and-swap and the update loops, and the pops.
+    assert!(t.compare_and_swap("c", None::<&[u8]>, Some("1")).await.unwrap().is_ok());
+    let refused = t.compare_and_swap("c", None::<&[u8]>, Some("2")).await.unwrap().unwrap_err();
+    assert_eq!(refused.current.unwrap(), "1");
+    let next = |old: Option<&[u8]>| Some([old.unwrap_or_default(), b"+"].concat());
+    assert_eq!(t.update_and_fetch("c", next).await.unwrap().unwrap(), "1+");
+    assert_eq!(t.fetch_and_update("c", next).await.unwrap().unwrap(), "1+");
+    assert_eq!(t.remove("c").await.unwrap().unwrap(), "1++");
+    t.insert("\x00first", "f").await.unwrap();
+    t.insert("~last", "l").await.unwrap();
+    assert_eq!(t.pop_min().await.unwrap().unwrap().0, "\x00first");
+    assert_eq!(t.pop_max().await.unwrap().unwrap().0, "~last");
+    assert_eq!(t.len().await.unwrap(), 51);
 
     let mut batch = Batch::default();
     batch.insert("b1", "1");

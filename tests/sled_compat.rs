@@ -698,6 +698,15 @@ fn errors_display_and_construct_like_sled() {
 // ---------------------------------------------------------------------------------------------
 // Config: reopening (temporary databases and creates that fail: `sled_compat/temporary.rs`).
 
+/// A cache capacity above 1 TiB is taken as 1 TiB, as sled caps its own, not an error at
+/// open (sled review, low).
+#[test]
+fn any_cache_capacity_opens() {
+    let db = Config::new().temporary(true).use_env(false).cache_capacity(u64::MAX).open().unwrap();
+    db.insert("k", "v").unwrap();
+    assert_eq!(db.get("k").unwrap().unwrap(), "v");
+}
+
 #[test]
 fn close_and_reopen_immediately() {
     let dir = tempfile::tempdir().unwrap();

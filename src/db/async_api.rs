@@ -274,6 +274,82 @@ impl AsyncTree {
         self.run(move |t| t.range::<IVec, _>(bounds).collect())
     }
 
+    /// Sets `key` to `new` (`None` removes it) if its value is `old` (`None`: absent), as
+    /// `Tree::compare_and_swap`.
+    pub fn compare_and_swap<K: AsRef<[u8]>, OV: AsRef<[u8]>, NV: Into<IVec>>(
+        &self,
+        key: K,
+        old: Option<OV>,
+        new: Option<NV>,
+    ) -> impl Future<Output = Result<crate::CompareAndSwapResult>> + Send + 'static {
+        let key = IVec::from_slice(key.as_ref());
+        let old = old.map(|o| IVec::from_slice(o.as_ref()));
+        let new: Option<IVec> = new.map(Into::into);
+        self.run(move |t| t.compare_and_swap(key, old, new))
+    }
+
+    /// Replaces the value with `f(old)` atomically (`f` may run more than once); the new
+    /// value, as `Tree::update_and_fetch`.
+    pub fn update_and_fetch<K, V, F>(&self, key: K, f: F) -> impl Future<Output = Result<Option<IVec>>> + Send + 'static
+    where
+        K: AsRef<[u8]>,
+        V: Into<IVec>,
+        F: FnMut(Option<&[u8]>) -> Option<V> + Send + 'static,
+    {
+        let key = IVec::from_slice(key.as_ref());
+        self.run(move |t| t.update_and_fetch(key, f))
+    }
+
+    /// Replaces the value with `f(old)` atomically (`f` may run more than once); the old
+    /// value, as `Tree::fetch_and_update`.
+    pub fn fetch_and_update<K, V, F>(&self, key: K, f: F) -> impl Future<Output = Result<Option<IVec>>> + Send + 'static
+    where
+        K: AsRef<[u8]>,
+        V: Into<IVec>,
+        F: FnMut(Option<&[u8]>) -> Option<V> + Send + 'static,
+    {
+        let key = IVec::from_slice(key.as_ref());
+        self.run(move |t| t.fetch_and_update(key, f))
+    }
+
+    /// The entry with the greatest key below `key`.
+    pub fn get_lt<K: AsRef<[u8]>>(
+        &self,
+        key: K,
+    ) -> impl Future<Output = Result<Option<(IVec, IVec)>>> + Send + 'static {
+        let key = IVec::from_slice(key.as_ref());
+        self.run(move |t| t.get_lt(key))
+    }
+
+    /// The entry with the least key above `key`.
+    pub fn get_gt<K: AsRef<[u8]>>(
+        &self,
+        key: K,
+    ) -> impl Future<Output = Result<Option<(IVec, IVec)>>> + Send + 'static {
+        let key = IVec::from_slice(key.as_ref());
+        self.run(move |t| t.get_gt(key))
+    }
+
+    /// Removes and returns the entry with the least key.
+    pub fn pop_min(&self) -> impl Future<Output = Result<Option<(IVec, IVec)>>> + Send + 'static {
+        self.run(|t| t.pop_min())
+    }
+
+    /// Removes and returns the entry with the greatest key.
+    pub fn pop_max(&self) -> impl Future<Output = Result<Option<(IVec, IVec)>>> + Send + 'static {
+        self.run(|t| t.pop_max())
+    }
+
+    /// The CRC32 of the tree's keys and values (`Tree::checksum`).
+    pub fn checksum(&self) -> impl Future<Output = Result<u32>> + Send + 'static {
+        self.run(|t| t.checksum())
+    }
+
+    /// The tree's name.
+    pub fn name(&self) -> IVec {
+        self.tree.name()
+    }
+
     /// The first entry (least key).
     pub fn first(&self) -> impl Future<Output = Result<Option<(IVec, IVec)>>> + Send + 'static {
         self.run(|t| t.first())

@@ -1,4 +1,5 @@
-//! `Db::checksum`, as sled 0.34's: a CRC32 over every tree's name, keys and values.
+//! `Db::checksum`, as sled 0.34's: a CRC32 over every tree's name, keys and values; and
+//! `Tree::checksum`, sled's for one tree: over its keys and values.
 //!
 //! Layer: public API, over one read snapshot. The bytes hashed are sled's, in sled's order:
 //! the trees in name order (the default tree, `__sled__default`, among them), each tree's name
@@ -8,7 +9,7 @@
 //! a check of a copy against its source, not of integrity against an attacker: that is what
 //! the pages' tags are for (`Db::check`).
 
-use super::api::Db;
+use super::api::{Db, Tree};
 use super::txn::ReadTransaction;
 use crate::error::Result;
 
@@ -33,5 +34,19 @@ impl Db {
     /// `Db::checksum` gives for the same contents. It reads every record.
     pub fn checksum(&self) -> Result<u32> {
         self.begin_read()?.checksum()
+    }
+}
+
+impl Tree {
+    /// The CRC32 of this tree's keys and values in key order, over one snapshot (its `iter`):
+    /// sled 0.34's `Tree::checksum` for the same contents. It reads every record.
+    pub fn checksum(&self) -> Result<u32> {
+        let mut hasher = crc32fast::Hasher::new();
+        for entry in self.iter() {
+            let (k, v) = entry?;
+            hasher.update(&k);
+            hasher.update(&v);
+        }
+        Ok(hasher.finalize())
     }
 }

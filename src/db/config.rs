@@ -21,6 +21,9 @@ pub const ENV_PASSPHRASE: &str = "FOLDVAULT_PASSPHRASE";
 /// The file name used inside a database directory.
 pub const DB_FILE_NAME: &str = "db.foldvault";
 
+/// The largest page cache `Config::cache_capacity` keeps (1 TiB); larger requests are this.
+const MAX_CACHE_CAPACITY: usize = 1 << 40;
+
 /// When a commit is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -208,9 +211,10 @@ impl Config {
         self.create_new = c;
         self
     }
-    /// Bytes of opened pages to keep in memory (default 32 MiB).
+    /// Bytes of opened pages to keep in memory (default 32 MiB). Above 1 TiB it is 1 TiB, as
+    /// sled caps its own (the cache takes memory only as pages are read into it).
     pub fn cache_capacity(mut self, bytes: u64) -> Config {
-        self.cache_capacity = bytes.min(usize::MAX as u64) as usize;
+        self.cache_capacity = bytes.min(MAX_CACHE_CAPACITY as u64).min(usize::MAX as u64) as usize;
         self
     }
     /// Background flush interval for eventual durability (`None` = only explicit `flush`).
@@ -400,7 +404,7 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.cache_capacity > (1usize << 40) {
+        if self.cache_capacity > MAX_CACHE_CAPACITY {
             return Err(Error::InvalidConfig("cache capacity above 1 TiB"));
         }
         if self.read_only && (self.temporary || self.create_new) {

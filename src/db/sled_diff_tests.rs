@@ -12,7 +12,7 @@
 //! - transactions over one tree and over two, which read their own writes, and aborts;
 //! - `tree_names`, `drop_tree` (the default tree's refusal included), and reopening;
 //! - `merge` with a merge operator set on trees 0 and 1 at each open (and after a drop), and on
-//!   tree 2 with none (both refuse); `Db::checksum`, which must give sled's very number;
+//!   tree 2 with none (both refuse); `Db::checksum` and, at the end, `Tree::checksum`, which must give sled's very number;
 //! - `watch_prefix`: after every step, the events each tree's subscriber received (tree 1's
 //!   under a prefix), as a set: sled sends a batch's or a transaction's in hash order.
 //!
@@ -276,6 +276,8 @@ trait Side {
     fn reopen(&mut self);
     fn tree_names(&self) -> Outcome;
     fn checksum(&self) -> Outcome;
+    /// `Tree::checksum` of one tree.
+    fn tree_checksum(&self, tree: usize) -> Outcome;
     /// The events each tree's subscriber has received since the last call, sorted.
     fn events(&mut self) -> Vec<Vec<Seen>>;
     fn drop_tree(&mut self, tree: usize) -> Outcome;
@@ -425,6 +427,9 @@ impl Side for Foldvault {
     fn checksum(&self) -> Outcome {
         or_err(self.db().checksum(), Outcome::Checksum)
     }
+    fn tree_checksum(&self, tree: usize) -> Outcome {
+        or_err(self.trees[tree].checksum(), Outcome::Checksum)
+    }
     fn drop_tree(&mut self, tree: usize) -> Outcome {
         let r = self.db().drop_tree(TREES[tree]);
         self.trees[tree] = self.db().open_tree(TREES[tree]).expect("open_tree");
@@ -511,6 +516,9 @@ impl Side for Sled {
     fn checksum(&self) -> Outcome {
         or_err(self.db().checksum(), Outcome::Checksum)
     }
+    fn tree_checksum(&self, tree: usize) -> Outcome {
+        or_err(self.trees[tree].checksum(), Outcome::Checksum)
+    }
     fn drop_tree(&mut self, tree: usize) -> Outcome {
         let r = self.db().drop_tree(TREES[tree]);
         self.trees[tree] =
@@ -559,6 +567,9 @@ fn run_both(ops: &[Op], encrypted: bool) -> std::result::Result<(), TestCaseErro
         prop_assert_eq!(fv.run(t, &Op::Iter(vec![])), sl.run(t, &Op::Iter(vec![])), "tree {:?} at the end", name);
     }
     prop_assert_eq!(fv.checksum(), sl.checksum(), "checksum at the end");
+    for (t, name) in TREES.iter().enumerate() {
+        prop_assert_eq!(fv.tree_checksum(t), sl.tree_checksum(t), "checksum of tree {:?} at the end", name);
+    }
     Ok(())
 }
 
