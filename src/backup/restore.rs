@@ -240,7 +240,11 @@ fn fold_old_log(
             let wal =
                 crate::storage::wal::WalStorage::open(main.clone(), Arc::new(log), pages, Some(log_path.clone()))?;
             let wal = Arc::new(wal);
-            if let Err(e) = crate::db::open::check_log_is_current(wal.clone(), creds) {
+            // A log that replayed nothing (a process killed with nothing logged since the last
+            // checkpoint, or an empty log) holds no commit and no page to land anywhere: folded
+            // in as it is, whether or not `creds` unlock the file.
+            let holds_pages = wal.logged_pages() > 0;
+            if let Err(e) = holds_pages.then(|| crate::db::open::check_log_is_current(wal.clone(), creds)).transpose() {
                 // Dropped as it is: its drop would otherwise close it cleanly, folding it in.
                 wal.abandon();
                 return Err(e);
@@ -464,6 +468,7 @@ mod tests {
         let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&crashed, false).unwrap());
         // Under credentials that do not unlock the file the log's age cannot be checked: it may
         // hold commits the file lacks, and the restore stops, the file and its log untouched.
+        // (A log that holds no group is folded in whatever the credentials: below.)
         let mut aside = Vec::new();
         let r = fold_old_log(&crashed, Some(&target), &Credentials::passphrase("not this one"), &mut aside);
         assert!(matches!(&r, Err(Error::Unsupported(m)) if m.contains("write-ahead log")), "{r:?}");
@@ -480,6 +485,33 @@ mod tests {
         // The log moved away, the file opens as it was.
         std::fs::remove_file(sidecar_path(&crashed)).unwrap();
         assert_eq!(fold_cfg(&crashed).open().unwrap().open_tree("t").unwrap().len(), 10);
+    }
+
+    /// A log that replays nothing (left by a process killed after a checkpoint) is folded in
+    /// (emptied and removed) even under credentials that do not unlock the file, as after a
+    /// passphrase change since the backup (review of the session's diff: the restore stopped,
+    /// `Unsupported`, over a log that could hold no commit).
+    #[test]
+    fn a_log_that_holds_nothing_is_folded_in_whatever_the_credentials() {
+        use crate::storage::wal::sidecar_path;
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        let db = fold_cfg(&live).open().unwrap();
+        db.insert("k", "v").unwrap();
+        db.flush().unwrap();
+        db.checkpoint_log().unwrap();
+        let crashed = dir.path().join("crashed");
+        std::fs::copy(&live, &crashed).unwrap();
+        std::fs::copy(sidecar_path(&live), sidecar_path(&crashed)).unwrap();
+        drop(db);
+        let file_bytes = std::fs::read(&crashed).unwrap();
+        let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&crashed, false).unwrap());
+        let mut aside = Vec::new();
+        fold_old_log(&crashed, Some(&target), &Credentials::passphrase("not this one"), &mut aside).unwrap();
+        assert!(aside.is_empty());
+        drop(target);
+        assert!(!sidecar_path(&crashed).exists());
+        assert!(std::fs::read(&crashed).unwrap() == file_bytes, "the file is as it was");
     }
 
     /// A page number given twice: verify and restore both refuse the stream at the reader (they
