@@ -223,6 +223,84 @@ fn the_reader_of_a_full_subscriber_may_flush_and_subscribe() {
     assert_eq!(keys, want);
 }
 
+/// A commit that waits for a full subscriber holds up only the commits some subscriber hears:
+/// a write under no subscriber's prefix, on the watched tree itself, goes on, and the thread
+/// that reads the full subscriber may make it (review of the session's diff, medium: every
+/// commit with recorded changes took a turn, and that write waited for the full subscriber's
+/// delivery, which waited for its thread).
+#[test]
+fn a_write_no_subscriber_hears_does_not_wait_for_a_full_one() {
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    let mut sub = t.watch_prefix("x");
+    let writer = {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            for i in 0..1100u32 {
+                t.insert(format!("x{i:05}"), "v").unwrap();
+            }
+        })
+    };
+    while t.len() < 1025 {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let (done, finished) = std::sync::mpsc::channel();
+    let reader = {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            t.insert("y", "unheard").unwrap();
+            done.send(()).unwrap();
+            (0..1100).map(|_| sub.next().unwrap()).count()
+        })
+    };
+    finished.recv_timeout(Duration::from_secs(20)).expect("a write nobody hears waited for a full subscriber");
+    assert_eq!(reader.join().unwrap(), 1100);
+    writer.join().unwrap();
+}
+
+/// A tree's drop ends its subscriptions after the events of every commit made before it, even
+/// when those wait for another tree's full subscriber (review of the session's diff, medium:
+/// the drop ended them at once, the subscriber said `None` before an event of an earlier
+/// commit, which arrived after its end).
+#[test]
+fn a_drop_ends_subscriptions_after_the_events_of_earlier_commits() {
+    let db = temp_db();
+    let (a, b) = (db.open_tree("a").unwrap(), db.open_tree("b").unwrap());
+    let mut full = a.watch_prefix("");
+    let mut ending = b.watch_prefix("");
+    let first = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            for i in 0..1025u32 {
+                a.insert(i.to_be_bytes(), "v").unwrap();
+            }
+        })
+    };
+    while a.len() < 1025 {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let second = {
+        let b = b.clone();
+        std::thread::spawn(move || b.insert("x", "1").unwrap())
+    };
+    while b.get("x").unwrap().is_none() {
+        std::thread::yield_now();
+    }
+    let collector = std::thread::spawn(move || (&mut ending).collect::<Vec<_>>());
+    let dropper = {
+        let db = db.clone();
+        std::thread::spawn(move || db.drop_tree("b").unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!((0..1025).map(|_| full.next().unwrap()).count(), 1025);
+    assert!(dropper.join().unwrap());
+    assert_eq!(collector.join().unwrap(), vec![insert("x", "1")]);
+    first.join().unwrap();
+    second.join().unwrap();
+}
+
 /// A subscription ends (`None`, `Disconnected`) when its tree is dropped or its database closes;
 /// the tree made again under the name has subscribers of its own.
 #[test]

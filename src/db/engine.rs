@@ -374,24 +374,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Lets the writer go, then sends the events of what it committed (and ends the
-    /// subscriptions of the tree instances in `ended`), in commit order: the commit's turn is
-    /// taken before the writer is let go, so the next commit's events wait for these, and
-    /// they are sent without the writer (`watch`).
+    /// Lets the writer go, then sends the events of what it committed and ends the
+    /// subscriptions of the tree instances in `ended`, in commit order: the commit's turn is
+    /// taken before the writer is let go, so the next commit's events (and ends) wait for
+    /// these, and they are sent without the writer (`watch`). A commit nobody hears and that
+    /// ends nothing takes no turn.
     pub(crate) fn send_released(&self, ws: WriterGuard, changes: super::watch::Changes, ended: &[(Vec<u8>, u64)]) {
         let events = changes.into_events();
-        if events.is_empty() {
-            drop(ws);
-        } else {
-            let turn = self.watchers.take_turn();
-            drop(ws);
-            self.watchers.deliver(turn, events);
-        }
-        // Without a turn (a commit that only ends subscriptions never waits for a full
-        // subscriber): a delivery still running holds its own senders, so what it sends still
-        // arrives, before the end.
-        for (name, born) in ended {
-            self.watchers.forget_instance(name, *born);
+        match self.watchers.take_turn(&events, !ended.is_empty()) {
+            None => drop(ws),
+            Some(turn) => {
+                drop(ws);
+                self.watchers.deliver(turn, events, ended);
+            }
         }
     }
 

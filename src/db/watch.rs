@@ -5,9 +5,9 @@
 //! - Events are sent only for a commit that was made, after it is visible to readers (and
 //!   before it is durable: an `Immediate` commit whose sync then fails has been heard, as it is
 //!   seen, SPEC §8), in commit order: the writer records what each write changed (`Changes`),
-//!   and the commit takes its turn, with the subscriptions made so far, before it lets the
-//!   writer go, so the next commit's events wait for these, and a subscription made after the
-//!   commit hears none of them.
+//!   and the commit takes its turn, with the subscriptions made so far that hear one of its
+//!   events, before it lets the writer go, so the next commit's events wait for these, and a
+//!   subscription made after the commit hears none of them.
 //! - Per commit and tree, each key gives at most one event, in key order: its value after the
 //!   commit (`Insert`) or its removal (`Remove`), and only if that differs from its value before
 //!   the commit, as sled sends none for a write that changes nothing; a compare-and-swap (so
@@ -17,14 +17,15 @@
 //!   do: a tree dropped and made again sends its events to subscribers made on the new one.
 //! - Recording costs an atomic load a write while no subscriber exists (`Watchers::any`, false
 //!   again once the last is gone): values are copied for events only for trees someone
-//!   watches, and a commit with no event takes no turn. A watched `clear` holds every
+//!   watches, and a commit no subscription hears (and that ends none) takes no turn. A watched `clear` holds every
 //!   key of the tree (one event each) until it commits.
 //! - Each subscriber holds at most `BUFFERED` events; a commit that finds one full waits until it
 //!   takes one (as sled's do), in its turn (`Turns`) and without the writer, so later commits
-//!   with events wait for their turns, while writes that no subscription hears, flushes (whose
-//!   sync takes the writer) and subscriptions go on. A thread that owns a subscriber must
-//!   therefore not make a write some subscription hears while its subscriber may be full: its
-//!   commit would wait for its turn, after the delivery that waits for that thread.
+//!   that some subscription hears wait for their turns, while writes that none hears, flushes
+//!   (whose sync takes the writer) and subscriptions go on. A thread that owns a subscriber
+//!   must therefore not make a write some subscription hears, nor drop a watched tree, while
+//!   its subscriber may be full: its commit would wait for its turn, after the delivery that
+//!   waits for that thread.
 //! - A subscription is made under the writer (`Tree::watch_prefix`): no write transaction is
 //!   running elsewhere when it starts, and each write checks whether its tree is watched as it
 //!   is made, so every commit after the subscription hears all of its writes. So a thread
@@ -32,7 +33,11 @@
 //!   thread inside a transaction there may hold while it subscribes on the first (each would
 //!   wait for the other's writer), as for nested transactions across databases.
 //! - Events hold user keys and values in `IVec`s, wiped when dropped. A subscriber whose
-//!   database closed, or whose tree was dropped, ends (`None`).
+//!   database closed, or whose tree was dropped, ends (`None`): a drop ends the tree's
+//!   subscriptions in its commit's turn, after the events of every commit before it.
+//! - A subscription made inside a write transaction hears that transaction's later writes,
+//!   and its earlier ones too when another subscription watched the tree while they were made
+//!   (they were recorded then).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -191,17 +196,29 @@ impl Watchers {
         }
     }
 
-    /// The next turn to send events in, with the subscriptions made so far: called by a commit
-    /// while it holds the writer, so that turns follow commit order and a subscription made
-    /// after the commit (under the writer) hears none of its events.
-    pub(crate) fn take_turn(&self) -> Turn<'_> {
+    /// The next turn to send `changes` in, with the subscriptions made so far that take one of
+    /// them: called by a commit while it holds the writer, so that turns follow commit order
+    /// and a subscription made after the commit (under the writer) hears none of its events.
+    /// None when no subscription takes any and the commit ends none (`ends`): a write nobody
+    /// hears waits for no one's turn.
+    pub(crate) fn take_turn(&self, changes: &[Change], ends: bool) -> Option<Turn<'_>> {
+        if changes.is_empty() && !ends {
+            return None;
+        }
+        let hears = |w: &Watch| changes.iter().any(|c| w.takes(&c.tree, c.born) && c.key.starts_with(&w.prefix));
+        let targets: Vec<Watch> = self.list.lock().iter().filter(|w| hears(w)).cloned().collect();
+        if targets.is_empty() && !ends {
+            return None;
+        }
         let number = self.turns.next.fetch_add(1, Ordering::Relaxed);
-        Turn { turns: &self.turns, number, targets: self.list.lock().clone() }
+        Some(Turn { turns: &self.turns, number, targets })
     }
 
-    /// Waits for `turn`, then sends each change to the subscriptions that take it; the turn
-    /// ends with the call. A full subscriber is waited for; one that is gone is forgotten.
-    pub(crate) fn deliver(&self, turn: Turn<'_>, changes: Vec<Change>) {
+    /// Waits for `turn`, then sends each change to the subscriptions that take it, then ends
+    /// the subscriptions of the tree instances in `ended` (dropped by the commit: after every
+    /// event of the commits before it, which came in earlier turns); the turn ends with the
+    /// call. A full subscriber is waited for; one that is gone is forgotten.
+    pub(crate) fn deliver(&self, turn: Turn<'_>, changes: Vec<Change>, ended: &[(Vec<u8>, u64)]) {
         {
             let mut serving = self.turns.serving.lock();
             while *serving != turn.number {
@@ -234,6 +251,9 @@ impl Watchers {
         }
         if !gone.is_empty() {
             self.remove(|w| gone.contains(&w.id));
+        }
+        for (name, born) in ended {
+            self.forget_instance(name, *born);
         }
     }
 
