@@ -24,6 +24,29 @@ fn remove(k: &str) -> Event {
     Event::Remove { key: IVec::from(k) }
 }
 
+/// A thread that inserts `keys` into `t`, one commit each, returned once `t` holds `len`
+/// entries and a little more time has passed: past a subscriber's 1,024 events that nobody
+/// reads, the thread is then waiting on it.
+fn writer_until<K: AsRef<[u8]> + Send + 'static>(
+    t: &foldvault::Tree,
+    keys: impl IntoIterator<Item = K> + Send + 'static,
+    len: usize,
+) -> std::thread::JoinHandle<()> {
+    let writer = {
+        let t = t.clone();
+        std::thread::spawn(move || {
+            for k in keys {
+                t.insert(k, "v").unwrap();
+            }
+        })
+    };
+    while t.len() < len {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    writer
+}
+
 /// Events written on another thread reach a subscriber blocked in `next`; only keys under its
 /// prefix, and only changes.
 #[test]
@@ -147,20 +170,10 @@ fn a_full_subscriber_holds_up_writers_and_loses_nothing() {
     let db = temp_db();
     let t = db.open_tree("t").unwrap();
     let mut sub = t.watch_prefix("");
-    let writer = {
-        let t = t.clone();
-        std::thread::spawn(move || {
-            for i in 0..3000u32 {
-                t.insert(i.to_be_bytes(), "v").unwrap();
-            }
-        })
-    };
-    // The writer gets as far as the subscriber's 1,024 events and the commit waiting on it
-    // (and the next, visible, waiting for that one's delivery), and no further.
-    while t.len() < 1025 {
-        std::thread::yield_now();
-    }
-    std::thread::sleep(Duration::from_millis(100));
+    // The writer gets as far as the subscriber's 1,024 events and the commit waiting on it,
+    // and no further.
+    let writer = writer_until(&t, (0..3000u32).map(u32::to_be_bytes), 1025);
+    std::thread::sleep(Duration::from_millis(50));
     assert!(t.len() <= 1026, "{} commits went past a full subscriber", t.len());
     // Writes to a tree nobody watches, in a transaction too, do not wait for it.
     let other = db.open_tree("other").unwrap();
@@ -184,24 +197,8 @@ fn the_reader_of_a_full_subscriber_may_flush_and_subscribe() {
     let db = temp_db();
     let t = db.open_tree("t").unwrap();
     let mut sub = t.watch_prefix("");
-    let writer = |from: u32, to: u32| {
-        let t = t.clone();
-        std::thread::spawn(move || {
-            for i in from..to {
-                t.insert(i.to_be_bytes(), "v").unwrap();
-            }
-        })
-    };
-    let first = writer(0, 1100);
-    while t.len() < 1025 {
-        std::thread::yield_now();
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    let second = writer(5000, 5001);
-    while t.len() < 1026 {
-        std::thread::yield_now();
-    }
-    std::thread::sleep(Duration::from_millis(50));
+    let first = writer_until(&t, (0..1100u32).map(u32::to_be_bytes), 1025);
+    let second = writer_until(&t, [5000u32.to_be_bytes()], 1026);
     let (done, finished) = std::sync::mpsc::channel();
     let reader = {
         let db = db.clone();
@@ -233,18 +230,7 @@ fn a_write_no_subscriber_hears_does_not_wait_for_a_full_one() {
     let db = temp_db();
     let t = db.open_tree("t").unwrap();
     let mut sub = t.watch_prefix("x");
-    let writer = {
-        let t = t.clone();
-        std::thread::spawn(move || {
-            for i in 0..1100u32 {
-                t.insert(format!("x{i:05}"), "v").unwrap();
-            }
-        })
-    };
-    while t.len() < 1025 {
-        std::thread::yield_now();
-    }
-    std::thread::sleep(Duration::from_millis(50));
+    let writer = writer_until(&t, (0..1100u32).map(|i| format!("x{i:05}")), 1025);
     let (done, finished) = std::sync::mpsc::channel();
     let reader = {
         let t = t.clone();
@@ -269,18 +255,7 @@ fn a_drop_ends_subscriptions_after_the_events_of_earlier_commits() {
     let (a, b) = (db.open_tree("a").unwrap(), db.open_tree("b").unwrap());
     let mut full = a.watch_prefix("");
     let mut ending = b.watch_prefix("");
-    let first = {
-        let a = a.clone();
-        std::thread::spawn(move || {
-            for i in 0..1025u32 {
-                a.insert(i.to_be_bytes(), "v").unwrap();
-            }
-        })
-    };
-    while a.len() < 1025 {
-        std::thread::yield_now();
-    }
-    std::thread::sleep(Duration::from_millis(50));
+    let first = writer_until(&a, (0..1025u32).map(u32::to_be_bytes), 1025);
     let second = {
         let b = b.clone();
         std::thread::spawn(move || b.insert("x", "1").unwrap())
