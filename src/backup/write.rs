@@ -26,8 +26,8 @@ pub struct BackupStats {
 
 impl Db {
     /// Writes a backup of the newest commit to `out` (encrypted if the database is), made
-    /// durable first, while other threads keep reading and writing. The snapshot's pages are pinned until the
-    /// backup ends. `progress` is called after every chunk.
+    /// durable first, while other threads keep reading and writing. The snapshot's pages are
+    /// pinned until the backup ends. `progress` is called after every chunk.
     pub fn backup_to<W: Write>(&self, out: W, progress: &mut dyn FnMut(Progress)) -> Result<BackupStats> {
         let engine = self.handle.engine.clone();
         engine.refuse_inside_transaction()?;
