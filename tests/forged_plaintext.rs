@@ -104,6 +104,37 @@ fn a_branch_whose_children_are_one_page_is_named_and_walked_once() {
     assert!(keys.len() == unique.len() && keys.len() < 2000, "each surviving record once: {}", keys.len());
 }
 
+/// A branch whose first child reference names page 2 (no tree page can be there) is reported
+/// once, and its other children are still walked: only the first leaf, no longer reached, is
+/// a leaked page (compaction and check review: the walk stopped at the bad reference, and every
+/// later leaf was reported leaked and its records uncounted).
+#[test]
+fn a_bad_child_reference_leaves_its_siblings_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad-child.fv");
+    let db = cfg(&path).open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    for i in 0..2000u32 {
+        t.insert(i.to_be_bytes(), vec![7u8; 40]).unwrap();
+    }
+    db.flush().unwrap();
+    let report = db.check().unwrap();
+    drop((t, db));
+    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
+    let tree: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
+    let branches: Vec<u64> = tree.iter().copied().filter(|&p| read_page(&path, p)[0] == 1).collect();
+    assert_eq!((catalog.len(), branches.len()), (1, 1), "a one-page catalog and a two-level tree");
+    let root = branches[0];
+    let first = PAGE_HEADER_SIZE;
+    let leaf = u64::from_le_bytes(read_page(&path, root)[first..first + 8].try_into().unwrap());
+    edit_page(&path, root, &catalog, |b| b[first..first + 8].copy_from_slice(&2u64.to_le_bytes()));
+
+    let problems = cfg(&path).open().unwrap().check().unwrap().problems;
+    assert!(problems.iter().any(|p| p.page == root && p.reason == CorruptReason::BadLayout), "{problems:?}");
+    let leaked: Vec<_> = problems.iter().filter(|p| p.reason == CorruptReason::FreeList).collect();
+    assert!(leaked.len() == 1 && leaked[0].page == leaf && leaked[0].pages == 1, "{problems:?}");
+}
+
 /// Commits run up to the last number a record can hold, then writes are refused (`Unsupported`),
 /// and every acknowledged commit is there after a reopen. The addition overflowed at the
 /// second commit (a panic in debug); in release a commit was recorded under `u64::MAX`, which
@@ -384,6 +415,37 @@ fn a_leaf_of_one_entry_repeated_is_one_problem() {
     let out = dir.path().join("salvaged.fv");
     let report = foldvault::salvage(&cfg(&path), &cfg(&out)).unwrap();
     assert_eq!(report.copied.get(&b"t"[..]), Some(&1));
+}
+
+/// A leaf whose 1,500 slots all point at one entry with an over-long key (1,025 bytes) is one
+/// problem per reason, though the two reasons (order, length) come by turns (compaction and
+/// check review, medium: only the last problem was compared, and the leaf gave about 3,000).
+#[test]
+fn a_repeated_over_long_key_is_one_problem_per_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repeated-long.fv");
+    let (catalog, root) = one_record_pages(&path);
+    let (n, entry, klen) = (1500usize, 3024usize, 1025usize);
+    edit_page(&path, root, &[catalog], |b| {
+        let generation = generation(b);
+        b.fill(0);
+        write_header(b, PageKind::Leaf, n as u16, generation);
+        for i in 0..n {
+            b[PAGE_HEADER_SIZE + 2 * i..PAGE_HEADER_SIZE + 2 * i + 2].copy_from_slice(&(entry as u16).to_le_bytes());
+        }
+        let at = entry;
+        b[at..at + 2].copy_from_slice(&(klen as u16).to_le_bytes());
+        // value kind 0 (inline) and length 0 follow, zero already; then the key.
+        b[at + 7..at + 7 + klen].fill(b'k');
+    });
+    let db = cfg(&path).open().unwrap();
+    let problems = db.check().unwrap().problems;
+    assert!(
+        !problems.is_empty() && problems.len() <= 3 && problems.iter().all(|p| p.page == root),
+        "{} problems: {:?}",
+        problems.len(),
+        problems.iter().take(5).collect::<Vec<_>>()
+    );
 }
 
 /// A catalog whose entries for two trees name one root: salvage copies that tree's records

@@ -1,7 +1,7 @@
 //! The integrity check (`Db::check`) and salvage (`foldvault::salvage`).
 //!
-//! `check` makes the newest commit durable, then, holding the writer lock, walks every
-//! reachable page (catalog, every tree, overflow chains, the free-list chain), verifying each
+//! `check` makes the newest commit durable, then, holding the writer lock and with the page
+//! cache emptied (so that each page is read from the file), walks every reachable page (catalog, every tree, overflow chains, the free-list chain), verifying each
 //! seal and parent-held tag, key order and key ranges, equal leaf depth, stored record counts,
 //! and the free-space accounting: every page in `FIRST_DATA_PAGE..page_count` must be used
 //! exactly once or free, never both, none leaked. It reports every problem with its page and
@@ -76,6 +76,11 @@ impl Db {
         let ws = engine.lock_writer()?;
         let snap = engine.snapshot();
         let pager = &engine.pager;
+        // Every page is read from the file, as the next open will read it: a cached copy does
+        // not vouch for a page damaged on the disk since (compaction and check review). Every
+        // committed page is in the file or its log, and no transaction runs: the writer is
+        // held. The reads after the check start cold.
+        pager.clear_cache();
         let page_count = ws.alloc.page_count;
         let mut reached = ReachedPages::new(page_count);
         for (p, role) in [
