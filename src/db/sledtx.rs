@@ -70,9 +70,10 @@
 //!   an `Iterator` and a `Future`; `next_timeout` goes on past a write that changed nothing
 //!   (sled's returns `Disconnected` from then on), and a subscriber ends (`None`) when its
 //!   tree is dropped or its database closes. As in sled, a subscriber holds 1,024 events and
-//!   a commit that finds it full waits for it to take one; since foldvault has one writer, a
-//!   thread must not write at all (sled: to that tree) while a subscriber it reads may be
-//!   full. `Event`'s `Debug` shows lengths only.
+//!   a commit that finds it full waits for it to take one, without the writer (`watch.rs`):
+//!   a thread must not make a write that any subscriber hears (sled: its own), nor drop a
+//!   watched tree, while a subscriber it reads may be full. `Event`'s `Debug` shows lengths
+//!   only. (README.md, "Differences from sled 0.34", is the current, longer list.)
 //! - Not provided: `Db::export` / `import`, `Config::mode`, `compression_factor`,
 //!   `segment_size`, `print_profile_on_drop`, `idgen_persist_interval`.
 //!   `Config::use_compression` is accepted and ignored.
