@@ -1,8 +1,9 @@
 //! The integrity check (`Db::check`) and salvage (`foldvault::salvage`).
 //!
 //! `check` makes the newest commit durable, then, holding the writer lock and with the page
-//! cache emptied (so that each page is read from the file), walks every reachable page (catalog, every tree, overflow chains, the free-list chain), verifying each
-//! seal and parent-held tag, key order and key ranges, equal leaf depth, stored record counts,
+//! cache emptied (so that each page is read from the file), walks every reachable page
+//! (catalog, every tree, overflow chains, the free-list chain), verifying each seal and
+//! parent-held tag, key order and key ranges, equal leaf depth, stored record counts,
 //! and the free-space accounting: every page in `FIRST_DATA_PAGE..page_count` must be used
 //! exactly once or free, never both, none leaked. It reports every problem with its page and
 //! tree, not just the first; a damaged subtree is skipped and the rest still checked.

@@ -12,7 +12,8 @@
 //! - transactions over one tree and over two, which read their own writes, and aborts;
 //! - `tree_names`, `drop_tree` (the default tree's refusal included), and reopening;
 //! - `merge` with a merge operator set on trees 0 and 1 at each open (and after a drop), and on
-//!   tree 2 with none (both refuse); `Db::checksum` and, at the end, `Tree::checksum`, which must give sled's very number;
+//!   tree 2 with none (both refuse); `Db::checksum` and, at the end, `Tree::checksum`, which
+//!   must give sled's very number;
 //! - `watch_prefix`: after every step, the events each tree's subscriber received (tree 1's
 //!   under a prefix), as a set: sled sends a batch's or a transaction's in hash order.
 //!

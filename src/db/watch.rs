@@ -17,8 +17,8 @@
 //!   do: a tree dropped and made again sends its events to subscribers made on the new one.
 //! - Recording costs an atomic load a write while no subscriber exists (`Watchers::any`, false
 //!   again once the last is gone): values are copied for events only for trees someone
-//!   watches, and a commit no subscription hears (and that ends none) takes no turn. A watched `clear` holds every
-//!   key of the tree (one event each) until it commits.
+//!   watches, and a commit no subscription hears (and that ends none) takes no turn. A
+//!   watched `clear` holds every key of the tree (one event each) until it commits.
 //! - Each subscriber holds at most `BUFFERED` events; a commit that finds one full waits until it
 //!   takes one (as sled's do), in its turn (`Turns`) and without the writer, so later commits
 //!   that some subscription hears wait for their turns, while writes that none hears, flushes
