@@ -135,6 +135,37 @@ fn a_bad_child_reference_leaves_its_siblings_checked() {
     assert!(leaked.len() == 1 && leaked[0].page == leaf && leaked[0].pages == 1, "{problems:?}");
 }
 
+/// A branch whose child references all name its first leaf is one `DoubleReference` problem,
+/// not one per child (review of the session's last commits: the problems were kept apart per
+/// page walked, and each repeated child was a page walked).
+#[test]
+fn children_that_all_name_one_page_are_one_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one-child.fv");
+    let db = cfg(&path).open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    for i in 0..2000u32 {
+        t.insert(i.to_be_bytes(), vec![7u8; 40]).unwrap();
+    }
+    db.flush().unwrap();
+    let report = db.check().unwrap();
+    drop((t, db));
+    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
+    let tree: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
+    let root = tree.iter().copied().find(|&p| read_page(&path, p)[0] == 1).unwrap();
+    let children = u16::from_le_bytes(read_page(&path, root)[2..4].try_into().unwrap()) as usize + 1;
+    assert!(children > 3, "{children} children");
+    let first = PAGE_HEADER_SIZE;
+    edit_page(&path, root, &catalog, |b| {
+        for i in 1..children {
+            b.copy_within(first..first + PAGE_REF_SIZE, first + i * PAGE_REF_SIZE);
+        }
+    });
+    let problems = cfg(&path).open().unwrap().check().unwrap().problems;
+    let shared = problems.iter().filter(|p| p.reason == CorruptReason::DoubleReference).count();
+    assert_eq!(shared, 1, "{problems:?}");
+}
+
 /// Commits run up to the last number a record can hold, then writes are refused (`Unsupported`),
 /// and every acknowledged commit is there after a reopen. The addition overflowed at the
 /// second commit (a panic in debug); in release a commit was recorded under `u64::MAX`, which

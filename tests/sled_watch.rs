@@ -245,6 +245,30 @@ fn a_write_no_subscriber_hears_does_not_wait_for_a_full_one() {
     writer.join().unwrap();
 }
 
+/// Dropping a tree nobody watches takes no delivery turn: the reader of a full subscriber may
+/// do it (review of the session's last commits, medium: every drop took a turn while anyone
+/// subscribed anywhere, and waited for the full subscriber's delivery, which waited for it).
+#[test]
+fn dropping_an_unwatched_tree_does_not_wait_for_a_full_subscriber() {
+    let db = temp_db();
+    let a = db.open_tree("a").unwrap();
+    db.open_tree("b").unwrap().insert("k", "v").unwrap();
+    let mut full = a.watch_prefix("");
+    let writer = writer_until(&a, (0..1100u32).map(u32::to_be_bytes), 1025);
+    let (done, finished) = std::sync::mpsc::channel();
+    let reader = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            assert!(db.drop_tree("b").unwrap());
+            done.send(()).unwrap();
+            (0..1100).map(|_| full.next().unwrap()).count()
+        })
+    };
+    finished.recv_timeout(Duration::from_secs(20)).expect("the drop of an unwatched tree waited for a full subscriber");
+    assert_eq!(reader.join().unwrap(), 1100);
+    writer.join().unwrap();
+}
+
 /// A tree's drop ends its subscriptions after the events of every commit made before it, even
 /// when those wait for another tree's full subscriber (review of the session's diff, medium:
 /// the drop ended them at once, the subscriber said `None` before an event of an earlier

@@ -91,13 +91,14 @@ pub(crate) fn check_tree(
     type KeyBound = Option<Zeroizing<Vec<u8>>>;
     let mut stack: Vec<(PageRef, usize, KeyBound, KeyBound)> = vec![(root, 0, None, None)];
     let mut leaf_depth: Option<usize> = None;
+    // One problem per page and reason in the whole walk: a forged leaf of 2,000 entries that
+    // all point at one entry (or share one overflow chain) gave a problem each, and a file of a
+    // few MB so made millions, each with its tree's name and an audit line; two reasons met by
+    // turns (an over-long key repeated: order, then length) got past a check of the last
+    // problem alone, and a branch whose children all name one page gave one per child. The set
+    // holds one entry per problem reported, so it is never larger than the report.
+    let mut reported = std::collections::HashSet::new();
     while let Some((r, depth, lo, hi)) = stack.pop() {
-        // One problem per page and reason for each page walked: a forged leaf of 2,000 entries
-        // that all point at one entry (or share one overflow chain) gave a problem each, and a
-        // file of a few MB so made millions, each with its tree's name and an audit line; two
-        // reasons met by turns (an over-long key repeated: order, then length) got past a check
-        // of the last problem alone.
-        let mut reported = std::collections::HashSet::new();
         let mut report = |page: PageNo, reason: CorruptReason| {
             if reported.insert((page, reason)) {
                 problems.push(Problem::one(tree, page, reason));
@@ -193,9 +194,11 @@ pub(crate) fn check_tree(
                     match walked {
                         Ok(()) => {}
                         Err(Error::Corrupt { page, reason }) => {
-                            // A chain page that did not open was reached all the same: not
-                            // reported a second time as a leaked page.
-                            if reason != CorruptReason::DoubleReference
+                            // A chain page whose seal failed was reached all the same (and
+                            // can be no other structure's page): not reported a second time as
+                            // a leaked page. One that opened but is not the chain's (another
+                            // tag, kind or layout) is left for the structure it belongs to.
+                            if reason == CorruptReason::SealMismatch
                                 && (crate::format::FIRST_DATA_PAGE..pager.page_limit()).contains(&page)
                             {
                                 used(page);

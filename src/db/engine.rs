@@ -378,10 +378,10 @@ impl Engine {
     /// subscriptions of the tree instances in `ended`, in commit order: the commit's turn is
     /// taken before the writer is let go, so the next commit's events (and ends) wait for
     /// these, and they are sent without the writer (`watch`). A commit nobody hears and that
-    /// ends nothing takes no turn.
+    /// ends no subscription takes no turn.
     pub(crate) fn send_released(&self, ws: WriterGuard, changes: super::watch::Changes, ended: &[(Vec<u8>, u64)]) {
         let events = changes.into_events();
-        match self.watchers.take_turn(&events, !ended.is_empty()) {
+        match self.watchers.take_turn(&events, ended) {
             None => drop(ws),
             Some(turn) => {
                 drop(ws);

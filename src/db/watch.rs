@@ -199,14 +199,25 @@ impl Watchers {
     /// The next turn to send `changes` in, with the subscriptions made so far that take one of
     /// them: called by a commit while it holds the writer, so that turns follow commit order
     /// and a subscription made after the commit (under the writer) hears none of its events.
-    /// None when no subscription takes any and the commit ends none (`ends`): a write nobody
-    /// hears waits for no one's turn.
-    pub(crate) fn take_turn(&self, changes: &[Change], ends: bool) -> Option<Turn<'_>> {
-        if changes.is_empty() && !ends {
+    /// None when no subscription takes any and the commit ends none (of the dropped tree
+    /// instances in `ended`, none is watched): a write or a drop nobody hears waits for no
+    /// one's turn. `changes` are in tree and key order (`Changes::into_events`): each
+    /// subscription looks only at the run under its tree and prefix.
+    pub(crate) fn take_turn(&self, changes: &[Change], ended: &[(Vec<u8>, u64)]) -> Option<Turn<'_>> {
+        if changes.is_empty() && ended.is_empty() {
             return None;
         }
-        let hears = |w: &Watch| changes.iter().any(|c| w.takes(&c.tree, c.born) && c.key.starts_with(&w.prefix));
-        let targets: Vec<Watch> = self.list.lock().iter().filter(|w| hears(w)).cloned().collect();
+        let hears = |w: &Watch| {
+            let from = changes.partition_point(|c| (&*c.tree, &c.key[..]) < (&*w.tree, &w.prefix[..]));
+            changes[from..]
+                .iter()
+                .take_while(|c| c.tree == w.tree && c.key.starts_with(&w.prefix))
+                .any(|c| w.takes(&c.tree, c.born))
+        };
+        let list = self.list.lock();
+        let ends = ended.iter().any(|(name, born)| list.iter().any(|w| *w.tree == name[..] && w.born == Some(*born)));
+        let targets: Vec<Watch> = list.iter().filter(|w| hears(w)).cloned().collect();
+        drop(list);
         if targets.is_empty() && !ends {
             return None;
         }
