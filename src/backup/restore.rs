@@ -242,8 +242,9 @@ fn fold_old_log(
             let wal = Arc::new(wal);
             // A log that replayed nothing (a process killed with nothing logged since the last
             // checkpoint, or an empty log) holds no commit and no page to land anywhere: folded
-            // in as it is, whether or not `creds` unlock the file.
-            let holds_pages = wal.logged_pages() > 0;
+            // in as it is, whether or not `creds` unlock the file. Not one whose replay stopped
+            // at a damaged group: groups after it may hold commits.
+            let holds_pages = wal.logged_pages() > 0 || wal.replay_dropped_a_group();
             if let Err(e) = holds_pages.then(|| crate::db::open::check_log_is_current(wal.clone(), creds)).transpose() {
                 // Dropped as it is: its drop would otherwise close it cleanly, folding it in.
                 wal.abandon();
@@ -512,6 +513,24 @@ mod tests {
         drop(target);
         assert!(!sidecar_path(&crashed).exists());
         assert!(std::fs::read(&crashed).unwrap() == file_bytes, "the file is as it was");
+
+        // One whose replay stopped at a damaged first group may hold commits in the groups
+        // after it: checked, and under credentials that do not unlock the file, refused.
+        let db = fold_cfg(&live).open().unwrap();
+        for i in 0..3u32 {
+            db.insert(i.to_be_bytes(), &b"logged"[..]).unwrap();
+            db.flush().unwrap();
+        }
+        std::fs::copy(&live, &crashed).unwrap();
+        std::fs::copy(sidecar_path(&live), sidecar_path(&crashed)).unwrap();
+        drop(db);
+        let mut log = std::fs::read(sidecar_path(&crashed)).unwrap();
+        log[2 * PAGE_SIZE + 100] ^= 1; // group 0's first page: its checksum fails
+        std::fs::write(sidecar_path(&crashed), &log).unwrap();
+        let target: Arc<dyn Storage> = Arc::new(FileStorage::open(&crashed, false).unwrap());
+        let r = fold_old_log(&crashed, Some(&target), &Credentials::passphrase("not this one"), &mut aside);
+        assert!(matches!(&r, Err(Error::Unsupported(_))), "{r:?}");
+        assert_eq!(std::fs::read(sidecar_path(&crashed)).unwrap(), log, "the log is left as it was");
     }
 
     /// A page number given twice: verify and restore both refuse the stream at the reader (they
