@@ -53,9 +53,9 @@ fn one_record_counted(path: &std::path::Path, count: u64) {
     });
 }
 
-/// A database at `path` with 2,000 records in tree `t`, closed: its one catalog page and the
-/// root branch of its two-level tree.
-fn two_level_tree(path: &std::path::Path) -> (Vec<u64>, u64) {
+/// A database at `path` with 2,000 records in tree `t`, closed: its one catalog page, the root
+/// branch of its two-level tree and that branch's first child.
+fn two_level_tree(path: &std::path::Path) -> (Vec<u64>, u64, u64) {
     let db = cfg(path).open().unwrap();
     let t = db.open_tree("t").unwrap();
     for i in 0..2000u32 {
@@ -68,18 +68,19 @@ fn two_level_tree(path: &std::path::Path) -> (Vec<u64>, u64) {
     let tree: Vec<u64> = report.roles.pages(|r| *r == PageRole::Tree("t".into())).collect();
     let branches: Vec<u64> = tree.iter().copied().filter(|&p| read_page(path, p)[0] == 1).collect();
     assert_eq!((catalog.len(), branches.len()), (1, 1), "a one-page catalog and a two-level tree");
-    (catalog, branches[0])
+    let first = PAGE_HEADER_SIZE;
+    let leaf = u64::from_le_bytes(read_page(path, branches[0])[first..first + 8].try_into().unwrap());
+    (catalog, branches[0], leaf)
 }
 
 #[test]
 fn a_branch_whose_children_are_one_page_is_named_and_walked_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("forged.fv");
-    let (catalog, root) = two_level_tree(&path);
+    let (catalog, root, leaf) = two_level_tree(&path);
     // The first leaf is emptied, and child 1 becomes child 0: the empty leaf is reached twice
     // (no key out of its range gives the sharing away), the second leaf not at all.
     let first = PAGE_HEADER_SIZE;
-    let leaf = u64::from_le_bytes(read_page(&path, root)[first..first + 8].try_into().unwrap());
     edit_page(&path, leaf, &[root, catalog[0]], |b| {
         let g = generation(b);
         write_header(b, PageKind::Leaf, 0, g);
@@ -118,9 +119,8 @@ fn a_branch_whose_children_are_one_page_is_named_and_walked_once() {
 fn a_bad_child_reference_leaves_its_siblings_checked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad-child.fv");
-    let (catalog, root) = two_level_tree(&path);
+    let (catalog, root, leaf) = two_level_tree(&path);
     let first = PAGE_HEADER_SIZE;
-    let leaf = u64::from_le_bytes(read_page(&path, root)[first..first + 8].try_into().unwrap());
     edit_page(&path, root, &catalog, |b| b[first..first + 8].copy_from_slice(&2u64.to_le_bytes()));
 
     let problems = cfg(&path).open().unwrap().check().unwrap().problems;
@@ -136,7 +136,7 @@ fn a_bad_child_reference_leaves_its_siblings_checked() {
 fn children_that_all_name_one_page_are_one_problem() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("one-child.fv");
-    let (catalog, root) = two_level_tree(&path);
+    let (catalog, root, _) = two_level_tree(&path);
     let children = u16::from_le_bytes(read_page(&path, root)[2..4].try_into().unwrap()) as usize + 1;
     assert!(children > 3, "{children} children");
     let first = PAGE_HEADER_SIZE;

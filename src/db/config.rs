@@ -214,7 +214,7 @@ impl Config {
     /// Bytes of opened pages to keep in memory (default 32 MiB). Above 1 TiB it is 1 TiB, as
     /// sled caps its own (the cache takes memory only as pages are read into it).
     pub fn cache_capacity(mut self, bytes: u64) -> Config {
-        self.cache_capacity = bytes.min(MAX_CACHE_CAPACITY as u64).min(usize::MAX as u64) as usize;
+        self.cache_capacity = bytes.min(MAX_CACHE_CAPACITY as u64) as usize;
         self
     }
     /// Background flush interval for eventual durability (`None` = only explicit `flush`).
@@ -404,9 +404,6 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.cache_capacity > MAX_CACHE_CAPACITY {
-            return Err(Error::InvalidConfig("cache capacity above 1 TiB"));
-        }
         if self.read_only && (self.temporary || self.create_new) {
             return Err(Error::InvalidConfig("a read-only open cannot create a database"));
         }

@@ -428,7 +428,7 @@ fn cut_short(storage: &dyn Storage, page_count: u64, e: Error) -> Error {
     let Error::Corrupt { page, .. } = e else { return e };
     let Some((file_len, runs)) = storage.unbacked_runs(page_count) else { return e };
     match runs.iter().any(|&(start, n)| (start..start.saturating_add(n)).contains(&page)) {
-        true => Error::Truncated { expected: (page + 1).saturating_mul(PAGE_SIZE as u64), found: file_len },
+        true => Error::Truncated { expected: page.saturating_add(1).saturating_mul(PAGE_SIZE as u64), found: file_len },
         false => e,
     }
 }

@@ -109,15 +109,22 @@ pub(crate) struct Turn<'a> {
     targets: Vec<Watch>,
 }
 
+impl Turns {
+    /// Waits until turn `number` is served; the lock on `serving` comes back held.
+    fn wait_for(&self, number: u64) -> parking_lot::MutexGuard<'_, u64> {
+        let mut serving = self.serving.lock();
+        while *serving != number {
+            self.changed.wait(&mut serving);
+        }
+        serving
+    }
+}
+
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        let mut serving = self.turns.serving.lock();
         // Only the turn being served may end it; one dropped before its turn (never waited
         // for) waits for it here, so that no later turn is let go early.
-        while *serving != self.number {
-            self.turns.changed.wait(&mut serving);
-        }
-        *serving += 1;
+        *self.turns.wait_for(self.number) += 1;
         self.turns.changed.notify_all();
     }
 }
@@ -230,12 +237,7 @@ impl Watchers {
     /// event of the commits before it, which came in earlier turns); the turn ends with the
     /// call. A full subscriber is waited for; one that is gone is forgotten.
     pub(crate) fn deliver(&self, turn: Turn<'_>, changes: Vec<Change>, ended: &[(Vec<u8>, u64)]) {
-        {
-            let mut serving = self.turns.serving.lock();
-            while *serving != turn.number {
-                self.turns.changed.wait(&mut serving);
-            }
-        }
+        drop(self.turns.wait_for(turn.number));
         // Sent outside the list's lock: a full subscriber may take its time, and its drop
         // takes the lock.
         let targets = &turn.targets;
