@@ -156,32 +156,64 @@ fn read_secret_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, CliEr
         .ok_or_else(|| CliError::Usage(format!("{what} larger than {MAX_SECRET_FILE} bytes ({})", path.display())))
 }
 
-/// Turns terminal echo off for its lifetime (`stty -echo -isig -icanon` on /dev/tty), back on
-/// when dropped. The terminal's signal keys are off too: a Ctrl-C would end the process
+/// Turns terminal echo off for its lifetime (`stty -echo -isig -icanon` on /dev/tty) and, when
+/// dropped, puts back the modes the terminal had (saved with `stty -g`; if that failed, echo,
+/// signals and line mode are turned on). The terminal's signal keys are off too: a Ctrl-C would end the process
 /// without running this drop and leave the shell with echo off (CLI review), so ^C, ^\ and ^Z
 /// arrive as bytes instead, and `read_hidden` takes them for a cancel. So that they arrive when
 /// pressed, not with the next Enter, the line is read a byte at a time (`-icanon`), and
 /// `read_hidden` does the line editing the terminal did (erase, kill, end of input).
 struct EchoOff {
     tty: File,
+    /// The terminal's modes before, as `stty -g` printed them, if it did.
+    saved: Option<String>,
 }
 
 impl EchoOff {
     fn new(tty: &File) -> Result<EchoOff, CliError> {
         let tty = tty.try_clone().map_err(|e| CliError::io(e, Path::new("/dev/tty")))?;
-        let ok = stty(&tty, &["-echo", "-isig", "-icanon", "min", "1", "time", "0"]);
-        if !ok {
-            let _ = stty(&tty, &["echo", "isig", "icanon"]);
+        let saved = stty_saved_modes(&tty);
+        let off = EchoOff { tty, saved };
+        if !stty(&off.tty, &["-echo", "-isig", "-icanon", "min", "1", "time", "0"]) {
+            // `off` drops here and puts the modes back.
             return Err(CliError::Usage("cannot turn off terminal echo (stty failed); use --passphrase-file".into()));
         }
-        Ok(EchoOff { tty })
+        Ok(off)
     }
 }
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
-        let _ = stty(&self.tty, &["echo", "isig", "icanon"]);
+        let restored = match &self.saved {
+            Some(saved) => stty(&self.tty, &[saved.as_str()]),
+            None => false,
+        };
+        if !restored {
+            let _ = stty(&self.tty, &["echo", "isig", "icanon"]);
+        }
     }
+}
+
+/// The terminal's modes in `stty -g`'s form, which `stty` takes back as one argument; `None`
+/// if stty failed or printed something that is not of that form (hex digits and colons, as
+/// GNU and BSD stty print; a few hundred bytes).
+fn stty_saved_modes(tty: &File) -> Option<String> {
+    let input = tty.try_clone().ok()?;
+    let out = stty_command(&["-g"]).stdin(Stdio::from(input)).stdout(Stdio::piped()).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = std::str::from_utf8(&out.stdout).ok()?.trim();
+    saved_modes_form(text).then(|| text.to_owned())
+}
+
+/// Whether `text` has the form of `stty -g`'s output, so that passing it back as an argument
+/// cannot be taken for another option.
+fn saved_modes_form(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 4096
+        && !text.starts_with('-')
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'=')
 }
 
 /// The bytes the terminal's signal keys send (^C, ^\, ^Z), read as a cancel at a prompt.
@@ -195,26 +227,25 @@ fn stty(tty: &File, args: &[&str]) -> bool {
     let Ok(input) = tty.try_clone() else {
         return false;
     };
-    // Without our environment: a passphrase there would sit in the child's, which other
-    // processes of the user can read (the child is dumpable again after exec).
-    Command::new("stty")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdin(Stdio::from(input))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    stty_command(args).stdin(Stdio::from(input)).stdout(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+}
+
+/// `stty args`, run without our environment: a passphrase there would sit in the child's,
+/// which other processes of the user can read (the child is dumpable again after exec).
+fn stty_command(args: &[&str]) -> Command {
+    let mut command = Command::new("stty");
+    command.args(args).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).stderr(Stdio::null());
+    command
 }
 
 /// Reads one line from the terminal with echo off.
 fn read_hidden(tty: &mut File, label: &str) -> Result<Passphrase, CliError> {
     let tty_path = Path::new("/dev/tty");
+    // Echo off before the prompt shows: keys typed as soon as it does are neither echoed nor
+    // taken by the terminal as signals.
+    let echo = EchoOff::new(tty)?;
     tty.write_all(label.as_bytes()).map_err(|e| CliError::io(e, tty_path))?;
     tty.flush().map_err(|e| CliError::io(e, tty_path))?;
-    let echo = EchoOff::new(tty)?;
     let mut line: Vec<u8> = Vec::with_capacity(1024);
     let mut byte = [0u8; 1];
     loop {
