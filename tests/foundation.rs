@@ -149,6 +149,69 @@ fn check_reads_pages_from_the_file_not_the_cache() {
     assert!(problems.iter().any(|p| p.page == leaf && p.reason == CorruptReason::SealMismatch), "{problems:?}");
 }
 
+/// A value's overflow chain with a page that reads as past the file's end (a storage cut short
+/// there under an open handle): the check names that page `PageOutOfRange`, once, as it names a
+/// tree page there; it named it `SealMismatch` on the chain's first page, and leaked.
+#[test]
+fn check_names_an_overflow_page_past_the_files_end_out_of_range() {
+    use foldvault::PageRole;
+    use foldvault::format::page::{KIND_OFFSET, PageKind};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    /// Memory whose page `cut` reads as the end of the file.
+    struct CutAt(MemoryStorage, AtomicU64);
+    impl Storage for CutAt {
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            match offset / 4096 == self.1.load(Ordering::Relaxed) {
+                true => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                false => self.0.read_at(offset, buf),
+            }
+        }
+        fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+            self.0.write_at(offset, buf)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.0.sync()
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            self.0.len()
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.0.set_len(len)
+        }
+    }
+    let s = Arc::new(CutAt(MemoryStorage::new(), AtomicU64::new(u64::MAX)));
+    let db = Config::new().storage(s.clone()).plaintext().use_env(false).flush_every_ms(None).open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    t.insert("k", vec![7u8; 3 * 4096]).unwrap();
+    db.flush().unwrap();
+    let report = db.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let mut page = vec![0u8; 4096];
+    let chain: Vec<u64> = report
+        .roles
+        .pages(|r| *r == PageRole::Tree("t".into()))
+        .filter(|&p| {
+            s.read_at(p * 4096, &mut page).unwrap();
+            page[KIND_OFFSET] == PageKind::Overflow as u8
+        })
+        .collect();
+    assert_eq!(chain.len(), 4, "{chain:?}");
+    let cut = chain[2];
+    s.1.store(cut, Ordering::Relaxed);
+    let problems = db.check().unwrap().problems;
+    let at_cut: Vec<_> = problems.iter().filter(|p| p.page == cut).map(|p| p.reason).collect();
+    assert_eq!(at_cut, [CorruptReason::PageOutOfRange], "{problems:?}");
+    // The chain's first page is sound; the page after the cut is reached by nothing (a leak).
+    assert!(!problems.iter().any(|p| p.page == chain[0] || p.reason == CorruptReason::SealMismatch), "{problems:?}");
+    // The free list's page, likewise: a problem of the check, not a failed check.
+    let free_list: Vec<u64> = report.roles.pages(|r| *r == PageRole::FreeList).collect();
+    assert_eq!(free_list.len(), 1);
+    s.1.store(free_list[0], Ordering::Relaxed);
+    let problems = db.check().unwrap().problems;
+    let listed: Vec<_> = problems.iter().filter(|p| p.page == free_list[0]).map(|p| p.reason).collect();
+    assert_eq!(listed, [CorruptReason::PageOutOfRange], "{problems:?}");
+}
+
 /// A header copy whose magic or version this reader does not know is reported by the check as
 /// `HeaderField` (SPEC §2 checks them before the checksum), not as a checksum mismatch.
 #[test]

@@ -5,6 +5,7 @@ use super::raw::RawNode;
 use super::raw::RawValue;
 use super::{MAX_DEPTH, overflow};
 use crate::error::{CorruptReason, Error, PageNo, Result};
+use crate::format::PAGE_SIZE;
 use crate::format::page::{PAYLOAD_SIZE, PageRef, generation};
 use crate::pager::Pager;
 use crate::pager::pagemap::reach_once;
@@ -204,6 +205,15 @@ pub(crate) fn check_tree(
                                 used(page);
                             }
                             report(page, reason)
+                        }
+                        // A chain page past the file's end (cut short under the handle):
+                        // named as a tree page there is, and reached all the same.
+                        Err(Error::Truncated { expected, .. }) => {
+                            let page = (expected / PAGE_SIZE as u64).saturating_sub(1);
+                            if (crate::format::FIRST_DATA_PAGE..pager.page_limit()).contains(&page) {
+                                used(page);
+                            }
+                            report(page, CorruptReason::PageOutOfRange)
                         }
                         Err(e @ Error::Io(_)) => return Err(e),
                         Err(_) => report(first.page, CorruptReason::SealMismatch),

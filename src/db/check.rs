@@ -152,6 +152,12 @@ impl Db {
         match on_disk {
             Ok(_) => {}
             Err(Error::Corrupt { page, reason }) => problems.push(Problem::one("free list", page, reason)),
+            // A chain page past the file's end (cut short under the handle), named as a tree
+            // page there is.
+            Err(Error::Truncated { expected, .. }) => {
+                let page = (expected / PAGE_SIZE as u64).saturating_sub(1);
+                problems.push(Problem::one("free list", page, CorruptReason::PageOutOfRange))
+            }
             Err(e) => return Err(e),
         }
         let free_pages = ws.alloc.unused_count();
