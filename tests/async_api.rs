@@ -329,6 +329,26 @@ fn an_async_call_inside_a_write_transaction_does_not_wait_for_itself() {
     assert_eq!(r, (true, true, true, true));
 }
 
+/// Calls made before a write transaction began and awaited inside it get the answers of calls
+/// made inside it: they waited on the blocking pool for the writer their own task held.
+#[test]
+fn an_async_call_made_before_a_transaction_and_awaited_inside_it_does_not_wait_for_itself() {
+    let r = on_one_thread(|| async {
+        let db = temp_db().await;
+        let t = db.open_tree("t").await.unwrap();
+        t.insert("before", "v").await.unwrap();
+        let (write, flushed, read) = (t.insert("other", "v"), t.tree().flush_async(), t.get("before"));
+        let tx = db.db().begin_write().unwrap();
+        let write = write.await;
+        let read = read.await;
+        let flushed = flushed.await;
+        drop(tx);
+        let after = t.get("other").await.unwrap();
+        (matches!(write, Err(foldvault::Error::Unsupported(_))), flushed.is_ok(), read.is_ok(), after.is_none())
+    });
+    assert_eq!(r, (true, true, true, true));
+}
+
 /// Runs the future `make` gives on a `current_thread` runtime of a thread of its own (every
 /// task on one thread, as in a `LocalSet`) and returns its output; fails after 30 s (a call
 /// that waits for itself would hang).

@@ -704,7 +704,7 @@ impl Tree {
         #[cfg(feature = "tokio")]
         {
             let e = self.handle.engine.clone();
-            super::async_api::blocking(super::async_api::in_transaction(&e), move || e.flush()).await
+            super::async_api::blocking(Some(e.clone()), move || e.flush()).await
         }
         #[cfg(not(feature = "tokio"))]
         {

@@ -26,26 +26,32 @@
 
 use std::future::Future;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use super::api::{Batch, Db, Tree};
 use super::config::Config;
+use super::engine::Engine;
 use super::ivec::IVec;
 use crate::error::{Error, Result};
 
 /// Runs `f` on tokio's blocking pool and waits for it without blocking the runtime. Polled
 /// outside a tokio runtime (another executor), `f` runs on the polling thread, as
-/// `Tree::flush_async` does, instead of panicking. With `inline_on` (`in_transaction`: the
-/// call was made on a thread inside a write transaction of the same database, a task keeping
-/// a `WriteTransaction` across an `await`, which only a future that stays on its thread can)
-/// `f` runs on the polling thread if that is the calling thread, so that it gets the
-/// synchronous API's answer there (a flush made when the transaction ends, `Unsupported` for
-/// a write), not a wait on the blocking pool for the writer lock the waiting task holds.
-pub(crate) async fn blocking<T, F>(inline_on: Option<std::thread::ThreadId>, f: F) -> Result<T>
+/// `Tree::flush_async` does, instead of panicking. If the polling task is inside a write
+/// transaction of `engine`'s database when the future is first polled (a task keeping a
+/// `WriteTransaction` across an `await`, which only a future that stays on its thread can),
+/// `f` runs there, so that it gets the synchronous API's answer (a flush made when the
+/// transaction ends, `Unsupported` for a write), not a wait on the blocking pool for the
+/// writer lock the waiting task holds. Another task on the transaction's thread (a
+/// `current_thread` runtime, a `LocalSet`) is not inside it: its call waits on the blocking
+/// pool for the transaction to end, as on any other thread. That is looked at when the future
+/// is first polled, not when it was made: a call made before the transaction began and awaited
+/// inside it waited for itself (migration and async review, low).
+pub(crate) async fn blocking<T, F>(engine: Option<Arc<Engine>>, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
 {
-    if inline_on.is_some_and(|t| t == std::thread::current().id()) {
+    if engine.is_some_and(|e| e.writer_held_by_this_task()) {
         return f();
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return f() };
@@ -54,15 +60,6 @@ where
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Err(Error::Io(std::io::Error::other("blocking task cancelled: the runtime is shutting down"))),
     }
-}
-
-/// The calling thread, if the calling task is inside a write transaction of `engine`'s
-/// database. Another task on the thread of a transaction (a `current_thread` runtime, a
-/// `LocalSet`) is not: its call waits on the blocking pool for the transaction to end, as on
-/// any other thread (it was answered inline once, `Unsupported` for a write and a flush that
-/// synced nothing: db review, low).
-pub(crate) fn in_transaction(engine: &super::engine::Engine) -> Option<std::thread::ThreadId> {
-    engine.writer_held_by_this_task().then(|| std::thread::current().id())
 }
 
 /// Entries as owned pairs.
@@ -106,52 +103,52 @@ impl AsyncDb {
         &self.db
     }
 
-    /// This thread, if it is inside a write transaction of this database (see `blocking`).
-    fn in_transaction(&self) -> Option<std::thread::ThreadId> {
-        in_transaction(&self.db.handle.engine)
+    /// The engine `blocking` asks whether the polling task is inside a write transaction.
+    fn engine(&self) -> Option<Arc<Engine>> {
+        Some(self.db.handle.engine.clone())
     }
 
     /// Opens (creating on first use) a named tree.
     pub fn open_tree<N: AsRef<[u8]>>(&self, name: N) -> impl Future<Output = Result<AsyncTree>> + Send + 'static {
         let (db, name) = (self.db.clone(), name.as_ref().to_vec());
-        let f = blocking(self.in_transaction(), move || db.open_tree(name));
+        let f = blocking(self.engine(), move || db.open_tree(name));
         async move { f.await.map(AsyncTree::from) }
     }
 
     /// Removes a tree and frees its pages; whether it existed.
     pub fn drop_tree<N: AsRef<[u8]>>(&self, name: N) -> impl Future<Output = Result<bool>> + Send + 'static {
         let (db, name) = (self.db.clone(), name.as_ref().to_vec());
-        blocking(self.in_transaction(), move || db.drop_tree(name))
+        blocking(self.engine(), move || db.drop_tree(name))
     }
 
     /// The names of all trees, the default tree included.
     pub fn tree_names(&self) -> impl Future<Output = Result<Vec<IVec>>> + Send + 'static {
         let db = self.db.clone();
-        blocking(self.in_transaction(), move || Ok(db.tree_names()))
+        blocking(self.engine(), move || Ok(db.tree_names()))
     }
 
     /// `Db::checksum` on a blocking thread.
     pub fn checksum(&self) -> impl Future<Output = Result<u32>> + Send + 'static {
         let db = self.db.clone();
-        blocking(self.in_transaction(), move || db.checksum())
+        blocking(self.engine(), move || db.checksum())
     }
 
     /// A unique, monotonically increasing id.
     pub fn generate_id(&self) -> impl Future<Output = Result<u64>> + Send + 'static {
         let db = self.db.clone();
-        blocking(self.in_transaction(), move || db.generate_id())
+        blocking(self.engine(), move || db.generate_id())
     }
 
     /// `Db::checkpoint_log` on a blocking thread.
     pub fn checkpoint_log(&self) -> impl Future<Output = Result<()>> + Send + 'static {
         let db = self.db.clone();
-        blocking(self.in_transaction(), move || db.checkpoint_log())
+        blocking(self.engine(), move || db.checkpoint_log())
     }
 
     /// `Db::compact` on a blocking thread.
     pub fn compact(&self) -> impl Future<Output = Result<crate::CompactReport>> + Send + 'static {
         let db = self.db.clone();
-        blocking(self.in_transaction(), move || db.compact())
+        blocking(self.engine(), move || db.compact())
     }
 
     /// Flushes and lets go of this handle on the blocking pool, reporting a failed flush.
@@ -159,7 +156,7 @@ impl AsyncDb {
     /// the thread that drops it (a runtime worker, for a handle dropped in a task) and can
     /// only log a failure. Other clones of the database stay open.
     pub fn close(self) -> impl Future<Output = Result<()>> + Send + 'static {
-        blocking(self.in_transaction(), move || {
+        blocking(self.engine(), move || {
             let flushed = self.db.flush();
             drop(self);
             flushed.map(|_| ())
@@ -191,7 +188,7 @@ impl AsyncTree {
         f: impl FnOnce(Tree) -> Result<T> + Send + 'static,
     ) -> impl Future<Output = Result<T>> + Send + 'static {
         let tree = self.tree.clone();
-        blocking(in_transaction(&tree.handle.engine), move || f(tree))
+        blocking(Some(tree.handle.engine.clone()), move || f(tree))
     }
 
     // --- sled's names ---
