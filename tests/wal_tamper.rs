@@ -207,3 +207,33 @@ fn an_edited_log_yields_a_made_commit_or_corrupt_never_old_or_foreign_data() {
         println!("{what}: {got}");
     }
 }
+
+/// A log whose one group says the file is empty (length 0, no pages; its checksum made right),
+/// beside a database file: the open is refused as `Truncated`, and leaves the file as it was.
+/// It took the file for a new database and created one, whose header and key slots the first
+/// checkpoint wrote over the database's.
+#[test]
+fn a_log_that_says_the_file_is_empty_does_not_make_a_new_database_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, models) = crashed(dir.path(), "db", "ours", 3);
+    let file = std::fs::read(&db).unwrap();
+    let mut log = std::fs::read(sidecar_path(&db)).unwrap();
+    let first = groups(&log)[0].at;
+    log.truncate((first + 1) * P);
+    log[first * P..].fill(0);
+    let salt: [u8; 8] = log[8..16].try_into().unwrap();
+    let index = &mut log[first * P..];
+    index[..8].copy_from_slice(b"FVWALGRP");
+    index[8..16].copy_from_slice(&salt);
+    fix_crc(&mut log, first, 0);
+    std::fs::write(sidecar_path(&db), &log).unwrap();
+    for read_only in [false, true] {
+        let r = config(&db).read_only(read_only).open();
+        assert!(matches!(r, Err(Error::Truncated { .. })), "read-only {read_only}: {:?}", r.map(|_| ()));
+        assert!(std::fs::read(&db).unwrap() == file, "read-only {read_only}: the file changed");
+    }
+    // The database is whole: without the forged log it opens at a commit that was made.
+    std::fs::remove_file(sidecar_path(&db)).unwrap();
+    let opened = config(&db).open().unwrap();
+    assert!(models.contains_key(&opened.encryption_status().commit_seq));
+}

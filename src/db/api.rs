@@ -97,7 +97,11 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
     let engine = if len == 0 {
         // A read-only open of an empty file; an existing, empty database file: a database
         // truncated to nothing looks the same, so it is not silently replaced by a new one.
-        if cfg.read_only || (located.existed_empty && !cfg.create_new && !cfg.temporary) {
+        // Nor is a file that holds bytes under a log whose groups say it is empty (a group of
+        // length 0: forged or damaged, never written): a database created there would overwrite
+        // the file's header and key slots at the first checkpoint (panic audit, high).
+        let log_empties_the_file = storage.unbacked_runs(0).is_some_and(|(file_len, _)| file_len > 0);
+        if cfg.read_only || log_empties_the_file || (located.existed_empty && !cfg.create_new && !cfg.temporary) {
             located.discard();
             return Err(Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 });
         }
