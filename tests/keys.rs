@@ -268,6 +268,28 @@ fn import_from_sled_folddb_shaped() {
     assert_eq!(db.open_tree("schemas").unwrap().len(), 1);
 }
 
+/// A panic of the caller's progress callback during an import goes on as a panic, and leaves
+/// no copy behind: it was taken for sled's and reported as a damaged source.
+#[cfg(feature = "sled-import")]
+#[test]
+fn a_panic_of_the_progress_callback_is_not_taken_for_sleds() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_path = dir.path().join("sled");
+    {
+        let s = sled::open(&sled_path).unwrap();
+        s.insert("k", "v").unwrap();
+        s.flush().unwrap();
+    }
+    let dst = dir.path().join("imported.fv");
+    let cfg = Config::new().passphrase("i").kdf(fast()).use_env(false);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        foldvault::import::from_sled(&sled_path, &dst, &cfg, &mut |_| panic!("the caller's own"))
+    }));
+    let payload = r.expect_err("the callback's panic went on");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"the caller's own"));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a copy was left behind");
+}
+
 /// A file whose cipher backend this build lacks fails to open with `Unsupported`, before any
 /// commit record is tried (not as a damaged record, which recovery would call corruption).
 /// Runs in a build without one of ring and aws-lc (`.ci/run` runs it with ring alone).

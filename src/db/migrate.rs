@@ -577,39 +577,52 @@ pub fn from_sled(
     }
     let sdb = inside_sled(|| open_sled(sled_path))?;
     copy_through_temp(dst, |tmp| {
-        inside_sled(|| {
-            // sled's own checksum of everything (its trees' names, keys and values), which the
-            // copy must give too (`Db::checksum` hashes the same bytes): a second check, by
-            // sled's reading of its files, of what each tree's digest checks by the import's.
-            let expected = sdb.checksum().map_err(sled_error)?;
-            let out = new_copy(dst_cfg, tmp)?;
-            let mut report = CopyReport::default();
-            let mut p = CopyProgress::default();
-            for name in sdb.tree_names() {
-                let st = sdb.open_tree(&name).map_err(sled_error)?;
-                let dt = out.open_tree(&*name)?;
-                let items = st.iter().map(|kv| kv.map_err(sled_error));
-                let (n, d) = copy_records(items, &dt, &mut p, progress)?;
-                report.trees.push((name.to_vec(), n, d));
-            }
-            // sled's id counter carries over: one id drawn from it is above every id it handed
-            // out, and the copy's `generate_id` starts there.
-            let next = sdb.generate_id().map_err(sled_error)?;
-            let ids = super::api::Tree::fixed(out.handle.clone(), super::engine::IDS_TREE);
-            ids.insert(b"next", next.saturating_add(1).to_le_bytes())?;
-            drop(ids);
-            if out.checksum()? != expected {
-                return Err(Error::ReportableBug("the copy's checksum differs from the sled database's".into()));
-            }
-            finish_copy(out)?;
-            Ok(report)
-        })
+        // sled's own checksum of everything (its trees' names, keys and values), which the
+        // copy must give too (`Db::checksum` hashes the same bytes): a second check, by sled's
+        // reading of its files, of what each tree's digest checks by the import's.
+        let expected = inside_sled(|| sdb.checksum().map_err(sled_error))?;
+        let out = new_copy(dst_cfg, tmp)?;
+        let mut report = CopyReport::default();
+        let mut p = CopyProgress::default();
+        for name in inside_sled(|| Ok(sdb.tree_names()))? {
+            let st = inside_sled(|| sdb.open_tree(&name).map_err(sled_error))?;
+            let dt = out.open_tree(&*name)?;
+            let mut records = st.iter();
+            // Each step of sled's iterator on its own: a panic in it ends the copy as an
+            // error, the iterator not touched again.
+            let mut failed = false;
+            let items = std::iter::from_fn(|| match failed {
+                true => None,
+                false => match inside_sled(|| Ok(records.next())) {
+                    Ok(kv) => kv.map(|kv| kv.map_err(sled_error)),
+                    Err(e) => {
+                        failed = true;
+                        Some(Err(e))
+                    }
+                },
+            });
+            let (n, d) = copy_records(items, &dt, &mut p, progress)?;
+            report.trees.push((name.to_vec(), n, d));
+        }
+        // sled's id counter carries over: one id drawn from it is above every id it handed
+        // out, and the copy's `generate_id` starts there.
+        let next = inside_sled(|| sdb.generate_id().map_err(sled_error))?;
+        let ids = super::api::Tree::fixed(out.handle.clone(), super::engine::IDS_TREE);
+        ids.insert(b"next", next.saturating_add(1).to_le_bytes())?;
+        drop(ids);
+        if out.checksum()? != expected {
+            return Err(Error::ReportableBug("the copy's checksum differs from the sled database's".into()));
+        }
+        finish_copy(out)?;
+        Ok(report)
     })
 }
 
-/// Runs `f`, which calls into sled: a panic there (sled 0.34 has `expect`s on what it reads
-/// from its files) is the import's error, not the caller's process ending; the copy in
-/// progress is discarded with it (`copy_through_temp`).
+/// Runs `f`, a call into sled: a panic there (sled 0.34 has `expect`s on what it reads from
+/// its files) is the import's error, not the caller's process ending; the copy in progress is
+/// discarded with it (`copy_through_temp`). Only sled's calls are wrapped: a panic of the
+/// caller's progress callback, or of foldvault's own code, goes on as a panic (it was reported
+/// as sled's, the source called damaged: migration review, low).
 #[cfg(feature = "sled-import")]
 fn inside_sled<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
