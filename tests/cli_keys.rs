@@ -612,3 +612,52 @@ fn config_file_sets_kdf_and_refuses_bad_files() {
     e.fv(&["backup", &db, &db, "--passphrase-file", &pass]).code(2);
     e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).code(1);
 }
+
+/// Temporary files a killed copy, in-place conversion or restore left beside its target are
+/// removed by the next run into that target (they stayed for good, for `decrypt` with records
+/// in plaintext); one that a live run holds locked, a log of a removed one, and names of other
+/// forms are left.
+#[test]
+fn the_next_run_removes_what_a_killed_one_left_beside_its_target() {
+    use foldvault::storage::FileStorage;
+    let e = Env::new();
+    let pass = e.pass();
+    let enc = e.init_encrypted("enc");
+    e.fv(&["put", &enc, "t", "k", "MARKER-left-behind", "--passphrase-file", &pass]).ok();
+    let exists = |name: &str| Path::new(&e.p(name)).exists();
+    let leave = |name: &str| secret(&e.p(name), "MARKER-left-behind partial copy");
+
+    // decrypt into `dec`: a killed copy's file and its log go; a held one and others stay.
+    for name in [".dec.copy-0123456789ab", ".dec.copy-0123456789ab.fvwal", ".dec.copy-held00000000", ".dec.copy-notes"]
+    {
+        leave(name);
+    }
+    let held = FileStorage::open(Path::new(&e.p(".dec.copy-held00000000")), false).unwrap();
+    e.fv(&["decrypt", &enc, &e.p("dec"), "--passphrase-file", &pass, "--i-understand-this-writes-plaintext"]).ok();
+    assert!(!exists(".dec.copy-0123456789ab") && !exists(".dec.copy-0123456789ab.fvwal"));
+    assert!(exists(".dec.copy-held00000000") && exists(".dec.copy-notes"));
+    drop(held);
+
+    // encrypt --in-place: its finished copy and the copy into it, killed before the rename.
+    let plain = e.p("plain");
+    e.fv(&["init", &plain, "--plaintext"]).ok();
+    leave(".plain.copy-00000000000a");
+    leave("..plain.copy-00000000000a.copy-00000000000b");
+    let mut args = vec!["encrypt", plain.as_str(), "--in-place", "--passphrase-file", &pass];
+    args.extend(FAST_KDF);
+    e.fv(&args).ok();
+    assert!(!exists(".plain.copy-00000000000a") && !exists("..plain.copy-00000000000a.copy-00000000000b"));
+
+    // restore into `back`.
+    let bk = e.p("bk");
+    e.fv(&["backup", &enc, &bk, "--passphrase-file", &pass]).ok();
+    leave(".back.restore-0123456789ab");
+    e.fv(&["restore", &bk, &e.p("back"), "--passphrase-file", &pass]).ok();
+    assert!(!exists(".back.restore-0123456789ab"));
+    let left: Vec<String> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".copy-") || n.contains(".restore-"))
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+}

@@ -5,8 +5,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rand::RngCore;
-
 use super::Progress;
 use super::verify::{BackupReader, BackupSummary, backup_aead, check_free_below, unlock_backup};
 use crate::crypto::seal::KeyPurpose;
@@ -87,7 +85,8 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         Some(k) => Some(backup_aead(&br.header, k)?),
         None => None,
     };
-    let tmp = temp_path(dst);
+    crate::db::leftovers::remove_stale(dst);
+    let tmp = crate::db::leftovers::temp_beside(dst, "restore");
     // A panic (in the caller's progress callback, say) takes the partial file with it: it may
     // be a plaintext backup's records under a hidden name.
     let unwinding = crate::db::migrate::RemovedOnPanic(&tmp);
@@ -268,7 +267,7 @@ fn fold_old_log(
                 log_path.display()
             )));
         }
-        let aside = temp_path(&log_path);
+        let aside = crate::db::leftovers::temp_beside(&log_path, "restore");
         tracing::warn!(target: "foldvault::audit", error = %e, path = %aside.display(), "restore: the replaced file's log is set aside, not folded in");
         std::fs::rename(&log_path, &aside)?;
         set_aside.push((aside, dst.to_path_buf()));
@@ -294,13 +293,6 @@ fn settle_set_aside_log(aside: &Path, name: &Path, dst: &Path, placed: bool, rep
     } else if let Err(e) = std::fs::remove_file(aside) {
         tracing::warn!(target: "foldvault::audit", error = %e, path = %aside.display(), "the replaced file's set-aside log could not be removed; remove it");
     }
-}
-
-fn temp_path(dst: &Path) -> PathBuf {
-    let mut r = [0u8; 6];
-    rand::rngs::OsRng.fill_bytes(&mut r);
-    let name = dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "db".into());
-    dst.with_file_name(format!(".{name}.restore-{}", crate::format::page::hex(&r)))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! complete one. In-place conversion writes the new file beside the old, syncs, and renames it
 //! over the old name, then overwrites the old file and its log with zeros.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::RngCore;
 
@@ -102,13 +102,6 @@ fn copy_records<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     Ok((n, digest))
 }
 
-fn temp_beside(dst: &Path) -> PathBuf {
-    let mut r = [0u8; 6];
-    rand::rngs::OsRng.fill_bytes(&mut r);
-    let name = dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "db".into());
-    dst.with_file_name(format!(".{name}.copy-{}", crate::format::page::hex(&r)))
-}
-
 /// Copies every tree of `src` (opened by `src_cfg`) into a new database at `dst` made with
 /// `dst_cfg` (whose location is replaced by `dst`), through a temporary file and a rename.
 ///
@@ -156,7 +149,8 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
 /// error the temporary file is removed. Copies, imports and salvage.
 pub(crate) fn copy_through_temp<T>(dst: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     refuse_occupied(dst)?;
-    let tmp = temp_beside(dst);
+    super::leftovers::remove_stale(dst);
+    let tmp = super::leftovers::temp_beside(dst, "copy");
     let result = {
         let _unwinding = RemovedOnPanic(&tmp);
         write(&tmp)
@@ -385,7 +379,9 @@ damage): convert it into a new file instead, which keeps the original (or run `f
                 .into(),
         ));
     };
-    let tmp = temp_beside(path);
+    // Another conversion of this file, which would be writing them, waits for the source's lock.
+    super::leftovers::remove_stale(path);
+    let tmp = super::leftovers::temp_beside(path, "copy");
     let report = copy_to(&src, &tmp, dst_cfg, progress)?;
     if let Err(e) = take_owner_and_mode(&tmp, &old) {
         let _ = std::fs::remove_file(&tmp);

@@ -15,6 +15,7 @@ pub(crate) mod engine;
 pub(crate) mod iter;
 pub(crate) mod ivec;
 pub(crate) mod keys;
+pub(crate) mod leftovers;
 pub(crate) mod location;
 pub(crate) mod merge;
 pub mod migrate;
