@@ -622,6 +622,14 @@ fn an_emptied_file_beside_its_log_is_truncated() {
         let err = config(&crashed).open().map(|_| ()).unwrap_err();
         assert!(matches!(err, Error::Truncated { found, .. } if found == len), "{len}: {err:?}");
     }
+    // Cut keeping its first bytes, which still name the log's owner: the header was read as
+    // damaged (`HeaderChecksum`) below 4,032 bytes.
+    let whole = std::fs::read(&path).unwrap();
+    for len in [100usize, 1000, 4000, 4096 + 100] {
+        std::fs::write(&crashed, &whole[..len]).unwrap();
+        let err = config(&crashed).open().map(|_| ()).unwrap_err();
+        assert!(matches!(err, Error::Truncated { found, .. } if found == len as u64), "{len}: {err:?}");
+    }
 }
 
 /// A file cut short beside its log, its header copies whole, is `Truncated` at open (SPEC

@@ -46,12 +46,14 @@ impl WalStorage {
         // A header written while the file was empty has a zero owner: no group was logged
         // under it (below), so such a log holds nothing.
         let replay = valid && owner.iter().any(|b| *b != 0);
+        // A file too short to hold its two header copies beside a log that names an owner is
+        // cut short (emptied, SPEC §11): an owner is named only once the file held both. So
+        // whether or not its first bytes still match the owner (they do when it was cut past
+        // them, and its header then read as damaged: WAL review, low), not another database's.
+        if replay && main_len < 2 * P {
+            return Err(Error::Truncated { expected: 2 * P, found: main_len });
+        }
         if replay && owner != owner_of(&*main, main_len, 0)? && owner != owner_of(&*main, main_len, 1)? {
-            // A file too short to hold its two header copies beside a log that names an owner
-            // is that owner cut short (emptied, SPEC §11), not another database's file.
-            if main_len < 2 * P {
-                return Err(Error::Truncated { expected: 2 * P, found: main_len });
-            }
             return Err(Error::ForeignLog);
         }
         if replay {
