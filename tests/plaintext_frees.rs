@@ -369,6 +369,41 @@ fn damaged_reads() {
     assert!(failed >= 2, "the damage failed {failed} reads");
 }
 
+/// The last two clones of an `IVec` dropped at once on two threads (a subscriber's event and
+/// the committer's copy, say): the bytes are wiped all the same. Each clone's drop wiped only
+/// when it saw no other clone, and two dropped together each saw the other (secrets audit).
+/// The two threads meet by spinning, so that their drops overlap as often as they can.
+fn last_clones_dropped_together() {
+    const ROUNDS: usize = 100_000;
+    let ready = Arc::new(AtomicUsize::new(0));
+    let go = Arc::new(AtomicUsize::new(0));
+    let (to_other, from_main) = std::sync::mpsc::channel::<foldvault::IVec>();
+    let other = {
+        let (ready, go) = (ready.clone(), go.clone());
+        std::thread::spawn(move || {
+            for round in 1..=ROUNDS {
+                let Ok(clone) = from_main.recv() else { return };
+                ready.store(round, Ordering::SeqCst);
+                while go.load(Ordering::SeqCst) != round {
+                    std::hint::spin_loop();
+                }
+                drop(clone);
+            }
+        })
+    };
+    let (k, _) = record(0, 0);
+    for round in 1..=ROUNDS {
+        let bytes = foldvault::IVec::from(&k[..]);
+        to_other.send(bytes.clone()).unwrap();
+        while ready.load(Ordering::SeqCst) != round {
+            std::hint::spin_loop();
+        }
+        go.store(round, Ordering::SeqCst);
+        drop(bytes);
+    }
+    other.join().unwrap();
+}
+
 #[test]
 fn no_block_is_freed_holding_plaintext() {
     let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
@@ -380,6 +415,7 @@ fn no_block_is_freed_holding_plaintext() {
     assert_eq!(FOUND.swap(0, Ordering::SeqCst), 1, "the detector missed a freed copy (test broken)");
     workload(s);
     damaged_reads();
+    last_clones_dropped_together();
     ON.store(false, Ordering::SeqCst);
     let found = FOUND.load(Ordering::SeqCst);
     if let Ok(t) = TRACES.lock() {
