@@ -322,6 +322,31 @@ fn a_subscription_ends_with_its_tree_or_its_database() {
     assert_eq!(new.next(), None);
 }
 
+/// A tree dropped and made again in one write transaction: the old tree's subscriber hears the
+/// old tree's writes only, then ends; a write of the new tree to the same key was merged with
+/// the old one's, and the old subscriber heard the new value (or nothing, when the new tree's
+/// last write was a removal of an absent key).
+#[test]
+fn a_tree_dropped_and_made_again_in_one_transaction_sends_old_subscribers_only_theirs() {
+    for (new_write, want) in [(Some("new"), insert("k", "old")), (None, insert("k", "old"))] {
+        let db = temp_db();
+        let t = db.open_tree("t").unwrap();
+        let mut sub = t.watch_prefix("");
+        let tx = db.begin_write().unwrap();
+        tx.open_tree("t").unwrap().insert("k", "old").unwrap();
+        assert!(tx.drop_tree("t").unwrap());
+        let again = tx.open_tree("t").unwrap();
+        match new_write {
+            Some(v) => again.insert("k", v).unwrap(),
+            None => again.remove("k").unwrap(),
+        };
+        drop(again);
+        tx.commit().unwrap();
+        assert_eq!(sub.next_timeout(Duration::from_secs(5)), Ok(want), "{new_write:?}");
+        assert_eq!(sub.next(), None, "{new_write:?}");
+    }
+}
+
 /// The `Future` side: pending until a commit, woken by it, `None` once the database closed.
 #[test]
 fn a_subscriber_is_a_future_woken_by_a_commit() {

@@ -358,13 +358,20 @@ impl Changes {
     /// The events to send, in tree and key order: per key, its value after the last write if
     /// it differs from the value before the first, or if a write was forced.
     pub(crate) fn into_events(mut self) -> Vec<Change> {
-        // Stable: each key's records stay in the order they were made.
-        self.records.sort_by(|a, b| (&a.tree, &a.key).cmp(&(&b.tree, &b.key)));
+        // Stable: each key's records stay in the order they were made. Per tree instance: a
+        // tree dropped and made again in one transaction has two, and a subscriber of the old
+        // one hears only its writes (they were merged per name, and the old tree's subscriber
+        // was sent the new one's value: transactions review, low).
+        let instance = |r: &Record| (r.flags & HAS_BORN != 0).then_some(r.born);
+        self.records.sort_by(|a, b| (&a.tree, &a.key, instance(a)).cmp(&(&b.tree, &b.key, instance(b))));
         let mut out = Vec::new();
         let mut records = self.records.into_iter().peekable();
         while let Some(first) = records.next() {
+            let first_instance = instance(&first);
             let (mut after, mut flags) = (first.after, first.flags);
-            while let Some(next) = records.next_if(|r| r.tree == first.tree && r.key == first.key) {
+            while let Some(next) =
+                records.next_if(|r| r.tree == first.tree && r.key == first.key && instance(r) == first_instance)
+            {
                 after = next.after;
                 flags |= next.flags & FORCED;
             }
