@@ -168,16 +168,7 @@ fn create_synced<'a>(
 ) -> Result<Engine> {
     let engine = super::open::create(storage, cfg, creds)?;
     for name in new_names {
-        // A directory that cannot be synced (a file system that refuses, a directory this user
-        // cannot open) leaves only the name's durability in doubt, said on the audit log; an
-        // I/O error (EIO) is an error: commits acknowledged later could vanish with the name.
-        if let Err(e) = crate::storage::sync_parent_dir(name) {
-            const EIO: i32 = 5;
-            if e.raw_os_error() == Some(EIO) {
-                return Err(Error::Io(e));
-            }
-            tracing::warn!(target: "foldvault::audit", error = %e, path = %name.display(), "the new name's directory could not be synced");
-        }
+        crate::storage::sync_new_name(name)?;
     }
     Ok(engine)
 }

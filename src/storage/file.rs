@@ -161,6 +161,22 @@ pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// `sync_parent_dir` for a new name whose durability is all that is in doubt if the directory
+/// cannot be synced (a file system that refuses, a directory this user cannot open): that is
+/// said on the audit log, and only an I/O error (EIO), after which commits acknowledged later
+/// could vanish with the name, is an error. A new database's names, and a log's first header.
+pub(crate) fn sync_new_name(path: &Path) -> io::Result<()> {
+    const EIO: i32 = 5;
+    match sync_parent_dir(path) {
+        Err(e) if e.raw_os_error() == Some(EIO) => Err(e),
+        Err(e) => {
+            tracing::warn!(target: "foldvault::audit", error = %e, path = %path.display(), "the new name's directory could not be synced");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
 /// How long an open waits for a conflicting lock before it reports [`Error::Locked`]. A lock
 /// lives on the open file description, and a process that spawns a child (from any thread)
 /// duplicates every descriptor into it until the child's `exec` closes them: for that moment a

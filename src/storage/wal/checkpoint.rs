@@ -111,8 +111,11 @@ impl WalStorage {
             let st = self.state_mut();
             (st.main_len, st.dir_synced)
         };
+        // A directory that cannot be synced leaves the log's name in doubt, as a new database's
+        // (`sync_new_name`); it failed every logged commit, on such a file system every session
+        // (WAL review, low).
         if !dir_synced && let Some(path) = &self.log_path {
-            if let Err(e) = crate::storage::sync_parent_dir(path) {
+            if let Err(e) = crate::storage::sync_new_name(path) {
                 self.state.write().failed = true;
                 return Err(e.into());
             }

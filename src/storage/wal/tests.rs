@@ -743,3 +743,22 @@ fn a_read_while_a_direct_sync_grows_the_file_reads_zeros() {
     assert!(buf.iter().all(|&b| b == 0), "a page never written reads as zeros");
     assert_eq!(fill_of(&w, 5), Some(3));
 }
+
+/// A log whose directory cannot be synced (here: a name in no directory; a file system that
+/// refuses directory syncs does the same) logs its commits all the same, the name's durability
+/// in doubt said on the audit log, as a new database's names are: every first sync of a session
+/// failed, and poisoned the handle.
+#[test]
+fn a_log_whose_directory_cannot_be_synced_still_logs() {
+    let (m, l) = pair();
+    let nowhere = std::path::PathBuf::from("/no-such-directory-of-foldvault/db.fvwal");
+    let w = WalStorage::open(Arc::new(m.clone()), Arc::new(l.clone()), 1000, Some(nowhere)).unwrap();
+    w.write_at(2 * P, &page(7)).unwrap();
+    w.sync().unwrap();
+    w.write_at(3 * P, &page(8)).unwrap();
+    w.sync().unwrap();
+    let mut back = vec![0u8; PAGE];
+    w.read_at(3 * P, &mut back).unwrap();
+    assert_eq!(back, page(8));
+    assert!(l.len().unwrap() > 0, "nothing was logged");
+}
