@@ -19,6 +19,15 @@ pub struct LostRange {
     pub error: String,
 }
 
+/// The bounds are user keys: wiped when the range goes, as the walk's own copies are.
+impl Drop for LostRange {
+    fn drop(&mut self) {
+        for bound in [&mut self.lo, &mut self.hi].into_iter().flatten() {
+            crate::crypto::wipe::wipe_vec(bound);
+        }
+    }
+}
+
 impl std::fmt::Debug for LostRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LostRange")
