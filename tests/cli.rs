@@ -60,7 +60,8 @@ fn put_get_del_scan_round_trip() {
     };
     run(&["put", &db, "metadata", "node_id", "abc"]).ok();
     run(&["put", &db, "metadata", "name", "x\ty"]).ok();
-    let binary: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    // Over two of the chunks `put -` reads standard input in.
+    let binary: Vec<u8> = (0..=255u8).cycle().take(150_000).collect();
     let v = with(&["put", &db, "metadata", "blob", "-"]);
     e.fv_in(&v.iter().map(String::as_str).collect::<Vec<_>>(), &binary).ok();
 

@@ -175,23 +175,33 @@ pub fn init(a: InitArgs) -> Result<(), CliError> {
 pub fn put(a: PutArgs) -> Result<(), CliError> {
     let (db, file) = open_db(&a.db, &a.keys, Access::Write)?;
     // Wiped when it goes, refused or written (a transaction's `insert` copies what it is given).
-    let value = zeroize::Zeroizing::new(if a.value == "-" {
-        // Read bounded: a byte past the largest value is enough to refuse it.
-        let mut v = Vec::new();
-        let max = crate::MAX_VALUE_LEN;
-        std::io::stdin().lock().take(max + 1).read_to_end(&mut v).at(Path::new("<stdin>"))?;
-        if v.len() as u64 > max {
-            let len = v.len() as u64;
-            crate::crypto::wipe::wipe_vec(&mut v);
-            return Err(CliError::db(Error::ValueTooLarge { len, max }, &file));
-        }
-        v
-    } else {
-        bytes(a.value)
-    });
+    let value = if a.value == "-" { read_value(&file)? } else { zeroize::Zeroizing::new(bytes(a.value)) };
     let tx = db.begin_write().at(&file)?;
     tx.open_tree(writable_tree(&bytes(a.tree))?).at(&file)?.insert(bytes(a.key), &value[..]).at(&file)?;
     tx.commit().at(&file)
+}
+
+/// A value from standard input, read bounded (a byte past the largest value is enough to
+/// refuse it) into buffers that are wiped when they go: the read's chunk, the value as it
+/// grows (a `read_to_end` freed each smaller buffer as it was), and the value itself.
+fn read_value(file: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
+    let max = crate::MAX_VALUE_LEN;
+    let mut value = zeroize::Zeroizing::new(Vec::new());
+    let mut chunk = zeroize::Zeroizing::new(vec![0u8; 64 * 1024]);
+    let mut input = std::io::stdin().lock();
+    loop {
+        let n = match input.read(&mut chunk[..]) {
+            Ok(0) => return Ok(value),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).at(Path::new("<stdin>")),
+        };
+        let len = value.len() as u64 + n as u64;
+        if len > max {
+            return Err(CliError::db(Error::ValueTooLarge { len, max }, file));
+        }
+        crate::crypto::wipe::extend_wiping(&mut value, &chunk[..n], usize::MAX);
+    }
 }
 
 /// The tree of a read snapshot, or `None` when it does not exist.
