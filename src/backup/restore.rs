@@ -98,9 +98,12 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         let pager = Pager::new(storage.clone(), sealer, 1 << 20);
         pager.write_raw(HEADER_PAGE_A, &br.file_header_page)?;
         pager.write_raw(HEADER_PAGE_B, &br.file_header_page)?;
-        // Pages seen so far: sized by the stream, not by the (unauthenticated, for a plaintext
-        // source) page count in its header.
-        let mut live: std::collections::BTreeSet<PageNo> = std::collections::BTreeSet::new();
+        // The gaps between the pages restored, as extents (of at most `u32::MAX` pages), made as
+        // the pages come (in ascending order): memory follows the gaps, not the pages (a set of
+        // every page restored was kept: memory review, medium). Sized by the stream, not by the
+        // (unauthenticated, for a plaintext source) page count in its header.
+        let mut free: Vec<(PageNo, u32)> = Vec::new();
+        let (mut at, mut last) = (FIRST_DATA_PAGE, None);
         let mut pages = 0u64;
         let plaintext = !br.header.encrypted;
         while let Some(chunk) = br.next_chunk(aead.as_deref())? {
@@ -111,15 +114,18 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
                 wipe(&mut probe[..]);
                 opened?;
                 // (The reader refuses a page number not above the one before it.)
-                live.insert(page);
+                if page >= FIRST_DATA_PAGE {
+                    push_free(&mut free, at, page);
+                    at = page + 1;
+                }
+                last = Some(page);
+                pages += 1;
                 // Every page below the last one restored that the stream does not hold becomes a
-                // free page (kept as extents, so memory is not the concern), and the file as long
-                // as its last page: bounded in a plaintext backup.
+                // free page, and the file as long as its last page: bounded in a plaintext backup.
                 if plaintext {
-                    check_free_below(page, live.len() as u64)?;
+                    check_free_below(page, pages)?;
                 }
                 pager.write_raw(page, &buf)?;
-                pages += 1;
             }
             if let Some(p) = opts.progress.as_mut() {
                 p(Progress { bytes: br.bytes_read(), pages, total_pages: br.header.live_pages });
@@ -130,18 +136,13 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         let (bytes, chunks, pages) = br.finish()?;
         // Everything not restored is free; write the free list and a commit record.
         // The restored file ends after its last live page: pages above it were free.
-        let page_count = live.last().map(|p| p + 1).unwrap_or(FIRST_DATA_PAGE).min(page_count);
-        // The gaps between live pages, as extents (of at most `u32::MAX` pages).
-        let mut free: Vec<(PageNo, u32)> = Vec::new();
-        let mut at = FIRST_DATA_PAGE;
-        for end in live.iter().copied().filter(|&p| p >= FIRST_DATA_PAGE && p < page_count).chain([page_count]) {
-            while at < end {
-                let n = (end - at).min(u64::from(u32::MAX));
-                free.push((at, n as u32));
-                at += n;
-            }
-            at = end + 1;
+        let page_count = last.map(|p| p + 1).unwrap_or(FIRST_DATA_PAGE).min(page_count);
+        // No gap at or past the page count (a header's count below the pages the stream held).
+        free.retain(|&(p, _)| p < page_count);
+        if let Some((p, n)) = free.last_mut() {
+            *n = (*n).min(u32::try_from(page_count - *p).unwrap_or(u32::MAX));
         }
+        push_free(&mut free, at, page_count);
         let mut alloc = Allocator::new(page_count, &free);
         pager.set_page_limit(page_count);
         pager.sealer.set_max_epoch(header.key_epoch);
@@ -292,6 +293,16 @@ fn settle_set_aside_log(aside: &Path, name: &Path, dst: &Path, placed: bool, rep
         }
     } else if let Err(e) = std::fs::remove_file(aside) {
         tracing::warn!(target: "foldvault::audit", error = %e, path = %aside.display(), "the replaced file's set-aside log could not be removed; remove it");
+    }
+}
+
+/// Adds the pages `from..to` (none if `to <= from`) to `free` as extents of at most
+/// `u32::MAX` pages.
+fn push_free(free: &mut Vec<(PageNo, u32)>, mut from: PageNo, to: PageNo) {
+    while from < to {
+        let n = (to - from).min(u64::from(u32::MAX));
+        free.push((from, n as u32));
+        from += n;
     }
 }
 

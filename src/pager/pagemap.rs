@@ -73,6 +73,11 @@ impl PageBitmap {
         true
     }
 
+    /// The number of pages in the set.
+    pub(crate) fn len(&self) -> u64 {
+        self.chunks.values().flat_map(|words| words.iter()).map(|w| u64::from(w.count_ones())).sum()
+    }
+
     /// The pages, in ascending order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = PageNo> + '_ {
         self.chunks.iter().flat_map(|(c, words)| {
