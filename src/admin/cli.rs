@@ -168,7 +168,7 @@ pub struct LoadArgs {
     /// Put every record into this tree; without it each line must name its tree
     /// ("tree" or "tree_b64", as `dump` writes)
     pub tree: Option<OsString>,
-    /// Commit every N lines instead of once at the end
+    /// Commit every N records instead of once at the end
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: Option<u64>,
     /// Refuse a line longer than this many bytes (a value of V bytes takes about 4V/3 as
