@@ -156,6 +156,67 @@ fn a_panic_during_restore_leaves_no_partial_file() {
     backup::restore(Cursor::new(&bytes), &dst, &creds(), RestoreOptions::default()).unwrap();
 }
 
+/// A forced restore over an existing database that fails (a damaged chunk, a stream cut
+/// short, a wrong key, a progress callback that panics) leaves that database as it was, its
+/// log and the commits in it included, and no temporary file beside it (SPEC §13.3: `dst`
+/// keeps its old contents or holds the whole backup). Every failing restore tested before went
+/// to a name that did not exist yet.
+#[test]
+fn a_failed_forced_restore_keeps_the_database_it_would_replace() {
+    use foldvault::storage::wal::sidecar_path;
+    let (_src, bytes, _) = make_backup();
+    let dir = tempfile::tempdir().unwrap();
+    // The database to be replaced, copied with its log while open: as a crash leaves it.
+    let live = dir.path().join("live.fv");
+    let db = cfg(&live).write_ahead_log(true).open().unwrap();
+    db.open_tree("kept").unwrap().insert("k", "in the file").unwrap();
+    db.flush().unwrap();
+    db.checkpoint_log().unwrap();
+    db.open_tree("kept").unwrap().insert("logged", "only in the log").unwrap();
+    db.flush().unwrap();
+    let dst = dir.path().join("dst.fv");
+    let crashed = (std::fs::read(&live).unwrap(), std::fs::read(sidecar_path(&live)).unwrap());
+    let want = contents(&db);
+    drop(db);
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 1;
+    let cut = bytes[..bytes.len() / 2].to_vec();
+    let cases: [(&str, &[u8], Credentials, bool); 4] = [
+        ("a damaged chunk", &flipped, creds(), false),
+        ("a stream cut short", &cut, creds(), false),
+        ("a wrong key", &bytes, Credentials::passphrase("not the backup's"), false),
+        ("a panicking progress callback", &bytes, creds(), true),
+    ];
+    for (what, stream, creds, panics) in cases {
+        std::fs::write(&dst, &crashed.0).unwrap();
+        std::fs::write(sidecar_path(&dst), &crashed.1).unwrap();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut p = |_: backup::Progress| {
+                if panics {
+                    panic!("progress callback panics")
+                }
+            };
+            let options = RestoreOptions { force: true, progress: Some(&mut p), ..Default::default() };
+            backup::restore(Cursor::new(stream), &dst, &creds, options)
+        }));
+        match outcome {
+            Ok(r) => assert!(r.is_err() && !panics, "{what}: {:?}", r.map(|_| ())),
+            Err(_) => assert!(panics, "{what}: panicked"),
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "{what}: left behind: {left:?}");
+        let reopened = cfg(&dst).open().unwrap();
+        assert_eq!(contents(&reopened), want, "{what}");
+        drop(reopened);
+        std::fs::remove_file(&dst).unwrap();
+    }
+}
+
 /// A restore into a missing name never replaces a database another process creates there
 /// while it runs (forced or not: `force` is about a file that was there at the start): it
 /// fails `AlreadyExists`, and that database keeps its commits.

@@ -651,3 +651,24 @@ fn salvage_needs_a_destination_that_stays() {
     assert_eq!(report.copied.len(), 1);
     assert!(made.join("db.foldvault").exists());
 }
+
+/// The background flush (every 500 ms by default, every millisecond here) makes an `Eventual`
+/// commit durable with no `flush()` call: a crash that loses every unsynced write keeps it.
+/// (Waited for a minute at most: a bound on liveness, not a speed.) Nothing tested the flusher.
+#[test]
+fn the_background_flush_makes_an_eventual_commit_durable() {
+    use foldvault::storage::{CrashModel, FaultyStorage};
+    let dev = FaultyStorage::new();
+    let cfg = |s: FaultyStorage| Config::new().storage(Arc::new(s)).plaintext().use_env(false);
+    let db = cfg(dev.clone()).flush_every_ms(Some(1)).open().unwrap();
+    db.insert("k", "v").unwrap();
+    let seq = db.commit_seq();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db.durable_commit_seq() < seq {
+        assert!(std::time::Instant::now() < deadline, "the background flush never made commit {seq} durable");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let crashed = FaultyStorage::from_bytes(dev.crash_image(&CrashModel::LoseUnsynced));
+    assert_eq!(cfg(crashed).open().unwrap().get("k").unwrap().unwrap(), "v");
+    drop(db);
+}

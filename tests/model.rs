@@ -227,8 +227,14 @@ fn assert_trees_match(db: &foldvault::Db, model: &[BTreeMap<Vec<u8>, Vec<u8>>], 
     }
 }
 
+/// 48 cases in CI; `FOLDVAULT_MODEL_CASES=2000` runs a longer hunt (an explicit `cases` is not
+/// overridden by `PROPTEST_CASES`).
+fn cases() -> u32 {
+    std::env::var("FOLDVAULT_MODEL_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(48)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 2000, ..ProptestConfig::default() })]
     #[test]
     fn model_encrypted(ops in prop::collection::vec(op(), 1..300)) {
         run(ops, true);

@@ -196,5 +196,9 @@ pub fn run(data: &[u8]) {
             "after crash-like damage the log reads as neither of its last two states"
         );
     }
+    // Whatever the damage, replay stops at the first group that does not check out: what
+    // reads is the state after some prefix of the generation's groups, never a mix (a group
+    // applied without one before it, a page of one group beside another's).
+    assert!(b.states.contains(&seen), "the log reads as no state its groups made in order");
     w.close_as_crash();
 }
