@@ -613,10 +613,11 @@ fn config_file_sets_kdf_and_refuses_bad_files() {
     e.fv(&["get", &db, "t", "k", "--passphrase-file", &pass]).code(1);
 }
 
-/// Temporary files a killed copy, in-place conversion or restore left beside its target are
-/// removed by the next run into that target (they stayed for good, for `decrypt` with records
-/// in plaintext); one that a live run holds locked, a log of a removed one, and names of other
-/// forms are left.
+/// Temporary files a killed copy, in-place conversion, restore or backup left beside its
+/// target are removed by the next run into that target (they stayed for good, for `decrypt`
+/// with records in plaintext): those unwritten for a minute that no live run holds locked, their
+/// logs, and at once a second name of the target's own file. One written just now, one a live
+/// run holds, and names of other forms are left.
 #[test]
 fn the_next_run_removes_what_a_killed_one_left_beside_its_target() {
     use foldvault::storage::FileStorage;
@@ -625,39 +626,61 @@ fn the_next_run_removes_what_a_killed_one_left_beside_its_target() {
     let enc = e.init_encrypted("enc");
     e.fv(&["put", &enc, "t", "k", "MARKER-left-behind", "--passphrase-file", &pass]).ok();
     let exists = |name: &str| Path::new(&e.p(name)).exists();
-    let leave = |name: &str| secret(&e.p(name), "MARKER-left-behind partial copy");
+    let fresh = |name: &str| secret(&e.p(name), "MARKER-left-behind partial copy");
+    // Left by a run killed two minutes ago.
+    let leave = |name: &str| {
+        fresh(name);
+        let f = std::fs::File::options().write(true).open(e.p(name)).unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120)).unwrap();
+    };
 
-    // decrypt into `dec`: a killed copy's file and its log go; a held one and others stay.
-    for name in [".dec.copy-0123456789ab", ".dec.copy-0123456789ab.fvwal", ".dec.copy-held00000000", ".dec.copy-notes"]
+    // decrypt into `dec`: a killed copy's file and its log go; a held one, one written just
+    // now and others stay.
+    for name in [".dec.copy-0123456789ab", ".dec.copy-0123456789ab.fvwal", ".dec.copy-0123456789ac", ".dec.copy-notes"]
     {
         leave(name);
     }
-    let held = FileStorage::open(Path::new(&e.p(".dec.copy-held00000000")), false).unwrap();
+    fresh(".dec.copy-00000000000f");
+    let held = FileStorage::open(Path::new(&e.p(".dec.copy-0123456789ac")), false).unwrap();
     e.fv(&["decrypt", &enc, &e.p("dec"), "--passphrase-file", &pass, "--i-understand-this-writes-plaintext"]).ok();
     assert!(!exists(".dec.copy-0123456789ab") && !exists(".dec.copy-0123456789ab.fvwal"));
-    assert!(exists(".dec.copy-held00000000") && exists(".dec.copy-notes"));
+    assert!(exists(".dec.copy-0123456789ac") && exists(".dec.copy-notes") && exists(".dec.copy-00000000000f"));
     drop(held);
 
-    // encrypt --in-place: its finished copy and the copy into it, killed before the rename.
+    // encrypt --in-place: its finished copy and the copy into it, killed before the rename,
+    // and a second name of the file itself (killed between the link into place and the
+    // removal of the temporary name), which would keep the old file from being overwritten.
     let plain = e.p("plain");
     e.fv(&["init", &plain, "--plaintext"]).ok();
+    e.fv(&["put", &plain, "t", "k", "MARKER-in-place"]).ok();
     leave(".plain.copy-00000000000a");
     leave("..plain.copy-00000000000a.copy-00000000000b");
+    std::fs::hard_link(&plain, e.p(".plain.copy-00000000000c")).unwrap();
+    let old_file = std::fs::File::open(&plain).unwrap();
     let mut args = vec!["encrypt", plain.as_str(), "--in-place", "--passphrase-file", &pass];
     args.extend(FAST_KDF);
     e.fv(&args).ok();
-    assert!(!exists(".plain.copy-00000000000a") && !exists("..plain.copy-00000000000a.copy-00000000000b"));
+    for name in [".plain.copy-00000000000a", "..plain.copy-00000000000a.copy-00000000000b", ".plain.copy-00000000000c"]
+    {
+        assert!(!exists(name), "{name}");
+    }
+    let mut old = Vec::new();
+    std::io::Read::read_to_end(&mut &old_file, &mut old).unwrap();
+    assert!(!contains(&old, b"MARKER-in-place"), "the old file was not overwritten");
 
-    // restore into `back`.
+    // restore into `back`, with a log an earlier restore set aside; backup into `bk`.
     let bk = e.p("bk");
+    leave(".bk.partial-0123456789ab");
     e.fv(&["backup", &enc, &bk, "--passphrase-file", &pass]).ok();
+    assert!(!exists(".bk.partial-0123456789ab"));
     leave(".back.restore-0123456789ab");
+    leave(".back.fvwal.restore-0123456789ab");
     e.fv(&["restore", &bk, &e.p("back"), "--passphrase-file", &pass]).ok();
-    assert!(!exists(".back.restore-0123456789ab"));
+    assert!(!exists(".back.restore-0123456789ab") && !exists(".back.fvwal.restore-0123456789ab"));
     let left: Vec<String> = std::fs::read_dir(e.dir.path())
         .unwrap()
         .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".copy-") || n.contains(".restore-"))
+        .filter(|n| n.starts_with('.'))
         .collect();
-    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(left.len(), 3, "{left:?}");
 }

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use foldvault::fuzzing::Rng;
 use foldvault::transaction::{ConflictableTransactionError, abort};
@@ -125,8 +125,10 @@ fn readers_never_see_a_partial_transfer() {
             let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
             for i in 0..400 {
                 if i == 200 {
-                    let at = snapshots.load(Ordering::Relaxed);
-                    while snapshots.load(Ordering::Relaxed) < at + 4 {
+                    // A minute at most: a reader that failed counts no more snapshots, and its
+                    // panic, not this wait, is what the test must report.
+                    let (at, deadline) = (snapshots.load(Ordering::Relaxed), Instant::now() + Duration::from_secs(60));
+                    while snapshots.load(Ordering::Relaxed) < at + 4 && Instant::now() < deadline {
                         thread::yield_now();
                     }
                 }

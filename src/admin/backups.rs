@@ -16,8 +16,6 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rand::Rng;
-
 use super::cli::{BackupArgs, RestoreArgs, VerifyBackupArgs};
 use super::commands::{Access, Target, open_db, printable};
 use super::keys::Prompt;
@@ -76,13 +74,6 @@ fn page_bar(what: &str) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-/// A temporary name beside `target`.
-fn temp_beside(target: &Path, what: &str) -> PathBuf {
-    let tag = crate::format::page::hex(&rand::thread_rng().r#gen::<[u8; 6]>());
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "backup".into());
-    target.with_file_name(format!(".{name}.{what}-{tag}"))
 }
 
 /// Whether a backup may replace the file at `out` without `--force`: nothing there, an empty
@@ -187,9 +178,12 @@ pub fn backup(a: BackupArgs) -> Result<(), CliError> {
         }
         (stats, a.out.display().to_string())
     } else {
-        let tmp = temp_beside(&a.out, "partial");
+        crate::db::leftovers::remove_stale(&a.out);
+        let tmp = crate::db::leftovers::temp_beside(&a.out, "partial");
         let result = (|| -> Result<crate::backup::BackupStats, CliError> {
             let f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).at(&a.out)?;
+            // Locked while written: another run's tidying leaves it (`db::leftovers`).
+            f.lock().at(&a.out)?;
             let mut w = Tracked { inner: BufWriter::with_capacity(1 << 20, f), failed: false };
             let stats = db.backup_to(&mut w, &mut cb).map_err(|e| match e {
                 Error::Io(io) if w.failed => CliError::io(io, &a.out),

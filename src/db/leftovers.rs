@@ -1,11 +1,12 @@
 //! Temporary files beside a target: named here, and those an interrupted run left removed.
 //!
 //! Layer: public API (db). A copy, an import, a salvage or an in-place conversion writes its
-//! new database under a hidden name beside the target, and a restore likewise, then renames or
-//! links it into place; an error or a panic removes it. A kill, a crash or a power loss runs
-//! neither, and the next run picks a new random name: the old file stayed for good, for
-//! `decrypt` with records in plaintext (migration review, low). So each run first removes what
-//! an earlier one left beside the same target.
+//! new database under a hidden name beside the target, a restore likewise, and the command
+//! line's `backup` its stream; then each renames or links it into place, and an error or a
+//! panic removes it. A kill, a crash or a power loss runs neither, and the next run picks a
+//! new random name: the old file stayed for good, for `decrypt` with records in plaintext
+//! (migration review, low). So each run first removes what an earlier one left beside the
+//! same target.
 //!
 //! Names (NAME is the target's file name, HEX twelve lowercase hex digits):
 //!
@@ -13,24 +14,34 @@
 //!   .NAME.copy-HEX               a copy, import or salvage into NAME; an in-place conversion's new file
 //!   ..NAME.copy-HEX.copy-HEX     the copy an in-place conversion of NAME writes before its rename
 //!   .NAME.restore-HEX            a restore into NAME
+//!   .NAME.fvwal.restore-HEX      a log a restore into NAME set aside (another file's, or stale)
+//!   .NAME.partial-HEX            a backup stream written to NAME (the command line's `backup`)
 //!   any of these + ".fvwal"      its write-ahead log
 //! ```
 //!
-//! Invariants: only a name of exactly these forms is touched; a file is removed only while
-//! this process holds its lock, so one a live run is writing (which holds it locked) is left,
-//! and none is ever overwritten (a crash between the link into place and the removal of the
-//! temporary name leaves the target's own file under it: only the name goes).
+//! Invariants: only a regular file with a name of exactly these forms is touched, and none is
+//! ever overwritten: only its name is removed. A second name of the target's own file (a crash
+//! between the link into place and the removal of the temporary name) goes at once: the file
+//! stays under the target's name (whose lock the caller may hold; before, it was skipped as
+//! held, and a conversion in place then left the old file unerased under it: diff review). Any
+//! other goes only when it has not been written for `STALE_AFTER` and this process can take
+//! its lock: a live run holds its file locked while it writes, and in the moments it does not
+//! (between closing the new database and taking its name) it has just written it.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rand::RngCore;
 
 /// The kinds of temporary file, as they appear in the names.
-const KINDS: [&str; 2] = ["copy", "restore"];
+const KINDS: [&str; 3] = ["copy", "restore", "partial"];
 /// Hex digits of the random part of a name.
 const RANDOM_HEX: usize = 12;
+/// How long a temporary file must have gone unwritten before it is taken for abandoned.
+const STALE_AFTER: Duration = Duration::from_secs(60);
 
-/// A new hidden name beside `target` for a temporary file of `kind` (`copy`, `restore`).
+/// A new hidden name beside `target` for a temporary file of `kind` (`copy`, `restore`,
+/// `partial`).
 pub(crate) fn temp_beside(target: &Path, kind: &str) -> PathBuf {
     let mut r = [0u8; RANDOM_HEX / 2];
     rand::rngs::OsRng.fill_bytes(&mut r);
@@ -42,42 +53,60 @@ fn file_name(target: &Path) -> String {
 }
 
 /// Removes the temporary files (and their logs) that interrupted runs left beside `target`
-/// and no live process holds; returns how many files it removed. Failures to list or remove
-/// are left for the next run: this tidies, it never fails a run.
+/// and no live run holds; returns how many files it removed. Failures to list or remove are
+/// left for the next run: this tidies, it never fails a run.
 pub(crate) fn remove_stale(target: &Path) -> usize {
     let name = file_name(target);
+    let set_aside = format!("{name}.fvwal");
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let Ok(entries) = std::fs::read_dir(&dir) else { return 0 };
+    let target_file = std::fs::metadata(target).ok();
     let mut removed = 0;
     for entry in entries.flatten() {
         let Some(found) = entry.file_name().to_str().map(str::to_owned) else { continue };
         let path = dir.join(&found);
-        match found.strip_suffix(".fvwal") {
-            // A log whose file is gone (removed here or by the run's own error path).
-            Some(base) if is_temp_name(base, &name) && !dir.join(base).exists() => {
-                removed += usize::from(std::fs::remove_file(&path).is_ok());
-            }
-            Some(_) => {}
-            None if is_temp_name(&found, &name) => {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let ours = |n: &str| is_temp_name(n, &name) || is_temp_name(n, &set_aside);
+        let gone = match found.strip_suffix(".fvwal") {
+            // A log whose file is gone (removed here or by its run's own error path).
+            Some(base) if ours(base) => !dir.join(base).exists() && stale(&meta) && remove(&path),
+            Some(_) => false,
+            None if !ours(&found) => false,
+            None if target_file.as_ref().is_some_and(|t| crate::storage::same_inode(t, &meta)) => remove(&path),
+            None if !stale(&meta) => false,
+            None => {
                 // Held by this process while it goes: a live run holds it locked, and is left.
                 let Ok(held) = crate::storage::FileStorage::open(&path, false) else { continue };
-                if std::fs::remove_file(&path).is_ok() {
+                let gone = remove(&path);
+                if gone && remove(&crate::storage::wal::sidecar_path(&path)) {
                     removed += 1;
-                    tracing::warn!(target: "foldvault::audit", path = %path.display(),
-                        "removed a temporary file an interrupted copy, conversion or restore left");
-                    if std::fs::remove_file(crate::storage::wal::sidecar_path(&path)).is_ok() {
-                        removed += 1;
-                    }
                 }
                 drop(held);
+                gone
             }
-            None => {}
+        };
+        if gone {
+            removed += 1;
+            tracing::warn!(target: "foldvault::audit", path = %path.display(),
+                "removed a temporary file an interrupted copy, conversion, restore or backup left");
         }
     }
     removed
+}
+
+fn remove(path: &Path) -> bool {
+    std::fs::remove_file(path).is_ok()
+}
+
+/// Whether a file was last written `STALE_AFTER` ago or more.
+fn stale(meta: &std::fs::Metadata) -> bool {
+    meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age >= STALE_AFTER)
 }
 
 /// Whether `found` is a temporary name beside a target named `name` (the module's table).
@@ -108,7 +137,8 @@ mod tests {
             (".db.copy-0123456789a", false),
             (".db.copy-0123456789abc", false),
             (".db.copy-notes", false),
-            (".db.partial-0123456789ab", false),
+            (".db.partial-0123456789ab", true),
+            (".db.backup-0123456789ab", false),
             ("db.copy-0123456789ab", false),
             (".other.copy-0123456789ab", false),
             ("..db.copy-0123456789ab", false),
