@@ -90,20 +90,32 @@ fn around(command: &str) -> String {
     format!("stty -echo -ixon; echo \"BEFORE $(stty -g)\"; {command}; echo \"RC=$?\"; echo \"AFTER $(stty -g) END\"")
 }
 
+/// The terminal's modes after the command are the ones it had before.
+fn same_modes(shown: &str) {
+    assert_eq!(line_after(shown, "BEFORE "), line_after(shown, "AFTER "), "the terminal's modes changed:\n{shown}");
+}
+
 fn line_after<'a>(text: &'a str, label: &str) -> &'a str {
     let start = text.find(label).unwrap_or_else(|| panic!("no {label} in:\n{text}")) + label.len();
     text[start..].split(['\r', '\n', ' ']).next().unwrap()
+}
+
+/// `foldvault init DB` run on a terminal (see `around`), once it shows its first prompt; `None`
+/// where `script` is not installed.
+fn init_at_the_prompt(e: &Env, db: &str) -> Option<Terminal> {
+    let command = format!("{} init {db} {}", env!("CARGO_BIN_EXE_foldvault"), FAST_KDF.join(" "));
+    let mut t = Terminal::start(e.dir.path(), &around(&command))?;
+    t.wait_for("New passphrase: ");
+    Some(t)
 }
 
 #[test]
 fn a_typed_passphrase_is_hidden_edited_and_leaves_the_terminal_as_it_was() {
     let e = Env::new();
     let db = e.p("db");
-    let command = format!("{} init {db} {}", env!("CARGO_BIN_EXE_foldvault"), FAST_KDF.join(" "));
-    let Some(mut t) = Terminal::start(e.dir.path(), &around(&command)) else {
+    let Some(mut t) = init_at_the_prompt(&e, &db) else {
         return;
     };
-    t.wait_for("New passphrase: ");
     // A wrong last character, erased with DEL, and a word killed with ^U, then the rest.
     t.type_keys(b"junk\x15");
     t.type_keys(PASS.as_bytes());
@@ -113,7 +125,7 @@ fn a_typed_passphrase_is_hidden_edited_and_leaves_the_terminal_as_it_was() {
     t.type_keys(b"\r");
     let shown = t.finish();
     assert_eq!(line_after(&shown, "RC="), "0", "{shown}");
-    assert_eq!(line_after(&shown, "BEFORE "), line_after(&shown, "AFTER "), "the terminal's modes changed:\n{shown}");
+    same_modes(&shown);
     assert!(!shown.contains(PASS) && !shown.contains("junk"), "the passphrase was echoed:\n{shown}");
     // What was typed, as edited, is the passphrase.
     assert_eq!(e.fv(&["get", &db, "t", "k", "--passphrase-file", &e.pass()]).code, 1);
@@ -123,15 +135,13 @@ fn a_typed_passphrase_is_hidden_edited_and_leaves_the_terminal_as_it_was() {
 fn a_cancel_key_at_the_prompt_ends_the_command_and_leaves_the_terminal_as_it_was() {
     let e = Env::new();
     let db = e.p("db");
-    let command = format!("{} init {db} {}", env!("CARGO_BIN_EXE_foldvault"), FAST_KDF.join(" "));
-    let Some(mut t) = Terminal::start(e.dir.path(), &around(&command)) else {
+    let Some(mut t) = init_at_the_prompt(&e, &db) else {
         return;
     };
-    t.wait_for("New passphrase: ");
     t.type_keys(b"half-typed\x03");
     let shown = t.finish();
     assert_eq!(line_after(&shown, "RC="), "2", "{shown}");
     assert!(shown.contains("cancelled at the passphrase prompt"), "{shown}");
-    assert_eq!(line_after(&shown, "BEFORE "), line_after(&shown, "AFTER "), "the terminal's modes changed:\n{shown}");
+    same_modes(&shown);
     assert!(!std::path::Path::new(&db).exists(), "a database was made");
 }
