@@ -411,25 +411,35 @@ fn a_leaf_of_one_entry_repeated_is_one_problem() {
     let (catalog, root) = one_record_pages(&path);
     let (n, entry) = (2020usize, 4056usize);
     edit_page(&path, root, &[catalog], |b| {
-        let generation = generation(b);
-        b.fill(0);
-        write_header(b, PageKind::Leaf, n as u16, generation);
-        for i in 0..n {
-            b[PAGE_HEADER_SIZE + 2 * i..PAGE_HEADER_SIZE + 2 * i + 2].copy_from_slice(&(entry as u16).to_le_bytes());
-        }
+        leaf_of_one_slot_repeated(b, n, entry);
     });
     let db = cfg(&path).open().unwrap();
-    let problems = db.check().unwrap().problems;
-    assert!(
-        !problems.is_empty() && problems.len() <= 3 && problems.iter().all(|p| p.page == root),
-        "{} problems: {:?}",
-        problems.len(),
-        problems.iter().take(5).collect::<Vec<_>>()
-    );
+    a_few_problems_all_on(&db, root);
     drop(db);
     let out = dir.path().join("salvaged.fv");
     let report = foldvault::salvage(&cfg(&path), &cfg(&out)).unwrap();
     assert_eq!(report.copied.get(&b"t"[..]), Some(&1));
+}
+
+/// Makes `b` an empty leaf of `n` slots that all point at the entry at byte `entry`.
+fn leaf_of_one_slot_repeated(b: &mut [u8], n: usize, entry: usize) {
+    let generation = generation(b);
+    b.fill(0);
+    write_header(b, PageKind::Leaf, n as u16, generation);
+    for i in 0..n {
+        b[PAGE_HEADER_SIZE + 2 * i..PAGE_HEADER_SIZE + 2 * i + 2].copy_from_slice(&(entry as u16).to_le_bytes());
+    }
+}
+
+/// The check finds one to three problems, all on page `page`.
+fn a_few_problems_all_on(db: &foldvault::Db, page: u64) {
+    let problems = db.check().unwrap().problems;
+    assert!(
+        !problems.is_empty() && problems.len() <= 3 && problems.iter().all(|p| p.page == page),
+        "{} problems: {:?}",
+        problems.len(),
+        problems.iter().take(5).collect::<Vec<_>>()
+    );
 }
 
 /// A leaf whose 1,500 slots all point at one entry with an over-long key (1,025 bytes) is one
@@ -442,25 +452,14 @@ fn a_repeated_over_long_key_is_one_problem_per_reason() {
     let (catalog, root) = one_record_pages(&path);
     let (n, entry, klen) = (1500usize, 3024usize, 1025usize);
     edit_page(&path, root, &[catalog], |b| {
-        let generation = generation(b);
-        b.fill(0);
-        write_header(b, PageKind::Leaf, n as u16, generation);
-        for i in 0..n {
-            b[PAGE_HEADER_SIZE + 2 * i..PAGE_HEADER_SIZE + 2 * i + 2].copy_from_slice(&(entry as u16).to_le_bytes());
-        }
+        leaf_of_one_slot_repeated(b, n, entry);
         let at = entry;
         b[at..at + 2].copy_from_slice(&(klen as u16).to_le_bytes());
         // value kind 0 (inline) and length 0 follow, zero already; then the key.
         b[at + 7..at + 7 + klen].fill(b'k');
     });
     let db = cfg(&path).open().unwrap();
-    let problems = db.check().unwrap().problems;
-    assert!(
-        !problems.is_empty() && problems.len() <= 3 && problems.iter().all(|p| p.page == root),
-        "{} problems: {:?}",
-        problems.len(),
-        problems.iter().take(5).collect::<Vec<_>>()
-    );
+    a_few_problems_all_on(&db, root);
 }
 
 /// A catalog whose entries for two trees name one root: salvage copies that tree's records
