@@ -158,11 +158,12 @@ fn read_secret_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, CliEr
 
 /// Turns terminal echo off for its lifetime (`stty -echo -isig -icanon` on /dev/tty) and, when
 /// dropped, puts back the modes the terminal had (saved with `stty -g`; if that failed, echo,
-/// signals and line mode are turned on). The terminal's signal keys are off too: a Ctrl-C would end the process
-/// without running this drop and leave the shell with echo off (CLI review), so ^C, ^\ and ^Z
-/// arrive as bytes instead, and `read_hidden` takes them for a cancel. So that they arrive when
-/// pressed, not with the next Enter, the line is read a byte at a time (`-icanon`), and
-/// `read_hidden` does the line editing the terminal did (erase, kill, end of input).
+/// signals and line mode are turned on). The terminal's signal keys are off too: a Ctrl-C
+/// would end the process without running this drop and leave the shell with echo off (CLI
+/// review), so ^C, ^\ and ^Z arrive as bytes instead, and `read_hidden` takes them for a
+/// cancel. So that they arrive when pressed, not with the next Enter, the line is read a byte
+/// at a time (`-icanon`), and `read_hidden` does the line editing the terminal did (erase,
+/// kill, end of input).
 struct EchoOff {
     tty: File,
     /// The terminal's modes before, as `stty -g` printed them, if it did.
@@ -195,8 +196,9 @@ impl Drop for EchoOff {
 }
 
 /// The terminal's modes in `stty -g`'s form, which `stty` takes back as one argument; `None`
-/// if stty failed or printed something that is not of that form (hex digits and colons, as
-/// GNU and BSD stty print; a few hundred bytes).
+/// if stty failed or printed something that is not of that form (letters, digits, colons and
+/// equals signs: GNU stty prints hex digits and colons, BSD stty `name=value` pairs; a few
+/// hundred bytes).
 fn stty_saved_modes(tty: &File) -> Option<String> {
     let input = tty.try_clone().ok()?;
     let out = stty_command(&["-g"]).stdin(Stdio::from(input)).stdout(Stdio::piped()).output().ok()?;
