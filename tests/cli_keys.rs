@@ -291,28 +291,59 @@ fn encrypt_in_place_does_not_drop_key_slots_silently() {
 /// A slot added just before a crash is in the header the write-ahead log holds, not yet in
 /// the file's header pages: `encrypt --in-place` counts the slots the database has, and
 /// refuses (CLI review, medium: it read the pages, saw one slot, and dropped the recovery key
-/// unsaid).
+/// unsaid). A key change now checkpoints the log before it returns, so the crash must come
+/// between its header writes and that checkpoint: the log is made here as such a crash leaves
+/// it, one group holding the new header's two copies.
 #[test]
 fn encrypt_in_place_counts_a_slot_still_only_in_the_log() {
     let e = Env::new();
     let db = e.init_encrypted("db");
     let pass = e.pass();
     let phrase = std::fs::read_to_string(&pass).unwrap();
+    let before = std::fs::read(&db).unwrap();
     let live = foldvault::Config::new().file(&db).passphrase(phrase.trim_end()).use_env(false).open().unwrap();
     live.add_recovery_key().unwrap();
-    // The crash image: the file and its log as they are while the database is open.
-    let crashed = e.p("crashed");
-    let log = foldvault::storage::wal::sidecar_path(Path::new(&db));
-    assert!(log.exists(), "no log: the test shows nothing");
-    std::fs::copy(&db, &crashed).unwrap();
-    std::fs::copy(&log, foldvault::storage::wal::sidecar_path(Path::new(&crashed))).unwrap();
     drop(live);
+    let new_header = std::fs::read(&db).unwrap()[..4096].to_vec();
+    // The crash image: the file as it was, and a log holding the new header.
+    let crashed = e.p("crashed");
+    std::fs::write(&crashed, &before).unwrap();
+    let log = log_of_one_group(&before, &[(0, &new_header), (1, &new_header)]);
+    std::fs::write(foldvault::storage::wal::sidecar_path(Path::new(&crashed)), log).unwrap();
     let listed = e.fv(&["slots", &crashed]).ok().text();
     assert!(!listed.contains("recovery"), "the header pages already hold the slot: {listed}");
     let mut args = vec!["encrypt", crashed.as_str(), "--in-place", "--passphrase-file", &pass];
     args.extend(FAST_KDF);
     let o = e.fv(&args).code(2);
     assert!(o.err().contains("recovery-key") && o.err().contains("--drop-other-slots"), "{}", o.err());
+}
+
+/// A write-ahead log (SPEC §15) beside a database file whose bytes are `file`, holding one
+/// group that writes `pages` (page number, bytes), as a crash right after that group's sync
+/// leaves it.
+fn log_of_one_group(file: &[u8], pages: &[(u64, &[u8])]) -> Vec<u8> {
+    const P: usize = 4096;
+    let salt = 0x5eed_u64.to_le_bytes();
+    let mut log = vec![0u8; P * (2 + pages.len())];
+    log[..8].copy_from_slice(b"FVWAL\0\0\x01");
+    log[8..16].copy_from_slice(&salt);
+    log[16..48].copy_from_slice(&file[..32]);
+    let crc = crc32fast::hash(&log[..48]);
+    log[48..52].copy_from_slice(&crc.to_le_bytes());
+    let index = &mut log[P..2 * P];
+    index[..8].copy_from_slice(b"FVWALGRP");
+    index[8..16].copy_from_slice(&salt);
+    index[24..28].copy_from_slice(&(pages.len() as u32).to_le_bytes());
+    index[32..40].copy_from_slice(&(file.len() as u64).to_le_bytes());
+    for (i, (page, _)) in pages.iter().enumerate() {
+        index[48 + 8 * i..56 + 8 * i].copy_from_slice(&page.to_le_bytes());
+    }
+    for (i, (_, bytes)) in pages.iter().enumerate() {
+        log[(2 + i) * P..(3 + i) * P].copy_from_slice(bytes);
+    }
+    let crc = crc32fast::hash(&log[P..]);
+    log[P + 28..P + 32].copy_from_slice(&crc.to_le_bytes());
+    log
 }
 
 #[test]

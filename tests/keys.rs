@@ -698,3 +698,32 @@ fn key_slot_changes_are_crash_safe() {
         println!("{change}: {} crash images, all open with the kept passphrase and check clean", images.lock());
     }
 }
+
+/// A key change on a database whose write-ahead log is on (the default for a file) reaches the
+/// database file's own header pages before it returns: they kept the old slots, which the old
+/// passphrase opens, until a checkpoint up to 16 MiB of commits later, while the new header
+/// was only in the log.
+#[test]
+fn a_key_change_reaches_the_files_header_pages_at_once() {
+    use foldvault::format::header::GENERATION_OFFSET;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.foldvault");
+    let db = Config::new().file(&path).passphrase("old").kdf(fast()).use_env(false).open().unwrap();
+    db.insert("k", "v").unwrap();
+    db.flush().unwrap();
+    let generation = |page: usize| {
+        let file = std::fs::read(&path).unwrap();
+        let at = page * 4096 + GENERATION_OFFSET;
+        u64::from_le_bytes(file[at..at + 8].try_into().unwrap())
+    };
+    let before = (generation(0), generation(1));
+    db.change_passphrase(&Credentials::passphrase("old"), Passphrase::new(b"new".to_vec()), fast()).unwrap();
+    assert_eq!((generation(0), generation(1)), (before.0 + 1, before.1 + 1), "the file's header pages are old");
+    // The file alone, copied now (its log left behind), opens with the new passphrase only.
+    let copy = dir.path().join("copy.foldvault");
+    std::fs::copy(&path, &copy).unwrap();
+    let open = |p: &str| Config::new().file(&copy).passphrase(p).use_env(false).read_only(true).open();
+    assert!(matches!(open("old"), Err(Error::WrongKey { .. })));
+    assert_eq!(open("new").unwrap().get("k").unwrap().unwrap(), "v");
+    drop(db);
+}

@@ -67,8 +67,8 @@ impl Db {
         slot_infos(&self.handle.engine.header.lock())
     }
 
-    /// The header this handle holds (authenticated at open, updated by its own key commands):
-    /// the file's header pages may be older, their update still only in the write-ahead log.
+    /// The header this handle holds (authenticated at open, updated by its own key commands,
+    /// which also checkpoint the write-ahead log so that the file's header pages hold it).
     pub(crate) fn live_header(&self) -> FileHeader {
         self.handle.engine.header.lock().clone()
     }
@@ -148,6 +148,10 @@ impl Db {
         e.pager.sync()?;
         let decoded = FileHeader::decode(&page[..], HEADER_PAGE_A)?;
         *e.header.lock() = decoded;
+        // Into the database file now: under the write-ahead log the two copies were appended to
+        // the log, and the file's header pages kept the old slots (which the old credentials
+        // open) until a checkpoint, up to 16 MiB of commits later (key management review, low).
+        e.pager.checkpoint_log()?;
         tracing::info!(target: "foldvault::audit", generation = h.generation, "header rewritten (key slots changed)");
         Ok(())
     }
