@@ -727,3 +727,24 @@ fn a_key_change_reaches_the_files_header_pages_at_once() {
     assert_eq!(open("new").unwrap().get("k").unwrap().unwrap(), "v");
     drop(db);
 }
+
+/// A new slot's key is derived before the writer lock is taken (a passphrase's Argon2id may
+/// take seconds, and every commit waited for it): with a write transaction open on another
+/// thread, an `add_slot` whose derivation fails returns at once, where it waited for the
+/// transaction to end. (The derivation itself cannot be watched from outside: its failure can.)
+#[test]
+fn a_new_slots_key_is_derived_outside_the_writer_lock() {
+    let s: Arc<dyn Storage> = Arc::new(FaultyStorage::new());
+    let db = with(s, Credentials::passphrase("pw")).open().unwrap();
+    let tx = db.begin_write().unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let other = db.clone();
+    std::thread::spawn(move || {
+        let refused = KdfParams { memory_kib: 1, iterations: 1, parallelism: 1 };
+        let r = other.add_slot(&Credentials::passphrase("second"), refused);
+        let _ = done.send(matches!(r, Err(Error::InvalidConfig(_))));
+    });
+    let answered = finished.recv_timeout(std::time::Duration::from_secs(30));
+    drop(tx);
+    assert_eq!(answered, Ok(true), "add_slot waited for the writer before deriving its key");
+}

@@ -149,38 +149,64 @@ pub(crate) fn make_slot(
     file_id: &[u8; 16],
     index: usize,
 ) -> Result<KeySlot> {
-    if kind.uses_passphrase() {
-        kdf.validate()?;
-        // A slot under the empty passphrase would open for anyone.
-        if creds.passphrase.as_ref().is_some_and(|p| p.is_empty()) {
-            return Err(Error::InvalidConfig("an empty passphrase cannot protect a key slot"));
+    SlotKey::derive(kind, kdf, creds)?.wrap(data_key, file_id, index)
+}
+
+/// The key-encryption key of a slot about to be made: its kind, cost and salt, and the key the
+/// credentials give under them. Derived first (a passphrase's Argon2id, which may take seconds)
+/// and the data key wrapped later, so that a caller holding a lock while it wraps need not hold
+/// it while it derives (key management review: adding a slot or changing a passphrase held the
+/// writer lock through the derivation, and every commit waited). No `Debug`: it holds a key.
+pub(crate) struct SlotKey {
+    kind: SlotKind,
+    kdf: KdfParams,
+    salt: [u8; 16],
+    kek: SecretKey,
+}
+
+impl SlotKey {
+    /// Derives the key of a new slot of `kind` from `creds` under `kdf` and a fresh salt.
+    pub(crate) fn derive(kind: SlotKind, kdf: KdfParams, creds: &Credentials) -> Result<SlotKey> {
+        if kind.uses_passphrase() {
+            kdf.validate()?;
+            // A slot under the empty passphrase would open for anyone.
+            if creds.passphrase.as_ref().is_some_and(|p| p.is_empty()) {
+                return Err(Error::InvalidConfig("an empty passphrase cannot protect a key slot"));
+            }
         }
+        let kdf = if kind.uses_passphrase() { kdf } else { KdfParams { memory_kib: 0, iterations: 0, parallelism: 0 } };
+        let mut salt = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut salt);
+        let kek = creds
+            .kek(kind, &kdf, &salt)
+            .ok_or(Error::InvalidConfig("the credentials given do not fit the requested slot kind"))??;
+        Ok(SlotKey { kind, kdf, salt, kek })
     }
-    let mut slot = KeySlot {
-        kind,
-        kdf: if kind.uses_passphrase() { kdf } else { KdfParams { memory_kib: 0, iterations: 0, parallelism: 0 } },
-        salt: [0; 16],
-        nonce: [0; 12],
-        // The data key goes in only right before it is wrapped, so no error path drops it.
-        wrapped: [0; 32],
-        tag: [0; 16],
-    };
-    rand::rngs::OsRng.fill_bytes(&mut slot.salt);
-    rand::rngs::OsRng.fill_bytes(&mut slot.nonce);
-    let kek = creds
-        .kek(kind, &slot.kdf, &slot.salt)
-        .ok_or(Error::InvalidConfig("the credentials given do not fit the requested slot kind"))??;
-    let aead = super::cipher::new_aead(super::CipherId::Aes256Gcm, super::CipherBackend::RustCrypto, &kek)?;
-    let aad = slot_aad(file_id, index, &slot.bound_bytes());
-    slot.wrapped.copy_from_slice(data_key.expose());
-    match aead.seal(&slot.nonce, &aad, &mut slot.wrapped) {
-        Ok(tag) => slot.tag = tag,
-        Err(e) => {
-            zeroize::Zeroize::zeroize(&mut slot.wrapped);
-            return Err(e);
+
+    /// The slot at `index` of the file `file_id` wrapping `data_key` (a fresh nonce each time).
+    pub(crate) fn wrap(&self, data_key: &SecretKey, file_id: &[u8; 16], index: usize) -> Result<KeySlot> {
+        let mut slot = KeySlot {
+            kind: self.kind,
+            kdf: self.kdf,
+            salt: self.salt,
+            nonce: [0; 12],
+            // The data key goes in only right before it is wrapped, so no error path drops it.
+            wrapped: [0; 32],
+            tag: [0; 16],
+        };
+        rand::rngs::OsRng.fill_bytes(&mut slot.nonce);
+        let aead = super::cipher::new_aead(super::CipherId::Aes256Gcm, super::CipherBackend::RustCrypto, &self.kek)?;
+        let aad = slot_aad(file_id, index, &slot.bound_bytes());
+        slot.wrapped.copy_from_slice(data_key.expose());
+        match aead.seal(&slot.nonce, &aad, &mut slot.wrapped) {
+            Ok(tag) => slot.tag = tag,
+            Err(e) => {
+                zeroize::Zeroize::zeroize(&mut slot.wrapped);
+                return Err(e);
+            }
         }
+        Ok(slot)
     }
-    Ok(slot)
 }
 
 /// Tries every slot the credentials can serve. Returns the data key and the slot index.

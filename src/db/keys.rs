@@ -171,13 +171,15 @@ impl Db {
 
     fn add_slot_of_kind(&self, kind: SlotKind, creds: &Credentials, kdf: KdfParams) -> Result<usize> {
         slots::refuse_guessable_key(kind, creds)?;
+        // The key derivation before the writer lock: commits go on meanwhile.
+        let key = slots::SlotKey::derive(kind, kdf, creds)?;
         let mut index = None;
         self.update_header(|h, dk| {
             refuse_during_rotation(h)?;
             let i = (0..MAX_SLOTS)
                 .find(|i| h.slots[*i].is_none())
                 .ok_or(Error::Unsupported(format!("all {MAX_SLOTS} key slots are in use")))?;
-            h.slots[i].set(Some(slots::make_slot(kind, kdf, creds, dk, &h.file_id, i)?));
+            h.slots[i].set(Some(key.wrap(dk, &h.file_id, i)?));
             index = Some(i);
             Ok(())
         })?;
@@ -258,21 +260,27 @@ impl Db {
             }
             opened
         };
+        // The new slots' keys, derived before the writer lock as the old ones were tried: a
+        // passphrase's derivation may take seconds, which commits would have waited for.
+        let mut c = Credentials::none().with_passphrase(new.duplicate());
+        if let Some(m) = &old.master {
+            c = c.with_master_key(m.duplicate());
+        }
+        let mut keys = Vec::with_capacity(opened.len());
+        for (_, slot) in &opened {
+            let kind = slot.as_ref().map(|s| s.kind).ok_or(Error::InvalidConfig("slot vanished"))?;
+            if !kind.uses_passphrase() {
+                return Err(Error::InvalidConfig("the slot these credentials open has no passphrase"));
+            }
+            keys.push(slots::SlotKey::derive(kind, kdf, &c)?);
+        }
         self.update_header(|h, dk| {
             refuse_during_rotation(h)?;
-            for (index, slot) in &opened {
+            for ((index, slot), key) in opened.iter().zip(&keys) {
                 if h.slots[*index] != *slot {
                     return Err(Error::Unsupported("the key slot changed meanwhile: try again".into()));
                 }
-                let kind = h.slots[*index].as_ref().map(|s| s.kind).ok_or(Error::InvalidConfig("slot vanished"))?;
-                if !kind.uses_passphrase() {
-                    return Err(Error::InvalidConfig("the slot these credentials open has no passphrase"));
-                }
-                let mut c = Credentials::none().with_passphrase(new.duplicate());
-                if let Some(m) = &old.master {
-                    c = c.with_master_key(m.duplicate());
-                }
-                h.slots[*index].set(Some(slots::make_slot(kind, kdf, &c, dk, &h.file_id, *index)?));
+                h.slots[*index].set(Some(key.wrap(dk, &h.file_id, *index)?));
             }
             Ok(())
         })
