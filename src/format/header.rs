@@ -2,9 +2,10 @@
 //! SPEC.md §2 has the table; the offsets below are checked against it by a test.
 //!
 //! Invariants: a copy is valid when its BLAKE3 checksum verifies; the valid copy with the
-//! highest generation is the header; an update writes the *other* copy with generation + 1,
-//! syncs, then rewrites the first copy, syncs (so a power loss leaves one valid copy, old or
-//! new, and no stale slot survives a completed update). In encrypted mode a keyed MAC under
+//! highest generation is the header; an update writes copy B with generation + 1, syncs,
+//! then copy A, syncs (a writable open first repairs a copy that fails, so both are valid
+//! before an update: a power loss leaves one valid copy, old or new, and no stale slot
+//! survives a completed update in either copy). In encrypted mode a keyed MAC under
 //! the header MAC key (derived from the data key) also covers every field before it.
 
 use super::{MAGIC, PAGE_SIZE, get_array, get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
