@@ -493,3 +493,48 @@ fn help_documents_exit_codes() {
     }
     assert!(e.pd(&["--help"]).ok().text().contains("Exit codes"));
 }
+
+/// `pagedump` counts as damage (exit 4, as `check` does) a page in use that is all zeros, both
+/// commit slots zeroed (the database does not open), and a header copy that fails: each was
+/// shown ("unwritten (all zeros)", "INVALID") and the run exited 0.
+#[test]
+fn pagedump_counts_zeroed_pages_in_use_and_a_bad_header_copy_as_damage() {
+    use std::os::unix::fs::FileExt;
+    let e = Env::new();
+    let pass = e.pass();
+    let zero = |db: &str, page: u64, pages: usize| {
+        let f = std::fs::OpenOptions::new().write(true).open(db).unwrap();
+        f.write_all_at(&vec![0u8; 4096 * pages], page * 4096).unwrap();
+    };
+    let (db, leaf) = multi_leaf_db(&e, "db");
+    zero(&db, leaf, 1);
+    e.fv(&["check", &db, "--passphrase-file", &pass]).code(4);
+    let o = e.pd(&[&db, "--page", &leaf.to_string(), "--passphrase-file", &pass]).code(4);
+    assert!(o.text().contains("IN USE, but all zeros"), "{}", o.text());
+    e.pd(&[&db, "--all", "--passphrase-file", &pass]).code(4);
+    let (db2, _) = multi_leaf_db(&e, "db2");
+    zero(&db2, 2, 2);
+    e.fv(&["get", &db2, "other", "a", "--passphrase-file", &pass]).code(4);
+    e.pd(&[&db2, "--passphrase-file", &pass]).code(4);
+    // A free page of zeros, and the second commit slot of a new database (zeros), are not.
+    let fresh = e.init_encrypted("fresh");
+    e.pd(&[&fresh, "--passphrase-file", &pass]).ok();
+    // A header copy that fails its checksum.
+    let h = e.init_encrypted("h");
+    flip_byte(&h, 100);
+    e.fv(&["check", &h, "--passphrase-file", &pass]).code(4);
+    e.pd(&[&h, "--passphrase-file", &pass]).code(4);
+}
+
+/// `demo DIR` writes only new files: a dangling link at one of its names is refused, not
+/// followed (its backup was made where the link pointed).
+#[test]
+fn demo_refuses_a_dangling_link_at_one_of_its_names() {
+    let e = Env::new();
+    let dir = e.p("demo");
+    std::fs::create_dir(&dir).unwrap();
+    let elsewhere = e.p("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, Path::new(&dir).join("demo.backup")).unwrap();
+    e.fv(&["demo", &dir, "--records", "5"]).code(2);
+    assert!(!Path::new(&elsewhere).exists(), "the link was followed");
+}

@@ -472,3 +472,25 @@ fn check_and_salvage_report_what_recovery_dropped() {
     let o = e.fv(&["salvage", &db, &e.p("salvaged"), "--passphrase-file", &pass]).code(4);
     assert!(o.err().contains("does not open") && o.text().contains("catalog"), "{}{}", o.text(), o.err());
 }
+
+/// `backup DB OUT` onto an empty OUT that another process holds locked (a database it is
+/// creating there) waits for nothing and replaces nothing: `Locked` (exit 5), OUT as it was.
+/// It was renamed over, and the creator wrote on into a file no name reached.
+#[test]
+fn backup_does_not_replace_an_empty_file_being_created() {
+    use std::os::unix::fs::MetadataExt;
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    let out = e.p("being-created");
+    std::fs::write(&out, b"").unwrap();
+    let held = foldvault::storage::FileStorage::open(Path::new(&out), false).unwrap();
+    let ino = std::fs::metadata(&out).unwrap().ino();
+    let o = e.fv(&["backup", &db, &out, "--passphrase-file", &pass]);
+    assert_eq!(o.code, 5, "{}", o.err());
+    assert_eq!(std::fs::metadata(&out).unwrap().ino(), ino, "OUT was replaced");
+    drop(held);
+    // Unheld, an empty OUT is replaced as before.
+    e.fv(&["backup", &db, &out, "--passphrase-file", &pass]).ok();
+    assert!(std::fs::metadata(&out).unwrap().len() > 0);
+}

@@ -112,7 +112,23 @@ fn place_backup(tmp: &Path, out: &Path, force: bool, was_missing: bool) -> Resul
     if !replaceable_by_backup(out).at(out)? {
         return Err(not_a_backup(out));
     }
-    std::fs::rename(tmp, out).at(out)
+    // An empty file may be a database another process is creating under its lock (as a copy's
+    // placement takes it: `migrate::rename_new`): replaced only while this run holds that lock,
+    // and still empty (CLI review: it was renamed over, the creator writing on into a file no
+    // name reached).
+    let held = match std::fs::metadata(out) {
+        Ok(m) if m.len() == 0 => {
+            let held = crate::storage::FileStorage::open(out, false).map_err(|e| CliError::db(e, out))?;
+            if crate::storage::Storage::len(&held).at(out)? > 0 {
+                return Err(not_a_backup(out));
+            }
+            Some(held)
+        }
+        _ => None,
+    };
+    std::fs::rename(tmp, out).at(out)?;
+    drop(held);
+    Ok(())
 }
 
 pub fn backup(a: BackupArgs) -> Result<(), CliError> {

@@ -203,7 +203,9 @@ pub fn demo_backup_step(
     let db = db_cfg.open().at(db_file)?;
     let original = all_records(&db, db_file)?;
     let t0 = Instant::now();
-    let f = std::fs::File::create(backup_file).at(backup_file)?;
+    // A new file only: a name that appeared since the check (or a dangling link there) is
+    // neither followed nor truncated (CLI review).
+    let f = std::fs::OpenOptions::new().write(true).create_new(true).open(backup_file).at(backup_file)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
     let stats = db.backup_to(&mut out, &mut |_| {}).at(db_file)?;
     let f = out.into_inner().map_err(|e| CliError::io(e.into_error(), backup_file))?;
@@ -421,7 +423,8 @@ pub fn demo(a: DemoArgs) -> Result<(), CliError> {
         scratch: dir.join("demo-timing.foldvault"),
     };
     for f in files.all() {
-        if f.exists() {
+        // `symlink_metadata`: a dangling link is there too.
+        if std::fs::symlink_metadata(f).is_ok() {
             return Err(CliError::db(Error::AlreadyExists(f.display().to_string()), f));
         }
     }

@@ -210,11 +210,21 @@ impl Dumper {
             };
             d.line(state.clone());
             d.obj = d.obj.str("kind", "header").bool("valid", ok).str("state", &state);
+            // A copy that fails is damage, as `check` counts it (exit 4).
+            self.failures += u64::from(!ok);
             return d;
         }
         if raw.iter().all(|b| *b == 0) {
-            let mut d = Desc::new(p, "unwritten (all zeros)".into());
-            d.obj = d.obj.str("kind", "unwritten");
+            // All zeros where a commit uses the page (a commit slot, when no record opens) is
+            // damage, as `check` counts it: it was shown as unwritten, and the run exited 0 on a
+            // database that did not open (CLI review). Which pages are in use is known only with
+            // a key, or of a plaintext file.
+            let in_use =
+                self.pager.is_some() && if p < FIRST_DATA_PAGE { self.unused.is_empty() } else { !self.unused(p) };
+            self.failures += u64::from(in_use);
+            let what = if in_use { "IN USE, but all zeros (damaged)" } else { "unwritten (all zeros)" };
+            let mut d = Desc::new(p, what.into());
+            d.obj = d.obj.str("kind", "unwritten").bool("in_use", in_use);
             return d;
         }
         let tag = hex(&raw[TAG_OFFSET..TAG_OFFSET + TAG_SIZE]);
