@@ -117,13 +117,10 @@ fn place_backup(tmp: &Path, out: &Path, force: bool, was_missing: bool) -> Resul
     // and still empty (CLI review: it was renamed over, the creator writing on into a file no
     // name reached).
     let held = match std::fs::metadata(out) {
-        Ok(m) if m.len() == 0 => {
-            let held = crate::storage::FileStorage::open(out, false).map_err(|e| CliError::db(e, out))?;
-            if crate::storage::Storage::len(&held).at(out)? > 0 {
-                return Err(not_a_backup(out));
-            }
-            Some(held)
-        }
+        Ok(m) if m.len() == 0 => crate::db::migrate::lock_empty_target(out).map_err(|e| match e {
+            Error::AlreadyExists(_) => not_a_backup(out),
+            e => CliError::db(e, out),
+        })?,
         _ => None,
     };
     std::fs::rename(tmp, out).at(out)?;

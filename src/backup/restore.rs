@@ -94,7 +94,6 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(&tmp, true)?);
         storage.set_len(0)?;
         let sealer = crate::db::open::file_sealer(&br.file_header, dk.as_ref(), None)?;
-        let page_count = br.header.page_count;
         let pager = Pager::new(storage.clone(), sealer, 1 << 20);
         pager.write_raw(HEADER_PAGE_A, &br.file_header_page)?;
         pager.write_raw(HEADER_PAGE_B, &br.file_header_page)?;
@@ -103,7 +102,8 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         // every page restored was kept: memory review, medium). Sized by the stream, not by the
         // (unauthenticated, for a plaintext source) page count in its header.
         let mut free: Vec<(PageNo, u32)> = Vec::new();
-        let (mut at, mut last) = (FIRST_DATA_PAGE, None);
+        // The page after the last one restored: the restored file's page count.
+        let mut at = FIRST_DATA_PAGE;
         let mut pages = 0u64;
         let plaintext = !br.header.encrypted;
         while let Some(chunk) = br.next_chunk(aead.as_deref())? {
@@ -113,12 +113,10 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
                 let opened = pager.sealer.open(KeyPurpose::Page, page, &mut probe);
                 wipe(&mut probe[..]);
                 opened?;
-                // (The reader refuses a page number not above the one before it.)
-                if page >= FIRST_DATA_PAGE {
-                    push_free(&mut free, at, page);
-                    at = page + 1;
-                }
-                last = Some(page);
+                // (The reader refuses a page number not above the one before it, below the first
+                // data page, or at or past the header's page count.)
+                push_free(&mut free, at, page);
+                at = page + 1;
                 pages += 1;
                 // Every page below the last one restored that the stream does not hold becomes a
                 // free page, and the file as long as its last page: bounded in a plaintext backup.
@@ -136,13 +134,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         let (bytes, chunks, pages) = br.finish()?;
         // Everything not restored is free; write the free list and a commit record.
         // The restored file ends after its last live page: pages above it were free.
-        let page_count = last.map(|p| p + 1).unwrap_or(FIRST_DATA_PAGE).min(page_count);
-        // No gap at or past the page count (a header's count below the pages the stream held).
-        free.retain(|&(p, _)| p < page_count);
-        if let Some((p, n)) = free.last_mut() {
-            *n = (*n).min(u32::try_from(page_count - *p).unwrap_or(u32::MAX));
-        }
-        push_free(&mut free, at, page_count);
+        let page_count = at;
         let mut alloc = Allocator::new(page_count, &free);
         pager.set_page_limit(page_count);
         pager.sealer.set_max_epoch(header.key_epoch);

@@ -53,18 +53,17 @@ fn file_name(target: &Path) -> String {
 }
 
 /// Removes the temporary files (and their logs) that interrupted runs left beside `target`
-/// and no live run holds; returns how many files it removed. Failures to list or remove are
-/// left for the next run: this tidies, it never fails a run.
-pub(crate) fn remove_stale(target: &Path) -> usize {
+/// and no live run holds. Failures to list or remove are left for the next run: this tidies,
+/// it never fails a run.
+pub(crate) fn remove_stale(target: &Path) {
     let name = file_name(target);
     let set_aside = format!("{name}.fvwal");
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let Ok(entries) = std::fs::read_dir(&dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(&dir) else { return };
     let target_file = std::fs::metadata(target).ok();
-    let mut removed = 0;
     for entry in entries.flatten() {
         let Some(found) = entry.file_name().to_str().map(str::to_owned) else { continue };
         let path = dir.join(&found);
@@ -84,20 +83,18 @@ pub(crate) fn remove_stale(target: &Path) -> usize {
                 // Held by this process while it goes: a live run holds it locked, and is left.
                 let Ok(held) = crate::storage::FileStorage::open(&path, false) else { continue };
                 let gone = remove(&path);
-                if gone && remove(&crate::storage::wal::sidecar_path(&path)) {
-                    removed += 1;
+                if gone {
+                    remove(&crate::storage::wal::sidecar_path(&path));
                 }
                 drop(held);
                 gone
             }
         };
         if gone {
-            removed += 1;
             tracing::warn!(target: "foldvault::audit", path = %path.display(),
                 "removed a temporary file an interrupted copy, conversion, restore or backup left");
         }
     }
-    removed
 }
 
 fn remove(path: &Path) -> bool {

@@ -257,8 +257,8 @@ fn refuse_occupied(dst: &Path) -> Result<()> {
 
 /// A copy's target, checked as `refuse_occupied` does; an empty file there is locked (`Locked`
 /// if a process holds it) and checked empty again under the lock, which the caller holds until
-/// the file is replaced.
-fn lock_empty_target(dst: &Path) -> Result<Option<crate::storage::FileStorage>> {
+/// the file is replaced. Copies, and the command line's `backup` onto an empty file.
+pub(crate) fn lock_empty_target(dst: &Path) -> Result<Option<crate::storage::FileStorage>> {
     refuse_occupied(dst)?;
     if !dst.exists() {
         return Ok(None);
