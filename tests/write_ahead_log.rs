@@ -717,3 +717,51 @@ fn a_durable_one_record_commit_costs_at_most_about_one_fsync() {
         assert_eq!(t.len(), 2010);
     }
 }
+
+/// `Config::wal_checkpoint_pages` and `Config::wal_background_checkpoints` reach the log: with a
+/// checkpoint every 8 pages the log stays within its first growth step (it grows 256 pages at a
+/// time) and the file alone holds the earlier commits, in both checkpoint modes (with the
+/// default, 16 MiB, 300 commits stay in the log alone and grow it further); without background checkpoints the copy is made in the commit that fills the
+/// log, so the file alone holds the commits up to it at once. Every commit survives a reopen.
+#[test]
+fn the_checkpoint_settings_of_config_reach_the_log() {
+    let records_in_file_alone = |dir: &Path, path: &Path, name: &str| {
+        let copy = dir.join(name);
+        std::fs::copy(path, &copy).unwrap();
+        let db = config(&copy).write_ahead_log(false).open().unwrap();
+        if db.tree_names().iter().any(|n| &n[..] == b"t") { db.open_tree("t").unwrap().len() } else { 0 }
+    };
+    let log_pages = |path: &Path| std::fs::metadata(sidecar_path(path)).unwrap().len() / PAGE as u64;
+    for (small, background) in [(false, true), (true, true), (true, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.foldvault");
+        let mut cfg = config(&path).wal_background_checkpoints(background);
+        if small {
+            cfg = cfg.wal_checkpoint_pages(8);
+        }
+        let db = cfg.open().unwrap();
+        let mut max_log = 0;
+        for i in 0..300u32 {
+            let tx = db.begin_write().unwrap();
+            tx.open_tree("t").unwrap().insert(format!("key{i:03}"), format!("value{i}").into_bytes()).unwrap();
+            tx.set_durability(Durability::Immediate);
+            tx.commit().unwrap();
+            max_log = max_log.max(log_pages(&path));
+            if small && !background && i == 20 {
+                let in_file = records_in_file_alone(dir.path(), &path, "at-20.foldvault");
+                assert!(in_file >= 10, "commit 20: the file alone holds {in_file} records");
+            }
+        }
+        let in_file = records_in_file_alone(dir.path(), &path, "file-alone.foldvault");
+        if small {
+            assert!(max_log <= 257, "background {background}: the log reached {max_log} pages");
+            assert!(in_file >= 290, "background {background}: the file alone holds {in_file} records");
+        } else {
+            assert!(max_log > 257, "the default log held {max_log} pages");
+            assert_eq!(in_file, 0, "with the default, the commits are in the log only");
+        }
+        drop(db);
+        let db = config(&path).open().unwrap();
+        assert_holds_exactly(&db, &records(0..300, ""));
+    }
+}
