@@ -637,3 +637,34 @@ fn the_last_epoch_spent_refuses_writes_and_keeps_reads() {
     assert_eq!(t.get("a").unwrap().as_deref(), Some(&b"1"[..]));
     assert!(t.get("b").unwrap().is_none());
 }
+
+/// A root separator forged above every key (its first byte 0xFF, the page's layout unchanged):
+/// the last leaf's keys are in the tree by position but no lookup reaches them. `pop_max` found
+/// its entry by position, its removal by key found nothing, and it returned the entry without
+/// removing it, the same one at every call (a `while let Some(_) = pop_max()` never ended).
+/// Now it is damage, and the tree is left as it was.
+#[test]
+fn pop_max_of_a_key_no_lookup_reaches_is_damage_not_an_endless_pop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("forged.fv");
+    let (catalog, root, _) = two_level_tree(&path);
+    edit_page(&path, root, &catalog, |b| {
+        let n = u16::from_le_bytes([b[2], b[3]]) as usize;
+        let offsets = PAGE_HEADER_SIZE + (n + 1) * PAGE_REF_SIZE;
+        let last = u16::from_le_bytes([b[offsets + 2 * (n - 1)], b[offsets + 2 * (n - 1) + 1]]) as usize;
+        // key_len u16, then the key: its first byte.
+        b[last + 2] = 0xFF;
+    });
+    let db = cfg(&path).open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    let last = 1999u32.to_be_bytes();
+    assert_eq!(t.get(last).unwrap(), None, "the last leaf's keys are out of every lookup's reach");
+    for _ in 0..2 {
+        match t.pop_max() {
+            Err(Error::Corrupt { reason: CorruptReason::KeyOrder, .. }) => {}
+            other => panic!("expected Corrupt KeyOrder, got {:?}", other.map(|e| e.map(|(k, _)| k.to_vec()))),
+        }
+    }
+    assert_eq!(t.len(), 2000, "nothing was removed");
+    assert_eq!(t.last().unwrap().map(|(k, _)| k.to_vec()), Some(last.to_vec()));
+}

@@ -247,11 +247,15 @@ fn walk(
             }
             continue;
         }
-        let in_range = |k: &[u8]| s.lo.is_none_or(|l| k >= l) && s.hi.is_none_or(|h| k < h);
+        // A leaf's keys may equal its lower bound; a branch's separators may not (as the check,
+        // `btree::verify`: no writer makes one, and an edit merging under it would fail).
+        let branch = f.kind == Some(PageKind::Branch);
+        let in_range =
+            |k: &[u8]| s.lo.is_none_or(|l| if branch { k > l } else { k >= l }) && s.hi.is_none_or(|h| k < h);
         if f.keys.iter().any(|k| !in_range(k)) {
             return Err(Error::corrupt(r.page, CorruptReason::KeyOrder));
         }
-        if f.kind == Some(PageKind::Branch) {
+        if branch {
             let n = f.keys.len();
             for (i, c) in f.children.iter().enumerate() {
                 let lo = if i == 0 { s.lo } else { f.keys.get(i - 1).map(|k| &k[..]) };

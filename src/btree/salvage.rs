@@ -119,7 +119,21 @@ pub(crate) fn walk_unseen(
                 }
             }
         }
-        for i in 0..=n {
+        // A child's bounds are the highest separator before it and the lowest after it, within
+        // the branch's own bounds: separators are not checked, and a forged one out of order (or
+        // below the branch's lower bound) gave children overlapping ranges, so a key no lookup
+        // could reach was copied, once more or over the real one (SPEC §12). With running
+        // bounds the children's ranges are disjoint and in order; a child whose range is empty
+        // loses its keys.
+        let mut below: Vec<Option<&[u8]>> = vec![hi; n + 1];
+        for i in (0..n).rev() {
+            below[i] = match below[i + 1] {
+                Some(h) if h <= keys[i].as_slice() => Some(h),
+                _ => Some(keys[i].as_slice()),
+            };
+        }
+        let mut clo = lo;
+        for (i, &chi) in below.iter().enumerate() {
             let child = match raw.child(i) {
                 Ok(c) => c,
                 Err(e) => {
@@ -127,19 +141,9 @@ pub(crate) fn walk_unseen(
                     return Ok(());
                 }
             };
-            // A child's bounds are its separators within the branch's own bounds: separators
-            // are not checked, and a forged one below the branch's lower bound gave a child
-            // keys no lookup could reach, copied over the real ones (SPEC §12).
-            let clo = match (i, lo) {
-                (0, _) => lo,
-                (_, Some(l)) if keys[i - 1].as_slice() < l => Some(l),
-                _ => Some(keys[i - 1].as_slice()),
-            };
-            let chi = match (i == n, hi) {
-                (true, _) => hi,
-                (false, Some(h)) if keys[i].as_slice() > h => Some(h),
-                _ => Some(keys[i].as_slice()),
-            };
+            if i > 0 && clo.is_none_or(|l| l < keys[i - 1].as_slice()) {
+                clo = Some(keys[i - 1].as_slice());
+            }
             rec(pager, child, clo, chi, depth + 1, record, lost, seen)?;
         }
         Ok(())

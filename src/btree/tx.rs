@@ -452,6 +452,18 @@ impl TxPages {
         }
         let lp = self.make_dirty(left)?;
         let rp = self.make_dirty(right)?;
+        // Two branches merge around their separator only if it lies strictly between their
+        // keys: one equal to a key (damage the check reports, `verify`) would make a branch
+        // that no later edit decodes.
+        if let (Some(Node::Branch(parent)), Some(Node::Branch(l)), Some(Node::Branch(r))) =
+            (self.dirty.get(&p), self.dirty.get(&lp), self.dirty.get(&rp))
+            && let Some(sep) = parent.key(li)
+        {
+            let last = l.key_count().checked_sub(1).and_then(|i| l.key(i));
+            if last.is_some_and(|k| k >= sep) || r.key(0).is_some_and(|k| k <= sep) {
+                return Err(Error::corrupt(right.page, CorruptReason::KeyOrder));
+            }
+        }
         let right_node = self.dirty.remove(&rp);
         let mut sep = {
             let Node::Branch(b) = self.node_mut(p)? else { return Ok(false) };

@@ -235,7 +235,10 @@ pub(crate) fn check_tree(
             if keys.len() != n {
                 continue;
             }
-            if keys.windows(2).any(|w| w[0][..] >= w[1][..]) || keys.iter().any(|k| !in_range(k)) {
+            // A separator equals no lower bound: every writer promotes one strictly above a key
+            // at or past the bound, and a branch merged under one would not decode (SPEC §4.2).
+            let above_lo = |k: &[u8]| lo.as_deref().is_none_or(|l| k > l);
+            if keys.windows(2).any(|w| w[0][..] >= w[1][..]) || keys.iter().any(|k| !in_range(k) || !above_lo(k)) {
                 report(r.page, CorruptReason::KeyOrder);
             }
             for i in 0..=n {

@@ -631,7 +631,12 @@ impl Tree {
             // Wiped whatever fails next (the copies returned are `IVec`s, which wipe themselves).
             let k = zeroize::Zeroizing::new(k);
             let bytes = zeroize::Zeroizing::new(tx.value_bytes(&v)?);
-            tx.remove(r, &k, false)?;
+            // The cursor finds the entry by position, the removal by key: a key its leaf holds
+            // that no lookup reaches (a forged separator) is damage, never popped again and
+            // again without leaving.
+            if tx.remove(r, &k, false)?.is_none() {
+                return Err(Error::corrupt(c.leaf_page(), crate::error::CorruptReason::KeyOrder));
+            }
             changes.note(&k, Some(&bytes), None, true);
             Ok(Some((IVec::from(&k[..]), IVec::from(&bytes[..]))))
         })
