@@ -629,7 +629,20 @@ impl Storage for WalStorage {
         }
         self.go_direct().map_err(to_io)?;
         let mut st = self.state_mut();
-        self.main.set_len(len).inspect_err(|_| st.failed = true)?;
+        if let Err(e) = self.main.set_len(len) {
+            // A failed cut: the checkpoint above put everything in the database file, and the
+            // file keeps a length the OS still knows (a shorter one, if it was half done), all
+            // past what the engine reads (a cut goes below its page count only: `Pager::truncate`),
+            // so the storage stays usable. Latched, it failed every later write (SPEC §5.2).
+            match self.main.len() {
+                Ok(now) => {
+                    st.main_len = now;
+                    st.logged_len = now.min(st.logged_len);
+                }
+                Err(_) => st.failed = true,
+            }
+            return Err(e);
+        }
         st.main_len = len;
         st.logged_len = len;
         st.len = len;

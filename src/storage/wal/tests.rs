@@ -762,3 +762,52 @@ fn a_log_whose_directory_cannot_be_synced_still_logs() {
     assert_eq!(back, page(8));
     assert!(l.len().unwrap() > 0, "nothing was logged");
 }
+
+/// A shrinking `set_len` whose cut of the database file fails leaves the storage usable (the
+/// checkpoint before it put everything in the file): compaction's failed cut of the file's end
+/// poisons nothing (`Pager::truncate`), yet every later write failed "an earlier I/O error left
+/// it unusable". A later cut that works takes the file to its length.
+#[test]
+fn a_failed_cut_of_the_file_leaves_the_log_usable() {
+    struct RefusesCuts {
+        inner: MemoryStorage,
+        refuse: std::sync::atomic::AtomicBool,
+    }
+    impl Storage for RefusesCuts {
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+            self.inner.read_at(offset, buf)
+        }
+        fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+            self.inner.write_at(offset, buf)
+        }
+        fn sync(&self) -> io::Result<()> {
+            self.inner.sync()
+        }
+        fn len(&self) -> io::Result<u64> {
+            self.inner.len()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            if len < self.inner.len()? && self.refuse.load(Ordering::Acquire) {
+                return Err(io::Error::other("injected: the cut fails"));
+            }
+            self.inner.set_len(len)
+        }
+    }
+    let (m, l) = pair();
+    let main = Arc::new(RefusesCuts { inner: m.clone(), refuse: std::sync::atomic::AtomicBool::new(true) });
+    let w = WalStorage::open(main.clone(), Arc::new(l.clone()), 1000, None).unwrap();
+    for pg in 2..10 {
+        w.write_at(pg * P, &page(pg as u8)).unwrap();
+    }
+    w.sync().unwrap();
+    assert!(w.set_len(6 * P).is_err());
+    assert_eq!(fill_of(&w, 5), Some(5), "what the file holds still reads");
+    w.write_at(3 * P, &page(30)).unwrap();
+    w.sync().expect("a write and a sync after the failed cut");
+    assert_eq!(fill_of(&w, 3), Some(30));
+    main.refuse.store(false, Ordering::Release);
+    w.set_len(6 * P).unwrap();
+    assert_eq!(w.len().unwrap(), 6 * P);
+    assert_eq!(m.len().unwrap(), 6 * P);
+    assert_eq!((fill_of(&w, 3), fill_of(&w, 5)), (Some(30), Some(5)));
+}
