@@ -404,6 +404,15 @@ fn backup_keys_and_existing_targets() {
     assert!(!Path::new(&ptarget).exists());
     let o = e.fv(&["restore", &pbk, &ptarget, "--passphrase-file", &pass]).ok();
     assert!(o.err().contains("restored as plaintext"), "{}", o.err());
+    // verify-backup alike: with a key, a plaintext backup is said to be authenticated by none
+    // of it, and --require-encryption refuses it.
+    let o = e.fv(&["verify-backup", &pbk, "--require-encryption"]).code(2);
+    assert!(o.err().contains("plaintext database"), "{}", o.err());
+    let o = e.fv(&["verify-backup", &pbk, "--passphrase-file", &pass]).ok();
+    assert!(o.err().contains("authenticates nothing"), "{}", o.err());
+    assert!(o.text().contains("plaintext (not encrypted)"), "{}", o.text());
+    let o = e.fv(&["verify-backup", &pbk]).ok();
+    assert!(!o.err().contains("warning"), "no key, no warning: {}", o.err());
     assert_eq!(e.fv(&["get", &ptarget, "t", "k"]).ok().stdout, b"clear");
     // Missing files.
     e.fv(&["verify-backup", &e.p("missing")]).code(5);

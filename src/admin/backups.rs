@@ -319,6 +319,24 @@ pub fn verify_backup(a: VerifyBackupArgs) -> Result<(), CliError> {
     let (input, name) = open_input(&a.file)?;
     let creds = if a.no_key { Credentials::none() } else { a.keys.credentials(Prompt::Never)? };
     let creds = if creds.is_empty() { None } else { Some(creds) };
+    // Whether a backup is encrypted, the stream says under unkeyed hashes only: a key given
+    // authenticates nothing of a plaintext one, which anyone able to write the backup can put
+    // in place of an encrypted one (SPEC §13.4).
+    let (header, input) = peek_header(input, &name)?;
+    let plaintext = header.as_ref().is_some_and(|h| !h.encrypted);
+    if a.require_encryption && plaintext {
+        return Err(CliError::Usage(format!(
+            "{} is a backup of a plaintext database (--require-encryption)",
+            name.display()
+        )));
+    }
+    if plaintext && creds.is_some() {
+        note!(
+            "foldvault: warning: {} is a backup of a plaintext database: the key given authenticates nothing of it \
+             (its hashes detect damage, not forgery; --require-encryption refuses such a backup)",
+            name.display()
+        );
+    }
     let bar = page_bar("verifying");
     let mut cb = on_progress(&bar);
     let t0 = Instant::now();

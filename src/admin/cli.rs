@@ -304,6 +304,10 @@ pub struct VerifyBackupArgs {
     /// Check only structure and hashes, even if a key is set in the environment
     #[arg(long, conflicts_with_all = ["passphrase_file", "key_file", "recovery_key_file"])]
     pub no_key: bool,
+    /// Refuse a backup of a plaintext database (exit 2): its hashes are unkeyed, so anyone who
+    /// can write the backup can put one there in place of an encrypted one
+    #[arg(long)]
+    pub require_encryption: bool,
     #[command(flatten)]
     pub keys: KeyArgs,
 }

@@ -11,7 +11,7 @@ use crate::crypto::seal::KeyPurpose;
 use crate::crypto::slots::Credentials;
 use crate::crypto::wipe::wipe;
 use crate::db::config::{Config, Encryption};
-use crate::error::{Error, PageNo, Result};
+use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::commit::CommitRecord;
 use crate::format::{COMMIT_PAGE_A, COMMIT_PAGE_B, FIRST_DATA_PAGE, HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE};
 use crate::pager::Pager;
@@ -161,10 +161,24 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         drop(pager);
         drop(storage);
         // Open it as a database and check it fully before it takes the target's name.
-        let db = Config::new().file(&tmp).credentials(creds.duplicate()).use_env(false).flush_every_ms(None).open()?;
-        let report = db.check()?;
+        // What fails here is the stream's damage (verify reports it as such), not a database's:
+        // the page named is one of a file about to be removed.
+        let of_stream = |page: u64, reason: CorruptReason| {
+            tracing::warn!(target: "foldvault::audit", page, reason = ?reason,
+                "restore: the database the backup makes fails its check");
+            Error::BackupCorrupt { offset: 0, chunk: None, what: "the restored database fails its check" }
+        };
+        let db = Config::new().file(&tmp).credentials(creds.duplicate()).use_env(false).flush_every_ms(None).open();
+        let db = db.map_err(|e| match e {
+            Error::Corrupt { page, reason } => of_stream(page, reason),
+            e => e,
+        })?;
+        let report = db.check().map_err(|e| match e {
+            Error::Corrupt { page, reason } => of_stream(page, reason),
+            e => e,
+        })?;
         if let Some(p) = report.problems.first() {
-            return Err(Error::corrupt(p.page, p.reason));
+            return Err(of_stream(p.page, p.reason));
         }
         if !bool::from(subtle::ConstantTimeEq::ct_eq(&db.root_digest()[..], &header.root_digest[..])) {
             return Err(Error::BackupCorrupt { offset: 0, chunk: None, what: "restored root digest differs" });
@@ -351,6 +365,21 @@ mod tests {
         let dst = dir.path().join("restored.foldvault");
         let r = restore(&stream[..], &dst, &Credentials::none(), RestoreOptions::default());
         assert!(matches!(&r, Err(Error::Unsupported(m)) if m.contains("free pages")), "{r:?}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a file was left behind");
+    }
+
+    /// A page moved to a number past the others: its parent's reference now names a page the
+    /// stream does not hold. Verify and restore both call that the stream's damage
+    /// (`BackupCorrupt`); restore named a page of its temporary file, already removed, as a
+    /// database's (`Corrupt`).
+    #[test]
+    fn a_restore_that_fails_its_final_check_blames_the_stream() {
+        let stream = renumbered_backup(Some(FIRST_DATA_PAGE + 100));
+        let r = crate::backup::verify(&stream[..], None, &mut |_| {});
+        assert!(matches!(&r, Err(Error::BackupCorrupt { .. })), "{r:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let r = restore(&stream[..], &dir.path().join("db"), &Credentials::none(), RestoreOptions::default());
+        assert!(matches!(&r, Err(Error::BackupCorrupt { chunk: None, .. })), "{r:?}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a file was left behind");
     }
 

@@ -43,9 +43,12 @@ impl Db {
 impl crate::db::txn::ReadTransaction {
     /// Writes a backup of exactly this snapshot (see `Db::backup_to`), made durable first if
     /// it was not (a commit made with `Durability::Eventual`): a backup never names a commit
-    /// that a crash of the source could lose. From inside a write transaction of this thread,
-    /// whose writer that sync would wait for, a snapshot not yet durable is `Unsupported`.
+    /// that a crash of the source could lose. From inside a write transaction of this thread
+    /// it is `Unsupported`, durable or not, before any page is read: the header and keys are
+    /// copied under the writer lock that transaction holds (as is the sync a snapshot not yet
+    /// durable needs).
     pub fn backup_to<W: Write>(&self, out: W, progress: &mut dyn FnMut(Progress)) -> Result<BackupStats> {
+        self.handle.engine.refuse_inside_transaction()?;
         self.handle.engine.make_snapshot_durable(self.snap.seq)?;
         backup_snapshot(&self.handle.engine, self.snap.clone(), out, progress)
     }

@@ -7,7 +7,7 @@ use super::*;
 /// snapshot, so another thread's commit in between went into the backup undurable, and a crash
 /// of the source could then give its sequence number to other contents); from inside a write
 /// transaction of the same thread, whose writer the sync would wait for, such a snapshot is
-/// refused.
+/// refused, and so is a durable one (the backup's header and keys are copied under that lock).
 #[test]
 fn a_backup_makes_its_snapshot_durable_first() {
     let dir = tempfile::tempdir().unwrap();
@@ -24,6 +24,12 @@ fn a_backup_makes_its_snapshot_durable_first() {
     let stats = rt.backup_to(&mut out, &mut |_| {}).unwrap();
     assert_eq!(stats.seq, db.commit_seq());
     assert!(db.durable_commit_seq() >= stats.seq, "the backed-up commit is durable");
+    // A durable snapshot too: its header and keys are copied under the writer lock the
+    // transaction holds (refused now before the walk of its pages, then after it).
+    let w = db.begin_write().unwrap();
+    let r = rt.backup_to(&mut Vec::new(), &mut |_| {});
+    assert!(matches!(&r, Err(Error::Unsupported(m)) if m.contains("inside a write transaction")), "{:?}", r.err());
+    drop(w);
     drop(rt);
 
     db.insert("later", &b"eventual"[..]).unwrap();
