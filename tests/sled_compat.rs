@@ -798,3 +798,62 @@ fn a_panicking_key_conversion_does_not_poison_the_database() {
         t.insert("k", "v").unwrap_or_else(|e| panic!("after operation {op}: {e}"));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// flush_async.
+
+/// `Tree::flush_async` syncs off the thread that polls it (sled 0.34 hands its flush to a pool
+/// of its own), in a build without the tokio feature too and outside any runtime: it synced on
+/// the polling thread, and an executor's other tasks waited for the disk.
+#[test]
+fn flush_async_syncs_off_the_polling_thread() {
+    use foldvault::storage::{MemoryStorage, Storage};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake, Waker};
+    struct SyncThreads {
+        inner: MemoryStorage,
+        at: Mutex<Vec<std::thread::ThreadId>>,
+    }
+    impl Storage for SyncThreads {
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            self.inner.read_at(offset, buf)
+        }
+        fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+            self.inner.write_at(offset, buf)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.at.lock().unwrap().push(std::thread::current().id());
+            self.inner.sync()
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.inner.set_len(len)
+        }
+    }
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let storage = Arc::new(SyncThreads { inner: MemoryStorage::new(), at: Mutex::new(Vec::new()) });
+    let db = Config::new().storage(storage.clone()).plaintext().use_env(false).flush_every_ms(None).open().unwrap();
+    db.insert("k", "v").unwrap();
+    storage.at.lock().unwrap().clear();
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(db.flush_async());
+    let flushed = loop {
+        if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+            break r.unwrap();
+        }
+        std::thread::park();
+    };
+    assert!(flushed > 0, "the insert was flushed");
+    let at = storage.at.lock().unwrap().clone();
+    assert!(!at.is_empty(), "flush_async synced");
+    assert!(!at.contains(&std::thread::current().id()), "the polling thread synced");
+    assert_eq!(db.durable_commit_seq(), db.commit_seq());
+}

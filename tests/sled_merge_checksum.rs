@@ -100,6 +100,32 @@ fn the_operator_belongs_to_one_tree_instance() {
 }
 
 /// Merges on many threads into one key lose none (each is an atomic read-modify-write).
+/// A handle on a dropped tree setting an operator while the tree is dropped and made again,
+/// and the new tree's operator set, on another thread: the new tree keeps its operator. The
+/// old handle's check that its tree lives was made before the lock its put took, so its put
+/// could land after the new tree's and take that operator away (a stress test: the window is
+/// narrow, and a round that misses it proves nothing).
+#[test]
+fn an_old_handle_setting_an_operator_never_takes_the_new_trees_away() {
+    let db = temp_db();
+    for round in 0..300u32 {
+        let old = db.open_tree("t").unwrap();
+        let gate = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                gate.wait();
+                old.set_merge_operator(add_merge);
+            });
+            gate.wait();
+            assert!(db.drop_tree("t").unwrap());
+            db.open_tree("t").unwrap().set_merge_operator(concatenate_merge);
+        });
+        let new = db.open_tree("t").unwrap();
+        assert!(new.merge("k", b"x").is_ok(), "round {round}: the new tree lost its operator");
+        assert!(matches!(old.merge("k", b"x"), Err(Error::CollectionNotFound)));
+    }
+}
+
 #[test]
 fn merges_racing_on_threads_lose_nothing() {
     let db = temp_db();

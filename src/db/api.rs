@@ -699,17 +699,20 @@ impl Tree {
         engine.pager.checkpoint_log()
     }
 
-    /// `flush` on a blocking thread (tokio feature) or inline.
+    /// `flush` off the polling thread, as sled's runs on its own thread pool: on tokio's
+    /// blocking pool inside a runtime (tokio feature), else on a thread of its own, so that the
+    /// executor never waits for the sync. Inside a write transaction of the polling thread (of
+    /// its task, with tokio) it runs as `flush` does there: when that transaction ends.
     pub async fn flush_async(&self) -> Result<usize> {
+        let e = self.handle.engine.clone();
         #[cfg(feature = "tokio")]
-        {
-            let e = self.handle.engine.clone();
-            super::async_api::blocking(Some(e.clone()), move || e.flush()).await
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return super::async_api::blocking(Some(e.clone()), move || e.flush()).await;
         }
-        #[cfg(not(feature = "tokio"))]
-        {
-            self.handle.engine.flush()
+        if e.writer_held_here() {
+            return e.flush();
         }
+        super::off_thread::run("foldvault-flush", move || e.flush()).await
     }
 
     /// The tree's name.

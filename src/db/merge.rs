@@ -38,8 +38,14 @@ impl MergeOperators {
         self.set.lock().iter().find(|e| &*e.name == name && e.born == born).map(|e| e.op.clone())
     }
 
-    fn put(&self, name: Arc<[u8]>, born: Option<u64>, op: Arc<dyn MergeOperator>) {
+    /// Sets `op` on instance `born` of `name` if `live()`, asked under the lock: a put that
+    /// asked before it would land after a newer instance's own put, and, one entry per name,
+    /// take that instance's operator away.
+    fn put_if_live(&self, name: Arc<[u8]>, born: Option<u64>, op: Arc<dyn MergeOperator>, live: impl FnOnce() -> bool) {
         let mut set = self.set.lock();
+        if !live() {
+            return;
+        }
         // One entry per name: an operator of a dropped instance of the name goes with it.
         set.retain(|e| e.name != name);
         set.push(OperatorEntry { name, born, op });
@@ -51,11 +57,11 @@ impl Tree {
     /// shared by every handle on this tree in this open, and is not stored in the file.
     pub fn set_merge_operator(&self, merge_operator: impl MergeOperator + 'static) {
         // A handle on a dropped tree sets nothing: it would take the operator of the tree made
-        // again under the name (`merge` through it is `CollectionNotFound` anyway).
-        if self.current(&self.handle.engine.snapshot()).is_err() {
-            return;
-        }
-        self.handle.merge_operators.put(self.name.clone(), self.born, Arc::new(merge_operator));
+        // again under the name (`merge` through it is `CollectionNotFound` anyway). Asked under
+        // the operators' lock, with a snapshot taken there: asked before it, a handle on a tree
+        // dropped and made again in between removed the new tree's operator.
+        let live = || self.current(&self.handle.engine.snapshot()).is_ok();
+        self.handle.merge_operators.put_if_live(self.name.clone(), self.born, Arc::new(merge_operator), live);
     }
 
     /// Merges `value` into `key`'s value with the tree's merge operator, atomically, and

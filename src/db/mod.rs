@@ -19,6 +19,7 @@ pub(crate) mod leftovers;
 pub(crate) mod location;
 pub(crate) mod merge;
 pub mod migrate;
+pub(crate) mod off_thread;
 pub(crate) mod open;
 pub(crate) mod page_roles;
 pub(crate) mod rekey;
