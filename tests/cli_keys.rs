@@ -715,3 +715,33 @@ fn the_next_run_removes_what_a_killed_one_left_beside_its_target() {
         .collect();
     assert_eq!(left.len(), 3, "{left:?}");
 }
+
+/// A creation killed while its passphrase is stretched (Argon2id at a high cost: seconds) leaves
+/// nothing at the path: the header and key slots are made before the file is. The file was
+/// made first and stayed empty, and every later open refused it as a database truncated to
+/// nothing. (If this machine is so slow that the child has not reached the point where the
+/// file was made before it is killed, the test passes without showing anything; it cannot fail
+/// falsely.)
+#[test]
+fn a_creation_killed_while_its_passphrase_is_stretched_leaves_no_file() {
+    let e = Env::new();
+    let db = e.p("new.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_foldvault"))
+        .args(["init", &db, "--passphrase-file", &e.pass(), "--kdf-memory-mib", "1024", "--kdf-iterations", "8"])
+        .env_remove("FOLDVAULT_PASSPHRASE")
+        .env_remove("FOLDVAULT_KEY_FILE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let during = Path::new(&db).exists();
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the creation ended before it was killed: make its KDF costlier");
+    assert!(!during, "the file exists while the passphrase is stretched");
+    assert!(!Path::new(&db).exists(), "the killed creation left a file");
+    e.fv(&["init", &db, "--passphrase-file", &e.pass()]).ok();
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &e.pass()]).ok();
+}

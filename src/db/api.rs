@@ -26,7 +26,6 @@ use crate::btree::overflow;
 use crate::btree::raw::RawValue;
 use crate::btree::read::{self, Cursor};
 use crate::btree::tx::TxPages;
-use crate::crypto::slots::Credentials;
 use crate::error::{Error, Result};
 use crate::format::page::PageRef;
 use crate::pager::Pager;
@@ -85,6 +84,12 @@ pub fn open<P: AsRef<std::path::Path>>(path: P) -> Result<Db> {
 pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
     cfg.validate()?;
     let creds = cfg.effective_credentials()?;
+    // A new database's header and key slots are made before its file: a creation killed in
+    // a passphrase's Argon2id (a second, at a high cost) left an empty file at the path, which
+    // every later open refused as a database truncated to nothing. What is left to do once the
+    // file is there is a few page writes and a sync.
+    let mut prepared =
+        if super::location::likely_new(cfg) { Some(super::open::prepare_create(cfg, &creds)?) } else { None };
     let located = super::location::locate(cfg)?;
     let storage = located.storage.clone();
     let len = match storage.len() {
@@ -105,7 +110,11 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             located.discard();
             return Err(Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 });
         }
-        match create_synced(storage, cfg, &creds, located.new_names()) {
+        let new = match prepared.take() {
+            Some(new) => Ok(new),
+            None => super::open::prepare_create(cfg, &creds),
+        };
+        match new.and_then(|new| create_synced(storage, cfg, new, located.new_names())) {
             Ok(e) => e,
             Err(e) => {
                 // Refused (no key for `Required`, a rollback anchor) or failed: nothing is left
@@ -163,10 +172,10 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
 fn create_synced<'a>(
     storage: Arc<dyn Storage>,
     cfg: &Config,
-    creds: &Credentials,
+    new: super::open::NewDatabase,
     new_names: impl Iterator<Item = &'a PathBuf>,
 ) -> Result<Engine> {
-    let engine = super::open::create(storage, cfg, creds)?;
+    let engine = super::open::create(storage, cfg, new)?;
     for name in new_names {
         crate::storage::sync_new_name(name)?;
     }

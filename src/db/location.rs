@@ -147,6 +147,28 @@ impl OpenedFile {
     }
 }
 
+/// Whether `cfg`'s open will, as things look now, create a database: its file (or the
+/// caller's storage) is missing or empty and nothing stops the open first (read-only, a sled
+/// database in its place). Only a hint, looked at without the lock: `Db::open` makes a new
+/// database's header and key slots before the file exists when it says so
+/// (`open::prepare_create`), and after the lock otherwise.
+pub(crate) fn likely_new(cfg: &Config) -> bool {
+    if cfg.read_only {
+        return false;
+    }
+    let missing = |file: &Path, dir: Option<&Path>| {
+        let file = wal::resolve_links(file);
+        std::fs::metadata(&file).is_err() && dir.is_none_or(|d| !holds_sled_database(d))
+    };
+    match &cfg.location {
+        Location::Storage(s) => s.len().is_ok_and(|l| l == 0),
+        Location::File(f) => missing(f, None),
+        Location::Dir(d) => missing(&d.join(DB_FILE_NAME), Some(d)),
+        _ if cfg.temporary => true,
+        _ => default_location(Path::new(".")).is_ok_and(|(file, _)| missing(&file, None)),
+    }
+}
+
 /// Opens the storage `cfg` names: caller-given storage as it is; a file (or a directory's
 /// database file, or a new temporary one) created if missing, locked, with its log.
 pub(crate) fn locate(cfg: &Config) -> Result<Located> {

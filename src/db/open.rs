@@ -34,8 +34,17 @@ use crate::pager::alloc::Allocator;
 use crate::pager::freelist;
 use crate::storage::Storage;
 
-/// Creates a new database in empty `storage`.
-pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials) -> Result<Engine> {
+/// A new database's header, key slots made, and its sealer: all of a creation that takes
+/// time (a passphrase's Argon2id) or may be refused, made before any file is, so that a
+/// creation killed in that time leaves no empty file the next open would refuse as a database
+/// truncated to nothing (`Db::open`, `api::open_config`).
+pub(crate) struct NewDatabase {
+    header: FileHeader,
+    sealer: PageSealer,
+}
+
+/// Prepares a new database for `cfg` and `creds` ([`NewDatabase`]; written by [`create`]).
+pub(crate) fn prepare_create(cfg: &Config, creds: &Credentials) -> Result<NewDatabase> {
     // A rollback anchor names a database that has commits: a missing or empty file in its
     // place (deleted, or truncated to nothing) is that database rolled back, not a new one.
     if let Some(min) = cfg.min_commit_seq.filter(|&m| m > 0) {
@@ -89,6 +98,13 @@ pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credential
     } else {
         PageSealer::plaintext(file_id)
     };
+    Ok(NewDatabase { header, sealer })
+}
+
+/// Writes the new database `new` ([`prepare_create`]) into empty `storage`, synced.
+pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, new: NewDatabase) -> Result<Engine> {
+    let NewDatabase { header, sealer } = new;
+    let encrypt = sealer.is_encrypted();
     let pager = Arc::new(Pager::new(storage, sealer, cfg.cache_capacity));
     let bytes = header.encode();
     pager.write_raw(HEADER_PAGE_A, &bytes)?;
