@@ -115,7 +115,15 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             None => super::open::prepare_create(cfg, &creds),
         };
         match new.and_then(|new| create_synced(storage, cfg, new, located.new_names())) {
-            Ok(e) => e,
+            Ok(e) => {
+                // A new file's hidden name an earlier creation here left (killed between the
+                // link and the name's removal: a second name of that database's file; or
+                // before the link: an empty file) goes now (`leftovers`).
+                if let Some(f) = located.new_file() {
+                    super::leftovers::remove_stale(f);
+                }
+                e
+            }
             Err(e) => {
                 // Refused (no key for `Required`, a rollback anchor) or failed: nothing is left
                 // that the next open would take for a truncated database.

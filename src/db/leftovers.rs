@@ -16,6 +16,7 @@
 //!   .NAME.restore-HEX            a restore into NAME
 //!   .NAME.fvwal.restore-HEX      a log a restore into NAME set aside (another file's, or stale)
 //!   .NAME.partial-HEX            a backup stream written to NAME (the command line's `backup`)
+//!   .NAME.new-HEX                a new database file, locked, before its link to NAME (`storage::file`)
 //!   any of these + ".fvwal"      its write-ahead log
 //! ```
 //!
@@ -34,7 +35,7 @@ use std::time::Duration;
 use rand::RngCore;
 
 /// The kinds of temporary file, as they appear in the names.
-const KINDS: [&str; 3] = ["copy", "restore", "partial"];
+const KINDS: [&str; 4] = ["copy", "restore", "partial", "new"];
 /// Hex digits of the random part of a name.
 const RANDOM_HEX: usize = 12;
 /// How long a temporary file must have gone unwritten before it is taken for abandoned.
@@ -135,6 +136,8 @@ mod tests {
             (".db.copy-0123456789abc", false),
             (".db.copy-notes", false),
             (".db.partial-0123456789ab", true),
+            (".db.new-0123456789ab", true),
+            (".db.new-1234-0", false),
             (".db.backup-0123456789ab", false),
             ("db.copy-0123456789ab", false),
             (".other.copy-0123456789ab", false),
@@ -146,5 +149,27 @@ mod tests {
         }
         let made = temp_beside(Path::new("/x/db"), "copy");
         assert!(is_temp_name(made.file_name().unwrap().to_str().unwrap(), "db"));
+    }
+
+    /// The hidden name a new database file is made under (`.NAME.new-HEX`), left by a creation
+    /// killed before it removed it, goes at the next creation of NAME once it has gone unwritten
+    /// for a minute; one written just now (a creation that may be running) stays.
+    #[test]
+    fn a_creation_removes_the_hidden_name_a_killed_one_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let (old, fresh) = (dir.path().join(".db.new-0123456789ab"), dir.path().join(".db.new-aaaaaaaaaaaa"));
+        let f = std::fs::File::create(&old).unwrap();
+        f.set_modified(std::time::SystemTime::now() - 2 * STALE_AFTER).unwrap();
+        drop(f);
+        std::fs::File::create(&fresh).unwrap();
+        let db = crate::Config::new().file(&path).plaintext().use_env(false).flush_every_ms(None).open().unwrap();
+        assert!(!old.exists(), "the stale hidden name stayed");
+        assert!(fresh.exists(), "a hidden name written just now went");
+        drop(db);
+        // The name a creation makes is of that form, and it is gone once the file is linked.
+        let names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert!(names.iter().all(|n| n == "db" || n == ".db.new-aaaaaaaaaaaa"), "{names:?}");
     }
 }

@@ -97,6 +97,11 @@ impl Located {
         self.new_dir.iter().chain(self.new_file.iter())
     }
 
+    /// The database file this open made, if it made one.
+    pub(crate) fn new_file(&self) -> Option<&Path> {
+        self.new_file.as_deref()
+    }
+
     /// Takes away what this open added, after an open that was refused or failed: the new
     /// file, a log made beside it (or beside a file that was there), a new directory (if
     /// empty); a temporary database whole. The storage is abandoned first (its close writes

@@ -1,6 +1,6 @@
 //! File storage: one real file, positioned I/O, guarded by an advisory lock.
 //!
-//! Layer: storage (bottom). May call only `std`, `parking_lot` and `crate::error`; nothing in
+//! Layer: storage (bottom). May call only `std`, `parking_lot`, `rand` and `crate::error`; nothing in
 //! the crate sits below it. Contains no `unsafe`.
 //!
 //! Invariants:
@@ -189,30 +189,53 @@ pub const LOCK_GRACE: Duration = Duration::from_millis(500);
 /// name of its own in the same directory, locked, then hard-linked to `path` and the other name
 /// removed. `None` if a file is at `path` already (the caller opens that one).
 fn create_locked_at(path: &Path, options: &OpenOptions) -> crate::Result<Option<File>> {
-    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if path.exists() {
         return Ok(None);
     }
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut own = std::ffi::OsString::from(".");
-    own.push(name);
-    own.push(format!(".new-{}-{n}", std::process::id()));
-    let own = path.with_file_name(own);
-    let file = options.clone().create_new(true).open(&own)?;
-    let linked = take_lock(&file, false).and_then(|()| std::fs::hard_link(&own, path).map_err(Error::Io));
+    // `.NAME.new-HEX`, twelve random hex digits (`db::leftovers` removes one a crash left): a
+    // name from the process id and a count was the same for every process given the same id
+    // (the first in a container), and one left behind failed every create of NAME there.
+    let mut made = None;
+    for _ in 0..RELOCK_ATTEMPTS {
+        let mut r = [0u8; 6];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut r);
+        let mut own = std::ffi::OsString::from(".");
+        own.push(name);
+        own.push(".new-");
+        own.push(r.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let own = path.with_file_name(own);
+        match options.clone().create_new(true).open(&own) {
+            Ok(file) => {
+                made = Some((file, own));
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    let Some((file, own)) = made else {
+        return Err(Error::Io(io::Error::new(io::ErrorKind::AlreadyExists, "no free name to create the file under")));
+    };
+    // A lock that cannot be taken fails the create, leaving nothing: taken for a file system
+    // without hard links below, it made the file at `path`, unlocked, and left it there empty,
+    // which every later open refused as a database truncated to nothing.
+    if let Err(e) = take_lock(&file, false) {
+        let _ = std::fs::remove_file(&own);
+        return Err(e);
+    }
+    let linked = std::fs::hard_link(&own, path);
     let _ = std::fs::remove_file(&own);
     match linked {
         Ok(()) => Ok(Some(file)),
-        Err(Error::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
         // A file system without hard links: made at `path` itself, as before (the moment
         // unlocked comes back there).
-        Err(Error::Io(_)) => match options.clone().create_new(true).open(path) {
+        Err(_) => match options.clone().create_new(true).open(path) {
             Ok(file) => Ok(Some(file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
             Err(e) => Err(Error::Io(e)),
         },
-        Err(e) => Err(e),
     }
 }
 
