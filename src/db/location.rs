@@ -63,8 +63,11 @@ pub(crate) struct Located {
     /// The file was there before this open, empty, with no log beside it (learned under the
     /// lock).
     pub(crate) existed_empty: bool,
-    /// A directory this open made (not a temporary database's: that goes with it).
-    new_dir: Option<PathBuf>,
+    /// The directories this open made, outermost first (not a temporary database's: that goes
+    /// with it): `create_dir_all` makes every missing level, and each one's entry in its
+    /// parent is a name a power loss may take (only the last was synced, and the whole
+    /// database could vanish with an outer one).
+    new_dirs: Vec<PathBuf>,
     /// A file this open made, empty once locked.
     new_file: Option<PathBuf>,
     /// The log beside it, made by this open.
@@ -83,7 +86,7 @@ impl Located {
             storage,
             temporary: None,
             existed_empty: false,
-            new_dir: None,
+            new_dirs: Vec::new(),
             new_file: None,
             new_log: None,
             identity: None,
@@ -94,7 +97,7 @@ impl Located {
     /// Names this open added (a new directory, then a new file), whose directory entries are
     /// synced once the new database is: a file's own sync does not promise its name.
     pub(crate) fn new_names(&self) -> impl Iterator<Item = &PathBuf> {
-        self.new_dir.iter().chain(self.new_file.iter())
+        self.new_dirs.iter().chain(self.new_file.iter())
     }
 
     /// The database file this open made, if it made one.
@@ -108,7 +111,7 @@ impl Located {
     /// and removes nothing: a log found is left as a crash left it), and the names go while
     /// the file is still locked, so no other process opens one half made.
     pub(crate) fn discard(self) {
-        let Located { storage, temporary, new_dir, new_file, new_log, identity, log_moved, .. } = self;
+        let Located { storage, temporary, new_dirs, new_file, new_log, identity, log_moved, .. } = self;
         storage.abandon();
         if let Some((was, is)) = &log_moved {
             move_log_back(was, is);
@@ -124,10 +127,18 @@ impl Located {
             let _ = std::fs::remove_file(log);
         }
         drop(storage);
-        for d in new_dir.iter().chain(temporary.as_ref().and_then(|t| t.dir.as_ref())) {
+        for d in new_dirs.iter().rev().chain(temporary.as_ref().and_then(|t| t.dir.as_ref())) {
             // Only if empty: whatever else is there is not this open's.
             let _ = std::fs::remove_dir(d);
         }
+    }
+}
+
+/// Removes `dirs` (outermost first), innermost first, each only if empty: whatever else is
+/// there is not this open's.
+fn remove_empty_dirs(dirs: &[PathBuf]) {
+    for d in dirs.iter().rev() {
+        let _ = std::fs::remove_dir(d);
     }
 }
 
@@ -216,15 +227,21 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
         )));
     }
     // Looks before the lock, only to refuse early; what decides is learned under the lock.
-    let mut new_dir = None;
+    let mut new_dirs = Vec::new();
     if let Some(d) = &dir {
         if !file.exists() && d.is_dir() {
             refuse_sled_directory(d)?;
         }
-        if !d.exists() {
-            new_dir = Some(d.clone());
+        let mut missing = Some(d.as_path());
+        while let Some(m) = missing.filter(|m| !m.as_os_str().is_empty() && !m.exists()) {
+            new_dirs.push(m.to_path_buf());
+            missing = m.parent();
         }
-        std::fs::create_dir_all(d)?;
+        new_dirs.reverse();
+        if let Err(e) = std::fs::create_dir_all(d) {
+            remove_empty_dirs(&new_dirs);
+            return Err(e.into());
+        }
     }
     if cfg.create_new
         && (std::fs::metadata(&file).is_ok_and(|m| m.len() > 0) || (!cfg.temporary && wal::log_of(&given).exists()))
@@ -248,10 +265,8 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
     let opened = match opened {
         Ok(o) => o,
         Err(e) => {
-            // Not locked: only a directory made here (and still empty) is taken away.
-            if let Some(d) = &new_dir {
-                let _ = std::fs::remove_dir(d);
-            }
+            // Not locked: only the directories made here (and still empty) are taken away.
+            remove_empty_dirs(&new_dirs);
             return Err(e);
         }
     };
@@ -274,7 +289,7 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
         located.discard();
         return Err(Error::AlreadyExists(file.display().to_string()));
     }
-    located.new_dir = new_dir;
+    located.new_dirs = new_dirs;
     located.identity = opened.identity;
     if opened.created && len == 0 {
         located.new_file = Some(file);
@@ -479,6 +494,21 @@ fn read_only_storage(given: &Path, file: &Path) -> Result<Arc<dyn Storage>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database directory two levels below what exists: both directories are names the open
+    /// made, synced in order once the database is (only the last one was, and a power loss
+    /// could take the database away with the outer one), and both go with an open refused.
+    #[test]
+    fn every_directory_an_open_makes_is_one_of_its_new_names() {
+        let base = tempfile::tempdir().unwrap();
+        let (outer, inner) = (base.path().join("a"), base.path().join("a/b"));
+        let cfg = Config::new().path(&inner).plaintext().use_env(false);
+        let located = locate(&cfg).unwrap();
+        let names: Vec<PathBuf> = located.new_names().cloned().collect();
+        assert_eq!(names, [outer.clone(), inner.clone(), inner.join(DB_FILE_NAME)]);
+        located.discard();
+        assert!(!outer.exists(), "the directories an open that failed made stay");
+    }
 
     /// With no path, a sled database at sled's default (`default.sled`) is refused while no
     /// foldvault database is at foldvault's (sled review, low: an application that relied on
