@@ -147,11 +147,15 @@ impl Db {
         e.pager.write_raw(HEADER_PAGE_A, &page)?;
         e.pager.sync()?;
         let decoded = FileHeader::decode(&page[..], HEADER_PAGE_A)?;
-        *e.header.lock() = decoded;
         // Into the database file now: under the write-ahead log the two copies were appended to
         // the log, and the file's header pages kept the old slots (which the old credentials
         // open) until a checkpoint, up to 16 MiB of commits later (key management review, low).
+        // Before the header in memory changes: a failed checkpoint poisons the handle with its
+        // header and keys still alike. Changed first, a rekey's finish that failed here left
+        // the new header beside the old key, and a backup then copied one and sealed under the
+        // other, restorable by no credentials (rekey review, medium).
         e.pager.checkpoint_log()?;
+        *e.header.lock() = decoded;
         tracing::info!(target: "foldvault::audit", generation = h.generation, "header rewritten (key slots changed)");
         Ok(())
     }

@@ -318,3 +318,66 @@ fn a_slot_under_a_key_of_zeros_made_before_the_rule_still_rekeys() {
         assert_eq!(&db.get("k").unwrap().unwrap()[..], b"v");
     }
 }
+
+/// A rekey whose finish fails at its last step, the checkpoint after the new header is synced
+/// (the handle poisoned), leaves the handle's header and keys alike: a backup taken from it
+/// restores under the credentials. The header in memory was changed before that checkpoint,
+/// the keys after it: the backup copied the new header and sealed its chunks and MAC under the
+/// old key, and no credentials restored it.
+#[test]
+fn a_rekey_whose_last_checkpoint_fails_leaves_backups_restorable() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    struct FailsCheckpoints {
+        inner: MemoryStorage,
+        /// Checkpoints still allowed; `u64::MAX` while unarmed.
+        allowed: AtomicU64,
+    }
+    impl Storage for FailsCheckpoints {
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            self.inner.read_at(offset, buf)
+        }
+        fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+            self.inner.write_at(offset, buf)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.inner.sync()
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.inner.set_len(len)
+        }
+        fn checkpoint_log(&self) -> std::io::Result<()> {
+            match self.allowed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(std::io::Error::other("injected: the checkpoint fails")),
+            }
+        }
+    }
+    let s = Arc::new(FailsCheckpoints { inner: MemoryStorage::new(), allowed: AtomicU64::new(u64::MAX) });
+    let cfg = Config::new()
+        .storage(s.clone())
+        .passphrase(PASS)
+        .kdf(KdfParams::insecure_fast())
+        .use_env(false)
+        .flush_every_ms(None);
+    let db = cfg.open().unwrap();
+    let t = db.open_tree("t").unwrap();
+    for i in 0..300u32 {
+        t.insert(i.to_be_bytes(), vec![i as u8; 100]).unwrap();
+    }
+    db.flush().unwrap();
+    // The rotation's start (its next key into the header) checkpoints; its finish fails.
+    s.allowed.store(1, Ordering::Release);
+    assert!(db.rekey(&creds(), &mut |_| {}).is_err(), "the finish's checkpoint failed");
+    // Its commits were durable: a backup of them is still taken from the poisoned handle.
+    let mut backup = Vec::new();
+    db.backup_to(&mut backup, &mut |_| {}).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("restored");
+    crate::backup::restore(&backup[..], &dst, &Credentials::passphrase(PASS), Default::default())
+        .expect("a backup of the handle restores under its credentials");
+    let restored = Config::new().file(&dst).passphrase(PASS).use_env(false).open().unwrap();
+    assert_eq!(restored.open_tree("t").unwrap().len(), 300);
+}
