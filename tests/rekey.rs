@@ -147,6 +147,30 @@ fn old_key_outlives_rekey_until_older_snapshots_go() {
     assert_eq!(db.open_tree("a").unwrap().len(), 6001);
 }
 
+/// Two rotations, each outlived by a snapshot older than its finish: the first rotation's old
+/// key goes once the snapshots older than the first finish are gone, whatever the second still
+/// waits for. One slot held the pending retirement, and the second rotation's took the first's
+/// place, so the oldest key waited for the second's snapshots too.
+#[test]
+fn each_rotations_old_key_goes_when_its_own_snapshots_do() {
+    let db = cfg(Arc::new(MemoryStorage::new())).open().unwrap();
+    fill(&db, 2000);
+    let creds = [Credentials::passphrase("rekey")];
+    let r1 = db.begin_read().unwrap();
+    db.rekey(&creds, &mut |_| {}).unwrap();
+    db.insert("between", &b"x"[..]).unwrap();
+    let r2 = db.begin_read().unwrap();
+    db.rekey(&creds, &mut |_| {}).unwrap();
+    assert_eq!(db.encryption_status().data_keys_held, 3);
+    drop(r1);
+    db.insert("after r1", &b"x"[..]).unwrap();
+    assert_eq!(db.encryption_status().data_keys_held, 2, "the first key outlived its snapshots");
+    assert_eq!(r2.open_tree("a").unwrap().iter().count(), 2001, "the second key's snapshot still reads");
+    drop(r2);
+    db.insert("after r2", &b"x"[..]).unwrap();
+    assert_eq!(db.encryption_status().data_keys_held, 1);
+}
+
 /// A power loss during the rotation: the file opens (with both keys), the rotation resumes
 /// and finishes, and the data is intact.
 #[test]

@@ -108,7 +108,7 @@ fn backup_snapshot<W: Write>(
             let ws = engine.lock_writer()?;
             // A snapshot older than a finished key rotation reaches pages under the old key,
             // which the header copied below no longer unlocks: its backup could not be restored.
-            if let Some((rotated_at, _)) = ws.retiring_keys
+            if let Some(&(rotated_at, _)) = ws.retiring_keys.last()
                 && snap.seq < rotated_at
             {
                 return Err(Error::Unsupported(

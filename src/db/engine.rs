@@ -84,9 +84,10 @@ pub(crate) struct WriterState {
     pub(crate) freelist: freelist::FreeChain,
     pub(crate) retained: Vec<(u64, Weak<Snapshot>)>,
     pub(crate) epoch: u32,
-    /// After a rekey: (the first commit whose pages are all under the new key, that key's first
-    /// epoch). Older keys are destroyed once no live snapshot is older than that commit.
-    pub(crate) retiring_keys: Option<(u64, u32)>,
+    /// After each rekey whose old keys still wait, oldest first: (the first commit whose pages
+    /// are all under the new key, that key's first epoch). Older keys are destroyed once no
+    /// live snapshot is older than that commit.
+    pub(crate) retiring_keys: Vec<(u64, u32)>,
     /// A `Db::rekey` is running on this handle (one at a time).
     pub(crate) rekey_running: bool,
     /// `alloc` is out with a transaction (`begin` took it; `abort` and `commit` give it back).
@@ -209,10 +210,16 @@ impl Engine {
     /// Destroys the data keys a finished rekey left for older snapshots, once none is alive
     /// (checked whenever a write transaction begins, and when the rekey ends).
     pub(crate) fn retire_old_keys(&self, ws: &mut WriterState, current: u64) {
-        let Some((seq, first)) = ws.retiring_keys else { return };
-        if ws.oldest_live(current) >= seq {
+        // Oldest first: each rotation's old keys go once no snapshot older than its finish is
+        // alive, whatever a later rotation still waits for (one slot, a second rotation took
+        // the first's place, and its old key waited for the second's snapshots too).
+        let oldest = ws.oldest_live(current);
+        while let Some(&(seq, first)) = ws.retiring_keys.first() {
+            if oldest < seq {
+                break;
+            }
             self.pager.sealer.retire_keys_before(first);
-            ws.retiring_keys = None;
+            ws.retiring_keys.remove(0);
             tracing::info!(target: "foldvault::audit", first_epoch = first, "old data key destroyed (no snapshot needs it)");
         }
     }

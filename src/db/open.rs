@@ -175,7 +175,7 @@ fn assemble(
             freelist: freelist::FreeChain::read_at_open(free_chain),
             retained: Vec::new(),
             epoch,
-            retiring_keys: None,
+            retiring_keys: Vec::new(),
             rekey_running: false,
             allocator_out: false,
         })),

@@ -259,7 +259,7 @@ impl Db {
         e.pager.sealer.update_data_keys(DataKeys::slots_wrap_newest);
         tracing::info!(target: "foldvault::audit", pages = p.pages, "data-key rotation finished; slots re-wrapped");
         let seq = e.snapshot().seq;
-        ws.retiring_keys = Some((seq, new_first));
+        ws.retiring_keys.push((seq, new_first));
         e.retire_old_keys(&mut ws, seq);
         Ok(())
     }
