@@ -108,6 +108,33 @@ fn seal_budget_rolls_over_to_new_epochs() {
     assert_eq!(t.get("k00007").unwrap().unwrap().len(), 300);
 }
 
+/// Seals no durable commit counts (a large transaction's leaves written early, then the
+/// transaction dropped) are counted at a clean close: the next session starts from them and
+/// moves to a new epoch once the budget is spent. The close wrote nothing, the next open counted
+/// from the record again, and sessions that commit nothing durable sealed without bound under
+/// one key's epoch.
+#[test]
+fn seals_of_a_dropped_transaction_count_across_a_close() {
+    let (_, s) = mem();
+    let cfg = budgeted(&s, 16).tx_spill_after(16).flush_every_ms(None);
+    drop(cfg.open().unwrap());
+    let before = cfg.open().unwrap();
+    let epoch = before.metrics().key_epoch;
+    {
+        let tx = before.begin_write().unwrap();
+        let t = tx.open_tree("t").unwrap();
+        for i in 0..3000u32 {
+            t.insert(format!("k{i:05}"), vec![i as u8; 300]).unwrap();
+        }
+        // Dropped: no commit, only the leaves written early.
+    }
+    assert!(before.metrics().seals_in_epoch >= 16, "the dropped transaction wrote its leaves early");
+    drop(before);
+    let db = cfg.open().unwrap();
+    db.insert("k", "v").unwrap();
+    assert!(db.metrics().key_epoch > epoch, "the next session sealed on under the spent epoch");
+}
+
 /// `check` lists damage as problems and fails only when it cannot run: a header copy that
 /// does not read (the check's first I/O) is an I/O error, not a damaged header copy.
 #[test]

@@ -538,10 +538,16 @@ impl Engine {
     pub(crate) fn checkpoint_on_close(&self) -> Result<()> {
         let mut ws = self.writer.lock();
         let _syncing = self.sync_lock.lock();
+        // Seals the durable record does not count (the early-written leaves of a transaction
+        // that was then dropped, or whose commit failed): written at close too, or the next
+        // open counted from the record again, and sessions that make no durable commit could
+        // seal without bound under one epoch (rekey review, low).
+        let seals_unrecorded =
+            ws.epoch == ws.durable.key_epoch && self.pager.seals_in_epoch() > ws.durable.seals_in_epoch;
         if !self.checkpoint_on_close
             || self.pager.is_poisoned()
             || self.undurable.load(Ordering::Acquire)
-            || ws.durable.prev_durable_seq >= ws.durable.seq
+            || (ws.durable.prev_durable_seq >= ws.durable.seq && !seals_unrecorded)
         {
             return Ok(());
         }

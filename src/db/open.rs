@@ -359,8 +359,10 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
     let (mut candidates, rejected) = commit_slots(&pager)?;
     check_log_is_not_stale(&pager)?;
     // Newest first; of two records of one commit (a clean close writes the second), the one
-    // that needs no verification.
-    candidates.sort_by_key(|(r, _)| std::cmp::Reverse((r.seq, r.prev_durable_seq)));
+    // that needs no verification; of two alike there, the one counting more seals (the later
+    // written: a clean close counts the seals of a dropped transaction's early-written leaves,
+    // which the next session must not seal under the same epoch again).
+    candidates.sort_by_key(|(r, _)| std::cmp::Reverse((r.seq, r.prev_durable_seq, r.key_epoch, r.seals_in_epoch)));
     let mut report = RecoveryReport {
         rejected_slots: rejected,
         log_group_dropped: storage.replay_dropped_a_group(),
