@@ -232,25 +232,7 @@ impl FaultyStorage {
         match *model {
             CrashModel::LoseUnsynced => {}
             CrashModel::TearUnsynced { seed } => apply_torn(&mut img, &st.pending, &mut SplitMix64(seed)),
-            CrashModel::ScatterUnsynced { seed } => {
-                let mut rng = SplitMix64(seed);
-                for op in &st.pending {
-                    match op {
-                        Pending::Write { offset, data } => {
-                            for (i, sector) in data.chunks(SECTOR).enumerate() {
-                                if rng.below(2) == 0 {
-                                    apply_write(&mut img, offset + (i * SECTOR) as u64, sector);
-                                }
-                            }
-                        }
-                        Pending::SetLen(len) => {
-                            if rng.below(2) == 0 {
-                                apply_set_len(&mut img, *len)
-                            }
-                        }
-                    }
-                }
-            }
+            CrashModel::ScatterUnsynced { seed } => apply_scattered(&mut img, &st.pending, &mut SplitMix64(seed)),
             CrashModel::ReorderUnsynced { seed } => {
                 let mut rng = SplitMix64(seed);
                 let mut writes: Vec<(u64, &[u8])> = Vec::new();
@@ -267,7 +249,7 @@ impl FaultyStorage {
                 }
                 let applied = rng.below(writes.len() as u64 + 1) as usize;
                 for (i, (offset, data)) in writes[..applied].iter().enumerate() {
-                    let cut = if i + 1 == applied { rng.cut(data.len()) } else { data.len() };
+                    let cut = if i + 1 == applied { rng.cut(*offset, data.len()) } else { data.len() };
                     apply_write(&mut img, *offset, &data[..cut]);
                 }
             }
@@ -393,7 +375,7 @@ impl Storage for FaultyStorage {
                 st.pending.push(Pending::Write { offset, data: buf.to_vec() });
             } else if st.plan.torn_failed_writes && valid && e.to_string() == FAULT_MSG {
                 let mut rng = SplitMix64(st.plan.seed ^ st.ops.wrapping_mul(0xA076_1D64_78BD_642F));
-                let part = &buf[..rng.cut(buf.len())];
+                let part = &buf[..rng.cut(offset, buf.len())];
                 if !part.is_empty() {
                     write_vec(&mut st.live, offset, part)?;
                     st.pending.push(Pending::Write { offset, data: part.to_vec() });
@@ -454,15 +436,18 @@ impl Storage for FaultyStorage {
 }
 
 impl State {
-    /// A failed `fdatasync` on Linux: the writeback that failed may have written some of the
-    /// dirty pages, and the kernel marks them all clean, so no later sync writes the others,
-    /// though reads of the page cache still return them. Each unsynced write reaches the durable
-    /// image whole, as a 512-byte-aligned prefix or not at all, each length change is applied or
-    /// not, chosen from the plan's seed and this operation's number; the pending list is cleared.
+    /// A failed `fdatasync` on Linux: the writeback that failed may have written any of the
+    /// dirty pages, in any order (a later page of a write without an earlier one), and the
+    /// kernel marks them all clean, so no later sync writes the others, though reads of the
+    /// page cache still return them. Each sector of each unsynced write reaches the durable
+    /// image or not, and each length change is applied or not, as `ScatterUnsynced` has it,
+    /// chosen from the plan's seed and this operation's number; the pending list is cleared.
+    /// (Each write reached it whole, as a prefix or not at all: gentler than Linux, and a
+    /// failed sync's hole in the middle of a run was never tested: storage review, low.)
     fn settle_failed_sync(&mut self) {
         let mut rng = SplitMix64(self.plan.seed ^ self.ops.wrapping_mul(0xD6E8_FEB8_6659_FD93));
         let pending = std::mem::take(&mut self.pending);
-        apply_torn(&mut self.durable, &pending, &mut rng);
+        apply_scattered(&mut self.durable, &pending, &mut rng);
     }
 
     /// Records an unsynced length change. Pending writes are clipped to the new length first,
@@ -487,7 +472,7 @@ fn apply_torn(img: &mut Vec<u8>, pending: &[Pending], rng: &mut SplitMix64) {
     for op in pending {
         match op {
             Pending::Write { offset, data } => {
-                let cut = rng.cut(data.len());
+                let cut = rng.cut(*offset, data.len());
                 apply_write(img, *offset, &data[..cut]);
             }
             Pending::SetLen(len) => {
@@ -497,6 +482,45 @@ fn apply_torn(img: &mut Vec<u8>, pending: &[Pending], rng: &mut SplitMix64) {
             }
         }
     }
+}
+
+/// Applies `pending` to `img` sector by sector: each of a write's sectors (whole 512-byte
+/// sectors of the device, the first and last maybe in part) reaches it or not, on its own, and
+/// each length change is kept or lost on its own, chosen from `rng`.
+fn apply_scattered(img: &mut Vec<u8>, pending: &[Pending], rng: &mut SplitMix64) {
+    for op in pending {
+        match op {
+            Pending::Write { offset, data } => {
+                for (from, to) in sectors(*offset, data.len()) {
+                    if rng.below(2) == 0 {
+                        apply_write(img, offset + from as u64, &data[from..to]);
+                    }
+                }
+            }
+            Pending::SetLen(len) => {
+                if rng.below(2) == 0 {
+                    apply_set_len(img, *len)
+                }
+            }
+        }
+    }
+}
+
+/// The pieces (from, to) of a write of `len` bytes at `offset` that fall in one device sector
+/// each: cut at the device's 512-byte boundaries, not at multiples of 512 from the write's
+/// start (a write at 400 may keep 400..512 and lose 512..600).
+fn sectors(offset: u64, len: usize) -> impl Iterator<Item = (usize, usize)> {
+    let first = (SECTOR - (offset % SECTOR as u64) as usize) % SECTOR;
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= len {
+            return None;
+        }
+        let end = if at == 0 && first > 0 { first.min(len) } else { (at + SECTOR).min(len) };
+        let piece = (at, end);
+        at = end;
+        Some(piece)
+    })
 }
 
 /// Applies a write that already succeeded on the live image (so its bounds are valid).
@@ -528,11 +552,11 @@ impl SplitMix64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
-    /// A cut point for a write of `len` bytes: a multiple of 512 in `0..=len`, or `len`.
-    fn cut(&mut self, len: usize) -> usize {
-        let steps = len.div_ceil(SECTOR);
-        let k = self.below(steps as u64 + 1) as usize;
-        (k * SECTOR).min(len)
+    /// A cut point for a write of `len` bytes at `offset`: 0, a device sector boundary inside
+    /// the write, or `len` (the ends of [`sectors`]' pieces).
+    fn cut(&mut self, offset: u64, len: usize) -> usize {
+        let ends: Vec<usize> = std::iter::once(0).chain(sectors(offset, len).map(|(_, to)| to)).collect();
+        ends[self.below(ends.len() as u64) as usize]
     }
 }
 

@@ -95,6 +95,45 @@ fn a_failed_sync_is_not_rescued_by_the_next() {
     assert!(lost > 0 && kept > 0, "lost {lost}, kept {kept}");
 }
 
+/// A failed sync may leave a hole: a later sector of a write on the disk and an earlier one
+/// not (a writeback that failed wrote some dirty pages, in any order). Each write reached the
+/// disk whole, as a prefix or not at all.
+#[test]
+fn a_failed_sync_may_keep_a_later_sector_and_lose_an_earlier_one() {
+    let mut hole = false;
+    for seed in 0..64 {
+        let s = FaultyStorage::new();
+        s.write_at(0, &[1; 2048]).unwrap();
+        s.sync().unwrap();
+        s.set_plan(FaultPlan { fail_at: Some(2), seed, ..FaultPlan::default() });
+        s.write_at(0, &[2; 2048]).unwrap();
+        assert!(s.sync().is_err());
+        let d = s.durable_image();
+        for sector in d[..2048].chunks(SECTOR) {
+            assert!(sector.iter().all(|&b| b == sector[0]), "a sector is whole or absent");
+        }
+        hole |= d[0] == 1 && d[1536] == 2;
+    }
+    assert!(hole, "no failed sync kept sector 3 without sector 0");
+}
+
+/// Tears fall on the device's sector boundaries, not at multiples of 512 from a write's start:
+/// a write at 400 of 200 bytes may keep 400..512 and lose 512..600.
+#[test]
+fn a_tear_falls_on_the_devices_sector_boundaries() {
+    let s = device(vec![0; 1024], &[(400, 200, 9)]);
+    let mut split = false;
+    for seed in 0..64 {
+        for model in [CrashModel::TearUnsynced { seed }, CrashModel::ScatterUnsynced { seed }] {
+            let img = s.crash_image(&model);
+            let kept = run(&img, 400, 9);
+            assert!([0, 112, 200].contains(&kept), "{kept} bytes kept under {model:?}");
+            split |= kept == 112;
+        }
+    }
+    assert!(split, "no crash kept 400..512 alone");
+}
+
 /// A process stop fails every operation from it on and keeps the unsynced writes, which
 /// the next process's sync makes durable.
 #[test]
@@ -153,7 +192,7 @@ fn tear_cuts_each_write_at_sector_boundaries() {
         assert_eq!(img, s.crash_image(&CrashModel::TearUnsynced { seed }));
         for &(off, len, byte) in &writes {
             let cut = run(&img, off, byte);
-            assert!(cut.is_multiple_of(SECTOR) || cut == len, "{cut} at {off}");
+            assert!((off + cut).is_multiple_of(SECTOR) || cut == 0 || cut == len, "{cut} at {off}");
             let rest = img.iter().skip(off + cut).take(len - cut);
             assert!(rest.into_iter().all(|&b| b == 0));
             saw_none |= cut == 0;
