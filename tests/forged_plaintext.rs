@@ -668,3 +668,42 @@ fn pop_max_of_a_key_no_lookup_reaches_is_damage_not_an_endless_pop() {
     assert_eq!(t.len(), 2000, "nothing was removed");
     assert_eq!(t.last().unwrap().map(|(k, _)| k.to_vec()), Some(last.to_vec()));
 }
+
+/// A catalog entry whose value is not a tree root (its length forged one byte short): the
+/// catalog does not load, and salvage walks it leaf by leaf. That entry was skipped without a
+/// word, the tree missing from the copy and the salvage saying nothing was lost; it is now a
+/// lost range of the catalog, naming that key alone.
+#[test]
+fn salvage_reports_a_catalog_entry_that_is_not_a_tree_root_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad-entry.fv");
+    let db = cfg(&path).open().unwrap();
+    for name in ["good", "spoilt"] {
+        let t = db.open_tree(name).unwrap();
+        for i in 0..20u32 {
+            t.insert(i.to_be_bytes(), &b"value"[..]).unwrap();
+        }
+    }
+    db.flush().unwrap();
+    let report = db.check().unwrap();
+    drop(db);
+    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
+    assert_eq!(catalog.len(), 1, "a one-page catalog");
+    // `key_len u16 ‖ value_kind u8 ‖ value_len u32 ‖ key ‖ value` (SPEC §4.1): the value read one
+    // byte short, the page's layout unchanged.
+    edit_page(&path, catalog[0], &[], |b| {
+        let at = b.windows(6).position(|w| w == b"spoilt").expect("the catalog holds the name") - 7;
+        let value_len = u32::from_le_bytes(b[at + 3..at + 7].try_into().unwrap());
+        b[at + 3..at + 7].copy_from_slice(&(value_len - 1).to_le_bytes());
+    });
+    let dst = dir.path().join("salvaged.fv");
+    let report = foldvault::salvage(&cfg(&path), &cfg(&dst)).unwrap();
+    assert!(report.lost_anything(), "{report:?}");
+    let ranges = &report.lost[&foldvault::SalvagedPart::Catalog];
+    assert!(
+        ranges.iter().any(|r| r.lo.as_deref() == Some(&b"spoilt"[..]) && r.hi.as_deref() == Some(&b"spoilt\0"[..])),
+        "{ranges:?}"
+    );
+    let copy = cfg(&dst).open().unwrap();
+    assert_eq!(copy.open_tree("good").unwrap().len(), 20);
+}

@@ -431,3 +431,36 @@ fn a_separator_equal_to_its_lower_bound_is_reported_and_never_merged_under() {
     let mut tree = TreeRoot { root, count: 4, born: 0 };
     assert_eq!(reason(tx.remove(&mut tree, b"a", false)), CorruptReason::KeyOrder);
 }
+
+/// A child reference to page 0 below the root loses that child alone in salvage: its sibling
+/// reads (as readers and the check take it), and was lost with it, the whole branch's range
+/// reported.
+#[test]
+fn salvage_loses_a_bad_child_reference_alone() {
+    let p = pager();
+    let z = put(&p, 10, leaf(&[b"z"]));
+    let root = put(&p, 11, branch(b"m", PageRef::NONE, z));
+    let (records, lost) = salvaged_keys(&p, root);
+    assert_eq!(records, [b"z".to_vec()]);
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert!(lost[0].lo.is_none() && lost[0].hi.as_deref() == Some(&b"m"[..]), "{lost:?}");
+}
+
+/// A reference with a wrong tag met before the page's real one: the check marked the page at
+/// the first, took the real reference for a second one, skipped its healthy subtree and called
+/// its pages leaked. Now the page is marked once it reads.
+#[test]
+fn the_check_reaches_a_page_through_its_real_reference_after_a_bad_one() {
+    let p = pager();
+    let real = put(&p, 10, leaf(&[b"a"]));
+    let forged = PageRef { tag: crate::format::page::SealTag([0x55; 16]), ..real };
+    // The stack takes the last child first: the forged reference is met first.
+    let root = put(&p, 11, branch(b"m", real, forged));
+    let mut seen = std::collections::HashSet::new();
+    let mut problems = Vec::new();
+    let records = verify::check_tree(&p, "t", root, &mut |pg| seen.insert(pg), &mut problems).unwrap();
+    assert_eq!(records, 1, "the healthy leaf was skipped");
+    let found: Vec<_> = problems.iter().map(|x| (x.page, x.reason)).collect();
+    assert_eq!(found, [(10, CorruptReason::TagMismatch)]);
+    assert!(seen.contains(&10) && seen.contains(&11));
+}

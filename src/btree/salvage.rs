@@ -134,16 +134,24 @@ pub(crate) fn walk_unseen(
         }
         let mut clo = lo;
         for (i, &chi) in below.iter().enumerate() {
-            let child = match raw.child(i) {
-                Ok(c) => c,
-                Err(e) => {
-                    lost(range(e));
-                    return Ok(());
-                }
-            };
             if i > 0 && clo.is_none_or(|l| l < keys[i - 1].as_slice()) {
                 clo = Some(keys[i - 1].as_slice());
             }
+            // A child reference that cannot be (below page 4) loses that child's range alone:
+            // its siblings read (as readers and the check take them), and were lost with it,
+            // the whole branch's range reported.
+            let child = match raw.child(i) {
+                Ok(c) => c,
+                Err(e) => {
+                    lost(LostRange {
+                        lo: clo.map(<[u8]>::to_vec),
+                        hi: chi.map(<[u8]>::to_vec),
+                        page: at.page,
+                        error: e.to_string(),
+                    });
+                    continue;
+                }
+            };
             rec(pager, child, clo, chi, depth + 1, record, lost, seen)?;
         }
         Ok(())

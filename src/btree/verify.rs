@@ -99,6 +99,7 @@ pub(crate) fn check_tree(
     // problem alone, and a branch whose children all name one page gave one per child. The set
     // holds one entry per problem reported, so it is never larger than the report.
     let mut reported = std::collections::HashSet::new();
+    let mut unread: Vec<PageNo> = Vec::new();
     while let Some((r, depth, lo, hi)) = stack.pop() {
         let mut report = |page: PageNo, reason: CorruptReason| {
             if reported.insert((page, reason)) {
@@ -119,14 +120,15 @@ pub(crate) fn check_tree(
             report(r.page, CorruptReason::PageOutOfRange);
             continue;
         }
-        if !used(r.page) {
-            report(r.page, CorruptReason::DoubleReference);
-            continue;
-        }
+        // Marked once it reads (as salvage does): a reference with a wrong tag met first marked
+        // the page, and its real reference, met later, was taken for a second one, its healthy
+        // subtree skipped and its pages called leaked (check review, low). A page no reference
+        // reads is marked after the walk (`unread`), so it is not also called leaked.
         let p = match pager.read(r, None) {
             Ok(p) => p,
             Err(Error::Corrupt { page, reason }) => {
                 report(page, reason);
+                unread.push(r.page);
                 continue;
             }
             Err(Error::Truncated { .. }) => {
@@ -136,9 +138,14 @@ pub(crate) fn check_tree(
             Err(e @ Error::Io(_)) => return Err(e),
             Err(_) => {
                 report(r.page, CorruptReason::SealMismatch);
+                unread.push(r.page);
                 continue;
             }
         };
+        if !used(r.page) {
+            report(r.page, CorruptReason::DoubleReference);
+            continue;
+        }
         // Not a tree page (`WrongPageKind`), or a count whose slots overrun the page
         // (`BadLayout`): reported as readers report it.
         let raw = match RawNode::new(p.payload(), r.page) {
@@ -253,6 +260,9 @@ pub(crate) fn check_tree(
                 stack.push((c, depth + 1, clo, chi));
             }
         }
+    }
+    for page in unread {
+        used(page);
     }
     Ok(records)
 }

@@ -126,8 +126,11 @@ impl Db {
                 &label,
                 root.root,
                 &mut |p| {
-                    pages += 1;
-                    reached.mark(p, code)
+                    // Only pages this tree holds: a page refused (reached before, by this tree
+                    // or another, or past the page count) is not counted as one of its own.
+                    let marked = reached.mark(p, code);
+                    pages += u64::from(marked);
+                    marked
                 },
                 &mut problems,
             )?;
@@ -340,18 +343,30 @@ fn salvage_into(source: &SalvageSource, dst_db: &Db) -> Result<SalvageReport> {
         Ok(t) => t,
         Err(_) => {
             let mut t = BTreeMap::new();
+            let mut undecoded = Vec::new();
             salvage::walk_unseen(
                 pager,
                 catalog,
                 &mut seen,
                 &mut |k, v| {
-                    if let Some(r) = crate::btree::TreeRoot::decode(&v) {
-                        t.insert(k.to_vec(), r);
+                    match crate::btree::TreeRoot::decode(&v) {
+                        Some(r) => {
+                            t.insert(k.to_vec(), r);
+                        }
+                        // An entry that is not a tree root loses the tree of that name, said as
+                        // such (it was skipped, and the salvage said nothing was lost).
+                        None => undecoded.push(LostRange {
+                            lo: Some(k.to_vec()),
+                            hi: Some(k.iter().copied().chain([0]).collect()),
+                            page: catalog.page,
+                            error: "a catalog entry that is not a tree root".into(),
+                        }),
                     }
                     Ok(())
                 },
                 &mut |l| report.lost.entry(SalvagedPart::Catalog).or_default().push(l),
             )?;
+            report.lost.entry(SalvagedPart::Catalog).or_default().append(&mut undecoded);
             t
         }
     };
