@@ -99,7 +99,6 @@ fn the_operator_belongs_to_one_tree_instance() {
     assert_eq!(again.merge("k", "y").unwrap().unwrap(), "xy");
 }
 
-/// Merges on many threads into one key lose none (each is an atomic read-modify-write).
 /// A handle on a dropped tree setting an operator while the tree is dropped and made again,
 /// and the new tree's operator set, on another thread: the new tree keeps its operator. The
 /// old handle's check that its tree lives was made before the lock its put took, so its put
@@ -126,6 +125,7 @@ fn an_old_handle_setting_an_operator_never_takes_the_new_trees_away() {
     }
 }
 
+/// Merges on many threads into one key lose none (each is an atomic read-modify-write).
 #[test]
 fn merges_racing_on_threads_lose_nothing() {
     let db = temp_db();

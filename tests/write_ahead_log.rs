@@ -720,8 +720,8 @@ fn a_durable_one_record_commit_costs_at_most_about_one_fsync() {
 
 /// `Config::wal_checkpoint_pages` and `Config::wal_background_checkpoints` reach the log: with a
 /// checkpoint every 8 pages the log stays within its first growth step (it grows 256 pages at a
-/// time) and the file alone holds the earlier commits, in both checkpoint modes (with the
-/// default, 16 MiB, 300 commits stay in the log alone and grow it further); without background checkpoints the copy is made in the commit that fills the
+/// time) in both checkpoint modes, and without background ones the file alone holds the earlier
+/// commits (with the default, 16 MiB, 300 commits stay in the log alone and grow it further); without background checkpoints the copy is made in the commit that fills the
 /// log, so the file alone holds the commits up to it at once. Every commit survives a reopen.
 #[test]
 fn the_checkpoint_settings_of_config_reach_the_log() {
@@ -752,11 +752,16 @@ fn the_checkpoint_settings_of_config_reach_the_log() {
                 assert!(in_file >= 10, "commit 20: the file alone holds {in_file} records");
             }
         }
-        let in_file = records_in_file_alone(dir.path(), &path, "file-alone.foldvault");
         if small {
             assert!(max_log <= 257, "background {background}: the log reached {max_log} pages");
-            assert!(in_file >= 290, "background {background}: the file alone holds {in_file} records");
+            // (With background checkpoints a copy may be writing the file now: a copy of the
+            // file alone taken meanwhile need not open. The log's bound shows the checkpoints.)
+            if !background {
+                let in_file = records_in_file_alone(dir.path(), &path, "file-alone.foldvault");
+                assert!(in_file >= 290, "the file alone holds {in_file} records");
+            }
         } else {
+            let in_file = records_in_file_alone(dir.path(), &path, "file-alone.foldvault");
             assert!(max_log > 257, "the default log held {max_log} pages");
             assert_eq!(in_file, 0, "with the default, the commits are in the log only");
         }

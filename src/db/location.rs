@@ -172,13 +172,17 @@ pub(crate) fn likely_new(cfg: &Config) -> bool {
     if cfg.read_only {
         return false;
     }
-    let missing = |file: &Path, dir: Option<&Path>| {
-        let file = wal::resolve_links(file);
-        std::fs::metadata(&file).is_err() && dir.is_none_or(|d| !holds_sled_database(d))
+    // Not when `locate` would refuse first (a sled database in the directory; for `create_new`,
+    // a log beside the missing file), nor when it would fail at once (a file whose directory is
+    // missing): its answer comes before any passphrase is stretched.
+    let missing = |given: &Path, dir: Option<&Path>| {
+        std::fs::metadata(wal::resolve_links(given)).is_err()
+            && dir.is_none_or(|d| !holds_sled_database(d))
+            && !(cfg.create_new && wal::log_of(given).exists())
     };
     match &cfg.location {
-        Location::Storage(s) => s.len().is_ok_and(|l| l == 0),
-        Location::File(f) => missing(f, None),
+        Location::Storage(s) => !cfg.temporary && s.len().is_ok_and(|l| l == 0),
+        Location::File(f) => missing(f, None) && f.parent().is_none_or(|d| d.as_os_str().is_empty() || d.is_dir()),
         Location::Dir(d) => missing(&d.join(DB_FILE_NAME), Some(d)),
         _ if cfg.temporary => true,
         _ => default_location(Path::new(".")).is_ok_and(|(file, _)| missing(&file, None)),
