@@ -136,8 +136,11 @@ fn choose(candidates: &[CipherBackend], times: &[Option<Duration>]) -> CipherBac
     for (&b, t) in candidates.iter().zip(times) {
         let Some(t) = *t else { continue };
         best = match best {
-            // A zero time (a coarse clock) is no evidence of speed: the earlier backend stays.
-            Some((_, bt)) if !bt.is_zero() && t.as_nanos() * 100 <= bt.as_nanos() * (100 - MARGIN_PERCENT) => {
+            // A zero time (a coarse clock) is no evidence of speed, the later one's as the
+            // earlier's: the earlier backend stays (a later zero won over a real time).
+            Some((_, bt))
+                if !bt.is_zero() && !t.is_zero() && t.as_nanos() * 100 <= bt.as_nanos() * (100 - MARGIN_PERCENT) =>
+            {
                 Some((b, t))
             }
             None => Some((b, t)),
@@ -224,6 +227,8 @@ mod tests {
         assert_eq!(choose(&all[..2], &[None, None]), CipherBackend::RustCrypto);
         // Zero times (a coarse clock) prove nothing: the earlier one stays.
         assert_eq!(pick(ms(0), ms(0), ms(0)), CipherBackend::Ring);
+        // Nor a later zero against an earlier real time.
+        assert_eq!(pick(ms(1), ms(0), ms(2)), CipherBackend::Ring);
         assert_eq!(choose(&[], &[]), CipherBackend::RustCrypto);
     }
 

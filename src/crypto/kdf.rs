@@ -94,7 +94,8 @@ fn fits_in_available(kib: u64, available: Option<u64>) -> Result<()> {
 /// What this process can have, as far as Linux says, in KiB: `MemAvailable` and `SwapFree`
 /// of `/proc/meminfo` (free memory, what the kernel can reclaim, and swap), and no more than
 /// its cgroup's limit less its use (v1 `memory.limit_in_bytes` and `memory.usage_in_bytes`,
-/// v2 `memory.max` and `memory.current`), where it has one (a container's limit, which
+/// v2 `memory.max` and `memory.current`, its inactive file pages not counted as use), where it
+/// has one (a container's limit, which
 /// `/proc/meminfo` does not show). `None` where neither is known. A best effort:
 /// it keeps a forged cost from getting the process killed where it can see the limit.
 fn available_kib() -> Option<u64> {
@@ -102,7 +103,8 @@ fn available_kib() -> Option<u64> {
     let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|c| {
         let read = |dir: &std::path::Path, max: &str, current: &str| {
             let max = std::fs::read_to_string(dir.join(max)).ok()?;
-            cgroup_room_kib(&max, &std::fs::read_to_string(dir.join(current)).ok()?)
+            let stat = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+            cgroup_room_kib(&max, &std::fs::read_to_string(dir.join(current)).ok()?, &stat)
         };
         // v1: the memory controller's own hierarchy; v2: the one unified hierarchy.
         let v1 = c.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p)).and_then(|p| {
@@ -136,11 +138,18 @@ fn meminfo_kib(meminfo: &str) -> Option<u64> {
     field("MemAvailable:").map(|a| a.saturating_add(field("SwapFree:").unwrap_or(0)))
 }
 
-/// A cgroup's room in KiB from its limit (bytes, or v2's `max`: no limit) and its use (bytes).
-fn cgroup_room_kib(max: &str, current: &str) -> Option<u64> {
+/// A cgroup's room in KiB from its limit (bytes, or v2's `max`: no limit), its use (bytes) and
+/// its `memory.stat`: the use counts the page cache, which the kernel reclaims before it fails
+/// an allocation, so inactive file pages (v2 `inactive_file`, v1 `total_inactive_file`) count
+/// as room, as `MemAvailable` counts them for the host. Taken as used, a container whose cache
+/// filled its limit refused a passphrase's default cost as out of memory (crypto review).
+fn cgroup_room_kib(max: &str, current: &str, stat: &str) -> Option<u64> {
     let max: u64 = max.trim().parse().ok()?;
     let current: u64 = current.trim().parse().ok()?;
-    Some(max.saturating_sub(current) / 1024)
+    let field =
+        |name: &str| stat.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<u64>().ok());
+    let reclaimable = field("total_inactive_file").or_else(|| field("inactive_file")).unwrap_or(0);
+    Some(max.saturating_sub(current.saturating_sub(reclaimable)) / 1024)
 }
 
 #[cfg(test)]
@@ -156,9 +165,17 @@ mod tests {
         assert_eq!(meminfo_kib(meminfo), Some(2 * 1024 * 1024 + 1024));
         assert_eq!(meminfo_kib("MemTotal: 1 kB\nMemAvailable: 7 kB\n"), Some(7), "no swap line");
         assert_eq!(meminfo_kib("MemTotal: 1 kB\n"), None);
-        assert_eq!(cgroup_room_kib("max\n", "1024\n"), None, "no limit");
-        assert_eq!(cgroup_room_kib("1048576\n", "524288\n"), Some(512));
-        assert_eq!(cgroup_room_kib("1024\n", "4096\n"), Some(0));
+        assert_eq!(cgroup_room_kib("max\n", "1024\n", ""), None, "no limit");
+        assert_eq!(cgroup_room_kib("1048576\n", "524288\n", ""), Some(512));
+        assert_eq!(cgroup_room_kib("1024\n", "4096\n", ""), Some(0));
+        // The cache the kernel would reclaim is room: a 512 MiB limit, 500 MiB used of which
+        // 480 MiB inactive file pages (v2), or the same under v1's name.
+        let (max, used) = ((512u64 << 20).to_string(), (500u64 << 20).to_string());
+        let v2 = "anon 20971520\nfile 503316480\ninactive_file 503316480\nactive_file 0\n";
+        assert_eq!(cgroup_room_kib(&max, &used, v2), Some(492 << 10));
+        let v1 = "cache 503316480\ninactive_file 1\ntotal_inactive_file 503316480\n";
+        assert_eq!(cgroup_room_kib(&max, &used, v1), Some(492 << 10));
+        assert_eq!(cgroup_room_kib(&max, &used, "inactive_file_x 9\n"), Some(12 << 10), "no such field");
         assert!(fits_in_available(2048, Some(2048)).is_ok());
         let e = fits_in_available(2049, Some(2048)).unwrap_err();
         assert!(matches!(&e, Error::Io(io) if io.kind() == std::io::ErrorKind::OutOfMemory), "{e:?}");

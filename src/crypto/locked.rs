@@ -17,7 +17,10 @@ pub fn locking_failed() -> bool {
     LOCK_FAILED.load(Ordering::Relaxed)
 }
 
-/// Bytes of secret buffers currently mapped and locked.
+/// Bytes of memory locked for secret buffers: each is a mapping of its own, and `mlock` locks
+/// whole pages, so each counts its length rounded up to a 4 KiB page (the least a page is; the
+/// length itself, 32 bytes for a key, showed a hundredth of what counts against
+/// RLIMIT_MEMLOCK).
 pub fn locked_bytes() -> u64 {
     LOCKED_BYTES.load(Ordering::Relaxed)
 }
@@ -32,7 +35,18 @@ enum Backing {
 pub(crate) struct LockedBytes {
     backing: Backing,
     len: usize,
-    locked: bool,
+    /// The bytes counted in `LOCKED_BYTES` for this buffer (0 if it is not locked).
+    locked: u64,
+}
+
+/// The least size of a page `mlock` locks.
+const LOCK_PAGE: u64 = 4096;
+
+/// Says, once per process, that a secret buffer could not be locked.
+fn note_lock_failed() {
+    if !LOCK_FAILED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(target: "foldvault::audit", "could not lock key memory (RLIMIT_MEMLOCK?); keys may be swapped");
+    }
 }
 
 impl LockedBytes {
@@ -42,21 +56,22 @@ impl LockedBytes {
             Ok(m) => Backing::Map(m),
             Err(_) => Backing::Heap(vec![0u8; map_len]),
         };
-        let mut locked = false;
-        if let Backing::Map(m) = &backing {
-            #[cfg(target_os = "linux")]
-            let _ = m.advise(memmap2::Advice::DontDump);
-            match m.lock() {
-                Ok(()) => {
-                    locked = true;
-                    LOCKED_BYTES.fetch_add(map_len as u64, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    if !LOCK_FAILED.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(target: "foldvault::audit", "could not lock key memory (RLIMIT_MEMLOCK?); keys may be swapped");
+        let mut locked = 0;
+        match &backing {
+            Backing::Map(m) => {
+                #[cfg(target_os = "linux")]
+                let _ = m.advise(memmap2::Advice::DontDump);
+                match m.lock() {
+                    Ok(()) => {
+                        locked = (map_len as u64).next_multiple_of(LOCK_PAGE);
+                        LOCKED_BYTES.fetch_add(locked, Ordering::Relaxed);
                     }
+                    Err(_) => note_lock_failed(),
                 }
             }
+            // Neither locked nor kept out of core dumps: said as a failed lock is (it went
+            // unsaid, and `status` showed key memory locked).
+            Backing::Heap(_) => note_lock_failed(),
         }
         LockedBytes { backing, len, locked }
     }
@@ -88,9 +103,7 @@ impl Drop for LockedBytes {
         match &mut self.backing {
             Backing::Map(m) => {
                 m[..].zeroize();
-                if self.locked {
-                    LOCKED_BYTES.fetch_sub(m.len() as u64, Ordering::Relaxed);
-                }
+                LOCKED_BYTES.fetch_sub(self.locked, Ordering::Relaxed);
             }
             Backing::Heap(v) => v.zeroize(),
         }
@@ -115,5 +128,18 @@ mod tests {
         assert_eq!(l.as_ref(), &[7; 32]);
         let l2 = LockedBytes::from_slice(b"abc");
         assert_eq!(l2.as_ref(), b"abc");
+    }
+
+    /// A locked buffer counts the page `mlock` locked, not its own length (32 bytes for a key
+    /// counted a hundredth of what it takes from RLIMIT_MEMLOCK).
+    #[test]
+    fn a_locked_key_counts_its_whole_page() {
+        let l = LockedBytes::new(32);
+        if l.locked > 0 {
+            assert_eq!(l.locked, LOCK_PAGE);
+            assert!(locked_bytes() >= LOCK_PAGE);
+        } else {
+            assert!(locking_failed(), "a buffer not locked is said to be");
+        }
     }
 }
