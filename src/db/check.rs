@@ -18,7 +18,7 @@ use super::open::load_catalog;
 use super::page_roles::{PageRole, PageRoles, ReachedPages};
 use crate::btree::salvage::{self, LostRange};
 use crate::btree::verify::{Problem, check_tree};
-use crate::error::{CorruptReason, Error, Result};
+use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::header::FileHeader;
 use crate::format::{HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE};
 
@@ -153,6 +153,24 @@ impl Db {
             crate::pager::freelist::apply_delta(free, &chain, &rec.free_delta, ws.durable_slot)
         });
         match on_disk {
+            // The leaks and double uses below are found against the allocator's free pages; what
+            // the next open loads is this list: the two must agree once the snapshot is the
+            // durable commit (a free-list writer's fault that recorded a live page free, or
+            // left a free one out, passed the check of the handle that wrote it).
+            Ok(free) if rec.seq == snap.seq => {
+                // Below the record's page count: pages past it that a dropped transaction took
+                // and gave back are free in the allocator and beyond the record.
+                let below = |runs: Vec<(PageNo, PageNo)>| -> Vec<(PageNo, PageNo)> {
+                    runs.into_iter()
+                        .filter(|&(s, _)| s < rec.page_count)
+                        .map(|(s, e)| (s, e.min(rec.page_count)))
+                        .collect()
+                };
+                let unused = below(merged(&ws.alloc.all_unused()));
+                if let Some(page) = first_difference(&below(merged(&free)), &unused) {
+                    problems.push(Problem::one("free list", page, CorruptReason::FreeList));
+                }
+            }
             Ok(_) => {}
             Err(Error::Corrupt { page, reason }) => problems.push(Problem::one("free list", page, reason)),
             // A chain page past the file's end (cut short under the handle), named as a tree
@@ -180,6 +198,33 @@ impl Db {
             problems,
             roles,
         })
+    }
+}
+
+/// Free extents as sorted, disjoint, non-adjacent runs `[start, end)`.
+fn merged(extents: &[(PageNo, u32)]) -> Vec<(PageNo, PageNo)> {
+    let mut runs: Vec<(PageNo, PageNo)> =
+        extents.iter().filter(|&&(_, n)| n > 0).map(|&(s, n)| (s, s.saturating_add(u64::from(n)))).collect();
+    runs.sort_unstable();
+    let mut out: Vec<(PageNo, PageNo)> = Vec::with_capacity(runs.len());
+    for (s, e) in runs {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// The first page free in one of two sets of runs (`merged`) and not in the other, if any.
+fn first_difference(a: &[(PageNo, PageNo)], b: &[(PageNo, PageNo)]) -> Option<PageNo> {
+    let i = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+    match (a.get(i), b.get(i)) {
+        (None, None) => None,
+        (Some(x), None) | (None, Some(x)) => Some(x.0),
+        (Some(x), Some(y)) if x.0 != y.0 => Some(x.0.min(y.0)),
+        // Same start, different ends: the first page past the shorter run.
+        (Some(x), Some(y)) => Some(x.1.min(y.1)),
     }
 }
 
@@ -488,3 +533,32 @@ const SALVAGE_BATCH_RECORDS: usize = 1000;
 
 #[allow(dead_code)]
 fn _assert_send(_: Arc<Db>) {}
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::{MemoryStorage, Storage};
+    use crate::{Config, CorruptReason};
+    use std::sync::Arc;
+
+    /// The free list the durable record names must agree with the allocator's free pages: a
+    /// record whose delta (as a faulty free-list writer could make it) names a live page free
+    /// passed the check of the handle that wrote it, whose leak and double-use test looked at
+    /// the allocator alone; the next open would have handed that page out again.
+    #[test]
+    fn a_durable_free_list_that_names_a_live_page_free_is_reported() {
+        let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let db = Config::new().storage(s).plaintext().use_env(false).flush_every_ms(None).open().unwrap();
+        let t = db.open_tree("t").unwrap();
+        for i in 0..500u32 {
+            t.insert(i.to_be_bytes(), vec![1u8; 200]).unwrap();
+        }
+        db.flush().unwrap();
+        let report = db.check().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        let live = report.roles.pages(|r| *r == crate::PageRole::Tree("t".into())).next().unwrap();
+        db.handle.engine.writer.lock().durable.free_delta.freed.push(live);
+        let report = db.check().unwrap();
+        let found: Vec<_> = report.problems.iter().map(|p| (p.page, p.reason)).collect();
+        assert_eq!(found, [(live, CorruptReason::FreeList)]);
+    }
+}
