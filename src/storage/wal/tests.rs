@@ -688,39 +688,50 @@ fn a_read_error_during_replay_leaves_the_file_and_the_log_as_they_were() {
     assert_eq!((fill_of(&w, 2), fill_of(&w, 3), fill_of(&w, 4)), (Some(3), Some(1), Some(2)));
 }
 
+/// Memory storage whose `set_len` goes through `hook`, which makes the change itself (or fails).
+struct HookedSetLen<F> {
+    inner: MemoryStorage,
+    hook: F,
+}
+
+impl<F: Fn(&MemoryStorage, u64) -> io::Result<()> + Send + Sync + 'static> Storage for HookedSetLen<F> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.inner.read_at(offset, buf)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_at(offset, buf)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.inner.sync()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        (self.hook)(&self.inner, len)
+    }
+}
+
 /// A sync that ends direct writes grows the file to the length `set_len` gave it; a page past
 /// the file's old end, never written, reads as zeros meanwhile. The new length was published
 /// before the file had it, and such a read failed (`UnexpectedEof` from the file).
 #[test]
 fn a_read_while_a_direct_sync_grows_the_file_reads_zeros() {
     use std::sync::mpsc;
-    struct SlowGrow {
-        inner: MemoryStorage,
-        armed: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
-    }
-    impl Storage for SlowGrow {
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-            self.inner.read_at(offset, buf)
-        }
-        fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-            self.inner.write_at(offset, buf)
-        }
-        fn sync(&self) -> io::Result<()> {
-            self.inner.sync()
-        }
-        fn len(&self) -> io::Result<u64> {
-            self.inner.len()
-        }
-        fn set_len(&self, len: u64) -> io::Result<()> {
-            if let Some((entered, go)) = self.armed.lock().take() {
+    type Gate = Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>;
+    let armed: Arc<Gate> = Arc::new(Mutex::new(None));
+    let gate = armed.clone();
+    let (m, l) = pair();
+    let main = Arc::new(HookedSetLen {
+        inner: m.clone(),
+        hook: move |inner: &MemoryStorage, len| {
+            if let Some((entered, go)) = gate.lock().take() {
                 entered.send(()).unwrap();
                 go.recv().unwrap();
             }
-            self.inner.set_len(len)
-        }
-    }
-    let (m, l) = pair();
-    let main = Arc::new(SlowGrow { inner: m.clone(), armed: Mutex::new(None) });
+            inner.set_len(len)
+        },
+    });
     let w = Arc::new(WalStorage::open(main.clone(), Arc::new(l.clone()), 1000, None).unwrap().max_group(4));
     for pg in 2..10 {
         w.write_at(pg * P, &page(3)).unwrap();
@@ -729,7 +740,7 @@ fn a_read_while_a_direct_sync_grows_the_file_reads_zeros() {
     assert!(m.len().unwrap() < 20 * P, "the file is already as long: the test shows nothing");
     let (entered_tx, entered_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel();
-    *main.armed.lock() = Some((entered_tx, go_rx));
+    *armed.lock() = Some((entered_tx, go_rx));
     let syncer = {
         let w = w.clone();
         std::thread::spawn(move || w.sync())
@@ -769,32 +780,18 @@ fn a_log_whose_directory_cannot_be_synced_still_logs() {
 /// it unusable". A later cut that works takes the file to its length.
 #[test]
 fn a_failed_cut_of_the_file_leaves_the_log_usable() {
-    struct RefusesCuts {
-        inner: MemoryStorage,
-        refuse: std::sync::atomic::AtomicBool,
-    }
-    impl Storage for RefusesCuts {
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-            self.inner.read_at(offset, buf)
-        }
-        fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-            self.inner.write_at(offset, buf)
-        }
-        fn sync(&self) -> io::Result<()> {
-            self.inner.sync()
-        }
-        fn len(&self) -> io::Result<u64> {
-            self.inner.len()
-        }
-        fn set_len(&self, len: u64) -> io::Result<()> {
-            if len < self.inner.len()? && self.refuse.load(Ordering::Acquire) {
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let refusing = refuse.clone();
+    let (m, l) = pair();
+    let main = Arc::new(HookedSetLen {
+        inner: m.clone(),
+        hook: move |inner: &MemoryStorage, len| {
+            if len < inner.len()? && refusing.load(Ordering::Acquire) {
                 return Err(io::Error::other("injected: the cut fails"));
             }
-            self.inner.set_len(len)
-        }
-    }
-    let (m, l) = pair();
-    let main = Arc::new(RefusesCuts { inner: m.clone(), refuse: std::sync::atomic::AtomicBool::new(true) });
+            inner.set_len(len)
+        },
+    });
     let w = WalStorage::open(main.clone(), Arc::new(l.clone()), 1000, None).unwrap();
     for pg in 2..10 {
         w.write_at(pg * P, &page(pg as u8)).unwrap();
@@ -805,7 +802,7 @@ fn a_failed_cut_of_the_file_leaves_the_log_usable() {
     w.write_at(3 * P, &page(30)).unwrap();
     w.sync().expect("a write and a sync after the failed cut");
     assert_eq!(fill_of(&w, 3), Some(30));
-    main.refuse.store(false, Ordering::Release);
+    refuse.store(false, Ordering::Release);
     w.set_len(6 * P).unwrap();
     assert_eq!(w.len().unwrap(), 6 * P);
     assert_eq!(m.len().unwrap(), 6 * P);
