@@ -62,8 +62,26 @@ fn op() -> impl Strategy<Value = Op> {
 
 const NAMES: [&str; 3] = ["atoms", "schemas", "metadata"];
 
-fn run(ops: Vec<Op>, encrypted: bool) {
-    let (mut db, m) = mem_db(encrypted);
+/// Opens the database on `m` (with `wal`, under a write-ahead log on `l` that checkpoints every
+/// 16 pages, in the background, as a file's does by default).
+fn open_on(
+    m: &foldvault::storage::MemoryStorage,
+    l: &foldvault::storage::MemoryStorage,
+    encrypted: bool,
+    wal: bool,
+) -> foldvault::Db {
+    use foldvault::storage::{Storage, WalStorage};
+    use std::sync::Arc;
+    let main: Arc<dyn Storage> = Arc::new(m.clone());
+    let s: Arc<dyn Storage> =
+        if wal { Arc::new(WalStorage::open(main, Arc::new(l.clone()), 16, None).expect("log")) } else { main };
+    let cfg = if encrypted { enc(s) } else { plain(s) };
+    cfg.open().expect("open")
+}
+
+fn run(ops: Vec<Op>, encrypted: bool, wal: bool) {
+    let (m, l) = (foldvault::storage::MemoryStorage::new(), foldvault::storage::MemoryStorage::new());
+    let mut db = open_on(&m, &l, encrypted, wal);
     let mut model: Vec<BTreeMap<Vec<u8>, Vec<u8>>> = vec![BTreeMap::new(); 3];
     for op in ops {
         match op {
@@ -190,7 +208,7 @@ fn run(ops: Vec<Op>, encrypted: bool) {
                 // Closed without a flush of its own (the close makes the last commits durable):
                 // every tree reads back as the model, in full.
                 drop(db);
-                db = reopen(&m, encrypted);
+                db = open_on(&m, &l, encrypted, wal);
                 assert!(db.check().unwrap().is_ok(), "after a reopen");
                 assert_trees_match(&db, &model, "after a reopen");
             }
@@ -237,11 +255,17 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 2000, ..ProptestConfig::default() })]
     #[test]
     fn model_encrypted(ops in prop::collection::vec(op(), 1..300)) {
-        run(ops, true);
+        run(ops, true, false);
     }
     #[test]
     fn model_plaintext(ops in prop::collection::vec(op(), 1..300)) {
-        run(ops, false);
+        run(ops, false, false);
+    }
+    /// The default set-up of a file: a write-ahead log whose checkpoints copy in the background
+    /// (the tests above run on storage without a log, which `write_ahead_log` does not take).
+    #[test]
+    fn model_encrypted_under_a_write_ahead_log(ops in prop::collection::vec(op(), 1..300)) {
+        run(ops, true, true);
     }
 }
 

@@ -284,10 +284,17 @@ pub fn run(data: &[u8]) {
     // An empty custom storage is initialised as a new database (only an existing empty *file*
     // at a path is refused), so truncation to nothing may open as an empty database.
     let strict = !forged && !img.is_empty();
+    // The builder's file as it made it: everything is required of it (it opened at its newest
+    // commit, checks clean, takes a write), not only what a damaged file owes (test review: an
+    // open that picked the older record passed on an untouched file).
+    let untouched = img == b.image;
     let storage = MemoryStorage::from_bytes(img);
     let db = match config(storage.clone()).open() {
         Ok(db) => db,
-        Err(e) => return assert_typed(&e, "open"),
+        Err(e) => {
+            assert!(!untouched, "the untouched file does not open: {e:?}");
+            return assert_typed(&e, "open");
+        }
     };
     let mut complete = State::new();
     let names: Vec<Vec<u8>> = db.tree_names().iter().map(|n| n.to_vec()).collect();
@@ -341,6 +348,7 @@ pub fn run(data: &[u8]) {
             listed == names && complete.iter().all(|(n, m)| s.get(n) == Some(m))
         };
         assert!(b.states.iter().any(matches), "scanned trees match no durable state of the builder");
+        assert!(!untouched || b.states.last().is_some_and(matches), "the untouched file reads as an older state");
     }
     let clean = match db.check() {
         Ok(report) => report.is_ok(),
@@ -349,6 +357,7 @@ pub fn run(data: &[u8]) {
             false
         }
     };
+    assert!(clean || !untouched, "the untouched file does not check clean");
     if flags & 4 != 0 {
         let dst = MemoryStorage::new();
         let src = MemoryStorage::from_bytes(storage.snapshot()); // salvage may repair its source
@@ -369,6 +378,7 @@ pub fn run(data: &[u8]) {
         let t = db.open_tree("written-after");
         let r = t.and_then(|t| t.insert(b"k", vec![7u8; 3000]).and_then(|_| t.flush()));
         if let Err(e) = &r {
+            assert!(!untouched, "a write on the untouched file failed: {e:?}");
             assert_typed(e, "write after open");
         }
         drop(db);

@@ -78,10 +78,11 @@ fn op(inp: &mut Input, nested: bool) -> Op {
         8 => Op::Reopen,
         9 => {
             let seed = u64::from(inp.u8());
-            let model = match inp.u8() % 3 {
+            let model = match inp.u8() % 4 {
                 0 => CrashModel::LoseUnsynced,
                 1 => CrashModel::TearUnsynced { seed },
-                _ => CrashModel::ReorderUnsynced { seed },
+                2 => CrashModel::ReorderUnsynced { seed },
+                _ => CrashModel::ScatterUnsynced { seed },
             };
             let at = u64::from(inp.u8());
             Op::Crash {
