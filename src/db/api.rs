@@ -203,6 +203,11 @@ fn flusher_loop(engine: Arc<Engine>, sig: Arc<FlushSignal>, every: Duration) {
         }
         if let Err(e) = engine.flush() {
             tracing::error!(target: "foldvault::audit", error = %e, "background flush failed");
+            // A poisoned handle stays so: the flusher stops, said once (it said so at every
+            // interval, two lines a second that buried the first error: commit review).
+            if matches!(e, Error::Poisoned) {
+                return;
+            }
         }
     }
 }

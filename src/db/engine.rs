@@ -152,12 +152,14 @@ pub(crate) struct Engine {
     /// (a `current_thread` runtime, a `LocalSet`) waits for the writer on the blocking pool.
     #[cfg(feature = "tokio")]
     pub(crate) writer_task: Mutex<Option<tokio::task::Id>>,
-    /// The thread (`thread_tag`, 0 = none) that called `flush` inside its running write
-    /// transaction: the flush is made when that transaction ends (`flush_if_requested`), by that
-    /// thread. (A flag for the whole database was taken by whichever transaction ended first:
-    /// another thread's, ending while the requester's still ran, whose commit then returned
-    /// without the sync it asked for.)
-    pub(crate) flush_in_tx: AtomicU64,
+    /// The threads (`thread_tag`) that called `flush` inside their running write transaction:
+    /// each flush is made when that transaction ends (`flush_if_requested`), by that thread.
+    /// (A flag for the whole database was taken by whichever transaction ended first: another
+    /// thread's, ending while the requester's still ran. One slot for a thread was taken over
+    /// by another thread's request, made between the requester's release of the writer and its
+    /// look at the slot, and the requester's commit returned without its sync: commit review.)
+    /// At most one entry a thread.
+    pub(crate) flush_in_tx: Mutex<Vec<u64>>,
     pub(crate) checkpoint_on_close: bool,
     /// Subscriptions to trees' changes (`Tree::watch_prefix`).
     pub(crate) watchers: Arc<super::watch::Watchers>,
@@ -617,7 +619,11 @@ impl Engine {
             return Err(Error::Poisoned);
         }
         if self.writer_held_here() {
-            self.flush_in_tx.store(thread_tag(), Ordering::Release);
+            let mut asked = self.flush_in_tx.lock();
+            let me = thread_tag();
+            if !asked.contains(&me) {
+                asked.push(me);
+            }
             return Ok(0);
         }
         self.make_durable(self.snapshot().seq)
@@ -642,7 +648,13 @@ impl Engine {
     /// Makes the `flush` asked for inside the write transaction that just ended on this
     /// thread: called by that transaction once it has let go of the writer.
     pub(crate) fn flush_if_requested(&self) -> Result<usize> {
-        let asked = self.flush_in_tx.compare_exchange(thread_tag(), 0, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        let asked = {
+            let mut asked = self.flush_in_tx.lock();
+            let me = thread_tag();
+            let had = asked.contains(&me);
+            asked.retain(|&t| t != me);
+            had
+        };
         if asked { self.flush() } else { Ok(0) }
     }
 

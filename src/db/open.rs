@@ -192,7 +192,7 @@ fn assemble(
         writer_owner: Arc::new(AtomicU64::new(0)),
         #[cfg(feature = "tokio")]
         writer_task: Mutex::new(None),
-        flush_in_tx: AtomicU64::new(0),
+        flush_in_tx: Mutex::new(Vec::new()),
         checkpoint_on_close: cfg.checkpoint_on_close && !cfg.read_only,
         pager,
     }

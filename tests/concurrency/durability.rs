@@ -364,3 +364,65 @@ fn a_flush_asked_for_in_a_transaction_is_made_when_that_transaction_ends() {
         "the commit that asked for a flush is not durable"
     );
 }
+
+/// A `flush()` asked for in a transaction is made when that transaction ends even when another
+/// thread asks for one in its own transaction between the first's release of the writer and
+/// its look at the request: one slot held the requesting thread, the second request took it,
+/// and the first commit returned without its sync. The first commit's return is held up by a
+/// full subscriber, which it waits on after it let go of the writer.
+#[test]
+fn a_flush_asked_for_in_a_transaction_is_not_taken_over_by_another_threads_request() {
+    let db = Arc::new(Config::new().temporary(true).use_env(false).flush_every_ms(None).open().unwrap());
+    let t = db.open_tree("t").unwrap();
+    let mut sub = t.watch_prefix("");
+    // A subscriber's queue holds 1,024 events: full, the next commit waits for it.
+    for i in 0..1024u32 {
+        t.insert(i.to_be_bytes(), "v").unwrap();
+    }
+    let before = db.commit_seq();
+    let first = {
+        let db = db.clone();
+        thread::spawn(move || {
+            let tx = db.begin_write().unwrap();
+            tx.open_tree("t").unwrap().insert("mine", "v").unwrap();
+            db.flush().unwrap();
+            tx.commit().unwrap();
+            (db.commit_seq(), db.durable_commit_seq())
+        })
+    };
+    // Its commit published (and the writer let go), it waits on the full subscriber.
+    while db.commit_seq() == before {
+        thread::sleep(Duration::from_millis(1));
+    }
+    let (release, held) = mpsc::channel::<()>();
+    let (asked, has_asked) = mpsc::channel::<()>();
+    let second = {
+        let db = db.clone();
+        thread::spawn(move || {
+            let tx = db.begin_write().unwrap();
+            db.flush().unwrap();
+            asked.send(()).unwrap();
+            let _ = held.recv();
+            drop(tx);
+        })
+    };
+    has_asked.recv().unwrap();
+    // One event taken: the first commit's delivery goes on, then its flush.
+    assert!(sub.next().is_some());
+    let (done, finished) = mpsc::channel();
+    let waiter = thread::spawn(move || done.send(first.join().unwrap()).unwrap());
+    // Its flush may wait for the writer the second transaction holds: let that go after a
+    // while. (Without the fix the first returns at once, its commit not durable.)
+    let got = match finished.recv_timeout(Duration::from_secs(2)) {
+        Ok(r) => r,
+        Err(_) => {
+            release.send(()).unwrap();
+            finished.recv().unwrap()
+        }
+    };
+    let _ = release.send(());
+    second.join().unwrap();
+    waiter.join().unwrap();
+    let (committed, durable) = got;
+    assert!(durable >= committed.min(before + 1), "the commit that asked for a flush returned before it was durable");
+}
