@@ -227,7 +227,7 @@ fn run(ops: Vec<Op>, encrypted: bool, wal: bool) {
     assert_trees_match(&db, &model, "at the end");
     db.flush().unwrap();
     drop(db);
-    let db = reopen(&m, encrypted);
+    let db = open_on(&m, &l, encrypted, wal);
     // No page leaked or referenced twice by the aborts, transactions and removals on the way.
     assert!(db.check().unwrap().is_ok(), "after the last reopen");
     assert_trees_match(&db, &model, "after the last reopen");

@@ -83,6 +83,26 @@ pub(crate) fn check_tree(
     used: &mut dyn FnMut(PageNo) -> bool,
     problems: &mut Vec<Problem>,
 ) -> Result<u64> {
+    let mut unread = Vec::new();
+    let records = check_tree_leaving_unread(pager, tree, root, used, problems, &mut unread)?;
+    for page in unread {
+        used(page);
+    }
+    Ok(records)
+}
+
+/// [`check_tree`], leaving the pages no reference read (a wrong tag, damage, past the file's
+/// end) in `unread` instead of marking them: a caller that walks several trees marks them once
+/// all are walked, so that a bad reference in one tree to a page another holds does not make
+/// that tree's real reference a second one.
+pub(crate) fn check_tree_leaving_unread(
+    pager: &Pager,
+    tree: &str,
+    root: PageRef,
+    used: &mut dyn FnMut(PageNo) -> bool,
+    problems: &mut Vec<Problem>,
+    unread: &mut Vec<PageNo>,
+) -> Result<u64> {
     let mut records = 0u64;
     if root.is_none() {
         return Ok(0);
@@ -99,7 +119,6 @@ pub(crate) fn check_tree(
     // problem alone, and a branch whose children all name one page gave one per child. The set
     // holds one entry per problem reported, so it is never larger than the report.
     let mut reported = std::collections::HashSet::new();
-    let mut unread: Vec<PageNo> = Vec::new();
     while let Some((r, depth, lo, hi)) = stack.pop() {
         let mut report = |page: PageNo, reason: CorruptReason| {
             if reported.insert((page, reason)) {
@@ -123,7 +142,8 @@ pub(crate) fn check_tree(
         // Marked once it reads (as salvage does): a reference with a wrong tag met first marked
         // the page, and its real reference, met later, was taken for a second one, its healthy
         // subtree skipped and its pages called leaked (check review, low). A page no reference
-        // reads is marked after the walk (`unread`), so it is not also called leaked.
+        // reads is marked after the walk (`unread`; after every tree's, by `Db::check`), so it
+        // is not also called leaked.
         let p = match pager.read(r, None) {
             Ok(p) => p,
             Err(Error::Corrupt { page, reason }) => {
@@ -133,6 +153,7 @@ pub(crate) fn check_tree(
             }
             Err(Error::Truncated { .. }) => {
                 report(r.page, CorruptReason::PageOutOfRange);
+                unread.push(r.page);
                 continue;
             }
             Err(e @ Error::Io(_)) => return Err(e),
@@ -260,9 +281,6 @@ pub(crate) fn check_tree(
                 stack.push((c, depth + 1, clo, chi));
             }
         }
-    }
-    for page in unread {
-        used(page);
     }
     Ok(records)
 }

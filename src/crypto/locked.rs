@@ -42,10 +42,17 @@ pub(crate) struct LockedBytes {
 /// The least size of a page `mlock` locks.
 const LOCK_PAGE: u64 = 4096;
 
-/// Says, once per process, that a secret buffer could not be locked.
-fn note_lock_failed() {
+/// Says, once per process, that a secret buffer could not be locked: `mapped`, its mapping was
+/// made and `mlock` refused (RLIMIT_MEMLOCK); else no mapping could be made, and the buffer is
+/// on the heap (not kept out of core dumps either).
+fn note_lock_failed(mapped: bool) {
     if !LOCK_FAILED.swap(true, Ordering::Relaxed) {
-        tracing::warn!(target: "foldvault::audit", "could not lock key memory (RLIMIT_MEMLOCK?); keys may be swapped");
+        if mapped {
+            tracing::warn!(target: "foldvault::audit", "could not lock key memory (RLIMIT_MEMLOCK?); keys may be swapped");
+        } else {
+            tracing::warn!(target: "foldvault::audit",
+                "could not map key memory (vm.max_map_count?); keys are on the heap: they may be swapped and dumped");
+        }
     }
 }
 
@@ -66,12 +73,12 @@ impl LockedBytes {
                         locked = (map_len as u64).next_multiple_of(LOCK_PAGE);
                         LOCKED_BYTES.fetch_add(locked, Ordering::Relaxed);
                     }
-                    Err(_) => note_lock_failed(),
+                    Err(_) => note_lock_failed(true),
                 }
             }
             // Neither locked nor kept out of core dumps: said as a failed lock is (it went
             // unsaid, and `status` showed key memory locked).
-            Backing::Heap(_) => note_lock_failed(),
+            Backing::Heap(_) => note_lock_failed(false),
         }
         LockedBytes { backing, len, locked }
     }

@@ -203,8 +203,8 @@ fn flusher_loop(engine: Arc<Engine>, sig: Arc<FlushSignal>, every: Duration) {
         }
         if let Err(e) = engine.flush() {
             tracing::error!(target: "foldvault::audit", error = %e, "background flush failed");
-            // A poisoned handle stays so: the flusher stops, said once (it said so at every
-            // interval, two lines a second that buried the first error: commit review).
+            // A poisoned handle stays so: the flusher stops, after one line saying so (it said
+            // so at every interval, two lines a second that buried the first error).
             if matches!(e, Error::Poisoned) {
                 return;
             }

@@ -17,7 +17,7 @@ use super::migrate;
 use super::open::load_catalog;
 use super::page_roles::{PageRole, PageRoles, ReachedPages};
 use crate::btree::salvage::{self, LostRange};
-use crate::btree::verify::{Problem, check_tree};
+use crate::btree::verify::{Problem, check_tree_leaving_unread};
 use crate::error::{CorruptReason, Error, PageNo, Result};
 use crate::format::header::FileHeader;
 use crate::format::{HEADER_PAGE_A, HEADER_PAGE_B, PAGE_SIZE};
@@ -110,9 +110,22 @@ impl Db {
             }
         }
         let mut trees = Vec::new();
+        // Pages no reference read, with the role of the structure that named them: marked once
+        // every structure is walked (`check_tree_leaving_unread`).
+        let mut unread = Vec::new();
+        let mut unread_of = |pages: Vec<PageNo>, code| unread.extend(pages.into_iter().map(|p| (p, code)));
         {
             let code = reached.code(PageRole::Catalog);
-            let n = check_tree(pager, "catalog", snap.catalog, &mut |p| reached.mark(p, code), &mut problems)?;
+            let mut left = Vec::new();
+            let n = check_tree_leaving_unread(
+                pager,
+                "catalog",
+                snap.catalog,
+                &mut |p| reached.mark(p, code),
+                &mut problems,
+                &mut left,
+            )?;
+            unread_of(left, code);
             if n != snap.trees.len() as u64 {
                 problems.push(Problem::one("catalog", snap.catalog.page, CorruptReason::CountMismatch));
             }
@@ -121,7 +134,8 @@ impl Db {
             let label = tree_label(name);
             let code = reached.code(PageRole::Tree(label.clone()));
             let mut pages = 0u64;
-            let records = check_tree(
+            let mut left = Vec::new();
+            let records = check_tree_leaving_unread(
                 pager,
                 &label,
                 root.root,
@@ -133,7 +147,9 @@ impl Db {
                     marked
                 },
                 &mut problems,
+                &mut left,
             )?;
+            unread_of(left, code);
             if records != root.count {
                 problems.push(Problem::one(label.clone(), root.root.page, CorruptReason::CountMismatch));
             }
@@ -144,6 +160,10 @@ impl Db {
             if !reached.mark(p, code) {
                 problems.push(Problem::one("free list", p, CorruptReason::FreeList));
             }
+        }
+        // Not also called leaked (whatever else reached them reported them already).
+        for (p, code) in unread {
+            reached.mark(p, code);
         }
         // The free-list chain as the durable record names it, read from disk: each page's seal
         // and tag, and the list's consistency (no page recorded twice, none of its own pages

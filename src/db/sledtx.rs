@@ -137,7 +137,10 @@ pub enum ConflictableTransactionError<E = Error> {
 pub enum TransactionError<E = Error> {
     /// The closure aborted with this error; nothing was written.
     Abort(E),
-    /// The storage failed; nothing was written.
+    /// The storage failed. Nothing was written, unless it failed after the commit: in the sync
+    /// that a durable commit, or a `flush` asked for in the closure, makes once the commit is
+    /// published. Then the commit is visible, and not known to be durable (the handle is
+    /// poisoned): a closure is not to be run again on this error without a look at the data.
     Storage(Error),
 }
 
@@ -500,7 +503,7 @@ impl TransactionalTree {
             let end = start.checked_add(ID_RESERVE).ok_or_else(|| Error::Unsupported("ids exhausted".into()))?;
             if let Err(e) = t.pages.insert(&mut root, b"next", &end.to_le_bytes(), false) {
                 // Part way through an edit: the transaction cannot commit (as `TxTree` writes).
-                t.failed = true;
+                t.failed = Some(e.clone());
                 return Err(e);
             }
             t.trees.insert(IDS_TREE.to_vec(), root);

@@ -30,9 +30,10 @@ pub(crate) struct TxInner {
     pub(crate) trees: BTreeMap<Vec<u8>, TreeRoot>,
     pub(crate) changed: BTreeSet<Vec<u8>>,
     pub(crate) dropped: BTreeSet<Vec<u8>>,
-    /// A write failed part way: its page bookkeeping is not trustworthy, so the transaction can
-    /// only be aborted (found by the `db_ops` fuzzer: a batch failing on its second insert).
-    pub(crate) failed: bool,
+    /// A write failed part way, with this error: its page bookkeeping is not trustworthy, so
+    /// the transaction can only be aborted (found by the `db_ops` fuzzer: a batch failing on its
+    /// second insert). Its commit returns this error, not one of its own.
+    pub(crate) failed: Option<Error>,
     /// What the writes changed, for subscribers (recorded only when there are any).
     pub(crate) changes: Changes,
 }
@@ -61,7 +62,7 @@ impl WriteTransaction {
                 trees,
                 changed: BTreeSet::new(),
                 dropped: BTreeSet::new(),
-                failed: false,
+                failed: None,
                 changes,
             })),
             durability,
@@ -80,7 +81,7 @@ impl WriteTransaction {
         let inner = b.as_mut().ok_or_else(|| Error::ReportableBug("transaction already finished".into()))?;
         // After a write failed part way, pages the transaction gave back may still be named by
         // its trees: a read could find another tree's node in one, a write take it again.
-        if inner.failed {
+        if inner.failed.is_some() {
             return Err(Error::Unsupported(
                 "a write in this transaction failed part way; it can only be aborted (or dropped)".into(),
             ));
@@ -112,7 +113,7 @@ impl WriteTransaction {
             // Freeing walks the whole tree and may fail part way (a page that does not open),
             // having freed some of its pages: the transaction can then only be aborted.
             if let Err(e) = t.pages.free_tree(root.root) {
-                t.failed = true;
+                t.failed = Some(e.clone());
                 return Err(e);
             }
             t.trees.remove(name);
@@ -133,11 +134,11 @@ impl WriteTransaction {
     pub fn commit(self) -> Result<()> {
         let inner = self.inner.borrow_mut().take();
         let Some(mut t) = inner else { return Err(Error::ReportableBug("transaction already finished".into())) };
-        if t.failed {
+        if let Some(e) = t.failed.take() {
+            // The write's own error (an I/O error, damage), which a caller that went on past it
+            // (a sled closure that logged it) would otherwise never see: it was `Unsupported`.
             self.handle.engine.abort(&mut t.guard, t.pages);
-            return Err(Error::Unsupported(
-                "a write in this transaction failed part way; the transaction was aborted".into(),
-            ));
+            return Err(e);
         }
         self.handle.engine.commit_released(
             t.guard,
@@ -220,7 +221,7 @@ impl TxTree<'_> {
                 // half-done change behind.
                 Err(e @ (Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. })) => return Err(e),
                 Err(e) => {
-                    t.failed = true;
+                    t.failed = Some(e.clone());
                     return Err(e);
                 }
             };
