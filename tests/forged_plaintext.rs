@@ -707,3 +707,37 @@ fn salvage_reports_a_catalog_entry_that_is_not_a_tree_root_lost() {
     let copy = cfg(&dst).open().unwrap();
     assert_eq!(copy.open_tree("good").unwrap().len(), 20);
 }
+
+/// A branch of tree `a` naming, with a stale tag, a healthy leaf of tree `b`: the check reports
+/// the bad reference in `a` (and `a`'s count) and nothing in `b`. The page the bad reference
+/// could not read was marked at the end of `a`'s walk, before `b`'s, whose real reference then
+/// looked like a second one: `b`'s leaf skipped, its records miscounted, its page called shared.
+#[test]
+fn a_bad_reference_in_one_tree_to_a_page_of_another_leaves_that_tree_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cross.fv");
+    let db = cfg(&path).open().unwrap();
+    for name in ["a", "b"] {
+        let t = db.open_tree(name).unwrap();
+        for i in 0..2000u32 {
+            t.insert(i.to_be_bytes(), vec![7u8; 40]).unwrap();
+        }
+    }
+    db.flush().unwrap();
+    let report = db.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    drop(db);
+    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
+    let pages_of = |name: &str| -> Vec<u64> { report.roles.pages(|r| *r == PageRole::Tree(name.into())).collect() };
+    let a_root = pages_of("a").into_iter().find(|&p| read_page(&path, p)[0] == 1).expect("a two-level tree a");
+    let b_leaf = pages_of("b").into_iter().find(|&p| read_page(&path, p)[0] == 2).expect("a leaf of b");
+    // `a`'s first child now names `b`'s leaf, with the tag of the page it named before.
+    edit_page(&path, a_root, &catalog, |b| {
+        b[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + 8].copy_from_slice(&b_leaf.to_le_bytes());
+    });
+    let db = cfg(&path).open().unwrap();
+    let problems = db.check().unwrap().problems;
+    assert!(problems.iter().any(|p| p.page == b_leaf && p.tree == "a"), "{problems:?}");
+    assert!(!problems.iter().any(|p| p.tree == "b"), "tree b is whole: {problems:?}");
+    assert!(!problems.iter().any(|p| p.reason == CorruptReason::DoubleReference), "{problems:?}");
+}
