@@ -168,15 +168,13 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
                 "restore: the database the backup makes fails its check");
             Error::BackupCorrupt { offset: 0, chunk: None, what: "the restored database fails its check" }
         };
+        let blame_stream = |e| match e {
+            Error::Corrupt { page, reason } => of_stream(page, reason),
+            e => e,
+        };
         let db = Config::new().file(&tmp).credentials(creds.duplicate()).use_env(false).flush_every_ms(None).open();
-        let db = db.map_err(|e| match e {
-            Error::Corrupt { page, reason } => of_stream(page, reason),
-            e => e,
-        })?;
-        let report = db.check().map_err(|e| match e {
-            Error::Corrupt { page, reason } => of_stream(page, reason),
-            e => e,
-        })?;
+        let db = db.map_err(blame_stream)?;
+        let report = db.check().map_err(blame_stream)?;
         if let Some(p) = report.problems.first() {
             return Err(of_stream(p.page, p.reason));
         }

@@ -88,7 +88,7 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
     // a passphrase's Argon2id (a second, at a high cost) left an empty file at the path, which
     // every later open refused as a database truncated to nothing. What is left to do once the
     // file is there is a few page writes and a sync.
-    let mut prepared =
+    let prepared =
         if super::location::likely_new(cfg) { Some(super::open::prepare_create(cfg, &creds)?) } else { None };
     let located = super::location::locate(cfg)?;
     let storage = located.storage.clone();
@@ -110,10 +110,7 @@ pub(crate) fn open_config(cfg: &Config) -> Result<Db> {
             located.discard();
             return Err(Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 });
         }
-        let new = match prepared.take() {
-            Some(new) => Ok(new),
-            None => super::open::prepare_create(cfg, &creds),
-        };
+        let new = prepared.map_or_else(|| super::open::prepare_create(cfg, &creds), Ok);
         match new.and_then(|new| create_synced(storage, cfg, new, located.new_names())) {
             Ok(e) => {
                 // A new file's hidden name an earlier creation here left (killed between the

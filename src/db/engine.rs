@@ -18,7 +18,7 @@
 //!   it holds the header (a durable commit takes the header with the writer held).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
@@ -158,8 +158,10 @@ pub(crate) struct Engine {
     /// thread's, ending while the requester's still ran. One slot for a thread was taken over
     /// by another thread's request, made between the requester's release of the writer and its
     /// look at the slot, and the requester's commit returned without its sync: commit review.)
-    /// At most one entry a thread.
+    /// At most one entry a thread; `flush_asks` counts them, so that a transaction's end
+    /// (every commit) takes no lock when none is waiting.
     pub(crate) flush_in_tx: Mutex<Vec<u64>>,
+    pub(crate) flush_asks: AtomicUsize,
     pub(crate) checkpoint_on_close: bool,
     /// Subscriptions to trees' changes (`Tree::watch_prefix`).
     pub(crate) watchers: Arc<super::watch::Watchers>,
@@ -623,6 +625,7 @@ impl Engine {
             let me = thread_tag();
             if !asked.contains(&me) {
                 asked.push(me);
+                self.flush_asks.fetch_add(1, Ordering::AcqRel);
             }
             return Ok(0);
         }
@@ -648,11 +651,18 @@ impl Engine {
     /// Makes the `flush` asked for inside the write transaction that just ended on this
     /// thread: called by that transaction once it has let go of the writer.
     pub(crate) fn flush_if_requested(&self) -> Result<usize> {
+        // A request of this thread's own is seen here (made on this thread, before).
+        if self.flush_asks.load(Ordering::Acquire) == 0 {
+            return Ok(0);
+        }
         let asked = {
             let mut asked = self.flush_in_tx.lock();
             let me = thread_tag();
             let had = asked.contains(&me);
-            asked.retain(|&t| t != me);
+            if had {
+                asked.retain(|&t| t != me);
+                self.flush_asks.fetch_sub(1, Ordering::AcqRel);
+            }
             had
         };
         if asked { self.flush() } else { Ok(0) }

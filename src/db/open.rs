@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
 use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
@@ -193,6 +193,7 @@ fn assemble(
         #[cfg(feature = "tokio")]
         writer_task: Mutex::new(None),
         flush_in_tx: Mutex::new(Vec::new()),
+        flush_asks: AtomicUsize::new(0),
         checkpoint_on_close: cfg.checkpoint_on_close && !cfg.read_only,
         pager,
     }
