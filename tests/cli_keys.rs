@@ -218,6 +218,36 @@ fn recovery_key_is_printed_once_and_opens_the_database() {
     }
 }
 
+/// A combined master-key + passphrase slot (`init` given both) is served by
+/// `--also-key-and-passphrase`: the two parts given apart serve it not.
+#[test]
+fn rekey_takes_a_combined_slots_key_and_passphrase_together() {
+    let e = Env::new();
+    let (db, pass, key, other) = (e.p("db"), e.pass(), e.p("key"), e.p("other"));
+    secret(&other, "a second passphrase\n");
+    let mut args = vec!["init", &db, "--key-file", &key, "--passphrase-file", &pass];
+    args.extend(FAST_KDF);
+    e.fv(&args).ok();
+    e.fv(&["put", &db, "t", "k", "v", "--key-file", &key, "--passphrase-file", &pass]).ok();
+    let mut args =
+        vec!["slots", &db, "--key-file", &key, "--passphrase-file", &pass, "add-passphrase", "--new-passphrase-file"];
+    args.push(&other);
+    args.extend(FAST_KDF);
+    e.fv(&args).ok();
+    let file0 = std::fs::read(&db).unwrap();
+    let o = e.fv(&["rekey", &db, "--passphrase-file", &other]).code(2);
+    assert!(o.err().contains("--also-key-and-passphrase"), "{}", o.err());
+    let apart = ["rekey", &db, "--passphrase-file", &other, "--also-key-file", &key, "--also-passphrase-file", &pass];
+    e.fv(&apart).code(2);
+    assert!(std::fs::read(&db).unwrap() == file0, "a refused rekey changed the file");
+    let t = e.fv(&["rekey", &db, "--passphrase-file", &other, "--also-key-and-passphrase", &key, &pass]).ok().text();
+    assert!(t.starts_with("rekeyed ") && t.contains("2 key slots"), "{t}");
+    assert_eq!(e.fv(&["get", &db, "t", "k", "--passphrase-file", &other]).ok().stdout, b"v");
+    assert_eq!(e.fv(&["get", &db, "t", "k", "--key-file", &key, "--passphrase-file", &pass]).ok().stdout, b"v");
+    // One file alone is a usage error, before any key is read.
+    e.fv(&["rekey", &db, "--passphrase-file", &other, "--also-key-and-passphrase", &key]).code(2);
+}
+
 #[test]
 fn rekey_reseals_every_page_and_needs_every_slot() {
     let e = Env::new();

@@ -12,6 +12,8 @@ use foldvault::fuzzing::Rng;
 use foldvault::transaction::{ConflictableTransactionError, abort};
 use foldvault::{Config, Db, IVec, Transactional};
 
+#[path = "common/blocked.rs"]
+mod blocked;
 #[path = "concurrency/durability.rs"]
 mod durability;
 
@@ -359,10 +361,13 @@ fn generate_id_in_transaction_while_db_generate_id_waits() {
     let attempts = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let ready_tx = std::sync::Mutex::new(ready_tx);
+    let (named_tx, named_rx) = mpsc::channel();
+    let named_rx = std::sync::Mutex::new(named_rx);
     let waiter = {
         let db = db.clone();
         thread::spawn(move || {
             ready_rx.recv().unwrap();
+            named_tx.send(blocked::this_thread()).unwrap();
             // Finds no range reserved, then waits for the writer lock.
             db.generate_id().unwrap()
         })
@@ -373,7 +378,9 @@ fn generate_id_in_transaction_while_db_generate_id_waits() {
             attempts2.fetch_add(1, Ordering::SeqCst);
             tx.insert("first attempt", "kept")?;
             ready_tx.lock().unwrap().send(()).unwrap();
-            thread::sleep(Duration::from_millis(300));
+            // Until the waiter waits for the writer lock this transaction holds.
+            let tid = named_rx.lock().unwrap().recv().unwrap();
+            blocked::until_blocked(tid.as_deref(), Duration::from_millis(300));
             let id = tx.generate_id()?;
             tx.insert("id", id.to_be_bytes())?;
             Ok::<_, ConflictableTransactionError>(id)
@@ -510,12 +517,16 @@ fn encryption_status_waits_for_the_writer_without_holding_the_header() {
         let db = temp_encrypted("status");
         let tx = db.begin_write().unwrap();
         tx.open_tree("t").unwrap().insert(b"k", b"v").unwrap();
+        let (named_tx, named_rx) = mpsc::channel();
         let asker = {
             let db = db.clone();
-            thread::spawn(move || db.encryption_status().commit_seq)
+            thread::spawn(move || {
+                named_tx.send(blocked::this_thread()).unwrap();
+                db.encryption_status().commit_seq
+            })
         };
-        // Let the asker reach the writer lock, which this transaction holds.
-        thread::sleep(Duration::from_millis(300));
+        // Until the asker waits for the writer lock, which this transaction holds.
+        blocked::until_blocked(named_rx.recv().unwrap().as_deref(), Duration::from_millis(300));
         assert_eq!(db.slots().len(), 1, "the header, with the writer held");
         tx.commit().unwrap();
         let seen = asker.join().unwrap();

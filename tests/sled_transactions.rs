@@ -2,6 +2,8 @@
 //! the error types and their conversions), unique ids (`generate_id`, inside transactions too),
 //! and the names a database reserves. The rest of the sled surface: `tests/sled_compat.rs`.
 
+#[path = "common/blocked.rs"]
+mod blocked;
 #[path = "common/sled_env.rs"]
 mod sled_env;
 
@@ -397,12 +399,16 @@ fn generate_id_inside_a_transaction_while_another_thread_reserves_does_not_deadl
     let db = temp_db();
     let (tx_in, rx_in) = std::sync::mpsc::channel();
     let (tx_done, rx_done) = std::sync::mpsc::channel();
+    let (named_tx, named_rx) = std::sync::mpsc::channel();
     let db2 = db.clone();
     let worker = std::thread::spawn(move || {
         let r = db2.transaction(|t| {
             tx_in.send(()).unwrap();
-            // Give the other thread time to wait for the writer this transaction holds.
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            // Until the other thread waits for the writer this transaction holds (a second
+            // attempt finds no name to wait for).
+            if let Ok(tid) = named_rx.recv_timeout(std::time::Duration::from_secs(20)) {
+                blocked::until_blocked(Option::as_deref(&tid), std::time::Duration::from_millis(100));
+            }
             let inner = db2.generate_id();
             t.insert("k", "v")?;
             Ok::<_, ConflictableTransactionError>(inner.is_ok() || matches!(inner, Err(Error::Unsupported(_))))
@@ -412,7 +418,10 @@ fn generate_id_inside_a_transaction_while_another_thread_reserves_does_not_deadl
     rx_in.recv().unwrap();
     let waiter = std::thread::spawn({
         let db = db.clone();
-        move || db.generate_id().unwrap()
+        move || {
+            named_tx.send(blocked::this_thread()).unwrap();
+            db.generate_id().unwrap()
+        }
     });
     let r = rx_done.recv_timeout(std::time::Duration::from_secs(20)).expect("the transaction finished");
     assert_eq!(r, Ok(true));

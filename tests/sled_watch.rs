@@ -4,6 +4,8 @@
 //! order; the `Future` side; the end of a subscription (database closed, tree dropped); a
 //! subscriber that falls behind; and events that never carry user bytes into `Debug`.
 
+#[path = "common/blocked.rs"]
+mod blocked;
 #[path = "common/sled_env.rs"]
 mod sled_env;
 
@@ -25,25 +27,28 @@ fn remove(k: &str) -> Event {
 }
 
 /// A thread that inserts `keys` into `t`, one commit each, returned once `t` holds `len`
-/// entries and a little more time has passed: past a subscriber's 1,024 events that nobody
-/// reads, the thread is then waiting on it.
+/// entries and the thread sleeps on a lock: past a subscriber's 1,024 events that nobody
+/// reads, it is then waiting on it.
 fn writer_until<K: AsRef<[u8]> + Send + 'static>(
     t: &foldvault::Tree,
     keys: impl IntoIterator<Item = K> + Send + 'static,
     len: usize,
 ) -> std::thread::JoinHandle<()> {
+    let (named_tx, named_rx) = std::sync::mpsc::channel();
     let writer = {
         let t = t.clone();
         std::thread::spawn(move || {
+            named_tx.send(blocked::this_thread()).unwrap();
             for k in keys {
                 t.insert(k, "v").unwrap();
             }
         })
     };
+    let tid = named_rx.recv().unwrap();
     while t.len() < len {
         std::thread::yield_now();
     }
-    std::thread::sleep(Duration::from_millis(50));
+    blocked::until_blocked(tid.as_deref(), Duration::from_millis(50));
     writer
 }
 
@@ -422,15 +427,18 @@ fn a_subscription_waits_for_a_transaction_running_elsewhere() {
     let tt = tx.open_tree("t").unwrap();
     tt.insert("a", "1").unwrap();
     let (sent, made) = std::sync::mpsc::channel();
+    let (named_tx, named_rx) = std::sync::mpsc::channel();
     let subscriber = {
         let t = t.clone();
         std::thread::spawn(move || {
+            named_tx.send(blocked::this_thread()).unwrap();
             let sub = t.watch_prefix("");
             sent.send(()).unwrap();
             sub
         })
     };
-    std::thread::sleep(Duration::from_millis(100));
+    // Until the subscriber waits (for the transaction's writer, which this thread holds).
+    blocked::until_blocked(named_rx.recv().unwrap().as_deref(), Duration::from_millis(100));
     assert!(made.try_recv().is_err(), "subscribed while a transaction was running");
     tt.insert("b", "2").unwrap();
     tx.commit().unwrap();

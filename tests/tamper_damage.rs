@@ -149,6 +149,7 @@ fn a_write_transaction_that_failed_part_way_refuses_further_calls() {
     refused(tx.open_tree(MARKER).map(drop), "open_tree");
     refused(tx.drop_tree(MARKER).map(drop), "drop_tree");
     refused(tx.open_tree(SMALL).map(drop), "open_tree of the tree it failed to drop");
+    refused(tx.tree_names().map(drop), "tree_names (it listed none)");
     // Its commit is refused with the write's own error (it was `Unsupported`, the damage lost).
     let e = tx.commit().unwrap_err();
     assert!(matches!(e, Error::Corrupt { page, .. } if page == pk.small_leaf), "{e:?}");

@@ -442,7 +442,7 @@ pub enum SlotAction {
 #[command(after_help = "A new random data key replaces the old one: every page is re-sealed under it in \
 batches (readers and writers may go on), then every key slot is re-wrapped around it and the old key \
 is destroyed. Credentials for every slot are needed: the key options open DB, the --also-* options give \
-the others. An interrupted rekey resumes when run again.\nExit codes: 0 ok, 2 a slot has no \
+the others (a combined master-key + passphrase slot takes --also-key-and-passphrase with both files). An interrupted rekey resumes when run again.\nExit codes: 0 ok, 2 a slot has no \
 credentials, 3 wrong key, 4 a page failed its check, 5 I/O error or locked")]
 pub struct RekeyArgs {
     /// The database file (or a database directory)
@@ -456,6 +456,10 @@ pub struct RekeyArgs {
     /// The recovery key of a recovery slot, in FILE (repeatable)
     #[arg(long, value_name = "FILE")]
     pub also_recovery_key_file: Vec<PathBuf>,
+    /// The master key and the passphrase of another combined slot (made by `init` given both),
+    /// in two files (repeatable)
+    #[arg(long, num_args = 2, value_names = ["KEY_FILE", "PASSPHRASE_FILE"])]
+    pub also_key_and_passphrase: Vec<PathBuf>,
     #[command(flatten)]
     pub keys: KeyArgs,
 }

@@ -231,7 +231,7 @@ pub fn del(a: KeyCmdArgs) -> Result<(), CliError> {
     let (db, file) = open_db(&a.db, &a.keys, Access::Write)?;
     let name = bytes(a.tree);
     let tx = db.begin_write().at(&file)?;
-    if !tx.tree_names().iter().any(|n| n == name.as_slice()) {
+    if !tx.tree_names().at(&file)?.iter().any(|n| n == name.as_slice()) {
         return Ok(());
     }
     tx.open_tree(&name).at(&file)?.remove(bytes(a.key)).at(&file)?;

@@ -297,6 +297,12 @@ pub fn rekey(a: RekeyArgs) -> Result<(), CliError> {
     for r in &a.also_recovery_key_file {
         all.push(Credentials::recovery_key(read_key_file(r, "recovery key file")?));
     }
+    // Clap hands the pairs over flattened, two files each (`num_args = 2`).
+    for pair in a.also_key_and_passphrase.chunks(2) {
+        if let [k, p] = pair {
+            all.push(Credentials::master_key(read_key_file(k, "key file")?).with_passphrase(read_passphrase_file(p)?));
+        }
+    }
     let before = db.encryption_status();
     let pages = read_header(&file).at(&file)?.page_count;
     let bar = super::progress(Some(pages), "re-sealing pages");
@@ -313,7 +319,8 @@ pub fn rekey(a: RekeyArgs) -> Result<(), CliError> {
             let have: Vec<String> = before.slots.iter().map(slot_line).collect();
             return Err(CliError::Usage(format!(
                 "rekey needs credentials that open every key slot, and those given do not ({}: {}); give the \
-others with --also-passphrase-file, --also-key-file or --also-recovery-key-file; nothing was changed",
+others with --also-passphrase-file, --also-key-file, --also-recovery-key-file or --also-key-and-passphrase; \
+nothing was changed",
                 file.display(),
                 have.join(", ")
             )));

@@ -125,9 +125,11 @@ impl WriteTransaction {
         })
     }
 
-    /// Names of the trees as this transaction sees them.
-    pub fn tree_names(&self) -> Vec<IVec> {
-        self.with(|t| Ok(super::api::visible_names(t.trees.keys()))).unwrap_or_default()
+    /// Names of the trees as this transaction sees them. After a write of this transaction
+    /// failed part way, `Unsupported` (as every other call): an empty list would read as "no
+    /// trees".
+    pub fn tree_names(&self) -> Result<Vec<IVec>> {
+        self.with(|t| Ok(super::api::visible_names(t.trees.keys())))
     }
 
     /// Commits every change atomically.
