@@ -210,6 +210,7 @@ impl Harness {
             if let Some((p, device)) = &plan {
                 self.arm(p, *device);
             }
+            let failed_syncs = self.devs.failed_syncs();
             drop(self.db.take()); // flushes
             if plan.is_none() {
                 self.durable = vec![self.live.clone()];
@@ -218,6 +219,12 @@ impl Harness {
             }
             if !self.durable.contains(&self.live) {
                 self.durable.push(self.live.clone());
+            }
+            // After a failed sync the file is not opened for writing again in the process
+            // (`FileStorage`): the open is refused, and the machine restarts (`step`).
+            if self.devs.failed_syncs() > failed_syncs {
+                let refused = std::io::Error::other("a sync failed in the close");
+                return Err((Error::Io(refused), self.live.clone()));
             }
             let db = self.open().map_err(|e| (e, self.live.clone()))?;
             // A close whose flush failed lost what it did not write (commits of `Eventual`
@@ -334,6 +341,7 @@ impl Harness {
         };
         let mut allowed = self.durable.clone();
         let mut what = format!("{model:?} crash");
+        let failed_syncs = self.devs.failed_syncs();
         if let Some((plan, op)) = plan {
             what = format!("{model:?} crash or I/O error, plan {plan:?}, during {op:?}");
             let r = self.attempt(op, Some(plan));
@@ -358,8 +366,11 @@ impl Harness {
                 }
             }
         }
+        // After a failed sync the process may not write the file again (`FileStorage`
+        // refuses): the machine restarts, and the disk holds what the failed sync left.
         let images = match model {
             Some(m) => self.devs.crash_images(&m),
+            None if self.devs.failed_syncs() > failed_syncs => self.devs.crash_images(&CrashModel::LoseUnsynced),
             None => self.devs.live_images(),
         };
         self.recover(images, &allowed, &what);

@@ -119,6 +119,8 @@ struct State {
     plan: FaultPlan,
     ops: u64,
     syncs: u64,
+    /// `sync` calls that failed (each settled as `settle_failed_sync` says).
+    failed_syncs: u64,
     crashed: bool,
 }
 
@@ -213,6 +215,12 @@ impl FaultyStorage {
     /// How many `sync` calls succeeded since creation.
     pub fn sync_count(&self) -> u64 {
         self.state.lock().syncs
+    }
+
+    /// How many `sync` calls failed since creation. After one, `FileStorage` refuses to open
+    /// the file for writing again in the process: the system may hold writes the disk does not.
+    pub fn failed_sync_count(&self) -> u64 {
+        self.state.lock().failed_syncs
     }
 
     /// A copy of what reads see now.
@@ -328,6 +336,11 @@ impl FaultyDevices {
         (self.main.crash_image(model), self.log.as_ref().map(|l| l.crash_image(model)))
     }
 
+    /// Failed syncs on every device ([`FaultyStorage::failed_sync_count`]).
+    pub fn failed_syncs(&self) -> u64 {
+        self.iter().map(FaultyStorage::failed_sync_count).sum()
+    }
+
     /// Each device's [`FaultyStorage::live_image`].
     pub fn live_images(&self) -> DeviceImages {
         (self.main.live_image(), self.log.as_ref().map(FaultyStorage::live_image))
@@ -397,6 +410,7 @@ impl Storage for FaultyStorage {
         if let Err(e) = st.begin(OpKind::Mutate) {
             if e.to_string() == FAULT_MSG {
                 st.settle_failed_sync();
+                st.failed_syncs += 1;
             }
             return Err(e);
         }
@@ -442,8 +456,6 @@ impl State {
     /// page cache still return them. Each sector of each unsynced write reaches the durable
     /// image or not, and each length change is applied or not, as `ScatterUnsynced` has it,
     /// chosen from the plan's seed and this operation's number; the pending list is cleared.
-    /// (Each write reached it whole, as a prefix or not at all: gentler than Linux, and a
-    /// failed sync's hole in the middle of a run was never tested: storage review, low.)
     fn settle_failed_sync(&mut self) {
         let mut rng = SplitMix64(self.plan.seed ^ self.ops.wrapping_mul(0xD6E8_FEB8_6659_FD93));
         let pending = std::mem::take(&mut self.pending);
