@@ -117,9 +117,28 @@ impl FileStorage {
     /// Opens an existing `path` read-only and takes a shared lock on it, for inspection tools.
     /// Fails with [`Error::Locked`] if a read-write handle holds the file. Writes through the
     /// returned handle fail with `PermissionDenied`.
+    ///
+    /// The file is synced first (`fdatasync` works on a descriptor opened for reading): a
+    /// writer killed between its writes and its sync leaves them in the system's cache, where
+    /// this handle reads them, and it would report a commit (its sequence number, its root
+    /// digest) that a power loss then takes back. Only an I/O error fails the open; a file
+    /// system that cannot sync (read-only media) is said on the audit log.
     pub fn open_read_only(path: &Path) -> crate::Result<FileStorage> {
+        const EIO: i32 = 5;
         let (file, ()) = locked_at(path, true, || Ok((OpenOptions::new().read(true).open(path)?, ())))?;
-        Ok(FileStorage { file, path: path.to_path_buf(), read_only: true, created: false, syncs: Default::default() })
+        let syncs = std::sync::atomic::AtomicU64::new(0);
+        match file.sync_data() {
+            Ok(()) => syncs.store(1, std::sync::atomic::Ordering::Relaxed),
+            Err(e) if e.raw_os_error() == Some(EIO) => {
+                note_sync_failure(&file);
+                return Err(Error::Io(e));
+            }
+            Err(e) => {
+                tracing::warn!(target: "foldvault::audit", error = %e, path = %path.display(),
+                    "a read-only open could not sync the file: a commit a killed writer left unsynced reads as durable");
+            }
+        }
+        Ok(FileStorage { file, path: path.to_path_buf(), read_only: true, created: false, syncs })
     }
 
     /// Whether this open made the file: it was not at the path when the open that took the
@@ -505,5 +524,17 @@ mod tests {
         drop(r1);
         drop(r2);
         FileStorage::open(&path, false).unwrap();
+    }
+
+    /// A writer killed before its sync leaves its writes in the system's cache: a read-only
+    /// open syncs the file before it reads them (and would report them durable).
+    #[test]
+    fn a_read_only_open_syncs_what_a_killed_writer_left_in_the_cache() {
+        let (_dir, path) = temp_path();
+        let w = FileStorage::open(&path, true).unwrap();
+        w.write_at(0, b"unsynced").unwrap();
+        drop(w); // no sync: a writer killed here
+        let r = FileStorage::open_read_only(&path).unwrap();
+        assert_eq!(r.device_syncs(), 1, "the open synced the file");
     }
 }
