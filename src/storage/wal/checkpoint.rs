@@ -111,13 +111,24 @@ impl WalStorage {
             let st = self.state_mut();
             (st.main_len, st.dir_synced)
         };
-        // A directory that cannot be synced leaves the log's name in doubt, as a new database's
-        // (`sync_new_name`); it failed every logged commit, on such a file system every session
-        // (WAL review, low).
+        // A directory that cannot be synced leaves the log's name in doubt: the session logs
+        // nothing (`unlogged`), and its commits go to the file. Failing them (as once) failed
+        // every commit on such a file system; logging them anyway (as later) acknowledged
+        // commits a crash could take away with the log's name (storage review, medium). An
+        // I/O error (EIO) is the disk's: the log fails.
         if !dir_synced && let Some(path) = &self.log_path {
-            if let Err(e) = crate::storage::sync_new_name(path) {
-                self.state.write().failed = true;
-                return Err(e.into());
+            const EIO: i32 = 5;
+            match crate::storage::sync_parent_dir(path) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(EIO) => {
+                    self.state.write().failed = true;
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    tracing::warn!(target: "foldvault::audit", error = %e, path = %path.display(),
+                        "the write-ahead log's directory could not be synced: this session writes to the file alone");
+                    self.state.write().unlogged = true;
+                }
             }
             self.state.write().dir_synced = true;
         }
@@ -127,7 +138,7 @@ impl WalStorage {
         // Taking page 0's alone, a damaged copy the open repairs, would log the repair under a
         // header that no copy matches after a crash.
         let (o0, o1) = (owner_of(&*self.main, main_len, 0)?, owner_of(&*self.main, main_len, 1)?);
-        let owner = if o0 == o1 { o0 } else { [0; OWNER_LEN] };
+        let owner = if o0 == o1 && !self.state.read().unlogged { o0 } else { [0; OWNER_LEN] };
         let mut h = blank();
         h[..8].copy_from_slice(HEADER_MAGIC);
         h[8..16].copy_from_slice(&salt.to_le_bytes());

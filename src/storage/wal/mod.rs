@@ -165,6 +165,12 @@ struct WalState {
     /// The log's directory was synced this session (before its first header: the log file may
     /// be new, and `fdatasync` of a file does not promise its directory entry).
     dir_synced: bool,
+    /// The log's directory could not be synced (a file system that refuses, a directory this
+    /// user cannot open): the log's name may not survive a crash, and the commits logged in it
+    /// would go with it, so the session logs nothing. Its headers name no owner (they still
+    /// end the groups a log found at open held) and every write goes to the file (`direct`
+    /// stays set).
+    unlogged: bool,
     /// An I/O error left memory and disk apart: nothing more is written, not even at drop.
     failed: bool,
     /// The first part of a checkpoint, running on its own thread; set and taken only under
@@ -485,8 +491,10 @@ impl Storage for WalStorage {
                 st = self.state_mut();
             }
             if st.direct {
-                // Writes from here on are logged; those before went to the file this syncs.
-                st.direct = false;
+                // Writes from here on are logged (unless the session logs nothing); those
+                // before went to the file this syncs.
+                st.direct = st.unlogged;
+                let unlogged = st.unlogged;
                 let (len, main_len) = (st.len, st.main_len);
                 st.logged_len = len;
                 drop(st);
@@ -502,7 +510,7 @@ impl Storage for WalStorage {
                 // The log is empty since `go_direct`; if this group rewrote the owner bytes, the
                 // header must name the new ones before a group is logged against them.
                 let owner = self.state.read().owner;
-                if owner_of(&*self.main, len.max(main_len), 0)? != owner {
+                if !unlogged && owner_of(&*self.main, len.max(main_len), 0)? != owner {
                     self.reset_log().map_err(to_io)?;
                 }
                 return Ok(());

@@ -808,3 +808,25 @@ fn a_failed_cut_of_the_file_leaves_the_log_usable() {
     assert_eq!(m.len().unwrap(), 6 * P);
     assert_eq!((fill_of(&w, 3), fill_of(&w, 5)), (Some(30), Some(5)));
 }
+
+/// A log whose directory cannot be synced (here: it does not exist) may lose its name in a
+/// crash, and every commit logged in it with it: the session logs nothing, and each sync puts
+/// the pages in the file itself.
+#[test]
+fn a_log_whose_directory_cannot_be_synced_logs_nothing() {
+    let (m, l) = pair();
+    let path = std::path::PathBuf::from("/nonexistent-foldvault-dir/db.fvwal");
+    let w = WalStorage::open(Arc::new(m.clone()), Arc::new(l.clone()), 1000, Some(path)).unwrap();
+    for (pg, fill) in [(5u64, 7u8), (6, 8), (5, 9)] {
+        w.write_at(pg * P, &page(fill)).unwrap();
+        w.sync().unwrap();
+        assert_eq!(w.logged_pages(), 0, "a group was logged");
+        let mut b = vec![0u8; PAGE];
+        m.read_at(pg * P, &mut b).unwrap();
+        assert!(b.iter().all(|x| *x == fill), "page {pg} is not in the file after its sync");
+    }
+    assert_eq!((fill_of(&w, 5), fill_of(&w, 6)), (Some(9), Some(8)));
+    crash(w);
+    let w = open(&m, &l, 1000);
+    assert_eq!((fill_of(&w, 5), fill_of(&w, 6)), (Some(9), Some(8)));
+}
