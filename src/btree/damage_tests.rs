@@ -464,3 +464,23 @@ fn the_check_reaches_a_page_through_its_real_reference_after_a_bad_one() {
     assert_eq!(found, [(10, CorruptReason::TagMismatch)]);
     assert!(seen.contains(&10) && seen.contains(&11));
 }
+
+/// A read that fails (EIO) is the salvage's own error, as the check's: the range it would have
+/// reported lost may be whole on the disk, and a copy without it looked like a finished one.
+#[test]
+fn salvage_stops_at_a_failed_read_rather_than_losing_its_range() {
+    use crate::storage::{FaultPlan, FaultyStorage};
+    let dev = FaultyStorage::new();
+    let p = Pager::new(Arc::new(dev.clone()), PageSealer::plaintext(*b"damaged-trees!!!"), 1 << 20);
+    p.set_page_limit(64);
+    let left = put(&p, 10, leaf(&[b"a", b"b"]));
+    let right = put(&p, 11, leaf(&[b"n", b"o"]));
+    let root = put(&p, 12, branch(b"m", left, right));
+    p.clear_cache();
+    // Every read fails from the second on: the root reads, its children do not.
+    dev.set_plan(FaultPlan { fail_at: Some(2), persistent: true, ..FaultPlan::default() });
+    let mut lost = Vec::new();
+    let r = salvage::walk(&p, root, &mut |_, _| Ok(()), &mut |l| lost.push(l));
+    assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
+    assert!(lost.is_empty(), "a failed read reported as lost ranges: {lost:?}");
+}

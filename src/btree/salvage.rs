@@ -91,6 +91,9 @@ pub(crate) fn walk_unseen(
         }
         let page = match pager.read(at, None) {
             Ok(p) => p,
+            // A read that failed (EIO) is the salvage's own error (as the check's, SPEC §12):
+            // the range it would have lost may be whole on the disk.
+            Err(e @ Error::Io(_)) => return Err(e),
             Err(e) => {
                 lost(range(e));
                 return Ok(());
@@ -222,6 +225,7 @@ fn salvage_leaf(
             RawValue::Overflow { first, len } => {
                 match overflow::read_visiting(pager, first, len, |pg| crate::pager::pagemap::reach_once(seen, pg)) {
                     Ok(v) => v,
+                    Err(e @ Error::Io(_)) => return Err(e),
                     Err(e) => {
                         lost(LostRange {
                             lo: Some(k.to_vec()),

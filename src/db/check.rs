@@ -406,6 +406,9 @@ fn salvage_into(source: &SalvageSource, dst_db: &Db) -> Result<SalvageReport> {
     // The catalog itself: read what authenticates.
     let trees = match load_catalog(pager, catalog) {
         Ok(t) => t,
+        // A read that failed is the salvage's own error, not damage: whole trees were left out
+        // of the copy, said lost, because a read failed once (error review, medium).
+        Err(e @ Error::Io(_)) => return Err(e),
         Err(_) => {
             let mut t = BTreeMap::new();
             let mut undecoded = Vec::new();
