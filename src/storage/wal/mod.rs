@@ -296,6 +296,21 @@ impl WalStorage {
         self.state.read().index.len()
     }
 
+    /// A database growing past `MAX_LEN` (a group's length field, which replay refuses past
+    /// it): the session logs nothing more (`unlogged`, as when the log's directory cannot be
+    /// synced), what the log holds goes home, and this write and every later one go to the
+    /// file. It failed with `InvalidInput`, poisoning the handle (limits review, medium).
+    fn stop_logging_past_max_len(&self) -> io::Result<()> {
+        let _s = self.sync_lock.lock();
+        if self.state.read().unlogged {
+            return Ok(());
+        }
+        tracing::warn!(target: "foldvault::audit", max_bytes = MAX_LEN,
+            "the database grows past the write-ahead log's largest length: this session writes to the file alone");
+        self.state_mut().unlogged = true;
+        self.go_direct().map_err(to_io)
+    }
+
     /// Reads one page (or part of it) as the engine last wrote it; `st` is held.
     fn read_page(&self, st: &WalState, pg: u64, within: usize, out: &mut [u8]) -> io::Result<()> {
         if let Some(p) = st.held(pg) {
@@ -416,7 +431,7 @@ impl Storage for WalStorage {
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         let end = offset.checked_add(buf.len() as u64).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
         if end > MAX_LEN {
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+            self.stop_logging_past_max_len()?;
         }
         if buf.is_empty() {
             return Ok(());
@@ -622,7 +637,7 @@ impl Storage for WalStorage {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         if len > MAX_LEN {
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+            self.stop_logging_past_max_len()?;
         }
         let _s = self.sync_lock.lock();
         {

@@ -29,6 +29,9 @@ impl WalStorage {
             main_len,
             log_pages: log_len / P,
             tail: 1,
+            // A file already past the largest length a group can name: nothing is logged (a
+            // group naming it would be refused at replay, and its commits lost).
+            unlogged: main_len > MAX_LEN,
             ..WalState::default()
         };
         let mut header = blank();

@@ -830,3 +830,42 @@ fn a_log_whose_directory_cannot_be_synced_logs_nothing() {
     let w = open(&m, &l, 1000);
     assert_eq!((fill_of(&w, 5), fill_of(&w, 6)), (Some(9), Some(8)));
 }
+
+/// The log's groups name the database's length, at most 2^40 bytes (replay refuses more). A
+/// database past it logs nothing (its commits would be refused at replay: lost), and one that
+/// grows past it goes on, writing to the file (it failed with `InvalidInput`, poisoning the
+/// handle). Sparse files on disk.
+#[test]
+fn a_database_past_the_logs_largest_length_writes_to_the_file() {
+    use crate::storage::FileStorage;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big");
+    let main = FileStorage::open(&path, true).unwrap();
+    main.write_at(0, &[0xF0; 2 * PAGE]).unwrap();
+    main.sync().unwrap();
+    let main: Arc<dyn Storage> = Arc::new(main);
+    let l = MemoryStorage::new();
+    // Growing past it: the write, and the ones after, go to the file.
+    let w = WalStorage::open(main.clone(), Arc::new(l.clone()), 1000, None).unwrap();
+    w.write_at(2 * P, &page(3)).unwrap();
+    w.write_at(MAX_LEN, &page(4)).unwrap();
+    w.sync().unwrap();
+    w.write_at(5 * P, &page(5)).unwrap();
+    w.sync().unwrap();
+    assert_eq!(w.logged_pages(), 0);
+    crash(w);
+    let read = |at: u64| {
+        let mut b = vec![0u8; PAGE];
+        main.read_at(at, &mut b).unwrap();
+        b.iter().all(|x| *x == b[0]).then_some(b[0])
+    };
+    assert_eq!((read(2 * P), read(MAX_LEN), read(5 * P)), (Some(3), Some(4), Some(5)));
+    // Open past it: nothing is logged, and a crash loses no synced write.
+    let w = WalStorage::open(main.clone(), Arc::new(l.clone()), 1000, None).unwrap();
+    w.write_at(6 * P, &page(6)).unwrap();
+    w.sync().unwrap();
+    assert_eq!(w.logged_pages(), 0);
+    crash(w);
+    let w = WalStorage::open(main.clone(), Arc::new(l), 1000, None).unwrap();
+    assert_eq!((fill_of(&w, 6), fill_of(&w, 5)), (Some(6), Some(5)));
+}
