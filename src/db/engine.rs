@@ -730,13 +730,7 @@ impl Engine {
         let mut root = trees.get(IDS_TREE).copied().unwrap_or_default();
         // Every failure aborts: a transaction dropped without it would poison the handle.
         let reserved = (|| -> Result<(u64, u64)> {
-            let start = match tx.get(&root, b"next")? {
-                Some(v) => {
-                    let b = tx.value_bytes(&v)?;
-                    u64::from_le_bytes(b.get(..8).and_then(|s| s.try_into().ok()).unwrap_or([0; 8])).max(floor)
-                }
-                None => floor,
-            };
+            let start = stored_next_id(&tx, &root)?.max(floor);
             let end = start
                 .checked_add(RESERVE)
                 .ok_or_else(|| Error::Unsupported("generate_id: the id space is spent".into()))?;
@@ -755,6 +749,17 @@ impl Engine {
         self.commit(ws, tx, base, trees, &changed, &BTreeSet::new(), Durability::Immediate)?;
         Ok(range)
     }
+}
+
+/// `generate_id`'s stored counter in the ids tree `root` (0 if none). The counter is 8 bytes;
+/// any other value is damage (salvage reads it so too): read as 0, ids started again at the
+/// floor (0 after an open) and repeated ids already handed out (limits review, low).
+pub(crate) fn stored_next_id(tx: &TxPages, root: &TreeRoot) -> Result<u64> {
+    let Some(v) = tx.get(root, b"next")? else { return Ok(0) };
+    let b = tx.value_bytes(&v)?;
+    let next: [u8; 8] =
+        b[..].try_into().map_err(|_| Error::corrupt(root.root.page, crate::error::CorruptReason::BadLayout))?;
+    Ok(u64::from_le_bytes(next))
 }
 
 /// The digest that names a commit: the file's id, the commit's sequence number and its catalog
@@ -780,6 +785,19 @@ mod tests {
         }
         db.flush().unwrap();
         db
+    }
+
+    /// A stored id counter that is not 8 bytes is damage: read as 0, ids started again from
+    /// the floor (0 after an open), repeating ids already handed out. In a transaction too.
+    #[test]
+    fn a_malformed_id_counter_is_damage_not_a_restart_at_zero() {
+        use crate::transaction::ConflictableTransactionError;
+        let db = Config::new().temporary(true).plaintext().use_env(false).open().unwrap();
+        super::super::api::Tree::fixed(db.handle.clone(), super::IDS_TREE).insert(b"next", &[1u8, 2, 3][..]).unwrap();
+        let e = db.generate_id().unwrap_err();
+        assert!(matches!(e, Error::Corrupt { reason: crate::error::CorruptReason::BadLayout, .. }), "{e:?}");
+        let r = db.transaction(|tx| Ok::<_, ConflictableTransactionError>(tx.generate_id()?));
+        assert!(r.is_err(), "{r:?}");
     }
 
     fn reopened_holds_every_record(dir: &std::path::Path) {

@@ -492,14 +492,7 @@ impl TransactionalTree {
         let floor = ids.0;
         let start = tx.with(|t| {
             let mut root = t.trees.get(IDS_TREE).copied().unwrap_or_default();
-            let stored = match t.pages.get(&root, b"next")? {
-                Some(v) => {
-                    let b = t.pages.value_bytes(&v)?;
-                    b.get(..8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0)
-                }
-                None => 0,
-            };
-            let start = stored.max(floor);
+            let start = super::engine::stored_next_id(&t.pages, &root)?.max(floor);
             let end = start.checked_add(ID_RESERVE).ok_or_else(|| Error::Unsupported("ids exhausted".into()))?;
             if let Err(e) = t.pages.insert(&mut root, b"next", &end.to_le_bytes(), false) {
                 // Part way through an edit: the transaction cannot commit (as `TxTree` writes).
