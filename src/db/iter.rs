@@ -16,8 +16,9 @@ use crate::crypto::wipe::wipe_vec;
 use crate::error::{CorruptReason, Error, Result};
 use crate::format::page::PageRef;
 
-/// An iterator over a snapshot's entries; double-ended. Holds its snapshot (and so the pages
-/// it reads) alive while it exists.
+/// An iterator over a snapshot's entries; double-ended. Holds its whole snapshot alive while
+/// it exists: no page a later commit frees, in any tree, is reused until it drops, so the file
+/// grows by what commits made meanwhile rewrite (README, "Differences from sled").
 pub struct Iter {
     handle: Arc<Handle>,
     _snap: Arc<Snapshot>,

@@ -10,8 +10,9 @@
 //! 3. When no live page needs the old key, every key slot is re-wrapped around the new key
 //!    (with the credentials given, fresh salts) and the next-key block is cleared. The old key
 //!    stays in memory, for opening only, while a snapshot taken before this point lives (such a
-//!    snapshot still reaches old page versions); then it is destroyed (zeroized,
-//!    `Engine::retire_old_keys`). A backup of such a snapshot is refused: the header it would
+//!    snapshot still reaches old page versions); it is destroyed (zeroized,
+//!    `Engine::retire_old_keys`) at the first write transaction's start once none lives, so
+//!    with no writes it stays until the handle closes. A backup of such a snapshot is refused: the header it would
 //!    copy no longer unlocks those pages.
 
 use std::collections::BTreeSet;
