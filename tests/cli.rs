@@ -253,6 +253,12 @@ fn every_exit_code() {
     let o = e.fv(&["init", "/nonexistent-dir-foldvault/x.db", "--plaintext"]).code(5);
     assert!(o.err().contains("No such file or directory"), "{}", o.err());
     e.fv(&["get", "/nonexistent-dir-foldvault/x.db", "t", "k"]).code(5);
+    // 4: a file emptied is a database truncated to nothing, as the library says (it was "not a
+    // foldvault file")
+    let empty = e.p("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let o = e.fv(&["get", &empty, "t", "k"]).code(4);
+    assert!(o.err().contains("file truncated"), "{}", o.err());
     {
         let _held =
             foldvault::Config::new().file(&db).passphrase(PASS).use_env(false).flush_every_ms(None).open().unwrap();

@@ -693,6 +693,10 @@ fn errors_display_and_construct_like_sled() {
     let err = Config::new().file("/nonexistent/dir/x").use_env(false).open().unwrap_err();
     assert!(matches!(err, Error::Io(_)), "{err:?}");
     assert!(err.to_string().contains("No such file or directory"), "{err}");
+    // Read-only too (it said "does not exist", the system's text lost).
+    let err = Config::new().file("/nonexistent/dir/x").read_only(true).use_env(false).open().unwrap_err();
+    assert!(matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::NotFound), "{err:?}");
+    assert!(err.to_string().contains("No such file or directory"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

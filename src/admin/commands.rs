@@ -49,7 +49,9 @@ impl Target {
     pub fn must_exist(&self) -> Result<(), CliError> {
         let meta = std::fs::metadata(&self.file).at(&self.file)?;
         if meta.len() == 0 {
-            return Err(CliError::db(Error::NotADatabase, &self.file));
+            // As the library says it (SPEC §12): a database truncated to nothing.
+            let truncated = Error::Truncated { expected: 4 * crate::format::PAGE_SIZE as u64, found: 0 };
+            return Err(CliError::db(truncated, &self.file));
         }
         Ok(())
     }

@@ -225,10 +225,9 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
         if let Some(d) = dir.as_ref().filter(|d| d.is_dir()) {
             refuse_sled_directory(d)?;
         }
-        return Err(Error::Io(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{} does not exist", file.display()),
-        )));
+        // The system's text kept (callers match on "No such file or directory"), after the path.
+        let os = std::io::Error::from_raw_os_error(2); // ENOENT
+        return Err(Error::Io(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{}: {os}", file.display()))));
     }
     // Looks before the lock, only to refuse early; what decides is learned under the lock.
     let mut new_dirs = Vec::new();
