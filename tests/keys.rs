@@ -268,6 +268,32 @@ fn import_from_sled_folddb_shaped() {
     assert_eq!(db.open_tree("schemas").unwrap().len(), 1);
 }
 
+/// sled has no key limit: a key longer than foldvault's ends the import at once, naming the
+/// tree and record by position (never the bytes), and leaves no copy.
+#[cfg(feature = "sled-import")]
+#[test]
+fn an_import_of_a_sled_key_too_long_says_where_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_path = dir.path().join("sled");
+    {
+        let s = sled::open(&sled_path).unwrap();
+        let t = s.open_tree("t").unwrap();
+        for i in 0..10u32 {
+            t.insert(format!("k{i}"), "v").unwrap();
+        }
+        t.insert(vec![b'z'; foldvault::MAX_KEY_LEN + 1], "v").unwrap();
+        s.flush().unwrap();
+    }
+    let dst = dir.path().join("imported.fv");
+    let cfg = Config::new().passphrase("i").kdf(fast()).use_env(false);
+    let e = foldvault::import::from_sled(&sled_path, &dst, &cfg, &mut |_| {}).unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, Error::Unsupported(_)), "{e:?}");
+    assert!(text.contains("sled tree 2 of 2, record 11: a key of 1025 bytes"), "{text}");
+    assert!(!text.contains("zzz"), "{text}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a copy was left behind");
+}
+
 /// A panic of the caller's progress callback during an import goes on as a panic, and leaves
 /// no copy behind: it was taken for sled's and reported as a damaged source.
 #[cfg(feature = "sled-import")]

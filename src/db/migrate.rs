@@ -580,22 +580,42 @@ pub fn from_sled(
         let out = new_copy(dst_cfg, tmp)?;
         let mut report = CopyReport::default();
         let mut p = CopyProgress::default();
-        for name in inside_sled(|| Ok(sdb.tree_names()))? {
+        let names = inside_sled(|| Ok(sdb.tree_names()))?;
+        let trees = names.len();
+        for (i, name) in names.into_iter().enumerate() {
             let st = inside_sled(|| sdb.open_tree(&name).map_err(sled_error))?;
             let dt = out.open_tree(&*name)?;
             let mut records = st.iter();
+            let mut at = 0u64;
             // Each step of sled's iterator on its own: a panic in it ends the copy as an
             // error, the iterator not touched again.
             let mut failed = false;
-            let items = std::iter::from_fn(|| match failed {
+            let items = std::iter::from_fn(|| {
+                match failed {
                 true => None,
                 false => match inside_sled(|| Ok(records.next())) {
-                    Ok(kv) => kv.map(|kv| kv.map_err(sled_error)),
+                    Ok(kv) => kv.map(|kv| {
+                        at += 1;
+                        let (k, v) = kv.map_err(sled_error)?;
+                        // sled has no key limit: a key foldvault cannot hold ends the import
+                        // naming where it is (by position: names and keys are the caller's
+                        // data), not with a bare `KeyTooLarge` at the next batch.
+                        if k.len() > crate::MAX_KEY_LEN {
+                            return Err(Error::Unsupported(format!(
+                                "sled tree {} of {trees}, record {at}: a key of {} bytes, over the {} a foldvault key may have; nothing was imported",
+                                i + 1,
+                                k.len(),
+                                crate::MAX_KEY_LEN
+                            )));
+                        }
+                        Ok((k, v))
+                    }),
                     Err(e) => {
                         failed = true;
                         Some(Err(e))
                     }
                 },
+            }
             });
             let (n, d) = copy_records(items, &dt, &mut p, progress)?;
             report.trees.push((name.to_vec(), n, d));
