@@ -436,7 +436,7 @@ impl Tree {
     /// made again) is `CollectionNotFound`, as sled answers a handle on a dropped tree: a write
     /// through it made the dropped tree again, and reads saw another tree of the same name.
     pub(crate) fn current(&self, snap: &Snapshot) -> Result<TreeRoot> {
-        let found = snap.trees.get(&*self.name).copied();
+        let found = snap.trees.get(&self.name).copied();
         match (self.born, found) {
             (None, found) => Ok(found.unwrap_or_default()),
             (Some(born), Some(r)) if r.born == born => Ok(r),

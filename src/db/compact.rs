@@ -29,13 +29,12 @@
 //! free, so they are neither overwritten nor cut: compaction with readers alive does what it
 //! can and reports it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use super::api::Db;
 use super::config::Durability;
 use super::engine::{Engine, Snapshot};
-use crate::btree::TreeRoot;
 use crate::btree::copy::{CopyRule, InlineLeaves, RepackTally};
 use crate::btree::tx::TxPages;
 use crate::error::Result;
@@ -66,7 +65,7 @@ pub struct CompactReport {
 /// returns what it counts. `None`, and the transaction aborted, if it changed nothing.
 fn one_pass<T>(
     e: &Engine,
-    pass: impl FnOnce(&mut TxPages, &Snapshot, &mut BTreeMap<Vec<u8>, TreeRoot>, &mut BTreeSet<Vec<u8>>) -> Result<T>,
+    pass: impl FnOnce(&mut TxPages, &Snapshot, &mut super::tree_map::TreeMap, &mut BTreeSet<Vec<u8>>) -> Result<T>,
 ) -> Result<Option<T>> {
     let (mut ws, mut tx, base) = e.begin()?;
     let mut trees = base.trees.clone();
@@ -119,12 +118,13 @@ impl Db {
                 // never lengthens the file.
                 let mut budget = BATCH_PAGES.min(tx.alloc.free_len().saturating_sub(64));
                 let mut tally = RepackTally::default();
-                for (name, root) in trees.iter_mut() {
+                for (name, mut root) in trees.owned() {
                     if budget == 0 {
                         break;
                     }
-                    if tx.repack(root, &mut budget, &mut tally, &mut memo)? {
-                        changed.insert(name.clone());
+                    if tx.repack(&mut root, &mut budget, &mut tally, &mut memo)? {
+                        trees.insert(name.clone(), root);
+                        changed.insert(name);
                     }
                 }
                 // Whether the walk stopped early for want of pages.
@@ -159,12 +159,13 @@ impl Db {
                 }
                 let rule = CopyRule::AtOrAbove(target);
                 let mut budget = BATCH_PAGES;
-                for (name, root) in trees.iter_mut() {
+                for (name, mut root) in trees.owned() {
                     if budget == 0 {
                         break;
                     }
                     if tx.copy_where(&mut root.root, rule, &mut budget, Some(&mut memo))? {
-                        changed.insert(name.clone());
+                        trees.insert(name.clone(), root);
+                        changed.insert(name);
                     }
                 }
                 let mut cat = base.catalog;

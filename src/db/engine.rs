@@ -17,13 +17,14 @@
 //! - lock order: `writer`, then `sync_lock`, then `header`. Nothing waits for the writer while
 //!   it holds the header (a durable commit takes the header with the writer held).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
 
 use super::config::Durability;
+use super::tree_map::TreeMap;
 use crate::btree::TreeRoot;
 use crate::btree::read::RootPins;
 use crate::btree::tx::TxPages;
@@ -57,20 +58,14 @@ pub(crate) fn check_user_tree_name(name: &[u8]) -> Result<()> {
 pub(crate) struct Snapshot {
     pub(crate) seq: u64,
     pub(crate) catalog: PageRef,
-    pub(crate) trees: BTreeMap<Vec<u8>, TreeRoot>,
+    pub(crate) trees: TreeMap,
     /// The trees' root pages, pinned for lookups through this snapshot.
     pub(crate) roots: RootPins,
 }
 
 impl Snapshot {
     /// A snapshot of `trees`, its roots pinned (shared with `prev` where unchanged).
-    pub(crate) fn new(
-        pager: &Pager,
-        seq: u64,
-        catalog: PageRef,
-        trees: BTreeMap<Vec<u8>, TreeRoot>,
-        prev: Option<&Snapshot>,
-    ) -> Snapshot {
+    pub(crate) fn new(pager: &Pager, seq: u64, catalog: PageRef, trees: TreeMap, prev: Option<&Snapshot>) -> Snapshot {
         let roots = RootPins::new(pager, trees.values().map(|t| t.root), prev.map(|p| &p.roots));
         Snapshot { seq, catalog, trees, roots }
     }
@@ -286,7 +281,7 @@ impl Engine {
         ws: &mut WriterState,
         mut tx: TxPages,
         base: &Arc<Snapshot>,
-        mut trees: BTreeMap<Vec<u8>, TreeRoot>,
+        mut trees: TreeMap,
         changed: &BTreeSet<Vec<u8>>,
         dropped: &BTreeSet<Vec<u8>>,
         durability: Durability,
@@ -298,8 +293,7 @@ impl Engine {
         let seq = tx.seq;
         let result = (|| -> Result<PageRef> {
             {
-                let mut roots: Vec<&mut PageRef> =
-                    trees.iter_mut().filter(|(n, _)| changed.contains(*n)).map(|(_, r)| &mut r.root).collect();
+                let mut roots: Vec<&mut PageRef> = trees.roots_mut(changed).map(|(_, r)| &mut r.root).collect();
                 tx.flush(&mut roots)?;
             }
             let mut cat =
@@ -307,8 +301,8 @@ impl Engine {
             for name in dropped {
                 tx.remove(&mut cat, name, false)?;
             }
-            for name in changed {
-                if let Some(r) = trees.get_mut(name) {
+            for (name, r) in trees.roots_mut(changed) {
+                {
                     // A tree new to the catalog, or dropped and made again, is a new instance;
                     // any other keeps its own (whatever root the caller built: `clear` starts
                     // from an empty one).
@@ -358,7 +352,7 @@ impl Engine {
         mut ws: WriterGuard,
         tx: TxPages,
         base: &Arc<Snapshot>,
-        trees: BTreeMap<Vec<u8>, TreeRoot>,
+        trees: TreeMap,
         changed: &BTreeSet<Vec<u8>>,
         dropped: &BTreeSet<Vec<u8>>,
         durability: Durability,

@@ -26,5 +26,6 @@ pub(crate) mod rekey;
 #[cfg(all(test, feature = "sled-import"))]
 mod sled_diff_tests;
 pub(crate) mod sledtx;
+pub(crate) mod tree_map;
 pub(crate) mod txn;
 pub(crate) mod watch;

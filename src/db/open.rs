@@ -167,7 +167,7 @@ fn assemble(
     pager.counters.free_pages.store(alloc.unused_count(), std::sync::atomic::Ordering::Relaxed);
     Engine {
         header: Mutex::new(header),
-        current: RwLock::new(Arc::new(Snapshot::new(&pager, rec.seq, rec.catalog, trees, None))),
+        current: RwLock::new(Arc::new(Snapshot::new(&pager, rec.seq, rec.catalog, trees.into(), None))),
         writer: Arc::new(Mutex::new(WriterState {
             alloc,
             durable: rec.clone(),

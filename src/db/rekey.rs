@@ -166,13 +166,13 @@ impl Db {
             let mut changed = BTreeSet::new();
             let mut budget = if verified { 0 } else { batch_pages };
             let mut result = Ok(());
-            for (name, root) in trees.iter_mut() {
-                let mut r: TreeRoot = *root;
+            for (name, root) in trees.owned() {
+                let mut r: TreeRoot = root;
                 let memo = use_memo.then_some(&mut resealed);
                 match tx.copy_where(&mut r.root, CopyRule::EpochBelow(first_epoch), &mut budget, memo) {
                     Ok(true) => {
-                        *root = r;
-                        changed.insert(name.clone());
+                        trees.insert(name.clone(), r);
+                        changed.insert(name);
                     }
                     Ok(false) => {}
                     Err(err) => {

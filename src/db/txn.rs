@@ -7,7 +7,7 @@
 //! unaffected by later commits, for as long as it lives.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ pub(crate) struct TxInner {
     pub(crate) guard: super::engine::WriterGuard,
     pub(crate) pages: TxPages,
     pub(crate) base: Arc<Snapshot>,
-    pub(crate) trees: BTreeMap<Vec<u8>, TreeRoot>,
+    pub(crate) trees: super::tree_map::TreeMap,
     pub(crate) changed: BTreeSet<Vec<u8>>,
     pub(crate) dropped: BTreeSet<Vec<u8>>,
     /// A write failed part way, with this error: its page bookkeeping is not trustworthy, so
