@@ -56,7 +56,7 @@ pub use btree::node::MAX_KEY_LEN;
 pub use crypto::slots::Credentials;
 pub use crypto::{CipherBackend, CipherBackends, CipherId, KdfParams, MasterKey, Passphrase};
 pub use db::api::{Batch, CompareAndSwapError, CompareAndSwapResult, DEFAULT_TREE, Db, Tree, open};
-pub use db::config::{Config, Durability, ENV_KEY_FILE, ENV_PASSPHRASE, Encryption};
+pub use db::config::{Config, Durability, ENV_KEY_FILE, ENV_PASSPHRASE, Encryption, MAX_WAL_CHECKPOINT_PAGES};
 pub use db::engine::RecoveryReport;
 pub use db::iter::Iter;
 pub use db::ivec::IVec;

@@ -502,6 +502,13 @@ fn a_key_given_for_a_plaintext_file_is_an_audit_warning() {
     let db = base().passphrase("a key for an encrypted file").kdf(KdfParams::insecure_fast()).open().unwrap();
     assert!(!db.is_encrypted());
     assert!(events.lock().unwrap()[before..].iter().any(is_plain_with_key), "no warning with a key given");
+    drop(db);
+    // Creating one with a key and plaintext() asked for: the same warning (there was none).
+    let before = events.lock().unwrap().len();
+    let new = dir.path().join("new.db");
+    let db = Config::new().file(&new).use_env(false).flush_every_ms(None).passphrase("unused").plaintext().open();
+    assert!(!db.unwrap().is_encrypted());
+    assert!(events.lock().unwrap()[before..].iter().any(is_plain_with_key), "no warning at creation with a key");
 }
 
 /// Opening a database file that has another hard link raises an audit warning (`hard_links`):

@@ -171,25 +171,28 @@ fn a_recovery_key_redirected_to_a_shared_file_makes_it_private() {
     let db = e.init_encrypted("db");
     let pass = e.pass();
     e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
-    let rk = e.p("rk");
-    let shared = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&rk).unwrap();
-    shared.set_permissions(std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_foldvault"))
-        .args(["slots", &db, "add-recovery", "--passphrase-file", &pass])
-        .env_remove("FOLDVAULT_PASSPHRASE")
-        .env_remove("FOLDVAULT_KEY_FILE")
-        .env_remove("FOLDVAULT_ALLOW_SHARED_KEY_FILES")
-        .stdin(Stdio::null())
-        .stdout(shared)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(err.contains("made private"), "{err}");
-    assert_eq!(std::fs::metadata(&rk).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::read(&rk).unwrap().len(), 65);
-    assert_eq!(e.fv(&["get", &db, "t", "k", "--recovery-key-file", &rk]).ok().stdout, b"v");
+    // FOLDVAULT_ALLOW_SHARED_KEY_FILES=1 lets the tool read shared key files; a new key's file
+    // is made private all the same (it was left readable).
+    for allow in ["", "1"] {
+        let rk = e.p(&format!("rk{allow}"));
+        let shared = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&rk).unwrap();
+        shared.set_permissions(std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_foldvault"));
+        cmd.args(["slots", &db, "add-recovery", "--passphrase-file", &pass])
+            .env_remove("FOLDVAULT_PASSPHRASE")
+            .env_remove("FOLDVAULT_KEY_FILE")
+            .env_remove("FOLDVAULT_ALLOW_SHARED_KEY_FILES");
+        if !allow.is_empty() {
+            cmd.env("FOLDVAULT_ALLOW_SHARED_KEY_FILES", allow);
+        }
+        let out = cmd.stdin(Stdio::null()).stdout(shared).stderr(Stdio::piped()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert!(err.contains("made private"), "{allow:?}: {err}");
+        assert_eq!(std::fs::metadata(&rk).unwrap().permissions().mode() & 0o777, 0o600, "{allow:?}");
+        assert_eq!(std::fs::read(&rk).unwrap().len(), 65);
+        assert_eq!(e.fv(&["get", &db, "t", "k", "--recovery-key-file", &rk]).ok().stdout, b"v");
+    }
 }
 
 #[test]

@@ -24,7 +24,10 @@ fn child_opens_with_the_environment() {
             db.flush().unwrap();
             format!("ok encrypted={}", db.encryption_status().encrypted)
         }
-        Err(Error::Io(e)) => format!("io {:?}", e.kind()),
+        // Whether the message names the variable the key file came from.
+        Err(Error::Io(e)) => {
+            format!("io {:?}{}", e.kind(), if e.to_string().contains("FOLDVAULT_KEY_FILE") { " named" } else { "" })
+        }
         Err(Error::InvalidConfig(m)) => format!("invalid-config {m}"),
         Err(Error::WrongKey { .. }) => "wrong-key".to_string(),
         Err(e) => format!("other {e}"),
@@ -66,11 +69,19 @@ fn the_environment_key_file_is_read_as_the_command_line_reads_it() {
 
     // A key file others can read is refused, unless the environment allows it.
     let db = tmp.path().join("shared");
-    assert_eq!(open_in_child(&db, &[("FOLDVAULT_KEY_FILE", shared.as_os_str())]), "io PermissionDenied");
+    assert_eq!(open_in_child(&db, &[("FOLDVAULT_KEY_FILE", shared.as_os_str())]), "io PermissionDenied named");
     assert!(!db.join("db.foldvault").exists(), "nothing was created with a refused key");
     let allow = std::ffi::OsStr::new("1");
     let vars = [("FOLDVAULT_KEY_FILE", shared.as_os_str()), ("FOLDVAULT_ALLOW_SHARED_KEY_FILES", allow)];
     assert_eq!(open_in_child(&db, &vars), "ok encrypted=true");
+
+    // A key file that is missing, or a directory, fails naming the variable (a bare "No such
+    // file or directory" read as the database missing).
+    let db = tmp.path().join("missing");
+    let missing = tmp.path().join("missing.key");
+    assert_eq!(open_in_child(&db, &[("FOLDVAULT_KEY_FILE", missing.as_os_str())]), "io NotFound named");
+    assert_eq!(open_in_child(&db, &[("FOLDVAULT_KEY_FILE", tmp.path().as_os_str())]), "io IsADirectory named");
+    assert!(!db.join("db.foldvault").exists(), "nothing was created with a key file that does not read");
 
     // More than 64 KiB is refused before it is parsed.
     let db = tmp.path().join("huge");

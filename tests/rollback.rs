@@ -249,3 +249,22 @@ fn copies_are_not_held_to_the_sources_anchors() {
     let mem = std::sync::Arc::new(foldvault::storage::MemoryStorage::new());
     foldvault::salvage(&anchored, &anchored.clone().storage(mem)).expect("salvage into storage with anchors");
 }
+
+/// A rollback anchor with `temporary` or `create_new` is a contradiction (the anchor names a
+/// database with commits, the others a new one): `InvalidConfig`, not a rollback alarm.
+#[test]
+fn an_anchor_on_a_database_that_must_be_new_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bases = [
+        foldvault::Config::new().temporary(true),
+        foldvault::Config::new().file(dir.path().join("new")).create_new(true),
+    ];
+    for base in bases {
+        let base = base.plaintext().use_env(false);
+        for cfg in [base.clone().min_commit_seq(1), base.expected_root_digest([7u8; 32])] {
+            let e = cfg.open().map(drop).unwrap_err();
+            assert!(matches!(e, foldvault::Error::InvalidConfig(_)), "{e:?}");
+        }
+    }
+    assert!(!dir.path().join("new").exists());
+}

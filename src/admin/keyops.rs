@@ -176,7 +176,8 @@ list the slots the database has",
 /// Makes standard output fit to receive a recovery key before one is made: a file other users
 /// can read (made by `> rk` under the usual umask 022) is made private (mode 0600), as every key
 /// file the command line reads must be; a named pipe they can open, or a file whose mode cannot
-/// be changed, is refused (`FOLDVAULT_ALLOW_SHARED_KEY_FILES=1` lets both be). A terminal or an
+/// be changed, is refused (`FOLDVAULT_ALLOW_SHARED_KEY_FILES=1` lets both be, and only those:
+/// a file it can make private is made private whatever the variable says). A terminal or an
 /// anonymous pipe is left alone.
 fn private_stdout_for_a_key() -> Result<(), CliError> {
     use std::os::fd::AsFd;
@@ -185,12 +186,14 @@ fn private_stdout_for_a_key() -> Result<(), CliError> {
     let Ok(fd) = stdout.as_fd().try_clone_to_owned() else { return Ok(()) };
     let f = std::fs::File::from(fd);
     let Ok(Some((how, mode))) = crate::crypto::secret_file::exposure(&f) else { return Ok(()) };
-    if crate::crypto::secret_file::shared_files_allowed() {
-        return Ok(());
-    }
     let is_file = f.metadata().is_ok_and(|m| m.is_file());
     if is_file && f.set_permissions(std::fs::Permissions::from_mode(0o600)).is_ok() {
         note!("foldvault: standard output was {how} by other users (mode {mode:o}); it was made private (0600)");
+        return Ok(());
+    }
+    // The variable lets the tool read shared key files; it left a new recovery key in a file
+    // other users could read (config review, medium). Only what cannot be made private passes.
+    if crate::crypto::secret_file::shared_files_allowed() {
         return Ok(());
     }
     Err(CliError::Usage(format!(

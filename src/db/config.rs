@@ -23,6 +23,8 @@ pub const DB_FILE_NAME: &str = "db.foldvault";
 
 /// The largest page cache `Config::cache_capacity` keeps (1 TiB); larger requests are this.
 const MAX_CACHE_CAPACITY: usize = 1 << 40;
+/// The most pages `Config::wal_checkpoint_pages` takes (1 GiB of log).
+pub const MAX_WAL_CHECKPOINT_PAGES: u64 = 1 << 18;
 
 /// When a commit is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,7 +45,8 @@ pub enum Encryption {
     /// Encrypted if a key is given (in code or in the environment), else plaintext.
     #[default]
     Auto,
-    /// Always plaintext (CRC32-checked pages); keys given are ignored for creation.
+    /// Always plaintext (CRC32-checked pages); keys given are not used, and a key given in
+    /// code raises the `plaintext_with_key` audit warning, at creation as at open.
     Plaintext,
     /// Always encrypted: creating needs a key (`WrongKey` without one), and opening a
     /// plaintext file fails (`Unsupported`), key given or not.
@@ -83,6 +86,9 @@ pub struct Config {
     pub(crate) zeroize_cache: bool,
     /// `Some(checkpoint pages)`: a write-ahead log beside the file (`Config::write_ahead_log`).
     pub(crate) wal: Option<u64>,
+    /// `Config::wal_checkpoint_pages`, kept while the log is off (it was dropped, and a later
+    /// `write_ahead_log(true)` took the default).
+    pub(crate) wal_checkpoint: u64,
     /// The log's checkpoints copy pages on a thread of their own (`Config::wal_background_checkpoints`).
     pub(crate) wal_background: bool,
 }
@@ -117,6 +123,7 @@ impl Default for Config {
             read_only: false,
             zeroize_cache: true,
             wal: Some(crate::storage::wal::DEFAULT_CHECKPOINT_PAGES),
+            wal_checkpoint: crate::storage::wal::DEFAULT_CHECKPOINT_PAGES,
             wal_background: true,
         }
     }
@@ -175,6 +182,7 @@ impl Config {
             read_only: self.read_only,
             zeroize_cache: self.zeroize_cache,
             wal: self.wal,
+            wal_checkpoint: self.wal_checkpoint,
             wal_background: self.wal_background,
         })
     }
@@ -352,14 +360,17 @@ impl Config {
     /// into the file and removed). Only for a file or directory location; ignored for custom
     /// storage.
     pub fn write_ahead_log(mut self, on: bool) -> Config {
-        self.wal = on.then_some(self.wal.unwrap_or(crate::storage::wal::DEFAULT_CHECKPOINT_PAGES));
+        self.wal = on.then_some(self.wal_checkpoint);
         self
     }
-    /// With `write_ahead_log`: pages the log holds before a checkpoint copies them into the
-    /// file (default 4,096 = 16 MiB; at least 1).
+    /// With `write_ahead_log` (in either order): pages the log holds before a checkpoint
+    /// copies them into the file (default 4,096 = 16 MiB; at least 1, at most
+    /// `MAX_WAL_CHECKPOINT_PAGES` = 262,144, 1 GiB: past that no checkpoint came and the log
+    /// grew for the whole session).
     pub fn wal_checkpoint_pages(mut self, pages: u64) -> Config {
+        self.wal_checkpoint = pages.clamp(1, MAX_WAL_CHECKPOINT_PAGES);
         if self.wal.is_some() {
-            self.wal = Some(pages.max(1));
+            self.wal = Some(self.wal_checkpoint);
         }
         self
     }
@@ -386,14 +397,24 @@ impl Config {
         if let Some(path) = std::env::var_os(ENV_KEY_FILE).filter(|p| !p.is_empty()) {
             // As the command line reads key files: private, bounded, read once into a buffer
             // that is wiped (the file may be a pipe, or `/dev/zero`).
-            let f = std::fs::File::open(&path)?;
+            // A failure names the variable (its path is the caller's), the system's text kept:
+            // a bare "No such file or directory" read as the database missing (config review).
+            let named = |e: std::io::Error| {
+                Error::Io(std::io::Error::new(e.kind(), format!("the key file {ENV_KEY_FILE} names: {e}")))
+            };
+            let f = std::fs::File::open(&path).map_err(named)?;
+            if f.metadata().map_err(named)?.is_dir() {
+                return Err(named(std::io::Error::from(std::io::ErrorKind::IsADirectory)));
+            }
             if exposure(&f)?.is_some() && !shared_files_allowed() {
                 return Err(Error::Io(std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
                     format!("the key file {ENV_KEY_FILE} names is readable or writable by other users; chmod 600 it"),
                 )));
             }
-            let bytes = read_bounded(f)?.ok_or(Error::InvalidConfig("the key file is larger than 64 KiB"))?;
+            let bytes = read_bounded(f)
+                .map_err(named)?
+                .ok_or(Error::InvalidConfig("the key file FOLDVAULT_KEY_FILE names is larger than 64 KiB"))?;
             c.master = Some(MasterKey::from_key_file_bytes(&bytes)?);
         }
         if let Some(p) = std::env::var_os(ENV_PASSPHRASE).filter(|p| !p.is_empty()) {
@@ -407,9 +428,34 @@ impl Config {
         if self.read_only && (self.temporary || self.create_new) {
             return Err(Error::InvalidConfig("a read-only open cannot create a database"));
         }
+        // A rollback anchor names a database with commits; one that must be new cannot have
+        // them: the contradiction was reported as a rollback (config review, low).
+        let anchored = self.min_commit_seq.is_some_and(|m| m > 0) || self.expected_root_digest.is_some();
+        if anchored && (self.temporary || self.create_new) {
+            return Err(Error::InvalidConfig(
+                "a rollback anchor names an existing database: not with temporary or create_new",
+            ));
+        }
         // The KDF parameters are checked where they are used, when a passphrase slot is made
         // (`slots::make_slot`, at create too): an open that makes none, a read of a plaintext
         // database, is not refused for them.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `wal_checkpoint_pages` holds in either order with `write_ahead_log` (it was dropped when
+    /// the log was off, and turning it on took the default), and is bounded.
+    #[test]
+    fn the_checkpoint_length_holds_in_either_order_and_is_bounded() {
+        let c = Config::new().write_ahead_log(false).wal_checkpoint_pages(64).write_ahead_log(true);
+        assert_eq!(c.wal, Some(64));
+        assert_eq!(Config::new().wal_checkpoint_pages(64).wal, Some(64));
+        assert_eq!(Config::new().wal_checkpoint_pages(64).write_ahead_log(false).wal, None);
+        assert_eq!(Config::new().wal_checkpoint_pages(u64::MAX).wal, Some(MAX_WAL_CHECKPOINT_PAGES));
+        assert_eq!(Config::new().wal_checkpoint_pages(0).wal, Some(1));
     }
 }

@@ -54,7 +54,19 @@ pub(crate) fn prepare_create(cfg: &Config, creds: &Credentials) -> Result<NewDat
         return Err(Error::RootDigestMismatch);
     }
     let encrypt = match cfg.encryption {
-        Encryption::Plaintext => false,
+        Encryption::Plaintext => {
+            // A key given in code is not used (one configuration for both kinds, `plaintext()`
+            // toggled, is a way to use it): said as an open of a plaintext file with a key is,
+            // where it was an info line at most (config review, low).
+            if !cfg.credentials.is_empty() {
+                tracing::warn!(
+                    target: "foldvault::audit",
+                    event = "plaintext_with_key",
+                    "a key was given but plaintext() was asked for: the database is made unencrypted and the key is not used"
+                );
+            }
+            false
+        }
         Encryption::Required => {
             if creds.is_empty() {
                 return Err(Error::WrongKey { hint: "encryption is required but no key or passphrase was given" });
