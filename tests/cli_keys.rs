@@ -248,7 +248,8 @@ fn rekey_takes_a_combined_slots_key_and_passphrase_together() {
     assert_eq!(e.fv(&["get", &db, "t", "k", "--passphrase-file", &other]).ok().stdout, b"v");
     assert_eq!(e.fv(&["get", &db, "t", "k", "--key-file", &key, "--passphrase-file", &pass]).ok().stdout, b"v");
     // One file alone is a usage error, before any key is read.
-    e.fv(&["rekey", &db, "--passphrase-file", &other, "--also-key-and-passphrase", &key]).code(2);
+    let o = e.fv(&["rekey", &db, "--passphrase-file", &other, "--also-key-and-passphrase", &key]).code(2);
+    assert!(o.err().contains("2 values required"), "{}", o.err());
 }
 
 #[test]

@@ -110,3 +110,37 @@ fn a_v1_files_key_changes_rekey_and_compaction_keep_it_v1() {
     }
     assert!(matches!(cfg("foldvault v1 fixture").open(), Err(foldvault::Error::WrongKey { .. })));
 }
+
+/// With neither header copy valid, the error says the most telling thing: a copy that checks
+/// out but names a newer format version is `UnsupportedVersion` whatever the other copy is
+/// (copy A torn gave `Corrupt`), and a damaged copy beside a zeroed one is `Corrupt`, not
+/// `NotADatabase`.
+#[test]
+fn two_bad_header_copies_report_the_most_telling_failure() {
+    use foldvault::Error;
+    use foldvault::format::header::{CHECKSUM_OFFSET, VERSION_OFFSET};
+    use foldvault::format::{FORMAT_VERSION, PAGE_SIZE};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(Config::new().file(&path).plaintext().use_env(false).open().unwrap());
+    let clean = std::fs::read(&path).unwrap();
+    let open = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        Config::new().file(&path).plaintext().use_env(false).open().map(drop).unwrap_err()
+    };
+    // Copy A torn, copy B written by a newer build (its checksum right).
+    let mut f = clean.clone();
+    f[100] ^= 1;
+    let b = &mut f[PAGE_SIZE..2 * PAGE_SIZE];
+    b[VERSION_OFFSET..VERSION_OFFSET + 2].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    let sum = blake3::hash(&b[..CHECKSUM_OFFSET]);
+    b[CHECKSUM_OFFSET..CHECKSUM_OFFSET + 32].copy_from_slice(sum.as_bytes());
+    let e = open(&f);
+    assert!(matches!(e, Error::UnsupportedVersion { found, .. } if found == FORMAT_VERSION + 1), "{e:?}");
+    // Copy A zeroed, copy B damaged.
+    let mut f = clean.clone();
+    f[..PAGE_SIZE].fill(0);
+    f[PAGE_SIZE + 100] ^= 1;
+    let e = open(&f);
+    assert!(matches!(e, Error::Corrupt { page: 1, .. }), "{e:?}");
+}

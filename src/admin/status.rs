@@ -40,7 +40,8 @@ pub struct HeaderInfo {
 
 /// Reads and decodes both header copies of the file at `path` and keeps the valid one with the
 /// highest generation. Needs no key and takes no lock. Errors: `Io`, `NotADatabase`,
-/// `Truncated`, or the first copy's decode error when neither copy is valid.
+/// `Truncated`, or when neither copy is valid the copies' most telling decode error
+/// (`format::header::most_telling`).
 pub fn read_header(path: &Path) -> crate::Result<HeaderInfo> {
     let file = std::fs::File::open(path)?;
     let file_size = file.metadata()?.len();
@@ -52,7 +53,7 @@ pub fn read_header(path: &Path) -> crate::Result<HeaderInfo> {
         return Err(Error::Truncated { expected: 2 * PAGE_SIZE as u64, found: file_size });
     }
     let mut best: Option<(FileHeader, PageNo)> = None;
-    let mut first_err = None;
+    let mut failures = [None, None];
     let mut copies_valid = [false; 2];
     for (i, page) in [HEADER_PAGE_A, HEADER_PAGE_B].into_iter().enumerate() {
         let mut buf = vec![0u8; PAGE_SIZE];
@@ -64,9 +65,7 @@ pub fn read_header(path: &Path) -> crate::Result<HeaderInfo> {
                     best = Some((h, page));
                 }
             }
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
+            Err(e) => failures[i] = Some(e),
         }
     }
     match best {
@@ -75,7 +74,7 @@ pub fn read_header(path: &Path) -> crate::Result<HeaderInfo> {
             let page_count = file_size / PAGE_SIZE as u64;
             Ok(HeaderInfo { header, header_page, copies_valid, file_size, page_count, log_size })
         }
-        None => Err(first_err.unwrap_or(Error::NotADatabase)),
+        None => Err(crate::format::header::most_telling(failures)),
     }
 }
 

@@ -483,4 +483,23 @@ fn salvage_stops_at_a_failed_read_rather_than_losing_its_range() {
     let r = salvage::walk(&p, root, &mut |_, _| Ok(()), &mut |l| lost.push(l));
     assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
     assert!(lost.is_empty(), "a failed read reported as lost ranges: {lost:?}");
+
+    // An overflow value whose chain does not read: the salvage's error, not a lost key.
+    let dev = FaultyStorage::new();
+    let p = Pager::new(Arc::new(dev.clone()), PageSealer::plaintext(*b"damaged-trees!!!"), 1 << 20);
+    p.set_page_limit(64);
+    let mut buf = Box::new([0u8; PAGE_SIZE]);
+    write_header(&mut buf[..], PageKind::Overflow, 0, 1);
+    PageRef::NONE.encode(&mut buf[NEXT_OFFSET..]);
+    put_u32(&mut buf[..], CHUNK_LEN_OFFSET, 100);
+    let first = PageRef { page: 20, tag: p.write(20, 0, buf).unwrap(), generation: 1 };
+    let mut l = Leaf::default();
+    l.insert(0, b"a", RawValue::Overflow { first, len: 100 });
+    let root = put(&p, 10, Node::Leaf(l));
+    p.clear_cache();
+    dev.set_plan(FaultPlan { fail_at: Some(2), persistent: true, ..FaultPlan::default() });
+    let mut lost = Vec::new();
+    let r = salvage::walk(&p, root, &mut |_, _| Ok(()), &mut |l| lost.push(l));
+    assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
+    assert!(lost.is_empty(), "a failed read of a chain reported as a lost key: {lost:?}");
 }

@@ -454,6 +454,8 @@ fn salvage_into(source: &SalvageSource, dst_db: &Db) -> Result<SalvageReport> {
         match next {
             Ok(Some(v)) => drop(ids.insert(b"next", v)?),
             Ok(None) => {}
+            // A read that failed ends the salvage, as in the trees (SPEC §12).
+            Err(e @ Error::Io(_)) => return Err(e),
             Err(e) => {
                 ids.insert(b"next", (1u64 << 62).to_le_bytes())?;
                 let page = if let Error::Corrupt { page, .. } = &e { *page } else { 0 };

@@ -231,7 +231,7 @@ pub(crate) fn read_header(storage: &dyn Storage) -> Result<(FileHeader, PageNo, 
     // of them freed would leave in the heap (`tests/plaintext_frees.rs` found user keys so).
     let mut best: Option<(FileHeader, PageNo)> = None;
     let mut seen: [Option<(u64, [u8; 32])>; 2] = [None, None];
-    let mut first_err = None;
+    let mut failures = [None, None];
     for (i, page) in [HEADER_PAGE_A, HEADER_PAGE_B].into_iter().enumerate() {
         let mut buf = vec![0u8; PAGE_SIZE];
         storage.read_at(page * PAGE_SIZE as u64, &mut buf)?;
@@ -246,7 +246,7 @@ pub(crate) fn read_header(storage: &dyn Storage) -> Result<(FileHeader, PageNo, 
             }
             Err(e) => {
                 tracing::warn!(target: "foldvault::audit", page, error = %e, "header copy rejected");
-                first_err.get_or_insert(e);
+                failures[i] = Some(e);
             }
         }
     }
@@ -258,7 +258,7 @@ pub(crate) fn read_header(storage: &dyn Storage) -> Result<(FileHeader, PageNo, 
     };
     match best {
         Some((h, p)) => Ok((h, p, repair)),
-        None => Err(first_err.unwrap_or(Error::NotADatabase)),
+        None => Err(crate::format::header::most_telling(failures)),
     }
 }
 

@@ -67,6 +67,8 @@ impl TreeMap {
         self.len -= 1;
         if self.base.contains_key(name) {
             self.recent.insert(name.to_vec(), None);
+            // Removals grow `recent` too: a run of drops made every later copy O(drops).
+            self.fold_if_due();
         } else {
             self.recent.remove(name);
         }
@@ -212,5 +214,18 @@ mod tests {
         }
         same(&map, &model);
         assert!(map.recent.len() <= FOLD_AT + map.base.len().isqrt() + names.len());
+    }
+
+    /// A run of removals folds as a run of inserts does.
+    #[test]
+    fn removals_fold_too() {
+        let mut map =
+            TreeMap::from((0..10_000u32).map(|i| (i.to_be_bytes().to_vec(), root(1))).collect::<BTreeMap<_, _>>());
+        for i in 0..5_000u32 {
+            map.remove(&i.to_be_bytes());
+            assert!(map.recent.len() <= FOLD_AT + map.base.len().isqrt() + 1, "{} recent after {i}", map.recent.len());
+        }
+        assert_eq!(map.len(), 5_000);
+        assert_eq!(map.keys().next(), Some(&5_000u32.to_be_bytes().to_vec()));
     }
 }

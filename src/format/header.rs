@@ -388,6 +388,26 @@ impl FileHeader {
     }
 }
 
+/// Of the two header copies' decode failures (`None`: the copy decoded), the one that says
+/// most about the file: a copy that checks out but names a newer format version, then damage
+/// to a copy, then a copy without the magic (zeroed). The first copy's error was taken
+/// whatever the second said: a file whose copy B a newer build wrote was called damaged when
+/// copy A was torn, and one with copy A zeroed and B damaged not a database (error review).
+pub(crate) fn most_telling(failures: [Option<Error>; 2]) -> Error {
+    let rank = |e: &Error| match e {
+        Error::UnsupportedVersion { .. } => 3,
+        Error::NotADatabase => 1,
+        _ => 2,
+    };
+    let [a, b] = failures;
+    match (a, b) {
+        (Some(a), Some(b)) if rank(&b) > rank(&a) => b,
+        (Some(a), _) => a,
+        (None, Some(b)) => b,
+        (None, None) => Error::NotADatabase,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

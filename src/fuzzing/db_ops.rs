@@ -10,12 +10,14 @@
 //! loss on either device during one operation, a reopen's close included, then
 //! `crash_image(model)` of each reopened); an
 //! *I/O error* (`FaultPlan { fail_at, persistent, spare_reads, torn_failed_writes }` on either
-//! device during one operation, then the live images reopened).
+//! device during one operation, then the live images reopened, or, after a sync that failed,
+//! what a power loss leaves: `FileStorage` refuses to write that file again in the process).
 //!
 //! Checked: every result equals the model's; after a crash the recovered contents are the last
 //! durable state, or the in-flight one if the operation failed (an acknowledged durable commit
-//! survives); under a fault plan errors are only `Io` or `Poisoned`, and the live image then
-//! reopens at the durable or the in-flight state; every recovered file passes `Db::check`; ids
+//! survives); under a fault plan errors are only `Io` or `Poisoned`, and the image then
+//! reopens at the durable or the in-flight state (a reopen whose close a plan struck: one
+//! acknowledged durable or the live one); every recovered file passes `Db::check`; ids
 //! from `generate_id` only grow, across crashes too; the trees listed are the default one and
 //! the three (less one left empty by a drop whose re-creation a crash cut off); the final
 //! contents survive a reopen.
@@ -195,6 +197,13 @@ impl Harness {
         if self.encrypted { c.passphrase("fuzz").kdf(KdfParams::insecure_fast()).open() } else { c.plaintext().open() }
     }
 
+    /// Whether `plan`, armed on `device`, has struck yet: its power loss came, or its device
+    /// counted the operation it fails.
+    fn struck(&self, plan: &FaultPlan, device: usize) -> bool {
+        let Some(dev) = self.devs.iter().nth(device.min(usize::from(self.devs.log.is_some()))) else { return false };
+        dev.crashed() || plan.fail_at.is_some_and(|at| dev.op_count() >= at)
+    }
+
     /// Arms `plan` on device `device` (the file when there is no log) and clears the other's.
     fn arm(&self, plan: &FaultPlan, device: usize) {
         self.devs.plan_on(device.min(usize::from(self.devs.log.is_some())), plan);
@@ -212,7 +221,9 @@ impl Harness {
             }
             let failed_syncs = self.devs.failed_syncs();
             drop(self.db.take()); // flushes
-            if plan.is_none() {
+            // A plan that struck nothing in the close leaves it a clean one.
+            let struck = plan.as_ref().is_some_and(|(p, device)| self.struck(p, *device));
+            if !struck {
                 self.durable = vec![self.live.clone()];
                 self.db = Some(self.open().map_err(|e| (e, self.live.clone()))?);
                 return Ok(());

@@ -716,6 +716,10 @@ impl Drop for WalStorage {
                     match std::fs::remove_file(p) {
                         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                         Err(e) => Err(e.into()),
+                        // A session that logged nothing because this directory does not sync
+                        // (`unlogged`): the log's groups are ended already, and a failure
+                        // here is expected, said as a new name's is (`sync_new_name`).
+                        Ok(()) if self.state.read().unlogged => Ok(crate::storage::sync_new_name(p)?),
                         Ok(()) => Ok(crate::storage::sync_parent_dir(p)?),
                     }
                 })
