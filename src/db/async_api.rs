@@ -17,7 +17,15 @@
 //!   inline); a call cancelled by a shutting-down runtime returns an `Error::Io`;
 //! - a future dropped before it completes (a `timeout`, a `select!` that took another branch)
 //!   does not cancel its call, which runs on the blocking pool to its end: a write may still
-//!   commit after the caller stopped waiting for it (as with `tokio::fs`).
+//!   commit after the caller stopped waiting for it (as with `tokio::fs`), and its handle
+//!   keeps the file open (and locked) until then, after `AsyncDb::close` too;
+//! - a call that waits (for the writer lock, for a commit's turn, for room in a full
+//!   subscriber) waits on a blocking-pool thread, and the pool is bounded and first in, first
+//!   out: with that many writes waiting behind a full subscriber, or behind a transaction a
+//!   task keeps, every later call (a read too) queues behind them, so the task that would
+//!   free them must not await the pool first (drain the subscriber, end the transaction).
+//!   Only the task that began a transaction is inside it: one moved to another task waits
+//!   for itself there (async review: known gaps, documented).
 //!
 //! Besides sled's names (`insert`, `remove`, `contains_key`, ...) `AsyncTree` has the names of
 //! FoldDB's `KvStore` trait: `put`, `delete`, `exists`, `batch_put`, `batch_delete`.
@@ -154,7 +162,9 @@ impl AsyncDb {
     /// Flushes and lets go of this handle on the blocking pool, reporting a failed flush.
     /// Dropping the last handle of a database instead flushes, syncs and closes the file on
     /// the thread that drops it (a runtime worker, for a handle dropped in a task) and can
-    /// only log a failure. Other clones of the database stay open.
+    /// only log a failure. Other clones of the database stay open, and so does a call whose
+    /// future was dropped but which still runs on the pool (the file stays locked until it
+    /// ends).
     pub fn close(self) -> impl Future<Output = Result<()>> + Send + 'static {
         blocking(self.engine(), move || {
             let flushed = self.db.flush();
