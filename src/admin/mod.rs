@@ -73,7 +73,8 @@ Exit codes:
   3  wrong key or passphrase (or none given for an encrypted database)
   4  corruption: a page, header or commit record failed its check, a log beside the
      file belongs to another file, or a check or verification failed
-  5  I/O error, or the database file is locked by another process";
+  5  I/O error, or the database file is locked by another process (also: an internal
+     error the message asks to report as a bug)";
 
 /// A failed command: what to print and which exit code to return.
 #[derive(Debug)]

@@ -76,6 +76,8 @@ pub(crate) struct Dumper {
     pub(crate) json: bool,
     /// Pages that failed to open (pages no commit uses not counted).
     pub(crate) failures: u64,
+    /// Pages that could not be read at all (an I/O error): exit 5, not damage (exit 4).
+    pub(crate) unreadable: Option<std::io::Error>,
     /// What each commit record that opens leaves unused (see [`unused_by_commits`]).
     unused: Vec<Unused>,
 }
@@ -147,7 +149,7 @@ impl Dumper {
             Some(pager)
         };
         let unused = pager.as_ref().map(unused_by_commits).unwrap_or_default();
-        Ok(Dumper { file: t.file, storage, info, pager, json: cli.json, failures: 0, unused })
+        Ok(Dumper { file: t.file, storage, info, pager, json: cli.json, failures: 0, unreadable: None, unused })
     }
 
     fn header_desc(&self) -> Desc {
@@ -197,9 +199,9 @@ impl Dumper {
     pub(crate) fn describe(&mut self, p: PageNo) -> Desc {
         let mut raw = vec![0u8; PAGE_SIZE];
         if let Err(e) = self.storage.read_at(p * PAGE_SIZE as u64, &mut raw) {
-            self.failures += 1;
             let mut d = Desc::new(p, format!("cannot read: {e}"));
             d.obj = d.obj.str("error", &e.to_string());
+            self.unreadable.get_or_insert(e);
             return d;
         }
         if p < COMMIT_PAGE_A {
@@ -262,6 +264,12 @@ impl Dumper {
     }
 
     fn failed(&mut self, p: PageNo, e: Error) -> Desc {
+        if let Error::Io(io) = e {
+            let mut d = Desc::new(p, format!("cannot read: {io}"));
+            d.obj = d.obj.str("kind", "unreadable").str("error", &io.to_string());
+            self.unreadable.get_or_insert(io);
+            return d;
+        }
         if self.unused(p) {
             let mut d = Desc::new(p, format!("free page (not in use), does not open: {e}"));
             d.line(
@@ -319,6 +327,11 @@ fn dump(cli: PagedumpCli) -> Result<(), CliError> {
         }
     }
     o.flush().map_err(CliError::stdout)?;
+    // A page that could not be read says nothing of the file's state: the I/O error's exit
+    // code (5), not damage's (4) (error review, low).
+    if let Some(err) = dumper.unreadable.take() {
+        return Err(CliError::Io { err, file: cli.db.clone() });
+    }
     if dumper.failures > 0 {
         return Err(CliError::Verify(format!("{} pages failed to open ({})", dumper.failures, cli.db.display())));
     }
@@ -340,6 +353,28 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A page that cannot be read (an I/O error) is not counted as one that fails to open:
+    /// the dump ends with the I/O error's exit code (5), not damage's (4).
+    #[test]
+    fn an_unreadable_page_is_an_io_error_not_damage() {
+        use crate::storage::{FaultPlan, FaultyStorage};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        drop(crate::Config::new().file(&path).plaintext().use_env(false).open().unwrap());
+        let cli = PagedumpCli::try_parse_from(["pagedump", path.to_str().unwrap()]).unwrap();
+        let mut d = Dumper::open(&cli).unwrap();
+        let failing = FaultyStorage::from_bytes(std::fs::read(&path).unwrap());
+        failing.set_plan(FaultPlan { fail_at: Some(1), persistent: true, ..FaultPlan::default() });
+        d.storage = Arc::new(failing);
+        let desc = d.describe(2);
+        assert!(desc.lines.iter().any(|l| l.contains("cannot read")), "{:?}", desc.lines);
+        let desc = d.failed(FIRST_DATA_PAGE, Error::Io(std::io::Error::other("EIO")));
+        assert!(desc.lines.iter().any(|l| l.contains("cannot read")), "{:?}", desc.lines);
+        assert_eq!(d.failures, 0, "unreadable pages counted as damage");
+        let e = CliError::Io { err: d.unreadable.take().expect("the I/O error kept"), file: path };
+        assert_eq!(e.exit_code(), 5);
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -110,6 +110,11 @@ pub(crate) fn draw(d: &mut Dumper, name: &[u8], o: &mut dyn Write) -> Result<(),
                     jsons.push(dn.json);
                     next.extend(dn.children);
                 }
+                Err(Error::Io(e)) => {
+                    texts.push(format!("page {} cannot be read: {e}", r.page));
+                    jsons.push(Obj::new().num("page", r.page).str("error", &e.to_string()).finish());
+                    d.unreadable.get_or_insert(e);
+                }
                 Err(e) => {
                     failures += 1;
                     texts.push(format!("page {} FAILS: {e}", r.page));
