@@ -305,7 +305,9 @@ fn import_sled_with_feature(a: ImportSledArgs) -> Result<(), CliError> {
     bar.finish_and_clear();
     let report = match r {
         Ok(r) => r,
-        Err(e @ crate::Error::Unsupported(_)) => return Err(CliError::db(e, &a.sled)),
+        // sled's own refusals, and its lock still held by another process (the copy's
+        // temporary file is this process's alone), are about the sled directory.
+        Err(e @ (crate::Error::Unsupported(_) | crate::Error::Locked)) => return Err(CliError::db(e, &a.sled)),
         Err(e) => return Err(CliError::db(e, &dst.file)),
     };
     let mode = if a.plaintext { "plaintext".to_string() } else { format!("encrypted, {}", cipher.name()) };

@@ -234,7 +234,9 @@ pub(crate) fn put_in_place<T>(
     });
     match placed {
         Ok((r, _lock, _target)) => {
-            crate::storage::sync_parent_dir(dst)?;
+            // The copy has its name: a directory that cannot be synced (not EIO) is said, not
+            // reported as a failed copy (storage review, low).
+            crate::storage::sync_new_name(dst)?;
             Ok(r)
         }
         Err(e) => {
@@ -415,7 +417,9 @@ damage): convert it into a new file instead, which keeps the original (or run `f
         // no process opens or commits to either name in between.
         let lock = crate::storage::FileStorage::open(&tmp, false)?;
         std::fs::rename(&tmp, path)?;
-        crate::storage::sync_parent_dir(path)?;
+        // In place now: a directory that cannot be synced (not EIO) is said, and the old
+        // file's overwrite still follows (it was skipped, the conversion reported failed).
+        crate::storage::sync_new_name(path)?;
         Ok(lock)
     })();
     let _lock = match placed {

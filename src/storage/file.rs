@@ -183,8 +183,9 @@ pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
 /// `sync_parent_dir` for a new name whose durability is all that is in doubt if the directory
 /// cannot be synced (a file system that refuses, a directory this user cannot open): that is
 /// said on the audit log, and only an I/O error (EIO), after which commits acknowledged later
-/// could vanish with the name, is an error. A new database's names. (A log whose directory
-/// cannot be synced logs nothing: `storage::wal`'s `unlogged`.)
+/// could vanish with the name, is an error. A new database's names, and a finished copy,
+/// conversion or backup renamed into place. (A log whose directory cannot be synced logs
+/// nothing: `storage::wal`'s `unlogged`.)
 pub(crate) fn sync_new_name(path: &Path) -> io::Result<()> {
     const EIO: i32 = 5;
     match sync_parent_dir(path) {
