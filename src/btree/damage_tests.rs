@@ -470,36 +470,35 @@ fn the_check_reaches_a_page_through_its_real_reference_after_a_bad_one() {
 #[test]
 fn salvage_stops_at_a_failed_read_rather_than_losing_its_range() {
     use crate::storage::{FaultPlan, FaultyStorage};
-    let dev = FaultyStorage::new();
-    let p = Pager::new(Arc::new(dev.clone()), PageSealer::plaintext(*b"damaged-trees!!!"), 1 << 20);
-    p.set_page_limit(64);
-    let left = put(&p, 10, leaf(&[b"a", b"b"]));
-    let right = put(&p, 11, leaf(&[b"n", b"o"]));
-    let root = put(&p, 12, branch(b"m", left, right));
-    p.clear_cache();
-    // Every read fails from the second on: the root reads, its children do not.
-    dev.set_plan(FaultPlan { fail_at: Some(2), persistent: true, ..FaultPlan::default() });
-    let mut lost = Vec::new();
-    let r = salvage::walk(&p, root, &mut |_, _| Ok(()), &mut |l| lost.push(l));
-    assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
-    assert!(lost.is_empty(), "a failed read reported as lost ranges: {lost:?}");
-
+    // Builds a tree with `build` on a pager over a fault-injecting device, then fails every
+    // read from the second on (the root reads, nothing below it does) and salvages it.
+    let salvage_failing = |build: &dyn Fn(&Pager) -> PageRef| {
+        let dev = FaultyStorage::new();
+        let p = Pager::new(Arc::new(dev.clone()), PageSealer::plaintext(*b"damaged-trees!!!"), 1 << 20);
+        p.set_page_limit(64);
+        let root = build(&p);
+        p.clear_cache();
+        dev.set_plan(FaultPlan { fail_at: Some(2), persistent: true, ..FaultPlan::default() });
+        let mut lost = Vec::new();
+        let r = salvage::walk(&p, root, &mut |_, _| Ok(()), &mut |l| lost.push(l));
+        assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
+        assert!(lost.is_empty(), "a failed read reported as lost: {lost:?}");
+    };
+    // A branch whose children do not read.
+    salvage_failing(&|p| {
+        let left = put(p, 10, leaf(&[b"a", b"b"]));
+        let right = put(p, 11, leaf(&[b"n", b"o"]));
+        put(p, 12, branch(b"m", left, right))
+    });
     // An overflow value whose chain does not read: the salvage's error, not a lost key.
-    let dev = FaultyStorage::new();
-    let p = Pager::new(Arc::new(dev.clone()), PageSealer::plaintext(*b"damaged-trees!!!"), 1 << 20);
-    p.set_page_limit(64);
-    let mut buf = Box::new([0u8; PAGE_SIZE]);
-    write_header(&mut buf[..], PageKind::Overflow, 0, 1);
-    PageRef::NONE.encode(&mut buf[NEXT_OFFSET..]);
-    put_u32(&mut buf[..], CHUNK_LEN_OFFSET, 100);
-    let first = PageRef { page: 20, tag: p.write(20, 0, buf).unwrap(), generation: 1 };
-    let mut l = Leaf::default();
-    l.insert(0, b"a", RawValue::Overflow { first, len: 100 });
-    let root = put(&p, 10, Node::Leaf(l));
-    p.clear_cache();
-    dev.set_plan(FaultPlan { fail_at: Some(2), persistent: true, ..FaultPlan::default() });
-    let mut lost = Vec::new();
-    let r = salvage::walk(&p, root, &mut |_, _| Ok(()), &mut |l| lost.push(l));
-    assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
-    assert!(lost.is_empty(), "a failed read of a chain reported as a lost key: {lost:?}");
+    salvage_failing(&|p| {
+        let mut buf = Box::new([0u8; PAGE_SIZE]);
+        write_header(&mut buf[..], PageKind::Overflow, 0, 1);
+        PageRef::NONE.encode(&mut buf[NEXT_OFFSET..]);
+        put_u32(&mut buf[..], CHUNK_LEN_OFFSET, 100);
+        let first = PageRef { page: 20, tag: p.write(20, 0, buf).unwrap(), generation: 1 };
+        let mut l = Leaf::default();
+        l.insert(0, b"a", RawValue::Overflow { first, len: 100 });
+        put(p, 10, Node::Leaf(l))
+    });
 }
