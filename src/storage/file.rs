@@ -124,7 +124,6 @@ impl FileStorage {
     /// digest) that a power loss then takes back. Only an I/O error fails the open; a file
     /// system that cannot sync (read-only media) is said on the audit log.
     pub fn open_read_only(path: &Path) -> crate::Result<FileStorage> {
-        const EIO: i32 = 5;
         let (file, ()) = locked_at(path, true, || Ok((OpenOptions::new().read(true).open(path)?, ())))?;
         let syncs = std::sync::atomic::AtomicU64::new(0);
         match file.sync_data() {
@@ -172,6 +171,10 @@ impl FileStorage {
     }
 }
 
+/// The `errno` of an I/O error (Linux, macOS): the one failure of a sync that says the disk
+/// lost data, where others say the file system cannot sync at all.
+pub(crate) const EIO: i32 = 5;
+
 /// Syncs the directory holding `path` (its current directory if it has none), so that a file
 /// created or renamed there stays after a crash: `fdatasync` of a file does not promise its
 /// directory entry.
@@ -187,7 +190,6 @@ pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
 /// conversion or backup renamed into place. (A log whose directory cannot be synced logs
 /// nothing: `storage::wal`'s `unlogged`.)
 pub(crate) fn sync_new_name(path: &Path) -> io::Result<()> {
-    const EIO: i32 = 5;
     match sync_parent_dir(path) {
         Err(e) if e.raw_os_error() == Some(EIO) => Err(e),
         Err(e) => {

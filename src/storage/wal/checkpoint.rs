@@ -117,10 +117,9 @@ impl WalStorage {
         // commits a crash could take away with the log's name (storage review, medium). An
         // I/O error (EIO) is the disk's: the log fails.
         if !dir_synced && let Some(path) = &self.log_path {
-            const EIO: i32 = 5;
             match crate::storage::sync_parent_dir(path) {
                 Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(EIO) => {
+                Err(e) if e.raw_os_error() == Some(crate::storage::EIO) => {
                     self.state.write().failed = true;
                     return Err(e.into());
                 }
