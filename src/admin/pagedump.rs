@@ -199,10 +199,7 @@ impl Dumper {
     pub(crate) fn describe(&mut self, p: PageNo) -> Desc {
         let mut raw = vec![0u8; PAGE_SIZE];
         if let Err(e) = self.storage.read_at(p * PAGE_SIZE as u64, &mut raw) {
-            let mut d = Desc::new(p, format!("cannot read: {e}"));
-            d.obj = d.obj.str("error", &e.to_string());
-            self.unreadable.get_or_insert(e);
-            return d;
+            return self.unreadable_page(p, e);
         }
         if p < COMMIT_PAGE_A {
             let mut d = Desc::new(p, format!("header copy {}", if p == 0 { "A" } else { "B" }));
@@ -263,12 +260,17 @@ impl Dumper {
             && self.unused.iter().all(|u| p >= u.page_count || freelist::covers(&u.free, p))
     }
 
+    /// A page that could not be read: kept as the run's I/O error (exit 5), not damage.
+    fn unreadable_page(&mut self, p: PageNo, e: std::io::Error) -> Desc {
+        let mut d = Desc::new(p, format!("cannot read: {e}"));
+        d.obj = d.obj.str("kind", "unreadable").str("error", &e.to_string());
+        self.unreadable.get_or_insert(e);
+        d
+    }
+
     fn failed(&mut self, p: PageNo, e: Error) -> Desc {
         if let Error::Io(io) = e {
-            let mut d = Desc::new(p, format!("cannot read: {io}"));
-            d.obj = d.obj.str("kind", "unreadable").str("error", &io.to_string());
-            self.unreadable.get_or_insert(io);
-            return d;
+            return self.unreadable_page(p, io);
         }
         if self.unused(p) {
             let mut d = Desc::new(p, format!("free page (not in use), does not open: {e}"));

@@ -302,16 +302,14 @@ impl Engine {
                 tx.remove(&mut cat, name, false)?;
             }
             for (name, r) in trees.roots_mut(changed) {
-                {
-                    // A tree new to the catalog, or dropped and made again, is a new instance;
-                    // any other keeps its own (whatever root the caller built: `clear` starts
-                    // from an empty one).
-                    r.born = match base.trees.get(name) {
-                        Some(old) if !dropped.contains(name) => old.born,
-                        _ => seq,
-                    };
-                    tx.insert(&mut cat, name, &r.encode(), false)?;
-                }
+                // A tree new to the catalog, or dropped and made again, is a new instance; any
+                // other keeps its own (whatever root the caller built: `clear` starts from an
+                // empty one).
+                r.born = match base.trees.get(name) {
+                    Some(old) if !dropped.contains(name) => old.born,
+                    _ => seq,
+                };
+                tx.insert(&mut cat, name, &r.encode(), false)?;
             }
             tx.flush(&mut [&mut cat.root])?;
             Ok(cat.root)

@@ -12,14 +12,13 @@
 //!    stays in memory, for opening only, while a snapshot taken before this point lives (such a
 //!    snapshot still reaches old page versions); it is destroyed (zeroized,
 //!    `Engine::retire_old_keys`) at the first write transaction's start once none lives, so
-//!    with no writes it stays until the handle closes. A backup of such a snapshot is refused: the header it would
-//!    copy no longer unlocks those pages.
+//!    with no writes it stays until the handle closes. A backup of such a snapshot is refused:
+//!    the header it would copy no longer unlocks those pages.
 
 use std::collections::BTreeSet;
 
 use super::api::Db;
 use super::config::Durability;
-use crate::btree::TreeRoot;
 use crate::btree::copy::CopyRule;
 use crate::crypto::keys::SecretKey;
 use crate::crypto::seal::DataKeys;
@@ -166,8 +165,7 @@ impl Db {
             let mut changed = BTreeSet::new();
             let mut budget = if verified { 0 } else { batch_pages };
             let mut result = Ok(());
-            for (name, root) in trees.owned() {
-                let mut r: TreeRoot = root;
+            for (name, mut r) in trees.owned() {
                 let memo = use_memo.then_some(&mut resealed);
                 match tx.copy_where(&mut r.root, CopyRule::EpochBelow(first_epoch), &mut budget, memo) {
                     Ok(true) => {

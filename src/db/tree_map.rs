@@ -6,8 +6,8 @@
 //! database of 10,000 trees copied 10,000 names (limits review). Here a map is a shared,
 //! immutable `base` and a small `recent` part holding what changed since (a `None` is a tree
 //! removed): a copy clones `recent` alone. Once `recent` passes `FOLD_AT` plus the square
-//! root of the base's size, an insert folds it into a new base, so a commit costs O(√n)
-//! names amortised, not O(n).
+//! root of the base's size, an insert or a removal folds it into the base (a new one if a
+//! copy shares it), so a commit costs O(√n) names amortised, not O(n).
 //!
 //! Invariants: a `None` in `recent` is only for a name `base` holds; `len` is the number of
 //! names visible.
@@ -114,14 +114,14 @@ impl TreeMap {
         if self.recent.len() <= FOLD_AT + self.base.len().isqrt() {
             return;
         }
-        let mut base = (*self.base).clone();
+        // Copied only if another map (a snapshot, a transaction's copy) shares it.
+        let base = Arc::make_mut(&mut self.base);
         for (n, r) in std::mem::take(&mut self.recent) {
             match r {
                 Some(r) => base.insert(n, r),
                 None => base.remove(&n),
             };
         }
-        self.base = Arc::new(base);
     }
 }
 

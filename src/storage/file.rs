@@ -125,18 +125,9 @@ impl FileStorage {
     /// system that cannot sync (read-only media) is said on the audit log.
     pub fn open_read_only(path: &Path) -> crate::Result<FileStorage> {
         let (file, ()) = locked_at(path, true, || Ok((OpenOptions::new().read(true).open(path)?, ())))?;
-        let syncs = std::sync::atomic::AtomicU64::new(0);
-        match file.sync_data() {
-            Ok(()) => syncs.store(1, std::sync::atomic::Ordering::Relaxed),
-            Err(e) if e.raw_os_error() == Some(EIO) => {
-                note_sync_failure(&file);
-                return Err(Error::Io(e));
-            }
-            Err(e) => {
-                tracing::warn!(target: "foldvault::audit", error = %e, path = %path.display(),
-                    "a read-only open could not sync the file: a commit a killed writer left unsynced reads as durable");
-            }
-        }
+        let synced = sync_or_say(file.sync_data(), path, "a read-only open could not sync the file")
+            .inspect_err(|_| note_sync_failure(&file))?;
+        let syncs = std::sync::atomic::AtomicU64::new(u64::from(synced));
         Ok(FileStorage { file, path: path.to_path_buf(), read_only: true, created: false, syncs })
     }
 
@@ -171,9 +162,23 @@ impl FileStorage {
     }
 }
 
-/// The `errno` of an I/O error (Linux, macOS): the one failure of a sync that says the disk
-/// lost data, where others say the file system cannot sync at all.
-pub(crate) const EIO: i32 = 5;
+/// A sync's outcome where only the disk's own failure counts: `Ok(true)` synced; an I/O error
+/// (EIO: the disk may have lost data) is the error; any other failure (a file system that
+/// cannot sync, a directory this user cannot open) is said on the audit log as `what` and is
+/// `Ok(false)`, for the caller to do without the sync (the one policy of a read-only open, a
+/// new name, and the write-ahead log's directory).
+pub(crate) fn sync_or_say(r: io::Result<()>, path: &Path, what: &str) -> io::Result<bool> {
+    /// The `errno` of an I/O error (Linux, macOS).
+    const EIO: i32 = 5;
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(EIO) => Err(e),
+        Err(e) => {
+            tracing::warn!(target: "foldvault::audit", error = %e, path = %path.display(), "{what}");
+            Ok(false)
+        }
+    }
+}
 
 /// Syncs the directory holding `path` (its current directory if it has none), so that a file
 /// created or renamed there stays after a crash: `fdatasync` of a file does not promise its
@@ -188,16 +193,9 @@ pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
 /// said on the audit log, and only an I/O error (EIO), after which commits acknowledged later
 /// could vanish with the name, is an error. A new database's names, and a finished copy,
 /// conversion or backup renamed into place. (A log whose directory cannot be synced logs
-/// nothing: `storage::wal`'s `unlogged`.)
-pub(crate) fn sync_new_name(path: &Path) -> io::Result<()> {
-    match sync_parent_dir(path) {
-        Err(e) if e.raw_os_error() == Some(EIO) => Err(e),
-        Err(e) => {
-            tracing::warn!(target: "foldvault::audit", error = %e, path = %path.display(), "the new name's directory could not be synced");
-            Ok(())
-        }
-        Ok(()) => Ok(()),
-    }
+/// nothing: `storage::wal`'s `unlogged`.) Whether the directory was synced.
+pub(crate) fn sync_new_name(path: &Path) -> io::Result<bool> {
+    sync_or_say(sync_parent_dir(path), path, "the new name's directory could not be synced")
 }
 
 /// How long an open waits for a conflicting lock before it reports [`Error::Locked`]. A lock

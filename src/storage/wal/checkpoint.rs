@@ -117,16 +117,16 @@ impl WalStorage {
         // commits a crash could take away with the log's name (storage review, medium). An
         // I/O error (EIO) is the disk's: the log fails.
         if !dir_synced && let Some(path) = &self.log_path {
-            match crate::storage::sync_parent_dir(path) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(crate::storage::EIO) => {
-                    self.state.write().failed = true;
-                    return Err(e.into());
+            match crate::storage::sync_new_name(path) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(target: "foldvault::audit", path = %path.display(),
+                        "the write-ahead log's directory does not sync: this session writes to the file alone");
+                    self.state.write().unlogged = true;
                 }
                 Err(e) => {
-                    tracing::warn!(target: "foldvault::audit", error = %e, path = %path.display(),
-                        "the write-ahead log's directory could not be synced: this session writes to the file alone");
-                    self.state.write().unlogged = true;
+                    self.state.write().failed = true;
+                    return Err(e.into());
                 }
             }
             self.state.write().dir_synced = true;

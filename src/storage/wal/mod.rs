@@ -719,7 +719,7 @@ impl Drop for WalStorage {
                         // A session that logged nothing because this directory does not sync
                         // (`unlogged`): the log's groups are ended already, and a failure
                         // here is expected, said as a new name's is (`sync_new_name`).
-                        Ok(()) if self.state.read().unlogged => Ok(crate::storage::sync_new_name(p)?),
+                        Ok(()) if self.state.read().unlogged => Ok(crate::storage::sync_new_name(p).map(drop)?),
                         Ok(()) => Ok(crate::storage::sync_parent_dir(p)?),
                     }
                 })
