@@ -37,6 +37,12 @@ fn init_encrypted_and_plaintext() {
     e.fv(&["init", &plain, "--plaintext"]).ok();
     let s = e.fv(&["status", &plain]).ok().text();
     assert!(s.contains("plaintext") && s.contains("__sled__default"), "{s}");
+    // The file `init` made opens through `Config::path` (`foldvault::open`) too, as the
+    // command line opens either form: it tried to make a directory there.
+    e.fv(&["put", &plain, "t", "k", "v"]).ok();
+    let db = foldvault::Config::new().path(&plain).use_env(false).open().unwrap();
+    assert_eq!(db.open_tree("t").unwrap().get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    drop(db);
 
     // A directory is a sled-style database directory.
     let dir = e.p("dirdb");
@@ -68,6 +74,10 @@ fn put_get_del_scan_round_trip() {
     assert_eq!(run(&["get", &db, "metadata", "node_id"]).ok().stdout, b"abc");
     assert_eq!(run(&["get", &db, "metadata", "blob"]).ok().stdout, binary);
     run(&["get", &db, "metadata", "missing"]).code(1);
+    // A key that starts with a hyphen, as `get` and `del` take one.
+    run(&["put", &db, "metadata", "-k", "-v"]).ok();
+    assert_eq!(run(&["get", &db, "metadata", "-k"]).ok().stdout, b"-v");
+    run(&["del", &db, "metadata", "-k"]).ok();
     run(&["get", &db, "no-such-tree", "node_id"]).code(1);
 
     let scan = run(&["scan", &db, "metadata"]).ok().text();
@@ -398,6 +408,9 @@ fn pagedump_with_and_without_key() {
     assert!(tree.contains("level 0: 1 pages") && tree.contains("leaf, 1 entries"), "{tree}");
     e.pd(&[&db, "--tree", "metadata"]).code(3);
     e.pd(&[&db, "--tree", "missing", "--passphrase-file", &pass]).code(1);
+    // The default tree is there before anything is written to it, as `scan` takes it.
+    let tree = e.pd(&[&db, "--tree", "__sled__default", "--passphrase-file", &pass]).ok().text();
+    assert!(tree.contains("tree __sled__default: 0 records"), "{tree}");
     // A plaintext file decodes without a key.
     let plain = e.p("plain");
     e.fv(&["init", &plain, "--plaintext"]).ok();

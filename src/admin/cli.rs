@@ -124,6 +124,7 @@ pub struct PutArgs {
     /// The tree (the default tree is `__sled__default`)
     pub tree: OsString,
     /// The key
+    #[arg(allow_hyphen_values = true)]
     pub key: OsString,
     /// The value; `-` reads it from standard input
     #[arg(allow_hyphen_values = true)]

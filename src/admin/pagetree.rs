@@ -74,8 +74,12 @@ pub(crate) fn draw(d: &mut Dumper, name: &[u8], o: &mut dyn Write) -> Result<(),
     let file_pages = pager.file_len().map_err(|e| CliError::db(e, &file))? / crate::format::PAGE_SIZE as u64;
     pager.set_page_limit(rec.page_count.min(file_pages));
     let catalog = crate::db::open::load_catalog(pager, rec.catalog).map_err(|e| CliError::db(e, &file))?;
-    let Some(root) = catalog.get(name).copied() else {
-        return Err(CliError::NotFound { what: "tree not found", file });
+    // The default tree is there from the start, as `get`, `scan` and `dump --tree` take it: a
+    // database that never wrote to it has no catalog entry for it, and an empty tree to show.
+    let root = match catalog.get(name).copied() {
+        Some(root) => root,
+        None if name == crate::db::api::DEFAULT_TREE => crate::btree::TreeRoot::default(),
+        None => return Err(CliError::NotFound { what: "tree not found", file }),
     };
     let w = CliError::stdout;
     let label = super::commands::printable(name);

@@ -155,7 +155,10 @@ pub struct DbInfo {
     pub seals_in_epoch: u64,
     /// Seals allowed per key epoch (the nonce budget).
     pub seal_budget: u64,
-    pub recovered: bool,
+    /// What recovery at open found (`Db::recovery_report`): `recovered` in the JSON output is
+    /// its `fell_back`, as in `check --json`; the rejected slots and a dropped log group are
+    /// reported apart (a rejected older record opened the newest commit: nothing fell back).
+    pub recovery: crate::RecoveryReport,
     /// Bytes of key memory locked against swapping while the database was open.
     pub locked_bytes: u64,
     /// Whether some key memory could not be locked (RLIMIT_MEMLOCK).
@@ -177,7 +180,7 @@ impl DbInfo {
             key_epoch: es.key_epoch,
             seals_in_epoch: es.seals_in_epoch,
             seal_budget: es.seal_budget,
-            recovered: db.was_recovered(),
+            recovery: db.recovery_report(),
             // Read while the database (and so its keys) is open.
             locked_bytes: crate::crypto::locked::locked_bytes(),
             locking_failed: crate::crypto::locked::locking_failed(),
@@ -225,7 +228,9 @@ pub fn write_status(
                 .num("seals_in_epoch", d.seals_in_epoch)
                 .num("seal_budget", d.seal_budget)
                 .num("free_pages", d.free_pages)
-                .bool("recovered", d.recovered);
+                .bool("recovered", d.recovery.fell_back)
+                .raw("rejected_commit_slots", &array(d.recovery.rejected_slots.iter().map(|p| p.to_string())))
+                .bool("log_group_dropped", d.recovery.log_group_dropped);
             if h.is_encrypted() {
                 obj = obj.bool("key_memory_locked", !d.locking_failed).num("key_memory_locked_bytes", d.locked_bytes);
             }
@@ -298,8 +303,18 @@ pub fn write_status(
                     writeln!(o, "key memory:      locked ({} bytes)", d.locked_bytes)?;
                 }
             }
-            if d.recovered {
+            let r = &d.recovery;
+            if r.fell_back {
                 writeln!(o, "recovery:        the newest commit did not verify; opened at the previous one")?;
+            }
+            for page in &r.rejected_slots {
+                writeln!(
+                    o,
+                    "recovery:        the commit record in page {page} does not open (torn by a crash, or altered)"
+                )?;
+            }
+            if r.log_group_dropped {
+                writeln!(o, "recovery:        a write-ahead log group failed its checksum; its commits were left out")?;
             }
             writeln!(o, "trees:")?;
             for (name, count) in &d.trees {

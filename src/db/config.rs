@@ -191,6 +191,7 @@ impl Config {
         Config::default()
     }
     /// A database directory, as in sled: the file `db.foldvault` inside it (created if missing).
+    /// A path that names a file already (one `foldvault init FILE` made) opens that file.
     pub fn path<P: AsRef<Path>>(mut self, p: P) -> Config {
         self.location = Location::Dir(p.as_ref().to_path_buf());
         self

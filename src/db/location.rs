@@ -183,9 +183,24 @@ pub(crate) fn likely_new(cfg: &Config) -> bool {
     match &cfg.location {
         Location::Storage(s) => !cfg.temporary && s.len().is_ok_and(|l| l == 0),
         Location::File(f) => missing(f, None) && f.parent().is_none_or(|d| d.as_os_str().is_empty() || d.is_dir()),
-        Location::Dir(d) => missing(&d.join(DB_FILE_NAME), Some(d)),
+        Location::Dir(d) => {
+            let (file, dir) = dir_location(d);
+            missing(&file, dir.as_deref())
+        }
         _ if cfg.temporary => true,
         _ => default_location(Path::new(".")).is_ok_and(|(file, _)| missing(&file, None)),
+    }
+}
+
+/// The file and directory of a database directory (`Config::path`): the file `db.foldvault`
+/// in it, or, when the path names a file (as `foldvault init FILE` makes, and the command line
+/// opens by either form), that file: an application given it tried to make a directory there
+/// and failed with "File exists" (user review).
+fn dir_location(d: &Path) -> (PathBuf, Option<PathBuf>) {
+    if std::fs::metadata(d).is_ok_and(|m| m.is_file()) {
+        (d.to_path_buf(), None)
+    } else {
+        (d.join(DB_FILE_NAME), Some(d.to_path_buf()))
     }
 }
 
@@ -206,7 +221,7 @@ pub(crate) fn locate(cfg: &Config) -> Result<Located> {
             return Ok(Located::storage(s.clone()));
         }
         Location::File(f) => (f.clone(), None),
-        Location::Dir(d) => (d.join(DB_FILE_NAME), Some(d.clone())),
+        Location::Dir(d) => dir_location(d),
         _ if cfg.temporary => {
             let mut name = [0u8; 8];
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut name);
@@ -472,7 +487,7 @@ pub(crate) fn read_only_location(cfg: &Config) -> Result<Arc<dyn Storage>> {
         Location::Storage(s) => Ok(s.clone()),
         Location::File(f) => read_only_storage(f, &wal::resolve_links(f)),
         Location::Dir(d) => {
-            let f = d.join(DB_FILE_NAME);
+            let (f, _) = dir_location(d);
             read_only_storage(&f, &wal::resolve_links(&f))
         }
         _ => Err(Error::InvalidConfig("salvage needs the source's file, directory or storage")),
