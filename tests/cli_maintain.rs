@@ -503,3 +503,23 @@ fn backup_does_not_replace_an_empty_file_being_created() {
     e.fv(&["backup", &db, &out, "--passphrase-file", &pass]).ok();
     assert!(std::fs::metadata(&out).unwrap().len() > 0);
 }
+
+/// A commit record that does not open beside one that does: `status` says which slot was
+/// rejected and agrees with `check` on whether the open fell back (it said "the newest commit
+/// did not verify; opened at the previous one" whenever any recovery happened).
+#[test]
+fn status_and_check_agree_on_a_rejected_commit_record() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    e.fv(&["put", &db, "t", "k", "v", "--passphrase-file", &pass]).ok();
+    flip_byte(&db, 3 * 4096 + 100);
+    let s = e.fv(&["status", &db, "--json", "--passphrase-file", &pass]).ok().text();
+    let c = e.fv(&["check", &db, "--json", "--passphrase-file", &pass]).text();
+    assert!(s.contains("\"rejected_commit_slots\": [3]") && c.contains("\"rejected_commit_slots\": [3]"), "{s}\n{c}");
+    let recovered = |j: &str| j.contains("\"recovered\": true");
+    assert_eq!(recovered(&s), recovered(&c), "{s}\n{c}");
+    let t = e.fv(&["status", &db, "--passphrase-file", &pass]).ok().text();
+    assert!(t.contains("the commit record in page 3 does not open"), "{t}");
+    assert_eq!(t.contains("opened at the previous one"), recovered(&c), "{t}");
+}
