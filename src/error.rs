@@ -227,3 +227,26 @@ impl Clone for Error {
 
 /// `Result` with foldvault's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs its function if dropped by a panic that began after it was made: a step that a panic
+/// (from a caller's `Storage`, say) would leave out of step with the disk marks the state
+/// failed, as an error there does, rather than let the next call build on it. A guard made
+/// while the thread is already unwinding (a `Drop` that commits) runs nothing for that panic.
+pub(crate) struct OnPanic<F: FnMut()> {
+    run: F,
+    already: bool,
+}
+
+impl<F: FnMut()> OnPanic<F> {
+    pub(crate) fn new(run: F) -> OnPanic<F> {
+        OnPanic { run, already: std::thread::panicking() }
+    }
+}
+
+impl<F: FnMut()> Drop for OnPanic<F> {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.already {
+            (self.run)();
+        }
+    }
+}

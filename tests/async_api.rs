@@ -398,6 +398,24 @@ fn another_task_on_a_transactions_thread_waits_for_it() {
     assert_eq!(r, (true, Ok(None), true, true));
 }
 
+/// The synchronous `flush` called by another task on the thread of a task holding a write
+/// transaction cannot wait for it (the holder runs only once the call returns): it is refused,
+/// where it was answered `Ok(0)` with nothing synced (concurrency review).
+#[test]
+fn a_synchronous_flush_from_another_task_on_a_transactions_thread_is_refused() {
+    let r = on_one_thread(|| async {
+        let db = AsyncDb::open(Config::new().temporary(true).use_env(false).flush_every_ms(None)).await.unwrap();
+        let t = db.open_tree("t").await.unwrap();
+        t.insert("eventual", "v").await.unwrap();
+        let seq = db.db().commit_seq();
+        let other = db.db().clone();
+        let (_, flushed) = beside_a_transaction(&db, async move { other.flush() }).await;
+        let refused = matches!(flushed, Err(foldvault::Error::Unsupported(_)));
+        (refused, db.db().flush().is_ok() && db.db().durable_commit_seq() >= seq)
+    });
+    assert_eq!(r, (true, true));
+}
+
 /// `AsyncTree::watch_prefix` made by a task while another task on the same thread holds a
 /// write transaction: it waits (on the blocking pool, the runtime's one thread free) for that
 /// transaction to end, so it never subscribes in its middle, and then hears the next commit.

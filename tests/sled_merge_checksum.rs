@@ -231,3 +231,31 @@ fn a_snapshots_checksum_stays() {
     assert_ne!(db.checksum().unwrap(), before);
     assert_eq!(snap.checksum().unwrap(), before);
 }
+
+/// An operator replaced is dropped with no lock held: what it holds may merge as it drops (a
+/// handle whose `Drop` writes), which waited for the lock its own thread held.
+#[test]
+fn a_replaced_operator_may_merge_as_it_drops() {
+    struct MergesOnDrop(foldvault::Tree);
+    impl Drop for MergesOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.merge("dropped", "yes");
+        }
+    }
+    let db = temp_db();
+    let t = db.open_tree("t").unwrap();
+    let held = MergesOnDrop(t.clone());
+    t.set_merge_operator(move |k: &[u8], old: Option<&[u8]>, new: &[u8]| {
+        let _ = &held;
+        concatenate_merge(k, old, new)
+    });
+    let (done, finished) = std::sync::mpsc::channel();
+    let t2 = t.clone();
+    std::thread::spawn(move || {
+        t2.set_merge_operator(concatenate_merge);
+        let _ = done.send(());
+    });
+    finished.recv_timeout(std::time::Duration::from_secs(30)).expect("setting an operator waited for itself");
+    // The old operator's drop merged with the new one.
+    assert_eq!(t.get("dropped").unwrap().as_deref(), Some(&b"yes"[..]));
+}

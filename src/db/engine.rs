@@ -28,7 +28,7 @@ use super::tree_map::TreeMap;
 use crate::btree::TreeRoot;
 use crate::btree::read::RootPins;
 use crate::btree::tx::TxPages;
-use crate::error::{Error, PageNo, Result};
+use crate::error::{Error, OnPanic, PageNo, Result};
 use crate::format::commit::{CommitRecord, FREE_DELTA_VERSION};
 use crate::format::header::FileHeader;
 use crate::format::page::PageRef;
@@ -83,8 +83,6 @@ pub(crate) struct WriterState {
     /// are all under the new key, that key's first epoch). Older keys are destroyed once no
     /// live snapshot is older than that commit.
     pub(crate) retiring_keys: Vec<(u64, u32)>,
-    /// A `Db::rekey` is running on this handle (one at a time).
-    pub(crate) rekey_running: bool,
     /// `alloc` is out with a transaction (`begin` took it; `abort` and `commit` give it back).
     pub(crate) allocator_out: bool,
 }
@@ -129,6 +127,10 @@ pub(crate) struct Engine {
     pub(crate) spill_after: usize,
     /// True while commits exist that are not yet durable.
     pub(crate) undurable: AtomicBool,
+    /// A `Db::rekey` is running on this handle (one at a time). Not in the writer's state: a
+    /// rekey's end clears it whoever holds the writer (a progress callback that kept a write
+    /// transaction open waited there for itself: concurrency review).
+    pub(crate) rekey_running: AtomicBool,
     pub(crate) recovery: RecoveryReport,
     pub(crate) ids: Mutex<(u64, u64)>,
     pub(crate) durable_seq: AtomicU64,
@@ -321,6 +323,11 @@ impl Engine {
                 return Err(e);
             }
         };
+        // From here the writer state moves ahead of the disk: a panic (a caller's `Storage`)
+        // before the snapshot is published and its record written poisons the handle, as an
+        // error does, or the next commit reused this sequence number and freed pages the
+        // published trees hold (concurrency review).
+        let _unwinding = OnPanic::new(|| self.pager.poison_now("a commit panicked part way"));
         let freed = std::mem::take(&mut tx.freed);
         ws.alloc = tx.alloc;
         ws.allocator_out = false;
@@ -429,6 +436,7 @@ impl Engine {
                 }
                 return Ok(0);
             }
+            let _unwinding = OnPanic::new(|| self.pager.poison_now("a commit panicked part way"));
             let prepared = self.prepare_durable(&mut ws);
             // Poisoned before the writer is let go: a writer waiting for it would otherwise
             // find the handle sound and commit on a half-rewritten allocator and free list.
@@ -454,6 +462,7 @@ impl Engine {
         if self.pager.is_poisoned() {
             return Err(Error::Poisoned);
         }
+        let _unwinding = OnPanic::new(|| self.pager.poison_now("a commit panicked part way"));
         let r = self.prepare_durable(ws).and_then(|(durable, bytes)| self.sync_record(durable).map(|()| bytes));
         if r.is_err() {
             self.pager.poison_now("commit failed part way");
@@ -613,6 +622,16 @@ impl Engine {
             return Err(Error::Poisoned);
         }
         if self.writer_held_here() {
+            // Another task on this thread: its flush would wait for this transaction's writer
+            // lock, whose holder cannot run until it returns, and a deferred one answered it
+            // `Ok` with nothing durable (concurrency review).
+            #[cfg(feature = "tokio")]
+            if !self.writer_held_by_this_task() {
+                return Err(Error::Unsupported(
+                    "another task on this thread is inside a write transaction: flush from that task, or after it ends"
+                        .into(),
+                ));
+            }
             let mut asked = self.flush_in_tx.lock();
             let me = thread_tag();
             if !asked.contains(&me) {

@@ -21,34 +21,39 @@ pub trait MergeOperator: Fn(&[u8], Option<&[u8]>, &[u8]) -> Option<Vec<u8>> + Se
 
 impl<F> MergeOperator for F where F: Fn(&[u8], Option<&[u8]>, &[u8]) -> Option<Vec<u8>> + Send + Sync {}
 
-/// The operators set on one open database, one per tree instance.
+/// The operators set on one open database, one per tree name (the instance it was set on
+/// beside it), found by name.
 #[derive(Default)]
 pub(crate) struct MergeOperators {
-    set: parking_lot::Mutex<Vec<OperatorEntry>>,
+    set: parking_lot::Mutex<std::collections::HashMap<Arc<[u8]>, OperatorEntry>>,
 }
 
 struct OperatorEntry {
-    name: Arc<[u8]>,
     born: Option<u64>,
     op: Arc<dyn MergeOperator>,
 }
 
 impl MergeOperators {
     fn get(&self, name: &[u8], born: Option<u64>) -> Option<Arc<dyn MergeOperator>> {
-        self.set.lock().iter().find(|e| &*e.name == name && e.born == born).map(|e| e.op.clone())
+        self.set.lock().get(name).filter(|e| e.born == born).map(|e| e.op.clone())
     }
 
     /// Sets `op` on instance `born` of `name` if `live()`, asked under the lock: a put that
     /// asked before it would land after a newer instance's own put, and, one entry per name,
     /// take that instance's operator away.
     fn put_if_live(&self, name: Arc<[u8]>, born: Option<u64>, op: Arc<dyn MergeOperator>, live: impl FnOnce() -> bool) {
-        let mut set = self.set.lock();
-        if !live() {
-            return;
-        }
-        // One entry per name: an operator of a dropped instance of the name goes with it.
-        set.retain(|e| e.name != name);
-        set.push(OperatorEntry { name, born, op });
+        let replaced = {
+            let mut set = self.set.lock();
+            if !live() {
+                return;
+            }
+            // One entry per name: an operator of a dropped instance of the name goes with it.
+            set.insert(name, OperatorEntry { born, op })
+        };
+        // Dropped with the lock let go: what the old operator holds may merge or set an
+        // operator as it drops, which under the lock waited for this thread (concurrency
+        // review).
+        drop(replaced);
     }
 }
 

@@ -43,7 +43,7 @@ struct Running<'a>(&'a super::engine::Engine);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.writer.lock().rekey_running = false;
+        self.0.rekey_running.store(false, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -56,11 +56,11 @@ impl Db {
     pub fn rekey(&self, creds: &[Credentials], progress: &mut dyn FnMut(RekeyProgress)) -> Result<()> {
         let e = &self.handle.engine;
         {
-            let mut ws = e.lock_writer()?;
-            if ws.rekey_running {
+            // Under the writer, as the rotation's first step looks at the header.
+            let _ws = e.lock_writer()?;
+            if e.rekey_running.swap(true, std::sync::atomic::Ordering::AcqRel) {
                 return Err(Error::Unsupported("a data-key rotation is already running on this database".into()));
             }
-            ws.rekey_running = true;
         }
         let _running = Running(e);
         self.rotate(creds, progress)

@@ -77,6 +77,11 @@ pub(crate) struct Pager {
     known_len: AtomicU64,
     /// Page buffers of dropped cache entries, reused by reads (`bufpool`).
     pool: Arc<bufpool::BufPool>,
+    /// Held across each sync, so that one sync's failure is seen by every sync after it: a
+    /// file reports a failed write-back once, and a sync racing it (a commit's beside a header
+    /// update's) then found nothing to write and returned `Ok` for a record that was lost
+    /// (recovery review, medium).
+    syncing: parking_lot::Mutex<()>,
 }
 
 impl Pager {
@@ -93,6 +98,7 @@ impl Pager {
             wipe_cache: AtomicBool::new(true),
             known_len: AtomicU64::new(0),
             pool: Arc::default(),
+            syncing: parking_lot::Mutex::new(()),
         }
     }
 
@@ -368,6 +374,9 @@ impl Pager {
 
     /// Makes every earlier write durable. Poisons on failure.
     pub(crate) fn sync(&self) -> Result<()> {
+        let _one_at_a_time = self.syncing.lock();
+        // Looked at once the sync before this one has returned: its failure poisoned the
+        // handle, and the writes this sync was to cover may be what it lost.
         self.check_writable()?;
         Counters::add(&self.counters.syncs, 1);
         match self.storage.sync() {

@@ -49,3 +49,8 @@ pub fn until_blocked(tid: Option<&str>, fallback: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// Whether thread `tid` sleeps in a futex wait now (false when `/proc` does not say).
+pub fn blocked_now(tid: &str) -> bool {
+    sleeps_in(tid).is_some_and(|w| w.contains("futex"))
+}

@@ -426,3 +426,166 @@ fn a_flush_asked_for_in_a_transaction_is_not_taken_over_by_another_threads_reque
     let (committed, durable) = got;
     assert!(durable >= committed.min(before + 1), "the commit that asked for a flush returned before it was durable");
 }
+
+/// A caller's `Storage` that panics in a durable commit's sync (or any write of its last
+/// steps) poisons the handle, as an error there does. A handle that went on had marked the
+/// unsynced record durable: its flushes failed with `ReportableBug`, and its next record went
+/// into the slot of the last one synced (a crash in that sync could leave no commit to open).
+#[test]
+fn a_storage_that_panics_in_a_durable_commit_poisons_the_handle() {
+    use foldvault::storage::{CrashModel, FaultyStorage};
+    use foldvault::{Durability, Error};
+
+    let armed = Arc::new(AtomicBool::new(false));
+    let trip = armed.clone();
+    let panics = move || {
+        if trip.load(Ordering::SeqCst) {
+            panic!("the device panicked in its sync");
+        }
+    };
+    let device = FaultyStorage::new();
+    let db = Config::new()
+        .storage(Arc::new(BeforeSync(device.clone(), Box::new(panics))))
+        .use_env(false)
+        .plaintext()
+        .flush_every_ms(None)
+        .durability(Durability::Immediate)
+        .open()
+        .unwrap();
+    db.insert("a", "1").unwrap();
+    armed.store(true, Ordering::SeqCst);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.insert("b", "2")));
+    assert!(r.is_err(), "the commit's sync did not panic");
+    armed.store(false, Ordering::SeqCst);
+    assert!(matches!(db.flush(), Err(Error::Poisoned)), "{:?}", db.flush());
+    assert!(matches!(db.insert("c", "3"), Err(Error::Poisoned)));
+    drop(db);
+    // What was acknowledged is on the device.
+    for model in [CrashModel::LoseUnsynced, CrashModel::TearUnsynced { seed: 3 }] {
+        let image = FaultyStorage::from_bytes(device.crash_image(&model));
+        let db = Config::new().storage(Arc::new(image)).use_env(false).plaintext().open().unwrap();
+        assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]), "{model:?}");
+        assert_eq!(db.get("c").unwrap(), None, "{model:?}");
+    }
+}
+
+/// A sync that races a failing one. A file reports a failed write-back once: a commit's sync
+/// (thread A, its record written) that ran after a header update's failed sync (thread B,
+/// `add_slot`) found nothing to write, returned `Ok`, and the acknowledged commit was lost
+/// with the sectors the failure dropped. Syncs now run one at a time, and one after a failure
+/// sees the handle poisoned.
+#[test]
+fn a_commit_synced_beside_a_failing_header_update_is_durable_once_acknowledged() {
+    use foldvault::storage::{CrashModel, FaultPlan, FaultyStorage, Storage};
+    use foldvault::{Credentials, Durability, KdfParams};
+    use parking_lot::{Condvar, Mutex};
+
+    /// (syncs seen since armed, B's sync has failed, A may go on)
+    #[derive(Default)]
+    struct Race {
+        state: Mutex<(u32, bool, bool)>,
+        cv: Condvar,
+        armed: AtomicBool,
+    }
+    struct RacingSyncs(FaultyStorage, Arc<Race>, u64);
+    impl Storage for RacingSyncs {
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            self.0.read_at(offset, buf)
+        }
+        fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+            self.0.write_at(offset, buf)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            if !self.1.armed.load(Ordering::SeqCst) {
+                return self.0.sync();
+            }
+            let mut st = self.1.state.lock();
+            st.0 += 1;
+            self.1.cv.notify_all();
+            if st.0 == 1 {
+                // A's: held until B's sync has failed, or B waits for this one.
+                while !st.2 {
+                    self.1.cv.wait(&mut st);
+                }
+                drop(st);
+                return self.0.sync();
+            }
+            // B's: fails, dropping some of what was unsynced (A's record among it).
+            drop(st);
+            self.0.set_plan(FaultPlan { fail_at: Some(1), seed: self.2, ..Default::default() });
+            let r = self.0.sync();
+            self.0.set_plan(FaultPlan::default());
+            let mut st = self.1.state.lock();
+            st.1 = true;
+            self.1.cv.notify_all();
+            r
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            self.0.len()
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.0.set_len(len)
+        }
+    }
+
+    for seed in 0..4 {
+        let device = FaultyStorage::new();
+        let race = Arc::new(Race::default());
+        let cfg = |s: Arc<dyn Storage>| {
+            Config::new().storage(s).use_env(false).passphrase("p").kdf(KdfParams::insecure_fast()).flush_every_ms(None)
+        };
+        let storage = Arc::new(RacingSyncs(device.clone(), race.clone(), seed));
+        let db = Arc::new(cfg(storage).durability(Durability::Immediate).open().unwrap());
+        for i in 0..100 {
+            db.insert(format!("k{i:03}"), &b"v"[..]).unwrap();
+        }
+        db.flush().unwrap();
+        race.armed.store(true, Ordering::SeqCst);
+        let a = {
+            let db = db.clone();
+            thread::spawn(move || db.insert("acked", "v").map(|_| ()))
+        };
+        {
+            let mut st = race.state.lock();
+            while st.0 == 0 {
+                race.cv.wait(&mut st);
+            }
+        }
+        let (named_tx, named) = mpsc::channel();
+        let b = {
+            let db = db.clone();
+            thread::spawn(move || {
+                named_tx.send(blocked::this_thread()).unwrap();
+                db.add_slot(&Credentials::passphrase("second"), KdfParams::insecure_fast())
+            })
+        };
+        let tid = named.recv().unwrap();
+        // Until B's sync has failed (before the fix), or B waits for A's sync to end.
+        let start = Instant::now();
+        loop {
+            if race.state.lock().1 {
+                break;
+            }
+            match tid.as_deref() {
+                Some(t) if blocked::blocked_now(t) && race.state.lock().0 == 1 => break,
+                None if start.elapsed() > Duration::from_millis(500) => break,
+                _ => {}
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "B neither synced nor waited");
+            thread::sleep(Duration::from_millis(1));
+        }
+        race.state.lock().2 = true;
+        race.cv.notify_all();
+        let acked = a.join().unwrap();
+        assert!(b.join().unwrap().is_err(), "seed {seed}: the failing sync was not B's");
+        drop(db);
+        if acked.is_ok() {
+            let db = cfg(Arc::new(device.reboot(&CrashModel::LoseUnsynced))).open().unwrap();
+            assert_eq!(
+                db.get("acked").unwrap().as_deref(),
+                Some(&b"v"[..]),
+                "seed {seed}: an acknowledged commit lost"
+            );
+        }
+    }
+}

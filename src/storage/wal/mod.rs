@@ -594,6 +594,10 @@ impl Storage for WalStorage {
         let grow_to = if end > grow_from { end.max(grow_from + GROW_PAGES) } else { grow_from };
         st.inflight = group;
         drop(st);
+        // A panic in the log's storage leaves the group in flight: the log is failed, as an
+        // error leaves it, or the next group took its place in `inflight` and reads lost
+        // these pages (concurrency review).
+        let unwinding = crate::error::OnPanic::new(|| self.state.write().failed = true);
         let r = (|| -> io::Result<()> {
             if grow_to > grow_from.max(end) {
                 let from = grow_from.max(end);
@@ -602,6 +606,7 @@ impl Storage for WalStorage {
             self.log.write_at(at * P, &buf)?;
             self.log.sync()
         })();
+        drop(unwinding);
         let mut st = self.state_mut();
         if let Err(e) = r {
             st.failed = true;
@@ -740,3 +745,5 @@ mod names;
 mod open;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unwind_tests;
