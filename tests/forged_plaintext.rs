@@ -310,6 +310,14 @@ fn a_tree_name_longer_than_any_write_makes_is_lost_whole_in_salvage() {
     let db = cfg(&path).open().unwrap();
     let problems = db.check().unwrap().problems;
     assert!(problems.iter().any(|p| p.page == catalog[0] && p.reason == CorruptReason::BadLayout), "{problems:?}");
+    // A copy calls it the same damage, not the caller's `KeyTooLarge` (a usage error on the
+    // command line).
+    let copy = dir.path().join("copy.fv");
+    let r = foldvault::migrate::copy_to(&db, &copy, &cfg(&copy), &mut |_| ()).map(|_| ());
+    assert!(
+        matches!(r, Err(foldvault::Error::Corrupt { page, reason: CorruptReason::BadLayout }) if page == catalog[0]),
+        "{r:?}"
+    );
     drop(db);
     let dst = dir.path().join("salvaged.fv");
     let report = foldvault::salvage(&cfg(&path), &cfg(&dst)).unwrap();

@@ -57,6 +57,6 @@ impl TreeRoot {
         if b.len() != TREE_ROOT_SIZE {
             return None;
         }
-        Some(TreeRoot { root: PageRef::decode(b, 0)?, count: get_u64(b, PAGE_REF_SIZE)?, born: 0 })
+        Some(TreeRoot { root: PageRef::decode_committed(b, 0)?, count: get_u64(b, PAGE_REF_SIZE)?, born: 0 })
     }
 }

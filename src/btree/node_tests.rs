@@ -136,11 +136,33 @@ fn a_leaf_whose_entries_overlap_past_a_page_is_refused() {
     ));
 }
 
+/// A stored reference that reads as a transaction's own (tag zero, generation 0: no commit
+/// writes one) is damage, in a branch, a catalog entry or a commit record: a transaction took
+/// it for the node it had just copied to that page, and joined two trees there.
+#[test]
+fn a_stored_reference_that_reads_as_a_transactions_own_is_refused() {
+    let page_no = crate::format::FIRST_DATA_PAGE + 3;
+    let committed = PageRef { page: page_no, generation: 1, ..PageRef::NONE };
+    for (child, ok) in [(committed, true), (PageRef::dirty(page_no), false)] {
+        let b = Branch::new(vec![b"m".to_vec()], vec![committed, child]);
+        let mut page = vec![0u8; PAYLOAD_SIZE];
+        Node::Branch(b).encode(1, &mut page).unwrap();
+        let r = Node::decode(&page, 9);
+        assert_eq!(r.is_ok(), ok, "{:?}", r.err());
+        let root = crate::btree::TreeRoot { root: child, count: 1, born: 0 };
+        assert_eq!(crate::btree::TreeRoot::decode(&root.encode()).is_some(), ok);
+        let rec = crate::format::commit::CommitRecord { seq: 2, catalog: child, page_count: 20, ..Default::default() };
+        let mut p = vec![0u8; PAYLOAD_SIZE];
+        rec.encode(&mut p);
+        assert_eq!(crate::format::commit::CommitRecord::decode(&p, 2, 2).is_ok(), ok);
+    }
+}
+
 /// The key buffer of a branch against a list of keys: inserts, removals, splits and merges,
 /// each followed by the checks that keys, prefixes, size and the page encoding agree.
 fn branch_model(ops: &[(u8, u16, Vec<u8>)]) {
     // Any data page: a child reference to page 0 does not decode.
-    let child = PageRef { page: crate::format::FIRST_DATA_PAGE, ..PageRef::NONE };
+    let child = PageRef { page: crate::format::FIRST_DATA_PAGE, generation: 1, ..PageRef::NONE };
     let mut b = Branch::new(Vec::new(), vec![child]);
     let mut model: Vec<Vec<u8>> = Vec::new();
     for (op, at, key) in ops {

@@ -131,7 +131,8 @@ impl<'a> RawNode<'a> {
     /// page is damage, not an empty subtree).
     pub(crate) fn child(&self, i: usize) -> Result<PageRef> {
         let c = self.child_as_stored(i)?;
-        if c.page < crate::format::FIRST_DATA_PAGE {
+        // Nor one that reads as a transaction's own (`PageRef::decode_committed`).
+        if c.page < crate::format::FIRST_DATA_PAGE || c.is_dirty() {
             return Err(self.bad());
         }
         Ok(c)

@@ -304,6 +304,13 @@ impl Engine {
                 tx.remove(&mut cat, name, false)?;
             }
             for (name, r) in trees.roots_mut(changed) {
+                // A name longer than any write makes came from the file: damage to the catalog
+                // (as the check reports it), where the insert below called it the caller's
+                // `KeyTooLarge`, and a rotation or a compaction, which rewrite every tree's
+                // entry, could never finish (input review).
+                if name.len() > crate::MAX_KEY_LEN {
+                    return Err(Error::corrupt(base.catalog.page, crate::error::CorruptReason::BadLayout));
+                }
                 // A tree new to the catalog, or dropped and made again, is a new instance; any
                 // other keeps its own (whatever root the caller built: `clear` starts from an
                 // empty one).
@@ -809,6 +816,28 @@ mod tests {
         assert!(matches!(e, Error::Corrupt { reason: crate::error::CorruptReason::BadLayout, .. }), "{e:?}");
         let r = db.transaction(|tx| Ok::<_, ConflictableTransactionError>(tx.generate_id()?));
         assert!(r.is_err(), "{r:?}");
+    }
+
+    /// A tree name longer than any write makes (only a forged or damaged catalog holds one)
+    /// is damage to the catalog when its entry is rewritten, not the caller's `KeyTooLarge`.
+    #[test]
+    fn a_tree_name_too_long_in_the_catalog_is_damage_when_rewritten() {
+        let db = Config::new().temporary(true).plaintext().use_env(false).open().unwrap();
+        db.open_tree("t").unwrap().insert("k", "v").unwrap();
+        let e = &db.handle.engine;
+        let (mut ws, tx, base) = e.begin().unwrap();
+        let mut trees = base.trees.clone();
+        let long = vec![b'z'; crate::MAX_KEY_LEN + 1];
+        trees.insert(long.clone(), crate::btree::TreeRoot::default());
+        let changed = std::collections::BTreeSet::from([long]);
+        let r = e.commit(&mut ws, tx, &base, trees, &changed, &Default::default(), crate::Durability::Eventual);
+        let catalog = base.catalog.page;
+        assert!(
+            matches!(r, Err(Error::Corrupt { page, reason: crate::error::CorruptReason::BadLayout }) if page == catalog),
+            "{r:?}"
+        );
+        drop(ws);
+        assert_eq!(db.open_tree("t").unwrap().get("k").unwrap().as_deref(), Some(&b"v"[..]));
     }
 
     fn reopened_holds_every_record(dir: &std::path::Path) {

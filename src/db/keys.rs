@@ -133,7 +133,13 @@ impl Db {
             let dk = dk.ok_or_else(|| Error::ReportableBug("no data key".into()))?;
             f(&mut h, dk)?;
             // (The file keeps its own format version: a header update is not an upgrade.)
-            h.generation += 1;
+            // A generation at its largest (authentic: a key holder's, or a restored header's)
+            // has no next: refused before anything is written, where it overflowed, and in a
+            // release build wrapped to 0 below the records' and left the file unopenable.
+            h.generation = h
+                .generation
+                .checked_add(1)
+                .ok_or_else(|| Error::corrupt(HEADER_PAGE_A, crate::error::CorruptReason::HeaderField))?;
             h.raw_body = Default::default();
             h.mac = slots::header_mac(mac_key.unwrap_or(dk), &h.encode_body()[..]);
             Ok(())
@@ -299,6 +305,44 @@ fn refuse_during_rotation(h: &FileHeader) -> Result<()> {
             "a data-key rotation is unfinished: run rekey to finish it before adding or changing key slots".into(),
         )),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::crypto::slots::Credentials;
+    use crate::error::{CorruptReason, Error};
+    use crate::storage::{MemoryStorage, Storage};
+    use crate::{Config, KdfParams};
+
+    /// A header generation at its largest has no next: a slot change is refused with nothing
+    /// written (it overflowed; in a release build it wrapped to 0, below the commit records'
+    /// generation, and the file no longer opened).
+    #[test]
+    fn a_header_generation_at_its_largest_refuses_a_slot_change() {
+        let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let cfg = |s: &Arc<dyn Storage>| {
+            Config::new().storage(s.clone()).passphrase("a").kdf(KdfParams::insecure_fast()).use_env(false)
+        };
+        let db = cfg(&s).open().unwrap();
+        db.insert("k", "v").unwrap();
+        let headers = |s: &Arc<dyn Storage>| {
+            let mut b = vec![0u8; 2 * crate::format::PAGE_SIZE];
+            s.read_at(0, &mut b).unwrap();
+            b
+        };
+        let before = headers(&s);
+        let generation = std::mem::replace(&mut db.handle.engine.header.lock().generation, u64::MAX);
+        let r = db.change_passphrase(&Credentials::passphrase("a"), "b".into(), KdfParams::insecure_fast());
+        assert!(matches!(r, Err(Error::Corrupt { page: 0, reason: CorruptReason::HeaderField })), "{r:?}");
+        assert!(headers(&s) == before, "a header copy was written");
+        // (The close's record names the header's generation: the one on the disk.)
+        db.handle.engine.header.lock().generation = generation;
+        drop(db);
+        let db = cfg(&s).open().unwrap();
+        assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
     }
 }
 

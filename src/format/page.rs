@@ -142,6 +142,13 @@ impl PageRef {
         out[PAGE_REF_TAG_OFFSET..PAGE_REF_TAG_OFFSET + TAG_SIZE].copy_from_slice(&self.tag.0);
         out[PAGE_REF_GENERATION_OFFSET..PAGE_REF_SIZE].copy_from_slice(&self.generation.to_le_bytes());
     }
+    /// A reference as a committed page or record stores it: `None` for one that reads as made
+    /// in a transaction (`is_dirty`), which no commit writes. A transaction takes such a
+    /// reference for its own edited node: a forged one naming the page it gave another tree's
+    /// copy joined the two trees at one page (input review, medium).
+    pub fn decode_committed(b: &[u8], off: usize) -> Option<PageRef> {
+        PageRef::decode(b, off).filter(|r| !r.is_dirty())
+    }
     pub fn decode(b: &[u8], off: usize) -> Option<PageRef> {
         Some(PageRef {
             page: get_u64(b, off + PAGE_REF_PAGE_OFFSET)?,
