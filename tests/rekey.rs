@@ -279,3 +279,31 @@ fn a_panicking_progress_callback_does_not_block_the_next_rotation() {
     assert!(!db.encryption_status().rekey_in_progress);
     assert_eq!(db.open_tree("a").unwrap().len(), 6001);
 }
+
+/// A progress callback that keeps a write transaction open past its return: the rotation
+/// stops with an error at its next step, and returns (its end took the writer lock the
+/// callback's transaction held on the same thread, and waited for itself forever).
+#[test]
+fn a_progress_callback_that_keeps_a_transaction_does_not_hang_the_rotation() {
+    let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let db = Arc::new(cfg(s).open().unwrap());
+    fill(&db, 200);
+    let (done, finished) = std::sync::mpsc::channel();
+    let rotating = db.clone();
+    std::thread::spawn(move || {
+        let mut kept = None;
+        let r = rotating.rekey(&[Credentials::passphrase("rekey")], &mut |_| {
+            if kept.is_none() {
+                kept = rotating.begin_write().ok();
+            }
+        });
+        let held = kept.is_some();
+        drop(kept);
+        let _ = done.send((r.is_err(), held));
+    });
+    let (failed, held) = finished.recv_timeout(std::time::Duration::from_secs(60)).expect("the rotation hung");
+    assert!(held && failed, "the callback's transaction ({held}) stopped the rotation ({failed})");
+    // A rotation run again finishes it.
+    db.rekey(&[Credentials::passphrase("rekey")], &mut |_| {}).unwrap();
+    assert_filled(&db, 200);
+}
