@@ -749,3 +749,31 @@ fn a_bad_reference_in_one_tree_to_a_page_of_another_leaves_that_tree_whole() {
     assert!(!problems.iter().any(|p| p.tree == "b"), "tree b is whole: {problems:?}");
     assert!(!problems.iter().any(|p| p.reason == CorruptReason::DoubleReference), "{problems:?}");
 }
+
+/// A catalog entry that is not a tree root (its value kind flipped to an overflow reference:
+/// a tree root and an overflow reference are both 40 bytes) is damage to the catalog leaf
+/// that holds it: the open named the page the "overflow reference" pointed at (the tree's
+/// own, healthy root), and a bad length named the catalog's root, not its leaf.
+#[test]
+fn a_catalog_entry_that_is_not_a_tree_root_names_its_leaf() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.fv");
+    let db = cfg(&path).open().unwrap();
+    for i in 0..300u32 {
+        db.open_tree(format!("{i:0>100}")).unwrap().insert("k", "v").unwrap();
+    }
+    db.flush().unwrap();
+    let report = db.check().unwrap();
+    drop(db);
+    let catalog: Vec<u64> = report.roles.pages(|r| *r == PageRole::Catalog).collect();
+    let kind = |p: u64| PageKind::from_byte(read_page(&path, p)[0]);
+    let branch = *catalog.iter().find(|&&p| kind(p) == Some(PageKind::Branch)).expect("a catalog of two levels");
+    let leaf = *catalog.iter().find(|&&p| kind(p) == Some(PageKind::Leaf)).unwrap();
+    edit_page(&path, leaf, &[branch], |b| {
+        let first = u16::from_le_bytes([b[PAGE_HEADER_SIZE], b[PAGE_HEADER_SIZE + 1]]) as usize;
+        assert_eq!(b[first + 2], 0, "an inline tree root");
+        b[first + 2] = 1;
+    });
+    let r = cfg(&path).open().map(|_| ());
+    assert!(matches!(r, Err(Error::Corrupt { page, reason: CorruptReason::BadLayout }) if page == leaf), "{r:?}");
+}

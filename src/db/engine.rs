@@ -309,7 +309,8 @@ impl Engine {
                 // `KeyTooLarge`, and a rotation or a compaction, which rewrite every tree's
                 // entry, could never finish (input review).
                 if name.len() > crate::MAX_KEY_LEN {
-                    return Err(Error::corrupt(base.catalog.page, crate::error::CorruptReason::BadLayout));
+                    let leaf = super::open::catalog_leaf_of(&self.pager, base.catalog, name);
+                    return Err(Error::corrupt(leaf, crate::error::CorruptReason::BadLayout));
                 }
                 // A tree new to the catalog, or dropped and made again, is a new instance; any
                 // other keeps its own (whatever root the caller built: `clear` starts from an

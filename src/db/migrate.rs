@@ -129,7 +129,8 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
             // A name longer than any write makes is damage to the source's catalog, not the
             // caller's `KeyTooLarge` (a usage error on the command line).
             if name.len() > crate::MAX_KEY_LEN {
-                return Err(Error::corrupt(rt.snap.catalog.page, crate::error::CorruptReason::BadLayout));
+                let leaf = super::open::catalog_leaf_of(&src.handle.engine.pager, rt.snap.catalog, &name);
+                return Err(Error::corrupt(leaf, crate::error::CorruptReason::BadLayout));
             }
             let t = rt.open_tree(&name)?;
             let dt = out.open_tree(&name)?;

@@ -519,14 +519,23 @@ pub(crate) fn load_catalog(pager: &Pager, catalog: PageRef) -> Result<BTreeMap<V
     read::collect_range(pager, None, catalog, Bound::Unbounded, Bound::Unbounded, &mut entries)?;
     let mut trees = BTreeMap::new();
     for (name, mut v) in entries {
-        if let crate::btree::node::Value::Overflow { first, .. } = v {
-            return Err(Error::corrupt(first.page, CorruptReason::BadLayout));
-        }
-        let bytes = v.take_inline().unwrap_or_default();
-        let root = TreeRoot::decode(&bytes).ok_or_else(|| Error::corrupt(catalog.page, CorruptReason::BadLayout))?;
+        // An entry that is not a tree root is damage to the leaf that holds it (not to the
+        // catalog's root, nor to the page an overflow reference there names).
+        let bad = || Error::corrupt(catalog_leaf_of(pager, catalog, &name), CorruptReason::BadLayout);
+        let bytes = v.take_inline().ok_or_else(bad)?;
+        let root = TreeRoot::decode(&bytes).ok_or_else(bad)?;
         trees.insert(name, root);
     }
     Ok(trees)
+}
+
+/// The catalog leaf that holds `name`'s entry, for an error about that entry; the catalog's
+/// root if the walk there fails.
+pub(crate) fn catalog_leaf_of(pager: &Pager, catalog: PageRef, name: &[u8]) -> PageNo {
+    match read::Cursor::seek_ge(pager, catalog, Some(name), false) {
+        Ok(Some(c)) => c.leaf_page(),
+        _ => catalog.page,
+    }
 }
 
 /// The page sealer of a whole file, from its header: the file's format version (bound into
