@@ -398,3 +398,79 @@ fn big_transaction_spills_leaves_and_matches_model() {
         assert!(db.check().unwrap().is_ok());
     }
 }
+
+/// The spill path at the size edges: keys of `MAX_KEY_LEN` bytes sharing all but their last
+/// byte (long branch separators), values on both sides of the inline limit and over several
+/// overflow pages, a value turned from inline to overflow and back in one transaction, removed
+/// and inserted again, a tree cleared in its middle; the committed result, an aborted twin and
+/// the check agree with the model.
+#[test]
+fn a_spilling_transaction_at_the_size_edges_matches_the_model() {
+    use std::sync::Arc;
+
+    use foldvault::storage::{MemoryStorage, Storage};
+    const SIZES: [usize; 7] = [0, 1, 100, 991, 992, 2100, 3 * 4012 + 5];
+    for encrypted in [true, false] {
+        let m = MemoryStorage::new();
+        let s: Arc<dyn Storage> = Arc::new(m.clone());
+        let c = if encrypted { enc(s) } else { plain(s) };
+        let db = c.tx_spill_after(16).cache_capacity(64 * 4096).open().unwrap();
+        let key = |r: u64| -> Vec<u8> {
+            match r % 3 {
+                0 => (r % 64).to_be_bytes().to_vec(),
+                _ => {
+                    let mut k = vec![b'p'; foldvault::MAX_KEY_LEN];
+                    *k.last_mut().unwrap() = (r % 200) as u8;
+                    k
+                }
+            }
+        };
+        let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut x: u64 = 11;
+        let mut next = || {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x >> 16
+        };
+        for round in 0..3 {
+            let commit = round != 1;
+            let before = model.clone();
+            let sealed_before = db.metrics().pages_sealed;
+            let tx = db.begin_write().unwrap();
+            {
+                let t = tx.open_tree("t").unwrap();
+                for i in 0..1_500u64 {
+                    let r = next();
+                    let k = key(r >> 8);
+                    match r % 8 {
+                        0 | 1 => assert_eq!(t.remove(&k).unwrap().map(|v| v.to_vec()), model.remove(&k)),
+                        2 => assert_eq!(t.get(&k).unwrap().map(|v| v.to_vec()), model.get(&k).cloned()),
+                        _ => {
+                            let v = vec![(i % 251) as u8; SIZES[(r >> 4) as usize % SIZES.len()]];
+                            assert_eq!(t.insert(&k, v.clone()).unwrap().map(|v| v.to_vec()), model.insert(k, v));
+                        }
+                    }
+                    if round == 2 && i == 700 {
+                        t.clear().unwrap();
+                        model.clear();
+                    }
+                }
+                let got: Vec<(Vec<u8>, Vec<u8>)> =
+                    t.range::<Vec<u8>, _>(..).unwrap().into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+                assert!(got == model.clone().into_iter().collect::<Vec<_>>(), "inside the transaction, round {round}");
+            }
+            assert!(db.metrics().pages_sealed > sealed_before, "no leaf was spilled in round {round}");
+            if commit {
+                tx.commit().unwrap();
+            } else {
+                tx.abort();
+                model = before;
+            }
+            let t = db.open_tree("t").unwrap();
+            let got: Vec<(Vec<u8>, Vec<u8>)> =
+                t.iter().map(|r| r.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+            assert!(got == model.clone().into_iter().collect::<Vec<_>>(), "after round {round}");
+            let report = db.check().unwrap();
+            assert!(report.is_ok(), "check after round {round}: {report:?}");
+        }
+    }
+}
