@@ -307,3 +307,77 @@ fn a_progress_callback_that_keeps_a_transaction_does_not_hang_the_rotation() {
     db.rekey(&[Credentials::passphrase("rekey")], &mut |_| {}).unwrap();
     assert_filled(&db, 200);
 }
+
+/// A header update's two copies go into the write-ahead log, and a checkpoint only ends the
+/// log's groups: the copies stayed in its bytes until later groups reached them. A rotation's
+/// start header (its next-key block, which the old data key unwraps) and the old key slots of a
+/// passphrase change are erased from the log once the update is in the file.
+#[test]
+fn a_header_update_leaves_no_copy_of_the_header_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let db = Config::new()
+        .file(&path)
+        .passphrase("rekey")
+        .kdf(KdfParams::insecure_fast())
+        .use_env(false)
+        .flush_every_ms(None)
+        .open()
+        .unwrap();
+    // Commits enough that the log's tail is far past the start of the log.
+    for i in 0..200u32 {
+        db.insert(i.to_be_bytes(), vec![7u8; 300]).unwrap();
+        db.flush().unwrap();
+    }
+    let log = foldvault::storage::wal::sidecar_path(&path);
+    let headers_in_log = || {
+        let bytes = std::fs::read(&log).unwrap();
+        bytes.chunks(4096).skip(1).filter(|p| p.starts_with(&foldvault::format::MAGIC)).count()
+    };
+    db.rekey(&[Credentials::passphrase("rekey")], &mut |_| {}).unwrap();
+    assert_eq!(headers_in_log(), 0, "a header copy is in the log after a rotation");
+    for i in 0..200u32 {
+        db.insert(i.to_be_bytes(), vec![8u8; 300]).unwrap();
+        db.flush().unwrap();
+    }
+    db.change_passphrase(&Credentials::passphrase("rekey"), "other".into(), KdfParams::insecure_fast()).unwrap();
+    assert_eq!(headers_in_log(), 0, "a header copy is in the log after a passphrase change");
+}
+
+/// A caller's `Storage` that panics while a header update writes its second copy: the handle
+/// is poisoned, as after an error there (it went on with the old header in memory beside the
+/// new one on the disk).
+#[test]
+fn a_panic_in_a_header_update_poisons_the_handle() {
+    struct PanicsOnPageZero(MemoryStorage, Arc<AtomicBool>);
+    impl Storage for PanicsOnPageZero {
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            self.0.read_at(offset, buf)
+        }
+        fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+            if offset == 0 && self.1.load(Ordering::SeqCst) {
+                panic!("the device panicked writing page 0");
+            }
+            self.0.write_at(offset, buf)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.0.sync()
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            self.0.len()
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.0.set_len(len)
+        }
+    }
+    let armed = Arc::new(AtomicBool::new(false));
+    let db = cfg(Arc::new(PanicsOnPageZero(MemoryStorage::new(), armed.clone()))).open().unwrap();
+    fill(&db, 20);
+    armed.store(true, Ordering::SeqCst);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        db.change_passphrase(&Credentials::passphrase("rekey"), "other".into(), KdfParams::insecure_fast())
+    }));
+    assert!(r.is_err(), "the header write did not panic");
+    armed.store(false, Ordering::SeqCst);
+    assert!(matches!(db.insert("k", "v"), Err(foldvault::Error::Poisoned)));
+}

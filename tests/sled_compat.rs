@@ -345,6 +345,13 @@ fn compare_and_swap_outcomes() {
     // Expecting a value while absent.
     let err = db.compare_and_swap("k", Some("v2"), Some("v5")).unwrap().unwrap_err();
     assert_eq!((err.current, err.proposed), (None, Some(IVec::from("v5"))));
+    // A key that cannot be stored is refused whether or not `old` matches (a mismatch was
+    // answered as a failed swap, after reading the current value).
+    let long = vec![b'k'; foldvault::MAX_KEY_LEN + 1];
+    for old in [None, Some("x")] {
+        let r = db.compare_and_swap(&long, old, Some("v"));
+        assert!(matches!(r, Err(foldvault::Error::KeyTooLarge { .. })), "{r:?}");
+    }
 }
 
 #[test]

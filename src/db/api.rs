@@ -526,6 +526,11 @@ impl Tree {
     {
         let new: Option<IVec> = new.map(Into::into);
         let key = key.as_ref();
+        // A value that cannot be stored is refused before the current one is read (and, if it
+        // differs from `old`, answered as a failed swap instead of the error).
+        if let Some(v) = &new {
+            crate::btree::tx::check_entry(key, v)?;
+        }
         let old: Option<&[u8]> = old.as_ref().map(|o| o.as_ref());
         self.write(|tx, r, c| {
             let cur = tx_get(tx, r, key)?;

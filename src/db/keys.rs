@@ -148,6 +148,10 @@ impl Db {
             return Err(Error::Unsupported("refusing to remove the last key slot".into()));
         }
         let page = h.encode();
+        // From the first copy written until the header in memory is the new one, a panic (a
+        // caller's `Storage`) leaves the disk and the handle apart: poisoned, as an error there
+        // does (key review).
+        let _unwinding = crate::error::OnPanic::new(|| e.pager.poison_now("a header update panicked part way"));
         e.pager.write_raw(HEADER_PAGE_B, &page)?;
         e.pager.sync()?;
         e.pager.write_raw(HEADER_PAGE_A, &page)?;
@@ -159,8 +163,10 @@ impl Db {
         // Before the header in memory changes: a failed checkpoint poisons the handle with its
         // header and keys still alike. Changed first, a rekey's finish that failed here left
         // the new header beside the old key, and a backup then copied one and sealed under the
-        // other, restorable by no credentials (rekey review, medium).
-        e.pager.checkpoint_log()?;
+        // other, restorable by no credentials (rekey review, medium). The log's bytes are
+        // then overwritten: the two copies stayed in it until later groups reached them (the
+        // old slots; a rotation's next-key block, which the old data key unwraps: key review).
+        e.pager.checkpoint_and_erase_log()?;
         *e.header.lock() = decoded;
         tracing::info!(target: "foldvault::audit", generation = h.generation, "header rewritten (key slots changed)");
         Ok(())

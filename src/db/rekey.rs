@@ -106,6 +106,15 @@ impl Db {
             };
             per_slot.push((i, c));
         }
+        // The new slots' keys, derived before anything is written: one the finish cannot make
+        // (a slot under the empty passphrase, made before such slots were refused) failed only
+        // after the whole file was re-sealed, at every run, and the unfinished rotation then
+        // refused every slot change for good (key review).
+        let mut slot_keys: Vec<(usize, slots::SlotKey)> = Vec::new();
+        for (i, c) in &per_slot {
+            let old = header.slots[*i].as_ref().ok_or_else(|| Error::ReportableBug("slot vanished".into()))?;
+            slot_keys.push((*i, slots::SlotKey::derive(old.kind, old.kdf, c)?));
+        }
         // 1. Start (unless resuming), under one hold of the writer lock: no commit moves to a
         // new epoch between the choice of the first epoch and the new key's use.
         let first_epoch = {
@@ -129,6 +138,8 @@ impl Db {
                         let dk = dk.ok_or_else(|| Error::ReportableBug("no data key".into()))?;
                         DataKeys::wrap_next(dk, &header.file_id, first, &next)
                     })?;
+                    let _unwinding =
+                        crate::error::OnPanic::new(|| e.pager.poison_now("a rotation's start panicked part way"));
                     self.update_header_locked(&mut ws, None, |h, _| {
                         h.next_key.set(Some(wrapped));
                         Ok(())
@@ -230,15 +241,17 @@ impl Db {
                 .ok_or_else(|| Error::ReportableBug("no key".into()))
         })?;
         let mut rewrapped: Vec<(usize, KeySlot)> = Vec::new();
-        for (i, c) in &per_slot {
-            let old = header.slots[*i].as_ref().ok_or_else(|| Error::ReportableBug("slot vanished".into()))?;
-            rewrapped.push((*i, slots::make_slot(old.kind, old.kdf, c, &new_key, &header.file_id, *i)?));
+        for (i, k) in &slot_keys {
+            rewrapped.push((*i, k.wrap(&new_key, &header.file_id, *i)?));
         }
         // Under one hold of the writer lock, so that no slot change and no backup sees the new
         // header without the rest: the slots wrap the new key from here on; the old key still
         // opens pages that snapshots taken before this point may reach, and is destroyed once
         // the last of them is released.
         let mut ws = e.writer.lock();
+        // The new header and the keys that go with it change together: a panic between them
+        // (in a log line's subscriber, say) left the new header beside the old slot key.
+        let _unwinding = crate::error::OnPanic::new(|| e.pager.poison_now("a rotation's finish panicked part way"));
         self.update_header_locked(&mut ws, Some(&new_key), |h, _| {
             // The slots must be the ones the credentials were checked against: one removed
             // since stays removed; one added or changed since would go on wrapping the old key.

@@ -319,6 +319,41 @@ fn a_slot_under_a_key_of_zeros_made_before_the_rule_still_rekeys() {
     }
 }
 
+/// A slot under the empty passphrase (made before such slots were refused) cannot be made
+/// again: a rekey says so before it writes anything. It failed at the finish, after
+/// re-sealing the whole file, and left a rotation that never finished and refused every slot
+/// change from then on.
+#[test]
+fn a_rekey_that_cannot_remake_a_slot_fails_before_it_starts() {
+    use crate::crypto::slots;
+    use crate::format::header::SlotKind;
+    let s: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let db = Config::new()
+        .storage(s.clone())
+        .passphrase(PASS)
+        .kdf(KdfParams::insecure_fast())
+        .use_env(false)
+        .open()
+        .unwrap();
+    db.insert("k", "v").unwrap();
+    let empty = || Credentials::passphrase("");
+    db.update_header(|h, dk| {
+        let kdf = KdfParams::insecure_fast();
+        h.slots[1].set(Some(slots::make_legacy_slot(SlotKind::Passphrase, kdf, &empty(), dk, &h.file_id, 1)?));
+        Ok(())
+    })
+    .unwrap();
+    let sealed = db.metrics().pages_sealed;
+    let r = db.rekey(&[Credentials::passphrase(PASS), empty()], &mut |_| {});
+    assert!(matches!(r, Err(crate::Error::InvalidConfig(_))), "{r:?}");
+    assert!(!db.encryption_status().rekey_in_progress, "a rotation was left unfinished");
+    assert_eq!(db.metrics().pages_sealed, sealed, "pages were re-sealed");
+    // The slot can be replaced, and the rotation then runs.
+    db.remove_slot(1).unwrap();
+    db.rekey(&creds(), &mut |_| {}).unwrap();
+    assert_eq!(&db.get("k").unwrap().unwrap()[..], b"v");
+}
+
 /// A rekey whose finish fails at its last step, the checkpoint after the new header is synced
 /// (the handle poisoned), leaves the handle's header and keys alike: a backup taken from it
 /// restores under the credentials. The header in memory was changed before that checkpoint,

@@ -404,6 +404,16 @@ impl Pager {
         }
     }
 
+    /// `checkpoint_log`, and the log's old bytes overwritten (`Storage::checkpoint_and_erase_log`):
+    /// after a header update. Poisons on failure.
+    pub(crate) fn checkpoint_and_erase_log(&self) -> Result<()> {
+        self.check_writable()?;
+        match self.storage.checkpoint_and_erase_log() {
+            Ok(()) => Ok(()),
+            Err(e) => self.poison(e),
+        }
+    }
+
     /// Cuts the file to `pages` pages, the page count of the newest durable record (compaction,
     /// SPEC.md §7.1); pages past it are out of range from now on.
     pub(crate) fn truncate(&self, pages: u64) -> Result<()> {

@@ -55,6 +55,13 @@ pub trait Storage: Send + Sync + 'static {
     fn checkpoint_log(&self) -> io::Result<()> {
         Ok(())
     }
+    /// `checkpoint_log`, then what the log held overwritten (zeros, synced), so that no earlier
+    /// version of a page stays in its bytes: after a header update, whose old key slots (and a
+    /// rotation's next-key block) must not outlive it there. `checkpoint_log` for a storage
+    /// that keeps nothing beside the file.
+    fn checkpoint_and_erase_log(&self) -> io::Result<()> {
+        self.checkpoint_log()
+    }
     /// The storage is given up with its files, which its owner removes while holding them (a
     /// create that failed): its close must then write nothing and remove nothing by name (a
     /// name freed by then may be another process's). Nothing for a storage whose close does

@@ -39,6 +39,8 @@ use crate::storage::Storage;
 
 /// Most pages a checkpoint copies home with one write (256 KiB).
 const COPY_RUN: usize = 64;
+/// Pages of zeros written at a time when the log is erased.
+const ERASE_PAGES: u64 = 64;
 
 /// Splits `items` into runs of at most `max` whose `key`s follow one another (n, n + 1, ...).
 pub(super) fn consecutive_runs<T>(items: &[T], key: impl Fn(&T) -> u64, max: usize) -> impl Iterator<Item = &[T]> {
@@ -309,5 +311,32 @@ impl WalStorage {
     pub fn checkpoint_now(&self) -> Result<()> {
         let _s = self.sync_lock.lock();
         self.checkpoint()
+    }
+
+    /// `checkpoint_now`, then every page of the log past its header overwritten with zeros
+    /// and synced (`Storage::checkpoint_and_erase_log`). A reset only ends the old groups: their
+    /// bytes stayed until later groups reached them, a header update's two copies among them
+    /// (the old key slots; a rotation's next-key block, wrapped under the old data key, which
+    /// gave the new key to whoever holds the old one: key review, medium).
+    pub fn checkpoint_and_erase_now(&self) -> Result<()> {
+        let _s = self.sync_lock.lock();
+        self.checkpoint()?;
+        let from = self.state.read().tail.max(1);
+        let r = (|| -> io::Result<()> {
+            let end = self.log.len()?.div_ceil(P);
+            let zeros = vec![0u8; ERASE_PAGES as usize * PAGE];
+            let mut at = from;
+            while at < end {
+                let n = (end - at).min(ERASE_PAGES);
+                self.log.write_at(at * P, &zeros[..n as usize * PAGE])?;
+                at += n;
+            }
+            self.log.sync()
+        })();
+        if let Err(e) = r {
+            self.state.write().failed = true;
+            return Err(e.into());
+        }
+        Ok(())
     }
 }

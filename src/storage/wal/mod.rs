@@ -351,6 +351,10 @@ impl Storage for WalStorage {
         self.checkpoint_now().map_err(to_io)
     }
 
+    fn checkpoint_and_erase_log(&self) -> io::Result<()> {
+        self.checkpoint_and_erase_now().map_err(to_io)
+    }
+
     fn abandon(&self) {
         self.keep_at_close.store(true, Ordering::Release);
     }
