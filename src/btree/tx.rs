@@ -625,6 +625,18 @@ impl TxPages {
     }
 }
 
+/// Whether `key` and `value` may be stored: `KeyTooLarge`, `ValueTooLarge` if not (checked by
+/// every write before it reads or writes anything for them).
+pub(crate) fn check_entry(key: &[u8], value: &[u8]) -> Result<()> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN });
+    }
+    if value.len() as u64 > crate::MAX_VALUE_LEN {
+        return Err(Error::ValueTooLarge { len: value.len() as u64, max: crate::MAX_VALUE_LEN });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -714,16 +726,4 @@ mod tests {
         assert!(down.0 > 0.95 && down.1 > 0.85 && down.2 > 5, "descending keys fill leaves and branches {down:.2?}");
         assert!((0.6..0.8).contains(&random.0), "random keys fill leaves {random:.2?}");
     }
-}
-
-/// Whether `key` and `value` may be stored: `KeyTooLarge`, `ValueTooLarge` if not (checked by
-/// every write before it reads or writes anything for them).
-pub(crate) fn check_entry(key: &[u8], value: &[u8]) -> Result<()> {
-    if key.len() > MAX_KEY_LEN {
-        return Err(Error::KeyTooLarge { len: key.len(), max: MAX_KEY_LEN });
-    }
-    if value.len() as u64 > crate::MAX_VALUE_LEN {
-        return Err(Error::ValueTooLarge { len: value.len() as u64, max: crate::MAX_VALUE_LEN });
-    }
-    Ok(())
 }
