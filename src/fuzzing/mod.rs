@@ -347,9 +347,10 @@ impl TreeOp {
                 put(m, key, &new);
                 Out::Value(if *fetch_new { new } else { old })
             }
+            // A key that cannot be stored is refused before the current value is compared.
+            TreeOp::Cas { key, new: Some(_), .. } if key.len() > MAX_KEY_LEN => Out::TooLarge,
             TreeOp::Cas { key, old, new, .. } => match m.get(key) {
                 cur if cur != old.as_ref() => Out::Value(cur.cloned()),
-                _ if new.is_some() && key.len() > MAX_KEY_LEN => Out::TooLarge,
                 _ => {
                     put(m, key, new);
                     Out::Done
