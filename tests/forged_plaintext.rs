@@ -310,8 +310,13 @@ fn a_tree_name_longer_than_any_write_makes_is_lost_whole_in_salvage() {
     let db = cfg(&path).open().unwrap();
     let problems = db.check().unwrap().problems;
     assert!(problems.iter().any(|p| p.page == catalog[0] && p.reason == CorruptReason::BadLayout), "{problems:?}");
-    // A copy calls it the same damage, not the caller's `KeyTooLarge` (a usage error on the
-    // command line).
+    // A copy, a checksum (and the command line's dump) call it the same damage, not the
+    // caller's `KeyTooLarge` (a usage error on the command line).
+    let r = db.checksum().map(|_| ());
+    assert!(
+        matches!(r, Err(foldvault::Error::Corrupt { page, reason: CorruptReason::BadLayout }) if page == catalog[0]),
+        "{r:?}"
+    );
     let copy = dir.path().join("copy.fv");
     let r = foldvault::migrate::copy_to(&db, &copy, &cfg(&copy), &mut |_| ()).map(|_| ());
     assert!(

@@ -699,7 +699,8 @@ impl Tree {
 
     /// Makes every earlier commit durable. Returns the bytes written; costs almost nothing when
     /// nothing is pending. On a thread inside a write transaction (whose writer lock the sync
-    /// needs) it returns `Ok(0)` at once, and the flush is made when the transaction ends.
+    /// needs) it returns `Ok(0)` at once, and the flush is made when the transaction ends;
+    /// called by another tokio task than the transaction's on that thread it is `Unsupported`.
     pub fn flush(&self) -> Result<usize> {
         self.handle.engine.flush()
     }

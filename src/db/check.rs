@@ -329,6 +329,9 @@ pub fn salvage(src: &Config, dst: &Config) -> Result<SalvageReport> {
     }
     let (file, made_dir) = match &dst.location {
         Location::File(f) => (f.clone(), None),
+        // A path that names a file already is a database there (`Config::path` opens one):
+        // a salvage writes only a new one.
+        Location::Dir(d) if d.is_file() => return Err(Error::AlreadyExists(d.display().to_string())),
         Location::Dir(d) => {
             // The highest directory this salvage makes (`create_dir_all` may make several).
             let top = d.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).last();

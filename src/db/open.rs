@@ -447,6 +447,19 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         // before its first group or direct write. Not counted in the metrics: it commits
         // nothing.)
         storage.sync()?;
+        // A header update a crash cut short (a copy repaired here, or both copies only in the
+        // log replayed): folded into the file and the log erased now, as the update itself
+        // would have (`Db::update_header_locked`), so that the old copy, its key slots or a
+        // rotation's next-key block, stays neither in the file's header pages until a
+        // checkpoint nor in the log's bytes (diff review).
+        let mut scratch = vec![0u8; PAGE_SIZE];
+        let mut logged_header = false;
+        for page in [HEADER_PAGE_A, HEADER_PAGE_B] {
+            logged_header |= storage.logged_versions(page * PAGE_SIZE as u64, &mut scratch, &mut |_| ())?;
+        }
+        if repair || logged_header {
+            pager.checkpoint_and_erase_log()?;
+        }
     }
     Ok(assemble(pager, header, rec, slot, chain, free, trees, cfg, report))
 }

@@ -378,6 +378,13 @@ impl ReadTransaction {
     /// A tree of this snapshot; `CollectionNotFound` if it does not exist in it. The default
     /// tree always exists (empty until its first write), as `tree_names` lists it.
     pub fn open_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<ReadTree> {
+        // A name too long that the catalog lists came from the file: its damage, for every
+        // reader that opens the trees the catalog lists (a copy, a checksum, the command line's
+        // dump), not the caller's `KeyTooLarge` (diff review).
+        if name.as_ref().len() > crate::MAX_KEY_LEN && self.snap.trees.contains_key(name.as_ref()) {
+            let leaf = super::open::catalog_leaf_of(&self.handle.engine.pager, self.snap.catalog, name.as_ref());
+            return Err(Error::corrupt(leaf, crate::error::CorruptReason::BadLayout));
+        }
         check_user_tree_name(name.as_ref())?;
         let root = match self.snap.trees.get(name.as_ref()) {
             Some(root) => *root,

@@ -372,6 +372,12 @@ impl Pager {
         self.write_raw(slot_page, &buf)
     }
 
+    /// Poisons the handle if dropped by a panic (a caller's `Storage`) in a step that changes
+    /// what the file or its log holds beyond one page's write (a checkpoint, a truncation).
+    fn poison_on_panic(&self) -> crate::error::OnPanic<impl FnMut() + '_> {
+        crate::error::OnPanic::new(|| self.poison_now("storage panicked part way through a checkpoint or truncation"))
+    }
+
     /// Makes every earlier write durable. Poisons on failure.
     pub(crate) fn sync(&self) -> Result<()> {
         let _one_at_a_time = self.syncing.lock();
@@ -398,6 +404,7 @@ impl Pager {
     /// pager, as a failed sync does: the log refuses every later sync after one.
     pub(crate) fn checkpoint_log(&self) -> Result<()> {
         self.check_writable()?;
+        let _unwinding = self.poison_on_panic();
         match self.storage.checkpoint_log() {
             Ok(()) => Ok(()),
             Err(e) => self.poison(e),
@@ -408,6 +415,7 @@ impl Pager {
     /// after a header update. Poisons on failure.
     pub(crate) fn checkpoint_and_erase_log(&self) -> Result<()> {
         self.check_writable()?;
+        let _unwinding = self.poison_on_panic();
         match self.storage.checkpoint_and_erase_log() {
             Ok(()) => Ok(()),
             Err(e) => self.poison(e),

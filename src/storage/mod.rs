@@ -58,7 +58,8 @@ pub trait Storage: Send + Sync + 'static {
     /// `checkpoint_log`, then what the log held overwritten (zeros, synced), so that no earlier
     /// version of a page stays in its bytes: after a header update, whose old key slots (and a
     /// rotation's next-key block) must not outlive it there. `checkpoint_log` for a storage
-    /// that keeps nothing beside the file.
+    /// that keeps nothing beside the file; a storage that wraps one with a log forwards this
+    /// call as it forwards `checkpoint_log`, or the erase is lost.
     fn checkpoint_and_erase_log(&self) -> io::Result<()> {
         self.checkpoint_log()
     }

@@ -108,6 +108,10 @@ impl WalStorage {
     /// and has made every logged page durable in the database file.
     pub(super) fn reset_log(&self) -> Result<()> {
         debug_assert!(self.state.read().background.is_none(), "the log reset while a checkpoint copies from it");
+        // A panic in the log's storage (a caller's) may leave the new salt on the disk and the
+        // old one in memory: the log is failed, as an error leaves it, or the next group went
+        // under the old salt, past the point replay stops (diff review).
+        let _unwinding = crate::error::OnPanic::new(|| self.state.write().failed = true);
         let salt = rand::RngCore::next_u64(&mut rand::rngs::OsRng);
         let (main_len, dir_synced) = {
             let st = self.state_mut();
