@@ -319,6 +319,16 @@ fn many_keys_split_and_merge() {
     }
 }
 
+/// Tree `t` of `db` holds `model` and nothing else, and the file checks (`when` names the
+/// step in a failure).
+fn tree_t_is(db: &foldvault::Db, model: &BTreeMap<Vec<u8>, Vec<u8>>, when: &str) {
+    let t = db.open_tree("t").unwrap();
+    let got: Vec<(Vec<u8>, Vec<u8>)> = t.iter().map(|r| r.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+    assert!(got == model.clone().into_iter().collect::<Vec<_>>(), "after {when}");
+    let report = db.check().unwrap();
+    assert!(report.is_ok(), "check after {when}: {report:?}");
+}
+
 /// A write transaction larger than its spill bound (`Config::tx_spill_after`): its leaves are
 /// written early, edited again, read back inside the transaction; the committed result, an
 /// aborted twin and the file's own check all agree with the model.
@@ -380,13 +390,7 @@ fn big_transaction_spills_leaves_and_matches_model() {
                 tx.abort();
                 model = before;
             }
-            let t = db.open_tree("t").unwrap();
-            let got: Vec<(Vec<u8>, Vec<u8>)> =
-                t.iter().map(|r| r.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
-            let want: Vec<(Vec<u8>, Vec<u8>)> = model.clone().into_iter().collect();
-            assert_eq!(got, want, "after commit={commit}");
-            let report = db.check().unwrap();
-            assert!(report.is_ok(), "check after commit={commit}: {report:?}");
+            tree_t_is(&db, &model, &format!("commit={commit}"));
         }
         db.flush().unwrap();
         drop(db);
@@ -465,12 +469,7 @@ fn a_spilling_transaction_at_the_size_edges_matches_the_model() {
                 tx.abort();
                 model = before;
             }
-            let t = db.open_tree("t").unwrap();
-            let got: Vec<(Vec<u8>, Vec<u8>)> =
-                t.iter().map(|r| r.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
-            assert!(got == model.clone().into_iter().collect::<Vec<_>>(), "after round {round}");
-            let report = db.check().unwrap();
-            assert!(report.is_ok(), "check after round {round}: {report:?}");
+            tree_t_is(&db, &model, &format!("round {round}"));
         }
     }
 }

@@ -403,20 +403,19 @@ impl Pager {
     /// Folds a write-ahead log into the file (`Storage::checkpoint_log`). A failure poisons the
     /// pager, as a failed sync does: the log refuses every later sync after one.
     pub(crate) fn checkpoint_log(&self) -> Result<()> {
-        self.check_writable()?;
-        let _unwinding = self.poison_on_panic();
-        match self.storage.checkpoint_log() {
-            Ok(()) => Ok(()),
-            Err(e) => self.poison(e),
-        }
+        self.fold_log(|s| s.checkpoint_log())
     }
 
     /// `checkpoint_log`, and the log's old bytes overwritten (`Storage::checkpoint_and_erase_log`):
     /// after a header update. Poisons on failure.
     pub(crate) fn checkpoint_and_erase_log(&self) -> Result<()> {
+        self.fold_log(|s| s.checkpoint_and_erase_log())
+    }
+
+    fn fold_log(&self, fold: impl FnOnce(&dyn Storage) -> std::io::Result<()>) -> Result<()> {
         self.check_writable()?;
         let _unwinding = self.poison_on_panic();
-        match self.storage.checkpoint_and_erase_log() {
+        match fold(&*self.storage) {
             Ok(()) => Ok(()),
             Err(e) => self.poison(e),
         }
