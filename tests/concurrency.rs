@@ -16,6 +16,8 @@ use foldvault::{Config, Db, IVec, Transactional};
 mod blocked;
 #[path = "concurrency/durability.rs"]
 mod durability;
+#[path = "common/hooked.rs"]
+mod hooked;
 
 const ACCOUNTS: u32 = 64;
 const INITIAL: u64 = 1_000;

@@ -1,5 +1,8 @@
 //! Data-key rotation: online, resumable after a power loss, and leaving no page under the old key.
 
+#[path = "common/hooked.rs"]
+mod hooked;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -349,29 +352,14 @@ fn a_header_update_leaves_no_copy_of_the_header_in_the_log() {
 /// new one on the disk).
 #[test]
 fn a_panic_in_a_header_update_poisons_the_handle() {
-    struct PanicsOnPageZero(MemoryStorage, Arc<AtomicBool>);
-    impl Storage for PanicsOnPageZero {
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-            self.0.read_at(offset, buf)
-        }
-        fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
-            if offset == 0 && self.1.load(Ordering::SeqCst) {
-                panic!("the device panicked writing page 0");
-            }
-            self.0.write_at(offset, buf)
-        }
-        fn sync(&self) -> std::io::Result<()> {
-            self.0.sync()
-        }
-        fn len(&self) -> std::io::Result<u64> {
-            self.0.len()
-        }
-        fn set_len(&self, len: u64) -> std::io::Result<()> {
-            self.0.set_len(len)
-        }
-    }
     let armed = Arc::new(AtomicBool::new(false));
-    let db = cfg(Arc::new(PanicsOnPageZero(MemoryStorage::new(), armed.clone()))).open().unwrap();
+    let trip = armed.clone();
+    let panics_on_page_zero = move |offset: u64| {
+        if offset == 0 && trip.load(Ordering::SeqCst) {
+            panic!("the device panicked writing page 0");
+        }
+    };
+    let db = cfg(Arc::new(hooked::Hooked::before_write(MemoryStorage::new(), panics_on_page_zero))).open().unwrap();
     fill(&db, 20);
     armed.store(true, Ordering::SeqCst);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

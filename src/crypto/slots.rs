@@ -152,20 +152,6 @@ pub(crate) fn make_slot(
     SlotKey::derive(kind, kdf, creds)?.wrap(data_key, file_id, index)
 }
 
-/// A slot made as before the rules on new slots (under the empty passphrase): for tests of
-/// files made then.
-#[cfg(test)]
-pub(crate) fn make_legacy_slot(
-    kind: SlotKind,
-    kdf: KdfParams,
-    creds: &Credentials,
-    data_key: &SecretKey,
-    file_id: &[u8; 16],
-    index: usize,
-) -> Result<KeySlot> {
-    SlotKey::derive_unchecked(kind, kdf, creds)?.wrap(data_key, file_id, index)
-}
-
 /// The key-encryption key of a slot about to be made: its kind, cost and salt, and the key the
 /// credentials give under them. Derived first (a passphrase's Argon2id, which may take seconds)
 /// and the data key wrapped later, so that a caller holding a lock while it wraps need not hold
@@ -191,8 +177,9 @@ impl SlotKey {
         SlotKey::derive_unchecked(kind, kdf, creds)
     }
 
-    /// `derive` without its refusals (for the tests of files made before them).
-    fn derive_unchecked(kind: SlotKind, kdf: KdfParams, creds: &Credentials) -> Result<SlotKey> {
+    /// `derive` without its refusals (for the tests of files made before them: a slot under
+    /// the empty passphrase).
+    pub(crate) fn derive_unchecked(kind: SlotKind, kdf: KdfParams, creds: &Credentials) -> Result<SlotKey> {
         let kdf = if kind.uses_passphrase() { kdf } else { KdfParams { memory_kib: 0, iterations: 0, parallelism: 0 } };
         let mut salt = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut salt);

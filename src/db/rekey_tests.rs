@@ -339,7 +339,8 @@ fn a_rekey_that_cannot_remake_a_slot_fails_before_it_starts() {
     let empty = || Credentials::passphrase("");
     db.update_header(|h, dk| {
         let kdf = KdfParams::insecure_fast();
-        h.slots[1].set(Some(slots::make_legacy_slot(SlotKind::Passphrase, kdf, &empty(), dk, &h.file_id, 1)?));
+        let legacy = slots::SlotKey::derive_unchecked(SlotKind::Passphrase, kdf, &empty())?;
+        h.slots[1].set(Some(legacy.wrap(dk, &h.file_id, 1)?));
         Ok(())
     })
     .unwrap();

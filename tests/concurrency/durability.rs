@@ -1,6 +1,7 @@
 //! Durability under concurrent commits: commits acknowledged while others run, and commits made
 //! while a sync is in flight (held at a gate), survive a power loss; nothing unacknowledged shows.
 
+use super::hooked::Hooked;
 use super::*;
 
 /// Holds the syncs that pass it while armed: `arm`, `wait_for_sync` (one is held), `open`.
@@ -44,28 +45,6 @@ impl Gate {
     }
 }
 
-/// The fault-injecting device with something run before each sync (a delay, a gate).
-struct BeforeSync(foldvault::storage::FaultyStorage, Box<dyn Fn() + Send + Sync>);
-
-impl foldvault::storage::Storage for BeforeSync {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.0.read_at(offset, buf)
-    }
-    fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
-        self.0.write_at(offset, buf)
-    }
-    fn sync(&self) -> std::io::Result<()> {
-        (self.1)();
-        self.0.sync()
-    }
-    fn len(&self) -> std::io::Result<u64> {
-        self.0.len()
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.0.set_len(len)
-    }
-}
-
 /// Durable commits from several threads at once (group commit: a commit becomes durable after
 /// its thread lets go of the writer, and one sync may cover the commits of several threads).
 /// Every commit acknowledged before a power loss is in the image the loss leaves, and no more
@@ -103,7 +82,7 @@ fn concurrent_immediate_commits(wal: bool) {
     };
     // A sync as slow as a disk's, so that commits of other threads land while one runs.
     let slow = || thread::sleep(Duration::from_micros(300));
-    let slowed = |d: &FaultyStorage| -> Arc<dyn Storage> { Arc::new(BeforeSync(d.clone(), Box::new(slow))) };
+    let slowed = |d: &FaultyStorage| -> Arc<dyn Storage> { Arc::new(Hooked::before_sync(d.clone(), slow)) };
     let db = Arc::new(config(storage(slowed(&device), log.as_ref().map(slowed))).open().unwrap());
     db.open_tree("t").unwrap();
     db.flush().unwrap();
@@ -230,7 +209,7 @@ fn commits_during_a_sync_in_flight(wal: bool) {
     let at_gate = gate.clone();
     let gated = |d: &FaultyStorage| -> Arc<dyn Storage> {
         let at_gate = at_gate.clone();
-        Arc::new(BeforeSync(d.clone(), Box::new(move || at_gate.pass())))
+        Arc::new(Hooked::before_sync(d.clone(), move || at_gate.pass()))
     };
     let db = Arc::new(
         config(match &log {
@@ -325,7 +304,7 @@ fn a_flush_asked_for_in_a_transaction_is_made_when_that_transaction_ends() {
     let gate = Arc::new(Gate::default());
     let at_gate = gate.clone();
     let storage: Arc<dyn foldvault::storage::Storage> =
-        Arc::new(BeforeSync(device.clone(), Box::new(move || at_gate.pass())));
+        Arc::new(Hooked::before_sync(device.clone(), move || at_gate.pass()));
     let db = Arc::new(
         Config::new()
             .storage(storage)
@@ -445,7 +424,7 @@ fn a_storage_that_panics_in_a_durable_commit_poisons_the_handle() {
     };
     let device = FaultyStorage::new();
     let db = Config::new()
-        .storage(Arc::new(BeforeSync(device.clone(), Box::new(panics))))
+        .storage(Arc::new(Hooked::before_sync(device.clone(), panics)))
         .use_env(false)
         .plaintext()
         .flush_every_ms(None)
