@@ -14,6 +14,8 @@ use foldvault::{Config, Durability, Error, KdfParams};
 
 #[path = "write_ahead_log/faulty.rs"]
 mod faulty;
+#[path = "write_ahead_log/header_crash.rs"]
+mod header_crash;
 
 const PAGE: usize = 4096;
 

@@ -68,7 +68,7 @@ impl Db {
     }
 
     /// The header this handle holds (authenticated at open, updated by its own key commands,
-    /// which also checkpoint the write-ahead log so that the file's header pages hold it).
+    /// which write it through to the file's own header pages, past the write-ahead log).
     pub(crate) fn live_header(&self) -> FileHeader {
         self.handle.engine.header.lock().clone()
     }
@@ -152,21 +152,16 @@ impl Db {
         // caller's `Storage`) leaves the disk and the handle apart: poisoned, as an error there
         // does (key review).
         let _unwinding = crate::error::OnPanic::new(|| e.pager.poison_now("a header update panicked part way"));
-        e.pager.write_raw(HEADER_PAGE_B, &page)?;
-        e.pager.sync()?;
-        e.pager.write_raw(HEADER_PAGE_A, &page)?;
-        e.pager.sync()?;
+        // Each copy into the file itself and synced, past the write-ahead log (SPEC §6.2, §15):
+        // a copy logged stayed in the log's bytes after a checkpoint, until later groups reached
+        // it (the old slots; a rotation's next-key block, which the old data key unwraps: key
+        // review), and an erase of the log after the update left them there when a power loss
+        // cut it short. Written through, the file's own header pages hold the new slots when
+        // this returns, and the log never holds a header page. Before the header in memory
+        // changes: a failed write poisons the handle with its header and keys still alike.
+        e.pager.write_raw_through(HEADER_PAGE_B, &page[..])?;
+        e.pager.write_raw_through(HEADER_PAGE_A, &page[..])?;
         let decoded = FileHeader::decode(&page[..], HEADER_PAGE_A)?;
-        // Into the database file now: under the write-ahead log the two copies were appended to
-        // the log, and the file's header pages kept the old slots (which the old credentials
-        // open) until a checkpoint, up to 16 MiB of commits later (key management review, low).
-        // Before the header in memory changes: a failed checkpoint poisons the handle with its
-        // header and keys still alike. Changed first, a rekey's finish that failed here left
-        // the new header beside the old key, and a backup then copied one and sealed under the
-        // other, restorable by no credentials (rekey review, medium). The log's bytes are
-        // then overwritten: the two copies stayed in it until later groups reached them (the
-        // old slots; a rotation's next-key block, which the old data key unwraps: key review).
-        e.pager.checkpoint_and_erase_log()?;
         *e.header.lock() = decoded;
         tracing::info!(target: "foldvault::audit", generation = h.generation, "header rewritten (key slots changed)");
         Ok(())

@@ -119,8 +119,6 @@ pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, new: NewDatabase) 
     let encrypt = sealer.is_encrypted();
     let pager = Arc::new(Pager::new(storage, sealer, cfg.cache_capacity));
     let bytes = header.encode();
-    pager.write_raw(HEADER_PAGE_A, &bytes)?;
-    pager.write_raw(HEADER_PAGE_B, &bytes)?;
     let rec = CommitRecord {
         seq: 0,
         prev_durable_seq: 0,
@@ -136,7 +134,10 @@ pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, new: NewDatabase) 
     };
     pager.write_commit(COMMIT_PAGE_A, &rec)?;
     pager.write_raw(COMMIT_PAGE_B, &[0u8; PAGE_SIZE])?;
-    pager.sync()?;
+    // The header's two copies into the file itself, never into a log (SPEC §15), with the
+    // commit pages above (a log folds them in first): a later key change must leave no copy of
+    // these slots behind, and the file alone is the whole database. One sync.
+    pager.write_raw_through(HEADER_PAGE_A, &[&bytes[..], &bytes[..]].concat())?;
     tracing::info!(target: "foldvault::audit", encrypted = encrypt, "database created");
     Ok(assemble(
         pager,
@@ -436,7 +437,7 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
     if writable {
         if repair {
             let other = if header_page == HEADER_PAGE_A { HEADER_PAGE_B } else { HEADER_PAGE_A };
-            pager.write_raw(other, &header.to_page())?;
+            pager.write_raw_through(other, &header.to_page()[..])?;
             report.header_repaired = Some(other);
         }
         // The commit chosen was read through the OS cache: a process that died before its sync
@@ -447,17 +448,17 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         // before its first group or direct write. Not counted in the metrics: it commits
         // nothing.)
         storage.sync()?;
-        // A header update a crash cut short (a copy repaired here, or both copies only in the
-        // log replayed): folded into the file and the log erased now, as the update itself
-        // would have (`Db::update_header_locked`), so that the old copy, its key slots or a
-        // rotation's next-key block, stays neither in the file's header pages until a
-        // checkpoint nor in the log's bytes (diff review).
+        // A log replayed here that holds a copy of a header page (written by an earlier build,
+        // which logged the header pages: this one writes them through, SPEC §15) is folded into
+        // the file and erased now, so that the old copy, its key slots or a rotation's next-key
+        // block, stays neither in the file's header pages until a checkpoint nor in the log's
+        // bytes (diff review).
         let mut scratch = vec![0u8; PAGE_SIZE];
         let mut logged_header = false;
         for page in [HEADER_PAGE_A, HEADER_PAGE_B] {
             logged_header |= storage.logged_versions(page * PAGE_SIZE as u64, &mut scratch, &mut |_| ())?;
         }
-        if repair || logged_header {
+        if logged_header {
             pager.checkpoint_and_erase_log()?;
         }
     }

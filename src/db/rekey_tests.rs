@@ -355,20 +355,28 @@ fn a_rekey_that_cannot_remake_a_slot_fails_before_it_starts() {
     assert_eq!(&db.get("k").unwrap().unwrap()[..], b"v");
 }
 
-/// A rekey whose finish fails at its last step, the checkpoint after the new header is synced
-/// (the handle poisoned), leaves the handle's header and keys alike: a backup taken from it
-/// restores under the credentials. The header in memory was changed before that checkpoint,
-/// the keys after it: the backup copied the new header and sealed its chunks and MAC under the
-/// old key, and no credentials restored it.
+/// A rekey whose finish fails writing either copy of its new header (the handle poisoned)
+/// leaves the handle's header and keys alike: a backup taken from it restores under the
+/// credentials. (When the finish's last step was a checkpoint after both copies, the header in
+/// memory was changed before it and the keys after it: the backup copied the new header and
+/// sealed its chunks and MAC under the old key, and no credentials restored it.)
 #[test]
-fn a_rekey_whose_last_checkpoint_fails_leaves_backups_restorable() {
+fn a_rekey_whose_finish_fails_writing_its_header_leaves_backups_restorable() {
+    for allowed in [2, 3] {
+        rekey_finish_fails_at_header_write(allowed);
+    }
+}
+
+/// The rotation's start writes two header copies through; the finish's write number
+/// `allowed - 1` (0: its first) fails.
+fn rekey_finish_fails_at_header_write(allowed: u64) {
     use std::sync::atomic::{AtomicU64, Ordering};
-    struct FailsCheckpoints {
+    struct FailsHeaderWrites {
         inner: MemoryStorage,
-        /// Checkpoints still allowed; `u64::MAX` while unarmed.
+        /// Header writes still allowed; `u64::MAX` while unarmed.
         allowed: AtomicU64,
     }
-    impl Storage for FailsCheckpoints {
+    impl Storage for FailsHeaderWrites {
         fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
             self.inner.read_at(offset, buf)
         }
@@ -384,14 +392,14 @@ fn a_rekey_whose_last_checkpoint_fails_leaves_backups_restorable() {
         fn set_len(&self, len: u64) -> std::io::Result<()> {
             self.inner.set_len(len)
         }
-        fn checkpoint_log(&self) -> std::io::Result<()> {
+        fn write_through(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
             match self.allowed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)) {
-                Ok(_) => Ok(()),
-                Err(_) => Err(std::io::Error::other("injected: the checkpoint fails")),
+                Ok(_) => self.inner.write_at(offset, buf).and_then(|()| self.inner.sync()),
+                Err(_) => Err(std::io::Error::other("injected: the header write fails")),
             }
         }
     }
-    let s = Arc::new(FailsCheckpoints { inner: MemoryStorage::new(), allowed: AtomicU64::new(u64::MAX) });
+    let s = Arc::new(FailsHeaderWrites { inner: MemoryStorage::new(), allowed: AtomicU64::new(u64::MAX) });
     let cfg = Config::new()
         .storage(s.clone())
         .passphrase(PASS)
@@ -404,9 +412,9 @@ fn a_rekey_whose_last_checkpoint_fails_leaves_backups_restorable() {
         t.insert(i.to_be_bytes(), vec![i as u8; 100]).unwrap();
     }
     db.flush().unwrap();
-    // The rotation's start (its next key into the header) checkpoints; its finish fails.
-    s.allowed.store(1, Ordering::Release);
-    assert!(db.rekey(&creds(), &mut |_| {}).is_err(), "the finish's checkpoint failed");
+    // The rotation's start (its next key into the header) writes both copies; its finish fails.
+    s.allowed.store(allowed, Ordering::Release);
+    assert!(db.rekey(&creds(), &mut |_| {}).is_err(), "the finish's header write failed");
     // Its commits were durable: a backup of them is still taken from the poisoned handle.
     let mut backup = Vec::new();
     db.backup_to(&mut backup, &mut |_| {}).unwrap();

@@ -198,6 +198,24 @@ impl Pager {
         }
     }
 
+    /// Writes `bytes` (whole pages, from `first` on) into the file itself, past any log, and
+    /// syncs (`Storage::write_through`): the header pages, which no log may hold a copy of. One
+    /// sync at a time, as `sync`; a failure or a panic poisons the pager, as a failed sync does.
+    pub(crate) fn write_raw_through(&self, first: PageNo, bytes: &[u8]) -> Result<()> {
+        debug_assert!(bytes.len().is_multiple_of(PAGE_SIZE));
+        let _one_at_a_time = self.syncing.lock();
+        self.check_writable()?;
+        let _unwinding = self.poison_on_panic();
+        Counters::add(&self.counters.syncs, 1);
+        match self.storage.write_through(first * PAGE_SIZE as u64, bytes) {
+            Ok(()) => {
+                Counters::add(&self.counters.bytes_written, bytes.len() as u64);
+                Ok(())
+            }
+            Err(e) => self.poison(e),
+        }
+    }
+
     /// Reads and opens page `r.page`, checking that it was sealed with `r.tag` and is of `kind`.
     pub(crate) fn read(&self, r: PageRef, kind: Option<PageKind>) -> Result<Arc<CachedPage>> {
         if r.page < FIRST_DATA_PAGE || r.page >= self.page_limit() {
@@ -407,7 +425,8 @@ impl Pager {
     }
 
     /// `checkpoint_log`, and the log's old bytes overwritten (`Storage::checkpoint_and_erase_log`):
-    /// after a header update. Poisons on failure.
+    /// after an open that replayed a header page from a log an earlier build wrote. Poisons on
+    /// failure.
     pub(crate) fn checkpoint_and_erase_log(&self) -> Result<()> {
         self.fold_log(|s| s.checkpoint_and_erase_log())
     }

@@ -55,8 +55,19 @@ pub trait Storage: Send + Sync + 'static {
     fn checkpoint_log(&self) -> io::Result<()> {
         Ok(())
     }
+    /// Writes `buf` at `offset` into the file itself, past any log beside it (whose pages are
+    /// folded into the file first), and makes it durable with every earlier write before
+    /// returning. For the header pages (SPEC §6.2, §15): a log must never hold a copy of one,
+    /// whose old key slots (or a rotation's next-key block) would outlive a key change in the
+    /// log's bytes. `write_at` then `sync` for a storage that keeps nothing beside the file; a
+    /// storage that wraps one with a log forwards this call, or the header pages go into the log.
+    fn write_through(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.write_at(offset, buf)?;
+        self.sync()
+    }
     /// `checkpoint_log`, then what the log held overwritten (zeros, synced), so that no earlier
-    /// version of a page stays in its bytes: after a header update, whose old key slots (and a
+    /// version of a page stays in its bytes: after an open that replayed a header page from a
+    /// log an earlier build wrote (which logged its header updates), whose old key slots (and a
     /// rotation's next-key block) must not outlive it there. `checkpoint_log` for a storage
     /// that keeps nothing beside the file; a storage that wraps one with a log forwards this
     /// call as it forwards `checkpoint_log`, or the erase is lost.

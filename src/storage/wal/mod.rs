@@ -59,6 +59,9 @@
 //!   threads of a large commit write in parallel; leaving direct mode (`sync`, `set_len`) takes
 //!   the lock exclusively, so it follows every such write, and folds their furthest end
 //!   (`direct_end`) into the lengths before it uses them;
+//! - `write_through` (the database header pages, SPEC §2) is direct mode for one write and the
+//!   sync that ends it: the log folded into the file, the page written there, the file synced;
+//!   so no group this build writes holds a header page;
 //! - more than `max_group` (at most `MAX_GROUP`) pages written before a sync, or a shrinking
 //!   `set_len`, make the rest of that group *direct*: the log is checkpointed, then those writes
 //!   go to the database file, and the next `sync` syncs that file; a sync that finds more pages
@@ -346,6 +349,151 @@ fn to_io(e: Error) -> io::Error {
     }
 }
 
+impl WalStorage {
+    /// `Storage::sync`, with `sync_lock` held.
+    fn sync_holding_lock(&self) -> io::Result<()> {
+        // Finishing a checkpoint and writing the session's first header let go of the state,
+        // and writers may add pages meanwhile: every check runs again after either.
+        let mut st = loop {
+            let mut st = self.state_mut();
+            if st.failed {
+                return Err(failed());
+            }
+            if !st.direct && st.pending.len() > self.max_group {
+                // A writer passed the bound after its check and waits for this lock to go
+                // direct (writes run while a sync does): go direct for it, so that no group
+                // exceeds it.
+                drop(st);
+                self.go_direct().map_err(to_io)?;
+                st = self.state_mut();
+            }
+            if st.direct {
+                // Writes from here on are logged (unless the session logs nothing); those
+                // before went to the file this syncs.
+                st.direct = st.unlogged;
+                let unlogged = st.unlogged;
+                let (len, main_len) = (st.len, st.main_len);
+                st.logged_len = len;
+                drop(st);
+                let r = if len > main_len { self.main.set_len(len) } else { Ok(()) };
+                // The file's new length is published once the file has it (as a checkpoint's
+                // copy does): a reader in between read past the file's end (`UnexpectedEof`),
+                // where the pages never written must read as zeros.
+                if r.is_ok() {
+                    let mut st = self.state_mut();
+                    st.main_len = st.main_len.max(len);
+                }
+                r.and_then(|()| self.main.sync()).inspect_err(|_| self.state.write().failed = true)?;
+                // The log is empty since `go_direct`; if this group rewrote the owner bytes, the
+                // header must name the new ones before a group is logged against them.
+                let owner = self.state.read().owner;
+                if !unlogged && owner_of(&*self.main, len.max(main_len), 0)? != owner {
+                    self.reset_log().map_err(to_io)?;
+                }
+                return Ok(());
+            }
+            if st.checkpoint_due(self.checkpoint_pages) {
+                // The copy that ran in the background ends here: what was logged since it
+                // began goes home too, the file is synced, and this group (if any) starts the
+                // next generation.
+                drop(st);
+                self.checkpoint().map_err(to_io)?;
+                continue;
+            }
+            if st.pending.is_empty() && st.len == st.logged_len {
+                if st.settle_first && !st.found_synced {
+                    // Open's sync: the file and the log as open read them, through the OS
+                    // cache, made durable (a process that died before its sync may have left
+                    // its last group there only). Nothing is written.
+                    drop(st);
+                    let r = self.main.sync().and_then(|()| self.log.sync());
+                    let mut st = self.state_mut();
+                    if r.is_err() {
+                        st.failed = true;
+                    }
+                    r?;
+                    st.found_synced = true;
+                }
+                return Ok(());
+            }
+            if st.settle_first {
+                drop(st);
+                self.settle().map_err(to_io)?;
+                continue;
+            }
+            if !st.header_written {
+                // The session's first group: the header (naming the file's owner bytes as they
+                // are now, all durable in the file) goes in first. If the file's two header
+                // copies differ, none is written (`reset_log`), and this group goes to the file
+                // itself: the open that found one copy damaged repairs it in this group.
+                drop(st);
+                self.reset_log().map_err(to_io)?;
+                if !self.state.read().header_written {
+                    self.go_direct().map_err(to_io)?;
+                }
+                continue;
+            }
+            break st;
+        };
+        let group = std::mem::take(&mut st.pending);
+        let n = group.len();
+        debug_assert!(n <= self.max_group, "a group of {n} pages");
+        let (at, seq, salt, len) = (st.tail, st.next_seq, st.salt, st.len);
+        let mut buf = vec![0u8; (n + 1) * PAGE];
+        buf[..8].copy_from_slice(GROUP_MAGIC);
+        buf[8..16].copy_from_slice(&salt.to_le_bytes());
+        buf[16..24].copy_from_slice(&seq.to_le_bytes());
+        buf[24..28].copy_from_slice(&(n as u32).to_le_bytes());
+        buf[32..40].copy_from_slice(&len.to_le_bytes());
+        for (i, (pg, page)) in group.iter().enumerate() {
+            buf[INDEX_ENTRIES_AT + 8 * i..INDEX_ENTRIES_AT + 8 * i + 8].copy_from_slice(&pg.to_le_bytes());
+            buf[(i + 1) * PAGE..(i + 2) * PAGE].copy_from_slice(&page[..]);
+        }
+        let crc = crc_of(&[&buf]);
+        buf[INDEX_CRC_AT..INDEX_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        let end = at + 1 + n as u64;
+        let grow_from = st.log_pages;
+        let grow_to = if end > grow_from { end.max(grow_from + GROW_PAGES) } else { grow_from };
+        st.inflight = group;
+        drop(st);
+        // A panic in the log's storage leaves the group in flight: the log is failed, as an
+        // error leaves it, or the next group took its place in `inflight` and reads lost
+        // these pages (concurrency review).
+        let unwinding = crate::error::OnPanic::new(|| self.state.write().failed = true);
+        let r = (|| -> io::Result<()> {
+            if grow_to > grow_from.max(end) {
+                let from = grow_from.max(end);
+                self.log.write_at(from * P, &vec![0u8; ((grow_to - from) * P) as usize])?;
+            }
+            self.log.write_at(at * P, &buf)?;
+            self.log.sync()
+        })();
+        drop(unwinding);
+        let mut st = self.state_mut();
+        if let Err(e) = r {
+            st.failed = true;
+            return Err(e);
+        }
+        let group = std::mem::take(&mut st.inflight);
+        for (i, pg) in group.keys().enumerate() {
+            st.index.insert(*pg, at + 1 + i as u64);
+        }
+        st.log_pages = grow_to;
+        st.tail = end;
+        st.next_seq = seq + 1;
+        st.logged_len = len;
+        let full = st.tail >= self.checkpoint_pages;
+        drop(st);
+        if full && let Err(e) = self.start_checkpoint() {
+            // The group is durable, so this sync succeeded; the log is marked failed and the
+            // next operation reports it (the next open replays the log).
+            self.state.write().failed = true;
+            tracing::error!(target: "foldvault::audit", error = %e, "write-ahead log checkpoint failed; the next open replays the log");
+        }
+        Ok(())
+    }
+}
+
 impl Storage for WalStorage {
     fn checkpoint_log(&self) -> io::Result<()> {
         self.checkpoint_now().map_err(to_io)
@@ -353,6 +501,30 @@ impl Storage for WalStorage {
 
     fn checkpoint_and_erase_log(&self) -> io::Result<()> {
         self.checkpoint_and_erase_now().map_err(to_io)
+    }
+
+    /// Direct mode for one write: the log folded into the file (`go_direct`), the page written
+    /// to the file, and the sync that ends direct mode (syncing the file, and starting a new log
+    /// generation if the page changed the owner bytes).
+    fn write_through(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let _s = self.sync_lock.lock();
+        if self.state.read().failed {
+            return Err(failed());
+        }
+        self.go_direct().map_err(to_io)?;
+        {
+            // As `write_at` in direct mode (which a write past `MAX_LEN` would leave for a path
+            // that takes `sync_lock`, held here).
+            let st = self.state.read();
+            let r = self.main.write_at(offset, buf);
+            if r.is_ok() {
+                self.direct_end.fetch_max(end, Ordering::AcqRel);
+            }
+            drop(st);
+            r.inspect_err(|_| self.state.write().failed = true)?;
+        }
+        self.sync_holding_lock()
     }
 
     fn abandon(&self) {
@@ -494,147 +666,8 @@ impl Storage for WalStorage {
 
     fn sync(&self) -> io::Result<()> {
         let _s = self.sync_lock.lock();
-        // Finishing a checkpoint and writing the session's first header let go of the state,
-        // and writers may add pages meanwhile: every check runs again after either.
-        let mut st = loop {
-            let mut st = self.state_mut();
-            if st.failed {
-                return Err(failed());
-            }
-            if !st.direct && st.pending.len() > self.max_group {
-                // A writer passed the bound after its check and waits for this lock to go
-                // direct (writes run while a sync does): go direct for it, so that no group
-                // exceeds it.
-                drop(st);
-                self.go_direct().map_err(to_io)?;
-                st = self.state_mut();
-            }
-            if st.direct {
-                // Writes from here on are logged (unless the session logs nothing); those
-                // before went to the file this syncs.
-                st.direct = st.unlogged;
-                let unlogged = st.unlogged;
-                let (len, main_len) = (st.len, st.main_len);
-                st.logged_len = len;
-                drop(st);
-                let r = if len > main_len { self.main.set_len(len) } else { Ok(()) };
-                // The file's new length is published once the file has it (as a checkpoint's
-                // copy does): a reader in between read past the file's end (`UnexpectedEof`),
-                // where the pages never written must read as zeros.
-                if r.is_ok() {
-                    let mut st = self.state_mut();
-                    st.main_len = st.main_len.max(len);
-                }
-                r.and_then(|()| self.main.sync()).inspect_err(|_| self.state.write().failed = true)?;
-                // The log is empty since `go_direct`; if this group rewrote the owner bytes, the
-                // header must name the new ones before a group is logged against them.
-                let owner = self.state.read().owner;
-                if !unlogged && owner_of(&*self.main, len.max(main_len), 0)? != owner {
-                    self.reset_log().map_err(to_io)?;
-                }
-                return Ok(());
-            }
-            if st.checkpoint_due(self.checkpoint_pages) {
-                // The copy that ran in the background ends here: what was logged since it
-                // began goes home too, the file is synced, and this group (if any) starts the
-                // next generation.
-                drop(st);
-                self.checkpoint().map_err(to_io)?;
-                continue;
-            }
-            if st.pending.is_empty() && st.len == st.logged_len {
-                if st.settle_first && !st.found_synced {
-                    // Open's sync: the file and the log as open read them, through the OS
-                    // cache, made durable (a process that died before its sync may have left
-                    // its last group there only). Nothing is written.
-                    drop(st);
-                    let r = self.main.sync().and_then(|()| self.log.sync());
-                    let mut st = self.state_mut();
-                    if r.is_err() {
-                        st.failed = true;
-                    }
-                    r?;
-                    st.found_synced = true;
-                }
-                return Ok(());
-            }
-            if st.settle_first {
-                drop(st);
-                self.settle().map_err(to_io)?;
-                continue;
-            }
-            if !st.header_written {
-                // The session's first group: the header (naming the file's owner bytes as they
-                // are now, all durable in the file) goes in first. If the file's two header
-                // copies differ, none is written (`reset_log`), and this group goes to the file
-                // itself: the open that found one copy damaged repairs it in this group.
-                drop(st);
-                self.reset_log().map_err(to_io)?;
-                if !self.state.read().header_written {
-                    self.go_direct().map_err(to_io)?;
-                }
-                continue;
-            }
-            break st;
-        };
-        let group = std::mem::take(&mut st.pending);
-        let n = group.len();
-        debug_assert!(n <= self.max_group, "a group of {n} pages");
-        let (at, seq, salt, len) = (st.tail, st.next_seq, st.salt, st.len);
-        let mut buf = vec![0u8; (n + 1) * PAGE];
-        buf[..8].copy_from_slice(GROUP_MAGIC);
-        buf[8..16].copy_from_slice(&salt.to_le_bytes());
-        buf[16..24].copy_from_slice(&seq.to_le_bytes());
-        buf[24..28].copy_from_slice(&(n as u32).to_le_bytes());
-        buf[32..40].copy_from_slice(&len.to_le_bytes());
-        for (i, (pg, page)) in group.iter().enumerate() {
-            buf[INDEX_ENTRIES_AT + 8 * i..INDEX_ENTRIES_AT + 8 * i + 8].copy_from_slice(&pg.to_le_bytes());
-            buf[(i + 1) * PAGE..(i + 2) * PAGE].copy_from_slice(&page[..]);
-        }
-        let crc = crc_of(&[&buf]);
-        buf[INDEX_CRC_AT..INDEX_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
-        let end = at + 1 + n as u64;
-        let grow_from = st.log_pages;
-        let grow_to = if end > grow_from { end.max(grow_from + GROW_PAGES) } else { grow_from };
-        st.inflight = group;
-        drop(st);
-        // A panic in the log's storage leaves the group in flight: the log is failed, as an
-        // error leaves it, or the next group took its place in `inflight` and reads lost
-        // these pages (concurrency review).
-        let unwinding = crate::error::OnPanic::new(|| self.state.write().failed = true);
-        let r = (|| -> io::Result<()> {
-            if grow_to > grow_from.max(end) {
-                let from = grow_from.max(end);
-                self.log.write_at(from * P, &vec![0u8; ((grow_to - from) * P) as usize])?;
-            }
-            self.log.write_at(at * P, &buf)?;
-            self.log.sync()
-        })();
-        drop(unwinding);
-        let mut st = self.state_mut();
-        if let Err(e) = r {
-            st.failed = true;
-            return Err(e);
-        }
-        let group = std::mem::take(&mut st.inflight);
-        for (i, pg) in group.keys().enumerate() {
-            st.index.insert(*pg, at + 1 + i as u64);
-        }
-        st.log_pages = grow_to;
-        st.tail = end;
-        st.next_seq = seq + 1;
-        st.logged_len = len;
-        let full = st.tail >= self.checkpoint_pages;
-        drop(st);
-        if full && let Err(e) = self.start_checkpoint() {
-            // The group is durable, so this sync succeeded; the log is marked failed and the
-            // next operation reports it (the next open replays the log).
-            self.state.write().failed = true;
-            tracing::error!(target: "foldvault::audit", error = %e, "write-ahead log checkpoint failed; the next open replays the log");
-        }
-        Ok(())
+        self.sync_holding_lock()
     }
-
     fn len(&self) -> io::Result<u64> {
         Ok(self.direct_len(self.state.read().len))
     }
