@@ -98,6 +98,23 @@ fn backup_verify_restore_round_trip() {
 }
 
 /// A forced restore onto a symbolic link replaces the database the link names; the link stays.
+/// A stream's length follows from its header (`BackupHeader::stream_len`), which the command
+/// line reads a block device up to: a backup written over a device's earlier bytes (here a
+/// longer backup's, then zeros) verifies when cut there, and fails as "bytes after the trailer"
+/// when not (backup review, medium: every backup on a device failed so).
+#[test]
+fn a_backup_followed_by_other_bytes_verifies_when_cut_at_its_header_length() {
+    let (_dir, bytes, _) = make_backup();
+    let header = backup::BackupHeader::decode(&bytes[..4096]).unwrap();
+    assert_eq!(header.stream_len(), Some(bytes.len() as u64));
+    let mut device = bytes.clone();
+    device.extend(std::iter::repeat_n(0u8, 1 << 20));
+    let r = backup::verify(Cursor::new(&device), None, &mut |_| {});
+    assert!(matches!(r, Err(foldvault::Error::BackupCorrupt { .. })), "{r:?}");
+    let cut = std::io::Read::take(Cursor::new(&device), header.stream_len().unwrap());
+    backup::verify(cut, Some(&creds()), &mut |_| {}).unwrap();
+}
+
 #[test]
 fn a_restore_through_a_symbolic_link_replaces_the_file_it_names() {
     let (dir, bytes, want) = make_backup();

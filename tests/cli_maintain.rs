@@ -179,6 +179,13 @@ fn backup_verify_restore_round_trip() {
     assert_eq!(e.fv(&["dump", &restored, "--passphrase-file", &pass]).ok().stdout, dump);
     e.fv(&["check", &restored, "--passphrase-file", &pass]).ok();
 
+    // Onto a symbolic link to nothing: refused as DB's fault, before the backup is read or a
+    // passphrase asked for (no key given: the backup is encrypted).
+    let dangling = e.p("dangling");
+    std::os::unix::fs::symlink(e.p("nowhere"), &dangling).unwrap();
+    let err = e.fv(&["restore", &bk, &dangling]).code(2).err();
+    assert!(err.contains("dangling") && err.contains("symbolic link") && !err.contains(&bk), "{err}");
+
     // Into a database directory, and a plaintext database's backup.
     let dir = e.p("dir");
     std::fs::create_dir(&dir).unwrap();

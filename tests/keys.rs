@@ -294,6 +294,54 @@ fn an_import_of_a_sled_key_too_long_says_where_it_is() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a copy was left behind");
 }
 
+/// A sled tree whose name foldvault cannot take (reserved, or longer than a key) ends the import
+/// naming the tree by position, and leaves no copy: it was a bare `KeyTooLarge`, or "reserved"
+/// naming no tree.
+#[cfg(feature = "sled-import")]
+#[test]
+fn an_import_of_a_sled_tree_name_foldvault_cannot_take_says_which() {
+    for name in [b"\0foldvault.ids".to_vec(), vec![b'n'; foldvault::MAX_KEY_LEN + 1]] {
+        let dir = tempfile::tempdir().unwrap();
+        let sled_path = dir.path().join("sled");
+        {
+            let s = sled::open(&sled_path).unwrap();
+            s.open_tree(&name).unwrap().insert("k", "v").unwrap();
+            s.flush().unwrap();
+        }
+        let dst = dir.path().join("imported.fv");
+        let cfg = Config::new().passphrase("i").kdf(fast()).use_env(false);
+        let e = foldvault::import::from_sled(&sled_path, &dst, &cfg, &mut |_| {}).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, Error::Unsupported(_)) && text.contains(" of 2: its name cannot be a foldvault tree"), "{text}");
+        assert!(!text.contains("nnn"), "{text}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a copy was left behind");
+    }
+}
+
+/// Ids go on above every id sled handed out, even under an `idgen_persist_interval` larger than
+/// sled's default (its counter then lags the ids drawn; the import adds a margin of 2^32).
+#[cfg(feature = "sled-import")]
+#[test]
+fn an_import_from_sled_keeps_ids_above_a_larger_persist_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_path = dir.path().join("sled");
+    let mut last = 0;
+    {
+        let s = sled::Config::new().path(&sled_path).idgen_persist_interval(100_000_000).open().unwrap();
+        // Ids drawn past the default interval's reach (2,000,000 past the persisted counter):
+        // the counter is persisted at the first id and every interval after.
+        for _ in 0..3_000_000u32 {
+            last = s.generate_id().unwrap();
+        }
+        s.flush().unwrap();
+    }
+    let dst = dir.path().join("imported.fv");
+    let cfg = Config::new().passphrase("i").kdf(fast()).use_env(false);
+    foldvault::import::from_sled(&sled_path, &dst, &cfg, &mut |_| {}).unwrap();
+    let db = Config::new().file(&dst).passphrase("i").use_env(false).open().unwrap();
+    assert!(db.generate_id().unwrap() > last, "an id sled handed out is handed out again");
+}
+
 /// A panic of the caller's progress callback during an import goes on as a panic, and leaves
 /// no copy behind: it was taken for sled's and reported as a damaged source.
 #[cfg(feature = "sled-import")]

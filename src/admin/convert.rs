@@ -185,6 +185,14 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), CliError> {
             dropped_slots.join(", ")
         );
     }
+    note_left_behind(&report, &src.file);
+    if !a.in_place && !src_encrypted {
+        note!(
+            "note: {} still holds every record in clear, and removing it does not erase its blocks; \
+`encrypt --in-place` overwrites the file it replaces",
+            src.file.display()
+        );
+    }
     let how = if a.in_place { "in place" } else { "into" };
     let verb = if src_encrypted { "re-encrypted" } else { "encrypted" };
     print_report(
@@ -197,6 +205,30 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), CliError> {
             t0.elapsed().as_secs_f64()
         ),
     )
+}
+
+/// What an in-place conversion could not overwrite of the file it replaced (`CopyReport::left_behind`),
+/// said on stderr: the library says it in an audit event, which this binary does not print.
+fn note_left_behind(report: &CopyReport, file: &std::path::Path) {
+    use crate::migrate::LeftBehind;
+    for left in &report.left_behind {
+        let f = file.display();
+        match left {
+            LeftBehind::DirectoryNotSynced => note!(
+                "note: the old data of {f} was not overwritten: the directory could not be synced, so the old file was \
+kept whole (a power loss could give the name back to it)"
+            ),
+            LeftBehind::OtherName => {
+                note!(
+                    "note: the old data of {f} was not overwritten: it has another name (a hard link), whose data it is"
+                )
+            }
+            LeftBehind::OverwriteFailed => note!("note: the old data of {f} could not be overwritten"),
+            LeftBehind::LogNotRemoved => {
+                note!("note: the emptied write-ahead log of the old {f} could not be removed from beside it; remove it")
+            }
+        }
+    }
 }
 
 pub fn decrypt(a: DecryptArgs) -> Result<(), CliError> {

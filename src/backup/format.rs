@@ -88,6 +88,22 @@ impl BackupHeader {
         key.keyed_hash(&input)
     }
 
+    /// The stream's length in bytes as this header describes it (SPEC §13.2): the header and
+    /// source header pages, `live_pages` pages in chunks of `chunk_pages`, the trailer. What a
+    /// reader stops at where the medium has no end of its own (a block device). `None` when it
+    /// overflows (a header no stream has).
+    pub fn stream_len(&self) -> Option<u64> {
+        if self.chunk_pages == 0 {
+            return None;
+        }
+        let chunks = self.live_pages.div_ceil(u64::from(self.chunk_pages));
+        let per_chunk = (CHUNK_HEADER_SIZE + CHUNK_TAG_SIZE + CHUNK_HASH_SIZE) as u64;
+        chunks
+            .checked_mul(per_chunk)?
+            .checked_add(self.live_pages.checked_mul(CHUNK_ENTRY_SIZE as u64)?)?
+            .checked_add((2 * PAGE_SIZE + TRAILER_SIZE) as u64)
+    }
+
     /// Checks the MAC in constant time.
     pub(crate) fn mac_ok(&self, key: &SecretKey, source_header: &[u8]) -> bool {
         bool::from(subtle::ConstantTimeEq::ct_eq(&self.compute_mac(key, source_header)[..], &self.mac[..]))

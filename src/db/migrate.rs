@@ -30,6 +30,27 @@ pub struct CopyProgress {
 pub struct CopyReport {
     /// (tree name as stored, records, digest)
     pub trees: Vec<(Vec<u8>, u64, [u8; 32])>,
+    /// What an in-place conversion ([`convert_in_place`]) could not overwrite of the file it
+    /// replaced, and why; empty for a copy into a new file (whose source is left as it was).
+    pub left_behind: Vec<LeftBehind>,
+}
+
+/// Why an in-place conversion left the replaced file's old bytes on the disk, beyond what a
+/// file system may keep below any file (copy-on-write, snapshots, spare blocks: SPEC §9.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeftBehind {
+    /// The directory of the new name could not be synced (a file system that refuses it, a
+    /// directory this process cannot open): the old file is kept whole, since a power loss may
+    /// yet give the name back to it.
+    DirectoryNotSynced,
+    /// The old file or its log has another name (a hard link someone made): that name's data,
+    /// not overwritten.
+    OtherName,
+    /// The overwrite of the old file or its log failed.
+    OverwriteFailed,
+    /// The replaced file's emptied log could not be removed from beside the new file.
+    LogNotRemoved,
 }
 
 impl std::fmt::Debug for CopyReport {
@@ -37,6 +58,7 @@ impl std::fmt::Debug for CopyReport {
         f.debug_struct("CopyReport")
             .field("trees", &self.trees.len())
             .field("records", &self.trees.iter().map(|t| t.1).sum::<u64>())
+            .field("left_behind", &self.left_behind)
             .finish()
     }
 }
@@ -385,7 +407,7 @@ damage): convert it into a new file instead, which keeps the original (or run `f
     // Another conversion of this file, which would be writing them, waits for the source's lock.
     super::leftovers::remove_stale(path);
     let tmp = super::leftovers::temp_beside(path, "copy");
-    let report = copy_to(&src, &tmp, dst_cfg, progress)?;
+    let mut report = copy_to(&src, &tmp, dst_cfg, progress)?;
     if let Err(e) = take_owner_and_mode(&tmp, &old) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
@@ -407,7 +429,7 @@ damage): convert it into a new file instead, which keeps the original (or run `f
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    let placed = (|| -> Result<crate::storage::FileStorage> {
+    let placed = (|| -> Result<(crate::storage::FileStorage, bool)> {
         if !same_file(&old, &std::fs::metadata(path)?)? {
             return Err(Error::Unsupported(format!(
                 "{} was replaced by another file while it was being converted: nothing was changed",
@@ -418,12 +440,12 @@ damage): convert it into a new file instead, which keeps the original (or run `f
         // no process opens or commits to either name in between.
         let lock = crate::storage::FileStorage::open(&tmp, false)?;
         std::fs::rename(&tmp, path)?;
-        // In place now: a directory that cannot be synced (not EIO) is said, and the old
-        // file's overwrite still follows (it was skipped, the conversion reported failed).
-        crate::storage::sync_new_name(path)?;
-        Ok(lock)
+        // In place now: a directory that cannot be synced (not EIO) is said, and reported
+        // (`LeftBehind`); the old file is then not overwritten (below).
+        let synced = crate::storage::sync_new_name(path)?;
+        Ok((lock, synced))
     })();
-    let _lock = match placed {
+    let (_lock, synced) = match placed {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -442,6 +464,16 @@ damage): convert it into a new file instead, which keeps the original (or run `f
     {
         tracing::warn!(target: "foldvault::audit", error = %e, path = %side.display(),
             "the replaced file's emptied log could not be removed; remove it");
+        report.left_behind.push(LeftBehind::LogNotRemoved);
+    }
+    // The rename not known to be durable: a power loss may give the name back to the old file,
+    // which must then still be the database. Overwritten, both were lost (the new file with no
+    // name, the old one zeros: migration review, medium-high). Its log was emptied above, after
+    // its commits were copied into it.
+    if !synced {
+        tracing::warn!(target: "foldvault::audit", "the new name is not known to be durable: the replaced file is kept whole");
+        report.left_behind.push(LeftBehind::DirectoryNotSynced);
+        return Ok(report);
     }
     // Best effort (SPEC §9.1): the old blocks are overwritten where the file system writes in
     // place; copy-on-write file systems, snapshots and SSD spare blocks keep them.
@@ -451,12 +483,14 @@ damage): convert it into a new file instead, which keeps the original (or run `f
             Ok(m) if std::os::unix::fs::MetadataExt::nlink(&m) > 0 => {
                 tracing::warn!(target: "foldvault::audit", links = std::os::unix::fs::MetadataExt::nlink(&m),
                     "the replaced file has another name: not overwritten");
+                report.left_behind.push(LeftBehind::OtherName);
                 continue;
             }
             _ => {}
         }
         if let Err(e) = zero_fill(f) {
             tracing::warn!(target: "foldvault::audit", error = %e, "the replaced file could not be overwritten");
+            report.left_behind.push(LeftBehind::OverwriteFailed);
         }
     }
     Ok(report)
@@ -559,6 +593,11 @@ fn sled_error(e: sled::Error) -> Error {
     }
 }
 
+/// Added to sled's id counter by an import (`from_sled`): ids sled handed out under an
+/// `idgen_persist_interval` larger than its default lie past the counter an import reads.
+#[cfg(feature = "sled-import")]
+pub(crate) const SLED_ID_MARGIN: u64 = 1 << 32;
+
 /// Imports every tree of a sled 0.34 database directory into a new foldvault database,
 /// verifying the record count and a digest per tree.
 #[cfg(feature = "sled-import")]
@@ -576,6 +615,9 @@ pub fn from_sled(
             sled_path.display()
         )));
     }
+    // The target is checked before sled opens (which writes to its directory, and waits for
+    // its lock): an occupied target changed the source and could say `Locked` (review, low).
+    refuse_occupied(dst)?;
     let sdb = inside_sled(|| open_sled(sled_path))?;
     copy_through_temp(dst, |tmp| {
         // sled's own checksum of everything (its trees' names, keys and values), which the
@@ -588,6 +630,15 @@ pub fn from_sled(
         let names = inside_sled(|| Ok(sdb.tree_names()))?;
         let trees = names.len();
         for (i, name) in names.into_iter().enumerate() {
+            // A name foldvault cannot take ends the import naming the tree by position (names
+            // are the caller's data), as a key does: it was a bare `KeyTooLarge`, or "reserved"
+            // naming no tree (migration review, low).
+            if let Err(e) = super::engine::check_user_tree_name(&name) {
+                return Err(Error::Unsupported(format!(
+                    "sled tree {} of {trees}: its name cannot be a foldvault tree's ({e}); nothing was imported",
+                    i + 1
+                )));
+            }
             let st = inside_sled(|| sdb.open_tree(&name).map_err(sled_error))?;
             let dt = out.open_tree(&*name)?;
             let mut records = st.iter();
@@ -625,11 +676,14 @@ pub fn from_sled(
             let (n, d) = copy_records(items, &dt, &mut p, progress)?;
             report.trees.push((name.to_vec(), n, d));
         }
-        // sled's id counter carries over: one id drawn from it is above every id it handed
-        // out, and the copy's `generate_id` starts there.
+        // sled's id counter carries over, with a margin: an id drawn from it is above every id
+        // it handed out only if the application ran sled with an `idgen_persist_interval` of at
+        // most twice this process's (sled's default, 1,000,000: its recovery puts the counter
+        // that far past the one it persisted); an application that drew ids with a larger one
+        // got repeats (migration review, medium). `SLED_ID_MARGIN` covers intervals up to 2^31.
         let next = inside_sled(|| sdb.generate_id().map_err(sled_error))?;
         let ids = super::api::Tree::fixed(out.handle.clone(), super::engine::IDS_TREE);
-        ids.insert(b"next", next.saturating_add(1).to_le_bytes())?;
+        ids.insert(b"next", next.saturating_add(1).saturating_add(SLED_ID_MARGIN).to_le_bytes())?;
         drop(ids);
         if out.checksum()? != expected {
             return Err(Error::ReportableBug("the copy's checksum differs from the sled database's".into()));
@@ -652,103 +706,5 @@ fn inside_sled<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A panic inside sled during an import is an error of the import.
-    #[cfg(feature = "sled-import")]
-    #[test]
-    fn a_panic_inside_sled_is_an_error() {
-        let r: Result<()> = inside_sled(|| panic!("sled's own expect"));
-        assert!(matches!(r, Err(Error::Unsupported(m)) if m.contains("sled panicked")));
-    }
-
-    fn plain(path: &Path) -> Config {
-        Config::new().file(path).plaintext().use_env(false).flush_every_ms(None)
-    }
-
-    /// Regression: the source, closed after the rename, wrote its clean-close commit record
-    /// (its last session had not closed cleanly) through its log, whose name by then was the
-    /// new file's: a crash in that close left a log the new file refused (`ForeignLog`). Its
-    /// close now has nothing to write: the emptied log stays zeros.
-    #[test]
-    fn the_source_writes_nothing_to_its_emptied_log_when_it_closes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let cfg = plain(&path).write_ahead_log(true);
-        let last = cfg.clone().checkpoint_on_close(false).open().unwrap();
-        last.insert("k", "v").unwrap();
-        last.flush().unwrap();
-        drop(last);
-        let src = cfg.open().unwrap();
-        let side = crate::storage::wal::sidecar_path(&path);
-        let log = std::fs::OpenOptions::new().read(true).write(true).open(&side).unwrap();
-        empty_log_before_replacement(&src, Some(&log)).unwrap();
-        drop(src);
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut &log, &mut bytes).unwrap();
-        assert!(!bytes.is_empty() && bytes.iter().all(|&b| b == 0), "the close wrote to the emptied log");
-    }
-
-    /// The rename used where a file system has no hard links: a free name or an empty file is
-    /// replaced; a name holding data, or one another open holds locked, is refused; a name it
-    /// made is removed again when the rename fails.
-    #[test]
-    fn a_rename_without_hard_links_takes_the_name_only_under_its_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let (tmp, dst) = (dir.path().join("tmp"), dir.path().join("dst"));
-        std::fs::write(&tmp, b"new").unwrap();
-        rename_under_lock(&tmp, &dst).unwrap();
-        assert_eq!(std::fs::read(&dst).unwrap(), b"new");
-        assert!(!tmp.exists());
-        std::fs::write(&tmp, b"newer").unwrap();
-        assert!(matches!(rename_under_lock(&tmp, &dst), Err(Error::AlreadyExists(_))));
-        assert_eq!(std::fs::read(&dst).unwrap(), b"new", "a file with data is kept");
-        std::fs::write(&dst, b"").unwrap();
-        let creator = crate::storage::FileStorage::open(&dst, true).unwrap();
-        assert!(matches!(rename_under_lock(&tmp, &dst), Err(Error::Locked)));
-        drop(creator);
-        rename_under_lock(&tmp, &dst).unwrap();
-        assert_eq!(std::fs::read(&dst).unwrap(), b"newer", "an empty file no one holds is replaced");
-        let missing = dir.path().join("missing");
-        let free = dir.path().join("free");
-        assert!(matches!(rename_under_lock(&missing, &free), Err(Error::Io(_))));
-        assert!(!free.exists(), "the failed rename left the name it made");
-    }
-
-    /// A crash just after an in-place conversion's rename (emulated: the two files as they are
-    /// then, copied elsewhere, with no close of the source): the new file opens beside the old
-    /// file's log, and that log holds none of the source's bytes.
-    #[test]
-    fn a_crash_after_the_rename_leaves_a_log_the_new_file_opens_with() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let marker = b"plaintext-marker-3b9f";
-        let src = plain(&path).open().unwrap();
-        for i in 0..50u32 {
-            src.insert(i.to_be_bytes(), &marker[..]).unwrap();
-        }
-        src.flush().unwrap();
-        let side = crate::storage::wal::sidecar_path(&path);
-        let log = std::fs::OpenOptions::new().read(true).write(true).open(&side).unwrap();
-        assert!(log.metadata().unwrap().len() > 0);
-        empty_log_before_replacement(&src, Some(&log)).unwrap();
-        // The copy (another file id) takes the name; then the process dies.
-        let copy = dir.path().join("copy");
-        let other = plain(&copy).open().unwrap();
-        other.insert("copied", "yes").unwrap();
-        drop(other);
-        std::fs::rename(&copy, &path).unwrap();
-        let after = tempfile::tempdir().unwrap();
-        let (path, side) = (after.path().join("db"), crate::storage::wal::sidecar_path(&after.path().join("db")));
-        std::fs::copy(dir.path().join("db"), &path).unwrap();
-        std::fs::copy(crate::storage::wal::sidecar_path(&dir.path().join("db")), &side).unwrap();
-        drop(src);
-        let bytes = std::fs::read(&side).unwrap();
-        assert!(!bytes.windows(marker.len()).any(|w| w == marker), "the old log still holds the source's pages");
-        let db = plain(&path).open().unwrap();
-        assert_eq!(db.get("copied").unwrap().unwrap(), "yes");
-        db.insert("after", "crash").unwrap();
-        db.flush().unwrap();
-    }
-}
+#[path = "migrate_tests.rs"]
+mod tests;

@@ -184,8 +184,19 @@ pub(crate) fn sync_or_say(r: io::Result<()>, path: &Path, what: &str) -> io::Res
 /// created or renamed there stays after a crash: `fdatasync` of a file does not promise its
 /// directory entry.
 pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    if REFUSE_DIR_SYNC.with(std::cell::Cell::get) {
+        return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+    }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Unit tests: this thread's directory syncs fail as on a directory this user cannot open
+    /// (tests run as root, which opens any).
+    pub(crate) static REFUSE_DIR_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// `sync_parent_dir` for a new name whose durability is all that is in doubt if the directory

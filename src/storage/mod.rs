@@ -24,6 +24,8 @@ mod memory;
 pub mod wal;
 
 pub use fault::{CrashModel, DeviceImages, FaultPlan, FaultyDevices, FaultyStorage, Observer};
+#[cfg(test)]
+pub(crate) use file::REFUSE_DIR_SYNC;
 pub use file::{FileStorage, LOCK_GRACE, sync_parent_dir};
 pub(crate) use file::{same_inode, sync_new_name};
 pub use memory::MemoryStorage;
