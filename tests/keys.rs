@@ -312,7 +312,10 @@ fn an_import_of_a_sled_tree_name_foldvault_cannot_take_says_which() {
         let cfg = Config::new().passphrase("i").kdf(fast()).use_env(false);
         let e = foldvault::import::from_sled(&sled_path, &dst, &cfg, &mut |_| {}).unwrap_err();
         let text = e.to_string();
-        assert!(matches!(e, Error::Unsupported(_)) && text.contains(" of 2: its name cannot be a foldvault tree"), "{text}");
+        assert!(
+            matches!(e, Error::Unsupported(_)) && text.contains(" of 2: its name cannot be a foldvault tree"),
+            "{text}"
+        );
         assert!(!text.contains("nnn"), "{text}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a copy was left behind");
     }

@@ -258,6 +258,9 @@ pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
 pub(crate) fn must_not_exist(t: &Target, what: &str) -> Result<(), CliError> {
     match std::fs::metadata(&t.file) {
         Ok(m) if m.len() > 0 || !m.is_file() => {
+            // What killed runs left beside it is tidied all the same (the library's copies do
+            // so before they refuse): no run into it would, and for `decrypt` it is plaintext.
+            crate::db::leftovers::remove_stale(&t.file);
             Err(CliError::Usage(format!("{what} {} already exists; it is not replaced", t.file.display())))
         }
         _ => Ok(()),

@@ -6,7 +6,9 @@
 //! panic removes it. A kill, a crash or a power loss runs neither, and the next run picks a
 //! new random name: the old file stayed for good, for `decrypt` with records in plaintext
 //! (migration review, low). So each run first removes what an earlier one left beside the
-//! same target.
+//! same target (a command-line run refused because the target is there too), and a copy, once
+//! its file holds the target's name, what runs before it left however recently
+//! (`remove_left_before`): no later run into that target tidies before it is refused.
 //!
 //! Names (NAME is the target's file name, HEX twelve lowercase hex digits):
 //!
@@ -57,6 +59,20 @@ fn file_name(target: &Path) -> String {
 /// and no live run holds. Failures to list or remove are left for the next run: this tidies,
 /// it never fails a run.
 pub(crate) fn remove_stale(target: &Path) {
+    remove_abandoned(target, stale);
+}
+
+/// Removes, as `remove_stale` does, what earlier runs left beside `target` and last wrote before
+/// `since` (this run's start), however recently: called once this run's file holds the target's
+/// name, after which any other run into it fails (the target is occupied) and nothing would
+/// ever remove them. A run killed and run again at once left its file (for `decrypt`, records
+/// in plaintext) for good: the next run into the target was refused before it tidied
+/// (migration review, medium-low). A run still writing holds its file locked, and is left.
+pub(crate) fn remove_left_before(target: &Path, since: std::time::SystemTime) {
+    remove_abandoned(target, |meta| meta.modified().is_ok_and(|m| m < since));
+}
+
+fn remove_abandoned(target: &Path, stale: impl Fn(&std::fs::Metadata) -> bool) {
     let name = file_name(target);
     let set_aside = format!("{name}.fvwal");
     let dir = match target.parent() {

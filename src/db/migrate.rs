@@ -171,14 +171,18 @@ pub fn copy_to(src: &Db, dst: &Path, dst_cfg: &Config, progress: &mut dyn FnMut(
 /// what it wrote at `dst` if that is still free (`put_in_place`, `Placement::NewOnly`); on an
 /// error the temporary file is removed. Copies, imports and salvage.
 pub(crate) fn copy_through_temp<T>(dst: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
-    refuse_occupied(dst)?;
+    let started = std::time::SystemTime::now();
+    // Tidied first: beside a target that is there, what an earlier run left was never removed.
     super::leftovers::remove_stale(dst);
+    refuse_occupied(dst)?;
     let tmp = super::leftovers::temp_beside(dst, "copy");
     let result = {
         let _unwinding = RemovedOnPanic(&tmp);
         write(&tmp)
     };
-    put_in_place(result, &tmp, dst, Placement::NewOnly, || remove_old_log(dst))
+    let placed = put_in_place(result, &tmp, dst, Placement::NewOnly, || remove_old_log(dst))?;
+    super::leftovers::remove_left_before(dst, started);
+    Ok(placed)
 }
 
 /// Removes a temporary copy (and a log beside it) when a panic unwinds through its writer (a
