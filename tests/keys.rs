@@ -321,6 +321,35 @@ fn an_import_of_a_sled_tree_name_foldvault_cannot_take_says_which() {
     }
 }
 
+/// A sled database made with another segment size than sled's default imports (sled refuses to
+/// open one at any other size, and the import opened every database at the default); one whose
+/// `conf` says it is compressed, which this build's sled cannot read, is refused saying so.
+#[cfg(feature = "sled-import")]
+#[test]
+fn an_import_from_sled_takes_the_segment_size_it_was_made_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_path = dir.path().join("sled");
+    {
+        let s = sled::Config::new().path(&sled_path).segment_size(1 << 20).open().unwrap();
+        for i in 0..100u32 {
+            s.insert(i.to_be_bytes(), &b"v"[..]).unwrap();
+        }
+        s.flush().unwrap();
+    }
+    let cfg = Config::new().passphrase("i").kdf(fast()).use_env(false);
+    let dst = dir.path().join("imported.fv");
+    foldvault::import::from_sled(&sled_path, &dst, &cfg, &mut |_| {}).unwrap();
+    assert_eq!(Config::new().file(&dst).passphrase("i").use_env(false).open().unwrap().len(), 100);
+    // The conf file as a compressed database's (its CRC is sled's to check; the import looks
+    // first).
+    let conf = sled_path.join("conf");
+    let text = String::from_utf8_lossy(&std::fs::read(&conf).unwrap())
+        .replace("use_compression: false", "use_compression: true");
+    std::fs::write(&conf, text.as_bytes()).unwrap();
+    let e = foldvault::import::from_sled(&sled_path, &dir.path().join("second.fv"), &cfg, &mut |_| {}).unwrap_err();
+    assert!(matches!(&e, Error::Unsupported(m) if m.contains("use_compression")), "{e:?}");
+}
+
 /// Ids go on above every id sled handed out, even under an `idgen_persist_interval` larger than
 /// sled's default (its counter then lags the ids drawn; the import adds a margin of 2^32).
 #[cfg(feature = "sled-import")]

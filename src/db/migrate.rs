@@ -568,9 +568,23 @@ fn zero_fill(f: &std::fs::File) -> std::io::Result<()> {
 /// held (another process that keeps it open still fails, after those ten seconds).
 #[cfg(feature = "sled-import")]
 pub(crate) fn open_sled(path: &Path) -> Result<sled::Db> {
+    let stored = sled_storage_parameters(path);
+    if stored.compressed {
+        return Err(Error::Unsupported(format!(
+            "{} is a sled database made with use_compression, which this import does not read: export it \
+with a sled built with compression into one without, then import that",
+            path.display()
+        )));
+    }
+    let mut config = sled::Config::new().path(path);
+    // sled refuses to open a database at any segment size but the one it was made with, and
+    // its default is 512 KiB: one made with another could not be imported (migration review).
+    if let Some(size) = stored.segment_size {
+        config = config.segment_size(size);
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match sled::Config::new().path(path).open() {
+        match config.open() {
             Ok(db) => return Ok(db),
             // sled 0.34 reports a held lock as an `Io` error of kind `Other` whose text names it.
             Err(sled::Error::Io(e))
@@ -584,6 +598,41 @@ pub(crate) fn open_sled(path: &Path) -> Result<sled::Db> {
             Err(e) => return Err(sled_error(e)),
         }
     }
+}
+
+/// What a sled database's `conf` file says of how it was made (sled 0.34: lines
+/// `segment_size: N`, `use_compression: BOOL`, `version: A.B`, then a CRC-32 that sled checks
+/// itself). Read bounded, and only values sled itself accepts are taken; anything else is left
+/// for sled's open to report.
+#[cfg(feature = "sled-import")]
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SledStorageParameters {
+    segment_size: Option<usize>,
+    compressed: bool,
+}
+
+#[cfg(feature = "sled-import")]
+fn sled_storage_parameters(path: &Path) -> SledStorageParameters {
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path.join("conf"))
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut bytes));
+    let mut found = SledStorageParameters::default();
+    if read.is_err() {
+        return found;
+    }
+    for line in bytes.split(|&b| b == b'\n') {
+        let Ok(line) = std::str::from_utf8(line) else { continue };
+        match line.split_once(": ") {
+            Some(("segment_size", n)) => {
+                // sled's own bounds: a power of two from 256 bytes to 16 MiB.
+                found.segment_size =
+                    n.trim().parse::<usize>().ok().filter(|n| n.is_power_of_two() && (256..=1 << 24).contains(n));
+            }
+            Some(("use_compression", b)) => found.compressed = b.trim() == "true",
+            _ => {}
+        }
+    }
+    found
 }
 
 /// A sled error as ours: its I/O errors as `Io`; the rest (corruption sled found, an
