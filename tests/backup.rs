@@ -97,7 +97,6 @@ fn backup_verify_restore_round_trip() {
     backup::restore(Cursor::new(&bytes), &dst, &creds(), RestoreOptions { force: true, ..Default::default() }).unwrap();
 }
 
-/// A forced restore onto a symbolic link replaces the database the link names; the link stays.
 /// A stream's length follows from its header (`BackupHeader::stream_len`), which the command
 /// line reads a block device up to: a backup written over a device's earlier bytes (here a
 /// longer backup's, then zeros) verifies when cut there, and fails as "bytes after the trailer"
@@ -115,6 +114,7 @@ fn a_backup_followed_by_other_bytes_verifies_when_cut_at_its_header_length() {
     backup::verify(cut, Some(&creds()), &mut |_| {}).unwrap();
 }
 
+/// A forced restore onto a symbolic link replaces the database the link names; the link stays.
 #[test]
 fn a_restore_through_a_symbolic_link_replaces_the_file_it_names() {
     let (dir, bytes, want) = make_backup();
@@ -315,15 +315,21 @@ fn flipped_bytes_and_truncation_are_detected() {
     assert!(backup::verify(Cursor::new(&b), None, &mut |_| {}).is_err());
 }
 
-/// A backup taken while another thread commits equals the snapshot it started from.
+/// A backup taken while another thread commits equals the snapshot it started from. The
+/// overlap is made sure of, not hoped for from a sleep: the snapshot is taken once the writer has
+/// committed `EARLY_WRITES` times (it holds some of its writes, not only `populate`'s), and the
+/// backup's progress callback waits until the writer commits again, so writes land while
+/// `backup_to` runs (the write counter is asserted to have moved across it).
 #[test]
 fn online_backup_is_a_consistent_snapshot() {
+    const EARLY_WRITES: u64 = 20;
     let dir = tempfile::tempdir().unwrap();
     let db = cfg(&dir.path().join("live.fv")).open().unwrap();
     populate(&db);
     let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer = {
-        let (db, stop) = (db.clone(), stop.clone());
+        let (db, stop, writes) = (db.clone(), stop.clone(), writes.clone());
         std::thread::spawn(move || {
             let t = db.open_tree("metadata").unwrap();
             let mut i = 0u64;
@@ -336,27 +342,55 @@ fn online_backup_is_a_consistent_snapshot() {
                     t.insert("metadata:00001", vec![i as u8; 50]).unwrap();
                 }
                 i += 1;
+                writes.fetch_add(1, Ordering::SeqCst);
                 if done {
                     break i;
                 }
             }
         })
     };
-    std::thread::sleep(std::time::Duration::from_millis(30));
+    // Polls `done` every millisecond for up to a minute: whether it came true.
+    let wait_for = |done: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        while !done() {
+            if start.elapsed() > std::time::Duration::from_secs(60) {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        true
+    };
+    let early = wait_for(&|| writes.load(Ordering::SeqCst) >= EARLY_WRITES || writer.is_finished());
+    assert!(
+        early && !writer.is_finished(),
+        "the writer made {} of {EARLY_WRITES} writes before the backup (or it failed)",
+        writes.load(Ordering::SeqCst)
+    );
     let rt = db.begin_read().unwrap();
     let mut snapshot = Contents::new();
     for name in rt.tree_names() {
-        if let Ok(t) = rt.open_tree(&name) {
-            snapshot
-                .insert(name.to_vec(), t.iter().map(|r| r.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect());
-        }
+        let t = rt.open_tree(&name).unwrap();
+        snapshot.insert(name.to_vec(), t.iter().map(|r| r.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect());
     }
     let mut out = Vec::new();
-    rt.backup_to(&mut out, &mut |_| {}).unwrap();
+    // Whether a write was committed after the backup's first chunk was written (None: no chunk).
+    let mut overlapped = None;
+    let before = writes.load(Ordering::SeqCst);
+    rt.backup_to(&mut out, &mut |_| {
+        if overlapped.is_none() {
+            let at_first_chunk = writes.load(Ordering::SeqCst);
+            let moved = || writes.load(Ordering::SeqCst) > at_first_chunk;
+            overlapped = Some(wait_for(&|| moved() || writer.is_finished()) && moved());
+        }
+    })
+    .unwrap();
+    let after = writes.load(Ordering::SeqCst);
     drop(rt);
     stop.store(true, Ordering::Relaxed);
     let n = writer.join().unwrap();
     assert!(n > 0);
+    assert_eq!(overlapped, Some(true), "no write was committed while the backup ran (within a minute)");
+    assert!(after > before, "the write counter did not move while backup_to ran ({before} before and after)");
     let dst = dir.path().join("snap.fv");
     backup::restore(Cursor::new(&out), &dst, &creds(), RestoreOptions::default()).unwrap();
     let restored = cfg(&dst).open().unwrap();

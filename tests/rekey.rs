@@ -67,6 +67,10 @@ fn epochs_of_live_pages(db: &foldvault::Db, image: &[u8]) -> Vec<u32> {
         .collect()
 }
 
+/// A rotation re-seals every live page and both commit records under the new key while a
+/// reader runs, and the file reopens without recovery. The reader overlaps the rotation for sure:
+/// the first progress callback (after the first batch, the rotation unfinished) waits until the
+/// reader has made a whole read, begun and ended while the rotation runs.
 #[test]
 fn rekey_reseals_every_page_while_readers_run() {
     let m = MemoryStorage::new();
@@ -74,8 +78,9 @@ fn rekey_reseals_every_page_while_readers_run() {
     fill(&db, 6000);
     let before: u32 = *epochs_of_live_pages(&db, &m.snapshot()).iter().max().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let reader = {
-        let (db, stop) = (db.clone(), stop.clone());
+        let (db, stop, reads) = (db.clone(), stop.clone(), reads.clone());
         std::thread::spawn(move || {
             let mut n = 0;
             // At least one read, however late the thread runs.
@@ -86,6 +91,7 @@ fn rekey_reseals_every_page_while_readers_run() {
                 assert_eq!(t.iter().count(), 6001);
                 assert_eq!(t.get("a000042").unwrap().unwrap().len(), 150);
                 n += 1;
+                reads.fetch_add(1, Ordering::SeqCst);
                 if done {
                     break n;
                 }
@@ -93,9 +99,28 @@ fn rekey_reseals_every_page_while_readers_run() {
         })
     };
     let mut batches = 0;
-    db.rekey(&[Credentials::passphrase("rekey")], &mut |p| batches = p.batches).unwrap();
+    // Whether the reader completed a read begun after the first batch, before the rotation
+    // went on (None: no progress callback ran).
+    let mut read_during = None;
+    db.rekey(&[Credentials::passphrase("rekey")], &mut |p| {
+        batches = p.batches;
+        if read_during.is_none() {
+            // The read that ends second after this point began after it.
+            let want = reads.load(Ordering::SeqCst) + 2;
+            let start = std::time::Instant::now();
+            while reads.load(Ordering::SeqCst) < want
+                && !reader.is_finished()
+                && start.elapsed() < std::time::Duration::from_secs(60)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            read_during = Some(reads.load(Ordering::SeqCst) >= want);
+        }
+    })
+    .unwrap();
     stop.store(true, Ordering::Relaxed);
     assert!(reader.join().unwrap() > 0);
+    assert_eq!(read_during, Some(true), "the reader completed no read during the rotation (within a minute)");
     assert!(batches >= 1);
     let image = m.snapshot();
     let after = epochs_of_live_pages(&db, &image);
@@ -175,7 +200,10 @@ fn each_rotations_old_key_goes_when_its_own_snapshots_do() {
 }
 
 /// A power loss during the rotation: the file opens (with both keys), the rotation resumes
-/// and finishes, and the data is intact.
+/// and finishes, and the data is intact. The handle that finished it holds both keys, so a page
+/// left under the old one would still read there: the file is reopened, and must hold one key
+/// (the new one: the next-key block is gone), read back whole and have no live page under an
+/// epoch of the old key.
 #[test]
 fn rekey_resumes_after_power_loss() {
     let mut resumed = 0;
@@ -183,12 +211,15 @@ fn rekey_resumes_after_power_loss() {
         let dev = FaultyStorage::new();
         let db = cfg(Arc::new(dev.clone())).open().unwrap();
         fill(&db, 4000);
+        // The newest epoch under the old key (every live page is flushed).
+        let old_newest: u32 = *epochs_of_live_pages(&db, &dev.live_image()).iter().max().unwrap();
         dev.set_plan(FaultPlan { crash_at: Some(crash_at), ..FaultPlan::default() });
         let r = db.rekey(&[Credentials::passphrase("rekey")], &mut |_| {});
         drop(db);
         for model in [CrashModel::LoseUnsynced, CrashModel::TearUnsynced { seed: crash_at }] {
             let img = dev.crash_image(&model);
-            let s: Arc<dyn Storage> = Arc::new(MemoryStorage::from_bytes(img));
+            let mem = MemoryStorage::from_bytes(img);
+            let s: Arc<dyn Storage> = Arc::new(mem.clone());
             let db = cfg(s.clone()).open().unwrap();
             assert_filled(&db, 4000);
             if r.is_err() {
@@ -198,6 +229,20 @@ fn rekey_resumes_after_power_loss() {
             assert!(!db.encryption_status().rekey_in_progress);
             assert!(db.check().unwrap().is_ok());
             assert_filled(&db, 4000);
+            drop(db);
+            let db = cfg(s).open().unwrap();
+            let status = db.encryption_status();
+            assert!(!status.rekey_in_progress, "crash at {crash_at}, {model:?}: a rotation unfinished after reopen");
+            assert_eq!(status.data_keys_held, 1, "crash at {crash_at}, {model:?}: the old key still loads at open");
+            assert!(status.key_epoch > old_newest, "crash at {crash_at}, {model:?}: epoch {}", status.key_epoch);
+            assert!(db.check().unwrap().is_ok());
+            assert_filled(&db, 4000);
+            let epochs = epochs_of_live_pages(&db, &mem.snapshot());
+            assert!(
+                epochs.iter().all(|e| *e > old_newest),
+                "crash at {crash_at}, {model:?}: a live page is still under the old key (its newest epoch is \
+                 {old_newest}): {epochs:?}"
+            );
         }
     }
     assert!(resumed > 0);
@@ -311,10 +356,10 @@ fn a_progress_callback_that_keeps_a_transaction_does_not_hang_the_rotation() {
     assert_filled(&db, 200);
 }
 
-/// A header update's two copies go into the write-ahead log, and a checkpoint only ends the
-/// log's groups: the copies stayed in its bytes until later groups reached them. A rotation's
-/// start header (its next-key block, which the old data key unwraps) and the old key slots of a
-/// passphrase change are erased from the log once the update is in the file.
+/// A header update's two copies never reach the write-ahead log's bytes (they are written
+/// through to the file, SPEC §15): logged, they stayed there after a checkpoint until later
+/// groups reached them, a rotation's start header (its next-key block, which the old data key
+/// unwraps) and the old key slots of a passphrase change among them.
 #[test]
 fn a_header_update_leaves_no_copy_of_the_header_in_the_log() {
     let dir = tempfile::tempdir().unwrap();

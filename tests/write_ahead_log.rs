@@ -16,6 +16,8 @@ use foldvault::{Config, Durability, Error, KdfParams};
 mod faulty;
 #[path = "write_ahead_log/header_crash.rs"]
 mod header_crash;
+#[path = "write_ahead_log/log_file.rs"]
+mod log_file;
 
 const PAGE: usize = 4096;
 
@@ -522,12 +524,12 @@ fn a_log_older_than_the_file_is_refused() {
     }
 }
 
-/// A crashed session's open that repaired a damaged header copy (through the log) folds the
-/// repair into the file and erases the log at once, as a header update does: the log a crash
-/// then leaves beside another name holds no header page, and the passphrase change and the
-/// slot added through the first name since are kept when that log is found again. (The log
-/// held the repair's copy, of an older generation than the file's, and the open said
-/// `StaleLog`; that check stays for a crash inside a header update, which no test here makes.)
+/// A crashed session's open that repaired a damaged header copy writes the repair through to
+/// the file, as every header page is written: the log a crash then leaves beside another name
+/// holds no header page, and the passphrase change and the slot added through the first name
+/// since are kept when that log is found again. (The log held the repair's copy, of an older
+/// generation than the file's, and the open said `StaleLog`; that check stays for a log an
+/// earlier build wrote, which logged its header pages.)
 #[test]
 fn a_header_repair_leaves_no_header_page_in_the_log() {
     let (dir, path, db) = new_db(10);

@@ -59,7 +59,7 @@ fn file_name(target: &Path) -> String {
 /// and no live run holds. Failures to list or remove are left for the next run: this tidies,
 /// it never fails a run.
 pub(crate) fn remove_stale(target: &Path) {
-    remove_abandoned(target, stale);
+    remove_abandoned(target, &KINDS, stale);
 }
 
 /// Removes, as `remove_stale` does, what earlier runs left beside `target` and last wrote before
@@ -68,11 +68,13 @@ pub(crate) fn remove_stale(target: &Path) {
 /// ever remove them. A run killed and run again at once left its file (for `decrypt`, records
 /// in plaintext) for good: the next run into the target was refused before it tidied
 /// (migration review, medium-low). A run still writing holds its file locked, and is left.
+/// Copies' files only (`.NAME.copy-…`): a restore or a backup into the same target, between its
+/// file's close and its rename, is not taken for one left behind (file review).
 pub(crate) fn remove_left_before(target: &Path, since: std::time::SystemTime) {
-    remove_abandoned(target, |meta| meta.modified().is_ok_and(|m| m < since));
+    remove_abandoned(target, &["copy"], |meta| meta.modified().is_ok_and(|m| m < since));
 }
 
-fn remove_abandoned(target: &Path, stale: impl Fn(&std::fs::Metadata) -> bool) {
+fn remove_abandoned(target: &Path, kinds: &[&str], stale: impl Fn(&std::fs::Metadata) -> bool) {
     let name = file_name(target);
     let set_aside = format!("{name}.fvwal");
     let dir = match target.parent() {
@@ -88,7 +90,7 @@ fn remove_abandoned(target: &Path, stale: impl Fn(&std::fs::Metadata) -> bool) {
         if !meta.is_file() {
             continue;
         }
-        let ours = |n: &str| is_temp_name(n, &name) || is_temp_name(n, &set_aside);
+        let ours = |n: &str| is_temp_name_of(n, &name, kinds) || is_temp_name_of(n, &set_aside, kinds);
         let gone = match found.strip_suffix(".fvwal") {
             // A log whose file is gone (removed here or by its run's own error path).
             Some(base) if ours(base) => !dir.join(base).exists() && stale(&meta) && remove(&path),
@@ -124,11 +126,21 @@ fn stale(meta: &std::fs::Metadata) -> bool {
 }
 
 /// Whether `found` is a temporary name beside a target named `name` (the module's table).
+#[cfg(test)]
 fn is_temp_name(found: &str, name: &str) -> bool {
+    is_temp_name_of(found, name, &KINDS)
+}
+
+/// Whether `found` is a temporary name of one of `kinds` beside a target named `name` (the
+/// module's table; the nested copy name is of kind `copy`).
+fn is_temp_name_of(found: &str, name: &str, kinds: &[&str]) -> bool {
     let random = |s: &str| s.len() == RANDOM_HEX && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let one = |s: &str| KINDS.iter().any(|kind| s.strip_prefix(&format!(".{name}.{kind}-")).is_some_and(random));
+    let one = |s: &str| kinds.iter().any(|kind| s.strip_prefix(&format!(".{name}.{kind}-")).is_some_and(random));
     if one(found) {
         return true;
+    }
+    if !kinds.contains(&"copy") {
+        return false;
     }
     // `..NAME.copy-HEX.copy-HEX`: the copy into `.NAME.copy-HEX`.
     found

@@ -451,6 +451,25 @@ fn open_log(
     if wal.is_none() && !logged {
         return Ok(None);
     }
+    // The log is a plain file at its own name, never what a link there names: a symbolic link
+    // to another database made the open take that file for an empty log and write its pages
+    // over that database's header (file review, medium). Refused before the open, naming the
+    // log; a link to nothing holds no log to replay, and is left as a log that cannot be made
+    // is (the open would have made the file it names).
+    if let Ok(m) = std::fs::symlink_metadata(wal_path)
+        && !m.file_type().is_file()
+    {
+        if m.file_type().is_symlink() && !wal_path.exists() && !logged {
+            tracing::warn!(target: "foldvault::audit", path = %wal_path.display(),
+                "a symbolic link to nothing where the write-ahead log goes: commits go to the file");
+            return Ok(None);
+        }
+        return Err(Error::Unsupported(format!(
+            "{} is not a plain file (a symbolic link, a directory or a device), so it is not used as the \
+database's write-ahead log: move it away",
+            wal_path.display()
+        )));
+    }
     let log = match FileStorage::open(wal_path, true) {
         Ok(l) => l,
         Err(Error::Io(e)) if !logged => {
@@ -461,6 +480,26 @@ fn open_log(
         Err(e) => return Err(e),
     };
     *log_made = log.created().then(|| wal_path.to_path_buf());
+    if log.created() {
+        // Shared as the database is (a group-shared file's log was 0600, its creator's alone,
+        // and the next open by another member failed with a bare "Permission denied"), never
+        // more: the file's group and other bits, read and write for its owner.
+        if let Ok(m) = main.metadata() {
+            let mode = std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o066 | 0o600;
+            if let Err(e) = std::fs::set_permissions(wal_path, std::os::unix::fs::PermissionsExt::from_mode(mode)) {
+                tracing::warn!(target: "foldvault::audit", error = %e, "the write-ahead log keeps mode 0600");
+            }
+        }
+    } else if log.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::nlink(&m) > 1) {
+        // A second name of the log: the creation name a kill left between its link and its
+        // removal, which kept every session's pages after the close removed the log's own name
+        // (file review). Removed; another (a hard link someone made) is said.
+        super::leftovers::remove_stale(wal_path);
+        if log.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::nlink(&m) > 1) {
+            tracing::warn!(target: "foldvault::audit", path = %wal_path.display(),
+                "the write-ahead log has another name, which keeps its pages after the close removes this one");
+        }
+    }
     // A new log file's directory entry is made durable before its first header
     // (`WalStorage::reset_log`), not here: a session that only reads syncs nothing.
     let pages = wal.unwrap_or(wal::DEFAULT_CHECKPOINT_PAGES);

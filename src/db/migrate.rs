@@ -462,13 +462,23 @@ damage): convert it into a new file instead, which keeps the original (or run `f
     // A log the close could not remove still has the name beside the new file: the copy holds
     // all it held, so it goes. The conversion is done: a failure here is only reported, and the
     // old data is still overwritten below.
+    let mut log_kept = false;
     if let Some(log) = &old_log
         && std::fs::metadata(&side).is_ok_and(|m| same_file(log, &m).unwrap_or(false))
-        && let Err(e) = std::fs::remove_file(&side).and_then(|()| crate::storage::sync_parent_dir(&side))
     {
-        tracing::warn!(target: "foldvault::audit", error = %e, path = %side.display(),
-            "the replaced file's emptied log could not be removed; remove it");
-        report.left_behind.push(LeftBehind::LogNotRemoved);
+        match std::fs::remove_file(&side) {
+            Err(e) => {
+                tracing::warn!(target: "foldvault::audit", error = %e, path = %side.display(),
+                    "the replaced file's emptied log could not be removed; remove it");
+                report.left_behind.push(LeftBehind::LogNotRemoved);
+                log_kept = true;
+            }
+            // Removed: a directory that does not sync may give the name back to it, emptied
+            // (zeros), which the next open writes over. Said, not reported as left behind.
+            Ok(()) => {
+                let _ = crate::storage::sync_new_name(&side);
+            }
+        }
     }
     // The rename not known to be durable: a power loss may give the name back to the old file,
     // which must then still be the database. Overwritten, both were lost (the new file with no
@@ -481,7 +491,8 @@ damage): convert it into a new file instead, which keeps the original (or run `f
     }
     // Best effort (SPEC §9.1): the old blocks are overwritten where the file system writes in
     // place; copy-on-write file systems, snapshots and SSD spare blocks keep them.
-    for f in std::iter::once(&old).chain(old_log.as_ref()) {
+    // (A log the removal above left keeps its own name: reported there, and emptied already.)
+    for f in std::iter::once(&old).chain(old_log.as_ref().filter(|_| !log_kept)) {
         // A file another name still links (a hard link the user made) is that name's data.
         match f.metadata() {
             Ok(m) if std::os::unix::fs::MetadataExt::nlink(&m) > 0 => {
@@ -670,6 +681,7 @@ pub fn from_sled(
     }
     // The target is checked before sled opens (which writes to its directory, and waits for
     // its lock): an occupied target changed the source and could say `Locked` (review, low).
+    super::leftovers::remove_stale(dst);
     refuse_occupied(dst)?;
     let sdb = inside_sled(|| open_sled(sled_path))?;
     copy_through_temp(dst, |tmp| {

@@ -135,8 +135,10 @@ pub(crate) fn create(storage: Arc<dyn Storage>, cfg: &Config, new: NewDatabase) 
     pager.write_commit(COMMIT_PAGE_A, &rec)?;
     pager.write_raw(COMMIT_PAGE_B, &[0u8; PAGE_SIZE])?;
     // The header's two copies into the file itself, never into a log (SPEC §15), with the
-    // commit pages above (a log folds them in first): a later key change must leave no copy of
-    // these slots behind, and the file alone is the whole database. One sync.
+    // commit pages above (a log puts them in the file before them): a later key change must
+    // leave no copy of these slots behind, and the file alone is the whole database. One sync
+    // for all four (no order among them on the disk: a creation killed before it returns
+    // leaves no database).
     pager.write_raw_through(HEADER_PAGE_A, &[&bytes[..], &bytes[..]].concat())?;
     tracing::info!(target: "foldvault::audit", encrypted = encrypt, "database created");
     Ok(assemble(
@@ -435,6 +437,18 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         }
     }
     if writable {
+        // A log replayed here that holds a copy of a header page (written by an earlier build,
+        // which logged the header pages: this one writes them through, SPEC §15) is folded into
+        // the file and erased below, so that the old copy, its key slots or a rotation's next-key
+        // block, stays neither in the file's header pages until a checkpoint nor in the log's
+        // bytes (diff review). Asked before a repair, whose write through the log empties its
+        // index: asked after, a repair (an earlier build's update cut between its copies) hid
+        // the logged copy, and the log kept it (diff review, medium-high).
+        let mut scratch = vec![0u8; PAGE_SIZE];
+        let mut logged_header = false;
+        for page in [HEADER_PAGE_A, HEADER_PAGE_B] {
+            logged_header |= storage.logged_versions(page * PAGE_SIZE as u64, &mut scratch, &mut |_| ())?;
+        }
         if repair {
             let other = if header_page == HEADER_PAGE_A { HEADER_PAGE_B } else { HEADER_PAGE_A };
             pager.write_raw_through(other, &header.to_page()[..])?;
@@ -448,16 +462,6 @@ pub(crate) fn open(storage: Arc<dyn Storage>, cfg: &Config, creds: &Credentials,
         // before its first group or direct write. Not counted in the metrics: it commits
         // nothing.)
         storage.sync()?;
-        // A log replayed here that holds a copy of a header page (written by an earlier build,
-        // which logged the header pages: this one writes them through, SPEC §15) is folded into
-        // the file and erased now, so that the old copy, its key slots or a rotation's next-key
-        // block, stays neither in the file's header pages until a checkpoint nor in the log's
-        // bytes (diff review).
-        let mut scratch = vec![0u8; PAGE_SIZE];
-        let mut logged_header = false;
-        for page in [HEADER_PAGE_A, HEADER_PAGE_B] {
-            logged_header |= storage.logged_versions(page * PAGE_SIZE as u64, &mut scratch, &mut |_| ())?;
-        }
         if logged_header {
             pager.checkpoint_and_erase_log()?;
         }

@@ -162,21 +162,25 @@ impl FileStorage {
     }
 }
 
-/// A sync's outcome where only the disk's own failure counts: `Ok(true)` synced; an I/O error
-/// (EIO: the disk may have lost data) is the error; any other failure (a file system that
-/// cannot sync, a directory this user cannot open) is said on the audit log as `what` and is
-/// `Ok(false)`, for the caller to do without the sync (the one policy of a read-only open, a
-/// new name, and the write-ahead log's directory).
+/// A sync's outcome where only a sync that cannot be made is forgiven: `Ok(true)` synced; a
+/// failure that says the sync cannot be made here (a read-only file system, one that does not
+/// sync or refuses the call, a directory this user cannot open or that is gone) is said on the
+/// audit log as `what` and is `Ok(false)`, for the caller to do without the sync (the one policy
+/// of a read-only open, a new name, and the write-ahead log's directory); every other failure
+/// is the error: EIO, and as well ENOSPC and EDQUOT, with which a file system that could not
+/// write back dirty pages (thin or quota-limited volumes, btrfs) reports them lost. Those were
+/// forgiven too, and a read-only open went on to report commits the disk never got (file
+/// review, medium-low).
 pub(crate) fn sync_or_say(r: io::Result<()>, path: &Path, what: &str) -> io::Result<bool> {
-    /// The `errno` of an I/O error (Linux, macOS).
-    const EIO: i32 = 5;
+    use io::ErrorKind::{InvalidInput, NotFound, PermissionDenied, ReadOnlyFilesystem, Unsupported};
     match r {
         Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(EIO) => Err(e),
-        Err(e) => {
+        // EACCES and EPERM, EROFS, EINVAL, ENOSYS and EOPNOTSUPP, ENOENT.
+        Err(e) if matches!(e.kind(), PermissionDenied | ReadOnlyFilesystem | InvalidInput | Unsupported | NotFound) => {
             tracing::warn!(target: "foldvault::audit", error = %e, path = %path.display(), "{what}");
             Ok(false)
         }
+        Err(e) => Err(e),
     }
 }
 
@@ -358,6 +362,30 @@ impl Storage for FileStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sync that cannot be made here is forgiven (said on the audit log); a sync that failed
+    /// to write is the error: EIO, ENOSPC and EDQUOT (which write-back reports on thin and
+    /// quota-limited volumes) were forgiven as well (file review, medium-low).
+    #[test]
+    fn only_a_sync_that_cannot_be_made_is_forgiven() {
+        let path = Path::new("x");
+        for (errno, forgiven) in [
+            (5, false),
+            (28, false),
+            (122, false),
+            (30, true),
+            (22, true),
+            (13, true),
+            (1, true),
+            (38, true),
+            (95, true),
+        ] {
+            let r = sync_or_say(Err(io::Error::from_raw_os_error(errno)), path, "test");
+            assert_eq!(r.is_ok(), forgiven, "errno {errno}: {r:?}");
+            assert!(r.is_err() || matches!(r, Ok(false)), "errno {errno}");
+        }
+        assert!(matches!(sync_or_say(Ok(()), path, "test"), Ok(true)));
+    }
 
     /// After a failed sync the file is not opened for writing again in this process (the
     /// kernel's cache may hold writes that never reached the disk); reading is still allowed.

@@ -42,4 +42,17 @@ impl<S: Storage> Storage for Hooked<S> {
     fn set_len(&self, len: u64) -> std::io::Result<()> {
         self.inner.set_len(len)
     }
+    // Forwarded, so that a log under the hook keeps its own (the header pages written through,
+    // its checkpoints), each with the hooks its write and sync would run.
+    fn write_through(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        (self.before_write)(offset);
+        (self.before_sync)(());
+        self.inner.write_through(offset, buf)
+    }
+    fn checkpoint_log(&self) -> std::io::Result<()> {
+        self.inner.checkpoint_log()
+    }
+    fn checkpoint_and_erase_log(&self) -> std::io::Result<()> {
+        self.inner.checkpoint_and_erase_log()
+    }
 }

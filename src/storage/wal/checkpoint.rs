@@ -319,9 +319,11 @@ impl WalStorage {
 
     /// `checkpoint_now`, then every page of the log past its header overwritten with zeros
     /// and synced (`Storage::checkpoint_and_erase_log`). A reset only ends the old groups: their
-    /// bytes stayed until later groups reached them, a header update's two copies among them
-    /// (the old key slots; a rotation's next-key block, wrapped under the old data key, which
-    /// gave the new key to whoever holds the old one: key review, medium).
+    /// bytes stay until later groups reach them. Used for a log an earlier build wrote that
+    /// holds a header page (that build logged its header updates' two copies: the old key
+    /// slots; a rotation's next-key block, wrapped under the old data key, which gave the new
+    /// key to whoever holds the old one: key review, medium). This build writes header pages
+    /// through to the file (`Storage::write_through`).
     pub fn checkpoint_and_erase_now(&self) -> Result<()> {
         let _s = self.sync_lock.lock();
         self.checkpoint()?;

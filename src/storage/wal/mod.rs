@@ -512,19 +512,22 @@ impl Storage for WalStorage {
         if self.state.read().failed {
             return Err(failed());
         }
-        self.go_direct().map_err(to_io)?;
-        {
-            // As `write_at` in direct mode (which a write past `MAX_LEN` would leave for a path
-            // that takes `sync_lock`, held here).
-            let st = self.state.read();
-            let r = self.main.write_at(offset, buf);
-            if r.is_ok() {
+        // Any failure or panic on the way fails the log, whatever step it came from (a header
+        // page half in place: diff review).
+        let unwinding = crate::error::OnPanic::new(|| self.state.write().failed = true);
+        let r = (|| -> io::Result<()> {
+            self.go_direct().map_err(to_io)?;
+            {
+                // As `write_at` in direct mode (which a write past `MAX_LEN` would leave for a
+                // path that takes `sync_lock`, held here).
+                let _st = self.state.read();
+                self.main.write_at(offset, buf)?;
                 self.direct_end.fetch_max(end, Ordering::AcqRel);
             }
-            drop(st);
-            r.inspect_err(|_| self.state.write().failed = true)?;
-        }
-        self.sync_holding_lock()
+            self.sync_holding_lock()
+        })();
+        drop(unwinding);
+        r.inspect_err(|_| self.state.write().failed = true)
     }
 
     fn abandon(&self) {
@@ -755,6 +758,12 @@ impl Drop for WalStorage {
         let closed = match &self.log_path {
             Some(p) => {
                 self.copy_home(from).and_then(|copied| if copied { self.reset_log() } else { Ok(()) }).and_then(|()| {
+                    // Emptied first: another name of the log (a hard link) kept every page of
+                    // the session once this one was gone (file review). Its groups are ended
+                    // already, so a failure here only leaves them.
+                    if let Err(e) = self.log.set_len(0) {
+                        tracing::warn!(target: "foldvault::audit", error = %e, "the write-ahead log could not be emptied at close");
+                    }
                     match std::fs::remove_file(p) {
                         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                         Err(e) => Err(e.into()),
