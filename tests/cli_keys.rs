@@ -760,9 +760,11 @@ fn the_next_run_removes_what_a_killed_one_left_beside_its_target() {
 /// A creation killed while its passphrase is stretched (Argon2id at a high cost: seconds) leaves
 /// nothing at the path: the header and key slots are made before the file is. The file was
 /// made first and stayed empty, and every later open refused it as a database truncated to
-/// nothing. (If this machine is so slow that the child has not reached the point where the
-/// file was made before it is killed, the test passes without showing anything; it cannot fail
-/// falsely.)
+/// nothing. On Linux the path is checked only once the child is seen stretching (its VmRSS in
+/// /proc holds most of Argon2's 256 MiB, which is all written before the first pass), and the
+/// child must still hold that memory after the check: a slow machine can no longer make the test
+/// pass without showing anything (it fails, saying so, if the memory is not seen within a
+/// minute). Elsewhere the test waits 600 ms, as it did, and can pass without showing anything.
 #[test]
 fn a_creation_killed_while_its_passphrase_is_stretched_leaves_no_file() {
     let e = Env::new();
@@ -776,11 +778,45 @@ fn a_creation_killed_while_its_passphrase_is_stretched_leaves_no_file() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    // Most of the 256 MiB Argon2 works in (the child's resident set before it is some MiB).
+    const STRETCHING_KIB: u64 = 192 * 1024;
+    let rss_kib = |pid: u32| -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    };
+    let linux = cfg!(target_os = "linux");
+    if linux {
+        let start = std::time::Instant::now();
+        loop {
+            let rss = rss_kib(child.id());
+            if rss.is_some_and(|kib| kib >= STRETCHING_KIB) {
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the creation ended ({status}) before it was seen stretching the passphrase (VmRSS {rss:?} kB)");
+            }
+            if start.elapsed() > std::time::Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the child's VmRSS stayed below {STRETCHING_KIB} kB for 60 s (last {rss:?} kB): it was never seen \
+                     stretching the passphrase"
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    } else {
+        std::thread::sleep(std::time::Duration::from_millis(600));
+    }
     let during = Path::new(&db).exists();
+    let rss_after = rss_kib(child.id());
     assert!(child.try_wait().unwrap().is_none(), "the creation ended (or failed) before it was killed");
     child.kill().unwrap();
     child.wait().unwrap();
+    assert!(
+        !linux || rss_after.is_some_and(|kib| kib >= STRETCHING_KIB),
+        "the stretch ended before the path was checked (VmRSS {rss_after:?} kB): the check showed nothing"
+    );
     assert!(!during, "the file exists while the passphrase is stretched");
     assert!(!Path::new(&db).exists(), "the killed creation left a file");
     e.fv(&["init", &db, "--passphrase-file", &e.pass()]).ok();

@@ -339,6 +339,9 @@ fn io_errors(wal: bool) {
     let txns = 150;
     let totals = clean_op_counts(wal, txns, 1 << 20);
     let mut runs = 0;
+    // Runs whose workload met its fault, per device and kind: none would mean the fault points
+    // missed every operation, and the test showed nothing (test review).
+    let mut met = std::collections::BTreeMap::new();
     for (device, &total) in totals.iter().enumerate() {
         let step = if exhaustive { 1 } else { (total / 150).max(1) };
         for persistent in [false, true] {
@@ -365,6 +368,13 @@ fn io_errors(wal: bool) {
                 drop(db);
                 let prog = *progress.lock();
                 runs += 1;
+                // The device's error reaches the caller as an I/O error or, after one, as the
+                // handle's refusal: never as damage, a rollback or a bug (test review).
+                assert!(
+                    matches!(r, Ok(()) | Err(Error::Io(_) | Error::Poisoned)),
+                    "device {device} fail_at {at} persistent {persistent}: {r:?}"
+                );
+                *met.entry((device, persistent)).or_insert(0) += u64::from(r.is_err());
                 // After a one-shot failure, the power loss under each model: unsynced writes
                 // lost, torn at 512-byte boundaries, or reordered then cut.
                 let images: Vec<(String, DeviceImages)> = if persistent {
@@ -394,7 +404,15 @@ fn io_errors(wal: bool) {
             }
         }
     }
-    println!("I/O-error points: {runs} runs over {totals:?} operations (one-shot and persistent)");
+    println!("I/O-error points: {runs} runs over {totals:?} operations (one-shot and persistent); met: {met:?}");
+    for device in 0..totals.len() {
+        for persistent in [false, true] {
+            assert!(
+                met.get(&(device, persistent)).is_some_and(|&n| n > 0),
+                "device {device} persistent {persistent}: no run met its fault"
+            );
+        }
+    }
 }
 
 /// The operations a clean run of `txns` workload transactions makes on each device of a rig
@@ -447,6 +465,7 @@ fn io_error_then_another_commit(wal: bool) {
                 }
             };
             let what = format!("device {device} fail_at {at} ({first})");
+            assert!(matches!(first, Error::Io(_) | Error::Poisoned), "{what}: not an I/O error");
             let after = db.open_tree("atoms").and_then(|t| {
                 t.insert("after-error", b"x".to_vec())?;
                 t.flush()

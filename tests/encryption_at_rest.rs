@@ -199,18 +199,48 @@ fn replayed_old_page_is_corrupt_never_data_plaintext() {
     assert!(!caught.is_empty(), "no replayed page was detected when read");
 }
 
+type Records = std::collections::BTreeMap<String, Vec<u8>>;
+
+/// Asserts that `db` checks clean (`Db::check`: every reachable page's seal and parent-held tag,
+/// the free list) and that its tree `records` is `want`, record for record: reading `key-0201`
+/// alone says nothing of the branch, catalog and free-list pages off its path, so an old copy
+/// of one of them accepted as current passed. `p`: the page put back, for the messages.
+fn whole_and_equal(db: &Db, want: &Records, p: usize) {
+    let report = db.check().unwrap();
+    assert!(report.is_ok(), "page {p}: the check found {:?}", report.problems);
+    let got: Records = db
+        .open_tree("records")
+        .unwrap()
+        .iter()
+        .map(|e| e.map(|(k, v)| (String::from_utf8(k.to_vec()).unwrap(), v.to_vec())))
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("page {p}: the full read failed: {e:?}"));
+    assert_eq!(got.len(), want.len(), "page {p}: record count");
+    if let Some((k, v)) = got.iter().find(|&(k, v)| want.get(k) != Some(v)) {
+        panic!("page {p}: {k} is {:?}, not the model's {:?}", String::from_utf8_lossy(v), want.get(k));
+    }
+}
+
 /// The brief's simplest form: the leaf changed by the newest commit is put back. Recovery at
 /// open verifies the newest commit's pages, so the database either reports the damage or falls
 /// back to the previous durable commit (as after a crash) — it never mixes the two versions.
+/// An open that reads `key-0201` at either version must also check clean and hold that
+/// version's whole tree (`whole_and_equal`).
 #[test]
 fn replayed_page_of_the_newest_commit_is_never_mixed_in() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("newest.foldvault");
+    let v1 = |i: u32| format!("v1 {i:04} {}", "-".repeat(80)).into_bytes();
+    // The tree as the first session left it (the previous durable commit), and as the second did.
+    let previous: Records =
+        (0..400u32).map(|i| (format!("key-{i:04}"), if i % 11 == 0 { b"churn".to_vec() } else { v1(i) })).collect();
+    let mut newest = previous.clone();
+    newest.insert("key-0201".into(), b"v2".to_vec());
     {
         let db = config(&path, true).open().unwrap();
         let t = db.open_tree("records").unwrap();
         for i in 0..400u32 {
-            t.insert(format!("key-{i:04}"), format!("v1 {i:04} {}", "-".repeat(80)).into_bytes()).unwrap();
+            t.insert(format!("key-{i:04}"), v1(i)).unwrap();
         }
         db.flush().unwrap();
         for i in (0..400u32).step_by(11) {
@@ -240,9 +270,13 @@ fn replayed_page_of_the_newest_commit_is_never_mixed_in() {
                 outcomes.push((p, "open: corrupt"));
             }
             Ok(db) => match db.open_tree("records").and_then(|t| t.get("key-0201")) {
-                Ok(Some(v)) if v == b"v2" => outcomes.push((p, "current")),
+                Ok(Some(v)) if v == b"v2" => {
+                    whole_and_equal(&db, &newest, p);
+                    outcomes.push((p, "current"))
+                }
                 Ok(Some(v)) if v.starts_with(b"v1") => {
                     assert!(db.was_recovered(), "page {p}: the old value without a fallback");
+                    whole_and_equal(&db, &previous, p);
                     outcomes.push((p, "fell back to previous commit"));
                 }
                 Err(Error::Corrupt { page, .. }) => {

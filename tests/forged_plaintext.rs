@@ -163,10 +163,11 @@ fn a_commit_sequence_at_its_end_refuses_writes_and_loses_nothing() {
     db.flush().unwrap();
     drop(db);
     let offset = u64::MAX - 10;
-    edit_commits(&path, |r| {
+    let edited = edit_commits(&path, |r| {
         r.seq += offset;
         r.prev_durable_seq += offset;
     });
+    assert!(edited >= 1, "no commit record was forged");
     let db = cfg(&path).open().unwrap();
     let mut acked = Vec::new();
     let refused =
@@ -204,9 +205,11 @@ fn a_record_count_at_its_end_saturates() {
 }
 
 /// `pagedump --tree` on a file whose newest record claims 2^62 pages and a catalog at page
-/// 2^60 ends with an error, not a panic (the page's byte offset overflowed). So does the
-/// default view of a record claiming 2^64 - 1 pages and a free list at page 2^62: it reads
-/// each record's free list, and took the record's page count as the limit of its reads.
+/// 2^60 ends with an error, not a panic (the page's byte offset overflowed): the catalog lies
+/// past the file's pages, `PageOutOfRange`, exit 4 (corruption) with that page named. The
+/// default view of a record claiming 2^64 - 1 pages and a free list at page 2^62 does not panic
+/// either (it reads each record's free list, and took the record's page count as the limit of
+/// its reads): it shows the records as they decode, forged count included, and exits 0.
 #[test]
 fn pagedump_of_a_record_claiming_a_huge_file_does_not_panic() {
     let dir = tempfile::tempdir().unwrap();
@@ -214,19 +217,31 @@ fn pagedump_of_a_record_claiming_a_huge_file_does_not_panic() {
     one_record(&path);
     let clean = std::fs::read(&path).unwrap();
     type Forge = fn(&mut foldvault::format::commit::CommitRecord);
-    let forged: [(&[&str], Forge); 2] = [
-        (&["--tree", "t"], |r| {
-            r.page_count = 1 << 62;
-            r.catalog.page = 1 << 60;
-        }),
-        (&[], |r| {
-            r.page_count = u64::MAX;
-            r.freelist.page = 1 << 62;
-        }),
+    // Each forgery, pagedump's arguments, its exit code and what it says (on standard error
+    // for an error, else on standard output).
+    let forged: [(&[&str], Forge, i32, String); 2] = [
+        (
+            &["--tree", "t"],
+            |r| {
+                r.page_count = 1 << 62;
+                r.catalog.page = 1 << 60;
+            },
+            4,
+            format!("corrupt page {}: page number out of range", 1u64 << 60),
+        ),
+        (
+            &[],
+            |r| {
+                r.page_count = u64::MAX;
+                r.freelist.page = 1 << 62;
+            },
+            0,
+            format!("page count {}", u64::MAX),
+        ),
     ];
-    for (args, forge) in forged {
+    for (args, forge, code, said) in forged {
         std::fs::write(&path, &clean).unwrap();
-        edit_commits(&path, forge);
+        assert!(edit_commits(&path, forge) >= 1, "{args:?}: no commit record was forged");
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_pagedump"))
             .arg(&path)
             .args(args)
@@ -235,6 +250,9 @@ fn pagedump_of_a_record_claiming_a_huge_file_does_not_panic() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.code() != Some(101) && !err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        let text = if code == 0 { String::from_utf8_lossy(&out.stdout) } else { err };
+        assert!(text.contains(&said), "{args:?}: {said:?} not said in {text}");
     }
 }
 
@@ -250,7 +268,7 @@ fn a_free_list_chain_that_loops_is_refused_at_open() {
     let (file_id, version) = plain_forge::identity(&path);
     let page_count = std::fs::metadata(&path).unwrap().len() / plain_forge::PAGE;
     let mut seq = 0;
-    edit_commits(&path, |r| seq = seq.max(r.seq));
+    assert!(edit_commits(&path, |r| seq = seq.max(r.seq)) >= 1, "no commit record decodes");
     let tag = SealTag([0x5a, 0xa5, 0x3c, 0xc3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     let me = PageRef { page: page_count, tag, generation: seq };
     let mut list = read_page(&path, 2);
@@ -259,11 +277,12 @@ fn a_free_list_chain_that_loops_is_refused_at_open() {
     me.encode(&mut list[PAGE_HEADER_SIZE..]);
     plain_forge::force_crc(&mut list, page_count, &file_id, version, u32::from_le_bytes([0x5a, 0xa5, 0x3c, 0xc3]));
     plain_forge::write_page(&path, page_count, &list);
-    edit_commits(&path, |r| {
+    let edited = edit_commits(&path, |r| {
         r.freelist = me;
         r.page_count = page_count + 1;
         r.free_delta = Default::default();
     });
+    assert!(edited >= 1, "no commit record was forged");
     let e = cfg(&path).open().map(|_| ()).unwrap_err();
     assert!(
         matches!(e, Error::Corrupt { page, reason: CorruptReason::DoubleReference } if page == page_count),
@@ -404,7 +423,7 @@ fn a_backup_that_restore_would_refuse_is_not_written() {
         let at = b.windows(PAGE_REF_SIZE).position(|w| w == from).expect("the catalog names the root");
         b[at..at + PAGE_REF_SIZE].copy_from_slice(&to);
     });
-    edit_commits(&path, |rec| rec.page_count = far + 1);
+    assert!(edit_commits(&path, |rec| rec.page_count = far + 1) >= 1, "no commit record was forged");
     let db = cfg(&path).open().unwrap();
     assert_eq!(db.open_tree("t").unwrap().get("a").unwrap().as_deref(), Some(&b"1"[..]), "the moved tree reads");
     let mut out = Vec::new();
@@ -639,10 +658,11 @@ fn the_last_epoch_spent_refuses_writes_and_keeps_reads() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spent.fv");
     one_record(&path);
-    edit_commits(&path, |r| {
+    let edited = edit_commits(&path, |r| {
         r.key_epoch = u32::MAX;
         r.seals_in_epoch = u64::MAX;
     });
+    assert!(edited >= 1, "no commit record was forged");
     let db = cfg(&path).open().unwrap();
     let t = db.open_tree("t").unwrap();
     let r = t.insert("b", &b"2"[..]);

@@ -400,7 +400,9 @@ fn a_spent_epoch_stays_spent_across_a_close() {
 
 /// A read-only open writes nothing, ever: not at open, not at close, not after a crash left a
 /// log or a damaged newest commit; every write fails `ReadOnly`; several read-only handles
-/// share the file, and a read-write open waits for them (`Locked`).
+/// share the file, and a read-write open waits for them (`Locked`). The crashed copy's log is
+/// shown to hold commits its file lacks (the file alone opens at an earlier commit, without the
+/// records), so that its read-only opens replay groups rather than find an empty log.
 #[test]
 fn a_read_only_open_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -421,12 +423,27 @@ fn a_read_only_open_writes_nothing() {
     let crashed_log = foldvault::storage::wal::sidecar_path(&crashed);
     std::fs::copy(&log, &crashed_log).unwrap();
     drop((t, db));
+    // The crash left groups in the log that the file alone lacks: the file without its log
+    // opens at an earlier commit, without the records. So the read-only opens of the crashed
+    // copy below replay groups (in memory), and must still write nothing.
+    let bare = dir.path().join("bare.fv");
+    std::fs::copy(&crashed, &bare).unwrap();
+    let bare_seq = {
+        let db = Config::new().file(&bare).passphrase("ro").use_env(false).read_only(true).open().unwrap();
+        let records = db.open_tree("t").map_or(0, |t| t.len());
+        assert!(records < 200, "the crashed file alone holds the {records} records: its log adds nothing");
+        db.commit_seq()
+    };
     let snapshot =
         |p: &std::path::Path| (std::fs::read(p).unwrap(), std::fs::read(foldvault::storage::wal::sidecar_path(p)).ok());
     for p in [&path, &crashed] {
         let before = snapshot(p);
         let ro = || Config::new().file(p).passphrase("ro").use_env(false).read_only(true);
         let (a, b) = (ro().open().unwrap(), ro().open().unwrap());
+        if p == &crashed {
+            assert!(before.1.is_some(), "the crash left no log");
+            assert!(a.commit_seq() > bare_seq, "opened at {} with the log, {bare_seq} without", a.commit_seq());
+        }
         assert!(matches!(Config::new().file(p).passphrase("ro").use_env(false).open(), Err(Error::Locked)));
         let t = a.open_tree("t").unwrap();
         assert_eq!(t.len(), 200);

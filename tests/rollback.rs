@@ -234,7 +234,9 @@ fn failed_anchor_writes_nothing() {
 }
 
 /// A copy or a salvage made with the source's configuration, anchors and all, is a new
-/// database: the anchors name the source and are not applied to it.
+/// database: the anchors name the source and are not applied to it. Each salvage copies the
+/// source whole (499 records, each as `setup` wrote it, nothing reported lost), and its copy
+/// opens without the anchors and holds them.
 #[test]
 fn copies_are_not_held_to_the_sources_anchors() {
     let s = setup();
@@ -244,10 +246,33 @@ fn copies_are_not_held_to_the_sources_anchors() {
     foldvault::migrate::copy_to(&db, &copy, &anchored, &mut |_| {}).expect("copy with the source's anchors");
     drop(db);
     assert_eq!(file_cfg(&copy).open().unwrap().open_tree("accounts").unwrap().len(), 499);
+    // The source's records: `setup`'s second session's values, "acct0007" removed.
+    let want: Vec<(Vec<u8>, Vec<u8>)> = (0..500u32)
+        .filter(|&i| i != 7)
+        .map(|i| (format!("acct{i:04}").into_bytes(), format!("balance {}", i * 10 - i).into_bytes()))
+        .collect();
+    let holds_the_source = |report: &foldvault::SalvageReport, db: foldvault::Db, what: &str| {
+        assert!(!report.lost_anything(), "{what}: {report:?}");
+        assert_eq!(report.copied.get(&b"accounts"[..]), Some(&499), "{what}: records copied");
+        let got: Vec<(Vec<u8>, Vec<u8>)> = db
+            .open_tree("accounts")
+            .unwrap()
+            .iter()
+            .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(got.len(), 499, "{what}: records in the copy");
+        assert!(got == want, "{what}: the copy's records are not the source's");
+    };
     let salvaged = s.path.with_file_name("salvaged");
-    foldvault::salvage(&anchored, &anchored.clone().file(&salvaged)).expect("salvage with the source's anchors");
+    let report =
+        foldvault::salvage(&anchored, &anchored.clone().file(&salvaged)).expect("salvage with the source's anchors");
+    holds_the_source(&report, file_cfg(&salvaged).open().unwrap(), "salvage into a file");
     let mem = std::sync::Arc::new(foldvault::storage::MemoryStorage::new());
-    foldvault::salvage(&anchored, &anchored.clone().storage(mem)).expect("salvage into storage with anchors");
+    let report = foldvault::salvage(&anchored, &anchored.clone().storage(mem.clone()))
+        .expect("salvage into storage with anchors");
+    let reopened = base().master_key(foldvault::MasterKey::from_bytes(MASTER)).storage(mem).open().unwrap();
+    holds_the_source(&report, reopened, "salvage into a storage");
 }
 
 /// A rollback anchor with `temporary` or `create_new` is a contradiction (the anchor names a

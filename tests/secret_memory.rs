@@ -17,6 +17,13 @@ use zeroize::Zeroizing;
 /// The tests read process-wide figures (VmLck, all memory): one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// While a database is open its key memory is locked (VmLck grows, the library counts locked
+/// bytes and reports no failed lock), and once it is dropped no copy of the passphrase is left.
+///
+/// Where memory cannot be locked (an RLIMIT_MEMLOCK too small for a few pages, as in some
+/// containers) the lock check fails, saying so, unless `FOLDVAULT_TEST_NO_MLOCK` is set (to
+/// anything): then it only asks that the lock be seen (VmLck grew) or its failure reported
+/// (`locking_failed`), as it did before. The wiping is checked either way.
 #[test]
 fn passphrase_is_locked_while_open_and_wiped_after_drop() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -40,10 +47,22 @@ fn passphrase_is_locked_while_open_and_wiped_after_drop() {
     db.insert("k", &b"v"[..]).unwrap();
     db.flush().unwrap();
     let during = vm_lck_kib();
-    assert!(
-        foldvault::crypto::locked::locking_failed() || during > before,
-        "VmLck did not grow: {before} -> {during} kB"
-    );
+    let failed = foldvault::crypto::locked::locking_failed();
+    if std::env::var_os("FOLDVAULT_TEST_NO_MLOCK").is_some() {
+        assert!(failed || during > before, "VmLck did not grow: {before} -> {during} kB");
+    } else {
+        let locked = foldvault::crypto::locked::locked_bytes();
+        let limit = || {
+            let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+            limits.lines().find(|l| l.starts_with("Max locked memory")).unwrap_or("").to_string()
+        };
+        assert!(
+            !failed && locked > 0 && during > before,
+            "key memory is not locked while the database is open: VmLck {before} -> {during} kB, {locked} bytes \
+             locked, locking_failed() = {failed} ({}); set FOLDVAULT_TEST_NO_MLOCK=1 where memory cannot be locked",
+            limit()
+        );
+    }
     drop(db);
     assert_eq!(count_in_memory(&masked), 0, "passphrase left in memory after drop");
 }

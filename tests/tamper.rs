@@ -79,6 +79,10 @@ fn tamper_matrix() {
                 if o.header_repaired != Some(1) {
                     return Err(format!("header_repaired = {:?}, expected Some(1)", o.header_repaired));
                 }
+                // Said repaired and rewritten: copy B is copy A again, byte for byte.
+                if read_page(path, 1) != read_page(path, 0) {
+                    return Err("copy B was not rewritten from copy A".into());
+                }
                 Ok(())
             }),
         ),

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound::{Excluded, Unbounded};
 use std::path::PathBuf;
 
-use foldvault::{CorruptReason, Error, PageRole};
+use foldvault::{CorruptReason, Error, PageRole, SalvagedPart};
 use tamper_cases::*;
 use tamper_trial::*;
 use tamper_util::*;
@@ -330,11 +330,13 @@ fn range_ending_before_a_damaged_leaf_does_not_read_it() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// One damaged tree root makes open fail for the whole database (both commit records'
-/// recovery reads every tree root — documented, SPEC.md §12). `foldvault::salvage` is the tool
-/// for exactly that, but it opens its source through the same `Config::open`
-/// (src/db/check.rs, `salvage`: `let src_db = src.open()?;`) and so fails with the same error:
-/// none of the undamaged trees can be recovered.
+/// A damaged tree root (the "small" tree's, written before the newest commit): the file still
+/// opens, since recovery verifies only the pages written since the durable commit before the
+/// newest (SPEC.md §5.2), and `foldvault::salvage` copies it. The report names the damaged tree
+/// as lost, whole (one range without bounds, at its root) and nothing else; the copy holds
+/// every record of every other tree, each the model's (`final_model`), counted as copied, and
+/// no record of the damaged tree (none is reachable without its root), nor a tree the model
+/// lacks.
 #[test]
 fn salvage_recovers_the_other_trees_when_a_tree_root_is_damaged() {
     let f = fixture();
@@ -347,13 +349,35 @@ fn salvage_recovers_the_other_trees_when_a_tree_root_is_damaged() {
     let dst = dir.path().join("salvage-dst.db");
     let report = foldvault::salvage(&master_cfg(&path), &master_cfg(&dst)).expect("salvage runs");
     assert!(report.lost_anything());
+    let small = SalvagedPart::Tree(SMALL.as_bytes().to_vec());
+    assert_eq!(report.lost.keys().collect::<Vec<_>>(), [&small], "only the damaged tree is lost: {report:?}");
+    let ranges = &report.lost[&small];
+    assert!(
+        ranges.len() == 1 && ranges[0].page == pk.small_root && ranges[0].lo.is_none() && ranges[0].hi.is_none(),
+        "the damaged tree is lost whole, at its root {}: {ranges:?}",
+        pk.small_root
+    );
+    let model = f.final_model();
     let db = master_cfg(&dst).open().unwrap();
-    for (name, kv) in f.final_model() {
+    for name in db.tree_names() {
+        assert!(model.contains_key(&name[..]), "a tree the model lacks: {}", String::from_utf8_lossy(&name));
+    }
+    for (name, kv) in model {
+        let shown = String::from_utf8_lossy(name);
+        let t = if name == DEFAULT { (*db).clone() } else { db.open_tree(name).unwrap() };
+        let got: BTreeMap<Vec<u8>, Vec<u8>> =
+            t.iter().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect::<Result<_, _>>().unwrap();
+        // Whatever the copy holds is the model's, record for record.
+        for (k, v) in &got {
+            assert_eq!(kv.get(k), Some(v), "tree {shown}: {} is not the model's", show_key(k));
+        }
+        assert_eq!(report.copied.get(&name[..]), Some(&(got.len() as u64)), "tree {shown}: records copied");
         if name == SMALL.as_bytes() {
+            assert!(got.is_empty(), "tree {shown}: {} records copied from under a damaged root", got.len());
             continue;
         }
-        let t = if name == DEFAULT { (*db).clone() } else { db.open_tree(name).unwrap() };
-        assert_eq!(t.len(), kv.len(), "tree {}", String::from_utf8_lossy(name));
+        assert_eq!(got.len(), kv.len(), "tree {shown}: every record copied");
+        assert_eq!(t.len(), kv.len(), "tree {shown}");
         for (k, v) in kv {
             assert_eq!(&t.get(k).unwrap().unwrap()[..], &v[..]);
         }

@@ -387,6 +387,14 @@ mod memory_tests {
     /// which every AES-NI key schedule stores verbatim (the first can be overwritten by the
     /// allocator's free-list links when the block is freed). The cipher is built as the page
     /// path builds it (`new_aead`, an `Arc`).
+    ///
+    /// Two positive controls. On every CPU, the same scan must find the needle planted in a heap
+    /// block once the check has run (so a 0 comes from a scan that sees heap blocks). With AES
+    /// instructions, it must also find the live schedule before the drop. That one cannot run
+    /// without them: the software schedules keep no round key verbatim (RustCrypto's fixsliced
+    /// `aes::soft`, ring's and aws-lc's vpaes and bitsliced code hold them transformed), so no
+    /// scan can find one. There the check after the drop shows only that no verbatim copy of the
+    /// key's second half (the key as the setup copied it) was left behind.
     #[test]
     fn a_dropped_cipher_leaves_no_key_schedule() {
         for backend in CipherBackend::available() {
@@ -405,18 +413,57 @@ mod memory_tests {
             }
             drop(aead);
             assert_eq!(memscan::count_in_memory(&masked), 0, "{backend:?}: key schedule left in memory after drop");
+            assert!(
+                seen_planted_on_the_heap(&masked),
+                "{backend:?}: the scan does not see a planted heap copy (test broken)"
+            );
         }
     }
 
     /// The stack a key setup used is overwritten before `new_aead` returns (nothing else runs
-    /// between the setup and the scan here).
+    /// between the setup and the scan here). The positive control comes after the check: the
+    /// same scan must find the same needle planted in a buffer on this thread's stack, below
+    /// this frame where the setup ran. Before the check it could not show that: the key itself
+    /// (in its own locked mapping) holds the needle until the cipher is built, and a control run
+    /// between the setup and the scan would overwrite the stack the check looks at.
     #[test]
     fn a_key_setup_leaves_nothing_on_the_stack() {
         for backend in CipherBackend::available() {
             let (aead, masked) = cipher_under_fresh_key(backend);
             drop(aead);
             assert_eq!(memscan::count_in_memory(&masked), 0, "{backend:?}: key setup left its schedule behind");
+            assert!(
+                seen_planted_on_the_stack(&masked),
+                "{backend:?}: the scan does not see a copy planted on the stack (test broken)"
+            );
         }
+    }
+
+    /// Whether the scan sees the unmasked needle planted in a buffer on this thread's stack (in
+    /// this function's frame, below its caller's, where a key setup called from there runs).
+    /// The buffer is wiped before this returns.
+    #[inline(never)]
+    fn seen_planted_on_the_stack(masked: &[u8]) -> bool {
+        use zeroize::Zeroize;
+        let mut planted = [0u8; 64];
+        assert!(masked.len() <= planted.len(), "a needle longer than the planted buffer");
+        for (p, m) in planted.iter_mut().zip(masked) {
+            *p = m ^ memscan::MASK;
+        }
+        std::hint::black_box(&mut planted);
+        let seen = memscan::seen_in_memory(masked);
+        planted.zeroize();
+        std::hint::black_box(&planted);
+        seen
+    }
+
+    /// Whether the scan sees the unmasked needle planted in a heap block of its own (wiped when
+    /// it is freed, before this returns).
+    #[inline(never)]
+    fn seen_planted_on_the_heap(masked: &[u8]) -> bool {
+        let planted = zeroize::Zeroizing::new(masked.iter().map(|m| m ^ memscan::MASK).collect::<Vec<u8>>());
+        std::hint::black_box(&planted);
+        memscan::seen_in_memory(masked)
     }
 
     /// A cipher on `backend` under a random key (the key itself dropped), and the key's

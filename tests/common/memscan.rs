@@ -7,6 +7,10 @@
 //! growing buffer would free copies of the memory it read (plaintext included) for the next
 //! scan to find.
 //!
+//! A scan that cannot look (no /proc/self/mem, no mapping listed or read, an empty needle, or
+//! ranges that miss the scanning thread's own stack) panics: it never reports 0, which every
+//! check that a secret is gone would take for a pass.
+//!
 //! Shared by tests/secret_memory.rs and the unit tests that look for keys left behind
 //! (`src/crypto/mod.rs` declares it, by `#[path]`).
 
@@ -39,19 +43,30 @@ pub fn seen_in_memory(masked: &[u8]) -> bool {
 }
 
 /// Occurrences of the unmasked needle in every readable private mapping (heap, stacks,
-/// anonymous maps, writable data of loaded objects).
+/// anonymous maps, writable data of loaded objects). Panics where it cannot scan (see the top of
+/// this file): a 0 from a scan that read nothing made every "nothing left behind" check pass.
 pub fn count_in_memory(masked: &[u8]) -> usize {
     // One scan at a time: a scan's window holds copies of what it read (another test's live
     // key among them) until it is wiped, and a concurrent scan would find them there.
     let _one = SCAN.lock().unwrap_or_else(|e| e.into_inner());
-    let Ok(mut mem) = std::fs::File::open("/proc/self/mem") else { return 0 };
     let n = masked.len();
-    if n == 0 || n > WINDOW {
-        return 0;
-    }
+    assert!(n > 0 && n <= WINDOW, "memscan: a needle of {n} bytes (1 to {WINDOW} are scanned) proves nothing");
+    let mut mem = std::fs::File::open("/proc/self/mem")
+        .unwrap_or_else(|e| panic!("memscan: cannot open /proc/self/mem ({e}): no memory could be scanned"));
+    let ranges = regions();
+    assert!(!ranges.is_empty(), "memscan: /proc/self/maps lists no readable private mapping: nothing to scan");
+    // The scan must cover this thread's own stack (a local's address): ranges that miss it
+    // would miss what a key setup left there.
+    let here = std::ptr::addr_of!(n) as u64;
+    assert!(
+        ranges.iter().any(|&(a, b)| a <= here && here < b),
+        "memscan: the ranges from /proc/self/maps miss this thread's stack ({here:#x}): the scan is blind"
+    );
+    let mapped = ranges.len();
     let mut window = vec![0u8; WINDOW + n];
     let mut found = 0;
-    for (a, b) in regions() {
+    let mut read = 0u64;
+    for (a, b) in ranges {
         // Windows overlap by n - 1 bytes so a needle across a boundary is seen once.
         let mut at = a;
         while at < b {
@@ -59,11 +74,14 @@ pub fn count_in_memory(masked: &[u8]) -> usize {
             let w = &mut window[..len];
             if mem.seek(SeekFrom::Start(at)).is_ok() && mem.read_exact(w).is_ok() {
                 found += count_in(w, masked);
+                read += len as u64;
             } else {
                 // Part of the window went away while the scan ran (another test's thread
                 // unmapped it): read it page by page, so a hole does not hide the rest of the
                 // region (a live key there was missed once, failing a positive scan).
-                found += count_pagewise(&mut mem, at, len, masked);
+                let (f, r) = count_pagewise(&mut mem, at, len, masked);
+                found += f;
+                read += r;
             }
             if len < WINDOW + n - 1 {
                 break;
@@ -73,6 +91,7 @@ pub fn count_in_memory(masked: &[u8]) -> usize {
     }
     window.fill(0);
     std::hint::black_box(&window);
+    assert!(read > 0, "memscan: no byte of the {mapped} mapping(s) listed could be read from /proc/self/mem");
     found
 }
 
@@ -111,23 +130,25 @@ fn regions() -> Vec<(u64, u64)> {
 }
 
 /// `count_in` over `len` bytes from `at`, a page (and the needle's length less one) at a time,
-/// skipping pages that do not read.
-fn count_pagewise(mem: &mut std::fs::File, at: u64, len: usize, masked: &[u8]) -> usize {
+/// skipping pages that do not read; and how many bytes were read.
+fn count_pagewise(mem: &mut std::fs::File, at: u64, len: usize, masked: &[u8]) -> (usize, u64) {
     const PAGE: usize = 4096;
     let mut buf = vec![0u8; PAGE + masked.len()];
     let mut found = 0;
+    let mut read = 0u64;
     let mut off = 0;
     while off < len {
         let take = (len - off).min(PAGE + masked.len() - 1);
         let w = &mut buf[..take];
         if mem.seek(SeekFrom::Start(at + off as u64)).is_ok() && mem.read_exact(w).is_ok() {
             found += count_in(w, masked);
+            read += take as u64;
         }
         off += PAGE;
     }
     buf.fill(0);
     std::hint::black_box(&buf);
-    found
+    (found, read)
 }
 
 fn count_in(w: &[u8], masked: &[u8]) -> usize {

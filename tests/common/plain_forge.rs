@@ -78,16 +78,22 @@ pub fn edit_page(path: &Path, p: u64, parents: &[u64], edit: impl FnOnce(&mut [u
         new = PageRef { tag: reseal_plain(&mut b, parent, &file_id, version), ..old };
         write_page(path, parent, &b);
     }
-    edit_commits(path, |rec| {
+    let edited = edit_commits(path, |rec| {
         if encoded(rec.catalog) == encoded(old) {
             rec.catalog = new;
         }
     });
+    assert!(edited >= 1, "no commit record decodes: the edit of page {p} was not carried up to one");
 }
 
-/// Rewrites each commit record that decodes with `edit`, resealed.
-pub fn edit_commits(path: &Path, mut edit: impl FnMut(&mut CommitRecord)) {
+/// Rewrites each commit record that decodes with `edit`, resealed; returns how many slots it
+/// rewrote. A slot whose record does not decode is left as it is (never written: slot B of a
+/// new file), so a caller asserts the count: with none, nothing was forged and a test of the
+/// forgery passed on the file as it was.
+#[must_use = "assert that a commit record was edited"]
+pub fn edit_commits(path: &Path, mut edit: impl FnMut(&mut CommitRecord)) -> usize {
     let (file_id, version) = identity(path);
+    let mut edited = 0;
     for slot in [2u64, 3] {
         let mut b = read_page(path, slot);
         let Ok(mut rec) = CommitRecord::decode(&b[..PAYLOAD_SIZE], slot, version) else { continue };
@@ -95,7 +101,9 @@ pub fn edit_commits(path: &Path, mut edit: impl FnMut(&mut CommitRecord)) {
         rec.encode(&mut b[..PAYLOAD_SIZE]);
         reseal_plain(&mut b, slot, &file_id, version);
         write_page(path, slot, &b);
+        edited += 1;
     }
+    edited
 }
 
 /// Sets nonce bytes 0..4 of the plaintext page `page` (page number `page_no`) so that its CRC32

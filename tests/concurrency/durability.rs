@@ -539,17 +539,18 @@ fn a_commit_synced_beside_a_failing_header_update_is_durable_once_acknowledged()
             })
         };
         let tid = named.recv().unwrap();
-        // Until B's sync has failed (before the fix), or B waits for A's sync to end.
+        // Until B's sync has failed (before the fix), or B waits for A's sync to end: seen as B
+        // asleep on a lock while A's sync is the only one begun. `until_blocked` falls back to
+        // 500 ms where that cannot be seen: no `/proc` (no thread id), or a kernel that shows
+        // every wait channel as "0" (where a loop on `blocked_now` alone ran into its 60 s).
         let start = Instant::now();
         loop {
-            if race.state.lock().1 {
+            let seen = blocked::until_blocked(tid.as_deref(), Duration::from_millis(500));
+            let st = race.state.lock();
+            if st.1 || !seen || st.0 == 1 {
                 break;
             }
-            match tid.as_deref() {
-                Some(t) if blocked::blocked_now(t) && race.state.lock().0 == 1 => break,
-                None if start.elapsed() > Duration::from_millis(500) => break,
-                _ => {}
-            }
+            drop(st);
             assert!(start.elapsed() < Duration::from_secs(60), "B neither synced nor waited");
             thread::sleep(Duration::from_millis(1));
         }
