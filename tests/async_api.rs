@@ -434,3 +434,36 @@ fn an_async_subscription_waits_for_another_tasks_transaction() {
     });
     assert_eq!(r, (true, true, Some(b"after".to_vec())));
 }
+
+/// A call whose future is dropped before the blocking pool starts it is not made: a `put` the
+/// caller gave up on (a `timeout`, an aborted task, its pool busy) committed all the same once
+/// the pool got to it, and a retry applied it twice (async review). One awaited is made.
+#[test]
+fn a_call_dropped_before_the_pool_starts_it_is_not_made() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = temp_db().await;
+        let t = db.open_tree("t").await.unwrap();
+        // The pool's one thread held until released.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::task::spawn_blocking(move || held.recv().ok());
+        // The put, polled on the worker (its call queued on the pool), then given up on: its
+        // task aborted, which drops its future (as a `timeout` does).
+        let put = tokio::spawn(t.put("k", "v"));
+        std::thread::sleep(Duration::from_millis(50));
+        put.abort();
+        assert!(put.await.is_err_and(|e| e.is_cancelled()), "the put ran with the pool busy");
+        release.send(()).unwrap();
+        busy.await.unwrap();
+        // Queued after the abandoned put: when it answers, the put has had its turn.
+        assert_eq!(t.get("k").await.unwrap(), None, "a call dropped before it started was made");
+        // A call awaited to its end is made.
+        t.put("k", "v").await.unwrap();
+        assert_eq!(t.get("k").await.unwrap().unwrap(), "v");
+    });
+}

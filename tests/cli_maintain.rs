@@ -530,3 +530,47 @@ fn status_and_check_agree_on_a_rejected_commit_record() {
     assert!(t.contains("the commit record in page 3 does not open"), "{t}");
     assert_eq!(t.contains("opened at the previous one"), recovered(&c), "{t}");
 }
+
+/// A group of the write-ahead log that fails its checksum leaves its commits out of the
+/// database: `check` reports it (exit 4, `log_group_dropped` in its JSON, as `status` has it),
+/// `salvage` counts it as lost (exit 4), and a command that reads warns. They said ok and
+/// "nothing lost" (CLI review, high).
+#[test]
+fn a_dropped_log_group_is_a_problem_for_check_and_a_loss_for_salvage() {
+    let e = Env::new();
+    let live = e.p("live");
+    let crashed = e.p("crashed");
+    let cfg = |p: &str| {
+        foldvault::Config::new()
+            .file(p)
+            .passphrase(PASS)
+            .kdf(foldvault::KdfParams::insecure_fast())
+            .use_env(false)
+            .flush_every_ms(None)
+            .write_ahead_log(true)
+    };
+    let db = cfg(&live).open().unwrap();
+    for i in 0..6u32 {
+        db.insert(format!("k{i}"), &b"v"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    // The file and its log as a crash leaves them (copied while open), a byte of the log's
+    // second group flipped (page 1 is its first group's index, and so on).
+    std::fs::copy(&live, &crashed).unwrap();
+    let log = foldvault::storage::wal::sidecar_path(Path::new(&live));
+    let mut bytes = std::fs::read(&log).unwrap();
+    drop(db);
+    bytes[2 * 4096 + 100] ^= 0x40;
+    std::fs::write(foldvault::storage::wal::sidecar_path(Path::new(&crashed)), &bytes).unwrap();
+    let pass = e.pass();
+    let c = e.fv(&["check", &crashed, "--json", "--passphrase-file", &pass]).code(4).text();
+    assert!(c.contains("\"log_group_dropped\": true") && c.contains("LogGroupDropped"), "{c}");
+    let s = e.fv(&["status", &crashed, "--json", "--passphrase-file", &pass]).ok().text();
+    assert!(s.contains("\"log_group_dropped\": true"), "{s}");
+    let out = e.p("salvaged");
+    let t = e.fv(&["salvage", &crashed, &out, "--passphrase-file", &pass]).code(4).text();
+    assert!(t.contains("LOST") && t.contains("write-ahead log"), "{t}");
+    // (The damaged group is the first: every commit is out, and the key is missing.)
+    let g = e.fv(&["get", &crashed, "__sled__default", "k0", "--passphrase-file", &pass]);
+    assert!(g.err().contains("write-ahead log fails its checksum"), "{}", g.err());
+}

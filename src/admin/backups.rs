@@ -206,7 +206,9 @@ pub fn backup(a: BackupArgs) -> Result<(), CliError> {
             })?;
             let f = w.inner.into_inner().map_err(|e| CliError::io(e.into_error(), &a.out))?;
             f.sync_all().at(&a.out)?;
-            drop(f);
+            // Still locked through the read-back and the rename: a verify longer than a minute
+            // let another run's tidying take it for abandoned and remove it (file review).
+            let _locked = f;
             // `[backup] verify_after` in the config file: what was written is read back and
             // its structure and hashes verified (as `verify-backup` without a key) before it
             // replaces anything.

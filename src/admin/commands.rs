@@ -118,6 +118,14 @@ pub fn open_target(t: &Target, encrypted: bool, creds: Credentials, access: Acce
             t.file.display()
         );
     }
+    if recovery.log_group_dropped {
+        note!(
+            "foldvault: warning: a group of the write-ahead log fails its checksum (torn by a crash, or damaged): \
+             its commits and any logged after it are not in the database; opened at commit {} ({})",
+            db.commit_seq(),
+            t.file.display()
+        );
+    }
     Ok(db)
 }
 

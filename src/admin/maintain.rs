@@ -109,6 +109,17 @@ fn findings(r: &CheckReport, rec: &crate::RecoveryReport) -> Vec<Finding> {
             reason: "commit record does not open (a commit torn by a crash, or altered)".into(),
         });
     }
+    // As a record that does not open: commits the log held are missing (CLI review, high: the
+    // check said ok, and salvage "nothing lost").
+    if rec.log_group_dropped {
+        out.push(Finding {
+            page: None,
+            pages: 0,
+            tree: "write-ahead log".into(),
+            kind: "LogGroupDropped".into(),
+            reason: "the write-ahead log's replay stopped at a group that fails its checksum (torn by a crash, or damaged): the commits in it, and any logged after it, are not in the database".into(),
+        });
+    }
     if rec.fell_back {
         out.push(Finding {
             page: None,
@@ -233,6 +244,7 @@ fn check_json(file: &Path, r: &CheckReport, rec: &crate::RecoveryReport, found: 
         .num("commit_seq", r.commit_seq)
         .bool("recovered", rec.fell_back)
         .raw("rejected_commit_slots", &array(rec.rejected_slots.iter().map(|p| p.to_string())))
+        .bool("log_group_dropped", rec.log_group_dropped)
         .num("page_count", r.page_count)
         .num("used_pages", r.used_pages)
         .num("free_pages", r.free_pages)
@@ -402,6 +414,10 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
     // the verdict counts it (`SalvageReport::lost_anything`).
     if !recovery.rejected_slots.is_empty() {
         losses.push("perhaps a newer commit (a commit record does not open)".to_string());
+    }
+    if recovery.log_group_dropped {
+        writeln!(o, "  lost: the write-ahead log's replay stopped at a group that fails its checksum (torn by a crash, or damaged): the commits in it, and any logged after it, are not in the database").map_err(w)?;
+        losses.push("the commits of a damaged write-ahead log group".to_string());
     }
     if ranges > 0 {
         losses.push(format!("{} in {}", plural(ranges, "key range"), plural(report.lost.len() as u64, "tree")));

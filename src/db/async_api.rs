@@ -16,9 +16,10 @@
 //! - a panic inside a blocking call is resumed in the caller (as if the call had been made
 //!   inline); a call cancelled by a shutting-down runtime returns an `Error::Io`;
 //! - a future dropped before it completes (a `timeout`, a `select!` that took another branch)
-//!   does not cancel its call, which runs on the blocking pool to its end: a write may still
-//!   commit after the caller stopped waiting for it (as with `tokio::fs`), and its handle
-//!   keeps the file open (and locked) until then, after `AsyncDb::close` too;
+//!   cancels its call only if the blocking pool has not started it; one started runs to its
+//!   end: a write may still commit after the caller stopped waiting for it (as with
+//!   `tokio::fs`), so a timeout means the outcome is unknown, and its handle keeps the file
+//!   open (and locked) until then, after `AsyncDb::close` too;
 //! - a call that waits (for the writer lock, for a commit's turn, for room in a full
 //!   subscriber) waits on a blocking-pool thread, and the pool is bounded and first in, first
 //!   out: with that many writes waiting behind a full subscriber, or behind a transaction a
@@ -63,10 +64,44 @@ where
         return f();
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return f() };
-    match runtime.spawn_blocking(f).await {
+    // A call whose future is dropped before the pool starts it (a `timeout`, a `select!` that
+    // took another branch) is not made: it ran to its end all the same, so a write the caller
+    // had given up on (and retried) committed twice, an open took the file's lock from the
+    // retry, and calls nobody waited for kept the pool's queue long (async review). One the
+    // pool has started runs to its end.
+    let dropped = DroppedBeforeStart::default();
+    let flag = dropped.0.clone();
+    let r = runtime
+        .spawn_blocking(move || {
+            if flag.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(Error::Io(std::io::Error::other("the call's future was dropped before it started")));
+            }
+            f()
+        })
+        .await;
+    dropped.completed();
+    match r {
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Err(Error::Io(std::io::Error::other("blocking task cancelled: the runtime is shutting down"))),
+    }
+}
+
+/// Raised when dropped before `completed`: a blocking call's future went away while it waited.
+#[derive(Default)]
+struct DroppedBeforeStart(Arc<std::sync::atomic::AtomicBool>, bool);
+
+impl DroppedBeforeStart {
+    fn completed(mut self) {
+        self.1 = true;
+    }
+}
+
+impl Drop for DroppedBeforeStart {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.store(true, std::sync::atomic::Ordering::Release);
+        }
     }
 }
 

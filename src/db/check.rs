@@ -294,9 +294,13 @@ impl std::fmt::Debug for SalvageReport {
 }
 
 impl SalvageReport {
-    /// True if a key range, a tree or a newer commit of the source is missing from the copy.
+    /// True if a key range, a tree or a newer commit of the source is missing from the copy
+    /// (a commit fallen back from, a record that does not open, a log group dropped).
     pub fn lost_anything(&self) -> bool {
-        self.lost.values().any(|v| !v.is_empty()) || self.recovery.fell_back || !self.recovery.rejected_slots.is_empty()
+        self.lost.values().any(|v| !v.is_empty())
+            || self.recovery.fell_back
+            || !self.recovery.rejected_slots.is_empty()
+            || self.recovery.log_group_dropped
     }
 }
 
