@@ -248,11 +248,12 @@ pub fn del(a: KeyCmdArgs) -> Result<(), CliError> {
     tx.commit().at(&file)
 }
 
-/// Bytes for a text line: as they are when UTF-8 without control characters, else escaped
-/// (`\n`, `\t`, `\xNN`, ...).
+/// Bytes for a text line: as they are when UTF-8 without control characters or backslashes,
+/// else escaped (`\n`, `\t`, `\xNN`, `\\`, ...): a key holding a backslash and a `t` printed as
+/// one holding a tab did (CLI review).
 pub fn printable(b: &[u8]) -> String {
     match std::str::from_utf8(b) {
-        Ok(s) if !s.chars().any(|c| c.is_control()) => s.to_string(),
+        Ok(s) if !s.chars().any(|c| c.is_control() || c == '\\') => s.to_string(),
         _ => b.escape_ascii().to_string(),
     }
 }
@@ -462,4 +463,17 @@ pub fn stats(a: StatsArgs) -> Result<(), CliError> {
         }
     }
     o.flush().map_err(CliError::stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A key holding a backslash and a `t` is told apart from one holding a tab (CLI review:
+    /// both printed `a\tb`).
+    #[test]
+    fn printable_tells_a_backslash_from_an_escape() {
+        assert_eq!(super::printable(b"plain key"), "plain key");
+        assert_eq!(super::printable(b"a\tb"), "a\\tb");
+        assert_eq!(super::printable(b"a\\tb"), "a\\\\tb");
+        assert_ne!(super::printable(b"a\tb"), super::printable(b"a\\tb"));
+    }
 }

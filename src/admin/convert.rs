@@ -118,7 +118,7 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), CliError> {
     let mut dropped_slots = if src_encrypted { other_slots(&src_header) } else { Vec::new() };
     // With a log beside the file the pages may hold slots a change in the log removed: only the
     // check below, on the database's own header, can refuse then (review of the fix).
-    if !crate::storage::wal::sidecar_path(&src.file).exists() {
+    if !crate::storage::wal::log_of(&src.file).exists() {
         refuse_dropping_slots(&a, &src.file, &dropped_slots)?;
     }
     let given_src_keys =

@@ -16,13 +16,14 @@ use std::time::Instant;
 use zeroize::Zeroizing;
 
 use super::cli::{DumpableArgs, PasswdArgs, RekeyArgs, SlotAction, SlotsArgs};
-use super::commands::{Access, Target, open_db, open_db_creds};
+use super::commands::{Access, Target, open_db, open_target};
 use super::keys::{KeyArgs, Prompt, new_passphrase, read_key_file, read_passphrase_file};
 use super::maintain::plural;
 use super::status::slot_kind_text;
 use super::{At, CliError, read_header};
 use crate::format::header::FileHeader;
 use crate::{Credentials, Db, Error, KdfParams, RekeyProgress, SlotInfo, SlotKind};
+use std::path::PathBuf;
 
 fn out() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
     std::io::BufWriter::new(std::io::stdout().lock())
@@ -35,14 +36,40 @@ fn say(line: &str) -> Result<(), CliError> {
 }
 
 /// Refuses a plaintext database, which has no key slots.
+/// Opens `arg` for a key command, writable. What can be refused without the open is refused
+/// first (a plaintext database, by its header; credentials `check` refuses): a writable open
+/// replays a log a crash left, writes a clean-close record or repairs a header copy, and a
+/// refusal after it changed the file it said it left alone (CLI review).
+fn open_for_keys(
+    arg: &Path,
+    keys: &KeyArgs,
+    check: impl FnOnce(&Credentials, &Path) -> Result<(), CliError>,
+) -> Result<(Db, PathBuf, Credentials), CliError> {
+    let t = Target::resolve(arg);
+    t.must_exist()?;
+    if !read_header(&t.file).at(&t.file)?.header.is_encrypted() {
+        return Err(plaintext_has_no_slots(&t.file));
+    }
+    let creds = keys.credentials(Prompt::Unlock)?;
+    check(&creds, &t.file)?;
+    let db = open_target(&t, true, creds.duplicate(), Access::Write)?;
+    // (The header read above is not authenticated: the open's is.)
+    require_encrypted(&db, &t.file)?;
+    Ok((db, t.file, creds))
+}
+
+fn plaintext_has_no_slots(file: &Path) -> CliError {
+    CliError::Usage(format!(
+        "{} is a plaintext database: it has no key slots (`foldvault encrypt` makes an encrypted copy)",
+        file.display()
+    ))
+}
+
 fn require_encrypted(db: &Db, file: &Path) -> Result<(), CliError> {
     if db.is_encrypted() {
         return Ok(());
     }
-    Err(CliError::Usage(format!(
-        "{} is a plaintext database: it has no key slots (`foldvault encrypt` makes an encrypted copy)",
-        file.display()
-    )))
+    Err(plaintext_has_no_slots(file))
 }
 
 fn slot_line(s: &SlotInfo) -> String {
@@ -82,15 +109,14 @@ fn changed_slots(before: &FileHeader, after: &FileHeader) -> Vec<usize> {
 }
 
 pub fn passwd(a: PasswdArgs) -> Result<(), CliError> {
-    let (db, file, old) = open_db_creds(&a.db, &a.keys, Access::Write)?;
-    require_encrypted(&db, &file)?;
-    if old.passphrase.is_none() {
-        return Err(CliError::Usage(format!(
+    let (db, file, old) = open_for_keys(&a.db, &a.keys, |old, file| match old.passphrase {
+        Some(_) => Ok(()),
+        None => Err(CliError::Usage(format!(
             "passwd changes the passphrase that opens {}: give the current one (--passphrase-file, \
 FOLDVAULT_PASSPHRASE, or at the prompt); to add a passphrase slot, use `foldvault slots DB add-passphrase`",
             file.display()
-        )));
-    }
+        ))),
+    })?;
     // The open handle's header: the file's header pages may be older (their update only in
     // the write-ahead log), and are not authenticated.
     let before = db.live_header();
@@ -119,17 +145,15 @@ pub fn slots(a: SlotsArgs) -> Result<(), CliError> {
     match a.action {
         None => list_slots(&a.db, &a.keys),
         Some(SlotAction::AddPassphrase { new_passphrase_file, kdf }) => {
-            let (db, file) = open_db(&a.db, &a.keys, Access::Write)?;
-            require_encrypted(&db, &file)?;
             let kdf = kdf.resolve(super::config_file::installed().kdf())?;
+            let (db, file, _) = open_for_keys(&a.db, &a.keys, |_, _| Ok(()))?;
             let p = new_passphrase(new_passphrase_file.as_deref())?;
             let i = db.add_slot(&Credentials::passphrase(p), kdf).at(&file)?;
             say(&format!("added slot {i}: {}", slot_kind_text(SlotKind::Passphrase, Some(&kdf))))
         }
         Some(SlotAction::AddKeyFile { file: key_file }) => {
-            let (db, file) = open_db(&a.db, &a.keys, Access::Write)?;
-            require_encrypted(&db, &file)?;
             let key = read_key_file(&key_file, "key file")?;
+            let (db, file, _) = open_for_keys(&a.db, &a.keys, |_, _| Ok(()))?;
             let i = db.add_slot(&Credentials::master_key(key), KdfParams::default()).at(&file)?;
             say(&format!("added slot {i}: {}", SlotKind::MasterKey.name()))
         }
@@ -154,7 +178,7 @@ fn list_slots(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
     let list = if creds.is_empty() {
         // Without a key only the header pages can be read, unauthenticated, and a slot change
         // still in the write-ahead log is not in them yet (CLI review).
-        if crate::storage::wal::sidecar_path(&t.file).exists() {
+        if crate::storage::wal::log_of(&t.file).exists() {
             note!(
                 "foldvault: a write-ahead log is beside {}: a slot change still in it is not listed; give a key to \
 list the slots the database has",
@@ -214,8 +238,7 @@ fn sync_if_a_file(stdout: &std::io::StdoutLock<'_>) -> std::io::Result<()> {
 
 fn add_recovery(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
     private_stdout_for_a_key()?;
-    let (db, file) = open_db(arg, keys, Access::Write)?;
-    require_encrypted(&db, &file)?;
+    let (db, file, _) = open_for_keys(arg, keys, |_, _| Ok(()))?;
     let (i, key) = db.add_recovery_key().at(&file)?;
     let mut line = Zeroizing::new(String::with_capacity(65));
     line.push_str(&key.to_hex());
@@ -245,8 +268,7 @@ open with it through --recovery-key-file FILE (a file only you can read).",
 }
 
 fn remove_slot(arg: &Path, keys: &KeyArgs, n: usize, force: bool) -> Result<(), CliError> {
-    let (db, file, creds) = open_db_creds(arg, keys, Access::Write)?;
-    require_encrypted(&db, &file)?;
+    let (db, file, creds) = open_for_keys(arg, keys, |_, _| Ok(()))?;
     let list = db.slots();
     let Some(slot) = list.iter().find(|s| s.index == n) else {
         return Err(CliError::Usage(format!(
@@ -288,8 +310,7 @@ keys open the database; make sure you hold one, then add --force",
 }
 
 pub fn rekey(a: RekeyArgs) -> Result<(), CliError> {
-    let (db, file, creds) = open_db_creds(&a.db, &a.keys, Access::Write)?;
-    require_encrypted(&db, &file)?;
+    let (db, file, creds) = open_for_keys(&a.db, &a.keys, |_, _| Ok(()))?;
     let mut all = vec![creds];
     for p in &a.also_passphrase_file {
         all.push(Credentials::passphrase(read_passphrase_file(p)?));

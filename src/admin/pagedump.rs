@@ -167,10 +167,16 @@ impl Dumper {
             hex(&h.file_id)
         ));
         d.line(format!(
-            "file size {} bytes = {} pages; key given: {}",
+            "file size {} bytes = {} pages; {}",
             self.info.file_size,
             self.info.page_count,
-            self.pager.is_some()
+            // (A plaintext file's pages are read without a key: "key given: true" was printed
+            // for every one. CLI review.)
+            match (h.is_encrypted(), self.pager.is_some()) {
+                (false, _) => "plaintext: pages read without a key",
+                (true, true) => "key given: pages opened",
+                (true, false) => "no key given: pages not opened",
+            }
         ));
         let mut slots = Vec::new();
         for (i, s) in h.slots.iter().enumerate() {
