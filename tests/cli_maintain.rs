@@ -574,3 +574,20 @@ fn a_dropped_log_group_is_a_problem_for_check_and_a_loss_for_salvage() {
     let g = e.fv(&["get", &crashed, "__sled__default", "k0", "--passphrase-file", &pass]);
     assert!(g.err().contains("write-ahead log fails its checksum"), "{}", g.err());
 }
+
+/// A copy into a directory that does not exist is refused naming the destination: salvage named
+/// the source for the temporary file it could not make there (CLI review).
+#[test]
+fn a_copy_into_a_missing_directory_names_the_destination() {
+    let e = Env::new();
+    let db = e.init_encrypted("db");
+    let pass = e.pass();
+    let out = e.p("missing/dir/out");
+    for cmd in [
+        vec!["salvage", &db, &out, "--passphrase-file", &pass],
+        vec!["decrypt", &db, &out, "--passphrase-file", &pass, "--i-understand-this-writes-plaintext"],
+    ] {
+        let err = e.fv(&cmd).code(2).err();
+        assert!(err.contains("DST") && err.contains("missing/dir") && err.contains("does not exist"), "{cmd:?}: {err}");
+    }
+}

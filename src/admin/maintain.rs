@@ -268,6 +268,17 @@ pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
 
 /// Fails when `t` names an existing non-empty file.
 pub(crate) fn must_not_exist(t: &Target, what: &str) -> Result<(), CliError> {
+    // The directory it goes in must be there: the copy's temporary file made in a missing one
+    // failed with a bare "No such file or directory", and salvage named the source for it
+    // (CLI review).
+    let parent = t.file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(CliError::Usage(format!(
+            "{what} {}: its directory {} does not exist",
+            t.file.display(),
+            parent.display()
+        )));
+    }
     match std::fs::metadata(&t.file) {
         Ok(m) if m.len() > 0 || !m.is_file() => {
             // What killed runs left beside it is tidied all the same (the library's copies do
