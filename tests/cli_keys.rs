@@ -346,6 +346,9 @@ fn encrypt_in_place_counts_a_slot_still_only_in_the_log() {
     std::fs::write(foldvault::storage::wal::sidecar_path(Path::new(&crashed)), log).unwrap();
     let listed = e.fv(&["slots", &crashed]).ok().text();
     assert!(!listed.contains("recovery"), "the header pages already hold the slot: {listed}");
+    // `status` with the key lists the slots the database has (it listed the header pages').
+    let status = e.fv(&["status", &crashed, "--passphrase-file", &pass]).ok().text();
+    assert!(status.contains("recovery-key"), "status lists the file's stale slots: {status}");
     let mut args = vec!["encrypt", crashed.as_str(), "--in-place", "--passphrase-file", &pass];
     args.extend(FAST_KDF);
     let o = e.fv(&args).code(2);

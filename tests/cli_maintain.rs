@@ -268,6 +268,9 @@ fn a_closed_stderr_or_stdout_keeps_the_exit_code() {
     assert_eq!(e.exit_with_stderr_closed(fv, &["backup", &db, &e.p("b"), "--passphrase-file", &pass]), 0);
     assert_eq!(e.exit_into_closed_pipe(fv, &["status", &db, "--passphrase-file", &wrong]), 3);
     assert_eq!(e.exit_into_closed_pipe(fv, &["status", &db, "--json", "--passphrase-file", &wrong]), 3);
+    // The header's part is printed whatever the open says (`--json` printed nothing).
+    let j = e.fv(&["status", &db, "--json", "--passphrase-file", &wrong]).code(3).text();
+    assert!(j.trim_start().starts_with('{') && j.contains("\"slots\""), "{j}");
 }
 
 #[test]

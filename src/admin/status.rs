@@ -328,23 +328,26 @@ pub fn write_status(
 pub fn status(a: StatusArgs) -> Result<(), CliError> {
     let t = Target::resolve(&a.db);
     t.must_exist()?;
-    let info = read_header(&t.file).at(&t.file)?;
+    let mut info = read_header(&t.file).at(&t.file)?;
     let creds = a.keys.credentials(Prompt::Never)?;
     let mut opened = None;
     let mut open_err = None;
     if !info.header.is_encrypted() || !creds.is_empty() {
         match t.config().credentials(creds).read_only(true).open() {
-            Ok(db) => opened = Some(DbInfo::of(&db, &t.file)?),
+            Ok(db) => {
+                opened = Some(DbInfo::of(&db, &t.file)?);
+                // The header the database has, authenticated: the file's header pages may be
+                // older (a slot change a crash left only in the write-ahead log), and listed
+                // slots it no longer has, or lacked one it has (CLI review).
+                info.header = db.live_header();
+            }
             Err(e) => open_err = Some(CliError::db(e, &t.file)),
         }
     }
+    // The header's part is written whatever the open said (a database open elsewhere, a wrong
+    // key): `--json` printed nothing then (CLI review). The open's error is the exit code.
     let mut o = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = if open_err.is_none() || !a.json {
-        write_status(&mut o, &t.file, &info, opened.as_ref(), a.json)
-    } else {
-        Ok(())
-    }
-    .and_then(|()| o.flush());
+    let written = write_status(&mut o, &t.file, &info, opened.as_ref(), a.json).and_then(|()| o.flush());
     // A failed open is the verdict (wrong key, damage) even when standard output has gone.
     match open_err {
         Some(e) => Err(e),
