@@ -832,30 +832,16 @@ fn a_creation_killed_while_its_passphrase_is_stretched_leaves_no_file() {
 #[test]
 fn a_refused_key_command_leaves_a_crashed_database_as_it_was() {
     let e = Env::new();
-    let live = e.p("live");
-    let crashed = e.p("crashed");
     let key_file = e.p("key");
     std::fs::write(&key_file, [7u8; 32]).unwrap();
-    let db = foldvault::Config::new()
-        .file(&live)
-        .passphrase(PASS)
-        .kdf(foldvault::KdfParams::insecure_fast())
-        .use_env(false)
-        .flush_every_ms(None)
-        .write_ahead_log(true)
-        .open()
-        .unwrap();
-    db.add_slot(&foldvault::Credentials::master_key(foldvault::MasterKey::from_bytes([7u8; 32])), Default::default())
-        .unwrap();
-    for i in 0..4u32 {
-        db.insert(format!("k{i}"), &b"v"[..]).unwrap();
-        db.flush().unwrap();
-    }
-    // The file and its log as a crash leaves them.
-    std::fs::copy(&live, &crashed).unwrap();
-    let log = foldvault::storage::wal::sidecar_path(Path::new(&crashed));
-    std::fs::copy(foldvault::storage::wal::sidecar_path(Path::new(&live)), &log).unwrap();
-    drop(db);
+    let (crashed, log) = e.crashed_with_log(|db| {
+        let key = foldvault::MasterKey::from_bytes([7u8; 32]);
+        db.add_slot(&foldvault::Credentials::master_key(key), Default::default()).unwrap();
+        for i in 0..4u32 {
+            db.insert(format!("k{i}"), &b"v"[..]).unwrap();
+            db.flush().unwrap();
+        }
+    });
     let (file, logged) = (std::fs::read(&crashed).unwrap(), std::fs::read(&log).unwrap());
     let err = e.fv(&["passwd", &crashed, "--key-file", &key_file]).code(2).err();
     assert!(err.contains("give the current one"), "{err}");

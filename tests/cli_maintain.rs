@@ -541,30 +541,16 @@ fn status_and_check_agree_on_a_rejected_commit_record() {
 #[test]
 fn a_dropped_log_group_is_a_problem_for_check_and_a_loss_for_salvage() {
     let e = Env::new();
-    let live = e.p("live");
-    let crashed = e.p("crashed");
-    let cfg = |p: &str| {
-        foldvault::Config::new()
-            .file(p)
-            .passphrase(PASS)
-            .kdf(foldvault::KdfParams::insecure_fast())
-            .use_env(false)
-            .flush_every_ms(None)
-            .write_ahead_log(true)
-    };
-    let db = cfg(&live).open().unwrap();
-    for i in 0..6u32 {
-        db.insert(format!("k{i}"), &b"v"[..]).unwrap();
-        db.flush().unwrap();
-    }
-    // The file and its log as a crash leaves them (copied while open), a byte of the log's
-    // second group flipped (page 1 is its first group's index, and so on).
-    std::fs::copy(&live, &crashed).unwrap();
-    let log = foldvault::storage::wal::sidecar_path(Path::new(&live));
+    let (crashed, log) = e.crashed_with_log(|db| {
+        for i in 0..6u32 {
+            db.insert(format!("k{i}"), &b"v"[..]).unwrap();
+            db.flush().unwrap();
+        }
+    });
+    // A byte of the log's first group flipped (page 1 is its index).
     let mut bytes = std::fs::read(&log).unwrap();
-    drop(db);
     bytes[2 * 4096 + 100] ^= 0x40;
-    std::fs::write(foldvault::storage::wal::sidecar_path(Path::new(&crashed)), &bytes).unwrap();
+    std::fs::write(&log, &bytes).unwrap();
     let pass = e.pass();
     let c = e.fv(&["check", &crashed, "--json", "--passphrase-file", &pass]).code(4).text();
     assert!(c.contains("\"log_group_dropped\": true") && c.contains("LogGroupDropped"), "{c}");

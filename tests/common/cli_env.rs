@@ -251,3 +251,27 @@ pub const RECORDS: &str = r#"{"tree": "schemas", "key": "b", "value": "{\"quoted
 {"tree": "schemas", "key": "a", "value": ""}
 {"tree": "__sled__default", "key": "atom:1", "value": "v1"}
 "#;
+
+impl Env {
+    /// An encrypted database (passphrase `PASS`, its write-ahead log on) made through the
+    /// library: `setup` runs on it, then its file and log are copied while it is open, as a
+    /// crash leaves them, to `crashed`. Returns the copy's path and its log's.
+    pub fn crashed_with_log(&self, setup: impl FnOnce(&foldvault::Db)) -> (String, std::path::PathBuf) {
+        let (live, crashed) = (self.p("live"), self.p("crashed"));
+        let db = foldvault::Config::new()
+            .file(&live)
+            .passphrase(PASS)
+            .kdf(foldvault::KdfParams::insecure_fast())
+            .use_env(false)
+            .flush_every_ms(None)
+            .write_ahead_log(true)
+            .open()
+            .unwrap();
+        setup(&db);
+        std::fs::copy(&live, &crashed).unwrap();
+        let log = foldvault::storage::wal::sidecar_path(std::path::Path::new(&crashed));
+        std::fs::copy(foldvault::storage::wal::sidecar_path(std::path::Path::new(&live)), &log).unwrap();
+        drop(db);
+        (crashed, log)
+    }
+}
