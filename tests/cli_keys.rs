@@ -325,9 +325,9 @@ fn encrypt_in_place_does_not_drop_key_slots_silently() {
 /// A slot added just before a crash is in the header the write-ahead log holds, not yet in
 /// the file's header pages: `encrypt --in-place` counts the slots the database has, and
 /// refuses (CLI review, medium: it read the pages, saw one slot, and dropped the recovery key
-/// unsaid). A key change now checkpoints the log before it returns, so the crash must come
-/// between its header writes and that checkpoint: the log is made here as such a crash leaves
-/// it, one group holding the new header's two copies.
+/// unsaid). This build writes header pages through to the file, past the log, so only a log an
+/// earlier build left holds a header: the log is made here as such a build's crash left it,
+/// one group holding the new header's two copies.
 #[test]
 fn encrypt_in_place_counts_a_slot_still_only_in_the_log() {
     let e = Env::new();

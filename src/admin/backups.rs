@@ -218,7 +218,8 @@ pub fn backup(a: BackupArgs) -> Result<(), CliError> {
                     .map_err(|e| backup_err(e, &a.out))?;
             }
             place_backup(&tmp, &a.out, a.force, was_missing)?;
-            // In place: a directory that cannot be synced (not EIO) is said, not a failure.
+            // In place: a directory that cannot be synced is said, not a failure (one whose
+            // sync failed is).
             crate::storage::sync_new_name(&a.out).at(&a.out)?;
             Ok(stats)
         })();

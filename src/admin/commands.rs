@@ -254,7 +254,12 @@ pub fn del(a: KeyCmdArgs) -> Result<(), CliError> {
 pub fn printable(b: &[u8]) -> String {
     match std::str::from_utf8(b) {
         Ok(s) if !s.chars().any(|c| c.is_control() || c == '\\') => s.to_string(),
-        _ => b.escape_ascii().to_string(),
+        // UTF-8 stays readable: only backslashes and control characters are escaped.
+        Ok(s) => s
+            .chars()
+            .map(|c| if c == '\\' || c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+            .collect(),
+        Err(_) => b.escape_ascii().to_string(),
     }
 }
 
@@ -475,5 +480,8 @@ mod tests {
         assert_eq!(super::printable(b"a\tb"), "a\\tb");
         assert_eq!(super::printable(b"a\\tb"), "a\\\\tb");
         assert_ne!(super::printable(b"a\tb"), super::printable(b"a\\tb"));
+        // UTF-8 stays readable beside an escape; other bytes are escaped as hex.
+        assert_eq!(super::printable("é\\".as_bytes()), "é\\\\");
+        assert_eq!(super::printable(b"\xff"), "\\xff");
     }
 }

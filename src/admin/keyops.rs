@@ -35,7 +35,6 @@ fn say(line: &str) -> Result<(), CliError> {
     o.flush().map_err(CliError::stdout)
 }
 
-/// Refuses a plaintext database, which has no key slots.
 /// Opens `arg` for a key command, writable. What can be refused without the open is refused
 /// first (a plaintext database, by its header; credentials `check` refuses): a writable open
 /// replays a log a crash left, writes a clean-close record or repairs a header copy, and a
@@ -65,6 +64,7 @@ fn plaintext_has_no_slots(file: &Path) -> CliError {
     ))
 }
 
+/// Refuses a plaintext database, which has no key slots.
 fn require_encrypted(db: &Db, file: &Path) -> Result<(), CliError> {
     if db.is_encrypted() {
         return Ok(());
@@ -109,23 +109,29 @@ fn changed_slots(before: &FileHeader, after: &FileHeader) -> Vec<usize> {
 }
 
 pub fn passwd(a: PasswdArgs) -> Result<(), CliError> {
-    let (db, file, old) = open_for_keys(&a.db, &a.keys, |old, file| match old.passphrase {
-        Some(_) => Ok(()),
-        None => Err(CliError::Usage(format!(
-            "passwd changes the passphrase that opens {}: give the current one (--passphrase-file, \
+    // The new passphrase is read (or asked for) before the open too.
+    let mut new = None;
+    let (db, file, old) = open_for_keys(&a.db, &a.keys, |old, file| {
+        if old.passphrase.is_none() {
+            return Err(CliError::Usage(format!(
+                "passwd changes the passphrase that opens {}: give the current one (--passphrase-file, \
 FOLDVAULT_PASSPHRASE, or at the prompt); to add a passphrase slot, use `foldvault slots DB add-passphrase`",
-            file.display()
-        ))),
+                file.display()
+            )));
+        }
+        new = Some(new_passphrase(a.new_passphrase_file.as_deref())?);
+        Ok(())
     })?;
-    // The open handle's header: the file's header pages may be older (their update only in
-    // the write-ahead log), and are not authenticated.
+    let new = new.ok_or_else(|| CliError::Usage("no new passphrase was read".into()))?;
+    // The open handle's header: the file's header pages may be older (their update only in a
+    // write-ahead log an earlier build left, which logged header pages), and are not
+    // authenticated.
     let before = db.live_header();
     let current = passphrase_slot_of(&before, &old);
     // Unless told otherwise, the slot keeps the cost it has.
     let base =
         current.and_then(|i| db.slots().into_iter().find(|s| s.index == i)).and_then(|s| s.kdf).unwrap_or_default();
     let kdf = a.kdf.resolve(base)?;
-    let new = new_passphrase(a.new_passphrase_file.as_deref())?;
     db.change_passphrase(&old, new, kdf).at(&file)?;
     let after = db.live_header();
     drop(db);
@@ -146,8 +152,12 @@ pub fn slots(a: SlotsArgs) -> Result<(), CliError> {
         None => list_slots(&a.db, &a.keys),
         Some(SlotAction::AddPassphrase { new_passphrase_file, kdf }) => {
             let kdf = kdf.resolve(super::config_file::installed().kdf())?;
-            let (db, file, _) = open_for_keys(&a.db, &a.keys, |_, _| Ok(()))?;
-            let p = new_passphrase(new_passphrase_file.as_deref())?;
+            let mut new = None;
+            let (db, file, _) = open_for_keys(&a.db, &a.keys, |_, _| {
+                new = Some(new_passphrase(new_passphrase_file.as_deref())?);
+                Ok(())
+            })?;
+            let p = new.ok_or_else(|| CliError::Usage("no new passphrase was read".into()))?;
             let i = db.add_slot(&Credentials::passphrase(p), kdf).at(&file)?;
             say(&format!("added slot {i}: {}", slot_kind_text(SlotKind::Passphrase, Some(&kdf))))
         }
@@ -180,8 +190,8 @@ fn list_slots(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
         // still in the write-ahead log is not in them yet (CLI review).
         if crate::storage::wal::log_of(&t.file).exists() {
             note!(
-                "foldvault: a write-ahead log is beside {}: a slot change still in it is not listed; give a key to \
-list the slots the database has",
+                "foldvault: a write-ahead log is beside {}: if an earlier build wrote it, a slot change still in it \
+is not listed; give a key to list the slots the database has",
                 t.file.display()
             );
         }
@@ -285,8 +295,8 @@ add another slot first",
         )));
     }
     // Whether the key given still opens the database without slot n (a key derivation more),
-    // by the open handle's header: the file's may be older (its update only in the log), and
-    // hold a slot the key opens that is gone.
+    // by the open handle's header: the file's may be older (its update only in a log an earlier
+    // build left), and hold a slot the key opens that is gone.
     let mut without = db.live_header();
     if let Some(s) = without.slots.get_mut(n) {
         s.set(None);
@@ -310,8 +320,9 @@ keys open the database; make sure you hold one, then add --force",
 }
 
 pub fn rekey(a: RekeyArgs) -> Result<(), CliError> {
-    let (db, file, creds) = open_for_keys(&a.db, &a.keys, |_, _| Ok(()))?;
-    let mut all = vec![creds];
+    // Every key file read before the open (a file that does not read is refused with nothing
+    // changed), the credentials that open the database first.
+    let mut all = Vec::new();
     for p in &a.also_passphrase_file {
         all.push(Credentials::passphrase(read_passphrase_file(p)?));
     }
@@ -327,6 +338,8 @@ pub fn rekey(a: RekeyArgs) -> Result<(), CliError> {
             all.push(Credentials::master_key(read_key_file(k, "key file")?).with_passphrase(read_passphrase_file(p)?));
         }
     }
+    let (db, file, creds) = open_for_keys(&a.db, &a.keys, |_, _| Ok(()))?;
+    all.insert(0, creds);
     let before = db.encryption_status();
     let pages = read_header(&file).at(&file)?.page_count;
     let bar = super::progress(Some(pages), "re-sealing pages");

@@ -117,7 +117,7 @@ fn findings(r: &CheckReport, rec: &crate::RecoveryReport) -> Vec<Finding> {
             pages: 0,
             tree: "write-ahead log".into(),
             kind: "LogGroupDropped".into(),
-            reason: "the write-ahead log's replay stopped at a group that fails its checksum (torn by a crash, or damaged): the commits in it, and any logged after it, are not in the database".into(),
+            reason: "the write-ahead log's replay stopped at a group that fails its checksum: the commits in it, and any logged after it, are not in the database (a last group torn by a crash was never acknowledged; damage loses acknowledged ones)".into(),
         });
     }
     if rec.fell_back {
@@ -427,8 +427,8 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
         losses.push("perhaps a newer commit (a commit record does not open)".to_string());
     }
     if recovery.log_group_dropped {
-        writeln!(o, "  lost: the write-ahead log's replay stopped at a group that fails its checksum (torn by a crash, or damaged): the commits in it, and any logged after it, are not in the database").map_err(w)?;
-        losses.push("the commits of a damaged write-ahead log group".to_string());
+        writeln!(o, "  lost: the write-ahead log's replay stopped at a group that fails its checksum: the commits in it, and any logged after it, are not in the database (a last group torn by a crash was never acknowledged; damage loses acknowledged ones)").map_err(w)?;
+        losses.push("perhaps the commits of a write-ahead log group (it fails its checksum)".to_string());
     }
     if ranges > 0 {
         losses.push(format!("{} in {}", plural(ranges, "key range"), plural(report.lost.len() as u64, "tree")));

@@ -337,7 +337,7 @@ pub fn status(a: StatusArgs) -> Result<(), CliError> {
             Ok(db) => {
                 opened = Some(DbInfo::of(&db, &t.file)?);
                 // The header the database has, authenticated: the file's header pages may be
-                // older (a slot change a crash left only in the write-ahead log), and listed
+                // older (a slot change a crash left only in a log an earlier build wrote), and listed
                 // slots it no longer has, or lacked one it has (CLI review).
                 info.header = db.live_header();
             }

@@ -480,22 +480,43 @@ database's write-ahead log: move it away",
         Err(e) => return Err(e),
     };
     *log_made = log.created().then(|| wal_path.to_path_buf());
+    // The file opened is the one at the name: a link put there after the look above (a
+    // directory others can write) was followed by the open (diff review). Checked before
+    // anything is written to it.
+    let opened_meta = log.metadata()?;
+    let at_name = std::fs::symlink_metadata(wal_path)?;
+    if !at_name.file_type().is_file() || !crate::storage::same_inode(&opened_meta, &at_name) {
+        return Err(Error::Unsupported(format!(
+            "{} changed while it was opened (a link put in its place): it is not used as the database's \
+write-ahead log",
+            wal_path.display()
+        )));
+    }
     if log.created() {
-        // Shared as the database is (a group-shared file's log was 0600, its creator's alone,
+        // Shared as the database is (a group-shared file's log was 0600 and its creator's group,
         // and the next open by another member failed with a bare "Permission denied"), never
-        // more: the file's group and other bits, read and write for its owner.
-        if let Ok(m) = main.metadata() {
-            let mode = std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o066 | 0o600;
-            if let Err(e) = std::fs::set_permissions(wal_path, std::os::unix::fs::PermissionsExt::from_mode(mode)) {
-                tracing::warn!(target: "foldvault::audit", error = %e, "the write-ahead log keeps mode 0600");
-            }
+        // more: the file's group and other bits, read and write for its owner. Through the
+        // handle, not the name.
+        if let Err(e) = main.metadata().and_then(|m| log.share_as(&m)) {
+            tracing::warn!(target: "foldvault::audit", error = %e, "the write-ahead log keeps its creator's mode and group");
         }
-    } else if log.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::nlink(&m) > 1) {
+    } else if std::os::unix::fs::MetadataExt::nlink(&opened_meta) > 1 {
         // A second name of the log: the creation name a kill left between its link and its
         // removal, which kept every session's pages after the close removed the log's own name
-        // (file review). Removed; another (a hard link someone made) is said.
+        // (file review). Removed; another (a hard link someone made) is said, and refused if
+        // what it holds is no log (another file linked at the log's name, whose first page the
+        // first group would overwrite: diff review).
         super::leftovers::remove_stale(wal_path);
         if log.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::nlink(&m) > 1) {
+            let mut magic = [0u8; 7];
+            let holds_a_log = crate::storage::Storage::len(&log)? == 0
+                || (crate::storage::Storage::read_at(&log, 0, &mut magic).is_ok() && &magic == b"FVWAL\0\0");
+            if !holds_a_log {
+                return Err(Error::Unsupported(format!(
+                    "{} has another name and holds no write-ahead log: it is not used as the database's log",
+                    wal_path.display()
+                )));
+            }
             tracing::warn!(target: "foldvault::audit", path = %wal_path.display(),
                 "the write-ahead log has another name, which keeps its pages after the close removes this one");
         }

@@ -261,8 +261,8 @@ pub(crate) fn put_in_place<T>(
     });
     match placed {
         Ok((r, _lock, _target)) => {
-            // The copy has its name: a directory that cannot be synced (not EIO) is said, not
-            // reported as a failed copy (storage review, low).
+            // The copy has its name: a directory that cannot be synced is said, not reported as
+            // a failed copy (storage review, low); one whose sync failed is the error.
             crate::storage::sync_new_name(dst)?;
             Ok(r)
         }
@@ -444,9 +444,13 @@ damage): convert it into a new file instead, which keeps the original (or run `f
         // no process opens or commits to either name in between.
         let lock = crate::storage::FileStorage::open(&tmp, false)?;
         std::fs::rename(&tmp, path)?;
-        // In place now: a directory that cannot be synced (not EIO) is said, and reported
-        // (`LeftBehind`); the old file is then not overwritten (below).
-        let synced = crate::storage::sync_new_name(path)?;
+        // In place now: a directory that cannot be synced is said, and reported (`LeftBehind`);
+        // the old file is then not overwritten (below). A sync that failed (EIO, ENOSPC) too:
+        // the conversion is done, and its error would have said it failed.
+        let synced = crate::storage::sync_new_name(path).unwrap_or_else(|e| {
+            tracing::warn!(target: "foldvault::audit", error = %e, "the converted file's directory sync failed");
+            false
+        });
         Ok((lock, synced))
     })();
     let (_lock, synced) = match placed {
@@ -476,7 +480,10 @@ damage): convert it into a new file instead, which keeps the original (or run `f
             // Removed: a directory that does not sync may give the name back to it, emptied
             // (zeros), which the next open writes over. Said, not reported as left behind.
             Ok(()) => {
-                let _ = crate::storage::sync_new_name(&side);
+                if let Err(e) = crate::storage::sync_new_name(&side) {
+                    tracing::warn!(target: "foldvault::audit", error = %e, path = %side.display(),
+                        "the directory of the replaced file's removed log could not be synced");
+                }
             }
         }
     }

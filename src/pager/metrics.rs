@@ -33,7 +33,8 @@ pub struct Metrics {
     pub commits: u64,
     pub durable_commits: u64,
     /// Syncs the engine asked its storage for: one per durable commit or group of them, and one
-    /// per header page written through (at creation, a repair at open, each copy of a key change).
+    /// per write through of header pages (both copies at creation, a repair at open, each copy
+    /// of a key change).
     pub syncs: u64,
     /// `fdatasync`s that returned on the database file and its write-ahead log, the log's
     /// checkpoints included (`Storage::device_syncs`; 0 on storage with no device): what the

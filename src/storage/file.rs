@@ -121,8 +121,9 @@ impl FileStorage {
     /// The file is synced first (`fdatasync` works on a descriptor opened for reading): a
     /// writer killed between its writes and its sync leaves them in the system's cache, where
     /// this handle reads them, and it would report a commit (its sequence number, its root
-    /// digest) that a power loss then takes back. Only an I/O error fails the open; a file
-    /// system that cannot sync (read-only media) is said on the audit log.
+    /// digest) that a power loss then takes back. A sync that failed (EIO, ENOSPC, EDQUOT: see
+    /// `sync_or_say`) fails the open; a file system that cannot sync (read-only media) is said
+    /// on the audit log.
     pub fn open_read_only(path: &Path) -> crate::Result<FileStorage> {
         let (file, ()) = locked_at(path, true, || Ok((OpenOptions::new().read(true).open(path)?, ())))?;
         let synced = sync_or_say(file.sync_data(), path, "a read-only open could not sync the file")
@@ -141,6 +142,18 @@ impl FileStorage {
     /// name (`same_inode`).
     pub(crate) fn metadata(&self) -> io::Result<std::fs::Metadata> {
         self.file.metadata()
+    }
+
+    /// Gives the file `main`'s group and its group and other permission bits, read and write
+    /// for its owner (a database's write-ahead log, shared as the database file is), through
+    /// the handle: a name could have been replaced by a link.
+    pub(crate) fn share_as(&self, main: &std::fs::Metadata) -> io::Result<()> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mine = self.file.metadata()?;
+        if mine.gid() != main.gid() {
+            std::os::unix::fs::fchown(&self.file, None, Some(main.gid()))?;
+        }
+        self.file.set_permissions(std::fs::Permissions::from_mode(main.mode() & 0o066 | 0o600))
     }
 
     /// The path this storage was opened with.
@@ -173,10 +186,19 @@ impl FileStorage {
 /// review, medium-low).
 pub(crate) fn sync_or_say(r: io::Result<()>, path: &Path, what: &str) -> io::Result<bool> {
     use io::ErrorKind::{InvalidInput, NotFound, PermissionDenied, ReadOnlyFilesystem, Unsupported};
+    /// `ENOTSUP`, which std names no kind on macOS (where it is not `EOPNOTSUPP`): what
+    /// `F_FULLFSYNC` answers on volumes that cannot do it (SMB and others).
+    #[cfg(target_vendor = "apple")]
+    const ENOTSUP: i32 = 45;
+    #[cfg(not(target_vendor = "apple"))]
+    const ENOTSUP: i32 = 95;
     match r {
         Ok(()) => Ok(true),
-        // EACCES and EPERM, EROFS, EINVAL, ENOSYS and EOPNOTSUPP, ENOENT.
-        Err(e) if matches!(e.kind(), PermissionDenied | ReadOnlyFilesystem | InvalidInput | Unsupported | NotFound) => {
+        // EACCES and EPERM, EROFS, EINVAL, ENOSYS and EOPNOTSUPP (and ENOTSUP), ENOENT.
+        Err(e)
+            if matches!(e.kind(), PermissionDenied | ReadOnlyFilesystem | InvalidInput | Unsupported | NotFound)
+                || e.raw_os_error() == Some(ENOTSUP) =>
+        {
             tracing::warn!(target: "foldvault::audit", error = %e, path = %path.display(), "{what}");
             Ok(false)
         }
@@ -205,8 +227,8 @@ thread_local! {
 
 /// `sync_parent_dir` for a new name whose durability is all that is in doubt if the directory
 /// cannot be synced (a file system that refuses, a directory this user cannot open): that is
-/// said on the audit log, and only an I/O error (EIO), after which commits acknowledged later
-/// could vanish with the name, is an error. A new database's names, and a finished copy,
+/// said on the audit log, and only a sync that failed (EIO, ENOSPC, EDQUOT: `sync_or_say`),
+/// after which commits acknowledged later could vanish with the name, is an error. A new database's names, and a finished copy,
 /// conversion or backup renamed into place. (A log whose directory cannot be synced logs
 /// nothing: `storage::wal`'s `unlogged`.) Whether the directory was synced.
 pub(crate) fn sync_new_name(path: &Path) -> io::Result<bool> {
@@ -368,7 +390,26 @@ mod tests {
     /// quota-limited volumes) were forgiven as well (file review, medium-low).
     #[test]
     fn only_a_sync_that_cannot_be_made_is_forgiven() {
+        use io::ErrorKind::*;
         let path = Path::new("x");
+        let kinds = [
+            (Other, false),
+            (StorageFull, false),
+            (QuotaExceeded, false),
+            (ReadOnlyFilesystem, true),
+            (InvalidInput, true),
+            (PermissionDenied, true),
+            (Unsupported, true),
+            (NotFound, true),
+        ];
+        for (kind, forgiven) in kinds {
+            let r = sync_or_say(Err(io::Error::from(kind)), path, "test");
+            assert_eq!(r.is_ok(), forgiven, "{kind:?}: {r:?}");
+            assert!(r.is_err() || matches!(r, Ok(false)), "{kind:?}");
+        }
+        // The errno values themselves, as Linux gives them: EIO, ENOSPC, EDQUOT fail; EROFS,
+        // EINVAL, EACCES, EPERM, ENOSYS, EOPNOTSUPP are forgiven.
+        #[cfg(target_os = "linux")]
         for (errno, forgiven) in [
             (5, false),
             (28, false),
@@ -382,7 +423,6 @@ mod tests {
         ] {
             let r = sync_or_say(Err(io::Error::from_raw_os_error(errno)), path, "test");
             assert_eq!(r.is_ok(), forgiven, "errno {errno}: {r:?}");
-            assert!(r.is_err() || matches!(r, Ok(false)), "errno {errno}");
         }
         assert!(matches!(sync_or_say(Ok(()), path, "test"), Ok(true)));
     }

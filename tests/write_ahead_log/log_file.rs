@@ -71,3 +71,22 @@ fn no_other_name_of_the_log_keeps_its_pages() {
     assert_eq!((kept.len(), kept.nlink()), (0, 1), "the log's pages outlived its close under another name");
     assert_holds_exactly(&config(&path).open().unwrap(), &records(0..5, "-linked"));
 }
+
+/// A hard link at the log's name to a file that holds no log (another database) is refused:
+/// taken for an empty log, its first page was overwritten by the first group's header.
+#[test]
+fn a_hard_link_to_another_file_at_the_logs_name_is_refused() {
+    let (dir, path, db) = new_db(2);
+    drop(db);
+    let (_other_dir, other, other_db) = new_db(1);
+    drop(other_db);
+    let before = std::fs::read(&other).unwrap();
+    let log = sidecar_path(&path);
+    std::fs::hard_link(&other, &log).unwrap();
+    let err = config(&path).open().map(|_| ()).unwrap_err();
+    assert!(matches!(&err, Error::Unsupported(m) if m.contains("holds no write-ahead log")), "{err:?}");
+    assert!(std::fs::read(&other).unwrap() == before, "the other database was written to");
+    std::fs::remove_file(&log).unwrap();
+    assert_holds_exactly(&config(&path).open().unwrap(), &records(0..2, ""));
+    drop(dir);
+}

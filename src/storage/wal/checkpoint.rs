@@ -120,8 +120,8 @@ impl WalStorage {
         // A directory that cannot be synced leaves the log's name in doubt: the session logs
         // nothing (`unlogged`), and its commits go to the file. Failing them (as once) failed
         // every commit on such a file system; logging them anyway (as later) acknowledged
-        // commits a crash could take away with the log's name (storage review, medium). An
-        // I/O error (EIO) is the disk's: the log fails.
+        // commits a crash could take away with the log's name (storage review, medium). A sync
+        // that failed (EIO, ENOSPC, EDQUOT: `sync_or_say`) is the disk's: the log fails.
         if !dir_synced && let Some(path) = &self.log_path {
             match crate::storage::sync_new_name(path) {
                 Ok(true) => {}

@@ -757,11 +757,14 @@ impl Drop for WalStorage {
         // new salt holds no group already.
         let closed = match &self.log_path {
             Some(p) => {
-                self.copy_home(from).and_then(|copied| if copied { self.reset_log() } else { Ok(()) }).and_then(|()| {
-                    // Emptied first: another name of the log (a hard link) kept every page of
-                    // the session once this one was gone (file review). Its groups are ended
-                    // already, so a failure here only leaves them.
-                    if let Err(e) = self.log.set_len(0) {
+                self.copy_home(from).and_then(|copied| if copied { self.reset_log().map(|()| copied) } else { Ok(copied) }).and_then(|copied| {
+                    // A log this session wrote to is emptied first: another name of it (a hard
+                    // link) kept every page of the session once this one was gone (file
+                    // review). Its groups are ended already, so a failure here only leaves
+                    // them. A log it wrote nothing to is left as it is: a close writes nothing
+                    // it need not (an in-place conversion's source, whose emptied log then
+                    // names the new file).
+                    if copied && let Err(e) = self.log.set_len(0) {
                         tracing::warn!(target: "foldvault::audit", error = %e, "the write-ahead log could not be emptied at close");
                     }
                     match std::fs::remove_file(p) {
