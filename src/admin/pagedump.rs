@@ -338,10 +338,11 @@ fn dump(cli: PagedumpCli) -> Result<(), CliError> {
     // A page that could not be read says nothing of the file's state: the I/O error's exit
     // code (5), not damage's (4) (error review, low).
     if let Some(err) = dumper.unreadable.take() {
-        return Err(CliError::Io { err, file: cli.db.clone() });
+        return Err(CliError::Io { err, file: dumper.file.clone() });
     }
+    // (The file itself, not the argument: a database directory named the directory. CLI review.)
     if dumper.failures > 0 {
-        return Err(CliError::Verify(format!("{} pages failed to open ({})", dumper.failures, cli.db.display())));
+        return Err(CliError::Verify(format!("{} pages failed to open ({})", dumper.failures, dumper.file.display())));
     }
     Ok(())
 }
