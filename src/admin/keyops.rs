@@ -39,22 +39,23 @@ fn say(line: &str) -> Result<(), CliError> {
 /// first (a plaintext database, by its header; credentials `check` refuses): a writable open
 /// replays a log a crash left, writes a clean-close record or repairs a header copy, and a
 /// refusal after it changed the file it said it left alone (CLI review).
-fn open_for_keys(
+/// `check` may read more input (a new passphrase): what it returns is returned beside the handle.
+fn open_for_keys<T>(
     arg: &Path,
     keys: &KeyArgs,
-    check: impl FnOnce(&Credentials, &Path) -> Result<(), CliError>,
-) -> Result<(Db, PathBuf, Credentials), CliError> {
+    check: impl FnOnce(&Credentials, &Path) -> Result<T, CliError>,
+) -> Result<(Db, PathBuf, Credentials, T), CliError> {
     let t = Target::resolve(arg);
     t.must_exist()?;
     if !read_header(&t.file).at(&t.file)?.header.is_encrypted() {
         return Err(plaintext_has_no_slots(&t.file));
     }
     let creds = keys.credentials(Prompt::Unlock)?;
-    check(&creds, &t.file)?;
+    let checked = check(&creds, &t.file)?;
     let db = open_target(&t, true, creds.duplicate(), Access::Write)?;
     // (The header read above is not authenticated: the open's is.)
     require_encrypted(&db, &t.file)?;
-    Ok((db, t.file, creds))
+    Ok((db, t.file, creds, checked))
 }
 
 fn plaintext_has_no_slots(file: &Path) -> CliError {
@@ -110,8 +111,7 @@ fn changed_slots(before: &FileHeader, after: &FileHeader) -> Vec<usize> {
 
 pub fn passwd(a: PasswdArgs) -> Result<(), CliError> {
     // The new passphrase is read (or asked for) before the open too.
-    let mut new = None;
-    let (db, file, old) = open_for_keys(&a.db, &a.keys, |old, file| {
+    let (db, file, old, new) = open_for_keys(&a.db, &a.keys, |old, file| {
         if old.passphrase.is_none() {
             return Err(CliError::Usage(format!(
                 "passwd changes the passphrase that opens {}: give the current one (--passphrase-file, \
@@ -119,10 +119,8 @@ FOLDVAULT_PASSPHRASE, or at the prompt); to add a passphrase slot, use `foldvaul
                 file.display()
             )));
         }
-        new = Some(new_passphrase(a.new_passphrase_file.as_deref())?);
-        Ok(())
+        new_passphrase(a.new_passphrase_file.as_deref())
     })?;
-    let new = new.ok_or_else(|| CliError::Usage("no new passphrase was read".into()))?;
     // The open handle's header: the file's header pages may be older (their update only in a
     // write-ahead log an earlier build left, which logged header pages), and are not
     // authenticated.
@@ -152,18 +150,14 @@ pub fn slots(a: SlotsArgs) -> Result<(), CliError> {
         None => list_slots(&a.db, &a.keys),
         Some(SlotAction::AddPassphrase { new_passphrase_file, kdf }) => {
             let kdf = kdf.resolve(super::config_file::installed().kdf())?;
-            let mut new = None;
-            let (db, file, _) = open_for_keys(&a.db, &a.keys, |_, _| {
-                new = Some(new_passphrase(new_passphrase_file.as_deref())?);
-                Ok(())
-            })?;
-            let p = new.ok_or_else(|| CliError::Usage("no new passphrase was read".into()))?;
+            let (db, file, _, p) =
+                open_for_keys(&a.db, &a.keys, |_, _| new_passphrase(new_passphrase_file.as_deref()))?;
             let i = db.add_slot(&Credentials::passphrase(p), kdf).at(&file)?;
             say(&format!("added slot {i}: {}", slot_kind_text(SlotKind::Passphrase, Some(&kdf))))
         }
         Some(SlotAction::AddKeyFile { file: key_file }) => {
             let key = read_key_file(&key_file, "key file")?;
-            let (db, file, _) = open_for_keys(&a.db, &a.keys, |_, _| Ok(()))?;
+            let (db, file, _, ()) = open_for_keys(&a.db, &a.keys, |_, _| Ok(()))?;
             let i = db.add_slot(&Credentials::master_key(key), KdfParams::default()).at(&file)?;
             say(&format!("added slot {i}: {}", SlotKind::MasterKey.name()))
         }
@@ -248,7 +242,7 @@ fn sync_if_a_file(stdout: &std::io::StdoutLock<'_>) -> std::io::Result<()> {
 
 fn add_recovery(arg: &Path, keys: &KeyArgs) -> Result<(), CliError> {
     private_stdout_for_a_key()?;
-    let (db, file, _) = open_for_keys(arg, keys, |_, _| Ok(()))?;
+    let (db, file, _, ()) = open_for_keys(arg, keys, |_, _| Ok(()))?;
     let (i, key) = db.add_recovery_key().at(&file)?;
     let mut line = Zeroizing::new(String::with_capacity(65));
     line.push_str(&key.to_hex());
@@ -278,7 +272,7 @@ open with it through --recovery-key-file FILE (a file only you can read).",
 }
 
 fn remove_slot(arg: &Path, keys: &KeyArgs, n: usize, force: bool) -> Result<(), CliError> {
-    let (db, file, creds) = open_for_keys(arg, keys, |_, _| Ok(()))?;
+    let (db, file, creds, ()) = open_for_keys(arg, keys, |_, _| Ok(()))?;
     let list = db.slots();
     let Some(slot) = list.iter().find(|s| s.index == n) else {
         return Err(CliError::Usage(format!(
@@ -338,7 +332,7 @@ pub fn rekey(a: RekeyArgs) -> Result<(), CliError> {
             all.push(Credentials::master_key(read_key_file(k, "key file")?).with_passphrase(read_passphrase_file(p)?));
         }
     }
-    let (db, file, creds) = open_for_keys(&a.db, &a.keys, |_, _| Ok(()))?;
+    let (db, file, creds, ()) = open_for_keys(&a.db, &a.keys, |_, _| Ok(()))?;
     all.insert(0, creds);
     let before = db.encryption_status();
     let pages = read_header(&file).at(&file)?.page_count;

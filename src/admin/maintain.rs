@@ -85,6 +85,9 @@ struct Finding {
     reason: String,
 }
 
+/// What a write-ahead log group that replay dropped means, for `check` and `salvage` alike.
+const LOG_GROUP_DROPPED: &str = "the write-ahead log's replay stopped at a group that fails its checksum: the commits in it, and any logged after it, are not in the database (a last group torn by a crash was never acknowledged; damage loses acknowledged ones)";
+
 /// The library's problems, then what recovery at open rejected: a commit record that does not
 /// open and a newest commit that did not verify are damage (or a commit torn by a crash) that
 /// the check of the surviving commit cannot see.
@@ -117,7 +120,7 @@ fn findings(r: &CheckReport, rec: &crate::RecoveryReport) -> Vec<Finding> {
             pages: 0,
             tree: "write-ahead log".into(),
             kind: "LogGroupDropped".into(),
-            reason: "the write-ahead log's replay stopped at a group that fails its checksum: the commits in it, and any logged after it, are not in the database (a last group torn by a crash was never acknowledged; damage loses acknowledged ones)".into(),
+            reason: LOG_GROUP_DROPPED.into(),
         });
     }
     if rec.fell_back {
@@ -427,7 +430,7 @@ pub fn salvage(a: SalvageArgs) -> Result<(), CliError> {
         losses.push("perhaps a newer commit (a commit record does not open)".to_string());
     }
     if recovery.log_group_dropped {
-        writeln!(o, "  lost: the write-ahead log's replay stopped at a group that fails its checksum: the commits in it, and any logged after it, are not in the database (a last group torn by a crash was never acknowledged; damage loses acknowledged ones)").map_err(w)?;
+        writeln!(o, "  lost: {LOG_GROUP_DROPPED}").map_err(w)?;
         losses.push("perhaps the commits of a write-ahead log group (it fails its checksum)".to_string());
     }
     if ranges > 0 {

@@ -508,10 +508,7 @@ write-ahead log",
         // first group would overwrite: diff review).
         super::leftovers::remove_stale(wal_path);
         if log.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::nlink(&m) > 1) {
-            let mut magic = [0u8; 7];
-            let holds_a_log = crate::storage::Storage::len(&log)? == 0
-                || (crate::storage::Storage::read_at(&log, 0, &mut magic).is_ok() && &magic == b"FVWAL\0\0");
-            if !holds_a_log {
+            if !wal::is_empty_or_a_log(&log)? {
                 return Err(Error::Unsupported(format!(
                     "{} has another name and holds no write-ahead log: it is not used as the database's log",
                     wal_path.display()

@@ -81,6 +81,7 @@ use crate::storage::Storage;
 use checkpoint::BackgroundCopy;
 pub(crate) use names::{log_for, move_log};
 pub use names::{log_of, remove_sidecar, resolve_links, sidecar_path};
+pub(crate) use open::is_empty_or_a_log;
 
 const PAGE: usize = 4096;
 const P: u64 = PAGE as u64;

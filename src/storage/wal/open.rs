@@ -9,6 +9,17 @@ use std::sync::Arc;
 
 use super::*;
 
+/// Whether `log` is empty or starts as a write-ahead log of any version does (its magic, less
+/// the version byte): what may be opened as a log. A file of another kind at the log's name
+/// would be taken for an empty log and its first page overwritten by the first header.
+pub(crate) fn is_empty_or_a_log(log: &dyn Storage) -> io::Result<bool> {
+    if log.len()? == 0 {
+        return Ok(true);
+    }
+    let mut magic = [0u8; 7];
+    Ok(log.read_at(0, &mut magic).is_ok() && magic[..] == HEADER_MAGIC[..7])
+}
+
 impl WalStorage {
     /// Opens `main` with its log `log` (empty for a new log), replaying every complete group.
     /// `checkpoint_pages` (at least 1): the log length that triggers a checkpoint.
