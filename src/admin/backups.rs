@@ -388,10 +388,7 @@ pub fn restore(a: RestoreArgs) -> Result<(), CliError> {
     // A link to nothing, refused here before the backup is read or a passphrase asked for, and
     // as DB's fault: the library's refusal came after the prompt, blamed on FILE (backup review).
     if std::fs::symlink_metadata(&t.file).is_ok_and(|m| m.file_type().is_symlink()) && !t.file.exists() {
-        return Err(CliError::Usage(format!(
-            "{} is a symbolic link to a file that does not exist: restore to the path it names, or remove the link",
-            t.file.display()
-        )));
+        return Err(CliError::db(crate::backup::dangling_link(&t.file), &t.file));
     }
     let exists = std::fs::metadata(&t.file).is_ok_and(|m| m.len() > 0 || !m.is_file());
     if exists && !a.force {

@@ -27,6 +27,7 @@ mod verify;
 mod write;
 
 pub use format::{BACKUP_MAGIC, BACKUP_VERSION, BackupHeader, MIN_BACKUP_VERSION};
+pub(crate) use restore::dangling_link;
 pub use restore::{RestoreOptions, restore};
 pub use verify::{BackupSummary, verify};
 pub use write::BackupStats;

@@ -33,6 +33,14 @@ pub struct RestoreOptions<'a> {
     pub encryption: Encryption,
 }
 
+/// `dst` is a symbolic link to nothing, which a restore cannot put its file in the place of.
+pub(crate) fn dangling_link(dst: &Path) -> Error {
+    Error::Unsupported(format!(
+        "{} is a symbolic link to a file that does not exist: restore to the path it names, or remove the link",
+        dst.display()
+    ))
+}
+
 /// Restores the backup read from `r` into a new database file at `dst`, unlocking it with
 /// `creds` (the credentials that opened the source when the backup was taken). The restored
 /// database passes `check` and names the same commit (root digest) as the backup.
@@ -51,12 +59,7 @@ pub fn restore<R: Read>(r: R, dst: &Path, creds: &Credentials, mut opts: Restore
         }
         // A link to nothing is refused before a byte is read: the restore would end, the
         // whole stream read and checked, unable to put its file in the link's place.
-        Ok(m) if m.file_type().is_symlink() => {
-            return Err(Error::Unsupported(format!(
-                "{} is a symbolic link to a file that does not exist: restore to the path it names, or remove the link",
-                dst.display()
-            )));
-        }
+        Ok(m) if m.file_type().is_symlink() => return Err(dangling_link(dst)),
         _ => dst,
     };
     if dst.exists() && !opts.force && std::fs::metadata(dst)?.len() > 0 {
